@@ -1,0 +1,1 @@
+"""Models: online River learners, the multi-task PyTorch ranker and the registry."""

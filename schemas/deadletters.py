@@ -1,0 +1,49 @@
+"""Dead letters: rejected input published on ``events.dlq`` with its reason."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Annotated, Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+__all__ = ["DEAD_LETTER_SCHEMA_VERSION", "DeadLetter", "RejectionReason"]
+
+DEAD_LETTER_SCHEMA_VERSION = 1
+
+
+class RejectionReason(StrEnum):
+    """Why an input was rejected; one code per kind of fault."""
+
+    INVALID_JSON = "invalid_json"
+    NOT_AN_OBJECT = "not_an_object"
+    UNSUPPORTED_SCHEMA_VERSION = "unsupported_schema_version"
+    MISSING_FIELD = "missing_field"
+    UNKNOWN_FIELD = "unknown_field"
+    WRONG_TYPE = "wrong_type"
+    UNKNOWN_EVENT_TYPE = "unknown_event_type"
+    INVALID_ID = "invalid_id"
+    ID_TOO_LONG = "id_too_long"
+    INVALID_TIME = "invalid_time"
+    TIME_IN_FUTURE = "time_in_future"
+    TIME_TOO_OLD = "time_too_old"
+    NEGATIVE_VALUE = "negative_value"
+    OUT_OF_RANGE = "out_of_range"
+    PAYLOAD_TOO_LARGE = "payload_too_large"
+
+
+class DeadLetter(BaseModel):
+    """A rejected message, with everything needed to fix and replay it."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    schema_version: Literal[1] = DEAD_LETTER_SCHEMA_VERSION
+    reason: RejectionReason
+    message: Annotated[str, Field(max_length=1024)]
+    source_topic: str
+    source_partition: Annotated[int, Field(ge=-1)]
+    source_offset: Annotated[int, Field(ge=-1)]
+    raw_key_base64: str | None = None
+    raw_value_base64: str
+    rejected_at: AwareDatetime
+    service: str

@@ -1,0 +1,1 @@
+"""Cartwheel services: one sub-package per deployable process, plus common/."""

@@ -1,0 +1,173 @@
+"""Kafka client settings and topic administration shared by every service.
+
+The non-default client settings below were measured against Apache Kafka and
+against Tansu (the local broker used by tests and the demo); each carries its
+reason.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from confluent_kafka import KafkaException
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from services.common.errors import InfrastructureError, TopicMissingError
+from services.common.settings import KafkaSettings, TopicSettings
+
+__all__ = [
+    "TopicSpec",
+    "consumer_config",
+    "create_topics",
+    "producer_config",
+    "standard_topics",
+    "verify_topics",
+]
+
+logger = logging.getLogger(__name__)
+
+_ADMIN_TIMEOUT_SECONDS = 15.0
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    """A topic to provision: its name, partition count and cleanup policy."""
+
+    name: str
+    partitions: int
+    is_compacted: bool = False
+
+
+def consumer_config(
+    kafka: KafkaSettings, group_id: str, *, fetch_wait_ms: int = 100
+) -> dict[str, Any]:
+    """Return librdkafka consumer settings for a manually committing group member."""
+    return {
+        **kafka.client_config(),
+        "group.id": group_id,
+        # Offsets are committed by the service after the batch's effects are
+        # stored, which gives at-least-once delivery.
+        "enable.auto.commit": False,
+        "enable.auto.offset.store": False,
+        "auto.offset.reset": "earliest",
+        # A short session makes a dead member's partitions move within seconds;
+        # a group join also takes about half the session timeout.
+        "session.timeout.ms": 3000,
+        "heartbeat.interval.ms": 500,
+        # cooperative-sticky rebalancing duplicated and lost commits on Tansu 0.6.
+        "partition.assignment.strategy": "range",
+        # The broker holds a fetch for up to this long when no data is waiting,
+        # which sets the latency floor of an idle consumer.
+        "fetch.wait.max.ms": fetch_wait_ms,
+    }
+
+
+def producer_config(kafka: KafkaSettings, *, linger_ms: int = 5) -> dict[str, Any]:
+    """Return librdkafka producer settings: idempotent, acks from all replicas."""
+    return {
+        **kafka.client_config(),
+        # Idempotence keeps per-partition order and drops broker-side duplicates
+        # when librdkafka retries a send.
+        "enable.idempotence": True,
+        "acks": "all",
+        # A few ms of batching multiplies throughput at a small latency cost.
+        "linger.ms": linger_ms,
+        "compression.type": "lz4",
+    }
+
+
+def standard_topics(topics: TopicSettings) -> list[TopicSpec]:
+    """Return every topic Cartwheel uses, with its configured partition count."""
+    partitions = topics.partitions
+    specs = [
+        TopicSpec(topics.events, partitions),
+        TopicSpec(topics.dead_letters, partitions),
+        TopicSpec(topics.catalog, partitions, is_compacted=True),
+        TopicSpec(topics.training_examples, partitions),
+        TopicSpec(topics.models, 1, is_compacted=True),
+    ]
+    for surface in ("products", "bundles", "promotions", "reviews"):
+        specs.append(TopicSpec(topics.recommendations(surface), partitions))
+    return specs
+
+
+def create_topics(
+    kafka: KafkaSettings, specs: Iterable[TopicSpec], *, replication_factor: int = 1
+) -> list[str]:
+    """Create the topics that do not exist yet and return their names.
+
+    Existing topics are left as they are, so the call is idempotent; a topic
+    that exists with another partition count raises TopicMissingError.
+    """
+    admin = AdminClient(kafka.client_config())
+    specs = list(specs)
+    existing = _describe_partitions(admin)
+    to_create = [spec for spec in specs if spec.name not in existing]
+    if to_create:
+        futures = admin.create_topics(
+            [
+                NewTopic(
+                    spec.name,
+                    num_partitions=spec.partitions,
+                    replication_factor=replication_factor,
+                    config={"cleanup.policy": "compact"} if spec.is_compacted else {},
+                )
+                for spec in to_create
+            ],
+            operation_timeout=_ADMIN_TIMEOUT_SECONDS,
+        )
+        for name, future in futures.items():
+            try:
+                future.result(timeout=_ADMIN_TIMEOUT_SECONDS)
+            except KafkaException as exc:
+                if "TOPIC_ALREADY_EXISTS" not in str(exc):
+                    raise InfrastructureError(
+                        f"creating topic {name!r} failed: {exc}"
+                    ) from exc
+            logger.info("topic created topic=%s", name)
+    verify_topics(kafka, specs, admin=admin)
+    return [spec.name for spec in to_create]
+
+
+def verify_topics(
+    kafka: KafkaSettings,
+    specs: Iterable[TopicSpec],
+    *,
+    admin: AdminClient | None = None,
+) -> None:
+    """Check that every topic exists with the expected partition count.
+
+    Some brokers (Tansu among them) acknowledge writes to a missing topic and
+    drop them, so services call this at start instead of trusting the broker.
+
+    Raises:
+        TopicMissingError: names each missing or mis-sized topic and the fix.
+    """
+    admin = admin or AdminClient(kafka.client_config())
+    existing = _describe_partitions(admin)
+    problems = []
+    for spec in specs:
+        found = existing.get(spec.name)
+        if found is None:
+            problems.append(f"topic {spec.name!r} is missing")
+        elif found != spec.partitions:
+            problems.append(
+                f"topic {spec.name!r} has {found} partitions, "
+                f"expected {spec.partitions}"
+            )
+    if problems:
+        raise TopicMissingError(
+            "; ".join(problems) + "; run 'cartwheel topics create' against "
+            f"{kafka.bootstrap}"
+        )
+
+
+def _describe_partitions(admin: AdminClient) -> dict[str, int]:
+    try:
+        metadata = admin.list_topics(timeout=_ADMIN_TIMEOUT_SECONDS)
+    except KafkaException as exc:
+        raise InfrastructureError(f"the Kafka cluster did not answer: {exc}") from exc
+    return {name: len(topic.partitions) for name, topic in metadata.topics.items()}

@@ -1,0 +1,183 @@
+"""Settings blocks shared by every service, and the one way to load settings.
+
+Each service defines a frozen ``Settings`` class in its own ``settings.py`` with
+the env prefix ``CARTWHEEL_<SERVICE>_`` and nests the shared blocks below, which
+read ``CARTWHEEL_KAFKA_*`` and ``CARTWHEEL_REDIS_*``. Call :func:`load_settings`
+once in ``__main__``: it turns a validation failure into one
+:class:`InvalidSettingsError` that names the variable, the value and the
+expected form.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any, TypeVar
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from services.common.errors import InvalidSettingsError
+
+__all__ = [
+    "KafkaSettings",
+    "RedisSettings",
+    "TopicSettings",
+    "load_settings",
+    "masked_settings",
+]
+
+SettingsT = TypeVar("SettingsT", bound=BaseSettings)
+
+_HOST_PORT = re.compile(r"^[A-Za-z0-9._\-\[\]:]+:\d{1,5}$")
+
+
+class KafkaSettings(BaseSettings):
+    """How to reach the Kafka cluster and authenticate to it."""
+
+    model_config = SettingsConfigDict(env_prefix="CARTWHEEL_KAFKA_", frozen=True)
+
+    bootstrap: str = Field(
+        default="127.0.0.1:9092",
+        description="comma-separated host:port list of brokers",
+    )
+    security_protocol: str = Field(
+        default="PLAINTEXT",
+        pattern=r"^(PLAINTEXT|SSL|SASL_PLAINTEXT|SASL_SSL)$",
+        description="PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL",
+    )
+    sasl_mechanism: str | None = Field(
+        default=None,
+        pattern=r"^(PLAIN|SCRAM-SHA-256|SCRAM-SHA-512)$",
+        description="PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512",
+    )
+    sasl_username: str | None = None
+    sasl_password: SecretStr | None = None
+    ssl_ca_location: Path | None = Field(default=None, description="path to a CA file")
+
+    @field_validator("bootstrap")
+    @classmethod
+    def _check_bootstrap(cls, value: str) -> str:
+        parts = [part.strip() for part in value.split(",")]
+        if not parts or not all(_HOST_PORT.match(part) for part in parts):
+            raise ValueError("expected a comma-separated list of host:port")
+        return ",".join(parts)
+
+    def client_config(self) -> dict[str, Any]:
+        """Return the librdkafka settings for connection and authentication."""
+        config: dict[str, Any] = {
+            "bootstrap.servers": self.bootstrap,
+            "security.protocol": self.security_protocol,
+        }
+        if self.sasl_mechanism is not None:
+            config["sasl.mechanism"] = self.sasl_mechanism
+        if self.sasl_username is not None:
+            config["sasl.username"] = self.sasl_username
+        if self.sasl_password is not None:
+            config["sasl.password"] = self.sasl_password.get_secret_value()
+        if self.ssl_ca_location is not None:
+            config["ssl.ca.location"] = str(self.ssl_ca_location)
+        return config
+
+
+class RedisSettings(BaseSettings):
+    """How to reach Redis and where Cartwheel's keys live in it."""
+
+    model_config = SettingsConfigDict(env_prefix="CARTWHEEL_REDIS_", frozen=True)
+
+    url: SecretStr = Field(
+        default=SecretStr("redis://127.0.0.1:6379/0"),
+        description="redis:// or rediss:// URL, with the password if AUTH is on",
+    )
+    key_prefix: str = Field(
+        default="cw",
+        pattern=r"^[A-Za-z0-9_\-]{1,32}$",
+        description="1-32 letters, digits, '_' or '-'",
+    )
+
+    @field_validator("url")
+    @classmethod
+    def _check_url(cls, value: SecretStr) -> SecretStr:
+        if not re.match(r"^rediss?://", value.get_secret_value()):
+            raise ValueError("expected a redis:// or rediss:// URL")
+        return value
+
+
+class TopicSettings(BaseSettings):
+    """Topic names and partition counts."""
+
+    model_config = SettingsConfigDict(env_prefix="CARTWHEEL_TOPIC_", frozen=True)
+
+    events: str = "events"
+    dead_letters: str = "events.dlq"
+    catalog: str = "catalog"
+    recommendations_prefix: str = "recommendations"
+    training_examples: str = "training-examples"
+    models: str = "models"
+    partitions: int = Field(
+        default=6, ge=1, le=1024, description="an integer from 1 to 1024"
+    )
+    replication_factor: int = Field(
+        default=1, ge=1, le=16, description="an integer from 1 to 16"
+    )
+
+    def recommendations(self, surface: str) -> str:
+        """Return the topic that carries slates of one surface."""
+        return f"{self.recommendations_prefix}.{surface}"
+
+
+def load_settings(settings_class: type[SettingsT], **overrides: Any) -> SettingsT:
+    """Read settings from the environment and validate them.
+
+    Raises:
+        InvalidSettingsError: one line per invalid variable, each with the
+            variable's name, the value it holds and the expected form.
+    """
+    try:
+        return settings_class(**overrides)
+    except ValidationError as exc:
+        raise InvalidSettingsError(_describe(exc, settings_class)) from exc
+
+
+def _describe(exc: ValidationError, settings_class: type[BaseSettings]) -> str:
+    # A nested block (KafkaSettings inside a service's Settings) fails inside
+    # its default factory, so the error carries the nested class's title.
+    failed_class = _find_settings_class(settings_class, exc.title) or settings_class
+    prefix = str(failed_class.model_config.get("env_prefix", ""))
+    lines = []
+    for error in exc.errors():
+        field_path = "_".join(str(part) for part in error["loc"])
+        variable = f"{prefix}{field_path}".upper()
+        value = os.environ.get(variable, error.get("input"))
+        expected = _expected_form(failed_class, str(error["loc"][0]), error["msg"])
+        lines.append(f"invalid setting {variable}={value!r}: {expected}")
+    return "\n".join(lines)
+
+
+def _find_settings_class(
+    root: type[BaseSettings], title: str
+) -> type[BaseSettings] | None:
+    if root.__name__ == title:
+        return root
+    for info in root.model_fields.values():
+        annotation = info.annotation
+        if isinstance(annotation, type) and issubclass(annotation, BaseSettings):
+            found = _find_settings_class(annotation, title)
+            if found is not None:
+                return found
+    return None
+
+
+def _expected_form(settings_class: type[BaseSettings], field: str, message: str) -> str:
+    info = settings_class.model_fields.get(field)
+    description = info.description if info is not None else None
+    message = message.removeprefix("Value error, ")
+    if message.startswith("expected") or not description:
+        return message
+    return f"{message}; expected {description}"
+
+
+def masked_settings(settings: BaseSettings) -> dict[str, Any]:
+    """Return the settings as a dict for logging, with secrets shown as '**********'."""
+    return settings.model_dump(mode="json")

@@ -1,0 +1,19 @@
+"""Local infrastructure: a Tansu broker and a redis-server on loopback ports."""
+
+from __future__ import annotations
+
+from services.infra.processes import (
+    LocalServer,
+    find_free_port,
+    start_broker,
+    start_redis,
+    tansu_binary,
+)
+
+__all__ = [
+    "LocalServer",
+    "find_free_port",
+    "start_broker",
+    "start_redis",
+    "tansu_binary",
+]

