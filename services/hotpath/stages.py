@@ -1,0 +1,54 @@
+"""The contract between the hot-path consumer and the stages it drives.
+
+The consumer polls a batch, validates it, applies the features in Redis and
+then hands the batch to each stage in order: learning, then scoring. Offsets
+are committed only after every stage returned and every message the stages
+produced was delivered, so a crash replays the batch and the stages must be
+idempotent per ``event_id``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from schemas.events import Event
+
+__all__ = ["AppliedEvent", "Stage"]
+
+
+@dataclass(frozen=True)
+class AppliedEvent:
+    """An event whose features are already in Redis, with what it looked like before.
+
+    Attributes:
+        event: the validated event.
+        user_features: the user's features just before the event was applied.
+        item_features: the event item's features just before the event.
+        received_at: wall-clock Unix seconds when the consumer read the message,
+            the start of the event-to-slate latency.
+        partition: the ``events`` partition it came from.
+        offset: its offset in that partition.
+    """
+
+    event: Event
+    user_features: Mapping[str, float]
+    item_features: Mapping[str, float]
+    received_at: float
+    partition: int
+    offset: int
+
+
+class Stage(Protocol):
+    """A step of the hot path that runs after the features of a batch are stored."""
+
+    name: str
+
+    def process(self, batch: Sequence[AppliedEvent]) -> None:
+        """Handle a batch in order; raise to make the consumer retry the batch."""
+        ...
+
+    def close(self) -> None:
+        """Flush and release resources; called once when the consumer stops."""
+        ...
