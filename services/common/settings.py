@@ -39,7 +39,7 @@ class KafkaSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="CARTWHEEL_KAFKA_", frozen=True)
 
     bootstrap: str = Field(
-        default="127.0.0.1:9092",
+        default="127.0.0.1:19092",
         description="comma-separated host:port list of brokers",
     )
     security_protocol: str = Field(
@@ -87,7 +87,7 @@ class RedisSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="CARTWHEEL_REDIS_", frozen=True)
 
     url: SecretStr = Field(
-        default=SecretStr("redis://127.0.0.1:6379/0"),
+        default=SecretStr("redis://127.0.0.1:16379/0"),
         description="redis:// or rediss:// URL, with the password if AUTH is on",
     )
     key_prefix: str = Field(
