@@ -9,12 +9,13 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 __all__ = ["DEAD_LETTER_SCHEMA_VERSION", "DeadLetter", "RejectionReason"]
 
-DEAD_LETTER_SCHEMA_VERSION = 1
+DEAD_LETTER_SCHEMA_VERSION: Literal[1] = 1
 
 
 class RejectionReason(StrEnum):
     """Why an input was rejected; one code per kind of fault."""
 
+    EMPTY_VALUE = "empty_value"
     INVALID_JSON = "invalid_json"
     NOT_AN_OBJECT = "not_an_object"
     UNSUPPORTED_SCHEMA_VERSION = "unsupported_schema_version"
@@ -44,6 +45,6 @@ class DeadLetter(BaseModel):
     source_partition: Annotated[int, Field(ge=-1)]
     source_offset: Annotated[int, Field(ge=-1)]
     raw_key_base64: str | None = None
-    raw_value_base64: str
+    raw_value_base64: str | None = None
     rejected_at: AwareDatetime
     service: str

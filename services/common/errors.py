@@ -1,12 +1,27 @@
-"""Errors raised by the services' shared code."""
+"""Errors raised by the services' shared code.
+
+::
+
+    CartwheelError
+    ├── InvalidSettingsError      an environment variable holds an invalid value
+    ├── InfrastructureError       a broker or redis-server cannot be started or reached
+    │   └── BrokerUnreachableError    no Kafka broker answered at the bootstrap address
+    ├── TopicMissingError         a topic is missing or has the wrong partition count
+    ├── DeadLetterDeliveryError   a dead letter could not be delivered
+    └── InvalidEventError         an event refused by the producer library
+"""
 
 from __future__ import annotations
 
 from schemas.errors import CartwheelError
+from schemas.validation import Rejection
 
 __all__ = [
+    "BrokerUnreachableError",
     "CartwheelError",
+    "DeadLetterDeliveryError",
     "InfrastructureError",
+    "InvalidEventError",
     "InvalidSettingsError",
     "TopicMissingError",
 ]
@@ -20,5 +35,25 @@ class InfrastructureError(CartwheelError):
     """Raised when a broker or redis-server cannot be started, reached or stopped."""
 
 
+class BrokerUnreachableError(InfrastructureError):
+    """Raised when no Kafka broker answers at the bootstrap address in time."""
+
+
 class TopicMissingError(CartwheelError):
     """Raised when a topic that a service needs does not exist or is misconfigured."""
+
+
+class DeadLetterDeliveryError(CartwheelError):
+    """Raised when a dead letter was not delivered, so offsets must not be committed."""
+
+
+class InvalidEventError(CartwheelError):
+    """Raised when an event given to the producer library fails validation.
+
+    Attributes:
+        rejection: the reason code and message from :func:`parse_event`.
+    """
+
+    def __init__(self, rejection: Rejection) -> None:
+        super().__init__(f"{rejection.reason}: {rejection.message}")
+        self.rejection = rejection

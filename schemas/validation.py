@@ -1,0 +1,235 @@
+"""Validation of raw ``events`` messages: a clean :class:`Event` or a rejection.
+
+:func:`parse_event` is the single gate between the wire and the services. It
+never raises: every input, however malformed, becomes either an ``Event`` or a
+:class:`Rejection` with one :class:`RejectionReason` per kind of fault and a
+message that names the field, the offending value and the expected form.
+
+Documents are validated by pydantic in strict JSON mode
+(``Event.model_validate_json(raw, strict=True)``), which was measured faster
+than ``json.loads`` alone (see ``benchmarks/bench_validation.py``), so a
+hand-written check on ``json.loads`` output could only be slower. Strict mode
+keeps the model in line with ``schemas/json/event.schema.json``: no numbers as
+strings, no booleans as numbers, no Unix seconds as ``event_time``. Two checks
+need more than one document and therefore live only here: the payload size and
+the event time relative to the clock.
+
+Duplicates are not a validation concern: the feature store drops them by
+``event_id``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from pydantic import ValidationError
+from pydantic_core import ErrorDetails
+
+from schemas.deadletters import RejectionReason
+from schemas.events import MAX_ID_LENGTH, Event
+
+__all__ = [
+    "DEFAULT_MAX_FUTURE_SKEW",
+    "MAX_EVENT_BYTES",
+    "MIN_EVENT_TIME",
+    "Rejection",
+    "parse_event",
+]
+
+# A real event is a few hundred bytes; 16 KiB leaves room for long ids and
+# context while stopping a runaway producer from filling the topic.
+MAX_EVENT_BYTES = 16 * 1024
+
+# Earlier times come from zeroed clocks or epoch defaults, not from shoppers.
+MIN_EVENT_TIME = datetime(2000, 1, 1, tzinfo=UTC)
+
+# Producer clocks drift; an hour absorbs that but not a wrong time zone or a
+# millisecond timestamp read as seconds.
+DEFAULT_MAX_FUTURE_SKEW = timedelta(hours=1)
+
+_MAX_VALUE_REPR = 60
+
+_ID_FIELDS = frozenset(
+    {"event_id", "user_id", "item_id", "session_id", "order_id", "recommendation_id"}
+)
+
+_EXPECTED_FORMS = {
+    "schema_version": "the integer 1",
+    "event_type": "one of 'click', 'cart_add', 'purchase'",
+    "event_time": (
+        "an RFC 3339 time with a UTC offset, such as '2019-10-01T00:00:00Z'"
+    ),
+    "quantity": "an integer from 1 to 10000, or null",
+    "price": "a finite number from 0 to 1e9, or null",
+    "context": "an object with optional 'page', 'device' and 'recommendation_id'",
+    "page": "a string of at most 256 characters, or null",
+    "device": "a string of at most 64 characters, or null",
+}
+
+_ID_FORM = f"a string of 1 to {MAX_ID_LENGTH} characters"
+
+
+@dataclass(frozen=True)
+class Rejection:
+    """Why one message was refused, in a form a person can act on.
+
+    Attributes:
+        reason: the kind of fault; one code per kind, stable for metrics.
+        message: names the field, the offending value (truncated) and the
+            expected form.
+    """
+
+    reason: RejectionReason
+    message: str
+
+
+def parse_event(
+    raw: bytes | None,
+    *,
+    now: datetime | None = None,
+    max_future_skew: timedelta = DEFAULT_MAX_FUTURE_SKEW,
+) -> Event | Rejection:
+    """Validate one raw ``events`` message value.
+
+    Args:
+        raw: the message value as read from Kafka; None for a tombstone.
+        now: the current time, tz-aware; defaults to the wall clock. Tests and
+            replays inject it.
+        max_future_skew: how far past ``now`` an ``event_time`` may lie.
+
+    Returns:
+        The validated event, with ``event_time`` in UTC, or a Rejection. The
+        function never raises.
+
+    Examples:
+        >>> from datetime import UTC, datetime
+        >>> raw = (b'{"event_id": "e1", "event_type": "click", "user_id": "u1",'
+        ...        b' "item_id": "i1", "event_time": "2019-10-01T00:00:00Z"}')
+        >>> parse_event(raw, now=datetime(2019, 10, 2, tzinfo=UTC)).item_id
+        'i1'
+        >>> parse_event(b"{", now=datetime(2019, 10, 2, tzinfo=UTC)).reason
+        <RejectionReason.INVALID_JSON: 'invalid_json'>
+    """
+    if not raw:
+        return Rejection(
+            RejectionReason.EMPTY_VALUE,
+            "message value is empty; expected one JSON object per message",
+        )
+    if len(raw) > MAX_EVENT_BYTES:
+        return Rejection(
+            RejectionReason.PAYLOAD_TOO_LARGE,
+            f"message value is {len(raw)} bytes; expected at most "
+            f"{MAX_EVENT_BYTES} bytes",
+        )
+
+    try:
+        event = Event.model_validate_json(raw, strict=True)
+    except ValidationError as exc:
+        return _reject(exc)
+
+    return _check_time(event, now, max_future_skew)
+
+
+def _check_time(
+    event: Event, now: datetime | None, max_future_skew: timedelta
+) -> Event | Rejection:
+    event_time = event.event_time
+    if event_time < MIN_EVENT_TIME:
+        return Rejection(
+            RejectionReason.TIME_TOO_OLD,
+            f"event {event.event_id!r} has event_time={event_time.isoformat()!r}; "
+            f"expected {MIN_EVENT_TIME.isoformat()} or later",
+        )
+    latest = (now if now is not None else datetime.now(UTC)) + max_future_skew
+    if event_time > latest:
+        return Rejection(
+            RejectionReason.TIME_IN_FUTURE,
+            f"event {event.event_id!r} has event_time={event_time.isoformat()!r}; "
+            f"expected no later than {latest.isoformat()} (the clock plus "
+            f"{max_future_skew.total_seconds():.0f} s); check the producer's clock "
+            "and time zone",
+        )
+    return event
+
+
+def _reject(exc: ValidationError) -> Rejection:
+    errors = exc.errors(include_url=False)
+    # A different schema version explains every other mismatch, so it wins.
+    error = next((e for e in errors if e["loc"][:1] == ("schema_version",)), errors[0])
+    reason = _reason(error)
+    message = _message(error, reason)
+    if len(errors) > 1:
+        message += f" (and {len(errors) - 1} more problem(s))"
+    return Rejection(reason, message)
+
+
+def _reason(error: ErrorDetails) -> RejectionReason:
+    kind = error["type"]
+    loc = error["loc"]
+    field = str(loc[-1]) if loc else ""
+    if kind == "json_invalid":
+        return RejectionReason.INVALID_JSON
+    if not loc:
+        return RejectionReason.NOT_AN_OBJECT
+    if loc == ("schema_version",):
+        return RejectionReason.UNSUPPORTED_SCHEMA_VERSION
+    if kind == "missing":
+        return RejectionReason.MISSING_FIELD
+    if kind == "extra_forbidden":
+        return RejectionReason.UNKNOWN_FIELD
+    if field == "event_type" and isinstance(error["input"], str):
+        return RejectionReason.UNKNOWN_EVENT_TYPE
+    if field == "event_time" and kind != "datetime_type":
+        return RejectionReason.INVALID_TIME
+    if field in _ID_FIELDS and kind == "string_too_short":
+        return RejectionReason.INVALID_ID
+    if field in _ID_FIELDS and kind == "string_too_long":
+        return RejectionReason.ID_TOO_LONG
+    if kind.endswith("_type") or field == "event_type":
+        return RejectionReason.WRONG_TYPE
+    if _is_negative(error["input"]):
+        return RejectionReason.NEGATIVE_VALUE
+    return RejectionReason.OUT_OF_RANGE
+
+
+def _message(error: ErrorDetails, reason: RejectionReason) -> str:
+    if reason is RejectionReason.INVALID_JSON:
+        detail = error["msg"].removeprefix("Invalid JSON: ")
+        return f"message value is not valid UTF-8 JSON ({detail})"
+    if reason is RejectionReason.NOT_AN_OBJECT:
+        return (
+            f"message value is {_short_repr(error['input'])}; "
+            "expected a JSON object with the event's fields"
+        )
+    path = ".".join(str(part) for part in error["loc"])
+    field = str(error["loc"][-1])
+    if reason is RejectionReason.MISSING_FIELD:
+        return f"field {path!r} is missing; expected {_expected_form(field)}"
+    if reason is RejectionReason.UNKNOWN_FIELD:
+        return (
+            f"field {path!r} is not part of the event schema; remove it or "
+            "check the producer's schema version"
+        )
+    return (
+        f"field {path!r} has value {_short_repr(error['input'])}; "
+        f"expected {_expected_form(field)}"
+    )
+
+
+def _expected_form(field: str) -> str:
+    if field in _ID_FIELDS:
+        return _ID_FORM
+    return _EXPECTED_FORMS.get(field, "a value that matches the event schema")
+
+
+def _short_repr(value: Any) -> str:
+    text = repr(value)
+    if len(text) <= _MAX_VALUE_REPR:
+        return text
+    return f"{text[: _MAX_VALUE_REPR - 3]}... ({len(text)} characters)"
+
+
+def _is_negative(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and value < 0
