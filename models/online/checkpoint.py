@@ -1,0 +1,187 @@
+"""Signed checkpoints of online model state.
+
+River models are plain Python objects, so a checkpoint is a pickle. Unpickling
+runs code chosen by whoever wrote the bytes, so a checkpoint is verified
+*before* it is unpickled, and unpickling then accepts only classes from an
+allow-list of modules.
+
+File layout: ``CWCK`` magic, one format-version byte, one mode byte, a 32-byte
+tag, then the pickle. Two modes:
+
+- ``H``: the tag is HMAC-SHA256 of the pickle under a secret key. It catches
+  corruption and also tampering by anyone who can write the checkpoint
+  directory but does not hold the key (a shared volume, a restored backup).
+  It does not help once the key itself leaks, e.g. with the process's
+  environment.
+- ``D``: the tag is a plain SHA-256 digest, used when no key is configured. It
+  catches truncation and bit rot only: anyone who can write the file can also
+  write a matching digest.
+
+A reader configured with a key accepts only ``H`` files, so an attacker cannot
+downgrade a checkpoint to a digest they can forge.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import io
+import logging
+import os
+import pickle
+from pathlib import Path
+from typing import Any
+
+from models.errors import CheckpointFormatError, CheckpointIntegrityError
+
+__all__ = ["dump_checkpoint", "load_checkpoint", "read_checkpoint", "write_checkpoint"]
+
+logger = logging.getLogger(__name__)
+
+_MAGIC = b"CWCK"
+_FORMAT_VERSION = 1
+_MODE_HMAC = b"H"
+_MODE_DIGEST = b"D"
+_TAG_BYTES = 32
+_HEADER_BYTES = len(_MAGIC) + 2 + _TAG_BYTES
+
+# Modules whose classes a checkpoint may contain: the model wrappers, River,
+# and the standard containers and numeric types their state is made of.
+_ALLOWED_MODULE_PREFIXES = (
+    "models.online.",
+    "river.",
+    "numpy",
+    "collections",
+    "random",
+    "datetime",
+    "functools",
+    "copyreg",
+    "_codecs",
+    "math",
+    "statistics",
+)
+_ALLOWED_BUILTINS = frozenset(
+    {
+        "dict",
+        "list",
+        "set",
+        "frozenset",
+        "tuple",
+        "float",
+        "int",
+        "bool",
+        "str",
+        "bytes",
+        "bytearray",
+        "complex",
+        "slice",
+        "range",
+        "object",
+        "getattr",
+    }
+)
+
+
+class _AllowListUnpickler(pickle.Unpickler):
+    def find_class(self, module: str, name: str) -> Any:
+        if module == "builtins" and name in _ALLOWED_BUILTINS:
+            return super().find_class(module, name)
+        if module.startswith(_ALLOWED_MODULE_PREFIXES):
+            return super().find_class(module, name)
+        raise CheckpointIntegrityError(
+            f"checkpoint refers to {module}.{name}, which is not an allowed model "
+            "class; the file was not written by Cartwheel's online learner"
+        )
+
+
+def _tag(payload: bytes, key: bytes | None) -> tuple[bytes, bytes]:
+    if key:
+        return _MODE_HMAC, hmac.new(key, payload, hashlib.sha256).digest()
+    return _MODE_DIGEST, hashlib.sha256(payload).digest()
+
+
+def dump_checkpoint(state: object, key: bytes | None) -> bytes:
+    """Pickle ``state`` and prefix it with its header and tag.
+
+    Args:
+        state: picklable object, usually a dict of models.
+        key: HMAC key; None or empty writes a plain SHA-256 digest instead.
+    """
+    payload = pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL)
+    mode, tag = _tag(payload, key)
+    return _MAGIC + bytes([_FORMAT_VERSION]) + mode + tag + payload
+
+
+def load_checkpoint(data: bytes, key: bytes | None, source: str = "<bytes>") -> Any:
+    """Verify a checkpoint and unpickle its state.
+
+    Args:
+        data: the whole checkpoint.
+        key: the HMAC key it was signed with, or None for digest mode.
+        source: where the bytes came from, for error messages.
+
+    Raises:
+        CheckpointFormatError: the header is not a Cartwheel checkpoint header.
+        CheckpointIntegrityError: the tag does not match the payload, the mode
+            does not match the configured key, or the payload names a class
+            outside the allow-list.
+    """
+    if len(data) < _HEADER_BYTES or not data.startswith(_MAGIC):
+        raise CheckpointFormatError(
+            f"{source} is not a Cartwheel checkpoint (length={len(data)}, "
+            f"starts with {data[:4]!r}; expected {_MAGIC!r}); delete it to start fresh"
+        )
+    version = data[len(_MAGIC)]
+    if version != _FORMAT_VERSION:
+        raise CheckpointFormatError(
+            f"{source} has format version {version}; expected {_FORMAT_VERSION}"
+        )
+    mode = data[len(_MAGIC) + 1 : len(_MAGIC) + 2]
+    tag = data[len(_MAGIC) + 2 : _HEADER_BYTES]
+    payload = data[_HEADER_BYTES:]
+
+    expected_mode, expected_tag = _tag(payload, key)
+    if mode != expected_mode:
+        raise CheckpointIntegrityError(
+            f"{source} is signed in mode {mode!r} but the reader expects "
+            f"{expected_mode!r}; check that the checkpoint key setting matches "
+            "the one the checkpoint was written with"
+        )
+    if not hmac.compare_digest(tag, expected_tag):
+        raise CheckpointIntegrityError(
+            f"{source} failed verification: its tag does not match its content, "
+            "so it is corrupt, truncated or was modified; it was not loaded"
+        )
+    try:
+        return _AllowListUnpickler(io.BytesIO(payload)).load()
+    except (pickle.UnpicklingError, AttributeError, ImportError, EOFError) as exc:
+        # The tag matched, so the bytes are ours; the classes they name have
+        # changed since they were written (an upgrade between save and load).
+        raise CheckpointFormatError(
+            f"{source} was written by an incompatible version of the models "
+            f"({exc}); delete it to start fresh"
+        ) from exc
+
+
+def write_checkpoint(path: Path, state: object, key: bytes | None) -> int:
+    """Write a checkpoint atomically (temp file, fsync, rename); return its size."""
+    data = dump_checkpoint(state, key)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.tmp")
+    with open(temporary, "wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(temporary, path)
+    return len(data)
+
+
+def read_checkpoint(path: Path, key: bytes | None) -> Any:
+    """Read and verify the checkpoint at ``path``.
+
+    Raises:
+        FileNotFoundError: there is no checkpoint at ``path``.
+        CheckpointFormatError: see :func:`load_checkpoint`.
+        CheckpointIntegrityError: see :func:`load_checkpoint`.
+    """
+    return load_checkpoint(path.read_bytes(), key, source=str(path))

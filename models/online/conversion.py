@@ -1,0 +1,109 @@
+"""Conversion models: the probability that a click leads to a cart add, or a
+cart add to a purchase, within a label horizon.
+
+Each is a River pipeline: features are squashed (sign * log1p), standardised by
+running means and variances, then fed to a linear or factorization classifier.
+Labels arrive late (see ``services.learner.labels``), so the model learns from
+the features the pair had at the moment of the click, not at the moment the
+label was known.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Literal
+
+from river import compose, facto, linear_model, optim, preprocessing
+
+from models.online.base import OnlineExample, OnlineModel, squash_features
+
+__all__ = ["ConversionLearner", "ConversionModel"]
+
+ConversionLearner = Literal["logistic_regression", "alma", "fm"]
+
+
+def _build_classifier(
+    learner: ConversionLearner, learning_rate: float, seed: int
+) -> compose.Pipeline:
+    if learner == "logistic_regression":
+        classifier = linear_model.LogisticRegression(
+            optimizer=optim.SGD(learning_rate), l2=1e-4
+        )
+    elif learner == "alma":
+        classifier = linear_model.ALMAClassifier()
+    elif learner == "fm":
+        classifier = facto.FMClassifier(
+            n_factors=4,
+            weight_optimizer=optim.SGD(learning_rate),
+            latent_optimizer=optim.SGD(learning_rate),
+            l2_weight=1e-4,
+            l2_latent=1e-4,
+            seed=seed,
+        )
+    else:
+        raise ValueError(
+            f"learner={learner!r} is not supported; "
+            "expected logistic_regression, alma or fm"
+        )
+    return preprocessing.StandardScaler() | classifier
+
+
+class ConversionModel(OnlineModel):
+    """Online classifier of one conversion step (click to cart add, or cart add
+    to purchase).
+
+    Args:
+        task: the event type that makes an example positive, e.g. ``cart_add``.
+        learner: the classifier after scaling.
+        learning_rate: SGD step of the linear and factorization learners.
+        max_features: cap on distinct feature names; names first seen after the
+            cap is reached are ignored, so memory stays bounded even when a
+            producer sends unexpected feature names.
+        seed: seeds the factorization learner's initial latent vectors.
+        created_at: creation time used in ``model_version`` (now by default).
+    """
+
+    model_name = "conversion"
+
+    def __init__(
+        self,
+        task: str,
+        learner: ConversionLearner = "logistic_regression",
+        learning_rate: float = 0.02,
+        max_features: int = 512,
+        seed: int = 0,
+        created_at: datetime | None = None,
+    ) -> None:
+        self.model_name = f"conversion_{task}"
+        super().__init__(seed=seed, created_at=created_at)
+        self.task = task
+        self.learner = learner
+        self.max_features = max_features
+        self._known_features: set[str] = set()
+        self._pipeline = _build_classifier(learner, learning_rate, seed)
+
+    def _inputs(self, features: Mapping[str, float]) -> dict[str, float]:
+        squashed = squash_features(features)
+        return {
+            name: value
+            for name, value in squashed.items()
+            if name in self._known_features
+        }
+
+    def _admit(self, features: Mapping[str, float]) -> None:
+        for name in features:
+            if len(self._known_features) >= self.max_features:
+                return
+            self._known_features.add(name)
+
+    def predict_proba(self, example: OnlineExample) -> float:
+        """Return P(conversion) for the example's features."""
+        probs = self._pipeline.predict_proba_one(self._inputs(example.features))
+        return float(probs.get(True, 0.0))
+
+    def learn_one(self, example: OnlineExample, label: bool) -> None:
+        """Learn one resolved example: True when the conversion happened in time."""
+        self._admit(example.features)
+        self._pipeline.learn_one(self._inputs(example.features), bool(label))
+        self.n_updates += 1

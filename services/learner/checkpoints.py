@@ -1,0 +1,77 @@
+"""Saving and restoring the learning stage's models, with verification.
+
+A checkpoint that is missing starts the stage fresh quietly (first start); one
+that fails verification or holds unexpected state starts it fresh with a
+WARNING, because learning from scratch is safer than loading bytes that may
+have been modified.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from pathlib import Path
+
+from models.errors import CheckpointError, ModelStateError
+from models.online import PrequentialEvaluator, read_checkpoint, write_checkpoint
+from services.learner import metrics
+
+__all__ = ["restore_evaluators", "save_evaluators"]
+
+logger = logging.getLogger(__name__)
+
+_FORMAT = "cartwheel-learner-v1"
+
+
+def save_evaluators(
+    path: Path, evaluators: Mapping[str, PrequentialEvaluator], key: bytes | None
+) -> int:
+    """Write every model with its prequential state; return the file's size."""
+    size = write_checkpoint(
+        path, {"format": _FORMAT, "evaluators": dict(evaluators)}, key
+    )
+    metrics.CHECKPOINTS.labels(outcome="written").inc()
+    return size
+
+
+def restore_evaluators(
+    path: Path, key: bytes | None
+) -> dict[str, PrequentialEvaluator] | None:
+    """Return the models saved at ``path``, or None to start fresh.
+
+    None means there is no checkpoint, or that it was rejected; a rejection
+    is logged at WARNING with the reason and counted.
+    """
+    if not path.exists():
+        logger.info("no checkpoint, starting fresh path=%s", path)
+        return None
+    try:
+        state = read_checkpoint(path, key)
+        evaluators = _check_state(state, path)
+    except CheckpointError as exc:
+        logger.warning(
+            "checkpoint rejected, starting fresh path=%s error=%s", path, exc
+        )
+        metrics.CHECKPOINTS.labels(outcome="rejected").inc()
+        return None
+    metrics.CHECKPOINTS.labels(outcome="restored").inc()
+    logger.info(
+        "checkpoint restored path=%s model_versions=%s",
+        path,
+        {name: ev.model.model_version for name, ev in evaluators.items()},
+    )
+    return evaluators
+
+
+def _check_state(state: object, path: Path) -> dict[str, PrequentialEvaluator]:
+    if not isinstance(state, dict) or state.get("format") != _FORMAT:
+        raise ModelStateError(
+            f"{path} does not hold learner state in format {_FORMAT!r}; "
+            "delete it to start fresh"
+        )
+    evaluators = state.get("evaluators")
+    if not isinstance(evaluators, dict) or not all(
+        isinstance(ev, PrequentialEvaluator) for ev in evaluators.values()
+    ):
+        raise ModelStateError(f"{path} holds no prequential evaluators; delete it")
+    return evaluators

@@ -1,0 +1,96 @@
+"""Settings of the online-learning stage, read from ``CARTWHEEL_LEARNER_*``.
+
+The shared Redis block is read from ``CARTWHEEL_REDIS_*``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from services.common.settings import RedisSettings
+
+__all__ = ["LearnerSettings"]
+
+
+class LearnerSettings(BaseSettings):
+    """How the online models learn, label, evaluate and checkpoint."""
+
+    model_config = SettingsConfigDict(env_prefix="CARTWHEEL_LEARNER_", frozen=True)
+
+    redis: RedisSettings = Field(default_factory=RedisSettings)
+    is_enabled: bool = Field(
+        default=True,
+        description="learn from events; when false the stage only serves signals",
+    )
+    cart_horizon_seconds: float = Field(
+        default=1800.0,
+        gt=0.0,
+        le=7 * 86_400.0,
+        description="event-time seconds after a click within which a cart add counts",
+    )
+    purchase_horizon_seconds: float = Field(
+        default=86_400.0,
+        gt=0.0,
+        le=30 * 86_400.0,
+        description="event-time seconds after a cart add in which a purchase counts",
+    )
+    allowed_lateness_seconds: float = Field(
+        default=60.0,
+        ge=0.0,
+        le=86_400.0,
+        description="seconds an outcome may trail the watermark and still count",
+    )
+    dedupe_horizon_seconds: float = Field(
+        default=2 * 86_400.0,
+        gt=0.0,
+        description="event-time seconds that applied event ids are remembered",
+    )
+    max_pending_per_pair: int = Field(
+        default=32, ge=1, le=10_000, description="pending examples per user and item"
+    )
+    max_resolutions_per_batch: int = Field(
+        default=5000, ge=1, description="negatives resolved per partition and batch"
+    )
+    conversion_learner: Literal["logistic_regression", "alma", "fm"] = Field(
+        default="logistic_regression",
+        description="classifier of the conversion models: logistic_regression, "
+        "alma or fm",
+    )
+    conversion_learning_rate: float = Field(default=0.02, gt=0.0, le=1.0)
+    affinity_user_buckets: int = Field(
+        default=1 << 15, ge=1, le=1 << 22, description="hash buckets for user ids"
+    )
+    affinity_item_buckets: int = Field(
+        default=1 << 15, ge=1, le=1 << 22, description="hash buckets for item ids"
+    )
+    affinity_factors: int = Field(default=8, ge=1, le=128)
+    affinity_negatives: int = Field(
+        default=2, ge=0, le=50, description="negatives sampled per event"
+    )
+    metrics_window: int = Field(
+        default=1000, ge=10, description="examples covered by the rolling metrics"
+    )
+    drift_delta: float = Field(default=0.002, gt=0.0, lt=1.0)
+    drift_grace_period: int = Field(default=200, ge=1)
+    request_retrain_on_drift: bool = True
+    checkpoint_dir: Path = Field(
+        default=Path(".cartwheel/learner"), description="folder of the checkpoints"
+    )
+    checkpoint_interval_seconds: float = Field(
+        default=60.0, gt=0.0, description="wall-clock seconds between checkpoints"
+    )
+    checkpoint_key: SecretStr | None = Field(
+        default=None,
+        description="HMAC-SHA256 key of the checkpoints; without it they carry "
+        "a SHA-256 digest, which detects corruption but not tampering",
+    )
+    instance_name: str = Field(
+        default="learner",
+        pattern=r"^[A-Za-z0-9_\-]{1,64}$",
+        description="1-64 letters, digits, '_' or '-'; names the checkpoint file",
+    )
+    seed: int = 0

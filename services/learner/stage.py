@@ -1,0 +1,323 @@
+"""The online-learning stage of the hot path, and the signals it gives scoring.
+
+Delivery: the hot-path consumer is at-least-once and replays a whole batch
+after a crash. This stage is idempotent per ``event_id``: the pending-label
+script records applied ids in Redis atomically with its changes and returns
+only ids it has not seen, and the models learn only from those ids and from
+the examples that the same script resolved (and deleted).
+
+Ordering: events of one partition are handled in partition order. Labels are
+resolved by each partition's event-time watermark (see
+:mod:`services.learner.labels`).
+
+Malformed input never reaches this stage: the consumer validates and
+dead-letters it before the features are applied.
+
+Learning is test-then-train: every example is scored by the current model
+before the model learns it, and the rolling ROC AUC and log loss of those
+scores are exported per model.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import defaultdict
+from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+
+import redis
+
+from models.online import (
+    AffinityModel,
+    ConversionModel,
+    DriftMonitor,
+    OnlineExample,
+    PrequentialEvaluator,
+    PrequentialResult,
+)
+from schemas.events import EventType
+from services.common.retrain import request_retrain
+from services.hotpath.stages import AppliedEvent
+from services.learner import metrics
+from services.learner.checkpoints import restore_evaluators, save_evaluators
+from services.learner.labels import LabelTask, PendingLabelStore, ResolvedExample
+from services.learner.settings import LearnerSettings
+
+__all__ = [
+    "AFFINITY_MODEL",
+    "ONLINE_AFFINITY",
+    "ONLINE_CART_PROB",
+    "ONLINE_PURCHASE_PROB",
+    "LearningStage",
+    "pair_features",
+]
+
+logger = logging.getLogger(__name__)
+
+ONLINE_CART_PROB = "online_cart_prob"
+"""Signal: P(cart add within the cart horizon | the user clicks the item now)."""
+
+ONLINE_PURCHASE_PROB = "online_purchase_prob"
+"""Signal: P(purchase within the purchase horizon | the user carts the item now).
+
+It is conditional on a cart add; multiply by ``online_cart_prob`` for the
+probability of a purchase after a click.
+"""
+
+ONLINE_AFFINITY = "online_affinity"
+"""Signal: the affinity model's score of the (user, item) pair, in [0, 1]."""
+
+AFFINITY_MODEL = "affinity"
+"""Metric label of the affinity model; the conversion models use their task name."""
+
+
+def pair_features(
+    user_features: Mapping[str, float], item_features: Mapping[str, float]
+) -> dict[str, float]:
+    """Merge user and item features into one example's features.
+
+    Names do not collide because the feature store prefixes them with their
+    entity (``user_``, ``item_``, ``pair_``).
+    """
+    merged = dict(user_features)
+    merged.update(item_features)
+    return merged
+
+
+def _fresh_evaluators(settings: LearnerSettings) -> dict[str, PrequentialEvaluator]:
+    def evaluator(model: ConversionModel | AffinityModel) -> PrequentialEvaluator:
+        monitor = DriftMonitor(settings.drift_delta, settings.drift_grace_period)
+        return PrequentialEvaluator(model, settings.metrics_window, monitor)
+
+    conversion = {
+        task: evaluator(
+            ConversionModel(
+                task,
+                learner=settings.conversion_learner,
+                learning_rate=settings.conversion_learning_rate,
+                seed=settings.seed,
+            )
+        )
+        for task in (EventType.CART_ADD.value, EventType.PURCHASE.value)
+    }
+    affinity = AffinityModel(
+        user_buckets=settings.affinity_user_buckets,
+        item_buckets=settings.affinity_item_buckets,
+        n_factors=settings.affinity_factors,
+        negatives=settings.affinity_negatives,
+        seed=settings.seed,
+    )
+    return {**conversion, AFFINITY_MODEL: evaluator(affinity)}
+
+
+class LearningStage:
+    """Per-event online learning with delayed labels, drift and checkpoints.
+
+    Args:
+        settings: the stage's settings.
+        client: Redis connection for pending labels and retrain requests.
+        clock: wall-clock Unix seconds, for checkpoint timing and drift times.
+    """
+
+    name = "learning"
+
+    def __init__(
+        self,
+        settings: LearnerSettings,
+        client: redis.Redis,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._settings = settings
+        self._client = client
+        self._clock = clock
+        self._key = (
+            settings.checkpoint_key.get_secret_value().encode()
+            if settings.checkpoint_key is not None
+            else None
+        )
+        self._store = PendingLabelStore(
+            client,
+            settings.redis.key_prefix,
+            [
+                LabelTask(
+                    EventType.CART_ADD.value,
+                    EventType.CLICK,
+                    settings.cart_horizon_seconds,
+                ),
+                LabelTask(
+                    EventType.PURCHASE.value,
+                    EventType.CART_ADD,
+                    settings.purchase_horizon_seconds,
+                ),
+            ],
+            allowed_lateness_seconds=settings.allowed_lateness_seconds,
+            dedupe_horizon_seconds=settings.dedupe_horizon_seconds,
+            max_pending_per_pair=settings.max_pending_per_pair,
+            max_resolutions_per_batch=settings.max_resolutions_per_batch,
+        )
+        restored = restore_evaluators(self.checkpoint_path, self._key)
+        self.evaluators = restored or _fresh_evaluators(settings)
+        self._last_checkpoint = clock()
+        self._watermarks: dict[int, float] = {}
+        logger.info(
+            "learning stage started is_enabled=%s restored=%s model_versions=%s",
+            settings.is_enabled,
+            restored is not None,
+            self.model_versions,
+        )
+
+    @property
+    def checkpoint_path(self) -> Path:
+        """The file this instance checkpoints its models to."""
+        return self._settings.checkpoint_dir / f"{self._settings.instance_name}.ckpt"
+
+    @property
+    def model_versions(self) -> dict[str, str]:
+        """The ``model_version`` of each online model, by model name."""
+        return {name: ev.model.model_version for name, ev in self.evaluators.items()}
+
+    def process(self, batch: Sequence[AppliedEvent]) -> None:
+        """Record labels, learn from fresh events and resolved examples.
+
+        Raises:
+            redis.RedisError: Redis failed; the consumer retries the batch, and
+                whatever the failed call had applied is skipped as duplicate.
+        """
+        if not self._settings.is_enabled or not batch:
+            return
+        started = time.perf_counter()
+        by_partition: dict[int, list[AppliedEvent]] = defaultdict(list)
+        for applied in batch:
+            by_partition[applied.partition].append(applied)
+
+        for partition, applied_events in by_partition.items():
+            outcome = self._store.apply(
+                partition,
+                [
+                    (a.event, pair_features(a.user_features, a.item_features))
+                    for a in applied_events
+                ],
+            )
+            fresh = set(outcome.fresh_event_ids)
+            metrics.DUPLICATES.inc(len(applied_events) - len(fresh))
+            metrics.PENDING_DROPPED.inc(outcome.pending_dropped)
+            self._watermarks[partition] = outcome.watermark
+            for applied in applied_events:
+                # discard() makes a duplicate within the batch learn once.
+                if applied.event.event_id in fresh:
+                    fresh.discard(applied.event.event_id)
+                    self._learn_affinity(applied)
+            for example in outcome.resolved:
+                self._learn_conversion(example)
+
+        self._export_metrics()
+        metrics.BATCH_SECONDS.observe(time.perf_counter() - started)
+        if (
+            self._clock() - self._last_checkpoint
+            >= self._settings.checkpoint_interval_seconds
+        ):
+            self.checkpoint()
+
+    def _learn_affinity(self, applied: AppliedEvent) -> None:
+        evaluator = self.evaluators[AFFINITY_MODEL]
+        model = evaluator.model
+        if not isinstance(model, AffinityModel):
+            raise TypeError(f"affinity model has type {type(model).__name__}")
+        positive = OnlineExample(applied.event.user_id, applied.event.item_id)
+        self._record(AFFINITY_MODEL, evaluator.score_then_learn(positive, True), True)
+        for negative in model.sample_negatives(positive):
+            result = evaluator.score_then_learn(negative, False)
+            self._record(AFFINITY_MODEL, result, False)
+        model.remember_item(applied.event.item_id)
+
+    def _learn_conversion(self, resolved: ResolvedExample) -> None:
+        example = OnlineExample(resolved.user_id, resolved.item_id, resolved.features)
+        result = self.evaluators[resolved.task].score_then_learn(
+            example, resolved.label
+        )
+        self._record(resolved.task, result, resolved.label)
+        if result.is_drift and self._settings.request_retrain_on_drift:
+            self._request_retrain(resolved.task)
+
+    def _record(self, model_name: str, result: PrequentialResult, label: bool) -> None:
+        metrics.EXAMPLES.labels(model=model_name, label=str(int(label))).inc()
+        if result.is_drift:
+            metrics.DRIFTS.labels(model=model_name).inc()
+            logger.info(
+                "drift detected model=%s model_version=%s roc_auc=%.4f log_loss=%.4f",
+                model_name,
+                self.evaluators[model_name].model.model_version,
+                self.evaluators[model_name].roc_auc,
+                self.evaluators[model_name].log_loss,
+            )
+
+    def _request_retrain(self, model_name: str) -> None:
+        detected_at = datetime.fromtimestamp(self._clock(), UTC)
+        request_retrain(
+            self._client,
+            self._settings.redis.key_prefix,
+            reason=f"drift in the prequential loss of the online {model_name} model",
+            detected_at=detected_at,
+        )
+        metrics.RETRAIN_REQUESTS.inc()
+
+    def _export_metrics(self) -> None:
+        for model_name, evaluator in self.evaluators.items():
+            if evaluator.n_examples:
+                metrics.ROLLING_ROC_AUC.labels(model=model_name).set(evaluator.roc_auc)
+                metrics.ROLLING_LOG_LOSS.labels(model=model_name).set(
+                    evaluator.log_loss
+                )
+        if self._watermarks:
+            metrics.WATERMARK.set(max(self._watermarks.values()))
+
+    def signals(
+        self,
+        user_id: str,
+        user_features: Mapping[str, float],
+        candidates: Sequence[tuple[str, Mapping[str, float]]],
+    ) -> list[dict[str, float]]:
+        """Return the online signals of each candidate item for one user.
+
+        Args:
+            user_id: the user being scored.
+            user_features: the user's current features.
+            candidates: (item_id, item features) per candidate, in any order.
+
+        Returns:
+            One dict per candidate, in the candidates' order, with the keys
+            ``ONLINE_CART_PROB``, ``ONLINE_PURCHASE_PROB`` and ``ONLINE_AFFINITY``.
+        """
+        examples = [
+            OnlineExample(user_id, item_id, pair_features(user_features, features))
+            for item_id, features in candidates
+        ]
+        cart = self.evaluators[EventType.CART_ADD.value].model.predict_proba_many(
+            examples
+        )
+        purchase = self.evaluators[EventType.PURCHASE.value].model.predict_proba_many(
+            examples
+        )
+        affinity = self.evaluators[AFFINITY_MODEL].model.predict_proba_many(examples)
+        return [
+            {ONLINE_CART_PROB: c, ONLINE_PURCHASE_PROB: p, ONLINE_AFFINITY: a}
+            for c, p, a in zip(cart, purchase, affinity, strict=True)
+        ]
+
+    def checkpoint(self) -> None:
+        """Write the models' state to this instance's checkpoint file."""
+        size = save_evaluators(self.checkpoint_path, self.evaluators, self._key)
+        self._last_checkpoint = self._clock()
+        logger.info(
+            "checkpoint written path=%s bytes=%d model_versions=%s",
+            self.checkpoint_path,
+            size,
+            self.model_versions,
+        )
+
+    def close(self) -> None:
+        """Write a final checkpoint."""
+        if self._settings.is_enabled:
+            self.checkpoint()

@@ -1,0 +1,302 @@
+"""The learning stage against a real redis-server: delayed labels, restarts,
+replays, retrain requests and checkpoints."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+import redis
+
+from schemas.events import Event, EventType
+from services.common.retrain import take_retrain_request
+from services.common.settings import RedisSettings
+from services.hotpath.stages import AppliedEvent
+from services.learner.settings import LearnerSettings
+from services.learner.stage import LearningStage
+
+pytestmark = pytest.mark.integration
+
+START = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def make_applied() -> Callable[..., AppliedEvent]:
+    counter = iter(range(1_000_000))
+
+    def make(
+        event_type: EventType,
+        minutes: float,
+        user_id: str = "u1",
+        item_id: str = "i1",
+        partition: int = 0,
+        event_id: str | None = None,
+        features: dict[str, float] | None = None,
+    ) -> AppliedEvent:
+        number = next(counter)
+        event = Event(
+            event_id=event_id or f"e{number}",
+            event_type=event_type,
+            user_id=user_id,
+            item_id=item_id,
+            event_time=START + timedelta(minutes=minutes),
+        )
+        return AppliedEvent(
+            event=event,
+            user_features={"user_click_count_1h": 3.0},
+            item_features=features or {"item_view_to_cart_rate_7d": 0.1},
+            received_at=0.0,
+            partition=partition,
+            offset=number,
+        )
+
+    return make
+
+
+@pytest.fixture
+def make_stage(
+    redis_settings: RedisSettings, redis_client: redis.Redis, tmp_path: Path
+) -> Callable[..., LearningStage]:
+    def make(**overrides: object) -> LearningStage:
+        values: dict[str, object] = {
+            "redis": redis_settings,
+            "checkpoint_dir": tmp_path / "checkpoints",
+            "allowed_lateness_seconds": 0.0,
+            "checkpoint_interval_seconds": 3600.0,
+            "affinity_user_buckets": 64,
+            "affinity_item_buckets": 64,
+        }
+        values.update(overrides)
+        return LearningStage(LearnerSettings(**values), redis_client, clock=lambda: 0.0)
+
+    return make
+
+
+def cart_labels(stage: LearningStage) -> tuple[int, int]:
+    evaluator = stage.evaluators["cart_add"]
+    return evaluator.n_positives, evaluator.n_examples - evaluator.n_positives
+
+
+def test_click_then_cart_add_within_horizon_yields_one_positive(
+    make_stage: Callable[..., LearningStage], make_applied: Callable[..., AppliedEvent]
+) -> None:
+    stage = make_stage()
+
+    stage.process([make_applied(EventType.CLICK, 0)])
+    stage.process([make_applied(EventType.CART_ADD, 10)])
+    stage.process([make_applied(EventType.CLICK, 120, user_id="other")])
+
+    assert cart_labels(stage) == (1, 0)
+
+
+def test_click_without_cart_add_yields_one_negative_after_horizon(
+    make_stage: Callable[..., LearningStage], make_applied: Callable[..., AppliedEvent]
+) -> None:
+    stage = make_stage()
+
+    stage.process([make_applied(EventType.CLICK, 0)])
+    stage.process([make_applied(EventType.CLICK, 29, user_id="other")])
+    before_horizon = cart_labels(stage)
+    stage.process([make_applied(EventType.CLICK, 31, user_id="other")])
+
+    assert before_horizon == (0, 0)
+    assert cart_labels(stage) == (0, 1)
+
+
+def test_cart_add_after_horizon_is_not_a_positive(
+    make_stage: Callable[..., LearningStage], make_applied: Callable[..., AppliedEvent]
+) -> None:
+    stage = make_stage()
+
+    stage.process(
+        [make_applied(EventType.CLICK, 0), make_applied(EventType.CART_ADD, 45)]
+    )
+
+    assert cart_labels(stage) == (0, 1)
+
+
+def test_restart_between_click_and_cart_add_keeps_positive(
+    make_stage: Callable[..., LearningStage], make_applied: Callable[..., AppliedEvent]
+) -> None:
+    first = make_stage()
+    first.process([make_applied(EventType.CLICK, 0)])
+    first.close()
+
+    second = make_stage()
+    second.process([make_applied(EventType.CART_ADD, 5)])
+
+    assert cart_labels(second) == (1, 0)
+
+
+def test_restart_without_checkpoint_keeps_negative(
+    make_stage: Callable[..., LearningStage], make_applied: Callable[..., AppliedEvent]
+) -> None:
+    first = make_stage()
+    first.process([make_applied(EventType.CLICK, 0)])
+
+    second = make_stage(instance_name="replacement")
+    second.process([make_applied(EventType.CLICK, 40, user_id="other")])
+
+    assert cart_labels(second) == (0, 1)
+
+
+def test_replayed_batch_learns_once(
+    make_stage: Callable[..., LearningStage], make_applied: Callable[..., AppliedEvent]
+) -> None:
+    stage = make_stage()
+    batch = [
+        make_applied(EventType.CLICK, 0),
+        make_applied(EventType.CART_ADD, 1),
+        make_applied(EventType.PURCHASE, 2),
+    ]
+
+    stage.process(batch)
+    affinity_after_first = stage.evaluators["affinity"].model.n_updates
+    stage.process(batch)
+
+    assert cart_labels(stage) == (1, 0)
+    assert stage.evaluators["purchase"].n_positives == 1
+    assert stage.evaluators["affinity"].model.n_updates == affinity_after_first
+
+
+def test_replay_after_crash_learns_once_in_new_stage(
+    make_stage: Callable[..., LearningStage], make_applied: Callable[..., AppliedEvent]
+) -> None:
+    batch = [make_applied(EventType.CLICK, 0), make_applied(EventType.CART_ADD, 1)]
+    make_stage().process(batch)
+
+    restarted = make_stage()
+    restarted.process(batch)
+
+    assert cart_labels(restarted) == (0, 0)
+    assert restarted.evaluators["affinity"].model.n_updates == 0
+
+
+def test_duplicate_event_within_batch_learns_once(
+    make_stage: Callable[..., LearningStage], make_applied: Callable[..., AppliedEvent]
+) -> None:
+    stage = make_stage(affinity_negatives=0)
+    click = make_applied(EventType.CLICK, 0, event_id="same")
+
+    stage.process([click, click])
+
+    assert stage.evaluators["affinity"].model.n_updates == 1
+
+
+def test_partitions_keep_separate_watermarks(
+    make_stage: Callable[..., LearningStage], make_applied: Callable[..., AppliedEvent]
+) -> None:
+    stage = make_stage()
+
+    stage.process([make_applied(EventType.CLICK, 0, partition=0)])
+    stage.process([make_applied(EventType.CLICK, 90, user_id="other", partition=1)])
+
+    assert cart_labels(stage) == (0, 0)
+
+
+def test_cart_add_then_purchase_yields_purchase_positive(
+    make_stage: Callable[..., LearningStage], make_applied: Callable[..., AppliedEvent]
+) -> None:
+    stage = make_stage()
+
+    stage.process([make_applied(EventType.CART_ADD, 0)])
+    stage.process([make_applied(EventType.PURCHASE, 600)])
+
+    assert stage.evaluators["purchase"].n_positives == 1
+
+
+def test_drift_writes_retrain_request(
+    make_stage: Callable[..., LearningStage],
+    make_applied: Callable[..., AppliedEvent],
+    redis_client: redis.Redis,
+    redis_settings: RedisSettings,
+) -> None:
+    stage = make_stage(drift_grace_period=20, drift_delta=0.05)
+    batch = []
+    # Stable regime: no click converts. Then every click converts.
+    for index in range(300):
+        batch.append(make_applied(EventType.CLICK, index, item_id=f"a{index}"))
+    for index in range(300, 600):
+        batch.append(make_applied(EventType.CLICK, index, item_id=f"b{index}"))
+        batch.append(make_applied(EventType.CART_ADD, index + 0.5, item_id=f"b{index}"))
+
+    stage.process(batch)
+
+    request = take_retrain_request(redis_client, redis_settings.key_prefix)
+    assert stage.evaluators["cart_add"].drift_monitor.n_drifts >= 1
+    assert request is not None
+    assert "cart_add" in request.reason
+
+
+def test_checkpoint_on_close_restores_identical_signals(
+    make_stage: Callable[..., LearningStage], make_applied: Callable[..., AppliedEvent]
+) -> None:
+    stage = make_stage()
+    batch = [
+        make_applied(EventType.CLICK, index, item_id=f"i{index % 7}")
+        for index in range(50)
+    ]
+    batch += [
+        make_applied(EventType.CART_ADD, 50 + index, item_id=f"i{index}")
+        for index in range(3)
+    ]
+    stage.process(batch)
+    stage.process([make_applied(EventType.CLICK, 200, user_id="late")])
+    candidates = [
+        (f"i{index}", {"item_view_to_cart_rate_7d": index / 10}) for index in range(5)
+    ]
+    stage.close()
+
+    restored = make_stage()
+
+    assert restored.model_versions == stage.model_versions
+    assert restored.signals(
+        "u1", {"user_click_count_1h": 2.0}, candidates
+    ) == stage.signals("u1", {"user_click_count_1h": 2.0}, candidates)
+
+
+def test_tampered_checkpoint_is_rejected_and_stage_starts_fresh(
+    make_stage: Callable[..., LearningStage],
+    make_applied: Callable[..., AppliedEvent],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    stage = make_stage(checkpoint_key="secret")
+    stage.process([make_applied(EventType.CLICK, 0)])
+    stage.close()
+    data = bytearray(stage.checkpoint_path.read_bytes())
+    data[-20] ^= 0xFF
+    stage.checkpoint_path.write_bytes(bytes(data))
+
+    with caplog.at_level(logging.WARNING, logger="services.learner.checkpoints"):
+        restored = make_stage(checkpoint_key="secret")
+
+    assert restored.evaluators["affinity"].model.n_updates == 0
+    assert "checkpoint rejected" in caplog.text
+    assert "failed verification" in caplog.text
+
+
+def test_checkpoint_with_other_key_is_rejected(
+    make_stage: Callable[..., LearningStage], caplog: pytest.LogCaptureFixture
+) -> None:
+    make_stage(checkpoint_key="secret").close()
+
+    with caplog.at_level(logging.WARNING, logger="services.learner.checkpoints"):
+        make_stage(checkpoint_key="another")
+
+    assert "failed verification" in caplog.text
+
+
+def test_disabled_stage_writes_nothing_to_redis(
+    make_stage: Callable[..., LearningStage],
+    make_applied: Callable[..., AppliedEvent],
+    redis_client: redis.Redis,
+    redis_settings: RedisSettings,
+) -> None:
+    stage = make_stage(is_enabled=False)
+
+    stage.process([make_applied(EventType.CLICK, 0)])
+
+    assert list(redis_client.scan_iter(f"{redis_settings.key_prefix}:*")) == []
