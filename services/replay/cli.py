@@ -1,0 +1,184 @@
+"""``cartwheel replay``: publish a dataset or a raw JSON-lines file to Kafka."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from services.common.logging import configure_logging
+from services.common.settings import load_settings
+from services.replay.datasets import DATASETS, AdapterSummary, load_dataset
+from services.replay.generated import generate_catalog
+from services.replay.replayer import Replayer, ReplaySummary
+from services.replay.settings import Settings
+
+__all__ = ["register", "replay_dataset", "replay_file"]
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    """Add ``replay`` to the ``cartwheel`` command."""
+    names = ", ".join(
+        name for name, info in sorted(DATASETS.items()) if info.loader is not None
+    )
+    parser = subparsers.add_parser(
+        "replay",
+        help="publish a real dataset or a raw JSON-lines file to Kafka",
+        description="Validate and publish a dataset's events to the events topic "
+        "(keyed by user_id), after its catalog items and generated promotions "
+        "and reviews on the catalog topic. With --file, publish the lines of a "
+        "JSON-lines file instead; invalid lines go to the dead-letter topic "
+        "with their reason. Settings come from CARTWHEEL_REPLAY_*, "
+        "CARTWHEEL_KAFKA_* and CARTWHEEL_TOPIC_* variables; the topics must "
+        "exist ('cartwheel topics create').",
+    )
+    parser.add_argument(
+        "dataset",
+        nargs="?",
+        default="rees46",
+        help=f"dataset to publish: {names} (default: rees46, the committed sample)",
+    )
+    parser.add_argument(
+        "--path",
+        type=Path,
+        help="dataset file or folder (default: the dataset's file under "
+        "CARTWHEEL_REPLAY_DATA_DIR, or the committed sample for rees46)",
+    )
+    parser.add_argument(
+        "--file",
+        type=Path,
+        help="publish this JSON-lines file (one event per line, .gz allowed) "
+        "instead of a dataset",
+    )
+    parser.add_argument(
+        "--time-scale",
+        type=float,
+        help="replay at this speed-up of event time, e.g. 60 plays one hour in "
+        "one minute (default: as fast as possible)",
+    )
+    parser.add_argument(
+        "--limit", type=int, help="publish at most this many events (default: all)"
+    )
+    parser.add_argument(
+        "--no-catalog",
+        action="store_true",
+        help="skip the catalog records (items, generated promotions and reviews)",
+    )
+    parser.add_argument(
+        "--no-progress", action="store_true", help="hide the progress bar"
+    )
+    parser.add_argument(
+        "--list",
+        action="store_true",
+        help="list the datasets and their paths, then exit",
+    )
+    parser.set_defaults(handler=_run)
+
+
+def replay_dataset(
+    settings: Settings,
+    name: str,
+    *,
+    path: Path | None = None,
+    time_scale: float | None = None,
+    limit: int | None = None,
+    with_catalog: bool = True,
+    show_progress: bool = True,
+) -> tuple[AdapterSummary, ReplaySummary]:
+    """Load a dataset, then publish its catalog and its events.
+
+    Raises:
+        UnknownDatasetError, DatasetUnavailableError, DatasetFileError: the
+            dataset cannot be loaded.
+        TopicMissingError: a topic is missing.
+        ReplayDeliveryError: the broker did not acknowledge every message.
+    """
+    dataset = load_dataset(name, settings.data_dir, path)
+    replayer = Replayer(settings, show_progress=show_progress)
+    replayer.verify_topics()
+    catalog_counts = None
+    if with_catalog:
+        generated = generate_catalog(
+            dataset.events, dataset.items, seed=settings.generated_seed
+        )
+        catalog_counts = replayer.publish_catalog(
+            [*dataset.items, *generated.promotions, *generated.reviews]
+        )
+    summary = replayer.replay_events(
+        dataset.events, source=f"dataset:{name}", time_scale=time_scale, limit=limit
+    )
+    if catalog_counts is not None:
+        summary.catalog_by_type = catalog_counts
+    return dataset.summary, summary
+
+
+def replay_file(
+    settings: Settings,
+    path: Path,
+    *,
+    time_scale: float | None = None,
+    limit: int | None = None,
+    show_progress: bool = True,
+) -> ReplaySummary:
+    """Publish the lines of a JSON-lines file, dead-lettering the invalid ones.
+
+    Raises:
+        FileNotFoundError: the file does not exist.
+        TopicMissingError: a topic is missing.
+        ReplayDeliveryError: the broker did not acknowledge every message.
+    """
+    if not path.is_file():
+        raise FileNotFoundError(f"replay file {str(path)!r} not found")
+    replayer = Replayer(settings, show_progress=show_progress)
+    replayer.verify_topics()
+    return replayer.replay_file(path, time_scale=time_scale, limit=limit)
+
+
+def _run(args: argparse.Namespace) -> int:
+    settings = load_settings(Settings)
+    configure_logging(settings.log_level)
+    if args.list:
+        _write(_dataset_lines(settings))
+        return 0
+    if args.limit is not None and args.limit < 1:
+        raise ValueError(f"--limit={args.limit}; expected a positive integer")
+    if args.time_scale is not None and args.time_scale <= 0:
+        raise ValueError(f"--time-scale={args.time_scale}; expected a positive factor")
+    show_progress = not args.no_progress
+    if args.file is not None:
+        summary = replay_file(
+            settings,
+            args.file,
+            time_scale=args.time_scale,
+            limit=args.limit,
+            show_progress=show_progress,
+        )
+        _write(summary.lines())
+        return 0
+    adapter_summary, summary = replay_dataset(
+        settings,
+        args.dataset,
+        path=args.path,
+        time_scale=args.time_scale,
+        limit=args.limit,
+        with_catalog=not args.no_catalog,
+        show_progress=show_progress,
+    )
+    _write([*adapter_summary.lines(), *summary.lines()])
+    return 0
+
+
+def _dataset_lines(settings: Settings) -> list[str]:
+    lines = []
+    for name, info in sorted(DATASETS.items()):
+        if info.loader is None:
+            lines.append(f"{name}: not replayable: {info.unavailable_reason}")
+        else:
+            lines.append(f"{name}: {info.default_path(settings.data_dir)}")
+        lines.append(f"    {info.description}")
+    return lines
+
+
+def _write(lines: list[str]) -> None:
+    # The summary is the command's output, so it goes to stdout.
+    sys.stdout.write("\n".join(lines) + "\n")

@@ -1,0 +1,178 @@
+"""Registry of the public datasets that ``cartwheel replay`` can publish.
+
+Each entry names an adapter module (one per dataset) that turns the raw files
+into Cartwheel events in event-time order and catalog items, and the default
+location of the files. The REES46 default is the sample committed under
+``data/rees46/``; the others live in a data folder that is configured with
+``CARTWHEEL_REPLAY_DATA_DIR``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from services.replay.datasets import (
+    diginetica,
+    otto,
+    rees46,
+    retailrocket,
+    taobao,
+    yoochoose,
+)
+from services.replay.datasets.base import AdapterSummary, Dataset
+from services.replay.errors import DatasetUnavailableError, UnknownDatasetError
+
+__all__ = [
+    "COMMITTED_DATA_DIR",
+    "DATASETS",
+    "REES46_SAMPLE",
+    "REPO_ROOT",
+    "AdapterSummary",
+    "Dataset",
+    "DatasetInfo",
+    "get_dataset",
+    "load_dataset",
+]
+
+REPO_ROOT = Path(__file__).resolve().parents[3]
+COMMITTED_DATA_DIR = REPO_ROOT / "data"
+REES46_SAMPLE = COMMITTED_DATA_DIR / "rees46" / "events_2019-10-01_0000-0240utc.csv.gz"
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    """One registered dataset.
+
+    Attributes:
+        name: the name given to ``cartwheel replay``.
+        description: what the data holds, in one or two sentences.
+        relative_path: the default file or folder, relative to the data folder;
+            ignored when ``committed_path`` is set.
+        loader: the adapter's ``load(path)``, or None when the dataset has no
+            events, with ``unavailable_reason`` saying why.
+        committed_path: a default that ships with the repository.
+    """
+
+    name: str
+    description: str
+    relative_path: str
+    loader: Callable[[Path], Dataset] | None
+    unavailable_reason: str | None = None
+    committed_path: Path | None = None
+
+    def default_path(self, data_dir: Path) -> Path:
+        """Return where the dataset's files are when no path is given."""
+        if self.committed_path is not None:
+            return self.committed_path
+        return data_dir / self.relative_path
+
+
+DATASETS: dict[str, DatasetInfo] = {
+    info.name: info
+    for info in (
+        DatasetInfo(
+            name=rees46.NAME,
+            description=(
+                "REES46 multi-category store (Open CDP): views, carts and purchases "
+                "with category, brand, price and session; the committed sample "
+                "covers 2019-10-01 00:00-02:40 UTC"
+            ),
+            relative_path="rees46-multicategory-store/events_2019-10-01_0000-0240utc.csv.gz",
+            loader=rees46.load,
+            committed_path=REES46_SAMPLE,
+        ),
+        DatasetInfo(
+            name=retailrocket.NAME,
+            description=(
+                "Retailrocket: views, add-to-carts and transactions of a visitor "
+                "sample, the category tree and numeric item properties (price)"
+            ),
+            relative_path="retailrocket",
+            loader=retailrocket.load,
+        ),
+        DatasetInfo(
+            name=taobao.NAME,
+            description=(
+                "Taobao UserBehavior (Tianchi): page views, carts and buys with "
+                "item categories; favourites are skipped"
+            ),
+            relative_path=(
+                "taobao-userbehavior/UserBehavior_sample_before-2017-12-02cst.csv.gz"
+            ),
+            loader=taobao.load,
+        ),
+        DatasetInfo(
+            name=yoochoose.NAME,
+            description=(
+                "YOOCHOOSE (RecSys Challenge 2015): click sessions, and buys when "
+                "yoochoose-buys.dat is present; sessions double as users"
+            ),
+            relative_path="yoochoose-recsys2015/yoochoose-clicks-100k_train_full.tsv.gz",
+            loader=yoochoose.load,
+        ),
+        DatasetInfo(
+            name=diginetica.NAME,
+            description=(
+                "DIGINETICA (CIKM Cup 2016): item views, purchases with order "
+                "numbers and product categories"
+            ),
+            relative_path="diginetica-cikm2016",
+            loader=diginetica.load,
+        ),
+        DatasetInfo(
+            name=otto.NAME,
+            description=(
+                "OTTO (Kaggle 2022): clicks, carts and orders per visitor, ids only"
+            ),
+            relative_path="otto-recsys/otto_sample_before-2022-08-21T22Z.jsonl.gz",
+            loader=otto.load,
+        ),
+        DatasetInfo(
+            name="olist",
+            description=(
+                "Olist Brazilian e-commerce: product, seller and payment tables only"
+            ),
+            relative_path="olist-brazilian-ecommerce-partial",
+            loader=None,
+            unavailable_reason=(
+                "the available Olist tables (products, sellers, payments, category "
+                "names) hold no user events and no timestamps, and the orders and "
+                "order-items tables that would link products to customers are "
+                "missing, so there is nothing to replay"
+            ),
+        ),
+    )
+}
+
+
+def get_dataset(name: str) -> DatasetInfo:
+    """Return the registry entry of ``name``.
+
+    Raises:
+        UnknownDatasetError: the name is not registered.
+    """
+    try:
+        return DATASETS[name]
+    except KeyError:
+        raise UnknownDatasetError(
+            f"dataset {name!r} is not registered; expected one of "
+            f"{', '.join(sorted(DATASETS))}"
+        ) from None
+
+
+def load_dataset(name: str, data_dir: Path, path: Path | None = None) -> Dataset:
+    """Load a registered dataset from ``path`` or from its default location.
+
+    Raises:
+        UnknownDatasetError: the name is not registered.
+        DatasetUnavailableError: the dataset has no events.
+        DatasetFileError: the files are missing.
+    """
+    info = get_dataset(name)
+    if info.loader is None:
+        raise DatasetUnavailableError(
+            f"dataset {name!r} cannot be replayed: {info.unavailable_reason}"
+        )
+    return info.loader(path if path is not None else info.default_path(data_dir))

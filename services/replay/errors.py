@@ -1,0 +1,28 @@
+"""Errors raised by the replay tool and its dataset adapters."""
+
+from __future__ import annotations
+
+from schemas.errors import CartwheelError
+
+__all__ = [
+    "DatasetFileError",
+    "DatasetUnavailableError",
+    "ReplayDeliveryError",
+    "UnknownDatasetError",
+]
+
+
+class DatasetFileError(CartwheelError):
+    """Raised when a dataset file or folder is missing or has an unexpected layout."""
+
+
+class UnknownDatasetError(CartwheelError):
+    """Raised when a dataset name is not in the registry."""
+
+
+class DatasetUnavailableError(CartwheelError):
+    """Raised for a registered dataset that holds no events to replay."""
+
+
+class ReplayDeliveryError(CartwheelError):
+    """Raised when the broker did not acknowledge every replayed message."""

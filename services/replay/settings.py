@@ -1,0 +1,60 @@
+"""Settings of the replay tool, read from ``CARTWHEEL_REPLAY_*`` variables.
+
+The Kafka connection and topic names are the shared blocks, read from
+``CARTWHEEL_KAFKA_*`` and ``CARTWHEEL_TOPIC_*``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from services.common.settings import KafkaSettings, TopicSettings
+from services.replay.datasets import REPO_ROOT
+
+__all__ = ["DEFAULT_DATA_DIR", "Settings"]
+
+DEFAULT_DATA_DIR = REPO_ROOT.parent / "shared" / "data"
+
+
+class Settings(BaseSettings):
+    """How ``cartwheel replay`` finds datasets and publishes them."""
+
+    model_config = SettingsConfigDict(env_prefix="CARTWHEEL_REPLAY_", frozen=True)
+
+    kafka: KafkaSettings = Field(default_factory=KafkaSettings)
+    topics: TopicSettings = Field(default_factory=TopicSettings)
+    data_dir: Path = Field(
+        default=DEFAULT_DATA_DIR,
+        description="folder that holds one sub-folder per public dataset",
+    )
+    linger_ms: int = Field(
+        default=20,
+        ge=0,
+        le=1000,
+        description="an integer from 0 to 1000 (milliseconds)",
+    )
+    queue_max_messages: int = Field(
+        default=500_000,
+        ge=1000,
+        le=10_000_000,
+        description="an integer from 1000 to 10000000",
+    )
+    generated_seed: int = Field(
+        default=46,
+        ge=0,
+        description="a non-negative integer",
+    )
+    log_level: str = Field(
+        default="INFO",
+        pattern=r"^(DEBUG|INFO|WARNING|ERROR)$",
+        description="DEBUG, INFO, WARNING or ERROR",
+    )
+    service_name: str = Field(
+        default="replay",
+        min_length=1,
+        max_length=64,
+        description="1 to 64 characters",
+    )
