@@ -1,0 +1,313 @@
+-- Apply one user's events, in order, and record their ids, atomically.
+--
+-- KEYS[1]  the user's hash (every field of the user lives in it).
+-- ARGV[1]  user id
+-- ARGV[2]  TTL of the hash in seconds, renewed on every new event
+-- ARGV[3]  session idle gap in seconds
+-- ARGV[4]  affinity decay time constant in seconds
+-- ARGV[5]  dedupe horizon: how many event digests are kept
+-- ARGV[6]  how many recent items are kept (also the purchased-item cap)
+-- ARGV[7]  how many same-session partners an event pairs with
+-- ARGV[8]  how many categories (brands) the affinity keeps
+-- ARGV[9]  JSON [[window code, bucket seconds, bucket count], ...], longest last
+-- ARGV[10] JSON {type code: affinity weight}
+-- ARGV[11..] 9 values per event: digest (6 bytes), type code, event time,
+--            item id, category ('' if unknown), brand ('' if unknown),
+--            price ('' if unknown), partition, offset (-1 when unknown)
+--
+-- Returns one {status, state} per event and, last, the outbox JSON: the
+-- item and global updates that are still to be applied for this user.
+-- Status: 0 new, 1 new and late (older than the newest event), 2 new and
+-- older than the longest window, 3 redelivered (seen at or before the newest
+-- offset of the same partition), 4 duplicate. ``state`` is the flat field
+-- list of the hash before the event, without the dedupe and outbox fields.
+
+local key = KEYS[1]
+local user_id = ARGV[1]
+local ttl = tonumber(ARGV[2])
+local idle = tonumber(ARGV[3])
+local tau = tonumber(ARGV[4])
+local max_dedupe = tonumber(ARGV[5])
+local max_recent = tonumber(ARGV[6])
+local max_partners = tonumber(ARGV[7])
+local max_affinity = tonumber(ARGV[8])
+local windows = cjson.decode(ARGV[9])
+local weights = cjson.decode(ARGV[10])
+local longest = windows[#windows][2] * windows[#windows][3]
+
+local state = {}
+local flat = redis.call('HGETALL', key)
+for i = 1, #flat, 2 do
+  state[flat[i]] = flat[i + 1]
+end
+
+local function snapshot()
+  local out = {}
+  for field, value in pairs(state) do
+    if field ~= 'd' and field ~= 'f' then
+      out[#out + 1] = field
+      out[#out + 1] = value
+    end
+  end
+  return out
+end
+
+local function has_digest(digest)
+  local seen = state['d'] or ''
+  for i = 1, #seen, 6 do
+    if string.sub(seen, i, i + 5) == digest then
+      return true
+    end
+  end
+  return false
+end
+
+local function decode_list(field)
+  local raw = state[field]
+  if raw == nil then
+    return {}
+  end
+  return cjson.decode(raw)
+end
+
+local function encode_list(field, list)
+  if #list == 0 then
+    state[field] = nil
+  else
+    state[field] = cjson.encode(list)
+  end
+end
+
+-- Buckets older than the longest reach of their window are deleted.
+local function prune_buckets(newest)
+  for field, _ in pairs(state) do
+    local code, window_code, index = string.match(field, '^([cap])([a-z])(%d+)$')
+    if code then
+      for _, window in ipairs(windows) do
+        if window[1] == window_code then
+          if tonumber(index) <= math.floor(newest / window[2]) - window[3] then
+            state[field] = nil
+          end
+        end
+      end
+    end
+  end
+end
+
+local function count_in_windows(code, time)
+  for _, window in ipairs(windows) do
+    local field = code .. window[1] .. math.floor(time / window[2])
+    state[field] = tostring((tonumber(state[field]) or 0) + 1)
+  end
+end
+
+-- Affinities are stored as of the anchor time 'at'; a newer event decays all
+-- of them to its own time, an older one adds its weight already decayed.
+local function add_affinity(prefix, name, weight, time)
+  if name == '' then
+    return
+  end
+  local anchor = tonumber(state['at']) or time
+  if time > anchor then
+    local factor = math.exp(-(time - anchor) / tau)
+    for field, value in pairs(state) do
+      if string.sub(field, 1, 2) == 'C:' or string.sub(field, 1, 2) == 'B:' then
+        state[field] = string.format('%.6g', tonumber(value) * factor)
+      end
+    end
+    anchor = time
+  else
+    weight = weight * math.exp(-(anchor - time) / tau)
+  end
+  state['at'] = string.format('%.17g', anchor)
+  local field = prefix .. name
+  state[field] = string.format('%.6g', (tonumber(state[field]) or 0) + weight)
+
+  local entries = {}
+  for other, value in pairs(state) do
+    if string.sub(other, 1, 2) == prefix then
+      entries[#entries + 1] = {other, tonumber(value)}
+    end
+  end
+  if #entries > max_affinity then
+    table.sort(entries, function(a, b)
+      if a[2] == b[2] then
+        return a[1] > b[1]
+      end
+      return a[2] > b[2]
+    end)
+    for i = max_affinity + 1, #entries do
+      state[entries[i][1]] = nil
+    end
+  end
+end
+
+local function add_price(price)
+  if price == '' then
+    return
+  end
+  local value = tonumber(price)
+  state['pn'] = tostring((tonumber(state['pn']) or 0) + 1)
+  state['ps'] = string.format('%.12g', (tonumber(state['ps']) or 0) + value)
+  state['pq'] = string.format('%.12g', (tonumber(state['pq']) or 0) + value * value)
+end
+
+-- Items of the current session, newest first, that the new item pairs with.
+local function session_partners(recent, item_id, session_count, only_code)
+  local partners = {}
+  local seen = {}
+  for i = 1, math.min(session_count, #recent) do
+    local entry = recent[i]
+    local code = string.sub(entry, 1, 1)
+    local other = string.sub(entry, 2)
+    if other ~= item_id and not seen[other] and (only_code == nil or code == only_code) then
+      seen[other] = true
+      partners[#partners + 1] = other
+      if #partners >= max_partners then
+        break
+      end
+    end
+  end
+  return partners
+end
+
+local function record_digest(digest)
+  local seen = digest .. (state['d'] or '')
+  state['d'] = string.sub(seen, 1, 6 * max_dedupe)
+end
+
+local function track_offset(partition, offset)
+  if offset < 0 then
+    return
+  end
+  if tonumber(state['kp']) ~= partition or offset > (tonumber(state['ko']) or -1) then
+    state['kp'] = tostring(partition)
+    state['ko'] = tostring(offset)
+  end
+end
+
+local function apply_session(code, item_id, time, outbox_entry)
+  local last = tonumber(state['lt'])
+  local session_count = tonumber(state['sn']) or 0
+  if last == nil or time - last > idle then
+    state['ss'] = string.format('%.17g', time)
+    session_count = 0
+  end
+  local recent = decode_list('r')
+  outbox_entry[7] = session_partners(recent, item_id, session_count, nil)
+  if code == 'a' then
+    outbox_entry[8] = session_partners(recent, item_id, session_count, 'a')
+  elseif code == 'p' then
+    outbox_entry[9] = session_partners(recent, item_id, session_count, 'p')
+  end
+  state['sn'] = tostring(session_count + 1)
+  state['lt'] = string.format('%.17g', time)
+  table.insert(recent, 1, code .. item_id)
+  while #recent > max_recent do
+    table.remove(recent)
+  end
+  encode_list('r', recent)
+end
+
+local function add_purchase(item_id)
+  local purchased = decode_list('pi')
+  for i = #purchased, 1, -1 do
+    if purchased[i] == item_id then
+      table.remove(purchased, i)
+    end
+  end
+  table.insert(purchased, 1, item_id)
+  while #purchased > max_recent do
+    table.remove(purchased)
+  end
+  encode_list('pi', purchased)
+end
+
+local outbox = {}
+if state['f'] then
+  outbox = cjson.decode(state['f'])
+end
+
+local results = {}
+local has_new = false
+for base = 11, #ARGV, 9 do
+  local digest = ARGV[base]
+  local code = ARGV[base + 1]
+  local time = tonumber(ARGV[base + 2])
+  local item_id = ARGV[base + 3]
+  local category = ARGV[base + 4]
+  local brand = ARGV[base + 5]
+  local price = ARGV[base + 6]
+  local partition = tonumber(ARGV[base + 7])
+  local offset = tonumber(ARGV[base + 8])
+
+  if has_digest(digest) then
+    local status = 4
+    if offset >= 0 and tonumber(state['kp']) == partition
+        and offset <= (tonumber(state['ko']) or -1) then
+      status = 3
+    end
+    track_offset(partition, offset)
+    results[#results + 1] = {status, snapshot()}
+  else
+    has_new = true
+    local before = snapshot()
+    local last = tonumber(state['lt'])
+    local status = 0
+    if last ~= nil and time < last - longest then
+      status = 2
+    elseif last ~= nil and time < last then
+      status = 1
+    end
+
+    -- outbox entry: digest hex, type, time, item, category, stale flag,
+    -- co-visit, co-cart and co-purchase partners
+    local entry = {
+      string.format('%02x%02x%02x%02x%02x%02x', string.byte(digest, 1, 6)),
+      code, ARGV[base + 2], item_id, category, status == 2 and 1 or 0,
+      {}, {}, {},
+    }
+    if status ~= 2 then
+      count_in_windows(code, time)
+    end
+    if status == 0 then
+      apply_session(code, item_id, time, entry)
+    end
+    prune_buckets(tonumber(state['lt']) or time)
+    state['n'] = tostring((tonumber(state['n']) or 0) + 1)
+    add_affinity('C:', category, weights[code], time)
+    add_affinity('B:', brand, weights[code], time)
+    add_price(price)
+    if code == 'p' then
+      add_purchase(item_id)
+    end
+    record_digest(digest)
+    track_offset(partition, offset)
+    outbox[#outbox + 1] = entry
+    results[#results + 1] = {status, before}
+  end
+end
+
+if #outbox > 0 then
+  state['f'] = cjson.encode(outbox)
+end
+
+local fields = {}
+for field, value in pairs(state) do
+  fields[#fields + 1] = field
+  fields[#fields + 1] = value
+end
+-- A replay must not extend the life of the key beyond its last new event.
+local remaining = redis.call('PTTL', key)
+redis.call('DEL', key)
+if #fields > 0 then
+  redis.call('HSET', key, unpack(fields))
+  if has_new or remaining <= 0 then
+    redis.call('EXPIRE', key, ttl)
+  else
+    redis.call('PEXPIRE', key, remaining)
+  end
+end
+
+results[#results + 1] = state['f'] or ''
+return results

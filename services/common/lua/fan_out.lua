@@ -1,0 +1,145 @@
+-- Apply the item, item-to-item and global part of a batch, then clear the
+-- users' outboxes, atomically.
+--
+-- The user script leaves one outbox entry per new event in the user's hash.
+-- This script applies those entries and deletes the outboxes in one step, so
+-- an entry is applied exactly once even when the consumer dies between the
+-- two scripts: the replayed batch finds the entries still in the outbox.
+--
+-- KEYS     the users' hashes whose outbox this call applies.
+-- ARGV[1]  JSON settings: prefix, item_ttl, catalog_ttl, trend_tau, pair_tau,
+--          max_trending, max_trending_category, max_pairs, windows, weights,
+--          anchor (Unix seconds that decayed log-scores are relative to)
+-- ARGV[2]  JSON list of outbox entries in event order (see apply_user.lua)
+--
+-- Returns {digest hex, item state before the entry (flat field list)} for
+-- every entry, in order.
+--
+-- The item and global keys are not in KEYS because they are only known from
+-- the outboxes; this works on a single Redis server but not on Redis Cluster.
+
+local config = cjson.decode(ARGV[1])
+local entries = cjson.decode(ARGV[2])
+local prefix = config.prefix
+local windows = config.windows
+local longest = windows[#windows][2] * windows[#windows][3]
+
+local function item_key(item_id, suffix)
+  return prefix .. ':{i:' .. item_id .. '}' .. suffix
+end
+
+local function log_add(a, b)
+  if a == nil then
+    return b
+  end
+  local high = math.max(a, b)
+  return high + math.log(math.exp(a - high) + math.exp(b - high))
+end
+
+-- Decayed counts live as log-scores relative to the anchor: the value at
+-- time T is exp(score - (T - anchor) / tau), and the order of members is the
+-- order of their decayed counts at any time.
+local function bump(key, member, log_weight, cap)
+  local old = redis.call('ZSCORE', key, member)
+  local score = log_add(old and tonumber(old) or nil, log_weight)
+  redis.call('ZADD', key, string.format('%.17g', score), member)
+  local size = redis.call('ZCARD', key)
+  if size > cap then
+    redis.call('ZREMRANGEBYRANK', key, 0, size - cap - 1)
+  end
+  redis.call('EXPIRE', key, config.item_ttl)
+  return score
+end
+
+local function apply_item(key, code, time)
+  local flat = redis.call('HGETALL', key)
+  local last = nil
+  local stale_fields = {}
+  for i = 1, #flat, 2 do
+    if flat[i] == 'lt' then
+      last = tonumber(flat[i + 1])
+    end
+  end
+  local newest = math.max(last or time, time)
+  if last == nil or time >= last - longest then
+    for _, window in ipairs(windows) do
+      redis.call('HINCRBY', key, code .. window[1] .. math.floor(time / window[2]), 1)
+    end
+  end
+  for i = 1, #flat, 2 do
+    local _, window_code, index = string.match(flat[i], '^([cap])([a-z])(%d+)$')
+    if window_code then
+      for _, window in ipairs(windows) do
+        if window[1] == window_code
+            and tonumber(index) <= math.floor(newest / window[2]) - window[3] then
+          stale_fields[#stale_fields + 1] = flat[i]
+        end
+      end
+    end
+  end
+  if #stale_fields > 0 then
+    redis.call('HDEL', key, unpack(stale_fields))
+  end
+  redis.call('HSET', key, 'lt', string.format('%.17g', newest))
+  return flat
+end
+
+local function pair_up(suffix, item_id, partners, log_weight)
+  for _, other in ipairs(partners) do
+    bump(item_key(item_id, suffix), other, log_weight, config.max_pairs)
+    bump(item_key(other, suffix), item_id, log_weight, config.max_pairs)
+  end
+end
+
+local results = {}
+local newest_day = nil
+local totals = prefix .. ':{g}:totals'
+for _, entry in ipairs(entries) do
+  local digest, code, time, item_id, category = entry[1], entry[2], tonumber(entry[3]), entry[4], entry[5]
+  local key = item_key(item_id, '')
+  local before = apply_item(key, code, time)
+
+  local trend_weight = (time - config.anchor) / config.trend_tau + math.log(config.weights[code])
+  local trend = bump(prefix .. ':{g}:trend', item_id, trend_weight, config.max_trending)
+  if category ~= '' then
+    bump(prefix .. ':{g}:trend:' .. category, item_id, trend_weight, config.max_trending_category)
+  end
+  -- The item's own score is kept even when it falls out of the capped list.
+  local own = redis.call('HGET', key, 'tr')
+  if own then
+    trend = log_add(tonumber(own), trend_weight)
+  else
+    trend = trend_weight
+  end
+  redis.call('HSET', key, 'tr', string.format('%.17g', trend))
+  redis.call('EXPIRE', key, config.item_ttl)
+  redis.call('EXPIRE', item_key(item_id, ':cat'), config.catalog_ttl)
+
+  local pair_weight = (time - config.anchor) / config.pair_tau
+  pair_up(':cv', item_id, entry[7], pair_weight)
+  pair_up(':cc', item_id, entry[8], pair_weight)
+  pair_up(':cp', item_id, entry[9], pair_weight)
+
+  local day = math.floor(time / 86400)
+  redis.call('HINCRBY', totals, code .. 'd' .. day, 1)
+  if newest_day == nil or day > newest_day then
+    newest_day = day
+  end
+  results[#results + 1] = {digest, before}
+end
+
+if newest_day ~= nil then
+  local flat = redis.call('HGETALL', totals)
+  for i = 1, #flat, 2 do
+    local index = string.match(flat[i], '^[cap]d(%d+)$')
+    if index and tonumber(index) <= newest_day - 8 then
+      redis.call('HDEL', totals, flat[i])
+    end
+  end
+  redis.call('EXPIRE', totals, config.item_ttl)
+end
+
+for _, user_key in ipairs(KEYS) do
+  redis.call('HDEL', user_key, 'f')
+end
+return results
