@@ -23,6 +23,10 @@ __all__ = ["ConversionLearner", "ConversionModel"]
 ConversionLearner = Literal["logistic_regression", "alma", "fm"]
 
 
+def _with_bias(features: dict[str, float]) -> dict[str, float]:
+    return {**features, "bias": 1.0}
+
+
 def _build_classifier(
     learner: ConversionLearner, learning_rate: float, seed: int
 ) -> compose.Pipeline:
@@ -31,7 +35,13 @@ def _build_classifier(
             optimizer=optim.SGD(learning_rate), l2=1e-4
         )
     elif learner == "alma":
-        classifier = linear_model.ALMAClassifier()
+        # ALMA has no intercept: a constant input after scaling gives it a
+        # learnable bias, without which it cannot learn the base rate.
+        return (
+            preprocessing.StandardScaler()
+            | compose.FuncTransformer(_with_bias)
+            | linear_model.ALMAClassifier()
+        )
     elif learner == "fm":
         classifier = facto.FMClassifier(
             n_factors=4,

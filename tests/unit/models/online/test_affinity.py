@@ -1,0 +1,56 @@
+from __future__ import annotations
+
+import pytest
+
+from models.online import AffinityModel, OnlineExample
+
+
+def test_affinity_memory_stays_within_buckets_when_ids_grow() -> None:
+    model = AffinityModel(user_buckets=32, item_buckets=64, negatives=2, seed=0)
+
+    for index in range(5000):
+        example = OnlineExample(f"user-{index}", f"item-{index}")
+        model.predict_proba(OnlineExample(f"never-{index}", f"unseen-{index}"))
+        model.learn_one(example, True)
+        for negative in model.sample_negatives(example):
+            model.learn_one(negative, False)
+        model.remember_item(example.item_id)
+
+    # One weight and one latent vector per bucket at most.
+    assert model.n_parameters <= 2 * (32 + 64)
+
+
+def test_affinity_ranks_learned_pair_above_unrelated_item() -> None:
+    model = AffinityModel(user_buckets=256, item_buckets=256, negatives=3, seed=0)
+    for round_index in range(300):
+        for user in range(6):
+            liked = OnlineExample(f"u{user}", f"liked{user % 3}")
+            model.learn_one(liked, True)
+            for negative in model.sample_negatives(liked):
+                model.learn_one(negative, False)
+            model.remember_item(f"other{round_index % 20}")
+
+    liked_prob = model.predict_proba(OnlineExample("u0", "liked0"))
+    other_prob = model.predict_proba(OnlineExample("u0", "other3"))
+
+    assert liked_prob > other_prob
+
+
+def test_sample_negatives_never_returns_positive_item() -> None:
+    model = AffinityModel(negatives=4, seed=0)
+    for item in ("a", "b", "a", "a"):
+        model.remember_item(item)
+
+    negatives = model.sample_negatives(OnlineExample("u", "a"))
+
+    assert all(negative.item_id != "a" for negative in negatives)
+    assert all(negative.user_id == "u" for negative in negatives)
+
+
+def test_sample_negatives_returns_none_before_any_item_seen() -> None:
+    assert AffinityModel(seed=0).sample_negatives(OnlineExample("u", "a")) == []
+
+
+def test_affinity_rejects_zero_buckets() -> None:
+    with pytest.raises(ValueError, match="user_buckets=0"):
+        AffinityModel(user_buckets=0)
