@@ -1,0 +1,58 @@
+"""Run the feedback worker: ``python -m services.feedback``."""
+
+from __future__ import annotations
+
+import logging
+
+import faust
+from prometheus_client import start_http_server
+
+from schemas.recommendations import Surface
+from services.common.kafka import TopicSpec, verify_topics
+from services.common.logging import configure_logging
+from services.common.settings import load_settings, masked_settings
+from services.feedback.app import create_app
+from services.feedback.settings import FeedbackSettings
+
+__all__ = ["main", "run"]
+
+logger = logging.getLogger(__name__)
+
+
+def run(settings: FeedbackSettings) -> None:
+    """Check the topics, serve /metrics and run the Faust worker until stopped.
+
+    Raises:
+        TopicMissingError: a topic the app reads is missing or has another
+            partition count than ``CARTWHEEL_TOPIC_PARTITIONS``.
+    """
+    logger.info("feedback app starting settings=%s", masked_settings(settings))
+    topics = settings.topics
+    names = [topics.events]
+    names += [topics.recommendations(surface.value) for surface in Surface]
+    verify_topics(
+        settings.kafka, [TopicSpec(name, topics.partitions) for name in names]
+    )
+
+    start_http_server(settings.metrics_port, addr=settings.metrics_host)
+    logger.info(
+        "metrics served address=%s:%s", settings.metrics_host, settings.metrics_port
+    )
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    app, _ = create_app(settings)
+    # override_logging=False keeps the handlers configure_logging installed.
+    worker = faust.Worker(
+        app, loglevel=settings.log_level, override_logging=False, quiet=True
+    )
+    worker.execute_from_commandline()
+
+
+def main() -> None:
+    """Load the settings from the environment and run the worker."""
+    settings = load_settings(FeedbackSettings)
+    configure_logging(settings.log_level)
+    run(settings)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,219 @@
+"""The feedback app: a Faust worker that joins published slates with later events.
+
+Delivery: at-least-once. Faust commits a message's offset after its batch was
+applied in Redis. Redis keeps the ids of each user's recent slates and events
+(four times ``max_recent_events + max_recent_slates``), and a redelivered
+message whose id is among them changes nothing, so the counts are exactly once
+in effect for redeliveries within that horizon.
+
+Ordering: slates and events are keyed by ``user_id`` on co-partitioned topics,
+so one worker sees one user's events in the order they were produced. Slates
+and events of one user may interleave in any order, and the join gives the same
+counts either way.
+
+Malformed input: a message that is not a valid slate or event is counted in
+``cartwheel_feedback_messages_total{outcome="invalid"}``, logged with its
+topic, partition and offset, and skipped. The hot path dead-letters invalid
+events before they reach here, so this counter stays at zero unless a producer
+writes to the topics directly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import faust
+import redis
+import redis.asyncio
+from faust.types import EventT
+from pydantic import ValidationError
+
+from schemas.events import Event
+from schemas.recommendations import Slate, Surface
+from services.common.settings import KafkaSettings
+from services.feedback import metrics
+from services.feedback.reader import outcome_counts, outcome_ratios
+from services.feedback.settings import FeedbackSettings
+from services.feedback.tables import FeedbackTables
+
+__all__ = ["FeedbackProcessor", "create_app", "faust_credentials"]
+
+logger = logging.getLogger(__name__)
+
+
+class FeedbackProcessor:
+    """Parse batches of slates and events, apply them and export the results.
+
+    Args:
+        settings: the feedback app's settings.
+    """
+
+    def __init__(self, settings: FeedbackSettings) -> None:
+        self._settings = settings
+        self._events_topic = settings.topics.events
+        self._tables: FeedbackTables | None = None
+        self._exported: set[tuple[str, str, str]] = set()
+
+    async def process(self, messages: Sequence[tuple[str, int, int, bytes]]) -> int:
+        """Apply one batch of (topic, partition, offset, value) messages in order.
+
+        Returns:
+            the number of outcomes newly counted.
+        """
+        records: list[Slate | Event] = []
+        for topic, partition, offset, value in messages:
+            record = self._parse(topic, partition, offset, value)
+            if record is not None:
+                records.append(record)
+        started = time.perf_counter()
+        credits = await self._get_tables().apply(records)
+        metrics.BATCH_SECONDS.observe(time.perf_counter() - started)
+        for credit in credits:
+            metrics.OUTCOMES.labels(
+                credit.surface, credit.model_version, credit.outcome.value
+            ).inc()
+        return len(credits)
+
+    def export_ratios(self) -> None:
+        """Recompute the outcome-ratio gauges from the counts in Redis (blocking)."""
+        since = datetime.now(UTC) - timedelta(
+            seconds=self._settings.ratio_lookback_seconds
+        )
+        client = redis.Redis.from_url(self._settings.redis.url.get_secret_value())
+        try:
+            counts = outcome_counts(client, self._settings.redis.key_prefix, since)
+        finally:
+            client.close()
+        ratios = outcome_ratios(counts)
+        current = {(s, m, o.value) for s, m, o in ratios}
+        for labels in self._exported - current:
+            metrics.OUTCOME_RATIO.remove(*labels)
+        for (surface, model_version, outcome), ratio in ratios.items():
+            metrics.OUTCOME_RATIO.labels(surface, model_version, outcome.value).set(
+                ratio
+            )
+        self._exported = current
+
+    async def close(self) -> None:
+        """Close the Redis connection, if one was opened."""
+        if self._tables is not None:
+            await self._tables.close()
+            self._tables = None
+
+    def _get_tables(self) -> FeedbackTables:
+        # The asyncio client must be created on the worker's event loop.
+        if self._tables is None:
+            client = redis.asyncio.Redis.from_url(
+                self._settings.redis.url.get_secret_value()
+            )
+            self._tables = FeedbackTables(client, self._settings)
+        return self._tables
+
+    def _parse(
+        self, topic: str, partition: int, offset: int, value: bytes
+    ) -> Slate | Event | None:
+        try:
+            if topic == self._events_topic:
+                record: Slate | Event = Event.model_validate_json(value)
+            else:
+                record = Slate.model_validate_json(value)
+        except ValidationError as exc:
+            metrics.MESSAGES.labels("invalid").inc()
+            logger.warning(
+                "invalid message skipped topic=%s partition=%s offset=%s errors=%s",
+                topic,
+                partition,
+                offset,
+                exc.error_count(),
+            )
+            return None
+        metrics.MESSAGES.labels("event" if isinstance(record, Event) else "slate").inc()
+        return record
+
+
+def faust_credentials(kafka: KafkaSettings) -> Any:
+    """Translate the shared Kafka security settings into Faust credentials.
+
+    Returns:
+        None for PLAINTEXT, an SSL context for SSL, or SASL credentials.
+    """
+    context = None
+    if kafka.security_protocol in ("SSL", "SASL_SSL"):
+        cafile = str(kafka.ssl_ca_location) if kafka.ssl_ca_location else None
+        context = ssl.create_default_context(cafile=cafile)
+    if kafka.security_protocol == "SSL":
+        return context
+    if kafka.security_protocol in ("SASL_PLAINTEXT", "SASL_SSL"):
+        password = kafka.sasl_password
+        return faust.SASLCredentials(
+            username=kafka.sasl_username,
+            password=password.get_secret_value() if password is not None else None,
+            mechanism=kafka.sasl_mechanism or "PLAIN",
+            ssl_context=context,
+        )
+    return None
+
+
+def create_app(settings: FeedbackSettings) -> tuple[faust.App, FeedbackProcessor]:
+    """Build the Faust app, its join agent and its ratio-export timer."""
+    app = faust.App(
+        settings.app_id,
+        broker=[
+            f"kafka://{address}" for address in settings.kafka.bootstrap.split(",")
+        ],
+        broker_credentials=faust_credentials(settings.kafka),
+        # A short session moves a dead worker's partitions within seconds.
+        broker_session_timeout=3.0,
+        broker_heartbeat_interval=0.5,
+        # Redelivered messages are harmless (see the module docstring), and
+        # aiokafka cannot obtain a producer id from every broker (Tansu 0.6).
+        processing_guarantee="at_least_once",
+        producer_linger=0.0,
+        # A commit every second bounds how much is redelivered after a crash.
+        broker_commit_interval=1.0,
+        consumer_auto_offset_reset="earliest",
+        # Topics are created by 'cartwheel topics create' with their partition
+        # counts; the app only checks them, and needs no leader topic.
+        topic_allow_declare=False,
+        topic_disable_leader=True,
+        web_enabled=False,
+        datadir=str(settings.data_dir),
+        autodiscover=False,
+    )
+    names = [settings.topics.events]
+    names += [settings.topics.recommendations(surface.value) for surface in Surface]
+    channel = app.topic(*names, key_serializer="raw", value_serializer="raw")
+    processor = FeedbackProcessor(settings)
+
+    @app.agent(channel, name="feedback-join")
+    async def join(stream: Any) -> None:
+        # faust.StreamT does not declare take_events, which faust.Stream has.
+        batches = stream.take_events(
+            settings.batch_size, within=settings.batch_wait_seconds
+        )
+        async for batch in batches:
+            await processor.process(_messages(batch))
+
+    @app.timer(interval=settings.ratio_refresh_seconds)  # type: ignore[untyped-decorator]
+    async def export_ratios() -> None:
+        await asyncio.to_thread(processor.export_ratios)
+
+    return app, processor
+
+
+def _messages(batch: Sequence[EventT[bytes]]) -> list[tuple[str, int, int, bytes]]:
+    return [
+        (
+            event.message.topic,
+            event.message.partition,
+            event.message.offset,
+            event.message.value or b"",
+        )
+        for event in batch
+    ]

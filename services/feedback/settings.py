@@ -1,0 +1,76 @@
+"""Settings of the feedback app, read from ``CARTWHEEL_FEEDBACK_*`` variables."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from services.common.settings import KafkaSettings, RedisSettings, TopicSettings
+
+__all__ = ["FeedbackSettings"]
+
+
+class FeedbackSettings(BaseSettings):
+    """How the feedback app joins slates with later events and where it reports."""
+
+    model_config = SettingsConfigDict(env_prefix="CARTWHEEL_FEEDBACK_", frozen=True)
+
+    app_id: str = Field(
+        default="cartwheel-feedback",
+        pattern=r"^[A-Za-z0-9._\-]{1,100}$",
+        description="Faust app id, also the consumer group id",
+    )
+    attribution_window_seconds: float = Field(
+        default=1800.0,
+        gt=0,
+        le=7 * 86400,
+        description="event-time seconds after a slate's trigger event during "
+        "which the user's events are credited to the slate",
+    )
+    window_seconds: int = Field(
+        default=300,
+        ge=10,
+        le=86400,
+        description="width of the tumbling windows that count outcomes, in seconds",
+    )
+    retention_seconds: int = Field(
+        default=7 * 86400,
+        ge=600,
+        description="how long window counts are kept in Redis, in seconds",
+    )
+    max_recent_events: int = Field(
+        default=50, ge=2, le=1000, description="events kept per user for the join"
+    )
+    max_recent_slates: int = Field(
+        default=40, ge=1, le=1000, description="slates kept per user for the join"
+    )
+    batch_size: int = Field(
+        default=500, ge=1, le=10000, description="messages applied per Redis round trip"
+    )
+    batch_wait_seconds: float = Field(
+        default=0.1, gt=0, le=10, description="longest wait to fill a batch"
+    )
+    ratio_lookback_seconds: int = Field(
+        default=3600, ge=60, description="span of the exported outcome ratios"
+    )
+    ratio_refresh_seconds: float = Field(
+        default=15.0, gt=0, le=3600, description="period of the ratio export"
+    )
+    metrics_host: str = Field(
+        default="127.0.0.1", description="address the /metrics endpoint binds"
+    )
+    metrics_port: int = Field(
+        default=9105, ge=0, le=65535, description="port of the /metrics endpoint"
+    )
+    data_dir: Path = Field(
+        default=Path(".cartwheel/feedback"),
+        description="directory for the Faust worker's local files",
+    )
+    log_level: str = Field(
+        default="INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR)$", description="level"
+    )
+    kafka: KafkaSettings = Field(default_factory=KafkaSettings)
+    redis: RedisSettings = Field(default_factory=RedisSettings)
+    topics: TopicSettings = Field(default_factory=TopicSettings)

@@ -1,0 +1,232 @@
+"""The feedback worker end to end: a real Faust worker on the broker and Redis."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import httpx
+import pytest
+import redis
+from confluent_kafka import Producer
+
+from schemas.events import Event, EventType
+from schemas.recommendations import CandidateSource, Slate, SlateItem, Surface
+from services.common.kafka import TopicSpec, create_topics, producer_config
+from services.common.settings import KafkaSettings, RedisSettings
+from services.feedback.reader import OutcomeKey, outcome_counts
+from services.feedback.tables import Outcome
+from services.infra import find_free_port
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+PARTITIONS = 2
+VERSION = "mt-20260105-abc1234"
+START = datetime(2026, 1, 5, 12, 0, tzinfo=UTC)
+
+
+class FeedbackWorker:
+    """A feedback worker subprocess with its own topics, group and key prefix."""
+
+    def __init__(self, env: dict[str, str], log_file: Path, metrics_port: int):
+        self.env = env
+        self.log_file = log_file
+        self.metrics_port = metrics_port
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        with self.log_file.open("ab") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "services.feedback"],
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+
+    def stop(self, sig: signal.Signals = signal.SIGTERM) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.send_signal(sig)
+        try:
+            self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(timeout=10)
+
+    def log(self) -> str:
+        return self.log_file.read_text(errors="replace")[-4000:]
+
+
+@pytest.fixture
+def names(unique_name: Callable[[str], str]) -> dict[str, str]:
+    return {
+        "events": unique_name("fb-events"),
+        "prefix": unique_name("fb-recs"),
+        "group": unique_name("fb-group"),
+    }
+
+
+@pytest.fixture
+def worker(
+    kafka_settings: KafkaSettings,
+    redis_settings: RedisSettings,
+    names: dict[str, str],
+    tmp_path: Path,
+) -> Iterator[FeedbackWorker]:
+    specs = [TopicSpec(names["events"], PARTITIONS)]
+    specs += [
+        TopicSpec(f"{names['prefix']}.{surface.value}", PARTITIONS)
+        for surface in Surface
+    ]
+    create_topics(kafka_settings, specs)
+    port = find_free_port()
+    env = {
+        **os.environ,
+        "CARTWHEEL_KAFKA_BOOTSTRAP": kafka_settings.bootstrap,
+        "CARTWHEEL_REDIS_URL": redis_settings.url.get_secret_value(),
+        "CARTWHEEL_REDIS_KEY_PREFIX": redis_settings.key_prefix,
+        "CARTWHEEL_TOPIC_EVENTS": names["events"],
+        "CARTWHEEL_TOPIC_RECOMMENDATIONS_PREFIX": names["prefix"],
+        "CARTWHEEL_TOPIC_PARTITIONS": str(PARTITIONS),
+        "CARTWHEEL_FEEDBACK_APP_ID": names["group"],
+        "CARTWHEEL_FEEDBACK_METRICS_PORT": str(port),
+        "CARTWHEEL_FEEDBACK_DATA_DIR": str(tmp_path / "data"),
+        "CARTWHEEL_FEEDBACK_RATIO_REFRESH_SECONDS": "0.5",
+    }
+    feedback = FeedbackWorker(env, tmp_path / "worker.log", port)
+    yield feedback
+    feedback.stop(signal.SIGKILL)
+
+
+def publish_round(
+    producer: Producer, names: dict[str, str], round_index: int, users: int
+) -> None:
+    """Publish, per user, a trigger event, its slate and a next event on item b."""
+    for user in range(users):
+        user_id = f"user-{user}"
+        base = round_index * 100
+        trigger = Event(
+            event_id=f"{user_id}-r{round_index}-e1",
+            event_type=EventType.CLICK,
+            user_id=user_id,
+            item_id="a",
+            event_time=START + timedelta(seconds=base),
+        )
+        slate = Slate(
+            recommendation_id=uuid.uuid4().hex,
+            surface=Surface.PRODUCTS,
+            user_id=user_id,
+            trigger_event_id=trigger.event_id,
+            items=[
+                SlateItem(
+                    item_id="b", rank=1, score=0.9, source=CandidateSource.TRENDING
+                )
+            ],
+            model_version=VERSION,
+            generated_at=datetime.now(UTC),
+            latency_ms=2.0,
+        )
+        follow_up = trigger.model_copy(
+            update={
+                "event_id": f"{user_id}-r{round_index}-e2",
+                "item_id": "b",
+                "event_time": START + timedelta(seconds=base + 30),
+            }
+        )
+        key = user_id.encode()
+        producer.produce(names["events"], trigger.model_dump_json().encode(), key)
+        producer.produce(
+            f"{names['prefix']}.products", slate.model_dump_json().encode(), key
+        )
+        producer.produce(names["events"], follow_up.model_dump_json().encode(), key)
+    producer.flush(10)
+
+
+def wait_for_counts(
+    redis_client: redis.Redis,
+    prefix: str,
+    expected: dict[OutcomeKey, int],
+    worker: FeedbackWorker,
+    timeout_seconds: float = 60.0,
+) -> Counter[OutcomeKey]:
+    deadline = time.monotonic() + timeout_seconds
+    counts: Counter[OutcomeKey] = Counter()
+    since = datetime.now(UTC) - timedelta(days=1)
+    while time.monotonic() < deadline:
+        counts = outcome_counts(redis_client, prefix, since)
+        if all(counts[key] >= value for key, value in expected.items()):
+            return counts
+        if worker.process is not None and worker.process.poll() is not None:
+            pytest.fail(f"worker exited early; log:\n{worker.log()}")
+        time.sleep(0.2)
+    pytest.fail(f"counts {dict(counts)} never reached {expected}; log:\n{worker.log()}")
+
+
+def expected_counts(rounds: int, users: int) -> dict[OutcomeKey, int]:
+    return {
+        ("products", VERSION, Outcome.IMPRESSION): rounds * users,
+        ("products", VERSION, Outcome.HIT): rounds * users,
+        ("products", VERSION, Outcome.CLICK): rounds * users,
+    }
+
+
+@pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGKILL])
+def test_worker_counts_continue_after_restart(
+    worker: FeedbackWorker,
+    kafka_settings: KafkaSettings,
+    redis_settings: RedisSettings,
+    redis_client: redis.Redis,
+    names: dict[str, str],
+    stop_signal: signal.Signals,
+) -> None:
+    producer = Producer(producer_config(kafka_settings, linger_ms=1))
+    prefix = redis_settings.key_prefix
+    users = 20
+    worker.start()
+    publish_round(producer, names, 0, users)
+    wait_for_counts(redis_client, prefix, expected_counts(1, users), worker)
+    worker.stop(stop_signal)
+
+    publish_round(producer, names, 1, users)
+    worker.start()
+    counts = wait_for_counts(redis_client, prefix, expected_counts(2, users), worker)
+    settled = wait_for_counts(redis_client, prefix, expected_counts(2, users), worker)
+
+    assert counts == expected_counts(2, users)
+    assert settled == counts
+
+
+def test_worker_exports_outcomes_to_prometheus(
+    worker: FeedbackWorker,
+    kafka_settings: KafkaSettings,
+    redis_settings: RedisSettings,
+    redis_client: redis.Redis,
+    names: dict[str, str],
+) -> None:
+    producer = Producer(producer_config(kafka_settings, linger_ms=1))
+    worker.start()
+    publish_round(producer, names, 0, 3)
+    wait_for_counts(
+        redis_client, redis_settings.key_prefix, expected_counts(1, 3), worker
+    )
+
+    deadline = time.monotonic() + 30
+    text = ""
+    while (
+        time.monotonic() < deadline and "cartwheel_feedback_outcome_ratio{" not in text
+    ):
+        text = httpx.get(f"http://127.0.0.1:{worker.metrics_port}/metrics").text
+        time.sleep(0.2)
+
+    labels = f'model_version="{VERSION}",outcome="hit",surface="products"'
+    assert f"cartwheel_feedback_outcomes_total{{{labels}}} 3.0" in text
+    assert f"cartwheel_feedback_outcome_ratio{{{labels}}} 1.0" in text

@@ -1,0 +1,93 @@
+"""Feedback app wiring: credentials, parsing and the Faust app itself."""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+
+import faust
+import pytest
+from pydantic import SecretStr
+
+from services.common.settings import KafkaSettings, TopicSettings
+from services.feedback import metrics
+from services.feedback.app import FeedbackProcessor, create_app, faust_credentials
+from services.feedback.settings import FeedbackSettings
+
+
+def test_faust_credentials_are_none_for_plaintext() -> None:
+    assert faust_credentials(KafkaSettings()) is None
+
+
+def test_faust_credentials_carry_sasl_user_and_mechanism() -> None:
+    kafka = KafkaSettings(
+        security_protocol="SASL_PLAINTEXT",
+        sasl_mechanism="SCRAM-SHA-512",
+        sasl_username="cartwheel",
+        sasl_password=SecretStr("secret"),
+    )
+
+    credentials = faust_credentials(kafka)
+
+    assert isinstance(credentials, faust.SASLCredentials)
+    assert credentials.username == "cartwheel"
+    assert credentials.password == "secret"
+    assert credentials.mechanism.value == "SCRAM-SHA-512"
+    assert credentials.ssl_context is None
+
+
+def test_faust_credentials_add_tls_for_sasl_ssl() -> None:
+    kafka = KafkaSettings(
+        security_protocol="SASL_SSL", sasl_username="u", sasl_password=SecretStr("p")
+    )
+
+    credentials = faust_credentials(kafka)
+
+    assert isinstance(credentials.ssl_context, ssl.SSLContext)
+    assert credentials.mechanism.value == "PLAIN"
+
+
+def test_faust_credentials_are_ssl_context_for_ssl() -> None:
+    credentials = faust_credentials(KafkaSettings(security_protocol="SSL"))
+
+    assert isinstance(credentials, ssl.SSLContext)
+
+
+def test_create_app_reads_events_and_every_surface_topic() -> None:
+    settings = FeedbackSettings(topics=TopicSettings(events="ev", partitions=3))
+
+    app, _ = create_app(settings)
+
+    agent = app.agents["feedback-join"]
+    assert set(agent.channel.topics) == {
+        "ev",
+        "recommendations.products",
+        "recommendations.bundles",
+        "recommendations.promotions",
+        "recommendations.reviews",
+    }
+
+
+def test_create_app_uses_broker_settings_that_suit_tansu() -> None:
+    app, _ = create_app(FeedbackSettings())
+
+    assert app.conf.broker_session_timeout == 3.0
+    assert app.conf.broker_heartbeat_interval == 0.5
+    assert app.conf.processing_guarantee.value == "at_least_once"
+    assert app.conf.web_enabled is False
+    assert app.conf.topic_allow_declare is False
+
+
+def test_processor_counts_and_skips_invalid_message() -> None:
+    processor = FeedbackProcessor(FeedbackSettings())
+    before = metrics.MESSAGES.labels("invalid")._value.get()
+
+    credited = asyncio.run(processor.process([("events", 0, 7, b"{not json")]))
+
+    assert credited == 0
+    assert metrics.MESSAGES.labels("invalid")._value.get() == before + 1
+
+
+def test_settings_reject_zero_attribution_window() -> None:
+    with pytest.raises(ValueError, match="attribution_window_seconds"):
+        FeedbackSettings(attribution_window_seconds=0)
