@@ -8,23 +8,32 @@ reason.
 from __future__ import annotations
 
 import logging
+import socket
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
 from confluent_kafka import KafkaException
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import AdminClient
+from confluent_kafka.cimpl import NewTopic
 
-from services.common.errors import InfrastructureError, TopicMissingError
+from schemas.recommendations import Surface
+from services.common.errors import (
+    BrokerUnreachableError,
+    InfrastructureError,
+    TopicMissingError,
+)
 from services.common.settings import KafkaSettings, TopicSettings
 
 __all__ = [
     "TopicSpec",
     "consumer_config",
     "create_topics",
+    "is_listening",
     "producer_config",
     "standard_topics",
     "verify_topics",
+    "wait_for_broker",
 ]
 
 logger = logging.getLogger(__name__)
@@ -89,9 +98,33 @@ def standard_topics(topics: TopicSettings) -> list[TopicSpec]:
         TopicSpec(topics.training_examples, partitions),
         TopicSpec(topics.models, 1, is_compacted=True),
     ]
-    for surface in ("products", "bundles", "promotions", "reviews"):
-        specs.append(TopicSpec(topics.recommendations(surface), partitions))
+    for surface in Surface:
+        specs.append(TopicSpec(topics.recommendations(surface.value), partitions))
     return specs
+
+
+def wait_for_broker(kafka: KafkaSettings, *, timeout_seconds: float = 10.0) -> None:
+    """Wait until a broker at the bootstrap address returns cluster metadata.
+
+    Raises:
+        BrokerUnreachableError: no broker answered within ``timeout_seconds``;
+            the message names the bootstrap address.
+    """
+    # A refused TCP connection fails at once instead of after the timeout.
+    if not any(is_listening(endpoint) for endpoint in kafka.bootstrap.split(",")):
+        raise BrokerUnreachableError(
+            f"no Kafka broker listens at {kafka.bootstrap}; start one with "
+            "'cartwheel infra up' or set CARTWHEEL_KAFKA_BOOTSTRAP"
+        )
+    admin = AdminClient(_admin_config(kafka))
+    try:
+        admin.list_topics(timeout=timeout_seconds)
+    except KafkaException as exc:
+        raise BrokerUnreachableError(
+            f"no Kafka broker answered at {kafka.bootstrap} within "
+            f"{timeout_seconds:.0f} s ({exc.args[0]}); start one with "
+            "'cartwheel infra up' or set CARTWHEEL_KAFKA_BOOTSTRAP"
+        ) from exc
 
 
 def create_topics(
@@ -99,12 +132,16 @@ def create_topics(
 ) -> list[str]:
     """Create the topics that do not exist yet and return their names.
 
-    Existing topics are left as they are, so the call is idempotent; a topic
-    that exists with another partition count raises TopicMissingError.
+    Existing topics are left as they are, so the call is idempotent.
+
+    Raises:
+        BrokerUnreachableError: no broker answered at the bootstrap address.
+        InfrastructureError: the broker refused to create a topic.
+        TopicMissingError: a topic exists with another partition count.
     """
-    admin = AdminClient(kafka.client_config())
+    admin = AdminClient(_admin_config(kafka))
     specs = list(specs)
-    existing = _describe_partitions(admin)
+    existing = _describe_partitions(admin, kafka)
     to_create = [spec for spec in specs if spec.name not in existing]
     if to_create:
         futures = admin.create_topics(
@@ -146,8 +183,8 @@ def verify_topics(
     Raises:
         TopicMissingError: names each missing or mis-sized topic and the fix.
     """
-    admin = admin or AdminClient(kafka.client_config())
-    existing = _describe_partitions(admin)
+    admin = admin or AdminClient(_admin_config(kafka))
+    existing = _describe_partitions(admin, kafka)
     problems = []
     for spec in specs:
         found = existing.get(spec.name)
@@ -165,9 +202,30 @@ def verify_topics(
         )
 
 
-def _describe_partitions(admin: AdminClient) -> dict[str, int]:
+def is_listening(endpoint: str, timeout_seconds: float = 1.0) -> bool:
+    """Return True when a TCP connection to ``host:port`` succeeds."""
+    host, _, port = endpoint.rpartition(":")
+    try:
+        with socket.create_connection(
+            (host.strip("[]"), int(port)), timeout=timeout_seconds
+        ):
+            return True
+    except (OSError, ValueError):
+        return False
+
+
+def _admin_config(kafka: KafkaSettings) -> dict[str, Any]:
+    # librdkafka prints connection errors to stderr unless given a logger.
+    return {**kafka.client_config(), "logger": logging.getLogger("librdkafka")}
+
+
+def _describe_partitions(admin: AdminClient, kafka: KafkaSettings) -> dict[str, int]:
     try:
         metadata = admin.list_topics(timeout=_ADMIN_TIMEOUT_SECONDS)
     except KafkaException as exc:
-        raise InfrastructureError(f"the Kafka cluster did not answer: {exc}") from exc
+        raise BrokerUnreachableError(
+            f"no Kafka broker answered at {kafka.bootstrap} within "
+            f"{_ADMIN_TIMEOUT_SECONDS:.0f} s ({exc.args[0]}); start one with "
+            "'cartwheel infra up' or set CARTWHEEL_KAFKA_BOOTSTRAP"
+        ) from exc
     return {name: len(topic.partitions) for name, topic in metadata.topics.items()}

@@ -42,18 +42,52 @@ class LocalServer:
     pid_file: Path
     log_file: Path
     stop_signal: signal.Signals
+    executable_name: str
+
+    @classmethod
+    def tansu(cls, state_dir: Path, port: int, host: str = "127.0.0.1") -> LocalServer:
+        """Describe the Tansu broker whose pid file and log sit in ``state_dir``."""
+        return cls(
+            name="tansu",
+            host=host,
+            port=port,
+            pid_file=state_dir / "tansu.pid",
+            log_file=state_dir / "tansu.log",
+            # Tansu waits about 5 s on SIGTERM while clients are connected.
+            stop_signal=signal.SIGINT,
+            executable_name="tansu",
+        )
+
+    @classmethod
+    def redis(cls, state_dir: Path, port: int, host: str = "127.0.0.1") -> LocalServer:
+        """Describe the redis-server whose pid file and log sit in ``state_dir``."""
+        return cls(
+            name="redis",
+            host=host,
+            port=port,
+            pid_file=state_dir / "redis.pid",
+            log_file=state_dir / "redis.log",
+            stop_signal=signal.SIGTERM,
+            executable_name="redis-server",
+        )
 
     @property
     def address(self) -> str:
         return f"{self.host}:{self.port}"
 
     def pid(self) -> int | None:
-        """Return the pid of the running process, or None when it is not running."""
+        """Return the pid of the running server, or None when it is not running.
+
+        A pid file whose process is gone, or whose pid now belongs to another
+        program, counts as not running, so a reused pid is never signalled.
+        """
         try:
             pid = int(self.pid_file.read_text().split()[0])
         except (FileNotFoundError, ValueError, IndexError):
             return None
-        return pid if _is_alive(pid) else None
+        if not _is_alive(pid) or not _runs(pid, self.executable_name):
+            return None
+        return pid
 
     def is_running(self) -> bool:
         return self.pid() is not None
@@ -74,8 +108,13 @@ class LocalServer:
                     self.name,
                 )
                 os.kill(pid, signal.SIGKILL)
-                while _is_alive(pid):
+                deadline = time.monotonic() + timeout_seconds
+                while _is_alive(pid) and time.monotonic() < deadline:
                     time.sleep(0.05)
+                if _is_alive(pid):
+                    raise InfrastructureError(
+                        f"{self.name} (pid {pid}) survived SIGKILL; stop it by hand"
+                    )
         self.pid_file.unlink(missing_ok=True)
 
 
@@ -108,15 +147,7 @@ def start_broker(state_dir: Path, port: int, host: str = "127.0.0.1") -> LocalSe
 
     Tansu keeps topics, offsets and groups in memory, so a restart loses them.
     """
-    server = LocalServer(
-        name="tansu",
-        host=host,
-        port=port,
-        pid_file=state_dir / "tansu.pid",
-        log_file=state_dir / "tansu.log",
-        # Tansu waits about 5 s on SIGTERM while clients are connected.
-        stop_signal=signal.SIGINT,
-    )
+    server = LocalServer.tansu(state_dir, port, host)
     url = f"tcp://{host}:{port}"
     command = [
         str(tansu_binary()),
@@ -139,14 +170,7 @@ def start_redis(state_dir: Path, port: int, host: str = "127.0.0.1") -> LocalSer
             "redis-server is not installed; install it with: "
             "apt-get install -y redis-server"
         )
-    server = LocalServer(
-        name="redis",
-        host=host,
-        port=port,
-        pid_file=state_dir / "redis.pid",
-        log_file=state_dir / "redis.log",
-        stop_signal=signal.SIGTERM,
-    )
+    server = LocalServer.redis(state_dir, port, host)
     command = [
         executable,
         "--bind",
@@ -240,3 +264,15 @@ def _is_alive(pid: int) -> bool:
             return stat.read().split(") ", 1)[1][0] != "Z"
     except (FileNotFoundError, IndexError):
         return False
+
+
+def _runs(pid: int, executable_name: str) -> bool:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as cmdline:
+            program = cmdline.read().split(b"\0", 1)[0]
+    except OSError:
+        # Without /proc (macOS) trust the pid file.
+        return True
+    # redis-server rewrites its title to "redis-server host:port".
+    name = Path(program.decode(errors="replace")).name
+    return name == executable_name or name.startswith(f"{executable_name} ")

@@ -1,0 +1,67 @@
+"""Entry point of the ``cartwheel`` command.
+
+Exit status: what the command returns (0 on success), 2 for invalid settings,
+an unreachable broker or another infrastructure failure (printed as one line,
+without a traceback), 130 on Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from collections.abc import Sequence
+
+from services.common.errors import (
+    InfrastructureError,
+    InvalidSettingsError,
+    TopicMissingError,
+)
+from services.common.logging import configure_logging
+
+__all__ = ["AREAS", "build_parser", "main"]
+
+logger = logging.getLogger(__name__)
+
+# Modules with a register(subparsers) function; adding an area is one line.
+AREAS: tuple[str, ...] = ("services.infra.cli",)
+
+_LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+
+def build_parser(areas: Sequence[str] = AREAS) -> argparse.ArgumentParser:
+    """Build the ``cartwheel`` parser with the commands of every area module."""
+    parser = argparse.ArgumentParser(
+        prog="cartwheel",
+        description="Streaming real-time recommender for online shops.",
+    )
+    parser.add_argument(
+        "--log-level",
+        default="WARNING",
+        type=str.upper,
+        choices=_LOG_LEVELS,
+        help="lowest level of log lines written to stderr (default: WARNING)",
+    )
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for module_name in areas:
+        importlib.import_module(module_name).register(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run one ``cartwheel`` command and return its exit status."""
+    args = build_parser().parse_args(argv)
+    configure_logging(args.log_level)
+    try:
+        status: int = args.handler(args)
+    except (InvalidSettingsError, InfrastructureError, TopicMissingError) as exc:
+        print(f"cartwheel: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,112 @@
+"""``cartwheel infra up|down|status`` and ``cartwheel topics create``.
+
+Results go to stdout, one server or topic per line; logs go to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from services.common.kafka import create_topics, standard_topics, wait_for_broker
+from services.common.settings import load_settings
+from services.infra.manager import InfraManager, ServerState, ServerStatus
+from services.infra.settings import InfraSettings
+
+__all__ = ["register"]
+
+_BROKER_TIMEOUT_SECONDS = 10.0
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add the ``infra`` and ``topics`` commands to the ``cartwheel`` parser."""
+    infra = subparsers.add_parser(
+        "infra",
+        help="start, stop or inspect the local Kafka broker and redis-server",
+        description=(
+            "Run a Tansu broker and a redis-server on loopback ports, with pid "
+            "files and logs under CARTWHEEL_INFRA_STATE_DIR (default .cartwheel). "
+            "Ports: CARTWHEEL_INFRA_KAFKA_PORT (19092) and "
+            "CARTWHEEL_INFRA_REDIS_PORT (16379). When CARTWHEEL_KAFKA_BOOTSTRAP "
+            "or CARTWHEEL_REDIS_URL is set, that server is used and none is "
+            "started."
+        ),
+    )
+    actions = infra.add_subparsers(dest="infra_command", required=True)
+    up = actions.add_parser(
+        "up", help="start what is not running and wait until both servers answer"
+    )
+    up.set_defaults(handler=_up)
+    down = actions.add_parser(
+        "down", help="stop the local servers (external servers are left alone)"
+    )
+    down.set_defaults(handler=_down)
+    status = actions.add_parser(
+        "status",
+        help="show each server's address and state; exit 1 when one is not up",
+    )
+    status.set_defaults(handler=_status)
+
+    topics = subparsers.add_parser(
+        "topics",
+        help="provision Kafka topics",
+        description=(
+            "Topic names and partition counts come from CARTWHEEL_TOPIC_* "
+            "(CARTWHEEL_TOPIC_PARTITIONS, default 6)."
+        ),
+    )
+    topic_actions = topics.add_subparsers(dest="topics_command", required=True)
+    create = topic_actions.add_parser(
+        "create",
+        help="create every Cartwheel topic that is missing; existing ones are kept",
+    )
+    create.set_defaults(handler=_create_topics)
+
+
+def _manager() -> tuple[InfraManager, InfraSettings]:
+    settings = load_settings(InfraSettings)
+    return InfraManager(settings), settings
+
+
+def _up(args: argparse.Namespace) -> int:
+    manager, _ = _manager()
+    _print_statuses(manager.up())
+    print(f"export CARTWHEEL_KAFKA_BOOTSTRAP={manager.kafka_bootstrap}")
+    return 0
+
+
+def _down(args: argparse.Namespace) -> int:
+    manager, _ = _manager()
+    _print_statuses(manager.down())
+    return 0
+
+
+def _status(args: argparse.Namespace) -> int:
+    manager, _ = _manager()
+    statuses = manager.status()
+    _print_statuses(statuses)
+    is_up = all(
+        s.state in (ServerState.RUNNING, ServerState.EXTERNAL) for s in statuses
+    )
+    return 0 if is_up else 1
+
+
+def _create_topics(args: argparse.Namespace) -> int:
+    manager, settings = _manager()
+    kafka = settings.kafka.model_copy(update={"bootstrap": manager.kafka_bootstrap})
+    wait_for_broker(kafka, timeout_seconds=_BROKER_TIMEOUT_SECONDS)
+    specs = standard_topics(settings.topics)
+    created = set(
+        create_topics(
+            kafka, specs, replication_factor=settings.topics.replication_factor
+        )
+    )
+    for spec in specs:
+        outcome = "created" if spec.name in created else "exists"
+        print(f"{spec.name:<32} partitions={spec.partitions:<4} {outcome}")
+    print(f"kafka  {kafka.bootstrap}")
+    return 0
+
+
+def _print_statuses(statuses: list[ServerStatus]) -> None:
+    for status in statuses:
+        print(status.describe())

@@ -1,0 +1,143 @@
+"""Bring the local infrastructure up and down, or use servers that already exist.
+
+A server is either *local* (a Tansu broker or redis-server that this module
+starts on a loopback port, with its pid file and log in the state directory)
+or *external* (named by ``CARTWHEEL_KAFKA_BOOTSTRAP`` or ``CARTWHEEL_REDIS_URL``;
+never started or stopped here). Starting is idempotent: a server whose pid
+file names a live process is reused, so ``up`` twice starts nothing new.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from enum import StrEnum
+from urllib.parse import urlsplit
+
+from services.common.kafka import is_listening, wait_for_broker
+from services.common.settings import KafkaSettings
+from services.infra.processes import LocalServer, start_broker, start_redis
+from services.infra.settings import InfraSettings
+
+__all__ = ["InfraManager", "ServerState", "ServerStatus"]
+
+logger = logging.getLogger(__name__)
+
+_BROKER_READY_TIMEOUT_SECONDS = 20.0
+
+
+class ServerState(StrEnum):
+    """What ``infra status`` found for one server."""
+
+    RUNNING = "running"
+    STOPPED = "stopped"
+    EXTERNAL = "external"
+    UNREACHABLE = "unreachable"
+
+
+@dataclass(frozen=True)
+class ServerStatus:
+    """One server's address and state, as printed by the CLI."""
+
+    name: str
+    address: str
+    state: ServerState
+    pid: int | None = None
+
+    def describe(self) -> str:
+        """Return one line for the terminal, such as 'kafka 127.0.0.1:19092 running'."""
+        pid = f" (pid {self.pid})" if self.pid is not None else ""
+        return f"{self.name:<6} {self.address:<24} {self.state}{pid}"
+
+
+class InfraManager:
+    """Start, stop and inspect the broker and redis-server that Cartwheel uses.
+
+    Args:
+        settings: the state directory, local ports and external servers.
+    """
+
+    def __init__(self, settings: InfraSettings) -> None:
+        self._settings = settings
+        state_dir = settings.state_dir
+        self._broker = LocalServer.tansu(state_dir, settings.kafka_port)
+        self._redis = LocalServer.redis(state_dir, settings.redis_port)
+
+    @property
+    def kafka_bootstrap(self) -> str:
+        """The bootstrap address services should use."""
+        if self._settings.is_kafka_external:
+            return self._settings.kafka.bootstrap
+        return self._broker.address
+
+    @property
+    def redis_url(self) -> str:
+        """The Redis URL services should use, password included when set."""
+        if self._settings.is_redis_external:
+            return self._settings.redis.url.get_secret_value()
+        return f"redis://{self._redis.address}/0"
+
+    def up(self) -> list[ServerStatus]:
+        """Start what is not running yet and wait until both servers answer.
+
+        Raises:
+            InfrastructureError: a server failed to start, a port is taken by
+                another process, or an external server does not answer.
+        """
+        if not self._settings.is_kafka_external:
+            start_broker(self._settings.state_dir, self._settings.kafka_port)
+        wait_for_broker(
+            KafkaSettings(bootstrap=self.kafka_bootstrap)
+            if not self._settings.is_kafka_external
+            else self._settings.kafka,
+            timeout_seconds=_BROKER_READY_TIMEOUT_SECONDS,
+        )
+        if not self._settings.is_redis_external:
+            start_redis(self._settings.state_dir, self._settings.redis_port)
+        return self.status()
+
+    def down(self) -> list[ServerStatus]:
+        """Stop the local servers; external servers are left alone."""
+        if not self._settings.is_kafka_external:
+            self._broker.stop()
+        if not self._settings.is_redis_external:
+            self._redis.stop()
+        return self.status()
+
+    def status(self) -> list[ServerStatus]:
+        """Return the state of the broker and of redis-server, without changing it."""
+        return [
+            self._status("kafka", self._broker, self._settings.is_kafka_external),
+            self._status("redis", self._redis, self._settings.is_redis_external),
+        ]
+
+    def _status(
+        self, name: str, server: LocalServer, is_external: bool
+    ) -> ServerStatus:
+        if is_external:
+            address = (
+                self.kafka_bootstrap if name == "kafka" else _redact(self.redis_url)
+            )
+            is_reachable = any(
+                is_listening(host_port) for host_port in _endpoints(name, address)
+            )
+            state = ServerState.EXTERNAL if is_reachable else ServerState.UNREACHABLE
+            return ServerStatus(name, address, state)
+        pid = server.pid()
+        state = ServerState.RUNNING if pid is not None else ServerState.STOPPED
+        return ServerStatus(name, server.address, state, pid)
+
+
+def _endpoints(name: str, address: str) -> list[str]:
+    if name == "kafka":
+        return address.split(",")
+    parts = urlsplit(address)
+    return [f"{parts.hostname}:{parts.port or 6379}"]
+
+
+def _redact(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":**********@")
+    return parts._replace(netloc=netloc).geturl()
