@@ -1,0 +1,295 @@
+"""Writes an evaluation as report.md, metrics.json and PNG plots.
+
+The same result always gives the same files: numbers are rounded in the text
+only, JSON keys are sorted, and plots carry no timestamp.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from services.evaluation.metrics import RankingScores
+from services.evaluation.plots import (
+    plot_hit_rate_over_time,
+    plot_latency,
+    plot_ranking,
+    plot_surfaces,
+)
+from services.evaluation.results import SYSTEM_NAME, EvaluationResult
+
+__all__ = ["ReportFiles", "summary_lines", "verdict_sentence", "write_report"]
+
+_PLOTS = {
+    "hr_over_time.png": plot_hit_rate_over_time,
+    "latency.png": plot_latency,
+    "surfaces.png": plot_surfaces,
+    "ranking.png": plot_ranking,
+}
+
+
+@dataclass(frozen=True)
+class ReportFiles:
+    """Paths of the files of one report."""
+
+    directory: Path
+    markdown: Path
+    metrics_json: Path
+    plots: list[Path]
+
+
+def write_report(result: EvaluationResult, directory: Path) -> ReportFiles:
+    """Write the report files into ``directory``, creating it when needed.
+
+    Returns:
+        the paths written.
+    """
+    directory.mkdir(parents=True, exist_ok=True)
+    metrics_json = directory / "metrics.json"
+    metrics_json.write_text(
+        json.dumps(result.to_dict(), indent=2, sort_keys=True) + "\n",
+        encoding="utf-8",
+    )
+    plots = []
+    for file_name, plot in _PLOTS.items():
+        path = directory / file_name
+        plot(result, path)
+        plots.append(path)
+    markdown = directory / "report.md"
+    markdown.write_text(render_markdown(result), encoding="utf-8")
+    return ReportFiles(directory, markdown, metrics_json, plots)
+
+
+def verdict_sentence(result: EvaluationResult) -> str:
+    """Return one plain sentence on whether the system beats every baseline."""
+    verdict = result.verdict
+    k = verdict.cutoff
+    if verdict.beats_every_baseline:
+        return f"Cartwheel beats every baseline on HR@{k} and MRR@{k} on this replay."
+    parts = []
+    for metric, label in (("hit_rate", f"HR@{k}"), ("mrr", f"MRR@{k}")):
+        winners = verdict.winning_baselines[metric]
+        if winners:
+            parts.append(f"{', '.join(winners)} on {label}")
+    return (
+        "Cartwheel does not beat every baseline on this replay: "
+        f"matched or beaten by {'; '.join(parts)}."
+    )
+
+
+def summary_lines(result: EvaluationResult) -> list[str]:
+    """Return a short plain-text summary for a terminal."""
+    k = result.cutoffs[-1]
+    lines = [f"{'recommender':<14} {'HR@' + str(k):>8} {'MRR@' + str(k):>8}"]
+    for name in result.recommenders:
+        scores = result.ranking[name][k]
+        lines.append(
+            f"{name:<14} {_number(scores.hit_rate):>8} {_number(scores.mrr):>8}"
+        )
+    latency = result.latency["all"]
+    lines.append(
+        f"latency ms: p50 {_number(latency.p50_ms, 1)}, "
+        f"p95 {_number(latency.p95_ms, 1)}, p99 {_number(latency.p99_ms, 1)} "
+        f"over {latency.count} slates"
+    )
+    lines.append(f"throughput: {_throughput(result)}")
+    lines.append(verdict_sentence(result))
+    return lines
+
+
+def render_markdown(result: EvaluationResult) -> str:
+    """Return the Markdown text of the report."""
+    sections = [
+        ["# Cartwheel evaluation report", "", verdict_sentence(result)],
+        _inputs_section(result),
+        _ranking_section(result),
+        _event_type_section(result),
+        _surface_section(result),
+        _latency_section(result),
+        _beyond_accuracy_section(result),
+        _plots_section(),
+        _method_section(result),
+    ]
+    return "\n\n".join("\n".join(lines) for lines in sections) + "\n"
+
+
+def _inputs_section(result: EvaluationResult) -> list[str]:
+    inputs = result.inputs
+    rows = [
+        ("events", inputs.events),
+        ("duplicate events dropped", inputs.duplicate_events),
+        ("users", inputs.users),
+        ("users with a single event", inputs.single_event_users),
+        ("scored events (a previous event of the user exists)", inputs.scored_events),
+        (
+            "scored against the previous event's own slate",
+            inputs.targets_with_own_slate,
+        ),
+        ("scored against an older slate of the user", inputs.targets_with_stale_slate),
+        ("no products slate before them (misses)", inputs.targets_without_slate),
+        ("same item as the previous event", inputs.repeat_targets),
+        *((f"slates: {s}", n) for s, n in inputs.slates.items()),
+        ("duplicate slates dropped", inputs.duplicate_slates),
+        ("slates whose trigger event was not read", inputs.orphan_slates),
+    ]
+    return [
+        "## Inputs",
+        "",
+        "| quantity | count |",
+        "|---|---:|",
+        *(f"| {label} | {count} |" for label, count in rows),
+    ]
+
+
+def _ranking_section(result: EvaluationResult) -> list[str]:
+    lines = [
+        "## Products: system and baselines",
+        "",
+        "Each list is scored against the item of the user's next event.",
+    ]
+    for k in result.cutoffs:
+        lines += [
+            "",
+            f"### K = {k}",
+            "",
+            f"| recommender | HR@{k} | MRR@{k} | NDCG@{k} | lists |",
+            "|---|---:|---:|---:|---:|",
+        ]
+        for name in result.recommenders:
+            lines.append(_scores_row(name, result.ranking[name][k]))
+    return lines
+
+
+def _event_type_section(result: EvaluationResult) -> list[str]:
+    k = result.cutoffs[-1]
+    lines = [
+        "## Products by the type of the next event",
+        "",
+        f"Did the item of the next click, cart add or purchase appear in the list? "
+        f"K = {k}; every K is in metrics.json.",
+        "",
+        f"| recommender | next event | HR@{k} | MRR@{k} | NDCG@{k} | lists |",
+        "|---|---|---:|---:|---:|---:|",
+    ]
+    for name in result.recommenders:
+        for event_type, by_cutoff in result.by_event_type[name].items():
+            lines.append(_scores_row(f"{name} | {event_type}", by_cutoff[k]))
+    return lines
+
+
+def _surface_section(result: EvaluationResult) -> list[str]:
+    header = " | ".join(f"HR@{k} | MRR@{k}" for k in result.cutoffs)
+    align = "|".join("---:|---:" for _ in result.cutoffs)
+    lines = [
+        "## Cartwheel per surface",
+        "",
+        f"| surface | slates scored | {header} |",
+        f"|---|---:|{align}|",
+    ]
+    for surface, by_cutoff in result.by_surface.items():
+        count = by_cutoff[result.cutoffs[0]].count
+        cells = " | ".join(
+            f"{_number(by_cutoff[k].hit_rate)} | {_number(by_cutoff[k].mrr)}"
+            for k in result.cutoffs
+        )
+        lines.append(f"| {surface} | {count} | {cells} |")
+    lines += ["", "What counts as a hit:", ""]
+    lines += [f"- {surface}: {rule}." for surface, rule in result.surface_rules.items()]
+    return lines
+
+
+def _latency_section(result: EvaluationResult) -> list[str]:
+    lines = [
+        "## Event-to-slate latency and throughput",
+        "",
+        "| surface | slates | p50 ms | p95 ms | p99 ms | mean ms | max ms |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for surface, latency in result.latency.items():
+        values = [latency.p50_ms, latency.p95_ms, latency.p99_ms]
+        values += [latency.mean_ms, latency.max_ms]
+        cells = " | ".join(_number(v, 1) for v in values)
+        lines.append(f"| {surface} | {latency.count} | {cells} |")
+    lines += ["", f"Throughput: {_throughput(result)}."]
+    if result.model_versions:
+        lines += ["", "Products slates per model version:", ""]
+        lines += [f"- `{v}`: {n}" for v, n in result.model_versions.items()]
+    return lines
+
+
+def _beyond_accuracy_section(result: EvaluationResult) -> list[str]:
+    k = result.cutoffs[-1]
+    lines = [
+        "## Coverage, diversity and novelty",
+        "",
+        f"Over the scored products lists, cut at K = {k}. Coverage is the share of "
+        "catalog items listed at least once; diversity the mean share of item "
+        "pairs in a list from different categories; novelty the mean "
+        "self-information of listed items in bits (higher is less popular).",
+        "",
+        "| recommender | lists | items listed | catalog items | coverage "
+        "| diversity | novelty |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name in result.recommenders:
+        stats = result.beyond_accuracy[name]
+        lines.append(
+            f"| {name} | {stats.lists} | {stats.recommended_items} | "
+            f"{stats.catalog_items} | {_number(stats.coverage)} | "
+            f"{_number(stats.diversity)} | {_number(stats.novelty, 2)} |"
+        )
+    return lines
+
+
+def _plots_section() -> list[str]:
+    return [
+        "## Plots",
+        "",
+        "![HR over time](hr_over_time.png)",
+        "",
+        "![Latency distribution](latency.png)",
+        "",
+        "![Per-surface results](surfaces.png)",
+        "",
+        "![System and baselines](ranking.png)",
+    ]
+
+
+def _method_section(result: EvaluationResult) -> list[str]:
+    parameters = json.dumps(result.parameters, indent=2, sort_keys=True)
+    return [
+        "## Method",
+        "",
+        "Events are replayed in event-time order. The products slate published "
+        "after a user's event N is scored against the user's event N+1. Each "
+        "baseline learns from every event up to N, of all users, before it "
+        f"proposes its list for N+1. `{SYSTEM_NAME}` is the published slates; "
+        "an event with no slate before it counts as a miss.",
+        "",
+        "```json",
+        parameters,
+        "```",
+    ]
+
+
+def _scores_row(label: str, scores: RankingScores) -> str:
+    return (
+        f"| {label} | {_number(scores.hit_rate)} | {_number(scores.mrr)} | "
+        f"{_number(scores.ndcg)} | {scores.count} |"
+    )
+
+
+def _throughput(result: EvaluationResult) -> str:
+    value = result.throughput_events_per_second
+    if value is None:
+        return "not measured (fewer than two slates with distinct generated_at)"
+    source = {
+        "caller": "measured by the caller",
+        "generated_at": "estimated from the slates' generated_at spread",
+    }.get(result.throughput_source, result.throughput_source)
+    return f"{value:,.1f} events/s, {source}"
+
+
+def _number(value: float | None, digits: int = 4) -> str:
+    return "n/a" if value is None else f"{value:.{digits}f}"

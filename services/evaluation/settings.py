@@ -1,0 +1,119 @@
+"""Settings of the evaluator, read from ``CARTWHEEL_EVALUATION_*`` variables."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from services.common.settings import KafkaSettings, TopicSettings
+
+__all__ = ["BaselineSettings", "EvaluationSettings"]
+
+
+class BaselineSettings(BaseSettings):
+    """Parameters of the baselines that the evaluator computes on the same replay."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="CARTWHEEL_EVALUATION_BASELINE_", frozen=True
+    )
+
+    trending_half_life_seconds: float = Field(
+        default=3600.0, gt=0.0, description="a positive number of seconds"
+    )
+    covisitation_window: int = Field(
+        default=5,
+        ge=1,
+        le=100,
+        description="how many earlier items of a session pair with a new item, 1-100",
+    )
+    covisitation_context_items: int = Field(
+        default=3,
+        ge=1,
+        le=20,
+        description="how many recent session items seed a recommendation, 1-20",
+    )
+    knn_sample_size: int = Field(
+        default=200,
+        ge=1,
+        le=10_000,
+        description="most recent sessions kept per item as neighbour candidates",
+    )
+    knn_neighbors: int = Field(
+        default=50, ge=1, le=1000, description="neighbour sessions that vote, 1-1000"
+    )
+    knn_session_items: int = Field(
+        default=20,
+        ge=1,
+        le=200,
+        description="most recent items of a session that count, 1-200",
+    )
+    knn_position_decay: float = Field(
+        default=2.0,
+        gt=0.0,
+        description="items of the current session, e-folding length in positions",
+    )
+    knn_recency_decay_seconds: float = Field(
+        default=3600.0 * 24,
+        gt=0.0,
+        description="age of a neighbour session, e-folding time in seconds",
+    )
+    knn_neighbor_position_decay: float = Field(
+        default=3.0,
+        gt=0.0,
+        description="distance from the shared item, e-folding length in positions",
+    )
+
+
+class EvaluationSettings(BaseSettings):
+    """What the evaluator reads, how it scores, and where it writes the report."""
+
+    model_config = SettingsConfigDict(env_prefix="CARTWHEEL_EVALUATION_", frozen=True)
+
+    kafka: KafkaSettings = Field(default_factory=KafkaSettings)
+    topics: TopicSettings = Field(default_factory=TopicSettings)
+    baselines: BaselineSettings = Field(default_factory=BaselineSettings)
+    group_id: str = Field(
+        default="cartwheel-evaluation",
+        min_length=1,
+        max_length=128,
+        description="consumer group id of the evaluator, 1-128 characters",
+    )
+    read_timeout_seconds: float = Field(
+        default=300.0,
+        gt=0.0,
+        description="seconds allowed to read every topic up to its high watermark",
+    )
+    cutoffs: tuple[int, ...] = Field(
+        default=(5, 10, 20), description="list lengths K, ascending, each 1-200"
+    )
+    session_gap_seconds: float = Field(
+        default=1800.0,
+        gt=0.0,
+        description="inactivity that ends a session of events without session_id",
+    )
+    exclude_trigger_item: bool = Field(
+        default=True,
+        description="drop the triggering item from baseline lists, as slates do",
+    )
+    timeline_buckets: int = Field(
+        default=40, ge=1, le=1000, description="points of the metric-over-time plot"
+    )
+    report_dir: Path = Field(
+        default=Path("reports/evaluation"), description="directory of the report"
+    )
+    log_level: str = Field(
+        default="INFO",
+        pattern=r"^(DEBUG|INFO|WARNING|ERROR)$",
+        description="DEBUG, INFO, WARNING or ERROR",
+    )
+
+    @field_validator("cutoffs")
+    @classmethod
+    def _check_cutoffs(cls, value: tuple[int, ...]) -> tuple[int, ...]:
+        if not value or list(value) != sorted(set(value)):
+            raise ValueError("expected distinct list lengths in ascending order")
+        if value[0] < 1 or value[-1] > 200:
+            raise ValueError("expected list lengths from 1 to 200")
+        return value
