@@ -1,0 +1,271 @@
+"""Candidate generation: the items worth ranking for one event.
+
+Sources, each normalised so that its best item scores 1 before weighting:
+
+- co-visitation of the user's recent items, each seed weighted by recency;
+- session-kNN over recent sessions that share items with the current one;
+- co-cart and co-purchase of the cart (bundles);
+- trending items in the user's top categories;
+- trending items overall, the cold-start fallback.
+
+An item proposed by several sources sums their weighted scores and keeps the
+source that contributed most.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+
+from schemas.events import EventType
+from schemas.features import ItemAttributes, RecentItem
+from schemas.recommendations import CandidateSource
+from services.scorer.protocols import CandidateStore, Relation, UserHistory
+from services.scorer.session_knn import SessionIndex
+from services.scorer.settings import CandidateSettings
+
+__all__ = [
+    "SOURCE_WEIGHTS",
+    "Candidate",
+    "CandidateGenerator",
+    "EventContext",
+    "merge_sources",
+    "recency_weighted_seeds",
+    "top_categories",
+]
+
+SOURCE_WEIGHTS: dict[CandidateSource, float] = {
+    CandidateSource.COVISITATION: 1.0,
+    CandidateSource.SESSION_KNN: 1.0,
+    CandidateSource.CO_CART: 1.0,
+    CandidateSource.CO_PURCHASE: 1.2,
+    CandidateSource.CATEGORY_TRENDING: 0.4,
+    CandidateSource.TRENDING: 0.2,
+}
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """An item proposed for ranking, with the source that proposed it."""
+
+    item_id: str
+    source: CandidateSource
+    source_score: float
+
+
+@dataclass(frozen=True)
+class EventContext:
+    """What candidate generation knows about one triggering event.
+
+    Attributes:
+        user_id: the user.
+        item_id: the trigger item.
+        event_type: the trigger's type.
+        event_time: the trigger's event time (Unix s).
+        session_key: the key of the user's current session in the session index.
+        history: the user's history, restricted to events up to the trigger.
+    """
+
+    user_id: str
+    item_id: str
+    event_type: EventType
+    event_time: float
+    session_key: str
+    history: UserHistory
+
+
+def recency_weighted_seeds(
+    trigger_item_id: str, recent: Sequence[RecentItem], count: int, decay: float
+) -> dict[str, float]:
+    """Return seed items with weights, the trigger first at weight 1.
+
+    Each step back in the history multiplies the weight by ``decay``; an item
+    seen several times keeps its newest (highest) weight.
+    """
+    seeds = {trigger_item_id: 1.0}
+    weight = 1.0
+    for entry in recent:
+        if len(seeds) >= count:
+            break
+        if entry.item_id in seeds:
+            continue
+        weight *= decay
+        seeds[entry.item_id] = weight
+    return seeds
+
+
+def top_categories(
+    seeds: Mapping[str, float],
+    attributes: Mapping[str, ItemAttributes],
+    affinity: Mapping[str, float],
+    count: int,
+) -> list[str]:
+    """Return the user's top categories, heaviest first.
+
+    Categories of the seed items (the trigger and the latest items, weighted by
+    recency) come first, so the slate follows the current intent; the user's
+    long-term category affinity fills the remaining places.
+    """
+    totals: dict[str, float] = {}
+    for item_id, weight in seeds.items():
+        attributes_of_item = attributes.get(item_id)
+        if attributes_of_item is None or attributes_of_item.category_id is None:
+            continue
+        category = attributes_of_item.category_id
+        totals[category] = totals.get(category, 0.0) + weight
+    ranked = sorted(totals.items(), key=lambda pair: (-pair[1], pair[0]))
+    chosen = [category for category, _ in ranked[:count]]
+    for category in affinity:
+        if len(chosen) >= count:
+            break
+        if category not in chosen:
+            chosen.append(category)
+    return chosen
+
+
+def merge_sources(
+    sources: Iterable[tuple[CandidateSource, Iterable[tuple[str, float]]]],
+    exclude: Iterable[str],
+    limit: int,
+) -> list[Candidate]:
+    """Merge scored item lists into candidates ordered by their combined score.
+
+    Each list is scaled so its best item scores the source's weight; an item in
+    several lists sums its scores and keeps the source with the largest share.
+    """
+    excluded = set(exclude)
+    totals: dict[str, float] = {}
+    best_share: dict[str, tuple[float, CandidateSource]] = {}
+    for source, scored in sources:
+        pairs = [(item_id, score) for item_id, score in scored if score > 0.0]
+        if not pairs:
+            continue
+        top = max(score for _, score in pairs)
+        weight = SOURCE_WEIGHTS.get(source, 1.0)
+        for item_id, score in pairs:
+            if item_id in excluded:
+                continue
+            share = weight * score / top
+            totals[item_id] = totals.get(item_id, 0.0) + share
+            if share > best_share.get(item_id, (-1.0, source))[0]:
+                best_share[item_id] = (share, source)
+    ranked = sorted(totals.items(), key=lambda pair: (-pair[1], pair[0]))[:limit]
+    return [
+        Candidate(item_id, best_share[item_id][1], score) for item_id, score in ranked
+    ]
+
+
+def _weighted_neighbours(
+    seeds: Mapping[str, float], neighbours: Mapping[str, list[tuple[str, float]]]
+) -> list[tuple[str, float]]:
+    totals: dict[str, float] = {}
+    for seed, seed_weight in seeds.items():
+        for item_id, weight in neighbours.get(seed, ()):
+            totals[item_id] = totals.get(item_id, 0.0) + seed_weight * weight
+    return list(totals.items())
+
+
+class CandidateGenerator:
+    """Propose product and bundle candidates for a batch of events.
+
+    Every store read covers the whole batch, so a batch costs a fixed number of
+    round trips whatever its size.
+
+    Args:
+        store: batch reads of neighbours, trending items and attributes.
+        sessions: the session-kNN index, already updated with the batch.
+        settings: how many candidates each source proposes.
+    """
+
+    def __init__(
+        self, store: CandidateStore, sessions: SessionIndex, settings: CandidateSettings
+    ) -> None:
+        self._store = store
+        self._sessions = sessions
+        self._settings = settings
+
+    def products(self, contexts: Sequence[EventContext]) -> list[list[Candidate]]:
+        """Return product candidates per event, in the order of ``contexts``."""
+        settings = self._settings
+        seeds = [
+            recency_weighted_seeds(
+                context.item_id,
+                context.history.recent,
+                settings.recent_items,
+                settings.recency_decay,
+            )
+            for context in contexts
+        ]
+        all_seeds = sorted({item for seed in seeds for item in seed})
+        covisited = self._store.neighbours(
+            Relation.COVISITATION, all_seeds, settings.neighbours_per_item
+        )
+        attributes = self._store.item_attributes(all_seeds)
+        categories = [
+            top_categories(
+                seed,
+                attributes,
+                context.history.category_affinity,
+                settings.top_categories,
+            )
+            for seed, context in zip(seeds, contexts, strict=True)
+        ]
+        wanted: list[str | None] = [None]
+        wanted += sorted({category for group in categories for category in group})
+        trending = self._store.trending(wanted, settings.trending_per_category)
+        overall = self._store.trending([None], settings.trending).get(None, [])
+
+        results = []
+        for context, seed, user_categories in zip(
+            contexts, seeds, categories, strict=True
+        ):
+            in_category: list[tuple[str, float]] = []
+            for rank, category in enumerate(user_categories):
+                boost = 1.0 / (rank + 1)
+                in_category += [
+                    (item_id, score * boost)
+                    for item_id, score in trending.get(category, [])
+                ]
+            sources = [
+                (CandidateSource.COVISITATION, _weighted_neighbours(seed, covisited)),
+                (CandidateSource.SESSION_KNN, self._session_votes(context)),
+                (CandidateSource.CATEGORY_TRENDING, in_category),
+                (CandidateSource.TRENDING, overall),
+            ]
+            results.append(
+                merge_sources(sources, [context.item_id], settings.max_candidates)
+            )
+        return results
+
+    def bundles(self, contexts: Sequence[EventContext]) -> list[list[Candidate]]:
+        """Return complements of each cart: items carted or bought with it."""
+        carts = [_cart_items(context) for context in contexts]
+        all_items = sorted({item for cart in carts for item in cart})
+        limit = self._settings.neighbours_per_item
+        co_cart = self._store.neighbours(Relation.CO_CART, all_items, limit)
+        co_purchase = self._store.neighbours(Relation.CO_PURCHASE, all_items, limit)
+        results = []
+        for cart in carts:
+            sources = [
+                (CandidateSource.CO_CART, _weighted_neighbours(cart, co_cart)),
+                (CandidateSource.CO_PURCHASE, _weighted_neighbours(cart, co_purchase)),
+            ]
+            results.append(merge_sources(sources, cart, self._settings.max_candidates))
+        return results
+
+    def _session_votes(self, context: EventContext) -> list[tuple[str, float]]:
+        return self._sessions.recommend(
+            context.session_key,
+            context.event_time,
+            self._settings.session_neighbours,
+            self._settings.session_half_life_seconds,
+        )[: self._settings.max_candidates]
+
+
+def _cart_items(context: EventContext) -> dict[str, float]:
+    """Return the trigger item and the user's other recent cart adds, weighted."""
+    cart = {context.item_id: 1.0}
+    for entry in context.history.recent:
+        if entry.event_type is EventType.CART_ADD and entry.item_id not in cart:
+            cart[entry.item_id] = 0.5
+    return cart

@@ -1,0 +1,119 @@
+"""Publish slates on ``recommendations.<surface>`` and keep each user's latest in Redis.
+
+Slates are keyed by ``user_id`` so one user's slates stay in order within a
+partition. The latest slate per user and surface is also written to Redis
+with a TTL, for the HTTP API. Delivery is at-least-once: :meth:`flush` raises
+when a slate was not acknowledged, so the hot path does not commit past it,
+and a replayed event yields a slate with the same ``recommendation_id``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+import redis
+from confluent_kafka import KafkaError, Message, Producer
+
+from schemas.recommendations import Slate, Surface
+from services.common.errors import CartwheelError
+from services.common.settings import TopicSettings
+from services.scorer.metrics import SLATE_ITEMS, SLATE_LATENCY, SLATES
+
+__all__ = ["SlateDeliveryError", "SlatePublisher", "latest_slate_key"]
+
+logger = logging.getLogger(__name__)
+
+
+class SlateDeliveryError(CartwheelError):
+    """Raised when the broker did not acknowledge a slate."""
+
+
+def latest_slate_key(prefix: str, user_id: str, surface: Surface | str) -> str:
+    """Return the Redis key of a user's latest slate on one surface.
+
+    The key shares the user's hash tag, so it lives in the user's cluster slot.
+    """
+    return f"{prefix}:{{u:{user_id}}}:slate:{Surface(surface).value}"
+
+
+class SlatePublisher:
+    """Send slates to Kafka and store the latest per user and surface in Redis.
+
+    Args:
+        producer: a confluent-kafka producer owned by the caller.
+        topics: topic names; ``topics.recommendations(surface)`` per slate.
+        redis_client: where the latest slates go; None disables that copy.
+        key_prefix: the Redis key prefix.
+        latest_ttl_seconds: how long a latest slate stays readable.
+    """
+
+    def __init__(
+        self,
+        producer: Producer,
+        topics: TopicSettings,
+        redis_client: redis.Redis | None,
+        key_prefix: str,
+        latest_ttl_seconds: int,
+    ) -> None:
+        self._producer = producer
+        self._topics = {
+            surface: topics.recommendations(surface.value) for surface in Surface
+        }
+        self._redis = redis_client
+        self._prefix = key_prefix
+        self._ttl = latest_ttl_seconds
+        self._failures: list[str] = []
+
+    def publish(self, slates: Sequence[Slate]) -> None:
+        """Enqueue slates for Kafka and write the latest ones to Redis."""
+        pipeline = self._redis.pipeline(transaction=False) if self._redis else None
+        for slate in slates:
+            payload = slate.model_dump_json().encode()
+            self._produce(self._topics[slate.surface], slate.user_id.encode(), payload)
+            SLATE_LATENCY.labels(slate.surface.value).observe(slate.latency_ms / 1000.0)
+            SLATES.labels(slate.surface.value, slate.model_version).inc()
+            SLATE_ITEMS.labels(slate.surface.value).observe(len(slate.items))
+            if pipeline is not None:
+                key = latest_slate_key(self._prefix, slate.user_id, slate.surface)
+                pipeline.set(key, payload, ex=self._ttl)
+        if pipeline is not None:
+            pipeline.execute()
+        self._producer.poll(0)
+
+    def flush(self, timeout_seconds: float = 30.0) -> None:
+        """Wait until every slate sent so far is acknowledged.
+
+        Raises:
+            SlateDeliveryError: when a slate failed or is still queued.
+        """
+        remaining = self._producer.flush(timeout_seconds)
+        failures, self._failures = self._failures, []
+        if failures:
+            raise SlateDeliveryError(
+                f"{len(failures)} slate(s) were not delivered: {failures[0]}; "
+                "check that the recommendation topics exist and the broker is up"
+            )
+        if remaining:
+            raise SlateDeliveryError(
+                f"{remaining} slate(s) still queued after {timeout_seconds:.0f} s; "
+                "check that the broker is reachable"
+            )
+
+    def _produce(self, topic: str, key: bytes, value: bytes) -> None:
+        try:
+            self._producer.produce(
+                topic, key=key, value=value, on_delivery=self._on_delivery
+            )
+        except BufferError:
+            # The local queue is full: wait for deliveries to free room, once.
+            self._producer.flush(5.0)
+            self._producer.produce(
+                topic, key=key, value=value, on_delivery=self._on_delivery
+            )
+
+    def _on_delivery(self, error: KafkaError | None, message: Message) -> None:
+        if error is None:
+            return
+        logger.error("slate delivery failed topic=%s error=%s", message.topic(), error)
+        self._failures.append(str(error))

@@ -1,0 +1,171 @@
+"""Ranking: task probabilities per candidate, combined with online signals into a score.
+
+Shapes: C candidates, T = 3 tasks in the order click, cart_add, purchase.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from services.scorer.settings import ScoreWeights
+
+__all__ = [
+    "HEURISTIC_MODEL_VERSION",
+    "SOURCE_SCORE_FEATURE",
+    "TASKS",
+    "HeuristicFeatureNames",
+    "HeuristicRanker",
+    "combine_scores",
+]
+
+HEURISTIC_MODEL_VERSION = "heuristic-v1"
+
+# Candidate feature that carries the merged candidate-source score into the
+# heuristic ranker; the trained ranker never sees it.
+SOURCE_SCORE_FEATURE = "candidate_source_score"
+
+TASKS = ("click", "cart_add", "purchase")
+
+_ONLINE_CART = "online_cart_prob"
+_ONLINE_PURCHASE = "online_purchase_prob"
+_ONLINE_AFFINITY = "online_affinity"
+
+
+@dataclass(frozen=True)
+class HeuristicFeatureNames:
+    """Item features that the heuristic ranker reads, by name."""
+
+    views: str = "item_click_count_24h"
+    view_to_cart_rate: str = "item_view_to_cart_rate_7d"
+    cart_to_purchase_rate: str = "item_cart_to_purchase_rate_7d"
+    category_affinity: str = "pair_category_affinity"
+    brand_affinity: str = "pair_brand_affinity"
+
+
+class HeuristicRanker:
+    """Rank from candidate-source strength, popularity and conversion rates.
+
+    Used before the first trained model exists. The click probability is a
+    logistic function of the candidate-source score, the item's recent views
+    and the user's affinity to the item's category and brand. Cart and purchase
+    chain the item's smoothed conversion rates, so p(cart) = p(click) *
+    rate(view->cart) and p(purchase) = p(cart) * rate(cart->purchase). Items
+    without rates fall back to the priors.
+
+    Args:
+        names: which item features hold views and conversion rates.
+        view_to_cart_prior: rate used for items without a view->cart rate.
+        cart_to_purchase_prior: rate used for items without a cart->purchase rate.
+    """
+
+    model_version = HEURISTIC_MODEL_VERSION
+
+    def __init__(
+        self,
+        names: HeuristicFeatureNames | None = None,
+        view_to_cart_prior: float = 0.05,
+        cart_to_purchase_prior: float = 0.3,
+    ) -> None:
+        self._names = names or HeuristicFeatureNames()
+        self._view_to_cart_prior = view_to_cart_prior
+        self._cart_to_purchase_prior = cart_to_purchase_prior
+
+    def predict(
+        self,
+        user_id: str,
+        user_features: Mapping[str, float],
+        candidates: Sequence[tuple[str, Mapping[str, float]]],
+    ) -> np.ndarray:
+        """Return a (C, 3) array of click, cart_add and purchase probabilities."""
+        names = self._names
+        probs = np.zeros((len(candidates), len(TASKS)), dtype=np.float64)
+        for row, (_, features) in enumerate(candidates):
+            source_score = features.get(SOURCE_SCORE_FEATURE, 0.0)
+            views = max(0.0, features.get(names.views, 0.0))
+            affinity = features.get(names.category_affinity, 0.0) + 0.5 * features.get(
+                names.brand_affinity, 0.0
+            )
+            logit = (
+                -3.0
+                + 2.0 * min(source_score, 2.0)
+                + 0.3 * math.log1p(views)
+                + 1.0 * min(affinity, 1.5)
+            )
+            click = 1.0 / (1.0 + math.exp(-logit))
+            to_cart = _rate(
+                features.get(names.view_to_cart_rate), self._view_to_cart_prior
+            )
+            to_purchase = _rate(
+                features.get(names.cart_to_purchase_rate), self._cart_to_purchase_prior
+            )
+            probs[row] = (click, click * to_cart, click * to_cart * to_purchase)
+        return probs
+
+
+def _rate(value: float | None, prior: float) -> float:
+    if value is None or not math.isfinite(value):
+        return prior
+    return min(1.0, max(0.0, value))
+
+
+def combine_scores(
+    probs: np.ndarray,
+    signals: Sequence[Mapping[str, float]],
+    prices: Sequence[float | None],
+    weights: ScoreWeights,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Blend online signals into the task probabilities and score each candidate.
+
+    Args:
+        probs: (C, 3) ranker probabilities for click, cart_add and purchase.
+        signals: C dicts with ``online_cart_prob``, ``online_purchase_prob`` and
+            ``online_affinity``; missing keys leave the ranker's value alone.
+        prices: C item prices; a missing price counts as the median known price.
+        weights: the objective and its weights.
+
+    Returns:
+        The (C, 3) blended probabilities and the (C,) scores.
+    """
+    blended = np.clip(np.asarray(probs, dtype=np.float64), 0.0, 1.0).copy()
+    affinity = np.zeros(len(blended))
+    share = weights.online_blend
+    for row, signal in enumerate(signals):
+        if _ONLINE_CART in signal:
+            blended[row, 1] = (1 - share) * blended[row, 1] + share * _unit(
+                signal[_ONLINE_CART]
+            )
+        if _ONLINE_PURCHASE in signal:
+            blended[row, 2] = (1 - share) * blended[row, 2] + share * _unit(
+                signal[_ONLINE_PURCHASE]
+            )
+        affinity[row] = _unit(signal.get(_ONLINE_AFFINITY, 0.0))
+
+    if weights.objective == "expected_value":
+        value = _filled_prices(prices)
+        scores = blended[:, 2] * value + weights.affinity * affinity
+    else:
+        scores = (
+            weights.click * blended[:, 0]
+            + weights.cart_add * blended[:, 1]
+            + weights.purchase * blended[:, 2]
+            + weights.affinity * affinity
+        )
+    return blended, scores
+
+
+def _unit(value: float) -> float:
+    if not math.isfinite(value):
+        return 0.0
+    return min(1.0, max(0.0, value))
+
+
+def _filled_prices(prices: Sequence[float | None]) -> np.ndarray:
+    known = [price for price in prices if price is not None and price >= 0.0]
+    fallback = float(np.median(known)) if known else 1.0
+    return np.array(
+        [price if price is not None and price >= 0.0 else fallback for price in prices]
+    )

@@ -1,0 +1,142 @@
+"""Session-based nearest neighbours in the spirit of V-SKNN and STAN.
+
+The index keeps the most recently active sessions in process. To score the
+current session it looks up recent sessions that share its items, weighs each
+shared item by its position in the current session (later items count more),
+decays each neighbour session by its age, keeps the k most similar sessions and
+lets them vote for the items they contain.
+
+Memory is bounded: at most ``max_sessions`` sessions of ``max_items`` items
+each, and at most ``samples_per_item`` session ids per item.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+from collections import OrderedDict
+from dataclasses import dataclass, field
+
+__all__ = ["SessionIndex"]
+
+
+@dataclass
+class _Session:
+    items: OrderedDict[str, float] = field(default_factory=OrderedDict)
+    last_time: float = 0.0
+
+
+class SessionIndex:
+    """A bounded in-process index of recent sessions and the items in them.
+
+    Args:
+        max_sessions: sessions kept; the least recently updated one is evicted.
+        max_items: items kept per session; the oldest item is dropped.
+        samples_per_item: most recent sessions remembered per item.
+    """
+
+    def __init__(
+        self, max_sessions: int, max_items: int, samples_per_item: int
+    ) -> None:
+        if max_sessions < 1 or max_items < 1 or samples_per_item < 1:
+            raise ValueError(
+                f"session index sizes must be positive, got max_sessions={max_sessions}"
+                f" max_items={max_items} samples_per_item={samples_per_item}"
+            )
+        self._max_sessions = max_sessions
+        self._max_items = max_items
+        self._samples_per_item = samples_per_item
+        self._sessions: OrderedDict[str, _Session] = OrderedDict()
+        self._item_sessions: dict[str, OrderedDict[str, None]] = {}
+
+    def __len__(self) -> int:
+        return len(self._sessions)
+
+    def session_items(self, session_key: str) -> list[str]:
+        """Return the items of a session, oldest first."""
+        session = self._sessions.get(session_key)
+        return list(session.items) if session is not None else []
+
+    def add(self, session_key: str, item_id: str, event_time: float) -> None:
+        """Record that ``item_id`` was seen in a session at ``event_time`` (Unix s).
+
+        Adding the same item at the same time twice changes nothing, so a
+        replayed batch leaves the index as it was.
+        """
+        session = self._sessions.get(session_key)
+        if session is None:
+            session = _Session()
+            self._sessions[session_key] = session
+        self._sessions.move_to_end(session_key)
+
+        # An item seen again moves to the newest position of its session.
+        session.items.pop(item_id, None)
+        session.items[item_id] = event_time
+        session.last_time = max(session.last_time, event_time)
+        if len(session.items) > self._max_items:
+            dropped, _ = session.items.popitem(last=False)
+            self._unlink(dropped, session_key)
+
+        postings = self._item_sessions.setdefault(item_id, OrderedDict())
+        postings.pop(session_key, None)
+        postings[session_key] = None
+        if len(postings) > self._samples_per_item:
+            postings.popitem(last=False)
+
+        if len(self._sessions) > self._max_sessions:
+            evicted_key, evicted = self._sessions.popitem(last=False)
+            for evicted_item in evicted.items:
+                self._unlink(evicted_item, evicted_key)
+
+    def recommend(
+        self, session_key: str, now: float, neighbours: int, half_life_seconds: float
+    ) -> list[tuple[str, float]]:
+        """Score items of similar sessions for the current session, best first.
+
+        Args:
+            session_key: the current session.
+            now: the current event time (Unix s); neighbour sessions decay by
+                their age relative to it.
+            neighbours: how many of the most similar sessions vote.
+            half_life_seconds: age at which a neighbour session's vote halves.
+
+        Returns:
+            ``(item_id, score)`` pairs for items not in the current session.
+        """
+        session = self._sessions.get(session_key)
+        if session is None or not session.items:
+            return []
+        current = list(session.items)
+        length = len(current)
+
+        # Similarity: position-weighted overlap, normalised by neighbour length.
+        overlap: dict[str, float] = {}
+        for position, item_id in enumerate(current, start=1):
+            weight = position / length
+            for other_key in self._item_sessions.get(item_id, ()):
+                if other_key != session_key:
+                    overlap[other_key] = overlap.get(other_key, 0.0) + weight
+        scored_sessions = []
+        for other_key, shared in overlap.items():
+            other = self._sessions[other_key]
+            age = max(0.0, now - other.last_time)
+            decay = 0.5 ** (age / half_life_seconds)
+            similarity = shared / math.sqrt(len(other.items) * length) * decay
+            scored_sessions.append((similarity, other_key))
+        nearest = heapq.nlargest(neighbours, scored_sessions)
+
+        # Each neighbour votes with its similarity for the items it contains.
+        votes: dict[str, float] = {}
+        for similarity, other_key in nearest:
+            for item_id in self._sessions[other_key].items:
+                if item_id not in session.items:
+                    votes[item_id] = votes.get(item_id, 0.0) + similarity
+        return sorted(votes.items(), key=lambda pair: (-pair[1], pair[0]))
+
+    def _unlink(self, item_id: str, session_key: str) -> None:
+        postings = self._item_sessions.get(item_id)
+        if postings is None:
+            return
+        postings.pop(session_key, None)
+        if not postings:
+            del self._item_sessions[item_id]

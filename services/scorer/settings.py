@@ -1,0 +1,160 @@
+"""Settings of the scoring stage: candidate sources, score weights, rules, surfaces.
+
+Every value is read from ``CARTWHEEL_SCORER_*`` variables (nested blocks use
+``__`` as the delimiter, e.g. ``CARTWHEEL_SCORER_RULES__MAX_PER_CATEGORY=3``).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from schemas.events import EventType
+from services.common.settings import KafkaSettings, RedisSettings, TopicSettings
+
+__all__ = [
+    "CandidateSettings",
+    "RuleSettings",
+    "ScoreWeights",
+    "ScorerSettings",
+    "SurfaceSettings",
+]
+
+
+class CandidateSettings(BaseModel):
+    """How many candidates each source proposes and how recency is weighted."""
+
+    model_config = ConfigDict(frozen=True)
+
+    recent_items: int = Field(
+        default=10, ge=1, le=50, description="recent items of the user used as seeds"
+    )
+    recency_decay: float = Field(
+        default=0.75,
+        gt=0.0,
+        le=1.0,
+        description="weight multiplier per step back in the user's history",
+    )
+    neighbours_per_item: int = Field(
+        default=30, ge=1, le=200, description="co-visited neighbours read per seed"
+    )
+    session_neighbours: int = Field(
+        default=50, ge=1, le=500, description="neighbour sessions kept by session-kNN"
+    )
+    session_samples_per_item: int = Field(
+        default=200,
+        ge=1,
+        le=5000,
+        description="most recent sessions looked up per item of the current session",
+    )
+    session_index_size: int = Field(
+        default=100_000,
+        ge=100,
+        le=10_000_000,
+        description="sessions kept by the in-process session-kNN index",
+    )
+    session_max_items: int = Field(
+        default=50, ge=2, le=500, description="items kept per indexed session"
+    )
+    session_half_life_seconds: float = Field(
+        default=3600.0,
+        gt=0.0,
+        description="age at which a neighbour session counts half",
+    )
+    top_categories: int = Field(
+        default=3,
+        ge=0,
+        le=20,
+        description="user categories whose trending items are read",
+    )
+    trending_per_category: int = Field(default=20, ge=1, le=200)
+    trending: int = Field(default=50, ge=1, le=500)
+    max_candidates: int = Field(
+        default=100, ge=1, le=1000, description="candidates kept for ranking per event"
+    )
+
+
+class ScoreWeights(BaseModel):
+    """How task probabilities and online signals combine into one score.
+
+    ``engagement`` scores ``w_click*p(click) + w_cart*p(cart) + w_purchase*p(purchase)
+    + w_affinity*affinity``. ``expected_value`` multiplies the purchase term by the
+    item's price, so it orders by expected revenue. The online River
+    probabilities are blended into the ranker's cart and purchase probabilities
+    with weight ``online_blend``.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    objective: Literal["engagement", "expected_value"] = "engagement"
+    click: float = Field(default=0.2, ge=0.0)
+    cart_add: float = Field(default=0.3, ge=0.0)
+    purchase: float = Field(default=0.5, ge=0.0)
+    affinity: float = Field(default=0.1, ge=0.0)
+    online_blend: float = Field(default=0.3, ge=0.0, le=1.0)
+
+
+class RuleSettings(BaseModel):
+    """Which slate rules apply and their parameters."""
+
+    model_config = ConfigDict(frozen=True)
+
+    exclude_trigger: bool = True
+    exclude_purchased: bool = True
+    allow_consumables: bool = Field(
+        default=True, description="let consumable items return after a purchase"
+    )
+    exclude_out_of_stock: bool = True
+    diversity: Literal["none", "per_category", "mmr"] = "per_category"
+    max_per_category: int = Field(default=4, ge=1, le=200)
+    mmr_lambda: float = Field(default=0.7, ge=0.0, le=1.0)
+    new_item_slots: int = Field(
+        default=1, ge=0, le=20, description="slots reserved for little-seen items"
+    )
+    new_item_max_views: float = Field(
+        default=5.0, ge=0.0, description="7-day views under which an item counts as new"
+    )
+
+
+class SurfaceSettings(BaseModel):
+    """Slate sizes and the events that trigger each surface."""
+
+    model_config = ConfigDict(frozen=True)
+
+    products_size: int = Field(default=20, ge=1, le=200)
+    bundles_size: int = Field(default=10, ge=1, le=200)
+    promotions_size: int = Field(default=5, ge=1, le=200)
+    reviews_size: int = Field(default=5, ge=1, le=200)
+    promotion_events: frozenset[EventType] = frozenset(
+        {EventType.CLICK, EventType.CART_ADD, EventType.PURCHASE}
+    )
+    promotion_items_per_rule: int = Field(
+        default=5, ge=1, le=100, description="eligible items scored per promotion"
+    )
+    review_half_life_days: float = Field(default=180.0, gt=0.0)
+
+
+class ScorerSettings(BaseSettings):
+    """Settings of the scoring stage of the hot path."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="CARTWHEEL_SCORER_", env_nested_delimiter="__", frozen=True
+    )
+
+    kafka: KafkaSettings = Field(default_factory=KafkaSettings)
+    redis: RedisSettings = Field(default_factory=RedisSettings)
+    topics: TopicSettings = Field(default_factory=TopicSettings)
+    candidates: CandidateSettings = Field(default_factory=CandidateSettings)
+    weights: ScoreWeights = Field(default_factory=ScoreWeights)
+    rules: RuleSettings = Field(default_factory=RuleSettings)
+    surfaces: SurfaceSettings = Field(default_factory=SurfaceSettings)
+    item_cache_ttl_seconds: float = Field(
+        default=5.0, ge=0.0, description="how long item features stay cached in process"
+    )
+    item_cache_size: int = Field(default=50_000, ge=0, le=10_000_000)
+    latest_slate_ttl_seconds: int = Field(
+        default=86_400, ge=1, description="TTL of the latest slate kept in Redis"
+    )
+    producer_linger_ms: int = Field(default=2, ge=0, le=1000)

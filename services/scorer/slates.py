@@ -1,0 +1,458 @@
+"""Slates for a batch of triggers: candidates, features, ranking, rules, surfaces.
+
+:class:`SlateBuilder` turns each trigger (an applied event, or an on-demand
+request from the HTTP API) into its slates: products always, bundles on cart
+adds, promotions on the configured event types, reviews on clicks of items
+that have reviews. Reads cover the whole batch at each step, so a batch costs
+a fixed number of Redis round trips; the ranker is called once per trigger.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+
+import numpy as np
+
+from schemas.catalog import PromotionRecord, ReviewRecord
+from schemas.events import EventType
+from schemas.features import FeatureVectors, RecentItem
+from schemas.recommendations import CandidateSource, Slate, SlateItem, Surface
+from services.scorer.candidates import Candidate, CandidateGenerator, EventContext
+from services.scorer.metrics import CANDIDATES_PER_EVENT
+from services.scorer.protocols import CandidateStore, ModelSource, SignalSource
+from services.scorer.ranking import (
+    SOURCE_SCORE_FEATURE,
+    HeuristicRanker,
+    combine_scores,
+)
+from services.scorer.rules import RankedCandidate, RuleContext, apply_rules, is_excluded
+from services.scorer.session_knn import SessionIndex
+from services.scorer.settings import ScorerSettings
+from services.scorer.surfaces import (
+    promotion_item_seeds,
+    rank_promotions,
+    rank_reviews,
+)
+
+__all__ = ["REVIEWS_MODEL_VERSION", "SlateBuilder", "Trigger", "recommendation_id"]
+
+logger = logging.getLogger(__name__)
+
+REVIEWS_MODEL_VERSION = "review-heuristic-v1"
+
+_VIEWS_FEATURE = "item_click_count_7d"
+_SLATE_NAMESPACE = uuid.UUID("6f1c9a52-3b7e-4c1d-9a0e-2f3d4b5c6a7e")
+
+
+def recommendation_id(trigger_event_id: str, surface: Surface) -> str:
+    """Return the slate id for a trigger and surface, the same on every replay."""
+    return uuid.uuid5(_SLATE_NAMESPACE, f"{trigger_event_id}/{surface.value}").hex
+
+
+@dataclass(frozen=True)
+class Trigger:
+    """What a slate answers: an applied event or an on-demand request.
+
+    Attributes:
+        event_id: the trigger's id, the slate's ``trigger_event_id``.
+        user_id: the user.
+        item_id: the trigger item.
+        event_type: the trigger's type.
+        event_time: the trigger's event time (Unix s).
+        session_key: the key of the user's session in the session index.
+        received_at: wall-clock Unix seconds when the event was read.
+    """
+
+    event_id: str
+    user_id: str
+    item_id: str
+    event_type: EventType
+    event_time: float
+    session_key: str
+    received_at: float
+
+
+@dataclass
+class _Work:
+    """Per-trigger state carried between the batch steps."""
+
+    trigger: Trigger
+    context: EventContext
+    products: list[Candidate] = field(default_factory=list)
+    bundles: list[Candidate] = field(default_factory=list)
+    extras: list[str] = field(default_factory=list)
+    promotions: list[PromotionRecord] = field(default_factory=list)
+    ranked: dict[str, RankedCandidate] = field(default_factory=dict)
+    vectors: FeatureVectors | None = None
+    model_version: str = ""
+
+
+class SlateBuilder:
+    """Build the slates of a batch of triggers.
+
+    Args:
+        store: batch reads of Redis state.
+        sessions: the session-kNN index; the caller adds events to it.
+        settings: the scorer settings.
+        models: the trained ranker, if any; the heuristic ranks until it has one.
+        signals: online-learning signals, if the learner runs.
+        clock: wall-clock Unix seconds, for ``generated_at`` and latencies.
+    """
+
+    def __init__(
+        self,
+        store: CandidateStore,
+        sessions: SessionIndex,
+        settings: ScorerSettings,
+        *,
+        models: ModelSource | None = None,
+        signals: SignalSource | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._store = store
+        self._settings = settings
+        self._generator = CandidateGenerator(store, sessions, settings.candidates)
+        self._models = models
+        self._signals = signals
+        self._heuristic = HeuristicRanker()
+        self._clock = clock
+
+    def build(self, triggers: Sequence[Trigger]) -> list[list[Slate]]:
+        """Return the slates of each trigger, in trigger order."""
+        if not triggers:
+            return []
+        self._store.begin_batch(max(trigger.event_time for trigger in triggers))
+        work = self._contexts(triggers)
+        contexts = [entry.context for entry in work]
+        for entry, candidates in zip(
+            work, self._generator.products(contexts), strict=True
+        ):
+            entry.products = candidates
+        carts = [
+            entry for entry in work if entry.trigger.event_type is EventType.CART_ADD
+        ]
+        for entry, candidates in zip(
+            carts,
+            self._generator.bundles([entry.context for entry in carts]),
+            strict=True,
+        ):
+            entry.bundles = candidates
+        self._add_promotion_items(work)
+        self._score(work)
+        reviews = self._reviews(work)
+        return [self._slates(entry, reviews) for entry in work]
+
+    def _contexts(self, triggers: Sequence[Trigger]) -> list[_Work]:
+        histories = self._store.user_histories(
+            sorted({trigger.user_id for trigger in triggers})
+        )
+        work = []
+        for index, trigger in enumerate(triggers):
+            later = [
+                (other.item_id, other.event_type)
+                for other in triggers[index + 1 :]
+                if other.user_id == trigger.user_id
+            ]
+            history = histories[trigger.user_id]
+            recent = _before_later_events(history.recent, later)
+            context = EventContext(
+                user_id=trigger.user_id,
+                item_id=trigger.item_id,
+                event_type=trigger.event_type,
+                event_time=trigger.event_time,
+                session_key=trigger.session_key,
+                history=replace(history, recent=recent),
+            )
+            work.append(_Work(trigger, context))
+        return work
+
+    def _add_promotion_items(self, work: Sequence[_Work]) -> None:
+        events = self._settings.surfaces.promotion_events
+        eligible = [entry for entry in work if entry.trigger.event_type in events]
+        if not eligible:
+            return
+        active = self._store.promotions()
+        per_rule = self._settings.surfaces.promotion_items_per_rule
+        for entry in eligible:
+            at = entry.trigger.event_time
+            entry.promotions = [
+                promotion
+                for promotion in active
+                if promotion.starts_at.timestamp() <= at < promotion.ends_at.timestamp()
+            ]
+        items, categories = promotion_item_seeds(
+            [promotion for entry in eligible for promotion in entry.promotions],
+            per_rule,
+        )
+        trending = self._store.trending(list(categories), per_rule)
+        for entry in eligible:
+            wanted = set(items) if entry.promotions else set()
+            for promotion in entry.promotions:
+                for category in promotion.category_ids[:per_rule]:
+                    wanted.update(item_id for item_id, _ in trending.get(category, []))
+            entry.extras = sorted(wanted)
+
+    def _score(self, work: Sequence[_Work]) -> None:
+        requests = [(entry.trigger.user_id, _pool(entry)) for entry in work]
+        vectors = self._store.read_features(requests)
+        model = self._models.current() if self._models is not None else None
+        weights = self._settings.weights
+        for entry, (user_id, item_ids), features in zip(
+            work, requests, vectors, strict=True
+        ):
+            entry.vectors = features
+            CANDIDATES_PER_EVENT.observe(len(item_ids))
+            if not item_ids:
+                entry.model_version = model.model_version if model else HEURISTIC
+                continue
+            sources = _sources(entry)
+            candidates = [
+                (item_id, features.items.get(item_id, {})) for item_id in item_ids
+            ]
+            if model is not None:
+                probs = model.predict(user_id, features.user, candidates)
+                entry.model_version = model.model_version
+            else:
+                probs = self._heuristic.predict(
+                    user_id, features.user, _with_source_scores(candidates, sources)
+                )
+                entry.model_version = HEURISTIC
+            signals = (
+                self._signals.signals(user_id, features.user, candidates)
+                if self._signals is not None
+                else [{} for _ in candidates]
+            )
+            prices = [_price(features, item_id) for item_id in item_ids]
+            blended, scores = combine_scores(probs, signals, prices, weights)
+            for row, item_id in enumerate(item_ids):
+                entry.ranked[item_id] = RankedCandidate(
+                    item_id=item_id,
+                    score=float(scores[row]),
+                    task_probs=_probs_tuple(blended[row]),
+                    source=sources[item_id][0],
+                    affinity=float(signals[row].get("online_affinity", 0.0)),
+                )
+
+    def _reviews(self, work: Sequence[_Work]) -> dict[str, list[ReviewRecord]]:
+        clicked = sorted(
+            {
+                entry.trigger.item_id
+                for entry in work
+                if entry.trigger.event_type is EventType.CLICK
+            }
+        )
+        return self._store.reviews(clicked) if clicked else {}
+
+    def _slates(
+        self, entry: _Work, reviews: Mapping[str, list[ReviewRecord]]
+    ) -> list[Slate]:
+        trigger = entry.trigger
+        vectors = entry.vectors
+        if vectors is None:
+            raise RuntimeError(f"trigger {trigger.event_id!r} was not scored")
+        context = RuleContext(
+            trigger_item_id=trigger.item_id,
+            purchased=dict.fromkeys(entry.context.history.purchased, 0.0),
+            attributes=vectors.attributes,
+            item_views={
+                item_id: features.get(_VIEWS_FEATURE, 0.0)
+                for item_id, features in vectors.items.items()
+            },
+        )
+        rules = self._settings.rules
+        sizes = self._settings.surfaces
+        slates = [
+            self._item_slate(
+                entry, Surface.PRODUCTS, entry.products, context, sizes.products_size
+            )
+        ]
+        if trigger.event_type is EventType.CART_ADD:
+            cart = {trigger.item_id} | {
+                item.item_id
+                for item in entry.context.history.recent
+                if item.event_type is EventType.CART_ADD
+            }
+            bundle_context = replace(context, excluded=frozenset(cart))
+            slates.append(
+                self._item_slate(
+                    entry,
+                    Surface.BUNDLES,
+                    entry.bundles,
+                    bundle_context,
+                    sizes.bundles_size,
+                )
+            )
+        if trigger.event_type in sizes.promotion_events:
+            pool = [
+                candidate
+                for candidate in entry.ranked.values()
+                if not is_excluded(candidate.item_id, context, rules)
+            ]
+            ranked = rank_promotions(
+                entry.promotions,
+                pool,
+                vectors.attributes,
+                self._settings.weights.affinity,
+                sizes.promotions_size,
+            )
+            items = [
+                SlateItem(
+                    item_id=promotion.item.item_id,
+                    rank=rank,
+                    score=promotion.score,
+                    task_probs=_task_probs(promotion.item),
+                    source=CandidateSource.PROMOTION,
+                    promotion_id=promotion.promotion.promotion_id,
+                )
+                for rank, promotion in enumerate(ranked, start=1)
+            ]
+            slates.append(
+                self._slate(entry, Surface.PROMOTIONS, items, entry.model_version)
+            )
+        item_reviews = reviews.get(trigger.item_id, [])
+        if trigger.event_type is EventType.CLICK and item_reviews:
+            slates.append(self._review_slate(entry, item_reviews, vectors))
+        return slates
+
+    def _item_slate(
+        self,
+        entry: _Work,
+        surface: Surface,
+        candidates: Sequence[Candidate],
+        context: RuleContext,
+        size: int,
+    ) -> Slate:
+        ranked = [
+            replace(entry.ranked[candidate.item_id], source=candidate.source)
+            for candidate in candidates
+            if candidate.item_id in entry.ranked
+        ]
+        kept = apply_rules(ranked, context, self._settings.rules, size)
+        items = [
+            SlateItem(
+                item_id=candidate.item_id,
+                rank=rank,
+                score=candidate.score,
+                task_probs=_task_probs(candidate),
+                source=candidate.source,
+            )
+            for rank, candidate in enumerate(kept, start=1)
+        ]
+        return self._slate(entry, surface, items, entry.model_version)
+
+    def _review_slate(
+        self, entry: _Work, reviews: Sequence[ReviewRecord], vectors: FeatureVectors
+    ) -> Slate:
+        trigger = entry.trigger
+        interest = vectors.items.get(trigger.item_id, {}).get(
+            "pair_category_affinity", 0.0
+        )
+        ranked = rank_reviews(
+            reviews,
+            trigger.event_time,
+            interest,
+            self._settings.surfaces.review_half_life_days,
+            self._settings.surfaces.reviews_size,
+        )
+        items = [
+            SlateItem(
+                item_id=trigger.item_id,
+                rank=rank,
+                score=review.score,
+                source=CandidateSource.REVIEW,
+                review_id=review.review.review_id,
+            )
+            for rank, review in enumerate(ranked, start=1)
+        ]
+        return self._slate(entry, Surface.REVIEWS, items, REVIEWS_MODEL_VERSION)
+
+    def _slate(
+        self, entry: _Work, surface: Surface, items: list[SlateItem], model_version: str
+    ) -> Slate:
+        trigger = entry.trigger
+        now = self._clock()
+        has_context_item = surface in (Surface.BUNDLES, Surface.REVIEWS)
+        return Slate(
+            recommendation_id=recommendation_id(trigger.event_id, surface),
+            surface=surface,
+            user_id=trigger.user_id,
+            trigger_event_id=trigger.event_id,
+            context_item_id=trigger.item_id if has_context_item else None,
+            items=items,
+            model_version=model_version,
+            generated_at=datetime.fromtimestamp(now, UTC),
+            latency_ms=max(0.0, (now - trigger.received_at) * 1000.0),
+        )
+
+
+HEURISTIC = HeuristicRanker.model_version
+
+
+def _before_later_events(
+    recent: Sequence[RecentItem], later: Sequence[tuple[str, EventType]]
+) -> tuple[RecentItem, ...]:
+    """Drop the newest history entries that later events of the same batch added.
+
+    The features stage applies a whole batch before scoring, so the history
+    read for an early event already holds the user's later events of the batch.
+    """
+    entries = list(recent)
+    for item_id, event_type in reversed(later):
+        if entries and (entries[0].item_id, entries[0].event_type) == (
+            item_id,
+            event_type,
+        ):
+            entries.pop(0)
+    return tuple(entries)
+
+
+def _pool(entry: _Work) -> list[str]:
+    seen: dict[str, None] = {}
+    for candidate in (*entry.products, *entry.bundles):
+        seen[candidate.item_id] = None
+    for item_id in entry.extras:
+        seen[item_id] = None
+    return list(seen)
+
+
+def _sources(entry: _Work) -> dict[str, tuple[CandidateSource, float]]:
+    sources: dict[str, tuple[CandidateSource, float]] = {}
+    for candidate in (*entry.products, *entry.bundles):
+        if candidate.source_score > sources.get(candidate.item_id, (None, -1.0))[1]:
+            sources[candidate.item_id] = (candidate.source, candidate.source_score)
+    for item_id in entry.extras:
+        sources.setdefault(item_id, (CandidateSource.PROMOTION, 0.0))
+    return sources
+
+
+def _with_source_scores(
+    candidates: Sequence[tuple[str, Mapping[str, float]]],
+    sources: Mapping[str, tuple[CandidateSource, float]],
+) -> list[tuple[str, Mapping[str, float]]]:
+    return [
+        (item_id, {**features, SOURCE_SCORE_FEATURE: sources[item_id][1]})
+        for item_id, features in candidates
+    ]
+
+
+def _price(vectors: FeatureVectors, item_id: str) -> float | None:
+    attributes = vectors.attributes.get(item_id)
+    return attributes.price if attributes is not None else None
+
+
+def _probs_tuple(row: np.ndarray) -> tuple[float, float, float]:
+    return (float(row[0]), float(row[1]), float(row[2]))
+
+
+def _task_probs(candidate: RankedCandidate) -> dict[EventType, float]:
+    click, cart_add, purchase = candidate.task_probs
+    return {
+        EventType.CLICK: click,
+        EventType.CART_ADD: cart_add,
+        EventType.PURCHASE: purchase,
+    }

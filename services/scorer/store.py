@@ -1,0 +1,263 @@
+"""The Redis feature store seen through the scoring stage's batch reads.
+
+:class:`RedisCandidateStore` implements :class:`CandidateStore` on the keys
+and feature functions of :mod:`services.common.redis_features`. Every method
+reads what the whole batch needs in one pipelined round trip. Item vectors
+(without the user-item pair features) and catalog attributes are cached in
+process for a short TTL, because the same popular items are candidates for
+many users within a second.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import TypeAdapter
+
+from schemas.catalog import PromotionRecord, ReviewRecord
+from schemas.features import FeatureVectors, ItemAttributes
+from services.common.redis_features import (
+    FeatureStore,
+    _attributes,
+    _decode_map,
+    _profile,
+    item_features,
+    pair_features,
+    user_features,
+)
+from services.scorer.protocols import Relation, UserHistory
+
+__all__ = ["RedisCandidateStore"]
+
+_PROMOTIONS = TypeAdapter(PromotionRecord)
+_REVIEWS = TypeAdapter(ReviewRecord)
+
+State = dict[str, str]
+
+
+@dataclass(frozen=True)
+class _CachedItem:
+    vector: dict[str, float]
+    catalog: State
+    expires_at: float
+
+
+class RedisCandidateStore:
+    """Batch reads of candidate sources and features from the Redis feature store.
+
+    Args:
+        features: the feature store (its client, key layout and tuning).
+        cache_ttl_seconds: how long an item's vector and catalog stay cached;
+            0 turns the cache off.
+        cache_size: the most items cached; the oldest entry goes first.
+        clock: monotonic seconds for cache expiry.
+    """
+
+    def __init__(
+        self,
+        features: FeatureStore,
+        *,
+        cache_ttl_seconds: float = 5.0,
+        cache_size: int = 50_000,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._features = features
+        self._client = features.client
+        self._keys = features.keys
+        self._config = features.config
+        self._ttl = cache_ttl_seconds
+        self._cache_size = cache_size
+        self._clock = clock
+        self._items: OrderedDict[str, _CachedItem] = OrderedDict()
+        self._promotions: tuple[float, list[PromotionRecord]] | None = None
+        self.now: float | None = None
+
+    def begin_batch(self, at: float) -> None:
+        """Set the event time (Unix s) that decays and windows are evaluated at."""
+        self.now = at
+
+    def user_histories(self, user_ids: Sequence[str]) -> dict[str, UserHistory]:
+        """Return the recent items, purchases and category affinity of each user."""
+        pipe = self._client.pipeline(transaction=False)
+        for user_id in user_ids:
+            pipe.hgetall(self._keys.user(user_id))
+        histories = {}
+        for user_id, reply in zip(user_ids, pipe.execute(), strict=True):
+            profile = _profile(user_id, _decode_map(reply))
+            histories[user_id] = UserHistory(
+                recent=profile.recent_items,
+                purchased=frozenset(profile.purchased_items),
+                category_affinity=profile.category_affinity,
+            )
+        return histories
+
+    def neighbours(
+        self, relation: Relation, item_ids: Sequence[str], limit: int
+    ) -> dict[str, list[tuple[str, float]]]:
+        """Return each item's neighbours with decayed weights, best first."""
+        key_of = {
+            Relation.COVISITATION: self._keys.covisited,
+            Relation.CO_CART: self._keys.co_cart,
+            Relation.CO_PURCHASE: self._keys.co_purchase,
+        }[relation]
+        replies = self._ranges([key_of(item_id) for item_id in item_ids], limit)
+        return {
+            item_id: self._decayed(reply, self._config.pair_tau_seconds)
+            for item_id, reply in zip(item_ids, replies, strict=True)
+        }
+
+    def trending(
+        self, category_ids: Sequence[str | None], limit: int
+    ) -> dict[str | None, list[tuple[str, float]]]:
+        """Return trending items per category (``None``: the whole shop)."""
+        keys = [
+            self._keys.trending()
+            if category is None
+            else self._keys.trending_in_category(category)
+            for category in category_ids
+        ]
+        replies = self._ranges(keys, limit)
+        return {
+            category: self._decayed(reply, self._config.trend_tau_seconds)
+            for category, reply in zip(category_ids, replies, strict=True)
+        }
+
+    def item_attributes(self, item_ids: Sequence[str]) -> dict[str, ItemAttributes]:
+        """Return catalog attributes, from the cache where fresh."""
+        return {
+            item_id: _attributes(item_id, cached.catalog)
+            for item_id, cached in self._cached_items(item_ids).items()
+        }
+
+    def read_features(
+        self, requests: Sequence[tuple[str, Sequence[str]]]
+    ) -> list[FeatureVectors]:
+        """Return user and item vectors for each request, reading Redis once.
+
+        Windows are evaluated at each user's newest event time (the trigger).
+        Cached item vectors were computed at an earlier reference time of at
+        most ``cache_ttl_seconds`` of wall time ago.
+        """
+        user_ids = list(dict.fromkeys(user_id for user_id, _ in requests))
+        all_items = list(dict.fromkeys(i for _, items in requests for i in items))
+        pipe = self._client.pipeline(transaction=False)
+        for user_id in user_ids:
+            pipe.hgetall(self._keys.user(user_id))
+        replies = pipe.execute()
+        states = {
+            user_id: _decode_map(reply)
+            for user_id, reply in zip(user_ids, replies, strict=True)
+        }
+        items = self._cached_items(all_items)
+
+        results = []
+        for user_id, item_ids in requests:
+            state = states[user_id]
+            at = float(state["lt"]) if "lt" in state else (self.now or 0.0)
+            vectors = {}
+            for item_id in dict.fromkeys(item_ids):
+                cached = items[item_id]
+                vectors[item_id] = {
+                    **cached.vector,
+                    **pair_features(state, item_id, cached.catalog),
+                }
+            results.append(
+                FeatureVectors(
+                    user=user_features(state, at, self._config),
+                    items=vectors,
+                    attributes={
+                        item_id: _attributes(item_id, items[item_id].catalog)
+                        for item_id in vectors
+                    },
+                    profile=_profile(user_id, state),
+                    reference_time=at,
+                )
+            )
+        return results
+
+    def promotions(self) -> list[PromotionRecord]:
+        """Return every known promotion, re-read at most once per cache TTL."""
+        now = self._clock()
+        if self._promotions is not None and self._promotions[0] > now:
+            return self._promotions[1]
+        raw = self._client.hvals(self._keys.promotions())
+        promotions = sorted(
+            (_PROMOTIONS.validate_json(value) for value in raw),
+            key=lambda promotion: promotion.promotion_id,
+        )
+        self._promotions = (now + self._ttl, promotions)
+        return promotions
+
+    def reviews(self, item_ids: Sequence[str]) -> dict[str, list[ReviewRecord]]:
+        """Return the reviews of each item."""
+        pipe = self._client.pipeline(transaction=False)
+        for item_id in item_ids:
+            pipe.hvals(self._keys.item_reviews(item_id))
+        return {
+            item_id: [_REVIEWS.validate_json(value) for value in reply]
+            for item_id, reply in zip(item_ids, pipe.execute(), strict=True)
+        }
+
+    def _ranges(self, keys: Sequence[str], limit: int) -> list[Any]:
+        pipe = self._client.pipeline(transaction=False)
+        for key in keys:
+            pipe.zrevrange(key, 0, limit - 1, withscores=True)
+        return list(pipe.execute())
+
+    def _decayed(self, reply: Any, tau: float) -> list[tuple[str, float]]:
+        # Scores are log-weights relative to the store's anchor time; evaluating
+        # them at the batch's time makes weights comparable across lists.
+        if not reply:
+            return []
+        at = self.now
+        offset = (
+            (at - self._config.anchor) / tau
+            if at is not None
+            else max(score for _, score in reply)
+        )
+        return [
+            (_text(member), math.exp(min(score - offset, 50.0)))
+            for member, score in reply
+        ]
+
+    def _cached_items(self, item_ids: Sequence[str]) -> dict[str, _CachedItem]:
+        now = self._clock()
+        found: dict[str, _CachedItem] = {}
+        missing = []
+        for item_id in dict.fromkeys(item_ids):
+            cached = self._items.get(item_id)
+            if cached is not None and cached.expires_at > now:
+                found[item_id] = cached
+            else:
+                missing.append(item_id)
+        if not missing:
+            return found
+        pipe = self._client.pipeline(transaction=False)
+        pipe.hgetall(self._keys.totals())
+        for item_id in missing:
+            pipe.hgetall(self._keys.item(item_id))
+            pipe.hgetall(self._keys.item_catalog(item_id))
+        replies = pipe.execute()
+        totals = _decode_map(replies[0])
+        at = self.now or 0.0
+        for index, item_id in enumerate(missing):
+            state = _decode_map(replies[1 + 2 * index])
+            catalog = _decode_map(replies[2 + 2 * index])
+            vector = item_features(state, catalog, totals, at, self._config)
+            cached = _CachedItem(vector, catalog, now + self._ttl)
+            found[item_id] = cached
+            if self._ttl > 0:
+                self._items[item_id] = cached
+                self._items.move_to_end(item_id)
+        while len(self._items) > self._cache_size:
+            self._items.popitem(last=False)
+        return found
+
+
+def _text(value: Any) -> str:
+    return value.decode("utf-8") if isinstance(value, bytes) else str(value)

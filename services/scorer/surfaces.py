@@ -1,0 +1,180 @@
+"""Promotions and reviews: the surfaces that rank something other than items.
+
+Products and bundles rank items directly (see :mod:`services.scorer.stage`).
+Promotions rank active promotions by the user's best eligible item; reviews
+rank the reviews of the clicked item for this user.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from schemas.catalog import PromotionRecord, ReviewRecord
+from services.scorer.protocols import ItemAttributes
+from services.scorer.rules import RankedCandidate
+
+__all__ = [
+    "RankedPromotion",
+    "RankedReview",
+    "is_eligible",
+    "promotion_item_seeds",
+    "rank_promotions",
+    "rank_reviews",
+]
+
+_SECONDS_PER_DAY = 86_400.0
+
+# A review counts as detailed when its body reaches this many characters.
+_DETAILED_BODY_CHARS = 800.0
+
+
+@dataclass(frozen=True)
+class RankedPromotion:
+    """A promotion with the eligible item that represents it for this user."""
+
+    promotion: PromotionRecord
+    item: RankedCandidate
+    score: float
+
+
+@dataclass(frozen=True)
+class RankedReview:
+    """A review with its score for this user."""
+
+    review: ReviewRecord
+    score: float
+
+
+def is_eligible(promotion: PromotionRecord, attributes: ItemAttributes) -> bool:
+    """Return whether an item qualifies for a promotion.
+
+    Each non-empty list (items, categories, brands) must contain the item's
+    value; empty lists do not restrict.
+    """
+    if promotion.item_ids and attributes.item_id not in promotion.item_ids:
+        return False
+    if promotion.category_ids and attributes.category_id not in promotion.category_ids:
+        return False
+    return not (promotion.brands and attributes.brand not in promotion.brands)
+
+
+def promotion_item_seeds(
+    promotions: Sequence[PromotionRecord], per_promotion: int
+) -> tuple[list[str], list[str]]:
+    """Return items named by promotions and categories to read trending items of.
+
+    Together with the user's own candidates, these make sure a promotion on a
+    category or a list of items has something to show even when the user's
+    candidates miss it.
+    """
+    items: list[str] = []
+    categories: list[str] = []
+    for promotion in promotions:
+        items += promotion.item_ids[:per_promotion]
+        categories += promotion.category_ids[:per_promotion]
+    return sorted(set(items)), sorted(set(categories))
+
+
+def rank_promotions(
+    promotions: Sequence[PromotionRecord],
+    pool: Sequence[RankedCandidate],
+    attributes: Mapping[str, ItemAttributes],
+    affinity_weight: float,
+    size: int,
+) -> list[RankedPromotion]:
+    """Rank active promotions for one user, best first.
+
+    A promotion's score is that of its best eligible item in ``pool``: the
+    item's purchase probability plus ``affinity_weight`` times the user's
+    online affinity to it, raised by the discount. Promotions without an
+    eligible item in the pool are left out, because there is nothing to show.
+
+    Args:
+        promotions: promotions active at the event time.
+        pool: the user's scored candidates that passed the exclusion rules.
+        attributes: catalog attributes of the pool's items.
+        affinity_weight: weight of the online affinity against p(purchase).
+        size: the most promotions to return.
+    """
+    ranked = []
+    for promotion in promotions:
+        best: tuple[float, RankedCandidate] | None = None
+        for candidate in pool:
+            item_attributes = attributes.get(candidate.item_id)
+            if item_attributes is None or not is_eligible(promotion, item_attributes):
+                continue
+            value = candidate.task_probs[2] + affinity_weight * candidate.affinity
+            if best is None or (value, candidate.item_id) > (best[0], best[1].item_id):
+                best = (value, candidate)
+        if best is None:
+            continue
+        score = best[0] * (1.0 + promotion.discount_percent / 100.0)
+        ranked.append(RankedPromotion(promotion, best[1], score))
+    ranked.sort(key=lambda entry: (-entry.score, entry.promotion.promotion_id))
+    return ranked[:size]
+
+
+def _helpfulness(review: ReviewRecord) -> float:
+    # Laplace smoothing keeps a review with one vote from beating one with fifty.
+    votes = review.helpful_votes + review.unhelpful_votes
+    return (review.helpful_votes + 1.0) / (votes + 2.0)
+
+
+def rank_reviews(
+    reviews: Sequence[ReviewRecord],
+    event_time: float,
+    interest: float,
+    half_life_days: float,
+    size: int,
+) -> list[RankedReview]:
+    """Rank the reviews of one item for one user, best first.
+
+    The base score mixes helpfulness (smoothed vote share), recency (halving
+    every ``half_life_days``) and match to the user's interest: a user deeply
+    interested in the item's category (``interest`` near 1) gets detailed
+    reviews first, a casual visitor short ones. The order then balances
+    ratings, so critical reviews (3 stars or fewer) take about their share of
+    the item's reviews among the first slots.
+
+    Args:
+        reviews: the item's reviews; those written after ``event_time`` are ignored.
+        event_time: the click's event time (Unix s).
+        interest: the user's interest in the item's category, from 0 to 1.
+        half_life_days: age at which the recency term halves.
+        size: the most reviews to return.
+    """
+    interest = min(1.0, max(0.0, interest))
+    scored = []
+    for review in reviews:
+        created = review.created_at.timestamp()
+        if created > event_time:
+            continue
+        age_days = (event_time - created) / _SECONDS_PER_DAY
+        recency = 0.5 ** (age_days / half_life_days)
+        detail = min(1.0, review.body_length / _DETAILED_BODY_CHARS)
+        match = interest * detail + (1.0 - interest) * (1.0 - detail)
+        score = 0.5 * _helpfulness(review) + 0.3 * recency + 0.2 * match
+        scored.append(RankedReview(review, score))
+    scored.sort(key=lambda entry: (-entry.score, entry.review.review_id))
+    return _balance_ratings(scored, size)
+
+
+def _balance_ratings(scored: list[RankedReview], size: int) -> list[RankedReview]:
+    critical = [entry for entry in scored if entry.review.rating <= 3]
+    positive = [entry for entry in scored if entry.review.rating > 3]
+    if not critical or not positive:
+        return scored[:size]
+    critical_share = len(critical) / len(scored)
+    ordered: list[RankedReview] = []
+    taken_critical = 0
+    while len(ordered) < size and (critical or positive):
+        # Take a critical review whenever the slate has fewer than its share.
+        is_short = taken_critical < math.floor(critical_share * (len(ordered) + 1))
+        if critical and (is_short or not positive):
+            ordered.append(critical.pop(0))
+            taken_critical += 1
+        else:
+            ordered.append(positive.pop(0))
+    return ordered

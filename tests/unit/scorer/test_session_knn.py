@@ -1,0 +1,89 @@
+from __future__ import annotations
+
+import pytest
+
+from services.scorer.session_knn import SessionIndex
+
+
+def _index(**overrides: int) -> SessionIndex:
+    sizes = {"max_sessions": 100, "max_items": 10, "samples_per_item": 50}
+    sizes.update(overrides)
+    return SessionIndex(**sizes)
+
+
+def test_session_index_recommends_items_of_sessions_sharing_an_item() -> None:
+    index = _index()
+    index.add("old", "a", 100.0)
+    index.add("old", "b", 101.0)
+    index.add("other", "x", 100.0)
+    index.add("other", "y", 101.0)
+    index.add("now", "a", 200.0)
+
+    recommended = index.recommend("now", 200.0, neighbours=10, half_life_seconds=3600.0)
+
+    assert [item_id for item_id, _ in recommended] == ["b"]
+
+
+def test_session_index_prefers_recent_neighbour_sessions() -> None:
+    index = _index()
+    index.add("stale", "a", 0.0)
+    index.add("stale", "old-pick", 1.0)
+    index.add("fresh", "a", 9000.0)
+    index.add("fresh", "new-pick", 9001.0)
+    index.add("now", "a", 10_000.0)
+
+    recommended = index.recommend(
+        "now", 10_000.0, neighbours=10, half_life_seconds=600.0
+    )
+
+    assert recommended[0][0] == "new-pick"
+    assert recommended[0][1] > recommended[1][1]
+
+
+def test_session_index_weighs_later_items_of_current_session_more() -> None:
+    index = _index()
+    index.add("n1", "first", 0.0)
+    index.add("n1", "via-first", 1.0)
+    index.add("n2", "last", 0.0)
+    index.add("n2", "via-last", 1.0)
+    index.add("now", "first", 10.0)
+    index.add("now", "last", 11.0)
+
+    recommended = dict(
+        index.recommend("now", 11.0, neighbours=10, half_life_seconds=1e9)
+    )
+
+    assert recommended["via-last"] > recommended["via-first"]
+
+
+def test_session_index_evicts_least_recent_session_when_full() -> None:
+    index = _index(max_sessions=2)
+    index.add("s1", "a", 0.0)
+    index.add("s2", "b", 1.0)
+    index.add("s3", "c", 2.0)
+
+    assert len(index) == 2
+    assert index.session_items("s1") == []
+
+
+def test_session_index_keeps_at_most_max_items_per_session() -> None:
+    index = _index(max_items=2)
+    for position, item_id in enumerate("abc"):
+        index.add("s", item_id, float(position))
+
+    assert index.session_items("s") == ["b", "c"]
+
+
+def test_session_index_is_unchanged_by_a_replayed_event() -> None:
+    index = _index()
+    index.add("s", "a", 0.0)
+    index.add("s", "b", 1.0)
+
+    index.add("s", "b", 1.0)
+
+    assert index.session_items("s") == ["a", "b"]
+
+
+def test_session_index_rejects_non_positive_sizes() -> None:
+    with pytest.raises(ValueError, match="max_sessions=0"):
+        SessionIndex(max_sessions=0, max_items=1, samples_per_item=1)
