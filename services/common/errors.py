@@ -8,7 +8,8 @@
     │   └── BrokerUnreachableError    no Kafka broker answered at the bootstrap address
     ├── TopicMissingError         a topic is missing or has the wrong partition count
     ├── DeadLetterDeliveryError   a dead letter could not be delivered
-    └── InvalidEventError         an event refused by the producer library
+    ├── InvalidEventError         an event refused by the producer library
+    └── EventDeliveryError        the broker did not acknowledge an event
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ __all__ = [
     "BrokerUnreachableError",
     "CartwheelError",
     "DeadLetterDeliveryError",
+    "EventDeliveryError",
     "InfrastructureError",
     "InvalidEventError",
     "InvalidSettingsError",
@@ -57,3 +59,7 @@ class InvalidEventError(CartwheelError):
     def __init__(self, rejection: Rejection) -> None:
         super().__init__(f"{rejection.reason}: {rejection.message}")
         self.rejection = rejection
+
+
+class EventDeliveryError(CartwheelError):
+    """Raised when the broker did not acknowledge an event in time or refused it."""
