@@ -1,0 +1,145 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from schemas.events import EventType
+from services.replay.datasets.base import (
+    DatasetBuilder,
+    RawEvent,
+    map_event_type,
+    open_text,
+    row_id,
+)
+from services.replay.errors import DatasetFileError
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("view", EventType.CLICK),
+        ("pv", EventType.CLICK),
+        ("click", EventType.CLICK),
+        ("clicks", EventType.CLICK),
+        ("cart", EventType.CART_ADD),
+        ("carts", EventType.CART_ADD),
+        ("addtocart", EventType.CART_ADD),
+        ("purchase", EventType.PURCHASE),
+        ("buy", EventType.PURCHASE),
+        ("orders", EventType.PURCHASE),
+        ("transaction", EventType.PURCHASE),
+        (" View ", EventType.CLICK),
+    ],
+)
+def test_map_event_type_known_names(raw: str, expected: EventType) -> None:
+    assert map_event_type(raw) is expected
+
+
+@pytest.mark.parametrize("raw", ["fav", "remove_from_cart", "", "purchased"])
+def test_map_event_type_unknown_is_none(raw: str) -> None:
+    assert map_event_type(raw) is None
+
+
+def _row(timestamp: float, event_id: str, user_id: str = "u1") -> RawEvent:
+    return RawEvent(timestamp, event_id, EventType.CLICK, user_id, "i1")
+
+
+def test_builder_sorts_by_time_keeping_ties_in_file_order() -> None:
+    builder = DatasetBuilder("test")
+    for row in [
+        _row(20, "late"),
+        _row(10, "tie-a"),
+        _row(10, "tie-b"),
+        _row(5, "first"),
+    ]:
+        builder.append(row)
+
+    dataset = builder.build()
+
+    assert [e.event_id for e in dataset.events] == ["first", "tie-a", "tie-b", "late"]
+
+
+def test_builder_splits_sessions_after_30_idle_minutes() -> None:
+    builder = DatasetBuilder("test", derive_sessions=True)
+    times = [0, 60, 60 + 1800, 60 + 1801 + 1800, 60 + 1801 + 1800 + 10]
+    for number, timestamp in enumerate(times):
+        builder.append(_row(timestamp, f"e{number}"))
+    builder.append(_row(30, "other-user", user_id="u2"))
+
+    dataset = builder.build()
+
+    sessions = {e.event_id: e.session_id for e in dataset.events}
+    assert sessions["e0"] == "u1:1"
+    assert sessions["e1"] == "u1:1"
+    assert sessions["e2"] == "u1:1"
+    assert sessions["e3"] == "u1:2"
+    assert sessions["e4"] == "u1:2"
+    assert sessions["other-user"] == "u2:1"
+    assert dataset.summary.sessions_derived
+
+
+def test_builder_keeps_given_sessions_without_derivation() -> None:
+    builder = DatasetBuilder("test")
+    builder.append(_row(0, "e1")._replace(session_id="s-from-data"))
+
+    dataset = builder.build()
+
+    assert dataset.events[0].session_id == "s-from-data"
+
+
+def test_builder_counts_invalid_rows_by_reason() -> None:
+    builder = DatasetBuilder("test")
+    builder.append(_row(0, "ok"))
+    builder.append(_row(1, "negative")._replace(price=-1.0))
+    builder.append(_row(2, "no-user", user_id=""))
+    builder.append(_row(1e12, "far-time"))
+    builder.map_type("fav")
+    builder.map_type("fav")
+
+    dataset = builder.build()
+
+    assert [e.event_id for e in dataset.events] == ["ok"]
+    assert dataset.summary.unparseable["invalid_price"] == 1
+    assert dataset.summary.unparseable["missing_id"] == 1
+    assert dataset.summary.unparseable["invalid_time"] == 1
+    assert dataset.summary.skipped_event_types == {"fav": 2}
+
+
+def test_builder_item_counts_invalid_item() -> None:
+    builder = DatasetBuilder("test")
+
+    item = builder.item(
+        item_id="i1", brand="x" * 200, updated_at="2019-10-01T00:00:00Z"
+    )
+
+    assert item is None
+    assert builder.summary.unparseable["invalid_item_brand"] == 1
+
+
+def test_row_id_is_deterministic_and_names_file_and_line() -> None:
+    path = Path("/data/events_2019.csv.gz")
+
+    first = row_id("rees46", path, 7)
+    second = row_id("rees46", path, 7)
+
+    assert first == second == "rees46:events_2019:7"
+    assert row_id("otto", path, 3, 12) == "otto:events_2019:3:12"
+
+
+def test_open_text_missing_file_names_path_and_fix(tmp_path: Path) -> None:
+    with pytest.raises(DatasetFileError, match="CARTWHEEL_REPLAY_DATA_DIR"):
+        open_text(tmp_path / "missing.csv")
+
+
+def test_summary_lines_list_skips_and_unparseable() -> None:
+    builder = DatasetBuilder("test")
+    builder.count_row("file.csv")
+    builder.map_type("fav")
+    builder.reject("invalid_time")
+
+    lines = builder.build().summary.lines()
+
+    assert lines[0] == "dataset test: file.csv 1 rows"
+    assert "skipped event types: fav 1" in lines
+    assert "unparseable rows: invalid_time 1" in lines

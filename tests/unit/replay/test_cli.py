@@ -1,0 +1,61 @@
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import pytest
+
+from services.replay.__main__ import main
+from services.replay.cli import register
+
+
+def _parse(*argv: str) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="cartwheel")
+    register(parser.add_subparsers(dest="command", required=True))
+    return parser.parse_args(["replay", *argv])
+
+
+def test_replay_defaults_to_committed_sample() -> None:
+    args = _parse()
+
+    assert args.dataset == "rees46"
+    assert args.file is None
+    assert args.time_scale is None
+    assert args.limit is None
+
+
+def test_replay_parses_raw_file_options() -> None:
+    args = _parse("--file", "bad.jsonl", "--time-scale", "60", "--limit", "10")
+
+    assert args.file == Path("bad.jsonl")
+    assert args.time_scale == 60.0
+    assert args.limit == 10
+
+
+def test_replay_list_prints_datasets(capsys: pytest.CaptureFixture[str]) -> None:
+    args = _parse("--list")
+
+    code = args.handler(args)
+
+    output = capsys.readouterr().out
+    assert code == 0
+    assert "rees46: " in output
+    assert "olist: not replayable" in output
+
+
+def test_replay_unknown_dataset_fails_with_names(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    code = main(["movielens"])
+
+    assert code == 1
+    assert "expected one of" in capsys.readouterr().err
+
+
+def test_replay_rejects_non_positive_limit(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    code = main(["--limit", "0"])
+
+    assert code == 1
+    assert "--limit=0" in capsys.readouterr().err
