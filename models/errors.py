@@ -7,6 +7,10 @@ CartwheelError (schemas.errors)
     │   ├── CheckpointIntegrityError   digest or signature mismatch, truncated file
     │   ├── CheckpointFormatError      unknown header or format version
     │   └── ModelStateError            a checkpoint holds another model's state
+    └── ArtifactError
+        ├── ArtifactNotFoundError      ranker artifact directory or file missing
+        ├── ArtifactCorruptError       weights hash mismatch, unparsable metadata
+        └── ArtifactIncompatibleError  other format version, weights do not fit
 ```
 """
 
@@ -15,6 +19,10 @@ from __future__ import annotations
 from schemas.errors import CartwheelError
 
 __all__ = [
+    "ArtifactCorruptError",
+    "ArtifactError",
+    "ArtifactIncompatibleError",
+    "ArtifactNotFoundError",
     "CheckpointError",
     "CheckpointFormatError",
     "CheckpointIntegrityError",
@@ -52,10 +60,8 @@ class ArtifactNotFoundError(ArtifactError):
 
 
 class ArtifactCorruptError(ArtifactError):
-    """Raised when an artifact's weights do not match the SHA-256 in its metadata,
-    or its metadata or weights cannot be parsed."""
+    """Raised when artifact weights fail their SHA-256 check or cannot be parsed."""
 
 
 class ArtifactIncompatibleError(ArtifactError):
-    """Raised when an artifact was written in another format version or its
-    weights do not fit the model that its metadata describes."""
+    """Raised when an artifact has another format version or weights that do not fit."""
