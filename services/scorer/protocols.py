@@ -47,11 +47,13 @@ class UserHistory:
         recent: latest interactions, newest first.
         purchased: ids of items the user bought recently.
         category_affinity: decayed weight per category id, strongest first.
+        last_event_time: Unix seconds of the user's newest event, if any.
     """
 
     recent: Sequence[RecentItem] = ()
     purchased: frozenset[str] = frozenset()
     category_affinity: Mapping[str, float] = field(default_factory=dict)
+    last_event_time: float | None = None
 
 
 class CandidateStore(Protocol):

@@ -19,13 +19,20 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 
+import redis
+from confluent_kafka import Producer
+
+from services.common.redis_features import FeatureStore
 from services.hotpath.stages import AppliedEvent
 from services.scorer.metrics import BATCH_SECONDS, MODEL_IN_USE
+from services.scorer.protocols import ModelSource, SignalSource
 from services.scorer.publisher import SlatePublisher
 from services.scorer.session_knn import SessionIndex
+from services.scorer.settings import ScorerSettings
 from services.scorer.slates import SlateBuilder, Trigger
+from services.scorer.store import RedisCandidateStore
 
-__all__ = ["ScoringStage", "session_key", "trigger_of"]
+__all__ = ["ScoringStage", "build_scoring_stage", "session_key", "trigger_of"]
 
 logger = logging.getLogger(__name__)
 
@@ -111,3 +118,45 @@ class ScoringStage:
         MODEL_IN_USE.labels(model_version).set(1)
         logger.info("ranking with model model_version=%s", model_version)
         self._model_version = model_version
+
+
+def build_scoring_stage(
+    settings: ScorerSettings,
+    client: redis.Redis,
+    producer: Producer,
+    *,
+    models: ModelSource | None = None,
+    signals: SignalSource | None = None,
+    features: FeatureStore | None = None,
+) -> ScoringStage:
+    """Wire a scoring stage to Redis, a producer, the ranker and the learner.
+
+    Args:
+        settings: the scorer settings.
+        client: the Redis connection of the feature store.
+        producer: the hot path's producer; the stage flushes it after each batch.
+        models: where the trained ranker comes from (a ``ModelWatcher``).
+        signals: the online-learning stage, for its per-candidate signals.
+        features: the feature store; built from ``client`` when omitted.
+    """
+    prefix = settings.redis.key_prefix
+    store = RedisCandidateStore(
+        features or FeatureStore(client, prefix),
+        cache_ttl_seconds=settings.item_cache_ttl_seconds,
+        cache_size=settings.item_cache_size,
+    )
+    candidates = settings.candidates
+    sessions = SessionIndex(
+        candidates.session_index_size,
+        candidates.session_max_items,
+        candidates.session_samples_per_item,
+    )
+    builder = SlateBuilder(store, sessions, settings, models=models, signals=signals)
+    publisher = SlatePublisher(
+        producer, settings.topics, client, prefix, settings.latest_slate_ttl_seconds
+    )
+    if models is None:
+        logger.warning(
+            "no model source configured; ranking with the heuristic ranker only"
+        )
+    return ScoringStage(builder, sessions, publisher)

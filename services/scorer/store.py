@@ -93,6 +93,7 @@ class RedisCandidateStore:
                 recent=profile.recent_items,
                 purchased=frozenset(profile.purchased_items),
                 category_affinity=profile.category_affinity,
+                last_event_time=profile.last_event_time,
             )
         return histories
 

@@ -1,0 +1,292 @@
+"""The HTTP API: latest slates, event ingestion, health, readiness and metrics.
+
+Routes:
+
+- ``GET /v1/users/{user_id}/slates/{surface}``: the latest slate stored by
+  the hot path, or one computed now for a user who has none.
+- ``POST /v1/events``: one event for producers that cannot speak Kafka. It is
+  validated like any ``events`` message; a rejection goes to the dead-letter
+  topic and is answered with 422 and the reason. Delivery is acknowledged
+  (202) only after the broker stored the event.
+- ``GET /healthz`` (the process runs), ``GET /readyz`` (Kafka and Redis
+  answer), ``GET /metrics`` (Prometheus text format).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, Literal
+
+import redis
+from confluent_kafka import KafkaError, KafkaException, Message, Producer
+from fastapi import FastAPI, Request, Response
+from fastapi.concurrency import run_in_threadpool
+from fastapi.openapi.utils import get_openapi
+from fastapi.responses import JSONResponse, PlainTextResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import BaseModel
+
+from schemas.deadletters import RejectionReason
+from schemas.events import Event
+from schemas.recommendations import Slate, Surface
+from schemas.validation import Rejection, parse_event
+from services.api.metrics import EVENTS_INGESTED, REQUEST_SECONDS, SLATE_READS
+from services.api.ondemand import OnDemandSlates
+from services.api.settings import ApiSettings
+from services.common.deadletters import DeadLetterWriter
+from services.scorer.publisher import latest_slate_key
+
+__all__ = ["EventAccepted", "EventRejected", "Problem", "Readiness", "create_app"]
+
+logger = logging.getLogger(__name__)
+
+_HTTP_SOURCE_TOPIC = "http"
+
+
+class Problem(BaseModel):
+    """An error answer: what failed and what to do about it."""
+
+    detail: str
+
+
+class EventAccepted(BaseModel):
+    """An event stored on the ``events`` topic."""
+
+    event_id: str
+    topic: str
+    partition: int
+    offset: int
+
+
+class EventRejected(BaseModel):
+    """An event that failed validation and went to the dead-letter topic."""
+
+    reason: RejectionReason
+    message: str
+
+
+class Readiness(BaseModel):
+    """Whether each dependency answered."""
+
+    status: Literal["ready", "not_ready"]
+    kafka: str
+    redis: str
+
+
+class Health(BaseModel):
+    """Liveness of the process."""
+
+    status: Literal["ok"]
+
+
+def create_app(
+    settings: ApiSettings,
+    *,
+    redis_client: redis.Redis,
+    producer: Producer,
+    on_demand: OnDemandSlates | None = None,
+) -> FastAPI:
+    """Build the FastAPI application over existing Redis and Kafka clients.
+
+    Args:
+        settings: the API settings.
+        redis_client: where the hot path stores the latest slates.
+        producer: the producer for ingested events and dead letters.
+        on_demand: computes slates for users without one; None disables it.
+    """
+    app = FastAPI(
+        title="Cartwheel",
+        version="1",
+        description="Real-time recommendations for online shops.",
+    )
+    dead_letters = DeadLetterWriter(producer, settings.topics.dead_letters, "api")
+    prefix = settings.redis.key_prefix
+
+    @app.middleware("http")
+    async def measure(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        started = time.perf_counter()
+        response = await call_next(request)
+        route = request.scope.get("route")
+        REQUEST_SECONDS.labels(
+            getattr(route, "path", "unmatched"), request.method, response.status_code
+        ).observe(time.perf_counter() - started)
+        return response
+
+    @app.get(
+        "/v1/users/{user_id}/slates/{surface}",
+        response_model=Slate,
+        responses={404: {"model": Problem}},
+        summary="Latest slate of a user on one surface",
+    )
+    async def latest_slate(user_id: str, surface: Surface) -> Any:
+        key = latest_slate_key(prefix, user_id, surface)
+        raw = await run_in_threadpool(redis_client.get, key)
+        if raw is not None:
+            SLATE_READS.labels(surface.value, "stored").inc()
+            return Response(content=raw, media_type="application/json")
+        if on_demand is not None and settings.is_on_demand_enabled:
+            slate = await run_in_threadpool(on_demand.compute, user_id, surface)
+            if slate is not None:
+                SLATE_READS.labels(surface.value, "computed").inc()
+                return slate
+        SLATE_READS.labels(surface.value, "none").inc()
+        return JSONResponse(
+            status_code=404,
+            content={
+                "detail": f"no {surface.value} slate for user {user_id!r}; "
+                "the user needs recent activity on this surface first"
+            },
+        )
+
+    @app.post(
+        "/v1/events",
+        status_code=202,
+        response_model=EventAccepted,
+        responses={422: {"model": EventRejected}, 503: {"model": Problem}},
+        summary="Publish one shop event",
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/json": {
+                        "schema": {"$ref": "#/components/schemas/Event"}
+                    }
+                },
+            }
+        },
+    )
+    async def post_event(request: Request) -> Any:
+        raw = await request.body()
+        result = parse_event(raw)
+        if isinstance(result, Rejection):
+            await run_in_threadpool(_dead_letter, dead_letters, result, raw)
+            EVENTS_INGESTED.labels("rejected").inc()
+            return JSONResponse(
+                status_code=422,
+                content={"reason": result.reason.value, "message": result.message},
+            )
+        try:
+            delivered = await run_in_threadpool(
+                _deliver, producer, settings, result, raw
+            )
+        except KafkaException as exc:
+            EVENTS_INGESTED.labels("failed").inc()
+            logger.error("event not stored event_id=%s error=%s", result.event_id, exc)
+            return JSONResponse(
+                status_code=503,
+                content={"detail": f"the broker did not store the event: {exc}; retry"},
+            )
+        EVENTS_INGESTED.labels("accepted").inc()
+        return delivered
+
+    @app.get("/healthz", response_model=Health, summary="Liveness")
+    async def healthz() -> Health:
+        return Health(status="ok")
+
+    @app.get(
+        "/readyz",
+        response_model=Readiness,
+        responses={503: {"model": Readiness}},
+        summary="Readiness: Kafka and Redis answer",
+    )
+    async def readyz() -> Any:
+        readiness = await run_in_threadpool(_check, settings, redis_client, producer)
+        code = 200 if readiness.status == "ready" else 503
+        return JSONResponse(status_code=code, content=readiness.model_dump())
+
+    @app.get(
+        "/metrics",
+        response_class=PlainTextResponse,
+        summary="Prometheus metrics",
+        responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}},
+    )
+    async def metrics() -> Response:
+        return Response(content=generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
+    return app
+
+
+def _openapi(app: FastAPI) -> dict[str, Any]:
+    if app.openapi_schema is None:
+        schema = get_openapi(
+            title=app.title,
+            version=app.version,
+            description=app.description,
+            routes=app.routes,
+        )
+        # The event body is read raw (to dead-letter the exact bytes), so
+        # FastAPI does not see its model; add it for the documented request body.
+        event_schema = Event.model_json_schema(
+            ref_template="#/components/schemas/{model}"
+        )
+        components = schema.setdefault("components", {}).setdefault("schemas", {})
+        components.update(event_schema.pop("$defs", {}))
+        components["Event"] = event_schema
+        app.openapi_schema = schema
+    return app.openapi_schema
+
+
+def _dead_letter(writer: DeadLetterWriter, rejection: Rejection, raw: bytes) -> None:
+    writer.send(
+        rejection,
+        raw_key=None,
+        raw_value=raw,
+        source_topic=_HTTP_SOURCE_TOPIC,
+        source_partition=-1,
+        source_offset=-1,
+    )
+    writer.flush()
+
+
+def _deliver(
+    producer: Producer, settings: ApiSettings, event: Event, raw: bytes
+) -> EventAccepted:
+    reports: list[tuple[KafkaError | None, Message]] = []
+    producer.produce(
+        settings.topics.events,
+        key=event.user_id.encode(),
+        value=raw,
+        on_delivery=lambda error, message: reports.append((error, message)),
+    )
+    producer.flush(settings.ingest_timeout_seconds)
+    if not reports:
+        raise KafkaException(KafkaError(KafkaError._MSG_TIMED_OUT))
+    error, message = reports[0]
+    if error is not None:
+        raise KafkaException(error)
+    return EventAccepted(
+        event_id=event.event_id,
+        topic=message.topic() or settings.topics.events,
+        partition=message.partition() or 0,
+        offset=message.offset() or 0,
+    )
+
+
+def _check(settings: ApiSettings, client: redis.Redis, producer: Producer) -> Readiness:
+    timeout = settings.readiness_timeout_seconds
+    try:
+        client.ping()
+        redis_state = "ok"
+    except redis.RedisError as exc:
+        redis_state = f"unreachable: {exc}"
+    try:
+        # Listing all topics never asks the broker to create the events topic.
+        metadata = producer.list_topics(timeout=timeout)
+        topic = metadata.topics.get(settings.topics.events)
+        if topic is None or topic.error is not None:
+            kafka_state = f"topic {settings.topics.events!r} is missing"
+        else:
+            kafka_state = "ok"
+    except KafkaException as exc:
+        kafka_state = f"unreachable: {exc}"
+    is_ready = redis_state == "ok" and kafka_state == "ok"
+    return Readiness(
+        status="ready" if is_ready else "not_ready",
+        kafka=kafka_state,
+        redis=redis_state,
+    )

@@ -1,0 +1,95 @@
+"""Slates computed on request for a user who has no stored slate.
+
+The trigger is the user's own latest activity: the newest item for products
+and promotions, the newest cart add for bundles, the newest click for reviews.
+A user without history gets the shop's top trending item as context, so a
+new visitor still sees a products slate. On-demand slates are returned, not
+published: they answer no event.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable, Sequence
+
+from schemas.events import EventType
+from schemas.features import RecentItem
+from schemas.recommendations import Slate, Surface
+from services.scorer.protocols import CandidateStore, UserHistory
+from services.scorer.settings import ScorerSettings
+from services.scorer.slates import SlateBuilder, Trigger
+from services.scorer.stage import session_key
+
+__all__ = ["OnDemandSlates"]
+
+
+class OnDemandSlates:
+    """Compute one surface's slate for a user from the current Redis state.
+
+    Args:
+        builder: the slate builder (the same ranking as the hot path).
+        store: reads of the user's history and of trending items.
+        settings: the scorer settings (promotion events).
+        clock: wall-clock Unix seconds.
+    """
+
+    def __init__(
+        self,
+        builder: SlateBuilder,
+        store: CandidateStore,
+        settings: ScorerSettings,
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._builder = builder
+        self._store = store
+        self._settings = settings
+        self._clock = clock
+
+    def compute(self, user_id: str, surface: Surface) -> Slate | None:
+        """Return a fresh slate, or None when the user has nothing to anchor it."""
+        history = self._store.user_histories([user_id])[user_id]
+        anchor = self._anchor(history, surface)
+        if anchor is None:
+            return None
+        item_id, event_type = anchor
+        now = self._clock()
+        trigger = Trigger(
+            event_id=f"on-demand-{uuid.uuid4().hex}",
+            user_id=user_id,
+            item_id=item_id,
+            event_type=event_type,
+            event_time=history.last_event_time or now,
+            session_key=session_key(user_id, None),
+            received_at=now,
+        )
+        [slates] = self._builder.build([trigger])
+        return next((slate for slate in slates if slate.surface is surface), None)
+
+    def _anchor(
+        self, history: UserHistory, surface: Surface
+    ) -> tuple[str, EventType] | None:
+        if surface is Surface.BUNDLES:
+            return _latest(history.recent, EventType.CART_ADD)
+        if surface is Surface.REVIEWS:
+            return _latest(history.recent, EventType.CLICK)
+        event_type = EventType.CLICK
+        if surface is Surface.PROMOTIONS:
+            allowed = sorted(self._settings.surfaces.promotion_events)
+            if not allowed:
+                return None
+            event_type = allowed[0]
+        if history.recent:
+            return history.recent[0].item_id, event_type
+        top = self._store.trending([None], 1).get(None, [])
+        return (top[0][0], event_type) if top else None
+
+
+def _latest(
+    recent: Sequence[RecentItem], event_type: EventType
+) -> tuple[str, EventType] | None:
+    for entry in recent:
+        if entry.event_type is event_type:
+            return entry.item_id, event_type
+    return None

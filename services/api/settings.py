@@ -1,0 +1,41 @@
+"""Settings of the HTTP API, read from ``CARTWHEEL_API_*`` variables."""
+
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from services.common.settings import KafkaSettings, RedisSettings, TopicSettings
+from services.scorer.settings import ScorerSettings
+
+__all__ = ["ApiSettings"]
+
+
+class ApiSettings(BaseSettings):
+    """Where the API listens, what it reads and how it answers."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="CARTWHEEL_API_", env_nested_delimiter="__", frozen=True
+    )
+
+    host: str = Field(default="127.0.0.1", description="address to listen on")
+    port: int = Field(default=8080, ge=1, le=65535, description="TCP port, 1-65535")
+    kafka: KafkaSettings = Field(default_factory=KafkaSettings)
+    redis: RedisSettings = Field(default_factory=RedisSettings)
+    topics: TopicSettings = Field(default_factory=TopicSettings)
+    scorer: ScorerSettings = Field(default_factory=ScorerSettings)
+    is_on_demand_enabled: bool = Field(
+        default=True,
+        description="compute a slate for a user who has none stored",
+    )
+    ingest_timeout_seconds: float = Field(
+        default=5.0,
+        gt=0.0,
+        le=60.0,
+        description="how long an event POST waits for the broker's acknowledgement",
+    )
+    readiness_timeout_seconds: float = Field(default=2.0, gt=0.0, le=30.0)
+    model_dir: str | None = Field(
+        default=None,
+        description="registry directory of trained rankers; unset ranks heuristically",
+    )
