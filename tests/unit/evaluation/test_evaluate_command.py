@@ -1,0 +1,39 @@
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import pytest
+
+from services.evaluation.cli import register, run_evaluate
+from services.evaluation.settings import EvaluationSettings
+
+
+def parse(*argv: str) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="cartwheel")
+    register(parser.add_subparsers(dest="command"))
+    return parser.parse_args(list(argv))
+
+
+def test_evaluate_command_parses_its_options() -> None:
+    args = parse("evaluate", "--output", "out", "--throughput", "900", "--timeout", "5")
+
+    assert args.command == "evaluate"
+    assert args.output == Path("out")
+    assert args.throughput == 900.0
+    assert args.timeout == 5.0
+    assert args.handler is run_evaluate
+
+
+def test_evaluate_command_help_mentions_baselines(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with pytest.raises(SystemExit):
+        parse("evaluate", "--help")
+
+    assert "session-kNN" in capsys.readouterr().out
+
+
+def test_settings_reject_unsorted_cutoffs() -> None:
+    with pytest.raises(ValueError, match="ascending"):
+        EvaluationSettings(cutoffs=(20, 5))

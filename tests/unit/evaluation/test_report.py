@@ -1,0 +1,108 @@
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from schemas.events import Event
+from schemas.recommendations import Slate
+from services.evaluation.prequential import evaluate_streams
+from services.evaluation.report import summary_lines, verdict_sentence, write_report
+from services.evaluation.results import EvaluationResult
+from services.evaluation.settings import EvaluationSettings
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture
+def result(
+    make_event: Callable[..., Event],
+    make_slate: Callable[..., Slate],
+    settings: EvaluationSettings,
+) -> EvaluationResult:
+    events = [
+        make_event(f"e{i}", f"u{i % 3}", f"i{i % 5}", i, session_id=f"s{i % 3}")
+        for i in range(30)
+    ]
+    slates = [
+        make_slate(e, [f"i{(i + 1) % 5}"], latency_ms=i) for i, e in enumerate(events)
+    ]
+    return evaluate_streams(events, slates, settings=settings)
+
+
+def test_write_report_creates_every_file(
+    result: EvaluationResult, tmp_path: Path
+) -> None:
+    files = write_report(result, tmp_path / "report")
+
+    assert files.markdown.is_file()
+    assert files.metrics_json.is_file()
+    assert [p.name for p in files.plots] == [
+        "hr_over_time.png",
+        "latency.png",
+        "surfaces.png",
+        "ranking.png",
+    ]
+
+
+def test_report_plots_are_png_images(result: EvaluationResult, tmp_path: Path) -> None:
+    files = write_report(result, tmp_path)
+
+    for plot in files.plots:
+        data = plot.read_bytes()
+        width = int.from_bytes(data[16:20], "big")
+        height = int.from_bytes(data[20:24], "big")
+        assert data[:8] == PNG_SIGNATURE, plot.name
+        assert (width, height) == (800, 450), plot.name
+        assert len(data) > 5_000, plot.name
+
+
+def test_metrics_json_holds_every_recommender_and_cutoff(
+    result: EvaluationResult, tmp_path: Path
+) -> None:
+    files = write_report(result, tmp_path)
+
+    metrics = json.loads(files.metrics_json.read_text())
+
+    assert set(metrics["ranking"]) == set(result.recommenders)
+    assert set(metrics["ranking"]["cartwheel"]) == {"1", "2", "3"}
+    assert metrics["inputs"]["events"] == 30
+    assert metrics["latency"]["products"]["count"] == 30
+
+
+def test_report_files_are_identical_for_same_result(
+    result: EvaluationResult, tmp_path: Path
+) -> None:
+    first = write_report(result, tmp_path / "first")
+    second = write_report(result, tmp_path / "second")
+
+    for path in [first.markdown, first.metrics_json, *first.plots]:
+        assert path.read_bytes() == (second.directory / path.name).read_bytes(), path
+
+
+def test_report_markdown_states_verdict_and_links_plots(
+    result: EvaluationResult, tmp_path: Path
+) -> None:
+    text = write_report(result, tmp_path).markdown.read_text()
+
+    assert verdict_sentence(result) in text
+    assert "![HR over time](hr_over_time.png)" in text
+    assert "| cartwheel |" in text
+
+
+def test_verdict_sentence_names_winning_baselines(result: EvaluationResult) -> None:
+    sentence = verdict_sentence(result)
+
+    # The hand-made slates list one item that never is the next one.
+    assert sentence.startswith("Cartwheel does not beat every baseline")
+    assert "most_popular" in sentence
+
+
+def test_summary_lines_list_every_recommender(result: EvaluationResult) -> None:
+    lines = summary_lines(result)
+
+    assert lines[0].split() == ["recommender", "HR@3", "MRR@3"]
+    assert [line.split()[0] for line in lines[1:6]] == list(result.recommenders)
+    assert lines[-1] == verdict_sentence(result)
