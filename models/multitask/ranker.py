@@ -1,0 +1,151 @@
+"""Batched inference with a loaded ranker artifact, for the scorer.
+
+Shape letters (B, C, S, F, T) are defined in ``models.multitask.features``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from models.multitask.features import SPARSE_FIELDS, TASKS, FeatureSpec, IdHasher
+from models.multitask.model import RankerModule
+from models.registry import LoadedArtifact
+from schemas.events import EventType
+
+__all__ = ["CandidateInput", "RankRequest", "Ranker"]
+
+
+@dataclass(frozen=True)
+class CandidateInput:
+    """One candidate item with its features at scoring time.
+
+    Attributes:
+        item_id: the candidate.
+        item_features: the item's numeric features; names the model was not
+            trained on are ignored, and names it expects but are absent read 0.
+        category_id: the item's category, None when unknown.
+        brand: the item's brand, None when unknown.
+        price: the item's price, None when unknown (read as 0).
+    """
+
+    item_id: str
+    item_features: Mapping[str, float] = field(default_factory=dict)
+    category_id: str | None = None
+    brand: str | None = None
+    price: float | None = None
+
+
+@dataclass(frozen=True)
+class RankRequest:
+    """The candidates of one event, for ``Ranker.predict_many``."""
+
+    user_id: str
+    user_features: Mapping[str, float]
+    candidates: Sequence[CandidateInput]
+
+
+class Ranker:
+    """A trained model ready to score candidates; immutable once built.
+
+    Args:
+        model: a multi-task model (tasks click, cart_add, purchase).
+        spec: the feature spec it was trained with.
+        model_version: the artifact's version, attached to every output.
+    """
+
+    def __init__(
+        self, model: RankerModule, spec: FeatureSpec, model_version: str
+    ) -> None:
+        if tuple(model.tasks) != TASKS:
+            raise ValueError(
+                f"model predicts tasks {[str(task) for task in model.tasks]}; "
+                f"expected {[str(task) for task in TASKS]}"
+            )
+        self._model = model.eval()
+        self._spec = spec
+        self._hasher = IdHasher()
+        self.model_version = model_version
+        self.tasks: tuple[EventType, ...] = TASKS
+
+    @classmethod
+    def from_artifact(cls, artifact: LoadedArtifact) -> Ranker:
+        """Build a ranker from a verified artifact."""
+        return cls(artifact.model, artifact.spec, artifact.metadata.model_version)
+
+    def predict(
+        self,
+        user_id: str,
+        user_features: Mapping[str, float],
+        candidates: Sequence[CandidateInput],
+    ) -> np.ndarray:
+        """Return the task probabilities of each candidate for one user.
+
+        Returns:
+            Shape (C, T) float32, columns click, cart_add, purchase; each row
+            is non-increasing because of the ESMM chain.
+        """
+        return self.predict_many([RankRequest(user_id, user_features, candidates)])[0]
+
+    def predict_many(self, requests: Sequence[RankRequest]) -> list[np.ndarray]:
+        """Score the candidates of several events in one forward pass.
+
+        Returns:
+            One (C_i, T) array per request, in request order.
+        """
+        sizes = [len(request.candidates) for request in requests]
+        total = sum(sizes)
+        if total == 0:
+            return [np.zeros((0, len(TASKS)), dtype=np.float32) for _ in requests]
+        ids, numeric = self._encode(requests, total)
+        with torch.inference_mode():
+            probs = torch.exp(
+                self._model(torch.from_numpy(ids), torch.from_numpy(numeric))
+            )
+        flat = probs.numpy()
+        results = []
+        start = 0
+        for size in sizes:
+            results.append(flat[start : start + size])
+            start += size
+        return results
+
+    def _encode(
+        self, requests: Sequence[RankRequest], total: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Build (B, S) id hashes and (B, F) raw numerics for all candidates.
+
+        Columns follow the spec: user features, item features, then price.
+        """
+        spec = self._spec
+        hasher = self._hasher
+        user_width = len(spec.user_feature_names)
+        ids = np.empty((total, len(SPARSE_FIELDS)), dtype=np.int64)
+        numeric = np.empty((total, len(spec.numeric_names)), dtype=np.float32)
+        row = 0
+        for request in requests:
+            count = len(request.candidates)
+            if count == 0:
+                continue
+            user_values = [
+                request.user_features.get(name, 0.0) for name in spec.user_feature_names
+            ]
+            numeric[row : row + count, :user_width] = user_values
+            ids[row : row + count, 0] = hasher.hash("user_id", request.user_id)
+            for candidate in request.candidates:
+                ids[row, 1] = hasher.hash("item_id", candidate.item_id)
+                ids[row, 2] = hasher.hash("category_id", candidate.category_id)
+                ids[row, 3] = hasher.hash("brand", candidate.brand)
+                features = candidate.item_features
+                item_values = [
+                    features.get(name, 0.0) for name in spec.item_feature_names
+                ]
+                item_values.append(
+                    candidate.price if candidate.price is not None else 0.0
+                )
+                numeric[row, user_width:] = item_values
+                row += 1
+        return ids, numeric

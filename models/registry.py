@@ -1,0 +1,353 @@
+"""Versioned ranker artifacts in a directory, and the champion pointer.
+
+Layout under the registry root::
+
+    <model_name>/<model_version>/weights.safetensors
+    <model_name>/<model_version>/metadata.json
+    <model_name>/CHAMPION            the promoted version, one line
+
+``model_version`` is ``<model_name>-<YYYYMMDD>-<git sha7 or nogit>-<n>`` with
+``n`` counting up per name, day and code version, so versions are unique in a
+registry. An artifact is written to a temporary directory and renamed into
+place, so a reader never sees half of one. Loading checks the SHA-256 of the
+weights against the metadata before any tensor is read, and no pickle is ever
+loaded.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import logging
+import os
+import re
+import shutil
+import subprocess
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import torch
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
+from safetensors import SafetensorError
+from safetensors.torch import load as load_safetensors
+from safetensors.torch import save as save_safetensors
+
+from models.errors import (
+    ArtifactCorruptError,
+    ArtifactIncompatibleError,
+    ArtifactNotFoundError,
+)
+from models.multitask.export import model_from_tensors, model_tensors
+from models.multitask.features import FeatureSpec
+from models.multitask.model import ModelConfig, RankerModule
+
+__all__ = [
+    "ARTIFACT_FORMAT_VERSION",
+    "ArtifactMetadata",
+    "DataWindow",
+    "LoadedArtifact",
+    "ModelAnnouncement",
+    "ModelRegistry",
+    "code_version",
+    "load_artifact",
+]
+
+logger = logging.getLogger(__name__)
+
+ARTIFACT_FORMAT_VERSION = 1
+WEIGHTS_FILE = "weights.safetensors"
+METADATA_FILE = "metadata.json"
+CHAMPION_FILE = "CHAMPION"
+_MODEL_NAME = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
+_MAX_VERSION_ATTEMPTS = 1000
+
+
+class DataWindow(BaseModel):
+    """The training data an artifact was fitted on."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    start: AwareDatetime | None = Field(description="event time of the first example")
+    end: AwareDatetime | None = Field(description="event time of the last example")
+    examples: int = Field(ge=0, description="training examples (events) used")
+    rows: int = Field(ge=0, description="training rows, negatives included")
+
+
+class ArtifactMetadata(BaseModel):
+    """Everything about an artifact except its weights; stored as metadata.json."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    format_version: int
+    model_name: str
+    model_version: str
+    architecture: dict[str, Any]
+    feature_spec: dict[str, Any]
+    data_window: DataWindow
+    metrics: dict[str, float | None]
+    code_version: str
+    created_at: AwareDatetime
+    weights_file: str = WEIGHTS_FILE
+    weights_sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    torch_version: str
+
+
+class ModelAnnouncement(BaseModel):
+    """The value announced on the ``models`` topic (key: model name)."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    schema_version: int = 1
+    model_name: str
+    model_version: str
+    artifact_uri: str = Field(description="absolute path of the artifact directory")
+    announced_at: AwareDatetime
+
+
+@dataclass(frozen=True)
+class LoadedArtifact:
+    """A verified artifact: the rebuilt model, its spec and its metadata."""
+
+    model: RankerModule
+    spec: FeatureSpec
+    metadata: ArtifactMetadata
+    path: Path
+
+
+@functools.cache
+def code_version() -> str:
+    """Return the short git commit of the running code, or ``nogit`` outside git."""
+    try:
+        completed = subprocess.run(
+            ["git", "rev-parse", "--short=7", "HEAD"],
+            cwd=Path(__file__).resolve().parent,
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=True,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return "nogit"
+    sha = completed.stdout.strip()
+    return sha if re.fullmatch(r"[0-9a-f]{7}", sha) else "nogit"
+
+
+class ModelRegistry:
+    """Save, find and promote artifacts under one root directory.
+
+    Args:
+        root: directory of the registry; created on the first save.
+    """
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+
+    def save(
+        self,
+        model_name: str,
+        model: RankerModule,
+        spec: FeatureSpec,
+        data_window: DataWindow,
+        metrics: dict[str, float],
+        *,
+        now: datetime | None = None,
+        code: str | None = None,
+    ) -> ArtifactMetadata:
+        """Write a new artifact and return its metadata.
+
+        Args:
+            model_name: lower-case name, e.g. ``ranker``.
+            model: the trained model.
+            spec: the feature spec it was trained with.
+            data_window: the training data it saw.
+            metrics: evaluation results; NaN values are stored as null.
+            now: creation time (UTC); the wall clock when None.
+            code: code version; ``code_version()`` when None.
+        """
+        if not _MODEL_NAME.match(model_name):
+            raise ValueError(
+                f"model_name={model_name!r}; expected lower-case letters, digits "
+                "and '_', starting with a letter, at most 40 characters"
+            )
+        created_at = (now or datetime.now(UTC)).astimezone(UTC)
+        code = code or code_version()
+        weights = save_safetensors(model_tensors(model))
+        model_dir = self.root / model_name
+        model_dir.mkdir(parents=True, exist_ok=True)
+        staging = model_dir / f".staging-{uuid.uuid4().hex}"
+        staging.mkdir()
+        try:
+            (staging / WEIGHTS_FILE).write_bytes(weights)
+            prefix = f"{model_name}-{created_at:%Y%m%d}-{code}-"
+            for _ in range(_MAX_VERSION_ATTEMPTS):
+                metadata = ArtifactMetadata(
+                    format_version=ARTIFACT_FORMAT_VERSION,
+                    model_name=model_name,
+                    model_version=f"{prefix}{self._next_number(model_dir, prefix)}",
+                    architecture=model.config.to_dict(),
+                    feature_spec=spec.to_dict(),
+                    data_window=data_window,
+                    metrics={
+                        name: _json_number(value) for name, value in metrics.items()
+                    },
+                    code_version=code,
+                    created_at=created_at,
+                    weights_sha256=hashlib.sha256(weights).hexdigest(),
+                    torch_version=torch.__version__,
+                )
+                (staging / METADATA_FILE).write_text(
+                    metadata.model_dump_json(indent=2) + "\n"
+                )
+                try:
+                    # rename() refuses an existing non-empty target, so two
+                    # writers racing for one number cannot overwrite each other.
+                    staging.rename(model_dir / metadata.model_version)
+                except OSError:
+                    continue
+                logger.info(
+                    "artifact saved model_version=%s path=%s",
+                    metadata.model_version,
+                    model_dir / metadata.model_version,
+                )
+                return metadata
+        finally:
+            if staging.exists():
+                shutil.rmtree(staging, ignore_errors=True)
+        raise ArtifactCorruptError(
+            f"no free version number under {model_dir} for prefix {prefix!r} after "
+            f"{_MAX_VERSION_ATTEMPTS} attempts; check the directory's permissions"
+        )
+
+    def path_of(self, model_version: str) -> Path:
+        """Return the directory of an artifact from its version."""
+        model_name = model_version.rsplit("-", 3)[0]
+        return self.root / model_name / model_version
+
+    def load(self, model_version: str) -> LoadedArtifact:
+        """Load and verify an artifact by version; see ``load_artifact``."""
+        return load_artifact(self.path_of(model_version))
+
+    def versions(self, model_name: str) -> list[str]:
+        """Return the saved versions of a model, oldest first."""
+        model_dir = self.root / model_name
+        if not model_dir.is_dir():
+            return []
+        found = [
+            path.name
+            for path in model_dir.iterdir()
+            if path.is_dir() and not path.name.startswith(".")
+        ]
+        return sorted(found, key=lambda name: (name.rsplit("-", 1)[0], _number(name)))
+
+    def promote(self, metadata: ArtifactMetadata) -> None:
+        """Make a saved artifact the champion of its model name."""
+        target = self.root / metadata.model_name / CHAMPION_FILE
+        staging = target.with_name(f".{CHAMPION_FILE}-{uuid.uuid4().hex}")
+        staging.write_text(metadata.model_version + "\n")
+        os.replace(staging, target)
+        logger.info("artifact promoted model_version=%s", metadata.model_version)
+
+    def champion_version(self, model_name: str) -> str | None:
+        """Return the champion's version, or None before the first promotion."""
+        try:
+            text = (self.root / model_name / CHAMPION_FILE).read_text().strip()
+        except FileNotFoundError:
+            return None
+        return text or None
+
+    def load_champion(self, model_name: str) -> LoadedArtifact | None:
+        """Load and verify the champion, or return None when there is none."""
+        version = self.champion_version(model_name)
+        return self.load(version) if version is not None else None
+
+    @staticmethod
+    def _next_number(model_dir: Path, prefix: str) -> int:
+        numbers = [
+            _number(path.name)
+            for path in model_dir.iterdir()
+            if path.name.startswith(prefix)
+        ]
+        return max(numbers, default=0) + 1
+
+
+def load_artifact(path: Path) -> LoadedArtifact:
+    """Read an artifact directory, verify it and rebuild its model.
+
+    Raises:
+        ArtifactNotFoundError: the directory, metadata or weights are missing.
+        ArtifactCorruptError: the metadata is not valid JSON for this format,
+            or the weights do not match their SHA-256 or cannot be parsed.
+        ArtifactIncompatibleError: another format version, or weights that do
+            not fit the described model.
+    """
+    path = Path(path)
+    metadata = _read_metadata(path)
+    weights_path = path / metadata.weights_file
+    try:
+        weights = weights_path.read_bytes()
+    except FileNotFoundError as exc:
+        raise ArtifactNotFoundError(
+            f"artifact {metadata.model_version!r} has no weights at {weights_path}; "
+            "the artifact is incomplete, announce another version"
+        ) from exc
+    digest = hashlib.sha256(weights).hexdigest()
+    if digest != metadata.weights_sha256:
+        raise ArtifactCorruptError(
+            f"artifact {metadata.model_version!r} weights have SHA-256 {digest!r}, "
+            f"expected {metadata.weights_sha256!r}; the file at {weights_path} is "
+            "corrupt or was replaced, restore it or announce another version"
+        )
+    try:
+        tensors = load_safetensors(weights)
+        spec = FeatureSpec.from_dict(metadata.feature_spec)
+        config = ModelConfig.from_dict(metadata.architecture)
+    except (SafetensorError, ValueError, TypeError) as exc:
+        raise ArtifactCorruptError(
+            f"artifact {metadata.model_version!r} at {path} cannot be parsed: {exc}"
+        ) from exc
+    model = model_from_tensors(spec, config, tensors)
+    return LoadedArtifact(model=model, spec=spec, metadata=metadata, path=path)
+
+
+def _read_metadata(path: Path) -> ArtifactMetadata:
+    metadata_path = path / METADATA_FILE
+    try:
+        raw = metadata_path.read_text()
+    except (FileNotFoundError, NotADirectoryError) as exc:
+        raise ArtifactNotFoundError(
+            f"no artifact metadata at {metadata_path}; check the artifact path"
+        ) from exc
+    try:
+        document = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise ArtifactCorruptError(
+            f"artifact metadata at {metadata_path} is not valid JSON: {exc}"
+        ) from exc
+    found_version = (
+        document.get("format_version") if isinstance(document, dict) else None
+    )
+    if found_version != ARTIFACT_FORMAT_VERSION:
+        raise ArtifactIncompatibleError(
+            f"artifact at {path} has format_version={found_version!r}, expected "
+            f"{ARTIFACT_FORMAT_VERSION}; load it with the code version that wrote it "
+            "or retrain"
+        )
+    try:
+        return ArtifactMetadata.model_validate(document)
+    except ValidationError as exc:
+        raise ArtifactCorruptError(
+            f"artifact metadata at {metadata_path} is invalid: {exc}"
+        ) from exc
+
+
+def _number(version: str) -> int:
+    tail = version.rsplit("-", 1)[-1]
+    return int(tail) if tail.isdigit() else 0
+
+
+def _json_number(value: float) -> float | None:
+    return None if value != value or value in (float("inf"), float("-inf")) else value

@@ -1,0 +1,154 @@
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from models.errors import (
+    ArtifactCorruptError,
+    ArtifactIncompatibleError,
+    ArtifactNotFoundError,
+)
+from models.multitask.dataset import TrainingSet
+from models.multitask.evaluation import predict_probs
+from models.multitask.features import FeatureSpec
+from models.registry import DataWindow, ModelRegistry, load_artifact
+
+WINDOW = DataWindow(start=None, end=None, examples=10, rows=50)
+NOW = datetime(2026, 5, 17, 12, 0, tzinfo=UTC)
+
+
+def _save(registry: ModelRegistry, trained: tuple[Any, FeatureSpec]) -> Any:
+    model, spec = trained
+    return registry.save(
+        "ranker", model, spec, WINDOW, {"auc_click": 0.7}, now=NOW, code="abc1234"
+    )
+
+
+def test_save_numbers_versions_per_day(
+    tmp_path: Path, trained_tiny: tuple[Any, FeatureSpec]
+) -> None:
+    registry = ModelRegistry(tmp_path)
+
+    first = _save(registry, trained_tiny)
+    second = _save(registry, trained_tiny)
+
+    assert first.model_version == "ranker-20260517-abc1234-1"
+    assert second.model_version == "ranker-20260517-abc1234-2"
+    assert registry.versions("ranker") == [first.model_version, second.model_version]
+
+
+def test_load_round_trip_keeps_predictions(
+    tmp_path: Path, trained_tiny: tuple[Any, FeatureSpec], synthetic_set: TrainingSet
+) -> None:
+    registry = ModelRegistry(tmp_path)
+    metadata = _save(registry, trained_tiny)
+
+    loaded = registry.load(metadata.model_version)
+
+    model, spec = trained_tiny
+    expected = predict_probs(model, spec, synthetic_set)
+    actual = predict_probs(loaded.model, loaded.spec, synthetic_set)
+    assert np.array_equal(expected, actual)
+    assert loaded.metadata == metadata
+
+
+def test_save_stores_nan_metric_as_null(
+    tmp_path: Path, trained_tiny: tuple[Any, FeatureSpec]
+) -> None:
+    model, spec = trained_tiny
+    registry = ModelRegistry(tmp_path)
+
+    metadata = registry.save(
+        "ranker", model, spec, WINDOW, {"auc_purchase": float("nan")}
+    )
+
+    document = json.loads(
+        (registry.path_of(metadata.model_version) / "metadata.json").read_text()
+    )
+    assert document["metrics"] == {"auc_purchase": None}
+
+
+def test_load_rejects_weights_with_other_hash(
+    tmp_path: Path, trained_tiny: tuple[Any, FeatureSpec]
+) -> None:
+    registry = ModelRegistry(tmp_path)
+    metadata = _save(registry, trained_tiny)
+    weights = registry.path_of(metadata.model_version) / "weights.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 0xFF
+    weights.write_bytes(bytes(data))
+
+    with pytest.raises(ArtifactCorruptError, match="SHA-256"):
+        registry.load(metadata.model_version)
+
+
+def test_load_rejects_other_format_version(
+    tmp_path: Path, trained_tiny: tuple[Any, FeatureSpec]
+) -> None:
+    registry = ModelRegistry(tmp_path)
+    metadata = _save(registry, trained_tiny)
+    path = registry.path_of(metadata.model_version) / "metadata.json"
+    document = json.loads(path.read_text())
+    document["format_version"] = 99
+    path.write_text(json.dumps(document))
+
+    with pytest.raises(ArtifactIncompatibleError, match="format_version=99"):
+        registry.load(metadata.model_version)
+
+
+def test_load_rejects_mismatched_weights(
+    tmp_path: Path, trained_tiny: tuple[Any, FeatureSpec]
+) -> None:
+    registry = ModelRegistry(tmp_path)
+    metadata = _save(registry, trained_tiny)
+    path = registry.path_of(metadata.model_version) / "metadata.json"
+    document = json.loads(path.read_text())
+    document["feature_spec"]["hash_buckets"]["brand"] = 99
+    path.write_text(json.dumps(document))
+
+    with pytest.raises(ArtifactIncompatibleError, match="do not fit"):
+        registry.load(metadata.model_version)
+
+
+def test_load_rejects_metadata_that_is_not_json(tmp_path: Path) -> None:
+    (tmp_path / "metadata.json").write_text("{not json")
+
+    with pytest.raises(ArtifactCorruptError, match="not valid JSON"):
+        load_artifact(tmp_path)
+
+
+def test_load_raises_not_found_for_missing_directory(tmp_path: Path) -> None:
+    with pytest.raises(ArtifactNotFoundError, match="no artifact metadata"):
+        load_artifact(tmp_path / "absent")
+
+
+def test_promote_sets_the_champion(
+    tmp_path: Path, trained_tiny: tuple[Any, FeatureSpec]
+) -> None:
+    registry = ModelRegistry(tmp_path)
+    metadata = _save(registry, trained_tiny)
+
+    registry.promote(metadata)
+
+    assert registry.champion_version("ranker") == metadata.model_version
+    champion = registry.load_champion("ranker")
+    assert champion is not None
+    assert champion.metadata.model_version == metadata.model_version
+
+
+def test_champion_is_none_before_first_promotion(tmp_path: Path) -> None:
+    assert ModelRegistry(tmp_path).load_champion("ranker") is None
+
+
+def test_save_rejects_invalid_model_name(
+    tmp_path: Path, trained_tiny: tuple[Any, FeatureSpec]
+) -> None:
+    model, spec = trained_tiny
+
+    with pytest.raises(ValueError, match="model_name='Ranker-X'"):
+        ModelRegistry(tmp_path).save("Ranker-X", model, spec, WINDOW, {})
