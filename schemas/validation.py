@@ -228,7 +228,10 @@ def _short_repr(value: Any) -> str:
     text = repr(value)
     if len(text) <= _MAX_VALUE_REPR:
         return text
-    return f"{text[: _MAX_VALUE_REPR - 3]}... ({len(text)} characters)"
+    if isinstance(value, str):
+        head = repr(value[: _MAX_VALUE_REPR - 10])
+        return f"{head}... ({len(value)} characters)"
+    return f"{text[: _MAX_VALUE_REPR - 3]}... ({len(text)} characters as text)"
 
 
 def _is_negative(value: Any) -> bool:

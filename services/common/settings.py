@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -26,7 +28,10 @@ __all__ = [
     "TopicSettings",
     "load_settings",
     "masked_settings",
+    "secret_values",
 ]
+
+MASK = "**********"
 
 SettingsT = TypeVar("SettingsT", bound=BaseSettings)
 
@@ -147,12 +152,31 @@ def _describe(exc: ValidationError, settings_class: type[BaseSettings]) -> str:
     prefix = str(failed_class.model_config.get("env_prefix", ""))
     lines = []
     for error in exc.errors():
+        field = str(error["loc"][0]) if error["loc"] else ""
         field_path = "_".join(str(part) for part in error["loc"])
         variable = f"{prefix}{field_path}".upper()
         value = os.environ.get(variable, error.get("input"))
-        expected = _expected_form(failed_class, str(error["loc"][0]), error["msg"])
+        if _is_secret(failed_class, field):
+            value = _mask(str(value))
+        expected = _expected_form(failed_class, field, error["msg"])
         lines.append(f"invalid setting {variable}={value!r}: {expected}")
     return "\n".join(lines)
+
+
+def _is_secret(settings_class: type[BaseSettings], field: str) -> bool:
+    info = settings_class.model_fields.get(field)
+    return info is not None and "SecretStr" in repr(info.annotation)
+
+
+def _mask(value: str) -> str:
+    """Keep a URL's scheme, host and path but hide its password; hide anything else."""
+    parts = urlsplit(value)
+    if parts.scheme and parts.hostname:
+        if parts.password is None:
+            return value
+        netloc = parts.netloc.replace(f":{parts.password}@", f":{MASK}@", 1)
+        return parts._replace(netloc=netloc).geturl()
+    return MASK
 
 
 def _find_settings_class(
@@ -179,5 +203,40 @@ def _expected_form(settings_class: type[BaseSettings], field: str, message: str)
 
 
 def masked_settings(settings: BaseSettings) -> dict[str, Any]:
-    """Return the settings as a dict for logging, with secrets shown as '**********'."""
-    return settings.model_dump(mode="json")
+    """Return the settings as a dict for logging, with every secret masked.
+
+    A secret URL keeps its scheme, host, port and path, so the log still shows
+    which server is used; its password becomes ``**********``. Other secrets
+    are replaced whole.
+    """
+    dumped: dict[str, Any] = settings.model_dump(mode="json")
+    for path, secret in _secrets(settings):
+        node = dumped
+        for part in path[:-1]:
+            node = node[part]
+        node[path[-1]] = _mask(secret)
+    return dumped
+
+
+def secret_values(settings: BaseSettings) -> list[str]:
+    """Return the secret strings in ``settings`` (URL passwords included).
+
+    Pass them to :func:`services.common.logging.configure_logging`, which masks
+    them in every log line.
+    """
+    values = []
+    for _, secret in _secrets(settings):
+        password = urlsplit(secret).password
+        values.append(password if password else secret)
+    return [value for value in values if value]
+
+
+def _secrets(
+    model: BaseSettings | Any, path: tuple[str, ...] = ()
+) -> Iterator[tuple[tuple[str, ...], str]]:
+    for name in type(model).model_fields:
+        value = getattr(model, name)
+        if isinstance(value, SecretStr):
+            yield (*path, name), value.get_secret_value()
+        elif hasattr(type(value), "model_fields"):
+            yield from _secrets(value, (*path, name))

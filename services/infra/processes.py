@@ -115,6 +115,7 @@ class LocalServer:
                     raise InfrastructureError(
                         f"{self.name} (pid {pid}) survived SIGKILL; stop it by hand"
                     )
+            _reap(pid)
         self.pid_file.unlink(missing_ok=True)
 
 
@@ -264,6 +265,14 @@ def _is_alive(pid: int) -> bool:
             return stat.read().split(") ", 1)[1][0] != "Z"
     except (FileNotFoundError, IndexError):
         return False
+
+
+def _reap(pid: int) -> None:
+    # A server started by this process stays a zombie until it is waited for.
+    try:
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        pass
 
 
 def _runs(pid: int, executable_name: str) -> bool:

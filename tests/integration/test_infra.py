@@ -1,0 +1,111 @@
+"""cartwheel infra up/down/status against real Tansu and redis-server processes."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from services.cli.__main__ import main
+from services.infra import find_free_port
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def infra_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Path]:
+    for name in ("CARTWHEEL_KAFKA_BOOTSTRAP", "CARTWHEEL_REDIS_URL"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("CARTWHEEL_INFRA_STATE_DIR", str(tmp_path))
+    monkeypatch.setenv("CARTWHEEL_INFRA_KAFKA_PORT", str(find_free_port()))
+    monkeypatch.setenv("CARTWHEEL_INFRA_REDIS_PORT", str(find_free_port()))
+    yield tmp_path
+    main(["infra", "down"])
+
+
+def _pids(state_dir: Path) -> dict[str, int]:
+    return {
+        path.stem: int(path.read_text().split()[0]) for path in state_dir.glob("*.pid")
+    }
+
+
+def _is_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def test_infra_up_twice_keeps_the_first_servers(
+    infra_env: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["infra", "up"]) == 0
+    first = _pids(infra_env)
+
+    assert main(["infra", "up"]) == 0
+
+    assert _pids(infra_env) == first
+    assert set(first) == {"tansu", "redis"}
+    assert "running" in capsys.readouterr().out
+
+
+def test_infra_down_leaves_no_server_running(infra_env: Path) -> None:
+    main(["infra", "up"])
+    pids = _pids(infra_env)
+
+    assert main(["infra", "down"]) == 0
+
+    assert not any(_is_alive(pid) for pid in pids.values())
+    assert list(infra_env.glob("*.pid")) == []
+    assert main(["infra", "status"]) == 1
+
+
+def test_infra_up_uses_external_servers_without_starting_any(
+    infra_env: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    kafka_bootstrap: str,
+    redis_url: str,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("CARTWHEEL_KAFKA_BOOTSTRAP", kafka_bootstrap)
+    monkeypatch.setenv("CARTWHEEL_REDIS_URL", redis_url)
+
+    status = main(["infra", "up"])
+
+    out = capsys.readouterr().out
+    assert status == 0
+    assert list(infra_env.glob("*.pid")) == []
+    assert f"{kafka_bootstrap}" in out
+    assert out.count("external") == 2
+
+
+def test_topics_create_is_idempotent(
+    infra_env: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    kafka_bootstrap: str,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    prefix = f"t{os.urandom(4).hex()}"
+    monkeypatch.setenv("CARTWHEEL_KAFKA_BOOTSTRAP", kafka_bootstrap)
+    for variable, stem in [
+        ("EVENTS", "events"),
+        ("DEAD_LETTERS", "events.dlq"),
+        ("CATALOG", "catalog"),
+        ("RECOMMENDATIONS_PREFIX", "recommendations"),
+        ("TRAINING_EXAMPLES", "training-examples"),
+        ("MODELS", "models"),
+    ]:
+        monkeypatch.setenv(f"CARTWHEEL_TOPIC_{variable}", f"{prefix}.{stem}")
+    monkeypatch.setenv("CARTWHEEL_TOPIC_PARTITIONS", "2")
+
+    assert main(["topics", "create"]) == 0
+    first = capsys.readouterr().out
+    assert main(["topics", "create"]) == 0
+    second = capsys.readouterr().out
+
+    assert first.count("created") == 9
+    assert second.count("exists") == 9
+    assert f"{prefix}.events " in second

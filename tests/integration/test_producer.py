@@ -1,0 +1,94 @@
+"""EventProducer against the session's real Tansu broker."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from confluent_kafka import Consumer
+
+from schemas.deadletters import RejectionReason
+from services.client import DeliveryReport, EventProducer
+from services.common.errors import (
+    BrokerUnreachableError,
+    InvalidEventError,
+    TopicMissingError,
+)
+from services.common.kafka import consumer_config
+from services.common.settings import KafkaSettings
+from services.infra import find_free_port
+
+pytestmark = pytest.mark.integration
+
+EVENT: dict[str, Any] = {
+    "event_id": "e-1",
+    "event_type": "click",
+    "user_id": "u-1",
+    "item_id": "i-1",
+    "event_time": datetime(2019, 10, 1, tzinfo=UTC),
+}
+
+
+def test_producer_reports_delivery_and_keys_by_user(
+    kafka_settings: KafkaSettings,
+    make_topic: Callable[..., str],
+    unique_name: Callable[[str], str],
+) -> None:
+    topic = make_topic("events", partitions=3)
+    reports: list[DeliveryReport] = []
+
+    with EventProducer(kafka_settings, topic=topic, on_delivery=reports.append) as p:
+        future = p.send(EVENT)
+
+    report = future.result(timeout=0)
+    assert reports == [report]
+    assert report.is_delivered
+    assert report.offset == 0
+    message = _read_one(kafka_settings, topic, unique_name("group"))
+    assert message.key() == b"u-1"
+    assert json.loads(message.value())["event_time"] == "2019-10-01T00:00:00Z"
+
+
+def test_producer_raises_with_rejection_for_invalid_event(
+    kafka_settings: KafkaSettings, make_topic: Callable[..., str]
+) -> None:
+    topic = make_topic("events")
+
+    with EventProducer(kafka_settings, topic=topic) as producer:
+        with pytest.raises(InvalidEventError, match="event_type") as caught:
+            producer.send({**EVENT, "event_type": "view"})
+
+    assert caught.value.rejection.reason is RejectionReason.UNKNOWN_EVENT_TYPE
+
+
+def test_producer_fails_fast_when_broker_is_unreachable() -> None:
+    address = f"127.0.0.1:{find_free_port()}"
+    started = time.monotonic()
+
+    with pytest.raises(BrokerUnreachableError, match=address):
+        EventProducer(KafkaSettings(bootstrap=address), connect_timeout_seconds=2)
+
+    assert time.monotonic() - started < 5
+
+
+def test_producer_refuses_missing_topic(kafka_settings: KafkaSettings) -> None:
+    with pytest.raises(TopicMissingError, match="cartwheel topics create"):
+        EventProducer(kafka_settings, topic="no-such-topic-for-producer")
+
+
+def _read_one(kafka: KafkaSettings, topic: str, group: str) -> Any:
+    consumer = Consumer(consumer_config(kafka, group, fetch_wait_ms=10))
+    consumer.subscribe([topic])
+    deadline = time.monotonic() + 30
+    try:
+        while time.monotonic() < deadline:
+            message = consumer.poll(0.5)
+            if message is not None and message.error() is None:
+                return message
+    finally:
+        consumer.close()
+    raise AssertionError(f"no message on {topic} within 30 s")

@@ -1,0 +1,117 @@
+"""DeadLetterWriter against a recording stand-in for confluent_kafka.Producer."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from schemas.deadletters import DeadLetter, RejectionReason
+from schemas.validation import Rejection
+from services.common.deadletters import DEAD_LETTERS, DeadLetterWriter
+from services.common.errors import DeadLetterDeliveryError
+
+REJECTED_AT = datetime(2019, 10, 1, tzinfo=UTC)
+
+
+class RecordingProducer:
+    def __init__(self, delivery_error: str | None = None) -> None:
+        self.sent: list[dict[str, Any]] = []
+        self.delivery_error = delivery_error
+        self._callbacks: list[Callable[[Any, Any], None]] = []
+
+    def produce(self, topic: str, **kwargs: Any) -> None:
+        self.sent.append({"topic": topic, **kwargs})
+        self._callbacks.append(kwargs["on_delivery"])
+
+    def poll(self, timeout: float = 0.0) -> int:
+        return 0
+
+    def flush(self, timeout: float = 0.0) -> int:
+        for callback in self._callbacks:
+            callback(self.delivery_error, _Message())
+        self._callbacks.clear()
+        return 0
+
+
+class _Message:
+    def topic(self) -> str:
+        return "events.dlq"
+
+
+REJECTION = Rejection(RejectionReason.UNKNOWN_EVENT_TYPE, "field 'event_type' ...")
+
+
+def send(writer: DeadLetterWriter) -> None:
+    writer.send(
+        REJECTION,
+        raw_key=b"u-1",
+        raw_value=b'{"event_type": "view"}',
+        source_topic="events",
+        source_partition=2,
+        source_offset=41,
+    )
+
+
+def make_writer(producer: RecordingProducer) -> DeadLetterWriter:
+    return DeadLetterWriter(
+        producer,  # type: ignore[arg-type]
+        "events.dlq",
+        "features",
+        clock=lambda: REJECTED_AT,
+    )
+
+
+def test_dead_letter_writer_sends_dead_letter_keyed_by_original_key() -> None:
+    producer = RecordingProducer()
+
+    send(make_writer(producer))
+
+    sent = producer.sent[0]
+    letter = DeadLetter.model_validate_json(sent["value"])
+    assert sent["topic"] == "events.dlq"
+    assert sent["key"] == b"u-1"
+    assert letter.reason is RejectionReason.UNKNOWN_EVENT_TYPE
+    assert (letter.source_topic, letter.source_partition) == ("events", 2)
+    assert letter.source_offset == 41
+    assert base64.b64decode(letter.raw_value_base64 or "") == b'{"event_type": "view"}'
+    assert letter.rejected_at == REJECTED_AT
+    assert letter.service == "features"
+
+
+def test_dead_letter_writer_keeps_tombstone_as_null() -> None:
+    producer = RecordingProducer()
+    writer = make_writer(producer)
+
+    writer.send(
+        Rejection(RejectionReason.EMPTY_VALUE, "message value is empty"),
+        raw_key=None,
+        raw_value=None,
+        source_topic="events",
+        source_partition=0,
+        source_offset=0,
+    )
+
+    letter = DeadLetter.model_validate_json(producer.sent[0]["value"])
+    assert letter.raw_value_base64 is None
+    assert letter.raw_key_base64 is None
+
+
+def test_dead_letter_writer_counts_by_reason() -> None:
+    labels = {"service": "features", "reason": "unknown_event_type"}
+    before = DEAD_LETTERS.labels(**labels)._value.get()
+
+    send(make_writer(RecordingProducer()))
+
+    assert DEAD_LETTERS.labels(**labels)._value.get() == before + 1
+
+
+def test_dead_letter_writer_flush_raises_on_failed_delivery() -> None:
+    writer = make_writer(RecordingProducer(delivery_error="broker down"))
+    send(writer)
+
+    with pytest.raises(DeadLetterDeliveryError, match="broker down"):
+        writer.flush()

@@ -1,0 +1,59 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from services.cli.__main__ import build_parser, main
+from services.infra import find_free_port
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        [],
+        ["infra"],
+        ["infra", "up"],
+        ["infra", "down"],
+        ["infra", "status"],
+        ["topics"],
+        ["topics", "create"],
+    ],
+    ids=lambda argv: " ".join(argv) or "cartwheel",
+)
+def test_cli_prints_help_on_every_level(
+    argv: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as caught:
+        build_parser().parse_args([*argv, "--help"])
+
+    assert caught.value.code == 0
+    assert "usage: cartwheel" in capsys.readouterr().out
+
+
+def test_cli_exits_2_without_traceback_on_invalid_setting(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("CARTWHEEL_INFRA_KAFKA_PORT", "eighty")
+
+    status = main(["infra", "status"])
+
+    error = capsys.readouterr().err
+    assert status == 2
+    assert "CARTWHEEL_INFRA_KAFKA_PORT='eighty'" in error
+    assert "Traceback" not in error
+
+
+def test_cli_exits_2_when_broker_is_missing(
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+) -> None:
+    address = f"127.0.0.1:{find_free_port()}"
+    monkeypatch.setenv("CARTWHEEL_KAFKA_BOOTSTRAP", address)
+    monkeypatch.setenv("CARTWHEEL_INFRA_STATE_DIR", str(tmp_path))
+
+    status = main(["topics", "create"])
+
+    assert status == 2
+    assert address in capsys.readouterr().err

@@ -1,0 +1,51 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from services.infra import find_free_port
+from services.infra.manager import InfraManager, ServerState
+from services.infra.settings import InfraSettings
+
+
+@pytest.fixture
+def isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    for name in ("CARTWHEEL_KAFKA_BOOTSTRAP", "CARTWHEEL_REDIS_URL"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("CARTWHEEL_INFRA_STATE_DIR", str(tmp_path))
+    monkeypatch.setenv("CARTWHEEL_INFRA_KAFKA_PORT", str(find_free_port()))
+    monkeypatch.setenv("CARTWHEEL_INFRA_REDIS_PORT", str(find_free_port()))
+    return tmp_path
+
+
+def test_status_reports_stopped_servers_without_starting_any(
+    isolated_env: Path,
+) -> None:
+    statuses = InfraManager(InfraSettings()).status()
+
+    assert [s.state for s in statuses] == [ServerState.STOPPED] * 2
+    assert list(isolated_env.iterdir()) == []
+
+
+def test_status_reports_unreachable_external_servers(
+    isolated_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CARTWHEEL_KAFKA_BOOTSTRAP", f"127.0.0.1:{find_free_port()}")
+    monkeypatch.setenv(
+        "CARTWHEEL_REDIS_URL", f"redis://:pw@127.0.0.1:{find_free_port()}/0"
+    )
+
+    statuses = InfraManager(InfraSettings()).status()
+
+    assert [s.state for s in statuses] == [ServerState.UNREACHABLE] * 2
+    assert ":**********@" in statuses[1].address
+
+
+def test_status_ignores_pid_file_of_unrelated_process(isolated_env: Path) -> None:
+    # pid 1 is alive but is not a tansu process.
+    (isolated_env / "tansu.pid").write_text("1\n")
+
+    kafka = InfraManager(InfraSettings()).status()[0]
+
+    assert kafka.state is ServerState.STOPPED
