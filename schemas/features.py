@@ -284,6 +284,10 @@ class FeatureKeys:
         """Hash of promotion id to promotion JSON."""
         return f"{self.prefix}:{{g}}:promotions"
 
+    def review_items(self) -> str:
+        """Hash of review id to item id, to find a review from its tombstone."""
+        return f"{self.prefix}:{{g}}:review-items"
+
     def pattern(self) -> str:
         """Glob pattern matching every key under the prefix (for SCAN)."""
         return f"{self.prefix}:*"

@@ -32,7 +32,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from importlib import resources
-from typing import Any
+from typing import Any, cast
 
 import redis
 from pydantic import TypeAdapter
@@ -173,6 +173,7 @@ class AppliedResult:
     user_features: dict[str, float]
     item_features: dict[str, float]
     position: EventPosition | None = None
+    item_attributes: ItemAttributes | None = None
 
 
 def _load_script(name: str) -> str:
@@ -609,8 +610,11 @@ class FeatureStore:
         for index, event in enumerate(events):
             status = statuses[index]
             position = positions[index] if positions is not None else None
+            attributes = _attributes(event.item_id, catalogs[event.item_id])
             if status is EventStatus.DUPLICATE:
-                results.append(AppliedResult(event, status, {}, {}, position))
+                results.append(
+                    AppliedResult(event, status, {}, {}, position, attributes)
+                )
                 continue
             at = event.event_timestamp
             catalog = catalogs[event.item_id]
@@ -628,6 +632,7 @@ class FeatureStore:
                     user_features(user_states[index], at, self.config),
                     item_vector,
                     position,
+                    attributes,
                 )
             )
         return results
@@ -805,8 +810,9 @@ class FeatureStore:
         return self._trending(self.keys.trending_in_category(category_id), n, at)
 
     def _trending(self, key: str, n: int, at: float | None) -> list[tuple[str, float]]:
-        reply: list[tuple[Any, float]] = self.client.zrevrange(
-            key, 0, n - 1, withscores=True
+        reply = cast(
+            list[tuple[Any, float]],
+            self.client.zrevrange(key, 0, n - 1, withscores=True),
         )
         scored = [(_text(member), float(score)) for member, score in reply]
         return self._decayed(scored, at, self.config.trend_tau_seconds, set())

@@ -39,16 +39,18 @@ end
 -- Decayed counts live as log-scores relative to the anchor: the value at
 -- time T is exp(score - (T - anchor) / tau), and the order of members is the
 -- order of their decayed counts at any time.
-local function bump(key, member, log_weight, cap)
-  local old = redis.call('ZSCORE', key, member)
-  local score = log_add(old and tonumber(old) or nil, log_weight)
+local function add_capped(key, member, score, cap)
   redis.call('ZADD', key, string.format('%.17g', score), member)
   local size = redis.call('ZCARD', key)
   if size > cap then
     redis.call('ZREMRANGEBYRANK', key, 0, size - cap - 1)
   end
   redis.call('EXPIRE', key, config.item_ttl)
-  return score
+end
+
+local function bump(key, member, log_weight, cap)
+  local old = redis.call('ZSCORE', key, member)
+  add_capped(key, member, log_add(old and tonumber(old) or nil, log_weight), cap)
 end
 
 local function apply_item(key, code, time)
@@ -91,41 +93,53 @@ local function pair_up(suffix, item_id, partners, log_weight)
   end
 end
 
+-- Only entries still in an outbox are applied, so running this script twice
+-- with the same entries (a client retry after a lost reply) applies them once.
+local pending = {}
+for _, user_key in ipairs(KEYS) do
+  local outbox = redis.call('HGET', user_key, 'f')
+  if outbox then
+    for _, entry in ipairs(cjson.decode(outbox)) do
+      pending[entry[1]] = true
+    end
+  end
+end
+
 local results = {}
 local newest_day = nil
 local totals = prefix .. ':{g}:totals'
 for _, entry in ipairs(entries) do
-  local digest, code, time, item_id, category = entry[1], entry[2], tonumber(entry[3]), entry[4], entry[5]
-  local key = item_key(item_id, '')
-  local before = apply_item(key, code, time)
+  if pending[entry[1]] then
+    pending[entry[1]] = nil
+    local digest, code, time, item_id, category = entry[1], entry[2], tonumber(entry[3]), entry[4], entry[5]
+    local key = item_key(item_id, '')
+    local before = apply_item(key, code, time)
 
-  local trend_weight = (time - config.anchor) / config.trend_tau + math.log(config.weights[code])
-  local trend = bump(prefix .. ':{g}:trend', item_id, trend_weight, config.max_trending)
-  if category ~= '' then
-    bump(prefix .. ':{g}:trend:' .. category, item_id, trend_weight, config.max_trending_category)
-  end
-  -- The item's own score is kept even when it falls out of the capped list.
-  local own = redis.call('HGET', key, 'tr')
-  if own then
-    trend = log_add(tonumber(own), trend_weight)
-  else
-    trend = trend_weight
-  end
-  redis.call('HSET', key, 'tr', string.format('%.17g', trend))
-  redis.call('EXPIRE', key, config.item_ttl)
-  redis.call('EXPIRE', item_key(item_id, ':cat'), config.catalog_ttl)
+    -- The item's own score lives in its hash, so an item that fell out of a
+    -- capped list comes back with its full score.
+    local trend_weight = (time - config.anchor) / config.trend_tau + math.log(config.weights[code])
+    local own = redis.call('HGET', key, 'tr')
+    local trend = log_add(own and tonumber(own) or nil, trend_weight)
+    redis.call('HSET', key, 'tr', string.format('%.17g', trend))
+    add_capped(prefix .. ':{g}:trend', item_id, trend, config.max_trending)
+    if category ~= '' then
+      add_capped(prefix .. ':{g}:trend:' .. category, item_id, trend, config.max_trending_category)
+    end
+    redis.call('EXPIRE', key, config.item_ttl)
+    redis.call('EXPIRE', item_key(item_id, ':cat'), config.catalog_ttl)
 
-  local pair_weight = (time - config.anchor) / config.pair_tau
-  pair_up(':cv', item_id, entry[7], pair_weight)
-  pair_up(':cc', item_id, entry[8], pair_weight)
-  pair_up(':cp', item_id, entry[9], pair_weight)
+    local pair_weight = (time - config.anchor) / config.pair_tau
+    pair_up(':cv', item_id, entry[7], pair_weight)
+    pair_up(':cc', item_id, entry[8], pair_weight)
+    pair_up(':cp', item_id, entry[9], pair_weight)
 
-  local day = math.floor(time / 86400)
-  redis.call('HINCRBY', totals, code .. 'd' .. day, 1)
-  if newest_day == nil or day > newest_day then
-    newest_day = day
+    local day = math.floor(time / 86400)
+    redis.call('HINCRBY', totals, code .. 'd' .. day, 1)
+    if newest_day == nil or day > newest_day then
+      newest_day = day
+    end
+    results[#results + 1] = {digest, before}
   end
-  results[#results + 1] = {digest, before}
 end
 
 if newest_day ~= nil then

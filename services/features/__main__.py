@@ -1,0 +1,75 @@
+"""Run the catalog consumer: ``python -m services.features``.
+
+Load settings, configure logging, serve /metrics, then consume the catalog
+topic until SIGINT or SIGTERM.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+from types import FrameType
+
+import redis
+from confluent_kafka import Consumer, Producer
+from prometheus_client import start_http_server
+
+from services.common.kafka import (
+    TopicSpec,
+    consumer_config,
+    producer_config,
+    verify_topics,
+)
+from services.common.logging import configure_logging
+from services.common.settings import load_settings, masked_settings
+from services.features.catalog import CatalogWriter
+from services.features.consumer import CatalogConsumer
+from services.features.settings import CatalogSettings
+
+__all__ = ["main", "run"]
+
+logger = logging.getLogger(__name__)
+
+
+def run(settings: CatalogSettings) -> None:
+    """Serve /metrics and store catalog records until SIGINT or SIGTERM."""
+    logger.info("catalog consumer starting settings=%s", masked_settings(settings))
+    topics = settings.topics
+    verify_topics(
+        settings.kafka,
+        [
+            TopicSpec(topics.catalog, topics.partitions, is_compacted=True),
+            TopicSpec(topics.dead_letters, topics.partitions),
+        ],
+    )
+    if settings.metrics_port:
+        start_http_server(settings.metrics_port, addr=settings.metrics_host)
+    client = redis.Redis.from_url(settings.redis.url.get_secret_value())
+    writer = CatalogWriter(
+        client, settings.redis.key_prefix, settings.catalog_ttl_seconds
+    )
+    consumer = CatalogConsumer(
+        settings,
+        Consumer(consumer_config(settings.kafka, settings.group_id)),
+        Producer(producer_config(settings.kafka)),
+        writer,
+    )
+
+    def _stop(signum: int, frame: FrameType | None) -> None:
+        logger.info("stop requested signal=%s", signal.Signals(signum).name)
+        consumer.stop()
+
+    signal.signal(signal.SIGINT, _stop)
+    signal.signal(signal.SIGTERM, _stop)
+    consumer.run()
+
+
+def main() -> None:
+    """Load the settings from the environment and run the catalog consumer."""
+    settings = load_settings(CatalogSettings)
+    configure_logging(settings.log_level)
+    run(settings)
+
+
+if __name__ == "__main__":
+    main()

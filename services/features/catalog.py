@@ -1,0 +1,175 @@
+"""Catalog records in Redis: items, promotions and reviews from the ``catalog`` topic.
+
+Items go to the item's catalog hash, where the feature store reads category,
+brand, price, stock and the review summary. Promotions go to one hash of
+promotion JSON, reviews to one hash per item plus an index from review id to
+item id (a review tombstone carries no item id). A record with a null value
+deletes its entity.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, cast
+
+import redis
+from pydantic import TypeAdapter
+
+from schemas.catalog import CatalogRecord, ItemRecord, PromotionRecord, ReviewRecord
+from schemas.features import FeatureKeys
+from services.features.errors import CatalogKeyError
+
+__all__ = ["CatalogWriter", "parse_catalog_key"]
+
+logger = logging.getLogger(__name__)
+
+_RECORDS: TypeAdapter[ItemRecord | PromotionRecord | ReviewRecord] = TypeAdapter(
+    CatalogRecord
+)
+_KINDS = ("item", "promotion", "review")
+
+# KEYS[1] the item's review hash, KEYS[2] the item's catalog hash.
+# ARGV[1] review id, ARGV[2] review JSON or '' to delete it, ARGV[3] TTL.
+# Stores or deletes the review and recomputes the item's review count and
+# rating sum, atomically.
+_REVIEW_SCRIPT = """
+if ARGV[2] == '' then
+  redis.call('HDEL', KEYS[1], ARGV[1])
+else
+  redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+  redis.call('EXPIRE', KEYS[1], ARGV[3])
+end
+local count, total = 0, 0
+for _, raw in ipairs(redis.call('HVALS', KEYS[1])) do
+  count = count + 1
+  total = total + cjson.decode(raw)['rating']
+end
+if count == 0 then
+  redis.call('HDEL', KEYS[2], 'rn', 'rs')
+else
+  redis.call('HSET', KEYS[2], 'rn', count, 'rs', total)
+  redis.call('EXPIRE', KEYS[2], ARGV[3])
+end
+return count
+"""
+
+
+def parse_catalog_key(key: bytes | str | None) -> tuple[str, str]:
+    """Split a catalog key such as ``item:42`` into its kind and entity id.
+
+    Raises:
+        CatalogKeyError: the key is missing or its kind is not item,
+            promotion or review.
+    """
+    text = key.decode("utf-8", errors="replace") if isinstance(key, bytes) else key
+    kind, _, entity_id = (text or "").partition(":")
+    if kind not in _KINDS or not entity_id:
+        raise CatalogKeyError(
+            f"catalog key {text!r} is invalid; expected 'item:<id>', "
+            "'promotion:<id>' or 'review:<id>'"
+        )
+    return kind, entity_id
+
+
+class CatalogWriter:
+    """Stores catalog records in Redis under the feature store's key layout.
+
+    Args:
+        client: a Redis client.
+        key_prefix: the prefix of every key.
+        ttl_seconds: how long a record lives after its last update; the
+            feature store renews item records on every event of the item.
+    """
+
+    def __init__(
+        self, client: redis.Redis, key_prefix: str, ttl_seconds: int = 30 * 86_400
+    ) -> None:
+        self.client = client
+        self.keys = FeatureKeys(key_prefix)
+        self.ttl_seconds = ttl_seconds
+        self._review_script = client.register_script(_REVIEW_SCRIPT)
+
+    def apply(self, key: bytes | str | None, value: bytes | str | None) -> None:
+        """Store one catalog message, or delete its entity when ``value`` is None.
+
+        Raises:
+            CatalogKeyError: the key is invalid.
+            pydantic.ValidationError: the value is not a valid catalog record.
+        """
+        kind, entity_id = parse_catalog_key(key)
+        if value is None:
+            self.delete(kind, entity_id)
+            return
+        record = _RECORDS.validate_json(value)
+        if record.record_type != kind:
+            raise CatalogKeyError(
+                f"catalog key {kind}:{entity_id} holds a {record.record_type!r} "
+                f"record; expected a {kind!r} record"
+            )
+        self.write(record)
+
+    def write(self, record: ItemRecord | PromotionRecord | ReviewRecord) -> None:
+        """Store one record, replacing the previous version of its entity."""
+        if isinstance(record, ItemRecord):
+            self._write_item(record)
+        elif isinstance(record, PromotionRecord):
+            key = self.keys.promotions()
+            self.client.hset(key, record.promotion_id, record.model_dump_json())
+            self.client.expire(key, self.ttl_seconds)
+        else:
+            self._write_review(record)
+
+    def delete(self, kind: str, entity_id: str) -> None:
+        """Delete an item, promotion or review (a tombstone on the topic)."""
+        if kind == "item":
+            self.client.delete(self.keys.item_catalog(entity_id))
+        elif kind == "promotion":
+            self.client.hdel(self.keys.promotions(), entity_id)
+        else:
+            item_id = self.client.hget(self._review_index(), entity_id)
+            if item_id is not None:
+                self._run_review(_text(item_id), entity_id, "")
+                self.client.hdel(self._review_index(), entity_id)
+        logger.debug("catalog entity deleted kind=%s id=%s", kind, entity_id)
+
+    def _write_item(self, record: ItemRecord) -> None:
+        values: dict[str, str | int | None] = {
+            "category": record.category_id,
+            "brand": record.brand,
+            "price": None if record.price is None else repr(record.price),
+            "stock": record.stock,
+            "consumable": "1" if record.is_consumable else "0",
+        }
+        key = self.keys.item_catalog(record.item_id)
+        pipe = self.client.pipeline(transaction=True)
+        present: dict[str | bytes, str | int] = {
+            name: value for name, value in values.items() if value is not None
+        }
+        absent = [name for name, value in values.items() if value is None]
+        pipe.hset(key, mapping=cast(Any, present))
+        if absent:
+            pipe.hdel(key, *absent)
+        pipe.expire(key, self.ttl_seconds)
+        pipe.execute()
+
+    def _write_review(self, record: ReviewRecord) -> None:
+        index = self._review_index()
+        previous = self.client.hget(index, record.review_id)
+        if previous is not None and _text(previous) != record.item_id:
+            self._run_review(_text(previous), record.review_id, "")
+        self._run_review(record.item_id, record.review_id, record.model_dump_json())
+        self.client.hset(index, record.review_id, record.item_id)
+        self.client.expire(index, self.ttl_seconds)
+
+    def _run_review(self, item_id: str, review_id: str, value: str) -> None:
+        self._review_script(
+            keys=[self.keys.item_reviews(item_id), self.keys.item_catalog(item_id)],
+            args=[review_id, value, self.ttl_seconds],
+        )
+
+    def _review_index(self) -> str:
+        return self.keys.review_items()
+
+
+def _text(value: Any) -> str:
+    return value.decode("utf-8") if isinstance(value, bytes) else str(value)

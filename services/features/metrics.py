@@ -1,0 +1,21 @@
+"""Prometheus metrics of the catalog consumer.
+
+Labels come from small fixed sets: ``kind`` (item, promotion, review) and
+``outcome`` (stored, deleted, rejected).
+"""
+
+from __future__ import annotations
+
+from prometheus_client import Counter
+
+__all__ = ["CATALOG_RECORDS", "CATALOG_RETRIES"]
+
+CATALOG_RECORDS = Counter(
+    "cartwheel_features_catalog_records_total",
+    "Catalog messages handled, by kind and outcome",
+    ["kind", "outcome"],
+)
+CATALOG_RETRIES = Counter(
+    "cartwheel_features_catalog_retries_total",
+    "Catalog batches retried because Redis or the broker failed",
+)

@@ -1,0 +1,52 @@
+"""Settings of the catalog consumer, read from ``CARTWHEEL_FEATURES_*``.
+
+The shared blocks come from ``CARTWHEEL_KAFKA_*``, ``CARTWHEEL_REDIS_*`` and
+``CARTWHEEL_TOPIC_*``.
+"""
+
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from services.common.settings import KafkaSettings, RedisSettings, TopicSettings
+
+__all__ = ["CatalogSettings"]
+
+
+class CatalogSettings(BaseSettings):
+    """How the catalog consumer reads the ``catalog`` topic into Redis."""
+
+    model_config = SettingsConfigDict(env_prefix="CARTWHEEL_FEATURES_", frozen=True)
+
+    kafka: KafkaSettings = Field(default_factory=KafkaSettings)
+    redis: RedisSettings = Field(default_factory=RedisSettings)
+    topics: TopicSettings = Field(default_factory=TopicSettings)
+    group_id: str = Field(
+        default="cartwheel-catalog",
+        min_length=1,
+        description="the consumer group of the catalog consumers",
+    )
+    batch_size: int = Field(
+        default=1000, ge=1, le=100_000, description="messages per consume() call"
+    )
+    poll_timeout_seconds: float = Field(
+        default=1.0, gt=0.0, le=60.0, description="seconds consume() waits for data"
+    )
+    catalog_ttl_seconds: int = Field(
+        default=30 * 86_400,
+        ge=3600,
+        description="lifetime of a catalog record after its last update or event",
+    )
+    retry_max_seconds: float = Field(
+        default=5.0, gt=0.0, le=600.0, description="longest backoff between retries"
+    )
+    metrics_host: str = Field(default="127.0.0.1", description="address of /metrics")
+    metrics_port: int = Field(
+        default=9102, ge=0, le=65_535, description="port of /metrics; 0 turns it off"
+    )
+    log_level: str = Field(
+        default="INFO",
+        pattern=r"^(DEBUG|INFO|WARNING|ERROR)$",
+        description="DEBUG, INFO, WARNING or ERROR",
+    )

@@ -1,0 +1,115 @@
+"""Run the hot path: ``python -m services.hotpath``.
+
+Load settings, configure logging, serve /metrics, then consume until SIGINT or
+SIGTERM, which finish the current batch before the process exits.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import signal
+from collections.abc import Sequence
+from types import FrameType
+
+import redis
+from confluent_kafka import Consumer, Producer
+from prometheus_client import start_http_server
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from services.common.kafka import (
+    TopicSpec,
+    consumer_config,
+    producer_config,
+    verify_topics,
+)
+from services.common.logging import configure_logging
+from services.common.redis_features import FeatureStore
+from services.common.settings import load_settings, masked_settings
+from services.hotpath.consumer import HotPathConsumer
+from services.hotpath.settings import HotPathSettings
+from services.hotpath.stages import Stage
+
+__all__ = ["build_consumer", "load_stages", "main", "run"]
+
+logger = logging.getLogger(__name__)
+
+
+def load_stages(
+    specs: Sequence[str], settings: HotPathSettings, client: redis.Redis
+) -> list[Stage]:
+    """Build the stages named ``module:function``, in order.
+
+    Raises:
+        ValueError: a name is not ``module:function`` or does not resolve.
+    """
+    stages = []
+    for spec in specs:
+        module_name, _, function_name = spec.partition(":")
+        try:
+            factory = getattr(importlib.import_module(module_name), function_name)
+        except (ImportError, AttributeError, ValueError) as exc:
+            raise ValueError(
+                f"stage factory {spec!r} cannot be loaded ({exc}); expected "
+                "'module:function' naming a function that takes the hot-path "
+                "settings and a redis.Redis client"
+            ) from exc
+        stages.append(factory(settings, client))
+    return stages
+
+
+def build_consumer(settings: HotPathSettings) -> HotPathConsumer:
+    """Connect to Kafka and Redis and build the consumer with its stages."""
+    topics = settings.topics
+    verify_topics(
+        settings.kafka,
+        [
+            TopicSpec(name, topics.partitions)
+            for name in (topics.events, topics.dead_letters, topics.training_examples)
+        ],
+    )
+    # Retries are the consumer's job: it backs off and replays the batch, so
+    # the client must not resend commands on its own.
+    client = redis.Redis.from_url(
+        settings.redis.url.get_secret_value(),
+        socket_timeout=10.0,
+        socket_connect_timeout=2.0,
+        retry=Retry(NoBackoff(), 0),
+    )
+    store = FeatureStore(client, settings.redis.key_prefix, settings.feature_config())
+    consumer = Consumer(
+        consumer_config(
+            settings.kafka, settings.group_id, fetch_wait_ms=settings.fetch_wait_ms
+        )
+    )
+    producer = Producer(producer_config(settings.kafka))
+    stages = load_stages(settings.stages, settings, client)
+    return HotPathConsumer(settings, consumer, producer, store, stages)
+
+
+def run(settings: HotPathSettings) -> None:
+    """Serve /metrics and consume until SIGINT or SIGTERM."""
+    logger.info("hot path starting settings=%s", masked_settings(settings))
+    if settings.metrics_port:
+        start_http_server(settings.metrics_port, addr=settings.metrics_host)
+    hot_path = build_consumer(settings)
+
+    def _stop(signum: int, frame: FrameType | None) -> None:
+        logger.info("stop requested signal=%s", signal.Signals(signum).name)
+        hot_path.stop()
+
+    signal.signal(signal.SIGINT, _stop)
+    signal.signal(signal.SIGTERM, _stop)
+    hot_path.run()
+
+
+def main() -> None:
+    """Load the settings from the environment and run the hot path."""
+    settings = load_settings(HotPathSettings)
+    configure_logging(settings.log_level)
+    run(settings)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,442 @@
+"""The hot-path consumer: events in, features in Redis, then learning and scoring.
+
+Delivery guarantee: at-least-once from Kafka, exactly once in effect on the
+features. Offsets are committed synchronously, and only after the batch's
+features are in Redis, every stage returned and the producer delivered every
+dead letter and training example. A crash or a rebalance replays the batch;
+the feature store applies each event id once (see
+:mod:`services.common.redis_features`) and hands replays to the stages again,
+which are idempotent per ``event_id``.
+
+Ordering: messages are keyed by ``user_id``, so one user's events sit in one
+partition and are applied in offset order. A batch may hold several
+partitions; each stage sees the batch in the order it was read.
+
+Malformed input: :func:`schemas.validation.parse_event` turns every message
+into an event or a rejection; rejections go to the dead-letter topic with
+their reason and never stop the consumer. Duplicate event ids are dropped and
+counted. While Redis, a stage or the broker fails, the batch is retried with
+exponential backoff, the partitions stay paused and nothing is committed.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import redis
+from confluent_kafka import (
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Message,
+    Producer,
+    TopicPartition,
+)
+
+from schemas.events import Event
+from schemas.training import TrainingExample
+from schemas.validation import Rejection, parse_event
+from services.common.deadletters import DeadLetterWriter
+from services.common.errors import DeadLetterDeliveryError
+from services.common.redis_features import (
+    AppliedResult,
+    EventPosition,
+    EventStatus,
+    FeatureStore,
+)
+from services.hotpath import metrics
+from services.hotpath.settings import HotPathSettings
+from services.hotpath.stages import AppliedEvent, Stage
+
+__all__ = ["HotPathConsumer"]
+
+logger = logging.getLogger(__name__)
+
+_SERVICE = "hotpath"
+_FLUSH_TIMEOUT_SECONDS = 10.0
+
+
+@dataclass
+class _Batch:
+    """One consumed batch, decoded."""
+
+    events: list[Event] = field(default_factory=list)
+    positions: list[EventPosition] = field(default_factory=list)
+    rejected: list[tuple[Message, Rejection]] = field(default_factory=list)
+    next_offsets: dict[int, int] = field(default_factory=dict)
+
+
+class HotPathConsumer:
+    """Consumes ``events`` in batches, applies features and drives the stages.
+
+    Args:
+        settings: the hot path's settings (topics, batch size, backoff).
+        consumer: a confluent-kafka consumer built from
+            :func:`services.common.kafka.consumer_config` (manual commits).
+        producer: the producer for dead letters and training examples.
+        store: the feature store.
+        stages: run in order on every batch after the features are stored.
+        clock: wall-clock Unix seconds, for ``received_at`` and validation.
+    """
+
+    def __init__(
+        self,
+        settings: HotPathSettings,
+        consumer: Consumer,
+        producer: Producer,
+        store: FeatureStore,
+        stages: Sequence[Stage] = (),
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._settings = settings
+        self._topic = settings.topics.events
+        self._consumer = consumer
+        self._producer = producer
+        self._store = store
+        self._stages = list(stages)
+        self._clock = clock
+        self._dead_letters = DeadLetterWriter(
+            producer, settings.topics.dead_letters, _SERVICE
+        )
+        self._stopping = threading.Event()
+        self._assigned: set[int] = set()
+        self._revoked: set[int] = set()
+        self._uncommitted: dict[int, int] = {}
+        self._example_failures = 0
+
+    def run(self) -> None:
+        """Subscribe and process batches until :meth:`stop` is called."""
+        self._consumer.subscribe(
+            [self._topic],
+            on_assign=self._on_assign,
+            on_revoke=self._on_revoke,
+            on_lost=self._on_lost,
+        )
+        logger.info(
+            "hot path started topic=%s stages=%s",
+            self._topic,
+            [stage.name for stage in self._stages],
+        )
+        try:
+            while not self._stopping.is_set():
+                self.poll_once()
+        finally:
+            self.close()
+
+    def stop(self) -> None:
+        """Ask :meth:`run` to return after the current batch (thread-safe)."""
+        self._stopping.set()
+
+    def close(self) -> None:
+        """Close the stages and the consumer; uncommitted batches are replayed."""
+        for stage in self._stages:
+            try:
+                stage.close()
+            except Exception:
+                logger.exception("stage close failed stage=%s", stage.name)
+        self._producer.flush(_FLUSH_TIMEOUT_SECONDS)
+        self._consumer.close()
+        logger.info("hot path stopped topic=%s", self._topic)
+
+    def poll_once(self) -> int:
+        """Consume, process and commit one batch; return its message count."""
+        messages = self._consumer.consume(
+            self._settings.batch_size, self._settings.poll_timeout_seconds
+        )
+        if not messages:
+            return 0
+        received_at = self._clock()
+        batch = self._decode(messages, received_at)
+        if not batch.next_offsets:
+            return len(messages)
+        metrics.BATCH_SIZE.observe(len(messages))
+        self._revoked.clear()
+        if self._process(batch, received_at) and self._flush(batch):
+            self._commit(batch.next_offsets)
+        return len(messages)
+
+    def _decode(self, messages: Sequence[Message], received_at: float) -> _Batch:
+        batch = _Batch()
+        now = datetime.fromtimestamp(received_at, UTC)
+        for message in messages:
+            error = message.error()
+            if error is not None:
+                if error.code() != KafkaError._PARTITION_EOF:
+                    logger.warning(
+                        "consume error topic=%s error=%s", self._topic, error
+                    )
+                continue
+            partition, offset = message.partition() or 0, message.offset() or 0
+            batch.next_offsets[partition] = offset + 1
+            result = parse_event(message.value(), now=now)
+            if isinstance(result, Rejection):
+                batch.rejected.append((message, result))
+                self._send_dead_letter(message, result)
+                metrics.EVENTS_PROCESSED.labels("unknown", "rejected").inc()
+                continue
+            batch.events.append(result)
+            batch.positions.append(EventPosition(partition, offset))
+        return batch
+
+    def _process(self, batch: _Batch, received_at: float) -> bool:
+        """Apply and run the stages, retrying until success; False when stopped."""
+        delay = self._settings.retry_initial_seconds
+        is_counted = False
+        while not self._stopping.is_set():
+            try:
+                results = self._apply(batch)
+                if not is_counted:
+                    _count(results)
+                    is_counted = True
+                self._run_stages(batch, results, received_at)
+                return True
+            except redis.exceptions.RedisError as exc:
+                cause = "redis"
+                logger.warning(
+                    "redis failed, retrying batch delay_seconds=%.2f error=%s",
+                    delay,
+                    exc,
+                )
+            except Exception:
+                cause = "stage"
+                logger.exception("batch failed, retrying delay_seconds=%.2f", delay)
+            metrics.RETRIES.labels(cause).inc()
+            if not self._wait_paused(delay, batch):
+                return False
+            delay = min(delay * 2, self._settings.retry_max_seconds)
+        return False
+
+    def _apply(self, batch: _Batch) -> list[AppliedResult]:
+        if not batch.events:
+            return []
+        started = time.perf_counter()
+        results = self._store.apply_batch(batch.events, batch.positions)
+        metrics.REDIS_APPLY_SECONDS.observe(time.perf_counter() - started)
+        return results
+
+    def _run_stages(
+        self, batch: _Batch, results: Sequence[AppliedResult], received_at: float
+    ) -> None:
+        applied = []
+        for result in results:
+            if result.status is EventStatus.DUPLICATE or result.position is None:
+                continue
+            if result.status.is_new and self._settings.is_emitting_training_examples:
+                self._send_example(result)
+            applied.append(
+                AppliedEvent(
+                    event=result.event,
+                    user_features=result.user_features,
+                    item_features=result.item_features,
+                    received_at=received_at,
+                    partition=result.position.partition,
+                    offset=result.position.offset,
+                )
+            )
+        if not applied:
+            return
+        for stage in self._stages:
+            started = time.perf_counter()
+            stage.process(applied)
+            metrics.STAGE_SECONDS.labels(stage.name).observe(
+                time.perf_counter() - started
+            )
+
+    def _flush(self, batch: _Batch) -> bool:
+        """Wait until the broker has every message of the batch; False if stopped."""
+        delay = self._settings.retry_initial_seconds
+        while not self._stopping.is_set():
+            try:
+                self._dead_letters.flush(_FLUSH_TIMEOUT_SECONDS)
+                return True
+            except DeadLetterDeliveryError as exc:
+                logger.warning("delivery failed, retrying flush error=%s", exc)
+                metrics.RETRIES.labels("kafka").inc()
+                # A failed dead letter is gone from the producer: send them all
+                # again (the dead-letter topic is at-least-once).
+                for message, rejection in batch.rejected:
+                    self._send_dead_letter(message, rejection)
+            if not self._wait_paused(delay, batch):
+                return False
+            delay = min(delay * 2, self._settings.retry_max_seconds)
+        return False
+
+    def _wait_paused(self, delay: float, batch: _Batch) -> bool:
+        """Back off with the partitions paused, serving rebalances meanwhile.
+
+        Returns:
+            False when the consumer is stopping or lost a partition of the
+            batch (its new owner replays it), True to retry.
+        """
+        partitions = [TopicPartition(self._topic, p) for p in sorted(self._assigned)]
+        self._consumer.pause(partitions)
+        try:
+            deadline = time.monotonic() + delay
+            while not self._stopping.is_set():
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                # Polling keeps the group membership alive; paused partitions
+                # return no messages.
+                for message in self._consumer.consume(1, min(remaining, 0.5)):
+                    if message.error() is None:
+                        self._consumer.seek(
+                            TopicPartition(
+                                self._topic,
+                                message.partition() or 0,
+                                message.offset() or 0,
+                            )
+                        )
+        finally:
+            self._consumer.resume(partitions)
+        lost = self._revoked & set(batch.next_offsets)
+        if lost:
+            logger.warning(
+                "partitions revoked during retry partitions=%s", sorted(lost)
+            )
+            return False
+        return not self._stopping.is_set()
+
+    def _commit(self, next_offsets: dict[int, int]) -> None:
+        offsets = [
+            TopicPartition(self._topic, partition, offset)
+            for partition, offset in sorted(next_offsets.items())
+            if partition not in self._revoked
+        ]
+        if not offsets:
+            return
+        try:
+            self._consumer.commit(offsets=offsets, asynchronous=False)
+        except KafkaException as exc:
+            # Kept for the next revoke; if that commit fails too, whoever owns
+            # the partition next replays the batch.
+            logger.warning("offset commit failed error=%s", exc)
+            self._uncommitted.update(next_offsets)
+            return
+        for partition in next_offsets:
+            self._uncommitted.pop(partition, None)
+        for partition, offset in next_offsets.items():
+            _, high = self._consumer.get_watermark_offsets(
+                TopicPartition(self._topic, partition), cached=True
+            )
+            if high >= 0:
+                metrics.CONSUMER_LAG.labels(str(partition)).set(max(high - offset, 0))
+
+    def _send_dead_letter(self, message: Message, rejection: Rejection) -> None:
+        self._dead_letters.send(
+            rejection,
+            raw_key=message.key(),
+            raw_value=message.value(),
+            source_topic=message.topic() or self._topic,
+            source_partition=message.partition() or 0,
+            source_offset=message.offset() or 0,
+        )
+
+    def _send_example(self, result: AppliedResult) -> None:
+        event = result.event
+        attributes = result.item_attributes
+        example = TrainingExample(
+            event_id=event.event_id,
+            event_type=event.event_type,
+            user_id=event.user_id,
+            item_id=event.item_id,
+            session_id=event.session_id,
+            event_time=event.event_time,
+            category_id=attributes.category_id if attributes else None,
+            brand=attributes.brand if attributes else None,
+            price=event.price
+            if event.price is not None
+            else (attributes.price if attributes else None),
+            user_features=result.user_features,
+            item_features=result.item_features,
+        )
+        value = example.model_dump_json().encode()
+        while True:
+            try:
+                self._producer.produce(
+                    self._settings.topics.training_examples,
+                    key=event.user_id.encode(),
+                    value=value,
+                    on_delivery=self._on_example_delivery,
+                )
+                break
+            except BufferError:
+                self._producer.poll(0.1)
+        metrics.TRAINING_EXAMPLES.inc()
+
+    def _on_example_delivery(self, error: KafkaError | None, message: Message) -> None:
+        if error is not None:
+            self._example_failures += 1
+            logger.error(
+                "training example delivery failed topic=%s error=%s",
+                message.topic(),
+                error,
+            )
+
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self._assigned.update(tp.partition for tp in partitions)
+        # A partition paused by a retry before the rebalance starts fetching again.
+        consumer.resume(partitions)
+        logger.info(
+            "partitions assigned topic=%s partitions=%s group=%s",
+            self._topic,
+            [tp.partition for tp in partitions],
+            self._settings.group_id,
+        )
+
+    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        # A processed batch is committed when it finishes; only a batch whose
+        # commit failed is pending here. A batch still retrying is abandoned.
+        pending = [
+            TopicPartition(self._topic, tp.partition, self._uncommitted[tp.partition])
+            for tp in partitions
+            if tp.partition in self._uncommitted
+        ]
+        if pending:
+            try:
+                consumer.commit(offsets=pending, asynchronous=False)
+            except KafkaException as exc:
+                logger.warning("offset commit on revoke failed error=%s", exc)
+        self._forget(partitions)
+        logger.info(
+            "partitions revoked topic=%s partitions=%s group=%s",
+            self._topic,
+            [tp.partition for tp in partitions],
+            self._settings.group_id,
+        )
+
+    def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self._forget(partitions)
+        logger.warning(
+            "partitions lost topic=%s partitions=%s",
+            self._topic,
+            [tp.partition for tp in partitions],
+        )
+
+    def _forget(self, partitions: list[TopicPartition]) -> None:
+        for tp in partitions:
+            self._uncommitted.pop(tp.partition, None)
+            self._assigned.discard(tp.partition)
+            self._revoked.add(tp.partition)
+            try:
+                metrics.CONSUMER_LAG.remove(str(tp.partition))
+            except KeyError:
+                pass
+
+
+def _count(results: Sequence[AppliedResult]) -> None:
+    for result in results:
+        event_type = result.event.event_type.value
+        metrics.EVENTS_PROCESSED.labels(event_type, result.status.value).inc()
+        if result.status is EventStatus.DUPLICATE:
+            metrics.DUPLICATE_EVENTS.inc()
+        elif result.status is EventStatus.LATE:
+            metrics.LATE_EVENTS.labels("late").inc()
+        elif result.status is EventStatus.STALE:
+            metrics.LATE_EVENTS.labels("stale").inc()

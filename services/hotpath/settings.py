@@ -1,0 +1,87 @@
+"""Settings of the hot-path consumer, read from ``CARTWHEEL_HOTPATH_*``.
+
+The shared blocks come from ``CARTWHEEL_KAFKA_*``, ``CARTWHEEL_REDIS_*`` and
+``CARTWHEEL_TOPIC_*``.
+"""
+
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from services.common.redis_features import FeatureStoreConfig
+from services.common.settings import KafkaSettings, RedisSettings, TopicSettings
+
+__all__ = ["HotPathSettings"]
+
+
+class HotPathSettings(BaseSettings):
+    """How the hot path consumes, applies features, retries and reports."""
+
+    model_config = SettingsConfigDict(env_prefix="CARTWHEEL_HOTPATH_", frozen=True)
+
+    kafka: KafkaSettings = Field(default_factory=KafkaSettings)
+    redis: RedisSettings = Field(default_factory=RedisSettings)
+    topics: TopicSettings = Field(default_factory=TopicSettings)
+    group_id: str = Field(
+        default="cartwheel-hotpath",
+        min_length=1,
+        description="the consumer group shared by every hot-path instance",
+    )
+    batch_size: int = Field(
+        default=500, ge=1, le=100_000, description="messages per consume() call"
+    )
+    poll_timeout_seconds: float = Field(
+        default=0.5, gt=0.0, le=60.0, description="seconds consume() waits for data"
+    )
+    fetch_wait_ms: int = Field(
+        default=10,
+        ge=0,
+        le=10_000,
+        description="broker-side fetch wait in ms; sets the latency floor",
+    )
+    retry_initial_seconds: float = Field(
+        default=0.2, gt=0.0, le=60.0, description="first backoff after a failure"
+    )
+    retry_max_seconds: float = Field(
+        default=5.0, gt=0.0, le=600.0, description="longest backoff between retries"
+    )
+    is_emitting_training_examples: bool = Field(
+        default=True,
+        description="publish a point-in-time training example per new event",
+    )
+    stages: list[str] = Field(
+        default_factory=list,
+        description="JSON list of 'module:function' stage factories, run in order; "
+        "each function takes the HotPathSettings and a redis.Redis client",
+    )
+    metrics_host: str = Field(default="127.0.0.1", description="address of /metrics")
+    metrics_port: int = Field(
+        default=9101, ge=0, le=65_535, description="port of /metrics; 0 turns it off"
+    )
+    log_level: str = Field(
+        default="INFO",
+        pattern=r"^(DEBUG|INFO|WARNING|ERROR)$",
+        description="DEBUG, INFO, WARNING or ERROR",
+    )
+    user_ttl_seconds: int = Field(
+        default=9 * 86_400, ge=3600, description="user state lifetime after activity"
+    )
+    item_ttl_seconds: int = Field(
+        default=14 * 86_400, ge=3600, description="item state lifetime after activity"
+    )
+    dedupe_size: int = Field(
+        default=64, ge=1, le=1024, description="event ids remembered per user"
+    )
+    max_pairs: int = Field(
+        default=50, ge=1, le=1000, description="items kept per item-to-item list"
+    )
+
+    def feature_config(self) -> FeatureStoreConfig:
+        """Return the feature store tuning these settings select."""
+        return FeatureStoreConfig(
+            user_ttl_seconds=self.user_ttl_seconds,
+            item_ttl_seconds=self.item_ttl_seconds,
+            dedupe_size=self.dedupe_size,
+            max_pairs=self.max_pairs,
+        )
