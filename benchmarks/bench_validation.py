@@ -63,7 +63,6 @@ def load_events(path: Path = SAMPLE) -> list[bytes]:
 
 
 _FIELDS = frozenset(Event.model_fields)
-_REQUIRED = ("event_id", "event_type", "user_id", "item_id", "event_time")
 _OPTIONAL_IDS = ("session_id", "order_id")
 _TIME = re.compile(
     r"^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$"
@@ -75,7 +74,7 @@ def _is_id(value: object) -> bool:
 
 
 def hand_written_check(raw: bytes) -> Event | None:
-    """Every check parse_event makes, by hand on json.loads output."""
+    """Apply every check of parse_event by hand to json.loads output."""
     try:
         document = json.loads(raw)
     except ValueError:

@@ -13,7 +13,21 @@ DEAD_LETTER_SCHEMA_VERSION: Literal[1] = 1
 
 
 class RejectionReason(StrEnum):
-    """Why an input was rejected; one code per kind of fault."""
+    """Why an input was rejected; one code per kind of fault.
+
+    ``empty_value``: no value (a tombstone) or zero bytes. ``invalid_json``:
+    not UTF-8 JSON. ``not_an_object``: JSON, but not an object.
+    ``unsupported_schema_version``: ``schema_version`` other than 1.
+    ``missing_field`` / ``unknown_field``: a required field is absent, or a
+    field is not in the schema. ``wrong_type``: a value of the wrong JSON type.
+    ``unknown_event_type``: a string that is not click, cart_add or purchase.
+    ``invalid_id`` / ``id_too_long``: an empty id, or one over 128 characters.
+    ``invalid_time``: not an RFC 3339 time with a UTC offset.
+    ``time_in_future`` / ``time_too_old``: beyond the allowed clock skew, or
+    before 2000. ``negative_value``: a negative quantity or price.
+    ``out_of_range``: any other value outside its bounds.
+    ``payload_too_large``: a message value over the size limit.
+    """
 
     EMPTY_VALUE = "empty_value"
     INVALID_JSON = "invalid_json"

@@ -73,7 +73,7 @@ _ID_FORM = f"a string of 1 to {MAX_ID_LENGTH} characters"
 
 @dataclass(frozen=True)
 class Rejection:
-    """Why one message was refused, in a form a person can act on.
+    """The reason one message was rejected, in a form a person can act on.
 
     Attributes:
         reason: the kind of fault; one code per kind, stable for metrics.

@@ -1,10 +1,10 @@
 """Publish validated shop events on the ``events`` topic.
 
-Guarantees: each event is validated with :func:`schemas.validation.parse_event`
-before it leaves the process, sent as canonical JSON, keyed by ``user_id`` (so
-one user's events stay in order in one partition), through an idempotent
-producer with ``acks=all``, which drops the duplicates that librdkafka's
-retries would otherwise create. Delivery is reported per event, through a
+Each event is validated with :func:`schemas.validation.parse_event` before it
+leaves the process and is sent as canonical JSON keyed by ``user_id``, so one
+user's events stay in order in one partition. The producer is idempotent with
+``acks=all``, which drops the duplicates that librdkafka's retries would
+otherwise create. Delivery is reported per event, through a
 callback and a future. The site keeps at-least-once delivery by treating an
 event as published only once its future resolved.
 """
@@ -66,7 +66,7 @@ DeliveryCallback = Callable[[DeliveryReport], None]
 class EventProducer:
     """Validate shop events and publish them to Kafka, keyed by ``user_id``.
 
-    The constructor checks that a broker answers and that the topic exists,
+    The constructor checks that a broker responds and that the topic exists,
     because a missing topic may silently swallow writes on some brokers.
     Delivery reports arrive while :meth:`send`, :meth:`poll`, :meth:`flush`
     or :meth:`close` runs, so call :meth:`poll` now and then in a long-lived
@@ -139,7 +139,7 @@ class EventProducer:
 
         Raises:
             InvalidEventError: the event failed validation; its ``rejection``
-                holds the reason code and a message naming the field.
+                contains the reason code and a message naming the field.
         """
         raw = _to_json(event)
         result = parse_event(raw, now=now)

@@ -3,9 +3,9 @@
 ::
 
     CartwheelError
-    ├── InvalidSettingsError      an environment variable holds an invalid value
+    ├── InvalidSettingsError      an environment variable contains an invalid value
     ├── InfrastructureError       a broker or redis-server cannot be started or reached
-    │   └── BrokerUnreachableError    no Kafka broker answered at the bootstrap address
+    │   └── BrokerUnreachableError    no Kafka broker responded at the bootstrap address
     ├── TopicMissingError         a topic is missing or has the wrong partition count
     ├── DeadLetterDeliveryError   a dead letter could not be delivered
     ├── InvalidEventError         an event refused by the producer library
@@ -30,7 +30,7 @@ __all__ = [
 
 
 class InvalidSettingsError(CartwheelError):
-    """Raised at startup when an environment variable holds an invalid value."""
+    """Raised at startup when an environment variable contains an invalid value."""
 
 
 class InfrastructureError(CartwheelError):
@@ -38,7 +38,7 @@ class InfrastructureError(CartwheelError):
 
 
 class BrokerUnreachableError(InfrastructureError):
-    """Raised when no Kafka broker answers at the bootstrap address in time."""
+    """Raised when no Kafka broker responds at the bootstrap address in time."""
 
 
 class TopicMissingError(CartwheelError):

@@ -107,7 +107,7 @@ def wait_for_broker(kafka: KafkaSettings, *, timeout_seconds: float = 10.0) -> N
     """Wait until a broker at the bootstrap address returns cluster metadata.
 
     Raises:
-        BrokerUnreachableError: no broker answered within ``timeout_seconds``;
+        BrokerUnreachableError: no broker responded within ``timeout_seconds``;
             the message names the bootstrap address.
     """
     # A refused TCP connection fails at once instead of after the timeout.
@@ -121,7 +121,7 @@ def wait_for_broker(kafka: KafkaSettings, *, timeout_seconds: float = 10.0) -> N
         admin.list_topics(timeout=timeout_seconds)
     except KafkaException as exc:
         raise BrokerUnreachableError(
-            f"no Kafka broker answered at {kafka.bootstrap} within "
+            f"no Kafka broker responded at {kafka.bootstrap} within "
             f"{timeout_seconds:.0f} s ({exc.args[0]}); start one with "
             "'cartwheel infra up' or set CARTWHEEL_KAFKA_BOOTSTRAP"
         ) from exc
@@ -135,7 +135,7 @@ def create_topics(
     Existing topics are left as they are, so the call is idempotent.
 
     Raises:
-        BrokerUnreachableError: no broker answered at the bootstrap address.
+        BrokerUnreachableError: no broker responded at the bootstrap address.
         InfrastructureError: the broker refused to create a topic.
         TopicMissingError: a topic exists with another partition count.
     """
@@ -224,7 +224,7 @@ def _describe_partitions(admin: AdminClient, kafka: KafkaSettings) -> dict[str, 
         metadata = admin.list_topics(timeout=_ADMIN_TIMEOUT_SECONDS)
     except KafkaException as exc:
         raise BrokerUnreachableError(
-            f"no Kafka broker answered at {kafka.bootstrap} within "
+            f"no Kafka broker responded at {kafka.bootstrap} within "
             f"{_ADMIN_TIMEOUT_SECONDS:.0f} s ({exc.args[0]}); start one with "
             "'cartwheel infra up' or set CARTWHEEL_KAFKA_BOOTSTRAP"
         ) from exc

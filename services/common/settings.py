@@ -137,7 +137,7 @@ def load_settings(settings_class: type[SettingsT], **overrides: Any) -> Settings
 
     Raises:
         InvalidSettingsError: one line per invalid variable, each with the
-            variable's name, the value it holds and the expected form.
+            variable's name, the value it contains and the expected form.
     """
     try:
         return settings_class(**overrides)

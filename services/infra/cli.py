@@ -33,7 +33,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     actions = infra.add_subparsers(dest="infra_command", required=True)
     up = actions.add_parser(
-        "up", help="start what is not running and wait until both servers answer"
+        "up", help="start what is not running and wait until both servers respond"
     )
     up.set_defaults(handler=_up)
     down = actions.add_parser(
@@ -68,9 +68,11 @@ def _manager() -> tuple[InfraManager, InfraSettings]:
 
 
 def _up(args: argparse.Namespace) -> int:
-    manager, _ = _manager()
+    manager, settings = _manager()
     _print_statuses(manager.up())
     print(f"export CARTWHEEL_KAFKA_BOOTSTRAP={manager.kafka_bootstrap}")
+    if not settings.is_redis_external:
+        print(f"export CARTWHEEL_REDIS_URL={manager.redis_url}")
     return 0
 
 

@@ -27,7 +27,7 @@ _BROKER_READY_TIMEOUT_SECONDS = 20.0
 
 
 class ServerState(StrEnum):
-    """What ``infra status`` found for one server."""
+    """State of one server, as ``infra status`` reports it."""
 
     RUNNING = "running"
     STOPPED = "stopped"
@@ -78,11 +78,11 @@ class InfraManager:
         return f"redis://{self._redis.address}/0"
 
     def up(self) -> list[ServerStatus]:
-        """Start what is not running yet and wait until both servers answer.
+        """Start what is not running yet and wait until both servers respond.
 
         Raises:
             InfrastructureError: a server failed to start, a port is taken by
-                another process, or an external server does not answer.
+                another process, or an external server does not respond.
         """
         if not self._settings.is_kafka_external:
             start_broker(self._settings.state_dir, self._settings.kafka_port)

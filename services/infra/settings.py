@@ -21,7 +21,7 @@ _PORT_FORM = "a TCP port from 1024 to 65535"
 
 
 class InfraSettings(BaseSettings):
-    """Where the local broker and redis-server run, and which servers to use."""
+    """Location and ports of the local servers, and the external servers to use."""
 
     model_config = SettingsConfigDict(env_prefix="CARTWHEEL_INFRA_", frozen=True)
 

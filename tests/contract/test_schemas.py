@@ -217,14 +217,6 @@ def test_corpus_has_every_schema_and_every_event_reason() -> None:
     assert covered == set(RejectionReason)
 
 
-def _properties(schema: dict[str, Any], pointer: str = "") -> dict[str, Any]:
-    node = schema
-    for part in filter(None, pointer.split("/")):
-        node = node[part]
-    properties: dict[str, Any] = node["properties"]
-    return properties
-
-
 _FIELD_SETS = [
     ("event", "", Event),
     ("event", "properties/context", EventContext),
@@ -296,8 +288,8 @@ _LENIENT_FORMS = {
 
 
 # LIMITATION(L-1): pydantic's strict JSON mode still accepts a few forms that
-# the JSON Schema rejects (and rejects 1.0 as an integer, which JSON Schema
-# accepts); these tests flip to passing once the models pin the wire forms.
+# the JSON Schema rejects, and it rejects 1.0 as an integer, which JSON Schema
+# accepts. These tests start passing once the models pin the wire forms.
 @pytest.mark.xfail(strict=True, reason="L-1 edge forms differ")
 @pytest.mark.parametrize("overrides", _LENIENT_FORMS.values(), ids=_LENIENT_FORMS)
 def test_parse_event_agrees_with_schema_on_edge_forms(

@@ -19,7 +19,7 @@ from services.common.settings import KafkaSettings
 pytestmark = pytest.mark.integration
 
 
-def test_dead_letter_is_readable_from_topic_with_raw_bytes(
+def test_dead_letter_readable_from_topic(
     kafka_settings: KafkaSettings,
     make_topic: Callable[..., str],
     unique_name: Callable[[str], str],
