@@ -1,10 +1,13 @@
 """User-item affinity learned from implicit feedback with sampled negatives.
 
-Every event is a positive (user, item) pair. Negatives are items drawn from a
-fixed-size ring of recently seen items, so popular items are drawn as negatives
-as often as they appear as positives, which keeps the model from ranking by
-popularity alone. The classifier is River's factorization machine over two
-one-hot fields, the user and the item.
+Every event is a positive (user, item) pair. Negatives are drawn uniformly from
+a fixed-size ring of distinct, recently seen items. On the REES46 sample,
+drawing them in proportion to popularity (from a ring of recent events) scored
+a prequential AUC of 0.34, below chance: most positives are items seen for the
+first time, while popularity-drawn negatives are exactly the items the model
+has just learned to like. Uniform draws over distinct items scored 0.56 to
+0.58. The classifier is River's factorization machine over two one-hot
+fields, the user and the item.
 
 River creates a weight and a latent vector for every feature name it meets,
 even when it only predicts. The ids are therefore hashed into a fixed number of
@@ -42,7 +45,8 @@ class AffinityModel(OnlineModel):
         n_factors: size of each latent vector.
         learning_rate: SGD step of weights and latent vectors.
         negatives: negatives sampled per positive in :meth:`update`.
-        recent_items: size of the ring that negatives are drawn from.
+        recent_items: number of distinct items in the ring that negatives are
+            drawn from.
         seed: seeds the latent initialisation and the negative sampling.
         created_at: creation time used in ``model_version`` (now by default).
     """
@@ -54,7 +58,7 @@ class AffinityModel(OnlineModel):
         user_buckets: int = 1 << 15,
         item_buckets: int = 1 << 15,
         n_factors: int = 8,
-        learning_rate: float = 0.05,
+        learning_rate: float = 0.3,
         negatives: int = 2,
         recent_items: int = 2048,
         seed: int = 0,
@@ -70,6 +74,7 @@ class AffinityModel(OnlineModel):
         self.item_buckets = item_buckets
         self.negatives = negatives
         self._recent_items: deque[str] = deque(maxlen=recent_items)
+        self._recent_item_set: set[str] = set()
         self._fm = facto.FMClassifier(
             n_factors=n_factors,
             weight_optimizer=optim.SGD(learning_rate),
@@ -115,5 +120,11 @@ class AffinityModel(OnlineModel):
         return sampled
 
     def remember_item(self, item_id: str) -> None:
-        """Add an item to the ring that negatives are drawn from."""
-        self._recent_items.append(item_id)
+        """Add an item to the ring that negatives are drawn from, once."""
+        if item_id in self._recent_item_set:
+            return
+        ring = self._recent_items
+        if ring.maxlen is not None and len(ring) == ring.maxlen:
+            self._recent_item_set.discard(ring[0])
+        ring.append(item_id)
+        self._recent_item_set.add(item_id)

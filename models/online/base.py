@@ -27,11 +27,13 @@ class OnlineExample:
         user_id: who acted.
         item_id: on which item.
         features: point-in-time features of the pair, by name.
+        event_id: the event the example was made from, when there is one.
     """
 
     user_id: str
     item_id: str
     features: Mapping[str, float] = field(default_factory=dict)
+    event_id: str | None = None
 
 
 def make_model_version(model_name: str, seed: int, created_at: datetime) -> str:

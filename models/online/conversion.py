@@ -79,7 +79,7 @@ class ConversionModel(OnlineModel):
     def __init__(
         self,
         task: str,
-        learner: ConversionLearner = "logistic_regression",
+        learner: ConversionLearner = "alma",
         learning_rate: float = 0.02,
         max_features: int = 512,
         seed: int = 0,

@@ -56,7 +56,7 @@ class LearnerSettings(BaseSettings):
         default=5000, ge=1, description="negatives resolved per partition and batch"
     )
     conversion_learner: Literal["logistic_regression", "alma", "fm"] = Field(
-        default="logistic_regression",
+        default="alma",
         description="classifier of the conversion models: logistic_regression, "
         "alma or fm",
     )
@@ -68,6 +68,7 @@ class LearnerSettings(BaseSettings):
         default=1 << 15, ge=1, le=1 << 22, description="hash buckets for item ids"
     )
     affinity_factors: int = Field(default=8, ge=1, le=128)
+    affinity_learning_rate: float = Field(default=0.3, gt=0.0, le=1.0)
     affinity_negatives: int = Field(
         default=2, ge=0, le=50, description="negatives sampled per event"
     )

@@ -47,6 +47,7 @@ from services.learner.settings import LearnerSettings
 
 __all__ = [
     "AFFINITY_MODEL",
+    "LearningObserver",
     "ONLINE_AFFINITY",
     "ONLINE_CART_PROB",
     "ONLINE_PURCHASE_PROB",
@@ -71,6 +72,10 @@ ONLINE_AFFINITY = "online_affinity"
 
 AFFINITY_MODEL = "affinity"
 """Metric label of the affinity model; the conversion models use their task name."""
+
+
+LearningObserver = Callable[[str, OnlineExample, bool, PrequentialResult], None]
+"""Called after each example is learned: model name, example, label, result."""
 
 
 def pair_features(
@@ -106,6 +111,7 @@ def _fresh_evaluators(settings: LearnerSettings) -> dict[str, PrequentialEvaluat
         user_buckets=settings.affinity_user_buckets,
         item_buckets=settings.affinity_item_buckets,
         n_factors=settings.affinity_factors,
+        learning_rate=settings.affinity_learning_rate,
         negatives=settings.affinity_negatives,
         seed=settings.seed,
     )
@@ -161,6 +167,7 @@ class LearningStage:
         self.evaluators = restored or _fresh_evaluators(settings)
         self._last_checkpoint = clock()
         self._watermarks: dict[int, float] = {}
+        self.observers: list[LearningObserver] = []
         logger.info(
             "learning stage started is_enabled=%s restored=%s model_versions=%s",
             settings.is_enabled,
@@ -226,23 +233,35 @@ class LearningStage:
         if not isinstance(model, AffinityModel):
             raise TypeError(f"affinity model has type {type(model).__name__}")
         positive = OnlineExample(applied.event.user_id, applied.event.item_id)
-        self._record(AFFINITY_MODEL, evaluator.score_then_learn(positive, True), True)
-        for negative in model.sample_negatives(positive):
+        negatives = model.sample_negatives(positive)
+        result = evaluator.score_then_learn(positive, True)
+        self._record(AFFINITY_MODEL, positive, True, result)
+        for negative in negatives:
             result = evaluator.score_then_learn(negative, False)
-            self._record(AFFINITY_MODEL, result, False)
+            self._record(AFFINITY_MODEL, negative, False, result)
         model.remember_item(applied.event.item_id)
 
     def _learn_conversion(self, resolved: ResolvedExample) -> None:
-        example = OnlineExample(resolved.user_id, resolved.item_id, resolved.features)
+        example = OnlineExample(
+            resolved.user_id, resolved.item_id, resolved.features, resolved.event_id
+        )
         result = self.evaluators[resolved.task].score_then_learn(
             example, resolved.label
         )
-        self._record(resolved.task, result, resolved.label)
+        self._record(resolved.task, example, resolved.label, result)
         if result.is_drift and self._settings.request_retrain_on_drift:
             self._request_retrain(resolved.task)
 
-    def _record(self, model_name: str, result: PrequentialResult, label: bool) -> None:
+    def _record(
+        self,
+        model_name: str,
+        example: OnlineExample,
+        label: bool,
+        result: PrequentialResult,
+    ) -> None:
         metrics.EXAMPLES.labels(model=model_name, label=str(int(label))).inc()
+        for observer in self.observers:
+            observer(model_name, example, label, result)
         if result.is_drift:
             metrics.DRIFTS.labels(model=model_name).inc()
             logger.info(
