@@ -36,6 +36,8 @@ __all__ = ["DeliveryReport", "EventProducer"]
 
 logger = logging.getLogger(__name__)
 
+_QUEUE_FULL_WAIT_SECONDS = 1.0
+
 
 @dataclass(frozen=True)
 class DeliveryReport:
@@ -140,6 +142,8 @@ class EventProducer:
         Raises:
             InvalidEventError: the event failed validation; its ``rejection``
                 contains the reason code and a message naming the field.
+            EventDeliveryError: librdkafka's queue stayed full, so the event
+                was not queued.
         """
         raw = _to_json(event)
         result = parse_event(raw, now=now)
@@ -190,22 +194,25 @@ class EventProducer:
         def report(error: KafkaError | None, message: Message) -> None:
             self._report(event.event_id, error, message, future)
 
+        key = event.user_id.encode()
         try:
             self._producer.produce(
-                self._topic,
-                key=event.user_id.encode(),
-                value=value,
-                on_delivery=report,
+                self._topic, key=key, value=value, on_delivery=report
             )
+            return
         except BufferError:
-            # The local queue is full: serve reports to make room, then retry once.
-            self._producer.poll(1.0)
+            # The local queue is full, so serve reports to make room and retry once.
+            self._producer.poll(_QUEUE_FULL_WAIT_SECONDS)
+        try:
             self._producer.produce(
-                self._topic,
-                key=event.user_id.encode(),
-                value=value,
-                on_delivery=report,
+                self._topic, key=key, value=value, on_delivery=report
             )
+        except BufferError as exc:
+            raise EventDeliveryError(
+                f"event {event.event_id!r} was not queued because the producer "
+                f"queue stayed full for {_QUEUE_FULL_WAIT_SECONDS:.0f} s; the broker "
+                "is slow or unreachable, so retry later or call flush()"
+            ) from exc
 
     def _report(
         self,

@@ -148,6 +148,8 @@ def load_settings(settings_class: type[SettingsT], **overrides: Any) -> Settings
 def _describe(exc: ValidationError, settings_class: type[BaseSettings]) -> str:
     # A nested block (KafkaSettings inside a service's Settings) fails inside
     # its default factory, so the error carries the nested class's title.
+    # LIMITATION(L-2): the first failing block stops validation, so errors in a
+    # later block show up only after the first one is fixed.
     failed_class = _find_settings_class(settings_class, exc.title) or settings_class
     prefix = str(failed_class.model_config.get("env_prefix", ""))
     lines = []

@@ -12,6 +12,7 @@ import pytest
 from confluent_kafka import Consumer
 
 from schemas.deadletters import RejectionReason
+from schemas.events import Event
 from services.client import DeliveryReport, EventProducer
 from services.common.errors import (
     BrokerUnreachableError,
@@ -63,6 +64,28 @@ def test_producer_raises_with_rejection_for_invalid_event(
             producer.send({**EVENT, "event_type": "view"})
 
     assert caught.value.rejection.reason is RejectionReason.UNKNOWN_EVENT_TYPE
+
+
+def test_producer_sends_event_model(
+    kafka_settings: KafkaSettings, make_topic: Callable[..., str]
+) -> None:
+    topic = make_topic("events")
+    event = Event.model_validate({**EVENT, "event_type": "purchase", "quantity": 2})
+
+    with EventProducer(kafka_settings, topic=topic) as producer:
+        future = producer.send(event)
+
+    assert future.result(timeout=0).event_id == "e-1"
+
+
+def test_producer_rejects_naive_datetime(
+    kafka_settings: KafkaSettings, make_topic: Callable[..., str]
+) -> None:
+    topic = make_topic("events")
+
+    with EventProducer(kafka_settings, topic=topic) as producer:
+        with pytest.raises(TypeError, match="tz-aware datetime"):
+            producer.send({**EVENT, "event_time": datetime(2019, 10, 1)})
 
 
 def test_producer_fails_fast_when_broker_is_unreachable() -> None:
