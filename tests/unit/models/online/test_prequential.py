@@ -24,7 +24,8 @@ def test_score_then_learn_scores_before_learning() -> None:
 
 
 def test_prequential_roc_auc_reflects_separable_stream() -> None:
-    evaluator = PrequentialEvaluator(ConversionModel("cart_add"), window=500)
+    model = ConversionModel("cart_add", learner="logistic_regression")
+    evaluator = PrequentialEvaluator(model, window=500)
 
     for index in range(2000):
         label = index % 4 == 0
