@@ -21,7 +21,7 @@ class UnknownDatasetError(CartwheelError):
 
 
 class DatasetUnavailableError(CartwheelError):
-    """Raised for a registered dataset that holds no events to replay."""
+    """Raised for a registered dataset that contains no events to replay."""
 
 
 class ReplayDeliveryError(CartwheelError):

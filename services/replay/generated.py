@@ -1,11 +1,12 @@
 """Generated promotions and reviews for datasets that have none.
 
 The public datasets carry no promotions and no reviews, so the demo makes a
-small, deterministic set of them (same dataset and seed, same records) tied to
-the real items: promotions for the leading brands and categories and for the
-most active items, with validity windows placed around the dataset's time
-span; reviews of the most viewed items, with a J-shaped rating mix and
-helpfulness votes, written before the dataset's first event.
+small set of them tied to the real items. The set is deterministic: the same
+dataset and seed give the same records. Promotions cover the leading brands,
+the leading categories and the most active items, with validity windows
+around the dataset's time span. Reviews cover the most viewed items, with a
+J-shaped rating mix and helpfulness votes, and are dated before the dataset's
+first event.
 
 Every record made here is GENERATED, not real shop data, and carries
 ``is_generated=True`` and a ``generated-`` id prefix so that consumers and

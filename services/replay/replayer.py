@@ -57,7 +57,7 @@ _FLUSH_TIMEOUT_SECONDS = 60.0
 
 @dataclass
 class ReplaySummary:
-    """What one replay published and rejected, and how fast."""
+    """Counts and throughput of one replay."""
 
     source: str
     events_by_type: Counter[str] = field(default_factory=Counter)
@@ -270,11 +270,9 @@ class Replayer:
         if time_scale is not None and time_scale <= 0:
             raise ValueError(f"time_scale={time_scale!r}; expected a positive factor")
         summary = ReplaySummary(source)
-        by_type = summary.events_by_type
-        topic = self._topics.events
-        produce = self._producer.produce
-        now = self._wall_clock()
-        pacer = _Pacer(time_scale, self._monotonic, self._producer.poll)
+        pacer = None
+        if time_scale is not None:
+            pacer = _Pacer(time_scale, self._monotonic, self._producer.poll)
         progress = tqdm(
             total=total if limit is None or total is None else min(total, limit),
             unit="event",
@@ -286,40 +284,12 @@ class Replayer:
         logger.info(
             "replay started source=%s topic=%s time_scale=%s limit=%s",
             source,
-            topic,
+            self._topics.events,
             time_scale,
             limit,
         )
-        count = 0
         with progress:
-            for offset, raw in messages:
-                if limit is not None and count >= limit:
-                    break
-                count += 1
-                if count % _BATCH_MESSAGES == 0:
-                    self._producer.poll(0)
-                    now = self._wall_clock()
-                    progress.update(_BATCH_MESSAGES)
-                result = parse_event(raw, now=now)
-                if isinstance(result, Rejection):
-                    summary.rejected_by_reason[result.reason.value] += 1
-                    self._dead_letters.send(
-                        result,
-                        raw_key=None,
-                        raw_value=raw,
-                        source_topic=source,
-                        source_partition=-1,
-                        source_offset=offset,
-                    )
-                    continue
-                pacer.wait_for(result.event_time.timestamp())
-                key = result.user_id.encode()
-                try:
-                    produce(topic, raw, key)
-                except BufferError:
-                    self._produce(topic, raw, key)
-                by_type[result.event_type.value] += 1
-            progress.update(count % _BATCH_MESSAGES)
+            self._publish(messages, summary, pacer, progress, limit)
         self._flush()
         summary.elapsed_seconds = self._monotonic() - started
         logger.info(
@@ -330,6 +300,55 @@ class Replayer:
             summary.events_per_second,
         )
         return summary
+
+    def _publish(
+        self,
+        messages: Iterable[tuple[int, bytes]],
+        summary: ReplaySummary,
+        pacer: _Pacer | None,
+        progress: tqdm[Any],
+        limit: int | None,
+    ) -> None:
+        """Validate each message, then publish it or dead-letter it.
+
+        This loop sets the replay's throughput, so it keeps the per-message
+        work to validation, one produce call and one counter update.
+        """
+        by_type = summary.events_by_type
+        topic = self._topics.events
+        produce = self._producer.produce
+        now = self._wall_clock()
+        count = 0
+        for offset, raw in messages:
+            if limit is not None and count >= limit:
+                break
+            count += 1
+            if count % _BATCH_MESSAGES == 0:
+                self._producer.poll(0)
+                now = self._wall_clock()
+                progress.update(_BATCH_MESSAGES)
+            result = parse_event(raw, now=now)
+            if isinstance(result, Rejection):
+                summary.rejected_by_reason[result.reason.value] += 1
+                self._dead_letters.send(
+                    result,
+                    raw_key=None,
+                    raw_value=raw,
+                    source_topic=summary.source,
+                    source_partition=-1,
+                    source_offset=offset,
+                )
+                continue
+            if pacer is not None:
+                pacer.wait_for(result.event_time.timestamp())
+            key = result.user_id.encode()
+            try:
+                produce(topic, raw, key)
+            except BufferError:
+                self._produce(topic, raw, key)
+            # EventType is a StrEnum, so its members count as their values.
+            by_type[result.event_type] += 1
+        progress.update(count % _BATCH_MESSAGES)
 
     def _produce(self, topic: str, value: bytes, key: bytes) -> None:
         """Produce one message, serving delivery reports while the queue is full."""
@@ -385,7 +404,7 @@ class _Pacer:
 
     def __init__(
         self,
-        time_scale: float | None,
+        time_scale: float,
         monotonic: Callable[[], float],
         poll: Callable[[float], object],
     ) -> None:
@@ -396,8 +415,6 @@ class _Pacer:
         self._first_wall_time = 0.0
 
     def wait_for(self, event_time: float) -> None:
-        if self._time_scale is None:
-            return
         if self._first_event_time is None:
             self._first_event_time = event_time
             self._first_wall_time = self._monotonic()

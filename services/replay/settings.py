@@ -20,7 +20,7 @@ DEFAULT_DATA_DIR = REPO_ROOT.parent / "shared" / "data"
 
 
 class Settings(BaseSettings):
-    """How ``cartwheel replay`` finds datasets and publishes them."""
+    """Settings of ``cartwheel replay``: dataset folder and producer tuning."""
 
     model_config = SettingsConfigDict(env_prefix="CARTWHEEL_REPLAY_", frozen=True)
 
@@ -28,7 +28,7 @@ class Settings(BaseSettings):
     topics: TopicSettings = Field(default_factory=TopicSettings)
     data_dir: Path = Field(
         default=DEFAULT_DATA_DIR,
-        description="folder that holds one sub-folder per public dataset",
+        description="folder that contains one sub-folder per public dataset",
     )
     linger_ms: int = Field(
         default=20,

@@ -39,9 +39,8 @@ __all__ = [
     "utc_from_seconds",
 ]
 
-# A user who stays idle this long starts a new session. Thirty minutes is the
-# usual web-analytics convention and the gap most session-based
-# recommendation papers use when a log has no session ids.
+# A user who stays idle this long starts a new session. Thirty minutes is a
+# common web-analytics default for the session timeout.
 SESSION_IDLE_SECONDS = 30 * 60
 
 _EVENT_TYPE_ALIASES: dict[str, EventType] = {
@@ -123,7 +122,7 @@ class RawEvent(NamedTuple):
 
 @dataclass
 class AdapterSummary:
-    """What an adapter read and what it made of it."""
+    """Counts of the rows an adapter read, turned into events, skipped or rejected."""
 
     dataset: str
     rows_read: Counter[str] = field(default_factory=Counter)

@@ -4,6 +4,7 @@ from collections import Counter
 
 import pytest
 
+from schemas.catalog import PromotionRecord, ReviewRecord
 from services.replay.datasets import REES46_SAMPLE, Dataset, rees46
 from services.replay.generated import generate_catalog
 
@@ -30,7 +31,10 @@ def test_generated_catalog_changes_with_seed(sample: Dataset) -> None:
 def test_generated_records_are_labelled(sample: Dataset) -> None:
     catalog = generate_catalog(sample.events, sample.items, seed=3)
 
-    records = [*catalog.promotions, *catalog.reviews]
+    records: list[PromotionRecord | ReviewRecord] = [
+        *catalog.promotions,
+        *catalog.reviews,
+    ]
     assert records
     assert all(record.is_generated for record in records)
     assert all("(generated)" in promotion.title for promotion in catalog.promotions)

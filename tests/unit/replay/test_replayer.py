@@ -117,7 +117,9 @@ def test_replay_events_dead_letters_event_from_future(
     letter = DeadLetter.model_validate_json(value or b"")
     assert letter.source_topic == "dataset:test"
     assert letter.source_offset == 1
-    assert base64.b64decode(letter.raw_value_base64) == serialize_events([future])[0]
+    assert (
+        base64.b64decode(letter.raw_value_base64 or "") == serialize_events([future])[0]
+    )
 
 
 def test_time_scale_divides_event_time_gaps(
@@ -164,7 +166,7 @@ def test_replay_file_routes_bad_lines_to_dead_letters(
     ]
     assert [letter.source_offset for letter in letters] == [2, 3]
     assert {letter.source_topic for letter in letters} == {"file:mixed.jsonl"}
-    assert base64.b64decode(letters[0].raw_value_base64) == b"{broken"
+    assert base64.b64decode(letters[0].raw_value_base64 or "") == b"{broken"
 
 
 def test_delivery_failure_raises_with_broker_address(

@@ -45,7 +45,7 @@ def _row(timestamp: float, event_id: str, user_id: str = "u1") -> RawEvent:
     return RawEvent(timestamp, event_id, EventType.CLICK, user_id, "i1")
 
 
-def test_builder_sorts_by_time_keeping_ties_in_file_order() -> None:
+def test_builder_sorts_ties_in_file_order() -> None:
     builder = DatasetBuilder("test")
     for row in [
         _row(20, "late"),
@@ -117,7 +117,7 @@ def test_builder_item_counts_invalid_item() -> None:
     assert builder.summary.unparseable["invalid_item_brand"] == 1
 
 
-def test_row_id_is_deterministic_and_names_file_and_line() -> None:
+def test_row_id_is_deterministic() -> None:
     path = Path("/data/events_2019.csv.gz")
 
     first = row_id("rees46", path, 7)

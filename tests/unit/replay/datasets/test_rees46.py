@@ -28,7 +28,7 @@ def test_rees46_sample_matches_published_counts() -> None:
     assert not dataset.summary.skipped_event_types
 
 
-def test_rees46_sample_is_in_time_order_with_unique_ids() -> None:
+def test_rees46_sample_ordered_unique_ids() -> None:
     dataset = rees46.load(REES46_SAMPLE)
 
     times = [event.event_time for event in dataset.events]
