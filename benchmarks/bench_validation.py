@@ -18,6 +18,7 @@ import argparse
 import csv
 import gzip
 import json
+import os
 import platform
 import re
 import statistics
@@ -161,7 +162,8 @@ def main() -> None:
     table = "\n".join(lines)
     header = (
         f"{len(events)} REES46 events ({rejected} rejected), {args.runs} runs, "
-        f"Python {platform.python_version()}, {platform.machine()}"
+        f"Python {platform.python_version()}, {platform.machine()}, "
+        f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} at the end"
     )
     print(header)
     print(table)
@@ -174,9 +176,10 @@ def _report(header: str, table: str) -> str:
 
 Command: `{COMMAND}`
 
-{header}. Measured on a shared 2-core machine while other jobs ran
-(load average about 2), so the absolute numbers are low estimates. The
-candidates take turns within each run, so the ratios between rows hold.
+{header}. The machine was shared with other jobs, so the absolute numbers
+move with their load (at load average 3 on 2 cores they fell to about a
+quarter). The candidates take turns within each run, so the ratios between
+rows hold.
 
 {table}
 
