@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from schemas.errors import CartwheelError
+from services.common.errors import InfrastructureError
 
 __all__ = ["ReplayReadTimeoutError"]
 
 
-class ReplayReadTimeoutError(CartwheelError):
+class ReplayReadTimeoutError(InfrastructureError):
     """Raised when the topics are not read up to their high watermarks in time."""

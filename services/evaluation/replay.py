@@ -73,6 +73,8 @@ class ProductsReplay:
         self._exclude_trigger_item = settings.exclude_trigger_item
         self._slates = slates
         self._catalog = catalog
+        # LIMITATION(L-64): baselines exist for the products surface only, so
+        # bundles, promotions and reviews slates have no baseline beside them.
         self._baselines = build_baselines(self._max_k, settings.baselines)
         names = [SYSTEM_NAME, *(baseline.name for baseline in self._baselines)]
         self.overall = {name: RankingAccumulator(settings.cutoffs) for name in names}

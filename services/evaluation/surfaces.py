@@ -83,5 +83,8 @@ def _promotion_rank(
             if item_id == target.item_id:
                 return rank
         elif rule.is_eligible(target.item_id, category, brand, target.timestamp):
+            # LIMITATION(L-63): a whole-shop promotion (every eligibility list
+            # empty) covers any item, so it hits whenever the next event falls
+            # inside its window.
             return rank
     return None

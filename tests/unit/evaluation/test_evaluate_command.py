@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 
+from services.cli.__main__ import build_parser
 from services.evaluation.cli import register, run_evaluate
 from services.evaluation.settings import EvaluationSettings
 
@@ -37,3 +38,12 @@ def test_evaluate_command_help_mentions_baselines(
 def test_settings_reject_unsorted_cutoffs() -> None:
     with pytest.raises(ValueError, match="ascending"):
         EvaluationSettings(cutoffs=(20, 5))
+
+
+def test_evaluate_command_plugs_into_cartwheel_parser() -> None:
+    parser = build_parser(areas=("services.evaluation.cli",))
+
+    args = parser.parse_args(["evaluate", "--group-id", "g1"])
+
+    assert args.group_id == "g1"
+    assert args.handler is run_evaluate
