@@ -88,8 +88,10 @@ def rank_promotions(
 
     A promotion's score is that of its best eligible item in ``pool``: the
     item's purchase probability plus ``affinity_weight`` times the user's
-    online affinity to it, raised by the discount. Promotions without an
-    eligible item in the pool are left out, because there is nothing to show.
+    online affinity to it, raised by the discount. Each item represents at
+    most one promotion, so promotions are taken in order of their best score
+    and each gets its best item that no earlier promotion took. Promotions
+    left without an eligible item are dropped, because there is nothing to show.
 
     Args:
         promotions: promotions active at the event time.
@@ -98,20 +100,34 @@ def rank_promotions(
         affinity_weight: weight of the online affinity against p(purchase).
         size: the most promotions to return.
     """
-    ranked = []
+    options = []
     for promotion in promotions:
-        best: tuple[float, RankedCandidate] | None = None
-        for candidate in pool:
-            item_attributes = attributes.get(candidate.item_id)
-            if item_attributes is None or not is_eligible(promotion, item_attributes):
-                continue
-            value = candidate.task_probs[2] + affinity_weight * candidate.affinity
-            if best is None or (value, candidate.item_id) > (best[0], best[1].item_id):
-                best = (value, candidate)
-        if best is None:
+        eligible = sorted(
+            (
+                (
+                    candidate.task_probs[2] + affinity_weight * candidate.affinity,
+                    candidate,
+                )
+                for candidate in pool
+                if candidate.item_id in attributes
+                and is_eligible(promotion, attributes[candidate.item_id])
+            ),
+            key=lambda pair: (-pair[0], pair[1].item_id),
+        )
+        if eligible:
+            options.append((promotion, eligible))
+    options.sort(key=lambda option: (-option[1][0][0], option[0].promotion_id))
+
+    ranked = []
+    taken: set[str] = set()
+    for promotion, eligible in options:
+        choice = next((pair for pair in eligible if pair[1].item_id not in taken), None)
+        if choice is None:
             continue
-        score = best[0] * (1.0 + promotion.discount_percent / 100.0)
-        ranked.append(RankedPromotion(promotion, best[1], score))
+        value, candidate = choice
+        taken.add(candidate.item_id)
+        score = value * (1.0 + promotion.discount_percent / 100.0)
+        ranked.append(RankedPromotion(promotion, candidate, score))
     ranked.sort(key=lambda entry: (-entry.score, entry.promotion.promotion_id))
     return ranked[:size]
 

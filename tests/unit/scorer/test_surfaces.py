@@ -129,3 +129,13 @@ def test_rank_reviews_mix_critical_reviews_by_their_share(make_review) -> None:
     ratings = [entry.review.rating for entry in ranked]
     assert sorted(ratings) == [2, 2, 5, 5]
     assert ratings[0] == 5
+
+
+def test_rank_promotions_shows_each_item_for_one_promotion_only(make_promotion) -> None:
+    promotions = [make_promotion(promotion_id="a"), make_promotion(promotion_id="b")]
+    attributes = {item: ItemAttributes(item) for item in ("best", "second")}
+    pool = [_candidate("best", 0.5), _candidate("second", 0.1)]
+
+    ranked = rank_promotions(promotions, pool, attributes, 0.0, 5)
+
+    assert [entry.item.item_id for entry in ranked] == ["best", "second"]
