@@ -1,0 +1,144 @@
+"""deploy/compose.yaml: services, images, settings, ports and references."""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+from typing import Any
+
+import yaml
+from conftest import DEPLOY
+
+CARTWHEEL_SERVICES = {"hotpath", "trainer", "feedback", "api"}
+# The variable that sets the /metrics port of each service, and the job that
+# scrapes it in prometheus.yml.
+METRICS_PORT_VARIABLES = {
+    "hotpath": "CARTWHEEL_HOTPATH_METRICS_PORT",
+    "trainer": "CARTWHEEL_TRAINER_METRICS_PORT",
+    "feedback": "CARTWHEEL_FEEDBACK_METRICS_PORT",
+    "api": "CARTWHEEL_API_PORT",
+}
+
+
+def environment(service: dict[str, Any]) -> dict[str, str]:
+    return {str(k): str(v) for k, v in (service.get("environment") or {}).items()}
+
+
+def test_compose_runs_kafka_in_kraft_mode(compose: dict[str, Any]) -> None:
+    kafka = compose["services"]["kafka"]
+
+    assert kafka["image"].startswith("apache/kafka:")
+    assert "controller" in kafka["environment"]["KAFKA_PROCESS_ROLES"]
+    assert "zookeeper" not in compose["services"]
+
+
+def test_compose_redis_requires_password_used_by_services(
+    compose: dict[str, Any],
+) -> None:
+    command = compose["services"]["redis"]["command"]
+    password = command[command.index("--requirepass") + 1]
+
+    for name in CARTWHEEL_SERVICES:
+        url = environment(compose["services"][name])["CARTWHEEL_REDIS_URL"]
+        assert f":{password}@redis:6379" in url, name
+
+
+def test_compose_has_every_component(compose: dict[str, Any]) -> None:
+    expected = CARTWHEEL_SERVICES | {
+        "kafka",
+        "redis",
+        "topics",
+        "prometheus",
+        "grafana",
+    }
+
+    assert expected <= set(compose["services"])
+
+
+def test_compose_cartwheel_services_share_one_built_image(
+    compose: dict[str, Any],
+) -> None:
+    services = compose["services"]
+    images = {services[name]["image"] for name in CARTWHEEL_SERVICES | {"topics"}}
+    dockerfiles = {
+        services[name]["build"]["dockerfile"]
+        for name in CARTWHEEL_SERVICES | {"topics"}
+    }
+
+    assert len(images) == 1
+    assert dockerfiles == {"deploy/Dockerfile"}
+    assert (DEPLOY.parent / "deploy" / "Dockerfile").is_file()
+
+
+def test_compose_topics_service_creates_topics_before_services(
+    compose: dict[str, Any],
+) -> None:
+    services = compose["services"]
+
+    assert services["topics"]["command"] == ["cartwheel", "topics", "create"]
+    for name in CARTWHEEL_SERVICES:
+        condition = services[name]["depends_on"]["topics"]["condition"]
+        assert condition == "service_completed_successfully", name
+
+
+def test_compose_variables_exist_in_settings(
+    compose: dict[str, Any], known_variables: set[str]
+) -> None:
+    unknown = {
+        f"{name}: {variable}"
+        for name, service in compose["services"].items()
+        for variable in environment(service)
+        if variable.startswith("CARTWHEEL_") and variable not in known_variables
+    }
+
+    assert unknown == set()
+
+
+def test_compose_commands_name_runnable_modules(compose: dict[str, Any]) -> None:
+    for name in CARTWHEEL_SERVICES:
+        command = compose["services"][name]["command"]
+        assert command[:2] == ["python", "-m"], name
+        assert importlib.util.find_spec(f"{command[2]}.__main__") is not None, name
+
+
+def test_compose_metrics_bind_all_interfaces(compose: dict[str, Any]) -> None:
+    for name in CARTWHEEL_SERVICES:
+        variables = environment(compose["services"][name])
+        host_variable = METRICS_PORT_VARIABLES[name].replace("_PORT", "_HOST")
+        assert variables[host_variable] == "0.0.0.0", name
+
+
+def test_prometheus_targets_match_compose_ports(compose: dict[str, Any]) -> None:
+    config = yaml.safe_load((DEPLOY / "prometheus" / "prometheus.yml").read_text())
+    targets = {
+        job["job_name"]: job["static_configs"][0]["targets"][0]
+        for job in config["scrape_configs"]
+    }
+
+    for name, variable in METRICS_PORT_VARIABLES.items():
+        port = environment(compose["services"][name])[variable]
+        assert targets[f"cartwheel-{name}"] == f"{name}:{port}"
+
+
+def test_compose_references_exist(compose: dict[str, Any]) -> None:
+    services = compose["services"]
+    volumes = set(compose.get("volumes") or {})
+
+    for name, service in services.items():
+        for dependency in service.get("depends_on") or []:
+            assert dependency in services, f"{name} depends on {dependency}"
+        for mount in service.get("volumes") or []:
+            source = mount.split(":")[0]
+            if source.startswith("."):
+                assert (DEPLOY / source).exists(), f"{name} mounts {source}"
+            else:
+                assert source in volumes, f"{name} mounts volume {source}"
+
+
+def test_compose_secrets_come_from_required_variables(
+    compose: dict[str, Any],
+) -> None:
+    text = (DEPLOY / "compose.yaml").read_text()
+
+    for variable in ("CARTWHEEL_REDIS_PASSWORD", "GRAFANA_ADMIN_PASSWORD"):
+        assert re.search(rf"\$\{{{variable}:\?", text), variable
