@@ -253,10 +253,6 @@ class Replayer:
             started=self._monotonic(),
         )
 
-    def close(self) -> None:
-        """Wait for every queued message; the producer needs no other cleanup."""
-        self._flush()
-
     def _replay(
         self,
         messages: Iterable[tuple[int, bytes]],
@@ -314,6 +310,11 @@ class Replayer:
         This loop sets the replay's throughput, so it keeps the per-message
         work to validation, one produce call and one counter update.
         """
+        # LIMITATION(L-13): one Python thread serializes, validates and
+        # produces, at about 150,000 events per CPU-second. On a machine whose
+        # cores are busy with other work the replay falls below that.
+        # A paced replay is slow anyway, so its progress bar moves more often.
+        batch = _BATCH_MESSAGES if pacer is None else 64
         by_type = summary.events_by_type
         topic = self._topics.events
         produce = self._producer.produce
@@ -323,10 +324,10 @@ class Replayer:
             if limit is not None and count >= limit:
                 break
             count += 1
-            if count % _BATCH_MESSAGES == 0:
+            if count % batch == 0:
                 self._producer.poll(0)
                 now = self._wall_clock()
-                progress.update(_BATCH_MESSAGES)
+                progress.update(batch)
             result = parse_event(raw, now=now)
             if isinstance(result, Rejection):
                 summary.rejected_by_reason[result.reason.value] += 1
@@ -348,7 +349,7 @@ class Replayer:
                 self._produce(topic, raw, key)
             # EventType is a StrEnum, so its members count as their values.
             by_type[result.event_type] += 1
-        progress.update(count % _BATCH_MESSAGES)
+        progress.update(count % batch)
 
     def _produce(self, topic: str, value: bytes, key: bytes) -> None:
         """Produce one message, serving delivery reports while the queue is full."""

@@ -196,6 +196,9 @@ class DatasetBuilder:
     """
 
     def __init__(self, dataset: str, *, derive_sessions: bool = False) -> None:
+        # LIMITATION(L-14): every row is held in memory until the sort, which
+        # suits the samples (at most about 100,000 rows) but not a full
+        # dataset month such as REES46's 42 million October rows.
         self.summary = AdapterSummary(dataset, sessions_derived=derive_sessions)
         self._derive_sessions = derive_sessions
         self._rows: list[RawEvent] = []

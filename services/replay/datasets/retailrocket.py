@@ -75,6 +75,8 @@ def load(path: Path) -> Dataset:
     attributes = (
         _read_properties(properties_path, item_ids, builder) if properties_path else {}
     )
+    # LIMITATION(L-11): the processed item-property sample has no categoryid
+    # rows, so its items get no category even though the tree is complete.
     if tree and not any(a.category_id for a in attributes.values()):
         builder.summary.notes.append(
             f"category tree: {len(tree)} categories, not joined to items because "
