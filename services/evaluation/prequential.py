@@ -133,6 +133,9 @@ class PrequentialEvaluator:
             cutoffs=self._settings.cutoffs,
             recommenders=tuple(replay.overall),
             ranking=ranking,
+            ranking_new_items={
+                name: acc.scores() for name, acc in replay.new_items.items()
+            },
             by_event_type={
                 name: {t: acc.scores() for t, acc in by_type.items()}
                 for name, by_type in replay.by_event_type.items()

@@ -78,6 +78,7 @@ class ProductsReplay:
         self._baselines = build_baselines(self._max_k, settings.baselines)
         names = [SYSTEM_NAME, *(baseline.name for baseline in self._baselines)]
         self.overall = {name: RankingAccumulator(settings.cutoffs) for name in names}
+        self.new_items = {name: RankingAccumulator(settings.cutoffs) for name in names}
         self.by_event_type = {
             name: {t.value: RankingAccumulator(settings.cutoffs) for t in EventType}
             for name in names
@@ -165,19 +166,23 @@ class ProductsReplay:
         else:
             self.missing_slates += 1
             listed = ()
-        if target.item_id == previous.item_id:
-            self.repeat_targets += 1
+        is_repeat = target.item_id == previous.item_id
+        self.repeat_targets += is_repeat
         self._target_times.append(target.timestamp)
 
-        self._record(SYSTEM_NAME, listed, target)
+        self._record(SYSTEM_NAME, listed, target, is_repeat)
         for baseline in self._baselines:
             pending = self._pending[baseline.name].pop(target.user_id, [])
-            self._record(baseline.name, pending, target)
+            self._record(baseline.name, pending, target, is_repeat)
 
-    def _record(self, name: str, items: Sequence[str], target: EventRecord) -> None:
+    def _record(
+        self, name: str, items: Sequence[str], target: EventRecord, is_repeat: bool
+    ) -> None:
         listed = items[: self._max_k]
         rank = first_rank(listed, target.item_id)
         self.overall[name].add(rank)
+        if not is_repeat:
+            self.new_items[name].add(rank)
         self.by_event_type[name][target.event_type.value].add(rank)
         self._lists[name].add(listed)
         self._hits[name].append(rank is not None)

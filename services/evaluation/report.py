@@ -104,6 +104,7 @@ def render_markdown(result: EvaluationResult) -> str:
         ["# Cartwheel evaluation report", "", verdict_sentence(result)],
         _inputs_section(result),
         _ranking_section(result),
+        _new_items_section(result),
         _event_type_section(result),
         _surface_section(result),
         _latency_section(result),
@@ -158,6 +159,23 @@ def _ranking_section(result: EvaluationResult) -> list[str]:
         ]
         for name in result.recommenders:
             lines.append(_scores_row(name, result.ranking[name][k]))
+    return lines
+
+
+def _new_items_section(result: EvaluationResult) -> list[str]:
+    k = result.cutoffs[-1]
+    lines = [
+        "## Products, next events on a new item",
+        "",
+        "Only the next events whose item differs from the previous event's item. "
+        "Products slates leave out the trigger item, so these are the targets "
+        f"they can hit. K = {k}; every K is in metrics.json.",
+        "",
+        f"| recommender | HR@{k} | MRR@{k} | NDCG@{k} | lists |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for name in result.recommenders:
+        lines.append(_scores_row(name, result.ranking_new_items[name][k]))
     return lines
 
 
@@ -265,7 +283,9 @@ def _method_section(result: EvaluationResult) -> list[str]:
         "after a user's event N is scored against the user's event N+1. Each "
         "baseline learns from every event up to N, of all users, before it "
         f"proposes its list for N+1. `{SYSTEM_NAME}` is the published slates; "
-        "an event with no slate before it counts as a miss.",
+        "an event with no slate before it counts as a miss. When "
+        "`exclude_trigger_item` is true, baseline lists leave out the item of "
+        "event N, as slates do.",
         "",
         "```json",
         parameters,

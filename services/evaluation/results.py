@@ -141,6 +141,9 @@ class EvaluationResult:
         cutoffs: the list lengths K.
         recommenders: the system first, then the baselines.
         ranking: HR, MRR and NDCG of the products lists per recommender and K.
+        ranking_new_items: the same, over the events whose item differs from
+            the previous event's item, the targets a slate without the
+            trigger item can hit.
         by_event_type: the same, split by the type of the target event.
         by_surface: the system's slates per surface; each surface's hit rule
             is in ``surface_rules``.
@@ -160,6 +163,7 @@ class EvaluationResult:
     cutoffs: tuple[int, ...]
     recommenders: tuple[str, ...]
     ranking: dict[str, RankingByCutoff]
+    ranking_new_items: dict[str, RankingByCutoff]
     by_event_type: dict[str, dict[str, RankingByCutoff]]
     by_surface: dict[str, RankingByCutoff]
     surface_rules: dict[str, str]

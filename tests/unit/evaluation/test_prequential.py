@@ -367,3 +367,19 @@ def test_timeline_splits_scored_events_into_buckets(
 
     assert result.timeline.bucket_sizes == [2, 2]
     assert set(result.timeline.hit_rates) == set(result.recommenders)
+
+
+def test_new_item_scores_skip_repeated_items(
+    make_event: MakeEvent, make_slate: MakeSlate, settings: EvaluationSettings
+) -> None:
+    e1 = make_event("e1", "u1", "a", 0)
+    e2 = make_event("e2", "u1", "a", 1)
+    e3 = make_event("e3", "u1", "b", 2)
+    slates = [make_slate(e1, ["x"]), make_slate(e2, ["b"])]
+
+    result = evaluate_streams([e1, e2, e3], slates, settings=settings)
+    new_items = result.ranking_new_items[SYSTEM_NAME][1]
+
+    assert result.ranking[SYSTEM_NAME][1].hit_rate == pytest.approx(0.5)
+    assert new_items.count == 1
+    assert new_items.hit_rate == 1.0
