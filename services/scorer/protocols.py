@@ -14,6 +14,7 @@ from typing import Protocol
 
 import numpy as np
 
+from models.multitask.ranker import RankRequest
 from schemas.catalog import PromotionRecord, ReviewRecord
 from schemas.features import FeatureVectors, ItemAttributes, RecentItem
 
@@ -102,17 +103,12 @@ class CandidateStore(Protocol):
 
 
 class Ranker(Protocol):
-    """A model that predicts task probabilities for one user and C candidates."""
+    """A trained model that predicts task probabilities for candidates."""
 
     model_version: str
 
-    def predict(
-        self,
-        user_id: str,
-        user_features: Features,
-        candidates: Sequence[tuple[str, Features]],
-    ) -> np.ndarray:
-        """Return a (C, 3) array of click, cart_add and purchase probabilities."""
+    def predict_many(self, requests: Sequence[RankRequest]) -> list[np.ndarray]:
+        """Return one (C, 3) array of click, cart_add and purchase per request."""
         ...
 
 

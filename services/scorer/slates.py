@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 
 import numpy as np
 
+from models.multitask.ranker import CandidateInput, RankRequest
 from schemas.catalog import PromotionRecord, ReviewRecord
 from schemas.events import EventType
 from schemas.features import FeatureVectors, RecentItem
@@ -200,35 +201,27 @@ class SlateBuilder:
     def _score(self, work: Sequence[_Work]) -> None:
         requests = [(entry.trigger.user_id, _pool(entry)) for entry in work]
         vectors = self._store.read_features(requests)
-        model = self._models.current() if self._models is not None else None
-        weights = self._settings.weights
-        for entry, (user_id, item_ids), features in zip(
-            work, requests, vectors, strict=True
-        ):
+        for entry, features, (_, item_ids) in zip(work, vectors, requests, strict=True):
             entry.vectors = features
             CANDIDATES_PER_EVENT.observe(len(item_ids))
+        probs, model_version = self._predict(work, requests, vectors)
+
+        weights = self._settings.weights
+        for entry, (user_id, item_ids), features, entry_probs in zip(
+            work, requests, vectors, probs, strict=True
+        ):
+            entry.model_version = model_version
             if not item_ids:
-                entry.model_version = model.model_version if model else HEURISTIC
                 continue
-            sources = _sources(entry)
-            candidates = [
-                (item_id, features.items.get(item_id, {})) for item_id in item_ids
-            ]
-            if model is not None:
-                probs = model.predict(user_id, features.user, candidates)
-                entry.model_version = model.model_version
-            else:
-                probs = self._heuristic.predict(
-                    user_id, features.user, _with_source_scores(candidates, sources)
-                )
-                entry.model_version = HEURISTIC
+            candidates = [(item_id, features.items[item_id]) for item_id in item_ids]
             signals = (
                 self._signals.signals(user_id, features.user, candidates)
                 if self._signals is not None
                 else [{} for _ in candidates]
             )
             prices = [_price(features, item_id) for item_id in item_ids]
-            blended, scores = combine_scores(probs, signals, prices, weights)
+            blended, scores = combine_scores(entry_probs, signals, prices, weights)
+            sources = _sources(entry)
             for row, item_id in enumerate(item_ids):
                 entry.ranked[item_id] = RankedCandidate(
                     item_id=item_id,
@@ -237,6 +230,43 @@ class SlateBuilder:
                     source=sources[item_id][0],
                     affinity=float(signals[row].get("online_affinity", 0.0)),
                 )
+
+    def _predict(
+        self,
+        work: Sequence[_Work],
+        requests: Sequence[tuple[str, list[str]]],
+        vectors: Sequence[FeatureVectors],
+    ) -> tuple[list[np.ndarray], str]:
+        """Return (C, 3) task probabilities per trigger and the model version.
+
+        A trained ranker scores every candidate of the batch in one forward
+        pass; before the first model the heuristic scores each trigger.
+        """
+        model = self._models.current() if self._models is not None else None
+        if model is None:
+            probs = [
+                self._heuristic.predict(
+                    user_id,
+                    features.user,
+                    _with_source_scores(
+                        [(item_id, features.items[item_id]) for item_id in item_ids],
+                        _sources(entry),
+                    ),
+                )
+                for entry, (user_id, item_ids), features in zip(
+                    work, requests, vectors, strict=True
+                )
+            ]
+            return probs, HEURISTIC
+        rank_requests = [
+            RankRequest(
+                user_id,
+                features.user,
+                [_candidate_input(features, item_id) for item_id in item_ids],
+            )
+            for (user_id, item_ids), features in zip(requests, vectors, strict=True)
+        ]
+        return model.predict_many(rank_requests), model.model_version
 
     def _reviews(self, work: Sequence[_Work]) -> dict[str, list[ReviewRecord]]:
         clicked = sorted(
@@ -438,6 +468,17 @@ def _with_source_scores(
         (item_id, {**features, SOURCE_SCORE_FEATURE: sources[item_id][1]})
         for item_id, features in candidates
     ]
+
+
+def _candidate_input(vectors: FeatureVectors, item_id: str) -> CandidateInput:
+    attributes = vectors.attributes.get(item_id)
+    return CandidateInput(
+        item_id=item_id,
+        item_features=vectors.items[item_id],
+        category_id=attributes.category_id if attributes else None,
+        brand=attributes.brand if attributes else None,
+        price=attributes.price if attributes else None,
+    )
 
 
 def _price(vectors: FeatureVectors, item_id: str) -> float | None:

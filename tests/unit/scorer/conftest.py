@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from models.multitask.ranker import CandidateInput, RankRequest
 from schemas.catalog import PromotionRecord, ReviewRecord
 from schemas.events import Event, EventType
 from schemas.features import FeatureVectors, ItemAttributes, UserProfile
@@ -96,19 +97,18 @@ class TableRanker:
         self.model_version = version
         self.calls = 0
 
-    def predict(
-        self,
-        user_id: str,
-        user_features: Mapping[str, float],
-        candidates: Sequence[tuple[str, Mapping[str, float]]],
-    ) -> np.ndarray:
+    def predict_many(self, requests: Sequence[RankRequest]) -> list[np.ndarray]:
         self.calls += 1
-        return np.array(
-            [
-                self.table.get(item_id, (0.01, 0.001, 0.0001))
-                for item_id, _ in candidates
-            ]
-        ).reshape(len(candidates), 3)
+        return [
+            np.array(
+                [
+                    self.table.get(candidate.item_id, (0.01, 0.001, 0.0001))
+                    for candidate in request.candidates
+                    if isinstance(candidate, CandidateInput)
+                ]
+            ).reshape(len(request.candidates), 3)
+            for request in requests
+        ]
 
 
 class FixedModels:

@@ -113,6 +113,19 @@ def test_build_ranks_with_current_model(store, make_ranker, make_models) -> None
     assert ranker.calls == 1
 
 
+def test_build_scores_whole_batch_in_one_ranker_call(
+    store, make_ranker, make_models
+) -> None:
+    _stocked(store)
+    ranker = make_ranker()
+
+    _builder(store, models=make_models(ranker)).build(
+        [_trigger(), _trigger(event_id="e2", user_id="u2")]
+    )
+
+    assert ranker.calls == 1
+
+
 def test_build_reads_features_once_per_batch(store) -> None:
     _stocked(store)
 
