@@ -54,6 +54,12 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
         "estimated from the slates' generated_at spread when omitted",
     )
     parser.add_argument(
+        "--score-from",
+        help="ISO 8601 time with offset, such as 2019-10-01T01:00:00+00:00; "
+        "earlier events only train the baselines (for example a slice that "
+        "trained the first model)",
+    )
+    parser.add_argument(
         "--timeout",
         type=float,
         help="seconds allowed to read every topic to its end (default 300)",
@@ -97,6 +103,8 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
         overrides["kafka"] = load_settings(KafkaSettings, bootstrap=args.bootstrap)
     if args.group_id is not None:
         overrides["group_id"] = args.group_id
+    if args.score_from is not None:
+        overrides["score_from"] = args.score_from
     if args.timeout is not None:
         overrides["read_timeout_seconds"] = args.timeout
     return overrides

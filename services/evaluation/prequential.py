@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 from collections import Counter
 from collections.abc import Iterable
 from typing import Any
@@ -183,13 +184,15 @@ class PrequentialEvaluator:
             for surface in Surface
             if surface is not Surface.PRODUCTS
         }
+        start = self._settings.score_from
+        score_from = start.timestamp() if start else -math.inf
         for (surface, trigger_id), slate in sorted(self._slates.items()):
             located = timelines.locate(trigger_id)
             if surface is Surface.PRODUCTS or located is None:
                 continue
             user_events, position = located
             target = select_target(surface, user_events, position)
-            if target is not None:
+            if target is not None and target.timestamp >= score_from:
                 rank = surface_rank(slate, target, self._catalog)
                 scores[surface.value].add(rank)
         return scores
@@ -317,6 +320,7 @@ def _parameters(settings: EvaluationSettings) -> dict[str, Any]:
     return {
         "cutoffs": list(settings.cutoffs),
         "session_gap_seconds": settings.session_gap_seconds,
+        "score_from": settings.score_from.isoformat() if settings.score_from else None,
         "exclude_trigger_item": settings.exclude_trigger_item,
         "timeline_buckets": settings.timeline_buckets,
         "baselines": settings.baselines.model_dump(mode="json"),

@@ -8,6 +8,7 @@ but only for users who have a later event, because no other list is scored.
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
@@ -70,6 +71,9 @@ class ProductsReplay:
         catalog: CatalogView,
     ) -> None:
         self._max_k = settings.cutoffs[-1]
+        self._score_from = (
+            settings.score_from.timestamp() if settings.score_from else -math.inf
+        )
         self._exclude_trigger_item = settings.exclude_trigger_item
         self._slates = slates
         self._catalog = catalog
@@ -155,6 +159,10 @@ class ProductsReplay:
         return Timeline(end_times, [len(chunk) for chunk in chunks], hit_rates)
 
     def _score(self, target: EventRecord, previous: EventRecord) -> None:
+        if target.timestamp < self._score_from:
+            for pending in self._pending.values():
+                pending.pop(target.user_id, None)
+            return
         own = self._slates.get((Surface.PRODUCTS, previous.event_id))
         stale = self._last_slate.get(target.user_id)
         if own is not None:

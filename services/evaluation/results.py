@@ -33,8 +33,9 @@ class InputSummary:
         duplicate_events: events dropped because their event_id came before.
         users: distinct users.
         single_event_users: users with one event, who have no next event.
-        scored_events: events with an earlier event of the same user, each the
-            target of one products list per recommender.
+        scored_events: events with an earlier event of the same user, from
+            ``score_from`` on, each the target of one products list per
+            recommender.
         slates: distinct slates read, per surface.
         duplicate_slates: slates dropped because another slate of the same
             surface had the same trigger event (the earliest one is kept).

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field, field_validator
+from pydantic import AwareDatetime, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from services.common.settings import KafkaSettings, TopicSettings
@@ -87,6 +87,11 @@ class EvaluationSettings(BaseSettings):
     )
     cutoffs: tuple[int, ...] = Field(
         default=(5, 10, 20), description="list lengths K, ascending, each 1-200"
+    )
+    score_from: AwareDatetime | None = Field(
+        default=None,
+        description="ISO 8601 time with offset; earlier events train the "
+        "baselines but are not scored",
     )
     session_gap_seconds: float = Field(
         default=1800.0,

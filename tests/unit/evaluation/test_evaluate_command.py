@@ -17,12 +17,23 @@ def parse(*argv: str) -> argparse.Namespace:
 
 
 def test_evaluate_command_parses_its_options() -> None:
-    args = parse("evaluate", "--output", "out", "--throughput", "900", "--timeout", "5")
+    args = parse(
+        "evaluate",
+        "--output",
+        "out",
+        "--throughput",
+        "900",
+        "--timeout",
+        "5",
+        "--score-from",
+        "2019-10-01T01:00:00+00:00",
+    )
 
     assert args.command == "evaluate"
     assert args.output == Path("out")
     assert args.throughput == 900.0
     assert args.timeout == 5.0
+    assert args.score_from == "2019-10-01T01:00:00+00:00"
     assert args.handler is run_evaluate
 
 
@@ -47,3 +58,8 @@ def test_evaluate_command_plugs_into_cartwheel_parser() -> None:
 
     assert args.group_id == "g1"
     assert args.handler is run_evaluate
+
+
+def test_settings_reject_score_from_without_offset() -> None:
+    with pytest.raises(ValueError, match="timezone"):
+        EvaluationSettings(score_from="2019-10-01T01:00:00")

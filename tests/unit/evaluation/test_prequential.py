@@ -383,3 +383,25 @@ def test_new_item_scores_skip_repeated_items(
     assert result.ranking[SYSTEM_NAME][1].hit_rate == pytest.approx(0.5)
     assert new_items.count == 1
     assert new_items.hit_rate == 1.0
+
+
+def test_events_before_score_from_train_but_are_not_scored(
+    make_event: MakeEvent, make_slate: MakeSlate, settings: EvaluationSettings
+) -> None:
+    events = [
+        make_event("e1", "u1", "a", 0),
+        make_event("e2", "u2", "b", 1),
+        make_event("e3", "u1", "b", 2),
+        make_event("e4", "u1", "c", 3, event_type="cart_add"),
+        make_event("e5", "u1", "b", 4),
+    ]
+    slates = [make_slate(e, ["b"]) for e in events]
+    slates.append(make_slate(events[3], ["b"], surface="bundles"))
+    later = settings.model_copy(update={"score_from": events[3].event_time})
+
+    result = evaluate_streams(events, slates, settings=later)
+
+    assert result.inputs.scored_events == 2
+    assert result.ranking[SYSTEM_NAME][1].hit_rate == pytest.approx(0.5)
+    assert result.ranking["most_popular"][1].hit_rate == pytest.approx(0.5)
+    assert result.by_surface["bundles"][1].count == 0
