@@ -1,0 +1,260 @@
+"""The HTTP API served by uvicorn on a loopback port, against the real broker and Redis.
+
+Every route in the OpenAPI document is called, and each response body is
+validated against the schema that the document declares for its status code.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+import jsonschema
+import pytest
+import redis
+import uvicorn
+from confluent_kafka import Consumer, Producer
+
+from schemas.deadletters import DeadLetter
+from schemas.events import Event, EventType
+from schemas.recommendations import Slate, SlateItem, Surface
+from services.api.app import create_app
+from services.api.ondemand import OnDemandSlates
+from services.api.settings import ApiSettings
+from services.common.kafka import (
+    consumer_config,
+    create_topics,
+    producer_config,
+    standard_topics,
+)
+from services.common.redis_features import EventPosition, FeatureStore
+from services.common.settings import KafkaSettings, RedisSettings, TopicSettings
+from services.infra import find_free_port
+from services.scorer.publisher import latest_slate_key
+from services.scorer.session_knn import SessionIndex
+from services.scorer.slates import SlateBuilder
+from services.scorer.store import RedisCandidateStore
+
+pytestmark = pytest.mark.integration
+
+START = datetime(2019, 10, 1, 12, tzinfo=UTC)
+
+
+class Api:
+    """A running API and the means to check its answers."""
+
+    def __init__(self, base_url: str, settings: ApiSettings) -> None:
+        self.client = httpx.Client(base_url=base_url, timeout=10.0)
+        self.settings = settings
+        self.document = self.client.get("/openapi.json").json()
+        self.called: set[tuple[str, str]] = set()
+
+    def call(self, method: str, route: str, path: str, **kwargs: Any) -> httpx.Response:
+        """Call ``path`` (an instance of ``route``) and validate the answer."""
+        response = self.client.request(method, path, **kwargs)
+        self.called.add((method.lower(), route))
+        self.check(method, route, response)
+        return response
+
+    def check(self, method: str, route: str, response: httpx.Response) -> None:
+        operation = self.document["paths"][route][method.lower()]
+        declared = operation["responses"]
+        assert str(response.status_code) in declared, (
+            f"{method} {route} answered {response.status_code}, "
+            f"documented {sorted(declared)}"
+        )
+        content = declared[str(response.status_code)].get("content", {})
+        if "application/json" in content:
+            schema = {
+                **content["application/json"]["schema"],
+                "components": self.document["components"],
+            }
+            jsonschema.Draft202012Validator(schema).validate(response.json())
+        else:
+            assert response.headers["content-type"].startswith("text/plain")
+
+
+def _serve(app: Any, port: int) -> Iterator[str]:
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning")
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10.0
+    while not server.started:
+        assert time.monotonic() < deadline, "uvicorn did not start within 10 s"
+        time.sleep(0.02)
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(10.0)
+
+
+@pytest.fixture
+def topics(kafka_settings: KafkaSettings) -> TopicSettings:
+    stem = uuid.uuid4().hex[:10]
+    topics = TopicSettings(
+        events=f"events-{stem}",
+        dead_letters=f"dlq-{stem}",
+        recommendations_prefix=f"recommendations-{stem}",
+        training_examples=f"examples-{stem}",
+        catalog=f"catalog-{stem}",
+        models=f"models-{stem}",
+        partitions=1,
+    )
+    create_topics(kafka_settings, standard_topics(topics))
+    return topics
+
+
+@pytest.fixture
+def make_api(
+    kafka_settings: KafkaSettings,
+    redis_settings: RedisSettings,
+    redis_client: redis.Redis,
+    topics: TopicSettings,
+) -> Iterator[Callable[..., Api]]:
+    servers: list[Iterator[str]] = []
+    producers: list[Producer] = []
+
+    def make(**overrides: Any) -> Api:
+        settings = ApiSettings(
+            kafka=kafka_settings,
+            redis=redis_settings,
+            topics=overrides.pop("topics", topics),
+            **overrides,
+        )
+        producer = Producer(producer_config(kafka_settings, linger_ms=0))
+        producers.append(producer)
+        store = RedisCandidateStore(
+            FeatureStore(redis_client, redis_settings.key_prefix)
+        )
+        builder = SlateBuilder(store, SessionIndex(10, 10, 10), settings.scorer)
+        app = create_app(
+            settings,
+            redis_client=redis_client,
+            producer=producer,
+            on_demand=OnDemandSlates(builder, store, settings.scorer),
+        )
+        server = _serve(app, find_free_port())
+        servers.append(server)
+        return Api(next(server), settings)
+
+    yield make
+    for server in servers:
+        next(server, None)
+    for producer in producers:
+        producer.flush(5)
+
+
+def _read_one(kafka: KafkaSettings, topic: str) -> bytes:
+    consumer = Consumer(consumer_config(kafka, f"reader-{uuid.uuid4().hex[:8]}"))
+    consumer.subscribe([topic])
+    deadline = time.monotonic() + 30.0
+    try:
+        while time.monotonic() < deadline:
+            message = consumer.poll(0.2)
+            if message is not None and message.error() is None:
+                return message.value() or b""
+    finally:
+        consumer.close()
+    raise AssertionError(f"no message on {topic!r} within 30 s")
+
+
+def _event(**overrides: Any) -> Event:
+    fields: dict[str, Any] = {
+        "event_id": f"e-{uuid.uuid4().hex[:8]}",
+        "event_type": EventType.CLICK,
+        "user_id": "u1",
+        "item_id": "i1",
+        "event_time": START,
+        "session_id": "s1",
+    }
+    fields.update(overrides)
+    return Event(**fields)
+
+
+def test_api_serves_every_documented_route(
+    make_api: Callable[..., Api],
+    redis_client: redis.Redis,
+    redis_settings: RedisSettings,
+    kafka_settings: KafkaSettings,
+    topics: TopicSettings,
+) -> None:
+    prefix = redis_settings.key_prefix
+    stored = Slate(
+        recommendation_id="r1",
+        surface=Surface.PRODUCTS,
+        user_id="stored-user",
+        trigger_event_id="e0",
+        items=[SlateItem(item_id="i9", rank=1, score=0.5, source="trending")],
+        model_version="heuristic-v1",
+        generated_at=START,
+        latency_ms=3.0,
+    )
+    redis_client.set(
+        latest_slate_key(prefix, "stored-user", "products"), stored.model_dump_json()
+    )
+    history = [
+        _event(user_id="other", item_id="kettle"),
+        _event(user_id="other", item_id="teapot", event_time=START.replace(minute=1)),
+        _event(user_id="fresh", item_id="kettle", event_time=START.replace(minute=2)),
+    ]
+    FeatureStore(redis_client, prefix).apply_batch(
+        history, [EventPosition(0, offset) for offset in range(len(history))]
+    )
+    api = make_api()
+    slates = "/v1/users/{user_id}/slates/{surface}"
+
+    stored_answer = api.call("GET", slates, "/v1/users/stored-user/slates/products")
+    computed = api.call("GET", slates, "/v1/users/fresh/slates/products")
+    missing = api.call("GET", slates, "/v1/users/fresh/slates/bundles")
+    wrong_surface = api.call("GET", slates, "/v1/users/fresh/slates/banners")
+    good = _event(user_id="poster")
+    accepted = api.call(
+        "POST", "/v1/events", "/v1/events", content=good.model_dump_json()
+    )
+    rejected = api.call(
+        "POST", "/v1/events", "/v1/events", content=b'{"event_type": "hover"}'
+    )
+    health = api.call("GET", "/healthz", "/healthz")
+    ready = api.call("GET", "/readyz", "/readyz")
+    metrics = api.call("GET", "/metrics", "/metrics")
+
+    assert stored_answer.status_code == 200
+    assert Slate.model_validate_json(stored_answer.content) == stored
+    assert computed.status_code == 200
+    assert [item["item_id"] for item in computed.json()["items"]] == ["teapot"]
+    assert missing.status_code == 404
+    assert wrong_surface.status_code == 422
+    assert accepted.status_code == 202
+    assert Event.model_validate_json(_read_one(kafka_settings, topics.events)) == good
+    assert rejected.status_code == 422
+    letter = DeadLetter.model_validate_json(
+        _read_one(kafka_settings, topics.dead_letters)
+    )
+    assert letter.reason == rejected.json()["reason"]
+    assert letter.source_topic == "http"
+    assert health.json() == {"status": "ok"}
+    assert ready.json()["status"] == "ready"
+    assert "cartwheel_api_events_total" in metrics.text
+    documented = {
+        (method, route)
+        for route, operations in api.document["paths"].items()
+        for method in operations
+    }
+    assert documented == api.called
+
+
+def test_api_is_not_ready_when_events_topic_is_missing(
+    make_api: Callable[..., Api], topics: TopicSettings
+) -> None:
+    api = make_api(topics=topics.model_copy(update={"events": "missing-topic"}))
+
+    answer = api.call("GET", "/readyz", "/readyz")
+
+    assert answer.status_code == 503
+    assert "missing-topic" in answer.json()["kafka"]

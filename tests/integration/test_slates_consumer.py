@@ -1,0 +1,124 @@
+"""SlateConsumer against the real broker: order, duplicates, bad input, commits."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+from confluent_kafka import Producer
+
+from schemas.recommendations import Slate, SlateItem, Surface
+from services.client.consumer import SlateConsumer
+from services.common.kafka import TopicSpec, create_topics, producer_config
+from services.common.settings import KafkaSettings, TopicSettings
+
+pytestmark = pytest.mark.integration
+
+
+def _slate(number: int) -> Slate:
+    return Slate(
+        recommendation_id=f"r{number}",
+        surface=Surface.PRODUCTS,
+        user_id="u1",
+        trigger_event_id=f"e{number}",
+        items=[SlateItem(item_id=f"i{number}", rank=1, score=1.0, source="trending")],
+        model_version="heuristic-v1",
+        generated_at=datetime(2019, 10, 1, tzinfo=UTC),
+        latency_ms=1.0,
+    )
+
+
+@pytest.fixture
+def topics(kafka_settings: KafkaSettings, unique_name) -> TopicSettings:
+    topics = TopicSettings(recommendations_prefix=unique_name("recommendations"))
+    create_topics(
+        kafka_settings, [TopicSpec(topics.recommendations(Surface.PRODUCTS.value), 1)]
+    )
+    return topics
+
+
+def _publish(kafka: KafkaSettings, topic: str, values: list[bytes]) -> None:
+    producer = Producer(producer_config(kafka))
+    for value in values:
+        producer.produce(topic, key=b"u1", value=value)
+    assert producer.flush(10) == 0
+
+
+def _take(consumer: SlateConsumer, count: int, polls: int = 100) -> list[Slate]:
+    slates: list[Slate] = []
+    for _ in range(polls):
+        if len(slates) == count:
+            break
+        slate = consumer.poll(0.2)
+        if slate is not None:
+            slates.append(slate)
+    return slates
+
+
+def test_slate_consumer_yields_slates_in_order_without_duplicates_or_bad_input(
+    kafka_settings: KafkaSettings, topics: TopicSettings, unique_name
+) -> None:
+    topic = topics.recommendations(Surface.PRODUCTS.value)
+    values = [
+        _slate(1).model_dump_json().encode(),
+        b"not a slate",
+        _slate(1).model_dump_json().encode(),
+        _slate(2).model_dump_json().encode(),
+    ]
+    _publish(kafka_settings, topic, values)
+
+    with SlateConsumer(
+        kafka_settings, Surface.PRODUCTS, unique_name("site"), topics=topics
+    ) as consumer:
+        slates = _take(consumer, 2)
+        extra = _take(consumer, 1, polls=5)
+
+    assert [slate.recommendation_id for slate in slates] == ["r1", "r2"]
+    assert extra == []
+
+
+def test_slate_consumer_resumes_after_last_slate_marked_done(
+    kafka_settings: KafkaSettings, topics: TopicSettings, unique_name
+) -> None:
+    topic = topics.recommendations(Surface.PRODUCTS.value)
+    _publish(
+        kafka_settings, topic, [_slate(n).model_dump_json().encode() for n in (1, 2, 3)]
+    )
+    group = unique_name("site")
+
+    with SlateConsumer(kafka_settings, Surface.PRODUCTS, group, topics=topics) as first:
+        [done] = _take(first, 1)
+        first.mark_done()
+    with SlateConsumer(
+        kafka_settings, Surface.PRODUCTS, group, topics=topics
+    ) as second:
+        rest = _take(second, 2)
+
+    assert done.recommendation_id == "r1"
+    assert [slate.recommendation_id for slate in rest] == ["r2", "r3"]
+
+
+def test_slate_consumer_reads_unfinished_slate_again_after_restart(
+    kafka_settings: KafkaSettings, topics: TopicSettings, unique_name
+) -> None:
+    topic = topics.recommendations(Surface.PRODUCTS.value)
+    _publish(
+        kafka_settings, topic, [_slate(n).model_dump_json().encode() for n in (1, 2)]
+    )
+    group = unique_name("site")
+
+    with SlateConsumer(kafka_settings, Surface.PRODUCTS, group, topics=topics) as first:
+        _take(first, 2)
+    with SlateConsumer(
+        kafka_settings, Surface.PRODUCTS, group, topics=topics
+    ) as second:
+        again = _take(second, 1)
+
+    assert [slate.recommendation_id for slate in again] == ["r2"]
+
+
+def test_slate_consumer_rejects_commit_every_below_one(
+    kafka_settings: KafkaSettings,
+) -> None:
+    with pytest.raises(ValueError, match="commit_every=0"):
+        SlateConsumer(kafka_settings, Surface.PRODUCTS, "group", commit_every=0)
