@@ -136,7 +136,9 @@ class Replayer:
         self._monotonic = monotonic
         self._wall_clock = wall_clock or _utc_now
         self._show_progress = show_progress
-        self._delivery_failures: list[str] = []
+        # The callback object holds no reference back to the replayer, so the
+        # producer is freed (and its connections closed) with the replayer.
+        self._delivery_failures = _DeliveryFailures()
         config = {
             **producer_config(settings.kafka, linger_ms=settings.linger_ms),
             # A replay enqueues far faster than a site does; a deep queue keeps
@@ -145,7 +147,7 @@ class Replayer:
             # Reports for delivered messages would cost a Python call per
             # message; failures are all the replay needs.
             "delivery.report.only.error": True,
-            "on_delivery": self._on_delivery,
+            "on_delivery": self._delivery_failures,
         }
         self._producer = producer_factory(config)
         self._dead_letters = DeadLetterWriter(
@@ -373,7 +375,7 @@ class Replayer:
         # dead letter was lost; the events' own failures are checked after it.
         self._dead_letters.flush(_FLUSH_TIMEOUT_SECONDS)
         remaining = self._producer.flush(0)
-        failures, self._delivery_failures = self._delivery_failures, []
+        failures = self._delivery_failures.take()
         if failures:
             raise ReplayDeliveryError(
                 f"{len(failures)} message(s) were not delivered, the first with "
@@ -388,12 +390,28 @@ class Replayer:
                 f"{self._settings.kafka.bootstrap} is reachable"
             )
 
-    def _on_delivery(self, error: KafkaError | None, message: Message) -> None:
+
+class _DeliveryFailures:
+    """Delivery-report callback that collects the errors of failed messages."""
+
+    # Past this many, failures are only counted, so that a dead broker does
+    # not flood the log.
+    _MAX_LOGGED = 100
+
+    def __init__(self) -> None:
+        self._errors: list[str] = []
+
+    def __call__(self, error: KafkaError | None, message: Message) -> None:
         if error is None:
             return
-        if len(self._delivery_failures) < 100:
+        if len(self._errors) < self._MAX_LOGGED:
             logger.error("delivery failed topic=%s error=%s", message.topic(), error)
-        self._delivery_failures.append(str(error))
+        self._errors.append(str(error))
+
+    def take(self) -> list[str]:
+        """Return the errors collected so far and start a new list."""
+        errors, self._errors = self._errors, []
+        return errors
 
 
 class _Pacer:
