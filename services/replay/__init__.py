@@ -1,0 +1,1 @@
+"""Replay public shop datasets and raw event files to Kafka (``cartwheel replay``)."""

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import base64
+import gzip
 import json
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -167,6 +168,20 @@ def test_replay_file_routes_bad_lines_to_dead_letters(
     assert [letter.source_offset for letter in letters] == [2, 3]
     assert {letter.source_topic for letter in letters} == {"file:mixed.jsonl"}
     assert base64.b64decode(letters[0].raw_value_base64 or "") == b"{broken"
+
+
+def test_replay_file_reads_gzipped_lines(
+    settings: Settings, tmp_path: Path, make_event: Callable[..., Event]
+) -> None:
+    replayer, (producer,) = _replayer(settings)
+    good = serialize_events([make_event(user_id="u7")])[0]
+    path = tmp_path / "events.jsonl.gz"
+    path.write_bytes(gzip.compress(good + b"\n" + good + b"\n"))
+
+    summary = replayer.replay_file(path, limit=1)
+
+    assert summary.events_published == 1
+    assert producer.on_topic("ev") == [(b"u7", good)]
 
 
 def test_delivery_failure_raises_with_broker_address(
