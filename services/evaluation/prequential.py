@@ -130,6 +130,12 @@ class PrequentialEvaluator:
         surfaces = self._score_surfaces(timelines)
         throughput, source = self._throughput(throughput_events_per_second)
         ranking = {name: acc.scores() for name, acc in replay.overall.items()}
+        logger.info(
+            "evaluation scored events=%s scored_events=%s slates=%s",
+            len(events),
+            replay.overall[SYSTEM_NAME].count,
+            len(self._slates),
+        )
         return EvaluationResult(
             cutoffs=self._settings.cutoffs,
             recommenders=tuple(replay.overall),
@@ -305,6 +311,8 @@ def _event_time(event: EventRecord) -> float:
 def _verdict(ranking: dict[str, dict[int, RankingScores]], cutoff: int) -> Verdict:
     system = ranking[SYSTEM_NAME][cutoff]
     winners: dict[str, list[str]] = {"hit_rate": [], "mrr": []}
+    if system.count == 0:
+        return Verdict(cutoff, 0, beats_every_baseline=False, winning_baselines=winners)
     for name, by_cutoff in ranking.items():
         if name == SYSTEM_NAME:
             continue
@@ -313,7 +321,7 @@ def _verdict(ranking: dict[str, dict[int, RankingScores]], cutoff: int) -> Verdi
             if (getattr(baseline, metric) or 0.0) >= (getattr(system, metric) or 0.0):
                 winners[metric].append(name)
     beats = not any(winners.values())
-    return Verdict(cutoff=cutoff, beats_every_baseline=beats, winning_baselines=winners)
+    return Verdict(cutoff, system.count, beats, winners)
 
 
 def _parameters(settings: EvaluationSettings) -> dict[str, Any]:

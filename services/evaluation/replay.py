@@ -160,8 +160,8 @@ class ProductsReplay:
 
     def _score(self, target: EventRecord, previous: EventRecord) -> None:
         if target.timestamp < self._score_from:
-            for pending in self._pending.values():
-                pending.pop(target.user_id, None)
+            for lists in self._pending.values():
+                lists.pop(target.user_id, None)
             return
         own = self._slates.get((Surface.PRODUCTS, previous.event_id))
         stale = self._last_slate.get(target.user_id)
@@ -180,8 +180,8 @@ class ProductsReplay:
 
         self._record(SYSTEM_NAME, listed, target, is_repeat)
         for baseline in self._baselines:
-            pending = self._pending[baseline.name].pop(target.user_id, [])
-            self._record(baseline.name, pending, target, is_repeat)
+            listed = self._pending[baseline.name].pop(target.user_id, [])
+            self._record(baseline.name, listed, target, is_repeat)
 
     def _record(
         self, name: str, items: Sequence[str], target: EventRecord, is_repeat: bool

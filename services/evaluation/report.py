@@ -65,6 +65,12 @@ def verdict_sentence(result: EvaluationResult) -> str:
     """Return one plain sentence on whether the system beats every baseline."""
     verdict = result.verdict
     k = verdict.cutoff
+    if verdict.scored_lists == 0:
+        return (
+            "No next event could be scored (every user has a single event, or "
+            "none falls after score_from), so Cartwheel is not compared with "
+            "the baselines."
+        )
     if verdict.beats_every_baseline:
         return f"Cartwheel beats every baseline on HR@{k} and MRR@{k} on this replay."
     parts = []

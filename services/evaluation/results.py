@@ -123,6 +123,8 @@ class Verdict:
 
     Attributes:
         cutoff: the K compared.
+        scored_lists: products lists scored per recommender; with none, no
+            recommender beats another.
         beats_every_baseline: True when the system's HR@K and MRR@K are both
             strictly higher than every baseline's.
         winning_baselines: per metric ("hit_rate", "mrr"), the baselines whose
@@ -130,6 +132,7 @@ class Verdict:
     """
 
     cutoff: int
+    scored_lists: int
     beats_every_baseline: bool
     winning_baselines: dict[str, list[str]]
 

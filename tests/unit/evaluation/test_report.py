@@ -106,3 +106,10 @@ def test_summary_lines_list_every_recommender(result: EvaluationResult) -> None:
     assert lines[0].split() == ["recommender", "HR@3", "MRR@3"]
     assert [line.split()[0] for line in lines[1:6]] == list(result.recommenders)
     assert lines[-1] == verdict_sentence(result)
+
+
+def test_verdict_sentence_without_scored_events(settings: EvaluationSettings) -> None:
+    empty = evaluate_streams([], [], settings=settings)
+
+    assert empty.verdict.beats_every_baseline is False
+    assert verdict_sentence(empty).startswith("No next event could be scored")
