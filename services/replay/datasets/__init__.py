@@ -38,7 +38,8 @@ __all__ = [
 
 # LIMITATION(L-15): paths are found from the source checkout, as with the
 # editable install that the Makefile makes. A wheel install does not ship
-# data/, so it needs --path or CARTWHEEL_REPLAY_DATA_DIR for every dataset.
+# data/, so rees46 then needs --path, and the other datasets need --path or
+# CARTWHEEL_REPLAY_DATA_DIR.
 REPO_ROOT = Path(__file__).resolve().parents[3]
 COMMITTED_DATA_DIR = REPO_ROOT / "data"
 REES46_SAMPLE = COMMITTED_DATA_DIR / "rees46" / "events_2019-10-01_0000-0240utc.csv.gz"
