@@ -9,6 +9,7 @@ return data.
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
 import json
 import os
@@ -25,8 +26,9 @@ from typing import Any
 import httpx
 import pytest
 import yaml
+from confluent_kafka import Producer
 
-from services.common.kafka import create_topics, standard_topics
+from services.common.kafka import create_topics, producer_config, standard_topics
 from services.common.settings import KafkaSettings, TopicSettings
 from services.demo.supervisor import Supervisor
 from services.infra import find_free_port
@@ -39,6 +41,8 @@ ALERTS = DEPLOY / "prometheus" / "alerts.yml"
 # Grafana replaces $__rate_interval with four scrape intervals or more.
 RATE_INTERVAL = "15s"
 SAMPLE_EVENTS = 3000
+SAMPLE_USERS = ["monitoring-user", "user-without-events"]
+INVALID_EVENTS = (b"{not json", b'{"event_type": "teleport"}')
 
 
 @dataclass(frozen=True)
@@ -147,6 +151,41 @@ class Prometheus:
             self.process.wait(timeout=10)
 
 
+def resolvable_stages() -> list[str]:
+    """Return the hot-path stages of deploy/compose.yaml that can be imported.
+
+    Those that do not resolve are left out, and the data checks then list the
+    queries that only they would feed.
+    """
+    compose = yaml.safe_load((DEPLOY / "compose.yaml").read_text())
+    variables = compose["services"]["hotpath"]["environment"]
+    found = []
+    for spec in json.loads(variables["CARTWHEEL_HOTPATH_STAGES"]):
+        module_name, _, function_name = spec.partition(":")
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError:
+            continue
+        if hasattr(module, function_name):
+            found.append(spec)
+    return found
+
+
+def drive_api(base_url: str, user_ids: list[str]) -> None:
+    """Read slates and post an event, so every API metric has series."""
+    for user_id in user_ids:
+        httpx.get(f"{base_url}/v1/users/{user_id}/slates/products", timeout=10)
+    httpx.get(f"{base_url}/healthz", timeout=10)
+    httpx.post(f"{base_url}/v1/events", content=b"{not json", timeout=10)
+
+
+def produce_invalid_events(kafka: KafkaSettings, topic: str) -> None:
+    producer = Producer(producer_config(kafka, linger_ms=1))
+    for value in INVALID_EVENTS:
+        producer.produce(topic, value, b"monitoring-user")
+    producer.flush(10)
+
+
 @dataclass
 class Pipeline:
     """The running services, the Prometheus scraping them and what was skipped."""
@@ -154,6 +193,7 @@ class Pipeline:
     prometheus: Prometheus
     started: list[str]
     missing: list[str]
+    stages: list[str]
 
 
 def is_runnable(module: str) -> bool:
@@ -226,6 +266,10 @@ def pipeline(
         "CARTWHEEL_FEEDBACK_APP_ID": f"mon-feedback-{suffix}",
         "CARTWHEEL_FEEDBACK_DATA_DIR": str(tmp_path / "feedback"),
         "CARTWHEEL_FEEDBACK_RATIO_REFRESH_SECONDS": "1",
+        "CARTWHEEL_HOTPATH_STAGES": json.dumps(resolvable_stages()),
+        "CARTWHEEL_TRAINER_REGISTRY_DIR": str(tmp_path / "registry"),
+        "CARTWHEEL_TRAINER_REFRESH_INTERVAL_SECONDS": "20",
+        "CARTWHEEL_API_MODEL_DIR": str(tmp_path / "registry"),
     }
     targets, missing = plan_services(environment)
     with Supervisor(tmp_path / "logs", environment) as supervisor:
@@ -242,10 +286,14 @@ def pipeline(
                 timeout=120,
             )
             assert replay.returncode == 0, replay.stderr.decode()[-2000:]
+            produce_invalid_events(kafka, topics.events)
+            if "cartwheel-api" in targets:
+                drive_api(f"http://{targets['cartwheel-api']}", SAMPLE_USERS)
             names = set().union(*(metric_names(e) for _, e in dashboard_queries()))
             wait_for_series(prometheus, names, timeout_seconds=60)
             supervisor.check()
-            yield Pipeline(prometheus, list(targets), missing)
+            stages = json.loads(environment["CARTWHEEL_HOTPATH_STAGES"])
+            yield Pipeline(prometheus, list(targets), missing, stages)
         finally:
             prometheus.stop()
 
@@ -254,6 +302,7 @@ def describe_missing(empty: list[str], pipeline: Pipeline) -> str:
     lines = [f"{len(empty)} queries returned no data:", *empty]
     lines.append(f"services scraped: {pipeline.started}")
     lines.append(f"services without a __main__ module: {pipeline.missing}")
+    lines.append(f"hot-path stages that could be imported: {pipeline.stages}")
     return "\n".join(lines)
 
 

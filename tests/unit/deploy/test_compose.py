@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
+import json
 import re
+from pathlib import Path
 from typing import Any
 
 import yaml
-from conftest import DEPLOY
+
+DEPLOY = Path(__file__).resolve().parents[3] / "deploy"
+
 
 CARTWHEEL_SERVICES = {"hotpath", "trainer", "feedback", "api"}
 # The variable that sets the /metrics port of each service, and the job that
@@ -142,3 +147,23 @@ def test_compose_secrets_come_from_required_variables(
 
     for variable in ("CARTWHEEL_REDIS_PASSWORD", "GRAFANA_ADMIN_PASSWORD"):
         assert re.search(rf"\$\{{{variable}:\?", text), variable
+
+
+def test_compose_hotpath_stages_resolve(compose: dict[str, Any]) -> None:
+    variables = environment(compose["services"]["hotpath"])
+    specs = json.loads(variables["CARTWHEEL_HOTPATH_STAGES"])
+
+    unresolved = [spec for spec in specs if not is_resolvable(spec)]
+
+    assert len(specs) == 2
+    assert unresolved == []
+
+
+def is_resolvable(spec: str) -> bool:
+    """Return whether 'module:function' names an importable function."""
+    module_name, _, function_name = spec.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError:
+        return False
+    return callable(getattr(module, function_name, None))

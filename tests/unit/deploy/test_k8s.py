@@ -8,10 +8,11 @@ from typing import Any
 
 import pytest
 import yaml
-from conftest import DEPLOY
 
 from services.common.settings import TopicSettings
 from services.hotpath.settings import HotPathSettings
+
+DEPLOY = Path(__file__).resolve().parents[3] / "deploy"
 
 # Created by the operator from the brokers' CA file (see deploy/README.md).
 EXTERNAL_SECRETS = {"kafka-ca"}
@@ -176,3 +177,15 @@ def test_hotpath_scales_at_most_to_partition_count(
         config["CARTWHEEL_TOPIC_PARTITIONS"]
     )
     assert kafka["bootstrapServers"] == config["CARTWHEEL_KAFKA_BOOTSTRAP"]
+
+
+def test_hotpath_stages_match_compose(manifests: list[dict[str, Any]]) -> None:
+    compose = yaml.safe_load((DEPLOY / "compose.yaml").read_text())
+    expected = compose["services"]["hotpath"]["environment"]["CARTWHEEL_HOTPATH_STAGES"]
+    container = objects(manifests, "Deployment")["cartwheel-hotpath"]["spec"][
+        "template"
+    ]["spec"]["containers"][0]
+
+    variables = {v["name"]: v["value"] for v in container["env"]}
+
+    assert variables["CARTWHEEL_HOTPATH_STAGES"] == expected

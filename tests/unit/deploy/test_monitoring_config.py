@@ -11,7 +11,9 @@ from typing import Any
 
 import pytest
 import yaml
-from conftest import DEPLOY
+
+DEPLOY = Path(__file__).resolve().parents[3] / "deploy"
+
 
 SERVICES_DIR = DEPLOY.parent / "services"
 DASHBOARD = DEPLOY / "grafana" / "dashboards" / "cartwheel.json"
