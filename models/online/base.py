@@ -94,3 +94,15 @@ class OnlineModel(ABC):
     def predict_proba_many(self, examples: Sequence[OnlineExample]) -> list[float]:
         """Return :meth:`predict_proba` for each example, in order."""
         return [self.predict_proba(example) for example in examples]
+
+    def learn_many(
+        self, examples: Sequence[OnlineExample], labels: Sequence[bool]
+    ) -> None:
+        """Learn labelled examples; by default one at a time, in order."""
+        if len(examples) != len(labels):
+            raise ValueError(
+                f"got {len(labels)} labels for {len(examples)} examples; "
+                "expected one label per example"
+            )
+        for example, label in zip(examples, labels, strict=True):
+            self.learn_one(example, label)

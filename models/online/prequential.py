@@ -9,6 +9,7 @@ now; the per-example log loss also feeds the drift monitor.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from river import metrics, utils
@@ -64,17 +65,33 @@ class PrequentialEvaluator:
         self, example: OnlineExample, label: bool
     ) -> PrequentialResult:
         """Score the example, record the metrics, then learn it."""
-        prob = self.model.predict_proba(example)
+        result = self._score(self.model.predict_proba(example), label)
+        self.model.learn_one(example, label)
+        return result
+
+    def score_then_learn_many(
+        self, examples: Sequence[OnlineExample], labels: Sequence[bool]
+    ) -> list[PrequentialResult]:
+        """Score every example with the model as it is, then learn them all.
+
+        Each example is still scored before it is learned, but none of them
+        benefits from the others, as in :meth:`OnlineModel.learn_many`.
+        """
+        probs = self.model.predict_proba_many(examples)
+        results = [
+            self._score(prob, label) for prob, label in zip(probs, labels, strict=True)
+        ]
+        self.model.learn_many(examples, labels)
+        return results
+
+    def _score(self, prob: float, label: bool) -> PrequentialResult:
         clipped = min(max(prob, _EPSILON), 1.0 - _EPSILON)
         loss = -math.log(clipped if label else 1.0 - clipped)
-
         self._roc_auc.update(bool(label), prob)
         self._log_loss.update(bool(label), prob)
         self.n_examples += 1
         self.n_positives += int(bool(label))
         is_drift = self.drift_monitor.update(loss)
-
-        self.model.learn_one(example, label)
         return PrequentialResult(prob=prob, loss=loss, is_drift=is_drift)
 
     @property

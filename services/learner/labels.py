@@ -44,6 +44,7 @@ from typing import Any
 import redis
 
 from schemas.events import Event, EventType
+from services.learner.examples import decode_example, encode_example
 
 __all__ = ["LabelTask", "PendingLabelStore", "ResolvedExample", "StoreOutcome"]
 
@@ -96,12 +97,15 @@ class StoreOutcome:
         watermark: the partition's watermark after the batch, Unix seconds.
         pending_dropped: triggers not recorded because their pair already had
             ``max_pending_per_pair`` pending examples.
+        undecodable: resolved examples left out because their stored features
+            use another feature layout (written before a feature change).
     """
 
     fresh_event_ids: list[str]
     resolved: list[ResolvedExample]
     watermark: float
     pending_dropped: int
+    undecodable: int = 0
 
 
 _APPLY_SCRIPT = """
@@ -111,7 +115,9 @@ local tasks = cjson.decode(ARGV[2])
 local settings = cjson.decode(ARGV[3])
 
 local watermark = tonumber(redis.call('GET', watermark_key) or '-1e18')
-local fresh, resolved, dropped = {}, {}, 0
+-- out[1] is the JSON summary, out[2..] the payloads of the resolved examples,
+-- in the order of summary.labels.
+local fresh, labels, dropped, out = {}, {}, 0, {''}
 
 local function drop_member(t, member)
   local pair = cjson.encode({cjson.decode(member)[1], cjson.decode(member)[2]})
@@ -141,8 +147,8 @@ for _, ev in ipairs(events) do
           for _, member in ipairs(cjson.decode(listed)) do
             local deadline = tonumber(redis.call('ZSCORE', KEYS[t.base], member))
             if deadline and ev.t <= deadline then
-              local example = redis.call('HGET', KEYS[t.base + 1], member)
-              resolved[#resolved + 1] = {t.name, 1, example}
+              labels[#labels + 1] = {t.name, 1}
+              out[#out + 1] = redis.call('HGET', KEYS[t.base + 1], member)
               drop_member(t, member)
             end
           end
@@ -157,7 +163,7 @@ for _, ev in ipairs(events) do
           local member = cjson.encode({ev.u, ev.i, ev.id})
           members[#members + 1] = member
           redis.call('ZADD', KEYS[t.base], ev.t + t.horizon, member)
-          redis.call('HSET', KEYS[t.base + 1], member, ev.x)
+          redis.call('HSET', KEYS[t.base + 1], member, ARGV[ev.x])
           redis.call('HSET', KEYS[t.base + 2], pair, cjson.encode(members))
         end
       end
@@ -171,8 +177,8 @@ for _, t in ipairs(tasks) do
   local expired = redis.call('ZRANGEBYSCORE', KEYS[t.base], '-inf', '(' .. cutoff,
                              'LIMIT', 0, budget)
   for _, member in ipairs(expired) do
-    local example = redis.call('HGET', KEYS[t.base + 1], member)
-    resolved[#resolved + 1] = {t.name, 0, example}
+    labels[#labels + 1] = {t.name, 0}
+    out[#out + 1] = redis.call('HGET', KEYS[t.base + 1], member)
     drop_member(t, member)
   end
   budget = budget - #expired
@@ -184,8 +190,9 @@ end
 redis.call('SET', watermark_key, tostring(watermark), 'EX', settings.key_ttl)
 redis.call('ZREMRANGEBYSCORE', seen_key, '-inf', '(' .. (watermark - settings.dedupe))
 redis.call('EXPIRE', seen_key, settings.key_ttl)
-return cjson.encode({fresh = fresh, resolved = resolved, watermark = watermark,
-                     dropped = dropped})
+out[1] = cjson.encode({fresh = fresh, labels = labels, watermark = watermark,
+                      dropped = dropped})
+return out
 """
 
 
@@ -231,6 +238,7 @@ class PendingLabelStore:
             "key_ttl": int(max(longest, dedupe_horizon_seconds) + 86_400),
         }
         self._script = client.register_script(_APPLY_SCRIPT)
+        self._triggers = {task.trigger for task in self.tasks}
 
     def keys(self, partition: int) -> list[str]:
         """Return the Redis keys of one partition, in the script's KEYS order."""
@@ -256,7 +264,15 @@ class PendingLabelStore:
             events: each event with the pair's features just before it, in
                 partition order.
         """
-        payload = [_event_document(event, features) for event, features in events]
+        documents = []
+        payloads = []
+        for event, features in events:
+            # Only triggers need their features stored; ARGV[4] is the first payload.
+            index = 0
+            if event.event_type in self._triggers:
+                payloads.append(encode_example(event, features))
+                index = 3 + len(payloads)
+            documents.append(_event_document(event, index))
         task_documents = [
             {
                 "name": task.name,
@@ -270,9 +286,10 @@ class PendingLabelStore:
         raw = self._script(
             keys=self.keys(partition),
             args=[
-                json.dumps(payload) if payload else "[]",
+                json.dumps(documents) if documents else "[]",
                 json.dumps(task_documents),
                 json.dumps(self._settings),
+                *payloads,
             ],
         )
         return _parse_outcome(raw)
@@ -290,45 +307,43 @@ class PendingLabelStore:
         }
 
 
-def _event_document(event: Event, features: Mapping[str, float]) -> dict[str, Any]:
-    example = {
-        "id": event.event_id,
-        "u": event.user_id,
-        "i": event.item_id,
-        "t": event.event_timestamp,
-        "f": dict(features),
-    }
+def _event_document(event: Event, payload_index: int) -> dict[str, Any]:
     return {
         "id": event.event_id,
         "type": event.event_type.value,
         "u": event.user_id,
         "i": event.item_id,
         "t": event.event_timestamp,
-        # The example travels as an opaque string, so Lua never parses features.
-        "x": json.dumps(example),
+        "x": payload_index,
     }
 
 
-def _parse_outcome(raw: bytes | str) -> StoreOutcome:
-    document = json.loads(raw)
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _parse_outcome(raw: Sequence[bytes | str]) -> StoreOutcome:
+    summary = json.loads(_text(raw[0]))
     resolved = []
-    for task, label, example_json in document["resolved"] or []:
-        example = json.loads(example_json)
+    undecodable = 0
+    labels = summary["labels"] or []
+    for (task, label), payload in zip(labels, raw[1:], strict=True):
+        example = decode_example(_text(payload))
+        if example is None:
+            undecodable += 1
+            continue
+        event_id, user_id, item_id, event_time, features = example
         resolved.append(
             ResolvedExample(
-                task=task,
-                label=bool(label),
-                event_id=example["id"],
-                user_id=example["u"],
-                item_id=example["i"],
-                event_time=float(example["t"]),
-                features={name: float(value) for name, value in example["f"].items()},
+                task, bool(label), event_id, user_id, item_id, event_time, features
             )
         )
-    fresh = document["fresh"] or []
+    fresh = summary["fresh"]
+    # cjson encodes an empty Lua table as {}, not [].
     return StoreOutcome(
         fresh_event_ids=list(fresh) if isinstance(fresh, list) else [],
         resolved=resolved,
-        watermark=float(document["watermark"]),
-        pending_dropped=int(document["dropped"]),
+        watermark=float(summary["watermark"]),
+        pending_dropped=int(summary["dropped"]),
+        undecodable=undecodable,
     )

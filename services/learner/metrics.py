@@ -19,6 +19,7 @@ __all__ = [
     "RETRAIN_REQUESTS",
     "ROLLING_LOG_LOSS",
     "ROLLING_ROC_AUC",
+    "UNDECODABLE",
     "WATERMARK",
 ]
 
@@ -34,6 +35,11 @@ DUPLICATES = Counter(
 PENDING_DROPPED = Counter(
     "cartwheel_learner_pending_dropped_total",
     "Trigger events not recorded because their pair had too many pending examples",
+)
+UNDECODABLE = Counter(
+    "cartwheel_learner_undecodable_examples_total",
+    "Resolved examples not learned because they were stored under another "
+    "feature layout (pending across a change of the feature names)",
 )
 ROLLING_ROC_AUC = Gauge(
     "cartwheel_learner_rolling_roc_auc",

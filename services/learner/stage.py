@@ -210,12 +210,15 @@ class LearningStage:
             fresh = set(outcome.fresh_event_ids)
             metrics.DUPLICATES.inc(len(applied_events) - len(fresh))
             metrics.PENDING_DROPPED.inc(outcome.pending_dropped)
+            metrics.UNDECODABLE.inc(outcome.undecodable)
             self._watermarks[partition] = outcome.watermark
+            fresh_events = []
             for applied in applied_events:
                 # discard() makes a duplicate within the batch learn once.
                 if applied.event.event_id in fresh:
                     fresh.discard(applied.event.event_id)
-                    self._learn_affinity(applied)
+                    fresh_events.append(applied)
+            self._learn_affinity(fresh_events)
             for example in outcome.resolved:
                 self._learn_conversion(example)
 
@@ -227,19 +230,30 @@ class LearningStage:
         ):
             self.checkpoint()
 
-    def _learn_affinity(self, applied: AppliedEvent) -> None:
+    def _learn_affinity(self, fresh: Sequence[AppliedEvent]) -> None:
         evaluator = self.evaluators[AFFINITY_MODEL]
         model = evaluator.model
         if not isinstance(model, AffinityModel):
-            raise TypeError(f"affinity model has type {type(model).__name__}")
-        positive = OnlineExample(applied.event.user_id, applied.event.item_id)
-        negatives = model.sample_negatives(positive)
-        result = evaluator.score_then_learn(positive, True)
-        self._record(AFFINITY_MODEL, positive, True, result)
-        for negative in negatives:
-            result = evaluator.score_then_learn(negative, False)
-            self._record(AFFINITY_MODEL, negative, False, result)
-        model.remember_item(applied.event.item_id)
+            raise TypeError(
+                f"the affinity model has type {type(model).__name__}; "
+                "expected AffinityModel"
+            )
+        examples: list[OnlineExample] = []
+        labels: list[bool] = []
+        for applied in fresh:
+            positive = OnlineExample(
+                applied.event.user_id,
+                applied.event.item_id,
+                event_id=applied.event.event_id,
+            )
+            negatives = model.sample_negatives(positive)
+            examples += [positive, *negatives]
+            labels += [True] + [False] * len(negatives)
+            model.remember_item(applied.event.item_id)
+
+        results = evaluator.score_then_learn_many(examples, labels)
+        for example, label, result in zip(examples, labels, results, strict=True):
+            self._record(AFFINITY_MODEL, example, label, result)
 
     def _learn_conversion(self, resolved: ResolvedExample) -> None:
         example = OnlineExample(

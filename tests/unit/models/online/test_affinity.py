@@ -1,12 +1,17 @@
 from __future__ import annotations
 
+import pickle
+
 import pytest
 
 from models.online import AffinityModel, OnlineExample
 
 
-def test_affinity_memory_stays_within_buckets_when_ids_grow() -> None:
-    model = AffinityModel(user_buckets=32, item_buckets=64, negatives=2, seed=0)
+def test_affinity_memory_stays_fixed_when_ids_grow() -> None:
+    model = AffinityModel(
+        user_buckets=32, item_buckets=64, n_factors=4, negatives=2, recent_items=100
+    )
+    size_before = len(pickle.dumps(model))
 
     for index in range(5000):
         example = OnlineExample(f"user-{index}", f"item-{index}")
@@ -16,8 +21,10 @@ def test_affinity_memory_stays_within_buckets_when_ids_grow() -> None:
             model.learn_one(negative, False)
         model.remember_item(example.item_id)
 
-    # One weight and one latent vector per bucket at most.
-    assert model.n_parameters <= 2 * (32 + 64)
+    # One bias and one latent vector per bucket, plus the intercept.
+    assert model.n_parameters == 1 + (32 + 64) * (1 + 4)
+    # The ring of recent items is capped too; ids differ in length by a few bytes.
+    assert len(pickle.dumps(model)) < size_before + 100 * 20
 
 
 def test_affinity_ranks_learned_pair_above_unrelated_item() -> None:
