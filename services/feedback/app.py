@@ -72,13 +72,14 @@ class FeedbackProcessor:
             if record is not None:
                 records.append(record)
         started = time.perf_counter()
-        credits = await self._get_tables().apply(records)
+        applied = await self._get_tables().apply(records)
         metrics.BATCH_SECONDS.observe(time.perf_counter() - started)
-        for credit in credits:
+        metrics.MESSAGES.labels("duplicate").inc(applied.duplicates)
+        for credit in applied.credits:
             metrics.OUTCOMES.labels(
                 credit.surface, credit.model_version, credit.outcome.value
             ).inc()
-        return len(credits)
+        return len(applied.credits)
 
     def export_ratios(self) -> None:
         """Recompute the outcome-ratio gauges from the counts in Redis (blocking)."""
@@ -175,8 +176,8 @@ def create_app(settings: FeedbackSettings) -> tuple[faust.App, FeedbackProcessor
         # aiokafka cannot obtain a producer id from every broker (Tansu 0.6).
         processing_guarantee="at_least_once",
         producer_linger=0.0,
-        # A commit every second bounds how much is redelivered after a crash.
-        broker_commit_interval=1.0,
+        # Frequent commits bound how much is redelivered after a crash.
+        broker_commit_interval=settings.commit_interval_seconds,
         consumer_auto_offset_reset="earliest",
         # Topics are created by 'cartwheel topics create' with their partition
         # counts; the app only checks them, and needs no leader topic.

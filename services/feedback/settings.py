@@ -52,6 +52,12 @@ class FeedbackSettings(BaseSettings):
     batch_wait_seconds: float = Field(
         default=0.1, gt=0, le=10, description="longest wait to fill a batch"
     )
+    commit_interval_seconds: float = Field(
+        default=1.0,
+        gt=0,
+        le=600,
+        description="seconds between offset commits; what a crash redelivers",
+    )
     ratio_lookback_seconds: int = Field(
         default=3600, ge=60, description="span of the exported outcome ratios"
     )

@@ -36,6 +36,7 @@ from schemas.recommendations import Slate
 from services.feedback.settings import FeedbackSettings
 
 __all__ = [
+    "Applied",
     "Credit",
     "FeedbackTables",
     "Outcome",
@@ -56,6 +57,14 @@ class Outcome(StrEnum):
     CLICK = "click"
     CART_ADD = "cart_add"
     PURCHASE = "purchase"
+
+
+@dataclass(frozen=True)
+class Applied:
+    """What one batch changed: the outcomes newly counted and the duplicates."""
+
+    credits: list[Credit]
+    duplicates: int
 
 
 @dataclass(frozen=True)
@@ -136,7 +145,7 @@ _APPLY_SLATE = (
     _LUA_PRELUDE
     + """
 local rid = ARGV[6]
-if redis.call('ZSCORE', KEYS[3], 's:' .. rid) then return out end
+if redis.call('ZSCORE', KEYS[3], 's:' .. rid) then return {0, out} end
 local slate = {id = rid, s = ARGV[7], m = ARGV[8], g = ARGV[9],
                i = cjson.decode(ARGV[10]), w = ARGV[11], done = {}}
 local window_start = tonumber(ARGV[11])
@@ -156,7 +165,7 @@ end
 redis.call('RPUSH', KEYS[2], cjson.encode(slate))
 redis.call('LTRIM', KEYS[2], -tonumber(ARGV[12]), -1)
 mark_seen('s:' .. rid)
-return out
+return {1, out}
 """
 )
 
@@ -167,7 +176,7 @@ _APPLY_EVENT = (
     _LUA_PRELUDE
     + """
 local event_id = ARGV[6]
-if redis.call('ZSCORE', KEYS[3], 'e:' .. event_id) then return out end
+if redis.call('ZSCORE', KEYS[3], 'e:' .. event_id) then return {0, out} end
 local ev = {id = event_id, i = ARGV[7], y = ARGV[8], ts = tonumber(ARGV[9]),
             r = ARGV[10], q = redis.call('HINCRBY', KEYS[4], 'seq', 1)}
 for idx, raw in ipairs(redis.call('LRANGE', KEYS[2], 0, -1)) do
@@ -182,7 +191,7 @@ end
 redis.call('RPUSH', KEYS[1], cjson.encode(ev))
 redis.call('LTRIM', KEYS[1], -tonumber(ARGV[11]), -1)
 mark_seen('e:' .. event_id)
-return out
+return {1, out}
 """
 )
 
@@ -218,17 +227,18 @@ class FeedbackTables:
         width = self._settings.window_seconds
         return int(timestamp // width) * width
 
-    async def apply(self, records: Sequence[Slate | Event]) -> list[Credit]:
+    async def apply(self, records: Sequence[Slate | Event]) -> Applied:
         """Apply slates and events in order, in one round trip.
 
         A record applied before (same ``recommendation_id`` or ``event_id``
         within the per-user dedupe horizon) changes nothing.
 
         Returns:
-            the outcomes newly counted, in the order they were counted.
+            the outcomes newly counted, in the order they were counted, and the
+            number of records that were applied before.
         """
         if not records:
-            return []
+            return Applied([], 0)
         async with self._client.pipeline(transaction=False) as pipe:
             for record in records:
                 if isinstance(record, Slate):
@@ -236,11 +246,13 @@ class FeedbackTables:
                 else:
                     await self._queue_event(pipe, record)
             results = await pipe.execute()
-        return [
+        credits = [
             Credit(as_text(surface), as_text(model_version), Outcome(as_text(outcome)))
-            for result in results
-            for surface, model_version, outcome in result
+            for _, outcomes in results
+            for surface, model_version, outcome in outcomes
         ]
+        duplicates = sum(1 for is_applied, _ in results if not is_applied)
+        return Applied(credits, duplicates)
 
     async def close(self) -> None:
         """Close the Redis client."""

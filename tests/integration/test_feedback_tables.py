@@ -17,7 +17,7 @@ from schemas.recommendations import CandidateSource, Slate, SlateItem, Surface
 from services.common.settings import RedisSettings
 from services.feedback.reader import hit_rate, outcome_counts
 from services.feedback.settings import FeedbackSettings
-from services.feedback.tables import Credit, FeedbackTables, Outcome
+from services.feedback.tables import Applied, Credit, FeedbackTables, Outcome
 
 pytestmark = pytest.mark.integration
 
@@ -32,18 +32,28 @@ def settings(redis_settings: RedisSettings) -> FeedbackSettings:
 
 
 @pytest.fixture
-def apply(settings: FeedbackSettings) -> Iterator[Callable[..., list[Credit]]]:
-    """Return a function that applies records through a fresh FeedbackTables."""
+def apply_batch(settings: FeedbackSettings) -> Iterator[Callable[..., Applied]]:
+    """Return a function that applies records and returns the whole result."""
     loop = asyncio.new_event_loop()
     client = redis.asyncio.Redis.from_url(settings.redis.url.get_secret_value())
     tables = FeedbackTables(client, settings)
 
-    def run(*records: Slate | Event) -> list[Credit]:
+    def run(*records: Slate | Event) -> Applied:
         return loop.run_until_complete(tables.apply(list(records)))
 
     yield run
     loop.run_until_complete(tables.close())
     loop.close()
+
+
+@pytest.fixture
+def apply(apply_batch: Callable[..., Applied]) -> Callable[..., list[Credit]]:
+    """Return a function that applies records and returns the new credits."""
+
+    def run(*records: Slate | Event) -> list[Credit]:
+        return apply_batch(*records).credits
+
+    return run
 
 
 def make_event(
@@ -186,16 +196,18 @@ def test_each_outcome_counts_once_per_slate(
 
 
 def test_redelivered_records_change_nothing(
-    apply: Callable[..., list[Credit]],
+    apply_batch: Callable[..., Applied],
 ) -> None:
     event = make_event("e1", "a")
     slate = make_slate("e1", ["b"])
     later = make_event("e2", "b", seconds=1)
-    apply(event, slate, later)
+    first = apply_batch(event, slate, later)
 
-    credits = apply(event, slate, later)
+    again = apply_batch(event, slate, later)
 
-    assert credits == []
+    assert first.duplicates == 0
+    assert again.credits == []
+    assert again.duplicates == 3
 
 
 def test_recommendation_id_credits_named_slate_off_its_items(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -30,6 +31,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 PARTITIONS = 2
 VERSION = "mt-20260105-abc1234"
+USERS = 20
 START = datetime(2026, 1, 5, 12, 0, tzinfo=UTC)
 
 
@@ -179,30 +181,61 @@ def expected_counts(rounds: int, users: int) -> dict[OutcomeKey, int]:
     }
 
 
-@pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGKILL])
-def test_worker_counts_continue_after_restart(
+def scrape_duplicates(worker: FeedbackWorker) -> float:
+    text = httpx.get(f"http://127.0.0.1:{worker.metrics_port}/metrics").text
+    match = re.search(
+        r'^cartwheel_feedback_messages_total\{outcome="duplicate"\} (\S+)$',
+        text,
+        re.MULTILINE,
+    )
+    return float(match.group(1)) if match else 0.0
+
+
+def test_worker_counts_continue_after_graceful_restart(
     worker: FeedbackWorker,
     kafka_settings: KafkaSettings,
     redis_settings: RedisSettings,
     redis_client: redis.Redis,
     names: dict[str, str],
-    stop_signal: signal.Signals,
 ) -> None:
     producer = Producer(producer_config(kafka_settings, linger_ms=1))
     prefix = redis_settings.key_prefix
-    users = 20
     worker.start()
-    publish_round(producer, names, 0, users)
-    wait_for_counts(redis_client, prefix, expected_counts(1, users), worker)
-    worker.stop(stop_signal)
+    publish_round(producer, names, 0, USERS)
+    wait_for_counts(redis_client, prefix, expected_counts(1, USERS), worker)
+    worker.stop(signal.SIGTERM)
 
-    publish_round(producer, names, 1, users)
+    publish_round(producer, names, 1, USERS)
     worker.start()
-    counts = wait_for_counts(redis_client, prefix, expected_counts(2, users), worker)
-    settled = wait_for_counts(redis_client, prefix, expected_counts(2, users), worker)
+    counts = wait_for_counts(redis_client, prefix, expected_counts(2, USERS), worker)
 
-    assert counts == expected_counts(2, users)
-    assert settled == counts
+    assert counts == expected_counts(2, USERS)
+
+
+def test_worker_counts_not_doubled_after_kill(
+    worker: FeedbackWorker,
+    kafka_settings: KafkaSettings,
+    redis_settings: RedisSettings,
+    redis_client: redis.Redis,
+    names: dict[str, str],
+) -> None:
+    # No offset is committed before the kill, so the restarted worker reads
+    # every message of the first round again.
+    worker.env["CARTWHEEL_FEEDBACK_COMMIT_INTERVAL_SECONDS"] = "120"
+    producer = Producer(producer_config(kafka_settings, linger_ms=1))
+    prefix = redis_settings.key_prefix
+    worker.start()
+    publish_round(producer, names, 0, USERS)
+    wait_for_counts(redis_client, prefix, expected_counts(1, USERS), worker)
+    worker.stop(signal.SIGKILL)
+
+    publish_round(producer, names, 1, USERS)
+    worker.start()
+    counts = wait_for_counts(redis_client, prefix, expected_counts(2, USERS), worker)
+    duplicates = scrape_duplicates(worker)
+
+    assert counts == expected_counts(2, USERS)
+    assert duplicates == 3 * USERS
 
 
 def test_worker_exports_outcomes_to_prometheus(
