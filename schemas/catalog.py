@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from schemas.events import Id
+from schemas.events import Id, WireTime
 
 __all__ = [
     "CATALOG_SCHEMA_VERSION",
@@ -21,7 +21,7 @@ __all__ = [
     "catalog_key",
 ]
 
-CATALOG_SCHEMA_VERSION = 1
+CATALOG_SCHEMA_VERSION: Literal[1] = 1
 
 Price = Annotated[float, Field(ge=0.0, le=1e9, allow_inf_nan=False)]
 
@@ -40,7 +40,7 @@ class ItemRecord(BaseModel):
     price: Price | None = None
     stock: Annotated[int, Field(ge=0)] | None = None
     is_consumable: bool = False
-    updated_at: AwareDatetime
+    updated_at: WireTime
 
 
 class PromotionRecord(BaseModel):
@@ -57,15 +57,15 @@ class PromotionRecord(BaseModel):
     promotion_id: Id
     title: Annotated[str, Field(min_length=1, max_length=256)]
     discount_percent: Annotated[float, Field(gt=0.0, le=100.0)]
-    starts_at: AwareDatetime
-    ends_at: AwareDatetime
+    starts_at: WireTime
+    ends_at: WireTime
     category_ids: list[Id] = Field(default_factory=list, max_length=256)
     brands: list[Annotated[str, Field(max_length=128)]] = Field(
         default_factory=list, max_length=256
     )
     item_ids: list[Id] = Field(default_factory=list, max_length=1024)
     is_generated: bool = False
-    updated_at: AwareDatetime
+    updated_at: WireTime
 
     @model_validator(mode="after")
     def _check_window(self) -> PromotionRecord:
@@ -91,9 +91,9 @@ class ReviewRecord(BaseModel):
     unhelpful_votes: Annotated[int, Field(ge=0)] = 0
     title: Annotated[str, Field(max_length=256)] | None = None
     body_length: Annotated[int, Field(ge=0)] = 0
-    created_at: AwareDatetime
+    created_at: WireTime
     is_generated: bool = False
-    updated_at: AwareDatetime
+    updated_at: WireTime
 
 
 CatalogRecord = Annotated[

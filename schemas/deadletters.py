@@ -5,7 +5,9 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Annotated, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field
+
+from schemas.events import WireTime
 
 __all__ = ["DEAD_LETTER_SCHEMA_VERSION", "DeadLetter", "RejectionReason"]
 
@@ -60,5 +62,5 @@ class DeadLetter(BaseModel):
     source_offset: Annotated[int, Field(ge=-1)]
     raw_key_base64: str | None = None
     raw_value_base64: str | None = None
-    rejected_at: AwareDatetime
+    rejected_at: WireTime
     service: str

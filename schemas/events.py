@@ -7,11 +7,19 @@ that both accept and reject the same documents.
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    field_validator,
+)
 
 __all__ = [
     "EVENT_SCHEMA_VERSION",
@@ -21,13 +29,47 @@ __all__ = [
     "EventType",
 ]
 
-EVENT_SCHEMA_VERSION = 1
+EVENT_SCHEMA_VERSION: Literal[1] = 1
 
 # Ids are opaque strings. The cap keeps Redis keys and slates small and stops a
 # producer bug from turning every key into a multi-kilobyte string.
 MAX_ID_LENGTH = 128
 
 Id = Annotated[str, Field(min_length=1, max_length=MAX_ID_LENGTH)]
+
+# JSON Schema's "date-time" format is RFC 3339; pydantic alone also takes a
+# space separator, missing seconds or Unix seconds in a string.
+_RFC3339 = re.compile(
+    r"^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$"
+)
+
+
+def _parse_rfc3339(value: object) -> object:
+    # Anything but a string is left to pydantic's own type check.
+    if not isinstance(value, str):
+        return value
+    if not _RFC3339.match(value):
+        raise ValueError("expected an RFC 3339 time with a UTC offset")
+    return datetime.fromisoformat(value.upper())
+
+
+def _require_integer_one(value: object) -> object:
+    # In JSON, true is not a number, but Python compares True == 1.
+    if isinstance(value, bool):
+        raise ValueError("expected the integer 1")
+    return value
+
+
+def _integral_float_to_int(value: object) -> object:
+    # JSON Schema counts 1.0 as an integer; pydantic's strict mode does not.
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+WireTime = Annotated[AwareDatetime, BeforeValidator(_parse_rfc3339)]
+SchemaVersion = Annotated[Literal[1], BeforeValidator(_require_integer_one)]
+WireInt = BeforeValidator(_integral_float_to_int)
 
 
 class EventType(StrEnum):
@@ -53,14 +95,14 @@ class Event(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    schema_version: Literal[1] = EVENT_SCHEMA_VERSION
+    schema_version: SchemaVersion = EVENT_SCHEMA_VERSION
     event_id: Id
     event_type: EventType
     user_id: Id
     item_id: Id
-    event_time: AwareDatetime
+    event_time: WireTime
     session_id: Id | None = None
-    quantity: Annotated[int, Field(ge=1, le=10_000)] | None = None
+    quantity: Annotated[int, WireInt, Field(ge=1, le=10_000)] | None = None
     price: Annotated[float, Field(ge=0.0, le=1e9, allow_inf_nan=False)] | None = None
     order_id: Id | None = None
     context: EventContext | None = None

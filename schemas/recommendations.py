@@ -5,9 +5,9 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Annotated, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from schemas.events import EventType, Id
+from schemas.events import EventType, Id, WireTime
 
 __all__ = [
     "SLATE_SCHEMA_VERSION",
@@ -17,7 +17,7 @@ __all__ = [
     "Surface",
 ]
 
-SLATE_SCHEMA_VERSION = 1
+SLATE_SCHEMA_VERSION: Literal[1] = 1
 
 
 class Surface(StrEnum):
@@ -81,7 +81,7 @@ class Slate(BaseModel):
     context_item_id: Id | None = None
     items: list[SlateItem] = Field(max_length=200)
     model_version: Annotated[str, Field(min_length=1, max_length=128)]
-    generated_at: AwareDatetime
+    generated_at: WireTime
     latency_ms: Annotated[float, Field(ge=0.0, allow_inf_nan=False)]
 
     @model_validator(mode="after")

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field
 
-from schemas.events import EventType, Id
+from schemas.events import EventType, Id, WireTime
 
 __all__ = ["TRAINING_SCHEMA_VERSION", "TrainingExample"]
 
-TRAINING_SCHEMA_VERSION = 1
+TRAINING_SCHEMA_VERSION: Literal[1] = 1
 
 
 class TrainingExample(BaseModel):
@@ -29,7 +29,7 @@ class TrainingExample(BaseModel):
     user_id: Id
     item_id: Id
     session_id: Id | None = None
-    event_time: AwareDatetime
+    event_time: WireTime
     category_id: Id | None = None
     brand: str | None = None
     price: float | None = None

@@ -289,10 +289,6 @@ _LENIENT_FORMS = {
 }
 
 
-# LIMITATION(L-1): pydantic's strict JSON mode still accepts a few forms that
-# the JSON Schema rejects, and it rejects 1.0 as an integer, which JSON Schema
-# accepts. These tests start passing once the models pin the wire forms.
-@pytest.mark.xfail(strict=True, reason="L-1 edge forms differ")
 @pytest.mark.parametrize("overrides", _LENIENT_FORMS.values(), ids=_LENIENT_FORMS)
 def test_parse_event_agrees_with_schema_on_edge_forms(
     overrides: dict[str, Any],
