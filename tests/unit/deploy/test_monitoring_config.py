@@ -121,3 +121,26 @@ def test_queries_read_only_metrics_the_services_define() -> None:
         used |= set(re.findall(r"\bcartwheel_\w+", expr))
 
     assert used - available == set()
+
+
+def test_promtool_alert_unit_tests_pass() -> None:
+    tests = DEPLOY / "prometheus" / "alerts_test.yml"
+
+    result = subprocess.run(
+        [promtool(), "test", "rules", str(tests)], capture_output=True, text=True
+    )
+
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_every_alert_has_a_unit_test() -> None:
+    tests = yaml.safe_load((DEPLOY / "prometheus" / "alerts_test.yml").read_text())
+    tested = {
+        case["alertname"]
+        for test in tests["tests"]
+        for case in test.get("alert_rule_test", [])
+    }
+    document = yaml.safe_load(ALERTS.read_text())
+    alerts = {rule["alert"] for group in document["groups"] for rule in group["rules"]}
+
+    assert alerts - tested == set()
