@@ -25,7 +25,15 @@ __all__ = ["AREAS", "build_parser", "main"]
 logger = logging.getLogger(__name__)
 
 # Modules with a register(subparsers) function; adding an area is one line.
-AREAS: tuple[str, ...] = ("services.infra.cli",)
+AREAS: tuple[str, ...] = (
+    "services.infra.cli",
+    "services.replay.cli",
+    "services.features.cli",
+    "services.hotpath.cli",
+    "services.api.cli",
+    "services.feedback.cli",
+    "services.evaluation.cli",
+)
 
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
