@@ -13,7 +13,7 @@ __all__ = ["FeedbackSettings"]
 
 
 class FeedbackSettings(BaseSettings):
-    """How the feedback app joins slates with later events and where it reports."""
+    """Settings of the feedback join: windows, per-user caps, batching and /metrics."""
 
     model_config = SettingsConfigDict(env_prefix="CARTWHEEL_FEEDBACK_", frozen=True)
 
@@ -50,7 +50,7 @@ class FeedbackSettings(BaseSettings):
         default=500, ge=1, le=10000, description="messages applied per Redis round trip"
     )
     batch_wait_seconds: float = Field(
-        default=0.1, gt=0, le=10, description="longest wait to fill a batch"
+        default=0.1, gt=0, le=10, description="maximum wait to fill a batch, in seconds"
     )
     commit_interval_seconds: float = Field(
         default=1.0,
@@ -75,7 +75,9 @@ class FeedbackSettings(BaseSettings):
         description="directory for the Faust worker's local files",
     )
     log_level: str = Field(
-        default="INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR)$", description="level"
+        default="INFO",
+        pattern=r"^(DEBUG|INFO|WARNING|ERROR)$",
+        description="DEBUG, INFO, WARNING or ERROR",
     )
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     redis: RedisSettings = Field(default_factory=RedisSettings)

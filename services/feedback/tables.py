@@ -2,8 +2,8 @@
 
 The join of slates with the user's later events, and the tumbling-window counts
 it produces, live in Redis rather than in Faust tables. Faust restores a table
-by reading its changelog topic up to the end offset the broker reports, and
-some brokers (Tansu 0.6 among them) report an end offset that is too low, so a
+by reading its changelog topic up to the end offset the broker reports. Some
+brokers (Tansu 0.6 among them) report an end offset that is too low, so a
 restarted worker would start from partial counts. Faust's at-least-once
 processing would also count a message twice when it is redelivered after a
 crash. Here each slate and event is applied by one Lua script that records its
@@ -50,7 +50,7 @@ logger = logging.getLogger(__name__)
 
 
 class Outcome(StrEnum):
-    """What the feedback app counts per slate."""
+    """Outcome counted per slate."""
 
     IMPRESSION = "impression"
     HIT = "hit"
@@ -61,7 +61,7 @@ class Outcome(StrEnum):
 
 @dataclass(frozen=True)
 class Applied:
-    """What one batch changed: the outcomes newly counted and the duplicates."""
+    """Result of one batch: the outcomes newly counted and the duplicates."""
 
     credits: list[Credit]
     duplicates: int
@@ -213,6 +213,8 @@ class FeedbackTables:
         # A user's join state outlives the attribution window by an hour, so a
         # slate can still be credited by the last event inside the window.
         user_ttl = int(settings.attribution_window_seconds) + 3600
+        # LIMITATION(L-72): ids older than this horizon are forgotten, so a
+        # consumer-group reset that re-reads old messages counts them again.
         max_seen = 4 * (settings.max_recent_events + settings.max_recent_slates)
         self._common_args: list[str | int | float] = [
             self._tag,

@@ -172,7 +172,7 @@ def resolvable_stages() -> list[str]:
 
 
 def drive_api(base_url: str, user_ids: list[str]) -> None:
-    """Read slates and post an event, so every API metric has series."""
+    """Read slates and post an invalid event, so every API metric has series."""
     for user_id in user_ids:
         httpx.get(f"{base_url}/v1/users/{user_id}/slates/products", timeout=10)
     httpx.get(f"{base_url}/healthz", timeout=10)
