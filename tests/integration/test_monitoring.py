@@ -57,6 +57,9 @@ class Service:
 
 SERVICES = [
     Service("cartwheel-hotpath", "services.hotpath", "CARTWHEEL_HOTPATH_METRICS_PORT"),
+    Service(
+        "cartwheel-catalog", "services.features", "CARTWHEEL_FEATURES_METRICS_PORT"
+    ),
     Service("cartwheel-trainer", "services.trainer", "CARTWHEEL_TRAINER_METRICS_PORT"),
     Service("cartwheel-api", "services.api", "CARTWHEEL_API_PORT"),
     Service(

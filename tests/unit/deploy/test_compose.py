@@ -14,11 +14,12 @@ import yaml
 DEPLOY = Path(__file__).resolve().parents[3] / "deploy"
 
 
-CARTWHEEL_SERVICES = {"hotpath", "trainer", "feedback", "api"}
+CARTWHEEL_SERVICES = {"hotpath", "catalog", "trainer", "feedback", "api"}
 # The variable that sets the /metrics port of each service, and the job that
 # scrapes it in prometheus.yml.
 METRICS_PORT_VARIABLES = {
     "hotpath": "CARTWHEEL_HOTPATH_METRICS_PORT",
+    "catalog": "CARTWHEEL_FEATURES_METRICS_PORT",
     "trainer": "CARTWHEEL_TRAINER_METRICS_PORT",
     "feedback": "CARTWHEEL_FEEDBACK_METRICS_PORT",
     "api": "CARTWHEEL_API_PORT",

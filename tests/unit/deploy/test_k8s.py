@@ -52,7 +52,7 @@ def test_every_service_has_a_deployment(manifests: list[dict[str, Any]]) -> None
     names = set(objects(manifests, "Deployment"))
 
     assert {
-        f"cartwheel-{s}" for s in ("hotpath", "trainer", "feedback", "api")
+        f"cartwheel-{s}" for s in ("hotpath", "catalog", "trainer", "feedback", "api")
     } <= names
 
 
