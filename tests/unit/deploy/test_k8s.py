@@ -189,3 +189,11 @@ def test_hotpath_stages_match_compose(manifests: list[dict[str, Any]]) -> None:
     variables = {v["name"]: v["value"] for v in container["env"]}
 
     assert variables["CARTWHEEL_HOTPATH_STAGES"] == expected
+
+
+def test_pods_run_as_the_image_user(manifests: list[dict[str, Any]]) -> None:
+    for kind in ("Deployment", "Job"):
+        for name, manifest in objects(manifests, kind).items():
+            context = manifest["spec"]["template"]["spec"]["securityContext"]
+            assert context["runAsNonRoot"] is True, name
+            assert context["runAsUser"] == 10001, name
