@@ -191,6 +191,26 @@ def scrape_duplicates(worker: FeedbackWorker) -> float:
     return float(match.group(1)) if match else 0.0
 
 
+def run_two_rounds(
+    worker: FeedbackWorker,
+    kafka_settings: KafkaSettings,
+    redis_client: redis.Redis,
+    prefix: str,
+    names: dict[str, str],
+    stop_signal: signal.Signals,
+) -> Counter[OutcomeKey]:
+    """Count one round, stop the worker with ``stop_signal``, then count another."""
+    producer = Producer(producer_config(kafka_settings, linger_ms=1))
+    worker.start()
+    publish_round(producer, names, 0, USERS)
+    wait_for_counts(redis_client, prefix, expected_counts(1, USERS), worker)
+    worker.stop(stop_signal)
+
+    publish_round(producer, names, 1, USERS)
+    worker.start()
+    return wait_for_counts(redis_client, prefix, expected_counts(2, USERS), worker)
+
+
 def test_worker_counts_continue_after_graceful_restart(
     worker: FeedbackWorker,
     kafka_settings: KafkaSettings,
@@ -198,16 +218,14 @@ def test_worker_counts_continue_after_graceful_restart(
     redis_client: redis.Redis,
     names: dict[str, str],
 ) -> None:
-    producer = Producer(producer_config(kafka_settings, linger_ms=1))
-    prefix = redis_settings.key_prefix
-    worker.start()
-    publish_round(producer, names, 0, USERS)
-    wait_for_counts(redis_client, prefix, expected_counts(1, USERS), worker)
-    worker.stop(signal.SIGTERM)
-
-    publish_round(producer, names, 1, USERS)
-    worker.start()
-    counts = wait_for_counts(redis_client, prefix, expected_counts(2, USERS), worker)
+    counts = run_two_rounds(
+        worker,
+        kafka_settings,
+        redis_client,
+        redis_settings.key_prefix,
+        names,
+        signal.SIGTERM,
+    )
 
     assert counts == expected_counts(2, USERS)
 
@@ -222,16 +240,15 @@ def test_worker_counts_not_doubled_after_kill(
     # No offset is committed before the kill, so the restarted worker reads
     # every message of the first round again.
     worker.env["CARTWHEEL_FEEDBACK_COMMIT_INTERVAL_SECONDS"] = "120"
-    producer = Producer(producer_config(kafka_settings, linger_ms=1))
-    prefix = redis_settings.key_prefix
-    worker.start()
-    publish_round(producer, names, 0, USERS)
-    wait_for_counts(redis_client, prefix, expected_counts(1, USERS), worker)
-    worker.stop(signal.SIGKILL)
 
-    publish_round(producer, names, 1, USERS)
-    worker.start()
-    counts = wait_for_counts(redis_client, prefix, expected_counts(2, USERS), worker)
+    counts = run_two_rounds(
+        worker,
+        kafka_settings,
+        redis_client,
+        redis_settings.key_prefix,
+        names,
+        signal.SIGKILL,
+    )
     duplicates = scrape_duplicates(worker)
 
     assert counts == expected_counts(2, USERS)
