@@ -16,7 +16,10 @@ from models.multitask.model import RankerModule
 from models.registry import LoadedArtifact
 from schemas.events import EventType
 
-__all__ = ["CandidateInput", "RankRequest", "Ranker"]
+__all__ = ["CandidateInput", "CandidateLike", "RankRequest", "Ranker"]
+
+# Catalog price inside item features, read when a candidate comes without one.
+_ITEM_PRICE_FEATURE = "item_price"
 
 
 @dataclass(frozen=True)
@@ -39,13 +42,21 @@ class CandidateInput:
     price: float | None = None
 
 
+CandidateLike = CandidateInput | tuple[str, Mapping[str, float]]
+"""A candidate, or an ``(item_id, item_features)`` pair.
+
+A pair has no category or brand, so those embeddings read the missing-id row;
+pass a CandidateInput when they are known, as they were at training time.
+"""
+
+
 @dataclass(frozen=True)
 class RankRequest:
     """The candidates of one event, for ``Ranker.predict_many``."""
 
     user_id: str
     user_features: Mapping[str, float]
-    candidates: Sequence[CandidateInput]
+    candidates: Sequence[CandidateLike]
 
 
 class Ranker:
@@ -80,7 +91,7 @@ class Ranker:
         self,
         user_id: str,
         user_features: Mapping[str, float],
-        candidates: Sequence[CandidateInput],
+        candidates: Sequence[CandidateLike],
     ) -> np.ndarray:
         """Return the task probabilities of each candidate for one user.
 
@@ -135,7 +146,8 @@ class Ranker:
             ]
             numeric[row : row + count, :user_width] = user_values
             ids[row : row + count, 0] = hasher.hash("user_id", request.user_id)
-            for candidate in request.candidates:
+            for given in request.candidates:
+                candidate = _as_input(given)
                 ids[row, 1] = hasher.hash("item_id", candidate.item_id)
                 ids[row, 2] = hasher.hash("category_id", candidate.category_id)
                 ids[row, 3] = hasher.hash("brand", candidate.brand)
@@ -149,3 +161,10 @@ class Ranker:
                 numeric[row, user_width:] = item_values
                 row += 1
         return ids, numeric
+
+
+def _as_input(candidate: CandidateLike) -> CandidateInput:
+    if isinstance(candidate, CandidateInput):
+        return candidate
+    item_id, features = candidate
+    return CandidateInput(item_id, features, price=features.get(_ITEM_PRICE_FEATURE))

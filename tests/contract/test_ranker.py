@@ -29,7 +29,7 @@ USER_FEATURES = {"user_event_count_1h": 2.0}
 
 
 def _train(examples: list[TrainingExample], seed: int = 1) -> Ranker:
-    torch.set_num_threads(2)
+    torch.set_num_threads(1)
     dataset = build_training_set(examples, DatasetConfig(seed=seed))
     spec = fit_feature_spec(dataset, hash_buckets=BUCKETS)
     config = TrainConfig(**{**TRAINING.__dict__, "seed": seed})

@@ -23,8 +23,8 @@ TINY_TRAINING = TrainConfig(epochs=6, batch_size=256, learning_rate=0.01)
 
 
 @pytest.fixture(autouse=True)
-def _two_threads() -> None:
-    torch.set_num_threads(2)
+def _one_thread() -> None:
+    torch.set_num_threads(1)
 
 
 @pytest.fixture

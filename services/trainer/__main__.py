@@ -1,0 +1,103 @@
+"""Run the trainer: ``python -m services.trainer``.
+
+Load settings, configure logging and PyTorch threads, serve /metrics, then
+read training examples and refresh the ranker until SIGINT or SIGTERM.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+from types import FrameType
+
+import redis
+import torch
+from prometheus_client import start_http_server
+
+from models.registry import ModelRegistry
+from services.common.kafka import TopicSpec, verify_topics
+from services.common.logging import configure_logging
+from services.common.settings import load_settings, masked_settings
+from services.trainer.announcer import ModelAnnouncer
+from services.trainer.lock import TrainingLock
+from services.trainer.reader import ExampleReader
+from services.trainer.service import TrainerService
+from services.trainer.settings import TrainerSettings
+from services.trainer.trainer import Trainer
+from services.trainer.window import ExampleWindow
+
+__all__ = ["build_service", "main", "run"]
+
+logger = logging.getLogger(__name__)
+
+
+def build_service(settings: TrainerSettings) -> TrainerService:
+    """Connect to Kafka and Redis and build the trainer loop."""
+    topics = settings.topics
+    verify_topics(
+        settings.kafka,
+        [
+            TopicSpec(topics.training_examples, topics.partitions),
+            TopicSpec(topics.models, 1, is_compacted=True),
+        ],
+    )
+    client = redis.Redis.from_url(
+        settings.redis.url.get_secret_value(), socket_timeout=10.0
+    )
+    lock = TrainingLock(
+        client,
+        f"{settings.redis.key_prefix}:trainer:lock:{settings.model_name}",
+        settings.lock_ttl_seconds,
+    )
+    announcer = ModelAnnouncer(settings.kafka, topics.models)
+    trainer = Trainer(
+        settings, ModelRegistry(settings.registry_dir), announcer.announce, lock
+    )
+    reader = ExampleReader(
+        settings.kafka,
+        topics.training_examples,
+        settings.window_seconds,
+        group_id=f"cartwheel-trainer-{settings.model_name}",
+    )
+    window = ExampleWindow(settings.window_seconds, settings.max_window_examples)
+    return TrainerService(
+        trainer,
+        reader,
+        window,
+        lock,
+        client,
+        settings.redis.key_prefix,
+        refresh_interval_seconds=settings.refresh_interval_seconds,
+        retrain_poll_seconds=settings.retrain_poll_seconds,
+        poll_timeout_seconds=settings.poll_timeout_seconds,
+    )
+
+
+def run(settings: TrainerSettings) -> None:
+    """Serve /metrics and run the trainer until SIGINT or SIGTERM."""
+    logger.info("trainer starting settings=%s", masked_settings(settings))
+    # The trainer shares its machine with the hot path, so it uses a fixed
+    # number of threads instead of PyTorch's default of one per core.
+    torch.set_num_threads(settings.torch_threads)
+    if settings.metrics_port:
+        start_http_server(settings.metrics_port, addr=settings.metrics_host)
+    service = build_service(settings)
+
+    def _stop(signum: int, frame: FrameType | None) -> None:
+        logger.info("stop requested signal=%s", signal.Signals(signum).name)
+        service.stop()
+
+    signal.signal(signal.SIGINT, _stop)
+    signal.signal(signal.SIGTERM, _stop)
+    service.run()
+
+
+def main() -> None:
+    """Load the settings from the environment and run the trainer."""
+    settings = load_settings(TrainerSettings)
+    configure_logging(settings.log_level)
+    run(settings)
+
+
+if __name__ == "__main__":
+    main()

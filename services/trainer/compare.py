@@ -1,0 +1,245 @@
+"""Offline comparison: the multi-task ranker against single-task baselines.
+
+``python -m services.trainer.compare --dataset rees46`` replays a real dataset
+through the real feature store (a private redis-server on a free loopback port
+unless ``--redis-url`` is given), turns every applied event into a
+point-in-time training example as the hot path does, builds training rows with
+sampled negatives, holds out the newest events, and trains the multi-task model
+and one single-task model per task on the same rows with the same seeds. It
+prints per-task AUC and the MRR on the held-out events as a Markdown table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import redis
+import torch
+
+from models.multitask.dataset import DatasetConfig, TrainingSet, build_training_set
+from models.multitask.evaluation import evaluate
+from models.multitask.features import TASKS
+from models.multitask.model import ModelConfig
+from models.multitask.train import TrainConfig, fit_feature_spec, train_new_model
+from schemas.events import Event
+from schemas.training import TrainingExample
+from services.common.redis_features import AppliedResult, EventPosition, FeatureStore
+from services.features.catalog import CatalogWriter
+from services.infra import find_free_port, start_redis
+from services.replay.datasets import load_dataset
+from services.replay.settings import DEFAULT_DATA_DIR
+
+__all__ = ["ComparisonConfig", "compare", "main", "point_in_time_examples"]
+
+logger = logging.getLogger(__name__)
+
+_APPLY_BATCH = 500
+
+
+@dataclass(frozen=True)
+class ComparisonConfig:
+    """The fixed split, seeds and sizes of the comparison."""
+
+    holdout_fraction: float = 0.2
+    seeds: tuple[int, ...] = (0, 1, 2)
+    dataset: DatasetConfig = DatasetConfig(negatives_per_positive=4)
+    model: ModelConfig = ModelConfig(
+        embedding_dim=16, expert_count=4, expert_width=32, tower_width=16
+    )
+    training: TrainConfig = TrainConfig(epochs=4, batch_size=512, learning_rate=0.003)
+
+
+def training_example(result: AppliedResult) -> TrainingExample:
+    """Turn one applied event into the example the hot path would publish."""
+    event = result.event
+    attributes = result.item_attributes
+    price = event.price
+    if price is None and attributes is not None:
+        price = attributes.price
+    return TrainingExample(
+        event_id=event.event_id,
+        event_type=event.event_type,
+        user_id=event.user_id,
+        item_id=event.item_id,
+        session_id=event.session_id,
+        event_time=event.event_time,
+        category_id=attributes.category_id if attributes else None,
+        brand=attributes.brand if attributes else None,
+        price=price,
+        user_features=result.user_features,
+        item_features=result.item_features,
+    )
+
+
+def point_in_time_examples(
+    store: FeatureStore, events: Sequence[Event]
+) -> list[TrainingExample]:
+    """Apply events in order and return one example per newly applied event."""
+    examples = []
+    for start in range(0, len(events), _APPLY_BATCH):
+        batch = events[start : start + _APPLY_BATCH]
+        positions = [EventPosition(0, start + index) for index in range(len(batch))]
+        for result in store.apply_batch(batch, positions):
+            if result.status.is_new:
+                examples.append(training_example(result))
+    return examples
+
+
+def compare(
+    dataset: TrainingSet, config: ComparisonConfig
+) -> dict[str, dict[str, list[float]]]:
+    """Train every model once per seed and return held-out metrics per model.
+
+    Returns:
+        ``{model name: {metric name: [value per seed]}}`` where the model names
+        are ``multi_task`` and ``single_task_<task>``.
+    """
+    train, holdout = dataset.split_by_time(config.holdout_fraction)
+    spec = fit_feature_spec(train)
+    models = {"multi_task": config.model}
+    for task in TASKS:
+        models[f"single_task_{task}"] = replace(
+            config.model, architecture="single_task", task=task
+        )
+    results: dict[str, dict[str, list[float]]] = {name: {} for name in models}
+    for seed in config.seeds:
+        training = replace(config.training, seed=seed)
+        for name, model_config in models.items():
+            model, report = train_new_model(spec, model_config, train, training)
+            metrics = evaluate(model, spec, holdout)
+            logger.info(
+                "model evaluated model=%s seed=%s seconds=%.1f metrics=%s",
+                name,
+                seed,
+                report.seconds,
+                {key: round(value, 4) for key, value in metrics.items()},
+            )
+            for metric, value in metrics.items():
+                results[name].setdefault(metric, []).append(value)
+    return results
+
+
+def markdown_table(results: dict[str, dict[str, list[float]]]) -> str:
+    """Format mean and standard deviation over seeds, one row per model."""
+    columns = [f"auc_{task}" for task in TASKS] + ["mrr"]
+    lines = [
+        "| model | " + " | ".join(columns) + " |",
+        "|---" * (len(columns) + 1) + "|",
+    ]
+    for name, metrics in results.items():
+        cells = []
+        for column in columns:
+            values = metrics.get(column)
+            if not values:
+                cells.append("-")
+                continue
+            spread = statistics.pstdev(values) if len(values) > 1 else 0.0
+            cells.append(f"{statistics.fmean(values):.4f} ± {spread:.4f}")
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+@contextmanager
+def _redis_client(url: str | None) -> Iterator[redis.Redis]:
+    if url is not None:
+        client = redis.Redis.from_url(url)
+        yield client
+        client.close()
+        return
+    with tempfile.TemporaryDirectory(prefix="cartwheel-compare-") as state_dir:
+        server = start_redis(Path(state_dir), find_free_port())
+        client = redis.Redis.from_url(f"redis://{server.address}/0")
+        try:
+            yield client
+        finally:
+            client.close()
+            server.stop()
+
+
+def build_rows(
+    dataset_name: str, data_dir: Path, redis_url: str | None, key_prefix: str
+) -> tuple[TrainingSet, int]:
+    """Replay a dataset through the feature store and return rows and example count."""
+    dataset = load_dataset(dataset_name, data_dir)
+    with _redis_client(redis_url) as client:
+        writer = CatalogWriter(client, key_prefix)
+        for item in dataset.items:
+            writer.write(item)
+        store = FeatureStore(client, key_prefix)
+        store.load_scripts()
+        examples = point_in_time_examples(store, dataset.events)
+    return build_training_set(examples, ComparisonConfig().dataset), len(examples)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the comparison from the command line."""
+    parser = argparse.ArgumentParser(
+        prog="python -m services.trainer.compare",
+        description="Compare the multi-task ranker with single-task baselines "
+        "on a real dataset (per-task AUC and MRR on the newest 20%% of events).",
+    )
+    add_arguments(parser)
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    return run(args)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the comparison's options to a parser."""
+    parser.add_argument("--dataset", default="rees46", help="registered dataset name")
+    parser.add_argument(
+        "--data-dir", type=Path, default=DEFAULT_DATA_DIR, help="folder of the datasets"
+    )
+    parser.add_argument(
+        "--redis-url",
+        default=None,
+        help="redis:// URL to use instead of a private redis-server (keys are "
+        "written under --key-prefix)",
+    )
+    parser.add_argument("--key-prefix", default="cwcompare", help="Redis key prefix")
+    parser.add_argument("--threads", type=int, default=2, help="PyTorch CPU threads")
+    parser.add_argument(
+        "--output", type=Path, default=None, help="write results as JSON here"
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    """Build the rows, train every model and print the table."""
+    torch.set_num_threads(args.threads)
+    started = time.perf_counter()
+    rows, example_count = build_rows(
+        args.dataset, args.data_dir, args.redis_url, args.key_prefix
+    )
+    config = ComparisonConfig()
+    results = compare(rows, config)
+    _, holdout = rows.split_by_time(config.holdout_fraction)
+    positives = {
+        str(task): int(holdout.labels[:, column].sum())
+        for column, task in enumerate(TASKS)
+    }
+    sys.stdout.write(
+        f"dataset={args.dataset} examples={example_count} rows={len(rows)} "
+        f"holdout_rows={len(holdout)} holdout_positives={positives} "
+        f"holdout_fraction={config.holdout_fraction} seeds={list(config.seeds)} "
+        f"seconds={time.perf_counter() - started:.0f}\n"
+    )
+    sys.stdout.write(markdown_table(results) + "\n")
+    if args.output is not None:
+        args.output.write_text(json.dumps(results, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

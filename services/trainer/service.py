@@ -1,0 +1,143 @@
+"""The trainer's main loop: keep the window filled and refresh on time or request.
+
+Between refreshes the loop reads training examples from Kafka. A refresh
+starts when the refresh interval has passed or when a retrain request (raised
+by the online learner on drift) is pending, and only in the trainer that takes
+the training lock; the others keep reading and try again later.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+
+import redis
+
+from services.common.retrain import take_retrain_request
+from services.trainer.lock import TrainingLock
+from services.trainer.metrics import REFRESH_SECONDS, REFRESHES
+from services.trainer.reader import ExampleReader
+from services.trainer.trainer import RefreshResult, Trainer, TrainingLockLostError
+from services.trainer.window import ExampleWindow
+
+__all__ = ["TrainerService"]
+
+logger = logging.getLogger(__name__)
+
+
+class TrainerService:
+    """Reads examples and runs refreshes until stopped.
+
+    Args:
+        trainer: runs one refresh.
+        reader: fills the window from Kafka.
+        window: the sliding window.
+        lock: the training lock shared by all trainers of this model.
+        client: Redis connection for retrain requests.
+        key_prefix: the deployment's Redis key prefix.
+        refresh_interval_seconds: wall-clock seconds between scheduled refreshes.
+        retrain_poll_seconds: how often a pending retrain request is checked.
+        poll_timeout_seconds: longest wait of one Kafka poll.
+        clock: monotonic clock in seconds.
+    """
+
+    def __init__(
+        self,
+        trainer: Trainer,
+        reader: ExampleReader,
+        window: ExampleWindow,
+        lock: TrainingLock,
+        client: redis.Redis,
+        key_prefix: str,
+        *,
+        refresh_interval_seconds: float,
+        retrain_poll_seconds: float,
+        poll_timeout_seconds: float = 1.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._trainer = trainer
+        self._reader = reader
+        self._window = window
+        self._lock = lock
+        self._client = client
+        self._key_prefix = key_prefix
+        self._interval = refresh_interval_seconds
+        self._retrain_poll = retrain_poll_seconds
+        self._poll_timeout = poll_timeout_seconds
+        self._clock = clock
+        self._stop = threading.Event()
+        self._next_refresh = clock() + refresh_interval_seconds
+        self._next_request_check = clock()
+
+    def stop(self) -> None:
+        """Ask the loop to return after the current step."""
+        self._stop.set()
+
+    def run(self) -> None:
+        """Loop until ``stop``; the reader is closed on the way out."""
+        logger.info(
+            "trainer running topic=%s refresh_interval_seconds=%s",
+            self._reader.topic,
+            self._interval,
+        )
+        try:
+            while not self._stop.is_set():
+                self._reader.poll_into(self._window, self._poll_timeout)
+                self.step()
+        finally:
+            self._reader.close()
+            logger.info("trainer stopped")
+
+    def step(self) -> RefreshResult | None:
+        """Refresh when due or requested and this trainer gets the lock."""
+        now = self._clock()
+        is_scheduled = now >= self._next_refresh
+        if not is_scheduled and now < self._next_request_check:
+            return None
+        self._next_request_check = now + self._retrain_poll
+        if not self._lock.acquire():
+            if is_scheduled:
+                logger.info(
+                    "refresh skipped: another trainer holds key=%s", self._lock.key
+                )
+                self._next_refresh = now + self._interval
+            return None
+        try:
+            request = take_retrain_request(self._client, self._key_prefix)
+            if request is None and not is_scheduled:
+                return None
+            reason = (
+                "schedule" if request is None else f"retrain request ({request.reason})"
+            )
+            self._next_refresh = now + self._interval
+            with self._lock.renewing():
+                return self._refresh(reason)
+        finally:
+            self._lock.release()
+
+    def _refresh(self, reason: str) -> RefreshResult | None:
+        started = time.perf_counter()
+        try:
+            result = self._trainer.refresh(self._window.snapshot(), reason)
+        except TrainingLockLostError:
+            logger.exception("refresh stopped reason=%s", reason)
+            REFRESHES.labels("failed").inc()
+            return None
+        except Exception:
+            # A failed refresh must not stop the trainer: the champion stays,
+            # and the next interval tries again.
+            logger.exception("refresh failed reason=%s", reason)
+            REFRESHES.labels("failed").inc()
+            return None
+        REFRESHES.labels(result.outcome).inc()
+        if result.outcome != "skipped":
+            REFRESH_SECONDS.observe(time.perf_counter() - started)
+        logger.info(
+            "refresh finished outcome=%s model_version=%s seconds=%.1f",
+            result.outcome,
+            result.model_version,
+            time.perf_counter() - started,
+        )
+        return result

@@ -1,0 +1,146 @@
+"""Settings of the trainer, read from ``CARTWHEEL_TRAINER_*`` variables.
+
+The shared blocks are read from ``CARTWHEEL_KAFKA_*``, ``CARTWHEEL_REDIS_*``
+and ``CARTWHEEL_TOPIC_*``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from models.multitask.dataset import DatasetConfig
+from models.multitask.model import ModelConfig
+from models.multitask.train import TrainConfig
+from services.common.settings import KafkaSettings, RedisSettings, TopicSettings
+
+__all__ = ["TrainerSettings"]
+
+
+class TrainerSettings(BaseSettings):
+    """When and on what the trainer refreshes the ranker, and how it promotes."""
+
+    model_config = SettingsConfigDict(env_prefix="CARTWHEEL_TRAINER_", frozen=True)
+
+    kafka: KafkaSettings = Field(default_factory=KafkaSettings)
+    redis: RedisSettings = Field(default_factory=RedisSettings)
+    topics: TopicSettings = Field(default_factory=TopicSettings)
+
+    model_name: str = Field(
+        default="ranker",
+        pattern=r"^[a-z][a-z0-9_]{0,39}$",
+        description="name of the model: the artifact prefix and the models key",
+    )
+    registry_dir: Path = Field(
+        default=Path("var/registry"), description="directory of the artifacts"
+    )
+    refresh_interval_seconds: float = Field(
+        default=3600.0, gt=0, description="wall-clock seconds between refreshes"
+    )
+    retrain_poll_seconds: float = Field(
+        default=10.0, gt=0, description="how often a pending retrain request is checked"
+    )
+    window_seconds: float = Field(
+        default=7 * 86400.0,
+        gt=0,
+        description="event-time span of the sliding window of training examples",
+    )
+    max_window_examples: int = Field(
+        default=1_000_000,
+        ge=100,
+        description="training examples kept in memory; the oldest go first",
+    )
+    min_examples: int = Field(
+        default=1000, ge=10, description="examples needed before a refresh trains"
+    )
+    holdout_fraction: float = Field(
+        default=0.1,
+        gt=0,
+        lt=1,
+        description="share of the newest events held out for champion/challenger",
+    )
+    promotion_tolerance: float = Field(
+        default=0.005,
+        ge=0,
+        le=0.5,
+        description="AUC or MRR a challenger may lose per metric and still be "
+        "promoted, which absorbs evaluation noise",
+    )
+    min_click_auc: float = Field(
+        default=0.55,
+        ge=0,
+        le=1,
+        description="click AUC below which no challenger is promoted, even "
+        "without a champion",
+    )
+
+    negatives_per_positive: int = Field(default=4, ge=0, le=100)
+    label_horizon_seconds: float = Field(
+        default=3600.0,
+        gt=0,
+        description="event-time seconds after an event in which a cart add or "
+        "purchase of the same item labels it",
+    )
+    embedding_dim: int = Field(default=16, ge=1, le=256)
+    expert_count: int = Field(default=4, ge=1, le=64)
+    expert_width: int = Field(default=64, ge=1, le=4096)
+    tower_width: int = Field(default=32, ge=1, le=4096)
+    epochs: int = Field(default=2, ge=1, le=100)
+    batch_size: int = Field(default=2048, ge=1, le=1 << 20)
+    learning_rate: float = Field(default=0.003, gt=0, le=1)
+    seed: int = Field(default=0, ge=0)
+    device: str = Field(
+        default="cpu",
+        pattern=r"^(cpu|cuda(:\d+)?)$",
+        description="cpu, cuda or cuda:N",
+    )
+    torch_threads: int = Field(
+        default=2,
+        ge=1,
+        le=256,
+        description="CPU threads of PyTorch (torch.set_num_threads)",
+    )
+
+    lock_ttl_seconds: float = Field(
+        default=60.0,
+        ge=1,
+        description="lifetime of the training lock; renewed every third of it",
+    )
+    poll_timeout_seconds: float = Field(
+        default=1.0, gt=0, le=60, description="longest wait of one Kafka poll"
+    )
+    metrics_host: str = Field(default="127.0.0.1", description="address of /metrics")
+    metrics_port: int = Field(
+        default=9106, ge=0, le=65535, description="port of /metrics; 0 turns it off"
+    )
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    def dataset_config(self) -> DatasetConfig:
+        """Return the labelling and negative-sampling settings."""
+        return DatasetConfig(
+            negatives_per_positive=self.negatives_per_positive,
+            label_horizon_seconds=self.label_horizon_seconds,
+            seed=self.seed,
+        )
+
+    def network_config(self) -> ModelConfig:
+        """Return the network sizes of the multi-task model."""
+        return ModelConfig(
+            embedding_dim=self.embedding_dim,
+            expert_count=self.expert_count,
+            expert_width=self.expert_width,
+            tower_width=self.tower_width,
+        )
+
+    def train_config(self) -> TrainConfig:
+        """Return the optimiser settings."""
+        return TrainConfig(
+            epochs=self.epochs,
+            batch_size=self.batch_size,
+            learning_rate=self.learning_rate,
+            seed=self.seed,
+            device=self.device,
+        )

@@ -1,0 +1,273 @@
+"""One refresh of the ranker: build rows, train a challenger, gate it, promote it.
+
+A refresh takes the examples of the sliding window, splits off the newest
+events as the held-out slice, trains a challenger on the rest, evaluates the
+challenger and the current champion on that same slice, and promotes the
+challenger only if it is not worse (see ``services.trainer.promotion``).
+A promoted challenger is saved in the registry, becomes the champion and is
+announced on the ``models`` topic.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+from models.errors import ArtifactError
+from models.multitask.dataset import TrainingSet, build_training_set
+from models.multitask.evaluation import evaluate
+from models.multitask.features import FeatureSpec
+from models.multitask.model import RankerModule
+from models.multitask.train import (
+    TrainProgress,
+    TrainReport,
+    fit_feature_spec,
+    train_new_model,
+)
+from models.registry import ArtifactMetadata, DataWindow, ModelRegistry
+from schemas.training import TrainingExample
+from services.common.errors import CartwheelError
+from services.trainer.lock import TrainingLock
+from services.trainer.metrics import (
+    HOLDOUT_METRIC,
+    TRAINING_ROWS,
+    TRAINING_ROWS_PER_SECOND,
+)
+from services.trainer.promotion import PromotionDecision, decide_promotion
+from services.trainer.settings import TrainerSettings
+
+__all__ = [
+    "Challenger",
+    "PreparedData",
+    "RefreshResult",
+    "Trainer",
+    "TrainingLockLostError",
+]
+
+logger = logging.getLogger(__name__)
+
+Announce = Callable[[ArtifactMetadata, str], object]
+
+
+class TrainingLockLostError(CartwheelError):
+    """Raised inside a refresh when another trainer took the training lock."""
+
+
+@dataclass(frozen=True)
+class PreparedData:
+    """The rows of one refresh: older events to train on, newest events held out."""
+
+    train: TrainingSet
+    holdout: TrainingSet
+    window: DataWindow
+
+
+@dataclass(frozen=True)
+class Challenger:
+    """A newly trained model with the spec it was trained with."""
+
+    model: RankerModule
+    spec: FeatureSpec
+    report: TrainReport
+
+
+@dataclass(frozen=True)
+class RefreshResult:
+    """What a refresh did."""
+
+    outcome: Literal["promoted", "rejected", "skipped"]
+    reason: str
+    decision: PromotionDecision | None = None
+    challenger_metrics: dict[str, float] = field(default_factory=dict)
+    champion_metrics: dict[str, float] | None = None
+    model_version: str | None = None
+
+
+class Trainer:
+    """Runs refreshes against one registry.
+
+    Args:
+        settings: trainer settings.
+        registry: where artifacts and the champion pointer live.
+        announce: called with the metadata and artifact path of a promoted
+            version; None skips announcing (offline use).
+        lock: the training lock, checked during training; None when the
+            caller needs no coordination.
+    """
+
+    def __init__(
+        self,
+        settings: TrainerSettings,
+        registry: ModelRegistry,
+        announce: Announce | None = None,
+        lock: TrainingLock | None = None,
+    ) -> None:
+        self._settings = settings
+        self._registry = registry
+        self._announce = announce
+        self._lock = lock
+
+    def refresh(
+        self, examples: Sequence[TrainingExample], reason: str
+    ) -> RefreshResult:
+        """Train on the examples and promote the challenger if it is not worse."""
+        logger.info("refresh started reason=%s examples=%s", reason, len(examples))
+        prepared = self.prepare(examples)
+        if prepared is None:
+            return RefreshResult(
+                "skipped",
+                f"{len(examples)} examples, fewer than {self._settings.min_examples}",
+            )
+        challenger = self.train_challenger(prepared.train)
+        return self.judge(challenger, prepared)
+
+    def prepare(self, examples: Sequence[TrainingExample]) -> PreparedData | None:
+        """Build rows and split them by time; None when examples are too few."""
+        if len(examples) < self._settings.min_examples:
+            logger.info(
+                "refresh skipped examples=%s min_examples=%s",
+                len(examples),
+                self._settings.min_examples,
+            )
+            return None
+        started = time.perf_counter()
+        dataset = build_training_set(examples, self._settings.dataset_config())
+        train, holdout = dataset.split_by_time(self._settings.holdout_fraction)
+        times = [example.event_time for example in examples]
+        window = DataWindow(
+            start=min(times), end=max(times), examples=len(examples), rows=len(train)
+        )
+        logger.info(
+            "training rows built rows=%s train_rows=%s holdout_rows=%s seconds=%.2f",
+            len(dataset),
+            len(train),
+            len(holdout),
+            time.perf_counter() - started,
+        )
+        return PreparedData(train, holdout, window)
+
+    def train_challenger(self, train: TrainingSet) -> Challenger:
+        """Fit a feature spec and train a multi-task model on the training rows.
+
+        Raises:
+            TrainingLockLostError: another trainer took the lock meanwhile.
+        """
+        spec = fit_feature_spec(train)
+        model, report = train_new_model(
+            spec,
+            self._settings.network_config(),
+            train,
+            self._settings.train_config(),
+            on_progress=self._on_progress,
+        )
+        TRAINING_ROWS.set(report.rows)
+        TRAINING_ROWS_PER_SECOND.set(report.rows_per_second)
+        logger.info(
+            "challenger trained rows=%s epochs=%s seconds=%.2f rows_per_second=%.0f",
+            report.rows,
+            report.epochs,
+            report.seconds,
+            report.rows_per_second,
+        )
+        return Challenger(model, spec, report)
+
+    def judge(self, challenger: Challenger, prepared: PreparedData) -> RefreshResult:
+        """Evaluate challenger and champion on the held-out rows, then act."""
+        challenger_metrics = evaluate(
+            challenger.model, challenger.spec, prepared.holdout
+        )
+        champion_metrics = self._champion_metrics(prepared.holdout)
+        for name, value in challenger_metrics.items():
+            HOLDOUT_METRIC.labels("challenger", name).set(value)
+        for name, value in (champion_metrics or {}).items():
+            HOLDOUT_METRIC.labels("champion", name).set(value)
+        decision = decide_promotion(
+            challenger_metrics,
+            champion_metrics,
+            tolerance=self._settings.promotion_tolerance,
+            min_click_auc=self._settings.min_click_auc,
+        )
+        if not decision.is_promoted:
+            logger.warning(
+                "challenger rejected, champion kept reasons=%s", decision.describe()
+            )
+            return RefreshResult(
+                "rejected",
+                decision.describe(),
+                decision,
+                challenger_metrics,
+                champion_metrics,
+            )
+        metadata = self._registry.save(
+            self._settings.model_name,
+            challenger.model,
+            challenger.spec,
+            prepared.window,
+            _artifact_metrics(challenger_metrics, champion_metrics),
+        )
+        self._registry.promote(metadata)
+        logger.info(
+            "challenger promoted model_version=%s reasons=%s",
+            metadata.model_version,
+            decision.describe(),
+        )
+        if self._announce is not None:
+            path = self._registry.path_of(metadata.model_version).resolve()
+            self._announce(metadata, str(path))
+        return RefreshResult(
+            "promoted",
+            decision.describe(),
+            decision,
+            challenger_metrics,
+            champion_metrics,
+            metadata.model_version,
+        )
+
+    def _champion_metrics(self, holdout: TrainingSet) -> dict[str, float] | None:
+        try:
+            champion = self._registry.load_champion(self._settings.model_name)
+        except ArtifactError:
+            logger.exception(
+                "champion failed to load, judging the challenger alone model=%s",
+                self._settings.model_name,
+            )
+            return None
+        if champion is None:
+            return None
+        metrics = evaluate(champion.model, champion.spec, holdout)
+        logger.info(
+            "champion evaluated model_version=%s metrics=%s",
+            champion.metadata.model_version,
+            _rounded(metrics),
+        )
+        return metrics
+
+    def _on_progress(self, progress: TrainProgress) -> None:
+        logger.info(
+            "training progress epoch=%s batch=%s/%s loss=%.4f",
+            progress.epoch,
+            progress.batch,
+            progress.batches_per_epoch,
+            progress.loss,
+        )
+        if self._lock is not None and self._lock.is_lost:
+            raise TrainingLockLostError(
+                f"training lock {self._lock.key!r} was taken by another trainer; "
+                "this refresh stops without promoting"
+            )
+
+
+def _artifact_metrics(
+    challenger: dict[str, float], champion: dict[str, float] | None
+) -> dict[str, float]:
+    metrics = {f"holdout_{name}": value for name, value in challenger.items()}
+    for name, value in (champion or {}).items():
+        metrics[f"champion_holdout_{name}"] = value
+    return metrics
+
+
+def _rounded(metrics: dict[str, float]) -> dict[str, float]:
+    return {name: round(value, 4) for name, value in metrics.items()}

@@ -1,0 +1,85 @@
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from models.registry import ArtifactMetadata, ModelRegistry
+from schemas.training import TrainingExample
+from services.trainer.settings import TrainerSettings
+from services.trainer.trainer import Trainer
+
+MakeSettings = Callable[..., TrainerSettings]
+
+
+def test_refresh_promotes_first_model_and_announces_it(
+    make_settings: MakeSettings, window_examples: list[TrainingExample]
+) -> None:
+    settings = make_settings()
+    registry = ModelRegistry(settings.registry_dir)
+    announced: list[tuple[str, str]] = []
+
+    def announce(metadata: ArtifactMetadata, uri: str) -> None:
+        announced.append((metadata.model_version, uri))
+
+    result = Trainer(settings, registry, announce).refresh(window_examples, "test")
+
+    assert result.outcome == "promoted"
+    assert registry.champion_version("ranker") == result.model_version
+    assert announced == [
+        (
+            result.model_version,
+            str(registry.path_of(str(result.model_version)).resolve()),
+        )
+    ]
+
+
+def test_refresh_skips_window_below_min_examples(
+    make_settings: MakeSettings, window_examples: list[TrainingExample]
+) -> None:
+    settings = make_settings(min_examples=5000)
+
+    result = Trainer(settings, ModelRegistry(settings.registry_dir)).refresh(
+        window_examples, "test"
+    )
+
+    assert result.outcome == "skipped"
+    assert ModelRegistry(settings.registry_dir).versions("ranker") == []
+
+
+def test_challenger_on_shuffled_labels_is_not_promoted(
+    make_settings: MakeSettings, window_examples: list[TrainingExample]
+) -> None:
+    settings = make_settings()
+    registry = ModelRegistry(settings.registry_dir)
+    trainer = Trainer(settings, registry)
+    champion = trainer.refresh(window_examples, "first")
+    prepared = trainer.prepare(window_examples)
+    assert prepared is not None
+    permutation = np.random.default_rng(0).permutation(len(prepared.train))
+    shuffled = prepared.train.with_labels(prepared.train.labels[permutation])
+
+    result = trainer.judge(trainer.train_challenger(shuffled), prepared)
+
+    assert champion.outcome == "promoted"
+    assert result.outcome == "rejected"
+    assert "auc_click worse" in result.reason
+    assert registry.champion_version("ranker") == champion.model_version
+    assert registry.versions("ranker") == [champion.model_version]
+
+
+def test_refresh_judges_alone_when_champion_is_corrupt(
+    make_settings: MakeSettings, window_examples: list[TrainingExample]
+) -> None:
+    settings = make_settings()
+    registry = ModelRegistry(settings.registry_dir)
+    trainer = Trainer(settings, registry)
+    first = trainer.refresh(window_examples, "first")
+    weights = registry.path_of(str(first.model_version)) / "weights.safetensors"
+    weights.write_bytes(b"garbage")
+
+    second = trainer.refresh(window_examples, "second")
+
+    assert second.outcome == "promoted"
+    assert second.champion_metrics is None
+    assert registry.champion_version("ranker") == second.model_version
