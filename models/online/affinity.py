@@ -30,6 +30,7 @@ them up (pairs sharing a bucket add their gradients).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections import deque
 from collections.abc import Sequence
@@ -45,9 +46,11 @@ __all__ = ["AffinityModel"]
 _MAX_LOGIT = 30.0
 
 
+@functools.lru_cache(maxsize=1 << 16)
 def _bucket(value: str, buckets: int) -> int:
     # blake2b, unlike hash(), gives the same bucket in every process, which a
-    # restored checkpoint relies on.
+    # restored checkpoint relies on. The cache skips rehashing the ids of
+    # active users and candidate items.
     digest = hashlib.blake2b(value.encode(), digest_size=8).digest()
     return int.from_bytes(digest, "little") % buckets
 

@@ -10,10 +10,11 @@ label was known.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Literal
 
+import numpy as np
 from river import compose, facto, linear_model, optim, preprocessing
 
 from models.online.base import OnlineExample, OnlineModel, squash_features
@@ -92,6 +93,14 @@ class ConversionModel(OnlineModel):
         self.max_features = max_features
         self._known_features: set[str] = set()
         self._pipeline = _build_classifier(learner, learning_rate, seed)
+        self._parameter_cache: (
+            tuple[
+                int,
+                tuple[str, ...],
+                tuple[np.ndarray, np.ndarray, np.ndarray, float],
+            ]
+            | None
+        ) = None
 
     def _inputs(self, features: Mapping[str, float]) -> dict[str, float]:
         squashed = squash_features(features)
@@ -106,6 +115,74 @@ class ConversionModel(OnlineModel):
             if len(self._known_features) >= self.max_features:
                 return
             self._known_features.add(name)
+
+    def predict_proba_many(self, examples: Sequence[OnlineExample]) -> list[float]:
+        """Return P(conversion) for each example, vectorized for linear learners."""
+        if self.learner == "fm" or not examples:
+            return super().predict_proba_many(examples)
+        names = tuple(sorted({name for e in examples for name in e.features}))
+        raw = np.array(
+            [[e.features.get(name, np.nan) for name in names] for e in examples],
+            dtype=np.float64,
+        ).reshape(len(examples), len(names))
+        return [float(prob) for prob in self.predict_proba_matrix(names, raw)]
+
+    def predict_proba_matrix(
+        self, names: tuple[str, ...], raw: np.ndarray
+    ) -> np.ndarray:
+        """Return P(conversion) for each row of a feature matrix.
+
+        Scoring 50 candidates one by one through the River pipeline costs
+        about 4 ms; the linear learners' parameters are read once into arrays
+        instead. The result equals :meth:`predict_proba` up to float rounding.
+
+        Args:
+            names: the feature name of each column.
+            raw: shape (C, len(names)), one row per example; NaN marks an
+                absent feature.
+
+        Returns:
+            Shape (C,) probabilities.
+        """
+        if self.learner == "fm":
+            examples = [
+                OnlineExample("", "", dict(zip(names, row.tolist(), strict=True)))
+                for row in raw
+            ]
+            return np.array(super().predict_proba_many(examples))
+        means, scales, weights, intercept = self._linear_parameters(names)
+        squashed = np.sign(raw) * np.log1p(np.abs(raw))
+        # Absent and non-finite features contribute nothing, as in the pipeline.
+        scaled = np.where(np.isfinite(squashed), (squashed - means) * scales, 0.0)
+        logits = scaled @ weights + intercept
+        return np.asarray(1.0 / (1.0 + np.exp(-logits)))
+
+    def _linear_parameters(
+        self, names: tuple[str, ...]
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+        # Rebuilt only when the model learned something or the columns changed.
+        cached = self._parameter_cache
+        if cached is not None and cached[0] == self.n_updates and cached[1] == names:
+            return cached[2]
+        scaler = self._pipeline["StandardScaler"]
+        # Names the model never admitted get weight 0, as the pipeline drops them.
+        known = [name in self._known_features for name in names]
+        means = np.array([scaler.means.get(name, 0.0) for name in names])
+        variances = np.array([scaler.vars.get(name, 0.0) for name in names])
+        scales = np.divide(
+            1.0, np.sqrt(variances), out=np.zeros_like(variances), where=variances > 0
+        )
+        if self.learner == "alma":
+            alma = self._pipeline["ALMAClassifier"]
+            weights = np.array([alma.w.get(name, 0.0) for name in names])
+            intercept = float(alma.w.get("bias", 0.0))
+        else:
+            regression = self._pipeline["LogisticRegression"]
+            weights = np.array([regression._weights.get(name, 0.0) for name in names])
+            intercept = float(regression.intercept)
+        parameters = (means, scales, np.where(known, weights, 0.0), intercept)
+        self._parameter_cache = (self.n_updates, names, parameters)
+        return parameters
 
     def predict_proba(self, example: OnlineExample) -> float:
         """Return P(conversion) for the example's features."""

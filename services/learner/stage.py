@@ -27,6 +27,7 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
+import numpy as np
 import redis
 
 from models.online import (
@@ -38,6 +39,7 @@ from models.online import (
     PrequentialResult,
 )
 from schemas.events import EventType
+from schemas.features import ITEM_FEATURES, PAIR_FEATURES, USER_FEATURES
 from services.common.retrain import request_retrain
 from services.hotpath.stages import AppliedEvent
 from services.learner import metrics
@@ -56,6 +58,9 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
+
+_ITEM_COLUMNS: tuple[str, ...] = (*ITEM_FEATURES, *PAIR_FEATURES)
+_SIGNAL_COLUMNS: tuple[str, ...] = (*USER_FEATURES, *_ITEM_COLUMNS)
 
 ONLINE_CART_PROB = "online_cart_prob"
 """Signal: P(cart add within the cart horizon | the user clicks the item now)."""
@@ -322,21 +327,52 @@ class LearningStage:
         Returns:
             One dict per candidate, in the candidates' order, with the keys
             ``ONLINE_CART_PROB``, ``ONLINE_PURCHASE_PROB`` and ``ONLINE_AFFINITY``.
+
+        Only the features named in :mod:`schemas.features` are read, from the
+        user's vector (``USER_FEATURES``) and each candidate's vector
+        (``ITEM_FEATURES`` and ``PAIR_FEATURES``); other names are ignored.
         """
-        examples = [
-            OnlineExample(user_id, item_id, pair_features(user_features, features))
-            for item_id, features in candidates
-        ]
-        cart = self.evaluators[EventType.CART_ADD.value].model.predict_proba_many(
-            examples
+        if not candidates:
+            return []
+        user_row = np.array(
+            [user_features.get(name, np.nan) for name in USER_FEATURES],
+            dtype=np.float64,
         )
-        purchase = self.evaluators[EventType.PURCHASE.value].model.predict_proba_many(
-            examples
+        item_rows = np.array(
+            [
+                [features.get(name, np.nan) for name in _ITEM_COLUMNS]
+                for _, features in candidates
+            ],
+            dtype=np.float64,
+        ).reshape(len(candidates), len(_ITEM_COLUMNS))
+        raw = np.hstack(
+            [np.broadcast_to(user_row, (len(candidates), len(user_row))), item_rows]
         )
-        affinity = self.evaluators[AFFINITY_MODEL].model.predict_proba_many(examples)
+
+        probs = {}
+        for task in (EventType.CART_ADD.value, EventType.PURCHASE.value):
+            model = self.evaluators[task].model
+            if not isinstance(model, ConversionModel):
+                raise TypeError(
+                    f"the {task} model has type {type(model).__name__}; "
+                    "expected ConversionModel"
+                )
+            probs[task] = model.predict_proba_matrix(_SIGNAL_COLUMNS, raw).tolist()
+        affinity = self.evaluators[AFFINITY_MODEL].model.predict_proba_many(
+            [OnlineExample(user_id, item_id) for item_id, _ in candidates]
+        )
         return [
-            {ONLINE_CART_PROB: c, ONLINE_PURCHASE_PROB: p, ONLINE_AFFINITY: a}
-            for c, p, a in zip(cart, purchase, affinity, strict=True)
+            {
+                ONLINE_CART_PROB: cart,
+                ONLINE_PURCHASE_PROB: purchase,
+                ONLINE_AFFINITY: aff,
+            }
+            for cart, purchase, aff in zip(
+                probs[EventType.CART_ADD.value],
+                probs[EventType.PURCHASE.value],
+                affinity,
+                strict=True,
+            )
         ]
 
     def checkpoint(self) -> None:
