@@ -35,12 +35,20 @@ def save_evaluators(
 
 
 def restore_evaluators(
-    path: Path, key: bytes | None
+    path: Path, key: bytes | None, strict: bool = False
 ) -> dict[str, PrequentialEvaluator] | None:
     """Return the models saved at ``path``, or None to start fresh.
 
     None means there is no checkpoint, or that it was rejected; a rejection
     is logged at WARNING with the reason and counted.
+
+    Args:
+        path: the checkpoint file.
+        key: the HMAC key, or None for digest mode.
+        strict: raise a rejection instead of returning None.
+
+    Raises:
+        CheckpointError: only with ``strict``, when the checkpoint is rejected.
     """
     if not path.exists():
         logger.info("no checkpoint, starting fresh path=%s", path)
@@ -49,6 +57,8 @@ def restore_evaluators(
         state = read_checkpoint(path, key)
         evaluators = _check_state(state, path)
     except CheckpointError as exc:
+        if strict:
+            raise
         logger.warning(
             "checkpoint rejected, starting fresh path=%s error=%s", path, exc
         )

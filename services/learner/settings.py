@@ -12,6 +12,7 @@ from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from services.common.settings import RedisSettings
+from services.replay.settings import DEFAULT_DATA_DIR
 
 __all__ = ["LearnerSettings"]
 
@@ -22,6 +23,10 @@ class LearnerSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="CARTWHEEL_LEARNER_", frozen=True)
 
     redis: RedisSettings = Field(default_factory=RedisSettings)
+    data_dir: Path = Field(
+        default=DEFAULT_DATA_DIR,
+        description="folder with one sub-folder per dataset, for 'learner evaluate'",
+    )
     is_enabled: bool = Field(
         default=True,
         description="learn from events; when false the stage only serves signals",

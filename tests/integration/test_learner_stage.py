@@ -11,12 +11,18 @@ from pathlib import Path
 import pytest
 import redis
 
+from models.online import OnlineExample
 from schemas.events import Event, EventType
 from services.common.retrain import take_retrain_request
 from services.common.settings import RedisSettings
 from services.hotpath.stages import AppliedEvent
 from services.learner.settings import LearnerSettings
-from services.learner.stage import LearningStage
+from services.learner.stage import (
+    ONLINE_AFFINITY,
+    ONLINE_CART_PROB,
+    ONLINE_PURCHASE_PROB,
+    LearningStage,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -300,3 +306,40 @@ def test_disabled_stage_writes_nothing_to_redis(
     stage.process([make_applied(EventType.CLICK, 0)])
 
     assert list(redis_client.scan_iter(f"{redis_settings.key_prefix}:*")) == []
+
+
+def test_signals_match_models_scoring_each_candidate(
+    make_stage: Callable[..., LearningStage], make_applied: Callable[..., AppliedEvent]
+) -> None:
+    stage = make_stage()
+    batch = [
+        make_applied(EventType.CLICK, index, item_id=f"i{index % 5}")
+        for index in range(40)
+    ]
+    batch += [make_applied(EventType.CART_ADD, 40, item_id="i1")]
+    batch += [make_applied(EventType.CLICK, 100, user_id="later")]
+    stage.process(batch)
+    user_features = {"user_click_count_1h": 2.0}
+    candidates = [
+        (
+            f"i{index}",
+            {"item_view_to_cart_rate_7d": index / 10, "pair_is_purchased": 0.0},
+        )
+        for index in range(5)
+    ]
+
+    signals = stage.signals("u1", user_features, candidates)
+
+    for (item_id, features), signal in zip(candidates, signals, strict=True):
+        example = OnlineExample("u1", item_id, {**user_features, **features})
+        cart = stage.evaluators["cart_add"].model.predict_proba(example)
+        affinity = stage.evaluators["affinity"].model.predict_proba(example)
+        assert signal[ONLINE_CART_PROB] == pytest.approx(cart, rel=1e-9)
+        assert signal[ONLINE_AFFINITY] == pytest.approx(affinity, rel=1e-9)
+        assert 0.0 <= signal[ONLINE_PURCHASE_PROB] <= 1.0
+
+
+def test_signals_return_nothing_for_no_candidates(
+    make_stage: Callable[..., LearningStage],
+) -> None:
+    assert make_stage().signals("u1", {}, []) == []
