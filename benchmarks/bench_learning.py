@@ -35,6 +35,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import redis
+from pydantic import SecretStr
 
 from schemas.events import Event
 from services.common.redis_features import FeatureStore
@@ -74,7 +75,7 @@ def _run(
     store = FeatureStore(client, prefix)
     store.load_scripts()
     settings = LearnerSettings(
-        redis=RedisSettings(url=url, key_prefix=prefix),
+        redis=RedisSettings(url=SecretStr(url), key_prefix=prefix),
         checkpoint_dir=folder / prefix,
         checkpoint_interval_seconds=1e9,
     )

@@ -139,7 +139,9 @@ class AffinityModel(OnlineModel):
             + self.item_bias[items]
             + np.einsum("bf,bf->b", self.user_factors[users], self.item_factors[items])
         )
-        return 1.0 / (1.0 + np.exp(-np.clip(logits, -_MAX_LOGIT, _MAX_LOGIT)))
+        return np.asarray(
+            1.0 / (1.0 + np.exp(-np.clip(logits, -_MAX_LOGIT, _MAX_LOGIT)))
+        )
 
     def predict_proba(self, example: OnlineExample) -> float:
         """Return the affinity of the example's user for its item, in [0, 1]."""

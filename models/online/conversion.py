@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import Literal
 
 import numpy as np
-from river import compose, facto, linear_model, optim, preprocessing
+from river import base, compose, facto, linear_model, optim, preprocessing
 
 from models.online.base import OnlineExample, OnlineModel, squash_features
 
@@ -31,6 +31,7 @@ def _with_bias(features: dict[str, float]) -> dict[str, float]:
 def _build_classifier(
     learner: ConversionLearner, learning_rate: float, seed: int
 ) -> compose.Pipeline:
+    classifier: base.Classifier
     if learner == "logistic_regression":
         classifier = linear_model.LogisticRegression(
             optimizer=optim.SGD(learning_rate), l2=1e-4
@@ -41,7 +42,7 @@ def _build_classifier(
         return (
             preprocessing.StandardScaler()
             | compose.FuncTransformer(_with_bias)
-            | linear_model.ALMAClassifier()
+            | linear_model.ALMAClassifier()  # type: ignore[no-untyped-call]
         )
     elif learner == "fm":
         classifier = facto.FMClassifier(

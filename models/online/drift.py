@@ -25,12 +25,12 @@ class DriftMonitor:
     """
 
     def __init__(self, delta: float = 0.002, grace_period: int = 200) -> None:
-        self._detector = drift.ADWIN(delta=delta, grace_period=grace_period)
+        self._detector = drift.ADWIN(delta=delta, grace_period=grace_period)  # type: ignore[no-untyped-call]
         self.n_drifts = 0
 
     def update(self, loss: float) -> bool:
         """Add one loss; return True when it completes a detected drift."""
-        self._detector.update(loss)
+        self._detector.update(loss)  # type: ignore[no-untyped-call]
         if self._detector.drift_detected:
             self.n_drifts += 1
             return True

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from river import metrics, utils
 
@@ -56,8 +57,8 @@ class PrequentialEvaluator:
     ) -> None:
         self.model = model
         self.drift_monitor = drift_monitor or DriftMonitor()
-        self._roc_auc = metrics.RollingROCAUC(window_size=window)
-        self._log_loss = utils.Rolling(metrics.LogLoss, window_size=window)
+        self._roc_auc = metrics.RollingROCAUC(window_size=window)  # type: ignore[no-untyped-call]
+        self._log_loss: Any = utils.Rolling(metrics.LogLoss, window_size=window)
         self.n_examples = 0
         self.n_positives = 0
 
@@ -87,7 +88,7 @@ class PrequentialEvaluator:
     def _score(self, prob: float, label: bool) -> PrequentialResult:
         clipped = min(max(prob, _EPSILON), 1.0 - _EPSILON)
         loss = -math.log(clipped if label else 1.0 - clipped)
-        self._roc_auc.update(bool(label), prob)
+        self._roc_auc.update(bool(label), prob)  # type: ignore[no-untyped-call]
         self._log_loss.update(bool(label), prob)
         self.n_examples += 1
         self.n_positives += int(bool(label))
@@ -97,7 +98,7 @@ class PrequentialEvaluator:
     @property
     def roc_auc(self) -> float:
         """Rolling ROC AUC; 0.5 until both classes have been seen."""
-        return float(self._roc_auc.get())
+        return float(self._roc_auc.get())  # type: ignore[no-untyped-call]
 
     @property
     def log_loss(self) -> float:

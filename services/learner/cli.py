@@ -127,6 +127,9 @@ def _verify(args: argparse.Namespace) -> int:
     except CheckpointError as exc:
         sys.stdout.write(f"rejected: {exc}\n")
         return 1
+    if evaluators is None:
+        sys.stdout.write(f"no checkpoint at {path}\n")
+        return 1
     for name, evaluator in sorted(evaluators.items()):
         sys.stdout.write(
             f"{name}: model_version={evaluator.model.model_version} "
