@@ -80,33 +80,39 @@ class ExampleReader:
             raise TopicMissingError(
                 f"topic {self.topic!r} is missing; run 'cartwheel topics create'"
             )
+        numbers = sorted(topic.partitions)
         start_ms = int((self._clock() - window_seconds) * 1000)
-        wanted = [
-            TopicPartition(self.topic, p, start_ms) for p in sorted(topic.partitions)
-        ]
+        wanted = [TopicPartition(self.topic, p, start_ms) for p in numbers]
         try:
             found = self._consumer.offsets_for_times(
                 wanted, timeout=_METADATA_TIMEOUT_SECONDS
             )
-        except KafkaException:
-            # Brokers without timestamp lookups still work: read from the start
-            # and let the window drop what is too old.
-            logger.exception("offset lookup by time failed topic=%s", self.topic)
-            found = [
-                TopicPartition(self.topic, p, OFFSET_BEGINNING)
-                for p in sorted(topic.partitions)
+            # -1 means no message at or after the start time: begin at the end.
+            partitions = [
+                TopicPartition(
+                    self.topic,
+                    tp.partition,
+                    tp.offset if tp.offset >= 0 else OFFSET_END,
+                )
+                for tp in found
             ]
-        partitions = [
-            TopicPartition(
-                self.topic, tp.partition, tp.offset if tp.offset >= 0 else OFFSET_END
+        except KafkaException as exc:
+            # Tansu 0.6 drops this lookup. Reading from the start still works,
+            # because the window drops examples older than its span.
+            logger.warning(
+                "offset lookup by time failed, reading from the start topic=%s "
+                "error=%s",
+                self.topic,
+                exc,
             )
-            for tp in found
-        ]
+            partitions = [
+                TopicPartition(self.topic, p, OFFSET_BEGINNING) for p in numbers
+            ]
         self._consumer.assign(partitions)
         # Next offset to read per partition; None until a message arrives on a
         # partition that was assigned at its end.
         self._next_offsets = {
-            tp.partition: (tp.offset if tp.offset >= 0 else None) for tp in partitions
+            tp.partition: _first_offset(tp.offset) for tp in partitions
         }
         logger.info(
             "training examples assigned topic=%s partitions=%s offsets=%s",
@@ -186,3 +192,10 @@ class ExampleReader:
                 offset,
                 exc.error_count(),
             )
+
+
+def _first_offset(assigned: int) -> int | None:
+    """Return the first offset a partition delivers, None when assigned at its end."""
+    if assigned == OFFSET_BEGINNING:
+        return 0
+    return assigned if assigned >= 0 else None

@@ -1,0 +1,190 @@
+"""The trainer against the real broker and redis-server: lock, refresh, announce."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+import torch
+from confluent_kafka import Consumer, Producer
+
+from models.multitask.synthetic import generate_examples
+from models.registry import ModelAnnouncement, ModelRegistry
+from schemas.training import TrainingExample
+from services.common.kafka import consumer_config, producer_config
+from services.common.retrain import request_retrain
+from services.common.settings import KafkaSettings, RedisSettings
+from services.trainer.announcer import ModelAnnouncer
+from services.trainer.lock import TrainingLock
+from services.trainer.reader import ExampleReader
+from services.trainer.service import TrainerService
+from services.trainer.settings import TrainerSettings
+from services.trainer.trainer import Trainer
+from services.trainer.window import ExampleWindow
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(autouse=True)
+def _one_thread() -> None:
+    torch.set_num_threads(1)
+
+
+def _settings(tmp_path: Path, **overrides: Any) -> TrainerSettings:
+    values: dict[str, Any] = {
+        "registry_dir": tmp_path / "registry",
+        "min_examples": 100,
+        "embedding_dim": 8,
+        "expert_count": 2,
+        "expert_width": 16,
+        "tower_width": 8,
+        "epochs": 6,
+        "batch_size": 256,
+        "learning_rate": 0.01,
+        "metrics_port": 0,
+    }
+    values.update(overrides)
+    return TrainerSettings(**values)
+
+
+def _produce(kafka: KafkaSettings, topic: str, examples: list[TrainingExample]) -> None:
+    producer = Producer(producer_config(kafka))
+    for example in examples:
+        value = example.model_dump_json().encode()
+        producer.produce(topic, key=example.user_id.encode(), value=value)
+    producer.produce(topic, key=b"bad", value=b"{not a training example")
+    assert producer.flush(15) == 0
+
+
+def _read_announcements(kafka: KafkaSettings, topic: str) -> list[ModelAnnouncement]:
+    consumer = Consumer(consumer_config(kafka, f"check-{topic}"))
+    consumer.subscribe([topic])
+    found = []
+    try:
+        for message in consumer.consume(10, timeout=10):
+            if message.error() is None:
+                found.append(ModelAnnouncement.model_validate_json(message.value()))
+    finally:
+        consumer.close()
+    return found
+
+
+def test_lock_admits_one_trainer_at_a_time(
+    redis_client: redis.Redis, redis_settings: RedisSettings
+) -> None:
+    key = f"{redis_settings.key_prefix}:trainer:lock:ranker"
+    first = TrainingLock(redis_client, key, ttl_seconds=30)
+    second = TrainingLock(redis_client, key, ttl_seconds=30)
+
+    assert first.acquire()
+    assert not second.acquire()
+    second.release()
+    assert redis_client.exists(key) == 1
+    first.release()
+    assert second.acquire()
+
+
+def test_lock_renewal_reports_lost_lock(
+    redis_client: redis.Redis, redis_settings: RedisSettings
+) -> None:
+    key = f"{redis_settings.key_prefix}:trainer:lock:ranker"
+    lock = TrainingLock(redis_client, key, ttl_seconds=30)
+    assert lock.acquire()
+    assert lock.renew()
+
+    redis_client.set(key, "someone-else")
+
+    assert not lock.renew()
+    lock.release()
+    assert redis_client.get(key) == b"someone-else"
+
+
+def test_retrain_request_refreshes_and_announces(
+    tmp_path: Path,
+    kafka_settings: KafkaSettings,
+    redis_client: redis.Redis,
+    redis_settings: RedisSettings,
+    make_topic: Callable[..., str],
+) -> None:
+    examples_topic = make_topic("training-examples", partitions=2)
+    models_topic = make_topic("models", partitions=1, is_compacted=True)
+    examples = generate_examples(2000, user_count=50, item_count=120)
+    _produce(kafka_settings, examples_topic, examples)
+    settings = _settings(tmp_path, refresh_interval_seconds=3600)
+    registry = ModelRegistry(settings.registry_dir)
+    lock = TrainingLock(redis_client, f"{redis_settings.key_prefix}:lock", 30)
+    announcer = ModelAnnouncer(kafka_settings, models_topic)
+    reader = ExampleReader(kafka_settings, examples_topic, 1e10, "trainer-test")
+    window = ExampleWindow(1e10, 100_000)
+    service = TrainerService(
+        Trainer(settings, registry, announcer.announce, lock),
+        reader,
+        window,
+        lock,
+        redis_client,
+        redis_settings.key_prefix,
+        refresh_interval_seconds=3600,
+        retrain_poll_seconds=1,
+        clock=lambda: 0.0,
+    )
+    reader.read_available(window, timeout_seconds=30)
+    request_retrain(redis_client, redis_settings.key_prefix, "drift", datetime.now(UTC))
+
+    result = service.step()
+
+    reader.close()
+    assert len(window) == len(examples)
+    assert result is not None
+    assert result.outcome == "promoted"
+    announcements = _read_announcements(kafka_settings, models_topic)
+    assert [a.model_version for a in announcements] == [result.model_version]
+    assert announcements[0].artifact_uri == str(
+        registry.path_of(str(result.model_version)).resolve()
+    )
+    assert registry.champion_version("ranker") == result.model_version
+    assert redis_client.exists(lock.key) == 0
+
+
+def test_step_does_nothing_while_another_trainer_holds_the_lock(
+    tmp_path: Path,
+    kafka_settings: KafkaSettings,
+    redis_client: redis.Redis,
+    redis_settings: RedisSettings,
+    make_topic: Callable[..., str],
+) -> None:
+    examples_topic = make_topic("training-examples", partitions=1)
+    settings = _settings(tmp_path)
+    key = f"{redis_settings.key_prefix}:lock"
+    holder = TrainingLock(redis_client, key, 30)
+    assert holder.acquire()
+    lock = TrainingLock(redis_client, key, 30)
+    reader = ExampleReader(kafka_settings, examples_topic, 1e10, "trainer-test")
+    window = ExampleWindow(1e10, 1000)
+    for example in generate_examples(300):
+        window.add(example)
+    service = TrainerService(
+        Trainer(settings, ModelRegistry(settings.registry_dir), None, lock),
+        reader,
+        window,
+        lock,
+        redis_client,
+        redis_settings.key_prefix,
+        refresh_interval_seconds=1,
+        retrain_poll_seconds=1,
+        clock=lambda: 10.0,
+    )
+    request_retrain(redis_client, redis_settings.key_prefix, "drift", datetime.now(UTC))
+
+    result = service.step()
+
+    reader.close()
+    assert result is None
+    assert ModelRegistry(settings.registry_dir).versions("ranker") == []
+    pending = redis_client.get(f"{redis_settings.key_prefix}:retrain:request")
+    assert pending is not None
+    assert json.loads(pending)["reason"] == "drift"
