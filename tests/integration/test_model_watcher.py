@@ -1,0 +1,153 @@
+"""Hot swap of the ranker through the real ``models`` topic while scoring runs."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from models.multitask.dataset import build_training_set
+from models.multitask.model import ModelConfig
+from models.multitask.ranker import CandidateInput, Ranker
+from models.multitask.synthetic import generate_examples
+from models.multitask.train import TrainConfig, fit_feature_spec, train_new_model
+from models.registry import ArtifactMetadata, DataWindow, ModelRegistry
+from services.common.model_watcher import ModelWatcher
+from services.common.settings import KafkaSettings
+from services.trainer.announcer import ModelAnnouncer
+
+pytestmark = pytest.mark.integration
+
+BUCKETS = {"user_id": 256, "item_id": 512, "category_id": 32, "brand": 32}
+CONFIG = ModelConfig(embedding_dim=4, expert_count=2, expert_width=8, tower_width=4)
+CANDIDATES = [CandidateInput(f"i{n}", {}, f"c{n % 20}", "b1", 10.0) for n in range(50)]
+USER_FEATURES = {"user_event_count_1h": 3.0}
+
+
+def _save_versions(registry: ModelRegistry, count: int) -> list[ArtifactMetadata]:
+    torch.set_num_threads(1)
+    rows = build_training_set(generate_examples(600, user_count=30, item_count=80))
+    spec = fit_feature_spec(rows, hash_buckets=BUCKETS)
+    window = DataWindow(start=None, end=None, examples=600, rows=len(rows))
+    saved = []
+    for seed in range(count):
+        config = TrainConfig(epochs=1, batch_size=256, seed=seed)
+        model, _ = train_new_model(spec, CONFIG, rows, config)
+        saved.append(registry.save("ranker", model, spec, window, {}))
+    return saved
+
+
+class SteadyScorer:
+    """Scores the same request through ``watcher.current()`` until stopped."""
+
+    def __init__(self, watcher: ModelWatcher, period_seconds: float) -> None:
+        self.calls: list[tuple[str, np.ndarray]] = []
+        self._watcher = watcher
+        self._period = period_seconds
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def wait_for_calls(self, count: int, timeout_seconds: float) -> None:
+        target = len(self.calls) + count
+        deadline = time.monotonic() + timeout_seconds
+        while len(self.calls) < target and time.monotonic() < deadline:
+            self._stop.wait(self._period)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(10)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._period):
+            ranker = self._watcher.current()
+            if ranker is None:
+                continue
+            probs = ranker.predict("u1", USER_FEATURES, CANDIDATES)
+            self.calls.append((ranker.model_version, probs))
+
+
+def _reference(registry: ModelRegistry, version: str) -> np.ndarray:
+    ranker = Ranker.from_artifact(registry.load(version))
+    return ranker.predict("u1", USER_FEATURES, CANDIDATES)
+
+
+def test_watcher_swaps_versions_at_one_point_and_rejects_corrupt_artifact(
+    tmp_path: Path,
+    kafka_settings: KafkaSettings,
+    make_topic: Callable[..., str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    registry = ModelRegistry(tmp_path)
+    first, second, corrupt = _save_versions(registry, 3)
+    weights = registry.path_of(corrupt.model_version) / "weights.safetensors"
+    damaged = bytearray(weights.read_bytes())
+    damaged[len(damaged) // 2] ^= 0xFF
+    weights.write_bytes(bytes(damaged))
+    expected = {
+        meta.model_version: _reference(registry, meta.model_version)
+        for meta in (first, second)
+    }
+    topic = make_topic("models", partitions=1, is_compacted=True)
+    announcer = ModelAnnouncer(kafka_settings, topic)
+    watcher = ModelWatcher(kafka_settings, topic, "ranker")
+    uri = {
+        m.model_version: str(registry.path_of(m.model_version))
+        for m in (first, second, corrupt)
+    }
+    watcher.start()
+    scorer = SteadyScorer(watcher, period_seconds=0.002)
+
+    assert watcher.current() is None
+    announcer.announce(first, uri[first.model_version])
+    assert watcher.wait_for(first.model_version, timeout_seconds=30)
+    scorer.start()
+    scorer.wait_for_calls(50, timeout_seconds=30)
+    announcer.announce(second, uri[second.model_version])
+    assert watcher.wait_for(second.model_version, timeout_seconds=30)
+    scorer.wait_for_calls(50, timeout_seconds=30)
+    with caplog.at_level(logging.ERROR, logger="services.common.model_watcher"):
+        announcer.announce(corrupt, uri[corrupt.model_version])
+        assert not watcher.wait_for(corrupt.model_version, timeout_seconds=30)
+    scorer.wait_for_calls(50, timeout_seconds=30)
+    scorer.stop()
+    watcher.stop()
+
+    versions = [version for version, _ in scorer.calls]
+    switches = [i for i in range(1, len(versions)) if versions[i] != versions[i - 1]]
+    assert versions[0] == first.model_version
+    assert versions[-1] == second.model_version
+    assert len(switches) == 1
+    assert corrupt.model_version not in versions
+    for version, probs in scorer.calls:
+        assert np.array_equal(probs, expected[version]), version
+    current = watcher.current()
+    assert current is not None
+    assert current.model_version == second.model_version
+    failures = [r for r in caplog.records if r.levelno == logging.ERROR]
+    assert any(corrupt.model_version in r.getMessage() for r in failures)
+
+
+def test_watcher_loads_newest_announcement_on_start(
+    tmp_path: Path, kafka_settings: KafkaSettings, make_topic: Callable[..., str]
+) -> None:
+    registry = ModelRegistry(tmp_path)
+    first, second = _save_versions(registry, 2)
+    topic = make_topic("models", partitions=1, is_compacted=True)
+    announcer = ModelAnnouncer(kafka_settings, topic)
+    for meta in (first, second):
+        announcer.announce(meta, str(registry.path_of(meta.model_version)))
+    watcher = ModelWatcher(kafka_settings, topic, "ranker")
+
+    watcher.start()
+
+    assert watcher.wait_for(second.model_version, timeout_seconds=30)
+    watcher.stop()
