@@ -33,11 +33,12 @@ from models.multitask.model import ModelConfig
 from models.multitask.train import TrainConfig, fit_feature_spec, train_new_model
 from schemas.events import Event
 from schemas.training import TrainingExample
+from services.common.logging import configure_logging
 from services.common.redis_features import AppliedResult, EventPosition, FeatureStore
 from services.features.catalog import CatalogWriter
 from services.infra import find_free_port, start_redis
 from services.replay.datasets import load_dataset
-from services.replay.settings import DEFAULT_DATA_DIR
+from services.trainer.cli import add_compare_arguments
 
 __all__ = ["ComparisonConfig", "compare", "main", "point_in_time_examples"]
 
@@ -186,33 +187,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m services.trainer.compare",
         description="Compare the multi-task ranker with single-task baselines "
-        "on a real dataset (per-task AUC and MRR on the newest 20%% of events).",
+        "on a real dataset (per-task AUC and MRR on the newest 20% of events).",
     )
-    add_arguments(parser)
+    add_compare_arguments(parser)
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    configure_logging("INFO")
     return run(args)
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add the comparison's options to a parser."""
-    parser.add_argument("--dataset", default="rees46", help="registered dataset name")
-    parser.add_argument(
-        "--data-dir", type=Path, default=DEFAULT_DATA_DIR, help="folder of the datasets"
-    )
-    parser.add_argument(
-        "--redis-url",
-        default=None,
-        help="redis:// URL to use instead of a private redis-server (keys are "
-        "written under --key-prefix)",
-    )
-    parser.add_argument("--key-prefix", default="cwcompare", help="Redis key prefix")
-    parser.add_argument("--threads", type=int, default=2, help="PyTorch CPU threads")
-    parser.add_argument(
-        "--output", type=Path, default=None, help="write results as JSON here"
-    )
 
 
 def run(args: argparse.Namespace) -> int:
