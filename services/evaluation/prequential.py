@@ -129,7 +129,8 @@ class PrequentialEvaluator:
             replay.step(event, timelines)
         surfaces = self._score_surfaces(timelines)
         throughput, source = self._throughput(throughput_events_per_second)
-        ranking = {name: acc.scores() for name, acc in replay.overall.items()}
+        ranking = _scores(replay.overall)
+        unseen = _scores(replay.without_lookahead)
         logger.info(
             "evaluation scored events=%s scored_events=%s slates=%s",
             len(events),
@@ -140,9 +141,8 @@ class PrequentialEvaluator:
             cutoffs=self._settings.cutoffs,
             recommenders=tuple(replay.overall),
             ranking=ranking,
-            ranking_new_items={
-                name: acc.scores() for name, acc in replay.new_items.items()
-            },
+            ranking_new_items=_scores(replay.new_items),
+            ranking_without_lookahead=unseen,
             by_event_type={
                 name: {t: acc.scores() for t, acc in by_type.items()}
                 for name, by_type in replay.by_event_type.items()
@@ -160,6 +160,7 @@ class PrequentialEvaluator:
             model_versions=self._model_versions(),
             timeline=replay.timeline(self._settings.timeline_buckets),
             verdict=_verdict(ranking, self._settings.cutoffs[-1]),
+            verdict_without_lookahead=_verdict(unseen, self._settings.cutoffs[-1]),
             inputs=self._summary(events, timelines, replay),
             parameters=_parameters(self._settings),
         )
@@ -270,6 +271,7 @@ class PrequentialEvaluator:
             targets_with_stale_slate=replay.stale_slates,
             targets_without_slate=replay.missing_slates,
             repeat_targets=replay.repeat_targets,
+            lookahead_targets=replay.lookahead_targets,
         )
 
 
@@ -302,6 +304,12 @@ def evaluate_streams(
     for slate in slates:
         evaluator.add_slate(slate)
     return evaluator.evaluate(throughput_events_per_second)
+
+
+def _scores(
+    accumulators: dict[str, RankingAccumulator],
+) -> dict[str, dict[int, RankingScores]]:
+    return {name: accumulator.scores() for name, accumulator in accumulators.items()}
 
 
 def _event_time(event: EventRecord) -> float:

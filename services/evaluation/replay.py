@@ -12,6 +12,7 @@ import math
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
+from typing import NamedTuple
 
 import numpy as np
 
@@ -25,6 +26,18 @@ from services.evaluation.results import SYSTEM_NAME, BeyondAccuracy, Timeline
 from services.evaluation.settings import EvaluationSettings
 
 __all__ = ["ProductsReplay", "UserTimelines"]
+
+
+class _TargetFlags(NamedTuple):
+    """Subsets a scored event belongs to.
+
+    Attributes:
+        is_new_item: its item differs from the previous event's item.
+        is_unseen: the system had not read it when it published the slate.
+    """
+
+    is_new_item: bool
+    is_unseen: bool
 
 
 class UserTimelines:
@@ -77,25 +90,33 @@ class ProductsReplay:
         self._exclude_trigger_item = settings.exclude_trigger_item
         self._slates = slates
         self._catalog = catalog
+
         # LIMITATION(L-64): baselines exist for the products surface only, so
         # bundles, promotions and reviews slates have no baseline beside them.
         self._baselines = build_baselines(self._max_k, settings.baselines)
         names = [SYSTEM_NAME, *(baseline.name for baseline in self._baselines)]
+
         self.overall = {name: RankingAccumulator(settings.cutoffs) for name in names}
         self.new_items = {name: RankingAccumulator(settings.cutoffs) for name in names}
+        self.without_lookahead = {
+            name: RankingAccumulator(settings.cutoffs) for name in names
+        }
         self.by_event_type = {
             name: {t.value: RankingAccumulator(settings.cutoffs) for t in EventType}
             for name in names
         }
+
         self._lists = {name: ListStatistics(catalog.categories) for name in names}
         self._hits: dict[str, list[bool]] = {name: [] for name in names}
         self._target_times: list[float] = []
         self._pending: dict[str, dict[str, list[str]]] = {n: {} for n in names}
-        self._last_slate: dict[str, tuple[str, ...]] = {}
+        self._last_slate: dict[str, SlateRecord] = {}
+
         self.own_slates = 0
         self.stale_slates = 0
         self.missing_slates = 0
         self.repeat_targets = 0
+        self.lookahead_targets = 0
 
     def step(self, event: EventRecord, timelines: UserTimelines) -> None:
         """Score the lists that precede ``event``, then learn from it."""
@@ -110,7 +131,7 @@ class ProductsReplay:
             baseline.update(event)
         slate = self._slates.get((Surface.PRODUCTS, event.event_id))
         if slate is not None:
-            self._last_slate[event.user_id] = slate.item_ids
+            self._last_slate[event.user_id] = slate
 
         if position + 1 < len(user_events):
             exclude = (
@@ -164,33 +185,53 @@ class ProductsReplay:
                 lists.pop(target.user_id, None)
             return
         own = self._slates.get((Surface.PRODUCTS, previous.event_id))
-        stale = self._last_slate.get(target.user_id)
+        slate = own or self._last_slate.get(target.user_id)
         if own is not None:
             self.own_slates += 1
-            listed: Sequence[str] = own.item_ids
-        elif stale is not None:
+        elif slate is not None:
             self.stale_slates += 1
-            listed = stale
         else:
             self.missing_slates += 1
-            listed = ()
-        is_repeat = target.item_id == previous.item_id
-        self.repeat_targets += is_repeat
+        flags = _TargetFlags(
+            is_new_item=target.item_id != previous.item_id,
+            is_unseen=not self._is_lookahead(slate, target),
+        )
+        self.repeat_targets += not flags.is_new_item
+        self.lookahead_targets += not flags.is_unseen
         self._target_times.append(target.timestamp)
 
-        self._record(SYSTEM_NAME, listed, target, is_repeat)
+        self._record(SYSTEM_NAME, slate.item_ids if slate else (), target, flags)
         for baseline in self._baselines:
             listed = self._pending[baseline.name].pop(target.user_id, [])
-            self._record(baseline.name, listed, target, is_repeat)
+            self._record(baseline.name, listed, target, flags)
+
+    def _is_lookahead(self, slate: SlateRecord | None, target: EventRecord) -> bool:
+        """Tell whether the system read the target before it published the slate.
+
+        The target's own slate gives the moment the system read the target:
+        its generated_at minus its latency. A replay that feeds whole batches
+        to the scorer shows this, and the slate may then list what it saw.
+        """
+        target_slate = self._slates.get((Surface.PRODUCTS, target.event_id))
+        if slate is None or target_slate is None:
+            return False
+        read_at = target_slate.generated_at - target_slate.latency_ms / 1000.0
+        return read_at < slate.generated_at
 
     def _record(
-        self, name: str, items: Sequence[str], target: EventRecord, is_repeat: bool
+        self,
+        name: str,
+        items: Sequence[str],
+        target: EventRecord,
+        flags: _TargetFlags,
     ) -> None:
         listed = items[: self._max_k]
         rank = first_rank(listed, target.item_id)
         self.overall[name].add(rank)
-        if not is_repeat:
+        if flags.is_new_item:
             self.new_items[name].add(rank)
+        if flags.is_unseen:
+            self.without_lookahead[name].add(rank)
         self.by_event_type[name][target.event_type.value].add(rank)
         self._lists[name].add(listed)
         self._hits[name].append(rank is not None)

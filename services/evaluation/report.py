@@ -17,7 +17,7 @@ from services.evaluation.plots import (
     plot_ranking,
     plot_surfaces,
 )
-from services.evaluation.results import SYSTEM_NAME, EvaluationResult
+from services.evaluation.results import SYSTEM_NAME, EvaluationResult, Verdict
 
 __all__ = ["ReportFiles", "summary_lines", "verdict_sentence", "write_report"]
 
@@ -62,24 +62,43 @@ def write_report(result: EvaluationResult, directory: Path) -> ReportFiles:
 
 
 def verdict_sentence(result: EvaluationResult) -> str:
-    """Return one plain sentence on whether the system beats every baseline."""
-    verdict = result.verdict
+    """Return plain sentences on whether the system beats every baseline.
+
+    When some scored events reached the system before the slate they are
+    scored against was published, a second sentence gives the verdict
+    without those events.
+    """
+    sentence = _verdict_text(result.verdict, "on this replay")
+    lookahead = result.inputs.lookahead_targets
+    if lookahead == 0:
+        return sentence
+    share = lookahead / result.inputs.scored_events
+    clean = _verdict_text(result.verdict_without_lookahead, "on the other events")
+    return (
+        f"{sentence} {lookahead} of {result.inputs.scored_events} scored events "
+        f"({share:.0%}) reached Cartwheel before the slate they are scored against "
+        "was published, so that slate may list what it saw; replay slower or "
+        f"with smaller batches to avoid it. {clean}"
+    )
+
+
+def _verdict_text(verdict: Verdict, scope: str) -> str:
     k = verdict.cutoff
     if verdict.scored_lists == 0:
         return (
-            "No next event could be scored (every user has a single event, or "
-            "none falls after score_from), so Cartwheel is not compared with "
-            "the baselines."
+            f"No next event could be scored {scope} (every user has a single "
+            "event, or none falls after score_from), so Cartwheel is not "
+            "compared with the baselines."
         )
     if verdict.beats_every_baseline:
-        return f"Cartwheel beats every baseline on HR@{k} and MRR@{k} on this replay."
+        return f"Cartwheel beats every baseline on HR@{k} and MRR@{k} {scope}."
     parts = []
     for metric, label in (("hit_rate", f"HR@{k}"), ("mrr", f"MRR@{k}")):
         winners = verdict.winning_baselines[metric]
         if winners:
             parts.append(f"{', '.join(winners)} on {label}")
     return (
-        "Cartwheel does not beat every baseline on this replay: "
+        f"Cartwheel does not beat every baseline {scope}: "
         f"matched or beaten by {'; '.join(parts)}."
     )
 
@@ -110,7 +129,21 @@ def render_markdown(result: EvaluationResult) -> str:
         ["# Cartwheel evaluation report", "", verdict_sentence(result)],
         _inputs_section(result),
         _ranking_section(result),
-        _new_items_section(result),
+        _subset_section(
+            result,
+            "Products, next events on a new item",
+            "Only the next events whose item differs from the previous event's "
+            "item. Products slates leave out the trigger item, so these are the "
+            "targets they can hit.",
+            result.ranking_new_items,
+        ),
+        _subset_section(
+            result,
+            "Products, next events the system had not read yet",
+            "Only the next events that reached Cartwheel after it published the "
+            "slate they are scored against, so the slate cannot have seen them.",
+            result.ranking_without_lookahead,
+        ),
         _event_type_section(result),
         _surface_section(result),
         _latency_section(result),
@@ -136,6 +169,7 @@ def _inputs_section(result: EvaluationResult) -> list[str]:
         ("scored against an older slate of the user", inputs.targets_with_stale_slate),
         ("no products slate before them (misses)", inputs.targets_without_slate),
         ("same item as the previous event", inputs.repeat_targets),
+        ("read by Cartwheel before its slate was published", inputs.lookahead_targets),
         *((f"slates: {s}", n) for s, n in inputs.slates.items()),
         ("duplicate slates dropped", inputs.duplicate_slates),
         ("slates whose trigger event was not read", inputs.orphan_slates),
@@ -168,20 +202,23 @@ def _ranking_section(result: EvaluationResult) -> list[str]:
     return lines
 
 
-def _new_items_section(result: EvaluationResult) -> list[str]:
+def _subset_section(
+    result: EvaluationResult,
+    title: str,
+    description: str,
+    ranking: dict[str, dict[int, RankingScores]],
+) -> list[str]:
     k = result.cutoffs[-1]
     lines = [
-        "## Products, next events on a new item",
+        f"## {title}",
         "",
-        "Only the next events whose item differs from the previous event's item. "
-        "Products slates leave out the trigger item, so these are the targets "
-        f"they can hit. K = {k}; every K is in metrics.json.",
+        f"{description} K = {k}; every K is in metrics.json.",
         "",
         f"| recommender | HR@{k} | MRR@{k} | NDCG@{k} | lists |",
         "|---|---:|---:|---:|---:|",
     ]
     for name in result.recommenders:
-        lines.append(_scores_row(name, result.ranking_new_items[name][k]))
+        lines.append(_scores_row(name, ranking[name][k]))
     return lines
 
 

@@ -46,6 +46,9 @@ class InputSummary:
             none, scored against the user's last earlier products slate.
         targets_without_slate: scored events with no products slate before
             them, which count as misses.
+        lookahead_targets: scored events that the system had read before it
+            published the slate they are scored against (the target's own
+            slate says when it was read), so that slate may list what it saw.
         repeat_targets: scored events on the same item as the previous event.
             Slates never contain the trigger item, so these are misses for the
             system (and for baselines when the trigger item is excluded).
@@ -63,6 +66,7 @@ class InputSummary:
     targets_with_stale_slate: int
     targets_without_slate: int
     repeat_targets: int
+    lookahead_targets: int
 
 
 @dataclass(frozen=True)
@@ -148,6 +152,8 @@ class EvaluationResult:
         ranking_new_items: the same, over the events whose item differs from
             the previous event's item, the targets a slate without the
             trigger item can hit.
+        ranking_without_lookahead: the same, over the events that the system
+            had not read when it published the slate they are scored against.
         by_event_type: the same, split by the type of the target event.
         by_surface: the system's slates per surface; each surface's hit rule
             is in ``surface_rules``.
@@ -160,6 +166,7 @@ class EvaluationResult:
         model_versions: products slates per model version.
         timeline: HR at the largest K over event time.
         verdict: whether the system beats every baseline.
+        verdict_without_lookahead: the same, without look-ahead events.
         inputs: what was read.
         parameters: settings of the evaluation and the baselines.
     """
@@ -168,6 +175,7 @@ class EvaluationResult:
     recommenders: tuple[str, ...]
     ranking: dict[str, RankingByCutoff]
     ranking_new_items: dict[str, RankingByCutoff]
+    ranking_without_lookahead: dict[str, RankingByCutoff]
     by_event_type: dict[str, dict[str, RankingByCutoff]]
     by_surface: dict[str, RankingByCutoff]
     surface_rules: dict[str, str]
@@ -179,6 +187,7 @@ class EvaluationResult:
     model_versions: dict[str, int]
     timeline: Timeline
     verdict: Verdict
+    verdict_without_lookahead: Verdict
     inputs: InputSummary
     parameters: dict[str, Any]
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 import math
 import random
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -405,3 +406,35 @@ def test_events_before_score_from_train_but_are_not_scored(
     assert result.ranking[SYSTEM_NAME][1].hit_rate == pytest.approx(0.5)
     assert result.ranking["most_popular"][1].hit_rate == pytest.approx(0.5)
     assert result.by_surface["bundles"][1].count == 0
+
+
+def test_target_read_before_slate_counts_as_lookahead(
+    make_event: MakeEvent, make_slate: MakeSlate, settings: EvaluationSettings
+) -> None:
+    e1 = make_event("e1", "u1", "a", 0)
+    e2 = make_event("e2", "u1", "b", 1)
+    e3 = make_event("e3", "u1", "c", 2)
+    # e2's slate says the system read e2 at e2's event time, one second before
+    # it published e1's slate. e3 is read after e2's slate came out.
+    late = make_slate(e1, ["b"], generated_at=e2.event_time + timedelta(seconds=1))
+    slates = [late, make_slate(e2, ["c"]), make_slate(e3, ["d"], latency_ms=0.0)]
+
+    result = evaluate_streams([e1, e2, e3], slates, settings=settings)
+    unseen = result.ranking_without_lookahead[SYSTEM_NAME][1]
+
+    assert result.inputs.lookahead_targets == 1
+    assert unseen.count == 1
+    assert unseen.hit_rate == 1.0
+    assert result.verdict_without_lookahead.scored_lists == 1
+
+
+def test_target_without_own_slate_is_not_lookahead(
+    make_event: MakeEvent, make_slate: MakeSlate, settings: EvaluationSettings
+) -> None:
+    e1 = make_event("e1", "u1", "a", 0)
+    e2 = make_event("e2", "u1", "b", 1)
+    late = make_slate(e1, ["b"], generated_at=e2.event_time + timedelta(hours=1))
+
+    result = evaluate_streams([e1, e2], [late], settings=settings)
+
+    assert result.inputs.lookahead_targets == 0

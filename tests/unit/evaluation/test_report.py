@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -113,3 +114,24 @@ def test_verdict_sentence_without_scored_events(settings: EvaluationSettings) ->
 
     assert empty.verdict.beats_every_baseline is False
     assert verdict_sentence(empty).startswith("No next event could be scored")
+
+
+def test_verdict_sentence_reports_lookahead_events(
+    make_event: Callable[..., Event],
+    make_slate: Callable[..., Slate],
+    settings: EvaluationSettings,
+) -> None:
+    e1 = make_event("e1", "u1", "a", 0)
+    e2 = make_event("e2", "u1", "b", 1)
+    late = make_slate(e1, ["b"], generated_at=e2.event_time + timedelta(minutes=1))
+    result = evaluate_streams([e1, e2], [late, make_slate(e2, [])], settings=settings)
+
+    sentence = verdict_sentence(result)
+
+    assert sentence.startswith("Cartwheel beats every baseline")
+    assert "1 of 1 scored events (100%) reached Cartwheel before" in sentence
+    assert sentence.endswith(
+        "No next event could be scored on the other events (every user has a "
+        "single event, or none falls after score_from), so Cartwheel is not "
+        "compared with the baselines."
+    )
