@@ -10,7 +10,7 @@ from prometheus_client import start_http_server
 from schemas.recommendations import Surface
 from services.common.kafka import TopicSpec, verify_topics
 from services.common.logging import configure_logging
-from services.common.settings import load_settings, masked_settings
+from services.common.settings import load_settings, masked_settings, secret_values
 from services.feedback.app import create_app
 from services.feedback.settings import FeedbackSettings
 
@@ -40,17 +40,24 @@ def run(settings: FeedbackSettings) -> None:
     )
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     app, _ = create_app(settings)
-    # override_logging=False keeps the handlers configure_logging installed.
+    # override_logging=False keeps the handlers configure_logging installed,
+    # and redirect_stdouts=False keeps stderr a plain stream for them.
     worker = faust.Worker(
-        app, loglevel=settings.log_level, override_logging=False, quiet=True
+        app,
+        loglevel=settings.log_level,
+        override_logging=False,
+        redirect_stdouts=False,
+        quiet=True,
     )
+    # The start-up spinner writes terminal escape codes into the log.
+    worker.spinner = None
     worker.execute_from_commandline()
 
 
 def main() -> None:
     """Load the settings from the environment and run the worker."""
     settings = load_settings(FeedbackSettings)
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, secrets=secret_values(settings))
     run(settings)
 
 

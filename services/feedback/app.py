@@ -208,7 +208,20 @@ def create_app(settings: FeedbackSettings) -> tuple[faust.App, FeedbackProcessor
     async def export_ratios() -> None:
         await asyncio.to_thread(processor.export_ratios)
 
+    # Faust's signal stubs reject coroutine receivers that Faust itself awaits.
+    @app.on_partitions_assigned.connect  # type: ignore[arg-type]
+    async def log_assigned(sender: Any, *args: Any, **kwargs: Any) -> None:
+        logger.info("partitions assigned partitions=%s", _describe(args[0]))
+
+    @app.on_partitions_revoked.connect  # type: ignore[arg-type]
+    async def log_revoked(sender: Any, *args: Any, **kwargs: Any) -> None:
+        logger.info("partitions revoked partitions=%s", _describe(args[0]))
+
     return app, processor
+
+
+def _describe(partitions: set[Any]) -> list[str]:
+    return sorted(f"{tp.topic}[{tp.partition}]" for tp in partitions)
 
 
 def _messages(batch: Sequence[EventT[bytes]]) -> list[tuple[str, int, int, bytes]]:

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import redis
 
 from services.common.logging import configure_logging
-from services.common.settings import load_settings
+from services.common.settings import load_settings, secret_values
 from services.feedback.reader import outcome_counts
 from services.feedback.settings import FeedbackSettings
 
@@ -54,7 +54,7 @@ def _run(args: argparse.Namespace) -> int:
     from services.feedback.__main__ import run
 
     settings = load_settings(FeedbackSettings)
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, secrets=secret_values(settings))
     run(settings)
     return 0
 
