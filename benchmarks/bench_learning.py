@@ -16,7 +16,8 @@ in the same process and against the same Redis:
   affinity model with two sampled negatives per event, metrics, drift);
 * the stage's own time per event, which is the per-event cost of learning;
 * ``LearningStage.signals`` for 50 candidates, the scorer's cost per event;
-* Redis memory per pending example, from ``MEMORY USAGE`` of the stage's keys.
+* Redis memory per pending example and per remembered event id, from
+  ``MEMORY USAGE`` of the stage's keys.
 
 Kafka is not involved: the stage never talks to the broker, so the broker's
 pass-through would not bound anything measured here.
@@ -100,16 +101,19 @@ def _run(
     signals_seconds = (time.perf_counter() - started) / rounds
 
     pending = sum(stage._store.pending_count(0).values())
-    learner_bytes = sum(
-        int(client.memory_usage(key) or 0) for key in stage._store.keys(0)
-    )
+    keys = stage._store.keys(0)
+    seen_key, pending_keys = keys[0], keys[2:]
+    pending_bytes = sum(int(client.memory_usage(key) or 0) for key in pending_keys)
+    seen_ids = int(client.zcard(seen_key))
     return {
         "off_events_per_second": len(events) / off_seconds,
         "on_events_per_second": len(events) / on_seconds,
         "stage_us_per_event": stage_seconds / len(events) * 1e6,
         "signals_us_per_event": signals_seconds * 1e6,
         "pending": float(pending),
-        "bytes_per_pending": learner_bytes / max(pending, 1),
+        "bytes_per_pending": pending_bytes / max(pending, 1),
+        "seen_ids": float(seen_ids),
+        "bytes_per_seen_id": int(client.memory_usage(seen_key) or 0) / max(seen_ids, 1),
     }
 
 
@@ -159,6 +163,8 @@ def main() -> None:
         ),
         ("pending examples at the end of a replay", "count", "pending"),
         ("Redis memory per pending example", "bytes", "bytes_per_pending"),
+        ("applied event ids remembered at the end", "count", "seen_ids"),
+        ("Redis memory per remembered event id", "bytes", "bytes_per_seen_id"),
     ]
     print(
         f"{len(events)} events per run, {args.runs} runs, batch size {args.batch_size}"

@@ -220,7 +220,7 @@ class PendingLabelStore:
         key_prefix: str,
         tasks: Sequence[LabelTask],
         allowed_lateness_seconds: float = 60.0,
-        dedupe_horizon_seconds: float = 2 * 86_400.0,
+        dedupe_horizon_seconds: float = 3600.0,
         max_pending_per_pair: int = 32,
         max_resolutions_per_batch: int = 5000,
     ) -> None:

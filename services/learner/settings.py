@@ -49,10 +49,15 @@ class LearnerSettings(BaseSettings):
         le=86_400.0,
         description="seconds an outcome may trail the watermark and still count",
     )
+    # A crash replays only the batches after the last committed offset, whose
+    # event times sit near the watermark, so an hour is ample; every id costs
+    # Redis memory for this long.
     dedupe_horizon_seconds: float = Field(
-        default=2 * 86_400.0,
+        default=3600.0,
         gt=0.0,
-        description="event-time seconds that applied event ids are remembered",
+        le=7 * 86_400.0,
+        description="event-time seconds behind the watermark that applied "
+        "event ids are remembered",
     )
     max_pending_per_pair: int = Field(
         default=32, ge=1, le=10_000, description="pending examples per user and item"

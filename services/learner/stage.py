@@ -257,8 +257,7 @@ class LearningStage:
             model.remember_item(applied.event.item_id)
 
         results = evaluator.score_then_learn_many(examples, labels)
-        for example, label, result in zip(examples, labels, results, strict=True):
-            self._record(AFFINITY_MODEL, example, label, result)
+        self._record(AFFINITY_MODEL, examples, labels, results)
 
     def _learn_conversion(self, resolved: ResolvedExample) -> None:
         example = OnlineExample(
@@ -267,29 +266,38 @@ class LearningStage:
         result = self.evaluators[resolved.task].score_then_learn(
             example, resolved.label
         )
-        self._record(resolved.task, example, resolved.label, result)
+        self._record(resolved.task, [example], [resolved.label], [result])
         if result.is_drift and self._settings.request_retrain_on_drift:
             self._request_retrain(resolved.task)
 
     def _record(
         self,
         model_name: str,
-        example: OnlineExample,
-        label: bool,
-        result: PrequentialResult,
+        examples: Sequence[OnlineExample],
+        labels: Sequence[bool],
+        results: Sequence[PrequentialResult],
     ) -> None:
-        metrics.EXAMPLES.labels(model=model_name, label=str(int(label))).inc()
+        positives = sum(labels)
+        metrics.EXAMPLES.labels(model=model_name, label="1").inc(positives)
+        metrics.EXAMPLES.labels(model=model_name, label="0").inc(
+            len(labels) - positives
+        )
         for observer in self.observers:
-            observer(model_name, example, label, result)
-        if result.is_drift:
-            metrics.DRIFTS.labels(model=model_name).inc()
-            logger.info(
-                "drift detected model=%s model_version=%s roc_auc=%.4f log_loss=%.4f",
-                model_name,
-                self.evaluators[model_name].model.model_version,
-                self.evaluators[model_name].roc_auc,
-                self.evaluators[model_name].log_loss,
-            )
+            for example, label, result in zip(examples, labels, results, strict=True):
+                observer(model_name, example, label, result)
+        for result in results:
+            if result.is_drift:
+                self._log_drift(model_name)
+
+    def _log_drift(self, model_name: str) -> None:
+        metrics.DRIFTS.labels(model=model_name).inc()
+        logger.info(
+            "drift detected model=%s model_version=%s roc_auc=%.4f log_loss=%.4f",
+            model_name,
+            self.evaluators[model_name].model.model_version,
+            self.evaluators[model_name].roc_auc,
+            self.evaluators[model_name].log_loss,
+        )
 
     def _request_retrain(self, model_name: str) -> None:
         detected_at = datetime.fromtimestamp(self._clock(), UTC)
