@@ -20,7 +20,14 @@ import threading
 from collections.abc import Sequence
 
 import redis
-from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer
+from confluent_kafka import (
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Message,
+    Producer,
+    TopicPartition,
+)
 from pydantic import ValidationError
 
 from schemas.deadletters import RejectionReason
@@ -98,7 +105,9 @@ class CatalogConsumer:
             try:
                 self._store(messages)
                 self._dead_letters.flush()
-                self._consumer.commit(asynchronous=False)
+                self._consumer.commit(
+                    offsets=_next_offsets(messages), asynchronous=False
+                )
                 return len(messages)
             except (redis.exceptions.RedisError, KafkaException) as exc:
                 logger.warning(
@@ -141,6 +150,18 @@ class CatalogConsumer:
             source_partition=message.partition() or 0,
             source_offset=message.offset() or 0,
         )
+
+
+def _next_offsets(messages: Sequence[Message]) -> list[TopicPartition]:
+    """Return the offset after the last message of each partition."""
+    offsets: dict[tuple[str, int], int] = {}
+    for message in messages:
+        key = (message.topic() or "", message.partition() or 0)
+        offsets[key] = max(offsets.get(key, 0), (message.offset() or 0) + 1)
+    return [
+        TopicPartition(topic, partition, offset)
+        for (topic, partition), offset in sorted(offsets.items())
+    ]
 
 
 def _is_error(message: Message, topic: str) -> bool:

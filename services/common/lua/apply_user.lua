@@ -242,12 +242,13 @@ for base = 11, #ARGV, 9 do
   local offset = tonumber(ARGV[base + 8])
 
   if has_digest(digest) then
+    -- A repeat changes nothing, not even the newest offset, so a replay of
+    -- a dropped duplicate is dropped again.
     local status = 4
     if offset >= 0 and tonumber(state['kp']) == partition
         and offset <= (tonumber(state['ko']) or -1) then
       status = 3
     end
-    track_offset(partition, offset)
     results[#results + 1] = {status, snapshot()}
   else
     has_new = true
@@ -292,21 +293,15 @@ if #outbox > 0 then
   state['f'] = cjson.encode(outbox)
 end
 
-local fields = {}
-for field, value in pairs(state) do
-  fields[#fields + 1] = field
-  fields[#fields + 1] = value
-end
--- A replay must not extend the life of the key beyond its last new event.
-local remaining = redis.call('PTTL', key)
-redis.call('DEL', key)
-if #fields > 0 then
-  redis.call('HSET', key, unpack(fields))
-  if has_new or remaining <= 0 then
-    redis.call('EXPIRE', key, ttl)
-  else
-    redis.call('PEXPIRE', key, remaining)
+if has_new then
+  local fields = {}
+  for field, value in pairs(state) do
+    fields[#fields + 1] = field
+    fields[#fields + 1] = value
   end
+  redis.call('DEL', key)
+  redis.call('HSET', key, unpack(fields))
+  redis.call('EXPIRE', key, ttl)
 end
 
 results[#results + 1] = state['f'] or ''

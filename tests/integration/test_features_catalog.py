@@ -1,0 +1,198 @@
+"""Catalog writer and consumer against a real redis-server and broker."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+import redis
+from confluent_kafka import Consumer, Producer
+
+from schemas.catalog import ItemRecord, PromotionRecord, ReviewRecord
+from services.common.kafka import consumer_config, producer_config
+from services.common.redis_features import FeatureStore
+from services.common.settings import KafkaSettings, RedisSettings, TopicSettings
+from services.features.catalog import CatalogWriter
+from services.features.consumer import CatalogConsumer
+from services.features.errors import CatalogKeyError
+from services.features.settings import CatalogSettings
+
+pytestmark = pytest.mark.integration
+
+START = datetime(2019, 10, 1, tzinfo=UTC)
+
+
+@pytest.fixture
+def writer(redis_client: redis.Redis, redis_settings: RedisSettings) -> CatalogWriter:
+    return CatalogWriter(redis_client, redis_settings.key_prefix)
+
+
+@pytest.fixture
+def store(redis_client: redis.Redis, redis_settings: RedisSettings) -> FeatureStore:
+    return FeatureStore(redis_client, redis_settings.key_prefix)
+
+
+def item(item_id: str = "a", **fields: Any) -> ItemRecord:
+    return ItemRecord(item_id=item_id, updated_at=START, **fields)
+
+
+def promotion(promotion_id: str, starts: float, ends: float) -> PromotionRecord:
+    return PromotionRecord(
+        promotion_id=promotion_id,
+        title=f"promotion {promotion_id}",
+        discount_percent=10.0,
+        starts_at=START + timedelta(hours=starts),
+        ends_at=START + timedelta(hours=ends),
+        updated_at=START,
+    )
+
+
+def review(review_id: str, item_id: str, rating: int, votes: int = 0) -> ReviewRecord:
+    return ReviewRecord(
+        review_id=review_id,
+        item_id=item_id,
+        rating=rating,
+        helpful_votes=votes,
+        created_at=START,
+        updated_at=START,
+    )
+
+
+def test_item_update_replaces_attributes(
+    writer: CatalogWriter, store: FeatureStore
+) -> None:
+    writer.write(item(category_id="c1", brand="b1", price=5.0, stock=3))
+
+    writer.write(item(category_id="c2", price=6.0))
+    attributes = store.item_attributes(["a"])["a"]
+
+    assert attributes.category_id == "c2"
+    assert attributes.brand is None
+    assert attributes.price == 6.0
+    assert attributes.stock is None
+
+
+def test_item_tombstone_deletes_item(
+    writer: CatalogWriter, store: FeatureStore
+) -> None:
+    writer.write(item(category_id="c1"))
+
+    writer.apply(b"item:a", None)
+
+    assert store.item_attributes(["a"])["a"].category_id is None
+
+
+def test_promotions_are_read_by_validity_window(
+    writer: CatalogWriter, store: FeatureStore
+) -> None:
+    writer.write(promotion("p1", 0, 10))
+    writer.write(promotion("p2", 5, 20))
+    writer.apply(b"promotion:p3", promotion("p3", 0, 30).model_dump_json())
+
+    writer.apply(b"promotion:p3", None)
+    at = (START + timedelta(hours=12)).timestamp()
+
+    assert [p.promotion_id for p in store.promotions_active_at(at)] == ["p2"]
+    assert len(store.promotions_active_at(START.timestamp() + 6 * 3600)) == 2
+
+
+def test_reviews_are_listed_and_summarised(
+    writer: CatalogWriter, store: FeatureStore
+) -> None:
+    writer.write(item(price=1.0))
+    writer.write(review("r1", "a", 5, votes=1))
+    writer.write(review("r2", "a", 2, votes=7))
+    writer.write(review("r3", "a", 3))
+
+    writer.apply(b"review:r3", None)
+    features = store.read("u", ["a"], at=START.timestamp()).items["a"]
+
+    assert [r.review_id for r in store.reviews("a")] == ["r2", "r1"]
+    assert features["item_review_count"] == 2.0
+    assert features["item_rating_mean"] == 3.5
+
+
+def test_review_moved_to_other_item_leaves_first_item(
+    writer: CatalogWriter, store: FeatureStore
+) -> None:
+    writer.write(review("r1", "a", 4))
+
+    writer.write(review("r1", "b", 4))
+
+    assert store.reviews("a") == []
+    assert [r.review_id for r in store.reviews("b")] == ["r1"]
+
+
+def test_invalid_catalog_key_is_rejected(writer: CatalogWriter) -> None:
+    with pytest.raises(CatalogKeyError, match="'order:1'"):
+        writer.apply(b"order:1", b"{}")
+
+
+def test_record_of_other_kind_than_key_is_rejected(writer: CatalogWriter) -> None:
+    with pytest.raises(CatalogKeyError, match="holds a 'item' record"):
+        writer.apply(b"promotion:a", item().model_dump_json())
+
+
+def test_catalog_consumer_stores_records_and_dead_letters_bad_ones(
+    kafka_settings: KafkaSettings,
+    redis_client: redis.Redis,
+    redis_settings: RedisSettings,
+    make_topic: Callable[..., str],
+    unique_name: Callable[[str], str],
+) -> None:
+    topics = TopicSettings(
+        catalog=make_topic("catalog", 1, is_compacted=True),
+        dead_letters=make_topic("dlq", 1),
+    )
+    settings = CatalogSettings(
+        kafka=kafka_settings,
+        redis=redis_settings,
+        topics=topics,
+        group_id=unique_name("catalog"),
+        poll_timeout_seconds=0.2,
+    )
+    producer = Producer(producer_config(kafka_settings))
+    producer.produce(
+        topics.catalog, key=b"item:a", value=item(brand="x").model_dump_json()
+    )
+    producer.produce(topics.catalog, key=b"item:b", value=b"{not json")
+    producer.produce(topics.catalog, key=b"weird", value=b"{}")
+    producer.flush(10)
+    consumer = CatalogConsumer(
+        settings,
+        Consumer(consumer_config(kafka_settings, settings.group_id)),
+        producer,
+        CatalogWriter(redis_client, redis_settings.key_prefix),
+    )
+    consumer._consumer.subscribe([topics.catalog])
+
+    deadline = time.monotonic() + 30
+    handled = 0
+    while handled < 3 and time.monotonic() < deadline:
+        handled += consumer.poll_once()
+    letters = read_all(kafka_settings, topics.dead_letters, 2)
+
+    store = FeatureStore(redis_client, redis_settings.key_prefix)
+    assert store.item_attributes(["a"])["a"].brand == "x"
+    assert sorted(letter["reason"] for letter in letters) == [
+        "invalid_id",
+        "invalid_json",
+    ]
+    consumer._consumer.close()
+
+
+def read_all(kafka: KafkaSettings, topic: str, count: int) -> list[dict[str, Any]]:
+    reader = Consumer(consumer_config(kafka, f"reader-{time.monotonic_ns()}"))
+    reader.subscribe([topic])
+    values: list[dict[str, Any]] = []
+    deadline = time.monotonic() + 30
+    while len(values) < count and time.monotonic() < deadline:
+        for message in reader.consume(100, 0.5):
+            if message.error() is None:
+                values.append(json.loads(message.value()))
+    reader.close()
+    return values
