@@ -14,7 +14,9 @@ in the same process and against the same Redis:
 * learning on: the feature store followed by ``LearningStage.process`` with
   the default settings (pending labels in Redis, conversion models, the
   affinity model with two sampled negatives per event, metrics, drift);
-* the stage's own time per event, which is the per-event cost of learning;
+* the stage's own time per event, which is the per-event cost of learning,
+  and the part of it spent in the pending-label script (a Redis round trip
+  per partition and batch);
 * ``LearningStage.signals`` for 50 candidates, the scorer's cost per event;
 * Redis memory per pending example and per remembered event id, from
   ``MEMORY USAGE`` of the stage's keys.
@@ -28,12 +30,14 @@ It prints a Markdown table of medians over the runs.
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import tempfile
 import time
 import uuid
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import redis
 from pydantic import SecretStr
@@ -81,6 +85,18 @@ def _run(
         checkpoint_interval_seconds=1e9,
     )
     stage = LearningStage(settings, client)
+    label_store = stage._store
+    apply_labels = label_store.apply
+    label_seconds = 0.0
+
+    def timed_apply(*args: Any, **kwargs: Any) -> Any:
+        nonlocal label_seconds
+        label_started = time.perf_counter()
+        outcome = apply_labels(*args, **kwargs)
+        label_seconds += time.perf_counter() - label_started
+        return outcome
+
+    label_store.apply = timed_apply  # type: ignore[method-assign]
     stage_seconds = 0.0
     started = time.perf_counter()
     for offset, batch in enumerate(batches):
@@ -109,6 +125,7 @@ def _run(
         "off_events_per_second": len(events) / off_seconds,
         "on_events_per_second": len(events) / on_seconds,
         "stage_us_per_event": stage_seconds / len(events) * 1e6,
+        "labels_us_per_event": label_seconds / len(events) * 1e6,
         "signals_us_per_event": signals_seconds * 1e6,
         "pending": float(pending),
         "bytes_per_pending": pending_bytes / max(pending, 1),
@@ -156,6 +173,7 @@ def main() -> None:
             "on_events_per_second",
         ),
         ("learning stage, per event", "µs", "stage_us_per_event"),
+        ("of which the pending-label script in Redis", "µs", "labels_us_per_event"),
         (
             f"signals for {_CANDIDATES} candidates, per event",
             "µs",
@@ -166,8 +184,11 @@ def main() -> None:
         ("applied event ids remembered at the end", "count", "seen_ids"),
         ("Redis memory per remembered event id", "bytes", "bytes_per_seen_id"),
     ]
+    load = ", ".join(f"{value:.1f}" for value in os.getloadavg())
     print(
-        f"{len(events)} events per run, {args.runs} runs, batch size {args.batch_size}"
+        f"{len(events)} events per run, {args.runs} runs, "
+        f"batch size {args.batch_size}, {os.cpu_count()} CPUs, "
+        f"load average after the runs {load}"
     )
     print()
     print("| measure | unit | median |")
