@@ -175,7 +175,20 @@ def resolvable_stages() -> list[str]:
 
 
 def drive_api(base_url: str, user_ids: list[str]) -> None:
-    """Read slates and post an invalid event, so every API metric has series."""
+    """Read slates and post an invalid event, so every API metric has series.
+
+    Waits up to 30 s for the API to answer; an API that never does shows up as
+    missing data and, if it exited, in the list of exited services.
+    """
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            httpx.get(f"{base_url}/healthz", timeout=2).raise_for_status()
+            break
+        except httpx.HTTPError:
+            if time.monotonic() > deadline:
+                return
+            time.sleep(0.2)
     for user_id in user_ids:
         httpx.get(f"{base_url}/v1/users/{user_id}/slates/products", timeout=10)
     httpx.get(f"{base_url}/healthz", timeout=10)
@@ -197,6 +210,7 @@ class Pipeline:
     started: list[str]
     missing: list[str]
     stages: list[str]
+    exited: dict[str, str]
 
 
 def is_runnable(module: str) -> bool:
@@ -276,9 +290,13 @@ def pipeline(
     }
     targets, missing = plan_services(environment)
     with Supervisor(tmp_path / "logs", environment) as supervisor:
-        for service in SERVICES:
-            if service.job in targets:
-                supervisor.start(service.job, service.module, *service.arguments)
+        processes = {
+            service.job: supervisor.start(
+                service.job, service.module, *service.arguments
+            )
+            for service in SERVICES
+            if service.job in targets
+        }
         prometheus = Prometheus(tmp_path, targets)
         try:
             replay = subprocess.run(
@@ -294,9 +312,13 @@ def pipeline(
                 drive_api(f"http://{targets['cartwheel-api']}", SAMPLE_USERS)
             names = set().union(*(metric_names(e) for _, e in dashboard_queries()))
             wait_for_series(prometheus, names, timeout_seconds=60)
-            supervisor.check()
+            exited = {
+                job: process.log_file.read_text(errors="replace")[-1500:]
+                for job, process in processes.items()
+                if not process.is_running()
+            }
             stages = json.loads(environment["CARTWHEEL_HOTPATH_STAGES"])
-            yield Pipeline(prometheus, list(targets), missing, stages)
+            yield Pipeline(prometheus, list(targets), missing, stages, exited)
         finally:
             prometheus.stop()
 
@@ -306,6 +328,8 @@ def describe_missing(empty: list[str], pipeline: Pipeline) -> str:
     lines.append(f"services scraped: {pipeline.started}")
     lines.append(f"services without a __main__ module: {pipeline.missing}")
     lines.append(f"hot-path stages that could be imported: {pipeline.stages}")
+    for job, log in pipeline.exited.items():
+        lines.append(f"{job} exited early; end of its log:\n{log}")
     return "\n".join(lines)
 
 
@@ -353,3 +377,7 @@ def test_prometheus_loads_every_alert_rule(pipeline: Pipeline) -> None:
     }
 
     assert loaded == {name for name, _ in alert_rules()}
+
+
+def test_services_keep_running_under_traffic(pipeline: Pipeline) -> None:
+    assert pipeline.exited == {}
