@@ -1,7 +1,8 @@
 """What counts as a hit on each surface, and which later event is the target.
 
 Products: the item of the user's next event is in the list. Bundles: the item
-of the user's first cart_add or purchase after the trigger is in the list.
+of the user's first cart_add or purchase of another item after the trigger is
+in the list.
 Promotions: the user's next event is on an item that a listed promotion
 covers. Reviews: the user's next event is a cart_add or purchase of a reviewed
 item, because a review is meant to help a purchase decision.
@@ -28,7 +29,7 @@ SURFACE_RULES: dict[str, str] = {
     ),
     Surface.BUNDLES.value: (
         "the item of the user's first cart_add or purchase after the trigger "
-        "event is in the slate"
+        "event, on another item than the trigger's, is in the slate"
     ),
     Surface.PROMOTIONS.value: (
         "the user's next event is on an item that a listed promotion covers: "
@@ -56,7 +57,16 @@ def select_target(
     """
     later = itertools.islice(user_events, trigger_position + 1, None)
     if surface is Surface.BUNDLES:
-        return next((e for e in later if e.event_type in _CONVERSIONS), None)
+        # Buying the carted item itself is not something a bundle proposes.
+        trigger_item_id = user_events[trigger_position].item_id
+        return next(
+            (
+                e
+                for e in later
+                if e.event_type in _CONVERSIONS and e.item_id != trigger_item_id
+            ),
+            None,
+        )
     return next(later, None)
 
 

@@ -192,14 +192,15 @@ def test_same_input_in_another_order_gives_same_result(
     assert first == second
 
 
-def test_bundles_slate_is_scored_against_next_conversion(
+def test_bundles_slate_scores_next_other_conversion(
     make_event: MakeEvent, make_slate: MakeSlate, settings: EvaluationSettings
 ) -> None:
     cart_add = make_event("e1", "u1", "a", 0, event_type="cart_add")
     events = [
         cart_add,
         make_event("e2", "u1", "r", 1),
-        make_event("e3", "u1", "q", 2, event_type="purchase"),
+        make_event("e3", "u1", "a", 2, event_type="purchase"),
+        make_event("e4", "u1", "q", 3, event_type="purchase"),
     ]
     bundle = make_slate(cart_add, ["p", "q"], surface="bundles")
 
