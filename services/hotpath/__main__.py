@@ -31,7 +31,7 @@ from services.hotpath.consumer import HotPathConsumer
 from services.hotpath.settings import HotPathSettings
 from services.hotpath.stages import Stage
 
-__all__ = ["build_consumer", "load_stages", "main", "run"]
+__all__ = ["build_consumer", "load_stages", "main", "redis_client", "run"]
 
 logger = logging.getLogger(__name__)
 
@@ -59,8 +59,28 @@ def load_stages(
     return stages
 
 
-def build_consumer(settings: HotPathSettings) -> HotPathConsumer:
-    """Connect to Kafka and Redis and build the consumer with its stages."""
+def redis_client(settings: HotPathSettings) -> redis.Redis:
+    """Return a Redis client that fails fast instead of retrying on its own.
+
+    Retries are the consumer's job: it backs off and replays the whole batch.
+    """
+    return redis.Redis.from_url(
+        settings.redis.url.get_secret_value(),
+        socket_timeout=10.0,
+        socket_connect_timeout=2.0,
+        retry=Retry(NoBackoff(), 0),
+    )
+
+
+def build_consumer(
+    settings: HotPathSettings, stages: Sequence[Stage] | None = None
+) -> HotPathConsumer:
+    """Connect to Kafka and Redis and build the consumer.
+
+    Args:
+        settings: the hot path's settings.
+        stages: the stages to run; by default those named in ``settings.stages``.
+    """
     topics = settings.topics
     verify_topics(
         settings.kafka,
@@ -69,14 +89,7 @@ def build_consumer(settings: HotPathSettings) -> HotPathConsumer:
             for name in (topics.events, topics.dead_letters, topics.training_examples)
         ],
     )
-    # Retries are the consumer's job: it backs off and replays the batch, so
-    # the client must not resend commands on its own.
-    client = redis.Redis.from_url(
-        settings.redis.url.get_secret_value(),
-        socket_timeout=10.0,
-        socket_connect_timeout=2.0,
-        retry=Retry(NoBackoff(), 0),
-    )
+    client = redis_client(settings)
     store = FeatureStore(client, settings.redis.key_prefix, settings.feature_config())
     consumer = Consumer(
         consumer_config(
@@ -84,7 +97,8 @@ def build_consumer(settings: HotPathSettings) -> HotPathConsumer:
         )
     )
     producer = Producer(producer_config(settings.kafka))
-    stages = load_stages(settings.stages, settings, client)
+    if stages is None:
+        stages = load_stages(settings.stages, settings, client)
     return HotPathConsumer(settings, consumer, producer, store, stages)
 
 

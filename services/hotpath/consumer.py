@@ -110,8 +110,8 @@ class HotPathConsumer:
         self._uncommitted: dict[int, int] = {}
         self._example_failures = 0
 
-    def run(self) -> None:
-        """Subscribe and process batches until :meth:`stop` is called."""
+    def subscribe(self) -> None:
+        """Join the consumer group on the events topic, with rebalance callbacks."""
         self._consumer.subscribe(
             [self._topic],
             on_assign=self._on_assign,
@@ -119,10 +119,14 @@ class HotPathConsumer:
             on_lost=self._on_lost,
         )
         logger.info(
-            "hot path started topic=%s stages=%s",
+            "hot path subscribed topic=%s stages=%s",
             self._topic,
             [stage.name for stage in self._stages],
         )
+
+    def run(self) -> None:
+        """Subscribe and process batches until :meth:`stop` is called."""
+        self.subscribe()
         try:
             while not self._stopping.is_set():
                 self.poll_once()

@@ -1,0 +1,246 @@
+"""Hot-path consumer against the real broker and redis-server."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterator, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+import redis
+from confluent_kafka import Consumer, Producer, TopicPartition
+
+from schemas.events import Event, EventType
+from services.common.kafka import consumer_config, producer_config
+from services.common.redis_features import FeatureStore
+from services.common.settings import KafkaSettings, RedisSettings, TopicSettings
+from services.hotpath import metrics
+from services.hotpath.__main__ import build_consumer
+from services.hotpath.consumer import HotPathConsumer
+from services.hotpath.settings import HotPathSettings
+from services.hotpath.stages import AppliedEvent
+
+pytestmark = pytest.mark.integration
+
+START = datetime(2019, 10, 1, tzinfo=UTC)
+
+
+class RecordingStage:
+    """Records every batch; raises on the calls listed in ``failing_calls``."""
+
+    name = "recording"
+
+    def __init__(self, failing_calls: Sequence[int] = ()) -> None:
+        self.batches: list[list[AppliedEvent]] = []
+        self.failing_calls = set(failing_calls)
+        self.calls = 0
+        self.is_closed = False
+
+    def process(self, batch: Sequence[AppliedEvent]) -> None:
+        self.calls += 1
+        if self.calls in self.failing_calls:
+            raise RuntimeError("stage failed on purpose")
+        self.batches.append(list(batch))
+
+    def close(self) -> None:
+        self.is_closed = True
+
+
+def event(
+    event_id: str, seconds: float, user_id: str = "u1", item_id: str = "a", **kw: Any
+) -> Event:
+    return Event(
+        event_id=event_id,
+        event_type=EventType(kw.pop("event_type", "click")),
+        user_id=user_id,
+        item_id=item_id,
+        event_time=START + timedelta(seconds=seconds),
+        **kw,
+    )
+
+
+@pytest.fixture
+def settings(
+    kafka_settings: KafkaSettings,
+    redis_settings: RedisSettings,
+    make_topic: Callable[..., str],
+    unique_name: Callable[[str], str],
+) -> HotPathSettings:
+    topics = TopicSettings(
+        events=make_topic("events", 2),
+        dead_letters=make_topic("dlq", 2),
+        training_examples=make_topic("training", 2),
+        partitions=2,
+    )
+    return HotPathSettings(
+        kafka=kafka_settings,
+        redis=redis_settings,
+        topics=topics,
+        group_id=unique_name("hotpath"),
+        batch_size=50,
+        poll_timeout_seconds=0.2,
+        retry_initial_seconds=0.05,
+        retry_max_seconds=0.2,
+        metrics_port=0,
+    )
+
+
+@pytest.fixture
+def publish(settings: HotPathSettings) -> Callable[[Sequence[Event | bytes]], None]:
+    producer = Producer(producer_config(settings.kafka))
+
+    def send(messages: Sequence[Event | bytes]) -> None:
+        for message in messages:
+            if isinstance(message, Event):
+                producer.produce(
+                    settings.topics.events,
+                    key=message.user_id.encode(),
+                    value=message.model_dump_json(exclude_none=True).encode(),
+                )
+            else:
+                producer.produce(settings.topics.events, key=b"u1", value=message)
+        producer.flush(10)
+
+    return send
+
+
+@pytest.fixture
+def cleanup(redis_client: redis.Redis, redis_settings: RedisSettings) -> Iterator[None]:
+    yield
+    for key in redis_client.scan_iter(f"{redis_settings.key_prefix}:*"):
+        redis_client.delete(key)
+
+
+def run_until_committed(
+    hot_path: HotPathConsumer, settings: HotPathSettings, total: int
+) -> int:
+    """Poll until the group committed ``total`` messages; return the committed sum."""
+    hot_path.subscribe()
+    partitions = [TopicPartition(settings.topics.events, p) for p in range(2)]
+    deadline = time.monotonic() + 40
+    committed = 0
+    while time.monotonic() < deadline:
+        hot_path.poll_once()
+        offsets = hot_path._consumer.committed(partitions, timeout=5)
+        committed = sum(max(tp.offset, 0) for tp in offsets)
+        if committed >= total:
+            break
+    return committed
+
+
+def read_topic(kafka: KafkaSettings, topic: str, count: int) -> list[dict[str, Any]]:
+    reader = Consumer(consumer_config(kafka, f"reader-{time.monotonic_ns()}"))
+    reader.subscribe([topic])
+    values: list[dict[str, Any]] = []
+    deadline = time.monotonic() + 30
+    while len(values) < count and time.monotonic() < deadline:
+        for message in reader.consume(100, 0.3):
+            if message.error() is None:
+                values.append(json.loads(message.value()))
+    reader.close()
+    return values
+
+
+@pytest.mark.usefixtures("cleanup")
+def test_features_stage_alone_applies_dead_letters_and_commits(
+    settings: HotPathSettings,
+    publish: Callable[[Sequence[Event | bytes]], None],
+    redis_client: redis.Redis,
+) -> None:
+    first = event("e1", 0)
+    publish(
+        [
+            first,
+            event("e2", 10, item_id="b"),
+            event("e3", 20, item_id="b", event_type="cart_add"),
+            event("e4", 30, user_id="u2"),
+            b"{not json",
+            first,
+        ]
+    )
+    duplicates_before = metrics.DUPLICATE_EVENTS._value.get()
+    hot_path = build_consumer(settings, stages=[])
+
+    committed = run_until_committed(hot_path, settings, 6)
+    hot_path.close()
+    examples = read_topic(settings.kafka, settings.topics.training_examples, 4)
+    letters = read_topic(settings.kafka, settings.topics.dead_letters, 1)
+    store = FeatureStore(redis_client, settings.redis.key_prefix)
+    vectors = store.read("u1", ["a", "b"])
+
+    assert committed == 6
+    assert vectors.user["user_click_count_1h"] == 2.0
+    assert vectors.user["user_cart_add_count_1h"] == 1.0
+    assert vectors.items["a"]["item_click_count_1h"] == 2.0
+    assert [letter["reason"] for letter in letters] == ["invalid_json"]
+    assert sorted(example["event_id"] for example in examples) == [
+        "e1",
+        "e2",
+        "e3",
+        "e4",
+    ]
+    by_id = {example["event_id"]: example for example in examples}
+    assert by_id["e2"]["user_features"]["user_click_count_1h"] == 1.0
+    assert by_id["e3"]["item_features"]["item_click_count_1h"] == 1.0
+    assert metrics.DUPLICATE_EVENTS._value.get() == duplicates_before + 1
+
+
+@pytest.mark.usefixtures("cleanup")
+def test_stage_receives_applied_events_in_order_without_duplicates(
+    settings: HotPathSettings, publish: Callable[[Sequence[Event | bytes]], None]
+) -> None:
+    events = [event(f"e{i}", i, item_id=f"i{i % 3}") for i in range(6)]
+    publish([*events, events[2]])
+    stage = RecordingStage()
+    hot_path = build_consumer(settings, stages=[stage])
+
+    run_until_committed(hot_path, settings, 7)
+    hot_path.close()
+    applied = [item for batch in stage.batches for item in batch]
+
+    assert [item.event.event_id for item in applied] == [e.event_id for e in events]
+    assert [item.offset for item in applied] == list(range(6))
+    assert applied[3].user_features["user_click_count_1h"] == 3.0
+    assert stage.is_closed
+
+
+@pytest.mark.usefixtures("cleanup")
+def test_failing_stage_is_retried_before_commit(
+    settings: HotPathSettings,
+    publish: Callable[[Sequence[Event | bytes]], None],
+    redis_client: redis.Redis,
+) -> None:
+    publish([event("e1", 0), event("e2", 5)])
+    stage = RecordingStage(failing_calls=[1])
+    retries_before = metrics.RETRIES.labels("stage")._value.get()
+    hot_path = build_consumer(settings, stages=[stage])
+
+    committed = run_until_committed(hot_path, settings, 2)
+    hot_path.close()
+    store = FeatureStore(redis_client, settings.redis.key_prefix)
+
+    assert committed == 2
+    assert stage.calls == 2
+    assert [item.event.event_id for item in stage.batches[0]] == ["e1", "e2"]
+    assert store.read("u1", ["a"]).items["a"]["item_click_count_1h"] == 2.0
+    assert metrics.RETRIES.labels("stage")._value.get() == retries_before + 1
+
+
+@pytest.mark.usefixtures("cleanup")
+def test_consumer_lag_gauge_reaches_zero_after_catching_up(
+    settings: HotPathSettings, publish: Callable[[Sequence[Event | bytes]], None]
+) -> None:
+    publish([event(f"e{i}", i) for i in range(20)])
+    hot_path = build_consumer(settings, stages=[])
+
+    run_until_committed(hot_path, settings, 20)
+    lags = {
+        sample.labels["partition"]: sample.value
+        for sample in metrics.CONSUMER_LAG.collect()[0].samples
+    }
+    hot_path.close()
+
+    assert lags
+    assert all(value == 0.0 for value in lags.values())
