@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import uuid
 from collections.abc import Callable, Iterator
@@ -15,6 +16,7 @@ import redis.asyncio
 from schemas.events import Event, EventContext, EventType
 from schemas.recommendations import CandidateSource, Slate, SlateItem, Surface
 from services.common.settings import RedisSettings
+from services.feedback.cli import register
 from services.feedback.reader import hit_rate, outcome_counts
 from services.feedback.settings import FeedbackSettings
 from services.feedback.tables import Applied, Credit, FeedbackTables, Outcome
@@ -312,3 +314,38 @@ def test_hit_rate_rejects_naive_since(
             "v",
             datetime(2026, 1, 1),
         )
+
+
+def test_report_command_prints_counts_and_hit_rate(
+    apply: Callable[..., list[Credit]],
+    settings: FeedbackSettings,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    now = datetime.now(UTC)
+    apply(
+        make_event("e1", "a"),
+        make_slate("e1", ["b"], generated_at=now),
+        make_event("e2", "b", seconds=1),
+    )
+    monkeypatch.setenv("CARTWHEEL_REDIS_URL", settings.redis.url.get_secret_value())
+    monkeypatch.setenv("CARTWHEEL_REDIS_KEY_PREFIX", settings.redis.key_prefix)
+    parser = argparse.ArgumentParser()
+    register(parser.add_subparsers())
+
+    args = parser.parse_args(["feedback", "report", "--hours", "1"])
+    exit_code = args.handler(args)
+
+    lines = capsys.readouterr().out.splitlines()
+    assert exit_code == 0
+    assert lines[0].split("\t")[-1] == "hit_rate"
+    assert lines[1].split("\t") == [
+        "products",
+        "mt-20260105-abc1234",
+        "1",
+        "1",
+        "1",
+        "0",
+        "0",
+        "1.0000",
+    ]

@@ -144,3 +144,22 @@ def test_every_alert_has_a_unit_test() -> None:
     alerts = {rule["alert"] for group in document["groups"] for rule in group["rules"]}
 
     assert alerts - tested == set()
+
+
+def test_dashboard_has_a_row_per_operating_concern() -> None:
+    dashboard = json.loads(DASHBOARD.read_text())
+
+    rows = [panel["title"] for panel in dashboard["panels"] if panel["type"] == "row"]
+
+    assert rows == [
+        "Throughput and outcomes",
+        "Dead letters",
+        "Consumer lag",
+        "Batch sizes",
+        "Redis and model latency",
+        "Event-to-slate latency",
+        "Models",
+        "HTTP API",
+        "Training",
+        "Feedback",
+    ]
