@@ -82,34 +82,36 @@ class HeuristicRanker:
     ) -> np.ndarray:
         """Return a (C, 3) array of click, cart_add and purchase probabilities."""
         names = self._names
-        probs = np.zeros((len(candidates), len(TASKS)), dtype=np.float64)
-        for row, (_, features) in enumerate(candidates):
-            source_score = features.get(SOURCE_SCORE_FEATURE, 0.0)
-            views = max(0.0, features.get(names.views, 0.0))
-            affinity = features.get(names.category_affinity, 0.0) + 0.5 * features.get(
-                names.brand_affinity, 0.0
+        rows = [
+            (
+                features.get(SOURCE_SCORE_FEATURE, 0.0),
+                features.get(names.views, 0.0),
+                features.get(names.category_affinity, 0.0)
+                + 0.5 * features.get(names.brand_affinity, 0.0),
+                features.get(names.view_to_cart_rate, math.nan),
+                features.get(names.cart_to_purchase_rate, math.nan),
             )
-            logit = (
-                -3.0
-                + 2.0 * min(source_score, 2.0)
-                + 0.3 * math.log1p(views)
-                + 1.0 * min(affinity, 1.5)
-            )
-            click = 1.0 / (1.0 + math.exp(-logit))
-            to_cart = _rate(
-                features.get(names.view_to_cart_rate), self._view_to_cart_prior
-            )
-            to_purchase = _rate(
-                features.get(names.cart_to_purchase_rate), self._cart_to_purchase_prior
-            )
-            probs[row] = (click, click * to_cart, click * to_cart * to_purchase)
-        return probs
+            for _, features in candidates
+        ]
+        if not rows:
+            return np.zeros((0, len(TASKS)))
+        source, views, affinity, to_cart, to_purchase = np.array(
+            rows, dtype=np.float64
+        ).T
+        logit = (
+            -3.0
+            + 2.0 * np.minimum(source, 2.0)
+            + 0.3 * np.log1p(np.maximum(views, 0.0))
+            + 1.0 * np.minimum(affinity, 1.5)
+        )
+        click = 1.0 / (1.0 + np.exp(-logit))
+        cart_add = click * _rates(to_cart, self._view_to_cart_prior)
+        purchase = cart_add * _rates(to_purchase, self._cart_to_purchase_prior)
+        return np.column_stack((click, cart_add, purchase))
 
 
-def _rate(value: float | None, prior: float) -> float:
-    if value is None or not math.isfinite(value):
-        return prior
-    return min(1.0, max(0.0, value))
+def _rates(values: np.ndarray, prior: float) -> np.ndarray:
+    return np.where(np.isfinite(values), np.clip(values, 0.0, 1.0), prior)
 
 
 def combine_scores(
@@ -130,19 +132,17 @@ def combine_scores(
     Returns:
         The (C, 3) blended probabilities and the (C,) scores.
     """
-    blended = np.clip(np.asarray(probs, dtype=np.float64), 0.0, 1.0).copy()
-    affinity = np.zeros(len(blended))
+    blended = np.clip(np.asarray(probs, dtype=np.float64), 0.0, 1.0)
     share = weights.online_blend
-    for row, signal in enumerate(signals):
-        if _ONLINE_CART in signal:
-            blended[row, 1] = (1 - share) * blended[row, 1] + share * _unit(
-                signal[_ONLINE_CART]
-            )
-        if _ONLINE_PURCHASE in signal:
-            blended[row, 2] = (1 - share) * blended[row, 2] + share * _unit(
-                signal[_ONLINE_PURCHASE]
-            )
-        affinity[row] = _unit(signal.get(_ONLINE_AFFINITY, 0.0))
+    for column, name in ((1, _ONLINE_CART), (2, _ONLINE_PURCHASE)):
+        online = _column(signals, name)
+        has_online = ~np.isnan(online)
+        blended[:, column] = np.where(
+            has_online,
+            (1 - share) * blended[:, column] + share * np.nan_to_num(online),
+            blended[:, column],
+        )
+    affinity = np.nan_to_num(_column(signals, _ONLINE_AFFINITY))
 
     if weights.objective == "expected_value":
         value = _filled_prices(prices)
@@ -157,10 +157,11 @@ def combine_scores(
     return blended, scores
 
 
-def _unit(value: float) -> float:
-    if not math.isfinite(value):
-        return 0.0
-    return min(1.0, max(0.0, value))
+def _column(signals: Sequence[Mapping[str, float]], name: str) -> np.ndarray:
+    """Return one signal per candidate clipped to [0, 1]; NaN where it is missing."""
+    values = np.array([signal.get(name, math.nan) for signal in signals], dtype=float)
+    values[np.isinf(values)] = 0.0
+    return np.clip(values, 0.0, 1.0)
 
 
 def _filled_prices(prices: Sequence[float | None]) -> np.ndarray:

@@ -357,10 +357,9 @@ class SlateBuilder:
         context: RuleContext,
         size: int,
     ) -> Slate:
+        sources = {candidate.item_id: candidate.source for candidate in candidates}
         ranked = [
-            replace(entry.ranked[candidate.item_id], source=candidate.source)
-            for candidate in candidates
-            if candidate.item_id in entry.ranked
+            entry.ranked[item_id] for item_id in sources if item_id in entry.ranked
         ]
         kept = apply_rules(ranked, context, self._settings.rules, size)
         items = [
@@ -369,7 +368,7 @@ class SlateBuilder:
                 rank=rank,
                 score=candidate.score,
                 task_probs=_task_probs(candidate),
-                source=candidate.source,
+                source=sources[candidate.item_id],
             )
             for rank, candidate in enumerate(kept, start=1)
         ]

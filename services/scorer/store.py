@@ -10,9 +10,10 @@ many users within a second.
 
 from __future__ import annotations
 
+import json
 import math
 import time
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -27,7 +28,6 @@ from services.common.redis_features import (
     _decode_map,
     _profile,
     item_features,
-    pair_features,
     user_features,
 )
 from services.scorer.protocols import Relation, UserHistory
@@ -35,6 +35,7 @@ from services.scorer.protocols import Relation, UserHistory
 __all__ = ["RedisCandidateStore"]
 
 _PROMOTIONS = TypeAdapter(PromotionRecord)
+_MAX_PRICE_ZSCORE = 5.0
 _REVIEWS = TypeAdapter(ReviewRecord)
 
 State = dict[str, str]
@@ -44,7 +45,72 @@ State = dict[str, str]
 class _CachedItem:
     vector: dict[str, float]
     catalog: State
+    attributes: ItemAttributes
     expires_at: float
+
+
+class _PairContext:
+    """One user's state parsed once, to compute pair features for many items.
+
+    Computes exactly what :func:`services.common.redis_features.pair_features`
+    computes (a unit test keeps the two equal), without re-reading the whole
+    user hash for every candidate.
+    """
+
+    def __init__(self, state: State) -> None:
+        self._categories = _weights(state, "C:")
+        self._brands = _weights(state, "B:")
+        self._strongest_category = max(self._categories.values(), default=0.0)
+        self._strongest_brand = max(self._brands.values(), default=0.0)
+        self._recent = Counter(entry[1:] for entry in _json_list(state.get("r")))
+        self._purchased = set(_json_list(state.get("pi")))
+        count = float(state.get("pn", 0.0))
+        self._price_count = count
+        self._price_mean = float(state.get("ps", 0.0)) / count if count else 0.0
+        self._price_std = (
+            math.sqrt(
+                max(float(state.get("pq", 0.0)) / count - self._price_mean**2, 0.0)
+            )
+            if count
+            else 0.0
+        )
+
+    def features(self, item_id: str, catalog: State) -> dict[str, float]:
+        """Return the pair features of this user and one item."""
+        zscore = 0.0
+        if "price" in catalog and self._price_count >= 2:
+            scale = max(self._price_std, 1e-6 + 0.01 * self._price_mean)
+            zscore = (float(catalog["price"]) - self._price_mean) / scale
+            zscore = max(-_MAX_PRICE_ZSCORE, min(_MAX_PRICE_ZSCORE, zscore))
+        return {
+            "pair_category_affinity": _share(
+                self._categories, self._strongest_category, catalog.get("category")
+            ),
+            "pair_brand_affinity": _share(
+                self._brands, self._strongest_brand, catalog.get("brand")
+            ),
+            "pair_price_zscore": zscore,
+            "pair_recent_event_count": float(self._recent.get(item_id, 0)),
+            "pair_is_purchased": 1.0 if item_id in self._purchased else 0.0,
+        }
+
+
+def _weights(state: State, prefix: str) -> dict[str, float]:
+    return {
+        key[len(prefix) :]: float(value)
+        for key, value in state.items()
+        if key.startswith(prefix)
+    }
+
+
+def _share(weights: dict[str, float], strongest: float, name: str | None) -> float:
+    if not name or strongest <= 0.0:
+        return 0.0
+    return weights.get(name, 0.0) / strongest
+
+
+def _json_list(raw: str | None) -> list[str]:
+    return [str(entry) for entry in json.loads(raw)] if raw else []
 
 
 class RedisCandidateStore:
@@ -75,20 +141,24 @@ class RedisCandidateStore:
         self._clock = clock
         self._items: OrderedDict[str, _CachedItem] = OrderedDict()
         self._promotions: tuple[float, list[PromotionRecord]] | None = None
+        self._user_states: dict[str, State] = {}
         self.now: float | None = None
 
     def begin_batch(self, at: float) -> None:
-        """Set the event time (Unix s) that decays and windows are evaluated at."""
+        """Set the event time (Unix s) that decays and windows are evaluated at.
+
+        User states read during a batch are kept until the next batch, because
+        features were applied before the batch started and cannot change in it.
+        """
         self.now = at
+        self._user_states = {}
 
     def user_histories(self, user_ids: Sequence[str]) -> dict[str, UserHistory]:
         """Return the recent items, purchases and category affinity of each user."""
-        pipe = self._client.pipeline(transaction=False)
-        for user_id in user_ids:
-            pipe.hgetall(self._keys.user(user_id))
+        states = self._read_users(user_ids)
         histories = {}
-        for user_id, reply in zip(user_ids, pipe.execute(), strict=True):
-            profile = _profile(user_id, _decode_map(reply))
+        for user_id in user_ids:
+            profile = _profile(user_id, states[user_id])
             histories[user_id] = UserHistory(
                 recent=profile.recent_items,
                 purchased=frozenset(profile.purchased_items),
@@ -131,7 +201,7 @@ class RedisCandidateStore:
     def item_attributes(self, item_ids: Sequence[str]) -> dict[str, ItemAttributes]:
         """Return catalog attributes, from the cache where fresh."""
         return {
-            item_id: _attributes(item_id, cached.catalog)
+            item_id: cached.attributes
             for item_id, cached in self._cached_items(item_ids).items()
         }
 
@@ -144,42 +214,44 @@ class RedisCandidateStore:
         Cached item vectors were computed at an earlier reference time of at
         most ``cache_ttl_seconds`` of wall time ago.
         """
-        user_ids = list(dict.fromkeys(user_id for user_id, _ in requests))
+        states = self._read_users(list(dict.fromkeys(user for user, _ in requests)))
         all_items = list(dict.fromkeys(i for _, items in requests for i in items))
-        pipe = self._client.pipeline(transaction=False)
-        for user_id in user_ids:
-            pipe.hgetall(self._keys.user(user_id))
-        replies = pipe.execute()
-        states = {
-            user_id: _decode_map(reply)
-            for user_id, reply in zip(user_ids, replies, strict=True)
-        }
         items = self._cached_items(all_items)
 
         results = []
         for user_id, item_ids in requests:
             state = states[user_id]
             at = float(state["lt"]) if "lt" in state else (self.now or 0.0)
+            pairs = _PairContext(state)
             vectors = {}
             for item_id in dict.fromkeys(item_ids):
                 cached = items[item_id]
                 vectors[item_id] = {
                     **cached.vector,
-                    **pair_features(state, item_id, cached.catalog),
+                    **pairs.features(item_id, cached.catalog),
                 }
             results.append(
                 FeatureVectors(
                     user=user_features(state, at, self._config),
                     items=vectors,
                     attributes={
-                        item_id: _attributes(item_id, items[item_id].catalog)
-                        for item_id in vectors
+                        item_id: items[item_id].attributes for item_id in vectors
                     },
                     profile=_profile(user_id, state),
                     reference_time=at,
                 )
             )
         return results
+
+    def _read_users(self, user_ids: Sequence[str]) -> dict[str, State]:
+        missing = [user_id for user_id in user_ids if user_id not in self._user_states]
+        if missing:
+            pipe = self._client.pipeline(transaction=False)
+            for user_id in missing:
+                pipe.hgetall(self._keys.user(user_id))
+            for user_id, reply in zip(missing, pipe.execute(), strict=True):
+                self._user_states[user_id] = _decode_map(reply)
+        return {user_id: self._user_states[user_id] for user_id in user_ids}
 
     def promotions(self) -> list[PromotionRecord]:
         """Return every known promotion, re-read at most once per cache TTL."""
@@ -250,7 +322,9 @@ class RedisCandidateStore:
             state = _decode_map(replies[1 + 2 * index])
             catalog = _decode_map(replies[2 + 2 * index])
             vector = item_features(state, catalog, totals, at, self._config)
-            cached = _CachedItem(vector, catalog, now + self._ttl)
+            cached = _CachedItem(
+                vector, catalog, _attributes(item_id, catalog), now + self._ttl
+            )
             found[item_id] = cached
             if self._ttl > 0:
                 self._items[item_id] = cached

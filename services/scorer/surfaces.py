@@ -53,11 +53,31 @@ def is_eligible(promotion: PromotionRecord, attributes: ItemAttributes) -> bool:
     Each non-empty list (items, categories, brands) must contain the item's
     value; empty lists do not restrict.
     """
-    if promotion.item_ids and attributes.item_id not in promotion.item_ids:
-        return False
-    if promotion.category_ids and attributes.category_id not in promotion.category_ids:
-        return False
-    return not (promotion.brands and attributes.brand not in promotion.brands)
+    return _Eligibility.of(promotion).admits(attributes)
+
+
+@dataclass(frozen=True)
+class _Eligibility:
+    """A promotion's eligibility lists as sets, for fast membership tests."""
+
+    item_ids: frozenset[str]
+    category_ids: frozenset[str]
+    brands: frozenset[str]
+
+    @classmethod
+    def of(cls, promotion: PromotionRecord) -> _Eligibility:
+        return cls(
+            frozenset(promotion.item_ids),
+            frozenset(promotion.category_ids),
+            frozenset(promotion.brands),
+        )
+
+    def admits(self, attributes: ItemAttributes) -> bool:
+        if self.item_ids and attributes.item_id not in self.item_ids:
+            return False
+        if self.category_ids and attributes.category_id not in self.category_ids:
+            return False
+        return not (self.brands and attributes.brand not in self.brands)
 
 
 def promotion_item_seeds(
@@ -100,20 +120,19 @@ def rank_promotions(
         affinity_weight: weight of the online affinity against p(purchase).
         size: the most promotions to return.
     """
+    # One sort per user; each promotion then walks the pool from the top.
+    values = sorted(
+        (
+            (candidate.task_probs[2] + affinity_weight * candidate.affinity, candidate)
+            for candidate in pool
+            if candidate.item_id in attributes
+        ),
+        key=lambda pair: (-pair[0], pair[1].item_id),
+    )
     options = []
     for promotion in promotions:
-        eligible = sorted(
-            (
-                (
-                    candidate.task_probs[2] + affinity_weight * candidate.affinity,
-                    candidate,
-                )
-                for candidate in pool
-                if candidate.item_id in attributes
-                and is_eligible(promotion, attributes[candidate.item_id])
-            ),
-            key=lambda pair: (-pair[0], pair[1].item_id),
-        )
+        rule = _Eligibility.of(promotion)
+        eligible = [pair for pair in values if rule.admits(attributes[pair[1].item_id])]
         if eligible:
             options.append((promotion, eligible))
     options.sort(key=lambda option: (-option[1][0][0], option[0].promotion_id))

@@ -1,0 +1,525 @@
+"""Measure the whole hot path: features, online learning, scoring and publishing.
+
+Command (from the repository root):
+
+    .venv/bin/python benchmarks/bench_hotpath.py [--events 20000] [--rate 1000]
+        [--latency-seconds 20] [--batch-size 500]
+
+The script starts a private Tansu broker and redis-server on free loopback
+ports, loads the committed REES46 sample's catalog plus generated promotions
+and reviews into Redis, and runs the hot-path consumer (features, learning and
+scoring stages, exactly as deployed) in a separate process. Steps:
+
+1. warm-up: the first copy of the sample (11,562 events) runs with the
+   heuristic ranker; the training examples it emits train the multi-task
+   ranker (MMoE with ESMM heads, default sizes, one epoch), which the later
+   steps use;
+2. throughput: ``--events`` events (the sample repeated with fresh ids and
+   shifted times) are on the topic before the hot path starts; the sustained
+   rate is the number of products slates divided by the time between the first
+   and the last one read back from the topic;
+3. latency: events are produced at ``--rate`` per second for
+   ``--latency-seconds``; event-to-slate latency is the time from handing an
+   event to the producer to reading its products slate back, and the slate's
+   own ``latency_ms`` (consumer read to slate produce) is reported beside it;
+4. broker pass-through: a plain confluent-kafka consume-and-produce loop over
+   as many messages of the slate's size, in the same run.
+
+It prints a Markdown table. Every number comes from one run on a machine
+shared with other work, so rerun before comparing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing
+import statistics
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import redis
+from confluent_kafka import Consumer, Producer
+
+from schemas.events import Event
+from schemas.recommendations import Slate, Surface
+from schemas.training import TrainingExample
+from services.common.kafka import (
+    consumer_config,
+    create_topics,
+    producer_config,
+    standard_topics,
+)
+from services.common.settings import KafkaSettings, RedisSettings, TopicSettings
+from services.features.catalog import CatalogWriter
+from services.infra import find_free_port, start_broker, start_redis
+from services.replay.datasets import REES46_SAMPLE, rees46
+from services.replay.generated import generate_catalog
+
+PARTITIONS = 6
+
+
+@dataclass(frozen=True)
+class HotPathJob:
+    """What the hot-path process needs; plain values, so it can be pickled."""
+
+    bootstrap: str
+    redis_url: str
+    key_prefix: str
+    topics: dict[str, Any]
+    group_id: str
+    batch_size: int
+    checkpoint_dir: str
+    artifact_dir: str | None
+
+
+def run_hotpath(job: HotPathJob, stop: Any, results: Any) -> None:
+    """Run the hot path until ``stop`` is set, then report its stage costs."""
+    import torch
+
+    from models.multitask.ranker import Ranker
+    from models.registry import load_artifact
+    from services.common.redis_features import FeatureStore
+    from services.hotpath import metrics as hotpath_metrics
+    from services.hotpath.consumer import HotPathConsumer
+    from services.hotpath.settings import HotPathSettings
+    from services.learner.settings import LearnerSettings
+    from services.learner.stage import LearningStage
+    from services.scorer import metrics as scorer_metrics
+    from services.scorer.settings import ScorerSettings
+    from services.scorer.stage import build_scoring_stage
+
+    # Broker, Redis and the load generator share the two cores.
+    torch.set_num_threads(1)
+    kafka = KafkaSettings(bootstrap=job.bootstrap)
+    redis_settings = RedisSettings(url=job.redis_url, key_prefix=job.key_prefix)
+    topics = TopicSettings(**job.topics)
+    client = redis.Redis.from_url(job.redis_url)
+    producer = Producer(producer_config(kafka, linger_ms=2))
+    store = FeatureStore(client, job.key_prefix)
+    learning = LearningStage(
+        LearnerSettings(redis=redis_settings, checkpoint_dir=Path(job.checkpoint_dir)),
+        client,
+    )
+    models = None
+    if job.artifact_dir is not None:
+        models = _FixedModel(
+            Ranker.from_artifact(load_artifact(Path(job.artifact_dir)))
+        )
+    scoring = build_scoring_stage(
+        ScorerSettings(kafka=kafka, redis=redis_settings, topics=topics),
+        client,
+        producer,
+        models=models,
+        signals=learning,
+        features=store,
+    )
+    settings = HotPathSettings(
+        kafka=kafka,
+        redis=redis_settings,
+        topics=topics,
+        batch_size=job.batch_size,
+        metrics_port=0,
+    )
+    consumer = Consumer(consumer_config(kafka, job.group_id, fetch_wait_ms=10))
+    hotpath = HotPathConsumer(settings, consumer, producer, store, [learning, scoring])
+    threading.Thread(target=lambda: (stop.wait(), hotpath.stop()), daemon=True).start()
+    hotpath.run()
+
+    stage_seconds = {
+        stage: _histogram_sum(hotpath_metrics.STAGE_SECONDS, {"stage": stage})
+        for stage in ("learning", "scoring")
+    }
+    stage_seconds["features"] = _histogram_sum(hotpath_metrics.REDIS_APPLY_SECONDS, {})
+    candidates = _histogram_sum(scorer_metrics.CANDIDATES_PER_EVENT, {})
+    scored = _histogram_count(scorer_metrics.CANDIDATES_PER_EVENT)
+    results.put(
+        {"stage_seconds": stage_seconds, "candidates": candidates / max(scored, 1)}
+    )
+
+
+class _FixedModel:
+    def __init__(self, ranker: Any) -> None:
+        self._ranker = ranker
+
+    def current(self) -> Any:
+        return self._ranker
+
+
+def _histogram_sum(histogram: Any, labels: dict[str, str]) -> float:
+    for metric in histogram.collect():
+        for sample in metric.samples:
+            if sample.name.endswith("_sum") and all(
+                sample.labels.get(key) == value for key, value in labels.items()
+            ):
+                return float(sample.value)
+    return 0.0
+
+
+def _histogram_count(histogram: Any) -> float:
+    for metric in histogram.collect():
+        for sample in metric.samples:
+            if sample.name.endswith("_count"):
+                return float(sample.value)
+    return 0.0
+
+
+@dataclass
+class SlateClock:
+    """Reads products slates and records when each one arrived."""
+
+    kafka: KafkaSettings
+    topic: str
+    arrivals: dict[str, float] = field(default_factory=dict)
+    slate_latency_ms: list[float] = field(default_factory=list)
+    model_versions: set[str] = field(default_factory=set)
+
+    def __post_init__(self) -> None:
+        group = f"bench-reader-{uuid.uuid4().hex[:8]}"
+        self._consumer = Consumer(consumer_config(self.kafka, group, fetch_wait_ms=10))
+        self._consumer.subscribe([self.topic])
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._read, daemon=True)
+        self._thread.start()
+
+    def wait_for(self, count: int, timeout_seconds: float) -> None:
+        deadline = time.monotonic() + timeout_seconds
+        while len(self.arrivals) < count:
+            if time.monotonic() > deadline:
+                raise RuntimeError(
+                    f"only {len(self.arrivals)} of {count} slates arrived within "
+                    f"{timeout_seconds:.0f} s"
+                )
+            time.sleep(0.05)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(10)
+        self._consumer.close()
+
+    def _read(self) -> None:
+        while not self._stop.is_set():
+            for message in self._consumer.consume(1000, 0.05):
+                if message.error() is not None:
+                    continue
+                now = time.monotonic()
+                slate = Slate.model_validate_json(message.value() or b"")
+                self.arrivals.setdefault(slate.trigger_event_id, now)
+                self.slate_latency_ms.append(slate.latency_ms)
+                self.model_versions.add(slate.model_version)
+
+
+class Bench:
+    """One broker, one Redis and the hot-path process under test."""
+
+    def __init__(self, state_dir: Path, batch_size: int) -> None:
+        self.state_dir = state_dir
+        self.broker = start_broker(state_dir, find_free_port())
+        self.redis_server = start_redis(state_dir, find_free_port())
+        self.kafka = KafkaSettings(bootstrap=self.broker.address)
+        self.redis_url = f"redis://{self.redis_server.address}/0"
+        self.key_prefix = f"bench{uuid.uuid4().hex[:6]}"
+        self.batch_size = batch_size
+        self.context = multiprocessing.get_context("spawn")
+
+    def close(self) -> None:
+        self.broker.stop()
+        self.redis_server.stop()
+
+    def topics(self) -> TopicSettings:
+        stem = uuid.uuid4().hex[:8]
+        topics = TopicSettings(
+            events=f"events-{stem}",
+            dead_letters=f"dlq-{stem}",
+            catalog=f"catalog-{stem}",
+            recommendations_prefix=f"recommendations-{stem}",
+            training_examples=f"examples-{stem}",
+            models=f"models-{stem}",
+            partitions=PARTITIONS,
+        )
+        create_topics(self.kafka, standard_topics(topics))
+        return topics
+
+    def start(
+        self, topics: TopicSettings, artifact_dir: str | None
+    ) -> tuple[Any, Any, Any]:
+        job = HotPathJob(
+            bootstrap=self.kafka.bootstrap,
+            redis_url=self.redis_url,
+            key_prefix=self.key_prefix,
+            topics=topics.model_dump(),
+            group_id=f"hotpath-{uuid.uuid4().hex[:8]}",
+            batch_size=self.batch_size,
+            checkpoint_dir=str(self.state_dir / "checkpoints"),
+            artifact_dir=artifact_dir,
+        )
+        stop = self.context.Event()
+        results = self.context.Queue()
+        process = self.context.Process(target=run_hotpath, args=(job, stop, results))
+        process.start()
+        return process, stop, results
+
+    def finish(self, handle: tuple[Any, Any, Any]) -> dict[str, Any]:
+        process, stop, results = handle
+        stop.set()
+        report = results.get(timeout=120)
+        process.join(60)
+        return dict(report)
+
+    def publish(self, topics: TopicSettings, events: Sequence[Event]) -> None:
+        producer = Producer(producer_config(self.kafka))
+        for event in events:
+            producer.produce(
+                topics.events, key=event.user_id.encode(), value=event.model_dump_json()
+            )
+            producer.poll(0)
+        if producer.flush(60):
+            raise RuntimeError("the broker did not acknowledge every event")
+
+
+def load_catalog(client: redis.Redis, prefix: str) -> None:
+    """Store the sample's items and generated promotions and reviews in Redis."""
+    dataset = rees46.load(REES46_SAMPLE)
+    catalog = generate_catalog(dataset.events, dataset.items, seed=11)
+    writer = CatalogWriter(client, prefix)
+    for record in [*dataset.items, *catalog.promotions, *catalog.reviews]:
+        writer.write(record)
+
+
+def repeated_sample(count: int, first_copy: int) -> list[Event]:
+    """Return ``count`` events: copies of the sample with fresh ids, later in time."""
+    sample = rees46.load(REES46_SAMPLE).events
+    span = sample[-1].event_time - sample[0].event_time
+    events = []
+    for index in range(count):
+        copy = first_copy + index // len(sample)
+        event = sample[index % len(sample)]
+        if copy:
+            event = event.model_copy(
+                update={
+                    "event_id": f"{event.event_id}:c{copy}",
+                    "event_time": event.event_time + copy * span,
+                }
+            )
+        events.append(event)
+    return events
+
+
+def train_ranker(bench: Bench, topics: TopicSettings, count: int) -> str:
+    """Train the multi-task ranker on the warm-up's training examples."""
+    from models.multitask.dataset import build_training_set
+    from models.multitask.model import ModelConfig
+    from models.multitask.train import TrainConfig, fit_feature_spec, train_new_model
+    from models.registry import DataWindow, ModelRegistry
+
+    consumer = Consumer(
+        consumer_config(bench.kafka, f"bench-train-{uuid.uuid4().hex[:6]}")
+    )
+    consumer.subscribe([topics.training_examples])
+    examples: list[TrainingExample] = []
+    deadline = time.monotonic() + 120
+    while len(examples) < count and time.monotonic() < deadline:
+        for message in consumer.consume(5000, 0.2):
+            if message.error() is None:
+                examples.append(
+                    TrainingExample.model_validate_json(message.value() or b"")
+                )
+    consumer.close()
+    dataset = build_training_set(examples)
+    spec = fit_feature_spec(dataset)
+    model, _ = train_new_model(spec, ModelConfig(), dataset, TrainConfig(epochs=1))
+    registry = ModelRegistry(bench.state_dir / "registry")
+    times = sorted(example.event_time for example in examples)
+    metadata = registry.save(
+        "ranker",
+        model,
+        spec,
+        DataWindow(
+            start=times[0],
+            end=times[-1],
+            examples=len(examples),
+            rows=len(dataset.labels),
+        ),
+        {},
+    )
+    return str(registry.path_of(metadata.model_version))
+
+
+def measure_throughput(
+    bench: Bench, events: Sequence[Event], artifact: str
+) -> dict[str, Any]:
+    topics = bench.topics()
+    bench.publish(topics, events)
+    clock = SlateClock(bench.kafka, topics.recommendations(Surface.PRODUCTS.value))
+    handle = bench.start(topics, artifact)
+    clock.wait_for(len(events), timeout_seconds=3600)
+    report = bench.finish(handle)
+    clock.close()
+    times = sorted(clock.arrivals.values())
+    report["events_per_second"] = (len(times) - 1) / (times[-1] - times[0])
+    report["events"] = len(events)
+    report["model_versions"] = sorted(clock.model_versions)
+    return report
+
+
+def measure_latency(
+    bench: Bench, events: Sequence[Event], rate: float, artifact: str
+) -> dict[str, Any]:
+    topics = bench.topics()
+    clock = SlateClock(bench.kafka, topics.recommendations(Surface.PRODUCTS.value))
+    handle = bench.start(topics, artifact)
+    producer = Producer(producer_config(bench.kafka, linger_ms=0))
+    # Wait until the hot path has joined its group and answers.
+    bench.publish(topics, events[:1])
+    clock.wait_for(1, timeout_seconds=120)
+
+    sent: dict[str, float] = {}
+    started = time.monotonic()
+    for index, event in enumerate(events[1:]):
+        due = started + index / rate
+        pause = due - time.monotonic()
+        if pause > 0:
+            time.sleep(pause)
+        sent[event.event_id] = time.monotonic()
+        producer.produce(
+            topics.events, key=event.user_id.encode(), value=event.model_dump_json()
+        )
+        producer.poll(0)
+    producer.flush(60)
+    offered = (len(events) - 1) / (time.monotonic() - started)
+    clock.wait_for(len(events), timeout_seconds=600)
+    report = bench.finish(handle)
+    clock.close()
+    latencies = sorted(
+        (clock.arrivals[event_id] - at) * 1000.0 for event_id, at in sent.items()
+    )
+    report["offered_rate"] = offered
+    report["end_to_end_ms"] = _percentiles(latencies)
+    report["slate_ms"] = _percentiles(sorted(clock.slate_latency_ms[1:]))
+    return report
+
+
+def measure_pass_through(bench: Bench, count: int, size: int) -> float:
+    """Return messages per second of a bare consume-and-produce loop."""
+    source, sink = bench.topics(), bench.topics()
+    producer = Producer(producer_config(bench.kafka))
+    payload = b"x" * size
+    for index in range(count):
+        producer.produce(source.events, key=str(index % 1000).encode(), value=payload)
+        producer.poll(0)
+    producer.flush(60)
+    consumer = Consumer(
+        consumer_config(bench.kafka, f"bench-pass-{uuid.uuid4().hex[:6]}")
+    )
+    consumer.subscribe([source.events])
+    moved = 0
+    started = None
+    while moved < count:
+        for message in consumer.consume(1000, 0.2):
+            if message.error() is not None:
+                continue
+            started = started or time.perf_counter()
+            producer.produce(sink.events, key=message.key(), value=message.value())
+            moved += 1
+        producer.poll(0)
+    producer.flush(60)
+    consumer.close()
+    return count / (time.perf_counter() - (started or time.perf_counter()))
+
+
+def _percentiles(values: Sequence[float]) -> dict[str, float]:
+    if not values:
+        return {"p50": float("nan"), "p95": float("nan"), "p99": float("nan")}
+    quantiles = statistics.quantiles(values, n=100, method="inclusive")
+    return {"p50": quantiles[49], "p95": quantiles[94], "p99": quantiles[98]}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--events", type=int, default=20_000, help="throughput events")
+    parser.add_argument("--rate", type=float, default=1000.0, help="latency events/s")
+    parser.add_argument("--latency-seconds", type=float, default=20.0)
+    parser.add_argument("--batch-size", type=int, default=500, help="hot-path batch")
+    args = parser.parse_args(argv)
+
+    with tempfile.TemporaryDirectory(prefix="bench-hotpath-") as state:
+        bench = Bench(Path(state), args.batch_size)
+        try:
+            client = redis.Redis.from_url(bench.redis_url)
+            load_catalog(client, bench.key_prefix)
+            sample_size = len(rees46.load(REES46_SAMPLE).events)
+
+            print("warm-up with the heuristic ranker ...", file=sys.stderr)
+            warm_topics = bench.topics()
+            warm_events = repeated_sample(sample_size, first_copy=0)
+            bench.publish(warm_topics, warm_events)
+            clock = SlateClock(bench.kafka, warm_topics.recommendations("products"))
+            handle = bench.start(warm_topics, None)
+            clock.wait_for(len(warm_events), timeout_seconds=3600)
+            bench.finish(handle)
+            clock.close()
+            print("training the multi-task ranker ...", file=sys.stderr)
+            artifact = train_ranker(bench, warm_topics, len(warm_events))
+
+            print("throughput ...", file=sys.stderr)
+            throughput = measure_throughput(
+                bench, repeated_sample(args.events, first_copy=1), artifact
+            )
+            print("latency ...", file=sys.stderr)
+            latency_count = int(args.rate * args.latency_seconds) + 1
+            copies = 2 + args.events // sample_size
+            latency = measure_latency(
+                bench,
+                repeated_sample(latency_count, first_copy=copies),
+                args.rate,
+                artifact,
+            )
+            print("broker pass-through ...", file=sys.stderr)
+            pass_through = measure_pass_through(bench, args.events, 1500)
+        finally:
+            bench.close()
+
+    _print_table(args, throughput, latency, pass_through)
+    return 0
+
+
+def _print_table(
+    args: argparse.Namespace,
+    throughput: dict[str, Any],
+    latency: dict[str, Any],
+    pass_through: float,
+) -> None:
+    seconds = throughput["stage_seconds"]
+    events = throughput["events"]
+    print(
+        f"Hot path, {events} events, batch {args.batch_size}, {PARTITIONS} partitions"
+    )
+    print(f"model: {', '.join(throughput['model_versions'])}")
+    print()
+    print("| measure | value |")
+    print("|---|---|")
+    print(f"| sustained throughput, events/s | {throughput['events_per_second']:.0f} |")
+    print(f"| candidates scored per event (mean) | {throughput['candidates']:.1f} |")
+    for stage in ("features", "learning", "scoring"):
+        per_event = seconds[stage] / events * 1e6
+        print(f"| {stage} stage, µs per event (throughput run) | {per_event:.0f} |")
+    offered = latency["offered_rate"]
+    for name, key in (("event-to-slate", "end_to_end_ms"), ("in-process", "slate_ms")):
+        values = latency[key]
+        print(
+            f"| {name} latency at {offered:.0f} events/s, ms p50 / p95 / p99 | "
+            f"{values['p50']:.1f} / {values['p95']:.1f} / {values['p99']:.1f} |"
+        )
+    print(
+        f"| broker pass-through (consume + produce), messages/s | {pass_through:.0f} |"
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(main())
