@@ -2,11 +2,11 @@
 
 Every event is a positive (user, item) pair. Negatives are drawn uniformly from
 a fixed-size ring of distinct, recently seen items. On the REES46 sample,
-drawing them in proportion to popularity (from a ring of recent events) scored
-a prequential AUC of 0.34, below chance: most positives are items seen for the
-first time, while popularity-drawn negatives are exactly the items the model
-has just learned to like. Uniform draws over distinct items scored 0.56 to
-0.58.
+negatives drawn in proportion to popularity (from a ring of recent events)
+scored a prequential AUC of 0.34, below chance. Most positives there are items
+seen for the first time, while popularity-drawn negatives are exactly the
+items the model has just learned to like. Uniform draws over distinct items
+scored 0.56 to 0.58.
 
 The model is a factorization machine over two one-hot fields, the user and the
 item, which reduces to logistic matrix factorization::

@@ -6,6 +6,12 @@ running means and variances, then fed to a linear or factorization classifier.
 Labels arrive late (see ``services.learner.labels``), so the model learns from
 the features the pair had at the moment of the click, not at the moment the
 label was known.
+
+ALMA is the default. On the committed REES46 sample (1,361 resolved cart-add
+examples, 151 positive) it scored a prequential ROC AUC of 0.94 against 0.85
+for logistic regression (SGD step 0.02) and 0.79 for a 4-factor FM. The FM
+also had a log loss above 5, and scoring one example through it took
+milliseconds. ``cartwheel learner evaluate`` reproduces the comparison.
 """
 
 from __future__ import annotations
@@ -69,9 +75,9 @@ class ConversionModel(OnlineModel):
         task: the event type that makes an example positive, e.g. ``cart_add``.
         learner: the classifier after scaling.
         learning_rate: SGD step of the linear and factorization learners.
-        max_features: cap on distinct feature names; names first seen after the
-            cap is reached are ignored, so memory stays bounded even when a
-            producer sends unexpected feature names.
+        max_features: cap on distinct feature names. Names first seen after
+            the cap is reached are ignored, so memory stays bounded even when
+            a producer sends unexpected feature names.
         seed: seeds the factorization learner's initial latent vectors.
         created_at: creation time used in ``model_version`` (now by default).
     """

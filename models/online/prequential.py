@@ -3,7 +3,7 @@
 Every example is scored by the model before the model learns from it, so the
 score is an honest out-of-sample prediction. Rolling ROC AUC and log loss over
 the latest ``window`` examples describe how well the model fits the stream
-now; the per-example log loss also feeds the drift monitor.
+now. The per-example log loss also feeds the drift monitor.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from models.online.drift import DriftMonitor
 
 __all__ = ["PrequentialEvaluator", "PrequentialResult"]
 
-# Clip probabilities before the log so a confident wrong answer costs at most
+# Clip probabilities before the log so a confident wrong prediction costs at most
 # about 34.5 nats instead of infinity.
 _EPSILON = 1e-15
 

@@ -1,10 +1,11 @@
 """Requests for an early retraining of the batch model, passed through Redis.
 
-The online learner raises a request when its drift detector fires; the trainer
-takes it and starts a training run before its regular schedule. At most one
-request is pending: further requests before the trainer takes it are merged
-into it (the count grows, the first detection time and the latest reason are
-kept), so a burst of drift alarms costs one retraining, not one per alarm.
+The online learner raises a request when its drift detector fires, and the
+trainer takes it and starts a training run before its regular schedule. At
+most one request is pending. Further requests before the trainer takes it are
+merged into it: the count grows, and the first detection time and the latest
+reason are kept. A burst of drift alarms therefore costs one retraining, not
+one per alarm.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ __all__ = [
     "RETRAIN_REQUEST_TTL_SECONDS",
     "RetrainRequest",
     "request_retrain",
+    "retrain_request_key",
     "take_retrain_request",
 ]
 
@@ -47,7 +49,8 @@ class RetrainRequest:
     """A pending request to retrain the batch model early.
 
     Attributes:
-        reason: why the latest request was made, e.g. ``drift model=cart_add``.
+        reason: why the latest request was made, e.g. ``drift in the
+            prequential loss of the online cart_add model``.
         detected_at: when the first merged request was detected (UTC).
         requested_at: when the latest merged request was written (UTC).
         count: how many requests were merged into this one.
@@ -60,7 +63,7 @@ class RetrainRequest:
 
 
 def retrain_request_key(key_prefix: str) -> str:
-    """Return the Redis key that holds the pending retrain request."""
+    """Return the Redis key of the pending retrain request."""
     return f"{key_prefix}:retrain:request"
 
 

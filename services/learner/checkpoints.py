@@ -1,9 +1,9 @@
 """Saving and restoring the learning stage's models, with verification.
 
-A checkpoint that is missing starts the stage fresh quietly (first start); one
-that fails verification or holds unexpected state starts it fresh with a
-WARNING, because learning from scratch is safer than loading bytes that may
-have been modified.
+A missing checkpoint starts the stage fresh quietly, as on a first start. A
+checkpoint that fails verification or contains unexpected state starts it
+fresh with a WARNING, because learning from scratch is safer than loading
+bytes that may have been modified.
 """
 
 from __future__ import annotations
@@ -83,5 +83,7 @@ def _check_state(state: object, path: Path) -> dict[str, PrequentialEvaluator]:
     if not isinstance(evaluators, dict) or not all(
         isinstance(ev, PrequentialEvaluator) for ev in evaluators.values()
     ):
-        raise ModelStateError(f"{path} holds no prequential evaluators; delete it")
+        raise ModelStateError(
+            f"{path} contains no prequential evaluators; delete it to start fresh"
+        )
     return evaluators

@@ -99,6 +99,12 @@ class TaskReport:
         """Prequential ROC AUC of the online model."""
         return roc_auc(self.labels, self.model_scores)
 
+    def model_log_loss(self) -> float:
+        """Mean prequential log loss of the online model."""
+        probs = np.clip(np.asarray(self.model_scores, dtype=float), 1e-15, 1 - 1e-15)
+        labels = np.asarray(self.labels, dtype=bool)
+        return float(-np.mean(np.where(labels, np.log(probs), np.log1p(-probs))))
+
     def trigger_auc(self) -> float:
         """ROC AUC of the online model's scores taken at the trigger events."""
         return roc_auc(self.labels, self.trigger_scores)
@@ -110,7 +116,7 @@ class TaskReport:
 
 @dataclass
 class ReplayReport:
-    """What a prequential replay measured."""
+    """Measurements of one prequential replay."""
 
     events: int = 0
     seconds: float = 0.0
@@ -120,15 +126,20 @@ class ReplayReport:
         """Return the report as a Markdown table."""
         lines = [
             "| task | examples | positives | online AUC, prequential "
-            "| online AUC, at trigger | item rate AUC |",
-            "|---|---|---|---|---|---|",
+            "| online AUC, at trigger | item rate AUC | online log loss |",
+            "|---|---|---|---|---|---|---|",
         ]
         for report in self.tasks.values():
             if report.positives and report.positives < len(report.labels):
-                aucs = [report.model_auc(), report.trigger_auc(), report.baseline_auc()]
-                cells = " | ".join(f"{auc:.4f}" for auc in aucs)
+                values = [
+                    report.model_auc(),
+                    report.trigger_auc(),
+                    report.baseline_auc(),
+                    report.model_log_loss(),
+                ]
+                cells = " | ".join(f"{value:.4f}" for value in values)
             else:
-                cells = " | ".join(["n/a (one class)"] * 3)
+                cells = " | ".join(["n/a (one class)"] * 4)
             counts = f"{len(report.labels)} | {report.positives}"
             lines.append(f"| {report.task} | {counts} | {cells} |")
         return lines

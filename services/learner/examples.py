@@ -2,9 +2,9 @@
 
 Pending examples wait in Redis for up to the label horizon, so their size sets
 the learner's Redis memory. The features named in :mod:`schemas.features` are
-stored as one float32 vector in that fixed order (base64, so clients that
-decode responses as text can read it); any other feature travels in a small
-JSON header. A payload is::
+stored as one float32 vector in that fixed order, in base64 so that clients
+that decode responses as text can read it. Any other feature travels in a
+small JSON header. A payload is::
 
     ["<layout>", event_id, user_id, item_id, event_time, {extra features}]\\n<base64>
 

@@ -26,7 +26,7 @@ its own partitions, and because resolution removes the example in the same
 script that returns it, even two instances briefly sharing a partition during
 a rebalance never resolve the same example twice. The watermark is per
 partition because a partition's events arrive in order while partitions drift
-apart; the cost is that a partition that stops receiving events stops
+apart. The cost is that a partition that stops receiving events stops
 resolving negatives until its next event.
 
 Idempotence: the script records every event id it applies in ``seen`` in the
@@ -89,7 +89,7 @@ class ResolvedExample:
 
 @dataclass(frozen=True)
 class StoreOutcome:
-    """What one partition's batch changed.
+    """Changes made by one partition's batch.
 
     Attributes:
         fresh_event_ids: ids applied now for the first time, in batch order.
@@ -210,8 +210,8 @@ class PendingLabelStore:
         max_pending_per_pair: cap of pending examples per (user, item, task);
             further triggers of a pair are dropped and counted.
         max_resolutions_per_batch: cap of negatives resolved per call, so one
-            script never blocks Redis for long after a long pause; the rest
-            are resolved by the next calls.
+            script never blocks Redis for long after a long pause. The next
+            calls resolve the rest.
     """
 
     def __init__(
@@ -233,7 +233,7 @@ class PendingLabelStore:
             "dedupe": dedupe_horizon_seconds,
             "max_pending_per_pair": max_pending_per_pair,
             "max_resolutions": max_resolutions_per_batch,
-            # Keys of a partition that sees no events expire after the longest
+            # Keys of a partition that receives no events expire after the longest
             # horizon plus a day, so an abandoned partition leaves no garbage.
             "key_ttl": int(max(longest, dedupe_horizon_seconds) + 86_400),
         }

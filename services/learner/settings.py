@@ -18,7 +18,7 @@ __all__ = ["LearnerSettings"]
 
 
 class LearnerSettings(BaseSettings):
-    """How the online models learn, label, evaluate and checkpoint."""
+    """Settings of the online models: learning, labels, evaluation, checkpoints."""
 
     model_config = SettingsConfigDict(env_prefix="CARTWHEEL_LEARNER_", frozen=True)
 
@@ -50,7 +50,7 @@ class LearnerSettings(BaseSettings):
         description="seconds an outcome may trail the watermark and still count",
     )
     # A crash replays only the batches after the last committed offset, whose
-    # event times sit near the watermark, so an hour is ample; every id costs
+    # event times sit near the watermark, so an hour is ample. Every id costs
     # Redis memory for this long.
     dedupe_horizon_seconds: float = Field(
         default=3600.0,

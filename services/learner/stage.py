@@ -1,10 +1,10 @@
 """The online-learning stage of the hot path, and the signals it gives scoring.
 
 Delivery: the hot-path consumer is at-least-once and replays a whole batch
-after a crash. This stage is idempotent per ``event_id``: the pending-label
+after a crash. This stage is idempotent per ``event_id``. The pending-label
 script records applied ids in Redis atomically with its changes and returns
-only ids it has not seen, and the models learn only from those ids and from
-the examples that the same script resolved (and deleted).
+only ids it has not seen before. The models learn only from those ids and
+from the examples that the same script resolved and deleted.
 
 Ordering: events of one partition are handled in partition order. Labels are
 resolved by each partition's event-time watermark (see
