@@ -55,9 +55,13 @@ def plot_latency(result: EvaluationResult, path: Path) -> None:
     figure, axes = _figure()
     histogram = result.latency_histogram
     edges = np.asarray(histogram.edges_ms)
-    for surface, counts in histogram.counts.items():
+    # Surfaces published by one batch share a latency, so their lines overlap;
+    # distinct line styles keep each visible.
+    styles = ["-", "--", ":", "-."]
+    for index, (surface, counts) in enumerate(histogram.counts.items()):
         if sum(counts):
-            axes.stairs(counts, edges, label=surface)
+            style = styles[index % len(styles)]
+            axes.stairs(counts, edges, label=surface, linestyle=style, linewidth=1.5)
     summary = result.latency["all"]
     for label, value in (("p50", summary.p50_ms), ("p99", summary.p99_ms)):
         if value is not None:
