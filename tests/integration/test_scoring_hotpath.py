@@ -19,8 +19,14 @@ from pathlib import Path
 
 import pytest
 import redis
+import torch
 from confluent_kafka import Consumer, Producer
 
+from models.multitask.dataset import build_training_set
+from models.multitask.model import ModelConfig
+from models.multitask.synthetic import generate_examples
+from models.multitask.train import TrainConfig, fit_feature_spec, train_new_model
+from models.registry import DataWindow, ModelRegistry
 from schemas.catalog import ItemRecord
 from schemas.events import Event, EventType
 from schemas.recommendations import CandidateSource, Slate, Surface
@@ -30,6 +36,7 @@ from services.common.kafka import (
     producer_config,
     standard_topics,
 )
+from services.common.model_watcher import ModelWatcher
 from services.common.redis_features import FeatureStore
 from services.common.settings import KafkaSettings, RedisSettings, TopicSettings
 from services.features.catalog import CatalogWriter
@@ -41,6 +48,7 @@ from services.replay.datasets import REES46_SAMPLE, rees46
 from services.replay.generated import GeneratedCatalog, generate_catalog
 from services.scorer.settings import ScorerSettings
 from services.scorer.stage import ScoringStage, build_scoring_stage
+from services.trainer.announcer import ModelAnnouncer
 
 pytestmark = pytest.mark.integration
 
@@ -124,23 +132,19 @@ class SlateReader:
 
 
 def make_pipeline(
-    kafka_bootstrap: str, redis_url: str, tmp_path: Path, **scorer: object
+    kafka_bootstrap: str,
+    redis_url: str,
+    tmp_path: Path,
+    models: ModelWatcher | None = None,
+    topics: TopicSettings | None = None,
+    **scorer: object,
 ) -> Pipeline:
     kafka = KafkaSettings(bootstrap=kafka_bootstrap)
     redis_settings = RedisSettings(
         url=redis_url, key_prefix=f"t{uuid.uuid4().hex[:12]}"
     )
     stem = uuid.uuid4().hex[:10]
-    topics = TopicSettings(
-        events=f"events-{stem}",
-        dead_letters=f"dlq-{stem}",
-        recommendations_prefix=f"recommendations-{stem}",
-        training_examples=f"examples-{stem}",
-        catalog=f"catalog-{stem}",
-        models=f"models-{stem}",
-        partitions=2,
-    )
-    create_topics(kafka, standard_topics(topics))
+    topics = topics or make_topics(kafka)
     client = redis.Redis.from_url(redis_url)
     producer = Producer(producer_config(kafka, linger_ms=2))
     hotpath_settings = HotPathSettings(
@@ -155,7 +159,12 @@ def make_pipeline(
         kafka=kafka, redis=redis_settings, topics=topics, **scorer
     )
     scoring = build_scoring_stage(
-        scorer_settings, client, producer, signals=learning, features=features
+        scorer_settings,
+        client,
+        producer,
+        models=models,
+        signals=learning,
+        features=features,
     )
     consumer = Consumer(consumer_config(kafka, f"hotpath-{stem}", fetch_wait_ms=10))
     hotpath = HotPathConsumer(
@@ -171,6 +180,21 @@ def make_pipeline(
         scoring,
         scorer_settings,
     )
+
+
+def make_topics(kafka: KafkaSettings) -> TopicSettings:
+    stem = uuid.uuid4().hex[:10]
+    topics = TopicSettings(
+        events=f"events-{stem}",
+        dead_letters=f"dlq-{stem}",
+        recommendations_prefix=f"recommendations-{stem}",
+        training_examples=f"examples-{stem}",
+        catalog=f"catalog-{stem}",
+        models=f"models-{stem}",
+        partitions=2,
+    )
+    create_topics(kafka, standard_topics(topics))
+    return topics
 
 
 @dataclass
@@ -388,3 +412,51 @@ def test_slate_for_event_reflects_that_event(
     assert [(entry.item_id, entry.source) for entry in slate.items] == [
         ("kettle", CandidateSource.COVISITATION)
     ]
+
+
+def _announce_tiny_ranker(kafka: KafkaSettings, topic: str, root: Path) -> str:
+    """Train a small multi-task ranker, save it and announce it; return its version."""
+    torch.set_num_threads(1)
+    rows = build_training_set(generate_examples(600, user_count=30, item_count=80))
+    spec = fit_feature_spec(rows)
+    config = ModelConfig(embedding_dim=4, expert_count=2, expert_width=8, tower_width=4)
+    model, _ = train_new_model(
+        spec, config, rows, TrainConfig(epochs=1, batch_size=256)
+    )
+    registry = ModelRegistry(root)
+    window = DataWindow(start=None, end=None, examples=600, rows=len(rows))
+    metadata = registry.save("ranker", model, spec, window, {})
+    announcer = ModelAnnouncer(kafka, topic)
+    announcer.announce(metadata, str(registry.path_of(metadata.model_version)))
+    announcer.close()
+    return metadata.model_version
+
+
+def test_replay_ranks_with_announced_multitask_ranker(
+    kafka_bootstrap: str, redis_url: str, tmp_path: Path
+) -> None:
+    kafka = KafkaSettings(bootstrap=kafka_bootstrap)
+    topics = make_topics(kafka)
+    version = _announce_tiny_ranker(kafka, topics.models, tmp_path / "registry")
+    watcher = ModelWatcher(kafka, topics.models, "ranker")
+    watcher.start()
+    assert watcher.wait_for(version, 60)
+    pipeline = make_pipeline(
+        kafka_bootstrap, redis_url, tmp_path, models=watcher, topics=topics
+    )
+    events = rees46.load(REES46_SAMPLE).events[:300]
+
+    pipeline.start()
+    pipeline.publish(events)
+    slates = pipeline.wait_for(Surface.PRODUCTS, len(events))
+    pipeline.stop()
+    watcher.stop()
+
+    products = slates[Surface.PRODUCTS]
+    assert {slate.model_version for slate in products} == {version}
+    assert all(
+        set(entry.task_probs)
+        == {EventType.CLICK, EventType.CART_ADD, EventType.PURCHASE}
+        for slate in products
+        for entry in slate.items
+    )
