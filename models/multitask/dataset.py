@@ -3,12 +3,12 @@
 Every training example (one per event) becomes a positive row: the user
 interacted with the item, so its click label is 1. Its cart_add and purchase
 labels come from the event itself and from later events of the same user on the
-same item within the label horizon. Each positive gets sampled negatives: items
-the system would have proposed at that moment (popular items in the window and
-items co-visited in sessions with the user's previous item), paired with the
-same user's point-in-time features and the negative item's most recent item
-features from strictly before the event. All sampling state is built in event
-time order, so no row sees anything from its own future.
+same item within the label horizon. Each positive gets sampled negatives, the
+items the system would have proposed at that moment: popular items in the
+window and items co-visited in sessions with the user's previous item. A
+negative row pairs the same user's point-in-time features with the negative
+item's most recent item features from strictly before the event. All sampling
+state is built in event time order, so no row sees anything from its own future.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ _CLICK, _CART, _PURCHASE = 0, 1, 2
 
 @dataclass(frozen=True)
 class DatasetConfig:
-    """How positives are labelled and negatives sampled.
+    """Labelling and negative-sampling settings.
 
     Attributes:
         negatives_per_positive: sampled negatives per event.

@@ -1,9 +1,9 @@
 """Feature specification of the multi-task ranker: which inputs it reads and how.
 
 A row is one (user, candidate item) pair. The ranker reads four sparse id fields
-and a vector of numeric features; the specification fixes their order, the hash
-bucket counts and the normalisation statistics, and travels in the artifact's
-metadata so that a model always reads the features it was trained on.
+and a vector of numeric features. The specification fixes their order, the
+hash bucket counts and the normalisation statistics. It travels in the
+artifact's metadata, so a model always reads the features it was trained on.
 
 Shape letters used across ``models.multitask``:
 
@@ -247,5 +247,5 @@ class FeatureSpec:
         except KeyError as exc:
             raise ValueError(f"feature spec misses the field {exc.args[0]!r}") from exc
         if any(not math.isfinite(value) for value in (*spec.means, *spec.stds)):
-            raise ValueError("feature spec holds a non-finite mean or std")
+            raise ValueError("feature spec contains a non-finite mean or std")
         return spec

@@ -39,7 +39,7 @@ def esmm_log_probs(logits: torch.Tensor) -> torch.Tensor:
 
     Column t of ``logits`` is the logit of task t given task t-1 (click, then
     cart_add given click, then purchase given cart_add), so
-    log p(task t) = sum over s <= t of log sigmoid(logit s). The result holds
+    log p(task t) = sum over s <= t of log sigmoid(logit s). The result contains
     p(click), p(click) * p(cart_add | click) and p(cart_add) * p(purchase |
     cart_add), which is what the labels of every row, clicked or not, describe.
 

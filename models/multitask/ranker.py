@@ -45,8 +45,8 @@ class CandidateInput:
 CandidateLike = CandidateInput | tuple[str, Mapping[str, float]]
 """A candidate, or an ``(item_id, item_features)`` pair.
 
-A pair has no category or brand, so those embeddings read the missing-id row;
-pass a CandidateInput when they are known, as they were at training time.
+A pair has no category or brand, so those embeddings read the missing-id row.
+Pass a CandidateInput when they are known, because training saw them.
 """
 
 

@@ -65,7 +65,7 @@ class TrainConfig:
 
 @dataclass(frozen=True)
 class TrainProgress:
-    """Where a training run is; passed to the progress callback."""
+    """Progress of a training run, passed to the progress callback."""
 
     epoch: int
     batch: int

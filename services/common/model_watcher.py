@@ -14,10 +14,10 @@ Malformed input: an announcement that is not valid JSON for
 load (missing, corrupt, incompatible) is rejected with an ERROR naming the
 version, and the ranker in use stays.
 
-Loading, verifying and warming up a version happens on the watcher's thread;
-scorers only ever read ``current()``, a single reference that is replaced in
-one assignment once the new ranker is ready, so a batch is scored by exactly
-one complete model.
+Loading, verifying and warming up a version happens on the watcher's thread.
+Scorers only read ``current()``, a single reference that is replaced in one
+assignment once the new ranker is ready, so a batch is scored by exactly one
+complete model.
 """
 
 from __future__ import annotations
@@ -62,14 +62,14 @@ def load_ranker(announcement: ModelAnnouncement) -> Ranker:
     """Load and verify the artifact an announcement points to.
 
     Raises:
-        ArtifactError: the artifact is missing, corrupt, incompatible or holds
-            another version than announced.
+        ArtifactError: the artifact is missing, corrupt, incompatible or
+            contains another version than announced.
     """
     artifact = load_artifact(Path(announcement.artifact_uri))
     found = artifact.metadata.model_version
     if found != announcement.model_version:
         raise ArtifactIncompatibleError(
-            f"artifact at {announcement.artifact_uri} holds model_version={found!r}, "
+            f"artifact at {announcement.artifact_uri} is model_version={found!r}, "
             f"announced {announcement.model_version!r}; announce the right path"
         )
     return Ranker.from_artifact(artifact)
@@ -84,7 +84,7 @@ class ModelWatcher:
         model_name: the announcements' key to follow, e.g. ``ranker``.
         loader: turns an announcement into a ranker; raises ArtifactError
             when it cannot.
-        poll_timeout_seconds: longest wait of one Kafka poll.
+        poll_timeout_seconds: maximum wait of one Kafka poll.
     """
 
     def __init__(

@@ -1,12 +1,13 @@
 """Offline comparison: the multi-task ranker against single-task baselines.
 
 ``python -m services.trainer.compare --dataset rees46`` replays a real dataset
-through the real feature store (a private redis-server on a free loopback port
-unless ``--redis-url`` is given), turns every applied event into a
-point-in-time training example as the hot path does, builds training rows with
-sampled negatives, holds out the newest events, and trains the multi-task model
-and one single-task model per task on the same rows with the same seeds. It
-prints per-task AUC and the MRR on the held-out events as a Markdown table.
+through the real feature store. That is a private redis-server on a free
+loopback port unless ``--redis-url`` is given. Every applied event becomes a
+point-in-time training example, as in the hot path, and the examples become
+training rows with sampled negatives. The newest events are held out. The
+multi-task model and one single-task model per task train on the same rows
+with the same seeds, and the script prints per-task AUC and the MRR on the
+held-out events as a Markdown table.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The training lock: at most one trainer trains at a time across processes.
 
-A Redis key set with NX and a TTL holds a random token. Only the holder of the
+A Redis key set with NX and a TTL contains a random token. Only the holder of the
 token renews or releases it, through Lua scripts that compare the token first,
 so a trainer that stalled past the TTL cannot delete a lock another trainer
 has taken since. While a refresh runs, a thread renews the lock every third of
@@ -60,7 +60,7 @@ class TrainingLock:
         return self._lost.is_set()
 
     def acquire(self) -> bool:
-        """Take the lock if nobody holds it; return whether this trainer has it."""
+        """Take the lock if it is free; return whether this trainer now owns it."""
         is_acquired = bool(
             self._client.set(self.key, self._token, nx=True, px=self._ttl_ms)
         )

@@ -35,7 +35,8 @@ def decide_promotion(
     The challenger is promoted when its click AUC reaches ``min_click_auc``
     and no metric in COMPARED_METRICS is lower than the champion's by more
     than ``tolerance``. A metric that is NaN on either side (a task without
-    both classes in the held-out slice) is not compared, and says so.
+    both classes in the held-out slice) is not compared, and the reasons
+    record that.
 
     Args:
         challenger: metrics of the newly trained model on the held-out slice.

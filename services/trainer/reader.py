@@ -161,7 +161,7 @@ class ExampleReader:
         """True when every partition was read up to its high watermark.
 
         The high watermark is the one learned while fetching (``cached=True``),
-        because some brokers answer a fresh end-offset lookup wrongly. A
+        because Tansu 0.6 returns a wrong end offset for a fresh lookup. A
         partition assigned at its end counts as read until a message arrives.
         """
         for partition in self._partitions:

@@ -1,9 +1,9 @@
 """The trainer's main loop: keep the window filled and refresh on time or request.
 
 Between refreshes the loop reads training examples from Kafka. A refresh
-starts when the refresh interval has passed or when a retrain request (raised
-by the online learner on drift) is pending, and only in the trainer that takes
-the training lock; the others keep reading and try again later.
+starts when the refresh interval has passed or when a retrain request from the
+online learner's drift detector is pending. Only the trainer that takes the
+training lock refreshes. The others keep reading and try again later.
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ class TrainerService:
         key_prefix: the deployment's Redis key prefix.
         refresh_interval_seconds: wall-clock seconds between scheduled refreshes.
         retrain_poll_seconds: how often a pending retrain request is checked.
-        poll_timeout_seconds: longest wait of one Kafka poll.
+        poll_timeout_seconds: maximum wait of one Kafka poll.
         clock: monotonic clock in seconds.
     """
 
@@ -100,7 +100,7 @@ class TrainerService:
         if not self._lock.acquire():
             if is_scheduled:
                 logger.info(
-                    "refresh skipped: another trainer holds key=%s", self._lock.key
+                    "refresh skipped, the training lock is taken key=%s", self._lock.key
                 )
                 self._next_refresh = now + self._interval
             return None

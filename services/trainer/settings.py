@@ -110,7 +110,7 @@ class TrainerSettings(BaseSettings):
         description="lifetime of the training lock; renewed every third of it",
     )
     poll_timeout_seconds: float = Field(
-        default=1.0, gt=0, le=60, description="longest wait of one Kafka poll"
+        default=1.0, gt=0, le=60, description="maximum wait of one Kafka poll"
     )
     metrics_host: str = Field(default="127.0.0.1", description="address of /metrics")
     metrics_port: int = Field(

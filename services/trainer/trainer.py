@@ -1,8 +1,8 @@
 """One refresh of the ranker: build rows, train a challenger, gate it, promote it.
 
-A refresh takes the examples of the sliding window, splits off the newest
-events as the held-out slice, trains a challenger on the rest, evaluates the
-challenger and the current champion on that same slice, and promotes the
+A refresh takes the examples of the sliding window and splits off the newest
+events as the held-out slice. It trains a challenger on the rest, evaluates
+the challenger and the current champion on that same slice, and promotes the
 challenger only if it is not worse (see ``services.trainer.promotion``).
 A promoted challenger is saved in the registry, becomes the champion and is
 announced on the ``models`` topic.
@@ -76,7 +76,7 @@ class Challenger:
 
 @dataclass(frozen=True)
 class RefreshResult:
-    """What a refresh did."""
+    """Outcome of one refresh, with the metrics it was decided on."""
 
     outcome: Literal["promoted", "rejected", "skipped"]
     reason: str
