@@ -55,6 +55,8 @@ def _bucket(value: str, buckets: int) -> int:
     return int.from_bytes(digest, "little") % buckets
 
 
+# LIMITATION(L-32): on the REES46 sample this model reaches a prequential AUC
+# of about 0.56, below the 0.65 of "has the user seen this item before" alone.
 class AffinityModel(OnlineModel):
     """Logistic matrix factorization over hashed user and item ids.
 

@@ -141,6 +141,8 @@ for _, ev in ipairs(events) do
     if ev.t > watermark then watermark = ev.t end
     local pair = cjson.encode({ev.u, ev.i})
     for _, t in ipairs(tasks) do
+      -- LIMITATION(L-34): an outcome only resolves triggers already pending,
+      -- so a click that arrives after its own cart add resolves negative.
       if ev.type == t.outcome then
         local listed = redis.call('HGET', KEYS[t.base + 2], pair)
         if listed then
@@ -173,6 +175,8 @@ end
 
 local budget = settings.max_resolutions
 for _, t in ipairs(tasks) do
+  -- LIMITATION(L-30): the watermark moves only with this partition's events,
+  -- so a partition that goes quiet resolves no negatives until it wakes up.
   local cutoff = watermark - settings.lateness
   local expired = redis.call('ZRANGEBYSCORE', KEYS[t.base], '-inf', '(' .. cutoff,
                              'LIMIT', 0, budget)

@@ -385,6 +385,10 @@ class LearningStage:
 
     def checkpoint(self) -> None:
         """Write the models' state to this instance's checkpoint file."""
+        # LIMITATION(L-31): resolved examples leave Redis when they are learned,
+        # so after a crash the model misses what it learned since this call.
+        # LIMITATION(L-33): each instance checkpoints the models it trained on
+        # its own partitions; instances never merge or exchange model state.
         size = save_evaluators(self.checkpoint_path, self.evaluators, self._key)
         self._last_checkpoint = self._clock()
         logger.info(
