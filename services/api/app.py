@@ -46,7 +46,7 @@ _HTTP_SOURCE_TOPIC = "http"
 
 
 class Problem(BaseModel):
-    """An error answer: what failed and what to do about it."""
+    """An error response: what failed and what to do about it."""
 
     detail: str
 
@@ -68,7 +68,7 @@ class EventRejected(BaseModel):
 
 
 class Readiness(BaseModel):
-    """Whether each dependency answered."""
+    """The state of each dependency: ``ok`` or why it failed."""
 
     status: Literal["ready", "not_ready"]
     kafka: str

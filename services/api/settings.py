@@ -12,7 +12,7 @@ __all__ = ["ApiSettings"]
 
 
 class ApiSettings(BaseSettings):
-    """Where the API listens, what it reads and how it answers."""
+    """The API's listening address, its dependencies and its behaviour."""
 
     model_config = SettingsConfigDict(
         env_prefix="CARTWHEEL_API_", env_nested_delimiter="__", frozen=True

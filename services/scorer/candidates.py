@@ -55,7 +55,7 @@ class Candidate:
 
 @dataclass(frozen=True)
 class EventContext:
-    """What candidate generation knows about one triggering event.
+    """The state of one triggering event that candidate generation reads.
 
     Attributes:
         user_id: the user.

@@ -81,7 +81,7 @@ class CandidateStore(Protocol):
         ...
 
     def item_attributes(self, item_ids: Sequence[str]) -> dict[str, ItemAttributes]:
-        """Return catalog attributes of the items the catalog knows."""
+        """Return catalog attributes of the items that have a catalog record."""
         ...
 
     def read_features(
@@ -113,7 +113,7 @@ class Ranker(Protocol):
 
 
 class ModelSource(Protocol):
-    """Where the current ranker comes from (``None`` before the first model)."""
+    """A source of the current ranker (``None`` before the first model)."""
 
     def current(self) -> Ranker | None:
         """Return the ranker to use for the next batch."""

@@ -161,7 +161,8 @@ def _column(signals: Sequence[Mapping[str, float]], name: str) -> np.ndarray:
     """Return one signal per candidate clipped to [0, 1]; NaN where it is missing."""
     values = np.array([signal.get(name, math.nan) for signal in signals], dtype=float)
     values[np.isinf(values)] = 0.0
-    return np.clip(values, 0.0, 1.0)
+    clipped: np.ndarray = np.clip(values, 0.0, 1.0)
+    return clipped
 
 
 def _filled_prices(prices: Sequence[float | None]) -> np.ndarray:

@@ -24,7 +24,7 @@ __all__ = ["RankedCandidate", "RuleContext", "apply_rules", "is_excluded"]
 class RankedCandidate:
     """A scored candidate with blended task probabilities and online affinity.
 
-    ``task_probs`` holds p(click), p(cart_add) and p(purchase) in that order.
+    ``task_probs`` contains p(click), p(cart_add) and p(purchase) in that order.
     """
 
     item_id: str
@@ -36,7 +36,7 @@ class RankedCandidate:
 
 @dataclass(frozen=True)
 class RuleContext:
-    """What the rules know about the event the slate answers.
+    """The facts about the triggering event that the rules check against.
 
     Attributes:
         trigger_item_id: the item of the triggering event.

@@ -77,7 +77,7 @@ class CandidateSettings(BaseModel):
 
 
 class ScoreWeights(BaseModel):
-    """How task probabilities and online signals combine into one score.
+    """Weights that combine task probabilities and online signals into one score.
 
     ``engagement`` scores ``w_click*p(click) + w_cart*p(cart) + w_purchase*p(purchase)
     + w_affinity*affinity``. ``expected_value`` multiplies the purchase term by the
@@ -97,7 +97,7 @@ class ScoreWeights(BaseModel):
 
 
 class RuleSettings(BaseModel):
-    """Which slate rules apply and their parameters."""
+    """Switches and parameters of the slate rules."""
 
     model_config = ConfigDict(frozen=True)
 

@@ -4,7 +4,8 @@
 request from the HTTP API) into its slates: products always, bundles on cart
 adds, promotions on the configured event types, reviews on clicks of items
 that have reviews. Reads cover the whole batch at each step, so a batch costs
-a fixed number of Redis round trips; the ranker is called once per trigger.
+a fixed number of Redis round trips, and the trained ranker scores the whole
+batch in one call.
 """
 
 from __future__ import annotations
@@ -57,7 +58,7 @@ def recommendation_id(trigger_event_id: str, surface: Surface) -> str:
 
 @dataclass(frozen=True)
 class Trigger:
-    """What a slate answers: an applied event or an on-demand request.
+    """The cause of a slate: an applied event or an on-demand request.
 
     Attributes:
         event_id: the trigger's id, the slate's ``trigger_event_id``.
@@ -428,7 +429,7 @@ def _before_later_events(
     """Drop the newest history entries that later events of the same batch added.
 
     The features stage applies a whole batch before scoring, so the history
-    read for an early event already holds the user's later events of the batch.
+    read for an early event already contains the user's later events of the batch.
     """
     entries = list(recent)
     for item_id, event_type in reversed(later):

@@ -120,7 +120,7 @@ class RedisCandidateStore:
         features: the feature store (its client, key layout and tuning).
         cache_ttl_seconds: how long an item's vector and catalog stay cached;
             0 turns the cache off.
-        cache_size: the most items cached; the oldest entry goes first.
+        cache_size: the maximum number of cached items; the oldest is evicted first.
         clock: monotonic seconds for cache expiry.
     """
 

@@ -118,7 +118,7 @@ def rank_promotions(
         pool: the user's scored candidates that passed the exclusion rules.
         attributes: catalog attributes of the pool's items.
         affinity_weight: weight of the online affinity against p(purchase).
-        size: the most promotions to return.
+        size: the maximum number of promotions to return.
     """
     # One sort per user; each promotion then walks the pool from the top.
     values = sorted(
@@ -178,7 +178,7 @@ def rank_reviews(
         event_time: the click's event time (Unix s).
         interest: the user's interest in the item's category, from 0 to 1.
         half_life_days: age at which the recency term halves.
-        size: the most reviews to return.
+        size: the maximum number of reviews to return.
     """
     interest = min(1.0, max(0.0, interest))
     scored = []

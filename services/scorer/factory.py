@@ -1,0 +1,92 @@
+"""The hot path's entry points to the scoring stage.
+
+The hot path builds its stages from ``module:function`` names
+(``CARTWHEEL_HOTPATH_STAGES``), and each function takes the hot-path settings
+and its Redis client. Scoring needs the learning stage's online signals, so
+``build_learning_and_scoring`` builds both and runs them as one stage, in
+order; ``build_scoring`` runs scoring without online signals.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+import redis
+from confluent_kafka import Producer
+
+from services.common.kafka import producer_config
+from services.common.model_watcher import ModelWatcher
+from services.common.settings import load_settings, masked_settings
+from services.hotpath.settings import HotPathSettings
+from services.hotpath.stages import AppliedEvent, Stage
+from services.learner.factory import build_learning_stage
+from services.scorer.protocols import SignalSource
+from services.scorer.settings import ScorerSettings
+from services.scorer.stage import ScoringStage, build_scoring_stage
+
+__all__ = ["build_learning_and_scoring", "build_scoring"]
+
+logger = logging.getLogger(__name__)
+
+_MODEL_NAME = "ranker"
+
+
+class _StagesInOrder:
+    """Several stages run as one, in order; closes them in reverse order."""
+
+    def __init__(self, stages: Sequence[Stage]) -> None:
+        self._stages = list(stages)
+        self.name = "+".join(stage.name for stage in stages)
+
+    def process(self, batch: Sequence[AppliedEvent]) -> None:
+        for stage in self._stages:
+            stage.process(batch)
+
+    def close(self) -> None:
+        for stage in reversed(self._stages):
+            stage.close()
+
+
+def build_scoring(
+    hotpath_settings: HotPathSettings,
+    client: redis.Redis,
+    signals: SignalSource | None = None,
+) -> ScoringStage:
+    """Build the scoring stage from ``CARTWHEEL_SCORER_*`` and the hot path's blocks.
+
+    The ranker follows the ``models`` topic; until a model is announced the
+    heuristic ranker scores.
+
+    Raises:
+        InvalidSettingsError: a ``CARTWHEEL_SCORER_*`` variable is invalid.
+        TopicMissingError: the models topic does not exist.
+    """
+    settings = load_settings(
+        ScorerSettings,
+        kafka=hotpath_settings.kafka,
+        redis=hotpath_settings.redis,
+        topics=hotpath_settings.topics,
+    )
+    logger.info("scorer settings %s", masked_settings(settings))
+    watcher = ModelWatcher(settings.kafka, settings.topics.models, _MODEL_NAME)
+    watcher.start()
+    producer = Producer(
+        producer_config(settings.kafka, linger_ms=settings.producer_linger_ms)
+    )
+    if signals is None:
+        # LIMITATION(L-52): without the learning stage, slates rank without the
+        # River signals; use build_learning_and_scoring to get them.
+        logger.warning("scoring without online-learning signals (L-52)")
+    return build_scoring_stage(
+        settings, client, producer, models=watcher, signals=signals
+    )
+
+
+def build_learning_and_scoring(
+    hotpath_settings: HotPathSettings, client: redis.Redis
+) -> Stage:
+    """Build the learning and scoring stages, run in that order as one stage."""
+    learning = build_learning_stage(hotpath_settings, client)
+    scoring = build_scoring(hotpath_settings, client, signals=learning)
+    return _StagesInOrder([learning, scoring])
