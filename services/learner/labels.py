@@ -135,8 +135,8 @@ local function drop_member(t, member)
 end
 
 for _, ev in ipairs(events) do
-  if not redis.call('ZSCORE', seen_key, ev.id) then
-    redis.call('ZADD', seen_key, ev.t, ev.id)
+  -- ZADD NX adds the id and returns 1 only when it was not there yet.
+  if redis.call('ZADD', seen_key, 'NX', ev.t, ev.id) == 1 then
     fresh[#fresh + 1] = ev.id
     if ev.t > watermark then watermark = ev.t end
     local pair = cjson.encode({ev.u, ev.i})
