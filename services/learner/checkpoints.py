@@ -9,7 +9,7 @@ bytes that may have been modified.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from pathlib import Path
 
 from models.errors import CheckpointError, ModelStateError
@@ -35,7 +35,10 @@ def save_evaluators(
 
 
 def restore_evaluators(
-    path: Path, key: bytes | None, strict: bool = False
+    path: Path,
+    key: bytes | None,
+    strict: bool = False,
+    expected_names: Collection[str] | None = None,
 ) -> dict[str, PrequentialEvaluator] | None:
     """Return the models saved at ``path``, or None to start fresh.
 
@@ -46,6 +49,8 @@ def restore_evaluators(
         path: the checkpoint file.
         key: the HMAC key, or None for digest mode.
         strict: raise a rejection instead of returning None.
+        expected_names: model names the checkpoint must contain; a checkpoint
+            with other names is rejected.
 
     Raises:
         CheckpointError: only with ``strict``, when the checkpoint is rejected.
@@ -56,6 +61,11 @@ def restore_evaluators(
     try:
         state = read_checkpoint(path, key)
         evaluators = _check_state(state, path)
+        if expected_names is not None and set(evaluators) != set(expected_names):
+            raise ModelStateError(
+                f"{path} contains the models {sorted(evaluators)}; expected "
+                f"{sorted(expected_names)}; delete it to start fresh"
+            )
     except CheckpointError as exc:
         if strict:
             raise

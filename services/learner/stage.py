@@ -123,6 +123,24 @@ def _fresh_evaluators(settings: LearnerSettings) -> dict[str, PrequentialEvaluat
     return {**conversion, AFFINITY_MODEL: evaluator(affinity)}
 
 
+def _warn_on_changed_learner(
+    evaluators: Mapping[str, PrequentialEvaluator], settings: LearnerSettings
+) -> None:
+    for name, evaluator in evaluators.items():
+        model = evaluator.model
+        if (
+            isinstance(model, ConversionModel)
+            and model.learner != settings.conversion_learner
+        ):
+            logger.warning(
+                "restored model keeps its learner model=%s learner=%s configured=%s; "
+                "delete the checkpoint to switch",
+                name,
+                model.learner,
+                settings.conversion_learner,
+            )
+
+
 class LearningStage:
     """Per-event online learning with delayed labels, drift and checkpoints.
 
@@ -168,8 +186,13 @@ class LearningStage:
             max_pending_per_pair=settings.max_pending_per_pair,
             max_resolutions_per_batch=settings.max_resolutions_per_batch,
         )
-        restored = restore_evaluators(self.checkpoint_path, self._key)
-        self.evaluators = restored or _fresh_evaluators(settings)
+        fresh = _fresh_evaluators(settings)
+        restored = restore_evaluators(
+            self.checkpoint_path, self._key, expected_names=fresh
+        )
+        self.evaluators = restored or fresh
+        if restored is not None:
+            _warn_on_changed_learner(restored, settings)
         self._last_checkpoint = clock()
         self._watermarks: dict[int, float] = {}
         self.observers: list[LearningObserver] = []

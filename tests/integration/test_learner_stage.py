@@ -343,3 +343,15 @@ def test_signals_return_nothing_for_no_candidates(
     make_stage: Callable[..., LearningStage],
 ) -> None:
     assert make_stage().signals("u1", {}, []) == []
+
+
+def test_restored_models_keep_their_learner_and_warn(
+    make_stage: Callable[..., LearningStage], caplog: pytest.LogCaptureFixture
+) -> None:
+    make_stage(conversion_learner="alma").close()
+
+    with caplog.at_level(logging.WARNING, logger="services.learner.stage"):
+        restored = make_stage(conversion_learner="logistic_regression")
+
+    assert restored.evaluators["cart_add"].model.learner == "alma"
+    assert "delete the checkpoint to switch" in caplog.text
