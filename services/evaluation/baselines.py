@@ -3,7 +3,7 @@
 Each baseline learns from one event at a time (``update``) and then proposes a
 list for the user who produced it (``recommend``). The evaluator calls
 ``update`` with event N before ``recommend`` for event N, and scores that list
-against the user's event N+1, so a baseline never sees the event it is scored
+against the user's event N+1, so a baseline never learns from the event it is scored
 on. Ties are broken by the order in which items first appeared (popularity
 baselines) or by item id (neighbourhood baselines), so a replay gives the same
 lists every time.

@@ -1,9 +1,9 @@
 """Reads events, slates and the catalog from Kafka into the evaluator.
 
 Delivery: every record is read at least once per run. The evaluator assigns
-each partition itself at its first offset and never commits, so every run
+each partition itself at its first offset and never commits. Every run thus
 reads the topics from the beginning under its own group id and leaves other
-groups' offsets alone; repeated events and slates are dropped by id later.
+groups' offsets alone. Repeated events and slates are dropped by id later.
 Ordering: only the order within a partition is kept, which is enough because
 the evaluator sorts events by event time and applies catalog records per key
 (one key lives in one partition).
@@ -114,7 +114,7 @@ def _assign_from_beginning(
     try:
         metadata = consumer.list_topics(timeout=_METADATA_TIMEOUT_SECONDS)
     except KafkaException as exc:
-        raise InfrastructureError(f"the Kafka cluster did not answer: {exc}") from exc
+        raise InfrastructureError(f"the Kafka cluster did not respond: {exc}") from exc
     missing = [topic for topic in topics if topic not in metadata.topics]
     if missing:
         raise TopicMissingError(
@@ -138,7 +138,7 @@ def _consume_to_end(
     clock: Callable[[], float],
 ) -> None:
     # LIMITATION(L-62): a partition that reported its end is not read again,
-    # so records produced after that moment are left out; run the evaluator
+    # so records produced after that moment are left out. Run the evaluator
     # once the pipeline has drained.
     deadline = clock() + settings.read_timeout_seconds
     while pending:

@@ -71,7 +71,7 @@ class PrequentialEvaluator:
     def __init__(self, settings: EvaluationSettings) -> None:
         # LIMITATION(L-61): every event and slate of the replay stays in memory
         # as a compact record until evaluate(), so memory grows linearly with
-        # the replay; evaluate very long replays in time windows.
+        # the replay. Evaluate very long replays in time windows.
         self._settings = settings
         self._events: list[EventRecord] = []
         self._event_ids: set[str] = set()
@@ -231,7 +231,7 @@ class PrequentialEvaluator:
         if given is not None:
             return given, "caller"
         # LIMITATION(L-60): the estimate divides by the whole publication span,
-        # so a paced or paused replay lowers it; pass the rate measured by the
+        # so a paced or paused replay lowers it. Pass the rate measured by the
         # replay (--throughput) to report capacity instead.
         triggers = {trigger for _, trigger in self._slates}
         times = [slate.generated_at for slate in self._slates.values()]

@@ -1,6 +1,6 @@
 """Compact, immutable copies of events, slates and catalog facts.
 
-The evaluator holds a whole replay in memory, so it keeps only the fields it
+The evaluator keeps a whole replay in memory, so it copies only the fields it
 scores on, with interned ids, instead of the validated pydantic messages.
 """
 

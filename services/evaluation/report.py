@@ -78,7 +78,7 @@ def verdict_sentence(result: EvaluationResult) -> str:
         f"{sentence} {lookahead} of {result.inputs.scored_events} scored events "
         f"({share:.0%}) reached Cartwheel before the slate they are scored against "
         "was published, so that slate may list what it saw; replay slower or "
-        f"with smaller batches to avoid it. {clean}"
+        f"with smaller batches to reduce that. {clean}"
     )
 
 
@@ -169,7 +169,10 @@ def _inputs_section(result: EvaluationResult) -> list[str]:
         ("scored against an older slate of the user", inputs.targets_with_stale_slate),
         ("no products slate before them (misses)", inputs.targets_without_slate),
         ("same item as the previous event", inputs.repeat_targets),
-        ("read by Cartwheel before its slate was published", inputs.lookahead_targets),
+        (
+            "read by Cartwheel before the slate scored against them",
+            inputs.lookahead_targets,
+        ),
         *((f"slates: {s}", n) for s, n in inputs.slates.items()),
         ("duplicate slates dropped", inputs.duplicate_slates),
         ("slates whose trigger event was not read", inputs.orphan_slates),

@@ -67,7 +67,7 @@ class BaselineSettings(BaseSettings):
 
 
 class EvaluationSettings(BaseSettings):
-    """What the evaluator reads, how it scores, and where it writes the report."""
+    """Sources, scoring options and report location of the evaluator."""
 
     model_config = SettingsConfigDict(env_prefix="CARTWHEEL_EVALUATION_", frozen=True)
 

@@ -1,4 +1,4 @@
-"""What counts as a hit on each surface, and which later event is the target.
+"""Hit rules per surface, and the later event each slate is scored against.
 
 Products: the item of the user's next event is in the list. Bundles: the item
 of the user's first cart_add or purchase of another item after the trigger is

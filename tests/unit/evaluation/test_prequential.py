@@ -415,7 +415,7 @@ def test_target_read_before_slate_counts_as_lookahead(
     e1 = make_event("e1", "u1", "a", 0)
     e2 = make_event("e2", "u1", "b", 1)
     e3 = make_event("e3", "u1", "c", 2)
-    # e2's slate says the system read e2 at e2's event time, one second before
+    # e2's slate records that the system read e2 at e2's event time, a second before
     # it published e1's slate. e3 is read after e2's slate came out.
     late = make_slate(e1, ["b"], generated_at=e2.event_time + timedelta(seconds=1))
     slates = [late, make_slate(e2, ["c"]), make_slate(e3, ["d"], latency_ms=0.0)]
