@@ -286,7 +286,6 @@ def pipeline(
         "CARTWHEEL_HOTPATH_STAGES": json.dumps(resolvable_stages()),
         "CARTWHEEL_TRAINER_REGISTRY_DIR": str(tmp_path / "registry"),
         "CARTWHEEL_TRAINER_REFRESH_INTERVAL_SECONDS": "20",
-        "CARTWHEEL_API_MODEL_DIR": str(tmp_path / "registry"),
     }
     targets, missing = plan_services(environment)
     with Supervisor(tmp_path / "logs", environment) as supervisor:

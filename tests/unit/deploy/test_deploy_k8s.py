@@ -197,3 +197,17 @@ def test_pods_run_as_the_image_user(manifests: list[dict[str, Any]]) -> None:
             context = manifest["spec"]["template"]["spec"]["securityContext"]
             assert context["runAsNonRoot"] is True, name
             assert context["runAsUser"] == 10001, name
+
+
+def test_model_readers_mount_the_trainer_registry(
+    manifests: list[dict[str, Any]],
+) -> None:
+    deployments = objects(manifests, "Deployment")
+    trainer = deployments["cartwheel-trainer"]["spec"]["template"]["spec"]
+    variables = {v["name"]: v["value"] for v in trainer["containers"][0]["env"]}
+    registry = variables["CARTWHEEL_TRAINER_REGISTRY_DIR"]
+
+    for name in ("cartwheel-trainer", "cartwheel-hotpath", "cartwheel-api"):
+        container = deployments[name]["spec"]["template"]["spec"]["containers"][0]
+        paths = [mount["mountPath"] for mount in container["volumeMounts"]]
+        assert registry in paths, name

@@ -168,3 +168,12 @@ def is_resolvable(spec: str) -> bool:
     except ImportError:
         return False
     return callable(getattr(module, function_name, None))
+
+
+def test_model_readers_mount_the_trainer_registry(compose: dict[str, Any]) -> None:
+    services = compose["services"]
+    registry = environment(services["trainer"])["CARTWHEEL_TRAINER_REGISTRY_DIR"]
+
+    for name in ("trainer", "hotpath", "api"):
+        targets = [mount.split(":")[1] for mount in services[name]["volumes"]]
+        assert registry in targets, name
