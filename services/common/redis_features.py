@@ -180,8 +180,10 @@ def _load_script(name: str) -> str:
     return (resources.files("services.common") / "lua" / name).read_text("utf-8")
 
 
-def _decode_flat(flat: Sequence[Any]) -> State:
-    return {_text(flat[i]): _text(flat[i + 1]) for i in range(0, len(flat) - 1, 2)}
+def _decode_json(raw: Any) -> State:
+    # Lua's cjson writes an empty table as an object, never as a list.
+    decoded = json.loads(raw)
+    return decoded if isinstance(decoded, dict) else {}
 
 
 def _decode_map(raw: Mapping[Any, Any]) -> State:
@@ -523,9 +525,9 @@ class FeatureStore:
         user_states: list[State] = [{} for _ in events]
         outboxes: dict[str, list[Any]] = {}
         for (user_id, indexes), reply in zip(groups.items(), replies, strict=True):
-            for index, (code, flat) in zip(indexes, reply[:-1], strict=True):
+            for index, (code, state) in zip(indexes, reply[:-1], strict=True):
                 statuses[index] = _STATUS_CODES[int(code)]
-                user_states[index] = _decode_flat(flat)
+                user_states[index] = _decode_json(state)
             if reply[-1]:
                 outboxes[user_id] = json.loads(_text(reply[-1]))
         item_states = self._fan_out(events, outboxes)
@@ -587,7 +589,7 @@ class FeatureStore:
             self._fan_out_config,
             json.dumps(entries),
         )
-        return {_text(digest): _decode_flat(flat) for digest, flat in reply}
+        return {_text(digest): _decode_json(state) for digest, state in reply}
 
     def _results(
         self,

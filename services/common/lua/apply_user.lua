@@ -19,8 +19,8 @@
 -- item and global updates that are still to be applied for this user.
 -- Status: 0 new, 1 new and late (older than the newest event), 2 new and
 -- older than the longest window, 3 redelivered (seen at or before the newest
--- offset of the same partition), 4 duplicate. ``state`` is the flat field
--- list of the hash before the event, without the dedupe and outbox fields.
+-- offset of the same partition), 4 duplicate. ``state`` is the JSON
+-- object of the hash before the event, without the dedupe and outbox fields.
 
 local key = KEYS[1]
 local user_id = ARGV[1]
@@ -35,21 +35,39 @@ local windows = cjson.decode(ARGV[9])
 local weights = cjson.decode(ARGV[10])
 local longest = windows[#windows][2] * windows[#windows][3]
 
+-- Affinities live in their own tables while the script runs, so an update
+-- touches a handful of entries instead of every field of the hash.
 local state = {}
+local affinity = {['C:'] = {}, ['B:'] = {}}
 local flat = redis.call('HGETALL', key)
 for i = 1, #flat, 2 do
-  state[flat[i]] = flat[i + 1]
+  local field, value = flat[i], flat[i + 1]
+  local table_of = affinity[string.sub(field, 1, 2)]
+  if table_of then
+    table_of[string.sub(field, 3)] = tonumber(value)
+  else
+    state[field] = value
+  end
 end
 
+local function format_affinity(value)
+  return string.format('%.6g', value)
+end
+
+-- The state as JSON, without the dedupe digests (binary) and the outbox.
 local function snapshot()
   local out = {}
   for field, value in pairs(state) do
     if field ~= 'd' and field ~= 'f' then
-      out[#out + 1] = field
-      out[#out + 1] = value
+      out[field] = value
     end
   end
-  return out
+  for prefix, entries in pairs(affinity) do
+    for name, value in pairs(entries) do
+      out[prefix .. name] = format_affinity(value)
+    end
+  end
+  return cjson.encode(out)
 end
 
 local function has_digest(digest)
@@ -103,16 +121,15 @@ end
 
 -- Affinities are stored as of the anchor time 'at'; a newer event decays all
 -- of them to its own time, an older one adds its weight already decayed.
-local function add_affinity(prefix, name, weight, time)
-  if name == '' then
-    return
-  end
+-- Values are rounded after every step exactly as they are stored, so the
+-- result does not depend on how events are split across calls.
+local function add_affinity(name, brand, weight, time)
   local anchor = tonumber(state['at']) or time
   if time > anchor then
     local factor = math.exp(-(time - anchor) / tau)
-    for field, value in pairs(state) do
-      if string.sub(field, 1, 2) == 'C:' or string.sub(field, 1, 2) == 'B:' then
-        state[field] = string.format('%.6g', tonumber(value) * factor)
+    for _, entries in pairs(affinity) do
+      for entry, value in pairs(entries) do
+        entries[entry] = tonumber(format_affinity(value * factor))
       end
     end
     anchor = time
@@ -120,24 +137,25 @@ local function add_affinity(prefix, name, weight, time)
     weight = weight * math.exp(-(anchor - time) / tau)
   end
   state['at'] = string.format('%.17g', anchor)
-  local field = prefix .. name
-  state[field] = string.format('%.6g', (tonumber(state[field]) or 0) + weight)
-
-  local entries = {}
-  for other, value in pairs(state) do
-    if string.sub(other, 1, 2) == prefix then
-      entries[#entries + 1] = {other, tonumber(value)}
-    end
-  end
-  if #entries > max_affinity then
-    table.sort(entries, function(a, b)
-      if a[2] == b[2] then
-        return a[1] > b[1]
+  for prefix, value_name in pairs({['C:'] = name, ['B:'] = brand}) do
+    if value_name ~= '' then
+      local entries = affinity[prefix]
+      entries[value_name] = tonumber(format_affinity((entries[value_name] or 0) + weight))
+      local ranked = {}
+      for entry, value in pairs(entries) do
+        ranked[#ranked + 1] = {entry, value}
       end
-      return a[2] > b[2]
-    end)
-    for i = max_affinity + 1, #entries do
-      state[entries[i][1]] = nil
+      if #ranked > max_affinity then
+        table.sort(ranked, function(a, b)
+          if a[2] == b[2] then
+            return a[1] > b[1]
+          end
+          return a[2] > b[2]
+        end)
+        for i = max_affinity + 1, #ranked do
+          entries[ranked[i][1]] = nil
+        end
+      end
     end
   end
 end
@@ -274,10 +292,10 @@ for base = 11, #ARGV, 9 do
     if status == 0 then
       apply_session(code, item_id, time, entry)
     end
-    prune_buckets(tonumber(state['lt']) or time)
     state['n'] = tostring((tonumber(state['n']) or 0) + 1)
-    add_affinity('C:', category, weights[code], time)
-    add_affinity('B:', brand, weights[code], time)
+    if category ~= '' or brand ~= '' then
+      add_affinity(category, brand, weights[code], time)
+    end
     add_price(price)
     if code == 'p' then
       add_purchase(item_id)
@@ -294,10 +312,21 @@ if #outbox > 0 then
 end
 
 if has_new then
+  -- Pruning once per call leaves the same state as after every event,
+  -- because the cut-off only moves forward with the newest event time.
+  if state['lt'] then
+    prune_buckets(tonumber(state['lt']))
+  end
   local fields = {}
   for field, value in pairs(state) do
     fields[#fields + 1] = field
     fields[#fields + 1] = value
+  end
+  for prefix, entries in pairs(affinity) do
+    for name, value in pairs(entries) do
+      fields[#fields + 1] = prefix .. name
+      fields[#fields + 1] = format_affinity(value)
+    end
   end
   redis.call('DEL', key)
   redis.call('HSET', key, unpack(fields))

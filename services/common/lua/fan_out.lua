@@ -12,7 +12,7 @@
 --          anchor (Unix seconds that decayed log-scores are relative to)
 -- ARGV[2]  JSON list of outbox entries in event order (see apply_user.lua)
 --
--- Returns {digest hex, item state before the entry (flat field list)} for
+-- Returns {digest hex, item state before the entry (JSON object)} for
 -- every entry, in order.
 --
 -- The item and global keys are not in KEYS because they are only known from
@@ -39,13 +39,25 @@ end
 -- Decayed counts live as log-scores relative to the anchor: the value at
 -- time T is exp(score - (T - anchor) / tau), and the order of members is the
 -- order of their decayed counts at any time.
+-- Sizes of the sorted sets touched in this call, so a cap check needs a
+-- ZCARD only the first time a key is touched.
+local sizes = {}
+local touched = {}
+
 local function add_capped(key, member, score, cap)
-  redis.call('ZADD', key, string.format('%.17g', score), member)
-  local size = redis.call('ZCARD', key)
+  local added = redis.call('ZADD', key, string.format('%.17g', score), member)
+  local size = sizes[key]
+  if size == nil then
+    size = redis.call('ZCARD', key)
+  else
+    size = size + added
+  end
   if size > cap then
     redis.call('ZREMRANGEBYRANK', key, 0, size - cap - 1)
+    size = cap
   end
-  redis.call('EXPIRE', key, config.item_ttl)
+  sizes[key] = size
+  touched[key] = config.item_ttl
 end
 
 local function bump(key, member, log_weight, cap)
@@ -55,26 +67,32 @@ end
 
 local function apply_item(key, code, time)
   local flat = redis.call('HGETALL', key)
+  local before = {}
   local last = nil
   local stale_fields = {}
   for i = 1, #flat, 2 do
-    if flat[i] == 'lt' then
-      last = tonumber(flat[i + 1])
-    end
+    before[flat[i]] = flat[i + 1]
   end
+  last = tonumber(before['lt'])
   local newest = math.max(last or time, time)
   if last == nil or time >= last - longest then
     for _, window in ipairs(windows) do
       redis.call('HINCRBY', key, code .. window[1] .. math.floor(time / window[2]), 1)
     end
   end
-  for i = 1, #flat, 2 do
-    local _, window_code, index = string.match(flat[i], '^([cap])([a-z])(%d+)$')
+  -- Buckets can only fall out of a window when the newest time enters a new
+  -- bucket of the narrowest window, so most events skip the scan.
+  local narrowest = windows[1][2]
+  if last ~= nil and math.floor(newest / narrowest) == math.floor(last / narrowest) then
+    return before, newest
+  end
+  for field, _ in pairs(before) do
+    local _, window_code, index = string.match(field, '^([cap])([a-z])(%d+)$')
     if window_code then
       for _, window in ipairs(windows) do
         if window[1] == window_code
             and tonumber(index) <= math.floor(newest / window[2]) - window[3] then
-          stale_fields[#stale_fields + 1] = flat[i]
+          stale_fields[#stale_fields + 1] = field
         end
       end
     end
@@ -82,8 +100,7 @@ local function apply_item(key, code, time)
   if #stale_fields > 0 then
     redis.call('HDEL', key, unpack(stale_fields))
   end
-  redis.call('HSET', key, 'lt', string.format('%.17g', newest))
-  return flat
+  return before, newest
 end
 
 local function pair_up(suffix, item_id, partners, log_weight)
@@ -106,6 +123,7 @@ for _, user_key in ipairs(KEYS) do
 end
 
 local results = {}
+local day_counts = {}
 local newest_day = nil
 local totals = prefix .. ':{g}:totals'
 for _, entry in ipairs(entries) do
@@ -113,20 +131,19 @@ for _, entry in ipairs(entries) do
     pending[entry[1]] = nil
     local digest, code, time, item_id, category = entry[1], entry[2], tonumber(entry[3]), entry[4], entry[5]
     local key = item_key(item_id, '')
-    local before = apply_item(key, code, time)
+    local before, newest = apply_item(key, code, time)
 
     -- The item's own score lives in its hash, so an item that fell out of a
     -- capped list comes back with its full score.
     local trend_weight = (time - config.anchor) / config.trend_tau + math.log(config.weights[code])
-    local own = redis.call('HGET', key, 'tr')
-    local trend = log_add(own and tonumber(own) or nil, trend_weight)
-    redis.call('HSET', key, 'tr', string.format('%.17g', trend))
+    local trend = log_add(before['tr'] and tonumber(before['tr']) or nil, trend_weight)
+    redis.call('HSET', key, 'lt', string.format('%.17g', newest), 'tr', string.format('%.17g', trend))
     add_capped(prefix .. ':{g}:trend', item_id, trend, config.max_trending)
     if category ~= '' then
       add_capped(prefix .. ':{g}:trend:' .. category, item_id, trend, config.max_trending_category)
     end
-    redis.call('EXPIRE', key, config.item_ttl)
-    redis.call('EXPIRE', item_key(item_id, ':cat'), config.catalog_ttl)
+    touched[key] = config.item_ttl
+    touched[item_key(item_id, ':cat')] = config.catalog_ttl
 
     local pair_weight = (time - config.anchor) / config.pair_tau
     pair_up(':cv', item_id, entry[7], pair_weight)
@@ -134,15 +151,19 @@ for _, entry in ipairs(entries) do
     pair_up(':cp', item_id, entry[9], pair_weight)
 
     local day = math.floor(time / 86400)
-    redis.call('HINCRBY', totals, code .. 'd' .. day, 1)
+    local field = code .. 'd' .. day
+    day_counts[field] = (day_counts[field] or 0) + 1
     if newest_day == nil or day > newest_day then
       newest_day = day
     end
-    results[#results + 1] = {digest, before}
+    results[#results + 1] = {digest, cjson.encode(before)}
   end
 end
 
 if newest_day ~= nil then
+  for field, count in pairs(day_counts) do
+    redis.call('HINCRBY', totals, field, count)
+  end
   local flat = redis.call('HGETALL', totals)
   for i = 1, #flat, 2 do
     local index = string.match(flat[i], '^[cap]d(%d+)$')
@@ -150,7 +171,12 @@ if newest_day ~= nil then
       redis.call('HDEL', totals, flat[i])
     end
   end
-  redis.call('EXPIRE', totals, config.item_ttl)
+  touched[totals] = config.item_ttl
+end
+
+-- TTLs are set once per key and call; EXPIRE on a missing key does nothing.
+for key, ttl in pairs(touched) do
+  redis.call('EXPIRE', key, ttl)
 end
 
 for _, user_key in ipairs(KEYS) do
