@@ -158,6 +158,10 @@ class PrequentialEvaluator:
             throughput_events_per_second=throughput,
             throughput_source=source,
             model_versions=self._model_versions(),
+            by_model_version={
+                version: replay.by_model_version[version].scores()
+                for version in sorted(replay.by_model_version)
+            },
             timeline=replay.timeline(self._settings.timeline_buckets),
             verdict=_verdict(ranking, self._settings.cutoffs[-1]),
             verdict_without_lookahead=_verdict(unseen, self._settings.cutoffs[-1]),

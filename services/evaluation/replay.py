@@ -106,6 +106,9 @@ class ProductsReplay:
             for name in names
         }
 
+        self.by_model_version: dict[str, RankingAccumulator] = {}
+        self._cutoffs = settings.cutoffs
+
         self._lists = {name: ListStatistics(catalog.categories) for name in names}
         self._hits: dict[str, list[bool]] = {name: [] for name in names}
         self._target_times: list[float] = []
@@ -200,7 +203,13 @@ class ProductsReplay:
         self.lookahead_targets += not flags.is_unseen
         self._target_times.append(target.timestamp)
 
-        self._record(SYSTEM_NAME, slate.item_ids if slate else (), target, flags)
+        rank = self._record(SYSTEM_NAME, slate.item_ids if slate else (), target, flags)
+        if slate is not None:
+            version = self.by_model_version.get(slate.model_version)
+            if version is None:
+                version = RankingAccumulator(self._cutoffs)
+                self.by_model_version[slate.model_version] = version
+            version.add(rank)
         for baseline in self._baselines:
             listed = self._pending[baseline.name].pop(target.user_id, [])
             self._record(baseline.name, listed, target, flags)
@@ -224,7 +233,7 @@ class ProductsReplay:
         items: Sequence[str],
         target: EventRecord,
         flags: _TargetFlags,
-    ) -> None:
+    ) -> int | None:
         listed = items[: self._max_k]
         rank = first_rank(listed, target.item_id)
         self.overall[name].add(rank)
@@ -235,3 +244,4 @@ class ProductsReplay:
         self.by_event_type[name][target.event_type.value].add(rank)
         self._lists[name].add(listed)
         self._hits[name].append(rank is not None)
+        return rank

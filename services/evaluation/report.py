@@ -277,8 +277,21 @@ def _latency_section(result: EvaluationResult) -> list[str]:
         lines.append(f"| {surface} | {latency.count} | {cells} |")
     lines += ["", f"Throughput: {_throughput(result)}."]
     if result.model_versions:
-        lines += ["", "Products slates per model version:", ""]
-        lines += [f"- `{v}`: {n}" for v, n in result.model_versions.items()]
+        k = result.cutoffs[-1]
+        lines += [
+            "",
+            "Products slates per model version, and the scores of those that "
+            "preceded a next event:",
+            "",
+            f"| model version | slates | scored | HR@{k} | MRR@{k} |",
+            "|---|---:|---:|---:|---:|",
+        ]
+        for version, count in result.model_versions.items():
+            scores = result.by_model_version.get(version, {}).get(k)
+            scored = scores.count if scores else 0
+            hit_rate = _number(scores.hit_rate) if scores else "n/a"
+            mrr = _number(scores.mrr) if scores else "n/a"
+            lines.append(f"| `{version}` | {count} | {scored} | {hit_rate} | {mrr} |")
     return lines
 
 

@@ -164,6 +164,8 @@ class EvaluationResult:
         throughput_events_per_second: events the system processed per second.
         throughput_source: "caller", "generated_at" or "unavailable".
         model_versions: products slates per model version.
+        by_model_version: the system's products scores per model version of
+            the slate scored, for replays during which the model changes.
         timeline: HR at the largest K over event time.
         verdict: whether the system beats every baseline.
         verdict_without_lookahead: the same, without look-ahead events.
@@ -185,6 +187,7 @@ class EvaluationResult:
     throughput_events_per_second: float | None
     throughput_source: str
     model_versions: dict[str, int]
+    by_model_version: dict[str, RankingByCutoff]
     timeline: Timeline
     verdict: Verdict
     verdict_without_lookahead: Verdict

@@ -439,3 +439,21 @@ def test_target_without_own_slate_is_not_lookahead(
     result = evaluate_streams([e1, e2], [late], settings=settings)
 
     assert result.inputs.lookahead_targets == 0
+
+
+def test_scores_split_by_model_version_of_slate(
+    make_event: MakeEvent, make_slate: MakeSlate, settings: EvaluationSettings
+) -> None:
+    events = [make_event(f"e{i}", "u1", f"i{i}", i) for i in range(3)]
+    slates = [
+        make_slate(events[0], ["i1"], model_version="heuristic-1"),
+        make_slate(events[1], ["x"], model_version="ranker-2"),
+        make_slate(events[2], ["y"], model_version="ranker-2"),
+    ]
+
+    result = evaluate_streams(events, slates, settings=settings)
+
+    assert result.model_versions == {"heuristic-1": 1, "ranker-2": 2}
+    assert result.by_model_version["heuristic-1"][1].hit_rate == 1.0
+    assert result.by_model_version["ranker-2"][1].count == 1
+    assert result.by_model_version["ranker-2"][1].hit_rate == 0.0
