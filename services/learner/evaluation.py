@@ -27,7 +27,7 @@ from models.online import OnlineExample, PrequentialResult
 from schemas.events import Event, EventType
 from services.common.redis_features import EventPosition, FeatureStore
 from services.hotpath.stages import AppliedEvent
-from services.learner.stage import LearningStage, pair_features
+from services.learner.stage import AFFINITY_MODEL, LearningStage, pair_features
 
 __all__ = [
     "BASELINE_FEATURES",
@@ -121,6 +121,7 @@ class ReplayReport:
     events: int = 0
     seconds: float = 0.0
     tasks: dict[str, TaskReport] = field(default_factory=dict)
+    affinity: TaskReport = field(default_factory=lambda: TaskReport(AFFINITY_MODEL))
 
     def lines(self) -> list[str]:
         """Return the report as a Markdown table."""
@@ -142,6 +143,15 @@ class ReplayReport:
                 cells = " | ".join(["n/a (one class)"] * 4)
             counts = f"{len(report.labels)} | {report.positives}"
             lines.append(f"| {report.task} | {counts} | {cells} |")
+        if self.affinity.positives and self.affinity.positives < len(
+            self.affinity.labels
+        ):
+            lines.append("")
+            lines.append(
+                f"affinity: prequential AUC {self.affinity.model_auc():.4f} over "
+                f"{len(self.affinity.labels)} pairs (each event against its "
+                "sampled negatives)"
+            )
         return lines
 
 
@@ -198,6 +208,10 @@ def replay_prequential(
     def observe(
         task: str, example: OnlineExample, label: bool, result: PrequentialResult
     ) -> None:
+        if task == AFFINITY_MODEL:
+            report.affinity.labels.append(label)
+            report.affinity.model_scores.append(result.prob)
+            return
         task_report = report.tasks.get(task)
         if task_report is None:
             return

@@ -79,6 +79,18 @@ class LearnerSettings(BaseSettings):
     )
     affinity_factors: int = Field(default=8, ge=1, le=128)
     affinity_learning_rate: float = Field(default=0.3, gt=0.0, le=1.0)
+    affinity_pair_buckets: int = Field(
+        default=1 << 18,
+        ge=1,
+        le=1 << 24,
+        description="hash buckets for user-item pairs",
+    )
+    affinity_chunk_events: int = Field(
+        default=64,
+        ge=1,
+        le=100_000,
+        description="events per affinity update; smaller learns repeats sooner",
+    )
     affinity_negatives: int = Field(
         default=2, ge=0, le=50, description="negatives sampled per event"
     )

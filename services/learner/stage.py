@@ -115,6 +115,7 @@ def _fresh_evaluators(settings: LearnerSettings) -> dict[str, PrequentialEvaluat
     affinity = AffinityModel(
         user_buckets=settings.affinity_user_buckets,
         item_buckets=settings.affinity_item_buckets,
+        pair_buckets=settings.affinity_pair_buckets,
         n_factors=settings.affinity_factors,
         learning_rate=settings.affinity_learning_rate,
         negatives=settings.affinity_negatives,
@@ -246,7 +247,11 @@ class LearningStage:
                 if applied.event.event_id in fresh:
                     fresh.discard(applied.event.event_id)
                     fresh_events.append(applied)
-            self._learn_affinity(fresh_events)
+            # Chunks let a user's repeated events in one batch teach the model
+            # before the later ones are scored.
+            chunk = self._settings.affinity_chunk_events
+            for start in range(0, len(fresh_events), chunk):
+                self._learn_affinity(fresh_events[start : start + chunk])
             for example in outcome.resolved:
                 self._learn_conversion(example)
 

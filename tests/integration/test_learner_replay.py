@@ -57,3 +57,7 @@ def test_cart_model_auc_at_trigger_time_beats_item_rate(report: ReplayReport) ->
     cart = report.tasks["cart_add"]
 
     assert cart.trigger_auc() > cart.baseline_auc() + 0.05
+
+
+def test_affinity_model_beats_chance_on_sampled_negatives(report: ReplayReport) -> None:
+    assert report.affinity.model_auc() > 0.6

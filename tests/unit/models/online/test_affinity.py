@@ -9,7 +9,12 @@ from models.online import AffinityModel, OnlineExample
 
 def test_affinity_memory_stays_fixed_when_ids_grow() -> None:
     model = AffinityModel(
-        user_buckets=32, item_buckets=64, n_factors=4, negatives=2, recent_items=100
+        user_buckets=32,
+        item_buckets=64,
+        pair_buckets=128,
+        n_factors=4,
+        negatives=2,
+        recent_items=100,
     )
     size_before = len(pickle.dumps(model))
 
@@ -21,8 +26,9 @@ def test_affinity_memory_stays_fixed_when_ids_grow() -> None:
             model.learn_one(negative, False)
         model.remember_item(example.item_id)
 
-    # One bias and one latent vector per bucket, plus the intercept.
-    assert model.n_parameters == 1 + (32 + 64) * (1 + 4)
+    # One bias and one latent vector per id bucket, a bias per pair bucket,
+    # plus the intercept.
+    assert model.n_parameters == 1 + (32 + 64) * (1 + 4) + 128
     # The ring of recent items is capped too; ids differ in length by a few bytes.
     assert len(pickle.dumps(model)) < size_before + 100 * 20
 
@@ -59,5 +65,5 @@ def test_sample_negatives_returns_none_before_any_item_seen() -> None:
 
 
 def test_affinity_rejects_zero_buckets() -> None:
-    with pytest.raises(ValueError, match="user_buckets=0"):
-        AffinityModel(user_buckets=0)
+    with pytest.raises(ValueError, match="pair_buckets=0"):
+        AffinityModel(pair_buckets=0)
