@@ -188,13 +188,16 @@ class SlateClock:
         self._thread = threading.Thread(target=self._read, daemon=True)
         self._thread.start()
 
-    def wait_for(self, count: int, timeout_seconds: float) -> None:
-        deadline = time.monotonic() + timeout_seconds
+    def wait_for(self, count: int, stall_seconds: float = 120.0) -> None:
+        """Wait for ``count`` slates; raise when none arrives for ``stall_seconds``."""
+        seen, last_progress = len(self.arrivals), time.monotonic()
         while len(self.arrivals) < count:
-            if time.monotonic() > deadline:
+            if len(self.arrivals) != seen:
+                seen, last_progress = len(self.arrivals), time.monotonic()
+            if time.monotonic() - last_progress > stall_seconds:
                 raise RuntimeError(
-                    f"only {len(self.arrivals)} of {count} slates arrived within "
-                    f"{timeout_seconds:.0f} s"
+                    f"no slate for {stall_seconds:.0f} s after {seen} of {count}; "
+                    "see the hot-path process's log above"
                 )
             time.sleep(0.05)
 
@@ -256,7 +259,8 @@ class Bench:
             topics=topics.model_dump(),
             group_id=f"hotpath-{uuid.uuid4().hex[:8]}",
             batch_size=self.batch_size,
-            checkpoint_dir=str(self.state_dir / "checkpoints"),
+            # A fresh checkpoint folder per run keeps the runs independent.
+            checkpoint_dir=str(self.state_dir / f"checkpoints-{uuid.uuid4().hex[:6]}"),
             artifact_dir=artifact_dir,
         )
         stop = self.context.Event()
@@ -358,7 +362,7 @@ def measure_throughput(
     bench.publish(topics, events)
     clock = SlateClock(bench.kafka, topics.recommendations(Surface.PRODUCTS.value))
     handle = bench.start(topics, artifact)
-    clock.wait_for(len(events), timeout_seconds=3600)
+    clock.wait_for(len(events))
     report = bench.finish(handle)
     clock.close()
     times = sorted(clock.arrivals.values())
@@ -377,7 +381,7 @@ def measure_latency(
     producer = Producer(producer_config(bench.kafka, linger_ms=0))
     # Wait until the hot path has joined its group and answers.
     bench.publish(topics, events[:1])
-    clock.wait_for(1, timeout_seconds=120)
+    clock.wait_for(1)
 
     sent: dict[str, float] = {}
     started = time.monotonic()
@@ -393,7 +397,7 @@ def measure_latency(
         producer.poll(0)
     producer.flush(60)
     offered = (len(events) - 1) / (time.monotonic() - started)
-    clock.wait_for(len(events), timeout_seconds=600)
+    clock.wait_for(len(events))
     report = bench.finish(handle)
     clock.close()
     latencies = sorted(
@@ -461,7 +465,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             bench.publish(warm_topics, warm_events)
             clock = SlateClock(bench.kafka, warm_topics.recommendations("products"))
             handle = bench.start(warm_topics, None)
-            clock.wait_for(len(warm_events), timeout_seconds=3600)
+            clock.wait_for(len(warm_events))
             bench.finish(handle)
             clock.close()
             print("training the multi-task ranker ...", file=sys.stderr)

@@ -12,7 +12,9 @@ from fastapi import FastAPI
 from services.api.app import create_app
 from services.api.ondemand import OnDemandSlates
 from services.api.settings import ApiSettings
+from services.common.errors import TopicMissingError
 from services.common.kafka import producer_config
+from services.common.model_watcher import ModelWatcher
 from services.common.redis_features import FeatureStore
 from services.scorer.protocols import ModelSource
 from services.scorer.session_knn import SessionIndex
@@ -22,6 +24,8 @@ from services.scorer.store import RedisCandidateStore
 __all__ = ["build_app", "serve"]
 
 logger = logging.getLogger(__name__)
+
+_MODEL_NAME = "ranker"
 
 
 def build_app(settings: ApiSettings, *, models: ModelSource | None = None) -> FastAPI:
@@ -54,7 +58,17 @@ def build_app(settings: ApiSettings, *, models: ModelSource | None = None) -> Fa
 
 
 def serve(settings: ApiSettings) -> None:
-    """Serve the API until interrupted."""
-    app = build_app(settings)
+    """Serve the API until interrupted; on-demand slates use the newest model."""
+    watcher = ModelWatcher(settings.kafka, settings.topics.models, _MODEL_NAME)
+    try:
+        watcher.start()
+        models: ModelWatcher | None = watcher
+    except TopicMissingError as exc:
+        logger.warning("on-demand slates use the heuristic ranker: %s", exc)
+        models = None
+    app = build_app(settings, models=models)
     logger.info("api listening host=%s port=%d", settings.host, settings.port)
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning")
+    try:
+        uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning")
+    finally:
+        watcher.stop()

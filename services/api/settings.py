@@ -35,7 +35,3 @@ class ApiSettings(BaseSettings):
         description="how long an event POST waits for the broker's acknowledgement",
     )
     readiness_timeout_seconds: float = Field(default=2.0, gt=0.0, le=30.0)
-    model_dir: str | None = Field(
-        default=None,
-        description="registry directory of trained rankers; unset ranks heuristically",
-    )
