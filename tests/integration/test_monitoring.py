@@ -285,6 +285,10 @@ def pipeline(
         "CARTWHEEL_FEEDBACK_RATIO_REFRESH_SECONDS": "1",
         "CARTWHEEL_HOTPATH_STAGES": json.dumps(resolvable_stages()),
         "CARTWHEEL_TRAINER_REGISTRY_DIR": str(tmp_path / "registry"),
+        # Private state: no checkpoint or consumer group of another run is reused.
+        "CARTWHEEL_LEARNER_CHECKPOINT_DIR": str(tmp_path / "learner"),
+        "CARTWHEEL_HOTPATH_GROUP_ID": f"mon-hotpath-{suffix}",
+        "CARTWHEEL_FEATURES_GROUP_ID": f"mon-catalog-{suffix}",
         "CARTWHEEL_TRAINER_REFRESH_INTERVAL_SECONDS": "20",
     }
     targets, missing = plan_services(environment)

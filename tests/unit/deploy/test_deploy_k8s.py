@@ -22,9 +22,14 @@ def objects(manifests: list[dict[str, Any]], kind: str) -> dict[str, dict[str, A
     return {m["metadata"]["name"]: m for m in manifests if m["kind"] == kind}
 
 
+def workloads(manifests: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Return the Deployments and StatefulSets by name."""
+    return {**objects(manifests, "Deployment"), **objects(manifests, "StatefulSet")}
+
+
 def containers(manifests: list[dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
     found = []
-    for kind in ("Deployment", "Job"):
+    for kind in ("Deployment", "StatefulSet", "Job"):
         for name, manifest in objects(manifests, kind).items():
             for container in manifest["spec"]["template"]["spec"]["containers"]:
                 found.append((name, container))
@@ -48,8 +53,8 @@ def test_manifests_are_named_and_namespaced(manifests: list[dict[str, Any]]) -> 
             ]
 
 
-def test_every_service_has_a_deployment(manifests: list[dict[str, Any]]) -> None:
-    names = set(objects(manifests, "Deployment"))
+def test_every_service_has_a_workload(manifests: list[dict[str, Any]]) -> None:
+    names = set(workloads(manifests))
 
     assert {
         f"cartwheel-{s}" for s in ("hotpath", "catalog", "trainer", "feedback", "api")
@@ -59,7 +64,7 @@ def test_every_service_has_a_deployment(manifests: list[dict[str, Any]]) -> None
 def test_deployment_selectors_match_pod_labels(
     manifests: list[dict[str, Any]],
 ) -> None:
-    for name, deployment in objects(manifests, "Deployment").items():
+    for name, deployment in workloads(manifests).items():
         selector = deployment["spec"]["selector"]["matchLabels"]
         labels = deployment["spec"]["template"]["metadata"]["labels"]
         assert selector.items() <= labels.items(), name
@@ -103,7 +108,7 @@ def test_volume_references_exist(manifests: list[dict[str, Any]]) -> None:
     claims = set(objects(manifests, "PersistentVolumeClaim"))
     secrets = set(objects(manifests, "Secret")) | EXTERNAL_SECRETS
 
-    for kind in ("Deployment", "Job"):
+    for kind in ("Deployment", "StatefulSet", "Job"):
         for name, manifest in objects(manifests, kind).items():
             for volume in manifest["spec"]["template"]["spec"].get("volumes", []):
                 if "persistentVolumeClaim" in volume:
@@ -113,7 +118,7 @@ def test_volume_references_exist(manifests: list[dict[str, Any]]) -> None:
 
 
 def test_probes_target_declared_ports(manifests: list[dict[str, Any]]) -> None:
-    for name, manifest in objects(manifests, "Deployment").items():
+    for name, manifest in workloads(manifests).items():
         for container in manifest["spec"]["template"]["spec"]["containers"]:
             ports = {port["name"] for port in container["ports"]}
             for probe in ("livenessProbe", "readinessProbe"):
@@ -123,10 +128,10 @@ def test_probes_target_declared_ports(manifests: list[dict[str, Any]]) -> None:
 def test_scrape_annotations_match_metrics_port(
     manifests: list[dict[str, Any]],
 ) -> None:
-    for name, manifest in objects(manifests, "Deployment").items():
+    for name, manifest in workloads(manifests).items():
         annotations = manifest["spec"]["template"]["metadata"]["annotations"]
         container = manifest["spec"]["template"]["spec"]["containers"][0]
-        variables = {v["name"]: v["value"] for v in container.get("env", [])}
+        variables = {v["name"]: v.get("value") for v in container.get("env", [])}
         port_values = {
             value for key, value in variables.items() if key.endswith("_PORT")
         }
@@ -161,7 +166,7 @@ def test_hotpath_scales_on_its_consumer_group_lag(
     trigger = scaled_object["spec"]["triggers"][0]
     target = scaled_object["spec"]["scaleTargetRef"]["name"]
 
-    assert target in objects(manifests, "Deployment")
+    assert target in workloads(manifests)
     assert trigger["type"] == "kafka"
     assert trigger["metadata"]["consumerGroup"] == HotPathSettings().group_id
     assert trigger["metadata"]["topic"] == TopicSettings().events
@@ -182,17 +187,17 @@ def test_hotpath_scales_at_most_to_partition_count(
 def test_hotpath_stages_match_compose(manifests: list[dict[str, Any]]) -> None:
     compose = yaml.safe_load((DEPLOY / "compose.yaml").read_text())
     expected = compose["services"]["hotpath"]["environment"]["CARTWHEEL_HOTPATH_STAGES"]
-    container = objects(manifests, "Deployment")["cartwheel-hotpath"]["spec"][
-        "template"
-    ]["spec"]["containers"][0]
+    container = workloads(manifests)["cartwheel-hotpath"]["spec"]["template"]["spec"][
+        "containers"
+    ][0]
 
-    variables = {v["name"]: v["value"] for v in container["env"]}
+    variables = {v["name"]: v.get("value") for v in container["env"]}
 
     assert variables["CARTWHEEL_HOTPATH_STAGES"] == expected
 
 
 def test_pods_run_as_the_image_user(manifests: list[dict[str, Any]]) -> None:
-    for kind in ("Deployment", "Job"):
+    for kind in ("Deployment", "StatefulSet", "Job"):
         for name, manifest in objects(manifests, kind).items():
             context = manifest["spec"]["template"]["spec"]["securityContext"]
             assert context["runAsNonRoot"] is True, name
@@ -202,12 +207,28 @@ def test_pods_run_as_the_image_user(manifests: list[dict[str, Any]]) -> None:
 def test_model_readers_mount_the_trainer_registry(
     manifests: list[dict[str, Any]],
 ) -> None:
-    deployments = objects(manifests, "Deployment")
+    deployments = workloads(manifests)
     trainer = deployments["cartwheel-trainer"]["spec"]["template"]["spec"]
-    variables = {v["name"]: v["value"] for v in trainer["containers"][0]["env"]}
+    variables = {v["name"]: v.get("value") for v in trainer["containers"][0]["env"]}
     registry = variables["CARTWHEEL_TRAINER_REGISTRY_DIR"]
 
     for name in ("cartwheel-trainer", "cartwheel-hotpath", "cartwheel-api"):
         container = deployments[name]["spec"]["template"]["spec"]["containers"][0]
         paths = [mount["mountPath"] for mount in container["volumeMounts"]]
         assert registry in paths, name
+
+
+def test_hotpath_checkpoints_per_replica_on_its_own_volume(
+    manifests: list[dict[str, Any]],
+) -> None:
+    hotpath = objects(manifests, "StatefulSet")["cartwheel-hotpath"]["spec"]
+    container = hotpath["template"]["spec"]["containers"][0]
+    variables = {v["name"]: v for v in container["env"]}
+    mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+    claims = {c["metadata"]["name"] for c in hotpath["volumeClaimTemplates"]}
+
+    instance = variables["CARTWHEEL_LEARNER_INSTANCE_NAME"]["valueFrom"]
+    assert instance["fieldRef"]["fieldPath"] == "metadata.name"
+    checkpoint_dir = variables["CARTWHEEL_LEARNER_CHECKPOINT_DIR"]["value"]
+    assert mounts["learner"] == checkpoint_dir
+    assert "learner" in claims
