@@ -10,7 +10,6 @@ many users within a second.
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from collections import Counter, OrderedDict
@@ -26,6 +25,7 @@ from services.common.redis_features import (
     FeatureStore,
     _attributes,
     _decode_map,
+    _id_list,
     _profile,
     item_features,
     user_features,
@@ -62,8 +62,8 @@ class _PairContext:
         self._brands = _weights(state, "B:")
         self._strongest_category = max(self._categories.values(), default=0.0)
         self._strongest_brand = max(self._brands.values(), default=0.0)
-        self._recent = Counter(entry[1:] for entry in _json_list(state.get("r")))
-        self._purchased = set(_json_list(state.get("pi")))
+        self._recent = Counter(entry[1:] for entry in _id_list(state.get("r")))
+        self._purchased = set(_id_list(state.get("pi")))
         count = float(state.get("pn", 0.0))
         self._price_count = count
         self._price_mean = float(state.get("ps", 0.0)) / count if count else 0.0
@@ -107,10 +107,6 @@ def _share(weights: dict[str, float], strongest: float, name: str | None) -> flo
     if not name or strongest <= 0.0:
         return 0.0
     return weights.get(name, 0.0) / strongest
-
-
-def _json_list(raw: str | None) -> list[str]:
-    return [str(entry) for entry in json.loads(raw)] if raw else []
 
 
 class RedisCandidateStore:

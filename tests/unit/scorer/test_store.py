@@ -1,7 +1,5 @@
 from __future__ import annotations
 
-import json
-
 import pytest
 
 from services.common.redis_features import pair_features
@@ -15,8 +13,8 @@ USER_STATE = {
     "pn": "3",
     "ps": "300.0",
     "pq": "50000.0",
-    "r": json.dumps(["ci1", "ai1", "ci2"]),
-    "pi": json.dumps(["i3"]),
+    "r": "\x1f".join(["ci1", "ai1", "ci2"]),
+    "pi": "i3",
 }
 
 CATALOGS = [
