@@ -241,8 +241,16 @@ class FeatureKeys:
         self.prefix = prefix
 
     def user(self, user_id: str) -> str:
-        """Hash with all state of one user (counts, session, recent items, dedupe)."""
+        """Hash with the state of one user (counts, session, recent items, dedupe)."""
         return f"{self.prefix}:{{u:{user_id}}}"
+
+    def user_outbox(self, user_id: str) -> str:
+        """String with the user's item and global updates not yet applied.
+
+        It exists only between the two steps of applying a batch, or after a
+        crash between them.
+        """
+        return f"{self.prefix}:{{u:{user_id}}}:outbox"
 
     def item(self, item_id: str) -> str:
         """Hash with the event-driven state of one item (counts, trending)."""

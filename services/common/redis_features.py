@@ -66,6 +66,7 @@ logger = logging.getLogger(__name__)
 _CODE_TYPES = {code: event_type for event_type, code in EVENT_TYPE_CODES.items()}
 _WINDOW_BY_CODE = {window.code: window for window in WINDOWS}
 _LONGEST = WINDOWS[-1]
+_CHUNKED_FIELDS = frozenset({"r", "pi", "d"})
 _MAX_PRICE_ZSCORE = 5.0
 _PROMOTIONS = TypeAdapter(PromotionRecord)
 _REVIEWS = TypeAdapter(ReviewRecord)
@@ -187,7 +188,21 @@ def _decode_json(raw: Any) -> State:
 
 
 def _decode_map(raw: Mapping[Any, Any]) -> State:
-    return {_text(key): _text(value) for key, value in raw.items()}
+    # The user script stores long values in chunks 'r#1', 'r#2', ... (see
+    # apply_user.lua); they are joined as bytes before decoding.
+    state: State = {}
+    chunks: dict[str, dict[int, bytes]] = {}
+    for key, value in raw.items():
+        name = _text(key)
+        base, _, index = name.partition("#")
+        if index.isdigit() and base in _CHUNKED_FIELDS:
+            data = value if isinstance(value, bytes) else str(value).encode()
+            chunks.setdefault(base, {})[int(index)] = data
+        else:
+            state[name] = _text(value)
+    for base, parts in chunks.items():
+        state[base] = _text(b"".join(parts[index] for index in sorted(parts)))
+    return state
 
 
 def _text(value: Any) -> str:
@@ -198,8 +213,12 @@ def _text(value: Any) -> str:
 
 
 def event_digest(event_id: str) -> bytes:
-    """Return the 6-byte digest that stands for an event id in the dedupe list."""
-    return hashlib.blake2b(event_id.encode("utf-8"), digest_size=6).digest()
+    """Return the 5-byte digest that stands for an event id in the dedupe list.
+
+    Two ids of one user collide with probability about n**2 / 2**41 for n
+    remembered ids (2e-9 at the default 64), which would drop the newer event.
+    """
+    return hashlib.blake2b(event_id.encode("utf-8"), digest_size=5).digest()
 
 
 def _window_counts(state: State, entity: str, at: float) -> dict[str, float]:
@@ -221,8 +240,9 @@ def _window_counts(state: State, entity: str, at: float) -> dict[str, float]:
     return counts
 
 
-def _json_list(raw: str | None) -> list[str]:
-    return [str(entry) for entry in json.loads(raw)] if raw else []
+def _id_list(raw: str | None) -> list[str]:
+    # Lists of ids are stored joined by the unit separator (0x1F).
+    return raw.split("\x1f") if raw else []
 
 
 def user_features(
@@ -260,8 +280,8 @@ def user_features(
         ),
         user_price_mean=price_mean,
         user_price_std=math.sqrt(max(price_var, 0.0)),
-        user_purchased_item_count=float(len(_json_list(state.get("pi")))),
-        user_recent_item_count=float(len(_json_list(state.get("r")))),
+        user_purchased_item_count=float(len(_id_list(state.get("pi")))),
+        user_recent_item_count=float(len(_id_list(state.get("r")))),
     )
     return features
 
@@ -345,7 +365,7 @@ def pair_features(
         std = math.sqrt(max(float(user_state["pq"]) / count - mean**2, 0.0))
         zscore = (price - mean) / max(std, 1e-6 + 0.01 * mean)
         zscore = max(-_MAX_PRICE_ZSCORE, min(_MAX_PRICE_ZSCORE, zscore))
-    recent = _json_list(user_state.get("r"))
+    recent = _id_list(user_state.get("r"))
     return {
         "pair_category_affinity": _affinity(user_state, "C:", catalog.get("category")),
         "pair_brand_affinity": _affinity(user_state, "B:", catalog.get("brand")),
@@ -353,9 +373,7 @@ def pair_features(
         "pair_recent_event_count": float(
             sum(1 for entry in recent if entry[1:] == item_id)
         ),
-        "pair_is_purchased": 1.0
-        if item_id in _json_list(user_state.get("pi"))
-        else 0.0,
+        "pair_is_purchased": 1.0 if item_id in _id_list(user_state.get("pi")) else 0.0,
     }
 
 
@@ -394,7 +412,7 @@ def _attributes(item_id: str, catalog: State) -> ItemAttributes:
 def _profile(user_id: str, state: State) -> UserProfile:
     recent = tuple(
         RecentItem(item_id=entry[1:], event_type=_CODE_TYPES[entry[0]])
-        for entry in _json_list(state.get("r"))
+        for entry in _id_list(state.get("r"))
     )
     start = state.get("ss")
     return UserProfile(
@@ -404,7 +422,7 @@ def _profile(user_id: str, state: State) -> UserProfile:
         category_affinity=_affinities(state, "C:"),
         brand_affinity=_affinities(state, "B:"),
         recent_items=recent,
-        purchased_items=tuple(_json_list(state.get("pi"))),
+        purchased_items=tuple(_id_list(state.get("pi"))),
     )
 
 
@@ -518,7 +536,13 @@ class FeatureStore:
             args: list[Any] = [user_id, *self._user_args]
             for index in indexes:
                 args.extend(self._event_args(events[index], positions, index, catalogs))
-            pipe.evalsha(self._user_sha, 1, self.keys.user(user_id), *args)
+            pipe.evalsha(
+                self._user_sha,
+                2,
+                self.keys.user(user_id),
+                self.keys.user_outbox(user_id),
+                *args,
+            )
         replies = pipe.execute()
 
         statuses: list[EventStatus] = [EventStatus.DUPLICATE] * len(events)
@@ -581,11 +605,11 @@ class FeatureStore:
             order.setdefault(event_digest(event.event_id).hex(), index)
         entries = [entry for outbox in outboxes.values() for entry in outbox]
         entries.sort(key=lambda entry: order.get(entry[0], -1))
-        user_keys = [self.keys.user(user_id) for user_id in outboxes]
+        outbox_keys = [self.keys.user_outbox(user_id) for user_id in outboxes]
         reply = self.client.evalsha(
             self._fan_out_sha,
-            len(user_keys),
-            *user_keys,
+            len(outbox_keys),
+            *outbox_keys,
             self._fan_out_config,
             json.dumps(entries),
         )

@@ -1,6 +1,7 @@
 -- Apply one user's events, in order, and record their ids, atomically.
 --
--- KEYS[1]  the user's hash (every field of the user lives in it).
+-- KEYS[1]  the user's hash: counts, session, affinities, recent items, dedupe.
+-- KEYS[2]  the user's outbox: item and global updates not applied yet.
 -- ARGV[1]  user id
 -- ARGV[2]  TTL of the hash in seconds, renewed on every new event
 -- ARGV[3]  session idle gap in seconds
@@ -11,7 +12,7 @@
 -- ARGV[8]  how many categories (brands) the affinity keeps
 -- ARGV[9]  JSON [[window code, bucket seconds, bucket count], ...], longest last
 -- ARGV[10] JSON {type code: affinity weight}
--- ARGV[11..] 9 values per event: digest (6 bytes), type code, event time,
+-- ARGV[11..] 9 values per event: digest (5 bytes), type code, event time,
 --            item id, category ('' if unknown), brand ('' if unknown),
 --            price ('' if unknown), partition, offset (-1 when unknown)
 --
@@ -20,9 +21,10 @@
 -- Status: 0 new, 1 new and late (older than the newest event), 2 new and
 -- older than the longest window, 3 redelivered (seen at or before the newest
 -- offset of the same partition), 4 duplicate. ``state`` is the JSON
--- object of the hash before the event, without the dedupe and outbox fields.
+-- object of the hash before the event, without the dedupe digests.
 
 local key = KEYS[1]
+local outbox_key = KEYS[2]
 local user_id = ARGV[1]
 local ttl = tonumber(ARGV[2])
 local idle = tonumber(ARGV[3])
@@ -39,26 +41,40 @@ local longest = windows[#windows][2] * windows[#windows][3]
 -- touches a handful of entries instead of every field of the hash.
 local state = {}
 local affinity = {['C:'] = {}, ['B:'] = {}}
+-- Long values (recent items, purchased items, digests) are stored in chunks
+-- of at most 60 bytes, fields 'r#1', 'r#2', ..., because Redis keeps a hash
+-- in its compact listpack encoding only while every value has at most
+-- hash-max-listpack-value bytes (64 by default).
+local chunked = {r = true, pi = true, d = true}
+local chunk_bytes = 60
+local chunks = {}
 local flat = redis.call('HGETALL', key)
 for i = 1, #flat, 2 do
   local field, value = flat[i], flat[i + 1]
+  local base, index = string.match(field, '^(%a+)#(%d+)$')
   local table_of = affinity[string.sub(field, 1, 2)]
-  if table_of then
+  if base and chunked[base] then
+    chunks[base] = chunks[base] or {}
+    chunks[base][tonumber(index)] = value
+  elseif table_of then
     table_of[string.sub(field, 3)] = tonumber(value)
   else
     state[field] = value
   end
+end
+for base, parts in pairs(chunks) do
+  state[base] = table.concat(parts)
 end
 
 local function format_affinity(value)
   return string.format('%.6g', value)
 end
 
--- The state as JSON, without the dedupe digests (binary) and the outbox.
+-- The state as JSON, without the dedupe digests (binary).
 local function snapshot()
   local out = {}
   for field, value in pairs(state) do
-    if field ~= 'd' and field ~= 'f' then
+    if field ~= 'd' then
       out[field] = value
     end
   end
@@ -72,31 +88,38 @@ end
 
 local function has_digest(digest)
   local seen = state['d'] or ''
-  for i = 1, #seen, 6 do
-    if string.sub(seen, i, i + 5) == digest then
+  for i = 1, #seen, 5 do
+    if string.sub(seen, i, i + 4) == digest then
       return true
     end
   end
   return false
 end
 
+-- Lists of ids are stored as one string joined by the unit separator (0x1F),
+-- which keeps short values inside Redis's compact hash encoding.
+local separator = '\31'
+
 local function decode_list(field)
   local raw = state[field]
-  if raw == nil then
-    return {}
+  local list = {}
+  if raw == nil or raw == '' then
+    return list
   end
-  return cjson.decode(raw)
+  for entry in string.gmatch(raw, '[^\31]+') do
+    list[#list + 1] = entry
+  end
+  return list
 end
 
 local function encode_list(field, list)
   if #list == 0 then
     state[field] = nil
   else
-    state[field] = cjson.encode(list)
+    state[field] = table.concat(list, separator)
   end
 end
 
--- Buckets older than the longest reach of their window are deleted.
 local function prune_buckets(newest)
   for field, _ in pairs(state) do
     local code, window_code, index = string.match(field, '^([cap])([a-z])(%d+)$')
@@ -191,7 +214,7 @@ end
 
 local function record_digest(digest)
   local seen = digest .. (state['d'] or '')
-  state['d'] = string.sub(seen, 1, 6 * max_dedupe)
+  state['d'] = string.sub(seen, 1, 5 * max_dedupe)
 end
 
 local function track_offset(partition, offset)
@@ -220,7 +243,9 @@ local function apply_session(code, item_id, time, outbox_entry)
   end
   state['sn'] = tostring(session_count + 1)
   state['lt'] = string.format('%.17g', time)
-  table.insert(recent, 1, code .. item_id)
+  if not string.find(item_id, separator, 1, true) then
+    table.insert(recent, 1, code .. item_id)
+  end
   while #recent > max_recent do
     table.remove(recent)
   end
@@ -234,7 +259,9 @@ local function add_purchase(item_id)
       table.remove(purchased, i)
     end
   end
-  table.insert(purchased, 1, item_id)
+  if not string.find(item_id, separator, 1, true) then
+    table.insert(purchased, 1, item_id)
+  end
   while #purchased > max_recent do
     table.remove(purchased)
   end
@@ -242,8 +269,9 @@ local function add_purchase(item_id)
 end
 
 local outbox = {}
-if state['f'] then
-  outbox = cjson.decode(state['f'])
+local pending = redis.call('GET', outbox_key)
+if pending then
+  outbox = cjson.decode(pending)
 end
 
 local results = {}
@@ -282,7 +310,7 @@ for base = 11, #ARGV, 9 do
     -- outbox entry: digest hex, type, time, item, category, stale flag,
     -- co-visit, co-cart and co-purchase partners
     local entry = {
-      string.format('%02x%02x%02x%02x%02x%02x', string.byte(digest, 1, 6)),
+      string.format('%02x%02x%02x%02x%02x', string.byte(digest, 1, 5)),
       code, ARGV[base + 2], item_id, category, status == 2 and 1 or 0,
       {}, {}, {},
     }
@@ -307,8 +335,10 @@ for base = 11, #ARGV, 9 do
   end
 end
 
+local outbox_json = ''
 if #outbox > 0 then
-  state['f'] = cjson.encode(outbox)
+  outbox_json = cjson.encode(outbox)
+  redis.call('SET', outbox_key, outbox_json, 'EX', ttl)
 end
 
 if has_new then
@@ -319,8 +349,17 @@ if has_new then
   end
   local fields = {}
   for field, value in pairs(state) do
-    fields[#fields + 1] = field
-    fields[#fields + 1] = value
+    if chunked[field] then
+      local part = 0
+      for start = 1, #value, chunk_bytes do
+        part = part + 1
+        fields[#fields + 1] = field .. '#' .. part
+        fields[#fields + 1] = string.sub(value, start, start + chunk_bytes - 1)
+      end
+    else
+      fields[#fields + 1] = field
+      fields[#fields + 1] = value
+    end
   end
   for prefix, entries in pairs(affinity) do
     for name, value in pairs(entries) do
@@ -333,5 +372,5 @@ if has_new then
   redis.call('EXPIRE', key, ttl)
 end
 
-results[#results + 1] = state['f'] or ''
+results[#results + 1] = outbox_json
 return results

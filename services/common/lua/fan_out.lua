@@ -1,12 +1,12 @@
 -- Apply the item, item-to-item and global part of a batch, then clear the
 -- users' outboxes, atomically.
 --
--- The user script leaves one outbox entry per new event in the user's hash.
+-- The user script leaves one outbox entry per new event in the user's outbox.
 -- This script applies those entries and deletes the outboxes in one step, so
 -- an entry is applied exactly once even when the consumer dies between the
 -- two scripts: the replayed batch finds the entries still in the outbox.
 --
--- KEYS     the users' hashes whose outbox this call applies.
+-- KEYS     the users' outbox keys that this call applies and deletes.
 -- ARGV[1]  JSON settings: prefix, item_ttl, catalog_ttl, trend_tau, pair_tau,
 --          max_trending, max_trending_category, max_pairs, windows, weights,
 --          anchor (Unix seconds that decayed log-scores are relative to)
@@ -113,8 +113,8 @@ end
 -- Only entries still in an outbox are applied, so running this script twice
 -- with the same entries (a client retry after a lost reply) applies them once.
 local pending = {}
-for _, user_key in ipairs(KEYS) do
-  local outbox = redis.call('HGET', user_key, 'f')
+for _, outbox_key in ipairs(KEYS) do
+  local outbox = redis.call('GET', outbox_key)
   if outbox then
     for _, entry in ipairs(cjson.decode(outbox)) do
       pending[entry[1]] = true
@@ -179,7 +179,5 @@ for key, ttl in pairs(touched) do
   redis.call('EXPIRE', key, ttl)
 end
 
-for _, user_key in ipairs(KEYS) do
-  redis.call('HDEL', user_key, 'f')
-end
+redis.call('DEL', unpack(KEYS))
 return results
