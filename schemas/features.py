@@ -21,8 +21,8 @@ here; they are exposed on :class:`ItemAttributes` and :class:`UserProfile`.
 
 Windowed counts use event time. A window of length W with buckets of width B
 counts the events in the W / B buckets that end with the bucket of the
-reference time, so the 1 h window is the current 5-minute bucket and the 11
-before it, the 24 h window 24 hour buckets, and the 7 d window 7 UTC days.
+reference time. So the 1 h window is the current 5-minute bucket and the 11
+before it, the 24 h window is 24 hour buckets, and the 7 d window 7 UTC days.
 """
 
 from __future__ import annotations
@@ -136,7 +136,7 @@ ITEM_FEATURES: tuple[str, ...] = (
 )
 """Numeric item features, in a fixed order.
 
-``item_view_to_cart_rate_7d`` is (cart adds + s * p) / (views + s), where p is
+``item_view_to_cart_rate_7d`` is (cart adds + s * p) / (views + s). Here p is
 the shop-wide rate over the same window and s the prior strength, so an item
 without history gets the shop's rate instead of 0 or 1. Views are click events.
 Catalog numbers without a catalog record are 0 and ``item_has_catalog`` is 0.

@@ -75,7 +75,7 @@ State = dict[str, str]
 
 
 class EventStatus(StrEnum):
-    """What applying an event did."""
+    """Outcome of applying one event."""
 
     APPLIED = "applied"
     LATE = "late"
@@ -103,7 +103,7 @@ _STATUS_CODES = (
 
 @dataclass(frozen=True)
 class EventPosition:
-    """Where an event was read from; tells a replay apart from a duplicate."""
+    """Partition and offset of an event, which distinguish a replay from a duplicate."""
 
     partition: int
     offset: int
@@ -206,7 +206,7 @@ def _decode_map(raw: Mapping[Any, Any]) -> State:
 
 
 def _text(value: Any) -> str:
-    # The dedupe field holds raw digests, which are not UTF-8.
+    # The dedupe field contains raw digests, which are not UTF-8.
     if isinstance(value, bytes):
         return value.decode("utf-8", errors="replace")
     return str(value)

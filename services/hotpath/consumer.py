@@ -108,7 +108,6 @@ class HotPathConsumer:
         self._assigned: set[int] = set()
         self._revoked: set[int] = set()
         self._uncommitted: dict[int, int] = {}
-        self._example_failures = 0
 
     def subscribe(self) -> None:
         """Join the consumer group on the events topic, with rebalance callbacks."""
@@ -318,8 +317,8 @@ class HotPathConsumer:
         try:
             self._consumer.commit(offsets=offsets, asynchronous=False)
         except KafkaException as exc:
-            # Kept for the next revoke; if that commit fails too, whoever owns
-            # the partition next replays the batch.
+            # Kept for the next revoke. If that commit fails too, the next
+            # owner of the partition replays the batch.
             logger.warning("offset commit failed error=%s", exc)
             self._uncommitted.update(next_offsets)
             return
@@ -376,7 +375,6 @@ class HotPathConsumer:
 
     def _on_example_delivery(self, error: KafkaError | None, message: Message) -> None:
         if error is not None:
-            self._example_failures += 1
             logger.error(
                 "training example delivery failed topic=%s error=%s",
                 message.topic(),

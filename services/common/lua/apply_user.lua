@@ -42,9 +42,9 @@ local longest = windows[#windows][2] * windows[#windows][3]
 local state = {}
 local affinity = {['C:'] = {}, ['B:'] = {}}
 -- Long values (recent items, purchased items, digests) are stored in chunks
--- of at most 60 bytes, fields 'r#1', 'r#2', ..., because Redis keeps a hash
--- in its compact listpack encoding only while every value has at most
--- hash-max-listpack-value bytes (64 by default).
+-- of at most 60 bytes, in fields 'r#1', 'r#2', and so on. Redis keeps a hash
+-- in its compact listpack encoding only while every value is at most
+-- hash-max-listpack-value bytes long (64 by default in Redis 7).
 local chunked = {r = true, pi = true, d = true}
 local chunk_bytes = 60
 local chunks = {}
