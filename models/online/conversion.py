@@ -25,7 +25,7 @@ from river import base, compose, facto, linear_model, optim, preprocessing
 
 from models.online.base import OnlineExample, OnlineModel, squash_features
 
-__all__ = ["ConversionLearner", "ConversionModel"]
+__all__ = ["ConversionLearner", "ConversionModel", "squash_matrix"]
 
 ConversionLearner = Literal["logistic_regression", "alma", "fm"]
 
@@ -65,6 +65,11 @@ def _build_classifier(
             "expected logistic_regression, alma or fm"
         )
     return preprocessing.StandardScaler() | classifier
+
+
+def squash_matrix(raw: np.ndarray) -> np.ndarray:
+    """Apply sign(x) * log1p(|x|) elementwise, as :func:`squash_features` does."""
+    return np.asarray(np.sign(raw) * np.log1p(np.abs(raw)))
 
 
 class ConversionModel(OnlineModel):
@@ -135,7 +140,7 @@ class ConversionModel(OnlineModel):
         return [float(prob) for prob in self.predict_proba_matrix(names, raw)]
 
     def predict_proba_matrix(
-        self, names: tuple[str, ...], raw: np.ndarray
+        self, names: tuple[str, ...], raw: np.ndarray, is_squashed: bool = False
     ) -> np.ndarray:
         """Return P(conversion) for each row of a feature matrix.
 
@@ -147,20 +152,28 @@ class ConversionModel(OnlineModel):
             names: the feature name of each column.
             raw: shape (C, len(names)), one row per example; NaN marks an
                 absent feature.
+            is_squashed: ``raw`` already went through :func:`squash_matrix`,
+                which lets several models share that step.
 
         Returns:
             Shape (C,) probabilities.
         """
         if self.learner == "fm":
+            if is_squashed:
+                raise ValueError(
+                    "the fm learner scores raw features; pass is_squashed=False"
+                )
             examples = [
                 OnlineExample("", "", dict(zip(names, row.tolist(), strict=True)))
                 for row in raw
             ]
             return np.array(super().predict_proba_many(examples))
         means, scales, weights, intercept = self._linear_parameters(names)
-        squashed = np.sign(raw) * np.log1p(np.abs(raw))
+        squashed = raw if is_squashed else squash_matrix(raw)
         # Absent and non-finite features contribute nothing, as in the pipeline.
-        scaled = np.where(np.isfinite(squashed), (squashed - means) * scales, 0.0)
+        scaled = np.nan_to_num(
+            (squashed - means) * scales, nan=0.0, posinf=0.0, neginf=0.0
+        )
         logits = scaled @ weights + intercept
         return np.asarray(1.0 / (1.0 + np.exp(-logits)))
 

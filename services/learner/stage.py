@@ -21,6 +21,7 @@ scores are exported per model.
 from __future__ import annotations
 
 import logging
+import operator
 import time
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
@@ -38,6 +39,7 @@ from models.online import (
     PrequentialEvaluator,
     PrequentialResult,
 )
+from models.online.conversion import squash_matrix
 from schemas.events import EventType
 from schemas.features import ITEM_FEATURES, PAIR_FEATURES, USER_FEATURES
 from services.common.retrain import request_retrain
@@ -122,6 +124,18 @@ def _fresh_evaluators(settings: LearnerSettings) -> dict[str, PrequentialEvaluat
         seed=settings.seed,
     )
     return {**conversion, AFFINITY_MODEL: evaluator(affinity)}
+
+
+_get_item_columns = operator.itemgetter(*_ITEM_COLUMNS)
+
+
+def _item_row(features: Mapping[str, float]) -> tuple[float, ...]:
+    # The feature store fills every item and pair feature, so one itemgetter
+    # call usually reads the whole row; other callers may leave some out.
+    try:
+        return tuple(_get_item_columns(features))
+    except KeyError:
+        return tuple(features.get(name, np.nan) for name in _ITEM_COLUMNS)
 
 
 def _warn_on_changed_learner(
@@ -375,16 +389,13 @@ class LearningStage:
             dtype=np.float64,
         )
         item_rows = np.array(
-            [
-                [features.get(name, np.nan) for name in _ITEM_COLUMNS]
-                for _, features in candidates
-            ],
-            dtype=np.float64,
+            [_item_row(features) for _, features in candidates], dtype=np.float64
         ).reshape(len(candidates), len(_ITEM_COLUMNS))
         raw = np.hstack(
             [np.broadcast_to(user_row, (len(candidates), len(user_row))), item_rows]
         )
 
+        squashed = squash_matrix(raw)
         probs = {}
         for task in (EventType.CART_ADD.value, EventType.PURCHASE.value):
             model = self.evaluators[task].model
@@ -393,7 +404,13 @@ class LearningStage:
                     f"the {task} model has type {type(model).__name__}; "
                     "expected ConversionModel"
                 )
-            probs[task] = model.predict_proba_matrix(_SIGNAL_COLUMNS, raw).tolist()
+            if model.learner == "fm":
+                scores = model.predict_proba_matrix(_SIGNAL_COLUMNS, raw)
+            else:
+                scores = model.predict_proba_matrix(
+                    _SIGNAL_COLUMNS, squashed, is_squashed=True
+                )
+            probs[task] = scores.tolist()
         affinity = self.evaluators[AFFINITY_MODEL].model.predict_proba_many(
             [OnlineExample(user_id, item_id) for item_id, _ in candidates]
         )

@@ -308,10 +308,13 @@ def test_disabled_stage_writes_nothing_to_redis(
     assert list(redis_client.scan_iter(f"{redis_settings.key_prefix}:*")) == []
 
 
+@pytest.mark.parametrize("learner", ["alma", "logistic_regression", "fm"])
 def test_signals_match_models_scoring_each_candidate(
-    make_stage: Callable[..., LearningStage], make_applied: Callable[..., AppliedEvent]
+    make_stage: Callable[..., LearningStage],
+    make_applied: Callable[..., AppliedEvent],
+    learner: str,
 ) -> None:
-    stage = make_stage()
+    stage = make_stage(conversion_learner=learner)
     batch = [
         make_applied(EventType.CLICK, index, item_id=f"i{index % 5}")
         for index in range(40)
@@ -333,10 +336,11 @@ def test_signals_match_models_scoring_each_candidate(
     for (item_id, features), signal in zip(candidates, signals, strict=True):
         example = OnlineExample("u1", item_id, {**user_features, **features})
         cart = stage.evaluators["cart_add"].model.predict_proba(example)
+        purchase = stage.evaluators["purchase"].model.predict_proba(example)
         affinity = stage.evaluators["affinity"].model.predict_proba(example)
         assert signal[ONLINE_CART_PROB] == pytest.approx(cart, rel=1e-9)
+        assert signal[ONLINE_PURCHASE_PROB] == pytest.approx(purchase, rel=1e-9)
         assert signal[ONLINE_AFFINITY] == pytest.approx(affinity, rel=1e-9)
-        assert 0.0 <= signal[ONLINE_PURCHASE_PROB] <= 1.0
 
 
 def test_signals_return_nothing_for_no_candidates(
