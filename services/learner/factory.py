@@ -36,8 +36,9 @@ def build_learning_stage(
     settings = load_settings(LearnerSettings, redis=hotpath_settings.redis)
     logger.info("learner settings %s", masked_settings(settings))
     if settings.checkpoint_key is None:
+        # LIMITATION(L-36): without a key, checkpoints are not signed.
         logger.warning(
             "no CARTWHEEL_LEARNER_CHECKPOINT_KEY set; checkpoints carry a SHA-256 "
-            "digest, which detects corruption but not tampering"
+            "digest, which detects corruption but not tampering (L-36)"
         )
     return LearningStage(settings, client)

@@ -241,6 +241,9 @@ class PendingLabelStore:
             # horizon plus a day, so an abandoned partition leaves no garbage.
             "key_ttl": int(max(longest, dedupe_horizon_seconds) + 86_400),
         }
+        # LIMITATION(L-37): pending examples are capped per pair and expire
+        # with their horizon, but their total is not capped, so Redis memory
+        # grows with the click rate (about 820 bytes per pending example).
         self._script = client.register_script(_APPLY_SCRIPT)
         self._triggers = {task.trigger for task in self.tasks}
 
