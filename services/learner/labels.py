@@ -214,7 +214,7 @@ class PendingLabelStore:
         max_pending_per_pair: cap of pending examples per (user, item, task);
             further triggers of a pair are dropped and counted.
         max_resolutions_per_batch: cap of negatives resolved per call, so one
-            script never blocks Redis for long after a long pause. The next
+            script does not block Redis for long after a pause. The next
             calls resolve the rest.
     """
 

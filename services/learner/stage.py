@@ -181,6 +181,7 @@ class LearningStage:
             if settings.checkpoint_key is not None
             else None
         )
+
         self._store = PendingLabelStore(
             client,
             settings.redis.key_prefix,
@@ -201,6 +202,7 @@ class LearningStage:
             max_pending_per_pair=settings.max_pending_per_pair,
             max_resolutions_per_batch=settings.max_resolutions_per_batch,
         )
+
         fresh = _fresh_evaluators(settings)
         restored = restore_evaluators(
             self.checkpoint_path, self._key, expected_names=fresh
@@ -211,6 +213,7 @@ class LearningStage:
         self._last_checkpoint = clock()
         self._watermarks: dict[int, float] = {}
         self.observers: list[LearningObserver] = []
+
         logger.info(
             "learning stage started is_enabled=%s restored=%s model_versions=%s",
             settings.is_enabled,
