@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import redis
@@ -99,6 +99,8 @@ class StoreOutcome:
             ``max_pending_per_pair`` pending examples.
         undecodable: resolved examples left out because their stored features
             use another feature layout (written before a feature change).
+        pending: examples still pending in the partition after the batch, by
+            task.
     """
 
     fresh_event_ids: list[str]
@@ -106,6 +108,7 @@ class StoreOutcome:
     watermark: float
     pending_dropped: int
     undecodable: int = 0
+    pending: dict[str, int] = field(default_factory=dict)
 
 
 _APPLY_SCRIPT = """
@@ -194,8 +197,10 @@ end
 redis.call('SET', watermark_key, tostring(watermark), 'EX', settings.key_ttl)
 redis.call('ZREMRANGEBYSCORE', seen_key, '-inf', '(' .. (watermark - settings.dedupe))
 redis.call('EXPIRE', seen_key, settings.key_ttl)
+local pending = {}
+for _, t in ipairs(tasks) do pending[t.name] = redis.call('ZCARD', KEYS[t.base]) end
 out[1] = cjson.encode({fresh = fresh, labels = labels, watermark = watermark,
-                      dropped = dropped})
+                      dropped = dropped, pending = pending})
 return out
 """
 
@@ -353,4 +358,5 @@ def _parse_outcome(raw: Sequence[bytes | str]) -> StoreOutcome:
         watermark=float(summary["watermark"]),
         pending_dropped=int(summary["dropped"]),
         undecodable=undecodable,
+        pending={task: int(count) for task, count in summary["pending"].items()},
     )

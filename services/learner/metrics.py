@@ -15,6 +15,7 @@ __all__ = [
     "DRIFTS",
     "DUPLICATES",
     "EXAMPLES",
+    "PENDING",
     "PENDING_DROPPED",
     "RETRAIN_REQUESTS",
     "ROLLING_LOG_LOSS",
@@ -59,6 +60,11 @@ DRIFTS = Counter(
 RETRAIN_REQUESTS = Counter(
     "cartwheel_learner_retrain_requests_total",
     "Early retraining requests written for the trainer",
+)
+PENDING = Gauge(
+    "cartwheel_learner_pending_examples",
+    "Examples waiting for their label in this instance's partitions, by model",
+    ["model"],
 )
 WATERMARK = Gauge(
     "cartwheel_learner_watermark_seconds",

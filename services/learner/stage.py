@@ -212,6 +212,7 @@ class LearningStage:
             _warn_on_changed_learner(restored, settings)
         self._last_checkpoint = clock()
         self._watermarks: dict[int, float] = {}
+        self._pending: dict[int, dict[str, int]] = {}
         self.observers: list[LearningObserver] = []
 
         logger.info(
@@ -225,6 +226,15 @@ class LearningStage:
     def checkpoint_path(self) -> Path:
         """The file this instance checkpoints its models to."""
         return self._settings.checkpoint_dir / f"{self._settings.instance_name}.ckpt"
+
+    @property
+    def model_updates(self) -> dict[str, int]:
+        """Examples each online model has learned, by model name.
+
+        A model with few updates gives signals close to its starting point
+        (0.5 for ALMA), which a scorer may want to weight down.
+        """
+        return {name: ev.model.n_updates for name, ev in self.evaluators.items()}
 
     @property
     def model_versions(self) -> dict[str, str]:
@@ -258,6 +268,7 @@ class LearningStage:
             metrics.PENDING_DROPPED.inc(outcome.pending_dropped)
             metrics.UNDECODABLE.inc(outcome.undecodable)
             self._watermarks[partition] = outcome.watermark
+            self._pending[partition] = outcome.pending
             fresh_events = []
             for applied in applied_events:
                 # discard() makes a duplicate within the batch learn once.
@@ -363,6 +374,12 @@ class LearningStage:
                 )
         if self._watermarks:
             metrics.WATERMARK.set(max(self._watermarks.values()))
+        totals: dict[str, int] = defaultdict(int)
+        for counts in self._pending.values():
+            for task, count in counts.items():
+                totals[task] += count
+        for task, total in totals.items():
+            metrics.PENDING.labels(model=task).set(total)
 
     def signals(
         self,

@@ -16,6 +16,7 @@ from schemas.events import Event, EventType
 from services.common.retrain import take_retrain_request
 from services.common.settings import RedisSettings
 from services.hotpath.stages import AppliedEvent
+from services.learner import metrics
 from services.learner.settings import LearnerSettings
 from services.learner.stage import (
     ONLINE_AFFINITY,
@@ -359,3 +360,21 @@ def test_restored_models_keep_their_learner_and_warn(
 
     assert restored.evaluators["cart_add"].model.learner == "alma"
     assert "delete the checkpoint to switch" in caplog.text
+
+
+def test_stage_exports_pending_examples_per_model(
+    make_stage: Callable[..., LearningStage], make_applied: Callable[..., AppliedEvent]
+) -> None:
+    stage = make_stage()
+
+    stage.process(
+        [
+            make_applied(EventType.CLICK, 0, item_id="a"),
+            make_applied(EventType.CLICK, 1, item_id="b"),
+            make_applied(EventType.CART_ADD, 2, item_id="a"),
+        ]
+    )
+
+    assert stage._pending[0] == {"cart_add": 1, "purchase": 1}
+    assert metrics.PENDING.labels(model="cart_add")._value.get() == 1
+    assert stage.model_updates["cart_add"] == 1
