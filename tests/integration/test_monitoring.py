@@ -20,6 +20,7 @@ import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,7 @@ import pytest
 import yaml
 from confluent_kafka import Producer
 
+from schemas.events import Event, EventType
 from services.common.kafka import create_topics, producer_config, standard_topics
 from services.common.settings import KafkaSettings, TopicSettings
 from services.demo.supervisor import Supervisor
@@ -195,10 +197,22 @@ def drive_api(base_url: str, user_ids: list[str]) -> None:
     httpx.post(f"{base_url}/v1/events", content=b"{not json", timeout=10)
 
 
-def produce_invalid_events(kafka: KafkaSettings, topic: str) -> None:
+def produce_odd_events(kafka: KafkaSettings, topic: str) -> None:
+    """Send invalid events, and a valid event older than the user's last one."""
     producer = Producer(producer_config(kafka, linger_ms=1))
     for value in INVALID_EVENTS:
         producer.produce(topic, value, b"monitoring-user")
+    # Inside the committed sample's time span (2019-10-01, 00:00-02:40 UTC).
+    newest = datetime(2019, 10, 1, 2, 0, tzinfo=UTC)
+    for index, event_time in enumerate([newest, newest - timedelta(minutes=5)]):
+        event = Event(
+            event_id=f"monitoring-late-{index}",
+            event_type=EventType.CLICK,
+            user_id="monitoring-user",
+            item_id="monitoring-item",
+            event_time=event_time,
+        )
+        producer.produce(topic, event.model_dump_json().encode(), b"monitoring-user")
     producer.flush(10)
 
 
@@ -310,7 +324,7 @@ def pipeline(
                 timeout=120,
             )
             assert replay.returncode == 0, replay.stderr.decode()[-2000:]
-            produce_invalid_events(kafka, topics.events)
+            produce_odd_events(kafka, topics.events)
             if "cartwheel-api" in targets:
                 drive_api(f"http://{targets['cartwheel-api']}", SAMPLE_USERS)
             names = set().union(*(metric_names(e) for _, e in dashboard_queries()))
