@@ -30,9 +30,11 @@ AREAS: tuple[str, ...] = (
     "services.replay.cli",
     "services.features.cli",
     "services.hotpath.cli",
+    "services.learner.cli",
     "services.api.cli",
     "services.feedback.cli",
     "services.evaluation.cli",
+    "services.demo.cli",
 )
 
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")

@@ -1,0 +1,1 @@
+"""The demo: the whole pipeline on real shop events, from nothing to a report."""

@@ -1,0 +1,42 @@
+"""The ``cartwheel demo`` command."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from services.common.settings import load_settings
+from services.demo.runner import DemoRun, run_demo
+from services.demo.settings import DemoSettings
+
+__all__ = ["register"]
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    """Add ``cartwheel demo``."""
+    parser = subparsers.add_parser(
+        "demo",
+        help="run the whole pipeline on a real dataset and evaluate it",
+        description="Start a private broker and redis-server, every service, "
+        "replay the dataset in event-time order (the first slice trains the "
+        "first multi-task model), evaluate the slates against baselines, print "
+        "a summary with the report's path, and stop everything.",
+    )
+    parser.add_argument(
+        "--dataset",
+        default="rees46",
+        help="registered dataset to replay (see 'cartwheel replay --list'; "
+        "default: rees46, the sample committed in data/)",
+    )
+    parser.add_argument(
+        "--path", type=Path, help="read the dataset from this file or folder"
+    )
+    parser.add_argument(
+        "--limit", type=int, help="replay only the first N events in event-time order"
+    )
+    parser.set_defaults(handler=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    settings = load_settings(DemoSettings)
+    return run_demo(DemoRun(args.dataset, args.path, args.limit), settings)

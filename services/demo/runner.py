@@ -1,0 +1,267 @@
+"""Run the whole pipeline on a real dataset and evaluate what it recommended.
+
+The demo starts a private broker and redis-server on free loopback ports,
+creates the topics, starts every service as a child process, replays the
+dataset in event-time order in two slices (the first one gives the trainer
+data for the first multi-task model), evaluates the published slates against
+baselines and prints a summary. Everything it started is stopped on the way
+out, also on Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import redis
+from confluent_kafka import Consumer, KafkaError
+from tqdm import tqdm
+
+from models.registry import ModelAnnouncement
+from services.common.errors import InfrastructureError
+from services.common.kafka import consumer_config, create_topics, standard_topics
+from services.common.retrain import request_retrain
+from services.common.settings import (
+    KafkaSettings,
+    RedisSettings,
+    TopicSettings,
+    load_settings,
+)
+from services.demo.settings import DemoSettings
+from services.demo.supervisor import Supervisor
+from services.evaluation.consumer import read_topics
+from services.evaluation.prequential import PrequentialEvaluator
+from services.evaluation.report import summary_lines, write_report
+from services.evaluation.settings import EvaluationSettings
+from services.infra import LocalServer, find_free_port, start_broker, start_redis
+from services.replay.datasets import load_dataset
+from services.replay.generated import generate_catalog
+from services.replay.replayer import Replayer
+from services.replay.settings import Settings as ReplaySettings
+
+__all__ = ["DemoRun", "run_demo"]
+
+logger = logging.getLogger(__name__)
+
+_MODEL_NAME = "ranker"
+
+
+@dataclass(frozen=True)
+class DemoRun:
+    """What to replay: a registered dataset, optionally from another path."""
+
+    dataset: str
+    path: Path | None = None
+    limit: int | None = None
+
+
+def run_demo(run: DemoRun, settings: DemoSettings) -> int:
+    """Run the demo end to end and return the process exit status."""
+    state_dir = settings.state_dir.resolve()
+    state_dir.mkdir(parents=True, exist_ok=True)
+    _say(f"starting a broker and redis-server under {state_dir}")
+    broker = start_broker(state_dir, find_free_port())
+    redis_server: LocalServer | None = None
+    try:
+        redis_server = start_redis(state_dir, find_free_port())
+        return _run_pipeline(run, settings, state_dir, broker, redis_server)
+    finally:
+        if redis_server is not None:
+            redis_server.stop()
+        broker.stop()
+        _say("stopped the broker and redis-server")
+
+
+def _run_pipeline(
+    run: DemoRun,
+    settings: DemoSettings,
+    state_dir: Path,
+    broker: LocalServer,
+    redis_server: LocalServer,
+) -> int:
+    kafka = KafkaSettings(bootstrap=broker.address)
+    redis_settings = RedisSettings(url=f"redis://{redis_server.address}/0")
+    topics = load_settings(TopicSettings)
+    create_topics(kafka, standard_topics(topics))
+
+    replay_settings = load_settings(ReplaySettings, kafka=kafka, topics=topics)
+    dataset = load_dataset(run.dataset, replay_settings.data_dir, run.path)
+    events = dataset.events[: run.limit] if run.limit else dataset.events
+    if len(events) < 2:
+        raise ValueError(f"dataset {run.dataset!r} has fewer than 2 events to replay")
+    split = max(1, int(len(events) * settings.warmup_fraction))
+    _say(
+        f"dataset {run.dataset}: {len(events)} events, {len(dataset.items)} items; "
+        f"{split} events before the first model is trained"
+    )
+
+    environment = _service_environment(kafka, redis_settings, state_dir)
+    with Supervisor(state_dir / "logs", environment) as supervisor:
+        supervisor.start("catalog", "services.features")
+        supervisor.start("hotpath", "services.hotpath")
+        supervisor.start("trainer", "services.trainer")
+        supervisor.start("feedback", "services.feedback")
+        supervisor.start("api", "services.api")
+
+        replayer = Replayer(replay_settings, show_progress=False)
+        replayer.verify_topics()
+        generated = generate_catalog(
+            dataset.events, dataset.items, seed=replay_settings.generated_seed
+        )
+        catalog = replayer.publish_catalog(
+            [*dataset.items, *generated.promotions, *generated.reviews]
+        )
+        _say(f"catalog published: {dict(catalog)} (promotions and reviews generated)")
+
+        counter = _SlateCounter(kafka, topics.recommendations("products"))
+        started = time.monotonic()
+        warmup = replayer.replay_events(events[:split], source=f"dataset:{run.dataset}")
+        counter.wait_for(
+            warmup.events_published,
+            "warm-up slice",
+            settings.catch_up_timeout_seconds,
+            supervisor.check,
+        )
+
+        _say("training the first multi-task model on the warm-up slice")
+        announced = _ModelAnnouncements(kafka, topics.models)
+        client = redis.Redis.from_url(redis_settings.url.get_secret_value())
+        request_retrain(
+            client,
+            redis_settings.key_prefix,
+            reason="demo warm-up finished",
+            detected_at=datetime.now(UTC),
+        )
+        model_version = announced.wait(
+            settings.training_timeout_seconds, supervisor.check
+        )
+        _say(f"model promoted: {model_version}")
+
+        rest = replayer.replay_events(events[split:], source=f"dataset:{run.dataset}")
+        counter.wait_for(
+            warmup.events_published + rest.events_published,
+            "whole replay",
+            settings.catch_up_timeout_seconds,
+            supervisor.check,
+        )
+        elapsed = time.monotonic() - started
+        processed = warmup.events_published + rest.events_published
+        throughput = processed / elapsed
+        _say(f"{processed} events turned into slates in {elapsed:.1f} s")
+
+        _say("evaluating slates and baselines")
+        evaluation = load_settings(
+            EvaluationSettings,
+            kafka=kafka,
+            topics=topics,
+            score_from=events[split].event_time,
+        )
+        evaluator = PrequentialEvaluator(evaluation)
+        read_topics(evaluator, evaluation)
+        result = evaluator.evaluate(throughput)
+        files = write_report(result, settings.report_dir)
+        client.close()
+        counter.close()
+        announced.close()
+
+    print("\n".join([*summary_lines(result), f"report: {files.markdown.resolve()}"]))
+    return 0
+
+
+def _service_environment(
+    kafka: KafkaSettings, redis_settings: RedisSettings, state_dir: Path
+) -> dict[str, str]:
+    """Point every child at the demo's servers and give each a free metrics port."""
+    return {
+        "CARTWHEEL_KAFKA_BOOTSTRAP": kafka.bootstrap,
+        "CARTWHEEL_REDIS_URL": redis_settings.url.get_secret_value(),
+        "CARTWHEEL_HOTPATH_METRICS_PORT": str(find_free_port()),
+        "CARTWHEEL_FEATURES_METRICS_PORT": str(find_free_port()),
+        "CARTWHEEL_TRAINER_METRICS_PORT": str(find_free_port()),
+        "CARTWHEEL_FEEDBACK_METRICS_PORT": str(find_free_port()),
+        "CARTWHEEL_API_PORT": str(find_free_port()),
+        "CARTWHEEL_TRAINER_REGISTRY_DIR": str(state_dir / "models"),
+        "CARTWHEEL_TRAINER_MODEL_NAME": _MODEL_NAME,
+        "CARTWHEEL_LEARNER_CHECKPOINT_DIR": str(state_dir / "learner"),
+    }
+
+
+class _SlateCounter:
+    """Counts slates on one topic from its beginning, with a progress bar."""
+
+    def __init__(self, kafka: KafkaSettings, topic: str) -> None:
+        group = f"cartwheel-demo-count-{time.time_ns()}"
+        self._consumer = Consumer(consumer_config(kafka, group, fetch_wait_ms=50))
+        self._consumer.subscribe([topic])
+        self._count = 0
+
+    def wait_for(
+        self,
+        expected: int,
+        label: str,
+        timeout_seconds: float,
+        check: Callable[[], None],
+    ) -> None:
+        deadline = time.monotonic() + timeout_seconds
+        with tqdm(
+            total=expected,
+            initial=self._count,
+            desc=label,
+            unit="slate",
+            file=sys.stderr,
+        ) as progress:
+            while self._count < expected:
+                if time.monotonic() > deadline:
+                    raise InfrastructureError(
+                        f"only {self._count} of {expected} slates arrived within "
+                        f"{timeout_seconds:.0f} s; see the service logs"
+                    )
+                check()
+                messages = self._consumer.consume(1000, timeout=0.5)
+                fresh = sum(1 for message in messages if message.error() is None)
+                self._count += fresh
+                progress.update(fresh)
+
+    def close(self) -> None:
+        self._consumer.close()
+
+
+class _ModelAnnouncements:
+    """Waits for the first model announcement on the ``models`` topic."""
+
+    def __init__(self, kafka: KafkaSettings, topic: str) -> None:
+        group = f"cartwheel-demo-models-{time.time_ns()}"
+        self._consumer = Consumer(consumer_config(kafka, group, fetch_wait_ms=50))
+        self._consumer.subscribe([topic])
+
+    def wait(self, timeout_seconds: float, check: Callable[[], None]) -> str:
+        deadline = time.monotonic() + timeout_seconds
+        while time.monotonic() < deadline:
+            check()
+            message = self._consumer.poll(0.5)
+            if message is None:
+                continue
+            error = message.error()
+            if error is not None and error.code() != KafkaError._PARTITION_EOF:
+                raise InfrastructureError(
+                    f"reading model announcements failed: {error}"
+                )
+            if error is None:
+                announcement = ModelAnnouncement.model_validate_json(message.value())
+                return announcement.model_version
+        raise InfrastructureError(
+            f"no model was announced within {timeout_seconds:.0f} s; "
+            "see the trainer's log"
+        )
+
+    def close(self) -> None:
+        self._consumer.close()
+
+
+def _say(line: str) -> None:
+    print(f"demo: {line}", file=sys.stderr, flush=True)

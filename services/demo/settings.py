@@ -1,0 +1,41 @@
+"""Settings of ``cartwheel demo``, read from ``CARTWHEEL_DEMO_*``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = ["DemoSettings"]
+
+
+class DemoSettings(BaseSettings):
+    """Where the demo keeps its servers' state and how it splits the replay."""
+
+    model_config = SettingsConfigDict(env_prefix="CARTWHEEL_DEMO_", frozen=True)
+
+    state_dir: Path = Field(
+        default=Path(".cartwheel/demo"),
+        description="folder of the demo's pid files, logs, checkpoints and models",
+    )
+    report_dir: Path = Field(
+        default=Path("reports/demo"), description="folder of the evaluation report"
+    )
+    warmup_fraction: float = Field(
+        default=0.3,
+        gt=0.0,
+        lt=1.0,
+        description="share of the events replayed before the first model is "
+        "trained, a number between 0 and 1",
+    )
+    catch_up_timeout_seconds: float = Field(
+        default=900.0,
+        gt=0.0,
+        description="seconds the services may take to process a replayed slice",
+    )
+    training_timeout_seconds: float = Field(
+        default=600.0,
+        gt=0.0,
+        description="seconds the trainer may take to train and announce a model",
+    )
