@@ -24,6 +24,7 @@ events and anything outside Redis are not covered.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -124,6 +125,8 @@ class FeatureStoreConfig:
         trend_tau_seconds: decay time constant of trending scores.
         pair_tau_seconds: decay time constant of item-to-item scores.
         dedupe_size: event ids remembered per user (the dedupe horizon).
+            LIMITATION(L-23): a repeat older than the user's last
+            ``dedupe_size`` events is applied again.
         max_recent_items: recent and purchased items kept per user.
         max_partners: same-session items each event pairs with.
         max_affinity: categories and brands kept per user.
@@ -213,7 +216,7 @@ def _text(value: Any) -> str:
 
 
 def event_digest(event_id: str) -> bytes:
-    """Return the 5-byte digest that stands for an event id in the dedupe list.
+    """Return the 5-byte digest that represents an event id in the dedupe list.
 
     Two ids of one user collide with probability about n**2 / 2**41 for n
     remembered ids (2e-9 at the default 64), which would drop the newer event.
@@ -221,22 +224,41 @@ def event_digest(event_id: str) -> bytes:
     return hashlib.blake2b(event_id.encode("utf-8"), digest_size=5).digest()
 
 
-def _window_counts(state: State, entity: str, at: float) -> dict[str, float]:
-    counts = {
-        count_feature(entity, event_type, window): 0.0
+def _count_names(entity: str) -> dict[tuple[str, str], str]:
+    return {
+        (EVENT_TYPE_CODES[event_type], window.code): count_feature(
+            entity, event_type, window
+        )
         for event_type in EventType
         for window in WINDOWS
     }
+
+
+_COUNT_NAMES = {entity: _count_names(entity) for entity in ("user", "item", "shop")}
+
+
+@functools.lru_cache(maxsize=65_536)
+def _parse_bucket(name: str) -> tuple[str, str, int] | None:
+    """Split a bucket field such as ``cm5232985`` into type code, window code, index."""
+    if len(name) < 3 or name[0] not in _CODE_TYPES or not name[2:].isdigit():
+        return None
+    if name[1] not in _WINDOW_BY_CODE:
+        return None
+    return name[0], name[1], int(name[2:])
+
+
+def _window_counts(state: State, entity: str, at: float) -> dict[str, float]:
+    names = _COUNT_NAMES[entity]
+    counts = dict.fromkeys(names.values(), 0.0)
+    newest = {window.code: window.bucket(at) for window in WINDOWS}
     for name, value in state.items():
-        if len(name) < 3 or name[0] not in _CODE_TYPES or not name[2:].isdigit():
+        bucket = _parse_bucket(name)
+        if bucket is None:
             continue
-        window = _WINDOW_BY_CODE.get(name[1])
-        if window is None:
-            continue
-        newest = window.bucket(at)
-        if newest - window.bucket_count < int(name[2:]) <= newest:
-            feature = count_feature(entity, _CODE_TYPES[name[0]], window)
-            counts[feature] += float(value)
+        code, window_code, index = bucket
+        last = newest[window_code]
+        if last - _WINDOW_BY_CODE[window_code].bucket_count < index <= last:
+            counts[names[code, window_code]] += float(value)
     return counts
 
 

@@ -98,6 +98,8 @@ end
 
 -- Lists of ids are stored as one string joined by the unit separator (0x1F),
 -- which keeps short values inside Redis's compact hash encoding.
+-- LIMITATION(L-21): an item id containing 0x1F is left out of the recent and
+-- purchased lists (its counts and pairs are kept).
 local separator = '\31'
 
 local function decode_list(field)

@@ -15,8 +15,10 @@
 -- Returns {digest hex, item state before the entry (JSON object)} for
 -- every entry, in order.
 --
--- The item and global keys are not in KEYS because they are only known from
--- the outboxes; this works on a single Redis server but not on Redis Cluster.
+-- LIMITATION(L-20): the item and global keys are not in KEYS because they are
+-- only known from the outboxes. This works on a single Redis server (or one
+-- with replicas) but not on Redis Cluster, where the call must be split per
+-- slot and loses its atomicity.
 
 local config = cjson.decode(ARGV[1])
 local entries = cjson.decode(ARGV[2])
