@@ -1,0 +1,302 @@
+"""Benchmark the features stage: events/s and Redis bytes per active user.
+
+Command::
+
+    .venv/bin/python benchmarks/bench_features.py --users 10000 --repeats 3
+
+It starts its own Tansu broker and redis-server on free loopback ports and
+replays synthetic events of many users (Zipf-distributed item popularity,
+85 % clicks, 10 % cart adds, 5 % purchases, sessions of 1-8 events). It
+prints one Markdown table with medians over the repeats:
+
+- broker pass-through: a confluent-kafka consume-and-produce loop over the
+  same messages, the ceiling for any consumer on this machine;
+- features stage alone: ``FeatureStore.apply_batch`` on parsed events in
+  batches of ``--batch-size``;
+- hot path: the consumer with no stage besides the features (validation,
+  features, training examples, commits), from start to the last commit;
+- Redis bytes per active user, per item and for the item-to-item lists,
+  from ``MEMORY USAGE`` after the replay.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import statistics
+import tempfile
+import threading
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import redis
+from confluent_kafka import Consumer, Producer, TopicPartition
+
+from schemas.catalog import ItemRecord
+from schemas.events import Event, EventType
+from services.common.kafka import (
+    TopicSpec,
+    consumer_config,
+    create_topics,
+    producer_config,
+)
+from services.common.redis_features import EventPosition, FeatureStore
+from services.common.settings import KafkaSettings, RedisSettings, TopicSettings
+from services.features.catalog import CatalogWriter
+from services.hotpath.__main__ import build_consumer
+from services.hotpath.settings import HotPathSettings
+from services.infra import find_free_port, start_broker, start_redis
+
+START = datetime(2019, 10, 1, tzinfo=UTC)
+
+
+def synthetic_events(
+    users: int, items: int, seed: int
+) -> tuple[list[Event], list[ItemRecord]]:
+    """Return events of ``users`` users in event-time order, and their items."""
+    rng = random.Random(seed)
+    weights = [1.0 / (rank + 1) for rank in range(items)]
+    records = [
+        ItemRecord(
+            item_id=f"i{index}",
+            category_id=f"c{index % 50}",
+            brand=f"b{index % 200}",
+            price=round(rng.uniform(1, 500), 2),
+            stock=rng.randint(0, 100),
+            updated_at=START,
+        )
+        for index in range(items)
+    ]
+    events: list[Event] = []
+    for user in range(users):
+        time_seconds = rng.uniform(0, 86_400)
+        for _ in range(rng.randint(1, 8)):
+            item = rng.choices(range(items), weights)[0]
+            roll = rng.random()
+            event_type = (
+                EventType.PURCHASE
+                if roll < 0.05
+                else EventType.CART_ADD
+                if roll < 0.15
+                else EventType.CLICK
+            )
+            events.append(
+                Event(
+                    event_id=f"u{user}-{len(events)}",
+                    event_type=event_type,
+                    user_id=f"u{user}",
+                    item_id=f"i{item}",
+                    event_time=START + timedelta(seconds=time_seconds),
+                    price=records[item].price,
+                )
+            )
+            time_seconds += rng.uniform(10, 240)
+    events.sort(key=lambda event: event.event_time)
+    return events, records
+
+
+def produce(kafka: KafkaSettings, topic: str, events: Sequence[Event]) -> None:
+    producer = Producer(producer_config(kafka))
+    for event in events:
+        producer.produce(
+            topic,
+            key=event.user_id.encode(),
+            value=event.model_dump_json(exclude_none=True).encode(),
+        )
+        producer.poll(0)
+    producer.flush(60)
+
+
+def broker_pass_through(
+    kafka: KafkaSettings, source: str, target: str, total: int
+) -> float:
+    """Return messages/s of a consume-and-produce loop over ``source``."""
+    consumer = Consumer(consumer_config(kafka, f"bench-pass-{time.monotonic_ns()}"))
+    producer = Producer(producer_config(kafka))
+    consumer.subscribe([source])
+    seen = 0
+    started = None
+    while seen < total:
+        for message in consumer.consume(1000, 1.0):
+            if message.error() is not None:
+                continue
+            started = started or time.perf_counter()
+            producer.produce(target, key=message.key(), value=message.value())
+            seen += 1
+        producer.poll(0)
+    producer.flush(60)
+    elapsed = time.perf_counter() - (started or time.perf_counter())
+    consumer.close()
+    return total / elapsed
+
+
+def features_alone(
+    client: redis.Redis, prefix: str, events: Sequence[Event], batch_size: int
+) -> float:
+    """Return events/s of FeatureStore.apply_batch over all events."""
+    store = FeatureStore(client, prefix)
+    store.load_scripts()
+    started = time.perf_counter()
+    for start in range(0, len(events), batch_size):
+        chunk = events[start : start + batch_size]
+        store.apply_batch(
+            chunk, [EventPosition(0, start + i) for i in range(len(chunk))]
+        )
+    return len(events) / (time.perf_counter() - started)
+
+
+def hot_path(settings: HotPathSettings, total: int) -> float:
+    """Return events/s of the hot path with the features stage alone."""
+    consumer = build_consumer(settings, stages=[])
+    worker = threading.Thread(target=consumer.run)
+    probe = Consumer(consumer_config(settings.kafka, settings.group_id))
+    partitions = [
+        TopicPartition(settings.topics.events, p)
+        for p in range(settings.topics.partitions)
+    ]
+    started = time.perf_counter()
+    worker.start()
+    while True:
+        committed = probe.committed(partitions, timeout=10)
+        if sum(max(tp.offset, 0) for tp in committed) >= total:
+            break
+        time.sleep(0.05)
+    elapsed = time.perf_counter() - started
+    consumer.stop()
+    worker.join(30)
+    probe.close()
+    return total / elapsed
+
+
+def memory_report(client: redis.Redis, prefix: str) -> dict[str, float]:
+    """Return mean Redis bytes per user, per item and per item-to-item list."""
+    groups: dict[str, list[int]] = {"user": [], "item": [], "pairs": [], "global": []}
+    for key in client.scan_iter(f"{prefix}:*", count=2000):
+        name = key.decode()[len(prefix) + 1 :]
+        size = int(client.memory_usage(key, samples=0) or 0)
+        if name.startswith("{u:"):
+            groups["user"].append(size)
+        elif name.startswith("{i:") and name.endswith((":cv", ":cc", ":cp")):
+            groups["pairs"].append(size)
+        elif name.startswith("{i:"):
+            groups["item"].append(size)
+        else:
+            groups["global"].append(size)
+    items = {
+        key.decode().split("}")[0]
+        for key in client.scan_iter(f"{prefix}:{{i:*", count=2000)
+    }
+    return {
+        "users": float(len(groups["user"])),
+        "bytes_per_user_mean": statistics.fmean(groups["user"]),
+        "bytes_per_user_median": statistics.median(groups["user"]),
+        "bytes_per_item": sum(groups["item"]) / max(len(items), 1),
+        "pair_bytes_per_item": sum(groups["pairs"]) / max(len(items), 1),
+        "pair_bytes_total": float(sum(groups["pairs"])),
+        "global_bytes": float(sum(groups["global"])),
+    }
+
+
+def _rate(values: Sequence[float], unit: str) -> str:
+    return f"{statistics.median(values):,.0f} {unit}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--users", type=int, default=10_000, help="synthetic users")
+    parser.add_argument("--items", type=int, default=5_000, help="catalog items")
+    parser.add_argument("--batch-size", type=int, default=500, help="events per batch")
+    parser.add_argument("--repeats", type=int, default=3, help="runs per measurement")
+    parser.add_argument("--seed", type=int, default=7, help="random seed")
+    args = parser.parse_args()
+
+    events, records = synthetic_events(args.users, args.items, args.seed)
+    state_dir = Path(tempfile.mkdtemp(prefix="bench-features-"))
+    broker = start_broker(state_dir, find_free_port())
+    redis_server = start_redis(state_dir, find_free_port())
+    try:
+        kafka = KafkaSettings(bootstrap=broker.address)
+        client = redis.Redis.from_url(f"redis://{redis_server.address}/0")
+        pass_rates, alone_rates, hot_rates = [], [], []
+        memory: dict[str, float] = {}
+        for repeat in range(args.repeats):
+            topics = TopicSettings(
+                events=f"events-{repeat}",
+                dead_letters=f"dlq-{repeat}",
+                training_examples=f"training-{repeat}",
+                partitions=1,
+            )
+            create_topics(
+                kafka,
+                [
+                    TopicSpec(name, 1)
+                    for name in (
+                        topics.events,
+                        topics.dead_letters,
+                        topics.training_examples,
+                        f"pass-{repeat}",
+                    )
+                ],
+            )
+            produce(kafka, topics.events, events)
+            pass_rates.append(
+                broker_pass_through(kafka, topics.events, f"pass-{repeat}", len(events))
+            )
+            client.flushall()
+            for prefix in ("alone", "hot"):
+                writer = CatalogWriter(client, prefix)
+                for record in records:
+                    writer.write(record)
+            alone_rates.append(features_alone(client, "alone", events, args.batch_size))
+            settings = HotPathSettings(
+                kafka=kafka,
+                redis=RedisSettings(
+                    url=f"redis://{redis_server.address}/0", key_prefix="hot"
+                ),
+                topics=topics,
+                group_id=f"bench-hot-{repeat}",
+                batch_size=args.batch_size,
+                metrics_port=0,
+            )
+            hot_rates.append(hot_path(settings, len(events)))
+            memory = memory_report(client, "alone")
+    finally:
+        redis_server.stop()
+        broker.stop()
+
+    rows = [
+        ("broker pass-through (consume + produce)", _rate(pass_rates, "msg/s")),
+        ("features stage alone (apply_batch)", _rate(alone_rates, "events/s")),
+        (
+            "hot path, features only (parse, apply, examples, commit)",
+            _rate(hot_rates, "events/s"),
+        ),
+        ("active users in Redis", f"{memory['users']:,.0f}"),
+        (
+            "Redis bytes per active user (mean / median)",
+            f"{memory['bytes_per_user_mean']:,.0f} / "
+            f"{memory['bytes_per_user_median']:,.0f}",
+        ),
+        ("Redis bytes per item (counts + catalog)", f"{memory['bytes_per_item']:,.0f}"),
+        (
+            "item-to-item lists, bytes per item / total",
+            f"{memory['pair_bytes_per_item']:,.0f} / {memory['pair_bytes_total']:,.0f}",
+        ),
+        ("global keys (trending, totals)", f"{memory['global_bytes']:,.0f} bytes"),
+    ]
+    lines = [
+        f"{len(events)} events of {args.users} users on {args.items} items, "
+        f"batch size {args.batch_size}, median of {args.repeats} runs",
+        "",
+        "| measurement | value |",
+        "|---|---|",
+        *(f"| {name} | {value} |" for name, value in rows),
+    ]
+    # The table is the script's output.
+    print("\n".join(lines))  # noqa: T201
+
+
+if __name__ == "__main__":
+    main()
