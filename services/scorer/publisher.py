@@ -75,6 +75,8 @@ class SlatePublisher:
             SLATES.labels(slate.surface.value, slate.model_version).inc()
             SLATE_ITEMS.labels(slate.surface.value).observe(len(slate.items))
             if pipeline is not None:
+                # LIMITATION(L-56): the last write wins, so a batch replayed after
+                # a crash can put an older slate back as the latest one.
                 key = latest_slate_key(self._prefix, slate.user_id, slate.surface)
                 pipeline.set(key, payload, ex=self._ttl)
         if pipeline is not None:

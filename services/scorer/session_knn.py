@@ -26,6 +26,9 @@ class _Session:
     last_time: float = 0.0
 
 
+# LIMITATION(L-50): the index lives in the scoring process. It starts empty
+# after a restart and sees only the sessions of the partitions this instance
+# consumes, so session-kNN proposes fewer candidates until it fills again.
 class SessionIndex:
     """A bounded in-process index of recent sessions and the items in them.
 

@@ -200,6 +200,9 @@ class SlateBuilder:
             entry.extras = sorted(wanted)
 
     def _score(self, work: Sequence[_Work]) -> None:
+        # LIMITATION(L-53): features, signals and scores go through one Python
+        # dict per candidate, which caps the hot path far below 5,000 events/s
+        # on two cores (docs/benchmarks/hotpath.md).
         requests = [(entry.trigger.user_id, _pool(entry)) for entry in work]
         vectors = self._store.read_features(requests)
         for entry, features, (_, item_ids) in zip(work, vectors, requests, strict=True):
@@ -427,6 +430,9 @@ def _before_later_events(
     recent: Sequence[RecentItem], later: Sequence[tuple[str, EventType]]
 ) -> tuple[RecentItem, ...]:
     """Drop the newest history entries that later events of the same batch added.
+
+    LIMITATION(L-55): only the user's history is rewound. Item-to-item lists
+    and trending already include the batch's later events.
 
     The features stage applies a whole batch before scoring, so the history
     read for an early event already contains the user's later events of the batch.

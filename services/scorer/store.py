@@ -21,6 +21,10 @@ from pydantic import TypeAdapter
 
 from schemas.catalog import PromotionRecord, ReviewRecord
 from schemas.features import FeatureVectors, ItemAttributes
+
+# LIMITATION(L-54): reading a whole batch in one pipeline needs the feature
+# store's private decoders; tests/unit/scorer/test_store.py checks that the pair
+# features stay equal to the store's own.
 from services.common.redis_features import (
     FeatureStore,
     _attributes,
