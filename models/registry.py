@@ -136,6 +136,8 @@ def code_version() -> str:
     return sha if re.fullmatch(r"[0-9a-f]{7}", sha) else "nogit"
 
 
+# LIMITATION(L-43): the registry is a local directory and an announcement
+# carries a filesystem path, so every scorer must mount the same volume.
 class ModelRegistry:
     """Save, find and promote artifacts under one root directory.
 

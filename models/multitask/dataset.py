@@ -260,6 +260,8 @@ def _snapshot_of(example: TrainingExample) -> _ItemSnapshot:
     )
 
 
+# LIMITATION(L-45): negatives come only from items seen earlier in the window;
+# catalog items without events are never shown to the model as negatives.
 class _NegativeSampler:
     """Popularity and co-visitation state of the window, updated in event time."""
 

@@ -163,6 +163,8 @@ class Ranker:
         return ids, numeric
 
 
+# LIMITATION(L-42): a bare (item_id, features) pair has no category or brand,
+# so those two embeddings read the missing-id row that training rarely saw.
 def _as_input(candidate: CandidateLike) -> CandidateInput:
     if isinstance(candidate, CandidateInput):
         return candidate

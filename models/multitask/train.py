@@ -151,6 +151,8 @@ def train_model(
     """
     if len(dataset) == 0:
         raise ValueError("cannot train on 0 rows; expected a non-empty training set")
+    # LIMITATION(L-41): the cuda path runs the same code but is not exercised
+    # by the tests, which run on CPU only.
     device = torch.device(config.device)
     model.to(device).train()
     ids, numeric = model_inputs(spec, dataset, device)

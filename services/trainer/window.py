@@ -23,6 +23,9 @@ class ExampleWindow:
         max_examples: most examples held at once.
     """
 
+    # LIMITATION(L-40): the window lives in the trainer's memory (a few KB per
+    # example), so a restarted trainer re-reads the topic to refill it and
+    # max_examples caps how much history one refresh can see.
     def __init__(self, window_seconds: float, max_examples: int) -> None:
         if window_seconds <= 0 or max_examples < 1:
             raise ValueError(
