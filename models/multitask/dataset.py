@@ -20,7 +20,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from models.multitask.features import PRICE_FEATURE, SPARSE_FIELDS, TASKS, IdHasher
+from models.multitask.features import (
+    PAIR_FEATURE_PREFIX,
+    PRICE_FEATURE,
+    SPARSE_FIELDS,
+    TASKS,
+    IdHasher,
+)
 from schemas.events import EventType
 from schemas.training import TrainingExample
 
@@ -183,7 +189,14 @@ def build_training_set(
     ordered = _ordered_unique(examples)
     labels, future_items = _label_events(ordered, config)
     user_names = sorted({name for ex in ordered for name in ex.user_features})
-    item_names = sorted({name for ex in ordered for name in ex.item_features})
+    item_names = sorted(
+        {
+            name
+            for ex in ordered
+            for name in ex.item_features
+            if not name.startswith(PAIR_FEATURE_PREFIX)
+        }
+    )
     builder = _RowBuilder(user_names, item_names)
     sampler = _NegativeSampler(config)
     pending: list[TrainingExample] = []

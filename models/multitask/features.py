@@ -29,6 +29,7 @@ from schemas.events import EventType
 
 __all__ = [
     "MISSING_ID_HASH",
+    "PAIR_FEATURE_PREFIX",
     "PRICE_FEATURE",
     "SPARSE_FIELDS",
     "TASKS",
@@ -45,6 +46,11 @@ TASKS: tuple[EventType, ...] = (
 )
 SPARSE_FIELDS: tuple[str, ...] = ("user_id", "item_id", "category_id", "brand")
 PRICE_FEATURE = "price"
+# LIMITATION(L-46): user-item pair features (``pair_*``, carried in the item
+# vector) describe the event's own user. A sampled negative only has another
+# user's pair values, so the ranker leaves all pair features out rather than
+# train on values that scoring would never show it.
+PAIR_FEATURE_PREFIX = "pair_"
 # Stands for an absent id; the model maps it to the reserved bucket 0.
 MISSING_ID_HASH = -1
 

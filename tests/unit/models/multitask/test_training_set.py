@@ -160,3 +160,13 @@ def test_split_by_time_rejects_fraction_out_of_range() -> None:
 
     with pytest.raises(ValueError, match="holdout_fraction=1.5"):
         dataset.split_by_time(1.5)
+
+
+def test_build_leaves_out_pair_features(make_example: MakeExample) -> None:
+    features = {"item_click_count_1h": 2.0, "pair_category_affinity": 0.7}
+    examples = [make_example(0, item_features=features)]
+
+    dataset = build_training_set(examples, DatasetConfig(negatives_per_positive=0))
+
+    assert "item_click_count_1h" in dataset.item_feature_names
+    assert "pair_category_affinity" not in dataset.numeric_names
