@@ -180,6 +180,16 @@ class AppliedResult:
     item_attributes: ItemAttributes | None = None
 
 
+@dataclass(frozen=True)
+class _Snapshots:
+    """Stored state that a batch's before-snapshots are computed from."""
+
+    users: Sequence[State]
+    items: Mapping[str, State]
+    catalogs: Mapping[str, State]
+    totals: State
+
+
 def _load_script(name: str) -> str:
     return (resources.files("services.common") / "lua" / name).read_text("utf-8")
 
@@ -481,17 +491,19 @@ class FeatureStore:
             for event_type, weight in self.config.weights.items()
         }
         cfg = self.config
-        self._user_args = [
-            cfg.user_ttl_seconds,
-            cfg.session_idle_seconds,
-            cfg.affinity_tau_seconds,
-            cfg.dedupe_size,
-            cfg.max_recent_items,
-            cfg.max_partners,
-            cfg.max_affinity,
-            json.dumps(windows),
-            json.dumps(weights),
-        ]
+        self._user_config = json.dumps(
+            {
+                "ttl": cfg.user_ttl_seconds,
+                "idle": cfg.session_idle_seconds,
+                "tau": cfg.affinity_tau_seconds,
+                "dedupe": cfg.dedupe_size,
+                "recent": cfg.max_recent_items,
+                "partners": cfg.max_partners,
+                "affinity": cfg.max_affinity,
+                "windows": windows,
+                "weights": weights,
+            }
+        )
         self._fan_out_config = json.dumps(
             {
                 "prefix": key_prefix,
@@ -549,21 +561,24 @@ class FeatureStore:
     ) -> list[AppliedResult]:
         item_ids = list(dict.fromkeys(event.item_id for event in events))
         catalogs, totals = self._read_catalogs(item_ids)
+        digests = [event_digest(event.event_id).hex() for event in events]
         groups: dict[str, list[int]] = {}
         for index, event in enumerate(events):
             groups.setdefault(event.user_id, []).append(index)
 
         pipe = self.client.pipeline(transaction=False)
         for user_id, indexes in groups.items():
-            args: list[Any] = [user_id, *self._user_args]
-            for index in indexes:
-                args.extend(self._event_args(events[index], positions, index, catalogs))
+            rows = [
+                self._event_row(events[index], positions, index, catalogs, digests)
+                for index in indexes
+            ]
             pipe.evalsha(
                 self._user_sha,
                 2,
                 self.keys.user(user_id),
                 self.keys.user_outbox(user_id),
-                *args,
+                self._user_config,
+                json.dumps(rows),
             )
         replies = pipe.execute()
 
@@ -576,10 +591,9 @@ class FeatureStore:
                 user_states[index] = _decode_json(state)
             if reply[-1]:
                 outboxes[user_id] = json.loads(_text(reply[-1]))
-        item_states = self._fan_out(events, outboxes)
-        return self._results(
-            events, positions, statuses, user_states, item_states, catalogs, totals
-        )
+        item_states = self._fan_out(digests, outboxes)
+        snapshots = _Snapshots(user_states, item_states, catalogs, totals)
+        return self._results(events, positions, digests, statuses, snapshots)
 
     def _read_catalogs(self, item_ids: Sequence[str]) -> tuple[dict[str, State], State]:
         pipe = self.client.pipeline(transaction=False)
@@ -593,18 +607,19 @@ class FeatureStore:
         }
         return catalogs, _decode_map(replies[-1])
 
-    def _event_args(
+    def _event_row(
         self,
         event: Event,
         positions: Sequence[EventPosition] | None,
         index: int,
         catalogs: Mapping[str, State],
+        digests: Sequence[str],
     ) -> list[Any]:
         catalog = catalogs[event.item_id]
         price = event.price if event.price is not None else catalog.get("price")
         position = positions[index] if positions is not None else None
         return [
-            event_digest(event.event_id),
+            digests[index],
             EVENT_TYPE_CODES[event.event_type],
             repr(event.event_timestamp),
             event.item_id,
@@ -616,15 +631,15 @@ class FeatureStore:
         ]
 
     def _fan_out(
-        self, events: Sequence[Event], outboxes: Mapping[str, list[Any]]
+        self, digests: Sequence[str], outboxes: Mapping[str, list[Any]]
     ) -> dict[str, State]:
         if not outboxes:
             return {}
         # Entries run in the order of their events in this batch, so a replay
         # changes the items in the same order as the first delivery did.
         order: dict[str, int] = {}
-        for index, event in enumerate(events):
-            order.setdefault(event_digest(event.event_id).hex(), index)
+        for index, digest in enumerate(digests):
+            order.setdefault(digest, index)
         entries = [entry for outbox in outboxes.values() for entry in outbox]
         entries.sort(key=lambda entry: order.get(entry[0], -1))
         outbox_keys = [self.keys.user_outbox(user_id) for user_id in outboxes]
@@ -641,46 +656,42 @@ class FeatureStore:
         self,
         events: Sequence[Event],
         positions: Sequence[EventPosition] | None,
+        digests: Sequence[str],
         statuses: Sequence[EventStatus],
-        user_states: Sequence[State],
-        item_states: Mapping[str, State],
-        catalogs: Mapping[str, State],
-        totals: State,
+        snapshots: _Snapshots,
     ) -> list[AppliedResult]:
         missing = [
             event.item_id
-            for event, status in zip(events, statuses, strict=True)
-            if status is EventStatus.REDELIVERED
-            and event_digest(event.event_id).hex() not in item_states
+            for event, digest, status in zip(events, digests, statuses, strict=True)
+            if status is EventStatus.REDELIVERED and digest not in snapshots.items
         ]
         current = self._read_items(missing) if missing else {}
         results = []
         for index, event in enumerate(events):
             status = statuses[index]
             position = positions[index] if positions is not None else None
-            attributes = _attributes(event.item_id, catalogs[event.item_id])
+            catalog = snapshots.catalogs[event.item_id]
+            attributes = _attributes(event.item_id, catalog)
             if status is EventStatus.DUPLICATE:
                 results.append(
                     AppliedResult(event, status, {}, {}, position, attributes)
                 )
                 continue
             at = event.event_timestamp
-            catalog = catalogs[event.item_id]
-            item_state = item_states.get(event_digest(event.event_id).hex())
+            user_state = snapshots.users[index]
+            item_state = snapshots.items.get(digests[index])
             if item_state is None:
                 item_state = current.get(event.item_id, {})
-            item_vector = item_features(item_state, catalog, totals, at, self.config)
-            item_vector.update(
-                pair_features(user_states[index], event.item_id, catalog, event.price)
+            item_vector = item_features(
+                item_state, catalog, snapshots.totals, at, self.config
             )
+            item_vector.update(
+                pair_features(user_state, event.item_id, catalog, event.price)
+            )
+            user_vector = user_features(user_state, at, self.config)
             results.append(
                 AppliedResult(
-                    event,
-                    status,
-                    user_features(user_states[index], at, self.config),
-                    item_vector,
-                    position,
-                    attributes,
+                    event, status, user_vector, item_vector, position, attributes
                 )
             )
         return results

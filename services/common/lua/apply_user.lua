@@ -2,19 +2,16 @@
 --
 -- KEYS[1]  the user's hash: counts, session, affinities, recent items, dedupe.
 -- KEYS[2]  the user's outbox: item and global updates not applied yet.
--- ARGV[1]  user id
--- ARGV[2]  TTL of the hash in seconds, renewed on every new event
--- ARGV[3]  session idle gap in seconds
--- ARGV[4]  affinity decay time constant in seconds
--- ARGV[5]  dedupe horizon: how many event digests are kept
--- ARGV[6]  how many recent items are kept (also the purchased-item cap)
--- ARGV[7]  how many same-session partners an event pairs with
--- ARGV[8]  how many categories (brands) the affinity keeps
--- ARGV[9]  JSON [[window code, bucket seconds, bucket count], ...], longest last
--- ARGV[10] JSON {type code: affinity weight}
--- ARGV[11..] 9 values per event: digest (5 bytes), type code, event time,
---            item id, category ('' if unknown), brand ('' if unknown),
---            price ('' if unknown), partition, offset (-1 when unknown)
+-- ARGV[1]  JSON settings: ttl (seconds the hash lives after a new event),
+--          idle (session gap, seconds), tau (affinity decay, seconds),
+--          dedupe (digests kept), recent (recent and purchased items kept),
+--          partners (same-session items an event pairs with), affinity
+--          (categories and brands kept), windows ([[code, bucket seconds,
+--          bucket count], ...], longest last), weights ({type code: weight})
+-- ARGV[2]  JSON list of events, each [digest hex (5 bytes), type code,
+--          event time (string), item id, category ('' if unknown), brand
+--          ('' if unknown), price ('' if unknown), partition, offset (-1 when
+--          unknown)]
 --
 -- Returns one {status, state} per event and, last, the outbox JSON: the
 -- item and global updates that are still to be applied for this user.
@@ -25,16 +22,17 @@
 
 local key = KEYS[1]
 local outbox_key = KEYS[2]
-local user_id = ARGV[1]
-local ttl = tonumber(ARGV[2])
-local idle = tonumber(ARGV[3])
-local tau = tonumber(ARGV[4])
-local max_dedupe = tonumber(ARGV[5])
-local max_recent = tonumber(ARGV[6])
-local max_partners = tonumber(ARGV[7])
-local max_affinity = tonumber(ARGV[8])
-local windows = cjson.decode(ARGV[9])
-local weights = cjson.decode(ARGV[10])
+local config = cjson.decode(ARGV[1])
+local events = cjson.decode(ARGV[2])
+local ttl = config.ttl
+local idle = config.idle
+local tau = config.tau
+local max_dedupe = config.dedupe
+local max_recent = config.recent
+local max_partners = config.partners
+local max_affinity = config.affinity
+local windows = config.windows
+local weights = config.weights
 local longest = windows[#windows][2] * windows[#windows][3]
 
 -- Affinities live in their own tables while the script runs, so an update
@@ -278,16 +276,24 @@ end
 
 local results = {}
 local has_new = false
-for base = 11, #ARGV, 9 do
-  local digest = ARGV[base]
-  local code = ARGV[base + 1]
-  local time = tonumber(ARGV[base + 2])
-  local item_id = ARGV[base + 3]
-  local category = ARGV[base + 4]
-  local brand = ARGV[base + 5]
-  local price = ARGV[base + 6]
-  local partition = tonumber(ARGV[base + 7])
-  local offset = tonumber(ARGV[base + 8])
+local function unhex(text)
+  return (string.gsub(text, '..', function(pair)
+    return string.char(tonumber(pair, 16))
+  end))
+end
+
+for _, event in ipairs(events) do
+  local digest_hex = event[1]
+  local digest = unhex(digest_hex)
+  local code = event[2]
+  local time_text = event[3]
+  local time = tonumber(time_text)
+  local item_id = event[4]
+  local category = event[5]
+  local brand = event[6]
+  local price = event[7]
+  local partition = event[8]
+  local offset = event[9]
 
   if has_digest(digest) then
     -- A repeat changes nothing, not even the newest offset, so a replay of
@@ -312,8 +318,7 @@ for base = 11, #ARGV, 9 do
     -- outbox entry: digest hex, type, time, item, category, stale flag,
     -- co-visit, co-cart and co-purchase partners
     local entry = {
-      string.format('%02x%02x%02x%02x%02x', string.byte(digest, 1, 5)),
-      code, ARGV[base + 2], item_id, category, status == 2 and 1 or 0,
+      digest_hex, code, time_text, item_id, category, status == 2 and 1 or 0,
       {}, {}, {},
     }
     if status ~= 2 then
