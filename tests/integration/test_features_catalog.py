@@ -137,7 +137,7 @@ def test_record_of_other_kind_than_key_is_rejected(writer: CatalogWriter) -> Non
         writer.apply(b"promotion:a", item().model_dump_json())
 
 
-def test_catalog_consumer_stores_records_and_dead_letters_bad_ones(
+def test_catalog_consumer_dead_letters_bad_records(
     kafka_settings: KafkaSettings,
     redis_client: redis.Redis,
     redis_settings: RedisSettings,

@@ -89,7 +89,7 @@ def test_user_counts_cover_each_window(
 
     user = store.read("u1", []).user
 
-    # At T+3700 the 1 h window holds the 5-minute buckets T+300 .. T+3899.
+    # At T+3700 the 1 h window contains the 5-minute buckets T+300 .. T+3899.
     assert user["user_click_count_1h"] == 1.0
     assert user["user_cart_add_count_1h"] == 1.0
     assert user["user_click_count_24h"] == 3.0
@@ -98,7 +98,7 @@ def test_user_counts_cover_each_window(
     assert user["user_event_count"] == 4.0
 
 
-def test_user_counts_drop_events_outside_window_at_later_time(
+def test_user_counts_drop_old_events_later(
     store: FeatureStore, make_event: EventFactory
 ) -> None:
     store.apply_batch([make_event(0), make_event(2 * DAY)])
@@ -320,7 +320,7 @@ def test_redelivered_event_is_reported_with_current_features(
     assert snapshot_all(store) == before
 
 
-def test_crash_between_user_and_item_steps_applies_items_once(
+def test_crash_between_steps_applies_items_once(
     store: FeatureStore,
     make_event: EventFactory,
     redis_client: redis.Redis,
@@ -488,7 +488,7 @@ def test_covisitation_sums_scores_of_several_seeds(
     assert [item for item, _ in ranked] == ["c"]
 
 
-def test_co_cart_and_co_purchase_pair_only_their_event_type(
+def test_co_cart_and_co_purchase_by_event_type(
     store: FeatureStore, make_event: EventFactory
 ) -> None:
     store.apply_batch(

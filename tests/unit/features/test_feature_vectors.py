@@ -39,7 +39,7 @@ def test_user_features_of_empty_state_have_every_name() -> None:
     assert features["user_session_event_count"] == 0.0
 
 
-def test_window_includes_bucket_of_reference_time_and_drops_older_one() -> None:
+def test_window_edges_at_reference_time() -> None:
     state = {
         bucket("c", "1h", T): "2",
         bucket("c", "1h", T - 3600): "5",
@@ -60,7 +60,7 @@ def test_bucket_after_reference_time_is_not_counted() -> None:
     assert features["user_cart_add_count_24h"] == 0.0
 
 
-def test_item_rates_without_history_are_strictly_between_zero_and_one() -> None:
+def test_new_item_rates_between_zero_and_one() -> None:
     features = item_features({}, {}, {}, T, CONFIG)
 
     assert tuple(features) == ITEM_FEATURES
