@@ -323,9 +323,9 @@ class FeatureStore:
         Args:
             user_id: the user.
             item_ids: the candidate items; duplicates are read once.
-            at: reference Unix time of windows and recency; defaults to the
-                user's newest event time, or the newest event time of the items
-                for an unknown user.
+            at: reference Unix time of windows and recency. The default is the
+                user's newest event time. For an unknown user it is the newest
+                event time of the items.
 
         Returns:
             The user's and each item's vectors, with pair features in the
