@@ -71,6 +71,22 @@ class _Batch:
     next_offsets: dict[int, int] = field(default_factory=dict)
 
 
+def _split_into_waves(
+    events: Sequence[Event], positions: Sequence[EventPosition]
+) -> list[tuple[list[Event], list[EventPosition]]]:
+    """Cut the batch into contiguous runs in which no user appears twice."""
+    waves: list[tuple[list[Event], list[EventPosition]]] = []
+    users: set[str] = set()
+    for event, position in zip(events, positions, strict=True):
+        if not waves or event.user_id in users:
+            waves.append(([], []))
+            users = set()
+        users.add(event.user_id)
+        waves[-1][0].append(event)
+        waves[-1][1].append(position)
+    return waves
+
+
 class HotPathConsumer:
     """Consumes ``events`` in batches, applies features and drives the stages.
 
@@ -188,16 +204,25 @@ class HotPathConsumer:
         return batch
 
     def _process(self, batch: _Batch, received_at: float) -> bool:
-        """Apply and run the stages, retrying until success; False when stopped."""
+        """Apply and run the stages, retrying until success; False when stopped.
+
+        The batch runs as a sequence of waves, each a contiguous run of events
+        with no user twice, so the slate for a user's event is never computed
+        from that user's later events in the same batch. A retry resumes at
+        the first wave that did not finish; its applied events come back as
+        redelivered and the stages run again for them.
+        """
+        waves = _split_into_waves(batch.events, batch.positions)
+        completed = 0
         delay = self._settings.retry_initial_seconds
-        is_counted = False
         while not self._stopping.is_set():
             try:
-                results = self._apply(batch)
-                if not is_counted:
+                for index in range(completed, len(waves)):
+                    events, positions = waves[index]
+                    results = self._apply(events, positions)
                     _count(results)
-                    is_counted = True
-                self._run_stages(batch, results, received_at)
+                    self._run_stages(results, received_at)
+                    completed = index + 1
                 return True
             except redis.exceptions.RedisError as exc:
                 cause = "redis"
@@ -215,17 +240,15 @@ class HotPathConsumer:
             delay = min(delay * 2, self._settings.retry_max_seconds)
         return False
 
-    def _apply(self, batch: _Batch) -> list[AppliedResult]:
-        if not batch.events:
-            return []
+    def _apply(
+        self, events: Sequence[Event], positions: Sequence[EventPosition]
+    ) -> list[AppliedResult]:
         started = time.perf_counter()
-        results = self._store.apply_batch(batch.events, batch.positions)
+        results = self._store.apply_batch(events, positions)
         metrics.REDIS_APPLY_SECONDS.observe(time.perf_counter() - started)
         return results
 
-    def _run_stages(
-        self, batch: _Batch, results: Sequence[AppliedResult], received_at: float
-    ) -> None:
+    def _run_stages(self, results: Sequence[AppliedResult], received_at: float) -> None:
         applied = []
         for result in results:
             if result.status is EventStatus.DUPLICATE or result.position is None:

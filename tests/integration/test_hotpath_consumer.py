@@ -206,6 +206,53 @@ def test_stage_receives_applied_events_in_order_without_duplicates(
     assert stage.is_closed
 
 
+class StateRecordingStage:
+    """Records, per event, the user's click count stored in Redis at stage time."""
+
+    name = "state-recording"
+
+    def __init__(self, client: redis.Redis, key_prefix: str) -> None:
+        self.store = FeatureStore(client, key_prefix)
+        self.seen: list[tuple[str, float]] = []
+
+    def process(self, batch: Sequence[AppliedEvent]) -> None:
+        for item in batch:
+            vectors = self.store.read(item.event.user_id, [item.event.item_id])
+            self.seen.append((item.event.event_id, vectors.user["user_click_count_1h"]))
+
+    def close(self) -> None:
+        pass
+
+
+@pytest.mark.usefixtures("cleanup")
+def test_stage_never_sees_later_events_of_same_user(
+    settings: HotPathSettings,
+    publish: Callable[[Sequence[Event | bytes]], None],
+    redis_client: redis.Redis,
+) -> None:
+    events = [
+        event("a1", 0, user_id="ua"),
+        event("b1", 1, user_id="ub"),
+        event("a2", 2, user_id="ua"),
+        event("a3", 3, user_id="ua"),
+        event("b2", 4, user_id="ub"),
+    ]
+    publish(events)
+    stage = StateRecordingStage(redis_client, settings.redis.key_prefix)
+    hot_path = build_consumer(settings, stages=[stage])
+
+    run_until_committed(hot_path, settings, len(events))
+    hot_path.close()
+
+    assert sorted(stage.seen) == [
+        ("a1", 1.0),
+        ("a2", 2.0),
+        ("a3", 3.0),
+        ("b1", 1.0),
+        ("b2", 2.0),
+    ]
+
+
 @pytest.mark.usefixtures("cleanup")
 def test_failing_stage_is_retried_before_commit(
     settings: HotPathSettings,
@@ -222,8 +269,11 @@ def test_failing_stage_is_retried_before_commit(
     store = FeatureStore(redis_client, settings.redis.key_prefix)
 
     assert committed == 2
-    assert stage.calls == 2
-    assert [item.event.event_id for item in stage.batches[0]] == ["e1", "e2"]
+    assert stage.calls == 3
+    assert [[item.event.event_id for item in batch] for batch in stage.batches] == [
+        ["e1"],
+        ["e2"],
+    ]
     assert store.read("u1", ["a"]).items["a"]["item_click_count_1h"] == 2.0
     assert metrics.RETRIES.labels("stage")._value.get() == retries_before + 1
 
