@@ -68,3 +68,10 @@ TRAINING_EXAMPLES = Counter(
     "cartwheel_hotpath_training_examples_total",
     "Point-in-time training examples published",
 )
+
+# Every known label value starts at 0, so dashboards and alert rules see the
+# series before the first late event or retry happens.
+for _kind in ("late", "stale"):
+    LATE_EVENTS.labels(_kind)
+for _cause in ("redis", "stage", "kafka"):
+    RETRIES.labels(_cause)
