@@ -75,6 +75,7 @@ class HotPathJob:
     topics: dict[str, Any]
     group_id: str
     batch_size: int
+    poll_timeout_seconds: float
     checkpoint_dir: str
     artifact_dir: str | None
 
@@ -125,6 +126,7 @@ def run_hotpath(job: HotPathJob, stop: Any, results: Any) -> None:
         redis=redis_settings,
         topics=topics,
         batch_size=job.batch_size,
+        poll_timeout_seconds=job.poll_timeout_seconds,
         metrics_port=0,
     )
     consumer = Consumer(consumer_config(kafka, job.group_id, fetch_wait_ms=10))
@@ -221,7 +223,7 @@ class SlateClock:
 class Bench:
     """One broker, one Redis and the hot-path process under test."""
 
-    def __init__(self, state_dir: Path, batch_size: int) -> None:
+    def __init__(self, state_dir: Path, batch_size: int, poll_timeout: float) -> None:
         self.state_dir = state_dir
         self.broker = start_broker(state_dir, find_free_port())
         self.redis_server = start_redis(state_dir, find_free_port())
@@ -229,6 +231,7 @@ class Bench:
         self.redis_url = f"redis://{self.redis_server.address}/0"
         self.key_prefix = f"bench{uuid.uuid4().hex[:6]}"
         self.batch_size = batch_size
+        self.poll_timeout = poll_timeout
         self.context = multiprocessing.get_context("spawn")
 
     def close(self) -> None:
@@ -259,6 +262,7 @@ class Bench:
             topics=topics.model_dump(),
             group_id=f"hotpath-{uuid.uuid4().hex[:8]}",
             batch_size=self.batch_size,
+            poll_timeout_seconds=self.poll_timeout,
             # A fresh checkpoint folder per run keeps the runs independent.
             checkpoint_dir=str(self.state_dir / f"checkpoints-{uuid.uuid4().hex[:6]}"),
             artifact_dir=artifact_dir,
@@ -450,10 +454,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--rate", type=float, default=1000.0, help="latency events/s")
     parser.add_argument("--latency-seconds", type=float, default=20.0)
     parser.add_argument("--batch-size", type=int, default=500, help="hot-path batch")
+    parser.add_argument(
+        "--poll-timeout",
+        type=float,
+        default=0.02,
+        help="seconds the hot path waits to fill a batch before it processes "
+        "what it has (the deployed default is 0.5)",
+    )
     args = parser.parse_args(argv)
 
     with tempfile.TemporaryDirectory(prefix="bench-hotpath-") as state:
-        bench = Bench(Path(state), args.batch_size)
+        bench = Bench(Path(state), args.batch_size, args.poll_timeout)
         try:
             client = redis.Redis.from_url(bench.redis_url)
             load_catalog(client, bench.key_prefix)

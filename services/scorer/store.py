@@ -21,17 +21,13 @@ from pydantic import TypeAdapter
 
 from schemas.catalog import PromotionRecord, ReviewRecord
 from schemas.features import FeatureVectors, ItemAttributes
-
-# LIMITATION(L-54): reading a whole batch in one pipeline needs the feature
-# store's private decoders; tests/unit/scorer/test_store.py checks that the pair
-# features stay equal to the store's own.
 from services.common.redis_features import (
     FeatureStore,
-    _attributes,
-    _decode_map,
-    _id_list,
-    _profile,
+    attributes_from_catalog,
+    decode_hash,
+    id_list,
     item_features,
+    profile_from_hash,
     user_features,
 )
 from services.scorer.protocols import Relation, UserHistory
@@ -66,8 +62,8 @@ class _PairContext:
         self._brands = _weights(state, "B:")
         self._strongest_category = max(self._categories.values(), default=0.0)
         self._strongest_brand = max(self._brands.values(), default=0.0)
-        self._recent = Counter(entry[1:] for entry in _id_list(state.get("r")))
-        self._purchased = set(_id_list(state.get("pi")))
+        self._recent = Counter(entry[1:] for entry in id_list(state.get("r")))
+        self._purchased = set(id_list(state.get("pi")))
         count = float(state.get("pn", 0.0))
         self._price_count = count
         self._price_mean = float(state.get("ps", 0.0)) / count if count else 0.0
@@ -158,7 +154,7 @@ class RedisCandidateStore:
         states = self._read_users(user_ids)
         histories = {}
         for user_id in user_ids:
-            profile = _profile(user_id, states[user_id])
+            profile = profile_from_hash(user_id, states[user_id])
             histories[user_id] = UserHistory(
                 recent=profile.recent_items,
                 purchased=frozenset(profile.purchased_items),
@@ -237,7 +233,7 @@ class RedisCandidateStore:
                     attributes={
                         item_id: items[item_id].attributes for item_id in vectors
                     },
-                    profile=_profile(user_id, state),
+                    profile=profile_from_hash(user_id, state),
                     reference_time=at,
                 )
             )
@@ -250,7 +246,7 @@ class RedisCandidateStore:
             for user_id in missing:
                 pipe.hgetall(self._keys.user(user_id))
             for user_id, reply in zip(missing, pipe.execute(), strict=True):
-                self._user_states[user_id] = _decode_map(reply)
+                self._user_states[user_id] = decode_hash(reply)
         return {user_id: self._user_states[user_id] for user_id in user_ids}
 
     def promotions(self) -> list[PromotionRecord]:
@@ -316,14 +312,17 @@ class RedisCandidateStore:
             pipe.hgetall(self._keys.item(item_id))
             pipe.hgetall(self._keys.item_catalog(item_id))
         replies = pipe.execute()
-        totals = _decode_map(replies[0])
+        totals = decode_hash(replies[0])
         at = self.now or 0.0
         for index, item_id in enumerate(missing):
-            state = _decode_map(replies[1 + 2 * index])
-            catalog = _decode_map(replies[2 + 2 * index])
+            state = decode_hash(replies[1 + 2 * index])
+            catalog = decode_hash(replies[2 + 2 * index])
             vector = item_features(state, catalog, totals, at, self._config)
             cached = _CachedItem(
-                vector, catalog, _attributes(item_id, catalog), now + self._ttl
+                vector,
+                catalog,
+                attributes_from_catalog(item_id, catalog),
+                now + self._ttl,
             )
             found[item_id] = cached
             if self._ttl > 0:
