@@ -33,6 +33,7 @@ from services.common.redis_features.config import (
     FeatureStoreConfig,
 )
 from services.common.redis_features.vectors import (
+    _BUCKET_WIDTHS,
     State,
     _attributes,
     _decode_json,
@@ -41,7 +42,9 @@ from services.common.redis_features.vectors import (
     _text,
     event_digest,
     item_features,
+    item_features_with_shop,
     pair_features,
+    shop_counts,
     user_features,
 )
 
@@ -275,6 +278,8 @@ class FeatureStore:
             if status is EventStatus.REDELIVERED and digest not in snapshots.items
         ]
         current = self._read_items(missing) if missing else {}
+        # The shop counts depend on the event time only through its buckets.
+        shop_by_buckets: dict[tuple[int, ...], dict[str, float]] = {}
         results = []
         for index, event in enumerate(events):
             status = statuses[index]
@@ -291,8 +296,12 @@ class FeatureStore:
             item_state = snapshots.items.get(digests[index])
             if item_state is None:
                 item_state = current.get(event.item_id, {})
-            item_vector = item_features(
-                item_state, catalog, snapshots.totals, at, self.config
+            buckets = tuple(int(at // width) for _, width, _ in _BUCKET_WIDTHS)
+            shop = shop_by_buckets.get(buckets)
+            if shop is None:
+                shop = shop_by_buckets[buckets] = shop_counts(snapshots.totals, at)
+            item_vector = item_features_with_shop(
+                item_state, catalog, shop, at, self.config
             )
             item_vector.update(
                 pair_features(user_state, event.item_id, catalog, event.price)

@@ -32,8 +32,10 @@ __all__ = [
     "event_digest",
     "id_list",
     "item_features",
+    "item_features_with_shop",
     "pair_features",
     "profile_from_hash",
+    "shop_counts",
     "user_features",
 ]
 
@@ -109,17 +111,26 @@ def _parse_bucket(name: str) -> tuple[str, str, int] | None:
     return name[0], name[1], int(name[2:])
 
 
+_BUCKET_WIDTHS = tuple(
+    (window.code, window.bucket_seconds, window.bucket_count) for window in WINDOWS
+)
+
+
 def _window_counts(state: State, entity: str, at: float) -> dict[str, float]:
     names = _COUNT_NAMES[entity]
     counts = dict.fromkeys(names.values(), 0.0)
-    newest = {window.code: window.bucket(at) for window in WINDOWS}
+    # The open-closed range of live bucket indexes per window code.
+    live = {
+        code: (int(at // width) - count, int(at // width))
+        for code, width, count in _BUCKET_WIDTHS
+    }
     for name, value in state.items():
         bucket = _parse_bucket(name)
         if bucket is None:
             continue
         code, window_code, index = bucket
-        last = newest[window_code]
-        if last - _WINDOW_BY_CODE[window_code].bucket_count < index <= last:
+        low, high = live[window_code]
+        if low < index <= high:
             counts[names[code, window_code]] += float(value)
     return counts
 
@@ -189,8 +200,29 @@ def item_features(
     Returns:
         One value per name in :data:`schemas.features.ITEM_FEATURES`.
     """
+    return item_features_with_shop(
+        state, catalog, _window_counts(totals, "shop", at), at, config
+    )
+
+
+def shop_counts(totals: State, at: float) -> dict[str, float]:
+    """Return the shop-wide windowed counts at time ``at`` from the totals hash."""
+    return _window_counts(totals, "shop", at)
+
+
+def item_features_with_shop(
+    state: State,
+    catalog: State,
+    shop: Mapping[str, float],
+    at: float,
+    config: FeatureStoreConfig,
+) -> dict[str, float]:
+    """Compute the item features as :func:`item_features` from ready shop counts.
+
+    A batch shares one totals hash, so its events reuse the counts of
+    :func:`shop_counts` for every ``at`` in the same buckets.
+    """
     features = _window_counts(state, "item", at)
-    shop = _window_counts(totals, "shop", at)
     views = features["item_click_count_7d"]
     carts = features["item_cart_add_count_7d"]
     purchases = features["item_purchase_count_7d"]
