@@ -3,7 +3,7 @@
 Command (from the repository root):
 
     .venv/bin/python benchmarks/bench_hotpath.py [--events 20000] [--rate 1000]
-        [--latency-seconds 20] [--batch-size 500]
+        [--latency-seconds 20] [--batch-size 500] [--poll-timeout 0.02]
 
 The script starts a private Tansu broker and redis-server on free loopback
 ports, loads the committed REES46 sample's catalog plus generated promotions
@@ -513,7 +513,8 @@ def _print_table(
     seconds = throughput["stage_seconds"]
     events = throughput["events"]
     print(
-        f"Hot path, {events} events, batch {args.batch_size}, {PARTITIONS} partitions"
+        f"Hot path, {events} events, batch {args.batch_size}, poll timeout "
+        f"{args.poll_timeout} s, {PARTITIONS} partitions"
     )
     print(f"model: {', '.join(throughput['model_versions'])}")
     print()
