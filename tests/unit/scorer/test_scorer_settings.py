@@ -1,0 +1,31 @@
+from __future__ import annotations
+
+import pytest
+
+from schemas.events import EventType
+from services.common.errors import InvalidSettingsError
+from services.common.settings import load_settings
+from services.scorer.settings import ScorerSettings
+
+
+def test_scorer_settings_read_nested_blocks_from_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("CARTWHEEL_SCORER_RULES__MAX_PER_CATEGORY", "3")
+    monkeypatch.setenv("CARTWHEEL_SCORER_SURFACES__PROMOTION_EVENTS", '["cart_add"]')
+    monkeypatch.setenv("CARTWHEEL_SCORER_WEIGHTS__OBJECTIVE", "expected_value")
+
+    settings = load_settings(ScorerSettings)
+
+    assert settings.rules.max_per_category == 3
+    assert settings.surfaces.promotion_events == frozenset({EventType.CART_ADD})
+    assert settings.weights.objective == "expected_value"
+
+
+def test_scorer_settings_reject_zero_items_per_category(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("CARTWHEEL_SCORER_RULES__MAX_PER_CATEGORY", "0")
+
+    with pytest.raises(InvalidSettingsError, match="MAX_PER_CATEGORY"):
+        load_settings(ScorerSettings)
