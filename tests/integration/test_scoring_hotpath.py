@@ -92,7 +92,7 @@ class Pipeline:
         """Wait until ``count`` slates of ``surface`` are readable; return all slates.
 
         After the count is reached, reading goes on until the topics stay idle
-        for a second, so slates of the other surfaces are complete too.
+        for two seconds, so slates of the other surfaces are complete too.
         """
         reader = SlateReader(self.kafka, self.topics)
         deadline = time.monotonic() + DEADLINE_SECONDS
@@ -102,7 +102,7 @@ class Pipeline:
                 f"within {DEADLINE_SECONDS} s"
             )
             reader.read(0.2)
-        reader.read(1.0)
+        reader.read(2.0)
         reader.close()
         return reader.slates
 
