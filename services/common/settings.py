@@ -152,10 +152,11 @@ def _describe(exc: ValidationError, settings_class: type[BaseSettings]) -> str:
     # later block show up only after the first one is fixed.
     failed_class = _find_settings_class(settings_class, exc.title) or settings_class
     prefix = str(failed_class.model_config.get("env_prefix", ""))
+    delimiter = str(failed_class.model_config.get("env_nested_delimiter") or "_")
     lines = []
     for error in exc.errors():
         field = str(error["loc"][0]) if error["loc"] else ""
-        field_path = "_".join(str(part) for part in error["loc"])
+        field_path = delimiter.join(str(part) for part in error["loc"])
         variable = f"{prefix}{field_path}".upper()
         value = os.environ.get(variable, error.get("input"))
         if _is_secret(failed_class, field):

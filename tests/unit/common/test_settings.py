@@ -23,6 +23,29 @@ class ServiceSettings(BaseSettings):
     redis: RedisSettings = Field(default_factory=RedisSettings)
 
 
+class RulesSettings(BaseSettings):
+    max_per_category: int = Field(default=3, ge=1)
+
+
+class NestedServiceSettings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="CARTWHEEL_TESTNESTED_", env_nested_delimiter="__", frozen=True
+    )
+
+    rules: RulesSettings = Field(default_factory=RulesSettings)
+
+
+def test_load_settings_uses_nested_delimiter_in_variable(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("CARTWHEEL_TESTNESTED_RULES__MAX_PER_CATEGORY", "x")
+
+    with pytest.raises(InvalidSettingsError) as caught:
+        load_settings(NestedServiceSettings)
+
+    assert "CARTWHEEL_TESTNESTED_RULES__MAX_PER_CATEGORY='x'" in str(caught.value)
+
+
 def test_load_settings_names_service_variable(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CARTWHEEL_TESTSVC_BATCH_SIZE", "0")
 
