@@ -1,7 +1,8 @@
-"""Client library for site code that publishes shop events to Cartwheel."""
+"""Client library for site code: publish shop events, consume recommendation slates."""
 
 from __future__ import annotations
 
+from services.client.consumer import SlateConsumer
 from services.client.producer import DeliveryReport, EventProducer
 
-__all__ = ["DeliveryReport", "EventProducer"]
+__all__ = ["DeliveryReport", "EventProducer", "SlateConsumer"]

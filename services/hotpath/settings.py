@@ -51,7 +51,7 @@ class HotPathSettings(BaseSettings):
         description="publish a point-in-time training example per new event",
     )
     stages: list[str] = Field(
-        default_factory=list,
+        default=["services.scorer.factory:build_learning_and_scoring"],
         description="JSON list of 'module:function' stage factories, run in order; "
         "each function takes the HotPathSettings and a redis.Redis client",
     )

@@ -56,6 +56,8 @@ def hot_path_env(
         "CARTWHEEL_HOTPATH_BATCH_SIZE": str(BATCH_SIZE),
         "CARTWHEEL_HOTPATH_METRICS_PORT": "0",
         "CARTWHEEL_HOTPATH_LOG_LEVEL": "WARNING",
+        # The state under test is the feature store's, so no stage runs.
+        "CARTWHEEL_HOTPATH_STAGES": "[]",
     }
 
 
