@@ -9,11 +9,14 @@
 -- KEYS     the users' outbox keys that this call applies and deletes.
 -- ARGV[1]  JSON settings: prefix, item_ttl, catalog_ttl, trend_tau, pair_tau,
 --          max_trending, max_trending_category, max_pairs, windows, weights,
---          anchor (Unix seconds that decayed log-scores are relative to)
+--          anchor (Unix seconds that decayed log-scores are relative to),
+--          slots (the [type code, window code] of each returned count)
 -- ARGV[2]  JSON list of outbox entries in event order (see apply_user.lua)
 --
--- Returns {digest hex, item state before the entry (JSON object)} for
--- every entry, in order.
+-- Returns, for every entry in order, {digest hex, the item's trending
+-- log-score before the entry (nil when none), then one windowed count per
+-- slot}: the item's event counts just before the entry, over the windows
+-- that end at the entry's own event time.
 --
 -- LIMITATION(L-20): the item and global keys are not in KEYS because they are
 -- only known from the outboxes. This works on a single Redis server (or one
@@ -41,14 +44,22 @@ end
 -- Decayed counts live as log-scores relative to the anchor: the value at
 -- time T is exp(score - (T - anchor) / tau), and the order of members is the
 -- order of their decayed counts at any time.
--- Sizes of the sorted sets touched in this call, so a cap check needs a
--- ZCARD only the first time a key is touched.
-local sizes = {}
+--
+-- Writes are gathered in memory and each key is written once at the end. The
+-- final state of a key depends only on the updates to that key, in order, so
+-- this leaves Redis as the event-by-event updates would:
+-- - item hashes are read once and changed in memory, so later events of the
+--   same item still see the state just before them;
+-- - a trending list gets each item's newest score once. Scores only grow, so
+--   one cap at the end keeps the same members as a cap after every update;
+-- - an item-to-item list gets its decayed sums in one ZADD when it cannot
+--   overflow its cap in this call. Otherwise a member dropped by the cap in
+--   the middle of the call restarts from 0, so its updates are replayed one
+--   at a time against Redis.
 local touched = {}
 
-local function add_capped(key, member, score, cap)
+local function add_capped(key, member, score, cap, size)
   local added = redis.call('ZADD', key, string.format('%.17g', score), member)
-  local size = sizes[key]
   if size == nil then
     size = redis.call('ZCARD', key)
   else
@@ -58,57 +69,253 @@ local function add_capped(key, member, score, cap)
     redis.call('ZREMRANGEBYRANK', key, 0, size - cap - 1)
     size = cap
   end
-  sizes[key] = size
-  touched[key] = config.item_ttl
+  return size
 end
 
-local function bump(key, member, log_weight, cap)
-  local old = redis.call('ZSCORE', key, member)
-  add_capped(key, member, log_add(old and tonumber(old) or nil, log_weight), cap)
-end
-
-local function apply_item(key, code, time)
-  local flat = redis.call('HGETALL', key)
-  local before = {}
-  local last = nil
-  local stale_fields = {}
-  for i = 1, #flat, 2 do
-    before[flat[i]] = flat[i + 1]
-  end
-  last = tonumber(before['lt'])
-  local newest = math.max(last or time, time)
-  if last == nil or time >= last - longest then
-    for _, window in ipairs(windows) do
-      redis.call('HINCRBY', key, code .. window[1] .. math.floor(time / window[2]), 1)
-    end
-  end
-  -- Buckets can only fall out of a window when the newest time enters a new
-  -- bucket of the narrowest window, so most events skip the scan.
-  local narrowest = windows[1][2]
-  if last ~= nil and math.floor(newest / narrowest) == math.floor(last / narrowest) then
-    return before, newest
-  end
-  for field, _ in pairs(before) do
-    local _, window_code, index = string.match(field, '^([cap])([a-z])(%d+)$')
-    if window_code then
-      for _, window in ipairs(windows) do
-        if window[1] == window_code
-            and tonumber(index) <= math.floor(newest / window[2]) - window[3] then
-          stale_fields[#stale_fields + 1] = field
-        end
+-- Calls a command with many arguments in slices, because unpack in Redis's
+-- Lua 5.1 fails past 8000 values (LUAI_MAXCSTACK). An even ``step`` keeps
+-- score-member and field-value pairs together.
+local function call_sliced(command, key, args, step)
+  local replies = {}
+  for first = 1, #args, step do
+    local reply = redis.call(command, key, unpack(args, first, math.min(first + step - 1, #args)))
+    if type(reply) == 'table' then
+      for _, value in ipairs(reply) do
+        replies[#replies + 1] = value
       end
     end
   end
-  if #stale_fields > 0 then
-    redis.call('HDEL', key, unpack(stale_fields))
+  return replies
+end
+
+-- Trending lists: key -> {cap, {member -> newest score}, members in order}.
+local trends = {}
+
+local function set_trend(key, member, score, cap)
+  local list = trends[key]
+  if list == nil then
+    list = {cap = cap, scores = {}, order = {}}
+    trends[key] = list
   end
-  return before, newest
+  if list.scores[member] == nil then
+    list.order[#list.order + 1] = member
+  end
+  list.scores[member] = score
+  touched[key] = config.item_ttl
+end
+
+-- Item-to-item lists: key -> updates {member, log weight} in order.
+local pair_lists = {}
+local pair_order = {}
+
+local function queue_bump(key, member, log_weight)
+  local updates = pair_lists[key]
+  if updates == nil then
+    updates = {}
+    pair_lists[key] = updates
+    pair_order[#pair_order + 1] = key
+  end
+  updates[#updates + 1] = {member, log_weight}
+  touched[key] = config.item_ttl
+end
+
+-- Item hashes: key -> {fields = current fields, dirty = {field -> true}}.
+local items = {}
+local item_order = {}
+
+local function load_item(key)
+  local item = items[key]
+  if item == nil then
+    local flat = redis.call('HGETALL', key)
+    local fields = {}
+    for i = 1, #flat, 2 do
+      fields[flat[i]] = flat[i + 1]
+    end
+    item = {fields = fields, dirty = {}}
+    items[key] = item
+    item_order[#item_order + 1] = key
+  end
+  return item
+end
+
+-- Bucket fields ('cm5232985': type code, window code, bucket index), parsed
+-- once per name: {slot of the count, window position, index}, or false.
+local slot_of = {}
+for slot, pair in ipairs(config.slots) do
+  slot_of[pair[1] .. pair[2]] = slot
+end
+local window_position = {}
+for position, window in ipairs(windows) do
+  window_position[window[1]] = position
+end
+local parsed = {}
+
+local function parse_bucket(field)
+  local bucket = parsed[field]
+  if bucket == nil then
+    bucket = false
+    local code, window_code, index = string.match(field, '^([cap])([a-z])(%d+)$')
+    if code and slot_of[code .. window_code] then
+      bucket = {slot_of[code .. window_code], window_position[window_code], tonumber(index)}
+    end
+    parsed[field] = bucket
+  end
+  return bucket
+end
+
+-- Floor division as Python computes it for floats, so the windows end at
+-- the same bucket as in the vectors computed from a whole hash.
+local function floor_div(value, width)
+  local mod = math.fmod(value, width)
+  local div = (value - mod) / width
+  if mod ~= 0 and (width < 0) ~= (mod < 0) then
+    div = div - 1
+  end
+  local floored = math.floor(div)
+  if div - floored > 0.5 then
+    floored = floored + 1
+  end
+  return floored
+end
+
+-- The item's counts per slot at ``time`` and the names of its bucket fields.
+local function window_counts(fields, time)
+  local low, high = {}, {}
+  for position, window in ipairs(windows) do
+    high[position] = floor_div(time, window[2])
+    low[position] = high[position] - window[3]
+  end
+  local counts = {}
+  for slot = 1, #config.slots do
+    counts[slot] = 0
+  end
+  local names = {}
+  for field, value in pairs(fields) do
+    local bucket = parse_bucket(field)
+    if bucket then
+      names[#names + 1] = field
+      local position, index = bucket[2], bucket[3]
+      if low[position] < index and index <= high[position] then
+        counts[bucket[1]] = counts[bucket[1]] + tonumber(value)
+      end
+    end
+  end
+  return counts, names
+end
+
+local function apply_item(key, code, time)
+  local item = load_item(key)
+  local fields = item.fields
+  local dirty = item.dirty
+  local counts, bucket_names = window_counts(fields, time)
+  local before = {counts = counts, lt = fields['lt'], tr = fields['tr']}
+  local last = tonumber(before['lt'])
+  local newest = math.max(last or time, time)
+  if last == nil or time >= last - longest then
+    for _, window in ipairs(windows) do
+      local field = code .. window[1] .. math.floor(time / window[2])
+      fields[field] = tostring((tonumber(fields[field]) or 0) + 1)
+      dirty[field] = true
+    end
+  end
+  -- Buckets can only fall out of a window when the newest time enters a new
+  -- bucket of the narrowest window, so most events skip the scan. Only the
+  -- fields present before the event are checked.
+  local narrowest = windows[1][2]
+  if last ~= nil and math.floor(newest / narrowest) == math.floor(last / narrowest) then
+    return item, before, newest
+  end
+  for _, field in ipairs(bucket_names) do
+    local bucket = parsed[field]
+    local window = windows[bucket[2]]
+    if bucket[3] <= math.floor(newest / window[2]) - window[3] then
+      fields[field] = nil
+      dirty[field] = true
+    end
+  end
+  return item, before, newest
 end
 
 local function pair_up(suffix, item_id, partners, log_weight)
   for _, other in ipairs(partners) do
-    bump(item_key(item_id, suffix), other, log_weight, config.max_pairs)
-    bump(item_key(other, suffix), item_id, log_weight, config.max_pairs)
+    queue_bump(item_key(item_id, suffix), other, log_weight)
+    queue_bump(item_key(other, suffix), item_id, log_weight)
+  end
+end
+
+local function write_items()
+  for _, key in ipairs(item_order) do
+    local item = items[key]
+    local set_args = {}
+    local deleted = {}
+    for field, _ in pairs(item.dirty) do
+      local value = item.fields[field]
+      if value == nil then
+        deleted[#deleted + 1] = field
+      else
+        set_args[#set_args + 1] = field
+        set_args[#set_args + 1] = value
+      end
+    end
+    if #deleted > 0 then
+      call_sliced('HDEL', key, deleted, 1000)
+    end
+    if #set_args > 0 then
+      call_sliced('HSET', key, set_args, 1000)
+    end
+  end
+end
+
+local function write_trends()
+  for key, list in pairs(trends) do
+    local args = {}
+    for _, member in ipairs(list.order) do
+      args[#args + 1] = string.format('%.17g', list.scores[member])
+      args[#args + 1] = member
+    end
+    call_sliced('ZADD', key, args, 1000)
+    local size = redis.call('ZCARD', key)
+    if size > list.cap then
+      redis.call('ZREMRANGEBYRANK', key, 0, size - list.cap - 1)
+    end
+  end
+end
+
+local function write_pairs()
+  local cap = config.max_pairs
+  for _, key in ipairs(pair_order) do
+    local updates = pair_lists[key]
+    local members = {}
+    local seen = {}
+    for _, update in ipairs(updates) do
+      if not seen[update[1]] then
+        seen[update[1]] = true
+        members[#members + 1] = update[1]
+      end
+    end
+    local size = redis.call('ZCARD', key)
+    if size + #members <= cap then
+      local old = call_sliced('ZMSCORE', key, members, 1000)
+      local scores = {}
+      for i, member in ipairs(members) do
+        scores[member] = old[i] and tonumber(old[i]) or nil
+      end
+      for _, update in ipairs(updates) do
+        scores[update[1]] = log_add(scores[update[1]], update[2])
+      end
+      local args = {}
+      for _, member in ipairs(members) do
+        args[#args + 1] = string.format('%.17g', scores[member])
+        args[#args + 1] = member
+      end
+      call_sliced('ZADD', key, args, 1000)
+    else
+      for _, update in ipairs(updates) do
+        local old = redis.call('ZSCORE', key, update[1])
+        local score = log_add(old and tonumber(old) or nil, update[2])
+        size = add_capped(key, update[1], score, cap, size)
+      end
+    end
   end
 end
 
@@ -133,16 +340,19 @@ for _, entry in ipairs(entries) do
     pending[entry[1]] = nil
     local digest, code, time, item_id, category = entry[1], entry[2], tonumber(entry[3]), entry[4], entry[5]
     local key = item_key(item_id, '')
-    local before, newest = apply_item(key, code, time)
+    local item, before, newest = apply_item(key, code, time)
 
     -- The item's own score lives in its hash, so an item that fell out of a
     -- capped list comes back with its full score.
     local trend_weight = (time - config.anchor) / config.trend_tau + math.log(config.weights[code])
     local trend = log_add(before['tr'] and tonumber(before['tr']) or nil, trend_weight)
-    redis.call('HSET', key, 'lt', string.format('%.17g', newest), 'tr', string.format('%.17g', trend))
-    add_capped(prefix .. ':{g}:trend', item_id, trend, config.max_trending)
+    item.fields['lt'] = string.format('%.17g', newest)
+    item.fields['tr'] = string.format('%.17g', trend)
+    item.dirty['lt'] = true
+    item.dirty['tr'] = true
+    set_trend(prefix .. ':{g}:trend', item_id, trend, config.max_trending)
     if category ~= '' then
-      add_capped(prefix .. ':{g}:trend:' .. category, item_id, trend, config.max_trending_category)
+      set_trend(prefix .. ':{g}:trend:' .. category, item_id, trend, config.max_trending_category)
     end
     touched[key] = config.item_ttl
     touched[item_key(item_id, ':cat')] = config.catalog_ttl
@@ -158,9 +368,17 @@ for _, entry in ipairs(entries) do
     if newest_day == nil or day > newest_day then
       newest_day = day
     end
-    results[#results + 1] = {digest, cjson.encode(before)}
+    local result = {digest, before['tr'] or false}
+    for _, count in ipairs(before.counts) do
+      result[#result + 1] = count
+    end
+    results[#results + 1] = result
   end
 end
+
+write_items()
+write_trends()
+write_pairs()
 
 if newest_day ~= nil then
   for field, count in pairs(day_counts) do

@@ -34,6 +34,7 @@ from services.common.redis_features.config import (
 )
 from services.common.redis_features.vectors import (
     _BUCKET_WIDTHS,
+    ITEM_COUNT_SLOTS,
     State,
     _attributes,
     _decode_json,
@@ -41,7 +42,9 @@ from services.common.redis_features.vectors import (
     _profile,
     _text,
     event_digest,
+    item_counts,
     item_features,
+    item_features_from_counts,
     item_features_with_shop,
     pair_features,
     shop_counts,
@@ -57,11 +60,19 @@ _REVIEWS = TypeAdapter(ReviewRecord)
 
 
 @dataclass(frozen=True)
+class _ItemSnapshot:
+    """An item just before an event: its trending log-score and windowed counts."""
+
+    trend_log_score: float | None
+    counts: Sequence[int]
+
+
+@dataclass(frozen=True)
 class _Snapshots:
     """Stored state that a batch's before-snapshots are computed from."""
 
     users: Sequence[State]
-    items: Mapping[str, State]
+    items: Mapping[str, _ItemSnapshot]
     catalogs: Mapping[str, State]
     totals: State
 
@@ -129,6 +140,7 @@ class FeatureStore:
                 "windows": windows,
                 "weights": weights,
                 "anchor": cfg.anchor,
+                "slots": [list(slot) for slot in ITEM_COUNT_SLOTS],
             }
         )
 
@@ -244,7 +256,7 @@ class FeatureStore:
 
     def _fan_out(
         self, digests: Sequence[str], outboxes: Mapping[str, list[Any]]
-    ) -> dict[str, State]:
+    ) -> dict[str, _ItemSnapshot]:
         if not outboxes:
             return {}
         # Entries run in the order of their events in this batch, so a replay
@@ -262,7 +274,12 @@ class FeatureStore:
             self._fan_out_config,
             json.dumps(entries),
         )
-        return {_text(digest): _decode_json(state) for digest, state in reply}
+        return {
+            _text(digest): _ItemSnapshot(
+                float(trend) if trend is not None else None, counts
+            )
+            for digest, trend, *counts in reply
+        }
 
     def _results(
         self,
@@ -293,16 +310,24 @@ class FeatureStore:
                 continue
             at = event.event_timestamp
             user_state = snapshots.users[index]
-            item_state = snapshots.items.get(digests[index])
-            if item_state is None:
-                item_state = current.get(event.item_id, {})
             buckets = tuple(int(at // width) for _, width, _ in _BUCKET_WIDTHS)
             shop = shop_by_buckets.get(buckets)
             if shop is None:
                 shop = shop_by_buckets[buckets] = shop_counts(snapshots.totals, at)
-            item_vector = item_features_with_shop(
-                item_state, catalog, shop, at, self.config
-            )
+            item = snapshots.items.get(digests[index])
+            if item is None:
+                item_vector = item_features_with_shop(
+                    current.get(event.item_id, {}), catalog, shop, at, self.config
+                )
+            else:
+                item_vector = item_features_from_counts(
+                    item_counts(item.counts),
+                    item.trend_log_score,
+                    catalog,
+                    shop,
+                    at,
+                    self.config,
+                )
             item_vector.update(
                 pair_features(user_state, event.item_id, catalog, event.price)
             )

@@ -11,7 +11,7 @@ import functools
 import hashlib
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from schemas.events import EventType
@@ -31,7 +31,10 @@ __all__ = [
     "decode_hash",
     "event_digest",
     "id_list",
+    "ITEM_COUNT_SLOTS",
+    "item_counts",
     "item_features",
+    "item_features_from_counts",
     "item_features_with_shop",
     "pair_features",
     "profile_from_hash",
@@ -222,7 +225,54 @@ def item_features_with_shop(
     A batch shares one totals hash, so its events reuse the counts of
     :func:`shop_counts` for every ``at`` in the same buckets.
     """
-    features = _window_counts(state, "item", at)
+    trend = state.get("tr")
+    return item_features_from_counts(
+        _window_counts(state, "item", at),
+        float(trend) if trend is not None else None,
+        catalog,
+        shop,
+        at,
+        config,
+    )
+
+
+ITEM_COUNT_SLOTS: tuple[tuple[str, str], ...] = tuple(_COUNT_NAMES["item"])
+"""The (type code, window code) of each item count, in feature order."""
+
+_ITEM_COUNT_NAMES = tuple(_COUNT_NAMES["item"].values())
+
+
+def item_counts(values: Sequence[Any]) -> dict[str, float]:
+    """Name the item counts given in :data:`ITEM_COUNT_SLOTS` order."""
+    return {
+        name: float(value)
+        for name, value in zip(_ITEM_COUNT_NAMES, values, strict=True)
+    }
+
+
+def item_features_from_counts(
+    counts: dict[str, float],
+    trend_log_score: float | None,
+    catalog: State,
+    shop: Mapping[str, float],
+    at: float,
+    config: FeatureStoreConfig,
+) -> dict[str, float]:
+    """Compute the item features from the item's windowed counts at ``at``.
+
+    Args:
+        counts: the item's windowed counts, named as in
+            :data:`schemas.features.ITEM_FEATURES`; updated in place.
+        trend_log_score: the item's stored trending log-score, if any.
+        catalog: the item's catalog hash.
+        shop: the shop-wide counts from :func:`shop_counts`.
+        at: reference Unix time.
+        config: the store's tuning.
+
+    Returns:
+        ``counts`` with the other item features added.
+    """
+    features = counts
     views = features["item_click_count_7d"]
     carts = features["item_cart_add_count_7d"]
     purchases = features["item_purchase_count_7d"]
@@ -235,8 +285,8 @@ def item_features_with_shop(
     )
     strength = config.prior_strength
     trend = (
-        math.exp(float(state["tr"]) - (at - config.anchor) / config.trend_tau_seconds)
-        if "tr" in state
+        math.exp(trend_log_score - (at - config.anchor) / config.trend_tau_seconds)
+        if trend_log_score is not None
         else 0.0
     )
     stock = catalog.get("stock")
