@@ -4,6 +4,7 @@ Command (from the repository root):
 
     .venv/bin/python benchmarks/bench_hotpath.py [--events 20000] [--rate 1000]
         [--latency-seconds 20] [--batch-size 500] [--poll-timeout 0.02]
+        [--profile PATH]
 
 The script starts a private Tansu broker and redis-server on free loopback
 ports, loads the committed REES46 sample's catalog plus generated promotions
@@ -32,6 +33,7 @@ shared with other work, so rerun before comparing.
 from __future__ import annotations
 
 import argparse
+import cProfile
 import multiprocessing
 import statistics
 import sys
@@ -78,6 +80,7 @@ class HotPathJob:
     poll_timeout_seconds: float
     checkpoint_dir: str
     artifact_dir: str | None
+    profile_path: str | None = None
 
 
 def run_hotpath(job: HotPathJob, stop: Any, results: Any) -> None:
@@ -132,7 +135,12 @@ def run_hotpath(job: HotPathJob, stop: Any, results: Any) -> None:
     consumer = Consumer(consumer_config(kafka, job.group_id, fetch_wait_ms=10))
     hotpath = HotPathConsumer(settings, consumer, producer, store, [learning, scoring])
     threading.Thread(target=lambda: (stop.wait(), hotpath.stop()), daemon=True).start()
-    hotpath.run()
+    if job.profile_path is None:
+        hotpath.run()
+    else:
+        profiler = cProfile.Profile()
+        profiler.runcall(hotpath.run)
+        profiler.dump_stats(job.profile_path)
 
     stage_seconds = {
         stage: _histogram_sum(hotpath_metrics.STAGE_SECONDS, {"stage": stage})
@@ -223,7 +231,13 @@ class SlateClock:
 class Bench:
     """One broker, one Redis and the hot-path process under test."""
 
-    def __init__(self, state_dir: Path, batch_size: int, poll_timeout: float) -> None:
+    def __init__(
+        self,
+        state_dir: Path,
+        batch_size: int,
+        poll_timeout: float,
+        profile_path: str | None = None,
+    ) -> None:
         self.state_dir = state_dir
         self.broker = start_broker(state_dir, find_free_port())
         self.redis_server = start_redis(state_dir, find_free_port())
@@ -232,6 +246,7 @@ class Bench:
         self.key_prefix = f"bench{uuid.uuid4().hex[:6]}"
         self.batch_size = batch_size
         self.poll_timeout = poll_timeout
+        self.profile_path = profile_path
         self.context = multiprocessing.get_context("spawn")
 
     def close(self) -> None:
@@ -253,7 +268,7 @@ class Bench:
         return topics
 
     def start(
-        self, topics: TopicSettings, artifact_dir: str | None
+        self, topics: TopicSettings, artifact_dir: str | None, profile: bool = False
     ) -> tuple[Any, Any, Any]:
         job = HotPathJob(
             bootstrap=self.kafka.bootstrap,
@@ -266,6 +281,7 @@ class Bench:
             # A fresh checkpoint folder per run keeps the runs independent.
             checkpoint_dir=str(self.state_dir / f"checkpoints-{uuid.uuid4().hex[:6]}"),
             artifact_dir=artifact_dir,
+            profile_path=self.profile_path if profile else None,
         )
         stop = self.context.Event()
         results = self.context.Queue()
@@ -365,7 +381,7 @@ def measure_throughput(
     topics = bench.topics()
     bench.publish(topics, events)
     clock = SlateClock(bench.kafka, topics.recommendations(Surface.PRODUCTS.value))
-    handle = bench.start(topics, artifact)
+    handle = bench.start(topics, artifact, profile=True)
     clock.wait_for(len(events))
     report = bench.finish(handle)
     clock.close()
@@ -461,10 +477,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="seconds the hot path waits to fill a batch before it processes "
         "what it has (the deployed default is 0.5)",
     )
+    parser.add_argument(
+        "--profile",
+        metavar="PATH",
+        help="write a cProfile dump of the hot-path process's throughput step "
+        "(profiling slows it, so its numbers are not comparable)",
+    )
     args = parser.parse_args(argv)
 
     with tempfile.TemporaryDirectory(prefix="bench-hotpath-") as state:
-        bench = Bench(Path(state), args.batch_size, args.poll_timeout)
+        bench = Bench(Path(state), args.batch_size, args.poll_timeout, args.profile)
         try:
             client = redis.Redis.from_url(bench.redis_url)
             load_catalog(client, bench.key_prefix)
