@@ -297,12 +297,18 @@ class FeatureStore:
         current = self._read_items(missing) if missing else {}
         # The shop counts depend on the event time only through its buckets.
         shop_by_buckets: dict[tuple[int, ...], dict[str, float]] = {}
+        widths = [width for _, width, _ in _BUCKET_WIDTHS]
+        attributes_by_item: dict[str, ItemAttributes] = {}
         results = []
         for index, event in enumerate(events):
             status = statuses[index]
             position = positions[index] if positions is not None else None
             catalog = snapshots.catalogs[event.item_id]
-            attributes = _attributes(event.item_id, catalog)
+            # ItemAttributes is frozen, so the events of an item share one.
+            attributes = attributes_by_item.get(event.item_id)
+            if attributes is None:
+                attributes = _attributes(event.item_id, catalog)
+                attributes_by_item[event.item_id] = attributes
             if status is EventStatus.DUPLICATE:
                 results.append(
                     AppliedResult(event, status, {}, {}, position, attributes)
@@ -310,7 +316,7 @@ class FeatureStore:
                 continue
             at = event.event_timestamp
             user_state = snapshots.users[index]
-            buckets = tuple(int(at // width) for _, width, _ in _BUCKET_WIDTHS)
+            buckets = tuple([int(at // width) for width in widths])
             shop = shop_by_buckets.get(buckets)
             if shop is None:
                 shop = shop_by_buckets[buckets] = shop_counts(snapshots.totals, at)

@@ -332,9 +332,18 @@ def pair_features(
         zscore = (price - mean) / max(std, 1e-6 + 0.01 * mean)
         zscore = max(-_MAX_PRICE_ZSCORE, min(_MAX_PRICE_ZSCORE, zscore))
     recent = _id_list(user_state.get("r"))
+    category = catalog.get("category")
+    brand = catalog.get("brand")
+    # One pass over the hash collects the weights of both affinity kinds.
+    weights: dict[str, list[float]] = {"C:": [], "B:": []}
+    if category or brand:
+        for key, value in user_state.items():
+            kind = weights.get(key[:2])
+            if kind is not None:
+                kind.append(float(value))
     return {
-        "pair_category_affinity": _affinity(user_state, "C:", catalog.get("category")),
-        "pair_brand_affinity": _affinity(user_state, "B:", catalog.get("brand")),
+        "pair_category_affinity": _affinity(user_state, "C:", category, weights),
+        "pair_brand_affinity": _affinity(user_state, "B:", brand, weights),
         "pair_price_zscore": zscore,
         "pair_recent_event_count": float(
             sum(1 for entry in recent if entry[1:] == item_id)
@@ -343,13 +352,15 @@ def pair_features(
     }
 
 
-def _affinity(user_state: State, prefix: str, name: str | None) -> float:
+def _affinity(
+    user_state: State,
+    prefix: str,
+    name: str | None,
+    weights: Mapping[str, Sequence[float]],
+) -> float:
     if not name:
         return 0.0
-    weights = [
-        float(value) for key, value in user_state.items() if key.startswith(prefix)
-    ]
-    strongest = max(weights, default=0.0)
+    strongest = max(weights[prefix], default=0.0)
     if strongest <= 0.0:
         return 0.0
     return float(user_state.get(prefix + name, 0.0)) / strongest
