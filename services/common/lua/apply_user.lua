@@ -49,7 +49,10 @@ local chunks = {}
 local flat = redis.call('HGETALL', key)
 for i = 1, #flat, 2 do
   local field, value = flat[i], flat[i + 1]
-  local base, index = string.match(field, '^(%a+)#(%d+)$')
+  local base, index = nil, nil
+  if string.find(field, '#', 1, true) then
+    base, index = string.match(field, '^(%a+)#(%d+)$')
+  end
   local table_of = affinity[string.sub(field, 1, 2)]
   if base and chunked[base] then
     chunks[base] = chunks[base] or {}
@@ -84,14 +87,21 @@ local function snapshot()
   return cjson.encode(out)
 end
 
+-- Digests are 5 bytes each, so only a match that starts on a multiple of 5
+-- counts; a plain string.find skips the rest without creating substrings.
 local function has_digest(digest)
   local seen = state['d'] or ''
-  for i = 1, #seen, 5 do
-    if string.sub(seen, i, i + 4) == digest then
+  local start = 1
+  while true do
+    local found = string.find(seen, digest, start, true)
+    if found == nil then
+      return false
+    end
+    if (found - 1) % 5 == 0 then
       return true
     end
+    start = found + 1
   end
-  return false
 end
 
 -- Lists of ids are stored as one string joined by the unit separator (0x1F),
