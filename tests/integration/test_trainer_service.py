@@ -18,7 +18,8 @@ from models.registry import ModelAnnouncement, ModelRegistry
 from schemas.training import TrainingExample
 from services.common.kafka import consumer_config, producer_config
 from services.common.retrain import request_retrain
-from services.common.settings import KafkaSettings, RedisSettings
+from services.common.settings import KafkaSettings, RedisSettings, TopicSettings
+from services.trainer.__main__ import build_service
 from services.trainer.announcer import ModelAnnouncer
 from services.trainer.lock import TrainingLock
 from services.trainer.reader import ExampleReader
@@ -188,3 +189,25 @@ def test_step_does_nothing_while_another_trainer_holds_the_lock(
     pending = redis_client.get(f"{redis_settings.key_prefix}:retrain:request")
     assert pending is not None
     assert json.loads(pending)["reason"] == "drift"
+
+
+def test_build_service_wires_a_runnable_trainer(
+    tmp_path: Path,
+    kafka_settings: KafkaSettings,
+    redis_settings: RedisSettings,
+    make_topic: Callable[..., str],
+) -> None:
+    topics = TopicSettings(
+        training_examples=make_topic("training-examples", partitions=2),
+        models=make_topic("models", partitions=1, is_compacted=True),
+        partitions=2,
+    )
+    settings = _settings(
+        tmp_path, kafka=kafka_settings, redis=redis_settings, topics=topics
+    )
+    service = build_service(settings)
+    service.stop()
+
+    service.run()
+
+    assert service.step() is None
