@@ -142,23 +142,32 @@ class AffinityModel(OnlineModel):
         return 1 + sum(array.size for array in arrays)
 
     def _indexes(self, examples: Sequence[OnlineExample]) -> _Indexes:
-        count = len(examples)
+        return self._pair_indexes(
+            [example.user_id for example in examples],
+            [example.item_id for example in examples],
+        )
+
+    def _pair_indexes(
+        self, user_ids: Sequence[str], item_ids: Sequence[str]
+    ) -> _Indexes:
+        count = len(user_ids)
+        user_buckets, item_buckets = self.user_buckets, self.item_buckets
         pair_buckets = len(self.pair_bias)
         return _Indexes(
             users=np.fromiter(
-                (_bucket(e.user_id, self.user_buckets) for e in examples),
+                (_bucket(user_id, user_buckets) for user_id in user_ids),
                 dtype=np.int64,
                 count=count,
             ),
             items=np.fromiter(
-                (_bucket(e.item_id, self.item_buckets) for e in examples),
+                (_bucket(item_id, item_buckets) for item_id in item_ids),
                 dtype=np.int64,
                 count=count,
             ),
             pairs=np.fromiter(
                 (
-                    _bucket(f"{e.user_id}\x1f{e.item_id}", pair_buckets)
-                    for e in examples
+                    _bucket(f"{user_id}\x1f{item_id}", pair_buckets)
+                    for user_id, item_id in zip(user_ids, item_ids, strict=True)
                 ),
                 dtype=np.int64,
                 count=count,
@@ -190,6 +199,20 @@ class AffinityModel(OnlineModel):
         if not examples:
             return []
         return [float(prob) for prob in self._probs(self._indexes(examples))]
+
+    def predict_pairs(
+        self, user_ids: Sequence[str], item_ids: Sequence[str]
+    ) -> np.ndarray:
+        """Return the affinity of each (user, item) pair as a (N,) array.
+
+        Equals :meth:`predict_proba_many` without building an example per pair.
+        """
+        if len(user_ids) != len(item_ids):
+            raise ValueError(
+                f"got {len(user_ids)} user ids and {len(item_ids)} item ids; "
+                "expected one user per item"
+            )
+        return self._probs(self._pair_indexes(user_ids, item_ids))
 
     def learn_one(self, example: OnlineExample, label: bool) -> None:
         """Learn one (user, item) pair as a positive or a negative."""

@@ -55,6 +55,7 @@ __all__ = [
     "ONLINE_AFFINITY",
     "ONLINE_CART_PROB",
     "ONLINE_PURCHASE_PROB",
+    "SIGNAL_NAMES",
     "LearningStage",
     "pair_features",
 ]
@@ -76,6 +77,9 @@ probability of a purchase after a click.
 
 ONLINE_AFFINITY = "online_affinity"
 """Signal: the affinity model's score of the (user, item) pair, in [0, 1]."""
+
+SIGNAL_NAMES = (ONLINE_CART_PROB, ONLINE_PURCHASE_PROB, ONLINE_AFFINITY)
+"""The columns of :meth:`LearningStage.signal_matrix`, in order."""
 
 AFFINITY_MODEL = "affinity"
 """Metric label of the affinity model; the conversion models use their task name."""
@@ -402,22 +406,63 @@ class LearningStage:
         user's vector (``USER_FEATURES``) and each candidate's vector
         (``ITEM_FEATURES`` and ``PAIR_FEATURES``); other names are ignored.
         """
-        if not candidates:
-            return []
-        user_row = np.array(
-            [user_features.get(name, np.nan) for name in USER_FEATURES],
-            dtype=np.float64,
-        )
-        item_rows = np.array(
-            [_item_row(features) for _, features in candidates], dtype=np.float64
-        ).reshape(len(candidates), len(_ITEM_COLUMNS))
-        raw = np.hstack(
-            [np.broadcast_to(user_row, (len(candidates), len(user_row))), item_rows]
-        )
+        matrix = self.signal_matrix([(user_id, user_features, candidates)])
+        return [
+            {
+                ONLINE_CART_PROB: cart,
+                ONLINE_PURCHASE_PROB: purchase,
+                ONLINE_AFFINITY: aff,
+            }
+            for cart, purchase, aff in matrix.tolist()
+        ]
+
+    def signal_matrix(
+        self,
+        requests: Sequence[
+            tuple[str, Mapping[str, float], Sequence[tuple[str, Mapping[str, float]]]]
+        ],
+    ) -> np.ndarray:
+        """Return the online signals of every candidate of several users at once.
+
+        One matrix covers the whole batch, so the models' parameters are read
+        and applied once per batch instead of once per user.
+
+        Args:
+            requests: ``(user_id, user_features, candidates)`` per user, with
+                candidates as in :meth:`signals`.
+
+        Returns:
+            Shape (N, 3) for the N candidates of all requests in order; the
+            columns are ``ONLINE_CART_PROB``, ``ONLINE_PURCHASE_PROB`` and
+            ``ONLINE_AFFINITY`` (see :data:`SIGNAL_NAMES`).
+        """
+        total = sum(len(candidates) for _, _, candidates in requests)
+        if total == 0:
+            return np.zeros((0, len(SIGNAL_NAMES)))
+        raw = np.empty((total, len(_SIGNAL_COLUMNS)), dtype=np.float64)
+        user_width = len(USER_FEATURES)
+        users: list[str] = []
+        items: list[str] = []
+        row = 0
+        for user_id, user_features, candidates in requests:
+            count = len(candidates)
+            if count == 0:
+                continue
+            raw[row : row + count, :user_width] = [
+                user_features.get(name, np.nan) for name in USER_FEATURES
+            ]
+            raw[row : row + count, user_width:] = [
+                _item_row(features) for _, features in candidates
+            ]
+            users += [user_id] * count
+            items += [item_id for item_id, _ in candidates]
+            row += count
 
         squashed = squash_matrix(raw)
-        probs = {}
-        for task in (EventType.CART_ADD.value, EventType.PURCHASE.value):
+        signals = np.empty((total, len(SIGNAL_NAMES)), dtype=np.float64)
+        for column, task in enumerate(
+            (EventType.CART_ADD.value, EventType.PURCHASE.value)
+        ):
             model = self.evaluators[task].model
             if not isinstance(model, ConversionModel):
                 raise TypeError(
@@ -425,28 +470,19 @@ class LearningStage:
                     "expected ConversionModel"
                 )
             if model.learner == "fm":
-                scores = model.predict_proba_matrix(_SIGNAL_COLUMNS, raw)
+                signals[:, column] = model.predict_proba_matrix(_SIGNAL_COLUMNS, raw)
             else:
-                scores = model.predict_proba_matrix(
+                signals[:, column] = model.predict_proba_matrix(
                     _SIGNAL_COLUMNS, squashed, is_squashed=True
                 )
-            probs[task] = scores.tolist()
-        affinity = self.evaluators[AFFINITY_MODEL].model.predict_proba_many(
-            [OnlineExample(user_id, item_id) for item_id, _ in candidates]
-        )
-        return [
-            {
-                ONLINE_CART_PROB: cart,
-                ONLINE_PURCHASE_PROB: purchase,
-                ONLINE_AFFINITY: aff,
-            }
-            for cart, purchase, aff in zip(
-                probs[EventType.CART_ADD.value],
-                probs[EventType.PURCHASE.value],
-                affinity,
-                strict=True,
+        affinity = self.evaluators[AFFINITY_MODEL].model
+        if not isinstance(affinity, AffinityModel):
+            raise TypeError(
+                f"the {AFFINITY_MODEL} model has type {type(affinity).__name__}; "
+                "expected AffinityModel"
             )
-        ]
+        signals[:, 2] = affinity.predict_pairs(users, items)
+        return signals
 
     def checkpoint(self) -> None:
         """Write the models' state to this instance's checkpoint file."""

@@ -123,11 +123,19 @@ class ModelSource(Protocol):
 class SignalSource(Protocol):
     """Online-learning signals per candidate (River models)."""
 
-    def signals(
+    def signal_matrix(
         self,
-        user_id: str,
-        user_features: Features,
-        candidates: Sequence[tuple[str, Features]],
-    ) -> list[dict[str, float]]:
-        """Return one dict per candidate with online probabilities and affinity."""
+        requests: Sequence[tuple[str, Features, Sequence[tuple[str, Features]]]],
+    ) -> np.ndarray:
+        """Return the signals of all candidates of several users as one matrix.
+
+        Args:
+            requests: ``(user_id, user_features, candidates)`` per user, each
+                candidate an ``(item_id, item_features)`` pair.
+
+        Returns:
+            Shape (N, 3) for the N candidates of all requests in order, with
+            the columns online cart probability, online purchase probability
+            and online affinity; NaN marks a missing signal.
+        """
         ...

@@ -18,8 +18,10 @@ __all__ = [
     "SOURCE_SCORE_FEATURE",
     "TASKS",
     "HeuristicFeatureNames",
+    "SIGNALS",
     "HeuristicRanker",
     "combine_scores",
+    "combine_signal_matrix",
 ]
 
 HEURISTIC_MODEL_VERSION = "heuristic-v1"
@@ -30,9 +32,8 @@ SOURCE_SCORE_FEATURE = "candidate_source_score"
 
 TASKS = ("click", "cart_add", "purchase")
 
-_ONLINE_CART = "online_cart_prob"
-_ONLINE_PURCHASE = "online_purchase_prob"
-_ONLINE_AFFINITY = "online_affinity"
+SIGNALS = ("online_cart_prob", "online_purchase_prob", "online_affinity")
+"""The online signals that scores blend in, in the column order of a signal matrix."""
 
 
 @dataclass(frozen=True)
@@ -132,17 +133,44 @@ def combine_scores(
     Returns:
         The (C, 3) blended probabilities and the (C,) scores.
     """
+    matrix = np.array(
+        [[signal.get(name, math.nan) for name in SIGNALS] for signal in signals],
+        dtype=np.float64,
+    ).reshape(len(signals), len(SIGNALS))
+    return combine_signal_matrix(probs, matrix, prices, weights)
+
+
+def combine_signal_matrix(
+    probs: np.ndarray,
+    signals: np.ndarray,
+    prices: Sequence[float | None],
+    weights: ScoreWeights,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Do what :func:`combine_scores` does, with the signals as one matrix.
+
+    Args:
+        probs: (C, 3) ranker probabilities for click, cart_add and purchase.
+        signals: (C, 3) online signals in the order of :data:`SIGNALS`; NaN
+            marks a missing signal, which leaves the ranker's value alone.
+        prices: C item prices; a missing price counts as the median known price.
+        weights: the objective and its weights.
+
+    Returns:
+        The (C, 3) blended probabilities and the (C,) scores.
+    """
     blended = np.clip(np.asarray(probs, dtype=np.float64), 0.0, 1.0)
+    online = np.array(signals, dtype=np.float64)
+    online[np.isinf(online)] = 0.0
+    online = np.clip(online, 0.0, 1.0)
     share = weights.online_blend
-    for column, name in ((1, _ONLINE_CART), (2, _ONLINE_PURCHASE)):
-        online = _column(signals, name)
-        has_online = ~np.isnan(online)
+    for column in (1, 2):
+        values = online[:, column - 1]
         blended[:, column] = np.where(
-            has_online,
-            (1 - share) * blended[:, column] + share * np.nan_to_num(online),
+            np.isnan(values),
             blended[:, column],
+            (1 - share) * blended[:, column] + share * np.nan_to_num(values),
         )
-    affinity = np.nan_to_num(_column(signals, _ONLINE_AFFINITY))
+    affinity = np.nan_to_num(online[:, 2])
 
     if weights.objective == "expected_value":
         value = _filled_prices(prices)
@@ -155,14 +183,6 @@ def combine_scores(
             + weights.affinity * affinity
         )
     return blended, scores
-
-
-def _column(signals: Sequence[Mapping[str, float]], name: str) -> np.ndarray:
-    """Return one signal per candidate clipped to [0, 1]; NaN where it is missing."""
-    values = np.array([signal.get(name, math.nan) for signal in signals], dtype=float)
-    values[np.isinf(values)] = 0.0
-    clipped: np.ndarray = np.clip(values, 0.0, 1.0)
-    return clipped
 
 
 def _filled_prices(prices: Sequence[float | None]) -> np.ndarray:

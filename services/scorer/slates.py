@@ -28,9 +28,10 @@ from services.scorer.candidates import Candidate, CandidateGenerator, EventConte
 from services.scorer.metrics import CANDIDATES_PER_EVENT
 from services.scorer.protocols import CandidateStore, ModelSource, SignalSource
 from services.scorer.ranking import (
+    SIGNALS,
     SOURCE_SCORE_FEATURE,
     HeuristicRanker,
-    combine_scores,
+    combine_signal_matrix,
 )
 from services.scorer.rules import RankedCandidate, RuleContext, apply_rules, is_excluded
 from services.scorer.session_knn import SessionIndex
@@ -210,30 +211,52 @@ class SlateBuilder:
             CANDIDATES_PER_EVENT.observe(len(item_ids))
         probs, model_version = self._predict(work, requests, vectors)
 
+        signals = self._signal_rows(requests, vectors)
         weights = self._settings.weights
-        for entry, (user_id, item_ids), features, entry_probs in zip(
-            work, requests, vectors, probs, strict=True
+        for entry, (_, item_ids), features, entry_probs, entry_signals in zip(
+            work, requests, vectors, probs, signals, strict=True
         ):
             entry.model_version = model_version
             if not item_ids:
                 continue
-            candidates = [(item_id, features.items[item_id]) for item_id in item_ids]
-            signals = (
-                self._signals.signals(user_id, features.user, candidates)
-                if self._signals is not None
-                else [{} for _ in candidates]
-            )
             prices = [_price(features, item_id) for item_id in item_ids]
-            blended, scores = combine_scores(entry_probs, signals, prices, weights)
+            blended, scores = combine_signal_matrix(
+                entry_probs, entry_signals, prices, weights
+            )
             sources = _sources(entry)
-            for row, item_id in enumerate(item_ids):
+            affinity = np.nan_to_num(entry_signals[:, 2]).tolist()
+            for item_id, score, row, item_affinity in zip(
+                item_ids, scores.tolist(), blended.tolist(), affinity, strict=True
+            ):
                 entry.ranked[item_id] = RankedCandidate(
                     item_id=item_id,
-                    score=float(scores[row]),
-                    task_probs=_probs_tuple(blended[row]),
+                    score=score,
+                    task_probs=(row[0], row[1], row[2]),
                     source=sources[item_id][0],
-                    affinity=float(signals[row].get("online_affinity", 0.0)),
+                    affinity=item_affinity,
                 )
+
+    def _signal_rows(
+        self,
+        requests: Sequence[tuple[str, list[str]]],
+        vectors: Sequence[FeatureVectors],
+    ) -> list[np.ndarray]:
+        """Return a (C, 3) signal matrix per trigger, from one call for the batch."""
+        sizes = [len(item_ids) for _, item_ids in requests]
+        if self._signals is None:
+            return [np.full((size, len(SIGNALS)), np.nan) for size in sizes]
+        matrix = self._signals.signal_matrix(
+            [
+                (
+                    user_id,
+                    features.user,
+                    [(item_id, features.items[item_id]) for item_id in item_ids],
+                )
+                for (user_id, item_ids), features in zip(requests, vectors, strict=True)
+            ]
+        )
+        bounds = np.cumsum(sizes)[:-1]
+        return list(np.split(matrix, bounds))
 
     def _predict(
         self,
@@ -490,10 +513,6 @@ def _candidate_input(vectors: FeatureVectors, item_id: str) -> CandidateInput:
 def _price(vectors: FeatureVectors, item_id: str) -> float | None:
     attributes = vectors.attributes.get(item_id)
     return attributes.price if attributes is not None else None
-
-
-def _probs_tuple(row: np.ndarray) -> tuple[float, float, float]:
-    return (float(row[0]), float(row[1]), float(row[2]))
 
 
 def _task_probs(candidate: RankedCandidate) -> dict[EventType, float]:

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import numpy as np
 import pytest
 import redis
 
@@ -22,6 +23,7 @@ from services.learner.stage import (
     ONLINE_AFFINITY,
     ONLINE_CART_PROB,
     ONLINE_PURCHASE_PROB,
+    SIGNAL_NAMES,
     LearningStage,
 )
 
@@ -378,3 +380,31 @@ def test_stage_exports_pending_examples_per_model(
     assert stage._pending[0] == {"cart_add": 1, "purchase": 1}
     assert metrics.PENDING.labels(model="cart_add")._value.get() == 1
     assert stage.model_updates["cart_add"] == 1
+
+
+def test_signal_matrix_stacks_the_signals_of_each_user(
+    make_stage: Callable[..., LearningStage],
+    make_applied: Callable[..., AppliedEvent],
+) -> None:
+    stage = make_stage()
+    stage.process(
+        [
+            make_applied(EventType.CLICK, index, item_id=f"i{index % 3}")
+            for index in range(20)
+        ]
+    )
+    requests = [
+        ("u1", {"user_click_count_1h": 2.0}, [("i0", {"pair_is_purchased": 1.0})]),
+        ("u2", {}, []),
+        ("u3", {}, [("i1", {}), ("i2", {"item_view_to_cart_rate_7d": 0.5})]),
+    ]
+
+    matrix = stage.signal_matrix(requests)
+
+    rows = [
+        [signal[name] for name in SIGNAL_NAMES]
+        for user_id, user_features, candidates in requests
+        for signal in stage.signals(user_id, user_features, candidates)
+    ]
+    assert matrix.shape == (3, 3)
+    np.testing.assert_allclose(matrix, rows, rtol=1e-12)

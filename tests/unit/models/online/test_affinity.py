@@ -67,3 +67,18 @@ def test_sample_negatives_returns_none_before_any_item_seen() -> None:
 def test_affinity_rejects_zero_buckets() -> None:
     with pytest.raises(ValueError, match="pair_buckets=0"):
         AffinityModel(pair_buckets=0)
+
+
+def test_predict_pairs_equals_scoring_examples() -> None:
+    model = AffinityModel(user_buckets=64, item_buckets=64, pair_buckets=256)
+    model.learn_many(
+        [OnlineExample("u1", "i1"), OnlineExample("u2", "i2")], [True, False]
+    )
+    users, items = ["u1", "u1", "u2"], ["i1", "i2", "i2"]
+
+    pairs = model.predict_pairs(users, items)
+
+    expected = model.predict_proba_many(
+        [OnlineExample(user, item) for user, item in zip(users, items, strict=True)]
+    )
+    assert pairs.tolist() == pytest.approx(expected, rel=1e-7)
