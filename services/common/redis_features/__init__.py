@@ -11,7 +11,9 @@ How a batch is applied (three round trips):
    in order, records their ids and returns the user's state before each event,
    plus an outbox of item and global updates still to do;
 3. one ``fan_out.lua`` call applies every outbox entry to the items, the
-   item-to-item lists and the trending lists, and clears the outboxes.
+   item-to-item lists and the trending lists, clears the outboxes and returns
+   each item's counts before its event. A worker thread waits for it while
+   the calling thread computes the user and pair features.
 
 Exactly once in effect: for every event id, the user, item, item-to-item and
 global state changes once, however often the event is delivered, as long as a

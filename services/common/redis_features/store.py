@@ -7,6 +7,7 @@ import json
 import logging
 import math
 from collections.abc import Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any, cast
@@ -68,13 +69,13 @@ class _ItemSnapshot:
 
 
 @dataclass(frozen=True)
-class _Snapshots:
-    """Stored state that a batch's before-snapshots are computed from."""
+class _UserPart:
+    """The parts of a new event's result that need no item state."""
 
-    users: Sequence[State]
-    items: Mapping[str, _ItemSnapshot]
-    catalogs: Mapping[str, State]
-    totals: State
+    attributes: ItemAttributes
+    user_vector: dict[str, float]
+    pair_vector: dict[str, float]
+    shop: dict[str, float]
 
 
 def _load_script(name: str) -> str:
@@ -108,6 +109,7 @@ class FeatureStore:
         self._fan_out_script = _load_script("fan_out.lua")
         self._user_sha = hashlib.sha1(self._user_script.encode()).hexdigest()
         self._fan_out_sha = hashlib.sha1(self._fan_out_script.encode()).hexdigest()
+        self._fan_out_executor: ThreadPoolExecutor | None = None
         windows = [[w.code, w.bucket_seconds, w.bucket_count] for w in WINDOWS]
         weights = {
             EVENT_TYPE_CODES[event_type]: weight
@@ -207,17 +209,39 @@ class FeatureStore:
         replies = pipe.execute()
 
         statuses: list[EventStatus] = [EventStatus.DUPLICATE] * len(events)
-        user_states: list[State] = [{} for _ in events]
+        raw_states: list[Any] = [None] * len(events)
         outboxes: dict[str, list[Any]] = {}
         for (user_id, indexes), reply in zip(groups.items(), replies, strict=True):
             for index, (code, state) in zip(indexes, reply[:-1], strict=True):
                 statuses[index] = _STATUS_CODES[int(code)]
-                user_states[index] = _decode_json(state)
+                raw_states[index] = state
             if reply[-1]:
                 outboxes[user_id] = json.loads(_text(reply[-1]))
-        item_states = self._fan_out(digests, outboxes)
-        snapshots = _Snapshots(user_states, item_states, catalogs, totals)
-        return self._results(events, positions, digests, statuses, snapshots)
+        if not outboxes:
+            parts = self._user_parts(events, statuses, raw_states, catalogs, totals)
+            return self._results(
+                events, positions, digests, statuses, parts, {}, catalogs
+            )
+        # Redis runs the fan-out script while this thread computes the user
+        # and pair features, which need only the user states and catalogs.
+        fan_out = self._executor().submit(self._fan_out, digests, outboxes)
+        try:
+            parts = self._user_parts(events, statuses, raw_states, catalogs, totals)
+        finally:
+            # The script's effects must be complete before this call returns
+            # or raises, so a caller's retry never runs beside it.
+            wait([fan_out])
+        item_states = fan_out.result()
+        return self._results(
+            events, positions, digests, statuses, parts, item_states, catalogs
+        )
+
+    def _executor(self) -> ThreadPoolExecutor:
+        if self._fan_out_executor is None:
+            self._fan_out_executor = ThreadPoolExecutor(
+                max_workers=1, thread_name_prefix="feature-fan-out"
+            )
+        return self._fan_out_executor
 
     def _read_catalogs(self, item_ids: Sequence[str]) -> tuple[dict[str, State], State]:
         pipe = self.client.pipeline(transaction=False)
@@ -281,66 +305,94 @@ class FeatureStore:
             for digest, trend, *counts in reply
         }
 
+    def _user_parts(
+        self,
+        events: Sequence[Event],
+        statuses: Sequence[EventStatus],
+        raw_states: Sequence[Any],
+        catalogs: Mapping[str, State],
+        totals: State,
+    ) -> list[_UserPart | ItemAttributes]:
+        # The shop counts depend on the event time only through its buckets.
+        shop_by_buckets: dict[tuple[int, ...], dict[str, float]] = {}
+        widths = [width for _, width, _ in _BUCKET_WIDTHS]
+        # ItemAttributes is frozen, so the events of an item share one.
+        attributes_by_item: dict[str, ItemAttributes] = {}
+        parts: list[_UserPart | ItemAttributes] = []
+        for event, status, raw_state in zip(events, statuses, raw_states, strict=True):
+            catalog = catalogs[event.item_id]
+            attributes = attributes_by_item.get(event.item_id)
+            if attributes is None:
+                attributes = _attributes(event.item_id, catalog)
+                attributes_by_item[event.item_id] = attributes
+            if status is EventStatus.DUPLICATE:
+                parts.append(attributes)
+                continue
+            at = event.event_timestamp
+            user_state = _decode_json(raw_state)
+            buckets = tuple([int(at // width) for width in widths])
+            shop = shop_by_buckets.get(buckets)
+            if shop is None:
+                shop = shop_by_buckets[buckets] = shop_counts(totals, at)
+            parts.append(
+                _UserPart(
+                    attributes,
+                    user_features(user_state, at, self.config),
+                    pair_features(user_state, event.item_id, catalog, event.price),
+                    shop,
+                )
+            )
+        return parts
+
     def _results(
         self,
         events: Sequence[Event],
         positions: Sequence[EventPosition] | None,
         digests: Sequence[str],
         statuses: Sequence[EventStatus],
-        snapshots: _Snapshots,
+        parts: Sequence[_UserPart | ItemAttributes],
+        items: Mapping[str, _ItemSnapshot],
+        catalogs: Mapping[str, State],
     ) -> list[AppliedResult]:
         missing = [
             event.item_id
             for event, digest, status in zip(events, digests, statuses, strict=True)
-            if status is EventStatus.REDELIVERED and digest not in snapshots.items
+            if status is EventStatus.REDELIVERED and digest not in items
         ]
         current = self._read_items(missing) if missing else {}
-        # The shop counts depend on the event time only through its buckets.
-        shop_by_buckets: dict[tuple[int, ...], dict[str, float]] = {}
-        widths = [width for _, width, _ in _BUCKET_WIDTHS]
-        attributes_by_item: dict[str, ItemAttributes] = {}
         results = []
         for index, event in enumerate(events):
             status = statuses[index]
             position = positions[index] if positions is not None else None
-            catalog = snapshots.catalogs[event.item_id]
-            # ItemAttributes is frozen, so the events of an item share one.
-            attributes = attributes_by_item.get(event.item_id)
-            if attributes is None:
-                attributes = _attributes(event.item_id, catalog)
-                attributes_by_item[event.item_id] = attributes
-            if status is EventStatus.DUPLICATE:
-                results.append(
-                    AppliedResult(event, status, {}, {}, position, attributes)
-                )
+            part = parts[index]
+            if not isinstance(part, _UserPart):
+                results.append(AppliedResult(event, status, {}, {}, position, part))
                 continue
             at = event.event_timestamp
-            user_state = snapshots.users[index]
-            buckets = tuple([int(at // width) for width in widths])
-            shop = shop_by_buckets.get(buckets)
-            if shop is None:
-                shop = shop_by_buckets[buckets] = shop_counts(snapshots.totals, at)
-            item = snapshots.items.get(digests[index])
+            catalog = catalogs[event.item_id]
+            item = items.get(digests[index])
             if item is None:
                 item_vector = item_features_with_shop(
-                    current.get(event.item_id, {}), catalog, shop, at, self.config
+                    current.get(event.item_id, {}), catalog, part.shop, at, self.config
                 )
             else:
                 item_vector = item_features_from_counts(
                     item_counts(item.counts),
                     item.trend_log_score,
                     catalog,
-                    shop,
+                    part.shop,
                     at,
                     self.config,
                 )
-            item_vector.update(
-                pair_features(user_state, event.item_id, catalog, event.price)
-            )
-            user_vector = user_features(user_state, at, self.config)
+            item_vector.update(part.pair_vector)
             results.append(
                 AppliedResult(
-                    event, status, user_vector, item_vector, position, attributes
+                    event,
+                    status,
+                    part.user_vector,
+                    item_vector,
+                    position,
+                    part.attributes,
                 )
             )
         return results
