@@ -5,6 +5,7 @@ Shape letters (B, C, S, F, T) are defined in ``models.multitask.features``.
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -20,6 +21,9 @@ __all__ = ["CandidateInput", "CandidateLike", "RankRequest", "Ranker"]
 
 # Catalog price inside item features, read when a candidate comes without one.
 _ITEM_PRICE_FEATURE = "item_price"
+
+# Items whose id hashes are remembered before the memo starts over.
+_MAX_MEMO_ITEMS = 500_000
 
 
 @dataclass(frozen=True)
@@ -79,6 +83,10 @@ class Ranker:
         self._model = model.eval()
         self._spec = spec
         self._hasher = IdHasher()
+        self._item_hash_memo: dict[
+            tuple[str, str | None, str | None], tuple[int, int, int]
+        ] = {}
+        self._get_item_values = operator.itemgetter(*spec.item_feature_names or ("",))
         self.model_version = model_version
         self.tasks: tuple[EventType, ...] = TASKS
 
@@ -130,37 +138,85 @@ class Ranker:
         """Build (B, S) id hashes and (B, F) raw numerics for all candidates.
 
         Columns follow the spec: user features, item features, then price.
+        Rows are gathered as tuples and copied into the arrays once per batch.
         """
         spec = self._spec
-        hasher = self._hasher
+        hash_id = self._hasher.hash
+        item_hashes = self._item_hashes
+        item_values = self._item_values
         user_width = len(spec.user_feature_names)
-        ids = np.empty((total, len(SPARSE_FIELDS)), dtype=np.int64)
-        numeric = np.empty((total, len(spec.numeric_names)), dtype=np.float32)
-        row = 0
+        id_rows: list[tuple[int, int, int, int]] = []
+        item_rows: list[tuple[float, ...]] = []
+        user_rows: list[list[float]] = []
+        counts: list[int] = []
         for request in requests:
             count = len(request.candidates)
             if count == 0:
                 continue
-            user_values = [
-                request.user_features.get(name, 0.0) for name in spec.user_feature_names
-            ]
-            numeric[row : row + count, :user_width] = user_values
-            ids[row : row + count, 0] = hasher.hash("user_id", request.user_id)
+            user_rows.append(
+                [
+                    request.user_features.get(name, 0.0)
+                    for name in spec.user_feature_names
+                ]
+            )
+            counts.append(count)
+            user_hash = hash_id("user_id", request.user_id)
             for given in request.candidates:
                 candidate = _as_input(given)
-                ids[row, 1] = hasher.hash("item_id", candidate.item_id)
-                ids[row, 2] = hasher.hash("category_id", candidate.category_id)
-                ids[row, 3] = hasher.hash("brand", candidate.brand)
-                features = candidate.item_features
-                item_values = [
-                    features.get(name, 0.0) for name in spec.item_feature_names
-                ]
-                item_values.append(
-                    candidate.price if candidate.price is not None else 0.0
+                id_rows.append(
+                    (
+                        user_hash,
+                        *item_hashes(
+                            candidate.item_id, candidate.category_id, candidate.brand
+                        ),
+                    )
                 )
-                numeric[row, user_width:] = item_values
-                row += 1
+                item_rows.append(
+                    (
+                        *item_values(candidate.item_features),
+                        candidate.price if candidate.price is not None else 0.0,
+                    )
+                )
+        ids = np.array(id_rows, dtype=np.int64).reshape(total, len(SPARSE_FIELDS))
+        numeric = np.empty((total, len(spec.numeric_names)), dtype=np.float32)
+        numeric[:, :user_width] = np.repeat(
+            np.array(user_rows, dtype=np.float32).reshape(len(counts), user_width),
+            counts,
+            axis=0,
+        )
+        numeric[:, user_width:] = np.array(item_rows, dtype=np.float32).reshape(
+            total, len(spec.numeric_names) - user_width
+        )
         return ids, numeric
+
+    def _item_hashes(
+        self, item_id: str, category_id: str | None, brand: str | None
+    ) -> tuple[int, int, int]:
+        """Return the item, category and brand hashes, from a per-item memo."""
+        key = (item_id, category_id, brand)
+        found = self._item_hash_memo.get(key)
+        if found is None:
+            hash_id = self._hasher.hash
+            found = (
+                hash_id("item_id", item_id),
+                hash_id("category_id", category_id),
+                hash_id("brand", brand),
+            )
+            if len(self._item_hash_memo) >= _MAX_MEMO_ITEMS:
+                self._item_hash_memo.clear()
+            self._item_hash_memo[key] = found
+        return found
+
+    def _item_values(self, features: Mapping[str, float]) -> tuple[float, ...]:
+        """Return the spec's item features in order; absent names read 0."""
+        names = self._spec.item_feature_names
+        if not names:
+            return ()
+        try:
+            values = self._get_item_values(features)
+        except KeyError:
+            return tuple(features.get(name, 0.0) for name in names)
+        return values if len(names) > 1 else (values,)
 
 
 # LIMITATION(L-42): a bare (item_id, features) pair has no category or brand,

@@ -1,0 +1,76 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from models.multitask.dataset import build_training_set
+from models.multitask.ranker import CandidateInput, Ranker, RankRequest
+from models.multitask.synthetic import generate_examples
+from models.multitask.train import TrainConfig, fit_feature_spec, train_new_model
+from tests.unit.models.multitask.conftest import TINY_BUCKETS, TINY_MODEL
+
+
+@pytest.fixture(scope="module")
+def ranker() -> Ranker:
+    dataset = build_training_set(generate_examples(300, user_count=10, item_count=30))
+    spec = fit_feature_spec(dataset, hash_buckets=TINY_BUCKETS)
+    model, _ = train_new_model(spec, TINY_MODEL, dataset, TrainConfig(epochs=1))
+    return Ranker(model, spec, "ranker-test")
+
+
+def _requests(ranker: Ranker) -> list[RankRequest]:
+    spec = ranker._spec
+    full = {
+        name: float(index + 1) for index, name in enumerate(spec.item_feature_names)
+    }
+    partial = dict(list(full.items())[:1])
+    user = {name: 0.5 for name in spec.user_feature_names}
+    return [
+        RankRequest("u1", user, [CandidateInput("i1", full, "c1", "b1", 9.0)]),
+        RankRequest("u2", {}, []),
+        RankRequest(
+            "u3",
+            {},
+            [
+                CandidateInput("i2", partial, None, "b2", None),
+                ("i3", {**full, "item_price": 4.0}),
+                ("i4", {}),
+            ],
+        ),
+    ]
+
+
+def test_encode_fills_absent_features_and_prices_with_zero(ranker: Ranker) -> None:
+    spec = ranker._spec
+    requests = _requests(ranker)
+
+    ids, numeric = ranker._encode(requests, 4)
+
+    user_width = len(spec.user_feature_names)
+    item_width = len(spec.item_feature_names)
+    assert ids.shape == (4, 4)
+    assert np.all(numeric[0, :user_width] == 0.5)
+    assert np.all(numeric[1:, :user_width] == 0.0)
+    assert numeric[0, user_width:].tolist() == [
+        *range(1, item_width + 1),
+        9.0,
+    ]
+    assert numeric[1, user_width + 1 : user_width + item_width].tolist() == [0.0] * (
+        item_width - 1
+    )
+    assert numeric[1, -1] == 0.0
+    assert numeric[2, -1] == 4.0
+    assert np.all(numeric[3] == 0.0)
+    assert len(set(ids[:, 0].tolist())) == 2
+
+
+def test_predict_many_equals_scoring_each_candidate_alone(ranker: Ranker) -> None:
+    requests = _requests(ranker)
+
+    together = ranker.predict_many(requests)
+
+    for request, probs in zip(requests, together, strict=True):
+        assert probs.shape == (len(request.candidates), 3)
+        for row, candidate in enumerate(request.candidates):
+            alone = ranker.predict(request.user_id, request.user_features, [candidate])
+            np.testing.assert_allclose(probs[row], alone[0], rtol=1e-6, atol=1e-7)
