@@ -37,8 +37,8 @@ from services.scorer.rules import RankedCandidate, RuleContext, apply_rules, is_
 from services.scorer.session_knn import SessionIndex
 from services.scorer.settings import ScorerSettings
 from services.scorer.surfaces import (
+    PromotionIndex,
     promotion_item_seeds,
-    rank_promotions,
     rank_reviews,
 )
 
@@ -90,6 +90,7 @@ class _Work:
     bundles: list[Candidate] = field(default_factory=list)
     extras: list[str] = field(default_factory=list)
     promotions: list[PromotionRecord] = field(default_factory=list)
+    active_promotions: list[int] = field(default_factory=list)
     ranked: dict[str, RankedCandidate] = field(default_factory=dict)
     vectors: FeatureVectors | None = None
     model_version: str = ""
@@ -124,6 +125,8 @@ class SlateBuilder:
         self._signals = signals
         self._heuristic = HeuristicRanker()
         self._clock = clock
+        self._promotion_index = PromotionIndex([])
+        self._promotions_read: list[PromotionRecord] | None = None
 
     def build(self, triggers: Sequence[Trigger]) -> list[list[Slate]]:
         """Return the slates of each trigger, in trigger order."""
@@ -179,14 +182,12 @@ class SlateBuilder:
         eligible = [entry for entry in work if entry.trigger.event_type in events]
         if not eligible:
             return
-        active = self._store.promotions()
+        index = self._promotions_index()
         per_rule = self._settings.surfaces.promotion_items_per_rule
         for entry in eligible:
-            at = entry.trigger.event_time
+            entry.active_promotions = index.active(entry.trigger.event_time)
             entry.promotions = [
-                promotion
-                for promotion in active
-                if promotion.starts_at.timestamp() <= at < promotion.ends_at.timestamp()
+                index.promotions[position] for position in entry.active_promotions
             ]
         items, categories = promotion_item_seeds(
             [promotion for entry in eligible for promotion in entry.promotions],
@@ -199,6 +200,15 @@ class SlateBuilder:
                 for category in promotion.category_ids[:per_rule]:
                     wanted.update(item_id for item_id, _ in trending.get(category, []))
             entry.extras = sorted(wanted)
+
+    def _promotions_index(self) -> PromotionIndex:
+        """Return the promotion index, rebuilt only when the promotions change."""
+        known = self._store.promotions()
+        if known is not self._promotions_read:
+            self._promotions_read = known
+            if tuple(known) != self._promotion_index.promotions:
+                self._promotion_index = PromotionIndex(known)
+        return self._promotion_index
 
     def _score(self, work: Sequence[_Work]) -> None:
         # LIMITATION(L-53): features, signals and scores go through one Python
@@ -350,8 +360,8 @@ class SlateBuilder:
                 for candidate in entry.ranked.values()
                 if not is_excluded(candidate.item_id, context, rules)
             ]
-            ranked = rank_promotions(
-                entry.promotions,
+            ranked = self._promotion_index.rank(
+                entry.active_promotions,
                 pool,
                 vectors.attributes,
                 self._settings.weights.affinity,

@@ -16,6 +16,7 @@ from services.scorer.protocols import ItemAttributes
 from services.scorer.rules import RankedCandidate
 
 __all__ = [
+    "PromotionIndex",
     "RankedPromotion",
     "RankedReview",
     "is_eligible",
@@ -120,35 +121,106 @@ def rank_promotions(
         affinity_weight: weight of the online affinity against p(purchase).
         size: the maximum number of promotions to return.
     """
-    # One sort per user; each promotion then walks the pool from the top.
-    values = sorted(
-        (
-            (candidate.task_probs[2] + affinity_weight * candidate.affinity, candidate)
-            for candidate in pool
-            if candidate.item_id in attributes
-        ),
-        key=lambda pair: (-pair[0], pair[1].item_id),
-    )
-    options = []
-    for promotion in promotions:
-        rule = _Eligibility.of(promotion)
-        eligible = [pair for pair in values if rule.admits(attributes[pair[1].item_id])]
-        if eligible:
-            options.append((promotion, eligible))
-    options.sort(key=lambda option: (-option[1][0][0], option[0].promotion_id))
+    index = PromotionIndex(promotions)
+    return index.rank(range(len(promotions)), pool, attributes, affinity_weight, size)
 
-    ranked = []
-    taken: set[str] = set()
-    for promotion, eligible in options:
-        choice = next((pair for pair in eligible if pair[1].item_id not in taken), None)
-        if choice is None:
-            continue
-        value, candidate = choice
-        taken.add(candidate.item_id)
-        score = value * (1.0 + promotion.discount_percent / 100.0)
-        ranked.append(RankedPromotion(promotion, candidate, score))
-    ranked.sort(key=lambda entry: (-entry.score, entry.promotion.promotion_id))
-    return ranked[:size]
+
+class PromotionIndex:
+    """Known promotions prepared once per catalog change, for many events.
+
+    Validity windows are kept as Unix seconds and eligibility lists as sets,
+    and the promotions each item qualifies for are remembered per item, so an
+    event costs one lookup per candidate instead of one test per candidate
+    and promotion.
+
+    Args:
+        promotions: every known promotion; positions in this sequence name them.
+        max_items: items whose eligibility is remembered before the memo restarts.
+    """
+
+    def __init__(
+        self, promotions: Sequence[PromotionRecord], max_items: int = 200_000
+    ) -> None:
+        self.promotions = tuple(promotions)
+        self._windows = [
+            (promotion.starts_at.timestamp(), promotion.ends_at.timestamp())
+            for promotion in self.promotions
+        ]
+        self._rules = [_Eligibility.of(promotion) for promotion in self.promotions]
+        self._max_items = max_items
+        self._eligible: dict[tuple[str, str | None, str | None], tuple[int, ...]] = {}
+
+    def active(self, at: float) -> list[int]:
+        """Return the positions of the promotions valid at ``at`` (Unix s)."""
+        return [
+            position
+            for position, (starts, ends) in enumerate(self._windows)
+            if starts <= at < ends
+        ]
+
+    def eligible(self, attributes: ItemAttributes) -> tuple[int, ...]:
+        """Return the positions of the promotions an item qualifies for."""
+        key = (attributes.item_id, attributes.category_id, attributes.brand)
+        found = self._eligible.get(key)
+        if found is None:
+            found = tuple(
+                position
+                for position, rule in enumerate(self._rules)
+                if rule.admits(attributes)
+            )
+            if len(self._eligible) >= self._max_items:
+                self._eligible.clear()
+            self._eligible[key] = found
+        return found
+
+    def rank(
+        self,
+        positions: Sequence[int],
+        pool: Sequence[RankedCandidate],
+        attributes: Mapping[str, ItemAttributes],
+        affinity_weight: float,
+        size: int,
+    ) -> list[RankedPromotion]:
+        """Rank the promotions at ``positions`` as :func:`rank_promotions` does."""
+        # One sort per user; each promotion then takes its items from the top.
+        values = sorted(
+            (
+                (
+                    candidate.task_probs[2] + affinity_weight * candidate.affinity,
+                    candidate,
+                )
+                for candidate in pool
+                if candidate.item_id in attributes
+            ),
+            key=lambda pair: (-pair[0], pair[1].item_id),
+        )
+        wanted = set(positions)
+        eligible: dict[int, list[tuple[float, RankedCandidate]]] = {}
+        for pair in values:
+            for position in self.eligible(attributes[pair[1].item_id]):
+                if position in wanted:
+                    eligible.setdefault(position, []).append(pair)
+        options = [
+            (self.promotions[position], eligible[position])
+            for position in positions
+            if position in eligible
+        ]
+        options.sort(key=lambda option: (-option[1][0][0], option[0].promotion_id))
+
+        ranked = []
+        taken: set[str] = set()
+        for promotion, items in options:
+            choice = next(
+                (pair for pair in items if pair[1].item_id not in taken), None
+            )
+            if choice is None:
+                continue
+            value, candidate = choice
+            taken.add(candidate.item_id)
+            score = value * (1.0 + promotion.discount_percent / 100.0)
+            ranked.append(RankedPromotion(promotion, candidate, score))
+        ranked.sort(key=lambda entry: (-entry.score, entry.promotion.promotion_id))
+        return ranked[:size]
 
 
 def _helpfulness(review: ReviewRecord) -> float:

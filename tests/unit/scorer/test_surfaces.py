@@ -5,7 +5,12 @@ from datetime import UTC, datetime
 from schemas.features import ItemAttributes
 from schemas.recommendations import CandidateSource
 from services.scorer.rules import RankedCandidate
-from services.scorer.surfaces import is_eligible, rank_promotions, rank_reviews
+from services.scorer.surfaces import (
+    PromotionIndex,
+    is_eligible,
+    rank_promotions,
+    rank_reviews,
+)
 
 EVENT_TIME = datetime(2019, 10, 1, 12, tzinfo=UTC).timestamp()
 
@@ -139,3 +144,41 @@ def test_rank_promotions_shows_each_item_for_one_promotion_only(make_promotion) 
     ranked = rank_promotions(promotions, pool, attributes, 0.0, 5)
 
     assert [entry.item.item_id for entry in ranked] == ["best", "second"]
+
+
+def test_promotion_index_ranks_only_the_active_promotions(make_promotion) -> None:
+    promotions = [
+        make_promotion(
+            promotion_id="old",
+            starts_at=datetime(2019, 9, 20, tzinfo=UTC),
+            ends_at=datetime(2019, 10, 1, tzinfo=UTC),
+        ),
+        make_promotion(promotion_id="phones", category_ids=["phones"]),
+        make_promotion(promotion_id="all"),
+    ]
+    index = PromotionIndex(promotions)
+    attributes = {
+        "phone": ItemAttributes("phone", category_id="phones"),
+        "toy": ItemAttributes("toy", category_id="toys"),
+    }
+    pool = [_candidate("phone", 0.3), _candidate("toy", 0.2)]
+
+    active = index.active(EVENT_TIME)
+    ranked = index.rank(active, pool, attributes, 0.0, 5)
+
+    assert active == [1, 2]
+    assert ranked == rank_promotions(promotions[1:], pool, attributes, 0.0, 5)
+    assert [(entry.promotion.promotion_id, entry.item.item_id) for entry in ranked] == [
+        ("all", "phone")
+    ]
+
+
+def test_promotion_index_rechecks_an_item_whose_category_changed(
+    make_promotion,
+) -> None:
+    index = PromotionIndex([make_promotion(category_ids=["phones"])])
+
+    before = index.eligible(ItemAttributes("a", category_id="phones"))
+    after = index.eligible(ItemAttributes("a", category_id="toys"))
+
+    assert (before, after) == ((0,), ())
