@@ -47,6 +47,29 @@ class _CachedItem:
     catalog: State
     attributes: ItemAttributes
     expires_at: float
+    price: float | None = None
+    category: str | None = None
+    brand: str | None = None
+
+    @classmethod
+    def of(
+        cls,
+        vector: dict[str, float],
+        catalog: State,
+        attributes: ItemAttributes,
+        expires_at: float,
+    ) -> _CachedItem:
+        """Cache an item, parsing the catalog fields that pair features read."""
+        price = float(catalog["price"]) if "price" in catalog else None
+        return cls(
+            vector,
+            catalog,
+            attributes,
+            expires_at,
+            price,
+            catalog.get("category"),
+            catalog.get("brand"),
+        )
 
 
 class _PairContext:
@@ -75,19 +98,19 @@ class _PairContext:
             else 0.0
         )
 
-    def features(self, item_id: str, catalog: State) -> dict[str, float]:
-        """Return the pair features of this user and one item."""
+    def features(self, item_id: str, item: _CachedItem) -> dict[str, float]:
+        """Return the pair features of this user and one cached item."""
         zscore = 0.0
-        if "price" in catalog and self._price_count >= 2:
+        if item.price is not None and self._price_count >= 2:
             scale = max(self._price_std, 1e-6 + 0.01 * self._price_mean)
-            zscore = (float(catalog["price"]) - self._price_mean) / scale
+            zscore = (item.price - self._price_mean) / scale
             zscore = max(-_MAX_PRICE_ZSCORE, min(_MAX_PRICE_ZSCORE, zscore))
         return {
             "pair_category_affinity": _share(
-                self._categories, self._strongest_category, catalog.get("category")
+                self._categories, self._strongest_category, item.category
             ),
             "pair_brand_affinity": _share(
-                self._brands, self._strongest_brand, catalog.get("brand")
+                self._brands, self._strongest_brand, item.brand
             ),
             "pair_price_zscore": zscore,
             "pair_recent_event_count": float(self._recent.get(item_id, 0)),
@@ -222,10 +245,7 @@ class RedisCandidateStore:
             vectors = {}
             for item_id in dict.fromkeys(item_ids):
                 cached = items[item_id]
-                vectors[item_id] = {
-                    **cached.vector,
-                    **pairs.features(item_id, cached.catalog),
-                }
+                vectors[item_id] = cached.vector | pairs.features(item_id, cached)
             results.append(
                 FeatureVectors(
                     user=user_features(state, at, self._config),
@@ -318,7 +338,7 @@ class RedisCandidateStore:
             state = decode_hash(replies[1 + 2 * index])
             catalog = decode_hash(replies[2 + 2 * index])
             vector = item_features(state, catalog, totals, at, self._config)
-            cached = _CachedItem(
+            cached = _CachedItem.of(
                 vector,
                 catalog,
                 attributes_from_catalog(item_id, catalog),

@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from services.common.redis_features import pair_features
-from services.scorer.store import _PairContext
+from services.common.redis_features import attributes_from_catalog, pair_features
+from services.scorer.store import _CachedItem, _PairContext
 
 USER_STATE = {
     "C:phones": "4.0",
@@ -25,13 +25,17 @@ CATALOGS = [
 ]
 
 
+def _cached(item_id: str, catalog: dict[str, str]) -> _CachedItem:
+    return _CachedItem.of({}, catalog, attributes_from_catalog(item_id, catalog), 0.0)
+
+
 @pytest.mark.parametrize(("item_id", "catalog"), CATALOGS)
 def test_pair_context_matches_feature_store_pair_features(
     item_id: str, catalog: dict[str, str]
 ) -> None:
     expected = pair_features(USER_STATE, item_id, catalog)
 
-    found = _PairContext(USER_STATE).features(item_id, catalog)
+    found = _PairContext(USER_STATE).features(item_id, _cached(item_id, catalog))
 
     assert found == pytest.approx(expected)
 
@@ -39,6 +43,7 @@ def test_pair_context_matches_feature_store_pair_features(
 def test_pair_context_handles_user_without_history() -> None:
     expected = pair_features({}, "i1", {"category": "phones", "price": "1.0"})
 
-    found = _PairContext({}).features("i1", {"category": "phones", "price": "1.0"})
+    catalog = {"category": "phones", "price": "1.0"}
+    found = _PairContext({}).features("i1", _cached("i1", catalog))
 
     assert found == expected
