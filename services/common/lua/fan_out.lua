@@ -105,25 +105,6 @@ local function queue_bump(key, member, log_weight)
   touched[key] = config.item_ttl
 end
 
--- Item hashes: key -> {fields = current fields, dirty = {field -> true}}.
-local items = {}
-local item_order = {}
-
-local function load_item(key)
-  local item = items[key]
-  if item == nil then
-    local flat = redis.call('HGETALL', key)
-    local fields = {}
-    for i = 1, #flat, 2 do
-      fields[flat[i]] = flat[i + 1]
-    end
-    item = {fields = fields, dirty = {}}
-    items[key] = item
-    item_order[#item_order + 1] = key
-  end
-  return item
-end
-
 -- Bucket fields ('cm5232985': type code, window code, bucket index), parsed
 -- once per name: {slot of the count, window position, index}, or false.
 local slot_of = {}
@@ -149,6 +130,31 @@ local function parse_bucket(field)
   return bucket
 end
 
+-- Item hashes: key -> {fields = current fields, dirty = {field -> true},
+-- buckets = {bucket field -> {parsed bucket, count as a number}}}.
+local items = {}
+local item_order = {}
+
+local function load_item(key)
+  local item = items[key]
+  if item == nil then
+    local flat = redis.call('HGETALL', key)
+    local fields = {}
+    local buckets = {}
+    for i = 1, #flat, 2 do
+      fields[flat[i]] = flat[i + 1]
+      local bucket = parse_bucket(flat[i])
+      if bucket then
+        buckets[flat[i]] = {bucket, tonumber(flat[i + 1])}
+      end
+    end
+    item = {fields = fields, dirty = {}, buckets = buckets}
+    items[key] = item
+    item_order[#item_order + 1] = key
+  end
+  return item
+end
+
 -- Floor division as Python computes it for floats, so the windows end at
 -- the same bucket as in the vectors computed from a whole hash.
 local function floor_div(value, width)
@@ -164,8 +170,9 @@ local function floor_div(value, width)
   return floored
 end
 
--- The item's counts per slot at ``time`` and the names of its bucket fields.
-local function window_counts(fields, time)
+-- The item's counts per slot at ``time``, and the names of its bucket fields
+-- when ``with_names`` is set.
+local function window_counts(buckets, time, with_names)
   local low, high = {}, {}
   for position, window in ipairs(windows) do
     high[position] = floor_div(time, window[2])
@@ -176,14 +183,14 @@ local function window_counts(fields, time)
     counts[slot] = 0
   end
   local names = {}
-  for field, value in pairs(fields) do
-    local bucket = parse_bucket(field)
-    if bucket then
+  for field, entry in pairs(buckets) do
+    local bucket = entry[1]
+    local position, index = bucket[2], bucket[3]
+    if low[position] < index and index <= high[position] then
+      counts[bucket[1]] = counts[bucket[1]] + entry[2]
+    end
+    if with_names then
       names[#names + 1] = field
-      local position, index = bucket[2], bucket[3]
-      if low[position] < index and index <= high[position] then
-        counts[bucket[1]] = counts[bucket[1]] + tonumber(value)
-      end
     end
   end
   return counts, names
@@ -193,22 +200,29 @@ local function apply_item(key, code, time)
   local item = load_item(key)
   local fields = item.fields
   local dirty = item.dirty
-  local counts, bucket_names = window_counts(fields, time)
-  local before = {counts = counts, lt = fields['lt'], tr = fields['tr']}
-  local last = tonumber(before['lt'])
+  local buckets = item.buckets
+  local last = tonumber(fields['lt'])
   local newest = math.max(last or time, time)
-  if last == nil or time >= last - longest then
-    for _, window in ipairs(windows) do
-      local field = code .. window[1] .. math.floor(time / window[2])
-      fields[field] = tostring((tonumber(fields[field]) or 0) + 1)
-      dirty[field] = true
-    end
-  end
   -- Buckets can only fall out of a window when the newest time enters a new
   -- bucket of the narrowest window, so most events skip the scan. Only the
   -- fields present before the event are checked.
   local narrowest = windows[1][2]
-  if last ~= nil and math.floor(newest / narrowest) == math.floor(last / narrowest) then
+  local prune = last == nil or math.floor(newest / narrowest) ~= math.floor(last / narrowest)
+  local counts, bucket_names = window_counts(buckets, time, prune)
+  local before = {counts = counts, lt = fields['lt'], tr = fields['tr']}
+  if last == nil or time >= last - longest then
+    for _, window in ipairs(windows) do
+      local field = code .. window[1] .. math.floor(time / window[2])
+      local count = (tonumber(fields[field]) or 0) + 1
+      fields[field] = tostring(count)
+      dirty[field] = true
+      local bucket = parse_bucket(field)
+      if bucket then
+        buckets[field] = {bucket, count}
+      end
+    end
+  end
+  if not prune then
     return item, before, newest
   end
   for _, field in ipairs(bucket_names) do
@@ -216,6 +230,7 @@ local function apply_item(key, code, time)
     local window = windows[bucket[2]]
     if bucket[3] <= math.floor(newest / window[2]) - window[3] then
       fields[field] = nil
+      buckets[field] = nil
       dirty[field] = true
     end
   end
