@@ -18,8 +18,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+import httpx
 import redis
 from confluent_kafka import Consumer, KafkaError
+from prometheus_client.parser import text_string_to_metric_families
+from pydantic import SecretStr
 from tqdm import tqdm
 
 from models.registry import ModelAnnouncement
@@ -85,7 +88,7 @@ def _run_pipeline(
     redis_server: LocalServer,
 ) -> int:
     kafka = KafkaSettings(bootstrap=broker.address)
-    redis_settings = RedisSettings(url=f"redis://{redis_server.address}/0")
+    redis_settings = RedisSettings(url=SecretStr(f"redis://{redis_server.address}/0"))
     topics = load_settings(TopicSettings)
     create_topics(kafka, standard_topics(topics))
 
@@ -100,7 +103,10 @@ def _run_pipeline(
         f"{split} events before the first model is trained"
     )
 
-    environment = _service_environment(kafka, redis_settings, state_dir)
+    environment = _service_environment(kafka, redis_settings, state_dir, split)
+    metrics_url = (
+        f"http://127.0.0.1:{environment['CARTWHEEL_TRAINER_METRICS_PORT']}/metrics"
+    )
     with Supervisor(state_dir / "logs", environment) as supervisor:
         supervisor.start("catalog", "services.features")
         supervisor.start("hotpath", "services.hotpath")
@@ -119,39 +125,40 @@ def _run_pipeline(
         _say(f"catalog published: {dict(catalog)} (promotions and reviews generated)")
 
         counter = _SlateCounter(kafka, topics.recommendations("products"))
-        started = time.monotonic()
-        warmup = replayer.replay_events(events[:split], source=f"dataset:{run.dataset}")
-        counter.wait_for(
-            warmup.events_published,
-            "warm-up slice",
-            settings.catch_up_timeout_seconds,
-            supervisor.check,
-        )
+        first_refresh = _FirstRefresh(kafka, topics.models, metrics_url)
+        try:
+            started = time.monotonic()
+            warmup = replayer.replay_events(
+                events[:split], source=f"dataset:{run.dataset}"
+            )
+            counter.wait_for(
+                warmup.events_published,
+                "warm-up slice",
+                settings.catch_up_timeout_seconds,
+                supervisor.check,
+            )
 
-        _say("training the first multi-task model on the warm-up slice")
-        announced = _ModelAnnouncements(kafka, topics.models)
-        client = redis.Redis.from_url(redis_settings.url.get_secret_value())
-        request_retrain(
-            client,
-            redis_settings.key_prefix,
-            reason="demo warm-up finished",
-            detected_at=datetime.now(UTC),
-        )
-        model_version = announced.wait(
-            settings.training_timeout_seconds, supervisor.check
-        )
-        _say(f"model promoted: {model_version}")
+            _say("training the first multi-task model on the warm-up slice")
+            _request_training(redis_settings)
+            model_version = first_refresh.wait(
+                settings.training_timeout_seconds, supervisor.check
+            )
+            _say(f"first model: {model_version}")
 
-        rest = replayer.replay_events(events[split:], source=f"dataset:{run.dataset}")
-        counter.wait_for(
-            warmup.events_published + rest.events_published,
-            "whole replay",
-            settings.catch_up_timeout_seconds,
-            supervisor.check,
-        )
-        elapsed = time.monotonic() - started
-        processed = warmup.events_published + rest.events_published
-        throughput = processed / elapsed
+            rest = replayer.replay_events(
+                events[split:], source=f"dataset:{run.dataset}"
+            )
+            processed = warmup.events_published + rest.events_published
+            counter.wait_for(
+                processed,
+                "whole replay",
+                settings.catch_up_timeout_seconds,
+                supervisor.check,
+            )
+            elapsed = time.monotonic() - started
+        finally:
+            counter.close()
+            first_refresh.close()
         _say(f"{processed} events turned into slates in {elapsed:.1f} s")
 
         _say("evaluating slates and baselines")
@@ -163,20 +170,42 @@ def _run_pipeline(
         )
         evaluator = PrequentialEvaluator(evaluation)
         read_topics(evaluator, evaluation)
-        result = evaluator.evaluate(throughput)
+        result = evaluator.evaluate(processed / elapsed)
         files = write_report(result, settings.report_dir)
-        client.close()
-        counter.close()
-        announced.close()
 
-    print("\n".join([*summary_lines(result), f"report: {files.markdown.resolve()}"]))
+    lines = [
+        f"first multi-task model: {model_version}",
+        *summary_lines(result),
+        f"report: {files.markdown.resolve()}",
+    ]
+    sys.stdout.write("\n".join(lines) + "\n")
     return 0
 
 
+def _request_training(redis_settings: RedisSettings) -> None:
+    client = redis.Redis.from_url(redis_settings.url.get_secret_value())
+    try:
+        request_retrain(
+            client,
+            redis_settings.key_prefix,
+            reason="demo warm-up finished",
+            detected_at=datetime.now(UTC),
+        )
+    finally:
+        client.close()
+
+
 def _service_environment(
-    kafka: KafkaSettings, redis_settings: RedisSettings, state_dir: Path
+    kafka: KafkaSettings,
+    redis_settings: RedisSettings,
+    state_dir: Path,
+    warmup_events: int,
 ) -> dict[str, str]:
-    """Point every child at the demo's servers and give each a free metrics port."""
+    """Point every child at the demo's servers and give each a free metrics port.
+
+    The trainer may train on half of the warm-up slice, so a short replay
+    (``--limit``) still produces a first model.
+    """
     return {
         "CARTWHEEL_KAFKA_BOOTSTRAP": kafka.bootstrap,
         "CARTWHEEL_REDIS_URL": redis_settings.url.get_secret_value(),
@@ -187,7 +216,9 @@ def _service_environment(
         "CARTWHEEL_API_PORT": str(find_free_port()),
         "CARTWHEEL_TRAINER_REGISTRY_DIR": str(state_dir / "models"),
         "CARTWHEEL_TRAINER_MODEL_NAME": _MODEL_NAME,
+        "CARTWHEEL_TRAINER_MIN_EXAMPLES": str(min(1000, max(100, warmup_events // 2))),
         "CARTWHEEL_LEARNER_CHECKPOINT_DIR": str(state_dir / "learner"),
+        "CARTWHEEL_FEEDBACK_DATA_DIR": str(state_dir / "feedback"),
     }
 
 
@@ -231,37 +262,63 @@ class _SlateCounter:
         self._consumer.close()
 
 
-class _ModelAnnouncements:
-    """Waits for the first model announcement on the ``models`` topic."""
+class _FirstRefresh:
+    """Waits for the trainer's first refresh: a promoted model, or why there is none.
 
-    def __init__(self, kafka: KafkaSettings, topic: str) -> None:
+    A promotion shows on the ``models`` topic; any other outcome (skipped,
+    rejected, failed) only in the trainer's refresh counter on /metrics.
+    """
+
+    def __init__(self, kafka: KafkaSettings, topic: str, metrics_url: str) -> None:
         group = f"cartwheel-demo-models-{time.time_ns()}"
         self._consumer = Consumer(consumer_config(kafka, group, fetch_wait_ms=50))
         self._consumer.subscribe([topic])
+        self._metrics_url = metrics_url
 
     def wait(self, timeout_seconds: float, check: Callable[[], None]) -> str:
+        """Return the promoted model_version, or ``"none: <outcome>"``."""
         deadline = time.monotonic() + timeout_seconds
         while time.monotonic() < deadline:
             check()
             message = self._consumer.poll(0.5)
-            if message is None:
-                continue
-            error = message.error()
-            if error is not None and error.code() != KafkaError._PARTITION_EOF:
-                raise InfrastructureError(
-                    f"reading model announcements failed: {error}"
-                )
-            if error is None:
-                announcement = ModelAnnouncement.model_validate_json(message.value())
-                return announcement.model_version
+            if message is not None:
+                error = message.error()
+                if error is None:
+                    announcement = ModelAnnouncement.model_validate_json(
+                        message.value() or b""
+                    )
+                    return announcement.model_version
+                if error.code() != KafkaError._PARTITION_EOF:
+                    raise InfrastructureError(
+                        f"reading model announcements failed: {error}"
+                    )
+            outcome = self._unpromoted_outcome()
+            if outcome is not None:
+                return f"none: the trainer's refresh was {outcome}"
         raise InfrastructureError(
-            f"no model was announced within {timeout_seconds:.0f} s; "
+            f"the trainer did not finish a refresh within {timeout_seconds:.0f} s; "
             "see the trainer's log"
         )
+
+    def _unpromoted_outcome(self) -> str | None:
+        try:
+            text = httpx.get(self._metrics_url, timeout=2.0).text
+        except httpx.HTTPError:
+            return None
+        for family in text_string_to_metric_families(text):
+            if family.name != "cartwheel_trainer_refreshes":
+                continue
+            for sample in family.samples:
+                outcome = sample.labels.get("outcome")
+                is_total = sample.name.endswith("_total")
+                if is_total and outcome != "promoted" and sample.value > 0:
+                    return outcome
+        return None
 
     def close(self) -> None:
         self._consumer.close()
 
 
 def _say(line: str) -> None:
-    print(f"demo: {line}", file=sys.stderr, flush=True)
+    sys.stderr.write(f"demo: {line}\n")
+    sys.stderr.flush()
