@@ -76,9 +76,10 @@ def verdict_sentence(result: EvaluationResult) -> str:
     clean = _verdict_text(result.verdict_without_lookahead, "on the other events")
     return (
         f"{sentence} {lookahead} of {result.inputs.scored_events} scored events "
-        f"({share:.0%}) reached Cartwheel before the slate they are scored against "
-        "was published, so that slate may list what it saw; replay slower or "
-        f"with smaller batches to reduce that. {clean}"
+        f"({share:.0%}) were read by Cartwheel before the slate they are scored "
+        "against was published, because the hot path reads in batches. It scores "
+        "each event before it applies the same user's later events, so those "
+        f"slates did not use them. {clean}"
     )
 
 
