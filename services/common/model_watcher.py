@@ -28,7 +28,13 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPartition
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    Consumer,
+    KafkaException,
+    Message,
+    TopicPartition,
+)
 from prometheus_client import Counter, Histogram
 from pydantic import ValidationError
 
@@ -175,7 +181,7 @@ class ModelWatcher:
         finally:
             consumer.close()
 
-    def _newest_announcement(self, messages: list) -> ModelAnnouncement | None:  # type: ignore[type-arg]
+    def _newest_announcement(self, messages: list[Message]) -> ModelAnnouncement | None:
         # Only the last announcement of a batch matters: older versions in the
         # same batch were superseded before anyone could use them.
         newest = None
