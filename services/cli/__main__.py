@@ -35,6 +35,7 @@ AREAS: tuple[str, ...] = (
     "services.feedback.cli",
     "services.evaluation.cli",
     "services.demo.cli",
+    "services.cli.config",
 )
 
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")

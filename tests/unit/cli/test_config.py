@@ -1,0 +1,22 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+from services.cli.config import describe_settings
+
+CONFIGURATION_PAGE = Path(__file__).parents[3] / "docs" / "configuration.md"
+
+
+def test_configuration_page_matches_settings_classes() -> None:
+    page = CONFIGURATION_PAGE.read_text(encoding="utf-8")
+
+    assert page.endswith(describe_settings()), (
+        "docs/configuration.md is stale; regenerate its tables with 'cartwheel config'"
+    )
+
+
+def test_describe_settings_lists_nested_scorer_variable() -> None:
+    text = describe_settings()
+
+    assert "`CARTWHEEL_SCORER_RULES__MAX_PER_CATEGORY`" in text
+    assert "`CARTWHEEL_KAFKA_BOOTSTRAP` | `127.0.0.1:19092`" in text
