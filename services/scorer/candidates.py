@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from schemas.events import EventType
 from schemas.features import ItemAttributes, RecentItem
@@ -44,9 +45,12 @@ SOURCE_WEIGHTS: dict[CandidateSource, float] = {
 }
 
 
-@dataclass(frozen=True)
-class Candidate:
-    """An item proposed for ranking, with the source that proposed it."""
+class Candidate(NamedTuple):
+    """An item proposed for ranking, with the source that proposed it.
+
+    A named tuple rather than a frozen dataclass: every event makes about a
+    hundred, and a tuple is built several times faster.
+    """
 
     item_id: str
     source: CandidateSource

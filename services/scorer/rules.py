@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 
@@ -20,11 +21,12 @@ from services.scorer.settings import RuleSettings
 __all__ = ["RankedCandidate", "RuleContext", "apply_rules", "is_excluded"]
 
 
-@dataclass(frozen=True)
-class RankedCandidate:
+class RankedCandidate(NamedTuple):
     """A scored candidate with blended task probabilities and online affinity.
 
     ``task_probs`` contains p(click), p(cart_add) and p(purchase) in that order.
+    A named tuple rather than a frozen dataclass: every event makes about a
+    hundred, and a tuple is built several times faster.
     """
 
     item_id: str
