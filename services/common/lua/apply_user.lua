@@ -71,20 +71,51 @@ local function format_affinity(value)
   return string.format('%.6g', value)
 end
 
--- The state as JSON, without the dedupe digests (binary).
+-- The stored text of each affinity ('C:' or 'B:' prefix, then the name)
+-- beside its number, so a snapshot formats nothing. Text written by
+-- format_affinity reads back to the same text for every normal number, and
+-- anything else is formatted again.
+local smallest_normal = 2.2250738585072014e-308
+local affinity_text = {['C:'] = {}, ['B:'] = {}}
+
+local function set_affinity(prefix, name, text)
+  local value = tonumber(text)
+  affinity[prefix][name] = value
+  if value ~= 0 and value < smallest_normal then
+    text = format_affinity(value)
+  end
+  affinity_text[prefix][name] = {prefix .. name, text}
+end
+
+local function drop_affinity(prefix, name)
+  affinity[prefix][name] = nil
+  affinity_text[prefix][name] = nil
+end
+
+for prefix, entries in pairs(affinity) do
+  for name, value in pairs(entries) do
+    affinity_text[prefix][name] = {prefix .. name, format_affinity(value)}
+  end
+end
+
+-- The state as JSON, without the dedupe digests (binary). The affinities are
+-- added to the state table only while it is encoded.
 local function snapshot()
-  local out = {}
-  for field, value in pairs(state) do
-    if field ~= 'd' then
-      out[field] = value
+  local digests = state['d']
+  state['d'] = nil
+  for _, texts in pairs(affinity_text) do
+    for _, entry in pairs(texts) do
+      state[entry[1]] = entry[2]
     end
   end
-  for prefix, entries in pairs(affinity) do
-    for name, value in pairs(entries) do
-      out[prefix .. name] = format_affinity(value)
+  local encoded = cjson.encode(state)
+  for _, texts in pairs(affinity_text) do
+    for _, entry in pairs(texts) do
+      state[entry[1]] = nil
     end
   end
-  return cjson.encode(out)
+  state['d'] = digests
+  return encoded
 end
 
 -- Digests are 5 bytes each, so only a match that starts on a multiple of 5
@@ -156,13 +187,40 @@ end
 -- of them to its own time, an older one adds its weight already decayed.
 -- Values are rounded after every step exactly as they are stored, so the
 -- result does not depend on how events are split across calls.
+local function update_affinity(prefix, name, weight)
+  if name == '' then
+    return
+  end
+  local entries = affinity[prefix]
+  set_affinity(prefix, name, format_affinity((entries[name] or 0) + weight))
+  local count = 0
+  for _ in pairs(entries) do
+    count = count + 1
+  end
+  if count > max_affinity then
+    local ranked = {}
+    for entry, value in pairs(entries) do
+      ranked[#ranked + 1] = {entry, value}
+    end
+    table.sort(ranked, function(a, b)
+      if a[2] == b[2] then
+        return a[1] > b[1]
+      end
+      return a[2] > b[2]
+    end)
+    for i = max_affinity + 1, #ranked do
+      drop_affinity(prefix, ranked[i][1])
+    end
+  end
+end
+
 local function add_affinity(name, brand, weight, time)
   local anchor = tonumber(state['at']) or time
   if time > anchor then
     local factor = math.exp(-(time - anchor) / tau)
-    for _, entries in pairs(affinity) do
+    for prefix, entries in pairs(affinity) do
       for entry, value in pairs(entries) do
-        entries[entry] = tonumber(format_affinity(value * factor))
+        set_affinity(prefix, entry, format_affinity(value * factor))
       end
     end
     anchor = time
@@ -170,27 +228,8 @@ local function add_affinity(name, brand, weight, time)
     weight = weight * math.exp(-(anchor - time) / tau)
   end
   state['at'] = string.format('%.17g', anchor)
-  for prefix, value_name in pairs({['C:'] = name, ['B:'] = brand}) do
-    if value_name ~= '' then
-      local entries = affinity[prefix]
-      entries[value_name] = tonumber(format_affinity((entries[value_name] or 0) + weight))
-      local ranked = {}
-      for entry, value in pairs(entries) do
-        ranked[#ranked + 1] = {entry, value}
-      end
-      if #ranked > max_affinity then
-        table.sort(ranked, function(a, b)
-          if a[2] == b[2] then
-            return a[1] > b[1]
-          end
-          return a[2] > b[2]
-        end)
-        for i = max_affinity + 1, #ranked do
-          entries[ranked[i][1]] = nil
-        end
-      end
-    end
-  end
+  update_affinity('C:', name, weight)
+  update_affinity('B:', brand, weight)
 end
 
 local function add_price(price)
