@@ -31,6 +31,7 @@ AREAS: tuple[str, ...] = (
     "services.features.cli",
     "services.hotpath.cli",
     "services.learner.cli",
+    "services.trainer.cli",
     "services.api.cli",
     "services.feedback.cli",
     "services.evaluation.cli",
