@@ -131,7 +131,9 @@ local function parse_bucket(field)
 end
 
 -- Item hashes: key -> {fields = current fields, dirty = {field -> true},
--- buckets = {bucket field -> {parsed bucket, count as a number}}}.
+-- buckets = {bucket field -> {parsed bucket, count as a number}}}. Values
+-- changed in this call stay numbers until they are written, because
+-- converting numbers to and from text is a large part of the script's time.
 local items = {}
 local item_order = {}
 
@@ -196,6 +198,32 @@ local function window_counts(buckets, time, with_names)
   return counts, names
 end
 
+-- Bucket field names by type code, window code and bucket index.
+local name_cache = {}
+
+local function bucket_name(code, window_code, index)
+  local names = name_cache[code .. window_code]
+  if names == nil then
+    names = {}
+    name_cache[code .. window_code] = names
+  end
+  local name = names[index]
+  if name == nil then
+    name = code .. window_code .. index
+    names[index] = name
+  end
+  return name
+end
+
+-- Text of a log-score or time as stored: '%.17g' reads back to the same
+-- number, so keeping the number in between changes no result.
+local function format_score(value)
+  if type(value) == 'number' then
+    return string.format('%.17g', value)
+  end
+  return value
+end
+
 local function apply_item(key, code, time)
   local item = load_item(key)
   local fields = item.fields
@@ -212,9 +240,9 @@ local function apply_item(key, code, time)
   local before = {counts = counts, lt = fields['lt'], tr = fields['tr']}
   if last == nil or time >= last - longest then
     for _, window in ipairs(windows) do
-      local field = code .. window[1] .. math.floor(time / window[2])
+      local field = bucket_name(code, window[1], math.floor(time / window[2]))
       local count = (tonumber(fields[field]) or 0) + 1
-      fields[field] = tostring(count)
+      fields[field] = count
       dirty[field] = true
       local bucket = parse_bucket(field)
       if bucket then
@@ -251,6 +279,11 @@ local function write_items()
     local deleted = {}
     for field, _ in pairs(item.dirty) do
       local value = item.fields[field]
+      if field == 'lt' or field == 'tr' then
+        value = format_score(value)
+      elseif type(value) == 'number' then
+        value = tostring(value)
+      end
       if value == nil then
         deleted[#deleted + 1] = field
       else
@@ -410,9 +443,9 @@ for _, entry in ipairs(entries) do
     -- The item's own score lives in its hash, so an item that fell out of a
     -- capped list comes back with its full score.
     local trend_weight = (time - config.anchor) / config.trend_tau + math.log(config.weights[code])
-    local trend = log_add(before['tr'] and tonumber(before['tr']) or nil, trend_weight)
-    item.fields['lt'] = string.format('%.17g', newest)
-    item.fields['tr'] = string.format('%.17g', trend)
+    local trend = log_add(tonumber(before['tr']), trend_weight)
+    item.fields['lt'] = newest
+    item.fields['tr'] = trend
     item.dirty['lt'] = true
     item.dirty['tr'] = true
     set_trend(prefix .. ':{g}:trend', item_id, trend, config.max_trending)
@@ -433,7 +466,7 @@ for _, entry in ipairs(entries) do
     if newest_day == nil or day > newest_day then
       newest_day = day
     end
-    local result = {digest, before['tr'] or false}
+    local result = {digest, format_score(before['tr']) or false}
     for _, count in ipairs(before.counts) do
       result[#result + 1] = count
     end
