@@ -211,9 +211,10 @@ class SlateBuilder:
         return self._promotion_index
 
     def _score(self, work: Sequence[_Work]) -> None:
-        # LIMITATION(L-53): features, signals and scores go through one Python
-        # dict per candidate, which caps the hot path far below 5,000 events/s
-        # on two cores (docs/benchmarks/hotpath.md).
+        # LIMITATION(L-53): item and pair features still reach the ranker and the
+        # signals as one Python dict per candidate, and rules and slates run per
+        # candidate, which caps the hot path far below 5,000 events/s on two
+        # cores (docs/benchmarks/hotpath.md).
         requests = [(entry.trigger.user_id, _pool(entry)) for entry in work]
         vectors = self._store.read_features(requests)
         for entry, features, (_, item_ids) in zip(work, vectors, requests, strict=True):

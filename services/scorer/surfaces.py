@@ -182,7 +182,7 @@ class PromotionIndex:
         size: int,
     ) -> list[RankedPromotion]:
         """Rank the promotions at ``positions`` as :func:`rank_promotions` does."""
-        # One sort per user; each promotion then takes its items from the top.
+        # One sort per user, then each promotion takes its items from the top.
         values = sorted(
             (
                 (

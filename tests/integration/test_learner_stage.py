@@ -382,7 +382,7 @@ def test_stage_exports_pending_examples_per_model(
     assert stage.model_updates["cart_add"] == 1
 
 
-def test_signal_matrix_stacks_the_signals_of_each_user(
+def test_signal_matrix_stacks_user_signals(
     make_stage: Callable[..., LearningStage],
     make_applied: Callable[..., AppliedEvent],
 ) -> None:

@@ -146,7 +146,7 @@ def test_rank_promotions_shows_each_item_for_one_promotion_only(make_promotion) 
     assert [entry.item.item_id for entry in ranked] == ["best", "second"]
 
 
-def test_promotion_index_ranks_only_the_active_promotions(make_promotion) -> None:
+def test_index_ranks_active_promotions_only(make_promotion) -> None:
     promotions = [
         make_promotion(
             promotion_id="old",
@@ -173,7 +173,7 @@ def test_promotion_index_ranks_only_the_active_promotions(make_promotion) -> Non
     ]
 
 
-def test_promotion_index_rechecks_an_item_whose_category_changed(
+def test_index_rechecks_changed_category(
     make_promotion,
 ) -> None:
     index = PromotionIndex([make_promotion(category_ids=["phones"])])

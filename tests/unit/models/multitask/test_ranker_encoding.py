@@ -40,7 +40,7 @@ def _requests(ranker: Ranker) -> list[RankRequest]:
     ]
 
 
-def test_encode_fills_absent_features_and_prices_with_zero(ranker: Ranker) -> None:
+def test_encode_fills_absent_values_with_zero(ranker: Ranker) -> None:
     spec = ranker._spec
     requests = _requests(ranker)
 
@@ -64,7 +64,7 @@ def test_encode_fills_absent_features_and_prices_with_zero(ranker: Ranker) -> No
     assert len(set(ids[:, 0].tolist())) == 2
 
 
-def test_predict_many_equals_scoring_each_candidate_alone(ranker: Ranker) -> None:
+def test_batch_equals_single_scoring(ranker: Ranker) -> None:
     requests = _requests(ranker)
 
     together = ranker.predict_many(requests)
