@@ -1,11 +1,11 @@
 """Run the whole pipeline on a real dataset and evaluate what it recommended.
 
 The demo starts a private broker and redis-server on free loopback ports,
-creates the topics, starts every service as a child process, replays the
-dataset in event-time order in two slices (the first one gives the trainer
-data for the first multi-task model), evaluates the published slates against
-baselines and prints a summary. Everything it started is stopped on the way
-out, also on Ctrl-C.
+creates the topics and starts every service as a child process. It replays
+the dataset in event-time order in two slices, because the first slice gives
+the trainer the data for the first multi-task model. Then it evaluates the
+published slates against baselines and prints a summary. Everything it started
+is stopped on the way out, also on Ctrl-C.
 """
 
 from __future__ import annotations
@@ -56,7 +56,7 @@ _MODEL_NAME = "ranker"
 
 @dataclass(frozen=True)
 class DemoRun:
-    """What to replay: a registered dataset, optionally from another path."""
+    """A replay request: a registered dataset, optionally read from another path."""
 
     dataset: str
     path: Path | None = None

@@ -2,8 +2,8 @@
 
 Both run the default stages (features, online learning, scoring) as deployed.
 Once each owns half of the partitions, a slice of the REES46 sample is
-published; every event must get exactly one products slate, from whichever
-instance owns its partition.
+published. Every event must then get exactly one products slate, from
+whichever instance owns its partition.
 """
 
 from __future__ import annotations
