@@ -54,8 +54,8 @@ end
 --   one cap at the end keeps the same members as a cap after every update;
 -- - an item-to-item list gets its decayed sums in one ZADD when it cannot
 --   overflow its cap in this call. Otherwise a member dropped by the cap in
---   the middle of the call restarts from 0, so the list is read whole and its
---   updates and caps are replayed in memory in order.
+--   the middle of the call restarts from 0, so its updates are applied one
+--   at a time.
 local touched = {}
 
 -- Calls a command with many arguments in slices, because unpack in Redis's
@@ -315,71 +315,19 @@ local function write_trends()
   end
 end
 
--- Redis orders members of equal score by their bytes (memcmp, then length).
--- Lua compares strings with the C library's strcoll, which depends on the
--- locale, so the bytes are compared here one by one.
-local function member_less(a, b)
-  for i = 1, math.min(#a, #b) do
-    local x, y = string.byte(a, i), string.byte(b, i)
-    if x ~= y then
-      return x < y
-    end
-  end
-  return #a < #b
-end
-
--- Applies a list's updates in memory exactly as ZADD followed by a cap with
--- ZREMRANGEBYRANK after every update would: the lowest (score, member) goes
--- first, and a dropped member restarts from 0 when it comes back.
-local function replay_capped(key, updates, cap)
-  local flat = redis.call('ZRANGE', key, 0, -1, 'WITHSCORES')
-  local scores = {}
-  local stored = {}
-  local size = 0
-  for i = 1, #flat, 2 do
-    scores[flat[i]] = tonumber(flat[i + 1])
-    stored[#stored + 1] = flat[i]
-    size = size + 1
-  end
-  local changed = {}
+-- Applies a list's updates one at a time, each a ZADD followed by a cap with
+-- ZREMRANGEBYRANK, so a member dropped by the cap restarts from 0 when it
+-- comes back. Reading the whole list instead costs more, because Redis
+-- formats every score of a ZRANGE reply as text.
+local function replay_capped(key, updates, cap, size)
   for _, update in ipairs(updates) do
-    local member = update[1]
-    local old = scores[member]
-    if old == nil then
-      size = size + 1
+    local old = redis.call('ZSCORE', key, update[1])
+    local score = log_add(old and tonumber(old) or nil, update[2])
+    size = size + redis.call('ZADD', key, string.format('%.17g', score), update[1])
+    if size > cap then
+      redis.call('ZREMRANGEBYRANK', key, 0, size - cap - 1)
+      size = cap
     end
-    scores[member] = log_add(old, update[2])
-    changed[member] = true
-    while size > cap do
-      local lowest = nil
-      for candidate, score in pairs(scores) do
-        if lowest == nil or score < scores[lowest]
-            or (score == scores[lowest] and member_less(candidate, lowest)) then
-          lowest = candidate
-        end
-      end
-      scores[lowest] = nil
-      size = size - 1
-    end
-  end
-  local removed = {}
-  for _, member in ipairs(stored) do
-    if scores[member] == nil then
-      removed[#removed + 1] = member
-    end
-  end
-  if #removed > 0 then
-    call_sliced('ZREM', key, removed, 1000)
-  end
-  local args = {}
-  for member, _ in pairs(changed) do
-    if scores[member] ~= nil then
-      args[#args + 1] = string.format('%.17g', scores[member])
-      args[#args + 1] = member
-    end
-  end
-  if #args > 0 then
-    call_sliced('ZADD', key, args, 1000)
   end
 end
 
@@ -412,7 +360,7 @@ local function write_pairs()
       end
       call_sliced('ZADD', key, args, 1000)
     else
-      replay_capped(key, updates, cap)
+      replay_capped(key, updates, cap, size)
     end
   end
 end
