@@ -148,6 +148,7 @@ def make_api(
         next(server, None)
     for producer in producers:
         producer.flush(5)
+        producer.close()
 
 
 def _read_one(kafka: KafkaSettings, topic: str) -> bytes:
