@@ -5,6 +5,7 @@ Command (from the repository root):
     .venv/bin/python benchmarks/bench_hotpath.py [--events 20000] [--rate 1000]
         [--latency-seconds 20] [--batch-size 500] [--poll-timeout 0.02]
         [--profile PATH]
+    .venv/bin/python benchmarks/bench_hotpath.py --in-process [--events 3000]
 
 The script starts a private Tansu broker and redis-server on free loopback
 ports, loads the committed REES46 sample's catalog plus generated promotions
@@ -457,6 +458,168 @@ def measure_pass_through(bench: Bench, count: int, size: int) -> float:
     return count / (time.perf_counter() - (started or time.perf_counter()))
 
 
+class _CapturingProducer:
+    """Keeps produced slates in memory, for the in-process mode."""
+
+    def __init__(self) -> None:
+        self.values: list[bytes] = []
+
+    def produce(self, topic: str, key: bytes, value: bytes, on_delivery: Any) -> None:
+        self.values.append(value)
+
+    def poll(self, timeout: float) -> int:
+        return 0
+
+    def flush(self, timeout: float | None = None) -> int:
+        return 0
+
+
+def _waves(events: Sequence[Event]) -> list[list[Event]]:
+    """Split events into contiguous runs with no user twice, as the hot path does."""
+    waves: list[list[Event]] = [[]]
+    users: set[str] = set()
+    for event in events:
+        if event.user_id in users:
+            waves.append([])
+            users.clear()
+        waves[-1].append(event)
+        users.add(event.user_id)
+    return [wave for wave in waves if wave]
+
+
+def measure_in_process(state_dir: Path, count: int) -> dict[str, Any]:
+    """Run the three stages in this process on one Redis and time them.
+
+    Stage costs are CPU seconds of this process (``time.process_time``), which
+    other work on a shared machine disturbs far less than wall time. The
+    ranker is the default-size model trained for one epoch on synthetic
+    examples, and slates go to memory instead of Kafka. The digest covers each
+    slate's trigger, surface, model and items (id, rank, score to 9 decimals,
+    source, promotion, review), so two code versions can be checked for equal
+    output.
+    """
+    import hashlib
+
+    import torch
+
+    from models.multitask.dataset import build_training_set
+    from models.multitask.model import ModelConfig
+    from models.multitask.ranker import Ranker
+    from models.multitask.synthetic import generate_examples
+    from models.multitask.train import TrainConfig, fit_feature_spec, train_new_model
+    from services.common.redis_features import EventPosition, EventStatus, FeatureStore
+    from services.hotpath.stages import AppliedEvent
+    from services.learner.settings import LearnerSettings
+    from services.learner.stage import LearningStage
+    from services.scorer.settings import ScorerSettings
+    from services.scorer.stage import build_scoring_stage
+
+    torch.set_num_threads(1)
+    server = start_redis(state_dir, find_free_port())
+    try:
+        url = f"redis://{server.address}/0"
+        client = redis.Redis.from_url(url)
+        prefix = f"inproc{uuid.uuid4().hex[:6]}"
+        load_catalog(client, prefix)
+        rows = build_training_set(generate_examples(2000, seed=3))
+        spec = fit_feature_spec(rows)
+        model, _ = train_new_model(spec, ModelConfig(), rows, TrainConfig(epochs=1))
+        ranker = Ranker(model, spec, "ranker-synthetic")
+        redis_settings = RedisSettings(url=url, key_prefix=prefix)
+        store = FeatureStore(client, prefix)
+        learning = LearningStage(
+            LearnerSettings(redis=redis_settings, checkpoint_dir=state_dir / "ck"),
+            client,
+        )
+        producer = _CapturingProducer()
+        scoring = build_scoring_stage(
+            # No item cache: cached vectors depend on wall time, which would
+            # make the digest differ between runs.
+            ScorerSettings(redis=redis_settings, item_cache_ttl_seconds=0.0),
+            client,
+            producer,  # type: ignore[arg-type]
+            models=_FixedModel(ranker),
+            signals=learning,
+            features=store,
+        )
+        seconds = {"features": 0.0, "learning": 0.0, "scoring": 0.0}
+        offset = 0
+        waves = _waves(repeated_sample(count, first_copy=0))
+        wall_started = time.perf_counter()
+        for wave in waves:
+            started = time.process_time()
+            positions = [EventPosition(0, offset + index) for index in range(len(wave))]
+            offset += len(wave)
+            results = store.apply_batch(wave, positions)
+            applied = [
+                AppliedEvent(
+                    result.event,
+                    result.user_features,
+                    result.item_features,
+                    time.time(),
+                    0,
+                    position.offset,
+                )
+                for result, position in zip(results, positions, strict=True)
+                if result.status is not EventStatus.DUPLICATE
+            ]
+            learned = time.process_time()
+            learning.process(applied)
+            scored = time.process_time()
+            scoring.process(applied)
+            finished = time.process_time()
+            seconds["features"] += learned - started
+            seconds["learning"] += scored - learned
+            seconds["scoring"] += finished - scored
+        wall = time.perf_counter() - wall_started
+    finally:
+        server.stop()
+
+    digest = hashlib.sha256()
+    for value in producer.values:
+        slate = Slate.model_validate_json(value)
+        items = [
+            (
+                item.item_id,
+                item.rank,
+                round(item.score, 9),
+                item.source.value,
+                item.promotion_id,
+                item.review_id,
+            )
+            for item in slate.items
+        ]
+        key = (slate.trigger_event_id, slate.surface.value, slate.model_version, items)
+        digest.update(repr(key).encode())
+    return {
+        "events": count,
+        "waves": len(waves),
+        "slates": len(producer.values),
+        "seconds": seconds,
+        "wall": wall,
+        "digest": digest.hexdigest()[:16],
+    }
+
+
+def _print_in_process(report: dict[str, Any]) -> None:
+    events = report["events"]
+    seconds = report["seconds"]
+    print(
+        f"In process, {events} events in {report['waves']} waves, "
+        f"{report['slates']} slates, slate digest {report['digest']}"
+    )
+    print()
+    print("| measure | value |")
+    print("|---|---|")
+    for stage in ("features", "learning", "scoring"):
+        per_event = seconds[stage] / events * 1e6
+        print(f"| {stage} stage, CPU µs per event | {per_event:.0f} |")
+    total = sum(seconds.values())
+    print(f"| all stages, events per CPU second | {events / total:.0f} |")
+    rate = events / report["wall"]
+    print(f"| wall-clock events/s (Redis in another process) | {rate:.0f} |")
+
+
 def _percentiles(values: Sequence[float]) -> dict[str, float]:
     if not values:
         return {"p50": float("nan"), "p95": float("nan"), "p99": float("nan")}
@@ -478,12 +641,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         "what it has (the deployed default is 0.5)",
     )
     parser.add_argument(
+        "--in-process",
+        action="store_true",
+        help="only run the three stages in this process on --events sample "
+        "events and print their CPU time and a digest of the slates",
+    )
+    parser.add_argument(
         "--profile",
         metavar="PATH",
         help="write a cProfile dump of the hot-path process's throughput step "
         "(profiling slows it, so its numbers are not comparable)",
     )
     args = parser.parse_args(argv)
+
+    if args.in_process:
+        with tempfile.TemporaryDirectory(prefix="bench-hotpath-") as state:
+            _print_in_process(measure_in_process(Path(state), args.events))
+        return 0
 
     with tempfile.TemporaryDirectory(prefix="bench-hotpath-") as state:
         bench = Bench(Path(state), args.batch_size, args.poll_timeout, args.profile)
