@@ -12,7 +12,8 @@ prints one Markdown table with medians over the repeats:
 - broker pass-through: a confluent-kafka consume-and-produce loop over the
   same messages, the ceiling for any consumer on this machine;
 - features stage alone: ``FeatureStore.apply_batch`` on parsed events in
-  batches of ``--batch-size``;
+  batches of ``--batch-size``, with the CPU time per event of this process
+  and of redis-server during that loop;
 - hot path: the consumer with no stage besides the features (validation,
   features, training examples, commits), from start to the last commit;
 - Redis bytes per active user, per item and for the item-to-item lists,
@@ -132,19 +133,35 @@ def broker_pass_through(
     return total / elapsed
 
 
+def _redis_cpu_seconds(client: redis.Redis) -> float:
+    info = client.info("cpu")
+    return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
+
+
 def features_alone(
     client: redis.Redis, prefix: str, events: Sequence[Event], batch_size: int
-) -> float:
-    """Return events/s of FeatureStore.apply_batch over all events."""
+) -> tuple[float, float, float]:
+    """Return events/s of FeatureStore.apply_batch over all events.
+
+    Also returns the CPU microseconds per event spent in this process (all
+    threads) and in redis-server. Unlike the rate, they barely move with the
+    load of a shared machine.
+    """
     store = FeatureStore(client, prefix)
     store.load_scripts()
+    redis_cpu = _redis_cpu_seconds(client)
+    process_cpu = time.process_time()
     started = time.perf_counter()
     for start in range(0, len(events), batch_size):
         chunk = events[start : start + batch_size]
         store.apply_batch(
             chunk, [EventPosition(0, start + i) for i in range(len(chunk))]
         )
-    return len(events) / (time.perf_counter() - started)
+    elapsed = time.perf_counter() - started
+    process_cpu = time.process_time() - process_cpu
+    redis_cpu = _redis_cpu_seconds(client) - redis_cpu
+    per_event = 1e6 / len(events)
+    return len(events) / elapsed, process_cpu * per_event, redis_cpu * per_event
 
 
 def hot_path(settings: HotPathSettings, total: int) -> float:
@@ -220,6 +237,7 @@ def main() -> None:
         kafka = KafkaSettings(bootstrap=broker.address)
         client = redis.Redis.from_url(f"redis://{redis_server.address}/0")
         pass_rates, alone_rates, hot_rates = [], [], []
+        python_cpu, redis_cpu = [], []
         memory: dict[str, float] = {}
         for repeat in range(args.repeats):
             topics = TopicSettings(
@@ -249,7 +267,12 @@ def main() -> None:
                 writer = CatalogWriter(client, prefix)
                 for record in records:
                     writer.write(record)
-            alone_rates.append(features_alone(client, "alone", events, args.batch_size))
+            rate, python_us, redis_us = features_alone(
+                client, "alone", events, args.batch_size
+            )
+            alone_rates.append(rate)
+            python_cpu.append(python_us)
+            redis_cpu.append(redis_us)
             settings = HotPathSettings(
                 kafka=kafka,
                 redis=RedisSettings(
@@ -269,6 +292,11 @@ def main() -> None:
     rows = [
         ("broker pass-through (consume + produce)", _rate(pass_rates, "msg/s")),
         ("features stage alone (apply_batch)", _rate(alone_rates, "events/s")),
+        (
+            "features stage CPU per event: Python / redis-server",
+            f"{statistics.median(python_cpu):,.0f} / "
+            f"{statistics.median(redis_cpu):,.0f} µs",
+        ),
         (
             "hot path, features only (parse, apply, examples, commit)",
             _rate(hot_rates, "events/s"),
