@@ -119,7 +119,7 @@ local function snapshot()
 end
 
 -- Digests are 5 bytes each, so only a match that starts on a multiple of 5
--- counts; a plain string.find skips the rest without creating substrings.
+-- counts. A plain string.find skips the rest without creating substrings.
 local function has_digest(digest)
   local seen = state['d'] or ''
   local start = 1
