@@ -217,6 +217,10 @@ def _service_environment(
         "CARTWHEEL_TRAINER_REGISTRY_DIR": str(state_dir / "models"),
         "CARTWHEEL_TRAINER_MODEL_NAME": _MODEL_NAME,
         "CARTWHEEL_TRAINER_MIN_EXAMPLES": str(min(1000, max(100, warmup_events // 2))),
+        # A warm-up slice gives a few thousand examples: smaller batches and
+        # more epochs give the first model enough gradient steps to learn.
+        "CARTWHEEL_TRAINER_BATCH_SIZE": "256",
+        "CARTWHEEL_TRAINER_EPOCHS": "4",
         "CARTWHEEL_LEARNER_CHECKPOINT_DIR": str(state_dir / "learner"),
         "CARTWHEEL_FEEDBACK_DATA_DIR": str(state_dir / "feedback"),
     }

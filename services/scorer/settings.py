@@ -97,6 +97,13 @@ class ScoreWeights(BaseModel):
     purchase: float = Field(default=0.05, ge=0.0)
     affinity: float = Field(default=0.1, ge=0.0)
     online_blend: float = Field(default=0.3, ge=0.0, le=1.0)
+    ranker_blend: float = Field(
+        default=0.3,
+        ge=0.0,
+        le=1.0,
+        description="weight of the trained ranker's probabilities against the "
+        "heuristic's, from 0 to 1",
+    )
 
 
 class RuleSettings(BaseModel):

@@ -281,21 +281,21 @@ class SlateBuilder:
         pass; before the first model the heuristic scores each trigger.
         """
         model = self._models.current() if self._models is not None else None
+        heuristic = [
+            self._heuristic.predict(
+                user_id,
+                features.user,
+                _with_source_scores(
+                    [(item_id, features.items[item_id]) for item_id in item_ids],
+                    _sources(entry),
+                ),
+            )
+            for entry, (user_id, item_ids), features in zip(
+                work, requests, vectors, strict=True
+            )
+        ]
         if model is None:
-            probs = [
-                self._heuristic.predict(
-                    user_id,
-                    features.user,
-                    _with_source_scores(
-                        [(item_id, features.items[item_id]) for item_id in item_ids],
-                        _sources(entry),
-                    ),
-                )
-                for entry, (user_id, item_ids), features in zip(
-                    work, requests, vectors, strict=True
-                )
-            ]
-            return probs, HEURISTIC
+            return heuristic, HEURISTIC
         rank_requests = [
             RankRequest(
                 user_id,
@@ -304,7 +304,16 @@ class SlateBuilder:
             )
             for (user_id, item_ids), features in zip(requests, vectors, strict=True)
         ]
-        return model.predict_many(rank_requests), model.model_version
+        # The trained ranker never sees the candidate sources' scores, which
+        # the heuristic ranks by, so the two are blended by a configured weight.
+        blend = self._settings.weights.ranker_blend
+        probs = [
+            (1.0 - blend) * rule_based + blend * learned
+            for rule_based, learned in zip(
+                heuristic, model.predict_many(rank_requests), strict=True
+            )
+        ]
+        return probs, model.model_version
 
     def _reviews(self, work: Sequence[_Work]) -> dict[str, list[ReviewRecord]]:
         clicked = sorted(

@@ -7,7 +7,7 @@ from schemas.features import ItemAttributes, RecentItem
 from schemas.recommendations import Surface
 from services.scorer.protocols import Relation, UserHistory
 from services.scorer.session_knn import SessionIndex
-from services.scorer.settings import ScorerSettings, SurfaceSettings
+from services.scorer.settings import ScorerSettings, ScoreWeights, SurfaceSettings
 from services.scorer.slates import SlateBuilder, Trigger, recommendation_id
 
 EVENT_TIME = 1_569_931_200.0  # 2019-10-01T12:00:00Z
@@ -111,6 +111,23 @@ def test_build_ranks_with_current_model(store, make_ranker, make_models) -> None
     assert slates[0].model_version == ranker.model_version
     assert slates[0].items[0].item_id == "b"
     assert ranker.calls == 1
+
+
+@pytest.mark.parametrize(
+    ("blend", "expected_first"),
+    [(0.0, "a"), (1.0, "b")],
+)
+def test_build_blends_ranker_with_heuristic_by_weight(
+    store, make_ranker, make_models, blend: float, expected_first: str
+) -> None:
+    _stocked(store)
+    ranker = make_ranker({"b": (0.9, 0.5, 0.3), "a": (0.01, 0.001, 0.0001)})
+    settings = ScorerSettings(weights=ScoreWeights(ranker_blend=blend))
+
+    [slates] = _builder(store, settings, models=make_models(ranker)).build([_trigger()])
+
+    assert slates[0].model_version == ranker.model_version
+    assert slates[0].items[0].item_id == expected_first
 
 
 def test_build_scores_whole_batch_in_one_ranker_call(
