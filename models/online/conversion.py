@@ -175,7 +175,9 @@ class ConversionModel(OnlineModel):
             (squashed - means) * scales, nan=0.0, posinf=0.0, neginf=0.0
         )
         logits = scaled @ weights + intercept
-        return np.asarray(1.0 / (1.0 + np.exp(-logits)))
+        # Beyond |500| the probability is 0 or 1 in float64 anyway; the clip
+        # only keeps np.exp from overflowing.
+        return np.asarray(1.0 / (1.0 + np.exp(-np.clip(logits, -500.0, 500.0))))
 
     def _linear_parameters(
         self, names: tuple[str, ...]
