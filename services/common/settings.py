@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
@@ -23,6 +23,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from services.common.errors import InvalidSettingsError
 
 __all__ = [
+    "child_environment",
     "KafkaSettings",
     "RedisSettings",
     "TopicSettings",
@@ -130,6 +131,15 @@ class TopicSettings(BaseSettings):
     def recommendations(self, surface: str) -> str:
         """Return the topic that carries slates of one surface."""
         return f"{self.recommendations_prefix}.{surface}"
+
+
+def child_environment(overrides: Mapping[str, str]) -> dict[str, str]:
+    """Return this process's environment with ``overrides`` applied, for a child.
+
+    Child processes read their own settings from it, so this is the one place
+    besides the settings classes that reads the environment.
+    """
+    return {**os.environ, **overrides}
 
 
 def load_settings(settings_class: type[SettingsT], **overrides: Any) -> SettingsT:

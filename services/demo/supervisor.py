@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import signal
 import subprocess
 import sys
@@ -14,6 +13,7 @@ from pathlib import Path
 from types import TracebackType
 
 from services.common.errors import InfrastructureError
+from services.common.settings import child_environment
 
 __all__ = ["ServiceProcess", "Supervisor"]
 
@@ -51,7 +51,7 @@ class Supervisor:
 
     def __init__(self, log_dir: Path, environment: Mapping[str, str]) -> None:
         self._log_dir = log_dir
-        self._environment = {**os.environ, **environment}
+        self._environment = child_environment(environment)
         self._services: list[ServiceProcess] = []
 
     def start(self, name: str, module: str, *arguments: str) -> ServiceProcess:

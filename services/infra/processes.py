@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from services.common.errors import InfrastructureError
+from services.common.settings import child_environment
 
 __all__ = [
     "LocalServer",
@@ -215,7 +216,7 @@ def _start(
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,
-            env={**os.environ, **extra_env},
+            env=child_environment(extra_env),
             start_new_session=True,
         )
     server.pid_file.write_text(f"{process.pid}\n")
