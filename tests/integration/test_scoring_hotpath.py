@@ -26,7 +26,7 @@ from models.multitask.dataset import build_training_set
 from models.multitask.model import ModelConfig
 from models.multitask.synthetic import generate_examples
 from models.multitask.train import TrainConfig, fit_feature_spec, train_new_model
-from models.registry import DataWindow, ModelRegistry
+from models.registry import ArtifactMetadata, DataWindow, ModelRegistry
 from schemas.catalog import ItemRecord
 from schemas.events import Event, EventType
 from schemas.recommendations import CandidateSource, Slate, Surface
@@ -460,3 +460,112 @@ def test_replay_ranks_with_announced_multitask_ranker(
         for slate in products
         for entry in slate.items
     )
+
+
+def _save_rankers(
+    root: Path, count: int
+) -> tuple[ModelRegistry, list[ArtifactMetadata]]:
+    """Train ``count`` small rankers with different seeds and save them."""
+    torch.set_num_threads(1)
+    rows = build_training_set(generate_examples(600, user_count=30, item_count=80))
+    spec = fit_feature_spec(rows)
+    config = ModelConfig(embedding_dim=4, expert_count=2, expert_width=8, tower_width=4)
+    registry = ModelRegistry(root)
+    window = DataWindow(start=None, end=None, examples=600, rows=len(rows))
+    saved = []
+    for seed in range(count):
+        model, _ = train_new_model(
+            spec, config, rows, TrainConfig(epochs=1, batch_size=256, seed=seed)
+        )
+        saved.append(registry.save("ranker", model, spec, window, {}))
+    return registry, saved
+
+
+class _ProductsReader:
+    """Reads products slates from the start, keeping each partition's order."""
+
+    def __init__(self, kafka: KafkaSettings, topics: TopicSettings) -> None:
+        group = f"swap-reader-{uuid.uuid4().hex[:8]}"
+        self.consumer = Consumer(consumer_config(kafka, group, fetch_wait_ms=10))
+        self.consumer.subscribe([topics.recommendations(Surface.PRODUCTS.value)])
+        self.by_partition: dict[int, list[Slate]] = defaultdict(list)
+
+    @property
+    def count(self) -> int:
+        return sum(len(slates) for slates in self.by_partition.values())
+
+    def read_until(self, count: int, idle_seconds: float = 0.0) -> None:
+        """Read until ``count`` slates arrived, then while any keep arriving."""
+        deadline = time.monotonic() + DEADLINE_SECONDS
+        idle_until: float | None = None
+        while idle_until is None or time.monotonic() < idle_until:
+            assert time.monotonic() < deadline, f"only {self.count} of {count} slates"
+            for message in self.consumer.consume(500, 0.1):
+                if message.error() is None:
+                    slate = Slate.model_validate_json(message.value() or b"")
+                    self.by_partition[message.partition() or 0].append(slate)
+            if self.count >= count and idle_until is None:
+                idle_until = time.monotonic() + idle_seconds
+
+    def close(self) -> None:
+        self.consumer.close()
+
+
+def test_hot_swap_switches_version_once_per_partition(
+    kafka_bootstrap: str, redis_url: str, tmp_path: Path
+) -> None:
+    kafka = KafkaSettings(bootstrap=kafka_bootstrap)
+    topics = make_topics(kafka)
+    registry, (first, second, corrupt) = _save_rankers(tmp_path / "registry", 3)
+    weights = registry.path_of(corrupt.model_version) / "weights.safetensors"
+    damaged = bytearray(weights.read_bytes())
+    damaged[len(damaged) // 2] ^= 0xFF
+    weights.write_bytes(bytes(damaged))
+    announcer = ModelAnnouncer(kafka, topics.models)
+    announcer.announce(first, str(registry.path_of(first.model_version)))
+    watcher = ModelWatcher(kafka, topics.models, "ranker")
+    watcher.start()
+    assert watcher.wait_for(first.model_version, 60)
+    pipeline = make_pipeline(
+        kafka_bootstrap, redis_url, tmp_path, models=watcher, topics=topics
+    )
+    events = rees46.load(REES46_SAMPLE).events[:400]
+    reader = _ProductsReader(kafka, topics)
+
+    pipeline.start()
+    # The first chunk waits for the consumer group to form, so every later
+    # chunk arrives while the hot path is already consuming.
+    pipeline.publish(events[:20])
+    reader.read_until(20)
+    for start in range(20, len(events), 20):
+        if start == 200:
+            for meta in (corrupt, second):
+                announcer.announce(meta, str(registry.path_of(meta.model_version)))
+        pipeline.publish(events[start : start + 20])
+        # A steady stream: the swap lands while events keep arriving.
+        time.sleep(0.05)
+    reader.read_until(len(events), idle_seconds=2.0)
+    pipeline.stop()
+    watcher.stop()
+    announcer.close()
+    reader.close()
+
+    triggers = Counter(
+        slate.trigger_event_id
+        for slates in reader.by_partition.values()
+        for slate in slates
+    )
+    assert set(triggers) == {event.event_id for event in events}
+    assert max(triggers.values()) == 1
+    seen_versions = set()
+    for slates in reader.by_partition.values():
+        versions = [slate.model_version for slate in slates]
+        switches = sum(
+            1
+            for index in range(1, len(versions))
+            if versions[index] != versions[index - 1]
+        )
+        assert versions[0] == first.model_version
+        assert switches <= 1
+        seen_versions.update(versions)
+    assert seen_versions == {first.model_version, second.model_version}
