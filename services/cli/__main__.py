@@ -1,7 +1,8 @@
 """Entry point of the ``cartwheel`` command.
 
 Exit status: what the command returns (0 on success), 2 for invalid settings,
-an unreachable broker or another infrastructure failure (printed as one line,
+an unreachable broker or another infrastructure failure, 1 for other invalid
+input such as an unknown dataset or a missing file (each printed as one line,
 without a traceback), 130 on Ctrl-C.
 """
 
@@ -13,7 +14,10 @@ import logging
 import sys
 from collections.abc import Sequence
 
+from confluent_kafka import KafkaException
+
 from services.common.errors import (
+    CartwheelError,
     InfrastructureError,
     InvalidSettingsError,
     TopicMissingError,
@@ -68,9 +72,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         status: int = args.handler(args)
     except (InvalidSettingsError, InfrastructureError, TopicMissingError) as exc:
-        print(f"cartwheel: error: {exc}", file=sys.stderr)
+        sys.stderr.write(f"cartwheel: error: {exc}\n")
         return 2
+    except KafkaException as exc:
+        sys.stderr.write(f"cartwheel: error: the Kafka cluster failed: {exc}\n")
+        return 2
+    except (CartwheelError, OSError, ValueError) as exc:
+        # Invalid input (an unknown dataset, a missing file, a bad option
+        # value): the message says what to fix, so no traceback is shown.
+        sys.stderr.write(f"cartwheel: error: {exc}\n")
+        return 1
     except KeyboardInterrupt:
+        sys.stderr.write("cartwheel: interrupted\n")
         return 130
     return status
 

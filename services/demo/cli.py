@@ -32,9 +32,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         "--path", type=Path, help="read the dataset from this file or folder"
     )
     parser.add_argument(
-        "--limit", type=int, help="replay only the first N events in event-time order"
+        "--limit",
+        type=_positive_int,
+        help="replay only the first N events in event-time order (N >= 2)",
     )
     parser.set_defaults(handler=_run)
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 2:
+        raise argparse.ArgumentTypeError(
+            f"expected an integer of 2 or more, got {text!r}"
+        )
+    return value
 
 
 def _run(args: argparse.Namespace) -> int:

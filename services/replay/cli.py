@@ -128,7 +128,9 @@ def replay_file(
         ReplayDeliveryError: the broker did not acknowledge every message.
     """
     if not path.is_file():
-        raise FileNotFoundError(f"replay file {str(path)!r} not found")
+        raise FileNotFoundError(
+            f"replay file {str(path)!r} not found or not a regular file"
+        )
     replayer = Replayer(settings, show_progress=show_progress)
     replayer.verify_topics()
     return replayer.replay_file(path, time_scale=time_scale, limit=limit)
