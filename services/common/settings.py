@@ -39,6 +39,8 @@ SettingsT = TypeVar("SettingsT", bound=BaseSettings)
 _HOST_PORT = re.compile(r"^[A-Za-z0-9._\-\[\]:]+:\d{1,5}$")
 
 
+# LIMITATION(L-71): no settings for TLS client certificates (mutual TLS);
+# brokers that require them cannot be used, so use SASL over TLS instead.
 class KafkaSettings(BaseSettings):
     """How to reach the Kafka cluster and authenticate to it."""
 

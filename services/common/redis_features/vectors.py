@@ -119,6 +119,8 @@ _BUCKET_WIDTHS = tuple(
 )
 
 
+# LIMITATION(L-25): windows follow bucket edges (the 7 d window is 7 UTC days),
+# so a count near an edge covers up to one bucket more or less than the window.
 def _window_counts(state: State, entity: str, at: float) -> dict[str, float]:
     names = _COUNT_NAMES[entity]
     counts = dict.fromkeys(names.values(), 0.0)
