@@ -210,6 +210,9 @@ def _start(
             f"port {server.address} is taken by another process; choose a free port"
         )
 
+    # LIMITATION(L-3): the server runs in its own session so that Ctrl-C in
+    # the terminal reaches its owner first; if the owner is SIGKILLed, the
+    # server keeps running until stopped by hand.
     with server.log_file.open("ab") as log:
         process = subprocess.Popen(
             command,
