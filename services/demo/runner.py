@@ -11,6 +11,7 @@ is stopped on the way out, also on Ctrl-C.
 from __future__ import annotations
 
 import logging
+import shutil
 import sys
 import time
 from collections.abc import Callable
@@ -53,6 +54,9 @@ logger = logging.getLogger(__name__)
 
 _MODEL_NAME = "ranker"
 
+# Sub-folders of the state folder that belong to one run.
+_RUN_STATE = ("learner", "models", "feedback", "logs")
+
 
 @dataclass(frozen=True)
 class DemoRun:
@@ -66,6 +70,11 @@ class DemoRun:
 def run_demo(run: DemoRun, settings: DemoSettings) -> int:
     """Run the demo end to end and return the process exit status."""
     state_dir = settings.state_dir.resolve()
+    # Every run starts from empty servers, so state that an earlier run left
+    # (online-model checkpoints, ranker artifacts, feedback files) would
+    # let the models start out knowing the events they are about to see.
+    for leftover in _RUN_STATE:
+        shutil.rmtree(state_dir / leftover, ignore_errors=True)
     state_dir.mkdir(parents=True, exist_ok=True)
     _say(f"starting a broker and redis-server under {state_dir}")
     broker = start_broker(state_dir, find_free_port())
