@@ -1,9 +1,9 @@
 """Entry point of the ``cartwheel`` command.
 
-Exit status: what the command returns (0 on success), 2 for invalid settings,
-an unreachable broker or another infrastructure failure, 1 for other invalid
-input such as an unknown dataset or a missing file (each printed as one line,
-without a traceback), 130 on Ctrl-C.
+Exit status: what the command returns, 0 on success. Invalid settings, an
+unreachable broker or another infrastructure failure exit with 2; other
+invalid input, such as an unknown dataset or a missing file, exits with 1.
+Each of these prints one line without a traceback. Ctrl-C exits with 130.
 """
 
 from __future__ import annotations
@@ -78,8 +78,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stderr.write(f"cartwheel: error: the Kafka cluster failed: {exc}\n")
         return 2
     except (CartwheelError, OSError, ValueError) as exc:
-        # Invalid input (an unknown dataset, a missing file, a bad option
-        # value): the message says what to fix, so no traceback is shown.
+        # Invalid input, such as an unknown dataset, a missing file or a bad
+        # option value: the message names what to fix, so no traceback.
         sys.stderr.write(f"cartwheel: error: {exc}\n")
         return 1
     except KeyboardInterrupt:
