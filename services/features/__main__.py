@@ -7,8 +7,6 @@ topic until SIGINT or SIGTERM.
 from __future__ import annotations
 
 import logging
-import signal
-from types import FrameType
 
 import redis
 from confluent_kafka import Consumer, Producer
@@ -20,6 +18,7 @@ from services.common.kafka import (
     producer_config,
     verify_topics,
 )
+from services.common.lifecycle import stop_on_signals
 from services.common.logging import configure_logging
 from services.common.settings import load_settings, masked_settings
 from services.features.catalog import CatalogWriter
@@ -55,12 +54,7 @@ def run(settings: CatalogSettings) -> None:
         writer,
     )
 
-    def _stop(signum: int, frame: FrameType | None) -> None:
-        logger.info("stop requested signal=%s", signal.Signals(signum).name)
-        consumer.stop()
-
-    signal.signal(signal.SIGINT, _stop)
-    signal.signal(signal.SIGTERM, _stop)
+    stop_on_signals(consumer.stop)
     consumer.run()
 
 

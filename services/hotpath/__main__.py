@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import importlib
 import logging
-import signal
 from collections.abc import Sequence
-from types import FrameType
 
 import redis
 from confluent_kafka import Consumer, Producer
@@ -24,6 +22,7 @@ from services.common.kafka import (
     producer_config,
     verify_topics,
 )
+from services.common.lifecycle import stop_on_signals
 from services.common.logging import configure_logging
 from services.common.redis_features import FeatureStore
 from services.common.settings import load_settings, masked_settings
@@ -109,12 +108,7 @@ def run(settings: HotPathSettings) -> None:
         start_http_server(settings.metrics_port, addr=settings.metrics_host)
     hot_path = build_consumer(settings)
 
-    def _stop(signum: int, frame: FrameType | None) -> None:
-        logger.info("stop requested signal=%s", signal.Signals(signum).name)
-        hot_path.stop()
-
-    signal.signal(signal.SIGINT, _stop)
-    signal.signal(signal.SIGTERM, _stop)
+    stop_on_signals(hot_path.stop)
     hot_path.run()
 
 

@@ -7,8 +7,6 @@ read training examples and refresh the ranker until SIGINT or SIGTERM.
 from __future__ import annotations
 
 import logging
-import signal
-from types import FrameType
 
 import redis
 import torch
@@ -16,6 +14,7 @@ from prometheus_client import start_http_server
 
 from models.registry import ModelRegistry
 from services.common.kafka import TopicSpec, verify_topics
+from services.common.lifecycle import stop_on_signals
 from services.common.logging import configure_logging
 from services.common.settings import load_settings, masked_settings
 from services.trainer.announcer import ModelAnnouncer
@@ -83,12 +82,7 @@ def run(settings: TrainerSettings) -> None:
         start_http_server(settings.metrics_port, addr=settings.metrics_host)
     service = build_service(settings)
 
-    def _stop(signum: int, frame: FrameType | None) -> None:
-        logger.info("stop requested signal=%s", signal.Signals(signum).name)
-        service.stop()
-
-    signal.signal(signal.SIGINT, _stop)
-    signal.signal(signal.SIGTERM, _stop)
+    stop_on_signals(service.stop)
     service.run()
 
 
