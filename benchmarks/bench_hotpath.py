@@ -70,7 +70,7 @@ PARTITIONS = 6
 
 @dataclass(frozen=True)
 class HotPathJob:
-    """What the hot-path process needs; plain values, so it can be pickled."""
+    """Settings of the hot-path process, as plain values so that they can be pickled."""
 
     bootstrap: str
     redis_url: str
@@ -400,7 +400,7 @@ def measure_latency(
     clock = SlateClock(bench.kafka, topics.recommendations(Surface.PRODUCTS.value))
     handle = bench.start(topics, artifact)
     producer = Producer(producer_config(bench.kafka, linger_ms=0))
-    # Wait until the hot path has joined its group and answers.
+    # Wait until the hot path has joined its group and publishes slates.
     bench.publish(topics, events[:1])
     clock.wait_for(1)
 

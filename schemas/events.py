@@ -1,7 +1,7 @@
 """Shop events: what the site publishes on the ``events`` topic.
 
 The JSON Schema in ``schemas/json/event.schema.json`` is the contract for
-producers in any language; this module mirrors it, and the contract tests check
+producers in any language. This module mirrors it, and the contract tests check
 that both accept and reject the same documents.
 """
 
@@ -81,7 +81,7 @@ class EventType(StrEnum):
 
 
 class EventContext(BaseModel):
-    """Where the event happened on the site."""
+    """Page, device and recommendation that the event happened on."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 

@@ -34,7 +34,7 @@ class Surface(StrEnum):
 
 
 class CandidateSource(StrEnum):
-    """Where a candidate came from before ranking."""
+    """Origin of a candidate before ranking."""
 
     COVISITATION = "covisitation"
     SESSION_KNN = "session_knn"

@@ -30,7 +30,7 @@ def kafka_bootstrap(infra_dir: Path) -> Iterator[str]:
     server = start_broker(infra_dir, find_free_port())
     yield server.address
     # Clients that tests dropped without closing are destroyed now, while the
-    # broker still answers, instead of retrying against a closed port at exit.
+    # broker still responds, instead of retrying against a closed port at exit.
     gc.collect()
     server.stop()
 

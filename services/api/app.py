@@ -6,10 +6,10 @@ Routes:
   the hot path, or one computed now for a user who has none.
 - ``POST /v1/events``: one event for producers that cannot speak Kafka. It is
   validated like any ``events`` message; a rejection goes to the dead-letter
-  topic and is answered with 422 and the reason. Delivery is acknowledged
+  topic and the response is 422 with the reason. Delivery is acknowledged
   (202) only after the broker stored the event.
 - ``GET /healthz`` (the process runs), ``GET /readyz`` (Kafka and Redis
-  answer), ``GET /metrics`` (Prometheus text format).
+  respond), ``GET /metrics`` (Prometheus text format).
 """
 
 from __future__ import annotations
@@ -275,7 +275,7 @@ def _check(settings: ApiSettings, client: redis.Redis, producer: Producer) -> Re
     except redis.RedisError as exc:
         redis_state = f"unreachable: {exc}"
     try:
-        # Listing all topics never asks the broker to create the events topic.
+        # Listing all topics never makes the broker create the events topic.
         metadata = producer.list_topics(timeout=timeout)
         topic = metadata.topics.get(settings.topics.events)
         if topic is None or topic.error is not None:

@@ -68,8 +68,8 @@ def consumer_config(
         "heartbeat.interval.ms": 500,
         # cooperative-sticky rebalancing duplicated and lost commits on Tansu 0.6.
         "partition.assignment.strategy": "range",
-        # The broker holds a fetch for up to this long when no data is waiting,
-        # which sets the latency floor of an idle consumer.
+        # The broker keeps a fetch open for up to this long when no data is
+        # waiting, which sets the latency floor of an idle consumer.
         "fetch.wait.max.ms": fetch_wait_ms,
     }
 

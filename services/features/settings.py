@@ -15,7 +15,7 @@ __all__ = ["CatalogSettings"]
 
 
 class CatalogSettings(BaseSettings):
-    """How the catalog consumer reads the ``catalog`` topic into Redis."""
+    """Settings of the catalog consumer, which copies ``catalog`` into Redis."""
 
     model_config = SettingsConfigDict(env_prefix="CARTWHEEL_FEATURES_", frozen=True)
 
@@ -39,7 +39,10 @@ class CatalogSettings(BaseSettings):
         description="lifetime of a catalog record after its last update or event",
     )
     retry_max_seconds: float = Field(
-        default=5.0, gt=0.0, le=600.0, description="longest backoff between retries"
+        default=5.0,
+        gt=0.0,
+        le=600.0,
+        description="maximum backoff between retries, in seconds",
     )
     metrics_host: str = Field(default="127.0.0.1", description="address of /metrics")
     metrics_port: int = Field(

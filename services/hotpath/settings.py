@@ -16,7 +16,7 @@ __all__ = ["HotPathSettings"]
 
 
 class HotPathSettings(BaseSettings):
-    """How the hot path consumes, applies features, retries and reports."""
+    """Settings of the hot path: consumption, features, retries and metrics."""
 
     model_config = SettingsConfigDict(env_prefix="CARTWHEEL_HOTPATH_", frozen=True)
 
@@ -44,7 +44,10 @@ class HotPathSettings(BaseSettings):
         default=0.2, gt=0.0, le=60.0, description="first backoff after a failure"
     )
     retry_max_seconds: float = Field(
-        default=5.0, gt=0.0, le=600.0, description="longest backoff between retries"
+        default=5.0,
+        gt=0.0,
+        le=600.0,
+        description="maximum backoff between retries, in seconds",
     )
     is_emitting_training_examples: bool = Field(
         default=True,

@@ -211,7 +211,7 @@ def _start(
         )
 
     # LIMITATION(L-3): the server runs in its own session so that Ctrl-C in
-    # the terminal reaches its owner first; if the owner is SIGKILLed, the
+    # the terminal reaches its owner first. If the owner is SIGKILLed, the
     # server keeps running until stopped by hand.
     with server.log_file.open("ab") as log:
         process = subprocess.Popen(

@@ -105,7 +105,8 @@ def _category(item_id: str, context: RuleContext) -> str | None:
 def _cap_per_category(
     ordered: Sequence[RankedCandidate], context: RuleContext, cap: int, size: int
 ) -> list[RankedCandidate]:
-    # Items without a known category are not limited: nothing says they are alike.
+    # Items without a known category are not limited, because no attribute
+    # marks them as alike.
     counts: dict[str, int] = {}
     selected = []
     for candidate in ordered:

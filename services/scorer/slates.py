@@ -304,9 +304,9 @@ class SlateBuilder:
             )
             for (user_id, item_ids), features in zip(requests, vectors, strict=True)
         ]
-        # LIMITATION(L-58): the trained ranker never sees the candidate sources'
-        # scores, which the heuristic ranks by, so the two are blended by a
-        # configured weight instead of the ranker deciding alone.
+        # LIMITATION(L-58): the trained ranker gets no candidate-source scores,
+        # which the heuristic ranks by, so the two are blended by a configured
+        # weight instead of the ranker deciding alone.
         blend = self._settings.weights.ranker_blend
         probs = [
             (1.0 - blend) * rule_based + blend * learned

@@ -46,7 +46,7 @@ START = datetime(2019, 10, 1, 12, tzinfo=UTC)
 
 
 class Api:
-    """A running API and the means to check its answers."""
+    """A running API and the means to check its responses."""
 
     def __init__(self, base_url: str, settings: ApiSettings) -> None:
         self.client = httpx.Client(base_url=base_url, timeout=10.0)
@@ -55,7 +55,7 @@ class Api:
         self.called: set[tuple[str, str]] = set()
 
     def call(self, method: str, route: str, path: str, **kwargs: Any) -> httpx.Response:
-        """Call ``path`` (an instance of ``route``) and validate the answer."""
+        """Call ``path`` (an instance of ``route``) and validate the response."""
         response = self.client.request(method, path, **kwargs)
         self.called.add((method.lower(), route))
         self.check(method, route, response)
@@ -65,7 +65,7 @@ class Api:
         operation = self.document["paths"][route][method.lower()]
         declared = operation["responses"]
         assert str(response.status_code) in declared, (
-            f"{method} {route} answered {response.status_code}, "
+            f"{method} {route} returned {response.status_code}, "
             f"documented {sorted(declared)}"
         )
         content = declared[str(response.status_code)].get("content", {})
