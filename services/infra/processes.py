@@ -99,24 +99,17 @@ class LocalServer:
         if pid is not None:
             logger.info("stopping server name=%s pid=%s", self.name, pid)
             os.kill(pid, self.stop_signal)
-            deadline = time.monotonic() + timeout_seconds
-            while _is_alive(pid) and time.monotonic() < deadline:
-                time.sleep(0.05)
-            if _is_alive(pid):
+            if not _wait_until_gone(pid, timeout_seconds):
                 logger.warning(
                     "server ignored %s, killing name=%s",
                     self.stop_signal.name,
                     self.name,
                 )
                 os.kill(pid, signal.SIGKILL)
-                deadline = time.monotonic() + timeout_seconds
-                while _is_alive(pid) and time.monotonic() < deadline:
-                    time.sleep(0.05)
-                if _is_alive(pid):
+                if not _wait_until_gone(pid, timeout_seconds):
                     raise InfrastructureError(
                         f"{self.name} (pid {pid}) survived SIGKILL; stop it by hand"
                     )
-            _reap(pid)
         self.pid_file.unlink(missing_ok=True)
 
 
@@ -271,12 +264,27 @@ def _is_alive(pid: int) -> bool:
         return False
 
 
-def _reap(pid: int) -> None:
-    # A server started by this process stays a zombie until it is waited for.
-    try:
-        os.waitpid(pid, os.WNOHANG)
-    except ChildProcessError:
-        pass
+def _wait_until_gone(pid: int, timeout_seconds: float) -> bool:
+    """Wait until ``pid`` has exited, and reap it when it is a child of this process.
+
+    On Linux the main thread of an exiting multithreaded server can show as a
+    zombie before its other threads have exited. A child therefore counts as
+    gone only once ``waitpid`` has collected it.
+    """
+    deadline = time.monotonic() + timeout_seconds
+    while True:
+        try:
+            reaped, _ = os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            # Not a child of this process, so its parent or init reaps it.
+            if not _is_alive(pid):
+                return True
+        else:
+            if reaped == pid:
+                return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.05)
 
 
 def _runs(pid: int, executable_name: str) -> bool:
