@@ -1,0 +1,357 @@
+"""Private servers and the hot-path process under test, shared by the benchmarks.
+
+:class:`Bench` starts a Tansu broker and a redis-server on free loopback ports.
+It runs the hot-path consumer (features, learning and scoring stages, as
+deployed) in a spawned process, so the load generator and the slate reader
+do not share its interpreter. ``benchmarks/bench_hotpath.py`` and
+``cartwheel bench`` both use it.
+"""
+
+from __future__ import annotations
+
+import cProfile
+import multiprocessing
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import redis
+from confluent_kafka import Consumer, Producer
+from pydantic import SecretStr
+
+from schemas.events import Event
+from schemas.training import TrainingExample
+from services.common.kafka import (
+    consumer_config,
+    create_topics,
+    producer_config,
+    standard_topics,
+)
+from services.common.settings import KafkaSettings, RedisSettings, TopicSettings
+from services.infra import find_free_port, start_broker, start_redis
+
+__all__ = [
+    "PARTITIONS",
+    "Bench",
+    "FixedModel",
+    "HotPathHandle",
+    "HotPathJob",
+    "measure_pass_through",
+    "run_hotpath",
+    "train_ranker",
+]
+
+PARTITIONS = 6
+
+
+@dataclass(frozen=True)
+class HotPathJob:
+    """Settings of the hot-path process, as plain values so that they can be pickled."""
+
+    bootstrap: str
+    redis_url: str
+    key_prefix: str
+    topics: dict[str, Any]
+    group_id: str
+    batch_size: int
+    poll_timeout_seconds: float
+    checkpoint_dir: str
+    artifact_dir: str | None
+    profile_path: str | None = None
+
+
+def run_hotpath(job: HotPathJob, stop: Any, results: Any) -> None:
+    """Run the hot path until ``stop`` is set, then report its stage costs."""
+    import torch
+
+    from models.multitask.ranker import Ranker
+    from models.registry import load_artifact
+    from services.common.redis_features import FeatureStore
+    from services.hotpath import metrics as hotpath_metrics
+    from services.hotpath.consumer import HotPathConsumer
+    from services.hotpath.settings import HotPathSettings
+    from services.learner.settings import LearnerSettings
+    from services.learner.stage import LearningStage
+    from services.scorer import metrics as scorer_metrics
+    from services.scorer.settings import ScorerSettings
+    from services.scorer.stage import build_scoring_stage
+
+    # Broker, Redis and the load generator share the cores.
+    torch.set_num_threads(1)
+    kafka = KafkaSettings(bootstrap=job.bootstrap)
+    redis_settings = RedisSettings(
+        url=SecretStr(job.redis_url), key_prefix=job.key_prefix
+    )
+    topics = TopicSettings(**job.topics)
+    client = redis.Redis.from_url(job.redis_url)
+    producer = Producer(producer_config(kafka, linger_ms=2))
+    store = FeatureStore(client, job.key_prefix)
+    learning = LearningStage(
+        LearnerSettings(redis=redis_settings, checkpoint_dir=Path(job.checkpoint_dir)),
+        client,
+    )
+    models = None
+    if job.artifact_dir is not None:
+        models = FixedModel(Ranker.from_artifact(load_artifact(Path(job.artifact_dir))))
+    scoring = build_scoring_stage(
+        ScorerSettings(kafka=kafka, redis=redis_settings, topics=topics),
+        client,
+        producer,
+        models=models,
+        signals=learning,
+        features=store,
+    )
+    settings = HotPathSettings(
+        kafka=kafka,
+        redis=redis_settings,
+        topics=topics,
+        batch_size=job.batch_size,
+        poll_timeout_seconds=job.poll_timeout_seconds,
+        metrics_port=0,
+    )
+    consumer = Consumer(consumer_config(kafka, job.group_id, fetch_wait_ms=10))
+    hotpath = HotPathConsumer(settings, consumer, producer, store, [learning, scoring])
+
+    def stop_on_request() -> None:
+        stop.wait()
+        hotpath.stop()
+
+    threading.Thread(target=stop_on_request, daemon=True).start()
+    if job.profile_path is None:
+        hotpath.run()
+    else:
+        profiler = cProfile.Profile()
+        profiler.runcall(hotpath.run)
+        profiler.dump_stats(job.profile_path)
+
+    stage_seconds = {
+        stage: _histogram_sum(hotpath_metrics.STAGE_SECONDS, {"stage": stage})
+        for stage in ("learning", "scoring")
+    }
+    stage_seconds["features"] = _histogram_sum(hotpath_metrics.REDIS_APPLY_SECONDS, {})
+    candidates = _histogram_sum(scorer_metrics.CANDIDATES_PER_EVENT, {})
+    scored = _histogram_count(scorer_metrics.CANDIDATES_PER_EVENT)
+    results.put(
+        {"stage_seconds": stage_seconds, "candidates": candidates / max(scored, 1)}
+    )
+
+
+class FixedModel:
+    """A model source that always returns the same ranker."""
+
+    def __init__(self, ranker: Any) -> None:
+        self._ranker = ranker
+
+    def current(self) -> Any:
+        """Return the ranker."""
+        return self._ranker
+
+
+def _histogram_sum(histogram: Any, labels: dict[str, str]) -> float:
+    for metric in histogram.collect():
+        for sample in metric.samples:
+            if sample.name.endswith("_sum") and all(
+                sample.labels.get(key) == value for key, value in labels.items()
+            ):
+                return float(sample.value)
+    return 0.0
+
+
+def _histogram_count(histogram: Any) -> float:
+    for metric in histogram.collect():
+        for sample in metric.samples:
+            if sample.name.endswith("_count"):
+                return float(sample.value)
+    return 0.0
+
+
+@dataclass(frozen=True)
+class HotPathHandle:
+    """A running hot-path process, its stop flag and its result queue."""
+
+    process: Any
+    stop: Any
+    results: Any
+
+
+class Bench:
+    """One broker, one Redis and the hot-path process under test.
+
+    Args:
+        state_dir: folder for the servers' files, checkpoints and models.
+        batch_size: the hot path's batch size.
+        poll_timeout: seconds the hot path waits to fill a batch.
+        profile_path: where :meth:`start` with ``profile=True`` writes a
+            cProfile dump.
+    """
+
+    def __init__(
+        self,
+        state_dir: Path,
+        batch_size: int,
+        poll_timeout: float,
+        profile_path: str | None = None,
+    ) -> None:
+        self.state_dir = state_dir
+        self.broker = start_broker(state_dir, find_free_port())
+        try:
+            self.redis_server = start_redis(state_dir, find_free_port())
+        except BaseException:
+            self.broker.stop()
+            raise
+        self.kafka = KafkaSettings(bootstrap=self.broker.address)
+        self.redis_url = f"redis://{self.redis_server.address}/0"
+        self.key_prefix = f"bench{uuid.uuid4().hex[:6]}"
+        self.batch_size = batch_size
+        self.poll_timeout = poll_timeout
+        self.profile_path = profile_path
+        self.context = multiprocessing.get_context("spawn")
+
+    def close(self) -> None:
+        """Stop the broker and the redis-server."""
+        try:
+            self.redis_server.stop()
+        finally:
+            self.broker.stop()
+
+    def topics(self) -> TopicSettings:
+        """Create a fresh set of topics and return their names."""
+        stem = uuid.uuid4().hex[:8]
+        topics = TopicSettings(
+            events=f"events-{stem}",
+            dead_letters=f"dlq-{stem}",
+            catalog=f"catalog-{stem}",
+            recommendations_prefix=f"recommendations-{stem}",
+            training_examples=f"examples-{stem}",
+            models=f"models-{stem}",
+            partitions=PARTITIONS,
+        )
+        create_topics(self.kafka, standard_topics(topics))
+        return topics
+
+    def start(
+        self, topics: TopicSettings, artifact_dir: str | None, profile: bool = False
+    ) -> HotPathHandle:
+        """Start the hot-path process on ``topics`` with an optional ranker."""
+        job = HotPathJob(
+            bootstrap=self.kafka.bootstrap,
+            redis_url=self.redis_url,
+            key_prefix=self.key_prefix,
+            topics=topics.model_dump(),
+            group_id=f"hotpath-{uuid.uuid4().hex[:8]}",
+            batch_size=self.batch_size,
+            poll_timeout_seconds=self.poll_timeout,
+            # A fresh checkpoint folder per run keeps the runs independent.
+            checkpoint_dir=str(self.state_dir / f"checkpoints-{uuid.uuid4().hex[:6]}"),
+            artifact_dir=artifact_dir,
+            profile_path=self.profile_path if profile else None,
+        )
+        stop = self.context.Event()
+        results = self.context.Queue()
+        process = self.context.Process(target=run_hotpath, args=(job, stop, results))
+        process.start()
+        return HotPathHandle(process, stop, results)
+
+    def finish(self, handle: HotPathHandle) -> dict[str, Any]:
+        """Stop the hot-path process and return its stage costs."""
+        handle.stop.set()
+        report = handle.results.get(timeout=120)
+        handle.process.join(60)
+        return dict(report)
+
+    def kill(self, handle: HotPathHandle, timeout_seconds: float = 15.0) -> None:
+        """Stop the hot-path process without waiting for its report."""
+        handle.stop.set()
+        handle.process.join(timeout_seconds)
+        if handle.process.is_alive():
+            handle.process.terminate()
+            handle.process.join(5)
+        if handle.process.is_alive():
+            handle.process.kill()
+            handle.process.join(5)
+
+    def publish(self, topics: TopicSettings, events: list[Event]) -> None:
+        """Produce ``events`` to the events topic, keyed by user, and wait for acks."""
+        producer = Producer(producer_config(self.kafka))
+        for event in events:
+            producer.produce(
+                topics.events, key=event.user_id.encode(), value=event.model_dump_json()
+            )
+            producer.poll(0)
+        if producer.flush(60):
+            raise RuntimeError("the broker did not acknowledge every event")
+
+
+def train_ranker(bench: Bench, topics: TopicSettings, count: int) -> str:
+    """Train the multi-task ranker on up to ``count`` of a run's training examples.
+
+    Returns:
+        The artifact folder of the trained ranker.
+    """
+    from models.multitask.dataset import build_training_set
+    from models.multitask.model import ModelConfig
+    from models.multitask.train import TrainConfig, fit_feature_spec, train_new_model
+    from models.registry import DataWindow, ModelRegistry
+
+    consumer = Consumer(
+        consumer_config(bench.kafka, f"bench-train-{uuid.uuid4().hex[:6]}")
+    )
+    consumer.subscribe([topics.training_examples])
+    examples: list[TrainingExample] = []
+    deadline = time.monotonic() + 120
+    while len(examples) < count and time.monotonic() < deadline:
+        for message in consumer.consume(5000, 0.2):
+            if message.error() is None:
+                examples.append(
+                    TrainingExample.model_validate_json(message.value() or b"")
+                )
+    consumer.close()
+    dataset = build_training_set(examples)
+    spec = fit_feature_spec(dataset)
+    model, _ = train_new_model(spec, ModelConfig(), dataset, TrainConfig(epochs=1))
+    registry = ModelRegistry(bench.state_dir / "registry")
+    times = sorted(example.event_time for example in examples)
+    metadata = registry.save(
+        "ranker",
+        model,
+        spec,
+        DataWindow(
+            start=times[0],
+            end=times[-1],
+            examples=len(examples),
+            rows=len(dataset.labels),
+        ),
+        {},
+    )
+    return str(registry.path_of(metadata.model_version))
+
+
+def measure_pass_through(bench: Bench, count: int, size: int) -> float:
+    """Return messages per second of a bare consume-and-produce loop."""
+    source, sink = bench.topics(), bench.topics()
+    producer = Producer(producer_config(bench.kafka))
+    payload = b"x" * size
+    for index in range(count):
+        producer.produce(source.events, key=str(index % 1000).encode(), value=payload)
+        producer.poll(0)
+    producer.flush(60)
+    consumer = Consumer(
+        consumer_config(bench.kafka, f"bench-pass-{uuid.uuid4().hex[:6]}")
+    )
+    consumer.subscribe([source.events])
+    moved = 0
+    started = None
+    while moved < count:
+        for message in consumer.consume(1000, 0.2):
+            if message.error() is not None:
+                continue
+            started = started or time.perf_counter()
+            producer.produce(sink.events, key=message.key(), value=message.value())
+            moved += 1
+        producer.poll(0)
+    producer.flush(60)
+    consumer.close()
+    return count / (time.perf_counter() - (started or time.perf_counter()))
