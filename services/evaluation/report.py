@@ -64,16 +64,24 @@ def write_report(result: EvaluationResult, directory: Path) -> ReportFiles:
 def verdict_sentence(result: EvaluationResult) -> str:
     """Return plain sentences on whether the system beats every baseline.
 
-    When some scored events reached the system before the slate they are
-    scored against was published, a second sentence gives the verdict
-    without those events.
+    Where a baseline matches or beats the system, the sentence names it, the
+    metric and both values. When some scored events reached the system before
+    the slate they are scored against was published, a second sentence gives
+    the verdict without those events, and how many events that leaves.
     """
-    sentence = _verdict_text(result.verdict, "on this replay")
+    sentence = _verdict_text(result.verdict, result.ranking, "on this replay")
     lookahead = result.inputs.lookahead_targets
     if lookahead == 0:
         return sentence
     share = lookahead / result.inputs.scored_events
-    clean = _verdict_text(result.verdict_without_lookahead, "on the other events")
+    unseen = result.verdict_without_lookahead
+    if unseen.scored_lists == 0:
+        scope = "on the other events"
+    elif unseen.scored_lists == 1:
+        scope = "on the other 1 event"
+    else:
+        scope = f"on the other {unseen.scored_lists} events"
+    clean = _verdict_text(unseen, result.ranking_without_lookahead, scope)
     return (
         f"{sentence} {lookahead} of {result.inputs.scored_events} scored events "
         f"({share:.0%}) were read by Cartwheel before the slate they are scored "
@@ -83,7 +91,9 @@ def verdict_sentence(result: EvaluationResult) -> str:
     )
 
 
-def _verdict_text(verdict: Verdict, scope: str) -> str:
+def _verdict_text(
+    verdict: Verdict, ranking: dict[str, dict[int, RankingScores]], scope: str
+) -> str:
     k = verdict.cutoff
     if verdict.scored_lists == 0:
         return (
@@ -93,15 +103,32 @@ def _verdict_text(verdict: Verdict, scope: str) -> str:
         )
     if verdict.beats_every_baseline:
         return f"Cartwheel beats every baseline on HR@{k} and MRR@{k} {scope}."
-    parts = []
-    for metric, label in (("hit_rate", f"HR@{k}"), ("mrr", f"MRR@{k}")):
-        winners = verdict.winning_baselines[metric]
-        if winners:
-            parts.append(f"{', '.join(winners)} on {label}")
-    return (
-        f"Cartwheel does not beat every baseline {scope}: "
-        f"matched or beaten by {'; '.join(parts)}."
-    )
+    parts = [
+        _losing_metric(ranking, winners, metric, k)
+        for metric, winners in verdict.winning_baselines.items()
+        if winners
+    ]
+    return f"Cartwheel does not beat every baseline {scope}: {'; '.join(parts)}."
+
+
+def _losing_metric(
+    ranking: dict[str, dict[int, RankingScores]],
+    winners: list[str],
+    metric: str,
+    k: int,
+) -> str:
+    """Return which baselines match or beat the system on one metric, with values."""
+    label = {"hit_rate": "HR", "mrr": "MRR"}[metric]
+    entries = [
+        f"{name} ({_number(getattr(ranking[name][k], metric))})" for name in winners
+    ]
+    if len(entries) == 1:
+        listed, verb = entries[0], "matches or beats"
+    else:
+        listed = f"{', '.join(entries[:-1])} and {entries[-1]}"
+        verb = "match or beat"
+    system = _number(getattr(ranking[SYSTEM_NAME][k], metric))
+    return f"on {label}@{k}, {listed} {verb} Cartwheel's {system}"
 
 
 def summary_lines(result: EvaluationResult) -> list[str]:

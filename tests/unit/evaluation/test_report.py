@@ -101,6 +101,20 @@ def test_verdict_sentence_names_winning_baselines(result: EvaluationResult) -> N
     assert "most_popular" in sentence
 
 
+def test_verdict_sentence_gives_baseline_values(
+    result: EvaluationResult,
+) -> None:
+    k = result.cutoffs[-1]
+    popular = result.ranking["most_popular"][k].hit_rate
+    system = result.ranking["cartwheel"][k].hit_rate
+
+    sentence = verdict_sentence(result)
+
+    assert f"on HR@{k}, " in sentence
+    assert f"most_popular ({popular:.4f})" in sentence
+    assert f"Cartwheel's {system:.4f}" in sentence
+
+
 def test_summary_lines_list_every_recommender(result: EvaluationResult) -> None:
     lines = summary_lines(result)
 
@@ -134,4 +148,24 @@ def test_verdict_sentence_reports_lookahead_events(
         "No next event could be scored on the other events (every user has a "
         "single event, or none falls after score_from), so Cartwheel is not "
         "compared with the baselines."
+    )
+
+
+def test_verdict_sentence_counts_unseen_events(
+    make_event: Callable[..., Event],
+    make_slate: Callable[..., Slate],
+    settings: EvaluationSettings,
+) -> None:
+    e1 = make_event("e1", "u1", "a", 0)
+    e2 = make_event("e2", "u1", "b", 1)
+    e3 = make_event("e3", "u1", "c", 2)
+    late = make_slate(e1, ["b"], generated_at=e2.event_time + timedelta(minutes=1))
+    slates = [late, make_slate(e2, ["c"]), make_slate(e3, [])]
+    result = evaluate_streams([e1, e2, e3], slates, settings=settings)
+
+    sentence = verdict_sentence(result)
+
+    assert "1 of 2 scored events (50%) were read by Cartwheel before" in sentence
+    assert sentence.endswith(
+        "Cartwheel beats every baseline on HR@3 and MRR@3 on the other 1 event."
     )
