@@ -27,11 +27,15 @@ before it, the 24 h window is 24 hour buckets, and the 7 d window 7 UTC days.
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+
+import numpy as np
 
 from schemas.events import EventType
 
 __all__ = [
+    "CANDIDATE_FEATURES",
     "EVENT_TYPE_CODES",
     "ITEM_FEATURES",
     "MAX_RECENT_ITEMS",
@@ -41,6 +45,7 @@ __all__ = [
     "WINDOWS",
     "FeatureKeys",
     "FeatureVectors",
+    "CandidateMatrix",
     "ItemAttributes",
     "RecentItem",
     "UserProfile",
@@ -155,6 +160,79 @@ Affinities are the user's decayed event weights for the item's category and
 brand divided by the user's strongest category (brand), so they lie in [0, 1].
 """
 
+CANDIDATE_FEATURES: tuple[str, ...] = (*ITEM_FEATURES, *PAIR_FEATURES)
+"""The numeric features of one candidate item for one user, in column order."""
+
+
+class CandidateMatrix(Mapping[str, dict[str, float]]):
+    """The numeric features of several candidates as one (C, F) array.
+
+    Row ``r`` contains the features of ``item_ids[r]``, columns follow
+    :data:`CANDIDATE_FEATURES`, and NaN marks a value that is missing. Scoring
+    reads whole columns; reading it as a mapping builds one item's named
+    features on access, for callers that want a dict.
+
+    Args:
+        item_ids: the candidates, without duplicates.
+        values: shape (len(item_ids), len(CANDIDATE_FEATURES)), float64; kept
+            as :attr:`array`.
+    """
+
+    names: tuple[str, ...] = CANDIDATE_FEATURES
+
+    def __init__(self, item_ids: Sequence[str], values: np.ndarray) -> None:
+        if values.shape != (len(item_ids), len(CANDIDATE_FEATURES)):
+            raise ValueError(
+                f"candidate values have shape {values.shape}; expected "
+                f"({len(item_ids)}, {len(CANDIDATE_FEATURES)})"
+            )
+        self.item_ids: tuple[str, ...] = tuple(item_ids)
+        self.array = values
+        self._rows = {item_id: row for row, item_id in enumerate(self.item_ids)}
+        if len(self._rows) != len(self.item_ids):
+            raise ValueError("candidate item ids must be unique")
+
+    @classmethod
+    def from_mappings(
+        cls, items: Mapping[str, Mapping[str, float]], item_ids: Sequence[str]
+    ) -> CandidateMatrix:
+        """Build the matrix of ``item_ids`` from per-item feature mappings.
+
+        Returns ``items`` itself when it already is a matrix of those ids.
+        Names outside :data:`CANDIDATE_FEATURES` are ignored and absent ones
+        read NaN.
+        """
+        if isinstance(items, CandidateMatrix) and items.item_ids == tuple(item_ids):
+            return items
+        values = np.array(
+            [
+                [items[item_id].get(name, np.nan) for name in CANDIDATE_FEATURES]
+                for item_id in item_ids
+            ],
+            dtype=np.float64,
+        ).reshape(len(item_ids), len(CANDIDATE_FEATURES))
+        return cls(item_ids, values)
+
+    def column(self, name: str) -> np.ndarray:
+        """Return one feature of every candidate, shape (C,)."""
+        return self.array[:, _CANDIDATE_COLUMNS[name]]
+
+    def __getitem__(self, item_id: str) -> dict[str, float]:
+        row = self.array[self._rows[item_id]].tolist()
+        return dict(zip(CANDIDATE_FEATURES, row, strict=True))
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.item_ids)
+
+    def __len__(self) -> int:
+        return len(self.item_ids)
+
+    def __contains__(self, item_id: object) -> bool:
+        return item_id in self._rows
+
+
+_CANDIDATE_COLUMNS = {name: column for column, name in enumerate(CANDIDATE_FEATURES)}
+
 
 @dataclass(frozen=True)
 class RecentItem:
@@ -213,14 +291,15 @@ class FeatureVectors:
     Attributes:
         user: numeric user features, keys from :data:`USER_FEATURES`.
         items: per item id, numeric item features (:data:`ITEM_FEATURES`)
-            plus the pair features (:data:`PAIR_FEATURES`).
+            plus the pair features (:data:`PAIR_FEATURES`); the scorer's
+            store returns a :class:`CandidateMatrix`.
         attributes: per item id, its catalog attributes.
         profile: the user's categorical state.
         reference_time: Unix seconds the windows were computed at.
     """
 
     user: dict[str, float]
-    items: dict[str, dict[str, float]]
+    items: Mapping[str, Mapping[str, float]]
     attributes: dict[str, ItemAttributes]
     profile: UserProfile
     reference_time: float

@@ -17,7 +17,13 @@ from models.multitask.model import RankerModule
 from models.registry import LoadedArtifact
 from schemas.events import EventType
 
-__all__ = ["CandidateInput", "CandidateLike", "RankRequest", "Ranker"]
+__all__ = [
+    "CandidateColumns",
+    "CandidateInput",
+    "CandidateLike",
+    "RankRequest",
+    "Ranker",
+]
 
 # Catalog price inside item features, read when a candidate comes without one.
 _ITEM_PRICE_FEATURE = "item_price"
@@ -55,12 +61,37 @@ Pass a CandidateInput when they are known, because training saw them.
 
 
 @dataclass(frozen=True)
+class CandidateColumns:
+    """The candidates of one event as columns, read without a loop per feature.
+
+    Attributes:
+        item_ids: the candidates.
+        category_ids: each candidate's category, None when unknown.
+        brands: each candidate's brand, None when unknown.
+        prices: (C,) prices; NaN where unknown, read as 0.
+        features: (C, len(feature_names)) numeric features; names the model
+            was not trained on are ignored, and NaN or absent names read 0.
+        feature_names: the column names of ``features``.
+    """
+
+    item_ids: Sequence[str]
+    category_ids: Sequence[str | None]
+    brands: Sequence[str | None]
+    prices: np.ndarray
+    features: np.ndarray
+    feature_names: tuple[str, ...]
+
+    def __len__(self) -> int:
+        return len(self.item_ids)
+
+
+@dataclass(frozen=True)
 class RankRequest:
     """The candidates of one event, for ``Ranker.predict_many``."""
 
     user_id: str
     user_features: Mapping[str, float]
-    candidates: Sequence[CandidateLike]
+    candidates: Sequence[CandidateLike] | CandidateColumns
 
 
 class Ranker:
@@ -87,6 +118,7 @@ class Ranker:
             tuple[str, str | None, str | None], tuple[int, int, int]
         ] = {}
         self._get_item_values = operator.itemgetter(*spec.item_feature_names or ("",))
+        self._column_maps: dict[tuple[str, ...], tuple[list[int], list[int]]] = {}
         self.model_version = model_version
         self.tasks: tuple[EventType, ...] = TASKS
 
@@ -138,56 +170,88 @@ class Ranker:
         """Build (B, S) id hashes and (B, F) raw numerics for all candidates.
 
         Columns follow the spec: user features, item features, then price.
-        Rows are gathered as tuples and copied into the arrays once per batch.
         """
         spec = self._spec
-        hash_id = self._hasher.hash
-        item_hashes = self._item_hashes
-        item_values = self._item_values
         user_width = len(spec.user_feature_names)
-        id_rows: list[tuple[int, int, int, int]] = []
-        item_rows: list[tuple[float, ...]] = []
-        user_rows: list[list[float]] = []
-        counts: list[int] = []
+        ids = np.empty((total, len(SPARSE_FIELDS)), dtype=np.int64)
+        numeric = np.empty((total, len(spec.numeric_names)), dtype=np.float32)
+        start = 0
         for request in requests:
             count = len(request.candidates)
             if count == 0:
                 continue
-            user_rows.append(
-                [
-                    request.user_features.get(name, 0.0)
-                    for name in spec.user_feature_names
-                ]
-            )
-            counts.append(count)
-            user_hash = hash_id("user_id", request.user_id)
-            for given in request.candidates:
-                candidate = _as_input(given)
-                id_rows.append(
-                    (
-                        user_hash,
-                        *item_hashes(
-                            candidate.item_id, candidate.category_id, candidate.brand
-                        ),
-                    )
-                )
-                item_rows.append(
-                    (
-                        *item_values(candidate.item_features),
-                        candidate.price if candidate.price is not None else 0.0,
-                    )
-                )
-        ids = np.array(id_rows, dtype=np.int64).reshape(total, len(SPARSE_FIELDS))
-        numeric = np.empty((total, len(spec.numeric_names)), dtype=np.float32)
-        numeric[:, :user_width] = np.repeat(
-            np.array(user_rows, dtype=np.float32).reshape(len(counts), user_width),
-            counts,
-            axis=0,
-        )
-        numeric[:, user_width:] = np.array(item_rows, dtype=np.float32).reshape(
-            total, len(spec.numeric_names) - user_width
-        )
+            end = start + count
+            ids[start:end, 0] = self._hasher.hash("user_id", request.user_id)
+            numeric[start:end, :user_width] = [
+                request.user_features.get(name, 0.0) for name in spec.user_feature_names
+            ]
+            candidates = request.candidates
+            if isinstance(candidates, CandidateColumns):
+                hashes, items = self._encode_columns(candidates)
+            else:
+                hashes, items = self._encode_inputs(candidates)
+            ids[start:end, 1:] = np.array(hashes, dtype=np.int64).reshape(count, -1)
+            numeric[start:end, user_width:] = items
+            start = end
         return ids, numeric
+
+    def _encode_inputs(
+        self, candidates: Sequence[CandidateLike]
+    ) -> tuple[list[tuple[int, int, int]], np.ndarray]:
+        """Return the id hashes and item numerics of candidates given one by one."""
+        hashes = []
+        rows = []
+        for candidate_like in candidates:
+            candidate = _as_input(candidate_like)
+            hashes.append(
+                self._item_hashes(
+                    candidate.item_id, candidate.category_id, candidate.brand
+                )
+            )
+            rows.append(
+                (
+                    *self._item_values(candidate.item_features),
+                    candidate.price if candidate.price is not None else 0.0,
+                )
+            )
+        width = len(self._spec.item_feature_names) + 1
+        return hashes, np.array(rows, dtype=np.float32).reshape(len(rows), width)
+
+    def _encode_columns(
+        self, candidates: CandidateColumns
+    ) -> tuple[list[tuple[int, int, int]], np.ndarray]:
+        """Return the id hashes and item numerics of candidates given as columns."""
+        item_hashes = self._item_hashes
+        hashes = [
+            item_hashes(item_id, category_id, brand)
+            for item_id, category_id, brand in zip(
+                candidates.item_ids,
+                candidates.category_ids,
+                candidates.brands,
+                strict=True,
+            )
+        ]
+        spec_columns, given_columns = self._column_map(candidates.feature_names)
+        count = len(candidates)
+        items = np.zeros((count, len(self._spec.item_feature_names) + 1))
+        items[:, spec_columns] = candidates.features[:, given_columns]
+        items[:, -1] = candidates.prices
+        items[np.isnan(items)] = 0.0
+        return hashes, items
+
+    def _column_map(self, names: tuple[str, ...]) -> tuple[list[int], list[int]]:
+        """Return which spec item columns are given, and where they are in ``names``."""
+        found = self._column_maps.get(names)
+        if found is None:
+            position = {name: column for column, name in enumerate(names)}
+            pairs = [
+                (spec_column, position[name])
+                for spec_column, name in enumerate(self._spec.item_feature_names)
+                if name in position
+            ]
+            found = ([pair[0] for pair in pairs], [pair[1] for pair in pairs])
+            self._column_maps[names] = found
+        return found
 
     def _item_hashes(
         self, item_id: str, category_id: str | None, brand: str | None

@@ -41,7 +41,7 @@ from models.online import (
 )
 from models.online.conversion import squash_matrix
 from schemas.events import EventType
-from schemas.features import ITEM_FEATURES, PAIR_FEATURES, USER_FEATURES
+from schemas.features import CANDIDATE_FEATURES, USER_FEATURES, CandidateMatrix
 from services.common.retrain import request_retrain
 from services.hotpath.stages import AppliedEvent
 from services.learner import metrics
@@ -62,7 +62,7 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-_ITEM_COLUMNS: tuple[str, ...] = (*ITEM_FEATURES, *PAIR_FEATURES)
+_ITEM_COLUMNS: tuple[str, ...] = CANDIDATE_FEATURES
 _SIGNAL_COLUMNS: tuple[str, ...] = (*USER_FEATURES, *_ITEM_COLUMNS)
 
 ONLINE_CART_PROB = "online_cart_prob"
@@ -419,7 +419,11 @@ class LearningStage:
     def signal_matrix(
         self,
         requests: Sequence[
-            tuple[str, Mapping[str, float], Sequence[tuple[str, Mapping[str, float]]]]
+            tuple[
+                str,
+                Mapping[str, float],
+                Sequence[tuple[str, Mapping[str, float]]] | CandidateMatrix,
+            ]
         ],
     ) -> np.ndarray:
         """Return the online signals of every candidate of several users at once.
@@ -429,7 +433,7 @@ class LearningStage:
 
         Args:
             requests: ``(user_id, user_features, candidates)`` per user, with
-                candidates as in :meth:`signals`.
+                candidates as in :meth:`signals` or as one matrix.
 
         Returns:
             Shape (N, 3) for the N candidates of all requests in order; the
@@ -451,11 +455,15 @@ class LearningStage:
             raw[row : row + count, :user_width] = [
                 user_features.get(name, np.nan) for name in USER_FEATURES
             ]
-            raw[row : row + count, user_width:] = [
-                _item_row(features) for _, features in candidates
-            ]
+            if isinstance(candidates, CandidateMatrix):
+                raw[row : row + count, user_width:] = candidates.array
+                items += candidates.item_ids
+            else:
+                raw[row : row + count, user_width:] = [
+                    _item_row(features) for _, features in candidates
+                ]
+                items += [item_id for item_id, _ in candidates]
             users += [user_id] * count
-            items += [item_id for item_id, _ in candidates]
             row += count
 
         squashed = squash_matrix(raw)

@@ -16,7 +16,12 @@ import numpy as np
 
 from models.multitask.ranker import RankRequest
 from schemas.catalog import PromotionRecord, ReviewRecord
-from schemas.features import FeatureVectors, ItemAttributes, RecentItem
+from schemas.features import (
+    CandidateMatrix,
+    FeatureVectors,
+    ItemAttributes,
+    RecentItem,
+)
 
 __all__ = [
     "CandidateStore",
@@ -125,13 +130,15 @@ class SignalSource(Protocol):
 
     def signal_matrix(
         self,
-        requests: Sequence[tuple[str, Features, Sequence[tuple[str, Features]]]],
+        requests: Sequence[
+            tuple[str, Features, Sequence[tuple[str, Features]] | CandidateMatrix]
+        ],
     ) -> np.ndarray:
         """Return the signals of all candidates of several users as one matrix.
 
         Args:
-            requests: ``(user_id, user_features, candidates)`` per user, each
-                candidate an ``(item_id, item_features)`` pair.
+            requests: ``(user_id, user_features, candidates)`` per user, with
+                candidates as ``(item_id, item_features)`` pairs or one matrix.
 
         Returns:
             Shape (N, 3) for the N candidates of all requests in order, with

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from schemas.features import CandidateMatrix
 from services.scorer.settings import ScoreWeights
 
 __all__ = [
@@ -22,6 +23,7 @@ __all__ = [
     "HeuristicRanker",
     "combine_scores",
     "combine_signal_matrix",
+    "zero_nan",
 ]
 
 HEURISTIC_MODEL_VERSION = "heuristic-v1"
@@ -99,6 +101,39 @@ class HeuristicRanker:
         source, views, affinity, to_cart, to_purchase = np.array(
             rows, dtype=np.float64
         ).T
+        return self._probabilities(source, views, affinity, to_cart, to_purchase)
+
+    def predict_matrix(
+        self, candidates: CandidateMatrix, source_scores: np.ndarray
+    ) -> np.ndarray:
+        """Do what :meth:`predict` does, with the features as one matrix.
+
+        Args:
+            candidates: the candidates' features; NaN reads as absent.
+            source_scores: (C,) merged candidate-source score per row.
+        """
+        if len(candidates) == 0:
+            return np.zeros((0, len(TASKS)))
+        names = self._names
+        affinity = zero_nan(candidates.column(names.category_affinity)) + (
+            0.5 * zero_nan(candidates.column(names.brand_affinity))
+        )
+        return self._probabilities(
+            np.asarray(source_scores, dtype=np.float64),
+            zero_nan(candidates.column(names.views)),
+            affinity,
+            candidates.column(names.view_to_cart_rate),
+            candidates.column(names.cart_to_purchase_rate),
+        )
+
+    def _probabilities(
+        self,
+        source: np.ndarray,
+        views: np.ndarray,
+        affinity: np.ndarray,
+        to_cart: np.ndarray,
+        to_purchase: np.ndarray,
+    ) -> np.ndarray:
         logit = (
             -3.0
             + 2.0 * np.minimum(source, 2.0)
@@ -109,6 +144,15 @@ class HeuristicRanker:
         cart_add = click * _rates(to_cart, self._view_to_cart_prior)
         purchase = cart_add * _rates(to_purchase, self._cart_to_purchase_prior)
         return np.column_stack((click, cart_add, purchase))
+
+
+def zero_nan(values: np.ndarray) -> np.ndarray:
+    """Return ``values`` with NaN replaced by 0.
+
+    Does what ``np.nan_to_num`` does to NaN, at a fraction of its cost on the
+    short arrays of one event, and leaves infinities alone.
+    """
+    return np.where(np.isnan(values), 0.0, values)
 
 
 def _rates(values: np.ndarray, prior: float) -> np.ndarray:
@@ -168,9 +212,9 @@ def combine_signal_matrix(
         blended[:, column] = np.where(
             np.isnan(values),
             blended[:, column],
-            (1 - share) * blended[:, column] + share * np.nan_to_num(values),
+            (1 - share) * blended[:, column] + share * zero_nan(values),
         )
-    affinity = np.nan_to_num(online[:, 2])
+    affinity = zero_nan(online[:, 2])
 
     if weights.objective == "expected_value":
         value = _filled_prices(prices)

@@ -19,19 +19,19 @@ from datetime import UTC, datetime
 
 import numpy as np
 
-from models.multitask.ranker import CandidateInput, RankRequest
+from models.multitask.ranker import CandidateColumns, RankRequest
 from schemas.catalog import PromotionRecord, ReviewRecord
 from schemas.events import EventType
-from schemas.features import FeatureVectors, RecentItem
+from schemas.features import CandidateMatrix, FeatureVectors, RecentItem
 from schemas.recommendations import CandidateSource, Slate, SlateItem, Surface
 from services.scorer.candidates import Candidate, CandidateGenerator, EventContext
 from services.scorer.metrics import CANDIDATES_PER_EVENT
 from services.scorer.protocols import CandidateStore, ModelSource, SignalSource
 from services.scorer.ranking import (
     SIGNALS,
-    SOURCE_SCORE_FEATURE,
     HeuristicRanker,
     combine_signal_matrix,
+    zero_nan,
 )
 from services.scorer.rules import RankedCandidate, RuleContext, apply_rules, is_excluded
 from services.scorer.session_knn import SessionIndex
@@ -93,6 +93,7 @@ class _Work:
     active_promotions: list[int] = field(default_factory=list)
     ranked: dict[str, RankedCandidate] = field(default_factory=dict)
     vectors: FeatureVectors | None = None
+    candidates: CandidateMatrix | None = None
     model_version: str = ""
 
 
@@ -211,18 +212,23 @@ class SlateBuilder:
         return self._promotion_index
 
     def _score(self, work: Sequence[_Work]) -> None:
-        # LIMITATION(L-53): item and pair features still reach the ranker and the
-        # signals as one Python dict per candidate, and rules and slates run per
-        # candidate, which caps the hot path far below 5,000 events/s on two
-        # cores (docs/benchmarks/hotpath.md).
+        # LIMITATION(L-53): features reach the ranker and the signals as one
+        # matrix per event, but candidate sources, rules and slate items are
+        # still built per candidate in Python, which caps the hot path far
+        # below 5,000 events/s on two cores (docs/benchmarks/hotpath.md).
         requests = [(entry.trigger.user_id, _pool(entry)) for entry in work]
         vectors = self._store.read_features(requests)
-        for entry, features, (_, item_ids) in zip(work, vectors, requests, strict=True):
+        matrices = [
+            CandidateMatrix.from_mappings(features.items, item_ids)
+            for features, (_, item_ids) in zip(vectors, requests, strict=True)
+        ]
+        for entry, features, candidates in zip(work, vectors, matrices, strict=True):
             entry.vectors = features
-            CANDIDATES_PER_EVENT.observe(len(item_ids))
-        probs, model_version = self._predict(work, requests, vectors)
+            entry.candidates = candidates
+            CANDIDATES_PER_EVENT.observe(len(candidates))
+        probs, model_version = self._predict(work, requests, vectors, matrices)
 
-        signals = self._signal_rows(requests, vectors)
+        signals = self._signal_rows(requests, vectors, matrices)
         weights = self._settings.weights
         for entry, (_, item_ids), features, entry_probs, entry_signals in zip(
             work, requests, vectors, probs, signals, strict=True
@@ -235,22 +241,26 @@ class SlateBuilder:
                 entry_probs, entry_signals, prices, weights
             )
             sources = _sources(entry)
-            affinity = np.nan_to_num(entry_signals[:, 2]).tolist()
-            for item_id, score, row, item_affinity in zip(
-                item_ids, scores.tolist(), blended.tolist(), affinity, strict=True
-            ):
-                entry.ranked[item_id] = RankedCandidate(
-                    item_id=item_id,
-                    score=score,
-                    task_probs=(row[0], row[1], row[2]),
-                    source=sources[item_id][0],
-                    affinity=item_affinity,
+            entry.ranked = dict(
+                zip(
+                    item_ids,
+                    map(
+                        RankedCandidate,
+                        item_ids,
+                        scores.tolist(),
+                        map(tuple, blended.tolist()),
+                        [sources[item_id][0] for item_id in item_ids],
+                        zero_nan(entry_signals[:, 2]).tolist(),
+                    ),
+                    strict=True,
                 )
+            )
 
     def _signal_rows(
         self,
         requests: Sequence[tuple[str, list[str]]],
         vectors: Sequence[FeatureVectors],
+        matrices: Sequence[CandidateMatrix],
     ) -> list[np.ndarray]:
         """Return a (C, 3) signal matrix per trigger, from one call for the batch."""
         sizes = [len(item_ids) for _, item_ids in requests]
@@ -258,12 +268,10 @@ class SlateBuilder:
             return [np.full((size, len(SIGNALS)), np.nan) for size in sizes]
         matrix = self._signals.signal_matrix(
             [
-                (
-                    user_id,
-                    features.user,
-                    [(item_id, features.items[item_id]) for item_id in item_ids],
+                (user_id, features.user, candidates)
+                for (user_id, _), features, candidates in zip(
+                    requests, vectors, matrices, strict=True
                 )
-                for (user_id, item_ids), features in zip(requests, vectors, strict=True)
             ]
         )
         bounds = np.cumsum(sizes)[:-1]
@@ -274,6 +282,7 @@ class SlateBuilder:
         work: Sequence[_Work],
         requests: Sequence[tuple[str, list[str]]],
         vectors: Sequence[FeatureVectors],
+        matrices: Sequence[CandidateMatrix],
     ) -> tuple[list[np.ndarray], str]:
         """Return (C, 3) task probabilities per trigger and the model version.
 
@@ -281,28 +290,24 @@ class SlateBuilder:
         pass; before the first model the heuristic scores each trigger.
         """
         model = self._models.current() if self._models is not None else None
-        heuristic = [
-            self._heuristic.predict(
-                user_id,
-                features.user,
-                _with_source_scores(
-                    [(item_id, features.items[item_id]) for item_id in item_ids],
-                    _sources(entry),
-                ),
+        heuristic = []
+        for entry, (_, item_ids), candidates in zip(
+            work, requests, matrices, strict=True
+        ):
+            sources = _sources(entry)
+            source_scores = np.array(
+                [sources[item_id][1] for item_id in item_ids], dtype=np.float64
             )
-            for entry, (user_id, item_ids), features in zip(
-                work, requests, vectors, strict=True
-            )
-        ]
+            heuristic.append(self._heuristic.predict_matrix(candidates, source_scores))
         if model is None:
             return heuristic, HEURISTIC
         rank_requests = [
             RankRequest(
-                user_id,
-                features.user,
-                [_candidate_input(features, item_id) for item_id in item_ids],
+                user_id, features.user, _candidate_columns(features, candidates)
             )
-            for (user_id, item_ids), features in zip(requests, vectors, strict=True)
+            for (user_id, _), features, candidates in zip(
+                requests, vectors, matrices, strict=True
+            )
         ]
         # LIMITATION(L-58): the trained ranker gets no candidate-source scores,
         # which the heuristic ranks by, so the two are blended by a configured
@@ -337,10 +342,7 @@ class SlateBuilder:
             trigger_item_id=trigger.item_id,
             purchased=dict.fromkeys(entry.context.history.purchased, 0.0),
             attributes=vectors.attributes,
-            item_views={
-                item_id: features.get(_VIEWS_FEATURE, 0.0)
-                for item_id, features in vectors.items.items()
-            },
+            item_views=_item_views(entry.candidates),
         )
         rules = self._settings.rules
         sizes = self._settings.surfaces
@@ -510,25 +512,31 @@ def _sources(entry: _Work) -> dict[str, tuple[CandidateSource, float]]:
     return sources
 
 
-def _with_source_scores(
-    candidates: Sequence[tuple[str, Mapping[str, float]]],
-    sources: Mapping[str, tuple[CandidateSource, float]],
-) -> list[tuple[str, Mapping[str, float]]]:
-    return [
-        (item_id, {**features, SOURCE_SCORE_FEATURE: sources[item_id][1]})
-        for item_id, features in candidates
-    ]
-
-
-def _candidate_input(vectors: FeatureVectors, item_id: str) -> CandidateInput:
-    attributes = vectors.attributes.get(item_id)
-    return CandidateInput(
-        item_id=item_id,
-        item_features=vectors.items[item_id],
-        category_id=attributes.category_id if attributes else None,
-        brand=attributes.brand if attributes else None,
-        price=attributes.price if attributes else None,
+def _candidate_columns(
+    vectors: FeatureVectors, candidates: CandidateMatrix
+) -> CandidateColumns:
+    attributes = [vectors.attributes.get(item_id) for item_id in candidates.item_ids]
+    return CandidateColumns(
+        item_ids=candidates.item_ids,
+        category_ids=[found.category_id if found else None for found in attributes],
+        brands=[found.brand if found else None for found in attributes],
+        prices=np.array(
+            [
+                found.price if found and found.price is not None else np.nan
+                for found in attributes
+            ],
+            dtype=np.float64,
+        ),
+        features=candidates.array,
+        feature_names=candidates.names,
     )
+
+
+def _item_views(candidates: CandidateMatrix | None) -> dict[str, float]:
+    if candidates is None:
+        return {}
+    views = zero_nan(candidates.column(_VIEWS_FEATURE)).tolist()
+    return dict(zip(candidates.item_ids, views, strict=True))
 
 
 def _price(vectors: FeatureVectors, item_id: str) -> float | None:
@@ -536,10 +544,10 @@ def _price(vectors: FeatureVectors, item_id: str) -> float | None:
     return attributes.price if attributes is not None else None
 
 
+# Enum members read through the class are slow enough to show per slate item.
+_CLICK, _CART_ADD, _PURCHASE = EventType.CLICK, EventType.CART_ADD, EventType.PURCHASE
+
+
 def _task_probs(candidate: RankedCandidate) -> dict[EventType, float]:
     click, cart_add, purchase = candidate.task_probs
-    return {
-        EventType.CLICK: click,
-        EventType.CART_ADD: cart_add,
-        EventType.PURCHASE: purchase,
-    }
+    return {_CLICK: click, _CART_ADD: cart_add, _PURCHASE: purchase}

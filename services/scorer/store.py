@@ -17,10 +17,17 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 from pydantic import TypeAdapter
 
 from schemas.catalog import PromotionRecord, ReviewRecord
-from schemas.features import FeatureVectors, ItemAttributes
+from schemas.features import (
+    ITEM_FEATURES,
+    PAIR_FEATURES,
+    CandidateMatrix,
+    FeatureVectors,
+    ItemAttributes,
+)
 from services.common.redis_features import (
     FeatureStore,
     attributes_from_catalog,
@@ -47,6 +54,7 @@ class _CachedItem:
     catalog: State
     attributes: ItemAttributes
     expires_at: float
+    row: tuple[float, ...] = ()
     price: float | None = None
     category: str | None = None
     brand: str | None = None
@@ -66,6 +74,7 @@ class _CachedItem:
             catalog,
             attributes,
             expires_at,
+            tuple(vector.get(name, math.nan) for name in ITEM_FEATURES),
             price,
             catalog.get("category"),
             catalog.get("brand"),
@@ -100,22 +109,22 @@ class _PairContext:
 
     def features(self, item_id: str, item: _CachedItem) -> dict[str, float]:
         """Return the pair features of this user and one cached item."""
+        return dict(zip(PAIR_FEATURES, self.row(item_id, item), strict=True))
+
+    def row(self, item_id: str, item: _CachedItem) -> tuple[float, ...]:
+        """Return the pair features of one cached item, in ``PAIR_FEATURES`` order."""
         zscore = 0.0
         if item.price is not None and self._price_count >= 2:
             scale = max(self._price_std, 1e-6 + 0.01 * self._price_mean)
             zscore = (item.price - self._price_mean) / scale
             zscore = max(-_MAX_PRICE_ZSCORE, min(_MAX_PRICE_ZSCORE, zscore))
-        return {
-            "pair_category_affinity": _share(
-                self._categories, self._strongest_category, item.category
-            ),
-            "pair_brand_affinity": _share(
-                self._brands, self._strongest_brand, item.brand
-            ),
-            "pair_price_zscore": zscore,
-            "pair_recent_event_count": float(self._recent.get(item_id, 0)),
-            "pair_is_purchased": 1.0 if item_id in self._purchased else 0.0,
-        }
+        return (
+            _share(self._categories, self._strongest_category, item.category),
+            _share(self._brands, self._strongest_brand, item.brand),
+            zscore,
+            float(self._recent.get(item_id, 0)),
+            1.0 if item_id in self._purchased else 0.0,
+        )
 
 
 def _weights(state: State, prefix: str) -> dict[str, float]:
@@ -241,17 +250,21 @@ class RedisCandidateStore:
         for user_id, item_ids in requests:
             state = states[user_id]
             at = float(state["lt"]) if "lt" in state else (self.now or 0.0)
-            pairs = _PairContext(state)
-            vectors = {}
-            for item_id in dict.fromkeys(item_ids):
-                cached = items[item_id]
-                vectors[item_id] = cached.vector | pairs.features(item_id, cached)
+            pair_row = _PairContext(state).row
+            unique = list(dict.fromkeys(item_ids))
+            values = np.array(
+                [
+                    items[item_id].row + pair_row(item_id, items[item_id])
+                    for item_id in unique
+                ],
+                dtype=np.float64,
+            ).reshape(len(unique), len(ITEM_FEATURES) + len(PAIR_FEATURES))
             results.append(
                 FeatureVectors(
                     user=user_features(state, at, self._config),
-                    items=vectors,
+                    items=CandidateMatrix(unique, values),
                     attributes={
-                        item_id: items[item_id].attributes for item_id in vectors
+                        item_id: items[item_id].attributes for item_id in unique
                     },
                     profile=profile_from_hash(user_id, state),
                     reference_time=at,

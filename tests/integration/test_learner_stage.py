@@ -14,6 +14,7 @@ import redis
 
 from models.online import OnlineExample
 from schemas.events import Event, EventType
+from schemas.features import CandidateMatrix
 from services.common.retrain import take_retrain_request
 from services.common.settings import RedisSettings
 from services.hotpath.stages import AppliedEvent
@@ -382,10 +383,10 @@ def test_stage_exports_pending_examples_per_model(
     assert stage.model_updates["cart_add"] == 1
 
 
-def test_signal_matrix_stacks_user_signals(
+def _stage_after_clicks(
     make_stage: Callable[..., LearningStage],
     make_applied: Callable[..., AppliedEvent],
-) -> None:
+) -> LearningStage:
     stage = make_stage()
     stage.process(
         [
@@ -393,6 +394,14 @@ def test_signal_matrix_stacks_user_signals(
             for index in range(20)
         ]
     )
+    return stage
+
+
+def test_signal_matrix_stacks_user_signals(
+    make_stage: Callable[..., LearningStage],
+    make_applied: Callable[..., AppliedEvent],
+) -> None:
+    stage = _stage_after_clicks(make_stage, make_applied)
     requests = [
         ("u1", {"user_click_count_1h": 2.0}, [("i0", {"pair_is_purchased": 1.0})]),
         ("u2", {}, []),
@@ -408,3 +417,19 @@ def test_signal_matrix_stacks_user_signals(
     ]
     assert matrix.shape == (3, 3)
     np.testing.assert_allclose(matrix, rows, rtol=1e-12)
+
+
+def test_signal_matrix_reads_candidate_matrices_like_mappings(
+    make_stage: Callable[..., LearningStage],
+    make_applied: Callable[..., AppliedEvent],
+) -> None:
+    stage = _stage_after_clicks(make_stage, make_applied)
+    items = {"i0": {"pair_is_purchased": 1.0}, "i1": {}, "i2": {"item_price": 9.0}}
+    user = {"user_click_count_1h": 2.0}
+
+    by_mappings = stage.signal_matrix([("u1", user, list(items.items()))])
+    by_matrix = stage.signal_matrix(
+        [("u1", user, CandidateMatrix.from_mappings(items, list(items)))]
+    )
+
+    np.testing.assert_array_equal(by_matrix, by_mappings)

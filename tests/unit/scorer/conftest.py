@@ -10,7 +10,12 @@ from typing import Any
 import numpy as np
 import pytest
 
-from models.multitask.ranker import CandidateInput, RankRequest
+from models.multitask.ranker import (
+    CandidateColumns,
+    CandidateInput,
+    CandidateLike,
+    RankRequest,
+)
 from schemas.catalog import PromotionRecord, ReviewRecord
 from schemas.events import Event, EventType
 from schemas.features import FeatureVectors, ItemAttributes, UserProfile
@@ -102,13 +107,21 @@ class TableRanker:
         return [
             np.array(
                 [
-                    self.table.get(candidate.item_id, (0.01, 0.001, 0.0001))
-                    for candidate in request.candidates
-                    if isinstance(candidate, CandidateInput)
+                    self.table.get(item_id, (0.01, 0.001, 0.0001))
+                    for item_id in _item_ids(request.candidates)
                 ]
             ).reshape(len(request.candidates), 3)
             for request in requests
         ]
+
+
+def _item_ids(candidates: Sequence[CandidateLike] | CandidateColumns) -> list[str]:
+    if isinstance(candidates, CandidateColumns):
+        return list(candidates.item_ids)
+    return [
+        candidate.item_id if isinstance(candidate, CandidateInput) else candidate[0]
+        for candidate in candidates
+    ]
 
 
 class FixedModels:

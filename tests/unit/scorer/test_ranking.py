@@ -3,10 +3,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from schemas.features import CandidateMatrix
 from services.scorer.ranking import (
     SOURCE_SCORE_FEATURE,
     HeuristicRanker,
     combine_scores,
+    zero_nan,
 )
 from services.scorer.settings import ScoreWeights
 
@@ -90,3 +92,45 @@ def test_combine_scores_uses_median_price_for_items_without_price() -> None:
     _, scores = combine_scores(probs, [{}, {}, {}], [10.0, 30.0, None], weights)
 
     assert scores[2] == pytest.approx(0.5 * 20.0)
+
+
+def test_heuristic_matrix_path_equals_mapping_path() -> None:
+    ranker = HeuristicRanker()
+    items = {
+        "a": {
+            "item_click_count_24h": 40.0,
+            "item_view_to_cart_rate_7d": 0.3,
+            "pair_category_affinity": 0.8,
+            "pair_brand_affinity": 1.0,
+        },
+        "b": {"item_cart_to_purchase_rate_7d": 0.6},
+        "c": {},
+    }
+    sources = {"a": 0.4, "b": 1.7, "c": 0.0}
+
+    by_mapping = ranker.predict(
+        "u1",
+        {},
+        [
+            (item_id, {**features, SOURCE_SCORE_FEATURE: sources[item_id]})
+            for item_id, features in items.items()
+        ],
+    )
+    by_matrix = ranker.predict_matrix(
+        CandidateMatrix.from_mappings(items, list(items)),
+        np.array(list(sources.values())),
+    )
+
+    np.testing.assert_array_equal(by_matrix, by_mapping)
+
+
+def test_heuristic_matrix_path_accepts_no_candidates() -> None:
+    empty = CandidateMatrix.from_mappings({}, [])
+
+    assert HeuristicRanker().predict_matrix(empty, np.zeros(0)).shape == (0, 3)
+
+
+def test_zero_nan_keeps_infinities() -> None:
+    values = np.array([np.nan, 1.0, np.inf])
+
+    assert zero_nan(values).tolist() == [0.0, 1.0, np.inf]

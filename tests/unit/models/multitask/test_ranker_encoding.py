@@ -4,7 +4,12 @@ import numpy as np
 import pytest
 
 from models.multitask.dataset import build_training_set
-from models.multitask.ranker import CandidateInput, Ranker, RankRequest
+from models.multitask.ranker import (
+    CandidateColumns,
+    CandidateInput,
+    Ranker,
+    RankRequest,
+)
 from models.multitask.synthetic import generate_examples
 from models.multitask.train import TrainConfig, fit_feature_spec, train_new_model
 from tests.unit.models.multitask.conftest import TINY_BUCKETS, TINY_MODEL
@@ -74,3 +79,81 @@ def test_batch_equals_single_scoring(ranker: Ranker) -> None:
         for row, candidate in enumerate(request.candidates):
             alone = ranker.predict(request.user_id, request.user_features, [candidate])
             np.testing.assert_allclose(probs[row], alone[0], rtol=1e-6, atol=1e-7)
+
+
+def _as_columns(
+    candidates: list[CandidateInput], names: tuple[str, ...]
+) -> CandidateColumns:
+    return CandidateColumns(
+        item_ids=[candidate.item_id for candidate in candidates],
+        category_ids=[candidate.category_id for candidate in candidates],
+        brands=[candidate.brand for candidate in candidates],
+        prices=np.array(
+            [
+                np.nan if candidate.price is None else candidate.price
+                for candidate in candidates
+            ]
+        ),
+        features=np.array(
+            [
+                [candidate.item_features.get(name, np.nan) for name in names]
+                for candidate in candidates
+            ]
+        ),
+        feature_names=names,
+    )
+
+
+def test_columns_score_like_candidate_inputs(ranker: Ranker) -> None:
+    spec = ranker._spec
+    full = {
+        name: float(index + 1) for index, name in enumerate(spec.item_feature_names)
+    }
+    candidates = [
+        CandidateInput("i1", full, "c1", "b1", 9.0),
+        CandidateInput("i2", dict(list(full.items())[:2]), None, "b2", None),
+        CandidateInput("i3", {}, "c3", None, 4.0),
+    ]
+    # Reversed order, one name the model never saw and one it expects missing.
+    names = ("not_a_feature", *reversed(spec.item_feature_names[1:]))
+    user = {name: 0.25 for name in spec.user_feature_names}
+    trimmed = [
+        CandidateInput(
+            candidate.item_id,
+            {
+                name: value
+                for name, value in candidate.item_features.items()
+                if name in names
+            },
+            candidate.category_id,
+            candidate.brand,
+            candidate.price,
+        )
+        for candidate in candidates
+    ]
+
+    by_inputs = ranker.predict_many([RankRequest("u1", user, trimmed)])
+    by_columns = ranker.predict_many(
+        [RankRequest("u1", user, _as_columns(candidates, names))]
+    )
+
+    np.testing.assert_array_equal(by_columns[0], by_inputs[0])
+
+
+def test_columns_and_inputs_mix_in_one_batch(ranker: Ranker) -> None:
+    spec = ranker._spec
+    candidates = [
+        CandidateInput("i1", {spec.item_feature_names[0]: 3.0}, "c1", "b1", 2.0)
+    ]
+    columns = _as_columns(candidates, spec.item_feature_names)
+
+    mixed = ranker.predict_many(
+        [
+            RankRequest("u1", {}, candidates),
+            RankRequest("u2", {}, []),
+            RankRequest("u1", {}, columns),
+        ]
+    )
+
+    assert [probs.shape for probs in mixed] == [(1, 3), (0, 3), (1, 3)]
+    np.testing.assert_allclose(mixed[0], mixed[2], rtol=1e-6, atol=1e-7)
