@@ -36,6 +36,7 @@ from services.common.settings import (
     TopicSettings,
     load_settings,
 )
+from services.demo.progress import TriggerTally
 from services.demo.settings import DemoSettings
 from services.demo.supervisor import Supervisor
 from services.evaluation.consumer import read_topics
@@ -236,13 +237,13 @@ def _service_environment(
 
 
 class _SlateCounter:
-    """Counts slates on one topic from its beginning, with a progress bar."""
+    """Counts trigger events with a slate on one topic, with a progress bar."""
 
     def __init__(self, kafka: KafkaSettings, topic: str) -> None:
         group = f"cartwheel-demo-count-{time.time_ns()}"
         self._consumer = Consumer(consumer_config(kafka, group, fetch_wait_ms=50))
         self._consumer.subscribe([topic])
-        self._count = 0
+        self._triggers = TriggerTally()
 
     def wait_for(
         self,
@@ -254,21 +255,24 @@ class _SlateCounter:
         deadline = time.monotonic() + timeout_seconds
         with tqdm(
             total=expected,
-            initial=self._count,
+            initial=len(self._triggers),
             desc=label,
             unit="slate",
             file=sys.stderr,
         ) as progress:
-            while self._count < expected:
+            while len(self._triggers) < expected:
                 if time.monotonic() > deadline:
                     raise InfrastructureError(
-                        f"only {self._count} of {expected} slates arrived within "
-                        f"{timeout_seconds:.0f} s; see the service logs"
+                        f"only {len(self._triggers)} of {expected} events got a "
+                        f"slate within {timeout_seconds:.0f} s; see the service logs"
                     )
                 check()
                 messages = self._consumer.consume(1000, timeout=0.5)
-                fresh = sum(1 for message in messages if message.error() is None)
-                self._count += fresh
+                fresh = sum(
+                    self._triggers.add(message.value())
+                    for message in messages
+                    if message.error() is None
+                )
                 progress.update(fresh)
 
     def close(self) -> None:
