@@ -22,7 +22,7 @@ from services.common.kafka import (
     producer_config,
     verify_topics,
 )
-from services.common.lifecycle import stop_on_signals
+from services.common.lifecycle import stop_on_signals, tune_garbage_collection
 from services.common.logging import configure_logging
 from services.common.redis_features import FeatureStore
 from services.common.settings import load_settings, masked_settings
@@ -107,6 +107,7 @@ def run(settings: HotPathSettings) -> None:
     if settings.metrics_port:
         start_http_server(settings.metrics_port, addr=settings.metrics_host)
     hot_path = build_consumer(settings)
+    tune_garbage_collection(settings.gc_threshold)
 
     stop_on_signals(hot_path.stop)
     hot_path.run()

@@ -58,6 +58,13 @@ class HotPathSettings(BaseSettings):
         description="JSON list of 'module:function' stage factories, run in order; "
         "each function takes the HotPathSettings and a redis.Redis client",
     )
+    gc_threshold: int = Field(
+        default=100_000,
+        ge=0,
+        le=10_000_000,
+        description="allocations between young-generation garbage collections "
+        "in the hot-path process; 0 keeps Python's default",
+    )
     metrics_host: str = Field(default="127.0.0.1", description="address of /metrics")
     metrics_port: int = Field(
         default=9101, ge=0, le=65_535, description="port of /metrics; 0 turns it off"
