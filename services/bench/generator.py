@@ -361,6 +361,8 @@ def generate_events(
         start: event time of the first session's start.
         first_index: number of the first event id, to continue a stream.
     """
+    # LIMITATION(L-76): sessions start at one constant rate, the catalog never
+    # changes and no shopper reacts to a slate.
     rng = random.Random(f"events-{seed}")
     shoppers = _Shoppers(shop, rng)
     rate = shop.size.sessions_per_second

@@ -40,6 +40,7 @@ AREAS: tuple[str, ...] = (
     "services.feedback.cli",
     "services.evaluation.cli",
     "services.demo.cli",
+    "services.bench.cli",
     "services.cli.config",
 )
 

@@ -44,7 +44,7 @@ def test_shop_is_larger_than_sample(
     assert shop.size.items > rees46_profile.sample_items
 
 
-def test_generated_events_pass_parse_event(events: list[Event]) -> None:
+def test_events_pass_parse_event(events: list[Event]) -> None:
     rejected = [
         result
         for result in (
@@ -56,14 +56,14 @@ def test_generated_events_pass_parse_event(events: list[Event]) -> None:
     assert rejected == []
 
 
-def test_generated_events_are_in_event_time_order(events: list[Event]) -> None:
+def test_events_in_time_order(events: list[Event]) -> None:
     times = [event.event_time for event in events]
 
     assert times == sorted(times)
     assert times[0] >= SYNTHETIC_START
 
 
-def test_generated_event_ids_are_numbered_from_zero(events: list[Event]) -> None:
+def test_event_ids_count_from_zero(events: list[Event]) -> None:
     assert [event_index(event.event_id) for event in events] == list(range(EVENTS))
 
 
@@ -158,7 +158,7 @@ def test_users_keep_sample_activity(
     )
 
 
-def test_purchases_carry_order_and_quantity(events: list[Event]) -> None:
+def test_purchases_have_order_id(events: list[Event]) -> None:
     purchases = [e for e in events if e.event_type is EventType.PURCHASE]
 
     assert purchases

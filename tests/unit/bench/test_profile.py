@@ -17,7 +17,7 @@ def test_power_law_exponent_recovers_slope_of_exact_counts() -> None:
     assert power_law_exponent(counts) == pytest.approx(0.8, abs=0.01)
 
 
-def test_power_law_exponent_is_zero_with_too_few_ranks() -> None:
+def test_exponent_zero_with_few_ranks() -> None:
     assert power_law_exponent([50, 20, 9, 1, 1, 1]) == 0.0
 
 
