@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import cProfile
 import multiprocessing
+import signal
 import threading
 import time
 import uuid
@@ -30,6 +31,7 @@ from services.common.kafka import (
     producer_config,
     standard_topics,
 )
+from services.common.lifecycle import tune_garbage_collection
 from services.common.settings import KafkaSettings, RedisSettings, TopicSettings
 from services.infra import find_free_port, start_broker, start_redis
 
@@ -64,7 +66,12 @@ class HotPathJob:
 
 
 def run_hotpath(job: HotPathJob, stop: Any, results: Any) -> None:
-    """Run the hot path until ``stop`` is set, then report its stage costs."""
+    """Run the hot path until ``stop`` is set, then report its stage costs.
+
+    Ctrl-C reaches the whole process group; the parent handles it and sets
+    ``stop``, so this process ignores SIGINT and finishes its batch.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     import torch
 
     from models.multitask.ranker import Ranker
@@ -120,6 +127,7 @@ def run_hotpath(job: HotPathJob, stop: Any, results: Any) -> None:
         hotpath.stop()
 
     threading.Thread(target=stop_on_request, daemon=True).start()
+    tune_garbage_collection(settings.gc_threshold)
     if job.profile_path is None:
         hotpath.run()
     else:
