@@ -3,7 +3,8 @@
 Exit status: what the command returns, 0 on success. Invalid settings, an
 unreachable broker or another infrastructure failure exit with 2; other
 invalid input, such as an unknown dataset or a missing file, exits with 1.
-Each of these prints one line without a traceback. Ctrl-C exits with 130.
+Each of these prints one line without a traceback. Ctrl-C exits with 130 and
+SIGTERM with 143, both after the command has stopped what it started.
 """
 
 from __future__ import annotations
@@ -11,8 +12,12 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import signal
 import sys
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from types import FrameType
 
 from confluent_kafka import KafkaException
 
@@ -24,7 +29,7 @@ from services.common.errors import (
 )
 from services.common.logging import configure_logging
 
-__all__ = ["AREAS", "build_parser", "main"]
+__all__ = ["AREAS", "Terminated", "build_parser", "main"]
 
 logger = logging.getLogger(__name__)
 
@@ -66,12 +71,42 @@ def build_parser(areas: Sequence[str] = AREAS) -> argparse.ArgumentParser:
     return parser
 
 
+class Terminated(KeyboardInterrupt):
+    """Raised in the main thread when the process receives SIGTERM.
+
+    It derives from KeyboardInterrupt, so a command cleans up after SIGTERM
+    exactly as after Ctrl-C.
+    """
+
+
+@contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """Turn SIGTERM into :class:`Terminated` while a command runs.
+
+    Only the main thread can set signal handlers; elsewhere nothing changes.
+    Services that stop gracefully install their own handler while they run.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def _raise(signum: int, frame: FrameType | None) -> None:
+        raise Terminated
+
+    previous = signal.signal(signal.SIGTERM, _raise)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one ``cartwheel`` command and return its exit status."""
     args = build_parser().parse_args(argv)
     configure_logging(args.log_level)
     try:
-        status: int = args.handler(args)
+        with _sigterm_as_interrupt():
+            status: int = args.handler(args)
     except (InvalidSettingsError, InfrastructureError, TopicMissingError) as exc:
         sys.stderr.write(f"cartwheel: error: {exc}\n")
         return 2
@@ -83,6 +118,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         # option value: the message names what to fix, so no traceback.
         sys.stderr.write(f"cartwheel: error: {exc}\n")
         return 1
+    except Terminated:
+        sys.stderr.write("cartwheel: terminated\n")
+        return 143
     except KeyboardInterrupt:
         sys.stderr.write("cartwheel: interrupted\n")
         return 130

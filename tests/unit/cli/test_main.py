@@ -1,9 +1,14 @@
 from __future__ import annotations
 
+import argparse
+import os
+import signal
+import time
 from pathlib import Path
 
 import pytest
 
+from services.cli import __main__ as cli
 from services.cli.__main__ import main
 
 
@@ -27,3 +32,36 @@ def test_main_prints_missing_replay_file_without_traceback(
     assert status == 1
     assert "not found or not a regular file" in error
     assert "Traceback" not in error
+
+
+def _terminating_parser() -> argparse.ArgumentParser:
+    """Return a parser whose only command sends SIGTERM to this process."""
+    cleaned_up = []
+
+    def handler(args: argparse.Namespace) -> int:
+        try:
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(5.0)
+            return 0
+        finally:
+            cleaned_up.append(True)
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--log-level", default="WARNING")
+    parser.set_defaults(handler=handler, cleaned_up=cleaned_up)
+    return parser
+
+
+def test_sigterm_stops_command_with_cleanup(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    parser = _terminating_parser()
+    monkeypatch.setattr(cli, "build_parser", lambda: parser)
+    before = signal.getsignal(signal.SIGTERM)
+
+    status = main([])
+
+    assert status == 143
+    assert capsys.readouterr().err == "cartwheel: terminated\n"
+    assert parser.get_default("cleaned_up") == [True]
+    assert signal.getsignal(signal.SIGTERM) is before
