@@ -85,9 +85,10 @@ def verdict_sentence(result: EvaluationResult) -> str:
     return (
         f"{sentence} {lookahead} of {result.inputs.scored_events} scored events "
         f"({share:.0%}) were read by Cartwheel before the slate they are scored "
-        "against was published, because the hot path reads in batches. It scores "
-        "each event before it applies the same user's later events, so those "
-        f"slates did not use them. {clean}"
+        "against was published, because the hot path reads in batches. Those "
+        "slates use the user's history up to their trigger, but their "
+        "item-to-item, trending and session-kNN state already include the "
+        f"batch's later events (L-55). {clean}"
     )
 
 

@@ -144,6 +144,7 @@ def test_verdict_sentence_reports_lookahead_events(
 
     assert sentence.startswith("Cartwheel beats every baseline")
     assert "1 of 1 scored events (100%) were read by Cartwheel before" in sentence
+    assert "already include the batch's later events (L-55)" in sentence
     assert sentence.endswith(
         "No next event could be scored on the other events (every user has a "
         "single event, or none falls after score_from), so Cartwheel is not "
