@@ -34,7 +34,7 @@ class Tower(nn.Module):
         return logits
 
 
-def esmm_log_probs(logits: torch.Tensor) -> torch.Tensor:
+def esmm_log_probs(logits: torch.Tensor, detach_upstream: bool = False) -> torch.Tensor:
     """Chain per-task logits into log-probabilities over the entire space.
 
     Column t of ``logits`` is the logit of task t given task t-1 (click, then
@@ -45,8 +45,17 @@ def esmm_log_probs(logits: torch.Tensor) -> torch.Tensor:
 
     Args:
         logits: conditional logits, shape (B, T).
+        detach_upstream: when True, the gradient of column t reaches logit t
+            only: the factors of earlier tasks enter column t as constants.
+            The values returned are the same.
 
     Returns:
         Log-probabilities, shape (B, T), non-increasing along T.
     """
-    return torch.cumsum(functional.logsigmoid(logits), dim=-1)
+    conditional = functional.logsigmoid(logits)
+    chained = torch.cumsum(conditional, dim=-1)
+    if not detach_upstream:
+        return chained
+    # Column t of ``upstream`` is chained column t - 1 (0 for the first task).
+    upstream = functional.pad(chained[..., :-1], (1, 0)).detach()
+    return upstream + conditional

@@ -30,6 +30,7 @@ __all__ = [
 ]
 
 Architecture = Literal["mmoe", "single_task"]
+ChainGradient = Literal["full", "own_tower"]
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,16 @@ class ModelConfig:
         expert_count: E, experts shared by the tasks.
         expert_width: H, output width of each expert.
         tower_width: hidden width of each task tower.
+        input_dropout: share of the shared input vector (embeddings and
+            numeric features) zeroed at random while training; no effect when
+            scoring. It keeps the id embeddings of rare users and items from
+            memorising the few purchases they were in.
+        chain_gradient: which towers each task's loss trains. With ``full``
+            it trains every tower upstream in the ESMM chain. With
+            ``own_tower`` it trains only the task's own conditional tower, so
+            the rare cart_add and purchase labels cannot pull the click tower
+            away from the click labels. Either way the shared embeddings and
+            experts learn from every task, and the outputs are the same.
     """
 
     architecture: Architecture = "mmoe"
@@ -52,11 +63,22 @@ class ModelConfig:
     expert_count: int = 4
     expert_width: int = 64
     tower_width: int = 32
+    input_dropout: float = 0.2
+    chain_gradient: ChainGradient = "own_tower"
 
     def __post_init__(self) -> None:
         for name in ("embedding_dim", "expert_count", "expert_width", "tower_width"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name}={getattr(self, name)}; expected >= 1")
+        if not 0.0 <= self.input_dropout < 1.0:
+            raise ValueError(
+                f"input_dropout={self.input_dropout}; expected >= 0 and < 1"
+            )
+        if self.chain_gradient not in ("full", "own_tower"):
+            raise ValueError(
+                f"chain_gradient={self.chain_gradient!r}; expected 'full' or "
+                "'own_tower'"
+            )
 
     def to_dict(self) -> dict[str, Any]:
         """Return the config as JSON-ready data."""
@@ -84,8 +106,11 @@ class SharedInputs(nn.Module):
     means: torch.Tensor
     stds: torch.Tensor
 
-    def __init__(self, spec: FeatureSpec, embedding_dim: int) -> None:
+    def __init__(
+        self, spec: FeatureSpec, embedding_dim: int, dropout: float = 0.0
+    ) -> None:
         super().__init__()
+        self.dropout = nn.Dropout(dropout)
         self.tables = nn.ModuleList(
             # Sparse gradients: an optimiser step touches only the rows a batch
             # used, instead of all 2 x 131072 x D rows of the id tables.
@@ -120,7 +145,7 @@ class SharedInputs(nn.Module):
         embedded = [table(rows[:, index]) for index, table in enumerate(self.tables)]
         transformed = torch.sign(numeric) * torch.log1p(torch.abs(numeric))
         z = ((transformed - self.means) / self.stds).clamp(-Z_LIMIT, Z_LIMIT)
-        return torch.cat([*embedded, z], dim=-1)
+        return self.dropout(torch.cat([*embedded, z], dim=-1))  # type: ignore[no-any-return]
 
 
 class RankerModule(nn.Module):
@@ -142,7 +167,7 @@ class MultiTaskRanker(RankerModule):
         super().__init__()
         self.tasks = TASKS
         self.config = config
-        self.inputs = SharedInputs(spec, config.embedding_dim)
+        self.inputs = SharedInputs(spec, config.embedding_dim, config.input_dropout)
         width = self.inputs.output_width
         # All experts in one matrix multiply: (B, in) -> (B, E * H).
         self.experts = nn.Linear(width, config.expert_count * config.expert_width)
@@ -175,7 +200,9 @@ class MultiTaskRanker(RankerModule):
             [tower(mixed[:, index]) for index, tower in enumerate(self.towers)],
             dim=-1,
         )
-        return esmm_log_probs(logits)
+        return esmm_log_probs(
+            logits, detach_upstream=self.config.chain_gradient == "own_tower"
+        )
 
 
 class SingleTaskRanker(RankerModule):
@@ -189,7 +216,7 @@ class SingleTaskRanker(RankerModule):
         super().__init__()
         self.tasks = (config.task,)
         self.config = config
-        self.inputs = SharedInputs(spec, config.embedding_dim)
+        self.inputs = SharedInputs(spec, config.embedding_dim, config.input_dropout)
         self.hidden = nn.Linear(self.inputs.output_width, config.expert_width)
         self.tower = Tower(config.expert_width, config.tower_width)
 

@@ -93,5 +93,11 @@ def add_compare_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--key-prefix", default="cwcompare", help="Redis key prefix")
     parser.add_argument("--threads", type=int, default=2, help="PyTorch CPU threads")
     parser.add_argument(
+        "--seeds",
+        type=int,
+        default=5,
+        help="train every model with seeds 0 to N-1 (same split for all)",
+    )
+    parser.add_argument(
         "--output", type=Path, default=None, help="write results as JSON here"
     )

@@ -7,7 +7,15 @@ point-in-time training example, as in the hot path, and the examples become
 training rows with sampled negatives. The newest events are held out. The
 multi-task model and one single-task model per task train on the same rows
 with the same seeds, and the script prints per-task AUC and the MRR on the
-held-out events as a Markdown table.
+held-out events as a Markdown table. A second table pairs the models seed by
+seed: for each task, the multi-task AUC minus the single-task AUC of the same
+seed, their mean and spread, and on how many seeds the multi-task model was
+not worse.
+
+Every model gets the same budget: at most ``epochs`` passes over the same
+training rows, with the newest share of them held back to pick the epoch
+(``TrainConfig.validation_fraction``); the held-out test events are never
+used for training or for that choice.
 """
 
 from __future__ import annotations
@@ -15,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import statistics
 import sys
 import tempfile
@@ -32,7 +41,7 @@ from models.multitask.evaluation import evaluate
 from models.multitask.features import TASKS
 from models.multitask.model import ModelConfig
 from models.multitask.train import TrainConfig, fit_feature_spec, train_new_model
-from schemas.events import Event
+from schemas.events import Event, EventType
 from schemas.training import TrainingExample
 from services.common.logging import configure_logging
 from services.common.redis_features import AppliedResult, EventPosition, FeatureStore
@@ -41,7 +50,15 @@ from services.infra import find_free_port, start_redis
 from services.replay.datasets import load_dataset
 from services.trainer.cli import add_compare_arguments
 
-__all__ = ["ComparisonConfig", "compare", "main", "point_in_time_examples"]
+__all__ = [
+    "ComparisonConfig",
+    "compare",
+    "main",
+    "markdown_table",
+    "paired_differences",
+    "paired_table",
+    "point_in_time_examples",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -53,12 +70,25 @@ class ComparisonConfig:
     """The fixed split, seeds and sizes of the comparison."""
 
     holdout_fraction: float = 0.2
-    seeds: tuple[int, ...] = (0, 1, 2)
+    seeds: tuple[int, ...] = (0, 1, 2, 3, 4)
     dataset: DatasetConfig = DatasetConfig(negatives_per_positive=4)
     model: ModelConfig = ModelConfig(
-        embedding_dim=16, expert_count=4, expert_width=32, tower_width=16
+        embedding_dim=16,
+        expert_count=4,
+        expert_width=32,
+        tower_width=16,
+        input_dropout=0.2,
+        chain_gradient="own_tower",
     )
-    training: TrainConfig = TrainConfig(epochs=4, batch_size=512, learning_rate=0.003)
+    training: TrainConfig = TrainConfig(
+        epochs=8,
+        batch_size=512,
+        learning_rate=0.003,
+        validation_fraction=0.15,
+        patience=2,
+        refit=True,
+        selection_task=EventType.CLICK,
+    )
 
 
 def training_example(result: AppliedResult) -> TrainingExample:
@@ -119,11 +149,14 @@ def compare(
         for name, model_config in models.items():
             model, report = train_new_model(spec, model_config, train, training)
             metrics = evaluate(model, spec, holdout)
+            metrics["best_epoch"] = float(report.best_epoch)
             logger.info(
-                "model evaluated model=%s seed=%s seconds=%.1f metrics=%s",
+                "model evaluated model=%s seed=%s seconds=%.1f best_epoch=%s "
+                "metrics=%s",
                 name,
                 seed,
                 report.seconds,
+                report.best_epoch,
                 {key: round(value, 4) for key, value in metrics.items()},
             )
             for metric, value in metrics.items():
@@ -147,11 +180,52 @@ def markdown_table(results: dict[str, dict[str, list[float]]]) -> str:
             values = metrics.get(column)
             if not values:
                 cells.append("-")
-                continue
-            spread = statistics.pstdev(values) if len(values) > 1 else 0.0
-            cells.append(f"{statistics.fmean(values):.4f} ± {spread:.4f}")
+            elif any(math.isnan(value) for value in values):
+                cells.append("n/a")
+            else:
+                cells.append(_mean_and_spread(values))
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def paired_differences(
+    results: dict[str, dict[str, list[float]]],
+) -> dict[str, list[float]]:
+    """Per task, the multi-task AUC minus the single-task AUC, seed by seed.
+
+    Tasks whose held-out rows lack a class (AUC NaN) are left out.
+    """
+    differences = {}
+    for task in TASKS:
+        metric = f"auc_{task}"
+        multi = results["multi_task"].get(metric, [])
+        single = results[f"single_task_{task}"].get(metric, [])
+        pairs = list(zip(multi, single, strict=True))
+        if pairs and not any(math.isnan(a) or math.isnan(b) for a, b in pairs):
+            differences[str(task)] = [a - b for a, b in pairs]
+    return differences
+
+
+def paired_table(results: dict[str, dict[str, list[float]]]) -> str:
+    """Format the seed-paired AUC differences (multi-task minus single-task)."""
+    lines = [
+        "| task | multi - single AUC | min | max | seeds not worse |",
+        "|---|---|---|---|---|",
+    ]
+    for task, values in paired_differences(results).items():
+        not_worse = sum(value >= 0 for value in values)
+        lines.append(
+            f"| {task} | {_mean_and_spread(values, signed=True)} "
+            f"| {min(values):+.4f} | {max(values):+.4f} "
+            f"| {not_worse}/{len(values)} |"
+        )
+    return "\n".join(lines)
+
+
+def _mean_and_spread(values: Sequence[float], signed: bool = False) -> str:
+    spread = statistics.pstdev(values) if len(values) > 1 else 0.0
+    mean = statistics.fmean(values)
+    return f"{mean:+.4f} ± {spread:.4f}" if signed else f"{mean:.4f} ± {spread:.4f}"
 
 
 @contextmanager
@@ -206,7 +280,7 @@ def run(args: argparse.Namespace) -> int:
     rows, example_count = build_rows(
         args.dataset, args.data_dir, args.redis_url, args.key_prefix
     )
-    config = ComparisonConfig()
+    config = replace(ComparisonConfig(), seeds=tuple(range(args.seeds)))
     results = compare(rows, config)
     _, holdout = rows.split_by_time(config.holdout_fraction)
     positives = {
@@ -219,7 +293,8 @@ def run(args: argparse.Namespace) -> int:
         f"holdout_fraction={config.holdout_fraction} seeds={list(config.seeds)} "
         f"seconds={time.perf_counter() - started:.0f}\n"
     )
-    sys.stdout.write(markdown_table(results) + "\n")
+    sys.stdout.write(markdown_table(results) + "\n\n")
+    sys.stdout.write(paired_table(results) + "\n")
     if args.output is not None:
         args.output.write_text(json.dumps(results, indent=2) + "\n")
     return 0

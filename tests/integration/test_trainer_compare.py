@@ -21,6 +21,7 @@ from services.trainer.compare import (
     ComparisonConfig,
     compare,
     markdown_table,
+    paired_table,
     point_in_time_examples,
 )
 
@@ -76,7 +77,9 @@ def test_compare_reports_every_model_and_task(
         model=ModelConfig(
             embedding_dim=4, expert_count=2, expert_width=8, tower_width=4
         ),
-        training=TrainConfig(epochs=1, batch_size=512),
+        training=TrainConfig(
+            epochs=2, batch_size=512, validation_fraction=0.2, patience=1
+        ),
     )
 
     results = compare(rows, config)
@@ -93,9 +96,16 @@ def test_compare_reports_every_model_and_task(
         "auc_purchase",
         "mrr",
     }
-    assert set(results["single_task_purchase"]) == {"auc_purchase", "rows"}
+    assert set(results["single_task_purchase"]) == {
+        "auc_purchase",
+        "best_epoch",
+        "rows",
+    }
+    assert all(1 <= epoch <= 2 for epoch in results["multi_task"]["best_epoch"])
     table = markdown_table(results)
     assert table.splitlines()[0] == (
         "| model | auc_click | auc_cart_add | auc_purchase | mrr |"
     )
     assert len(table.splitlines()) == 6
+    paired = paired_table(results).splitlines()
+    assert paired[0].startswith("| task | multi - single AUC |")
