@@ -88,8 +88,8 @@ class ScoreWeights(BaseModel):
 
     model_config = ConfigDict(frozen=True)
 
-    # LIMITATION(L-59): tuned on REES46 only; on Retailrocket plain
-    # co-visitation matches these defaults on next-event hit rate.
+    # LIMITATION(L-59): tuned on REES46 only. On YooChoose and OTTO plain
+    # co-visitation ranks the next item higher, and no weight here closes it.
     # The defaults favour the next click, the most common next event. On
     # 'cartwheel demo --limit 4000' (REES46, at most 20 items per category)
     # these weights gave HR@20 0.174, the same as click alone.
