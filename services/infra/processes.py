@@ -217,21 +217,16 @@ def _start(
         )
     server.pid_file.write_text(f"{process.pid}\n")
 
-    deadline = time.monotonic() + _START_TIMEOUT_SECONDS
-    while not _is_listening(server.host, server.port):
-        if process.poll() is not None:
-            server.pid_file.unlink(missing_ok=True)
-            raise InfrastructureError(
-                f"{server.name} exited with code {process.returncode} at start; "
-                f"see {server.log_file}"
-            )
-        if time.monotonic() > deadline:
-            server.stop()
-            raise InfrastructureError(
-                f"{server.name} did not listen on {server.address} within "
-                f"{_START_TIMEOUT_SECONDS:.0f} s; see {server.log_file}"
-            )
-        time.sleep(0.05)
+    try:
+        _wait_until_listening(server, process)
+    except BaseException:
+        # The caller has no handle on the server yet, so stop it here when it
+        # failed to start or Ctrl-C or SIGTERM arrived while waiting.
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        server.pid_file.unlink(missing_ok=True)
+        raise
     logger.info(
         "server started name=%s address=%s pid=%s",
         server.name,
@@ -239,6 +234,25 @@ def _start(
         process.pid,
     )
     return server
+
+
+def _wait_until_listening(
+    server: LocalServer, process: subprocess.Popen[bytes]
+) -> None:
+    """Return once the server listens; raise if it exits or times out first."""
+    deadline = time.monotonic() + _START_TIMEOUT_SECONDS
+    while not _is_listening(server.host, server.port):
+        if process.poll() is not None:
+            raise InfrastructureError(
+                f"{server.name} exited with code {process.returncode} at start; "
+                f"see {server.log_file}"
+            )
+        if time.monotonic() > deadline:
+            raise InfrastructureError(
+                f"{server.name} did not listen on {server.address} within "
+                f"{_START_TIMEOUT_SECONDS:.0f} s; see {server.log_file}"
+            )
+        time.sleep(0.05)
 
 
 def _is_listening(host: str, port: int) -> bool:

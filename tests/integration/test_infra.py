@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import os
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from services.cli.__main__ import main
-from services.infra import find_free_port
+from services.infra import LocalServer, find_free_port, processes
 
 pytestmark = pytest.mark.integration
 
@@ -109,3 +110,22 @@ def test_topics_create_is_idempotent(
     assert first.count("created") == 9
     assert second.count("exists") == 9
     assert f"{prefix}.events " in second
+
+
+def test_interrupted_start_leaves_no_server(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    started: list[subprocess.Popen[bytes]] = []
+
+    def interrupt(server: LocalServer, process: subprocess.Popen[bytes]) -> None:
+        started.append(process)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(processes, "_wait_until_listening", interrupt)
+
+    with pytest.raises(KeyboardInterrupt):
+        processes.start_redis(tmp_path, find_free_port())
+
+    assert len(started) == 1
+    assert started[0].poll() is not None
+    assert list(tmp_path.glob("*.pid")) == []
