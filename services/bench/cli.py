@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
 import sys
 import time
@@ -34,7 +35,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         "start a private broker and redis-server, run the hot path on the "
         "stream and report sustained events/s, event-to-slate latency, Redis "
         "memory per user and the broker's pass-through. Stops everything it "
-        "started, also on Ctrl-C.",
+        "started, also on Ctrl-C or SIGTERM.",
     )
     parser.add_argument(
         "--events",
@@ -117,12 +118,25 @@ def _run(args: argparse.Namespace) -> int:
         return 0
     if args.generate_only:
         return _generate_only(run)
+    _check_report_folder(args.report)
     result = run_bench(run, say_to_stderr)
     command = shlex.join(["cartwheel", *sys.argv[1:]])
+    # The summary comes first, so a failed report write loses no number.
+    sys.stdout.write("\n".join(summary_lines(result)) + "\n")
     files = write_report(result, args.report, command)
-    lines = [*summary_lines(result), f"report: {files.markdown.resolve()}"]
-    sys.stdout.write("\n".join(lines) + "\n")
+    sys.stdout.write(f"report: {files.markdown.resolve()}\n")
     return 0
+
+
+def _check_report_folder(folder: Path) -> None:
+    """Create the report folder now, so that a bad path fails before the run.
+
+    Raises:
+        OSError: the folder cannot be created or is not writable.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    if not os.access(folder, os.W_OK):
+        raise PermissionError(f"report folder {folder} is not writable")
 
 
 def _generate_only(run: BenchRun) -> int:

@@ -71,17 +71,24 @@ def active_users(users: int, exponent: float, sessions: int) -> float:
     return float(np.sum(-np.expm1(sessions * np.log1p(-shares))))
 
 
+MAX_USERS_PER_SESSION = 10
+"""The synthetic shop has at most this many users per session of the stream."""
+
+
 def _population(active: int, exponent: float, sessions: int) -> int:
     """Return the user count whose expected active users is about ``active``.
 
     ``active`` must be below ``sessions``, since every session has one user.
-    A law steeper than 1 may never reach it, so the count stops growing at a
-    thousand times the sessions.
+    A law steeper than 1, or a sample where nearly every session has its own
+    user, may need a population far larger than the stream, so the count
+    stops at :data:`MAX_USERS_PER_SESSION` times the sessions. The stream then
+    has somewhat fewer distinct users than the sample's share.
     """
+    limit = MAX_USERS_PER_SESSION * sessions
     low, high = active, active
     while active_users(high, exponent, sessions) < active:
-        if high > 1000 * sessions:
-            return high
+        if high >= limit:
+            return limit
         low, high = high, high * 2
     # Bisection to within 1 %; every step costs one pass over the users.
     while high - low > max(1, low // 100):

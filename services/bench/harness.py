@@ -68,10 +68,13 @@ class HotPathJob:
 def run_hotpath(job: HotPathJob, stop: Any, results: Any) -> None:
     """Run the hot path until ``stop`` is set, then report its stage costs.
 
-    Ctrl-C reaches the whole process group; the parent handles it and sets
-    ``stop``, so this process ignores SIGINT and finishes its batch.
+    Ctrl-C and a SIGTERM sent to the process group reach this process too.
+    The parent handles both and sets ``stop``, so this process ignores them
+    and finishes its batch; a child that died there would leave the parent
+    waiting on ``stop`` forever.
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     import torch
 
     from models.multitask.ranker import Ranker

@@ -16,7 +16,7 @@ promotions and reviews) in Redis, then:
 3. a bare consume-and-produce loop over as many messages of a slate's size,
    in the same run, as the broker's pass-through.
 
-Everything started here is stopped on the way out, also on Ctrl-C.
+Everything started here is stopped on the way out, also on Ctrl-C or SIGTERM.
 """
 
 from __future__ import annotations

@@ -9,6 +9,7 @@ import pytest
 from schemas.events import Event, EventType
 from schemas.validation import parse_event
 from services.bench.generator import (
+    MAX_USERS_PER_SESSION,
     SYNTHETIC_START,
     ShopSize,
     SyntheticShop,
@@ -163,3 +164,24 @@ def test_purchases_have_order_id(events: list[Event]) -> None:
 
     assert purchases
     assert all(e.order_id and e.quantity == 1 for e in purchases)
+
+
+@pytest.mark.parametrize(
+    ("user_share", "exponent"),
+    [(0.999, 0.5), (0.1, 1.4)],
+    ids=["one-user-per-session", "steep"],
+)
+def test_user_count_stays_bounded(
+    rees46_profile: LoadProfile, user_share: float, exponent: float
+) -> None:
+    profile = rees46_profile.model_copy(
+        update={
+            "sample_users": round(rees46_profile.sample_sessions * user_share),
+            "user_exponent": exponent,
+        }
+    )
+
+    size = ShopSize.scaled(profile, 1_000_000)
+
+    sessions = round(1_000_000 / profile.mean_session_length)
+    assert size.users <= MAX_USERS_PER_SESSION * sessions
