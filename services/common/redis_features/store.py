@@ -178,9 +178,10 @@ class FeatureStore:
         try:
             return self._apply(events, positions)
         except redis.exceptions.NoScriptError:
-            # Redis lost its script cache (restart or SCRIPT FLUSH). No script
-            # ran, so the batch is applied from the start.
-            logger.warning("lua scripts missing in redis, loading them again")
+            # The scripts are not in Redis yet (first batch), or Redis lost its
+            # script cache (restart or SCRIPT FLUSH). No script ran, so the
+            # batch is applied from the start.
+            logger.info("lua scripts not loaded in redis, loading them")
             self.load_scripts()
             return self._apply(events, positions)
 
