@@ -94,6 +94,7 @@ class _Work:
     ranked: dict[str, RankedCandidate] = field(default_factory=dict)
     vectors: FeatureVectors | None = None
     candidates: CandidateMatrix | None = None
+    sources: dict[str, tuple[CandidateSource, float]] = field(default_factory=dict)
     model_version: str = ""
 
 
@@ -225,6 +226,7 @@ class SlateBuilder:
         for entry, features, candidates in zip(work, vectors, matrices, strict=True):
             entry.vectors = features
             entry.candidates = candidates
+            entry.sources = _sources(entry)
             CANDIDATES_PER_EVENT.observe(len(candidates))
         probs, model_version = self._predict(work, requests, vectors, matrices)
 
@@ -240,7 +242,6 @@ class SlateBuilder:
             blended, scores = combine_signal_matrix(
                 entry_probs, entry_signals, prices, weights
             )
-            sources = _sources(entry)
             entry.ranked = dict(
                 zip(
                     item_ids,
@@ -249,7 +250,7 @@ class SlateBuilder:
                         item_ids,
                         scores.tolist(),
                         map(tuple, blended.tolist()),
-                        [sources[item_id][0] for item_id in item_ids],
+                        [entry.sources[item_id][0] for item_id in item_ids],
                         zero_nan(entry_signals[:, 2]).tolist(),
                     ),
                     strict=True,
@@ -294,9 +295,8 @@ class SlateBuilder:
         for entry, (_, item_ids), candidates in zip(
             work, requests, matrices, strict=True
         ):
-            sources = _sources(entry)
             source_scores = np.array(
-                [sources[item_id][1] for item_id in item_ids], dtype=np.float64
+                [entry.sources[item_id][1] for item_id in item_ids], dtype=np.float64
             )
             heuristic.append(self._heuristic.predict_matrix(candidates, source_scores))
         if model is None:
