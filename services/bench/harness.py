@@ -70,8 +70,8 @@ def run_hotpath(job: HotPathJob, stop: Any, results: Any) -> None:
 
     Ctrl-C and a SIGTERM sent to the process group reach this process too.
     The parent handles both and sets ``stop``, so this process ignores them
-    and finishes its batch; a child that died there would leave the parent
-    waiting on ``stop`` forever.
+    and finishes its batch. If it died instead, the parent would wait on
+    ``stop`` forever.
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)

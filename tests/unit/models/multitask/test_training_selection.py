@@ -57,7 +57,7 @@ def test_full_chain_passes_purchase_gradient_to_click_logit() -> None:
 @pytest.mark.parametrize(
     ("chain_gradient", "click_tower_moves"), [("own_tower", False), ("full", True)]
 )
-def test_purchase_loss_reaches_click_tower_only_with_full_chain(
+def test_chain_gradient_reaches_click_tower(
     synthetic_set: TrainingSet,
     synthetic_spec: FeatureSpec,
     tiny_config: ModelConfig,
