@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from confluent_kafka import KafkaException
+from confluent_kafka import Consumer, KafkaException, Message
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 
@@ -27,6 +27,7 @@ from services.common.settings import KafkaSettings, TopicSettings
 
 __all__ = [
     "TopicSpec",
+    "consume_available",
     "consumer_config",
     "create_topics",
     "is_listening",
@@ -72,6 +73,27 @@ def consumer_config(
         # waiting, which sets the latency floor of an idle consumer.
         "fetch.wait.max.ms": fetch_wait_ms,
     }
+
+
+def consume_available(
+    consumer: Consumer, max_messages: int, timeout_seconds: float
+) -> list[Message]:
+    """Wait up to ``timeout_seconds`` for a message, then take what has arrived.
+
+    ``Consumer.consume(n, timeout)`` returns only once it has ``n`` messages
+    or the timeout has passed, so under light traffic every call would wait
+    the whole timeout and add it to each event's latency. This returns as soon
+    as one message is there, with every message already fetched up to
+    ``max_messages``: batches stay small when traffic is light and fill up
+    under load.
+    """
+    messages = consumer.consume(1, timeout_seconds)
+    while messages and len(messages) < max_messages:
+        more = consumer.consume(max_messages - len(messages), 0)
+        if not more:
+            break
+        messages.extend(more)
+    return messages
 
 
 def producer_config(kafka: KafkaSettings, *, linger_ms: int = 5) -> dict[str, Any]:

@@ -33,6 +33,7 @@ from pydantic import ValidationError
 from schemas.deadletters import RejectionReason
 from schemas.validation import Rejection
 from services.common.deadletters import DeadLetterWriter
+from services.common.kafka import consume_available
 from services.features import metrics
 from services.features.catalog import CatalogWriter, parse_catalog_key
 from services.features.errors import CatalogKeyError
@@ -93,8 +94,10 @@ class CatalogConsumer:
         """Consume, store and commit one batch; return its message count."""
         messages = [
             message
-            for message in self._consumer.consume(
-                self._settings.batch_size, self._settings.poll_timeout_seconds
+            for message in consume_available(
+                self._consumer,
+                self._settings.batch_size,
+                self._settings.poll_timeout_seconds,
             )
             if not _is_error(message, self._topic)
         ]

@@ -31,7 +31,10 @@ class CatalogSettings(BaseSettings):
         default=1000, ge=1, le=100_000, description="messages per consume() call"
     )
     poll_timeout_seconds: float = Field(
-        default=1.0, gt=0.0, le=60.0, description="seconds consume() waits for data"
+        default=1.0,
+        gt=0.0,
+        le=60.0,
+        description="seconds a poll waits for the first message of a batch",
     )
     catalog_ttl_seconds: int = Field(
         default=30 * 86_400,

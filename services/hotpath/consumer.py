@@ -43,6 +43,7 @@ from schemas.training import TrainingExample
 from schemas.validation import Rejection, parse_event
 from services.common.deadletters import DeadLetterWriter
 from services.common.errors import DeadLetterDeliveryError
+from services.common.kafka import consume_available
 from services.common.redis_features import (
     AppliedResult,
     EventPosition,
@@ -165,8 +166,10 @@ class HotPathConsumer:
 
     def poll_once(self) -> int:
         """Consume, process and commit one batch; return its message count."""
-        messages = self._consumer.consume(
-            self._settings.batch_size, self._settings.poll_timeout_seconds
+        messages = consume_available(
+            self._consumer,
+            self._settings.batch_size,
+            self._settings.poll_timeout_seconds,
         )
         if not messages:
             return 0

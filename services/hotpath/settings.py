@@ -32,7 +32,10 @@ class HotPathSettings(BaseSettings):
         default=500, ge=1, le=100_000, description="messages per consume() call"
     )
     poll_timeout_seconds: float = Field(
-        default=0.5, gt=0.0, le=60.0, description="seconds consume() waits for data"
+        default=0.5,
+        gt=0.0,
+        le=60.0,
+        description="seconds a poll waits for the first message of a batch",
     )
     fetch_wait_ms: int = Field(
         default=10,

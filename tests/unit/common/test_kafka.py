@@ -1,0 +1,45 @@
+"""consume_available: a batch never waits for messages that have not arrived."""
+
+from __future__ import annotations
+
+from collections import deque
+
+from services.common.kafka import consume_available
+
+
+class _Consumer:
+    """Hands out prepared batches and records each ``consume`` call."""
+
+    def __init__(self, *replies: list[str]) -> None:
+        self.replies = deque(replies)
+        self.calls: list[tuple[int, float]] = []
+
+    def consume(self, num_messages: int, timeout: float) -> list[str]:
+        self.calls.append((num_messages, timeout))
+        reply = self.replies.popleft() if self.replies else []
+        return reply[:num_messages]
+
+
+def test_waits_only_for_the_first_message() -> None:
+    consumer = _Consumer(["a"], ["b", "c"], [])
+
+    messages = consume_available(consumer, 10, 0.5)  # type: ignore[arg-type]
+
+    assert messages == ["a", "b", "c"]
+    assert consumer.calls == [(1, 0.5), (9, 0), (7, 0)]
+
+
+def test_returns_nothing_when_no_message_arrives() -> None:
+    consumer = _Consumer([])
+
+    assert consume_available(consumer, 10, 0.5) == []  # type: ignore[arg-type]
+    assert consumer.calls == [(1, 0.5)]
+
+
+def test_stops_at_the_batch_size() -> None:
+    consumer = _Consumer(["a"], ["b", "c", "d"], ["e"])
+
+    messages = consume_available(consumer, 3, 0.5)  # type: ignore[arg-type]
+
+    assert messages == ["a", "b", "c"]
+    assert consumer.calls == [(1, 0.5), (2, 0)]
