@@ -84,6 +84,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         default=20_000,
         help="most events sent that have no slate yet (default: 20000)",
     )
+    parser.add_argument(
+        "--instances",
+        type=_positive_int,
+        default=1,
+        help="hot-path processes in one consumer group (default: 1)",
+    )
     parser.add_argument("--users", type=_positive_int, help="users of the shop")
     parser.add_argument("--items", type=_positive_int, help="items of the shop")
     parser.add_argument(
@@ -110,6 +116,7 @@ def _run(args: argparse.Namespace) -> int:
         max_seconds=args.max_seconds,
         warmup_events=args.warmup_events,
         max_backlog=args.max_backlog,
+        instances=args.instances,
         users=args.users,
         items=args.items,
     )

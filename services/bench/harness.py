@@ -1,10 +1,10 @@
-"""Private servers and the hot-path process under test, shared by the benchmarks.
+"""Private servers and the hot-path processes under test, shared by the benchmarks.
 
 :class:`Bench` starts a Tansu broker and a redis-server on free loopback ports.
 It runs the hot-path consumer (features, learning and scoring stages, as
-deployed) in a spawned process, so the load generator and the slate reader
-do not share its interpreter. ``benchmarks/bench_hotpath.py`` and
-``cartwheel bench`` both use it.
+deployed) in spawned processes, one per instance of one consumer group, so
+the load generator and the slate reader do not share their interpreters.
+``benchmarks/bench_hotpath.py`` and ``cartwheel bench`` both use it.
 """
 
 from __future__ import annotations
@@ -43,10 +43,16 @@ __all__ = [
     "HotPathJob",
     "measure_pass_through",
     "run_hotpath",
+    "settle_group",
     "train_ranker",
 ]
 
 PARTITIONS = 6
+
+# A group join on Tansu takes half the session timeout, rounded up to whole
+# seconds (2 s at the 3 s used here), and a member that joins late makes
+# every member rejoin. Two joins and the first batches fit in this many seconds.
+GROUP_SETTLE_SECONDS = 6.0
 
 
 @dataclass(frozen=True)
@@ -143,10 +149,12 @@ def run_hotpath(job: HotPathJob, stop: Any, results: Any) -> None:
         for stage in ("learning", "scoring")
     }
     stage_seconds["features"] = _histogram_sum(hotpath_metrics.REDIS_APPLY_SECONDS, {})
-    candidates = _histogram_sum(scorer_metrics.CANDIDATES_PER_EVENT, {})
-    scored = _histogram_count(scorer_metrics.CANDIDATES_PER_EVENT)
     results.put(
-        {"stage_seconds": stage_seconds, "candidates": candidates / max(scored, 1)}
+        {
+            "stage_seconds": stage_seconds,
+            "candidates": _histogram_sum(scorer_metrics.CANDIDATES_PER_EVENT, {}),
+            "scored": _histogram_count(scorer_metrics.CANDIDATES_PER_EVENT),
+        }
     )
 
 
@@ -181,11 +189,15 @@ def _histogram_count(histogram: Any) -> float:
 
 @dataclass(frozen=True)
 class HotPathHandle:
-    """A running hot-path process, its stop flag and its result queue."""
+    """Running hot-path processes of one consumer group, their stop flag and results."""
 
-    process: Any
+    processes: tuple[Any, ...]
     stop: Any
     results: Any
+
+    def is_alive(self) -> bool:
+        """Return whether every hot-path process is still running."""
+        return all(process.is_alive() for process in self.processes)
 
 
 class Bench:
@@ -194,7 +206,7 @@ class Bench:
     Args:
         state_dir: folder for the servers' files, checkpoints and models.
         batch_size: the hot path's batch size.
-        poll_timeout: seconds the hot path waits to fill a batch.
+        poll_timeout: seconds the hot path waits for the first message of a batch.
         profile_path: where :meth:`start` with ``profile=True`` writes a
             cProfile dump.
     """
@@ -244,45 +256,82 @@ class Bench:
         return topics
 
     def start(
-        self, topics: TopicSettings, artifact_dir: str | None, profile: bool = False
+        self,
+        topics: TopicSettings,
+        artifact_dir: str | None,
+        profile: bool = False,
+        instances: int = 1,
     ) -> HotPathHandle:
-        """Start the hot-path process on ``topics`` with an optional ranker."""
-        job = HotPathJob(
-            bootstrap=self.kafka.bootstrap,
-            redis_url=self.redis_url,
-            key_prefix=self.key_prefix,
-            topics=topics.model_dump(),
-            group_id=f"hotpath-{uuid.uuid4().hex[:8]}",
-            batch_size=self.batch_size,
-            poll_timeout_seconds=self.poll_timeout,
-            # A fresh checkpoint folder per run keeps the runs independent.
-            checkpoint_dir=str(self.state_dir / f"checkpoints-{uuid.uuid4().hex[:6]}"),
-            artifact_dir=artifact_dir,
-            profile_path=self.profile_path if profile else None,
-        )
+        """Start ``instances`` hot-path processes in one consumer group on ``topics``.
+
+        Args:
+            topics: the run's topics.
+            artifact_dir: the ranker's artifact; None ranks with the heuristic.
+            profile: write a cProfile dump of the first instance.
+            instances: the number of processes; the topic's partitions are
+                shared among them.
+        """
+        group_id = f"hotpath-{uuid.uuid4().hex[:8]}"
         stop = self.context.Event()
         results = self.context.Queue()
-        process = self.context.Process(target=run_hotpath, args=(job, stop, results))
-        process.start()
-        return HotPathHandle(process, stop, results)
+        processes = []
+        for instance in range(instances):
+            job = HotPathJob(
+                bootstrap=self.kafka.bootstrap,
+                redis_url=self.redis_url,
+                key_prefix=self.key_prefix,
+                topics=topics.model_dump(),
+                group_id=group_id,
+                batch_size=self.batch_size,
+                poll_timeout_seconds=self.poll_timeout,
+                # A fresh checkpoint folder per process and run keeps them
+                # independent.
+                checkpoint_dir=str(
+                    self.state_dir / f"checkpoints-{uuid.uuid4().hex[:6]}"
+                ),
+                artifact_dir=artifact_dir,
+                profile_path=self.profile_path if profile and instance == 0 else None,
+            )
+            process = self.context.Process(
+                target=run_hotpath, args=(job, stop, results)
+            )
+            process.start()
+            processes.append(process)
+        return HotPathHandle(tuple(processes), stop, results)
 
     def finish(self, handle: HotPathHandle) -> dict[str, Any]:
-        """Stop the hot-path process and return its stage costs."""
+        """Stop the hot-path processes and return their stage costs, summed.
+
+        ``candidates`` in the result is the mean number of candidates scored
+        per event over every process.
+        """
         handle.stop.set()
-        report = handle.results.get(timeout=120)
-        handle.process.join(60)
-        return dict(report)
+        reports = [handle.results.get(timeout=120) for _ in handle.processes]
+        for process in handle.processes:
+            process.join(60)
+        stage_seconds: dict[str, float] = {}
+        for report in reports:
+            for stage, seconds in report["stage_seconds"].items():
+                stage_seconds[stage] = stage_seconds.get(stage, 0.0) + seconds
+        scored = sum(report["scored"] for report in reports)
+        candidates = sum(report["candidates"] for report in reports)
+        return {
+            "stage_seconds": stage_seconds,
+            "candidates": candidates / max(scored, 1),
+            "instances": len(reports),
+        }
 
     def kill(self, handle: HotPathHandle, timeout_seconds: float = 15.0) -> None:
-        """Stop the hot-path process without waiting for its report."""
+        """Stop the hot-path processes without waiting for their reports."""
         handle.stop.set()
-        handle.process.join(timeout_seconds)
-        if handle.process.is_alive():
-            handle.process.terminate()
-            handle.process.join(5)
-        if handle.process.is_alive():
-            handle.process.kill()
-            handle.process.join(5)
+        for process in handle.processes:
+            process.join(timeout_seconds)
+            if process.is_alive():
+                process.terminate()
+                process.join(5)
+            if process.is_alive():
+                process.kill()
+                process.join(5)
 
     def publish(self, topics: TopicSettings, events: list[Event]) -> None:
         """Produce ``events`` to the events topic, keyed by user, and wait for acks."""
@@ -338,6 +387,17 @@ def train_ranker(bench: Bench, topics: TopicSettings, count: int) -> str:
         {},
     )
     return str(registry.path_of(metadata.model_version))
+
+
+def settle_group(instances: int) -> None:
+    """Give a group of ``instances`` hot-path processes time to finish forming.
+
+    Called once the first slate has arrived. With one process the group has
+    formed by then. With more, a member may still be joining, and the
+    rebalance it causes would otherwise land in the measurement.
+    """
+    if instances > 1:
+        time.sleep(GROUP_SETTLE_SECONDS)
 
 
 def measure_pass_through(bench: Bench, count: int, size: int) -> float:

@@ -22,7 +22,7 @@ from pydantic import ValidationError
 
 from schemas.recommendations import Slate
 from services.bench.generator import event_index
-from services.common.kafka import consumer_config
+from services.common.kafka import consume_available, consumer_config
 from services.common.settings import KafkaSettings
 
 __all__ = ["LatencyHistogram", "SlateReader", "user_bitmap"]
@@ -132,7 +132,7 @@ class SlateReader:
 
     def _read(self) -> None:
         while not self._stop.is_set():
-            for message in self._consumer.consume(1000, 0.05):
+            for message in consume_available(self._consumer, 1000, 0.05):
                 if message.error() is None:
                     self._count(message.value() or b"", time.monotonic())
 

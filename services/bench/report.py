@@ -92,7 +92,8 @@ def _markdown(document: Mapping[str, Any]) -> list[str]:
         f"(profile below): {shop['users']:,} users, {shop['items']:,} items, "
         f"{shop['categories']:,} categories, {shop['brands']:,} brands. "
         f"{run['warmup_events']:,} warm-up events trained the ranker first. "
-        f"Offered rate: {rate}, at most {run['max_backlog']:,} events waiting.",
+        f"Offered rate: {rate}, at most {run['max_backlog']:,} events waiting. "
+        f"Hot-path processes: {run['instances']}.",
         "",
         "| measure | value |",
         "|---|---|",

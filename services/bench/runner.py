@@ -47,6 +47,7 @@ from services.bench.harness import (
     Bench,
     HotPathHandle,
     measure_pass_through,
+    settle_group,
     train_ranker,
 )
 from services.bench.profile import LoadProfile, fit_profile
@@ -93,7 +94,8 @@ class BenchRun:
         users: users of the synthetic shop; None sizes it from the events.
         items: items of the synthetic shop; None sizes it from the events.
         batch_size: the hot path's batch size.
-        poll_timeout: seconds the hot path waits to fill a batch.
+        poll_timeout: seconds the hot path waits for the first message of a batch.
+        instances: hot-path processes in the consumer group.
     """
 
     events: int
@@ -107,7 +109,8 @@ class BenchRun:
     users: int | None = None
     items: int | None = None
     batch_size: int = 500
-    poll_timeout: float = 0.02
+    poll_timeout: float = 0.5
+    instances: int = 1
 
 
 def calibrate(run: BenchRun) -> LoadProfile:
@@ -206,6 +209,7 @@ def _run_phases(
             "max_backlog": run.max_backlog,
             "batch_size": run.batch_size,
             "poll_timeout_seconds": run.poll_timeout,
+            "instances": run.instances,
             "calibrate_on": list(run.calibrate_on),
         },
         "shop": {
@@ -265,7 +269,7 @@ def _drive(
     reader = SlateReader(
         bench.kafka, topics.recommendations(Surface.PRODUCTS.value), *bitmaps
     )
-    handle = bench.start(topics, artifact)
+    handle = bench.start(topics, artifact, instances=load.run.instances)
     sender = _Sender(bench, topics.events, stream, load, reader)
     finished = False
     try:
@@ -273,6 +277,7 @@ def _drive(
         # time it takes to start stays out of the measurement.
         sender.send_first()
         _wait(reader, handle, lambda: reader.slates >= 1, None, say, sender)
+        settle_group(load.run.instances)
         sender.start()
         started = time.monotonic()
         stopped_by = _wait(
@@ -324,9 +329,9 @@ def _wait(
         now = time.monotonic()
         if max_seconds is not None and now - started >= max_seconds:
             return "max-seconds"
-        if not handle.process.is_alive():
+        if not handle.is_alive():
             raise InfrastructureError(
-                "the hot-path process stopped; see its output above"
+                "a hot-path process stopped; see its output above"
             )
         if reader.slates != seen:
             seen, last_progress = reader.slates, now
