@@ -34,13 +34,14 @@ shared with other work, so rerun before comparing.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import statistics
 import sys
 import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -54,12 +55,13 @@ from services.bench.harness import (
     PARTITIONS,
     Bench,
     FixedModel,
+    HotPathHandle,
     measure_pass_through,
     settle_group,
     train_ranker,
 )
 from services.common.kafka import consume_available, consumer_config, producer_config
-from services.common.settings import KafkaSettings, RedisSettings
+from services.common.settings import KafkaSettings, RedisSettings, TopicSettings
 from services.features.catalog import CatalogWriter
 from services.infra import find_free_port, start_redis
 from services.replay.datasets import REES46_SAMPLE, rees46
@@ -142,22 +144,46 @@ def repeated_sample(count: int, first_copy: int) -> list[Event]:
     return events
 
 
+@contextlib.contextmanager
+def running(
+    bench: Bench,
+    topics: TopicSettings,
+    artifact: str | None,
+    instances: int,
+    *,
+    profile: bool = False,
+) -> Iterator[tuple[SlateClock, HotPathHandle]]:
+    """Run the hot path and a slate reader on ``topics`` inside the block.
+
+    The block calls ``bench.finish``. When it raises instead, the hot-path
+    processes are killed, so that none outlives the run.
+    """
+    clock = SlateClock(bench.kafka, topics.recommendations(Surface.PRODUCTS.value))
+    try:
+        handle = bench.start(topics, artifact, profile=profile, instances=instances)
+        try:
+            yield clock, handle
+        except BaseException:
+            bench.kill(handle)
+            raise
+    finally:
+        clock.close()
+
+
 def measure_throughput(
     bench: Bench, events: Sequence[Event], artifact: str, instances: int
 ) -> dict[str, Any]:
     topics = bench.topics()
-    clock = SlateClock(bench.kafka, topics.recommendations(Surface.PRODUCTS.value))
-    handle = bench.start(topics, artifact, profile=True, instances=instances)
-    # One event first: its slate shows that the group has formed, and only
-    # the slates of the rest are timed.
-    bench.publish(topics, events[:1])
-    clock.wait_for(1)
-    settle_group(instances)
-    first_slate = clock.arrivals[events[0].event_id]
-    bench.publish(topics, events[1:])
-    clock.wait_for(len(events))
-    report = bench.finish(handle)
-    clock.close()
+    with running(bench, topics, artifact, instances, profile=True) as (clock, handle):
+        # One event first: its slate shows that the group has formed, and only
+        # the slates of the rest are timed.
+        bench.publish(topics, events[:1])
+        clock.wait_for(1)
+        settle_group(instances)
+        first_slate = clock.arrivals[events[0].event_id]
+        bench.publish(topics, events[1:])
+        clock.wait_for(len(events))
+        report = bench.finish(handle)
     times = sorted(at for at in clock.arrivals.values() if at != first_slate)
     report["events_per_second"] = (len(times) - 1) / (times[-1] - times[0])
     report["events"] = len(events)
@@ -169,31 +195,29 @@ def measure_latency(
     bench: Bench, events: Sequence[Event], rate: float, artifact: str, instances: int
 ) -> dict[str, Any]:
     topics = bench.topics()
-    clock = SlateClock(bench.kafka, topics.recommendations(Surface.PRODUCTS.value))
-    handle = bench.start(topics, artifact, instances=instances)
-    producer = Producer(producer_config(bench.kafka, linger_ms=0))
-    # Wait until the hot path has joined its group and publishes slates.
-    bench.publish(topics, events[:1])
-    clock.wait_for(1)
-    settle_group(instances)
+    with running(bench, topics, artifact, instances) as (clock, handle):
+        producer = Producer(producer_config(bench.kafka, linger_ms=0))
+        # Wait until the hot path has joined its group and publishes slates.
+        bench.publish(topics, events[:1])
+        clock.wait_for(1)
+        settle_group(instances)
 
-    sent: dict[str, float] = {}
-    started = time.monotonic()
-    for index, event in enumerate(events[1:]):
-        due = started + index / rate
-        pause = due - time.monotonic()
-        if pause > 0:
-            time.sleep(pause)
-        sent[event.event_id] = time.monotonic()
-        producer.produce(
-            topics.events, key=event.user_id.encode(), value=event.model_dump_json()
-        )
-        producer.poll(0)
-    producer.flush(60)
-    offered = (len(events) - 1) / (time.monotonic() - started)
-    clock.wait_for(len(events))
-    report = bench.finish(handle)
-    clock.close()
+        sent: dict[str, float] = {}
+        started = time.monotonic()
+        for index, event in enumerate(events[1:]):
+            due = started + index / rate
+            pause = due - time.monotonic()
+            if pause > 0:
+                time.sleep(pause)
+            sent[event.event_id] = time.monotonic()
+            producer.produce(
+                topics.events, key=event.user_id.encode(), value=event.model_dump_json()
+            )
+            producer.poll(0)
+        producer.flush(60)
+        offered = (len(events) - 1) / (time.monotonic() - started)
+        clock.wait_for(len(events))
+        report = bench.finish(handle)
     latencies = sorted(
         (clock.arrivals[event_id] - at) * 1000.0 for event_id, at in sent.items()
     )
@@ -405,6 +429,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "(profiling slows it, so its numbers are not comparable)",
     )
     args = parser.parse_args(argv)
+    if args.instances < 1:
+        parser.error(f"argument --instances: expected 1 or more, got {args.instances}")
 
     if args.in_process:
         with tempfile.TemporaryDirectory(prefix="bench-hotpath-") as state:
@@ -422,11 +448,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             warm_topics = bench.topics()
             warm_events = repeated_sample(sample_size, first_copy=0)
             bench.publish(warm_topics, warm_events)
-            clock = SlateClock(bench.kafka, warm_topics.recommendations("products"))
-            handle = bench.start(warm_topics, None)
-            clock.wait_for(len(warm_events))
-            bench.finish(handle)
-            clock.close()
+            with running(bench, warm_topics, None, 1) as (clock, handle):
+                clock.wait_for(len(warm_events))
+                bench.finish(handle)
             print("training the multi-task ranker ...", file=sys.stderr)
             artifact = train_ranker(bench, warm_topics, len(warm_events))
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import shlex
 import sys
@@ -125,8 +126,16 @@ def _run(args: argparse.Namespace) -> int:
         return 0
     if args.generate_only:
         return _generate_only(run)
+    is_new_folder = not args.report.exists()
     _check_report_folder(args.report)
-    result = run_bench(run, say_to_stderr)
+    try:
+        result = run_bench(run, say_to_stderr)
+    except BaseException:
+        # A run that ends early leaves no empty report folder behind.
+        if is_new_folder:
+            with contextlib.suppress(OSError):
+                args.report.rmdir()
+        raise
     command = shlex.join(["cartwheel", *sys.argv[1:]])
     # The summary comes first, so a failed report write loses no number.
     sys.stdout.write("\n".join(summary_lines(result)) + "\n")

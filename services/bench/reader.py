@@ -89,6 +89,7 @@ class SlateReader:
         self.slate_bytes = 0
         self.first_at: float | None = None
         self.last_at: float | None = None
+        self._slates_before_rate = 0
         self.end_to_end = LatencyHistogram()
         self.in_process = LatencyHistogram()
         self.model_versions: set[str] = set()
@@ -105,11 +106,21 @@ class SlateReader:
         """Record that event ``index`` was handed to the producer at ``at``."""
         self.sent[index] = at
 
+    def restart_rate(self) -> None:
+        """Time :meth:`rate` from the next slate on, leaving out those read so far.
+
+        Call it only while no slate is on its way, so that none is counted
+        against the wrong start.
+        """
+        self._slates_before_rate = self.slates
+        self.first_at = None
+
     def rate(self) -> float:
-        """Return slates per second between the first and the last slate read."""
-        if self.first_at is None or self.last_at is None or self.slates < 2:
+        """Return slates per second between the first and the last slate timed."""
+        timed = self.slates - self._slates_before_rate
+        if self.first_at is None or self.last_at is None or timed < 2:
             return 0.0
-        return (self.slates - 1) / max(1e-9, self.last_at - self.first_at)
+        return (timed - 1) / max(1e-9, self.last_at - self.first_at)
 
     def summary(self) -> Mapping[str, object]:
         """Return the counts and latencies read so far."""

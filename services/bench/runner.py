@@ -278,6 +278,7 @@ def _drive(
         sender.send_first()
         _wait(reader, handle, lambda: reader.slates >= 1, None, say, sender)
         settle_group(load.run.instances)
+        reader.restart_rate()
         sender.start()
         started = time.monotonic()
         stopped_by = _wait(

@@ -61,6 +61,15 @@ def test_bench_one_slate_per_event(report: dict[str, Any]) -> None:
     assert measured["stopped_by"] == "all events"
 
 
+def test_bench_rate_times_measured_phase_only(report: dict[str, Any]) -> None:
+    measured = report["measured"]
+    # The rate counts the slates of the measured phase over the time between
+    # its first and last slate, which lies inside the phase's duration.
+    timed_slates = measured["slates"] - 1
+
+    assert measured["events_per_second"] * measured["seconds"] >= timed_slates - 1
+
+
 def test_bench_latency_percentiles_ordered(report: dict[str, Any]) -> None:
     for name in ("event_to_slate_ms", "in_process_ms"):
         latency = report["measured"][name]
