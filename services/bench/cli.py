@@ -126,15 +126,14 @@ def _run(args: argparse.Namespace) -> int:
         return 0
     if args.generate_only:
         return _generate_only(run)
-    is_new_folder = not args.report.exists()
-    _check_report_folder(args.report)
+    created = _check_report_folder(args.report)
     try:
         result = run_bench(run, say_to_stderr)
     except BaseException:
-        # A run that ends early leaves no empty report folder behind.
-        if is_new_folder:
+        # A run that ends early leaves none of the empty folders it created.
+        for folder in created:
             with contextlib.suppress(OSError):
-                args.report.rmdir()
+                folder.rmdir()
         raise
     command = shlex.join(["cartwheel", *sys.argv[1:]])
     # The summary comes first, so a failed report write loses no number.
@@ -144,15 +143,22 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _check_report_folder(folder: Path) -> None:
+def _check_report_folder(folder: Path) -> list[Path]:
     """Create the report folder now, so that a bad path fails before the run.
+
+    Returns:
+        The folders created, the deepest first.
 
     Raises:
         OSError: the folder cannot be created or is not writable.
     """
+    created = [
+        path for path in (folder, *folder.absolute().parents) if not path.exists()
+    ]
     folder.mkdir(parents=True, exist_ok=True)
     if not os.access(folder, os.W_OK):
         raise PermissionError(f"report folder {folder} is not writable")
+    return created
 
 
 def _generate_only(run: BenchRun) -> int:

@@ -290,6 +290,9 @@ def _drive(
             sender,
         )
         seconds = time.monotonic() - started
+        # Counted now: the processes finish their batches after a time limit,
+        # and slates read after it would not belong to the measured window.
+        window = {**reader.summary(), "events_per_second": reader.rate()}
         sender.stop()
         stages = bench.finish(handle)
         finished = True
@@ -298,18 +301,18 @@ def _drive(
         if not finished:
             bench.kill(handle)
         reader.close()
-    slates = max(1, reader.slates)
+    # Stage costs cover every event processed, also after the limit.
+    processed = max(1, reader.slates)
     return {
-        **reader.summary(),
+        **window,
         "events_sent": sender.sent,
         "stopped_by": stopped_by,
         "seconds": seconds,
         "sending_seconds": sender.elapsed(),
-        "events_per_second": reader.rate(),
         "candidates_per_event": stages["candidates"],
         "stage_ms_per_event": {
-            stage: seconds * 1000.0 / slates
-            for stage, seconds in stages["stage_seconds"].items()
+            stage: stage_seconds * 1000.0 / processed
+            for stage, stage_seconds in stages["stage_seconds"].items()
         },
     }
 

@@ -18,23 +18,20 @@ pytestmark = pytest.mark.integration
 EVENTS = 1500
 
 
-@pytest.fixture(scope="module")
-def bench_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, Path]:
-    report_dir = tmp_path_factory.mktemp("bench")
+def run_bench(report_dir: Path, *options: str) -> str:
     finished = subprocess.run(
         [
             sys.executable,
             "-m",
             "services.cli",
             "bench",
-            "--events",
-            str(EVENTS),
             "--warmup-events",
             "0",
             "--seed",
             "3",
             "--report",
             str(report_dir),
+            *options,
         ],
         env=child_environment({}),
         capture_output=True,
@@ -42,7 +39,13 @@ def bench_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, Path]:
         timeout=300,
     )
     assert finished.returncode == 0, finished.stderr[-3000:]
-    return finished.stdout, report_dir
+    return finished.stdout
+
+
+@pytest.fixture(scope="module")
+def bench_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, Path]:
+    report_dir = tmp_path_factory.mktemp("bench")
+    return run_bench(report_dir, "--events", str(EVENTS)), report_dir
 
 
 @pytest.fixture(scope="module")
@@ -61,12 +64,34 @@ def test_bench_one_slate_per_event(report: dict[str, Any]) -> None:
     assert measured["stopped_by"] == "all events"
 
 
-def test_bench_rate_times_measured_phase_only(report: dict[str, Any]) -> None:
+def test_bench_rate_times_measured_phase(report: dict[str, Any]) -> None:
     measured = report["measured"]
     # The rate counts the slates of the measured phase over the time between
     # its first and last slate, which lies inside the phase's duration.
     timed_slates = measured["slates"] - 1
 
+    assert measured["events_per_second"] * measured["seconds"] >= timed_slates - 1
+
+
+def test_bench_two_processes_time_limit(tmp_path: Path) -> None:
+    run_bench(
+        tmp_path,
+        "--events",
+        "20000",
+        "--max-seconds",
+        "3",
+        "--instances",
+        "2",
+    )
+    report = json.loads((tmp_path / "bench.json").read_text())
+    measured = report["measured"]
+    # Neither the wait for the group to settle nor the slates read after the
+    # time limit may count in the measured window.
+    timed_slates = measured["slates"] - 1
+
+    assert report["run"]["instances"] == 2
+    assert measured["stopped_by"] == "max-seconds"
+    assert measured["slates"] <= measured["events_sent"]
     assert measured["events_per_second"] * measured["seconds"] >= timed_slates - 1
 
 
