@@ -38,7 +38,6 @@ import contextlib
 import statistics
 import sys
 import tempfile
-import threading
 import time
 import uuid
 from collections.abc import Iterator, Sequence
@@ -47,7 +46,7 @@ from pathlib import Path
 from typing import Any
 
 import redis
-from confluent_kafka import Consumer, Producer
+from confluent_kafka import Producer
 
 from schemas.events import Event
 from schemas.recommendations import Slate, Surface
@@ -60,7 +59,8 @@ from services.bench.harness import (
     settle_group,
     train_ranker,
 )
-from services.common.kafka import consume_available, consumer_config, producer_config
+from services.bench.reader import MessageThread
+from services.common.kafka import producer_config
 from services.common.settings import KafkaSettings, RedisSettings, TopicSettings
 from services.features.catalog import CatalogWriter
 from services.infra import find_free_port, start_redis
@@ -79,12 +79,7 @@ class SlateClock:
     model_versions: set[str] = field(default_factory=set)
 
     def __post_init__(self) -> None:
-        group = f"bench-reader-{uuid.uuid4().hex[:8]}"
-        self._consumer = Consumer(consumer_config(self.kafka, group, fetch_wait_ms=10))
-        self._consumer.subscribe([self.topic])
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._read, daemon=True)
-        self._thread.start()
+        self._messages = MessageThread(self.kafka, self.topic, self._record)
 
     def wait_for(self, count: int, stall_seconds: float = 120.0) -> None:
         """Wait for ``count`` slates; raise when none arrives for ``stall_seconds``."""
@@ -100,20 +95,13 @@ class SlateClock:
             time.sleep(0.05)
 
     def close(self) -> None:
-        self._stop.set()
-        self._thread.join(10)
-        self._consumer.close()
+        self._messages.close()
 
-    def _read(self) -> None:
-        while not self._stop.is_set():
-            for message in consume_available(self._consumer, 1000, 0.05):
-                if message.error() is not None:
-                    continue
-                now = time.monotonic()
-                slate = Slate.model_validate_json(message.value() or b"")
-                self.arrivals.setdefault(slate.trigger_event_id, now)
-                self.slate_latency_ms.append(slate.latency_ms)
-                self.model_versions.add(slate.model_version)
+    def _record(self, value: bytes, now: float) -> None:
+        slate = Slate.model_validate_json(value)
+        self.arrivals.setdefault(slate.trigger_event_id, now)
+        self.slate_latency_ms.append(slate.latency_ms)
+        self.model_versions.add(slate.model_version)
 
 
 def load_catalog(client: redis.Redis, prefix: str) -> None:
@@ -180,11 +168,13 @@ def measure_throughput(
         bench.publish(topics, events[:1])
         clock.wait_for(1)
         settle_group(instances)
-        first_slate = clock.arrivals[events[0].event_id]
+        first_event_id = events[0].event_id
         bench.publish(topics, events[1:])
         clock.wait_for(len(events))
         report = bench.finish(handle)
-    times = sorted(at for at in clock.arrivals.values() if at != first_slate)
+    times = sorted(
+        at for event_id, at in clock.arrivals.items() if event_id != first_event_id
+    )
     report["events_per_second"] = (len(times) - 1) / (times[-1] - times[0])
     report["events"] = len(events)
     report["model_versions"] = sorted(clock.model_versions)

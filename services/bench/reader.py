@@ -15,7 +15,7 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from confluent_kafka import Consumer
 from pydantic import ValidationError
@@ -25,7 +25,7 @@ from services.bench.generator import event_index
 from services.common.kafka import consume_available, consumer_config
 from services.common.settings import KafkaSettings
 
-__all__ = ["LatencyHistogram", "SlateReader", "user_bitmap"]
+__all__ = ["LatencyHistogram", "MessageThread", "SlateReader", "user_bitmap"]
 
 # Bucket edges grow by 1 % so a percentile is off by at most 1 %.
 _BUCKET_GROWTH = 1.01
@@ -65,6 +65,42 @@ class LatencyHistogram:
         }
 
 
+class MessageThread:
+    """A consumer with a group of its own that reads a topic on a thread.
+
+    Each message's value goes to ``handle`` with its arrival time (monotonic
+    seconds), taken as soon as the message is read.
+
+    Args:
+        kafka: the broker to read from.
+        topic: the topic, read from its start.
+        handle: called on the thread with each message's value and arrival time.
+    """
+
+    def __init__(
+        self, kafka: KafkaSettings, topic: str, handle: Callable[[bytes, float], None]
+    ) -> None:
+        self._handle = handle
+        group = f"bench-reader-{uuid.uuid4().hex[:8]}"
+        self._consumer = Consumer(consumer_config(kafka, group, fetch_wait_ms=10))
+        self._consumer.subscribe([topic])
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._read, daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        """Stop the thread and close the consumer."""
+        self._stop.set()
+        self._thread.join(10)
+        self._consumer.close()
+
+    def _read(self) -> None:
+        while not self._stop.is_set():
+            for message in consume_available(self._consumer, 1000, 0.05):
+                if message.error() is None:
+                    self._handle(message.value() or b"", time.monotonic())
+
+
 class SlateReader:
     """Consumes products slates on a thread and matches them to sent events.
 
@@ -95,12 +131,7 @@ class SlateReader:
         self.model_versions: set[str] = set()
         self._users = users
         self._answered = bytearray((events + 7) // 8)
-        group = f"bench-reader-{uuid.uuid4().hex[:8]}"
-        self._consumer = Consumer(consumer_config(kafka, group, fetch_wait_ms=10))
-        self._consumer.subscribe([topic])
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._read, daemon=True)
-        self._thread.start()
+        self._messages = MessageThread(kafka, topic, self._count)
 
     def mark_sent(self, index: int, at: float) -> None:
         """Record that event ``index`` was handed to the producer at ``at``."""
@@ -137,15 +168,7 @@ class SlateReader:
 
     def close(self) -> None:
         """Stop the thread and close the consumer."""
-        self._stop.set()
-        self._thread.join(10)
-        self._consumer.close()
-
-    def _read(self) -> None:
-        while not self._stop.is_set():
-            for message in consume_available(self._consumer, 1000, 0.05):
-                if message.error() is None:
-                    self._count(message.value() or b"", time.monotonic())
+        self._messages.close()
 
     def _count(self, value: bytes, now: float) -> None:
         try:

@@ -290,8 +290,8 @@ def _drive(
             sender,
         )
         seconds = time.monotonic() - started
-        # Counted now: the processes finish their batches after a time limit,
-        # and slates read after it would not belong to the measured window.
+        # Read the counts now, because after a time limit the processes finish
+        # their batches, and those slates fall outside the measured window.
         window = {**reader.summary(), "events_per_second": reader.rate()}
         sender.stop()
         stages = bench.finish(handle)
@@ -301,7 +301,7 @@ def _drive(
         if not finished:
             bench.kill(handle)
         reader.close()
-    # Stage costs cover every event processed, also after the limit.
+    # Stage costs cover every event processed, including those after the limit.
     processed = max(1, reader.slates)
     return {
         **window,

@@ -18,7 +18,7 @@ pytestmark = pytest.mark.integration
 EVENTS = 1500
 
 
-def run_bench(report_dir: Path, *options: str) -> str:
+def run_bench_command(report_dir: Path, *options: str) -> str:
     finished = subprocess.run(
         [
             sys.executable,
@@ -45,7 +45,7 @@ def run_bench(report_dir: Path, *options: str) -> str:
 @pytest.fixture(scope="module")
 def bench_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, Path]:
     report_dir = tmp_path_factory.mktemp("bench")
-    return run_bench(report_dir, "--events", str(EVENTS)), report_dir
+    return run_bench_command(report_dir, "--events", str(EVENTS)), report_dir
 
 
 @pytest.fixture(scope="module")
@@ -64,7 +64,7 @@ def test_bench_one_slate_per_event(report: dict[str, Any]) -> None:
     assert measured["stopped_by"] == "all events"
 
 
-def test_bench_rate_times_measured_phase(report: dict[str, Any]) -> None:
+def test_bench_rate_covers_measured_phase(report: dict[str, Any]) -> None:
     measured = report["measured"]
     # The rate counts the slates of the measured phase over the time between
     # its first and last slate, which lies inside the phase's duration.
@@ -74,7 +74,7 @@ def test_bench_rate_times_measured_phase(report: dict[str, Any]) -> None:
 
 
 def test_bench_two_processes_time_limit(tmp_path: Path) -> None:
-    run_bench(
+    run_bench_command(
         tmp_path,
         "--events",
         "20000",
