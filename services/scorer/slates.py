@@ -368,11 +368,15 @@ class SlateBuilder:
                 )
             )
         if trigger.event_type in sizes.promotion_events:
-            pool = [
-                candidate
-                for candidate in entry.ranked.values()
-                if not is_excluded(candidate.item_id, context, rules)
-            ]
+            pool = (
+                [
+                    candidate
+                    for candidate in entry.ranked.values()
+                    if not is_excluded(candidate.item_id, context, rules)
+                ]
+                if entry.active_promotions
+                else []
+            )
             ranked = self._promotion_index.rank(
                 entry.active_promotions,
                 pool,

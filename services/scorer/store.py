@@ -27,14 +27,16 @@ from schemas.features import (
     CandidateMatrix,
     FeatureVectors,
     ItemAttributes,
+    UserProfile,
 )
 from services.common.redis_features import (
     FeatureStore,
     attributes_from_catalog,
     decode_hash,
     id_list,
-    item_features,
+    item_features_with_shop,
     profile_from_hash,
+    shop_counts,
     user_features,
 )
 from services.scorer.protocols import Relation, UserHistory
@@ -44,6 +46,7 @@ __all__ = ["RedisCandidateStore"]
 _PROMOTIONS = TypeAdapter(PromotionRecord)
 _MAX_PRICE_ZSCORE = 5.0
 _REVIEWS = TypeAdapter(ReviewRecord)
+_WIDTH = len(ITEM_FEATURES) + len(PAIR_FEATURES)
 
 State = dict[str, str]
 
@@ -170,6 +173,7 @@ class RedisCandidateStore:
         self._items: OrderedDict[str, _CachedItem] = OrderedDict()
         self._promotions: tuple[float, list[PromotionRecord]] | None = None
         self._user_states: dict[str, State] = {}
+        self._profiles: dict[str, UserProfile] = {}
         self.now: float | None = None
 
     def begin_batch(self, at: float) -> None:
@@ -180,13 +184,14 @@ class RedisCandidateStore:
         """
         self.now = at
         self._user_states = {}
+        self._profiles = {}
 
     def user_histories(self, user_ids: Sequence[str]) -> dict[str, UserHistory]:
         """Return the recent items, purchases and category affinity of each user."""
         states = self._read_users(user_ids)
         histories = {}
         for user_id in user_ids:
-            profile = profile_from_hash(user_id, states[user_id])
+            profile = self._profile(user_id, states[user_id])
             histories[user_id] = UserHistory(
                 recent=profile.recent_items,
                 purchased=frozenset(profile.purchased_items),
@@ -252,13 +257,14 @@ class RedisCandidateStore:
             at = float(state["lt"]) if "lt" in state else (self.now or 0.0)
             pair_row = _PairContext(state).row
             unique = list(dict.fromkeys(item_ids))
-            values = np.array(
-                [
-                    items[item_id].row + pair_row(item_id, items[item_id])
-                    for item_id in unique
-                ],
-                dtype=np.float64,
-            ).reshape(len(unique), len(ITEM_FEATURES) + len(PAIR_FEATURES))
+            cached = [items[item_id] for item_id in unique]
+            values = np.empty((len(unique), _WIDTH), dtype=np.float64)
+            if unique:
+                values[:, : len(ITEM_FEATURES)] = [item.row for item in cached]
+                values[:, len(ITEM_FEATURES) :] = [
+                    pair_row(item_id, item)
+                    for item_id, item in zip(unique, cached, strict=True)
+                ]
             results.append(
                 FeatureVectors(
                     user=user_features(state, at, self._config),
@@ -266,11 +272,19 @@ class RedisCandidateStore:
                     attributes={
                         item_id: items[item_id].attributes for item_id in unique
                     },
-                    profile=profile_from_hash(user_id, state),
+                    profile=self._profile(user_id, state),
                     reference_time=at,
                 )
             )
         return results
+
+    def _profile(self, user_id: str, state: State) -> UserProfile:
+        # Candidate generation and the feature read both use the profile, so it
+        # is built once per user and batch.
+        profile = self._profiles.get(user_id)
+        if profile is None:
+            profile = self._profiles[user_id] = profile_from_hash(user_id, state)
+        return profile
 
     def _read_users(self, user_ids: Sequence[str]) -> dict[str, State]:
         missing = [user_id for user_id in user_ids if user_id not in self._user_states]
@@ -345,12 +359,13 @@ class RedisCandidateStore:
             pipe.hgetall(self._keys.item(item_id))
             pipe.hgetall(self._keys.item_catalog(item_id))
         replies = pipe.execute()
-        totals = decode_hash(replies[0])
         at = self.now or 0.0
+        # The shop-wide counts are the priors of every item's rates.
+        shop = shop_counts(decode_hash(replies[0]), at)
         for index, item_id in enumerate(missing):
             state = decode_hash(replies[1 + 2 * index])
             catalog = decode_hash(replies[2 + 2 * index])
-            vector = item_features(state, catalog, totals, at, self._config)
+            vector = item_features_with_shop(state, catalog, shop, at, self._config)
             cached = _CachedItem.of(
                 vector,
                 catalog,

@@ -182,24 +182,27 @@ class PromotionIndex:
         size: int,
     ) -> list[RankedPromotion]:
         """Rank the promotions at ``positions`` as :func:`rank_promotions` does."""
-        # One sort per user, then each promotion takes its items from the top.
-        values = sorted(
-            (
-                (
-                    candidate.task_probs[2] + affinity_weight * candidate.affinity,
-                    candidate,
-                )
-                for candidate in pool
-                if candidate.item_id in attributes
-            ),
-            key=lambda pair: (-pair[0], pair[1].item_id),
-        )
+        if not positions:
+            return []
+        # Candidates that no requested promotion admits are dropped before the
+        # one sort per user. Each promotion then takes its items from the top.
         wanted = set(positions)
+        values = []
+        for candidate in pool:
+            found = attributes.get(candidate.item_id)
+            if found is None:
+                continue
+            matches = [
+                position for position in self.eligible(found) if position in wanted
+            ]
+            if matches:
+                value = candidate.task_probs[2] + affinity_weight * candidate.affinity
+                values.append((value, candidate, matches))
+        values.sort(key=lambda entry: (-entry[0], entry[1].item_id))
         eligible: dict[int, list[tuple[float, RankedCandidate]]] = {}
-        for pair in values:
-            for position in self.eligible(attributes[pair[1].item_id]):
-                if position in wanted:
-                    eligible.setdefault(position, []).append(pair)
+        for value, candidate, matches in values:
+            for position in matches:
+                eligible.setdefault(position, []).append((value, candidate))
         options = [
             (self.promotions[position], eligible[position])
             for position in positions

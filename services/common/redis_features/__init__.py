@@ -43,8 +43,10 @@ from services.common.redis_features.vectors import (
     event_digest,
     id_list,
     item_features,
+    item_features_with_shop,
     pair_features,
     profile_from_hash,
+    shop_counts,
     user_features,
 )
 
@@ -65,7 +67,9 @@ __all__ = [
     "event_digest",
     "id_list",
     "item_features",
+    "item_features_with_shop",
     "pair_features",
     "profile_from_hash",
+    "shop_counts",
     "user_features",
 ]
