@@ -17,11 +17,11 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import redis
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI, Path, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse, PlainTextResponse
@@ -29,13 +29,14 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel
 
 from schemas.deadletters import RejectionReason
-from schemas.events import Event
+from schemas.events import MAX_ID_LENGTH, Event
 from schemas.recommendations import Slate, Surface
-from schemas.validation import Rejection, parse_event
+from schemas.validation import MAX_EVENT_BYTES, Rejection, parse_event
 from services.api.metrics import EVENTS_INGESTED, REQUEST_SECONDS, SLATE_READS
 from services.api.ondemand import OnDemandSlates
 from services.api.settings import ApiSettings
 from services.common.deadletters import DeadLetterWriter
+from services.common.errors import DeadLetterDeliveryError
 from services.scorer.publisher import latest_slate_key
 
 __all__ = ["EventAccepted", "EventRejected", "Problem", "Readiness", "create_app"]
@@ -102,6 +103,9 @@ def create_app(
         description="Real-time recommendations for online shops.",
     )
     dead_letters = DeadLetterWriter(producer, settings.topics.dead_letters, "api")
+    topic_check = _TopicCheck(
+        producer, settings.topics.events, settings.readiness_timeout_seconds
+    )
     prefix = settings.redis.key_prefix
 
     @app.middleware("http")
@@ -109,20 +113,29 @@ def create_app(
         request: Request, call_next: Callable[[Request], Awaitable[Response]]
     ) -> Response:
         started = time.perf_counter()
-        response = await call_next(request)
-        route = request.scope.get("route")
-        REQUEST_SECONDS.labels(
-            getattr(route, "path", "unmatched"), request.method, response.status_code
-        ).observe(time.perf_counter() - started)
+        status = 500
+        try:
+            response = await call_next(request)
+            status = response.status_code
+        finally:
+            # An unhandled error becomes a 500 response outside this
+            # middleware, so it is recorded as 500 here.
+            route = request.scope.get("route")
+            REQUEST_SECONDS.labels(
+                getattr(route, "path_format", "unmatched"), request.method, status
+            ).observe(time.perf_counter() - started)
         return response
 
     @app.get(
-        "/v1/users/{user_id}/slates/{surface}",
+        "/v1/users/{user_id:path}/slates/{surface}",
         response_model=Slate,
         responses={404: {"model": Problem}},
         summary="Latest slate of a user on one surface",
     )
-    async def latest_slate(user_id: str, surface: Surface) -> Any:
+    async def latest_slate(
+        user_id: Annotated[str, Path(min_length=1, max_length=MAX_ID_LENGTH)],
+        surface: Surface,
+    ) -> Any:
         key = latest_slate_key(prefix, user_id, surface)
         raw = await run_in_threadpool(redis_client.get, key)
         if raw is not None:
@@ -137,8 +150,8 @@ def create_app(
         return JSONResponse(
             status_code=404,
             content={
-                "detail": f"no {surface.value} slate for user {user_id!r}; "
-                "the user needs recent activity on this surface first"
+                "detail": f"no {surface.value} slate for user {user_id!r}: the hot "
+                "path has stored none and none could be computed now"
             },
         )
 
@@ -160,14 +173,49 @@ def create_app(
         },
     )
     async def post_event(request: Request) -> Any:
-        raw = await request.body()
-        result = parse_event(raw)
+        raw, size = await _read_capped(request, MAX_EVENT_BYTES)
+        result = (
+            parse_event(raw)
+            if size is None
+            else Rejection(
+                RejectionReason.PAYLOAD_TOO_LARGE,
+                f"request body is {size}; expected at most {MAX_EVENT_BYTES} "
+                f"bytes (the dead letter keeps the first {MAX_EVENT_BYTES})",
+            )
+        )
         if isinstance(result, Rejection):
-            await run_in_threadpool(_dead_letter, dead_letters, result, raw)
+            try:
+                await run_in_threadpool(
+                    _dead_letter,
+                    dead_letters,
+                    result,
+                    raw,
+                    settings.ingest_timeout_seconds,
+                )
+            except DeadLetterDeliveryError as exc:
+                EVENTS_INGESTED.labels("failed").inc()
+                logger.error("rejected event not dead-lettered error=%s", exc)
+                return JSONResponse(
+                    status_code=503,
+                    content={
+                        "detail": f"the event is invalid ({result.message}) and "
+                        f"the broker did not store its dead letter: {exc}; retry"
+                    },
+                )
             EVENTS_INGESTED.labels("rejected").inc()
             return JSONResponse(
                 status_code=422,
                 content={"reason": result.reason.value, "message": result.message},
+            )
+        if not await run_in_threadpool(topic_check.exists):
+            EVENTS_INGESTED.labels("failed").inc()
+            return JSONResponse(
+                status_code=503,
+                content={
+                    "detail": f"topic {settings.topics.events!r} is missing or the "
+                    "broker did not answer; create it with 'cartwheel topics "
+                    "create', then retry"
+                },
             )
         try:
             delivered = await run_in_threadpool(
@@ -231,7 +279,58 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
     return app.openapi_schema
 
 
-def _dead_letter(writer: DeadLetterWriter, rejection: Rejection, raw: bytes) -> None:
+async def _read_capped(request: Request, limit: int) -> tuple[bytes, str | None]:
+    """Return the body, or its first ``limit`` bytes and its size when longer.
+
+    A longer body is not read to its end, so a huge upload costs no memory.
+    The size is the declared ``Content-Length`` when there is one.
+    """
+    chunks: list[bytes] = []
+    received = 0
+    async for chunk in request.stream():
+        chunks.append(chunk)
+        received += len(chunk)
+        if received > limit:
+            declared = request.headers.get("content-length", "")
+            size = (
+                f"{declared} bytes"
+                if declared.isdigit()
+                else f"more than {limit} bytes"
+            )
+            return b"".join(chunks)[:limit], size
+    return b"".join(chunks), None
+
+
+class _TopicCheck:
+    """A check that the events topic exists, repeated until the broker lists it.
+
+    The broker may store a write to a missing topic by creating it with its
+    default partition count, so an event is only produced once the topic is
+    known to exist. A topic seen once is not checked again.
+    """
+
+    def __init__(self, producer: Producer, topic: str, timeout_seconds: float) -> None:
+        self._producer = producer
+        self._topic = topic
+        self._timeout = timeout_seconds
+        self._is_known = False
+
+    def exists(self) -> bool:
+        """Return whether the topic exists; False also when the broker is down."""
+        if not self._is_known:
+            try:
+                metadata = self._producer.list_topics(timeout=self._timeout)
+            except KafkaException as exc:
+                logger.warning("topic check failed topic=%s error=%s", self._topic, exc)
+                return False
+            topic = metadata.topics.get(self._topic)
+            self._is_known = topic is not None and topic.error is None
+        return self._is_known
+
+
+def _dead_letter(
+    writer: DeadLetterWriter, rejection: Rejection, raw: bytes, timeout: float
+) -> None:
     writer.send(
         rejection,
         raw_key=None,
@@ -240,7 +339,7 @@ def _dead_letter(writer: DeadLetterWriter, rejection: Rejection, raw: bytes) -> 
         source_partition=-1,
         source_offset=-1,
     )
-    writer.flush()
+    writer.flush(timeout)
 
 
 def _deliver(

@@ -36,6 +36,10 @@ DEAD_LETTERS = Counter(
 )
 
 _MAX_MESSAGE_CHARS = 1024
+# The raw key and value are each cut to this size, so a dead letter stays
+# under librdkafka's default message.max.bytes (1,000,000) after base64
+# encoding.
+_MAX_RAW_BYTES = 256 * 1024
 # How long send() waits for room in librdkafka's queue before giving up.
 _QUEUE_FULL_TIMEOUT_SECONDS = 10.0
 
@@ -105,9 +109,15 @@ class DeadLetterWriter:
             DeadLetterDeliveryError: when librdkafka's queue stays full for
                 10 s, which means the broker is not accepting writes.
         """
+        note = "".join(
+            f" (raw {name} cut to its first {_MAX_RAW_BYTES} of {len(raw)} bytes)"
+            for name, raw in (("key", raw_key), ("value", raw_value))
+            if raw is not None and len(raw) > _MAX_RAW_BYTES
+        )
+        message = rejection.message[: _MAX_MESSAGE_CHARS - len(note)] + note
         letter = DeadLetter(
             reason=rejection.reason,
-            message=rejection.message[:_MAX_MESSAGE_CHARS],
+            message=message,
             source_topic=source_topic,
             source_partition=source_partition,
             source_offset=source_offset,
@@ -176,4 +186,6 @@ class DeadLetterWriter:
 
 
 def _encode(raw: bytes | None) -> str | None:
-    return None if raw is None else base64.b64encode(raw).decode("ascii")
+    if raw is None:
+        return None
+    return base64.b64encode(raw[:_MAX_RAW_BYTES]).decode("ascii")

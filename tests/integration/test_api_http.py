@@ -6,6 +6,7 @@ validated against the schema that the document declares for its status code.
 
 from __future__ import annotations
 
+import base64
 import threading
 import time
 import uuid
@@ -23,6 +24,7 @@ from confluent_kafka import Consumer, Producer
 from schemas.deadletters import DeadLetter
 from schemas.events import Event, EventType
 from schemas.recommendations import Slate, SlateItem, Surface
+from schemas.validation import MAX_EVENT_BYTES
 from services.api.app import create_app
 from services.api.ondemand import OnDemandSlates
 from services.api.settings import ApiSettings
@@ -178,6 +180,22 @@ def _event(**overrides: Any) -> Event:
     return Event(**fields)
 
 
+def _store_slate(client: redis.Redis, prefix: str, user_id: str) -> Slate:
+    """Store a products slate for ``user_id`` as the hot path would."""
+    slate = Slate(
+        recommendation_id=f"r-{user_id}",
+        surface=Surface.PRODUCTS,
+        user_id=user_id,
+        trigger_event_id="e0",
+        items=[SlateItem(item_id="i9", rank=1, score=0.5, source="trending")],
+        model_version="heuristic-v1",
+        generated_at=START,
+        latency_ms=3.0,
+    )
+    client.set(latest_slate_key(prefix, user_id, "products"), slate.model_dump_json())
+    return slate
+
+
 def test_api_serves_every_documented_route(
     make_api: Callable[..., Api],
     redis_client: redis.Redis,
@@ -186,19 +204,7 @@ def test_api_serves_every_documented_route(
     topics: TopicSettings,
 ) -> None:
     prefix = redis_settings.key_prefix
-    stored = Slate(
-        recommendation_id="r1",
-        surface=Surface.PRODUCTS,
-        user_id="stored-user",
-        trigger_event_id="e0",
-        items=[SlateItem(item_id="i9", rank=1, score=0.5, source="trending")],
-        model_version="heuristic-v1",
-        generated_at=START,
-        latency_ms=3.0,
-    )
-    redis_client.set(
-        latest_slate_key(prefix, "stored-user", "products"), stored.model_dump_json()
-    )
+    stored = _store_slate(redis_client, prefix, "stored-user")
     history = [
         _event(user_id="other", item_id="kettle"),
         _event(user_id="other", item_id="teapot", event_time=START.replace(minute=1)),
@@ -259,3 +265,55 @@ def test_api_is_not_ready_when_events_topic_is_missing(
 
     assert answer.status_code == 503
     assert "missing-topic" in answer.json()["kafka"]
+
+
+def test_api_huge_body_dead_letters_prefix(
+    make_api: Callable[..., Api], kafka_settings: KafkaSettings, topics: TopicSettings
+) -> None:
+    api = make_api()
+    body = b'{"event_id": "' + b"x" * 2_000_000 + b'"}'
+
+    answer = api.call("POST", "/v1/events", "/v1/events", content=body)
+
+    assert answer.status_code == 422
+    assert answer.json()["reason"] == "payload_too_large"
+    letter = DeadLetter.model_validate_json(
+        _read_one(kafka_settings, topics.dead_letters)
+    )
+    assert letter.reason == "payload_too_large"
+    assert letter.raw_value_base64 is not None
+    assert base64.b64decode(letter.raw_value_base64) == body[:MAX_EVENT_BYTES]
+    assert f"{len(body)} bytes" in letter.message
+
+
+def test_api_refuses_events_for_a_missing_topic(
+    make_api: Callable[..., Api], topics: TopicSettings, kafka_settings: KafkaSettings
+) -> None:
+    missing = f"missing-{uuid.uuid4().hex[:8]}"
+    api = make_api(topics=topics.model_copy(update={"events": missing}))
+
+    answer = api.call(
+        "POST", "/v1/events", "/v1/events", content=_event().model_dump_json()
+    )
+
+    assert answer.status_code == 503
+    assert "cartwheel topics create" in answer.json()["detail"]
+    listing = Producer(producer_config(kafka_settings)).list_topics(timeout=10)
+    assert missing not in listing.topics
+
+
+def test_api_reads_any_valid_user_id(
+    make_api: Callable[..., Api],
+    redis_client: redis.Redis,
+    redis_settings: RedisSettings,
+) -> None:
+    stored = _store_slate(redis_client, redis_settings.key_prefix, "shop/42")
+    api = make_api()
+    slates = "/v1/users/{user_id}/slates/{surface}"
+
+    with_slash = api.call("GET", slates, "/v1/users/shop%2F42/slates/products")
+    too_long = api.call("GET", slates, f"/v1/users/{'z' * 129}/slates/products")
+
+    assert with_slash.status_code == 200
+    assert Slate.model_validate_json(with_slash.content) == stored
+    assert too_long.status_code == 422

@@ -117,3 +117,26 @@ def test_dead_letter_writer_flush_raises_on_failed_delivery() -> None:
 
     with pytest.raises(DeadLetterDeliveryError, match="broker down"):
         writer.flush()
+
+
+def test_dead_letter_writer_cuts_huge_value() -> None:
+    producer = RecordingProducer()
+    writer = make_writer(producer)
+    raw = b"x" * 2_000_000
+
+    writer.send(
+        REJECTION,
+        raw_key=b"u-1",
+        raw_value=raw,
+        source_topic="events",
+        source_partition=0,
+        source_offset=7,
+    )
+
+    letter = DeadLetter.model_validate_json(producer.sent[0]["value"])
+    assert letter.raw_value_base64 is not None
+    stored_value = base64.b64decode(letter.raw_value_base64)
+    assert raw.startswith(stored_value)
+    assert len(stored_value) < 1_000_000
+    assert f"of {len(raw)} bytes" in letter.message
+    assert len(letter.message) <= 1024
