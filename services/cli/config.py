@@ -8,7 +8,7 @@ import importlib
 import json
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -60,24 +60,50 @@ def _run(args: argparse.Namespace) -> int:
 
 def describe_settings() -> str:
     """Return the Markdown reference of every setting."""
+    titles = {path.partition(":")[2]: title for title, path in SETTINGS_CLASSES}
     sections = []
     for title, path in SETTINGS_CLASSES:
         module_name, _, class_name = path.partition(":")
         settings_class = getattr(importlib.import_module(module_name), class_name)
         rows = [
             f"| `{variable}` | {default} | {description} |"
-            for variable, default, description in _rows(settings_class, "")
+            for variable, default, description in _rows(settings_class, "", titles)
         ]
+        # Settings with a section of their own are listed once, there.
+        shared = [
+            f"[{titles[name]}](#{_anchor(titles[name])})"
+            for name in _nested_settings(settings_class)
+            if name in titles
+        ]
+        also = (
+            f"\nIt also reads the variables of {', '.join(shared)}.\n" if shared else ""
+        )
         sections.append(
             f"## {title}\n\n| variable | default | expected |\n|---|---|---|\n"
             + "\n".join(rows)
             + "\n"
+            + also
         )
     return "\n".join(sections)
 
 
+def _anchor(title: str) -> str:
+    return title.lower().replace(" ", "-")
+
+
+def _nested_settings(settings_class: type[BaseModel]) -> list[str]:
+    """Return the class names of the settings classes nested in this one."""
+    return [
+        info.annotation.__name__
+        for info in settings_class.model_fields.values()
+        if isinstance(info.annotation, type)
+        and issubclass(info.annotation, BaseSettings)
+        and info.annotation.__name__ not in _SHARED_BLOCKS
+    ]
+
+
 def _rows(
-    settings_class: type[BaseModel], prefix: str
+    settings_class: type[BaseModel], prefix: str, sections: Mapping[str, str]
 ) -> Iterator[tuple[str, str, str]]:
     config = settings_class.model_config
     prefix = prefix or str(config.get("env_prefix", ""))
@@ -85,11 +111,12 @@ def _rows(
     for name, info in settings_class.model_fields.items():
         annotation = info.annotation
         if isinstance(annotation, type) and issubclass(annotation, BaseSettings):
-            if annotation.__name__ not in _SHARED_BLOCKS:
-                yield from _rows(annotation, "")
+            is_listed = annotation.__name__ in sections
+            if annotation.__name__ not in _SHARED_BLOCKS and not is_listed:
+                yield from _rows(annotation, "", sections)
             continue
         if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-            yield from _rows(annotation, f"{prefix}{name.upper()}{delimiter}")
+            yield from _rows(annotation, f"{prefix}{name.upper()}{delimiter}", sections)
             continue
         yield f"{prefix}{name.upper()}", _default(info), _describe(info)
 

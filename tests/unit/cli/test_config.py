@@ -20,3 +20,13 @@ def test_describe_settings_lists_nested_scorer_variable() -> None:
 
     assert "`CARTWHEEL_SCORER_RULES__MAX_PER_CATEGORY`" in text
     assert "`CARTWHEEL_KAFKA_BOOTSTRAP` | `127.0.0.1:19092`" in text
+
+
+def test_describe_settings_lists_each_variable_once() -> None:
+    variables = [
+        line.split("`")[1]
+        for line in describe_settings().splitlines()
+        if line.startswith("| `")
+    ]
+
+    assert len(variables) == len(set(variables))
