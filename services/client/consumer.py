@@ -14,7 +14,15 @@ recently.
 Malformed input: a message that is not a valid slate is skipped with a
 WARNING, never raised, and its offset is stored like any other.
 
+Start: a group with no committed offsets starts at the oldest slate still
+on the topic. Iteration waits for slates and does not raise while the
+broker is unreachable (librdkafka keeps reconnecting and logs each attempt).
+
 Example::
+
+    from schemas.recommendations import Surface
+    from services.client import SlateConsumer
+    from services.common.settings import KafkaSettings
 
     with SlateConsumer(KafkaSettings(), Surface.PRODUCTS, group_id="web") as slates:
         for slate in slates:

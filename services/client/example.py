@@ -6,7 +6,7 @@ Run it against the local infrastructure::
     python -m services.client.example
 
 It prints one delivery report per event. ``CARTWHEEL_KAFKA_BOOTSTRAP`` chooses
-the broker.
+the broker and ``CARTWHEEL_TOPIC_EVENTS`` the topic.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from typing import Any
 from services.client.producer import DeliveryReport, EventProducer
 from services.common.errors import CartwheelError
 from services.common.logging import configure_logging
-from services.common.settings import KafkaSettings, load_settings
+from services.common.settings import KafkaSettings, TopicSettings, load_settings
 
 
 def _print_report(report: DeliveryReport) -> None:
@@ -44,7 +44,8 @@ def main() -> int:
     ]
     try:
         kafka = load_settings(KafkaSettings)
-        with EventProducer(kafka, on_delivery=_print_report) as producer:
+        topic = load_settings(TopicSettings).events
+        with EventProducer(kafka, topic=topic, on_delivery=_print_report) as producer:
             for fields in events:
                 producer.send(
                     {

@@ -77,7 +77,8 @@ class EventProducer:
 
     Args:
         kafka: how to reach the cluster (``CARTWHEEL_KAFKA_*``).
-        topic: the events topic.
+        topic: the events topic; pass ``TopicSettings().events`` to follow
+            ``CARTWHEEL_TOPIC_EVENTS`` as the services do.
         on_delivery: called once per event with its :class:`DeliveryReport`.
         connect_timeout_seconds: how long to wait for the broker at start.
         linger_ms: how long librdkafka batches messages before sending.

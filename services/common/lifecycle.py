@@ -1,4 +1,4 @@
-"""Process set-up shared by the long-running services: shutdown and memory."""
+"""Process set-up shared by the long-running services: metrics, shutdown, memory."""
 
 from __future__ import annotations
 
@@ -8,9 +8,35 @@ import signal
 from collections.abc import Callable
 from types import FrameType
 
-__all__ = ["stop_on_signals", "tune_garbage_collection"]
+from prometheus_client import start_http_server
+from pydantic_settings import BaseSettings
+
+from services.common.errors import InvalidSettingsError
+
+__all__ = ["serve_metrics", "stop_on_signals", "tune_garbage_collection"]
 
 logger = logging.getLogger(__name__)
+
+
+def serve_metrics(settings: BaseSettings, port: int, host: str) -> None:
+    """Serve Prometheus metrics on ``host:port``, or none when the port is 0.
+
+    Raises:
+        InvalidSettingsError: when the address is taken or invalid. The
+            message names the service's ``METRICS_PORT`` variable.
+    """
+    if not port:
+        return
+    try:
+        start_http_server(port, addr=host)
+    except OSError as exc:
+        prefix = str(settings.model_config.get("env_prefix", ""))
+        raise InvalidSettingsError(
+            f"cannot serve metrics on {host}:{port}: {exc.strerror or exc}; set "
+            f"{prefix}METRICS_PORT to a free port (another process, perhaps a "
+            "second instance on this host, is using it) or to 0 for no metrics"
+        ) from exc
+    logger.info("metrics served address=%s:%s", host, port)
 
 
 def stop_on_signals(stop: Callable[[], None]) -> None:

@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
 from services.common.errors import InvalidSettingsError
 
@@ -68,8 +68,13 @@ class KafkaSettings(BaseSettings):
     @classmethod
     def _check_bootstrap(cls, value: str) -> str:
         parts = [part.strip() for part in value.split(",")]
-        if not parts or not all(_HOST_PORT.match(part) for part in parts):
-            raise ValueError("expected a comma-separated list of host:port")
+        if not parts or not all(
+            _HOST_PORT.match(part) and 1 <= int(part.rpartition(":")[2]) <= 65535
+            for part in parts
+        ):
+            raise ValueError(
+                "expected a comma-separated list of host:port, each port 1-65535"
+            )
         return ",".join(parts)
 
     def client_config(self) -> dict[str, Any]:
@@ -107,8 +112,17 @@ class RedisSettings(BaseSettings):
     @field_validator("url")
     @classmethod
     def _check_url(cls, value: SecretStr) -> SecretStr:
-        if not re.match(r"^rediss?://", value.get_secret_value()):
+        url = value.get_secret_value()
+        if not re.match(r"^rediss?://", url):
             raise ValueError("expected a redis:// or rediss:// URL")
+        try:
+            port = urlsplit(url).port
+        except ValueError:
+            port = -1
+        if port is not None and not 1 <= port <= 65535:
+            raise ValueError(
+                "expected a redis:// or rediss:// URL whose port is 1-65535"
+            )
         return value
 
 
@@ -155,6 +169,28 @@ def load_settings(settings_class: type[SettingsT], **overrides: Any) -> Settings
         return settings_class(**overrides)
     except ValidationError as exc:
         raise InvalidSettingsError(_describe(exc, settings_class)) from exc
+    except SettingsError as exc:
+        raise InvalidSettingsError(_describe_unparsed(exc)) from exc
+
+
+def _describe_unparsed(exc: SettingsError) -> str:
+    """Name the variables behind a field whose value is not valid JSON.
+
+    Lists, sets and nested blocks are read as JSON, and pydantic-settings
+    reports a failure only by field name, so every Cartwheel variable of
+    that field is listed with its value.
+    """
+    found = re.search(r'field "([^"]+)"', str(exc))
+    field = found.group(1).upper() if found else ""
+    lines = [
+        f"invalid setting {name}={value!r}: expected a JSON value, such as "
+        '["a", "b"] for a list'
+        for name, value in sorted(os.environ.items())
+        if name.startswith("CARTWHEEL_")
+        and field
+        and (name.endswith(f"_{field}") or f"_{field}__" in name)
+    ]
+    return "\n".join(lines) or f"invalid setting: {exc}"
 
 
 def _describe(exc: ValidationError, settings_class: type[BaseSettings]) -> str:
@@ -168,8 +204,9 @@ def _describe(exc: ValidationError, settings_class: type[BaseSettings]) -> str:
     lines = []
     for error in exc.errors():
         field = str(error["loc"][0]) if error["loc"] else ""
-        field_path = delimiter.join(str(part) for part in error["loc"])
-        variable = f"{prefix}{field_path}".upper()
+        # A list element's position is part of the location, not of the name.
+        names = [str(part) for part in error["loc"] if not isinstance(part, int)]
+        variable = f"{prefix}{delimiter.join(names)}".upper()
         value = os.environ.get(variable, error.get("input"))
         if _is_secret(failed_class, field):
             value = _mask(str(value))

@@ -10,7 +10,6 @@ import logging
 
 import redis
 from confluent_kafka import Consumer, Producer
-from prometheus_client import start_http_server
 
 from services.common.kafka import (
     TopicSpec,
@@ -18,7 +17,7 @@ from services.common.kafka import (
     producer_config,
     verify_topics,
 )
-from services.common.lifecycle import stop_on_signals
+from services.common.lifecycle import serve_metrics, stop_on_signals
 from services.common.logging import configure_logging
 from services.common.settings import load_settings, masked_settings
 from services.features.catalog import CatalogWriter
@@ -41,8 +40,7 @@ def run(settings: CatalogSettings) -> None:
             TopicSpec(topics.dead_letters, topics.partitions),
         ],
     )
-    if settings.metrics_port:
-        start_http_server(settings.metrics_port, addr=settings.metrics_host)
+    serve_metrics(settings, settings.metrics_port, settings.metrics_host)
     client = redis.Redis.from_url(settings.redis.url.get_secret_value())
     writer = CatalogWriter(
         client, settings.redis.key_prefix, settings.catalog_ttl_seconds

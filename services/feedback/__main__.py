@@ -5,10 +5,10 @@ from __future__ import annotations
 import logging
 
 import faust
-from prometheus_client import start_http_server
 
 from schemas.recommendations import Surface
 from services.common.kafka import TopicSpec, verify_topics
+from services.common.lifecycle import serve_metrics
 from services.common.logging import configure_logging
 from services.common.settings import load_settings, masked_settings, secret_values
 from services.feedback.app import create_app
@@ -34,10 +34,7 @@ def run(settings: FeedbackSettings) -> None:
         settings.kafka, [TopicSpec(name, topics.partitions) for name in names]
     )
 
-    start_http_server(settings.metrics_port, addr=settings.metrics_host)
-    logger.info(
-        "metrics served address=%s:%s", settings.metrics_host, settings.metrics_port
-    )
+    serve_metrics(settings, settings.metrics_port, settings.metrics_host)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     app, _ = create_app(settings)
     # override_logging=False keeps the handlers configure_logging installed,

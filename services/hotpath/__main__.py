@@ -12,7 +12,6 @@ from collections.abc import Sequence
 
 import redis
 from confluent_kafka import Consumer, Producer
-from prometheus_client import start_http_server
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
@@ -22,7 +21,11 @@ from services.common.kafka import (
     producer_config,
     verify_topics,
 )
-from services.common.lifecycle import stop_on_signals, tune_garbage_collection
+from services.common.lifecycle import (
+    serve_metrics,
+    stop_on_signals,
+    tune_garbage_collection,
+)
 from services.common.logging import configure_logging
 from services.common.redis_features import FeatureStore
 from services.common.settings import load_settings, masked_settings
@@ -104,8 +107,7 @@ def build_consumer(
 def run(settings: HotPathSettings) -> None:
     """Serve /metrics and consume until SIGINT or SIGTERM."""
     logger.info("hot path starting settings=%s", masked_settings(settings))
-    if settings.metrics_port:
-        start_http_server(settings.metrics_port, addr=settings.metrics_host)
+    serve_metrics(settings, settings.metrics_port, settings.metrics_host)
     hot_path = build_consumer(settings)
     tune_garbage_collection(settings.gc_threshold)
 

@@ -10,11 +10,10 @@ import logging
 
 import redis
 import torch
-from prometheus_client import start_http_server
 
 from models.registry import ModelRegistry
 from services.common.kafka import TopicSpec, verify_topics
-from services.common.lifecycle import stop_on_signals
+from services.common.lifecycle import serve_metrics, stop_on_signals
 from services.common.logging import configure_logging
 from services.common.settings import load_settings, masked_settings
 from services.trainer.announcer import ModelAnnouncer
@@ -78,8 +77,7 @@ def run(settings: TrainerSettings) -> None:
     # The trainer shares its machine with the hot path, so it uses a fixed
     # number of threads instead of PyTorch's default of one per core.
     torch.set_num_threads(settings.torch_threads)
-    if settings.metrics_port:
-        start_http_server(settings.metrics_port, addr=settings.metrics_host)
+    serve_metrics(settings, settings.metrics_port, settings.metrics_host)
     service = build_service(settings)
 
     stop_on_signals(service.stop)

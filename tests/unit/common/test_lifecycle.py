@@ -1,11 +1,14 @@
 from __future__ import annotations
 
 import gc
+import socket
 from collections.abc import Iterator
 
 import pytest
 
-from services.common.lifecycle import tune_garbage_collection
+from services.common.errors import InvalidSettingsError
+from services.common.lifecycle import serve_metrics, tune_garbage_collection
+from services.hotpath.settings import HotPathSettings
 
 
 @pytest.fixture
@@ -35,3 +38,16 @@ def test_zero_threshold_changes_nothing() -> None:
 
     assert gc.get_threshold() == before
     assert gc.get_freeze_count() == frozen
+
+
+def test_serve_metrics_names_variable_when_port_taken() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+
+        with pytest.raises(InvalidSettingsError) as caught:
+            serve_metrics(HotPathSettings(), port, "127.0.0.1")
+
+    assert "CARTWHEEL_HOTPATH_METRICS_PORT" in str(caught.value)
+    assert f"127.0.0.1:{port}" in str(caught.value)

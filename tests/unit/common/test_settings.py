@@ -33,6 +33,7 @@ class NestedServiceSettings(BaseSettings):
     )
 
     rules: RulesSettings = Field(default_factory=RulesSettings)
+    sizes: list[int] = Field(default_factory=lambda: [1, 2])
 
 
 def test_load_settings_uses_nested_delimiter_in_variable(
@@ -117,3 +118,47 @@ def test_secret_values_lists_passwords() -> None:
     )
 
     assert sorted(secret_values(settings)) == ["hunter2", "s3cret"]
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("CARTWHEEL_KAFKA_BOOTSTRAP", "127.0.0.1:99999"),
+        ("CARTWHEEL_REDIS_URL", "redis://127.0.0.1:99999/0"),
+        ("CARTWHEEL_REDIS_URL", "redis://127.0.0.1:abc/0"),
+    ],
+)
+def test_load_settings_rejects_port_out_of_range(
+    monkeypatch: pytest.MonkeyPatch, variable: str, value: str
+) -> None:
+    monkeypatch.setenv(variable, value)
+
+    with pytest.raises(InvalidSettingsError) as caught:
+        load_settings(ServiceSettings)
+
+    assert f"{variable}={value!r}" in str(caught.value)
+    assert "1-65535" in str(caught.value)
+
+
+def test_load_settings_names_variable_with_invalid_json(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("CARTWHEEL_TESTNESTED_SIZES", "three")
+
+    with pytest.raises(InvalidSettingsError) as caught:
+        load_settings(NestedServiceSettings)
+
+    assert "CARTWHEEL_TESTNESTED_SIZES='three'" in str(caught.value)
+    assert "expected a JSON value" in str(caught.value)
+
+
+def test_load_settings_names_list_variable_without_position(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("CARTWHEEL_TESTNESTED_SIZES", '[1, "x"]')
+
+    with pytest.raises(InvalidSettingsError) as caught:
+        load_settings(NestedServiceSettings)
+
+    assert "CARTWHEEL_TESTNESTED_SIZES=" in str(caught.value)
+    assert "SIZES__1" not in str(caught.value)
