@@ -8,8 +8,9 @@ Routes:
   validated like any ``events`` message; a rejection goes to the dead-letter
   topic and the response is 422 with the reason. Delivery is acknowledged
   (202) only after the broker stored the event.
-- ``GET /healthz`` (the process runs), ``GET /readyz`` (Kafka and Redis
-  respond), ``GET /metrics`` (Prometheus text format).
+- ``GET /healthz`` (the process runs, and its Kafka producer has not failed
+  fatally), ``GET /readyz`` (Kafka and Redis respond), ``GET /metrics``
+  (Prometheus text format).
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from services.api.ondemand import OnDemandSlates
 from services.api.settings import ApiSettings
 from services.common.deadletters import DeadLetterWriter
 from services.common.errors import DeadLetterDeliveryError
+from services.common.kafka import is_fatal
 from services.scorer.publisher import latest_slate_key
 
 __all__ = ["EventAccepted", "EventRejected", "Problem", "Readiness", "create_app"]
@@ -106,6 +108,15 @@ def create_app(
     topic_check = _TopicCheck(
         producer, settings.topics.events, settings.readiness_timeout_seconds
     )
+    # The first fatal producer error. Once there is one, /healthz fails so
+    # that the process is restarted with a new producer.
+    fatal_errors: list[str] = []
+
+    def note_fatal(exc: Exception) -> None:
+        if is_fatal(exc) and not fatal_errors:
+            logger.critical("kafka producer failed fatally error=%s", exc)
+            fatal_errors.append(str(exc))
+
     prefix = settings.redis.key_prefix
 
     @app.middleware("http")
@@ -192,7 +203,8 @@ def create_app(
                     raw,
                     settings.ingest_timeout_seconds,
                 )
-            except DeadLetterDeliveryError as exc:
+            except (DeadLetterDeliveryError, KafkaException) as exc:
+                note_fatal(exc)
                 EVENTS_INGESTED.labels("failed").inc()
                 logger.error("rejected event not dead-lettered error=%s", exc)
                 return JSONResponse(
@@ -222,6 +234,7 @@ def create_app(
                 _deliver, producer, settings, result, raw
             )
         except KafkaException as exc:
+            note_fatal(exc)
             EVENTS_INGESTED.labels("failed").inc()
             logger.error("event not stored event_id=%s error=%s", result.event_id, exc)
             return JSONResponse(
@@ -231,8 +244,21 @@ def create_app(
         EVENTS_INGESTED.labels("accepted").inc()
         return delivered
 
-    @app.get("/healthz", response_model=Health, summary="Liveness")
-    async def healthz() -> Health:
+    @app.get(
+        "/healthz",
+        response_model=Health,
+        responses={503: {"model": Problem}},
+        summary="Liveness",
+    )
+    async def healthz() -> Any:
+        if fatal_errors:
+            return JSONResponse(
+                status_code=503,
+                content={
+                    "detail": f"the Kafka producer failed fatally ({fatal_errors[0]}); "
+                    "restart the process"
+                },
+            )
         return Health(status="ok")
 
     @app.get(

@@ -24,6 +24,7 @@ from prometheus_client import Counter
 from schemas.deadletters import DeadLetter
 from schemas.validation import Rejection
 from services.common.errors import DeadLetterDeliveryError
+from services.common.kafka import raise_if_fatal
 
 __all__ = ["DEAD_LETTERS", "DeadLetterWriter"]
 
@@ -183,6 +184,7 @@ class DeadLetterWriter:
             "dead letter delivery failed topic=%s error=%s", message.topic(), error
         )
         self._failures.append(str(error))
+        raise_if_fatal(error)
 
 
 def _encode(raw: bytes | None) -> str | None:

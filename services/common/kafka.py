@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaException, Message
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 
@@ -30,8 +30,10 @@ __all__ = [
     "consume_available",
     "consumer_config",
     "create_topics",
+    "is_fatal",
     "is_listening",
     "producer_config",
+    "raise_if_fatal",
     "standard_topics",
     "verify_topics",
     "wait_for_broker",
@@ -108,6 +110,26 @@ def producer_config(kafka: KafkaSettings, *, linger_ms: int = 5) -> dict[str, An
         "linger.ms": linger_ms,
         "compression.type": "lz4",
     }
+
+
+def raise_if_fatal(error: KafkaError) -> None:
+    """Raise ``KafkaException(error)`` when librdkafka reports it as fatal.
+
+    After a fatal error every later send fails, so retrying is pointless. One
+    cause is a broker that lost its state and no longer has the sequence
+    numbers of an idempotent producer. Called in a delivery callback,
+    the exception leaves the ``poll`` or ``flush`` call that served it.
+    """
+    if error.fatal():
+        raise KafkaException(error)
+
+
+def is_fatal(exc: BaseException) -> bool:
+    """Return whether ``exc`` carries a fatal librdkafka error."""
+    if not isinstance(exc, KafkaException) or not exc.args:
+        return False
+    error = exc.args[0]
+    return isinstance(error, KafkaError) and error.fatal()
 
 
 def standard_topics(topics: TopicSettings) -> list[TopicSpec]:

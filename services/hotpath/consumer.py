@@ -43,7 +43,7 @@ from schemas.training import TrainingExample
 from schemas.validation import Rejection, parse_event
 from services.common.deadletters import DeadLetterWriter
 from services.common.errors import DeadLetterDeliveryError
-from services.common.kafka import consume_available
+from services.common.kafka import consume_available, is_fatal, raise_if_fatal
 from services.common.redis_features import (
     AppliedResult,
     EventPosition,
@@ -160,7 +160,10 @@ class HotPathConsumer:
                 stage.close()
             except Exception:
                 logger.exception("stage close failed stage=%s", stage.name)
-        self._producer.flush(_FLUSH_TIMEOUT_SECONDS)
+        try:
+            self._producer.flush(_FLUSH_TIMEOUT_SECONDS)
+        except KafkaException as exc:
+            logger.error("producer flush on close failed error=%s", exc)
         self._consumer.close()
         logger.info("hot path stopped topic=%s", self._topic)
 
@@ -234,7 +237,12 @@ class HotPathConsumer:
                     delay,
                     exc,
                 )
-            except Exception:
+            except Exception as exc:
+                if is_fatal(exc):
+                    # The producer can send nothing more: stop, so that a new
+                    # process with a new producer replays the batch.
+                    logger.critical("kafka producer failed fatally error=%s", exc)
+                    raise
                 cause = "stage"
                 logger.exception("batch failed, retrying delay_seconds=%.2f", delay)
             metrics.RETRIES.labels(cause).inc()
@@ -408,6 +416,7 @@ class HotPathConsumer:
                 message.topic(),
                 error,
             )
+            raise_if_fatal(error)
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self._assigned.update(tp.partition for tp in partitions)

@@ -17,6 +17,7 @@ from confluent_kafka import KafkaError, Message, Producer
 
 from schemas.recommendations import Slate, Surface
 from services.common.errors import CartwheelError
+from services.common.kafka import raise_if_fatal
 from services.common.settings import TopicSettings
 from services.scorer.metrics import SLATE_ITEMS, SLATE_LATENCY, SLATES
 
@@ -119,3 +120,4 @@ class SlatePublisher:
             return
         logger.error("slate delivery failed topic=%s error=%s", message.topic(), error)
         self._failures.append(str(error))
+        raise_if_fatal(error)

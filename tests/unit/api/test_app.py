@@ -1,13 +1,17 @@
-"""The API's request metrics, with stub clients: no broker or Redis is reached."""
+"""The API's metrics and liveness, with stub clients: no broker or Redis is reached."""
 
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime
+from types import SimpleNamespace
 from typing import Any
 
 import httpx
+from confluent_kafka import KafkaError
 from prometheus_client import REGISTRY
 
+from schemas.events import Event, EventType
 from services.api.app import create_app
 from services.api.settings import ApiSettings
 
@@ -29,10 +33,33 @@ def _count(status: str) -> float:
     return value or 0.0
 
 
-async def _get(app: Any, path: str) -> httpx.Response:
+class _FailedProducer:
+    """A producer whose every delivery fails with a fatal error."""
+
+    def __init__(self) -> None:
+        self._callbacks: list[Any] = []
+
+    def list_topics(self, timeout: float) -> Any:
+        return SimpleNamespace(topics={"events": SimpleNamespace(error=None)})
+
+    def produce(self, topic: str, **kwargs: Any) -> None:
+        self._callbacks.append(kwargs["on_delivery"])
+
+    def poll(self, timeout: float = 0.0) -> int:
+        return 0
+
+    def flush(self, timeout: float = 0.0) -> int:
+        fatal = KafkaError(KafkaError._FATAL, "sequence numbers lost", fatal=True)
+        for callback in self._callbacks:
+            callback(fatal, SimpleNamespace(topic=lambda: "events"))
+        self._callbacks.clear()
+        return 0
+
+
+async def _request(app: Any, method: str, path: str, **kwargs: Any) -> httpx.Response:
     transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
     async with httpx.AsyncClient(transport=transport, base_url="http://api") as client:
-        return await client.get(path)
+        return await client.request(method, path, **kwargs)
 
 
 def test_unhandled_error_is_counted_as_500() -> None:
@@ -43,7 +70,31 @@ def test_unhandled_error_is_counted_as_500() -> None:
     )
     before = _count("500")
 
-    answer = asyncio.run(_get(app, "/v1/users/u1/slates/products"))
+    answer = asyncio.run(_request(app, "GET", "/v1/users/u1/slates/products"))
 
     assert answer.status_code == 500
     assert _count("500") == before + 1
+
+
+def test_fatal_producer_error_fails_liveness() -> None:
+    app = create_app(
+        ApiSettings(is_on_demand_enabled=False),
+        redis_client=_BrokenRedis(),  # type: ignore[arg-type]
+        producer=_FailedProducer(),  # type: ignore[arg-type]
+    )
+    event = Event(
+        event_id="e1",
+        event_type=EventType.CLICK,
+        user_id="u1",
+        item_id="i1",
+        event_time=datetime(2019, 10, 1, tzinfo=UTC),
+    )
+
+    posted = asyncio.run(
+        _request(app, "POST", "/v1/events", content=event.model_dump_json())
+    )
+    health = asyncio.run(_request(app, "GET", "/healthz"))
+
+    assert posted.status_code == 503
+    assert health.status_code == 503
+    assert "restart the process" in health.json()["detail"]

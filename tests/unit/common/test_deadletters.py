@@ -8,18 +8,20 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from confluent_kafka import KafkaError, KafkaException
 from prometheus_client import REGISTRY
 
 from schemas.deadletters import DeadLetter, RejectionReason
 from schemas.validation import Rejection
 from services.common.deadletters import DeadLetterWriter
 from services.common.errors import DeadLetterDeliveryError
+from services.common.kafka import is_fatal
 
 REJECTED_AT = datetime(2019, 10, 1, tzinfo=UTC)
 
 
 class RecordingProducer:
-    def __init__(self, delivery_error: str | None = None) -> None:
+    def __init__(self, delivery_error: Any = None) -> None:
         self.sent: list[dict[str, Any]] = []
         self.delivery_error = delivery_error
         self._callbacks: list[Callable[[Any, Any], None]] = []
@@ -112,7 +114,11 @@ def test_dead_letter_writer_counts_by_reason() -> None:
 
 
 def test_dead_letter_writer_flush_raises_on_failed_delivery() -> None:
-    writer = make_writer(RecordingProducer(delivery_error="broker down"))
+    writer = make_writer(
+        RecordingProducer(
+            delivery_error=KafkaError(KafkaError._TRANSPORT, "broker down")
+        )
+    )
     send(writer)
 
     with pytest.raises(DeadLetterDeliveryError, match="broker down"):
@@ -140,3 +146,14 @@ def test_dead_letter_writer_cuts_huge_value() -> None:
     assert len(stored_value) < 1_000_000
     assert f"of {len(raw)} bytes" in letter.message
     assert len(letter.message) <= 1024
+
+
+def test_dead_letter_writer_raises_fatal_delivery_error() -> None:
+    fatal = KafkaError(KafkaError._FATAL, "sequence numbers lost", fatal=True)
+    writer = make_writer(RecordingProducer(delivery_error=fatal))
+    send(writer)
+
+    with pytest.raises(KafkaException) as caught:
+        writer.flush()
+
+    assert is_fatal(caught.value)

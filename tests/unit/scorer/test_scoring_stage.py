@@ -4,6 +4,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from confluent_kafka import KafkaError, KafkaException
 
 from schemas.events import EventType
 from schemas.recommendations import Slate, Surface
@@ -22,6 +23,7 @@ class FakeProducer:
     def __init__(self, fail: bool = False) -> None:
         self.messages: list[tuple[str, bytes, bytes]] = []
         self.fail = fail
+        self.fail_with: KafkaError | None = None
         self._callbacks: list[Callable[..., None]] = []
 
     def produce(self, topic: str, key: bytes, value: bytes, on_delivery: Any) -> None:
@@ -33,7 +35,8 @@ class FakeProducer:
 
     def flush(self, timeout: float) -> int:
         for callback in self._callbacks:
-            callback("broker down" if self.fail else None, _Message())
+            error = self.fail_with or KafkaError(KafkaError._TRANSPORT, "broker down")
+            callback(error if self.fail or self.fail_with else None, _Message())
         self._callbacks.clear()
         return 0
 
@@ -125,3 +128,13 @@ def test_stage_measures_latency_from_received_at(
     _stage(store, producer).process([make_applied(make_event(), received_at=1999.98)])
 
     assert _slates(producer)[0].latency_ms == pytest.approx(20.0)
+
+
+def test_stage_raises_fatal_delivery_error(store, make_event, make_applied) -> None:
+    producer = FakeProducer()
+    stage = _stage(store, producer)
+    fatal = KafkaError(KafkaError._FATAL, "sequence numbers lost", fatal=True)
+    producer.fail_with = fatal
+
+    with pytest.raises(KafkaException):
+        stage.process([make_applied(make_event())])
