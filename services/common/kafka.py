@@ -230,15 +230,28 @@ def verify_topics(
     admin = admin or AdminClient(_admin_config(kafka))
     existing = _describe_partitions(admin, kafka)
     problems = []
+    is_any_missized = False
     for spec in specs:
         found = existing.get(spec.name)
         if found is None:
             problems.append(f"topic {spec.name!r} is missing")
         elif found != spec.partitions:
+            is_any_missized = True
             problems.append(
                 f"topic {spec.name!r} has {found} partitions, "
                 f"expected {spec.partitions}"
             )
+    if is_any_missized:
+        # 'topics create' cannot change a topic's partition count, and the
+        # count decides which partition each user's events go to.
+        raise TopicMissingError(
+            "; ".join(problems) + f" at {kafka.bootstrap}. A topic with another "
+            "partition count was probably created by the broker on a first "
+            "write. Delete it and run 'cartwheel topics create' (the local "
+            "broker keeps topics in memory, so 'cartwheel infra down' and "
+            "'infra up' delete them all), or set CARTWHEEL_TOPIC_PARTITIONS to "
+            "the count it has"
+        )
     if problems:
         raise TopicMissingError(
             "; ".join(problems) + "; run 'cartwheel topics create' against "

@@ -18,6 +18,7 @@ from services.common.settings import KafkaSettings, RedisSettings, TopicSettings
 __all__ = ["InfraSettings"]
 
 _PORT_FORM = "a TCP port from 1024 to 65535"
+_LOCAL_HOST = "127.0.0.1"
 
 
 class InfraSettings(BaseSettings):
@@ -37,10 +38,23 @@ class InfraSettings(BaseSettings):
 
     @property
     def is_kafka_external(self) -> bool:
-        """True when CARTWHEEL_KAFKA_BOOTSTRAP names a broker to use as it is."""
-        return "bootstrap" in self.kafka.model_fields_set
+        """True when CARTWHEEL_KAFKA_BOOTSTRAP names a broker to use as it is.
+
+        The address that ``infra up`` prints for the local broker is not
+        external, so exporting it keeps ``infra down`` working.
+        """
+        local = f"{_LOCAL_HOST}:{self.kafka_port}"
+        return "bootstrap" in self.kafka.model_fields_set and (
+            self.kafka.bootstrap != local
+        )
 
     @property
     def is_redis_external(self) -> bool:
-        """True when CARTWHEEL_REDIS_URL names a redis-server to use as it is."""
-        return "url" in self.redis.model_fields_set
+        """True when CARTWHEEL_REDIS_URL names a redis-server to use as it is.
+
+        The URL that ``infra up`` prints for the local server is not external.
+        """
+        local = f"redis://{_LOCAL_HOST}:{self.redis_port}/0"
+        return "url" in self.redis.model_fields_set and (
+            self.redis.url.get_secret_value() != local
+        )

@@ -1,9 +1,10 @@
-"""EventProducer against the session's real Tansu broker."""
+"""EventProducer and the topic checks against the session's real Tansu broker."""
 
 from __future__ import annotations
 
 import json
 import time
+import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -19,7 +20,12 @@ from services.common.errors import (
     InvalidEventError,
     TopicMissingError,
 )
-from services.common.kafka import consumer_config
+from services.common.kafka import (
+    TopicSpec,
+    consumer_config,
+    create_topics,
+    verify_topics,
+)
 from services.common.settings import KafkaSettings
 from services.infra import find_free_port
 
@@ -115,3 +121,16 @@ def _read_one(kafka: KafkaSettings, topic: str, group: str) -> Any:
     finally:
         consumer.close()
     raise AssertionError(f"no message on {topic} within 30 s")
+
+
+def test_verify_topics_explains_partition_mismatch(
+    kafka_settings: KafkaSettings,
+) -> None:
+    name = f"sized-{uuid.uuid4().hex[:8]}"
+    create_topics(kafka_settings, [TopicSpec(name, 2)])
+
+    with pytest.raises(TopicMissingError) as caught:
+        verify_topics(kafka_settings, [TopicSpec(name, 3)])
+
+    assert "has 2 partitions, expected 3" in str(caught.value)
+    assert "CARTWHEEL_TOPIC_PARTITIONS" in str(caught.value)

@@ -49,3 +49,15 @@ def test_status_ignores_pid_file_of_unrelated_process(isolated_env: Path) -> Non
     kafka = InfraManager(InfraSettings()).status()[0]
 
     assert kafka.state is ServerState.STOPPED
+
+
+def test_printed_local_addresses_are_not_external(
+    isolated_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    local = InfraManager(InfraSettings())
+    monkeypatch.setenv("CARTWHEEL_KAFKA_BOOTSTRAP", local.kafka_bootstrap)
+    monkeypatch.setenv("CARTWHEEL_REDIS_URL", local.redis_url)
+
+    statuses = InfraManager(InfraSettings()).status()
+
+    assert [s.state for s in statuses] == [ServerState.STOPPED] * 2
