@@ -36,6 +36,8 @@ __all__ = ["ScoringStage", "build_scoring_stage", "session_key", "trigger_of"]
 
 logger = logging.getLogger(__name__)
 
+_CLOSE_TIMEOUT_SECONDS = 5.0
+
 
 def session_key(user_id: str, session_id: str | None) -> str:
     """Return the session-kNN key of an event: its session, else the user's history."""
@@ -107,8 +109,14 @@ class ScoringStage:
         )
 
     def close(self) -> None:
-        """Wait for every slate still queued; the producer belongs to the caller."""
-        self._publisher.flush()
+        """Wait a few seconds for the slates still queued.
+
+        The producer belongs to the caller. Each wave's slates were flushed
+        before its offsets could be committed, so a slate lost here belongs
+        to a batch that is replayed. A short wait keeps shutdown quick while
+        the broker is down.
+        """
+        self._publisher.flush(_CLOSE_TIMEOUT_SECONDS)
 
     def _note_model(self, model_version: str) -> None:
         if model_version == self._model_version:
