@@ -225,6 +225,9 @@ def _expected_form(field: str) -> str:
 
 
 def _short_repr(value: Any) -> str:
+    # The input was JSON, so its constants are spelled as in JSON.
+    if value is None or isinstance(value, bool):
+        return {None: "null", True: "true", False: "false"}[value]
     text = repr(value)
     if len(text) <= _MAX_VALUE_REPR:
         return text

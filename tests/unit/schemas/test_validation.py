@@ -61,6 +61,7 @@ CASES = [
     (encode(sku="x"), RejectionReason.UNKNOWN_FIELD, "'sku' is not part"),
     (encode(user_id=7), RejectionReason.WRONG_TYPE, "'user_id' has value 7"),
     (encode(quantity="2"), RejectionReason.WRONG_TYPE, "'quantity'"),
+    (encode(quantity=True), RejectionReason.WRONG_TYPE, "has value true"),
     (encode(event_time=1569931200), RejectionReason.WRONG_TYPE, "RFC 3339"),
     (encode(event_type="view"), RejectionReason.UNKNOWN_EVENT_TYPE, "'view'"),
     (encode(item_id=""), RejectionReason.INVALID_ID, "1 to 128 characters"),
