@@ -259,6 +259,9 @@ class _SlateCounter:
             desc=label,
             unit="slate",
             file=sys.stderr,
+            # None turns the bar off when stderr is not a terminal (a log file).
+            disable=None,
+            mininterval=0.5,
         ) as progress:
             while len(self._triggers) < expected:
                 if time.monotonic() > deadline:
