@@ -67,8 +67,15 @@ def serve(settings: ApiSettings) -> None:
         logger.warning("on-demand slates use the heuristic ranker: %s", exc)
         models = None
     app = build_app(settings, models=models)
-    logger.info("api listening host=%s port=%d", settings.host, settings.port)
     try:
-        uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning")
+        # uvicorn's INFO lines say when the socket is bound ("Uvicorn running
+        # on ..."); per-request access lines stay off, /metrics counts those.
+        uvicorn.run(
+            app,
+            host=settings.host,
+            port=settings.port,
+            log_level="info",
+            access_log=False,
+        )
     finally:
         watcher.stop()
