@@ -46,6 +46,7 @@ __all__ = ["EventAccepted", "EventRejected", "Problem", "Readiness", "create_app
 logger = logging.getLogger(__name__)
 
 _HTTP_SOURCE_TOPIC = "http"
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 
 class Problem(BaseModel):
@@ -132,15 +133,17 @@ def create_app(
             # An unhandled error becomes a 500 response outside this
             # middleware, so it is recorded as 500 here.
             route = request.scope.get("route")
+            # Any text can be a method, so unknown ones share one label value.
+            method = request.method if request.method in _METHODS else "other"
             REQUEST_SECONDS.labels(
-                getattr(route, "path_format", "unmatched"), request.method, status
+                getattr(route, "path_format", "unmatched"), method, status
             ).observe(time.perf_counter() - started)
         return response
 
     @app.get(
         "/v1/users/{user_id:path}/slates/{surface}",
         response_model=Slate,
-        responses={404: {"model": Problem}},
+        responses={404: {"model": Problem}, 503: {"model": Problem}},
         summary="Latest slate of a user on one surface",
     )
     async def latest_slate(
@@ -148,7 +151,14 @@ def create_app(
         surface: Surface,
     ) -> Any:
         key = latest_slate_key(prefix, user_id, surface)
-        raw = await run_in_threadpool(redis_client.get, key)
+        try:
+            raw = await run_in_threadpool(redis_client.get, key)
+        except redis.RedisError as exc:
+            logger.error("slate read failed user_id=%s error=%s", user_id, exc)
+            return JSONResponse(
+                status_code=503,
+                content={"detail": f"Redis did not answer: {exc}; retry"},
+            )
         if raw is not None:
             SLATE_READS.labels(surface.value, "stored").inc()
             return Response(content=raw, media_type="application/json")

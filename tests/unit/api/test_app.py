@@ -8,6 +8,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import httpx
+import redis
 from confluent_kafka import KafkaError
 from prometheus_client import REGISTRY
 
@@ -98,3 +99,39 @@ def test_fatal_producer_error_fails_liveness() -> None:
     assert posted.status_code == 503
     assert health.status_code == 503
     assert "restart the process" in health.json()["detail"]
+
+
+class _DownRedis:
+    def get(self, key: str) -> Any:
+        raise redis.ConnectionError("Connection refused")
+
+
+def test_slate_read_without_redis_is_503() -> None:
+    app = create_app(
+        ApiSettings(is_on_demand_enabled=False),
+        redis_client=_DownRedis(),  # type: ignore[arg-type]
+        producer=object(),  # type: ignore[arg-type]
+    )
+
+    answer = asyncio.run(_request(app, "GET", "/v1/users/u1/slates/products"))
+
+    assert answer.status_code == 503
+    assert "Redis did not answer" in answer.json()["detail"]
+
+
+def test_unknown_methods_share_one_label() -> None:
+    app = create_app(
+        ApiSettings(is_on_demand_enabled=False),
+        redis_client=_BrokenRedis(),  # type: ignore[arg-type]
+        producer=object(),  # type: ignore[arg-type]
+    )
+
+    asyncio.run(_request(app, "BREW", "/healthz"))
+
+    labels = {"route": "/healthz", "method": "BREW", "status": "405"}
+    assert (
+        REGISTRY.get_sample_value("cartwheel_api_request_seconds_count", labels) is None
+    )
+    assert REGISTRY.get_sample_value(
+        "cartwheel_api_request_seconds_count", {**labels, "method": "other"}
+    )
