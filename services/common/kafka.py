@@ -98,6 +98,9 @@ def consume_available(
     return messages
 
 
+# LIMITATION(L-77): the broker keeps each idempotent producer's sequence
+# state. The local Tansu broker loses it on a restart, and the producers of
+# running services then stop delivering without a fatal error.
 def producer_config(kafka: KafkaSettings, *, linger_ms: int = 5) -> dict[str, Any]:
     """Return librdkafka producer settings: idempotent, acks from all replicas."""
     return {
