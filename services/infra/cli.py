@@ -70,8 +70,13 @@ def _manager() -> tuple[InfraManager, InfraSettings]:
 def _up(args: argparse.Namespace) -> int:
     manager, settings = _manager()
     _print_statuses(manager.up())
+    # The ports go with the addresses, so that 'infra down' in a shell with
+    # these exports still recognises the servers as the local ones.
+    if not settings.is_kafka_external:
+        print(f"export CARTWHEEL_INFRA_KAFKA_PORT={settings.kafka_port}")
     print(f"export CARTWHEEL_KAFKA_BOOTSTRAP={manager.kafka_bootstrap}")
     if not settings.is_redis_external:
+        print(f"export CARTWHEEL_INFRA_REDIS_PORT={settings.redis_port}")
         print(f"export CARTWHEEL_REDIS_URL={manager.redis_url}")
     return 0
 
