@@ -195,15 +195,14 @@ def create_app(
     )
     async def post_event(request: Request) -> Any:
         raw, size = await _read_capped(request, MAX_EVENT_BYTES)
-        result = (
-            parse_event(raw)
-            if size is None
-            else Rejection(
+        if size is None:
+            result = parse_event(raw)
+        else:
+            result = Rejection(
                 RejectionReason.PAYLOAD_TOO_LARGE,
                 f"request body is {size}; expected at most {MAX_EVENT_BYTES} "
                 f"bytes (the dead letter keeps the first {MAX_EVENT_BYTES})",
             )
-        )
         if isinstance(result, Rejection):
             try:
                 await run_in_threadpool(
@@ -351,8 +350,10 @@ class _TopicCheck:
         self._timeout = timeout_seconds
         self._is_known = False
 
+    # NOTE: a topic deleted while the API runs is not noticed, and the broker
+    # may acknowledge events written to it (README L-77 covers broker restarts).
     def exists(self) -> bool:
-        """Return whether the topic exists; False also when the broker is down."""
+        """Return whether the topic exists, and False when the broker is down."""
         if not self._is_known:
             try:
                 metadata = self._producer.list_topics(timeout=self._timeout)

@@ -68,8 +68,8 @@ def serve(settings: ApiSettings) -> None:
         models = None
     app = build_app(settings, models=models)
     try:
-        # uvicorn's INFO lines say when the socket is bound ("Uvicorn running
-        # on ..."); per-request access lines stay off, /metrics counts those.
+        # uvicorn's INFO lines show the bound address ("Uvicorn running on").
+        # Access lines stay off because /metrics counts every request.
         uvicorn.run(
             app,
             host=settings.host,
