@@ -249,6 +249,8 @@ def _expected_form(settings_class: type[BaseSettings], field: str, message: str)
     info = settings_class.model_fields.get(field)
     description = info.description if info is not None else None
     message = message.removeprefix("Value error, ")
+    if info is not None and info.annotation is bool:
+        return f"{message}; expected true or false (also 1/0, yes/no or on/off)"
     if message.startswith("expected") or not description:
         return message
     return f"{message}; expected {description}"

@@ -15,6 +15,7 @@ from confluent_kafka import Consumer, Producer
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from services.common.errors import InvalidSettingsError
 from services.common.kafka import (
     TopicSpec,
     consumer_config,
@@ -44,7 +45,9 @@ def load_stages(
     """Build the stages named ``module:function``, in order.
 
     Raises:
-        ValueError: a name is not ``module:function`` or does not resolve.
+        InvalidSettingsError: a name does not resolve to a function. The
+            message names ``CARTWHEEL_HOTPATH_STAGES``, where the names come
+            from.
     """
     stages = []
     for spec in specs:
@@ -52,9 +55,10 @@ def load_stages(
         try:
             factory = getattr(importlib.import_module(module_name), function_name)
         except (ImportError, AttributeError, ValueError) as exc:
-            raise ValueError(
-                f"stage factory {spec!r} cannot be loaded ({exc}); expected "
-                "'module:function' naming a function that takes the hot-path "
+            raise InvalidSettingsError(
+                f"invalid setting CARTWHEEL_HOTPATH_STAGES: stage factory {spec!r} "
+                f"cannot be loaded ({exc}); expected a JSON list of "
+                "'module:function' names of functions that take the hot-path "
                 "settings and a redis.Redis client"
             ) from exc
         stages.append(factory(settings, client))

@@ -19,6 +19,7 @@ class ServiceSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="CARTWHEEL_TESTSVC_", frozen=True)
 
     batch_size: int = Field(default=10, ge=1, description="a positive integer")
+    is_enabled: bool = Field(default=True, description="whether the service runs")
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     redis: RedisSettings = Field(default_factory=RedisSettings)
 
@@ -55,6 +56,19 @@ def test_load_settings_names_service_variable(monkeypatch: pytest.MonkeyPatch) -
 
     assert "CARTWHEEL_TESTSVC_BATCH_SIZE='0'" in str(caught.value)
     assert "a positive integer" in str(caught.value)
+
+
+def test_load_settings_shows_the_form_of_a_boolean(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("CARTWHEEL_TESTSVC_IS_ENABLED", "maybe")
+
+    with pytest.raises(InvalidSettingsError) as caught:
+        load_settings(ServiceSettings)
+
+    assert "CARTWHEEL_TESTSVC_IS_ENABLED='maybe'" in str(caught.value)
+    assert "expected true or false" in str(caught.value)
+    assert "whether the service runs" not in str(caught.value)
 
 
 def test_load_settings_names_nested_kafka_variable(

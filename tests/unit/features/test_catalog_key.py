@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import redis
 
+from services.common.errors import InvalidSettingsError
 from services.features.catalog import parse_catalog_key
 from services.features.errors import CatalogKeyError
 from services.hotpath.__main__ import load_stages
@@ -44,5 +45,8 @@ def test_hotpath_settings_select_feature_tuning() -> None:
 def test_load_stages_rejects_unknown_factory() -> None:
     client = redis.Redis(host="127.0.0.1", port=1)
 
-    with pytest.raises(ValueError, match="'nowhere.module:build'"):
+    with pytest.raises(InvalidSettingsError) as raised:
         load_stages(["nowhere.module:build"], HotPathSettings(), client)
+
+    assert "CARTWHEEL_HOTPATH_STAGES" in str(raised.value)
+    assert "'nowhere.module:build'" in str(raised.value)
