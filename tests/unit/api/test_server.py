@@ -1,0 +1,31 @@
+"""Starting the API server: failures that need no broker or Redis."""
+
+from __future__ import annotations
+
+import socket
+
+import pytest
+
+from services.api.server import serve
+from services.api.settings import ApiSettings
+from services.common.errors import InvalidSettingsError
+
+
+def test_serve_names_the_port_variable_when_the_port_is_taken() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+
+        with pytest.raises(InvalidSettingsError) as caught:
+            serve(ApiSettings(host="127.0.0.1", port=port))
+
+    assert f"127.0.0.1:{port}" in str(caught.value)
+    assert "CARTWHEEL_API_PORT" in str(caught.value)
+
+
+def test_serve_names_the_host_variable_for_an_unknown_address() -> None:
+    with pytest.raises(InvalidSettingsError) as caught:
+        serve(ApiSettings(host="203.0.113.7", port=1))
+
+    assert "CARTWHEEL_API_HOST" in str(caught.value)
