@@ -15,7 +15,9 @@ Routes:
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import threading
 import time
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any, Literal
@@ -37,7 +39,6 @@ from services.api.metrics import EVENTS_INGESTED, REQUEST_SECONDS, SLATE_READS
 from services.api.ondemand import OnDemandSlates
 from services.api.settings import ApiSettings
 from services.common.deadletters import DeadLetterWriter
-from services.common.errors import DeadLetterDeliveryError
 from services.common.kafka import is_fatal
 from services.scorer.publisher import latest_slate_key
 
@@ -106,6 +107,7 @@ def create_app(
         description="Real-time recommendations for online shops.",
     )
     dead_letters = DeadLetterWriter(producer, settings.topics.dead_letters, "api")
+    deliveries = _Deliveries(producer)
     topic_check = _TopicCheck(
         producer, settings.topics.events, settings.readiness_timeout_seconds
     )
@@ -204,15 +206,19 @@ def create_app(
                 f"bytes (the dead letter keeps the first {MAX_EVENT_BYTES})",
             )
         if isinstance(result, Rejection):
+            letter = dead_letters.encode(
+                result,
+                raw_key=None,
+                raw_value=raw,
+                source_topic=_HTTP_SOURCE_TOPIC,
+                source_partition=-1,
+                source_offset=-1,
+            )
             try:
-                await run_in_threadpool(
-                    _dead_letter,
-                    dead_letters,
-                    result,
-                    raw,
-                    settings.ingest_timeout_seconds,
+                await deliveries.deliver(
+                    dead_letters.topic, None, letter, settings.ingest_timeout_seconds
                 )
-            except (DeadLetterDeliveryError, KafkaException) as exc:
+            except (KafkaException, BufferError) as exc:
                 note_fatal(exc)
                 EVENTS_INGESTED.labels("failed").inc()
                 logger.error("rejected event not dead-lettered error=%s", exc)
@@ -223,12 +229,13 @@ def create_app(
                         f"the broker did not store its dead letter: {exc}; retry"
                     },
                 )
+            dead_letters.record(result, _HTTP_SOURCE_TOPIC, -1, -1)
             EVENTS_INGESTED.labels("rejected").inc()
             return JSONResponse(
                 status_code=422,
                 content={"reason": result.reason.value, "message": result.message},
             )
-        if not await run_in_threadpool(topic_check.exists):
+        if not await topic_check.exists():
             EVENTS_INGESTED.labels("failed").inc()
             return JSONResponse(
                 status_code=503,
@@ -239,10 +246,13 @@ def create_app(
                 },
             )
         try:
-            delivered = await run_in_threadpool(
-                _deliver, producer, settings, result, raw
+            message = await deliveries.deliver(
+                settings.topics.events,
+                result.user_id.encode(),
+                raw,
+                settings.ingest_timeout_seconds,
             )
-        except KafkaException as exc:
+        except (KafkaException, BufferError) as exc:
             note_fatal(exc)
             EVENTS_INGESTED.labels("failed").inc()
             logger.error("event not stored event_id=%s error=%s", result.event_id, exc)
@@ -251,7 +261,12 @@ def create_app(
                 content={"detail": f"the broker did not store the event: {exc}; retry"},
             )
         EVENTS_INGESTED.labels("accepted").inc()
-        return delivered
+        return EventAccepted(
+            event_id=result.event_id,
+            topic=message.topic() or settings.topics.events,
+            partition=message.partition() or 0,
+            offset=message.offset() or 0,
+        )
 
     @app.get(
         "/healthz",
@@ -349,58 +364,104 @@ class _TopicCheck:
         self._topic = topic
         self._timeout = timeout_seconds
         self._is_known = False
+        self._pending: asyncio.Future[bool] | None = None
 
     # NOTE: a topic deleted while the API runs is not noticed, and the broker
     # may acknowledge events written to it (README L-77 covers broker restarts).
-    def exists(self) -> bool:
-        """Return whether the topic exists, and False when the broker is down."""
-        if not self._is_known:
-            try:
-                metadata = self._producer.list_topics(timeout=self._timeout)
-            except KafkaException as exc:
-                logger.warning("topic check failed topic=%s error=%s", self._topic, exc)
-                return False
-            topic = metadata.topics.get(self._topic)
-            self._is_known = topic is not None and topic.error is None
+    async def exists(self) -> bool:
+        """Return whether the topic exists, and False when the broker is down.
+
+        Requests that arrive while the metadata request is in flight wait
+        for that one request, so an unreachable broker blocks one worker
+        thread, not one per request.
+        """
+        if self._is_known:
+            return True
+        if self._pending is None or self._pending.done():
+            self._pending = asyncio.ensure_future(run_in_threadpool(self._fetch))
+        return await asyncio.shield(self._pending)
+
+    def _fetch(self) -> bool:
+        try:
+            metadata = self._producer.list_topics(timeout=self._timeout)
+        except KafkaException as exc:
+            logger.warning("topic check failed topic=%s error=%s", self._topic, exc)
+            return False
+        topic = metadata.topics.get(self._topic)
+        self._is_known = topic is not None and topic.error is None
         return self._is_known
 
 
-def _dead_letter(
-    writer: DeadLetterWriter, rejection: Rejection, raw: bytes, timeout: float
+class _Deliveries:
+    """Produces messages and awaits their delivery reports without a thread each.
+
+    A daemon thread serves the producer's delivery reports, and each report
+    settles the future of the request that produced its message. A request
+    waiting out a broker outage therefore blocks no worker thread, and the
+    slate reads keep theirs. A request that stops waiting leaves its message with
+    the producer, which may still deliver it; the feature store drops the
+    repeat when the client retries with the same event id.
+    """
+
+    def __init__(self, producer: Producer) -> None:
+        self._producer = producer
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+
+    async def deliver(
+        self, topic: str, key: bytes | None, value: bytes, timeout: float
+    ) -> Message:
+        """Produce one message and return it once the broker stored it.
+
+        Raises:
+            KafkaException: the delivery failed, or no report came within
+                ``timeout`` seconds (``_MSG_TIMED_OUT``).
+            BufferError: the producer's queue is full.
+        """
+        self._serve_reports()
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Message] = loop.create_future()
+
+        def report(error: KafkaError | None, message: Message) -> None:
+            try:
+                loop.call_soon_threadsafe(_settle, future, error, message)
+            except RuntimeError:
+                pass  # the loop is closed, so nobody waits for this report
+
+        self._producer.produce(topic, key=key, value=value, on_delivery=report)
+        try:
+            return await asyncio.wait_for(future, timeout)
+        except TimeoutError:
+            raise KafkaException(KafkaError(KafkaError._MSG_TIMED_OUT)) from None
+
+    def _serve_reports(self) -> None:
+        with self._lock:
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._poll, name="api-delivery-reports", daemon=True
+                )
+                self._thread.start()
+
+    def _poll(self) -> None:
+        while True:
+            try:
+                self._producer.poll(0.1)
+            except RuntimeError:
+                return  # the producer was closed
+            except Exception:
+                logger.exception("serving delivery reports failed")
+                time.sleep(0.1)
+
+
+def _settle(
+    future: asyncio.Future[Message], error: KafkaError | None, message: Message
 ) -> None:
-    writer.send(
-        rejection,
-        raw_key=None,
-        raw_value=raw,
-        source_topic=_HTTP_SOURCE_TOPIC,
-        source_partition=-1,
-        source_offset=-1,
-    )
-    writer.flush(timeout)
-
-
-def _deliver(
-    producer: Producer, settings: ApiSettings, event: Event, raw: bytes
-) -> EventAccepted:
-    reports: list[tuple[KafkaError | None, Message]] = []
-    producer.produce(
-        settings.topics.events,
-        key=event.user_id.encode(),
-        value=raw,
-        on_delivery=lambda error, message: reports.append((error, message)),
-    )
-    producer.flush(settings.ingest_timeout_seconds)
-    if not reports:
-        raise KafkaException(KafkaError(KafkaError._MSG_TIMED_OUT))
-    error, message = reports[0]
+    if future.done():
+        return
     if error is not None:
-        raise KafkaException(error)
-    return EventAccepted(
-        event_id=event.event_id,
-        topic=message.topic() or settings.topics.events,
-        partition=message.partition() or 0,
-        offset=message.offset() or 0,
-    )
+        future.set_exception(KafkaException(error))
+    else:
+        future.set_result(message)
 
 
 def _check(settings: ApiSettings, client: redis.Redis, producer: Producer) -> Readiness:

@@ -110,6 +110,33 @@ class DeadLetterWriter:
             DeadLetterDeliveryError: when librdkafka's queue stays full for
                 10 s, which means the broker is not accepting writes.
         """
+        value = self.encode(
+            rejection,
+            raw_key=raw_key,
+            raw_value=raw_value,
+            source_topic=source_topic,
+            source_partition=source_partition,
+            source_offset=source_offset,
+        )
+        self._produce(raw_key, value)
+        self.record(rejection, source_topic, source_partition, source_offset)
+
+    def encode(
+        self,
+        rejection: Rejection,
+        *,
+        raw_key: bytes | None,
+        raw_value: bytes | None,
+        source_topic: str,
+        source_partition: int,
+        source_offset: int,
+    ) -> bytes:
+        """Return the dead letter's message value.
+
+        For a caller that produces the letter to :attr:`topic` itself, keyed
+        by ``raw_key``, handles its delivery report and then calls
+        :meth:`record`; :meth:`send` does all of that.
+        """
         note = "".join(
             f" (raw {name} cut to its first {_MAX_RAW_BYTES} of {len(raw)} bytes)"
             for name, raw in (("key", raw_key), ("value", raw_value))
@@ -127,7 +154,16 @@ class DeadLetterWriter:
             rejected_at=self._clock(),
             service=self._service,
         )
-        self._produce(raw_key, letter.model_dump_json().encode())
+        return letter.model_dump_json().encode()
+
+    def record(
+        self,
+        rejection: Rejection,
+        source_topic: str,
+        source_partition: int,
+        source_offset: int,
+    ) -> None:
+        """Count and log a dead letter handed to the producer."""
         DEAD_LETTERS.labels(service=self._service, reason=rejection.reason).inc()
         logger.warning(
             "message dead-lettered reason=%s topic=%s partition=%s offset=%s",
@@ -136,6 +172,11 @@ class DeadLetterWriter:
             source_partition,
             source_offset,
         )
+
+    @property
+    def topic(self) -> str:
+        """The dead-letter topic."""
+        return self._topic
 
     def flush(self, timeout_seconds: float = 30.0) -> None:
         """Wait until every dead letter sent so far is delivered.

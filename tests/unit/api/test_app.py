@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from datetime import UTC, datetime
 from types import SimpleNamespace
 from typing import Any
@@ -47,7 +48,8 @@ class _FailedProducer:
         self._callbacks.append(kwargs["on_delivery"])
 
     def poll(self, timeout: float = 0.0) -> int:
-        return 0
+        time.sleep(timeout)
+        return self.flush()
 
     def flush(self, timeout: float = 0.0) -> int:
         fatal = KafkaError(KafkaError._FATAL, "sequence numbers lost", fatal=True)
@@ -55,6 +57,15 @@ class _FailedProducer:
             callback(fatal, SimpleNamespace(topic=lambda: "events"))
         self._callbacks.clear()
         return 0
+
+
+_CLICK = Event(
+    event_id="e1",
+    event_type=EventType.CLICK,
+    user_id="u1",
+    item_id="i1",
+    event_time=datetime(2019, 10, 1, tzinfo=UTC),
+).model_dump_json()
 
 
 async def _request(app: Any, method: str, path: str, **kwargs: Any) -> httpx.Response:
@@ -83,17 +94,7 @@ def test_fatal_producer_error_fails_liveness() -> None:
         redis_client=_BrokenRedis(),  # type: ignore[arg-type]
         producer=_FailedProducer(),  # type: ignore[arg-type]
     )
-    event = Event(
-        event_id="e1",
-        event_type=EventType.CLICK,
-        user_id="u1",
-        item_id="i1",
-        event_time=datetime(2019, 10, 1, tzinfo=UTC),
-    )
-
-    posted = asyncio.run(
-        _request(app, "POST", "/v1/events", content=event.model_dump_json())
-    )
+    posted = asyncio.run(_request(app, "POST", "/v1/events", content=_CLICK))
     health = asyncio.run(_request(app, "GET", "/healthz"))
 
     assert posted.status_code == 503
@@ -135,3 +136,57 @@ def test_unknown_methods_share_one_label() -> None:
     assert REGISTRY.get_sample_value(
         "cartwheel_api_request_seconds_count", {**labels, "method": "other"}
     )
+
+
+class _SilentProducer:
+    """A producer whose broker is silent: no delivery is ever reported."""
+
+    def __init__(self) -> None:
+        self.topic_checks = 0
+
+    def list_topics(self, timeout: float) -> Any:
+        self.topic_checks += 1
+        time.sleep(0.2)
+        return SimpleNamespace(topics={"events": SimpleNamespace(error=None)})
+
+    def produce(self, topic: str, **kwargs: Any) -> None:
+        pass
+
+    def poll(self, timeout: float = 0.0) -> int:
+        time.sleep(timeout)
+        return 0
+
+
+class _EmptyRedis:
+    def get(self, key: str) -> Any:
+        return None
+
+
+def test_waiting_event_posts_leave_threads_for_slate_reads() -> None:
+    # More posts than the worker threads (40) wait for the silent broker at once.
+    producer = _SilentProducer()
+    app = create_app(
+        ApiSettings(is_on_demand_enabled=False, ingest_timeout_seconds=3.0),
+        redis_client=_EmptyRedis(),  # type: ignore[arg-type]
+        producer=producer,  # type: ignore[arg-type]
+    )
+
+    async def scenario() -> tuple[list[int], int, bool]:
+        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+        async with httpx.AsyncClient(transport=transport, base_url="http://api") as c:
+            posts = [
+                asyncio.create_task(c.post("/v1/events", content=_CLICK))
+                for _ in range(60)
+            ]
+            await asyncio.sleep(0.5)
+            read = await c.get("/v1/users/u1/slates/products")
+            posts_pending = not any(post.done() for post in posts)
+            answers = await asyncio.gather(*posts)
+        return [a.status_code for a in answers], read.status_code, posts_pending
+
+    statuses, read_status, posts_pending = asyncio.run(scenario())
+
+    assert read_status == 404
+    assert posts_pending
+    assert statuses == [503] * 60
+    assert producer.topic_checks == 1
