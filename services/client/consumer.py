@@ -16,7 +16,10 @@ WARNING, never raised, and its offset is stored like any other.
 
 Start: a group with no committed offsets starts at the oldest slate still
 on the topic. Iteration waits for slates and does not raise while the
-broker is unreachable (librdkafka keeps reconnecting and logs each attempt).
+broker is unreachable: librdkafka keeps reconnecting and logs each failed
+attempt on the ``librdkafka`` logger. Adding
+:class:`services.common.logging.RepeatFilter` to that logger keeps one line
+of each kind per 30 s.
 
 Example::
 

@@ -53,12 +53,20 @@ class TopicSpec:
     is_compacted: bool = False
 
 
+# librdkafka writes its own lines to stderr unless given a logger. Through
+# Python logging they get the service's format, level and secret masking, and
+# configure_logging thins out the reconnect lines of a broker outage. The
+# lines reach the logger when the client is polled.
+_LOGGING = {"logger": logging.getLogger("librdkafka")}
+
+
 def consumer_config(
     kafka: KafkaSettings, group_id: str, *, fetch_wait_ms: int = 100
 ) -> dict[str, Any]:
     """Return librdkafka consumer settings for a manually committing group member."""
     return {
         **kafka.client_config(),
+        **_LOGGING,
         "group.id": group_id,
         # Offsets are committed by the service after the batch's effects are
         # stored, which gives at-least-once delivery.
@@ -105,6 +113,7 @@ def producer_config(kafka: KafkaSettings, *, linger_ms: int = 5) -> dict[str, An
     """Return librdkafka producer settings: idempotent, acks from all replicas."""
     return {
         **kafka.client_config(),
+        **_LOGGING,
         # Idempotence keeps per-partition order and drops broker-side duplicates
         # when librdkafka retries a send.
         "enable.idempotence": True,
@@ -275,8 +284,7 @@ def is_listening(endpoint: str, timeout_seconds: float = 1.0) -> bool:
 
 
 def _admin_config(kafka: KafkaSettings) -> dict[str, Any]:
-    # librdkafka prints connection errors to stderr unless given a logger.
-    return {**kafka.client_config(), "logger": logging.getLogger("librdkafka")}
+    return {**kafka.client_config(), **_LOGGING}
 
 
 def _describe_partitions(admin: AdminClient, kafka: KafkaSettings) -> dict[str, int]:

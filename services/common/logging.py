@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import logging
+import re
 import sys
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Iterable
 
-__all__ = ["SecretMaskingFilter", "configure_logging"]
+__all__ = ["RepeatFilter", "SecretMaskingFilter", "configure_logging"]
 
 _FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 _MASK = "**********"
@@ -37,11 +39,62 @@ class SecretMaskingFilter(logging.Filter):
         return True
 
 
+class RepeatFilter(logging.Filter):
+    """Pass one record of each kind per interval and count the ones held back.
+
+    Records are of one kind when their messages differ only in digits, such
+    as librdkafka's reconnect lines, which name a time and a port. The next
+    record of a kind after the interval carries the count of those held
+    back.
+
+    Args:
+        interval_seconds: how long records of a kind are held back after one
+            passed.
+        clock: returns monotonic seconds; tests inject their own.
+    """
+
+    _DIGITS = re.compile(r"\d+")
+    # Enough for every kind of line a client writes; a flood of new kinds
+    # starts the count afresh instead of growing without bound.
+    _MAX_KINDS = 1024
+
+    def __init__(
+        self,
+        interval_seconds: float = 30.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        super().__init__()
+        self._interval = interval_seconds
+        self._clock = clock
+        # Kind -> (when its last record passed, records held back since).
+        self._kinds: dict[str, tuple[float, int]] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        kind = self._DIGITS.sub("#", message)
+        now = self._clock()
+        passed = self._kinds.get(kind)
+        if passed is not None and now - passed[0] < self._interval:
+            self._kinds[kind] = (passed[0], passed[1] + 1)
+            return False
+        if len(self._kinds) >= self._MAX_KINDS:
+            self._kinds.clear()
+        self._kinds[kind] = (now, 0)
+        if passed is not None and passed[1]:
+            record.msg = (
+                f"{message} ({passed[1]} similar line(s) held back in the "
+                f"last {now - passed[0]:.0f} s)"
+            )
+            record.args = None
+        return True
+
+
 def configure_logging(level: str = "INFO", *, secrets: Iterable[str] = ()) -> None:
     """Send log records at ``level`` and above to stderr, one line each.
 
     librdkafka's and Faust's chatter is kept at WARNING unless ``level`` is
-    DEBUG. Every string in ``secrets`` (see
+    DEBUG, and librdkafka's lines pass through a :class:`RepeatFilter`.
+    Every string in ``secrets`` (see
     :func:`services.common.settings.secret_values`) is replaced by
     ``**********`` in every line.
     """
@@ -61,3 +114,8 @@ def configure_logging(level: str = "INFO", *, secrets: Iterable[str] = ()) -> No
             "librdkafka",
         ):
             logging.getLogger(noisy).setLevel(logging.WARNING)
+        # During a broker outage each client logs a failed connect every few
+        # tens of milliseconds.
+        librdkafka = logging.getLogger("librdkafka")
+        if not any(isinstance(f, RepeatFilter) for f in librdkafka.filters):
+            librdkafka.addFilter(RepeatFilter())

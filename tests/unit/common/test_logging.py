@@ -4,7 +4,7 @@ import logging
 
 import pytest
 
-from services.common.logging import SecretMaskingFilter
+from services.common.logging import RepeatFilter, SecretMaskingFilter
 
 
 def test_secret_masking_filter_hides_secret_in_arguments(
@@ -29,3 +29,35 @@ def test_secret_masking_filter_keeps_record_without_secret() -> None:
 
     assert record.getMessage() == "n=3"
     assert record.args == (3,)
+
+
+def _record(message: str, *args: object) -> logging.LogRecord:
+    return logging.LogRecord("librdkafka", logging.ERROR, "", 0, message, args, None)
+
+
+def test_repeat_filter_holds_back_lines_that_differ_in_digits() -> None:
+    now = [0.0]
+    repeats = RepeatFilter(interval_seconds=30.0, clock=lambda: now[0])
+    connect = "%s [%s] 127.0.0.1:%d/bootstrap: Connect failed (after %dms)"
+
+    first = repeats.filter(_record(connect, "FAIL", "rdkafka#producer-1", 19092, 0))
+    now[0] = 0.05
+    second = repeats.filter(_record(connect, "FAIL", "rdkafka#producer-1", 19092, 1))
+    other = repeats.filter(_record("%s [%s] all brokers down", "ALLBROKERSDOWN", "x"))
+    now[0] = 31.0
+    later = _record(connect, "FAIL", "rdkafka#producer-1", 19092, 0)
+    third = repeats.filter(later)
+
+    assert (first, second, other, third) == (True, False, True, True)
+    assert later.getMessage().endswith("(1 similar line(s) held back in the last 31 s)")
+
+
+def test_repeat_filter_leaves_the_message_of_a_line_without_repeats() -> None:
+    now = [0.0]
+    repeats = RepeatFilter(interval_seconds=30.0, clock=lambda: now[0])
+    repeats.filter(_record("broker %d down", 1))
+    now[0] = 40.0
+    record = _record("broker %d down", 2)
+
+    assert repeats.filter(record)
+    assert record.getMessage() == "broker 2 down"
