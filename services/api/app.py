@@ -7,7 +7,10 @@ Routes:
 - ``POST /v1/events``: one event for producers that cannot speak Kafka. It is
   validated like any ``events`` message; a rejection goes to the dead-letter
   topic and the response is 422 with the reason. Delivery is acknowledged
-  (202) only after the broker stored the event.
+  (202) only after the broker stored the event; without an acknowledgement
+  within ``CARTWHEEL_API_INGEST_TIMEOUT_SECONDS`` the response is 503. A
+  waiting post blocks no worker thread, so slate reads do not wait for the
+  broker.
 - ``GET /healthz`` (the process runs, and its Kafka producer has not failed
   fatally), ``GET /readyz`` (Kafka and Redis respond), ``GET /metrics``
   (Prometheus text format).
@@ -398,9 +401,10 @@ class _Deliveries:
     A daemon thread serves the producer's delivery reports, and each report
     settles the future of the request that produced its message. A request
     waiting out a broker outage therefore blocks no worker thread, and the
-    slate reads keep theirs. A request that stops waiting leaves its message with
-    the producer, which may still deliver it; the feature store drops the
-    repeat when the client retries with the same event id.
+    slate reads keep theirs. A request that stops waiting leaves its message
+    with the producer, which may still deliver it. A client that then retries
+    with the same event id causes no double count, because the feature store
+    drops the repeat.
     """
 
     def __init__(self, producer: Producer) -> None:
@@ -426,7 +430,7 @@ class _Deliveries:
             try:
                 loop.call_soon_threadsafe(_settle, future, error, message)
             except RuntimeError:
-                pass  # the loop is closed, so nobody waits for this report
+                pass  # the loop is closed, so no request waits for this report
 
         self._producer.produce(topic, key=key, value=value, on_delivery=report)
         try:
