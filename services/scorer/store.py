@@ -32,6 +32,7 @@ from schemas.features import (
 from services.common.redis_features import (
     FeatureStore,
     attributes_from_catalog,
+    decayed,
     decode_hash,
     id_list,
     item_features_with_shop,
@@ -336,10 +337,7 @@ class RedisCandidateStore:
             if at is not None
             else max(score for _, score in reply)
         )
-        return [
-            (_text(member), math.exp(min(score - offset, 50.0)))
-            for member, score in reply
-        ]
+        return [(_text(member), decayed(score, offset)) for member, score in reply]
 
     def _cached_items(self, item_ids: Sequence[str]) -> dict[str, _CachedItem]:
         now = self._clock()

@@ -139,6 +139,21 @@ def test_stale_event_skips_windowed_features(
     assert user["user_price_mean"] == 10.0
 
 
+def test_event_years_older_than_its_item_gets_capped_features(
+    store: FeatureStore, make_event: EventFactory
+) -> None:
+    # Two years of the one-day trending decay would overflow exp().
+    store.apply_batch([make_event(730 * DAY, user_id="u2")])
+
+    results = store.apply_batch([make_event(0)])
+    trending = store.trending(1, at=T)
+
+    assert results[0].status is EventStatus.APPLIED
+    assert math.isfinite(results[0].item_features["item_trending_score"])
+    assert [item for item, _ in trending] == ["a"]
+    assert math.isfinite(trending[0][1])
+
+
 def test_session_splits_after_idle_gap(
     store: FeatureStore, make_event: EventFactory
 ) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import math
 from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
@@ -42,6 +41,7 @@ from services.common.redis_features.vectors import (
     _decode_map,
     _profile,
     _text,
+    decayed,
     event_digest,
     item_counts,
     item_features,
@@ -553,7 +553,7 @@ class FeatureStore:
         totals: dict[str, float] = {}
         for member, score in scored:
             if member not in excluded:
-                totals[member] = totals.get(member, 0.0) + math.exp(score - offset)
+                totals[member] = totals.get(member, 0.0) + decayed(score, offset)
         return sorted(totals.items(), key=lambda entry: (-entry[1], entry[0]))
 
     def trending(self, n: int, *, at: float | None = None) -> list[tuple[str, float]]:

@@ -28,6 +28,7 @@ from services.common.redis_features.config import FeatureStoreConfig
 __all__ = [
     "State",
     "attributes_from_catalog",
+    "decayed",
     "decode_hash",
     "event_digest",
     "id_list",
@@ -49,6 +50,18 @@ _CHUNKED_FIELDS = frozenset({"r", "pi", "d"})
 _MAX_PRICE_ZSCORE = 5.0
 
 State = dict[str, str]
+
+# Decayed scores are stored as logarithms relative to a fixed anchor time.
+# Read at a time before their newest event (an event that arrives late, or a
+# read with an earlier clock), the exponent grows by one per decay constant;
+# two years of a one-day constant overflow a float. Capped, such a value is
+# still the largest of its list, and the models read features through a log.
+_MAX_EXPONENT = 50.0
+
+
+def decayed(log_score: float, offset: float) -> float:
+    """Return ``exp(log_score - offset)`` with the exponent capped at 50."""
+    return math.exp(min(log_score - offset, _MAX_EXPONENT))
 
 
 def _decode_json(raw: Any) -> State:
@@ -287,7 +300,7 @@ def item_features_from_counts(
     )
     strength = config.prior_strength
     trend = (
-        math.exp(trend_log_score - (at - config.anchor) / config.trend_tau_seconds)
+        decayed(trend_log_score, (at - config.anchor) / config.trend_tau_seconds)
         if trend_log_score is not None
         else 0.0
     )

@@ -90,6 +90,14 @@ def test_trending_score_decays_with_reference_time() -> None:
     assert features["item_trending_score"] == pytest.approx(4.0 * math.exp(-1.0))
 
 
+def test_trending_score_read_long_before_its_newest_event_is_capped() -> None:
+    log_score = (T + 730 * 86_400 - CONFIG.anchor) / CONFIG.trend_tau_seconds
+
+    features = item_features({"tr": repr(log_score)}, {}, {}, T, CONFIG)
+
+    assert features["item_trending_score"] == pytest.approx(math.exp(50.0))
+
+
 def test_pair_features_clip_price_zscore_and_scale_affinity() -> None:
     user = {"pn": "2", "ps": "20", "pq": "202", "C:c1": "2", "C:c2": "4", "B:b": "1"}
     catalog = {"category": "c1", "brand": "b", "price": "1000"}
