@@ -291,10 +291,15 @@ def load_artifact(path: Path) -> LoadedArtifact:
     weights_path = path / metadata.weights_file
     try:
         weights = weights_path.read_bytes()
-    except FileNotFoundError as exc:
+    except (FileNotFoundError, NotADirectoryError) as exc:
         raise ArtifactNotFoundError(
             f"artifact {metadata.model_version!r} has no weights at {weights_path}; "
             "the artifact is incomplete, announce another version"
+        ) from exc
+    except OSError as exc:
+        raise ArtifactNotFoundError(
+            f"artifact {metadata.model_version!r} weights at {weights_path} cannot "
+            f"be read: {exc.strerror or exc}; check the file and its permissions"
         ) from exc
     digest = hashlib.sha256(weights).hexdigest()
     if digest != metadata.weights_sha256:
@@ -318,10 +323,19 @@ def load_artifact(path: Path) -> LoadedArtifact:
 def _read_metadata(path: Path) -> ArtifactMetadata:
     metadata_path = path / METADATA_FILE
     try:
-        raw = metadata_path.read_text()
+        raw = metadata_path.read_text(encoding="utf-8")
     except (FileNotFoundError, NotADirectoryError) as exc:
         raise ArtifactNotFoundError(
             f"no artifact metadata at {metadata_path}; check the artifact path"
+        ) from exc
+    except OSError as exc:
+        raise ArtifactNotFoundError(
+            f"artifact metadata at {metadata_path} cannot be read: "
+            f"{exc.strerror or exc}; check the path and its permissions"
+        ) from exc
+    except UnicodeDecodeError as exc:
+        raise ArtifactCorruptError(
+            f"artifact metadata at {metadata_path} is not UTF-8 text: {exc}"
         ) from exc
     try:
         document = json.loads(raw)

@@ -117,7 +117,13 @@ class EventProducer:
         wait_for_broker(kafka, timeout_seconds=connect_timeout_seconds)
         self._topic = topic
         self._on_delivery = on_delivery
-        self._producer = Producer(producer_config(kafka, linger_ms=linger_ms))
+        self._producer = Producer(
+            {
+                **producer_config(kafka, linger_ms=linger_ms),
+                # Route librdkafka's own log lines to Python logging.
+                "logger": logging.getLogger("librdkafka"),
+            }
+        )
         self._check_topic(kafka, connect_timeout_seconds)
 
     def send(

@@ -31,21 +31,20 @@ from pathlib import Path
 from confluent_kafka import (
     OFFSET_BEGINNING,
     Consumer,
-    KafkaException,
     Message,
     TopicPartition,
 )
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 from pydantic import ValidationError
 
-from models.errors import ArtifactError, ArtifactIncompatibleError
+from models.errors import ArtifactIncompatibleError
 from models.multitask.ranker import CandidateInput, Ranker
 from models.registry import ModelAnnouncement, load_artifact
 from services.common.errors import TopicMissingError
 from services.common.kafka import consumer_config
 from services.common.settings import KafkaSettings
 
-__all__ = ["MODEL_LOADS", "ModelWatcher", "load_ranker"]
+__all__ = ["MODEL_LOADS", "MODEL_WATCHER_RUNNING", "ModelWatcher", "load_ranker"]
 
 logger = logging.getLogger(__name__)
 
@@ -58,6 +57,11 @@ MODEL_LOAD_SECONDS = Histogram(
     "cartwheel_model_load_seconds",
     "Time to load, verify and warm up one announced ranker version",
     buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)
+MODEL_WATCHER_RUNNING = Gauge(
+    "cartwheel_model_watcher_running",
+    "1 while the model watcher follows the models topic, 0 once it stopped on "
+    "an error (new versions are then not loaded until a restart)",
 )
 
 _METADATA_TIMEOUT_SECONDS = 10.0
@@ -140,6 +144,7 @@ class ModelWatcher:
             target=self._follow, args=(consumer,), name="model-watcher", daemon=True
         )
         self._thread.start()
+        MODEL_WATCHER_RUNNING.set(1)
         logger.info(
             "model watcher started topic=%s model=%s", self.topic, self.model_name
         )
@@ -174,9 +179,12 @@ class ModelWatcher:
                 newest = self._newest_announcement(messages)
                 if newest is not None:
                     self._swap_to(newest)
-        except KafkaException:
+        except Exception:
+            MODEL_WATCHER_RUNNING.set(0)
             logger.exception(
-                "model watcher stopped on a Kafka error topic=%s", self.topic
+                "model watcher stopped, new versions are not loaded until a "
+                "restart topic=%s",
+                self.topic,
             )
         finally:
             consumer.close()
@@ -215,7 +223,10 @@ class ModelWatcher:
         try:
             ranker = self._loader(announcement)
             ranker.predict("warm-up", {}, _WARM_UP)
-        except ArtifactError:
+        except Exception:
+            # Artifacts come from outside the process, so any failure to load
+            # one (ArtifactError for the known ones) keeps the ranker in use
+            # and the watcher following later versions.
             MODEL_LOADS.labels("failed").inc()
             logger.exception(
                 "model load failed, keeping current model_version=%s current=%s",

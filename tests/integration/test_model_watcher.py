@@ -11,14 +11,20 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from prometheus_client import REGISTRY
 
 from models.multitask.dataset import build_training_set
 from models.multitask.model import ModelConfig
 from models.multitask.ranker import CandidateInput, Ranker
 from models.multitask.synthetic import generate_examples
 from models.multitask.train import TrainConfig, fit_feature_spec, train_new_model
-from models.registry import ArtifactMetadata, DataWindow, ModelRegistry
-from services.common.model_watcher import ModelWatcher
+from models.registry import (
+    ArtifactMetadata,
+    DataWindow,
+    ModelAnnouncement,
+    ModelRegistry,
+)
+from services.common.model_watcher import ModelWatcher, load_ranker
 from services.common.settings import KafkaSettings
 from services.trainer.announcer import ModelAnnouncer
 
@@ -151,3 +157,29 @@ def test_watcher_loads_newest_announcement_on_start(
 
     assert watcher.wait_for(second.model_version, timeout_seconds=30)
     watcher.stop()
+
+
+def test_watcher_follows_later_versions_after_any_load_error(
+    tmp_path: Path, kafka_settings: KafkaSettings, make_topic: Callable[..., str]
+) -> None:
+    registry = ModelRegistry(tmp_path)
+    broken, good = _save_versions(registry, 2)
+
+    def loader(announcement: ModelAnnouncement) -> Ranker:
+        if announcement.model_version == broken.model_version:
+            raise RuntimeError("not an artifact error")
+        return load_ranker(announcement)
+
+    topic = make_topic("models", partitions=1, is_compacted=True)
+    announcer = ModelAnnouncer(kafka_settings, topic)
+    watcher = ModelWatcher(kafka_settings, topic, "ranker", loader=loader)
+    watcher.start()
+    try:
+        announcer.announce(broken, str(registry.path_of(broken.model_version)))
+        assert not watcher.wait_for(broken.model_version, timeout_seconds=30)
+        announcer.announce(good, str(registry.path_of(good.model_version)))
+        assert watcher.wait_for(good.model_version, timeout_seconds=30)
+    finally:
+        watcher.stop()
+
+    assert REGISTRY.get_sample_value("cartwheel_model_watcher_running") == 1

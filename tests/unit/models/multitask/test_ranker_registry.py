@@ -122,6 +122,20 @@ def test_load_rejects_metadata_that_is_not_json(tmp_path: Path) -> None:
         load_artifact(tmp_path)
 
 
+def test_load_rejects_metadata_that_is_not_utf8(tmp_path: Path) -> None:
+    (tmp_path / "metadata.json").write_bytes(b'{"format_version": "\xff"}')
+
+    with pytest.raises(ArtifactCorruptError, match="not UTF-8"):
+        load_artifact(tmp_path)
+
+
+def test_load_raises_not_found_for_unreadable_metadata(tmp_path: Path) -> None:
+    (tmp_path / "metadata.json").mkdir()
+
+    with pytest.raises(ArtifactNotFoundError, match="cannot be read"):
+        load_artifact(tmp_path)
+
+
 def test_load_raises_not_found_for_missing_directory(tmp_path: Path) -> None:
     with pytest.raises(ArtifactNotFoundError, match="no artifact metadata"):
         load_artifact(tmp_path / "absent")
