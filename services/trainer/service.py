@@ -70,6 +70,10 @@ class TrainerService:
         self._stop = threading.Event()
         self._next_refresh = clock() + refresh_interval_seconds
         self._next_request_check = clock()
+        # Each outcome starts at 0, so that Prometheus counts the first refresh
+        # after a start as an increase, not as the first sample of a series.
+        for outcome in ("promoted", "rejected", "skipped", "failed"):
+            REFRESHES.labels(outcome)
 
     def stop(self) -> None:
         """Ask the loop to return after the current step."""
