@@ -19,10 +19,11 @@ Routes:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import threading
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Annotated, Any, Literal
 
 import redis
@@ -104,13 +105,23 @@ def create_app(
         producer: the producer for ingested events and dead letters.
         on_demand: computes slates for users without one; None disables it.
     """
+    deliveries = _Deliveries(producer)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # Serving reports from the start also serves librdkafka's log lines,
+        # which reach the log only when the producer is polled.
+        deliveries.start()
+        yield
+        deliveries.stop()
+
     app = FastAPI(
         title="Cartwheel",
         version="1",
         description="Real-time recommendations for online shops.",
+        lifespan=lifespan,
     )
     dead_letters = DeadLetterWriter(producer, settings.topics.dead_letters, "api")
-    deliveries = _Deliveries(producer)
     topic_check = _TopicCheck(
         producer, settings.topics.events, settings.readiness_timeout_seconds
     )
@@ -411,6 +422,22 @@ class _Deliveries:
         self._producer = producer
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
+        self._stopping = threading.Event()
+
+    def start(self) -> None:
+        """Start serving delivery reports; :meth:`deliver` also starts it."""
+        with self._lock:
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._poll, name="api-delivery-reports", daemon=True
+                )
+                self._thread.start()
+
+    def stop(self) -> None:
+        """Stop serving delivery reports after the current poll."""
+        self._stopping.set()
+        if self._thread is not None:
+            self._thread.join(5.0)
 
     async def deliver(
         self, topic: str, key: bytes | None, value: bytes, timeout: float
@@ -422,7 +449,7 @@ class _Deliveries:
                 ``timeout`` seconds (``_MSG_TIMED_OUT``).
             BufferError: the producer's queue is full.
         """
-        self._serve_reports()
+        self.start()
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Message] = loop.create_future()
 
@@ -438,20 +465,15 @@ class _Deliveries:
         except TimeoutError:
             raise KafkaException(KafkaError(KafkaError._MSG_TIMED_OUT)) from None
 
-    def _serve_reports(self) -> None:
-        with self._lock:
-            if self._thread is None:
-                self._thread = threading.Thread(
-                    target=self._poll, name="api-delivery-reports", daemon=True
-                )
-                self._thread.start()
-
     def _poll(self) -> None:
-        while True:
+        while not self._stopping.is_set():
             try:
                 self._producer.poll(0.1)
-            except RuntimeError:
-                return  # the producer was closed
+            except RuntimeError as exc:
+                if "closed" in str(exc):
+                    return  # the producer was closed under the application
+                logger.exception("serving delivery reports failed")
+                time.sleep(0.1)
             except Exception:
                 logger.exception("serving delivery reports failed")
                 time.sleep(0.1)

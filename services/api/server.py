@@ -39,7 +39,10 @@ def build_app(settings: ApiSettings, *, models: ModelSource | None = None) -> Fa
     """
     client = redis.Redis.from_url(settings.redis.url.get_secret_value())
     # Ingestion waits for each event's acknowledgement, so batching only adds delay.
-    producer = Producer(producer_config(settings.kafka, linger_ms=0))
+    # A thread polls the producer from the start (see services.api.app).
+    producer = Producer(
+        producer_config(settings.kafka, linger_ms=0, is_polled_steadily=True)
+    )
     on_demand = None
     if settings.is_on_demand_enabled:
         scorer = settings.scorer
@@ -65,7 +68,7 @@ def serve(settings: ApiSettings) -> None:
         InvalidSettingsError: the address cannot be bound. The message names
             ``CARTWHEEL_API_PORT`` and ``CARTWHEEL_API_HOST``.
     """
-    listener = _listen(settings.host, settings.port)
+    listeners = _listen(settings.host, settings.port)
     watcher = ModelWatcher(settings.kafka, settings.topics.models, _MODEL_NAME)
     try:
         try:
@@ -85,38 +88,51 @@ def serve(settings: ApiSettings) -> None:
                 access_log=False,
             )
         )
-        host, port = listener.getsockname()[:2]
-        url_host = f"[{host}]" if ":" in host else host
-        # uvicorn prints no address for a socket it did not bind, so this line
-        # takes its place, through its logger and format.
-        logging.getLogger("uvicorn.error").info(
-            "Cartwheel API running on http://%s:%d (Press CTRL+C to quit)",
-            url_host,
-            port,
-        )
-        server.run(sockets=[listener])
+        # uvicorn prints no address for sockets it did not bind, so these
+        # lines take its place, through its logger and format.
+        for listener in listeners:
+            host, port = listener.getsockname()[:2]
+            logging.getLogger("uvicorn.error").info(
+                "Cartwheel API running on http://%s (Press CTRL+C to quit)",
+                _address(host, port),
+            )
+        server.run(sockets=listeners)
     finally:
         watcher.stop()
-        listener.close()
+        for listener in listeners:
+            listener.close()
 
 
-def _listen(host: str, port: int) -> socket.socket:
-    """Bind the API's socket, so that a failure names the settings to change."""
-    listener = None
+def _listen(host: str, port: int) -> list[socket.socket]:
+    """Bind a socket on every address ``host`` names, as uvicorn would.
+
+    A name such as ``localhost`` may stand for 127.0.0.1 and ::1, and an empty
+    host means every interface. A failure names the settings to change.
+    """
+    listeners: list[socket.socket] = []
     try:
-        family, kind, proto, _, address = socket.getaddrinfo(
-            host, port, type=socket.SOCK_STREAM
-        )[0]
-        listener = socket.socket(family, kind, proto)
-        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        listener.bind(address)
-        listener.listen(2048)
-        return listener
+        found = socket.getaddrinfo(
+            host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )
+        for family, kind, proto, _, address in dict.fromkeys(found):
+            listener = socket.socket(family, kind, proto)
+            listeners.append(listener)
+            listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:
+                # Otherwise :: would also take the IPv4 port that 0.0.0.0 binds.
+                listener.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            listener.bind(address)
+            listener.listen(2048)
     except OSError as exc:
-        if listener is not None:
+        for listener in listeners:
             listener.close()
         raise InvalidSettingsError(
-            f"cannot listen on {host}:{port}: {exc.strerror or exc}; set "
+            f"cannot listen on {_address(host, port)}: {exc.strerror or exc}; set "
             "CARTWHEEL_API_PORT (or --port) to a free port, or CARTWHEEL_API_HOST "
             "(or --host) to an address of this machine"
         ) from exc
+    return listeners
+
+
+def _address(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"

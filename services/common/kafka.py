@@ -55,8 +55,9 @@ class TopicSpec:
 
 # librdkafka writes its own lines to stderr unless given a logger. Through
 # Python logging they get the service's format, level and secret masking, and
-# configure_logging thins out the reconnect lines of a broker outage. The
-# lines reach the logger when the client is polled.
+# configure_logging thins out the reconnect lines of a broker outage. But the
+# lines reach the logger only when the client is polled, so only clients that
+# are polled all the time get it: consumers, and the producers that ask.
 _LOGGING = {"logger": logging.getLogger("librdkafka")}
 
 
@@ -109,11 +110,23 @@ def consume_available(
 # LIMITATION(L-77): the broker keeps each idempotent producer's sequence
 # state. The local Tansu broker loses it on a restart, and the producers of
 # running services then stop delivering without a fatal error.
-def producer_config(kafka: KafkaSettings, *, linger_ms: int = 5) -> dict[str, Any]:
-    """Return librdkafka producer settings: idempotent, acks from all replicas."""
+def producer_config(
+    kafka: KafkaSettings, *, linger_ms: int = 5, is_polled_steadily: bool = False
+) -> dict[str, Any]:
+    """Return librdkafka producer settings: idempotent, acks from all replicas.
+
+    Args:
+        kafka: connection settings.
+        linger_ms: how long librdkafka batches messages before sending.
+        is_polled_steadily: the caller polls the producer at least every
+            second or so, even when it sends nothing. librdkafka's lines then
+            go to the ``librdkafka`` logger. Otherwise librdkafka writes them
+            to stderr itself, since a logger would receive them only at the
+            next send.
+    """
     return {
         **kafka.client_config(),
-        **_LOGGING,
+        **(_LOGGING if is_polled_steadily else {}),
         # Idempotence keeps per-partition order and drops broker-side duplicates
         # when librdkafka retries a send.
         "enable.idempotence": True,

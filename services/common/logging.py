@@ -42,10 +42,12 @@ class SecretMaskingFilter(logging.Filter):
 class RepeatFilter(logging.Filter):
     """Pass one record of each kind per interval and count the ones held back.
 
-    Records are of one kind when their messages differ only in digits, such
-    as librdkafka's reconnect lines, which name a time and a port. The next
-    record of a kind after the interval carries the count of those held
-    back.
+    Records are of one kind when their messages differ only in durations
+    ("after 0ms") and in librdkafka's own counts of suppressed errors, as the
+    reconnect lines of one client to one broker do. Lines about another
+    broker or partition are another kind. The next record of a kind after
+    the interval carries the count of those held back. When no record of
+    its kind follows, the count is not reported.
 
     Args:
         interval_seconds: how long records of a kind are held back after one
@@ -53,7 +55,7 @@ class RepeatFilter(logging.Filter):
         clock: returns monotonic seconds; tests inject their own.
     """
 
-    _DIGITS = re.compile(r"\d+")
+    _VARYING = re.compile(r"\d+(?:\.\d+)?\s?m?s\b|\d+ identical error\(s\) suppressed")
     # Enough for every kind of line a client writes; a flood of new kinds
     # starts the count afresh instead of growing without bound.
     _MAX_KINDS = 1024
@@ -71,7 +73,7 @@ class RepeatFilter(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
-        kind = self._DIGITS.sub("#", message)
+        kind = self._VARYING.sub("#", message)
         now = self._clock()
         passed = self._kinds.get(kind)
         if passed is not None and now - passed[0] < self._interval:

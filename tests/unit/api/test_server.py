@@ -6,7 +6,7 @@ import socket
 
 import pytest
 
-from services.api.server import serve
+from services.api.server import _listen, serve
 from services.api.settings import ApiSettings
 from services.common.errors import InvalidSettingsError
 
@@ -29,3 +29,24 @@ def test_serve_names_the_host_variable_for_an_unknown_address() -> None:
         serve(ApiSettings(host="203.0.113.7", port=1))
 
     assert "CARTWHEEL_API_HOST" in str(caught.value)
+
+
+def test_listen_binds_every_address_of_a_name(monkeypatch: pytest.MonkeyPatch) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    stream = (socket.SOCK_STREAM, socket.IPPROTO_TCP, "")
+    addresses = [
+        (socket.AF_INET, *stream, ("127.0.0.1", port)),
+        (socket.AF_INET6, *stream, ("::1", port, 0, 0)),
+    ]
+    monkeypatch.setattr(socket, "getaddrinfo", lambda *args, **kwargs: addresses)
+
+    listeners = _listen("localhost", port)
+    try:
+        bound = [listener.getsockname()[:2] for listener in listeners]
+    finally:
+        for listener in listeners:
+            listener.close()
+
+    assert bound == [("127.0.0.1", port), ("::1", port)]

@@ -35,7 +35,7 @@ def _record(message: str, *args: object) -> logging.LogRecord:
     return logging.LogRecord("librdkafka", logging.ERROR, "", 0, message, args, None)
 
 
-def test_repeat_filter_holds_back_lines_that_differ_in_digits() -> None:
+def test_repeat_filter_holds_back_lines_that_differ_in_durations() -> None:
     now = [0.0]
     repeats = RepeatFilter(interval_seconds=30.0, clock=lambda: now[0])
     connect = "%s [%s] 127.0.0.1:%d/bootstrap: Connect failed (after %dms)"
@@ -61,3 +61,17 @@ def test_repeat_filter_leaves_the_message_of_a_line_without_repeats() -> None:
 
     assert repeats.filter(record)
     assert record.getMessage() == "broker 2 down"
+
+
+def test_repeat_filter_passes_lines_about_other_brokers() -> None:
+    repeats = RepeatFilter(interval_seconds=30.0, clock=lambda: 0.0)
+    connect = "%s [%s] %s: Connect failed (after 0ms in state CONNECT)"
+
+    first = repeats.filter(
+        _record(connect, "FAIL", "rdkafka#producer-1", "kafka-1:9092")
+    )
+    second = repeats.filter(
+        _record(connect, "FAIL", "rdkafka#producer-1", "kafka-2:9092")
+    )
+
+    assert (first, second) == (True, True)
