@@ -10,8 +10,9 @@ deployed. One event is posted while the broker is up, so the API has seen
 the events topic. Then the broker is killed with SIGKILL, ``--posts``
 event posts are sent at once, and after half a second ``--reads`` slate
 reads are sent one after another on a separate connection. It prints the
-read latencies (median and maximum), the status codes of the posts and when
-the last post was answered.
+read latencies (median and maximum), the status codes of the posts, when
+the last post got its response and how many librdkafka lines the API logged in
+the ``--log-seconds`` after the broker died.
 
 A read should not wait for the posts: the posts need the broker, the reads
 need only Redis.
@@ -49,6 +50,12 @@ def _event(index: int) -> str:
         item_id="i1",
         event_time=datetime.now(UTC),
     ).model_dump_json()
+
+
+def _count_librdkafka_lines(path: Path) -> int:
+    # Both librdkafka's own format and the Python logger's name the client.
+    with path.open("rb") as log:
+        return sum(1 for line in log if b"rdkafka#" in line)
 
 
 def _wait_until_live(base_url: str, process: subprocess.Popen[bytes]) -> None:
@@ -110,6 +117,12 @@ def main() -> None:
         default=5.0,
         help="CARTWHEEL_API_INGEST_TIMEOUT_SECONDS",
     )
+    parser.add_argument(
+        "--log-seconds",
+        type=float,
+        default=15.0,
+        help="how long librdkafka's lines are counted after the broker died",
+    )
     args = parser.parse_args()
 
     state_dir = Path(tempfile.mkdtemp(prefix="bench-api-outage-"))
@@ -138,11 +151,13 @@ def main() -> None:
             ),
         }
     )
+    log_path = state_dir / "api.log"
+    log_file = log_path.open("wb")
     api = subprocess.Popen(
         [sys.executable, "-m", "services.api"],
         env=environment,
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stderr=log_file,
     )
     try:
         _wait_until_live(base_url, api)
@@ -152,15 +167,19 @@ def main() -> None:
         pid = broker.pid()
         if pid is None:
             raise SystemExit("the broker is not running")
+        lines_before = _count_librdkafka_lines(log_path)
         os.kill(pid, signal.SIGKILL)
         time.sleep(1.0)
         result = asyncio.run(_outage(base_url, args.posts, args.reads))
+        time.sleep(max(0.0, args.log_seconds - result.posts_done_seconds - 1.0))
+        log_lines = _count_librdkafka_lines(log_path) - lines_before
     finally:
         api.send_signal(signal.SIGINT)
         try:
             api.wait(timeout=30.0)
         except subprocess.TimeoutExpired:
             api.kill()
+        log_file.close()
         redis_server.stop()
         broker.stop()
 
@@ -177,6 +196,10 @@ def main() -> None:
     )
     print(f"| post statuses | {statuses} |")
     print(f"| last post answered after | {result.posts_done_seconds:.2f} s |")
+    print(
+        f"| librdkafka lines in the {args.log_seconds:.0f} s after the broker died "
+        f"| {log_lines} |"
+    )
 
 
 if __name__ == "__main__":
