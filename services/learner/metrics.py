@@ -77,6 +77,6 @@ BATCH_SECONDS = Histogram(
 )
 CHECKPOINTS = Counter(
     "cartwheel_learner_checkpoints_total",
-    "Checkpoints written or restored, by outcome",
+    "Checkpoints by outcome: written, restored, rejected or failed",
     ["outcome"],
 )

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import operator
+import os
 import time
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
@@ -42,6 +43,7 @@ from models.online import (
 from models.online.conversion import squash_matrix
 from schemas.events import EventType
 from schemas.features import CANDIDATE_FEATURES, USER_FEATURES, CandidateMatrix
+from services.common.errors import InvalidSettingsError
 from services.common.retrain import request_retrain
 from services.hotpath.stages import AppliedEvent
 from services.learner import metrics
@@ -207,6 +209,8 @@ class LearningStage:
             max_resolutions_per_batch=settings.max_resolutions_per_batch,
         )
 
+        if settings.is_enabled:
+            _check_writable(settings.checkpoint_dir)
         fresh = _fresh_evaluators(settings)
         restored = restore_evaluators(
             self.checkpoint_path, self._key, expected_names=fresh
@@ -293,7 +297,18 @@ class LearningStage:
             self._clock() - self._last_checkpoint
             >= self._settings.checkpoint_interval_seconds
         ):
-            self.checkpoint()
+            try:
+                self.checkpoint()
+            except OSError:
+                # A checkpoint only bounds what a crash loses, so a full or
+                # broken disk must not stop the slates; the next interval
+                # tries again.
+                self._last_checkpoint = self._clock()
+                metrics.CHECKPOINTS.labels(outcome="failed").inc()
+                logger.exception(
+                    "checkpoint failed, learning goes on path=%s",
+                    self.checkpoint_path,
+                )
 
     def _learn_affinity(self, fresh: Sequence[AppliedEvent]) -> None:
         evaluator = self.evaluators[AFFINITY_MODEL]
@@ -511,3 +526,23 @@ class LearningStage:
         """Write a final checkpoint."""
         if self._settings.is_enabled:
             self.checkpoint()
+
+
+def _check_writable(directory: Path) -> None:
+    """Create the checkpoint directory and write a file there, or stop here.
+
+    Raises:
+        InvalidSettingsError: the directory cannot be created or written;
+            the message names ``CARTWHEEL_LEARNER_CHECKPOINT_DIR``.
+    """
+    probe = directory / f".write-check-{os.getpid()}"
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise InvalidSettingsError(
+            f"invalid setting CARTWHEEL_LEARNER_CHECKPOINT_DIR={str(directory)!r}: "
+            f"{exc.strerror or exc}; expected a directory this process can "
+            "create and write"
+        ) from exc

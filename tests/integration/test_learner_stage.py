@@ -4,6 +4,7 @@ replays, retrain requests and checkpoints."""
 from __future__ import annotations
 
 import logging
+import shutil
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -11,10 +12,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import redis
+from prometheus_client import REGISTRY
 
 from models.online import OnlineExample
 from schemas.events import Event, EventType
 from schemas.features import CandidateMatrix
+from services.common.errors import InvalidSettingsError
 from services.common.retrain import take_retrain_request
 from services.common.settings import RedisSettings
 from services.hotpath.stages import AppliedEvent
@@ -266,6 +269,42 @@ def test_checkpoint_on_close_restores_identical_signals(
     assert restored.signals(
         "u1", {"user_click_count_1h": 2.0}, candidates
     ) == stage.signals("u1", {"user_click_count_1h": 2.0}, candidates)
+
+
+def test_unwritable_checkpoint_dir_stops_the_start_naming_the_variable(
+    make_stage: Callable[..., LearningStage], tmp_path: Path
+) -> None:
+    (tmp_path / "a-file").write_text("")
+
+    with pytest.raises(InvalidSettingsError) as caught:
+        make_stage(checkpoint_dir=tmp_path / "a-file" / "learner")
+
+    assert "CARTWHEEL_LEARNER_CHECKPOINT_DIR=" in str(caught.value)
+
+
+def test_failed_checkpoint_write_does_not_fail_the_batch(
+    redis_settings: RedisSettings,
+    redis_client: redis.Redis,
+    make_applied: Callable[..., AppliedEvent],
+    tmp_path: Path,
+) -> None:
+    settings = LearnerSettings(
+        redis=redis_settings,
+        checkpoint_dir=tmp_path / "checkpoints",
+        checkpoint_interval_seconds=60.0,
+    )
+    now = [0.0]
+    stage = LearningStage(settings, redis_client, clock=lambda: now[0])
+    shutil.rmtree(tmp_path / "checkpoints")
+    (tmp_path / "checkpoints").write_text("")
+    failed = {"outcome": "failed"}
+    before = REGISTRY.get_sample_value("cartwheel_learner_checkpoints_total", failed)
+    now[0] = 120.0
+
+    stage.process([make_applied(EventType.CLICK, 0)])
+
+    after = REGISTRY.get_sample_value("cartwheel_learner_checkpoints_total", failed)
+    assert (after or 0.0) == (before or 0.0) + 1
 
 
 def test_tampered_checkpoint_is_rejected_and_stage_starts_fresh(

@@ -177,3 +177,21 @@ def test_model_readers_mount_the_trainer_registry(compose: dict[str, Any]) -> No
     for name in ("trainer", "hotpath", "api"):
         targets = [mount.split(":")[1] for mount in services[name]["volumes"]]
         assert registry in targets, name
+
+
+def test_image_creates_every_volume_folder_for_the_service_user(
+    compose: dict[str, Any],
+) -> None:
+    # Docker copies a folder's owner into a new named volume only when the
+    # image has that folder; otherwise the volume belongs to root.
+    dockerfile = (DEPLOY / "Dockerfile").read_text()
+    created = set(re.findall(r"/var/lib/cartwheel/[\w-]+", dockerfile))
+    targets = {
+        mount.split(":")[1]
+        for name in CARTWHEEL_SERVICES
+        for mount in compose["services"][name].get("volumes", [])
+        if mount.split(":")[1].startswith("/var/lib/cartwheel/")
+    }
+
+    assert targets
+    assert targets <= created
