@@ -29,6 +29,8 @@ class RejectionReason(StrEnum):
     before 2000. ``negative_value``: a negative quantity or price.
     ``out_of_range``: any other value outside its bounds.
     ``payload_too_large``: a message value over the size limit.
+    ``processing_failed``: a valid event on which a processing stage raised
+    the same kind of error at every attempt; the message names the error.
     """
 
     EMPTY_VALUE = "empty_value"
@@ -47,6 +49,7 @@ class RejectionReason(StrEnum):
     NEGATIVE_VALUE = "negative_value"
     OUT_OF_RANGE = "out_of_range"
     PAYLOAD_TOO_LARGE = "payload_too_large"
+    PROCESSING_FAILED = "processing_failed"
 
 
 class DeadLetter(BaseModel):

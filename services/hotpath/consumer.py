@@ -16,7 +16,11 @@ Malformed input: :func:`schemas.validation.parse_event` turns every message
 into an event or a rejection; rejections go to the dead-letter topic with
 their reason and never stop the consumer. Duplicate event ids are dropped and
 counted. While Redis, a stage or the broker fails, the batch is retried with
-exponential backoff, the partitions stay paused and nothing is committed.
+exponential backoff, the partitions stay paused and nothing is committed. An
+event on which the code fails at every attempt (``stage_attempts``, not
+counting Redis and Kafka errors, which are retried without end) goes to the
+dead-letter topic as ``processing_failed``, so one such event does not stop
+its partitions.
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ from confluent_kafka import (
     TopicPartition,
 )
 
+from schemas.deadletters import RejectionReason
 from schemas.events import Event
 from schemas.training import TrainingExample
 from schemas.validation import Rejection, parse_event
@@ -60,6 +65,9 @@ logger = logging.getLogger(__name__)
 
 _SERVICE = "hotpath"
 _FLUSH_TIMEOUT_SECONDS = 10.0
+# Errors of the broker or the network, not of the code: retried
+# without end, never a reason to dead-letter an event.
+_INFRASTRUCTURE_ERRORS = (KafkaException, DeadLetterDeliveryError, BufferError, OSError)
 
 
 @dataclass
@@ -70,6 +78,7 @@ class _Batch:
     positions: list[EventPosition] = field(default_factory=list)
     rejected: list[tuple[Message, Rejection]] = field(default_factory=list)
     next_offsets: dict[int, int] = field(default_factory=dict)
+    messages: dict[EventPosition, Message] = field(default_factory=dict)
 
 
 def _split_into_waves(
@@ -205,8 +214,10 @@ class HotPathConsumer:
                 self._send_dead_letter(message, result)
                 metrics.EVENTS_PROCESSED.labels("unknown", "rejected").inc()
                 continue
+            position = EventPosition(partition, offset)
             batch.events.append(result)
-            batch.positions.append(EventPosition(partition, offset))
+            batch.positions.append(position)
+            batch.messages[position] = message
         return batch
 
     def _process(self, batch: _Batch, received_at: float) -> bool:
@@ -217,9 +228,15 @@ class HotPathConsumer:
         from that user's later events in the same batch. A retry resumes at
         the first wave that did not finish; its applied events come back as
         redelivered and the stages run again for them.
+
+        A wave that an error of the code (not of Redis or Kafka) fails
+        ``stage_attempts`` times is split into single events. A single event
+        that fails as often goes to the dead-letter topic as
+        ``processing_failed``, and the batch goes on without it.
         """
         waves = _split_into_waves(batch.events, batch.positions)
         completed = 0
+        failures = 0
         delay = self._settings.retry_initial_seconds
         while not self._stopping.is_set():
             try:
@@ -229,6 +246,7 @@ class HotPathConsumer:
                     _count(results)
                     self._run_stages(results, received_at)
                     completed = index + 1
+                    failures = 0
                 return True
             except redis.exceptions.RedisError as exc:
                 cause = "redis"
@@ -237,19 +255,64 @@ class HotPathConsumer:
                     delay,
                     exc,
                 )
-            except Exception as exc:
+            except _INFRASTRUCTURE_ERRORS as exc:
                 if is_fatal(exc):
                     # The producer can send nothing more: stop, so that a new
                     # process with a new producer replays the batch.
                     logger.critical("kafka producer failed fatally error=%s", exc)
                     raise
+                cause = "kafka"
+                logger.warning(
+                    "kafka failed, retrying batch delay_seconds=%.2f error=%s",
+                    delay,
+                    exc,
+                )
+            except Exception as exc:
                 cause = "stage"
+                failures += 1
                 logger.exception("batch failed, retrying delay_seconds=%.2f", delay)
+                if failures >= self._settings.stage_attempts:
+                    failures = 0
+                    events, positions = waves[completed]
+                    if len(events) > 1:
+                        waves[completed : completed + 1] = [
+                            ([event], [position])
+                            for event, position in zip(events, positions, strict=True)
+                        ]
+                        logger.warning(
+                            "running a failing wave one event at a time events=%d",
+                            len(events),
+                        )
+                    else:
+                        self._dead_letter_failed(batch, events[0], positions[0], exc)
+                        completed += 1
+                        continue
             metrics.RETRIES.labels(cause).inc()
             if not self._wait_paused(delay, batch):
                 return False
             delay = min(delay * 2, self._settings.retry_max_seconds)
         return False
+
+    def _dead_letter_failed(
+        self, batch: _Batch, event: Event, position: EventPosition, exc: Exception
+    ) -> None:
+        rejection = Rejection(
+            RejectionReason.PROCESSING_FAILED,
+            f"event {event.event_id!r} failed {self._settings.stage_attempts} "
+            f"times in processing: {type(exc).__name__}: {exc}; fix the cause, "
+            "then replay the dead letter",
+        )
+        message = batch.messages[position]
+        batch.rejected.append((message, rejection))
+        self._send_dead_letter(message, rejection)
+        metrics.EVENTS_PROCESSED.labels(event.event_type.value, "failed").inc()
+        logger.error(
+            "event dead-lettered after failing every attempt event_id=%s "
+            "partition=%s offset=%s",
+            event.event_id,
+            position.partition,
+            position.offset,
+        )
 
     def _apply(
         self, events: Sequence[Event], positions: Sequence[EventPosition]

@@ -1,7 +1,7 @@
 """Prometheus metrics of the hot-path consumer and its feature updates.
 
 Every metric lives in this module. Labels come from small fixed sets:
-``event_type``, ``outcome`` (an ``EventStatus`` value or ``rejected``),
+``event_type``, ``outcome`` (an ``EventStatus`` value, ``rejected`` or ``failed``),
 ``stage``, ``cause`` and ``partition`` (bounded by the partition count).
 Dead letters are counted by ``services.common.deadletters`` in
 ``cartwheel_dead_letters_total{service,reason}``.

@@ -52,6 +52,14 @@ class HotPathSettings(BaseSettings):
         le=600.0,
         description="maximum backoff between retries, in seconds",
     )
+    stage_attempts: int = Field(
+        default=5,
+        ge=1,
+        le=1000,
+        description="attempts of a batch that fails with an error of the code, "
+        "not of Redis or Kafka, before its events run one at a time; an event "
+        "that fails as often alone goes to the dead-letter topic",
+    )
     is_emitting_training_examples: bool = Field(
         default=True,
         description="publish a point-in-time training example per new event",

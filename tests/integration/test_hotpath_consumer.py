@@ -278,6 +278,51 @@ def test_failing_stage_is_retried_before_commit(
     assert metrics.RETRIES.labels("stage")._value.get() == retries_before + 1
 
 
+class PoisonStage:
+    """Raises whenever a batch holds the event ``poison``; records the rest."""
+
+    name = "poison"
+
+    def __init__(self) -> None:
+        self.seen: list[str] = []
+
+    def process(self, batch: Sequence[AppliedEvent]) -> None:
+        ids = [item.event.event_id for item in batch]
+        if "poison" in ids:
+            raise ValueError("cannot score this event")
+        self.seen.extend(ids)
+
+    def close(self) -> None:
+        pass
+
+
+@pytest.mark.usefixtures("cleanup")
+def test_event_that_always_fails_goes_to_dead_letters_and_the_rest_pass(
+    settings: HotPathSettings,
+    publish: Callable[[Sequence[Event | bytes]], None],
+) -> None:
+    settings = settings.model_copy(update={"stage_attempts": 2})
+    publish(
+        [
+            event("before", 0, user_id="u1"),
+            event("poison", 1, user_id="u2"),
+            event("after", 2, user_id="u3"),
+        ]
+    )
+    stage = PoisonStage()
+    hot_path = build_consumer(settings, stages=[stage])
+
+    committed = run_until_committed(hot_path, settings, 3)
+    hot_path.close()
+    letters = read_topic(settings.kafka, settings.topics.dead_letters, 1)
+
+    assert committed == 3
+    assert sorted(stage.seen) == ["after", "before"]
+    assert [letter["reason"] for letter in letters] == ["processing_failed"]
+    assert "ValueError: cannot score this event" in letters[0]["message"]
+    assert letters[0]["source_offset"] >= 0
+
+
 @pytest.mark.usefixtures("cleanup")
 def test_consumer_lag_gauge_reaches_zero_after_catching_up(
     settings: HotPathSettings, publish: Callable[[Sequence[Event | bytes]], None]
