@@ -38,6 +38,7 @@ from safetensors.torch import save as save_safetensors
 
 from models.errors import (
     ArtifactCorruptError,
+    ArtifactError,
     ArtifactIncompatibleError,
     ArtifactNotFoundError,
 )
@@ -265,6 +266,41 @@ class ModelRegistry:
         """Load and verify the champion, or return None when there is none."""
         version = self.champion_version(model_name)
         return self.load(version) if version is not None else None
+
+    def prune(self, model_name: str, keep: int) -> list[str]:
+        """Delete all but the ``keep`` newest versions and the champion.
+
+        Versions are ordered by their metadata's ``created_at``. A version
+        whose metadata cannot be read is left alone, as is the champion.
+
+        Returns:
+            The deleted versions, oldest first.
+        """
+        if keep < 1:
+            raise ValueError(f"keep={keep}; expected at least 1")
+        champion = self.champion_version(model_name)
+        dated = []
+        for version in self.versions(model_name):
+            try:
+                created_at = _read_metadata(self.path_of(version)).created_at
+            except ArtifactError:
+                continue
+            dated.append((created_at, _number(version), version))
+        dated.sort()
+        deleted = []
+        for _, _, version in dated[: max(len(dated) - keep, 0)]:
+            if version == champion:
+                continue
+            shutil.rmtree(self.path_of(version))
+            deleted.append(version)
+        if deleted:
+            logger.info(
+                "old artifacts deleted model=%s count=%d oldest=%s",
+                model_name,
+                len(deleted),
+                deleted[0],
+            )
+        return deleted
 
     @staticmethod
     def _next_number(model_dir: Path, prefix: str) -> int:

@@ -69,6 +69,13 @@ class TrainerSettings(BaseSettings):
         description="AUC or MRR a challenger may lose per metric and still be "
         "promoted, which absorbs evaluation noise",
     )
+    kept_versions: int = Field(
+        default=10,
+        ge=2,
+        le=10_000,
+        description="newest promoted versions kept in the registry after a "
+        "promotion; older ones are deleted, the champion never",
+    )
     min_click_auc: float = Field(
         default=0.55,
         ge=0,

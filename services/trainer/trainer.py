@@ -214,6 +214,13 @@ class Trainer:
             metadata.model_version,
             decision.describe(),
         )
+        try:
+            self._registry.prune(
+                self._settings.model_name, self._settings.kept_versions
+            )
+        except OSError:
+            # A version left behind costs disk, not correctness.
+            logger.exception("old artifacts not deleted")
         if self._announce is not None:
             path = self._registry.path_of(metadata.model_version).resolve()
             self._announce(metadata, str(path))

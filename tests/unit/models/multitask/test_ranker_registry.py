@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -153,6 +153,35 @@ def test_promote_sets_the_champion(
     champion = registry.load_champion("ranker")
     assert champion is not None
     assert champion.metadata.model_version == metadata.model_version
+
+
+def test_prune_keeps_the_newest_versions_and_the_champion(
+    tmp_path: Path, trained_tiny: tuple[Any, FeatureSpec]
+) -> None:
+    registry = ModelRegistry(tmp_path)
+    model, spec = trained_tiny
+    saved = [
+        registry.save(
+            "ranker",
+            model,
+            spec,
+            WINDOW,
+            {},
+            now=NOW + timedelta(hours=hour),
+            code=code,
+        )
+        for hour, code in enumerate(["bbb2222", "aaa1111", "ccc3333", "aaa1111"])
+    ]
+    registry.promote(saved[0])
+
+    deleted = registry.prune("ranker", keep=2)
+
+    assert deleted == [saved[1].model_version]
+    assert set(registry.versions("ranker")) == {
+        saved[0].model_version,
+        saved[2].model_version,
+        saved[3].model_version,
+    }
 
 
 def test_champion_is_none_before_first_promotion(tmp_path: Path) -> None:
