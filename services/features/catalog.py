@@ -15,7 +15,13 @@ from typing import Any, cast
 import redis
 from pydantic import TypeAdapter
 
-from schemas.catalog import CatalogRecord, ItemRecord, PromotionRecord, ReviewRecord
+from schemas.catalog import (
+    CatalogRecord,
+    ItemRecord,
+    PromotionRecord,
+    ReviewRecord,
+    catalog_key,
+)
 from schemas.features import FeatureKeys
 from services.features.errors import CatalogKeyError
 
@@ -105,6 +111,14 @@ class CatalogWriter:
             raise CatalogKeyError(
                 f"catalog key {kind}:{entity_id} holds a {record.record_type!r} "
                 f"record; expected a {kind!r} record"
+            )
+        # A compacted topic keeps the newest record per key, so a record under
+        # another entity's key would come back on every re-read of the topic.
+        expected_key = catalog_key(record)
+        if expected_key != f"{kind}:{entity_id}":
+            raise CatalogKeyError(
+                f"catalog key {kind}:{entity_id} holds the record of "
+                f"{expected_key!r}; expected the key to name the record's id"
             )
         self.write(record)
 

@@ -139,10 +139,8 @@ class CatalogConsumer:
     def _reject(self, message: Message, exc: Exception) -> None:
         if isinstance(exc, CatalogKeyError):
             rejection = Rejection(RejectionReason.INVALID_ID, str(exc))
-        elif isinstance(exc, ValidationError) and any(
-            error["type"] == "json_invalid" for error in exc.errors()
-        ):
-            rejection = Rejection(RejectionReason.INVALID_JSON, str(exc))
+        elif isinstance(exc, ValidationError):
+            rejection = Rejection(_reason(exc), str(exc))
         else:
             rejection = Rejection(RejectionReason.WRONG_TYPE, str(exc))
         self._dead_letters.send(
@@ -153,6 +151,22 @@ class CatalogConsumer:
             source_partition=message.partition() or 0,
             source_offset=message.offset() or 0,
         )
+
+
+def _reason(exc: ValidationError) -> RejectionReason:
+    """Name the first fault of an invalid catalog record, as events name theirs."""
+    kind = exc.errors()[0]["type"]
+    if kind == "json_invalid":
+        return RejectionReason.INVALID_JSON
+    if kind == "missing":
+        return RejectionReason.MISSING_FIELD
+    if kind == "extra_forbidden":
+        return RejectionReason.UNKNOWN_FIELD
+    if kind.endswith("_type") or kind in ("union_tag_invalid", "literal_error"):
+        return RejectionReason.WRONG_TYPE
+    # Bounds (greater_than, less_than_equal, ...) and cross-field checks such
+    # as a promotion that ends before it starts.
+    return RejectionReason.OUT_OF_RANGE
 
 
 def _next_offsets(messages: Sequence[Message]) -> list[TopicPartition]:

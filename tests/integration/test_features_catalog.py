@@ -137,6 +137,11 @@ def test_record_of_other_kind_than_key_is_rejected(writer: CatalogWriter) -> Non
         writer.apply(b"promotion:a", item().model_dump_json())
 
 
+def test_record_under_another_ids_key_is_rejected(writer: CatalogWriter) -> None:
+    with pytest.raises(CatalogKeyError, match="holds the record of 'item:b'"):
+        writer.apply(b"item:a", item("b").model_dump_json())
+
+
 def test_catalog_consumer_dead_letters_bad_records(
     kafka_settings: KafkaSettings,
     redis_client: redis.Redis,
@@ -161,6 +166,11 @@ def test_catalog_consumer_dead_letters_bad_records(
     )
     producer.produce(topics.catalog, key=b"item:b", value=b"{not json")
     producer.produce(topics.catalog, key=b"weird", value=b"{}")
+    backwards = promotion("p", 0, 1).model_dump(mode="json")
+    backwards["ends_at"] = backwards["starts_at"]
+    producer.produce(
+        topics.catalog, key=b"promotion:p", value=json.dumps(backwards).encode()
+    )
     producer.flush(10)
     consumer = CatalogConsumer(
         settings,
@@ -172,15 +182,16 @@ def test_catalog_consumer_dead_letters_bad_records(
 
     deadline = time.monotonic() + 30
     handled = 0
-    while handled < 3 and time.monotonic() < deadline:
+    while handled < 4 and time.monotonic() < deadline:
         handled += consumer.poll_once()
-    letters = read_all(kafka_settings, topics.dead_letters, 2)
+    letters = read_all(kafka_settings, topics.dead_letters, 3)
 
     store = FeatureStore(redis_client, redis_settings.key_prefix)
     assert store.item_attributes(["a"])["a"].brand == "x"
     assert sorted(letter["reason"] for letter in letters) == [
         "invalid_id",
         "invalid_json",
+        "out_of_range",
     ]
     consumer._consumer.close()
 
