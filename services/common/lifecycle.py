@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import gc
 import logging
+import os
 import signal
 from collections.abc import Callable
+from pathlib import Path
 from types import FrameType
 
 from prometheus_client import start_http_server
@@ -13,7 +15,12 @@ from pydantic_settings import BaseSettings
 
 from services.common.errors import InvalidSettingsError
 
-__all__ = ["serve_metrics", "stop_on_signals", "tune_garbage_collection"]
+__all__ = [
+    "ensure_writable_directory",
+    "serve_metrics",
+    "stop_on_signals",
+    "tune_garbage_collection",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -71,3 +78,23 @@ def tune_garbage_collection(threshold: int) -> None:
         threshold,
         gc.get_freeze_count(),
     )
+
+
+def ensure_writable_directory(directory: Path, variable: str) -> None:
+    """Create ``directory`` and write a file in it, so a bad path stops the start.
+
+    Raises:
+        InvalidSettingsError: the directory cannot be created or written; the
+            message names ``variable``, the setting that chose the path.
+    """
+    probe = directory / f".write-check-{os.getpid()}"
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise InvalidSettingsError(
+            f"invalid setting {variable}={str(directory)!r}: "
+            f"{exc.strerror or exc}; expected a directory this process can "
+            "create and write"
+        ) from exc

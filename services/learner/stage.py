@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import logging
 import operator
-import os
 import time
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
@@ -43,7 +42,7 @@ from models.online import (
 from models.online.conversion import squash_matrix
 from schemas.events import EventType
 from schemas.features import CANDIDATE_FEATURES, USER_FEATURES, CandidateMatrix
-from services.common.errors import InvalidSettingsError
+from services.common.lifecycle import ensure_writable_directory
 from services.common.retrain import request_retrain
 from services.hotpath.stages import AppliedEvent
 from services.learner import metrics
@@ -210,7 +209,9 @@ class LearningStage:
         )
 
         if settings.is_enabled:
-            _check_writable(settings.checkpoint_dir)
+            ensure_writable_directory(
+                settings.checkpoint_dir, "CARTWHEEL_LEARNER_CHECKPOINT_DIR"
+            )
         fresh = _fresh_evaluators(settings)
         restored = restore_evaluators(
             self.checkpoint_path, self._key, expected_names=fresh
@@ -526,23 +527,3 @@ class LearningStage:
         """Write a final checkpoint."""
         if self._settings.is_enabled:
             self.checkpoint()
-
-
-def _check_writable(directory: Path) -> None:
-    """Create the checkpoint directory and write a file there, or stop here.
-
-    Raises:
-        InvalidSettingsError: the directory cannot be created or written;
-            the message names ``CARTWHEEL_LEARNER_CHECKPOINT_DIR``.
-    """
-    probe = directory / f".write-check-{os.getpid()}"
-    try:
-        directory.mkdir(parents=True, exist_ok=True)
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as exc:
-        raise InvalidSettingsError(
-            f"invalid setting CARTWHEEL_LEARNER_CHECKPOINT_DIR={str(directory)!r}: "
-            f"{exc.strerror or exc}; expected a directory this process can "
-            "create and write"
-        ) from exc

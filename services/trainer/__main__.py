@@ -13,7 +13,11 @@ import torch
 
 from models.registry import ModelRegistry
 from services.common.kafka import TopicSpec, verify_topics
-from services.common.lifecycle import serve_metrics, stop_on_signals
+from services.common.lifecycle import (
+    ensure_writable_directory,
+    serve_metrics,
+    stop_on_signals,
+)
 from services.common.logging import configure_logging
 from services.common.settings import load_settings, masked_settings
 from services.trainer.announcer import ModelAnnouncer
@@ -47,6 +51,7 @@ def build_service(settings: TrainerSettings) -> TrainerService:
         f"{settings.redis.key_prefix}:trainer:lock:{settings.model_name}",
         settings.lock_ttl_seconds,
     )
+    ensure_writable_directory(settings.registry_dir, "CARTWHEEL_TRAINER_REGISTRY_DIR")
     announcer = ModelAnnouncer(settings.kafka, topics.models)
     trainer = Trainer(
         settings, ModelRegistry(settings.registry_dir), announcer.announce, lock

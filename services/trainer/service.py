@@ -27,6 +27,11 @@ __all__ = ["TrainerService"]
 logger = logging.getLogger(__name__)
 
 
+# Reading a window at tens of thousands of examples a second, this covers a
+# few million; a longer topic is read on while the trainer serves requests.
+_LOAD_TIMEOUT_SECONDS = 300.0
+
+
 class TrainerService:
     """Reads examples and runs refreshes until stopped.
 
@@ -87,12 +92,29 @@ class TrainerService:
             self._interval,
         )
         try:
+            self._load_window()
             while not self._stop.is_set():
                 self._reader.poll_into(self._window, self._poll_timeout)
                 self.step()
         finally:
             self._reader.close()
             logger.info("trainer stopped")
+
+    def _load_window(self) -> None:
+        # A retrain request waiting at start would otherwise train on the
+        # first poll's examples instead of the whole window on the topic.
+        deadline = self._clock() + _LOAD_TIMEOUT_SECONDS
+        while (
+            not self._stop.is_set()
+            and not self._reader.is_caught_up()
+            and self._clock() < deadline
+        ):
+            self._reader.poll_into(self._window, self._poll_timeout)
+        logger.info(
+            "training window loaded examples=%d is_caught_up=%s",
+            len(self._window),
+            self._reader.is_caught_up(),
+        )
 
     def step(self) -> RefreshResult | None:
         """Refresh when due or requested and this trainer gets the lock."""

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import threading
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -211,3 +213,41 @@ def test_build_service_wires_a_runnable_trainer(
     service.run()
 
     assert service.step() is None
+
+
+def test_request_waiting_at_start_trains_on_the_whole_topic(
+    tmp_path: Path,
+    kafka_settings: KafkaSettings,
+    redis_settings: RedisSettings,
+    redis_client: redis.Redis,
+    make_topic: Callable[..., str],
+) -> None:
+    topics = TopicSettings(
+        training_examples=make_topic("training-examples", partitions=2),
+        models=make_topic("models", partitions=1, is_compacted=True),
+        partitions=2,
+    )
+    examples = generate_examples(2000, user_count=50, item_count=120)
+    _produce(kafka_settings, topics.training_examples, examples)
+    request_retrain(redis_client, redis_settings.key_prefix, "drift", datetime.now(UTC))
+    settings = _settings(
+        tmp_path,
+        kafka=kafka_settings,
+        redis=redis_settings,
+        topics=topics,
+        refresh_interval_seconds=3600,
+        retrain_poll_seconds=1,
+    )
+    service = build_service(settings)
+    runner = threading.Thread(target=service.run, daemon=True)
+    runner.start()
+    deadline = time.monotonic() + 120
+    registry = ModelRegistry(settings.registry_dir)
+    while registry.champion_version("ranker") is None and time.monotonic() < deadline:
+        time.sleep(0.5)
+    service.stop()
+    runner.join(30)
+
+    champion = registry.load_champion("ranker")
+    assert champion is not None
+    assert champion.metadata.data_window.examples == len(examples)

@@ -3,11 +3,16 @@ from __future__ import annotations
 import gc
 import socket
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from services.common.errors import InvalidSettingsError
-from services.common.lifecycle import serve_metrics, tune_garbage_collection
+from services.common.lifecycle import (
+    ensure_writable_directory,
+    serve_metrics,
+    tune_garbage_collection,
+)
 from services.hotpath.settings import HotPathSettings
 
 
@@ -51,3 +56,20 @@ def test_serve_metrics_names_variable_when_port_taken() -> None:
 
     assert "CARTWHEEL_HOTPATH_METRICS_PORT" in str(caught.value)
     assert f"127.0.0.1:{port}" in str(caught.value)
+
+
+def test_ensure_writable_directory_names_the_variable(tmp_path: Path) -> None:
+    (tmp_path / "a-file").write_text("")
+
+    with pytest.raises(InvalidSettingsError) as caught:
+        ensure_writable_directory(tmp_path / "a-file" / "dir", "CARTWHEEL_X_DIR")
+
+    assert "CARTWHEEL_X_DIR=" in str(caught.value)
+
+
+def test_ensure_writable_directory_creates_it_and_leaves_nothing(
+    tmp_path: Path,
+) -> None:
+    ensure_writable_directory(tmp_path / "new" / "dir", "CARTWHEEL_X_DIR")
+
+    assert list((tmp_path / "new" / "dir").iterdir()) == []
