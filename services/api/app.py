@@ -3,7 +3,9 @@
 Routes:
 
 - ``GET /v1/users/{user_id}/slates/{surface}``: the latest slate stored by
-  the hot path, or one computed now for a user who has none.
+  the hot path, without the items that went out of stock since, or one
+  computed now for a user who has none. Slates on the Kafka topics stay as
+  they were computed.
 - ``POST /v1/events``: one event for producers that cannot speak Kafka. It is
   validated like any ``events`` message; a rejection goes to the dead-letter
   topic and the response is 422 with the reason. Delivery is acknowledged
@@ -37,6 +39,7 @@ from pydantic import BaseModel
 
 from schemas.deadletters import RejectionReason
 from schemas.events import MAX_ID_LENGTH, Event
+from schemas.features import FeatureKeys
 from schemas.recommendations import Slate, Surface
 from schemas.validation import MAX_EVENT_BYTES, Rejection, parse_event
 from services.api.metrics import EVENTS_INGESTED, REQUEST_SECONDS, SLATE_READS
@@ -135,6 +138,8 @@ def create_app(
             fatal_errors.append(str(exc))
 
     prefix = settings.redis.key_prefix
+    keys = FeatureKeys(prefix)
+    is_dropping_out_of_stock = settings.scorer.rules.exclude_out_of_stock
 
     @app.middleware("http")
     async def measure(
@@ -169,6 +174,10 @@ def create_app(
         key = latest_slate_key(prefix, user_id, surface)
         try:
             raw = await run_in_threadpool(redis_client.get, key)
+            if raw is not None and is_dropping_out_of_stock:
+                raw = await run_in_threadpool(
+                    _without_out_of_stock, raw, redis_client, keys
+                )
         except redis.RedisError as exc:
             logger.error("slate read failed user_id=%s error=%s", user_id, exc)
             return JSONResponse(
@@ -477,6 +486,35 @@ class _Deliveries:
             except Exception:
                 logger.exception("serving delivery reports failed")
                 time.sleep(0.1)
+
+
+def _without_out_of_stock(
+    raw: bytes | str, client: redis.Redis, keys: FeatureKeys
+) -> bytes | str:
+    """Drop the items of a stored slate that went out of stock since it was built.
+
+    A slate is stored when its user's event arrives, so without this an item
+    sold out since then stays on it until the user's next event. The other
+    items keep their order and are ranked from 1 again.
+    """
+    slate = Slate.model_validate_json(raw)
+    if slate.surface is Surface.REVIEWS or not slate.items:
+        return raw
+    pipe = client.pipeline(transaction=False)
+    for entry in slate.items:
+        pipe.hget(keys.item_catalog(entry.item_id), "stock")
+    in_stock = [
+        entry
+        for entry, stock in zip(slate.items, pipe.execute(), strict=True)
+        if stock is None or float(stock) > 0
+    ]
+    if len(in_stock) == len(slate.items):
+        return raw
+    items = [
+        entry.model_copy(update={"rank": rank})
+        for rank, entry in enumerate(in_stock, 1)
+    ]
+    return slate.model_copy(update={"items": items}).model_dump_json().encode()
 
 
 def _settle(

@@ -21,6 +21,7 @@ import redis
 import uvicorn
 from confluent_kafka import Consumer, Producer
 
+from schemas.catalog import ItemRecord
 from schemas.deadletters import DeadLetter
 from schemas.events import Event, EventType
 from schemas.recommendations import Slate, SlateItem, Surface
@@ -36,6 +37,7 @@ from services.common.kafka import (
 )
 from services.common.redis_features import EventPosition, FeatureStore
 from services.common.settings import KafkaSettings, RedisSettings, TopicSettings
+from services.features.catalog import CatalogWriter
 from services.infra import find_free_port
 from services.scorer.publisher import latest_slate_key
 from services.scorer.session_knn import SessionIndex
@@ -317,3 +319,43 @@ def test_api_reads_any_valid_user_id(
     assert with_slash.status_code == 200
     assert Slate.model_validate_json(with_slash.content) == stored
     assert too_long.status_code == 422
+
+
+def test_api_drops_items_sold_out_since_the_slate_was_stored(
+    make_api: Callable[..., Api],
+    redis_client: redis.Redis,
+    redis_settings: RedisSettings,
+) -> None:
+    prefix = redis_settings.key_prefix
+    slate = Slate(
+        recommendation_id="r-stock",
+        surface=Surface.PRODUCTS,
+        user_id="u-stock",
+        trigger_event_id="e0",
+        items=[
+            SlateItem(item_id=item_id, rank=rank, score=1.0 / rank, source="trending")
+            for rank, item_id in enumerate(["i7", "i8", "i9"], start=1)
+        ],
+        model_version="heuristic-v1",
+        generated_at=START,
+        latency_ms=3.0,
+    )
+    redis_client.set(
+        latest_slate_key(prefix, "u-stock", "products"), slate.model_dump_json()
+    )
+    catalog = CatalogWriter(redis_client, prefix)
+    catalog.write(ItemRecord(item_id="i8", stock=0, updated_at=START))
+    catalog.write(ItemRecord(item_id="i9", stock=3, updated_at=START))
+    api = make_api()
+
+    answer = api.call(
+        "GET",
+        "/v1/users/{user_id}/slates/{surface}",
+        "/v1/users/u-stock/slates/products",
+    )
+
+    served = Slate.model_validate_json(answer.content)
+    assert [(item.item_id, item.rank) for item in served.items] == [
+        ("i7", 1),
+        ("i9", 2),
+    ]
