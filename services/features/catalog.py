@@ -10,6 +10,8 @@ deletes its entity.
 from __future__ import annotations
 
 import logging
+import math
+import time
 from typing import Any, cast
 
 import redis
@@ -127,9 +129,7 @@ class CatalogWriter:
         if isinstance(record, ItemRecord):
             self._write_item(record)
         elif isinstance(record, PromotionRecord):
-            key = self.keys.promotions()
-            self.client.hset(key, record.promotion_id, record.model_dump_json())
-            self.client.expire(key, self.ttl_seconds)
+            self._write_promotion(record)
         else:
             self._write_review(record)
 
@@ -145,6 +145,18 @@ class CatalogWriter:
                 self._run_review(_text(item_id), entity_id, "")
                 self.client.hdel(self._review_index(), entity_id)
         logger.debug("catalog entity deleted kind=%s id=%s", kind, entity_id)
+
+    def _write_promotion(self, record: PromotionRecord) -> None:
+        # All promotions share one hash, so it lives for the TTL after the
+        # last write and at least until the newest ends_at it holds: a
+        # promotion that runs for months must not vanish with the TTL.
+        key = self.keys.promotions()
+        pipe = self.client.pipeline(transaction=True)
+        pipe.hset(key, record.promotion_id, record.model_dump_json())
+        pipe.ttl(key)
+        _, remaining = pipe.execute()
+        until_end = math.ceil(record.ends_at.timestamp() - time.time())
+        self.client.expire(key, max(self.ttl_seconds, until_end, int(remaining)))
 
     def _write_item(self, record: ItemRecord) -> None:
         values: dict[str, str | int | None] = {

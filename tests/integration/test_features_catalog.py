@@ -100,6 +100,27 @@ def test_promotions_are_read_by_validity_window(
     assert len(store.promotions_active_at(START.timestamp() + 6 * 3600)) == 2
 
 
+def test_promotions_live_until_the_latest_ends_at(
+    writer: CatalogWriter, redis_client: redis.Redis
+) -> None:
+    now = datetime.now(UTC)
+    running = PromotionRecord(
+        promotion_id="long",
+        title="a season",
+        discount_percent=5.0,
+        starts_at=now,
+        ends_at=now + timedelta(days=90),
+        updated_at=now,
+    )
+    writer.write(running)
+    writer.write(promotion("short", 0, 1))
+
+    remaining = redis_client.ttl(writer.keys.promotions())
+
+    assert remaining > 89 * 86_400
+    assert remaining > writer.ttl_seconds
+
+
 def test_reviews_are_listed_and_summarised(
     writer: CatalogWriter, store: FeatureStore
 ) -> None:
