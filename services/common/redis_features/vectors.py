@@ -315,7 +315,9 @@ def item_features_from_counts(
         item_stock=float(stock) if stock is not None else 0.0,
         item_is_in_stock=0.0 if stock is not None and int(stock) <= 0 else 1.0,
         item_is_consumable=1.0 if catalog.get("consumable") == "1" else 0.0,
-        item_has_catalog=1.0 if catalog else 0.0,
+        # Every item record writes "consumable"; reviews of an item without a
+        # record leave only their counts (rn, rs) in the hash.
+        item_has_catalog=1.0 if "consumable" in catalog else 0.0,
         item_review_count=reviews,
         item_rating_mean=float(catalog.get("rs", 0.0)) / reviews if reviews else 0.0,
     )

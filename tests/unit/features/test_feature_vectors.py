@@ -98,6 +98,15 @@ def test_trending_score_read_long_before_its_newest_event_is_capped() -> None:
     assert features["item_trending_score"] == pytest.approx(math.exp(50.0))
 
 
+def test_review_counts_alone_are_not_a_catalog_record() -> None:
+    reviewed_only = item_features({}, {"rn": "2", "rs": "9"}, {}, T, CONFIG)
+    recorded = item_features({}, {"consumable": "0"}, {}, T, CONFIG)
+
+    assert reviewed_only["item_has_catalog"] == 0.0
+    assert reviewed_only["item_review_count"] == 2.0
+    assert recorded["item_has_catalog"] == 1.0
+
+
 def test_pair_features_clip_price_zscore_and_scale_affinity() -> None:
     user = {"pn": "2", "ps": "20", "pq": "202", "C:c1": "2", "C:c2": "4", "B:b": "1"}
     catalog = {"category": "c1", "brand": "b", "price": "1000"}
