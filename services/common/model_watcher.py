@@ -58,10 +58,12 @@ MODEL_LOAD_SECONDS = Histogram(
     "Time to load, verify and warm up one announced ranker version",
     buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
 )
+# Labelled, so that a process without a watcher exports no sample at all.
 MODEL_WATCHER_RUNNING = Gauge(
     "cartwheel_model_watcher_running",
     "1 while the model watcher follows the models topic, 0 once it stopped on "
     "an error (new versions are then not loaded until a restart)",
+    ["topic"],
 )
 
 _METADATA_TIMEOUT_SECONDS = 10.0
@@ -144,7 +146,7 @@ class ModelWatcher:
             target=self._follow, args=(consumer,), name="model-watcher", daemon=True
         )
         self._thread.start()
-        MODEL_WATCHER_RUNNING.set(1)
+        MODEL_WATCHER_RUNNING.labels(self.topic).set(1)
         logger.info(
             "model watcher started topic=%s model=%s", self.topic, self.model_name
         )
@@ -180,7 +182,7 @@ class ModelWatcher:
                 if newest is not None:
                     self._swap_to(newest)
         except Exception:
-            MODEL_WATCHER_RUNNING.set(0)
+            MODEL_WATCHER_RUNNING.labels(self.topic).set(0)
             logger.exception(
                 "model watcher stopped, new versions are not loaded until a "
                 "restart topic=%s",

@@ -208,6 +208,9 @@ class LearningStage:
             max_resolutions_per_batch=settings.max_resolutions_per_batch,
         )
 
+        # Each outcome starts at 0, so that the first failure is an increase.
+        for outcome in ("written", "restored", "rejected", "failed"):
+            metrics.CHECKPOINTS.labels(outcome=outcome)
         if settings.is_enabled:
             ensure_writable_directory(
                 settings.checkpoint_dir, "CARTWHEEL_LEARNER_CHECKPOINT_DIR"

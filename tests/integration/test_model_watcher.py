@@ -182,4 +182,7 @@ def test_watcher_follows_later_versions_after_any_load_error(
     finally:
         watcher.stop()
 
-    assert REGISTRY.get_sample_value("cartwheel_model_watcher_running") == 1
+    running = REGISTRY.get_sample_value(
+        "cartwheel_model_watcher_running", {"topic": topic}
+    )
+    assert running == 1
