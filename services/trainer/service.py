@@ -27,9 +27,10 @@ __all__ = ["TrainerService"]
 logger = logging.getLogger(__name__)
 
 
-# Reading a window at tens of thousands of examples a second, this covers a
-# few million; a longer topic is read on while the trainer serves requests.
+# At tens of thousands of examples a second this covers a few million. The
+# trainer reads the rest of a longer topic while it serves requests.
 _LOAD_TIMEOUT_SECONDS = 300.0
+_REDIS_RETRY_SECONDS = 5.0
 
 
 class TrainerService:
@@ -95,7 +96,18 @@ class TrainerService:
             self._load_window()
             while not self._stop.is_set():
                 self._reader.poll_into(self._window, self._poll_timeout)
-                self.step()
+                try:
+                    self.step()
+                except redis.exceptions.RedisError as exc:
+                    # The lock and the retrain requests live in Redis; a
+                    # stalled Redis delays the next refresh, it must not end
+                    # the trainer. The lock's TTL frees it meanwhile.
+                    logger.warning(
+                        "redis failed, retrying delay_seconds=%.0f error=%s",
+                        _REDIS_RETRY_SECONDS,
+                        exc,
+                    )
+                    self._stop.wait(_REDIS_RETRY_SECONDS)
         finally:
             self._reader.close()
             logger.info("trainer stopped")
