@@ -31,6 +31,7 @@ class RejectionReason(StrEnum):
     ``payload_too_large``: a message value over the size limit.
     ``processing_failed``: a valid event on which a processing stage raised
     the same kind of error at every attempt; the message names the error.
+    Its features may be applied already, so it is a record, not for replay.
     """
 
     EMPTY_VALUE = "empty_value"

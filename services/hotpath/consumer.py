@@ -293,14 +293,17 @@ class HotPathConsumer:
             delay = min(delay * 2, self._settings.retry_max_seconds)
         return False
 
+    # LIMITATION(L-78): the event's features may be applied already, so the
+    # dead letter records the failure but cannot be replayed under its id.
     def _dead_letter_failed(
         self, batch: _Batch, event: Event, position: EventPosition, exc: Exception
     ) -> None:
         rejection = Rejection(
             RejectionReason.PROCESSING_FAILED,
             f"event {event.event_id!r} failed {self._settings.stage_attempts} "
-            f"times in processing: {type(exc).__name__}: {exc}; fix the cause, "
-            "then replay the dead letter",
+            f"times in processing: {type(exc).__name__}: {exc}; no slate was "
+            "published for it, and its features may already be applied, so a "
+            "replay with the same event_id is dropped as a duplicate",
         )
         message = batch.messages[position]
         batch.rejected.append((message, rejection))
