@@ -416,7 +416,7 @@ class _TopicCheck:
 
 
 class _Deliveries:
-    """Produces messages and awaits their delivery reports without a thread each.
+    """A producer front whose callers await delivery reports on the event loop.
 
     A daemon thread serves the producer's delivery reports, and each report
     settles the future of the request that produced its message. A request
@@ -478,12 +478,11 @@ class _Deliveries:
         while not self._stopping.is_set():
             try:
                 self._producer.poll(0.1)
-            except RuntimeError as exc:
-                if "closed" in str(exc):
-                    return  # the producer was closed under the application
-                logger.exception("serving delivery reports failed")
-                time.sleep(0.1)
-            except Exception:
+            except Exception as exc:
+                # confluent-kafka raises RuntimeError("... has been closed")
+                # once the producer is closed, and no report is left to serve.
+                if isinstance(exc, RuntimeError) and "closed" in str(exc):
+                    return
                 logger.exception("serving delivery reports failed")
                 time.sleep(0.1)
 

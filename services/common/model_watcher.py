@@ -191,6 +191,10 @@ class ModelWatcher:
         finally:
             consumer.close()
 
+    # LIMITATION(L-79): only the newest announcement is tried. When it fails to
+    # load in a process that has no ranker yet, that process ranks
+    # heuristically until the next promotion; an artifact read that blocks
+    # (a hung network volume) stalls the watcher with no error.
     def _newest_announcement(self, messages: list[Message]) -> ModelAnnouncement | None:
         # Only the last announcement of a batch matters: older versions in the
         # same batch were superseded before anyone could use them.

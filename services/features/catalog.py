@@ -119,7 +119,7 @@ class CatalogWriter:
         expected_key = catalog_key(record)
         if expected_key != f"{kind}:{entity_id}":
             raise CatalogKeyError(
-                f"catalog key {kind}:{entity_id} holds the record of "
+                f"catalog key {kind}:{entity_id} contains the record of "
                 f"{expected_key!r}; expected the key to name the record's id"
             )
         self.write(record)
@@ -147,9 +147,9 @@ class CatalogWriter:
         logger.debug("catalog entity deleted kind=%s id=%s", kind, entity_id)
 
     def _write_promotion(self, record: PromotionRecord) -> None:
-        # All promotions share one hash, so it lives for the TTL after the
-        # last write and at least until the newest ends_at it holds: a
-        # promotion that runs for months must not vanish with the TTL.
+        # All promotions share one hash. It lives for the TTL after the last
+        # write and at least until the latest ends_at written to it, so a
+        # promotion that runs for months does not vanish with the TTL.
         key = self.keys.promotions()
         pipe = self.client.pipeline(transaction=True)
         pipe.hset(key, record.promotion_id, record.model_dump_json())

@@ -16,11 +16,10 @@ Malformed input: :func:`schemas.validation.parse_event` turns every message
 into an event or a rejection; rejections go to the dead-letter topic with
 their reason and never stop the consumer. Duplicate event ids are dropped and
 counted. While Redis, a stage or the broker fails, the batch is retried with
-exponential backoff, the partitions stay paused and nothing is committed. An
-event on which the code fails at every attempt (``stage_attempts``, not
-counting Redis and Kafka errors, which are retried without end) goes to the
-dead-letter topic as ``processing_failed``, so one such event does not stop
-its partitions.
+exponential backoff, the partitions stay paused and nothing is committed.
+Redis, Kafka and OS errors are retried without end. An event on which the
+code itself fails ``stage_attempts`` times goes to the dead-letter topic as
+``processing_failed``, so one such event does not stop its partitions.
 """
 
 from __future__ import annotations
@@ -65,9 +64,10 @@ logger = logging.getLogger(__name__)
 
 _SERVICE = "hotpath"
 _FLUSH_TIMEOUT_SECONDS = 10.0
-# Errors of the broker or the network, not of the code: retried
-# without end, never a reason to dead-letter an event.
-_INFRASTRUCTURE_ERRORS = (KafkaException, DeadLetterDeliveryError, BufferError, OSError)
+# Errors of Kafka, the network or the disk rather than of the code. They are
+# retried without end, so an outage never dead-letters an event.
+_KAFKA_ERRORS = (KafkaException, DeadLetterDeliveryError, BufferError)
+_INFRASTRUCTURE_ERRORS = (*_KAFKA_ERRORS, OSError)
 
 
 @dataclass
@@ -229,7 +229,7 @@ class HotPathConsumer:
         the first wave that did not finish; its applied events come back as
         redelivered and the stages run again for them.
 
-        A wave that an error of the code (not of Redis or Kafka) fails
+        A wave that an error of the code (not of Redis, Kafka or the OS) fails
         ``stage_attempts`` times is split into single events. A single event
         that fails as often goes to the dead-letter topic as
         ``processing_failed``, and the batch goes on without it.
@@ -261,9 +261,10 @@ class HotPathConsumer:
                     # process with a new producer replays the batch.
                     logger.critical("kafka producer failed fatally error=%s", exc)
                     raise
-                cause = "kafka"
+                cause = "kafka" if isinstance(exc, _KAFKA_ERRORS) else "os"
                 logger.warning(
-                    "kafka failed, retrying batch delay_seconds=%.2f error=%s",
+                    "%s failed, retrying batch delay_seconds=%.2f error=%s",
+                    cause,
                     delay,
                     exc,
                 )

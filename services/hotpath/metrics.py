@@ -73,5 +73,5 @@ TRAINING_EXAMPLES = Counter(
 # series before the first late event or retry happens.
 for _kind in ("late", "stale"):
     LATE_EVENTS.labels(_kind)
-for _cause in ("redis", "stage", "kafka"):
+for _cause in ("redis", "stage", "kafka", "os"):
     RETRIES.labels(_cause)

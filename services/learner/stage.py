@@ -305,7 +305,7 @@ class LearningStage:
                 self.checkpoint()
             except OSError:
                 # A checkpoint only bounds what a crash loses, so a full or
-                # broken disk must not stop the slates; the next interval
+                # broken disk must not stop the slates. The next interval
                 # tries again.
                 self._last_checkpoint = self._clock()
                 metrics.CHECKPOINTS.labels(outcome="failed").inc()

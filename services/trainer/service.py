@@ -99,9 +99,9 @@ class TrainerService:
                 try:
                     self.step()
                 except redis.exceptions.RedisError as exc:
-                    # The lock and the retrain requests live in Redis; a
-                    # stalled Redis delays the next refresh, it must not end
-                    # the trainer. The lock's TTL frees it meanwhile.
+                    # The lock and the retrain requests live in Redis, so a
+                    # stalled Redis delays the next refresh instead of ending
+                    # the trainer. The lock's TTL frees the lock meanwhile.
                     logger.warning(
                         "redis failed, retrying delay_seconds=%.0f error=%s",
                         _REDIS_RETRY_SECONDS,

@@ -220,7 +220,9 @@ class Trainer:
             )
         except OSError:
             # A version left behind costs disk, not correctness.
-            logger.exception("old artifacts not deleted")
+            logger.exception(
+                "deleting old artifacts failed model=%s", self._settings.model_name
+            )
         if self._announce is not None:
             path = self._registry.path_of(metadata.model_version).resolve()
             self._announce(metadata, str(path))

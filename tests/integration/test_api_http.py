@@ -321,7 +321,7 @@ def test_api_reads_any_valid_user_id(
     assert too_long.status_code == 422
 
 
-def test_api_drops_items_sold_out_since_the_slate_was_stored(
+def test_api_drops_sold_out_slate_items(
     make_api: Callable[..., Api],
     redis_client: redis.Redis,
     redis_settings: RedisSettings,

@@ -100,7 +100,7 @@ def test_promotions_are_read_by_validity_window(
     assert len(store.promotions_active_at(START.timestamp() + 6 * 3600)) == 2
 
 
-def test_promotions_live_until_the_latest_ends_at(
+def test_promotions_live_until_latest_end(
     writer: CatalogWriter, redis_client: redis.Redis
 ) -> None:
     now = datetime.now(UTC)
@@ -159,7 +159,7 @@ def test_record_of_other_kind_than_key_is_rejected(writer: CatalogWriter) -> Non
 
 
 def test_record_under_another_ids_key_is_rejected(writer: CatalogWriter) -> None:
-    with pytest.raises(CatalogKeyError, match="holds the record of 'item:b'"):
+    with pytest.raises(CatalogKeyError, match="contains the record of 'item:b'"):
         writer.apply(b"item:a", item("b").model_dump_json())
 
 

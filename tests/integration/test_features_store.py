@@ -139,7 +139,7 @@ def test_stale_event_skips_windowed_features(
     assert user["user_price_mean"] == 10.0
 
 
-def test_event_years_older_than_its_item_gets_capped_features(
+def test_years_old_event_gets_capped_features(
     store: FeatureStore, make_event: EventFactory
 ) -> None:
     # Two years of the one-day trending decay would overflow exp().

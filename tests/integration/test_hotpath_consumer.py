@@ -279,7 +279,7 @@ def test_failing_stage_is_retried_before_commit(
 
 
 class PoisonStage:
-    """Raises whenever a batch holds the event ``poison``; records the rest."""
+    """Raises whenever a batch contains the event ``poison``; records the rest."""
 
     name = "poison"
 
@@ -297,7 +297,7 @@ class PoisonStage:
 
 
 @pytest.mark.usefixtures("cleanup")
-def test_event_that_always_fails_goes_to_dead_letters_and_the_rest_pass(
+def test_always_failing_event_is_dead_lettered(
     settings: HotPathSettings,
     publish: Callable[[Sequence[Event | bytes]], None],
 ) -> None:

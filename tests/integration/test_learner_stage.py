@@ -271,7 +271,7 @@ def test_checkpoint_on_close_restores_identical_signals(
     ) == stage.signals("u1", {"user_click_count_1h": 2.0}, candidates)
 
 
-def test_unwritable_checkpoint_dir_stops_the_start_naming_the_variable(
+def test_unwritable_checkpoint_dir_stops_start(
     make_stage: Callable[..., LearningStage], tmp_path: Path
 ) -> None:
     (tmp_path / "a-file").write_text("")

@@ -215,7 +215,7 @@ def test_build_service_wires_a_runnable_trainer(
     assert service.step() is None
 
 
-def test_request_waiting_at_start_trains_on_the_whole_topic(
+def test_waiting_request_trains_on_whole_topic(
     tmp_path: Path,
     kafka_settings: KafkaSettings,
     redis_settings: RedisSettings,

@@ -51,11 +51,11 @@ _MAX_PRICE_ZSCORE = 5.0
 
 State = dict[str, str]
 
-# Decayed scores are stored as logarithms relative to a fixed anchor time.
-# Read at a time before their newest event (an event that arrives late, or a
-# read with an earlier clock), the exponent grows by one per decay constant;
-# two years of a one-day constant overflow a float. Capped, such a value is
-# still the largest of its list, and the models read features through a log.
+# Decayed scores are stored as logarithms relative to a fixed anchor time. A
+# read at a time before the newest event (a late event, an earlier clock)
+# adds one to the exponent per decay constant, so two years of a one-day
+# constant overflow a float. A capped value is still the largest of its list,
+# and the models read features through a log.
 _MAX_EXPONENT = 50.0
 
 
@@ -315,7 +315,7 @@ def item_features_from_counts(
         item_stock=float(stock) if stock is not None else 0.0,
         item_is_in_stock=0.0 if stock is not None and int(stock) <= 0 else 1.0,
         item_is_consumable=1.0 if catalog.get("consumable") == "1" else 0.0,
-        # Every item record writes "consumable"; reviews of an item without a
+        # Every item record writes "consumable". Reviews of an item without a
         # record leave only their counts (rn, rs) in the hash.
         item_has_catalog=1.0 if "consumable" in catalog else 0.0,
         item_review_count=reviews,

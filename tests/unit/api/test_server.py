@@ -11,7 +11,7 @@ from services.api.settings import ApiSettings
 from services.common.errors import InvalidSettingsError
 
 
-def test_serve_names_the_port_variable_when_the_port_is_taken() -> None:
+def test_serve_names_port_variable_when_taken() -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
@@ -24,7 +24,7 @@ def test_serve_names_the_port_variable_when_the_port_is_taken() -> None:
     assert "CARTWHEEL_API_PORT" in str(caught.value)
 
 
-def test_serve_names_the_host_variable_for_an_unknown_address() -> None:
+def test_serve_names_host_variable_for_foreign_address() -> None:
     with pytest.raises(InvalidSettingsError) as caught:
         serve(ApiSettings(host="203.0.113.7", port=1))
 

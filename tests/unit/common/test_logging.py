@@ -35,7 +35,7 @@ def _record(message: str, *args: object) -> logging.LogRecord:
     return logging.LogRecord("librdkafka", logging.ERROR, "", 0, message, args, None)
 
 
-def test_repeat_filter_holds_back_lines_that_differ_in_durations() -> None:
+def test_repeat_filter_suppresses_duration_variants() -> None:
     now = [0.0]
     repeats = RepeatFilter(interval_seconds=30.0, clock=lambda: now[0])
     connect = "%s [%s] 127.0.0.1:%d/bootstrap: Connect failed (after %dms)"
@@ -52,7 +52,7 @@ def test_repeat_filter_holds_back_lines_that_differ_in_durations() -> None:
     assert later.getMessage().endswith("(1 similar line(s) held back in the last 31 s)")
 
 
-def test_repeat_filter_leaves_the_message_of_a_line_without_repeats() -> None:
+def test_repeat_filter_keeps_unrepeated_message() -> None:
     now = [0.0]
     repeats = RepeatFilter(interval_seconds=30.0, clock=lambda: now[0])
     repeats.filter(_record("broker %d down", 1))

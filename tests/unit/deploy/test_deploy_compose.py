@@ -179,7 +179,7 @@ def test_model_readers_mount_the_trainer_registry(compose: dict[str, Any]) -> No
         assert registry in targets, name
 
 
-def test_image_creates_every_volume_folder_for_the_service_user(
+def test_image_creates_every_volume_folder(
     compose: dict[str, Any],
 ) -> None:
     # Docker copies a folder's owner into a new named volume only when the

@@ -90,7 +90,7 @@ def test_trending_score_decays_with_reference_time() -> None:
     assert features["item_trending_score"] == pytest.approx(4.0 * math.exp(-1.0))
 
 
-def test_trending_score_read_long_before_its_newest_event_is_capped() -> None:
+def test_trending_score_before_newest_event_is_capped() -> None:
     log_score = (T + 730 * 86_400 - CONFIG.anchor) / CONFIG.trend_tau_seconds
 
     features = item_features({"tr": repr(log_score)}, {}, {}, T, CONFIG)

@@ -155,7 +155,7 @@ def test_promote_sets_the_champion(
     assert champion.metadata.model_version == metadata.model_version
 
 
-def test_prune_keeps_the_newest_versions_and_the_champion(
+def test_prune_keeps_newest_and_champion(
     tmp_path: Path, trained_tiny: tuple[Any, FeatureSpec]
 ) -> None:
     registry = ModelRegistry(tmp_path)
