@@ -8,7 +8,9 @@ Routes:
   they were computed.
 - ``POST /v1/events``: one event for producers that cannot speak Kafka. It is
   validated like any ``events`` message; a rejection goes to the dead-letter
-  topic and the response is 422 with the reason. Delivery is acknowledged
+  topic and the response is 422 with the reason. The dead letter is keyed by
+  the body's ``user_id`` when the body is a JSON object with a valid one, as
+  the event would have been, and has no key otherwise. Delivery is acknowledged
   (202) only after the broker stored the event; without an acknowledgement
   within ``CARTWHEEL_API_INGEST_TIMEOUT_SECONDS`` the response is 503. A
   waiting post blocks no worker thread, so slate reads do not wait for the
@@ -28,6 +30,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Annotated, Any, Literal
 
+import pydantic_core
 import redis
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 from fastapi import FastAPI, Path, Request, Response
@@ -229,6 +232,9 @@ def create_app(
                 f"bytes (the dead letter keeps the first {MAX_EVENT_BYTES})",
             )
         if isinstance(result, Rejection):
+            # raw_key records the input's own key, and a request has none.
+            # A body cut at the size limit is not searched for a key.
+            key = _dead_letter_key(raw) if size is None else None
             letter = dead_letters.encode(
                 result,
                 raw_key=None,
@@ -239,7 +245,7 @@ def create_app(
             )
             try:
                 await deliveries.deliver(
-                    dead_letters.topic, None, letter, settings.ingest_timeout_seconds
+                    dead_letters.topic, key, letter, settings.ingest_timeout_seconds
                 )
             except (KafkaException, BufferError) as exc:
                 note_fatal(exc)
@@ -372,6 +378,27 @@ async def _read_capped(request: Request, limit: int) -> tuple[bytes, str | None]
             )
             return b"".join(chunks)[:limit], size
     return b"".join(chunks), None
+
+
+def _dead_letter_key(raw: bytes) -> bytes | None:
+    """Return a rejected body's ``user_id`` as its dead letter's key, or None.
+
+    The key is UTF-8 encoded, as on the valid path, so a user's dead letters
+    share a partition as the user's events do. The body failed validation, so
+    a key is returned only when it is a JSON object whose ``user_id`` is a
+    string of 1 to ``MAX_ID_LENGTH`` characters, the event schema's id rule.
+    Any other body gives None, malformed or deeply nested JSON included.
+    """
+    try:
+        # pydantic-core parses JSON as validation does, so it rejects the same
+        # documents (lone surrogates included) and its strings encode to UTF-8.
+        document = pydantic_core.from_json(raw)
+    except ValueError:
+        return None
+    user_id = document.get("user_id") if isinstance(document, dict) else None
+    if not isinstance(user_id, str) or not 1 <= len(user_id) <= MAX_ID_LENGTH:
+        return None
+    return user_id.encode()
 
 
 class _TopicCheck:

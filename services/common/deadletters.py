@@ -3,7 +3,10 @@
 A dead letter carries the raw key and value (base64), the rejection reason and
 message, and the source topic, partition and offset, so a person can fix the
 producer and replay the message. It is keyed by the original key, so dead
-letters of one user stay in one partition and in order.
+letters of one user stay in one partition and in order. Input that came
+without a key (an HTTP request, a file) has a null ``raw_key_base64``; the
+HTTP API still keys its dead letter by the body's ``user_id`` when the body
+holds a valid one.
 
 The writer counts dead letters itself in ``cartwheel_dead_letters_total`` (by
 ``service`` and ``reason``), so every consumer reports them the same way and
@@ -135,7 +138,9 @@ class DeadLetterWriter:
 
         For a caller that produces the letter to :attr:`topic` itself, keyed
         by ``raw_key``, handles its delivery report and then calls
-        :meth:`record`; :meth:`send` does all of that.
+        :meth:`record`; :meth:`send` does all of that. Input that came without
+        a key may be keyed by a key the caller derives, as the API does with
+        the body's ``user_id``.
         """
         note = "".join(
             f" (raw {name} cut to its first {_MAX_RAW_BYTES} of {len(raw)} bytes)"

@@ -19,7 +19,7 @@ import jsonschema
 import pytest
 import redis
 import uvicorn
-from confluent_kafka import Consumer, Producer
+from confluent_kafka import Consumer, Message, Producer
 
 from schemas.catalog import ItemRecord
 from schemas.deadletters import DeadLetter
@@ -155,7 +155,7 @@ def make_api(
         producer.close()
 
 
-def _read_one(kafka: KafkaSettings, topic: str) -> bytes:
+def _read_message(kafka: KafkaSettings, topic: str) -> Message:
     consumer = Consumer(consumer_config(kafka, f"reader-{uuid.uuid4().hex[:8]}"))
     consumer.subscribe([topic])
     deadline = time.monotonic() + 30.0
@@ -163,10 +163,14 @@ def _read_one(kafka: KafkaSettings, topic: str) -> bytes:
         while time.monotonic() < deadline:
             message = consumer.poll(0.2)
             if message is not None and message.error() is None:
-                return message.value() or b""
+                return message
     finally:
         consumer.close()
     raise AssertionError(f"no message on {topic!r} within 30 s")
+
+
+def _read_one(kafka: KafkaSettings, topic: str) -> bytes:
+    return _read_message(kafka, topic).value() or b""
 
 
 def _event(**overrides: Any) -> Event:
@@ -286,6 +290,53 @@ def test_api_huge_body_dead_letters_prefix(
     assert letter.raw_value_base64 is not None
     assert base64.b64decode(letter.raw_value_base64) == body[:MAX_EVENT_BYTES]
     assert f"{len(body)} bytes" in letter.message
+
+
+def test_api_dead_letter_keyed_by_user_id(
+    make_api: Callable[..., Api], kafka_settings: KafkaSettings, topics: TopicSettings
+) -> None:
+    api = make_api()
+    body = {**_event(user_id="u-42").model_dump(mode="json"), "event_type": "hover"}
+
+    answer = api.call("POST", "/v1/events", "/v1/events", json=body)
+
+    assert answer.json()["reason"] == "unknown_event_type"
+    message = _read_message(kafka_settings, topics.dead_letters)
+    assert message.key() == b"u-42"
+    letter = DeadLetter.model_validate_json(message.value() or b"")
+    assert letter.reason == "unknown_event_type"
+    assert letter.raw_key_base64 is None
+
+
+def test_api_dead_letter_unkeyed_for_non_json(
+    make_api: Callable[..., Api], kafka_settings: KafkaSettings, topics: TopicSettings
+) -> None:
+    api = make_api()
+
+    answer = api.call(
+        "POST", "/v1/events", "/v1/events", content=b'{"user_id": "u-42", '
+    )
+
+    assert answer.json()["reason"] == "invalid_json"
+    message = _read_message(kafka_settings, topics.dead_letters)
+    assert message.key() is None
+    letter = DeadLetter.model_validate_json(message.value() or b"")
+    assert letter.reason == "invalid_json"
+
+
+def test_api_dead_letter_unkeyed_for_numeric_user_id(
+    make_api: Callable[..., Api], kafka_settings: KafkaSettings, topics: TopicSettings
+) -> None:
+    api = make_api()
+    body = {**_event().model_dump(mode="json"), "user_id": 42}
+
+    answer = api.call("POST", "/v1/events", "/v1/events", json=body)
+
+    assert answer.json()["reason"] == "wrong_type"
+    message = _read_message(kafka_settings, topics.dead_letters)
+    assert message.key() is None
+    letter = DeadLetter.model_validate_json(message.value() or b"")
+    assert letter.reason == "wrong_type"
 
 
 def test_api_refuses_events_for_a_missing_topic(

@@ -9,11 +9,13 @@ from types import SimpleNamespace
 from typing import Any
 
 import httpx
+import pytest
 import redis
 from confluent_kafka import KafkaError
 from prometheus_client import REGISTRY
 
-from schemas.events import Event, EventType
+from schemas.deadletters import DeadLetter
+from schemas.events import MAX_ID_LENGTH, Event, EventType
 from services.api.app import create_app
 from services.api.settings import ApiSettings
 
@@ -190,3 +192,92 @@ def test_waiting_event_posts_leave_threads_for_slate_reads() -> None:
     assert posts_pending
     assert statuses == [503] * 60
     assert producer.topic_checks == 1
+
+
+class _RecordingProducer:
+    """A producer whose broker stores every message at once."""
+
+    def __init__(self) -> None:
+        self.messages: list[tuple[str, bytes | None, bytes]] = []
+
+    def produce(self, topic: str, **kwargs: Any) -> None:
+        self.messages.append((topic, kwargs["key"], kwargs["value"]))
+        kwargs["on_delivery"](None, SimpleNamespace())
+
+    def poll(self, timeout: float = 0.0) -> int:
+        time.sleep(timeout)
+        return 0
+
+
+def _dead_letter_of(body: bytes) -> tuple[bytes | None, DeadLetter]:
+    """Post ``body`` and return the key and value of the dead letter produced."""
+    producer = _RecordingProducer()
+    app = create_app(
+        ApiSettings(is_on_demand_enabled=False),
+        redis_client=_EmptyRedis(),  # type: ignore[arg-type]
+        producer=producer,  # type: ignore[arg-type]
+    )
+
+    answer = asyncio.run(_request(app, "POST", "/v1/events", content=body))
+
+    assert answer.status_code == 422
+    [(topic, key, value)] = producer.messages
+    assert topic == "events.dlq"
+    return key, DeadLetter.model_validate_json(value)
+
+
+@pytest.mark.parametrize(
+    ("body", "key"),
+    [
+        (b'{"user_id": "u1", "event_type": "hover"}', b"u1"),
+        (b'{"user_id": "caf\\u00e9"}', "café".encode()),
+        (f'{{"user_id": "{"u" * MAX_ID_LENGTH}"}}'.encode(), b"u" * MAX_ID_LENGTH),
+    ],
+    ids=["invalid_event", "escaped_non_ascii", "longest_id"],
+)
+def test_dead_letter_keyed_by_user_id(body: bytes, key: bytes) -> None:
+    dead_letter_key, letter = _dead_letter_of(body)
+
+    assert dead_letter_key == key
+    assert letter.raw_key_base64 is None
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"{not json",
+        b"\xff\xfe",
+        b"",
+        b'["u1"]',
+        b'"u1"',
+        b'{"event_type": "click"}',
+        b'{"user_id": 42}',
+        b'{"user_id": null}',
+        b'{"user_id": ""}',
+        f'{{"user_id": "{"u" * (MAX_ID_LENGTH + 1)}"}}'.encode(),
+        b'{"user_id": "\\ud800"}',
+        b"[" * 5000,
+        # Valid JSON in the kept prefix, but the body is over the size limit.
+        b'{"user_id": "u1"}' + b" " * 20_000,
+    ],
+    ids=[
+        "not_json",
+        "not_utf8",
+        "empty",
+        "array",
+        "string",
+        "missing",
+        "number",
+        "null",
+        "empty_id",
+        "id_too_long",
+        "lone_surrogate",
+        "deep_nesting",
+        "too_large",
+    ],
+)
+def test_dead_letter_unkeyed_without_valid_user_id(body: bytes) -> None:
+    dead_letter_key, letter = _dead_letter_of(body)
+
+    assert dead_letter_key is None
+    assert letter.raw_key_base64 is None
