@@ -6,6 +6,7 @@ Command (from the repository root):
         [--latency-seconds 20] [--batch-size 500] [--poll-timeout 0.5]
         [--instances 1] [--profile PATH]
     .venv/bin/python benchmarks/bench_hotpath.py --in-process [--events 3000]
+        [--gc-threshold 100000]
 
 The script starts a private Tansu broker and redis-server on free loopback
 ports, loads the committed REES46 sample's catalog plus generated promotions
@@ -61,8 +62,10 @@ from services.bench.harness import (
 )
 from services.bench.reader import MessageThread
 from services.common.kafka import producer_config
+from services.common.lifecycle import tune_garbage_collection
 from services.common.settings import KafkaSettings, RedisSettings, TopicSettings
 from services.features.catalog import CatalogWriter
+from services.hotpath.settings import HotPathSettings
 from services.infra import find_free_port, start_redis
 from services.replay.datasets import REES46_SAMPLE, rees46
 from services.replay.generated import generate_catalog
@@ -246,7 +249,9 @@ def _waves(events: Sequence[Event]) -> list[list[Event]]:
     return [wave for wave in waves if wave]
 
 
-def measure_in_process(state_dir: Path, count: int) -> dict[str, Any]:
+def measure_in_process(
+    state_dir: Path, count: int, gc_threshold: int
+) -> dict[str, Any]:
     """Run the three stages in this process on one Redis and time them.
 
     Stage costs are CPU seconds of this process (``time.process_time``), which
@@ -255,7 +260,8 @@ def measure_in_process(state_dir: Path, count: int) -> dict[str, Any]:
     examples, and slates go to memory instead of Kafka. The digest covers each
     slate's trigger, surface, model and items (id, rank, score to 9 decimals,
     source, promotion, review), so two code versions can be checked for equal
-    output.
+    output. After set-up the garbage collector is tuned with ``gc_threshold``
+    as the hot-path process tunes it (0: Python's default).
     """
     import hashlib
 
@@ -304,6 +310,7 @@ def measure_in_process(state_dir: Path, count: int) -> dict[str, Any]:
         seconds = {"features": 0.0, "learning": 0.0, "scoring": 0.0}
         offset = 0
         waves = _waves(repeated_sample(count, first_copy=0))
+        tune_garbage_collection(gc_threshold)
         wall_started = time.perf_counter()
         for wave in waves:
             started = time.process_time()
@@ -413,6 +420,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         "events and print their CPU time and a digest of the slates",
     )
     parser.add_argument(
+        "--gc-threshold",
+        type=int,
+        default=HotPathSettings.model_fields["gc_threshold"].default,
+        help="with --in-process: young-generation garbage-collection threshold "
+        "set after start-up, as CARTWHEEL_HOTPATH_GC_THRESHOLD sets it in the "
+        "hot path (default: the hot path's default; 0 keeps Python's)",
+    )
+    parser.add_argument(
         "--profile",
         metavar="PATH",
         help="write a cProfile dump of the hot-path process's throughput step "
@@ -424,7 +439,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     if args.in_process:
         with tempfile.TemporaryDirectory(prefix="bench-hotpath-") as state:
-            _print_in_process(measure_in_process(Path(state), args.events))
+            _print_in_process(
+                measure_in_process(Path(state), args.events, args.gc_threshold)
+            )
         return 0
 
     with tempfile.TemporaryDirectory(prefix="bench-hotpath-") as state:

@@ -18,6 +18,7 @@ from confluent_kafka import KafkaError, Message, Producer
 from schemas.recommendations import Slate, Surface
 from services.common.errors import CartwheelError
 from services.common.kafka import raise_if_fatal
+from services.common.redis_pipeline import Command, run_pipelined
 from services.common.settings import TopicSettings
 from services.scorer.metrics import SLATE_ITEMS, SLATE_LATENCY, SLATES
 
@@ -68,20 +69,20 @@ class SlatePublisher:
 
     def publish(self, slates: Sequence[Slate]) -> None:
         """Enqueue slates for Kafka and write the latest ones to Redis."""
-        pipeline = self._redis.pipeline(transaction=False) if self._redis else None
+        latest: list[Command] = []
         for slate in slates:
             payload = slate.model_dump_json().encode()
             self._produce(self._topics[slate.surface], slate.user_id.encode(), payload)
             SLATE_LATENCY.labels(slate.surface.value).observe(slate.latency_ms / 1000.0)
             SLATES.labels(slate.surface.value, slate.model_version).inc()
             SLATE_ITEMS.labels(slate.surface.value).observe(len(slate.items))
-            if pipeline is not None:
+            if self._redis is not None:
                 # LIMITATION(L-56): the last write wins, so a batch replayed after
                 # a crash can put an older slate back as the latest one.
                 key = latest_slate_key(self._prefix, slate.user_id, slate.surface)
-                pipeline.set(key, payload, ex=self._ttl)
-        if pipeline is not None:
-            pipeline.execute()
+                latest.append(("SET", key, payload, "EX", self._ttl))
+        if self._redis is not None:
+            run_pipelined(self._redis, latest)
         self._producer.poll(0)
 
     def flush(self, timeout_seconds: float = 30.0) -> None:

@@ -33,13 +33,14 @@ from services.common.redis_features import (
     FeatureStore,
     attributes_from_catalog,
     decayed,
-    decode_hash,
+    decode_hash_reply,
     id_list,
     item_features_with_shop,
     profile_from_hash,
     shop_counts,
     user_features,
 )
+from services.common.redis_pipeline import Command, run_pipelined
 from services.scorer.protocols import Relation, UserHistory
 
 __all__ = ["RedisCandidateStore"]
@@ -290,11 +291,12 @@ class RedisCandidateStore:
     def _read_users(self, user_ids: Sequence[str]) -> dict[str, State]:
         missing = [user_id for user_id in user_ids if user_id not in self._user_states]
         if missing:
-            pipe = self._client.pipeline(transaction=False)
-            for user_id in missing:
-                pipe.hgetall(self._keys.user(user_id))
-            for user_id, reply in zip(missing, pipe.execute(), strict=True):
-                self._user_states[user_id] = decode_hash(reply)
+            user_key = self._keys.user
+            replies = run_pipelined(
+                self._client, [("HGETALL", user_key(user_id)) for user_id in missing]
+            )
+            for user_id, reply in zip(missing, replies, strict=True):
+                self._user_states[user_id] = decode_hash_reply(reply)
         return {user_id: self._user_states[user_id] for user_id in user_ids}
 
     def promotions(self) -> list[PromotionRecord]:
@@ -312,32 +314,41 @@ class RedisCandidateStore:
 
     def reviews(self, item_ids: Sequence[str]) -> dict[str, list[ReviewRecord]]:
         """Return the reviews of each item."""
-        pipe = self._client.pipeline(transaction=False)
-        for item_id in item_ids:
-            pipe.hvals(self._keys.item_reviews(item_id))
+        replies = run_pipelined(
+            self._client,
+            [("HVALS", self._keys.item_reviews(item_id)) for item_id in item_ids],
+        )
         return {
             item_id: [_REVIEWS.validate_json(value) for value in reply]
-            for item_id, reply in zip(item_ids, pipe.execute(), strict=True)
+            for item_id, reply in zip(item_ids, replies, strict=True)
         }
 
     def _ranges(self, keys: Sequence[str], limit: int) -> list[Any]:
-        pipe = self._client.pipeline(transaction=False)
-        for key in keys:
-            pipe.zrevrange(key, 0, limit - 1, withscores=True)
-        return list(pipe.execute())
+        stop = limit - 1
+        return run_pipelined(
+            self._client,
+            [("ZREVRANGE", key, 0, stop, "WITHSCORES") for key in keys],
+        )
 
     def _decayed(self, reply: Any, tau: float) -> list[tuple[str, float]]:
-        # Scores are log-weights relative to the store's anchor time; evaluating
-        # them at the batch's time makes weights comparable across lists.
+        # In RESP3 a raw reply is a list of [member, score] pairs, and in RESP2
+        # it alternates member and score. Scores are log-weights relative to
+        # the store's anchor time, so evaluating them at the batch's time makes
+        # weights comparable across lists.
         if not reply:
             return []
+        if isinstance(reply[0], list):
+            members = [_text(member) for member, _ in reply]
+            scores = [float(score) for _, score in reply]
+        else:
+            members = [_text(member) for member in reply[::2]]
+            scores = [float(score) for score in reply[1::2]]
         at = self.now
-        offset = (
-            (at - self._config.anchor) / tau
-            if at is not None
-            else max(score for _, score in reply)
-        )
-        return [(_text(member), decayed(score, offset)) for member, score in reply]
+        offset = (at - self._config.anchor) / tau if at is not None else max(scores)
+        return [
+            (member, decayed(score, offset))
+            for member, score in zip(members, scores, strict=True)
+        ]
 
     def _cached_items(self, item_ids: Sequence[str]) -> dict[str, _CachedItem]:
         now = self._clock()
@@ -351,18 +362,18 @@ class RedisCandidateStore:
                 missing.append(item_id)
         if not missing:
             return found
-        pipe = self._client.pipeline(transaction=False)
-        pipe.hgetall(self._keys.totals())
+        keys = self._keys
+        commands: list[Command] = [("HGETALL", keys.totals())]
         for item_id in missing:
-            pipe.hgetall(self._keys.item(item_id))
-            pipe.hgetall(self._keys.item_catalog(item_id))
-        replies = pipe.execute()
+            commands.append(("HGETALL", keys.item(item_id)))
+            commands.append(("HGETALL", keys.item_catalog(item_id)))
+        replies = run_pipelined(self._client, commands)
         at = self.now or 0.0
         # The shop-wide counts are the priors of every item's rates.
-        shop = shop_counts(decode_hash(replies[0]), at)
+        shop = shop_counts(decode_hash_reply(replies[0]), at)
         for index, item_id in enumerate(missing):
-            state = decode_hash(replies[1 + 2 * index])
-            catalog = decode_hash(replies[2 + 2 * index])
+            state = decode_hash_reply(replies[1 + 2 * index])
+            catalog = decode_hash_reply(replies[2 + 2 * index])
             vector = item_features_with_shop(state, catalog, shop, at, self._config)
             cached = _CachedItem.of(
                 vector,

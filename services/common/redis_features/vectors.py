@@ -11,7 +11,7 @@ import functools
 import hashlib
 import json
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from schemas.events import EventType
@@ -30,6 +30,7 @@ __all__ = [
     "attributes_from_catalog",
     "decayed",
     "decode_hash",
+    "decode_hash_reply",
     "event_digest",
     "id_list",
     "ITEM_COUNT_SLOTS",
@@ -71,11 +72,22 @@ def _decode_json(raw: Any) -> State:
 
 
 def _decode_map(raw: Mapping[Any, Any]) -> State:
+    return _decode_pairs(raw.items())
+
+
+def _decode_reply(reply: Mapping[Any, Any] | Sequence[Any]) -> State:
+    # A raw HGETALL reply is a map in RESP3 and alternates field and value in RESP2.
+    if isinstance(reply, Mapping):
+        return _decode_pairs(reply.items())
+    return _decode_pairs(zip(reply[::2], reply[1::2], strict=True))
+
+
+def _decode_pairs(pairs: Iterable[tuple[Any, Any]]) -> State:
     # The user script stores long values in chunks 'r#1', 'r#2', ... (see
     # apply_user.lua); they are joined as bytes before decoding.
     state: State = {}
     chunks: dict[str, dict[int, bytes]] = {}
-    for key, value in raw.items():
+    for key, value in pairs:
         name = _text(key)
         base, _, index = name.partition("#")
         if index.isdigit() and base in _CHUNKED_FIELDS:
@@ -424,6 +436,9 @@ def _profile(user_id: str, state: State) -> UserProfile:
 # the states of a whole batch in one pipeline) and decode them here.
 decode_hash = _decode_map
 """Decode an ``HGETALL`` reply into a state dict, joining chunked fields."""
+
+decode_hash_reply = _decode_reply
+"""Decode a raw ``HGETALL`` reply, RESP3 map or RESP2 list, like :func:`decode_hash`."""
 
 id_list = _id_list
 """Split a stored id list (recent items ``r``, purchased items ``pi``)."""
