@@ -246,6 +246,23 @@ class ModelRegistry:
         ]
         return sorted(found, key=lambda name: (name.rsplit("-", 1)[0], _number(name)))
 
+    def history(self, model_name: str) -> list[ArtifactMetadata]:
+        """Return the metadata of the saved versions, oldest first.
+
+        Versions are ordered by their metadata's ``created_at``. A version whose
+        metadata cannot be read, or names another version than its directory,
+        is left out.
+        """
+        found = []
+        for version in self.versions(model_name):
+            try:
+                metadata = _read_metadata(self.path_of(version))
+            except ArtifactError:
+                continue
+            if metadata.model_version == version:
+                found.append(metadata)
+        return sorted(found, key=lambda m: (m.created_at, _number(m.model_version)))
+
     def promote(self, metadata: ArtifactMetadata) -> None:
         """Make a saved artifact the champion of its model name."""
         target = self.root / metadata.model_name / CHAMPION_FILE
@@ -270,8 +287,8 @@ class ModelRegistry:
     def prune(self, model_name: str, keep: int) -> list[str]:
         """Delete all but the ``keep`` newest versions and the champion.
 
-        Versions are ordered by their metadata's ``created_at``. A version
-        whose metadata cannot be read is left alone, as is the champion.
+        Versions are ordered as in ``history``. A version left out of the
+        history is left alone, as is the champion.
 
         Returns:
             The deleted versions, oldest first.
@@ -279,16 +296,10 @@ class ModelRegistry:
         if keep < 1:
             raise ValueError(f"keep={keep}; expected at least 1")
         champion = self.champion_version(model_name)
-        dated = []
-        for version in self.versions(model_name):
-            try:
-                created_at = _read_metadata(self.path_of(version)).created_at
-            except ArtifactError:
-                continue
-            dated.append((created_at, _number(version), version))
-        dated.sort()
+        history = self.history(model_name)
         deleted = []
-        for _, _, version in dated[: max(len(dated) - keep, 0)]:
+        for metadata in history[: max(len(history) - keep, 0)]:
+            version = metadata.model_version
             if version == champion:
                 continue
             shutil.rmtree(self.path_of(version))

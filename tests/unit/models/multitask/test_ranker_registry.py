@@ -195,3 +195,30 @@ def test_save_rejects_invalid_model_name(
 
     with pytest.raises(ValueError, match="model_name='Ranker-X'"):
         ModelRegistry(tmp_path).save("Ranker-X", model, spec, WINDOW, {})
+
+
+def test_history_orders_readable_versions_by_creation(
+    tmp_path: Path, trained_tiny: tuple[Any, FeatureSpec]
+) -> None:
+    registry = ModelRegistry(tmp_path)
+    model, spec = trained_tiny
+    saved = [
+        registry.save(
+            "ranker",
+            model,
+            spec,
+            WINDOW,
+            {},
+            now=NOW + timedelta(hours=hour),
+            code=code,
+        )
+        for hour, code in enumerate(["bbb2222", "aaa1111", "ccc3333"])
+    ]
+    (registry.path_of(saved[2].model_version) / "metadata.json").write_text("{")
+
+    history = registry.history("ranker")
+
+    assert [m.model_version for m in history] == [
+        saved[0].model_version,
+        saved[1].model_version,
+    ]
