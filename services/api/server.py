@@ -69,7 +69,12 @@ def serve(settings: ApiSettings) -> None:
             ``CARTWHEEL_API_PORT`` and ``CARTWHEEL_API_HOST``.
     """
     listeners = _listen(settings.host, settings.port)
-    watcher = ModelWatcher(settings.kafka, settings.topics.models, _MODEL_NAME)
+    watcher = ModelWatcher(
+        settings.kafka,
+        settings.topics.models,
+        _MODEL_NAME,
+        load_timeout_seconds=settings.scorer.model_load_timeout_seconds,
+    )
     try:
         try:
             watcher.start()

@@ -11,10 +11,27 @@ order the trainer promoted them.
 
 Malformed input: an announcement that is not valid JSON for
 ``ModelAnnouncement`` is skipped with a WARNING. An artifact that fails to
-load (missing, corrupt, incompatible) is rejected with an ERROR naming the
-version, and the ranker in use stays.
+load (missing, corrupt, incompatible) or takes longer than the load timeout is
+rejected with an ERROR naming the version, and the ranker in use stays.
 
-Loading, verifying and warming up a version happens on the watcher's thread.
+Fallback: compaction keeps only the newest announcement of a model name, so
+the earlier versions are looked up in the registry the announced artifact
+lives in, where the trainer keeps the last ``CARTWHEEL_TRAINER_KEPT_VERSIONS``.
+When the announced version fails in a process that has no ranker yet, the
+newest earlier version that loads is used, so a fresh process ranks like the
+processes that kept the last good model. A process that has a ranker keeps it.
+
+Timeout: every artifact read runs on a thread of its own, and the watcher
+waits for it at most the load timeout, then counts the load as timed out and
+goes on following the topic. Python cannot stop a thread blocked in a read (a
+hung network volume), so that thread stays until the read returns. While
+``_MAX_BLOCKED_LOADS`` threads are blocked, the next load waits for one of
+them to return. A ranker that loads late is still used when it is the newest
+announced version or the process has none. A late failure of the newest
+version, or any late return while the process has no ranker, makes the
+watcher try the newest announcement again.
+
+Loading, verifying and warming up a version happens on the load thread.
 Scorers only read ``current()``, a single reference that is replaced in one
 assignment once the new ranker is ready, so a batch is scored by exactly one
 complete model.
@@ -27,6 +44,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Literal
 
 from confluent_kafka import (
     OFFSET_BEGINNING,
@@ -39,18 +57,30 @@ from pydantic import ValidationError
 
 from models.errors import ArtifactIncompatibleError
 from models.multitask.ranker import CandidateInput, Ranker
-from models.registry import ModelAnnouncement, load_artifact
+from models.registry import ModelAnnouncement, ModelRegistry, load_artifact
+from services.common.bounded_calls import BlockedCall, BoundedCalls
 from services.common.errors import TopicMissingError
 from services.common.kafka import consumer_config
 from services.common.settings import KafkaSettings
 
-__all__ = ["MODEL_LOADS", "MODEL_WATCHER_RUNNING", "ModelWatcher", "load_ranker"]
+__all__ = [
+    "MODEL_BLOCKED_LOADS",
+    "MODEL_LOADS",
+    "MODEL_WATCHER_RUNNING",
+    "ModelWatcher",
+    "earlier_announcements",
+    "load_ranker",
+]
 
 logger = logging.getLogger(__name__)
 
+LoadOutcome = Literal["loaded", "failed", "timed_out"]
+
 MODEL_LOADS = Counter(
     "cartwheel_model_loads_total",
-    "Ranker versions loaded from announcements, by outcome (loaded or failed)",
+    "Ranker versions loaded from announcements, by outcome (loaded, failed or "
+    "timed_out). A timed-out load that is used when it returns also counts as "
+    "loaded",
     ["outcome"],
 )
 MODEL_LOAD_SECONDS = Histogram(
@@ -65,9 +95,20 @@ MODEL_WATCHER_RUNNING = Gauge(
     "an error (new versions are then not loaded until a restart)",
     ["topic"],
 )
+MODEL_BLOCKED_LOADS = Gauge(
+    "cartwheel_model_blocked_loads",
+    "Artifact reads that ran past the load timeout and still block a thread",
+    ["topic"],
+)
 
 _METADATA_TIMEOUT_SECONDS = 10.0
 _WARM_UP = [CandidateInput("warm-up")]
+_OUTCOMES: tuple[LoadOutcome, ...] = ("loaded", "failed", "timed_out")
+
+# LIMITATION(L-79): a thread blocked in a read cannot be stopped, only left
+# behind. Two blocked reads most likely mean the volume is stuck, not one file,
+# so a third load waits for one of them to return instead of blocking too.
+_MAX_BLOCKED_LOADS = 2
 
 
 def load_ranker(announcement: ModelAnnouncement) -> Ranker:
@@ -87,6 +128,67 @@ def load_ranker(announcement: ModelAnnouncement) -> Ranker:
     return Ranker.from_artifact(artifact)
 
 
+def earlier_announcements(announcement: ModelAnnouncement) -> list[ModelAnnouncement]:
+    """Return the versions saved before an announced one, newest first.
+
+    They are read from the registry that contains the announced artifact,
+    since the compacted topic may no longer contain their announcements. Each comes as
+    an announcement of its registry path whose ``announced_at`` is the
+    artifact's creation time, because the registry keeps no announcement times. A
+    version is earlier when it was created before the announced one, or before
+    the announcement when the announced version's metadata cannot be read.
+    """
+    artifact = Path(announcement.artifact_uri)
+    version = announcement.model_version
+    if artifact.name != version or artifact.parent.name != announcement.model_name:
+        logger.warning(
+            "no earlier versions to fall back to, the artifact is outside a "
+            "registry model_version=%s uri=%s",
+            version,
+            artifact,
+        )
+        return []
+    registry = ModelRegistry(artifact.parent.parent)
+    try:
+        history = registry.history(announcement.model_name)
+    except OSError:
+        logger.exception(
+            "listing earlier versions failed model_version=%s registry=%s",
+            version,
+            registry.root,
+        )
+        return []
+    created = {m.model_version: m.created_at for m in history}
+    before = created.get(version, announcement.announced_at)
+    return [
+        ModelAnnouncement(
+            model_name=metadata.model_name,
+            model_version=metadata.model_version,
+            artifact_uri=str(registry.path_of(metadata.model_version)),
+            announced_at=metadata.created_at,
+        )
+        for metadata in reversed(history)
+        if metadata.created_at < before
+    ]
+
+
+def _late_ranker(call: BlockedCall) -> Ranker | None:
+    """Log a blocked load that returned, and return its ranker if it made one."""
+    # The future is not done only if the call raised a BaseException.
+    future = call.future
+    error = future.exception() if future.done() else None
+    logger.warning(
+        "blocked model load returned model_version=%s blocked_seconds=%.1f error=%s",
+        call.name,
+        time.monotonic() - call.started,
+        error,
+    )
+    if not future.done() or error is not None:
+        return None
+    result = future.result()
+    return result if isinstance(result, Ranker) else None
+
+
 class ModelWatcher:
     """Keeps the newest announced ranker of one model name loaded.
 
@@ -96,6 +198,10 @@ class ModelWatcher:
         model_name: the announcements' key to follow, e.g. ``ranker``.
         loader: turns an announcement into a ranker; raises ArtifactError
             when it cannot.
+        earlier_versions: returns the versions to fall back to when an
+            announced one fails in a process without a ranker, newest first.
+        load_timeout_seconds: longest wait for one load, or for the list of
+            earlier versions, before it counts as timed out.
         poll_timeout_seconds: maximum wait of one Kafka poll.
     """
 
@@ -106,18 +212,29 @@ class ModelWatcher:
         model_name: str,
         *,
         loader: Callable[[ModelAnnouncement], Ranker] = load_ranker,
+        earlier_versions: Callable[
+            [ModelAnnouncement], list[ModelAnnouncement]
+        ] = earlier_announcements,
+        load_timeout_seconds: float = 60.0,
         poll_timeout_seconds: float = 0.2,
     ) -> None:
         self.topic = topic
         self.model_name = model_name
         self._kafka = kafka
         self._loader = loader
+        self._earlier_versions = earlier_versions
         self._poll_timeout = poll_timeout_seconds
         self._current: Ranker | None = None
         self._failed_versions: set[str] = set()
         self._stop = threading.Event()
         self._changed = threading.Condition()
         self._thread: threading.Thread | None = None
+        # Touched by the watcher's thread only.
+        self._newest: ModelAnnouncement | None = None
+        self._loads = BoundedCalls(
+            load_timeout_seconds, _MAX_BLOCKED_LOADS, thread_name_prefix="model-load"
+        )
+        self._waiting_version: str | None = None
 
     def current(self) -> Ranker | None:
         """Return the ranker to use for the next batch, None before the first model."""
@@ -142,23 +259,35 @@ class ModelWatcher:
         consumer.assign(
             [TopicPartition(self.topic, p, OFFSET_BEGINNING) for p in found.partitions]
         )
+        # Each outcome starts at 0, so that the first failure is an increase.
+        for outcome in _OUTCOMES:
+            MODEL_LOADS.labels(outcome)
+        MODEL_BLOCKED_LOADS.labels(self.topic).set_function(lambda: self._loads.blocked)
         self._thread = threading.Thread(
             target=self._follow, args=(consumer,), name="model-watcher", daemon=True
         )
         self._thread.start()
         MODEL_WATCHER_RUNNING.labels(self.topic).set(1)
         logger.info(
-            "model watcher started topic=%s model=%s", self.topic, self.model_name
+            "model watcher started topic=%s model=%s load_timeout_seconds=%s",
+            self.topic,
+            self.model_name,
+            self._loads.timeout_seconds,
         )
 
     def stop(self, timeout_seconds: float = 10.0) -> None:
-        """Stop following; the ranker in use stays available."""
+        """Stop following; the ranker in use stays available.
+
+        A load in progress is not waited for beyond ``timeout_seconds``.
+        """
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout_seconds)
 
     def wait_for(self, model_version: str, timeout_seconds: float) -> bool:
         """Block until ``model_version`` is current or known to have failed.
+
+        A load that timed out counts as failed.
 
         Returns:
             True when it is the current version.
@@ -175,12 +304,18 @@ class ModelWatcher:
                 self._changed.wait(remaining)
 
     def _follow(self, consumer: Consumer) -> None:
+        pending: ModelAnnouncement | None = None
         try:
             while not self._stop.is_set():
                 messages = consumer.consume(500, timeout=self._poll_timeout)
                 newest = self._newest_announcement(messages)
                 if newest is not None:
-                    self._swap_to(newest)
+                    self._newest = pending = newest
+                if self._take_returned_loads():
+                    pending = self._newest
+                if pending is not None and self._can_start_load(pending.model_version):
+                    self._swap_to(pending)
+                    pending = None
         except Exception:
             MODEL_WATCHER_RUNNING.labels(self.topic).set(0)
             logger.exception(
@@ -191,10 +326,6 @@ class ModelWatcher:
         finally:
             consumer.close()
 
-    # LIMITATION(L-79): only the newest announcement is tried. When it fails to
-    # load in a process that has no ranker yet, that process ranks
-    # heuristically until the next promotion; an artifact read that blocks
-    # (a hung network volume) stalls the watcher with no error.
     def _newest_announcement(self, messages: list[Message]) -> ModelAnnouncement | None:
         # Only the last announcement of a batch matters: older versions in the
         # same batch were superseded before anyone could use them.
@@ -221,36 +352,144 @@ class ModelWatcher:
         return newest
 
     def _swap_to(self, announcement: ModelAnnouncement) -> None:
-        version = announcement.model_version
         current = self._current
-        if current is not None and current.model_version == version:
+        if current is not None and current.model_version == announcement.model_version:
             return
+        if not self._try_load(announcement) and current is None:
+            self._fall_back(announcement)
+
+    def _fall_back(self, failed: ModelAnnouncement) -> None:
+        """Load the newest version saved before ``failed``, for a fresh process."""
+        version = failed.model_version
+        if not self._can_start_load(version):
+            return
+        listed = self._loads.run(lambda: self._earlier_versions(failed), version)
+        if listed is None:
+            logger.error(
+                "listing earlier versions timed out and its thread stays blocked, "
+                "check the registry volume model_version=%s timeout_seconds=%s",
+                version,
+                self._loads.timeout_seconds,
+            )
+            return
+        earlier = listed.result()
+        for candidate in earlier:
+            if not self._can_start_load(candidate.model_version):
+                return
+            if self._try_load(candidate, instead_of=version):
+                return
+        logger.error(
+            "no earlier version loaded, the heuristic ranks until a version loads "
+            "model_version=%s earlier_versions=%d",
+            version,
+            len(earlier),
+        )
+
+    def _try_load(
+        self, announcement: ModelAnnouncement, *, instead_of: str | None = None
+    ) -> bool:
+        version = announcement.model_version
         started = time.perf_counter()
+        loaded = self._loads.run(lambda: self._load_and_warm_up(announcement), version)
+        if loaded is None:
+            logger.error(
+                "model load timed out and its thread stays blocked until the read "
+                "returns, check the registry volume model_version=%s "
+                "timeout_seconds=%s blocked_loads=%d",
+                version,
+                self._loads.timeout_seconds,
+                self._loads.blocked,
+            )
+            self._reject(version, "timed_out")
+            return False
         try:
-            ranker = self._loader(announcement)
-            ranker.predict("warm-up", {}, _WARM_UP)
+            ranker = loaded.result()
         except Exception:
             # Artifacts come from outside the process, so any failure to load
             # one (ArtifactError for the known ones) keeps the ranker in use
             # and the watcher following later versions.
-            MODEL_LOADS.labels("failed").inc()
+            current = self._current
             logger.exception(
                 "model load failed, keeping current model_version=%s current=%s",
                 version,
                 current.model_version if current is not None else None,
             )
-            with self._changed:
-                self._failed_versions.add(version)
-                self._changed.notify_all()
-            return
-        MODEL_LOAD_SECONDS.observe(time.perf_counter() - started)
+            self._reject(version, "failed")
+            return False
+        self._install(ranker, time.perf_counter() - started, instead_of)
+        return True
+
+    def _load_and_warm_up(self, announcement: ModelAnnouncement) -> Ranker:
+        ranker = self._loader(announcement)
+        ranker.predict("warm-up", {}, _WARM_UP)
+        return ranker
+
+    def _can_start_load(self, model_version: str) -> bool:
+        if self._loads.can_start():
+            self._waiting_version = None
+            return True
+        if self._waiting_version != model_version:
+            self._waiting_version = model_version
+            logger.warning(
+                "model load waits until a blocked load returns model_version=%s "
+                "blocked_loads=%d",
+                model_version,
+                self._loads.blocked,
+            )
+        return False
+
+    def _take_returned_loads(self) -> bool:
+        """Use or drop the blocked loads whose thread returned.
+
+        Returns:
+            True when the newest announcement should be tried again.
+        """
+        returned = self._loads.forget_returned()
+        newest = self._newest.model_version if self._newest is not None else None
+        should_retry = False
+        for call in returned:
+            ranker = _late_ranker(call)
+            if ranker is not None and self._may_install(ranker, newest):
+                instead_of = None if ranker.model_version == newest else newest
+                self._install(ranker, time.monotonic() - call.started, instead_of)
+            else:
+                should_retry = should_retry or call.name == newest
+        return should_retry or (bool(returned) and self._current is None)
+
+    def _may_install(self, ranker: Ranker, newest: str | None) -> bool:
+        """Return whether a late ranker may become current, never over a newer one."""
+        current = self._current
+        if current is None:
+            return True
+        return ranker.model_version == newest and current.model_version != newest
+
+    def _reject(self, model_version: str, outcome: LoadOutcome) -> None:
+        MODEL_LOADS.labels(outcome).inc()
+        with self._changed:
+            self._failed_versions.add(model_version)
+            self._changed.notify_all()
+
+    def _install(
+        self, ranker: Ranker, load_seconds: float, instead_of: str | None
+    ) -> None:
+        previous = self._current
+        MODEL_LOAD_SECONDS.observe(load_seconds)
         MODEL_LOADS.labels("loaded").inc()
         with self._changed:
             self._current = ranker
             self._changed.notify_all()
+        if instead_of is not None:
+            logger.warning(
+                "earlier model version loaded because the announced one failed "
+                "model_version=%s announced=%s load_seconds=%.3f",
+                ranker.model_version,
+                instead_of,
+                load_seconds,
+            )
+            return
         logger.info(
             "model swapped model_version=%s previous=%s load_seconds=%.3f",
-            version,
-            current.model_version if current is not None else None,
-            time.perf_counter() - started,
+            ranker.model_version,
+            previous.model_version if previous is not None else None,
+            load_seconds,
         )

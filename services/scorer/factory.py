@@ -76,7 +76,12 @@ def build_scoring(
     # One PyTorch thread: with two, a ranker call on a wave took 2 to 28 ms
     # instead of about 2 ms while other processes held the second core.
     torch.set_num_threads(_TORCH_THREADS)
-    watcher = ModelWatcher(settings.kafka, settings.topics.models, _MODEL_NAME)
+    watcher = ModelWatcher(
+        settings.kafka,
+        settings.topics.models,
+        _MODEL_NAME,
+        load_timeout_seconds=settings.model_load_timeout_seconds,
+    )
     watcher.start()
     producer = Producer(
         producer_config(settings.kafka, linger_ms=settings.producer_linger_ms)

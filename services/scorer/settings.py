@@ -172,3 +172,10 @@ class ScorerSettings(BaseSettings):
         default=86_400, ge=1, description="TTL of the latest slate kept in Redis"
     )
     producer_linger_ms: int = Field(default=2, ge=0, le=1000)
+    model_load_timeout_seconds: float = Field(
+        default=60.0,
+        gt=0.0,
+        le=3600.0,
+        description="seconds that loading one announced ranker version may take "
+        "before it counts as timed out and the ranker in use stays",
+    )

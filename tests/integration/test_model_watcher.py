@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -81,6 +82,50 @@ class SteadyScorer:
             self.calls.append((ranker.model_version, probs))
 
 
+def _corrupt(registry: ModelRegistry, version: str) -> None:
+    weights = registry.path_of(version) / "weights.safetensors"
+    damaged = bytearray(weights.read_bytes())
+    damaged[len(damaged) // 2] ^= 0xFF
+    weights.write_bytes(bytes(damaged))
+
+
+def _uri(registry: ModelRegistry, metadata: ArtifactMetadata) -> str:
+    return str(registry.path_of(metadata.model_version))
+
+
+def _loads(outcome: str) -> float:
+    return (
+        REGISTRY.get_sample_value("cartwheel_model_loads_total", {"outcome": outcome})
+        or 0.0
+    )
+
+
+def _wait_until_current(
+    watcher: ModelWatcher, model_version: str, timeout_seconds: float
+) -> bool:
+    """Return whether ``model_version`` becomes current in time.
+
+    Unlike ``wait_for``, it keeps waiting after the version has failed once.
+    """
+    deadline = time.monotonic() + timeout_seconds
+    pause = threading.Event()
+    while time.monotonic() < deadline:
+        current = watcher.current()
+        if current is not None and current.model_version == model_version:
+            return True
+        pause.wait(0.05)
+    return False
+
+
+@pytest.fixture
+def release_on_exit() -> Iterator[list[threading.Event]]:
+    """Collect events that blocked loaders wait on, and set them after the test."""
+    events: list[threading.Event] = []
+    yield events
+    for event in events:
+        event.set()
+
+
 def _reference(registry: ModelRegistry, version: str) -> np.ndarray:
     ranker = Ranker.from_artifact(registry.load(version))
     return ranker.predict("u1", USER_FEATURES, CANDIDATES)
@@ -94,10 +139,7 @@ def test_watcher_swaps_versions_at_one_point_and_rejects_corrupt_artifact(
 ) -> None:
     registry = ModelRegistry(tmp_path)
     first, second, corrupt = _save_versions(registry, 3)
-    weights = registry.path_of(corrupt.model_version) / "weights.safetensors"
-    damaged = bytearray(weights.read_bytes())
-    damaged[len(damaged) // 2] ^= 0xFF
-    weights.write_bytes(bytes(damaged))
+    _corrupt(registry, corrupt.model_version)
     expected = {
         meta.model_version: _reference(registry, meta.model_version)
         for meta in (first, second)
@@ -186,3 +228,208 @@ def test_watcher_survives_any_load_error(
         "cartwheel_model_watcher_running", {"topic": topic}
     )
     assert running == 1
+
+
+def test_watcher_falls_back_on_fresh_start(
+    tmp_path: Path,
+    kafka_settings: KafkaSettings,
+    make_topic: Callable[..., str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    registry = ModelRegistry(tmp_path)
+    oldest, good, broken, newest = _save_versions(registry, 4)
+    _corrupt(registry, broken.model_version)
+    _corrupt(registry, newest.model_version)
+    topic = make_topic("models", partitions=1, is_compacted=True)
+    # Compaction leaves only the newest announcement of a key on the topic.
+    ModelAnnouncer(kafka_settings, topic).announce(newest, _uri(registry, newest))
+    watcher = ModelWatcher(kafka_settings, topic, "ranker")
+
+    with caplog.at_level(logging.WARNING, logger="services.common.model_watcher"):
+        watcher.start()
+        try:
+            assert watcher.wait_for(good.model_version, timeout_seconds=30)
+        finally:
+            watcher.stop()
+
+    assert not watcher.wait_for(newest.model_version, timeout_seconds=0)
+    assert not watcher.wait_for(broken.model_version, timeout_seconds=0)
+    fallbacks = [
+        r.getMessage() for r in caplog.records if "earlier model version" in r.message
+    ]
+    assert len(fallbacks) == 1
+    assert f"model_version={good.model_version}" in fallbacks[0]
+    assert f"announced={newest.model_version}" in fallbacks[0]
+
+
+def test_watcher_keeps_loaded_ranker_over_fallback(
+    tmp_path: Path, kafka_settings: KafkaSettings, make_topic: Callable[..., str]
+) -> None:
+    registry = ModelRegistry(tmp_path)
+    first, never_announced, corrupt = _save_versions(registry, 3)
+    _corrupt(registry, corrupt.model_version)
+    topic = make_topic("models", partitions=1, is_compacted=True)
+    announcer = ModelAnnouncer(kafka_settings, topic)
+    watcher = ModelWatcher(kafka_settings, topic, "ranker")
+    watcher.start()
+
+    try:
+        announcer.announce(first, _uri(registry, first))
+        assert watcher.wait_for(first.model_version, timeout_seconds=30)
+        announcer.announce(corrupt, _uri(registry, corrupt))
+        assert not watcher.wait_for(corrupt.model_version, timeout_seconds=30)
+    finally:
+        watcher.stop()
+
+    current = watcher.current()
+    assert current is not None
+    assert current.model_version == first.model_version
+
+
+def test_watcher_times_out_blocked_read(
+    tmp_path: Path,
+    kafka_settings: KafkaSettings,
+    make_topic: Callable[..., str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    registry = ModelRegistry(tmp_path)
+    stuck, good = _save_versions(registry, 2)
+    # A FIFO without a writer blocks open() like a read on a hung volume.
+    weights = registry.path_of(stuck.model_version) / "weights.safetensors"
+    weights.unlink()
+    os.mkfifo(weights)
+    topic = make_topic("models", partitions=1, is_compacted=True)
+    announcer = ModelAnnouncer(kafka_settings, topic)
+    watcher = ModelWatcher(kafka_settings, topic, "ranker", load_timeout_seconds=0.5)
+    timed_out_before = _loads("timed_out")
+    watcher.start()
+
+    try:
+        with caplog.at_level(logging.ERROR, logger="services.common.model_watcher"):
+            announcer.announce(stuck, _uri(registry, stuck))
+            assert not watcher.wait_for(stuck.model_version, timeout_seconds=30)
+        blocked = REGISTRY.get_sample_value(
+            "cartwheel_model_blocked_loads", {"topic": topic}
+        )
+        announcer.announce(good, _uri(registry, good))
+        assert watcher.wait_for(good.model_version, timeout_seconds=30)
+    finally:
+        watcher.stop()
+        # Opening the write end lets the blocked open() return and the load end.
+        os.close(os.open(weights, os.O_WRONLY | os.O_NONBLOCK))
+
+    assert _loads("timed_out") - timed_out_before == 1
+    assert blocked == 1
+    errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+    timed_out = [m for m in errors if "model load timed out" in m]
+    assert len(timed_out) == 1
+    assert f"model_version={stuck.model_version}" in timed_out[0]
+    assert "timeout_seconds=0.5" in timed_out[0]
+
+
+def test_watcher_waits_when_two_loads_block(
+    tmp_path: Path,
+    kafka_settings: KafkaSettings,
+    make_topic: Callable[..., str],
+    release_on_exit: list[threading.Event],
+) -> None:
+    registry = ModelRegistry(tmp_path)
+    first, hung_a, hung_b, last = _save_versions(registry, 4)
+    released = {
+        hung_a.model_version: threading.Event(),
+        hung_b.model_version: threading.Event(),
+    }
+    release_on_exit.extend(released.values())
+
+    def loader(announcement: ModelAnnouncement) -> Ranker:
+        hang = released.get(announcement.model_version)
+        if hang is not None:
+            hang.wait()
+        return load_ranker(announcement)
+
+    topic = make_topic("models", partitions=1, is_compacted=True)
+    announcer = ModelAnnouncer(kafka_settings, topic)
+    watcher = ModelWatcher(
+        kafka_settings, topic, "ranker", loader=loader, load_timeout_seconds=0.5
+    )
+    watcher.start()
+
+    try:
+        announcer.announce(first, _uri(registry, first))
+        assert watcher.wait_for(first.model_version, timeout_seconds=30)
+        for hung in (hung_a, hung_b):
+            announcer.announce(hung, _uri(registry, hung))
+            assert not watcher.wait_for(hung.model_version, timeout_seconds=30)
+        announcer.announce(last, _uri(registry, last))
+        is_loaded_while_blocked = watcher.wait_for(last.model_version, 2)
+        released[hung_a.model_version].set()
+        is_loaded_after_return = watcher.wait_for(last.model_version, 30)
+    finally:
+        watcher.stop()
+
+    assert not is_loaded_while_blocked
+    assert is_loaded_after_return
+
+
+def test_watcher_uses_late_load_on_fresh_start(
+    tmp_path: Path, kafka_settings: KafkaSettings, make_topic: Callable[..., str]
+) -> None:
+    registry = ModelRegistry(tmp_path)
+    (late,) = _save_versions(registry, 1)
+    weights = registry.path_of(late.model_version) / "weights.safetensors"
+    content = weights.read_bytes()
+    weights.unlink()
+    os.mkfifo(weights)
+    topic = make_topic("models", partitions=1, is_compacted=True)
+    ModelAnnouncer(kafka_settings, topic).announce(late, _uri(registry, late))
+    watcher = ModelWatcher(kafka_settings, topic, "ranker", load_timeout_seconds=0.5)
+    watcher.start()
+
+    try:
+        assert not watcher.wait_for(late.model_version, timeout_seconds=30)
+        # The volume comes back: the blocked read gets the real weights.
+        with open(weights, "wb") as fifo:
+            fifo.write(content)
+        is_loaded = _wait_until_current(watcher, late.model_version, 30)
+    finally:
+        watcher.stop()
+
+    assert is_loaded
+
+
+def test_watcher_retries_newest_after_late_failure(
+    tmp_path: Path,
+    kafka_settings: KafkaSettings,
+    make_topic: Callable[..., str],
+    release_on_exit: list[threading.Event],
+) -> None:
+    registry = ModelRegistry(tmp_path)
+    earlier, newest = _save_versions(registry, 2)
+    volume_back = threading.Event()
+    release_on_exit.append(volume_back)
+    newest_loads: list[int] = []
+
+    def loader(announcement: ModelAnnouncement) -> Ranker:
+        if announcement.model_version == newest.model_version:
+            newest_loads.append(1)
+            if len(newest_loads) == 1:
+                volume_back.wait()
+                raise OSError("stale file handle")
+        return load_ranker(announcement)
+
+    topic = make_topic("models", partitions=1, is_compacted=True)
+    ModelAnnouncer(kafka_settings, topic).announce(newest, _uri(registry, newest))
+    watcher = ModelWatcher(
+        kafka_settings, topic, "ranker", loader=loader, load_timeout_seconds=0.5
+    )
+    watcher.start()
+
+    try:
+        assert watcher.wait_for(earlier.model_version, timeout_seconds=30)
+        volume_back.set()
+        is_loaded = _wait_until_current(watcher, newest.model_version, 30)
+    finally:
+        watcher.stop()
+
+    assert is_loaded
+    assert len(newest_loads) == 2

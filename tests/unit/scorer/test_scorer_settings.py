@@ -29,3 +29,14 @@ def test_scorer_settings_reject_zero_items_per_category(
 
     with pytest.raises(InvalidSettingsError, match="MAX_PER_CATEGORY"):
         load_settings(ScorerSettings)
+
+
+def test_scorer_settings_reject_zero_model_load_timeout(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("CARTWHEEL_SCORER_MODEL_LOAD_TIMEOUT_SECONDS", "0")
+
+    with pytest.raises(
+        InvalidSettingsError, match="CARTWHEEL_SCORER_MODEL_LOAD_TIMEOUT_SECONDS='0'"
+    ):
+        load_settings(ScorerSettings)

@@ -1,0 +1,94 @@
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from models.multitask.features import FeatureSpec
+from models.multitask.model import ModelConfig, build_model
+from models.registry import (
+    ArtifactMetadata,
+    DataWindow,
+    ModelAnnouncement,
+    ModelRegistry,
+)
+from services.common.model_watcher import earlier_announcements
+
+NOW = datetime(2026, 5, 17, 12, 0, tzinfo=UTC)
+SPEC = FeatureSpec(
+    user_feature_names=("user_click_count_1h",),
+    item_feature_names=("item_click_count_1h",),
+    means=(0.0, 0.0, 0.0),
+    stds=(1.0, 1.0, 1.0),
+    hash_buckets={"user_id": 4, "item_id": 4, "category_id": 4, "brand": 4},
+)
+CONFIG = ModelConfig(embedding_dim=2, expert_count=1, expert_width=2, tower_width=2)
+WINDOW = DataWindow(start=None, end=None, examples=1, rows=1)
+
+
+def _save(registry: ModelRegistry, hours: int) -> ArtifactMetadata:
+    model = build_model(SPEC, CONFIG)
+    created_at = NOW + timedelta(hours=hours)
+    return registry.save(
+        "ranker", model, SPEC, WINDOW, {}, now=created_at, code="abc1234"
+    )
+
+
+def _announce(
+    registry: ModelRegistry, metadata: ArtifactMetadata, hours: int
+) -> ModelAnnouncement:
+    return ModelAnnouncement(
+        model_name="ranker",
+        model_version=metadata.model_version,
+        artifact_uri=str(registry.path_of(metadata.model_version)),
+        announced_at=NOW + timedelta(hours=hours),
+    )
+
+
+def test_earlier_announcements_list_older_versions_newest_first(
+    tmp_path: Path,
+) -> None:
+    registry = ModelRegistry(tmp_path)
+    first, second, announced, later = (_save(registry, h) for h in (0, 1, 2, 3))
+
+    earlier = earlier_announcements(_announce(registry, announced, hours=4))
+
+    assert [a.model_version for a in earlier] == [
+        second.model_version,
+        first.model_version,
+    ]
+    assert earlier[0].artifact_uri == str(registry.path_of(second.model_version))
+    assert later.model_version not in {a.model_version for a in earlier}
+
+
+def test_earlier_announcements_without_announced_metadata(
+    tmp_path: Path,
+) -> None:
+    registry = ModelRegistry(tmp_path)
+    first, announced, later = (_save(registry, h) for h in (0, 1, 3))
+    (registry.path_of(announced.model_version) / "metadata.json").write_text("{")
+
+    earlier = earlier_announcements(_announce(registry, announced, hours=2))
+
+    assert [a.model_version for a in earlier] == [first.model_version]
+
+
+def test_earlier_announcements_empty_outside_registry(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    registry = ModelRegistry(tmp_path / "registry")
+    _save(registry, 0)
+    announced = _save(registry, 1)
+    moved = tmp_path / "elsewhere"
+    registry.path_of(announced.model_version).rename(moved)
+    announcement = _announce(registry, announced, hours=2).model_copy(
+        update={"artifact_uri": str(moved)}
+    )
+
+    with caplog.at_level(logging.WARNING, logger="services.common.model_watcher"):
+        earlier = earlier_announcements(announcement)
+
+    assert earlier == []
+    assert "outside a registry" in caplog.text
