@@ -18,6 +18,10 @@ prints one Markdown table with medians over the repeats:
   features, training examples, commits), from start to the last commit;
 - Redis bytes per active user, per item and for the item-to-item lists,
   from ``MEMORY USAGE`` after the replay.
+
+``--redis-config NAME=VALUE`` (repeatable) sets a redis-server parameter with
+``CONFIG SET`` before the replay, to measure a server tuning such as
+``zset-max-listpack-entries=0``.
 """
 
 from __future__ import annotations
@@ -227,7 +231,20 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=500, help="events per batch")
     parser.add_argument("--repeats", type=int, default=3, help="runs per measurement")
     parser.add_argument("--seed", type=int, default=7, help="random seed")
+    parser.add_argument(
+        "--redis-config",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="redis-server parameter set with CONFIG SET before the replay",
+    )
     args = parser.parse_args()
+    redis_config = []
+    for entry in args.redis_config:
+        name, sep, value = entry.partition("=")
+        if not sep or not name:
+            parser.error(f"argument --redis-config: expected NAME=VALUE, got {entry!r}")
+        redis_config.append((name, value))
 
     events, records = synthetic_events(args.users, args.items, args.seed)
     state_dir = Path(tempfile.mkdtemp(prefix="bench-features-"))
@@ -236,6 +253,8 @@ def main() -> None:
     try:
         kafka = KafkaSettings(bootstrap=broker.address)
         client = redis.Redis.from_url(f"redis://{redis_server.address}/0")
+        for name, value in redis_config:
+            client.config_set(name, value)
         pass_rates, alone_rates, hot_rates = [], [], []
         python_cpu, redis_cpu = [], []
         memory: dict[str, float] = {}
