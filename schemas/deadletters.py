@@ -18,7 +18,8 @@ class RejectionReason(StrEnum):
     """Why an input was rejected; one code per kind of fault.
 
     ``empty_value``: no value (a tombstone) or zero bytes. ``invalid_json``:
-    not UTF-8 JSON. ``not_an_object``: JSON, but not an object.
+    not UTF-8 JSON, or an object that repeats a key. ``not_an_object``: JSON,
+    but not an object.
     ``unsupported_schema_version``: ``schema_version`` other than 1.
     ``missing_field`` / ``unknown_field``: a required field is absent, or a
     field is not in the schema. ``wrong_type``: a value of the wrong JSON type.

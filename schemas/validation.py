@@ -14,12 +14,19 @@ strings, no booleans as numbers, no Unix seconds as ``event_time``. Two checks
 need more than one document and therefore live only here: the payload size and
 the event time relative to the clock.
 
-Duplicates are not a validation concern: the feature store drops them by
-``event_id``.
+A key repeated within one object is rejected as ``invalid_json``. Section 4
+of RFC 8259 notes that parsers differ on such objects (many keep the last
+value, others fail or keep every pair), so two consumers of one message could
+read two different users from it.
+
+Duplicate events are not a validation concern: the feature store drops them
+by ``event_id``.
 """
 
 from __future__ import annotations
 
+import json
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -69,6 +76,10 @@ _EXPECTED_FORMS = {
 }
 
 _ID_FORM = f"a string of 1 to {MAX_ID_LENGTH} characters"
+
+# A key ends with its closing quote, optional whitespace and a colon. Inside a
+# string a quote is escaped, so a match there is rare and only costs a re-parse.
+_KEY_END = re.compile(rb'"[ \t\n\r]*:')
 
 
 @dataclass(frozen=True)
@@ -129,7 +140,42 @@ def parse_event(
     except ValidationError as exc:
         return _reject(exc)
 
+    repeated = _repeated_key(raw, event)
+    if repeated is not None:
+        return Rejection(
+            RejectionReason.INVALID_JSON,
+            f"key {repeated!r} appears more than once in one object; expected "
+            "each key once, because readers disagree on which value counts",
+        )
     return _check_time(event, now, max_future_skew)
+
+
+def _repeated_key(raw: bytes, event: Event) -> str | None:
+    """Return a key that one object of a valid document repeats, or None."""
+    # The model records each key it read once. When the bytes hold no more key
+    # ends than that, no key is repeated. More key ends may also come from a
+    # quote and colon inside a string, so the document is then parsed again.
+    keys = len(event.model_fields_set)
+    if event.context is not None:
+        keys += len(event.context.model_fields_set)
+    if len(_KEY_END.findall(raw)) <= keys:
+        return None
+    repeated: list[str] = []
+
+    def collect(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                repeated.append(key)
+            seen.add(key)
+        return dict(pairs)
+
+    try:
+        json.loads(raw, object_pairs_hook=collect)
+    except ValueError:
+        # pydantic's parser accepted what json refuses; keep its reading.
+        return None
+    return repeated[0] if repeated else None
 
 
 def _check_time(

@@ -87,6 +87,39 @@ def test_parse_event_rejects_with_reason_and_actionable_message(
     assert fragment in result.message
 
 
+def _with_repeated_key(raw: bytes, key: bytes, value: bytes) -> bytes:
+    # json.dumps cannot write a repeated key, so the bytes are edited.
+    return raw[:-1] + b", " + key + b": " + value + b"}"
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        _with_repeated_key(encode(), b'"user_id"', b'"u-2"'),
+        _with_repeated_key(encode(), b'"user_\\u0069d"', b'"u-2"'),
+        _with_repeated_key(encode(), b'"user_id" \n', b'"u-2"'),
+        encode(context=...)[:-1]
+        + b', "context": {"page": "/a", "device": "d", "page": "/b"}}',
+    ],
+    ids=["top-level", "escaped", "spaced", "nested"],
+)
+def test_parse_event_rejects_repeated_key(raw: bytes) -> None:
+    result = parse_event(raw, now=NOW)
+
+    assert isinstance(result, Rejection)
+    assert result.reason is RejectionReason.INVALID_JSON
+    assert "appears more than once" in result.message
+
+
+@pytest.mark.parametrize("page", ["user_id", '"user_id": "u-2"', 'a" : b'])
+def test_parse_event_accepts_key_like_value(page: str) -> None:
+    result = parse_event(encode(context={"page": page}), now=NOW)
+
+    assert isinstance(result, Event)
+    assert result.context is not None
+    assert result.context.page == page
+
+
 def test_parse_event_rejects_time_beyond_skew() -> None:
     raw = encode(event_time="2019-10-02T01:00:01Z")
 
