@@ -78,8 +78,9 @@ _EXPECTED_FORMS = {
 _ID_FORM = f"a string of 1 to {MAX_ID_LENGTH} characters"
 
 # A key ends with its closing quote, optional whitespace and a colon. Inside a
-# string a quote is escaped, so a match there is rare and only costs a re-parse.
-_KEY_END = re.compile(rb'"[ \t\n\r]*:')
+# string a quote is escaped, so such bytes there are rare and only cost a
+# second parse.
+_SPACED_KEY_END = re.compile(rb'"[ \t\n\r]+:')
 
 
 @dataclass(frozen=True)
@@ -158,7 +159,7 @@ def _repeated_key(raw: bytes, event: Event) -> str | None:
     keys = len(event.model_fields_set)
     if event.context is not None:
         keys += len(event.context.model_fields_set)
-    if len(_KEY_END.findall(raw)) <= keys:
+    if raw.count(b'":') <= keys and _SPACED_KEY_END.search(raw) is None:
         return None
     repeated: list[str] = []
 
