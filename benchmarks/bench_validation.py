@@ -187,7 +187,8 @@ rows hold.
 time bounds and that no key is repeated (a count of key ends in the bytes,
 compared with the keys the model read). It stays within a factor of two
 of `json.loads` alone, while a hand-written check of the same rules on
-`json.loads` output (which also builds the Event) is several times slower.
+`json.loads` output (which also builds the Event) is two to three times
+slower.
 Replay needs at least 100,000 events/s with validation included, so validation
 alone must stay well above that.
 """
