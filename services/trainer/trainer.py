@@ -5,7 +5,8 @@ events as the held-out slice. It trains a challenger on the rest, evaluates
 the challenger and the current champion on that same slice, and promotes the
 challenger only if it is not worse (see ``services.trainer.promotion``).
 A promoted challenger is saved in the registry, becomes the champion and is
-announced on the ``models`` topic.
+announced on the ``models`` topic. A refresh is skipped when the window holds
+too few examples, or exactly the examples the champion was trained on.
 """
 
 from __future__ import annotations
@@ -115,6 +116,20 @@ class Trainer:
     ) -> RefreshResult:
         """Train on the examples and promote the challenger if it is not worse."""
         logger.info("refresh started reason=%s examples=%s", reason, len(examples))
+        trained_on = self._champion_window()
+        if trained_on is not None and _same_examples(trained_on, examples):
+            # Training is seeded, so the same examples would give the same
+            # weights under a new version, and every process would swap to it.
+            logger.info(
+                "refresh skipped, no new examples since the champion "
+                "examples=%s window_end=%s",
+                len(examples),
+                trained_on.end,
+            )
+            return RefreshResult(
+                "skipped",
+                f"the champion was trained on these {len(examples)} examples",
+            )
         prepared = self.prepare(examples)
         if prepared is None:
             return RefreshResult(
@@ -235,6 +250,17 @@ class Trainer:
             metadata.model_version,
         )
 
+    def _champion_window(self) -> DataWindow | None:
+        """Return the champion's training window, or None when it does not load.
+
+        A champion that fails to load is replaced even on unchanged data.
+        """
+        try:
+            champion = self._registry.load_champion(self._settings.model_name)
+        except ArtifactError:
+            return None
+        return champion.metadata.data_window if champion is not None else None
+
     def _champion_metrics(self, holdout: TrainingSet) -> dict[str, float] | None:
         try:
             champion = self._registry.load_champion(self._settings.model_name)
@@ -267,6 +293,14 @@ class Trainer:
                 f"training lock {self._lock.key!r} was taken by another trainer; "
                 "this refresh stops without promoting"
             )
+
+
+def _same_examples(window: DataWindow, examples: Sequence[TrainingExample]) -> bool:
+    """Return whether examples span the window's times and count, as a rerun would."""
+    if len(examples) != window.examples or not examples:
+        return False
+    times = [example.event_time for example in examples]
+    return min(times) == window.start and max(times) == window.end
 
 
 def _artifact_metrics(

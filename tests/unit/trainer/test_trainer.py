@@ -47,6 +47,24 @@ def test_refresh_skips_window_below_min_examples(
     assert ModelRegistry(settings.registry_dir).versions("ranker") == []
 
 
+def test_refresh_skips_examples_the_champion_saw(
+    make_settings: MakeSettings, window_examples: list[TrainingExample]
+) -> None:
+    settings = make_settings()
+    registry = ModelRegistry(settings.registry_dir)
+    trainer = Trainer(settings, registry)
+    first = trainer.refresh(window_examples, "first")
+
+    second = trainer.refresh(window_examples, "second")
+    third = trainer.refresh(window_examples[1:], "third")
+
+    assert first.outcome == "promoted"
+    assert second.outcome == "skipped"
+    assert "trained on these" in second.reason
+    assert third.outcome != "skipped"
+    assert registry.versions("ranker")[0] == first.model_version
+
+
 def test_challenger_on_shuffled_labels_is_not_promoted(
     make_settings: MakeSettings, window_examples: list[TrainingExample]
 ) -> None:
