@@ -8,6 +8,7 @@ from pathlib import Path
 from services.common.settings import load_settings
 from services.demo.runner import DemoRun, run_demo
 from services.demo.settings import DemoSettings
+from services.replay.datasets import DATASETS
 
 __all__ = ["register"]
 
@@ -25,6 +26,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     parser.add_argument(
         "--dataset",
         default="rees46",
+        choices=sorted(DATASETS),
         help="registered dataset to replay (see 'cartwheel replay --list'; "
         "default: rees46, the sample committed in data/)",
     )

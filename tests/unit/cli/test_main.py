@@ -23,6 +23,18 @@ def test_main_prints_unknown_dataset_without_traceback(
     assert "Traceback" not in error
 
 
+def test_demo_rejects_unknown_dataset_before_starting_servers(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with pytest.raises(SystemExit) as stopped:
+        main(["demo", "--dataset", "no-such-dataset"])
+
+    captured = capsys.readouterr()
+    assert stopped.value.code == 2
+    assert "invalid choice: 'no-such-dataset'" in captured.err
+    assert "starting a broker" not in captured.out + captured.err
+
+
 def test_main_prints_missing_replay_file_without_traceback(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
