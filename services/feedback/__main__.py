@@ -8,7 +8,7 @@ import faust
 
 from schemas.recommendations import Surface
 from services.common.kafka import TopicSpec, verify_topics
-from services.common.lifecycle import serve_metrics
+from services.common.lifecycle import ensure_writable_directory, serve_metrics
 from services.common.logging import configure_logging
 from services.common.settings import load_settings, masked_settings, secret_values
 from services.feedback.app import create_app
@@ -23,10 +23,13 @@ def run(settings: FeedbackSettings) -> None:
     """Check the topics, serve /metrics and run the Faust worker until stopped.
 
     Raises:
+        InvalidSettingsError: ``CARTWHEEL_FEEDBACK_DATA_DIR`` cannot be
+            created or written.
         TopicMissingError: a topic the app reads is missing or has another
             partition count than ``CARTWHEEL_TOPIC_PARTITIONS``.
     """
     logger.info("feedback app starting settings=%s", masked_settings(settings))
+    ensure_writable_directory(settings.data_dir, "CARTWHEEL_FEEDBACK_DATA_DIR")
     topics = settings.topics
     names = [topics.events]
     names += [topics.recommendations(surface.value) for surface in Surface]
@@ -35,7 +38,6 @@ def run(settings: FeedbackSettings) -> None:
     )
 
     serve_metrics(settings, settings.metrics_port, settings.metrics_host)
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
     app, _ = create_app(settings)
     # override_logging=False keeps the handlers configure_logging installed,
     # and redirect_stdouts=False keeps stderr a plain stream for them.

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 import pytest
 
+from services.common.errors import InvalidSettingsError
+from services.feedback import __main__ as feedback_main
 from services.feedback.cli import register
+from services.feedback.settings import FeedbackSettings
 
 
 def make_parser() -> argparse.ArgumentParser:
@@ -25,3 +29,21 @@ def test_feedback_report_parses_hours() -> None:
 def test_feedback_requires_a_subcommand() -> None:
     with pytest.raises(SystemExit):
         make_parser().parse_args(["feedback"])
+
+
+def test_feedback_run_rejects_unwritable_data_dir(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "a-file").write_text("")
+    data_dir = tmp_path / "a-file" / "feedback"
+    settings = FeedbackSettings(data_dir=data_dir)
+
+    def verify_topics(*args: object) -> None:
+        raise AssertionError("the data directory is checked before the topics")
+
+    monkeypatch.setattr(feedback_main, "verify_topics", verify_topics)
+
+    with pytest.raises(InvalidSettingsError) as caught:
+        feedback_main.run(settings)
+
+    assert f"CARTWHEEL_FEEDBACK_DATA_DIR={str(data_dir)!r}" in str(caught.value)
