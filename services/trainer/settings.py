@@ -9,7 +9,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+import torch
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from models.multitask.dataset import DatasetConfig
@@ -102,7 +103,7 @@ class TrainerSettings(BaseSettings):
     device: str = Field(
         default="cpu",
         pattern=r"^(cpu|cuda(:\d+)?)$",
-        description="cpu, cuda or cuda:N",
+        description="cpu, cuda or cuda:N; cuda needs a CUDA build of PyTorch and a GPU",
     )
     torch_threads: int = Field(
         default=2,
@@ -124,6 +125,26 @@ class TrainerSettings(BaseSettings):
         default=9106, ge=0, le=65535, description="port of /metrics; 0 turns it off"
     )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    @field_validator("device")
+    @classmethod
+    def _check_device(cls, value: str) -> str:
+        if not value.startswith("cuda"):
+            return value
+        if torch.version.cuda is None:
+            raise ValueError(
+                f"this PyTorch build (torch {torch.__version__}) has no CUDA support"
+            )
+        if not torch.cuda.is_available():
+            raise ValueError("PyTorch sees no CUDA device on this machine")
+        index = int(value.partition(":")[2] or 0)
+        count = torch.cuda.device_count()
+        if index >= count:
+            raise ValueError(
+                f"CUDA device {index} does not exist; PyTorch sees {count} "
+                "on this machine"
+            )
+        return value
 
     def dataset_config(self) -> DatasetConfig:
         """Return the labelling and negative-sampling settings."""

@@ -1,0 +1,56 @@
+from __future__ import annotations
+
+import pytest
+import torch
+
+from services.common.errors import InvalidSettingsError
+from services.common.settings import load_settings
+from services.trainer.settings import TrainerSettings
+
+
+def test_trainer_settings_reject_cuda_on_cpu_build(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(torch.version, "cuda", None)
+    monkeypatch.setenv("CARTWHEEL_TRAINER_DEVICE", "cuda")
+
+    with pytest.raises(InvalidSettingsError) as caught:
+        load_settings(TrainerSettings)
+
+    message = str(caught.value)
+    assert message.startswith("invalid setting CARTWHEEL_TRAINER_DEVICE='cuda':")
+    assert "has no CUDA support" in message
+
+
+def test_trainer_settings_reject_cuda_without_a_device(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(torch.version, "cuda", "12.4")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setenv("CARTWHEEL_TRAINER_DEVICE", "cuda:0")
+
+    with pytest.raises(InvalidSettingsError, match="sees no CUDA device"):
+        load_settings(TrainerSettings)
+
+
+def test_trainer_settings_reject_missing_cuda_index(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(torch.version, "cuda", "12.4")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    monkeypatch.setenv("CARTWHEEL_TRAINER_DEVICE", "cuda:1")
+
+    with pytest.raises(InvalidSettingsError, match="CUDA device 1 does not exist"):
+        load_settings(TrainerSettings)
+
+
+def test_trainer_settings_accept_an_existing_cuda_device(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(torch.version, "cuda", "12.4")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setenv("CARTWHEEL_TRAINER_DEVICE", "cuda:1")
+
+    assert load_settings(TrainerSettings).device == "cuda:1"
