@@ -7,7 +7,7 @@ from typing import Any
 
 from services.api.server import serve
 from services.api.settings import ApiSettings
-from services.common.settings import load_settings
+from services.common.settings import CommandLineValue, load_settings
 
 __all__ = ["register"]
 
@@ -37,7 +37,7 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
 
 def _serve(args: argparse.Namespace) -> int:
     overrides = {
-        name: value
+        name: CommandLineValue(f"--{name}", value)
         for name, value in (("host", args.host), ("port", args.port))
         if value is not None
     }

@@ -12,18 +12,22 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator
+from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
+from redis.connection import parse_url
 
 from services.common.errors import InvalidSettingsError
 
 __all__ = [
     "child_environment",
+    "CommandLineValue",
     "KafkaSettings",
     "RedisSettings",
     "TopicSettings",
@@ -101,7 +105,8 @@ class RedisSettings(BaseSettings):
 
     url: SecretStr = Field(
         default=SecretStr("redis://127.0.0.1:16379/0"),
-        description="redis:// or rediss:// URL, with the password if AUTH is on",
+        description="redis:// or rediss:// URL such as redis://host:6379/0, "
+        "with the password if AUTH is on",
     )
     key_prefix: str = Field(
         default="cw",
@@ -123,7 +128,36 @@ class RedisSettings(BaseSettings):
             raise ValueError(
                 "expected a redis:// or rediss:// URL whose port is 1-65535"
             )
+        problem = _redis_url_problem(url)
+        if problem is not None:
+            raise ValueError(problem)
         return value
+
+
+def _redis_url_problem(url: str) -> str | None:
+    """Return why redis-py would refuse ``url`` when it connects, or None.
+
+    redis-py parses the query options only when a client is built and checks
+    the protocol only when it connects, and it ignores a path that is not a
+    database number, so the same checks run here, before any connection.
+    """
+    try:
+        options = parse_url(url)  # type: ignore[no-untyped-call]
+    except ValueError as exc:
+        # redis-py names the query option but not its value.
+        found = re.search(r"'([^']+)'", str(exc))
+        if found is None:
+            return str(exc).rstrip(".")
+        return f"the query option {found.group(1)} has an invalid value"
+    protocol = options.get("protocol")
+    if protocol is not None and protocol not in (2, 3):
+        return f"the query option protocol={protocol} must be 2 or 3"
+    database = unquote(urlsplit(url).path).strip("/")
+    if "db" not in options and database and not re.fullmatch("[0-9]+", database):
+        return f"the path /{database} is not a database number such as /0"
+    if options.get("db", 0) < 0:
+        return f"the database number {options['db']} is negative"
+    return None
 
 
 class TopicSettings(BaseSettings):
@@ -158,17 +192,43 @@ def child_environment(overrides: Mapping[str, str]) -> dict[str, str]:
     return {**os.environ, **overrides}
 
 
+@dataclass(frozen=True)
+class CommandLineValue:
+    """A setting given by a command-line option instead of its variable.
+
+    Pass it to :func:`load_settings` as an override, so that an invalid value
+    is reported under the option that carried it.
+    """
+
+    option: str
+    value: Any
+
+
 def load_settings(settings_class: type[SettingsT], **overrides: Any) -> SettingsT:
     """Read settings from the environment and validate them.
+
+    Each override replaces the field of that name; wrap one in
+    :class:`CommandLineValue` when it came from a command-line option.
 
     Raises:
         InvalidSettingsError: one line per invalid variable, each with the
             variable's name, the value it contains and the expected form.
     """
+    options = {
+        name: value.option
+        for name, value in overrides.items()
+        if isinstance(value, CommandLineValue)
+    }
+    values = {
+        name: value.value if isinstance(value, CommandLineValue) else value
+        for name, value in overrides.items()
+    }
     try:
-        return settings_class(**overrides)
+        return settings_class(**values)
     except ValidationError as exc:
-        raise InvalidSettingsError(_describe(exc, settings_class)) from exc
+        raise InvalidSettingsError(
+            _describe(exc, settings_class, values.keys(), options)
+        ) from exc
     except SettingsError as exc:
         raise InvalidSettingsError(_describe_unparsed(exc)) from exc
 
@@ -193,12 +253,19 @@ def _describe_unparsed(exc: SettingsError) -> str:
     return "\n".join(lines) or f"invalid setting: {exc}"
 
 
-def _describe(exc: ValidationError, settings_class: type[BaseSettings]) -> str:
+def _describe(
+    exc: ValidationError,
+    settings_class: type[BaseSettings],
+    overridden: Collection[str],
+    options: Mapping[str, str],
+) -> str:
     # A nested block (KafkaSettings inside a service's Settings) fails inside
     # its default factory, so the error carries the nested class's title.
     # LIMITATION(L-2): the first failing block stops validation, so errors in a
     # later block show up only after the first one is fixed.
     failed_class = _find_settings_class(settings_class, exc.title) or settings_class
+    if failed_class is not settings_class:
+        overridden, options = (), {}
     prefix = str(failed_class.model_config.get("env_prefix", ""))
     delimiter = str(failed_class.model_config.get("env_nested_delimiter") or "_")
     lines = []
@@ -207,11 +274,21 @@ def _describe(exc: ValidationError, settings_class: type[BaseSettings]) -> str:
         # A list element's position is part of the location, not of the name.
         names = [str(part) for part in error["loc"] if not isinstance(part, int)]
         variable = f"{prefix}{delimiter.join(names)}".upper()
-        value = os.environ.get(variable, error.get("input"))
+        # An override was rejected, not the variable, which may be valid.
+        if field in overridden:
+            value = error.get("input")
+        else:
+            value = os.environ.get(variable, error.get("input"))
         if _is_secret(failed_class, field):
             value = _mask(str(value))
-        expected = _expected_form(failed_class, field, error["msg"])
-        lines.append(f"invalid setting {variable}={value!r}: {expected}")
+        expected = _expected_form(failed_class, error["loc"], error["msg"])
+        if field in options:
+            lines.append(
+                f"invalid option {options[field]}={value!r} (in place of "
+                f"{variable}): {expected}"
+            )
+        else:
+            lines.append(f"invalid setting {variable}={value!r}: {expected}")
     return "\n".join(lines)
 
 
@@ -245,8 +322,27 @@ def _find_settings_class(
     return None
 
 
-def _expected_form(settings_class: type[BaseSettings], field: str, message: str) -> str:
-    info = settings_class.model_fields.get(field)
+def _field_info(model: type[BaseModel], loc: tuple[int | str, ...]) -> FieldInfo | None:
+    """Return the field that ``loc`` points at, walking into nested models."""
+    info = None
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        if info is not None:
+            annotation = info.annotation
+            if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+                break
+            model = annotation
+        info = model.model_fields.get(part)
+        if info is None:
+            break
+    return info
+
+
+def _expected_form(
+    settings_class: type[BaseSettings], loc: tuple[int | str, ...], message: str
+) -> str:
+    info = _field_info(settings_class, loc)
     description = info.description if info is not None else None
     message = message.removeprefix("Value error, ")
     if info is not None and info.annotation is bool:

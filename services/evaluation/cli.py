@@ -9,7 +9,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-from services.common.settings import KafkaSettings, load_settings, masked_settings
+from services.common.settings import (
+    CommandLineValue,
+    KafkaSettings,
+    load_settings,
+    masked_settings,
+)
 from services.evaluation.consumer import read_topics
 from services.evaluation.prequential import PrequentialEvaluator
 from services.evaluation.report import summary_lines, write_report
@@ -100,11 +105,13 @@ def run_evaluate(args: argparse.Namespace) -> int:
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:
     overrides: dict[str, Any] = {}
     if args.bootstrap is not None:
-        overrides["kafka"] = load_settings(KafkaSettings, bootstrap=args.bootstrap)
+        overrides["kafka"] = load_settings(
+            KafkaSettings, bootstrap=CommandLineValue("--bootstrap", args.bootstrap)
+        )
     if args.group_id is not None:
-        overrides["group_id"] = args.group_id
+        overrides["group_id"] = CommandLineValue("--group-id", args.group_id)
     if args.score_from is not None:
-        overrides["score_from"] = args.score_from
+        overrides["score_from"] = CommandLineValue("--score-from", args.score_from)
     if args.timeout is not None:
-        overrides["read_timeout_seconds"] = args.timeout
+        overrides["read_timeout_seconds"] = CommandLineValue("--timeout", args.timeout)
     return overrides

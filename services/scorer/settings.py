@@ -93,12 +93,28 @@ class ScoreWeights(BaseModel):
     # The defaults favour the next click, the most common next event. On
     # 'cartwheel demo --limit 4000' (REES46, at most 20 items per category)
     # these weights gave HR@20 0.174, the same as click alone.
-    objective: Literal["engagement", "expected_value"] = "engagement"
-    click: float = Field(default=1.0, ge=0.0)
-    cart_add: float = Field(default=0.1, ge=0.0)
-    purchase: float = Field(default=0.05, ge=0.0)
-    affinity: float = Field(default=0.1, ge=0.0)
-    online_blend: float = Field(default=0.3, ge=0.0, le=1.0)
+    objective: Literal["engagement", "expected_value"] = Field(
+        default="engagement", description="engagement or expected_value"
+    )
+    click: float = Field(
+        default=1.0, ge=0.0, description="weight of p(click), 0 or more"
+    )
+    cart_add: float = Field(
+        default=0.1, ge=0.0, description="weight of p(cart_add), 0 or more"
+    )
+    purchase: float = Field(
+        default=0.05, ge=0.0, description="weight of p(purchase), 0 or more"
+    )
+    affinity: float = Field(
+        default=0.1, ge=0.0, description="weight of the user's affinity, 0 or more"
+    )
+    online_blend: float = Field(
+        default=0.3,
+        ge=0.0,
+        le=1.0,
+        description="weight of the online River cart and purchase probabilities "
+        "against the ranker's, from 0 to 1",
+    )
     ranker_blend: float = Field(
         default=0.3,
         ge=0.0,
@@ -119,11 +135,15 @@ class RuleSettings(BaseModel):
         default=True, description="let consumable items return after a purchase"
     )
     exclude_out_of_stock: bool = True
-    diversity: Literal["none", "per_category", "mmr"] = "per_category"
+    diversity: Literal["none", "per_category", "mmr"] = Field(
+        default="per_category", description="none, per_category or mmr"
+    )
     # On the same replay a cap of 10 per category gave HR@20 0.137 against
     # 0.174 at 20, because co-visited items often share a category.
-    max_per_category: int = Field(default=20, ge=1, le=200)
-    mmr_lambda: float = Field(default=0.7, ge=0.0, le=1.0)
+    max_per_category: int = Field(
+        default=20, ge=1, le=200, description="an integer from 1 to 200"
+    )
+    mmr_lambda: float = Field(default=0.7, ge=0.0, le=1.0, description="from 0 to 1")
     new_item_slots: int = Field(
         default=1, ge=0, le=20, description="slots reserved for little-seen items"
     )
@@ -137,10 +157,18 @@ class SurfaceSettings(BaseModel):
 
     model_config = ConfigDict(frozen=True)
 
-    products_size: int = Field(default=20, ge=1, le=200)
-    bundles_size: int = Field(default=10, ge=1, le=200)
-    promotions_size: int = Field(default=5, ge=1, le=200)
-    reviews_size: int = Field(default=5, ge=1, le=200)
+    products_size: int = Field(
+        default=20, ge=1, le=200, description="slate size, an integer from 1 to 200"
+    )
+    bundles_size: int = Field(
+        default=10, ge=1, le=200, description="slate size, an integer from 1 to 200"
+    )
+    promotions_size: int = Field(
+        default=5, ge=1, le=200, description="slate size, an integer from 1 to 200"
+    )
+    reviews_size: int = Field(
+        default=5, ge=1, le=200, description="slate size, an integer from 1 to 200"
+    )
     promotion_events: frozenset[EventType] = frozenset(
         {EventType.CLICK, EventType.CART_ADD, EventType.PURCHASE}
     )
@@ -176,6 +204,7 @@ class ScorerSettings(BaseSettings):
         default=60.0,
         gt=0.0,
         le=3600.0,
-        description="seconds that loading one announced ranker version may take "
-        "before it counts as timed out and the ranker in use stays",
+        description="seconds, more than 0 and at most 3600, that loading one "
+        "announced ranker version may take before it counts as timed out and "
+        "the ranker in use stays",
     )

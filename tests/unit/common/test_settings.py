@@ -1,11 +1,12 @@
 from __future__ import annotations
 
 import pytest
-from pydantic import Field
+from pydantic import BaseModel, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from services.common.errors import InvalidSettingsError
 from services.common.settings import (
+    CommandLineValue,
     KafkaSettings,
     RedisSettings,
     TopicSettings,
@@ -176,3 +177,120 @@ def test_load_settings_names_list_variable_without_position(
 
     assert "CARTWHEEL_TESTNESTED_SIZES=" in str(caught.value)
     assert "SIZES__1" not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("url", "reason"),
+    [
+        ("redis://127.0.0.1:26679/0?protocol=5", "protocol=5 must be 2 or 3"),
+        ("redis://127.0.0.1:26679/0?protocol=abc", "protocol has an invalid value"),
+        ("redis://127.0.0.1:26679/abc", "/abc is not a database number"),
+        ("redis://127.0.0.1:26679/0?db=-1", "database number -1 is negative"),
+    ],
+)
+def test_load_settings_rejects_unusable_redis_url(
+    monkeypatch: pytest.MonkeyPatch, url: str, reason: str
+) -> None:
+    monkeypatch.setenv("CARTWHEEL_REDIS_URL", url)
+
+    with pytest.raises(InvalidSettingsError) as caught:
+        load_settings(ServiceSettings)
+
+    message = str(caught.value)
+    assert f"CARTWHEEL_REDIS_URL={url!r}" in message
+    assert reason in message
+    assert "expected redis:// or rediss:// URL" in message
+
+
+def test_load_settings_masks_password_of_bad_redis_url(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv(
+        "CARTWHEEL_REDIS_URL", "redis://:hunter2@cache:6379/0?protocol=9"
+    )
+
+    with pytest.raises(InvalidSettingsError) as caught:
+        load_settings(RedisSettings)
+
+    assert "hunter2" not in str(caught.value)
+    assert "redis://:**********@cache:6379/0?protocol=9" in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "redis://127.0.0.1:26679",
+        "redis://127.0.0.1:26679/",
+        "redis://127.0.0.1:26679/3?protocol=3",
+        "rediss://user:pw@cache:6380/0?protocol=2&socket_timeout=2.5",
+    ],
+)
+def test_load_settings_accepts_usable_redis_url(
+    monkeypatch: pytest.MonkeyPatch, url: str
+) -> None:
+    monkeypatch.setenv("CARTWHEEL_REDIS_URL", url)
+
+    assert load_settings(RedisSettings).url.get_secret_value() == url
+
+
+class DescribedRules(BaseModel):
+    share: float = Field(default=0.5, ge=0, le=1, description="from 0 to 1")
+
+
+class DescribedNestedSettings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="CARTWHEEL_TESTDESCRIBED_", env_nested_delimiter="__", frozen=True
+    )
+
+    rules: DescribedRules = Field(
+        default_factory=DescribedRules, description="the rule block"
+    )
+
+
+def test_load_settings_gives_expected_form_of_nested_field(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("CARTWHEEL_TESTDESCRIBED_RULES__SHARE", "2")
+
+    with pytest.raises(InvalidSettingsError) as caught:
+        load_settings(DescribedNestedSettings)
+
+    assert str(caught.value).endswith("; expected from 0 to 1")
+
+
+def test_load_settings_reports_rejected_override_not_valid_variable(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("CARTWHEEL_TESTSVC_BATCH_SIZE", "5")
+
+    with pytest.raises(InvalidSettingsError) as caught:
+        load_settings(ServiceSettings, batch_size=0)
+
+    assert str(caught.value).startswith(
+        "invalid setting CARTWHEEL_TESTSVC_BATCH_SIZE=0:"
+    )
+
+
+def test_load_settings_names_option_of_rejected_value(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("CARTWHEEL_KAFKA_BOOTSTRAP", "127.0.0.1:29392")
+
+    with pytest.raises(InvalidSettingsError) as caught:
+        load_settings(
+            KafkaSettings, bootstrap=CommandLineValue("--bootstrap", "nohost")
+        )
+
+    message = str(caught.value)
+    assert message.startswith(
+        "invalid option --bootstrap='nohost' (in place of CARTWHEEL_KAFKA_BOOTSTRAP):"
+    )
+    assert "29392" not in message
+
+
+def test_load_settings_applies_command_line_value() -> None:
+    settings = load_settings(
+        ServiceSettings, batch_size=CommandLineValue("--batch-size", 7)
+    )
+
+    assert settings.batch_size == 7

@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 
 from services.cli.__main__ import build_parser
+from services.common.errors import InvalidSettingsError
 from services.evaluation.cli import register, run_evaluate
 from services.evaluation.settings import EvaluationSettings
 
@@ -63,3 +64,24 @@ def test_evaluate_command_plugs_into_cartwheel_parser() -> None:
 def test_settings_reject_score_from_without_offset() -> None:
     with pytest.raises(ValueError, match="timezone"):
         EvaluationSettings(score_from="2019-10-01T01:00:00")
+
+
+@pytest.mark.parametrize(
+    ("argv", "reported"),
+    [
+        (("--bootstrap", "nohost"), "invalid option --bootstrap='nohost'"),
+        (("--timeout", "-1"), "invalid option --timeout=-1.0"),
+    ],
+)
+def test_evaluate_command_reports_rejected_option_value(
+    monkeypatch: pytest.MonkeyPatch, argv: tuple[str, ...], reported: str
+) -> None:
+    monkeypatch.setenv("CARTWHEEL_KAFKA_BOOTSTRAP", "127.0.0.1:29392")
+    monkeypatch.setenv("CARTWHEEL_EVALUATION_READ_TIMEOUT_SECONDS", "30")
+
+    with pytest.raises(InvalidSettingsError) as caught:
+        run_evaluate(parse("evaluate", *argv))
+
+    assert str(caught.value).startswith(reported)
+    assert "29392" not in str(caught.value)
+    assert "'30'" not in str(caught.value)

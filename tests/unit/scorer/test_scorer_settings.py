@@ -40,3 +40,38 @@ def test_scorer_settings_reject_zero_model_load_timeout(
         InvalidSettingsError, match="CARTWHEEL_SCORER_MODEL_LOAD_TIMEOUT_SECONDS='0'"
     ):
         load_settings(ScorerSettings)
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "expected"),
+    [
+        ("WEIGHTS__RANKER_BLEND", "2", "from 0 to 1"),
+        ("WEIGHTS__CLICK", "-1", "0 or more"),
+        ("SURFACES__PRODUCTS_SIZE", "0", "an integer from 1 to 200"),
+        ("RULES__DIVERSITY", "random", "none, per_category or mmr"),
+    ],
+)
+def test_scorer_settings_give_expected_form_of_nested_field(
+    monkeypatch: pytest.MonkeyPatch, variable: str, value: str, expected: str
+) -> None:
+    monkeypatch.setenv(f"CARTWHEEL_SCORER_{variable}", value)
+
+    with pytest.raises(InvalidSettingsError) as caught:
+        load_settings(ScorerSettings)
+
+    message = str(caught.value)
+    assert f"CARTWHEEL_SCORER_{variable}={value!r}" in message
+    assert "; expected " in message
+    assert message.endswith(expected)
+
+
+@pytest.mark.parametrize("value", ["abc", "", "nan", "3601"])
+def test_scorer_settings_state_range_of_model_load_timeout(
+    monkeypatch: pytest.MonkeyPatch, value: str
+) -> None:
+    monkeypatch.setenv("CARTWHEEL_SCORER_MODEL_LOAD_TIMEOUT_SECONDS", value)
+
+    with pytest.raises(InvalidSettingsError) as caught:
+        load_settings(ScorerSettings)
+
+    assert "expected seconds, more than 0 and at most 3600," in str(caught.value)
