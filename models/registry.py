@@ -25,6 +25,7 @@ import re
 import shutil
 import subprocess
 import uuid
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -234,27 +235,36 @@ class ModelRegistry:
         """Load and verify an artifact by version; see ``load_artifact``."""
         return load_artifact(self.path_of(model_version))
 
-    def versions(self, model_name: str) -> list[str]:
-        """Return the saved versions of a model, oldest first."""
+    def versions(self, model_name: str, *, exclude: Collection[str] = ()) -> list[str]:
+        """Return the saved versions of a model, oldest first.
+
+        The versions in ``exclude`` are left out by name, before any look at
+        their directories, so a hung read in one of them does not block the listing.
+        """
         model_dir = self.root / model_name
         if not model_dir.is_dir():
             return []
         found = [
             path.name
             for path in model_dir.iterdir()
-            if path.is_dir() and not path.name.startswith(".")
+            if path.name not in exclude
+            and not path.name.startswith(".")
+            and path.is_dir()
         ]
         return sorted(found, key=lambda name: (name.rsplit("-", 1)[0], _number(name)))
 
-    def history(self, model_name: str) -> list[ArtifactMetadata]:
+    def history(
+        self, model_name: str, *, exclude: Collection[str] = ()
+    ) -> list[ArtifactMetadata]:
         """Return the metadata of the saved versions, oldest first.
 
         Versions are ordered by their metadata's ``created_at``. A version whose
         metadata cannot be read, or names another version than its directory,
-        is left out.
+        is left out, and so is every version in ``exclude``, whose directory is
+        never read.
         """
         found = []
-        for version in self.versions(model_name):
+        for version in self.versions(model_name, exclude=exclude):
             try:
                 metadata = _read_metadata(self.path_of(version))
             except ArtifactError:

@@ -12,7 +12,7 @@ order the trainer promoted them.
 Malformed input: an announcement that is not valid JSON for
 ``ModelAnnouncement`` is skipped with a WARNING. An artifact that fails to
 load (missing, corrupt, incompatible) or takes longer than the load timeout is
-rejected with an ERROR naming the version, and the ranker in use stays.
+rejected with an ERROR naming the version. A ranker already in use stays.
 
 Fallback: compaction keeps only the newest announcement of a model name, so
 the earlier versions are looked up in the registry the announced artifact
@@ -20,6 +20,14 @@ lives in, where the trainer keeps the last ``CARTWHEEL_TRAINER_KEPT_VERSIONS``.
 When the announced version fails in a process that has no ranker yet, the
 newest earlier version that loads is used, so a fresh process ranks like the
 processes that kept the last good model. A process that has a ranker keeps it.
+The announced version's directory is not read again for the fallback, since a
+hung read of it may be why it failed.
+
+Lag: ``cartwheel_model_behind_announcement`` is 1 while the ranker in use is
+not the newest announced version (none yet, or an earlier one). A gauge rather
+than the load counter shows it, because a fresh process can fail its first load
+before Prometheus first scrapes it, and a counter whose first sample is already
+1 shows no increase.
 
 Timeout: every artifact read runs on a thread of its own, and the watcher
 waits for it at most the load timeout, then counts the load as timed out and
@@ -29,7 +37,11 @@ hung network volume), so that thread stays until the read returns. While
 them to return. A ranker that loads late is still used when it is the newest
 announced version or the process has none. A late failure of the newest
 version, or any late return while the process has no ranker, makes the
-watcher try the newest announcement again.
+watcher try the newest announcement again. Listing the earlier versions runs
+the same way, but a listing that times out is not counted in
+``cartwheel_model_loads_total``, which counts ranker loads only. The failed
+load that started the fallback is counted already, and the listing's thread
+shows in ``cartwheel_model_blocked_loads`` until it returns.
 
 Loading, verifying and warming up a version happens on the load thread.
 Scorers only read ``current()``, a single reference that is replaced in one
@@ -64,6 +76,7 @@ from services.common.kafka import consumer_config
 from services.common.settings import KafkaSettings
 
 __all__ = [
+    "MODEL_BEHIND_ANNOUNCEMENT",
     "MODEL_BLOCKED_LOADS",
     "MODEL_LOADS",
     "MODEL_WATCHER_RUNNING",
@@ -100,6 +113,12 @@ MODEL_BLOCKED_LOADS = Gauge(
     "Artifact reads that ran past the load timeout and still block a thread",
     ["topic"],
 )
+MODEL_BEHIND_ANNOUNCEMENT = Gauge(
+    "cartwheel_model_behind_announcement",
+    "1 while the ranker in use is not the newest announced version (none yet, "
+    "or an earlier one), 0 when it is or before the first announcement",
+    ["topic"],
+)
 
 _METADATA_TIMEOUT_SECONDS = 10.0
 _WARM_UP = [CandidateInput("warm-up")]
@@ -109,6 +128,9 @@ _OUTCOMES: tuple[LoadOutcome, ...] = ("loaded", "failed", "timed_out")
 # behind. Two blocked reads most likely mean the volume is stuck, not one file,
 # so a third load waits for one of them to return instead of blocking too.
 _MAX_BLOCKED_LOADS = 2
+
+# Names the listing of earlier versions among the calls on the load threads.
+_LISTING_PREFIX = "earlier-than-"
 
 
 def load_ranker(announcement: ModelAnnouncement) -> Ranker:
@@ -135,8 +157,10 @@ def earlier_announcements(announcement: ModelAnnouncement) -> list[ModelAnnounce
     since the compacted topic may no longer contain their announcements. Each comes as
     an announcement of its registry path whose ``announced_at`` is the
     artifact's creation time, because the registry keeps no announcement times. A
-    version is earlier when it was created before the announced one, or before
-    the announcement when the announced version's metadata cannot be read.
+    version is earlier when it was created before the announcement. The
+    announced version's directory is never read: a hung read of its metadata may
+    be why it failed, and it would block the listing as well. So a version saved
+    after the announced one but before its announcement counts as earlier too.
     """
     artifact = Path(announcement.artifact_uri)
     version = announcement.model_version
@@ -150,7 +174,7 @@ def earlier_announcements(announcement: ModelAnnouncement) -> list[ModelAnnounce
         return []
     registry = ModelRegistry(artifact.parent.parent)
     try:
-        history = registry.history(announcement.model_name)
+        history = registry.history(announcement.model_name, exclude={version})
     except OSError:
         logger.exception(
             "listing earlier versions failed model_version=%s registry=%s",
@@ -158,8 +182,6 @@ def earlier_announcements(announcement: ModelAnnouncement) -> list[ModelAnnounce
             registry.root,
         )
         return []
-    created = {m.model_version: m.created_at for m in history}
-    before = created.get(version, announcement.announced_at)
     return [
         ModelAnnouncement(
             model_name=metadata.model_name,
@@ -168,8 +190,20 @@ def earlier_announcements(announcement: ModelAnnouncement) -> list[ModelAnnounce
             announced_at=metadata.created_at,
         )
         for metadata in reversed(history)
-        if metadata.created_at < before
+        if metadata.created_at < announcement.announced_at
     ]
+
+
+def _log_late_listing(call: BlockedCall) -> None:
+    """Log a blocked listing of earlier versions that returned."""
+    future = call.future
+    logger.warning(
+        "blocked listing of earlier versions returned announced=%s "
+        "blocked_seconds=%.1f error=%s",
+        call.name.removeprefix(_LISTING_PREFIX),
+        time.monotonic() - call.started,
+        future.exception() if future.done() else None,
+    )
 
 
 def _late_ranker(call: BlockedCall) -> Ranker | None:
@@ -229,7 +263,7 @@ class ModelWatcher:
         self._stop = threading.Event()
         self._changed = threading.Condition()
         self._thread: threading.Thread | None = None
-        # Touched by the watcher's thread only.
+        # Written by the watcher's thread only. The metrics thread reads it too.
         self._newest: ModelAnnouncement | None = None
         self._loads = BoundedCalls(
             load_timeout_seconds, _MAX_BLOCKED_LOADS, thread_name_prefix="model-load"
@@ -239,6 +273,17 @@ class ModelWatcher:
     def current(self) -> Ranker | None:
         """Return the ranker to use for the next batch, None before the first model."""
         return self._current
+
+    def is_behind_announcement(self) -> bool:
+        """Return whether the ranker in use is not the newest announced version.
+
+        False before the first announcement.
+        """
+        newest = self._newest
+        current = self._current
+        if newest is None:
+            return False
+        return current is None or current.model_version != newest.model_version
 
     def start(self) -> None:
         """Assign the topic and start following it in a daemon thread.
@@ -263,6 +308,9 @@ class ModelWatcher:
         for outcome in _OUTCOMES:
             MODEL_LOADS.labels(outcome)
         MODEL_BLOCKED_LOADS.labels(self.topic).set_function(lambda: self._loads.blocked)
+        MODEL_BEHIND_ANNOUNCEMENT.labels(self.topic).set_function(
+            lambda: float(self.is_behind_announcement())
+        )
         self._thread = threading.Thread(
             target=self._follow, args=(consumer,), name="model-watcher", daemon=True
         )
@@ -363,7 +411,9 @@ class ModelWatcher:
         version = failed.model_version
         if not self._can_start_load(version):
             return
-        listed = self._loads.run(lambda: self._earlier_versions(failed), version)
+        listed = self._loads.run(
+            lambda: self._earlier_versions(failed), f"{_LISTING_PREFIX}{version}"
+        )
         if listed is None:
             logger.error(
                 "listing earlier versions timed out and its thread stays blocked, "
@@ -409,11 +459,18 @@ class ModelWatcher:
             # one (ArtifactError for the known ones) keeps the ranker in use
             # and the watcher following later versions.
             current = self._current
-            logger.exception(
-                "model load failed, keeping current model_version=%s current=%s",
-                version,
-                current.model_version if current is not None else None,
-            )
+            if current is None:
+                logger.exception(
+                    "model load failed, no ranker in use yet model_version=%s",
+                    version,
+                )
+            else:
+                logger.exception(
+                    "model load failed, keeping the ranker in use model_version=%s "
+                    "current=%s",
+                    version,
+                    current.model_version,
+                )
             self._reject(version, "failed")
             return False
         self._install(ranker, time.perf_counter() - started, instead_of)
@@ -448,6 +505,9 @@ class ModelWatcher:
         newest = self._newest.model_version if self._newest is not None else None
         should_retry = False
         for call in returned:
+            if call.name.startswith(_LISTING_PREFIX):
+                _log_late_listing(call)
+                continue
             ranker = _late_ranker(call)
             if ranker is not None and self._may_install(ranker, newest):
                 instead_of = None if ranker.model_version == newest else newest

@@ -205,6 +205,6 @@ class ScorerSettings(BaseSettings):
         gt=0.0,
         le=3600.0,
         description="seconds, more than 0 and at most 3600, that loading one "
-        "announced ranker version may take before it counts as timed out and "
-        "the ranker in use stays",
+        "announced ranker version may take before it counts as timed out, like "
+        "a failed load",
     )

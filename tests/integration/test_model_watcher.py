@@ -100,6 +100,12 @@ def _loads(outcome: str) -> float:
     )
 
 
+def _behind(topic: str) -> float | None:
+    return REGISTRY.get_sample_value(
+        "cartwheel_model_behind_announcement", {"topic": topic}
+    )
+
+
 def _wait_until_current(
     watcher: ModelWatcher, model_version: str, timeout_seconds: float
 ) -> bool:
@@ -199,6 +205,7 @@ def test_watcher_loads_newest_announcement_on_start(
 
     assert watcher.wait_for(second.model_version, timeout_seconds=30)
     watcher.stop()
+    assert _behind(topic) == 0
 
 
 def test_watcher_survives_any_load_error(
@@ -260,6 +267,32 @@ def test_watcher_falls_back_on_fresh_start(
     assert len(fallbacks) == 1
     assert f"model_version={good.model_version}" in fallbacks[0]
     assert f"announced={newest.model_version}" in fallbacks[0]
+
+
+def test_watcher_falls_back_past_hung_metadata(
+    tmp_path: Path, kafka_settings: KafkaSettings, make_topic: Callable[..., str]
+) -> None:
+    registry = ModelRegistry(tmp_path)
+    good, stuck = _save_versions(registry, 2)
+    # A FIFO without a writer blocks open() like a read on a hung volume.
+    metadata = registry.path_of(stuck.model_version) / "metadata.json"
+    metadata.unlink()
+    os.mkfifo(metadata)
+    topic = make_topic("models", partitions=1, is_compacted=True)
+    ModelAnnouncer(kafka_settings, topic).announce(stuck, _uri(registry, stuck))
+    watcher = ModelWatcher(kafka_settings, topic, "ranker", load_timeout_seconds=0.5)
+    watcher.start()
+
+    try:
+        is_loaded = watcher.wait_for(good.model_version, timeout_seconds=30)
+        behind = _behind(topic)
+    finally:
+        watcher.stop()
+        # Opening the write end lets the blocked open() return and the load end.
+        os.close(os.open(metadata, os.O_WRONLY | os.O_NONBLOCK))
+
+    assert is_loaded
+    assert behind == 1
 
 
 def test_watcher_keeps_loaded_ranker_over_fallback(

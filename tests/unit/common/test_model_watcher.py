@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import logging
+import os
+import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -51,9 +53,9 @@ def test_earlier_announcements_list_older_versions_newest_first(
     tmp_path: Path,
 ) -> None:
     registry = ModelRegistry(tmp_path)
-    first, second, announced, later = (_save(registry, h) for h in (0, 1, 2, 3))
+    first, second, announced, later = (_save(registry, h) for h in (0, 1, 2, 4))
 
-    earlier = earlier_announcements(_announce(registry, announced, hours=4))
+    earlier = earlier_announcements(_announce(registry, announced, hours=3))
 
     assert [a.model_version for a in earlier] == [
         second.model_version,
@@ -73,6 +75,33 @@ def test_earlier_announcements_without_announced_metadata(
     earlier = earlier_announcements(_announce(registry, announced, hours=2))
 
     assert [a.model_version for a in earlier] == [first.model_version]
+
+
+def test_earlier_announcements_never_read_announced_directory(
+    tmp_path: Path,
+) -> None:
+    registry = ModelRegistry(tmp_path)
+    first, announced = (_save(registry, h) for h in (0, 1))
+    metadata = registry.path_of(announced.model_version) / "metadata.json"
+    metadata.unlink()
+    # A FIFO without a writer blocks open() like a read on a hung volume.
+    os.mkfifo(metadata)
+    listed: list[list[ModelAnnouncement]] = []
+    announcement = _announce(registry, announced, hours=2)
+    lister = threading.Thread(
+        target=lambda: listed.append(earlier_announcements(announcement)),
+        daemon=True,
+    )
+
+    lister.start()
+    lister.join(10)
+
+    if lister.is_alive():
+        # Opening the write end lets the blocked open() return.
+        os.close(os.open(metadata, os.O_WRONLY | os.O_NONBLOCK))
+        pytest.fail("the listing read the announced version's metadata")
+    assert len(listed) == 1
+    assert [a.model_version for a in listed[0]] == [first.model_version]
 
 
 def test_earlier_announcements_empty_outside_registry(
