@@ -16,7 +16,7 @@ from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
-from urllib.parse import unquote, urlsplit
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator
 from pydantic.fields import FieldInfo
@@ -298,14 +298,37 @@ def _is_secret(settings_class: type[BaseSettings], field: str) -> bool:
 
 
 def _mask(value: str) -> str:
-    """Keep a URL's scheme, host and path but hide its password; hide anything else."""
+    """Keep a URL's scheme, host and path but hide its passwords; hide anything else.
+
+    redis-py also reads a password from the query (``?password=...``), so
+    that value is hidden as well.
+    """
     parts = urlsplit(value)
-    if parts.scheme and parts.hostname:
-        if parts.password is None:
-            return value
-        netloc = parts.netloc.replace(f":{parts.password}@", f":{MASK}@", 1)
-        return parts._replace(netloc=netloc).geturl()
-    return MASK
+    if not (parts.scheme and parts.hostname):
+        return MASK
+    netloc = parts.netloc
+    if parts.password is not None:
+        netloc = netloc.replace(f":{parts.password}@", f":{MASK}@", 1)
+    query = "&".join(
+        f"{name}={MASK}" if _is_password_option(name) else f"{name}{sep}{text}"
+        for name, sep, text in (
+            option.partition("=") for option in parts.query.split("&") if option
+        )
+    )
+    return parts._replace(netloc=netloc, query=query).geturl()
+
+
+def _query_passwords(value: str) -> list[str]:
+    """Return the values of a URL's password query options, decoded."""
+    return [
+        text
+        for name, text in parse_qsl(urlsplit(value).query, keep_blank_values=True)
+        if _is_password_option(name) and text
+    ]
+
+
+def _is_password_option(name: str) -> bool:
+    return unquote(name).lower() == "password"
 
 
 def _find_settings_class(
@@ -376,8 +399,9 @@ def secret_values(settings: BaseSettings) -> list[str]:
     """
     values = []
     for _, secret in _secrets(settings):
-        password = urlsplit(secret).password
-        values.append(password if password else secret)
+        passwords = [urlsplit(secret).password, *_query_passwords(secret)]
+        found = [password for password in passwords if password]
+        values.extend(found or [secret])
     return [value for value in values if value]
 
 

@@ -126,6 +126,31 @@ def test_masked_settings_hides_passwords_but_keeps_hosts() -> None:
     assert "s3cret" not in repr(masked)
 
 
+def test_masked_settings_hides_password_query_option() -> None:
+    url = "redis://cache:6379/0?protocol=3&password=hunter2&ssl_cert_reqs=none"
+    settings = ServiceSettings(redis=RedisSettings(url=url))
+
+    masked = masked_settings(settings)
+
+    assert masked["redis"]["url"] == (
+        "redis://cache:6379/0?protocol=3&password=**********&ssl_cert_reqs=none"
+    )
+    assert secret_values(settings) == ["hunter2"]
+
+
+def test_load_settings_masks_password_query_option_in_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    url = "redis://127.0.0.1:6379/0?password=hunter2&protocol=5"
+    monkeypatch.setenv("CARTWHEEL_REDIS_URL", url)
+
+    with pytest.raises(InvalidSettingsError) as raised:
+        load_settings(RedisSettings)
+
+    assert "hunter2" not in str(raised.value)
+    assert "password=**********" in str(raised.value)
+
+
 def test_secret_values_lists_passwords() -> None:
     settings = ServiceSettings(
         kafka=KafkaSettings(sasl_password="s3cret"),
