@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import threading
 import time
@@ -398,7 +399,26 @@ def _dead_letter_key(raw: bytes) -> bytes | None:
     user_id = document.get("user_id") if isinstance(document, dict) else None
     if not isinstance(user_id, str) or not 1 <= len(user_id) <= MAX_ID_LENGTH:
         return None
+    if _user_id_count(raw) != 1:
+        # A repeated user_id names no user: parsers disagree on which counts.
+        return None
     return user_id.encode()
+
+
+def _user_id_count(raw: bytes) -> int:
+    """Return how often the top-level object of a JSON document has a user_id key."""
+    counts: list[int] = []
+
+    def count(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        counts.append(sum(1 for key, _ in pairs if key == "user_id"))
+        return dict(pairs)
+
+    try:
+        json.loads(raw, object_pairs_hook=count)
+    except (ValueError, RecursionError):
+        return 0
+    # json calls the hook for nested objects first and the top-level one last.
+    return counts[-1] if counts else 0
 
 
 class _TopicCheck:

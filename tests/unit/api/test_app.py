@@ -259,6 +259,8 @@ def test_dead_letter_keyed_by_user_id(body: bytes, key: bytes) -> None:
         b"[" * 5000,
         # Valid JSON in the kept prefix, but the body is over the size limit.
         b'{"user_id": "u1"}' + b" " * 20_000,
+        b'{"user_id": "first", "user_id": "second"}',
+        b'{"user_id": "u1", "user_\\u0069d": "u2"}',
     ],
     ids=[
         "not_json",
@@ -274,6 +276,8 @@ def test_dead_letter_keyed_by_user_id(body: bytes, key: bytes) -> None:
         "lone_surrogate",
         "deep_nesting",
         "too_large",
+        "repeated_id",
+        "repeated_escaped_id",
     ],
 )
 def test_dead_letter_unkeyed_without_valid_user_id(body: bytes) -> None:
