@@ -77,6 +77,11 @@ class DataWindow(BaseModel):
     end: AwareDatetime | None = Field(description="event time of the last example")
     examples: int = Field(ge=0, description="training examples (events) used")
     rows: int = Field(ge=0, description="training rows, negatives included")
+    examples_sha256: str | None = Field(
+        default=None,
+        description="SHA-256 of the examples' event ids in window order; "
+        "None in artifacts saved before it was recorded",
+    )
 
 
 class ArtifactMetadata(BaseModel):

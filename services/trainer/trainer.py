@@ -5,12 +5,16 @@ events as the held-out slice. It trains a challenger on the rest, evaluates
 the challenger and the current champion on that same slice, and promotes the
 challenger only if it is not worse (see ``services.trainer.promotion``).
 A promoted challenger is saved in the registry, becomes the champion and is
-announced on the ``models`` topic. A refresh is skipped when the window holds
-too few examples, or exactly the examples the champion was trained on.
+announced on the ``models`` topic. A refresh is skipped when the window has
+too few examples, or when the champion was trained on the same examples (same
+event ids in the same order) by the same code and network sizes. Other
+training settings, such as the number of epochs, take effect with the next
+new example.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -28,7 +32,7 @@ from models.multitask.train import (
     fit_feature_spec,
     train_new_model,
 )
-from models.registry import ArtifactMetadata, DataWindow, ModelRegistry
+from models.registry import ArtifactMetadata, DataWindow, ModelRegistry, code_version
 from schemas.training import TrainingExample
 from services.common.errors import CartwheelError
 from services.trainer.lock import TrainingLock
@@ -116,15 +120,17 @@ class Trainer:
     ) -> RefreshResult:
         """Train on the examples and promote the challenger if it is not worse."""
         logger.info("refresh started reason=%s examples=%s", reason, len(examples))
-        trained_on = self._champion_window()
-        if trained_on is not None and _same_examples(trained_on, examples):
-            # Training is seeded, so the same examples would give the same
-            # weights under a new version, and every process would swap to it.
+        champion = self._champion_metadata()
+        if champion is not None and self._would_repeat(champion, examples):
+            # Training is seeded, so the same examples, code and network would
+            # give the same weights under a new version, and every process
+            # would swap to it.
             logger.info(
                 "refresh skipped, no new examples since the champion "
-                "examples=%s window_end=%s",
+                "examples=%s window_end=%s champion=%s",
                 len(examples),
-                trained_on.end,
+                champion.data_window.end,
+                champion.model_version,
             )
             return RefreshResult(
                 "skipped",
@@ -153,7 +159,11 @@ class Trainer:
         train, holdout = dataset.split_by_time(self._settings.holdout_fraction)
         times = [example.event_time for example in examples]
         window = DataWindow(
-            start=min(times), end=max(times), examples=len(examples), rows=len(train)
+            start=min(times),
+            end=max(times),
+            examples=len(examples),
+            rows=len(train),
+            examples_sha256=_examples_digest(examples),
         )
         logger.info(
             "training rows built rows=%s train_rows=%s holdout_rows=%s seconds=%.2f",
@@ -250,8 +260,8 @@ class Trainer:
             metadata.model_version,
         )
 
-    def _champion_window(self) -> DataWindow | None:
-        """Return the champion's training window, or None when it does not load.
+    def _champion_metadata(self) -> ArtifactMetadata | None:
+        """Return the champion's metadata, or None when it does not load.
 
         A champion that fails to load is replaced even on unchanged data.
         """
@@ -259,7 +269,17 @@ class Trainer:
             champion = self._registry.load_champion(self._settings.model_name)
         except ArtifactError:
             return None
-        return champion.metadata.data_window if champion is not None else None
+        return champion.metadata if champion is not None else None
+
+    def _would_repeat(
+        self, champion: ArtifactMetadata, examples: Sequence[TrainingExample]
+    ) -> bool:
+        """Return whether training now would repeat the champion's training."""
+        return (
+            champion.data_window.examples_sha256 == _examples_digest(examples)
+            and champion.code_version == code_version()
+            and champion.architecture == self._settings.network_config().to_dict()
+        )
 
     def _champion_metrics(self, holdout: TrainingSet) -> dict[str, float] | None:
         try:
@@ -295,12 +315,14 @@ class Trainer:
             )
 
 
-def _same_examples(window: DataWindow, examples: Sequence[TrainingExample]) -> bool:
-    """Return whether examples span the window's times and count, as a rerun would."""
-    if len(examples) != window.examples or not examples:
-        return False
-    times = [example.event_time for example in examples]
-    return min(times) == window.start and max(times) == window.end
+def _examples_digest(examples: Sequence[TrainingExample]) -> str:
+    """Return the SHA-256 of the examples' event ids, in order."""
+    digest = hashlib.sha256()
+    for example in examples:
+        event_id = example.event_id.encode()
+        # The length prefix keeps ("ab", "c") apart from ("a", "bc").
+        digest.update(len(event_id).to_bytes(4, "big") + event_id)
+    return digest.hexdigest()
 
 
 def _artifact_metrics(

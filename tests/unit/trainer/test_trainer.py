@@ -56,7 +56,11 @@ def test_refresh_skips_examples_the_champion_saw(
     first = trainer.refresh(window_examples, "first")
 
     second = trainer.refresh(window_examples, "second")
-    third = trainer.refresh(window_examples[1:], "third")
+    # Same count, first and last time: one example in the middle was replaced.
+    middle = len(window_examples) // 2
+    replaced = list(window_examples)
+    replaced[middle] = replaced[middle].model_copy(update={"event_id": "late-1"})
+    third = trainer.refresh(replaced, "third")
 
     assert first.outcome == "promoted"
     assert second.outcome == "skipped"
