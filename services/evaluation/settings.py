@@ -83,6 +83,7 @@ class EvaluationSettings(BaseSettings):
     read_timeout_seconds: float = Field(
         default=300.0,
         gt=0.0,
+        allow_inf_nan=False,
         description="seconds allowed to read every topic up to its high watermark",
     )
     cutoffs: tuple[int, ...] = Field(

@@ -71,6 +71,7 @@ def test_settings_reject_score_from_without_offset() -> None:
     [
         (("--bootstrap", "nohost"), "invalid option --bootstrap='nohost'"),
         (("--timeout", "-1"), "invalid option --timeout=-1.0"),
+        (("--timeout", "inf"), "invalid option --timeout=inf"),
     ],
 )
 def test_evaluate_command_reports_rejected_option_value(
@@ -85,3 +86,14 @@ def test_evaluate_command_reports_rejected_option_value(
     assert str(caught.value).startswith(reported)
     assert "29392" not in str(caught.value)
     assert "'30'" not in str(caught.value)
+
+
+@pytest.mark.parametrize("value", ["-5", "0", "nan", "inf", "fast"])
+def test_evaluate_command_rejects_bad_throughput(
+    value: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as stopped:
+        parse("evaluate", "--throughput", value)
+
+    assert stopped.value.code == 2
+    assert "expected a positive number of events per second" in capsys.readouterr().err
