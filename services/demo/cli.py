@@ -26,7 +26,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     parser.add_argument(
         "--dataset",
         default="rees46",
-        choices=sorted(DATASETS),
+        # Only datasets with events can be replayed.
+        choices=sorted(name for name, info in DATASETS.items() if info.loader),
         help="registered dataset to replay (see 'cartwheel replay --list'; "
         "default: rees46, the sample committed in data/)",
     )
@@ -54,5 +55,11 @@ def _positive_int(text: str) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
+    # Checked before run_demo starts servers and clears the last run's state.
+    if args.path is not None and not args.path.exists():
+        raise FileNotFoundError(
+            f"dataset path {str(args.path)!r} not found; expected the "
+            f"{args.dataset} file or folder given to --path"
+        )
     settings = load_settings(DemoSettings)
     return run_demo(DemoRun(args.dataset, args.path, args.limit), settings)

@@ -35,6 +35,24 @@ def test_demo_rejects_unknown_dataset_before_starting_servers(
     assert "starting a broker" not in captured.out + captured.err
 
 
+def test_demo_rejects_dataset_without_events() -> None:
+    with pytest.raises(SystemExit) as stopped:
+        main(["demo", "--dataset", "olist"])
+
+    assert stopped.value.code == 2
+
+
+def test_demo_rejects_missing_path_before_starting_servers(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    status = main(["demo", "--path", str(tmp_path / "missing.csv")])
+
+    captured = capsys.readouterr()
+    assert status == 1
+    assert "not found" in captured.err
+    assert "starting a broker" not in captured.out + captured.err
+
+
 def test_main_prints_missing_replay_file_without_traceback(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
