@@ -32,7 +32,13 @@ from models.multitask.train import (
     fit_feature_spec,
     train_new_model,
 )
-from models.registry import ArtifactMetadata, DataWindow, ModelRegistry, code_version
+from models.registry import (
+    ArtifactMetadata,
+    DataWindow,
+    LoadedArtifact,
+    ModelRegistry,
+    code_version,
+)
 from schemas.training import TrainingExample
 from services.common.errors import CartwheelError
 from services.trainer.lock import TrainingLock
@@ -120,17 +126,24 @@ class Trainer:
     ) -> RefreshResult:
         """Train on the examples and promote the challenger if it is not worse."""
         logger.info("refresh started reason=%s examples=%s", reason, len(examples))
-        champion = self._champion_metadata()
-        if champion is not None and self._would_repeat(champion, examples):
+        # Loaded once per refresh, and only when there are enough examples to
+        # train: the skip check and the judgement share it.
+        champion = (
+            self._load_champion()
+            if len(examples) >= self._settings.min_examples
+            else None
+        )
+        if champion is not None and self._would_repeat(champion.metadata, examples):
             # Training is seeded, so the same examples, code and network would
             # give the same weights under a new version, and every process
-            # would swap to it.
+            # would swap to it. LIMITATION(L-80): nothing is announced again,
+            # so a process that fell back stays behind until a promotion.
             logger.info(
                 "refresh skipped, no new examples since the champion "
                 "examples=%s window_end=%s champion=%s",
                 len(examples),
-                champion.data_window.end,
-                champion.model_version,
+                champion.metadata.data_window.end,
+                champion.metadata.model_version,
             )
             return RefreshResult(
                 "skipped",
@@ -143,7 +156,7 @@ class Trainer:
                 f"{len(examples)} examples, fewer than {self._settings.min_examples}",
             )
         challenger = self.train_challenger(prepared.train)
-        return self.judge(challenger, prepared)
+        return self._judge(challenger, prepared, champion)
 
     def prepare(self, examples: Sequence[TrainingExample]) -> PreparedData | None:
         """Build rows and split them by time; None when examples are too few."""
@@ -201,10 +214,18 @@ class Trainer:
 
     def judge(self, challenger: Challenger, prepared: PreparedData) -> RefreshResult:
         """Evaluate challenger and champion on the held-out rows, then act."""
+        return self._judge(challenger, prepared, self._load_champion())
+
+    def _judge(
+        self,
+        challenger: Challenger,
+        prepared: PreparedData,
+        champion: LoadedArtifact | None,
+    ) -> RefreshResult:
         challenger_metrics = evaluate(
             challenger.model, challenger.spec, prepared.holdout
         )
-        champion_metrics = self._champion_metrics(prepared.holdout)
+        champion_metrics = _champion_metrics(champion, prepared.holdout)
         for name, value in challenger_metrics.items():
             HOLDOUT_METRIC.labels("challenger", name).set(value)
         for name, value in (champion_metrics or {}).items():
@@ -260,16 +281,20 @@ class Trainer:
             metadata.model_version,
         )
 
-    def _champion_metadata(self) -> ArtifactMetadata | None:
-        """Return the champion's metadata, or None when it does not load.
+    def _load_champion(self) -> LoadedArtifact | None:
+        """Return the champion, or None when there is none or it fails to load.
 
-        A champion that fails to load is replaced even on unchanged data.
+        A champion that fails to load is replaced even on unchanged data, and
+        the challenger is judged alone.
         """
         try:
-            champion = self._registry.load_champion(self._settings.model_name)
+            return self._registry.load_champion(self._settings.model_name)
         except ArtifactError:
+            logger.exception(
+                "champion failed to load, judging the challenger alone model=%s",
+                self._settings.model_name,
+            )
             return None
-        return champion.metadata if champion is not None else None
 
     def _would_repeat(
         self, champion: ArtifactMetadata, examples: Sequence[TrainingExample]
@@ -280,25 +305,6 @@ class Trainer:
             and champion.code_version == code_version()
             and champion.architecture == self._settings.network_config().to_dict()
         )
-
-    def _champion_metrics(self, holdout: TrainingSet) -> dict[str, float] | None:
-        try:
-            champion = self._registry.load_champion(self._settings.model_name)
-        except ArtifactError:
-            logger.exception(
-                "champion failed to load, judging the challenger alone model=%s",
-                self._settings.model_name,
-            )
-            return None
-        if champion is None:
-            return None
-        metrics = evaluate(champion.model, champion.spec, holdout)
-        logger.info(
-            "champion evaluated model_version=%s metrics=%s",
-            champion.metadata.model_version,
-            _rounded(metrics),
-        )
-        return metrics
 
     def _on_progress(self, progress: TrainProgress) -> None:
         logger.info(
@@ -323,6 +329,20 @@ def _examples_digest(examples: Sequence[TrainingExample]) -> str:
         # The length prefix keeps ("ab", "c") apart from ("a", "bc").
         digest.update(len(event_id).to_bytes(4, "big") + event_id)
     return digest.hexdigest()
+
+
+def _champion_metrics(
+    champion: LoadedArtifact | None, holdout: TrainingSet
+) -> dict[str, float] | None:
+    if champion is None:
+        return None
+    metrics = evaluate(champion.model, champion.spec, holdout)
+    logger.info(
+        "champion evaluated model_version=%s metrics=%s",
+        champion.metadata.model_version,
+        _rounded(metrics),
+    )
+    return metrics
 
 
 def _artifact_metrics(
