@@ -128,6 +128,8 @@ class RedisSettings(BaseSettings):
             raise ValueError(
                 "expected a redis:// or rediss:// URL whose port is 1-65535"
             )
+        # LIMITATION(L-81): only the URL's form is checked here, not whether
+        # the database, password or TLS setting works against the server.
         problem = _redis_url_problem(url)
         if problem is not None:
             raise ValueError(problem)
