@@ -40,13 +40,13 @@ class BlockedCall:
 
 
 class BoundedCalls:
-    """Runs calls on daemon threads and stops waiting for each after a timeout.
+    """Calls run on daemon threads, each waited for until a timeout.
 
     Use it from one thread only.
 
     Args:
-        timeout_seconds: longest wait for one call.
-        max_blocked: maximum number of calls left behind that still run.
+        timeout_seconds: seconds to wait for one call.
+        max_blocked: how many calls left behind may still run at once.
         thread_name_prefix: threads are named ``<prefix>-<call name>``.
     """
 
@@ -78,8 +78,8 @@ class BoundedCalls:
 
         Returns:
             The finished call (``result()`` returns its value or raises its
-            error), or None when it is still running; it then counts as
-            blocked until ``forget_returned`` sees its thread end and returns
+            error), or None when it is still running. It then counts as
+            blocked until ``forget_returned`` finds its thread ended and returns
             it.
         """
         future: Future[T] = Future()

@@ -234,8 +234,8 @@ class ModelWatcher:
             when it cannot.
         earlier_versions: returns the versions to fall back to when an
             announced one fails in a process without a ranker, newest first.
-        load_timeout_seconds: longest wait for one load, or for the list of
-            earlier versions, before it counts as timed out.
+        load_timeout_seconds: seconds to wait for one load, or for the list
+            of earlier versions, before it counts as timed out.
         poll_timeout_seconds: maximum wait of one Kafka poll.
     """
 

@@ -93,6 +93,17 @@ def _uri(registry: ModelRegistry, metadata: ArtifactMetadata) -> str:
     return str(registry.path_of(metadata.model_version))
 
 
+def _hang(path: Path) -> None:
+    """Replace a file with a FIFO, whose open() blocks like a hung volume."""
+    path.unlink()
+    os.mkfifo(path)
+
+
+def _release(path: Path) -> None:
+    """Open the FIFO's write end, so that a blocked open() returns."""
+    os.close(os.open(path, os.O_WRONLY | os.O_NONBLOCK))
+
+
 def _loads(outcome: str) -> float:
     return (
         REGISTRY.get_sample_value("cartwheel_model_loads_total", {"outcome": outcome})
@@ -274,10 +285,8 @@ def test_watcher_falls_back_past_hung_metadata(
 ) -> None:
     registry = ModelRegistry(tmp_path)
     good, stuck = _save_versions(registry, 2)
-    # A FIFO without a writer blocks open() like a read on a hung volume.
     metadata = registry.path_of(stuck.model_version) / "metadata.json"
-    metadata.unlink()
-    os.mkfifo(metadata)
+    _hang(metadata)
     topic = make_topic("models", partitions=1, is_compacted=True)
     ModelAnnouncer(kafka_settings, topic).announce(stuck, _uri(registry, stuck))
     watcher = ModelWatcher(kafka_settings, topic, "ranker", load_timeout_seconds=0.5)
@@ -288,8 +297,7 @@ def test_watcher_falls_back_past_hung_metadata(
         behind = _behind(topic)
     finally:
         watcher.stop()
-        # Opening the write end lets the blocked open() return and the load end.
-        os.close(os.open(metadata, os.O_WRONLY | os.O_NONBLOCK))
+        _release(metadata)
 
     assert is_loaded
     assert behind == 1
@@ -327,10 +335,8 @@ def test_watcher_times_out_blocked_read(
 ) -> None:
     registry = ModelRegistry(tmp_path)
     stuck, good = _save_versions(registry, 2)
-    # A FIFO without a writer blocks open() like a read on a hung volume.
     weights = registry.path_of(stuck.model_version) / "weights.safetensors"
-    weights.unlink()
-    os.mkfifo(weights)
+    _hang(weights)
     topic = make_topic("models", partitions=1, is_compacted=True)
     announcer = ModelAnnouncer(kafka_settings, topic)
     watcher = ModelWatcher(kafka_settings, topic, "ranker", load_timeout_seconds=0.5)
@@ -348,8 +354,7 @@ def test_watcher_times_out_blocked_read(
         assert watcher.wait_for(good.model_version, timeout_seconds=30)
     finally:
         watcher.stop()
-        # Opening the write end lets the blocked open() return and the load end.
-        os.close(os.open(weights, os.O_WRONLY | os.O_NONBLOCK))
+        _release(weights)
 
     assert _loads("timed_out") - timed_out_before == 1
     assert blocked == 1
@@ -411,8 +416,7 @@ def test_watcher_uses_late_load_on_fresh_start(
     (late,) = _save_versions(registry, 1)
     weights = registry.path_of(late.model_version) / "weights.safetensors"
     content = weights.read_bytes()
-    weights.unlink()
-    os.mkfifo(weights)
+    _hang(weights)
     topic = make_topic("models", partitions=1, is_compacted=True)
     ModelAnnouncer(kafka_settings, topic).announce(late, _uri(registry, late))
     watcher = ModelWatcher(kafka_settings, topic, "ranker", load_timeout_seconds=0.5)

@@ -22,11 +22,17 @@ def test_trainer_settings_reject_cuda_on_cpu_build(
     assert "has no CUDA support" in message
 
 
+def _fake_cuda(monkeypatch: pytest.MonkeyPatch, devices: int) -> None:
+    """Make PyTorch report a CUDA build with ``devices`` visible devices."""
+    monkeypatch.setattr(torch.version, "cuda", "12.4")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: devices > 0)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: devices)
+
+
 def test_trainer_settings_reject_cuda_without_a_device(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(torch.version, "cuda", "12.4")
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    _fake_cuda(monkeypatch, devices=0)
     monkeypatch.setenv("CARTWHEEL_TRAINER_DEVICE", "cuda:0")
 
     with pytest.raises(InvalidSettingsError, match="sees no CUDA device"):
@@ -36,9 +42,7 @@ def test_trainer_settings_reject_cuda_without_a_device(
 def test_trainer_settings_reject_missing_cuda_index(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(torch.version, "cuda", "12.4")
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    _fake_cuda(monkeypatch, devices=1)
     monkeypatch.setenv("CARTWHEEL_TRAINER_DEVICE", "cuda:1")
 
     with pytest.raises(InvalidSettingsError, match="CUDA device 1 does not exist"):
@@ -48,9 +52,7 @@ def test_trainer_settings_reject_missing_cuda_index(
 def test_trainer_settings_accept_an_existing_cuda_device(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(torch.version, "cuda", "12.4")
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    _fake_cuda(monkeypatch, devices=2)
     monkeypatch.setenv("CARTWHEEL_TRAINER_DEVICE", "cuda:1")
 
     assert load_settings(TrainerSettings).device == "cuda:1"

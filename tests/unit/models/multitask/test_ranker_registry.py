@@ -16,7 +16,7 @@ from models.errors import (
 from models.multitask.dataset import TrainingSet
 from models.multitask.evaluation import predict_probs
 from models.multitask.features import FeatureSpec
-from models.registry import DataWindow, ModelRegistry, load_artifact
+from models.registry import ArtifactMetadata, DataWindow, ModelRegistry, load_artifact
 
 WINDOW = DataWindow(start=None, end=None, examples=10, rows=50)
 NOW = datetime(2026, 5, 17, 12, 0, tzinfo=UTC)
@@ -155,12 +155,11 @@ def test_promote_sets_the_champion(
     assert champion.metadata.model_version == metadata.model_version
 
 
-def test_prune_keeps_newest_and_champion(
-    tmp_path: Path, trained_tiny: tuple[Any, FeatureSpec]
-) -> None:
-    registry = ModelRegistry(tmp_path)
-    model, spec = trained_tiny
-    saved = [
+def _save_hourly(
+    registry: ModelRegistry, model: Any, spec: FeatureSpec, codes: list[str]
+) -> list[ArtifactMetadata]:
+    """Save one version per code version, an hour apart from NOW on."""
+    return [
         registry.save(
             "ranker",
             model,
@@ -170,8 +169,18 @@ def test_prune_keeps_newest_and_champion(
             now=NOW + timedelta(hours=hour),
             code=code,
         )
-        for hour, code in enumerate(["bbb2222", "aaa1111", "ccc3333", "aaa1111"])
+        for hour, code in enumerate(codes)
     ]
+
+
+def test_prune_keeps_newest_and_champion(
+    tmp_path: Path, trained_tiny: tuple[Any, FeatureSpec]
+) -> None:
+    registry = ModelRegistry(tmp_path)
+    model, spec = trained_tiny
+    saved = _save_hourly(
+        registry, model, spec, ["bbb2222", "aaa1111", "ccc3333", "aaa1111"]
+    )
     registry.promote(saved[0])
 
     deleted = registry.prune("ranker", keep=2)
@@ -202,18 +211,7 @@ def test_history_orders_readable_versions_by_creation(
 ) -> None:
     registry = ModelRegistry(tmp_path)
     model, spec = trained_tiny
-    saved = [
-        registry.save(
-            "ranker",
-            model,
-            spec,
-            WINDOW,
-            {},
-            now=NOW + timedelta(hours=hour),
-            code=code,
-        )
-        for hour, code in enumerate(["bbb2222", "aaa1111", "ccc3333"])
-    ]
+    saved = _save_hourly(registry, model, spec, ["bbb2222", "aaa1111", "ccc3333"])
     (registry.path_of(saved[2].model_version) / "metadata.json").write_text("{")
 
     history = registry.history("ranker")
