@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import logging
+import sys
 
 from services.api.server import serve
 from services.api.settings import ApiSettings
+from services.common.entrypoint import run_entry_point
 from services.common.logging import configure_logging
 from services.common.settings import load_settings, masked_settings
 
@@ -21,4 +23,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_entry_point("services.api", main))

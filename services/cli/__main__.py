@@ -19,19 +19,19 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from types import FrameType
 
-from confluent_kafka import KafkaException
-
-from services.common.errors import (
-    CartwheelError,
-    InfrastructureError,
-    InvalidSettingsError,
-    TopicMissingError,
+from services.common.entrypoint import (
+    ENVIRONMENT_ERRORS,
+    report_environment_error,
+    write_error,
 )
+from services.common.errors import CartwheelError
 from services.common.logging import configure_logging
 
 __all__ = ["AREAS", "Terminated", "build_parser", "main"]
 
 logger = logging.getLogger(__name__)
+
+_PROGRAM = "cartwheel"
 
 # Modules with a register(subparsers) function; adding an area is one line.
 AREAS: tuple[str, ...] = (
@@ -107,16 +107,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         with _sigterm_as_interrupt():
             status: int = args.handler(args)
-    except (InvalidSettingsError, InfrastructureError, TopicMissingError) as exc:
-        sys.stderr.write(f"cartwheel: error: {exc}\n")
-        return 2
-    except KafkaException as exc:
-        sys.stderr.write(f"cartwheel: error: the Kafka cluster failed: {exc}\n")
-        return 2
+    except ENVIRONMENT_ERRORS as exc:
+        return report_environment_error(_PROGRAM, exc)
     except (CartwheelError, OSError, ValueError) as exc:
         # Invalid input, such as an unknown dataset, a missing file or a bad
         # option value: the message names what to fix, so no traceback.
-        sys.stderr.write(f"cartwheel: error: {exc}\n")
+        write_error(_PROGRAM, str(exc))
         return 1
     except Terminated:
         sys.stderr.write("cartwheel: terminated\n")

@@ -7,10 +7,12 @@ topic until SIGINT or SIGTERM.
 from __future__ import annotations
 
 import logging
+import sys
 
 import redis
 from confluent_kafka import Consumer, Producer
 
+from services.common.entrypoint import run_entry_point
 from services.common.kafka import (
     TopicSpec,
     consumer_config,
@@ -64,4 +66,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_entry_point("services.features", main))

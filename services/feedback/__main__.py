@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import logging
+import sys
 
 import faust
 
 from schemas.recommendations import Surface
+from services.common.entrypoint import run_entry_point
 from services.common.kafka import TopicSpec, verify_topics
 from services.common.lifecycle import ensure_writable_directory, serve_metrics
 from services.common.logging import configure_logging
@@ -61,4 +63,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_entry_point("services.feedback", main))

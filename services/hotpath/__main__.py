@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import sys
 from collections.abc import Sequence
 
 import redis
@@ -15,6 +16,7 @@ from confluent_kafka import Consumer, Producer
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from services.common.entrypoint import run_entry_point
 from services.common.errors import InvalidSettingsError
 from services.common.kafka import (
     TopicSpec,
@@ -127,4 +129,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_entry_point("services.hotpath", main))

@@ -1,23 +1,37 @@
-"""Run ``python -m services.replay``, the same command as ``cartwheel replay``."""
+"""Run ``python -m services.replay``, the same command as ``cartwheel replay``.
+
+Exit status: 0 on success, 2 after invalid settings, an unreachable broker or
+a missing topic, and 1 after other invalid input such as an unknown dataset.
+Each error is one line on stderr without a traceback.
+"""
 
 from __future__ import annotations
 
 import argparse
 import sys
 
+from services.common.entrypoint import (
+    ENVIRONMENT_ERRORS,
+    report_environment_error,
+    write_error,
+)
 from services.common.errors import CartwheelError
 from services.replay.cli import register
 
+_PROGRAM = "services.replay"
+
 
 def main(argv: list[str] | None = None) -> int:
-    """Parse the arguments of ``replay`` and run it."""
+    """Parse the arguments of ``replay``, run it and return the exit status."""
     parser = argparse.ArgumentParser(prog="python -m services.replay")
     register(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(["replay", *(sys.argv[1:] if argv is None else argv)])
     try:
         return int(args.handler(args))
+    except ENVIRONMENT_ERRORS as exc:
+        return report_environment_error(_PROGRAM, exc)
     except (CartwheelError, FileNotFoundError, ValueError) as exc:
-        sys.stderr.write(f"replay failed: {exc}\n")
+        write_error(_PROGRAM, str(exc))
         return 1
 
 

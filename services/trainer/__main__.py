@@ -7,11 +7,13 @@ read training examples and refresh the ranker until SIGINT or SIGTERM.
 from __future__ import annotations
 
 import logging
+import sys
 
 import redis
 import torch
 
 from models.registry import ModelRegistry
+from services.common.entrypoint import run_entry_point
 from services.common.kafka import TopicSpec, verify_topics
 from services.common.lifecycle import (
     ensure_writable_directory,
@@ -97,4 +99,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_entry_point("services.trainer", main))

@@ -1,0 +1,79 @@
+"""Exit statuses and one-line reports for errors that the operator must fix.
+
+The ``cartwheel`` command and every ``python -m services.<name>`` entry point
+report an invalid setting, an unreachable broker or Redis, a missing topic and
+a Kafka client failure the same way: one line ``<program>: error: <message>``
+on stderr, no traceback, and exit status 2. The messages already name the
+variable, the value and the expected form, so a traceback would only hide them.
+Any other exception still ends with a traceback, since it is a bug.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+
+from confluent_kafka import KafkaException
+
+from services.common.errors import (
+    InfrastructureError,
+    InvalidSettingsError,
+    TopicMissingError,
+)
+
+__all__ = [
+    "ENVIRONMENT_ERRORS",
+    "ENVIRONMENT_ERROR_STATUS",
+    "report_environment_error",
+    "run_entry_point",
+    "write_error",
+]
+
+# Errors that the settings, the broker, Redis or the topics cause. The operator
+# fixes them outside the code.
+ENVIRONMENT_ERRORS: tuple[type[Exception], ...] = (
+    InvalidSettingsError,
+    InfrastructureError,
+    TopicMissingError,
+    KafkaException,
+)
+
+ENVIRONMENT_ERROR_STATUS = 2
+
+
+def write_error(program: str, message: str) -> None:
+    """Write ``<program>: error: <message>`` as one line to stderr."""
+    sys.stderr.write(f"{program}: error: {message}\n")
+
+
+def report_environment_error(program: str, exc: Exception) -> int:
+    """Write one of :data:`ENVIRONMENT_ERRORS` as one line and return status 2.
+
+    A :class:`KafkaException` carries only librdkafka's error, so its message
+    follows ``the Kafka cluster failed:``.
+    """
+    if isinstance(exc, KafkaException):
+        write_error(program, f"the Kafka cluster failed: {exc}")
+    else:
+        write_error(program, str(exc))
+    return ENVIRONMENT_ERROR_STATUS
+
+
+def run_entry_point(program: str, main: Callable[[], object]) -> int:
+    """Run a service's ``main`` and return the process's exit status.
+
+    Args:
+        program: the name that starts the error line, such as
+            ``services.hotpath``.
+        main: loads the settings and runs the service until it stops.
+
+    Returns:
+        0 when ``main`` returns, or 2 after writing one of
+        :data:`ENVIRONMENT_ERRORS` as one line. Other exceptions, and
+        KeyboardInterrupt, propagate unchanged.
+    """
+    try:
+        main()
+    except ENVIRONMENT_ERRORS as exc:
+        return report_environment_error(program, exc)
+    return 0

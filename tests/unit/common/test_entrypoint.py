@@ -1,0 +1,140 @@
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from confluent_kafka import KafkaError, KafkaException
+
+from services.common.entrypoint import run_entry_point
+from services.common.errors import (
+    BrokerUnreachableError,
+    InvalidSettingsError,
+    TopicMissingError,
+)
+from services.infra import find_free_port
+
+REPOSITORY = Path(__file__).resolve().parents[3]
+
+# Each entry point, the program name its error line starts with, and one
+# invalid setting of its own. services.demo runs ``cartwheel demo``.
+INVALID_SETTINGS = [
+    ("services.features", "services.features", "CARTWHEEL_FEATURES_METRICS_PORT"),
+    ("services.hotpath", "services.hotpath", "CARTWHEEL_HOTPATH_METRICS_PORT"),
+    ("services.trainer", "services.trainer", "CARTWHEEL_TRAINER_METRICS_PORT"),
+    ("services.feedback", "services.feedback", "CARTWHEEL_FEEDBACK_METRICS_PORT"),
+    ("services.api", "services.api", "CARTWHEEL_API_PORT"),
+    ("services.replay", "services.replay", "CARTWHEEL_REPLAY_LINGER_MS"),
+    ("services.demo", "cartwheel", "CARTWHEEL_DEMO_WARMUP_FRACTION"),
+]
+
+
+def _isolated_environment(tmp_path: Path) -> dict[str, str]:
+    """Return this process's environment without Cartwheel settings.
+
+    The broker and Redis addresses point at free loopback ports and the
+    folders at ``tmp_path``. A process that passed its settings check by
+    mistake therefore fails to connect instead of reaching a real server.
+    """
+    environment = {
+        name: value
+        for name, value in os.environ.items()
+        if not name.startswith("CARTWHEEL_")
+    }
+    environment.update(
+        {
+            "CARTWHEEL_KAFKA_BOOTSTRAP": f"127.0.0.1:{find_free_port()}",
+            "CARTWHEEL_REDIS_URL": f"redis://127.0.0.1:{find_free_port()}/0",
+            "CARTWHEEL_DEMO_STATE_DIR": str(tmp_path / "demo"),
+            "CARTWHEEL_DEMO_REPORT_DIR": str(tmp_path / "report"),
+            "CARTWHEEL_TRAINER_REGISTRY_DIR": str(tmp_path / "registry"),
+            "CARTWHEEL_FEEDBACK_DATA_DIR": str(tmp_path / "feedback"),
+        }
+    )
+    return environment
+
+
+@pytest.mark.parametrize(
+    ("module", "program", "variable"),
+    INVALID_SETTINGS,
+    ids=[module for module, _, _ in INVALID_SETTINGS],
+)
+def test_entry_point_invalid_setting_exits_2(
+    module: str, program: str, variable: str, tmp_path: Path
+) -> None:
+    environment = _isolated_environment(tmp_path)
+    environment[variable] = "eighty"
+
+    result = subprocess.run(
+        [sys.executable, "-m", module],
+        env=environment,
+        cwd=REPOSITORY,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+    lines = result.stderr.splitlines()
+    assert result.returncode == 2, result.stderr
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith(f"{program}: error: invalid setting ")
+    assert f"{variable}='eighty'" in lines[0]
+    assert "expected" in lines[0]
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        InvalidSettingsError("invalid setting CARTWHEEL_X='y'; expected z"),
+        BrokerUnreachableError("no Kafka broker responded at 127.0.0.1:1"),
+        TopicMissingError("topic 'events' is missing"),
+    ],
+    ids=lambda error: type(error).__name__,
+)
+def test_run_entry_point_reports_error_line(
+    error: Exception, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def main() -> None:
+        raise error
+
+    status = run_entry_point("services.example", main)
+
+    assert status == 2
+    assert capsys.readouterr().err == f"services.example: error: {error}\n"
+
+
+def test_run_entry_point_reports_kafka_exception(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    error = KafkaException(KafkaError(KafkaError._TRANSPORT, "connection refused"))
+
+    def main() -> None:
+        raise error
+
+    status = run_entry_point("services.example", main)
+
+    assert status == 2
+    assert capsys.readouterr().err == (
+        f"services.example: error: the Kafka cluster failed: {error}\n"
+    )
+
+
+def test_run_entry_point_returns_0_when_main_returns(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    status = run_entry_point("services.example", lambda: None)
+
+    assert status == 0
+    assert capsys.readouterr().err == ""
+
+
+def test_run_entry_point_propagates_other_errors() -> None:
+    def main() -> None:
+        raise RuntimeError("a bug")
+
+    with pytest.raises(RuntimeError, match="a bug"):
+        run_entry_point("services.example", main)
