@@ -75,6 +75,7 @@ def build_service(settings: TrainerSettings) -> TrainerService:
         refresh_interval_seconds=settings.refresh_interval_seconds,
         retrain_poll_seconds=settings.retrain_poll_seconds,
         poll_timeout_seconds=settings.poll_timeout_seconds,
+        announcer=announcer,
     )
 
 

@@ -23,6 +23,9 @@ _DELIVERY_TIMEOUT_SECONDS = 30.0
 class ModelAnnouncer:
     """Publish ``ModelAnnouncement`` records keyed by model name.
 
+    librdkafka's log lines reach the ``librdkafka`` logger only when the
+    producer is polled, so the owner calls :meth:`poll` between announcements.
+
     Args:
         kafka: connection settings.
         topic: the models topic.
@@ -31,7 +34,9 @@ class ModelAnnouncer:
     def __init__(self, kafka: KafkaSettings, topic: str) -> None:
         self.topic = topic
         # No batching delay: announcements are rare and scorers should see them now.
-        self._producer = Producer(producer_config(kafka, linger_ms=0))
+        self._producer = Producer(
+            producer_config(kafka, linger_ms=0, is_polled_steadily=True)
+        )
 
     def announce(
         self, metadata: ArtifactMetadata, artifact_uri: str
@@ -74,6 +79,14 @@ class ModelAnnouncer:
             artifact_uri,
         )
         return announcement
+
+    def poll(self, timeout_seconds: float = 0.0) -> None:
+        """Pass librdkafka's queued log lines to the logger and serve late reports.
+
+        Args:
+            timeout_seconds: how long to wait for a line when none is queued.
+        """
+        self._producer.poll(timeout_seconds)
 
     def close(self) -> None:
         """Flush pending announcements."""

@@ -16,6 +16,7 @@ from collections.abc import Callable
 import redis
 
 from services.common.retrain import take_retrain_request
+from services.trainer.announcer import ModelAnnouncer
 from services.trainer.lock import TrainingLock
 from services.trainer.metrics import REFRESH_SECONDS, REFRESHES
 from services.trainer.reader import ExampleReader
@@ -46,6 +47,9 @@ class TrainerService:
         refresh_interval_seconds: wall-clock seconds between scheduled refreshes.
         retrain_poll_seconds: how often a pending retrain request is checked.
         poll_timeout_seconds: maximum wait of one Kafka poll.
+        announcer: polled after each read of examples, so that its
+            librdkafka log lines reach the logger. NOTE: nothing polls it
+            during a refresh, so lines written then are logged when it ends.
         clock: monotonic clock in seconds.
     """
 
@@ -61,6 +65,7 @@ class TrainerService:
         refresh_interval_seconds: float,
         retrain_poll_seconds: float,
         poll_timeout_seconds: float = 1.0,
+        announcer: ModelAnnouncer | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._trainer = trainer
@@ -72,6 +77,7 @@ class TrainerService:
         self._interval = refresh_interval_seconds
         self._retrain_poll = retrain_poll_seconds
         self._poll_timeout = poll_timeout_seconds
+        self._announcer = announcer
         self._clock = clock
         self._stop = threading.Event()
         self._next_refresh = clock() + refresh_interval_seconds
@@ -96,6 +102,7 @@ class TrainerService:
             self._load_window()
             while not self._stop.is_set():
                 self._reader.poll_into(self._window, self._poll_timeout)
+                self._poll_announcer()
                 try:
                     self.step()
                 except redis.exceptions.RedisError as exc:
@@ -122,11 +129,16 @@ class TrainerService:
             and self._clock() < deadline
         ):
             self._reader.poll_into(self._window, self._poll_timeout)
+            self._poll_announcer()
         logger.info(
             "training window loaded examples=%d is_caught_up=%s",
             len(self._window),
             self._reader.is_caught_up(),
         )
+
+    def _poll_announcer(self) -> None:
+        if self._announcer is not None:
+            self._announcer.poll()
 
     def step(self) -> RefreshResult | None:
         """Refresh when due or requested and this trainer gets the lock."""

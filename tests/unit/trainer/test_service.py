@@ -71,3 +71,44 @@ def _run(service: TrainerService, failures: list[Any]) -> None:
         service.run()
     except Exception as exc:
         failures.append(exc)
+
+
+class _FreeLock:
+    key = "cw:trainer:lock:ranker"
+
+    def acquire(self) -> bool:
+        return False
+
+
+class _StoppingAnnouncer:
+    """Counts polls and stops the service at the first one."""
+
+    def __init__(self) -> None:
+        self.polls = 0
+        self.service: TrainerService | None = None
+
+    def poll(self) -> None:
+        self.polls += 1
+        if self.service is not None:
+            self.service.stop()
+
+
+def test_trainer_loop_polls_announcer() -> None:
+    announcer = _StoppingAnnouncer()
+    service = TrainerService(
+        trainer=None,  # type: ignore[arg-type]
+        reader=_IdleReader(),  # type: ignore[arg-type]
+        window=ExampleWindow(3600.0, 10),
+        lock=_FreeLock(),  # type: ignore[arg-type]
+        client=None,  # type: ignore[arg-type]
+        key_prefix="cw",
+        refresh_interval_seconds=3600.0,
+        retrain_poll_seconds=3600.0,
+        poll_timeout_seconds=0.0,
+        announcer=announcer,  # type: ignore[arg-type]
+    )
+    announcer.service = service
+
+    service.run()
+
+    assert announcer.polls == 1
