@@ -50,7 +50,9 @@ def run(settings: CatalogSettings) -> None:
     consumer = CatalogConsumer(
         settings,
         Consumer(consumer_config(settings.kafka, settings.group_id)),
-        Producer(producer_config(settings.kafka)),
+        # The consumer polls its dead-letter producer on every batch and every
+        # idle poll, so librdkafka's lines can go to the logger.
+        Producer(producer_config(settings.kafka, is_polled_steadily=True)),
         writer,
     )
 

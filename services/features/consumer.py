@@ -53,7 +53,9 @@ class CatalogConsumer:
     Args:
         settings: the catalog consumer's settings.
         consumer: a confluent-kafka consumer with manual commits.
-        producer: the producer for dead letters.
+        producer: the producer for dead letters. It is polled at every
+            call of :meth:`poll_once`, so its config may route librdkafka's
+            log lines to a logger.
         writer: stores the records in Redis.
     """
 
@@ -92,6 +94,9 @@ class CatalogConsumer:
 
     def poll_once(self) -> int:
         """Consume, store and commit one batch; return its message count."""
+        # Log lines of librdkafka reach the logger only when the producer is
+        # polled, and an idle consumer sends no dead letters.
+        self._producer.poll(0)
         messages = [
             message
             for message in consume_available(
@@ -106,6 +111,8 @@ class CatalogConsumer:
         delay = _FIRST_BACKOFF_SECONDS
         while not self._stopping.is_set():
             try:
+                # Redis may stay down for long, so every retry polls too.
+                self._producer.poll(0)
                 self._store(messages)
                 self._dead_letters.flush()
                 self._consumer.commit(
