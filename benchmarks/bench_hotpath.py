@@ -56,6 +56,8 @@ from services.bench.harness import (
     Bench,
     FixedModel,
     HotPathHandle,
+    histogram_count,
+    histogram_sum,
     measure_pass_through,
     settle_group,
     train_ranker,
@@ -116,23 +118,37 @@ def load_catalog(client: redis.Redis, prefix: str) -> None:
         writer.write(record)
 
 
-def repeated_sample(count: int, first_copy: int) -> list[Event]:
-    """Return ``count`` events: copies of the sample with fresh ids, later in time."""
+def repeated_sample(count: int, first_copy: int, shop_scale: int = 1) -> list[Event]:
+    """Return ``count`` events: copies of the sample with fresh ids, later in time.
+
+    Copy ``c`` is the sample shifted by ``c`` times its span. With
+    ``shop_scale`` K above 1, each copy holds K groups of the sample's users,
+    renamed per group, at the same event times: K times as many users are
+    active at once, on the same catalog. Events are in event-time order.
+    """
     sample = rees46.load(REES46_SAMPLE).events
     span = sample[-1].event_time - sample[0].event_time
+    last_copy = first_copy + -(-count // (len(sample) * shop_scale))
     events = []
-    for index in range(count):
-        copy = first_copy + index // len(sample)
-        event = sample[index % len(sample)]
-        if copy:
-            event = event.model_copy(
-                update={
-                    "event_id": f"{event.event_id}:c{copy}",
-                    "event_time": event.event_time + copy * span,
-                }
+    for copy in range(first_copy, last_copy):
+        for group in range(shop_scale):
+            if not copy and not group:
+                events.extend(sample)
+                continue
+            suffix = f"~{group}" if group else ""
+            events.extend(
+                event.model_copy(
+                    update={
+                        "event_id": f"{event.event_id}:c{copy}{suffix}",
+                        "user_id": f"{event.user_id}{suffix}",
+                        "event_time": event.event_time + copy * span,
+                    }
+                )
+                for event in sample
             )
-        events.append(event)
-    return events
+    # Stable: events at the same time stay in group order.
+    events.sort(key=lambda event: event.event_time)
+    return events[:count]
 
 
 @contextlib.contextmanager
@@ -250,7 +266,11 @@ def _waves(events: Sequence[Event]) -> list[list[Event]]:
 
 
 def measure_in_process(
-    state_dir: Path, count: int, gc_threshold: int
+    state_dir: Path,
+    count: int,
+    gc_threshold: int,
+    shop_scale: int,
+    max_candidates: int | None,
 ) -> dict[str, Any]:
     """Run the three stages in this process on one Redis and time them.
 
@@ -276,7 +296,8 @@ def measure_in_process(
     from services.hotpath.stages import AppliedEvent
     from services.learner.settings import LearnerSettings
     from services.learner.stage import LearningStage
-    from services.scorer.settings import ScorerSettings
+    from services.scorer.metrics import CANDIDATES_PER_EVENT
+    from services.scorer.settings import CandidateSettings, ScorerSettings
     from services.scorer.stage import build_scoring_stage
 
     torch.set_num_threads(1)
@@ -300,7 +321,15 @@ def measure_in_process(
         scoring = build_scoring_stage(
             # No item cache: cached vectors depend on wall time, which would
             # make the digest differ between runs.
-            ScorerSettings(redis=redis_settings, item_cache_ttl_seconds=0.0),
+            ScorerSettings(
+                redis=redis_settings,
+                item_cache_ttl_seconds=0.0,
+                candidates=(
+                    CandidateSettings()
+                    if max_candidates is None
+                    else CandidateSettings(max_candidates=max_candidates)
+                ),
+            ),
             client,
             producer,  # type: ignore[arg-type]
             models=FixedModel(ranker),
@@ -309,7 +338,7 @@ def measure_in_process(
         )
         seconds = {"features": 0.0, "learning": 0.0, "scoring": 0.0}
         offset = 0
-        waves = _waves(repeated_sample(count, first_copy=0))
+        waves = _waves(repeated_sample(count, first_copy=0, shop_scale=shop_scale))
         tune_garbage_collection(gc_threshold)
         wall_started = time.perf_counter()
         for wave in waves:
@@ -359,8 +388,11 @@ def measure_in_process(
         digest.update(repr(key).encode())
     return {
         "events": count,
+        "shop_scale": shop_scale,
         "waves": len(waves),
         "slates": len(producer.values),
+        "candidates": histogram_sum(CANDIDATES_PER_EVENT, {})
+        / max(histogram_count(CANDIDATES_PER_EVENT), 1.0),
         "seconds": seconds,
         "wall": wall,
         "digest": digest.hexdigest()[:16],
@@ -371,12 +403,14 @@ def _print_in_process(report: dict[str, Any]) -> None:
     events = report["events"]
     seconds = report["seconds"]
     print(
-        f"In process, {events} events in {report['waves']} waves, "
-        f"{report['slates']} slates, slate digest {report['digest']}"
+        f"In process, {events} events (shop scale {report['shop_scale']}) in "
+        f"{report['waves']} waves, {report['slates']} slates, "
+        f"slate digest {report['digest']}"
     )
     print()
     print("| measure | value |")
     print("|---|---|")
+    print(f"| candidates scored per event (mean) | {report['candidates']:.1f} |")
     for stage in ("features", "learning", "scoring"):
         per_event = seconds[stage] / events * 1e6
         print(f"| {stage} stage, CPU µs per event | {per_event:.0f} |")
@@ -433,19 +467,56 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="write a cProfile dump of the hot-path process's throughput step "
         "(profiling slows it, so its numbers are not comparable)",
     )
+    parser.add_argument(
+        "--shop-scale",
+        type=int,
+        default=1,
+        metavar="K",
+        help="copies of the sample's users active at the same time in the "
+        "measured events: K times the users and K times the events per second "
+        "of event time, on the same catalog (default: 1, the sample as it is)",
+    )
+    parser.add_argument(
+        "--max-candidates",
+        type=int,
+        metavar="N",
+        help="candidates kept for ranking per event, as "
+        "CARTWHEEL_SCORER_CANDIDATES__MAX_CANDIDATES sets it (default: the "
+        "scorer's default)",
+    )
     args = parser.parse_args(argv)
     if args.instances < 1:
         parser.error(f"argument --instances: expected 1 or more, got {args.instances}")
+    if args.shop_scale < 1:
+        parser.error(
+            f"argument --shop-scale: expected 1 or more, got {args.shop_scale}"
+        )
+    if args.max_candidates is not None and not 1 <= args.max_candidates <= 1000:
+        parser.error(
+            f"argument --max-candidates: expected 1 to 1000, got {args.max_candidates}"
+        )
 
     if args.in_process:
         with tempfile.TemporaryDirectory(prefix="bench-hotpath-") as state:
             _print_in_process(
-                measure_in_process(Path(state), args.events, args.gc_threshold)
+                measure_in_process(
+                    Path(state),
+                    args.events,
+                    args.gc_threshold,
+                    args.shop_scale,
+                    args.max_candidates,
+                )
             )
         return 0
 
     with tempfile.TemporaryDirectory(prefix="bench-hotpath-") as state:
-        bench = Bench(Path(state), args.batch_size, args.poll_timeout, args.profile)
+        bench = Bench(
+            Path(state),
+            args.batch_size,
+            args.poll_timeout,
+            args.profile,
+            max_candidates=args.max_candidates,
+        )
         try:
             client = redis.Redis.from_url(bench.redis_url)
             load_catalog(client, bench.key_prefix)
@@ -464,16 +535,18 @@ def main(argv: Sequence[str] | None = None) -> int:
             print("throughput ...", file=sys.stderr)
             throughput = measure_throughput(
                 bench,
-                repeated_sample(args.events, first_copy=1),
+                repeated_sample(args.events, first_copy=1, shop_scale=args.shop_scale),
                 artifact,
                 args.instances,
             )
             print("latency ...", file=sys.stderr)
             latency_count = int(args.rate * args.latency_seconds) + 1
-            copies = 2 + args.events // sample_size
+            copies = 2 + args.events // (sample_size * args.shop_scale)
             latency = measure_latency(
                 bench,
-                repeated_sample(latency_count, first_copy=copies),
+                repeated_sample(
+                    latency_count, first_copy=copies, shop_scale=args.shop_scale
+                ),
                 args.rate,
                 artifact,
                 args.instances,
@@ -498,7 +571,7 @@ def _print_table(
     print(
         f"Hot path, {events} events, batch {args.batch_size}, poll timeout "
         f"{args.poll_timeout} s, {PARTITIONS} partitions, "
-        f"{args.instances} hot-path process(es)"
+        f"{args.instances} hot-path process(es), shop scale {args.shop_scale}"
     )
     print(f"model: {', '.join(throughput['model_versions'])}")
     print()

@@ -44,6 +44,8 @@ __all__ = [
     "measure_pass_through",
     "run_hotpath",
     "settle_group",
+    "histogram_count",
+    "histogram_sum",
     "train_ranker",
 ]
 
@@ -69,6 +71,7 @@ class HotPathJob:
     checkpoint_dir: str
     artifact_dir: str | None
     profile_path: str | None = None
+    max_candidates: int | None = None
 
 
 def run_hotpath(job: HotPathJob, stop: Any, results: Any) -> None:
@@ -92,7 +95,7 @@ def run_hotpath(job: HotPathJob, stop: Any, results: Any) -> None:
     from services.learner.settings import LearnerSettings
     from services.learner.stage import LearningStage
     from services.scorer import metrics as scorer_metrics
-    from services.scorer.settings import ScorerSettings
+    from services.scorer.settings import CandidateSettings, ScorerSettings
     from services.scorer.stage import build_scoring_stage
 
     # Broker, Redis and the load generator share the cores.
@@ -112,8 +115,15 @@ def run_hotpath(job: HotPathJob, stop: Any, results: Any) -> None:
     models = None
     if job.artifact_dir is not None:
         models = FixedModel(Ranker.from_artifact(load_artifact(Path(job.artifact_dir))))
+    candidates = (
+        CandidateSettings()
+        if job.max_candidates is None
+        else CandidateSettings(max_candidates=job.max_candidates)
+    )
     scoring = build_scoring_stage(
-        ScorerSettings(kafka=kafka, redis=redis_settings, topics=topics),
+        ScorerSettings(
+            kafka=kafka, redis=redis_settings, topics=topics, candidates=candidates
+        ),
         client,
         producer,
         models=models,
@@ -145,15 +155,15 @@ def run_hotpath(job: HotPathJob, stop: Any, results: Any) -> None:
         profiler.dump_stats(job.profile_path)
 
     stage_seconds = {
-        stage: _histogram_sum(hotpath_metrics.STAGE_SECONDS, {"stage": stage})
+        stage: histogram_sum(hotpath_metrics.STAGE_SECONDS, {"stage": stage})
         for stage in ("learning", "scoring")
     }
-    stage_seconds["features"] = _histogram_sum(hotpath_metrics.REDIS_APPLY_SECONDS, {})
+    stage_seconds["features"] = histogram_sum(hotpath_metrics.REDIS_APPLY_SECONDS, {})
     results.put(
         {
             "stage_seconds": stage_seconds,
-            "candidates": _histogram_sum(scorer_metrics.CANDIDATES_PER_EVENT, {}),
-            "scored": _histogram_count(scorer_metrics.CANDIDATES_PER_EVENT),
+            "candidates": histogram_sum(scorer_metrics.CANDIDATES_PER_EVENT, {}),
+            "scored": histogram_count(scorer_metrics.CANDIDATES_PER_EVENT),
         }
     )
 
@@ -169,7 +179,8 @@ class FixedModel:
         return self._ranker
 
 
-def _histogram_sum(histogram: Any, labels: dict[str, str]) -> float:
+def histogram_sum(histogram: Any, labels: dict[str, str]) -> float:
+    """Return the sum of a Prometheus histogram's series with ``labels``, or 0."""
     for metric in histogram.collect():
         for sample in metric.samples:
             if sample.name.endswith("_sum") and all(
@@ -179,7 +190,8 @@ def _histogram_sum(histogram: Any, labels: dict[str, str]) -> float:
     return 0.0
 
 
-def _histogram_count(histogram: Any) -> float:
+def histogram_count(histogram: Any) -> float:
+    """Return the observation count of an unlabelled Prometheus histogram, or 0."""
     for metric in histogram.collect():
         for sample in metric.samples:
             if sample.name.endswith("_count"):
@@ -209,6 +221,8 @@ class Bench:
         poll_timeout: seconds the hot path waits for the first message of a batch.
         profile_path: where :meth:`start` with ``profile=True`` writes a
             cProfile dump.
+        max_candidates: the scorer's candidates kept for ranking per event;
+            None keeps the scorer's default.
     """
 
     def __init__(
@@ -217,6 +231,7 @@ class Bench:
         batch_size: int,
         poll_timeout: float,
         profile_path: str | None = None,
+        max_candidates: int | None = None,
     ) -> None:
         self.state_dir = state_dir
         self.broker = start_broker(state_dir, find_free_port())
@@ -231,6 +246,7 @@ class Bench:
         self.batch_size = batch_size
         self.poll_timeout = poll_timeout
         self.profile_path = profile_path
+        self.max_candidates = max_candidates
         self.context = multiprocessing.get_context("spawn")
 
     def close(self) -> None:
@@ -291,6 +307,7 @@ class Bench:
                 ),
                 artifact_dir=artifact_dir,
                 profile_path=self.profile_path if profile and instance == 0 else None,
+                max_candidates=self.max_candidates,
             )
             process = self.context.Process(
                 target=run_hotpath, args=(job, stop, results)
