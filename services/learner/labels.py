@@ -176,19 +176,25 @@ for _, ev in ipairs(events) do
   end
 end
 
+-- Each task may take an equal share of what the budget has left, and a share
+-- that a task leaves unused passes to the tasks after it, so a long backlog
+-- of one task does not starve the others.
 local budget = settings.max_resolutions
-for _, t in ipairs(tasks) do
+for index, t in ipairs(tasks) do
   -- LIMITATION(L-30): the watermark moves only with this partition's events,
   -- so a partition that goes quiet resolves no negatives until it wakes up.
   local cutoff = watermark - settings.lateness
-  local expired = redis.call('ZRANGEBYSCORE', KEYS[t.base], '-inf', '(' .. cutoff,
-                             'LIMIT', 0, budget)
-  for _, member in ipairs(expired) do
-    labels[#labels + 1] = {t.name, 0}
-    out[#out + 1] = redis.call('HGET', KEYS[t.base + 1], member)
-    drop_member(t, member)
+  local share = math.ceil(budget / (#tasks - index + 1))
+  if share > 0 then
+    local expired = redis.call('ZRANGEBYSCORE', KEYS[t.base], '-inf',
+                               '(' .. cutoff, 'LIMIT', 0, share)
+    for _, member in ipairs(expired) do
+      labels[#labels + 1] = {t.name, 0}
+      out[#out + 1] = redis.call('HGET', KEYS[t.base + 1], member)
+      drop_member(t, member)
+    end
+    budget = budget - #expired
   end
-  budget = budget - #expired
   for offset = 0, 2 do
     redis.call('EXPIRE', KEYS[t.base + offset], settings.key_ttl)
   end
@@ -221,6 +227,12 @@ class PendingLabelStore:
         max_resolutions_per_batch: cap of negatives resolved per call, so one
             script does not block Redis for long after a pause. The next
             calls resolve the rest.
+        max_resolutions_per_event: cap of negatives resolved per event of the
+            call. When the watermark jumps (a quiet partition wakes up, or
+            event time skips ahead), every pending example expires at once,
+            and learning them all in one batch would hold that batch's slates
+            for seconds. Each event opens at most one pending example, so any
+            cap above 1 still drains a backlog faster than it grows.
     """
 
     def __init__(
@@ -232,6 +244,7 @@ class PendingLabelStore:
         dedupe_horizon_seconds: float = 3600.0,
         max_pending_per_pair: int = 32,
         max_resolutions_per_batch: int = 5000,
+        max_resolutions_per_event: int = 4,
     ) -> None:
         self._client = client
         self._prefix = key_prefix
@@ -246,6 +259,7 @@ class PendingLabelStore:
             # horizon plus a day, so an abandoned partition leaves no garbage.
             "key_ttl": int(max(longest, dedupe_horizon_seconds) + 86_400),
         }
+        self._max_resolutions_per_event = max_resolutions_per_event
         # LIMITATION(L-37): pending examples are capped per pair and expire
         # with their horizon, but their total is not capped, so Redis memory
         # grows with the click rate (about 820 bytes per pending example).
@@ -300,11 +314,18 @@ class PendingLabelStore:
             args=[
                 json.dumps(documents) if documents else "[]",
                 json.dumps(task_documents),
-                json.dumps(self._settings),
+                json.dumps(self._call_settings(len(events))),
                 *payloads,
             ],
         )
         return _parse_outcome(raw)
+
+    def _call_settings(self, event_count: int) -> dict[str, Any]:
+        budget = min(
+            self._settings["max_resolutions"],
+            self._max_resolutions_per_event * event_count,
+        )
+        return {**self._settings, "max_resolutions": budget}
 
     def pending_count(self, partition: int) -> dict[str, int]:
         """Return the number of pending examples per task in one partition."""

@@ -65,6 +65,13 @@ class LearnerSettings(BaseSettings):
     max_resolutions_per_batch: int = Field(
         default=5000, ge=1, description="negatives resolved per partition and batch"
     )
+    max_resolutions_per_event: int = Field(
+        default=4,
+        ge=2,
+        le=10_000,
+        description="negatives resolved per event of a partition's batch, so "
+        "that a jump of the watermark is learned over several batches",
+    )
     conversion_learner: Literal["logistic_regression", "alma", "fm"] = Field(
         default="alma",
         description="classifier of the conversion models: logistic_regression, "

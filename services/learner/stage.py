@@ -206,6 +206,7 @@ class LearningStage:
             dedupe_horizon_seconds=settings.dedupe_horizon_seconds,
             max_pending_per_pair=settings.max_pending_per_pair,
             max_resolutions_per_batch=settings.max_resolutions_per_batch,
+            max_resolutions_per_event=settings.max_resolutions_per_event,
         )
 
         # Each outcome starts at 0, so that the first failure is an increase.

@@ -119,6 +119,57 @@ def test_click_without_cart_add_yields_one_negative_after_horizon(
     assert cart_labels(stage) == (0, 1)
 
 
+def _negatives(stage: LearningStage) -> dict[str, int]:
+    return {
+        task: stage.evaluators[task].n_examples - stage.evaluators[task].n_positives
+        for task in ("cart_add", "purchase")
+    }
+
+
+def test_watermark_jump_resolves_backlog_over_batches(
+    make_stage: Callable[..., LearningStage], make_applied: Callable[..., AppliedEvent]
+) -> None:
+    stage = make_stage(max_resolutions_per_event=4)
+    # Clicks open cart-add examples and cart adds open purchase examples, each
+    # on its own item so that no outcome resolves them.
+    stage.process(
+        [make_applied(EventType.CLICK, 0, item_id=f"c{n}") for n in range(12)]
+        + [make_applied(EventType.CART_ADD, 0, item_id=f"p{n}") for n in range(12)]
+    )
+    late = 2 * 24 * 60
+
+    stage.process([make_applied(EventType.CLICK, late, user_id="other")])
+    after_one_event = _negatives(stage)
+    stage.process(
+        [make_applied(EventType.CLICK, late, user_id=f"u{n}") for n in range(3)]
+    )
+    after_three_more = _negatives(stage)
+    for n in range(4):
+        stage.process(
+            [
+                make_applied(EventType.CLICK, late, user_id=f"v{n}"),
+                make_applied(EventType.CLICK, late, user_id=f"w{n}"),
+            ]
+        )
+
+    assert after_one_event == {"cart_add": 2, "purchase": 2}
+    assert after_three_more == {"cart_add": 8, "purchase": 8}
+    assert _negatives(stage) == {"cart_add": 12, "purchase": 12}
+
+
+def test_resolution_budget_passes_unused_share_on(
+    make_stage: Callable[..., LearningStage], make_applied: Callable[..., AppliedEvent]
+) -> None:
+    stage = make_stage(max_resolutions_per_event=4)
+    stage.process(
+        [make_applied(EventType.CART_ADD, 0, item_id=f"p{n}") for n in range(6)]
+    )
+
+    stage.process([make_applied(EventType.CLICK, 2 * 24 * 60, user_id="other")])
+
+    assert _negatives(stage) == {"cart_add": 0, "purchase": 4}
+
+
 def test_cart_add_after_horizon_is_not_a_positive(
     make_stage: Callable[..., LearningStage], make_applied: Callable[..., AppliedEvent]
 ) -> None:
