@@ -223,6 +223,10 @@ class LearningStage:
         self.evaluators = restored or fresh
         if restored is not None:
             _warn_on_changed_learner(restored, settings)
+        # A model's drift count starts at 0 for the same reason: without the
+        # series, the first drift is no increase and the dashboard shows no data.
+        for model_name in self.evaluators:
+            metrics.DRIFTS.labels(model=model_name)
         self._last_checkpoint = clock()
         self._watermarks: dict[int, float] = {}
         self._pending: dict[int, dict[str, int]] = {}

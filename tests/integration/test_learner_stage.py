@@ -523,3 +523,15 @@ def test_signal_matrix_reads_candidate_matrices_like_mappings(
     )
 
     np.testing.assert_array_equal(by_matrix, by_mappings)
+
+
+def test_new_stage_exports_drift_count_per_model(
+    make_stage: Callable[..., LearningStage],
+) -> None:
+    stage = make_stage()
+
+    for model_name in stage.evaluators:
+        sample = REGISTRY.get_sample_value(
+            "cartwheel_learner_drifts_total", {"model": model_name}
+        )
+        assert sample is not None, model_name
