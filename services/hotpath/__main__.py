@@ -104,7 +104,7 @@ def build_consumer(
             settings.kafka, settings.group_id, fetch_wait_ms=settings.fetch_wait_ms
         )
     )
-    producer = Producer(producer_config(settings.kafka))
+    producer = Producer(producer_config(settings.kafka, is_polled_steadily=True))
     if stages is None:
         stages = load_stages(settings.stages, settings, client)
     return HotPathConsumer(settings, consumer, producer, store, stages)

@@ -178,6 +178,9 @@ class HotPathConsumer:
 
     def poll_once(self) -> int:
         """Consume, process and commit one batch; return its message count."""
+        # The producer's librdkafka lines reach the logger only when it is
+        # polled, so it is polled here too, at least once per poll timeout.
+        self._producer.poll(0)
         messages = consume_available(
             self._consumer,
             self._settings.batch_size,
