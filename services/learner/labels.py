@@ -176,25 +176,34 @@ for _, ev in ipairs(events) do
   end
 end
 
--- Each task may take an equal share of what the budget has left, and a share
--- that a task leaves unused passes to the tasks after it, so a long backlog
--- of one task does not starve the others.
+-- Each task first takes an equal share of what the budget has left, so a long
+-- backlog of one task does not starve the others. What a task leaves unused
+-- passes to the tasks after it, and what is still left at the end goes back
+-- to the tasks that filled their share, so the whole budget is used.
+-- LIMITATION(L-30): the watermark moves only with this partition's events,
+-- so a partition that goes quiet resolves no negatives until it wakes up.
+local cutoff = watermark - settings.lateness
 local budget = settings.max_resolutions
-for index, t in ipairs(tasks) do
-  -- LIMITATION(L-30): the watermark moves only with this partition's events,
-  -- so a partition that goes quiet resolves no negatives until it wakes up.
-  local cutoff = watermark - settings.lateness
-  local share = math.ceil(budget / (#tasks - index + 1))
-  if share > 0 then
-    local expired = redis.call('ZRANGEBYSCORE', KEYS[t.base], '-inf',
-                               '(' .. cutoff, 'LIMIT', 0, share)
-    for _, member in ipairs(expired) do
-      labels[#labels + 1] = {t.name, 0}
-      out[#out + 1] = redis.call('HGET', KEYS[t.base + 1], member)
-      drop_member(t, member)
-    end
-    budget = budget - #expired
+
+local function resolve_negatives(t, limit)
+  local expired = redis.call('ZRANGEBYSCORE', KEYS[t.base], '-inf',
+                             '(' .. cutoff, 'LIMIT', 0, limit)
+  for _, member in ipairs(expired) do
+    labels[#labels + 1] = {t.name, 0}
+    out[#out + 1] = redis.call('HGET', KEYS[t.base + 1], member)
+    drop_member(t, member)
   end
+  budget = budget - #expired
+  return #expired
+end
+
+local filled = {}
+for index, t in ipairs(tasks) do
+  local share = math.ceil(budget / (#tasks - index + 1))
+  filled[index] = share > 0 and resolve_negatives(t, share) == share
+end
+for index, t in ipairs(tasks) do
+  if budget > 0 and filled[index] then resolve_negatives(t, budget) end
   for offset = 0, 2 do
     redis.call('EXPIRE', KEYS[t.base + offset], settings.key_ttl)
   end

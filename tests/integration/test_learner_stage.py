@@ -170,6 +170,19 @@ def test_resolution_budget_passes_unused_share_on(
     assert _negatives(stage) == {"cart_add": 0, "purchase": 4}
 
 
+def test_unused_share_returns_to_earlier_task(
+    make_stage: Callable[..., LearningStage], make_applied: Callable[..., AppliedEvent]
+) -> None:
+    stage = make_stage(max_resolutions_per_event=2)
+    stage.process(
+        [make_applied(EventType.CLICK, 0, item_id=f"c{n}") for n in range(10)]
+    )
+
+    stage.process([make_applied(EventType.CLICK, 2 * 24 * 60, user_id="other")])
+
+    assert _negatives(stage) == {"cart_add": 2, "purchase": 0}
+
+
 def test_cart_add_after_horizon_is_not_a_positive(
     make_stage: Callable[..., LearningStage], make_applied: Callable[..., AppliedEvent]
 ) -> None:
