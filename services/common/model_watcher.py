@@ -61,6 +61,7 @@ from typing import Literal
 from confluent_kafka import (
     OFFSET_BEGINNING,
     Consumer,
+    KafkaException,
     Message,
     TopicPartition,
 )
@@ -71,7 +72,7 @@ from models.errors import ArtifactIncompatibleError
 from models.multitask.ranker import CandidateInput, Ranker
 from models.registry import ModelAnnouncement, ModelRegistry, load_artifact
 from services.common.bounded_calls import BlockedCall, BoundedCalls
-from services.common.errors import TopicMissingError
+from services.common.errors import BrokerUnreachableError, TopicMissingError
 from services.common.kafka import consumer_config
 from services.common.settings import KafkaSettings
 
@@ -289,12 +290,25 @@ class ModelWatcher:
         """Assign the topic and start following it in a daemon thread.
 
         Raises:
+            BrokerUnreachableError: no broker returned the topic's metadata in
+                time. The message names the bootstrap address and
+                ``CARTWHEEL_KAFKA_BOOTSTRAP``.
             TopicMissingError: the models topic does not exist.
         """
         consumer = Consumer(
             consumer_config(self._kafka, f"cartwheel-model-watcher-{self.model_name}")
         )
-        metadata = consumer.list_topics(self.topic, timeout=_METADATA_TIMEOUT_SECONDS)
+        try:
+            metadata = consumer.list_topics(
+                self.topic, timeout=_METADATA_TIMEOUT_SECONDS
+            )
+        except KafkaException as exc:
+            consumer.close()
+            raise BrokerUnreachableError(
+                f"no Kafka broker responded at {self._kafka.bootstrap} within "
+                f"{_METADATA_TIMEOUT_SECONDS:.0f} s ({exc.args[0]}); start one "
+                "with 'cartwheel infra up' or set CARTWHEEL_KAFKA_BOOTSTRAP"
+            ) from exc
         found = metadata.topics.get(self.topic)
         if found is None or found.error is not None or not found.partitions:
             consumer.close()

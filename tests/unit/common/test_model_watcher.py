@@ -16,7 +16,11 @@ from models.registry import (
     ModelAnnouncement,
     ModelRegistry,
 )
-from services.common.model_watcher import earlier_announcements
+from services.common import model_watcher
+from services.common.errors import BrokerUnreachableError
+from services.common.model_watcher import ModelWatcher, earlier_announcements
+from services.common.settings import KafkaSettings
+from services.infra import find_free_port
 
 NOW = datetime(2026, 5, 17, 12, 0, tzinfo=UTC)
 SPEC = FeatureSpec(
@@ -121,3 +125,17 @@ def test_earlier_announcements_empty_outside_registry(
 
     assert earlier == []
     assert "outside a registry" in caplog.text
+
+
+def test_start_without_broker_names_bootstrap(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(model_watcher, "_METADATA_TIMEOUT_SECONDS", 1.0)
+    bootstrap = f"127.0.0.1:{find_free_port()}"
+    watcher = ModelWatcher(KafkaSettings(bootstrap=bootstrap), "models", "ranker")
+
+    with pytest.raises(BrokerUnreachableError) as caught:
+        watcher.start()
+
+    assert bootstrap in str(caught.value)
+    assert "CARTWHEEL_KAFKA_BOOTSTRAP" in str(caught.value)
