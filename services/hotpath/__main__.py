@@ -89,6 +89,12 @@ def build_consumer(
         settings: the hot path's settings.
         stages: the stages to run; by default those named in ``settings.stages``.
     """
+    client = redis_client(settings)
+    # The stage factories load their own settings (CARTWHEEL_LEARNER_*,
+    # CARTWHEEL_SCORER_*). They run first, so that an invalid value stops the
+    # process before any wait for the broker.
+    if stages is None:
+        stages = load_stages(settings.stages, settings, client)
     topics = settings.topics
     verify_topics(
         settings.kafka,
@@ -97,7 +103,6 @@ def build_consumer(
             for name in (topics.events, topics.dead_letters, topics.training_examples)
         ],
     )
-    client = redis_client(settings)
     store = FeatureStore(client, settings.redis.key_prefix, settings.feature_config())
     consumer = Consumer(
         consumer_config(
@@ -105,8 +110,6 @@ def build_consumer(
         )
     )
     producer = Producer(producer_config(settings.kafka, is_polled_steadily=True))
-    if stages is None:
-        stages = load_stages(settings.stages, settings, client)
     return HotPathConsumer(settings, consumer, producer, store, stages)
 
 

@@ -51,6 +51,7 @@ def _isolated_environment(tmp_path: Path) -> dict[str, str]:
             "CARTWHEEL_DEMO_REPORT_DIR": str(tmp_path / "report"),
             "CARTWHEEL_TRAINER_REGISTRY_DIR": str(tmp_path / "registry"),
             "CARTWHEEL_FEEDBACK_DATA_DIR": str(tmp_path / "feedback"),
+            "CARTWHEEL_LEARNER_CHECKPOINT_DIR": str(tmp_path / "learner"),
         }
     )
     return environment
@@ -83,6 +84,40 @@ def test_entry_point_invalid_setting_exits_2(
     assert lines[0].startswith(f"{program}: error: invalid setting ")
     assert f"{variable}='eighty'" in lines[0]
     assert "expected" in lines[0]
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    "variable",
+    [
+        "CARTWHEEL_LEARNER_MAX_RESOLUTIONS_PER_EVENT",
+        "CARTWHEEL_SCORER_CANDIDATES__MAX_CANDIDATES",
+    ],
+)
+def test_hotpath_stage_setting_checked_before_broker(
+    variable: str, tmp_path: Path
+) -> None:
+    # The stage factories read these; nothing listens at the broker address,
+    # so a check after the broker's would report the broker instead.
+    environment = _isolated_environment(tmp_path)
+    environment[variable] = "eighty"
+
+    result = subprocess.run(
+        [sys.executable, "-m", "services.hotpath"],
+        env=environment,
+        cwd=REPOSITORY,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+    last_line = result.stderr.splitlines()[-1]
+    assert result.returncode == 2, result.stderr
+    assert last_line.startswith("services.hotpath: error: invalid setting ")
+    assert f"{variable}='eighty'" in last_line
+    assert "expected" in last_line
+    assert "Kafka broker" not in result.stderr
     assert "Traceback" not in result.stderr
 
 
