@@ -128,12 +128,19 @@ def repeated_sample(count: int, first_copy: int, shop_scale: int = 1) -> list[Ev
     """
     sample = rees46.load(REES46_SAMPLE).events
     span = sample[-1].event_time - sample[0].event_time
-    last_copy = first_copy + -(-count // (len(sample) * shop_scale))
+    per_copy = len(sample) * shop_scale
+    full_copies, remainder = divmod(count, per_copy)
     events = []
-    for copy in range(first_copy, last_copy):
+    for copy in range(first_copy, first_copy + full_copies + (remainder > 0)):
+        # The last copy contributes only its first events, so only a prefix of
+        # the sample is copied: enough for every group, plus the events that
+        # share the prefix's last time, which the sort may place earlier.
+        part = sample
+        if copy == first_copy + full_copies:
+            part = _time_prefix(sample, -(-remainder // shop_scale))
         for group in range(shop_scale):
             if not copy and not group:
-                events.extend(sample)
+                events.extend(part)
                 continue
             suffix = f"~{group}" if group else ""
             events.extend(
@@ -144,11 +151,21 @@ def repeated_sample(count: int, first_copy: int, shop_scale: int = 1) -> list[Ev
                         "event_time": event.event_time + copy * span,
                     }
                 )
-                for event in sample
+                for event in part
             )
     # Stable: events at the same time stay in group order.
     events.sort(key=lambda event: event.event_time)
     return events[:count]
+
+
+def _time_prefix(events: Sequence[Event], length: int) -> Sequence[Event]:
+    """Return the first ``length`` events and every later one at the same time."""
+    if length >= len(events):
+        return events
+    end = length
+    while end < len(events) and events[end].event_time == events[length - 1].event_time:
+        end += 1
+    return events[:end]
 
 
 @contextlib.contextmanager
@@ -487,6 +504,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.instances < 1:
         parser.error(f"argument --instances: expected 1 or more, got {args.instances}")
+    if args.events < 1:
+        parser.error(f"argument --events: expected 1 or more, got {args.events}")
     if args.shop_scale < 1:
         parser.error(
             f"argument --shop-scale: expected 1 or more, got {args.shop_scale}"
