@@ -46,7 +46,7 @@ from services.evaluation.settings import EvaluationSettings
 from services.infra import LocalServer, find_free_port, start_broker, start_redis
 from services.replay.datasets import load_dataset
 from services.replay.generated import generate_catalog
-from services.replay.replayer import Replayer
+from services.replay.replayer import Replayer, verify_replay_topics
 from services.replay.settings import Settings as ReplaySettings
 
 __all__ = ["DemoRun", "run_demo"]
@@ -124,8 +124,8 @@ def _run_pipeline(
         supervisor.start("feedback", "services.feedback")
         supervisor.start("api", "services.api")
 
+        verify_replay_topics(replay_settings)
         replayer = Replayer(replay_settings, show_progress=False)
-        replayer.verify_topics()
         generated = generate_catalog(
             dataset.events, dataset.items, seed=replay_settings.generated_seed
         )

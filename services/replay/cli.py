@@ -10,7 +10,7 @@ from services.common.logging import configure_logging
 from services.common.settings import load_settings
 from services.replay.datasets import DATASETS, AdapterSummary, load_dataset
 from services.replay.generated import generate_catalog
-from services.replay.replayer import Replayer, ReplaySummary
+from services.replay.replayer import Replayer, ReplaySummary, verify_replay_topics
 from services.replay.settings import Settings
 
 __all__ = ["register", "replay_dataset", "replay_file"]
@@ -94,8 +94,8 @@ def replay_dataset(
         ReplayDeliveryError: the broker did not acknowledge every message.
     """
     dataset = load_dataset(name, settings.data_dir, path)
+    verify_replay_topics(settings)
     replayer = Replayer(settings, show_progress=show_progress)
-    replayer.verify_topics()
     catalog_counts = None
     if with_catalog:
         generated = generate_catalog(
@@ -131,8 +131,8 @@ def replay_file(
         raise FileNotFoundError(
             f"replay file {str(path)!r} not found or not a regular file"
         )
+    verify_replay_topics(settings)
     replayer = Replayer(settings, show_progress=show_progress)
-    replayer.verify_topics()
     return replayer.replay_file(path, time_scale=time_scale, limit=limit)
 
 

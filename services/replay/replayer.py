@@ -40,7 +40,7 @@ from services.common.kafka import TopicSpec, producer_config, verify_topics
 from services.replay.errors import ReplayDeliveryError
 from services.replay.settings import Settings
 
-__all__ = ["ReplaySummary", "Replayer", "serialize_events"]
+__all__ = ["ReplaySummary", "Replayer", "serialize_events", "verify_replay_topics"]
 
 logger = logging.getLogger(__name__)
 
@@ -109,6 +109,29 @@ def serialize_events(events: Iterable[Event]) -> list[bytes]:
     return [event.model_dump_json(exclude_none=True).encode() for event in events]
 
 
+def verify_replay_topics(settings: Settings) -> None:
+    """Check that the events, dead-letter and catalog topics exist.
+
+    Tansu acknowledges writes to a missing topic and drops them, so a replay
+    checks before it publishes anything. Call it before building a
+    :class:`Replayer`: its producer has no logger, so without a broker
+    librdkafka would print its connection failures around the error.
+
+    Raises:
+        TopicMissingError: a topic is missing or has another partition count.
+        BrokerUnreachableError: no broker responded.
+    """
+    topics = settings.topics
+    verify_topics(
+        settings.kafka,
+        [
+            TopicSpec(topics.events, topics.partitions),
+            TopicSpec(topics.dead_letters, topics.partitions),
+            TopicSpec(topics.catalog, topics.partitions, is_compacted=True),
+        ],
+    )
+
+
 class Replayer:
     """Publish catalog records, events and raw files through one producer.
 
@@ -152,25 +175,6 @@ class Replayer:
         self._producer = producer_factory(config)
         self._dead_letters = DeadLetterWriter(
             self._producer, self._topics.dead_letters, settings.service_name
-        )
-
-    def verify_topics(self) -> None:
-        """Check that the events, dead-letter and catalog topics exist.
-
-        Tansu acknowledges writes to a missing topic and drops them, so the
-        replay checks before it publishes anything.
-
-        Raises:
-            TopicMissingError: a topic is missing or has another partition count.
-        """
-        partitions = self._topics.partitions
-        verify_topics(
-            self._settings.kafka,
-            [
-                TopicSpec(self._topics.events, partitions),
-                TopicSpec(self._topics.dead_letters, partitions),
-                TopicSpec(self._topics.catalog, partitions, is_compacted=True),
-            ],
         )
 
     def publish_catalog(self, records: Iterable[CatalogItem]) -> Counter[str]:

@@ -7,6 +7,7 @@ import pytest
 
 from services.replay.__main__ import main
 from services.replay.cli import register
+from tests.librdkafka_logs import RAW_LIBRDKAFKA_LINE, unreachable_kafka
 
 
 def _parse(*argv: str) -> argparse.Namespace:
@@ -59,3 +60,16 @@ def test_replay_rejects_non_positive_limit(
 
     assert code == 1
     assert "--limit=0" in capsys.readouterr().err
+
+
+def test_replay_without_broker_reports_only_error(
+    monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("CARTWHEEL_KAFKA_BOOTSTRAP", unreachable_kafka().bootstrap)
+
+    code = main(["rees46"])
+
+    err = capfd.readouterr().err
+    assert code == 2
+    assert "Kafka broker" in err.splitlines()[-1]
+    assert RAW_LIBRDKAFKA_LINE.search(err) is None
