@@ -16,6 +16,8 @@ from pydantic import BaseModel, SecretStr
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings
 
+from services.common.settings import expected_form
+
 __all__ = ["SETTINGS_CLASSES", "describe_settings", "register"]
 
 # (title, "module:class") of every settings class, in the order a reader meets them.
@@ -154,4 +156,4 @@ def _plain(value: Any) -> Any:
 
 
 def _describe(info: FieldInfo) -> str:
-    return (info.description or "").replace("|", "\\|")
+    return expected_form(info).replace("|", "\\|")

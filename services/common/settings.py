@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl, unquote, urlsplit
 
+import annotated_types
 from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
@@ -28,6 +29,7 @@ from services.common.errors import InvalidSettingsError
 __all__ = [
     "child_environment",
     "CommandLineValue",
+    "expected_form",
     "KafkaSettings",
     "RedisSettings",
     "TopicSettings",
@@ -368,13 +370,75 @@ def _expected_form(
     settings_class: type[BaseSettings], loc: tuple[int | str, ...], message: str
 ) -> str:
     info = _field_info(settings_class, loc)
-    description = info.description if info is not None else None
     message = message.removeprefix("Value error, ")
     if info is not None and info.annotation is bool:
         return f"{message}; expected true or false (also 1/0, yes/no or on/off)"
-    if message.startswith("expected") or not description:
+    form = expected_form(info) if info is not None else ""
+    if message.startswith("expected") or not form:
         return message
-    return f"{message}; expected {description}"
+    return f"{message}; expected {form}"
+
+
+_NUMBER_KINDS = {int: "an integer", float: "a number"}
+
+
+def expected_form(info: FieldInfo) -> str:
+    """Return what a setting accepts: its type and range, then its description.
+
+    A description that starts with "a" or "an" already names the form and is
+    returned alone. The range comes from the field's ``ge``, ``gt``, ``le``
+    and ``lt`` constraints.
+    """
+    description = info.description or ""
+    if re.match(r"an? ", description):
+        return description
+    annotation = info.annotation
+    kind = _NUMBER_KINDS.get(annotation) if isinstance(annotation, type) else None
+    if kind is None:
+        return description
+    bounds = _range(info.metadata)
+    if not bounds:
+        form = kind
+    elif bounds.startswith("at "):
+        form = f"{kind} of {bounds}"
+    else:
+        form = f"{kind} {bounds}"
+    return f"{form}: {description}" if description else form
+
+
+def _range(constraints: Collection[Any]) -> str:
+    """Return a field's numeric range in words, or "" when it has none."""
+    low: tuple[str, Any] | None = None
+    high: tuple[str, Any] | None = None
+    for constraint in constraints:
+        if isinstance(constraint, annotated_types.Ge):
+            low = ("at least", constraint.ge)
+        elif isinstance(constraint, annotated_types.Gt):
+            low = ("above", constraint.gt)
+        elif isinstance(constraint, annotated_types.Le):
+            high = ("at most", constraint.le)
+        elif isinstance(constraint, annotated_types.Lt):
+            high = ("below", constraint.lt)
+    if (
+        low is not None
+        and high is not None
+        and (low[0], high[0])
+        == (
+            "at least",
+            "at most",
+        )
+    ):
+        return f"from {_number(low[1])} to {_number(high[1])}"
+    return " and ".join(
+        f"{word} {_number(value)}"
+        for word, value in (bound for bound in (low, high) if bound is not None)
+    )
+
+
+def _number(value: Any) -> str:
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    return f"{value:,}" if isinstance(value, int) else repr(value)
 
 
 def masked_settings(settings: BaseSettings) -> dict[str, Any]:

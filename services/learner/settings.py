@@ -65,15 +65,15 @@ class LearnerSettings(BaseSettings):
     max_resolutions_per_batch: int = Field(
         default=5000,
         ge=2,
-        description="negatives resolved per partition and batch, 2 or more so "
-        "that each of the two tasks gets one",
+        description="negatives resolved per partition and batch; the minimum "
+        "of 2 gives each of the two tasks one",
     )
     max_resolutions_per_event: int = Field(
         default=4,
         ge=2,
         le=10_000,
-        description="negatives resolved per event of a partition's batch, 2 to "
-        "10,000, shared by the cart-add and purchase tasks and capped by "
+        description="negatives resolved per event of a partition's batch, "
+        "shared by the cart-add and purchase tasks and capped by "
         "CARTWHEEL_LEARNER_MAX_RESOLUTIONS_PER_BATCH, so that a jump of the "
         "watermark is learned over several batches",
     )

@@ -10,6 +10,7 @@ from services.common.settings import (
     KafkaSettings,
     RedisSettings,
     TopicSettings,
+    expected_form,
     load_settings,
     masked_settings,
     secret_values,
@@ -259,7 +260,7 @@ def test_load_settings_accepts_usable_redis_url(
 
 
 class DescribedRules(BaseModel):
-    share: float = Field(default=0.5, ge=0, le=1, description="from 0 to 1")
+    share: float = Field(default=0.5, ge=0, le=1, description="share of the events")
 
 
 class DescribedNestedSettings(BaseSettings):
@@ -280,7 +281,37 @@ def test_load_settings_gives_expected_form_of_nested_field(
     with pytest.raises(InvalidSettingsError) as caught:
         load_settings(DescribedNestedSettings)
 
-    assert str(caught.value).endswith("; expected from 0 to 1")
+    assert str(caught.value).endswith(
+        "; expected a number from 0 to 1: share of the events"
+    )
+
+
+class FormsSettings(BaseSettings):
+    count: int = Field(default=1, ge=1, le=1024)
+    seconds: float = Field(default=1.0, gt=0, description="seconds to wait")
+    fraction: float = Field(default=0.5, gt=0, lt=1)
+    floor: int = Field(default=2, ge=2)
+    seed: int = 0
+    named: int = Field(default=3, ge=1, le=9, description="an odd digit")
+    label: str = Field(default="x", description="a label for logs")
+    comment: str = Field(default="", description="free text")
+
+
+@pytest.mark.parametrize(
+    ("field", "form"),
+    [
+        ("count", "an integer from 1 to 1,024"),
+        ("seconds", "a number above 0: seconds to wait"),
+        ("fraction", "a number above 0 and below 1"),
+        ("floor", "an integer of at least 2"),
+        ("seed", "an integer"),
+        ("named", "an odd digit"),
+        ("label", "a label for logs"),
+        ("comment", "free text"),
+    ],
+)
+def test_expected_form_of_field(field: str, form: str) -> None:
+    assert expected_form(FormsSettings.model_fields[field]) == form
 
 
 def test_load_settings_reports_rejected_override_not_valid_variable(
