@@ -19,7 +19,14 @@ from typing import Any, TypeVar
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 import annotated_types
-from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 from redis.connection import parse_url
@@ -65,6 +72,7 @@ class KafkaSettings(BaseSettings):
         default=None,
         pattern=r"^(PLAIN|SCRAM-SHA-256|SCRAM-SHA-512)$",
         description="PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512",
+        validate_default=True,
     )
     sasl_username: str | None = None
     sasl_password: SecretStr | None = None
@@ -82,6 +90,21 @@ class KafkaSettings(BaseSettings):
                 "expected a comma-separated list of host:port, each port 1-65535"
             )
         return ",".join(parts)
+
+    @field_validator("sasl_mechanism")
+    @classmethod
+    def _check_sasl_mechanism(
+        cls, value: str | None, info: ValidationInfo
+    ) -> str | None:
+        # librdkafka would fall back to GSSAPI, which its wheel does not ship,
+        # and fail with an error that names none of these settings.
+        protocol = str(info.data.get("security_protocol", ""))
+        if value is None and protocol.startswith("SASL_"):
+            raise ValueError(
+                "expected PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512 when "
+                f"CARTWHEEL_KAFKA_SECURITY_PROTOCOL is {protocol}"
+            )
+        return value
 
     def client_config(self) -> dict[str, Any]:
         """Return the librdkafka settings for connection and authentication."""
@@ -291,6 +314,8 @@ def _describe(
                 f"invalid option {options[field]}={value!r} (in place of "
                 f"{variable}): {expected}"
             )
+        elif value is None and variable not in os.environ:
+            lines.append(f"invalid setting {variable} (not set): {expected}")
         else:
             lines.append(f"invalid setting {variable}={value!r}: {expected}")
     return "\n".join(lines)
@@ -307,6 +332,9 @@ def _mask(value: str) -> str:
     redis-py also reads a password from the query (``?password=...``), so
     that value is hidden as well.
     """
+    if not value.strip():
+        # Nothing to hide, and the user needs to see that the value is empty.
+        return value
     parts = urlsplit(value)
     if not (parts.scheme and parts.hostname):
         return MASK

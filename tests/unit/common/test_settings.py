@@ -350,3 +350,29 @@ def test_load_settings_applies_command_line_value() -> None:
     )
 
     assert settings.batch_size == 7
+
+
+def test_sasl_protocol_without_mechanism_names_variable(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("CARTWHEEL_KAFKA_SECURITY_PROTOCOL", "SASL_SSL")
+    monkeypatch.delenv("CARTWHEEL_KAFKA_SASL_MECHANISM", raising=False)
+
+    with pytest.raises(InvalidSettingsError) as caught:
+        load_settings(KafkaSettings)
+
+    assert str(caught.value) == (
+        "invalid setting CARTWHEEL_KAFKA_SASL_MECHANISM (not set): expected "
+        "PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512 when "
+        "CARTWHEEL_KAFKA_SECURITY_PROTOCOL is SASL_SSL"
+    )
+
+
+@pytest.mark.parametrize("url", ["", "  "])
+def test_blank_redis_url_is_shown(monkeypatch: pytest.MonkeyPatch, url: str) -> None:
+    monkeypatch.setenv("CARTWHEEL_REDIS_URL", url)
+
+    with pytest.raises(InvalidSettingsError) as caught:
+        load_settings(RedisSettings)
+
+    assert f"CARTWHEEL_REDIS_URL={url!r}:" in str(caught.value)

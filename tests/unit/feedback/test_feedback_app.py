@@ -38,7 +38,10 @@ def test_faust_credentials_carry_sasl_user_and_mechanism() -> None:
 
 def test_faust_credentials_add_tls_for_sasl_ssl() -> None:
     kafka = KafkaSettings(
-        security_protocol="SASL_SSL", sasl_username="u", sasl_password=SecretStr("p")
+        security_protocol="SASL_SSL",
+        sasl_mechanism="PLAIN",
+        sasl_username="u",
+        sasl_password=SecretStr("p"),
     )
 
     credentials = faust_credentials(kafka)
