@@ -7,9 +7,11 @@ SIGTERM, which finish the current batch before the process exits.
 from __future__ import annotations
 
 import importlib
+import inspect
 import logging
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 import redis
 from confluent_kafka import Consumer, Producer
@@ -47,9 +49,10 @@ def load_stages(
     """Build the stages named ``module:function``, in order.
 
     Raises:
-        InvalidSettingsError: a name does not resolve to a function. The
-            message names ``CARTWHEEL_HOTPATH_STAGES``, where the names come
-            from.
+        InvalidSettingsError: a name does not resolve to a function that takes
+            the settings and the client, or the function returns something
+            that is not a stage. The message names ``CARTWHEEL_HOTPATH_STAGES``,
+            where the names come from.
     """
     stages = []
     for spec in specs:
@@ -57,14 +60,46 @@ def load_stages(
         try:
             factory = getattr(importlib.import_module(module_name), function_name)
         except (ImportError, AttributeError, ValueError) as exc:
-            raise InvalidSettingsError(
-                f"invalid setting CARTWHEEL_HOTPATH_STAGES: stage factory {spec!r} "
-                f"cannot be loaded ({exc}); expected a JSON list of "
-                "'module:function' names of functions that take the hot-path "
-                "settings and a redis.Redis client"
-            ) from exc
-        stages.append(factory(settings, client))
+            raise _invalid_stage(spec, f"cannot be loaded ({exc})") from exc
+        _check_arguments(spec, factory, settings, client)
+        stage = factory(settings, client)
+        missing = [
+            name for name in ("name", "process", "close") if not hasattr(stage, name)
+        ]
+        if missing:
+            raise _invalid_stage(
+                spec,
+                f"returned a {type(stage).__name__} without {', '.join(missing)}",
+            )
+        stages.append(stage)
     return stages
+
+
+def _check_arguments(spec: str, factory: Any, *arguments: Any) -> None:
+    """Raise unless ``factory`` can be called with ``arguments``."""
+    try:
+        signature = inspect.signature(factory)
+    except TypeError as exc:
+        raise _invalid_stage(spec, "is not callable") from exc
+    except ValueError:
+        # Some built-in functions have no signature to inspect; the call
+        # itself then shows whether the arguments fit.
+        return
+    try:
+        signature.bind(*arguments)
+    except TypeError as exc:
+        raise _invalid_stage(
+            spec, f"cannot take the settings and a client ({exc})"
+        ) from exc
+
+
+def _invalid_stage(spec: str, problem: str) -> InvalidSettingsError:
+    return InvalidSettingsError(
+        f"invalid setting CARTWHEEL_HOTPATH_STAGES: stage factory {spec!r} "
+        f"{problem}; expected a JSON list of 'module:function' names of "
+        "functions that take the hot-path settings and a redis.Redis client and "
+        "return a stage with name, process and close"
+    )
 
 
 def redis_client(settings: HotPathSettings) -> redis.Redis:

@@ -50,3 +50,20 @@ def test_load_stages_rejects_unknown_factory() -> None:
 
     assert "CARTWHEEL_HOTPATH_STAGES" in str(raised.value)
     assert "'nowhere.module:build'" in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    ("spec", "problem"),
+    [
+        ("builtins:len", "cannot take the settings and a client"),
+        ("math:pi", "is not callable"),
+        ("operator:is_", "returned a bool without name, process, close"),
+    ],
+)
+def test_load_stages_rejects_unusable_factory(spec: str, problem: str) -> None:
+    client = redis.Redis(host="127.0.0.1", port=1)
+
+    with pytest.raises(InvalidSettingsError) as raised:
+        load_stages([spec], HotPathSettings(), client)
+
+    assert f"stage factory {spec!r} {problem}" in str(raised.value)
