@@ -335,7 +335,12 @@ def _mask(value: str) -> str:
     if not value.strip():
         # Nothing to hide, and the user needs to see that the value is empty.
         return value
-    parts = urlsplit(value)
+    try:
+        parts = urlsplit(value)
+    except ValueError:
+        # urlsplit raises on an unclosed '[' (a broken IPv6 host), so the
+        # password's place is unknown and the whole value is hidden.
+        return MASK
     if not (parts.scheme and parts.hostname):
         return MASK
     netloc = parts.netloc

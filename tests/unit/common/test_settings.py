@@ -242,6 +242,20 @@ def test_load_settings_masks_password_of_bad_redis_url(
     assert "redis://:**********@cache:6379/0?protocol=9" in str(caught.value)
 
 
+def test_unsplittable_redis_url_is_masked(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("CARTWHEEL_REDIS_URL", "redis://:hunter2@[::1:6379/0")
+
+    with pytest.raises(InvalidSettingsError) as caught:
+        load_settings(RedisSettings)
+
+    assert str(caught.value) == (
+        "invalid setting CARTWHEEL_REDIS_URL='**********': expected a redis:// "
+        "or rediss:// URL whose port is 1-65535"
+    )
+
+
 @pytest.mark.parametrize(
     "url",
     [
