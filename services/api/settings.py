@@ -19,7 +19,7 @@ class ApiSettings(BaseSettings):
     )
 
     host: str = Field(default="127.0.0.1", description="address to listen on")
-    port: int = Field(default=8080, ge=1, le=65535, description="TCP port, 1-65535")
+    port: int = Field(default=8080, ge=1, le=65535, description="TCP port")
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     redis: RedisSettings = Field(default_factory=RedisSettings)
     topics: TopicSettings = Field(default_factory=TopicSettings)

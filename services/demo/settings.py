@@ -26,8 +26,7 @@ class DemoSettings(BaseSettings):
         default=0.3,
         gt=0.0,
         lt=1.0,
-        description="share of the events replayed before the first model is "
-        "trained, a number between 0 and 1",
+        description="share of the events replayed before the first model is trained",
     )
     catch_up_timeout_seconds: float = Field(
         default=900.0,

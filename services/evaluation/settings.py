@@ -26,13 +26,13 @@ class BaselineSettings(BaseSettings):
         default=5,
         ge=1,
         le=100,
-        description="how many earlier items of a session pair with a new item, 1-100",
+        description="how many earlier items of a session pair with a new item",
     )
     covisitation_context_items: int = Field(
         default=3,
         ge=1,
         le=20,
-        description="how many recent session items seed a recommendation, 1-20",
+        description="how many recent session items seed a recommendation",
     )
     knn_sample_size: int = Field(
         default=200,
@@ -41,13 +41,13 @@ class BaselineSettings(BaseSettings):
         description="most recent sessions kept per item as neighbour candidates",
     )
     knn_neighbors: int = Field(
-        default=50, ge=1, le=1000, description="neighbour sessions that vote, 1-1000"
+        default=50, ge=1, le=1000, description="neighbour sessions that vote"
     )
     knn_session_items: int = Field(
         default=20,
         ge=1,
         le=200,
-        description="most recent items of a session that count, 1-200",
+        description="most recent items of a session that count",
     )
     knn_position_decay: float = Field(
         default=2.0,

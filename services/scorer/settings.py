@@ -96,31 +96,25 @@ class ScoreWeights(BaseModel):
     objective: Literal["engagement", "expected_value"] = Field(
         default="engagement", description="engagement or expected_value"
     )
-    click: float = Field(
-        default=1.0, ge=0.0, description="weight of p(click), 0 or more"
-    )
-    cart_add: float = Field(
-        default=0.1, ge=0.0, description="weight of p(cart_add), 0 or more"
-    )
-    purchase: float = Field(
-        default=0.05, ge=0.0, description="weight of p(purchase), 0 or more"
-    )
+    click: float = Field(default=1.0, ge=0.0, description="weight of p(click)")
+    cart_add: float = Field(default=0.1, ge=0.0, description="weight of p(cart_add)")
+    purchase: float = Field(default=0.05, ge=0.0, description="weight of p(purchase)")
     affinity: float = Field(
-        default=0.1, ge=0.0, description="weight of the user's affinity, 0 or more"
+        default=0.1, ge=0.0, description="weight of the user's affinity"
     )
     online_blend: float = Field(
         default=0.3,
         ge=0.0,
         le=1.0,
         description="weight of the online River cart and purchase probabilities "
-        "against the ranker's, from 0 to 1",
+        "against the ranker's",
     )
     ranker_blend: float = Field(
         default=0.3,
         ge=0.0,
         le=1.0,
         description="weight of the trained ranker's probabilities against the "
-        "heuristic's, from 0 to 1",
+        "heuristic's",
     )
 
 
@@ -143,7 +137,13 @@ class RuleSettings(BaseModel):
     max_per_category: int = Field(
         default=20, ge=1, le=200, description="an integer from 1 to 200"
     )
-    mmr_lambda: float = Field(default=0.7, ge=0.0, le=1.0, description="from 0 to 1")
+    mmr_lambda: float = Field(
+        default=0.7,
+        ge=0.0,
+        le=1.0,
+        description="weight of the score against the similarity to the items "
+        "already picked",
+    )
     new_item_slots: int = Field(
         default=1, ge=0, le=20, description="slots reserved for little-seen items"
     )
@@ -157,18 +157,10 @@ class SurfaceSettings(BaseModel):
 
     model_config = ConfigDict(frozen=True)
 
-    products_size: int = Field(
-        default=20, ge=1, le=200, description="slate size, an integer from 1 to 200"
-    )
-    bundles_size: int = Field(
-        default=10, ge=1, le=200, description="slate size, an integer from 1 to 200"
-    )
-    promotions_size: int = Field(
-        default=5, ge=1, le=200, description="slate size, an integer from 1 to 200"
-    )
-    reviews_size: int = Field(
-        default=5, ge=1, le=200, description="slate size, an integer from 1 to 200"
-    )
+    products_size: int = Field(default=20, ge=1, le=200, description="slate size")
+    bundles_size: int = Field(default=10, ge=1, le=200, description="slate size")
+    promotions_size: int = Field(default=5, ge=1, le=200, description="slate size")
+    reviews_size: int = Field(default=5, ge=1, le=200, description="slate size")
     promotion_events: frozenset[EventType] = frozenset(
         {EventType.CLICK, EventType.CART_ADD, EventType.PURCHASE}
     )
@@ -204,7 +196,6 @@ class ScorerSettings(BaseSettings):
         default=60.0,
         gt=0.0,
         le=3600.0,
-        description="seconds, more than 0 and at most 3600, that loading one "
-        "announced ranker version may take before it counts as timed out, like "
-        "a failed load",
+        description="seconds that loading one announced ranker version may take "
+        "before it counts as timed out, like a failed load",
     )

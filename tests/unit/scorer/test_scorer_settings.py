@@ -45,9 +45,14 @@ def test_scorer_settings_reject_zero_model_load_timeout(
 @pytest.mark.parametrize(
     ("variable", "value", "expected"),
     [
-        ("WEIGHTS__RANKER_BLEND", "2", "from 0 to 1"),
-        ("WEIGHTS__CLICK", "-1", "0 or more"),
-        ("SURFACES__PRODUCTS_SIZE", "0", "an integer from 1 to 200"),
+        (
+            "WEIGHTS__RANKER_BLEND",
+            "2",
+            "a number from 0 to 1: weight of the trained ranker's probabilities "
+            "against the heuristic's",
+        ),
+        ("WEIGHTS__CLICK", "-1", "a number of at least 0: weight of p(click)"),
+        ("SURFACES__PRODUCTS_SIZE", "0", "an integer from 1 to 200: slate size"),
         ("RULES__DIVERSITY", "random", "none, per_category or mmr"),
     ],
 )
@@ -74,4 +79,7 @@ def test_scorer_settings_state_range_of_model_load_timeout(
     with pytest.raises(InvalidSettingsError) as caught:
         load_settings(ScorerSettings)
 
-    assert "expected seconds, more than 0 and at most 3600," in str(caught.value)
+    assert (
+        "expected a number above 0 and at most 3,600: seconds that loading one "
+        "announced ranker version may take"
+    ) in str(caught.value)
