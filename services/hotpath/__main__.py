@@ -61,11 +61,16 @@ def load_stages(
             factory = getattr(importlib.import_module(module_name), function_name)
         except (ImportError, AttributeError, ValueError) as exc:
             raise _invalid_stage(spec, f"cannot be loaded ({exc})") from exc
-        _check_arguments(spec, factory, settings, client)
-        stage = factory(settings, client)
+        stage = _call_factory(spec, factory, settings, client)
         missing = [
-            name for name in ("name", "process", "close") if not hasattr(stage, name)
+            name
+            for name in ("name", "process", "close")
+            if not hasattr(stage, name)
+            or (name != "name" and not callable(getattr(stage, name)))
         ]
+        if inspect.iscoroutine(stage):
+            # Unclosed, it would make Python warn that it was never awaited.
+            stage.close()
         if missing:
             raise _invalid_stage(
                 spec,
@@ -75,22 +80,28 @@ def load_stages(
     return stages
 
 
-def _check_arguments(spec: str, factory: Any, *arguments: Any) -> None:
-    """Raise unless ``factory`` can be called with ``arguments``."""
+def _call_factory(spec: str, factory: Any, *arguments: Any) -> Any:
+    """Call ``factory`` with ``arguments`` once its signature shows they fit."""
     try:
         signature = inspect.signature(factory)
     except TypeError as exc:
         raise _invalid_stage(spec, "is not callable") from exc
     except ValueError:
-        # Some built-in functions have no signature to inspect; the call
-        # itself then shows whether the arguments fit.
-        return
+        # Some built-in callables (dict, max) have no signature to inspect, so
+        # a TypeError of the call itself shows that the arguments do not fit.
+        try:
+            return factory(*arguments)
+        except TypeError as exc:
+            raise _invalid_stage(
+                spec, f"cannot take the settings and a client ({exc})"
+            ) from exc
     try:
         signature.bind(*arguments)
     except TypeError as exc:
         raise _invalid_stage(
             spec, f"cannot take the settings and a client ({exc})"
         ) from exc
+    return factory(*arguments)
 
 
 def _invalid_stage(spec: str, problem: str) -> InvalidSettingsError:
