@@ -15,7 +15,10 @@ class ApiSettings(BaseSettings):
     """The API's listening address, its dependencies and its behaviour."""
 
     model_config = SettingsConfigDict(
-        env_prefix="CARTWHEEL_API_", env_nested_delimiter="__", frozen=True
+        env_prefix="CARTWHEEL_API_",
+        env_nested_delimiter="__",
+        frozen=True,
+        allow_inf_nan=False,
     )
 
     host: str = Field(default="127.0.0.1", description="address to listen on")

@@ -57,7 +57,9 @@ _HOST_PORT = re.compile(r"^[A-Za-z0-9._\-\[\]:]+:\d{1,5}$")
 class KafkaSettings(BaseSettings):
     """How to reach the Kafka cluster and authenticate to it."""
 
-    model_config = SettingsConfigDict(env_prefix="CARTWHEEL_KAFKA_", frozen=True)
+    model_config = SettingsConfigDict(
+        env_prefix="CARTWHEEL_KAFKA_", frozen=True, allow_inf_nan=False
+    )
 
     bootstrap: str = Field(
         default="127.0.0.1:19092",
@@ -126,7 +128,9 @@ class KafkaSettings(BaseSettings):
 class RedisSettings(BaseSettings):
     """How to reach Redis and where Cartwheel's keys live in it."""
 
-    model_config = SettingsConfigDict(env_prefix="CARTWHEEL_REDIS_", frozen=True)
+    model_config = SettingsConfigDict(
+        env_prefix="CARTWHEEL_REDIS_", frozen=True, allow_inf_nan=False
+    )
 
     url: SecretStr = Field(
         default=SecretStr("redis://127.0.0.1:16379/0"),
@@ -190,7 +194,9 @@ def _redis_url_problem(url: str) -> str | None:
 class TopicSettings(BaseSettings):
     """Topic names and partition counts."""
 
-    model_config = SettingsConfigDict(env_prefix="CARTWHEEL_TOPIC_", frozen=True)
+    model_config = SettingsConfigDict(
+        env_prefix="CARTWHEEL_TOPIC_", frozen=True, allow_inf_nan=False
+    )
 
     events: str = "events"
     dead_letters: str = "events.dlq"

@@ -13,7 +13,9 @@ __all__ = ["DemoSettings"]
 class DemoSettings(BaseSettings):
     """Where the demo keeps its servers' state and how it splits the replay."""
 
-    model_config = SettingsConfigDict(env_prefix="CARTWHEEL_DEMO_", frozen=True)
+    model_config = SettingsConfigDict(
+        env_prefix="CARTWHEEL_DEMO_", frozen=True, allow_inf_nan=False
+    )
 
     state_dir: Path = Field(
         default=Path(".cartwheel/demo"),

@@ -16,7 +16,7 @@ class BaselineSettings(BaseSettings):
     """Parameters of the baselines that the evaluator computes on the same replay."""
 
     model_config = SettingsConfigDict(
-        env_prefix="CARTWHEEL_EVALUATION_BASELINE_", frozen=True
+        env_prefix="CARTWHEEL_EVALUATION_BASELINE_", frozen=True, allow_inf_nan=False
     )
 
     trending_half_life_seconds: float = Field(
@@ -69,7 +69,9 @@ class BaselineSettings(BaseSettings):
 class EvaluationSettings(BaseSettings):
     """Sources, scoring options and report location of the evaluator."""
 
-    model_config = SettingsConfigDict(env_prefix="CARTWHEEL_EVALUATION_", frozen=True)
+    model_config = SettingsConfigDict(
+        env_prefix="CARTWHEEL_EVALUATION_", frozen=True, allow_inf_nan=False
+    )
 
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     topics: TopicSettings = Field(default_factory=TopicSettings)

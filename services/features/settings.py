@@ -17,7 +17,9 @@ __all__ = ["CatalogSettings"]
 class CatalogSettings(BaseSettings):
     """Settings of the catalog consumer, which copies ``catalog`` into Redis."""
 
-    model_config = SettingsConfigDict(env_prefix="CARTWHEEL_FEATURES_", frozen=True)
+    model_config = SettingsConfigDict(
+        env_prefix="CARTWHEEL_FEATURES_", frozen=True, allow_inf_nan=False
+    )
 
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     redis: RedisSettings = Field(default_factory=RedisSettings)

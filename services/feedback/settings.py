@@ -15,7 +15,9 @@ __all__ = ["FeedbackSettings"]
 class FeedbackSettings(BaseSettings):
     """Settings of the feedback join: windows, per-user caps, batching and /metrics."""
 
-    model_config = SettingsConfigDict(env_prefix="CARTWHEEL_FEEDBACK_", frozen=True)
+    model_config = SettingsConfigDict(
+        env_prefix="CARTWHEEL_FEEDBACK_", frozen=True, allow_inf_nan=False
+    )
 
     app_id: str = Field(
         default="cartwheel-feedback",

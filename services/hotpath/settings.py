@@ -18,7 +18,9 @@ __all__ = ["HotPathSettings"]
 class HotPathSettings(BaseSettings):
     """Settings of the hot path: consumption, features, retries and metrics."""
 
-    model_config = SettingsConfigDict(env_prefix="CARTWHEEL_HOTPATH_", frozen=True)
+    model_config = SettingsConfigDict(
+        env_prefix="CARTWHEEL_HOTPATH_", frozen=True, allow_inf_nan=False
+    )
 
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     redis: RedisSettings = Field(default_factory=RedisSettings)

@@ -24,7 +24,9 @@ _LOCAL_HOST = "127.0.0.1"
 class InfraSettings(BaseSettings):
     """Location and ports of the local servers, and the external servers to use."""
 
-    model_config = SettingsConfigDict(env_prefix="CARTWHEEL_INFRA_", frozen=True)
+    model_config = SettingsConfigDict(
+        env_prefix="CARTWHEEL_INFRA_", frozen=True, allow_inf_nan=False
+    )
 
     state_dir: Path = Field(
         default=Path(".cartwheel"),

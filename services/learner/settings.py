@@ -20,7 +20,9 @@ __all__ = ["LearnerSettings"]
 class LearnerSettings(BaseSettings):
     """Settings of the online models: learning, labels, evaluation, checkpoints."""
 
-    model_config = SettingsConfigDict(env_prefix="CARTWHEEL_LEARNER_", frozen=True)
+    model_config = SettingsConfigDict(
+        env_prefix="CARTWHEEL_LEARNER_", frozen=True, allow_inf_nan=False
+    )
 
     redis: RedisSettings = Field(default_factory=RedisSettings)
     data_dir: Path = Field(

@@ -22,7 +22,9 @@ DEFAULT_DATA_DIR = REPO_ROOT.parent / "shared" / "data"
 class Settings(BaseSettings):
     """Settings of ``cartwheel replay``: dataset folder and producer tuning."""
 
-    model_config = SettingsConfigDict(env_prefix="CARTWHEEL_REPLAY_", frozen=True)
+    model_config = SettingsConfigDict(
+        env_prefix="CARTWHEEL_REPLAY_", frozen=True, allow_inf_nan=False
+    )
 
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     topics: TopicSettings = Field(default_factory=TopicSettings)

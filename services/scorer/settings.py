@@ -26,7 +26,7 @@ __all__ = [
 class CandidateSettings(BaseModel):
     """How many candidates each source proposes and how recency is weighted."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, allow_inf_nan=False)
 
     recent_items: int = Field(
         default=10, ge=1, le=50, description="recent items of the user used as seeds"
@@ -86,7 +86,7 @@ class ScoreWeights(BaseModel):
     with weight ``online_blend``.
     """
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, allow_inf_nan=False)
 
     # LIMITATION(L-59): tuned on REES46 only. On YooChoose and OTTO plain
     # co-visitation ranks the next item higher, and no weight here closes it.
@@ -121,7 +121,7 @@ class ScoreWeights(BaseModel):
 class RuleSettings(BaseModel):
     """Switches and parameters of the slate rules."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, allow_inf_nan=False)
 
     exclude_trigger: bool = True
     exclude_purchased: bool = True
@@ -155,7 +155,7 @@ class RuleSettings(BaseModel):
 class SurfaceSettings(BaseModel):
     """Slate sizes and the events that trigger each surface."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, allow_inf_nan=False)
 
     products_size: int = Field(default=20, ge=1, le=200, description="slate size")
     bundles_size: int = Field(default=10, ge=1, le=200, description="slate size")
@@ -174,7 +174,10 @@ class ScorerSettings(BaseSettings):
     """Settings of the scoring stage of the hot path."""
 
     model_config = SettingsConfigDict(
-        env_prefix="CARTWHEEL_SCORER_", env_nested_delimiter="__", frozen=True
+        env_prefix="CARTWHEEL_SCORER_",
+        env_nested_delimiter="__",
+        frozen=True,
+        allow_inf_nan=False,
     )
 
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)

@@ -24,7 +24,9 @@ __all__ = ["TrainerSettings"]
 class TrainerSettings(BaseSettings):
     """When and on what the trainer refreshes the ranker, and how it promotes."""
 
-    model_config = SettingsConfigDict(env_prefix="CARTWHEEL_TRAINER_", frozen=True)
+    model_config = SettingsConfigDict(
+        env_prefix="CARTWHEEL_TRAINER_", frozen=True, allow_inf_nan=False
+    )
 
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     redis: RedisSettings = Field(default_factory=RedisSettings)

@@ -15,6 +15,7 @@ from services.common.settings import (
     masked_settings,
     secret_values,
 )
+from services.hotpath.settings import HotPathSettings
 
 
 class ServiceSettings(BaseSettings):
@@ -390,3 +391,16 @@ def test_blank_redis_url_is_shown(monkeypatch: pytest.MonkeyPatch, url: str) -> 
         load_settings(RedisSettings)
 
     assert f"CARTWHEEL_REDIS_URL={url!r}:" in str(caught.value)
+
+
+@pytest.mark.parametrize("value", ["inf", "-inf", "nan", "1e400"])
+def test_float_setting_rejects_non_finite(
+    monkeypatch: pytest.MonkeyPatch, value: str
+) -> None:
+    monkeypatch.setenv("CARTWHEEL_HOTPATH_POLL_TIMEOUT_SECONDS", value)
+
+    with pytest.raises(InvalidSettingsError) as caught:
+        load_settings(HotPathSettings)
+
+    assert "Input should be a finite number" in str(caught.value)
+    assert "expected a number above 0 and at most 60" in str(caught.value)
