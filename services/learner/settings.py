@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from services.common.settings import RedisSettings
@@ -131,3 +131,12 @@ class LearnerSettings(BaseSettings):
         description="1-64 letters, digits, '_' or '-'; names the checkpoint file",
     )
     seed: int = 0
+
+    @field_validator("checkpoint_key")
+    @classmethod
+    def _check_checkpoint_key(cls, value: SecretStr | None) -> SecretStr | None:
+        # An empty key would sign every checkpoint with a key anyone can guess,
+        # and the start-up warning about unsigned checkpoints would not show.
+        if value is not None and not value.get_secret_value().strip():
+            raise ValueError("expected a non-empty secret, or leave the variable unset")
+        return value

@@ -16,6 +16,7 @@ from services.common.settings import (
     secret_values,
 )
 from services.hotpath.settings import HotPathSettings
+from services.learner.settings import LearnerSettings
 
 
 class ServiceSettings(BaseSettings):
@@ -404,3 +405,18 @@ def test_float_setting_rejects_non_finite(
 
     assert "Input should be a finite number" in str(caught.value)
     assert "expected a number above 0 and at most 60" in str(caught.value)
+
+
+@pytest.mark.parametrize("key", ["", "   "])
+def test_blank_checkpoint_key_is_rejected(
+    monkeypatch: pytest.MonkeyPatch, key: str
+) -> None:
+    monkeypatch.setenv("CARTWHEEL_LEARNER_CHECKPOINT_KEY", key)
+
+    with pytest.raises(InvalidSettingsError) as caught:
+        load_settings(LearnerSettings)
+
+    assert str(caught.value) == (
+        f"invalid setting CARTWHEEL_LEARNER_CHECKPOINT_KEY={key!r}: expected a "
+        "non-empty secret, or leave the variable unset"
+    )
