@@ -475,9 +475,13 @@ def _range(constraints: Collection[Any]) -> str:
 
 
 def _number(value: Any) -> str:
+    # Digits are grouped only from six on, so ports and small sizes read as
+    # people type them (65535) and long limits stay legible (10,000,000).
     if isinstance(value, float) and value.is_integer():
         value = int(value)
-    return f"{value:,}" if isinstance(value, int) else repr(value)
+    if not isinstance(value, int):
+        return repr(value)
+    return f"{value:,}" if abs(value) >= 100_000 else str(value)
 
 
 def masked_settings(settings: BaseSettings) -> dict[str, Any]:

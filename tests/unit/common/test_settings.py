@@ -316,7 +316,7 @@ class FormsSettings(BaseSettings):
 @pytest.mark.parametrize(
     ("field", "form"),
     [
-        ("count", "an integer from 1 to 1,024"),
+        ("count", "an integer from 1 to 1024"),
         ("seconds", "a number above 0: seconds to wait"),
         ("fraction", "a number above 0 and below 1"),
         ("floor", "an integer of at least 2"),

@@ -80,6 +80,6 @@ def test_scorer_settings_state_range_of_model_load_timeout(
         load_settings(ScorerSettings)
 
     assert (
-        "expected a number above 0 and at most 3,600: seconds that loading one "
+        "expected a number above 0 and at most 3600: seconds that loading one "
         "announced ranker version may take"
     ) in str(caught.value)
