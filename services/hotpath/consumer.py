@@ -107,6 +107,8 @@ class HotPathConsumer:
         producer: the producer for dead letters and training examples.
         store: the feature store.
         stages: run in order on every batch after the features are stored.
+            A stage with a ``poll`` method (:class:`PolledStage`) is also
+            polled on every loop, with or without events.
         clock: wall-clock Unix seconds, for ``received_at`` and validation.
     """
 
@@ -126,6 +128,11 @@ class HotPathConsumer:
         self._producer = producer
         self._store = store
         self._stages = list(stages)
+        self._stage_polls = [
+            poll
+            for poll in (getattr(stage, "poll", None) for stage in self._stages)
+            if callable(poll)
+        ]
         self._clock = clock
         self._dead_letters = DeadLetterWriter(
             producer, settings.topics.dead_letters, _SERVICE
@@ -178,9 +185,11 @@ class HotPathConsumer:
 
     def poll_once(self) -> int:
         """Consume, process and commit one batch; return its message count."""
-        # The producer's librdkafka lines reach the logger only when it is
-        # polled, so it is polled here too, at least once per poll timeout.
+        # The producers' librdkafka lines reach the logger only when they are
+        # polled, so they are polled here too, at least once per poll timeout.
         self._producer.poll(0)
+        for poll in self._stage_polls:
+            poll()
         messages = consume_available(
             self._consumer,
             self._settings.batch_size,

@@ -15,7 +15,7 @@ from typing import Protocol
 
 from schemas.events import Event
 
-__all__ = ["AppliedEvent", "Stage"]
+__all__ = ["AppliedEvent", "PolledStage", "Stage"]
 
 
 @dataclass(frozen=True)
@@ -51,4 +51,17 @@ class Stage(Protocol):
 
     def close(self) -> None:
         """Flush and release resources; called once when the consumer stops."""
+        ...
+
+
+class PolledStage(Stage, Protocol):
+    """A stage that also needs a call on every consumer loop, with or without events.
+
+    The consumer calls :meth:`poll` before each consume, at least once per
+    poll timeout. A stage with its own Kafka client serves the client's
+    callbacks and log lines there.
+    """
+
+    def poll(self) -> None:
+        """Serve background work without blocking."""
         ...

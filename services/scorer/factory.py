@@ -51,6 +51,12 @@ class _StagesInOrder:
         for stage in reversed(self._stages):
             stage.close()
 
+    def poll(self) -> None:
+        for stage in self._stages:
+            poll = getattr(stage, "poll", None)
+            if callable(poll):
+                poll()
+
 
 def build_scoring(
     hotpath_settings: HotPathSettings,
@@ -83,8 +89,14 @@ def build_scoring(
         load_timeout_seconds=settings.model_load_timeout_seconds,
     )
     watcher.start()
+    # The hot path polls the stage on every loop, so librdkafka's lines can go
+    # through logging.
     producer = Producer(
-        producer_config(settings.kafka, linger_ms=settings.producer_linger_ms)
+        producer_config(
+            settings.kafka,
+            linger_ms=settings.producer_linger_ms,
+            is_polled_steadily=True,
+        )
     )
     if signals is None:
         # LIMITATION(L-52): without the learning stage, slates rank without the

@@ -85,6 +85,10 @@ class SlatePublisher:
             run_pipelined(self._redis, latest)
         self._producer.poll(0)
 
+    def poll(self) -> None:
+        """Serve delivery reports and librdkafka's log lines without blocking."""
+        self._producer.poll(0)
+
     def flush(self, timeout_seconds: float = 30.0) -> None:
         """Wait until every slate sent so far is acknowledged.
 

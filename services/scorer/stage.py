@@ -108,6 +108,10 @@ class ScoringStage:
             batch[-1].offset,
         )
 
+    def poll(self) -> None:
+        """Serve the slate producer's delivery reports and log lines."""
+        self._publisher.poll()
+
     def close(self) -> None:
         """Wait a few seconds for the slates still queued.
 
