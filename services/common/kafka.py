@@ -32,6 +32,7 @@ __all__ = [
     "create_topics",
     "is_fatal",
     "is_listening",
+    "require_listener",
     "producer_config",
     "raise_if_fatal",
     "standard_topics",
@@ -179,12 +180,7 @@ def wait_for_broker(kafka: KafkaSettings, *, timeout_seconds: float = 10.0) -> N
         BrokerUnreachableError: no broker responded within ``timeout_seconds``;
             the message names the bootstrap address.
     """
-    # A refused TCP connection fails at once instead of after the timeout.
-    if not any(is_listening(endpoint) for endpoint in kafka.bootstrap.split(",")):
-        raise BrokerUnreachableError(
-            f"no Kafka broker listens at {kafka.bootstrap}; start one with "
-            "'cartwheel infra up' or set CARTWHEEL_KAFKA_BOOTSTRAP"
-        )
+    require_listener(kafka)
     admin = AdminClient(_admin_config(kafka))
     try:
         admin.list_topics(timeout=timeout_seconds)
@@ -251,8 +247,12 @@ def verify_topics(
 
     Raises:
         TopicMissingError: names each missing or mis-sized topic and the fix.
+        BrokerUnreachableError: no broker listens at the bootstrap address or
+            none returned metadata in time.
     """
-    admin = admin or AdminClient(_admin_config(kafka))
+    if admin is None:
+        require_listener(kafka)
+        admin = AdminClient(_admin_config(kafka))
     existing = _describe_partitions(admin, kafka)
     problems = []
     is_any_missized = False
@@ -281,6 +281,19 @@ def verify_topics(
         raise TopicMissingError(
             "; ".join(problems) + "; run 'cartwheel topics create' against "
             f"{kafka.bootstrap}"
+        )
+
+
+def require_listener(kafka: KafkaSettings) -> None:
+    """Raise at once when every bootstrap address refuses a TCP connection.
+
+    Without this check, librdkafka retries a refused connection until the
+    admin call's timeout runs out.
+    """
+    if not any(is_listening(endpoint) for endpoint in kafka.bootstrap.split(",")):
+        raise BrokerUnreachableError(
+            f"no Kafka broker listens at {kafka.bootstrap}; start one with "
+            "'cartwheel infra up' or set CARTWHEEL_KAFKA_BOOTSTRAP"
         )
 
 

@@ -73,7 +73,7 @@ from models.multitask.ranker import CandidateInput, Ranker
 from models.registry import ModelAnnouncement, ModelRegistry, load_artifact
 from services.common.bounded_calls import BlockedCall, BoundedCalls
 from services.common.errors import BrokerUnreachableError, TopicMissingError
-from services.common.kafka import consumer_config
+from services.common.kafka import consumer_config, require_listener
 from services.common.settings import KafkaSettings
 
 __all__ = [
@@ -290,11 +290,12 @@ class ModelWatcher:
         """Assign the topic and start following it in a daemon thread.
 
         Raises:
-            BrokerUnreachableError: no broker returned the topic's metadata in
-                time. The message names the bootstrap address and
-                ``CARTWHEEL_KAFKA_BOOTSTRAP``.
+            BrokerUnreachableError: no broker listens at the bootstrap address
+                or none returned the topic's metadata in time. The message
+                names the address and ``CARTWHEEL_KAFKA_BOOTSTRAP``.
             TopicMissingError: the models topic does not exist.
         """
+        require_listener(self._kafka)
         consumer = Consumer(
             consumer_config(self._kafka, f"cartwheel-model-watcher-{self.model_name}")
         )
