@@ -288,9 +288,12 @@ def require_listener(kafka: KafkaSettings) -> None:
     """Raise at once when every bootstrap address refuses a TCP connection.
 
     Without this check, librdkafka retries a refused connection until the
-    admin call's timeout runs out.
+    admin call's timeout runs out. An address whose connect times out or
+    whose name does not resolve is left to that wait, because a busy broker
+    with a full accept queue, a lost SYN or a DNS record not yet published
+    looks the same.
     """
-    if not any(is_listening(endpoint) for endpoint in kafka.bootstrap.split(",")):
+    if all(_refuses_connection(endpoint) for endpoint in kafka.bootstrap.split(",")):
         raise BrokerUnreachableError(
             f"no Kafka broker listens at {kafka.bootstrap}; start one with "
             "'cartwheel infra up' or set CARTWHEEL_KAFKA_BOOTSTRAP"
@@ -305,6 +308,22 @@ def is_listening(endpoint: str, timeout_seconds: float = 1.0) -> bool:
             (host.strip("[]"), int(port)), timeout=timeout_seconds
         ):
             return True
+    except (OSError, ValueError):
+        return False
+
+
+def _refuses_connection(endpoint: str, timeout_seconds: float = 1.0) -> bool:
+    """Return True when every address of ``host:port`` refuses a TCP connection."""
+    host, _, port = endpoint.rpartition(":")
+    try:
+        with socket.create_connection(
+            (host.strip("[]"), int(port)), timeout=timeout_seconds, all_errors=True
+        ):
+            return False
+    except ExceptionGroup as errors:
+        return all(
+            isinstance(error, ConnectionRefusedError) for error in errors.exceptions
+        )
     except (OSError, ValueError):
         return False
 
