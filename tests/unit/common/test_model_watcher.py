@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -139,3 +140,19 @@ def test_start_without_broker_names_bootstrap(
 
     assert bootstrap in str(caught.value)
     assert "CARTWHEEL_KAFKA_BOOTSTRAP" in str(caught.value)
+
+
+def test_start_silent_listener_times_out(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The listener accepts connections but never replies, so the check for a
+    # refused connection passes and the metadata request times out.
+    monkeypatch.setattr(model_watcher, "_METADATA_TIMEOUT_SECONDS", 1.0)
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        bootstrap = f"127.0.0.1:{server.getsockname()[1]}"
+        watcher = ModelWatcher(KafkaSettings(bootstrap=bootstrap), "models", "ranker")
+
+        with pytest.raises(BrokerUnreachableError) as caught:
+            watcher.start()
+
+    message = str(caught.value)
+    assert message.startswith(f"no Kafka broker responded at {bootstrap} within 1 s")
+    assert "CARTWHEEL_KAFKA_BOOTSTRAP" in message
