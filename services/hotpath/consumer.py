@@ -185,11 +185,7 @@ class HotPathConsumer:
 
     def poll_once(self) -> int:
         """Consume, process and commit one batch; return its message count."""
-        # The producers' librdkafka lines reach the logger only when they are
-        # polled, so they are polled here too, at least once per poll timeout.
-        self._producer.poll(0)
-        for poll in self._stage_polls:
-            poll()
+        self._poll_background()
         messages = consume_available(
             self._consumer,
             self._settings.batch_size,
@@ -385,6 +381,16 @@ class HotPathConsumer:
             delay = min(delay * 2, self._settings.retry_max_seconds)
         return False
 
+    def _poll_background(self) -> None:
+        """Serve the producers' callbacks and log lines, and poll the stages.
+
+        librdkafka's lines reach the logger only when a client is polled, so
+        this runs at least once per poll timeout, also while backing off.
+        """
+        self._producer.poll(0)
+        for poll in self._stage_polls:
+            poll()
+
     def _wait_paused(self, delay: float, batch: _Batch) -> bool:
         """Back off with the partitions paused, serving rebalances meanwhile.
 
@@ -400,6 +406,7 @@ class HotPathConsumer:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     break
+                self._poll_background()
                 # Polling keeps the group membership alive; paused partitions
                 # return no messages.
                 for message in self._consumer.consume(1, min(remaining, 0.5)):

@@ -9,7 +9,7 @@ from confluent_kafka import Consumer, Producer
 
 from services.common.kafka import consumer_config, producer_config
 from services.common.settings import TopicSettings
-from services.hotpath.consumer import HotPathConsumer
+from services.hotpath.consumer import HotPathConsumer, _Batch
 from services.hotpath.settings import HotPathSettings
 from services.scorer.publisher import SlatePublisher
 from tests.librdkafka_logs import (
@@ -70,6 +70,22 @@ def test_idle_poll_polls_stages() -> None:
         consumer.close()
 
     assert stage.polls == 2
+
+
+def test_retry_backoff_polls_stages() -> None:
+    kafka = unreachable_kafka()
+    settings = HotPathSettings(kafka=kafka, poll_timeout_seconds=0.05)
+    consumer = Consumer(consumer_config(kafka, "hotpath-backoff-poll-test"))
+    producer = Producer(producer_config(kafka, is_polled_steadily=True))
+    stage = _PolledStage()
+    hotpath = HotPathConsumer(settings, consumer, producer, None, [stage])  # type: ignore[arg-type]
+    try:
+        is_retrying = hotpath._wait_paused(0.3, _Batch())
+    finally:
+        consumer.close()
+
+    assert is_retrying
+    assert stage.polls >= 1
 
 
 def test_slate_publisher_poll_logs_producer_lines(
