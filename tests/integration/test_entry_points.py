@@ -2,28 +2,20 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from collections.abc import Callable
-from pathlib import Path
 
 import pytest
 
-pytestmark = pytest.mark.integration
+from tests.entry_points import environment_without_settings, run_module
 
-REPOSITORY = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.integration
 
 
 def test_catalog_consumer_missing_topic_exits_2(
     kafka_bootstrap: str, redis_url: str, unique_name: Callable[[str], str]
 ) -> None:
     catalog = unique_name("catalog")
-    environment = {
-        name: value
-        for name, value in os.environ.items()
-        if not name.startswith("CARTWHEEL_")
-    }
+    environment = environment_without_settings()
     environment.update(
         {
             "CARTWHEEL_KAFKA_BOOTSTRAP": kafka_bootstrap,
@@ -34,15 +26,7 @@ def test_catalog_consumer_missing_topic_exits_2(
         }
     )
 
-    result = subprocess.run(
-        [sys.executable, "-m", "services.features"],
-        env=environment,
-        cwd=REPOSITORY,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    result = run_module("services.features", environment)
 
     errors = [line for line in result.stderr.splitlines() if ": error: " in line]
     assert result.returncode == 2, result.stderr

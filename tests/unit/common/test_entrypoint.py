@@ -1,8 +1,5 @@
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -15,8 +12,7 @@ from services.common.errors import (
     TopicMissingError,
 )
 from services.infra import find_free_port
-
-REPOSITORY = Path(__file__).resolve().parents[3]
+from tests.entry_points import environment_without_settings, run_module
 
 # Each entry point, the program name its error line starts with, and one
 # invalid setting of its own. services.demo runs ``cartwheel demo``.
@@ -38,11 +34,7 @@ def _isolated_environment(tmp_path: Path) -> dict[str, str]:
     folders at ``tmp_path``. A process that passed its settings check by
     mistake therefore fails to connect instead of reaching a real server.
     """
-    environment = {
-        name: value
-        for name, value in os.environ.items()
-        if not name.startswith("CARTWHEEL_")
-    }
+    environment = environment_without_settings()
     environment.update(
         {
             "CARTWHEEL_KAFKA_BOOTSTRAP": f"127.0.0.1:{find_free_port()}",
@@ -68,15 +60,7 @@ def test_entry_point_invalid_setting_exits_2(
     environment = _isolated_environment(tmp_path)
     environment[variable] = "eighty"
 
-    result = subprocess.run(
-        [sys.executable, "-m", module],
-        env=environment,
-        cwd=REPOSITORY,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    result = run_module(module, environment)
 
     lines = result.stderr.splitlines()
     assert result.returncode == 2, result.stderr
@@ -102,15 +86,7 @@ def test_hotpath_stage_setting_checked_before_broker(
     environment = _isolated_environment(tmp_path)
     environment[variable] = "eighty"
 
-    result = subprocess.run(
-        [sys.executable, "-m", "services.hotpath"],
-        env=environment,
-        cwd=REPOSITORY,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    result = run_module("services.hotpath", environment)
 
     last_line = result.stderr.splitlines()[-1]
     assert result.returncode == 2, result.stderr

@@ -19,27 +19,6 @@ from tests.librdkafka_logs import (
 )
 
 
-@pytest.fixture
-def idle_hotpath() -> Iterator[HotPathConsumer]:
-    kafka = unreachable_kafka()
-    settings = HotPathSettings(kafka=kafka, poll_timeout_seconds=0.1)
-    consumer = Consumer(consumer_config(kafka, "hotpath-logging-test"))
-    producer = Producer(producer_config(kafka, is_polled_steadily=True))
-    yield HotPathConsumer(settings, consumer, producer, store=None)  # type: ignore[arg-type]
-    consumer.close()
-
-
-def test_idle_poll_logs_producer_lines(
-    idle_hotpath: HotPathConsumer,
-    caplog: pytest.LogCaptureFixture,
-    capfd: pytest.CaptureFixture[str],
-) -> None:
-    records = poll_until_producer_logs(idle_hotpath.poll_once, caplog)
-
-    assert records
-    assert RAW_LIBRDKAFKA_LINE.search(capfd.readouterr().err) is None
-
-
 class _PolledStage:
     name = "polled"
 
@@ -56,33 +35,46 @@ class _PolledStage:
         self.polls += 1
 
 
-def test_idle_poll_polls_stages() -> None:
+@pytest.fixture
+def stage() -> _PolledStage:
+    return _PolledStage()
+
+
+@pytest.fixture
+def idle_hotpath(stage: _PolledStage) -> Iterator[HotPathConsumer]:
+    """Return a hot path with one polled stage, whose broker address has no listener."""
     kafka = unreachable_kafka()
     settings = HotPathSettings(kafka=kafka, poll_timeout_seconds=0.05)
-    consumer = Consumer(consumer_config(kafka, "hotpath-stage-poll-test"))
+    consumer = Consumer(consumer_config(kafka, "hotpath-logging-test"))
     producer = Producer(producer_config(kafka, is_polled_steadily=True))
-    stage = _PolledStage()
-    hotpath = HotPathConsumer(settings, consumer, producer, None, [stage])  # type: ignore[arg-type]
-    try:
-        hotpath.poll_once()
-        hotpath.poll_once()
-    finally:
-        consumer.close()
+    yield HotPathConsumer(settings, consumer, producer, None, [stage])  # type: ignore[arg-type]
+    consumer.close()
+
+
+def test_idle_poll_logs_producer_lines(
+    idle_hotpath: HotPathConsumer,
+    caplog: pytest.LogCaptureFixture,
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    records = poll_until_producer_logs(idle_hotpath.poll_once, caplog)
+
+    assert records
+    assert RAW_LIBRDKAFKA_LINE.search(capfd.readouterr().err) is None
+
+
+def test_idle_poll_polls_stages(
+    idle_hotpath: HotPathConsumer, stage: _PolledStage
+) -> None:
+    idle_hotpath.poll_once()
+    idle_hotpath.poll_once()
 
     assert stage.polls == 2
 
 
-def test_retry_backoff_polls_stages() -> None:
-    kafka = unreachable_kafka()
-    settings = HotPathSettings(kafka=kafka, poll_timeout_seconds=0.05)
-    consumer = Consumer(consumer_config(kafka, "hotpath-backoff-poll-test"))
-    producer = Producer(producer_config(kafka, is_polled_steadily=True))
-    stage = _PolledStage()
-    hotpath = HotPathConsumer(settings, consumer, producer, None, [stage])  # type: ignore[arg-type]
-    try:
-        is_retrying = hotpath._wait_paused(0.3, _Batch())
-    finally:
-        consumer.close()
+def test_retry_backoff_polls_stages(
+    idle_hotpath: HotPathConsumer, stage: _PolledStage
+) -> None:
+    is_retrying = idle_hotpath._wait_paused(0.3, _Batch())
 
     assert is_retrying
     assert stage.polls >= 1
