@@ -122,7 +122,7 @@ def repeated_sample(count: int, first_copy: int, shop_scale: int = 1) -> list[Ev
     """Return ``count`` events: copies of the sample with fresh ids, later in time.
 
     Copy ``c`` is the sample shifted by ``c`` times its span. With
-    ``shop_scale`` K above 1, each copy holds K groups of the sample's users,
+    ``shop_scale`` K above 1, each copy contains K groups of the sample's users,
     renamed per group, at the same event times: K times as many users are
     active at once, on the same catalog. Events are in event-time order.
     """

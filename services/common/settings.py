@@ -76,6 +76,8 @@ class KafkaSettings(BaseSettings):
         description="PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512",
         validate_default=True,
     )
+    # LIMITATION(L-82): the username, password and CA file are not checked
+    # here, so librdkafka reports a missing one without the variable's name.
     sasl_username: str | None = None
     sasl_password: SecretStr | None = None
     ssl_ca_location: Path | None = Field(default=None, description="path to a CA file")

@@ -139,6 +139,8 @@ def build_consumer(
     # The stage factories load their own settings (CARTWHEEL_LEARNER_*,
     # CARTWHEEL_SCORER_*). They run first, so that an invalid value stops the
     # process before any wait for the broker.
+    # LIMITATION(L-83): without a broker, the stages have already started
+    # (checkpoint folder, model watcher) when the broker error stops the process.
     if stages is None:
         stages = load_stages(settings.stages, settings, client)
     topics = settings.topics

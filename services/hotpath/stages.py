@@ -57,9 +57,9 @@ class Stage(Protocol):
 class PolledStage(Stage, Protocol):
     """A stage that also needs a call on every consumer loop, with or without events.
 
-    The consumer calls :meth:`poll` before each consume, at least once per
-    poll timeout. A stage with its own Kafka client serves the client's
-    callbacks and log lines there.
+    The consumer calls :meth:`poll` before each consume and while it backs
+    off after a failed batch, at least once per poll timeout. A stage with its
+    own Kafka client serves the client's callbacks and log lines there.
     """
 
     def poll(self) -> None:
