@@ -289,12 +289,16 @@ class ModelWatcher:
     def start(self) -> None:
         """Assign the topic and start following it in a daemon thread.
 
+        A watcher that is already following its topic is left as it is.
+
         Raises:
             BrokerUnreachableError: no broker listens at the bootstrap address
                 or none returned the topic's metadata in time. The message
                 names the address and ``CARTWHEEL_KAFKA_BOOTSTRAP``.
             TopicMissingError: the models topic does not exist.
         """
+        if self._thread is not None and self._thread.is_alive():
+            return
         require_listener(self._kafka)
         consumer = Consumer(
             consumer_config(self._kafka, f"cartwheel-model-watcher-{self.model_name}")

@@ -38,7 +38,14 @@ from services.hotpath.consumer import HotPathConsumer
 from services.hotpath.settings import HotPathSettings
 from services.hotpath.stages import Stage
 
-__all__ = ["build_consumer", "load_stages", "main", "redis_client", "run"]
+__all__ = [
+    "build_consumer",
+    "load_stages",
+    "main",
+    "redis_client",
+    "run",
+    "start_stages",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -59,7 +66,7 @@ def load_stages(
         module_name, _, function_name = spec.partition(":")
         try:
             factory = getattr(importlib.import_module(module_name), function_name)
-        except (ImportError, AttributeError, ValueError) as exc:
+        except (ImportError, AttributeError, SyntaxError, ValueError) as exc:
             raise _invalid_stage(spec, f"cannot be loaded ({exc})") from exc
         stage = _call_factory(spec, factory, settings, client)
         missing = [
@@ -78,6 +85,14 @@ def load_stages(
             )
         stages.append(stage)
     return stages
+
+
+def start_stages(stages: Sequence[Stage]) -> None:
+    """Call ``start`` on each stage that has one (a ``StartedStage``), in order."""
+    for stage in stages:
+        start = getattr(stage, "start", None)
+        if callable(start):
+            start()
 
 
 def _call_factory(spec: str, factory: Any, *arguments: Any) -> Any:
@@ -138,9 +153,7 @@ def build_consumer(
     client = redis_client(settings)
     # The stage factories load their own settings (CARTWHEEL_LEARNER_*,
     # CARTWHEEL_SCORER_*). They run first, so that an invalid value stops the
-    # process before any wait for the broker.
-    # LIMITATION(L-83): without a broker, the stages have already started
-    # (checkpoint folder, model watcher) when the broker error stops the process.
+    # process before any wait for the broker; stages connect in start().
     if stages is None:
         stages = load_stages(settings.stages, settings, client)
     topics = settings.topics
@@ -151,6 +164,7 @@ def build_consumer(
             for name in (topics.events, topics.dead_letters, topics.training_examples)
         ],
     )
+    start_stages(stages)
     store = FeatureStore(client, settings.redis.key_prefix, settings.feature_config())
     consumer = Consumer(
         consumer_config(

@@ -15,7 +15,7 @@ from typing import Protocol
 
 from schemas.events import Event
 
-__all__ = ["AppliedEvent", "PolledStage", "Stage"]
+__all__ = ["AppliedEvent", "PolledStage", "Stage", "StartedStage"]
 
 
 @dataclass(frozen=True)
@@ -64,4 +64,18 @@ class PolledStage(Stage, Protocol):
 
     def poll(self) -> None:
         """Serve background work without blocking."""
+        ...
+
+
+class StartedStage(Stage, Protocol):
+    """A stage that connects to other services only when the hot path starts it.
+
+    Its factory validates settings and builds objects without waiting on any
+    server, so an invalid setting is reported before a missing broker. The
+    hot path calls :meth:`start` once, after it found the broker and its
+    topics and before the first batch.
+    """
+
+    def start(self) -> None:
+        """Connect to the services the stage follows; raise to stop the start."""
         ...

@@ -233,7 +233,7 @@ class LearningStage:
         self.observers: list[LearningObserver] = []
 
         logger.info(
-            "learning stage started is_enabled=%s restored=%s model_versions=%s",
+            "learning stage ready is_enabled=%s restored=%s model_versions=%s",
             settings.is_enabled,
             restored is not None,
             self.model_versions,

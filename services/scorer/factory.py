@@ -51,6 +51,12 @@ class _StagesInOrder:
         for stage in reversed(self._stages):
             stage.close()
 
+    def start(self) -> None:
+        for stage in self._stages:
+            start = getattr(stage, "start", None)
+            if callable(start):
+                start()
+
     def poll(self) -> None:
         for stage in self._stages:
             poll = getattr(stage, "poll", None)
@@ -65,12 +71,11 @@ def build_scoring(
 ) -> ScoringStage:
     """Build the scoring stage from ``CARTWHEEL_SCORER_*`` and the hot path's blocks.
 
-    The ranker follows the ``models`` topic; until a model is announced the
-    heuristic ranker scores.
+    The ranker follows the ``models`` topic from the stage's ``start``; until
+    a model is announced the heuristic ranker scores.
 
     Raises:
         InvalidSettingsError: a ``CARTWHEEL_SCORER_*`` variable is invalid.
-        TopicMissingError: the models topic does not exist.
     """
     settings = load_settings(
         ScorerSettings,
@@ -88,7 +93,6 @@ def build_scoring(
         _MODEL_NAME,
         load_timeout_seconds=settings.model_load_timeout_seconds,
     )
-    watcher.start()
     # The hot path polls the stage on every loop, so librdkafka's lines can go
     # through logging.
     producer = Producer(

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 
@@ -25,6 +25,7 @@ from schemas.features import (
 
 __all__ = [
     "CandidateStore",
+    "FollowedModelSource",
     "ItemAttributes",
     "ModelSource",
     "Ranker",
@@ -122,6 +123,15 @@ class ModelSource(Protocol):
 
     def current(self) -> Ranker | None:
         """Return the ranker to use for the next batch."""
+        ...
+
+
+@runtime_checkable
+class FollowedModelSource(ModelSource, Protocol):
+    """A model source that follows announcements once started (``ModelWatcher``)."""
+
+    def start(self) -> None:
+        """Start following the announcements."""
         ...
 
 

@@ -25,7 +25,7 @@ from confluent_kafka import Producer
 from services.common.redis_features import FeatureStore
 from services.hotpath.stages import AppliedEvent
 from services.scorer.metrics import BATCH_SECONDS, MODEL_IN_USE
-from services.scorer.protocols import ModelSource, SignalSource
+from services.scorer.protocols import FollowedModelSource, ModelSource, SignalSource
 from services.scorer.publisher import SlatePublisher
 from services.scorer.session_knn import SessionIndex
 from services.scorer.settings import ScorerSettings
@@ -65,6 +65,8 @@ class ScoringStage:
         builder: builds the slates of a batch.
         sessions: the session-kNN index that the builder reads.
         publisher: sends slates to Kafka and Redis.
+        models: the ranker's source, started by :meth:`start` when it follows
+            announcements.
         clock: monotonic seconds, for the batch timing metric.
     """
 
@@ -76,11 +78,13 @@ class ScoringStage:
         sessions: SessionIndex,
         publisher: SlatePublisher,
         *,
+        models: ModelSource | None = None,
         clock: Callable[[], float] = time.perf_counter,
     ) -> None:
         self._builder = builder
         self._sessions = sessions
         self._publisher = publisher
+        self._models = models
         self._clock = clock
         self._model_version: str | None = None
 
@@ -107,6 +111,16 @@ class ScoringStage:
             batch[-1].partition,
             batch[-1].offset,
         )
+
+    def start(self) -> None:
+        """Start following the ranker's announcements, if the source follows them.
+
+        Raises:
+            BrokerUnreachableError: no broker listens at the bootstrap address.
+            TopicMissingError: the models topic does not exist.
+        """
+        if isinstance(self._models, FollowedModelSource):
+            self._models.start()
 
     def poll(self) -> None:
         """Serve the slate producer's delivery reports and log lines."""
@@ -171,4 +185,4 @@ def build_scoring_stage(
         logger.warning(
             "no model source configured; ranking with the heuristic ranker only"
         )
-    return ScoringStage(builder, sessions, publisher)
+    return ScoringStage(builder, sessions, publisher, models=models)

@@ -36,7 +36,11 @@ class RecordingStage:
         self.batches: list[list[AppliedEvent]] = []
         self.failing_calls = set(failing_calls)
         self.calls = 0
+        self.starts = 0
         self.is_closed = False
+
+    def start(self) -> None:
+        self.starts += 1
 
     def process(self, batch: Sequence[AppliedEvent]) -> None:
         self.calls += 1
@@ -203,6 +207,7 @@ def test_stage_receives_applied_events_in_order_without_duplicates(
     assert [item.event.event_id for item in applied] == [e.event_id for e in events]
     assert [item.offset for item in applied] == list(range(6))
     assert applied[3].user_features["user_click_count_1h"] == 3.0
+    assert stage.starts == 1
     assert stage.is_closed
 
 

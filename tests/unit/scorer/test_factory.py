@@ -1,9 +1,12 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any, cast
 
 from services.hotpath.stages import AppliedEvent
 from services.scorer.factory import _StagesInOrder
+from services.scorer.protocols import Ranker
+from services.scorer.stage import ScoringStage
 
 
 class RecordingStage:
@@ -16,6 +19,21 @@ class RecordingStage:
 
     def close(self) -> None:
         self._log.append(f"close {self.name}")
+
+    def start(self) -> None:
+        self._log.append(f"start {self.name}")
+
+
+class PlainStage:
+    """A stage without ``start`` or ``poll``."""
+
+    name = "plain"
+
+    def process(self, batch: Sequence[AppliedEvent]) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
 
 
 def test_stages_in_order_process_in_order_and_close_in_reverse() -> None:
@@ -34,3 +52,51 @@ def test_stages_in_order_process_in_order_and_close_in_reverse() -> None:
         "close scoring",
         "close learning",
     ]
+
+
+def test_stages_in_order_start_in_order() -> None:
+    log: list[str] = []
+    combined = _StagesInOrder(
+        [RecordingStage("learning", log), PlainStage(), RecordingStage("scoring", log)]
+    )
+
+    combined.start()
+
+    assert log == ["start learning", "start scoring"]
+
+
+class FollowedSource:
+    def __init__(self) -> None:
+        self.starts = 0
+
+    def current(self) -> Ranker | None:
+        return None
+
+    def start(self) -> None:
+        self.starts += 1
+
+
+class FixedSource:
+    def current(self) -> Ranker | None:
+        return None
+
+
+def _scoring_stage(models: Any) -> ScoringStage:
+    # start() touches only the model source, so the other parts are not built.
+    unused = cast(Any, None)
+    return ScoringStage(unused, unused, unused, models=models)
+
+
+def test_scoring_stage_start_starts_a_followed_model_source() -> None:
+    source = FollowedSource()
+    stage = _scoring_stage(source)
+
+    assert source.starts == 0
+    stage.start()
+
+    assert source.starts == 1
+
+
+def test_scoring_stage_start_leaves_other_sources_alone() -> None:
+    _scoring_stage(FixedSource()).start()
+    _scoring_stage(None).start()

@@ -1,0 +1,154 @@
+"""Loading and starting the hot path's stages, without servers."""
+
+from __future__ import annotations
+
+import gc
+import sys
+import types
+import warnings
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+
+from services.common.errors import BrokerUnreachableError, InvalidSettingsError
+from services.common.settings import KafkaSettings, RedisSettings
+from services.hotpath.__main__ import build_consumer, load_stages, start_stages
+from services.hotpath.settings import HotPathSettings
+from services.infra import find_free_port
+
+
+def test_load_stages_rejects_unknown_factory() -> None:
+    client = redis.Redis(host="127.0.0.1", port=1)
+
+    with pytest.raises(InvalidSettingsError) as raised:
+        load_stages(["nowhere.module:build"], HotPathSettings(), client)
+
+    assert "CARTWHEEL_HOTPATH_STAGES" in str(raised.value)
+    assert "'nowhere.module:build'" in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    ("spec", "problem"),
+    [
+        ("builtins:len", "cannot take the settings and a client"),
+        ("math:pi", "is not callable"),
+        ("operator:is_", "returned a bool without name, process, close"),
+        ("builtins:dict", "cannot take the settings and a client"),
+        ("builtins:max", "cannot take the settings and a client"),
+    ],
+)
+def test_load_stages_rejects_unusable_factory(spec: str, problem: str) -> None:
+    client = redis.Redis(host="127.0.0.1", port=1)
+
+    with pytest.raises(InvalidSettingsError) as raised:
+        load_stages([spec], HotPathSettings(), client)
+
+    assert f"stage factory {spec!r} {problem}" in str(raised.value)
+
+
+def test_load_stages_rejects_stage_without_methods(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    module = types.ModuleType("stage_factories")
+    module.build = lambda settings, client: types.SimpleNamespace(  # type: ignore[attr-defined]
+        name="broken", process=None, close=None
+    )
+    monkeypatch.setitem(sys.modules, "stage_factories", module)
+    client = redis.Redis(host="127.0.0.1", port=1)
+
+    with pytest.raises(InvalidSettingsError) as raised:
+        load_stages(["stage_factories:build"], HotPathSettings(), client)
+
+    assert "returned a SimpleNamespace without process, close" in str(raised.value)
+
+
+def test_load_stages_closes_returned_coroutine(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    async def build(settings: HotPathSettings, client: redis.Redis) -> None:
+        return None
+
+    module = types.ModuleType("stage_factories")
+    module.build = build  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "stage_factories", module)
+    client = redis.Redis(host="127.0.0.1", port=1)
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with pytest.raises(InvalidSettingsError, match="returned a coroutine"):
+            load_stages(["stage_factories:build"], HotPathSettings(), client)
+        gc.collect()
+
+    assert [str(warning.message) for warning in caught] == []
+
+
+def test_load_stages_reports_module_with_syntax_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "unfinished_stage.py").write_text("def build(settings, client:\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    client = redis.Redis(host="127.0.0.1", port=1)
+
+    with pytest.raises(InvalidSettingsError) as raised:
+        load_stages(["unfinished_stage:build"], HotPathSettings(), client)
+
+    message = str(raised.value)
+    assert "stage factory 'unfinished_stage:build' cannot be loaded" in message
+    assert "unfinished_stage.py, line 1" in message
+    assert "CARTWHEEL_HOTPATH_STAGES" in message
+
+
+def _stage(name: str, log: list[str], *, has_start: bool = True) -> Any:
+    """Return a stage that logs when it is started; ``has_start=False`` has no start."""
+    stage = types.SimpleNamespace(
+        name=name, process=lambda batch: None, close=lambda: None
+    )
+    if has_start:
+        stage.start = lambda: log.append(f"start {name}")
+    return stage
+
+
+def test_start_stages_skips_stages_without_start() -> None:
+    log: list[str] = []
+
+    start_stages(
+        [
+            _stage("learning", log),
+            _stage("audit", log, has_start=False),
+            _stage("scoring", log),
+        ]
+    )
+
+    assert log == ["start learning", "start scoring"]
+
+
+def _raise_topic_missing() -> None:
+    raise RuntimeError("models topic missing")
+
+
+def test_start_stages_stops_at_first_failure() -> None:
+    log: list[str] = []
+
+    failing = _stage("scoring", log)
+    failing.start = _raise_topic_missing
+
+    with pytest.raises(RuntimeError, match="models topic missing"):
+        start_stages([failing, _stage("audit", log)])
+
+    assert log == []
+
+
+def test_build_consumer_starts_no_stage_without_broker() -> None:
+    # Nothing listens at either port, so the topic check fails at once.
+    settings = HotPathSettings(
+        kafka=KafkaSettings(bootstrap=f"127.0.0.1:{find_free_port()}"),
+        redis=RedisSettings(url=f"redis://127.0.0.1:{find_free_port()}/0"),
+    )
+    log: list[str] = []
+
+    with pytest.raises(BrokerUnreachableError, match="CARTWHEEL_KAFKA_BOOTSTRAP"):
+        build_consumer(settings, stages=[_stage("scoring", log)])
+
+    assert log == []
