@@ -16,6 +16,7 @@ from services.api.settings import ApiSettings
 from services.common.errors import InvalidSettingsError, TopicMissingError
 from services.common.kafka import producer_config
 from services.common.model_watcher import ModelWatcher
+from services.common.redis_check import verify_redis
 from services.common.redis_features import FeatureStore
 from services.scorer.protocols import ModelSource
 from services.scorer.session_knn import SessionIndex
@@ -69,6 +70,7 @@ def serve(settings: ApiSettings) -> None:
             ``CARTWHEEL_API_PORT`` and ``CARTWHEEL_API_HOST``.
     """
     listeners = _listen(settings.host, settings.port)
+    verify_redis(settings.redis)
     watcher = ModelWatcher(
         settings.kafka,
         settings.topics.models,

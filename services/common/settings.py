@@ -159,8 +159,8 @@ class RedisSettings(BaseSettings):
             raise ValueError(
                 "expected a redis:// or rediss:// URL whose port is 1-65535"
             )
-        # LIMITATION(L-81): only the URL's form is checked here, not whether
-        # the database, password or TLS setting works against the server.
+        # Credentials and the database are checked against the server when a
+        # service starts (services.common.redis_check).
         problem = _redis_url_problem(url)
         if problem is not None:
             raise ValueError(problem)

@@ -21,6 +21,7 @@ from services.common.kafka import (
 )
 from services.common.lifecycle import serve_metrics, stop_on_signals
 from services.common.logging import configure_logging
+from services.common.redis_check import verify_redis
 from services.common.settings import load_settings, masked_settings
 from services.features.catalog import CatalogWriter
 from services.features.consumer import CatalogConsumer
@@ -42,6 +43,7 @@ def run(settings: CatalogSettings) -> None:
             TopicSpec(topics.dead_letters, topics.partitions),
         ],
     )
+    verify_redis(settings.redis)
     serve_metrics(settings, settings.metrics_port, settings.metrics_host)
     client = redis.Redis.from_url(settings.redis.url.get_secret_value())
     writer = CatalogWriter(

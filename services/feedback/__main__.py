@@ -12,6 +12,7 @@ from services.common.entrypoint import run_entry_point
 from services.common.kafka import TopicSpec, verify_topics
 from services.common.lifecycle import ensure_writable_directory, serve_metrics
 from services.common.logging import configure_logging
+from services.common.redis_check import verify_redis
 from services.common.settings import load_settings, masked_settings, secret_values
 from services.feedback.app import create_app
 from services.feedback.settings import FeedbackSettings
@@ -38,6 +39,7 @@ def run(settings: FeedbackSettings) -> None:
     verify_topics(
         settings.kafka, [TopicSpec(name, topics.partitions) for name in names]
     )
+    verify_redis(settings.redis)
 
     serve_metrics(settings, settings.metrics_port, settings.metrics_host)
     app, _ = create_app(settings)

@@ -32,6 +32,7 @@ from services.common.lifecycle import (
     tune_garbage_collection,
 )
 from services.common.logging import configure_logging
+from services.common.redis_check import verify_redis
 from services.common.redis_features import FeatureStore
 from services.common.settings import load_settings, masked_settings
 from services.hotpath.consumer import HotPathConsumer
@@ -164,6 +165,7 @@ def build_consumer(
             for name in (topics.events, topics.dead_letters, topics.training_examples)
         ],
     )
+    verify_redis(settings.redis)
     start_stages(stages)
     store = FeatureStore(client, settings.redis.key_prefix, settings.feature_config())
     consumer = Consumer(

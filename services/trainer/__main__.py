@@ -21,6 +21,7 @@ from services.common.lifecycle import (
     stop_on_signals,
 )
 from services.common.logging import configure_logging
+from services.common.redis_check import verify_redis
 from services.common.settings import load_settings, masked_settings
 from services.trainer.announcer import ModelAnnouncer
 from services.trainer.lock import TrainingLock
@@ -45,6 +46,7 @@ def build_service(settings: TrainerSettings) -> TrainerService:
             TopicSpec(topics.models, 1, is_compacted=True),
         ],
     )
+    verify_redis(settings.redis)
     client = redis.Redis.from_url(
         settings.redis.url.get_secret_value(), socket_timeout=10.0
     )

@@ -1,0 +1,78 @@
+"""Check at start that the Redis URL's password, user and database work.
+
+The settings check only the URL's form. A wrong password or a database that
+the server does not have fails on every command, and retrying cannot fix
+either, so a service stops at start with the variable's name instead of
+retrying forever. A server that does not respond is another matter: Redis may
+start after the service, and every service retries Redis on its own.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import redis
+
+from services.common.errors import InvalidSettingsError
+from services.common.settings import RedisSettings, masked_settings
+
+__all__ = ["verify_redis"]
+
+logger = logging.getLogger(__name__)
+
+_VARIABLE = "CARTWHEEL_REDIS_URL"
+
+
+def verify_redis(settings: RedisSettings, *, timeout_seconds: float = 2.0) -> None:
+    """Send one PING with the URL's credentials and database.
+
+    Args:
+        settings: the Redis block of a service's settings.
+        timeout_seconds: the connect and reply timeout of the check.
+
+    Raises:
+        InvalidSettingsError: the server refused the user or password, or has
+            no database with the URL's number. The message names
+            ``CARTWHEEL_REDIS_URL`` with the password masked.
+    """
+    url = settings.url.get_secret_value()
+    shown = masked_settings(settings)["url"]
+    client = redis.Redis.from_url(
+        url,
+        socket_connect_timeout=timeout_seconds,
+        socket_timeout=timeout_seconds,
+        retry_on_timeout=False,
+    )
+    try:
+        client.ping()
+    except redis.exceptions.AuthenticationError as exc:
+        raise InvalidSettingsError(
+            f"invalid setting {_VARIABLE}={shown!r}: Redis refused the "
+            f"credentials ({exc}); expected a URL with the user and password "
+            "that the server accepts, such as redis://:PASSWORD@host:6379/0"
+        ) from exc
+    except redis.exceptions.ResponseError as exc:
+        if "DB index" not in str(exc):
+            raise
+        raise InvalidSettingsError(
+            f"invalid setting {_VARIABLE}={shown!r}: the server has no database "
+            f"with this number ({exc}); expected a number below the server's "
+            "'databases' setting (16 unless changed), such as /0"
+        ) from exc
+    except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
+        # LIMITATION(L-81): a wrong host or a TLS mismatch cannot be distinguished from
+        # a server that is still starting, so it is only reported here.
+        hint = (
+            "; a rediss:// URL needs a server that speaks TLS on that port"
+            if url.startswith("rediss://")
+            else ""
+        )
+        logger.warning(
+            "redis did not respond at start, going on and retrying when used "
+            "url=%s error=%s%s",
+            shown,
+            exc,
+            hint,
+        )
+    finally:
+        client.close()

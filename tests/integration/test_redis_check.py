@@ -1,0 +1,87 @@
+"""The start-up check of CARTWHEEL_REDIS_URL against a real redis-server."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Iterator
+from urllib.parse import urlsplit
+
+import pytest
+import redis
+
+from services.common.errors import InvalidSettingsError
+from services.common.redis_check import verify_redis
+from services.common.settings import RedisSettings
+from services.infra import find_free_port
+
+
+@pytest.fixture
+def account(redis_url: str, redis_client: redis.Redis) -> Iterator[tuple[str, str]]:
+    """An ACL user with a password on the test server: (its URL, the password)."""
+    user = f"check{uuid.uuid4().hex[:8]}"
+    password = uuid.uuid4().hex
+    redis_client.acl_setuser(
+        user,
+        enabled=True,
+        passwords=[f"+{password}"],
+        keys=["*"],
+        commands=["+@all"],
+    )
+    address = urlsplit(redis_url).netloc
+    yield f"redis://{user}:{password}@{address}", password
+    redis_client.acl_deluser(user)
+
+
+def test_verify_redis_accepts_working_url(account: tuple[str, str]) -> None:
+    url, _ = account
+
+    verify_redis(RedisSettings(url=f"{url}/0"))
+
+
+def test_verify_redis_rejects_wrong_password(account: tuple[str, str]) -> None:
+    url, password = account
+    wrong = url.replace(password, "not-the-password")
+
+    with pytest.raises(InvalidSettingsError) as raised:
+        verify_redis(RedisSettings(url=f"{wrong}/0"))
+
+    message = str(raised.value)
+    assert message.startswith("invalid setting CARTWHEEL_REDIS_URL=")
+    assert "refused the credentials" in message
+    assert "not-the-password" not in message
+    assert "expected a URL with the user and password" in message
+
+
+def test_verify_redis_rejects_missing_database(account: tuple[str, str]) -> None:
+    url, password = account
+
+    with pytest.raises(InvalidSettingsError) as raised:
+        verify_redis(RedisSettings(url=f"{url}/99"))
+
+    message = str(raised.value)
+    assert "the server has no database with this number" in message
+    assert "/99" in message
+    assert password not in message
+
+
+def test_verify_redis_goes_on_without_server(caplog: pytest.LogCaptureFixture) -> None:
+    url = f"redis://127.0.0.1:{find_free_port()}/0"
+
+    with caplog.at_level(logging.WARNING, logger="services.common.redis_check"):
+        verify_redis(RedisSettings(url=url))
+
+    assert "redis did not respond at start" in caplog.text
+    assert "TLS" not in caplog.text
+
+
+def test_verify_redis_hints_at_tls_for_plain_server(
+    redis_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    url = redis_url.replace("redis://", "rediss://", 1)
+
+    with caplog.at_level(logging.WARNING, logger="services.common.redis_check"):
+        verify_redis(RedisSettings(url=url), timeout_seconds=0.5)
+
+    assert "redis did not respond at start" in caplog.text
+    assert "a rediss:// URL needs a server that speaks TLS" in caplog.text
