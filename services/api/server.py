@@ -76,6 +76,7 @@ def serve(settings: ApiSettings) -> None:
         settings.topics.models,
         _MODEL_NAME,
         load_timeout_seconds=settings.scorer.model_load_timeout_seconds,
+        retry_seconds=settings.scorer.model_retry_seconds,
     )
     try:
         try:

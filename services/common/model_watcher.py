@@ -23,6 +23,13 @@ processes that kept the last good model. A process that has a ranker keeps it.
 The announced version's directory is not read again for the fallback, since a
 hung read of it may be why it failed.
 
+Retry: while the ranker in use is not the newest announced version and no
+read is blocked, the watcher tries that version again ``retry_seconds`` after
+its last failed load. An artifact that was unreadable for a while (a volume
+mounted late, a copy still in progress) is then picked up without a restart
+or a new announcement. A read still blocked delays the retry, so retries
+never add blocked threads.
+
 Lag: ``cartwheel_model_behind_announcement`` is 1 while the ranker in use is
 not the newest announced version (none yet, or an earlier one). A gauge rather
 than the load counter shows it, because a fresh process can fail its first load
@@ -237,7 +244,10 @@ class ModelWatcher:
             announced one fails in a process without a ranker, newest first.
         load_timeout_seconds: seconds to wait for one load, or for the list
             of earlier versions, before it counts as timed out.
+        retry_seconds: seconds after a failed load before the newest announced
+            version is tried again, while the ranker in use is not that version.
         poll_timeout_seconds: maximum wait of one Kafka poll.
+        clock: monotonic seconds, for the retry delay.
     """
 
     def __init__(
@@ -251,7 +261,9 @@ class ModelWatcher:
             [ModelAnnouncement], list[ModelAnnouncement]
         ] = earlier_announcements,
         load_timeout_seconds: float = 60.0,
+        retry_seconds: float = 300.0,
         poll_timeout_seconds: float = 0.2,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.topic = topic
         self.model_name = model_name
@@ -259,6 +271,10 @@ class ModelWatcher:
         self._loader = loader
         self._earlier_versions = earlier_versions
         self._poll_timeout = poll_timeout_seconds
+        self._retry_seconds = retry_seconds
+        self._clock = clock
+        # Written by the watcher's thread only: when a load last failed.
+        self._failed_at: float | None = None
         self._current: Ranker | None = None
         self._failed_versions: set[str] = set()
         self._stop = threading.Event()
@@ -380,6 +396,8 @@ class ModelWatcher:
                     self._newest = pending = newest
                 if self._take_returned_loads():
                     pending = self._newest
+                if pending is None:
+                    pending = self._due_retry()
                 if pending is not None and self._can_start_load(pending.model_version):
                     self._swap_to(pending)
                     pending = None
@@ -542,7 +560,25 @@ class ModelWatcher:
             return True
         return ranker.model_version == newest and current.model_version != newest
 
+    def _due_retry(self) -> ModelAnnouncement | None:
+        """Return the newest announcement when it is time to try it again."""
+        newest = self._newest
+        if self._failed_at is None or self._loads.blocked:
+            return None
+        if newest is None or not self.is_behind_announcement():
+            return None
+        if self._clock() - self._failed_at < self._retry_seconds:
+            return None
+        logger.info(
+            "trying the newest announced version again model_version=%s "
+            "retry_seconds=%s",
+            newest.model_version,
+            self._retry_seconds,
+        )
+        return newest
+
     def _reject(self, model_version: str, outcome: LoadOutcome) -> None:
+        self._failed_at = self._clock()
         MODEL_LOADS.labels(outcome).inc()
         with self._changed:
             self._failed_versions.add(model_version)

@@ -92,6 +92,7 @@ def build_scoring(
         settings.topics.models,
         _MODEL_NAME,
         load_timeout_seconds=settings.model_load_timeout_seconds,
+        retry_seconds=settings.model_retry_seconds,
     )
     # The hot path polls the stage on every loop, so librdkafka's lines can go
     # through logging.

@@ -202,3 +202,10 @@ class ScorerSettings(BaseSettings):
         description="seconds that loading one announced ranker version may take "
         "before it counts as timed out, like a failed load",
     )
+    model_retry_seconds: float = Field(
+        default=300.0,
+        ge=1.0,
+        le=86_400.0,
+        description="seconds after a failed or timed-out load before the newest "
+        "announced ranker version is tried again",
+    )

@@ -136,8 +136,8 @@ class Trainer:
         if champion is not None and self._would_repeat(champion.metadata, examples):
             # Training is seeded, so the same examples, code and network would
             # give the same weights under a new version, and every process
-            # would swap to it. LIMITATION(L-80): nothing is announced again,
-            # so a process that fell back stays behind until a promotion.
+            # would swap to it. A process that failed to load the champion
+            # tries it again on its own (CARTWHEEL_SCORER_MODEL_RETRY_SECONDS).
             logger.info(
                 "refresh skipped, no new examples since the champion "
                 "examples=%s window_end=%s champion=%s",

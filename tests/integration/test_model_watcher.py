@@ -470,3 +470,87 @@ def test_watcher_retries_newest_after_late_failure(
 
     assert is_loaded
     assert len(newest_loads) == 2
+
+
+def test_watcher_retries_failed_version_after_delay(
+    tmp_path: Path,
+    kafka_settings: KafkaSettings,
+    make_topic: Callable[..., str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    registry = ModelRegistry(tmp_path)
+    earlier, newest = _save_versions(registry, 2)
+    volume = {"is_readable": False}
+
+    def loader(announcement: ModelAnnouncement) -> Ranker:
+        if announcement.model_version == newest.model_version:
+            if not volume["is_readable"]:
+                raise OSError("no such file: the volume is not mounted yet")
+        return load_ranker(announcement)
+
+    topic = make_topic("models", partitions=1, is_compacted=True)
+    ModelAnnouncer(kafka_settings, topic).announce(newest, _uri(registry, newest))
+    watcher = ModelWatcher(
+        kafka_settings, topic, "ranker", loader=loader, retry_seconds=0.5
+    )
+    failed_before = _loads("failed")
+
+    with caplog.at_level(logging.INFO, logger="services.common.model_watcher"):
+        watcher.start()
+        try:
+            assert watcher.wait_for(earlier.model_version, timeout_seconds=30)
+            is_retried_while_unreadable = _wait_until_failures(
+                failed_before + 2, timeout_seconds=30
+            )
+            behind_while_unreadable = _behind(topic)
+            volume["is_readable"] = True
+            is_loaded = _wait_until_current(watcher, newest.model_version, 30)
+            behind_after = _behind(topic)
+        finally:
+            watcher.stop()
+
+    assert is_retried_while_unreadable
+    assert behind_while_unreadable == 1
+    assert is_loaded
+    assert behind_after == 0
+    retries = [r.getMessage() for r in caplog.records if "again" in r.message]
+    assert retries
+    assert f"model_version={newest.model_version}" in retries[0]
+
+
+def test_watcher_leaves_loaded_newest_version_alone(
+    tmp_path: Path, kafka_settings: KafkaSettings, make_topic: Callable[..., str]
+) -> None:
+    registry = ModelRegistry(tmp_path)
+    (only,) = _save_versions(registry, 1)
+    loads: list[str] = []
+
+    def loader(announcement: ModelAnnouncement) -> Ranker:
+        loads.append(announcement.model_version)
+        return load_ranker(announcement)
+
+    topic = make_topic("models", partitions=1, is_compacted=True)
+    ModelAnnouncer(kafka_settings, topic).announce(only, _uri(registry, only))
+    watcher = ModelWatcher(
+        kafka_settings, topic, "ranker", loader=loader, retry_seconds=0.2
+    )
+    watcher.start()
+
+    try:
+        assert watcher.wait_for(only.model_version, timeout_seconds=30)
+        time.sleep(1.0)
+    finally:
+        watcher.stop()
+
+    assert loads == [only.model_version]
+
+
+def _wait_until_failures(count: float, timeout_seconds: float) -> bool:
+    """Return whether the failed-load counter reaches ``count`` in time."""
+    deadline = time.monotonic() + timeout_seconds
+    pause = threading.Event()
+    while time.monotonic() < deadline:
+        if _loads("failed") >= count:
+            return True
+        pause.wait(0.05)
+    return False
