@@ -76,11 +76,21 @@ class KafkaSettings(BaseSettings):
         description="PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512",
         validate_default=True,
     )
-    # LIMITATION(L-82): the username, password and CA file are not checked
-    # here, so librdkafka reports a missing one without the variable's name.
-    sasl_username: str | None = None
-    sasl_password: SecretStr | None = None
-    ssl_ca_location: Path | None = Field(default=None, description="path to a CA file")
+    sasl_username: str | None = Field(
+        default=None,
+        description="the SASL user name, required with SASL_PLAINTEXT and SASL_SSL",
+        validate_default=True,
+    )
+    sasl_password: SecretStr | None = Field(
+        default=None,
+        description="the SASL password, required with SASL_PLAINTEXT and SASL_SSL",
+        validate_default=True,
+    )
+    ssl_ca_location: Path | None = Field(
+        default=None,
+        description="a path to a readable CA file in PEM format (used with SSL "
+        "and SASL_SSL)",
+    )
 
     @field_validator("bootstrap")
     @classmethod
@@ -110,6 +120,40 @@ class KafkaSettings(BaseSettings):
             )
         return value
 
+    @field_validator("sasl_username", "sasl_password")
+    @classmethod
+    def _check_sasl_credential(
+        cls, value: str | SecretStr | None, info: ValidationInfo
+    ) -> str | SecretStr | None:
+        # Every mechanism allowed above (PLAIN and SCRAM) signs in with a user
+        # name and a password, and librdkafka rejects a missing or empty one
+        # without naming the variable.
+        protocol = str(info.data.get("security_protocol", ""))
+        if not protocol.startswith("SASL_"):
+            return value
+        text = value.get_secret_value() if isinstance(value, SecretStr) else value
+        if text is None or not text.strip():
+            noun = "user name" if info.field_name == "sasl_username" else "password"
+            raise ValueError(
+                f"expected a non-empty {noun} when "
+                f"CARTWHEEL_KAFKA_SECURITY_PROTOCOL is {protocol}"
+            )
+        return value
+
+    @field_validator("ssl_ca_location", mode="before")
+    @classmethod
+    def _check_ssl_ca_location(cls, value: Any, info: ValidationInfo) -> Any:
+        # librdkafka reads the file only for TLS, and its error names no
+        # variable. The feedback service's ssl.create_default_context(cafile=)
+        # takes only a file, so a directory or librdkafka's "probe" is rejected.
+        protocol = str(info.data.get("security_protocol", ""))
+        if protocol not in ("SSL", "SASL_SSL") or not isinstance(value, str | Path):
+            return value
+        problem = _ca_file_problem(str(value))
+        if problem is not None:
+            raise ValueError(problem)
+        return value
+
     def client_config(self) -> dict[str, Any]:
         """Return the librdkafka settings for connection and authentication."""
         config: dict[str, Any] = {
@@ -125,6 +169,22 @@ class KafkaSettings(BaseSettings):
         if self.ssl_ca_location is not None:
             config["ssl.ca.location"] = str(self.ssl_ca_location)
         return config
+
+
+def _ca_file_problem(path: str) -> str | None:
+    """Return why the CA file at ``path`` cannot be read, or None."""
+    if not path.strip():
+        return "the path is empty"
+    location = Path(path)
+    if location.is_dir():
+        return "the path is a directory, not a file"
+    try:
+        location.open("rb").close()
+    except FileNotFoundError:
+        return "no file exists at this path"
+    except OSError as exc:
+        return f"the file cannot be read ({exc.strerror or exc})"
+    return None
 
 
 class RedisSettings(BaseSettings):
@@ -314,7 +374,7 @@ def _describe(
             value = error.get("input")
         else:
             value = os.environ.get(variable, error.get("input"))
-        if _is_secret(failed_class, field):
+        if value is not None and _is_secret(failed_class, field):
             value = _mask(str(value))
         expected = _expected_form(failed_class, error["loc"], error["msg"])
         if field in options:

@@ -1,5 +1,9 @@
 from __future__ import annotations
 
+import os
+from collections.abc import Callable
+from pathlib import Path
+
 import pytest
 from pydantic import BaseModel, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -373,6 +377,8 @@ def test_sasl_protocol_without_mechanism_names_variable(
 ) -> None:
     monkeypatch.setenv("CARTWHEEL_KAFKA_SECURITY_PROTOCOL", "SASL_SSL")
     monkeypatch.delenv("CARTWHEEL_KAFKA_SASL_MECHANISM", raising=False)
+    monkeypatch.setenv("CARTWHEEL_KAFKA_SASL_USERNAME", "shop")
+    monkeypatch.setenv("CARTWHEEL_KAFKA_SASL_PASSWORD", "s3cret")
 
     with pytest.raises(InvalidSettingsError) as caught:
         load_settings(KafkaSettings)
@@ -382,6 +388,212 @@ def test_sasl_protocol_without_mechanism_names_variable(
         "PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512 when "
         "CARTWHEEL_KAFKA_SECURITY_PROTOCOL is SASL_SSL"
     )
+
+
+def _set_sasl(
+    monkeypatch: pytest.MonkeyPatch,
+    protocol: str,
+    mechanism: str,
+    username: str | None,
+    password: str | None,
+) -> None:
+    monkeypatch.setenv("CARTWHEEL_KAFKA_SECURITY_PROTOCOL", protocol)
+    monkeypatch.setenv("CARTWHEEL_KAFKA_SASL_MECHANISM", mechanism)
+    for variable, value in (
+        ("CARTWHEEL_KAFKA_SASL_USERNAME", username),
+        ("CARTWHEEL_KAFKA_SASL_PASSWORD", password),
+    ):
+        if value is None:
+            monkeypatch.delenv(variable, raising=False)
+        else:
+            monkeypatch.setenv(variable, value)
+
+
+@pytest.mark.parametrize("protocol", ["SASL_PLAINTEXT", "SASL_SSL"])
+@pytest.mark.parametrize("mechanism", ["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"])
+def test_sasl_without_username_names_variable(
+    monkeypatch: pytest.MonkeyPatch, protocol: str, mechanism: str
+) -> None:
+    _set_sasl(monkeypatch, protocol, mechanism, username=None, password="s3cret")
+
+    with pytest.raises(InvalidSettingsError) as caught:
+        load_settings(KafkaSettings)
+
+    assert str(caught.value) == (
+        "invalid setting CARTWHEEL_KAFKA_SASL_USERNAME (not set): expected a "
+        f"non-empty user name when CARTWHEEL_KAFKA_SECURITY_PROTOCOL is {protocol}"
+    )
+
+
+@pytest.mark.parametrize("protocol", ["SASL_PLAINTEXT", "SASL_SSL"])
+@pytest.mark.parametrize("mechanism", ["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"])
+def test_sasl_without_password_names_variable(
+    monkeypatch: pytest.MonkeyPatch, protocol: str, mechanism: str
+) -> None:
+    _set_sasl(monkeypatch, protocol, mechanism, username="shop", password=None)
+
+    with pytest.raises(InvalidSettingsError) as caught:
+        load_settings(KafkaSettings)
+
+    assert str(caught.value) == (
+        "invalid setting CARTWHEEL_KAFKA_SASL_PASSWORD (not set): expected a "
+        f"non-empty password when CARTWHEEL_KAFKA_SECURITY_PROTOCOL is {protocol}"
+    )
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "noun"),
+    [
+        ("CARTWHEEL_KAFKA_SASL_USERNAME", "", "user name"),
+        ("CARTWHEEL_KAFKA_SASL_USERNAME", "  ", "user name"),
+        ("CARTWHEEL_KAFKA_SASL_PASSWORD", "", "password"),
+        ("CARTWHEEL_KAFKA_SASL_PASSWORD", "  ", "password"),
+    ],
+)
+def test_sasl_blank_credential_is_rejected(
+    monkeypatch: pytest.MonkeyPatch, variable: str, value: str, noun: str
+) -> None:
+    _set_sasl(monkeypatch, "SASL_SSL", "PLAIN", username="shop", password="s3cret")
+    monkeypatch.setenv(variable, value)
+
+    with pytest.raises(InvalidSettingsError) as caught:
+        load_settings(KafkaSettings)
+
+    assert str(caught.value) == (
+        f"invalid setting {variable}={value!r}: expected a non-empty {noun} "
+        "when CARTWHEEL_KAFKA_SECURITY_PROTOCOL is SASL_SSL"
+    )
+
+
+def test_sasl_without_credentials_names_both(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    _set_sasl(monkeypatch, "SASL_SSL", "SCRAM-SHA-512", username=None, password=None)
+
+    with pytest.raises(InvalidSettingsError) as caught:
+        load_settings(KafkaSettings)
+
+    lines = str(caught.value).splitlines()
+    assert len(lines) == 2
+    assert lines[0].startswith("invalid setting CARTWHEEL_KAFKA_SASL_USERNAME ")
+    assert lines[1].startswith("invalid setting CARTWHEEL_KAFKA_SASL_PASSWORD ")
+
+
+def test_sasl_error_does_not_show_password(monkeypatch: pytest.MonkeyPatch) -> None:
+    _set_sasl(monkeypatch, "SASL_SSL", "PLAIN", username="", password="hunter2")
+
+    with pytest.raises(InvalidSettingsError) as caught:
+        load_settings(KafkaSettings)
+
+    assert "CARTWHEEL_KAFKA_SASL_USERNAME=''" in str(caught.value)
+    assert "hunter2" not in str(caught.value)
+
+
+@pytest.mark.parametrize("mechanism", ["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"])
+def test_sasl_with_credentials_loads(
+    monkeypatch: pytest.MonkeyPatch, mechanism: str
+) -> None:
+    _set_sasl(monkeypatch, "SASL_SSL", mechanism, username="shop", password="s3cret")
+
+    settings = load_settings(KafkaSettings)
+
+    assert settings.client_config()["sasl.username"] == "shop"
+    assert settings.client_config()["sasl.password"] == "s3cret"
+
+
+def test_plaintext_needs_no_sasl_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CARTWHEEL_KAFKA_SECURITY_PROTOCOL", "PLAINTEXT")
+    monkeypatch.delenv("CARTWHEEL_KAFKA_SASL_USERNAME", raising=False)
+    monkeypatch.delenv("CARTWHEEL_KAFKA_SASL_PASSWORD", raising=False)
+
+    settings = load_settings(KafkaSettings)
+
+    assert "sasl.username" not in settings.client_config()
+
+
+@pytest.mark.parametrize("protocol", ["SSL", "SASL_SSL"])
+def test_missing_ca_file_names_variable(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, protocol: str
+) -> None:
+    _set_sasl(monkeypatch, protocol, "PLAIN", username="shop", password="s3cret")
+    missing = tmp_path / "ca.pem"
+    monkeypatch.setenv("CARTWHEEL_KAFKA_SSL_CA_LOCATION", str(missing))
+
+    with pytest.raises(InvalidSettingsError) as caught:
+        load_settings(KafkaSettings)
+
+    assert str(caught.value) == (
+        f"invalid setting CARTWHEEL_KAFKA_SSL_CA_LOCATION={str(missing)!r}: no "
+        "file exists at this path; expected a path to a readable CA file in PEM "
+        "format (used with SSL and SASL_SSL)"
+    )
+
+
+@pytest.mark.parametrize(
+    ("make_value", "reason"),
+    [
+        (lambda folder: str(folder), "the path is a directory, not a file"),
+        (lambda folder: "", "the path is empty"),
+    ],
+    ids=["directory", "empty"],
+)
+def test_unusable_ca_location_is_rejected(
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    make_value: Callable[[Path], str],
+    reason: str,
+) -> None:
+    monkeypatch.setenv("CARTWHEEL_KAFKA_SECURITY_PROTOCOL", "SSL")
+    value = make_value(tmp_path)
+    monkeypatch.setenv("CARTWHEEL_KAFKA_SSL_CA_LOCATION", value)
+
+    with pytest.raises(InvalidSettingsError) as caught:
+        load_settings(KafkaSettings)
+
+    assert f"CARTWHEEL_KAFKA_SSL_CA_LOCATION={value!r}: {reason};" in str(caught.value)
+
+
+@pytest.mark.skipif(
+    os.geteuid() == 0, reason="root reads a file whatever its permissions"
+)
+def test_unreadable_ca_file_is_rejected(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    ca_file = tmp_path / "ca.pem"
+    ca_file.write_text("not read\n")
+    ca_file.chmod(0)
+    monkeypatch.setenv("CARTWHEEL_KAFKA_SECURITY_PROTOCOL", "SSL")
+    monkeypatch.setenv("CARTWHEEL_KAFKA_SSL_CA_LOCATION", str(ca_file))
+
+    with pytest.raises(InvalidSettingsError) as caught:
+        load_settings(KafkaSettings)
+
+    assert "the file cannot be read (Permission denied)" in str(caught.value)
+
+
+def test_readable_ca_file_loads(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    ca_file = tmp_path / "ca.pem"
+    ca_file.write_text("-----BEGIN CERTIFICATE-----\n")
+    monkeypatch.setenv("CARTWHEEL_KAFKA_SECURITY_PROTOCOL", "SSL")
+    monkeypatch.setenv("CARTWHEEL_KAFKA_SSL_CA_LOCATION", str(ca_file))
+
+    settings = load_settings(KafkaSettings)
+
+    assert settings.client_config()["ssl.ca.location"] == str(ca_file)
+
+
+def test_plaintext_does_not_check_ca_file(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # librdkafka does not read the file without TLS, so it cannot fail.
+    monkeypatch.setenv("CARTWHEEL_KAFKA_SECURITY_PROTOCOL", "PLAINTEXT")
+    monkeypatch.setenv("CARTWHEEL_KAFKA_SSL_CA_LOCATION", str(tmp_path / "ca.pem"))
+
+    settings = load_settings(KafkaSettings)
+
+    assert settings.ssl_ca_location == tmp_path / "ca.pem"
 
 
 @pytest.mark.parametrize("url", ["", "  "])
