@@ -22,11 +22,11 @@ def environment_without_settings() -> dict[str, str]:
 
 
 def run_module(
-    module: str, environment: dict[str, str]
+    module: str, environment: dict[str, str], *arguments: str
 ) -> subprocess.CompletedProcess[str]:
-    """Run ``python -m module`` from the repository root and capture its output."""
+    """Run ``python -m module arguments`` from the repository root, capturing output."""
     return subprocess.run(
-        [sys.executable, "-m", module],
+        [sys.executable, "-m", module, *arguments],
         env=environment,
         cwd=REPOSITORY,
         capture_output=True,

@@ -17,7 +17,7 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import redis
 from confluent_kafka import Consumer, Producer
@@ -32,8 +32,18 @@ from services.common.kafka import (
     standard_topics,
 )
 from services.common.lifecycle import tune_garbage_collection
-from services.common.settings import KafkaSettings, RedisSettings, TopicSettings
-from services.infra import find_free_port, start_broker, start_redis
+from services.common.settings import (
+    KafkaSettings,
+    RedisSettings,
+    TopicSettings,
+    load_settings,
+)
+from services.infra import LocalServer, find_free_ports, start_broker, start_redis
+
+if TYPE_CHECKING:
+    from services.hotpath.settings import HotPathSettings
+    from services.learner.settings import LearnerSettings
+    from services.scorer.settings import ScorerSettings
 
 __all__ = [
     "PARTITIONS",
@@ -74,6 +84,64 @@ class HotPathJob:
     max_candidates: int | None = None
 
 
+@dataclass(frozen=True)
+class HotPathJobSettings:
+    """The settings a hot-path process builds from its job and the environment."""
+
+    learner: LearnerSettings
+    scorer: ScorerSettings
+    hotpath: HotPathSettings
+
+
+def load_job_settings(job: HotPathJob) -> HotPathJobSettings:
+    """Read a hot-path process's settings from its job and the environment.
+
+    Raises:
+        InvalidSettingsError: a ``CARTWHEEL_*`` variable that the process
+            reads is invalid.
+    """
+    # Imported on first use because the packages of these modules import
+    # torch and River.
+    from services.hotpath.settings import HotPathSettings
+    from services.learner.settings import LearnerSettings
+    from services.scorer.settings import CandidateSettings, ScorerSettings
+
+    kafka = load_settings(KafkaSettings, bootstrap=job.bootstrap)
+    redis_settings = load_settings(
+        RedisSettings, url=SecretStr(job.redis_url), key_prefix=job.key_prefix
+    )
+    topics = load_settings(TopicSettings, **job.topics)
+    # A plain model: it reads no variable, so it is built directly.
+    candidates = (
+        CandidateSettings()
+        if job.max_candidates is None
+        else CandidateSettings(max_candidates=job.max_candidates)
+    )
+    return HotPathJobSettings(
+        learner=load_settings(
+            LearnerSettings,
+            redis=redis_settings,
+            checkpoint_dir=Path(job.checkpoint_dir),
+        ),
+        scorer=load_settings(
+            ScorerSettings,
+            kafka=kafka,
+            redis=redis_settings,
+            topics=topics,
+            candidates=candidates,
+        ),
+        hotpath=load_settings(
+            HotPathSettings,
+            kafka=kafka,
+            redis=redis_settings,
+            topics=topics,
+            batch_size=job.batch_size,
+            poll_timeout_seconds=job.poll_timeout_seconds,
+            metrics_port=0,
+        ),
+    )
+
+
 def run_hotpath(job: HotPathJob, stop: Any, results: Any) -> None:
     """Run the hot path until ``stop`` is set, then report its stage costs.
 
@@ -91,52 +159,29 @@ def run_hotpath(job: HotPathJob, stop: Any, results: Any) -> None:
     from services.common.redis_features import FeatureStore
     from services.hotpath import metrics as hotpath_metrics
     from services.hotpath.consumer import HotPathConsumer
-    from services.hotpath.settings import HotPathSettings
-    from services.learner.settings import LearnerSettings
     from services.learner.stage import LearningStage
     from services.scorer import metrics as scorer_metrics
-    from services.scorer.settings import CandidateSettings, ScorerSettings
     from services.scorer.stage import build_scoring_stage
 
     # Broker, Redis and the load generator share the cores.
     torch.set_num_threads(1)
-    kafka = KafkaSettings(bootstrap=job.bootstrap)
-    redis_settings = RedisSettings(
-        url=SecretStr(job.redis_url), key_prefix=job.key_prefix
-    )
-    topics = TopicSettings(**job.topics)
+    job_settings = load_job_settings(job)
+    settings = job_settings.hotpath
+    kafka = settings.kafka
     client = redis.Redis.from_url(job.redis_url)
     producer = Producer(producer_config(kafka, linger_ms=2))
     store = FeatureStore(client, job.key_prefix)
-    learning = LearningStage(
-        LearnerSettings(redis=redis_settings, checkpoint_dir=Path(job.checkpoint_dir)),
-        client,
-    )
+    learning = LearningStage(job_settings.learner, client)
     models = None
     if job.artifact_dir is not None:
         models = FixedModel(Ranker.from_artifact(load_artifact(Path(job.artifact_dir))))
-    candidates = (
-        CandidateSettings()
-        if job.max_candidates is None
-        else CandidateSettings(max_candidates=job.max_candidates)
-    )
     scoring = build_scoring_stage(
-        ScorerSettings(
-            kafka=kafka, redis=redis_settings, topics=topics, candidates=candidates
-        ),
+        job_settings.scorer,
         client,
         producer,
         models=models,
         signals=learning,
         features=store,
-    )
-    settings = HotPathSettings(
-        kafka=kafka,
-        redis=redis_settings,
-        topics=topics,
-        batch_size=job.batch_size,
-        poll_timeout_seconds=job.poll_timeout_seconds,
-        metrics_port=0,
     )
     consumer = Consumer(consumer_config(kafka, job.group_id, fetch_wait_ms=10))
     hotpath = HotPathConsumer(settings, consumer, producer, store, [learning, scoring])
@@ -234,20 +279,28 @@ class Bench:
         max_candidates: int | None = None,
     ) -> None:
         self.state_dir = state_dir
-        self.broker = start_broker(state_dir, find_free_port())
-        try:
-            self.redis_server = start_redis(state_dir, find_free_port())
-        except BaseException:
-            self.broker.stop()
-            raise
-        self.kafka = KafkaSettings(bootstrap=self.broker.address)
-        self.redis_url = f"redis://{self.redis_server.address}/0"
+        broker_port, redis_port = find_free_ports(2)
+        self.kafka = load_settings(
+            KafkaSettings, bootstrap=LocalServer.tansu(state_dir, broker_port).address
+        )
+        self.redis_url = f"redis://{LocalServer.redis(state_dir, redis_port).address}/0"
         self.key_prefix = f"bench{uuid.uuid4().hex[:6]}"
         self.batch_size = batch_size
         self.poll_timeout = poll_timeout
         self.profile_path = profile_path
         self.max_candidates = max_candidates
         self.context = multiprocessing.get_context("spawn")
+        # The hot-path processes read the rest of their settings from the
+        # environment, so an invalid variable is reported before the servers
+        # start instead of as a traceback in a child process.
+        load_job_settings(self._job(self._topic_settings("check"), "check", None))
+
+        self.broker = start_broker(state_dir, broker_port)
+        try:
+            self.redis_server = start_redis(state_dir, redis_port)
+        except BaseException:
+            self.broker.stop()
+            raise
 
     def close(self) -> None:
         """Stop the broker and the redis-server."""
@@ -258,8 +311,13 @@ class Bench:
 
     def topics(self) -> TopicSettings:
         """Create a fresh set of topics and return their names."""
-        stem = uuid.uuid4().hex[:8]
-        topics = TopicSettings(
+        topics = self._topic_settings(uuid.uuid4().hex[:8])
+        create_topics(self.kafka, standard_topics(topics))
+        return topics
+
+    def _topic_settings(self, stem: str) -> TopicSettings:
+        return load_settings(
+            TopicSettings,
             events=f"events-{stem}",
             dead_letters=f"dlq-{stem}",
             catalog=f"catalog-{stem}",
@@ -268,8 +326,6 @@ class Bench:
             models=f"models-{stem}",
             partitions=PARTITIONS,
         )
-        create_topics(self.kafka, standard_topics(topics))
-        return topics
 
     def start(
         self,
@@ -292,22 +348,11 @@ class Bench:
         results = self.context.Queue()
         processes = []
         for instance in range(instances):
-            job = HotPathJob(
-                bootstrap=self.kafka.bootstrap,
-                redis_url=self.redis_url,
-                key_prefix=self.key_prefix,
-                topics=topics.model_dump(),
-                group_id=group_id,
-                batch_size=self.batch_size,
-                poll_timeout_seconds=self.poll_timeout,
-                # A fresh checkpoint folder per process and run keeps them
-                # independent.
-                checkpoint_dir=str(
-                    self.state_dir / f"checkpoints-{uuid.uuid4().hex[:6]}"
-                ),
-                artifact_dir=artifact_dir,
-                profile_path=self.profile_path if profile and instance == 0 else None,
-                max_candidates=self.max_candidates,
+            job = self._job(
+                topics,
+                group_id,
+                artifact_dir,
+                self.profile_path if profile and instance == 0 else None,
             )
             process = self.context.Process(
                 target=run_hotpath, args=(job, stop, results)
@@ -315,6 +360,29 @@ class Bench:
             process.start()
             processes.append(process)
         return HotPathHandle(tuple(processes), stop, results)
+
+    def _job(
+        self,
+        topics: TopicSettings,
+        group_id: str,
+        artifact_dir: str | None,
+        profile_path: str | None = None,
+    ) -> HotPathJob:
+        return HotPathJob(
+            bootstrap=self.kafka.bootstrap,
+            redis_url=self.redis_url,
+            key_prefix=self.key_prefix,
+            topics=topics.model_dump(),
+            group_id=group_id,
+            batch_size=self.batch_size,
+            poll_timeout_seconds=self.poll_timeout,
+            # A fresh checkpoint folder per process and run keeps them
+            # independent.
+            checkpoint_dir=str(self.state_dir / f"checkpoints-{uuid.uuid4().hex[:6]}"),
+            artifact_dir=artifact_dir,
+            profile_path=profile_path,
+            max_candidates=self.max_candidates,
+        )
 
     def finish(self, handle: HotPathHandle) -> dict[str, Any]:
         """Stop the hot-path processes and return their stage costs, summed.

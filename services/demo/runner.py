@@ -43,7 +43,13 @@ from services.evaluation.consumer import read_topics
 from services.evaluation.prequential import PrequentialEvaluator
 from services.evaluation.report import summary_lines, write_report
 from services.evaluation.settings import EvaluationSettings
-from services.infra import LocalServer, find_free_port, start_broker, start_redis
+from services.infra import (
+    LocalServer,
+    find_free_port,
+    find_free_ports,
+    start_broker,
+    start_redis,
+)
 from services.replay.datasets import load_dataset
 from services.replay.generated import generate_catalog
 from services.replay.replayer import Replayer, verify_replay_topics
@@ -68,9 +74,31 @@ class DemoRun:
     limit: int | None = None
 
 
+@dataclass(frozen=True)
+class _PipelineSettings:
+    """Settings that the demo itself uses, aimed at the servers it starts."""
+
+    kafka: KafkaSettings
+    redis: RedisSettings
+    topics: TopicSettings
+    replay: ReplaySettings
+    evaluation: EvaluationSettings
+
+
 def run_demo(run: DemoRun, settings: DemoSettings) -> int:
-    """Run the demo end to end and return the process exit status."""
+    """Run the demo end to end and return the process exit status.
+
+    Raises:
+        InvalidSettingsError: a ``CARTWHEEL_*`` variable that the demo reads
+            is invalid. Nothing has been cleared or started then.
+    """
     state_dir = settings.state_dir.resolve()
+    broker_port, redis_port = find_free_ports(2)
+    pipeline = _load_pipeline_settings(
+        LocalServer.tansu(state_dir, broker_port).address,
+        LocalServer.redis(state_dir, redis_port).address,
+    )
+
     # Every run starts from empty servers, so state that an earlier run left
     # (online-model checkpoints, ranker artifacts, feedback files) would
     # let the models start out knowing the events they are about to see.
@@ -78,11 +106,11 @@ def run_demo(run: DemoRun, settings: DemoSettings) -> int:
         shutil.rmtree(state_dir / leftover, ignore_errors=True)
     state_dir.mkdir(parents=True, exist_ok=True)
     _say(f"starting a broker and redis-server under {state_dir}")
-    broker = start_broker(state_dir, find_free_port())
+    broker = start_broker(state_dir, broker_port)
     redis_server: LocalServer | None = None
     try:
-        redis_server = start_redis(state_dir, find_free_port())
-        return _run_pipeline(run, settings, state_dir, broker, redis_server)
+        redis_server = start_redis(state_dir, redis_port)
+        return _run_pipeline(run, settings, pipeline, state_dir)
     finally:
         if redis_server is not None:
             redis_server.stop()
@@ -90,19 +118,43 @@ def run_demo(run: DemoRun, settings: DemoSettings) -> int:
         _say("stopped the broker and redis-server")
 
 
+def _load_pipeline_settings(
+    broker_address: str, redis_address: str
+) -> _PipelineSettings:
+    """Read the demo's own settings, with the addresses of its servers.
+
+    The demo replaces the bootstrap list, the Redis URL and the evaluator's
+    score_from, so those variables are not read.
+
+    Raises:
+        InvalidSettingsError: a variable that the demo reads is invalid.
+    """
+    kafka = load_settings(KafkaSettings, bootstrap=broker_address)
+    topics = load_settings(TopicSettings)
+    return _PipelineSettings(
+        kafka=kafka,
+        redis=load_settings(RedisSettings, url=SecretStr(f"redis://{redis_address}/0")),
+        topics=topics,
+        replay=load_settings(ReplaySettings, kafka=kafka, topics=topics),
+        # score_from is set once the dataset is split.
+        evaluation=load_settings(
+            EvaluationSettings, kafka=kafka, topics=topics, score_from=None
+        ),
+    )
+
+
 def _run_pipeline(
     run: DemoRun,
     settings: DemoSettings,
+    pipeline: _PipelineSettings,
     state_dir: Path,
-    broker: LocalServer,
-    redis_server: LocalServer,
 ) -> int:
-    kafka = KafkaSettings(bootstrap=broker.address)
-    redis_settings = RedisSettings(url=SecretStr(f"redis://{redis_server.address}/0"))
-    topics = load_settings(TopicSettings)
+    kafka = pipeline.kafka
+    redis_settings = pipeline.redis
+    topics = pipeline.topics
     create_topics(kafka, standard_topics(topics))
 
-    replay_settings = load_settings(ReplaySettings, kafka=kafka, topics=topics)
+    replay_settings = pipeline.replay
     dataset = load_dataset(run.dataset, replay_settings.data_dir, run.path)
     events = dataset.events[: run.limit] if run.limit else dataset.events
     if len(events) < 2:
@@ -172,11 +224,8 @@ def _run_pipeline(
         _say(f"{processed} events turned into slates in {elapsed:.1f} s")
 
         _say("evaluating slates and baselines")
-        evaluation = load_settings(
-            EvaluationSettings,
-            kafka=kafka,
-            topics=topics,
-            score_from=events[split].event_time,
+        evaluation = pipeline.evaluation.model_copy(
+            update={"score_from": events[split].event_time}
         )
         evaluator = PrequentialEvaluator(evaluation)
         read_topics(evaluator, evaluation)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from services.infra.processes import (
     LocalServer,
     find_free_port,
+    find_free_ports,
     start_broker,
     start_redis,
     tansu_binary,
@@ -13,6 +14,7 @@ from services.infra.processes import (
 __all__ = [
     "LocalServer",
     "find_free_port",
+    "find_free_ports",
     "start_broker",
     "start_redis",
     "tansu_binary",

@@ -15,7 +15,6 @@ from enum import StrEnum
 from urllib.parse import urlsplit
 
 from services.common.kafka import is_listening, wait_for_broker
-from services.common.settings import KafkaSettings
 from services.infra.processes import LocalServer, start_broker, start_redis
 from services.infra.settings import InfraSettings
 
@@ -86,12 +85,10 @@ class InfraManager:
         """
         if not self._settings.is_kafka_external:
             start_broker(self._settings.state_dir, self._settings.kafka_port)
-        wait_for_broker(
-            KafkaSettings(bootstrap=self.kafka_bootstrap)
-            if not self._settings.is_kafka_external
-            else self._settings.kafka,
-            timeout_seconds=_BROKER_READY_TIMEOUT_SECONDS,
+        kafka = self._settings.kafka.model_copy(
+            update={"bootstrap": self.kafka_bootstrap}
         )
+        wait_for_broker(kafka, timeout_seconds=_BROKER_READY_TIMEOUT_SECONDS)
         if not self._settings.is_redis_external:
             start_redis(self._settings.state_dir, self._settings.redis_port)
         return self.status()

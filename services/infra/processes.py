@@ -14,6 +14,7 @@ import signal
 import socket
 import subprocess
 import time
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +24,7 @@ from services.common.settings import child_environment
 __all__ = [
     "LocalServer",
     "find_free_port",
+    "find_free_ports",
     "start_broker",
     "start_redis",
     "tansu_binary",
@@ -118,6 +120,22 @@ def find_free_port(host: str = "127.0.0.1") -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((host, 0))
         return int(sock.getsockname()[1])
+
+
+def find_free_ports(count: int, host: str = "127.0.0.1") -> list[int]:
+    """Return ``count`` distinct TCP ports on ``host`` that nothing listens on now.
+
+    Each socket stays bound until all are, so no port is returned twice.
+    """
+    ports = []
+    with ExitStack() as stack:
+        for _ in range(count):
+            sock = stack.enter_context(
+                socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            )
+            sock.bind((host, 0))
+            ports.append(int(sock.getsockname()[1]))
+    return ports
 
 
 def tansu_binary() -> Path:

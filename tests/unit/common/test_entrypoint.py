@@ -11,7 +11,7 @@ from services.common.errors import (
     InvalidSettingsError,
     TopicMissingError,
 )
-from services.infra import find_free_port
+from services.infra import LocalServer, find_free_port
 from tests.entry_points import environment_without_settings, run_module
 
 # Each entry point, the program name its error line starts with, and one
@@ -94,6 +94,95 @@ def test_hotpath_stage_setting_checked_before_broker(
     assert f"{variable}='eighty'" in last_line
     assert "expected" in last_line
     assert "Kafka broker" not in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+# Variables that ``cartwheel demo`` reads itself, besides those of its children.
+DEMO_VARIABLES = [
+    "CARTWHEEL_KAFKA_SECURITY_PROTOCOL",
+    "CARTWHEEL_REDIS_KEY_PREFIX",
+    "CARTWHEEL_TOPIC_PARTITIONS",
+    "CARTWHEEL_EVALUATION_SESSION_GAP_SECONDS",
+]
+
+
+@pytest.mark.parametrize("variable", DEMO_VARIABLES)
+def test_demo_rejects_setting_before_servers(variable: str, tmp_path: Path) -> None:
+    environment = _isolated_environment(tmp_path)
+    environment[variable] = "has space"
+
+    result = run_module("services.demo", environment, "--limit", "10")
+
+    lines = result.stderr.splitlines()
+    assert result.returncode == 2, result.stderr
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("cartwheel: error: invalid setting ")
+    assert f"{variable}='has space'" in lines[0]
+    assert "expected" in lines[0]
+    assert not (tmp_path / "demo" / "tansu.pid").exists()
+
+
+def test_infra_up_rejects_kafka_setting(
+    tmp_path: Path,
+) -> None:
+    environment = environment_without_settings()
+    kafka_port, redis_port = find_free_port(), find_free_port()
+    environment.update(
+        {
+            "CARTWHEEL_INFRA_STATE_DIR": str(tmp_path),
+            "CARTWHEEL_INFRA_KAFKA_PORT": str(kafka_port),
+            "CARTWHEEL_INFRA_REDIS_PORT": str(redis_port),
+            "CARTWHEEL_KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
+            "CARTWHEEL_KAFKA_SASL_MECHANISM": "PLAIN",
+            "CARTWHEEL_KAFKA_SASL_USERNAME": "shop",
+        }
+    )
+
+    try:
+        result = run_module("services.cli", environment, "infra", "up")
+    finally:
+        # Stop any server that a start-up without the check left running.
+        LocalServer.tansu(tmp_path, kafka_port).stop()
+        LocalServer.redis(tmp_path, redis_port).stop()
+
+    lines = result.stderr.splitlines()
+    assert result.returncode == 2, result.stderr
+    assert lines == [
+        "cartwheel: error: invalid setting CARTWHEEL_KAFKA_SASL_PASSWORD "
+        "(not set): expected a non-empty password when "
+        "CARTWHEEL_KAFKA_SECURITY_PROTOCOL is SASL_SSL"
+    ]
+    assert result.stdout == ""
+
+
+@pytest.mark.parametrize(
+    "variable",
+    ["CARTWHEEL_KAFKA_SECURITY_PROTOCOL", "CARTWHEEL_HOTPATH_GC_THRESHOLD"],
+)
+def test_bench_rejects_setting_before_servers(variable: str, tmp_path: Path) -> None:
+    environment = _isolated_environment(tmp_path)
+    environment[variable] = "eighty"
+
+    result = run_module(
+        "services.cli",
+        environment,
+        "bench",
+        "--events",
+        "10",
+        "--warmup-events",
+        "0",
+        "--report",
+        str(tmp_path / "bench"),
+    )
+
+    lines = result.stderr.splitlines()
+    errors = [line for line in lines if line.startswith("cartwheel: error:")]
+    assert result.returncode == 2, result.stderr
+    assert len(errors) == 1, result.stderr
+    assert errors[0].startswith("cartwheel: error: invalid setting ")
+    assert f"{variable}='eighty'" in errors[0]
+    assert lines[-1] == errors[0]
+    assert "broker on" not in result.stderr
     assert "Traceback" not in result.stderr
 
 
