@@ -1,8 +1,8 @@
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pydantic import BaseModel, Field
@@ -553,15 +553,20 @@ def test_unusable_ca_location_is_rejected(
     assert f"CARTWHEEL_KAFKA_SSL_CA_LOCATION={value!r}: {reason};" in str(caught.value)
 
 
-@pytest.mark.skipif(
-    os.geteuid() == 0, reason="root reads a file whatever its permissions"
-)
 def test_unreadable_ca_file_is_rejected(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
+    # Root reads a file whatever its mode, so the denied open is simulated.
     ca_file = tmp_path / "ca.pem"
     ca_file.write_text("not read\n")
-    ca_file.chmod(0)
+    real_open = Path.open
+
+    def denied_open(path: Path, *args: Any, **kwargs: Any) -> Any:
+        if path == ca_file:
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "open", denied_open)
     monkeypatch.setenv("CARTWHEEL_KAFKA_SECURITY_PROTOCOL", "SSL")
     monkeypatch.setenv("CARTWHEEL_KAFKA_SSL_CA_LOCATION", str(ca_file))
 
