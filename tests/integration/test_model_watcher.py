@@ -93,6 +93,18 @@ def _uri(registry: ModelRegistry, metadata: ArtifactMetadata) -> str:
     return str(registry.path_of(metadata.model_version))
 
 
+def _announced_topic(
+    kafka_settings: KafkaSettings,
+    make_topic: Callable[..., str],
+    registry: ModelRegistry,
+    metadata: ArtifactMetadata,
+) -> str:
+    """Return a new models topic on which ``metadata`` is already announced."""
+    topic = make_topic("models", partitions=1, is_compacted=True)
+    ModelAnnouncer(kafka_settings, topic).announce(metadata, _uri(registry, metadata))
+    return topic
+
+
 def _hang(path: Path) -> None:
     """Replace a file with a FIFO, whose open() blocks like a hung volume."""
     path.unlink()
@@ -287,8 +299,7 @@ def test_watcher_falls_back_past_hung_metadata(
     good, stuck = _save_versions(registry, 2)
     metadata = registry.path_of(stuck.model_version) / "metadata.json"
     _hang(metadata)
-    topic = make_topic("models", partitions=1, is_compacted=True)
-    ModelAnnouncer(kafka_settings, topic).announce(stuck, _uri(registry, stuck))
+    topic = _announced_topic(kafka_settings, make_topic, registry, stuck)
     watcher = ModelWatcher(kafka_settings, topic, "ranker", load_timeout_seconds=0.5)
     watcher.start()
 
@@ -417,8 +428,7 @@ def test_watcher_uses_late_load_on_fresh_start(
     weights = registry.path_of(late.model_version) / "weights.safetensors"
     content = weights.read_bytes()
     _hang(weights)
-    topic = make_topic("models", partitions=1, is_compacted=True)
-    ModelAnnouncer(kafka_settings, topic).announce(late, _uri(registry, late))
+    topic = _announced_topic(kafka_settings, make_topic, registry, late)
     watcher = ModelWatcher(kafka_settings, topic, "ranker", load_timeout_seconds=0.5)
     watcher.start()
 
@@ -454,8 +464,7 @@ def test_watcher_retries_newest_after_late_failure(
                 raise OSError("stale file handle")
         return load_ranker(announcement)
 
-    topic = make_topic("models", partitions=1, is_compacted=True)
-    ModelAnnouncer(kafka_settings, topic).announce(newest, _uri(registry, newest))
+    topic = _announced_topic(kafka_settings, make_topic, registry, newest)
     watcher = ModelWatcher(
         kafka_settings, topic, "ranker", loader=loader, load_timeout_seconds=0.5
     )
@@ -488,8 +497,7 @@ def test_watcher_retries_failed_version_after_delay(
                 raise OSError("no such file: the volume is not mounted yet")
         return load_ranker(announcement)
 
-    topic = make_topic("models", partitions=1, is_compacted=True)
-    ModelAnnouncer(kafka_settings, topic).announce(newest, _uri(registry, newest))
+    topic = _announced_topic(kafka_settings, make_topic, registry, newest)
     watcher = ModelWatcher(
         kafka_settings, topic, "ranker", loader=loader, retry_seconds=0.5
     )
@@ -529,8 +537,7 @@ def test_watcher_leaves_loaded_newest_version_alone(
         loads.append(announcement.model_version)
         return load_ranker(announcement)
 
-    topic = make_topic("models", partitions=1, is_compacted=True)
-    ModelAnnouncer(kafka_settings, topic).announce(only, _uri(registry, only))
+    topic = _announced_topic(kafka_settings, make_topic, registry, only)
     watcher = ModelWatcher(
         kafka_settings, topic, "ranker", loader=loader, retry_seconds=0.2
     )
