@@ -24,9 +24,11 @@ import redis
 from confluent_kafka import Consumer, KafkaError
 from prometheus_client.parser import text_string_to_metric_families
 from pydantic import SecretStr
+from pydantic_settings import BaseSettings
 from tqdm import tqdm
 
 from models.registry import ModelAnnouncement
+from services.api.settings import ApiSettings
 from services.common.errors import InfrastructureError
 from services.common.kafka import consumer_config, create_topics, standard_topics
 from services.common.retrain import request_retrain
@@ -43,6 +45,9 @@ from services.evaluation.consumer import read_topics
 from services.evaluation.prequential import PrequentialEvaluator
 from services.evaluation.report import summary_lines, write_report
 from services.evaluation.settings import EvaluationSettings
+from services.features.settings import CatalogSettings
+from services.feedback.settings import FeedbackSettings
+from services.hotpath.settings import HotPathSettings
 from services.infra import (
     LocalServer,
     find_free_port,
@@ -50,10 +55,13 @@ from services.infra import (
     start_broker,
     start_redis,
 )
+from services.learner.settings import LearnerSettings
 from services.replay.datasets import load_dataset
 from services.replay.generated import generate_catalog
 from services.replay.replayer import Replayer, verify_replay_topics
 from services.replay.settings import Settings as ReplaySettings
+from services.scorer.settings import ScorerSettings
+from services.trainer.settings import TrainerSettings
 
 __all__ = ["DemoRun", "run_demo"]
 
@@ -63,6 +71,17 @@ _MODEL_NAME = "ranker"
 
 # Sub-folders of the state folder that belong to one run.
 _RUN_STATE = ("learner", "models", "feedback", "logs")
+
+# The settings that the demo's child services load, each from its variables.
+_SERVICE_SETTINGS: tuple[type[BaseSettings], ...] = (
+    CatalogSettings,
+    HotPathSettings,
+    LearnerSettings,
+    ScorerSettings,
+    TrainerSettings,
+    FeedbackSettings,
+    ApiSettings,
+)
 
 
 @dataclass(frozen=True)
@@ -90,7 +109,8 @@ def run_demo(run: DemoRun, settings: DemoSettings) -> int:
 
     Raises:
         InvalidSettingsError: a ``CARTWHEEL_*`` variable that the demo reads
-            is invalid. Nothing has been cleared or started then.
+            is invalid, its own or a child service's. Nothing has been cleared
+            or started then.
     """
     state_dir = settings.state_dir.resolve()
     broker_port, redis_port = find_free_ports(2)
@@ -98,6 +118,7 @@ def run_demo(run: DemoRun, settings: DemoSettings) -> int:
         LocalServer.tansu(state_dir, broker_port).address,
         LocalServer.redis(state_dir, redis_port).address,
     )
+    _check_service_settings(pipeline, state_dir)
 
     # Every run starts from empty servers, so state that an earlier run left
     # (online-model checkpoints, ranker artifacts, feedback files) would
@@ -141,6 +162,36 @@ def _load_pipeline_settings(
             EvaluationSettings, kafka=kafka, topics=topics, score_from=None
         ),
     )
+
+
+def _check_service_settings(pipeline: _PipelineSettings, state_dir: Path) -> None:
+    """Load every child service's settings as the child will, before any server.
+
+    A child reads this process's environment with the values that the demo
+    sets for it, so the same values are passed in here as overrides. An
+    invalid variable then stops the demo with one line instead of a child
+    that exits after the servers started.
+
+    Raises:
+        InvalidSettingsError: a variable that a child service reads is invalid.
+    """
+    environment = _service_environment(pipeline.kafka, pipeline.redis, state_dir, 0)
+    shared = {
+        "kafka": pipeline.kafka,
+        "redis": pipeline.redis,
+        "topics": pipeline.topics,
+    }
+    for settings_class in _SERVICE_SETTINGS:
+        prefix = str(settings_class.model_config.get("env_prefix", ""))
+        fields = settings_class.model_fields
+        overrides: dict[str, object] = {
+            name: value for name, value in shared.items() if name in fields
+        }
+        for variable, value in environment.items():
+            name = variable.removeprefix(prefix).lower()
+            if variable.startswith(prefix) and name in fields:
+                overrides[name] = value
+        load_settings(settings_class, **overrides)
 
 
 def _run_pipeline(

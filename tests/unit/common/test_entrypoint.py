@@ -97,12 +97,20 @@ def test_hotpath_stage_setting_checked_before_broker(
     assert "Traceback" not in result.stderr
 
 
-# Variables that ``cartwheel demo`` reads itself, besides those of its children.
+# Variables that ``cartwheel demo`` reads itself, then one of each child
+# service, which the demo checks before it starts its servers.
 DEMO_VARIABLES = [
     "CARTWHEEL_KAFKA_SECURITY_PROTOCOL",
     "CARTWHEEL_REDIS_KEY_PREFIX",
     "CARTWHEEL_TOPIC_PARTITIONS",
     "CARTWHEEL_EVALUATION_SESSION_GAP_SECONDS",
+    "CARTWHEEL_FEATURES_BATCH_SIZE",
+    "CARTWHEEL_HOTPATH_BATCH_SIZE",
+    "CARTWHEEL_LEARNER_MAX_RESOLUTIONS_PER_EVENT",
+    "CARTWHEEL_SCORER_CANDIDATES__MAX_CANDIDATES",
+    "CARTWHEEL_TRAINER_LOCK_TTL_SECONDS",
+    "CARTWHEEL_FEEDBACK_BATCH_SIZE",
+    "CARTWHEEL_API_INGEST_TIMEOUT_SECONDS",
 ]
 
 
@@ -120,6 +128,23 @@ def test_demo_rejects_setting_before_servers(variable: str, tmp_path: Path) -> N
     assert f"{variable}='has space'" in lines[0]
     assert "expected" in lines[0]
     assert not (tmp_path / "demo" / "tansu.pid").exists()
+
+
+def test_demo_leaves_variables_it_sets_to_itself(tmp_path: Path) -> None:
+    # The demo gives its children their ports, so these values never reach
+    # a child; the run fails later, on the missing dataset path.
+    environment = _isolated_environment(tmp_path)
+    environment["CARTWHEEL_API_PORT"] = "has space"
+    environment["CARTWHEEL_TRAINER_EPOCHS"] = "has space"
+
+    result = run_module(
+        "services.demo", environment, "--path", str(tmp_path / "missing.csv")
+    )
+
+    assert result.returncode == 1, result.stderr
+    assert "dataset path" in result.stderr
+    assert "CARTWHEEL_API_PORT" not in result.stderr
+    assert "CARTWHEEL_TRAINER_EPOCHS" not in result.stderr
 
 
 def test_infra_up_rejects_kafka_setting(
