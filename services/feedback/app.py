@@ -11,6 +11,12 @@ so one worker sees one user's events in the order they were produced. Slates
 and events of one user may interleave in any order, and the join gives the same
 counts either way.
 
+Redis outages: a batch that fails in Redis is applied again with a backoff
+(``CARTWHEEL_FEEDBACK_RETRY_INITIAL_SECONDS`` doubling up to
+``CARTWHEEL_FEEDBACK_RETRY_MAX_SECONDS``) until it succeeds or the worker
+stops, so no offset is committed past a message that was not applied. A
+failed ratio export keeps the gauges as they were until the next one.
+
 Malformed input: a message that is not a valid slate or event is counted in
 ``cartwheel_feedback_messages_total{outcome="invalid"}``, logged with its
 topic, partition and offset, and skipped. The hot path dead-letters invalid
@@ -40,7 +46,7 @@ from services.common.settings import KafkaSettings
 from services.feedback import metrics
 from services.feedback.reader import outcome_counts, outcome_ratios
 from services.feedback.settings import FeedbackSettings
-from services.feedback.tables import FeedbackTables
+from services.feedback.tables import Applied, FeedbackTables
 
 __all__ = ["FeedbackProcessor", "create_app", "faust_credentials"]
 
@@ -72,7 +78,7 @@ class FeedbackProcessor:
             if record is not None:
                 records.append(record)
         started = time.perf_counter()
-        applied = await self._get_tables().apply(records)
+        applied = await self._apply_until_done(records)
         metrics.BATCH_SECONDS.observe(time.perf_counter() - started)
         metrics.MESSAGES.labels("duplicate").inc(applied.duplicates)
         for credit in applied.credits:
@@ -81,8 +87,42 @@ class FeedbackProcessor:
             ).inc()
         return len(applied.credits)
 
+    async def _apply_until_done(self, records: Sequence[Slate | Event]) -> Applied:
+        # Each message's effects are applied atomically and remembered by id,
+        # so applying a batch again after a failure counts nothing twice in
+        # Redis. Outcomes of messages applied before the failure were not
+        # returned, so cartwheel_feedback_outcomes_total misses them; the
+        # ratio gauges, read from Redis, do not.
+        delay = self._settings.retry_initial_seconds
+        while True:
+            try:
+                return await self._get_tables().apply(records)
+            except redis.exceptions.RedisError as exc:
+                metrics.REDIS_RETRIES.labels("batch").inc()
+                logger.warning(
+                    "redis failed, retrying batch delay_seconds=%.2f error=%s",
+                    delay,
+                    exc,
+                )
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, self._settings.retry_max_seconds)
+
     def export_ratios(self) -> None:
-        """Recompute the outcome-ratio gauges from the counts in Redis (blocking)."""
+        """Recompute the outcome-ratio gauges from the counts in Redis (blocking).
+
+        When Redis fails, the gauges keep their values until the next export.
+        """
+        try:
+            self._export_ratios()
+        except redis.exceptions.RedisError as exc:
+            metrics.REDIS_RETRIES.labels("ratio_export").inc()
+            logger.warning(
+                "redis failed, ratio gauges keep their values until the next "
+                "export error=%s",
+                exc,
+            )
+
+    def _export_ratios(self) -> None:
         since = datetime.now(UTC) - timedelta(
             seconds=self._settings.ratio_lookback_seconds
         )

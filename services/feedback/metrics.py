@@ -13,6 +13,7 @@ __all__ = [
     "MESSAGES",
     "OUTCOMES",
     "OUTCOME_RATIO",
+    "REDIS_RETRIES",
 ]
 
 MESSAGES = Counter(
@@ -39,4 +40,11 @@ BATCH_SECONDS = Histogram(
     "cartwheel_feedback_batch_seconds",
     "Time to apply one batch of slates and events in Redis.",
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+)
+
+REDIS_RETRIES = Counter(
+    "cartwheel_feedback_redis_retries_total",
+    "Redis failures of the feedback app, each followed by a retry: of a batch "
+    "(its offsets wait until it is applied) or of the ratio export.",
+    ["operation"],
 )

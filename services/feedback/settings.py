@@ -60,6 +60,15 @@ class FeedbackSettings(BaseSettings):
         le=600,
         description="seconds between offset commits; what a crash redelivers",
     )
+    retry_initial_seconds: float = Field(
+        default=0.2, gt=0.0, le=60.0, description="first backoff after a Redis failure"
+    )
+    retry_max_seconds: float = Field(
+        default=5.0,
+        gt=0.0,
+        le=600.0,
+        description="maximum backoff between retries of a batch, in seconds",
+    )
     ratio_lookback_seconds: int = Field(
         default=3600, ge=60, description="span of the exported outcome ratios"
     )

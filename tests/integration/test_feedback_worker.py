@@ -26,6 +26,7 @@ from services.common.settings import KafkaSettings, RedisSettings
 from services.feedback.reader import OutcomeKey, outcome_counts
 from services.feedback.tables import Outcome
 from services.infra import find_free_port
+from tests.persistent_redis import PersistentRedis
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -280,3 +281,48 @@ def test_worker_exports_outcomes_to_prometheus(
     labels = f'model_version="{VERSION}",outcome="hit",surface="products"'
     assert f"cartwheel_feedback_outcomes_total{{{labels}}} 3.0" in text
     assert f"cartwheel_feedback_outcome_ratio{{{labels}}} 1.0" in text
+
+
+@pytest.fixture
+def own_redis(tmp_path: Path) -> Iterator[PersistentRedis]:
+    server = PersistentRedis(tmp_path / "redis")
+    server.directory.mkdir()
+    server.start()
+    yield server
+    if server.process is not None and server.process.poll() is None:
+        server.stop()
+
+
+def test_worker_retries_through_redis_outage(
+    worker: FeedbackWorker,
+    own_redis: PersistentRedis,
+    kafka_settings: KafkaSettings,
+    names: dict[str, str],
+) -> None:
+    worker.env["CARTWHEEL_REDIS_URL"] = own_redis.url
+    worker.env["CARTWHEEL_FEEDBACK_RETRY_INITIAL_SECONDS"] = "0.1"
+    worker.env["CARTWHEEL_FEEDBACK_RETRY_MAX_SECONDS"] = "0.5"
+    prefix = worker.env["CARTWHEEL_REDIS_KEY_PREFIX"]
+    client = redis.Redis.from_url(own_redis.url)
+    producer = Producer(producer_config(kafka_settings, linger_ms=1))
+    worker.start()
+    publish_round(producer, names, 0, USERS)
+    wait_for_counts(client, prefix, expected_counts(1, USERS), worker)
+
+    own_redis.stop()
+    publish_round(producer, names, 1, USERS)
+    deadline = time.monotonic() + 30
+    while "retrying batch" not in worker.log() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    time.sleep(2.0)
+    exit_during_outage = worker.process.poll() if worker.process else None
+    own_redis.start()
+    counts = wait_for_counts(client, prefix, expected_counts(2, USERS), worker)
+    worker.stop(signal.SIGTERM)
+    client.close()
+
+    assert exit_during_outage is None
+    assert "redis failed, retrying batch" in worker.log()
+    assert counts == expected_counts(2, USERS)
+    assert worker.process is not None
+    assert worker.process.returncode == 0

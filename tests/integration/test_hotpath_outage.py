@@ -7,9 +7,6 @@ persistence would. The session's redis-server is not touched.
 
 from __future__ import annotations
 
-import shutil
-import socket
-import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -26,66 +23,13 @@ from services.common.settings import KafkaSettings, RedisSettings, TopicSettings
 from services.hotpath import metrics
 from services.hotpath.__main__ import build_consumer
 from services.hotpath.settings import HotPathSettings
-from services.infra import find_free_port
 from services.replay.datasets import COMMITTED_DATA_DIR, load_dataset
+from tests.persistent_redis import PersistentRedis
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 EVENT_COUNT = 3000
 OUTAGE_SECONDS = 4.0
-
-
-class PersistentRedis:
-    """A redis-server on a free port that keeps its data across restarts."""
-
-    def __init__(self, directory: Path) -> None:
-        self.directory = directory
-        self.port = find_free_port()
-        self.process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        executable = shutil.which("redis-server")
-        assert executable is not None, "redis-server is not installed"
-        self.process = subprocess.Popen(
-            [
-                executable,
-                "--bind",
-                "127.0.0.1",
-                "--port",
-                str(self.port),
-                "--save",
-                "",
-                "--appendonly",
-                "yes",
-                "--appendfsync",
-                "always",
-                "--dir",
-                str(self.directory),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + 20
-        while not _is_listening(self.port):
-            assert time.monotonic() < deadline, "redis-server did not start"
-            time.sleep(0.02)
-
-    def stop(self) -> None:
-        assert self.process is not None
-        self.process.terminate()
-        self.process.wait(20)
-
-
-def _is_listening(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-            return True
-    except OSError:
-        return False
 
 
 @pytest.fixture
