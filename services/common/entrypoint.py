@@ -1,11 +1,12 @@
 """Exit statuses and one-line reports for errors that the operator must fix.
 
 The ``cartwheel`` command and every ``python -m services.<name>`` entry point
-report an invalid setting, an unreachable broker or Redis, a missing topic and
-a Kafka client failure the same way: one line ``<program>: error: <message>``
-on stderr, no traceback, and exit status 2. The messages already name the
-variable, the value and the expected form, so a traceback would only hide them.
-Any other exception still ends with a traceback, since it is a bug.
+report an invalid setting, an unreachable broker or Redis, a missing topic, a
+Kafka client failure and a Redis connection failure the same way: one line
+``<program>: error: <message>`` on stderr, no traceback, and exit status 2.
+The messages already name the variable, the value and the expected form, so a
+traceback would only hide them. Any other exception still ends with a
+traceback, since it is a bug.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 
+import redis
 from confluent_kafka import KafkaException
 
 from services.common.errors import (
@@ -36,6 +38,8 @@ ENVIRONMENT_ERRORS: tuple[type[Exception], ...] = (
     InfrastructureError,
     TopicMissingError,
     KafkaException,
+    redis.exceptions.ConnectionError,
+    redis.exceptions.TimeoutError,
 )
 
 ENVIRONMENT_ERROR_STATUS = 2
@@ -50,10 +54,17 @@ def report_environment_error(program: str, exc: Exception) -> int:
     """Write one of :data:`ENVIRONMENT_ERRORS` as one line and return status 2.
 
     A :class:`KafkaException` carries only librdkafka's error, so its message
-    follows ``the Kafka cluster failed:``.
+    follows ``the Kafka cluster failed:``. A Redis connection error names no
+    setting, so its message is followed by the variable to check.
     """
     if isinstance(exc, KafkaException):
         write_error(program, f"the Kafka cluster failed: {exc}")
+    elif isinstance(exc, redis.exceptions.RedisError):
+        write_error(
+            program,
+            f"Redis failed: {str(exc).rstrip('.')}; check CARTWHEEL_REDIS_URL, "
+            "and that its server runs ('cartwheel infra status' for the local one)",
+        )
     else:
         write_error(program, str(exc))
     return ENVIRONMENT_ERROR_STATUS

@@ -3,6 +3,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import redis
 from confluent_kafka import KafkaError, KafkaException
 
 from services.common.entrypoint import run_entry_point
@@ -245,6 +246,24 @@ def test_run_entry_point_reports_kafka_exception(
     assert status == 2
     assert capsys.readouterr().err == (
         f"services.example: error: the Kafka cluster failed: {error}\n"
+    )
+
+
+def test_run_entry_point_reports_redis_connection_error(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    def main() -> None:
+        raise redis.exceptions.ConnectionError(
+            "Error 111 connecting to 127.0.0.1:1. Connection refused."
+        )
+
+    status = run_entry_point("services.example", main)
+
+    assert status == 2
+    assert capsys.readouterr().err == (
+        "services.example: error: Redis failed: Error 111 connecting to "
+        "127.0.0.1:1. Connection refused; check CARTWHEEL_REDIS_URL, and that "
+        "its server runs ('cartwheel infra status' for the local one)\n"
     )
 
 
