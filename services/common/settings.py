@@ -31,6 +31,7 @@ from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 from redis.connection import parse_url
 
+from schemas.recommendations import Surface
 from services.common.errors import InvalidSettingsError
 
 __all__ = [
@@ -253,6 +254,20 @@ def _redis_url_problem(url: str) -> str | None:
     return None
 
 
+# Apache Kafka accepts topic names of at most 249 of these characters.
+_TOPIC_PATTERN = r"^[A-Za-z0-9._-]{1,249}$"
+_TOPIC_FORM = "a Kafka topic name of its own: 1 to 249 letters, digits, '.', '_' or '-'"
+_TOPIC_FIELDS = (
+    "events",
+    "dead_letters",
+    "catalog",
+    "recommendations_prefix",
+    "training_examples",
+    "models",
+)
+_LONGEST_SURFACE_SUFFIX = max((f".{surface.value}" for surface in Surface), key=len)
+
+
 class TopicSettings(BaseSettings):
     """Topic names and partition counts."""
 
@@ -260,12 +275,28 @@ class TopicSettings(BaseSettings):
         env_prefix="CARTWHEEL_TOPIC_", frozen=True, allow_inf_nan=False
     )
 
-    events: str = "events"
-    dead_letters: str = "events.dlq"
-    catalog: str = "catalog"
-    recommendations_prefix: str = "recommendations"
-    training_examples: str = "training-examples"
-    models: str = "models"
+    events: str = Field(
+        default="events", pattern=_TOPIC_PATTERN, description=_TOPIC_FORM
+    )
+    dead_letters: str = Field(
+        default="events.dlq", pattern=_TOPIC_PATTERN, description=_TOPIC_FORM
+    )
+    catalog: str = Field(
+        default="catalog", pattern=_TOPIC_PATTERN, description=_TOPIC_FORM
+    )
+    recommendations_prefix: str = Field(
+        default="recommendations",
+        pattern=rf"^[A-Za-z0-9._-]{{1,{249 - len(_LONGEST_SURFACE_SUFFIX)}}}$",
+        description="the start of the slate topics' names, as in "
+        "PREFIX.products, which no other topic setting names: 1 to "
+        f"{249 - len(_LONGEST_SURFACE_SUFFIX)} letters, digits, '.', '_' or '-'",
+    )
+    training_examples: str = Field(
+        default="training-examples", pattern=_TOPIC_PATTERN, description=_TOPIC_FORM
+    )
+    models: str = Field(
+        default="models", pattern=_TOPIC_PATTERN, description=_TOPIC_FORM
+    )
     partitions: int = Field(
         default=6, ge=1, le=1024, description="an integer from 1 to 1024"
     )
@@ -273,9 +304,36 @@ class TopicSettings(BaseSettings):
         default=1, ge=1, le=16, description="an integer from 1 to 16"
     )
 
+    @field_validator(*_TOPIC_FIELDS)
+    @classmethod
+    def _check_topic_name(cls, value: str, info: ValidationInfo) -> str:
+        # Topics are created and read by name, so two settings naming one
+        # topic would mix its messages (dead letters read back as events).
+        field = str(info.field_name)
+        if value in (".", ".."):
+            raise ValueError(f"'{value}' is not a Kafka topic name")
+        names = _topic_names(field, value)
+        for other, other_value in info.data.items():
+            if other not in _TOPIC_FIELDS or not isinstance(other_value, str):
+                continue
+            shared = sorted(names & _topic_names(other, other_value))
+            if shared:
+                raise ValueError(
+                    f"the topic {shared[0]!r} is also named by "
+                    f"CARTWHEEL_TOPIC_{other.upper()}"
+                )
+        return value
+
     def recommendations(self, surface: str) -> str:
         """Return the topic that carries slates of one surface."""
         return f"{self.recommendations_prefix}.{surface}"
+
+
+def _topic_names(field: str, value: str) -> set[str]:
+    """Return the topics that a topic setting names: one, or one per surface."""
+    if field == "recommendations_prefix":
+        return {f"{value}.{surface.value}" for surface in Surface}
+    return {value}
 
 
 def child_environment(overrides: Mapping[str, str]) -> dict[str, str]:
@@ -477,6 +535,9 @@ def _expected_form(
     form = expected_form(info) if info is not None else ""
     if message.startswith("expected") or not form:
         return message
+    if message.startswith("String should match pattern"):
+        # The form says in words what the regular expression says.
+        return f"expected {form}"
     return f"{message}; expected {form}"
 
 

@@ -637,3 +637,58 @@ def test_blank_checkpoint_key_is_rejected(
         f"invalid setting CARTWHEEL_LEARNER_CHECKPOINT_KEY={key!r}: expected a "
         "non-empty secret, or leave the variable unset"
     )
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("CARTWHEEL_TOPIC_EVENTS", ""),
+        ("CARTWHEEL_TOPIC_EVENTS", "a/b"),
+        ("CARTWHEEL_TOPIC_MODELS", "x" * 250),
+        ("CARTWHEEL_TOPIC_CATALOG", ".."),
+        ("CARTWHEEL_TOPIC_RECOMMENDATIONS_PREFIX", "r" * 239),
+    ],
+)
+def test_invalid_topic_name_is_rejected(
+    monkeypatch: pytest.MonkeyPatch, variable: str, value: str
+) -> None:
+    monkeypatch.setenv(variable, value)
+
+    with pytest.raises(InvalidSettingsError) as caught:
+        load_settings(TopicSettings)
+
+    message = str(caught.value)
+    assert message.startswith(f"invalid setting {variable}={value!r}: ")
+    assert "letters, digits, '.', '_' or '-'" in message
+    assert "should match pattern" not in message
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "other"),
+    [
+        ("CARTWHEEL_TOPIC_DEAD_LETTERS", "events", "CARTWHEEL_TOPIC_EVENTS"),
+        ("CARTWHEEL_TOPIC_MODELS", "catalog", "CARTWHEEL_TOPIC_CATALOG"),
+        (
+            "CARTWHEEL_TOPIC_TRAINING_EXAMPLES",
+            "recommendations.reviews",
+            "CARTWHEEL_TOPIC_RECOMMENDATIONS_PREFIX",
+        ),
+    ],
+)
+def test_topic_named_twice_is_rejected(
+    monkeypatch: pytest.MonkeyPatch, variable: str, value: str, other: str
+) -> None:
+    monkeypatch.setenv(variable, value)
+
+    with pytest.raises(InvalidSettingsError) as caught:
+        load_settings(TopicSettings)
+
+    message = str(caught.value)
+    assert message.startswith(f"invalid setting {variable}={value!r}: ")
+    assert f"the topic {value!r} is also named by {other}" in message
+
+
+def test_default_topic_names_load() -> None:
+    topics = TopicSettings()
+
+    assert topics.recommendations("products") == "recommendations.products"
