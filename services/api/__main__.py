@@ -7,7 +7,7 @@ import sys
 
 from services.api.server import serve
 from services.api.settings import ApiSettings
-from services.common.entrypoint import run_entry_point
+from services.common.entrypoint import parse_service_arguments, run_entry_point
 from services.common.logging import configure_logging
 from services.common.settings import load_settings, masked_settings
 
@@ -23,4 +23,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    parse_service_arguments("services.api", __doc__)
     sys.exit(run_entry_point("services.api", main))

@@ -11,8 +11,9 @@ traceback, since it is a bug.
 
 from __future__ import annotations
 
+import argparse
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import redis
 from confluent_kafka import KafkaException
@@ -26,6 +27,7 @@ from services.common.errors import (
 __all__ = [
     "ENVIRONMENT_ERRORS",
     "ENVIRONMENT_ERROR_STATUS",
+    "parse_service_arguments",
     "report_environment_error",
     "run_entry_point",
     "write_error",
@@ -88,3 +90,29 @@ def run_entry_point(program: str, main: Callable[[], object]) -> int:
     except ENVIRONMENT_ERRORS as exc:
         return report_environment_error(program, exc)
     return 0
+
+
+def parse_service_arguments(
+    program: str, docstring: str | None, arguments: Sequence[str] | None = None
+) -> None:
+    """Answer ``--help`` and reject any other argument of a service entry point.
+
+    A service reads every setting from the environment, so an argument is a
+    mistake; without this check ``--help`` would start the service.
+
+    Args:
+        program: the module, such as ``services.hotpath``.
+        docstring: the module's docstring; its first paragraph describes it.
+        arguments: the command-line arguments; ``sys.argv[1:]`` by default.
+
+    Raises:
+        SystemExit: with status 0 after ``--help``, 2 after any other argument.
+    """
+    summary = (docstring or "").split("\n\n")[0].replace("``", "").strip()
+    parser = argparse.ArgumentParser(
+        prog=f"python -m {program}",
+        description=summary,
+        epilog="Every setting is an environment variable (CARTWHEEL_*); "
+        "'cartwheel config' lists them with their defaults.",
+    )
+    parser.parse_args(arguments)

@@ -12,7 +12,7 @@ import sys
 import redis
 from confluent_kafka import Consumer, Producer
 
-from services.common.entrypoint import run_entry_point
+from services.common.entrypoint import parse_service_arguments, run_entry_point
 from services.common.kafka import (
     TopicSpec,
     consumer_config,
@@ -70,4 +70,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    parse_service_arguments("services.features", __doc__)
     sys.exit(run_entry_point("services.features", main))

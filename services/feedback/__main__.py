@@ -8,7 +8,7 @@ import sys
 import faust
 
 from schemas.recommendations import Surface
-from services.common.entrypoint import run_entry_point
+from services.common.entrypoint import parse_service_arguments, run_entry_point
 from services.common.kafka import TopicSpec, verify_topics
 from services.common.lifecycle import ensure_writable_directory, serve_metrics
 from services.common.logging import configure_logging
@@ -65,4 +65,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    parse_service_arguments("services.feedback", __doc__)
     sys.exit(run_entry_point("services.feedback", main))

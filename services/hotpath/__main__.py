@@ -18,7 +18,7 @@ from confluent_kafka import Consumer, Producer
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from services.common.entrypoint import run_entry_point
+from services.common.entrypoint import parse_service_arguments, run_entry_point
 from services.common.errors import InvalidSettingsError
 from services.common.kafka import (
     TopicSpec,
@@ -196,4 +196,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    parse_service_arguments("services.hotpath", __doc__)
     sys.exit(run_entry_point("services.hotpath", main))

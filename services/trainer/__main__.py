@@ -13,7 +13,7 @@ import redis
 import torch
 
 from models.registry import ModelRegistry
-from services.common.entrypoint import run_entry_point
+from services.common.entrypoint import parse_service_arguments, run_entry_point
 from services.common.kafka import TopicSpec, verify_topics
 from services.common.lifecycle import (
     ensure_writable_directory,
@@ -102,4 +102,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    parse_service_arguments("services.trainer", __doc__)
     sys.exit(run_entry_point("services.trainer", main))

@@ -6,7 +6,7 @@ import pytest
 import redis
 from confluent_kafka import KafkaError, KafkaException
 
-from services.common.entrypoint import run_entry_point
+from services.common.entrypoint import parse_service_arguments, run_entry_point
 from services.common.errors import (
     BrokerUnreachableError,
     InvalidSettingsError,
@@ -282,3 +282,48 @@ def test_run_entry_point_propagates_other_errors() -> None:
 
     with pytest.raises(RuntimeError, match="a bug"):
         run_entry_point("services.example", main)
+
+
+SERVICES = [
+    "services.api",
+    "services.features",
+    "services.feedback",
+    "services.hotpath",
+    "services.trainer",
+]
+
+
+@pytest.mark.parametrize("module", SERVICES)
+def test_service_help_starts_nothing(module: str, tmp_path: Path) -> None:
+    # The settings point at closed ports, so a service that started anyway
+    # would fail with an error instead of printing the usage.
+    result = run_module(module, _isolated_environment(tmp_path), "--help")
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith(f"usage: python -m {module} [-h]")
+    assert "CARTWHEEL_" in result.stdout
+    assert result.stderr == ""
+
+
+def test_service_arguments_describe_module(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    docstring = "Run x: ``python -m services.x``.\n\nMore detail."
+
+    with pytest.raises(SystemExit) as raised:
+        parse_service_arguments("services.x", docstring, ["--help"])
+
+    output = capsys.readouterr().out
+    assert raised.value.code == 0
+    assert "Run x: python -m services.x." in output
+    assert "More detail" not in output
+
+
+def test_service_arguments_reject_others(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with pytest.raises(SystemExit) as raised:
+        parse_service_arguments("services.x", None, ["--port", "1"])
+
+    assert raised.value.code == 2
+    assert "unrecognized arguments: --port 1" in capsys.readouterr().err
