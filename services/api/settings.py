@@ -21,7 +21,12 @@ class ApiSettings(BaseSettings):
         allow_inf_nan=False,
     )
 
-    host: str = Field(default="127.0.0.1", description="address to listen on")
+    host: str = Field(
+        default="127.0.0.1",
+        pattern=r"^\S+$",
+        description="an IP address or host name to listen on; 0.0.0.0 listens on "
+        "every interface",
+    )
     port: int = Field(default=8080, ge=1, le=65535, description="TCP port")
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     redis: RedisSettings = Field(default_factory=RedisSettings)

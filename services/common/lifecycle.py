@@ -30,7 +30,8 @@ def serve_metrics(settings: BaseSettings, port: int, host: str) -> None:
 
     Raises:
         InvalidSettingsError: when the address is taken or invalid. The
-            message names the service's ``METRICS_PORT`` variable.
+            message names the service's ``METRICS_HOST`` and ``METRICS_PORT``
+            variables.
     """
     if not port:
         return
@@ -40,8 +41,9 @@ def serve_metrics(settings: BaseSettings, port: int, host: str) -> None:
         prefix = str(settings.model_config.get("env_prefix", ""))
         raise InvalidSettingsError(
             f"cannot serve metrics on {host}:{port}: {exc.strerror or exc}; set "
+            f"{prefix}METRICS_HOST to an address of this host and "
             f"{prefix}METRICS_PORT to a free port (another process, perhaps a "
-            "second instance on this host, is using it) or to 0 for no metrics"
+            "second instance on this host, may be using it) or to 0 for no metrics"
         ) from exc
     logger.info("metrics served address=%s:%s", host, port)
 

@@ -216,6 +216,12 @@ class RedisSettings(BaseSettings):
             port = urlsplit(url).port
         except ValueError:
             port = -1
+        if port != -1 and not urlsplit(url).hostname:
+            # redis-py would connect to localhost:6379 instead.
+            raise ValueError(
+                "expected a redis:// or rediss:// URL with a host, such as "
+                "redis://127.0.0.1:6379/0"
+            )
         if port is not None and not 1 <= port <= 65535:
             raise ValueError(
                 "expected a redis:// or rediss:// URL whose port is 1-65535"
@@ -467,7 +473,9 @@ def _mask(value: str) -> str:
         # urlsplit raises on an unclosed '[' (a broken IPv6 host), so the
         # password's place is unknown and the whole value is hidden.
         return MASK
-    if not (parts.scheme and parts.hostname):
+    if not parts.scheme or "://" not in value:
+        # Without '//' there is no user part, so where a password would be
+        # ('user:secret' parses as a scheme and a path) is unknown.
         return MASK
     netloc = parts.netloc
     if parts.password is not None:
@@ -478,6 +486,9 @@ def _mask(value: str) -> str:
             option.partition("=") for option in parts.query.split("&") if option
         )
     )
+    if netloc == parts.netloc and query == parts.query:
+        # Nothing hidden: shown as typed, since geturl() drops an empty '//'.
+        return value
     return parts._replace(netloc=netloc, query=query).geturl()
 
 
@@ -536,7 +547,7 @@ def _expected_form(
     if message.startswith("expected") or not form:
         return message
     if message.startswith("String should match pattern"):
-        # The form says in words what the regular expression says.
+        # The form states in words what the regular expression checks.
         return f"expected {form}"
     return f"{message}; expected {form}"
 

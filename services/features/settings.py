@@ -49,7 +49,11 @@ class CatalogSettings(BaseSettings):
         le=600.0,
         description="maximum backoff between retries, in seconds",
     )
-    metrics_host: str = Field(default="127.0.0.1", description="address of /metrics")
+    metrics_host: str = Field(
+        default="127.0.0.1",
+        pattern=r"^\S+$",
+        description="an IP address or host name that /metrics listens on",
+    )
     metrics_port: int = Field(
         default=9102, ge=0, le=65_535, description="port of /metrics; 0 turns it off"
     )

@@ -76,7 +76,9 @@ class FeedbackSettings(BaseSettings):
         default=15.0, gt=0, le=3600, description="period of the ratio export"
     )
     metrics_host: str = Field(
-        default="127.0.0.1", description="address the /metrics endpoint binds"
+        default="127.0.0.1",
+        pattern=r"^\S+$",
+        description="an IP address or host name that /metrics listens on",
     )
     metrics_port: int = Field(
         default=9105, ge=0, le=65535, description="port of the /metrics endpoint"

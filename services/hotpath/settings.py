@@ -78,7 +78,11 @@ class HotPathSettings(BaseSettings):
         description="allocations between young-generation garbage collections "
         "in the hot-path process; 0 keeps Python's default",
     )
-    metrics_host: str = Field(default="127.0.0.1", description="address of /metrics")
+    metrics_host: str = Field(
+        default="127.0.0.1",
+        pattern=r"^\S+$",
+        description="an IP address or host name that /metrics listens on",
+    )
     metrics_port: int = Field(
         default=9101, ge=0, le=65_535, description="port of /metrics; 0 turns it off"
     )

@@ -5,9 +5,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from services.api.settings import ApiSettings
 from services.common.errors import InvalidSettingsError
 from services.common.settings import (
     CommandLineValue,
@@ -21,6 +22,7 @@ from services.common.settings import (
 )
 from services.hotpath.settings import HotPathSettings
 from services.learner.settings import LearnerSettings
+from services.trainer.settings import TrainerSettings
 
 
 class ServiceSettings(BaseSettings):
@@ -692,3 +694,56 @@ def test_default_topic_names_load() -> None:
     topics = TopicSettings()
 
     assert topics.recommendations("products") == "recommendations.products"
+
+
+@pytest.mark.parametrize("url", ["redis://", "redis:///0", "redis://:pw@/0"])
+def test_redis_url_without_host_is_rejected(
+    monkeypatch: pytest.MonkeyPatch, url: str
+) -> None:
+    monkeypatch.setenv("CARTWHEEL_REDIS_URL", url)
+
+    with pytest.raises(InvalidSettingsError) as caught:
+        load_settings(RedisSettings)
+
+    message = str(caught.value)
+    assert "expected a redis:// or rediss:// URL with a host" in message
+    assert "pw" not in message
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("redis://", "redis://"),
+        ("unix:///tmp/redis.sock", "unix:///tmp/redis.sock"),
+        ("default:s3cret", "**********"),
+    ],
+)
+def test_masked_url_keeps_what_holds_no_password(url: str, shown: str) -> None:
+    # model_construct skips validation, as the error path meets invalid URLs.
+    settings = RedisSettings.model_construct(url=SecretStr(url), key_prefix="cw")
+
+    assert masked_settings(settings)["url"] == shown
+
+
+@pytest.mark.parametrize(
+    ("settings_class", "variable"),
+    [
+        (ApiSettings, "CARTWHEEL_API_HOST"),
+        (HotPathSettings, "CARTWHEEL_HOTPATH_METRICS_HOST"),
+        (TrainerSettings, "CARTWHEEL_TRAINER_METRICS_HOST"),
+    ],
+)
+def test_blank_listen_host_is_rejected(
+    monkeypatch: pytest.MonkeyPatch,
+    settings_class: type[BaseSettings],
+    variable: str,
+) -> None:
+    # A blank host would make the server listen on every interface.
+    monkeypatch.setenv(variable, "")
+
+    with pytest.raises(InvalidSettingsError) as caught:
+        load_settings(settings_class)
+
+    assert str(caught.value).startswith(
+        f"invalid setting {variable}='': expected an IP address or host name"
+    )
