@@ -60,10 +60,12 @@ def build_parser(areas: Sequence[str] = AREAS) -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--log-level",
-        default="WARNING",
+        default=None,
         type=str.upper,
         choices=_LOG_LEVELS,
-        help="lowest level of log lines written to stderr (default: WARNING)",
+        help="lowest level of log lines written to stderr; for a service "
+        "command it replaces the service's *_LOG_LEVEL setting (default: "
+        "WARNING, or that setting for a service command)",
     )
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for module_name in areas:
@@ -103,7 +105,7 @@ def _sigterm_as_interrupt() -> Iterator[None]:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one ``cartwheel`` command and return its exit status."""
     args = build_parser().parse_args(argv)
-    configure_logging(args.log_level)
+    configure_logging(args.log_level or "WARNING")
     try:
         with _sigterm_as_interrupt():
             status: int = args.handler(args)

@@ -54,7 +54,9 @@ def _run(args: argparse.Namespace) -> int:
     from services.feedback.__main__ import run
 
     settings = load_settings(FeedbackSettings)
-    configure_logging(settings.log_level, secrets=secret_values(settings))
+    configure_logging(
+        args.log_level or settings.log_level, secrets=secret_values(settings)
+    )
     run(settings)
     return 0
 

@@ -35,6 +35,6 @@ def _run(args: argparse.Namespace) -> int:
     from services.hotpath.__main__ import run
 
     settings = load_settings(HotPathSettings)
-    configure_logging(settings.log_level)
+    configure_logging(args.log_level or settings.log_level)
     run(settings)
     return 0

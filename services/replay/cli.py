@@ -138,7 +138,7 @@ def replay_file(
 
 def _run(args: argparse.Namespace) -> int:
     settings = load_settings(Settings)
-    configure_logging(settings.log_level)
+    configure_logging(args.log_level or settings.log_level)
     if args.list:
         _write(_dataset_lines(settings))
         return 0

@@ -55,7 +55,7 @@ def _run(args: argparse.Namespace) -> int:
     from services.trainer.__main__ import run
 
     settings = load_settings(TrainerSettings)
-    configure_logging(settings.log_level)
+    configure_logging(args.log_level or settings.log_level)
     run(settings)
     return 0
 

@@ -327,3 +327,19 @@ def test_service_arguments_reject_others(
 
     assert raised.value.code == 2
     assert "unrecognized arguments: --port 1" in capsys.readouterr().err
+
+
+def test_cli_log_level_replaces_service_level(tmp_path: Path) -> None:
+    # Nothing listens at the broker address, so the command stops with an
+    # error after its start-up lines, which are INFO by the service's default.
+    environment = _isolated_environment(tmp_path)
+
+    quiet = run_module(
+        "services.cli", environment, "--log-level", "ERROR", "catalog", "run"
+    )
+    default = run_module("services.cli", environment, "catalog", "run")
+
+    assert quiet.returncode == 2, quiet.stderr
+    assert len(quiet.stderr.splitlines()) == 1, quiet.stderr
+    assert quiet.stderr.startswith("cartwheel: error: ")
+    assert " INFO " in default.stderr
