@@ -24,7 +24,8 @@ class RejectionReason(StrEnum):
     ``missing_field`` / ``unknown_field``: a required field is absent, or a
     field is not in the schema. ``wrong_type``: a value of the wrong JSON type.
     ``unknown_event_type``: a string that is not click, cart_add or purchase.
-    ``invalid_id`` / ``id_too_long``: an empty id, or one over 128 characters.
+    ``invalid_id`` / ``id_too_long``: an empty id or one with a control
+    character, or one over 128 characters.
     ``invalid_time``: not an RFC 3339 time with a UTC offset.
     ``time_in_future`` / ``time_too_old``: beyond the allowed clock skew, or
     before 2000. ``negative_value``: a negative quantity or price.

@@ -35,7 +35,13 @@ EVENT_SCHEMA_VERSION: Literal[1] = 1
 # producer bug from turning every key into a multi-kilobyte string.
 MAX_ID_LENGTH = 128
 
-Id = Annotated[str, Field(min_length=1, max_length=MAX_ID_LENGTH)]
+# Control characters are left out: ids are joined by the unit separator
+# (0x1F) in stored lists, and NUL or line breaks in an id shown on a site
+# would be a producer's bug.
+Id = Annotated[
+    str,
+    Field(min_length=1, max_length=MAX_ID_LENGTH, pattern=r"^[^\x00-\x1f\x7f]*$"),
+]
 
 # JSON Schema's "date-time" format is RFC 3339; pydantic alone also takes a
 # space separator, missing seconds or Unix seconds in a string.

@@ -75,7 +75,7 @@ _EXPECTED_FORMS = {
     "device": "a string of at most 64 characters, or null",
 }
 
-_ID_FORM = f"a string of 1 to {MAX_ID_LENGTH} characters"
+_ID_FORM = f"a string of 1 to {MAX_ID_LENGTH} characters, no control characters"
 
 # A key ends with its closing quote, optional whitespace and a colon. Inside a
 # string a quote is escaped, so such bytes there are rare and only cost a
@@ -230,7 +230,7 @@ def _reason(error: ErrorDetails) -> RejectionReason:
         return RejectionReason.UNKNOWN_EVENT_TYPE
     if field == "event_time" and kind != "datetime_type":
         return RejectionReason.INVALID_TIME
-    if field in _ID_FIELDS and kind == "string_too_short":
+    if field in _ID_FIELDS and kind in ("string_too_short", "string_pattern_mismatch"):
         return RejectionReason.INVALID_ID
     if field in _ID_FIELDS and kind == "string_too_long":
         return RejectionReason.ID_TOO_LONG

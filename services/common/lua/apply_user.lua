@@ -136,9 +136,10 @@ local function has_digest(digest)
 end
 
 -- Lists of ids are stored as one string joined by the unit separator (0x1F),
--- which keeps short values inside Redis's compact hash encoding.
--- LIMITATION(L-21): an item id containing 0x1F is left out of the recent and
--- purchased lists (its counts and pairs are kept).
+-- which keeps short values inside Redis's compact hash encoding. Validated
+-- events have no control characters in their ids; an id with 0x1F from a
+-- caller that skipped validation is left out of the lists, so it cannot
+-- split them.
 local separator = '\31'
 
 local function decode_list(field)

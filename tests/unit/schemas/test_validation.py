@@ -217,3 +217,12 @@ def test_parse_event_never_raises_on_corrupted_bytes(cut: int, flip: int) -> Non
     result = parse_event(bytes(raw), now=NOW)
 
     assert isinstance(result, Event | Rejection)
+
+
+@pytest.mark.parametrize("item_id", ["a\x00b", "a\x1fb", "ab\n", "a\x7fb"])
+def test_id_with_control_character_is_invalid_id(item_id: str) -> None:
+    rejection = parse_event(encode(item_id=item_id), now=NOW)
+
+    assert isinstance(rejection, Rejection)
+    assert rejection.reason is RejectionReason.INVALID_ID
+    assert "no control characters" in rejection.message
