@@ -37,7 +37,7 @@ from schemas.catalog import CatalogRecord, ItemRecord, PromotionRecord, ReviewRe
 from schemas.events import Event
 from schemas.recommendations import Slate, Surface
 from services.common.errors import InfrastructureError, TopicMissingError
-from services.common.kafka import consumer_config
+from services.common.kafka import consumer_config, require_listener
 from services.evaluation.errors import ReplayReadTimeoutError
 from services.evaluation.prequential import PrequentialEvaluator
 from services.evaluation.settings import EvaluationSettings
@@ -79,10 +79,14 @@ def read_topics(
         counts of records read and skipped per topic.
 
     Raises:
+        BrokerUnreachableError: no broker listens at the bootstrap address.
+        InfrastructureError: the brokers did not return the topics' metadata.
         TopicMissingError: a topic does not exist.
         ReplayReadTimeoutError: some partitions were not read to their end
             within ``settings.read_timeout_seconds``.
     """
+    # Fails at once, before librdkafka retries a refused address in its logs.
+    require_listener(settings.kafka)
     topics = settings.topics
     slate_topics = [topics.recommendations(surface.value) for surface in Surface]
     reader = _TopicReader(evaluator, topics.events, topics.catalog, slate_topics)
@@ -114,7 +118,11 @@ def _assign_from_beginning(
     try:
         metadata = consumer.list_topics(timeout=_METADATA_TIMEOUT_SECONDS)
     except KafkaException as exc:
-        raise InfrastructureError(f"the Kafka cluster did not respond: {exc}") from exc
+        raise InfrastructureError(
+            f"the Kafka cluster did not return the topics within "
+            f"{_METADATA_TIMEOUT_SECONDS:.0f} s ({exc}); check "
+            "CARTWHEEL_KAFKA_BOOTSTRAP or --bootstrap"
+        ) from exc
     missing = [topic for topic in topics if topic not in metadata.topics]
     if missing:
         raise TopicMissingError(
