@@ -7,6 +7,7 @@ only, JSON keys are sorted, and plots carry no timestamp.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -103,13 +104,51 @@ def _verdict_text(
             "compared with the baselines."
         )
     if verdict.beats_every_baseline:
-        return f"Cartwheel beats every baseline on HR@{k} and MRR@{k} {scope}."
+        sentence = f"Cartwheel beats every baseline on HR@{k} and MRR@{k} {scope}."
+        narrow = _narrow_leads(ranking, k, verdict.scored_lists)
+        return f"{sentence} {narrow}" if narrow else sentence
     parts = [
         _losing_metric(ranking, winners, metric, k)
         for metric, winners in verdict.winning_baselines.items()
         if winners
     ]
     return f"Cartwheel does not beat every baseline {scope}: {'; '.join(parts)}."
+
+
+def _narrow_leads(
+    ranking: dict[str, dict[int, RankingScores]], k: int, scored: int
+) -> str:
+    """Return a sentence on each lead over the best baseline that is within noise.
+
+    The noise is one standard error of the system's value over ``scored``
+    lists: sqrt(p(1 - p)/n) for a hit rate, and at most sqrt(MRR/n) for an
+    MRR, whose values lie between 0 and 1.
+    """
+    system = ranking[SYSTEM_NAME][k]
+    leads = []
+    for metric, label in (("hit_rate", "HR"), ("mrr", "MRR")):
+        value = getattr(system, metric)
+        others = [
+            (getattr(scores[k], metric), name)
+            for name, scores in ranking.items()
+            if name != SYSTEM_NAME and getattr(scores[k], metric) is not None
+        ]
+        if value is None or not others or scored == 0:
+            continue
+        best, name = max(others)
+        spread = value * (1.0 - value) if metric == "hit_rate" else value
+        error = math.sqrt(spread / scored)
+        if value - best < error:
+            leads.append(
+                f"{label}@{k} over {name} ({_number(value)} against "
+                f"{_number(best)}, one standard error about {_number(error)})"
+            )
+    if not leads:
+        return ""
+    return (
+        f"The lead on {' and on '.join(leads)} is smaller than one standard "
+        "error, so it is within noise."
+    )
 
 
 def _losing_metric(

@@ -9,9 +9,15 @@ import pytest
 
 from schemas.events import Event
 from schemas.recommendations import Slate
+from services.evaluation.metrics import RankingScores
 from services.evaluation.prequential import evaluate_streams
-from services.evaluation.report import summary_lines, verdict_sentence, write_report
-from services.evaluation.results import EvaluationResult
+from services.evaluation.report import (
+    _narrow_leads,
+    summary_lines,
+    verdict_sentence,
+    write_report,
+)
+from services.evaluation.results import SYSTEM_NAME, EvaluationResult
 from services.evaluation.settings import EvaluationSettings
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -170,3 +176,29 @@ def test_verdict_sentence_counts_unseen_events(
     assert sentence.endswith(
         "Cartwheel beats every baseline on HR@3 and MRR@3 on the other 1 event."
     )
+
+
+def _scores(hit_rate: float, mrr: float) -> dict[int, RankingScores]:
+    return {20: RankingScores(6229, hit_rate, mrr, None)}
+
+
+def test_narrow_lead_is_called_within_noise() -> None:
+    ranking = {
+        SYSTEM_NAME: _scores(0.1694, 0.0639),
+        "co-visitation": _scores(0.1446, 0.0627),
+        "popular": _scores(0.0417, 0.0100),
+    }
+
+    sentence = _narrow_leads(ranking, 20, 6229)
+
+    assert sentence == (
+        "The lead on MRR@20 over co-visitation (0.0639 against 0.0627, one "
+        "standard error about 0.0032) is smaller than one standard error, so "
+        "it is within noise."
+    )
+
+
+def test_clear_lead_gets_no_noise_sentence() -> None:
+    ranking = {SYSTEM_NAME: _scores(0.1694, 0.0639), "popular": _scores(0.04, 0.01)}
+
+    assert _narrow_leads(ranking, 20, 6229) == ""
