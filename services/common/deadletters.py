@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import base64
 import logging
+import re
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -28,10 +29,19 @@ from schemas.deadletters import DeadLetter
 from schemas.validation import Rejection
 from services.common.errors import DeadLetterDeliveryError
 from services.common.kafka import raise_if_fatal
+from services.common.logging import RepeatFilter
 
 __all__ = ["DEAD_LETTERS", "DeadLetterWriter"]
 
 logger = logging.getLogger(__name__)
+
+# A flood of bad messages would write a line each. One line per reason and
+# topic passes every 10 s, carrying the count of those held back since the
+# previous one, and cartwheel_dead_letters_total counts every dead letter.
+_letters_logger = logging.getLogger(f"{__name__}.letters")
+_letters_logger.addFilter(
+    RepeatFilter(interval_seconds=10.0, varying=re.compile(r"\d+"))
+)
 
 DEAD_LETTERS = Counter(
     "cartwheel_dead_letters_total",
@@ -170,7 +180,7 @@ class DeadLetterWriter:
     ) -> None:
         """Count and log a dead letter handed to the producer."""
         DEAD_LETTERS.labels(service=self._service, reason=rejection.reason).inc()
-        logger.warning(
+        _letters_logger.warning(
             "message dead-lettered reason=%s topic=%s partition=%s offset=%s",
             rejection.reason,
             source_topic,

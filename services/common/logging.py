@@ -53,6 +53,8 @@ class RepeatFilter(logging.Filter):
         interval_seconds: how long records of a kind are held back after one
             passed.
         clock: returns monotonic seconds; tests inject their own.
+        varying: the parts of a message that do not change its kind; by
+            default durations and librdkafka's counts of suppressed errors.
     """
 
     _VARYING = re.compile(r"\d+(?:\.\d+)?\s?m?s\b|\d+ identical error\(s\) suppressed")
@@ -64,16 +66,18 @@ class RepeatFilter(logging.Filter):
         self,
         interval_seconds: float = 30.0,
         clock: Callable[[], float] = time.monotonic,
+        varying: re.Pattern[str] | None = None,
     ) -> None:
         super().__init__()
         self._interval = interval_seconds
         self._clock = clock
+        self._varying = varying or self._VARYING
         # Kind -> (when its last record passed, records held back since).
         self._kinds: dict[str, tuple[float, int]] = {}
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
-        kind = self._VARYING.sub("#", message)
+        kind = self._varying.sub("#", message)
         now = self._clock()
         passed = self._kinds.get(kind)
         if passed is not None and now - passed[0] < self._interval:

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import ssl
 import time
 from collections.abc import Sequence
@@ -42,6 +43,7 @@ from pydantic import ValidationError
 
 from schemas.events import Event
 from schemas.recommendations import Slate, Surface
+from services.common.logging import RepeatFilter
 from services.common.settings import KafkaSettings
 from services.feedback import metrics
 from services.feedback.reader import outcome_counts, outcome_ratios
@@ -51,6 +53,13 @@ from services.feedback.tables import Applied, FeedbackTables
 __all__ = ["FeedbackProcessor", "create_app", "faust_credentials"]
 
 logger = logging.getLogger(__name__)
+
+# One line per topic passes every 10 s, with the count of those held back;
+# cartwheel_feedback_messages_total{outcome="invalid"} counts every one.
+_invalid_logger = logging.getLogger(f"{__name__}.invalid")
+_invalid_logger.addFilter(
+    RepeatFilter(interval_seconds=10.0, varying=re.compile(r"\d+"))
+)
 
 
 class FeedbackProcessor:
@@ -166,7 +175,7 @@ class FeedbackProcessor:
                 record = Slate.model_validate_json(value)
         except ValidationError as exc:
             metrics.MESSAGES.labels("invalid").inc()
-            logger.warning(
+            _invalid_logger.warning(
                 "invalid message skipped topic=%s partition=%s offset=%s errors=%s",
                 topic,
                 partition,

@@ -157,3 +157,22 @@ def test_dead_letter_writer_raises_fatal_delivery_error() -> None:
         writer.flush()
 
     assert is_fatal(caught.value)
+
+
+def test_dead_letter_flood_logs_one_line_per_reason_and_topic(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    writer = make_writer(RecordingProducer())
+    # A topic of its own, so lines of other tests do not hold these back.
+    topic = "flood-events"
+    other = Rejection(RejectionReason.INVALID_JSON, "message value is not JSON")
+
+    with caplog.at_level("WARNING", logger="services.common.deadletters"):
+        for offset in range(50):
+            writer.record(REJECTION, topic, offset % 3, offset)
+            writer.record(other, topic, offset % 3, offset)
+
+    lines = [r.getMessage() for r in caplog.records if "dead-lettered" in r.message]
+    assert len(lines) == 2
+    assert "reason=unknown_event_type" in lines[0]
+    assert "reason=invalid_json" in lines[1]

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import logging
+import re
 
 import pytest
 
@@ -75,3 +76,24 @@ def test_repeat_filter_passes_lines_about_other_brokers() -> None:
     )
 
     assert (first, second) == (True, True)
+
+
+def test_repeat_filter_uses_given_varying_parts() -> None:
+    now = [0.0]
+    repeats = RepeatFilter(
+        interval_seconds=10.0, clock=lambda: now[0], varying=re.compile(r"\d+")
+    )
+    line = "message dead-lettered reason=%s partition=%d offset=%d"
+
+    first = repeats.filter(_record(line, "invalid_json", 0, 1))
+    held = [repeats.filter(_record(line, "invalid_json", 1, n)) for n in range(5)]
+    other_reason = repeats.filter(_record(line, "missing_field", 0, 9))
+    now[0] = 11.0
+    later = _record(line, "invalid_json", 2, 99)
+    after_interval = repeats.filter(later)
+
+    assert first
+    assert held == [False] * 5
+    assert other_reason
+    assert after_interval
+    assert later.getMessage().endswith("(5 similar line(s) held back in the last 11 s)")
