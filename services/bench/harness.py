@@ -10,7 +10,9 @@ the load generator and the slate reader do not share their interpreters.
 from __future__ import annotations
 
 import cProfile
+import faulthandler
 import multiprocessing
+import queue
 import signal
 import threading
 import time
@@ -25,6 +27,7 @@ from pydantic import SecretStr
 
 from schemas.events import Event
 from schemas.training import TrainingExample
+from services.common.errors import CartwheelError
 from services.common.kafka import (
     consumer_config,
     create_topics,
@@ -48,6 +51,7 @@ if TYPE_CHECKING:
 __all__ = [
     "PARTITIONS",
     "Bench",
+    "BenchProcessError",
     "FixedModel",
     "HotPathHandle",
     "HotPathJob",
@@ -60,6 +64,11 @@ __all__ = [
 ]
 
 PARTITIONS = 6
+
+# How long the bench waits for each hot-path process's report after the stop,
+# and when a process still running writes its threads' stacks.
+_REPORT_TIMEOUT_SECONDS = 120.0
+_STACKS_AFTER_STOP_SECONDS = 60.0
 
 # A group join on Tansu took half the session timeout, rounded up to whole
 # seconds, in measurements (2 s at the 3 s used here), and a member that joins
@@ -189,6 +198,9 @@ def run_hotpath(job: HotPathJob, stop: Any, results: Any) -> None:
     def stop_on_request() -> None:
         stop.wait()
         hotpath.stop()
+        # A process still running well after the stop writes every thread's
+        # stack to stderr, which shows where it waits.
+        faulthandler.dump_traceback_later(_STACKS_AFTER_STOP_SECONDS, exit=False)
 
     threading.Thread(target=stop_on_request, daemon=True).start()
     tune_garbage_collection(settings.gc_threshold)
@@ -204,6 +216,7 @@ def run_hotpath(job: HotPathJob, stop: Any, results: Any) -> None:
         for stage in ("learning", "scoring")
     }
     stage_seconds["features"] = histogram_sum(hotpath_metrics.REDIS_APPLY_SECONDS, {})
+    faulthandler.cancel_dump_traceback_later()
     results.put(
         {
             "stage_seconds": stage_seconds,
@@ -242,6 +255,10 @@ def histogram_count(histogram: Any) -> float:
             if sample.name.endswith("_count"):
                 return float(sample.value)
     return 0.0
+
+
+class BenchProcessError(CartwheelError):
+    """A hot-path process of the bench did not finish as it should."""
 
 
 @dataclass(frozen=True)
@@ -391,7 +408,21 @@ class Bench:
         per event over every process.
         """
         handle.stop.set()
-        reports = [handle.results.get(timeout=120) for _ in handle.processes]
+        reports = []
+        for _ in handle.processes:
+            try:
+                reports.append(handle.results.get(timeout=_REPORT_TIMEOUT_SECONDS))
+            except queue.Empty:
+                running = [p.pid for p in handle.processes if p.is_alive()]
+                self.kill(handle, timeout_seconds=0)
+                raise BenchProcessError(
+                    f"{len(handle.processes) - len(reports)} of "
+                    f"{len(handle.processes)} hot-path processes sent no report "
+                    f"within {_REPORT_TIMEOUT_SECONDS:.0f} s of the stop (still "
+                    f"running: pids {running}); stacks of a process that was still "
+                    f"running {_STACKS_AFTER_STOP_SECONDS:.0f} s after the stop "
+                    "are above"
+                ) from None
         for process in handle.processes:
             process.join(60)
         stage_seconds: dict[str, float] = {}
