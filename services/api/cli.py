@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from services.api.server import serve
 from services.api.settings import ApiSettings
 from services.common.settings import CommandLineValue, load_settings
 
@@ -41,5 +40,10 @@ def _serve(args: argparse.Namespace) -> int:
         for name, value in (("host", args.host), ("port", args.port))
         if value is not None
     }
-    serve(load_settings(ApiSettings, **overrides))
+    settings = load_settings(ApiSettings, **overrides)
+    # Imported here: the server loads PyTorch and River, which other
+    # cartwheel commands do not need.
+    from services.api.server import serve
+
+    serve(settings)
     return 0

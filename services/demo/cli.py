@@ -7,7 +7,6 @@ from pathlib import Path
 
 from services.common.lifecycle import ensure_writable_directory
 from services.common.settings import load_settings
-from services.demo.runner import DemoRun, run_demo
 from services.demo.settings import DemoSettings
 from services.replay.datasets import DATASETS
 
@@ -67,4 +66,8 @@ def _run(args: argparse.Namespace) -> int:
     # folder is caught here instead of after minutes of work.
     ensure_writable_directory(settings.state_dir, "CARTWHEEL_DEMO_STATE_DIR")
     ensure_writable_directory(settings.report_dir, "CARTWHEEL_DEMO_REPORT_DIR")
+    # The runner imports every service; importing it here keeps other
+    # cartwheel commands from paying for that at start.
+    from services.demo.runner import DemoRun, run_demo
+
     return run_demo(DemoRun(args.dataset, args.path, args.limit), settings)

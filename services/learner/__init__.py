@@ -1,19 +1,6 @@
-"""Online learning in the hot path: delayed labels, River models, drift."""
+"""Online learning in the hot path: delayed labels, River models, drift.
 
-from __future__ import annotations
-
-from services.learner.settings import LearnerSettings
-from services.learner.stage import (
-    ONLINE_AFFINITY,
-    ONLINE_CART_PROB,
-    ONLINE_PURCHASE_PROB,
-    LearningStage,
-)
-
-__all__ = [
-    "ONLINE_AFFINITY",
-    "ONLINE_CART_PROB",
-    "ONLINE_PURCHASE_PROB",
-    "LearnerSettings",
-    "LearningStage",
-]
+The stage is :class:`services.learner.stage.LearningStage`. This package
+imports nothing itself, so reading :mod:`services.learner.settings` does not
+load River.
+"""

@@ -7,16 +7,8 @@ import sys
 import uuid
 from pathlib import Path
 
-import redis
-
-from models.errors import CheckpointError
-from services.common.redis_features import FeatureStore
 from services.common.settings import load_settings
-from services.learner.checkpoints import restore_evaluators
-from services.learner.evaluation import replay_prequential
 from services.learner.settings import LearnerSettings
-from services.learner.stage import LearningStage
-from services.replay.datasets import load_dataset
 
 __all__ = ["register"]
 
@@ -78,6 +70,15 @@ def _evaluate(args: argparse.Namespace) -> int:
         raise ValueError(f"--limit={args.limit}; expected a positive integer")
     if args.batch_size < 1:
         raise ValueError(f"--batch-size={args.batch_size}; expected a positive integer")
+    # River, PyTorch and the feature store load here, so that the other
+    # cartwheel commands start without them.
+    import redis
+
+    from services.common.redis_features import FeatureStore
+    from services.learner.evaluation import replay_prequential
+    from services.learner.stage import LearningStage
+    from services.replay.datasets import load_dataset
+
     base = load_settings(LearnerSettings)
     prefix = f"evaluate-{uuid.uuid4().hex[:8]}"
     settings = base.model_copy(
@@ -112,6 +113,9 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 
 def _verify(args: argparse.Namespace) -> int:
+    from models.errors import CheckpointError
+    from services.learner.checkpoints import restore_evaluators
+
     settings = load_settings(LearnerSettings)
     path = args.path or settings.checkpoint_dir / f"{settings.instance_name}.ckpt"
     if not path.exists():

@@ -1,16 +1,7 @@
-"""Scoring: candidates, ranking, rules and the four recommendation surfaces."""
+"""Scoring: candidates, ranking, rules and the four recommendation surfaces.
 
-from __future__ import annotations
-
-from services.scorer.settings import ScorerSettings
-from services.scorer.slates import SlateBuilder, Trigger, recommendation_id
-from services.scorer.stage import ScoringStage, build_scoring_stage
-
-__all__ = [
-    "ScorerSettings",
-    "ScoringStage",
-    "SlateBuilder",
-    "Trigger",
-    "build_scoring_stage",
-    "recommendation_id",
-]
+The stage is :class:`services.scorer.stage.ScoringStage`, built by
+:func:`services.scorer.factory.build_learning_and_scoring` in the hot path.
+This package imports nothing itself, so reading
+:mod:`services.scorer.settings` does not load PyTorch.
+"""

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from services.common.errors import InvalidSettingsError
-from services.demo import cli
+from services.demo import cli, runner
 
 
 @pytest.mark.parametrize(
@@ -21,7 +21,7 @@ def test_unwritable_folder_stops_before_servers(
     monkeypatch.setenv("CARTWHEEL_DEMO_REPORT_DIR", str(tmp_path / "report"))
     monkeypatch.setenv(variable, str(blocker / "folder"))
     started = []
-    monkeypatch.setattr(cli, "run_demo", lambda *args: started.append(args) or 0)
+    monkeypatch.setattr(runner, "run_demo", lambda *args: started.append(args) or 0)
     args = argparse.Namespace(dataset="rees46", path=None, limit=None)
 
     with pytest.raises(InvalidSettingsError) as caught:
