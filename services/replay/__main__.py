@@ -7,7 +7,6 @@ Each error is one line on stderr without a traceback.
 
 from __future__ import annotations
 
-import argparse
 import sys
 
 from services.common.entrypoint import (
@@ -16,16 +15,15 @@ from services.common.entrypoint import (
     write_error,
 )
 from services.common.errors import CartwheelError
-from services.replay.cli import register
+from services.replay.cli import build_parser
 
 _PROGRAM = "services.replay"
 
 
 def main(argv: list[str] | None = None) -> int:
     """Parse the arguments of ``replay``, run it and return the exit status."""
-    parser = argparse.ArgumentParser(prog="python -m services.replay")
-    register(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(["replay", *(sys.argv[1:] if argv is None else argv)])
+    parser = build_parser("python -m services.replay")
+    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
     try:
         return int(args.handler(args))
     except ENVIRONMENT_ERRORS as exc:

@@ -13,24 +13,43 @@ from services.replay.generated import generate_catalog
 from services.replay.replayer import Replayer, ReplaySummary, verify_replay_topics
 from services.replay.settings import Settings
 
-__all__ = ["register", "replay_dataset", "replay_file"]
+__all__ = ["add_arguments", "build_parser", "register", "replay_dataset", "replay_file"]
+
+
+_DESCRIPTION = (
+    "Validate and publish a dataset's events to the events topic "
+    "(keyed by user_id), after its catalog items and generated promotions "
+    "and reviews on the catalog topic. With --file, publish the lines of a "
+    "JSON-lines file instead; invalid lines go to the dead-letter topic "
+    "with their reason. Settings come from CARTWHEEL_REPLAY_*, "
+    "CARTWHEEL_KAFKA_* and CARTWHEEL_TOPIC_* variables; the topics must "
+    "exist ('cartwheel topics create')."
+)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     """Add ``replay`` to the ``cartwheel`` command."""
-    names = ", ".join(
-        name for name, info in sorted(DATASETS.items()) if info.loader is not None
-    )
     parser = subparsers.add_parser(
         "replay",
         help="publish a real dataset or a raw JSON-lines file to Kafka",
-        description="Validate and publish a dataset's events to the events topic "
-        "(keyed by user_id), after its catalog items and generated promotions "
-        "and reviews on the catalog topic. With --file, publish the lines of a "
-        "JSON-lines file instead; invalid lines go to the dead-letter topic "
-        "with their reason. Settings come from CARTWHEEL_REPLAY_*, "
-        "CARTWHEEL_KAFKA_* and CARTWHEEL_TOPIC_* variables; the topics must "
-        "exist ('cartwheel topics create').",
+        description=_DESCRIPTION,
+    )
+    add_arguments(parser)
+
+
+def build_parser(prog: str) -> argparse.ArgumentParser:
+    """Build a stand-alone parser of the ``replay`` arguments, named ``prog``."""
+    parser = argparse.ArgumentParser(prog=prog, description=_DESCRIPTION)
+    add_arguments(parser)
+    # Only ``cartwheel`` has --log-level, so CARTWHEEL_REPLAY_LOG_LEVEL applies.
+    parser.set_defaults(log_level=None)
+    return parser
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the arguments of ``replay`` to ``parser`` and set its handler."""
+    names = ", ".join(
+        name for name, info in sorted(DATASETS.items()) if info.loader is not None
     )
     parser.add_argument(
         "dataset",

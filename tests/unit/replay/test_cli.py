@@ -7,11 +7,14 @@ import pytest
 
 from services.replay.__main__ import main
 from services.replay.cli import register
+from tests.entry_points import environment_without_settings, run_module
 from tests.librdkafka_logs import RAW_LIBRDKAFKA_LINE, unreachable_kafka
 
 
 def _parse(*argv: str) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="cartwheel")
+    # ``cartwheel`` itself defines --log-level, which the handler reads.
+    parser.add_argument("--log-level")
     register(parser.add_subparsers(dest="command", required=True))
     return parser.parse_args(["replay", *argv])
 
@@ -73,3 +76,12 @@ def test_replay_without_broker_reports_only_error(
     assert code == 2
     assert "Kafka broker" in err.splitlines()[-1]
     assert RAW_LIBRDKAFKA_LINE.search(err) is None
+
+
+def test_module_help_names_module_once() -> None:
+    result = run_module("services.replay", environment_without_settings(), "--help")
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("usage: python -m services.replay [-h]")
+    assert "services.replay replay" not in result.stdout
+    assert "--time-scale" in result.stdout
