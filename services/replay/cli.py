@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from pathlib import Path
 
@@ -163,7 +164,9 @@ def _run(args: argparse.Namespace) -> int:
         return 0
     if args.limit is not None and args.limit < 1:
         raise ValueError(f"--limit={args.limit}; expected a positive integer")
-    if args.time_scale is not None and args.time_scale <= 0:
+    # float() also parses "nan" and "inf", and with either factor the pacer
+    # computes no wait, so the replay would run at full speed unasked.
+    if args.time_scale is not None and not 0 < args.time_scale < math.inf:
         raise ValueError(f"--time-scale={args.time_scale}; expected a positive factor")
     show_progress = not args.no_progress
     if args.file is not None:

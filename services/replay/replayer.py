@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import gzip
 import logging
+import math
 import sys
 import time
 from collections import Counter
@@ -269,7 +270,7 @@ class Replayer:
         limit: int | None,
         started: float,
     ) -> ReplaySummary:
-        if time_scale is not None and time_scale <= 0:
+        if time_scale is not None and not 0 < time_scale < math.inf:
             raise ValueError(f"time_scale={time_scale!r}; expected a positive factor")
         summary = ReplaySummary(source)
         pacer = None

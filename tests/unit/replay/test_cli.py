@@ -85,3 +85,14 @@ def test_module_help_names_module_once() -> None:
     assert result.stdout.startswith("usage: python -m services.replay [-h]")
     assert "services.replay replay" not in result.stdout
     assert "--time-scale" in result.stdout
+
+
+@pytest.mark.parametrize("value", ["0", "-5", "nan", "inf", "-inf"])
+def test_replay_rejects_invalid_time_scale(
+    value: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = main([f"--time-scale={value}"])
+
+    err = capsys.readouterr().err
+    assert code == 1
+    assert f"--time-scale={float(value)}; expected a positive factor" in err

@@ -3,6 +3,7 @@ from __future__ import annotations
 import base64
 import gzip
 import json
+import math
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -141,13 +142,16 @@ def test_time_scale_divides_event_time_gaps(
     assert summary.events_published == 3
 
 
+@pytest.mark.parametrize("time_scale", [0.0, -5.0, math.nan, math.inf])
 def test_time_scale_must_be_positive(
-    settings: Settings, make_event: Callable[..., Event]
+    time_scale: float, settings: Settings, make_event: Callable[..., Event]
 ) -> None:
     replayer, _ = _replayer(settings)
 
     with pytest.raises(ValueError, match="time_scale"):
-        replayer.replay_events([make_event()], source="dataset:test", time_scale=0)
+        replayer.replay_events(
+            [make_event()], source="dataset:test", time_scale=time_scale
+        )
 
 
 def test_replay_file_routes_bad_lines_to_dead_letters(
