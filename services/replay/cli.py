@@ -9,7 +9,12 @@ from pathlib import Path
 
 from services.common.logging import configure_logging
 from services.common.settings import load_settings
-from services.replay.datasets import DATASETS, AdapterSummary, load_dataset
+from services.replay.datasets import (
+    DATASETS,
+    AdapterSummary,
+    load_dataset,
+    replayable_names,
+)
 from services.replay.generated import generate_catalog
 from services.replay.replayer import Replayer, ReplaySummary, verify_replay_topics
 from services.replay.settings import Settings
@@ -49,9 +54,7 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the arguments of ``replay`` to ``parser`` and set its handler."""
-    names = ", ".join(
-        name for name, info in sorted(DATASETS.items()) if info.loader is not None
-    )
+    names = ", ".join(replayable_names())
     parser.add_argument(
         "dataset",
         nargs="?",

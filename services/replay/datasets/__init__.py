@@ -34,6 +34,7 @@ __all__ = [
     "DatasetInfo",
     "get_dataset",
     "load_dataset",
+    "replayable_names",
 ]
 
 # LIMITATION(L-15): paths are found from the source checkout, as with the
@@ -151,6 +152,11 @@ DATASETS: dict[str, DatasetInfo] = {
 }
 
 
+def replayable_names() -> list[str]:
+    """Return the sorted names of the datasets that have events to replay."""
+    return [name for name, info in sorted(DATASETS.items()) if info.loader is not None]
+
+
 def get_dataset(name: str) -> DatasetInfo:
     """Return the registry entry of ``name``.
 
@@ -162,7 +168,7 @@ def get_dataset(name: str) -> DatasetInfo:
     except KeyError:
         raise UnknownDatasetError(
             f"dataset {name!r} is not registered; expected one of "
-            f"{', '.join(sorted(DATASETS))}"
+            f"{', '.join(replayable_names())}"
         ) from None
 
 

@@ -7,6 +7,7 @@ import pytest
 
 from services.replay.__main__ import main
 from services.replay.cli import register
+from services.replay.datasets import replayable_names
 from tests.entry_points import environment_without_settings, run_module
 from tests.librdkafka_logs import RAW_LIBRDKAFKA_LINE, unreachable_kafka
 
@@ -96,3 +97,14 @@ def test_replay_rejects_invalid_time_scale(
     err = capsys.readouterr().err
     assert code == 1
     assert f"--time-scale={float(value)}; expected a positive factor" in err
+
+
+def test_replay_help_lists_replayable_datasets(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with pytest.raises(SystemExit):
+        _parse("--help")
+
+    help_text = " ".join(capsys.readouterr().out.split())
+    assert f"dataset to publish: {', '.join(replayable_names())}" in help_text
+    assert "olist" not in help_text

@@ -9,6 +9,7 @@ from services.replay.datasets import (
     REES46_SAMPLE,
     get_dataset,
     load_dataset,
+    replayable_names,
 )
 from services.replay.errors import (
     DatasetFileError,
@@ -50,9 +51,20 @@ def test_olist_is_registered_but_not_replayable() -> None:
         load_dataset("olist", Path("."))
 
 
-def test_unknown_dataset_lists_known_names() -> None:
-    with pytest.raises(UnknownDatasetError, match="rees46"):
+def test_unknown_dataset_lists_replayable_names() -> None:
+    with pytest.raises(UnknownDatasetError) as raised:
         get_dataset("movielens")
+
+    message = str(raised.value)
+    assert message.endswith(f"expected one of {', '.join(replayable_names())}")
+    assert "rees46" in message
+    assert "olist" not in message
+
+
+def test_replayable_names_exclude_olist() -> None:
+    names = replayable_names()
+
+    assert names == sorted(set(DATASETS) - {"olist"})
 
 
 def test_missing_data_dir_names_setting(tmp_path: Path) -> None:
