@@ -70,9 +70,26 @@ def _versions(args: argparse.Namespace) -> int:
     from models.registry import ModelRegistry
 
     settings = load_settings(TrainerSettings)
+    folder = settings.registry_dir.absolute()
+    if folder.exists() and not folder.is_dir():
+        raise NotADirectoryError(
+            f"the registry folder {folder} (CARTWHEEL_TRAINER_REGISTRY_DIR) is "
+            "not a folder; expected a folder for the ranker artifacts"
+        )
     registry = ModelRegistry(settings.registry_dir)
+    versions = registry.versions(settings.model_name)
+    if not versions:
+        # The note goes to stderr, so stdout stays a list of versions. A fresh
+        # install has no registry folder until the trainer saves a version.
+        state = "does not exist yet" if not folder.exists() else "contains none"
+        sys.stderr.write(
+            f"no versions of {settings.model_name} found: the registry folder "
+            f"{folder} (CARTWHEEL_TRAINER_REGISTRY_DIR) {state}; "
+            "'cartwheel trainer run' saves them\n"
+        )
+        return 0
     champion = registry.champion_version(settings.model_name)
-    for version in registry.versions(settings.model_name):
+    for version in versions:
         marker = "  champion" if version == champion else ""
         sys.stdout.write(f"{version}{marker}\n")
     return 0
