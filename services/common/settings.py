@@ -15,12 +15,13 @@ import re
 from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 import annotated_types
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     Field,
     SecretStr,
     ValidationError,
@@ -39,6 +40,7 @@ __all__ = [
     "CommandLineValue",
     "expected_form",
     "KafkaSettings",
+    "NonBlankPath",
     "RedisSettings",
     "TopicSettings",
     "load_settings",
@@ -51,6 +53,18 @@ MASK = "**********"
 SettingsT = TypeVar("SettingsT", bound=BaseSettings)
 
 _HOST_PORT = re.compile(r"^[A-Za-z0-9._\-\[\]:]+:\d{1,5}$")
+
+
+def _reject_blank_path(value: Any) -> Any:
+    # Path("") is the current directory, so a variable set to nothing would
+    # put files there, or read them from there, without a word.
+    if isinstance(value, str) and not value.strip():
+        raise ValueError("a blank path would mean the current directory")
+    return value
+
+
+NonBlankPath = Annotated[Path, BeforeValidator(_reject_blank_path)]
+"""A path setting that rejects a blank value; "." still names the current folder."""
 
 
 # LIMITATION(L-71): no settings for TLS client certificates (mutual TLS);

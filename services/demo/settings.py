@@ -7,6 +7,8 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from services.common.settings import NonBlankPath
+
 __all__ = ["DemoSettings"]
 
 
@@ -17,12 +19,12 @@ class DemoSettings(BaseSettings):
         env_prefix="CARTWHEEL_DEMO_", frozen=True, allow_inf_nan=False
     )
 
-    state_dir: Path = Field(
+    state_dir: NonBlankPath = Field(
         default=Path(".cartwheel/demo"),
-        description="folder of the demo's pid files, logs, checkpoints and models",
+        description="a folder for the demo's pid files, logs, checkpoints and models",
     )
-    report_dir: Path = Field(
-        default=Path("reports/demo"), description="folder of the evaluation report"
+    report_dir: NonBlankPath = Field(
+        default=Path("reports/demo"), description="a folder for the evaluation report"
     )
     warmup_fraction: float = Field(
         default=0.3,

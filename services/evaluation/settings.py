@@ -7,7 +7,7 @@ from pathlib import Path
 from pydantic import AwareDatetime, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from services.common.settings import KafkaSettings, TopicSettings
+from services.common.settings import KafkaSettings, NonBlankPath, TopicSettings
 
 __all__ = ["BaselineSettings", "EvaluationSettings"]
 
@@ -108,8 +108,8 @@ class EvaluationSettings(BaseSettings):
     timeline_buckets: int = Field(
         default=40, ge=1, le=1000, description="points of the metric-over-time plot"
     )
-    report_dir: Path = Field(
-        default=Path("reports/evaluation"), description="directory of the report"
+    report_dir: NonBlankPath = Field(
+        default=Path("reports/evaluation"), description="a folder for the report"
     )
     log_level: str = Field(
         default="INFO",

@@ -7,7 +7,12 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from services.common.settings import KafkaSettings, RedisSettings, TopicSettings
+from services.common.settings import (
+    KafkaSettings,
+    NonBlankPath,
+    RedisSettings,
+    TopicSettings,
+)
 
 __all__ = ["FeedbackSettings"]
 
@@ -83,9 +88,9 @@ class FeedbackSettings(BaseSettings):
     metrics_port: int = Field(
         default=9105, ge=0, le=65535, description="port of the /metrics endpoint"
     )
-    data_dir: Path = Field(
+    data_dir: NonBlankPath = Field(
         default=Path(".cartwheel/feedback"),
-        description="directory for the Faust worker's local files",
+        description="a folder for the Faust worker's local files",
     )
     log_level: str = Field(
         default="INFO",

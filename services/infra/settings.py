@@ -13,7 +13,12 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from services.common.settings import KafkaSettings, RedisSettings, TopicSettings
+from services.common.settings import (
+    KafkaSettings,
+    NonBlankPath,
+    RedisSettings,
+    TopicSettings,
+)
 
 __all__ = ["InfraSettings"]
 
@@ -28,7 +33,7 @@ class InfraSettings(BaseSettings):
         env_prefix="CARTWHEEL_INFRA_", frozen=True, allow_inf_nan=False
     )
 
-    state_dir: Path = Field(
+    state_dir: NonBlankPath = Field(
         default=Path(".cartwheel"),
         description="a directory for pid files and logs",
     )

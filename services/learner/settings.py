@@ -11,7 +11,7 @@ from typing import Literal
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from services.common.settings import RedisSettings
+from services.common.settings import NonBlankPath, RedisSettings
 from services.replay.settings import DEFAULT_DATA_DIR
 
 __all__ = ["LearnerSettings"]
@@ -25,9 +25,9 @@ class LearnerSettings(BaseSettings):
     )
 
     redis: RedisSettings = Field(default_factory=RedisSettings)
-    data_dir: Path = Field(
+    data_dir: NonBlankPath = Field(
         default=DEFAULT_DATA_DIR,
-        description="folder with one sub-folder per dataset, for 'learner evaluate'",
+        description="a folder with one sub-folder per dataset, for 'learner evaluate'",
     )
     is_enabled: bool = Field(
         default=True,
@@ -114,8 +114,8 @@ class LearnerSettings(BaseSettings):
     drift_delta: float = Field(default=0.002, gt=0.0, lt=1.0)
     drift_grace_period: int = Field(default=200, ge=1)
     request_retrain_on_drift: bool = True
-    checkpoint_dir: Path = Field(
-        default=Path(".cartwheel/learner"), description="folder of the checkpoints"
+    checkpoint_dir: NonBlankPath = Field(
+        default=Path(".cartwheel/learner"), description="a folder for the checkpoints"
     )
     checkpoint_interval_seconds: float = Field(
         default=60.0, gt=0.0, description="wall-clock seconds between checkpoints"

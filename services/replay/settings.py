@@ -6,12 +6,10 @@ The Kafka connection and topic names are the shared blocks, read from
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from services.common.settings import KafkaSettings, TopicSettings
+from services.common.settings import KafkaSettings, NonBlankPath, TopicSettings
 from services.replay.datasets import REPO_ROOT
 
 __all__ = ["DEFAULT_DATA_DIR", "Settings"]
@@ -28,9 +26,9 @@ class Settings(BaseSettings):
 
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     topics: TopicSettings = Field(default_factory=TopicSettings)
-    data_dir: Path = Field(
+    data_dir: NonBlankPath = Field(
         default=DEFAULT_DATA_DIR,
-        description="folder that contains one sub-folder per public dataset",
+        description="a folder that contains one sub-folder per public dataset",
     )
     linger_ms: int = Field(
         default=20,

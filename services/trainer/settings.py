@@ -16,7 +16,12 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from models.multitask.dataset import DatasetConfig
 from models.multitask.model import ModelConfig
 from models.multitask.train import TrainConfig
-from services.common.settings import KafkaSettings, RedisSettings, TopicSettings
+from services.common.settings import (
+    KafkaSettings,
+    NonBlankPath,
+    RedisSettings,
+    TopicSettings,
+)
 
 __all__ = ["TrainerSettings"]
 
@@ -37,8 +42,8 @@ class TrainerSettings(BaseSettings):
         pattern=r"^[a-z][a-z0-9_]{0,39}$",
         description="name of the model: the artifact prefix and the models key",
     )
-    registry_dir: Path = Field(
-        default=Path("var/registry"), description="directory of the artifacts"
+    registry_dir: NonBlankPath = Field(
+        default=Path("var/registry"), description="a folder for the model artifacts"
     )
     refresh_interval_seconds: float = Field(
         default=3600.0, gt=0, description="wall-clock seconds between refreshes"

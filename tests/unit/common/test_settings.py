@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ from services.common.settings import (
 )
 from services.hotpath.settings import HotPathSettings
 from services.learner.settings import LearnerSettings
+from services.replay.settings import Settings as ReplaySettings
 from services.trainer.settings import TrainerSettings
 
 
@@ -747,3 +749,60 @@ def test_blank_listen_host_is_rejected(
     assert str(caught.value).startswith(
         f"invalid setting {variable}='': expected an IP address or host name"
     )
+
+
+# Every folder setting; a blank value would resolve to the current directory.
+FOLDER_SETTINGS = [
+    ("services.demo.settings", "DemoSettings", "CARTWHEEL_DEMO_STATE_DIR"),
+    ("services.demo.settings", "DemoSettings", "CARTWHEEL_DEMO_REPORT_DIR"),
+    (
+        "services.evaluation.settings",
+        "EvaluationSettings",
+        "CARTWHEEL_EVALUATION_REPORT_DIR",
+    ),
+    ("services.feedback.settings", "FeedbackSettings", "CARTWHEEL_FEEDBACK_DATA_DIR"),
+    ("services.infra.settings", "InfraSettings", "CARTWHEEL_INFRA_STATE_DIR"),
+    ("services.learner.settings", "LearnerSettings", "CARTWHEEL_LEARNER_DATA_DIR"),
+    (
+        "services.learner.settings",
+        "LearnerSettings",
+        "CARTWHEEL_LEARNER_CHECKPOINT_DIR",
+    ),
+    ("services.replay.settings", "Settings", "CARTWHEEL_REPLAY_DATA_DIR"),
+    ("services.trainer.settings", "TrainerSettings", "CARTWHEEL_TRAINER_REGISTRY_DIR"),
+]
+
+
+@pytest.mark.parametrize(
+    ("module", "class_name", "variable"),
+    FOLDER_SETTINGS,
+    ids=[variable for _, _, variable in FOLDER_SETTINGS],
+)
+@pytest.mark.parametrize("value", ["", "  "])
+def test_blank_folder_setting_is_rejected(
+    monkeypatch: pytest.MonkeyPatch,
+    module: str,
+    class_name: str,
+    variable: str,
+    value: str,
+) -> None:
+    settings_class = getattr(importlib.import_module(module), class_name)
+    monkeypatch.setenv(variable, value)
+
+    with pytest.raises(InvalidSettingsError) as caught:
+        load_settings(settings_class)
+
+    message = str(caught.value)
+    assert message.startswith(
+        f"invalid setting {variable}={value!r}: a blank path would mean the "
+        "current directory; expected a "
+    )
+    assert "\n" not in message
+
+
+def test_dot_folder_setting_is_accepted(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CARTWHEEL_REPLAY_DATA_DIR", ".")
+
+    settings = load_settings(ReplaySettings)
+
+    assert settings.data_dir == Path(".")
