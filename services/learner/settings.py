@@ -113,7 +113,11 @@ class LearnerSettings(BaseSettings):
     )
     drift_delta: float = Field(default=0.002, gt=0.0, lt=1.0)
     drift_grace_period: int = Field(default=200, ge=1)
-    request_retrain_on_drift: bool = True
+    request_retrain_on_drift: bool = Field(
+        default=True,
+        description="ask the trainer, through Redis, to retrain the ranker when "
+        "drift is detected in an online model's prequential loss",
+    )
     checkpoint_dir: NonBlankPath = Field(
         default=Path(".cartwheel/learner"), description="a folder for the checkpoints"
     )

@@ -123,12 +123,20 @@ class RuleSettings(BaseModel):
 
     model_config = ConfigDict(frozen=True, allow_inf_nan=False)
 
-    exclude_trigger: bool = True
-    exclude_purchased: bool = True
+    exclude_trigger: bool = Field(
+        default=True, description="leave the item that triggered a slate out of it"
+    )
+    exclude_purchased: bool = Field(
+        default=True,
+        description="leave items the user bought out of slates (see "
+        "CARTWHEEL_SCORER_RULES__ALLOW_CONSUMABLES)",
+    )
     allow_consumables: bool = Field(
         default=True, description="let consumable items return after a purchase"
     )
-    exclude_out_of_stock: bool = True
+    exclude_out_of_stock: bool = Field(
+        default=True, description="leave items with a stock of 0 or less out of slates"
+    )
     diversity: Literal["none", "per_category", "mmr"] = Field(
         default="per_category", description="none, per_category or mmr"
     )
@@ -152,6 +160,10 @@ class RuleSettings(BaseModel):
     )
 
 
+_EVENT_TYPES = [f'"{kind.value}"' for kind in EventType]
+_EVENT_TYPE_CHOICES = f"{', '.join(_EVENT_TYPES[:-1])} or {_EVENT_TYPES[-1]}"
+
+
 class SurfaceSettings(BaseModel):
     """Slate sizes and the events that trigger each surface."""
 
@@ -161,8 +173,10 @@ class SurfaceSettings(BaseModel):
     bundles_size: int = Field(default=10, ge=1, le=200, description="slate size")
     promotions_size: int = Field(default=5, ge=1, le=200, description="slate size")
     reviews_size: int = Field(default=5, ge=1, le=200, description="slate size")
-    promotion_events: frozenset[EventType] = frozenset(
-        {EventType.CLICK, EventType.CART_ADD, EventType.PURCHASE}
+    promotion_events: frozenset[EventType] = Field(
+        default=frozenset({EventType.CLICK, EventType.CART_ADD, EventType.PURCHASE}),
+        description="a JSON list of the event types that trigger a promotions "
+        f"slate, each one of {_EVENT_TYPE_CHOICES}",
     )
     promotion_items_per_rule: int = Field(
         default=5, ge=1, le=100, description="eligible items scored per promotion"

@@ -135,7 +135,9 @@ class TrainerSettings(BaseSettings):
     metrics_port: int = Field(
         default=9106, ge=0, le=65535, description="port of /metrics; 0 turns it off"
     )
-    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        default="INFO", description="DEBUG, INFO, WARNING or ERROR"
+    )
 
     @field_validator("device")
     @classmethod

@@ -30,3 +30,11 @@ def test_describe_settings_lists_each_variable_once() -> None:
     ]
 
     assert len(variables) == len(set(variables))
+
+
+def test_describe_settings_states_every_expected_form() -> None:
+    rows = [line for line in describe_settings().splitlines() if line.startswith("| `")]
+
+    blank = [row.split("`")[1] for row in rows if row.endswith("|  |")]
+    assert rows
+    assert blank == []
