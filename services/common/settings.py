@@ -563,6 +563,9 @@ def _expected_form(
     if message.startswith("String should match pattern"):
         # The form states in words what the regular expression checks.
         return f"expected {form}"
+    if message.startswith("Input should be '"):
+        # An enum or Literal field lists its values, and so does its form.
+        return f"expected {form}"
     return f"{message}; expected {form}"
 
 

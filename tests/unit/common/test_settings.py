@@ -24,6 +24,7 @@ from services.common.settings import (
 from services.hotpath.settings import HotPathSettings
 from services.learner.settings import LearnerSettings
 from services.replay.settings import Settings as ReplaySettings
+from services.scorer.settings import ScorerSettings
 from services.trainer.settings import TrainerSettings
 
 
@@ -806,3 +807,32 @@ def test_dot_folder_setting_is_accepted(monkeypatch: pytest.MonkeyPatch) -> None
     settings = load_settings(ReplaySettings)
 
     assert settings.data_dir == Path(".")
+
+
+def test_invalid_promotion_event_lists_event_types(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("CARTWHEEL_SCORER_SURFACES__PROMOTION_EVENTS", '["view"]')
+
+    with pytest.raises(InvalidSettingsError) as caught:
+        load_settings(ScorerSettings)
+
+    assert str(caught.value) == (
+        "invalid setting CARTWHEEL_SCORER_SURFACES__PROMOTION_EVENTS='[\"view\"]': "
+        "expected a JSON list of the event types that trigger a promotions "
+        'slate, each one of "click", "cart_add" or "purchase"'
+    )
+
+
+def test_invalid_literal_setting_lists_values(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("CARTWHEEL_TRAINER_LOG_LEVEL", "LOUD")
+
+    with pytest.raises(InvalidSettingsError) as caught:
+        load_settings(TrainerSettings)
+
+    assert str(caught.value) == (
+        "invalid setting CARTWHEEL_TRAINER_LOG_LEVEL='LOUD': "
+        "expected DEBUG, INFO, WARNING or ERROR"
+    )
