@@ -84,13 +84,21 @@ class InfraManager:
                 another process, or an external server does not respond.
         """
         if not self._settings.is_kafka_external:
-            start_broker(self._settings.state_dir, self._settings.kafka_port)
+            start_broker(
+                self._settings.state_dir,
+                self._settings.kafka_port,
+                port_setting="CARTWHEEL_INFRA_KAFKA_PORT",
+            )
         kafka = self._settings.kafka.model_copy(
             update={"bootstrap": self.kafka_bootstrap}
         )
         wait_for_broker(kafka, timeout_seconds=_BROKER_READY_TIMEOUT_SECONDS)
         if not self._settings.is_redis_external:
-            start_redis(self._settings.state_dir, self._settings.redis_port)
+            start_redis(
+                self._settings.state_dir,
+                self._settings.redis_port,
+                port_setting="CARTWHEEL_INFRA_REDIS_PORT",
+            )
         return self.status()
 
     def down(self) -> list[ServerStatus]:

@@ -155,10 +155,18 @@ def tansu_binary() -> Path:
     return path
 
 
-def start_broker(state_dir: Path, port: int, host: str = "127.0.0.1") -> LocalServer:
+def start_broker(
+    state_dir: Path,
+    port: int,
+    host: str = "127.0.0.1",
+    *,
+    port_setting: str | None = None,
+) -> LocalServer:
     """Start a Tansu broker with memory storage, or return the one already running.
 
     Tansu keeps topics, offsets and groups in memory, so a restart loses them.
+    ``port_setting`` names the variable that chose ``port``, for the error
+    raised when another process listens on it.
     """
     server = LocalServer.tansu(state_dir, port, host)
     url = f"tcp://{host}:{port}"
@@ -172,11 +180,20 @@ def start_broker(state_dir: Path, port: int, host: str = "127.0.0.1") -> LocalSe
         "--storage-engine",
         "memory://tansu/",
     ]
-    return _start(server, command, {"RUST_LOG": "warn"})
+    return _start(server, command, {"RUST_LOG": "warn"}, port_setting)
 
 
-def start_redis(state_dir: Path, port: int, host: str = "127.0.0.1") -> LocalServer:
-    """Start a redis-server that keeps nothing on disk, or return the one running."""
+def start_redis(
+    state_dir: Path,
+    port: int,
+    host: str = "127.0.0.1",
+    *,
+    port_setting: str | None = None,
+) -> LocalServer:
+    """Start a redis-server that keeps nothing on disk, or return the one running.
+
+    ``port_setting`` is as for :func:`start_broker`.
+    """
     executable = shutil.which("redis-server")
     if executable is None:
         raise InfrastructureError(
@@ -199,11 +216,14 @@ def start_redis(state_dir: Path, port: int, host: str = "127.0.0.1") -> LocalSer
         "--protected-mode",
         "yes",
     ]
-    return _start(server, command, {})
+    return _start(server, command, {}, port_setting)
 
 
 def _start(
-    server: LocalServer, command: list[str], extra_env: dict[str, str]
+    server: LocalServer,
+    command: list[str],
+    extra_env: dict[str, str],
+    port_setting: str | None,
 ) -> LocalServer:
     server.pid_file.parent.mkdir(parents=True, exist_ok=True)
     if server.is_running():
@@ -217,8 +237,12 @@ def _start(
             f"{server.address}; stop it with 'cartwheel infra down'"
         )
     if _is_listening(server.host, server.port):
+        if port_setting is None:
+            remedy = "choose a free port"
+        else:
+            remedy = f"stop that process or set {port_setting} to a free port"
         raise InfrastructureError(
-            f"port {server.address} is taken by another process; choose a free port"
+            f"port {server.address} is taken by another process; {remedy}"
         )
 
     # LIMITATION(L-3): the server runs in its own session so that Ctrl-C in

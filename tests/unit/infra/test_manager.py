@@ -1,10 +1,14 @@
 from __future__ import annotations
 
+import socket
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from services.common.errors import InfrastructureError
 from services.infra import find_free_port
+from services.infra import manager as infra_manager
 from services.infra.manager import InfraManager, ServerState
 from services.infra.settings import InfraSettings
 
@@ -61,3 +65,46 @@ def test_printed_local_addresses_are_not_external(
     statuses = InfraManager(InfraSettings()).status()
 
     assert [s.state for s in statuses] == [ServerState.STOPPED] * 2
+
+
+@pytest.fixture
+def taken_port() -> Iterator[int]:
+    """Listen on a loopback port for the test, as another program would."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        yield int(listener.getsockname()[1])
+
+
+def test_up_names_variable_of_taken_kafka_port(
+    isolated_env: Path, monkeypatch: pytest.MonkeyPatch, taken_port: int
+) -> None:
+    monkeypatch.setenv("CARTWHEEL_INFRA_KAFKA_PORT", str(taken_port))
+
+    with pytest.raises(InfrastructureError) as caught:
+        InfraManager(InfraSettings()).up()
+
+    assert str(caught.value) == (
+        f"port 127.0.0.1:{taken_port} is taken by another process; stop that "
+        "process or set CARTWHEEL_INFRA_KAFKA_PORT to a free port"
+    )
+    assert not (isolated_env / "tansu.pid").exists()
+
+
+def test_up_names_variable_of_taken_redis_port(
+    isolated_env: Path, monkeypatch: pytest.MonkeyPatch, taken_port: int
+) -> None:
+    # An external broker, whose readiness check is skipped, lets up() go on
+    # to redis-server without starting Tansu.
+    monkeypatch.setenv("CARTWHEEL_KAFKA_BOOTSTRAP", f"127.0.0.1:{find_free_port()}")
+    monkeypatch.setattr(infra_manager, "wait_for_broker", lambda *_, **__: None)
+    monkeypatch.setenv("CARTWHEEL_INFRA_REDIS_PORT", str(taken_port))
+
+    with pytest.raises(InfrastructureError) as caught:
+        InfraManager(InfraSettings()).up()
+
+    assert str(caught.value) == (
+        f"port 127.0.0.1:{taken_port} is taken by another process; stop that "
+        "process or set CARTWHEEL_INFRA_REDIS_PORT to a free port"
+    )
+    assert not (isolated_env / "redis.pid").exists()
