@@ -82,12 +82,18 @@ def tune_garbage_collection(threshold: int) -> None:
     )
 
 
-def ensure_writable_directory(directory: Path, variable: str) -> None:
+def ensure_writable_directory(
+    directory: Path, variable: str, *, option: str | None = None
+) -> None:
     """Create ``directory`` and write a file in it, so a bad path stops the start.
+
+    Pass ``option`` when a command-line option, given in place of
+    ``variable``, chose the path.
 
     Raises:
         InvalidSettingsError: the directory cannot be created or written; the
-            message names ``variable``, the setting that chose the path.
+            message names ``variable``, the setting that chose the path, or
+            ``option`` and ``variable``.
     """
     probe = directory / f".write-check-{os.getpid()}"
     try:
@@ -95,8 +101,11 @@ def ensure_writable_directory(directory: Path, variable: str) -> None:
         probe.write_bytes(b"")
         probe.unlink()
     except OSError as exc:
+        if option is None:
+            source = f"setting {variable}={str(directory)!r}"
+        else:
+            source = f"option {option}={str(directory)!r} (in place of {variable})"
         raise InvalidSettingsError(
-            f"invalid setting {variable}={str(directory)!r}: "
-            f"{exc.strerror or exc}; expected a directory this process can "
-            "create and write"
+            f"invalid {source}: {exc.strerror or exc}; expected a directory "
+            "this process can create and write"
         ) from exc

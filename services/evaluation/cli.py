@@ -7,9 +7,9 @@ import logging
 import math
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
+from services.common.lifecycle import ensure_writable_directory
 from services.common.settings import (
     CommandLineValue,
     KafkaSettings,
@@ -43,7 +43,6 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     )
     parser.add_argument(
         "--output",
-        type=Path,
         help="report directory (default: CARTWHEEL_EVALUATION_REPORT_DIR, "
         "else reports/evaluation)",
     )
@@ -92,6 +91,13 @@ def run_evaluate(args: argparse.Namespace) -> int:
         the process exit status, 0 on success.
     """
     settings = load_settings(EvaluationSettings, **_overrides(args))
+    # The report is written only after every topic is read, so a bad report
+    # folder is caught here instead of after minutes of reading.
+    ensure_writable_directory(
+        settings.report_dir,
+        "CARTWHEEL_EVALUATION_REPORT_DIR",
+        option=None if args.output is None else "--output",
+    )
     logger.info("evaluation starting settings=%s", masked_settings(settings))
     evaluator = PrequentialEvaluator(settings)
     started = time.perf_counter()
@@ -99,7 +105,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     read_seconds = time.perf_counter() - started
     result = evaluator.evaluate(args.throughput)
     score_seconds = time.perf_counter() - started - read_seconds
-    files = write_report(result, args.output or settings.report_dir)
+    files = write_report(result, settings.report_dir)
     events = result.inputs.events
     logger.info(
         "evaluation finished events=%s read_seconds=%.2f score_seconds=%.2f "
@@ -117,6 +123,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:
     overrides: dict[str, Any] = {}
+    if args.output is not None:
+        overrides["report_dir"] = CommandLineValue("--output", args.output)
     if args.bootstrap is not None:
         overrides["kafka"] = load_settings(
             KafkaSettings, bootstrap=CommandLineValue("--bootstrap", args.bootstrap)

@@ -15,6 +15,7 @@ from enum import StrEnum
 from urllib.parse import urlsplit
 
 from services.common.kafka import is_listening, wait_for_broker
+from services.common.lifecycle import ensure_writable_directory
 from services.infra.processes import LocalServer, start_broker, start_redis
 from services.infra.settings import InfraSettings
 
@@ -80,9 +81,15 @@ class InfraManager:
         """Start what is not running yet and wait until both servers respond.
 
         Raises:
+            InvalidSettingsError: the state folder of a local server cannot be
+                created or written.
             InfrastructureError: a server failed to start, a port is taken by
                 another process, or an external server does not respond.
         """
+        if not (self._settings.is_kafka_external and self._settings.is_redis_external):
+            ensure_writable_directory(
+                self._settings.state_dir, "CARTWHEEL_INFRA_STATE_DIR"
+            )
         if not self._settings.is_kafka_external:
             start_broker(
                 self._settings.state_dir,

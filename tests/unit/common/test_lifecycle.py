@@ -67,6 +67,18 @@ def test_ensure_writable_directory_names_the_variable(tmp_path: Path) -> None:
     assert "CARTWHEEL_X_DIR=" in str(caught.value)
 
 
+def test_ensure_writable_directory_names_the_option(tmp_path: Path) -> None:
+    (tmp_path / "a-file").write_text("")
+    directory = tmp_path / "a-file" / "dir"
+
+    with pytest.raises(InvalidSettingsError) as caught:
+        ensure_writable_directory(directory, "CARTWHEEL_X_DIR", option="--output")
+
+    assert str(caught.value).startswith(
+        f"invalid option --output={str(directory)!r} (in place of CARTWHEEL_X_DIR): "
+    )
+
+
 def test_ensure_writable_directory_creates_it_and_leaves_nothing(
     tmp_path: Path,
 ) -> None:

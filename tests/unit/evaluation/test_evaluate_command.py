@@ -7,6 +7,7 @@ import pytest
 
 from services.cli.__main__ import build_parser
 from services.common.errors import InvalidSettingsError
+from services.evaluation import cli as evaluation_cli
 from services.evaluation.cli import register, run_evaluate
 from services.evaluation.settings import EvaluationSettings
 
@@ -31,7 +32,7 @@ def test_evaluate_command_parses_its_options() -> None:
     )
 
     assert args.command == "evaluate"
-    assert args.output == Path("out")
+    assert args.output == "out"
     assert args.throughput == 900.0
     assert args.timeout == 5.0
     assert args.score_from == "2019-10-01T01:00:00+00:00"
@@ -97,3 +98,53 @@ def test_evaluate_command_rejects_bad_throughput(
 
     assert stopped.value.code == 2
     assert "expected a positive number of events per second" in capsys.readouterr().err
+
+
+def _fail_if_topics_are_read(*_: object) -> None:
+    raise AssertionError("the topics were read before the report folder was checked")
+
+
+def test_evaluate_checks_output_folder_before_reading(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setattr(evaluation_cli, "read_topics", _fail_if_topics_are_read)
+    (tmp_path / "a-file").write_text("")
+    output = tmp_path / "a-file" / "report"
+
+    with pytest.raises(InvalidSettingsError) as caught:
+        run_evaluate(parse("evaluate", "--output", str(output)))
+
+    message = str(caught.value)
+    assert message.startswith(
+        f"invalid option --output={str(output)!r} (in place of "
+        "CARTWHEEL_EVALUATION_REPORT_DIR): "
+    )
+    assert message.endswith("; expected a directory this process can create and write")
+
+
+def test_evaluate_checks_report_dir_setting_before_reading(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setattr(evaluation_cli, "read_topics", _fail_if_topics_are_read)
+    (tmp_path / "a-file").write_text("")
+    report_dir = tmp_path / "a-file" / "report"
+    monkeypatch.setenv("CARTWHEEL_EVALUATION_REPORT_DIR", str(report_dir))
+
+    with pytest.raises(InvalidSettingsError) as caught:
+        run_evaluate(parse("evaluate"))
+
+    assert str(caught.value).startswith(
+        f"invalid setting CARTWHEEL_EVALUATION_REPORT_DIR={str(report_dir)!r}: "
+    )
+
+
+def test_evaluate_rejects_blank_output(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(evaluation_cli, "read_topics", _fail_if_topics_are_read)
+
+    with pytest.raises(InvalidSettingsError) as caught:
+        run_evaluate(parse("evaluate", "--output", ""))
+
+    assert str(caught.value).startswith(
+        "invalid option --output='' (in place of CARTWHEEL_EVALUATION_REPORT_DIR): "
+        "a blank path would mean the current directory"
+    )

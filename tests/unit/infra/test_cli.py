@@ -57,3 +57,28 @@ def test_cli_exits_2_when_broker_is_missing(
 
     assert status == 2
     assert address in capsys.readouterr().err
+
+
+def test_up_rejects_unwritable_state_dir(
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "a-file").write_text("")
+    state_dir = tmp_path / "a-file" / "state"
+    monkeypatch.delenv("CARTWHEEL_KAFKA_BOOTSTRAP", raising=False)
+    monkeypatch.delenv("CARTWHEEL_REDIS_URL", raising=False)
+    monkeypatch.setenv("CARTWHEEL_INFRA_STATE_DIR", str(state_dir))
+    monkeypatch.setenv("CARTWHEEL_INFRA_KAFKA_PORT", str(find_free_port()))
+    monkeypatch.setenv("CARTWHEEL_INFRA_REDIS_PORT", str(find_free_port()))
+
+    status = main(["infra", "up"])
+
+    error = capsys.readouterr().err
+    assert status == 2
+    assert error.startswith(
+        "cartwheel: error: invalid setting "
+        f"CARTWHEEL_INFRA_STATE_DIR={str(state_dir)!r}: "
+    )
+    assert error.endswith("; expected a directory this process can create and write\n")
+    assert len(error.splitlines()) == 1
