@@ -65,8 +65,8 @@ def test_scorer_settings_give_expected_form_of_nested_field(
         load_settings(ScorerSettings)
 
     message = str(caught.value)
-    assert f"CARTWHEEL_SCORER_{variable}={value!r}" in message
-    assert "; expected " in message
+    assert f"CARTWHEEL_SCORER_{variable}={value!r}: " in message
+    assert "expected " in message
     assert message.endswith(expected)
 
 
