@@ -8,26 +8,35 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from services.evaluation.metrics import RankingScores
-from services.evaluation.plots import (
-    plot_hit_rate_over_time,
-    plot_latency,
-    plot_ranking,
-    plot_surfaces,
-)
 from services.evaluation.results import SYSTEM_NAME, EvaluationResult, Verdict
 
 __all__ = ["ReportFiles", "summary_lines", "verdict_sentence", "write_report"]
 
-_PLOTS = {
-    "hr_over_time.png": plot_hit_rate_over_time,
-    "latency.png": plot_latency,
-    "surfaces.png": plot_surfaces,
-    "ranking.png": plot_ranking,
-}
+
+def _plots() -> dict[str, Callable[[EvaluationResult, Path], None]]:
+    """Return each plot's file name and function.
+
+    The plots module loads matplotlib, so it is imported only when a report
+    is written, not by every cartwheel command that imports this module.
+    """
+    from services.evaluation.plots import (
+        plot_hit_rate_over_time,
+        plot_latency,
+        plot_ranking,
+        plot_surfaces,
+    )
+
+    return {
+        "hr_over_time.png": plot_hit_rate_over_time,
+        "latency.png": plot_latency,
+        "surfaces.png": plot_surfaces,
+        "ranking.png": plot_ranking,
+    }
 
 
 @dataclass(frozen=True)
@@ -53,7 +62,7 @@ def write_report(result: EvaluationResult, directory: Path) -> ReportFiles:
         encoding="utf-8",
     )
     plots = []
-    for file_name, plot in _PLOTS.items():
+    for file_name, plot in _plots().items():
         path = directory / file_name
         plot(result, path)
         plots.append(path)

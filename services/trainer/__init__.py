@@ -1,6 +1,6 @@
-"""The trainer: periodic ranker refreshes behind a champion/challenger gate."""
+"""The trainer: periodic ranker refreshes behind a champion/challenger gate.
 
-from services.trainer.settings import TrainerSettings
-from services.trainer.trainer import RefreshResult, Trainer
-
-__all__ = ["RefreshResult", "Trainer", "TrainerSettings"]
+The refresh is :class:`services.trainer.trainer.Trainer`. This package imports
+nothing itself, so reading :mod:`services.trainer.settings` does not load
+PyTorch.
+"""

@@ -7,21 +7,24 @@ and ``CARTWHEEL_TOPIC_*``.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-import torch
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from models.multitask.dataset import DatasetConfig
-from models.multitask.model import ModelConfig
-from models.multitask.train import TrainConfig
 from services.common.settings import (
     KafkaSettings,
     NonBlankPath,
     RedisSettings,
     TopicSettings,
 )
+
+if TYPE_CHECKING:
+    # The configs' modules load PyTorch, which the settings need only when a
+    # CUDA device is asked for or a config is built.
+    from models.multitask.dataset import DatasetConfig
+    from models.multitask.model import ModelConfig
+    from models.multitask.train import TrainConfig
 
 __all__ = ["TrainerSettings"]
 
@@ -144,6 +147,8 @@ class TrainerSettings(BaseSettings):
     def _check_device(cls, value: str) -> str:
         if not value.startswith("cuda"):
             return value
+        import torch
+
         if torch.version.cuda is None:
             raise ValueError(
                 f"this PyTorch build (torch {torch.__version__}) has no CUDA support"
@@ -161,6 +166,8 @@ class TrainerSettings(BaseSettings):
 
     def dataset_config(self) -> DatasetConfig:
         """Return the labelling and negative-sampling settings."""
+        from models.multitask.dataset import DatasetConfig
+
         return DatasetConfig(
             negatives_per_positive=self.negatives_per_positive,
             label_horizon_seconds=self.label_horizon_seconds,
@@ -169,6 +176,8 @@ class TrainerSettings(BaseSettings):
 
     def network_config(self) -> ModelConfig:
         """Return the network sizes of the multi-task model."""
+        from models.multitask.model import ModelConfig
+
         return ModelConfig(
             embedding_dim=self.embedding_dim,
             expert_count=self.expert_count,
@@ -178,6 +187,8 @@ class TrainerSettings(BaseSettings):
 
     def train_config(self) -> TrainConfig:
         """Return the optimiser settings."""
+        from models.multitask.train import TrainConfig
+
         return TrainConfig(
             epochs=self.epochs,
             batch_size=self.batch_size,
