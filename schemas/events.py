@@ -50,13 +50,19 @@ _RFC3339 = re.compile(
 )
 
 
+_LEAP_SECOND = re.compile(r"^(.{17})60(\.\d+)?")
+
+
 def _parse_rfc3339(value: object) -> object:
     # Anything but a string is left to pydantic's own type check.
     if not isinstance(value, str):
         return value
     if not _RFC3339.match(value):
         raise ValueError("expected an RFC 3339 time with a UTC offset")
-    return datetime.fromisoformat(value.upper())
+    # RFC 3339 allows a leap second (:60), which datetime cannot hold; the
+    # last microsecond of the minute keeps the event's place in time order.
+    text = _LEAP_SECOND.sub(r"\g<1>59.999999", value.upper())
+    return datetime.fromisoformat(text)
 
 
 def _require_integer_one(value: object) -> object:

@@ -88,8 +88,12 @@ def _is_rfc3339(value: object) -> bool:
         return True
     if not _RFC3339.match(value):
         return False
+    # RFC 3339 allows a leap second, which datetime cannot parse.
+    text = value.upper()
+    if text[17:19] == "60":
+        text = f"{text[:17]}59{text[19:]}"
     try:
-        datetime.fromisoformat(value.upper())
+        datetime.fromisoformat(text)
     except ValueError:
         return False
     return True

@@ -226,3 +226,18 @@ def test_id_with_control_character_is_invalid_id(item_id: str) -> None:
     assert isinstance(rejection, Rejection)
     assert rejection.reason is RejectionReason.INVALID_ID
     assert "no control characters" in rejection.message
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("2019-06-30T23:59:60Z", "2019-06-30T23:59:59.999999+00:00"),
+        ("2019-06-30T23:59:60.25Z", "2019-06-30T23:59:59.999999+00:00"),
+        ("2019-07-01T01:59:60+02:00", "2019-06-30T23:59:59.999999+00:00"),
+    ],
+)
+def test_leap_second_is_last_microsecond_of_minute(text: str, expected: str) -> None:
+    result = parse_event(encode(event_time=text), now=NOW)
+
+    assert isinstance(result, Event)
+    assert result.event_time.isoformat() == expected
