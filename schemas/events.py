@@ -23,6 +23,7 @@ from pydantic import (
 
 __all__ = [
     "EVENT_SCHEMA_VERSION",
+    "ID_PATTERN",
     "MAX_ID_LENGTH",
     "Event",
     "EventContext",
@@ -38,9 +39,9 @@ MAX_ID_LENGTH = 128
 # Control characters are left out: ids are joined by the unit separator
 # (0x1F) in stored lists, and NUL or line breaks in an id shown on a site
 # would be a producer's bug.
+ID_PATTERN = r"^[^\x00-\x1f\x7f]*$"
 Id = Annotated[
-    str,
-    Field(min_length=1, max_length=MAX_ID_LENGTH, pattern=r"^[^\x00-\x1f\x7f]*$"),
+    str, Field(min_length=1, max_length=MAX_ID_LENGTH, pattern=ID_PATTERN)
 ]
 
 # JSON Schema's "date-time" format is RFC 3339; pydantic alone also takes a

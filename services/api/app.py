@@ -26,6 +26,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import re
 import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -42,7 +43,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel
 
 from schemas.deadletters import RejectionReason
-from schemas.events import MAX_ID_LENGTH, Event
+from schemas.events import ID_PATTERN, MAX_ID_LENGTH, Event
 from schemas.features import FeatureKeys
 from schemas.recommendations import Slate, Surface
 from schemas.validation import MAX_EVENT_BYTES, Rejection, parse_event
@@ -59,6 +60,7 @@ logger = logging.getLogger(__name__)
 
 _HTTP_SOURCE_TOPIC = "http"
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+_VALID_ID = re.compile(ID_PATTERN)
 
 
 class Problem(BaseModel):
@@ -172,7 +174,9 @@ def create_app(
         summary="Latest slate of a user on one surface",
     )
     async def latest_slate(
-        user_id: Annotated[str, Path(min_length=1, max_length=MAX_ID_LENGTH)],
+        user_id: Annotated[
+            str, Path(min_length=1, max_length=MAX_ID_LENGTH, pattern=ID_PATTERN)
+        ],
         surface: Surface,
     ) -> Any:
         key = latest_slate_key(prefix, user_id, surface)
@@ -387,7 +391,8 @@ def _dead_letter_key(raw: bytes) -> bytes | None:
     The key is UTF-8 encoded, as on the valid path, so a user's dead letters
     share a partition as the user's events do. The body failed validation, so
     a key is returned only when it is a JSON object whose ``user_id`` is a
-    string of 1 to ``MAX_ID_LENGTH`` characters, the event schema's id rule.
+    string of 1 to ``MAX_ID_LENGTH`` characters without control characters,
+    the event schema's id rule.
     Any other body gives None, malformed or deeply nested JSON included.
     """
     try:
@@ -398,6 +403,8 @@ def _dead_letter_key(raw: bytes) -> bytes | None:
         return None
     user_id = document.get("user_id") if isinstance(document, dict) else None
     if not isinstance(user_id, str) or not 1 <= len(user_id) <= MAX_ID_LENGTH:
+        return None
+    if not _VALID_ID.fullmatch(user_id):
         return None
     if _user_id_count(raw) != 1:
         # A repeated user_id names no user: parsers disagree on which counts.

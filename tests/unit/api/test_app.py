@@ -261,6 +261,8 @@ def test_dead_letter_keyed_by_user_id(body: bytes, key: bytes) -> None:
         b'{"user_id": "u1"}' + b" " * 20_000,
         b'{"user_id": "first", "user_id": "second"}',
         b'{"user_id": "u1", "user_\\u0069d": "u2"}',
+        b'{"user_id": "u\\u001f1"}',
+        b'{"user_id": "u1\\n"}',
     ],
     ids=[
         "not_json",
@@ -278,6 +280,8 @@ def test_dead_letter_keyed_by_user_id(body: bytes, key: bytes) -> None:
         "too_large",
         "repeated_id",
         "repeated_escaped_id",
+        "control_character_id",
+        "id_with_newline",
     ],
 )
 def test_dead_letter_unkeyed_without_valid_user_id(body: bytes) -> None:
@@ -285,3 +289,22 @@ def test_dead_letter_unkeyed_without_valid_user_id(body: bytes) -> None:
 
     assert dead_letter_key is None
     assert letter.raw_key_base64 is None
+
+
+# A newline ends the route's path pattern, so that request matches no route.
+@pytest.mark.parametrize(
+    ("user_id", "status"),
+    [("u%001", 422), ("u%1F1", 422), ("u%7F", 422), ("u1%0A", 404)],
+)
+def test_slate_of_user_id_with_control_character_is_rejected(
+    user_id: str, status: int
+) -> None:
+    app = create_app(
+        ApiSettings(is_on_demand_enabled=False),
+        redis_client=_EmptyRedis(),  # type: ignore[arg-type]
+        producer=object(),  # type: ignore[arg-type]
+    )
+
+    answer = asyncio.run(_request(app, "GET", f"/v1/users/{user_id}/slates/products"))
+
+    assert answer.status_code == status
