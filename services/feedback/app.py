@@ -15,6 +15,8 @@ Redis outages: a batch that fails in Redis is applied again with a backoff
 (``CARTWHEEL_FEEDBACK_RETRY_INITIAL_SECONDS`` doubling up to
 ``CARTWHEEL_FEEDBACK_RETRY_MAX_SECONDS``) until it succeeds or the worker
 stops, so no offset is committed past a message that was not applied. A
+worker asked to stop while a batch fails exits at once without committing
+it; a restarted worker reads it again. A
 failed ratio export keeps the gauges as they were until the next one.
 
 Malformed input: a message that is not a valid slate or event is counted in
@@ -28,10 +30,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import re
 import ssl
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -54,6 +57,10 @@ __all__ = ["FeedbackProcessor", "create_app", "faust_credentials"]
 
 logger = logging.getLogger(__name__)
 
+# How often a Redis retry's pause checks whether the worker is asked to stop.
+_STOP_CHECK_SECONDS = 0.2
+
+
 # One line per topic passes every 10 s, with the count of those held back;
 # cartwheel_feedback_messages_total{outcome="invalid"} counts every one.
 _invalid_logger = logging.getLogger(f"{__name__}.invalid")
@@ -67,10 +74,21 @@ class FeedbackProcessor:
 
     Args:
         settings: the feedback app's settings.
+        should_stop: returns True once the worker is asked to stop.
+        exit_now: ends the process at once with the given status; called
+            when the worker is asked to stop while Redis fails a batch.
     """
 
-    def __init__(self, settings: FeedbackSettings) -> None:
+    def __init__(
+        self,
+        settings: FeedbackSettings,
+        *,
+        should_stop: Callable[[], bool] = lambda: False,
+        exit_now: Callable[[int], object] = os._exit,
+    ) -> None:
         self._settings = settings
+        self._should_stop = should_stop
+        self._exit_now = exit_now
         self._events_topic = settings.topics.events
         self._tables: FeedbackTables | None = None
         self._exported: set[tuple[str, str, str]] = set()
@@ -113,8 +131,35 @@ class FeedbackProcessor:
                     delay,
                     exc,
                 )
-            await asyncio.sleep(delay)
+            await self._pause(delay)
+            if self._should_stop():
+                self._stop_without_commit(len(records))
             delay = min(delay * 2, self._settings.retry_max_seconds)
+
+    async def _pause(self, seconds: float) -> None:
+        """Sleep ``seconds``, or less when the worker is asked to stop."""
+        deadline = time.monotonic() + seconds
+        while not self._should_stop():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return
+            await asyncio.sleep(min(remaining, _STOP_CHECK_SECONDS))
+
+    def _stop_without_commit(self, messages: int) -> None:
+        """End the process while a batch waits for Redis, committing nothing.
+
+        Faust waits for the batch before it stops, and a batch that leaves
+        its agent in any way is acknowledged and then committed. Ending the
+        process at once keeps the batch's offsets where they are, so a
+        restarted worker reads it again.
+        """
+        logger.warning(
+            "stop requested while redis fails, exiting without committing the "
+            "batch messages=%d",
+            messages,
+        )
+        logging.shutdown()
+        self._exit_now(0)
 
     def export_ratios(self) -> None:
         """Recompute the outcome-ratio gauges from the counts in Redis (blocking).
@@ -239,7 +284,7 @@ def create_app(settings: FeedbackSettings) -> tuple[faust.App, FeedbackProcessor
     names = [settings.topics.events]
     names += [settings.topics.recommendations(surface.value) for surface in Surface]
     channel = app.topic(*names, key_serializer="raw", value_serializer="raw")
-    processor = FeedbackProcessor(settings)
+    processor = FeedbackProcessor(settings, should_stop=lambda: app.should_stop)
 
     # LIMITATION(L-73): exact counts are tested with one worker only; the
     # Redis scripts are atomic per message, but several Faust workers on one

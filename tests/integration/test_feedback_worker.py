@@ -293,31 +293,51 @@ def own_redis(tmp_path: Path) -> Iterator[PersistentRedis]:
         server.stop()
 
 
-def test_worker_retries_through_redis_outage(
+def count_round_then_fail_redis(
     worker: FeedbackWorker,
     own_redis: PersistentRedis,
     kafka_settings: KafkaSettings,
     names: dict[str, str],
-) -> None:
+) -> redis.Redis:
+    """Count one round, stop Redis, publish a second round and await a retry.
+
+    Returns:
+        a client of ``own_redis`` for reading the counts once it is back.
+    """
     worker.env["CARTWHEEL_REDIS_URL"] = own_redis.url
     worker.env["CARTWHEEL_FEEDBACK_RETRY_INITIAL_SECONDS"] = "0.1"
     worker.env["CARTWHEEL_FEEDBACK_RETRY_MAX_SECONDS"] = "0.5"
-    prefix = worker.env["CARTWHEEL_REDIS_KEY_PREFIX"]
     client = redis.Redis.from_url(own_redis.url)
     producer = Producer(producer_config(kafka_settings, linger_ms=1))
     worker.start()
     publish_round(producer, names, 0, USERS)
-    wait_for_counts(client, prefix, expected_counts(1, USERS), worker)
+    wait_for_counts(client, prefix_of(worker), expected_counts(1, USERS), worker)
 
     own_redis.stop()
     publish_round(producer, names, 1, USERS)
     deadline = time.monotonic() + 30
     while "retrying batch" not in worker.log() and time.monotonic() < deadline:
         time.sleep(0.2)
+    return client
+
+
+def prefix_of(worker: FeedbackWorker) -> str:
+    return worker.env["CARTWHEEL_REDIS_KEY_PREFIX"]
+
+
+def test_worker_retries_through_redis_outage(
+    worker: FeedbackWorker,
+    own_redis: PersistentRedis,
+    kafka_settings: KafkaSettings,
+    names: dict[str, str],
+) -> None:
+    client = count_round_then_fail_redis(worker, own_redis, kafka_settings, names)
     time.sleep(2.0)
     exit_during_outage = worker.process.poll() if worker.process else None
     own_redis.start()
-    counts = wait_for_counts(client, prefix, expected_counts(2, USERS), worker)
+    counts = wait_for_counts(
+        client, prefix_of(worker), expected_counts(2, USERS), worker
+    )
     worker.stop(signal.SIGTERM)
     client.close()
 
@@ -326,3 +346,31 @@ def test_worker_retries_through_redis_outage(
     assert counts == expected_counts(2, USERS)
     assert worker.process is not None
     assert worker.process.returncode == 0
+
+
+def test_worker_stops_on_sigterm_during_redis_outage(
+    worker: FeedbackWorker,
+    own_redis: PersistentRedis,
+    kafka_settings: KafkaSettings,
+    names: dict[str, str],
+) -> None:
+    client = count_round_then_fail_redis(worker, own_redis, kafka_settings, names)
+    assert worker.process is not None
+    worker.process.send_signal(signal.SIGTERM)
+    try:
+        exit_status: int | None = worker.process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        exit_status = None
+    stopped_log = worker.log()
+    # The batch was not committed, so the restarted worker counts it.
+    own_redis.start()
+    worker.start()
+    counts = wait_for_counts(
+        client, prefix_of(worker), expected_counts(2, USERS), worker
+    )
+    worker.stop(signal.SIGTERM)
+    client.close()
+
+    assert exit_status == 0, stopped_log
+    assert "exiting without committing the batch" in stopped_log
+    assert counts == expected_counts(2, USERS)
