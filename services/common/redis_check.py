@@ -24,7 +24,7 @@ _VARIABLE = "CARTWHEEL_REDIS_URL"
 
 
 def verify_redis(settings: RedisSettings, *, timeout_seconds: float = 2.0) -> None:
-    """Send one PING with the URL's credentials and database.
+    """Open one connection with the URL's credentials and database.
 
     Args:
         settings: the Redis block of a service's settings.
@@ -44,12 +44,22 @@ def verify_redis(settings: RedisSettings, *, timeout_seconds: float = 2.0) -> No
         retry_on_timeout=False,
     )
     try:
-        client.ping()
+        # Connecting signs in and selects the database, as every command
+        # does; a command such as PING could be one that the user's ACL
+        # forbids although the service never sends it.
+        pool = client.connection_pool
+        pool.release(pool.get_connection())
     except redis.exceptions.AuthenticationError as exc:
         raise InvalidSettingsError(
             f"invalid setting {_VARIABLE}={shown!r}: Redis refused the "
             f"credentials ({exc}); expected a URL with the user and password "
             "that the server accepts, such as redis://:PASSWORD@host:6379/0"
+        ) from exc
+    except redis.exceptions.NoPermissionError as exc:
+        raise InvalidSettingsError(
+            f"invalid setting {_VARIABLE}={shown!r}: the user may not select "
+            f"the URL's database ({exc}); expected a user whose ACL allows "
+            "SELECT, or the database 0"
         ) from exc
     except redis.exceptions.ResponseError as exc:
         if "DB index" not in str(exc):

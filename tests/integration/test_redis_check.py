@@ -85,3 +85,39 @@ def test_verify_redis_hints_at_tls_for_plain_server(
 
     assert "redis did not respond at start" in caplog.text
     assert "a rediss:// URL needs a server that speaks TLS" in caplog.text
+
+
+def test_verify_redis_needs_no_ping_permission(
+    redis_url: str, redis_client: redis.Redis
+) -> None:
+    # A least-privilege ACL may leave PING out although the service works.
+    user = f"noping{uuid.uuid4().hex[:8]}"
+    redis_client.acl_setuser(
+        user,
+        enabled=True,
+        passwords=["+pw"],
+        keys=["*"],
+        commands=["+@all", "-ping"],
+    )
+    address = urlsplit(redis_url).netloc
+    try:
+        verify_redis(RedisSettings(url=f"redis://{user}:pw@{address}/0"))
+    finally:
+        redis_client.acl_deluser(user)
+
+
+def test_verify_redis_rejects_user_who_may_not_select(
+    redis_url: str, redis_client: redis.Redis
+) -> None:
+    user = f"noselect{uuid.uuid4().hex[:8]}"
+    redis_client.acl_setuser(
+        user, enabled=True, passwords=["+pw"], keys=["*"], commands=["-@all"]
+    )
+    address = urlsplit(redis_url).netloc
+    try:
+        with pytest.raises(InvalidSettingsError) as raised:
+            verify_redis(RedisSettings(url=f"redis://{user}:pw@{address}/1"))
+    finally:
+        redis_client.acl_deluser(user)
+
+    assert "the user may not select the URL's database" in str(raised.value)
