@@ -43,6 +43,9 @@ __all__ = ["CatalogConsumer"]
 
 logger = logging.getLogger(__name__)
 
+# Faults of one invalid catalog record named in its dead letter.
+_MAX_FAULTS = 3
+
 _SERVICE = "catalog"
 _FIRST_BACKOFF_SECONDS = 0.2
 
@@ -147,7 +150,7 @@ class CatalogConsumer:
         if isinstance(exc, CatalogKeyError):
             rejection = Rejection(RejectionReason.INVALID_ID, str(exc))
         elif isinstance(exc, ValidationError):
-            rejection = Rejection(_reason(exc), str(exc))
+            rejection = Rejection(_reason(exc), _message(exc))
         else:
             rejection = Rejection(RejectionReason.WRONG_TYPE, str(exc))
         self._dead_letters.send(
@@ -162,9 +165,16 @@ class CatalogConsumer:
 
 def _reason(exc: ValidationError) -> RejectionReason:
     """Name the first fault of an invalid catalog record, as events name theirs."""
-    kind = exc.errors()[0]["type"]
+    error = exc.errors()[0]
+    kind = error["type"]
+    names = [part for part in error["loc"] if isinstance(part, str)]
+    is_id = bool(names) and names[-1].endswith(("_id", "_ids"))
     if kind == "json_invalid":
         return RejectionReason.INVALID_JSON
+    if is_id and kind in ("string_too_short", "string_pattern_mismatch"):
+        return RejectionReason.INVALID_ID
+    if is_id and kind == "string_too_long":
+        return RejectionReason.ID_TOO_LONG
     if kind == "missing":
         return RejectionReason.MISSING_FIELD
     if kind == "extra_forbidden":
@@ -174,6 +184,18 @@ def _reason(exc: ValidationError) -> RejectionReason:
     # Bounds (greater_than, less_than_equal, ...) and cross-field checks such
     # as a promotion that ends before it starts.
     return RejectionReason.OUT_OF_RANGE
+
+
+def _message(exc: ValidationError) -> str:
+    """Describe an invalid catalog record's faults on one line."""
+    errors = exc.errors(include_url=False)
+    parts = [
+        f"field {'.'.join(str(part) for part in error['loc'])!r}: {error['msg']}"
+        for error in errors[:_MAX_FAULTS]
+    ]
+    if len(errors) > _MAX_FAULTS:
+        parts.append(f"and {len(errors) - _MAX_FAULTS} more problem(s)")
+    return "; ".join(parts)
 
 
 def _next_offsets(messages: Sequence[Message]) -> list[TopicPartition]:
