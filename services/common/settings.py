@@ -659,9 +659,18 @@ def secret_values(settings: BaseSettings) -> list[str]:
     """
     values = []
     for _, secret in _secrets(settings):
-        passwords = [urlsplit(secret).password, *_query_passwords(secret)]
+        try:
+            passwords = [urlsplit(secret).password, *_query_passwords(secret)]
+        except ValueError:
+            # A URL that cannot be parsed is hidden whole, as _mask does.
+            values.append(secret)
+            continue
         found = [password for password in passwords if password]
-        values.extend(found or [secret])
+        if found:
+            values.extend(found)
+        elif "://" not in secret:
+            # Not a URL: the whole value is the secret.
+            values.append(secret)
     return [value for value in values if value]
 
 

@@ -836,3 +836,9 @@ def test_invalid_literal_setting_lists_values(
         "invalid setting CARTWHEEL_TRAINER_LOG_LEVEL='LOUD': "
         "expected DEBUG, INFO, WARNING or ERROR"
     )
+
+
+def test_secret_values_leave_url_without_password() -> None:
+    settings = RedisSettings(url="redis://127.0.0.1:6379/0")
+
+    assert secret_values(settings) == []
