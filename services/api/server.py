@@ -92,7 +92,9 @@ def serve(settings: ApiSettings) -> None:
                 app,
                 host=settings.host,
                 port=settings.port,
-                log_level="info",
+                # uvicorn's lines follow the level that configure_logging
+                # set, which 'cartwheel --log-level' chooses.
+                log_level=logging.getLogger().getEffectiveLevel(),
                 access_log=False,
             )
         )
