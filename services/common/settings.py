@@ -276,7 +276,10 @@ def _redis_url_problem(url: str) -> str | None:
 
 # Apache Kafka accepts topic names of at most 249 of these characters.
 _TOPIC_PATTERN = r"^[A-Za-z0-9._-]{1,249}$"
-_TOPIC_FORM = "a Kafka topic name of its own: 1 to 249 letters, digits, '.', '_' or '-'"
+_TOPIC_FORM = (
+    "a Kafka topic name of its own: 1 to 249 letters, digits, '.', '_' or '-', "
+    "not starting with '__'"
+)
 _TOPIC_FIELDS = (
     "events",
     "dead_letters",
@@ -332,15 +335,26 @@ class TopicSettings(BaseSettings):
         field = str(info.field_name)
         if value in (".", ".."):
             raise ValueError(f"'{value}' is not a Kafka topic name")
+        if value.startswith("__"):
+            raise ValueError(f"names starting with '__' are Kafka's own: {value!r}")
         names = _topic_names(field, value)
         for other, other_value in info.data.items():
             if other not in _TOPIC_FIELDS or not isinstance(other_value, str):
                 continue
-            shared = sorted(names & _topic_names(other, other_value))
-            if shared:
+            # Kafka refuses a topic whose name differs from another's only by
+            # '.' against '_', because its metric names would be the same.
+            clashes = sorted(
+                (name, other_name)
+                for name in names
+                for other_name in _topic_names(other, other_value)
+                if name.replace(".", "_") == other_name.replace(".", "_")
+            )
+            if clashes:
+                name, other_name = clashes[0]
+                alike = "" if name == other_name else f" as {other_name!r}"
                 raise ValueError(
-                    f"the topic {shared[0]!r} is also named by "
-                    f"CARTWHEEL_TOPIC_{other.upper()}"
+                    f"the topic {name!r} is also named by "
+                    f"CARTWHEEL_TOPIC_{other.upper()}{alike}"
                 )
         return value
 

@@ -651,6 +651,7 @@ def test_blank_checkpoint_key_is_rejected(
         ("CARTWHEEL_TOPIC_EVENTS", "a/b"),
         ("CARTWHEEL_TOPIC_MODELS", "x" * 250),
         ("CARTWHEEL_TOPIC_CATALOG", ".."),
+        ("CARTWHEEL_TOPIC_EVENTS", "__consumer_offsets"),
         ("CARTWHEEL_TOPIC_RECOMMENDATIONS_PREFIX", "r" * 239),
     ],
 )
@@ -678,6 +679,7 @@ def test_invalid_topic_name_is_rejected(
             "recommendations.reviews",
             "CARTWHEEL_TOPIC_RECOMMENDATIONS_PREFIX",
         ),
+        ("CARTWHEEL_TOPIC_CATALOG", "events_dlq", "CARTWHEEL_TOPIC_DEAD_LETTERS"),
     ],
 )
 def test_topic_named_twice_is_rejected(
