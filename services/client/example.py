@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from services.client.producer import DeliveryReport, EventProducer
+from services.common.entrypoint import parse_service_arguments
 from services.common.errors import CartwheelError
 from services.common.logging import configure_logging
 from services.common.settings import KafkaSettings, TopicSettings, load_settings
@@ -64,4 +65,5 @@ def main() -> int:
 
 
 if __name__ == "__main__":
+    parse_service_arguments("services.client.example", __doc__)
     sys.exit(main())

@@ -12,6 +12,7 @@ traceback, since it is a bug.
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from collections.abc import Callable, Sequence
 
@@ -109,6 +110,8 @@ def parse_service_arguments(
         SystemExit: with status 0 after ``--help``, 2 after any other argument.
     """
     summary = (docstring or "").split("\n\n")[0].replace("``", "").strip()
+    # Sphinx roles such as :class:`Name` read as their name alone.
+    summary = re.sub(r":\w+:`([^`]+)`", r"\1", summary)
     parser = argparse.ArgumentParser(
         prog=f"python -m {program}",
         description=summary,

@@ -285,6 +285,7 @@ def test_run_entry_point_propagates_other_errors() -> None:
 
 
 SERVICES = [
+    "services.client.example",
     "services.api",
     "services.features",
     "services.feedback",
