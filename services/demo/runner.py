@@ -47,6 +47,7 @@ from services.evaluation.report import summary_lines, write_report
 from services.evaluation.settings import EvaluationSettings
 from services.features.settings import CatalogSettings
 from services.feedback.settings import FeedbackSettings
+from services.hotpath.__main__ import resolve_stage_factories
 from services.hotpath.settings import HotPathSettings
 from services.infra import (
     LocalServer,
@@ -191,7 +192,11 @@ def _check_service_settings(pipeline: _PipelineSettings, state_dir: Path) -> Non
             name = variable.removeprefix(prefix).lower()
             if variable.startswith(prefix) and name in fields:
                 overrides[name] = value
-        load_settings(settings_class, **overrides)
+        loaded = load_settings(settings_class, **overrides)
+        if isinstance(loaded, HotPathSettings):
+            # A stage module that cannot be imported would stop the hot path
+            # only after the servers started.
+            resolve_stage_factories(loaded.stages)
 
 
 def _run_pipeline(

@@ -42,6 +42,7 @@ from services.hotpath.stages import Stage
 __all__ = [
     "build_consumer",
     "load_stages",
+    "resolve_stage_factories",
     "main",
     "redis_client",
     "run",
@@ -63,12 +64,7 @@ def load_stages(
             where the names come from.
     """
     stages = []
-    for spec in specs:
-        module_name, _, function_name = spec.partition(":")
-        try:
-            factory = getattr(importlib.import_module(module_name), function_name)
-        except (ImportError, AttributeError, SyntaxError, ValueError) as exc:
-            raise _invalid_stage(spec, f"cannot be loaded ({exc})") from exc
+    for spec, factory in zip(specs, resolve_stage_factories(specs), strict=True):
         stage = _call_factory(spec, factory, settings, client)
         missing = [
             name
@@ -86,6 +82,24 @@ def load_stages(
             )
         stages.append(stage)
     return stages
+
+
+def resolve_stage_factories(specs: Sequence[str]) -> list[Any]:
+    """Import the stage factories named ``module:function``, without calling them.
+
+    Raises:
+        InvalidSettingsError: a name does not resolve to an object; the
+            message names ``CARTWHEEL_HOTPATH_STAGES``.
+    """
+    factories = []
+    for spec in specs:
+        module_name, _, function_name = spec.partition(":")
+        try:
+            factory = getattr(importlib.import_module(module_name), function_name)
+        except (ImportError, AttributeError, SyntaxError, ValueError) as exc:
+            raise _invalid_stage(spec, f"cannot be loaded ({exc})") from exc
+        factories.append(factory)
+    return factories
 
 
 def start_stages(stages: Sequence[Stage]) -> None:

@@ -344,3 +344,17 @@ def test_cli_log_level_replaces_service_level(tmp_path: Path) -> None:
     assert len(quiet.stderr.splitlines()) == 1, quiet.stderr
     assert quiet.stderr.startswith("cartwheel: error: ")
     assert " INFO " in default.stderr
+
+
+def test_demo_rejects_unloadable_stage_before_servers(tmp_path: Path) -> None:
+    environment = _isolated_environment(tmp_path)
+    environment["CARTWHEEL_HOTPATH_STAGES"] = '["nowhere.module:build"]'
+
+    result = run_module("services.demo", environment, "--limit", "10")
+
+    lines = result.stderr.splitlines()
+    assert result.returncode == 2, result.stderr
+    assert len(lines) == 1, result.stderr
+    assert "CARTWHEEL_HOTPATH_STAGES" in lines[0]
+    assert "'nowhere.module:build' cannot be loaded" in lines[0]
+    assert not (tmp_path / "demo" / "tansu.pid").exists()
