@@ -491,23 +491,26 @@ class ModelWatcher:
             return False
         try:
             ranker = loaded.result()
-        except Exception:
+        except Exception as exc:
             # Artifacts come from outside the process, so any failure to load
             # one (ArtifactError for the known ones) keeps the ranker in use
             # and the watcher following later versions.
             current = self._current
             if current is None:
-                logger.exception(
-                    "model load failed, no ranker in use yet model_version=%s",
-                    version,
-                )
+                line = "model load failed, no ranker in use yet model_version=%s"
+                args: tuple[str, ...] = (version,)
             else:
-                logger.exception(
+                line = (
                     "model load failed, keeping the ranker in use model_version=%s "
-                    "current=%s",
-                    version,
-                    current.model_version,
+                    "current=%s"
                 )
+                args = (version, current.model_version)
+            if version in self._failed_versions:
+                # A retry of a version that failed before: one line, without
+                # the traceback that the first failure logged.
+                logger.error(f"{line} error=%s", *args, exc)
+            else:
+                logger.exception(line, *args)
             self._reject(version, "failed")
             return False
         self._install(ranker, time.perf_counter() - started, instead_of)

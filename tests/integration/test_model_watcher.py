@@ -524,6 +524,14 @@ def test_watcher_retries_failed_version_after_delay(
     retries = [r.getMessage() for r in caplog.records if "again" in r.message]
     assert retries
     assert f"model_version={newest.model_version}" in retries[0]
+    failures = [
+        record
+        for record in caplog.records
+        if record.getMessage().startswith("model load failed")
+        and f"model_version={newest.model_version}" in record.getMessage()
+    ]
+    assert len(failures) >= 2
+    assert sum(1 for record in failures if record.exc_info) == 1
 
 
 def test_watcher_leaves_loaded_newest_version_alone(
