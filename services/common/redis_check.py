@@ -50,10 +50,16 @@ def verify_redis(settings: RedisSettings, *, timeout_seconds: float = 2.0) -> No
         pool = client.connection_pool
         pool.release(pool.get_connection())
     except redis.exceptions.AuthenticationError as exc:
+        # Without a password, Redis's own text is about HELLO or AUTH.
+        problem = (
+            "the server requires a password and the URL has none"
+            if client.connection_pool.connection_kwargs.get("password") is None
+            else f"Redis refused the credentials ({exc})"
+        )
         raise InvalidSettingsError(
-            f"invalid setting {_VARIABLE}={shown!r}: Redis refused the "
-            f"credentials ({exc}); expected a URL with the user and password "
-            "that the server accepts, such as redis://:PASSWORD@host:6379/0"
+            f"invalid setting {_VARIABLE}={shown!r}: {problem}; expected a URL "
+            "with the user and password that the server accepts, such as "
+            "redis://:PASSWORD@host:6379/0"
         ) from exc
     except redis.exceptions.NoPermissionError as exc:
         raise InvalidSettingsError(

@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import logging
+import shutil
+import subprocess
+import time
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
 import redis
 
 from services.common.errors import InvalidSettingsError
+from services.common.kafka import is_listening
 from services.common.redis_check import verify_redis
 from services.common.settings import RedisSettings
 from services.infra import find_free_port
@@ -121,3 +126,48 @@ def test_verify_redis_rejects_user_who_may_not_select(
         redis_client.acl_deluser(user)
 
     assert "the user may not select the URL's database" in str(raised.value)
+
+
+@pytest.fixture
+def password_server(tmp_path: Path) -> Iterator[str]:
+    """A redis-server of this test that requires a password: its address."""
+    executable = shutil.which("redis-server")
+    assert executable is not None, "redis-server is not installed"
+    port = find_free_port()
+    process = subprocess.Popen(
+        [
+            executable,
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--requirepass",
+            "s3cret",
+            "--save",
+            "",
+            "--dir",
+            str(tmp_path),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 20
+    while not is_listening(f"127.0.0.1:{port}", timeout_seconds=0.2):
+        assert time.monotonic() < deadline, "redis-server did not start"
+        time.sleep(0.02)
+    yield f"127.0.0.1:{port}"
+    process.terminate()
+    process.wait(20)
+
+
+def test_verify_redis_names_missing_password(password_server: str) -> None:
+    with pytest.raises(InvalidSettingsError) as raised:
+        verify_redis(RedisSettings(url=f"redis://{password_server}/0"))
+
+    message = str(raised.value)
+    assert "the server requires a password and the URL has none" in message
+    assert "HELLO" not in message
+
+
+def test_verify_redis_accepts_server_password(password_server: str) -> None:
+    verify_redis(RedisSettings(url=f"redis://:s3cret@{password_server}/0"))
