@@ -50,38 +50,50 @@ class NestedServiceSettings(BaseSettings):
     sizes: list[int] = Field(default_factory=lambda: [1, 2])
 
 
+def setting_error(
+    monkeypatch: pytest.MonkeyPatch,
+    settings_class: type[BaseSettings],
+    variables: dict[str, str],
+) -> str:
+    """Set ``variables``, load ``settings_class`` and return its error message."""
+    for name, value in variables.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(InvalidSettingsError) as caught:
+        load_settings(settings_class)
+    return str(caught.value)
+
+
 def test_load_settings_uses_nested_delimiter_in_variable(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setenv("CARTWHEEL_TESTNESTED_RULES__MAX_PER_CATEGORY", "x")
+    message = setting_error(
+        monkeypatch,
+        NestedServiceSettings,
+        {"CARTWHEEL_TESTNESTED_RULES__MAX_PER_CATEGORY": "x"},
+    )
 
-    with pytest.raises(InvalidSettingsError) as caught:
-        load_settings(NestedServiceSettings)
-
-    assert "CARTWHEEL_TESTNESTED_RULES__MAX_PER_CATEGORY='x'" in str(caught.value)
+    assert "CARTWHEEL_TESTNESTED_RULES__MAX_PER_CATEGORY='x'" in message
 
 
 def test_load_settings_names_service_variable(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("CARTWHEEL_TESTSVC_BATCH_SIZE", "0")
+    message = setting_error(
+        monkeypatch, ServiceSettings, {"CARTWHEEL_TESTSVC_BATCH_SIZE": "0"}
+    )
 
-    with pytest.raises(InvalidSettingsError) as caught:
-        load_settings(ServiceSettings)
-
-    assert "CARTWHEEL_TESTSVC_BATCH_SIZE='0'" in str(caught.value)
-    assert "a positive integer" in str(caught.value)
+    assert "CARTWHEEL_TESTSVC_BATCH_SIZE='0'" in message
+    assert "a positive integer" in message
 
 
 def test_load_settings_shows_the_form_of_a_boolean(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setenv("CARTWHEEL_TESTSVC_IS_ENABLED", "maybe")
+    message = setting_error(
+        monkeypatch, ServiceSettings, {"CARTWHEEL_TESTSVC_IS_ENABLED": "maybe"}
+    )
 
-    with pytest.raises(InvalidSettingsError) as caught:
-        load_settings(ServiceSettings)
-
-    assert "CARTWHEEL_TESTSVC_IS_ENABLED='maybe'" in str(caught.value)
-    assert "expected true or false" in str(caught.value)
-    assert "whether the service runs" not in str(caught.value)
+    assert "CARTWHEEL_TESTSVC_IS_ENABLED='maybe'" in message
+    assert "expected true or false" in message
+    assert "whether the service runs" not in message
 
 
 def test_load_settings_names_nested_kafka_variable(
@@ -183,37 +195,32 @@ def test_secret_values_lists_passwords() -> None:
 def test_load_settings_rejects_port_out_of_range(
     monkeypatch: pytest.MonkeyPatch, variable: str, value: str
 ) -> None:
-    monkeypatch.setenv(variable, value)
+    message = setting_error(monkeypatch, ServiceSettings, {variable: value})
 
-    with pytest.raises(InvalidSettingsError) as caught:
-        load_settings(ServiceSettings)
-
-    assert f"{variable}={value!r}" in str(caught.value)
-    assert "1-65535" in str(caught.value)
+    assert f"{variable}={value!r}" in message
+    assert "1-65535" in message
 
 
 def test_load_settings_names_variable_with_invalid_json(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setenv("CARTWHEEL_TESTNESTED_SIZES", "three")
+    message = setting_error(
+        monkeypatch, NestedServiceSettings, {"CARTWHEEL_TESTNESTED_SIZES": "three"}
+    )
 
-    with pytest.raises(InvalidSettingsError) as caught:
-        load_settings(NestedServiceSettings)
-
-    assert "CARTWHEEL_TESTNESTED_SIZES='three'" in str(caught.value)
-    assert "expected a JSON value" in str(caught.value)
+    assert "CARTWHEEL_TESTNESTED_SIZES='three'" in message
+    assert "expected a JSON value" in message
 
 
 def test_load_settings_names_list_variable_without_position(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setenv("CARTWHEEL_TESTNESTED_SIZES", '[1, "x"]')
+    message = setting_error(
+        monkeypatch, NestedServiceSettings, {"CARTWHEEL_TESTNESTED_SIZES": '[1, "x"]'}
+    )
 
-    with pytest.raises(InvalidSettingsError) as caught:
-        load_settings(NestedServiceSettings)
-
-    assert "CARTWHEEL_TESTNESTED_SIZES=" in str(caught.value)
-    assert "SIZES__1" not in str(caught.value)
+    assert "CARTWHEEL_TESTNESTED_SIZES=" in message
+    assert "SIZES__1" not in message
 
 
 @pytest.mark.parametrize(
@@ -228,12 +235,8 @@ def test_load_settings_names_list_variable_without_position(
 def test_load_settings_rejects_unusable_redis_url(
     monkeypatch: pytest.MonkeyPatch, url: str, reason: str
 ) -> None:
-    monkeypatch.setenv("CARTWHEEL_REDIS_URL", url)
+    message = setting_error(monkeypatch, ServiceSettings, {"CARTWHEEL_REDIS_URL": url})
 
-    with pytest.raises(InvalidSettingsError) as caught:
-        load_settings(ServiceSettings)
-
-    message = str(caught.value)
     assert f"CARTWHEEL_REDIS_URL={url!r}" in message
     assert reason in message
     assert "expected redis:// or rediss:// URL" in message
@@ -242,26 +245,26 @@ def test_load_settings_rejects_unusable_redis_url(
 def test_load_settings_masks_password_of_bad_redis_url(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setenv(
-        "CARTWHEEL_REDIS_URL", "redis://:hunter2@cache:6379/0?protocol=9"
+    message = setting_error(
+        monkeypatch,
+        RedisSettings,
+        {"CARTWHEEL_REDIS_URL": "redis://:hunter2@cache:6379/0?protocol=9"},
     )
 
-    with pytest.raises(InvalidSettingsError) as caught:
-        load_settings(RedisSettings)
-
-    assert "hunter2" not in str(caught.value)
-    assert "redis://:**********@cache:6379/0?protocol=9" in str(caught.value)
+    assert "hunter2" not in message
+    assert "redis://:**********@cache:6379/0?protocol=9" in message
 
 
 def test_unsplittable_redis_url_is_masked(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setenv("CARTWHEEL_REDIS_URL", "redis://:hunter2@[::1:6379/0")
+    message = setting_error(
+        monkeypatch,
+        RedisSettings,
+        {"CARTWHEEL_REDIS_URL": "redis://:hunter2@[::1:6379/0"},
+    )
 
-    with pytest.raises(InvalidSettingsError) as caught:
-        load_settings(RedisSettings)
-
-    assert str(caught.value) == (
+    assert message == (
         "invalid setting CARTWHEEL_REDIS_URL='**********': expected a redis:// "
         "or rediss:// URL whose port is 1-65535"
     )
@@ -301,14 +304,13 @@ class DescribedNestedSettings(BaseSettings):
 def test_load_settings_gives_expected_form_of_nested_field(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setenv("CARTWHEEL_TESTDESCRIBED_RULES__SHARE", "2")
-
-    with pytest.raises(InvalidSettingsError) as caught:
-        load_settings(DescribedNestedSettings)
-
-    assert str(caught.value).endswith(
-        "; expected a number from 0 to 1: share of the events"
+    message = setting_error(
+        monkeypatch,
+        DescribedNestedSettings,
+        {"CARTWHEEL_TESTDESCRIBED_RULES__SHARE": "2"},
     )
+
+    assert message.endswith("; expected a number from 0 to 1: share of the events")
 
 
 class FormsSettings(BaseSettings):
@@ -382,13 +384,16 @@ def test_sasl_protocol_without_mechanism_names_variable(
 ) -> None:
     monkeypatch.setenv("CARTWHEEL_KAFKA_SECURITY_PROTOCOL", "SASL_SSL")
     monkeypatch.delenv("CARTWHEEL_KAFKA_SASL_MECHANISM", raising=False)
-    monkeypatch.setenv("CARTWHEEL_KAFKA_SASL_USERNAME", "shop")
-    monkeypatch.setenv("CARTWHEEL_KAFKA_SASL_PASSWORD", "s3cret")
+    message = setting_error(
+        monkeypatch,
+        KafkaSettings,
+        {
+            "CARTWHEEL_KAFKA_SASL_USERNAME": "shop",
+            "CARTWHEEL_KAFKA_SASL_PASSWORD": "s3cret",
+        },
+    )
 
-    with pytest.raises(InvalidSettingsError) as caught:
-        load_settings(KafkaSettings)
-
-    assert str(caught.value) == (
+    assert message == (
         "invalid setting CARTWHEEL_KAFKA_SASL_MECHANISM (not set): expected "
         "PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512 when "
         "CARTWHEEL_KAFKA_SECURITY_PROTOCOL is SASL_SSL"
@@ -459,12 +464,9 @@ def test_sasl_blank_credential_is_rejected(
     monkeypatch: pytest.MonkeyPatch, variable: str, value: str, noun: str
 ) -> None:
     _set_sasl(monkeypatch, "SASL_SSL", "PLAIN", username="shop", password="s3cret")
-    monkeypatch.setenv(variable, value)
+    message = setting_error(monkeypatch, KafkaSettings, {variable: value})
 
-    with pytest.raises(InvalidSettingsError) as caught:
-        load_settings(KafkaSettings)
-
-    assert str(caught.value) == (
+    assert message == (
         f"invalid setting {variable}={value!r}: expected a non-empty {noun} "
         "when CARTWHEEL_KAFKA_SECURITY_PROTOCOL is SASL_SSL"
     )
@@ -522,12 +524,11 @@ def test_missing_ca_file_names_variable(
 ) -> None:
     _set_sasl(monkeypatch, protocol, "PLAIN", username="shop", password="s3cret")
     missing = tmp_path / "ca.pem"
-    monkeypatch.setenv("CARTWHEEL_KAFKA_SSL_CA_LOCATION", str(missing))
+    message = setting_error(
+        monkeypatch, KafkaSettings, {"CARTWHEEL_KAFKA_SSL_CA_LOCATION": str(missing)}
+    )
 
-    with pytest.raises(InvalidSettingsError) as caught:
-        load_settings(KafkaSettings)
-
-    assert str(caught.value) == (
+    assert message == (
         f"invalid setting CARTWHEEL_KAFKA_SSL_CA_LOCATION={str(missing)!r}: no "
         "file exists at this path; expected a path to a readable CA file in PEM "
         "format (used with SSL and SASL_SSL)"
@@ -550,12 +551,11 @@ def test_unusable_ca_location_is_rejected(
 ) -> None:
     monkeypatch.setenv("CARTWHEEL_KAFKA_SECURITY_PROTOCOL", "SSL")
     value = make_value(tmp_path)
-    monkeypatch.setenv("CARTWHEEL_KAFKA_SSL_CA_LOCATION", value)
+    message = setting_error(
+        monkeypatch, KafkaSettings, {"CARTWHEEL_KAFKA_SSL_CA_LOCATION": value}
+    )
 
-    with pytest.raises(InvalidSettingsError) as caught:
-        load_settings(KafkaSettings)
-
-    assert f"CARTWHEEL_KAFKA_SSL_CA_LOCATION={value!r}: {reason};" in str(caught.value)
+    assert f"CARTWHEEL_KAFKA_SSL_CA_LOCATION={value!r}: {reason};" in message
 
 
 def test_unreadable_ca_file_is_rejected(
@@ -572,13 +572,16 @@ def test_unreadable_ca_file_is_rejected(
         return real_open(path, *args, **kwargs)
 
     monkeypatch.setattr(Path, "open", denied_open)
-    monkeypatch.setenv("CARTWHEEL_KAFKA_SECURITY_PROTOCOL", "SSL")
-    monkeypatch.setenv("CARTWHEEL_KAFKA_SSL_CA_LOCATION", str(ca_file))
+    message = setting_error(
+        monkeypatch,
+        KafkaSettings,
+        {
+            "CARTWHEEL_KAFKA_SECURITY_PROTOCOL": "SSL",
+            "CARTWHEEL_KAFKA_SSL_CA_LOCATION": str(ca_file),
+        },
+    )
 
-    with pytest.raises(InvalidSettingsError) as caught:
-        load_settings(KafkaSettings)
-
-    assert "the file cannot be read (Permission denied)" in str(caught.value)
+    assert "the file cannot be read (Permission denied)" in message
 
 
 def test_readable_ca_file_loads(
@@ -608,37 +611,32 @@ def test_plaintext_does_not_check_ca_file(
 
 @pytest.mark.parametrize("url", ["", "  "])
 def test_blank_redis_url_is_shown(monkeypatch: pytest.MonkeyPatch, url: str) -> None:
-    monkeypatch.setenv("CARTWHEEL_REDIS_URL", url)
+    message = setting_error(monkeypatch, RedisSettings, {"CARTWHEEL_REDIS_URL": url})
 
-    with pytest.raises(InvalidSettingsError) as caught:
-        load_settings(RedisSettings)
-
-    assert f"CARTWHEEL_REDIS_URL={url!r}:" in str(caught.value)
+    assert f"CARTWHEEL_REDIS_URL={url!r}:" in message
 
 
 @pytest.mark.parametrize("value", ["inf", "-inf", "nan", "1e400"])
 def test_float_setting_rejects_non_finite(
     monkeypatch: pytest.MonkeyPatch, value: str
 ) -> None:
-    monkeypatch.setenv("CARTWHEEL_HOTPATH_POLL_TIMEOUT_SECONDS", value)
+    message = setting_error(
+        monkeypatch, HotPathSettings, {"CARTWHEEL_HOTPATH_POLL_TIMEOUT_SECONDS": value}
+    )
 
-    with pytest.raises(InvalidSettingsError) as caught:
-        load_settings(HotPathSettings)
-
-    assert "Input should be a finite number" in str(caught.value)
-    assert "expected a number above 0 and at most 60" in str(caught.value)
+    assert "Input should be a finite number" in message
+    assert "expected a number above 0 and at most 60" in message
 
 
 @pytest.mark.parametrize("key", ["", "   "])
 def test_blank_checkpoint_key_is_rejected(
     monkeypatch: pytest.MonkeyPatch, key: str
 ) -> None:
-    monkeypatch.setenv("CARTWHEEL_LEARNER_CHECKPOINT_KEY", key)
+    message = setting_error(
+        monkeypatch, LearnerSettings, {"CARTWHEEL_LEARNER_CHECKPOINT_KEY": key}
+    )
 
-    with pytest.raises(InvalidSettingsError) as caught:
-        load_settings(LearnerSettings)
-
-    assert str(caught.value) == (
+    assert message == (
         f"invalid setting CARTWHEEL_LEARNER_CHECKPOINT_KEY={key!r}: expected a "
         "non-empty secret, or leave the variable unset"
     )
@@ -658,12 +656,8 @@ def test_blank_checkpoint_key_is_rejected(
 def test_invalid_topic_name_is_rejected(
     monkeypatch: pytest.MonkeyPatch, variable: str, value: str
 ) -> None:
-    monkeypatch.setenv(variable, value)
+    message = setting_error(monkeypatch, TopicSettings, {variable: value})
 
-    with pytest.raises(InvalidSettingsError) as caught:
-        load_settings(TopicSettings)
-
-    message = str(caught.value)
     assert message.startswith(f"invalid setting {variable}={value!r}: ")
     assert "letters, digits, '.', '_' or '-'" in message
     assert "should match pattern" not in message
@@ -685,12 +679,8 @@ def test_invalid_topic_name_is_rejected(
 def test_topic_named_twice_is_rejected(
     monkeypatch: pytest.MonkeyPatch, variable: str, value: str, other: str
 ) -> None:
-    monkeypatch.setenv(variable, value)
+    message = setting_error(monkeypatch, TopicSettings, {variable: value})
 
-    with pytest.raises(InvalidSettingsError) as caught:
-        load_settings(TopicSettings)
-
-    message = str(caught.value)
     assert message.startswith(f"invalid setting {variable}={value!r}: ")
     assert f"the topic {value!r} is also named by {other}" in message
 
@@ -705,12 +695,8 @@ def test_default_topic_names_load() -> None:
 def test_redis_url_without_host_is_rejected(
     monkeypatch: pytest.MonkeyPatch, url: str
 ) -> None:
-    monkeypatch.setenv("CARTWHEEL_REDIS_URL", url)
+    message = setting_error(monkeypatch, RedisSettings, {"CARTWHEEL_REDIS_URL": url})
 
-    with pytest.raises(InvalidSettingsError) as caught:
-        load_settings(RedisSettings)
-
-    message = str(caught.value)
     assert "expected a redis:// or rediss:// URL with a host" in message
     assert "pw" not in message
 
@@ -744,12 +730,9 @@ def test_blank_listen_host_is_rejected(
     variable: str,
 ) -> None:
     # A blank host would make the server listen on every interface.
-    monkeypatch.setenv(variable, "")
+    message = setting_error(monkeypatch, settings_class, {variable: ""})
 
-    with pytest.raises(InvalidSettingsError) as caught:
-        load_settings(settings_class)
-
-    assert str(caught.value).startswith(
+    assert message.startswith(
         f"invalid setting {variable}='': expected an IP address or host name"
     )
 
@@ -790,12 +773,8 @@ def test_blank_folder_setting_is_rejected(
     value: str,
 ) -> None:
     settings_class = getattr(importlib.import_module(module), class_name)
-    monkeypatch.setenv(variable, value)
+    message = setting_error(monkeypatch, settings_class, {variable: value})
 
-    with pytest.raises(InvalidSettingsError) as caught:
-        load_settings(settings_class)
-
-    message = str(caught.value)
     assert message.startswith(
         f"invalid setting {variable}={value!r}: a blank path would mean the "
         "current directory; expected a "
@@ -814,12 +793,13 @@ def test_dot_folder_setting_is_accepted(monkeypatch: pytest.MonkeyPatch) -> None
 def test_invalid_promotion_event_lists_event_types(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setenv("CARTWHEEL_SCORER_SURFACES__PROMOTION_EVENTS", '["view"]')
+    message = setting_error(
+        monkeypatch,
+        ScorerSettings,
+        {"CARTWHEEL_SCORER_SURFACES__PROMOTION_EVENTS": '["view"]'},
+    )
 
-    with pytest.raises(InvalidSettingsError) as caught:
-        load_settings(ScorerSettings)
-
-    assert str(caught.value) == (
+    assert message == (
         "invalid setting CARTWHEEL_SCORER_SURFACES__PROMOTION_EVENTS='[\"view\"]': "
         "expected a JSON list of the event types that trigger a promotions "
         'slate, each one of "click", "cart_add" or "purchase"'
@@ -829,12 +809,11 @@ def test_invalid_promotion_event_lists_event_types(
 def test_invalid_literal_setting_lists_values(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setenv("CARTWHEEL_TRAINER_LOG_LEVEL", "LOUD")
+    message = setting_error(
+        monkeypatch, TrainerSettings, {"CARTWHEEL_TRAINER_LOG_LEVEL": "LOUD"}
+    )
 
-    with pytest.raises(InvalidSettingsError) as caught:
-        load_settings(TrainerSettings)
-
-    assert str(caught.value) == (
+    assert message == (
         "invalid setting CARTWHEEL_TRAINER_LOG_LEVEL='LOUD': "
         "expected DEBUG, INFO, WARNING or ERROR"
     )
