@@ -96,10 +96,11 @@ def run_entry_point(program: str, main: Callable[[], object]) -> int:
 def parse_service_arguments(
     program: str, docstring: str | None, arguments: Sequence[str] | None = None
 ) -> None:
-    """Answer ``--help`` and reject any other argument of a service entry point.
+    """Print the usage for ``--help`` and reject any other argument.
 
-    A service reads every setting from the environment, so an argument is a
-    mistake; without this check ``--help`` would start the service.
+    A service entry point reads every setting from the environment, so an
+    argument is a mistake. Without this check ``--help`` would start the
+    service.
 
     Args:
         program: the module, such as ``services.hotpath``.

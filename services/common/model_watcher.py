@@ -273,7 +273,7 @@ class ModelWatcher:
         self._poll_timeout = poll_timeout_seconds
         self._retry_seconds = retry_seconds
         self._clock = clock
-        # Written by the watcher's thread only: when a load last failed.
+        # Time of the last failed load, written by the watcher's thread only.
         self._failed_at: float | None = None
         self._current: Ranker | None = None
         self._failed_versions: set[str] = set()

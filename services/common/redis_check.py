@@ -36,7 +36,7 @@ def verify_redis(settings: RedisSettings, *, timeout_seconds: float = 2.0) -> No
             ``CARTWHEEL_REDIS_URL`` with the password masked.
     """
     url = settings.url.get_secret_value()
-    shown = masked_settings(settings)["url"]
+    masked_url = masked_settings(settings)["url"]
     client = redis.Redis.from_url(
         url,
         socket_connect_timeout=timeout_seconds,
@@ -44,9 +44,9 @@ def verify_redis(settings: RedisSettings, *, timeout_seconds: float = 2.0) -> No
         retry_on_timeout=False,
     )
     try:
-        # Connecting signs in and selects the database, as every command
-        # does; a command such as PING could be one that the user's ACL
-        # forbids although the service never sends it.
+        # Connecting signs in and selects the database, as every command does.
+        # A probe command such as PING might be forbidden by the user's ACL
+        # although the service never sends it.
         pool = client.connection_pool
         pool.release(pool.get_connection())
     except redis.exceptions.AuthenticationError as exc:
@@ -57,13 +57,13 @@ def verify_redis(settings: RedisSettings, *, timeout_seconds: float = 2.0) -> No
             else f"Redis refused the credentials ({exc})"
         )
         raise InvalidSettingsError(
-            f"invalid setting {_VARIABLE}={shown!r}: {problem}; expected a URL "
+            f"invalid setting {_VARIABLE}={masked_url!r}: {problem}; expected a URL "
             "with the user and password that the server accepts, such as "
             "redis://:PASSWORD@host:6379/0"
         ) from exc
     except redis.exceptions.NoPermissionError as exc:
         raise InvalidSettingsError(
-            f"invalid setting {_VARIABLE}={shown!r}: the user may not select "
+            f"invalid setting {_VARIABLE}={masked_url!r}: the user may not select "
             f"the URL's database ({exc}); expected a user whose ACL allows "
             "SELECT, or the database 0"
         ) from exc
@@ -71,7 +71,7 @@ def verify_redis(settings: RedisSettings, *, timeout_seconds: float = 2.0) -> No
         if "DB index" not in str(exc):
             raise
         raise InvalidSettingsError(
-            f"invalid setting {_VARIABLE}={shown!r}: the server has no database "
+            f"invalid setting {_VARIABLE}={masked_url!r}: the server has no database "
             f"with this number ({exc}); expected a number below the server's "
             "'databases' setting (16 unless changed), such as /0"
         ) from exc
@@ -86,7 +86,7 @@ def verify_redis(settings: RedisSettings, *, timeout_seconds: float = 2.0) -> No
         logger.warning(
             "redis did not respond at start, going on and retrying when used "
             "url=%s error=%s%s",
-            shown,
+            masked_url,
             exc,
             hint,
         )

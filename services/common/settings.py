@@ -57,14 +57,14 @@ _HOST_PORT = re.compile(r"^[A-Za-z0-9._\-\[\]:]+:\d{1,5}$")
 
 def _reject_blank_path(value: Any) -> Any:
     # Path("") is the current directory, so a variable set to nothing would
-    # put files there, or read them from there, without a word.
+    # silently put files there, or read them from there.
     if isinstance(value, str) and not value.strip():
         raise ValueError("a blank path would mean the current directory")
     return value
 
 
 NonBlankPath = Annotated[Path, BeforeValidator(_reject_blank_path)]
-"""A path setting that rejects a blank value; "." still names the current folder."""
+"""A path setting that rejects a blank value. "." still names the current folder."""
 
 
 # LIMITATION(L-71): no settings for TLS client certificates (mutual TLS);
@@ -336,7 +336,10 @@ class TopicSettings(BaseSettings):
         if value in (".", ".."):
             raise ValueError(f"'{value}' is not a Kafka topic name")
         if value.startswith("__"):
-            raise ValueError(f"names starting with '__' are Kafka's own: {value!r}")
+            raise ValueError(
+                f"{value!r} starts with '__', which Kafka reserves for its "
+                "internal topics"
+            )
         names = _topic_names(field, value)
         for other, other_value in info.data.items():
             if other not in _TOPIC_FIELDS or not isinstance(other_value, str):

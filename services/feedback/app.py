@@ -16,8 +16,8 @@ Redis outages: a batch that fails in Redis is applied again with a backoff
 ``CARTWHEEL_FEEDBACK_RETRY_MAX_SECONDS``) until it succeeds or the worker
 stops, so no offset is committed past a message that was not applied. A
 worker asked to stop while a batch fails exits at once without committing
-it; a restarted worker reads it again. A
-failed ratio export keeps the gauges as they were until the next one.
+it, and a restarted worker reads it again. A failed ratio export keeps the
+gauges as they were until the next one.
 
 Malformed input: a message that is not a valid slate or event is counted in
 ``cartwheel_feedback_messages_total{outcome="invalid"}``, logged with its
@@ -61,7 +61,7 @@ logger = logging.getLogger(__name__)
 _STOP_CHECK_SECONDS = 0.2
 
 
-# One line per topic passes every 10 s, with the count of those held back;
+# One line per topic passes every 10 s, with the count of those held back.
 # cartwheel_feedback_messages_total{outcome="invalid"} counts every one.
 _invalid_logger = logging.getLogger(f"{__name__}.invalid")
 _invalid_logger.addFilter(
@@ -75,8 +75,8 @@ class FeedbackProcessor:
     Args:
         settings: the feedback app's settings.
         should_stop: returns True once the worker is asked to stop.
-        exit_now: ends the process at once with the given status; called
-            when the worker is asked to stop while Redis fails a batch.
+        exit_now: ends the process at once with the given status. It is
+            called when the worker is asked to stop while Redis fails a batch.
     """
 
     def __init__(
@@ -118,7 +118,7 @@ class FeedbackProcessor:
         # Each message's effects are applied atomically and remembered by id,
         # so applying a batch again after a failure counts nothing twice in
         # Redis. Outcomes of messages applied before the failure were not
-        # returned, so cartwheel_feedback_outcomes_total misses them; the
+        # returned, so cartwheel_feedback_outcomes_total misses them. The
         # ratio gauges, read from Redis, do not.
         delay = self._settings.retry_initial_seconds
         while True:

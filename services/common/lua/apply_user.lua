@@ -137,8 +137,8 @@ end
 
 -- Lists of ids are stored as one string joined by the unit separator (0x1F),
 -- which keeps short values inside Redis's compact hash encoding. Validated
--- events have no control characters in their ids; an id with 0x1F from a
--- caller that skipped validation is left out of the lists, so it cannot
+-- events have no control characters in their ids. An id with 0x1F from a
+-- caller that skipped validation is left out of the lists, so that it cannot
 -- split them.
 local separator = '\31'
 

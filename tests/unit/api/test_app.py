@@ -296,9 +296,7 @@ def test_dead_letter_unkeyed_without_valid_user_id(body: bytes) -> None:
     ("user_id", "status"),
     [("u%001", 422), ("u%1F1", 422), ("u%7F", 422), ("u1%0A", 404)],
 )
-def test_slate_of_user_id_with_control_character_is_rejected(
-    user_id: str, status: int
-) -> None:
+def test_slate_control_character_id_rejected(user_id: str, status: int) -> None:
     app = create_app(
         ApiSettings(is_on_demand_enabled=False),
         redis_client=_EmptyRedis(),  # type: ignore[arg-type]

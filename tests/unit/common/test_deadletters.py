@@ -159,7 +159,7 @@ def test_dead_letter_writer_raises_fatal_delivery_error() -> None:
     assert is_fatal(caught.value)
 
 
-def test_dead_letter_flood_logs_one_line_per_reason_and_topic(
+def test_dead_letter_flood_is_throttled(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     writer = make_writer(RecordingProducer())

@@ -86,14 +86,14 @@ def test_repeat_filter_uses_given_varying_parts() -> None:
     line = "message dead-lettered reason=%s partition=%d offset=%d"
 
     first = repeats.filter(_record(line, "invalid_json", 0, 1))
-    held = [repeats.filter(_record(line, "invalid_json", 1, n)) for n in range(5)]
+    suppressed = [repeats.filter(_record(line, "invalid_json", 1, n)) for n in range(5)]
     other_reason = repeats.filter(_record(line, "missing_field", 0, 9))
     now[0] = 11.0
     later = _record(line, "invalid_json", 2, 99)
     after_interval = repeats.filter(later)
 
     assert first
-    assert held == [False] * 5
+    assert suppressed == [False] * 5
     assert other_reason
     assert after_interval
     assert later.getMessage().endswith("(5 similar line(s) held back in the last 11 s)")
