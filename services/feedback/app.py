@@ -117,9 +117,10 @@ class FeedbackProcessor:
     async def _apply_until_done(self, records: Sequence[Slate | Event]) -> Applied:
         # Each message's effects are applied atomically and remembered by id,
         # so applying a batch again after a failure counts nothing twice in
-        # Redis. Outcomes of messages applied before the failure were not
-        # returned, so cartwheel_feedback_outcomes_total misses them. The
-        # ratio gauges, read from Redis, do not.
+        # Redis.
+        # LIMITATION(L-84): outcomes of messages applied before the failure
+        # were not returned, so cartwheel_feedback_outcomes_total misses them.
+        # The ratio gauges, read from Redis, do not.
         delay = self._settings.retry_initial_seconds
         while True:
             try:
