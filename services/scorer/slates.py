@@ -479,13 +479,13 @@ HEURISTIC = HeuristicRanker.model_version
 def _before_later_events(
     recent: Sequence[RecentItem], later: Sequence[tuple[str, EventType]]
 ) -> tuple[RecentItem, ...]:
-    """Drop the newest history entries that later events of the same batch added.
+    """Drop the newest history entries that later triggers of the same user added.
 
-    LIMITATION(L-55): only the user's history is rewound. Item-to-item lists
-    and trending already include the batch's later events.
-
-    The features stage applies a whole batch before scoring, so the history
-    read for an early event already contains the user's later events of the batch.
+    The hot path never passes one user twice in a batch, because it applies
+    and scores its batches in waves. A caller that does has applied the whole
+    batch before scoring, so the history read for an early trigger already
+    contains the user's later events. Only that history is rewound, not the
+    item-to-item lists, trending or the session-kNN index.
     """
     entries = list(recent)
     for item_id, event_type in reversed(later):

@@ -94,6 +94,9 @@ class ScoringStage:
             return
         started = self._clock()
         triggers = [trigger_of(applied) for applied in batch]
+        # LIMITATION(L-55): the batch's events of other users reach the
+        # session index here, and item-to-item lists and trending before this
+        # stage, so a slate can reflect another user's slightly later event.
         for trigger in triggers:
             self._sessions.add(trigger.session_key, trigger.item_id, trigger.event_time)
 

@@ -377,12 +377,11 @@ def _purchases_before(events: list[Event]) -> dict[str, set[str]]:
     return result
 
 
-def test_slate_for_event_reflects_that_event(
-    kafka_bootstrap: str, redis_url: str, tmp_path: Path
-) -> None:
+def _kettle_then_teapot(first_id: str, second_id: str) -> tuple[Event, Event]:
+    """Return two clicks of one user in one session, on two new items 30 s apart."""
     start = rees46.load(REES46_SAMPLE).events[0].event_time
     first = Event(
-        event_id="n-1",
+        event_id=first_id,
         event_type=EventType.CLICK,
         user_id="shopper",
         item_id="kettle",
@@ -391,11 +390,18 @@ def test_slate_for_event_reflects_that_event(
     )
     second = first.model_copy(
         update={
-            "event_id": "n",
+            "event_id": second_id,
             "item_id": "teapot",
             "event_time": start + timedelta(seconds=30),
         }
     )
+    return first, second
+
+
+def test_slate_for_event_reflects_that_event(
+    kafka_bootstrap: str, redis_url: str, tmp_path: Path
+) -> None:
+    first, second = _kettle_then_teapot("n-1", "n")
     pipeline = make_pipeline(kafka_bootstrap, redis_url, tmp_path)
     features = FeatureStore(pipeline.client, pipeline.redis.key_prefix)
 
@@ -410,6 +416,30 @@ def test_slate_for_event_reflects_that_event(
     [slate] = [slate for slate in slates if slate.trigger_event_id == "n"]
     assert neighbours_before == []
     assert [(entry.item_id, entry.source) for entry in slate.items] == [
+        ("kettle", CandidateSource.COVISITATION)
+    ]
+
+
+def _read_at(slate: Slate) -> float:
+    """Return the wall-clock time the hot path read the slate's trigger."""
+    return slate.generated_at.timestamp() - slate.latency_ms / 1000.0
+
+
+def test_slate_ignores_later_event_of_user(
+    kafka_bootstrap: str, redis_url: str, tmp_path: Path
+) -> None:
+    first, second = _kettle_then_teapot("n", "n+1")
+    pipeline = make_pipeline(kafka_bootstrap, redis_url, tmp_path)
+
+    pipeline.publish([first, second])
+    pipeline.start()
+    slates = pipeline.wait_for(Surface.PRODUCTS, 2)[Surface.PRODUCTS]
+    pipeline.stop()
+
+    by_trigger = {slate.trigger_event_id: slate for slate in slates}
+    assert abs(_read_at(by_trigger["n"]) - _read_at(by_trigger["n+1"])) < 0.001
+    assert [entry.item_id for entry in by_trigger["n"].items] == []
+    assert [(entry.item_id, entry.source) for entry in by_trigger["n+1"].items] == [
         ("kettle", CandidateSource.COVISITATION)
     ]
 
