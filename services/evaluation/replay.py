@@ -218,8 +218,10 @@ class ProductsReplay:
         """Tell whether the system read the target before it published the slate.
 
         The target's own slate gives the moment the system read the target:
-        its generated_at minus its latency. A replay that feeds whole batches
-        to the scorer shows this, and the slate may then list what it saw.
+        its generated_at minus its latency. The hot path reads whole batches,
+        so a target can be read before the earlier slate is built. It applies
+        the target only after scoring that slate, but the slate may use other
+        users' events read in the same batch.
         """
         target_slate = self._slates.get((Surface.PRODUCTS, target.event_id))
         if slate is None or target_slate is None:

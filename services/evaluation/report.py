@@ -95,10 +95,11 @@ def verdict_sentence(result: EvaluationResult) -> str:
     return (
         f"{sentence} {lookahead} of {result.inputs.scored_events} scored events "
         f"({share:.0%}) were read by Cartwheel before the slate they are scored "
-        "against was published, because the hot path reads in batches. Those "
-        "slates use the user's history up to their trigger, but their "
-        "item-to-item, trending and session-kNN state already include the "
-        f"batch's later events (L-55). {clean}"
+        "against was published, because the hot path reads in batches. It "
+        "applies and scores a batch in waves with no user twice, so none of "
+        "those slates used its target or any other later event of the same "
+        "user, but they may use other users' events read in the same "
+        f"wave (L-55). {clean}"
     )
 
 
@@ -218,7 +219,8 @@ def render_markdown(result: EvaluationResult) -> str:
             result,
             "Products, next events the system had not read yet",
             "Only the next events that reached Cartwheel after it published the "
-            "slate they are scored against, so the slate cannot have seen them.",
+            "slate they are scored against, that is, events not read in one "
+            "batch with their trigger.",
             result.ranking_without_lookahead,
         ),
         _event_type_section(result),

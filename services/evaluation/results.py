@@ -48,7 +48,9 @@ class InputSummary:
             them, which count as misses.
         lookahead_targets: scored events that the system had read before it
             published the slate they are scored against (the target's own
-            slate records when it was read), so that slate may list what it saw.
+            slate records when it was read). The hot path never applies a
+            user's event before it has scored that user's earlier events, so
+            the slate did not use the target itself.
         repeat_targets: scored events on the same item as the previous event.
             Slates never contain the trigger item, so these are misses for the
             system (and for baselines when the trigger item is excluded).

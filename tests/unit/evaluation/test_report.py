@@ -150,7 +150,8 @@ def test_verdict_sentence_reports_lookahead_events(
 
     assert sentence.startswith("Cartwheel beats every baseline")
     assert "1 of 1 scored events (100%) were read by Cartwheel before" in sentence
-    assert "already include the batch's later events (L-55)" in sentence
+    assert "none of those slates used its target" in sentence
+    assert "other users' events read in the same wave (L-55)" in sentence
     assert sentence.endswith(
         "No next event could be scored on the other events (every user has a "
         "single event, or none falls after score_from), so Cartwheel is not "
