@@ -70,10 +70,10 @@ def verify_redis(settings: RedisSettings, *, timeout_seconds: float = 2.0) -> No
     except redis.exceptions.ResponseError as exc:
         if "DB index" not in str(exc):
             raise
+        expected = _expected_database(_database_count(client))
         raise InvalidSettingsError(
             f"invalid setting {_VARIABLE}={masked_url!r}: the server has no database "
-            f"with this number ({exc}); expected a number below the server's "
-            "'databases' setting (16 unless changed), such as /0"
+            f"with this number ({exc}); {expected}"
         ) from exc
     except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
         # LIMITATION(L-81): a wrong host or a TLS mismatch cannot be distinguished from
@@ -92,3 +92,45 @@ def verify_redis(settings: RedisSettings, *, timeout_seconds: float = 2.0) -> No
         )
     finally:
         client.close()
+
+
+def _database_count(client: redis.Redis) -> int | None:
+    """Read the server's 'databases' setting over a connection to database 0.
+
+    The connection keeps the client's credentials and timeouts. Returns None
+    when the server rejects CONFIG GET, which managed services and restrictive
+    ACLs often do, or does not reply.
+    """
+    pool = client.connection_pool
+    probe = redis.Redis(
+        connection_pool=redis.ConnectionPool(
+            connection_class=pool.connection_class,
+            **{**pool.connection_kwargs, "db": 0},
+        )
+    )
+    try:
+        reply = probe.config_get("databases")
+    except redis.exceptions.RedisError as exc:
+        logger.debug("reading the server's database count failed error=%s", exc)
+        return None
+    finally:
+        probe.close()
+    value = reply.get("databases")
+    if value is None or not str(value).isdigit():
+        return None
+    return int(value)
+
+
+def _expected_database(count: int | None) -> str:
+    """Return the expected form of the URL's database for a server with ``count``."""
+    if count is None:
+        return (
+            "expected a number below the server's 'databases' setting, which is "
+            "16 unless changed"
+        )
+    if count == 1:
+        return "expected the number 0, since the server has 1 database"
+    return (
+        f"expected a number from 0 to {count - 1}, since the server has "
+        f"{count} databases"
+    )

@@ -67,7 +67,51 @@ def test_verify_redis_rejects_missing_database(account: tuple[str, str]) -> None
     message = str(raised.value)
     assert "the server has no database with this number" in message
     assert "/99" in message
+    assert "expected a number from 0 to 15, since the server has 16 databases" in (
+        message
+    )
     assert password not in message
+
+
+def test_missing_database_without_config_permission(
+    redis_url: str, redis_client: redis.Redis
+) -> None:
+    # Managed Redis services often forbid CONFIG, so the count cannot be read.
+    user = f"noconfig{uuid.uuid4().hex[:8]}"
+    redis_client.acl_setuser(
+        user,
+        enabled=True,
+        passwords=["+pw"],
+        keys=["*"],
+        commands=["+@all", "-config"],
+    )
+    address = urlsplit(redis_url).netloc
+    try:
+        with pytest.raises(InvalidSettingsError) as raised:
+            verify_redis(RedisSettings(url=f"redis://{user}:pw@{address}/99"))
+    finally:
+        redis_client.acl_deluser(user)
+
+    message = str(raised.value)
+    assert message.endswith(
+        "expected a number below the server's 'databases' setting, which is 16 "
+        "unless changed"
+    )
+    assert "/0" not in message
+
+
+def test_missing_database_names_server_count(tmp_path: Path) -> None:
+    process, address = _start_server(tmp_path, "--databases", "4")
+    try:
+        with pytest.raises(InvalidSettingsError) as raised:
+            verify_redis(RedisSettings(url=f"redis://{address}/4"))
+    finally:
+        process.terminate()
+        process.wait(20)
+
+    assert str(raised.value).endswith(
+        "expected a number from 0 to 3, since the server has 4 databases"
+    )
 
 
 def test_verify_redis_goes_on_without_server(caplog: pytest.LogCaptureFixture) -> None:
@@ -128,9 +172,10 @@ def test_verify_redis_rejects_user_who_may_not_select(
     assert "the user may not select the URL's database" in str(raised.value)
 
 
-@pytest.fixture
-def password_server(tmp_path: Path) -> Iterator[str]:
-    """A redis-server of this test that requires a password: its address."""
+def _start_server(
+    directory: Path, *options: str
+) -> tuple[subprocess.Popen[bytes], str]:
+    """Start a redis-server of this test with ``options``: the process, its address."""
     executable = shutil.which("redis-server")
     assert executable is not None, "redis-server is not installed"
     port = find_free_port()
@@ -141,12 +186,11 @@ def password_server(tmp_path: Path) -> Iterator[str]:
             "127.0.0.1",
             "--port",
             str(port),
-            "--requirepass",
-            "s3cret",
+            *options,
             "--save",
             "",
             "--dir",
-            str(tmp_path),
+            str(directory),
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -155,7 +199,14 @@ def password_server(tmp_path: Path) -> Iterator[str]:
     while not is_listening(f"127.0.0.1:{port}", timeout_seconds=0.2):
         assert time.monotonic() < deadline, "redis-server did not start"
         time.sleep(0.02)
-    yield f"127.0.0.1:{port}"
+    return process, f"127.0.0.1:{port}"
+
+
+@pytest.fixture
+def password_server(tmp_path: Path) -> Iterator[str]:
+    """A redis-server of this test that requires a password: its address."""
+    process, address = _start_server(tmp_path, "--requirepass", "s3cret")
+    yield address
     process.terminate()
     process.wait(20)
 
