@@ -226,6 +226,9 @@ class RedisSettings(BaseSettings):
         url = value.get_secret_value()
         if not re.match(r"^rediss?://", url):
             raise ValueError("expected a redis:// or rediss:// URL")
+        problem = _redis_host_problem(url)
+        if problem is not None:
+            raise ValueError(problem)
         try:
             port = urlsplit(url).port
         except ValueError:
@@ -246,6 +249,33 @@ class RedisSettings(BaseSettings):
         if problem is not None:
             raise ValueError(problem)
         return value
+
+
+def _redis_host_problem(url: str) -> str | None:
+    """Return why the host of ``url`` cannot be parsed, or None.
+
+    urlsplit raises ValueError for unbalanced brackets in the host and for
+    brackets around something that is not an IPv6 address.
+    """
+    try:
+        urlsplit(url)
+    except ValueError as exc:
+        error = exc
+    else:
+        return None
+    # The host follows the user part and ends at the path, query or fragment.
+    netloc = re.split(r"[/?#]", url.split("://", 1)[1], maxsplit=1)[0]
+    host = netloc.rpartition("@")[2]
+    if "[" in host and "]" not in host:
+        return "the host is invalid because its '[' is not closed by ']'"
+    if "]" in host and "[" not in host:
+        return "the host is invalid because it has a ']' without a '['"
+    if "[" in host:
+        return (
+            "the host is invalid because only an IPv6 address, such as [::1], "
+            "may be written in brackets"
+        )
+    return f"the host is invalid ({error})"
 
 
 def _redis_url_problem(url: str) -> str | None:

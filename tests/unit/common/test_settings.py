@@ -264,10 +264,38 @@ def test_unsplittable_redis_url_is_masked(
         {"CARTWHEEL_REDIS_URL": "redis://:hunter2@[::1:6379/0"},
     )
 
-    assert message == (
-        "invalid setting CARTWHEEL_REDIS_URL='**********': expected a redis:// "
-        "or rediss:// URL whose port is 1-65535"
+    assert message.startswith(
+        "invalid setting CARTWHEEL_REDIS_URL='**********': the host is invalid "
+        "because its '[' is not closed by ']'; expected redis:// or rediss:// URL"
     )
+    assert "\n" not in message
+
+
+@pytest.mark.parametrize(
+    ("url", "reason"),
+    [
+        ("redis://[::1/0", "its '[' is not closed by ']'"),
+        ("redis://[::1", "its '[' is not closed by ']'"),
+        ("redis://::1]:6379/0", "it has a ']' without a '['"),
+        ("redis://[cache]:6379/0", "only an IPv6 address, such as [::1], may be"),
+    ],
+)
+def test_redis_url_with_invalid_host_is_rejected(
+    monkeypatch: pytest.MonkeyPatch, url: str, reason: str
+) -> None:
+    message = setting_error(monkeypatch, RedisSettings, {"CARTWHEEL_REDIS_URL": url})
+
+    assert f"the host is invalid because {reason}" in message
+    assert "port" not in message
+    assert "\n" not in message
+
+
+def test_redis_url_with_ipv6_host_loads(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CARTWHEEL_REDIS_URL", "redis://:pw@[::1]:6379/0")
+
+    settings = load_settings(RedisSettings)
+
+    assert settings.url.get_secret_value() == "redis://:pw@[::1]:6379/0"
 
 
 @pytest.mark.parametrize(
