@@ -10,6 +10,7 @@ expected form.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from collections.abc import Collection, Iterator, Mapping
@@ -450,27 +451,59 @@ def load_settings(settings_class: type[SettingsT], **overrides: Any) -> Settings
             _describe(exc, settings_class, values.keys(), options)
         ) from exc
     except SettingsError as exc:
-        raise InvalidSettingsError(_describe_unparsed(exc)) from exc
+        raise InvalidSettingsError(_describe_unparsed(exc, settings_class)) from exc
 
 
-def _describe_unparsed(exc: SettingsError) -> str:
+def _describe_unparsed(exc: SettingsError, settings_class: type[BaseSettings]) -> str:
     """Name the variables behind a field whose value is not valid JSON.
 
     Lists, sets and nested blocks are read as JSON, and pydantic-settings
     reports a failure only by field name, so every Cartwheel variable of
-    that field is listed with its value.
+    that field whose value is not valid JSON is listed with its value and
+    the field's expected form.
     """
     found = re.search(r'field "([^"]+)"', str(exc))
     field = found.group(1).upper() if found else ""
-    lines = [
-        f"invalid setting {name}={value!r}: expected a JSON value, such as "
-        '["a", "b"] for a list'
+    candidates = [
+        (name, value)
         for name, value in sorted(os.environ.items())
         if name.startswith("CARTWHEEL_")
         and field
         and (name.endswith(f"_{field}") or f"_{field}__" in name)
     ]
+    # The error names a nested block (such as SURFACES), not the variable, so
+    # the block's variables whose values parse as JSON are left out.
+    unparsed = [
+        (name, value) for name, value in candidates if not _is_json(value)
+    ] or candidates
+    lines = [
+        f"invalid setting {name}={value!r}: {_expected_json(settings_class, name)}"
+        for name, value in unparsed
+    ]
     return "\n".join(lines) or f"invalid setting: {exc}"
+
+
+def _is_json(text: str) -> bool:
+    try:
+        json.loads(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _expected_json(settings_class: type[BaseSettings], variable: str) -> str:
+    """Return the problem and expected form for a ``variable`` that is not JSON."""
+    prefix = str(settings_class.model_config.get("env_prefix", "")).upper()
+    delimiter = str(settings_class.model_config.get("env_nested_delimiter") or "")
+    info = None
+    if variable.startswith(prefix):
+        rest = variable.removeprefix(prefix).lower()
+        names = rest.split(delimiter) if delimiter else [rest]
+        info = _field_info(settings_class, tuple(names))
+    form = expected_form(info) if info is not None else ""
+    if not form:
+        return 'expected a JSON value, such as ["a", "b"] for a list'
+    return f"the value is not valid JSON; expected {form}"
 
 
 def _describe(

@@ -834,6 +834,27 @@ def test_invalid_promotion_event_lists_event_types(
     )
 
 
+@pytest.mark.parametrize("value", ["view", "click,purchase"])
+def test_promotion_events_not_json_lists_event_types(
+    monkeypatch: pytest.MonkeyPatch, value: str
+) -> None:
+    message = setting_error(
+        monkeypatch,
+        ScorerSettings,
+        {
+            "CARTWHEEL_SCORER_SURFACES__PROMOTION_EVENTS": value,
+            "CARTWHEEL_SCORER_SURFACES__PROMOTIONS_SIZE": "3",
+        },
+    )
+
+    assert message == (
+        f"invalid setting CARTWHEEL_SCORER_SURFACES__PROMOTION_EVENTS={value!r}: "
+        "the value is not valid JSON; expected a JSON list of the event types "
+        'that trigger a promotions slate, each one of "click", "cart_add" or '
+        '"purchase"'
+    )
+
+
 def test_invalid_literal_setting_lists_values(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
