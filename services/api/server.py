@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import logging
+import signal
 import socket
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from types import FrameType
 
 import redis
 import uvicorn
@@ -87,7 +92,7 @@ def serve(settings: ApiSettings) -> None:
             models = None
         app = build_app(settings, models=models)
         # Access lines stay off because /metrics counts every request.
-        server = uvicorn.Server(
+        server = _Server(
             uvicorn.Config(
                 app,
                 host=settings.host,
@@ -111,6 +116,38 @@ def serve(settings: ApiSettings) -> None:
         watcher.stop()
         for listener in listeners:
             listener.close()
+
+
+class _Server(uvicorn.Server):
+    """A uvicorn server that returns after SIGINT or SIGTERM.
+
+    uvicorn's ``Server.capture_signals`` (read in uvicorn 0.55) raises the
+    captured signal again once the server has shut down, so the process would
+    be killed by SIGTERM (exit status 143) or end with a KeyboardInterrupt
+    traceback. The other services return after a graceful stop, and their
+    entry points exit with 0, so the API does too.
+    """
+
+    @contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        # Only the main thread can set signal handlers, as in uvicorn.
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        previous = {
+            signum: signal.signal(signum, self._request_exit)
+            for signum in (signal.SIGINT, signal.SIGTERM)
+        }
+        try:
+            yield
+        finally:
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
+
+    def _request_exit(self, signum: int, frame: FrameType | None) -> None:
+        logger.info("stop requested signal=%s", signal.Signals(signum).name)
+        # A second SIGINT makes uvicorn stop without waiting for connections.
+        self.handle_exit(signum, frame)
 
 
 def _listen(host: str, port: int) -> list[socket.socket]:

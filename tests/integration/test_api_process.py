@@ -1,0 +1,66 @@
+"""The HTTP API run as ``python -m services.api`` and stopped by a signal."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+
+import httpx
+import pytest
+
+from services.infra import find_free_port
+from tests.entry_points import REPOSITORY, environment_without_settings
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.mark.parametrize(
+    "stop_signal", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"]
+)
+def test_api_exits_0_after_stop_signal(
+    kafka_bootstrap: str, redis_url: str, stop_signal: signal.Signals
+) -> None:
+    port = find_free_port()
+    environment = {
+        **environment_without_settings(),
+        "CARTWHEEL_KAFKA_BOOTSTRAP": kafka_bootstrap,
+        "CARTWHEEL_REDIS_URL": redis_url,
+        "CARTWHEEL_API_HOST": "127.0.0.1",
+        "CARTWHEEL_API_PORT": str(port),
+    }
+    process = subprocess.Popen(
+        [sys.executable, "-m", "services.api"],
+        env=environment,
+        cwd=REPOSITORY,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        # The socket listens before uvicorn starts, so wait for a reply, which
+        # comes only after uvicorn has installed its SIGINT and SIGTERM handlers.
+        deadline = time.monotonic() + 60
+        while not _is_serving(port):
+            assert process.poll() is None, "the API exited before serving"
+            assert time.monotonic() < deadline, "the API did not serve in 60 s"
+            time.sleep(0.1)
+        process.send_signal(stop_signal)
+        _, stderr = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(10)
+
+    assert process.returncode == 0, stderr
+    assert f"stop requested signal={stop_signal.name}" in stderr
+    assert "Traceback" not in stderr
+
+
+def _is_serving(port: int) -> bool:
+    try:
+        response = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1.0)
+    except httpx.TransportError:
+        return False
+    return response.status_code == 200
