@@ -21,7 +21,10 @@ When the announced version fails in a process that has no ranker yet, the
 newest earlier version that loads is used, so a fresh process ranks like the
 processes that kept the last good model. A process that has a ranker keeps it.
 The announced version's directory is not read again for the fallback, since a
-hung read of it may be why it failed.
+hung read of it may be why it failed. A version that failed or timed out once
+is not loaded again in the fallback. Each retry lists the registry again, so a
+version whose metadata becomes readable later (a copy finished, a volume
+mounted) is still tried.
 
 Retry: while the ranker in use is not the newest announced version and no
 read is blocked, the watcher tries that version again ``retry_seconds`` after
@@ -277,6 +280,9 @@ class ModelWatcher:
         self._failed_at: float | None = None
         self._current: Ranker | None = None
         self._failed_versions: set[str] = set()
+        # Announced versions whose failed fallback was logged, so that a retry
+        # that finds no untried earlier version logs no second ERROR.
+        self._reported_fallbacks: set[str] = set()
         self._stop = threading.Event()
         self._changed = threading.Condition()
         self._thread: threading.Thread | None = None
@@ -460,16 +466,28 @@ class ModelWatcher:
             )
             return
         earlier = listed.result()
-        for candidate in earlier:
+        # A version that failed or timed out before is not loaded again. A late
+        # return of a timed-out load is handled by _take_returned_loads.
+        untried = [c for c in earlier if c.model_version not in self._failed_versions]
+        for candidate in untried:
             if not self._can_start_load(candidate.model_version):
                 return
             if self._try_load(candidate, instead_of=version):
                 return
+        if not untried and version in self._reported_fallbacks:
+            logger.debug(
+                "no earlier version left to try model_version=%s earlier_versions=%d",
+                version,
+                len(earlier),
+            )
+            return
+        self._reported_fallbacks.add(version)
         logger.error(
             "no earlier version loaded, the heuristic ranks until a version loads "
-            "model_version=%s earlier_versions=%d",
+            "model_version=%s earlier_versions=%d tried=%d",
             version,
             len(earlier),
+            len(untried),
         )
 
     def _try_load(

@@ -534,6 +534,60 @@ def test_watcher_retries_failed_version_after_delay(
     assert sum(1 for record in failures if record.exc_info) == 1
 
 
+def test_watcher_fallback_skips_unloadable_versions(
+    tmp_path: Path,
+    kafka_settings: KafkaSettings,
+    make_topic: Callable[..., str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    registry = ModelRegistry(tmp_path)
+    copied_late, broken, newest = _save_versions(registry, 3)
+    _corrupt(registry, broken.model_version)
+    _corrupt(registry, newest.model_version)
+    # The registry lists no version whose metadata it cannot read, as while
+    # a copy is still in progress.
+    metadata = registry.path_of(copied_late.model_version) / "metadata.json"
+    hidden = metadata.with_name("metadata.json.partial")
+    metadata.rename(hidden)
+    loads: list[str] = []
+
+    def loader(announcement: ModelAnnouncement) -> Ranker:
+        loads.append(announcement.model_version)
+        return load_ranker(announcement)
+
+    topic = _announced_topic(kafka_settings, make_topic, registry, newest)
+    watcher = ModelWatcher(
+        kafka_settings, topic, "ranker", loader=loader, retry_seconds=0.2
+    )
+
+    with caplog.at_level(logging.INFO, logger="services.common.model_watcher"):
+        watcher.start()
+        try:
+            is_retried = _wait_until_loads(loads, newest.model_version, 4, 30)
+            broken_loads = loads.count(broken.model_version)
+            hidden.rename(metadata)
+            is_loaded = _wait_until_current(watcher, copied_late.model_version, 30)
+        finally:
+            watcher.stop()
+
+    assert is_retried
+    assert broken_loads == 1
+    assert is_loaded
+    assert loads.count(copied_late.model_version) == 1
+    broken_failures = [
+        record
+        for record in caplog.records
+        if record.getMessage().startswith("model load failed")
+        and f"model_version={broken.model_version}" in record.getMessage()
+    ]
+    assert len(broken_failures) == 1
+    fallback_errors = [
+        r for r in caplog.records if "no earlier version loaded" in r.message
+    ]
+    assert len(fallback_errors) == 1
+    assert fallback_errors[0].levelno == logging.ERROR
+
+
 def test_watcher_leaves_loaded_newest_version_alone(
     tmp_path: Path, kafka_settings: KafkaSettings, make_topic: Callable[..., str]
 ) -> None:
@@ -566,6 +620,19 @@ def _wait_until_failures(count: float, timeout_seconds: float) -> bool:
     pause = threading.Event()
     while time.monotonic() < deadline:
         if _loads("failed") >= count:
+            return True
+        pause.wait(0.05)
+    return False
+
+
+def _wait_until_loads(
+    loads: list[str], model_version: str, count: int, timeout_seconds: float
+) -> bool:
+    """Return whether ``model_version`` appears ``count`` times in ``loads`` in time."""
+    deadline = time.monotonic() + timeout_seconds
+    pause = threading.Event()
+    while time.monotonic() < deadline:
+        if loads.count(model_version) >= count:
             return True
         pause.wait(0.05)
     return False
