@@ -40,9 +40,7 @@ MAX_ID_LENGTH = 128
 # (0x1F) in stored lists, and NUL or line breaks in an id shown on a site
 # would be a producer's bug.
 ID_PATTERN = r"^[^\x00-\x1f\x7f]*$"
-Id = Annotated[
-    str, Field(min_length=1, max_length=MAX_ID_LENGTH, pattern=ID_PATTERN)
-]
+Id = Annotated[str, Field(min_length=1, max_length=MAX_ID_LENGTH, pattern=ID_PATTERN)]
 
 # JSON Schema's "date-time" format is RFC 3339; pydantic alone also takes a
 # space separator, missing seconds or Unix seconds in a string.
