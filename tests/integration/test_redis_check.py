@@ -20,6 +20,8 @@ from services.common.redis_check import verify_redis
 from services.common.settings import RedisSettings
 from services.infra import find_free_port
 
+pytestmark = pytest.mark.integration
+
 
 @pytest.fixture
 def account(redis_url: str, redis_client: redis.Redis) -> Iterator[tuple[str, str]]:

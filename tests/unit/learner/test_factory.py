@@ -10,6 +10,7 @@ from services.hotpath.settings import HotPathSettings
 from services.learner.factory import build_learning_stage
 
 
+@pytest.mark.integration
 def test_build_learning_stage_uses_hot_path_redis_prefix(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, redis_client: redis.Redis
 ) -> None:
