@@ -7,16 +7,18 @@ Files, looked up in the dataset folder:
   transaction. There are no session ids, so sessions are derived from a
   30-minute idle gap per visitor. ``transactionid`` becomes the ``order_id``.
 * category tree (``category_tree.csv[.gz]``): ``categoryid,parentid``.
-* item properties (``item_properties*.csv[.gz]``), either Kaggle's raw
-  ``timestamp,itemid,property,value`` or the processed numeric form
-  ``itemid,property,num_value``. Property ``categoryid`` gives the item's
-  category (and, with the tree, its path) and property ``790`` its price.
+* item properties (``item_properties*.csv[.gz]``, every matching file, such
+  as Kaggle's ``item_properties_part1.csv`` and ``item_properties_part2.csv``),
+  either Kaggle's raw ``timestamp,itemid,property,value`` or the processed
+  numeric form ``itemid,property,num_value``. Property ``categoryid`` gives
+  the item's category (and, with the tree, its path) and property ``790`` its
+  price.
 """
 
 from __future__ import annotations
 
 import csv
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from schemas.catalog import ItemRecord
@@ -47,6 +49,9 @@ class _ItemAttributes:
     category_id: str | None = None
     price: float | None = None
     updated_at: float | None = None
+    # Unix seconds of the raw row that set each property, so that the newest
+    # snapshot wins in whichever file or row order it is read.
+    property_times: dict[str, float] = field(default_factory=dict)
 
 
 def load(path: Path) -> Dataset:
@@ -71,10 +76,9 @@ def load(path: Path) -> Dataset:
 
     tree_path = _find(folder, "category_tree.csv*")
     tree = _read_tree(tree_path, builder) if tree_path else {}
-    properties_path = _find(folder, "item_properties*.csv*")
-    attributes = (
-        _read_properties(properties_path, item_ids, builder) if properties_path else {}
-    )
+    attributes: dict[str, _ItemAttributes] = {}
+    for properties_path in sorted(folder.glob("item_properties*.csv*")):
+        _read_properties(properties_path, item_ids, builder, attributes)
     # LIMITATION(L-11): the processed item-property sample has no categoryid
     # rows, so its items get no category even though the tree is complete.
     if tree and not any(a.category_id for a in attributes.values()):
@@ -156,14 +160,17 @@ def _read_tree(path: Path, builder: DatasetBuilder) -> dict[str, str | None]:
 
 
 def _read_properties(
-    path: Path, item_ids: set[str], builder: DatasetBuilder
-) -> dict[str, _ItemAttributes]:
-    """Read the price and category of the items that occur in the events.
+    path: Path,
+    item_ids: set[str],
+    builder: DatasetBuilder,
+    attributes: dict[str, _ItemAttributes],
+) -> None:
+    """Add the price and category of the items that occur in the events.
 
-    Rows of the raw format are applied in file order, so a later row (a later
-    snapshot of the property) overrides an earlier one.
+    A raw row applies unless the property was already set by a row with a
+    later timestamp. The processed form has no timestamps, so its rows apply
+    in file order.
     """
-    attributes: dict[str, _ItemAttributes] = {}
     with open_text(path) as text:
         reader = csv.reader(text)
         header = next(reader, None) or []
@@ -193,6 +200,10 @@ def _read_properties(
                 if time_text:
                     timestamp = int(time_text) / 1000.0
                 entry = attributes.setdefault(item_id, _ItemAttributes())
+                if timestamp is not None and timestamp < entry.property_times.get(
+                    name, timestamp
+                ):
+                    continue
                 if name == _CATEGORY_PROPERTY:
                     entry.category_id = value
                 else:
@@ -202,8 +213,8 @@ def _read_properties(
                 builder.reject("item_properties_invalid_value")
                 continue
             if timestamp is not None:
-                entry.updated_at = timestamp
-    return attributes
+                entry.property_times[name] = timestamp
+                entry.updated_at = max(entry.updated_at or timestamp, timestamp)
 
 
 def _items(

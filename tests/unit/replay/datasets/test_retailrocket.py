@@ -78,6 +78,41 @@ def test_retailrocket_reads_raw_properties_and_tree(
     assert item.category_path == "1/3/9"
 
 
+def test_retailrocket_reads_every_property_part(
+    write_file: Callable[[str, str], Path],
+) -> None:
+    events = write_file(
+        "rr/events.csv",
+        EVENTS_HEADER + "1433221332000,7,view,100,\n" + "1433221333000,7,view,200,\n",
+    )
+    write_file("rr/category_tree.csv", "categoryid,parentid\n3,\n")
+    write_file(
+        "rr/item_properties_part1.csv",
+        "timestamp,itemid,property,value\n"
+        + "1433100000000,100,790,n1500.000\n"
+        + "1433000000000,200,790,n20.000\n",
+    )
+    write_file(
+        "rr/item_properties_part2.csv",
+        "timestamp,itemid,property,value\n"
+        + "1433000000000,100,790,n1200.000\n"
+        + "1433000000000,100,categoryid,3\n"
+        + "1433200000000,200,790,n25.000\n",
+    )
+
+    dataset = retailrocket.load(events.parent)
+
+    items = {item.item_id: item for item in dataset.items}
+    assert sorted(items) == ["100", "200"]
+    assert items["100"].category_id == "3"
+    assert items["100"].price == pytest.approx(1500.0)
+    assert items["200"].category_id is None
+    assert items["200"].price == pytest.approx(25.0)
+    assert dataset.summary.rows_read["item_properties_part1.csv"] == 2
+    assert dataset.summary.rows_read["item_properties_part2.csv"] == 3
+    assert not dataset.summary.notes
+
+
 def test_retailrocket_derives_sessions_per_visitor(
     write_file: Callable[[str, str], Path],
 ) -> None:
