@@ -14,7 +14,7 @@ import logging
 import shutil
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -28,6 +28,7 @@ from pydantic_settings import BaseSettings
 from tqdm import tqdm
 
 from models.registry import ModelAnnouncement
+from schemas.events import Event
 from services.api.settings import ApiSettings
 from services.common.errors import InfrastructureError
 from services.common.kafka import consumer_config, create_topics, standard_topics
@@ -234,49 +235,29 @@ def _run_pipeline(
 
         verify_replay_topics(replay_settings)
         replayer = Replayer(replay_settings, show_progress=False)
-        generated = generate_catalog(
-            dataset.events, dataset.items, seed=replay_settings.generated_seed
-        )
-        catalog = replayer.publish_catalog(
-            [*dataset.items, *generated.promotions, *generated.reviews]
-        )
-        _say(f"catalog published: {dict(catalog)} (promotions and reviews generated)")
-
-        counter = _SlateCounter(kafka, topics.recommendations("products"))
-        first_refresh = _FirstRefresh(kafka, topics.models, metrics_url)
         try:
-            started = time.monotonic()
-            warmup = replayer.replay_events(
-                events[:split], source=f"dataset:{run.dataset}"
+            generated = generate_catalog(
+                dataset.events, dataset.items, seed=replay_settings.generated_seed
             )
-            counter.wait_for(
-                warmup.events_published,
-                "warm-up slice",
-                settings.catch_up_timeout_seconds,
-                supervisor.check,
+            catalog = replayer.publish_catalog(
+                [*dataset.items, *generated.promotions, *generated.reviews]
+            )
+            _say(
+                f"catalog published: {dict(catalog)} (promotions and reviews generated)"
             )
 
-            _say("training the first multi-task model on the warm-up slice")
-            _request_training(redis_settings)
-            model_version = first_refresh.wait(
-                settings.training_timeout_seconds, supervisor.check
+            processed, elapsed, model_version = _replay_and_train(
+                replayer,
+                run.dataset,
+                events,
+                split,
+                pipeline,
+                settings,
+                supervisor,
+                metrics_url,
             )
-            _say(f"first model: {model_version}")
-
-            rest = replayer.replay_events(
-                events[split:], source=f"dataset:{run.dataset}"
-            )
-            processed = warmup.events_published + rest.events_published
-            counter.wait_for(
-                processed,
-                "whole replay",
-                settings.catch_up_timeout_seconds,
-                supervisor.check,
-            )
-            elapsed = time.monotonic() - started
         finally:
-            counter.close()
-            first_refresh.close()
+            replayer.close()
         _say(f"{processed} events turned into slates in {elapsed:.1f} s")
 
         _say("evaluating slates and baselines")
@@ -295,6 +276,60 @@ def _run_pipeline(
     ]
     sys.stdout.write("\n".join(lines) + "\n")
     return 0
+
+
+def _replay_and_train(
+    replayer: Replayer,
+    dataset: str,
+    events: Sequence[Event],
+    split: int,
+    pipeline: _PipelineSettings,
+    settings: DemoSettings,
+    supervisor: Supervisor,
+    metrics_url: str,
+) -> tuple[int, float, str]:
+    """Replay the warm-up slice, train the first model, then replay the rest.
+
+    ``metrics_url`` is the trainer's metrics page, where the first refresh's
+    outcome shows when it produced no model.
+
+    Returns:
+        The events published, the seconds from the first event until every
+        one had its products slate, and the first model's version (or why
+        there is none).
+    """
+    kafka = pipeline.kafka
+    counter = _SlateCounter(kafka, pipeline.topics.recommendations("products"))
+    first_refresh = _FirstRefresh(kafka, pipeline.topics.models, metrics_url)
+    try:
+        started = time.monotonic()
+        warmup = replayer.replay_events(events[:split], source=f"dataset:{dataset}")
+        counter.wait_for(
+            warmup.events_published,
+            "warm-up slice",
+            settings.catch_up_timeout_seconds,
+            supervisor.check,
+        )
+
+        _say("training the first multi-task model on the warm-up slice")
+        _request_training(pipeline.redis)
+        model_version = first_refresh.wait(
+            settings.training_timeout_seconds, supervisor.check
+        )
+        _say(f"first model: {model_version}")
+
+        rest = replayer.replay_events(events[split:], source=f"dataset:{dataset}")
+        processed = warmup.events_published + rest.events_published
+        counter.wait_for(
+            processed,
+            "whole replay",
+            settings.catch_up_timeout_seconds,
+            supervisor.check,
+        )
+        return processed, time.monotonic() - started, model_version
+    finally:
+        counter.close()
+        first_refresh.close()
 
 
 def _request_training(redis_settings: RedisSettings) -> None:

@@ -120,16 +120,22 @@ def replay_dataset(
     verify_replay_topics(settings)
     replayer = Replayer(settings, show_progress=show_progress)
     catalog_counts = None
-    if with_catalog:
-        generated = generate_catalog(
-            dataset.events, dataset.items, seed=settings.generated_seed
+    try:
+        if with_catalog:
+            generated = generate_catalog(
+                dataset.events, dataset.items, seed=settings.generated_seed
+            )
+            catalog_counts = replayer.publish_catalog(
+                [*dataset.items, *generated.promotions, *generated.reviews]
+            )
+        summary = replayer.replay_events(
+            dataset.events,
+            source=f"dataset:{name}",
+            time_scale=time_scale,
+            limit=limit,
         )
-        catalog_counts = replayer.publish_catalog(
-            [*dataset.items, *generated.promotions, *generated.reviews]
-        )
-    summary = replayer.replay_events(
-        dataset.events, source=f"dataset:{name}", time_scale=time_scale, limit=limit
-    )
+    finally:
+        replayer.close()
     if catalog_counts is not None:
         summary.catalog_by_type = catalog_counts
     return dataset.summary, summary
@@ -156,7 +162,10 @@ def replay_file(
         )
     verify_replay_topics(settings)
     replayer = Replayer(settings, show_progress=show_progress)
-    return replayer.replay_file(path, time_scale=time_scale, limit=limit)
+    try:
+        return replayer.replay_file(path, time_scale=time_scale, limit=limit)
+    finally:
+        replayer.close()
 
 
 def _run(args: argparse.Namespace) -> int:

@@ -375,6 +375,16 @@ class Replayer:
                     ) from exc
                 self._producer.poll(0.1)
 
+    def close(self) -> None:
+        """Drop the messages still queued and release the producer's connections.
+
+        Every publishing call flushes before it returns, so only an interrupted
+        one leaves messages behind. Closing before the broker stops keeps
+        librdkafka from printing connection errors to stderr.
+        """
+        self._producer.purge()
+        self._producer.close()
+
     def _flush(self) -> None:
         # The dead-letter writer flushes the shared producer and raises when a
         # dead letter was lost; the events' own failures are checked after it.

@@ -9,7 +9,8 @@ class FakeProducer:
     """Record produced messages; optionally fail every delivery.
 
     Only the confluent-kafka calls the replay makes are modelled: ``produce``,
-    ``poll`` and ``flush``. ``poll`` advances the injected clock by its timeout.
+    ``poll``, ``flush``, ``purge`` and ``close``. ``poll`` advances the
+    injected clock by its timeout.
     """
 
     def __init__(
@@ -24,6 +25,7 @@ class FakeProducer:
         self._clock = clock
         self._failure = failure
         self._pending: list[tuple[Any, str]] = []
+        self.is_closed = False
 
     def produce(
         self,
@@ -50,6 +52,13 @@ class FakeProducer:
     def flush(self, timeout: float = 0.0) -> int:
         self.poll(0)
         return 0
+
+    def purge(self) -> None:
+        self._pending = []
+
+    def close(self) -> bool:
+        self.is_closed = True
+        return True
 
     def on_topic(self, topic: str) -> list[tuple[bytes | None, bytes | None]]:
         """Return the (key, value) pairs produced to ``topic``."""

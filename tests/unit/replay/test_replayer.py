@@ -66,6 +66,14 @@ def test_replayer_producer_is_idempotent_and_reports_only_errors(
     assert producer.config["linger.ms"] == settings.linger_ms
 
 
+def test_close_releases_producer(settings: Settings) -> None:
+    replayer, (producer,) = _replayer(settings)
+
+    replayer.close()
+
+    assert producer.is_closed
+
+
 def test_replay_events_publishes_each_keyed_by_user(
     settings: Settings, make_event: Callable[..., Event]
 ) -> None:
