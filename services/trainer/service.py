@@ -20,7 +20,12 @@ from services.trainer.announcer import ModelAnnouncer
 from services.trainer.lock import TrainingLock
 from services.trainer.metrics import REFRESH_SECONDS, REFRESHES
 from services.trainer.reader import ExampleReader
-from services.trainer.trainer import RefreshResult, Trainer, TrainingLockLostError
+from services.trainer.trainer import (
+    RefreshResult,
+    Trainer,
+    TrainingLockLostError,
+    TrainingStoppedError,
+)
 from services.trainer.window import ExampleWindow
 
 __all__ = ["TrainerService"]
@@ -88,8 +93,13 @@ class TrainerService:
             REFRESHES.labels(outcome)
 
     def stop(self) -> None:
-        """Ask the loop to return after the current step."""
+        """Ask the loop to return after the current step.
+
+        A training run in progress stops at its next progress report, so a
+        shutdown does not wait for a long refresh to finish.
+        """
         self._stop.set()
+        self._trainer.stop()
 
     def run(self) -> None:
         """Loop until ``stop``; the reader is closed on the way out."""
@@ -171,6 +181,11 @@ class TrainerService:
         started = time.perf_counter()
         try:
             result = self._trainer.refresh(self._window.snapshot(), reason)
+        except TrainingStoppedError:
+            logger.info(
+                "refresh stopped, the trainer is shutting down reason=%s", reason
+            )
+            return None
         except TrainingLockLostError:
             logger.exception("refresh stopped reason=%s", reason)
             REFRESHES.labels("failed").inc()

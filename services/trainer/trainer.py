@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -56,6 +57,7 @@ __all__ = [
     "RefreshResult",
     "Trainer",
     "TrainingLockLostError",
+    "TrainingStoppedError",
 ]
 
 logger = logging.getLogger(__name__)
@@ -65,6 +67,10 @@ Announce = Callable[[ArtifactMetadata, str], object]
 
 class TrainingLockLostError(CartwheelError):
     """Raised inside a refresh when another trainer took the training lock."""
+
+
+class TrainingStoppedError(CartwheelError):
+    """Raised inside a refresh when :meth:`Trainer.stop` was called."""
 
 
 @dataclass(frozen=True)
@@ -120,6 +126,16 @@ class Trainer:
         self._registry = registry
         self._announce = announce
         self._lock = lock
+        self._stopping = threading.Event()
+
+    def stop(self) -> None:
+        """Stop training at its next progress report, without promoting.
+
+        The flag stays set, so later refreshes stop the same way. Safe to call
+        from a signal handler. A refresh already past its training finishes
+        and may still promote.
+        """
+        self._stopping.set()
 
     def refresh(
         self, examples: Sequence[TrainingExample], reason: str
@@ -314,6 +330,11 @@ class Trainer:
             progress.batches_per_epoch,
             progress.loss,
         )
+        if self._stopping.is_set():
+            raise TrainingStoppedError(
+                "training stopped because the trainer is shutting down; "
+                "this refresh stops without promoting"
+            )
         if self._lock is not None and self._lock.is_lost:
             raise TrainingLockLostError(
                 f"training lock {self._lock.key!r} was taken by another trainer; "

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import redis
 
 from services.trainer.service import TrainerService
+from services.trainer.trainer import TrainingStoppedError
 from services.trainer.window import ExampleWindow
 
 
@@ -27,6 +30,11 @@ class _IdleReader:
         self.is_closed = True
 
 
+class _IdleTrainer:
+    def stop(self) -> None:
+        pass
+
+
 class _StalledLock:
     key = "cw:trainer:lock:ranker"
 
@@ -38,25 +46,37 @@ class _StalledLock:
         raise redis.exceptions.TimeoutError("Timeout reading from socket")
 
 
-def test_trainer_outlives_a_redis_timeout() -> None:
-    reader, lock = _IdleReader(), _StalledLock()
-    service = TrainerService(
-        trainer=None,  # type: ignore[arg-type]
-        reader=reader,  # type: ignore[arg-type]
-        window=ExampleWindow(3600.0, 10),
-        lock=lock,  # type: ignore[arg-type]
-        client=None,  # type: ignore[arg-type]
-        key_prefix="cw",
-        refresh_interval_seconds=0.0,
-        retrain_poll_seconds=0.0,
-        poll_timeout_seconds=0.0,
-    )
-    failures: list[Any] = []
+def _service(**stubs: Any) -> TrainerService:
+    """Return a trainer loop on stubs that refreshes whenever it may."""
+    parts: dict[str, Any] = {
+        "trainer": _IdleTrainer(),
+        "reader": _IdleReader(),
+        "window": ExampleWindow(3600.0, 10),
+        "lock": None,
+        "client": None,
+        "key_prefix": "cw",
+        "refresh_interval_seconds": 0.0,
+        "retrain_poll_seconds": 0.0,
+        "poll_timeout_seconds": 0.0,
+    }
+    parts.update(stubs)
+    return TrainerService(**parts)
+
+
+def _start(service: TrainerService, failures: list[Any]) -> threading.Thread:
     runner = threading.Thread(
         target=lambda: _run(service, failures), name="trainer-under-test"
     )
-
     runner.start()
+    return runner
+
+
+def test_trainer_outlives_a_redis_timeout() -> None:
+    reader, lock = _IdleReader(), _StalledLock()
+    service = _service(reader=reader, lock=lock)
+    failures: list[Any] = []
+
+    runner = _start(service, failures)
     assert lock.attempts.acquire(timeout=10)
     service.stop()
     runner.join(10)
@@ -95,20 +115,66 @@ class _StoppingAnnouncer:
 
 def test_trainer_loop_polls_announcer() -> None:
     announcer = _StoppingAnnouncer()
-    service = TrainerService(
-        trainer=None,  # type: ignore[arg-type]
-        reader=_IdleReader(),  # type: ignore[arg-type]
-        window=ExampleWindow(3600.0, 10),
-        lock=_FreeLock(),  # type: ignore[arg-type]
-        client=None,  # type: ignore[arg-type]
-        key_prefix="cw",
+    service = _service(
+        lock=_FreeLock(),
         refresh_interval_seconds=3600.0,
         retrain_poll_seconds=3600.0,
-        poll_timeout_seconds=0.0,
-        announcer=announcer,  # type: ignore[arg-type]
+        announcer=announcer,
     )
     announcer.service = service
 
     service.run()
 
     assert announcer.polls == 1
+
+
+class _HeldLock:
+    key = "cw:trainer:lock:ranker"
+
+    def acquire(self) -> bool:
+        return True
+
+    def release(self) -> None:
+        pass
+
+    @contextmanager
+    def renewing(self) -> Iterator[_HeldLock]:
+        yield self
+
+
+class _NoRequests:
+    def getdel(self, key: str) -> None:
+        return None
+
+
+class _LongTrainer:
+    """Trains until stopped, as a refresh on a large window does."""
+
+    def __init__(self) -> None:
+        self.started = threading.Event()
+        self._stopping = threading.Event()
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    def refresh(self, examples: Any, reason: str) -> None:
+        self.started.set()
+        if not self._stopping.wait(30):
+            raise AssertionError("the refresh was never told to stop")
+        raise TrainingStoppedError(
+            "training stopped because the trainer is shutting down"
+        )
+
+
+def test_stop_interrupts_refresh_in_progress() -> None:
+    trainer = _LongTrainer()
+    service = _service(trainer=trainer, lock=_HeldLock(), client=_NoRequests())
+    failures: list[Any] = []
+
+    runner = _start(service, failures)
+    assert trainer.started.wait(10)
+    service.stop()
+    runner.join(10)
+
+    assert not runner.is_alive()
+    assert failures == []

@@ -3,11 +3,12 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import numpy as np
+import pytest
 
 from models.registry import ArtifactMetadata, ModelRegistry
 from schemas.training import TrainingExample
 from services.trainer.settings import TrainerSettings
-from services.trainer.trainer import Trainer
+from services.trainer.trainer import Trainer, TrainingStoppedError
 
 MakeSettings = Callable[..., TrainerSettings]
 
@@ -105,3 +106,17 @@ def test_refresh_judges_alone_when_champion_is_corrupt(
     assert second.outcome == "promoted"
     assert second.champion_metrics is None
     assert registry.champion_version("ranker") == second.model_version
+
+
+def test_stopped_trainer_promotes_nothing(
+    make_settings: MakeSettings, window_examples: list[TrainingExample]
+) -> None:
+    settings = make_settings()
+    registry = ModelRegistry(settings.registry_dir)
+    trainer = Trainer(settings, registry)
+
+    trainer.stop()
+
+    with pytest.raises(TrainingStoppedError, match="shutting down"):
+        trainer.refresh(window_examples, "test")
+    assert registry.versions("ranker") == []
