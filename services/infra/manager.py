@@ -136,8 +136,10 @@ class InfraManager:
             state = ServerState.EXTERNAL if is_reachable else ServerState.UNREACHABLE
             return ServerStatus(name, address, state)
         pid = server.pid()
-        state = ServerState.RUNNING if pid is not None else ServerState.STOPPED
-        return ServerStatus(name, server.address, state, pid)
+        if pid is None:
+            return ServerStatus(name, server.address, ServerState.STOPPED)
+        address = server.started_address() or server.address
+        return ServerStatus(name, address, ServerState.RUNNING, pid)
 
 
 def _endpoints(name: str, address: str) -> list[str]:

@@ -92,6 +92,18 @@ class LocalServer:
             return None
         return pid
 
+    def started_address(self) -> str | None:
+        """Return the address recorded in the pid file at start, if it has one.
+
+        It differs from :attr:`address` when the server was started with other
+        ports, for example by the demo, which picks free ones.
+        """
+        try:
+            fields = self.pid_file.read_text().split()
+        except FileNotFoundError:
+            return None
+        return fields[1] if len(fields) > 1 else None
+
     def is_running(self) -> bool:
         return self.pid() is not None
 
@@ -257,7 +269,7 @@ def _start(
             env=child_environment(extra_env),
             start_new_session=True,
         )
-    server.pid_file.write_text(f"{process.pid}\n")
+    server.pid_file.write_text(f"{process.pid} {server.address}\n")
 
     try:
         _wait_until_listening(server, process)

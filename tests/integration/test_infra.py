@@ -64,6 +64,25 @@ def test_infra_down_leaves_no_server_running(infra_env: Path) -> None:
     assert main(["infra", "status"]) == 1
 
 
+def test_infra_status_shows_started_ports(
+    infra_env: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    kafka_port = os.environ["CARTWHEEL_INFRA_KAFKA_PORT"]
+    redis_port = os.environ["CARTWHEEL_INFRA_REDIS_PORT"]
+    main(["infra", "up"])
+    capsys.readouterr()
+    monkeypatch.setenv("CARTWHEEL_INFRA_KAFKA_PORT", str(find_free_port()))
+    monkeypatch.setenv("CARTWHEEL_INFRA_REDIS_PORT", str(find_free_port()))
+
+    assert main(["infra", "status"]) == 0
+
+    output = capsys.readouterr().out
+    assert f"127.0.0.1:{kafka_port} " in output
+    assert f"127.0.0.1:{redis_port} " in output
+
+
 def test_infra_up_uses_external_servers_without_starting_any(
     infra_env: Path,
     monkeypatch: pytest.MonkeyPatch,
