@@ -52,7 +52,6 @@ from services.hotpath.__main__ import resolve_stage_factories
 from services.hotpath.settings import HotPathSettings
 from services.infra import (
     LocalServer,
-    find_free_port,
     find_free_ports,
     start_broker,
     start_redis,
@@ -353,17 +352,19 @@ def _service_environment(
 ) -> dict[str, str]:
     """Point every child at the demo's servers and give each a free metrics port.
 
-    The trainer may train on half of the warm-up slice, so a short replay
-    (``--limit``) still produces a first model.
+    The ports are distinct: they are found while all are held. The trainer
+    may train on half of the warm-up slice, so a short replay (``--limit``)
+    still produces a first model.
     """
+    hotpath, features, trainer, feedback, api = find_free_ports(5)
     return {
         "CARTWHEEL_KAFKA_BOOTSTRAP": kafka.bootstrap,
         "CARTWHEEL_REDIS_URL": redis_settings.url.get_secret_value(),
-        "CARTWHEEL_HOTPATH_METRICS_PORT": str(find_free_port()),
-        "CARTWHEEL_FEATURES_METRICS_PORT": str(find_free_port()),
-        "CARTWHEEL_TRAINER_METRICS_PORT": str(find_free_port()),
-        "CARTWHEEL_FEEDBACK_METRICS_PORT": str(find_free_port()),
-        "CARTWHEEL_API_PORT": str(find_free_port()),
+        "CARTWHEEL_HOTPATH_METRICS_PORT": str(hotpath),
+        "CARTWHEEL_FEATURES_METRICS_PORT": str(features),
+        "CARTWHEEL_TRAINER_METRICS_PORT": str(trainer),
+        "CARTWHEEL_FEEDBACK_METRICS_PORT": str(feedback),
+        "CARTWHEEL_API_PORT": str(api),
         "CARTWHEEL_TRAINER_REGISTRY_DIR": str(state_dir / "models"),
         "CARTWHEEL_TRAINER_MODEL_NAME": _MODEL_NAME,
         "CARTWHEEL_TRAINER_MIN_EXAMPLES": str(min(1000, max(100, warmup_events // 2))),
