@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections.abc import Collection, Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -444,14 +444,101 @@ def load_settings(settings_class: type[SettingsT], **overrides: Any) -> Settings
         name: value.value if isinstance(value, CommandLineValue) else value
         for name, value in overrides.items()
     }
+    overridden = set(values)
+    # Each nested block (Kafka, Redis, topics) is loaded on its own first, so
+    # that the errors of every block are reported together.
+    problems: list[str] = []
+    for name, block_class in _settings_blocks(settings_class):
+        if name in overridden:
+            continue
+        try:
+            values[name] = load_settings(block_class)
+        except InvalidSettingsError as exc:
+            problems.append(str(exc))
+            # Unvalidated defaults stand in, so the fields outside the
+            # blocks can still be checked.
+            values[name] = _stand_in(block_class)
+    if problems:
+        problems.extend(_outer_problems(settings_class, values, overridden, options))
+        raise InvalidSettingsError(_join_lines(problems))
     try:
         return settings_class(**values)
     except ValidationError as exc:
         raise InvalidSettingsError(
-            _describe(exc, settings_class, values.keys(), options)
+            _describe(exc, settings_class, overridden, options)
         ) from exc
     except SettingsError as exc:
         raise InvalidSettingsError(_describe_unparsed(exc, settings_class)) from exc
+
+
+def _settings_blocks(
+    settings_class: type[BaseSettings],
+) -> list[tuple[str, type[BaseSettings]]]:
+    """Return the fields that hold a settings block read from its own variables."""
+    prefix = str(settings_class.model_config.get("env_prefix", "")).upper()
+    delimiter = str(settings_class.model_config.get("env_nested_delimiter") or "")
+    blocks: list[tuple[str, type[BaseSettings]]] = []
+    for name, info in settings_class.model_fields.items():
+        annotation = info.annotation
+        if not (isinstance(annotation, type) and issubclass(annotation, BaseSettings)):
+            continue
+        # A factory with arguments of its own would differ from a plain load.
+        factory: object = info.default_factory
+        if factory != annotation:
+            continue
+        # Variables such as PREFIX_RULES__SIZE fill the block through the
+        # enclosing class, so loading it alone would lose them.
+        variable = f"{prefix}{name}".upper()
+        nested = f"{variable}{delimiter}".upper() if delimiter else None
+        if any(
+            key.upper() == variable or (nested and key.upper().startswith(nested))
+            for key in os.environ
+        ):
+            continue
+        blocks.append((name, annotation))
+    return blocks
+
+
+def _stand_in(settings_class: type[SettingsT]) -> SettingsT:
+    """Return the class with its defaults, unvalidated and without reading variables.
+
+    ``model_construct`` alone would build nested blocks through their default
+    factories, which read and validate their variables.
+    """
+    nested = {
+        name: _stand_in(info.annotation)
+        for name, info in settings_class.model_fields.items()
+        if isinstance(info.annotation, type)
+        and issubclass(info.annotation, BaseSettings)
+    }
+    return settings_class.model_construct(None, **nested)
+
+
+def _outer_problems(
+    settings_class: type[BaseSettings],
+    values: Mapping[str, Any],
+    overridden: Collection[str],
+    options: Mapping[str, str],
+) -> list[str]:
+    """Return the errors of the fields outside the nested blocks, if any are found.
+
+    The blocks are stand-ins here, so a validator that reads them may fail in
+    another way. Such a failure is left out, because the blocks' own errors
+    are reported already.
+    """
+    try:
+        settings_class(**values)
+    except ValidationError as exc:
+        return [_describe(exc, settings_class, overridden, options)]
+    except Exception:
+        return []
+    return []
+
+
+def _join_lines(messages: Sequence[str]) -> str:
+    """Join error messages, keeping each line once (two blocks may share a variable)."""
+    lines = [line for message in messages for line in message.splitlines()]
+    return "\n".join(dict.fromkeys(lines))
 
 
 def _describe_unparsed(exc: SettingsError, settings_class: type[BaseSettings]) -> str:
@@ -512,10 +599,8 @@ def _describe(
     overridden: Collection[str],
     options: Mapping[str, str],
 ) -> str:
-    # A nested block (KafkaSettings inside a service's Settings) fails inside
+    # A nested block that load_settings did not load on its own fails inside
     # its default factory, so the error carries the nested class's title.
-    # LIMITATION(L-2): the first failing block stops validation, so errors in a
-    # later block show up only after the first one is fixed.
     failed_class = _find_settings_class(settings_class, exc.title) or settings_class
     if failed_class is not settings_class:
         overridden, options = (), {}

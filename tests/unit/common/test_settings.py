@@ -872,3 +872,30 @@ def test_secret_values_leave_url_without_password() -> None:
     settings = RedisSettings(url="redis://127.0.0.1:6379/0")
 
     assert secret_values(settings) == []
+
+
+def test_every_invalid_block_reported(monkeypatch: pytest.MonkeyPatch) -> None:
+    message = setting_error(
+        monkeypatch,
+        HotPathSettings,
+        {
+            "CARTWHEEL_KAFKA_SECURITY_PROTOCOL": "bad",
+            "CARTWHEEL_REDIS_KEY_PREFIX": "!!",
+            "CARTWHEEL_HOTPATH_BATCH_SIZE": "0",
+        },
+    )
+
+    lines = message.splitlines()
+    assert len(lines) == 3
+    assert lines[0].startswith("invalid setting CARTWHEEL_KAFKA_SECURITY_PROTOCOL='bad'")
+    assert lines[1].startswith("invalid setting CARTWHEEL_REDIS_KEY_PREFIX='!!'")
+    assert lines[2].startswith("invalid setting CARTWHEEL_HOTPATH_BATCH_SIZE='0'")
+
+
+def test_shared_block_error_reported_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The API and its scorer settings both read CARTWHEEL_KAFKA_*.
+    message = setting_error(
+        monkeypatch, ApiSettings, {"CARTWHEEL_KAFKA_SECURITY_PROTOCOL": "bad"}
+    )
+
+    assert message.count("CARTWHEEL_KAFKA_SECURITY_PROTOCOL") == 1
