@@ -40,6 +40,7 @@ __all__ = [
     "child_environment",
     "CommandLineValue",
     "expected_form",
+    "join_error_lines",
     "KafkaSettings",
     "NonBlankPath",
     "RedisSettings",
@@ -460,7 +461,7 @@ def load_settings(settings_class: type[SettingsT], **overrides: Any) -> Settings
             values[name] = _stand_in(block_class)
     if problems:
         problems.extend(_outer_problems(settings_class, values, overridden, options))
-        raise InvalidSettingsError(_join_lines(problems))
+        raise InvalidSettingsError(join_error_lines(problems))
     try:
         return settings_class(**values)
     except ValidationError as exc:
@@ -535,7 +536,7 @@ def _outer_problems(
     return []
 
 
-def _join_lines(messages: Sequence[str]) -> str:
+def join_error_lines(messages: Sequence[str]) -> str:
     """Join error messages, keeping each line once (two blocks may share a variable)."""
     lines = [line for message in messages for line in message.splitlines()]
     return "\n".join(dict.fromkeys(lines))

@@ -30,13 +30,14 @@ from tqdm import tqdm
 from models.registry import ModelAnnouncement
 from schemas.events import Event
 from services.api.settings import ApiSettings
-from services.common.errors import InfrastructureError
+from services.common.errors import InfrastructureError, InvalidSettingsError
 from services.common.kafka import consumer_config, create_topics, standard_topics
 from services.common.retrain import request_retrain
 from services.common.settings import (
     KafkaSettings,
     RedisSettings,
     TopicSettings,
+    join_error_lines,
     load_settings,
 )
 from services.demo.progress import TriggerTally
@@ -174,7 +175,8 @@ def _check_service_settings(pipeline: _PipelineSettings, state_dir: Path) -> Non
     that exits after the servers started.
 
     Raises:
-        InvalidSettingsError: a variable that a child service reads is invalid.
+        InvalidSettingsError: a variable that a child service reads is
+            invalid; every invalid variable of every child is listed.
     """
     environment = _service_environment(pipeline.kafka, pipeline.redis, state_dir, 0)
     shared = {
@@ -182,6 +184,7 @@ def _check_service_settings(pipeline: _PipelineSettings, state_dir: Path) -> Non
         "redis": pipeline.redis,
         "topics": pipeline.topics,
     }
+    problems = []
     for settings_class in _SERVICE_SETTINGS:
         prefix = str(settings_class.model_config.get("env_prefix", ""))
         fields = settings_class.model_fields
@@ -192,11 +195,16 @@ def _check_service_settings(pipeline: _PipelineSettings, state_dir: Path) -> Non
             name = variable.removeprefix(prefix).lower()
             if variable.startswith(prefix) and name in fields:
                 overrides[name] = value
-        loaded = load_settings(settings_class, **overrides)
-        if isinstance(loaded, HotPathSettings):
-            # A stage module that cannot be imported would stop the hot path
-            # only after the servers started.
-            resolve_stage_factories(loaded.stages)
+        try:
+            loaded = load_settings(settings_class, **overrides)
+            if isinstance(loaded, HotPathSettings):
+                # A stage module that cannot be imported would stop the hot
+                # path only after the servers started.
+                resolve_stage_factories(loaded.stages)
+        except InvalidSettingsError as exc:
+            problems.append(str(exc))
+    if problems:
+        raise InvalidSettingsError(join_error_lines(problems))
 
 
 def _run_pipeline(

@@ -1,11 +1,18 @@
-"""The demo's environment for its child services."""
+"""The demo's environment and settings check for its child services."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
+from services.common.errors import InvalidSettingsError
 from services.common.settings import KafkaSettings, RedisSettings
-from services.demo.runner import _service_environment
+from services.demo.runner import (
+    _check_service_settings,
+    _load_pipeline_settings,
+    _service_environment,
+)
 
 
 def test_child_ports_are_distinct(tmp_path: Path) -> None:
@@ -23,3 +30,18 @@ def test_child_ports_are_distinct(tmp_path: Path) -> None:
     ]
     assert len(ports) == 5
     assert len(set(ports)) == 5
+
+
+def test_settings_check_lists_every_child(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("CARTWHEEL_HOTPATH_BATCH_SIZE", "0")
+    monkeypatch.setenv("CARTWHEEL_TRAINER_LEARNING_RATE", "abc")
+    pipeline = _load_pipeline_settings("127.0.0.1:9", "127.0.0.1:10")
+
+    with pytest.raises(InvalidSettingsError) as caught:
+        _check_service_settings(pipeline, tmp_path)
+
+    message = str(caught.value)
+    assert "invalid setting CARTWHEEL_HOTPATH_BATCH_SIZE='0'" in message
+    assert "invalid setting CARTWHEEL_TRAINER_LEARNING_RATE='abc'" in message
