@@ -21,7 +21,10 @@ class DemoSettings(BaseSettings):
 
     state_dir: NonBlankPath = Field(
         default=Path(".cartwheel/demo"),
-        description="a folder for the demo's pid files, logs, checkpoints and models",
+        description="a folder for the demo's pid files, logs, checkpoints and "
+        "models; each run deletes its learner, models, feedback and logs "
+        "sub-folders, so a folder that has one of them but no earlier run is "
+        "rejected",
     )
     report_dir: NonBlankPath = Field(
         default=Path("reports/demo"), description="a folder for the evaluation report"
