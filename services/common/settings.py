@@ -196,11 +196,16 @@ def _ca_file_problem(path: str) -> str | None:
     if location.is_dir():
         return "the path is a directory, not a file"
     try:
-        location.open("rb").close()
+        with location.open("rb") as ca_file:
+            content = ca_file.read()
     except FileNotFoundError:
         return "no file exists at this path"
     except OSError as exc:
         return f"the file cannot be read ({exc.strerror or exc})"
+    # librdkafka fails on a file without a PEM block with an error that names
+    # no variable ("no certificate or crl found").
+    if b"-----BEGIN " not in content:
+        return "the file has no '-----BEGIN' line, so it is not in PEM format"
     return None
 
 

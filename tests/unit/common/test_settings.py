@@ -612,6 +612,26 @@ def test_unreadable_ca_file_is_rejected(
     assert "the file cannot be read (Permission denied)" in message
 
 
+@pytest.mark.parametrize("content", [b"root:x:0:0::/root:/bin/bash\n", b"", b"0\x82"])
+def test_ca_file_without_pem_is_rejected(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, content: bytes
+) -> None:
+    ca_file = tmp_path / "ca.der"
+    ca_file.write_bytes(content)
+    message = setting_error(
+        monkeypatch,
+        KafkaSettings,
+        {
+            "CARTWHEEL_KAFKA_SECURITY_PROTOCOL": "SSL",
+            "CARTWHEEL_KAFKA_SSL_CA_LOCATION": str(ca_file),
+        },
+    )
+
+    assert f"CARTWHEEL_KAFKA_SSL_CA_LOCATION={str(ca_file)!r}: " in message
+    assert "the file has no '-----BEGIN' line" in message
+    assert len(message.splitlines()) == 1
+
+
 def test_readable_ca_file_loads(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
