@@ -153,6 +153,7 @@ def replay_file(
 
     Raises:
         FileNotFoundError: the file does not exist.
+        ReplayFileError: the file cannot be read to its end.
         TopicMissingError: a topic is missing.
         ReplayDeliveryError: the broker did not acknowledge every message.
     """

@@ -8,6 +8,7 @@ __all__ = [
     "DatasetFileError",
     "DatasetUnavailableError",
     "ReplayDeliveryError",
+    "ReplayFileError",
     "UnknownDatasetError",
 ]
 
@@ -26,3 +27,7 @@ class DatasetUnavailableError(CartwheelError):
 
 class ReplayDeliveryError(CartwheelError):
     """Raised when the broker did not acknowledge every replayed message."""
+
+
+class ReplayFileError(CartwheelError):
+    """Raised when a JSON-lines replay file cannot be read to its end."""

@@ -23,6 +23,7 @@ import logging
 import math
 import sys
 import time
+import zlib
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -38,7 +39,7 @@ from schemas.events import Event
 from schemas.validation import Rejection, parse_event
 from services.common.deadletters import DeadLetterWriter
 from services.common.kafka import TopicSpec, producer_config, verify_topics
-from services.replay.errors import ReplayDeliveryError
+from services.replay.errors import ReplayDeliveryError, ReplayFileError
 from services.replay.settings import Settings
 
 __all__ = ["ReplaySummary", "Replayer", "serialize_events", "verify_replay_topics"]
@@ -249,6 +250,8 @@ class Replayer:
 
         Raises:
             FileNotFoundError: the file does not exist.
+            ReplayFileError: the file cannot be read to its end. The lines
+                before the failure are delivered first.
             ReplayDeliveryError: the broker did not acknowledge every message.
         """
         return self._replay(
@@ -292,7 +295,13 @@ class Replayer:
             limit,
         )
         with progress:
-            self._publish(messages, summary, pacer, progress, limit)
+            try:
+                self._publish(messages, summary, pacer, progress, limit)
+            except ReplayFileError:
+                # The lines before the unreadable part are already queued, and
+                # the error message says that they were published.
+                self._flush()
+                raise
         self._flush()
         summary.elapsed_seconds = self._monotonic() - started
         logger.info(
@@ -464,10 +473,29 @@ class _Pacer:
 
 
 def _read_lines(path: Path) -> Iterator[tuple[int, bytes]]:
+    """Yield (line number, line) pairs of a JSON-lines file, gzip or plain.
+
+    Raises:
+        ReplayFileError: the file cannot be read to its end, such as a
+            truncated or corrupt gzip file.
+    """
     opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rb") as lines:
-        for line_number, line in enumerate(lines, start=1):
-            yield line_number, line.rstrip(b"\r\n")
+    line_number = 0
+    try:
+        with opener(path, "rb") as lines:
+            for line_number, line in enumerate(lines, start=1):
+                yield line_number, line.rstrip(b"\r\n")
+    except (OSError, EOFError, zlib.error) as exc:
+        if line_number == 0:
+            raise ReplayFileError(
+                f"replay file {str(path)!r} cannot be read ({exc}); nothing was "
+                "published, so fix the file or pass a plain .jsonl file"
+            ) from exc
+        raise ReplayFileError(
+            f"replay file {str(path)!r} cannot be read after line {line_number} "
+            f"({exc}); the lines up to it were published, so replay only the "
+            "lines after it once the file is fixed"
+        ) from exc
 
 
 def _utc_now() -> datetime:

@@ -22,6 +22,7 @@ class FakeProducer:
         self.config = config
         self.messages: list[tuple[str, bytes | None, bytes | None]] = []
         self.polls: list[float] = []
+        self.flushes = 0
         self._clock = clock
         self._failure = failure
         self._pending: list[tuple[Any, str]] = []
@@ -50,6 +51,7 @@ class FakeProducer:
         return served
 
     def flush(self, timeout: float = 0.0) -> int:
+        self.flushes += 1
         self.poll(0)
         return 0
 

@@ -15,7 +15,7 @@ from schemas.catalog import ItemRecord, ReviewRecord
 from schemas.deadletters import DeadLetter
 from schemas.events import Event, EventType
 from services.common.settings import KafkaSettings, TopicSettings
-from services.replay.errors import ReplayDeliveryError
+from services.replay.errors import ReplayDeliveryError, ReplayFileError
 from services.replay.replayer import Replayer, serialize_events
 from services.replay.settings import Settings
 
@@ -194,6 +194,41 @@ def test_replay_file_reads_gzipped_lines(
 
     assert summary.events_published == 1
     assert producer.on_topic("ev") == [(b"u7", good)]
+
+
+@pytest.mark.parametrize(
+    ("name", "make_content", "expected"),
+    [
+        (
+            "truncated.jsonl.gz",
+            lambda lines: gzip.compress(lines)[:-12],
+            "cannot be read after line 1 (",
+        ),
+        ("plain.jsonl.gz", lambda lines: lines, "nothing was published"),
+    ],
+    ids=["truncated", "not-gzip"],
+)
+def test_unreadable_replay_file_names_path(
+    settings: Settings,
+    tmp_path: Path,
+    make_event: Callable[..., Event],
+    name: str,
+    make_content: Callable[[bytes], bytes],
+    expected: str,
+) -> None:
+    replayer, (producer,) = _replayer(settings)
+    good = serialize_events([make_event(user_id="u7")])[0]
+    path = tmp_path / name
+    path.write_bytes(make_content(good + b"\n" + good + b"\n"))
+
+    with pytest.raises(ReplayFileError) as caught:
+        replayer.replay_file(path)
+
+    message = str(caught.value)
+    assert repr(str(path)) in message
+    assert expected in message
+    assert len(message.splitlines()) == 1
+    assert producer.flushes >= 1
 
 
 def test_delivery_failure_raises_with_broker_address(
