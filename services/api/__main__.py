@@ -17,7 +17,7 @@ logger = logging.getLogger(__name__)
 def main() -> None:
     """Load settings, configure logging and serve until interrupted."""
     settings = load_settings(ApiSettings)
-    configure_logging()
+    configure_logging(settings.log_level)
     logger.info("api settings %s", masked_settings(settings))
     serve(settings)
 

@@ -6,6 +6,7 @@ import argparse
 from typing import Any
 
 from services.api.settings import ApiSettings
+from services.common.logging import configure_logging
 from services.common.settings import CommandLineValue, load_settings
 
 __all__ = ["register"]
@@ -41,6 +42,7 @@ def _serve(args: argparse.Namespace) -> int:
         if value is not None
     }
     settings = load_settings(ApiSettings, **overrides)
+    configure_logging(args.log_level or settings.log_level)
     # Imported here: the server loads PyTorch and River, which other
     # cartwheel commands do not need.
     from services.api.server import serve

@@ -43,3 +43,8 @@ class ApiSettings(BaseSettings):
         description="how long an event POST waits for the broker's acknowledgement",
     )
     readiness_timeout_seconds: float = Field(default=2.0, gt=0.0, le=30.0)
+    log_level: str = Field(
+        default="INFO",
+        pattern=r"^(DEBUG|INFO|WARNING|ERROR)$",
+        description="DEBUG, INFO, WARNING or ERROR",
+    )
