@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from pydantic import AwareDatetime, Field, field_validator
@@ -10,6 +11,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from services.common.settings import KafkaSettings, NonBlankPath, TopicSettings
 
 __all__ = ["BaselineSettings", "EvaluationSettings"]
+
+_NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
 
 
 class BaselineSettings(BaseSettings):
@@ -116,6 +119,16 @@ class EvaluationSettings(BaseSettings):
         pattern=r"^(DEBUG|INFO|WARNING|ERROR)$",
         description="DEBUG, INFO, WARNING or ERROR",
     )
+
+    @field_validator("score_from", mode="before")
+    @classmethod
+    def _reject_numeric_score_from(cls, value: object) -> object:
+        # pydantic reads a bare number as Unix seconds, so "20191001" would
+        # mean 1970-08-22 and every event would be scored without a word.
+        text = str(value).strip() if isinstance(value, str | int | float) else ""
+        if text and _NUMBER.fullmatch(text):
+            raise ValueError("a bare number would be read as Unix seconds, not a date")
+        return value
 
     @field_validator("cutoffs")
     @classmethod

@@ -68,6 +68,28 @@ def test_settings_reject_score_from_without_offset() -> None:
 
 
 @pytest.mark.parametrize(
+    "value", ["20191001", "0", "-1", "5.5", "1569891600", " 2019 "]
+)
+def test_settings_reject_numeric_score_from(value: str) -> None:
+    with pytest.raises(ValueError, match="a bare number would be read as Unix seconds"):
+        EvaluationSettings(score_from=value)
+
+
+def test_numeric_score_from_variable_is_reported(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("CARTWHEEL_EVALUATION_SCORE_FROM", "20191001")
+
+    with pytest.raises(InvalidSettingsError) as caught:
+        run_evaluate(parse("evaluate", "--output", str(tmp_path)))
+
+    message = str(caught.value)
+    assert "CARTWHEEL_EVALUATION_SCORE_FROM='20191001'" in message
+    assert "a bare number would be read as Unix seconds" in message
+    assert len(message.splitlines()) == 1
+
+
+@pytest.mark.parametrize(
     ("argv", "reported"),
     [
         (("--bootstrap", "nohost"), "invalid option --bootstrap='nohost'"),
