@@ -55,6 +55,8 @@ _BATCH_MESSAGES = 4096
 # How long produce() waits for room in librdkafka's queue before giving up.
 _QUEUE_FULL_TIMEOUT_SECONDS = 30.0
 _FLUSH_TIMEOUT_SECONDS = 60.0
+# Shorter than a normal flush, because the user is waiting to stop.
+_INTERRUPT_FLUSH_TIMEOUT_SECONDS = 10.0
 
 
 @dataclass
@@ -302,6 +304,9 @@ class Replayer:
                 # the error message says that they were published.
                 self._flush()
                 raise
+            except KeyboardInterrupt:
+                self._report_interrupted(summary)
+                raise
         self._flush()
         summary.elapsed_seconds = self._monotonic() - started
         logger.info(
@@ -312,6 +317,21 @@ class Replayer:
             summary.events_per_second,
         )
         return summary
+
+    def _report_interrupted(self, summary: ReplaySummary) -> None:
+        """Deliver what Ctrl-C or SIGTERM left queued and log how far it got.
+
+        Without the flush, the producer would drop the queued messages when
+        the process exits. A second Ctrl-C stops the wait.
+        """
+        undelivered = self._producer.flush(_INTERRUPT_FLUSH_TIMEOUT_SECONDS)
+        logger.warning(
+            "replay interrupted source=%s published=%s rejected=%s undelivered=%s",
+            summary.source,
+            summary.events_published,
+            summary.messages_rejected,
+            undelivered,
+        )
 
     def _publish(
         self,

@@ -231,6 +231,31 @@ def test_unreadable_replay_file_names_path(
     assert producer.flushes >= 1
 
 
+def test_interrupted_replay_flushes_and_logs_progress(
+    settings: Settings,
+    make_event: Callable[..., Event],
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    replayer, (producer,) = _replayer(settings)
+    record = producer.produce
+
+    def produce_then_interrupt(topic: str, value: bytes, key: bytes) -> None:
+        if producer.on_topic("ev"):
+            raise KeyboardInterrupt
+        record(topic, value, key)
+
+    monkeypatch.setattr(producer, "produce", produce_then_interrupt)
+    events = [make_event(user_id="u7"), make_event(user_id="u8")]
+
+    with pytest.raises(KeyboardInterrupt):
+        replayer.replay_events(events, source="dataset:test")
+
+    assert producer.flushes == 1
+    assert len(producer.on_topic("ev")) == 1
+    assert "replay interrupted source=dataset:test published=1" in caplog.text
+
+
 def test_delivery_failure_raises_with_broker_address(
     settings: Settings, make_event: Callable[..., Event]
 ) -> None:
