@@ -230,6 +230,21 @@ class RedisSettings(BaseSettings):
     @field_validator("url")
     @classmethod
     def _check_url(cls, value: SecretStr) -> SecretStr:
+        try:
+            return cls._check_url_parts(value)
+        except ValueError:
+            if _has_unencoded_user_info(value.get_secret_value()):
+                # The host that _check_url_parts parsed is the password's
+                # tail, so its error would name the wrong problem.
+                raise ValueError(
+                    "the user or password contains '/', '?' or '#', which end "
+                    "the host part of a URL; percent-encode them as %2F, %3F "
+                    "and %23"
+                ) from None
+            raise
+
+    @classmethod
+    def _check_url_parts(cls, value: SecretStr) -> SecretStr:
         url = value.get_secret_value()
         if not re.match(r"^rediss?://", url):
             raise ValueError("expected a redis:// or rediss:// URL")
@@ -283,6 +298,21 @@ def _redis_host_problem(url: str) -> str | None:
             "may be written in brackets"
         )
     return f"the host is invalid ({error})"
+
+
+def _has_unencoded_user_info(url: str) -> bool:
+    """Return whether an '@' follows the first '/', '?' or '#' after '://'.
+
+    A user or password with one of those characters ends the URL's host
+    part early, so the password's tail is parsed as the path, query or
+    fragment. A query value with an '@' matches too, so callers use this
+    only to explain or hide a URL, never to reject one.
+    """
+    if "://" not in url:
+        return False
+    rest = url.split("://", 1)[1]
+    ends = [rest.find(character) for character in "/?#" if character in rest]
+    return "@" in rest[min(ends, default=len(rest)) :]
 
 
 def _redis_url_problem(url: str) -> str | None:
@@ -662,6 +692,10 @@ def _mask(value: str) -> str:
         # Without '//' there is no user part, so where a password would be
         # ('user:secret' parses as a scheme and a path) is unknown.
         return MASK
+    if _has_unencoded_user_info(value):
+        # urlsplit would take only the password's head as the password, so
+        # everything up to the last '@' is hidden.
+        return f"{parts.scheme}://{MASK}@{value.rsplit('@', 1)[1]}"
     netloc = parts.netloc
     if parts.password is not None:
         netloc = netloc.replace(f":{parts.password}@", f":{MASK}@", 1)

@@ -129,6 +129,33 @@ def test_load_settings_masks_secret_in_error(monkeypatch: pytest.MonkeyPatch) ->
     )
 
 
+@pytest.mark.parametrize(
+    ("url", "secret"),
+    [
+        ("redis://:hun#ter2@cache:6379/0", "ter2"),
+        ("redis://:hun?ter2@cache:6379/0", "ter2"),
+        ("redis://:h@n/ter#2@cache:6379/0", "ter#2"),
+        ("redis://shop:hun/ter2@cache:6379/0", "ter2"),
+    ],
+    ids=["hash", "question-mark", "slash-and-at", "user-and-slash"],
+)
+def test_unencoded_password_is_hidden_and_explained(
+    monkeypatch: pytest.MonkeyPatch, url: str, secret: str
+) -> None:
+    message = setting_error(monkeypatch, RedisSettings, {"CARTWHEEL_REDIS_URL": url})
+
+    assert secret not in message
+    assert "CARTWHEEL_REDIS_URL='redis://**********@cache:6379/0'" in message
+    assert "percent-encode them as %2F, %3F and %23" in message
+    assert len(message.splitlines()) == 1
+
+
+def test_percent_encoded_password_loads() -> None:
+    settings = RedisSettings(url="redis://:hun%2Fter%232@cache:6379/0")
+
+    assert masked_settings(settings)["url"] == "redis://:**********@cache:6379/0"
+
+
 def test_load_settings_reports_expected_range(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CARTWHEEL_TOPIC_PARTITIONS", "many")
 
