@@ -269,16 +269,10 @@ def create_app(
                 status_code=422,
                 content={"reason": result.reason.value, "message": result.message},
             )
-        if not await topic_check.exists():
+        topic_problem = await topic_check.problem()
+        if topic_problem is not None:
             EVENTS_INGESTED.labels("failed").inc()
-            return JSONResponse(
-                status_code=503,
-                content={
-                    "detail": f"topic {settings.topics.events!r} is missing or the "
-                    "broker did not answer; create it with 'cartwheel topics "
-                    "create', then retry"
-                },
-            )
+            return JSONResponse(status_code=503, content={"detail": topic_problem})
         try:
             message = await deliveries.deliver(
                 settings.topics.events,
@@ -441,32 +435,42 @@ class _TopicCheck:
         self._topic = topic
         self._timeout = timeout_seconds
         self._is_known = False
-        self._pending: asyncio.Future[bool] | None = None
+        self._pending: asyncio.Future[str | None] | None = None
 
     # NOTE: a topic deleted while the API runs is not noticed, and the broker
     # may acknowledge events written to it (README L-77 covers broker restarts).
-    async def exists(self) -> bool:
-        """Return whether the topic exists, and False when the broker is down.
+    async def problem(self) -> str | None:
+        """Return None when the topic exists, else why no event can be produced.
 
         Requests that arrive while the metadata request is in flight wait
         for that one request, so an unreachable broker blocks one worker
         thread, not one per request.
         """
         if self._is_known:
-            return True
+            return None
         if self._pending is None or self._pending.done():
             self._pending = asyncio.ensure_future(run_in_threadpool(self._fetch))
         return await asyncio.shield(self._pending)
 
-    def _fetch(self) -> bool:
+    def _fetch(self) -> str | None:
         try:
             metadata = self._producer.list_topics(timeout=self._timeout)
         except KafkaException as exc:
             logger.warning("topic check failed topic=%s error=%s", self._topic, exc)
-            return False
+            error = exc.args[0] if exc.args else exc
+            reason = error.str() if isinstance(error, KafkaError) else str(error)
+            return (
+                f"the broker did not list its topics within {self._timeout:g} s "
+                f"({reason}); retry"
+            )
         topic = metadata.topics.get(self._topic)
         self._is_known = topic is not None and topic.error is None
-        return self._is_known
+        if self._is_known:
+            return None
+        return (
+            f"topic {self._topic!r} is missing; create it with "
+            "'cartwheel topics create', then retry"
+        )
 
 
 class _Deliveries:

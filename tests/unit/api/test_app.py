@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 import pytest
 import redis
-from confluent_kafka import KafkaError
+from confluent_kafka import KafkaError, KafkaException
 from prometheus_client import REGISTRY
 
 from schemas.deadletters import DeadLetter
@@ -306,3 +306,54 @@ def test_slate_control_character_id_rejected(user_id: str, status: int) -> None:
     answer = asyncio.run(_request(app, "GET", f"/v1/users/{user_id}/slates/products"))
 
     assert answer.status_code == status
+
+
+class _TopicListingProducer:
+    """A producer whose topic listing fails with ``error`` or lacks every topic."""
+
+    def __init__(self, error: KafkaError | None) -> None:
+        self._error = error
+        self.produced = 0
+
+    def list_topics(self, timeout: float) -> Any:
+        if self._error is not None:
+            raise KafkaException(self._error)
+        return SimpleNamespace(topics={})
+
+    def produce(self, topic: str, **kwargs: Any) -> None:
+        self.produced += 1
+
+    def poll(self, timeout: float = 0.0) -> int:
+        time.sleep(timeout)
+        return 0
+
+
+@pytest.mark.parametrize(
+    ("error", "expected"),
+    [
+        (None, "topic 'events' is missing; create it with 'cartwheel topics create'"),
+        (
+            KafkaError(
+                KafkaError._TIMED_OUT, "Failed to get metadata: Local: Timed out"
+            ),
+            "the broker did not list its topics within 2 s (Failed to get "
+            "metadata: Local: Timed out); retry",
+        ),
+    ],
+    ids=["missing-topic", "silent-broker"],
+)
+def test_event_post_names_topic_problem(
+    error: KafkaError | None, expected: str
+) -> None:
+    producer = _TopicListingProducer(error)
+    app = create_app(
+        ApiSettings(is_on_demand_enabled=False),
+        redis_client=_EmptyRedis(),  # type: ignore[arg-type]
+        producer=producer,  # type: ignore[arg-type]
+    )
+
+    answer = asyncio.run(_request(app, "POST", "/v1/events", content=_CLICK))
+
+    assert answer.status_code == 503
+    assert expected in answer.json()["detail"]
+    assert producer.produced == 0
