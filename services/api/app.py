@@ -105,6 +105,7 @@ def create_app(
     redis_client: redis.Redis,
     producer: Producer,
     on_demand: OnDemandSlates | None = None,
+    readiness_redis: redis.Redis | None = None,
 ) -> FastAPI:
     """Build the FastAPI application over existing Redis and Kafka clients.
 
@@ -113,6 +114,8 @@ def create_app(
         redis_client: where the hot path stores the latest slates.
         producer: the producer for ingested events and dead letters.
         on_demand: computes slates for users without one; None disables it.
+        readiness_redis: the client that /readyz pings, whose socket timeouts
+            should be ``readiness_timeout_seconds``; ``redis_client`` when None.
     """
     deliveries = _Deliveries(producer)
 
@@ -320,7 +323,9 @@ def create_app(
         summary="Readiness: Kafka and Redis answer",
     )
     async def readyz() -> Any:
-        readiness = await run_in_threadpool(_check, settings, redis_client, producer)
+        readiness = await run_in_threadpool(
+            _check, settings, readiness_redis or redis_client, producer
+        )
         code = 200 if readiness.status == "ready" else 503
         return JSONResponse(status_code=code, content=readiness.model_dump())
 

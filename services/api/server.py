@@ -62,8 +62,20 @@ def build_app(settings: ApiSettings, *, models: ModelSource | None = None) -> Fa
         sessions = SessionIndex(1, 1, 1)
         builder = SlateBuilder(store, sessions, scorer, models=models)
         on_demand = OnDemandSlates(builder, store, scorer)
+    # redis-py waits 5 s for a reply by default, which would let /readyz
+    # outlast its own timeout and a probe's.
+    readiness_timeout = settings.readiness_timeout_seconds
+    readiness_redis = redis.Redis.from_url(
+        settings.redis.url.get_secret_value(),
+        socket_timeout=readiness_timeout,
+        socket_connect_timeout=readiness_timeout,
+    )
     return create_app(
-        settings, redis_client=client, producer=producer, on_demand=on_demand
+        settings,
+        redis_client=client,
+        producer=producer,
+        on_demand=on_demand,
+        readiness_redis=readiness_redis,
     )
 
 

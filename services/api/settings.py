@@ -42,7 +42,13 @@ class ApiSettings(BaseSettings):
         le=60.0,
         description="how long an event POST waits for the broker's acknowledgement",
     )
-    readiness_timeout_seconds: float = Field(default=2.0, gt=0.0, le=30.0)
+    readiness_timeout_seconds: float = Field(
+        default=2.0,
+        gt=0.0,
+        le=30.0,
+        description="seconds that /readyz waits for Redis and for the broker "
+        "each, and that an event POST waits for the broker's topic list",
+    )
     log_level: str = Field(
         default="INFO",
         pattern=r"^(DEBUG|INFO|WARNING|ERROR)$",
