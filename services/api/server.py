@@ -62,7 +62,7 @@ def build_app(settings: ApiSettings, *, models: ModelSource | None = None) -> Fa
         sessions = SessionIndex(1, 1, 1)
         builder = SlateBuilder(store, sessions, scorer, models=models)
         on_demand = OnDemandSlates(builder, store, scorer)
-    # redis-py waits 5 s for a reply by default, which would let /readyz
+    # redis-py 8.2 waits 5 s for a reply by default, which would let /readyz
     # outlast its own timeout and a probe's.
     readiness_timeout = settings.readiness_timeout_seconds
     readiness_redis = redis.Redis.from_url(
