@@ -233,7 +233,8 @@ class Replayer:
             source=source,
             total=len(raw_values),
             time_scale=time_scale,
-            limit=None,
+            # The events are already cut to the limit; it is passed for the log.
+            limit=limit,
             started=started,
         )
 

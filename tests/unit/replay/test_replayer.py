@@ -256,6 +256,22 @@ def test_interrupted_replay_flushes_and_logs_progress(
     assert "replay interrupted source=dataset:test published=1" in caplog.text
 
 
+def test_replay_events_logs_its_limit(
+    settings: Settings,
+    make_event: Callable[..., Event],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level("INFO", logger="services.replay.replayer")
+    replayer, (producer,) = _replayer(settings)
+    events = [make_event(user_id="u7"), make_event(user_id="u8")]
+
+    summary = replayer.replay_events(events, source="dataset:test", limit=1)
+
+    assert summary.events_published == 1
+    assert len(producer.on_topic("ev")) == 1
+    assert "limit=1" in caplog.text
+
+
 def test_delivery_failure_raises_with_broker_address(
     settings: Settings, make_event: Callable[..., Event]
 ) -> None:
