@@ -934,7 +934,9 @@ def test_every_invalid_block_reported(monkeypatch: pytest.MonkeyPatch) -> None:
 
     lines = message.splitlines()
     assert len(lines) == 3
-    assert lines[0].startswith("invalid setting CARTWHEEL_KAFKA_SECURITY_PROTOCOL='bad'")
+    assert lines[0].startswith(
+        "invalid setting CARTWHEEL_KAFKA_SECURITY_PROTOCOL='bad'"
+    )
     assert lines[1].startswith("invalid setting CARTWHEEL_REDIS_KEY_PREFIX='!!'")
     assert lines[2].startswith("invalid setting CARTWHEEL_HOTPATH_BATCH_SIZE='0'")
 
