@@ -25,6 +25,7 @@ code itself fails ``stage_attempts`` times goes to the dead-letter topic as
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -48,6 +49,7 @@ from schemas.validation import Rejection, parse_event
 from services.common.deadletters import DeadLetterWriter
 from services.common.errors import DeadLetterDeliveryError
 from services.common.kafka import consume_available, is_fatal, raise_if_fatal
+from services.common.logging import RepeatFilter
 from services.common.redis_features import (
     AppliedResult,
     EventPosition,
@@ -61,6 +63,13 @@ from services.hotpath.stages import AppliedEvent, Stage
 __all__ = ["HotPathConsumer"]
 
 logger = logging.getLogger(__name__)
+
+# A producer that keys every event wrongly would write a line per event, so
+# one line passes every 10 s and the counter counts them all.
+_keys_logger = logging.getLogger(f"{__name__}.keys")
+_keys_logger.addFilter(
+    RepeatFilter(interval_seconds=10.0, varying=re.compile(r"\b\w+=\S+"))
+)
 
 _SERVICE = "hotpath"
 _FLUSH_TIMEOUT_SECONDS = 10.0
@@ -79,6 +88,20 @@ class _Batch:
     rejected: list[tuple[Message, Rejection]] = field(default_factory=list)
     next_offsets: dict[int, int] = field(default_factory=dict)
     messages: dict[EventPosition, Message] = field(default_factory=dict)
+
+
+def _note_key_mismatch(message: Message, event: Event) -> None:
+    # Such an event is still applied, because it is valid and holding it back
+    # would lose it for a producer bug. Its order against the user's other
+    # events holds only while they land in one partition.
+    metrics.KEY_MISMATCHES.inc()
+    _keys_logger.warning(
+        "event key is not its user_id, so the user's events may be reordered; "
+        "key every event by its user_id event_id=%s user_id=%s key=%r",
+        event.event_id,
+        event.user_id,
+        message.key(),
+    )
 
 
 def _split_into_waves(
@@ -222,6 +245,8 @@ class HotPathConsumer:
                 self._send_dead_letter(message, result)
                 metrics.EVENTS_PROCESSED.labels("unknown", "rejected").inc()
                 continue
+            if message.key() != result.user_id.encode():
+                _note_key_mismatch(message, result)
             position = EventPosition(partition, offset)
             batch.events.append(result)
             batch.positions.append(position)

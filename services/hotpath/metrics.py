@@ -16,6 +16,7 @@ __all__ = [
     "CONSUMER_LAG",
     "DUPLICATE_EVENTS",
     "EVENTS_PROCESSED",
+    "KEY_MISMATCHES",
     "LATE_EVENTS",
     "REDIS_APPLY_SECONDS",
     "RETRIES",
@@ -27,6 +28,11 @@ EVENTS_PROCESSED = Counter(
     "cartwheel_hotpath_events_total",
     "Messages handled by the hot path, by event type and outcome",
     ["event_type", "outcome"],
+)
+KEY_MISMATCHES = Counter(
+    "cartwheel_hotpath_key_mismatches_total",
+    "Valid events whose Kafka message key is not their user_id, so the "
+    "partitioner may split a user's events and their order",
 )
 BATCH_SIZE = Histogram(
     "cartwheel_hotpath_batch_messages",

@@ -192,6 +192,27 @@ def test_features_stage_alone_applies_dead_letters_and_commits(
 
 
 @pytest.mark.usefixtures("cleanup")
+def test_wrongly_keyed_event_applied_and_counted(
+    settings: HotPathSettings,
+    publish: Callable[[Sequence[Event | bytes]], None],
+    redis_client: redis.Redis,
+) -> None:
+    # Raw bytes go out keyed "u1", whatever their user_id.
+    stray = event("k1", 0, user_id="u9").model_dump_json(exclude_none=True).encode()
+    publish([stray, event("k2", 10, user_id="u1")])
+    mismatches_before = metrics.KEY_MISMATCHES._value.get()
+    hot_path = build_consumer(settings, stages=[])
+
+    committed = run_until_committed(hot_path, settings, 2)
+    hot_path.close()
+    store = FeatureStore(redis_client, settings.redis.key_prefix)
+
+    assert committed == 2
+    assert store.read("u9", ["a"]).user["user_click_count_1h"] == 1.0
+    assert metrics.KEY_MISMATCHES._value.get() == mismatches_before + 1
+
+
+@pytest.mark.usefixtures("cleanup")
 def test_stage_receives_applied_events_in_order_without_duplicates(
     settings: HotPathSettings, publish: Callable[[Sequence[Event | bytes]], None]
 ) -> None:
