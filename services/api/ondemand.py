@@ -17,9 +17,9 @@ from schemas.events import EventType
 from schemas.features import RecentItem
 from schemas.recommendations import Slate, Surface
 from services.scorer.protocols import CandidateStore, UserHistory
+from services.scorer.session_knn import session_key
 from services.scorer.settings import ScorerSettings
 from services.scorer.slates import SlateBuilder, Trigger
-from services.scorer.stage import session_key
 
 __all__ = ["OnDemandSlates"]
 

@@ -73,6 +73,7 @@ _keys_logger.addFilter(
 
 _SERVICE = "hotpath"
 _FLUSH_TIMEOUT_SECONDS = 10.0
+_COMMITTED_TIMEOUT_SECONDS = 10.0
 # Errors of Kafka, the network or the disk rather than of the code. They are
 # retried without end, so an outage never dead-letters an event.
 _KAFKA_ERRORS = (KafkaException, DeadLetterDeliveryError, BufferError)
@@ -539,6 +540,34 @@ class HotPathConsumer:
             [tp.partition for tp in partitions],
             self._settings.group_id,
         )
+        # Stages that implement AssignedStage prepare their per-partition state.
+        hooks = [
+            hook
+            for hook in (getattr(stage, "assigned", None) for stage in self._stages)
+            if callable(hook)
+        ]
+        if hooks and partitions:
+            resume_offsets = self._resume_offsets(consumer, partitions)
+            for hook in hooks:
+                try:
+                    hook(resume_offsets)
+                except Exception:
+                    # The stage only starts these partitions with less state,
+                    # but raising here would end the consumer's poll loop.
+                    logger.exception("stage failed to prepare assigned partitions")
+
+    def _resume_offsets(
+        self, consumer: Consumer, partitions: list[TopicPartition]
+    ) -> dict[int, int]:
+        """Return the committed offset of each partition that has one."""
+        try:
+            committed = consumer.committed(
+                partitions, timeout=_COMMITTED_TIMEOUT_SECONDS
+            )
+        except KafkaException as exc:
+            logger.warning("reading committed offsets failed error=%s", exc)
+            return {}
+        return {tp.partition: tp.offset for tp in committed if tp.offset >= 0}
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         # A processed batch is committed when it finishes; only a batch whose

@@ -15,7 +15,7 @@ from typing import Protocol
 
 from schemas.events import Event
 
-__all__ = ["AppliedEvent", "PolledStage", "Stage", "StartedStage"]
+__all__ = ["AppliedEvent", "AssignedStage", "PolledStage", "Stage", "StartedStage"]
 
 
 @dataclass(frozen=True)
@@ -78,4 +78,19 @@ class StartedStage(Stage, Protocol):
 
     def start(self) -> None:
         """Connect to the services the stage follows; raise to stop the start."""
+        ...
+
+
+class AssignedStage(Stage, Protocol):
+    """A stage whose state depends on the partitions that this hot path owns.
+
+    The consumer calls :meth:`assigned` from its rebalance callback when it
+    gets partitions, before their first batch, with the offset at which each
+    one resumes. Partitions without a committed offset are left out. An
+    exception is logged and the consumer goes on, because the stage then
+    only starts with less state.
+    """
+
+    def assigned(self, resume_offsets: Mapping[int, int]) -> None:
+        """Prepare for new partitions; ``resume_offsets`` maps each to its offset."""
         ...

@@ -17,7 +17,12 @@ import math
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
-__all__ = ["SessionIndex"]
+__all__ = ["SessionIndex", "session_key"]
+
+
+def session_key(user_id: str, session_id: str | None) -> str:
+    """Return the session-kNN key of an event: its session, else the user's history."""
+    return f"{user_id}/{session_id}" if session_id else f"{user_id}/"
 
 
 @dataclass
@@ -26,9 +31,10 @@ class _Session:
     last_time: float = 0.0
 
 
-# LIMITATION(L-50): the index lives in the scoring process. It starts empty
-# after a restart and sees only the sessions of the partitions this instance
-# consumes, so session-kNN proposes fewer candidates until it fills again.
+# LIMITATION(L-50): the index lives in the scoring process and sees only the
+# sessions of the partitions this instance consumes. After a restart or a
+# rebalance, services.scorer.warmup reads back a bounded number of recent
+# events per new partition, so older sessions are missing until they return.
 class SessionIndex:
     """A bounded in-process index of recent sessions and the items in them.
 

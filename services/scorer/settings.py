@@ -58,6 +58,16 @@ class CandidateSettings(BaseModel):
     session_max_items: int = Field(
         default=50, ge=2, le=500, description="items kept per indexed session"
     )
+    session_warmup_events: int = Field(
+        default=20_000,
+        ge=0,
+        le=1_000_000,
+        description=(
+            "events read back into the session-kNN index per partition that the "
+            "hot path is assigned, from before where it resumes; 0 turns the "
+            "warm-up off"
+        ),
+    )
     session_half_life_seconds: float = Field(
         default=3600.0,
         gt=0.0,

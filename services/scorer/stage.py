@@ -15,33 +15,33 @@ dead-letters it before the features are applied.
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import redis
-from confluent_kafka import Producer
+from confluent_kafka import KafkaException, Producer
 
 from services.common.redis_features import FeatureStore
 from services.hotpath.stages import AppliedEvent
 from services.scorer.metrics import BATCH_SECONDS, MODEL_IN_USE
 from services.scorer.protocols import FollowedModelSource, ModelSource, SignalSource
 from services.scorer.publisher import SlatePublisher
-from services.scorer.session_knn import SessionIndex
+from services.scorer.session_knn import SessionIndex, session_key
 from services.scorer.settings import ScorerSettings
 from services.scorer.slates import SlateBuilder, Trigger
 from services.scorer.store import RedisCandidateStore
+from services.scorer.warmup import WarmupResult, warm_session_index
 
 __all__ = ["ScoringStage", "build_scoring_stage", "session_key", "trigger_of"]
 
 logger = logging.getLogger(__name__)
 
 _CLOSE_TIMEOUT_SECONDS = 5.0
-
-
-def session_key(user_id: str, session_id: str | None) -> str:
-    """Return the session-kNN key of an event: its session, else the user's history."""
-    return f"{user_id}/{session_id}" if session_id else f"{user_id}/"
+# The warm-up runs in the consumer's rebalance callback, so it is kept well
+# below the group's max.poll.interval.ms (300 s by default).
+_WARMUP_TIMEOUT_SECONDS = 30.0
 
 
 def trigger_of(applied: AppliedEvent) -> Trigger:
@@ -67,6 +67,8 @@ class ScoringStage:
         publisher: sends slates to Kafka and Redis.
         models: the ranker's source, started by :meth:`start` when it follows
             announcements.
+        warmer: refills ``sessions`` with the events before the given resume
+            offsets of newly assigned partitions; None skips the warm-up.
         clock: monotonic seconds, for the batch timing metric.
     """
 
@@ -79,12 +81,14 @@ class ScoringStage:
         publisher: SlatePublisher,
         *,
         models: ModelSource | None = None,
+        warmer: Callable[[Mapping[int, int]], WarmupResult] | None = None,
         clock: Callable[[], float] = time.perf_counter,
     ) -> None:
         self._builder = builder
         self._sessions = sessions
         self._publisher = publisher
         self._models = models
+        self._warmer = warmer
         self._clock = clock
         self._model_version: str | None = None
 
@@ -124,6 +128,31 @@ class ScoringStage:
         """
         if isinstance(self._models, FollowedModelSource):
             self._models.start()
+
+    def assigned(self, resume_offsets: Mapping[int, int]) -> None:
+        """Read the recent events of newly assigned partitions into the session index.
+
+        A failed or partial warm-up is logged and leaves what it read, because
+        session-kNN fills again from new events.
+        """
+        if self._warmer is None or not resume_offsets:
+            return
+        started = time.monotonic()
+        try:
+            result = self._warmer(resume_offsets)
+        except KafkaException as exc:
+            logger.warning("session index warm-up failed error=%s", exc)
+            return
+        logger.info(
+            "session index warmed partitions=%s events=%d skipped=%d sessions=%d "
+            "is_complete=%s seconds=%.1f",
+            sorted(resume_offsets),
+            result.events,
+            result.skipped,
+            len(self._sessions),
+            result.is_complete,
+            time.monotonic() - started,
+        )
 
     def poll(self) -> None:
         """Serve the slate producer's delivery reports and log lines."""
@@ -180,6 +209,16 @@ def build_scoring_stage(
         candidates.session_max_items,
         candidates.session_samples_per_item,
     )
+    warmer = None
+    if candidates.session_warmup_events > 0:
+        warmer = functools.partial(
+            warm_session_index,
+            sessions,
+            settings.kafka,
+            settings.topics.events,
+            events_per_partition=candidates.session_warmup_events,
+            timeout_seconds=_WARMUP_TIMEOUT_SECONDS,
+        )
     builder = SlateBuilder(store, sessions, settings, models=models, signals=signals)
     publisher = SlatePublisher(
         producer, settings.topics, client, prefix, settings.latest_slate_ttl_seconds
@@ -188,4 +227,4 @@ def build_scoring_stage(
         logger.warning(
             "no model source configured; ranking with the heuristic ranker only"
         )
-    return ScoringStage(builder, sessions, publisher, models=models)
+    return ScoringStage(builder, sessions, publisher, models=models, warmer=warmer)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -37,10 +37,14 @@ class RecordingStage:
         self.failing_calls = set(failing_calls)
         self.calls = 0
         self.starts = 0
+        self.assignments: list[dict[int, int]] = []
         self.is_closed = False
 
     def start(self) -> None:
         self.starts += 1
+
+    def assigned(self, resume_offsets: Mapping[int, int]) -> None:
+        self.assignments.append(dict(resume_offsets))
 
     def process(self, batch: Sequence[AppliedEvent]) -> None:
         self.calls += 1
@@ -277,6 +281,27 @@ def test_stage_never_sees_later_events_of_same_user(
         ("b1", 1.0),
         ("b2", 2.0),
     ]
+
+
+@pytest.mark.usefixtures("cleanup")
+def test_stage_told_resume_offsets_on_assignment(
+    settings: HotPathSettings, publish: Callable[[Sequence[Event | bytes]], None]
+) -> None:
+    publish([event("r1", 0, user_id="u1"), event("r2", 1, user_id="u2")])
+    first = build_consumer(settings, stages=[RecordingStage()])
+    run_until_committed(first, settings, 2)
+    first.close()
+    stage = RecordingStage()
+    second = build_consumer(settings, stages=[stage])
+
+    second.subscribe()
+    deadline = time.monotonic() + 30
+    while not stage.assignments and time.monotonic() < deadline:
+        second.poll_once()
+    second.close()
+
+    assert len(stage.assignments) == 1
+    assert sum(stage.assignments[0].values()) == 2
 
 
 @pytest.mark.usefixtures("cleanup")

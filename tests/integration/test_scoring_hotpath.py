@@ -46,6 +46,7 @@ from services.learner.settings import LearnerSettings
 from services.learner.stage import LearningStage
 from services.replay.datasets import REES46_SAMPLE, rees46
 from services.replay.generated import GeneratedCatalog, generate_catalog
+from services.scorer.session_knn import session_key
 from services.scorer.settings import ScorerSettings
 from services.scorer.stage import ScoringStage, build_scoring_stage
 from services.trainer.announcer import ModelAnnouncer
@@ -137,6 +138,7 @@ def make_pipeline(
     tmp_path: Path,
     models: ModelWatcher | None = None,
     topics: TopicSettings | None = None,
+    group: str | None = None,
     **scorer: object,
 ) -> Pipeline:
     kafka = KafkaSettings(bootstrap=kafka_bootstrap)
@@ -166,7 +168,8 @@ def make_pipeline(
         signals=learning,
         features=features,
     )
-    consumer = Consumer(consumer_config(kafka, f"hotpath-{stem}", fetch_wait_ms=10))
+    group = group or f"hotpath-{stem}"
+    consumer = Consumer(consumer_config(kafka, group, fetch_wait_ms=10))
     hotpath = HotPathConsumer(
         hotpath_settings, consumer, producer, features, [learning, scoring]
     )
@@ -442,6 +445,33 @@ def test_slate_ignores_later_event_of_user(
     assert [(entry.item_id, entry.source) for entry in by_trigger["n+1"].items] == [
         ("kettle", CandidateSource.COVISITATION)
     ]
+
+
+def test_restarted_hot_path_warms_session_index(
+    kafka_bootstrap: str, redis_url: str, tmp_path: Path
+) -> None:
+    topics = make_topics(KafkaSettings(bootstrap=kafka_bootstrap))
+    group = f"hotpath-{uuid.uuid4().hex[:10]}"
+    events = rees46.load(REES46_SAMPLE).events[:200]
+    first = make_pipeline(
+        kafka_bootstrap, redis_url, tmp_path, topics=topics, group=group
+    )
+    first.start()
+    first.publish(events)
+    first.wait_for(Surface.PRODUCTS, len(events))
+    first.stop()
+
+    second = make_pipeline(
+        kafka_bootstrap, redis_url, tmp_path, topics=topics, group=group
+    )
+    second.start()
+    deadline = time.monotonic() + 60
+    while len(second.scoring._sessions) == 0 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    second.stop()
+
+    sessions = {session_key(event.user_id, event.session_id) for event in events}
+    assert len(second.scoring._sessions) == len(sessions)
 
 
 def _announce_tiny_ranker(kafka: KafkaSettings, topic: str, root: Path) -> str:
