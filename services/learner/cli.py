@@ -131,6 +131,16 @@ def _verify(args: argparse.Namespace) -> int:
     except CheckpointError as exc:
         sys.stdout.write(f"rejected: {exc}\n")
         return 1
+    except IsADirectoryError as exc:
+        raise ValueError(
+            f"checkpoint path {path} is a directory; expected a checkpoint file "
+            f"such as {path / (settings.instance_name + '.ckpt')}"
+        ) from exc
+    except OSError as exc:
+        raise ValueError(
+            f"checkpoint {path} cannot be read: {exc.strerror or exc}; check the "
+            "path and its permissions"
+        ) from exc
     if evaluators is None:
         sys.stdout.write(f"no checkpoint at {path}\n")
         return 1
