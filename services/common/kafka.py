@@ -36,6 +36,7 @@ __all__ = [
     "producer_config",
     "raise_if_fatal",
     "standard_topics",
+    "unresponsive_broker_error",
     "verify_topics",
     "wait_for_broker",
 ]
@@ -43,6 +44,9 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 _ADMIN_TIMEOUT_SECONDS = 15.0
+
+# Each security protocol that uses TLS, mapped to the same one without TLS.
+_TLS_PROTOCOLS = {"SSL": "PLAINTEXT", "SASL_SSL": "SASL_PLAINTEXT"}
 
 
 @dataclass(frozen=True)
@@ -185,11 +189,7 @@ def wait_for_broker(kafka: KafkaSettings, *, timeout_seconds: float = 10.0) -> N
     try:
         admin.list_topics(timeout=timeout_seconds)
     except KafkaException as exc:
-        raise BrokerUnreachableError(
-            f"no Kafka broker responded at {kafka.bootstrap} within "
-            f"{timeout_seconds:.0f} s ({exc.args[0]}); start one with "
-            "'cartwheel infra up' or set CARTWHEEL_KAFKA_BOOTSTRAP"
-        ) from exc
+        raise unresponsive_broker_error(kafka, timeout_seconds, exc) from exc
 
 
 def create_topics(
@@ -300,6 +300,33 @@ def require_listener(kafka: KafkaSettings) -> None:
         )
 
 
+def unresponsive_broker_error(
+    kafka: KafkaSettings, timeout_seconds: float, exc: KafkaException
+) -> BrokerUnreachableError:
+    """Build the error for a metadata request that no broker responded to in time.
+
+    With TLS configured, a broker that listens for plaintext on the port
+    drops the handshake and librdkafka reports only a transport failure, so
+    the message then asks whether the listener speaks TLS.
+    """
+    message = (
+        f"no Kafka broker responded at {kafka.bootstrap} within "
+        f"{timeout_seconds:.0f} s ({exc.args[0]}); "
+    )
+    protocol = kafka.security_protocol
+    if protocol in _TLS_PROTOCOLS:
+        return BrokerUnreachableError(
+            message + "is the broker listening for TLS on that port? "
+            f"CARTWHEEL_KAFKA_SECURITY_PROTOCOL is {protocol}, so set it to "
+            f"{_TLS_PROTOCOLS[protocol]} for a plaintext listener, such as the "
+            "one 'cartwheel infra up' starts, or set CARTWHEEL_KAFKA_BOOTSTRAP "
+            "to a TLS listener"
+        )
+    return BrokerUnreachableError(
+        message + "start one with 'cartwheel infra up' or set CARTWHEEL_KAFKA_BOOTSTRAP"
+    )
+
+
 def is_listening(endpoint: str, timeout_seconds: float = 1.0) -> bool:
     """Return True when a TCP connection to ``host:port`` succeeds."""
     host, _, port = endpoint.rpartition(":")
@@ -336,9 +363,5 @@ def _describe_partitions(admin: AdminClient, kafka: KafkaSettings) -> dict[str, 
     try:
         metadata = admin.list_topics(timeout=_ADMIN_TIMEOUT_SECONDS)
     except KafkaException as exc:
-        raise BrokerUnreachableError(
-            f"no Kafka broker responded at {kafka.bootstrap} within "
-            f"{_ADMIN_TIMEOUT_SECONDS:.0f} s ({exc.args[0]}); start one with "
-            "'cartwheel infra up' or set CARTWHEEL_KAFKA_BOOTSTRAP"
-        ) from exc
+        raise unresponsive_broker_error(kafka, _ADMIN_TIMEOUT_SECONDS, exc) from exc
     return {name: len(topic.partitions) for name, topic in metadata.topics.items()}

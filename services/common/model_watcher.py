@@ -82,8 +82,12 @@ from models.errors import ArtifactIncompatibleError
 from models.multitask.ranker import CandidateInput, Ranker
 from models.registry import ModelAnnouncement, ModelRegistry, load_artifact
 from services.common.bounded_calls import BlockedCall, BoundedCalls
-from services.common.errors import BrokerUnreachableError, TopicMissingError
-from services.common.kafka import consumer_config, require_listener
+from services.common.errors import TopicMissingError
+from services.common.kafka import (
+    consumer_config,
+    require_listener,
+    unresponsive_broker_error,
+)
 from services.common.settings import KafkaSettings
 
 __all__ = [
@@ -331,10 +335,8 @@ class ModelWatcher:
             )
         except KafkaException as exc:
             consumer.close()
-            raise BrokerUnreachableError(
-                f"no Kafka broker responded at {self._kafka.bootstrap} within "
-                f"{_METADATA_TIMEOUT_SECONDS:.0f} s ({exc.args[0]}); start one "
-                "with 'cartwheel infra up' or set CARTWHEEL_KAFKA_BOOTSTRAP"
+            raise unresponsive_broker_error(
+                self._kafka, _METADATA_TIMEOUT_SECONDS, exc
             ) from exc
         found = metadata.topics.get(self.topic)
         if found is None or found.error is not None or not found.partitions:

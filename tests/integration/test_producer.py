@@ -15,6 +15,7 @@ from confluent_kafka import Consumer
 from schemas.deadletters import RejectionReason
 from schemas.events import Event
 from services.client import DeliveryReport, EventProducer
+from services.common import kafka
 from services.common.errors import (
     BrokerUnreachableError,
     InvalidEventError,
@@ -134,3 +135,20 @@ def test_verify_topics_explains_partition_mismatch(
 
     assert "has 2 partitions, expected 3" in str(caught.value)
     assert "CARTWHEEL_TOPIC_PARTITIONS" in str(caught.value)
+
+
+def test_verify_topics_ssl_hints_at_tls(
+    kafka_bootstrap: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The session broker listens for plaintext, so the TLS handshake fails.
+    monkeypatch.setattr(kafka, "_ADMIN_TIMEOUT_SECONDS", 2.0)
+    settings = KafkaSettings(bootstrap=kafka_bootstrap, security_protocol="SSL")
+
+    with pytest.raises(BrokerUnreachableError) as caught:
+        verify_topics(settings, [TopicSpec("events", 6)])
+
+    message = str(caught.value)
+    assert message.startswith(f"no Kafka broker responded at {kafka_bootstrap}")
+    assert "is the broker listening for TLS on that port?" in message
+    assert "CARTWHEEL_KAFKA_SECURITY_PROTOCOL is SSL" in message
+    assert "set it to PLAINTEXT" in message

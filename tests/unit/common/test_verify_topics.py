@@ -1,4 +1,4 @@
-"""verify_topics and require_listener when no broker accepts a connection."""
+"""verify_topics, require_listener and wait_for_broker when no broker responds."""
 
 from __future__ import annotations
 
@@ -8,7 +8,12 @@ from collections.abc import Iterator
 import pytest
 
 from services.common.errors import BrokerUnreachableError
-from services.common.kafka import TopicSpec, require_listener, verify_topics
+from services.common.kafka import (
+    TopicSpec,
+    require_listener,
+    verify_topics,
+    wait_for_broker,
+)
 from services.common.settings import KafkaSettings
 from tests.librdkafka_logs import unreachable_kafka
 
@@ -51,3 +56,38 @@ def full_accept_queue() -> Iterator[int]:
 def test_require_listener_connect_timeout_passes(full_accept_queue: int) -> None:
     # A busy broker lets the connect time out. Only a refused connect fails at once.
     require_listener(KafkaSettings(bootstrap=f"127.0.0.1:{full_accept_queue}"))
+
+
+@pytest.fixture
+def silent_listener() -> Iterator[str]:
+    """Yield the address of a listener that accepts connections and never replies."""
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        yield f"127.0.0.1:{server.getsockname()[1]}"
+
+
+def test_wait_for_broker_plaintext_has_no_tls_hint(silent_listener: str) -> None:
+    with pytest.raises(BrokerUnreachableError) as caught:
+        wait_for_broker(KafkaSettings(bootstrap=silent_listener), timeout_seconds=1)
+
+    message = str(caught.value)
+    assert message.startswith(f"no Kafka broker responded at {silent_listener}")
+    assert "TLS" not in message
+    assert "CARTWHEEL_KAFKA_BOOTSTRAP" in message
+
+
+def test_wait_for_broker_sasl_ssl_hints_at_tls(silent_listener: str) -> None:
+    kafka = KafkaSettings(
+        bootstrap=silent_listener,
+        security_protocol="SASL_SSL",
+        sasl_mechanism="PLAIN",
+        sasl_username="user",
+        sasl_password="password",
+    )
+
+    with pytest.raises(BrokerUnreachableError) as caught:
+        wait_for_broker(kafka, timeout_seconds=1)
+
+    message = str(caught.value)
+    assert "is the broker listening for TLS on that port?" in message
+    assert "CARTWHEEL_KAFKA_SECURITY_PROTOCOL is SASL_SSL" in message
+    assert "set it to SASL_PLAINTEXT" in message
