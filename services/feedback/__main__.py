@@ -30,6 +30,8 @@ def run(settings: FeedbackSettings) -> None:
             created or written.
         TopicMissingError: a topic the app reads is missing or has another
             partition count than ``CARTWHEEL_TOPIC_PARTITIONS``.
+        SystemExit: when the worker ends, with status 0 after a clean stop
+            and 1 after a crash.
     """
     logger.info("feedback app starting settings=%s", masked_settings(settings))
     ensure_writable_directory(settings.data_dir, "CARTWHEEL_FEEDBACK_DATA_DIR")
@@ -54,7 +56,14 @@ def run(settings: FeedbackSettings) -> None:
     )
     # The start-up spinner writes terminal escape codes into the log.
     worker.spinner = None
-    worker.execute_from_commandline()
+    try:
+        worker.execute_from_commandline()
+    except SystemExit as exit_request:
+        # mode-streaming 0.7's Worker ends every run with SystemExit: status
+        # 0 after a stop on SIGTERM or SIGINT, 1 after a crash it has logged.
+        if exit_request.code in (0, None):
+            logger.info("feedback app stopped app_id=%s", settings.app_id)
+        raise
 
 
 def main() -> None:

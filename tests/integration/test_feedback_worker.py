@@ -227,8 +227,10 @@ def test_worker_counts_continue_after_graceful_restart(
         names,
         signal.SIGTERM,
     )
+    log = worker.log_file.read_text(errors="replace")
 
     assert counts == expected_counts(2, USERS)
+    assert f"feedback app stopped app_id={names['group']}" in log
 
 
 def test_worker_counts_not_doubled_after_kill(
@@ -251,9 +253,11 @@ def test_worker_counts_not_doubled_after_kill(
         signal.SIGKILL,
     )
     duplicates = scrape_duplicates(worker)
+    log = worker.log_file.read_text(errors="replace")
 
     assert counts == expected_counts(2, USERS)
     assert duplicates == 3 * USERS
+    assert "feedback app stopped" not in log
 
 
 def test_worker_exports_outcomes_to_prometheus(
