@@ -39,6 +39,7 @@ from services.common.errors import InvalidSettingsError
 __all__ = [
     "child_environment",
     "CommandLineValue",
+    "ConsumerGroupId",
     "expected_form",
     "join_error_lines",
     "KafkaSettings",
@@ -67,6 +68,18 @@ def _reject_blank_path(value: Any) -> Any:
 
 NonBlankPath = Annotated[Path, BeforeValidator(_reject_blank_path)]
 """A path setting that rejects a blank value. "." still names the current folder."""
+
+
+def _reject_blank_group_id(value: Any) -> Any:
+    # confluent-kafka 2.16 aborts the whole process with a failed C assertion
+    # when a Consumer is built with a whitespace-only group.id.
+    if isinstance(value, str) and not value.strip():
+        raise ValueError("a consumer group id cannot be blank")
+    return value
+
+
+ConsumerGroupId = Annotated[str, BeforeValidator(_reject_blank_group_id)]
+"""A consumer group id setting that rejects an empty or whitespace-only value."""
 
 
 # LIMITATION(L-71): no settings for TLS client certificates (mutual TLS);

@@ -8,7 +8,12 @@ from pathlib import Path
 from pydantic import AwareDatetime, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from services.common.settings import KafkaSettings, NonBlankPath, TopicSettings
+from services.common.settings import (
+    ConsumerGroupId,
+    KafkaSettings,
+    NonBlankPath,
+    TopicSettings,
+)
 
 __all__ = ["BaselineSettings", "EvaluationSettings"]
 
@@ -79,7 +84,7 @@ class EvaluationSettings(BaseSettings):
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     topics: TopicSettings = Field(default_factory=TopicSettings)
     baselines: BaselineSettings = Field(default_factory=BaselineSettings)
-    group_id: str = Field(
+    group_id: ConsumerGroupId = Field(
         default="cartwheel-evaluation",
         min_length=1,
         max_length=128,

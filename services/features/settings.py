@@ -9,7 +9,12 @@ from __future__ import annotations
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from services.common.settings import KafkaSettings, RedisSettings, TopicSettings
+from services.common.settings import (
+    ConsumerGroupId,
+    KafkaSettings,
+    RedisSettings,
+    TopicSettings,
+)
 
 __all__ = ["CatalogSettings"]
 
@@ -24,7 +29,7 @@ class CatalogSettings(BaseSettings):
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     redis: RedisSettings = Field(default_factory=RedisSettings)
     topics: TopicSettings = Field(default_factory=TopicSettings)
-    group_id: str = Field(
+    group_id: ConsumerGroupId = Field(
         default="cartwheel-catalog",
         min_length=1,
         description="the consumer group of the catalog consumers",

@@ -10,7 +10,12 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from services.common.redis_features import FeatureStoreConfig
-from services.common.settings import KafkaSettings, RedisSettings, TopicSettings
+from services.common.settings import (
+    ConsumerGroupId,
+    KafkaSettings,
+    RedisSettings,
+    TopicSettings,
+)
 
 __all__ = ["HotPathSettings"]
 
@@ -25,7 +30,7 @@ class HotPathSettings(BaseSettings):
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     redis: RedisSettings = Field(default_factory=RedisSettings)
     topics: TopicSettings = Field(default_factory=TopicSettings)
-    group_id: str = Field(
+    group_id: ConsumerGroupId = Field(
         default="cartwheel-hotpath",
         min_length=1,
         description="the consumer group shared by every hot-path instance",

@@ -857,6 +857,58 @@ def test_blank_folder_setting_is_rejected(
     assert "\n" not in message
 
 
+# Every consumer group id setting. confluent-kafka aborts the process on a
+# whitespace-only group.id, so a blank one must fail as a settings error.
+GROUP_ID_SETTINGS = [
+    ("services.hotpath.settings", "HotPathSettings", "CARTWHEEL_HOTPATH_GROUP_ID"),
+    ("services.features.settings", "CatalogSettings", "CARTWHEEL_FEATURES_GROUP_ID"),
+    (
+        "services.evaluation.settings",
+        "EvaluationSettings",
+        "CARTWHEEL_EVALUATION_GROUP_ID",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("module", "class_name", "variable"),
+    GROUP_ID_SETTINGS,
+    ids=[variable for _, _, variable in GROUP_ID_SETTINGS],
+)
+@pytest.mark.parametrize("value", ["", " ", "\t \n"])
+def test_blank_group_id_is_rejected(
+    monkeypatch: pytest.MonkeyPatch,
+    module: str,
+    class_name: str,
+    variable: str,
+    value: str,
+) -> None:
+    settings_class = getattr(importlib.import_module(module), class_name)
+    message = setting_error(monkeypatch, settings_class, {variable: value})
+
+    assert message.startswith(
+        f"invalid setting {variable}={value!r}: a consumer group id cannot be "
+        "blank; expected "
+    )
+    assert "\n" not in message
+
+
+@pytest.mark.parametrize(
+    ("module", "class_name", "variable"),
+    GROUP_ID_SETTINGS,
+    ids=[variable for _, _, variable in GROUP_ID_SETTINGS],
+)
+def test_group_id_keeps_inner_spaces(
+    monkeypatch: pytest.MonkeyPatch, module: str, class_name: str, variable: str
+) -> None:
+    settings_class = getattr(importlib.import_module(module), class_name)
+    monkeypatch.setenv(variable, "shop a")
+
+    settings = load_settings(settings_class)
+
+    assert settings.group_id == "shop a"
+
+
 def test_dot_folder_setting_is_accepted(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CARTWHEEL_REPLAY_DATA_DIR", ".")
 
