@@ -27,7 +27,9 @@ class LearnerSettings(BaseSettings):
     redis: RedisSettings = Field(default_factory=RedisSettings)
     data_dir: NonBlankPath = Field(
         default=DEFAULT_DATA_DIR,
-        description="a folder with one sub-folder per dataset, for 'learner evaluate'",
+        description="a folder with one sub-folder per dataset, for 'learner "
+        "evaluate'. The default is resolved from the checkout's root, but a "
+        "relative value you set is resolved from the current folder",
     )
     is_enabled: bool = Field(
         default=True,

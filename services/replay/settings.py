@@ -28,7 +28,9 @@ class Settings(BaseSettings):
     topics: TopicSettings = Field(default_factory=TopicSettings)
     data_dir: NonBlankPath = Field(
         default=DEFAULT_DATA_DIR,
-        description="a folder that contains one sub-folder per public dataset",
+        description="a folder that contains one sub-folder per public dataset. "
+        "The default is resolved from the checkout's root, but a relative value "
+        "you set is resolved from the current folder",
     )
     linger_ms: int = Field(
         default=20,

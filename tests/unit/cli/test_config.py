@@ -1,8 +1,9 @@
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
 
-from services.cli.config import describe_settings
+from services.cli.config import SETTINGS_CLASSES, describe_settings
 
 CONFIGURATION_PAGE = Path(__file__).parents[3] / "docs" / "configuration.md"
 
@@ -38,3 +39,20 @@ def test_describe_settings_states_every_expected_form() -> None:
     blank = [row.split("`")[1] for row in rows if row.endswith("|  |")]
     assert rows
     assert blank == []
+
+
+def test_checkout_relative_defaults_say_so() -> None:
+    # The page shows an absolute default relative to the checkout, which
+    # reads as relative to the current folder unless the description states it.
+    checked = []
+    for _, path in SETTINGS_CLASSES:
+        module_name, _, class_name = path.partition(":")
+        settings_class = getattr(importlib.import_module(module_name), class_name)
+        for name, info in settings_class.model_fields.items():
+            if isinstance(info.default, Path) and info.default.is_absolute():
+                checked.append(name)
+                assert "checkout's root" in (info.description or ""), (
+                    f"{class_name}.{name}"
+                )
+
+    assert checked
