@@ -42,6 +42,7 @@ from models.online import (
 from models.online.conversion import squash_matrix
 from schemas.events import EventType
 from schemas.features import CANDIDATE_FEATURES, USER_FEATURES, CandidateMatrix
+from services.common.errors import InvalidSettingsError
 from services.common.lifecycle import ensure_writable_directory
 from services.common.retrain import request_retrain
 from services.hotpath.stages import AppliedEvent
@@ -215,6 +216,13 @@ class LearningStage:
         if settings.is_enabled:
             ensure_writable_directory(
                 settings.checkpoint_dir, "CARTWHEEL_LEARNER_CHECKPOINT_DIR"
+            )
+        if self.checkpoint_path.is_dir():
+            raise InvalidSettingsError(
+                f"invalid setting CARTWHEEL_LEARNER_CHECKPOINT_DIR="
+                f"{str(settings.checkpoint_dir)!r}: {self.checkpoint_path} is a "
+                "directory, but the checkpoint file goes there; remove it or "
+                "choose another folder"
             )
         fresh = _fresh_evaluators(settings)
         restored = restore_evaluators(

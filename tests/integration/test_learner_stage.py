@@ -346,6 +346,18 @@ def test_unwritable_checkpoint_dir_stops_start(
     assert "CARTWHEEL_LEARNER_CHECKPOINT_DIR=" in str(caught.value)
 
 
+def test_checkpoint_path_directory_stops_start(
+    make_stage: Callable[..., LearningStage], tmp_path: Path
+) -> None:
+    (tmp_path / "checkpoints" / "learner.ckpt").mkdir(parents=True)
+
+    with pytest.raises(InvalidSettingsError) as caught:
+        make_stage(instance_name="learner")
+
+    assert "CARTWHEEL_LEARNER_CHECKPOINT_DIR=" in str(caught.value)
+    assert "learner.ckpt is a directory" in str(caught.value)
+
+
 def test_failed_checkpoint_write_does_not_fail_the_batch(
     redis_settings: RedisSettings,
     redis_client: redis.Redis,
