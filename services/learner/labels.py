@@ -99,6 +99,8 @@ class StoreOutcome:
             ``max_pending_per_pair`` pending examples.
         undecodable: resolved examples left out because their stored features
             use another feature layout (written before a feature change).
+        pending_evicted: pending examples dropped unlearned because their task
+            had more than ``max_pending_per_task`` in the partition.
         pending: examples still pending in the partition after the batch, by
             task.
     """
@@ -108,6 +110,7 @@ class StoreOutcome:
     watermark: float
     pending_dropped: int
     undecodable: int = 0
+    pending_evicted: int = 0
     pending: dict[str, int] = field(default_factory=dict)
 
 
@@ -120,7 +123,7 @@ local settings = cjson.decode(ARGV[3])
 local watermark = tonumber(redis.call('GET', watermark_key) or '-1e18')
 -- out[1] is the JSON summary, out[2..] the payloads of the resolved examples,
 -- in the order of summary.labels.
-local fresh, labels, dropped, out = {}, {}, 0, {''}
+local fresh, labels, dropped, evicted, out = {}, {}, 0, 0, {''}
 
 local function drop_member(t, member)
   local pair = cjson.encode({cjson.decode(member)[1], cjson.decode(member)[2]})
@@ -176,6 +179,18 @@ for _, ev in ipairs(events) do
   end
 end
 
+-- Past the cap, the examples closest to their deadline are dropped unlearned,
+-- so Redis memory stays bounded when triggers outpace the horizon.
+for _, t in ipairs(tasks) do
+  local excess = redis.call('ZCARD', KEYS[t.base]) - settings.max_pending
+  if excess > 0 then
+    for _, member in ipairs(redis.call('ZRANGE', KEYS[t.base], 0, excess - 1)) do
+      drop_member(t, member)
+    end
+    evicted = evicted + excess
+  end
+end
+
 -- Each task first takes an equal share of what the budget has left, so a long
 -- backlog of one task does not starve the others. What a task leaves unused
 -- passes to the tasks after it, and what is still left at the end goes back
@@ -215,7 +230,7 @@ redis.call('EXPIRE', seen_key, settings.key_ttl)
 local pending = {}
 for _, t in ipairs(tasks) do pending[t.name] = redis.call('ZCARD', KEYS[t.base]) end
 out[1] = cjson.encode({fresh = fresh, labels = labels, watermark = watermark,
-                      dropped = dropped, pending = pending})
+                      dropped = dropped, evicted = evicted, pending = pending})
 return out
 """
 
@@ -233,6 +248,9 @@ class PendingLabelStore:
             replay of older events is applied again.
         max_pending_per_pair: cap of pending examples per (user, item, task);
             further triggers of a pair are dropped and counted.
+        max_pending_per_task: cap of pending examples per task and partition,
+            which bounds Redis memory. Past it, the examples closest to their
+            deadline are dropped unlearned and counted.
         max_resolutions_per_batch: cap of negatives resolved per call, so one
             script does not block Redis for long after a pause. The next
             calls resolve the rest.
@@ -252,6 +270,7 @@ class PendingLabelStore:
         allowed_lateness_seconds: float = 60.0,
         dedupe_horizon_seconds: float = 3600.0,
         max_pending_per_pair: int = 32,
+        max_pending_per_task: int = 100_000,
         max_resolutions_per_batch: int = 5000,
         max_resolutions_per_event: int = 4,
     ) -> None:
@@ -263,15 +282,13 @@ class PendingLabelStore:
             "lateness": allowed_lateness_seconds,
             "dedupe": dedupe_horizon_seconds,
             "max_pending_per_pair": max_pending_per_pair,
+            "max_pending": max_pending_per_task,
             "max_resolutions": max_resolutions_per_batch,
             # Keys of a partition that receives no events expire after the longest
             # horizon plus a day, so an abandoned partition leaves no garbage.
             "key_ttl": int(max(longest, dedupe_horizon_seconds) + 86_400),
         }
         self._max_resolutions_per_event = max_resolutions_per_event
-        # LIMITATION(L-37): pending examples are capped per pair and expire
-        # with their horizon, but their total is not capped, so Redis memory
-        # grows with the click rate (about 820 bytes per pending example).
         self._script = client.register_script(_APPLY_SCRIPT)
         self._triggers = {task.trigger for task in self.tasks}
 
@@ -388,5 +405,6 @@ def _parse_outcome(raw: Sequence[bytes | str]) -> StoreOutcome:
         watermark=float(summary["watermark"]),
         pending_dropped=int(summary["dropped"]),
         undecodable=undecodable,
+        pending_evicted=int(summary.get("evicted", 0)),
         pending={task: int(count) for task, count in summary["pending"].items()},
     )

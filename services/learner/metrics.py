@@ -17,6 +17,7 @@ __all__ = [
     "EXAMPLES",
     "PENDING",
     "PENDING_DROPPED",
+    "PENDING_EVICTED",
     "RETRAIN_REQUESTS",
     "ROLLING_LOG_LOSS",
     "ROLLING_ROC_AUC",
@@ -36,6 +37,11 @@ DUPLICATES = Counter(
 PENDING_DROPPED = Counter(
     "cartwheel_learner_pending_dropped_total",
     "Trigger events not recorded because their pair had too many pending examples",
+)
+PENDING_EVICTED = Counter(
+    "cartwheel_learner_pending_evicted_total",
+    "Pending examples dropped unlearned because their task had more than "
+    "CARTWHEEL_LEARNER_MAX_PENDING_PER_TASK in one partition",
 )
 UNDECODABLE = Counter(
     "cartwheel_learner_undecodable_examples_total",

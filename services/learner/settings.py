@@ -66,6 +66,15 @@ class LearnerSettings(BaseSettings):
     max_pending_per_pair: int = Field(
         default=32, ge=1, le=10_000, description="pending examples per user and item"
     )
+    max_pending_per_task: int = Field(
+        default=100_000,
+        ge=1,
+        le=100_000_000,
+        description=(
+            "pending examples per task and partition, about 820 bytes each in "
+            "Redis; past it, those closest to their deadline are dropped unlearned"
+        ),
+    )
     max_resolutions_per_batch: int = Field(
         default=5000,
         ge=2,

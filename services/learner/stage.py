@@ -206,6 +206,7 @@ class LearningStage:
             allowed_lateness_seconds=settings.allowed_lateness_seconds,
             dedupe_horizon_seconds=settings.dedupe_horizon_seconds,
             max_pending_per_pair=settings.max_pending_per_pair,
+            max_pending_per_task=settings.max_pending_per_task,
             max_resolutions_per_batch=settings.max_resolutions_per_batch,
             max_resolutions_per_event=settings.max_resolutions_per_event,
         )
@@ -291,6 +292,7 @@ class LearningStage:
             fresh = set(outcome.fresh_event_ids)
             metrics.DUPLICATES.inc(len(applied_events) - len(fresh))
             metrics.PENDING_DROPPED.inc(outcome.pending_dropped)
+            metrics.PENDING_EVICTED.inc(outcome.pending_evicted)
             metrics.UNDECODABLE.inc(outcome.undecodable)
             self._watermarks[partition] = outcome.watermark
             self._pending[partition] = outcome.pending

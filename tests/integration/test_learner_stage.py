@@ -498,6 +498,26 @@ def test_stage_exports_pending_examples_per_model(
     assert stage.model_updates["cart_add"] == 1
 
 
+def test_pending_cap_drops_earliest_examples(
+    make_stage: Callable[..., LearningStage], make_applied: Callable[..., AppliedEvent]
+) -> None:
+    stage = make_stage(max_pending_per_task=3)
+    evicted_before = metrics.PENDING_EVICTED._value.get()
+
+    stage.process([make_applied(EventType.CLICK, n, item_id=f"i{n}") for n in range(5)])
+    pending_after_clicks = dict(stage._pending[0])
+    stage.process(
+        [
+            make_applied(EventType.CART_ADD, 10, item_id="i0"),
+            make_applied(EventType.CART_ADD, 11, item_id="i4"),
+        ]
+    )
+
+    assert pending_after_clicks["cart_add"] == 3
+    assert metrics.PENDING_EVICTED._value.get() == evicted_before + 2
+    assert cart_labels(stage) == (1, 0)
+
+
 def _stage_after_clicks(
     make_stage: Callable[..., LearningStage],
     make_applied: Callable[..., AppliedEvent],
