@@ -114,22 +114,48 @@ class _PairContext:
 
     def features(self, item_id: str, item: _CachedItem) -> dict[str, float]:
         """Return the pair features of this user and one cached item."""
-        return dict(zip(PAIR_FEATURES, self.row(item_id, item), strict=True))
+        [row] = self.rows([item_id], [item])
+        return dict(zip(PAIR_FEATURES, row, strict=True))
 
-    def row(self, item_id: str, item: _CachedItem) -> tuple[float, ...]:
-        """Return the pair features of one cached item, in ``PAIR_FEATURES`` order."""
-        zscore = 0.0
-        if item.price is not None and self._price_count >= 2:
-            scale = max(self._price_std, 1e-6 + 0.01 * self._price_mean)
-            zscore = (item.price - self._price_mean) / scale
-            zscore = max(-_MAX_PRICE_ZSCORE, min(_MAX_PRICE_ZSCORE, zscore))
-        return (
-            _share(self._categories, self._strongest_category, item.category),
-            _share(self._brands, self._strongest_brand, item.brand),
-            zscore,
-            float(self._recent.get(item_id, 0)),
-            1.0 if item_id in self._purchased else 0.0,
-        )
+    def rows(
+        self, item_ids: Sequence[str], items: Sequence[_CachedItem]
+    ) -> list[tuple[float, float, float, float, float]]:
+        """Return the pair features of cached items, in ``PAIR_FEATURES`` order.
+
+        One loop with the user's values held in locals, because this runs for
+        every candidate of every event.
+        """
+        categories, brands = self._categories, self._brands
+        strongest_category = self._strongest_category
+        strongest_brand = self._strongest_brand
+        # Written as "not <= 0" so that a NaN weight divides as before.
+        has_categories = not strongest_category <= 0.0
+        has_brands = not strongest_brand <= 0.0
+        recent, purchased = self._recent, self._purchased
+        has_prices = self._price_count >= 2
+        mean = self._price_mean
+        scale = max(self._price_std, 1e-6 + 0.01 * mean)
+        rows = []
+        for item_id, item in zip(item_ids, items, strict=True):
+            zscore = 0.0
+            if has_prices and item.price is not None:
+                zscore = (item.price - mean) / scale
+                zscore = max(-_MAX_PRICE_ZSCORE, min(_MAX_PRICE_ZSCORE, zscore))
+            category, brand = item.category, item.brand
+            rows.append(
+                (
+                    categories.get(category, 0.0) / strongest_category
+                    if category and has_categories
+                    else 0.0,
+                    brands.get(brand, 0.0) / strongest_brand
+                    if brand and has_brands
+                    else 0.0,
+                    zscore,
+                    float(recent.get(item_id, 0)),
+                    1.0 if item_id in purchased else 0.0,
+                )
+            )
+        return rows
 
 
 def _weights(state: State, prefix: str) -> dict[str, float]:
@@ -138,12 +164,6 @@ def _weights(state: State, prefix: str) -> dict[str, float]:
         for key, value in state.items()
         if key.startswith(prefix)
     }
-
-
-def _share(weights: dict[str, float], strongest: float, name: str | None) -> float:
-    if not name or strongest <= 0.0:
-        return 0.0
-    return weights.get(name, 0.0) / strongest
 
 
 class RedisCandidateStore:
@@ -257,16 +277,14 @@ class RedisCandidateStore:
         for user_id, item_ids in requests:
             state = states[user_id]
             at = float(state["lt"]) if "lt" in state else (self.now or 0.0)
-            pair_row = _PairContext(state).row
             unique = list(dict.fromkeys(item_ids))
             cached = [items[item_id] for item_id in unique]
             values = np.empty((len(unique), _WIDTH), dtype=np.float64)
             if unique:
                 values[:, : len(ITEM_FEATURES)] = [item.row for item in cached]
-                values[:, len(ITEM_FEATURES) :] = [
-                    pair_row(item_id, item)
-                    for item_id, item in zip(unique, cached, strict=True)
-                ]
+                values[:, len(ITEM_FEATURES) :] = _PairContext(state).rows(
+                    unique, cached
+                )
             results.append(
                 FeatureVectors(
                     user=user_features(state, at, self._config),

@@ -84,17 +84,26 @@ def _decode_reply(reply: Mapping[Any, Any] | Sequence[Any]) -> State:
 
 def _decode_pairs(pairs: Iterable[tuple[Any, Any]]) -> State:
     # The user script stores long values in chunks 'r#1', 'r#2', ... (see
-    # apply_user.lua); they are joined as bytes before decoding.
+    # apply_user.lua); they are joined as bytes before decoding. Every read of
+    # a user or item hash passes here, so the common case is written inline.
     state: State = {}
     chunks: dict[str, dict[int, bytes]] = {}
     for key, value in pairs:
-        name = _text(key)
-        base, _, index = name.partition("#")
-        if index.isdigit() and base in _CHUNKED_FIELDS:
-            data = value if isinstance(value, bytes) else str(value).encode()
-            chunks.setdefault(base, {})[int(index)] = data
+        name = (
+            key.decode("utf-8", errors="replace")
+            if isinstance(key, bytes)
+            else str(key)
+        )
+        if "#" in name:
+            base, _, index = name.partition("#")
+            if index.isdigit() and base in _CHUNKED_FIELDS:
+                data = value if isinstance(value, bytes) else str(value).encode()
+                chunks.setdefault(base, {})[int(index)] = data
+                continue
+        if isinstance(value, bytes):
+            state[name] = value.decode("utf-8", errors="replace")
         else:
-            state[name] = _text(value)
+            state[name] = str(value)
     for base, parts in chunks.items():
         state[base] = _text(b"".join(parts[index] for index in sorted(parts)))
     return state
