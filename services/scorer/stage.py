@@ -89,6 +89,9 @@ class ScoringStage:
         self._publisher = publisher
         self._models = models
         self._warmer = warmer
+        # The next offset per partition whose events the session index holds,
+        # so a rebalance that hands back the same partitions reads nothing.
+        self._indexed_until: dict[int, int] = {}
         self._clock = clock
         self._model_version: str | None = None
 
@@ -103,6 +106,9 @@ class ScoringStage:
         # stage, so a slate can reflect another user's slightly later event.
         for trigger in triggers:
             self._sessions.add(trigger.session_key, trigger.item_id, trigger.event_time)
+        for applied in batch:
+            until = self._indexed_until.get(applied.partition, 0)
+            self._indexed_until[applied.partition] = max(until, applied.offset + 1)
 
         slates_per_trigger = self._builder.build(triggers)
         slates = [slate for group in slates_per_trigger for slate in group]
@@ -132,21 +138,33 @@ class ScoringStage:
     def assigned(self, resume_offsets: Mapping[int, int]) -> None:
         """Read the recent events of newly assigned partitions into the session index.
 
-        A failed or partial warm-up is logged and leaves what it read, because
-        session-kNN fills again from new events.
+        Partitions whose events up to the resume offset this stage already
+        indexed are skipped. A failed or partial warm-up is logged and leaves
+        what it read, because session-kNN fills again from new events.
         """
-        if self._warmer is None or not resume_offsets:
+        if self._warmer is None:
+            return
+        wanted = {
+            partition: offset
+            for partition, offset in resume_offsets.items()
+            if self._indexed_until.get(partition, 0) < offset
+        }
+        if not wanted:
             return
         started = time.monotonic()
         try:
-            result = self._warmer(resume_offsets)
+            result = self._warmer(wanted)
         except KafkaException as exc:
             logger.warning("session index warm-up failed error=%s", exc)
             return
+        if result.is_complete:
+            for partition, offset in wanted.items():
+                until = self._indexed_until.get(partition, 0)
+                self._indexed_until[partition] = max(until, offset)
         logger.info(
             "session index warmed partitions=%s events=%d skipped=%d sessions=%d "
             "is_complete=%s seconds=%.1f",
-            sorted(resume_offsets),
+            sorted(wanted),
             result.events,
             result.skipped,
             len(self._sessions),

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import pytest
@@ -15,6 +15,7 @@ from services.scorer.session_knn import SessionIndex
 from services.scorer.settings import ScorerSettings
 from services.scorer.slates import SlateBuilder
 from services.scorer.stage import ScoringStage
+from services.scorer.warmup import WarmupResult
 
 
 class FakeProducer:
@@ -46,11 +47,24 @@ class _Message:
         return "recommendations.products"
 
 
-def _stage(store, producer: FakeProducer) -> ScoringStage:
+def _stage(
+    store, producer: FakeProducer, warmer: _RecordingWarmer | None = None
+) -> ScoringStage:
     sessions = SessionIndex(100, 10, 10)
     builder = SlateBuilder(store, sessions, ScorerSettings(), clock=lambda: 2000.0)
     publisher = SlatePublisher(producer, TopicSettings(), None, "cw", 60)  # type: ignore[arg-type]
-    return ScoringStage(builder, sessions, publisher)
+    return ScoringStage(builder, sessions, publisher, warmer=warmer)
+
+
+class _RecordingWarmer:
+    """Records each warm-up request and reports it complete."""
+
+    def __init__(self) -> None:
+        self.requests: list[dict[int, int]] = []
+
+    def __call__(self, resume_offsets: Mapping[int, int]) -> WarmupResult:
+        self.requests.append(dict(resume_offsets))
+        return WarmupResult(events=0, skipped=0, is_complete=True)
 
 
 def _slates(producer: FakeProducer) -> list[Slate]:
@@ -138,3 +152,17 @@ def test_stage_raises_fatal_delivery_error(store, make_event, make_applied) -> N
 
     with pytest.raises(KafkaException):
         stage.process([make_applied(make_event())])
+
+
+def test_warmup_skips_partitions_already_indexed(
+    store, make_event, make_applied
+) -> None:
+    warmer = _RecordingWarmer()
+    stage = _stage(store, FakeProducer(), warmer)
+    stage.process([make_applied(make_event(), offset=4)])
+
+    stage.assigned({0: 5, 1: 3})
+    stage.assigned({0: 5, 1: 3})
+    stage.assigned({1: 7})
+
+    assert warmer.requests == [{1: 3}, {1: 7}]
