@@ -10,7 +10,7 @@ order; ``build_scoring`` runs scoring without online signals.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import redis
 import torch
@@ -62,6 +62,22 @@ class _StagesInOrder:
             poll = getattr(stage, "poll", None)
             if callable(poll):
                 poll()
+
+    def assigned(self, resume_offsets: Mapping[int, int]) -> None:
+        # Without this the scoring stage behind the learning stage never warms
+        # its session index. A failed stage only starts with less state, so the
+        # stages after it are still called.
+        for stage in self._stages:
+            assigned = getattr(stage, "assigned", None)
+            if not callable(assigned):
+                continue
+            try:
+                assigned(resume_offsets)
+            except Exception:
+                logger.exception(
+                    "stage failed to prepare assigned partitions stage=%s",
+                    stage.name,
+                )
 
 
 def build_scoring(

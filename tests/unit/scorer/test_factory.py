@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, cast
 
 from services.hotpath.stages import AppliedEvent
@@ -22,6 +22,14 @@ class RecordingStage:
 
     def start(self) -> None:
         self._log.append(f"start {self.name}")
+
+    def assigned(self, resume_offsets: Mapping[int, int]) -> None:
+        self._log.append(f"assigned {self.name} {dict(resume_offsets)}")
+
+
+class FailingAssignedStage(RecordingStage):
+    def assigned(self, resume_offsets: Mapping[int, int]) -> None:
+        raise RuntimeError("warm-up failed")
 
 
 class PlainStage:
@@ -63,6 +71,31 @@ def test_stages_in_order_start_in_order() -> None:
     combined.start()
 
     assert log == ["start learning", "start scoring"]
+
+
+def test_stages_in_order_forward_assigned() -> None:
+    log: list[str] = []
+    combined = _StagesInOrder(
+        [RecordingStage("learning", log), PlainStage(), RecordingStage("scoring", log)]
+    )
+
+    combined.assigned({0: 12, 3: 40})
+
+    assert log == [
+        "assigned learning {0: 12, 3: 40}",
+        "assigned scoring {0: 12, 3: 40}",
+    ]
+
+
+def test_stages_in_order_assigned_survives_failure() -> None:
+    log: list[str] = []
+    combined = _StagesInOrder(
+        [FailingAssignedStage("learning", log), RecordingStage("scoring", log)]
+    )
+
+    combined.assigned({1: 5})
+
+    assert log == ["assigned scoring {1: 5}"]
 
 
 class FollowedSource:
