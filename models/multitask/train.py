@@ -162,18 +162,20 @@ def train_new_model(
     dataset: TrainingSet,
     config: TrainConfig,
     on_progress: Callable[[TrainProgress], None] | None = None,
+    on_batch: Callable[[], None] | None = None,
 ) -> tuple[RankerModule, TrainReport]:
     """Build a model with seeded weights and train it.
 
     With a validation slice and ``config.refit``, the first run picks the
     number of passes and a second run from the same seed trains on every row.
+    ``on_progress`` and ``on_batch`` are passed on to :func:`train_model`.
 
     Returns:
         The trained model, on the CPU and in eval mode, and the run's report.
     """
     torch.manual_seed(config.seed)
     model = build_model(spec, model_config)
-    report = train_model(model, spec, dataset, config, on_progress)
+    report = train_model(model, spec, dataset, config, on_progress, on_batch)
     if config.validation_fraction == 0 or not config.refit or report.best_epoch < 1:
         return model, report
     torch.manual_seed(config.seed)
@@ -184,6 +186,7 @@ def train_new_model(
         dataset,
         replace(config, epochs=report.best_epoch, validation_fraction=0.0),
         on_progress,
+        on_batch,
     )
     return model, replace(
         final,
@@ -198,6 +201,7 @@ def train_model(
     dataset: TrainingSet,
     config: TrainConfig,
     on_progress: Callable[[TrainProgress], None] | None = None,
+    on_batch: Callable[[], None] | None = None,
 ) -> TrainReport:
     """Train ``model`` in place on the rows of ``dataset``.
 
@@ -209,6 +213,9 @@ def train_model(
         config: optimiser and stopping settings.
         on_progress: called every ``progress_every_batches`` batches and at
             the end of each epoch; an exception it raises stops training.
+        on_batch: called after every optimiser step; an exception it raises
+            stops training. It lets a caller stop within one batch, where
+            progress reports may be many seconds apart.
 
     Returns:
         The report; the model ends on the CPU in eval mode.
@@ -256,6 +263,8 @@ def train_model(
             loss.backward()  # type: ignore[no-untyped-call]
             for optimizer in optimizers:
                 optimizer.step()
+            if on_batch is not None:
+                on_batch()
             is_last = batch == batches_per_epoch - 1
             if on_progress is not None and (
                 is_last or (batch + 1) % config.progress_every_batches == 0

@@ -95,7 +95,7 @@ class TrainerService:
     def stop(self) -> None:
         """Ask the loop to return after the current step.
 
-        A training run in progress stops at its next progress report, so a
+        A training run in progress stops after its current batch, so a
         shutdown does not wait for a long refresh to finish.
         """
         self._stop.set()

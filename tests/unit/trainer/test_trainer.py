@@ -1,12 +1,14 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import pytest
 
 from models.registry import ArtifactMetadata, ModelRegistry
 from schemas.training import TrainingExample
+from services.trainer import trainer as trainer_module
 from services.trainer.settings import TrainerSettings
 from services.trainer.trainer import Trainer, TrainingStoppedError
 
@@ -119,4 +121,30 @@ def test_stopped_trainer_promotes_nothing(
 
     with pytest.raises(TrainingStoppedError, match="shutting down"):
         trainer.refresh(window_examples, "test")
+    assert registry.versions("ranker") == []
+
+
+def test_stop_during_training_ends_within_batch(
+    make_settings: MakeSettings,
+    window_examples: list[TrainingExample],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    settings = make_settings()
+    registry = ModelRegistry(settings.registry_dir)
+    trainer = Trainer(settings, registry)
+    batches_after_stop: list[int] = []
+
+    def train_one_batch_then_stop(*args: object, **kwargs: Any) -> object:
+        # Stand-in for the training loop: the trainer is stopped during the
+        # first batch, before any progress report.
+        trainer.stop()
+        kwargs["on_batch"]()
+        batches_after_stop.append(1)
+        raise AssertionError("on_batch did not stop training")
+
+    monkeypatch.setattr(trainer_module, "train_new_model", train_one_batch_then_stop)
+
+    with pytest.raises(TrainingStoppedError, match="shutting down"):
+        trainer.refresh(window_examples, "test")
+    assert batches_after_stop == []
     assert registry.versions("ranker") == []

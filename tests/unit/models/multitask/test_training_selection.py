@@ -267,3 +267,53 @@ def test_selection_task_scores_only_that_task(
     assert (by_click.epochs, by_click.best_epoch) == (3, 3)
     assert np.isnan(by_click.validation_score)
     assert not np.isnan(by_mean.validation_score)
+
+
+class _StopAfter(Exception):
+    pass
+
+
+def test_on_batch_runs_after_every_batch(
+    synthetic_set: TrainingSet, synthetic_spec: FeatureSpec, tiny_config: ModelConfig
+) -> None:
+    dataset = _small(synthetic_set)
+    config = TrainConfig(epochs=2, batch_size=256, seed=3)
+    batches_per_epoch = (len(dataset) + 255) // 256
+    calls: list[int] = []
+
+    train_model(
+        build_model(synthetic_spec, tiny_config),
+        synthetic_spec,
+        dataset,
+        config,
+        on_batch=lambda: calls.append(1),
+    )
+
+    assert len(calls) == 2 * batches_per_epoch
+
+
+def test_on_batch_error_stops_before_progress(
+    synthetic_set: TrainingSet, synthetic_spec: FeatureSpec, tiny_config: ModelConfig
+) -> None:
+    dataset = _small(synthetic_set)
+    config = TrainConfig(epochs=1, batch_size=8, seed=3, progress_every_batches=50)
+    calls: list[int] = []
+    reports: list[int] = []
+
+    def stop_at_third() -> None:
+        calls.append(1)
+        if len(calls) == 3:
+            raise _StopAfter
+
+    with pytest.raises(_StopAfter):
+        train_new_model(
+            synthetic_spec,
+            tiny_config,
+            dataset,
+            config,
+            on_progress=lambda progress: reports.append(progress.batch),
+            on_batch=stop_at_third,
+        )
+
+    assert len(calls) == 3
+    assert reports == []
