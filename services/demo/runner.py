@@ -18,6 +18,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TypeVar
 
 import httpx
 import redis
@@ -68,6 +69,8 @@ from services.trainer.settings import TrainerSettings
 __all__ = ["DemoRun", "run_demo"]
 
 logger = logging.getLogger(__name__)
+
+_SettingsT = TypeVar("_SettingsT", bound=BaseSettings)
 
 _MODEL_NAME = "ranker"
 
@@ -124,8 +127,8 @@ def run_demo(run: DemoRun, settings: DemoSettings) -> int:
     pipeline = _load_pipeline_settings(
         LocalServer.tansu(state_dir, broker_port).address,
         LocalServer.redis(state_dir, redis_port).address,
+        state_dir,
     )
-    _check_service_settings(pipeline, state_dir)
 
     _clear_run_state(state_dir)
     _say(f"starting a broker and redis-server under {state_dir}")
@@ -176,31 +179,63 @@ def _clear_run_state(state_dir: Path) -> None:
 
 
 def _load_pipeline_settings(
-    broker_address: str, redis_address: str
+    broker_address: str, redis_address: str, state_dir: Path
 ) -> _PipelineSettings:
     """Read the demo's own settings, with the addresses of its servers.
 
     The demo replaces the bootstrap list, the Redis URL and the evaluator's
-    score_from, so those variables are not read.
+    score_from, so those variables are not read. The settings of every child
+    service are checked too, so one run lists every invalid variable.
 
     Raises:
-        InvalidSettingsError: a variable that the demo reads is invalid.
+        InvalidSettingsError: a variable that the demo or a child service
+            reads is invalid; every invalid variable is listed.
     """
-    kafka = load_settings(KafkaSettings, bootstrap=broker_address)
-    topics = load_settings(TopicSettings)
+    problems: list[str] = []
+    redis_url = SecretStr(f"redis://{redis_address}/0")
+    # A block that fails is replaced by its defaults with the demo's
+    # addresses, so the blocks and children after it are still checked.
+    kafka = _load_or_record(
+        problems, KafkaSettings, bootstrap=broker_address
+    ) or KafkaSettings.model_construct(bootstrap=broker_address)
+    topics = _load_or_record(problems, TopicSettings) or TopicSettings.model_construct()
+    redis_settings = _load_or_record(
+        problems, RedisSettings, url=redis_url
+    ) or RedisSettings.model_construct(url=redis_url)
+    replay = _load_or_record(problems, ReplaySettings, kafka=kafka, topics=topics)
+    # score_from is set once the dataset is split.
+    evaluation = _load_or_record(
+        problems, EvaluationSettings, kafka=kafka, topics=topics, score_from=None
+    )
+    problems.extend(_service_problems(kafka, redis_settings, topics, state_dir))
+    if problems or replay is None or evaluation is None:
+        raise InvalidSettingsError(join_error_lines(problems))
     return _PipelineSettings(
         kafka=kafka,
-        redis=load_settings(RedisSettings, url=SecretStr(f"redis://{redis_address}/0")),
+        redis=redis_settings,
         topics=topics,
-        replay=load_settings(ReplaySettings, kafka=kafka, topics=topics),
-        # score_from is set once the dataset is split.
-        evaluation=load_settings(
-            EvaluationSettings, kafka=kafka, topics=topics, score_from=None
-        ),
+        replay=replay,
+        evaluation=evaluation,
     )
 
 
-def _check_service_settings(pipeline: _PipelineSettings, state_dir: Path) -> None:
+def _load_or_record(
+    problems: list[str], settings_class: type[_SettingsT], **overrides: object
+) -> _SettingsT | None:
+    """Load ``settings_class``, or append its errors to ``problems`` and return None."""
+    try:
+        return load_settings(settings_class, **overrides)
+    except InvalidSettingsError as exc:
+        problems.append(str(exc))
+        return None
+
+
+def _service_problems(
+    kafka: KafkaSettings,
+    redis_settings: RedisSettings,
+    topics: TopicSettings,
+    state_dir: Path,
+) -> list[str]:
     """Load every child service's settings as the child will, before any server.
 
     A child reads this process's environment with the values that the demo
@@ -208,16 +243,11 @@ def _check_service_settings(pipeline: _PipelineSettings, state_dir: Path) -> Non
     invalid variable then stops the demo with one line instead of a child
     that exits after the servers started.
 
-    Raises:
-        InvalidSettingsError: a variable that a child service reads is
-            invalid; every invalid variable of every child is listed.
+    Returns:
+        The error message of each child whose settings are invalid.
     """
-    environment = _service_environment(pipeline.kafka, pipeline.redis, state_dir, 0)
-    shared = {
-        "kafka": pipeline.kafka,
-        "redis": pipeline.redis,
-        "topics": pipeline.topics,
-    }
+    environment = _service_environment(kafka, redis_settings, state_dir, 0)
+    shared = {"kafka": kafka, "redis": redis_settings, "topics": topics}
     problems = []
     for settings_class in _SERVICE_SETTINGS:
         prefix = str(settings_class.model_config.get("env_prefix", ""))
@@ -237,8 +267,7 @@ def _check_service_settings(pipeline: _PipelineSettings, state_dir: Path) -> Non
                 resolve_stage_factories(loaded.stages)
         except InvalidSettingsError as exc:
             problems.append(str(exc))
-    if problems:
-        raise InvalidSettingsError(join_error_lines(problems))
+    return problems
 
 
 def _run_pipeline(

@@ -8,11 +8,7 @@ import pytest
 
 from services.common.errors import InvalidSettingsError
 from services.common.settings import KafkaSettings, RedisSettings
-from services.demo.runner import (
-    _check_service_settings,
-    _load_pipeline_settings,
-    _service_environment,
-)
+from services.demo.runner import _load_pipeline_settings, _service_environment
 
 
 def test_child_ports_are_distinct(tmp_path: Path) -> None:
@@ -37,11 +33,45 @@ def test_settings_check_lists_every_child(
 ) -> None:
     monkeypatch.setenv("CARTWHEEL_HOTPATH_BATCH_SIZE", "0")
     monkeypatch.setenv("CARTWHEEL_TRAINER_LEARNING_RATE", "abc")
-    pipeline = _load_pipeline_settings("127.0.0.1:9", "127.0.0.1:10")
 
     with pytest.raises(InvalidSettingsError) as caught:
-        _check_service_settings(pipeline, tmp_path)
+        _load_pipeline_settings("127.0.0.1:9", "127.0.0.1:10", tmp_path)
 
     message = str(caught.value)
     assert "invalid setting CARTWHEEL_HOTPATH_BATCH_SIZE='0'" in message
     assert "invalid setting CARTWHEEL_TRAINER_LEARNING_RATE='abc'" in message
+
+
+def test_settings_check_lists_demo_blocks_too(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("CARTWHEEL_KAFKA_SECURITY_PROTOCOL", "FOO")
+    monkeypatch.setenv("CARTWHEEL_TOPIC_PARTITIONS", "0")
+    monkeypatch.setenv("CARTWHEEL_EVALUATION_CUTOFFS", "x")
+    monkeypatch.setenv("CARTWHEEL_HOTPATH_BATCH_SIZE", "0")
+
+    with pytest.raises(InvalidSettingsError) as caught:
+        _load_pipeline_settings("127.0.0.1:9", "127.0.0.1:10", tmp_path)
+
+    lines = str(caught.value).splitlines()
+    assert lines[0].startswith("invalid setting CARTWHEEL_KAFKA_SECURITY_PROTOCOL=")
+    assert any(
+        line.startswith("invalid setting CARTWHEEL_TOPIC_PARTITIONS=") for line in lines
+    )
+    assert any(
+        line.startswith("invalid setting CARTWHEEL_EVALUATION_CUTOFFS=")
+        for line in lines
+    )
+    assert any(
+        line.startswith("invalid setting CARTWHEEL_HOTPATH_BATCH_SIZE=")
+        for line in lines
+    )
+    assert len(lines) == len(set(lines))
+
+
+def test_settings_check_returns_demo_settings(tmp_path: Path) -> None:
+    pipeline = _load_pipeline_settings("127.0.0.1:9", "127.0.0.1:10", tmp_path)
+
+    assert pipeline.kafka.bootstrap == "127.0.0.1:9"
+    assert pipeline.redis.url.get_secret_value() == "redis://127.0.0.1:10/0"
+    assert pipeline.evaluation.score_from is None
