@@ -15,6 +15,8 @@ from typing import Any
 
 import redis
 from confluent_kafka import Consumer, Producer
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
@@ -34,18 +36,20 @@ from services.common.lifecycle import (
 from services.common.logging import configure_logging
 from services.common.redis_check import verify_redis
 from services.common.redis_features import FeatureStore
-from services.common.settings import load_settings, masked_settings
+from services.common.settings import join_error_lines, load_settings, masked_settings
 from services.hotpath.consumer import HotPathConsumer
 from services.hotpath.settings import HotPathSettings
 from services.hotpath.stages import Stage
 
 __all__ = [
     "build_consumer",
+    "load_checked_settings",
     "load_stages",
     "resolve_stage_factories",
     "main",
     "redis_client",
     "run",
+    "stage_settings_classes",
     "start_stages",
 ]
 
@@ -202,9 +206,67 @@ def run(settings: HotPathSettings) -> None:
     hot_path.run()
 
 
+class _StageNames(BaseSettings):
+    """``CARTWHEEL_HOTPATH_STAGES`` alone, read when other hot-path settings fail."""
+
+    model_config = SettingsConfigDict(env_prefix="CARTWHEEL_HOTPATH_", frozen=True)
+
+    stages: list[str] = Field(
+        default_factory=lambda: list(HotPathSettings.model_fields["stages"].default)
+    )
+
+
+def stage_settings_classes(specs: Sequence[str]) -> list[type[BaseSettings]]:
+    """Return the settings classes that the named stage factories load.
+
+    A factory's module declares them in a ``STAGE_SETTINGS`` mapping from
+    function name to classes. A module that cannot be imported is skipped,
+    because :func:`load_stages` reports it.
+    """
+    classes: list[type[BaseSettings]] = []
+    for spec in specs:
+        module_name, _, function_name = spec.partition(":")
+        try:
+            module = importlib.import_module(module_name)
+        except (ImportError, SyntaxError, ValueError):
+            continue
+        declared = getattr(module, "STAGE_SETTINGS", {}).get(function_name, ())
+        classes.extend(item for item in declared if item not in classes)
+    return classes
+
+
+def load_checked_settings() -> HotPathSettings:
+    """Load the hot path's settings and check those its stage factories load.
+
+    Raises:
+        InvalidSettingsError: a hot-path variable or a variable of a stage
+            (``CARTWHEEL_LEARNER_*``, ``CARTWHEEL_SCORER_*``) is invalid; every
+            invalid variable is listed.
+    """
+    problems: list[str] = []
+    settings: HotPathSettings | None = None
+    try:
+        settings = load_settings(HotPathSettings)
+        specs = settings.stages
+    except InvalidSettingsError as exc:
+        problems.append(str(exc))
+        try:
+            specs = load_settings(_StageNames).stages
+        except InvalidSettingsError:
+            specs = []
+    for settings_class in stage_settings_classes(specs):
+        try:
+            load_settings(settings_class)
+        except InvalidSettingsError as exc:
+            problems.append(str(exc))
+    if problems or settings is None:
+        raise InvalidSettingsError(join_error_lines(problems))
+    return settings
+
+
 def main() -> None:
     """Load the settings from the environment and run the hot path."""
-    settings = load_settings(HotPathSettings)
+    settings = load_checked_settings()
     configure_logging(settings.log_level)
     run(settings)
 

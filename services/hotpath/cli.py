@@ -5,8 +5,6 @@ from __future__ import annotations
 import argparse
 
 from services.common.logging import configure_logging
-from services.common.settings import load_settings
-from services.hotpath.settings import HotPathSettings
 
 __all__ = ["register"]
 
@@ -32,9 +30,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
 
 
 def _run(args: argparse.Namespace) -> int:
-    from services.hotpath.__main__ import run
+    from services.hotpath.__main__ import load_checked_settings, run
 
-    settings = load_settings(HotPathSettings)
+    settings = load_checked_settings()
     configure_logging(args.log_level or settings.log_level)
     run(settings)
     return 0

@@ -15,6 +15,7 @@ from collections.abc import Mapping, Sequence
 import redis
 import torch
 from confluent_kafka import Producer
+from pydantic_settings import BaseSettings
 
 from services.common.kafka import producer_config
 from services.common.model_watcher import ModelWatcher
@@ -22,15 +23,23 @@ from services.common.settings import load_settings, masked_settings
 from services.hotpath.settings import HotPathSettings
 from services.hotpath.stages import AppliedEvent, Stage
 from services.learner.factory import build_learning_stage
+from services.learner.settings import LearnerSettings
 from services.scorer.protocols import SignalSource
 from services.scorer.settings import ScorerSettings
 from services.scorer.stage import ScoringStage, build_scoring_stage
 
-__all__ = ["build_learning_and_scoring", "build_scoring"]
+__all__ = ["STAGE_SETTINGS", "build_learning_and_scoring", "build_scoring"]
 
 logger = logging.getLogger(__name__)
 
 _MODEL_NAME = "ranker"
+
+# The settings classes each factory loads, so that the hot path checks their
+# variables together with its own before it builds any stage.
+STAGE_SETTINGS: dict[str, tuple[type[BaseSettings], ...]] = {
+    "build_learning_and_scoring": (LearnerSettings, ScorerSettings),
+    "build_scoring": (ScorerSettings,),
+}
 # LIMITATION(L-57): the ranker's thread count is fixed, because a setting would
 # also need the generated configuration page regenerated.
 _TORCH_THREADS = 1

@@ -14,9 +14,17 @@ import redis
 
 from services.common.errors import BrokerUnreachableError, InvalidSettingsError
 from services.common.settings import KafkaSettings, RedisSettings
-from services.hotpath.__main__ import build_consumer, load_stages, start_stages
+from services.hotpath.__main__ import (
+    build_consumer,
+    load_checked_settings,
+    load_stages,
+    stage_settings_classes,
+    start_stages,
+)
 from services.hotpath.settings import HotPathSettings
 from services.infra import find_free_port
+from services.learner.settings import LearnerSettings
+from services.scorer.settings import ScorerSettings
 
 
 def test_load_stages_rejects_unknown_factory() -> None:
@@ -152,3 +160,48 @@ def test_build_consumer_starts_no_stage_without_broker() -> None:
         build_consumer(settings, stages=[_stage("scoring", log)])
 
     assert log == []
+
+
+def test_checked_settings_list_stage_errors(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CARTWHEEL_KAFKA_SECURITY_PROTOCOL", "FOO")
+    monkeypatch.setenv("CARTWHEEL_HOTPATH_BATCH_SIZE", "0")
+    monkeypatch.setenv("CARTWHEEL_LEARNER_CHECKPOINT_INTERVAL_SECONDS", "x")
+    monkeypatch.setenv("CARTWHEEL_SCORER_CANDIDATES__SESSION_WARMUP_EVENTS", "-5")
+
+    with pytest.raises(InvalidSettingsError) as raised:
+        load_checked_settings()
+
+    lines = str(raised.value).splitlines()
+    variables = [line.split("=")[0].removeprefix("invalid setting ") for line in lines]
+    assert variables == [
+        "CARTWHEEL_KAFKA_SECURITY_PROTOCOL",
+        "CARTWHEEL_HOTPATH_BATCH_SIZE",
+        "CARTWHEEL_LEARNER_CHECKPOINT_INTERVAL_SECONDS",
+        "CARTWHEEL_SCORER_CANDIDATES__SESSION_WARMUP_EVENTS",
+    ]
+
+
+def test_checked_settings_skip_unused_stage_settings(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv(
+        "CARTWHEEL_HOTPATH_STAGES", '["services.scorer.factory:build_scoring"]'
+    )
+    monkeypatch.setenv("CARTWHEEL_LEARNER_CHECKPOINT_INTERVAL_SECONDS", "x")
+
+    settings = load_checked_settings()
+
+    assert settings.stages == ["services.scorer.factory:build_scoring"]
+
+
+def test_stage_settings_classes_skip_unknown_modules() -> None:
+    classes = stage_settings_classes(
+        [
+            "nowhere.module:build",
+            "services.scorer.factory:build_learning_and_scoring",
+            "services.scorer.factory:build_scoring",
+            "builtins:len",
+        ]
+    )
+
+    assert classes == [LearnerSettings, ScorerSettings]
