@@ -389,9 +389,15 @@ class HotPathConsumer:
             )
 
     def _flush(self, batch: _Batch) -> bool:
-        """Wait until the broker has every message of the batch; False if stopped."""
+        """Wait until the broker has every message of the batch; False if stopped.
+
+        The first flush runs even when a stop was requested during the batch,
+        because the batch's slates are already sent and its offsets are then
+        committed, so the next owner does not publish them again. Only the
+        retries after a failed delivery end at a stop.
+        """
         delay = self._settings.retry_initial_seconds
-        while not self._stopping.is_set():
+        while True:
             try:
                 self._dead_letters.flush(_FLUSH_TIMEOUT_SECONDS)
                 return True
@@ -405,7 +411,6 @@ class HotPathConsumer:
             if not self._wait_paused(delay, batch):
                 return False
             delay = min(delay * 2, self._settings.retry_max_seconds)
-        return False
 
     def _poll_background(self) -> None:
         """Serve the producers' callbacks and log lines, and poll the stages.

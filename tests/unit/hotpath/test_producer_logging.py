@@ -91,3 +91,11 @@ def test_slate_publisher_poll_logs_producer_lines(
 
     assert records
     assert RAW_LIBRDKAFKA_LINE.search(capfd.readouterr().err) is None
+
+
+def test_flush_runs_after_stop_request(idle_hotpath: HotPathConsumer) -> None:
+    # A stop requested while a batch ran must not keep that batch from being
+    # flushed and committed, or the next owner publishes its slates again.
+    idle_hotpath.stop()
+
+    assert idle_hotpath._flush(_Batch())
