@@ -5,6 +5,11 @@ then hands the batch to each stage in order: learning, then scoring. Offsets
 are committed only after every stage returned and every message the stages
 produced was delivered, so a crash replays the batch and the stages must be
 idempotent per ``event_id``.
+
+A module whose factories load settings classes of their own may name them in
+a ``STAGE_SETTINGS`` dict from function name to classes, as
+:mod:`services.scorer.factory` does. The hot path then reports their invalid
+variables together with its own before it builds any stage.
 """
 
 from __future__ import annotations
