@@ -259,6 +259,13 @@ def _service_problems(
             name = variable.removeprefix(prefix).lower()
             if variable.startswith(prefix) and name in fields:
                 overrides[name] = value
+        if "scorer" in fields:
+            # The API's nested scorer block would read the user's Kafka, Redis
+            # and topic variables, which the demo replaces for its children.
+            # Its other variables are checked with ScorerSettings itself.
+            overrides["scorer"] = ScorerSettings.model_construct(
+                kafka=kafka, redis=redis_settings, topics=topics
+            )
         try:
             loaded = load_settings(settings_class, **overrides)
             if isinstance(loaded, HotPathSettings):

@@ -75,3 +75,14 @@ def test_settings_check_returns_demo_settings(tmp_path: Path) -> None:
     assert pipeline.kafka.bootstrap == "127.0.0.1:9"
     assert pipeline.redis.url.get_secret_value() == "redis://127.0.0.1:10/0"
     assert pipeline.evaluation.score_from is None
+
+
+def test_settings_check_ignores_replaced_addresses(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("CARTWHEEL_KAFKA_BOOTSTRAP", "not-a-host-port")
+    monkeypatch.setenv("CARTWHEEL_REDIS_URL", "http://127.0.0.1:1")
+
+    pipeline = _load_pipeline_settings("127.0.0.1:9", "127.0.0.1:10", tmp_path)
+
+    assert pipeline.kafka.bootstrap == "127.0.0.1:9"
