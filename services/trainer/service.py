@@ -15,7 +15,7 @@ from collections.abc import Callable
 
 import redis
 
-from services.common.retrain import take_retrain_request
+from services.common.retrain import request_retrain, take_retrain_request
 from services.trainer.announcer import ModelAnnouncer
 from services.trainer.lock import TrainingLock
 from services.trainer.metrics import REFRESH_SECONDS, REFRESHES
@@ -173,7 +173,18 @@ class TrainerService:
             )
             self._next_refresh = now + self._interval
             with self._lock.renewing():
-                return self._refresh(reason)
+                result = self._refresh(reason)
+            if result is None and request is not None and self._stop.is_set():
+                # The refresh ended with the trainer, so the request goes back
+                # for the next trainer to take instead of waiting for the schedule.
+                request_retrain(
+                    self._client, self._key_prefix, request.reason, request.detected_at
+                )
+                logger.info(
+                    "retrain request put back for the next trainer reason=%s",
+                    request.reason,
+                )
+            return result
         finally:
             self._lock.release()
 

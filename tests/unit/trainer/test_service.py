@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -178,3 +179,44 @@ def test_stop_interrupts_refresh_in_progress() -> None:
 
     assert not runner.is_alive()
     assert failures == []
+
+
+class _PendingRequest:
+    """A Redis stub with one pending retrain request that records writes."""
+
+    def __init__(self) -> None:
+        self.written: list[dict[str, Any]] = []
+
+    def getdel(self, key: str) -> bytes:
+        return json.dumps(
+            {
+                "reason": "drift in cart_add",
+                "detected_at": "2026-01-02T03:04:05+00:00",
+                "requested_at": "2026-01-02T03:04:06+00:00",
+                "count": 1,
+            }
+        ).encode()
+
+    def eval(
+        self, script: str, key_count: int, key: str, document: str, ttl: int
+    ) -> int:
+        self.written.append(json.loads(document))
+        return 1
+
+
+def test_stopped_refresh_puts_request_back() -> None:
+    trainer = _LongTrainer()
+    client = _PendingRequest()
+    service = _service(trainer=trainer, lock=_HeldLock(), client=client)
+    failures: list[Any] = []
+
+    runner = _start(service, failures)
+    assert trainer.started.wait(10)
+    service.stop()
+    runner.join(10)
+
+    assert not runner.is_alive()
+    assert failures == []
+    assert len(client.written) == 1
+    assert client.written[0]["reason"] == "drift in cart_add"
+    assert client.written[0]["detected_at"] == "2026-01-02T03:04:05+00:00"
