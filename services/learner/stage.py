@@ -20,6 +20,7 @@ scores are exported per model.
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import operator
 import time
@@ -27,6 +28,7 @@ from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import IO
 
 import numpy as np
 import redis
@@ -225,6 +227,9 @@ class LearningStage:
                 "directory, but the checkpoint file goes there; remove it or "
                 "choose another folder"
             )
+        self._checkpoint_lock = (
+            _claim_checkpoint(self.checkpoint_path) if settings.is_enabled else None
+        )
         fresh = _fresh_evaluators(settings)
         restored = restore_evaluators(
             self.checkpoint_path, self._key, expected_names=fresh
@@ -545,3 +550,28 @@ class LearningStage:
         """Write a final checkpoint."""
         if self._settings.is_enabled:
             self.checkpoint()
+        if self._checkpoint_lock is not None:
+            self._checkpoint_lock.close()
+
+
+def _claim_checkpoint(path: Path) -> IO[bytes] | None:
+    """Lock ``path``'s lock file for this process; warn when another holds it.
+
+    Two processes with the same checkpoint file overwrite each other's
+    learning, and each restores the other's models after a restart. The
+    lock is advisory (flock), so it detects processes on this host and in
+    containers that share the volume. Returns the open lock file, which
+    holds the lock until it is closed.
+    """
+    handle = open(path.with_name(f"{path.name}.lock"), "ab")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        logger.warning(
+            "another process writes the learner checkpoint path=%s; give each "
+            "hot-path process its own CARTWHEEL_LEARNER_INSTANCE_NAME",
+            path,
+        )
+        handle.close()
+        return None
+    return handle

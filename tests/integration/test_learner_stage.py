@@ -358,6 +358,24 @@ def test_checkpoint_path_directory_stops_start(
     assert "learner.ckpt is a directory" in str(caught.value)
 
 
+def test_shared_checkpoint_file_warns(
+    make_stage: Callable[..., LearningStage], caplog: pytest.LogCaptureFixture
+) -> None:
+    text = "another process writes the learner checkpoint"
+    first = make_stage()
+    with caplog.at_level(logging.WARNING, logger="services.learner.stage"):
+        second = make_stage()
+    shared = [message for message in caplog.messages if text in message]
+    second.close()
+    first.close()
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="services.learner.stage"):
+        make_stage().close()
+
+    assert len(shared) == 1
+    assert not any(text in message for message in caplog.messages)
+
+
 def test_failed_checkpoint_write_does_not_fail_the_batch(
     redis_settings: RedisSettings,
     redis_client: redis.Redis,
