@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_serializer
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from schemas.events import EventType
@@ -192,6 +192,11 @@ class SurfaceSettings(BaseModel):
         default=5, ge=1, le=100, description="eligible items scored per promotion"
     )
     review_half_life_days: float = Field(default=180.0, gt=0.0)
+
+    @field_serializer("promotion_events")
+    def _sorted_events(self, events: frozenset[EventType]) -> list[str]:
+        # A set would be written in hash order, which changes from run to run.
+        return sorted(event.value for event in events)
 
 
 class ScorerSettings(BaseSettings):

@@ -4,7 +4,7 @@ import pytest
 
 from schemas.events import EventType
 from services.common.errors import InvalidSettingsError
-from services.common.settings import load_settings
+from services.common.settings import load_settings, masked_settings
 from services.scorer.settings import ScorerSettings
 
 
@@ -83,3 +83,11 @@ def test_scorer_settings_state_range_of_model_load_timeout(
         "expected a number above 0 and at most 3600: seconds that loading one "
         "announced ranker version may take"
     ) in str(caught.value)
+
+
+def test_promotion_events_logged_in_sorted_order() -> None:
+    settings = ScorerSettings()
+
+    logged = masked_settings(settings)["surfaces"]["promotion_events"]
+
+    assert logged == ["cart_add", "click", "purchase"]
