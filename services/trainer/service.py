@@ -15,6 +15,7 @@ from collections.abc import Callable
 
 import redis
 
+from services.common.errors import InfrastructureError
 from services.common.retrain import request_retrain, take_retrain_request
 from services.trainer.announcer import ModelAnnouncer
 from services.trainer.lock import TrainingLock
@@ -199,6 +200,12 @@ class TrainerService:
             return None
         except TrainingLockLostError:
             logger.exception("refresh stopped reason=%s", reason)
+            REFRESHES.labels("failed").inc()
+            return None
+        except InfrastructureError as exc:
+            # The message names the server and what to check; a traceback
+            # would add only the trainer's own call stack.
+            logger.error("refresh failed reason=%s error=%s", reason, exc)
             REFRESHES.labels("failed").inc()
             return None
         except Exception:

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import json
+import logging
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import pytest
 import redis
 
+from services.common.errors import InfrastructureError
 from services.trainer.service import TrainerService
 from services.trainer.trainer import TrainingStoppedError
 from services.trainer.window import ExampleWindow
@@ -220,3 +223,33 @@ def test_stopped_refresh_puts_request_back() -> None:
     assert len(client.written) == 1
     assert client.written[0]["reason"] == "drift in cart_add"
     assert client.written[0]["detected_at"] == "2026-01-02T03:04:05+00:00"
+
+
+class _UnannouncedTrainer:
+    """Fails its refresh as an unreachable broker does, then stops the loop."""
+
+    def __init__(self) -> None:
+        self.service: TrainerService | None = None
+
+    def stop(self) -> None:
+        pass
+
+    def refresh(self, examples: Any, reason: str) -> None:
+        if self.service is not None:
+            self.service.stop()
+        raise InfrastructureError("announcing model_version='v1' failed: timed out")
+
+
+def test_infrastructure_failure_logged_without_traceback(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    trainer = _UnannouncedTrainer()
+    service = _service(trainer=trainer, lock=_HeldLock(), client=_NoRequests())
+    trainer.service = service
+
+    with caplog.at_level(logging.ERROR, logger="services.trainer.service"):
+        service.run()
+
+    [record] = [r for r in caplog.records if "refresh failed" in r.getMessage()]
+    assert "announcing model_version='v1' failed" in record.getMessage()
+    assert record.exc_info is None
