@@ -307,7 +307,7 @@ def unresponsive_broker_error(
 
     With TLS configured, a broker that listens for plaintext on the port
     drops the handshake and librdkafka reports only a transport failure, so
-    the message then asks whether the listener speaks TLS.
+    the message then suggests checking that the listener uses TLS.
     """
     message = (
         f"no Kafka broker responded at {kafka.bootstrap} within "

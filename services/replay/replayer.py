@@ -302,7 +302,7 @@ class Replayer:
                 self._publish(messages, summary, pacer, progress, limit)
             except ReplayFileError:
                 # The lines before the unreadable part are already queued, and
-                # the error message says that they were published.
+                # the error message states that they were published.
                 self._flush()
                 raise
             except KeyboardInterrupt:

@@ -31,8 +31,8 @@ class _Session:
     last_time: float = 0.0
 
 
-# LIMITATION(L-50): the index lives in the scoring process and sees only the
-# sessions of the partitions this instance consumes. After a restart or a
+# LIMITATION(L-50): the index lives in the scoring process and contains only
+# the sessions of the partitions this instance consumes. After a restart or a
 # rebalance, services.scorer.warmup reads back a bounded number of recent
 # events per new partition, so older sessions are missing until they return.
 class SessionIndex:

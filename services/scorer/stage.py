@@ -144,27 +144,27 @@ class ScoringStage:
         """
         if self._warmer is None:
             return
-        wanted = {
+        to_warm = {
             partition: offset
             for partition, offset in resume_offsets.items()
             if self._indexed_until.get(partition, 0) < offset
         }
-        if not wanted:
+        if not to_warm:
             return
         started = time.monotonic()
         try:
-            result = self._warmer(wanted)
+            result = self._warmer(to_warm)
         except KafkaException as exc:
             logger.warning("session index warm-up failed error=%s", exc)
             return
         if result.is_complete:
-            for partition, offset in wanted.items():
+            for partition, offset in to_warm.items():
                 until = self._indexed_until.get(partition, 0)
                 self._indexed_until[partition] = max(until, offset)
         logger.info(
             "session index warmed partitions=%s events=%d skipped=%d sessions=%d "
             "is_complete=%s seconds=%.1f",
-            sorted(wanted),
+            sorted(to_warm),
             result.events,
             result.skipped,
             len(self._sessions),
