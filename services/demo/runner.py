@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import httpx
 import redis
@@ -71,6 +71,7 @@ __all__ = ["DemoRun", "run_demo"]
 logger = logging.getLogger(__name__)
 
 _SettingsT = TypeVar("_SettingsT", bound=BaseSettings)
+_ResultT = TypeVar("_ResultT")
 
 _MODEL_NAME = "ranker"
 
@@ -223,8 +224,15 @@ def _load_or_record(
     problems: list[str], settings_class: type[_SettingsT], **overrides: object
 ) -> _SettingsT | None:
     """Load ``settings_class``, or append its errors to ``problems`` and return None."""
+    return _call_or_record(problems, load_settings, settings_class, **overrides)
+
+
+def _call_or_record(
+    problems: list[str], check: Callable[..., _ResultT], *args: Any, **kwargs: Any
+) -> _ResultT | None:
+    """Call ``check``, or record its settings error in ``problems`` and return None."""
     try:
-        return load_settings(settings_class, **overrides)
+        return check(*args, **kwargs)
     except InvalidSettingsError as exc:
         problems.append(str(exc))
         return None
@@ -248,7 +256,7 @@ def _service_problems(
     """
     environment = _service_environment(kafka, redis_settings, state_dir, 0)
     shared = {"kafka": kafka, "redis": redis_settings, "topics": topics}
-    problems = []
+    problems: list[str] = []
     for settings_class in _SERVICE_SETTINGS:
         prefix = str(settings_class.model_config.get("env_prefix", ""))
         fields = settings_class.model_fields
@@ -266,14 +274,11 @@ def _service_problems(
             overrides["scorer"] = ScorerSettings.model_construct(
                 kafka=kafka, redis=redis_settings, topics=topics
             )
-        try:
-            loaded = load_settings(settings_class, **overrides)
-            if isinstance(loaded, HotPathSettings):
-                # A stage module that cannot be imported would stop the hot
-                # path only after the servers started.
-                resolve_stage_factories(loaded.stages)
-        except InvalidSettingsError as exc:
-            problems.append(str(exc))
+        loaded = _load_or_record(problems, settings_class, **overrides)
+        if isinstance(loaded, HotPathSettings):
+            # A stage module that cannot be imported would stop the hot path
+            # only after the servers started.
+            _call_or_record(problems, resolve_stage_factories, loaded.stages)
     return problems
 
 
