@@ -868,13 +868,14 @@ GROUP_ID_SETTINGS = [
         "CARTWHEEL_EVALUATION_GROUP_ID",
     ),
 ]
-
-
-@pytest.mark.parametrize(
+each_group_id_setting = pytest.mark.parametrize(
     ("module", "class_name", "variable"),
     GROUP_ID_SETTINGS,
     ids=[variable for _, _, variable in GROUP_ID_SETTINGS],
 )
+
+
+@each_group_id_setting
 @pytest.mark.parametrize("value", ["", " ", "\t \n"])
 def test_blank_group_id_is_rejected(
     monkeypatch: pytest.MonkeyPatch,
@@ -893,11 +894,7 @@ def test_blank_group_id_is_rejected(
     assert "\n" not in message
 
 
-@pytest.mark.parametrize(
-    ("module", "class_name", "variable"),
-    GROUP_ID_SETTINGS,
-    ids=[variable for _, _, variable in GROUP_ID_SETTINGS],
-)
+@each_group_id_setting
 def test_group_id_keeps_inner_spaces(
     monkeypatch: pytest.MonkeyPatch, module: str, class_name: str, variable: str
 ) -> None:

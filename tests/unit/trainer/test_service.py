@@ -170,15 +170,20 @@ class _LongTrainer:
         )
 
 
-def test_stop_interrupts_refresh_in_progress() -> None:
+def _stop_during_refresh(client: Any) -> tuple[threading.Thread, list[Any]]:
+    """Run a trainer loop on ``client``, stop it mid-refresh; return its thread."""
     trainer = _LongTrainer()
-    service = _service(trainer=trainer, lock=_HeldLock(), client=_NoRequests())
+    service = _service(trainer=trainer, lock=_HeldLock(), client=client)
     failures: list[Any] = []
-
     runner = _start(service, failures)
     assert trainer.started.wait(10)
     service.stop()
     runner.join(10)
+    return runner, failures
+
+
+def test_stop_interrupts_refresh_in_progress() -> None:
+    runner, failures = _stop_during_refresh(_NoRequests())
 
     assert not runner.is_alive()
     assert failures == []
@@ -208,15 +213,9 @@ class _PendingRequest:
 
 
 def test_stopped_refresh_puts_request_back() -> None:
-    trainer = _LongTrainer()
     client = _PendingRequest()
-    service = _service(trainer=trainer, lock=_HeldLock(), client=client)
-    failures: list[Any] = []
 
-    runner = _start(service, failures)
-    assert trainer.started.wait(10)
-    service.stop()
-    runner.join(10)
+    runner, failures = _stop_during_refresh(client)
 
     assert not runner.is_alive()
     assert failures == []
