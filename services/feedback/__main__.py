@@ -57,6 +57,9 @@ def run(settings: FeedbackSettings) -> None:
     # The start-up spinner writes terminal escape codes into the log.
     worker.spinner = None
     try:
+        # LIMITATION(L-85): with a broker that accepts connections but does not
+        # respond, Faust's consumer thread does not stop within its 60 s
+        # timeout, so a SIGTERM leaves the process running.
         worker.execute_from_commandline()
     except SystemExit as exit_request:
         # mode-streaming 0.7's Worker ends every run with SystemExit: status
