@@ -121,6 +121,26 @@ class KafkaSettings(BaseSettings):
         description="a path to a readable CA file in PEM format (used with SSL "
         "and SASL_SSL)",
     )
+    ssl_certificate_location: Path | None = Field(
+        default=None,
+        description="a path to a readable client certificate file in PEM format, "
+        "for brokers that require one (mutual TLS; used with SSL and SASL_SSL, "
+        "together with CARTWHEEL_KAFKA_SSL_KEY_LOCATION)",
+    )
+    ssl_key_location: Path | None = Field(
+        default=None,
+        description="a path to a readable PEM file with the private key of the "
+        "client certificate, required when CARTWHEEL_KAFKA_SSL_CERTIFICATE_LOCATION "
+        "is set",
+        validate_default=True,
+    )
+    ssl_key_password: SecretStr | None = Field(
+        default=None,
+        description="the password of an encrypted private key in "
+        "CARTWHEEL_KAFKA_SSL_KEY_LOCATION; leave it unset for a key that is not "
+        "encrypted",
+        validate_default=True,
+    )
 
     @field_validator("bootstrap")
     @classmethod
@@ -179,9 +199,75 @@ class KafkaSettings(BaseSettings):
         protocol = str(info.data.get("security_protocol", ""))
         if protocol not in ("SSL", "SASL_SSL") or not isinstance(value, str | Path):
             return value
-        problem = _ca_file_problem(str(value))
-        if problem is not None:
-            raise ValueError(problem)
+        return _require_pem_file(value)
+
+    @field_validator("ssl_certificate_location", mode="before")
+    @classmethod
+    def _check_ssl_certificate_location(cls, value: Any, info: ValidationInfo) -> Any:
+        # librdkafka fails on an unreadable certificate only when a client is
+        # built, with an error that names no variable. Without TLS it ignores
+        # the certificate, so the broker would never see the client's identity.
+        if not isinstance(value, str | Path) or "security_protocol" not in info.data:
+            return value
+        _require_tls(info)
+        return _require_pem_file(value, _CERTIFICATE_BLOCK)
+
+    @field_validator("ssl_key_location", mode="before")
+    @classmethod
+    def _check_ssl_key_location(cls, value: Any, info: ValidationInfo) -> Any:
+        # librdkafka rejects a key without a certificate when a client is built
+        # and accepts a certificate without its key, which the TLS handshake
+        # then cannot use. A field missing from info.data failed validation and
+        # has its own error line already.
+        if "security_protocol" not in info.data:
+            return value
+        if "ssl_certificate_location" not in info.data:
+            return value
+        certificate = info.data["ssl_certificate_location"]
+        if value is None:
+            if certificate is not None:
+                raise ValueError(
+                    "expected a path to the private key of the client certificate "
+                    "when CARTWHEEL_KAFKA_SSL_CERTIFICATE_LOCATION is set"
+                )
+            return value
+        if not isinstance(value, str | Path):
+            return value
+        _require_tls(info)
+        if certificate is None:
+            raise ValueError(
+                "a private key is used only with its client certificate, and "
+                "CARTWHEEL_KAFKA_SSL_CERTIFICATE_LOCATION is not set"
+            )
+        return _require_pem_file(value, _PRIVATE_KEY_BLOCK)
+
+    @field_validator("ssl_key_password")
+    @classmethod
+    def _check_ssl_key_password(
+        cls, value: SecretStr | None, info: ValidationInfo
+    ) -> SecretStr | None:
+        if "ssl_key_location" not in info.data:
+            return value
+        key = info.data["ssl_key_location"]
+        if value is None:
+            # Python's ssl module, used by the feedback service, would ask for
+            # the password on the terminal instead of failing.
+            if key is not None and _is_encrypted_key(Path(key)):
+                raise ValueError(
+                    "expected the password of the encrypted private key in "
+                    "CARTWHEEL_KAFKA_SSL_KEY_LOCATION"
+                )
+            return value
+        if key is None:
+            raise ValueError(
+                "a key password is used only with a private key, and "
+                "CARTWHEEL_KAFKA_SSL_KEY_LOCATION is not set"
+            )
+        if not value.get_secret_value():
+            raise ValueError(
+                "the password is empty; unset the variable for a private key "
+                "that is not encrypted"
+            )
         return value
 
     def client_config(self) -> dict[str, Any]:
@@ -198,11 +284,76 @@ class KafkaSettings(BaseSettings):
             config["sasl.password"] = self.sasl_password.get_secret_value()
         if self.ssl_ca_location is not None:
             config["ssl.ca.location"] = str(self.ssl_ca_location)
+        if self.ssl_certificate_location is not None:
+            config["ssl.certificate.location"] = str(self.ssl_certificate_location)
+        if self.ssl_key_location is not None:
+            config["ssl.key.location"] = str(self.ssl_key_location)
+        if self.ssl_key_password is not None:
+            config["ssl.key.password"] = self.ssl_key_password.get_secret_value()
         return config
 
 
-def _ca_file_problem(path: str) -> str | None:
-    """Return why the CA file at ``path`` cannot be read, or None."""
+# The text each client-certificate file must contain, the PEM line that names
+# it in an error, and the noun for such a file.
+_CERTIFICATE_BLOCK = (
+    "-----BEGIN CERTIFICATE-----",
+    "-----BEGIN CERTIFICATE-----",
+    "a certificate",
+)
+# RSA, EC and PKCS#8 keys, encrypted or not, all end their header this way.
+_PRIVATE_KEY_BLOCK = (
+    "PRIVATE KEY-----",
+    "-----BEGIN ... PRIVATE KEY-----",
+    "a private key",
+)
+
+
+def _require_tls(info: ValidationInfo) -> None:
+    """Raise when the security protocol sends no client certificate."""
+    protocol = str(info.data.get("security_protocol", ""))
+    if protocol not in ("SSL", "SASL_SSL"):
+        raise ValueError(
+            f"CARTWHEEL_KAFKA_SECURITY_PROTOCOL is {protocol}, which does not use "
+            "TLS, so no client certificate is sent; set it to SSL or SASL_SSL, or "
+            "unset this variable"
+        )
+
+
+def _is_encrypted_key(path: Path) -> bool:
+    """Return whether the PEM private key at ``path`` is encrypted."""
+    try:
+        content = path.read_bytes()
+    except OSError:
+        # The key's own check reported the file already.
+        return False
+    # PKCS#8 names the block ENCRYPTED PRIVATE KEY, and the older OpenSSL
+    # format marks the block with a Proc-Type header.
+    return any(
+        marker in content
+        for marker in (b"ENCRYPTED PRIVATE KEY-----", b"Proc-Type: 4,ENCRYPTED")
+    )
+
+
+def _require_pem_file(
+    value: str | Path, block: tuple[str, str, str] | None = None
+) -> str | Path:
+    """Return ``value`` when it names a usable PEM file; raise ValueError otherwise."""
+    problem = _pem_file_problem(str(value), block)
+    if problem is not None:
+        raise ValueError(problem)
+    return value
+
+
+def _pem_file_problem(
+    path: str, block: tuple[str, str, str] | None = None
+) -> str | None:
+    """Return why the PEM file at ``path`` cannot be used, or None.
+
+    Args:
+        path: the file's path as set.
+        block: the text the file must contain, the PEM line to name in the
+            error and what such a file is called; None accepts any PEM block.
+    """
     if not path.strip():
         return "the path is empty"
     location = Path(path)
@@ -219,6 +370,9 @@ def _ca_file_problem(path: str) -> str | None:
     # no variable ("no certificate or crl found").
     if b"-----BEGIN " not in content:
         return "the file has no '-----BEGIN' line, so it is not in PEM format"
+    if block is not None and block[0].encode() not in content:
+        _, line, noun = block
+        return f"the file has no '{line}' line, so it is not {noun} in PEM format"
     return None
 
 

@@ -684,6 +684,281 @@ def test_plaintext_does_not_check_ca_file(
     assert settings.ssl_ca_location == tmp_path / "ca.pem"
 
 
+_CERTIFICATE_PEM = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
+_KEY_PEM = "-----BEGIN PRIVATE KEY-----\nMIGH\n-----END PRIVATE KEY-----\n"
+_ENCRYPTED_KEY_PEM = (
+    "-----BEGIN ENCRYPTED PRIVATE KEY-----\nMIHs\n-----END ENCRYPTED PRIVATE KEY-----\n"
+)
+
+
+def _client_files(folder: Path, key: str = _KEY_PEM) -> tuple[Path, Path]:
+    """Write a client certificate and key file and return their paths."""
+    certificate, key_file = folder / "client.pem", folder / "client.key"
+    certificate.write_text(_CERTIFICATE_PEM)
+    key_file.write_text(key)
+    return certificate, key_file
+
+
+def _set_client_certificate(
+    monkeypatch: pytest.MonkeyPatch,
+    protocol: str,
+    certificate: str | None,
+    key: str | None,
+    password: str | None = None,
+) -> None:
+    monkeypatch.setenv("CARTWHEEL_KAFKA_SECURITY_PROTOCOL", protocol)
+    if protocol.startswith("SASL_"):
+        monkeypatch.setenv("CARTWHEEL_KAFKA_SASL_MECHANISM", "PLAIN")
+        monkeypatch.setenv("CARTWHEEL_KAFKA_SASL_USERNAME", "shop")
+        monkeypatch.setenv("CARTWHEEL_KAFKA_SASL_PASSWORD", "s3cret")
+    for variable, value in (
+        ("CARTWHEEL_KAFKA_SSL_CERTIFICATE_LOCATION", certificate),
+        ("CARTWHEEL_KAFKA_SSL_KEY_LOCATION", key),
+        ("CARTWHEEL_KAFKA_SSL_KEY_PASSWORD", password),
+    ):
+        if value is None:
+            monkeypatch.delenv(variable, raising=False)
+        else:
+            monkeypatch.setenv(variable, value)
+
+
+def _load_error() -> str:
+    with pytest.raises(InvalidSettingsError) as caught:
+        load_settings(KafkaSettings)
+    return str(caught.value)
+
+
+@pytest.mark.parametrize("protocol", ["SSL", "SASL_SSL"])
+def test_client_certificate_maps_to_librdkafka(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, protocol: str
+) -> None:
+    certificate, key = _client_files(tmp_path, _ENCRYPTED_KEY_PEM)
+    _set_client_certificate(
+        monkeypatch, protocol, str(certificate), str(key), password="pass phrase"
+    )
+
+    config = load_settings(KafkaSettings).client_config()
+
+    assert config["ssl.certificate.location"] == str(certificate)
+    assert config["ssl.key.location"] == str(key)
+    assert config["ssl.key.password"] == "pass phrase"
+
+
+def test_client_certificate_without_password_leaves_it_out(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    certificate, key = _client_files(tmp_path)
+    _set_client_certificate(monkeypatch, "SSL", str(certificate), str(key))
+
+    config = load_settings(KafkaSettings).client_config()
+
+    assert config["ssl.key.location"] == str(key)
+    assert "ssl.key.password" not in config
+
+
+def test_settings_without_client_certificate_leave_it_out() -> None:
+    config = KafkaSettings(security_protocol="SSL").client_config()
+
+    assert not {"ssl.certificate.location", "ssl.key.location"} & set(config)
+
+
+def test_key_password_is_masked(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    certificate, key = _client_files(tmp_path, _ENCRYPTED_KEY_PEM)
+    _set_client_certificate(
+        monkeypatch, "SSL", str(certificate), str(key), password="hunter2"
+    )
+
+    settings = ServiceSettings(kafka=load_settings(KafkaSettings))
+
+    assert masked_settings(settings)["kafka"]["ssl_key_password"] == "**********"
+    assert "hunter2" in secret_values(settings)
+
+
+def test_missing_client_certificate_file_names_variable(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    _, key = _client_files(tmp_path)
+    missing = tmp_path / "missing.pem"
+    _set_client_certificate(monkeypatch, "SSL", str(missing), str(key))
+
+    message = _load_error()
+
+    assert message == (
+        "invalid setting CARTWHEEL_KAFKA_SSL_CERTIFICATE_LOCATION="
+        f"{str(missing)!r}: no file exists at this path; expected a path to a "
+        "readable client certificate file in PEM format, for brokers that "
+        "require one (mutual TLS; used with SSL and SASL_SSL, together with "
+        "CARTWHEEL_KAFKA_SSL_KEY_LOCATION)"
+    )
+
+
+def test_missing_key_file_names_variable(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    certificate, _ = _client_files(tmp_path)
+    missing = tmp_path / "missing.key"
+    _set_client_certificate(monkeypatch, "SSL", str(certificate), str(missing))
+
+    message = _load_error()
+
+    assert message.startswith(
+        f"invalid setting CARTWHEEL_KAFKA_SSL_KEY_LOCATION={str(missing)!r}: no "
+        "file exists at this path; expected a path to a readable PEM file"
+    )
+    assert len(message.splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    ("variable", "content", "reason"),
+    [
+        (
+            "CARTWHEEL_KAFKA_SSL_CERTIFICATE_LOCATION",
+            "not a certificate\n",
+            "the file has no '-----BEGIN' line, so it is not in PEM format",
+        ),
+        (
+            "CARTWHEEL_KAFKA_SSL_CERTIFICATE_LOCATION",
+            _KEY_PEM,
+            "the file has no '-----BEGIN CERTIFICATE-----' line, so it is not a "
+            "certificate in PEM format",
+        ),
+        (
+            "CARTWHEEL_KAFKA_SSL_KEY_LOCATION",
+            _CERTIFICATE_PEM,
+            "the file has no '-----BEGIN ... PRIVATE KEY-----' line, so it is not "
+            "a private key in PEM format",
+        ),
+    ],
+    ids=["certificate-not-pem", "certificate-is-key", "key-is-certificate"],
+)
+def test_client_certificate_file_without_pem_block_is_rejected(
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    variable: str,
+    content: str,
+    reason: str,
+) -> None:
+    certificate, key = _client_files(tmp_path)
+    wrong = tmp_path / "wrong.pem"
+    wrong.write_text(content)
+    _set_client_certificate(monkeypatch, "SSL", str(certificate), str(key))
+    monkeypatch.setenv(variable, str(wrong))
+
+    message = _load_error()
+
+    assert message.startswith(f"invalid setting {variable}={str(wrong)!r}: {reason};")
+    assert len(message.splitlines()) == 1
+
+
+def test_client_certificate_without_key_is_rejected(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    certificate, _ = _client_files(tmp_path)
+    _set_client_certificate(monkeypatch, "SSL", str(certificate), None)
+
+    message = _load_error()
+
+    assert message.startswith(
+        "invalid setting CARTWHEEL_KAFKA_SSL_KEY_LOCATION (not set): expected a "
+        "path to the private key of the client certificate when "
+        "CARTWHEEL_KAFKA_SSL_CERTIFICATE_LOCATION is set"
+    )
+    assert len(message.splitlines()) == 1
+
+
+def test_key_without_client_certificate_is_rejected(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    _, key = _client_files(tmp_path)
+    _set_client_certificate(monkeypatch, "SSL", None, str(key))
+
+    message = _load_error()
+
+    assert message.startswith(
+        f"invalid setting CARTWHEEL_KAFKA_SSL_KEY_LOCATION={str(key)!r}: a private "
+        "key is used only with its client certificate, and "
+        "CARTWHEEL_KAFKA_SSL_CERTIFICATE_LOCATION is not set; expected a path"
+    )
+    assert len(message.splitlines()) == 1
+
+
+def test_key_password_without_key_is_rejected_masked(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    _set_client_certificate(monkeypatch, "SSL", None, None, password="hunter2")
+
+    message = _load_error()
+
+    assert message.startswith(
+        "invalid setting CARTWHEEL_KAFKA_SSL_KEY_PASSWORD='**********': a key "
+        "password is used only with a private key, and "
+        "CARTWHEEL_KAFKA_SSL_KEY_LOCATION is not set; expected the password"
+    )
+    assert "hunter2" not in message
+
+
+def test_encrypted_key_without_password_is_rejected(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    certificate, key = _client_files(tmp_path, _ENCRYPTED_KEY_PEM)
+    _set_client_certificate(monkeypatch, "SSL", str(certificate), str(key))
+
+    message = _load_error()
+
+    assert message.startswith(
+        "invalid setting CARTWHEEL_KAFKA_SSL_KEY_PASSWORD (not set): expected the "
+        "password of the encrypted private key in CARTWHEEL_KAFKA_SSL_KEY_LOCATION"
+    )
+
+
+def test_empty_key_password_is_rejected(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    certificate, key = _client_files(tmp_path)
+    _set_client_certificate(monkeypatch, "SSL", str(certificate), str(key), "")
+
+    message = _load_error()
+
+    assert message.startswith(
+        "invalid setting CARTWHEEL_KAFKA_SSL_KEY_PASSWORD='': the password is empty"
+    )
+
+
+@pytest.mark.parametrize("protocol", ["PLAINTEXT", "SASL_PLAINTEXT"])
+def test_client_certificate_without_tls_is_rejected(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, protocol: str
+) -> None:
+    certificate, key = _client_files(tmp_path)
+    _set_client_certificate(monkeypatch, protocol, str(certificate), str(key))
+
+    message = _load_error()
+
+    assert message.startswith(
+        "invalid setting CARTWHEEL_KAFKA_SSL_CERTIFICATE_LOCATION="
+        f"{str(certificate)!r}: CARTWHEEL_KAFKA_SECURITY_PROTOCOL is {protocol}, "
+        "which does not use TLS, so no client certificate is sent; set it to SSL "
+        "or SASL_SSL, or unset this variable; expected a path"
+    )
+    assert len(message.splitlines()) == 1
+
+
+def test_key_without_tls_is_rejected(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    _, key = _client_files(tmp_path)
+    _set_client_certificate(monkeypatch, "PLAINTEXT", None, str(key))
+
+    message = _load_error()
+
+    assert message.startswith(
+        f"invalid setting CARTWHEEL_KAFKA_SSL_KEY_LOCATION={str(key)!r}: "
+        "CARTWHEEL_KAFKA_SECURITY_PROTOCOL is PLAINTEXT, which does not use TLS"
+    )
+    assert len(message.splitlines()) == 1
+
+
 @pytest.mark.parametrize("url", ["", "  "])
 def test_blank_redis_url_is_shown(monkeypatch: pytest.MonkeyPatch, url: str) -> None:
     message = setting_error(monkeypatch, RedisSettings, {"CARTWHEEL_REDIS_URL": url})
