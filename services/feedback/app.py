@@ -237,12 +237,24 @@ def faust_credentials(kafka: KafkaSettings) -> Any:
     """Translate the shared Kafka security settings into Faust credentials.
 
     Returns:
-        None for PLAINTEXT, an SSL context for SSL, or SASL credentials.
+        None for PLAINTEXT, an SSL context for SSL, or SASL credentials. The
+        SSL context contains the client certificate and key when they are set.
     """
     context = None
     if kafka.security_protocol in ("SSL", "SASL_SSL"):
         cafile = str(kafka.ssl_ca_location) if kafka.ssl_ca_location else None
         context = ssl.create_default_context(cafile=cafile)
+        if kafka.ssl_certificate_location is not None:
+            key_password = kafka.ssl_key_password
+            context.load_cert_chain(
+                kafka.ssl_certificate_location,
+                kafka.ssl_key_location,
+                password=(
+                    key_password.get_secret_value()
+                    if key_password is not None
+                    else None
+                ),
+            )
     if kafka.security_protocol == "SSL":
         return context
     if kafka.security_protocol in ("SASL_PLAINTEXT", "SASL_SSL"):

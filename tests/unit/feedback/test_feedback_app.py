@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import ssl
+from pathlib import Path
 
 import faust
 import pytest
@@ -13,6 +14,7 @@ from services.common.settings import KafkaSettings, TopicSettings
 from services.feedback import metrics
 from services.feedback.app import FeedbackProcessor, create_app, faust_credentials
 from services.feedback.settings import FeedbackSettings
+from tests.certificates import KEY_PASSWORD, make_certificates
 
 
 def test_faust_credentials_are_none_for_plaintext() -> None:
@@ -54,6 +56,56 @@ def test_faust_credentials_are_ssl_context_for_ssl() -> None:
     credentials = faust_credentials(KafkaSettings(security_protocol="SSL"))
 
     assert isinstance(credentials, ssl.SSLContext)
+
+
+def test_faust_context_loads_encrypted_client_key(
+    tmp_path: Path,
+) -> None:
+    files = make_certificates(tmp_path)
+    kafka = KafkaSettings(
+        security_protocol="SSL",
+        ssl_ca_location=files.ca,
+        ssl_certificate_location=files.client_certificate,
+        ssl_key_location=files.encrypted_client_key,
+        ssl_key_password=SecretStr(KEY_PASSWORD),
+    )
+
+    context = faust_credentials(kafka)
+
+    assert isinstance(context, ssl.SSLContext)
+    assert context.verify_mode == ssl.CERT_REQUIRED
+
+
+def test_faust_context_rejects_mismatched_key(
+    tmp_path: Path,
+) -> None:
+    # A key that does not match shows that the chain is loaded, not ignored.
+    files = make_certificates(tmp_path)
+    kafka = KafkaSettings(
+        security_protocol="SSL",
+        ssl_certificate_location=files.client_certificate,
+        ssl_key_location=files.untrusted_client_key,
+    )
+
+    with pytest.raises(ssl.SSLError, match="KEY_VALUES_MISMATCH"):
+        faust_credentials(kafka)
+
+
+def test_faust_sasl_context_rejects_mismatched_key(
+    tmp_path: Path,
+) -> None:
+    files = make_certificates(tmp_path)
+    kafka = KafkaSettings(
+        security_protocol="SASL_SSL",
+        sasl_mechanism="PLAIN",
+        sasl_username="u",
+        sasl_password=SecretStr("p"),
+        ssl_certificate_location=files.client_certificate,
+        ssl_key_location=files.untrusted_client_key,
+    )
+
+    with pytest.raises(ssl.SSLError, match="KEY_VALUES_MISMATCH"):
+        faust_credentials(kafka)
 
 
 def test_create_app_reads_events_and_every_surface_topic() -> None:
