@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import socket
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -36,6 +37,7 @@ __all__ = [
     "producer_config",
     "raise_if_fatal",
     "standard_topics",
+    "tls_refusal_error",
     "unresponsive_broker_error",
     "verify_topics",
     "wait_for_broker",
@@ -181,15 +183,12 @@ def wait_for_broker(kafka: KafkaSettings, *, timeout_seconds: float = 10.0) -> N
     """Wait until a broker at the bootstrap address returns cluster metadata.
 
     Raises:
-        BrokerUnreachableError: no broker responded within ``timeout_seconds``;
-            the message names the bootstrap address.
+        BrokerUnreachableError: no broker responded within ``timeout_seconds``,
+            or a broker ended the TLS handshake (it wants a client certificate,
+            or refused the one set); the message names the bootstrap address.
     """
     require_listener(kafka)
-    admin = AdminClient(_admin_config(kafka))
-    try:
-        admin.list_topics(timeout=timeout_seconds)
-    except KafkaException as exc:
-        raise unresponsive_broker_error(kafka, timeout_seconds, exc) from exc
+    _list_topics(_Admin(kafka), kafka, timeout_seconds)
 
 
 def create_topics(
@@ -204,12 +203,12 @@ def create_topics(
         InfrastructureError: the broker refused to create a topic.
         TopicMissingError: a topic exists with another partition count.
     """
-    admin = AdminClient(_admin_config(kafka))
+    admin = _Admin(kafka)
     specs = list(specs)
     existing = _describe_partitions(admin, kafka)
     to_create = [spec for spec in specs if spec.name not in existing]
     if to_create:
-        futures = admin.create_topics(
+        futures = admin.client.create_topics(
             [
                 NewTopic(
                     spec.name,
@@ -238,7 +237,7 @@ def verify_topics(
     kafka: KafkaSettings,
     specs: Iterable[TopicSpec],
     *,
-    admin: AdminClient | None = None,
+    admin: _Admin | None = None,
 ) -> None:
     """Check that every topic exists with the expected partition count.
 
@@ -252,7 +251,7 @@ def verify_topics(
     """
     if admin is None:
         require_listener(kafka)
-        admin = AdminClient(_admin_config(kafka))
+        admin = _Admin(kafka)
     existing = _describe_partitions(admin, kafka)
     problems = []
     is_any_missized = False
@@ -355,13 +354,91 @@ def _refuses_connection(endpoint: str, timeout_seconds: float = 1.0) -> bool:
         return False
 
 
-def _admin_config(kafka: KafkaSettings) -> dict[str, Any]:
-    return {**kafka.client_config(), **_LOGGING}
+class _Admin:
+    """An admin client that keeps the last connection error librdkafka reported.
+
+    A failed metadata request reports only "Broker transport failure". The
+    cause, such as the TLS alert of a broker that requires a client
+    certificate, goes to the client's error callback, which runs in ``poll``.
+    """
+
+    def __init__(self, kafka: KafkaSettings) -> None:
+        self.last_error: str | None = None
+        config: dict[str, Any] = {
+            **kafka.client_config(),
+            **_LOGGING,
+            "error_cb": self._record,
+        }
+        self.client = AdminClient(config)
+
+    def _record(self, error: KafkaError) -> None:
+        # "All brokers are down" follows the error that gives the cause.
+        if error.code() != KafkaError._ALL_BROKERS_DOWN:
+            self.last_error = error.str()
 
 
-def _describe_partitions(admin: AdminClient, kafka: KafkaSettings) -> dict[str, int]:
-    try:
-        metadata = admin.list_topics(timeout=_ADMIN_TIMEOUT_SECONDS)
-    except KafkaException as exc:
-        raise unresponsive_broker_error(kafka, _ADMIN_TIMEOUT_SECONDS, exc) from exc
+def _list_topics(admin: _Admin, kafka: KafkaSettings, timeout_seconds: float) -> Any:
+    """Return the cluster metadata, or raise the error that explains its absence.
+
+    With TLS, the request is repeated in slices of a second, so that a broker
+    that ends every TLS handshake stops the wait at once instead of at the
+    timeout.
+    """
+    if kafka.security_protocol not in _TLS_PROTOCOLS:
+        try:
+            return admin.client.list_topics(timeout=timeout_seconds)
+        except KafkaException as exc:
+            raise unresponsive_broker_error(kafka, timeout_seconds, exc) from exc
+    deadline = time.monotonic() + timeout_seconds
+    while True:
+        remaining = deadline - time.monotonic()
+        try:
+            return admin.client.list_topics(timeout=max(min(remaining, 1.0), 0.1))
+        except KafkaException as exc:
+            admin.client.poll(0)
+            refusal = tls_refusal_error(kafka, admin.last_error)
+            if refusal is not None:
+                raise refusal from exc
+            if time.monotonic() >= deadline:
+                raise unresponsive_broker_error(kafka, timeout_seconds, exc) from exc
+
+
+def tls_refusal_error(
+    kafka: KafkaSettings, reason: str | None
+) -> BrokerUnreachableError | None:
+    """Build the error for a broker that ended the TLS handshake, if it did.
+
+    Args:
+        kafka: connection settings.
+        reason: the last connection error librdkafka reported, or None.
+
+    Returns:
+        None unless ``reason`` is a TLS alert from the broker. A broker that
+        requires client certificates sends one when the client has none, or
+        when it does not trust the client's certificate.
+    """
+    if reason is None or "SSL alert number" not in reason:
+        return None
+    # librdkafka's text starts with the broker's name and ends with the
+    # connection state. The OpenSSL error between them describes the failure.
+    alert = reason[reason.find("error:") :] if "error:" in reason else reason
+    alert = alert.split(" (after ", 1)[0]
+    certificate = kafka.ssl_certificate_location
+    if certificate is None:
+        return BrokerUnreachableError(
+            f"the Kafka broker at {kafka.bootstrap} ended the TLS handshake "
+            f"({alert}); it probably requires a client certificate: set "
+            "CARTWHEEL_KAFKA_SSL_CERTIFICATE_LOCATION and "
+            "CARTWHEEL_KAFKA_SSL_KEY_LOCATION"
+        )
+    return BrokerUnreachableError(
+        f"the Kafka broker at {kafka.bootstrap} ended the TLS handshake "
+        f"({alert}); it probably does not accept the client certificate in "
+        f"CARTWHEEL_KAFKA_SSL_CERTIFICATE_LOCATION={str(certificate)!r}: use "
+        "one that a CA the broker trusts signed, and that has not expired"
+    )
+
+
+def _describe_partitions(admin: _Admin, kafka: KafkaSettings) -> dict[str, int]:
+    metadata = _list_topics(admin, kafka, _ADMIN_TIMEOUT_SECONDS)
     return {name: len(topic.partitions) for name, topic in metadata.topics.items()}

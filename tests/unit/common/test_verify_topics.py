@@ -1,9 +1,14 @@
-"""verify_topics, require_listener and wait_for_broker when no broker responds."""
+"""verify_topics, require_listener and wait_for_broker when no broker responds.
+
+A TLS listener that requires client certificates, with no broker behind it,
+acts as a broker that rejects the client during the TLS handshake.
+"""
 
 from __future__ import annotations
 
 import socket
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -11,11 +16,15 @@ from services.common.errors import BrokerUnreachableError
 from services.common.kafka import (
     TopicSpec,
     require_listener,
+    tls_refusal_error,
     verify_topics,
     wait_for_broker,
 )
 from services.common.settings import KafkaSettings
+from services.infra import find_free_port
+from tests.certificates import Certificates, make_certificates
 from tests.librdkafka_logs import unreachable_kafka
+from tests.tls_proxy import TlsProxy
 
 
 def test_verify_topics_refused_connection_names_address() -> None:
@@ -91,3 +100,97 @@ def test_wait_for_broker_sasl_ssl_hints_at_tls(silent_listener: str) -> None:
     assert "is the broker listening for TLS on that port?" in message
     assert "CARTWHEEL_KAFKA_SECURITY_PROTOCOL is SASL_SSL" in message
     assert "set it to SASL_PLAINTEXT" in message
+
+
+@pytest.fixture
+def certificates(tmp_path: Path) -> Certificates:
+    return make_certificates(tmp_path)
+
+
+@pytest.fixture
+def mutual_tls_listener(certificates: Certificates) -> Iterator[TlsProxy]:
+    """Yield a TLS listener that requires a client certificate the CA signed."""
+    with TlsProxy(
+        ("127.0.0.1", find_free_port()),
+        certificate=certificates.server_certificate,
+        key=certificates.server_key,
+        client_ca=certificates.ca,
+    ) as proxy:
+        yield proxy
+
+
+def test_wait_for_broker_names_missing_certificate(
+    mutual_tls_listener: TlsProxy, certificates: Certificates
+) -> None:
+    kafka = KafkaSettings(
+        bootstrap=mutual_tls_listener.address,
+        security_protocol="SSL",
+        ssl_ca_location=certificates.ca,
+    )
+
+    with pytest.raises(BrokerUnreachableError) as caught:
+        wait_for_broker(kafka, timeout_seconds=30)
+
+    message = str(caught.value)
+    assert message.startswith(
+        f"the Kafka broker at {kafka.bootstrap} ended the TLS handshake (error:"
+    )
+    assert message.endswith(
+        "it probably requires a client certificate: set "
+        "CARTWHEEL_KAFKA_SSL_CERTIFICATE_LOCATION and "
+        "CARTWHEEL_KAFKA_SSL_KEY_LOCATION"
+    )
+    assert len(message.splitlines()) == 1
+
+
+def test_wait_for_broker_names_untrusted_certificate(
+    mutual_tls_listener: TlsProxy, certificates: Certificates
+) -> None:
+    kafka = KafkaSettings(
+        bootstrap=mutual_tls_listener.address,
+        security_protocol="SSL",
+        ssl_ca_location=certificates.ca,
+        ssl_certificate_location=certificates.untrusted_client_certificate,
+        ssl_key_location=certificates.untrusted_client_key,
+    )
+
+    with pytest.raises(BrokerUnreachableError) as caught:
+        wait_for_broker(kafka, timeout_seconds=30)
+
+    message = str(caught.value)
+    assert "alert unknown ca" in message
+    assert (
+        "it probably does not accept the client certificate in "
+        "CARTWHEEL_KAFKA_SSL_CERTIFICATE_LOCATION="
+        f"{str(certificates.untrusted_client_certificate)!r}"
+    ) in message
+    assert len(message.splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    "reason",
+    [
+        None,
+        "ssl://127.0.0.1:9093/bootstrap: Connect to ipv4#127.0.0.1:9093 failed: "
+        "Connection refused (after 0ms in state CONNECT)",
+    ],
+    ids=["none", "refused-connect"],
+)
+def test_tls_refusal_error_ignores_errors_without_tls_alert(reason: str | None) -> None:
+    assert tls_refusal_error(KafkaSettings(security_protocol="SSL"), reason) is None
+
+
+def test_tls_refusal_error_keeps_only_the_openssl_error() -> None:
+    reason = (
+        "ssl://127.0.0.1:9093/bootstrap: SSL handshake failed: error:0A000410:SSL "
+        "routines::sslv3 alert handshake failure: SSL alert number 40 (after 2ms "
+        "in state SSL_HANDSHAKE)"
+    )
+
+    error = tls_refusal_error(KafkaSettings(bootstrap="127.0.0.1:9093"), reason)
+
+    assert error is not None
+    assert str(error).startswith(
+        "the Kafka broker at 127.0.0.1:9093 ended the TLS handshake (error:0A000410:"
+        "SSL routines::sslv3 alert handshake failure: SSL alert number 40); "
+    )
