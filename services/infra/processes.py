@@ -173,22 +173,26 @@ def start_broker(
     host: str = "127.0.0.1",
     *,
     port_setting: str | None = None,
+    advertised_port: int | None = None,
 ) -> LocalServer:
     """Start a Tansu broker with memory storage, or return the one already running.
 
     Tansu keeps topics, offsets and groups in memory, so a restart loses them.
     ``port_setting`` names the variable that chose ``port``, for the error
-    raised when another process listens on it.
+    raised when another process listens on it. ``advertised_port`` is the
+    port that clients learn from metadata, when a proxy on ``host`` (one that
+    adds TLS, say) forwards it to ``port``; by default it is ``port``.
     """
     server = LocalServer.tansu(state_dir, port, host)
     url = f"tcp://{host}:{port}"
+    advertised_url = f"tcp://{host}:{advertised_port or port}"
     command = [
         str(tansu_binary()),
         "broker",
         "--listener-url",
         url,
         "--advertised-listener-url",
-        url,
+        advertised_url,
         "--storage-engine",
         "memory://tansu/",
     ]
