@@ -82,8 +82,6 @@ ConsumerGroupId = Annotated[str, BeforeValidator(_reject_blank_group_id)]
 """A consumer group id setting that rejects an empty or whitespace-only value."""
 
 
-# LIMITATION(L-71): no settings for TLS client certificates (mutual TLS);
-# brokers that require them cannot be used, so use SASL over TLS instead.
 class KafkaSettings(BaseSettings):
     """How to reach the Kafka cluster and authenticate to it."""
 
