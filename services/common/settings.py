@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import ssl
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -237,7 +238,14 @@ class KafkaSettings(BaseSettings):
                 "a private key is used only with its client certificate, and "
                 "CARTWHEEL_KAFKA_SSL_CERTIFICATE_LOCATION is not set"
             )
-        return _require_pem_file(value, _PRIVATE_KEY_BLOCK)
+        _require_pem_file(value, _PRIVATE_KEY_BLOCK)
+        if not _is_encrypted_key(Path(value)):
+            # The password's validator checks an encrypted key, since only it
+            # sees the password.
+            problem = _client_chain_problem(Path(certificate), Path(value), None)
+            if problem is not None:
+                raise ValueError(problem)
+        return value
 
     @field_validator("ssl_key_password")
     @classmethod
@@ -266,6 +274,13 @@ class KafkaSettings(BaseSettings):
                 "the password is empty; unset the variable for a private key "
                 "that is not encrypted"
             )
+        certificate = info.data.get("ssl_certificate_location")
+        if certificate is not None and _is_encrypted_key(Path(key)):
+            problem = _client_chain_problem(
+                Path(certificate), Path(key), value.get_secret_value()
+            )
+            if problem is not None:
+                raise ValueError(problem)
         return value
 
     def client_config(self) -> dict[str, Any]:
@@ -315,6 +330,36 @@ def _require_tls(info: ValidationInfo) -> None:
             "TLS, so no client certificate is sent; set it to SSL or SASL_SSL, or "
             "unset this variable"
         )
+
+
+def _client_chain_problem(
+    certificate: Path, key: Path, password: str | None
+) -> str | None:
+    """Return why the certificate and private key cannot be used together, or None.
+
+    librdkafka and the feedback service's ssl module both load the pair when
+    a client is built, and neither names the variable when that fails.
+    """
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    try:
+        # A callable keeps OpenSSL from asking for a password on the terminal.
+        context.load_cert_chain(certificate, key, password=lambda: password or "")
+    except ssl.SSLError as exc:
+        if exc.reason == "KEY_VALUES_MISMATCH":
+            return (
+                "the private key in CARTWHEEL_KAFKA_SSL_KEY_LOCATION does not "
+                "belong to the certificate in CARTWHEEL_KAFKA_SSL_CERTIFICATE_LOCATION"
+            )
+        if password is not None:
+            return (
+                "the password does not decrypt the private key in "
+                f"CARTWHEEL_KAFKA_SSL_KEY_LOCATION ({exc})"
+            )
+        return (
+            "OpenSSL cannot load the certificate in "
+            f"CARTWHEEL_KAFKA_SSL_CERTIFICATE_LOCATION with this key ({exc})"
+        )
+    return None
 
 
 def _is_encrypted_key(path: Path) -> bool:

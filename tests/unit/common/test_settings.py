@@ -26,6 +26,7 @@ from services.learner.settings import LearnerSettings
 from services.replay.settings import Settings as ReplaySettings
 from services.scorer.settings import ScorerSettings
 from services.trainer.settings import TrainerSettings
+from tests.certificates import KEY_PASSWORD, Certificates, make_certificates
 
 
 class ServiceSettings(BaseSettings):
@@ -684,19 +685,18 @@ def test_plaintext_does_not_check_ca_file(
     assert settings.ssl_ca_location == tmp_path / "ca.pem"
 
 
-_CERTIFICATE_PEM = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
-_KEY_PEM = "-----BEGIN PRIVATE KEY-----\nMIGH\n-----END PRIVATE KEY-----\n"
-_ENCRYPTED_KEY_PEM = (
-    "-----BEGIN ENCRYPTED PRIVATE KEY-----\nMIHs\n-----END ENCRYPTED PRIVATE KEY-----\n"
-)
+@pytest.fixture(scope="module")
+def certificates(tmp_path_factory: pytest.TempPathFactory) -> Certificates:
+    return make_certificates(tmp_path_factory.mktemp("certificates"))
 
 
-def _client_files(folder: Path, key: str = _KEY_PEM) -> tuple[Path, Path]:
-    """Write a client certificate and key file and return their paths."""
-    certificate, key_file = folder / "client.pem", folder / "client.key"
-    certificate.write_text(_CERTIFICATE_PEM)
-    key_file.write_text(key)
-    return certificate, key_file
+def _client_files(
+    certificates: Certificates, *, is_encrypted: bool = False
+) -> tuple[Path, Path]:
+    """Return the client certificate and its key, encrypted or not."""
+    if is_encrypted:
+        return certificates.client_certificate, certificates.encrypted_client_key
+    return certificates.client_certificate, certificates.client_key
 
 
 def _set_client_certificate(
@@ -730,24 +730,24 @@ def _load_error() -> str:
 
 @pytest.mark.parametrize("protocol", ["SSL", "SASL_SSL"])
 def test_client_certificate_maps_to_librdkafka(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, protocol: str
+    monkeypatch: pytest.MonkeyPatch, certificates: Certificates, protocol: str
 ) -> None:
-    certificate, key = _client_files(tmp_path, _ENCRYPTED_KEY_PEM)
+    certificate, key = _client_files(certificates, is_encrypted=True)
     _set_client_certificate(
-        monkeypatch, protocol, str(certificate), str(key), password="pass phrase"
+        monkeypatch, protocol, str(certificate), str(key), password=KEY_PASSWORD
     )
 
     config = load_settings(KafkaSettings).client_config()
 
     assert config["ssl.certificate.location"] == str(certificate)
     assert config["ssl.key.location"] == str(key)
-    assert config["ssl.key.password"] == "pass phrase"
+    assert config["ssl.key.password"] == KEY_PASSWORD
 
 
 def test_client_certificate_without_password_leaves_it_out(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    monkeypatch: pytest.MonkeyPatch, certificates: Certificates
 ) -> None:
-    certificate, key = _client_files(tmp_path)
+    certificate, key = _client_files(certificates)
     _set_client_certificate(monkeypatch, "SSL", str(certificate), str(key))
 
     config = load_settings(KafkaSettings).client_config()
@@ -763,23 +763,23 @@ def test_settings_without_client_certificate_leave_it_out() -> None:
 
 
 def test_key_password_is_masked(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    monkeypatch: pytest.MonkeyPatch, certificates: Certificates
 ) -> None:
-    certificate, key = _client_files(tmp_path, _ENCRYPTED_KEY_PEM)
+    certificate, key = _client_files(certificates, is_encrypted=True)
     _set_client_certificate(
-        monkeypatch, "SSL", str(certificate), str(key), password="hunter2"
+        monkeypatch, "SSL", str(certificate), str(key), password=KEY_PASSWORD
     )
 
     settings = ServiceSettings(kafka=load_settings(KafkaSettings))
 
     assert masked_settings(settings)["kafka"]["ssl_key_password"] == "**********"
-    assert "hunter2" in secret_values(settings)
+    assert KEY_PASSWORD in secret_values(settings)
 
 
 def test_missing_client_certificate_file_names_variable(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, certificates: Certificates
 ) -> None:
-    _, key = _client_files(tmp_path)
+    _, key = _client_files(certificates)
     missing = tmp_path / "missing.pem"
     _set_client_certificate(monkeypatch, "SSL", str(missing), str(key))
 
@@ -795,9 +795,9 @@ def test_missing_client_certificate_file_names_variable(
 
 
 def test_missing_key_file_names_variable(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, certificates: Certificates
 ) -> None:
-    certificate, _ = _client_files(tmp_path)
+    certificate, _ = _client_files(certificates)
     missing = tmp_path / "missing.key"
     _set_client_certificate(monkeypatch, "SSL", str(certificate), str(missing))
 
@@ -820,13 +820,13 @@ def test_missing_key_file_names_variable(
         ),
         (
             "CARTWHEEL_KAFKA_SSL_CERTIFICATE_LOCATION",
-            _KEY_PEM,
+            "-----BEGIN PRIVATE KEY-----\nMIGH\n-----END PRIVATE KEY-----\n",
             "the file has no '-----BEGIN CERTIFICATE-----' line, so it is not a "
             "certificate in PEM format",
         ),
         (
             "CARTWHEEL_KAFKA_SSL_KEY_LOCATION",
-            _CERTIFICATE_PEM,
+            "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n",
             "the file has no '-----BEGIN ... PRIVATE KEY-----' line, so it is not "
             "a private key in PEM format",
         ),
@@ -836,11 +836,12 @@ def test_missing_key_file_names_variable(
 def test_client_certificate_file_without_pem_block_is_rejected(
     monkeypatch: pytest.MonkeyPatch,
     tmp_path: Path,
+    certificates: Certificates,
     variable: str,
     content: str,
     reason: str,
 ) -> None:
-    certificate, key = _client_files(tmp_path)
+    certificate, key = _client_files(certificates)
     wrong = tmp_path / "wrong.pem"
     wrong.write_text(content)
     _set_client_certificate(monkeypatch, "SSL", str(certificate), str(key))
@@ -853,9 +854,9 @@ def test_client_certificate_file_without_pem_block_is_rejected(
 
 
 def test_client_certificate_without_key_is_rejected(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    monkeypatch: pytest.MonkeyPatch, certificates: Certificates
 ) -> None:
-    certificate, _ = _client_files(tmp_path)
+    certificate, _ = _client_files(certificates)
     _set_client_certificate(monkeypatch, "SSL", str(certificate), None)
 
     message = _load_error()
@@ -869,9 +870,9 @@ def test_client_certificate_without_key_is_rejected(
 
 
 def test_key_without_client_certificate_is_rejected(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    monkeypatch: pytest.MonkeyPatch, certificates: Certificates
 ) -> None:
-    _, key = _client_files(tmp_path)
+    _, key = _client_files(certificates)
     _set_client_certificate(monkeypatch, "SSL", None, str(key))
 
     message = _load_error()
@@ -900,9 +901,9 @@ def test_key_password_without_key_is_rejected_masked(
 
 
 def test_encrypted_key_without_password_is_rejected(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    monkeypatch: pytest.MonkeyPatch, certificates: Certificates
 ) -> None:
-    certificate, key = _client_files(tmp_path, _ENCRYPTED_KEY_PEM)
+    certificate, key = _client_files(certificates, is_encrypted=True)
     _set_client_certificate(monkeypatch, "SSL", str(certificate), str(key))
 
     message = _load_error()
@@ -914,9 +915,9 @@ def test_encrypted_key_without_password_is_rejected(
 
 
 def test_empty_key_password_is_rejected(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    monkeypatch: pytest.MonkeyPatch, certificates: Certificates
 ) -> None:
-    certificate, key = _client_files(tmp_path)
+    certificate, key = _client_files(certificates)
     _set_client_certificate(monkeypatch, "SSL", str(certificate), str(key), "")
 
     message = _load_error()
@@ -928,9 +929,9 @@ def test_empty_key_password_is_rejected(
 
 @pytest.mark.parametrize("protocol", ["PLAINTEXT", "SASL_PLAINTEXT"])
 def test_client_certificate_without_tls_is_rejected(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, protocol: str
+    monkeypatch: pytest.MonkeyPatch, certificates: Certificates, protocol: str
 ) -> None:
-    certificate, key = _client_files(tmp_path)
+    certificate, key = _client_files(certificates)
     _set_client_certificate(monkeypatch, protocol, str(certificate), str(key))
 
     message = _load_error()
@@ -945,9 +946,9 @@ def test_client_certificate_without_tls_is_rejected(
 
 
 def test_key_without_tls_is_rejected(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    monkeypatch: pytest.MonkeyPatch, certificates: Certificates
 ) -> None:
-    _, key = _client_files(tmp_path)
+    _, key = _client_files(certificates)
     _set_client_certificate(monkeypatch, "PLAINTEXT", None, str(key))
 
     message = _load_error()
@@ -956,6 +957,43 @@ def test_key_without_tls_is_rejected(
         f"invalid setting CARTWHEEL_KAFKA_SSL_KEY_LOCATION={str(key)!r}: "
         "CARTWHEEL_KAFKA_SECURITY_PROTOCOL is PLAINTEXT, which does not use TLS"
     )
+    assert len(message.splitlines()) == 1
+
+
+def test_key_of_another_certificate_is_rejected(
+    monkeypatch: pytest.MonkeyPatch, certificates: Certificates
+) -> None:
+    key = certificates.untrusted_client_key
+    _set_client_certificate(
+        monkeypatch, "SSL", str(certificates.client_certificate), str(key)
+    )
+
+    message = _load_error()
+
+    assert message.startswith(
+        f"invalid setting CARTWHEEL_KAFKA_SSL_KEY_LOCATION={str(key)!r}: the "
+        "private key in CARTWHEEL_KAFKA_SSL_KEY_LOCATION does not belong to the "
+        "certificate in CARTWHEEL_KAFKA_SSL_CERTIFICATE_LOCATION;"
+    )
+    assert len(message.splitlines()) == 1
+
+
+def test_wrong_key_password_is_rejected_masked(
+    monkeypatch: pytest.MonkeyPatch, certificates: Certificates
+) -> None:
+    certificate, key = _client_files(certificates, is_encrypted=True)
+    _set_client_certificate(
+        monkeypatch, "SSL", str(certificate), str(key), password="hunter2"
+    )
+
+    message = _load_error()
+
+    assert message.startswith(
+        "invalid setting CARTWHEEL_KAFKA_SSL_KEY_PASSWORD='**********': the "
+        "password does not decrypt the private key in "
+        "CARTWHEEL_KAFKA_SSL_KEY_LOCATION ("
+    )
+    assert "hunter2" not in message
     assert len(message.splitlines()) == 1
 
 
