@@ -5,8 +5,6 @@ from __future__ import annotations
 import logging
 import sys
 
-import faust
-
 from schemas.recommendations import Surface
 from services.common.entrypoint import parse_service_arguments, run_entry_point
 from services.common.kafka import TopicSpec, verify_topics
@@ -16,6 +14,7 @@ from services.common.redis_check import verify_redis
 from services.common.settings import load_settings, masked_settings, secret_values
 from services.feedback.app import create_app
 from services.feedback.settings import FeedbackSettings
+from services.feedback.worker import FeedbackWorker, StopDeadline
 
 __all__ = ["main", "run"]
 
@@ -31,7 +30,9 @@ def run(settings: FeedbackSettings) -> None:
         TopicMissingError: a topic the app reads is missing or has another
             partition count than ``CARTWHEEL_TOPIC_PARTITIONS``.
         SystemExit: when the worker ends, with status 0 after a clean stop
-            and 1 after a crash.
+            and 1 after a crash. A stop on SIGTERM or SIGINT that takes longer
+            than ``CARTWHEEL_FEEDBACK_STOP_TIMEOUT_SECONDS`` ends the process
+            with status 2 instead (see :mod:`services.feedback.worker`).
     """
     logger.info("feedback app starting settings=%s", masked_settings(settings))
     ensure_writable_directory(settings.data_dir, "CARTWHEEL_FEEDBACK_DATA_DIR")
@@ -47,8 +48,9 @@ def run(settings: FeedbackSettings) -> None:
     app, _ = create_app(settings)
     # override_logging=False keeps the handlers configure_logging installed,
     # and redirect_stdouts=False keeps stderr a plain stream for them.
-    worker = faust.Worker(
+    worker = FeedbackWorker(
         app,
+        stop_deadline=StopDeadline(settings.stop_timeout_seconds),
         loglevel=settings.log_level,
         override_logging=False,
         redirect_stdouts=False,
@@ -57,9 +59,6 @@ def run(settings: FeedbackSettings) -> None:
     # The start-up spinner writes terminal escape codes into the log.
     worker.spinner = None
     try:
-        # LIMITATION(L-85): with a broker that accepts connections but does not
-        # respond, Faust's consumer thread does not stop within its 60 s
-        # timeout, so a SIGTERM leaves the process running.
         worker.execute_from_commandline()
     except SystemExit as exit_request:
         # mode-streaming 0.7's Worker ends every run with SystemExit: status

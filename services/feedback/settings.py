@@ -65,6 +65,13 @@ class FeedbackSettings(BaseSettings):
         le=600,
         description="seconds between offset commits; what a crash redelivers",
     )
+    stop_timeout_seconds: float = Field(
+        default=20.0,
+        gt=0,
+        le=3600,
+        description="seconds a stop on SIGTERM or SIGINT may take; a worker "
+        "still waiting for the broker then exits with status 2",
+    )
     retry_initial_seconds: float = Field(
         default=0.2, gt=0.0, le=60.0, description="first backoff after a Redis failure"
     )

@@ -25,7 +25,7 @@ from services.common.kafka import TopicSpec, create_topics, producer_config
 from services.common.settings import KafkaSettings, RedisSettings
 from services.feedback.reader import OutcomeKey, outcome_counts
 from services.feedback.tables import Outcome
-from services.infra import find_free_port
+from services.infra import LocalServer, find_free_port, start_broker
 from tests.persistent_redis import PersistentRedis
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -78,13 +78,13 @@ def names(unique_name: Callable[[str], str]) -> dict[str, str]:
     }
 
 
-@pytest.fixture
-def worker(
+def prepare_worker(
     kafka_settings: KafkaSettings,
     redis_settings: RedisSettings,
     names: dict[str, str],
     tmp_path: Path,
-) -> Iterator[FeedbackWorker]:
+) -> FeedbackWorker:
+    """Create the worker's topics on ``kafka_settings``' broker; do not start it."""
     specs = [TopicSpec(names["events"], PARTITIONS)]
     specs += [
         TopicSpec(f"{names['prefix']}.{surface.value}", PARTITIONS)
@@ -105,9 +105,31 @@ def worker(
         "CARTWHEEL_FEEDBACK_DATA_DIR": str(tmp_path / "data"),
         "CARTWHEEL_FEEDBACK_RATIO_REFRESH_SECONDS": "0.5",
     }
-    feedback = FeedbackWorker(env, tmp_path / "worker.log", port)
-    yield feedback
-    feedback.stop(signal.SIGKILL)
+    return FeedbackWorker(env, tmp_path / "worker.log", port)
+
+
+@pytest.fixture
+def make_worker(
+    redis_settings: RedisSettings, names: dict[str, str], tmp_path: Path
+) -> Iterator[Callable[[KafkaSettings], FeedbackWorker]]:
+    """Return a factory of workers on a given broker, killed at teardown."""
+    workers: list[FeedbackWorker] = []
+
+    def make(kafka_settings: KafkaSettings) -> FeedbackWorker:
+        workers.append(prepare_worker(kafka_settings, redis_settings, names, tmp_path))
+        return workers[-1]
+
+    yield make
+    for feedback in workers:
+        feedback.stop(signal.SIGKILL)
+
+
+@pytest.fixture
+def worker(
+    make_worker: Callable[[KafkaSettings], FeedbackWorker],
+    kafka_settings: KafkaSettings,
+) -> FeedbackWorker:
+    return make_worker(kafka_settings)
 
 
 def publish_round(
@@ -378,3 +400,55 @@ def test_worker_stops_on_sigterm_during_redis_outage(
     assert exit_status == 0, stopped_log
     assert "exiting without committing the batch" in stopped_log
     assert counts == expected_counts(2, USERS)
+
+
+STOP_TIMEOUT_SECONDS = 3.0
+
+
+@pytest.fixture
+def frozen_broker(tmp_path: Path) -> Iterator[LocalServer]:
+    """A broker of this test's own, which the test may freeze with SIGSTOP.
+
+    Teardown resumes it before stopping it, so no stopped process is left.
+    """
+    server = start_broker(tmp_path / "broker", find_free_port())
+    pid = server.pid()
+    assert pid is not None
+    yield server
+    os.kill(pid, signal.SIGCONT)
+    server.stop()
+
+
+def test_worker_exits_in_time_on_frozen_broker(
+    frozen_broker: LocalServer,
+    make_worker: Callable[[KafkaSettings], FeedbackWorker],
+) -> None:
+    feedback = make_worker(KafkaSettings(bootstrap=frozen_broker.address))
+    feedback.env["CARTWHEEL_FEEDBACK_STOP_TIMEOUT_SECONDS"] = str(STOP_TIMEOUT_SECONDS)
+    broker_pid = frozen_broker.pid()
+    assert broker_pid is not None
+    # The first revocation is logged while the worker joins its group, with
+    # its signal handlers installed. Freezing the broker then leaves Faust's
+    # consumer thread waiting for a response that never comes.
+    feedback.start()
+    deadline = time.monotonic() + 30
+    while "partitions revoked" not in feedback.log() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    os.kill(broker_pid, signal.SIGSTOP)
+
+    assert feedback.process is not None
+    feedback.process.send_signal(signal.SIGTERM)
+    signalled = time.monotonic()
+    try:
+        exit_status: int | None = feedback.process.wait(
+            timeout=STOP_TIMEOUT_SECONDS + 10
+        )
+    except subprocess.TimeoutExpired:
+        exit_status = None
+    elapsed = time.monotonic() - signalled
+    log = feedback.log()
+
+    assert exit_status == 2, log
+    assert elapsed < STOP_TIMEOUT_SECONDS + 10
+    assert "gave up waiting for the broker" in log
+    assert "Traceback" not in log

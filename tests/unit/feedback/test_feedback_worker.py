@@ -1,0 +1,120 @@
+"""The stop deadline of the feedback worker and the signals that start it."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections.abc import Iterator
+
+import pytest
+
+from services.common.errors import InvalidSettingsError
+from services.common.settings import load_settings
+from services.feedback.app import create_app
+from services.feedback.settings import FeedbackSettings
+from services.feedback.worker import FeedbackWorker, StopDeadline
+
+
+class RecordedExit:
+    """Stands in for ``os._exit``: records the status and wakes the test."""
+
+    def __init__(self) -> None:
+        self.statuses: list[int] = []
+        self.called = threading.Event()
+
+    def __call__(self, status: int) -> None:
+        self.statuses.append(status)
+        self.called.set()
+
+
+class RecordedDeadline(StopDeadline):
+    def __init__(self) -> None:
+        super().__init__(60.0)
+        self.reasons: list[str] = []
+
+    def start(self, reason: str) -> None:
+        self.reasons.append(reason)
+
+
+@pytest.fixture
+def kept_logging(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Keep the test session's log handlers open when the deadline passes."""
+    monkeypatch.setattr(logging, "shutdown", lambda: None)
+
+
+def deadline_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == "feedback-stop-deadline"]
+
+
+@pytest.mark.usefixtures("kept_logging")
+def test_stop_deadline_exits_with_status_2(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    exit_now = RecordedExit()
+    deadline = StopDeadline(0.01, exit_now=exit_now)
+
+    with caplog.at_level(logging.ERROR, logger="services.feedback.worker"):
+        deadline.start("SIGTERM")
+        has_exited = exit_now.called.wait(timeout=10)
+
+    assert has_exited
+    assert exit_now.statuses == [2]
+    errors = [r for r in caplog.records if r.levelno == logging.ERROR]
+    assert len(errors) == 1
+    assert "gave up waiting for the broker" in errors[0].getMessage()
+    assert "reason=SIGTERM" in errors[0].getMessage()
+
+
+def test_stop_deadline_starts_once() -> None:
+    deadline = StopDeadline(600.0, exit_now=RecordedExit())
+
+    deadline.start("SIGTERM")
+    deadline.start("SIGINT")
+    running = deadline_threads()
+    deadline.cancel()
+
+    assert len(running) == 1
+    assert running[0].daemon
+
+
+@pytest.fixture
+def worker() -> Iterator[tuple[FeedbackWorker, RecordedDeadline]]:
+    app, _ = create_app(FeedbackSettings())
+    deadline = RecordedDeadline()
+    loop = asyncio.new_event_loop()
+    feedback_worker = FeedbackWorker(
+        app, stop_deadline=deadline, loop=loop, quiet=True, override_logging=False
+    )
+    yield feedback_worker, deadline
+    future = feedback_worker._signal_stop_future
+    if future is not None:
+        future.cancel()
+        loop.run_until_complete(asyncio.gather(future, return_exceptions=True))
+    loop.close()
+
+
+@pytest.mark.parametrize("signal_handler", ["_on_sigterm", "_on_sigint"])
+def test_worker_starts_deadline_on_signal(
+    worker: tuple[FeedbackWorker, RecordedDeadline], signal_handler: str
+) -> None:
+    feedback_worker, deadline = worker
+    expected = "SIGTERM" if signal_handler == "_on_sigterm" else "SIGINT"
+
+    getattr(feedback_worker, signal_handler)()
+
+    assert deadline.reasons == [expected]
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "3601", "soon"])
+def test_stop_timeout_rejects_invalid_value(
+    monkeypatch: pytest.MonkeyPatch, value: str
+) -> None:
+    monkeypatch.setenv("CARTWHEEL_FEEDBACK_STOP_TIMEOUT_SECONDS", value)
+
+    with pytest.raises(InvalidSettingsError) as caught:
+        load_settings(FeedbackSettings)
+
+    message = str(caught.value)
+    assert f"CARTWHEEL_FEEDBACK_STOP_TIMEOUT_SECONDS={value!r}" in message
+    assert "expected a number above 0 and at most 3600" in message
