@@ -9,6 +9,7 @@ from pathlib import Path
 
 from services.common.settings import load_settings
 from services.learner.settings import LearnerSettings
+from services.replay.dataset_argument import add_dataset_argument, dataset_name
 
 __all__ = ["register"]
 
@@ -32,12 +33,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         "item's smoothed historical rate used alone as a score. The keys are "
         "deleted afterwards; no checkpoint is written.",
     )
-    evaluate.add_argument(
-        "dataset",
-        nargs="?",
-        default="rees46",
-        help="registered dataset name (default: rees46, the committed sample)",
-    )
+    add_dataset_argument(evaluate)
     evaluate.add_argument(
         "--path", type=Path, help="dataset file or folder (default: its usual place)"
     )
@@ -66,6 +62,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
 
 
 def _evaluate(args: argparse.Namespace) -> int:
+    dataset = dataset_name(args)
     if args.limit is not None and args.limit < 1:
         raise ValueError(f"--limit={args.limit}; expected a positive integer")
     if args.batch_size < 1:
@@ -87,7 +84,7 @@ def _evaluate(args: argparse.Namespace) -> int:
             "checkpoint_interval_seconds": float("inf"),
         }
     )
-    events = load_dataset(args.dataset, settings.data_dir, args.path).events
+    events = load_dataset(dataset, settings.data_dir, args.path).events
     if args.limit is not None:
         events = events[: args.limit]
 
@@ -103,7 +100,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         client.close()
 
     sys.stdout.write(
-        f"{args.dataset}: {report.events} events in {report.seconds:.1f} s, "
+        f"{dataset}: {report.events} events in {report.seconds:.1f} s, "
         f"cart horizon {settings.cart_horizon_seconds:g} s, "
         f"purchase horizon {settings.purchase_horizon_seconds:g} s, "
         f"learner {settings.conversion_learner}\n"

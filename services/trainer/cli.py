@@ -8,6 +8,7 @@ from pathlib import Path
 
 from services.common.logging import configure_logging
 from services.common.settings import load_settings
+from services.replay.dataset_argument import add_dataset_argument
 from services.replay.settings import DEFAULT_DATA_DIR
 from services.trainer.settings import TrainerSettings
 
@@ -97,7 +98,7 @@ def _versions(args: argparse.Namespace) -> int:
 
 def add_compare_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the comparison's options to a parser."""
-    parser.add_argument("--dataset", default="rees46", help="registered dataset name")
+    add_dataset_argument(parser)
     parser.add_argument(
         "--data-dir", type=Path, default=DEFAULT_DATA_DIR, help="folder of the datasets"
     )

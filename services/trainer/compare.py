@@ -1,6 +1,6 @@
 """Offline comparison: the multi-task ranker against single-task baselines.
 
-``python -m services.trainer.compare --dataset rees46`` replays a real dataset
+``python -m services.trainer.compare rees46`` replays a real dataset
 through the real feature store. That is a private redis-server on a free
 loopback port unless ``--redis-url`` is given. Every applied event becomes a
 point-in-time training example, as in the hot path, and the examples become
@@ -47,6 +47,7 @@ from services.common.logging import configure_logging
 from services.common.redis_features import AppliedResult, EventPosition, FeatureStore
 from services.features.catalog import CatalogWriter
 from services.infra import find_free_port, start_redis
+from services.replay.dataset_argument import dataset_name
 from services.replay.datasets import load_dataset
 from services.trainer.cli import add_compare_arguments
 
@@ -269,16 +270,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     add_compare_arguments(parser)
     args = parser.parse_args(argv)
+    try:
+        dataset_name(args)
+    except ValueError as exc:
+        parser.error(str(exc))
     configure_logging("INFO")
     return run(args)
 
 
 def run(args: argparse.Namespace) -> int:
     """Build the rows, train every model and print the table."""
+    dataset = dataset_name(args)
     torch.set_num_threads(args.threads)
     started = time.perf_counter()
     rows, example_count = build_rows(
-        args.dataset, args.data_dir, args.redis_url, args.key_prefix
+        dataset, args.data_dir, args.redis_url, args.key_prefix
     )
     config = replace(ComparisonConfig(), seeds=tuple(range(args.seeds)))
     results = compare(rows, config)
@@ -288,7 +294,7 @@ def run(args: argparse.Namespace) -> int:
         for column, task in enumerate(TASKS)
     }
     sys.stdout.write(
-        f"dataset={args.dataset} examples={example_count} rows={len(rows)} "
+        f"dataset={dataset} examples={example_count} rows={len(rows)} "
         f"holdout_rows={len(holdout)} holdout_positives={positives} "
         f"holdout_fraction={config.holdout_fraction} seeds={list(config.seeds)} "
         f"seconds={time.perf_counter() - started:.0f}\n"

@@ -45,6 +45,16 @@ def test_evaluate_prints_auc_table_and_removes_keys(
     assert list(redis_client.scan_iter("evaluate-*")) == []
 
 
+def test_evaluate_reads_dataset_named_by_option(
+    environment: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    status = run("evaluate", "--dataset", "rees46", "--limit", "300")
+
+    output = capsys.readouterr().out
+    assert status == 0
+    assert output.startswith("rees46: 300 events in ")
+
+
 def test_verify_checkpoint_prints_model_versions(
     environment: Path,
     capsys: pytest.CaptureFixture[str],

@@ -1,0 +1,62 @@
+"""The dataset argument of ``learner evaluate`` and ``trainer compare``."""
+
+from __future__ import annotations
+
+import pytest
+
+from services.cli.__main__ import build_parser, main
+from services.replay.dataset_argument import dataset_name
+from services.trainer import compare
+
+COMMANDS = [("learner", "evaluate"), ("trainer", "compare")]
+
+
+def parsed_dataset(*argv: str) -> str:
+    args = build_parser(("services.learner.cli", "services.trainer.cli")).parse_args(
+        list(argv)
+    )
+    return dataset_name(args)
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_dataset_argument_reads_positional_name(command: tuple[str, str]) -> None:
+    assert parsed_dataset(*command, "retailrocket") == "retailrocket"
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_dataset_argument_reads_option(command: tuple[str, str]) -> None:
+    assert parsed_dataset(*command, "--dataset", "taobao") == "taobao"
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_dataset_argument_defaults_to_rees46(command: tuple[str, str]) -> None:
+    assert parsed_dataset(*command) == "rees46"
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_dataset_argument_accepts_same_name_twice(command: tuple[str, str]) -> None:
+    assert parsed_dataset(*command, "otto", "--dataset", "otto") == "otto"
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_dataset_argument_rejects_two_names(
+    command: tuple[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    status = main([*command, "otto", "--dataset", "taobao"])
+
+    error = capsys.readouterr().err
+    assert status == 1
+    assert error == (
+        "cartwheel: error: dataset given twice, as 'otto' and "
+        "--dataset='taobao'; give it once\n"
+    )
+
+
+def test_compare_module_rejects_two_names_as_usage_error(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with pytest.raises(SystemExit) as caught:
+        compare.main(["otto", "--dataset", "taobao"])
+
+    assert caught.value.code == 2
+    assert "dataset given twice" in capsys.readouterr().err
