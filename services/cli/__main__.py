@@ -3,8 +3,11 @@
 Exit status: what the command returns, 0 on success. Invalid settings, an
 unreachable broker or another infrastructure failure exit with 2; other
 invalid input, such as an unknown dataset or a missing file, exits with 1.
-Each of these prints one line without a traceback. Ctrl-C exits with 130 and
-SIGTERM with 143, both after the command has stopped what it started.
+Each of these prints one line without a traceback. ``learner
+verify-checkpoint`` differs, as its help says: it exits with 1 for a
+checkpoint that fails the check and with 2 when it has no file to check.
+Ctrl-C exits with 130 and SIGTERM with 143, both after the command has
+stopped what it started.
 """
 
 from __future__ import annotations

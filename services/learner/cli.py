@@ -7,11 +7,17 @@ import sys
 import uuid
 from pathlib import Path
 
+from services.common.entrypoint import write_error
 from services.common.settings import load_settings
 from services.learner.settings import LearnerSettings
 from services.replay.dataset_argument import add_dataset_argument, dataset_name
 
 __all__ = ["register"]
+
+# Exit statuses of verify-checkpoint, following grep and diff: 1 when the check
+# fails, 2 when there is nothing to check. Invalid settings also exit with 2.
+_REJECTED_STATUS = 1
+_UNUSABLE_PATH_STATUS = 2
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -50,7 +56,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         help="verify a checkpoint and print its model versions",
         description="Check a checkpoint's signature (or digest) with the "
         "configured CARTWHEEL_LEARNER_CHECKPOINT_KEY and print the model "
-        "versions it holds. Exits with 1 when it would be rejected on start.",
+        "versions it holds.",
+        epilog="Exit status: 0 when the checkpoint is valid, 1 when the learner "
+        "would reject it on start, 2 when there is no file to check (the path "
+        "is missing, unreadable or not a regular file) or a setting is invalid.",
     )
     verify.add_argument(
         "path",
@@ -115,9 +124,10 @@ def _verify(args: argparse.Namespace) -> int:
 
     settings = load_settings(LearnerSettings)
     path = args.path or settings.checkpoint_dir / f"{settings.instance_name}.ckpt"
-    if not path.exists():
-        sys.stdout.write(f"no checkpoint at {path}\n")
-        return 1
+    unusable = _unusable_checkpoint_path(path, settings.instance_name)
+    if unusable is not None:
+        write_error("cartwheel", unusable)
+        return _UNUSABLE_PATH_STATUS
     key = (
         settings.checkpoint_key.get_secret_value().encode()
         if settings.checkpoint_key is not None
@@ -127,23 +137,39 @@ def _verify(args: argparse.Namespace) -> int:
         evaluators = restore_evaluators(path, key, strict=True)
     except CheckpointError as exc:
         sys.stdout.write(f"rejected: {exc}\n")
-        return 1
-    except IsADirectoryError as exc:
-        raise ValueError(
-            f"checkpoint path {path} is a directory; expected a checkpoint file "
-            f"such as {path / (settings.instance_name + '.ckpt')}"
-        ) from exc
+        return _REJECTED_STATUS
     except OSError as exc:
-        raise ValueError(
+        write_error(
+            "cartwheel",
             f"checkpoint {path} cannot be read: {exc.strerror or exc}; check the "
-            "path and its permissions"
-        ) from exc
+            "path and its permissions",
+        )
+        return _UNUSABLE_PATH_STATUS
     if evaluators is None:
-        sys.stdout.write(f"no checkpoint at {path}\n")
-        return 1
+        # The file was removed between the check above and the read.
+        write_error("cartwheel", f"no checkpoint at {path}")
+        return _UNUSABLE_PATH_STATUS
     for name, evaluator in sorted(evaluators.items()):
         sys.stdout.write(
             f"{name}: model_version={evaluator.model.model_version} "
             f"updates={evaluator.model.n_updates}\n"
         )
     return 0
+
+
+def _unusable_checkpoint_path(path: Path, instance_name: str) -> str | None:
+    """Return why ``path`` cannot be verified at all, or None when it is a file."""
+    if not path.exists():
+        return (
+            f"no checkpoint at {path}; check the path (without one, the file is "
+            "named by CARTWHEEL_LEARNER_CHECKPOINT_DIR and "
+            "CARTWHEEL_LEARNER_INSTANCE_NAME)"
+        )
+    if path.is_dir():
+        return (
+            f"checkpoint path {path} is a directory; expected a checkpoint file "
+            f"such as {path / (instance_name + '.ckpt')}"
+        )
+    if not path.is_file():
+        return f"checkpoint path {path} is not a regular file; expected a file"
+    return None

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -19,7 +20,7 @@ def test_verify_checkpoint_rejects_directory(
     status = main(["learner", "verify-checkpoint", str(tmp_path)])
 
     error = capsys.readouterr().err
-    assert status == 1
+    assert status == 2
     assert error.startswith(
         f"cartwheel: error: checkpoint path {tmp_path} is a directory;"
     )
@@ -44,8 +45,74 @@ def test_verify_checkpoint_reports_unreadable_file(
     status = main(["learner", "verify-checkpoint", str(checkpoint)])
 
     error = capsys.readouterr().err
-    assert status == 1
+    assert status == 2
     assert error == (
         f"cartwheel: error: checkpoint {checkpoint} cannot be read: Permission "
         "denied; check the path and its permissions\n"
     )
+
+
+def test_verify_checkpoint_reports_missing_path(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    missing = tmp_path / "missing.ckpt"
+
+    status = main(["learner", "verify-checkpoint", str(missing)])
+
+    captured = capsys.readouterr()
+    assert status == 2
+    assert captured.err.startswith(f"cartwheel: error: no checkpoint at {missing};")
+    assert captured.out == ""
+
+
+def test_verify_checkpoint_reports_missing_default_checkpoint(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    status = main(["learner", "verify-checkpoint"])
+
+    error = capsys.readouterr().err
+    assert status == 2
+    assert f"no checkpoint at {tmp_path / 'learner.ckpt'};" in error
+    assert "CARTWHEEL_LEARNER_CHECKPOINT_DIR" in error
+
+
+def test_verify_checkpoint_rejects_fifo(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fifo = tmp_path / "learner.ckpt"
+    os.mkfifo(fifo)
+
+    status = main(["learner", "verify-checkpoint", str(fifo)])
+
+    error = capsys.readouterr().err
+    assert status == 2
+    assert error == (
+        f"cartwheel: error: checkpoint path {fifo} is not a regular file; "
+        "expected a file\n"
+    )
+
+
+def test_verify_checkpoint_exits_1_for_rejected_checkpoint(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    checkpoint = tmp_path / "learner.ckpt"
+    checkpoint.write_bytes(b"not a checkpoint")
+
+    status = main(["learner", "verify-checkpoint", str(checkpoint)])
+
+    captured = capsys.readouterr()
+    assert status == 1
+    assert captured.out.startswith("rejected: ")
+    assert captured.err == ""
+
+
+def test_verify_checkpoint_help_lists_exit_statuses(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with pytest.raises(SystemExit):
+        main(["learner", "verify-checkpoint", "--help"])
+
+    text = " ".join(capsys.readouterr().out.split())
+    assert "Exit status: 0 when the checkpoint is valid" in text
+    assert "1 when the learner would reject it on start" in text
+    assert "2 when there is no file to check" in text
