@@ -9,12 +9,18 @@ import argparse
 
 from services.common.kafka import create_topics, standard_topics, wait_for_broker
 from services.common.settings import load_settings
-from services.infra.manager import InfraManager, ServerState, ServerStatus
+from services.infra.manager import (
+    DEFAULT_PROBE_TIMEOUT_SECONDS,
+    InfraManager,
+    ServerState,
+    ServerStatus,
+)
 from services.infra.settings import InfraSettings
 
 __all__ = ["register"]
 
 _BROKER_TIMEOUT_SECONDS = 10.0
+_MAX_PROBE_TIMEOUT_SECONDS = 60.0
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -43,6 +49,21 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     status = actions.add_parser(
         "status",
         help="show each server's address and state; exit 1 when one is not up",
+        description="Print one line per server: running or stopped for a local "
+        "server, external or unreachable for one named by "
+        "CARTWHEEL_KAFKA_BOOTSTRAP or CARTWHEEL_REDIS_URL, and not responding "
+        "for a server that accepts connections but does not reply to a request "
+        "(Kafka ApiVersions, Redis PING) within --timeout, such as a stopped "
+        "(SIGSTOP) process. Exits with 0 when every server is running or "
+        "external, and with 1 otherwise.",
+    )
+    status.add_argument(
+        "--timeout",
+        type=float,
+        default=DEFAULT_PROBE_TIMEOUT_SECONDS,
+        help="seconds to wait for each server's connection and reply, above 0 "
+        f"and at most {_MAX_PROBE_TIMEOUT_SECONDS:g} (default: "
+        f"{DEFAULT_PROBE_TIMEOUT_SECONDS:g})",
     )
     status.set_defaults(handler=_status)
 
@@ -88,8 +109,14 @@ def _down(args: argparse.Namespace) -> int:
 
 
 def _status(args: argparse.Namespace) -> int:
+    # "not" also rejects nan, which compares false with every number.
+    if not 0 < args.timeout <= _MAX_PROBE_TIMEOUT_SECONDS:
+        raise ValueError(
+            f"--timeout={args.timeout}; expected seconds above 0 and at most "
+            f"{_MAX_PROBE_TIMEOUT_SECONDS:g}"
+        )
     manager, _ = _manager()
-    statuses = manager.status()
+    statuses = manager.status(probe_timeout_seconds=args.timeout)
     _print_statuses(statuses)
     is_up = all(
         s.state in (ServerState.RUNNING, ServerState.EXTERNAL) for s in statuses

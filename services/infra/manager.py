@@ -14,16 +14,23 @@ from dataclasses import dataclass
 from enum import StrEnum
 from urllib.parse import urlsplit
 
-from services.common.kafka import is_listening, wait_for_broker
+from services.common.kafka import wait_for_broker
 from services.common.lifecycle import ensure_writable_directory
+from services.infra.probe import KAFKA_REQUEST, REDIS_REQUEST, ProbeResult, probe
 from services.infra.processes import LocalServer, start_broker, start_redis
 from services.infra.settings import InfraSettings
 
-__all__ = ["InfraManager", "ServerState", "ServerStatus"]
+__all__ = [
+    "DEFAULT_PROBE_TIMEOUT_SECONDS",
+    "InfraManager",
+    "ServerState",
+    "ServerStatus",
+]
 
 logger = logging.getLogger(__name__)
 
 _BROKER_READY_TIMEOUT_SECONDS = 20.0
+DEFAULT_PROBE_TIMEOUT_SECONDS = 2.0
 
 
 class ServerState(StrEnum):
@@ -33,6 +40,10 @@ class ServerState(StrEnum):
     STOPPED = "stopped"
     EXTERNAL = "external"
     UNREACHABLE = "unreachable"
+    # The process runs, or the port accepts connections, but no reply to a
+    # protocol request came within the probe timeout: a stopped (SIGSTOP),
+    # stuck or still starting server.
+    NOT_RESPONDING = "not responding"
 
 
 @dataclass(frozen=True)
@@ -116,30 +127,64 @@ class InfraManager:
             self._redis.stop()
         return self.status()
 
-    def status(self) -> list[ServerStatus]:
-        """Return the state of the broker and of redis-server, without changing it."""
+    def status(
+        self, probe_timeout_seconds: float = DEFAULT_PROBE_TIMEOUT_SECONDS
+    ) -> list[ServerStatus]:
+        """Return the state of the broker and of redis-server, without changing it.
+
+        A server that runs, or an external one that accepts connections, is
+        also sent a protocol request (see :mod:`services.infra.probe`), and is
+        NOT_RESPONDING when no reply comes within ``probe_timeout_seconds``.
+        """
         return [
-            self._status("kafka", self._broker, self._settings.is_kafka_external),
-            self._status("redis", self._redis, self._settings.is_redis_external),
+            self._status(
+                "kafka",
+                self._broker,
+                self._settings.is_kafka_external,
+                probe_timeout_seconds,
+            ),
+            self._status(
+                "redis",
+                self._redis,
+                self._settings.is_redis_external,
+                probe_timeout_seconds,
+            ),
         ]
 
     def _status(
-        self, name: str, server: LocalServer, is_external: bool
+        self,
+        name: str,
+        server: LocalServer,
+        is_external: bool,
+        probe_timeout_seconds: float,
     ) -> ServerStatus:
+        request = KAFKA_REQUEST if name == "kafka" else REDIS_REQUEST
         if is_external:
             address = (
                 self.kafka_bootstrap if name == "kafka" else _redact(self.redis_url)
             )
-            is_reachable = any(
-                is_listening(host_port) for host_port in _endpoints(name, address)
+            results = set()
+            for endpoint in _endpoints(name, address):
+                results.add(probe(endpoint, request, probe_timeout_seconds))
+                if ProbeResult.RESPONDED in results:
+                    return ServerStatus(name, address, ServerState.EXTERNAL)
+            state = (
+                ServerState.NOT_RESPONDING
+                if ProbeResult.SILENT in results
+                else ServerState.UNREACHABLE
             )
-            state = ServerState.EXTERNAL if is_reachable else ServerState.UNREACHABLE
             return ServerStatus(name, address, state)
         pid = server.pid()
         if pid is None:
             return ServerStatus(name, server.address, ServerState.STOPPED)
         address = server.started_address() or server.address
-        return ServerStatus(name, address, ServerState.RUNNING, pid)
+        result = probe(address, request, probe_timeout_seconds)
+        state = (
+            ServerState.RUNNING
+            if result is ProbeResult.RESPONDED
+            else ServerState.NOT_RESPONDING
+        )
+        return ServerStatus(name, address, state, pid)
 
 
 def _endpoints(name: str, address: str) -> list[str]:

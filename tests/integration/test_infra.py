@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -148,3 +149,63 @@ def test_interrupted_start_leaves_no_server(
     assert len(started) == 1
     assert started[0].poll() is not None
     assert list(tmp_path.glob("*.pid")) == []
+
+
+@pytest.fixture
+def frozen_pids() -> Iterator[list[int]]:
+    """Pids that the test stopped with SIGSTOP, resumed at teardown."""
+    pids: list[int] = []
+    yield pids
+    for pid in pids:
+        os.kill(pid, signal.SIGCONT)
+
+
+@pytest.mark.parametrize(("name", "pid_file"), [("kafka", "tansu"), ("redis", "redis")])
+def test_infra_status_reports_stopped_process_as_not_responding(
+    infra_env: Path,
+    frozen_pids: list[int],
+    capsys: pytest.CaptureFixture[str],
+    name: str,
+    pid_file: str,
+) -> None:
+    assert main(["infra", "up"]) == 0
+    pid = _pids(infra_env)[pid_file]
+    os.kill(pid, signal.SIGSTOP)
+    frozen_pids.append(pid)
+    capsys.readouterr()
+
+    status = main(["infra", "status", "--timeout", "0.5"])
+
+    lines = capsys.readouterr().out.splitlines()
+    frozen = [line for line in lines if line.startswith(name)]
+    others = [line for line in lines if not line.startswith(name)]
+    assert status == 1
+    assert len(frozen) == 1
+    assert frozen[0].endswith(f"not responding (pid {pid})")
+    assert len(others) == 1
+    assert " running (pid " in others[0]
+
+
+def test_infra_status_reports_silent_external_redis(
+    infra_env: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    kafka_bootstrap: str,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    server = processes.start_redis(infra_env / "external", find_free_port())
+    pid = server.pid()
+    assert pid is not None
+    monkeypatch.setenv("CARTWHEEL_KAFKA_BOOTSTRAP", kafka_bootstrap)
+    monkeypatch.setenv("CARTWHEEL_REDIS_URL", f"redis://{server.address}/0")
+    os.kill(pid, signal.SIGSTOP)
+
+    try:
+        status = main(["infra", "status", "--timeout", "0.5"])
+    finally:
+        os.kill(pid, signal.SIGCONT)
+        server.stop()
+
+    lines = capsys.readouterr().out.splitlines()
+    assert status == 1
+    assert lines[0].endswith(" external")
+    assert lines[1].endswith(" not responding")

@@ -82,3 +82,15 @@ def test_up_rejects_unwritable_state_dir(
     )
     assert error.endswith("; expected a directory this process can create and write\n")
     assert len(error.splitlines()) == 1
+
+
+@pytest.mark.parametrize("timeout", ["0", "-1", "61", "nan"])
+def test_infra_status_rejects_invalid_timeout(
+    timeout: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    status = main(["infra", "status", "--timeout", timeout])
+
+    error = capsys.readouterr().err
+    assert status == 1
+    assert error.startswith(f"cartwheel: error: --timeout={float(timeout)};")
+    assert "expected seconds above 0 and at most 60" in error

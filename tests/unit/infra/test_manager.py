@@ -46,6 +46,18 @@ def test_status_reports_unreachable_external_servers(
     assert ":**********@" in statuses[1].address
 
 
+def test_status_reports_silent_external_broker(
+    isolated_env: Path, monkeypatch: pytest.MonkeyPatch, taken_port: int
+) -> None:
+    # The taken port's socket listens but never accepts, so it never replies.
+    monkeypatch.setenv("CARTWHEEL_KAFKA_BOOTSTRAP", f"127.0.0.1:{taken_port}")
+
+    kafka = InfraManager(InfraSettings()).status(probe_timeout_seconds=0.2)[0]
+
+    assert kafka.state is ServerState.NOT_RESPONDING
+    assert kafka.describe().endswith(" not responding")
+
+
 def test_status_ignores_pid_file_of_unrelated_process(isolated_env: Path) -> None:
     # pid 1 is alive but is not a tansu process.
     (isolated_env / "tansu.pid").write_text("1\n")
