@@ -16,7 +16,7 @@ from models.errors import CheckpointError, ModelStateError
 from models.online import PrequentialEvaluator, read_checkpoint, write_checkpoint
 from services.learner import metrics
 
-__all__ = ["restore_evaluators", "save_evaluators"]
+__all__ = ["load_evaluators", "restore_evaluators", "save_evaluators"]
 
 logger = logging.getLogger(__name__)
 
@@ -59,13 +59,7 @@ def restore_evaluators(
         logger.info("no checkpoint, starting fresh path=%s", path)
         return None
     try:
-        state = read_checkpoint(path, key)
-        evaluators = _check_state(state, path)
-        if expected_names is not None and set(evaluators) != set(expected_names):
-            raise ModelStateError(
-                f"{path} contains the models {sorted(evaluators)}; expected "
-                f"{sorted(expected_names)}; delete it to start fresh"
-            )
+        evaluators = load_evaluators(path, key, expected_names)
     except CheckpointError as exc:
         if strict:
             raise
@@ -80,6 +74,30 @@ def restore_evaluators(
         path,
         {name: ev.model.model_version for name, ev in evaluators.items()},
     )
+    return evaluators
+
+
+def load_evaluators(
+    path: Path, key: bytes | None, expected_names: Collection[str] | None = None
+) -> dict[str, PrequentialEvaluator]:
+    """Read and verify the models saved at ``path``; log and count nothing.
+
+    Args:
+        path: the checkpoint file.
+        key: the HMAC key, or None for digest mode.
+        expected_names: model names the checkpoint must contain; a checkpoint
+            with other names is rejected.
+
+    Raises:
+        FileNotFoundError: there is no checkpoint at ``path``.
+        CheckpointError: the checkpoint fails verification or contains other state.
+    """
+    evaluators = _check_state(read_checkpoint(path, key), path)
+    if expected_names is not None and set(evaluators) != set(expected_names):
+        raise ModelStateError(
+            f"{path} contains the models {sorted(evaluators)}; expected "
+            f"{sorted(expected_names)}; delete it to start fresh"
+        )
     return evaluators
 
 

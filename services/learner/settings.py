@@ -14,7 +14,21 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from services.common.settings import NonBlankPath, RedisSettings
 from services.replay.settings import DEFAULT_DATA_DIR
 
-__all__ = ["LearnerSettings"]
+__all__ = ["DEFAULT_CHECKPOINT_DIR", "LearnerSettings", "check_checkpoint_key"]
+
+DEFAULT_CHECKPOINT_DIR = Path(".cartwheel/learner")
+"""The default folder that learners write checkpoints to and the API reads."""
+
+
+def check_checkpoint_key(value: SecretStr | None) -> SecretStr | None:
+    """Reject a blank checkpoint key.
+
+    An empty key would sign every checkpoint with a key anyone can guess, and
+    the start-up warning about unsigned checkpoints would not show.
+    """
+    if value is not None and not value.get_secret_value().strip():
+        raise ValueError("expected a non-empty secret, or leave the variable unset")
+    return value
 
 
 class LearnerSettings(BaseSettings):
@@ -130,7 +144,7 @@ class LearnerSettings(BaseSettings):
         "drift is detected in an online model's prequential loss",
     )
     checkpoint_dir: NonBlankPath = Field(
-        default=Path(".cartwheel/learner"), description="a folder for the checkpoints"
+        default=DEFAULT_CHECKPOINT_DIR, description="a folder for the checkpoints"
     )
     checkpoint_interval_seconds: float = Field(
         default=60.0, gt=0.0, description="wall-clock seconds between checkpoints"
@@ -150,8 +164,4 @@ class LearnerSettings(BaseSettings):
     @field_validator("checkpoint_key")
     @classmethod
     def _check_checkpoint_key(cls, value: SecretStr | None) -> SecretStr | None:
-        # An empty key would sign every checkpoint with a key anyone can guess,
-        # and the start-up warning about unsigned checkpoints would not show.
-        if value is not None and not value.get_secret_value().strip():
-            raise ValueError("expected a non-empty secret, or leave the variable unset")
-        return value
+        return check_checkpoint_key(value)

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import fcntl
 import logging
-import operator
 import time
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
@@ -41,9 +40,8 @@ from models.online import (
     PrequentialEvaluator,
     PrequentialResult,
 )
-from models.online.conversion import squash_matrix
 from schemas.events import EventType
-from schemas.features import CANDIDATE_FEATURES, USER_FEATURES, CandidateMatrix
+from schemas.features import CandidateMatrix
 from services.common.errors import InvalidSettingsError
 from services.common.lifecycle import ensure_writable_directory
 from services.common.retrain import request_retrain
@@ -52,6 +50,14 @@ from services.learner import metrics
 from services.learner.checkpoints import restore_evaluators, save_evaluators
 from services.learner.labels import LabelTask, PendingLabelStore, ResolvedExample
 from services.learner.settings import LearnerSettings
+from services.learner.signals import (
+    AFFINITY_MODEL,
+    ONLINE_AFFINITY,
+    ONLINE_CART_PROB,
+    ONLINE_PURCHASE_PROB,
+    SIGNAL_NAMES,
+    signal_matrix,
+)
 
 __all__ = [
     "AFFINITY_MODEL",
@@ -65,29 +71,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
-
-_ITEM_COLUMNS: tuple[str, ...] = CANDIDATE_FEATURES
-_SIGNAL_COLUMNS: tuple[str, ...] = (*USER_FEATURES, *_ITEM_COLUMNS)
-
-ONLINE_CART_PROB = "online_cart_prob"
-"""Signal: P(cart add within the cart horizon | the user clicks the item now)."""
-
-ONLINE_PURCHASE_PROB = "online_purchase_prob"
-"""Signal: P(purchase within the purchase horizon | the user carts the item now).
-
-It is conditional on a cart add; multiply by ``online_cart_prob`` for the
-probability of a purchase after a click.
-"""
-
-ONLINE_AFFINITY = "online_affinity"
-"""Signal: the affinity model's score of the (user, item) pair, in [0, 1]."""
-
-SIGNAL_NAMES = (ONLINE_CART_PROB, ONLINE_PURCHASE_PROB, ONLINE_AFFINITY)
-"""The columns of :meth:`LearningStage.signal_matrix`, in order."""
-
-AFFINITY_MODEL = "affinity"
-"""Metric label of the affinity model; the conversion models use their task name."""
-
 
 LearningObserver = Callable[[str, OnlineExample, bool, PrequentialResult], None]
 """Called after each example is learned: model name, example, label, result."""
@@ -132,18 +115,6 @@ def _fresh_evaluators(settings: LearnerSettings) -> dict[str, PrequentialEvaluat
         seed=settings.seed,
     )
     return {**conversion, AFFINITY_MODEL: evaluator(affinity)}
-
-
-_get_item_columns = operator.itemgetter(*_ITEM_COLUMNS)
-
-
-def _item_row(features: Mapping[str, float]) -> tuple[float, ...]:
-    # The feature store fills every item and pair feature, so one itemgetter
-    # call usually reads the whole row; other callers may leave some out.
-    try:
-        return tuple(_get_item_columns(features))
-    except KeyError:
-        return tuple(features.get(name, np.nan) for name in _ITEM_COLUMNS)
 
 
 def _warn_on_changed_learner(
@@ -467,69 +438,10 @@ class LearningStage:
     ) -> np.ndarray:
         """Return the online signals of every candidate of several users at once.
 
-        One matrix covers the whole batch, so the models' parameters are read
-        and applied once per batch instead of once per user.
-
-        Args:
-            requests: ``(user_id, user_features, candidates)`` per user, with
-                candidates as in :meth:`signals` or as one matrix.
-
-        Returns:
-            Shape (N, 3) for the N candidates of all requests in order; the
-            columns are ``ONLINE_CART_PROB``, ``ONLINE_PURCHASE_PROB`` and
-            ``ONLINE_AFFINITY`` (see :data:`SIGNAL_NAMES`).
+        See :func:`services.learner.signals.signal_matrix`, which this applies
+        to the stage's current models.
         """
-        total = sum(len(candidates) for _, _, candidates in requests)
-        if total == 0:
-            return np.zeros((0, len(SIGNAL_NAMES)))
-        raw = np.empty((total, len(_SIGNAL_COLUMNS)), dtype=np.float64)
-        user_width = len(USER_FEATURES)
-        users: list[str] = []
-        items: list[str] = []
-        row = 0
-        for user_id, user_features, candidates in requests:
-            count = len(candidates)
-            if count == 0:
-                continue
-            raw[row : row + count, :user_width] = [
-                user_features.get(name, np.nan) for name in USER_FEATURES
-            ]
-            if isinstance(candidates, CandidateMatrix):
-                raw[row : row + count, user_width:] = candidates.array
-                items += candidates.item_ids
-            else:
-                raw[row : row + count, user_width:] = [
-                    _item_row(features) for _, features in candidates
-                ]
-                items += [item_id for item_id, _ in candidates]
-            users += [user_id] * count
-            row += count
-
-        squashed = squash_matrix(raw)
-        signals = np.empty((total, len(SIGNAL_NAMES)), dtype=np.float64)
-        for column, task in enumerate(
-            (EventType.CART_ADD.value, EventType.PURCHASE.value)
-        ):
-            model = self.evaluators[task].model
-            if not isinstance(model, ConversionModel):
-                raise TypeError(
-                    f"the {task} model has type {type(model).__name__}; "
-                    "expected ConversionModel"
-                )
-            if model.learner == "fm":
-                signals[:, column] = model.predict_proba_matrix(_SIGNAL_COLUMNS, raw)
-            else:
-                signals[:, column] = model.predict_proba_matrix(
-                    _SIGNAL_COLUMNS, squashed, is_squashed=True
-                )
-        affinity = self.evaluators[AFFINITY_MODEL].model
-        if not isinstance(affinity, AffinityModel):
-            raise TypeError(
-                f"the {AFFINITY_MODEL} model has type {type(affinity).__name__}; "
-                "expected AffinityModel"
-            )
-        signals[:, 2] = affinity.predict_pairs(users, items)
-        return signals
+        return signal_matrix(self.evaluators, requests)
 
     def checkpoint(self) -> None:
         """Write the models' state to this instance's checkpoint file."""
