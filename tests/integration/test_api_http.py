@@ -31,9 +31,7 @@ from services.api.ondemand import OnDemandSlates
 from services.api.settings import ApiSettings
 from services.common.kafka import (
     consumer_config,
-    create_topics,
     producer_config,
-    standard_topics,
 )
 from services.common.redis_features import EventPosition, FeatureStore
 from services.common.settings import KafkaSettings, RedisSettings, TopicSettings
@@ -43,6 +41,7 @@ from services.scorer.publisher import latest_slate_key
 from services.scorer.session_knn import SessionIndex
 from services.scorer.slates import SlateBuilder
 from services.scorer.store import RedisCandidateStore
+from tests.topics import make_topics
 
 pytestmark = pytest.mark.integration
 
@@ -100,18 +99,7 @@ def _serve(app: Any, port: int) -> Iterator[str]:
 
 @pytest.fixture
 def topics(kafka_settings: KafkaSettings) -> TopicSettings:
-    stem = uuid.uuid4().hex[:10]
-    topics = TopicSettings(
-        events=f"events-{stem}",
-        dead_letters=f"dlq-{stem}",
-        recommendations_prefix=f"recommendations-{stem}",
-        training_examples=f"examples-{stem}",
-        catalog=f"catalog-{stem}",
-        models=f"models-{stem}",
-        partitions=1,
-    )
-    create_topics(kafka_settings, standard_topics(topics))
-    return topics
+    return make_topics(kafka_settings, partitions=1)
 
 
 @pytest.fixture

@@ -32,9 +32,7 @@ from schemas.events import Event, EventType
 from schemas.recommendations import CandidateSource, Slate, Surface
 from services.common.kafka import (
     consumer_config,
-    create_topics,
     producer_config,
-    standard_topics,
 )
 from services.common.model_watcher import ModelWatcher
 from services.common.redis_features import FeatureStore
@@ -50,6 +48,7 @@ from services.scorer.session_knn import session_key
 from services.scorer.settings import ScorerSettings
 from services.scorer.stage import ScoringStage, build_scoring_stage
 from services.trainer.announcer import ModelAnnouncer
+from tests.topics import make_topics
 
 pytestmark = pytest.mark.integration
 
@@ -183,21 +182,6 @@ def make_pipeline(
         scoring,
         scorer_settings,
     )
-
-
-def make_topics(kafka: KafkaSettings) -> TopicSettings:
-    stem = uuid.uuid4().hex[:10]
-    topics = TopicSettings(
-        events=f"events-{stem}",
-        dead_letters=f"dlq-{stem}",
-        recommendations_prefix=f"recommendations-{stem}",
-        training_examples=f"examples-{stem}",
-        catalog=f"catalog-{stem}",
-        models=f"models-{stem}",
-        partitions=2,
-    )
-    create_topics(kafka, standard_topics(topics))
-    return topics
 
 
 @dataclass
