@@ -6,9 +6,18 @@ never the concrete path, so its label set stays small.
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
-__all__ = ["EVENTS_INGESTED", "REQUEST_SECONDS", "SLATE_READS"]
+__all__ = [
+    "CHECKPOINT_AGE",
+    "CHECKPOINT_LOADS",
+    "EVENTS_INGESTED",
+    "REQUEST_SECONDS",
+    "SESSION_EVENTS",
+    "SESSION_FOLLOWER_RUNNING",
+    "SESSION_INDEX_SESSIONS",
+    "SLATE_READS",
+]
 
 REQUEST_SECONDS = Histogram(
     "cartwheel_api_request_seconds",
@@ -25,4 +34,29 @@ SLATE_READS = Counter(
     "cartwheel_api_slate_reads_total",
     "Slate reads by surface and where the slate came from (stored, computed, none).",
     ["surface", "origin"],
+)
+SESSION_INDEX_SESSIONS = Gauge(
+    "cartwheel_api_session_index_sessions",
+    "Sessions held by the API's session-kNN index.",
+)
+SESSION_EVENTS = Counter(
+    "cartwheel_api_session_events_total",
+    "Messages of the events topic read into the session-kNN index, by outcome "
+    "(indexed, skipped for not being a valid event).",
+    ["outcome"],
+)
+SESSION_FOLLOWER_RUNNING = Gauge(
+    "cartwheel_api_session_follower_running",
+    "1 while the API follows the events topic into its session-kNN index.",
+)
+CHECKPOINT_AGE = Gauge(
+    "cartwheel_api_signals_checkpoint_age_seconds",
+    "Seconds since the learner wrote the checkpoint whose online signals "
+    "on-demand slates use; NaN while none is loaded.",
+)
+CHECKPOINT_LOADS = Counter(
+    "cartwheel_api_signals_checkpoint_loads_total",
+    "Learner checkpoint loads by outcome (loaded, rejected, failed: the "
+    "reload thread stopped).",
+    ["outcome"],
 )

@@ -3,8 +3,9 @@
 The trigger is the user's own latest activity: the newest item for products
 and promotions, the newest cart add for bundles, the newest click for reviews.
 A user without history gets the shop's top trending item as context, so a
-new visitor still sees a products slate. On-demand slates are returned, not
-published: they answer no event.
+new visitor still sees a products slate. Session-kNN scores the session of
+the user's newest event that the API's index has read. On-demand slates are
+returned, not published: they answer no event.
 """
 
 from __future__ import annotations
@@ -31,6 +32,9 @@ class OnDemandSlates:
         builder: the slate builder (the same ranking as the hot path).
         store: reads of the user's history and of trending items.
         settings: the scorer settings (promotion events).
+        session_key_of: returns the session-kNN key of a user's current
+            session. By default it is the key of the user's history without a
+            session.
         clock: wall-clock Unix seconds.
     """
 
@@ -40,11 +44,13 @@ class OnDemandSlates:
         store: CandidateStore,
         settings: ScorerSettings,
         *,
+        session_key_of: Callable[[str], str] | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._builder = builder
         self._store = store
         self._settings = settings
+        self._session_key_of = session_key_of or _history_session_key
         self._clock = clock
 
     def compute(self, user_id: str, surface: Surface) -> Slate | None:
@@ -61,7 +67,7 @@ class OnDemandSlates:
             item_id=item_id,
             event_type=event_type,
             event_time=history.last_event_time or now,
-            session_key=session_key(user_id, None),
+            session_key=self._session_key_of(user_id),
             received_at=now,
         )
         [slates] = self._builder.build([trigger])
@@ -84,6 +90,10 @@ class OnDemandSlates:
             return history.recent[0].item_id, event_type
         top = self._store.trending([None], 1).get(None, [])
         return (top[0][0], event_type) if top else None
+
+
+def _history_session_key(user_id: str) -> str:
+    return session_key(user_id, None)
 
 
 def _latest(

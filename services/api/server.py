@@ -17,13 +17,15 @@ from fastapi import FastAPI
 
 from services.api.app import create_app
 from services.api.ondemand import OnDemandSlates
+from services.api.sessions import SessionFollower, SharedSessionIndex
 from services.api.settings import ApiSettings
+from services.api.signals import CheckpointSignals
 from services.common.errors import InvalidSettingsError, TopicMissingError
 from services.common.kafka import producer_config
 from services.common.model_watcher import ModelWatcher
 from services.common.redis_check import verify_redis
 from services.common.redis_features import FeatureStore
-from services.scorer.protocols import ModelSource
+from services.scorer.protocols import ModelSource, SignalSource
 from services.scorer.session_knn import SessionIndex
 from services.scorer.slates import SlateBuilder
 from services.scorer.store import RedisCandidateStore
@@ -35,13 +37,23 @@ logger = logging.getLogger(__name__)
 _MODEL_NAME = "ranker"
 
 
-def build_app(settings: ApiSettings, *, models: ModelSource | None = None) -> FastAPI:
+def build_app(
+    settings: ApiSettings,
+    *,
+    models: ModelSource | None = None,
+    sessions: SharedSessionIndex | None = None,
+    signals: SignalSource | None = None,
+) -> FastAPI:
     """Create the clients and the application.
 
     Args:
         settings: the API settings.
         models: the trained ranker source; on-demand slates are ranked
             heuristically without it.
+        sessions: the session-kNN index that a ``SessionFollower`` fills.
+            Without it, on-demand slates have no session-kNN candidates.
+        signals: the online learner's signals. Without them, on-demand slates
+            are scored without online signals.
     """
     client = redis.Redis.from_url(settings.redis.url.get_secret_value())
     # Ingestion waits for each event's acknowledgement, so batching only adds delay.
@@ -57,11 +69,15 @@ def build_app(settings: ApiSettings, *, models: ModelSource | None = None) -> Fa
             cache_ttl_seconds=scorer.item_cache_ttl_seconds,
             cache_size=scorer.item_cache_size,
         )
-        # LIMITATION(L-51): the API has no session index and no online models;
-        # on-demand slates lack session-kNN candidates and River signals.
-        sessions = SessionIndex(1, 1, 1)
-        builder = SlateBuilder(store, sessions, scorer, models=models)
-        on_demand = OnDemandSlates(builder, store, scorer)
+        # Without a followed index, session-kNN reads one that stays empty.
+        index = sessions if sessions is not None else SessionIndex(1, 1, 1)
+        builder = SlateBuilder(store, index, scorer, models=models, signals=signals)
+        on_demand = OnDemandSlates(
+            builder,
+            store,
+            scorer,
+            session_key_of=sessions.session_key_of if sessions is not None else None,
+        )
     # redis-py 8.2 waits 5 s for a reply by default, which would let /readyz
     # outlast its own timeout and a probe's.
     readiness_timeout = settings.readiness_timeout_seconds
@@ -82,6 +98,10 @@ def build_app(settings: ApiSettings, *, models: ModelSource | None = None) -> Fa
 def serve(settings: ApiSettings) -> None:
     """Serve the API until interrupted; on-demand slates use the newest model.
 
+    On-demand slates also read the session-kNN index that a follower of the
+    events topic fills, and the online signals of the learner's newest
+    checkpoint, as the settings ask.
+
     Raises:
         InvalidSettingsError: the address cannot be bound. The message names
             ``CARTWHEEL_API_PORT`` and ``CARTWHEEL_API_HOST``.
@@ -95,6 +115,7 @@ def serve(settings: ApiSettings) -> None:
         load_timeout_seconds=settings.scorer.model_load_timeout_seconds,
         retry_seconds=settings.scorer.model_retry_seconds,
     )
+    follower, signals = _on_demand_sources(settings)
     try:
         try:
             watcher.start()
@@ -102,7 +123,10 @@ def serve(settings: ApiSettings) -> None:
         except TopicMissingError as exc:
             logger.warning("on-demand slates use the heuristic ranker: %s", exc)
             models = None
-        app = build_app(settings, models=models)
+        sessions = _start_following(follower) if follower is not None else None
+        if signals is not None:
+            signals.start()
+        app = build_app(settings, models=models, sessions=sessions, signals=signals)
         # Access lines stay off because /metrics counts every request.
         server = _Server(
             uvicorn.Config(
@@ -126,8 +150,55 @@ def serve(settings: ApiSettings) -> None:
         server.run(sockets=listeners)
     finally:
         watcher.stop()
+        if follower is not None:
+            follower.stop()
+        if signals is not None:
+            signals.stop()
         for listener in listeners:
             listener.close()
+
+
+def _on_demand_sources(
+    settings: ApiSettings,
+) -> tuple[SessionFollower | None, CheckpointSignals | None]:
+    """Return the session follower and the signal source that settings ask for."""
+    if not settings.is_on_demand_enabled:
+        return None, None
+    follower = None
+    if settings.is_session_index_enabled:
+        candidates = settings.scorer.candidates
+        index = SharedSessionIndex(
+            candidates.session_index_size,
+            candidates.session_max_items,
+            candidates.session_samples_per_item,
+        )
+        follower = SessionFollower(
+            index,
+            settings.kafka,
+            settings.topics.events,
+            warmup_events=candidates.session_warmup_events,
+        )
+    signals = None
+    config = settings.signals
+    if config.is_enabled:
+        key = config.checkpoint_key
+        signals = CheckpointSignals(
+            config.checkpoint_dir,
+            key.get_secret_value().encode() if key is not None else None,
+            instance_name=config.instance_name,
+            reload_interval_seconds=config.reload_interval_seconds,
+        )
+    return follower, signals
+
+
+def _start_following(follower: SessionFollower) -> SharedSessionIndex | None:
+    """Start the follower and return its index, or None without the events topic."""
+    try:
+        follower.start()
+    except TopicMissingError as exc:
+        logger.warning("on-demand slates have no session-kNN candidates: %s", exc)
+        return None
+    return follower.index
 
 
 class _Server(uvicorn.Server):

@@ -2,13 +2,64 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from services.common.settings import KafkaSettings, RedisSettings, TopicSettings
+from services.common.settings import (
+    KafkaSettings,
+    NonBlankPath,
+    RedisSettings,
+    TopicSettings,
+)
+from services.learner.settings import DEFAULT_CHECKPOINT_DIR, check_checkpoint_key
 from services.scorer.settings import ScorerSettings
 
-__all__ = ["ApiSettings"]
+__all__ = ["ApiSettings", "SignalSettings"]
+
+
+class SignalSettings(BaseModel):
+    """The location and reloading of the learner checkpoints for on-demand slates.
+
+    The API only reads the learner's checkpoint files. It never writes them
+    and never takes the learner's lock file.
+    """
+
+    model_config = ConfigDict(frozen=True, allow_inf_nan=False)
+
+    is_enabled: bool = Field(
+        default=True,
+        description="blend the online signals of the learner's newest "
+        "checkpoint into on-demand slates",
+    )
+    checkpoint_dir: NonBlankPath = Field(
+        default=DEFAULT_CHECKPOINT_DIR,
+        description="the learner's checkpoint folder, as in "
+        "CARTWHEEL_LEARNER_CHECKPOINT_DIR; read only",
+    )
+    checkpoint_key: SecretStr | None = Field(
+        default=None,
+        description="the learner's CARTWHEEL_LEARNER_CHECKPOINT_KEY, to verify "
+        "its checkpoints; unset when the learner has none",
+    )
+    instance_name: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z0-9_\-]{1,64}$",
+        description="1-64 letters, digits, '_' or '-': read only the checkpoint "
+        "of this CARTWHEEL_LEARNER_INSTANCE_NAME; unset reads the most recently "
+        "written *.ckpt file of the folder",
+    )
+    reload_interval_seconds: float = Field(
+        default=5.0,
+        gt=0.0,
+        le=300.0,
+        description="seconds between checks of the checkpoint's modification "
+        "time; a changed file is loaded again",
+    )
+
+    @field_validator("checkpoint_key")
+    @classmethod
+    def _check_checkpoint_key(cls, value: SecretStr | None) -> SecretStr | None:
+        return check_checkpoint_key(value)
 
 
 class ApiSettings(BaseSettings):
@@ -36,6 +87,13 @@ class ApiSettings(BaseSettings):
         default=True,
         description="compute a slate for a user who has none stored",
     )
+    is_session_index_enabled: bool = Field(
+        default=True,
+        description="follow the events topic into a session-kNN index for "
+        "on-demand slates; at start it reads back "
+        "CARTWHEEL_SCORER_CANDIDATES__SESSION_WARMUP_EVENTS events per partition",
+    )
+    signals: SignalSettings = Field(default_factory=SignalSettings)
     ingest_timeout_seconds: float = Field(
         default=5.0,
         gt=0.0,

@@ -63,9 +63,10 @@ class CandidateSettings(BaseModel):
         ge=0,
         le=1_000_000,
         description=(
-            "events read back into the session-kNN index per partition that the "
-            "hot path is assigned, from before where it resumes; 0 turns the "
-            "warm-up off"
+            "events read back into the session-kNN index per partition: by the "
+            "hot path from before where it resumes on each partition it is "
+            "assigned, and by the API from before each partition's end when it "
+            "starts; 0 turns the warm-up off"
         ),
     )
     session_half_life_seconds: float = Field(

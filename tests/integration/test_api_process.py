@@ -6,6 +6,8 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
+from pathlib import Path
 
 import httpx
 import pytest
@@ -23,13 +25,50 @@ def test_api_exits_0_after_stop_signal(
     kafka_bootstrap: str, redis_url: str, stop_signal: signal.Signals
 ) -> None:
     port = find_free_port()
-    environment = {
+    environment = _environment(kafka_bootstrap, redis_url, port)
+
+    returncode, stderr = _serve_until(environment, port, stop_signal)
+
+    assert returncode == 0, stderr
+    assert f"stop requested signal={stop_signal.name}" in stderr
+    assert "Traceback" not in stderr
+
+
+def test_api_stops_session_follower_on_sigterm(
+    kafka_bootstrap: str,
+    redis_url: str,
+    make_topic: Callable[..., str],
+    tmp_path: Path,
+) -> None:
+    port = find_free_port()
+    environment = _environment(kafka_bootstrap, redis_url, port)
+    environment["CARTWHEEL_TOPIC_EVENTS"] = make_topic("events", 2)
+    environment["CARTWHEEL_API_SIGNALS__CHECKPOINT_DIR"] = str(tmp_path / "learner")
+
+    returncode, stderr = _serve_until(environment, port, signal.SIGTERM)
+
+    assert returncode == 0, stderr
+    assert "session follower started" in stderr
+    assert "partitions=2" in stderr
+    assert stderr.count("no learner checkpoint found") == 1
+    assert "Traceback" not in stderr
+    assert not (tmp_path / "learner").exists()
+
+
+def _environment(kafka_bootstrap: str, redis_url: str, port: int) -> dict[str, str]:
+    return {
         **environment_without_settings(),
         "CARTWHEEL_KAFKA_BOOTSTRAP": kafka_bootstrap,
         "CARTWHEEL_REDIS_URL": redis_url,
         "CARTWHEEL_API_HOST": "127.0.0.1",
         "CARTWHEEL_API_PORT": str(port),
     }
+
+
+def _serve_until(
+    environment: dict[str, str], port: int, stop_signal: signal.Signals
+) -> tuple[int, str]:
+    """Start the API, send ``stop_signal`` once it serves; return its status and log."""
     process = subprocess.Popen(
         [sys.executable, "-m", "services.api"],
         env=environment,
@@ -52,10 +91,7 @@ def test_api_exits_0_after_stop_signal(
         if process.poll() is None:
             process.kill()
             process.wait(10)
-
-    assert process.returncode == 0, stderr
-    assert f"stop requested signal={stop_signal.name}" in stderr
-    assert "Traceback" not in stderr
+    return process.returncode, stderr
 
 
 def _is_serving(port: int) -> bool:
