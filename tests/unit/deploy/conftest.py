@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 import yaml
+from pydantic import BaseModel
 from pydantic_settings import BaseSettings
 
 DEPLOY = Path(__file__).resolve().parents[3] / "deploy"
@@ -23,14 +24,16 @@ def settings_variables(settings_class: type[BaseSettings]) -> set[str]:
     for field_name, info in settings_class.model_fields.items():
         names.add(f"{prefix}{field_name.upper()}")
         annotation = info.annotation
-        if isinstance(annotation, type) and issubclass(annotation, BaseSettings):
-            nested = settings_variables(annotation)
-            names |= nested
-            if delimiter:
-                names |= {
-                    f"{prefix}{field_name.upper()}{delimiter}{field.upper()}"
-                    for field in annotation.model_fields
-                }
+        if not isinstance(annotation, type) or not issubclass(annotation, BaseModel):
+            continue
+        # A nested settings class also reads variables of its own prefix.
+        if issubclass(annotation, BaseSettings):
+            names |= settings_variables(annotation)
+        if delimiter:
+            names |= {
+                f"{prefix}{field_name.upper()}{delimiter}{field.upper()}"
+                for field in annotation.model_fields
+            }
     return names
 
 

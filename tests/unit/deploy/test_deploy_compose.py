@@ -179,6 +179,19 @@ def test_model_readers_mount_the_trainer_registry(compose: dict[str, Any]) -> No
         assert registry in targets, name
 
 
+def test_api_reads_hotpath_checkpoints_read_only(compose: dict[str, Any]) -> None:
+    services = compose["services"]
+    folder = environment(services["hotpath"])["CARTWHEEL_LEARNER_CHECKPOINT_DIR"]
+    api_folder = environment(services["api"])["CARTWHEEL_API_SIGNALS__CHECKPOINT_DIR"]
+    writers = [m for m in services["hotpath"]["volumes"] if m.split(":")[1] == folder]
+    readers = [m for m in services["api"]["volumes"] if m.split(":")[1] == folder]
+
+    assert api_folder == folder
+    assert len(writers) == 1
+    assert [mount.split(":")[0] for mount in readers] == [writers[0].split(":")[0]]
+    assert readers[0].endswith(":ro")
+
+
 def test_image_creates_every_volume_folder(
     compose: dict[str, Any],
 ) -> None:
