@@ -6,6 +6,8 @@ never the concrete path, so its label set stays small.
 
 from __future__ import annotations
 
+import math
+
 from prometheus_client import Counter, Gauge, Histogram
 
 __all__ = [
@@ -47,13 +49,16 @@ SESSION_EVENTS = Counter(
 )
 SESSION_FOLLOWER_RUNNING = Gauge(
     "cartwheel_api_session_follower_running",
-    "1 while the API follows the events topic into its session-kNN index.",
+    "1 while the API follows the events topic into its session-kNN index, 0 "
+    "once the follower stopped; absent when it never started.",
+    ["topic"],
 )
 CHECKPOINT_AGE = Gauge(
     "cartwheel_api_signals_checkpoint_age_seconds",
     "Seconds since the learner wrote the checkpoint whose online signals "
     "on-demand slates use; NaN while none is loaded.",
 )
+CHECKPOINT_AGE.set(math.nan)
 CHECKPOINT_LOADS = Counter(
     "cartwheel_api_signals_checkpoint_loads_total",
     "Learner checkpoint loads by outcome (loaded, rejected, failed: the "

@@ -190,7 +190,7 @@ class SessionFollower:
             daemon=True,
         )
         self._thread.start()
-        SESSION_FOLLOWER_RUNNING.set(1)
+        SESSION_FOLLOWER_RUNNING.labels(self.topic).set(1)
         logger.info(
             "session follower started topic=%s partitions=%d warmup_events=%d",
             self.topic,
@@ -256,7 +256,7 @@ class SessionFollower:
                 self.topic,
             )
         finally:
-            SESSION_FOLLOWER_RUNNING.set(0)
+            SESSION_FOLLOWER_RUNNING.labels(self.topic).set(0)
             consumer.close()
 
     def _read(self, consumer: Consumer, reading: set[int]) -> tuple[list[Event], int]:
