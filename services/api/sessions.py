@@ -147,6 +147,8 @@ class SessionFollower:
         self._stop = threading.Event()
         self._caught_up = threading.Event()
         self._thread: threading.Thread | None = None
+        # The last read error logged, written by the follower's thread only.
+        self._last_error: str | None = None
 
     @property
     def index(self) -> SharedSessionIndex:
@@ -269,6 +271,7 @@ class SessionFollower:
         for message in consumer.consume(_BATCH, timeout=self._poll_timeout):
             error = message.error()
             if error is None:
+                self._last_error = None
                 event = parse_event(message.value())
                 if isinstance(event, Rejection):
                     skipped += 1
@@ -276,7 +279,10 @@ class SessionFollower:
                     events.append(event)
             elif error.code() == KafkaError._PARTITION_EOF:
                 reading.discard(message.partition() or 0)
-            else:
+            elif str(error) != self._last_error:
+                # The same partition error can come back on later polls while
+                # its cause lasts, so it is logged once until a message arrives.
+                self._last_error = str(error)
                 logger.warning(
                     "events read failed topic=%s error=%s", self.topic, error
                 )

@@ -1,8 +1,10 @@
 from __future__ import annotations
 
+import logging
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from confluent_kafka import KafkaError
 
 from schemas.events import Event, EventType
 from services.api.sessions import SessionFollower, SharedSessionIndex
@@ -84,3 +86,56 @@ def test_session_follower_rejects_negative_warmup() -> None:
         SessionFollower(
             index, KafkaSettings(bootstrap="127.0.0.1:9"), "events", warmup_events=-1
         )
+
+
+class _Message:
+    """A consumed message or error event, as ``Consumer.consume`` returns them."""
+
+    def __init__(self, value: bytes | None = None, error: KafkaError | None = None):
+        self._value = value
+        self._error = error
+
+    def error(self) -> KafkaError | None:
+        return self._error
+
+    def value(self) -> bytes | None:
+        return self._value
+
+    def partition(self) -> int:
+        return 0
+
+
+class _Consumer:
+    """Return one prepared poll result per ``consume`` call."""
+
+    def __init__(self, polls: list[list[_Message]]) -> None:
+        self._polls = polls
+
+    def consume(self, num_messages: int, timeout: float) -> list[_Message]:
+        return self._polls.pop(0)
+
+
+def test_session_follower_logs_repeated_read_error_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    index = SharedSessionIndex(max_sessions=10, max_items=10, samples_per_item=10)
+    follower = SessionFollower(
+        index, KafkaSettings(bootstrap="127.0.0.1:9"), "events", warmup_events=0
+    )
+    missing_topic = KafkaError(KafkaError.UNKNOWN_TOPIC_OR_PART, "topic deleted")
+    click = _click("ann", "x", "s1", 0).model_dump_json().encode()
+    consumer = _Consumer(
+        [
+            [_Message(error=missing_topic), _Message(error=missing_topic)],
+            [_Message(error=missing_topic)],
+            [_Message(value=click), _Message(error=missing_topic)],
+        ]
+    )
+
+    with caplog.at_level(logging.WARNING, logger="services.api.sessions"):
+        for _ in range(3):
+            follower._read(consumer, set())  # type: ignore[arg-type]
+
+    failures = [r for r in caplog.records if "events read failed" in r.getMessage()]
+    assert len(failures) == 2
+    assert "topic deleted" in failures[0].getMessage()
