@@ -184,6 +184,8 @@ class SessionFollower:
         for outcome in ("indexed", "skipped"):
             SESSION_EVENTS.labels(outcome=outcome)
         SESSION_INDEX_SESSIONS.set_function(lambda: len(self._index))
+        # Set before the thread starts, so a thread that fails at once leaves 0.
+        SESSION_FOLLOWER_RUNNING.labels(self.topic).set(1)
         self._stop.clear()
         self._thread = threading.Thread(
             target=self._follow,
@@ -192,7 +194,6 @@ class SessionFollower:
             daemon=True,
         )
         self._thread.start()
-        SESSION_FOLLOWER_RUNNING.labels(self.topic).set(1)
         logger.info(
             "session follower started topic=%s partitions=%d warmup_events=%d",
             self.topic,
@@ -207,7 +208,7 @@ class SessionFollower:
             self._thread.join(timeout_seconds)
 
     def wait_until_caught_up(self, timeout_seconds: float) -> bool:
-        """Return whether every partition was read to its end within the timeout."""
+        """Wait until every partition was read to its end; False on timeout."""
         return self._caught_up.wait(timeout_seconds)
 
     def _start_offsets(self, consumer: Consumer) -> dict[int, int]:
