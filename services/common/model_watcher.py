@@ -85,8 +85,8 @@ from services.common.bounded_calls import BlockedCall, BoundedCalls
 from services.common.errors import TopicMissingError
 from services.common.kafka import (
     consumer_config,
-    require_listener,
     unresponsive_broker_error,
+    wait_for_broker,
 )
 from services.common.settings import KafkaSettings
 
@@ -325,7 +325,9 @@ class ModelWatcher:
         """
         if self._thread is not None and self._thread.is_alive():
             return
-        require_listener(self._kafka)
+        # The shared check turns a TLS handshake the broker rejects into one
+        # line that names the client certificate settings.
+        wait_for_broker(self._kafka, timeout_seconds=_METADATA_TIMEOUT_SECONDS)
         consumer = Consumer(
             consumer_config(self._kafka, f"cartwheel-model-watcher-{self.model_name}")
         )

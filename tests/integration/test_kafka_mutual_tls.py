@@ -26,6 +26,7 @@ from services.common.kafka import (
     producer_config,
     wait_for_broker,
 )
+from services.common.model_watcher import ModelWatcher
 from services.common.settings import KafkaSettings, load_settings
 from services.feedback.app import faust_credentials
 from services.infra import find_free_port, start_broker
@@ -108,8 +109,17 @@ def test_client_certificate_round_trips_message(
     assert (message.key(), message.value()) == (b"u-1", b"over mutual TLS")
 
 
+def _start_model_watcher(kafka: KafkaSettings) -> None:
+    ModelWatcher(kafka, "models", "ranker").start()
+
+
+@pytest.mark.parametrize(
+    "connect",
+    [lambda kafka: wait_for_broker(kafka, timeout_seconds=30), _start_model_watcher],
+    ids=["broker-check", "model-watcher"],
+)
 def test_client_without_certificate_is_rejected(
-    mutual_tls_broker: MutualTlsBroker,
+    mutual_tls_broker: MutualTlsBroker, connect: Callable[[KafkaSettings], None]
 ) -> None:
     kafka = KafkaSettings(
         bootstrap=mutual_tls_broker.proxy.address,
@@ -118,7 +128,7 @@ def test_client_without_certificate_is_rejected(
     )
 
     with pytest.raises(BrokerUnreachableError) as caught:
-        wait_for_broker(kafka, timeout_seconds=30)
+        connect(kafka)
 
     message = str(caught.value)
     assert len(message.splitlines()) == 1
