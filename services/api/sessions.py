@@ -103,11 +103,25 @@ class SharedSessionIndex(SessionIndex):
                 self._user_sessions.popitem(last=False)
 
     def recommend(
-        self, session_key: str, now: float, neighbours: int, half_life_seconds: float
+        self,
+        session_key: str,
+        now: float,
+        neighbours: int,
+        half_life_seconds: float,
+        *,
+        position_decay: float = 2.0,
+        neighbour_position_decay: float = 3.0,
     ) -> list[tuple[str, float]]:
         """Score items of similar sessions, as :meth:`SessionIndex.recommend` does."""
         with self._lock:
-            return super().recommend(session_key, now, neighbours, half_life_seconds)
+            return super().recommend(
+                session_key,
+                now,
+                neighbours,
+                half_life_seconds,
+                position_decay=position_decay,
+                neighbour_position_decay=neighbour_position_decay,
+            )
 
     def session_key_of(self, user_id: str) -> str:
         """Return the session of the user's newest event read, else their history."""

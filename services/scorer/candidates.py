@@ -258,12 +258,15 @@ class CandidateGenerator:
         return results
 
     def _session_votes(self, context: EventContext) -> list[tuple[str, float]]:
+        settings = self._settings
         return self._sessions.recommend(
             context.session_key,
             context.event_time,
-            self._settings.session_neighbours,
-            self._settings.session_half_life_seconds,
-        )[: self._settings.max_candidates]
+            settings.session_neighbours,
+            settings.session_half_life_seconds,
+            position_decay=settings.session_position_decay,
+            neighbour_position_decay=settings.session_neighbour_position_decay,
+        )[: settings.max_candidates]
 
 
 def _cart_items(context: EventContext) -> dict[str, float]:

@@ -70,9 +70,23 @@ class CandidateSettings(BaseModel):
         ),
     )
     session_half_life_seconds: float = Field(
-        default=3600.0,
+        default=86_400.0,
         gt=0.0,
         description="age at which a neighbour session counts half",
+    )
+    session_position_decay: float = Field(
+        default=2.0,
+        gt=0.0,
+        le=1000.0,
+        description="positions from the end of the current session over which "
+        "an item's weight in session-kNN falls by a factor of e",
+    )
+    session_neighbour_position_decay: float = Field(
+        default=3.0,
+        gt=0.0,
+        le=1000.0,
+        description="positions from a neighbour session's latest shared item "
+        "over which its vote for an item falls by a factor of e",
     )
     top_categories: int = Field(
         default=3,

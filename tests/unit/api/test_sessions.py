@@ -76,7 +76,7 @@ def test_shared_index_recommends_items_of_neighbour_sessions() -> None:
 
     votes = index.recommend(session_key("bob", "s9"), now, 10, 3600.0)
 
-    assert [item_id for item_id, _ in votes] == ["y"]
+    assert [item_id for item_id, _ in votes] == ["x", "y"]
 
 
 def test_session_follower_rejects_negative_warmup() -> None:

@@ -21,7 +21,37 @@ def test_session_index_recommends_items_of_sessions_sharing_an_item() -> None:
 
     recommended = index.recommend("now", 200.0, neighbours=10, half_life_seconds=3600.0)
 
-    assert [item_id for item_id, _ in recommended] == ["b"]
+    assert [item_id for item_id, _ in recommended] == ["a", "b"]
+
+
+def test_session_index_recommends_items_of_current_session() -> None:
+    index = _index()
+    index.add("past", "shoes", 100.0)
+    index.add("past", "socks", 101.0)
+    index.add("past", "shoes", 102.0)
+    index.add("now", "shoes", 200.0)
+    index.add("now", "socks", 201.0)
+
+    recommended = dict(
+        index.recommend("now", 201.0, neighbours=10, half_life_seconds=3600.0)
+    )
+
+    assert set(recommended) == {"shoes", "socks"}
+    assert recommended["shoes"] > 0.0
+
+
+def test_session_index_prefers_items_near_shared_item() -> None:
+    index = _index()
+    for position, item_id in enumerate(["far", "middle", "near", "shared"]):
+        index.add("past", item_id, 100.0 + position)
+    index.add("now", "shared", 200.0)
+
+    recommended = dict(
+        index.recommend("now", 200.0, neighbours=10, half_life_seconds=3600.0)
+    )
+
+    assert recommended["near"] > recommended["middle"]
+    assert recommended["middle"] > recommended["far"]
 
 
 def test_session_index_prefers_recent_neighbour_sessions() -> None:
@@ -32,12 +62,11 @@ def test_session_index_prefers_recent_neighbour_sessions() -> None:
     index.add("fresh", "new-pick", 9001.0)
     index.add("now", "a", 10_000.0)
 
-    recommended = index.recommend(
-        "now", 10_000.0, neighbours=10, half_life_seconds=600.0
+    recommended = dict(
+        index.recommend("now", 10_000.0, neighbours=10, half_life_seconds=600.0)
     )
 
-    assert recommended[0][0] == "new-pick"
-    assert recommended[0][1] > recommended[1][1]
+    assert recommended["new-pick"] > recommended["old-pick"]
 
 
 def test_session_index_weighs_later_items_of_current_session_more() -> None:
