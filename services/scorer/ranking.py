@@ -52,7 +52,8 @@ class HeuristicFeatureNames:
 class HeuristicRanker:
     """Rank from candidate-source strength, popularity and conversion rates.
 
-    Used before the first trained model exists. The click probability is a
+    It ranks alone until the first trained model exists, and is blended with
+    the model's probabilities afterwards. The click probability is a
     logistic function of the candidate-source score, the item's recent views
     and the user's affinity to the item's category and brand. Cart and purchase
     chain the item's smoothed conversion rates, so p(cart) = p(click) *
@@ -63,6 +64,7 @@ class HeuristicRanker:
         names: which item features hold views and conversion rates.
         view_to_cart_prior: rate used for items without a view->cart rate.
         cart_to_purchase_prior: rate used for items without a cart->purchase rate.
+        popularity_weight: weight of log(1 + views) in the click logit.
     """
 
     model_version = HEURISTIC_MODEL_VERSION
@@ -72,10 +74,12 @@ class HeuristicRanker:
         names: HeuristicFeatureNames | None = None,
         view_to_cart_prior: float = 0.05,
         cart_to_purchase_prior: float = 0.3,
+        popularity_weight: float = 0.0,
     ) -> None:
         self._names = names or HeuristicFeatureNames()
         self._view_to_cart_prior = view_to_cart_prior
         self._cart_to_purchase_prior = cart_to_purchase_prior
+        self._popularity_weight = popularity_weight
 
     def predict(
         self,
@@ -137,7 +141,7 @@ class HeuristicRanker:
         logit = (
             -3.0
             + 2.0 * np.minimum(source, 2.0)
-            + 0.3 * np.log1p(np.maximum(views, 0.0))
+            + self._popularity_weight * np.log1p(np.maximum(views, 0.0))
             + 1.0 * np.minimum(affinity, 1.5)
         )
         click = 1.0 / (1.0 + np.exp(-logit))

@@ -113,11 +113,9 @@ class ScoreWeights(BaseModel):
 
     model_config = ConfigDict(frozen=True, allow_inf_nan=False)
 
-    # LIMITATION(L-59): tuned on REES46 only. On YooChoose and OTTO plain
-    # co-visitation ranks the next item higher, and no weight here closes it.
-    # The defaults favour the next click, the most common next event. On
-    # 'cartwheel demo --limit 4000' (REES46, at most 20 items per category)
-    # these weights gave HR@20 0.174, the same as click alone.
+    # LIMITATION(L-59): the defaults favour the next click, the most common next
+    # event, and were chosen on six small public samples (docs/evaluation.md).
+    # On YooChoose and OTTO plain co-visitation still finds more next items.
     objective: Literal["engagement", "expected_value"] = Field(
         default="engagement", description="engagement or expected_value"
     )
@@ -125,7 +123,23 @@ class ScoreWeights(BaseModel):
     cart_add: float = Field(default=0.1, ge=0.0, description="weight of p(cart_add)")
     purchase: float = Field(default=0.05, ge=0.0, description="weight of p(purchase)")
     affinity: float = Field(
-        default=0.1, ge=0.0, description="weight of the user's affinity"
+        default=0.0,
+        ge=0.0,
+        description="weight of the user's online affinity to the item in the "
+        "products and bundles score",
+    )
+    promotion_affinity: float = Field(
+        default=0.1,
+        ge=0.0,
+        description="weight of the user's online affinity to an item against its "
+        "p(purchase) when promotions are ranked",
+    )
+    popularity: float = Field(
+        default=0.0,
+        ge=0.0,
+        le=10.0,
+        description="weight of log(1 + the item's views in 24 h) in the heuristic "
+        "ranker's click logit",
     )
     online_blend: float = Field(
         default=0.3,

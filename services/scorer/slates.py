@@ -125,7 +125,7 @@ class SlateBuilder:
         self._generator = CandidateGenerator(store, sessions, settings.candidates)
         self._models = models
         self._signals = signals
-        self._heuristic = HeuristicRanker()
+        self._heuristic = HeuristicRanker(popularity_weight=settings.weights.popularity)
         self._clock = clock
         self._promotion_index = PromotionIndex([])
         self._promotions_read: list[PromotionRecord] | None = None
@@ -381,7 +381,7 @@ class SlateBuilder:
                 entry.active_promotions,
                 pool,
                 vectors.attributes,
-                self._settings.weights.affinity,
+                self._settings.weights.promotion_affinity,
                 sizes.promotions_size,
             )
             items = [

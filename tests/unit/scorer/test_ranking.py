@@ -33,6 +33,24 @@ def test_heuristic_ranker_ranks_stronger_candidate_source_higher() -> None:
     assert probs[1, 0] > probs[0, 0]
 
 
+@pytest.mark.parametrize(("weight", "is_popular_higher"), [(0.0, False), (0.3, True)])
+def test_heuristic_ranker_weighs_views_by_popularity_weight(
+    weight: float, is_popular_higher: bool
+) -> None:
+    ranker = HeuristicRanker(popularity_weight=weight)
+
+    probs = ranker.predict(
+        "u1",
+        {},
+        [
+            ("rare", {SOURCE_SCORE_FEATURE: 1.0, "item_click_count_24h": 1.0}),
+            ("popular", {SOURCE_SCORE_FEATURE: 1.0, "item_click_count_24h": 500.0}),
+        ],
+    )
+
+    assert bool(probs[1, 0] > probs[0, 0]) == is_popular_higher
+
+
 def test_heuristic_ranker_chains_conversion_rates() -> None:
     ranker = HeuristicRanker()
     features = {
