@@ -37,7 +37,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         "store and the learning stage on a fresh key prefix in the configured "
         "Redis, then print the cart-add and purchase models' AUC beside the "
         "item's smoothed historical rate used alone as a score. The keys are "
-        "deleted afterwards; no checkpoint is written.",
+        "deleted afterwards. The models always start fresh: the command reads, "
+        "locks and writes no checkpoint and creates nothing in "
+        "CARTWHEEL_LEARNER_CHECKPOINT_DIR, so it can run beside a hot path.",
     )
     add_dataset_argument(evaluate)
     evaluate.add_argument(
@@ -88,10 +90,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     base = load_settings(LearnerSettings)
     prefix = f"evaluate-{uuid.uuid4().hex[:8]}"
     settings = base.model_copy(
-        update={
-            "redis": base.redis.model_copy(update={"key_prefix": prefix}),
-            "checkpoint_interval_seconds": float("inf"),
-        }
+        update={"redis": base.redis.model_copy(update={"key_prefix": prefix})}
     )
     events = load_dataset(dataset, settings.data_dir, args.path).events
     if args.limit is not None:
@@ -101,7 +100,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     try:
         store = FeatureStore(client, prefix)
         store.load_scripts()
-        stage = LearningStage(settings, client)
+        stage = LearningStage(settings, client, has_checkpoint=False)
         report = replay_prequential(events, store, stage, batch_size=args.batch_size)
     finally:
         for key in client.scan_iter(match=f"{prefix}:*", count=1000):

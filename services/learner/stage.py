@@ -142,6 +142,11 @@ class LearningStage:
         settings: the stage's settings.
         client: Redis connection for pending labels and retrain requests.
         clock: wall-clock Unix seconds, for checkpoint timing and drift times.
+        has_checkpoint: whether the stage restores, locks and writes this
+            instance's checkpoint file. With False the stage starts from fresh
+            models and never reads, creates or locks anything in
+            ``settings.checkpoint_dir``, as an offline evaluation beside a
+            running hot path needs.
     """
 
     name = "learning"
@@ -151,8 +156,11 @@ class LearningStage:
         settings: LearnerSettings,
         client: redis.Redis,
         clock: Callable[[], float] = time.time,
+        *,
+        has_checkpoint: bool = True,
     ) -> None:
         self._settings = settings
+        self._has_checkpoint = has_checkpoint
         self._client = client
         self._clock = clock
         self._key = (
@@ -187,24 +195,16 @@ class LearningStage:
         # Each outcome starts at 0, so that the first failure is an increase.
         for outcome in ("written", "restored", "rejected", "failed"):
             metrics.CHECKPOINTS.labels(outcome=outcome)
-        if settings.is_enabled:
-            ensure_writable_directory(
-                settings.checkpoint_dir, "CARTWHEEL_LEARNER_CHECKPOINT_DIR"
-            )
-        if self.checkpoint_path.is_dir():
-            raise InvalidSettingsError(
-                f"invalid setting CARTWHEEL_LEARNER_CHECKPOINT_DIR="
-                f"{str(settings.checkpoint_dir)!r}: {self.checkpoint_path} is a "
-                "directory, but the checkpoint file goes there; remove it or "
-                "choose another folder"
-            )
-        self._checkpoint_lock = (
-            _claim_checkpoint(self.checkpoint_path) if settings.is_enabled else None
-        )
+        self._checkpoint_lock: IO[bytes] | None = None
         fresh = _fresh_evaluators(settings)
-        restored = restore_evaluators(
-            self.checkpoint_path, self._key, expected_names=fresh
-        )
+        restored = None
+        if has_checkpoint:
+            self._check_checkpoint_dir()
+            if settings.is_enabled:
+                self._checkpoint_lock = _claim_checkpoint(self.checkpoint_path)
+            restored = restore_evaluators(
+                self.checkpoint_path, self._key, expected_names=fresh
+            )
         self.evaluators = restored or fresh
         if restored is not None:
             _warn_on_changed_learner(restored, settings)
@@ -218,11 +218,26 @@ class LearningStage:
         self.observers: list[LearningObserver] = []
 
         logger.info(
-            "learning stage ready is_enabled=%s restored=%s model_versions=%s",
+            "learning stage ready is_enabled=%s has_checkpoint=%s restored=%s "
+            "model_versions=%s",
             settings.is_enabled,
+            has_checkpoint,
             restored is not None,
             self.model_versions,
         )
+
+    def _check_checkpoint_dir(self) -> None:
+        if self._settings.is_enabled:
+            ensure_writable_directory(
+                self._settings.checkpoint_dir, "CARTWHEEL_LEARNER_CHECKPOINT_DIR"
+            )
+        if self.checkpoint_path.is_dir():
+            raise InvalidSettingsError(
+                f"invalid setting CARTWHEEL_LEARNER_CHECKPOINT_DIR="
+                f"{str(self._settings.checkpoint_dir)!r}: {self.checkpoint_path} is "
+                "a directory, but the checkpoint file goes there; remove it or "
+                "choose another folder"
+            )
 
     @property
     def checkpoint_path(self) -> Path:
@@ -289,7 +304,8 @@ class LearningStage:
         self._export_metrics()
         metrics.BATCH_SECONDS.observe(time.perf_counter() - started)
         if (
-            self._clock() - self._last_checkpoint
+            self._has_checkpoint
+            and self._clock() - self._last_checkpoint
             >= self._settings.checkpoint_interval_seconds
         ):
             try:
@@ -444,7 +460,16 @@ class LearningStage:
         return signal_matrix(self.evaluators, requests)
 
     def checkpoint(self) -> None:
-        """Write the models' state to this instance's checkpoint file."""
+        """Write the models' state to this instance's checkpoint file.
+
+        Raises:
+            RuntimeError: the stage was built with ``has_checkpoint=False``.
+        """
+        if not self._has_checkpoint:
+            raise RuntimeError(
+                "this learning stage was built with has_checkpoint=False, so it "
+                f"writes no checkpoint to {self.checkpoint_path}"
+            )
         # LIMITATION(L-31): resolved examples leave Redis when they are learned,
         # so after a crash the model misses what it learned since this call.
         # LIMITATION(L-33): each instance checkpoints the models it trained on
@@ -459,8 +484,8 @@ class LearningStage:
         )
 
     def close(self) -> None:
-        """Write a final checkpoint."""
-        if self._settings.is_enabled:
+        """Write a final checkpoint, unless built with ``has_checkpoint=False``."""
+        if self._settings.is_enabled and self._has_checkpoint:
             self.checkpoint()
         if self._checkpoint_lock is not None:
             self._checkpoint_lock.close()

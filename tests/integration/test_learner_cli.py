@@ -8,9 +8,12 @@ import pytest
 import redis
 
 from services.cli.__main__ import build_parser
+from services.common.redis_features import FeatureStore
 from services.common.settings import RedisSettings
+from services.learner.evaluation import replay_prequential
 from services.learner.settings import LearnerSettings
 from services.learner.stage import LearningStage
+from services.replay.datasets import REES46_SAMPLE, rees46
 
 pytestmark = pytest.mark.integration
 
@@ -84,3 +87,46 @@ def test_verify_checkpoint_rejects_foreign_file(
 
     assert status == 1
     assert "not a Cartwheel checkpoint" in capsys.readouterr().out
+
+
+def test_evaluate_ignores_existing_checkpoint(
+    environment: Path,
+    capsys: pytest.CaptureFixture[str],
+    redis_client: redis.Redis,
+    redis_settings: RedisSettings,
+    tmp_path_factory: pytest.TempPathFactory,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A checkpoint that has already learned these events, as a hot path leaves.
+    settings = LearnerSettings(
+        redis=redis_settings.model_copy(update={"key_prefix": "warm"}),
+        checkpoint_dir=environment,
+        checkpoint_key="secret",
+    )
+    store = FeatureStore(redis_client, "warm")
+    store.load_scripts()
+    warm = LearningStage(settings, redis_client)
+    events = rees46.load(REES46_SAMPLE).events[:1500]
+    replay_prequential(events, store, warm)
+    warm.close()
+    checkpoint = environment / "learner.ckpt"
+    checkpoint_bytes = checkpoint.read_bytes()
+    (environment / "learner.ckpt.lock").unlink()
+    empty = tmp_path_factory.mktemp("empty-checkpoints")
+
+    status = run("evaluate", "--limit", "1500")
+    with_checkpoint = capsys.readouterr().out
+    monkeypatch.setenv("CARTWHEEL_LEARNER_CHECKPOINT_DIR", str(empty))
+    run("evaluate", "--limit", "1500")
+    without_checkpoint = capsys.readouterr().out
+
+    assert status == 0
+    assert sorted(path.name for path in environment.iterdir()) == ["learner.ckpt"]
+    assert checkpoint.read_bytes() == checkpoint_bytes
+    assert list(empty.iterdir()) == []
+    assert _table(with_checkpoint) == _table(without_checkpoint)
+
+
+def _table(output: str) -> list[str]:
+    """Drop the first line, which carries the wall-clock time."""
+    return output.splitlines()[1:]

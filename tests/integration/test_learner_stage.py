@@ -335,6 +335,38 @@ def test_checkpoint_on_close_restores_identical_signals(
     ) == stage.signals("u1", {"user_click_count_1h": 2.0}, candidates)
 
 
+def test_stage_without_checkpoint_writes_nothing(
+    make_stage: Callable[..., LearningStage],
+    make_applied: Callable[..., AppliedEvent],
+    redis_settings: RedisSettings,
+    redis_client: redis.Redis,
+    tmp_path: Path,
+) -> None:
+    trained = make_stage()
+    trained.process([make_applied(EventType.CLICK, index) for index in range(20)])
+    trained.close()
+    checkpoint_dir = tmp_path / "checkpoints"
+    files_before = sorted(path.name for path in checkpoint_dir.iterdir())
+    (checkpoint_dir / "learner.ckpt.lock").unlink()
+    settings = LearnerSettings(
+        redis=redis_settings,
+        checkpoint_dir=checkpoint_dir,
+        checkpoint_interval_seconds=1.0,
+    )
+
+    stage = LearningStage(
+        settings, redis_client, clock=lambda: 1e9, has_checkpoint=False
+    )
+    stage.process([make_applied(EventType.CLICK, 30)])
+    stage.close()
+
+    assert files_before == ["learner.ckpt", "learner.ckpt.lock"]
+    assert stage.model_updates["affinity"] == 1
+    assert sorted(path.name for path in checkpoint_dir.iterdir()) == ["learner.ckpt"]
+    with pytest.raises(RuntimeError, match="has_checkpoint=False"):
+        stage.checkpoint()
+
+
 def test_unwritable_checkpoint_dir_stops_start(
     make_stage: Callable[..., LearningStage], tmp_path: Path
 ) -> None:
