@@ -32,7 +32,11 @@ import pickle
 from pathlib import Path
 from typing import Any
 
-from models.errors import CheckpointFormatError, CheckpointIntegrityError
+from models.errors import (
+    CheckpointError,
+    CheckpointFormatError,
+    CheckpointIntegrityError,
+)
 
 __all__ = ["dump_checkpoint", "load_checkpoint", "read_checkpoint", "write_checkpoint"]
 
@@ -112,13 +116,20 @@ def dump_checkpoint(state: object, key: bytes | None) -> bytes:
     return _MAGIC + bytes([_FORMAT_VERSION]) + mode + tag + payload
 
 
-def load_checkpoint(data: bytes, key: bytes | None, source: str = "<bytes>") -> Any:
+def load_checkpoint(
+    data: bytes,
+    key: bytes | None,
+    source: str = "<bytes>",
+    key_setting: str = "the checkpoint key",
+) -> Any:
     """Verify a checkpoint and unpickle its state.
 
     Args:
         data: the whole checkpoint.
         key: the HMAC key it was signed with, or None for digest mode.
         source: where the bytes came from, for error messages.
+        key_setting: the setting that contains the reader's key, named in the
+            messages about keys, such as ``CARTWHEEL_LEARNER_CHECKPOINT_KEY``.
 
     Raises:
         CheckpointFormatError: the header is not a Cartwheel checkpoint header.
@@ -129,7 +140,8 @@ def load_checkpoint(data: bytes, key: bytes | None, source: str = "<bytes>") -> 
     if len(data) < _HEADER_BYTES or not data.startswith(_MAGIC):
         raise CheckpointFormatError(
             f"{source} is not a Cartwheel checkpoint (length={len(data)}, "
-            f"starts with {data[:4]!r}; expected {_MAGIC!r}); delete it to start fresh"
+            f"starts with {data[:4]!r}; expected {_MAGIC!r}); check that the path "
+            "names a checkpoint file"
         )
     version = data[len(_MAGIC)]
     if version != _FORMAT_VERSION:
@@ -142,25 +154,53 @@ def load_checkpoint(data: bytes, key: bytes | None, source: str = "<bytes>") -> 
 
     expected_mode, expected_tag = _tag(payload, key)
     if mode != expected_mode:
-        raise CheckpointIntegrityError(
-            f"{source} is signed in mode {mode!r} but the reader expects "
-            f"{expected_mode!r}; check that the checkpoint key setting matches "
-            "the one the checkpoint was written with"
-        )
+        raise _mode_mismatch(source, mode, key_setting)
     if not hmac.compare_digest(tag, expected_tag):
-        raise CheckpointIntegrityError(
-            f"{source} failed verification: its tag does not match its content, "
-            "so it is corrupt, truncated or was modified; it was not loaded"
-        )
+        raise _tag_mismatch(source, mode, key_setting)
     try:
         return _AllowListUnpickler(io.BytesIO(payload)).load()
     except (pickle.UnpicklingError, AttributeError, ImportError, EOFError) as exc:
         # The tag matched, so the bytes are ours; the classes they name have
         # changed since they were written (an upgrade between save and load).
         raise CheckpointFormatError(
-            f"{source} was written by an incompatible version of the models "
-            f"({exc}); delete it to start fresh"
+            f"{source} was written by an incompatible version of the models ({exc})"
         ) from exc
+
+
+def _mode_mismatch(source: str, mode: bytes, key_setting: str) -> CheckpointError:
+    if mode == _MODE_HMAC:
+        return CheckpointIntegrityError(
+            f"{source} is signed with a key, but no key is set; set {key_setting} "
+            "to the key of the process that wrote it"
+        )
+    if mode == _MODE_DIGEST:
+        # A reader with a key rejects unsigned files, so that no one can swap
+        # in a checkpoint whose digest they can compute without the key.
+        return CheckpointIntegrityError(
+            f"{source} is not signed (it was written without a key), but "
+            f"{key_setting} is set, and a reader with a key accepts only signed "
+            f"checkpoints; set the same key where it is written, or unset "
+            f"{key_setting}"
+        )
+    return CheckpointFormatError(
+        f"{source} has the unknown signing mode {mode!r}; expected {_MODE_HMAC!r} "
+        f"(signed with a key) or {_MODE_DIGEST!r} (SHA-256 digest)"
+    )
+
+
+def _tag_mismatch(source: str, mode: bytes, key_setting: str) -> CheckpointError:
+    if mode == _MODE_HMAC:
+        return CheckpointIntegrityError(
+            f"{source} failed verification: its signature does not match its "
+            f"content under the key in {key_setting}; most likely it was signed "
+            f"with a different key, so compare {key_setting} with the key of the "
+            "process that wrote it; otherwise it is corrupt, truncated or was "
+            "modified; it was not loaded"
+        )
+    return CheckpointIntegrityError(
+        f"{source} failed verification: its SHA-256 digest does not match its "
+        "content, so it is corrupt, truncated or was modified; it was not loaded"
+    )
 
 
 def write_checkpoint(path: Path, state: object, key: bytes | None) -> int:
@@ -176,12 +216,18 @@ def write_checkpoint(path: Path, state: object, key: bytes | None) -> int:
     return len(data)
 
 
-def read_checkpoint(path: Path, key: bytes | None) -> Any:
+def read_checkpoint(
+    path: Path, key: bytes | None, key_setting: str = "the checkpoint key"
+) -> Any:
     """Read and verify the checkpoint at ``path``.
+
+    ``key_setting`` names the setting that contains ``key`` in error messages.
 
     Raises:
         FileNotFoundError: there is no checkpoint at ``path``.
         CheckpointFormatError: see :func:`load_checkpoint`.
         CheckpointIntegrityError: see :func:`load_checkpoint`.
     """
-    return load_checkpoint(path.read_bytes(), key, source=str(path))
+    return load_checkpoint(
+        path.read_bytes(), key, source=str(path), key_setting=key_setting
+    )

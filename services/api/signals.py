@@ -52,6 +52,8 @@ __all__ = ["CheckpointSignals"]
 
 logger = logging.getLogger(__name__)
 
+_KEY_SETTING = "CARTWHEEL_API_SIGNALS__CHECKPOINT_KEY"
+
 
 @dataclass(frozen=True)
 class _Loaded:
@@ -232,7 +234,7 @@ def _load(path: Path, key: bytes | None) -> dict[str, PrequentialEvaluator]:
     Raises:
         CheckpointError: the file fails verification or contains other models.
     """
-    evaluators = load_evaluators(path, key, SIGNAL_MODELS)
+    evaluators = load_evaluators(path, key, SIGNAL_MODELS, key_setting=_KEY_SETTING)
     for name in SIGNAL_MODELS:
         model = evaluators[name].model
         expected = AffinityModel if name == AFFINITY_MODEL else ConversionModel

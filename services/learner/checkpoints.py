@@ -16,11 +16,19 @@ from models.errors import CheckpointError, ModelStateError
 from models.online import PrequentialEvaluator, read_checkpoint, write_checkpoint
 from services.learner import metrics
 
-__all__ = ["load_evaluators", "restore_evaluators", "save_evaluators"]
+__all__ = [
+    "LEARNER_KEY_SETTING",
+    "load_evaluators",
+    "restore_evaluators",
+    "save_evaluators",
+]
 
 logger = logging.getLogger(__name__)
 
 _FORMAT = "cartwheel-learner-v1"
+
+LEARNER_KEY_SETTING = "CARTWHEEL_LEARNER_CHECKPOINT_KEY"
+"""The variable that contains the key the learner signs its checkpoints with."""
 
 
 def save_evaluators(
@@ -39,6 +47,7 @@ def restore_evaluators(
     key: bytes | None,
     strict: bool = False,
     expected_names: Collection[str] | None = None,
+    key_setting: str = LEARNER_KEY_SETTING,
 ) -> dict[str, PrequentialEvaluator] | None:
     """Return the models saved at ``path``, or None to start fresh.
 
@@ -51,6 +60,7 @@ def restore_evaluators(
         strict: raise a rejection instead of returning None.
         expected_names: model names the checkpoint must contain; a checkpoint
             with other names is rejected.
+        key_setting: the setting that contains ``key``, for error messages.
 
     Raises:
         CheckpointError: only with ``strict``, when the checkpoint is rejected.
@@ -59,12 +69,16 @@ def restore_evaluators(
         logger.info("no checkpoint, starting fresh path=%s", path)
         return None
     try:
-        evaluators = load_evaluators(path, key, expected_names)
+        evaluators = load_evaluators(path, key, expected_names, key_setting)
     except CheckpointError as exc:
         if strict:
             raise
         logger.warning(
-            "checkpoint rejected, starting fresh path=%s error=%s", path, exc
+            "checkpoint rejected, starting fresh path=%s error=%s; the next "
+            "checkpoint overwrites this file, so to keep its models fix the "
+            "cause and restart before then",
+            path,
+            exc,
         )
         metrics.CHECKPOINTS.labels(outcome="rejected").inc()
         return None
@@ -78,7 +92,10 @@ def restore_evaluators(
 
 
 def load_evaluators(
-    path: Path, key: bytes | None, expected_names: Collection[str] | None = None
+    path: Path,
+    key: bytes | None,
+    expected_names: Collection[str] | None = None,
+    key_setting: str = LEARNER_KEY_SETTING,
 ) -> dict[str, PrequentialEvaluator]:
     """Read and verify the models saved at ``path``; log and count nothing.
 
@@ -87,16 +104,17 @@ def load_evaluators(
         key: the HMAC key, or None for digest mode.
         expected_names: model names the checkpoint must contain; a checkpoint
             with other names is rejected.
+        key_setting: the setting that contains ``key``, for error messages.
 
     Raises:
         FileNotFoundError: there is no checkpoint at ``path``.
         CheckpointError: the checkpoint fails verification or contains other state.
     """
-    evaluators = _check_state(read_checkpoint(path, key), path)
+    evaluators = _check_state(read_checkpoint(path, key, key_setting), path)
     if expected_names is not None and set(evaluators) != set(expected_names):
         raise ModelStateError(
             f"{path} contains the models {sorted(evaluators)}; expected "
-            f"{sorted(expected_names)}; delete it to start fresh"
+            f"{sorted(expected_names)}"
         )
     return evaluators
 
@@ -104,14 +122,12 @@ def load_evaluators(
 def _check_state(state: object, path: Path) -> dict[str, PrequentialEvaluator]:
     if not isinstance(state, dict) or state.get("format") != _FORMAT:
         raise ModelStateError(
-            f"{path} does not hold learner state in format {_FORMAT!r}; "
-            "delete it to start fresh"
+            f"{path} is a Cartwheel checkpoint but contains no learner state in "
+            f"format {_FORMAT!r}"
         )
     evaluators = state.get("evaluators")
     if not isinstance(evaluators, dict) or not all(
         isinstance(ev, PrequentialEvaluator) for ev in evaluators.values()
     ):
-        raise ModelStateError(
-            f"{path} contains no prequential evaluators; delete it to start fresh"
-        )
+        raise ModelStateError(f"{path} contains no prequential evaluators")
     return evaluators

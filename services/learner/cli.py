@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import stat
 import sys
 import uuid
 from pathlib import Path
@@ -61,12 +62,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         "versions it holds.",
         epilog="Exit status: 0 when the checkpoint is valid, 1 when the learner "
         "would reject it on start, 2 when there is no file to check (the path "
-        "is missing, unreadable or not a regular file) or a setting is invalid.",
+        "is empty, missing, unreadable, too long or not a regular file) or a "
+        "setting is invalid.",
     )
     verify.add_argument(
         "path",
         nargs="?",
-        type=Path,
+        type=_checkpoint_path,
         help="checkpoint file (default: this instance's checkpoint)",
     )
     verify.set_defaults(handler=_verify)
@@ -156,19 +158,38 @@ def _verify(args: argparse.Namespace) -> int:
     return 0
 
 
+def _checkpoint_path(text: str) -> Path:
+    # Path("") is the current folder, which would hide a forgotten argument.
+    if not text:
+        raise argparse.ArgumentTypeError(
+            "the checkpoint path is empty; pass a checkpoint file, or no path "
+            "for this instance's checkpoint"
+        )
+    return Path(text)
+
+
 def _unusable_checkpoint_path(path: Path, instance_name: str) -> str | None:
     """Return why ``path`` cannot be verified at all, or None when it is a file."""
-    if not path.exists():
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
         return (
             f"no checkpoint at {path}; check the path (without one, the file is "
             "named by CARTWHEEL_LEARNER_CHECKPOINT_DIR and "
             "CARTWHEEL_LEARNER_INSTANCE_NAME)"
         )
-    if path.is_dir():
+    except OSError as exc:
+        # For example a name too long for the file system, or a folder on
+        # the way that this user cannot search.
+        return (
+            f"checkpoint path {path} cannot be read: {exc.strerror or exc}; "
+            "check the path and its permissions"
+        )
+    if stat.S_ISDIR(mode):
         return (
             f"checkpoint path {path} is a directory; expected a checkpoint file "
             f"such as {path / (instance_name + '.ckpt')}"
         )
-    if not path.is_file():
+    if not stat.S_ISREG(mode):
         return f"checkpoint path {path} is not a regular file; expected a file"
     return None

@@ -462,6 +462,7 @@ def test_checkpoint_with_other_key_is_rejected(
         make_stage(checkpoint_key="another")
 
     assert "failed verification" in caplog.text
+    assert "compare CARTWHEEL_LEARNER_CHECKPOINT_KEY with the key" in caplog.text
 
 
 def test_disabled_stage_writes_nothing_to_redis(

@@ -177,6 +177,7 @@ def test_checkpoint_signals_reject_checkpoint_with_other_key(
     assert np.isnan(signals.signal_matrix(REQUESTS)).all()
     assert "learner checkpoint not loaded" in caplog.text
     assert "no online signals" in caplog.text
+    assert "compare CARTWHEEL_API_SIGNALS__CHECKPOINT_KEY with the key" in caplog.text
 
 
 def test_checkpoint_signals_leave_folder_unchanged(tmp_path: Path) -> None:

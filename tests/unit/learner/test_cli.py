@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 
 from services.cli.__main__ import main
+from services.learner.checkpoints import save_evaluators
 
 
 @pytest.fixture(autouse=True)
@@ -36,7 +37,7 @@ def test_verify_checkpoint_reports_unreadable_file(
     checkpoint = tmp_path / "learner.ckpt"
     checkpoint.write_bytes(b"")
 
-    def deny_read(path: Path, key: bytes | None) -> object:
+    def deny_read(path: Path, key: bytes | None, key_setting: str) -> object:
         raise PermissionError(13, "Permission denied", str(path))
 
     # Tests may run as root, which a file mode cannot lock out.
@@ -116,3 +117,78 @@ def test_verify_checkpoint_help_lists_exit_statuses(
     assert "Exit status: 0 when the checkpoint is valid" in text
     assert "1 when the learner would reject it on start" in text
     assert "2 when there is no file to check" in text
+
+
+def test_verify_checkpoint_rejects_empty_path(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with pytest.raises(SystemExit) as caught:
+        main(["learner", "verify-checkpoint", ""])
+
+    error = capsys.readouterr().err
+    assert caught.value.code == 2
+    assert "the checkpoint path is empty" in error
+
+
+def test_verify_checkpoint_reports_too_long_path(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    too_long = tmp_path / ("c" * 300)
+
+    status = main(["learner", "verify-checkpoint", str(too_long)])
+
+    error = capsys.readouterr().err
+    assert status == 2
+    assert error == (
+        f"cartwheel: error: checkpoint path {too_long} cannot be read: File name "
+        "too long; check the path and its permissions\n"
+    )
+
+
+def test_verify_checkpoint_names_key_setting_for_other_key(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    checkpoint = tmp_path / "learner.ckpt"
+    save_evaluators(checkpoint, {}, b"another-key")
+
+    status = main(["learner", "verify-checkpoint", str(checkpoint)])
+
+    output = capsys.readouterr().out
+    assert status == 1
+    assert "signed with a different key" in output
+    assert "compare CARTWHEEL_LEARNER_CHECKPOINT_KEY with the key" in output
+
+
+def test_verify_checkpoint_names_key_setting_when_key_unset(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.delenv("CARTWHEEL_LEARNER_CHECKPOINT_KEY")
+    checkpoint = tmp_path / "learner.ckpt"
+    save_evaluators(checkpoint, {}, b"secret")
+
+    status = main(["learner", "verify-checkpoint", str(checkpoint)])
+
+    output = capsys.readouterr().out
+    assert status == 1
+    assert "is signed with a key, but no key is set" in output
+    assert "set CARTWHEEL_LEARNER_CHECKPOINT_KEY to the key" in output
+
+
+def test_verify_checkpoint_does_not_advise_deleting_other_files(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for name, content in [
+        ("learner.ckpt.lock", b""),
+        ("metadata.json", b'{"model_version": "ranker-20261204-83f9f9b-1"}\n'),
+    ]:
+        path = tmp_path / name
+        path.write_bytes(content)
+
+        status = main(["learner", "verify-checkpoint", str(path)])
+
+        output = capsys.readouterr().out
+        assert status == 1, name
+        assert "is not a Cartwheel checkpoint" in output, name
+        assert "delete" not in output, name

@@ -40,20 +40,65 @@ def test_load_checkpoint_rejects_truncated_file() -> None:
 def test_load_checkpoint_rejects_wrong_key() -> None:
     data = dump_checkpoint({"answer": 42}, b"key")
 
-    with pytest.raises(CheckpointIntegrityError, match="failed verification"):
-        load_checkpoint(data, b"other")
+    with pytest.raises(CheckpointIntegrityError) as caught:
+        load_checkpoint(data, b"other", key_setting="KEY_VARIABLE")
+
+    message = str(caught.value)
+    assert "failed verification" in message
+    assert "signed with a different key" in message
+    assert "compare KEY_VARIABLE with the key" in message
+
+
+def test_load_checkpoint_names_no_key_for_truncated_digest_file() -> None:
+    data = dump_checkpoint({"answer": list(range(100))}, None)
+
+    with pytest.raises(CheckpointIntegrityError) as caught:
+        load_checkpoint(data[:-10], None, key_setting="KEY_VARIABLE")
+
+    message = str(caught.value)
+    assert "SHA-256 digest does not match" in message
+    assert "KEY_VARIABLE" not in message
 
 
 def test_load_checkpoint_rejects_digest_file_when_key_configured() -> None:
     data = dump_checkpoint({"answer": 42}, None)
 
-    with pytest.raises(CheckpointIntegrityError, match="checkpoint key"):
-        load_checkpoint(data, b"key")
+    with pytest.raises(CheckpointIntegrityError) as caught:
+        load_checkpoint(data, b"key", key_setting="KEY_VARIABLE")
+
+    message = str(caught.value)
+    assert "is not signed (it was written without a key)" in message
+    assert "KEY_VARIABLE is set" in message
+    assert "b'D'" not in message
+
+
+def test_load_checkpoint_rejects_signed_file_without_key() -> None:
+    data = dump_checkpoint({"answer": 42}, b"key")
+
+    with pytest.raises(CheckpointIntegrityError) as caught:
+        load_checkpoint(data, None, key_setting="KEY_VARIABLE")
+
+    message = str(caught.value)
+    assert "is signed with a key, but no key is set" in message
+    assert "set KEY_VARIABLE to the key" in message
+    assert "b'H'" not in message
+
+
+def test_load_checkpoint_rejects_unknown_signing_mode() -> None:
+    data = bytearray(dump_checkpoint({"answer": 42}, b"key"))
+    data[5] = ord("X")
+
+    with pytest.raises(CheckpointFormatError, match="unknown signing mode b'X'"):
+        load_checkpoint(bytes(data), b"key")
 
 
 def test_load_checkpoint_rejects_foreign_file() -> None:
-    with pytest.raises(CheckpointFormatError, match="not a Cartwheel checkpoint"):
+    with pytest.raises(CheckpointFormatError) as caught:
         load_checkpoint(pickle.dumps({"answer": 42}), b"key")
+
+    message = str(caught.value)
+    assert "not a Cartwheel checkpoint" in message
+    assert "delete" not in message
 
 
 def test_load_checkpoint_rejects_signed_class_outside_allow_list() -> None:
