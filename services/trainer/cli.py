@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import os
+import re
 import sys
 from pathlib import Path
 
@@ -13,6 +15,9 @@ from services.replay.settings import DEFAULT_DATA_DIR
 from services.trainer.settings import TrainerSettings
 
 __all__ = ["add_compare_arguments", "register"]
+
+# The pattern of CARTWHEEL_REDIS_KEY_PREFIX, so that compare keys are named alike.
+_KEY_PREFIX = re.compile(r"[A-Za-z0-9_\-]{1,32}")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -108,14 +113,68 @@ def add_compare_arguments(parser: argparse.ArgumentParser) -> None:
         help="redis:// URL to use instead of a private redis-server (keys are "
         "written under --key-prefix)",
     )
-    parser.add_argument("--key-prefix", default="cwcompare", help="Redis key prefix")
-    parser.add_argument("--threads", type=int, default=2, help="PyTorch CPU threads")
+    parser.add_argument(
+        "--key-prefix",
+        type=_key_prefix,
+        default="cwcompare",
+        help="Redis key prefix: 1-32 letters, digits, '_' or '-' (default: cwcompare)",
+    )
+    parser.add_argument(
+        "--threads",
+        type=_positive_int,
+        default=2,
+        help="PyTorch CPU threads, a positive integer (default: 2)",
+    )
     parser.add_argument(
         "--seeds",
-        type=int,
+        type=_positive_int,
         default=5,
-        help="train every model with seeds 0 to N-1 (same split for all)",
+        help="train every model with seeds 0 to N-1, the same split for all; "
+        "a positive integer (default: 5)",
     )
     parser.add_argument(
-        "--output", type=Path, default=None, help="write results as JSON here"
+        "--output",
+        type=_output_path,
+        default=None,
+        help="write results as JSON to this file, in an existing writable folder",
     )
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def _key_prefix(text: str) -> str:
+    if not _KEY_PREFIX.fullmatch(text):
+        raise argparse.ArgumentTypeError(
+            f"expected 1-32 letters, digits, '_' or '-', got {text!r}"
+        )
+    return text
+
+
+def _output_path(text: str) -> Path:
+    """Check that the results file can be written, before minutes of training."""
+    if not text:
+        raise argparse.ArgumentTypeError("expected a file path, got ''")
+    path = Path(text)
+    folder = path.parent
+    if path.is_dir():
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is a folder; expected a file path such as "
+            f"{str(path / 'compare.json')!r}"
+        )
+    if not folder.is_dir():
+        raise argparse.ArgumentTypeError(
+            f"the folder {str(folder)!r} does not exist; create it first"
+        )
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise argparse.ArgumentTypeError(
+            f"the folder {str(folder)!r} is not writable by this user"
+        )
+    return path

@@ -302,8 +302,20 @@ def run(args: argparse.Namespace) -> int:
     sys.stdout.write(markdown_table(results) + "\n\n")
     sys.stdout.write(paired_table(results) + "\n")
     if args.output is not None:
-        args.output.write_text(json.dumps(results, indent=2) + "\n")
+        _write_results(args.output, results)
     return 0
+
+
+def _write_results(path: Path, results: dict[str, dict[str, list[float]]]) -> None:
+    try:
+        path.write_text(json.dumps(results, indent=2) + "\n")
+    except OSError as exc:
+        # The folder was checked when the arguments were parsed, so it
+        # changed during the run.
+        raise OSError(
+            f"cannot write the results to --output {str(path)!r}: "
+            f"{exc.strerror or exc}; the tables above contain the same numbers"
+        ) from exc
 
 
 if __name__ == "__main__":

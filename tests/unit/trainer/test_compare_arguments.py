@@ -1,0 +1,122 @@
+"""``cartwheel trainer compare`` option checks, which run before any work."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import pytest
+
+from services.cli.__main__ import build_parser, main
+
+
+def parse(*argv: str) -> argparse.Namespace:
+    return build_parser(("services.trainer.cli",)).parse_args(
+        ["trainer", "compare", *argv]
+    )
+
+
+@pytest.fixture(autouse=True)
+def no_work(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fail the test if a rejected command starts the comparison."""
+
+    def run(args: argparse.Namespace) -> int:
+        raise AssertionError("the comparison started")
+
+    monkeypatch.setattr("services.trainer.compare.run", run)
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["--threads", "0"], "argument --threads: expected a positive integer"),
+        (["--threads", "two"], "argument --threads: expected a positive integer"),
+        (["--seeds", "0"], "argument --seeds: expected a positive integer"),
+        (["--seeds", "-3"], "argument --seeds: expected a positive integer"),
+        (["--key-prefix", ""], "argument --key-prefix: expected 1-32 letters"),
+        (["--key-prefix", "a:b"], "argument --key-prefix: expected 1-32 letters"),
+        (["--key-prefix", "k" * 33], "argument --key-prefix: expected 1-32 letters"),
+        (["--output", ""], "argument --output: expected a file path"),
+    ],
+)
+def test_compare_rejects_invalid_option(
+    argv: list[str], expected: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as caught:
+        main(["trainer", "compare", *argv])
+
+    error = capsys.readouterr().err
+    assert caught.value.code == 2
+    assert error.splitlines()[-1].startswith(
+        f"cartwheel trainer compare: error: {expected}"
+    )
+
+
+def test_compare_rejects_missing_output_folder(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    output = tmp_path / "missing" / "out.json"
+
+    with pytest.raises(SystemExit) as caught:
+        main(["trainer", "compare", "--output", str(output)])
+
+    error = capsys.readouterr().err.splitlines()[-1]
+    assert caught.value.code == 2
+    assert error == (
+        "cartwheel trainer compare: error: argument --output: the folder "
+        f"{str(output.parent)!r} does not exist; create it first"
+    )
+
+
+def test_compare_rejects_folder_as_output(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as caught:
+        main(["trainer", "compare", "--output", str(tmp_path)])
+
+    error = capsys.readouterr().err.splitlines()[-1]
+    assert caught.value.code == 2
+    assert f"argument --output: {str(tmp_path)!r} is a folder" in error
+
+
+def test_compare_rejects_unwritable_output_folder(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # Tests may run as root, which a folder mode cannot lock out.
+    monkeypatch.setattr("services.trainer.cli.os.access", lambda *args: False)
+
+    with pytest.raises(SystemExit) as caught:
+        main(["trainer", "compare", "--output", str(tmp_path / "out.json")])
+
+    error = capsys.readouterr().err.splitlines()[-1]
+    assert caught.value.code == 2
+    assert f"the folder {str(tmp_path)!r} is not writable" in error
+
+
+def test_compare_accepts_valid_options(tmp_path: Path) -> None:
+    args = parse(
+        "--threads",
+        "1",
+        "--seeds",
+        "3",
+        "--key-prefix",
+        "cw_compare-1",
+        "--output",
+        str(tmp_path / "out.json"),
+    )
+
+    assert args.threads == 1
+    assert args.seeds == 3
+    assert args.key_prefix == "cw_compare-1"
+    assert args.output == tmp_path / "out.json"
+
+
+def test_compare_names_output_when_write_fails(tmp_path: Path) -> None:
+    from services.trainer.compare import _write_results
+
+    output = tmp_path / "removed" / "out.json"
+
+    with pytest.raises(OSError, match="cannot write the results to --output"):
+        _write_results(output, {"multi_task": {"auc_click": [0.7]}})
