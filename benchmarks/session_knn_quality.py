@@ -147,7 +147,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         }
     )
     data_dir = Path(os.environ.get("CARTWHEEL_REPLAY_DATA_DIR", COMMITTED_DATA_DIR))
-    events = load_dataset(args.dataset, data_dir).events
+    events = load_dataset(
+        args.dataset, data_dir, data_dir_source="CARTWHEEL_REPLAY_DATA_DIR"
+    ).events
     if args.limit is not None:
         events = events[: args.limit]
 

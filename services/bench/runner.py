@@ -115,7 +115,10 @@ class BenchRun:
 
 def calibrate(run: BenchRun) -> LoadProfile:
     """Fit the load profile on the run's datasets."""
-    datasets = [load_dataset(name, run.data_dir) for name in run.calibrate_on]
+    datasets = [
+        load_dataset(name, run.data_dir, data_dir_source="CARTWHEEL_REPLAY_DATA_DIR")
+        for name in run.calibrate_on
+    ]
     return fit_profile(datasets)
 
 

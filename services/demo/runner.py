@@ -294,7 +294,13 @@ def _run_pipeline(
     create_topics(kafka, standard_topics(topics))
 
     replay_settings = pipeline.replay
-    dataset = load_dataset(run.dataset, replay_settings.data_dir, run.path)
+    dataset = load_dataset(
+        run.dataset,
+        replay_settings.data_dir,
+        run.path,
+        path_option="--path",
+        data_dir_source="CARTWHEEL_REPLAY_DATA_DIR",
+    )
     events = dataset.events[: run.limit] if run.limit else dataset.events
     if len(events) < 2:
         raise ValueError(f"dataset {run.dataset!r} has fewer than 2 events to replay")

@@ -94,7 +94,13 @@ def _evaluate(args: argparse.Namespace) -> int:
     settings = base.model_copy(
         update={"redis": base.redis.model_copy(update={"key_prefix": prefix})}
     )
-    events = load_dataset(dataset, settings.data_dir, args.path).events
+    events = load_dataset(
+        dataset,
+        settings.data_dir,
+        args.path,
+        path_option="--path",
+        data_dir_source="CARTWHEEL_LEARNER_DATA_DIR",
+    ).events
     if args.limit is not None:
         events = events[: args.limit]
 

@@ -116,7 +116,13 @@ def replay_dataset(
         TopicMissingError: a topic is missing.
         ReplayDeliveryError: the broker did not acknowledge every message.
     """
-    dataset = load_dataset(name, settings.data_dir, path)
+    dataset = load_dataset(
+        name,
+        settings.data_dir,
+        path,
+        path_option="--path",
+        data_dir_source="CARTWHEEL_REPLAY_DATA_DIR",
+    )
     verify_replay_topics(settings)
     replayer = Replayer(settings, show_progress=show_progress)
     catalog_counts = None

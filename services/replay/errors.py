@@ -14,7 +14,8 @@ __all__ = [
 
 
 class DatasetFileError(CartwheelError):
-    """Raised when a dataset file or folder is missing or has an unexpected layout."""
+    """Raised when a dataset file or folder is missing, has an unexpected layout,
+    or contains no event of the dataset it was read as."""
 
 
 class UnknownDatasetError(CartwheelError):

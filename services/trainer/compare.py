@@ -250,7 +250,7 @@ def build_rows(
     dataset_name: str, data_dir: Path, redis_url: str | None, key_prefix: str
 ) -> tuple[TrainingSet, int]:
     """Replay a dataset through the feature store and return rows and example count."""
-    dataset = load_dataset(dataset_name, data_dir)
+    dataset = load_dataset(dataset_name, data_dir, data_dir_source="--data-dir")
     with _redis_client(redis_url) as client:
         writer = CatalogWriter(client, key_prefix)
         for item in dataset.items:

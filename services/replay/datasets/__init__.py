@@ -22,7 +22,11 @@ from services.replay.datasets import (
     yoochoose,
 )
 from services.replay.datasets.base import AdapterSummary, Dataset
-from services.replay.errors import DatasetUnavailableError, UnknownDatasetError
+from services.replay.errors import (
+    DatasetFileError,
+    DatasetUnavailableError,
+    UnknownDatasetError,
+)
 
 __all__ = [
     "COMMITTED_DATA_DIR",
@@ -172,17 +176,86 @@ def get_dataset(name: str) -> DatasetInfo:
         ) from None
 
 
-def load_dataset(name: str, data_dir: Path, path: Path | None = None) -> Dataset:
+def load_dataset(
+    name: str,
+    data_dir: Path,
+    path: Path | None = None,
+    *,
+    path_option: str | None = None,
+    data_dir_source: str | None = None,
+) -> Dataset:
     """Load a registered dataset from ``path`` or from its default location.
+
+    Args:
+        name: the registered dataset name.
+        data_dir: the folder of the datasets, for the default location.
+        path: the dataset's file or folder, in place of the default location.
+        path_option: the caller's option that sets ``path``, such as
+            ``--path``, or None when the caller has none; named in errors.
+        data_dir_source: the option (starting with ``--``) or environment
+            variable that set ``data_dir``, or None; named in errors.
 
     Raises:
         UnknownDatasetError: the name is not registered.
         DatasetUnavailableError: the dataset has no events.
-        DatasetFileError: the files are missing.
+        DatasetFileError: the files are missing or have another layout, or
+            they contain no event of this dataset.
     """
     info = get_dataset(name)
     if info.loader is None:
         raise DatasetUnavailableError(
             f"dataset {name!r} cannot be replayed: {info.unavailable_reason}"
         )
-    return info.loader(path if path is not None else info.default_path(data_dir))
+    source = path if path is not None else info.default_path(data_dir)
+    advice = _file_advice(info, path is not None, path_option, data_dir_source)
+    try:
+        dataset = info.loader(source)
+    except DatasetFileError as exc:
+        raise DatasetFileError(f"{exc}; {advice}") from exc
+    if not dataset.events:
+        raise DatasetFileError(
+            f"no {name} events in {str(source)!r} ({_unused_rows(dataset)}); check "
+            f"that the path contains the {name} dataset's files, or name the "
+            "dataset they belong to"
+        )
+    return dataset
+
+
+def _unused_rows(dataset: Dataset) -> str:
+    """Describe why an adapter turned no row into an event."""
+    summary = dataset.summary
+    parts = [f"{sum(summary.rows_read.values())} rows read"]
+    for label, counts in (
+        ("unparseable", summary.unparseable),
+        ("skipped event types", summary.skipped_event_types),
+    ):
+        if counts:
+            details = ", ".join(
+                f"{key} {count}" for key, count in sorted(counts.items())
+            )
+            parts.append(f"{label}: {details}")
+    return "; ".join(parts)
+
+
+def _file_advice(
+    info: DatasetInfo,
+    is_path_given: bool,
+    path_option: str | None,
+    data_dir_source: str | None,
+) -> str:
+    """Return what to change when a dataset's files cannot be read."""
+    if is_path_given:
+        if path_option is None:
+            return "check the path"
+        return f"check the file or folder given with {path_option}"
+    choices = []
+    if path_option is not None:
+        choices.append(f"pass {path_option} with the dataset's file or folder")
+    if data_dir_source is not None and info.committed_path is None:
+        if data_dir_source.startswith("--"):
+            choices.append(f"pass {data_dir_source} with the folder of the datasets")
+        else:
+            choices.append(f"set {data_dir_source} to the folder of the datasets")
+    if not choices:
+        return "check that the dataset's files are in place"
+    return ", or ".join(choices)

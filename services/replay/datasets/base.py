@@ -93,10 +93,7 @@ def open_text(path: Path) -> io.TextIOWrapper:
         DatasetFileError: the file does not exist.
     """
     if not path.is_file():
-        raise DatasetFileError(
-            f"dataset file {str(path)!r} not found; pass --path with the file's "
-            "location or set CARTWHEEL_REPLAY_DATA_DIR to the folder of the datasets"
-        )
+        raise DatasetFileError(f"dataset file {str(path)!r} not found")
     if path.suffix == ".gz":
         return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8", newline="")
     return open(path, encoding="utf-8", newline="")  # noqa: SIM115

@@ -58,8 +58,8 @@ def load(path: Path) -> Dataset:
     purchases = sorted(path.glob("*purchases*.csv*"))
     if not views and not purchases:
         raise DatasetFileError(
-            f"no *item-views*.csv or *purchases*.csv in {str(path)!r}; pass --path "
-            "with the DIGINETICA folder"
+            f"no *item-views*.csv or *purchases*.csv in {str(path)!r}; expected "
+            "the DIGINETICA folder"
         )
     builder = DatasetBuilder(NAME)
     dates: dict[str, float] = {}

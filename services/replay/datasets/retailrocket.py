@@ -67,8 +67,8 @@ def load(path: Path) -> Dataset:
     events_path = _find(path, "events*.csv*") if path.is_dir() else path
     if events_path is None:
         raise DatasetFileError(
-            f"no events*.csv[.gz] in {str(path)!r}; pass --path with the "
-            "Retailrocket folder or events file"
+            f"no events*.csv[.gz] in {str(path)!r}; expected the Retailrocket "
+            "folder or events file"
         )
     folder = events_path.parent
     builder = DatasetBuilder(NAME, derive_sessions=True)

@@ -56,7 +56,8 @@ def load(path: Path) -> Dataset:
         matches = sorted(path.glob("*clicks*"))
         if not matches:
             raise DatasetFileError(
-                f"no *clicks* file in {str(path)!r}; pass --path with the clicks file"
+                f"no *clicks* file in {str(path)!r}; expected the YOOCHOOSE folder "
+                "or clicks file"
             )
         clicks_path = matches[0]
     builder = DatasetBuilder(NAME)

@@ -7,6 +7,7 @@ import pytest
 
 from services.cli.__main__ import main
 from services.learner.checkpoints import save_evaluators
+from services.replay.datasets import REES46_SAMPLE
 
 
 @pytest.fixture(autouse=True)
@@ -192,3 +193,45 @@ def test_verify_checkpoint_does_not_advise_deleting_other_files(
         assert status == 1, name
         assert "is not a Cartwheel checkpoint" in output, name
         assert "delete" not in output, name
+
+
+def test_evaluate_missing_dataset_names_learner_data_dir(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("CARTWHEEL_LEARNER_DATA_DIR", str(tmp_path / "missing"))
+
+    status = main(["learner", "evaluate", "retailrocket"])
+
+    error = capsys.readouterr().err
+    assert status == 1
+    assert "set CARTWHEEL_LEARNER_DATA_DIR to the folder of the datasets" in error
+    assert "CARTWHEEL_REPLAY_DATA_DIR" not in error
+
+
+def test_evaluate_missing_path_names_path_option(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    missing = tmp_path / "missing.csv"
+
+    status = main(["learner", "evaluate", "rees46", "--path", str(missing)])
+
+    error = capsys.readouterr().err
+    assert status == 1
+    assert error == (
+        f"cartwheel: error: dataset file {str(missing)!r} not found; check the "
+        "file or folder given with --path\n"
+    )
+
+
+def test_evaluate_rejects_file_of_other_dataset(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    status = main(["learner", "evaluate", "otto", "--path", str(REES46_SAMPLE)])
+
+    error = capsys.readouterr().err
+    assert status == 1
+    assert error.startswith(
+        f"cartwheel: error: no otto events in {str(REES46_SAMPLE)!r}"
+    )

@@ -7,7 +7,7 @@ import pytest
 
 from services.replay.__main__ import main
 from services.replay.cli import register
-from services.replay.datasets import replayable_names
+from services.replay.datasets import REES46_SAMPLE, replayable_names
 from tests.entry_points import environment_without_settings, run_module
 from tests.librdkafka_logs import RAW_LIBRDKAFKA_LINE, unreachable_kafka
 
@@ -108,3 +108,30 @@ def test_replay_help_lists_replayable_datasets(
     help_text = " ".join(capsys.readouterr().out.split())
     assert f"dataset to publish: {', '.join(replayable_names())}" in help_text
     assert "olist" not in help_text
+
+
+def test_replay_rejects_file_of_other_dataset(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # With an unreachable broker, exit status 1 shows the file was checked first.
+    monkeypatch.setenv("CARTWHEEL_KAFKA_BOOTSTRAP", unreachable_kafka().bootstrap)
+
+    code = main(["otto", "--path", str(REES46_SAMPLE)])
+
+    err = capsys.readouterr().err
+    assert code == 1
+    assert f"no otto events in {str(REES46_SAMPLE)!r}" in err
+
+
+def test_replay_missing_data_dir_names_replay_setting(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("CARTWHEEL_REPLAY_DATA_DIR", str(tmp_path / "missing"))
+
+    code = main(["taobao"])
+
+    err = capsys.readouterr().err
+    assert code == 1
+    assert "set CARTWHEEL_REPLAY_DATA_DIR to the folder of the datasets" in err

@@ -120,3 +120,15 @@ def test_compare_names_output_when_write_fails(tmp_path: Path) -> None:
 
     with pytest.raises(OSError, match="cannot write the results to --output"):
         _write_results(output, {"multi_task": {"auc_click": [0.7]}})
+
+
+def test_compare_missing_dataset_names_data_dir_option(tmp_path: Path) -> None:
+    from services.replay.errors import DatasetFileError
+    from services.trainer.compare import build_rows
+
+    with pytest.raises(DatasetFileError) as raised:
+        build_rows("retailrocket", tmp_path / "missing", None, "cwcompare")
+
+    message = str(raised.value)
+    assert message.endswith("; pass --data-dir with the folder of the datasets")
+    assert "--path" not in message

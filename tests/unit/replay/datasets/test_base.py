@@ -127,9 +127,13 @@ def test_row_id_is_deterministic() -> None:
     assert row_id("otto", path, 3, 12) == "otto:events_2019:3:12"
 
 
-def test_open_text_missing_file_names_path_and_fix(tmp_path: Path) -> None:
-    with pytest.raises(DatasetFileError, match="CARTWHEEL_REPLAY_DATA_DIR"):
-        open_text(tmp_path / "missing.csv")
+def test_open_text_missing_file_names_path(tmp_path: Path) -> None:
+    missing = tmp_path / "missing.csv"
+
+    with pytest.raises(DatasetFileError) as raised:
+        open_text(missing)
+
+    assert str(raised.value) == f"dataset file {str(missing)!r} not found"
 
 
 def test_summary_lines_list_skips_and_unparseable() -> None:

@@ -57,6 +57,6 @@ def test_diginetica_places_events_at_day_plus_timeframe(
     assert [(i.item_id, i.category_id) for i in dataset.items] == [("81766", "1096")]
 
 
-def test_diginetica_empty_folder_names_fix(tmp_path: Path) -> None:
-    with pytest.raises(DatasetFileError, match="--path"):
+def test_diginetica_empty_folder_names_expected_files(tmp_path: Path) -> None:
+    with pytest.raises(DatasetFileError, match=r"no \*item-views\*\.csv or "):
         diginetica.load(tmp_path)

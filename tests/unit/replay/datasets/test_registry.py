@@ -68,5 +68,75 @@ def test_replayable_names_exclude_olist() -> None:
 
 
 def test_missing_data_dir_names_setting(tmp_path: Path) -> None:
-    with pytest.raises(DatasetFileError, match="CARTWHEEL_REPLAY_DATA_DIR"):
-        load_dataset("taobao", tmp_path)
+    with pytest.raises(DatasetFileError) as raised:
+        load_dataset(
+            "taobao",
+            tmp_path,
+            path_option="--path",
+            data_dir_source="CARTWHEEL_LEARNER_DATA_DIR",
+        )
+
+    message = str(raised.value)
+    assert message.endswith(
+        "not found; pass --path with the dataset's file or folder, or set "
+        "CARTWHEEL_LEARNER_DATA_DIR to the folder of the datasets"
+    )
+    assert "CARTWHEEL_REPLAY_DATA_DIR" not in message
+
+
+def test_missing_data_dir_names_option(tmp_path: Path) -> None:
+    with pytest.raises(DatasetFileError) as raised:
+        load_dataset("retailrocket", tmp_path / "missing", data_dir_source="--data-dir")
+
+    message = str(raised.value)
+    assert message.endswith("; pass --data-dir with the folder of the datasets")
+    assert "--path" not in message
+
+
+def test_missing_given_path_names_its_option(tmp_path: Path) -> None:
+    missing = tmp_path / "missing.csv"
+
+    with pytest.raises(DatasetFileError) as raised:
+        load_dataset(
+            "rees46",
+            tmp_path,
+            missing,
+            path_option="--path",
+            data_dir_source="CARTWHEEL_REPLAY_DATA_DIR",
+        )
+
+    assert str(raised.value) == (
+        f"dataset file {str(missing)!r} not found; check the file or folder "
+        "given with --path"
+    )
+
+
+def test_missing_file_without_sources_gives_no_options(tmp_path: Path) -> None:
+    with pytest.raises(DatasetFileError) as raised:
+        load_dataset("otto", tmp_path)
+
+    message = str(raised.value)
+    assert message.endswith("; check that the dataset's files are in place")
+    assert "--" not in message
+    assert "CARTWHEEL_" not in message
+
+
+def test_file_of_other_dataset_is_rejected() -> None:
+    with pytest.raises(DatasetFileError) as raised:
+        load_dataset("otto", REES46_SAMPLE.parent, REES46_SAMPLE)
+
+    message = str(raised.value)
+    assert message.startswith(f"no otto events in {str(REES46_SAMPLE)!r} (")
+    assert "unparseable: invalid_json" in message
+    assert "name the dataset they belong to" in message
+
+
+def test_file_without_rows_is_rejected(tmp_path: Path) -> None:
+    header_only = tmp_path / "events.csv"
+    header_only.write_text(
+        "event_time,event_type,product_id,category_id,category_code,brand,price,"
+        "user_id,user_session\n"
+    )
+
+    with pytest.raises(DatasetFileError, match="no rees46 events in .*0 rows read"):
+        load_dataset("rees46", tmp_path, header_only)
