@@ -50,7 +50,8 @@ SESSION_EVENTS = Counter(
 SESSION_FOLLOWER_RUNNING = Gauge(
     "cartwheel_api_session_follower_running",
     "1 while the API follows the events topic into its session-kNN index, 0 "
-    "once the follower stopped; absent when it never started.",
+    "while it waits for the topic to exist or once the follower stopped; absent "
+    "when the index is off.",
     ["topic"],
 )
 CHECKPOINT_AGE = Gauge(

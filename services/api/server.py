@@ -20,7 +20,7 @@ from services.api.ondemand import OnDemandSlates
 from services.api.sessions import SessionFollower, SharedSessionIndex
 from services.api.settings import ApiSettings
 from services.api.signals import CheckpointSignals
-from services.common.errors import InvalidSettingsError, TopicMissingError
+from services.common.errors import InvalidSettingsError
 from services.common.kafka import producer_config
 from services.common.model_watcher import ModelWatcher
 from services.common.redis_check import verify_redis
@@ -100,7 +100,8 @@ def serve(settings: ApiSettings) -> None:
 
     On-demand slates also read the session-kNN index that a follower of the
     events topic fills, and the online signals of the learner's newest
-    checkpoint, as the settings ask.
+    checkpoint, as the settings ask. A missing models or events topic does not
+    stop the API: its reader waits for the topic in the background.
 
     Raises:
         InvalidSettingsError: the address cannot be bound. The message names
@@ -117,16 +118,16 @@ def serve(settings: ApiSettings) -> None:
     )
     follower, signals = _on_demand_sources(settings)
     try:
-        try:
-            watcher.start()
-            models: ModelWatcher | None = watcher
-        except TopicMissingError as exc:
-            logger.warning("on-demand slates use the heuristic ranker: %s", exc)
-            models = None
-        sessions = _start_following(follower) if follower is not None else None
+        # Without a topic, each reader waits for it in its own thread, so an API
+        # that starts before 'cartwheel topics create' picks the topics up.
+        watcher.start(wait_for_topic=True)
+        sessions = None
+        if follower is not None:
+            follower.start(wait_for_topic=True)
+            sessions = follower.index
         if signals is not None:
             signals.start()
-        app = build_app(settings, models=models, sessions=sessions, signals=signals)
+        app = build_app(settings, models=watcher, sessions=sessions, signals=signals)
         # Access lines stay off because /metrics counts every request.
         server = _Server(
             uvicorn.Config(
@@ -189,16 +190,6 @@ def _on_demand_sources(
             reload_interval_seconds=config.reload_interval_seconds,
         )
     return follower, signals
-
-
-def _start_following(follower: SessionFollower) -> SharedSessionIndex | None:
-    """Start the follower and return its index, or None without the events topic."""
-    try:
-        follower.start()
-    except TopicMissingError as exc:
-        logger.warning("on-demand slates have no session-kNN candidates: %s", exc)
-        return None
-    return follower.index
 
 
 class _Server(uvicorn.Server):

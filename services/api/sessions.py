@@ -13,7 +13,9 @@ Start: each partition is read from ``warmup_events`` before the end offset
 that the broker reports at start (0 reads only later events), then followed.
 A broker that reports an end offset below the last stored record makes the
 follower read a few more events than that, never fewer. Partitions added to
-the topic after the start are not read until the API restarts.
+the topic after the start are not read until the API restarts. An API that
+starts before the topic exists retries in the follower's thread, waiting at
+most 30 s between tries, and reads the topic this way once it is created.
 
 Ordering: each partition's events are added in partition order. Events of
 one user share a partition, so the newest session read for a user is the
@@ -34,7 +36,7 @@ import threading
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
@@ -52,6 +54,7 @@ from services.common.kafka import (
     unresponsive_broker_error,
 )
 from services.common.settings import KafkaSettings
+from services.common.topic_wait import retry_until_open
 from services.scorer.session_knn import SessionIndex, session_key
 
 __all__ = ["SessionFollower", "SharedSessionIndex"]
@@ -169,16 +172,72 @@ class SessionFollower:
         """The index this follower fills."""
         return self._index
 
-    def start(self) -> None:
+    def start(self, *, wait_for_topic: bool = False) -> None:
         """Assign every partition of the topic and follow it in a daemon thread.
+
+        Args:
+            wait_for_topic: when the events topic is missing, return at once
+                and retry in the thread until it exists (see
+                :func:`~services.common.topic_wait.retry_until_open`), then read
+                it as at any start. ``cartwheel_api_session_follower_running``
+                is 0 while the thread waits.
 
         Raises:
             BrokerUnreachableError: no broker listens at the bootstrap address
                 or none returned the topic's metadata in time.
-            TopicMissingError: the events topic does not exist.
+            TopicMissingError: the events topic does not exist, and
+                ``wait_for_topic`` is False.
         """
         if self._thread is not None and self._thread.is_alive():
             return
+        for outcome in ("indexed", "skipped"):
+            SESSION_EVENTS.labels(outcome=outcome)
+        SESSION_INDEX_SESSIONS.set_function(lambda: len(self._index))
+        self._stop.clear()
+        try:
+            consumer, partitions = self._open()
+        except TopicMissingError as exc:
+            if not wait_for_topic:
+                raise
+            SESSION_FOLLOWER_RUNNING.labels(self.topic).set(0)
+            logger.warning(
+                "session follower waits for the events topic, on-demand slates "
+                "have no session-kNN candidates until it exists: %s",
+                exc,
+            )
+            self._start_thread(self._wait_then_follow, exc)
+            return
+        # Set before the thread starts, so a thread that fails at once leaves 0.
+        SESSION_FOLLOWER_RUNNING.labels(self.topic).set(1)
+        self._start_thread(self._follow, consumer, partitions)
+        self._log_started(partitions)
+
+    def stop(self, timeout_seconds: float = 10.0) -> None:
+        """Stop following and close the consumer; the index stays readable."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout_seconds)
+
+    def wait_until_caught_up(self, timeout_seconds: float) -> bool:
+        """Wait until every partition was read to its end; False on timeout."""
+        return self._caught_up.wait(timeout_seconds)
+
+    def _start_thread(self, target: Callable[..., None], *args: object) -> None:
+        self._thread = threading.Thread(
+            target=target, args=args, name="session-follower", daemon=True
+        )
+        self._thread.start()
+
+    def _log_started(self, partitions: set[int]) -> None:
+        logger.info(
+            "session follower started topic=%s partitions=%d warmup_events=%d",
+            self.topic,
+            len(partitions),
+            self._warmup_events,
+        )
+
+    def _open(self) -> tuple[Consumer, set[int]]:
+        """Return a consumer assigned to every partition and those partitions."""
         require_listener(self._kafka)
         # librdkafka needs a group id even for assigned partitions. This one is
         # unique and never joined: assign() takes no part in group membership,
@@ -195,35 +254,30 @@ class SessionFollower:
         consumer.assign(
             [TopicPartition(self.topic, p, offset) for p, offset in starts.items()]
         )
-        for outcome in ("indexed", "skipped"):
-            SESSION_EVENTS.labels(outcome=outcome)
-        SESSION_INDEX_SESSIONS.set_function(lambda: len(self._index))
-        # Set before the thread starts, so a thread that fails at once leaves 0.
+        return consumer, set(starts)
+
+    def _wait_then_follow(self, first_error: TopicMissingError) -> None:
+        try:
+            opened = retry_until_open(
+                self._open,
+                self._stop,
+                reader="session follower",
+                topic=self.topic,
+                first_error=first_error,
+            )
+        except Exception:
+            logger.exception(
+                "session follower stopped while waiting for its topic, on-demand "
+                "session-kNN candidates get no events until a restart topic=%s",
+                self.topic,
+            )
+            return
+        if opened is None:
+            return
+        consumer, partitions = opened
         SESSION_FOLLOWER_RUNNING.labels(self.topic).set(1)
-        self._stop.clear()
-        self._thread = threading.Thread(
-            target=self._follow,
-            args=(consumer, set(starts)),
-            name="session-follower",
-            daemon=True,
-        )
-        self._thread.start()
-        logger.info(
-            "session follower started topic=%s partitions=%d warmup_events=%d",
-            self.topic,
-            len(starts),
-            self._warmup_events,
-        )
-
-    def stop(self, timeout_seconds: float = 10.0) -> None:
-        """Stop following and close the consumer; the index stays readable."""
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout_seconds)
-
-    def wait_until_caught_up(self, timeout_seconds: float) -> bool:
-        """Wait until every partition was read to its end; False on timeout."""
-        return self._caught_up.wait(timeout_seconds)
+        self._log_started(partitions)
+        self._follow(consumer, partitions)
 
     def _start_offsets(self, consumer: Consumer) -> dict[int, int]:
         try:

@@ -33,6 +33,11 @@ mounted late, a copy still in progress) is then picked up without a restart
 or a new announcement. A read still blocked delays the retry, so retries
 never add blocked threads.
 
+Missing topic: the hot path verifies its topics and stops at start when the
+models topic is missing, like any topic it needs. The API serves without a
+trained ranker, so its watcher waits for the topic instead, retrying at most
+every 30 s, and the heuristic ranks until a version loads.
+
 Lag: ``cartwheel_model_behind_announcement`` is 1 while the ranker in use is
 not the newest announced version (none yet, or an earlier one). A gauge rather
 than the load counter shows it, because a fresh process can fail its first load
@@ -89,6 +94,7 @@ from services.common.kafka import (
     wait_for_broker,
 )
 from services.common.settings import KafkaSettings
+from services.common.topic_wait import retry_until_open
 
 __all__ = [
     "MODEL_BEHIND_ANNOUNCEMENT",
@@ -119,8 +125,9 @@ MODEL_LOAD_SECONDS = Histogram(
 # Labelled, so that a process without a watcher exports no sample at all.
 MODEL_WATCHER_RUNNING = Gauge(
     "cartwheel_model_watcher_running",
-    "1 while the model watcher follows the models topic, 0 once it stopped on "
-    "an error (new versions are then not loaded until a restart)",
+    "1 while the model watcher follows the models topic, 0 while the API's "
+    "watcher waits for the topic to exist or once a watcher stopped on an error "
+    "(new versions are then not loaded until a restart)",
     ["topic"],
 )
 MODEL_BLOCKED_LOADS = Gauge(
@@ -312,19 +319,62 @@ class ModelWatcher:
             return False
         return current is None or current.model_version != newest.model_version
 
-    def start(self) -> None:
+    def start(self, *, wait_for_topic: bool = False) -> None:
         """Assign the topic and start following it in a daemon thread.
 
         A watcher that is already following its topic is left as it is.
+
+        Args:
+            wait_for_topic: when the models topic is missing, return at once
+                and retry in the thread until it exists (see
+                :func:`~services.common.topic_wait.retry_until_open`), then
+                follow it. ``cartwheel_model_watcher_running`` is 0 while the
+                thread waits, and :meth:`current` returns None.
 
         Raises:
             BrokerUnreachableError: no broker listens at the bootstrap address
                 or none returned the topic's metadata in time. The message
                 names the address and ``CARTWHEEL_KAFKA_BOOTSTRAP``.
-            TopicMissingError: the models topic does not exist.
+            TopicMissingError: the models topic does not exist, and
+                ``wait_for_topic`` is False.
         """
         if self._thread is not None and self._thread.is_alive():
             return
+        # Each outcome starts at 0, so that the first failure is an increase.
+        for outcome in _OUTCOMES:
+            MODEL_LOADS.labels(outcome)
+        MODEL_BLOCKED_LOADS.labels(self.topic).set_function(lambda: self._loads.blocked)
+        MODEL_BEHIND_ANNOUNCEMENT.labels(self.topic).set_function(
+            lambda: float(self.is_behind_announcement())
+        )
+        try:
+            consumer = self._open()
+        except TopicMissingError as exc:
+            if not wait_for_topic:
+                raise
+            MODEL_WATCHER_RUNNING.labels(self.topic).set(0)
+            logger.warning(
+                "model watcher waits for the models topic, the heuristic ranks "
+                "until it exists and a model is announced: %s",
+                exc,
+            )
+            self._thread = threading.Thread(
+                target=self._wait_then_follow,
+                args=(exc,),
+                name="model-watcher",
+                daemon=True,
+            )
+            self._thread.start()
+            return
+        self._thread = threading.Thread(
+            target=self._follow, args=(consumer,), name="model-watcher", daemon=True
+        )
+        self._thread.start()
+        MODEL_WATCHER_RUNNING.labels(self.topic).set(1)
+        self._log_started()
+
+    def _open(self) -> Consumer:
+        """Return a consumer assigned to every partition from the beginning."""
         # The shared check turns a TLS handshake the broker rejects into one
         # line that names the client certificate settings.
         wait_for_broker(self._kafka, timeout_seconds=_METADATA_TIMEOUT_SECONDS)
@@ -349,18 +399,31 @@ class ModelWatcher:
         consumer.assign(
             [TopicPartition(self.topic, p, OFFSET_BEGINNING) for p in found.partitions]
         )
-        # Each outcome starts at 0, so that the first failure is an increase.
-        for outcome in _OUTCOMES:
-            MODEL_LOADS.labels(outcome)
-        MODEL_BLOCKED_LOADS.labels(self.topic).set_function(lambda: self._loads.blocked)
-        MODEL_BEHIND_ANNOUNCEMENT.labels(self.topic).set_function(
-            lambda: float(self.is_behind_announcement())
-        )
-        self._thread = threading.Thread(
-            target=self._follow, args=(consumer,), name="model-watcher", daemon=True
-        )
-        self._thread.start()
+        return consumer
+
+    def _wait_then_follow(self, first_error: TopicMissingError) -> None:
+        try:
+            consumer = retry_until_open(
+                self._open,
+                self._stop,
+                reader="model watcher",
+                topic=self.topic,
+                first_error=first_error,
+            )
+        except Exception:
+            logger.exception(
+                "model watcher stopped while waiting for its topic, new versions "
+                "are not loaded until a restart topic=%s",
+                self.topic,
+            )
+            return
+        if consumer is None:
+            return
         MODEL_WATCHER_RUNNING.labels(self.topic).set(1)
+        self._log_started()
+        self._follow(consumer)
+
+    def _log_started(self) -> None:
         logger.info(
             "model watcher started topic=%s model=%s load_timeout_seconds=%s",
             self.topic,

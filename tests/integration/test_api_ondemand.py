@@ -7,6 +7,7 @@ histories that anchor the slates live in the test redis-server.
 from __future__ import annotations
 
 import contextlib
+import logging
 import threading
 import time
 import uuid
@@ -35,7 +36,9 @@ from services.api.sessions import SessionFollower, SharedSessionIndex
 from services.api.settings import ApiSettings
 from services.api.signals import CheckpointSignals
 from services.common.kafka import (
+    TopicSpec,
     consumer_config,
+    create_topics,
     producer_config,
 )
 from services.common.redis_features import EventPosition, FeatureStore
@@ -255,6 +258,45 @@ def test_session_follower_leaves_no_consumer_group(
     listed = admin.list_consumer_groups(request_timeout=10.0).result()
     names = [group.group_id for group in listed.valid]
     assert not [name for name in names if name.startswith("cartwheel-api-sessions")]
+
+
+def test_session_follower_waits_for_missing_topic(
+    kafka_settings: KafkaSettings,
+    unique_name: Callable[[str], str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    topic = unique_name("events")
+    index = SharedSessionIndex(100, 10, 10)
+    follower = SessionFollower(index, kafka_settings, topic, warmup_events=100)
+    ann_session = session_key("ann", "ann-visit")
+
+    with caplog.at_level(logging.INFO):
+        follower.start(wait_for_topic=True)
+        try:
+            running_while_missing = _follower_running(topic)
+            create_topics(kafka_settings, [TopicSpec(topic, 2)])
+            _publish(kafka_settings, topic, _as_messages(ANN))
+            _wait_for(
+                lambda: index.session_items(ann_session) == ["kettle", "teapot"],
+                "the follower did not index ann's clicks once the topic existed",
+            )
+            running_after = _follower_running(topic)
+        finally:
+            follower.stop()
+
+    assert running_while_missing == 0
+    assert running_after == 1
+    assert REGISTRY.get_sample_value("cartwheel_api_session_index_sessions") == 1
+    messages = [record.getMessage() for record in caplog.records]
+    assert sum("waits for the events topic" in m for m in messages) == 1
+    assert sum("session follower found its topic" in m for m in messages) == 1
+    assert sum("session follower started" in m for m in messages) == 1
+
+
+def _follower_running(topic: str) -> float | None:
+    return REGISTRY.get_sample_value(
+        "cartwheel_api_session_follower_running", {"topic": topic}
+    )
 
 
 def _count_messages(kafka: KafkaSettings, topic: str, partitions: int) -> int:

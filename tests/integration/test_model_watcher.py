@@ -25,6 +25,8 @@ from models.registry import (
     ModelAnnouncement,
     ModelRegistry,
 )
+from services.common.errors import TopicMissingError
+from services.common.kafka import TopicSpec, create_topics
 from services.common.model_watcher import ModelWatcher, load_ranker
 from services.common.settings import KafkaSettings
 from services.trainer.announcer import ModelAnnouncer
@@ -636,3 +638,50 @@ def _wait_until_loads(
             return True
         pause.wait(0.05)
     return False
+
+
+def test_watcher_waits_for_missing_topic(
+    tmp_path: Path,
+    kafka_settings: KafkaSettings,
+    unique_name: Callable[[str], str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    registry = ModelRegistry(tmp_path)
+    (first,) = _save_versions(registry, 1)
+    topic = unique_name("models")
+    watcher = ModelWatcher(kafka_settings, topic, "ranker")
+
+    with caplog.at_level(logging.INFO):
+        watcher.start(wait_for_topic=True)
+        try:
+            running_while_missing = _running(topic)
+            current_while_missing = watcher.current()
+            create_topics(kafka_settings, [TopicSpec(topic, 1, is_compacted=True)])
+            ModelAnnouncer(kafka_settings, topic).announce(first, _uri(registry, first))
+            is_loaded = watcher.wait_for(first.model_version, timeout_seconds=60)
+            running_after = _running(topic)
+        finally:
+            watcher.stop()
+
+    assert running_while_missing == 0
+    assert current_while_missing is None
+    assert is_loaded
+    assert running_after == 1
+    messages = [record.getMessage() for record in caplog.records]
+    assert sum("waits for the models topic" in m for m in messages) == 1
+    assert sum("model watcher found its topic" in m for m in messages) == 1
+
+
+def test_watcher_without_waiting_rejects_missing_topic(
+    kafka_settings: KafkaSettings, unique_name: Callable[[str], str]
+) -> None:
+    watcher = ModelWatcher(kafka_settings, unique_name("models"), "ranker")
+
+    with pytest.raises(TopicMissingError, match="is missing"):
+        watcher.start()
+
+
+def _running(topic: str) -> float | None:
+    return REGISTRY.get_sample_value(
+        "cartwheel_model_watcher_running", {"topic": topic}
+    )
