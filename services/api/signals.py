@@ -1,12 +1,15 @@
 """Online signals for on-demand slates, read from the learner's checkpoints.
 
 The hot path's learning stage writes its River models to
-``<checkpoint folder>/<instance name>.ckpt`` about once a minute, atomically
-(a temporary file, then a rename). :class:`CheckpointSignals` loads such a
-file and scores on-demand candidates with it, as the learning stage scores
-the hot path's. A thread of its own checks the file's modification time every
-``reload_interval_seconds`` and loads a changed file, so requests never wait
-for a load: they read one reference, replaced once the new models are verified.
+``<checkpoint folder>/<instance name>.ckpt`` atomically (a temporary file,
+then a rename), with the first batch it learns from once
+``CARTWHEEL_LEARNER_CHECKPOINT_INTERVAL_SECONDS`` have passed since the last
+write. While no events arrive the file is not rewritten and ages.
+:class:`CheckpointSignals` loads such a file and scores on-demand candidates
+with it, as the learning stage scores the hot path's. A thread of its own
+checks the file's modification time every ``reload_interval_seconds`` and
+loads a changed file, so requests never wait for a load: they read one
+reference, replaced once the new models are verified.
 
 Several files: each hot-path instance learns from its own partitions (L-33)
 and writes a file named after its instance. Unless an instance name is set,

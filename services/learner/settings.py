@@ -147,7 +147,11 @@ class LearnerSettings(BaseSettings):
         default=DEFAULT_CHECKPOINT_DIR, description="a folder for the checkpoints"
     )
     checkpoint_interval_seconds: float = Field(
-        default=60.0, gt=0.0, description="wall-clock seconds between checkpoints"
+        default=60.0,
+        gt=0.0,
+        description="minimum wall-clock seconds between checkpoints; one is "
+        "written with the first batch after that time, none while no events "
+        "arrive",
     )
     checkpoint_key: SecretStr | None = Field(
         default=None,
