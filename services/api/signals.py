@@ -20,10 +20,13 @@ instances cannot be merged, and the API does not know which instance owns a
 user's partition.
 
 The files are only read: the API neither writes them nor takes the lock file
-that the learner holds. A missing folder or file, or a file that fails
-verification, leaves on-demand slates without online signals (NaN, which
-scoring treats as absent) and logs one WARNING until the situation changes.
-Models loaded earlier stay in use until a newer file loads.
+that the learner holds. A file that fails verification is skipped with a
+WARNING until it changes, and the next newest file is tried, so a damaged or
+foreign ``*.ckpt`` does not hide a valid older checkpoint. Models loaded
+earlier stay in use until a newer file loads, even when their file is
+deleted. Without them, a missing folder or file, or files that all fail
+verification, leave on-demand slates without online signals (NaN, which
+scoring treats as absent). Each such state logs one WARNING until it changes.
 """
 
 from __future__ import annotations
@@ -59,9 +62,17 @@ _KEY_SETTING = "CARTWHEEL_API_SIGNALS__CHECKPOINT_KEY"
 
 
 @dataclass(frozen=True)
-class _Loaded:
+class _CheckpointFile:
+    """One version of a checkpoint file: its path, mtime (ns) and size."""
+
     path: Path
     modified_ns: int
+    size: int
+
+
+@dataclass(frozen=True)
+class _Loaded:
+    file: _CheckpointFile
     evaluators: dict[str, PrequentialEvaluator]
 
 
@@ -92,8 +103,9 @@ class CheckpointSignals:
         self._interval = reload_interval_seconds
         self._clock = clock
         self._loaded: _Loaded | None = None
-        # The (path, mtime, size) last tried, so an unchanged file is read once.
-        self._tried: tuple[Path, int, int] | None = None
+        # The version of each file that failed verification, so that an
+        # unchanged file is read once.
+        self._rejected: dict[Path, _CheckpointFile] = {}
         self._warned: str | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -102,14 +114,14 @@ class CheckpointSignals:
     def checkpoint_path(self) -> Path | None:
         """The file whose models are in use, None while none is loaded."""
         loaded = self._loaded
-        return loaded.path if loaded is not None else None
+        return loaded.file.path if loaded is not None else None
 
     def checkpoint_age_seconds(self) -> float:
         """Return the seconds since the file in use was written, NaN without one."""
         loaded = self._loaded
         if loaded is None:
             return math.nan
-        return max(0.0, self._clock() - loaded.modified_ns / 1e9)
+        return max(0.0, self._clock() - loaded.file.modified_ns / 1e9)
 
     def signal_matrix(self, requests: Requests) -> np.ndarray:
         """Return the (N, 3) signals of the candidates, all NaN while none is loaded.
@@ -123,53 +135,108 @@ class CheckpointSignals:
         return signal_matrix(loaded.evaluators, requests)
 
     def refresh(self) -> bool:
-        """Load the newest checkpoint when it changed since the last check.
+        """Load the newest valid checkpoint if files changed since the last check.
+
+        Files newer than the one in use are tried newest first. A file that
+        fails verification is skipped until it changes.
 
         Returns:
             True when other models are now in use.
         """
-        found = self._newest()
-        if found is None:
+        if self._directory.exists() and not self._directory.is_dir():
             self._warn_once(
-                "no learner checkpoint found, on-demand slates go without online "
-                "signals until one appears checkpoint_dir=%s instance_name=%s",
+                "CARTWHEEL_API_SIGNALS__CHECKPOINT_DIR is not a directory, on-demand "
+                "slates %s; set it to the learner's checkpoint folder "
+                "checkpoint_dir=%s",
+                self._fallback(),
+                self._directory,
+            )
+            return False
+        files = self._checkpoint_files()
+        if not files:
+            self._warn_once(
+                "no learner checkpoint found, on-demand slates %s "
+                "checkpoint_dir=%s instance_name=%s",
+                self._fallback(),
                 self._directory,
                 self._instance_name,
             )
             return False
-        path, modified_ns, size = found
-        if self._tried == found:
-            return False
-        self._tried = found
-        try:
-            evaluators = _load(path, self._key)
-        except FileNotFoundError:
-            # The file was renamed away between the listing and the read, so
-            # the next check reads whatever replaced it.
-            self._tried = None
-            return False
-        except (CheckpointError, OSError) as exc:
-            CHECKPOINT_LOADS.labels(outcome="rejected").inc()
+        self._rejected = {
+            file.path: file for file in files if self._rejected.get(file.path) == file
+        }
+        return self._load_newest(files)
+
+    def _load_newest(self, files: list[_CheckpointFile]) -> bool:
+        """Load the newest valid file of ``files`` that is newer than the one in use."""
+        skipped: list[str] = []
+        for file in files:
+            if self._loaded is not None and not _is_newer(file, self._loaded.file):
+                return False
+            if file.path in self._rejected:
+                skipped.append(file.path.name)
+                continue
+            evaluators = self._verified(file)
+            if evaluators is not None:
+                self._install(file, evaluators, skipped)
+                return True
+            if file.path in self._rejected:
+                skipped.append(file.path.name)
+        if skipped:
             self._warn_once(
-                "learner checkpoint not loaded, on-demand slates keep %s path=%s "
-                "error=%s",
-                "the models loaded before" if self._loaded else "no online signals",
-                path,
+                "no learner checkpoint loaded, on-demand slates %s "
+                "checkpoint_dir=%s skipped=%s",
+                self._fallback(),
+                self._directory,
+                skipped,
+            )
+        return False
+
+    def _fallback(self) -> str:
+        """Describe what on-demand slates use while no newer checkpoint loads."""
+        if self._loaded is not None:
+            return f"keep the models loaded before from {self._loaded.file.path.name}"
+        return "go without online signals until one loads"
+
+    def _verified(
+        self, file: _CheckpointFile
+    ) -> dict[str, PrequentialEvaluator] | None:
+        """Load and verify ``file``, or record it as rejected and return None."""
+        try:
+            return _load(file.path, self._key)
+        except FileNotFoundError:
+            # The file was renamed away between the listing and the read. It
+            # is not recorded, so the next check reads whatever replaced it.
+            return None
+        except (CheckpointError, OSError) as exc:
+            self._rejected[file.path] = file
+            CHECKPOINT_LOADS.labels(outcome="rejected").inc()
+            logger.warning(
+                "learner checkpoint not loaded, older files are tried instead "
+                "path=%s error=%s",
+                file.path,
                 exc,
             )
-            return False
-        self._loaded = _Loaded(path, modified_ns, evaluators)
+            return None
+
+    def _install(
+        self,
+        file: _CheckpointFile,
+        evaluators: dict[str, PrequentialEvaluator],
+        skipped: list[str],
+    ) -> None:
+        self._loaded = _Loaded(file, evaluators)
         self._warned = None
         CHECKPOINT_LOADS.labels(outcome="loaded").inc()
         logger.info(
             "learner checkpoint loaded path=%s bytes=%d age_seconds=%.1f "
-            "model_versions=%s",
-            path,
-            size,
+            "model_versions=%s skipped=%s",
+            file.path,
+            file.size,
             self.checkpoint_age_seconds(),
             {name: ev.model.model_version for name, ev in evaluators.items()},
+            skipped,
         )
-        return True
 
     def start(self) -> None:
         """Load the newest checkpoint now, then check for changes in a thread."""
@@ -203,8 +270,8 @@ class CheckpointSignals:
             )
             CHECKPOINT_LOADS.labels(outcome="failed").inc()
 
-    def _newest(self) -> tuple[Path, int, int] | None:
-        """Return the newest checkpoint file with its mtime (ns) and size."""
+    def _checkpoint_files(self) -> list[_CheckpointFile]:
+        """Return the checkpoint files, most recently modified first."""
         if self._instance_name is not None:
             paths = [self._directory / f"{self._instance_name}.ckpt"]
         else:
@@ -218,17 +285,24 @@ class CheckpointSignals:
             except OSError:
                 continue
             if stat.S_ISREG(info.st_mode):
-                found.append((info.st_mtime_ns, path.name, path, info.st_size))
-        if not found:
-            return None
-        modified_ns, _, path, size = max(found)
-        return path, modified_ns, size
+                found.append(_CheckpointFile(path, info.st_mtime_ns, info.st_size))
+        return sorted(found, key=_recency, reverse=True)
 
     def _warn_once(self, message: str, *args: object) -> None:
         text = message % args
         if text != self._warned:
             logger.warning(message, *args)
             self._warned = text
+
+
+def _recency(file: _CheckpointFile) -> tuple[int, str]:
+    """Order files by mtime, then by name, so that equal times order the same way."""
+    return file.modified_ns, file.path.name
+
+
+def _is_newer(file: _CheckpointFile, loaded: _CheckpointFile) -> bool:
+    """Return whether ``file`` is another version newer than the one loaded."""
+    return file != loaded and _recency(file) >= _recency(loaded)
 
 
 def _load(path: Path, key: bytes | None) -> dict[str, PrequentialEvaluator]:

@@ -176,7 +176,7 @@ def test_checkpoint_signals_reject_checkpoint_with_other_key(
     assert not is_loaded
     assert np.isnan(signals.signal_matrix(REQUESTS)).all()
     assert "learner checkpoint not loaded" in caplog.text
-    assert "no online signals" in caplog.text
+    assert "without online signals" in caplog.text
     assert "compare CARTWHEEL_API_SIGNALS__CHECKPOINT_KEY with the key" in caplog.text
 
 
@@ -201,3 +201,101 @@ def test_checkpoint_signals_age_counts_from_file_mtime(tmp_path: Path) -> None:
 
     assert np.isnan(age_before_load)
     assert signals.checkpoint_age_seconds() == pytest.approx(30.0)
+
+
+def test_checkpoint_signals_keep_models_after_deletion(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = _save(tmp_path / "learner.ckpt", affinity_updates=20)
+    signals = _signals(tmp_path)
+    signals.refresh()
+    before = signals.signal_matrix(REQUESTS)
+    path.unlink()
+
+    with caplog.at_level(logging.WARNING, logger="services.api.signals"):
+        is_loaded = signals.refresh()
+        signals.refresh()
+
+    assert not is_loaded
+    np.testing.assert_array_equal(signals.signal_matrix(REQUESTS), before)
+    warnings = [r.getMessage() for r in caplog.records]
+    assert len(warnings) == 1
+    assert "no learner checkpoint found" in warnings[0]
+    assert "keep the models loaded before from learner.ckpt" in warnings[0]
+    assert "until one" not in warnings[0]
+
+
+def test_checkpoint_signals_skip_newer_invalid_file(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    _set_mtime(_save(tmp_path / "learner.ckpt", affinity_updates=20), WRITTEN_AT)
+    garbage = tmp_path / "zz-copy.ckpt"
+    garbage.write_bytes(b"not a checkpoint")
+    _set_mtime(garbage, WRITTEN_AT + 60)
+    signals = _signals(tmp_path)
+
+    with caplog.at_level(logging.INFO, logger="services.api.signals"):
+        is_loaded = signals.refresh()
+        is_loaded_again = signals.refresh()
+
+    assert is_loaded
+    assert not is_loaded_again
+    assert signals.checkpoint_path == tmp_path / "learner.ckpt"
+    assert not np.isnan(signals.signal_matrix(REQUESTS)).any()
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1
+    assert "learner checkpoint not loaded" in warnings[0]
+    assert str(garbage) in warnings[0]
+    loaded = [r.getMessage() for r in caplog.records if r.levelno == logging.INFO]
+    assert len(loaded) == 1
+    assert "skipped=['zz-copy.ckpt']" in loaded[0]
+
+
+def test_checkpoint_signals_load_replaced_invalid_file(tmp_path: Path) -> None:
+    _set_mtime(_save(tmp_path / "learner.ckpt"), WRITTEN_AT)
+    newer = tmp_path / "zz-copy.ckpt"
+    newer.write_bytes(b"not a checkpoint")
+    _set_mtime(newer, WRITTEN_AT + 60)
+    signals = _signals(tmp_path)
+    signals.refresh()
+    _set_mtime(_save(newer), WRITTEN_AT + 120)
+
+    is_loaded = signals.refresh()
+
+    assert is_loaded
+    assert signals.checkpoint_path == newer
+
+
+def test_checkpoint_signals_keep_newer_models_over_older_file(
+    tmp_path: Path,
+) -> None:
+    _set_mtime(_save(tmp_path / "hotpath-0.ckpt"), WRITTEN_AT)
+    newest = _save(tmp_path / "hotpath-1.ckpt", affinity_updates=20)
+    _set_mtime(newest, WRITTEN_AT + 60)
+    signals = _signals(tmp_path)
+    signals.refresh()
+    newest.unlink()
+
+    is_loaded = signals.refresh()
+
+    assert not is_loaded
+    assert signals.checkpoint_path == newest
+
+
+def test_checkpoint_signals_reject_file_as_folder(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    folder = tmp_path / "learner"
+    folder.write_bytes(b"")
+    signals = _signals(folder)
+
+    with caplog.at_level(logging.WARNING, logger="services.api.signals"):
+        is_loaded = signals.refresh()
+        signals.refresh()
+
+    assert not is_loaded
+    warnings = [r.getMessage() for r in caplog.records]
+    assert len(warnings) == 1
+    assert "CARTWHEEL_API_SIGNALS__CHECKPOINT_DIR is not a directory" in warnings[0]
+    assert str(folder) in warnings[0]
+    assert "no learner checkpoint found" not in warnings[0]
