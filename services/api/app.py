@@ -5,7 +5,7 @@ Routes:
 - ``GET /v1/users/{user_id}/slates/{surface}``: the latest slate stored by
   the hot path, without the items that went out of stock since, or one
   computed now for a user who has none. Slates on the Kafka topics stay as
-  they were computed.
+  they were computed. A computed slate without items is a 404, as no slate is.
 - ``POST /v1/events``: one event for producers that cannot speak Kafka. It is
   validated like any ``events`` message; a rejection goes to the dead-letter
   topic and the response is 422 with the reason. The dead letter is keyed by
@@ -173,8 +173,24 @@ def create_app(
     @app.get(
         "/v1/users/{user_id:path}/slates/{surface}",
         response_model=Slate,
-        responses={404: {"model": Problem}, 503: {"model": Problem}},
+        responses={
+            404: {
+                "model": Problem,
+                "description": "The hot path stored no slate for the user on "
+                "this surface, and none with items could be computed now",
+            },
+            503: {"model": Problem},
+        },
         summary="Latest slate of a user on one surface",
+        description="Returns the latest slate that the hot path stored, or one "
+        "computed now when on-demand slates are on. A computed slate anchors on "
+        "the user's newest event (the newest cart add for bundles, the newest "
+        "click for reviews), or on the top trending item for a user without "
+        "history, which gets products and promotions only. A computed slate "
+        "without items is answered with 404, like a user with no slate: "
+        "promotions, for example, have items only while a promotion's time "
+        "window contains the trigger's time, which is the user's newest event "
+        "time or, without history, the time of the request.",
     )
     async def latest_slate(
         user_id: Annotated[

@@ -2,10 +2,17 @@
 
 The trigger is the user's own latest activity: the newest item for products
 and promotions, the newest cart add for bundles, the newest click for reviews.
-A user without history gets the shop's top trending item as context, so a
-new visitor still sees a products slate. Session-kNN scores the session of
-the user's newest event that the API's index has read. On-demand slates are
-returned, not published: they answer no event.
+A promotions trigger takes the type of the user's newest event (a click for a
+user without history) when that type is a promotion event, else the
+alphabetically first promotion event type. A user without history gets the
+shop's top trending item as context, with the time of the request as the
+trigger's time, so a new visitor still gets a products slate. Session-kNN
+scores the session of the user's newest event that the API's index has read.
+On-demand slates are returned, not published: they answer no event.
+
+A computed slate without items counts as no slate, so the API returns 404 on
+every surface that has nothing for the user. Promotions are one such case: a
+trigger outside every promotion's time window gets no promotion items.
 """
 
 from __future__ import annotations
@@ -54,7 +61,7 @@ class OnDemandSlates:
         self._clock = clock
 
     def compute(self, user_id: str, surface: Surface) -> Slate | None:
-        """Return a fresh slate, or None when the user has nothing to anchor it."""
+        """Return a fresh slate, or None when nothing anchors it or it has no items."""
         history = self._store.user_histories([user_id])[user_id]
         anchor = self._anchor(history, surface)
         if anchor is None:
@@ -71,7 +78,10 @@ class OnDemandSlates:
             received_at=now,
         )
         [slates] = self._builder.build([trigger])
-        return next((slate for slate in slates if slate.surface is surface), None)
+        slate = next((slate for slate in slates if slate.surface is surface), None)
+        if slate is None or not slate.items:
+            return None
+        return slate
 
     def _anchor(
         self, history: UserHistory, surface: Surface
@@ -82,10 +92,13 @@ class OnDemandSlates:
             return _latest(history.recent, EventType.CLICK)
         event_type = EventType.CLICK
         if surface is Surface.PROMOTIONS:
-            allowed = sorted(self._settings.surfaces.promotion_events)
+            allowed = self._settings.surfaces.promotion_events
             if not allowed:
                 return None
-            event_type = allowed[0]
+            if history.recent:
+                event_type = history.recent[0].event_type
+            if event_type not in allowed:
+                event_type = min(allowed)
         if history.recent:
             return history.recent[0].item_id, event_type
         top = self._store.trending([None], 1).get(None, [])

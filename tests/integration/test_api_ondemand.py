@@ -30,7 +30,9 @@ from models.online import (
     OnlineExample,
     PrequentialEvaluator,
 )
+from schemas.catalog import PromotionRecord
 from schemas.events import Event, EventType
+from schemas.features import FeatureKeys
 from services.api.server import build_app
 from services.api.sessions import SessionFollower, SharedSessionIndex
 from services.api.settings import ApiSettings
@@ -216,9 +218,45 @@ def test_on_demand_slate_lacks_session_knn_without_index(
     app = build_app(settings)
 
     with _served(app) as client:
-        items = _products(client, "finn")
+        response = client.get(PRODUCTS.format(user_id="finn"))
 
-    assert items == []
+    assert response.status_code == 404, response.text
+
+
+def test_on_demand_new_user_slates_answer_alike(
+    settings: ApiSettings, redis_client: redis.Redis
+) -> None:
+    # As after a replay: the promotion's window contains the events' times,
+    # not the request time that a new user's trigger gets.
+    _apply(redis_client, settings.redis.key_prefix, [*ANN, FINN])
+    promotion = PromotionRecord(
+        promotion_id="tea-week",
+        title="Tea week",
+        discount_percent=10.0,
+        starts_at=START - timedelta(days=1),
+        ends_at=START + timedelta(days=1),
+        item_ids=["kettle", "teapot"],
+        updated_at=START,
+    )
+    promotions_key = FeatureKeys(settings.redis.key_prefix).promotions()
+    redis_client.hset(promotions_key, "tea-week", promotion.model_dump_json())
+    app = build_app(settings)
+
+    with _served(app) as client:
+        statuses = {
+            surface: client.get(f"/v1/users/newcomer/slates/{surface}").status_code
+            for surface in ("products", "bundles", "reviews", "promotions")
+        }
+        products = client.get(PRODUCTS.format(user_id="newcomer")).json()
+        finn = client.get("/v1/users/finn/slates/promotions")
+
+    assert statuses["products"] == 200
+    assert products["items"]
+    assert statuses["bundles"] == 404
+    assert statuses["reviews"] == 404
+    assert statuses["promotions"] == 404
+    assert finn.status_code == 200, finn.text
+    assert finn.json()["items"]
 
 
 def test_session_follower_skips_invalid_events_without_dead_letters(

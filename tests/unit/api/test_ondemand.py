@@ -1,6 +1,9 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
+
+import pytest
 
 from schemas.events import EventType
 from schemas.features import RecentItem
@@ -91,3 +94,71 @@ def test_on_demand_promotions_need_a_configured_event_type() -> None:
     settings = {"surfaces": SurfaceSettings(promotion_events=frozenset())}
 
     assert _compute(RECENT, Surface.PROMOTIONS, **settings) == []
+
+
+def test_on_demand_promotions_take_newest_event_type() -> None:
+    [trigger] = _compute(RECENT, Surface.PROMOTIONS)
+
+    assert (trigger.item_id, trigger.event_type) == ("viewed", EventType.CLICK)
+
+
+def test_on_demand_promotions_take_purchase_event_type() -> None:
+    history = UserHistory(
+        recent=(
+            RecentItem("bought", EventType.PURCHASE),
+            RecentItem("viewed", EventType.CLICK),
+        ),
+        last_event_time=500.0,
+    )
+
+    [trigger] = _compute(history, Surface.PROMOTIONS)
+
+    assert (trigger.item_id, trigger.event_type) == ("bought", EventType.PURCHASE)
+
+
+def test_on_demand_promotions_replace_unconfigured_event_type() -> None:
+    events = frozenset({EventType.PURCHASE, EventType.CART_ADD})
+    settings = {"surfaces": SurfaceSettings(promotion_events=events)}
+
+    [trigger] = _compute(RECENT, Surface.PROMOTIONS, **settings)
+
+    assert (trigger.item_id, trigger.event_type) == ("viewed", EventType.CART_ADD)
+
+
+def test_on_demand_promotions_new_user_click() -> None:
+    [trigger] = _compute(UserHistory(), Surface.PROMOTIONS)
+
+    assert (trigger.item_id, trigger.event_type) == ("top", EventType.CLICK)
+    assert trigger.event_time == 1000.0
+
+
+@dataclass
+class _BuiltSlate:
+    surface: Surface
+    items: list[str]
+
+
+class SlateBuilderStub:
+    """Builds one slate per trigger with the given items, on every surface."""
+
+    def __init__(self, items: list[str]) -> None:
+        self.items = items
+
+    def build(self, triggers: Sequence[Trigger]) -> list[list[_BuiltSlate]]:
+        return [
+            [_BuiltSlate(surface, self.items) for surface in Surface] for _ in triggers
+        ]
+
+
+@pytest.mark.parametrize(("items", "is_returned"), [([], False), (["i1"], True)])
+def test_on_demand_empty_slate_is_none(items: list[str], is_returned: bool) -> None:
+    on_demand = OnDemandSlates(
+        SlateBuilderStub(items),  # type: ignore[arg-type]
+        HistoryStore(RECENT, [("top", 1.0)]),  # type: ignore[arg-type]
+        ScorerSettings(),
+        clock=lambda: 1000.0,
+    )
+
+    for surface in Surface:
+        slate = on_demand.compute("u1", surface)
+        assert (slate is not None) is is_returned, surface
