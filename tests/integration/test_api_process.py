@@ -12,6 +12,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from services.common.kafka import TopicSpec, create_topics
+from services.common.settings import KafkaSettings
 from services.infra import find_free_port
 from tests.entry_points import REPOSITORY, environment_without_settings
 
@@ -55,6 +57,50 @@ def test_api_stops_session_follower_on_sigterm(
     assert not (tmp_path / "learner").exists()
 
 
+def test_api_follows_topics_created_after_start(
+    kafka_bootstrap: str,
+    redis_url: str,
+    kafka_settings: KafkaSettings,
+    unique_name: Callable[[str], str],
+) -> None:
+    port = find_free_port()
+    environment = _environment(kafka_bootstrap, redis_url, port)
+    events, models = unique_name("events"), unique_name("models")
+    environment["CARTWHEEL_TOPIC_EVENTS"] = events
+    environment["CARTWHEEL_TOPIC_MODELS"] = models
+    follower = f'cartwheel_api_session_follower_running{{topic="{events}"}}'
+    watcher = f'cartwheel_model_watcher_running{{topic="{models}"}}'
+
+    def create_topics_once_serving() -> None:
+        metrics = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5.0).text
+        assert f"{follower} 0.0" in metrics
+        assert f"{watcher} 0.0" in metrics
+        create_topics(
+            kafka_settings,
+            [TopicSpec(events, 2), TopicSpec(models, 1, is_compacted=True)],
+        )
+        deadline = time.monotonic() + 60
+        while not _shows(port, f"{follower} 1.0", f"{watcher} 1.0"):
+            assert time.monotonic() < deadline, "the API did not follow in 60 s"
+            time.sleep(0.2)
+
+    returncode, stderr = _serve_until(
+        environment, port, signal.SIGTERM, create_topics_once_serving
+    )
+
+    assert returncode == 0, stderr
+    assert stderr.count("session follower waits for the events topic") == 1
+    assert stderr.count("model watcher waits for the models topic") == 1
+    assert stderr.count("session follower started") == 1
+    assert stderr.count("model watcher started") == 1
+    assert "Traceback" not in stderr
+
+
+def _shows(port: int, *samples: str) -> bool:
+    metrics = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5.0).text
+    return all(sample in metrics for sample in samples)
+
+
 def _environment(kafka_bootstrap: str, redis_url: str, port: int) -> dict[str, str]:
     return {
         **environment_without_settings(),
@@ -66,9 +112,15 @@ def _environment(kafka_bootstrap: str, redis_url: str, port: int) -> dict[str, s
 
 
 def _serve_until(
-    environment: dict[str, str], port: int, stop_signal: signal.Signals
+    environment: dict[str, str],
+    port: int,
+    stop_signal: signal.Signals,
+    while_serving: Callable[[], None] | None = None,
 ) -> tuple[int, str]:
-    """Start the API, send ``stop_signal`` once it serves; return its status and log."""
+    """Start the API, send ``stop_signal`` once it serves; return its status and log.
+
+    ``while_serving`` runs, when given, between the first reply and the signal.
+    """
     process = subprocess.Popen(
         [sys.executable, "-m", "services.api"],
         env=environment,
@@ -85,6 +137,8 @@ def _serve_until(
             assert process.poll() is None, "the API exited before serving"
             assert time.monotonic() < deadline, "the API did not serve in 60 s"
             time.sleep(0.1)
+        if while_serving is not None:
+            while_serving()
         process.send_signal(stop_signal)
         _, stderr = process.communicate(timeout=30)
     finally:
