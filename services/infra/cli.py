@@ -54,8 +54,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "CARTWHEEL_KAFKA_BOOTSTRAP or CARTWHEEL_REDIS_URL, and not responding "
         "for a server that accepts connections but does not reply to a request "
         "(Kafka ApiVersions, Redis PING) within --timeout, such as a stopped "
-        "(SIGSTOP) process. Exits with 0 when every server is running or "
-        "external, and with 1 otherwise.",
+        "(SIGSTOP) process. A pid file that names a process which has exited, "
+        "or which is not the server started at the recorded address, shows as "
+        "stale pid file; 'infra down' removes it without signalling that "
+        "process. Exits with 0 when every server is running or external, and "
+        "with 1 otherwise.",
     )
     status.add_argument(
         "--timeout",

@@ -44,6 +44,10 @@ class ServerState(StrEnum):
     # protocol request came within the probe timeout: a stopped (SIGSTOP),
     # stuck or still starting server.
     NOT_RESPONDING = "not responding"
+    # The pid file names a process that has exited, or one that is another
+    # program or another instance listening elsewhere. 'infra down' removes
+    # the file without signalling that process.
+    STALE = "stale pid file"
 
 
 @dataclass(frozen=True)
@@ -175,9 +179,11 @@ class InfraManager:
             )
             return ServerStatus(name, address, state)
         pid = server.pid()
+        address = server.started_address() or server.address
+        if pid is None and server.has_stale_pid_file():
+            return ServerStatus(name, address, ServerState.STALE, server.recorded_pid())
         if pid is None:
             return ServerStatus(name, server.address, ServerState.STOPPED)
-        address = server.started_address() or server.address
         result = probe(address, request, probe_timeout_seconds)
         state = (
             ServerState.RUNNING

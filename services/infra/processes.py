@@ -17,6 +17,7 @@ import time
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from services.common.errors import InfrastructureError
 from services.common.settings import child_environment
@@ -82,15 +83,27 @@ class LocalServer:
         """Return the pid of the running server, or None when it is not running.
 
         A pid file whose process is gone, or whose pid now belongs to another
-        program, counts as not running, so a reused pid is never signalled.
+        program or to this program serving another address, counts as not
+        running, so on Linux a reused pid is never signalled.
         """
-        try:
-            pid = int(self.pid_file.read_text().split()[0])
-        except (FileNotFoundError, ValueError, IndexError):
+        pid = self.recorded_pid()
+        if pid is None or not _is_alive(pid):
             return None
-        if not _is_alive(pid) or not _runs(pid, self.executable_name):
+        address = self.started_address() or self.address
+        if not _runs(pid, self.executable_name, address):
             return None
         return pid
+
+    def recorded_pid(self) -> int | None:
+        """Return the pid written in the pid file, whether or not it still runs."""
+        try:
+            return int(self.pid_file.read_text().split()[0])
+        except (FileNotFoundError, ValueError, IndexError):
+            return None
+
+    def has_stale_pid_file(self) -> bool:
+        """Return True when the pid file names a process that is not this server."""
+        return self.recorded_pid() is not None and self.pid() is None
 
     def started_address(self) -> str | None:
         """Return the address recorded in the pid file at start, if it has one.
@@ -108,8 +121,18 @@ class LocalServer:
         return self.pid() is not None
 
     def stop(self, timeout_seconds: float = 10.0) -> None:
-        """Stop the process, if running, and remove its pid file."""
+        """Stop the process, if running, and remove its pid file.
+
+        A stale pid file is removed without signalling the process it names.
+        """
         pid = self.pid()
+        if pid is None and self.has_stale_pid_file():
+            logger.info(
+                "removing stale pid file name=%s pid_file=%s pid=%s",
+                self.name,
+                self.pid_file,
+                self.recorded_pid(),
+            )
         if pid is not None:
             logger.info("stopping server name=%s pid=%s", self.name, pid)
             os.kill(pid, self.stop_signal)
@@ -359,13 +382,44 @@ def _wait_until_gone(pid: int, timeout_seconds: float) -> bool:
         time.sleep(0.05)
 
 
-def _runs(pid: int, executable_name: str) -> bool:
+def _runs(pid: int, executable_name: str, address: str) -> bool:
+    """Return True when ``pid`` runs ``executable_name`` listening on ``address``.
+
+    ``address`` is the ``host:port`` that the project passed at start, read
+    back from the process's command line, so that another instance of the
+    same program that now has the pid does not count.
+    """
     try:
         with open(f"/proc/{pid}/cmdline", "rb") as cmdline:
-            program = cmdline.read().split(b"\0", 1)[0]
+            raw = cmdline.read()
     except OSError:
         # Without /proc (macOS) trust the pid file.
         return True
-    # redis-server rewrites its title to "redis-server host:port".
-    name = Path(program.decode(errors="replace")).name
-    return name == executable_name or name.startswith(f"{executable_name} ")
+    arguments = [part.decode(errors="replace") for part in raw.split(b"\0") if part]
+    if not arguments:
+        # A kernel thread or a process that is exiting has no command line.
+        return False
+    # redis-server rewrites its title to "redis-server host:port", so its
+    # command line is that one string.
+    title = arguments[0].split()
+    name = Path(title[0]).name if title else ""
+    if name != executable_name:
+        return False
+    return _listener_address(title[1:] + arguments[1:]) == address
+
+
+def _listener_address(arguments: list[str]) -> str | None:
+    """Return the ``host:port`` named by a server's arguments, or None if none is.
+
+    Tansu gets ``--listener-url tcp://host:port``. redis-server shows
+    ``host:port`` in its rewritten title, or, where the title is not
+    rewritten, gets ``--bind host`` and ``--port port``.
+    """
+    options = dict(zip(arguments, arguments[1:], strict=False))
+    if "--listener-url" in options:
+        return urlsplit(options["--listener-url"]).netloc
+    if "--bind" in options and "--port" in options:
+        return f"{options['--bind']}:{options['--port']}"
+    if arguments and ":" in arguments[0]:
+        return arguments[0]
+    return None

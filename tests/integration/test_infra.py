@@ -209,3 +209,58 @@ def test_infra_status_reports_silent_external_redis(
     assert status == 1
     assert lines[0].endswith(" external")
     assert lines[1].endswith(" not responding")
+
+
+@pytest.fixture
+def other_redis(tmp_path: Path) -> Iterator[tuple[int, int]]:
+    """A redis-server that no pid file names, as (pid, port); stopped at teardown."""
+    port = find_free_port()
+    process = subprocess.Popen(
+        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", ""],
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        processes._wait_until_listening(
+            LocalServer.redis(tmp_path / "other", port), process
+        )
+        yield process.pid, port
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+def test_infra_down_spares_same_program_on_other_port(
+    infra_env: Path,
+    other_redis: tuple[int, int],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    pid, _ = other_redis
+    recorded = f"127.0.0.1:{os.environ['CARTWHEEL_INFRA_REDIS_PORT']}"
+    (infra_env / "redis.pid").write_text(f"{pid} {recorded}\n")
+
+    status = main(["infra", "status", "--timeout", "0.5"])
+    redis_line = capsys.readouterr().out.splitlines()[1]
+    main(["infra", "down"])
+
+    assert status == 1
+    assert redis_line.endswith(f"stale pid file (pid {pid})")
+    assert recorded in redis_line
+    assert _is_alive(pid)
+    assert not (infra_env / "redis.pid").exists()
+
+
+def test_local_server_recognises_its_own_redis(
+    tmp_path: Path, other_redis: tuple[int, int]
+) -> None:
+    pid, port = other_redis
+    own = LocalServer.redis(tmp_path, port)
+    own.pid_file.write_text(f"{pid} 127.0.0.1:{port}\n")
+    elsewhere = LocalServer.redis(tmp_path / "elsewhere", port + 1)
+    elsewhere.pid_file.parent.mkdir()
+    elsewhere.pid_file.write_text(f"{pid}\n")
+
+    assert own.pid() == pid
+    assert elsewhere.pid() is None
+    assert elsewhere.has_stale_pid_file()

@@ -58,13 +58,16 @@ def test_status_reports_silent_external_broker(
     assert kafka.describe().endswith(" not responding")
 
 
-def test_status_ignores_pid_file_of_unrelated_process(isolated_env: Path) -> None:
+def test_status_reports_pid_file_of_unrelated_process_stale(
+    isolated_env: Path,
+) -> None:
     # pid 1 is alive but is not a tansu process.
     (isolated_env / "tansu.pid").write_text("1\n")
 
     kafka = InfraManager(InfraSettings()).status()[0]
 
-    assert kafka.state is ServerState.STOPPED
+    assert kafka.state is ServerState.STALE
+    assert kafka.describe().endswith(" stale pid file (pid 1)")
 
 
 def test_printed_local_addresses_are_not_external(
