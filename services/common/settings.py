@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import ssl
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,13 +28,24 @@ from pydantic import (
     ValidationError,
     ValidationInfo,
     field_validator,
+    model_validator,
 )
 from pydantic.fields import FieldInfo
+from pydantic_core import InitErrorDetails, PydanticCustomError
 from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 from redis.connection import parse_url
 
 from schemas.recommendations import Surface
 from services.common.errors import InvalidSettingsError
+from services.common.tls_files import (
+    CERTIFICATE_BLOCK,
+    PRIVATE_KEY_BLOCK,
+    ca_file_problem,
+    certificate_file_problem,
+    client_key_problem,
+    is_encrypted_key,
+    pem_file_problem,
+)
 
 __all__ = [
     "child_environment",
@@ -192,13 +202,18 @@ class KafkaSettings(BaseSettings):
     @field_validator("ssl_ca_location", mode="before")
     @classmethod
     def _check_ssl_ca_location(cls, value: Any, info: ValidationInfo) -> Any:
-        # librdkafka reads the file only for TLS, and its error names no
-        # variable. The feedback service's ssl.create_default_context(cafile=)
-        # takes only a file, so a directory or librdkafka's "probe" is rejected.
-        protocol = str(info.data.get("security_protocol", ""))
-        if protocol not in ("SSL", "SASL_SSL") or not isinstance(value, str | Path):
+        # librdkafka reads the file only when a client is built, and its error
+        # names no variable. The feedback service's
+        # ssl.create_default_context(cafile=) takes only a file, so a
+        # directory or librdkafka's "probe" is rejected.
+        if not isinstance(value, str | Path) or "security_protocol" not in info.data:
             return value
-        return _require_pem_file(value)
+        _require_tls(info, "the CA file is not read")
+        _require_pem_file(value)
+        problem = ca_file_problem(Path(value))
+        if problem is not None:
+            raise ValueError(problem)
+        return value
 
     @field_validator("ssl_certificate_location", mode="before")
     @classmethod
@@ -208,8 +223,12 @@ class KafkaSettings(BaseSettings):
         # the certificate, so the broker would never see the client's identity.
         if not isinstance(value, str | Path) or "security_protocol" not in info.data:
             return value
-        _require_tls(info)
-        return _require_pem_file(value, _CERTIFICATE_BLOCK)
+        _require_tls(info, "no client certificate is sent")
+        _require_pem_file(value, CERTIFICATE_BLOCK)
+        problem = certificate_file_problem(Path(value))
+        if problem is not None:
+            raise ValueError(problem)
+        return value
 
     @field_validator("ssl_key_location", mode="before")
     @classmethod
@@ -232,19 +251,18 @@ class KafkaSettings(BaseSettings):
             return value
         if not isinstance(value, str | Path):
             return value
-        _require_tls(info)
+        _require_tls(info, "no client certificate is sent")
         if certificate is None:
             raise ValueError(
                 "a private key is used only with its client certificate, and "
                 "CARTWHEEL_KAFKA_SSL_CERTIFICATE_LOCATION is not set"
             )
-        _require_pem_file(value, _PRIVATE_KEY_BLOCK)
-        if not _is_encrypted_key(Path(value)):
-            # The password's validator checks an encrypted key, since only it
-            # sees the password.
-            problem = _client_chain_problem(Path(certificate), Path(value), None)
+        _require_pem_file(value, PRIVATE_KEY_BLOCK)
+        if not is_encrypted_key(Path(value)):
+            # An encrypted key is checked after the password is validated.
+            problem = client_key_problem(Path(certificate), Path(value), None)
             if problem is not None:
-                raise ValueError(problem)
+                raise ValueError(problem.message)
         return value
 
     @field_validator("ssl_key_password")
@@ -258,7 +276,7 @@ class KafkaSettings(BaseSettings):
         if value is None:
             # Python's ssl module, used by the feedback service, would ask for
             # the password on the terminal instead of failing.
-            if key is not None and _is_encrypted_key(Path(key)):
+            if key is not None and is_encrypted_key(Path(key)):
                 raise ValueError(
                     "expected the password of the encrypted private key in "
                     "CARTWHEEL_KAFKA_SSL_KEY_LOCATION"
@@ -274,14 +292,39 @@ class KafkaSettings(BaseSettings):
                 "the password is empty; unset the variable for a private key "
                 "that is not encrypted"
             )
-        certificate = info.data.get("ssl_certificate_location")
-        if certificate is not None and _is_encrypted_key(Path(key)):
-            problem = _client_chain_problem(
-                Path(certificate), Path(key), value.get_secret_value()
+        if not is_encrypted_key(Path(key)):
+            raise ValueError(
+                "the private key in CARTWHEEL_KAFKA_SSL_KEY_LOCATION is not "
+                "encrypted, so it takes no password; unset this variable"
             )
-            if problem is not None:
-                raise ValueError(problem)
         return value
+
+    @model_validator(mode="after")
+    def _check_encrypted_key(self) -> KafkaSettings:
+        # Only here are both the encrypted key and its password known, and the
+        # error goes to the variable at fault, which may be the key's.
+        certificate = self.ssl_certificate_location
+        key = self.ssl_key_location
+        password = self.ssl_key_password
+        if certificate is None or key is None or password is None:
+            return self
+        problem = client_key_problem(certificate, key, password.get_secret_value())
+        if problem is None:
+            return self
+        # pydantic keeps the location of a ValidationError raised here, while a
+        # ValueError would have no field.
+        raise ValidationError.from_exception_data(
+            type(self).__name__,
+            [
+                InitErrorDetails(
+                    type=PydanticCustomError(
+                        "value_error", "{message}", {"message": problem.message}
+                    ),
+                    loc=(problem.field,),
+                    input=getattr(self, problem.field),
+                )
+            ],
+        )
 
     def client_config(self) -> dict[str, Any]:
         """Return the librdkafka settings for connection and authentication."""
@@ -306,117 +349,27 @@ class KafkaSettings(BaseSettings):
         return config
 
 
-# The text each client-certificate file must contain, the PEM line that names
-# it in an error, and the noun for such a file.
-_CERTIFICATE_BLOCK = (
-    "-----BEGIN CERTIFICATE-----",
-    "-----BEGIN CERTIFICATE-----",
-    "a certificate",
-)
-# RSA, EC and PKCS#8 keys, encrypted or not, all end their header this way.
-_PRIVATE_KEY_BLOCK = (
-    "PRIVATE KEY-----",
-    "-----BEGIN ... PRIVATE KEY-----",
-    "a private key",
-)
+def _require_tls(info: ValidationInfo, effect: str) -> None:
+    """Raise when the security protocol does not use TLS.
 
-
-def _require_tls(info: ValidationInfo) -> None:
-    """Raise when the security protocol sends no client certificate."""
+    ``effect`` is the consequence that the message names.
+    """
     protocol = str(info.data.get("security_protocol", ""))
     if protocol not in ("SSL", "SASL_SSL"):
         raise ValueError(
             f"CARTWHEEL_KAFKA_SECURITY_PROTOCOL is {protocol}, which does not use "
-            "TLS, so no client certificate is sent; set it to SSL or SASL_SSL, or "
-            "unset this variable"
+            f"TLS, so {effect}; set it to SSL or SASL_SSL, or unset this variable"
         )
-
-
-def _client_chain_problem(
-    certificate: Path, key: Path, password: str | None
-) -> str | None:
-    """Return why the certificate and private key cannot be used together, or None.
-
-    librdkafka and the feedback service's ssl module both load the pair when
-    a client is built, and neither names the variable when that fails.
-    """
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    try:
-        # A callable keeps OpenSSL from asking for a password on the terminal.
-        context.load_cert_chain(certificate, key, password=lambda: password or "")
-    except ssl.SSLError as exc:
-        if exc.reason == "KEY_VALUES_MISMATCH":
-            return (
-                "the private key in CARTWHEEL_KAFKA_SSL_KEY_LOCATION does not "
-                "belong to the certificate in CARTWHEEL_KAFKA_SSL_CERTIFICATE_LOCATION"
-            )
-        if password is not None:
-            return (
-                "the password does not decrypt the private key in "
-                f"CARTWHEEL_KAFKA_SSL_KEY_LOCATION ({exc})"
-            )
-        return (
-            "OpenSSL cannot load the certificate in "
-            f"CARTWHEEL_KAFKA_SSL_CERTIFICATE_LOCATION with this key ({exc})"
-        )
-    return None
-
-
-def _is_encrypted_key(path: Path) -> bool:
-    """Return whether the PEM private key at ``path`` is encrypted."""
-    try:
-        content = path.read_bytes()
-    except OSError:
-        # The key's own check reported the file already.
-        return False
-    # PKCS#8 names the block ENCRYPTED PRIVATE KEY, and the older OpenSSL
-    # format marks the block with a Proc-Type header.
-    return any(
-        marker in content
-        for marker in (b"ENCRYPTED PRIVATE KEY-----", b"Proc-Type: 4,ENCRYPTED")
-    )
 
 
 def _require_pem_file(
     value: str | Path, block: tuple[str, str, str] | None = None
 ) -> str | Path:
     """Return ``value`` when it names a usable PEM file; raise ValueError otherwise."""
-    problem = _pem_file_problem(str(value), block)
+    problem = pem_file_problem(str(value), block)
     if problem is not None:
         raise ValueError(problem)
     return value
-
-
-def _pem_file_problem(
-    path: str, block: tuple[str, str, str] | None = None
-) -> str | None:
-    """Return why the PEM file at ``path`` cannot be used, or None.
-
-    Args:
-        path: the file's path as set.
-        block: the text the file must contain, the PEM line to name in the
-            error and what such a file is called; None accepts any PEM block.
-    """
-    if not path.strip():
-        return "the path is empty"
-    location = Path(path)
-    if location.is_dir():
-        return "the path is a directory, not a file"
-    try:
-        with location.open("rb") as ca_file:
-            content = ca_file.read()
-    except FileNotFoundError:
-        return "no file exists at this path"
-    except OSError as exc:
-        return f"the file cannot be read ({exc.strerror or exc})"
-    # librdkafka fails on a file without a PEM block with an error that names
-    # no variable ("no certificate or crl found").
-    if b"-----BEGIN " not in content:
-        return "the file has no '-----BEGIN' line, so it is not in PEM format"
-    if block is not None and block[0].encode() not in content:
-        _, line, noun = block
-        return f"the file has no '{line}' line, so it is not {noun} in PEM format"
-    return None
 
 
 class RedisSettings(BaseSettings):

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import importlib
+import subprocess
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -661,28 +662,69 @@ def test_ca_file_without_pem_is_rejected(
 
 
 def test_readable_ca_file_loads(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    monkeypatch: pytest.MonkeyPatch, certificates: Certificates
 ) -> None:
-    ca_file = tmp_path / "ca.pem"
-    ca_file.write_text("-----BEGIN CERTIFICATE-----\n")
     monkeypatch.setenv("CARTWHEEL_KAFKA_SECURITY_PROTOCOL", "SSL")
-    monkeypatch.setenv("CARTWHEEL_KAFKA_SSL_CA_LOCATION", str(ca_file))
+    monkeypatch.setenv("CARTWHEEL_KAFKA_SSL_CA_LOCATION", str(certificates.ca))
 
     settings = load_settings(KafkaSettings)
 
-    assert settings.client_config()["ssl.ca.location"] == str(ca_file)
+    assert settings.client_config()["ssl.ca.location"] == str(certificates.ca)
 
 
-def test_plaintext_does_not_check_ca_file(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+@pytest.mark.parametrize("kind", ["private-key", "corrupt-certificate"])
+def test_ca_file_without_certificate_is_rejected(
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    certificates: Certificates,
+    kind: str,
 ) -> None:
-    # librdkafka does not read the file without TLS, so it cannot fail.
-    monkeypatch.setenv("CARTWHEEL_KAFKA_SECURITY_PROTOCOL", "PLAINTEXT")
-    monkeypatch.setenv("CARTWHEEL_KAFKA_SSL_CA_LOCATION", str(tmp_path / "ca.pem"))
+    if kind == "private-key":
+        ca_file = certificates.client_key
+    else:
+        ca_file = tmp_path / "corrupt.pem"
+        ca_file.write_text(_CORRUPT_CERTIFICATE)
+    message = setting_error(
+        monkeypatch,
+        KafkaSettings,
+        {
+            "CARTWHEEL_KAFKA_SECURITY_PROTOCOL": "SSL",
+            "CARTWHEEL_KAFKA_SSL_CA_LOCATION": str(ca_file),
+        },
+    )
 
-    settings = load_settings(KafkaSettings)
+    assert message.startswith(
+        f"invalid setting CARTWHEEL_KAFKA_SSL_CA_LOCATION={str(ca_file)!r}: "
+        "OpenSSL cannot load CA certificates from this file ("
+    )
+    assert len(message.splitlines()) == 1
 
-    assert settings.ssl_ca_location == tmp_path / "ca.pem"
+
+@pytest.mark.parametrize("protocol", ["PLAINTEXT", "SASL_PLAINTEXT"])
+def test_ca_file_without_tls_is_rejected(
+    monkeypatch: pytest.MonkeyPatch, certificates: Certificates, protocol: str
+) -> None:
+    _set_sasl(monkeypatch, protocol, "PLAIN", username="shop", password="s3cret")
+    message = setting_error(
+        monkeypatch,
+        KafkaSettings,
+        {"CARTWHEEL_KAFKA_SSL_CA_LOCATION": str(certificates.ca)},
+    )
+
+    assert message.startswith(
+        "invalid setting CARTWHEEL_KAFKA_SSL_CA_LOCATION="
+        f"{str(certificates.ca)!r}: CARTWHEEL_KAFKA_SECURITY_PROTOCOL is "
+        f"{protocol}, which does not use TLS, so the CA file is not read; set it "
+        "to SSL or SASL_SSL, or unset this variable"
+    )
+    assert len(message.splitlines()) == 1
+
+
+# Valid PEM armour around bytes that are not a certificate.
+_CORRUPT_CERTIFICATE = (
+    "-----BEGIN CERTIFICATE-----\nAAAAbm90IGEgY2VydGlmaWNhdGU=\n"
+    "-----END CERTIFICATE-----\n"
+)
 
 
 @pytest.fixture(scope="module")
@@ -978,10 +1020,29 @@ def test_key_of_another_certificate_is_rejected(
     assert len(message.splitlines()) == 1
 
 
-def test_wrong_key_password_is_rejected_masked(
-    monkeypatch: pytest.MonkeyPatch, certificates: Certificates
+@pytest.mark.parametrize(
+    ("is_encrypted", "reason"),
+    [
+        (
+            True,
+            "the password does not decrypt the private key in "
+            "CARTWHEEL_KAFKA_SSL_KEY_LOCATION, or the encrypted key is damaged (",
+        ),
+        (
+            False,
+            "the private key in CARTWHEEL_KAFKA_SSL_KEY_LOCATION is not encrypted, "
+            "so it takes no password; unset this variable",
+        ),
+    ],
+    ids=["wrong-password", "unencrypted-key"],
+)
+def test_key_password_is_rejected_masked(
+    monkeypatch: pytest.MonkeyPatch,
+    certificates: Certificates,
+    is_encrypted: bool,
+    reason: str,
 ) -> None:
-    certificate, key = _client_files(certificates, is_encrypted=True)
+    certificate, key = _client_files(certificates, is_encrypted=is_encrypted)
     _set_client_certificate(
         monkeypatch, "SSL", str(certificate), str(key), password="hunter2"
     )
@@ -989,9 +1050,7 @@ def test_wrong_key_password_is_rejected_masked(
     message = _load_error()
 
     assert message.startswith(
-        "invalid setting CARTWHEEL_KAFKA_SSL_KEY_PASSWORD='**********': the "
-        "password does not decrypt the private key in "
-        "CARTWHEEL_KAFKA_SSL_KEY_LOCATION ("
+        f"invalid setting CARTWHEEL_KAFKA_SSL_KEY_PASSWORD='**********': {reason}"
     )
     assert "hunter2" not in message
     assert len(message.splitlines()) == 1
@@ -1310,3 +1369,89 @@ def test_shared_block_error_reported_once(monkeypatch: pytest.MonkeyPatch) -> No
     )
 
     assert message.count("CARTWHEEL_KAFKA_SECURITY_PROTOCOL") == 1
+
+
+def test_corrupt_certificate_is_blamed_not_password(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, certificates: Certificates
+) -> None:
+    _, key = _client_files(certificates, is_encrypted=True)
+    corrupt = tmp_path / "corrupt.crt"
+    corrupt.write_text(_CORRUPT_CERTIFICATE)
+    _set_client_certificate(
+        monkeypatch, "SSL", str(corrupt), str(key), password=KEY_PASSWORD
+    )
+
+    message = _load_error()
+
+    assert message.startswith(
+        "invalid setting CARTWHEEL_KAFKA_SSL_CERTIFICATE_LOCATION="
+        f"{str(corrupt)!r}: OpenSSL cannot load the certificate in this file ("
+    )
+    assert len(message.splitlines()) == 1
+
+
+def test_encrypted_key_of_another_certificate_is_rejected(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, certificates: Certificates
+) -> None:
+    key = tmp_path / "other-encrypted.key"
+    subprocess.run(
+        [
+            "openssl",
+            "pkey",
+            "-in",
+            str(certificates.untrusted_client_key),
+            "-out",
+            str(key),
+            "-aes256",
+            "-passout",
+            f"pass:{KEY_PASSWORD}",
+        ],
+        check=True,
+    )
+    _set_client_certificate(
+        monkeypatch,
+        "SSL",
+        str(certificates.client_certificate),
+        str(key),
+        password=KEY_PASSWORD,
+    )
+
+    message = _load_error()
+
+    assert message.startswith(
+        f"invalid setting CARTWHEEL_KAFKA_SSL_KEY_LOCATION={str(key)!r}: the "
+        "private key in CARTWHEEL_KAFKA_SSL_KEY_LOCATION does not belong to the "
+        "certificate in CARTWHEEL_KAFKA_SSL_CERTIFICATE_LOCATION;"
+    )
+    assert "KEY_PASSWORD" not in message
+    assert len(message.splitlines()) == 1
+
+
+@pytest.mark.parametrize("is_encrypted", [False, True], ids=["plain", "encrypted"])
+def test_garbage_key_is_blamed_not_certificate(
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    certificates: Certificates,
+    is_encrypted: bool,
+) -> None:
+    label = "ENCRYPTED PRIVATE KEY" if is_encrypted else "PRIVATE KEY"
+    key = tmp_path / "garbage.key"
+    key.write_text(
+        f"-----BEGIN {label}-----\nAAAAbm90IGEga2V5\n-----END {label}-----\n"
+    )
+    password = KEY_PASSWORD if is_encrypted else None
+    _set_client_certificate(
+        monkeypatch,
+        "SSL",
+        str(certificates.client_certificate),
+        str(key),
+        password=password,
+    )
+
+    message = _load_error()
+
+    assert message.startswith(
+        f"invalid setting CARTWHEEL_KAFKA_SSL_KEY_LOCATION={str(key)!r}: "
+        "OpenSSL cannot load the private key in this file ("
+    )
+    assert len(message.splitlines()) == 1
