@@ -14,7 +14,12 @@ from services.common.redis_check import verify_redis
 from services.common.settings import load_settings, masked_settings, secret_values
 from services.feedback.app import create_app
 from services.feedback.settings import FeedbackSettings
-from services.feedback.worker import FeedbackWorker, StopDeadline
+from services.feedback.worker import (
+    FeedbackWorker,
+    StartUpStopped,
+    StopDeadline,
+    run_start_up,
+)
 
 __all__ = ["main", "run"]
 
@@ -33,16 +38,22 @@ def run(settings: FeedbackSettings) -> None:
             and 1 after a crash. A stop on SIGTERM or SIGINT that takes longer
             than ``CARTWHEEL_FEEDBACK_STOP_TIMEOUT_SECONDS`` ends the process
             with status 2 instead (see :mod:`services.feedback.worker`).
+
+    SIGTERM or SIGINT while the topics and Redis are checked makes it return
+    at once, without starting the worker.
     """
     logger.info("feedback app starting settings=%s", masked_settings(settings))
     ensure_writable_directory(settings.data_dir, "CARTWHEEL_FEEDBACK_DATA_DIR")
-    topics = settings.topics
-    names = [topics.events]
-    names += [topics.recommendations(surface.value) for surface in Surface]
-    verify_topics(
-        settings.kafka, [TopicSpec(name, topics.partitions) for name in names]
-    )
-    verify_redis(settings.redis)
+    stop_deadline = StopDeadline(settings.stop_timeout_seconds)
+    try:
+        run_start_up(lambda: _check_dependencies(settings), stop_deadline)
+    except StartUpStopped as stopped:
+        logger.info(
+            "feedback app stopped during start-up reason=%s app_id=%s",
+            stopped.reason,
+            settings.app_id,
+        )
+        return
 
     serve_metrics(settings, settings.metrics_port, settings.metrics_host)
     app, _ = create_app(settings)
@@ -50,7 +61,7 @@ def run(settings: FeedbackSettings) -> None:
     # and redirect_stdouts=False keeps stderr a plain stream for them.
     worker = FeedbackWorker(
         app,
-        stop_deadline=StopDeadline(settings.stop_timeout_seconds),
+        stop_deadline=stop_deadline,
         loglevel=settings.log_level,
         override_logging=False,
         redirect_stdouts=False,
@@ -66,6 +77,17 @@ def run(settings: FeedbackSettings) -> None:
         if exit_request.code in (0, None):
             logger.info("feedback app stopped app_id=%s", settings.app_id)
         raise
+
+
+def _check_dependencies(settings: FeedbackSettings) -> None:
+    """Check that the topics the app reads exist and that Redis responds."""
+    topics = settings.topics
+    names = [topics.events]
+    names += [topics.recommendations(surface.value) for surface in Surface]
+    verify_topics(
+        settings.kafka, [TopicSpec(name, topics.partitions) for name in names]
+    )
+    verify_redis(settings.redis)
 
 
 def main() -> None:

@@ -65,9 +65,12 @@ class FeedbackSettings(BaseSettings):
         le=600,
         description="seconds between offset commits; what a crash redelivers",
     )
+    # A clean stop leaves the consumer group and commits offsets, which takes
+    # seconds (an estimate: about 2 s with a local broker), so a limit under
+    # 5 s would end stops that are going well.
     stop_timeout_seconds: float = Field(
         default=20.0,
-        gt=0,
+        ge=5,
         le=3600,
         description="seconds a stop on SIGTERM or SIGINT may take; a worker "
         "still waiting for the broker then exits with status 2",

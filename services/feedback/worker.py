@@ -9,6 +9,12 @@ SIGTERM or SIGINT also starts a countdown of
 ends logs one ERROR line and exits with status 2, the status of other broker
 and Redis errors, without a traceback.
 
+Before Faust runs, the start-up checks of the topics and Redis wait in a
+thread of their own (:func:`run_start_up`), so SIGTERM or SIGINT stops the
+start-up at once even while the broker does not respond. The process then
+ends with status 0, as after a clean stop, and the countdown started by the
+signal bounds the rest of the exit in the same way.
+
 What a forced stop costs: nothing counted in Redis is lost, since each
 message is applied atomically and remembered by id. Messages applied after the
 last offset commit that succeeded are read again by the next worker: those of
@@ -27,15 +33,18 @@ import os
 import signal
 import threading
 from collections.abc import Callable
-from typing import Any
+from types import FrameType
+from typing import Any, TypeVar
 
 import faust
 
 from services.common.entrypoint import ENVIRONMENT_ERROR_STATUS
 
-__all__ = ["FeedbackWorker", "StopDeadline"]
+__all__ = ["FeedbackWorker", "StartUpStopped", "StopDeadline", "run_start_up"]
 
 logger = logging.getLogger(__name__)
+
+ResultT = TypeVar("ResultT")
 
 
 class StopDeadline:
@@ -115,3 +124,62 @@ class FeedbackWorker(faust.Worker):
         # Windows) through this method; a unit test checks that it still does.
         self._stop_deadline.start(signal.name)
         super()._schedule_shutdown(signal)
+
+
+class StartUpStopped(Exception):
+    """Raised by :func:`run_start_up` when SIGTERM or SIGINT arrives during start-up.
+
+    Args:
+        reason: the signal's name, such as ``SIGTERM``.
+    """
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(f"stop requested during start-up by {reason}")
+        self.reason = reason
+
+
+def run_start_up(
+    start_up: Callable[[], ResultT], stop_deadline: StopDeadline
+) -> ResultT:
+    """Run ``start_up`` in a daemon thread and return its result.
+
+    The main thread only waits, so a signal handler runs as soon as SIGTERM
+    or SIGINT arrives, even while ``start_up`` is blocked in librdkafka on a
+    broker that does not respond. The handler starts ``stop_deadline`` and
+    abandons the thread, which ends with the process.
+
+    Raises:
+        StartUpStopped: SIGTERM or SIGINT arrived before ``start_up`` returned.
+        Exception: whatever ``start_up`` raised.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        # Only the main thread can set signal handlers.
+        return start_up()
+    outcome: dict[str, Any] = {}
+
+    def call() -> None:
+        try:
+            outcome["result"] = start_up()
+        except BaseException as exc:
+            outcome["error"] = exc
+
+    def request_stop(signum: int, frame: FrameType | None) -> None:
+        reason = signal.Signals(signum).name
+        stop_deadline.start(reason)
+        raise StartUpStopped(reason)
+
+    previous = {
+        stop_signal: signal.signal(stop_signal, request_stop)
+        for stop_signal in (signal.SIGTERM, signal.SIGINT)
+    }
+    try:
+        thread = threading.Thread(target=call, name="feedback-start-up", daemon=True)
+        thread.start()
+        while thread.is_alive():
+            thread.join(0.1)
+    finally:
+        for stop_signal, handler in previous.items():
+            signal.signal(stop_signal, handler)
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["result"]  # type: ignore[no-any-return]

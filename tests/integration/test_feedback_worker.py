@@ -402,7 +402,7 @@ def test_worker_stops_on_sigterm_during_redis_outage(
     assert counts == expected_counts(2, USERS)
 
 
-STOP_TIMEOUT_SECONDS = 3.0
+STOP_TIMEOUT_SECONDS = 5.0
 
 
 @pytest.fixture
@@ -451,4 +451,38 @@ def test_worker_exits_in_time_on_frozen_broker(
     assert exit_status == 2, log
     assert elapsed < STOP_TIMEOUT_SECONDS + 10
     assert "gave up waiting for the broker" in log
+    assert "Traceback" not in log
+
+
+def test_worker_stops_at_once_during_start_up_on_frozen_broker(
+    frozen_broker: LocalServer,
+    make_worker: Callable[[KafkaSettings], FeedbackWorker],
+) -> None:
+    feedback = make_worker(KafkaSettings(bootstrap=frozen_broker.address))
+    broker_pid = frozen_broker.pid()
+    assert broker_pid is not None
+    # Frozen before the worker starts, the broker accepts the connection of
+    # the start-up's topic check but never responds to its metadata request.
+    os.kill(broker_pid, signal.SIGSTOP)
+    feedback.start()
+    deadline = time.monotonic() + 30
+    while "feedback app starting" not in feedback.log() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    # The stop handlers are installed right after that line, so the signal
+    # waits a little to land during the topic check.
+    time.sleep(0.5)
+
+    assert feedback.process is not None
+    feedback.process.send_signal(signal.SIGTERM)
+    signalled = time.monotonic()
+    try:
+        exit_status: int | None = feedback.process.wait(timeout=STOP_TIMEOUT_SECONDS)
+    except subprocess.TimeoutExpired:
+        exit_status = None
+    elapsed = time.monotonic() - signalled
+    log = feedback.log()
+
+    assert exit_status == 0, log
+    assert elapsed < STOP_TIMEOUT_SECONDS
+    assert "stopped during start-up reason=SIGTERM" in log
     assert "Traceback" not in log

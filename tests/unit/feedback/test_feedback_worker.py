@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import signal
 import threading
 from collections.abc import Iterator
 
@@ -13,7 +15,12 @@ from services.common.errors import InvalidSettingsError
 from services.common.settings import load_settings
 from services.feedback.app import create_app
 from services.feedback.settings import FeedbackSettings
-from services.feedback.worker import FeedbackWorker, StopDeadline
+from services.feedback.worker import (
+    FeedbackWorker,
+    StartUpStopped,
+    StopDeadline,
+    run_start_up,
+)
 
 
 class RecordedExit:
@@ -106,7 +113,7 @@ def test_worker_starts_deadline_on_signal(
     assert deadline.reasons == [expected]
 
 
-@pytest.mark.parametrize("value", ["0", "-1", "3601", "soon"])
+@pytest.mark.parametrize("value", ["0", "-1", "1e-9", "4.9", "3601", "soon"])
 def test_stop_timeout_rejects_invalid_value(
     monkeypatch: pytest.MonkeyPatch, value: str
 ) -> None:
@@ -117,4 +124,46 @@ def test_stop_timeout_rejects_invalid_value(
 
     message = str(caught.value)
     assert f"CARTWHEEL_FEEDBACK_STOP_TIMEOUT_SECONDS={value!r}" in message
-    assert "expected a number above 0 and at most 3600" in message
+    assert "expected a number from 5 to 3600" in message
+    assert len(message.splitlines()) == 1
+
+
+def test_run_start_up_returns_result() -> None:
+    deadline = RecordedDeadline()
+
+    result = run_start_up(lambda: 42, deadline)
+
+    assert result == 42
+    assert deadline.reasons == []
+
+
+def test_run_start_up_raises_start_up_error() -> None:
+    def fail() -> None:
+        raise InvalidSettingsError("topic missing")
+
+    with pytest.raises(InvalidSettingsError, match="topic missing"):
+        run_start_up(fail, RecordedDeadline())
+
+
+@pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGINT])
+def test_run_start_up_stops_on_signal_while_blocked(
+    stop_signal: signal.Signals,
+) -> None:
+    # The start-up blocks until the test ends it, like a metadata request to a
+    # broker that never responds.
+    release = threading.Event()
+    deadline = RecordedDeadline()
+    sender = threading.Timer(0.2, os.kill, args=(os.getpid(), stop_signal))
+    previous = signal.getsignal(stop_signal)
+
+    sender.start()
+    try:
+        with pytest.raises(StartUpStopped) as caught:
+            run_start_up(lambda: release.wait(30), deadline)
+    finally:
+        release.set()
+        sender.join()
+
+    assert caught.value.reason == stop_signal.name
+    assert deadline.reasons == [stop_signal.name]
+    assert signal.getsignal(stop_signal) == previous
