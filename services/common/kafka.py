@@ -306,7 +306,10 @@ def unresponsive_broker_error(
 
     With TLS configured, a broker that listens for plaintext on the port
     drops the handshake and librdkafka reports only a transport failure, so
-    the message then suggests checking that the listener uses TLS.
+    the message then suggests checking that the listener uses TLS. Without
+    TLS, an address that accepts connections has a server that does not
+    respond (a stopped or overloaded broker, or another kind of server), so
+    the message names that address instead of suggesting to start a broker.
     """
     message = (
         f"no Kafka broker responded at {kafka.bootstrap} within "
@@ -320,6 +323,17 @@ def unresponsive_broker_error(
             f"{_TLS_PROTOCOLS[protocol]} for a plaintext listener, such as the "
             "one 'cartwheel infra up' starts, or set CARTWHEEL_KAFKA_BOOTSTRAP "
             "to a TLS listener"
+        )
+    listening = [
+        endpoint for endpoint in kafka.bootstrap.split(",") if is_listening(endpoint)
+    ]
+    if listening:
+        return BrokerUnreachableError(
+            message + f"{', '.join(listening)} accepts connections but does not "
+            "respond, so the broker there is stopped (SIGSTOP), stuck or "
+            "overloaded, or the server there is not a Kafka broker; check that "
+            "process ('cartwheel infra status' reports a local broker as not "
+            "responding), or set CARTWHEEL_KAFKA_BOOTSTRAP to a working broker"
         )
     return BrokerUnreachableError(
         message + "start one with 'cartwheel infra up' or set CARTWHEEL_KAFKA_BOOTSTRAP"

@@ -84,6 +84,29 @@ def test_wait_for_broker_plaintext_has_no_tls_hint(silent_listener: str) -> None
     assert "CARTWHEEL_KAFKA_BOOTSTRAP" in message
 
 
+def test_wait_for_broker_silent_listener_is_not_missing(silent_listener: str) -> None:
+    with pytest.raises(BrokerUnreachableError) as caught:
+        wait_for_broker(KafkaSettings(bootstrap=silent_listener), timeout_seconds=1)
+
+    message = str(caught.value)
+    assert f"{silent_listener} accepts connections but does not respond" in message
+    assert "'cartwheel infra up'" not in message
+
+
+def test_wait_for_broker_connect_timeout_suggests_infra_up(
+    full_accept_queue: int,
+) -> None:
+    bootstrap = f"127.0.0.1:{full_accept_queue}"
+
+    with pytest.raises(BrokerUnreachableError) as caught:
+        wait_for_broker(KafkaSettings(bootstrap=bootstrap), timeout_seconds=1)
+
+    message = str(caught.value)
+    assert message.startswith(f"no Kafka broker responded at {bootstrap}")
+    assert "start one with 'cartwheel infra up'" in message
+    assert "accepts connections" not in message
+
+
 def test_wait_for_broker_sasl_ssl_hints_at_tls(silent_listener: str) -> None:
     kafka = KafkaSettings(
         bootstrap=silent_listener,
