@@ -37,6 +37,7 @@ from redis.connection import parse_url
 
 from schemas.recommendations import Surface
 from services.common.errors import InvalidSettingsError
+from services.common.setting_names import warn_unknown_variables
 from services.common.tls_files import (
     CERTIFICATE_BLOCK,
     PRIVATE_KEY_BLOCK,
@@ -630,10 +631,21 @@ def load_settings(settings_class: type[SettingsT], **overrides: Any) -> Settings
     Each override replaces the field of that name; wrap one in
     :class:`CommandLineValue` when it came from a command-line option.
 
+    A variable under the prefix of ``settings_class`` or of a nested block
+    that names no setting is logged as a WARNING, once per process, with the
+    closest valid name when one is close.
+
     Raises:
         InvalidSettingsError: one line per invalid variable, each with the
             variable's name, the value it contains and the expected form.
     """
+    warn_unknown_variables(settings_class, os.environ)
+    return _load_settings(settings_class, overrides)
+
+
+def _load_settings(
+    settings_class: type[SettingsT], overrides: Mapping[str, Any]
+) -> SettingsT:
     options = {
         name: value.option
         for name, value in overrides.items()
@@ -651,7 +663,7 @@ def load_settings(settings_class: type[SettingsT], **overrides: Any) -> Settings
         if name in overridden:
             continue
         try:
-            values[name] = load_settings(block_class)
+            values[name] = _load_settings(block_class, {})
         except InvalidSettingsError as exc:
             problems.append(str(exc))
             # Unvalidated defaults stand in, so the fields outside the

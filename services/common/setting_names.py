@@ -1,0 +1,183 @@
+"""Warn about environment variables that look like settings but match none.
+
+pydantic-settings ignores a variable that names no field, so a misspelled
+setting would silently keep its default. :func:`warn_unknown_variables`
+checks the variables under the prefixes of the settings class being loaded
+and of the blocks nested in it. It skips those under a longer prefix of
+another settings class, so the variables of other services, which the demo
+and shared environment files export, are not reported.
+"""
+
+from __future__ import annotations
+
+import difflib
+import logging
+import types
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Union, get_args, get_origin
+
+from pydantic import BaseModel
+from pydantic_settings import BaseSettings
+
+__all__ = [
+    "KnownVariables",
+    "known_variables",
+    "unknown_variables",
+    "warn_unknown_variables",
+]
+
+logger = logging.getLogger(__name__)
+
+# Variables already reported in this process, so each is reported once even
+# when a command loads its settings more than once.
+_reported: set[str] = set()
+
+
+@dataclass
+class KnownVariables:
+    """The variables that a settings class and its nested blocks read.
+
+    ``open_stems`` are name stems followed by free keys (a dict field read
+    through a nested delimiter), so any name that starts with one counts.
+    """
+
+    prefixes: set[str] = field(default_factory=set)
+    names: set[str] = field(default_factory=set)
+    open_stems: set[str] = field(default_factory=set)
+
+    def is_known(self, name: str) -> bool:
+        return name in self.names or any(
+            name.startswith(stem) for stem in self.open_stems
+        )
+
+
+def known_variables(settings_class: type[BaseSettings]) -> KnownVariables:
+    """Return the prefixes and variable names that ``settings_class`` reads."""
+    known = KnownVariables()
+    _add_block(settings_class, known, set())
+    # Another class with the same prefix reads its own fields from it (the
+    # hot path reads CARTWHEEL_HOTPATH_STAGES alone, for example).
+    for other in _settings_classes():
+        if _prefix(other) in known.prefixes:
+            _add_block(other, known, set())
+    return known
+
+
+def unknown_variables(
+    settings_class: type[BaseSettings], environ: Mapping[str, str]
+) -> list[tuple[str, str | None]]:
+    """Return each unknown variable under the class's prefixes, with its closest name.
+
+    Args:
+        settings_class: the class being loaded.
+        environ: the process environment.
+
+    Returns:
+        ``(variable, closest)`` pairs in name order, where ``closest`` is the
+        most similar known name, or None when none is close.
+    """
+    known = known_variables(settings_class)
+    foreign = {_prefix(other) for other in _settings_classes()} - known.prefixes
+    unknown = []
+    for variable in sorted(environ):
+        name = variable.upper()
+        owner = max(
+            (prefix for prefix in known.prefixes if name.startswith(prefix)),
+            key=len,
+            default=None,
+        )
+        if owner is None or known.is_known(name):
+            continue
+        if any(len(other) > len(owner) and name.startswith(other) for other in foreign):
+            continue
+        matches = difflib.get_close_matches(name, sorted(known.names), n=1, cutoff=0.8)
+        unknown.append((variable, matches[0] if matches else None))
+    return unknown
+
+
+def warn_unknown_variables(
+    settings_class: type[BaseSettings], environ: Mapping[str, str]
+) -> None:
+    """Log one WARNING per unknown variable, once per process."""
+    for variable, closest in unknown_variables(settings_class, environ):
+        if variable in _reported:
+            continue
+        _reported.add(variable)
+        if closest is None:
+            logger.warning("unknown setting ignored variable=%s", variable)
+        else:
+            logger.warning(
+                "unknown setting ignored variable=%s closest_valid=%s",
+                variable,
+                closest,
+            )
+
+
+def _prefix(settings_class: type[BaseSettings]) -> str:
+    return str(settings_class.model_config.get("env_prefix", "")).upper()
+
+
+def _settings_classes() -> Iterator[type[BaseSettings]]:
+    """Yield every settings class defined so far in this process."""
+    pending = list(BaseSettings.__subclasses__())
+    seen: set[type[BaseSettings]] = set()
+    while pending:
+        settings_class = pending.pop()
+        if settings_class in seen:
+            continue
+        seen.add(settings_class)
+        pending.extend(settings_class.__subclasses__())
+        yield settings_class
+
+
+def _add_block(
+    settings_class: type[BaseSettings],
+    known: KnownVariables,
+    visited: set[type[BaseSettings]],
+) -> None:
+    """Add a class that reads variables under its own prefix, and its blocks."""
+    if settings_class in visited:
+        return
+    visited.add(settings_class)
+    prefix = _prefix(settings_class)
+    if not prefix:
+        # A class without a prefix reads names that are not Cartwheel's.
+        return
+    known.prefixes.add(prefix)
+    delimiter = str(settings_class.model_config.get("env_nested_delimiter") or "")
+    for name, info in settings_class.model_fields.items():
+        variable = f"{prefix}{name}".upper()
+        known.names.add(variable)
+        if delimiter:
+            _add_nested(info.annotation, f"{variable}{delimiter}", delimiter, known)
+        for block in _model_classes(info.annotation):
+            if issubclass(block, BaseSettings):
+                _add_block(block, known, visited)
+
+
+def _add_nested(
+    annotation: Any, stem: str, delimiter: str, known: KnownVariables
+) -> None:
+    """Add the names that fill a nested field through the nested delimiter."""
+    if get_origin(annotation) in (dict, Mapping):
+        known.open_stems.add(stem.upper())
+        return
+    for model in _model_classes(annotation):
+        for name, info in model.model_fields.items():
+            variable = f"{stem}{name}".upper()
+            known.names.add(variable)
+            _add_nested(info.annotation, f"{variable}{delimiter}", delimiter, known)
+
+
+def _model_classes(annotation: Any) -> list[type[BaseModel]]:
+    """Return the pydantic models in an annotation such as ``Model | None``."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
+    if get_origin(annotation) in (Union, types.UnionType):
+        return [
+            model
+            for argument in get_args(annotation)
+            for model in _model_classes(argument)
+        ]
+    return []

@@ -1,0 +1,126 @@
+"""Warnings about variables under a settings prefix that name no setting."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+from pydantic import BaseModel, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from services.common import setting_names
+from services.common.setting_names import known_variables, unknown_variables
+from services.common.settings import KafkaSettings, load_settings
+
+
+class _Limits(BaseModel):
+    max_items: int = 10
+
+
+class _NamesServiceSettings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="CARTWHEEL_NAMESVC_", env_nested_delimiter="__", frozen=True
+    )
+
+    batch_size: int = 10
+    limits: _Limits = Field(default_factory=_Limits)
+    sizes: dict[str, int] = Field(default_factory=dict)
+    kafka: KafkaSettings = Field(default_factory=KafkaSettings)
+
+
+class _NamesServiceExtraSettings(BaseSettings):
+    """Another class with a longer prefix that starts with the service's."""
+
+    model_config = SettingsConfigDict(env_prefix="CARTWHEEL_NAMESVC_EXTRA_")
+
+    level: int = 1
+
+
+class _NamesServiceStageSettings(BaseSettings):
+    """Another class that reads one more field under the service's prefix."""
+
+    model_config = SettingsConfigDict(env_prefix="CARTWHEEL_NAMESVC_")
+
+    stage: str = "default"
+
+
+@pytest.fixture(autouse=True)
+def fresh_reports(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(setting_names, "_reported", set())
+
+
+def test_known_variables_include_nested_names() -> None:
+    known = known_variables(_NamesServiceSettings)
+
+    assert "CARTWHEEL_NAMESVC_BATCH_SIZE" in known.names
+    assert "CARTWHEEL_NAMESVC_LIMITS__MAX_ITEMS" in known.names
+    assert "CARTWHEEL_NAMESVC_KAFKA__BOOTSTRAP" in known.names
+    assert "CARTWHEEL_KAFKA_BOOTSTRAP" in known.names
+    assert "CARTWHEEL_NAMESVC_STAGE" in known.names
+    assert known.is_known("CARTWHEEL_NAMESVC_SIZES__ANY_KEY")
+
+
+@pytest.mark.parametrize(
+    ("variable", "closest"),
+    [
+        ("CARTWHEEL_NAMESVC_BATCH_SIZ", "CARTWHEEL_NAMESVC_BATCH_SIZE"),
+        ("CARTWHEEL_NAMESVC_LIMITS__MAX_ITEM", "CARTWHEEL_NAMESVC_LIMITS__MAX_ITEMS"),
+        ("CARTWHEEL_KAFKA_BOOTSTRAPP", "CARTWHEEL_KAFKA_BOOTSTRAP"),
+        ("CARTWHEEL_NAMESVC_WHOLLY_UNRELATED", None),
+    ],
+)
+def test_unknown_variable_is_reported_with_closest(
+    variable: str, closest: str | None
+) -> None:
+    found = unknown_variables(_NamesServiceSettings, {variable: "1"})
+
+    assert found == [(variable, closest)]
+
+
+@pytest.mark.parametrize(
+    "variable",
+    [
+        "CARTWHEEL_NAMESVC_BATCH_SIZE",
+        "cartwheel_namesvc_batch_size",
+        "CARTWHEEL_NAMESVC_STAGE",
+        "CARTWHEEL_NAMESVC_EXTRA_LEVEL",
+        "CARTWHEEL_NAMESVC_EXTRA_BOGUS",
+        "CARTWHEEL_OTHERSVC_BOGUS",
+        "CARTWHEEL_API_SIGNALS__BOGUS",
+        "PATH",
+    ],
+)
+def test_known_or_foreign_variable_is_not_reported(variable: str) -> None:
+    assert unknown_variables(_NamesServiceSettings, {variable: "1"}) == []
+
+
+def test_load_settings_warns_once_per_variable(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setenv("CARTWHEEL_NAMESVC_BATCH_SIZ", "5")
+
+    with caplog.at_level(logging.WARNING, logger="services.common.setting_names"):
+        first = load_settings(_NamesServiceSettings)
+        load_settings(_NamesServiceSettings)
+
+    warnings = [r.getMessage() for r in caplog.records]
+    assert first.batch_size == 10
+    assert warnings == [
+        "unknown setting ignored variable=CARTWHEEL_NAMESVC_BATCH_SIZ "
+        "closest_valid=CARTWHEEL_NAMESVC_BATCH_SIZE"
+    ]
+
+
+def test_api_settings_warn_about_misspelled_signal(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from services.api.settings import ApiSettings
+
+    monkeypatch.setenv("CARTWHEEL_API_SIGNALS__BOGUS", "1")
+
+    with caplog.at_level(logging.WARNING, logger="services.common.setting_names"):
+        load_settings(ApiSettings)
+
+    warnings = [r.getMessage() for r in caplog.records]
+    assert len(warnings) == 1
+    assert "variable=CARTWHEEL_API_SIGNALS__BOGUS" in warnings[0]
