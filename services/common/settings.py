@@ -312,8 +312,9 @@ class KafkaSettings(BaseSettings):
         problem = client_key_problem(certificate, key, password.get_secret_value())
         if problem is None:
             return self
-        # pydantic keeps the location of a ValidationError raised here, while a
-        # ValueError would have no field.
+        # pydantic 2.14 keeps the location of a ValidationError raised here,
+        # while a ValueError would have no field. The tests of encrypted keys
+        # check the variable that each error names.
         raise ValidationError.from_exception_data(
             type(self).__name__,
             [
