@@ -12,7 +12,7 @@ from services.common.logging import configure_logging
 from services.common.settings import load_settings
 from services.replay.dataset_argument import add_dataset_argument
 from services.replay.settings import DEFAULT_DATA_DIR
-from services.trainer.settings import TrainerSettings
+from services.trainer.settings import MAX_TORCH_THREADS, TrainerSettings
 
 __all__ = ["add_compare_arguments", "register"]
 
@@ -121,9 +121,9 @@ def add_compare_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--threads",
-        type=_positive_int,
+        type=_thread_count,
         default=2,
-        help="PyTorch CPU threads, a positive integer (default: 2)",
+        help=f"PyTorch CPU threads, 1 to {MAX_TORCH_THREADS} (default: 2)",
     )
     parser.add_argument(
         "--seeds",
@@ -147,6 +147,15 @@ def _positive_int(text: str) -> int:
         value = 0
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def _thread_count(text: str) -> int:
+    value = _positive_int(text)
+    if value > MAX_TORCH_THREADS:
+        raise argparse.ArgumentTypeError(
+            f"expected 1 to {MAX_TORCH_THREADS} threads, got {text!r}"
+        )
     return value
 
 

@@ -26,7 +26,11 @@ if TYPE_CHECKING:
     from models.multitask.model import ModelConfig
     from models.multitask.train import TrainConfig
 
-__all__ = ["TrainerSettings"]
+__all__ = ["MAX_TORCH_THREADS", "TrainerSettings"]
+
+# The bound of the trainer's PyTorch threads and of `trainer compare --threads`.
+# It rejects typos such as 1000, which would start that many threads.
+MAX_TORCH_THREADS = 256
 
 
 class TrainerSettings(BaseSettings):
@@ -118,7 +122,7 @@ class TrainerSettings(BaseSettings):
     torch_threads: int = Field(
         default=2,
         ge=1,
-        le=256,
+        le=MAX_TORCH_THREADS,
         description="CPU threads of PyTorch (torch.set_num_threads)",
     )
 

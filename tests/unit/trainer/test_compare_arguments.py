@@ -31,6 +31,7 @@ def no_work(monkeypatch: pytest.MonkeyPatch) -> None:
     [
         (["--threads", "0"], "argument --threads: expected a positive integer"),
         (["--threads", "two"], "argument --threads: expected a positive integer"),
+        (["--threads", "1000"], "argument --threads: expected 1 to 256 threads"),
         (["--seeds", "0"], "argument --seeds: expected a positive integer"),
         (["--seeds", "-3"], "argument --seeds: expected a positive integer"),
         (["--key-prefix", ""], "argument --key-prefix: expected 1-32 letters"),
