@@ -10,7 +10,7 @@ file names a live process is reused, so ``up`` twice starts nothing new.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 from urllib.parse import urlsplit
 
@@ -124,12 +124,28 @@ class InfraManager:
         return self.status()
 
     def down(self) -> list[ServerStatus]:
-        """Stop the local servers; external servers are left alone."""
-        if not self._settings.is_kafka_external:
-            self._broker.stop()
-        if not self._settings.is_redis_external:
-            self._redis.stop()
-        return self.status()
+        """Stop the local servers; external servers are left alone.
+
+        Each stopped server is reported at the address its pid file records,
+        which differs from the configured port when the port setting changed
+        after ``up``.
+        """
+        stopped = {}
+        for name, server, is_external in (
+            ("kafka", self._broker, self._settings.is_kafka_external),
+            ("redis", self._redis, self._settings.is_redis_external),
+        ):
+            if is_external:
+                continue
+            if server.pid() is not None:
+                stopped[name] = server.started_address() or server.address
+            server.stop()
+        return [
+            replace(status, address=stopped[status.name])
+            if status.name in stopped and status.state is ServerState.STOPPED
+            else status
+            for status in self.status()
+        ]
 
     def status(
         self, probe_timeout_seconds: float = DEFAULT_PROBE_TIMEOUT_SECONDS

@@ -84,6 +84,25 @@ def test_infra_status_shows_started_ports(
     assert f"127.0.0.1:{redis_port} " in output
 
 
+def test_infra_down_names_started_ports(
+    infra_env: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    redis_port = os.environ["CARTWHEEL_INFRA_REDIS_PORT"]
+    main(["infra", "up"])
+    pids = _pids(infra_env)
+    capsys.readouterr()
+    monkeypatch.setenv("CARTWHEEL_INFRA_REDIS_PORT", str(find_free_port()))
+
+    assert main(["infra", "down"]) == 0
+
+    output = capsys.readouterr().out
+    assert f"127.0.0.1:{redis_port} " in output
+    assert "stopped" in output
+    assert not _is_alive(pids["redis"])
+
+
 def test_infra_up_uses_external_servers_without_starting_any(
     infra_env: Path,
     monkeypatch: pytest.MonkeyPatch,
