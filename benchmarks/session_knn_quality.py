@@ -22,6 +22,7 @@ it can be checked on every sample in seconds instead of one demo per sample.
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -29,6 +30,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from schemas.events import Event
+from services.common.errors import CartwheelError
 from services.evaluation.baselines import SessionKnn
 from services.evaluation.records import event_record
 from services.evaluation.settings import BaselineSettings
@@ -118,24 +120,53 @@ def evaluate(
     return scored, scores
 
 
+def _positive_number(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or value <= 0.0:
+        raise argparse.ArgumentTypeError(f"expected a number above 0, got {text!r}")
+    return value
+
+
+def _count(minimum: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = minimum - 1
+        if value < minimum:
+            raise argparse.ArgumentTypeError(
+                f"expected an integer of at least {minimum}, got {text!r}"
+            )
+        return value
+
+    return parse
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     defaults = CandidateSettings()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("dataset", choices=replayable_names())
-    parser.add_argument("--limit", type=int, help="replay only the first N events")
-    parser.add_argument("--cutoff", type=int, default=20, help="list length K")
+    parser.add_argument(
+        "--limit", type=_count(2), help="replay only the first N events (N >= 2)"
+    )
+    parser.add_argument("--cutoff", type=_count(1), default=20, help="list length K")
     parser.add_argument(
         "--half-life",
-        type=float,
+        type=_positive_number,
         default=defaults.session_half_life_seconds,
-        help="seconds at which a neighbour session counts half",
+        help="seconds of event time at which a neighbour session counts half",
     )
     parser.add_argument(
-        "--position-decay", type=float, default=defaults.session_position_decay
+        "--position-decay",
+        type=_positive_number,
+        default=defaults.session_position_decay,
     )
     parser.add_argument(
         "--neighbour-position-decay",
-        type=float,
+        type=_positive_number,
         default=defaults.session_neighbour_position_decay,
     )
     args = parser.parse_args(argv)
@@ -147,9 +178,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         }
     )
     data_dir = Path(os.environ.get("CARTWHEEL_REPLAY_DATA_DIR", COMMITTED_DATA_DIR))
-    events = load_dataset(
-        args.dataset, data_dir, data_dir_source="CARTWHEEL_REPLAY_DATA_DIR"
-    ).events
+    try:
+        dataset = load_dataset(
+            args.dataset, data_dir, data_dir_source="CARTWHEEL_REPLAY_DATA_DIR"
+        )
+    except CartwheelError as exc:
+        parser.exit(1, f"{parser.prog}: error: {exc}\n")
+    events = dataset.events
     if args.limit is not None:
         events = events[: args.limit]
 
