@@ -13,7 +13,7 @@ from __future__ import annotations
 import difflib
 import logging
 import types
-from collections.abc import Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Union, get_args, get_origin
 
@@ -91,9 +91,25 @@ def unknown_variables(
             continue
         if any(len(other) > len(owner) and name.startswith(other) for other in foreign):
             continue
-        matches = difflib.get_close_matches(name, sorted(known.names), n=1, cutoff=0.8)
-        unknown.append((variable, matches[0] if matches else None))
+        unknown.append((variable, _closest(name, known.names)))
     return unknown
+
+
+def _closest(name: str, names: Collection[str]) -> str | None:
+    """Return the known name a misspelled one most likely meant, if any.
+
+    A name cut short (``..._SSL_CA`` for ``..._SSL_CA_LOCATION``) is matched
+    by prefix first, because string similarity prefers a name of the same
+    length, such as ``..._SASL_MECHANISM``.
+    """
+    longer = sorted(
+        (known for known in names if known.startswith(f"{name}_")),
+        key=lambda known: (len(known), known),
+    )
+    if longer:
+        return longer[0]
+    matches = difflib.get_close_matches(name, sorted(names), n=1, cutoff=0.8)
+    return matches[0] if matches else None
 
 
 def warn_unknown_variables(
