@@ -59,7 +59,7 @@ from services.infra import (
     start_redis,
 )
 from services.learner.settings import LearnerSettings
-from services.replay.datasets import load_dataset
+from services.replay.datasets import Dataset, load_dataset
 from services.replay.generated import generate_catalog
 from services.replay.replayer import Replayer, verify_replay_topics
 from services.replay.settings import Settings as ReplaySettings
@@ -122,6 +122,8 @@ def run_demo(run: DemoRun, settings: DemoSettings) -> int:
         InvalidSettingsError: a ``CARTWHEEL_*`` variable that the demo reads
             is invalid, its own or a child service's. Nothing has been cleared
             or started then.
+        DatasetFileError: the dataset's files are missing or invalid. This is
+            also raised before any server is started.
     """
     state_dir = settings.state_dir.resolve()
     broker_port, redis_port = find_free_ports(2)
@@ -130,6 +132,8 @@ def run_demo(run: DemoRun, settings: DemoSettings) -> int:
         LocalServer.redis(state_dir, redis_port).address,
         state_dir,
     )
+    # A missing or invalid dataset must fail before any server is started.
+    dataset, events = _load_events(run, pipeline.replay)
 
     _clear_run_state(state_dir)
     _say(f"starting a broker and redis-server under {state_dir}")
@@ -137,7 +141,7 @@ def run_demo(run: DemoRun, settings: DemoSettings) -> int:
     redis_server: LocalServer | None = None
     try:
         redis_server = start_redis(state_dir, redis_port)
-        return _run_pipeline(run, settings, pipeline, state_dir)
+        return _run_pipeline(run, settings, pipeline, state_dir, dataset, events)
     finally:
         if redis_server is not None:
             redis_server.stop()
@@ -282,18 +286,14 @@ def _service_problems(
     return problems
 
 
-def _run_pipeline(
-    run: DemoRun,
-    settings: DemoSettings,
-    pipeline: _PipelineSettings,
-    state_dir: Path,
-) -> int:
-    kafka = pipeline.kafka
-    redis_settings = pipeline.redis
-    topics = pipeline.topics
-    create_topics(kafka, standard_topics(topics))
+def _load_events(
+    run: DemoRun, replay_settings: ReplaySettings
+) -> tuple[Dataset, Sequence[Event]]:
+    """Load the dataset and return it with the events to replay.
 
-    replay_settings = pipeline.replay
+    Raises:
+        ValueError: fewer than 2 events remain to replay.
+    """
     dataset = load_dataset(
         run.dataset,
         replay_settings.data_dir,
@@ -304,6 +304,23 @@ def _run_pipeline(
     events = dataset.events[: run.limit] if run.limit else dataset.events
     if len(events) < 2:
         raise ValueError(f"dataset {run.dataset!r} has fewer than 2 events to replay")
+    return dataset, events
+
+
+def _run_pipeline(
+    run: DemoRun,
+    settings: DemoSettings,
+    pipeline: _PipelineSettings,
+    state_dir: Path,
+    dataset: Dataset,
+    events: Sequence[Event],
+) -> int:
+    kafka = pipeline.kafka
+    redis_settings = pipeline.redis
+    topics = pipeline.topics
+    create_topics(kafka, standard_topics(topics))
+
+    replay_settings = pipeline.replay
     split = max(1, int(len(events) * settings.warmup_fraction))
     _say(
         f"dataset {run.dataset}: {len(events)} events, {len(dataset.items)} items; "

@@ -8,7 +8,10 @@ import pytest
 
 from services.common.errors import InvalidSettingsError
 from services.common.settings import KafkaSettings, RedisSettings
+from services.demo import runner
 from services.demo.runner import _load_pipeline_settings, _service_environment
+from services.demo.settings import DemoSettings
+from services.replay.errors import DatasetFileError
 
 
 def test_child_ports_are_distinct(tmp_path: Path) -> None:
@@ -86,3 +89,22 @@ def test_settings_check_ignores_replaced_addresses(
     pipeline = _load_pipeline_settings("127.0.0.1:9", "127.0.0.1:10", tmp_path)
 
     assert pipeline.kafka.bootstrap == "127.0.0.1:9"
+
+
+def test_missing_dataset_stops_before_servers(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("CARTWHEEL_REPLAY_DATA_DIR", str(tmp_path / "empty"))
+    started: list[str] = []
+    monkeypatch.setattr(runner, "start_broker", lambda *args: started.append("broker"))
+    monkeypatch.setattr(runner, "start_redis", lambda *args: started.append("redis"))
+    state_dir = tmp_path / "state"
+
+    with pytest.raises(DatasetFileError) as caught:
+        runner.run_demo(
+            runner.DemoRun(dataset="otto"), DemoSettings(state_dir=state_dir)
+        )
+
+    assert "CARTWHEEL_REPLAY_DATA_DIR" in str(caught.value)
+    assert started == []
+    assert not state_dir.exists()
