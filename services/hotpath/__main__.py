@@ -170,11 +170,13 @@ def build_consumer(
         stages: the stages to run; by default those named in ``settings.stages``.
     """
     client = redis_client(settings)
-    # The stage factories load their own settings (CARTWHEEL_LEARNER_*,
-    # CARTWHEEL_SCORER_*). They run first, so that an invalid value stops the
-    # process before any wait for the broker; stages connect in start().
+    # An unknown stage name fails before the broker check. The factories run
+    # after the topic and Redis checks, because the learner's factory creates
+    # its checkpoint folder, which a failed start would leave behind. Their
+    # settings were checked by load_checked_settings, and stages connect in
+    # start().
     if stages is None:
-        stages = load_stages(settings.stages, settings, client)
+        resolve_stage_factories(settings.stages)
     topics = settings.topics
     verify_topics(
         settings.kafka,
@@ -184,6 +186,8 @@ def build_consumer(
         ],
     )
     verify_redis(settings.redis)
+    if stages is None:
+        stages = load_stages(settings.stages, settings, client)
     start_stages(stages)
     store = FeatureStore(client, settings.redis.key_prefix, settings.feature_config())
     consumer = Consumer(

@@ -162,6 +162,35 @@ def test_build_consumer_starts_no_stage_without_broker() -> None:
     assert log == []
 
 
+def test_failed_start_leaves_no_checkpoint_folder(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    checkpoint_dir = tmp_path / "learner"
+    monkeypatch.setenv("CARTWHEEL_LEARNER_CHECKPOINT_DIR", str(checkpoint_dir))
+    settings = HotPathSettings(
+        kafka=KafkaSettings(bootstrap=f"127.0.0.1:{find_free_port()}"),
+        redis=RedisSettings(url=f"redis://127.0.0.1:{find_free_port()}/0"),
+    )
+
+    with pytest.raises(BrokerUnreachableError):
+        build_consumer(settings)
+
+    assert not checkpoint_dir.exists()
+
+
+def test_unknown_stage_stops_before_broker_check() -> None:
+    settings = HotPathSettings(
+        kafka=KafkaSettings(bootstrap=f"127.0.0.1:{find_free_port()}"),
+        redis=RedisSettings(url=f"redis://127.0.0.1:{find_free_port()}/0"),
+        stages=["nowhere.module:build"],
+    )
+
+    with pytest.raises(InvalidSettingsError) as raised:
+        build_consumer(settings)
+
+    assert "'nowhere.module:build'" in str(raised.value)
+
+
 def test_checked_settings_list_stage_errors(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CARTWHEEL_KAFKA_SECURITY_PROTOCOL", "FOO")
     monkeypatch.setenv("CARTWHEEL_HOTPATH_BATCH_SIZE", "0")
