@@ -56,9 +56,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "(Kafka ApiVersions, Redis PING) within --timeout, such as a stopped "
         "(SIGSTOP) process. A pid file that names a process which has exited, "
         "or which is not the server started at the recorded address, shows as "
-        "stale pid file; 'infra down' removes it without signalling that "
-        "process. Exits with 0 when every server is running or external, and "
-        "with 1 otherwise.",
+        "stale pid file, and one without a pid as stale pid file (unreadable). "
+        "'infra down' removes such a file and signals no process. Exits with "
+        "0 when every server is running or external, and with 1 otherwise.",
     )
     status.add_argument(
         "--timeout",

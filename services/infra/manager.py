@@ -45,8 +45,8 @@ class ServerState(StrEnum):
     # stuck or still starting server.
     NOT_RESPONDING = "not responding"
     # The pid file names a process that has exited, or one that is another
-    # program or another instance listening elsewhere. 'infra down' removes
-    # the file without signalling that process.
+    # program or another instance listening elsewhere, or it contains no pid.
+    # 'infra down' removes the file and signals no process.
     STALE = "stale pid file"
 
 
@@ -61,8 +61,13 @@ class ServerStatus:
 
     def describe(self) -> str:
         """Return one line for the terminal, such as 'kafka 127.0.0.1:19092 running'."""
-        pid = f" (pid {self.pid})" if self.pid is not None else ""
-        return f"{self.name:<6} {self.address:<24} {self.state}{pid}"
+        if self.pid is not None:
+            detail = f" (pid {self.pid})"
+        elif self.state is ServerState.STALE:
+            detail = " (unreadable)"
+        else:
+            detail = ""
+        return f"{self.name:<6} {self.address:<24} {self.state}{detail}"
 
 
 class InfraManager:
@@ -197,7 +202,11 @@ class InfraManager:
         pid = server.pid()
         address = server.started_address() or server.address
         if pid is None and server.has_stale_pid_file():
-            return ServerStatus(name, address, ServerState.STALE, server.recorded_pid())
+            recorded_pid = server.recorded_pid()
+            if recorded_pid is None:
+                # Without a pid, the rest of the file is no address either.
+                address = server.address
+            return ServerStatus(name, address, ServerState.STALE, recorded_pid)
         if pid is None:
             return ServerStatus(name, server.address, ServerState.STOPPED)
         result = probe(address, request, probe_timeout_seconds)

@@ -102,8 +102,11 @@ class LocalServer:
             return None
 
     def has_stale_pid_file(self) -> bool:
-        """Return True when the pid file names a process that is not this server."""
-        return self.recorded_pid() is not None and self.pid() is None
+        """Return True when the pid file exists but names no running server.
+
+        A file that does not start with a pid counts as stale too.
+        """
+        return self.pid_file.is_file() and self.pid() is None
 
     def started_address(self) -> str | None:
         """Return the address recorded in the pid file at start, if it has one.

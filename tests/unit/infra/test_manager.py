@@ -70,6 +70,27 @@ def test_status_reports_pid_file_of_unrelated_process_stale(
     assert kafka.describe().endswith(" stale pid file (pid 1)")
 
 
+def test_status_reports_unreadable_pid_file_stale(isolated_env: Path) -> None:
+    (isolated_env / "tansu.pid").write_text("abc 127.0.0.1:1\n")
+    manager = InfraManager(InfraSettings())
+
+    kafka = manager.status()[0]
+
+    assert kafka.state is ServerState.STALE
+    assert kafka.pid is None
+    assert kafka.address == manager.kafka_bootstrap
+    assert kafka.describe().endswith(" stale pid file (unreadable)")
+
+
+def test_down_removes_unreadable_pid_file(isolated_env: Path) -> None:
+    (isolated_env / "redis.pid").write_text("")
+
+    statuses = InfraManager(InfraSettings()).down()
+
+    assert not (isolated_env / "redis.pid").exists()
+    assert [s.state for s in statuses] == [ServerState.STOPPED] * 2
+
+
 def test_printed_local_addresses_are_not_external(
     isolated_env: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
