@@ -152,6 +152,18 @@ class CheckpointSignals:
                 self._directory,
             )
             return False
+        if not self._directory.exists():
+            # Still a warning that is retried, because the learner creates the
+            # folder when it starts, possibly after the API.
+            self._warn_once(
+                "no learner checkpoint found: the checkpoint folder does not "
+                "exist yet, on-demand slates %s; it appears when the learner "
+                "starts, or set CARTWHEEL_API_SIGNALS__CHECKPOINT_DIR to the "
+                "learner's checkpoint folder checkpoint_dir=%s",
+                self._fallback(),
+                self._directory,
+            )
+            return False
         files = self._checkpoint_files()
         if not files:
             self._warn_once(

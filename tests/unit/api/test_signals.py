@@ -73,6 +73,28 @@ def test_checkpoint_signals_warn_once_while_checkpoint_missing(
     assert str(tmp_path) in warnings[0].getMessage()
 
 
+def test_checkpoint_signals_name_missing_folder(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    folder = tmp_path / "learner"
+    signals = _signals(folder)
+
+    with caplog.at_level(logging.WARNING, logger="services.api.signals"):
+        is_loaded = signals.refresh()
+        signals.refresh()
+        folder.mkdir()
+        signals.refresh()
+
+    assert not is_loaded
+    warnings = [r.getMessage() for r in caplog.records]
+    assert len(warnings) == 2
+    assert "checkpoint folder does not exist yet" in warnings[0]
+    assert "CARTWHEEL_API_SIGNALS__CHECKPOINT_DIR" in warnings[0]
+    assert str(folder) in warnings[0]
+    assert "does not exist" not in warnings[1]
+    assert "no learner checkpoint found" in warnings[1]
+
+
 def test_checkpoint_signals_load_checkpoint(tmp_path: Path) -> None:
     _save(tmp_path / "learner.ckpt")
     signals = _signals(tmp_path)
