@@ -7,6 +7,7 @@ import os
 import re
 import sys
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from services.common.logging import configure_logging
 from services.common.settings import load_settings
@@ -109,6 +110,7 @@ def add_compare_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--redis-url",
+        type=_redis_url,
         default=None,
         help="redis:// URL to use instead of a private redis-server (keys are "
         "written under --key-prefix)",
@@ -148,6 +150,16 @@ def _positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
     return value
+
+
+def _redis_url(text: str) -> str:
+    # The value is not echoed, because a Redis URL can carry a password.
+    scheme = urlsplit(text).scheme
+    if scheme not in ("redis", "rediss", "unix"):
+        raise argparse.ArgumentTypeError(
+            f"expected a redis://, rediss:// or unix:// URL, got scheme {scheme!r}"
+        )
+    return text
 
 
 def _thread_count(text: str) -> int:

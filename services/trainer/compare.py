@@ -43,6 +43,7 @@ from models.multitask.model import ModelConfig
 from models.multitask.train import TrainConfig, fit_feature_spec, train_new_model
 from schemas.events import Event, EventType
 from schemas.training import TrainingExample
+from services.common.errors import InfrastructureError
 from services.common.logging import configure_logging
 from services.common.redis_features import AppliedResult, EventPosition, FeatureStore
 from services.features.catalog import CatalogWriter
@@ -233,6 +234,14 @@ def _mean_and_spread(values: Sequence[float], signed: bool = False) -> str:
 def _redis_client(url: str | None) -> Iterator[redis.Redis]:
     if url is not None:
         client = redis.Redis.from_url(url)
+        try:
+            client.ping()
+        except redis.RedisError as exc:
+            client.close()
+            raise InfrastructureError(
+                f"the Redis server at --redis-url failed: {str(exc).rstrip('.')}; "
+                "check the URL and that the server runs"
+            ) from exc
         yield client
         client.close()
         return

@@ -32,6 +32,10 @@ def no_work(monkeypatch: pytest.MonkeyPatch) -> None:
         (["--threads", "0"], "argument --threads: expected a positive integer"),
         (["--threads", "two"], "argument --threads: expected a positive integer"),
         (["--threads", "1000"], "argument --threads: expected 1 to 256 threads"),
+        (
+            ["--redis-url", "http://user:secret@host"],
+            "argument --redis-url: expected a redis://, rediss:// or unix:// URL",
+        ),
         (["--seeds", "0"], "argument --seeds: expected a positive integer"),
         (["--seeds", "-3"], "argument --seeds: expected a positive integer"),
         (["--key-prefix", ""], "argument --key-prefix: expected 1-32 letters"),
@@ -51,6 +55,7 @@ def test_compare_rejects_invalid_option(
     assert error.splitlines()[-1].startswith(
         f"cartwheel trainer compare: error: {expected}"
     )
+    assert "secret" not in error
 
 
 def test_compare_rejects_missing_output_folder(
@@ -133,3 +138,15 @@ def test_compare_missing_dataset_names_data_dir_option(tmp_path: Path) -> None:
     message = str(raised.value)
     assert message.endswith("; pass --data-dir with the folder of the datasets")
     assert "--path" not in message
+
+
+def test_compare_names_unresponsive_redis_url() -> None:
+    from services.common.errors import InfrastructureError
+    from services.infra import find_free_port
+    from services.trainer.compare import _redis_client
+
+    url = f"redis://127.0.0.1:{find_free_port()}/0"
+
+    with pytest.raises(InfrastructureError, match="Redis server at --redis-url failed"):
+        with _redis_client(url):
+            pass
