@@ -23,7 +23,7 @@ class TlsProxy:
 
     Attributes:
         port: the port the proxy listens on.
-        refusals: the error of each handshake the proxy rejected.
+        rejections: the error of each handshake the proxy rejected.
     """
 
     def __init__(
@@ -46,7 +46,7 @@ class TlsProxy:
         self._listener.settimeout(0.1)
         self._closing = threading.Event()
         self.port = int(self._listener.getsockname()[1])
-        self.refusals: list[str] = []
+        self.rejections: list[str] = []
         self._sockets: list[socket.socket] = []
         self._lock = threading.Lock()
         self._accepting = threading.Thread(target=self._accept, daemon=True)
@@ -93,7 +93,7 @@ class TlsProxy:
             secure = self._context.wrap_socket(client, server_side=True)
         except (ssl.SSLError, OSError) as exc:
             with self._lock:
-                self.refusals.append(str(exc))
+                self.rejections.append(str(exc))
             _close(client)
             return
         secure.settimeout(None)

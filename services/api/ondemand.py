@@ -8,7 +8,7 @@ alphabetically first promotion event type. A user without history gets the
 shop's top trending item as context, with the time of the request as the
 trigger's time, so a new visitor still gets a products slate. Session-kNN
 scores the session of the user's newest event that the API's index has read.
-On-demand slates are returned, not published: they answer no event.
+On-demand slates are returned, not published, because no event triggered them.
 
 A computed slate without items counts as no slate, so the API returns 404 on
 every surface that has nothing for the user. Promotions are one such case: a

@@ -6,7 +6,7 @@ the wrong form, exits with 2 after the usage line. Invalid settings, an
 unreachable broker or another infrastructure failure exit with 2; other
 invalid input, such as an unknown dataset or a missing file, exits with 1.
 Each of these prints one line without a traceback. ``learner
-verify-checkpoint`` differs, as its help says: it exits with 1 for a
+verify-checkpoint`` differs, as its help describes: it exits with 1 for a
 checkpoint that fails the check and with 2 when it has no file to check.
 Ctrl-C exits with 130 and SIGTERM with 143, both after the command has
 stopped what it started.

@@ -37,7 +37,7 @@ __all__ = [
     "producer_config",
     "raise_if_fatal",
     "standard_topics",
-    "tls_refusal_error",
+    "tls_rejection_error",
     "unresponsive_broker_error",
     "verify_topics",
     "wait_for_broker",
@@ -410,14 +410,14 @@ def _list_topics(admin: _Admin, kafka: KafkaSettings, timeout_seconds: float) ->
             return admin.client.list_topics(timeout=max(min(remaining, 1.0), 0.1))
         except KafkaException as exc:
             admin.client.poll(0)
-            refusal = tls_refusal_error(kafka, admin.last_error)
-            if refusal is not None:
-                raise refusal from exc
+            rejection = tls_rejection_error(kafka, admin.last_error)
+            if rejection is not None:
+                raise rejection from exc
             if time.monotonic() >= deadline:
                 raise unresponsive_broker_error(kafka, timeout_seconds, exc) from exc
 
 
-def tls_refusal_error(
+def tls_rejection_error(
     kafka: KafkaSettings, reason: str | None
 ) -> BrokerUnreachableError | None:
     """Build the error for a broker that ended the TLS handshake, if it did.

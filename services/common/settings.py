@@ -243,6 +243,7 @@ class KafkaSettings(BaseSettings):
         if "ssl_certificate_location" not in info.data:
             return value
         certificate = info.data["ssl_certificate_location"]
+
         if value is None:
             if certificate is not None:
                 raise ValueError(
@@ -252,6 +253,7 @@ class KafkaSettings(BaseSettings):
             return value
         if not isinstance(value, str | Path):
             return value
+
         _require_tls(info, "no client certificate is sent")
         if certificate is None:
             raise ValueError(
@@ -259,6 +261,7 @@ class KafkaSettings(BaseSettings):
                 "CARTWHEEL_KAFKA_SSL_CERTIFICATE_LOCATION is not set"
             )
         _require_pem_file(value, PRIVATE_KEY_BLOCK)
+
         if not is_encrypted_key(Path(value)):
             # An encrypted key is checked after the password is validated.
             problem = client_key_problem(Path(certificate), Path(value), None)

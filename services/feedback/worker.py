@@ -2,8 +2,8 @@
 
 Faust stops its consumer in a thread of its own. When the broker accepts
 connections but never responds (a frozen broker process), that thread waits
-on the broker forever: Faust gives up on it after 60 s, and the process then
-stays up because the interpreter waits for the thread before it exits. So
+on the broker forever. Faust gives up on it after 60 s, and the process still
+stays up, because the interpreter waits for the thread before it exits. So
 SIGTERM or SIGINT also starts a countdown of
 ``CARTWHEEL_FEEDBACK_STOP_TIMEOUT_SECONDS``. A worker still running when it
 ends logs one ERROR line and exits with status 2, the status of other broker

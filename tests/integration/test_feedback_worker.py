@@ -454,7 +454,7 @@ def test_worker_exits_in_time_on_frozen_broker(
     assert "Traceback" not in log
 
 
-def test_worker_stops_at_once_during_start_up_on_frozen_broker(
+def test_worker_stops_during_frozen_start_up(
     frozen_broker: LocalServer,
     make_worker: Callable[[KafkaSettings], FeedbackWorker],
 ) -> None:

@@ -135,8 +135,8 @@ def test_client_without_certificate_is_rejected(
     assert "it probably requires a client certificate" in message
     assert "CARTWHEEL_KAFKA_SSL_CERTIFICATE_LOCATION" in message
     assert any(
-        "PEER_DID_NOT_RETURN_A_CERTIFICATE" in refusal
-        for refusal in mutual_tls_broker.proxy.refusals
+        "PEER_DID_NOT_RETURN_A_CERTIFICATE" in rejection
+        for rejection in mutual_tls_broker.proxy.rejections
     )
 
 

@@ -42,13 +42,13 @@ def test_shared_index_session_key_of_returns_newest_session() -> None:
     assert index.session_key_of("ann") == session_key("ann", "s2")
 
 
-def test_shared_index_session_key_of_unknown_user_is_history_key() -> None:
+def test_unknown_user_gets_history_key() -> None:
     index = SharedSessionIndex(max_sessions=10, max_items=10, samples_per_item=10)
 
     assert index.session_key_of("bob") == session_key("bob", None)
 
 
-def test_shared_index_forgets_least_recent_users_past_max_sessions() -> None:
+def test_shared_index_forgets_oldest_users() -> None:
     index = SharedSessionIndex(max_sessions=2, max_items=10, samples_per_item=10)
 
     index.add_events(

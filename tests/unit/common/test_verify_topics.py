@@ -16,7 +16,7 @@ from services.common.errors import BrokerUnreachableError
 from services.common.kafka import (
     TopicSpec,
     require_listener,
-    tls_refusal_error,
+    tls_rejection_error,
     verify_topics,
     wait_for_broker,
 )
@@ -199,18 +199,18 @@ def test_wait_for_broker_names_untrusted_certificate(
     ],
     ids=["none", "refused-connect"],
 )
-def test_tls_refusal_error_ignores_errors_without_tls_alert(reason: str | None) -> None:
-    assert tls_refusal_error(KafkaSettings(security_protocol="SSL"), reason) is None
+def test_tls_rejection_ignores_other_errors(reason: str | None) -> None:
+    assert tls_rejection_error(KafkaSettings(security_protocol="SSL"), reason) is None
 
 
-def test_tls_refusal_error_keeps_only_the_openssl_error() -> None:
+def test_tls_rejection_keeps_openssl_error() -> None:
     reason = (
         "ssl://127.0.0.1:9093/bootstrap: SSL handshake failed: error:0A000410:SSL "
         "routines::sslv3 alert handshake failure: SSL alert number 40 (after 2ms "
         "in state SSL_HANDSHAKE)"
     )
 
-    error = tls_refusal_error(KafkaSettings(bootstrap="127.0.0.1:9093"), reason)
+    error = tls_rejection_error(KafkaSettings(bootstrap="127.0.0.1:9093"), reason)
 
     assert error is not None
     assert str(error).startswith(

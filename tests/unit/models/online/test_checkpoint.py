@@ -49,7 +49,7 @@ def test_load_checkpoint_rejects_wrong_key() -> None:
     assert "compare KEY_VARIABLE with the key" in message
 
 
-def test_load_checkpoint_names_no_key_for_truncated_digest_file() -> None:
+def test_truncated_digest_file_names_no_key() -> None:
     data = dump_checkpoint({"answer": list(range(100))}, None)
 
     with pytest.raises(CheckpointIntegrityError) as caught:
