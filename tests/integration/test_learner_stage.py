@@ -3,6 +3,8 @@ replays, retrain requests and checkpoints."""
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import logging
 import shutil
 from collections.abc import Callable
@@ -406,6 +408,27 @@ def test_shared_checkpoint_file_warns(
 
     assert len(shared) == 1
     assert not any(text in message for message in caplog.messages)
+
+
+def test_stage_starts_unlocked_when_locks_rejected(
+    make_stage: Callable[..., LearningStage],
+    make_applied: Callable[..., AppliedEvent],
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def reject_lock(handle: object, operation: int) -> None:
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(fcntl, "flock", reject_lock)
+    with caplog.at_level(logging.WARNING, logger="services.learner.stage"):
+        stage = make_stage()
+
+    stage.process([make_applied(EventType.CLICK, 0)])
+    stage.close()
+
+    assert "learner checkpoint not locked" in caplog.text
+    assert "No locks available" in caplog.text
+    assert make_stage().evaluators["affinity"].model.n_updates > 0
 
 
 def test_failed_checkpoint_write_does_not_fail_the_batch(
