@@ -36,6 +36,23 @@ def containers(manifests: list[dict[str, Any]]) -> list[tuple[str, dict[str, Any
     return found
 
 
+def pod_spec(manifests: list[dict[str, Any]], name: str) -> dict[str, Any]:
+    return dict(workloads(manifests)[name]["spec"]["template"]["spec"])
+
+
+def variables(container: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {v["name"]: v for v in container.get("env", [])}
+
+
+def mount_at(spec: dict[str, Any], path: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Return the container's mount at ``path`` and the pod volume it mounts."""
+    (mount,) = [
+        m for m in spec["containers"][0]["volumeMounts"] if m["mountPath"] == path
+    ]
+    (volume,) = [v for v in spec["volumes"] if v["name"] == mount["name"]]
+    return mount, volume
+
+
 def test_kustomization_lists_every_manifest() -> None:
     kustomization = yaml.safe_load((DEPLOY / "k8s" / "kustomization.yaml").read_text())
     files = {p.name for p in Path(DEPLOY / "k8s").glob("*.yaml")}
@@ -218,17 +235,82 @@ def test_model_readers_mount_the_trainer_registry(
         assert registry in paths, name
 
 
-def test_hotpath_checkpoints_per_replica_on_its_own_volume(
+def test_hotpath_instance_name_is_stable_pod_name(
     manifests: list[dict[str, Any]],
 ) -> None:
-    hotpath = objects(manifests, "StatefulSet")["cartwheel-hotpath"]["spec"]
-    container = hotpath["template"]["spec"]["containers"][0]
-    variables = {v["name"]: v for v in container["env"]}
-    mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
-    claims = {c["metadata"]["name"] for c in hotpath["volumeClaimTemplates"]}
+    hotpath = pod_spec(manifests, "cartwheel-hotpath")
+    env = variables(hotpath["containers"][0])
 
-    instance = variables["CARTWHEEL_LEARNER_INSTANCE_NAME"]["valueFrom"]
+    instance = env["CARTWHEEL_LEARNER_INSTANCE_NAME"]["valueFrom"]
+
+    # A StatefulSet's pod keeps its name across restarts, so a restarted
+    # replica finds its own checkpoint and leaves no file under a new name.
+    assert "cartwheel-hotpath" in objects(manifests, "StatefulSet")
     assert instance["fieldRef"]["fieldPath"] == "metadata.name"
-    checkpoint_dir = variables["CARTWHEEL_LEARNER_CHECKPOINT_DIR"]["value"]
-    assert mounts["learner"] == checkpoint_dir
-    assert "learner" in claims
+
+
+def test_hotpath_checkpoints_to_shared_claim(
+    manifests: list[dict[str, Any]],
+) -> None:
+    statefulset = objects(manifests, "StatefulSet")["cartwheel-hotpath"]["spec"]
+    hotpath = pod_spec(manifests, "cartwheel-hotpath")
+    folder = variables(hotpath["containers"][0])["CARTWHEEL_LEARNER_CHECKPOINT_DIR"]
+
+    mount, volume = mount_at(hotpath, folder["value"])
+
+    claim = objects(manifests, "PersistentVolumeClaim")[
+        volume["persistentVolumeClaim"]["claimName"]
+    ]
+    assert not mount.get("readOnly", False)
+    assert claim["spec"]["accessModes"] == ["ReadWriteMany"]
+    assert "volumeClaimTemplates" not in statefulset
+
+
+def test_api_mounts_hotpath_checkpoints_read_only(
+    manifests: list[dict[str, Any]],
+) -> None:
+    hotpath = pod_spec(manifests, "cartwheel-hotpath")
+    api = pod_spec(manifests, "cartwheel-api")
+    folder = variables(hotpath["containers"][0])["CARTWHEEL_LEARNER_CHECKPOINT_DIR"]
+    api_env = variables(api["containers"][0])
+
+    _, written = mount_at(hotpath, folder["value"])
+    mount, read = mount_at(api, folder["value"])
+
+    assert api_env["CARTWHEEL_API_SIGNALS__CHECKPOINT_DIR"]["value"] == folder["value"]
+    assert "CARTWHEEL_API_SIGNALS__IS_ENABLED" not in api_env
+    assert read["persistentVolumeClaim"] == written["persistentVolumeClaim"]
+    assert mount["readOnly"] is True
+
+
+def test_api_checkpoint_key_matches_hotpath(
+    manifests: list[dict[str, Any]],
+) -> None:
+    hotpath = pod_spec(manifests, "cartwheel-hotpath")["containers"][0]
+    api = pod_spec(manifests, "cartwheel-api")["containers"][0]
+
+    key = variables(api)["CARTWHEEL_API_SIGNALS__CHECKPOINT_KEY"]["valueFrom"]
+
+    # The hot path reads every key of that secret under its own name.
+    assert {"secretRef": {"name": key["secretKeyRef"]["name"]}} in hotpath["envFrom"]
+    assert key["secretKeyRef"]["key"] == "CARTWHEEL_LEARNER_CHECKPOINT_KEY"
+    assert key["secretKeyRef"]["optional"] is True
+
+
+def test_shared_claims_are_read_write_many(
+    manifests: list[dict[str, Any]],
+) -> None:
+    pods: dict[str, int] = {}
+    for workload in workloads(manifests).values():
+        for volume in workload["spec"]["template"]["spec"].get("volumes", []):
+            if "persistentVolumeClaim" in volume:
+                claim_name = volume["persistentVolumeClaim"]["claimName"]
+                replicas = workload["spec"].get("replicas", 1)
+                pods[claim_name] = pods.get(claim_name, 0) + replicas
+    claims = objects(manifests, "PersistentVolumeClaim")
+
+    shared = {name for name, count in pods.items() if count > 1}
+
+    assert shared == {"cartwheel-registry", "cartwheel-learner"}
+    for name in shared:
+        assert claims[name]["spec"]["accessModes"] == ["ReadWriteMany"], name
