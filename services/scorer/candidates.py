@@ -26,7 +26,6 @@ from services.scorer.session_knn import SessionIndex
 from services.scorer.settings import CandidateSettings
 
 __all__ = [
-    "SOURCE_WEIGHTS",
     "Candidate",
     "CandidateGenerator",
     "EventContext",
@@ -34,15 +33,6 @@ __all__ = [
     "recency_weighted_seeds",
     "top_categories",
 ]
-
-SOURCE_WEIGHTS: dict[CandidateSource, float] = {
-    CandidateSource.COVISITATION: 1.0,
-    CandidateSource.SESSION_KNN: 1.0,
-    CandidateSource.CO_CART: 1.0,
-    CandidateSource.CO_PURCHASE: 1.2,
-    CandidateSource.CATEGORY_TRENDING: 0.4,
-    CandidateSource.TRENDING: 0.2,
-}
 
 
 class Candidate(NamedTuple):
@@ -131,11 +121,14 @@ def merge_sources(
     sources: Iterable[tuple[CandidateSource, Iterable[tuple[str, float]]]],
     exclude: Iterable[str],
     limit: int,
+    weights: Mapping[CandidateSource, float],
 ) -> list[Candidate]:
     """Merge scored item lists into candidates ordered by their combined score.
 
-    Each list is scaled so its best item scores the source's weight; an item in
-    several lists sums its scores and keeps the source with the largest share.
+    Each list is scaled so its best item scores the source's weight (1 for a
+    source missing from ``weights``); an item in several lists sums its scores
+    and keeps the source with the largest share. A source of weight 0 proposes
+    nothing.
     """
     excluded = set(exclude)
     totals: dict[str, float] = {}
@@ -145,7 +138,9 @@ def merge_sources(
         if not pairs:
             continue
         top = max(score for _, score in pairs)
-        weight = SOURCE_WEIGHTS.get(source, 1.0)
+        weight = weights.get(source, 1.0)
+        if weight <= 0.0:
+            continue
         for item_id, score in pairs:
             if item_id in excluded:
                 continue
@@ -187,6 +182,7 @@ class CandidateGenerator:
         self._store = store
         self._sessions = sessions
         self._settings = settings
+        self._weights = settings.source_weights()
 
     def products(self, contexts: Sequence[EventContext]) -> list[list[Candidate]]:
         """Return product candidates per event, in the order of ``contexts``."""
@@ -237,7 +233,9 @@ class CandidateGenerator:
                 (CandidateSource.TRENDING, overall),
             ]
             results.append(
-                merge_sources(sources, [context.item_id], settings.max_candidates)
+                merge_sources(
+                    sources, [context.item_id], settings.max_candidates, self._weights
+                )
             )
         return results
 
@@ -254,7 +252,11 @@ class CandidateGenerator:
                 (CandidateSource.CO_CART, _weighted_neighbours(cart, co_cart)),
                 (CandidateSource.CO_PURCHASE, _weighted_neighbours(cart, co_purchase)),
             ]
-            results.append(merge_sources(sources, cart, self._settings.max_candidates))
+            results.append(
+                merge_sources(
+                    sources, cart, self._settings.max_candidates, self._weights
+                )
+            )
         return results
 
     def _session_votes(self, context: EventContext) -> list[tuple[str, float]]:

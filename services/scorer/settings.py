@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_serializer
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from schemas.events import EventType
+from schemas.recommendations import CandidateSource
 from services.common.settings import KafkaSettings, RedisSettings, TopicSettings
 
 __all__ = [
@@ -99,6 +100,55 @@ class CandidateSettings(BaseModel):
     max_candidates: int = Field(
         default=100, ge=1, le=1000, description="candidates kept for ranking per event"
     )
+    covisitation_weight: float = Field(
+        default=1.0,
+        ge=0.0,
+        le=100.0,
+        description="score of the best co-visited item in the merged candidate list",
+    )
+    session_knn_weight: float = Field(
+        default=1.0,
+        ge=0.0,
+        le=100.0,
+        description="score of the best session-kNN item in the merged candidate list",
+    )
+    co_cart_weight: float = Field(
+        default=1.0,
+        ge=0.0,
+        le=100.0,
+        description="score of the best co-carted item in the merged bundle list",
+    )
+    co_purchase_weight: float = Field(
+        default=1.2,
+        ge=0.0,
+        le=100.0,
+        description="score of the best co-purchased item in the merged bundle list",
+    )
+    category_trending_weight: float = Field(
+        default=0.4,
+        ge=0.0,
+        le=100.0,
+        description="score of the best trending item of the user's top category "
+        "in the merged candidate list",
+    )
+    trending_weight: float = Field(
+        default=0.2,
+        ge=0.0,
+        le=100.0,
+        description="score of the best trending item of the shop in the merged "
+        "candidate list",
+    )
+
+    def source_weights(self) -> dict[CandidateSource, float]:
+        """Return each candidate source's weight in the merged lists."""
+        return {
+            CandidateSource.COVISITATION: self.covisitation_weight,
+            CandidateSource.SESSION_KNN: self.session_knn_weight,
+            CandidateSource.CO_CART: self.co_cart_weight,
+            CandidateSource.CO_PURCHASE: self.co_purchase_weight,
+            CandidateSource.CATEGORY_TRENDING: self.category_trending_weight,
+            CandidateSource.TRENDING: self.trending_weight,
+        }
 
 
 class ScoreWeights(BaseModel):

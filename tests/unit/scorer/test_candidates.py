@@ -12,7 +12,9 @@ from services.scorer.candidates import (
 )
 from services.scorer.protocols import Relation, UserHistory
 from services.scorer.session_knn import SessionIndex
-from services.scorer.settings import CandidateSettings
+from services.scorer.settings import CandidateSettings, ScorerSettings
+
+_WEIGHTS = CandidateSettings().source_weights()
 
 
 def _context(item_id: str = "t", **overrides: object) -> EventContext:
@@ -66,6 +68,7 @@ def test_merge_sources_sums_scores_and_keeps_strongest_source() -> None:
         ],
         exclude=[],
         limit=10,
+        weights=_WEIGHTS,
     )
 
     by_item = {candidate.item_id: candidate for candidate in merged}
@@ -76,10 +79,47 @@ def test_merge_sources_sums_scores_and_keeps_strongest_source() -> None:
 
 def test_merge_sources_leaves_out_excluded_items() -> None:
     merged = merge_sources(
-        [(CandidateSource.TRENDING, [("t", 1.0), ("a", 0.5)])], exclude=["t"], limit=10
+        [(CandidateSource.TRENDING, [("t", 1.0), ("a", 0.5)])],
+        exclude=["t"],
+        limit=10,
+        weights=_WEIGHTS,
     )
 
     assert [candidate.item_id for candidate in merged] == ["a"]
+
+
+def test_merge_sources_scales_each_source_to_its_weight() -> None:
+    merged = merge_sources(
+        [
+            (CandidateSource.COVISITATION, [("a", 4.0), ("b", 2.0)]),
+            (CandidateSource.SESSION_KNN, [("c", 0.1)]),
+            (CandidateSource.TRENDING, [("d", 9.0)]),
+        ],
+        exclude=[],
+        limit=10,
+        weights={
+            CandidateSource.COVISITATION: 0.5,
+            CandidateSource.SESSION_KNN: 2.0,
+            CandidateSource.TRENDING: 0.0,
+        },
+    )
+
+    assert [(c.item_id, c.source_score) for c in merged] == [
+        ("c", 2.0),
+        ("a", 0.5),
+        ("b", 0.25),
+    ]
+
+
+def test_candidate_source_weights_read_from_environment(monkeypatch) -> None:
+    monkeypatch.setenv("CARTWHEEL_SCORER_CANDIDATES__TRENDING_WEIGHT", "0")
+    monkeypatch.setenv("CARTWHEEL_SCORER_CANDIDATES__SESSION_KNN_WEIGHT", "1.5")
+
+    weights = ScorerSettings().candidates.source_weights()
+
+    assert weights[CandidateSource.TRENDING] == 0.0
+    assert weights[CandidateSource.SESSION_KNN] == 1.5
+    assert weights[CandidateSource.COVISITATION] == 1.0
 
 
 def test_products_propose_covisited_items_of_trigger(store) -> None:
