@@ -62,6 +62,7 @@ from services.bench.harness import (
     settle_group,
     train_ranker,
 )
+from services.bench.offline import MemoryProducer, apply_wave
 from services.bench.reader import MessageThread
 from services.common.kafka import producer_config
 from services.common.lifecycle import tune_garbage_collection
@@ -253,22 +254,6 @@ def measure_latency(
     return report
 
 
-class _CapturingProducer:
-    """Keeps produced slates in memory, for the in-process mode."""
-
-    def __init__(self) -> None:
-        self.values: list[bytes] = []
-
-    def produce(self, topic: str, key: bytes, value: bytes, on_delivery: Any) -> None:
-        self.values.append(value)
-
-    def poll(self, timeout: float) -> int:
-        return 0
-
-    def flush(self, timeout: float | None = None) -> int:
-        return 0
-
-
 def _waves(events: Sequence[Event]) -> list[list[Event]]:
     """Split events into contiguous runs with no user twice, as the hot path does."""
     waves: list[list[Event]] = [[]]
@@ -309,8 +294,7 @@ def measure_in_process(
     from models.multitask.ranker import Ranker
     from models.multitask.synthetic import generate_examples
     from models.multitask.train import TrainConfig, fit_feature_spec, train_new_model
-    from services.common.redis_features import EventPosition, EventStatus, FeatureStore
-    from services.hotpath.stages import AppliedEvent
+    from services.common.redis_features import FeatureStore
     from services.learner.settings import LearnerSettings
     from services.learner.stage import LearningStage
     from services.scorer.metrics import CANDIDATES_PER_EVENT
@@ -334,7 +318,7 @@ def measure_in_process(
             LearnerSettings(redis=redis_settings, checkpoint_dir=state_dir / "ck"),
             client,
         )
-        producer = _CapturingProducer()
+        producer = MemoryProducer()
         scoring = build_scoring_stage(
             # No item cache: cached vectors depend on wall time, which would
             # make the digest differ between runs.
@@ -360,21 +344,8 @@ def measure_in_process(
         wall_started = time.perf_counter()
         for wave in waves:
             started = time.process_time()
-            positions = [EventPosition(0, offset + index) for index in range(len(wave))]
+            applied = apply_wave(store, wave, offset)
             offset += len(wave)
-            results = store.apply_batch(wave, positions)
-            applied = [
-                AppliedEvent(
-                    result.event,
-                    result.user_features,
-                    result.item_features,
-                    time.time(),
-                    0,
-                    position.offset,
-                )
-                for result, position in zip(results, positions, strict=True)
-                if result.status is not EventStatus.DUPLICATE
-            ]
             learned = time.process_time()
             learning.process(applied)
             scored = time.process_time()

@@ -23,18 +23,15 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from pathlib import Path
 
 from schemas.events import Event
-from services.common.errors import CartwheelError
+from services.bench.offline import add_sample_arguments, load_sample
 from services.evaluation.baselines import SessionKnn
 from services.evaluation.records import event_record
 from services.evaluation.settings import BaselineSettings
-from services.replay.datasets import COMMITTED_DATA_DIR, load_dataset, replayable_names
 from services.scorer.session_knn import SessionIndex, session_key
 from services.scorer.settings import CandidateSettings
 
@@ -130,29 +127,10 @@ def _positive_number(text: str) -> float:
     return value
 
 
-def _count(minimum: int) -> Callable[[str], int]:
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            value = minimum - 1
-        if value < minimum:
-            raise argparse.ArgumentTypeError(
-                f"expected an integer of at least {minimum}, got {text!r}"
-            )
-        return value
-
-    return parse
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     defaults = CandidateSettings()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("dataset", choices=replayable_names())
-    parser.add_argument(
-        "--limit", type=_count(2), help="replay only the first N events (N >= 2)"
-    )
-    parser.add_argument("--cutoff", type=_count(1), default=20, help="list length K")
+    add_sample_arguments(parser)
     parser.add_argument(
         "--half-life",
         type=_positive_number,
@@ -177,16 +155,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "session_neighbour_position_decay": args.neighbour_position_decay,
         }
     )
-    data_dir = Path(os.environ.get("CARTWHEEL_REPLAY_DATA_DIR", COMMITTED_DATA_DIR))
-    try:
-        dataset = load_dataset(
-            args.dataset, data_dir, data_dir_source="CARTWHEEL_REPLAY_DATA_DIR"
-        )
-    except CartwheelError as exc:
-        parser.exit(1, f"{parser.prog}: error: {exc}\n")
-    events = dataset.events
-    if args.limit is not None:
-        events = events[: args.limit]
+    _, events = load_sample(parser, args)
 
     scored, scores = evaluate(events, settings, args.cutoff)
     print(f"{args.dataset}: {len(events)} events, {scored} scored")

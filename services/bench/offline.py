@@ -1,0 +1,126 @@
+"""Helpers for benchmarks that run hot-path stages in their own process.
+
+``benchmarks/bench_hotpath.py --in-process`` and
+``benchmarks/slate_quality.py`` drive the features, learning and scoring
+stages directly, without a broker: these are the pieces they share.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from schemas.events import Event
+from services.common.errors import CartwheelError
+from services.common.redis_features import EventPosition, EventStatus, FeatureStore
+from services.hotpath.stages import AppliedEvent
+from services.replay.datasets import (
+    COMMITTED_DATA_DIR,
+    Dataset,
+    load_dataset,
+    replayable_names,
+)
+
+__all__ = [
+    "MemoryProducer",
+    "add_sample_arguments",
+    "apply_wave",
+    "count_argument",
+    "load_sample",
+]
+
+
+class MemoryProducer:
+    """Stands in for the hot path's producer and keeps each value it is given."""
+
+    def __init__(self) -> None:
+        self.values: list[bytes] = []
+
+    def produce(self, topic: str, key: bytes, value: bytes, on_delivery: Any) -> None:
+        self.values.append(value)
+
+    def poll(self, timeout: float) -> int:
+        return 0
+
+    def flush(self, timeout: float | None = None) -> int:
+        return 0
+
+
+def apply_wave(
+    store: FeatureStore, wave: Sequence[Event], first_offset: int
+) -> list[AppliedEvent]:
+    """Apply a wave at offsets from ``first_offset`` of partition 0.
+
+    Returns:
+        The events that the stages after the features see: every event but
+        the duplicates, with its before-snapshot.
+    """
+    positions = [EventPosition(0, first_offset + i) for i in range(len(wave))]
+    results = store.apply_batch(wave, positions)
+    received_at = time.time()
+    return [
+        AppliedEvent(
+            result.event,
+            result.user_features,
+            result.item_features,
+            received_at,
+            position.partition,
+            position.offset,
+        )
+        for result, position in zip(results, positions, strict=True)
+        if result.status is not EventStatus.DUPLICATE
+    ]
+
+
+def count_argument(minimum: int) -> Callable[[str], int]:
+    """Return an argparse type that accepts integers of at least ``minimum``."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = minimum - 1
+        if value < minimum:
+            raise argparse.ArgumentTypeError(
+                f"expected an integer of at least {minimum}, got {text!r}"
+            )
+        return value
+
+    return parse
+
+
+def add_sample_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the ``dataset``, ``--limit`` and ``--cutoff`` arguments."""
+    parser.add_argument("dataset", choices=replayable_names())
+    parser.add_argument(
+        "--limit",
+        type=count_argument(2),
+        help="replay only the first N events (N >= 2)",
+    )
+    parser.add_argument(
+        "--cutoff", type=count_argument(1), default=20, help="list length K"
+    )
+
+
+def load_sample(
+    parser: argparse.ArgumentParser, args: argparse.Namespace
+) -> tuple[Dataset, list[Event]]:
+    """Load the sample that ``args`` name, from ``CARTWHEEL_REPLAY_DATA_DIR``.
+
+    Returns:
+        The dataset and its first ``--limit`` events (all without it). A
+        missing or unreadable sample exits through ``parser`` with its error.
+    """
+    data_dir = Path(os.environ.get("CARTWHEEL_REPLAY_DATA_DIR", COMMITTED_DATA_DIR))
+    try:
+        dataset = load_dataset(
+            args.dataset, data_dir, data_dir_source="CARTWHEEL_REPLAY_DATA_DIR"
+        )
+    except CartwheelError as exc:
+        parser.exit(1, f"{parser.prog}: error: {exc}\n")
+    events = dataset.events[: args.limit] if args.limit else dataset.events
+    return dataset, list(events)
