@@ -132,7 +132,7 @@ class CandidateSettings(BaseModel):
         "in the merged candidate list",
     )
     trending_weight: float = Field(
-        default=0.2,
+        default=0.02,
         ge=0.0,
         le=100.0,
         description="score of the best trending item of the shop in the merged "
@@ -202,8 +202,15 @@ class ScoreWeights(BaseModel):
         default=0.3,
         ge=0.0,
         le=1.0,
-        description="weight of the trained ranker's probabilities against the "
-        "heuristic's",
+        description="weight of the trained ranker's cart and purchase "
+        "probabilities against the heuristic's",
+    )
+    ranker_click_blend: float = Field(
+        default=0.0,
+        ge=0.0,
+        le=1.0,
+        description="weight of the trained ranker's click probability against "
+        "the heuristic's",
     )
 
 

@@ -312,7 +312,11 @@ class SlateBuilder:
         # LIMITATION(L-58): the trained ranker gets no candidate-source scores,
         # which the heuristic ranks by, so the two are blended by a configured
         # weight instead of the ranker deciding alone.
-        blend = self._settings.weights.ranker_blend
+        weights = self._settings.weights
+        # One weight per task column: click, cart_add, purchase.
+        blend = np.array(
+            [weights.ranker_click_blend, weights.ranker_blend, weights.ranker_blend]
+        )
         probs = [
             (1.0 - blend) * rule_based + blend * learned
             for rule_based, learned in zip(

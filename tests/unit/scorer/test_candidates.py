@@ -68,7 +68,7 @@ def test_merge_sources_sums_scores_and_keeps_strongest_source() -> None:
         ],
         exclude=[],
         limit=10,
-        weights=_WEIGHTS,
+        weights={CandidateSource.COVISITATION: 1.0, CandidateSource.TRENDING: 0.2},
     )
 
     by_item = {candidate.item_id: candidate for candidate in merged}

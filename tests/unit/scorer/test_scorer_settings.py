@@ -48,8 +48,8 @@ def test_scorer_settings_reject_zero_model_load_timeout(
         (
             "WEIGHTS__RANKER_BLEND",
             "2",
-            "a number from 0 to 1: weight of the trained ranker's probabilities "
-            "against the heuristic's",
+            "a number from 0 to 1: weight of the trained ranker's cart and "
+            "purchase probabilities against the heuristic's",
         ),
         ("WEIGHTS__CLICK", "-1", "a number of at least 0: weight of p(click)"),
         ("SURFACES__PRODUCTS_SIZE", "0", "an integer from 1 to 200: slate size"),

@@ -105,8 +105,11 @@ def test_build_labels_heuristic_ranking_before_first_model(store) -> None:
 def test_build_ranks_with_current_model(store, make_ranker, make_models) -> None:
     _stocked(store)
     ranker = make_ranker({"b": (0.9, 0.5, 0.3)})
+    learned = ScorerSettings(
+        weights=ScoreWeights(ranker_click_blend=1.0, ranker_blend=1.0)
+    )
 
-    [slates] = _builder(store, models=make_models(ranker)).build([_trigger()])
+    [slates] = _builder(store, learned, models=make_models(ranker)).build([_trigger()])
 
     assert slates[0].model_version == ranker.model_version
     assert slates[0].items[0].item_id == "b"
@@ -122,11 +125,33 @@ def test_build_blends_ranker_with_heuristic_by_weight(
 ) -> None:
     _stocked(store)
     ranker = make_ranker({"b": (0.9, 0.5, 0.3), "a": (0.01, 0.001, 0.0001)})
-    settings = ScorerSettings(weights=ScoreWeights(ranker_blend=blend))
+    settings = ScorerSettings(
+        weights=ScoreWeights(ranker_blend=blend, ranker_click_blend=blend)
+    )
 
     [slates] = _builder(store, settings, models=make_models(ranker)).build([_trigger()])
 
     assert slates[0].model_version == ranker.model_version
+    assert slates[0].items[0].item_id == expected_first
+
+
+@pytest.mark.parametrize(
+    ("task_weights", "expected_first"),
+    [({"click": 1.0, "cart_add": 0.0}, "a"), ({"click": 0.0, "cart_add": 1.0}, "b")],
+)
+def test_build_blends_click_apart_from_cart_and_purchase(
+    store, make_ranker, make_models, task_weights: dict, expected_first: str
+) -> None:
+    _stocked(store)
+    ranker = make_ranker({"b": (0.9, 0.5, 0.3), "a": (0.01, 0.001, 0.0001)})
+    weights = ScoreWeights(
+        ranker_click_blend=0.0, ranker_blend=1.0, purchase=0.0, **task_weights
+    )
+
+    [slates] = _builder(
+        store, ScorerSettings(weights=weights), models=make_models(ranker)
+    ).build([_trigger()])
+
     assert slates[0].items[0].item_id == expected_first
 
 
