@@ -49,6 +49,9 @@ REPO_ROOT = Path(__file__).resolve().parents[3]
 COMMITTED_DATA_DIR = REPO_ROOT / "data"
 REES46_SAMPLE = COMMITTED_DATA_DIR / "rees46" / "events_2019-10-01_0000-0240utc.csv.gz"
 
+# How many entries of a data folder an error lists when the dataset is missing.
+_LISTED_NAMES = 8
+
 
 @dataclass(frozen=True)
 class DatasetInfo:
@@ -208,6 +211,14 @@ def load_dataset(
         )
     source = path if path is not None else info.default_path(data_dir)
     advice = _file_advice(info, path is not None, path_option, data_dir_source)
+    if path is None and info.committed_path is None and not source.exists():
+        # Checked before the adapter runs, because its "file not found" reads
+        # as a wrong path when the data folder merely lacks the dataset.
+        raise DatasetFileError(
+            f"dataset {name!r} not found: looked for {info.relative_path!r} in "
+            f"the data folder {str(data_dir)!r}, "
+            f"{_missing_part(data_dir, source)}; {advice}"
+        )
     try:
         dataset = info.loader(source)
     except DatasetFileError as exc:
@@ -219,6 +230,27 @@ def load_dataset(
             "dataset they belong to"
         )
     return dataset
+
+
+def _missing_part(data_dir: Path, source: Path) -> str:
+    """Describe the deepest existing folder on the way to ``source``."""
+    folder = data_dir
+    missing = source.relative_to(data_dir).parts
+    while len(missing) > 1 and (folder / missing[0]).is_dir():
+        folder, missing = folder / missing[0], missing[1:]
+    if not folder.is_dir():
+        return "which does not exist"
+    where = "which" if folder == data_dir else f"but {str(folder)!r}"
+    try:
+        names = sorted(entry.name for entry in folder.iterdir())
+    except OSError as exc:
+        return f"{where} cannot be listed: {exc.strerror or exc}"
+    if not names:
+        return f"{where} is empty"
+    listing = ", ".join(names[:_LISTED_NAMES])
+    if len(names) > _LISTED_NAMES:
+        listing += f" and {len(names) - _LISTED_NAMES} more"
+    return f"{where} has no {missing[0]!r} (it contains {listing})"
 
 
 def _unused_rows(dataset: Dataset) -> str:

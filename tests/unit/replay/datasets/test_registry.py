@@ -78,7 +78,7 @@ def test_missing_data_dir_names_setting(tmp_path: Path) -> None:
 
     message = str(raised.value)
     assert message.endswith(
-        "not found; pass --path with the dataset's file or folder, or set "
+        "is empty; pass --path with the dataset's file or folder, or set "
         "CARTWHEEL_LEARNER_DATA_DIR to the folder of the datasets"
     )
     assert "CARTWHEEL_REPLAY_DATA_DIR" not in message
@@ -89,7 +89,9 @@ def test_missing_data_dir_names_option(tmp_path: Path) -> None:
         load_dataset("retailrocket", tmp_path / "missing", data_dir_source="--data-dir")
 
     message = str(raised.value)
-    assert message.endswith("; pass --data-dir with the folder of the datasets")
+    assert message.endswith(
+        "which does not exist; pass --data-dir with the folder of the datasets"
+    )
     assert "--path" not in message
 
 
@@ -109,6 +111,49 @@ def test_missing_given_path_names_its_option(tmp_path: Path) -> None:
         f"dataset file {str(missing)!r} not found; check the file or folder "
         "given with --path"
     )
+
+
+def test_empty_data_dir_is_reported(tmp_path: Path) -> None:
+    with pytest.raises(DatasetFileError) as raised:
+        load_dataset(
+            "otto",
+            tmp_path,
+            path_option="--path",
+            data_dir_source="CARTWHEEL_REPLAY_DATA_DIR",
+        )
+
+    assert str(raised.value) == (
+        "dataset 'otto' not found: looked for "
+        f"{get_dataset('otto').relative_path!r} in the data folder "
+        f"{str(tmp_path)!r}, which is empty; pass --path with the dataset's file "
+        "or folder, or set CARTWHEEL_REPLAY_DATA_DIR to the folder of the datasets"
+    )
+
+
+def test_data_dir_without_dataset_lists_contents(tmp_path: Path) -> None:
+    (tmp_path / "taobao-userbehavior").mkdir()
+    (tmp_path / "notes.txt").write_text("")
+
+    with pytest.raises(DatasetFileError) as raised:
+        load_dataset("diginetica", tmp_path, data_dir_source="--data-dir")
+
+    assert str(raised.value) == (
+        "dataset 'diginetica' not found: looked for 'diginetica-cikm2016' in the "
+        f"data folder {str(tmp_path)!r}, which has no 'diginetica-cikm2016' "
+        "(it contains notes.txt, taobao-userbehavior); pass --data-dir with the "
+        "folder of the datasets"
+    )
+
+
+def test_empty_dataset_folder_is_reported(tmp_path: Path) -> None:
+    (tmp_path / "otto-recsys").mkdir()
+
+    with pytest.raises(DatasetFileError) as raised:
+        load_dataset("otto", tmp_path, data_dir_source="CARTWHEEL_REPLAY_DATA_DIR")
+
+    message = str(raised.value)
+    assert f"in the data folder {str(tmp_path)!r}, but " in message
+    assert f"{str(tmp_path / 'otto-recsys')!r} is empty;" in message
 
 
 def test_missing_file_without_sources_gives_no_options(tmp_path: Path) -> None:
