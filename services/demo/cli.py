@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from services.common.lifecycle import ensure_writable_directory
 from services.common.settings import load_settings
 from services.demo.settings import DemoSettings
 from services.replay.datasets import DATASETS
@@ -62,10 +61,6 @@ def _run(args: argparse.Namespace) -> int:
             f"{args.dataset} file or folder given to --path"
         )
     settings = load_settings(DemoSettings)
-    # The report is written only after the whole replay, so a bad report
-    # folder is caught here instead of after minutes of work.
-    ensure_writable_directory(settings.state_dir, "CARTWHEEL_DEMO_STATE_DIR")
-    ensure_writable_directory(settings.report_dir, "CARTWHEEL_DEMO_REPORT_DIR")
     # The runner imports every service; importing it here keeps other
     # cartwheel commands from paying for that at start.
     from services.demo.runner import DemoRun, run_demo

@@ -33,6 +33,7 @@ from schemas.events import Event
 from services.api.settings import ApiSettings
 from services.common.errors import InfrastructureError, InvalidSettingsError
 from services.common.kafka import consumer_config, create_topics, standard_topics
+from services.common.lifecycle import ensure_writable_directory
 from services.common.retrain import request_retrain
 from services.common.settings import (
     KafkaSettings,
@@ -120,10 +121,11 @@ def run_demo(run: DemoRun, settings: DemoSettings) -> int:
 
     Raises:
         InvalidSettingsError: a ``CARTWHEEL_*`` variable that the demo reads
-            is invalid, its own or a child service's. Nothing has been cleared
-            or started then.
+            is invalid, its own or a child service's, or the state or report
+            folder cannot be created and written. Nothing has been cleared or
+            started then.
         DatasetFileError: the dataset's files are missing or invalid. This is
-            also raised before any server is started.
+            raised before any server is started or any folder is created.
     """
     state_dir = settings.state_dir.resolve()
     broker_port, redis_port = find_free_ports(2)
@@ -134,6 +136,11 @@ def run_demo(run: DemoRun, settings: DemoSettings) -> int:
     )
     # A missing or invalid dataset must fail before any server is started.
     dataset, events = _load_events(run, pipeline.replay)
+    # The report is written only after the whole replay, so a bad report
+    # folder is caught here instead of after minutes of work. These checks
+    # create the folders, so they come after the checks that create nothing.
+    ensure_writable_directory(settings.state_dir, "CARTWHEEL_DEMO_STATE_DIR")
+    ensure_writable_directory(settings.report_dir, "CARTWHEEL_DEMO_REPORT_DIR")
 
     _clear_run_state(state_dir)
     _say(f"starting a broker and redis-server under {state_dir}")

@@ -108,3 +108,32 @@ def test_missing_dataset_stops_before_servers(
     assert "CARTWHEEL_REPLAY_DATA_DIR" in str(caught.value)
     assert started == []
     assert not state_dir.exists()
+
+
+@pytest.mark.parametrize(
+    "variable", ["CARTWHEEL_DEMO_STATE_DIR", "CARTWHEEL_DEMO_REPORT_DIR"]
+)
+def test_unwritable_folder_stops_before_servers(
+    variable: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    folders = {
+        "CARTWHEEL_DEMO_STATE_DIR": tmp_path / "state",
+        "CARTWHEEL_DEMO_REPORT_DIR": tmp_path / "report",
+        variable: blocker / "folder",
+    }
+    started: list[str] = []
+    monkeypatch.setattr(runner, "start_broker", lambda *args: started.append("broker"))
+    monkeypatch.setattr(runner, "start_redis", lambda *args: started.append("redis"))
+    settings = DemoSettings(
+        state_dir=folders["CARTWHEEL_DEMO_STATE_DIR"],
+        report_dir=folders["CARTWHEEL_DEMO_REPORT_DIR"],
+    )
+
+    with pytest.raises(InvalidSettingsError) as caught:
+        runner.run_demo(runner.DemoRun(dataset="rees46", limit=2), settings)
+
+    assert variable in str(caught.value)
+    assert "Not a directory" in str(caught.value)
+    assert started == []
