@@ -15,13 +15,14 @@ import logging
 import types
 from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Union, get_args, get_origin
+from typing import Any, NamedTuple, Union, get_args, get_origin
 
 from pydantic import BaseModel
 from pydantic_settings import BaseSettings
 
 __all__ = [
     "KnownVariables",
+    "UnknownVariable",
     "known_variables",
     "unknown_variables",
     "warn_unknown_variables",
@@ -40,11 +41,14 @@ class KnownVariables:
 
     ``open_stems`` are name stems followed by free keys (a dict field read
     through a nested delimiter), so any name that starts with one counts.
+    ``block_stems`` maps the stem of each nested model's fields, such as
+    ``CARTWHEEL_SCORER_CANDIDATES__``, to the variable of the whole block.
     """
 
     prefixes: set[str] = field(default_factory=set)
     names: set[str] = field(default_factory=set)
     open_stems: set[str] = field(default_factory=set)
+    block_stems: dict[str, str] = field(default_factory=dict)
 
     def is_known(self, name: str) -> bool:
         return name in self.names or any(
@@ -64,18 +68,27 @@ def known_variables(settings_class: type[BaseSettings]) -> KnownVariables:
     return known
 
 
+class UnknownVariable(NamedTuple):
+    """A variable under a settings prefix that names no setting.
+
+    ``closest`` is the most similar known name, or None when none is close.
+    ``block`` is the variable of the nested block whose field the name
+    spells, such as ``CARTWHEEL_SCORER_CANDIDATES``, or None.
+    """
+
+    variable: str
+    closest: str | None
+    block: str | None
+
+
 def unknown_variables(
     settings_class: type[BaseSettings], environ: Mapping[str, str]
-) -> list[tuple[str, str | None]]:
-    """Return each unknown variable under the class's prefixes, with its closest name.
+) -> list[UnknownVariable]:
+    """Return each unknown variable under the class's prefixes, in name order.
 
     Args:
         settings_class: the class being loaded.
         environ: the process environment.
-
-    Returns:
-        ``(variable, closest)`` pairs in name order, where ``closest`` is the
-        most similar known name, or None when none is close.
     """
     known = known_variables(settings_class)
     foreign = {_prefix(other) for other in _settings_classes()} - known.prefixes
@@ -91,8 +104,32 @@ def unknown_variables(
             continue
         if any(len(other) > len(owner) and name.startswith(other) for other in foreign):
             continue
-        unknown.append((variable, _closest(name, known.names)))
+        unknown.append(_describe_unknown(variable, name, known))
     return unknown
+
+
+def _describe_unknown(
+    variable: str, name: str, known: KnownVariables
+) -> UnknownVariable:
+    """Find the closest known name, among the block's fields for a nested one.
+
+    A misspelled field of a nested block is compared with that block's
+    fields only, so the block's own variable, which takes the whole block as
+    JSON, is never suggested for it.
+    """
+    stems = [stem for stem in known.block_stems if name.startswith(stem)]
+    if not stems:
+        return UnknownVariable(variable, _closest(name, known.names), None)
+    stem = max(stems, key=len)
+    fields = {
+        other.removeprefix(stem) for other in known.names if other.startswith(stem)
+    }
+    closest = _closest(name.removeprefix(stem), fields)
+    return UnknownVariable(
+        variable,
+        None if closest is None else f"{stem}{closest}",
+        known.block_stems[stem],
+    )
 
 
 def _closest(name: str, names: Collection[str]) -> str | None:
@@ -116,11 +153,19 @@ def warn_unknown_variables(
     settings_class: type[BaseSettings], environ: Mapping[str, str]
 ) -> None:
     """Log one WARNING per unknown variable, once per process."""
-    for variable, closest in unknown_variables(settings_class, environ):
+    for variable, closest, block in unknown_variables(settings_class, environ):
         if variable in _reported:
             continue
         _reported.add(variable)
-        if closest is None:
+        if closest is None and block is not None:
+            logger.warning(
+                "unknown setting ignored variable=%s block=%s: the block has no "
+                "such field; 'cartwheel config' and docs/configuration.md list "
+                "its fields",
+                variable,
+                block,
+            )
+        elif closest is None:
             logger.warning("unknown setting ignored variable=%s", variable)
         else:
             logger.warning(
@@ -180,6 +225,7 @@ def _add_nested(
         known.open_stems.add(stem.upper())
         return
     for model in _model_classes(annotation):
+        known.block_stems[stem.upper()] = stem.upper().removesuffix(delimiter)
         for name, info in model.model_fields.items():
             variable = f"{stem}{name}".upper()
             known.names.add(variable)

@@ -61,21 +61,31 @@ def test_known_variables_include_nested_names() -> None:
 
 
 @pytest.mark.parametrize(
-    ("variable", "closest"),
+    ("variable", "closest", "block"),
     [
-        ("CARTWHEEL_NAMESVC_BATCH_SIZ", "CARTWHEEL_NAMESVC_BATCH_SIZE"),
-        ("CARTWHEEL_NAMESVC_LIMITS__MAX_ITEM", "CARTWHEEL_NAMESVC_LIMITS__MAX_ITEMS"),
-        ("CARTWHEEL_KAFKA_BOOTSTRAPP", "CARTWHEEL_KAFKA_BOOTSTRAP"),
-        ("CARTWHEEL_KAFKA_SSL_CA", "CARTWHEEL_KAFKA_SSL_CA_LOCATION"),
-        ("CARTWHEEL_NAMESVC_WHOLLY_UNRELATED", None),
+        ("CARTWHEEL_NAMESVC_BATCH_SIZ", "CARTWHEEL_NAMESVC_BATCH_SIZE", None),
+        (
+            "CARTWHEEL_NAMESVC_LIMITS__MAX_ITEM",
+            "CARTWHEEL_NAMESVC_LIMITS__MAX_ITEMS",
+            "CARTWHEEL_NAMESVC_LIMITS",
+        ),
+        ("CARTWHEEL_NAMESVC_LIMITS__NOPE", None, "CARTWHEEL_NAMESVC_LIMITS"),
+        (
+            "CARTWHEEL_NAMESVC_LIMIT__MAX_ITEMS",
+            "CARTWHEEL_NAMESVC_LIMITS__MAX_ITEMS",
+            None,
+        ),
+        ("CARTWHEEL_KAFKA_BOOTSTRAPP", "CARTWHEEL_KAFKA_BOOTSTRAP", None),
+        ("CARTWHEEL_KAFKA_SSL_CA", "CARTWHEEL_KAFKA_SSL_CA_LOCATION", None),
+        ("CARTWHEEL_NAMESVC_WHOLLY_UNRELATED", None, None),
     ],
 )
 def test_unknown_variable_is_reported_with_closest(
-    variable: str, closest: str | None
+    variable: str, closest: str | None, block: str | None
 ) -> None:
     found = unknown_variables(_NamesServiceSettings, {variable: "1"})
 
-    assert found == [(variable, closest)]
+    assert found == [(variable, closest, block)]
 
 
 @pytest.mark.parametrize(
@@ -125,3 +135,24 @@ def test_api_settings_warn_about_misspelled_signal(
     warnings = [r.getMessage() for r in caplog.records]
     assert len(warnings) == 1
     assert "variable=CARTWHEEL_API_SIGNALS__BOGUS" in warnings[0]
+
+
+def test_unknown_nested_field_names_its_block(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from services.scorer.settings import ScorerSettings
+
+    monkeypatch.setenv("CARTWHEEL_SCORER_CANDIDATES__NOPE", "1")
+    monkeypatch.setenv("CARTWHEEL_SCORER_CANDIDATES__TRENDNG", "1")
+
+    with caplog.at_level(logging.WARNING, logger="services.common.setting_names"):
+        load_settings(ScorerSettings)
+
+    warnings = [r.getMessage() for r in caplog.records]
+    assert warnings == [
+        "unknown setting ignored variable=CARTWHEEL_SCORER_CANDIDATES__NOPE "
+        "block=CARTWHEEL_SCORER_CANDIDATES: the block has no such field; "
+        "'cartwheel config' and docs/configuration.md list its fields",
+        "unknown setting ignored variable=CARTWHEEL_SCORER_CANDIDATES__TRENDNG "
+        "closest_valid=CARTWHEEL_SCORER_CANDIDATES__TRENDING",
+    ]
