@@ -6,6 +6,9 @@ checks the variables under the prefixes of the settings class being loaded
 and of the blocks nested in it. It skips those under a longer prefix of
 another settings class, so the variables of other services, which the demo
 and shared environment files export, are not reported.
+:func:`warn_repeated_variables` warns about a setting set under two
+spellings, such as ``CARTWHEEL_API_PORT`` and ``cartwheel_api_port``,
+because pydantic-settings matches names regardless of case.
 """
 
 from __future__ import annotations
@@ -24,7 +27,9 @@ __all__ = [
     "KnownVariables",
     "UnknownVariable",
     "known_variables",
+    "repeated_variables",
     "unknown_variables",
+    "warn_repeated_variables",
     "warn_unknown_variables",
 ]
 
@@ -173,6 +178,38 @@ def warn_unknown_variables(
                 variable,
                 closest,
             )
+
+
+def repeated_variables(
+    settings_class: type[BaseSettings], environ: Mapping[str, str]
+) -> list[list[str]]:
+    """Return the settings that ``environ`` sets under more than one spelling.
+
+    pydantic-settings 2.16 matches names regardless of case and reads the
+    spelling that comes last in the environment, so each group keeps that
+    order.
+    """
+    known = known_variables(settings_class)
+    spellings: dict[str, list[str]] = {}
+    for variable in environ:
+        if known.is_known(variable.upper()):
+            spellings.setdefault(variable.upper(), []).append(variable)
+    return [group for _, group in sorted(spellings.items()) if len(group) > 1]
+
+
+def warn_repeated_variables(
+    settings_class: type[BaseSettings], environ: Mapping[str, str]
+) -> None:
+    """Log one WARNING per setting set under several spellings, once per process."""
+    for group in repeated_variables(settings_class, environ):
+        if group[0].upper() in _reported:
+            continue
+        _reported.add(group[0].upper())
+        logger.warning(
+            "setting set under more than one spelling variables=%s read=%s",
+            ",".join(group),
+            group[-1],
+        )
 
 
 def _prefix(settings_class: type[BaseSettings]) -> str:

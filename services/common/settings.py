@@ -37,7 +37,10 @@ from redis.connection import parse_url
 
 from schemas.recommendations import Surface
 from services.common.errors import InvalidSettingsError
-from services.common.setting_names import warn_unknown_variables
+from services.common.setting_names import (
+    warn_repeated_variables,
+    warn_unknown_variables,
+)
 from services.common.tls_files import (
     CERTIFICATE_BLOCK,
     PRIVATE_KEY_BLOCK,
@@ -637,13 +640,15 @@ def load_settings(settings_class: type[SettingsT], **overrides: Any) -> Settings
 
     A variable under the prefix of ``settings_class`` or of a nested block
     that names no setting is logged as a WARNING, once per process, with the
-    closest valid name when one is close.
+    closest valid name when one is close. Names are matched regardless of
+    case, and a setting set under two spellings is logged as a WARNING too.
 
     Raises:
         InvalidSettingsError: one line per invalid variable, each with the
             variable's name, the value it contains and the expected form.
     """
     warn_unknown_variables(settings_class, os.environ)
+    warn_repeated_variables(settings_class, os.environ)
     return _load_settings(settings_class, overrides)
 
 
@@ -769,9 +774,9 @@ def _describe_unparsed(exc: SettingsError, settings_class: type[BaseSettings]) -
     candidates = [
         (name, value)
         for name, value in sorted(os.environ.items())
-        if name.startswith("CARTWHEEL_")
+        if name.upper().startswith("CARTWHEEL_")
         and field
-        and (name.endswith(f"_{field}") or f"_{field}__" in name)
+        and (name.upper().endswith(f"_{field}") or f"_{field}__" in name.upper())
     ]
     # The error names a nested block (such as SURFACES), not the variable, so
     # the block's variables whose values parse as JSON are left out.
@@ -795,6 +800,7 @@ def _is_json(text: str) -> bool:
 
 def _expected_json(settings_class: type[BaseSettings], variable: str) -> str:
     """Return the problem and expected form for a ``variable`` that is not JSON."""
+    variable = variable.upper()
     prefix = str(settings_class.model_config.get("env_prefix", "")).upper()
     delimiter = str(settings_class.model_config.get("env_nested_delimiter") or "")
     info = None
@@ -826,7 +832,7 @@ def _describe(
         field = str(error["loc"][0]) if error["loc"] else ""
         # A list element's position is part of the location, not of the name.
         names = [str(part) for part in error["loc"] if not isinstance(part, int)]
-        variable = f"{prefix}{delimiter.join(names)}".upper()
+        variable = _spelled(f"{prefix}{delimiter.join(names)}".upper())
         # An override was rejected, not the variable, which may be valid.
         if field in overridden:
             value = error.get("input")
@@ -845,6 +851,17 @@ def _describe(
         else:
             lines.append(f"invalid setting {variable}={value!r}: {expected}")
     return "\n".join(lines)
+
+
+def _spelled(variable: str) -> str:
+    """Return ``variable`` as the environment spells it, or unchanged if unset.
+
+    pydantic-settings 2.16 matches names regardless of case, so
+    ``cartwheel_api_port`` sets ``CARTWHEEL_API_PORT``. Of several spellings,
+    it reads the one that comes last in the environment.
+    """
+    spellings = [name for name in os.environ if name.upper() == variable]
+    return spellings[-1] if spellings else variable
 
 
 def _is_secret(settings_class: type[BaseSettings], field: str) -> bool:

@@ -64,6 +64,7 @@ def test_known_variables_include_nested_names() -> None:
     ("variable", "closest", "block"),
     [
         ("CARTWHEEL_NAMESVC_BATCH_SIZ", "CARTWHEEL_NAMESVC_BATCH_SIZE", None),
+        ("cartwheel_namesvc_batch_siz", "CARTWHEEL_NAMESVC_BATCH_SIZE", None),
         (
             "CARTWHEEL_NAMESVC_LIMITS__MAX_ITEM",
             "CARTWHEEL_NAMESVC_LIMITS__MAX_ITEMS",
@@ -156,3 +157,21 @@ def test_unknown_nested_field_names_its_block(
         "unknown setting ignored variable=CARTWHEEL_SCORER_CANDIDATES__TRENDNG "
         "closest_valid=CARTWHEEL_SCORER_CANDIDATES__TRENDING",
     ]
+
+
+def test_setting_under_two_spellings_is_reported(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setenv("CARTWHEEL_NAMESVC_BATCH_SIZE", "5")
+    monkeypatch.setenv("cartwheel_namesvc_batch_size", "3")
+
+    with caplog.at_level(logging.WARNING, logger="services.common.setting_names"):
+        settings = load_settings(_NamesServiceSettings)
+
+    warnings = [r.getMessage() for r in caplog.records]
+    assert warnings == [
+        "setting set under more than one spelling variables="
+        "CARTWHEEL_NAMESVC_BATCH_SIZE,cartwheel_namesvc_batch_size "
+        "read=cartwheel_namesvc_batch_size"
+    ]
+    assert settings.batch_size == 3

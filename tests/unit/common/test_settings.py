@@ -241,6 +241,34 @@ def test_load_settings_names_variable_with_invalid_json(
     assert "expected a JSON value" in message
 
 
+def test_lower_case_variable_is_read(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("cartwheel_testsvc_batch_size", "7")
+
+    settings = load_settings(ServiceSettings)
+
+    assert settings.batch_size == 7
+
+
+@pytest.mark.parametrize(
+    ("settings_class", "variable", "value"),
+    [
+        (ServiceSettings, "cartwheel_testsvc_batch_size", "0"),
+        (ServiceSettings, "Cartwheel_Kafka_Security_Protocol", "FOO"),
+        (NestedServiceSettings, "cartwheel_testnested_sizes", "three"),
+        (NestedServiceSettings, "cartwheel_testnested_rules__max_per_category", "0"),
+    ],
+)
+def test_error_names_variable_as_spelled(
+    monkeypatch: pytest.MonkeyPatch,
+    settings_class: type[BaseSettings],
+    variable: str,
+    value: str,
+) -> None:
+    message = setting_error(monkeypatch, settings_class, {variable: value})
+
+    assert message.startswith(f"invalid setting {variable}={value!r}: ")
+
+
 def test_load_settings_names_list_variable_without_position(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
