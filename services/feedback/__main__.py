@@ -18,6 +18,7 @@ from services.feedback.worker import (
     FeedbackWorker,
     StartUpStopped,
     StopDeadline,
+    StopSignals,
     run_start_up,
 )
 
@@ -39,14 +40,19 @@ def run(settings: FeedbackSettings) -> None:
             than ``CARTWHEEL_FEEDBACK_STOP_TIMEOUT_SECONDS`` ends the process
             with status 2 instead (see :mod:`services.feedback.worker`).
 
-    SIGTERM or SIGINT while the topics and Redis are checked makes it return
-    at once, without starting the worker.
+    SIGTERM or SIGINT before or while the topics and Redis are checked makes
+    it return at once, without starting the worker. Called from the main
+    thread, it handles both signals from then until the process exits.
     """
+    stop_deadline = StopDeadline(settings.stop_timeout_seconds)
+    stop_signals = StopSignals(stop_deadline)
+    # LIMITATION(L-87): until this line, while Python starts and imports the
+    # modules, SIGTERM and SIGINT still have their default actions.
+    stop_signals.install()
     logger.info("feedback app starting settings=%s", masked_settings(settings))
     ensure_writable_directory(settings.data_dir, "CARTWHEEL_FEEDBACK_DATA_DIR")
-    stop_deadline = StopDeadline(settings.stop_timeout_seconds)
     try:
-        run_start_up(lambda: _check_dependencies(settings), stop_deadline)
+        run_start_up(lambda: _check_dependencies(settings), stop_signals)
     except StartUpStopped as stopped:
         logger.info(
             "feedback app stopped during start-up reason=%s app_id=%s",
@@ -62,6 +68,7 @@ def run(settings: FeedbackSettings) -> None:
     worker = FeedbackWorker(
         app,
         stop_deadline=stop_deadline,
+        stop_signals=stop_signals,
         loglevel=settings.log_level,
         override_logging=False,
         redirect_stdouts=False,

@@ -15,6 +15,14 @@ start-up at once even while the broker does not respond. The process then
 ends with status 0, as after a clean stop, and the countdown started by the
 signal bounds the rest of the exit in the same way.
 
+One handler, :class:`StopSignals`, receives SIGTERM and SIGINT from before
+the start-up checks until the process exits. mode-streaming 0.7 installs its
+own handlers only once the worker starts, through the event loop, and
+closing the loop puts back the default action, which for SIGTERM ends the
+process with status 143 and no clean stop. A signal that arrives before the
+worker starts stops the worker as soon as it starts, and one that arrives
+after the loop has closed lets the exit finish.
+
 What a forced stop costs: nothing counted in Redis is lost, since each
 message is applied atomically and remembered by id. Messages applied after the
 last offset commit that succeeded are read again by the next worker: those of
@@ -28,6 +36,7 @@ group, so its partitions move to another worker after the session timeout
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
 import signal
@@ -40,7 +49,13 @@ import faust
 
 from services.common.entrypoint import ENVIRONMENT_ERROR_STATUS
 
-__all__ = ["FeedbackWorker", "StartUpStopped", "StopDeadline", "run_start_up"]
+__all__ = [
+    "FeedbackWorker",
+    "StartUpStopped",
+    "StopDeadline",
+    "StopSignals",
+    "run_start_up",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -104,20 +119,99 @@ class StopDeadline:
         self._exit_now(ENVIRONMENT_ERROR_STATUS)
 
 
+class StopSignals:
+    """Handle SIGTERM and SIGINT in this process from :meth:`install` until exit.
+
+    Each signal starts the stop deadline and is passed to the callback that
+    :meth:`forward_to` set, if any. The first one is kept in ``requested``,
+    so that a part of the process that starts later can stop at once.
+
+    Args:
+        stop_deadline: started by the first signal.
+    """
+
+    def __init__(self, stop_deadline: StopDeadline) -> None:
+        self.requested: signal.Signals | None = None
+        self._stop_deadline = stop_deadline
+        self._forward: Callable[[signal.Signals], None] | None = None
+
+    def install(self) -> None:
+        """Replace the process's SIGTERM and SIGINT handlers, for good.
+
+        Only the main thread can set handlers; elsewhere nothing changes.
+        """
+        if threading.current_thread() is not threading.main_thread():
+            return
+        for stop_signal in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(stop_signal, self._handle)
+        # CPython 3.11 resets Python-level handlers to the default action
+        # after the exit functions have run, but leaves ignored signals
+        # ignored. By then the worker has stopped and its threads are joined.
+        atexit.register(self._ignore)
+
+    def _ignore(self) -> None:
+        for stop_signal in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(stop_signal, signal.SIG_IGN)
+
+    def forward_to(self, forward: Callable[[signal.Signals], None] | None) -> None:
+        """Pass each later signal to ``forward``, or to nothing when it is None.
+
+        ``forward`` runs in the signal handler on the main thread, between
+        two steps of whatever that thread runs.
+        """
+        self._forward = forward
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        stop_signal = signal.Signals(signum)
+        self._stop_deadline.start(stop_signal.name)
+        if self.requested is None:
+            self.requested = stop_signal
+        if self._forward is not None:
+            self._forward(stop_signal)
+
+
 class FeedbackWorker(faust.Worker):
     """A Faust worker that starts a :class:`StopDeadline` on SIGTERM or SIGINT.
 
     Args:
         app: the feedback app.
         stop_deadline: started when a stop signal arrives.
+        stop_signals: the process's handler of SIGTERM and SIGINT, which
+            passes them to the worker once it starts.
         **kwargs: passed to :class:`faust.Worker`.
     """
 
     def __init__(
-        self, app: faust.App, *, stop_deadline: StopDeadline, **kwargs: Any
+        self,
+        app: faust.App,
+        *,
+        stop_deadline: StopDeadline,
+        stop_signals: StopSignals,
+        **kwargs: Any,
     ) -> None:
         super().__init__(app, **kwargs)
         self._stop_deadline = stop_deadline
+        self._stop_signals = stop_signals
+
+    def install_signal_handlers(self) -> None:
+        # mode-streaming 0.7 calls this once the worker starts. Its own
+        # SIGTERM and SIGINT handlers belong to the event loop, which resets
+        # them to the default action when it closes, so StopSignals keeps
+        # them. SIGUSR1 and SIGUSR2 stay mode's.
+        self._stop_signals.forward_to(self._forward_stop)
+        if self._stop_signals.requested is not None:
+            self._forward_stop(self._stop_signals.requested)
+        self.loop.add_signal_handler(signal.SIGUSR1, self._on_sigusr1)
+        self.loop.add_signal_handler(signal.SIGUSR2, self._on_sigusr2)
+
+    def _forward_stop(self, stop_signal: signal.Signals) -> None:
+        # This may run in a signal handler in the middle of the loop's own
+        # code. So it only queues the stop, and call_soon_threadsafe also
+        # wakes the loop. A closed loop means that the worker has stopped.
+        if self.loop.is_closed():
+            return
+        handle = self._on_sigterm if stop_signal is signal.SIGTERM else self._on_sigint
+        self.loop.call_soon_threadsafe(handle)
 
     def _schedule_shutdown(self, signal: signal.Signals) -> None:
         # mode-streaming 0.7 routes SIGTERM and SIGINT (and SIGTERM on
@@ -138,23 +232,19 @@ class StartUpStopped(Exception):
         self.reason = reason
 
 
-def run_start_up(
-    start_up: Callable[[], ResultT], stop_deadline: StopDeadline
-) -> ResultT:
+def run_start_up(start_up: Callable[[], ResultT], stop_signals: StopSignals) -> ResultT:
     """Run ``start_up`` in a daemon thread and return its result.
 
-    The main thread only waits, so a signal handler runs as soon as SIGTERM
+    The main thread only waits, so the signal handler runs as soon as SIGTERM
     or SIGINT arrives, even while ``start_up`` is blocked in librdkafka on a
-    broker that does not respond. The handler starts ``stop_deadline`` and
-    abandons the thread, which ends with the process.
+    broker that does not respond. The thread is then abandoned, and it ends
+    with the process.
 
     Raises:
-        StartUpStopped: SIGTERM or SIGINT arrived before ``start_up`` returned.
+        StartUpStopped: SIGTERM or SIGINT arrived, since ``stop_signals`` was
+            installed, before ``start_up`` returned.
         Exception: whatever ``start_up`` raised.
     """
-    if threading.current_thread() is not threading.main_thread():
-        # Only the main thread can set signal handlers.
-        return start_up()
     outcome: dict[str, Any] = {}
 
     def call() -> None:
@@ -163,23 +253,19 @@ def run_start_up(
         except BaseException as exc:
             outcome["error"] = exc
 
-    def request_stop(signum: int, frame: FrameType | None) -> None:
-        reason = signal.Signals(signum).name
-        stop_deadline.start(reason)
-        raise StartUpStopped(reason)
+    def request_stop(stop_signal: signal.Signals) -> None:
+        raise StartUpStopped(stop_signal.name)
 
-    previous = {
-        stop_signal: signal.signal(stop_signal, request_stop)
-        for stop_signal in (signal.SIGTERM, signal.SIGINT)
-    }
+    stop_signals.forward_to(request_stop)
     try:
+        if stop_signals.requested is not None:
+            raise StartUpStopped(stop_signals.requested.name)
         thread = threading.Thread(target=call, name="feedback-start-up", daemon=True)
         thread.start()
         while thread.is_alive():
             thread.join(0.1)
     finally:
-        for stop_signal, handler in previous.items():
-            signal.signal(stop_signal, handler)
+        stop_signals.forward_to(None)
     if "error" in outcome:
         raise outcome["error"]
     return outcome["result"]  # type: ignore[no-any-return]

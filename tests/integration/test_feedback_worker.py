@@ -468,8 +468,8 @@ def test_worker_stops_during_frozen_start_up(
     deadline = time.monotonic() + 30
     while "feedback app starting" not in feedback.log() and time.monotonic() < deadline:
         time.sleep(0.05)
-    # The stop handlers are installed right after that line, so the signal
-    # waits a little to land during the topic check.
+    # The line is logged just before the topic check, so the signal waits a
+    # little to land during it.
     time.sleep(0.5)
 
     assert feedback.process is not None
@@ -486,3 +486,48 @@ def test_worker_stops_during_frozen_start_up(
     assert elapsed < STOP_TIMEOUT_SECONDS
     assert "stopped during start-up reason=SIGTERM" in log
     assert "Traceback" not in log
+
+
+def wait_for_log_line(feedback: FeedbackWorker, text: str, timeout: float) -> None:
+    """Poll the worker's log until it contains ``text``, for at most ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    while text not in feedback.log() and time.monotonic() < deadline:
+        time.sleep(0.001)
+    assert text in feedback.log(), feedback.log()
+
+
+def test_worker_exits_0_on_sigterm_before_faust_starts(
+    worker: FeedbackWorker,
+) -> None:
+    worker.start()
+    wait_for_log_line(worker, "feedback app starting", 30)
+    # The start-up checks on the local broker and Redis take a few
+    # milliseconds, so the signal lands after them, before the Faust worker
+    # has started.
+    time.sleep(0.1)
+
+    assert worker.process is not None
+    worker.process.send_signal(signal.SIGTERM)
+    exit_status = worker.process.wait(timeout=30)
+    log = worker.log()
+
+    assert exit_status == 0, log
+    assert "feedback app stopped" in log
+    assert "Traceback" not in log
+
+
+def test_worker_exits_0_on_second_sigterm_while_exiting(
+    worker: FeedbackWorker,
+) -> None:
+    worker.start()
+    wait_for_log_line(worker, "partitions assigned", 30)
+    assert worker.process is not None
+    worker.process.send_signal(signal.SIGTERM)
+    # The line is written after the event loop has closed, while the process
+    # finishes its exit.
+    wait_for_log_line(worker, "feedback app stopped", 30)
+
+    worker.process.send_signal(signal.SIGTERM)
+    exit_status = worker.process.wait(timeout=30)
+
+    assert exit_status == 0, worker.log()

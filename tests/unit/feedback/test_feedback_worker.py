@@ -19,6 +19,7 @@ from services.feedback.worker import (
     FeedbackWorker,
     StartUpStopped,
     StopDeadline,
+    StopSignals,
     run_start_up,
 )
 
@@ -86,12 +87,29 @@ def test_stop_deadline_starts_once() -> None:
 
 
 @pytest.fixture
+def kept_signal_handlers() -> Iterator[None]:
+    """Put the test session's SIGTERM and SIGINT handlers back after the test."""
+    stop_signals = (signal.SIGTERM, signal.SIGINT)
+    previous = {
+        stop_signal: signal.getsignal(stop_signal) for stop_signal in stop_signals
+    }
+    yield
+    for stop_signal, handler in previous.items():
+        signal.signal(stop_signal, handler)
+
+
+@pytest.fixture
 def worker() -> Iterator[tuple[FeedbackWorker, RecordedDeadline]]:
     app, _ = create_app(FeedbackSettings())
     deadline = RecordedDeadline()
     loop = asyncio.new_event_loop()
     feedback_worker = FeedbackWorker(
-        app, stop_deadline=deadline, loop=loop, quiet=True, override_logging=False
+        app,
+        stop_deadline=deadline,
+        stop_signals=StopSignals(deadline),
+        loop=loop,
+        quiet=True,
+        override_logging=False,
     )
     yield feedback_worker, deadline
     future = feedback_worker._signal_stop_future
@@ -131,7 +149,7 @@ def test_stop_timeout_rejects_invalid_value(
 def test_run_start_up_returns_result() -> None:
     deadline = RecordedDeadline()
 
-    result = run_start_up(lambda: 42, deadline)
+    result = run_start_up(lambda: 42, StopSignals(deadline))
 
     assert result == 42
     assert deadline.reasons == []
@@ -142,9 +160,10 @@ def test_run_start_up_raises_start_up_error() -> None:
         raise InvalidSettingsError("topic missing")
 
     with pytest.raises(InvalidSettingsError, match="topic missing"):
-        run_start_up(fail, RecordedDeadline())
+        run_start_up(fail, StopSignals(RecordedDeadline()))
 
 
+@pytest.mark.usefixtures("kept_signal_handlers")
 @pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGINT])
 def test_run_start_up_stops_on_signal_while_blocked(
     stop_signal: signal.Signals,
@@ -153,17 +172,73 @@ def test_run_start_up_stops_on_signal_while_blocked(
     # broker that never responds.
     release = threading.Event()
     deadline = RecordedDeadline()
+    stop_signals = StopSignals(deadline)
+    stop_signals.install()
     sender = threading.Timer(0.2, os.kill, args=(os.getpid(), stop_signal))
-    previous = signal.getsignal(stop_signal)
 
     sender.start()
     try:
         with pytest.raises(StartUpStopped) as caught:
-            run_start_up(lambda: release.wait(30), deadline)
+            run_start_up(lambda: release.wait(30), stop_signals)
     finally:
         release.set()
         sender.join()
 
     assert caught.value.reason == stop_signal.name
     assert deadline.reasons == [stop_signal.name]
-    assert signal.getsignal(stop_signal) == previous
+
+
+@pytest.mark.usefixtures("kept_signal_handlers")
+def test_run_start_up_stops_after_earlier_signal() -> None:
+    deadline = RecordedDeadline()
+    stop_signals = StopSignals(deadline)
+    stop_signals.install()
+    started: list[str] = []
+
+    signal.raise_signal(signal.SIGTERM)
+    with pytest.raises(StartUpStopped) as caught:
+        run_start_up(lambda: started.append("checks"), stop_signals)
+
+    assert caught.value.reason == "SIGTERM"
+    assert started == []
+    assert deadline.reasons == ["SIGTERM"]
+
+
+@pytest.mark.usefixtures("kept_signal_handlers")
+def test_signal_after_start_up_is_kept_for_worker() -> None:
+    deadline = RecordedDeadline()
+    stop_signals = StopSignals(deadline)
+    stop_signals.install()
+    run_start_up(lambda: None, stop_signals)
+
+    signal.raise_signal(signal.SIGTERM)
+
+    assert stop_signals.requested is signal.SIGTERM
+    assert deadline.reasons == ["SIGTERM"]
+    assert signal.getsignal(signal.SIGTERM) == stop_signals._handle
+
+
+def test_worker_stops_at_start_after_earlier_signal(
+    worker: tuple[FeedbackWorker, RecordedDeadline],
+) -> None:
+    feedback_worker, deadline = worker
+    feedback_worker._stop_signals.requested = signal.SIGTERM
+
+    feedback_worker.install_signal_handlers()
+    feedback_worker.loop.run_until_complete(asyncio.sleep(0))
+
+    assert feedback_worker._signal_stop_future is not None
+    assert deadline.reasons == ["SIGTERM"]
+
+
+def test_worker_ignores_signal_after_loop_closed(
+    worker: tuple[FeedbackWorker, RecordedDeadline],
+) -> None:
+    feedback_worker, deadline = worker
+    feedback_worker.install_signal_handlers()
+    feedback_worker.loop.close()
+
+    feedback_worker._forward_stop(signal.SIGTERM)
+
+    assert feedback_worker._signal_stop_future is None
+    assert deadline.reasons == []
