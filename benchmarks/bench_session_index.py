@@ -2,12 +2,15 @@
 
 Command (from the repository root):
 
-    .venv/bin/python benchmarks/bench_session_index.py [--size SESSIONS:ITEMS ...]
-        [--lengths rees46 full] [--index hotpath api] [--churn 0.5]
+    .venv/bin/python benchmarks/bench_session_index.py
+        [--size SESSIONS:ITEMS[:TOTAL] ...] [--lengths rees46 full]
+        [--index hotpath api] [--churn 0.5]
 
-No broker or Redis is involved. Each row runs in a fresh process, which
-fills one index with synthetic sessions until it contains ``SESSIONS`` of them,
-then adds ``--churn`` times as many again, so that eviction runs:
+No broker or Redis is involved. Each row runs in a fresh process with one
+index of at most ``SESSIONS`` sessions, ``ITEMS`` items per session and
+``TOTAL`` items in all (``none`` for no total). The process adds
+``SESSIONS`` synthetic sessions, then ``--churn`` times as many again, so
+that eviction runs:
 
 - ``--index hotpath`` fills a ``SessionIndex`` one ``add`` at a time, as the
   scoring stage does; ``api`` fills the API's ``SharedSessionIndex`` with
@@ -32,8 +35,9 @@ a batch divided by its events (``api``), sampled over the whole fill;
 ``recommend`` runs with the scorer's default settings for ``--recommends``
 of the most recently added sessions after the churn.
 
-``SESSIONS:ITEMS`` defaults to the scorer's defaults
-(``CARTWHEEL_SCORER_CANDIDATES__SESSION_INDEX_SIZE`` and ``__SESSION_MAX_ITEMS``).
+The sizes default to the scorer's defaults
+(``CARTWHEEL_SCORER_CANDIDATES__SESSION_INDEX_SIZE``, ``__SESSION_MAX_ITEMS``
+and ``__SESSION_INDEX_ITEMS``).
 It prints one Markdown table, plus the resident memory of a process that has
 only imported the API's or the hot path's modules, for comparison with the
 memory limits in deploy/.
@@ -84,6 +88,7 @@ class Row:
     index: Literal["hotpath", "api"]
     sessions: int
     max_items: int
+    total_items: int | None
     lengths: Literal["rees46", "full"]
     samples_per_item: int
     catalog: int
@@ -183,10 +188,12 @@ class Filler:
     def __init__(self, row: Row, workload: Workload) -> None:
         self.row = row
         self.workload = workload
-        self.index: SessionIndex = (
-            SharedSessionIndex(row.sessions, row.max_items, row.samples_per_item)
-            if row.index == "api"
-            else SessionIndex(row.sessions, row.max_items, row.samples_per_item)
+        index_class = SharedSessionIndex if row.index == "api" else SessionIndex
+        self.index = index_class(
+            row.sessions,
+            row.max_items,
+            row.samples_per_item,
+            max_total_items=row.total_items,
         )
         expected = row.sessions * (1 + row.churn) * workload.mean_length
         self._stride = max(1, round(expected / _ADD_SAMPLES))
@@ -342,7 +349,8 @@ def table_line(row: Row, result: dict[str, Any], traced: dict[str, Any] | None) 
     add, recommend = result["add_ns"], result["recommend_ns"]
     cells = [
         row.index,
-        f"{row.sessions:,} × {row.max_items}",
+        f"{row.sessions:,} × {row.max_items}, "
+        + ("none" if row.total_items is None else f"{row.total_items:,}"),
         row.lengths,
         f"{items / sessions:.1f}",
         f"{result['distinct_items']:,}",
@@ -362,21 +370,28 @@ def table_line(row: Row, result: dict[str, Any], traced: dict[str, Any] | None) 
 
 
 _HEADER = (
-    "| index | sessions × max items | lengths | items per session | distinct items "
-    "| postings | RSS growth at the bound, MiB | bytes per session | bytes per item "
+    "| index | sessions × max items, max total items | lengths "
+    "| items per session | distinct items | postings "
+    "| RSS growth at the bound, MiB | bytes per session | bytes per item "
     "| RSS growth after churn / peak, MiB | add µs p50 / p99 "
     "| recommend µs p50 / p99 |"
 )
 
 
-def parse_size(text: str) -> tuple[int, int]:
-    """Parse ``SESSIONS:ITEMS`` into two integers."""
-    sessions, _, items = text.partition(":")
+def parse_size(text: str) -> tuple[int, int, int | None]:
+    """Parse ``SESSIONS:ITEMS[:TOTAL]``; TOTAL defaults to the scorer's default."""
+    parts = text.replace("_", "").split(":")
+    total: int | None = CandidateSettings().session_index_items
     try:
-        return int(sessions.replace("_", "")), int(items)
+        if len(parts) not in (2, 3):
+            raise ValueError(text)
+        if len(parts) == 3:
+            total = None if parts[2] == "none" else int(parts[2])
+        return int(parts[0]), int(parts[1]), total
     except ValueError:
         raise argparse.ArgumentTypeError(
-            f"size {text!r} is not SESSIONS:ITEMS, e.g. 100000:50"
+            f"size {text!r} is not SESSIONS:ITEMS[:TOTAL], e.g. 100000:50 or "
+            "100000:50:none"
         ) from None
 
 
@@ -387,8 +402,10 @@ def main() -> None:
         "--size",
         type=parse_size,
         action="append",
-        help="SESSIONS:ITEMS, repeatable (default: the scorer's defaults, "
-        f"{defaults.session_index_size}:{defaults.session_max_items})",
+        help="SESSIONS:ITEMS[:TOTAL], repeatable; TOTAL none keeps no total "
+        "(default: the scorer's defaults, "
+        f"{defaults.session_index_size}:{defaults.session_max_items}:"
+        f"{defaults.session_index_items})",
     )
     parser.add_argument(
         "--lengths",
@@ -433,7 +450,13 @@ def main() -> None:
         "--tracemalloc", action="store_true", help="also count allocated bytes"
     )
     args = parser.parse_args()
-    sizes = args.size or [(defaults.session_index_size, defaults.session_max_items)]
+    sizes = args.size or [
+        (
+            defaults.session_index_size,
+            defaults.session_max_items,
+            defaults.session_index_items,
+        )
+    ]
 
     started = datetime.now(UTC)
     lines = [
@@ -441,13 +464,14 @@ def main() -> None:
         + (" Python-allocated at the bound / peak, MiB |" if args.tracemalloc else "")
     ]
     lines.append("|---" * (_HEADER.count("|") - 1 + args.tracemalloc) + "|")
-    for (sessions, max_items), lengths, index in itertools.product(
+    for (sessions, max_items, total_items), lengths, index in itertools.product(
         sizes, args.lengths, args.index
     ):
         row = Row(
             index=index,
             sessions=sessions,
             max_items=max_items,
+            total_items=total_items,
             lengths=lengths,
             samples_per_item=args.samples_per_item,
             catalog=args.catalog,

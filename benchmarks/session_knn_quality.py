@@ -58,6 +58,7 @@ def _scorer_index(
         settings.session_index_size,
         settings.session_max_items,
         settings.session_samples_per_item,
+        max_total_items=settings.session_index_items,
     )
 
     def update(event: Event, key: str) -> None:

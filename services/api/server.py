@@ -172,6 +172,7 @@ def _on_demand_sources(
             candidates.session_index_size,
             candidates.session_max_items,
             candidates.session_samples_per_item,
+            max_total_items=candidates.session_index_items,
         )
         follower = SessionFollower(
             index,

@@ -74,9 +74,16 @@ class SharedSessionIndex(SessionIndex):
     """
 
     def __init__(
-        self, max_sessions: int, max_items: int, samples_per_item: int
+        self,
+        max_sessions: int,
+        max_items: int,
+        samples_per_item: int,
+        *,
+        max_total_items: int | None = None,
     ) -> None:
-        super().__init__(max_sessions, max_items, samples_per_item)
+        super().__init__(
+            max_sessions, max_items, samples_per_item, max_total_items=max_total_items
+        )
         self._lock = threading.Lock()
         self._user_sessions: OrderedDict[str, str] = OrderedDict()
 

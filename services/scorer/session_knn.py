@@ -14,13 +14,17 @@ item. Leaving the session's own items out found about half as many next
 items on the real samples (``docs/evaluation.md``).
 
 Memory is bounded: at most ``max_sessions`` sessions of ``max_items`` items
-each, and at most ``samples_per_item`` session ids per item.
+each, at most ``max_total_items`` items over all sessions, and at most
+``samples_per_item`` session ids per item. When sessions are long, the
+total is the bound that limits memory: the index takes 0.3 to 0.6 kB per
+item (``docs/benchmarks/sessions.md``).
 """
 
 from __future__ import annotations
 
 import heapq
 import math
+import sys
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
@@ -49,19 +53,40 @@ class SessionIndex:
         max_sessions: sessions kept; the least recently updated one is evicted.
         max_items: items kept per session; the oldest item is dropped.
         samples_per_item: most recent sessions remembered per item.
+        max_total_items: items kept over all sessions; the least recently
+            updated sessions are evicted while the index contains more. None
+            leaves only ``max_sessions * max_items``.
+
+    Raises:
+        ValueError: a size is below 1, or ``max_total_items`` is below
+            ``max_items``.
     """
 
     def __init__(
-        self, max_sessions: int, max_items: int, samples_per_item: int
+        self,
+        max_sessions: int,
+        max_items: int,
+        samples_per_item: int,
+        *,
+        max_total_items: int | None = None,
     ) -> None:
         if max_sessions < 1 or max_items < 1 or samples_per_item < 1:
             raise ValueError(
                 f"session index sizes must be positive, got max_sessions={max_sessions}"
                 f" max_items={max_items} samples_per_item={samples_per_item}"
             )
+        if max_total_items is not None and max_total_items < max_items:
+            raise ValueError(
+                f"max_total_items={max_total_items} is below max_items={max_items};"
+                " the index must have room for one full session"
+            )
         self._max_sessions = max_sessions
         self._max_items = max_items
         self._samples_per_item = samples_per_item
+        self._max_total_items = (
+            sys.maxsize if max_total_items is None else max_total_items
+        )
+        self._total_items = 0
         self._sessions: OrderedDict[str, _Session] = OrderedDict()
         self._item_sessions: dict[str, OrderedDict[str, None]] = {}
 
@@ -86,11 +111,13 @@ class SessionIndex:
         self._sessions.move_to_end(session_key)
 
         # An item seen again moves to the newest position of its session.
-        session.items.pop(item_id, None)
+        if session.items.pop(item_id, None) is None:
+            self._total_items += 1
         session.items[item_id] = event_time
         session.last_time = max(session.last_time, event_time)
         if len(session.items) > self._max_items:
             dropped, _ = session.items.popitem(last=False)
+            self._total_items -= 1
             self._unlink(dropped, session_key)
 
         postings = self._item_sessions.setdefault(item_id, OrderedDict())
@@ -99,8 +126,14 @@ class SessionIndex:
         if len(postings) > self._samples_per_item:
             postings.popitem(last=False)
 
-        if len(self._sessions) > self._max_sessions:
+        # The current session is the newest and contains at most max_items, so
+        # the loop stops before it.
+        while (
+            len(self._sessions) > self._max_sessions
+            or self._total_items > self._max_total_items
+        ):
             evicted_key, evicted = self._sessions.popitem(last=False)
+            self._total_items -= len(evicted.items)
             for evicted_item in evicted.items:
                 self._unlink(evicted_item, evicted_key)
 

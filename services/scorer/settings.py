@@ -59,6 +59,20 @@ class CandidateSettings(BaseModel):
     session_max_items: int = Field(
         default=50, ge=2, le=500, description="items kept per indexed session"
     )
+    # The index takes 0.3 to 0.6 kB per item (docs/benchmarks/sessions.md).
+    # The default keeps 100,000 sessions of REES46 length (2.3 items on
+    # average) and took at most 215 MiB with longer sessions, where 100,000
+    # sessions of 50 items took 1.5 GiB, more than the API's 1 GiB limit.
+    session_index_items: int = Field(
+        default=500_000,
+        ge=500,
+        le=100_000_000,
+        description=(
+            "items kept by the session-kNN index over all its sessions; the "
+            "least recently updated sessions are evicted beyond it, which bounds "
+            "its memory when sessions are long"
+        ),
+    )
     session_warmup_events: int = Field(
         default=20_000,
         ge=0,

@@ -226,6 +226,7 @@ def build_scoring_stage(
         candidates.session_index_size,
         candidates.session_max_items,
         candidates.session_samples_per_item,
+        max_total_items=candidates.session_index_items,
     )
     warmer = None
     if candidates.session_warmup_events > 0:

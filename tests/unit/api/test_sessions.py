@@ -63,6 +63,23 @@ def test_shared_index_forgets_oldest_users() -> None:
     assert index.session_key_of("cid") == session_key("cid", "s1")
 
 
+def test_shared_index_evicts_oldest_sessions_beyond_total_items() -> None:
+    index = SharedSessionIndex(
+        max_sessions=10, max_items=2, samples_per_item=10, max_total_items=2
+    )
+
+    index.add_events(
+        [
+            _click("ann", "x", "s1", 0),
+            _click("bob", "y", "s1", 1),
+            _click("cid", "z", "s1", 2),
+        ]
+    )
+
+    assert index.session_items(session_key("ann", "s1")) == []
+    assert len(index) == 2
+
+
 def test_shared_index_recommends_items_of_neighbour_sessions() -> None:
     index = SharedSessionIndex(max_sessions=10, max_items=10, samples_per_item=10)
     index.add_events(

@@ -95,6 +95,56 @@ def test_session_index_evicts_least_recent_session_when_full() -> None:
     assert index.session_items("s1") == []
 
 
+def test_session_index_evicts_sessions_beyond_total_items() -> None:
+    index = _index(max_items=3, max_total_items=4)
+    index.add("s1", "a", 0.0)
+    index.add("s1", "b", 1.0)
+    index.add("s2", "c", 2.0)
+    index.add("s3", "d", 3.0)
+
+    index.add("s3", "e", 4.0)
+
+    assert index.session_items("s1") == []
+    assert index.session_items("s2") == ["c"]
+    assert index.session_items("s3") == ["d", "e"]
+
+
+def test_session_index_total_ignores_repeated_item() -> None:
+    index = _index(max_items=3, max_total_items=3)
+    index.add("s1", "a", 0.0)
+    index.add("s2", "b", 1.0)
+    index.add("s2", "c", 2.0)
+
+    index.add("s2", "b", 3.0)
+
+    assert index.session_items("s1") == ["a"]
+    assert index.session_items("s2") == ["c", "b"]
+
+
+def test_session_index_total_counts_dropped_item() -> None:
+    index = _index(max_items=2, max_total_items=3)
+    index.add("s1", "a", 0.0)
+    index.add("s2", "b", 1.0)
+    index.add("s2", "c", 2.0)
+
+    index.add("s2", "d", 3.0)
+
+    assert index.session_items("s1") == ["a"]
+    assert index.session_items("s2") == ["c", "d"]
+
+
+def test_session_index_total_forgets_evicted_session() -> None:
+    index = _index(max_sessions=1, max_items=3, max_total_items=3)
+    index.add("s1", "a", 0.0)
+    index.add("s1", "b", 1.0)
+    index.add("s2", "c", 2.0)
+
+    index.add("s2", "d", 3.0)
+    index.add("s2", "e", 4.0)
+
+    assert index.session_items("s2") == ["c", "d", "e"]
+
+
 def test_session_index_keeps_at_most_max_items_per_session() -> None:
     index = _index(max_items=2)
     for position, item_id in enumerate("abc"):
@@ -116,3 +166,8 @@ def test_session_index_is_unchanged_by_a_replayed_event() -> None:
 def test_session_index_rejects_non_positive_sizes() -> None:
     with pytest.raises(ValueError, match="max_sessions=0"):
         SessionIndex(max_sessions=0, max_items=1, samples_per_item=1)
+
+
+def test_session_index_rejects_total_items_below_max_items() -> None:
+    with pytest.raises(ValueError, match="max_total_items=2 is below max_items=3"):
+        SessionIndex(max_sessions=1, max_items=3, samples_per_item=1, max_total_items=2)
