@@ -169,6 +169,8 @@ class SessionIndex:
         current = list(session.items)
         length = len(current)
 
+        # LIMITATION(L-88): every item of the session is looked up, so a
+        # session of 50 items makes 25 times the lookups of one of 2 items.
         # Similarity: position-weighted overlap, normalised by both lengths.
         overlap: dict[str, float] = {}
         for position, item_id in enumerate(current, start=1):

@@ -310,8 +310,9 @@ class SlateBuilder:
             )
         ]
         # LIMITATION(L-58): the trained ranker gets no candidate-source scores,
-        # which the heuristic ranks by, so the two are blended by a configured
-        # weight instead of the ranker deciding alone.
+        # which the heuristic ranks by, so the two are blended per task by
+        # configured weights, and by default the click column is the
+        # heuristic's alone.
         weights = self._settings.weights
         # One weight per task column: click, cart_add, purchase.
         blend = np.array(
