@@ -44,16 +44,20 @@ _reported: set[str] = set()
 class KnownVariables:
     """The variables that a settings class and its nested blocks read.
 
-    ``open_stems`` are name stems followed by free keys (a dict field read
-    through a nested delimiter), so any name that starts with one counts.
-    ``block_stems`` maps the stem of each nested model's fields, such as
-    ``CARTWHEEL_SCORER_CANDIDATES__``, to the variable of the whole block.
+    ``open_stems`` maps the name stems followed by free keys (a dict field
+    read through a nested delimiter) to the dict's own variable, and any name
+    that starts with one counts. ``block_stems`` maps the stem of each nested
+    model's fields, such as ``CARTWHEEL_SCORER_CANDIDATES__``, to the variable
+    of the whole block. ``block_parents`` maps the same stems to the prefix or
+    stem that the block's variable is a field of, such as
+    ``CARTWHEEL_SCORER_``.
     """
 
     prefixes: set[str] = field(default_factory=set)
     names: set[str] = field(default_factory=set)
-    open_stems: set[str] = field(default_factory=set)
+    open_stems: dict[str, str] = field(default_factory=dict)
     block_stems: dict[str, str] = field(default_factory=dict)
+    block_parents: dict[str, str] = field(default_factory=dict)
 
     def is_known(self, name: str) -> bool:
         return name in self.names or any(
@@ -79,11 +83,14 @@ class UnknownVariable(NamedTuple):
     ``closest`` is the most similar known name, or None when none is close.
     ``block`` is the variable of the nested block whose field the name
     spells, such as ``CARTWHEEL_SCORER_CANDIDATES``, or None.
+    ``is_outside_block`` is true when ``closest`` is not a field of that
+    block but of a block beside it or of the level that holds it.
     """
 
     variable: str
     closest: str | None
     block: str | None
+    is_outside_block: bool = False
 
 
 def unknown_variables(
@@ -116,25 +123,61 @@ def unknown_variables(
 def _describe_unknown(
     variable: str, name: str, known: KnownVariables
 ) -> UnknownVariable:
-    """Find the closest known name, among the block's fields for a nested one.
+    """Find the closest known name, looking first near a nested block's fields.
 
     A misspelled field of a nested block is compared with that block's
-    fields only, so the block's own variable, which takes the whole block as
-    JSON, is never suggested for it.
+    fields, so the block's own variable, which takes the whole block as JSON,
+    is never suggested for it. When none of them is close, the name may be a
+    field put in the wrong block, so it is compared with the fields of the
+    blocks beside it and of the level that holds them.
     """
-    stems = [stem for stem in known.block_stems if name.startswith(stem)]
-    if not stems:
+    stem = _home(name, known)
+    if stem is None:
         return UnknownVariable(variable, _closest(name, known.names), None)
-    stem = max(stems, key=len)
+    field_name = name.removeprefix(stem)
+    block = known.block_stems[stem]
     fields = {
         other.removeprefix(stem) for other in known.names if other.startswith(stem)
     }
-    closest = _closest(name.removeprefix(stem), fields)
-    return UnknownVariable(
-        variable,
-        None if closest is None else f"{stem}{closest}",
-        known.block_stems[stem],
+    closest = _closest(field_name, fields)
+    if closest is not None:
+        return UnknownVariable(variable, f"{stem}{closest}", block)
+
+    neighbours = _neighbour_fields(stem, known)
+    closest = _closest(field_name, neighbours)
+    if closest is not None:
+        return UnknownVariable(variable, neighbours[closest], block, True)
+    return UnknownVariable(variable, None, block)
+
+
+def _neighbour_fields(stem: str, known: KnownVariables) -> dict[str, str]:
+    """Map the fields beside the block at ``stem`` to their variables.
+
+    These are the fields of the level that holds the block (the settings
+    class, or the enclosing block) and of the other blocks on that level.
+    Variables that take a whole block or dict are left out. Where two places
+    have a field of one name, the holding level comes first, then the blocks
+    in name order.
+    """
+    parent = known.block_parents[stem]
+    siblings = sorted(
+        other
+        for other, other_parent in known.block_parents.items()
+        if other_parent == parent and other != stem
     )
+    containers = {*known.block_stems.values(), *known.open_stems.values()}
+    neighbours: dict[str, str] = {}
+    for home in (parent, *siblings):
+        for name in sorted(known.names - containers):
+            if name.startswith(home) and _home(name, known) == _home(home, known):
+                neighbours.setdefault(name.removeprefix(home), name)
+    return neighbours
+
+
+def _home(name: str, known: KnownVariables) -> str | None:
+    """Return the stem of the innermost block that ``name`` is a field of."""
+    stems = [stem for stem in known.block_stems if name.startswith(stem)]
+    return max(stems, key=len, default=None)
 
 
 def _closest(name: str, names: Collection[str]) -> str | None:
@@ -158,11 +201,21 @@ def warn_unknown_variables(
     settings_class: type[BaseSettings], environ: Mapping[str, str]
 ) -> None:
     """Log one WARNING per unknown variable, once per process."""
-    for variable, closest, block in unknown_variables(settings_class, environ):
+    for variable, closest, block, is_outside_block in unknown_variables(
+        settings_class, environ
+    ):
         if variable in _reported:
             continue
         _reported.add(variable)
-        if closest is None and block is not None:
+        if closest is not None and is_outside_block:
+            logger.warning(
+                "unknown setting ignored variable=%s block=%s closest_valid=%s: "
+                "the block has no such field, and closest_valid is outside it",
+                variable,
+                block,
+                closest,
+            )
+        elif closest is None and block is not None:
             logger.warning(
                 "unknown setting ignored variable=%s block=%s: the block has no "
                 "such field; 'cartwheel config' and docs/configuration.md list "
@@ -248,25 +301,34 @@ def _add_block(
         variable = f"{prefix}{name}".upper()
         known.names.add(variable)
         if delimiter:
-            _add_nested(info.annotation, f"{variable}{delimiter}", delimiter, known)
+            _add_nested(
+                info.annotation, f"{variable}{delimiter}", delimiter, known, prefix
+            )
         for block in _model_classes(info.annotation):
             if issubclass(block, BaseSettings):
                 _add_block(block, known, visited)
 
 
 def _add_nested(
-    annotation: Any, stem: str, delimiter: str, known: KnownVariables
+    annotation: Any, stem: str, delimiter: str, known: KnownVariables, parent: str
 ) -> None:
-    """Add the names that fill a nested field through the nested delimiter."""
+    """Add the names that fill a nested field through the nested delimiter.
+
+    ``parent`` is the prefix or block stem that the field's variable starts with.
+    """
+    stem = stem.upper()
     if get_origin(annotation) in (dict, Mapping):
-        known.open_stems.add(stem.upper())
+        known.open_stems[stem] = stem.removesuffix(delimiter)
         return
     for model in _model_classes(annotation):
-        known.block_stems[stem.upper()] = stem.upper().removesuffix(delimiter)
+        known.block_stems[stem] = stem.removesuffix(delimiter)
+        known.block_parents[stem] = parent.upper()
         for name, info in model.model_fields.items():
             variable = f"{stem}{name}".upper()
             known.names.add(variable)
-            _add_nested(info.annotation, f"{variable}{delimiter}", delimiter, known)
+            _add_nested(
+                info.annotation, f"{variable}{delimiter}", delimiter, known, stem
+            )
 
 
 def _model_classes(annotation: Any) -> list[type[BaseModel]]:

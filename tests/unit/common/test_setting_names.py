@@ -9,12 +9,21 @@ from pydantic import BaseModel, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from services.common import setting_names
-from services.common.setting_names import known_variables, unknown_variables
+from services.common.setting_names import (
+    UnknownVariable,
+    known_variables,
+    unknown_variables,
+)
 from services.common.settings import KafkaSettings, load_settings
 
 
 class _Limits(BaseModel):
     max_items: int = 10
+
+
+class _Paging(BaseModel):
+    page_size: int = 20
+    max_items: int = 100
 
 
 class _NamesServiceSettings(BaseSettings):
@@ -24,6 +33,7 @@ class _NamesServiceSettings(BaseSettings):
 
     batch_size: int = 10
     limits: _Limits = Field(default_factory=_Limits)
+    paging: _Paging = Field(default_factory=_Paging)
     sizes: dict[str, int] = Field(default_factory=dict)
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
 
@@ -86,7 +96,66 @@ def test_unknown_variable_is_reported_with_closest(
 ) -> None:
     found = unknown_variables(_NamesServiceSettings, {variable: "1"})
 
-    assert found == [(variable, closest, block)]
+    assert found == [UnknownVariable(variable, closest, block)]
+
+
+@pytest.mark.parametrize(
+    ("variable", "closest", "block"),
+    [
+        (
+            "CARTWHEEL_NAMESVC_LIMITS__PAGE_SIZE",
+            "CARTWHEEL_NAMESVC_PAGING__PAGE_SIZE",
+            "CARTWHEEL_NAMESVC_LIMITS",
+        ),
+        (
+            "CARTWHEEL_NAMESVC_LIMITS__PAGE_SIZ",
+            "CARTWHEEL_NAMESVC_PAGING__PAGE_SIZE",
+            "CARTWHEEL_NAMESVC_LIMITS",
+        ),
+        (
+            "CARTWHEEL_NAMESVC_PAGING__BATCH_SIZE",
+            "CARTWHEEL_NAMESVC_BATCH_SIZE",
+            "CARTWHEEL_NAMESVC_PAGING",
+        ),
+        (
+            "CARTWHEEL_NAMESVC_LIMITS__STAGE",
+            "CARTWHEEL_NAMESVC_STAGE",
+            "CARTWHEEL_NAMESVC_LIMITS",
+        ),
+        (
+            "CARTWHEEL_NAMESVC_PAGING__BOOTSTRAP",
+            "CARTWHEEL_NAMESVC_KAFKA__BOOTSTRAP",
+            "CARTWHEEL_NAMESVC_PAGING",
+        ),
+    ],
+)
+def test_misplaced_field_suggests_its_real_variable(
+    variable: str, closest: str, block: str
+) -> None:
+    found = unknown_variables(_NamesServiceSettings, {variable: "1"})
+
+    assert found == [UnknownVariable(variable, closest, block, True)]
+
+
+def test_close_own_field_wins_over_other_block() -> None:
+    variable = "CARTWHEEL_NAMESVC_PAGING__MAX_ITEM"
+
+    found = unknown_variables(_NamesServiceSettings, {variable: "1"})
+
+    assert found == [
+        UnknownVariable(
+            variable, "CARTWHEEL_NAMESVC_PAGING__MAX_ITEMS", "CARTWHEEL_NAMESVC_PAGING"
+        )
+    ]
+
+
+@pytest.mark.parametrize(
+    "variable", ["CARTWHEEL_NAMESVC_LIMITS__PAGING", "CARTWHEEL_NAMESVC_LIMITS__SIZES"]
+)
+def test_block_variable_never_suggested_for_field(variable: str) -> None:
+    found = unknown_variables(_NamesServiceSettings, {variable: "1"})
+
+    assert found == [UnknownVariable(variable, None, "CARTWHEEL_NAMESVC_LIMITS")]
 
 
 @pytest.mark.parametrize(
@@ -175,3 +244,35 @@ def test_setting_under_two_spellings_is_reported(
         "read=cartwheel_namesvc_batch_size"
     ]
     assert settings.batch_size == 3
+
+
+def test_wrong_scorer_block_warning_names_variable(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from services.scorer.settings import ScorerSettings
+
+    monkeypatch.setenv("CARTWHEEL_SCORER_WEIGHTS__COVISITATION_WEIGHT", "2")
+    monkeypatch.setenv("CARTWHEEL_SCORER_CANDIDATES__RANKER_CLICK_BLEND", "0.5")
+    monkeypatch.setenv("CARTWHEEL_SCORER_WEIGHTS__SESSION_KNN_WEIGHT", "1")
+
+    with caplog.at_level(logging.WARNING, logger="services.common.setting_names"):
+        load_settings(ScorerSettings)
+
+    warnings = [r.getMessage() for r in caplog.records]
+    assert warnings == [
+        "unknown setting ignored variable="
+        "CARTWHEEL_SCORER_CANDIDATES__RANKER_CLICK_BLEND "
+        "block=CARTWHEEL_SCORER_CANDIDATES "
+        "closest_valid=CARTWHEEL_SCORER_WEIGHTS__RANKER_CLICK_BLEND: the block "
+        "has no such field, and closest_valid is outside it",
+        "unknown setting ignored variable="
+        "CARTWHEEL_SCORER_WEIGHTS__COVISITATION_WEIGHT "
+        "block=CARTWHEEL_SCORER_WEIGHTS "
+        "closest_valid=CARTWHEEL_SCORER_CANDIDATES__COVISITATION_WEIGHT: the block "
+        "has no such field, and closest_valid is outside it",
+        "unknown setting ignored variable="
+        "CARTWHEEL_SCORER_WEIGHTS__SESSION_KNN_WEIGHT "
+        "block=CARTWHEEL_SCORER_WEIGHTS "
+        "closest_valid=CARTWHEEL_SCORER_CANDIDATES__SESSION_KNN_WEIGHT: the block "
+        "has no such field, and closest_valid is outside it",
+    ]
