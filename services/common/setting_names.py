@@ -5,7 +5,12 @@ setting would silently keep its default. :func:`warn_unknown_variables`
 checks the variables under the prefixes of the settings class being loaded
 and of the blocks nested in it. It skips those under a longer prefix of
 another settings class, so the variables of other services, which the demo
-and shared environment files export, are not reported.
+and shared environment files export, are not reported. It also skips a name
+that goes on past a single-value field and the nested delimiter, such as
+``CARTWHEEL_SCORER_CANDIDATES__TRENDING__WEIGHT``, while the field's own
+variable is unset. pydantic-settings then reads the name into the field as a
+block, which the field rejects, so the error names the variable instead, with
+the closest valid name that :func:`variables_under_value` finds.
 :func:`warn_repeated_variables` warns about a setting set under two
 spellings, such as ``CARTWHEEL_API_PORT`` and ``cartwheel_api_port``,
 because pydantic-settings matches names regardless of case.
@@ -16,7 +21,8 @@ from __future__ import annotations
 import difflib
 import logging
 import types
-from collections.abc import Collection, Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Union, get_args, get_origin
 
@@ -29,6 +35,7 @@ __all__ = [
     "known_variables",
     "repeated_variables",
     "unknown_variables",
+    "variables_under_value",
     "warn_repeated_variables",
     "warn_unknown_variables",
 ]
@@ -50,7 +57,10 @@ class KnownVariables:
     model's fields, such as ``CARTWHEEL_SCORER_CANDIDATES__``, to the variable
     of the whole block. ``block_parents`` maps the same stems to the prefix or
     stem that the block's variable is a field of, such as
-    ``CARTWHEEL_SCORER_``.
+    ``CARTWHEEL_SCORER_``. ``value_stems`` maps the stem that a field with a
+    single value would have, such as ``CARTWHEEL_SCORER_CANDIDATES__TRENDING__``,
+    to the field's variable. It covers every such field of a block, and the
+    list, set and tuple fields of a class with a nested delimiter.
     """
 
     prefixes: set[str] = field(default_factory=set)
@@ -58,11 +68,17 @@ class KnownVariables:
     open_stems: dict[str, str] = field(default_factory=dict)
     block_stems: dict[str, str] = field(default_factory=dict)
     block_parents: dict[str, str] = field(default_factory=dict)
+    value_stems: dict[str, str] = field(default_factory=dict)
 
     def is_known(self, name: str) -> bool:
         return name in self.names or any(
             name.startswith(stem) for stem in self.open_stems
         )
+
+    def value_field(self, name: str) -> str | None:
+        """Return the variable of the single-value field that ``name`` extends."""
+        stems = [stem for stem in self.value_stems if name.startswith(stem)]
+        return self.value_stems[max(stems, key=len)] if stems else None
 
 
 def known_variables(settings_class: type[BaseSettings]) -> KnownVariables:
@@ -104,6 +120,7 @@ def unknown_variables(
     """
     known = known_variables(settings_class)
     foreign = {_prefix(other) for other in _settings_classes()} - known.prefixes
+    names = {variable.upper() for variable in environ}
     unknown = []
     for variable in sorted(environ):
         name = variable.upper()
@@ -116,8 +133,47 @@ def unknown_variables(
             continue
         if any(len(other) > len(owner) and name.startswith(other) for other in foreign):
             continue
+        value_field = known.value_field(name)
+        if value_field is not None and value_field not in names:
+            # pydantic-settings 2.16 reads the name into the field as a block,
+            # unless the field's own variable is set, and the error that
+            # follows names it (variables_under_value).
+            continue
         unknown.append(_describe_unknown(variable, name, known))
     return unknown
+
+
+def variables_under_value(
+    settings_class: type[BaseSettings], variable: str, environ: Mapping[str, str]
+) -> list[UnknownVariable]:
+    """Return the variables that extend a single-value field past its name.
+
+    pydantic-settings reads ``CARTWHEEL_SCORER_CANDIDATES__TRENDING__WEIGHT=1``
+    into the field ``CARTWHEEL_SCORER_CANDIDATES__TRENDING`` as the block
+    ``{'weight': '1'}``, which that field rejects. Each variable comes with the
+    valid name closest to it, such as
+    ``CARTWHEEL_SCORER_CANDIDATES__TRENDING_WEIGHT``.
+
+    Args:
+        settings_class: the class being loaded.
+        variable: the single-value field's variable, in any case.
+        environ: the process environment.
+
+    Returns:
+        The variables in name order. The list is empty when pydantic-settings
+        reads no names past ``variable``.
+    """
+    known = known_variables(settings_class)
+    stems = [
+        stem
+        for stem, field_variable in known.value_stems.items()
+        if field_variable == variable.upper()
+    ]
+    return [
+        _describe_unknown(name, name.upper(), known)
+        for name in sorted(environ)
+        if any(name.upper().startswith(stem) for stem in stems)
+    ]
 
 
 def _describe_unknown(
@@ -301,6 +357,10 @@ def _add_block(
         variable = f"{prefix}{name}".upper()
         known.names.add(variable)
         if delimiter:
+            if _is_collection(info.annotation):
+                # pydantic-settings 2.16 reads a list, set or tuple field through
+                # the delimiter too, but not a scalar one.
+                known.value_stems[f"{variable}{delimiter}"] = variable
             _add_nested(
                 info.annotation, f"{variable}{delimiter}", delimiter, known, prefix
             )
@@ -317,7 +377,7 @@ def _add_nested(
     ``parent`` is the prefix or block stem that the field's variable starts with.
     """
     stem = stem.upper()
-    if get_origin(annotation) in (dict, Mapping):
+    if _is_dict(annotation):
         known.open_stems[stem] = stem.removesuffix(delimiter)
         return
     for model in _model_classes(annotation):
@@ -326,9 +386,27 @@ def _add_nested(
         for name, info in model.model_fields.items():
             variable = f"{stem}{name}".upper()
             known.names.add(variable)
+            if not _model_classes(info.annotation) and not _is_dict(info.annotation):
+                known.value_stems[f"{variable}{delimiter}"] = variable
             _add_nested(
                 info.annotation, f"{variable}{delimiter}", delimiter, known, stem
             )
+
+
+def _is_dict(annotation: Any) -> bool:
+    return get_origin(annotation) in (dict, Mapping)
+
+
+def _is_collection(annotation: Any) -> bool:
+    """Return whether ``annotation`` is a list, set or tuple, or a union with one."""
+    if get_origin(annotation) in (Union, types.UnionType):
+        return any(_is_collection(argument) for argument in get_args(annotation))
+    kind = get_origin(annotation) or annotation
+    return (
+        isinstance(kind, type)
+        and issubclass(kind, (Sequence, AbstractSet))
+        and not issubclass(kind, (str, bytes))
+    )
 
 
 def _model_classes(annotation: Any) -> list[type[BaseModel]]:

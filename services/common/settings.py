@@ -38,6 +38,8 @@ from redis.connection import parse_url
 from schemas.recommendations import Surface
 from services.common.errors import InvalidSettingsError
 from services.common.setting_names import (
+    UnknownVariable,
+    variables_under_value,
     warn_repeated_variables,
     warn_unknown_variables,
 )
@@ -833,6 +835,13 @@ def _describe(
         # A list element's position is part of the location, not of the name.
         names = [str(part) for part in error["loc"] if not isinstance(part, int)]
         variable = _spelled(f"{prefix}{delimiter.join(names)}".upper())
+        if field not in overridden and isinstance(error.get("input"), dict):
+            parts = variables_under_value(failed_class, variable, os.environ)
+            if parts:
+                lines.extend(
+                    _describe_parts(failed_class, error["loc"], variable, parts)
+                )
+                continue
         # An override was rejected, not the variable, which may be valid.
         if field in overridden:
             value = error.get("input")
@@ -851,6 +860,36 @@ def _describe(
         else:
             lines.append(f"invalid setting {variable}={value!r}: {expected}")
     return "\n".join(lines)
+
+
+def _describe_parts(
+    settings_class: type[BaseSettings],
+    loc: tuple[int | str, ...],
+    field_variable: str,
+    parts: Sequence[UnknownVariable],
+) -> list[str]:
+    """Name each variable read into a single-value field as a block.
+
+    The error's input is the block, such as ``{'weight': '1'}``, and its
+    location is the field's, so each line names the variable that was set
+    instead, with its value and the closest valid name.
+    """
+    info = _field_info(settings_class, loc)
+    is_secret = info is not None and "SecretStr" in repr(info.annotation)
+    lines = []
+    for part in parts:
+        value = os.environ[part.variable]
+        if is_secret:
+            value = _mask(value)
+        if part.closest in (None, field_variable):
+            action = f"set {field_variable} itself, or unset {part.variable}"
+        else:
+            action = f"did you mean {part.closest}?"
+        lines.append(
+            f"invalid setting {part.variable}={value!r}: {field_variable} is a "
+            f"single value, not a block of fields; {action}"
+        )
+    return lines
 
 
 def _spelled(variable: str) -> str:

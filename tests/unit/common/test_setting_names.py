@@ -9,10 +9,12 @@ from pydantic import BaseModel, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from services.common import setting_names
+from services.common.errors import InvalidSettingsError
 from services.common.setting_names import (
     UnknownVariable,
     known_variables,
     unknown_variables,
+    variables_under_value,
 )
 from services.common.settings import KafkaSettings, load_settings
 
@@ -35,6 +37,7 @@ class _NamesServiceSettings(BaseSettings):
     limits: _Limits = Field(default_factory=_Limits)
     paging: _Paging = Field(default_factory=_Paging)
     sizes: dict[str, int] = Field(default_factory=dict)
+    tags: list[str] = Field(default_factory=list)
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
 
 
@@ -276,3 +279,82 @@ def test_wrong_scorer_block_warning_names_variable(
         "closest_valid=CARTWHEEL_SCORER_CANDIDATES__SESSION_KNN_WEIGHT: the block "
         "has no such field, and closest_valid is outside it",
     ]
+
+
+@pytest.mark.parametrize(
+    "variable",
+    [
+        "CARTWHEEL_NAMESVC_LIMITS__MAX_ITEMS__X",
+        "cartwheel_namesvc_limits__max_items__x",
+        "CARTWHEEL_NAMESVC_KAFKA__BOOTSTRAP__X",
+        "CARTWHEEL_NAMESVC_TAGS__0",
+    ],
+)
+def test_variable_read_into_single_value_is_not_reported(variable: str) -> None:
+    assert unknown_variables(_NamesServiceSettings, {variable: "1"}) == []
+
+
+@pytest.mark.parametrize(
+    ("variable", "closest"),
+    [
+        (
+            "CARTWHEEL_NAMESVC_LIMITS__MAX_ITEMS__X",
+            "CARTWHEEL_NAMESVC_LIMITS__MAX_ITEMS",
+        ),
+        ("CARTWHEEL_NAMESVC_TAGS__0", "CARTWHEEL_NAMESVC_TAGS"),
+    ],
+)
+def test_variable_under_set_single_value_is_reported(
+    variable: str, closest: str
+) -> None:
+    environ = {closest: "1", variable: "1"}
+
+    found = unknown_variables(_NamesServiceSettings, environ)
+
+    assert [(part.variable, part.closest) for part in found] == [(variable, closest)]
+
+
+def test_top_level_scalar_extension_is_reported() -> None:
+    variable = "CARTWHEEL_NAMESVC_BATCH_SIZE__X"
+
+    found = unknown_variables(_NamesServiceSettings, {variable: "1"})
+
+    assert found == [UnknownVariable(variable, "CARTWHEEL_NAMESVC_BATCH_SIZE", None)]
+
+
+def test_variables_under_value_names_closest_valid() -> None:
+    from services.scorer.settings import ScorerSettings
+
+    environ = {
+        "CARTWHEEL_SCORER_CANDIDATES__TRENDING__WEIGHT": "1",
+        "CARTWHEEL_SCORER_CANDIDATES__TRENDING_WEIGHT": "1",
+        "CARTWHEEL_SCORER_CANDIDATES__TRENDNG__WEIGHT": "1",
+    }
+
+    found = variables_under_value(
+        ScorerSettings, "CARTWHEEL_SCORER_CANDIDATES__TRENDING", environ
+    )
+
+    assert found == [
+        UnknownVariable(
+            "CARTWHEEL_SCORER_CANDIDATES__TRENDING__WEIGHT",
+            "CARTWHEEL_SCORER_CANDIDATES__TRENDING_WEIGHT",
+            "CARTWHEEL_SCORER_CANDIDATES",
+        )
+    ]
+
+
+def test_extra_delimiter_gets_error_without_ignored_warning(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from services.scorer.settings import ScorerSettings
+
+    monkeypatch.setenv("CARTWHEEL_SCORER_CANDIDATES__TRENDING__WEIGHT", "1")
+
+    with (
+        caplog.at_level(logging.WARNING, logger="services.common.setting_names"),
+        pytest.raises(InvalidSettingsError, match="TRENDING__WEIGHT='1'"),
+    ):
+        load_settings(ScorerSettings)
+
+    assert caplog.records == []

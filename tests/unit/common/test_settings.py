@@ -12,6 +12,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from services.api.settings import ApiSettings
 from services.common.errors import InvalidSettingsError
+from services.common.setting_names import known_variables
 from services.common.settings import (
     CommandLineValue,
     KafkaSettings,
@@ -267,6 +268,83 @@ def test_error_names_variable_as_spelled(
     message = setting_error(monkeypatch, settings_class, {variable: value})
 
     assert message.startswith(f"invalid setting {variable}={value!r}: ")
+
+
+def test_extra_delimiter_error_names_variable_set(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    message = setting_error(
+        monkeypatch,
+        ScorerSettings,
+        {"CARTWHEEL_SCORER_CANDIDATES__TRENDING__WEIGHT": "1"},
+    )
+
+    assert message == (
+        "invalid setting CARTWHEEL_SCORER_CANDIDATES__TRENDING__WEIGHT='1': "
+        "CARTWHEEL_SCORER_CANDIDATES__TRENDING is a single value, not a block of "
+        "fields; did you mean CARTWHEEL_SCORER_CANDIDATES__TRENDING_WEIGHT?"
+    )
+
+
+def test_extra_delimiter_error_masks_secret(monkeypatch: pytest.MonkeyPatch) -> None:
+    message = setting_error(
+        monkeypatch,
+        ApiSettings,
+        {"CARTWHEEL_API_KAFKA__SASL_PASSWORD__X": "hunter2-secret"},
+    )
+
+    assert message == (
+        "invalid setting CARTWHEEL_API_KAFKA__SASL_PASSWORD__X='**********': "
+        "CARTWHEEL_API_KAFKA__SASL_PASSWORD is a single value, not a block of "
+        "fields; set CARTWHEEL_API_KAFKA__SASL_PASSWORD itself, or unset "
+        "CARTWHEEL_API_KAFKA__SASL_PASSWORD__X"
+    )
+
+
+def test_extra_delimiter_in_list_variable_names_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    message = setting_error(
+        monkeypatch, NestedServiceSettings, {"CARTWHEEL_TESTNESTED_SIZES__0": "3"}
+    )
+
+    assert message.startswith(
+        "invalid setting CARTWHEEL_TESTNESTED_SIZES__0='3': "
+        "CARTWHEEL_TESTNESTED_SIZES is a single value, not a block of fields"
+    )
+
+
+def test_extra_delimiter_is_ignored_when_value_is_set(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("CARTWHEEL_SCORER_CANDIDATES__TRENDING__WEIGHT", "1")
+    monkeypatch.setenv("CARTWHEEL_SCORER_CANDIDATES__TRENDING", "5")
+
+    settings = load_settings(ScorerSettings)
+
+    assert settings.candidates.trending == 5
+
+
+@pytest.mark.parametrize(
+    "stem",
+    sorted(
+        {
+            *known_variables(ScorerSettings).value_stems,
+            *known_variables(ApiSettings).value_stems,
+        }
+    ),
+)
+def test_every_single_value_rejects_extra_delimiter(
+    monkeypatch: pytest.MonkeyPatch, stem: str
+) -> None:
+    settings_class = (
+        ApiSettings if stem.startswith("CARTWHEEL_API_") else ScorerSettings
+    )
+
+    message = setting_error(monkeypatch, settings_class, {f"{stem}X": "1"})
+
+    assert f"invalid setting {stem}X=" in message
+    assert f"{stem.removesuffix('__')} is a single value" in message
 
 
 def test_load_settings_names_list_variable_without_position(
