@@ -118,39 +118,43 @@ class CandidateSettings(BaseModel):
         default=1.0,
         ge=0.0,
         le=100.0,
-        description="score of the best co-visited item in the merged candidate list",
+        description="score of the best co-visited item in the merged candidate "
+        "list, or 0 to turn the source off",
     )
     session_knn_weight: float = Field(
         default=1.0,
         ge=0.0,
         le=100.0,
-        description="score of the best session-kNN item in the merged candidate list",
+        description="score of the best session-kNN item in the merged candidate "
+        "list, or 0 to turn the source off",
     )
     co_cart_weight: float = Field(
         default=1.0,
         ge=0.0,
         le=100.0,
-        description="score of the best co-carted item in the merged bundle list",
+        description="score of the best co-carted item in the merged bundle list, "
+        "or 0 to turn the source off",
     )
     co_purchase_weight: float = Field(
         default=1.2,
         ge=0.0,
         le=100.0,
-        description="score of the best co-purchased item in the merged bundle list",
+        description="score of the best co-purchased item in the merged bundle "
+        "list, or 0 to turn the source off",
     )
     category_trending_weight: float = Field(
         default=0.4,
         ge=0.0,
         le=100.0,
         description="score of the best trending item of the user's top category "
-        "in the merged candidate list",
+        "in the merged candidate list, or 0 to turn the source off",
     )
     trending_weight: float = Field(
         default=0.02,
         ge=0.0,
         le=100.0,
         description="score of the best trending item of the shop in the merged "
-        "candidate list",
+        "candidate list, or 0 to turn the source off",
     )
 
     def source_weights(self) -> dict[CandidateSource, float]:

@@ -5,7 +5,7 @@ import pytest
 from schemas.events import EventType
 from services.common.errors import InvalidSettingsError
 from services.common.settings import load_settings, masked_settings
-from services.scorer.settings import ScorerSettings
+from services.scorer.settings import CandidateSettings, ScorerSettings
 
 
 def test_scorer_settings_read_nested_blocks_from_environment(
@@ -91,3 +91,16 @@ def test_promotion_events_logged_in_sorted_order() -> None:
     logged = masked_settings(settings)["surfaces"]["promotion_events"]
 
     assert logged == ["cart_add", "click", "purchase"]
+
+
+def test_source_weight_descriptions_mention_zero() -> None:
+    fields = CandidateSettings.model_fields
+
+    undescribed = [
+        name
+        for name in fields
+        if name.endswith("_weight")
+        and "or 0 to turn the source off" not in str(fields[name].description)
+    ]
+
+    assert undescribed == []
