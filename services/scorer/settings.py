@@ -8,7 +8,15 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_serializer
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_serializer,
+    model_validator,
+)
+from pydantic_core import InitErrorDetails, PydanticCustomError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from schemas.events import EventType
@@ -22,6 +30,19 @@ __all__ = [
     "ScorerSettings",
     "SurfaceSettings",
 ]
+
+# The candidate sources of each surface, by the field of their weight. A
+# surface whose sources all weigh 0 gets no candidates, so its slates are
+# always empty.
+_SURFACE_SOURCES = {
+    "products": (
+        "covisitation_weight",
+        "session_knn_weight",
+        "category_trending_weight",
+        "trending_weight",
+    ),
+    "bundles": ("co_cart_weight", "co_purchase_weight"),
+}
 
 
 class CandidateSettings(BaseModel):
@@ -156,6 +177,33 @@ class CandidateSettings(BaseModel):
         description="score of the best trending item of the shop in the merged "
         "candidate list, or 0 to turn the source off",
     )
+
+    @model_validator(mode="after")
+    def _check_surfaces_have_sources(self) -> CandidateSettings:
+        errors = []
+        for surface, fields in _SURFACE_SOURCES.items():
+            if any(getattr(self, field) > 0.0 for field in fields):
+                continue
+            names = [field.removesuffix("_weight") for field in fields]
+            listed = f"{', '.join(names[:-1])} or {names[-1]}"
+            message = (
+                f"expected the {listed} weight above 0, because with "
+                f"{'both' if len(names) == 2 else 'all'} at 0 {surface} slates "
+                "are always empty"
+            )
+            # One error per weight, at that weight's field, so that the loader
+            # names each variable. A ValueError raised here would name none.
+            errors += [
+                InitErrorDetails(
+                    type=PydanticCustomError("value_error", message),
+                    loc=(field,),
+                    input=getattr(self, field),
+                )
+                for field in fields
+            ]
+        if errors:
+            raise ValidationError.from_exception_data(type(self).__name__, errors)
+        return self
 
     def source_weights(self) -> dict[CandidateSource, float]:
         """Return each candidate source's weight in the merged lists."""

@@ -104,3 +104,56 @@ def test_source_weight_descriptions_mention_zero() -> None:
     ]
 
     assert undescribed == []
+
+
+_PRODUCTS_SOURCES = (
+    "COVISITATION_WEIGHT",
+    "SESSION_KNN_WEIGHT",
+    "CATEGORY_TRENDING_WEIGHT",
+    "TRENDING_WEIGHT",
+)
+
+
+def test_scorer_settings_reject_every_products_source_off(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for name in _PRODUCTS_SOURCES:
+        monkeypatch.setenv(f"CARTWHEEL_SCORER_CANDIDATES__{name}", "0")
+
+    with pytest.raises(InvalidSettingsError) as caught:
+        load_settings(ScorerSettings)
+
+    lines = str(caught.value).splitlines()
+    assert [line.split("=")[0] for line in lines] == [
+        f"invalid setting CARTWHEEL_SCORER_CANDIDATES__{name}"
+        for name in _PRODUCTS_SOURCES
+    ]
+    assert all("products slates are always empty" in line for line in lines)
+
+
+def test_scorer_settings_accept_one_products_source_on(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for name in _PRODUCTS_SOURCES[1:]:
+        monkeypatch.setenv(f"CARTWHEEL_SCORER_CANDIDATES__{name}", "0")
+
+    settings = load_settings(ScorerSettings)
+
+    assert settings.candidates.covisitation_weight == 1.0
+
+
+def test_scorer_settings_reject_both_bundles_sources_off(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("CARTWHEEL_SCORER_CANDIDATES__CO_CART_WEIGHT", "0")
+    monkeypatch.setenv("CARTWHEEL_SCORER_CANDIDATES__CO_PURCHASE_WEIGHT", "0.0")
+
+    with pytest.raises(InvalidSettingsError) as caught:
+        load_settings(ScorerSettings)
+
+    assert str(caught.value).splitlines() == [
+        f"invalid setting CARTWHEEL_SCORER_CANDIDATES__{name}={value!r}: expected "
+        "the co_cart or co_purchase weight above 0, because with both at 0 "
+        "bundles slates are always empty"
+        for name, value in (("CO_CART_WEIGHT", "0"), ("CO_PURCHASE_WEIGHT", "0.0"))
+    ]
