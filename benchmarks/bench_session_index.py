@@ -24,7 +24,10 @@ that eviction runs:
   default: drawn as often as the REES46 sample has session items, 8,237, it
   gives 55 % distinct items where the sample has 57 %); sessions are keyed
   by 9-digit user ids and UUID session ids, and every ``add`` gets newly
-  built id strings, as parsed events give it.
+  built id strings, as parsed events give it. The catalog must hold at
+  least ``ITEMS`` items. With an exponent so high that 100 rounds of random
+  draws find too few distinct items for a session, the session's remaining
+  items are the most popular ones it does not have yet.
 
 Memory is the growth of VmRSS in ``/proc/self/status`` from just before the
 first ``add``, at the bound and after the churn, and the growth of VmHWM
@@ -37,7 +40,8 @@ of the most recently added sessions after the churn.
 
 The sizes default to the scorer's defaults
 (``CARTWHEEL_SCORER_CANDIDATES__SESSION_INDEX_SIZE``, ``__SESSION_MAX_ITEMS``
-and ``__SESSION_INDEX_ITEMS``).
+and ``__SESSION_INDEX_ITEMS``). ``SESSIONS`` must be at least 1, ``ITEMS``
+at least 2 (the scorer's minimum) and ``TOTAL`` at least ``ITEMS``.
 It prints one Markdown table, plus the resident memory of a process that has
 only imported the API's or the hot path's modules, for comparison with the
 memory limits in deploy/.
@@ -49,26 +53,31 @@ import argparse
 import gc
 import importlib
 import itertools
+import math
 import os
 import platform
 import random
+import re
 import statistics
+import sys
 import time
 import tracemalloc
 import uuid
 from array import array
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from multiprocessing import get_context
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
+import annotated_types
 import numpy as np
 
 from schemas.events import Event, EventType
 from services.api.sessions import SharedSessionIndex
+from services.bench.offline import count_argument
 from services.replay.datasets import REES46_SAMPLE, rees46
 from services.scorer.session_knn import SessionIndex, session_key
 from services.scorer.settings import CandidateSettings
@@ -79,6 +88,12 @@ _ADD_SAMPLES = 50_000
 _START_TIME = datetime(2026, 1, 1, tzinfo=UTC).timestamp()
 _SECONDS_PER_EVENT = 0.05
 _MIB = 1024 * 1024
+# Ids of one length repeat beyond this many ranks (see _item_ids).
+_MAX_CATALOG = 90_000_000
+# Rounds of random draws per session before the items still missing are
+# taken by popularity rank. Rounds draw twice the session's length each, and
+# the default workloads need one or two.
+_DRAW_ROUNDS = 100
 
 
 @dataclass(frozen=True)
@@ -121,6 +136,11 @@ class Workload:
     """Synthetic sessions: lengths, users, session ids and Zipf-like items."""
 
     def __init__(self, row: Row) -> None:
+        if row.catalog < row.max_items:
+            raise ValueError(
+                f"a catalog of {row.catalog} items cannot fill a session of "
+                f"{row.max_items} distinct items"
+            )
         self._rng = np.random.default_rng(row.seed)
         self._random = random.Random(row.seed)
         self._max_items = row.max_items
@@ -148,11 +168,21 @@ class Workload:
 
     def _distinct_items(self, length: int) -> list[int]:
         found: dict[int, None] = {}
-        while len(found) < length:
+        for _ in range(_DRAW_ROUNDS):
+            if len(found) >= length:
+                break
             targets = self._rng.random(2 * length) * self._cumulative[-1]
             ranks = np.searchsorted(self._cumulative, targets, side="right")
             ranks = np.minimum(ranks, len(self._item_ids) - 1)
             found.update(dict.fromkeys(self._item_ids[ranks].tolist()))
+        # Popularity falls so steeply that the draws found too few items.
+        # Drawing without replacement would then pick the most popular items
+        # left, so those fill the session. The catalog contains at least
+        # ``length`` distinct ids, so this loop ends.
+        rank = 0
+        while len(found) < length:
+            found.setdefault(int(self._item_ids[rank]))
+            rank += 1
         return list(found)[:length]
 
 
@@ -379,7 +409,12 @@ _HEADER = (
 
 
 def parse_size(text: str) -> tuple[int, int, int | None]:
-    """Parse ``SESSIONS:ITEMS[:TOTAL]``; TOTAL defaults to the scorer's default."""
+    """Parse ``SESSIONS:ITEMS[:TOTAL]``; TOTAL defaults to the scorer's default.
+
+    Raises:
+        argparse.ArgumentTypeError: the text is not of that form, SESSIONS is
+            below 1, ITEMS below the scorer's minimum or TOTAL below ITEMS.
+    """
     parts = text.replace("_", "").split(":")
     total: int | None = CandidateSettings().session_index_items
     try:
@@ -387,15 +422,65 @@ def parse_size(text: str) -> tuple[int, int, int | None]:
             raise ValueError(text)
         if len(parts) == 3:
             total = None if parts[2] == "none" else int(parts[2])
-        return int(parts[0]), int(parts[1]), total
+        sessions, items = int(parts[0]), int(parts[1])
     except ValueError:
         raise argparse.ArgumentTypeError(
             f"size {text!r} is not SESSIONS:ITEMS[:TOTAL], e.g. 100000:50 or "
             "100000:50:none"
         ) from None
+    min_items = next(
+        cast(int, constraint.ge)
+        for constraint in CandidateSettings.model_fields["session_max_items"].metadata
+        if isinstance(constraint, annotated_types.Ge)
+    )
+    if sessions < 1:
+        problem = f"SESSIONS must be at least 1, got {sessions}"
+    elif items < min_items:
+        problem = (
+            f"ITEMS must be at least {min_items}, the scorer's minimum of "
+            f"CARTWHEEL_SCORER_CANDIDATES__SESSION_MAX_ITEMS, got {items}"
+        )
+    elif total is not None and total < items:
+        problem = f"TOTAL must be at least ITEMS ({items}) or none, got {total}"
+    else:
+        return sessions, items, total
+    raise argparse.ArgumentTypeError(f"size {text!r}: {problem}")
 
 
-def main() -> None:
+def number_argument(minimum: float) -> Callable[[str], float]:
+    """Return an argparse type that accepts finite numbers of at least ``minimum``."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            value = math.nan
+        if not math.isfinite(value) or value < minimum:
+            raise argparse.ArgumentTypeError(
+                f"expected a finite number of at least {minimum:g}, got {text!r}"
+            )
+        return value
+
+    return parse
+
+
+def _attach_size_values(argv: Sequence[str]) -> list[str]:
+    """Write ``--size -5:10`` as ``--size=-5:10``.
+
+    argparse takes a value that starts with '-' and is not a plain number
+    for an option, so it would report that --size has no value instead of
+    what is wrong with the value.
+    """
+    attached: list[str] = []
+    for argument in argv:
+        if attached and attached[-1] == "--size" and re.match(r"-\d", argument):
+            attached[-1] = f"--size={argument}"
+        else:
+            attached.append(argument)
+    return attached
+
+
+def main(argv: Sequence[str] | None = None) -> None:
     defaults = CandidateSettings()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -423,33 +508,42 @@ def main() -> None:
     )
     parser.add_argument(
         "--samples-per-item",
-        type=int,
+        type=count_argument(1),
         default=defaults.session_samples_per_item,
         help="sessions remembered per item (default: the scorer's default)",
     )
     parser.add_argument(
-        "--catalog", type=int, default=1_000_000, help="items in the catalog"
+        "--catalog",
+        type=count_argument(1, _MAX_CATALOG),
+        default=1_000_000,
+        help="items in the catalog, at least the largest ITEMS and at most "
+        f"{_MAX_CATALOG:,}",
     )
     parser.add_argument(
         "--item-exponent",
-        type=float,
+        type=number_argument(0.0),
         default=1.0,
-        help="item popularity falls as rank^-exponent",
+        help="item popularity falls as rank^-exponent (0 or more)",
     )
     parser.add_argument(
         "--churn",
-        type=float,
+        type=number_argument(0.0),
         default=0.5,
         help="new sessions added after the bound, as a share of SESSIONS",
     )
     parser.add_argument(
-        "--recommends", type=int, default=2_000, help="recommend calls timed"
+        "--recommends",
+        type=count_argument(1),
+        default=2_000,
+        help="recommend calls timed",
     )
     parser.add_argument("--seed", type=int, default=7, help="seed of the workload")
     parser.add_argument(
         "--tracemalloc", action="store_true", help="also count allocated bytes"
     )
-    args = parser.parse_args()
+    args = parser.parse_args(
+        _attach_size_values(sys.argv[1:] if argv is None else argv)
+    )
     sizes = args.size or [
         (
             defaults.session_index_size,
@@ -457,6 +551,12 @@ def main() -> None:
             defaults.session_index_items,
         )
     ]
+    largest = max(max_items for _, max_items, _ in sizes)
+    if args.catalog < largest:
+        parser.error(
+            f"--catalog {args.catalog} is below ITEMS ({largest}) of a --size, "
+            "but a session draws up to ITEMS distinct items from the catalog"
+        )
 
     started = datetime.now(UTC)
     lines = [

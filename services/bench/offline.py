@@ -76,18 +76,24 @@ def apply_wave(
     ]
 
 
-def count_argument(minimum: int) -> Callable[[str], int]:
-    """Return an argparse type that accepts integers of at least ``minimum``."""
+def count_argument(minimum: int, maximum: int | None = None) -> Callable[[str], int]:
+    """Return an argparse type that accepts integers from ``minimum`` to ``maximum``.
+
+    Without ``maximum`` the integers have no upper bound.
+    """
+    expected = (
+        f"an integer of at least {minimum}"
+        if maximum is None
+        else f"an integer from {minimum} to {maximum:,}"
+    )
 
     def parse(text: str) -> int:
         try:
             value = int(text)
         except ValueError:
             value = minimum - 1
-        if value < minimum:
-            raise argparse.ArgumentTypeError(
-                f"expected an integer of at least {minimum}, got {text!r}"
-            )
+        if value < minimum or (maximum is not None and value > maximum):
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}")
         return value
 
     return parse
