@@ -7,12 +7,18 @@ Command (from the repository root):
 
 The script replays a real sample in event-time order, without a broker or
 Redis, through two recommenders: the scorer's ``SessionIndex`` with the
-scorer's default settings (or the values given), and the evaluation's
-session-kNN baseline. After each event it requests a list of ``--cutoff``
-items from each for that event's session, leaving out the event's own item
-as the hot path does. The list is scored against the same user's next event,
-as ``cartwheel demo`` scores slates. The first 30 % of the events only train
-both. It prints HR and MRR at the cutoff for each.
+scorer's settings (``CARTWHEEL_SCORER_CANDIDATES__*``, three of which the
+options replace), and the evaluation's session-kNN baseline
+(``CARTWHEEL_EVALUATION_BASELINE_*``). After each event it requests a list
+of ``--cutoff`` items from each for that event's session, leaving out the
+event's own item as the hot path does. The list is scored against the same
+user's next event, as ``cartwheel demo`` scores slates. The first 30 % of
+the events only train both. It prints HR and MRR at the cutoff for each.
+
+The settings are read as the services read them, before the sample is
+loaded: an invalid variable stops the script with its name, value and
+expected form (exit status 2), and one that names no setting is logged as
+a warning.
 
 The index alone is not a slate: the hot path merges it with other candidate
 sources and ranks the result. The script isolates the index, so a change to
@@ -28,12 +34,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
 from schemas.events import Event
-from services.bench.offline import add_sample_arguments, load_sample
+from services.bench.offline import SettingsLoader, add_sample_arguments, load_sample
+from services.common.logging import configure_logging
 from services.evaluation.baselines import SessionKnn
 from services.evaluation.records import event_record
 from services.evaluation.settings import BaselineSettings
 from services.scorer.session_knn import SessionIndex, session_key
-from services.scorer.settings import CandidateSettings
+from services.scorer.settings import CandidateSettings, ScorerSettings
 
 _WARMUP_FRACTION = 0.3
 
@@ -78,8 +85,10 @@ def _scorer_index(
     return update, recommend
 
 
-def _baseline(cutoff: int) -> tuple[Callable[[Event, str], None], Recommender]:
-    baseline = SessionKnn(cutoff, BaselineSettings())
+def _baseline(
+    settings: BaselineSettings, cutoff: int
+) -> tuple[Callable[[Event, str], None], Recommender]:
+    baseline = SessionKnn(cutoff, settings)
 
     def update(event: Event, key: str) -> None:
         baseline.update(replace(event_record(event), session_key=key))
@@ -92,12 +101,15 @@ def _baseline(cutoff: int) -> tuple[Callable[[Event, str], None], Recommender]:
 
 
 def evaluate(
-    events: Sequence[Event], settings: CandidateSettings, cutoff: int
+    events: Sequence[Event],
+    settings: CandidateSettings,
+    baseline: BaselineSettings,
+    cutoff: int,
 ) -> tuple[int, dict[str, _Score]]:
     """Return the number of scored events and each recommender's score."""
     recommenders = {
         "scorer session-kNN index": _scorer_index(settings, cutoff),
-        "evaluation session-kNN baseline": _baseline(cutoff),
+        "evaluation session-kNN baseline": _baseline(baseline, cutoff),
     }
     scores = {name: _Score() for name in recommenders}
     previous: dict[str, dict[str, list[str]]] = {}
@@ -135,30 +147,40 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--half-life",
         type=_positive_number,
-        default=defaults.session_half_life_seconds,
-        help="seconds of event time at which a neighbour session counts half",
+        help="seconds of event time at which a neighbour session counts half "
+        "(default: CARTWHEEL_SCORER_CANDIDATES__SESSION_HALF_LIFE_SECONDS, "
+        f"{defaults.session_half_life_seconds:g} unless set)",
     )
     parser.add_argument(
         "--position-decay",
         type=_positive_number,
-        default=defaults.session_position_decay,
+        help="default: CARTWHEEL_SCORER_CANDIDATES__SESSION_POSITION_DECAY, "
+        f"{defaults.session_position_decay:g} unless set",
     )
     parser.add_argument(
         "--neighbour-position-decay",
         type=_positive_number,
-        default=defaults.session_neighbour_position_decay,
+        help="default: "
+        "CARTWHEEL_SCORER_CANDIDATES__SESSION_NEIGHBOUR_POSITION_DECAY, "
+        f"{defaults.session_neighbour_position_decay:g} unless set",
     )
     args = parser.parse_args(argv)
-    settings = defaults.model_copy(
-        update={
-            "session_half_life_seconds": args.half_life,
-            "session_position_decay": args.position_decay,
-            "session_neighbour_position_decay": args.neighbour_position_decay,
-        }
+    configure_logging("WARNING")
+    loader = SettingsLoader()
+    scorer = loader.load(ScorerSettings)
+    baseline = loader.load(BaselineSettings)
+    loader.exit_if_invalid(parser)
+    options = {
+        "session_half_life_seconds": args.half_life,
+        "session_position_decay": args.position_decay,
+        "session_neighbour_position_decay": args.neighbour_position_decay,
+    }
+    settings = scorer.candidates.model_copy(
+        update={name: value for name, value in options.items() if value is not None}
     )
     _, events = load_sample(parser, args)
 
-    scored, scores = evaluate(events, settings, args.cutoff)
+    scored, scores = evaluate(events, settings, baseline, args.cutoff)
     print(f"{args.dataset}: {len(events)} events, {scored} scored")
     print()
     print(f"| recommender | HR@{args.cutoff} | MRR@{args.cutoff} |")

@@ -14,13 +14,19 @@ hot path cuts them. Slates are kept in memory. The evaluation that
 ``cartwheel demo`` runs then scores them beside its baselines, from the same
 point (after the first 30 % of the events) and with the same settings.
 
-Every ``CARTWHEEL_SCORER_*`` variable applies, and so do the feature
-store's ``CARTWHEEL_HOTPATH_*`` variables, so one candidate weight or
-ranking setting can be compared on every sample in minutes, without a
-broker, a trainer or the timing of a live run. The slates come from the
-heuristic ranker alone: no multi-task model is trained, so a demo's slates,
-which blend the first model in, differ from these. With no item cache, two
-runs of one commit and one setting give the same numbers.
+The ``CARTWHEEL_SCORER_*``, ``CARTWHEEL_HOTPATH_*`` (the feature store's),
+``CARTWHEEL_LEARNER_*`` and ``CARTWHEEL_EVALUATION_*`` variables apply, so
+one candidate weight or ranking setting can be compared on every sample in
+minutes, without a broker, a trainer or the timing of a live run. They are
+read as the services read them, before the sample is loaded: an invalid
+one stops the script with its name, value and expected form (exit status
+2), and one that names no setting is logged as a warning. The script
+replaces the item cache's lifetime (0), the evaluation's start and its list
+length (``--cutoff``), and it reads no Kafka, Redis or topic variable. The
+slates come from the heuristic ranker alone: no multi-task model is
+trained, so a demo's slates, which blend the first model in, differ from
+these. With no item cache, two runs of one commit and one setting give the
+same numbers.
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import redis
@@ -40,13 +47,15 @@ from schemas.events import Event
 from schemas.recommendations import Slate
 from services.bench.offline import (
     MemoryProducer,
+    SettingsLoader,
     add_sample_arguments,
     apply_wave,
     count_argument,
     load_sample,
 )
+from services.common.logging import configure_logging
 from services.common.redis_features import FeatureStore
-from services.common.settings import RedisSettings
+from services.common.settings import CommandLineValue, RedisSettings
 from services.evaluation.prequential import CatalogInput, evaluate_streams
 from services.evaluation.report import summary_lines
 from services.evaluation.settings import EvaluationSettings
@@ -77,10 +86,43 @@ def waves(events: Sequence[Event], batch_size: int) -> Iterator[list[Event]]:
             yield wave
 
 
+@dataclass(frozen=True)
+class QualitySettings:
+    """The settings of the stages and of the evaluation, read before any work."""
+
+    hotpath: HotPathSettings
+    learner: LearnerSettings
+    scorer: ScorerSettings
+    evaluation: EvaluationSettings
+
+
+def load_quality_settings(
+    parser: argparse.ArgumentParser, args: argparse.Namespace
+) -> QualitySettings:
+    """Read the settings as the services read them, or exit with every invalid one."""
+    loader = SettingsLoader()
+    settings = QualitySettings(
+        hotpath=loader.load(HotPathSettings),
+        learner=loader.load(LearnerSettings),
+        # No item cache: cached vectors depend on wall time, and the numbers
+        # must not.
+        scorer=loader.load(ScorerSettings, item_cache_ttl_seconds=0.0),
+        # The scored events start at a share of the sample, once it is loaded.
+        evaluation=loader.load(
+            EvaluationSettings,
+            score_from=None,
+            cutoffs=CommandLineValue("--cutoff", (args.cutoff,)),
+        ),
+    )
+    loader.exit_if_invalid(parser)
+    return settings
+
+
 def run_stages(
     events: Sequence[Event],
     catalog: Sequence[CatalogInput],
     batch_size: int,
+    settings: QualitySettings,
     state_dir: Path,
     progress: Callable[[int], None],
 ) -> list[Slate]:
@@ -94,17 +136,14 @@ def run_stages(
         for record in catalog:
             writer.write(record)
         redis_settings = RedisSettings(url=SecretStr(url), key_prefix=prefix)
-        store = FeatureStore(client, prefix, HotPathSettings().feature_config())
-        learning = LearningStage(
-            LearnerSettings(redis=redis_settings, checkpoint_dir=state_dir / "ck"),
-            client,
+        store = FeatureStore(client, prefix, settings.hotpath.feature_config())
+        learner = settings.learner.model_copy(
+            update={"redis": redis_settings, "checkpoint_dir": state_dir / "ck"}
         )
+        learning = LearningStage(learner, client)
         producer = MemoryProducer()
-        # No item cache: cached vectors depend on wall time, and the numbers
-        # must not.
-        settings = ScorerSettings(redis=redis_settings, item_cache_ttl_seconds=0.0)
         scoring = build_scoring_stage(
-            settings,
+            settings.scorer.model_copy(update={"redis": redis_settings}),
             client,
             producer,  # type: ignore[arg-type]
             features=store,
@@ -131,6 +170,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="events per batch, as CARTWHEEL_HOTPATH_BATCH_SIZE",
     )
     args = parser.parse_args(argv)
+    configure_logging("WARNING")
+    settings = load_quality_settings(parser, args)
 
     dataset, events = load_sample(parser, args)
     generated = generate_catalog(dataset.events, dataset.items, seed=46)
@@ -150,14 +191,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"  {done}/{len(events)} events", file=sys.stderr)
 
     with tempfile.TemporaryDirectory(prefix="cartwheel-quality-") as folder:
-        slates = run_stages(events, catalog, args.batch_size, Path(folder), progress)
+        slates = run_stages(
+            events, catalog, args.batch_size, settings, Path(folder), progress
+        )
     seconds = time.monotonic() - started
 
     split = max(1, int(len(events) * _WARMUP_FRACTION))
-    settings = EvaluationSettings(
-        score_from=events[split].event_time, cutoffs=(args.cutoff,)
+    evaluation = settings.evaluation.model_copy(
+        update={"score_from": events[split].event_time}
     )
-    result = evaluate_streams(events, slates, catalog, settings=settings)
+    result = evaluate_streams(events, slates, catalog, settings=evaluation)
     print(
         f"{args.dataset}: {len(events)} events, batches of {args.batch_size}, "
         f"{len(slates)} slates in {seconds:.0f} s"

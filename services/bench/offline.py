@@ -1,8 +1,9 @@
 """Helpers for benchmarks that run hot-path stages in their own process.
 
-``benchmarks/bench_hotpath.py --in-process`` and
-``benchmarks/slate_quality.py`` drive the features, learning and scoring
-stages directly, without a broker: these are the pieces they share.
+``benchmarks/bench_hotpath.py --in-process``,
+``benchmarks/slate_quality.py`` and ``benchmarks/session_knn_quality.py``
+drive the features, learning and scoring stages (or parts of them)
+directly, without a broker: these are the pieces they share.
 """
 
 from __future__ import annotations
@@ -12,11 +13,22 @@ import os
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+
+from pydantic_settings import BaseSettings
 
 from schemas.events import Event
-from services.common.errors import CartwheelError
+from services.common.entrypoint import ENVIRONMENT_ERROR_STATUS
+from services.common.errors import CartwheelError, InvalidSettingsError
 from services.common.redis_features import EventPosition, EventStatus, FeatureStore
+from services.common.settings import (
+    CommandLineValue,
+    KafkaSettings,
+    RedisSettings,
+    TopicSettings,
+    join_error_lines,
+    load_settings,
+)
 from services.hotpath.stages import AppliedEvent
 from services.replay.datasets import (
     COMMITTED_DATA_DIR,
@@ -27,11 +39,71 @@ from services.replay.datasets import (
 
 __all__ = [
     "MemoryProducer",
+    "SettingsLoader",
     "add_sample_arguments",
     "apply_wave",
     "count_argument",
     "load_sample",
 ]
+
+
+_SettingsT = TypeVar("_SettingsT", bound=BaseSettings)
+
+# The scripts use no broker and start their own Redis, so these blocks keep
+# their defaults and their variables are not read.
+_UNREAD_BLOCKS: dict[str, BaseSettings] = {
+    "kafka": KafkaSettings.model_construct(),
+    "redis": RedisSettings.model_construct(),
+    "topics": TopicSettings.model_construct(),
+}
+
+
+class SettingsLoader:
+    """Loads the settings a script reads, and reports every invalid one at once.
+
+    Each class is loaded with :func:`load_settings`, as the services load
+    it, so an unknown variable under its prefixes is logged as a WARNING and
+    an invalid one is reported with its name, value and expected form. The
+    Kafka, Redis and topic blocks are not read from the environment.
+    """
+
+    def __init__(self) -> None:
+        self._problems: list[str] = []
+
+    def load(self, settings_class: type[_SettingsT], **overrides: Any) -> _SettingsT:
+        """Load ``settings_class`` with ``overrides`` in place of their variables.
+
+        Returns:
+            The settings, or the class's defaults unvalidated when a variable
+            is invalid, so that the classes loaded after it are checked too.
+            :meth:`exit_if_invalid` stops the script before they are used.
+        """
+        values = dict(overrides)
+        for name, info in settings_class.model_fields.items():
+            block_class = info.annotation
+            if name in values or not (
+                isinstance(block_class, type) and issubclass(block_class, BaseSettings)
+            ):
+                continue
+            # Loading a block here keeps the stand-in below from reading it.
+            block = _UNREAD_BLOCKS.get(name)
+            values[name] = block if block is not None else self.load(block_class)
+        try:
+            return load_settings(settings_class, **values)
+        except InvalidSettingsError as exc:
+            self._problems.append(str(exc))
+            return settings_class.model_construct(
+                **{
+                    name: value.value if isinstance(value, CommandLineValue) else value
+                    for name, value in values.items()
+                }
+            )
+
+    def exit_if_invalid(self, parser: argparse.ArgumentParser) -> None:
+        """Exit with status 2 and every invalid variable when any was found."""
+        if self._problems:
+            message = join_error_lines(self._problems)
+            parser.exit(ENVIRONMENT_ERROR_STATUS, f"{parser.prog}: error: {message}\n")
 
 
 class MemoryProducer:

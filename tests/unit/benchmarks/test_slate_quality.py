@@ -1,0 +1,99 @@
+from __future__ import annotations
+
+from collections.abc import Callable
+from types import ModuleType
+
+import pytest
+
+from tests.unit.benchmarks.sample import SampleLoadedError
+
+
+@pytest.fixture
+def script(load_script_until_sample: Callable[[str], ModuleType]) -> ModuleType:
+    return load_script_until_sample("slate_quality")
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "expected"),
+    [
+        (
+            "CARTWHEEL_SCORER_CANDIDATES__COVISITATION_WEIGHT",
+            "abc",
+            "expected a number from 0 to 100: score of the best co-visited item",
+        ),
+        (
+            "CARTWHEEL_HOTPATH_DEDUPE_SIZE",
+            "abc",
+            "expected an integer from 1 to 1024: event ids remembered per user",
+        ),
+        ("CARTWHEEL_EVALUATION_CUTOFFS", "abc", "the value is not valid JSON"),
+        ("CARTWHEEL_LEARNER_AFFINITY_FACTORS", "0", "an integer from 1 to 128"),
+        (
+            "CARTWHEEL_EVALUATION_BASELINE_KNN_NEIGHBORS",
+            "0",
+            "an integer from 1 to 1000",
+        ),
+    ],
+)
+def test_slate_quality_rejects_invalid_variable_before_sample(
+    script: ModuleType,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    variable: str,
+    value: str,
+    expected: str,
+) -> None:
+    monkeypatch.setenv(variable, value)
+
+    with pytest.raises(SystemExit) as caught:
+        script.main(["rees46"])
+
+    assert caught.value.code == 2
+    error = capsys.readouterr().err
+    assert f"error: invalid setting {variable}={value!r}: " in error
+    assert expected in error
+    assert "Traceback" not in error
+
+
+def test_slate_quality_reports_every_invalid_variable(
+    script: ModuleType,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("CARTWHEEL_SCORER_CANDIDATES__TRENDING_WEIGHT", "-1")
+    monkeypatch.setenv("CARTWHEEL_HOTPATH_MAX_PAIRS", "0")
+
+    with pytest.raises(SystemExit):
+        script.main(["rees46"])
+
+    error = capsys.readouterr().err
+    assert "CARTWHEEL_SCORER_CANDIDATES__TRENDING_WEIGHT='-1'" in error
+    assert "CARTWHEEL_HOTPATH_MAX_PAIRS='0'" in error
+
+
+def test_slate_quality_warns_about_misspelled_variable(
+    script: ModuleType,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("CARTWHEEL_SCORER_CANDIDATES__COVISITATON_WEIGHT", "0.5")
+
+    with pytest.raises(SampleLoadedError):
+        script.main(["rees46"])
+
+    assert (
+        "unknown setting ignored "
+        "variable=CARTWHEEL_SCORER_CANDIDATES__COVISITATON_WEIGHT "
+        "closest_valid=CARTWHEEL_SCORER_CANDIDATES__COVISITATION_WEIGHT"
+    ) in capsys.readouterr().err
+
+
+def test_slate_quality_ignores_kafka_and_redis_variables(
+    script: ModuleType,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("CARTWHEEL_KAFKA_PARTITIONS", "0")
+    monkeypatch.setenv("CARTWHEEL_REDIS_URL", "http://not-redis")
+
+    with pytest.raises(SampleLoadedError):
+        script.main(["rees46"])
