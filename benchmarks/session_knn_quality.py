@@ -10,8 +10,9 @@ Redis, through two recommenders: the scorer's ``SessionIndex`` with the
 scorer's settings (``CARTWHEEL_SCORER_CANDIDATES__*``, three of which the
 options replace), and the evaluation's session-kNN baseline
 (``CARTWHEEL_EVALUATION_BASELINE_*``). After each event it requests a list
-of ``--cutoff`` items from each for that event's session, leaving out the
-event's own item as the hot path does. The list is scored against the same
+of ``--cutoff`` items (1 to 200, as the evaluation accepts) from each for
+that event's session, leaving out the event's own item as the hot path
+does. The list is scored against the same
 user's next event, as ``cartwheel demo`` scores slates. The first 30 % of
 the events only train both. It prints HR and MRR at the cutoff for each.
 

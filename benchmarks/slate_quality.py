@@ -12,7 +12,8 @@ stages in this process on the sample's events: batches of ``--batch-size``
 events in event-time order, each cut into waves with no user twice, as the
 hot path cuts them. Slates are kept in memory. The evaluation that
 ``cartwheel demo`` runs then scores them beside its baselines, from the same
-point (after the first 30 % of the events) and with the same settings.
+point (after the first 30 % of the events) and with the same settings, at
+the list length ``--cutoff`` (1 to 200, as the evaluation accepts).
 
 The ``CARTWHEEL_SCORER_*``, ``CARTWHEEL_HOTPATH_*`` (the feature store's),
 ``CARTWHEEL_LEARNER_*`` and ``CARTWHEEL_EVALUATION_*`` variables apply, so

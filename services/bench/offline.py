@@ -29,6 +29,7 @@ from services.common.settings import (
     join_error_lines,
     load_settings,
 )
+from services.evaluation.settings import MAX_CUTOFF
 from services.hotpath.stages import AppliedEvent
 from services.replay.datasets import (
     COMMITTED_DATA_DIR,
@@ -180,7 +181,11 @@ def add_sample_arguments(parser: argparse.ArgumentParser) -> None:
         help="replay only the first N events (N >= 2)",
     )
     parser.add_argument(
-        "--cutoff", type=count_argument(1), default=20, help="list length K"
+        "--cutoff",
+        type=count_argument(1, MAX_CUTOFF),
+        default=20,
+        help=f"list length K, from 1 to {MAX_CUTOFF} as the evaluation accepts "
+        "(default: %(default)s)",
     )
 
 

@@ -15,7 +15,10 @@ from services.common.settings import (
     TopicSettings,
 )
 
-__all__ = ["BaselineSettings", "EvaluationSettings"]
+__all__ = ["MAX_CUTOFF", "BaselineSettings", "EvaluationSettings"]
+
+MAX_CUTOFF = 200
+"""The maximum list length K that the evaluation scores."""
 
 _NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
 
@@ -97,7 +100,8 @@ class EvaluationSettings(BaseSettings):
         description="seconds allowed to read every topic up to its high watermark",
     )
     cutoffs: tuple[int, ...] = Field(
-        default=(5, 10, 20), description="list lengths K, ascending, each 1-200"
+        default=(5, 10, 20),
+        description=f"list lengths K, ascending, each 1-{MAX_CUTOFF}",
     )
     score_from: AwareDatetime | None = Field(
         default=None,
@@ -140,6 +144,6 @@ class EvaluationSettings(BaseSettings):
     def _check_cutoffs(cls, value: tuple[int, ...]) -> tuple[int, ...]:
         if not value or list(value) != sorted(set(value)):
             raise ValueError("expected distinct list lengths in ascending order")
-        if value[0] < 1 or value[-1] > 200:
-            raise ValueError("expected list lengths from 1 to 200")
+        if value[0] < 1 or value[-1] > MAX_CUTOFF:
+            raise ValueError(f"expected list lengths from 1 to {MAX_CUTOFF}")
         return value
