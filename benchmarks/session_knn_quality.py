@@ -5,6 +5,10 @@ Command (from the repository root):
     .venv/bin/python benchmarks/session_knn_quality.py DATASET [--limit N]
         [--half-life SECONDS] [--position-decay P] [--neighbour-position-decay P]
 
+The sample is read from where ``cartwheel replay`` reads it: the committed
+sample for rees46, and ``CARTWHEEL_REPLAY_DATA_DIR`` (by default a
+``shared/data`` folder beside the checkout) for the others.
+
 The script replays a real sample in event-time order, without a broker or
 Redis, through two recommenders: the scorer's ``SessionIndex`` with the
 scorer's settings (``CARTWHEEL_SCORER_CANDIDATES__*``, three of which the
@@ -40,6 +44,7 @@ from services.common.logging import configure_logging
 from services.evaluation.baselines import SessionKnn
 from services.evaluation.records import event_record
 from services.evaluation.settings import BaselineSettings
+from services.replay.settings import Settings as ReplaySettings
 from services.scorer.session_knn import SessionIndex, session_key
 from services.scorer.settings import CandidateSettings, ScorerSettings
 
@@ -168,6 +173,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     configure_logging("WARNING")
     loader = SettingsLoader()
+    replay = loader.load(ReplaySettings)
     scorer = loader.load(ScorerSettings)
     baseline = loader.load(BaselineSettings)
     loader.exit_if_invalid(parser)
@@ -179,7 +185,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     settings = scorer.candidates.model_copy(
         update={name: value for name, value in options.items() if value is not None}
     )
-    _, events = load_sample(parser, args)
+    _, events = load_sample(parser, args, replay)
 
     scored, scores = evaluate(events, settings, baseline, args.cutoff)
     print(f"{args.dataset}: {len(events)} events, {scored} scored")

@@ -2,8 +2,12 @@
 
 Command (from the repository root):
 
-    CARTWHEEL_REPLAY_DATA_DIR=<samples> .venv/bin/python benchmarks/slate_quality.py
+    .venv/bin/python benchmarks/slate_quality.py
         DATASET [--limit N] [--batch-size 500] [--cutoff 20]
+
+The sample is read from where ``cartwheel replay`` reads it: the committed
+sample for rees46, and ``CARTWHEEL_REPLAY_DATA_DIR`` (by default a
+``shared/data`` folder beside the checkout) for the others.
 
 The script starts a private redis-server on a free loopback port. It writes
 the sample's catalog with the promotions and reviews that ``cartwheel demo``
@@ -66,6 +70,7 @@ from services.infra import find_free_port, start_redis
 from services.learner.settings import LearnerSettings
 from services.learner.stage import LearningStage
 from services.replay.generated import generate_catalog
+from services.replay.settings import Settings as ReplaySettings
 from services.scorer.settings import ScorerSettings
 from services.scorer.stage import build_scoring_stage
 
@@ -91,6 +96,7 @@ def waves(events: Sequence[Event], batch_size: int) -> Iterator[list[Event]]:
 class QualitySettings:
     """The settings of the stages and of the evaluation, read before any work."""
 
+    replay: ReplaySettings
     hotpath: HotPathSettings
     learner: LearnerSettings
     scorer: ScorerSettings
@@ -103,6 +109,7 @@ def load_quality_settings(
     """Read the settings as the services read them, or exit with every invalid one."""
     loader = SettingsLoader()
     settings = QualitySettings(
+        replay=loader.load(ReplaySettings),
         hotpath=loader.load(HotPathSettings),
         learner=loader.load(LearnerSettings),
         # No item cache: cached vectors depend on wall time, and the numbers
@@ -174,7 +181,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure_logging("WARNING")
     settings = load_quality_settings(parser, args)
 
-    dataset, events = load_sample(parser, args)
+    dataset, events = load_sample(parser, args, settings.replay)
     generated = generate_catalog(dataset.events, dataset.items, seed=46)
     catalog: list[CatalogInput] = [
         *dataset.items,

@@ -9,10 +9,8 @@ directly, without a broker: these are the pieces they share.
 from __future__ import annotations
 
 import argparse
-import os
 import time
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any, TypeVar
 
 from pydantic_settings import BaseSettings
@@ -31,12 +29,8 @@ from services.common.settings import (
 )
 from services.evaluation.settings import MAX_CUTOFF
 from services.hotpath.stages import AppliedEvent
-from services.replay.datasets import (
-    COMMITTED_DATA_DIR,
-    Dataset,
-    load_dataset,
-    replayable_names,
-)
+from services.replay.datasets import Dataset, load_dataset, replayable_names
+from services.replay.settings import Settings as ReplaySettings
 
 __all__ = [
     "MemoryProducer",
@@ -190,18 +184,22 @@ def add_sample_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def load_sample(
-    parser: argparse.ArgumentParser, args: argparse.Namespace
+    parser: argparse.ArgumentParser,
+    args: argparse.Namespace,
+    settings: ReplaySettings,
 ) -> tuple[Dataset, list[Event]]:
-    """Load the sample that ``args`` name, from ``CARTWHEEL_REPLAY_DATA_DIR``.
+    """Load the sample that ``args`` name from the data folder of ``settings``.
+
+    Load ``settings`` with :class:`SettingsLoader`: its data folder is then
+    the one that ``cartwheel replay`` and ``cartwheel demo`` read.
 
     Returns:
         The dataset and its first ``--limit`` events (all without it). A
         missing or unreadable sample exits through ``parser`` with its error.
     """
-    data_dir = Path(os.environ.get("CARTWHEEL_REPLAY_DATA_DIR", COMMITTED_DATA_DIR))
     try:
         dataset = load_dataset(
-            args.dataset, data_dir, data_dir_source="CARTWHEEL_REPLAY_DATA_DIR"
+            args.dataset, settings.data_dir, data_dir_source="CARTWHEEL_REPLAY_DATA_DIR"
         )
     except CartwheelError as exc:
         parser.exit(1, f"{parser.prog}: error: {exc}\n")

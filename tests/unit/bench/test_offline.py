@@ -1,10 +1,16 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
+from typing import Any
 
 import pytest
 
-from services.bench.offline import add_sample_arguments
+from services.bench import offline
+from services.bench.offline import SettingsLoader, add_sample_arguments
+from services.replay.errors import DatasetFileError
+from services.replay.settings import DEFAULT_DATA_DIR
+from services.replay.settings import Settings as ReplaySettings
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -37,3 +43,23 @@ def test_sample_arguments_state_cutoff_range_in_help() -> None:
     text = " ".join(_parser().format_help().split())
 
     assert "list length K, from 1 to 200" in text
+
+
+def test_load_sample_reads_default_data_folder_of_replay(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("CARTWHEEL_REPLAY_DATA_DIR", raising=False)
+    folders: list[Path] = []
+
+    def load_dataset(name: str, data_dir: Path, **options: Any) -> Any:
+        folders.append(data_dir)
+        raise DatasetFileError(f"{name} not read")
+
+    monkeypatch.setattr(offline, "load_dataset", load_dataset)
+    parser = _parser()
+    settings = SettingsLoader().load(ReplaySettings)
+
+    with pytest.raises(SystemExit):
+        offline.load_sample(parser, parser.parse_args(["otto"]), settings)
+
+    assert folders == [DEFAULT_DATA_DIR]

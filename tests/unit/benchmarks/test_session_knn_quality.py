@@ -19,6 +19,7 @@ def script(load_script_until_sample: Callable[[str], ModuleType]) -> ModuleType:
     [
         ("CARTWHEEL_SCORER_CANDIDATES__SESSION_MAX_ITEMS", "1"),
         ("CARTWHEEL_EVALUATION_BASELINE_KNN_NEIGHBORS", "abc"),
+        ("CARTWHEEL_REPLAY_DATA_DIR", ""),
     ],
 )
 def test_session_knn_quality_rejects_invalid_variable_before_sample(

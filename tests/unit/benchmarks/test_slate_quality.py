@@ -1,10 +1,13 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import pytest
 
+from services.replay.settings import DEFAULT_DATA_DIR
 from tests.unit.benchmarks.sample import SampleLoadedError
 
 
@@ -97,3 +100,38 @@ def test_slate_quality_ignores_kafka_and_redis_variables(
 
     with pytest.raises(SampleLoadedError):
         script.main(["rees46"])
+
+
+def test_slate_quality_rejects_blank_data_folder(
+    script: ModuleType,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("CARTWHEEL_REPLAY_DATA_DIR", "")
+
+    with pytest.raises(SystemExit) as caught:
+        script.main(["otto"])
+
+    assert caught.value.code == 2
+    assert (
+        "invalid setting CARTWHEEL_REPLAY_DATA_DIR='': a blank path would mean "
+        "the current directory"
+    ) in capsys.readouterr().err
+
+
+def test_slate_quality_reads_sample_from_replay_data_folder(
+    script: ModuleType, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("CARTWHEEL_REPLAY_DATA_DIR", raising=False)
+    folders: list[Path] = []
+
+    def load_sample(parser: Any, args: Any, settings: Any) -> Any:
+        folders.append(settings.data_dir)
+        raise SampleLoadedError(args.dataset)
+
+    monkeypatch.setattr(script, "load_sample", load_sample)
+
+    with pytest.raises(SampleLoadedError):
+        script.main(["otto"])
+
+    assert folders == [DEFAULT_DATA_DIR]
