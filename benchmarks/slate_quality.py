@@ -3,7 +3,7 @@
 Command (from the repository root):
 
     .venv/bin/python benchmarks/slate_quality.py
-        DATASET [--limit N] [--batch-size 500] [--cutoff 20]
+        DATASET [--limit N] [--batch-size N] [--cutoff 20]
 
 The sample is read from where ``cartwheel replay`` reads it: the committed
 sample for rees46, and ``CARTWHEEL_REPLAY_DATA_DIR`` (by default a
@@ -11,13 +11,14 @@ sample for rees46, and ``CARTWHEEL_REPLAY_DATA_DIR`` (by default a
 
 The script starts a private redis-server on a free loopback port. It writes
 the sample's catalog with the promotions and reviews that ``cartwheel demo``
-generates, then runs the hot path's features, online-learning and scoring
-stages in this process on the sample's events: batches of ``--batch-size``
-events in event-time order, each cut into waves with no user twice, as the
-hot path cuts them. Slates are kept in memory. The evaluation that
-``cartwheel demo`` runs then scores them beside its baselines, from the same
-point (after the first 30 % of the events) and with the same settings, at
-the list length ``--cutoff`` (1 to 200, as the evaluation accepts).
+generates. Then it runs the hot path's features, online-learning and
+scoring stages in this process on the sample's events, in event-time order.
+They go in batches of ``--batch-size`` events (``CARTWHEEL_HOTPATH_BATCH_SIZE``
+without it), each cut into waves with no user twice, as the hot path cuts
+them. Slates are kept in memory. The evaluation that ``cartwheel demo``
+runs then scores them beside its baselines, from the same point (after the
+first 30 % of the events) and with the same settings, at the list length
+``--cutoff`` (1 to 200, as the evaluation accepts).
 
 The ``CARTWHEEL_SCORER_*``, ``CARTWHEEL_HOTPATH_*`` (the feature store's),
 ``CARTWHEEL_LEARNER_*`` and ``CARTWHEEL_EVALUATION_*`` variables apply, so
@@ -108,9 +109,15 @@ def load_quality_settings(
 ) -> QualitySettings:
     """Read the settings as the services read them, or exit with every invalid one."""
     loader = SettingsLoader()
+    # --batch-size replaces the variable, and is checked against its range.
+    batch_size = (
+        {}
+        if args.batch_size is None
+        else {"batch_size": CommandLineValue("--batch-size", args.batch_size)}
+    )
     settings = QualitySettings(
         replay=loader.load(ReplaySettings),
-        hotpath=loader.load(HotPathSettings),
+        hotpath=loader.load(HotPathSettings, **batch_size),
         learner=loader.load(LearnerSettings),
         # No item cache: cached vectors depend on wall time, and the numbers
         # must not.
@@ -129,12 +136,15 @@ def load_quality_settings(
 def run_stages(
     events: Sequence[Event],
     catalog: Sequence[CatalogInput],
-    batch_size: int,
     settings: QualitySettings,
     state_dir: Path,
     progress: Callable[[int], None],
 ) -> list[Slate]:
-    """Run features, learning and scoring on ``events`` and return the slates."""
+    """Run features, learning and scoring on ``events`` and return the slates.
+
+    The events go in batches of the hot path's batch size, each cut into
+    waves as the hot path cuts them.
+    """
     server = start_redis(state_dir, find_free_port())
     try:
         url = f"redis://{server.address}/0"
@@ -157,7 +167,7 @@ def run_stages(
             features=store,
         )
         offset = 0
-        for wave in waves(events, batch_size):
+        for wave in waves(events, settings.hotpath.batch_size):
             applied = apply_wave(store, wave, offset)
             offset += len(wave)
             learning.process(applied)
@@ -174,8 +184,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--batch-size",
         type=count_argument(1),
-        default=500,
-        help="events per batch, as CARTWHEEL_HOTPATH_BATCH_SIZE",
+        help="events per batch, in place of CARTWHEEL_HOTPATH_BATCH_SIZE "
+        "(default: that variable, 500 unless set)",
     )
     args = parser.parse_args(argv)
     configure_logging("WARNING")
@@ -199,9 +209,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"  {done}/{len(events)} events", file=sys.stderr)
 
     with tempfile.TemporaryDirectory(prefix="cartwheel-quality-") as folder:
-        slates = run_stages(
-            events, catalog, args.batch_size, settings, Path(folder), progress
-        )
+        slates = run_stages(events, catalog, settings, Path(folder), progress)
     seconds = time.monotonic() - started
 
     split = max(1, int(len(events) * _WARMUP_FRACTION))
@@ -210,7 +218,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     result = evaluate_streams(events, slates, catalog, settings=evaluation)
     print(
-        f"{args.dataset}: {len(events)} events, batches of {args.batch_size}, "
+        f"{args.dataset}: {len(events)} events, "
+        f"batches of {settings.hotpath.batch_size}, "
         f"{len(slates)} slates in {seconds:.0f} s"
     )
     for line in summary_lines(result):

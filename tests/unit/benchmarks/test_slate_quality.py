@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from services.bench.offline import load_sample
 from services.replay.settings import DEFAULT_DATA_DIR
 from tests.unit.benchmarks.sample import SampleLoadedError
 
@@ -135,3 +136,52 @@ def test_slate_quality_reads_sample_from_replay_data_folder(
         script.main(["otto"])
 
     assert folders == [DEFAULT_DATA_DIR]
+
+
+class _StagesStartedError(Exception):
+    """Raised in place of running the stages."""
+
+
+@pytest.mark.parametrize(
+    ("variable", "arguments", "expected"),
+    [(None, [], 500), ("37", [], 37), ("37", ["--batch-size", "11"], 11)],
+)
+def test_slate_quality_batch_size_defaults_to_hot_path_setting(
+    script: ModuleType,
+    monkeypatch: pytest.MonkeyPatch,
+    variable: str | None,
+    arguments: list[str],
+    expected: int,
+) -> None:
+    if variable is None:
+        monkeypatch.delenv("CARTWHEEL_HOTPATH_BATCH_SIZE", raising=False)
+    else:
+        monkeypatch.setenv("CARTWHEEL_HOTPATH_BATCH_SIZE", variable)
+    batch_sizes: list[int] = []
+
+    def run_stages(events: Any, catalog: Any, settings: Any, *rest: Any) -> Any:
+        batch_sizes.append(settings.hotpath.batch_size)
+        raise _StagesStartedError
+
+    monkeypatch.setattr(script, "load_sample", load_sample)
+    monkeypatch.setattr(script, "run_stages", run_stages)
+
+    with pytest.raises(_StagesStartedError):
+        script.main(["rees46", "--limit", "20", *arguments])
+
+    assert batch_sizes == [expected]
+
+
+def test_slate_quality_rejects_batch_size_above_hot_path_range(
+    script: ModuleType, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as caught:
+        script.main(["rees46", "--batch-size", "100001"])
+
+    assert caught.value.code == 2
+    error = capsys.readouterr().err
+    assert (
+        "invalid option --batch-size=100001 (in place of CARTWHEEL_HOTPATH_BATCH_SIZE)"
+        in error
+    )
+    assert "expected an integer from 1 to 100,000" in error
