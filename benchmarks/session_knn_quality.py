@@ -3,7 +3,8 @@
 Command (from the repository root):
 
     .venv/bin/python benchmarks/session_knn_quality.py DATASET [--limit N]
-        [--half-life SECONDS] [--position-decay P] [--neighbour-position-decay P]
+        [--half-life SECONDS] [--position-decay POSITIONS]
+        [--neighbour-position-decay POSITIONS]
 
 The sample is read from where ``cartwheel replay`` reads it: the committed
 sample for rees46, and ``CARTWHEEL_REPLAY_DATA_DIR`` (by default a
@@ -49,6 +50,14 @@ from services.scorer.session_knn import SessionIndex, session_key
 from services.scorer.settings import CandidateSettings, ScorerSettings
 
 _WARMUP_FRACTION = 0.3
+
+# The options that replace a candidate setting: the setting's field and the
+# unit of the value.
+_OPTION_FIELDS = {
+    "--half-life": ("session_half_life_seconds", "SECONDS"),
+    "--position-decay": ("session_position_decay", "POSITIONS"),
+    "--neighbour-position-decay": ("session_neighbour_position_decay", "POSITIONS"),
+}
 
 Recommender = Callable[[Event, str], list[str]]
 
@@ -147,29 +156,18 @@ def _positive_number(text: str) -> float:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    defaults = CandidateSettings()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_sample_arguments(parser)
-    parser.add_argument(
-        "--half-life",
-        type=_positive_number,
-        help="seconds of event time at which a neighbour session counts half "
-        "(default: CARTWHEEL_SCORER_CANDIDATES__SESSION_HALF_LIFE_SECONDS, "
-        f"{defaults.session_half_life_seconds:g} unless set)",
-    )
-    parser.add_argument(
-        "--position-decay",
-        type=_positive_number,
-        help="default: CARTWHEEL_SCORER_CANDIDATES__SESSION_POSITION_DECAY, "
-        f"{defaults.session_position_decay:g} unless set",
-    )
-    parser.add_argument(
-        "--neighbour-position-decay",
-        type=_positive_number,
-        help="default: "
-        "CARTWHEEL_SCORER_CANDIDATES__SESSION_NEIGHBOUR_POSITION_DECAY, "
-        f"{defaults.session_neighbour_position_decay:g} unless set",
-    )
+    for option, (field, unit) in _OPTION_FIELDS.items():
+        info = CandidateSettings.model_fields[field]
+        parser.add_argument(
+            option,
+            type=_positive_number,
+            metavar=unit,
+            help=f"{info.description} (default: "
+            f"CARTWHEEL_SCORER_CANDIDATES__{field.upper()}, {info.default:g} "
+            "unless set)",
+        )
     args = parser.parse_args(argv)
     configure_logging("WARNING")
     loader = SettingsLoader()
@@ -177,13 +175,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     scorer = loader.load(ScorerSettings)
     baseline = loader.load(BaselineSettings)
     loader.exit_if_invalid(parser)
-    options = {
-        "session_half_life_seconds": args.half_life,
-        "session_position_decay": args.position_decay,
-        "session_neighbour_position_decay": args.neighbour_position_decay,
+    given = {
+        field: getattr(args, option.removeprefix("--").replace("-", "_"))
+        for option, (field, _) in _OPTION_FIELDS.items()
     }
     settings = scorer.candidates.model_copy(
-        update={name: value for name, value in options.items() if value is not None}
+        update={field: value for field, value in given.items() if value is not None}
     )
     _, events = load_sample(parser, args, replay)
 
