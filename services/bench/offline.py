@@ -73,26 +73,27 @@ class SettingsLoader:
             is invalid, so that the classes loaded after it are checked too.
             :meth:`exit_if_invalid` stops the script before they are used.
         """
-        values = dict(overrides)
-        for name, info in settings_class.model_fields.items():
-            block_class = info.annotation
-            if name in values or not (
-                isinstance(block_class, type) and issubclass(block_class, BaseSettings)
-            ):
-                continue
-            # Loading a block here keeps the stand-in below from reading it.
-            block = _UNREAD_BLOCKS.get(name)
-            values[name] = block if block is not None else self.load(block_class)
+        fields = settings_class.model_fields
+        unread = {
+            name: block for name, block in _UNREAD_BLOCKS.items() if name in fields
+        }
+        values = {**unread, **overrides}
         try:
             return load_settings(settings_class, **values)
         except InvalidSettingsError as exc:
             self._problems.append(str(exc))
-            return settings_class.model_construct(
-                **{
-                    name: value.value if isinstance(value, CommandLineValue) else value
-                    for name, value in values.items()
-                }
+        # The stand-in's other blocks are built without reading variables too.
+        stand_in: dict[str, Any] = {
+            name: info.annotation.model_construct()
+            for name, info in fields.items()
+            if isinstance(info.annotation, type)
+            and issubclass(info.annotation, BaseSettings)
+        }
+        for name, value in values.items():
+            stand_in[name] = (
+                value.value if isinstance(value, CommandLineValue) else value
             )
+        return settings_class.model_construct(**stand_in)
 
     def exit_if_invalid(self, parser: argparse.ArgumentParser) -> None:
         """Exit with status 2 and every invalid variable when any was found."""

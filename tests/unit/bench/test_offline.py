@@ -8,6 +8,8 @@ import pytest
 
 from services.bench import offline
 from services.bench.offline import SettingsLoader, add_sample_arguments
+from services.common.settings import TopicSettings
+from services.evaluation.settings import EvaluationSettings
 from services.replay.errors import DatasetFileError
 from services.replay.settings import DEFAULT_DATA_DIR
 from services.replay.settings import Settings as ReplaySettings
@@ -63,3 +65,34 @@ def test_load_sample_reads_default_data_folder_of_replay(
         offline.load_sample(parser, parser.parse_args(["otto"]), settings)
 
     assert folders == [DEFAULT_DATA_DIR]
+
+
+def test_settings_loader_reports_invalid_nested_block_with_outer_class(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("CARTWHEEL_EVALUATION_BASELINE_KNN_NEIGHBORS", "0")
+    monkeypatch.setenv("CARTWHEEL_EVALUATION_TIMELINE_BUCKETS", "0")
+    loader = SettingsLoader()
+
+    loader.load(EvaluationSettings)
+    with pytest.raises(SystemExit) as caught:
+        loader.exit_if_invalid(_parser())
+
+    assert caught.value.code == 2
+    error = capsys.readouterr().err
+    assert "CARTWHEEL_EVALUATION_BASELINE_KNN_NEIGHBORS='0'" in error
+    assert "CARTWHEEL_EVALUATION_TIMELINE_BUCKETS='0'" in error
+
+
+def test_settings_loader_leaves_connection_blocks_unread(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("CARTWHEEL_KAFKA_SECURITY_PROTOCOL", "bogus")
+    monkeypatch.setenv("CARTWHEEL_TOPIC_EVENTS", "__reserved")
+    loader = SettingsLoader()
+
+    settings = loader.load(EvaluationSettings)
+    loader.exit_if_invalid(_parser())
+
+    assert settings.kafka.security_protocol == "PLAINTEXT"
+    assert settings.topics.events == TopicSettings.model_fields["events"].default

@@ -96,7 +96,7 @@ def test_slate_quality_ignores_kafka_and_redis_variables(
     script: ModuleType,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setenv("CARTWHEEL_KAFKA_PARTITIONS", "0")
+    monkeypatch.setenv("CARTWHEEL_KAFKA_SECURITY_PROTOCOL", "bogus")
     monkeypatch.setenv("CARTWHEEL_REDIS_URL", "http://not-redis")
 
     with pytest.raises(SampleLoadedError):
