@@ -29,10 +29,11 @@ one stops the script with its name, value and expected form (exit status
 2), and one that names no setting is logged as a warning. The script
 replaces the item cache's lifetime (0), the evaluation's start and its list
 length (``--cutoff``), and it reads no Kafka, Redis or topic variable. The
-slates come from the heuristic ranker alone: no multi-task model is
-trained, so a demo's slates, which blend the first model in, differ from
-these. With no item cache, two runs of one commit and one setting give the
-same numbers.
+slates come from the heuristic ranker and the online-learning stage's
+signals, as in the hot path, but no multi-task model is trained. A demo's
+slates, whose cart and purchase probabilities blend the first model in,
+differ slightly from these. With no item cache, two runs of one commit and
+one setting give the same numbers.
 """
 
 from __future__ import annotations
@@ -164,6 +165,7 @@ def run_stages(
             settings.scorer.model_copy(update={"redis": redis_settings}),
             client,
             producer,  # type: ignore[arg-type]
+            signals=learning,
             features=store,
         )
         offset = 0
