@@ -238,6 +238,8 @@ def _missing_part(data_dir: Path, source: Path) -> str:
     missing = source.relative_to(data_dir).parts
     while len(missing) > 1 and (folder / missing[0]).is_dir():
         folder, missing = folder / missing[0], missing[1:]
+    if folder.exists() and not folder.is_dir():
+        return "which is a file, not a folder"
     if not folder.is_dir():
         return "which does not exist"
     where = "which" if folder == data_dir else f"but {str(folder)!r}"

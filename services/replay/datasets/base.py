@@ -90,8 +90,12 @@ def open_text(path: Path) -> io.TextIOWrapper:
     """Open a text file for reading, decompressing it when the name ends in .gz.
 
     Raises:
-        DatasetFileError: the file does not exist.
+        DatasetFileError: the file does not exist, or is a folder.
     """
+    if path.is_dir():
+        raise DatasetFileError(
+            f"dataset file {str(path)!r} is a folder; expected the file itself"
+        )
     if not path.is_file():
         raise DatasetFileError(f"dataset file {str(path)!r} not found")
     if path.suffix == ".gz":

@@ -113,6 +113,25 @@ def test_missing_given_path_names_its_option(tmp_path: Path) -> None:
     )
 
 
+def test_folder_given_as_dataset_file_is_named_a_folder(tmp_path: Path) -> None:
+    with pytest.raises(DatasetFileError) as raised:
+        load_dataset("rees46", tmp_path, tmp_path, path_option="--path")
+
+    assert str(raised.value).startswith(
+        f"dataset file {str(tmp_path)!r} is a folder; expected the file itself;"
+    )
+
+
+def test_file_given_as_data_dir_is_named_a_file(tmp_path: Path) -> None:
+    data_dir = tmp_path / "samples.txt"
+    data_dir.write_text("")
+
+    with pytest.raises(DatasetFileError) as raised:
+        load_dataset("otto", data_dir, data_dir_source="CARTWHEEL_REPLAY_DATA_DIR")
+
+    assert f"{str(data_dir)!r}, which is a file, not a folder;" in str(raised.value)
+
+
 def test_empty_data_dir_is_reported(tmp_path: Path) -> None:
     with pytest.raises(DatasetFileError) as raised:
         load_dataset(
