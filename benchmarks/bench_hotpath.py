@@ -62,7 +62,7 @@ from services.bench.harness import (
     settle_group,
     train_ranker,
 )
-from services.bench.offline import MemoryProducer, apply_wave
+from services.bench.offline import MemoryProducer, SettingsLoader, apply_wave
 from services.bench.reader import MessageThread
 from services.common.kafka import producer_config
 from services.common.lifecycle import tune_garbage_collection
@@ -70,8 +70,10 @@ from services.common.settings import KafkaSettings, RedisSettings, TopicSettings
 from services.features.catalog import CatalogWriter
 from services.hotpath.settings import HotPathSettings
 from services.infra import find_free_port, start_redis
+from services.learner.settings import LearnerSettings
 from services.replay.datasets import REES46_SAMPLE, rees46
 from services.replay.generated import generate_catalog
+from services.scorer.settings import ScorerSettings
 
 
 @dataclass
@@ -272,7 +274,8 @@ def measure_in_process(
     count: int,
     gc_threshold: int,
     shop_scale: int,
-    max_candidates: int | None,
+    learner: LearnerSettings,
+    scorer: ScorerSettings,
 ) -> dict[str, Any]:
     """Run the three stages in this process on one Redis and time them.
 
@@ -295,10 +298,8 @@ def measure_in_process(
     from models.multitask.synthetic import generate_examples
     from models.multitask.train import TrainConfig, fit_feature_spec, train_new_model
     from services.common.redis_features import FeatureStore
-    from services.learner.settings import LearnerSettings
     from services.learner.stage import LearningStage
     from services.scorer.metrics import CANDIDATES_PER_EVENT
-    from services.scorer.settings import CandidateSettings, ScorerSettings
     from services.scorer.stage import build_scoring_stage
 
     torch.set_num_threads(1)
@@ -315,22 +316,14 @@ def measure_in_process(
         redis_settings = RedisSettings(url=url, key_prefix=prefix)
         store = FeatureStore(client, prefix)
         learning = LearningStage(
-            LearnerSettings(redis=redis_settings, checkpoint_dir=state_dir / "ck"),
+            learner.model_copy(
+                update={"redis": redis_settings, "checkpoint_dir": state_dir / "ck"}
+            ),
             client,
         )
         producer = MemoryProducer()
         scoring = build_scoring_stage(
-            # No item cache: cached vectors depend on wall time, which would
-            # make the digest differ between runs.
-            ScorerSettings(
-                redis=redis_settings,
-                item_cache_ttl_seconds=0.0,
-                candidates=(
-                    CandidateSettings()
-                    if max_candidates is None
-                    else CandidateSettings(max_candidates=max_candidates)
-                ),
-            ),
+            scorer.model_copy(update={"redis": redis_settings}),
             client,
             producer,  # type: ignore[arg-type]
             models=FixedModel(ranker),
@@ -385,6 +378,24 @@ def measure_in_process(
         "wall": wall,
         "digest": digest.hexdigest()[:16],
     }
+
+
+def _in_process_settings(
+    parser: argparse.ArgumentParser, max_candidates: int | None
+) -> tuple[LearnerSettings, ScorerSettings]:
+    """Read the stages' settings as the services do, or exit with every invalid one."""
+    loader = SettingsLoader()
+    learner = loader.load(LearnerSettings)
+    # No item cache: cached vectors depend on wall time, which would make the
+    # digest differ between runs.
+    scorer = loader.load(ScorerSettings, item_cache_ttl_seconds=0.0)
+    loader.exit_if_invalid(parser)
+    if max_candidates is not None:
+        candidates = scorer.candidates.model_copy(
+            update={"max_candidates": max_candidates}
+        )
+        scorer = scorer.model_copy(update={"candidates": candidates})
+    return learner, scorer
 
 
 def _print_in_process(report: dict[str, Any]) -> None:
@@ -487,6 +498,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
 
     if args.in_process:
+        learner, scorer = _in_process_settings(parser, args.max_candidates)
         with tempfile.TemporaryDirectory(prefix="bench-hotpath-") as state:
             _print_in_process(
                 measure_in_process(
@@ -494,7 +506,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                     args.events,
                     args.gc_threshold,
                     args.shop_scale,
-                    args.max_candidates,
+                    learner,
+                    scorer,
                 )
             )
         return 0
