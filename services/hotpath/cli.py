@@ -15,7 +15,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         "hotpath",
         help="consume events, update features in Redis and run the stages",
         description="The hot path. Settings come from CARTWHEEL_HOTPATH_*, "
-        "CARTWHEEL_KAFKA_*, CARTWHEEL_REDIS_* and CARTWHEEL_TOPIC_* variables.",
+        "CARTWHEEL_KAFKA_*, CARTWHEEL_REDIS_* and CARTWHEEL_TOPIC_* variables, "
+        "and the default stages read CARTWHEEL_LEARNER_* (online learning) and "
+        "CARTWHEEL_SCORER_* (candidates, ranking, rules and surfaces). "
+        "'cartwheel config' lists them all.",
     )
     commands = parser.add_subparsers(dest="hotpath_command", required=True)
     run_parser = commands.add_parser(
