@@ -27,7 +27,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         description="Consume the events topic in the consumer group "
         "CARTWHEEL_HOTPATH_GROUP_ID, apply features, run the stages listed in "
         "CARTWHEEL_HOTPATH_STAGES and publish training examples, with /metrics "
-        "on CARTWHEEL_HOTPATH_METRICS_HOST:CARTWHEEL_HOTPATH_METRICS_PORT.",
+        "on CARTWHEEL_HOTPATH_METRICS_HOST:CARTWHEEL_HOTPATH_METRICS_PORT. The "
+        "default stages also read CARTWHEEL_LEARNER_* and CARTWHEEL_SCORER_* "
+        "variables; 'cartwheel config' lists them all.",
     )
     run_parser.set_defaults(handler=_run)
 

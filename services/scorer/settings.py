@@ -221,8 +221,10 @@ class ScoreWeights(BaseModel):
     """Weights that combine task probabilities and online signals into one score.
 
     ``engagement`` scores ``w_click*p(click) + w_cart*p(cart) + w_purchase*p(purchase)
-    + w_affinity*affinity``. ``expected_value`` multiplies the purchase term by the
-    item's price, so it orders by expected revenue. The online River
+    + w_affinity*affinity``. ``expected_value`` scores ``p(purchase)*price +
+    w_affinity*affinity``, so it orders by expected revenue; the click, cart
+    and purchase weights are not used, and a missing price counts as the
+    median known price of the candidates. The online River
     probabilities are blended into the ranker's cart and purchase probabilities
     with weight ``online_blend``.
     """
@@ -234,7 +236,9 @@ class ScoreWeights(BaseModel):
     # On OTTO plain co-visitation still finds more next items, and on three
     # samples more in its first five places.
     objective: Literal["engagement", "expected_value"] = Field(
-        default="engagement", description="engagement or expected_value"
+        default="engagement",
+        description="engagement (weighted task probabilities) or expected_value "
+        "(p(purchase) times price, plus the weighted affinity)",
     )
     click: float = Field(default=1.0, ge=0.0, description="weight of p(click)")
     cart_add: float = Field(default=0.1, ge=0.0, description="weight of p(cart_add)")
