@@ -163,6 +163,10 @@ def replay_file(
         TopicMissingError: a topic is missing.
         ReplayDeliveryError: the broker did not acknowledge every message.
     """
+    if path.is_dir():
+        raise FileNotFoundError(
+            f"replay file {str(path)!r} is a folder; expected a file of events"
+        )
     if not path.is_file():
         raise FileNotFoundError(
             f"replay file {str(path)!r} not found or not a regular file"

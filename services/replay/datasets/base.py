@@ -13,7 +13,7 @@ from __future__ import annotations
 import gzip
 import io
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -33,6 +33,7 @@ __all__ = [
     "DatasetFileError",
     "RawEvent",
     "map_event_type",
+    "header_text",
     "open_text",
     "parse_price",
     "row_id",
@@ -101,6 +102,13 @@ def open_text(path: Path) -> io.TextIOWrapper:
     if path.suffix == ".gz":
         return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8", newline="")
     return open(path, encoding="utf-8", newline="")  # noqa: SIM115
+
+
+def header_text(header: Sequence[str] | None) -> str:
+    """Describe a file's first CSV row for an error: the row, or that it is empty."""
+    if not header:
+        return "no header line (the file is empty)"
+    return f"header {list(header)!r}"
 
 
 class RawEvent(NamedTuple):

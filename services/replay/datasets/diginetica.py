@@ -26,6 +26,7 @@ from services.replay.datasets.base import (
     DatasetBuilder,
     DatasetFileError,
     RawEvent,
+    header_text,
     open_text,
     row_id,
 )
@@ -108,7 +109,7 @@ def _read(
         header = next(reader, None)
         if header != columns:
             raise DatasetFileError(
-                f"{str(path)!r} has header {header!r}; expected {';'.join(columns)}"
+                f"{str(path)!r} has {header_text(header)}; expected {';'.join(columns)}"
             )
         for line_number, row in enumerate(reader, start=2):
             if not builder.accept_row(path.name, row, len(columns)):

@@ -18,6 +18,7 @@ from services.replay.datasets.base import (
     DatasetBuilder,
     DatasetFileError,
     RawEvent,
+    header_text,
     open_text,
     parse_price,
     row_id,
@@ -56,7 +57,7 @@ def load(path: Path) -> Dataset:
         header = next(reader, None)
         if header != _COLUMNS:
             raise DatasetFileError(
-                f"{str(path)!r} has header {header!r}; expected the REES46 columns "
+                f"{str(path)!r} has {header_text(header)}; expected the REES46 columns "
                 f"{','.join(_COLUMNS)}"
             )
         for line_number, row in enumerate(reader, start=2):

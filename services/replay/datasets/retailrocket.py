@@ -27,6 +27,7 @@ from services.replay.datasets.base import (
     DatasetBuilder,
     DatasetFileError,
     RawEvent,
+    header_text,
     open_text,
     row_id,
     utc_from_seconds,
@@ -117,7 +118,8 @@ def _read_events(path: Path, builder: DatasetBuilder) -> set[str]:
         expected = ["timestamp", "visitorid", "event", "itemid", "transactionid"]
         if header != expected:
             raise DatasetFileError(
-                f"{str(path)!r} has header {header!r}; expected {','.join(expected)}"
+                f"{str(path)!r} has {header_text(header)}; "
+                f"expected {','.join(expected)}"
             )
         for line_number, row in enumerate(reader, start=2):
             if not builder.accept_row(path.name, row, len(expected)):
@@ -177,7 +179,7 @@ def _read_properties(
         is_raw = header == ["timestamp", "itemid", "property", "value"]
         if not is_raw and header != ["itemid", "property", "num_value"]:
             raise DatasetFileError(
-                f"{str(path)!r} has header {header!r}; expected "
+                f"{str(path)!r} has {header_text(header)}; expected "
                 "timestamp,itemid,property,value or itemid,property,num_value"
             )
         for row in reader:

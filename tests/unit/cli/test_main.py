@@ -53,6 +53,16 @@ def test_demo_rejects_missing_path_before_starting_servers(
     assert "starting a broker" not in captured.out + captured.err
 
 
+def test_main_names_a_folder_given_as_replay_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    status = main(["replay", "--file", str(tmp_path)])
+
+    error = capsys.readouterr().err
+    assert status == 1
+    assert "is a folder; expected a file of events" in error
+
+
 def test_main_prints_missing_replay_file_without_traceback(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

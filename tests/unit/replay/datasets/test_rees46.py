@@ -102,6 +102,15 @@ def test_rees46_maps_fields_and_counts_bad_rows(
     }
 
 
+def test_rees46_names_an_empty_file(write_file: Callable[[str, str], Path]) -> None:
+    path = write_file("empty.csv", "")
+
+    with pytest.raises(
+        DatasetFileError, match=r"has no header line \(the file is empty\)"
+    ):
+        rees46.load(path)
+
+
 def test_rees46_rejects_foreign_header(write_file: Callable[[str, str], Path]) -> None:
     path = write_file("other.csv", "a,b,c\n1,2,3\n")
 
