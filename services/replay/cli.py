@@ -93,7 +93,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--list",
         action="store_true",
-        help="list the datasets and their paths, then exit",
+        help="list the datasets and their paths (marking those not found), then exit",
     )
     parser.set_defaults(handler=_run)
 
@@ -221,7 +221,9 @@ def _dataset_lines(settings: Settings) -> list[str]:
         if info.loader is None:
             lines.append(f"{name}: not replayable: {info.unavailable_reason}")
         else:
-            lines.append(f"{name}: {info.default_path(settings.data_dir)}")
+            path = info.default_path(settings.data_dir)
+            missing = "" if path.exists() else " (missing)"
+            lines.append(f"{name}: {path}{missing}")
         lines.append(f"    {info.description}")
     return lines
 

@@ -48,6 +48,23 @@ def test_replay_list_prints_datasets(capsys: pytest.CaptureFixture[str]) -> None
     assert "olist: not replayable" in output
 
 
+def test_replay_list_marks_missing_datasets(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("CARTWHEEL_REPLAY_DATA_DIR", str(tmp_path))
+    args = _parse("--list")
+
+    args.handler(args)
+
+    lines = capsys.readouterr().out.splitlines()
+    otto = next(line for line in lines if line.startswith("otto: "))
+    rees46 = next(line for line in lines if line.startswith("rees46: "))
+    assert otto.endswith(" (missing)")
+    assert not rees46.endswith(" (missing)")
+
+
 def test_replay_unknown_dataset_fails_with_names(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
