@@ -13,9 +13,9 @@ index of at most ``SESSIONS`` sessions, ``ITEMS`` items per session and
 that eviction runs:
 
 - ``--index hotpath`` fills a ``SessionIndex`` one ``add`` at a time, as the
-  scoring stage does; ``api`` fills the API's ``SharedSessionIndex`` with
-  ``add_events`` in batches of 500 events, as its follower does, which also
-  keeps each user's newest session;
+  scoring stage does. ``api`` fills the API's ``SharedSessionIndex`` with
+  ``add_events`` in batches of 500 events, as its follower does. That index
+  also keeps each user's newest session.
 - ``--lengths rees46`` draws the distinct items of each session from the
   sessions of the committed REES46 sample (1 to 27, mean 2.3), and ``full``
   gives every session ``ITEMS`` items, the most the index allows;

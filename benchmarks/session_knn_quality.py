@@ -175,12 +175,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     scorer = loader.load(ScorerSettings)
     baseline = loader.load(BaselineSettings)
     loader.exit_if_invalid(parser)
-    given = {
+    options = {
         field: getattr(args, option.removeprefix("--").replace("-", "_"))
         for option, (field, _) in _OPTION_FIELDS.items()
     }
     settings = scorer.candidates.model_copy(
-        update={field: value for field, value in given.items() if value is not None}
+        update={field: value for field, value in options.items() if value is not None}
     )
     _, events = load_sample(parser, args, replay)
 

@@ -202,12 +202,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     ]
 
     started = time.monotonic()
-    shown = [started]
+    last_shown = [started]
 
     def progress(done: int) -> None:
         now = time.monotonic()
-        if now - shown[0] >= 10.0 or done == len(events):
-            shown[0] = now
+        if now - last_shown[0] >= 10.0 or done == len(events):
+            last_shown[0] = now
             print(f"  {done}/{len(events)} events", file=sys.stderr)
 
     with tempfile.TemporaryDirectory(prefix="cartwheel-quality-") as folder:

@@ -54,7 +54,7 @@ _UNREAD_BLOCKS: dict[str, BaseSettings] = {
 
 
 class SettingsLoader:
-    """Loads the settings a script reads, and reports every invalid one at once.
+    """A loader of a script's settings that reports every invalid one at once.
 
     Each class is loaded with :func:`load_settings`, as the services load
     it, so an unknown variable under its prefixes is logged as a WARNING and
@@ -103,7 +103,7 @@ class SettingsLoader:
 
 
 class MemoryProducer:
-    """Stands in for the hot path's producer and keeps each value it is given."""
+    """A stand-in for the hot path's producer that keeps each value it is given."""
 
     def __init__(self) -> None:
         self.values: list[bytes] = []

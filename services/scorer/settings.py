@@ -82,8 +82,8 @@ class CandidateSettings(BaseModel):
     )
     # The index takes 0.3 to 0.6 kB per item (docs/benchmarks/sessions.md).
     # The default keeps 100,000 sessions of REES46 length (2.3 items on
-    # average) and took at most 215 MiB with longer sessions, where 100,000
-    # sessions of 50 items took 1.5 GiB, more than the API's 1 GiB limit.
+    # average). With 50-item sessions it took at most 215 MiB, against
+    # 1.5 GiB without this bound, more than the API's 1 GiB limit.
     session_index_items: int = Field(
         default=500_000,
         ge=500,

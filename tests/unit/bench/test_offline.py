@@ -67,7 +67,7 @@ def test_load_sample_reads_default_data_folder_of_replay(
     assert folders == [DEFAULT_DATA_DIR]
 
 
-def test_settings_loader_reports_invalid_nested_block_with_outer_class(
+def test_loader_names_invalid_nested_block(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.setenv("CARTWHEEL_EVALUATION_BASELINE_KNN_NEIGHBORS", "0")

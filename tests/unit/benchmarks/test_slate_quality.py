@@ -146,7 +146,7 @@ class _StagesStartedError(Exception):
     ("variable", "arguments", "expected"),
     [(None, [], 500), ("37", [], 37), ("37", ["--batch-size", "11"], 11)],
 )
-def test_slate_quality_batch_size_defaults_to_hot_path_setting(
+def test_batch_size_defaults_to_hotpath(
     script: ModuleType,
     monkeypatch: pytest.MonkeyPatch,
     variable: str | None,
@@ -172,7 +172,7 @@ def test_slate_quality_batch_size_defaults_to_hot_path_setting(
     assert batch_sizes == [expected]
 
 
-def test_slate_quality_rejects_batch_size_above_hot_path_range(
+def test_batch_size_above_range_rejected(
     script: ModuleType, capsys: pytest.CaptureFixture[str]
 ) -> None:
     with pytest.raises(SystemExit) as caught:

@@ -113,7 +113,7 @@ def test_missing_given_path_names_its_option(tmp_path: Path) -> None:
     )
 
 
-def test_folder_given_as_dataset_file_is_named_a_folder(tmp_path: Path) -> None:
+def test_folder_as_dataset_file_rejected(tmp_path: Path) -> None:
     with pytest.raises(DatasetFileError) as raised:
         load_dataset("rees46", tmp_path, tmp_path, path_option="--path")
 
@@ -122,7 +122,7 @@ def test_folder_given_as_dataset_file_is_named_a_folder(tmp_path: Path) -> None:
     )
 
 
-def test_file_given_as_data_dir_is_named_a_file(tmp_path: Path) -> None:
+def test_file_as_data_folder_rejected(tmp_path: Path) -> None:
     data_dir = tmp_path / "samples.txt"
     data_dir.write_text("")
 
