@@ -51,7 +51,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
 
 
 def _run(args: argparse.Namespace) -> int:
-    from services.feedback.__main__ import run
+    from services.feedback.service import run
 
     settings = load_settings(FeedbackSettings)
     configure_logging(

@@ -15,11 +15,13 @@ start-up at once even while the broker does not respond. The process then
 ends with status 0, as after a clean stop, and the countdown started by the
 signal bounds the rest of the exit in the same way.
 
-One handler, :class:`StopSignals`, receives SIGTERM and SIGINT from before
-the start-up checks until the process exits. mode-streaming 0.7 installs its
-own handlers only once the worker starts, through the event loop, and
-closing the loop puts back the default action, which for SIGTERM ends the
-process with status 143 and no clean stop. A signal that arrives before the
+While the process loads its modules, ``python -m services.feedback`` notes
+SIGTERM and SIGINT (:mod:`services.feedback.early_signals`). From before the
+start-up checks until the process exits, one handler, :class:`StopSignals`,
+receives them, beginning with the one noted while loading. mode-streaming
+0.7 installs its own handlers only once the worker starts, through the event
+loop, and closing the loop puts back the default action, which for SIGTERM
+ends the process with status 143 and no clean stop. A signal that arrives before the
 worker starts stops the worker as soon as it starts, and one that arrives
 after the loop has closed lets the exit finish.
 
@@ -135,10 +137,14 @@ class StopSignals:
         self._stop_deadline = stop_deadline
         self._forward: Callable[[signal.Signals], None] | None = None
 
-    def install(self) -> None:
+    def install(self, received: signal.Signals | None = None) -> None:
         """Replace the process's SIGTERM and SIGINT handlers, for good.
 
         Only the main thread can set handlers; elsewhere nothing changes.
+
+        Args:
+            received: a signal that an earlier handler noted, handled
+                as if it arrived now.
         """
         if threading.current_thread() is not threading.main_thread():
             return
@@ -148,6 +154,8 @@ class StopSignals:
         # after the exit functions have run, but leaves ignored signals
         # ignored. By then the worker has stopped and its threads are joined.
         atexit.register(self._ignore)
+        if received is not None:
+            self._handle(received, None)
 
     def _ignore(self) -> None:
         for stop_signal in (signal.SIGTERM, signal.SIGINT):

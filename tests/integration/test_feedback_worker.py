@@ -496,6 +496,35 @@ def wait_for_log_line(feedback: FeedbackWorker, text: str, timeout: float) -> No
     assert text in feedback.log(), feedback.log()
 
 
+def handles_sigterm(pid: int) -> bool:
+    """Return whether a process has its own handler for SIGTERM."""
+    status = Path(f"/proc/{pid}/status").read_text()
+    caught = next(line for line in status.splitlines() if line.startswith("SigCgt:"))
+    return bool(int(caught.split()[1], 16) & (1 << (signal.SIGTERM - 1)))
+
+
+def test_worker_exits_0_on_sigterm_while_loading_modules(
+    worker: FeedbackWorker,
+) -> None:
+    worker.start()
+    assert worker.process is not None
+    deadline = time.monotonic() + 30
+    while not handles_sigterm(worker.process.pid) and time.monotonic() < deadline:
+        time.sleep(0.001)
+
+    worker.process.send_signal(signal.SIGTERM)
+    maps_when_signalled = Path(f"/proc/{worker.process.pid}/maps").read_text()
+    exit_status = worker.process.wait(timeout=30)
+    log = worker.log()
+
+    # The handler is in place within milliseconds of the launch, before the
+    # Kafka client's extension loads, which takes a tenth of a second more.
+    assert "confluent_kafka" not in maps_when_signalled
+    assert exit_status == 0, log
+    assert "stopped during start-up reason=SIGTERM" in log
+    assert "Traceback" not in log
+
+
 def test_worker_exits_0_on_sigterm_before_faust_starts(
     worker: FeedbackWorker,
 ) -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from services.common.errors import InvalidSettingsError
-from services.feedback import __main__ as feedback_main
+from services.feedback import service as feedback_main
 from services.feedback.cli import register
 from services.feedback.settings import FeedbackSettings
 

@@ -14,6 +14,7 @@ import pytest
 from services.common.errors import InvalidSettingsError
 from services.common.settings import load_settings
 from services.feedback.app import create_app
+from services.feedback.early_signals import EarlySignals
 from services.feedback.settings import FeedbackSettings
 from services.feedback.worker import (
     FeedbackWorker,
@@ -202,6 +203,26 @@ def test_run_start_up_stops_after_earlier_signal() -> None:
     assert caught.value.reason == "SIGTERM"
     assert started == []
     assert deadline.reasons == ["SIGTERM"]
+
+
+@pytest.mark.usefixtures("kept_signal_handlers")
+def test_signal_noted_while_loading_stops_start_up() -> None:
+    early = EarlySignals()
+    early.install()
+    signal.raise_signal(signal.SIGINT)
+    signal.raise_signal(signal.SIGTERM)
+    deadline = RecordedDeadline()
+    stop_signals = StopSignals(deadline)
+    started: list[str] = []
+
+    stop_signals.install(early.received)
+    with pytest.raises(StartUpStopped) as caught:
+        run_start_up(lambda: started.append("checks"), stop_signals)
+
+    assert early.received is signal.SIGINT
+    assert caught.value.reason == "SIGINT"
+    assert started == []
+    assert deadline.reasons == ["SIGINT"]
 
 
 @pytest.mark.usefixtures("kept_signal_handlers")
