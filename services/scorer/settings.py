@@ -44,6 +44,10 @@ _SURFACE_SOURCES = {
     "bundles": ("co_cart_weight", "co_purchase_weight"),
 }
 
+# Other fields that turn a source off at 0, by the field of its weight:
+# category trending reads the trending items of the user's top categories.
+_SOURCE_SWITCHES = {"category_trending_weight": "top_categories"}
+
 
 class CandidateSettings(BaseModel):
     """How many candidates each source proposes and how recency is weighted."""
@@ -128,7 +132,8 @@ class CandidateSettings(BaseModel):
         default=3,
         ge=0,
         le=20,
-        description="user categories whose trending items are read",
+        description="user categories whose trending items are read; 0 turns "
+        "the category trending source off, like its weight at 0",
     )
     trending_per_category: int = Field(default=20, ge=1, le=200)
     trending: int = Field(default=50, ge=1, le=500)
@@ -182,7 +187,7 @@ class CandidateSettings(BaseModel):
     def _check_surfaces_have_sources(self) -> CandidateSettings:
         errors = []
         for surface, fields in _SURFACE_SOURCES.items():
-            if any(getattr(self, field) > 0.0 for field in fields):
+            if any(self._is_source_on(field) for field in fields):
                 continue
             names = [field.removesuffix("_weight") for field in fields]
             listed = f"{', '.join(names[:-1])} or {names[-1]}"
@@ -191,19 +196,36 @@ class CandidateSettings(BaseModel):
                 f"{'both' if len(names) == 2 else 'all'} at 0 {surface} slates "
                 "are always empty"
             )
-            # One error per weight, at that weight's field, so that the loader
-            # names each variable. A ValueError raised here would name none.
+            # The switches that turn off a source whose weight is above 0.
+            switches = {
+                weight: switch
+                for weight, switch in _SOURCE_SWITCHES.items()
+                if weight in fields and getattr(self, weight) > 0.0
+            }
+            for weight, switch in switches.items():
+                message += (
+                    f"; {_variable(weight)} counts as 0 while {_variable(switch)} is 0"
+                )
+            # One error per field, at that field, so that the loader names
+            # each variable. A ValueError raised here would name none.
             errors += [
                 InitErrorDetails(
                     type=PydanticCustomError("value_error", message),
                     loc=(field,),
                     input=getattr(self, field),
                 )
-                for field in fields
+                for field in (*fields, *switches.values())
             ]
         if errors:
             raise ValidationError.from_exception_data(type(self).__name__, errors)
         return self
+
+    def _is_source_on(self, weight: str) -> bool:
+        """Return whether the source of the weight field ``weight`` proposes items."""
+        switch = _SOURCE_SWITCHES.get(weight)
+        return getattr(self, weight) > 0.0 and (
+            switch is None or getattr(self, switch) > 0
+        )
 
     def source_weights(self) -> dict[CandidateSource, float]:
         """Return each candidate source's weight in the merged lists."""
@@ -215,6 +237,11 @@ class CandidateSettings(BaseModel):
             CandidateSource.CATEGORY_TRENDING: self.category_trending_weight,
             CandidateSource.TRENDING: self.trending_weight,
         }
+
+
+def _variable(field: str) -> str:
+    """Return the variable of a candidate setting, for error messages."""
+    return f"CARTWHEEL_SCORER_CANDIDATES__{field.upper()}"
 
 
 class ScoreWeights(BaseModel):

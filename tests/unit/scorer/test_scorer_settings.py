@@ -157,3 +157,56 @@ def test_scorer_settings_reject_both_bundles_sources_off(
         "bundles slates are always empty"
         for name, value in (("CO_CART_WEIGHT", "0"), ("CO_PURCHASE_WEIGHT", "0.0"))
     ]
+
+
+def test_scorer_settings_reject_category_trending_without_categories_alone(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for name in ("COVISITATION_WEIGHT", "SESSION_KNN_WEIGHT", "TRENDING_WEIGHT"):
+        monkeypatch.setenv(f"CARTWHEEL_SCORER_CANDIDATES__{name}", "0")
+    monkeypatch.setenv("CARTWHEEL_SCORER_CANDIDATES__TOP_CATEGORIES", "0")
+
+    with pytest.raises(InvalidSettingsError) as caught:
+        load_settings(ScorerSettings)
+
+    lines = str(caught.value).splitlines()
+    assert [line.split(":")[0] for line in lines] == [
+        "invalid setting CARTWHEEL_SCORER_CANDIDATES__COVISITATION_WEIGHT='0'",
+        "invalid setting CARTWHEEL_SCORER_CANDIDATES__SESSION_KNN_WEIGHT='0'",
+        "invalid setting CARTWHEEL_SCORER_CANDIDATES__CATEGORY_TRENDING_WEIGHT=0.4",
+        "invalid setting CARTWHEEL_SCORER_CANDIDATES__TRENDING_WEIGHT='0'",
+        "invalid setting CARTWHEEL_SCORER_CANDIDATES__TOP_CATEGORIES='0'",
+    ]
+    assert all(
+        line.endswith(
+            "products slates are always empty; "
+            "CARTWHEEL_SCORER_CANDIDATES__CATEGORY_TRENDING_WEIGHT counts as 0 "
+            "while CARTWHEEL_SCORER_CANDIDATES__TOP_CATEGORIES is 0"
+        )
+        for line in lines
+    )
+
+
+def test_scorer_settings_accept_no_categories_with_another_source_on(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for name in ("SESSION_KNN_WEIGHT", "TRENDING_WEIGHT"):
+        monkeypatch.setenv(f"CARTWHEEL_SCORER_CANDIDATES__{name}", "0")
+    monkeypatch.setenv("CARTWHEEL_SCORER_CANDIDATES__TOP_CATEGORIES", "0")
+
+    settings = load_settings(ScorerSettings)
+
+    assert settings.candidates.top_categories == 0
+
+
+def test_scorer_settings_leave_categories_out_when_category_weight_is_zero(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for name in _PRODUCTS_SOURCES:
+        monkeypatch.setenv(f"CARTWHEEL_SCORER_CANDIDATES__{name}", "0")
+    monkeypatch.setenv("CARTWHEEL_SCORER_CANDIDATES__TOP_CATEGORIES", "0")
+
+    with pytest.raises(InvalidSettingsError) as caught:
+        load_settings(ScorerSettings)
+
+    assert "TOP_CATEGORIES" not in str(caught.value)
