@@ -11,6 +11,9 @@ that goes on past a single-value field and the nested delimiter, such as
 variable is unset. pydantic-settings then reads the name into the field as a
 block, which the field rejects, so the error names the variable instead, with
 the closest valid name that :func:`variables_under_value` finds.
+
+:func:`unknown_json_keys` finds the keys of a block given whole as a JSON
+object that name no field, which pydantic would drop without a word.
 :func:`warn_repeated_variables` warns about a setting set under two
 spellings, such as ``CARTWHEEL_API_PORT`` and ``cartwheel_api_port``,
 because pydantic-settings matches names regardless of case.
@@ -19,6 +22,7 @@ because pydantic-settings matches names regardless of case.
 from __future__ import annotations
 
 import difflib
+import json
 import logging
 import types
 from collections.abc import Collection, Iterator, Mapping, Sequence
@@ -31,9 +35,12 @@ from pydantic_settings import BaseSettings
 
 __all__ = [
     "KnownVariables",
+    "UnknownKey",
     "UnknownVariable",
     "known_variables",
+    "model_classes",
     "repeated_variables",
+    "unknown_json_keys",
     "unknown_variables",
     "variables_under_value",
     "warn_repeated_variables",
@@ -61,6 +68,8 @@ class KnownVariables:
     single value would have, such as ``CARTWHEEL_SCORER_CANDIDATES__TRENDING__``,
     to the field's variable. It covers every such field of a block, and the
     list, set and tuple fields of a class with a nested delimiter.
+    ``block_models`` maps the variable of each field that holds a model,
+    which takes the whole block as a JSON object, to that model.
     """
 
     prefixes: set[str] = field(default_factory=set)
@@ -69,6 +78,7 @@ class KnownVariables:
     block_stems: dict[str, str] = field(default_factory=dict)
     block_parents: dict[str, str] = field(default_factory=dict)
     value_stems: dict[str, str] = field(default_factory=dict)
+    block_models: dict[str, type[BaseModel]] = field(default_factory=dict)
 
     def is_known(self, name: str) -> bool:
         return name in self.names or any(
@@ -141,6 +151,71 @@ def unknown_variables(
             continue
         unknown.append(_describe_unknown(variable, name, known))
     return unknown
+
+
+class UnknownKey(NamedTuple):
+    """A key of a block given whole as a JSON object that names no field of it.
+
+    ``key`` is the key's path in the object, its parts joined with ``.``, as
+    the variable spells it. ``closest`` is the field name most similar to the
+    key's last part, or None when none is close.
+    """
+
+    variable: str
+    key: str
+    closest: str | None
+
+
+def unknown_json_keys(
+    settings_class: type[BaseSettings], environ: Mapping[str, str]
+) -> list[UnknownKey]:
+    """Return the keys that name no field in blocks given as JSON objects.
+
+    pydantic-settings reads a variable such as ``CARTWHEEL_SCORER_WEIGHTS``
+    as JSON into the whole block, and pydantic drops a key that names no
+    field, so ``{"ranker_blnd": 0.5}`` would keep the default without a word.
+    Keys are matched regardless of case, as pydantic-settings matches them,
+    and the objects of nested blocks are checked too.
+
+    Args:
+        settings_class: the class being loaded.
+        environ: the process environment.
+
+    Returns:
+        The keys in variable order, then in the order the object lists them.
+        A value that is not a JSON object is left to the validation errors.
+    """
+    known = known_variables(settings_class)
+    found = []
+    for variable in sorted(environ):
+        model = known.block_models.get(variable.upper())
+        if model is None:
+            continue
+        try:
+            value = json.loads(environ[variable])
+        except ValueError:
+            continue
+        if isinstance(value, dict):
+            found += [
+                UnknownKey(variable, key, closest)
+                for key, closest in _unknown_keys(model, value, ())
+            ]
+    return found
+
+
+def _unknown_keys(
+    model: type[BaseModel], value: Mapping[Any, Any], path: tuple[str, ...]
+) -> Iterator[tuple[str, str | None]]:
+    """Yield the path and closest field of each key that ``model`` lacks."""
+    fields = {name.lower(): info for name, info in model.model_fields.items()}
+    for key, item in value.items():
+        info = fields.get(str(key).lower())
+        if info is None:
+            yield ".".join((*path, str(key))), _closest(str(key).lower(), fields)
+            continue
+        models = model_classes(info.annotation)
+        if models and isinstance(item, dict):
+            yield from _unknown_keys(models[0], item, (*path, str(key)))
 
 
 def variables_under_value(
@@ -356,6 +431,7 @@ def _add_block(
     for name, info in settings_class.model_fields.items():
         variable = f"{prefix}{name}".upper()
         known.names.add(variable)
+        _add_block_model(info.annotation, variable, known)
         if delimiter:
             if _is_collection(info.annotation):
                 # pydantic-settings 2.16 reads a list, set or tuple field through
@@ -364,7 +440,7 @@ def _add_block(
             _add_nested(
                 info.annotation, f"{variable}{delimiter}", delimiter, known, prefix
             )
-        for block in _model_classes(info.annotation):
+        for block in model_classes(info.annotation):
             if issubclass(block, BaseSettings):
                 _add_block(block, known, visited)
 
@@ -380,17 +456,24 @@ def _add_nested(
     if _is_dict(annotation):
         known.open_stems[stem] = stem.removesuffix(delimiter)
         return
-    for model in _model_classes(annotation):
+    for model in model_classes(annotation):
         known.block_stems[stem] = stem.removesuffix(delimiter)
         known.block_parents[stem] = parent.upper()
         for name, info in model.model_fields.items():
             variable = f"{stem}{name}".upper()
             known.names.add(variable)
-            if not _model_classes(info.annotation) and not _is_dict(info.annotation):
+            _add_block_model(info.annotation, variable, known)
+            if not model_classes(info.annotation) and not _is_dict(info.annotation):
                 known.value_stems[f"{variable}{delimiter}"] = variable
             _add_nested(
                 info.annotation, f"{variable}{delimiter}", delimiter, known, stem
             )
+
+
+def _add_block_model(annotation: Any, variable: str, known: KnownVariables) -> None:
+    models = model_classes(annotation)
+    if models:
+        known.block_models[variable] = models[0]
 
 
 def _is_dict(annotation: Any) -> bool:
@@ -409,7 +492,7 @@ def _is_collection(annotation: Any) -> bool:
     )
 
 
-def _model_classes(annotation: Any) -> list[type[BaseModel]]:
+def model_classes(annotation: Any) -> list[type[BaseModel]]:
     """Return the pydantic models in an annotation such as ``Model | None``."""
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
         return [annotation]
@@ -417,6 +500,6 @@ def _model_classes(annotation: Any) -> list[type[BaseModel]]:
         return [
             model
             for argument in get_args(annotation)
-            for model in _model_classes(argument)
+            for model in model_classes(argument)
         ]
     return []

@@ -21,7 +21,6 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 import annotated_types
 from pydantic import (
-    BaseModel,
     BeforeValidator,
     Field,
     SecretStr,
@@ -31,14 +30,28 @@ from pydantic import (
     model_validator,
 )
 from pydantic.fields import FieldInfo
-from pydantic_core import InitErrorDetails, PydanticCustomError
+from pydantic_core import ErrorDetails, InitErrorDetails, PydanticCustomError
 from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 from redis.connection import parse_url
 
 from schemas.recommendations import Surface
 from services.common.errors import InvalidSettingsError
+from services.common.setting_blocks import (
+    block_form,
+    example_object,
+    field_info,
+    has_secret,
+    is_secret_field,
+    json_holder,
+    mask_block_object,
+    spelled,
+    variable_field,
+)
 from services.common.setting_names import (
+    UnknownKey,
     UnknownVariable,
+    model_classes,
+    unknown_json_keys,
     variables_under_value,
     warn_repeated_variables,
     warn_unknown_variables,
@@ -644,6 +657,8 @@ def load_settings(settings_class: type[SettingsT], **overrides: Any) -> Settings
     that names no setting is logged as a WARNING, once per process, with the
     closest valid name when one is close. Names are matched regardless of
     case, and a setting set under two spellings is logged as a WARNING too.
+    A key that names no setting in a block given whole as a JSON object
+    stops the process like an invalid value.
 
     Raises:
         InvalidSettingsError: one line per invalid variable, each with the
@@ -651,7 +666,33 @@ def load_settings(settings_class: type[SettingsT], **overrides: Any) -> Settings
     """
     warn_unknown_variables(settings_class, os.environ)
     warn_repeated_variables(settings_class, os.environ)
-    return _load_settings(settings_class, overrides)
+    problems = [
+        _describe_unknown_key(settings_class, key)
+        for key in unknown_json_keys(settings_class, os.environ)
+    ]
+    try:
+        settings = _load_settings(settings_class, overrides)
+    except InvalidSettingsError as exc:
+        if not problems:
+            raise
+        raise InvalidSettingsError(join_error_lines([str(exc), *problems])) from exc
+    if problems:
+        raise InvalidSettingsError(join_error_lines(problems))
+    return settings
+
+
+def _describe_unknown_key(settings_class: type[BaseSettings], key: UnknownKey) -> str:
+    """Name a block variable, its JSON key that names no setting, and the closest."""
+    value = _masked_value(settings_class, key.variable)
+    if key.closest is None:
+        hint = "'cartwheel config' and docs/configuration.md list the block's settings"
+    else:
+        parent = key.key.rpartition(".")[0]
+        hint = f'did you mean "{f"{parent}." if parent else ""}{key.closest}"?'
+    return (
+        f'invalid setting {key.variable}={value!r}: the key "{key.key}" names no '
+        f"setting of this block, so it would be ignored; {hint}"
+    )
 
 
 def _load_settings(
@@ -786,8 +827,9 @@ def _describe_unparsed(exc: SettingsError, settings_class: type[BaseSettings]) -
         (name, value) for name, value in candidates if not _is_json(value)
     ] or candidates
     lines = [
-        f"invalid setting {name}={value!r}: {_expected_json(settings_class, name)}"
-        for name, value in unparsed
+        f"invalid setting {name}={_masked_value(settings_class, name)!r}: "
+        f"{_expected_json(settings_class, name)}"
+        for name, _ in unparsed
     ]
     return "\n".join(lines) or f"invalid setting: {exc}"
 
@@ -802,18 +844,45 @@ def _is_json(text: str) -> bool:
 
 def _expected_json(settings_class: type[BaseSettings], variable: str) -> str:
     """Return the problem and expected form for a ``variable`` that is not JSON."""
-    variable = variable.upper()
-    prefix = str(settings_class.model_config.get("env_prefix", "")).upper()
-    delimiter = str(settings_class.model_config.get("env_nested_delimiter") or "")
-    info = None
-    if variable.startswith(prefix):
-        rest = variable.removeprefix(prefix).lower()
-        names = rest.split(delimiter) if delimiter else [rest]
-        info = _field_info(settings_class, tuple(names))
-    form = expected_form(info) if info is not None else ""
+    found = variable_field(settings_class, variable)
+    if found is None:
+        return 'expected a JSON value, such as ["a", "b"] for a list'
+    owner, info = found
+    models = model_classes(info.annotation)
+    if models:
+        return block_form(owner, variable, models[0])
+    form = expected_form(info)
     if not form:
         return 'expected a JSON value, such as ["a", "b"] for a list'
     return f"the value is not valid JSON; expected {form}"
+
+
+def _masked_value(settings_class: type[BaseSettings], variable: str) -> str:
+    """Return a variable's value for an error line, with its secrets masked.
+
+    A block given as a JSON object keeps its text unless a secret is in it.
+    Then the object is written again with each secret masked, and so is any
+    text value of a key that names no field, since it may be a misspelled
+    secret. Other text is masked whole when the block has a secret field.
+    """
+    value = os.environ[variable]
+    found = variable_field(settings_class, variable)
+    if found is None:
+        return value
+    info = found[1]
+    if is_secret_field(info):
+        return _mask(value)
+    models = model_classes(info.annotation)
+    if not models or not has_secret(models[0]):
+        return value
+    try:
+        parsed = json.loads(value)
+    except ValueError:
+        return _mask(value)
+    if not isinstance(parsed, dict):
+        return _mask(value)
+    masked = mask_block_object(models[0], parsed, _mask)
+    return value if masked == parsed else json.dumps(masked)
 
 
 def _describe(
@@ -827,39 +896,83 @@ def _describe(
     failed_class = _find_settings_class(settings_class, exc.title) or settings_class
     if failed_class is not settings_class:
         overridden, options = (), {}
-    prefix = str(failed_class.model_config.get("env_prefix", ""))
-    delimiter = str(failed_class.model_config.get("env_nested_delimiter") or "_")
     lines = []
     for error in exc.errors():
-        field = str(error["loc"][0]) if error["loc"] else ""
-        # A list element's position is part of the location, not of the name.
-        names = [str(part) for part in error["loc"] if not isinstance(part, int)]
-        variable = _spelled(f"{prefix}{delimiter.join(names)}".upper())
-        if field not in overridden and isinstance(error.get("input"), dict):
-            parts = variables_under_value(failed_class, variable, os.environ)
-            if parts:
-                lines.extend(
-                    _describe_parts(failed_class, error["loc"], variable, parts)
-                )
-                continue
-        # An override was rejected, not the variable, which may be valid.
-        if field in overridden:
-            value = error.get("input")
-        else:
-            value = os.environ.get(variable, error.get("input"))
-        if value is not None and _is_secret(failed_class, field):
-            value = _mask(str(value))
-        expected = _expected_form(failed_class, error["loc"], error["msg"])
-        if field in options:
-            lines.append(
-                f"invalid option {options[field]}={value!r} (in place of "
-                f"{variable}): {expected}"
-            )
-        elif value is None and variable not in os.environ:
-            lines.append(f"invalid setting {variable} (not set): {expected}")
-        else:
-            lines.append(f"invalid setting {variable}={value!r}: {expected}")
+        lines += _describe_error(failed_class, error, overridden, options)
     return "\n".join(lines)
+
+
+def _describe_error(
+    settings_class: type[BaseSettings],
+    error: ErrorDetails,
+    overridden: Collection[str],
+    options: Mapping[str, str],
+) -> list[str]:
+    """Return the lines for one validation error of ``settings_class``."""
+    loc = error["loc"]
+    field = str(loc[0]) if loc else ""
+    # A list element's position is part of the location, not of the name.
+    names = [str(part) for part in loc if not isinstance(part, int)]
+    prefix = str(settings_class.model_config.get("env_prefix", ""))
+    delimiter = str(settings_class.model_config.get("env_nested_delimiter") or "_")
+    variable = _spelled(f"{prefix}{delimiter.join(names)}".upper())
+
+    if field not in overridden:
+        if isinstance(error.get("input"), dict):
+            parts = variables_under_value(settings_class, variable, os.environ)
+            if parts:
+                return _describe_parts(settings_class, loc, variable, parts)
+        holder = json_holder(settings_class, names, os.environ)
+        if holder is not None:
+            return _describe_in_json(settings_class, error, *holder)
+
+    # An override was rejected, not the variable, which may be valid.
+    if field in overridden:
+        value = error.get("input")
+    else:
+        value = os.environ.get(variable, error.get("input"))
+    info = field_info(settings_class, loc)
+    if value is not None and info is not None and is_secret_field(info):
+        value = _mask(str(value))
+    elif field not in overridden and variable in os.environ:
+        value = _masked_value(settings_class, variable)
+
+    models = model_classes(info.annotation) if info is not None else []
+    if error["type"] == "model_type" and models:
+        expected = block_form(settings_class, variable, models[0])
+    else:
+        expected = _expected_form(settings_class, loc, error["msg"])
+
+    if field in options:
+        return [
+            f"invalid option {options[field]}={value!r} (in place of "
+            f"{variable}): {expected}"
+        ]
+    if variable not in os.environ and (value is None or field not in overridden):
+        # Only a default can fail without its variable or an override.
+        default = "" if value is None else f", default {value!r}"
+        return [f"invalid setting {variable} (not set{default}): {expected}"]
+    return [f"invalid setting {variable}={value!r}: {expected}"]
+
+
+def _describe_in_json(
+    settings_class: type[BaseSettings], error: ErrorDetails, holder: str, path: str
+) -> list[str]:
+    """Name the block variable and the key of its JSON object that is invalid."""
+    if error["type"] == "extra_forbidden":
+        # unknown_json_keys reports the key, with the closest valid one.
+        return []
+    info = field_info(settings_class, error["loc"])
+    models = model_classes(info.annotation) if info is not None else []
+    if error["type"] == "model_type" and models:
+        expected = (
+            "expected a JSON object of the block's settings, such as "
+            f"{example_object(models[0])}"
+        )
+    else:
+        expected = _expected_form(settings_class, error["loc"], error["msg"])
+    value = _masked_value(settings_class, holder)
+    return [f'invalid setting {holder}={value!r}, key "{path}": {expected}']
 
 
 def _describe_parts(
@@ -874,8 +987,8 @@ def _describe_parts(
     location is the field's, so each line names the variable that was set
     instead, with its value and the closest valid name.
     """
-    info = _field_info(settings_class, loc)
-    is_secret = info is not None and "SecretStr" in repr(info.annotation)
+    info = field_info(settings_class, loc)
+    is_secret = info is not None and is_secret_field(info)
     lines = []
     for part in parts:
         value = os.environ[part.variable]
@@ -893,19 +1006,8 @@ def _describe_parts(
 
 
 def _spelled(variable: str) -> str:
-    """Return ``variable`` as the environment spells it, or unchanged if unset.
-
-    pydantic-settings 2.16 matches names regardless of case, so
-    ``cartwheel_api_port`` sets ``CARTWHEEL_API_PORT``. Of several spellings,
-    it reads the one that comes last in the environment.
-    """
-    spellings = [name for name in os.environ if name.upper() == variable]
-    return spellings[-1] if spellings else variable
-
-
-def _is_secret(settings_class: type[BaseSettings], field: str) -> bool:
-    info = settings_class.model_fields.get(field)
-    return info is not None and "SecretStr" in repr(info.annotation)
+    """Return ``variable`` as this process's environment spells it."""
+    return spelled(variable, os.environ)
 
 
 def _mask(value: str) -> str:
@@ -973,27 +1075,10 @@ def _find_settings_class(
     return None
 
 
-def _field_info(model: type[BaseModel], loc: tuple[int | str, ...]) -> FieldInfo | None:
-    """Return the field that ``loc`` points at, walking into nested models."""
-    info = None
-    for part in loc:
-        if isinstance(part, int):
-            continue
-        if info is not None:
-            annotation = info.annotation
-            if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
-                break
-            model = annotation
-        info = model.model_fields.get(part)
-        if info is None:
-            break
-    return info
-
-
 def _expected_form(
     settings_class: type[BaseSettings], loc: tuple[int | str, ...], message: str
 ) -> str:
-    info = _field_info(settings_class, loc)
+    info = field_info(settings_class, loc)
     message = message.removeprefix("Value error, ")
     if info is not None and info.annotation is bool:
         return f"{message}; expected true or false (also 1/0, yes/no or on/off)"

@@ -98,6 +98,40 @@ def test_hotpath_stage_setting_checked_before_broker(
     assert "Traceback" not in result.stderr
 
 
+# A bad block of a stage setting, and what its line says.
+BLOCK_ERRORS = [
+    (
+        "CARTWHEEL_SCORER_WEIGHTS",
+        '{"ranker_blnd": 0.5}',
+        'the key "ranker_blnd" names no setting of this block',
+    ),
+    (
+        "CARTWHEEL_SCORER_WEIGHTS",
+        '{"ranker_blend": 5}',
+        'key "ranker_blend": Input should be less than or equal to 1',
+    ),
+    ("CARTWHEEL_SCORER_WEIGHTS", "3", "this variable sets a whole block of settings"),
+]
+
+
+@pytest.mark.parametrize(("variable", "value", "problem"), BLOCK_ERRORS)
+def test_hotpath_block_error_is_one_line_before_broker(
+    variable: str, value: str, problem: str, tmp_path: Path
+) -> None:
+    environment = _isolated_environment(tmp_path)
+    environment[variable] = value
+
+    result = run_module("services.hotpath", environment)
+
+    lines = result.stderr.splitlines()
+    assert result.returncode == 2, result.stderr
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith(
+        f"services.hotpath: error: invalid setting {variable}={value!r}"
+    )
+    assert problem in lines[0]
+
+
 # Variables that ``cartwheel demo`` reads itself, then one of each child
 # service, which the demo checks before it starts its servers.
 DEMO_VARIABLES = [

@@ -11,8 +11,10 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from services.common import setting_names
 from services.common.errors import InvalidSettingsError
 from services.common.setting_names import (
+    UnknownKey,
     UnknownVariable,
     known_variables,
+    unknown_json_keys,
     unknown_variables,
     variables_under_value,
 )
@@ -279,6 +281,96 @@ def test_wrong_scorer_block_warning_names_variable(
         "closest_valid=CARTWHEEL_SCORER_CANDIDATES__SESSION_KNN_WEIGHT: the block "
         "has no such field, and closest_valid is outside it",
     ]
+
+
+@pytest.mark.parametrize(
+    ("value", "found"),
+    [
+        ('{"max_item": 3}', [("max_item", "max_items")]),
+        ('{"MAX_ITEMS": 3, "nope": 1}', [("nope", None)]),
+        ('{"max_items": 3}', []),
+        ("[1]", []),
+        ("{not json", []),
+    ],
+)
+def test_unknown_json_keys_are_found_with_closest(
+    value: str, found: list[tuple[str, str | None]]
+) -> None:
+    variable = "CARTWHEEL_NAMESVC_LIMITS"
+
+    keys = unknown_json_keys(_NamesServiceSettings, {variable: value})
+
+    assert keys == [UnknownKey(variable, key, closest) for key, closest in found]
+
+
+def test_unknown_json_keys_of_nested_block_are_found() -> None:
+    from services.api.settings import ApiSettings
+
+    environ = {"CARTWHEEL_API_SCORER": '{"weights": {"ranker_blnd": 0.5}}'}
+
+    keys = unknown_json_keys(ApiSettings, environ)
+
+    assert keys == [
+        UnknownKey("CARTWHEEL_API_SCORER", "weights.ranker_blnd", "ranker_blend")
+    ]
+
+
+@pytest.mark.parametrize(
+    ("value", "hint"),
+    [
+        ('{"ranker_blnd": 0.5}', 'did you mean "ranker_blend"?'),
+        (
+            '{"bogus": 0.5}',
+            "'cartwheel config' and docs/configuration.md list the block's settings",
+        ),
+    ],
+)
+def test_unknown_key_of_json_block_stops_with_closest_key(
+    monkeypatch: pytest.MonkeyPatch, value: str, hint: str
+) -> None:
+    from services.scorer.settings import ScorerSettings
+
+    monkeypatch.setenv("CARTWHEEL_SCORER_WEIGHTS", value)
+
+    with pytest.raises(InvalidSettingsError) as caught:
+        load_settings(ScorerSettings)
+
+    key = value.split('"')[1]
+    assert str(caught.value) == (
+        f"invalid setting CARTWHEEL_SCORER_WEIGHTS={value!r}: the key "
+        f'"{key}" names no setting of this block, so it would be ignored; {hint}'
+    )
+
+
+def test_unknown_key_of_settings_block_is_reported_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from services.hotpath.settings import HotPathSettings
+
+    monkeypatch.setenv("CARTWHEEL_HOTPATH_TOPICS", '{"event": "clicks"}')
+
+    with pytest.raises(InvalidSettingsError) as caught:
+        load_settings(HotPathSettings)
+
+    assert str(caught.value) == (
+        'invalid setting CARTWHEEL_HOTPATH_TOPICS=\'{"event": "clicks"}\': '
+        'the key "event" names no setting of this block, so it would be '
+        'ignored; did you mean "events"?'
+    )
+
+
+def test_unknown_key_of_block_with_secret_is_masked(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from services.hotpath.settings import HotPathSettings
+
+    monkeypatch.setenv("CARTWHEEL_HOTPATH_KAFKA", '{"sasl_pasword": "hunter2"}')
+
+    with pytest.raises(InvalidSettingsError) as caught:
+        load_settings(HotPathSettings)
+
+    assert "hunter2" not in str(caught.value)
+    assert 'did you mean "sasl_password"?' in str(caught.value)
 
 
 @pytest.mark.parametrize(

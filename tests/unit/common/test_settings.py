@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import importlib
+import json
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
@@ -1561,3 +1562,153 @@ def test_garbage_key_is_blamed_not_certificate(
         "OpenSSL cannot load the private key in this file ("
     )
     assert len(message.splitlines()) == 1
+
+
+_RANKER_BLEND_FORM = (
+    "Input should be less than or equal to 1; expected a number from 0 to 1: "
+    "weight of the trained ranker's cart and purchase probabilities against "
+    "the heuristic's"
+)
+
+
+@pytest.mark.parametrize(
+    "variable", ["CARTWHEEL_SCORER_WEIGHTS", "cartwheel_scorer_weights"]
+)
+def test_invalid_value_in_json_block_names_block_variable_and_key(
+    monkeypatch: pytest.MonkeyPatch, variable: str
+) -> None:
+    value = '{"click": 1, "Ranker_Blend": 5}'
+
+    message = setting_error(monkeypatch, ScorerSettings, {variable: value})
+
+    assert message == (
+        f'invalid setting {variable}={value!r}, key "Ranker_Blend": '
+        f"{_RANKER_BLEND_FORM}"
+    )
+
+
+def test_invalid_value_in_nested_json_block_names_key_path(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    value = '{"weights": {"ranker_blend": 5}}'
+
+    message = setting_error(monkeypatch, ApiSettings, {"CARTWHEEL_API_SCORER": value})
+
+    assert message == (
+        f'invalid setting CARTWHEEL_API_SCORER={value!r}, key "weights.ranker_blend": '
+        f"{_RANKER_BLEND_FORM}"
+    )
+
+
+def test_nested_variable_beside_json_block_is_named_itself(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    message = setting_error(
+        monkeypatch,
+        ScorerSettings,
+        {
+            "CARTWHEEL_SCORER_WEIGHTS": '{"ranker_blend": 0.5}',
+            "CARTWHEEL_SCORER_WEIGHTS__RANKER_BLEND": "5",
+        },
+    )
+
+    assert message == (
+        f"invalid setting CARTWHEEL_SCORER_WEIGHTS__RANKER_BLEND='5': "
+        f"{_RANKER_BLEND_FORM}"
+    )
+
+
+def test_default_that_fails_beside_json_block_is_named_not_set(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    value = json.dumps(
+        {
+            "covisitation_weight": 0,
+            "session_knn_weight": 0,
+            "trending_weight": 0,
+            "top_categories": 0,
+        }
+    )
+
+    message = setting_error(
+        monkeypatch, ScorerSettings, {"CARTWHEEL_SCORER_CANDIDATES": value}
+    )
+
+    starts = [
+        f'invalid setting CARTWHEEL_SCORER_CANDIDATES={value!r}, key "{key}"'
+        if key
+        else "invalid setting CARTWHEEL_SCORER_CANDIDATES__CATEGORY_TRENDING_WEIGHT "
+        "(not set, default 0.4)"
+        for key in (
+            "covisitation_weight",
+            "session_knn_weight",
+            "",
+            "trending_weight",
+            "top_categories",
+        )
+    ]
+    lines = message.splitlines()
+    assert len(lines) == len(starts)
+    for line, start in zip(lines, starts, strict=True):
+        assert line.startswith(f"{start}: expected the covisitation")
+
+
+@pytest.mark.parametrize("value", ["3", "[1]", '"a"', "abc"])
+def test_block_given_plain_value_says_how_to_set_block(
+    monkeypatch: pytest.MonkeyPatch, value: str
+) -> None:
+    message = setting_error(
+        monkeypatch, ScorerSettings, {"CARTWHEEL_SCORER_WEIGHTS": value}
+    )
+
+    assert message == (
+        f"invalid setting CARTWHEEL_SCORER_WEIGHTS={value!r}: this variable sets "
+        "a whole block of settings; expected a JSON object such as "
+        '{"objective": "engagement"}, or one CARTWHEEL_SCORER_WEIGHTS__<NAME> '
+        "variable per setting"
+    )
+
+
+def test_settings_block_given_plain_value_names_its_own_prefix(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    message = setting_error(
+        monkeypatch, HotPathSettings, {"CARTWHEEL_HOTPATH_TOPICS": "3"}
+    )
+
+    assert message == (
+        "invalid setting CARTWHEEL_HOTPATH_TOPICS='3': this variable sets a whole "
+        'block of settings; expected a JSON object such as {"events": "events"}, '
+        "or one CARTWHEEL_TOPIC_<NAME> variable per setting"
+    )
+
+
+def test_block_inside_json_block_given_plain_value_says_object(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    value = '{"weights": 3}'
+
+    message = setting_error(monkeypatch, ApiSettings, {"CARTWHEEL_API_SCORER": value})
+
+    assert message == (
+        f'invalid setting CARTWHEEL_API_SCORER={value!r}, key "weights": expected '
+        'a JSON object of the block\'s settings, such as {"objective": "engagement"}'
+    )
+
+
+@pytest.mark.parametrize(
+    "variables",
+    [
+        {"CARTWHEEL_SCORER_REDIS__URL": "http://user:hunter2@host"},
+        {"CARTWHEEL_SCORER_REDIS": '{"url": "http://user:hunter2@host"}'},
+        {"CARTWHEEL_SCORER_REDIS": '{"url": "redis://user:hunter2@host"'},
+        {"CARTWHEEL_SCORER_REDIS": "redis://user:hunter2@host"},
+    ],
+)
+def test_secret_of_nested_block_is_masked_in_error(
+    monkeypatch: pytest.MonkeyPatch, variables: dict[str, str]
+) -> None:
+    message = setting_error(monkeypatch, ScorerSettings, variables)
+
+    assert "hunter2" not in message
+    assert "CARTWHEEL_SCORER_REDIS" in message

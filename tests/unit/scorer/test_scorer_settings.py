@@ -173,7 +173,8 @@ def test_scorer_settings_reject_category_trending_without_categories_alone(
     assert [line.split(":")[0] for line in lines] == [
         "invalid setting CARTWHEEL_SCORER_CANDIDATES__COVISITATION_WEIGHT='0'",
         "invalid setting CARTWHEEL_SCORER_CANDIDATES__SESSION_KNN_WEIGHT='0'",
-        "invalid setting CARTWHEEL_SCORER_CANDIDATES__CATEGORY_TRENDING_WEIGHT=0.4",
+        "invalid setting CARTWHEEL_SCORER_CANDIDATES__CATEGORY_TRENDING_WEIGHT "
+        "(not set, default 0.4)",
         "invalid setting CARTWHEEL_SCORER_CANDIDATES__TRENDING_WEIGHT='0'",
         "invalid setting CARTWHEEL_SCORER_CANDIDATES__TOP_CATEGORIES='0'",
     ]
