@@ -12,6 +12,13 @@ variable is unset. pydantic-settings then reads the name into the field as a
 block, which the field rejects, so the error names the variable instead, with
 the closest valid name that :func:`variables_under_value` finds.
 
+A name that spells a setting of the same level in the wrong place, such as
+``CARTWHEEL_SCORER_TRENDING_WEIGHT`` for
+``CARTWHEEL_SCORER_CANDIDATES__TRENDING_WEIGHT``, is not merely misspelled:
+it certainly meant that setting, so :func:`misplaced_variables` returns it
+and the loader stops the process instead of warning. Other unknown names
+only warn, because an environment shared by several services, or written
+for another version of Cartwheel, may hold names that this version lacks.
 :func:`unknown_json_keys` finds the keys of a block given whole as a JSON
 object that name no field, which pydantic would drop without a word.
 :func:`warn_repeated_variables` warns about a setting set under two
@@ -38,6 +45,7 @@ __all__ = [
     "UnknownKey",
     "UnknownVariable",
     "known_variables",
+    "misplaced_variables",
     "model_classes",
     "repeated_variables",
     "unknown_json_keys",
@@ -111,12 +119,15 @@ class UnknownVariable(NamedTuple):
     spells, such as ``CARTWHEEL_SCORER_CANDIDATES``, or None.
     ``is_outside_block`` is true when ``closest`` is not a field of that
     block but of a block beside it or of the level that holds it.
+    ``is_misplaced`` is true when the name spells exactly that field, only
+    in the wrong place, so ``closest`` is certainly the setting it meant.
     """
 
     variable: str
     closest: str | None
     block: str | None
     is_outside_block: bool = False
+    is_misplaced: bool = False
 
 
 def unknown_variables(
@@ -151,6 +162,32 @@ def unknown_variables(
             continue
         unknown.append(_describe_unknown(variable, name, known))
     return unknown
+
+
+def misplaced_variables(
+    settings_class: type[BaseSettings], environ: Mapping[str, str]
+) -> list[UnknownVariable]:
+    """Return the unknown variables that spell a setting in the wrong place.
+
+    Such a name, like ``CARTWHEEL_SCORER_TRENDING_WEIGHT`` for
+    ``CARTWHEEL_SCORER_CANDIDATES__TRENDING_WEIGHT``, spells exactly a field
+    of a block beside its own, of the level holding its block, or of a block
+    on its own level, so the setting it meant is certain. Fields of a block
+    that is a settings class of its own, such as the Kafka block, are left
+    out: that block is also read under its own prefix, and the loading code
+    may replace it, so the setting meant is not certain.
+
+    Args:
+        settings_class: the class being loaded.
+        environ: the process environment.
+
+    Returns:
+        The variables in name order, each with the variable it meant as
+        ``closest``.
+    """
+    return [
+        part for part in unknown_variables(settings_class, environ) if part.is_misplaced
+    ]
 
 
 class UnknownKey(NamedTuple):
@@ -260,13 +297,17 @@ def _describe_unknown(
     fields, so the block's own variable, which takes the whole block as JSON,
     is never suggested for it. When none of them is close, the name may be a
     field put in the wrong block, so it is compared with the fields of the
-    blocks beside it and of the level that holds them.
+    blocks beside it and of the level that holds them. A name that spells
+    one of those fields exactly is misplaced, whatever else is close.
     """
     stem = _home(name, known)
+    misplaced = _misplaced(name, stem, known)
+    block = known.block_stems[stem] if stem is not None else None
+    if misplaced is not None:
+        return UnknownVariable(variable, misplaced, block, block is not None, True)
     if stem is None:
         return UnknownVariable(variable, _closest(name, known.names), None)
     field_name = name.removeprefix(stem)
-    block = known.block_stems[stem]
     fields = {
         other.removeprefix(stem) for other in known.names if other.startswith(stem)
     }
@@ -291,18 +332,60 @@ def _neighbour_fields(stem: str, known: KnownVariables) -> dict[str, str]:
     in name order.
     """
     parent = known.block_parents[stem]
-    siblings = sorted(
-        other
-        for other, other_parent in known.block_parents.items()
-        if other_parent == parent and other != stem
+    return _fields_of((parent, *_blocks_under(parent, known, stem)), known)
+
+
+def _blocks_under(parent: str, known: KnownVariables, skip: str = "") -> list[str]:
+    """Return the stems of the blocks directly under ``parent``, in name order."""
+    return sorted(
+        stem
+        for stem, other_parent in known.block_parents.items()
+        if other_parent == parent and stem != skip
     )
+
+
+def _fields_of(homes: Sequence[str], known: KnownVariables) -> dict[str, str]:
+    """Map the fields of each level or block in ``homes`` to their variables.
+
+    Variables that take a whole block or dict are left out. Where two homes
+    have a field of one name, the first home wins.
+    """
     containers = {*known.block_stems.values(), *known.open_stems.values()}
-    neighbours: dict[str, str] = {}
-    for home in (parent, *siblings):
+    fields: dict[str, str] = {}
+    for home in homes:
         for name in sorted(known.names - containers):
             if name.startswith(home) and _home(name, known) == _home(home, known):
-                neighbours.setdefault(name.removeprefix(home), name)
-    return neighbours
+                fields.setdefault(name.removeprefix(home), name)
+    return fields
+
+
+def _misplaced(name: str, stem: str | None, known: KnownVariables) -> str | None:
+    """Return the variable of the field that ``name`` spells in the wrong place.
+
+    ``stem`` is the block that ``name`` is in, or None outside any block. A
+    field whose block is a settings class of its own does not count (see
+    :func:`misplaced_variables`).
+    """
+    if stem is not None:
+        fields = _neighbour_fields(stem, known)
+        field_name = name.removeprefix(stem)
+    else:
+        level = max(
+            (prefix for prefix in known.prefixes if name.startswith(prefix)),
+            key=len,
+            default=None,
+        )
+        if level is None:
+            return None
+        fields = _fields_of(_blocks_under(level, known), known)
+        field_name = name.removeprefix(level)
+    target = fields.get(field_name)
+    home = _home(target, known) if target is not None else None
+    if home is not None:
+        model = known.block_models.get(known.block_stems[home])
+        if model is not None and issubclass(model, BaseSettings):
+            return None
+    return target
 
 
 def _home(name: str, known: KnownVariables) -> str | None:
@@ -331,11 +414,15 @@ def _closest(name: str, names: Collection[str]) -> str | None:
 def warn_unknown_variables(
     settings_class: type[BaseSettings], environ: Mapping[str, str]
 ) -> None:
-    """Log one WARNING per unknown variable, once per process."""
-    for variable, closest, block, is_outside_block in unknown_variables(
+    """Log one WARNING per unknown variable, once per process.
+
+    A misplaced variable (:func:`misplaced_variables`) gets no warning, since
+    the loader stops the process with an error that names it.
+    """
+    for variable, closest, block, is_outside_block, is_misplaced in unknown_variables(
         settings_class, environ
     ):
-        if variable in _reported:
+        if variable in _reported or is_misplaced:
             continue
         _reported.add(variable)
         if closest is not None and is_outside_block:

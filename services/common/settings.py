@@ -50,6 +50,7 @@ from services.common.setting_blocks import (
 from services.common.setting_names import (
     UnknownKey,
     UnknownVariable,
+    misplaced_variables,
     model_classes,
     unknown_json_keys,
     variables_under_value,
@@ -657,8 +658,10 @@ def load_settings(settings_class: type[SettingsT], **overrides: Any) -> Settings
     that names no setting is logged as a WARNING, once per process, with the
     closest valid name when one is close. Names are matched regardless of
     case, and a setting set under two spellings is logged as a WARNING too.
-    A key that names no setting in a block given whole as a JSON object
-    stops the process like an invalid value.
+    Two name errors stop the process like an invalid value: a variable that
+    spells a setting in the wrong place, such as
+    ``CARTWHEEL_SCORER_TRENDING_WEIGHT``, and a key that names no setting in
+    a block given whole as a JSON object.
 
     Raises:
         InvalidSettingsError: one line per invalid variable, each with the
@@ -667,8 +670,14 @@ def load_settings(settings_class: type[SettingsT], **overrides: Any) -> Settings
     warn_unknown_variables(settings_class, os.environ)
     warn_repeated_variables(settings_class, os.environ)
     problems = [
-        _describe_unknown_key(settings_class, key)
-        for key in unknown_json_keys(settings_class, os.environ)
+        *(
+            _describe_misplaced(settings_class, part)
+            for part in misplaced_variables(settings_class, os.environ)
+        ),
+        *(
+            _describe_unknown_key(settings_class, key)
+            for key in unknown_json_keys(settings_class, os.environ)
+        ),
     ]
     try:
         settings = _load_settings(settings_class, overrides)
@@ -679,6 +688,24 @@ def load_settings(settings_class: type[SettingsT], **overrides: Any) -> Settings
     if problems:
         raise InvalidSettingsError(join_error_lines(problems))
     return settings
+
+
+def _describe_misplaced(
+    settings_class: type[BaseSettings], part: UnknownVariable
+) -> str:
+    """Name a variable that spells a setting in the wrong place, and the right one."""
+    value = os.environ[part.variable]
+    found = variable_field(settings_class, str(part.closest))
+    if found is not None and is_secret_field(found[1]):
+        value = _mask(value)
+    if part.block is None:
+        problem = "the setting is inside a block"
+    else:
+        problem = f"the block {part.block} has no such setting"
+    return (
+        f"invalid setting {part.variable}={value!r}: {problem}, so this name "
+        f"would be ignored; set {part.closest} instead"
+    )
 
 
 def _describe_unknown_key(settings_class: type[BaseSettings], key: UnknownKey) -> str:

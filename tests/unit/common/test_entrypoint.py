@@ -98,8 +98,8 @@ def test_hotpath_stage_setting_checked_before_broker(
     assert "Traceback" not in result.stderr
 
 
-# A bad block of a stage setting, and what its line says.
-BLOCK_ERRORS = [
+# A bad block or a misplaced name of a stage setting, and what its line says.
+BLOCK_AND_NAME_ERRORS = [
     (
         "CARTWHEEL_SCORER_WEIGHTS",
         '{"ranker_blnd": 0.5}',
@@ -111,11 +111,16 @@ BLOCK_ERRORS = [
         'key "ranker_blend": Input should be less than or equal to 1',
     ),
     ("CARTWHEEL_SCORER_WEIGHTS", "3", "this variable sets a whole block of settings"),
+    (
+        "CARTWHEEL_SCORER_TRENDING_WEIGHT",
+        "0.5",
+        "set CARTWHEEL_SCORER_CANDIDATES__TRENDING_WEIGHT instead",
+    ),
 ]
 
 
-@pytest.mark.parametrize(("variable", "value", "problem"), BLOCK_ERRORS)
-def test_hotpath_block_error_is_one_line_before_broker(
+@pytest.mark.parametrize(("variable", "value", "problem"), BLOCK_AND_NAME_ERRORS)
+def test_hotpath_block_or_name_error_is_one_line_before_broker(
     variable: str, value: str, problem: str, tmp_path: Path
 ) -> None:
     environment = _isolated_environment(tmp_path)

@@ -14,6 +14,7 @@ from services.common.setting_names import (
     UnknownKey,
     UnknownVariable,
     known_variables,
+    misplaced_variables,
     unknown_json_keys,
     unknown_variables,
     variables_under_value,
@@ -113,11 +114,6 @@ def test_unknown_variable_is_reported_with_closest(
             "CARTWHEEL_NAMESVC_LIMITS",
         ),
         (
-            "CARTWHEEL_NAMESVC_LIMITS__PAGE_SIZ",
-            "CARTWHEEL_NAMESVC_PAGING__PAGE_SIZE",
-            "CARTWHEEL_NAMESVC_LIMITS",
-        ),
-        (
             "CARTWHEEL_NAMESVC_PAGING__BATCH_SIZE",
             "CARTWHEEL_NAMESVC_BATCH_SIZE",
             "CARTWHEEL_NAMESVC_PAGING",
@@ -127,6 +123,39 @@ def test_unknown_variable_is_reported_with_closest(
             "CARTWHEEL_NAMESVC_STAGE",
             "CARTWHEEL_NAMESVC_LIMITS",
         ),
+    ],
+)
+def test_field_in_wrong_block_is_misplaced(
+    variable: str, closest: str, block: str
+) -> None:
+    found = unknown_variables(_NamesServiceSettings, {variable: "1"})
+
+    assert found == [UnknownVariable(variable, closest, block, True, True)]
+
+
+@pytest.mark.parametrize(
+    ("variable", "closest"),
+    [
+        ("CARTWHEEL_NAMESVC_PAGE_SIZE", "CARTWHEEL_NAMESVC_PAGING__PAGE_SIZE"),
+        ("cartwheel_namesvc_max_items", "CARTWHEEL_NAMESVC_LIMITS__MAX_ITEMS"),
+    ],
+)
+def test_block_field_outside_its_block_is_misplaced(
+    variable: str, closest: str
+) -> None:
+    found = misplaced_variables(_NamesServiceSettings, {variable: "1"})
+
+    assert found == [UnknownVariable(variable, closest, None, False, True)]
+
+
+@pytest.mark.parametrize(
+    ("variable", "closest", "block"),
+    [
+        (
+            "CARTWHEEL_NAMESVC_LIMITS__PAGE_SIZ",
+            "CARTWHEEL_NAMESVC_PAGING__PAGE_SIZE",
+            "CARTWHEEL_NAMESVC_LIMITS",
+        ),
         (
             "CARTWHEEL_NAMESVC_PAGING__BOOTSTRAP",
             "CARTWHEEL_NAMESVC_KAFKA__BOOTSTRAP",
@@ -134,12 +163,30 @@ def test_unknown_variable_is_reported_with_closest(
         ),
     ],
 )
-def test_misplaced_field_suggests_its_real_variable(
+def test_field_near_other_block_suggests_its_real_variable(
     variable: str, closest: str, block: str
 ) -> None:
     found = unknown_variables(_NamesServiceSettings, {variable: "1"})
 
     assert found == [UnknownVariable(variable, closest, block, True)]
+
+
+@pytest.mark.parametrize(
+    "variable",
+    [
+        # A field of the Kafka block, which is also read as CARTWHEEL_KAFKA_*.
+        "CARTWHEEL_NAMESVC_BOOTSTRAP",
+        "CARTWHEEL_NAMESVC_PAGING__BOOTSTRAP",
+        # Misspelled, so the setting meant is a guess.
+        "CARTWHEEL_NAMESVC_PAGE_SIZ",
+        "CARTWHEEL_NAMESVC_LIMITS__PAGE_SIZ",
+        # Another service's variables.
+        "CARTWHEEL_NAMESVC_EXTRA_PAGE_SIZE",
+        "CARTWHEEL_OTHERSVC_PAGE_SIZE",
+    ],
+)
+def test_uncertain_or_foreign_variable_is_not_misplaced(variable: str) -> None:
+    assert misplaced_variables(_NamesServiceSettings, {variable: "1"}) == []
 
 
 def test_close_own_field_wins_over_other_block() -> None:
@@ -251,14 +298,12 @@ def test_setting_under_two_spellings_is_reported(
     assert settings.batch_size == 3
 
 
-def test_wrong_scorer_block_warning_names_variable(
+def test_scorer_field_near_other_block_warning_names_variable(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     from services.scorer.settings import ScorerSettings
 
-    monkeypatch.setenv("CARTWHEEL_SCORER_WEIGHTS__COVISITATION_WEIGHT", "2")
-    monkeypatch.setenv("CARTWHEEL_SCORER_CANDIDATES__RANKER_CLICK_BLEND", "0.5")
-    monkeypatch.setenv("CARTWHEEL_SCORER_WEIGHTS__SESSION_KNN_WEIGHT", "1")
+    monkeypatch.setenv("CARTWHEEL_SCORER_CANDIDATES__RANKER_CLIK_BLEND", "0.5")
 
     with caplog.at_level(logging.WARNING, logger="services.common.setting_names"):
         load_settings(ScorerSettings)
@@ -266,21 +311,98 @@ def test_wrong_scorer_block_warning_names_variable(
     warnings = [r.getMessage() for r in caplog.records]
     assert warnings == [
         "unknown setting ignored variable="
-        "CARTWHEEL_SCORER_CANDIDATES__RANKER_CLICK_BLEND "
+        "CARTWHEEL_SCORER_CANDIDATES__RANKER_CLIK_BLEND "
         "block=CARTWHEEL_SCORER_CANDIDATES "
         "closest_valid=CARTWHEEL_SCORER_WEIGHTS__RANKER_CLICK_BLEND: the block "
         "has no such field, and closest_valid is outside it",
-        "unknown setting ignored variable="
-        "CARTWHEEL_SCORER_WEIGHTS__COVISITATION_WEIGHT "
-        "block=CARTWHEEL_SCORER_WEIGHTS "
-        "closest_valid=CARTWHEEL_SCORER_CANDIDATES__COVISITATION_WEIGHT: the block "
-        "has no such field, and closest_valid is outside it",
-        "unknown setting ignored variable="
-        "CARTWHEEL_SCORER_WEIGHTS__SESSION_KNN_WEIGHT "
-        "block=CARTWHEEL_SCORER_WEIGHTS "
-        "closest_valid=CARTWHEEL_SCORER_CANDIDATES__SESSION_KNN_WEIGHT: the block "
-        "has no such field, and closest_valid is outside it",
     ]
+
+
+@pytest.mark.parametrize(
+    ("variable", "problem", "correct"),
+    [
+        (
+            "CARTWHEEL_SCORER_TRENDING_WEIGHT",
+            "the setting is inside a block",
+            "CARTWHEEL_SCORER_CANDIDATES__TRENDING_WEIGHT",
+        ),
+        (
+            "CARTWHEEL_SCORER_WEIGHTS__COVISITATION_WEIGHT",
+            "the block CARTWHEEL_SCORER_WEIGHTS has no such setting",
+            "CARTWHEEL_SCORER_CANDIDATES__COVISITATION_WEIGHT",
+        ),
+        (
+            "CARTWHEEL_SCORER_CANDIDATES__ITEM_CACHE_SIZE",
+            "the block CARTWHEEL_SCORER_CANDIDATES has no such setting",
+            "CARTWHEEL_SCORER_ITEM_CACHE_SIZE",
+        ),
+    ],
+)
+def test_misplaced_scorer_setting_stops_with_right_name(
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    variable: str,
+    problem: str,
+    correct: str,
+) -> None:
+    from services.scorer.settings import ScorerSettings
+
+    monkeypatch.setenv(variable, "2")
+
+    with (
+        caplog.at_level(logging.WARNING, logger="services.common.setting_names"),
+        pytest.raises(InvalidSettingsError) as caught,
+    ):
+        load_settings(ScorerSettings)
+
+    assert str(caught.value) == (
+        f"invalid setting {variable}='2': {problem}, so this name would be "
+        f"ignored; set {correct} instead"
+    )
+    assert caplog.records == []
+
+
+def test_misplaced_setting_is_listed_with_invalid_values(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from services.scorer.settings import ScorerSettings
+
+    monkeypatch.setenv("CARTWHEEL_SCORER_TRENDING_WEIGHT", "0.5")
+    monkeypatch.setenv("CARTWHEEL_SCORER_RULES__MAX_PER_CATEGORY", "0")
+
+    with pytest.raises(InvalidSettingsError) as caught:
+        load_settings(ScorerSettings)
+
+    assert [line.split("=")[0] for line in str(caught.value).splitlines()] == [
+        "invalid setting CARTWHEEL_SCORER_RULES__MAX_PER_CATEGORY",
+        "invalid setting CARTWHEEL_SCORER_TRENDING_WEIGHT",
+    ]
+
+
+def test_scorer_loads_beside_other_services_variables(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from services.scorer.settings import ScorerSettings
+
+    monkeypatch.setenv("CARTWHEEL_API_SCORER__CANDIDATES__TRENDING_WEIGHT", "0.5")
+    monkeypatch.setenv("CARTWHEEL_HOTPATH_BATCH_SIZE", "100")
+    monkeypatch.setenv("CARTWHEEL_LEARNER_TRENDING_WEIGHT", "0.5")
+
+    settings = load_settings(ScorerSettings)
+
+    assert settings.candidates.trending_weight == 0.02
+
+
+def test_misplaced_secret_is_masked(monkeypatch: pytest.MonkeyPatch) -> None:
+    from services.api.settings import ApiSettings
+
+    monkeypatch.setenv("CARTWHEEL_API_CHECKPOINT_KEY", "hunter2hunter2")
+
+    with pytest.raises(InvalidSettingsError) as caught:
+        load_settings(ApiSettings)
+
+    assert "hunter2" not in str(caught.value)
+    assert "CARTWHEEL_API_SIGNALS__CHECKPOINT_KEY instead" in str(caught.value)
 
 
 @pytest.mark.parametrize(
