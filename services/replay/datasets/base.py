@@ -5,7 +5,8 @@ to a :class:`DatasetBuilder` as a :class:`RawEvent`. The builder sorts the rows
 by event time (stable, so rows with the same time keep their file order),
 derives sessions where the data has none, and turns every row into a validated
 :class:`~schemas.events.Event`. Rows that cannot be used are counted by reason
-in the :class:`AdapterSummary`, never dropped silently.
+in the :class:`AdapterSummary`, never dropped silently. A file that cannot be
+decoded stops the load with the file's name instead.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import gzip
 import io
 from collections import Counter
 from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -23,7 +25,11 @@ from pydantic import ValidationError
 
 from schemas.catalog import ItemRecord
 from schemas.events import Event, EventType
-from services.replay.errors import DatasetFileError
+from services.replay.errors import (
+    DECODE_ERRORS,
+    DatasetFileError,
+    describe_read_error,
+)
 
 __all__ = [
     "SESSION_IDLE_SECONDS",
@@ -43,6 +49,9 @@ __all__ = [
 # A user who stays idle this long starts a new session. Thirty minutes is a
 # common web-analytics default for the session timeout.
 SESSION_IDLE_SECONDS = 30 * 60
+
+# The first two bytes of every gzip file.
+_GZIP_MAGIC = b"\x1f\x8b"
 
 _EVENT_TYPE_ALIASES: dict[str, EventType] = {
     "view": EventType.CLICK,
@@ -87,11 +96,16 @@ def parse_price(text: str) -> float | None:
     return float(text)
 
 
-def open_text(path: Path) -> io.TextIOWrapper:
+def open_text(path: Path) -> AbstractContextManager[io.TextIOWrapper]:
     """Open a text file for reading, decompressing it when the name ends in .gz.
 
+    Use the result in a ``with`` block: inside it, a file that cannot be
+    decoded (gzip data that is truncated or corrupt, a .gz name on a plain
+    file, bytes that are not UTF-8) raises a DatasetFileError naming the file.
+
     Raises:
-        DatasetFileError: the file does not exist, or is a folder.
+        DatasetFileError: the file does not exist, or is a folder; inside the
+            block, the file cannot be decoded.
     """
     if path.is_dir():
         raise DatasetFileError(
@@ -100,8 +114,33 @@ def open_text(path: Path) -> io.TextIOWrapper:
     if not path.is_file():
         raise DatasetFileError(f"dataset file {str(path)!r} not found")
     if path.suffix == ".gz":
-        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8", newline="")
-    return open(path, encoding="utf-8", newline="")  # noqa: SIM115
+        return _decoding(
+            path,
+            io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8", newline=""),
+        )
+    return _decoding(path, open(path, encoding="utf-8", newline=""))  # noqa: SIM115
+
+
+@contextmanager
+def _decoding(path: Path, text: io.TextIOWrapper) -> Iterator[io.TextIOWrapper]:
+    """Close ``text`` after the block, and name the file when it cannot be decoded."""
+    with text:
+        try:
+            yield text
+        except DECODE_ERRORS as exc:
+            raise DatasetFileError(
+                f"dataset file {str(path)!r} cannot be read: "
+                f"{_decode_problem(path, exc)}; expected a complete UTF-8 text "
+                "file, gzip-compressed exactly when its name ends in .gz"
+            ) from exc
+
+
+def _decode_problem(path: Path, exc: Exception) -> str:
+    if isinstance(exc, UnicodeDecodeError) and path.suffix != ".gz":
+        with open(path, "rb") as raw:
+            if raw.read(2) == _GZIP_MAGIC:
+                return "the file is gzip-compressed but its name does not end in .gz"
+    return describe_read_error(exc)
 
 
 def header_text(header: Sequence[str] | None) -> str:

@@ -53,7 +53,8 @@ def load(path: Path) -> Dataset:
         path: the dataset folder.
 
     Raises:
-        DatasetFileError: neither a views nor a purchases file was found.
+        DatasetFileError: neither a views nor a purchases file was found, or
+            a file cannot be decoded or has another header.
     """
     views = sorted(path.glob("*item-views*.csv*"))
     purchases = sorted(path.glob("*purchases*.csv*"))

@@ -30,7 +30,7 @@ def load(path: Path) -> Dataset:
     """Read an OTTO JSON-lines file (plain or gzipped) into events.
 
     Raises:
-        DatasetFileError: the file does not exist.
+        DatasetFileError: the file does not exist or cannot be decoded.
     """
     builder = DatasetBuilder(NAME, derive_sessions=True)
     with open_text(path) as text:

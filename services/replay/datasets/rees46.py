@@ -46,8 +46,8 @@ def load(path: Path) -> Dataset:
     """Read one REES46 monthly CSV (plain or gzipped) into events and items.
 
     Raises:
-        DatasetFileError: the file does not exist or its header is not the
-            REES46 header.
+        DatasetFileError: the file does not exist, cannot be decoded, or its
+            header is not the REES46 header.
     """
     builder = DatasetBuilder(NAME)
     latest: dict[str, tuple[str, str, str, float | None, float]] = {}

@@ -63,7 +63,8 @@ def load(path: Path) -> Dataset:
             properties are then looked up next to it).
 
     Raises:
-        DatasetFileError: no events file was found.
+        DatasetFileError: no events file was found, or a file cannot be
+            decoded or has another header.
     """
     events_path = _find(path, "events*.csv*") if path.is_dir() else path
     if events_path is None:

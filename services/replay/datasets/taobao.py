@@ -32,7 +32,7 @@ def load(path: Path) -> Dataset:
     """Read a UserBehavior CSV (plain or gzipped) into events and items.
 
     Raises:
-        DatasetFileError: the file does not exist.
+        DatasetFileError: the file does not exist or cannot be decoded.
     """
     builder = DatasetBuilder(NAME, derive_sessions=True)
     categories: dict[str, tuple[str, float]] = {}

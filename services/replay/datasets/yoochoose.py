@@ -49,7 +49,8 @@ def load(path: Path) -> Dataset:
         path: a clicks file, or a folder whose first ``*clicks*`` file is read.
 
     Raises:
-        DatasetFileError: no clicks file was found.
+        DatasetFileError: no clicks file was found, or a file cannot be
+            decoded.
     """
     clicks_path = path
     if path.is_dir():

@@ -152,3 +152,24 @@ def test_replay_missing_data_dir_names_replay_setting(
     err = capsys.readouterr().err
     assert code == 1
     assert "set CARTWHEEL_REPLAY_DATA_DIR to the folder of the datasets" in err
+
+
+def test_replay_names_truncated_dataset_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # With an unreachable broker, exit status 1 shows the file was checked first.
+    monkeypatch.setenv("CARTWHEEL_KAFKA_BOOTSTRAP", unreachable_kafka().bootstrap)
+    path = tmp_path / "cut.csv.gz"
+    path.write_bytes(REES46_SAMPLE.read_bytes()[:30_000])
+
+    code = main(["rees46", "--path", str(path)])
+
+    err = capsys.readouterr().err
+    assert code == 1
+    assert err == (
+        f"services.replay: error: dataset file {str(path)!r} cannot be read: the "
+        "gzip data is truncated (Compressed file ended before the end-of-stream "
+        "marker was reached); expected a complete UTF-8 text file, "
+        "gzip-compressed exactly when its name ends in .gz; check the file or "
+        "folder given with --path\n"
+    )

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import gzip
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -147,3 +149,55 @@ def test_summary_lines_list_skips_and_unparseable() -> None:
     assert lines[0] == "dataset test: file.csv 1 rows"
     assert "skipped event types: fav 1" in lines
     assert "unparseable rows: invalid_time 1" in lines
+
+
+def _truncated_gzip(path: Path) -> None:
+    lines = "".join(f"{number},{number * 7}\n" for number in range(10_000))
+    path.write_bytes(gzip.compress(lines.encode())[:300])
+
+
+def _corrupt_gzip(path: Path) -> None:
+    data = bytearray(gzip.compress(bytes(range(256)) * 100))
+    data[20:40] = b"\xff" * 20
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize(
+    ("name", "write", "reason"),
+    [
+        ("cut.csv.gz", _truncated_gzip, "the gzip data is truncated ("),
+        ("bad.csv.gz", _corrupt_gzip, "the gzip data is corrupt ("),
+        (
+            "plain.csv.gz",
+            lambda path: path.write_bytes(b"a,b\n"),
+            "the name ends in .gz but the file is not gzip-compressed (",
+        ),
+        (
+            "binary.csv",
+            lambda path: path.write_bytes(b"a,b\n\xff\xfe\n"),
+            "the file is not UTF-8 text (byte 0xff cannot be decoded)",
+        ),
+        (
+            "packed.csv",
+            lambda path: path.write_bytes(gzip.compress(b"\xff" * 10)),
+            "the file is gzip-compressed but its name does not end in .gz",
+        ),
+    ],
+    ids=["truncated", "corrupt", "not-gzip", "not-utf8", "gzip-without-gz"],
+)
+def test_open_text_names_undecodable_file(
+    tmp_path: Path, name: str, write: Callable[[Path], object], reason: str
+) -> None:
+    path = tmp_path / name
+    write(path)
+
+    with pytest.raises(DatasetFileError) as raised, open_text(path) as text:
+        text.read()
+
+    message = str(raised.value)
+    assert message.startswith(f"dataset file {str(path)!r} cannot be read: {reason}")
+    assert message.endswith(
+        "; expected a complete UTF-8 text file, gzip-compressed exactly when its "
+        "name ends in .gz"
+    )
+    assert len(message.splitlines()) == 1

@@ -1,9 +1,13 @@
 from __future__ import annotations
 
+import gzip
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+
 from services.replay.datasets import otto
+from services.replay.errors import DatasetFileError
 
 
 def test_otto_matches_shared_source(
@@ -54,3 +58,20 @@ def test_otto_counts_bad_lines_and_derives_sessions(
         "missing_session": 1,
     }
     assert dataset.summary.skipped_event_types == {"wishes": 1}
+
+
+def test_otto_names_truncated_gzip(tmp_path: Path) -> None:
+    lines = "".join(
+        f'{{"session": {number}, "events": [{{"aid": {number * 7}, '
+        f'"ts": 1659304800000, "type": "clicks"}}]}}\n'
+        for number in range(5_000)
+    )
+    path = tmp_path / "otto.jsonl.gz"
+    path.write_bytes(gzip.compress(lines.encode())[:2_000])
+
+    with pytest.raises(DatasetFileError) as raised:
+        otto.load(path)
+
+    assert str(raised.value).startswith(
+        f"dataset file {str(path)!r} cannot be read: the gzip data is truncated ("
+    )

@@ -3,7 +3,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+
 from services.replay.datasets import taobao
+from services.replay.errors import DatasetFileError
 
 
 def test_taobao_matches_shared_source(
@@ -50,3 +53,15 @@ def test_taobao_reads_headerless_file_and_derives_sessions(
         "101": "6",
         "102": "7",
     }
+
+
+def test_taobao_names_non_utf8_file(tmp_path: Path) -> None:
+    path = tmp_path / "binary.csv"
+    path.write_bytes(b"\xff\xfe\x00binary")
+
+    with pytest.raises(DatasetFileError) as raised:
+        taobao.load(path)
+
+    assert str(raised.value).startswith(
+        f"dataset file {str(path)!r} cannot be read: the file is not UTF-8 text"
+    )
