@@ -6,15 +6,17 @@ by event time (stable, so rows with the same time keep their file order),
 derives sessions where the data has none, and turns every row into a validated
 :class:`~schemas.events.Event`. Rows that cannot be used are counted by reason
 in the :class:`AdapterSummary`, never dropped silently. A file that cannot be
-decoded stops the load with the file's name instead.
+decoded, or a stray double quote that would merge rows (see :class:`CsvRows`),
+stops the load with the file's name instead.
 """
 
 from __future__ import annotations
 
+import csv
 import gzip
 import io
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -34,6 +36,7 @@ from services.replay.errors import (
 __all__ = [
     "SESSION_IDLE_SECONDS",
     "AdapterSummary",
+    "CsvRows",
     "Dataset",
     "DatasetBuilder",
     "DatasetFileError",
@@ -148,6 +151,73 @@ def header_text(header: Sequence[str] | None) -> str:
     if not header:
         return "no header line (the file is empty)"
     return f"header {list(header)!r}"
+
+
+class CsvRows:
+    """The rows of a dataset's CSV file, each with its line number.
+
+    The supported datasets hold ids, times, event types, prices and category
+    or brand names, none of which spans lines, so a row that does shows a
+    stray double quote: the field it opens runs on to the next quote, however
+    many lines later, and takes the rows in between with it. A row with the
+    wrong number of columns is counted and skipped, but such a row stops the
+    load with the line of the quote, because the rows it took are lost and
+    nothing counts them.
+
+    Args:
+        text: the open file, as :func:`open_text` yields it.
+        path: the file, named in errors.
+        delimiter: the column separator.
+    """
+
+    def __init__(
+        self, text: Iterable[str], path: Path, *, delimiter: str = ","
+    ) -> None:
+        self._reader = csv.reader(text, delimiter=delimiter)
+        self._path = path
+
+    def header(self) -> list[str] | None:
+        """Read the next row (the header, on a new file), or None at its end."""
+        for _, row in self:
+            return row
+        return None
+
+    def __iter__(self) -> Iterator[tuple[int, list[str]]]:
+        """Yield (line number, row) pairs, counting lines from 1.
+
+        Raises:
+            DatasetFileError: a row spans lines, or a line cannot be parsed.
+        """
+        reader = self._reader
+        line_number = reader.line_num
+        try:
+            for row in reader:
+                line_number += 1
+                if reader.line_num != line_number:
+                    raise self._stray_quote(
+                        line_number,
+                        f"so lines {line_number}-{reader.line_num} were read as "
+                        "one row",
+                    )
+                yield line_number, row
+        except csv.Error as exc:
+            start = line_number + 1
+            if reader.line_num > start:
+                raise self._stray_quote(
+                    start, f"so the lines after it ran into one field ({exc})"
+                ) from exc
+            raise DatasetFileError(
+                f"dataset file {str(self._path)!r} line {start} cannot be parsed "
+                f"as CSV ({exc}); fix or remove that line and load again"
+            ) from exc
+
+    def _stray_quote(self, line_number: int, consequence: str) -> DatasetFileError:
+        return DatasetFileError(
+            f"dataset file {str(self._path)!r} line {line_number}: a field starts "
+            f"with a double quote that is not closed on that line, {consequence}; "
+            "a field of this dataset never spans lines, so remove the stray quote "
+            "and load again"
+        )
 
 
 class RawEvent(NamedTuple):

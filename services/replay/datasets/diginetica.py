@@ -14,7 +14,6 @@ Files, looked up in the dataset folder (separator ``;``):
 
 from __future__ import annotations
 
-import csv
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -22,6 +21,7 @@ from pathlib import Path
 from schemas.catalog import ItemRecord
 from schemas.events import EventType
 from services.replay.datasets.base import (
+    CsvRows,
     Dataset,
     DatasetBuilder,
     DatasetFileError,
@@ -54,7 +54,8 @@ def load(path: Path) -> Dataset:
 
     Raises:
         DatasetFileError: neither a views nor a purchases file was found, or
-            a file cannot be decoded or has another header.
+            a file cannot be decoded, has a stray double quote or has another
+            header.
     """
     views = sorted(path.glob("*item-views*.csv*"))
     purchases = sorted(path.glob("*purchases*.csv*"))
@@ -106,13 +107,13 @@ def _read(
     fields_of: Callable[[list[str]], _Fields],
 ) -> None:
     with open_text(path) as text:
-        reader = csv.reader(text, delimiter=";")
-        header = next(reader, None)
+        rows = CsvRows(text, path, delimiter=";")
+        header = rows.header()
         if header != columns:
             raise DatasetFileError(
                 f"{str(path)!r} has {header_text(header)}; expected {';'.join(columns)}"
             )
-        for line_number, row in enumerate(reader, start=2):
+        for line_number, row in rows:
             if not builder.accept_row(path.name, row, len(columns)):
                 continue
             session_id, user_id, item_id, timeframe, eventdate, order = fields_of(row)
@@ -156,9 +157,9 @@ def _read_categories(
     start = dataset.start_time
     items = []
     with open_text(path) as text:
-        reader = csv.reader(text, delimiter=";")
-        next(reader, None)
-        for row in reader:
+        rows = CsvRows(text, path, delimiter=";")
+        rows.header()
+        for _, row in rows:
             builder.count_row(path.name)
             if len(row) != 2 or not row[0] or not row[1]:
                 builder.reject("product_categories_invalid_row")

@@ -9,11 +9,11 @@ full dataset has, are skipped and counted.
 
 from __future__ import annotations
 
-import csv
 from datetime import UTC, datetime
 from pathlib import Path
 
 from services.replay.datasets.base import (
+    CsvRows,
     Dataset,
     DatasetBuilder,
     DatasetFileError,
@@ -46,21 +46,21 @@ def load(path: Path) -> Dataset:
     """Read one REES46 monthly CSV (plain or gzipped) into events and items.
 
     Raises:
-        DatasetFileError: the file does not exist, cannot be decoded, or its
-            header is not the REES46 header.
+        DatasetFileError: the file does not exist, cannot be decoded, has a
+            stray double quote, or its header is not the REES46 header.
     """
     builder = DatasetBuilder(NAME)
     latest: dict[str, tuple[str, str, str, float | None, float]] = {}
     times: dict[str, float] = {}
     with open_text(path) as text:
-        reader = csv.reader(text)
-        header = next(reader, None)
+        rows = CsvRows(text, path)
+        header = rows.header()
         if header != _COLUMNS:
             raise DatasetFileError(
                 f"{str(path)!r} has {header_text(header)}; expected the REES46 columns "
                 f"{','.join(_COLUMNS)}"
             )
-        for line_number, row in enumerate(reader, start=2):
+        for line_number, row in rows:
             if not builder.accept_row(path.name, row, len(_COLUMNS)):
                 continue
             time_text, raw_type, item_id, category_id, code, brand, price_text = row[:7]

@@ -17,12 +17,12 @@ Files, looked up in the dataset folder:
 
 from __future__ import annotations
 
-import csv
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from schemas.catalog import ItemRecord
 from services.replay.datasets.base import (
+    CsvRows,
     Dataset,
     DatasetBuilder,
     DatasetFileError,
@@ -64,7 +64,7 @@ def load(path: Path) -> Dataset:
 
     Raises:
         DatasetFileError: no events file was found, or a file cannot be
-            decoded or has another header.
+            decoded, has a stray double quote or has another header.
     """
     events_path = _find(path, "events*.csv*") if path.is_dir() else path
     if events_path is None:
@@ -114,15 +114,15 @@ def _find(folder: Path, pattern: str) -> Path | None:
 def _read_events(path: Path, builder: DatasetBuilder) -> set[str]:
     item_ids: set[str] = set()
     with open_text(path) as text:
-        reader = csv.reader(text)
-        header = next(reader, None)
+        rows = CsvRows(text, path)
+        header = rows.header()
         expected = ["timestamp", "visitorid", "event", "itemid", "transactionid"]
         if header != expected:
             raise DatasetFileError(
                 f"{str(path)!r} has {header_text(header)}; "
                 f"expected {','.join(expected)}"
             )
-        for line_number, row in enumerate(reader, start=2):
+        for line_number, row in rows:
             if not builder.accept_row(path.name, row, len(expected)):
                 continue
             time_text, visitor_id, raw_type, item_id, transaction_id = row
@@ -151,9 +151,9 @@ def _read_events(path: Path, builder: DatasetBuilder) -> set[str]:
 def _read_tree(path: Path, builder: DatasetBuilder) -> dict[str, str | None]:
     tree: dict[str, str | None] = {}
     with open_text(path) as text:
-        reader = csv.reader(text)
-        next(reader, None)
-        for row in reader:
+        rows = CsvRows(text, path)
+        rows.header()
+        for _, row in rows:
             builder.count_row(path.name)
             if len(row) != 2 or not row[0]:
                 builder.reject("category_tree_invalid_row")
@@ -175,15 +175,15 @@ def _read_properties(
     in file order.
     """
     with open_text(path) as text:
-        reader = csv.reader(text)
-        header = next(reader, None) or []
+        rows = CsvRows(text, path)
+        header = rows.header() or []
         is_raw = header == ["timestamp", "itemid", "property", "value"]
         if not is_raw and header != ["itemid", "property", "num_value"]:
             raise DatasetFileError(
                 f"{str(path)!r} has {header_text(header)}; expected "
                 "timestamp,itemid,property,value or itemid,property,num_value"
             )
-        for row in reader:
+        for _, row in rows:
             builder.count_row(path.name)
             if len(row) != len(header):
                 builder.reject("item_properties_wrong_column_count")

@@ -9,10 +9,10 @@ There are no session ids, so sessions are derived from a 30-minute idle gap.
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 
 from services.replay.datasets.base import (
+    CsvRows,
     Dataset,
     DatasetBuilder,
     RawEvent,
@@ -32,12 +32,13 @@ def load(path: Path) -> Dataset:
     """Read a UserBehavior CSV (plain or gzipped) into events and items.
 
     Raises:
-        DatasetFileError: the file does not exist or cannot be decoded.
+        DatasetFileError: the file does not exist, cannot be decoded or has
+            a stray double quote.
     """
     builder = DatasetBuilder(NAME, derive_sessions=True)
     categories: dict[str, tuple[str, float]] = {}
     with open_text(path) as text:
-        for line_number, row in enumerate(csv.reader(text), start=1):
+        for line_number, row in CsvRows(text, path):
             if line_number == 1 and row == _HEADER:
                 continue
             if not builder.accept_row(path.name, row, len(_HEADER)):

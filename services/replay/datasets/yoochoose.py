@@ -18,7 +18,6 @@ marks an unknown category.
 
 from __future__ import annotations
 
-import csv
 from collections.abc import Iterable
 from datetime import datetime
 from pathlib import Path
@@ -26,6 +25,7 @@ from pathlib import Path
 from schemas.catalog import ItemRecord
 from schemas.events import EventType
 from services.replay.datasets.base import (
+    CsvRows,
     Dataset,
     DatasetBuilder,
     DatasetFileError,
@@ -50,7 +50,7 @@ def load(path: Path) -> Dataset:
 
     Raises:
         DatasetFileError: no clicks file was found, or a file cannot be
-            decoded.
+            decoded or has a stray double quote.
     """
     clicks_path = path
     if path.is_dir():
@@ -81,9 +81,9 @@ def load(path: Path) -> Dataset:
 def _read_prepared_clicks(
     path: Path, text: Iterable[str], builder: DatasetBuilder
 ) -> None:
-    reader = csv.reader(text, delimiter="\t")
-    next(reader, None)
-    for line_number, row in enumerate(reader, start=2):
+    rows = CsvRows(text, path, delimiter="\t")
+    rows.header()
+    for line_number, row in rows:
         if not builder.accept_row(path.name, row, len(_PREPARED_HEADER)):
             continue
         session_id, item_id, time_text = row
@@ -101,7 +101,7 @@ def _read_raw_clicks(
     builder: DatasetBuilder,
     items: dict[str, ItemRecord],
 ) -> None:
-    for line_number, row in enumerate(csv.reader(text), start=1):
+    for line_number, row in CsvRows(text, path):
         if not builder.accept_row(path.name, row, 4):
             continue
         session_id, time_text, item_id, category = row
@@ -150,7 +150,7 @@ def _item_from_category(
 
 def _read_buys(path: Path, builder: DatasetBuilder) -> None:
     with open_text(path) as text:
-        for line_number, row in enumerate(csv.reader(text), start=1):
+        for line_number, row in CsvRows(text, path):
             if not builder.accept_row(path.name, row, 5):
                 continue
             session_id, time_text, item_id, price_text, quantity_text = row

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import argparse
+import gzip
 from pathlib import Path
 
 import pytest
@@ -172,4 +173,26 @@ def test_replay_names_truncated_dataset_file(
         "marker was reached); expected a complete UTF-8 text file, "
         "gzip-compressed exactly when its name ends in .gz; check the file or "
         "folder given with --path\n"
+    )
+
+
+def test_replay_names_stray_quote_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("CARTWHEEL_KAFKA_BOOTSTRAP", unreachable_kafka().bootstrap)
+    lines = gzip.decompress(REES46_SAMPLE.read_bytes()).decode().splitlines()
+    fields = lines[100].split(",")
+    fields[5] = '"' + fields[5]
+    lines[100] = ",".join(fields)
+    path = tmp_path / "quote.csv"
+    path.write_text("\n".join(lines) + "\n")
+
+    code = main(["rees46", "--path", str(path), "--limit", "1"])
+
+    err = capsys.readouterr().err
+    assert code == 1
+    assert len(err.splitlines()) == 1
+    assert err.startswith(
+        f"services.replay: error: dataset file {str(path)!r} line 101: a field "
+        "starts with a double quote that is not closed on that line"
     )

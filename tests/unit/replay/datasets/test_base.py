@@ -8,6 +8,7 @@ import pytest
 
 from schemas.events import EventType
 from services.replay.datasets.base import (
+    CsvRows,
     DatasetBuilder,
     RawEvent,
     map_event_type,
@@ -149,6 +150,74 @@ def test_summary_lines_list_skips_and_unparseable() -> None:
     assert lines[0] == "dataset test: file.csv 1 rows"
     assert "skipped event types: fav 1" in lines
     assert "unparseable rows: invalid_time 1" in lines
+
+
+def _read_rows(path: Path) -> list[tuple[int, list[str]]]:
+    with open_text(path) as text:
+        return list(CsvRows(text, path))
+
+
+def test_csv_rows_number_lines_from_one(
+    write_file: Callable[[str, str], Path],
+) -> None:
+    path = write_file("rows.csv", "a,b\n\n1,2\r\n")
+
+    rows = _read_rows(path)
+
+    assert rows == [(1, ["a", "b"]), (2, []), (3, ["1", "2"])]
+
+
+def test_csv_rows_header_then_data_rows(
+    write_file: Callable[[str, str], Path],
+) -> None:
+    path = write_file("rows.csv", "a,b\n1,2\n")
+
+    with open_text(path) as text:
+        rows = CsvRows(text, path)
+        header = rows.header()
+        rest = list(rows)
+
+    assert header == ["a", "b"]
+    assert rest == [(2, ["1", "2"])]
+
+
+def test_csv_rows_stop_at_stray_quote(
+    write_file: Callable[[str, str], Path],
+) -> None:
+    path = write_file("quote.csv", 'a,b\n1,2\n3,"brand\n5,6\n7,8\n')
+
+    with pytest.raises(DatasetFileError) as raised:
+        _read_rows(path)
+
+    assert str(raised.value) == (
+        f"dataset file {str(path)!r} line 3: a field starts with a double quote "
+        "that is not closed on that line, so lines 3-5 were read as one row; a "
+        "field of this dataset never spans lines, so remove the stray quote and "
+        "load again"
+    )
+
+
+def test_csv_rows_stop_at_oversized_quoted_field(
+    write_file: Callable[[str, str], Path],
+) -> None:
+    many_rows = "2019-10-01,view,1,2,,brand,1.0,3,session\n" * 5_000
+    path = write_file("quote.csv", 'a,b\n1,"brand\n' + many_rows)
+
+    with pytest.raises(DatasetFileError) as raised:
+        _read_rows(path)
+
+    message = str(raised.value)
+    assert message.startswith(f"dataset file {str(path)!r} line 2: a field starts")
+    assert "so the lines after it ran into one field (field larger than" in message
+
+
+def test_csv_rows_reject_oversized_single_line(
+    write_file: Callable[[str, str], Path],
+) -> None:
+    path = write_file("long.csv", "a,b\n1," + "x" * 200_000 + "\n")
+
+    with pytest.raises(DatasetFileError, match=r"long\.csv' line 2 cannot be parsed"):
+        _read_rows(path)
 
 
 def _truncated_gzip(path: Path) -> None:

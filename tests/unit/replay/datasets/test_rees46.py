@@ -102,6 +102,36 @@ def test_rees46_maps_fields_and_counts_bad_rows(
     }
 
 
+def test_rees46_stops_at_stray_quote(
+    write_file: Callable[[str, str], Path],
+) -> None:
+    row = "2019-10-01 00:00:01 UTC,view,1,10,a.b,{brand},9.50,u1,s1\n"
+    path = write_file(
+        "quote.csv",
+        HEADER + row.format(brand="acme") * 2 + row.format(brand='"acme') + row * 5,
+    )
+
+    with pytest.raises(DatasetFileError, match=r"quote\.csv' line 4: a field starts"):
+        rees46.load(path)
+
+
+def test_rees46_counts_quote_closed_on_line(
+    write_file: Callable[[str, str], Path],
+) -> None:
+    row = "2019-10-01 00:00:01 UTC,view,1,10,a.b,{brand},9.50,u1,s1\n"
+    path = write_file(
+        "quote.csv",
+        HEADER
+        + '2019-10-01 00:00:01 UTC,view,1,10,a.b,"acme,9"50,u1,s1\n'
+        + row.format(brand="x"),
+    )
+
+    dataset = rees46.load(path)
+
+    assert dataset.summary.events == 1
+    assert dataset.summary.unparseable == {"wrong_column_count": 1}
+
+
 def test_rees46_names_an_empty_file(write_file: Callable[[str, str], Path]) -> None:
     path = write_file("empty.csv", "")
 
