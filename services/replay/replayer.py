@@ -23,7 +23,6 @@ import logging
 import math
 import sys
 import time
-import zlib
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -39,7 +38,12 @@ from schemas.events import Event
 from schemas.validation import Rejection, parse_event
 from services.common.deadletters import DeadLetterWriter
 from services.common.kafka import TopicSpec, producer_config, verify_topics
-from services.replay.errors import ReplayDeliveryError, ReplayFileError
+from services.replay.errors import (
+    DECODE_ERRORS,
+    ReplayDeliveryError,
+    ReplayFileError,
+    describe_read_error,
+)
 from services.replay.settings import Settings
 
 __all__ = ["ReplaySummary", "Replayer", "serialize_events", "verify_replay_topics"]
@@ -57,6 +61,8 @@ _QUEUE_FULL_TIMEOUT_SECONDS = 30.0
 _FLUSH_TIMEOUT_SECONDS = 60.0
 # Shorter than a normal flush, because the user is waiting to stop.
 _INTERRUPT_FLUSH_TIMEOUT_SECONDS = 10.0
+# Errors that reading a replay file raises: I/O errors and broken gzip streams.
+_FILE_ERRORS: tuple[type[Exception], ...] = (OSError, *DECODE_ERRORS)
 
 
 @dataclass
@@ -506,15 +512,16 @@ def _read_lines(path: Path) -> Iterator[tuple[int, bytes]]:
         with opener(path, "rb") as lines:
             for line_number, line in enumerate(lines, start=1):
                 yield line_number, line.rstrip(b"\r\n")
-    except (OSError, EOFError, zlib.error) as exc:
+    except _FILE_ERRORS as exc:
+        reason = describe_read_error(exc)
         if line_number == 0:
             raise ReplayFileError(
-                f"replay file {str(path)!r} cannot be read ({exc}); nothing was "
+                f"replay file {str(path)!r} cannot be read: {reason}; nothing was "
                 "published, so fix the file or pass a plain .jsonl file"
             ) from exc
         raise ReplayFileError(
-            f"replay file {str(path)!r} cannot be read after line {line_number} "
-            f"({exc}); the lines up to it were published, so replay only the "
+            f"replay file {str(path)!r} cannot be read after line {line_number}: "
+            f"{reason}; the lines up to it were published, so replay only the "
             "lines after it once the file is fixed"
         ) from exc
 

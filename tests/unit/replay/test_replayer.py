@@ -202,9 +202,20 @@ def test_replay_file_reads_gzipped_lines(
         (
             "truncated.jsonl.gz",
             lambda lines: gzip.compress(lines)[:-12],
-            "cannot be read after line 1 (",
+            (
+                "cannot be read after line 1: the gzip data is truncated (",
+                "the lines up to it were published",
+            ),
         ),
-        ("plain.jsonl.gz", lambda lines: lines, "nothing was published"),
+        (
+            "plain.jsonl.gz",
+            lambda lines: lines,
+            (
+                "cannot be read: the name ends in .gz but the file is not "
+                "gzip-compressed (",
+                "nothing was published",
+            ),
+        ),
     ],
     ids=["truncated", "not-gzip"],
 )
@@ -214,7 +225,7 @@ def test_unreadable_replay_file_names_path(
     make_event: Callable[..., Event],
     name: str,
     make_content: Callable[[bytes], bytes],
-    expected: str,
+    expected: tuple[str, str],
 ) -> None:
     replayer, (producer,) = _replayer(settings)
     good = serialize_events([make_event(user_id="u7")])[0]
@@ -226,7 +237,8 @@ def test_unreadable_replay_file_names_path(
 
     message = str(caught.value)
     assert repr(str(path)) in message
-    assert expected in message
+    for part in expected:
+        assert part in message
     assert len(message.splitlines()) == 1
     assert producer.flushes >= 1
 
