@@ -16,7 +16,12 @@ from services.replay.datasets import (
     replayable_names,
 )
 from services.replay.generated import generate_catalog
-from services.replay.replayer import Replayer, ReplaySummary, verify_replay_topics
+from services.replay.replayer import (
+    Replayer,
+    ReplaySummary,
+    verify_replay_file,
+    verify_replay_topics,
+)
 from services.replay.settings import Settings
 
 __all__ = ["add_arguments", "build_parser", "register", "replay_dataset", "replay_file"]
@@ -159,18 +164,11 @@ def replay_file(
 
     Raises:
         FileNotFoundError: the file does not exist.
-        ReplayFileError: the file cannot be read to its end.
+        ReplayFileError: the file is empty or cannot be read to its end.
         TopicMissingError: a topic is missing.
         ReplayDeliveryError: the broker did not acknowledge every message.
     """
-    if path.is_dir():
-        raise FileNotFoundError(
-            f"replay file {str(path)!r} is a folder; expected a file of events"
-        )
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"replay file {str(path)!r} not found or not a regular file"
-        )
+    verify_replay_file(path)
     verify_replay_topics(settings)
     replayer = Replayer(settings, show_progress=show_progress)
     try:

@@ -24,7 +24,7 @@ import math
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -46,7 +46,13 @@ from services.replay.errors import (
 )
 from services.replay.settings import Settings
 
-__all__ = ["ReplaySummary", "Replayer", "serialize_events", "verify_replay_topics"]
+__all__ = [
+    "ReplaySummary",
+    "Replayer",
+    "serialize_events",
+    "verify_replay_file",
+    "verify_replay_topics",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -499,7 +505,35 @@ class _Pacer:
             self._poll(remaining)
 
 
-def _read_lines(path: Path) -> Iterator[tuple[int, bytes]]:
+def verify_replay_file(path: Path) -> None:
+    """Check that a JSON-lines replay file exists and has content to replay.
+
+    It reads the first line, so a .gz file that is not gzip-compressed fails
+    here, before any connection to the broker.
+
+    Raises:
+        FileNotFoundError: the path does not exist or is a folder.
+        ReplayFileError: the file is empty, or its first line cannot be read.
+    """
+    if path.is_dir():
+        raise FileNotFoundError(
+            f"replay file {str(path)!r} is a folder; expected a file of events"
+        )
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"replay file {str(path)!r} not found or not a regular file"
+        )
+    lines = _read_lines(path)
+    try:
+        if next(lines, None) is None:
+            raise ReplayFileError(
+                f"replay file {str(path)!r} is empty; expected one JSON event per line"
+            )
+    finally:
+        lines.close()
+
+
+def _read_lines(path: Path) -> Generator[tuple[int, bytes], None, None]:
     """Yield (line number, line) pairs of a JSON-lines file, gzip or plain.
 
     Raises:

@@ -196,3 +196,32 @@ def test_replay_names_stray_quote_line(
         f"services.replay: error: dataset file {str(path)!r} line 101: a field "
         "starts with a double quote that is not closed on that line"
     )
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "expected"),
+    [
+        ("empty.jsonl", b"", "is empty; expected one JSON event per line"),
+        ("junk.jsonl.gz", b"junk\n", "the file is not gzip-compressed"),
+    ],
+    ids=["empty", "not-gzip"],
+)
+def test_replay_checks_file_before_connecting(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    name: str,
+    content: bytes,
+    expected: str,
+) -> None:
+    monkeypatch.setenv("CARTWHEEL_KAFKA_BOOTSTRAP", unreachable_kafka().bootstrap)
+    path = tmp_path / name
+    path.write_bytes(content)
+
+    code = main(["--file", str(path)])
+
+    err = capsys.readouterr().err
+    assert code == 1
+    assert len(err.splitlines()) == 1
+    assert f"replay file {str(path)!r}" in err
+    assert expected in err
