@@ -1,4 +1,8 @@
-"""Run Cartwheel services as child processes and stop them all, also on Ctrl-C."""
+"""Run Cartwheel services as child processes and stop them all, also on Ctrl-C.
+
+On Linux the children also get SIGTERM when the supervising process dies,
+even by SIGKILL, so none keeps running without it.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +17,7 @@ from pathlib import Path
 from types import TracebackType
 
 from services.common.errors import InfrastructureError
+from services.common.parent_death import signal_on_parent_death
 from services.common.settings import child_environment
 
 __all__ = ["ServiceProcess", "Supervisor"]
@@ -46,7 +51,8 @@ class Supervisor:
 
     Used as a context manager: leaving the block, normally or through an
     exception or Ctrl-C, sends SIGTERM to each child, waits, then SIGKILLs
-    whatever is left.
+    whatever is left. On Linux each child gets SIGTERM when the thread that
+    called :meth:`start` exits, so call it from the main thread.
     """
 
     def __init__(self, log_dir: Path, environment: Mapping[str, str]) -> None:
@@ -65,6 +71,7 @@ class Supervisor:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 env=self._environment,
+                preexec_fn=signal_on_parent_death(signal.SIGTERM),
             )
         logger.info(
             "service started name=%s pid=%s log=%s",

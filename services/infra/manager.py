@@ -115,6 +115,7 @@ class InfraManager:
                 self._settings.state_dir,
                 self._settings.kafka_port,
                 port_setting="CARTWHEEL_INFRA_KAFKA_PORT",
+                stop_with_parent=False,
             )
         kafka = self._settings.kafka.model_copy(
             update={"bootstrap": self.kafka_bootstrap}
@@ -125,6 +126,7 @@ class InfraManager:
                 self._settings.state_dir,
                 self._settings.redis_port,
                 port_setting="CARTWHEEL_INFRA_REDIS_PORT",
+                stop_with_parent=False,
             )
         return self.status()
 

@@ -20,6 +20,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from services.common.errors import InfrastructureError
+from services.common.parent_death import signal_on_parent_death
 from services.common.settings import child_environment
 
 __all__ = [
@@ -200,6 +201,7 @@ def start_broker(
     *,
     port_setting: str | None = None,
     advertised_port: int | None = None,
+    stop_with_parent: bool = True,
 ) -> LocalServer:
     """Start a Tansu broker with memory storage, or return the one already running.
 
@@ -208,6 +210,11 @@ def start_broker(
     raised when another process listens on it. ``advertised_port`` is the
     port that clients learn from metadata, when a proxy on ``host`` (one that
     adds TLS, say) forwards it to ``port``; by default it is ``port``.
+
+    With ``stop_with_parent`` (the default) the broker stops when the thread
+    that started it exits, even when its process is killed with SIGKILL, on
+    Linux. Start it from the main thread then. Without it the broker keeps
+    running until it is stopped, as after ``cartwheel infra up``.
     """
     server = LocalServer.tansu(state_dir, port, host)
     url = f"tcp://{host}:{port}"
@@ -222,7 +229,7 @@ def start_broker(
         "--storage-engine",
         "memory://tansu/",
     ]
-    return _start(server, command, {"RUST_LOG": "warn"}, port_setting)
+    return _start(server, command, {"RUST_LOG": "warn"}, port_setting, stop_with_parent)
 
 
 def start_redis(
@@ -231,10 +238,11 @@ def start_redis(
     host: str = "127.0.0.1",
     *,
     port_setting: str | None = None,
+    stop_with_parent: bool = True,
 ) -> LocalServer:
     """Start a redis-server that keeps nothing on disk, or return the one running.
 
-    ``port_setting`` is as for :func:`start_broker`.
+    ``port_setting`` and ``stop_with_parent`` are as for :func:`start_broker`.
     """
     executable = shutil.which("redis-server")
     if executable is None:
@@ -258,7 +266,7 @@ def start_redis(
         "--protected-mode",
         "yes",
     ]
-    return _start(server, command, {}, port_setting)
+    return _start(server, command, {}, port_setting, stop_with_parent)
 
 
 def _start(
@@ -266,6 +274,7 @@ def _start(
     command: list[str],
     extra_env: dict[str, str],
     port_setting: str | None,
+    stop_with_parent: bool,
 ) -> LocalServer:
     server.pid_file.parent.mkdir(parents=True, exist_ok=True)
     if server.is_running():
@@ -287,9 +296,9 @@ def _start(
             f"port {server.address} is taken by another process; {remedy}"
         )
 
-    # LIMITATION(L-3): the server runs in its own session so that Ctrl-C in
-    # the terminal reaches its owner first. If the owner is SIGKILLed, the
-    # server keeps running until stopped by hand.
+    # The server runs in its own session so that Ctrl-C in the terminal
+    # reaches its owner first, which then stops it in order.
+    # LIMITATION(L-3): only Linux stops the server when its owner is killed.
     with server.log_file.open("ab") as log:
         process = subprocess.Popen(
             command,
@@ -298,6 +307,9 @@ def _start(
             stderr=subprocess.STDOUT,
             env=child_environment(extra_env),
             start_new_session=True,
+            preexec_fn=(
+                signal_on_parent_death(server.stop_signal) if stop_with_parent else None
+            ),
         )
     server.pid_file.write_text(f"{process.pid} {server.address}\n")
 

@@ -5,12 +5,14 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from services.cli.__main__ import main
+from services.common.settings import child_environment
 from services.infra import LocalServer, find_free_port, processes
 
 pytestmark = pytest.mark.integration
@@ -52,6 +54,19 @@ def test_infra_up_twice_keeps_the_first_servers(
     assert _pids(infra_env) == first
     assert set(first) == {"tansu", "redis"}
     assert "running" in capsys.readouterr().out
+
+
+def test_infra_up_servers_outlive_the_command(infra_env: Path) -> None:
+    subprocess.run(
+        [sys.executable, "-m", "services.cli", "infra", "up"],
+        env=child_environment({}),
+        capture_output=True,
+        check=True,
+    )
+
+    status = main(["infra", "status"])
+
+    assert status == 0
 
 
 def test_infra_down_leaves_no_server_running(infra_env: Path) -> None:
