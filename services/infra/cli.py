@@ -43,7 +43,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     up.set_defaults(handler=_up)
     down = actions.add_parser(
-        "down", help="stop the local servers (external servers are left alone)"
+        "down",
+        help="stop the local servers (external servers are left alone)",
+        description="Stop the servers that the pid files in "
+        "CARTWHEEL_INFRA_STATE_DIR name, then print each server's state as "
+        "'infra status' does. A stale pid file is removed and no process is "
+        "signalled; the server's line says so.",
     )
     down.set_defaults(handler=_down)
     status = actions.add_parser(
@@ -57,8 +62,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "(SIGSTOP) process. A pid file that names a process which has exited, "
         "or which is not the server started at the recorded address, shows as "
         "stale pid file, and one without a pid as stale pid file (unreadable). "
-        "'infra down' removes such a file and signals no process. Exits with "
-        "0 when every server is running or external, and with 1 otherwise.",
+        "'infra down' removes such a file and signals no process. Without a "
+        "pid file of a running server, the local port is probed too: running "
+        "without pid file when a server replies there (one that 'infra down' "
+        "cannot stop), port taken when the port accepts connections but nothing "
+        "replies. Exits with 0 when every server is running or external, and "
+        "with 1 otherwise.",
     )
     status.add_argument(
         "--timeout",

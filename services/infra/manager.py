@@ -17,7 +17,12 @@ from urllib.parse import urlsplit
 from services.common.kafka import wait_for_broker
 from services.common.lifecycle import ensure_writable_directory
 from services.infra.probe import KAFKA_REQUEST, REDIS_REQUEST, ProbeResult, probe
-from services.infra.processes import LocalServer, start_broker, start_redis
+from services.infra.processes import (
+    LocalServer,
+    check_port,
+    start_broker,
+    start_redis,
+)
 from services.infra.settings import InfraSettings
 
 __all__ = [
@@ -31,6 +36,7 @@ logger = logging.getLogger(__name__)
 
 _BROKER_READY_TIMEOUT_SECONDS = 20.0
 DEFAULT_PROBE_TIMEOUT_SECONDS = 2.0
+_STALE_REMOVED_NOTE = "removed the stale pid file and signalled no process"
 
 
 class ServerState(StrEnum):
@@ -48,6 +54,13 @@ class ServerState(StrEnum):
     # program or another instance listening elsewhere, or it contains no pid.
     # 'infra down' removes the file and signals no process.
     STALE = "stale pid file"
+    # No pid file names a server, yet one replies on the local port: started
+    # from another state folder or by hand, or its pid file was removed.
+    # 'infra down' cannot stop it and 'infra up' cannot use the port.
+    UNTRACKED = "running without pid file"
+    # No pid file names a server, and the local port accepts connections but
+    # nothing replies to a protocol request: another program has the port.
+    PORT_TAKEN = "port taken"
 
 
 @dataclass(frozen=True)
@@ -58,6 +71,7 @@ class ServerStatus:
     address: str
     state: ServerState
     pid: int | None = None
+    note: str = ""
 
     def describe(self) -> str:
         """Return one line for the terminal, such as 'kafka 127.0.0.1:19092 running'."""
@@ -67,7 +81,8 @@ class ServerStatus:
             detail = " (unreadable)"
         else:
             detail = ""
-        return f"{self.name:<6} {self.address:<24} {self.state}{detail}"
+        note = f"; {self.note}" if self.note else ""
+        return f"{self.name:<6} {self.address:<24} {self.state}{detail}{note}"
 
 
 class InfraManager:
@@ -110,6 +125,12 @@ class InfraManager:
             ensure_writable_directory(
                 self._settings.state_dir, "CARTWHEEL_INFRA_STATE_DIR"
             )
+        # Every port is checked before anything starts, so a taken Redis port
+        # does not leave a new broker behind.
+        if not self._settings.is_kafka_external:
+            check_port(self._broker, "CARTWHEEL_INFRA_KAFKA_PORT")
+        if not self._settings.is_redis_external:
+            check_port(self._redis, "CARTWHEEL_INFRA_REDIS_PORT")
         if not self._settings.is_kafka_external:
             start_broker(
                 self._settings.state_dir,
@@ -135,9 +156,12 @@ class InfraManager:
 
         Each stopped server is reported at the address its pid file records,
         which differs from the configured port when the port setting changed
-        after ``up``.
+        after ``up``. A stale pid file is removed without signalling any
+        process. The server's line then adds that note to the state that
+        the port shows now.
         """
         stopped = {}
+        removed_stale = set()
         for name, server, is_external in (
             ("kafka", self._broker, self._settings.is_kafka_external),
             ("redis", self._redis, self._settings.is_redis_external),
@@ -146,13 +170,17 @@ class InfraManager:
                 continue
             if server.pid() is not None:
                 stopped[name] = server.started_address() or server.address
+            elif server.has_stale_pid_file():
+                removed_stale.add(name)
             server.stop()
-        return [
-            replace(status, address=stopped[status.name])
-            if status.name in stopped and status.state is ServerState.STOPPED
-            else status
-            for status in self.status()
-        ]
+        statuses = []
+        for status in self.status():
+            if status.name in stopped and status.state is ServerState.STOPPED:
+                status = replace(status, address=stopped[status.name])
+            if status.name in removed_stale:
+                status = replace(status, note=_STALE_REMOVED_NOTE)
+            statuses.append(status)
+        return statuses
 
     def status(
         self, probe_timeout_seconds: float = DEFAULT_PROBE_TIMEOUT_SECONDS
@@ -208,9 +236,13 @@ class InfraManager:
             if recorded_pid is None:
                 # Without a pid, the rest of the file is no address either.
                 address = server.address
-            return ServerStatus(name, address, ServerState.STALE, recorded_pid)
+            note = _PORT_NOTES[probe(server.address, request, probe_timeout_seconds)]
+            return ServerStatus(
+                name, address, ServerState.STALE, recorded_pid, note=note
+            )
         if pid is None:
-            return ServerStatus(name, server.address, ServerState.STOPPED)
+            result = probe(server.address, request, probe_timeout_seconds)
+            return ServerStatus(name, server.address, _UNTRACKED_STATES[result])
         result = probe(address, request, probe_timeout_seconds)
         state = (
             ServerState.RUNNING
@@ -218,6 +250,21 @@ class InfraManager:
             else ServerState.NOT_RESPONDING
         )
         return ServerStatus(name, address, state, pid)
+
+
+# The state of a local server that no pid file names, by what its port shows.
+_UNTRACKED_STATES = {
+    ProbeResult.RESPONDED: ServerState.UNTRACKED,
+    ProbeResult.SILENT: ServerState.PORT_TAKEN,
+    ProbeResult.UNREACHABLE: ServerState.STOPPED,
+}
+
+# Notes on the configured port, for the line of a stale pid file.
+_PORT_NOTES = {
+    ProbeResult.RESPONDED: "a server that the file does not name replies on the port",
+    ProbeResult.SILENT: "another program has the port",
+    ProbeResult.UNREACHABLE: "",
+}
 
 
 def _endpoints(name: str, address: str) -> list[str]:

@@ -25,6 +25,7 @@ from services.common.settings import child_environment
 
 __all__ = [
     "LocalServer",
+    "check_port",
     "find_free_port",
     "find_free_ports",
     "start_broker",
@@ -154,6 +155,39 @@ class LocalServer:
         self.pid_file.unlink(missing_ok=True)
 
 
+def check_port(server: LocalServer, port_setting: str | None = None) -> bool:
+    """Check that ``server`` already serves its port, or that the port is free.
+
+    Args:
+        server: the server about to be started.
+        port_setting: the variable that chose the port, named in the error.
+
+    Returns:
+        True when the server runs and listens on its port, so there is
+        nothing to start, and False when it does not run and the port is free.
+
+    Raises:
+        InfrastructureError: the server runs but does not listen on its
+            port, or another process listens on the port.
+    """
+    if server.is_running():
+        if _is_listening(server.host, server.port):
+            return True
+        raise InfrastructureError(
+            f"{server.name} (pid {server.pid()}) is running but not listening on "
+            f"{server.address}; stop it with 'cartwheel infra down'"
+        )
+    if _is_listening(server.host, server.port):
+        if port_setting is None:
+            remedy = "choose a free port"
+        else:
+            remedy = f"stop that process or set {port_setting} to a free port"
+        raise InfrastructureError(
+            f"port {server.address} is taken by another process; {remedy}"
+        )
+    return False
+
+
 def find_free_port(host: str = "127.0.0.1") -> int:
     """Return a TCP port on ``host`` that nothing listens on right now."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
@@ -277,24 +311,11 @@ def _start(
     stop_with_parent: bool,
 ) -> LocalServer:
     server.pid_file.parent.mkdir(parents=True, exist_ok=True)
-    if server.is_running():
-        if _is_listening(server.host, server.port):
-            logger.info(
-                "server already running name=%s address=%s", server.name, server.address
-            )
-            return server
-        raise InfrastructureError(
-            f"{server.name} (pid {server.pid()}) is running but not listening on "
-            f"{server.address}; stop it with 'cartwheel infra down'"
+    if check_port(server, port_setting):
+        logger.info(
+            "server already running name=%s address=%s", server.name, server.address
         )
-    if _is_listening(server.host, server.port):
-        if port_setting is None:
-            remedy = "choose a free port"
-        else:
-            remedy = f"stop that process or set {port_setting} to a free port"
-        raise InfrastructureError(
-            f"port {server.address} is taken by another process; {remedy}"
-        )
+        return server
 
     # The server runs in its own session so that Ctrl-C in the terminal
     # reaches its owner first, which then stops it in order.

@@ -69,6 +69,47 @@ def test_infra_up_servers_outlive_the_command(infra_env: Path) -> None:
     assert status == 0
 
 
+@pytest.fixture
+def orphans() -> Iterator[list[int]]:
+    """Pids of servers whose pid file the test garbled, stopped at teardown."""
+    pids: list[int] = []
+    yield pids
+    for pid in pids:
+        os.kill(pid, signal.SIGTERM)
+
+
+def test_infra_down_keeps_server_of_garbled_pid_file(
+    infra_env: Path, orphans: list[int], capsys: pytest.CaptureFixture[str]
+) -> None:
+    main(["infra", "up"])
+    orphans.append(_pids(infra_env)["redis"])
+    (infra_env / "redis.pid").write_text("garbage\n")
+    capsys.readouterr()
+
+    main(["infra", "down"])
+
+    redis_line = capsys.readouterr().out.splitlines()[1]
+    assert redis_line.endswith(
+        " running without pid file; removed the stale pid file and signalled no process"
+    )
+    assert _is_alive(orphans[0])
+
+
+def test_infra_status_probes_port_without_pid_file(
+    infra_env: Path, orphans: list[int], capsys: pytest.CaptureFixture[str]
+) -> None:
+    main(["infra", "up"])
+    orphans.append(_pids(infra_env)["redis"])
+    (infra_env / "redis.pid").unlink()
+    capsys.readouterr()
+
+    status = main(["infra", "status"])
+
+    redis_line = capsys.readouterr().out.splitlines()[1]
+    assert status == 1
+    assert redis_line.endswith(" running without pid file")
+
+
 def test_infra_down_leaves_no_server_running(infra_env: Path) -> None:
     main(["infra", "up"])
     pids = _pids(infra_env)

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from services.common.errors import InfrastructureError
-from services.infra import find_free_port
+from services.infra import LocalServer, find_free_port
 from services.infra import manager as infra_manager
 from services.infra.manager import InfraManager, ServerState
 from services.infra.settings import InfraSettings
@@ -89,6 +89,12 @@ def test_down_removes_unreadable_pid_file(isolated_env: Path) -> None:
 
     assert not (isolated_env / "redis.pid").exists()
     assert [s.state for s in statuses] == [ServerState.STOPPED] * 2
+    assert statuses[0].note == ""
+    assert (
+        statuses[1]
+        .describe()
+        .endswith(" stopped; removed the stale pid file and signalled no process")
+    )
 
 
 def test_printed_local_addresses_are_not_external(
@@ -144,3 +150,44 @@ def test_up_names_variable_of_taken_redis_port(
         "process or set CARTWHEEL_INFRA_REDIS_PORT to a free port"
     )
     assert not (isolated_env / "redis.pid").exists()
+
+
+def test_status_reports_taken_local_port(
+    isolated_env: Path, monkeypatch: pytest.MonkeyPatch, taken_port: int
+) -> None:
+    monkeypatch.setenv("CARTWHEEL_INFRA_REDIS_PORT", str(taken_port))
+
+    redis = InfraManager(InfraSettings()).status(probe_timeout_seconds=0.2)[1]
+
+    assert redis.state is ServerState.PORT_TAKEN
+    assert redis.describe().endswith(" port taken")
+
+
+def test_status_notes_taken_port_next_to_stale_pid_file(
+    isolated_env: Path, monkeypatch: pytest.MonkeyPatch, taken_port: int
+) -> None:
+    monkeypatch.setenv("CARTWHEEL_INFRA_REDIS_PORT", str(taken_port))
+    (isolated_env / "redis.pid").write_text("garbage\n")
+
+    redis = InfraManager(InfraSettings()).status(probe_timeout_seconds=0.2)[1]
+
+    assert redis.state is ServerState.STALE
+    assert redis.describe().endswith(
+        " stale pid file (unreadable); another program has the port"
+    )
+
+
+def test_up_starts_no_broker_when_redis_port_is_taken(
+    isolated_env: Path, monkeypatch: pytest.MonkeyPatch, taken_port: int
+) -> None:
+    monkeypatch.setenv("CARTWHEEL_INFRA_REDIS_PORT", str(taken_port))
+    settings = InfraSettings()
+
+    try:
+        with pytest.raises(InfrastructureError, match="CARTWHEEL_INFRA_REDIS_PORT"):
+            InfraManager(settings).up()
+        is_broker_started = (isolated_env / "tansu.pid").exists()
+    finally:
+        LocalServer.tansu(isolated_env, settings.kafka_port).stop()
+
+    assert not is_broker_started
