@@ -583,10 +583,7 @@ class TopicSettings(BaseSettings):
 
     @field_validator(*_TOPIC_FIELDS)
     @classmethod
-    def _check_topic_name(cls, value: str, info: ValidationInfo) -> str:
-        # Topics are created and read by name, so two settings naming one
-        # topic would mix its messages (dead letters read back as events).
-        field = str(info.field_name)
+    def _check_topic_name(cls, value: str) -> str:
         if value in (".", ".."):
             raise ValueError(f"'{value}' is not a Kafka topic name")
         if value.startswith("__"):
@@ -594,26 +591,63 @@ class TopicSettings(BaseSettings):
                 f"{value!r} starts with '__', which Kafka reserves for its "
                 "internal topics"
             )
-        names = _topic_names(field, value)
-        for other, other_value in info.data.items():
-            if other not in _TOPIC_FIELDS or not isinstance(other_value, str):
-                continue
-            # Kafka refuses a topic whose name differs from another's only by
-            # '.' against '_', because its metric names would be the same.
-            clashes = sorted(
-                (name, other_name)
-                for name in names
-                for other_name in _topic_names(other, other_value)
-                if name.replace(".", "_") == other_name.replace(".", "_")
-            )
-            if clashes:
-                name, other_name = clashes[0]
-                alike = "" if name == other_name else f" as {other_name!r}"
-                raise ValueError(
-                    f"the topic {name!r} is also named by "
-                    f"CARTWHEEL_TOPIC_{other.upper()}{alike}"
-                )
         return value
+
+    @model_validator(mode="after")
+    def _check_topics_differ(self) -> TopicSettings:
+        # Topics are created and read by name, so two settings naming one
+        # topic would mix its messages (dead letters read back as events).
+        # Each clash is reported at a variable that was set, rather than at
+        # a default that the user never chose.
+        errors = []
+        for index, field in enumerate(_TOPIC_FIELDS):
+            for other in _TOPIC_FIELDS[:index]:
+                message = self._clash_message(field, other)
+                if message is None:
+                    continue
+                is_default = field not in self.model_fields_set
+                at_fault = other if is_default else field
+                errors.append(
+                    InitErrorDetails(
+                        type=PydanticCustomError(
+                            "value_error", "{message}", {"message": message}
+                        ),
+                        loc=(at_fault,),
+                        input=getattr(self, at_fault),
+                    )
+                )
+                break
+        if errors:
+            raise ValidationError.from_exception_data(type(self).__name__, errors)
+        return self
+
+    def _clash_message(self, field: str, other: str) -> str | None:
+        """Describe how two topic settings name one topic, or return None.
+
+        The message is for the setting that was set: ``field``, unless only
+        ``other`` was set. It calls the remaining one a default when that one
+        was not set.
+        """
+        # Kafka refuses a topic whose name differs from another's only by
+        # '.' against '_', because its metric names would be the same.
+        clashes = sorted(
+            (name, other_name)
+            for name in _topic_names(field, getattr(self, field))
+            for other_name in _topic_names(other, getattr(self, other))
+            if name.replace(".", "_") == other_name.replace(".", "_")
+        )
+        if not clashes:
+            return None
+        name, other_name = clashes[0]
+        if field not in self.model_fields_set:
+            field, other = other, field
+            name, other_name = other_name, name
+        alike = "" if name == other_name else f" as {other_name!r}"
+        default = "" if other in self.model_fields_set else "the default of "
+        return (
+            f"the topic {name!r} is also named by "
+            f"{default}CARTWHEEL_TOPIC_{other.upper()}{alike}"
+        )
 
     def recommendations(self, surface: str) -> str:
         """Return the topic that carries slates of one surface."""

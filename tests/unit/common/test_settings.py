@@ -1236,7 +1236,35 @@ def test_topic_named_twice_is_rejected(
     message = setting_error(monkeypatch, TopicSettings, {variable: value})
 
     assert message.startswith(f"invalid setting {variable}={value!r}: ")
-    assert f"the topic {value!r} is also named by {other}" in message
+    assert f"the topic {value!r} is also named by the default of {other}" in message
+
+
+def test_topic_clash_names_set_variable_not_later_default(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    message = setting_error(
+        monkeypatch, TopicSettings, {"CARTWHEEL_TOPIC_EVENTS": "models"}
+    )
+
+    assert message.startswith("invalid setting CARTWHEEL_TOPIC_EVENTS='models': ")
+    assert (
+        "the topic 'models' is also named by the default of CARTWHEEL_TOPIC_MODELS"
+        in message
+    )
+
+
+def test_topic_clash_of_two_set_variables_names_both(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    variables = {
+        "CARTWHEEL_TOPIC_EVENTS": "shared",
+        "CARTWHEEL_TOPIC_MODELS": "shared",
+    }
+
+    message = setting_error(monkeypatch, TopicSettings, variables)
+
+    assert message.startswith("invalid setting CARTWHEEL_TOPIC_MODELS='shared': ")
+    assert "the topic 'shared' is also named by CARTWHEEL_TOPIC_EVENTS;" in message
 
 
 def test_default_topic_names_load() -> None:
