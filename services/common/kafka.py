@@ -254,33 +254,48 @@ def verify_topics(
         admin = _Admin(kafka)
     existing = _describe_partitions(admin, kafka)
     problems = []
-    is_any_missized = False
+    found_counts = set()
     for spec in specs:
         found = existing.get(spec.name)
         if found is None:
             problems.append(f"topic {spec.name!r} is missing")
         elif found != spec.partitions:
-            is_any_missized = True
+            found_counts.add(found)
             problems.append(
                 f"topic {spec.name!r} has {found} partitions, "
                 f"expected {spec.partitions}"
             )
-    if is_any_missized:
-        # 'topics create' cannot change a topic's partition count, and the
-        # count decides which partition each user's events go to.
+    if found_counts:
         raise TopicMissingError(
-            "; ".join(problems) + f" at {kafka.bootstrap}. A topic with another "
-            "partition count was probably created by the broker on a first "
-            "write. Delete it and run 'cartwheel topics create' (the local "
-            "broker keeps topics in memory, so 'cartwheel infra down' and "
-            "'infra up' delete them all), or set CARTWHEEL_TOPIC_PARTITIONS to "
-            "the count it has"
+            "; ".join(problems)
+            + f" at {kafka.bootstrap}. "
+            + _MISSIZED_TOPIC_ADVICE.format(count=_count_hint(found_counts))
         )
     if problems:
         raise TopicMissingError(
             "; ".join(problems) + "; run 'cartwheel topics create' against "
             f"{kafka.bootstrap}"
         )
+
+
+# 'topics create' cannot change a topic's partition count, and the count
+# decides which partition each user's events go to. Deleting a topic loses
+# its messages, so it is the last resort.
+_MISSIZED_TOPIC_ADVICE = (
+    "A topic gets another count when it was created with another "
+    "CARTWHEEL_TOPIC_PARTITIONS, or by a broker that creates topics on a "
+    "first write. 'cartwheel topics create' keeps existing topics and cannot "
+    "change their count. To use the topics as they are, set "
+    "CARTWHEEL_TOPIC_PARTITIONS to the count they have{count}. Only as a last "
+    "resort, when the topics must get the new count, delete them and run "
+    "'cartwheel topics create' again: deleting a topic loses all of its "
+    "messages"
+)
+
+
+def _count_hint(found_counts: set[int]) -> str:
+    """Return " (N)" when every mis-sized topic has N partitions, else ""."""
+    return f" ({next(iter(found_counts))})" if len(found_counts) == 1 else ""
 
 
 def require_listener(kafka: KafkaSettings) -> None:

@@ -90,7 +90,14 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     topic_actions = topics.add_subparsers(dest="topics_command", required=True)
     create = topic_actions.add_parser(
         "create",
-        help="create every Cartwheel topic that is missing; existing ones are kept",
+        help="create every Cartwheel topic that is missing; existing ones are "
+        "kept as they are and must have the configured partition count",
+        description="Create every Cartwheel topic that is missing, with "
+        "CARTWHEEL_TOPIC_PARTITIONS partitions (the models topic gets 1). "
+        "Existing topics are kept as they are, messages included. A topic "
+        "that exists with another partition count stops the command with an "
+        "error, because its count cannot be changed here: set "
+        "CARTWHEEL_TOPIC_PARTITIONS to the count it has.",
     )
     create.set_defaults(handler=_create_topics)
 

@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from services.cli.__main__ import main
-from services.common.settings import child_environment
+from services.common.kafka import TopicSpec, create_topics
+from services.common.settings import KafkaSettings, child_environment
 from services.infra import LocalServer, find_free_port, processes
 
 pytestmark = pytest.mark.integration
@@ -205,6 +206,27 @@ def test_topics_create_is_idempotent(
     assert first.count("created") == 9
     assert second.count("exists") == 9
     assert f"{prefix}.events " in second
+
+
+def test_topics_create_keeps_topics_of_another_partition_count(
+    infra_env: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    kafka_bootstrap: str,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    topic = f"t{os.urandom(4).hex()}.events"
+    monkeypatch.setenv("CARTWHEEL_KAFKA_BOOTSTRAP", kafka_bootstrap)
+    monkeypatch.setenv("CARTWHEEL_TOPIC_EVENTS", topic)
+    create_topics(KafkaSettings(bootstrap=kafka_bootstrap), [TopicSpec(topic, 2)])
+    monkeypatch.setenv("CARTWHEEL_TOPIC_PARTITIONS", "3")
+
+    status = main(["topics", "create"])
+
+    error = capsys.readouterr().err
+    assert status == 2
+    assert f"topic {topic!r} has 2 partitions, expected 3" in error
+    assert "set CARTWHEEL_TOPIC_PARTITIONS to the count they have (2)" in error
+    assert error.index("CARTWHEEL_TOPIC_PARTITIONS") < error.index("delete")
 
 
 def test_interrupted_start_leaves_no_server(

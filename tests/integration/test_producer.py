@@ -133,8 +133,11 @@ def test_verify_topics_explains_partition_mismatch(
     with pytest.raises(TopicMissingError) as caught:
         verify_topics(kafka_settings, [TopicSpec(name, 3)])
 
-    assert "has 2 partitions, expected 3" in str(caught.value)
-    assert "CARTWHEEL_TOPIC_PARTITIONS" in str(caught.value)
+    message = str(caught.value)
+    assert "has 2 partitions, expected 3" in message
+    assert "set CARTWHEEL_TOPIC_PARTITIONS to the count they have (2)" in message
+    assert message.index("CARTWHEEL_TOPIC_PARTITIONS") < message.index("delete")
+    assert "loses all of its messages" in message
 
 
 def test_verify_topics_ssl_hints_at_tls(
