@@ -12,9 +12,10 @@ Routes:
   the body's ``user_id`` when the body is a JSON object with a valid one, as
   the event would have been, and has no key otherwise. Delivery is acknowledged
   (202) only after the broker stored the event; without an acknowledgement
-  within ``CARTWHEEL_API_INGEST_TIMEOUT_SECONDS`` the response is 503. A
-  waiting post blocks no worker thread, so slate reads do not wait for the
-  broker.
+  within ``CARTWHEEL_API_INGEST_TIMEOUT_SECONDS`` the response is 503. The
+  event may have been stored all the same, so the client retries with the
+  same ``event_id`` and the hot path drops the duplicate. A waiting post
+  blocks no worker thread, so slate reads do not wait for the broker.
 - ``GET /healthz`` (the process runs, and its Kafka producer has not failed
   fatally), ``GET /readyz`` (Kafka and Redis respond), ``GET /metrics``
   (Prometheus text format).
@@ -61,6 +62,14 @@ logger = logging.getLogger(__name__)
 _HTTP_SOURCE_TOPIC = "http"
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 _VALID_ID = re.compile(ID_PATTERN)
+
+
+_EVENT_UNCONFIRMED = (
+    "The broker did not confirm the event within "
+    "CARTWHEEL_API_INGEST_TIMEOUT_SECONDS, or the events topic is missing. "
+    "An event whose delivery timed out may still be stored, so retry with "
+    "the same event_id: the hot path drops duplicates."
+)
 
 
 class Problem(BaseModel):
@@ -232,7 +241,10 @@ def create_app(
         "/v1/events",
         status_code=202,
         response_model=EventAccepted,
-        responses={422: {"model": EventRejected}, 503: {"model": Problem}},
+        responses={
+            422: {"model": EventRejected},
+            503: {"model": Problem, "description": _EVENT_UNCONFIRMED},
+        },
         summary="Publish one shop event",
         openapi_extra={
             "requestBody": {
@@ -279,7 +291,10 @@ def create_app(
                     status_code=503,
                     content={
                         "detail": f"the event is invalid ({result.message}) and "
-                        f"the broker did not store its dead letter: {exc}; retry"
+                        + _unconfirmed(
+                            "its dead letter", exc, settings.ingest_timeout_seconds
+                        )
+                        + "; retry"
                     },
                 )
             dead_letters.record(result, _HTTP_SOURCE_TOPIC, -1, -1)
@@ -305,7 +320,12 @@ def create_app(
             logger.error("event not stored event_id=%s error=%s", result.event_id, exc)
             return JSONResponse(
                 status_code=503,
-                content={"detail": f"the broker did not store the event: {exc}; retry"},
+                content={
+                    "detail": _unconfirmed(
+                        "the event", exc, settings.ingest_timeout_seconds
+                    )
+                    + "; retry with the same event_id (duplicates are dropped)"
+                },
             )
         EVENTS_INGESTED.labels("accepted").inc()
         return EventAccepted(
@@ -564,6 +584,25 @@ class _Deliveries:
                     return
                 logger.exception("serving delivery reports failed")
                 time.sleep(0.1)
+
+
+def _unconfirmed(
+    what: str, exc: KafkaException | BufferError, timeout_seconds: float
+) -> str:
+    """Describe a message that the broker did not acknowledge, for a 503 detail.
+
+    Only a full producer queue proves that the message was not sent. After a
+    timeout or a delivery error it may have been stored all the same.
+    """
+    if isinstance(exc, BufferError):
+        return f"the API's producer queue is full, so {what} was not sent"
+    error = exc.args[0] if exc.args else None
+    timeouts = (KafkaError._MSG_TIMED_OUT, KafkaError._TIMED_OUT)
+    if isinstance(error, KafkaError) and error.code() in timeouts:
+        reason = f"within {timeout_seconds:g} s"
+    else:
+        reason = f"({exc})"
+    return f"the broker did not confirm {what} {reason}, so it may or may not be stored"
 
 
 def _without_out_of_stock(

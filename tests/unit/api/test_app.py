@@ -194,6 +194,40 @@ def test_waiting_event_posts_leave_threads_for_slate_reads() -> None:
     assert producer.topic_checks == 1
 
 
+def test_timed_out_event_post_says_event_may_be_stored() -> None:
+    app = create_app(
+        ApiSettings(is_on_demand_enabled=False, ingest_timeout_seconds=0.2),
+        redis_client=_EmptyRedis(),  # type: ignore[arg-type]
+        producer=_SilentProducer(),  # type: ignore[arg-type]
+    )
+
+    answer = asyncio.run(_request(app, "POST", "/v1/events", content=_CLICK))
+
+    assert answer.status_code == 503
+    assert answer.json()["detail"] == (
+        "the broker did not confirm the event within 0.2 s, so it may or may "
+        "not be stored; retry with the same event_id (duplicates are dropped)"
+    )
+
+
+def test_failed_event_post_names_error_and_same_event_id_retry() -> None:
+    app = create_app(
+        ApiSettings(is_on_demand_enabled=False),
+        redis_client=_EmptyRedis(),  # type: ignore[arg-type]
+        producer=_FailedProducer(),  # type: ignore[arg-type]
+    )
+
+    answer = asyncio.run(_request(app, "POST", "/v1/events", content=_CLICK))
+
+    detail = answer.json()["detail"]
+    assert detail.startswith("the broker did not confirm the event (")
+    assert "sequence numbers lost" in detail
+    assert detail.endswith(
+        "so it may or may not be stored; retry with the same event_id "
+        "(duplicates are dropped)"
+    )
+
+
 class _RecordingProducer:
     """A producer whose broker stores every message at once."""
 
