@@ -363,3 +363,20 @@ def test_parse_event_agrees_with_schema_on_mutated_event(
     is_accepted = isinstance(parse_event(raw, now=NOW), Event)
 
     assert is_accepted is _schema_accepts("event", raw)
+
+
+def test_readme_validation_example_resolves_references_offline(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    repository = Path(__file__).resolve().parents[2]
+    readme = (repository / "README.md").read_text()
+    section = readme[readme.index("The schemas refer to each other") :]
+    start = section.index("```python\n") + len("```python\n")
+    example = section[start : section.index("\n```", start)]
+    monkeypatch.chdir(repository)
+
+    namespace: dict[str, Any] = {}
+    exec(compile(example, "README.md", "exec"), namespace)
+
+    validator = namespace["validator"]
+    assert not validator.is_valid({"item_id": "", "updated_at": "yesterday"})
