@@ -24,7 +24,7 @@ __all__ = ["SETTINGS_CLASSES", "describe_settings", "register"]
 SETTINGS_CLASSES: tuple[tuple[str, str], ...] = (
     ("Kafka connection", "services.common.settings:KafkaSettings"),
     ("Redis connection", "services.common.settings:RedisSettings"),
-    ("Topics", "services.common.settings:TopicSettings"),
+    ("Topics", "services.common.topic_settings:TopicSettings"),
     ("Local infrastructure", "services.infra.settings:InfraSettings"),
     ("Replay", "services.replay.settings:Settings"),
     ("Catalog consumer", "services.features.settings:CatalogSettings"),
