@@ -24,6 +24,8 @@ class RejectionReason(StrEnum):
     ``missing_field`` / ``unknown_field``: a required field is absent, or a
     field is not in the schema. ``wrong_type``: a value of the wrong JSON type.
     ``unknown_event_type``: a string that is not click, cart_add or purchase.
+    ``unknown_record_type``: a catalog ``record_type`` that is not item,
+    promotion or review.
     ``invalid_id`` / ``id_too_long``: an empty id or one with a control
     character, or one over 128 characters.
     ``invalid_time``: not an RFC 3339 time with a UTC offset.
@@ -44,6 +46,7 @@ class RejectionReason(StrEnum):
     UNKNOWN_FIELD = "unknown_field"
     WRONG_TYPE = "wrong_type"
     UNKNOWN_EVENT_TYPE = "unknown_event_type"
+    UNKNOWN_RECORD_TYPE = "unknown_record_type"
     INVALID_ID = "invalid_id"
     ID_TOO_LONG = "id_too_long"
     INVALID_TIME = "invalid_time"

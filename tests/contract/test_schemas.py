@@ -220,8 +220,12 @@ def test_corpus_has_every_schema_and_every_event_reason() -> None:
     covered = {_expected_reason(path) for path in event_paths}
 
     assert {name for name, _ in _corpus("valid")} == set(MODELS)
-    # processing_failed comes from the stages after validation passed.
-    assert covered == set(RejectionReason) - {RejectionReason.PROCESSING_FAILED}
+    # processing_failed comes from the stages after validation passed, and
+    # unknown_record_type from catalog records only.
+    assert covered == set(RejectionReason) - {
+        RejectionReason.PROCESSING_FAILED,
+        RejectionReason.UNKNOWN_RECORD_TYPE,
+    }
 
 
 _FIELD_SETS = [
