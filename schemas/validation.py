@@ -27,15 +27,14 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pydantic import ValidationError
-from pydantic_core import ErrorDetails
 
 from schemas.deadletters import RejectionReason
-from schemas.events import MAX_ID_LENGTH, Event
+from schemas.events import Event
+from schemas.rejections import TIME_FORM, Rejection, RejectionRules, reject
 
 __all__ = [
     "DEFAULT_MAX_FUTURE_SKEW",
@@ -56,45 +55,26 @@ MIN_EVENT_TIME = datetime(2000, 1, 1, tzinfo=UTC)
 # millisecond timestamp read as seconds.
 DEFAULT_MAX_FUTURE_SKEW = timedelta(hours=1)
 
-_MAX_VALUE_REPR = 60
-
-_ID_FIELDS = frozenset(
-    {"event_id", "user_id", "item_id", "session_id", "order_id", "recommendation_id"}
+_EVENT_RULES = RejectionRules(
+    document="event",
+    expected_forms={
+        "schema_version": "the integer 1",
+        "event_type": "one of 'click', 'cart_add', 'purchase'",
+        "event_time": TIME_FORM,
+        "quantity": "an integer from 1 to 10000, or null",
+        "price": "a finite number from 0 to 1e9, or null",
+        "context": ("an object with optional 'page', 'device' and 'recommendation_id'"),
+        "page": "a string of at most 256 characters, or null",
+        "device": "a string of at most 64 characters, or null",
+    },
+    kind_fields={"event_type": RejectionReason.UNKNOWN_EVENT_TYPE},
+    time_fields=frozenset({"event_time"}),
 )
-
-_EXPECTED_FORMS = {
-    "schema_version": "the integer 1",
-    "event_type": "one of 'click', 'cart_add', 'purchase'",
-    "event_time": (
-        "an RFC 3339 time with a UTC offset, such as '2019-10-01T00:00:00Z'"
-    ),
-    "quantity": "an integer from 1 to 10000, or null",
-    "price": "a finite number from 0 to 1e9, or null",
-    "context": "an object with optional 'page', 'device' and 'recommendation_id'",
-    "page": "a string of at most 256 characters, or null",
-    "device": "a string of at most 64 characters, or null",
-}
-
-_ID_FORM = f"a string of 1 to {MAX_ID_LENGTH} characters, no control characters"
 
 # A key ends with its closing quote, optional whitespace and a colon. Inside a
 # string a quote is escaped, so such bytes there are rare and only cost a
 # second parse.
 _SPACED_KEY_END = re.compile(rb'"[ \t\n\r]+:')
-
-
-@dataclass(frozen=True)
-class Rejection:
-    """The reason one message was rejected, in a form a person can act on.
-
-    Attributes:
-        reason: the kind of fault; one code per kind, stable for metrics.
-        message: names the field, the offending value (truncated) and the
-            expected form.
-    """
-
-    reason: RejectionReason
-    message: str
 
 
 def parse_event(
@@ -139,7 +119,7 @@ def parse_event(
     try:
         event = Event.model_validate_json(raw, strict=True)
     except ValidationError as exc:
-        return _reject(exc)
+        return reject(exc, _EVENT_RULES)
 
     repeated = _repeated_key(raw, event)
     if repeated is not None:
@@ -199,90 +179,3 @@ def _check_time(
             "and time zone",
         )
     return event
-
-
-def _reject(exc: ValidationError) -> Rejection:
-    errors = exc.errors(include_url=False)
-    # A different schema version explains every other mismatch, so it wins.
-    error = next((e for e in errors if e["loc"][:1] == ("schema_version",)), errors[0])
-    reason = _reason(error)
-    message = _message(error, reason)
-    if len(errors) > 1:
-        message += f" (and {len(errors) - 1} more problem(s))"
-    return Rejection(reason, message)
-
-
-def _reason(error: ErrorDetails) -> RejectionReason:
-    kind = error["type"]
-    loc = error["loc"]
-    field = str(loc[-1]) if loc else ""
-    if kind == "json_invalid":
-        return RejectionReason.INVALID_JSON
-    if not loc:
-        return RejectionReason.NOT_AN_OBJECT
-    if loc == ("schema_version",):
-        return RejectionReason.UNSUPPORTED_SCHEMA_VERSION
-    if kind == "missing":
-        return RejectionReason.MISSING_FIELD
-    if kind == "extra_forbidden":
-        return RejectionReason.UNKNOWN_FIELD
-    if field == "event_type" and isinstance(error["input"], str):
-        return RejectionReason.UNKNOWN_EVENT_TYPE
-    if field == "event_time" and kind != "datetime_type":
-        return RejectionReason.INVALID_TIME
-    if field in _ID_FIELDS and kind in ("string_too_short", "string_pattern_mismatch"):
-        return RejectionReason.INVALID_ID
-    if field in _ID_FIELDS and kind == "string_too_long":
-        return RejectionReason.ID_TOO_LONG
-    if kind.endswith("_type") or field == "event_type":
-        return RejectionReason.WRONG_TYPE
-    if _is_negative(error["input"]):
-        return RejectionReason.NEGATIVE_VALUE
-    return RejectionReason.OUT_OF_RANGE
-
-
-def _message(error: ErrorDetails, reason: RejectionReason) -> str:
-    if reason is RejectionReason.INVALID_JSON:
-        detail = error["msg"].removeprefix("Invalid JSON: ")
-        return f"message value is not valid UTF-8 JSON ({detail})"
-    if reason is RejectionReason.NOT_AN_OBJECT:
-        return (
-            f"message value is {_short_repr(error['input'])}; "
-            "expected a JSON object with the event's fields"
-        )
-    path = ".".join(str(part) for part in error["loc"])
-    field = str(error["loc"][-1])
-    if reason is RejectionReason.MISSING_FIELD:
-        return f"field {path!r} is missing; expected {_expected_form(field)}"
-    if reason is RejectionReason.UNKNOWN_FIELD:
-        return (
-            f"field {path!r} is not part of the event schema; remove it or "
-            "check the producer's schema version"
-        )
-    return (
-        f"field {path!r} has value {_short_repr(error['input'])}; "
-        f"expected {_expected_form(field)}"
-    )
-
-
-def _expected_form(field: str) -> str:
-    if field in _ID_FIELDS:
-        return _ID_FORM
-    return _EXPECTED_FORMS.get(field, "a value that matches the event schema")
-
-
-def _short_repr(value: Any) -> str:
-    # The input was JSON, so its constants are spelled as in JSON.
-    if value is None or isinstance(value, bool):
-        return {None: "null", True: "true", False: "false"}[value]
-    text = repr(value)
-    if len(text) <= _MAX_VALUE_REPR:
-        return text
-    if isinstance(value, str):
-        head = repr(value[: _MAX_VALUE_REPR - 10])
-        return f"{head}... ({len(value)} characters)"
-    return f"{text[: _MAX_VALUE_REPR - 3]}... ({len(text)} characters as text)"
-
-
-def _is_negative(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and value < 0
