@@ -2,6 +2,8 @@
 
 Each record is keyed by its entity key (``item:<id>``, ``promotion:<id>``,
 ``review:<id>``). A record with a null value (a tombstone) deletes the entity.
+The key's kind picks the model: ``record_type`` is optional, as in the JSON
+Schemas, and a record without it is of the kind that its key names.
 """
 
 from __future__ import annotations
@@ -10,10 +12,11 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from schemas.events import Id, WireTime
+from schemas.events import Id, SchemaVersion, WireInt, WireTime
 
 __all__ = [
     "CATALOG_SCHEMA_VERSION",
+    "RECORD_MODELS",
     "CatalogRecord",
     "ItemRecord",
     "PromotionRecord",
@@ -24,6 +27,7 @@ __all__ = [
 CATALOG_SCHEMA_VERSION: Literal[1] = 1
 
 Price = Annotated[float, Field(ge=0.0, le=1e9, allow_inf_nan=False)]
+Count = Annotated[int, WireInt, Field(ge=0)]
 
 
 class ItemRecord(BaseModel):
@@ -31,14 +35,14 @@ class ItemRecord(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    schema_version: Literal[1] = CATALOG_SCHEMA_VERSION
+    schema_version: SchemaVersion = CATALOG_SCHEMA_VERSION
     record_type: Literal["item"] = "item"
     item_id: Id
     category_id: Id | None = None
     category_path: Annotated[str, Field(max_length=512)] | None = None
     brand: Annotated[str, Field(max_length=128)] | None = None
     price: Price | None = None
-    stock: Annotated[int, Field(ge=0)] | None = None
+    stock: Count | None = None
     is_consumable: bool = False
     updated_at: WireTime
 
@@ -52,7 +56,7 @@ class PromotionRecord(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    schema_version: Literal[1] = CATALOG_SCHEMA_VERSION
+    schema_version: SchemaVersion = CATALOG_SCHEMA_VERSION
     record_type: Literal["promotion"] = "promotion"
     promotion_id: Id
     title: Annotated[str, Field(min_length=1, max_length=256)]
@@ -82,26 +86,32 @@ class ReviewRecord(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    schema_version: Literal[1] = CATALOG_SCHEMA_VERSION
+    schema_version: SchemaVersion = CATALOG_SCHEMA_VERSION
     record_type: Literal["review"] = "review"
     review_id: Id
     item_id: Id
-    rating: Annotated[int, Field(ge=1, le=5)]
-    helpful_votes: Annotated[int, Field(ge=0)] = 0
-    unhelpful_votes: Annotated[int, Field(ge=0)] = 0
+    rating: Annotated[int, WireInt, Field(ge=1, le=5)]
+    helpful_votes: Count = 0
+    unhelpful_votes: Count = 0
     title: Annotated[str, Field(max_length=256)] | None = None
-    body_length: Annotated[int, Field(ge=0)] = 0
+    body_length: Count = 0
     created_at: WireTime
     is_generated: bool = False
     updated_at: WireTime
 
 
-CatalogRecord = Annotated[
-    ItemRecord | PromotionRecord | ReviewRecord, Field(discriminator="record_type")
-]
+CatalogRecord = ItemRecord | PromotionRecord | ReviewRecord
+
+# The model of each key kind; schemas.validation.parse_catalog_record reads a
+# message value with the model that its key names.
+RECORD_MODELS: dict[str, type[CatalogRecord]] = {
+    "item": ItemRecord,
+    "promotion": PromotionRecord,
+    "review": ReviewRecord,
+}
 
 
-def catalog_key(record: ItemRecord | PromotionRecord | ReviewRecord) -> str:
+def catalog_key(record: CatalogRecord) -> str:
     """Return the compaction key of a catalog record."""
     if isinstance(record, ItemRecord):
         return f"item:{record.item_id}"

@@ -27,10 +27,12 @@ class RejectionReason(StrEnum):
     ``unknown_record_type``: a catalog ``record_type`` that is not item,
     promotion or review.
     ``invalid_id`` / ``id_too_long``: an empty id or one with a control
-    character, or one over 128 characters.
+    character, or one over 128 characters; ``invalid_id`` also covers a
+    catalog key that does not name its record's kind and id.
     ``invalid_time``: not an RFC 3339 time with a UTC offset.
     ``time_in_future`` / ``time_too_old``: beyond the allowed clock skew, or
-    before 2000. ``negative_value``: a negative quantity or price.
+    before 2000. ``negative_value``: a negative number where the schema
+    allows none, such as a quantity, price, stock or vote count.
     ``out_of_range``: any other value outside its bounds.
     ``payload_too_large``: a message value over the size limit.
     ``processing_failed``: a valid event on which a processing stage raised

@@ -1,9 +1,12 @@
-"""Validation of raw ``events`` messages: a clean :class:`Event` or a rejection.
+"""Validation of raw ``events`` and ``catalog`` values: a clean record or a rejection.
 
-:func:`parse_event` is the single gate between the wire and the services. It
-never raises: every input, however malformed, becomes either an ``Event`` or a
+:func:`parse_event` is the single gate between the wire and the services for
+events, and :func:`parse_catalog_record` for catalog records. Neither raises
+on input. Every value, however malformed, becomes either a model or a
 :class:`Rejection` with one :class:`RejectionReason` per kind of fault and a
-message that names the field, the offending value and the expected form.
+message that names the field, the offending value and the expected form. Both
+name faults with :func:`schemas.rejections.reject`, so a fault gets one reason
+on every topic.
 
 Documents are validated by pydantic in strict JSON mode
 (``Event.model_validate_json(raw, strict=True)``). ``benchmarks/bench_validation.py``
@@ -14,10 +17,11 @@ strings, no booleans as numbers, no Unix seconds as ``event_time``. Two checks
 need more than one document and therefore live only here: the payload size and
 the event time relative to the clock.
 
-A key repeated within one object is rejected as ``invalid_json``. Section 4
-of RFC 8259 notes that parsers differ on such objects (many keep the last
-value, others fail or keep every pair), so two consumers of one message could
-read two different users from it.
+A key repeated within one object of an event is rejected as ``invalid_json``.
+Section 4 of RFC 8259 notes that parsers differ on such objects (many keep the
+last value, others fail or keep every pair), so two consumers of one message
+could read two different users from it. Catalog records are not checked for
+repeated keys, and pydantic keeps the last value.
 
 Duplicate events are not a validation concern: the feature store drops them
 by ``event_id``.
@@ -32,6 +36,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from schemas.catalog import RECORD_MODELS, CatalogRecord
 from schemas.deadletters import RejectionReason
 from schemas.events import Event
 from schemas.rejections import TIME_FORM, Rejection, RejectionRules, reject
@@ -41,6 +46,7 @@ __all__ = [
     "MAX_EVENT_BYTES",
     "MIN_EVENT_TIME",
     "Rejection",
+    "parse_catalog_record",
     "parse_event",
 ]
 
@@ -55,6 +61,10 @@ MIN_EVENT_TIME = datetime(2000, 1, 1, tzinfo=UTC)
 # millisecond timestamp read as seconds.
 DEFAULT_MAX_FUTURE_SKEW = timedelta(hours=1)
 
+_PRICE_FORM = "a finite number from 0 to 1e9, or null"
+_FLAG_FORM = "true or false"
+_COUNT_FORM = "an integer of 0 or more"
+
 _EVENT_RULES = RejectionRules(
     document="event",
     expected_forms={
@@ -62,7 +72,7 @@ _EVENT_RULES = RejectionRules(
         "event_type": "one of 'click', 'cart_add', 'purchase'",
         "event_time": TIME_FORM,
         "quantity": "an integer from 1 to 10000, or null",
-        "price": "a finite number from 0 to 1e9, or null",
+        "price": _PRICE_FORM,
         "context": ("an object with optional 'page', 'device' and 'recommendation_id'"),
         "page": "a string of at most 256 characters, or null",
         "device": "a string of at most 64 characters, or null",
@@ -70,6 +80,49 @@ _EVENT_RULES = RejectionRules(
     kind_fields={"event_type": RejectionReason.UNKNOWN_EVENT_TYPE},
     time_fields=frozenset({"event_time"}),
 )
+
+_TIME_FIELDS = frozenset({"updated_at", "starts_at", "ends_at", "created_at"})
+
+_RECORD_FORMS = {
+    "item": {
+        "category_path": "a string of at most 512 characters, or null",
+        "brand": "a string of at most 128 characters, or null",
+        "price": _PRICE_FORM,
+        "stock": f"{_COUNT_FORM}, or null",
+        "is_consumable": _FLAG_FORM,
+    },
+    "promotion": {
+        "title": "a string of 1 to 256 characters",
+        "discount_percent": "a number above 0 and at most 100",
+        "category_ids": "a list of at most 256 ids",
+        "brands": "a list of at most 256 strings of at most 128 characters",
+        "item_ids": "a list of at most 1024 ids",
+        "is_generated": _FLAG_FORM,
+    },
+    "review": {
+        "rating": "an integer from 1 to 5",
+        "helpful_votes": _COUNT_FORM,
+        "unhelpful_votes": _COUNT_FORM,
+        "title": "a string of at most 256 characters, or null",
+        "body_length": _COUNT_FORM,
+        "is_generated": _FLAG_FORM,
+    },
+}
+
+_RECORD_RULES = {
+    kind: RejectionRules(
+        document=f"{kind} record",
+        expected_forms={
+            "schema_version": "the integer 1",
+            "record_type": f"{kind!r}, the kind that the key names, or no record_type",
+            **{name: TIME_FORM for name in _TIME_FIELDS},
+            **forms,
+        },
+        kind_fields={"record_type": RejectionReason.UNKNOWN_RECORD_TYPE},
+        time_fields=_TIME_FIELDS,
+    )
+    for kind, forms in _RECORD_FORMS.items()
+}
 
 # A key ends with its closing quote, optional whitespace and a colon. Inside a
 # string a quote is escaped, so such bytes there are rare and only cost a
@@ -179,3 +232,57 @@ def _check_time(
             "and time zone",
         )
     return event
+
+
+def parse_catalog_record(kind: str, raw: bytes | str) -> CatalogRecord | Rejection:
+    """Validate one ``catalog`` message value as the record that its key names.
+
+    The key's kind picks the model, so a record without ``record_type`` is of
+    that kind, as the JSON Schemas allow. Records are read in strict JSON mode,
+    as events are, so no numbers as strings and no Unix seconds as times. A
+    tombstone (a null value) holds no record and is left to the caller.
+
+    Args:
+        kind: the kind that the message key names: ``item``, ``promotion`` or
+            ``review``.
+        raw: the message value.
+
+    Returns:
+        The validated record, or a Rejection with the reason and message of
+        its leading fault.
+
+    Raises:
+        ValueError: ``kind`` is not a catalog kind.
+    """
+    model = RECORD_MODELS.get(kind)
+    if model is None:
+        raise ValueError(
+            f"catalog kind {kind!r} is unknown; expected one of "
+            f"{', '.join(RECORD_MODELS)}"
+        )
+    if not raw:
+        return Rejection(
+            RejectionReason.EMPTY_VALUE,
+            "message value is empty; expected a catalog record, or null to "
+            "delete the entity",
+        )
+    try:
+        return model.model_validate_json(raw, strict=True)
+    except ValidationError as exc:
+        other = _other_record_type(exc, kind)
+        if other is None:
+            return reject(exc, _RECORD_RULES[kind])
+        return Rejection(
+            RejectionReason.INVALID_ID,
+            f"the key names the kind {kind!r}, but record_type is {other!r}; "
+            f"expected record_type {kind!r} or none, or the key '{other}:<id>'",
+        )
+
+
+def _other_record_type(exc: ValidationError, kind: str) -> str | None:
+    """Return the catalog kind that ``record_type`` names instead of ``kind``."""
+    for error in exc.errors():
+        value = error["input"]
+        if error["loc"] == ("record_type",) and isinstance(value, str):
+            return value if value in RECORD_MODELS and value != kind else None
+    return None

@@ -31,9 +31,9 @@ from confluent_kafka import (
     Message,
     TopicPartition,
 )
-from pydantic import TypeAdapter, ValidationError
+from pydantic import ValidationError
 
-from schemas.catalog import CatalogRecord, ItemRecord, PromotionRecord, ReviewRecord
+from schemas.catalog import RECORD_MODELS
 from schemas.events import Event
 from schemas.recommendations import Slate, Surface
 from services.common.errors import InfrastructureError, TopicMissingError
@@ -46,9 +46,6 @@ __all__ = ["ReadSummary", "read_topics"]
 
 logger = logging.getLogger(__name__)
 
-_CATALOG_ADAPTER: TypeAdapter[ItemRecord | PromotionRecord | ReviewRecord] = (
-    TypeAdapter(CatalogRecord)
-)
 _BATCH_SIZE = 1000
 _POLL_SECONDS = 0.2
 _METADATA_TIMEOUT_SECONDS = 10.0
@@ -223,7 +220,13 @@ class _TopicReader:
 
     def _handle_catalog(self, key: bytes | None, value: bytes | None) -> None:
         if value is not None:
-            self._evaluator.add_catalog_record(_CATALOG_ADAPTER.validate_json(value))
+            # The key's kind picks the model, as the catalog consumer does: a
+            # record without record_type is of the kind that its key names.
+            kind = (key or b"").decode("utf-8", errors="replace").partition(":")[0]
+            model = RECORD_MODELS.get(kind)
+            if model is None:
+                raise ValueError(f"catalog key {key!r} names no record kind")
+            self._evaluator.add_catalog_record(model.model_validate_json(value))
         elif key is not None:
             self._evaluator.delete_catalog_key(key.decode("utf-8"))
         else:

@@ -15,9 +15,9 @@ import time
 from typing import Any, cast
 
 import redis
-from pydantic import TypeAdapter
 
 from schemas.catalog import (
+    RECORD_MODELS,
     CatalogRecord,
     ItemRecord,
     PromotionRecord,
@@ -25,16 +25,12 @@ from schemas.catalog import (
     catalog_key,
 )
 from schemas.features import FeatureKeys
-from services.features.errors import CatalogKeyError
+from schemas.validation import Rejection, parse_catalog_record
+from services.features.errors import CatalogKeyError, CatalogRecordError
 
-__all__ = ["CatalogWriter", "parse_catalog_key"]
+__all__ = ["CatalogWriter", "parse_catalog_key", "parse_catalog_message"]
 
 logger = logging.getLogger(__name__)
-
-_RECORDS: TypeAdapter[ItemRecord | PromotionRecord | ReviewRecord] = TypeAdapter(
-    CatalogRecord
-)
-_KINDS = ("item", "promotion", "review")
 
 # KEYS[1] the item's review hash, KEYS[2] the item's catalog hash.
 # ARGV[1] review id, ARGV[2] review JSON or '' to delete it, ARGV[3] TTL.
@@ -71,12 +67,42 @@ def parse_catalog_key(key: bytes | str | None) -> tuple[str, str]:
     """
     text = key.decode("utf-8", errors="replace") if isinstance(key, bytes) else key
     kind, _, entity_id = (text or "").partition(":")
-    if kind not in _KINDS or not entity_id:
+    if kind not in RECORD_MODELS or not entity_id:
         raise CatalogKeyError(
             f"catalog key {text!r} is invalid; expected 'item:<id>', "
             "'promotion:<id>' or 'review:<id>'"
         )
     return kind, entity_id
+
+
+def parse_catalog_message(
+    key: bytes | str | None, value: bytes | str | None
+) -> tuple[str, str, CatalogRecord | None]:
+    """Validate one ``catalog`` message against the record that its key names.
+
+    Returns:
+        The key's kind and entity id, and the record; None for a tombstone.
+
+    Raises:
+        CatalogKeyError: the key is invalid, or names another record than the
+            value holds.
+        CatalogRecordError: the value is not a valid record of the key's kind.
+    """
+    kind, entity_id = parse_catalog_key(key)
+    if value is None:
+        return kind, entity_id, None
+    record = parse_catalog_record(kind, value)
+    if isinstance(record, Rejection):
+        raise CatalogRecordError(record)
+    # A compacted topic keeps the newest record per key, so a record under
+    # another entity's key would come back on every re-read of the topic.
+    expected_key = catalog_key(record)
+    if expected_key != f"{kind}:{entity_id}":
+        raise CatalogKeyError(
+            f"catalog key {kind}:{entity_id} contains the record of "
+            f"{expected_key!r}; expected the key to name the record's id"
+        )
+    return kind, entity_id, record
 
 
 class CatalogWriter:
@@ -101,30 +127,17 @@ class CatalogWriter:
         """Store one catalog message, or delete its entity when ``value`` is None.
 
         Raises:
-            CatalogKeyError: the key is invalid.
-            pydantic.ValidationError: the value is not a valid catalog record.
+            CatalogKeyError: the key is invalid or names another record.
+            CatalogRecordError: the value is not a valid record of the key's
+                kind; its ``rejection`` names the fault.
         """
-        kind, entity_id = parse_catalog_key(key)
-        if value is None:
+        kind, entity_id, record = parse_catalog_message(key, value)
+        if record is None:
             self.delete(kind, entity_id)
-            return
-        record = _RECORDS.validate_json(value)
-        if record.record_type != kind:
-            raise CatalogKeyError(
-                f"catalog key {kind}:{entity_id} holds a {record.record_type!r} "
-                f"record; expected a {kind!r} record"
-            )
-        # A compacted topic keeps the newest record per key, so a record under
-        # another entity's key would come back on every re-read of the topic.
-        expected_key = catalog_key(record)
-        if expected_key != f"{kind}:{entity_id}":
-            raise CatalogKeyError(
-                f"catalog key {kind}:{entity_id} contains the record of "
-                f"{expected_key!r}; expected the key to name the record's id"
-            )
-        self.write(record)
+        else:
+            self.write(record)
 
-    def write(self, record: ItemRecord | PromotionRecord | ReviewRecord) -> None:
+    def write(self, record: CatalogRecord) -> None:
         """Store one record, replacing the previous version of its entity."""
         if isinstance(record, ItemRecord):
             self._write_item(record)

@@ -9,7 +9,9 @@ Ordering: the topic is keyed by entity key, so the versions of one entity are
 applied in offset order and the newest one wins.
 
 Malformed input: a message whose key or value is not a valid catalog record
-goes to the dead-letter topic with its reason and is skipped. While Redis is
+goes to the dead-letter topic and is skipped. Its reason and message come
+from the mapping that events use (:mod:`schemas.rejections`). A record
+without ``record_type`` is of the kind that its key names. While Redis is
 down the batch is retried with exponential backoff and nothing is committed.
 """
 
@@ -28,23 +30,18 @@ from confluent_kafka import (
     Producer,
     TopicPartition,
 )
-from pydantic import ValidationError
 
-from schemas.deadletters import RejectionReason
 from schemas.validation import Rejection
 from services.common.deadletters import DeadLetterWriter
 from services.common.kafka import consume_available
 from services.features import metrics
 from services.features.catalog import CatalogWriter, parse_catalog_key
-from services.features.errors import CatalogKeyError
+from services.features.errors import CatalogRecordError
 from services.features.settings import CatalogSettings
 
 __all__ = ["CatalogConsumer"]
 
 logger = logging.getLogger(__name__)
-
-# Faults of one invalid catalog record named in its dead letter.
-_MAX_FAULTS = 3
 
 _SERVICE = "catalog"
 _FIRST_BACKOFF_SECONDS = 0.2
@@ -139,20 +136,14 @@ class CatalogConsumer:
             try:
                 kind, _ = parse_catalog_key(message.key())
                 self._writer.apply(message.key(), message.value())
-            except (CatalogKeyError, ValidationError) as exc:
-                self._reject(message, exc)
+            except CatalogRecordError as exc:
+                self._reject(message, exc.rejection)
                 metrics.CATALOG_RECORDS.labels(kind, "rejected").inc()
                 continue
             outcome = "deleted" if message.value() is None else "stored"
             metrics.CATALOG_RECORDS.labels(kind, outcome).inc()
 
-    def _reject(self, message: Message, exc: Exception) -> None:
-        if isinstance(exc, CatalogKeyError):
-            rejection = Rejection(RejectionReason.INVALID_ID, str(exc))
-        elif isinstance(exc, ValidationError):
-            rejection = Rejection(_reason(exc), _message(exc))
-        else:
-            rejection = Rejection(RejectionReason.WRONG_TYPE, str(exc))
+    def _reject(self, message: Message, rejection: Rejection) -> None:
         self._dead_letters.send(
             rejection,
             raw_key=message.key(),
@@ -161,41 +152,6 @@ class CatalogConsumer:
             source_partition=message.partition() or 0,
             source_offset=message.offset() or 0,
         )
-
-
-def _reason(exc: ValidationError) -> RejectionReason:
-    """Name the first fault of an invalid catalog record, as events name theirs."""
-    error = exc.errors()[0]
-    kind = error["type"]
-    names = [part for part in error["loc"] if isinstance(part, str)]
-    is_id = bool(names) and names[-1].endswith(("_id", "_ids"))
-    if kind == "json_invalid":
-        return RejectionReason.INVALID_JSON
-    if is_id and kind in ("string_too_short", "string_pattern_mismatch"):
-        return RejectionReason.INVALID_ID
-    if is_id and kind == "string_too_long":
-        return RejectionReason.ID_TOO_LONG
-    if kind == "missing":
-        return RejectionReason.MISSING_FIELD
-    if kind == "extra_forbidden":
-        return RejectionReason.UNKNOWN_FIELD
-    if kind.endswith("_type") or kind in ("union_tag_invalid", "literal_error"):
-        return RejectionReason.WRONG_TYPE
-    # Bounds (greater_than, less_than_equal, ...) and cross-field checks such
-    # as a promotion that ends before it starts.
-    return RejectionReason.OUT_OF_RANGE
-
-
-def _message(exc: ValidationError) -> str:
-    """Describe an invalid catalog record's faults on one line."""
-    errors = exc.errors(include_url=False)
-    parts = [
-        f"field {'.'.join(str(part) for part in error['loc'])!r}: {error['msg']}"
-        for error in errors[:_MAX_FAULTS]
-    ]
-    if len(errors) > _MAX_FAULTS:
-        parts.append(f"and {len(errors) - _MAX_FAULTS} more problem(s)")
-    return "; ".join(parts)
 
 
 def _next_offsets(messages: Sequence[Message]) -> list[TopicPartition]:

@@ -1,4 +1,4 @@
-"""The JSON Schemas, the pydantic models and parse_event agree on every document.
+"""The JSON Schemas, the models, parse_event and the catalog consumer agree.
 
 The corpus lives in ``tests/contract/corpus/<schema>/``:
 
@@ -12,6 +12,8 @@ The corpus lives in ``tests/contract/corpus/<schema>/``:
 Event documents outside ``valid/`` are named ``<reason>--<case>.json``, where
 ``<reason>`` is the RejectionReason that ``parse_event`` must return.
 Models validate in strict JSON mode, as ``parse_event`` does on the wire.
+Catalog documents also go through the catalog consumer's own check, keyed as a
+producer keys them, since it picks the model by the key's kind.
 """
 
 from __future__ import annotations
@@ -45,6 +47,8 @@ from schemas.events import EventType
 from schemas.recommendations import CandidateSource, Surface
 from schemas.training import TrainingExample
 from schemas.validation import Rejection, parse_event
+from services.features.catalog import parse_catalog_message
+from services.features.errors import CatalogRecordError
 
 SCHEMA_DIR = Path(schemas.__file__).parent / "json"
 CORPUS_DIR = Path(__file__).parent / "corpus"
@@ -384,3 +388,122 @@ def test_readme_validation_example_resolves_references_offline(
 
     validator = namespace["validator"]
     assert not validator.is_valid({"item_id": "", "updated_at": "yesterday"})
+
+
+_CATALOG_SCHEMAS = ("item", "promotion", "review")
+
+_CATALOG_DOCUMENTS: dict[str, dict[str, Any]] = {
+    "item": {"item_id": "i1", "updated_at": "2019-10-01T00:00:00Z"},
+    # The window spans every time the mutations draw, so none ends it early.
+    "promotion": {
+        "promotion_id": "p1",
+        "title": "sale",
+        "discount_percent": 10,
+        "starts_at": "2000-01-01T00:00:00Z",
+        "ends_at": "2100-01-01T00:00:00Z",
+        "updated_at": "2019-10-01T00:00:00Z",
+    },
+    "review": {
+        "review_id": "r1",
+        "item_id": "i1",
+        "rating": 4,
+        "created_at": "2019-10-01T00:00:00Z",
+        "updated_at": "2019-10-01T00:00:00Z",
+    },
+}
+
+
+def _catalog_key(name: str, raw: bytes) -> bytes:
+    """Return the key a producer gives the document: its kind and its own id."""
+    try:
+        document = json.loads(raw)
+    except ValueError:
+        document = None
+    entity_id = document.get(f"{name}_id") if isinstance(document, dict) else None
+    return f"{name}:{'unknown' if entity_id is None else entity_id}".encode()
+
+
+def _consumer_accepts(name: str, raw: bytes) -> bool:
+    try:
+        parse_catalog_message(_catalog_key(name, raw), raw)
+    except CatalogRecordError:
+        return False
+    return True
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        case
+        for kind in ("valid", "invalid", "beyond-schema")
+        for case in _corpus(kind)
+        if case[0] in _CATALOG_SCHEMAS
+    ],
+    ids=_case_id,
+)
+def test_catalog_consumer_accepts_only_valid_corpus(
+    case: tuple[str, Path],
+) -> None:
+    name, path = case
+
+    is_accepted = _consumer_accepts(name, path.read_bytes())
+
+    assert is_accepted is (path.parent.name == "valid")
+
+
+_CATALOG_EDGE_FORMS: dict[str, tuple[str, dict[str, Any]]] = {
+    "item_without_record_type": ("item", {}),
+    "promotion_without_record_type": ("promotion", {}),
+    "review_without_record_type": ("review", {}),
+    "record_type_of_key": ("item", {"record_type": "item"}),
+    "unknown_record_type": ("item", {"record_type": "gadget"}),
+    "record_type_of_other_kind": ("item", {"record_type": "review"}),
+    "record_type_null": ("item", {"record_type": None}),
+    "schema_version_true": ("item", {"schema_version": True}),
+    "price_as_string": ("item", {"price": "5.0"}),
+    "price_as_integer": ("item", {"price": 5}),
+    "stock_as_integral_float": ("item", {"stock": 3.0}),
+    "is_consumable_as_number": ("item", {"is_consumable": 1}),
+    "updated_at_unix_seconds": ("item", {"updated_at": 1569888000}),
+    "updated_at_space_separator": ("item", {"updated_at": "2019-10-01 00:00:00Z"}),
+    "discount_as_integer": ("promotion", {"discount_percent": 5}),
+    "rating_as_integral_float": ("review", {"rating": 4.0}),
+    "rating_as_string": ("review", {"rating": "4"}),
+}
+
+
+@pytest.mark.parametrize(
+    ("name", "overrides"), _CATALOG_EDGE_FORMS.values(), ids=_CATALOG_EDGE_FORMS
+)
+def test_catalog_consumer_agrees_with_schema_on_edge_forms(
+    name: str, overrides: dict[str, Any]
+) -> None:
+    raw = json.dumps({**_CATALOG_DOCUMENTS[name], **overrides}).encode()
+
+    is_accepted = _consumer_accepts(name, raw)
+
+    assert is_accepted is _schema_accepts(name, raw)
+
+
+_CATALOG_FIELDS = [
+    (name, field)
+    for name, model in (
+        ("item", ItemRecord),
+        ("promotion", PromotionRecord),
+        ("review", ReviewRecord),
+    )
+    for field in [*model.model_fields, "unknown"]
+]
+
+
+@settings(max_examples=600, deadline=None)
+@given(target=st.sampled_from(_CATALOG_FIELDS), value=_JSON_VALUES)
+def test_catalog_consumer_agrees_with_schema_on_mutated_record(
+    target: tuple[str, str], value: Any
+) -> None:
+    name, field = target
+    raw = json.dumps({**_CATALOG_DOCUMENTS[name], field: value}).encode()
+
+    is_accepted = _consumer_accepts(name, raw)
+
+    assert is_accepted is _schema_accepts(name, raw)

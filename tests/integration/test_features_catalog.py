@@ -18,7 +18,7 @@ from services.common.redis_features import FeatureStore
 from services.common.settings import KafkaSettings, RedisSettings, TopicSettings
 from services.features.catalog import CatalogWriter
 from services.features.consumer import CatalogConsumer
-from services.features.errors import CatalogKeyError
+from services.features.errors import CatalogKeyError, CatalogRecordError
 from services.features.settings import CatalogSettings
 
 pytestmark = pytest.mark.integration
@@ -154,7 +154,7 @@ def test_invalid_catalog_key_is_rejected(writer: CatalogWriter) -> None:
 
 
 def test_record_of_other_kind_than_key_is_rejected(writer: CatalogWriter) -> None:
-    with pytest.raises(CatalogKeyError, match="holds a 'item' record"):
+    with pytest.raises(CatalogRecordError, match="record_type is 'item'"):
         writer.apply(b"promotion:a", item().model_dump_json())
 
 
@@ -187,6 +187,16 @@ def test_catalog_consumer_dead_letters_bad_records(
     )
     producer.produce(topics.catalog, key=b"item:b", value=b"{not json")
     producer.produce(topics.catalog, key=b"weird", value=b"{}")
+    # The item schema makes record_type optional: a record without it is an
+    # item, under an item key.
+    untyped = {"item_id": "z1", "updated_at": "2019-10-01T00:00:00Z", "price": 5.0}
+    producer.produce(topics.catalog, key=b"item:z1", value=json.dumps(untyped))
+    for key, change in (
+        (b"item:c", {"price": "abc"}),
+        (b"item:d", {"record_type": "x"}),
+    ):
+        value = {**untyped, "item_id": key.decode()[5:], **change}
+        producer.produce(topics.catalog, key=key, value=json.dumps(value))
     backwards = promotion("p", 0, 1).model_dump(mode="json")
     backwards["ends_at"] = backwards["starts_at"]
     producer.produce(
@@ -203,17 +213,25 @@ def test_catalog_consumer_dead_letters_bad_records(
 
     deadline = time.monotonic() + 30
     handled = 0
-    while handled < 4 and time.monotonic() < deadline:
+    while handled < 7 and time.monotonic() < deadline:
         handled += consumer.poll_once()
-    letters = read_all(kafka_settings, topics.dead_letters, 3)
+    letters = read_all(kafka_settings, topics.dead_letters, 5)
 
     store = FeatureStore(redis_client, redis_settings.key_prefix)
-    assert store.item_attributes(["a"])["a"].brand == "x"
-    assert sorted(letter["reason"] for letter in letters) == [
+    attributes = store.item_attributes(["a", "z1"])
+    messages = {letter["reason"]: letter["message"] for letter in letters}
+    assert attributes["a"].brand == "x"
+    assert attributes["z1"].price == 5.0
+    assert sorted(messages) == [
         "invalid_id",
         "invalid_json",
         "out_of_range",
+        "unknown_record_type",
+        "wrong_type",
     ]
+    assert messages["wrong_type"] == (
+        "field 'price' has value 'abc'; expected a finite number from 0 to 1e9, or null"
+    )
     consumer._consumer.close()
 
 

@@ -6,7 +6,7 @@ import pytest
 
 from services.common.errors import BrokerUnreachableError
 from services.common.settings import KafkaSettings
-from services.evaluation.consumer import read_topics
+from services.evaluation.consumer import _TopicReader, read_topics
 from services.evaluation.prequential import PrequentialEvaluator
 from services.evaluation.settings import EvaluationSettings
 from services.infra import find_free_port
@@ -21,3 +21,42 @@ def test_read_topics_names_bootstrap_without_broker() -> None:
 
     assert address in str(raised.value)
     assert "CARTWHEEL_KAFKA_BOOTSTRAP" in str(raised.value)
+
+
+class _Message:
+    """The parts of a confluent-kafka message that the reader calls."""
+
+    def __init__(self, key: bytes, value: bytes) -> None:
+        self._key = key
+        self._value = value
+
+    def topic(self) -> str:
+        return "catalog"
+
+    def key(self) -> bytes:
+        return self._key
+
+    def value(self) -> bytes:
+        return self._value
+
+    def partition(self) -> int:
+        return 0
+
+    def offset(self) -> int:
+        return 0
+
+
+@pytest.mark.parametrize(
+    ("key", "is_read"),
+    [(b"item:z1", True), (b"promotion:z1", False), (b"z1", False)],
+    ids=["item_key", "other_kind_key", "no_kind"],
+)
+def test_reader_picks_catalog_model_by_key(key: bytes, is_read: bool) -> None:
+    evaluator = PrequentialEvaluator(EvaluationSettings())
+    reader = _TopicReader(evaluator, "events", "catalog", [])
+    value = b'{"item_id": "z1", "updated_at": "2019-10-01T00:00:00Z"}'
+
+    reader.handle(_Message(key, value))  # type: ignore[arg-type]
+
+    assert reader.malformed["catalog"] == (0 if is_read else 1)
+    assert ("z1" in evaluator._catalog.items) is is_read

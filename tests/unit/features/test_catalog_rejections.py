@@ -1,4 +1,4 @@
-"""Reasons and messages of dead-lettered catalog records, without servers."""
+"""Catalog messages checked against their keys, without servers."""
 
 from __future__ import annotations
 
@@ -6,47 +6,65 @@ import json
 from typing import Any
 
 import pytest
-from pydantic import TypeAdapter, ValidationError
 
-from schemas.catalog import CatalogRecord
+from schemas.catalog import ItemRecord
 from schemas.deadletters import RejectionReason
-from services.features.consumer import _message, _reason
+from services.features.catalog import parse_catalog_message
+from services.features.errors import CatalogKeyError, CatalogRecordError
 
-RECORDS: TypeAdapter[Any] = TypeAdapter(CatalogRecord)
-ITEM = {
-    "schema_version": 1,
-    "record_type": "item",
-    "item_id": "44600062",
-    "updated_at": "2019-10-01T00:00:00Z",
-}
+ITEM = {"item_id": "z1", "updated_at": "2019-10-01T00:00:00Z", "price": 5.0}
 
 
-def _rejected(**changes: Any) -> ValidationError:
-    with pytest.raises(ValidationError) as raised:
-        RECORDS.validate_json(json.dumps({**ITEM, **changes}))
-    return raised.value
+def _value(**changes: Any) -> bytes:
+    return json.dumps({**ITEM, **changes}).encode()
+
+
+def test_message_without_record_type_is_item() -> None:
+    kind, entity_id, record = parse_catalog_message(b"item:z1", _value())
+
+    assert (kind, entity_id) == ("item", "z1")
+    assert isinstance(record, ItemRecord)
+
+
+def test_tombstone_message_has_no_record() -> None:
+    assert parse_catalog_message(b"review:r1", None) == ("review", "r1", None)
 
 
 @pytest.mark.parametrize(
-    ("changes", "reason"),
+    ("value", "reason", "fragment"),
     [
-        ({"item_id": "x\u0000y"}, RejectionReason.INVALID_ID),
-        ({"item_id": "x\n"}, RejectionReason.INVALID_ID),
-        ({"item_id": ""}, RejectionReason.INVALID_ID),
-        ({"category_id": "c\u001f1"}, RejectionReason.INVALID_ID),
-        ({"item_id": "i" * 129}, RejectionReason.ID_TOO_LONG),
-        ({"price": -1}, RejectionReason.OUT_OF_RANGE),
+        (_value(price="abc"), RejectionReason.WRONG_TYPE, "field 'price'"),
+        (
+            _value(record_type="gadget"),
+            RejectionReason.UNKNOWN_RECORD_TYPE,
+            "field 'record_type' has value 'gadget'",
+        ),
+        (_value(record_type="promotion"), RejectionReason.INVALID_ID, "'item'"),
+        (_value(stock=-1), RejectionReason.NEGATIVE_VALUE, "field 'stock'"),
     ],
+    ids=["price_word", "unknown_record_type", "other_kind", "negative_stock"],
 )
-def test_catalog_rejection_reason(
-    changes: dict[str, Any], reason: RejectionReason
+def test_invalid_record_message_rejected(
+    value: bytes, reason: RejectionReason, fragment: str
 ) -> None:
-    assert _reason(_rejected(**changes)) is reason
+    with pytest.raises(CatalogRecordError) as raised:
+        parse_catalog_message(b"item:z1", value)
+
+    assert raised.value.rejection.reason is reason
+    assert fragment in raised.value.rejection.message
 
 
-def test_catalog_rejection_message_is_one_line() -> None:
-    message = _message(_rejected(item_id="x\u0000y", price=-1, stock="many"))
+def test_record_under_other_id_rejected() -> None:
+    with pytest.raises(
+        CatalogKeyError, match="contains the record of 'item:z1'"
+    ) as raised:
+        parse_catalog_message(b"item:z2", _value())
 
-    assert "\n" not in message
-    assert message.startswith("field 'item.item_id': ")
-    assert "field 'item.price': " in message
+    assert raised.value.rejection.reason is RejectionReason.INVALID_ID
+
+
+def test_invalid_key_rejected_as_invalid_id() -> None:
+    with pytest.raises(CatalogKeyError, match="'order:1'") as raised:
+        parse_catalog_message(b"order:1", _value())
+
+    assert raised.value.rejection.reason is RejectionReason.INVALID_ID
