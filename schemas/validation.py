@@ -23,6 +23,14 @@ last value, others fail or keep every pair), so two consumers of one message
 could read two different users from it. Catalog records are not checked for
 repeated keys, and pydantic keeps the last value.
 
+Two edge cases depend on the parser. A number of more than 4300 digits is
+rejected as ``invalid_json``, because pydantic-core's parser (like ``json`` in
+Python 3.11 and later) reports it as out of range, and section 9 of RFC 8259
+lets a parser limit the range of numbers. A ``NaN`` or ``Infinity`` literal
+is not JSON, but the parser reads it as a float. The field that contains it
+then rejects the document, for example as ``out_of_range`` for a price or
+``wrong_type`` for an id, so no document with such a literal is accepted.
+
 Duplicate events are not a validation concern: the feature store drops them
 by ``event_id``.
 """

@@ -241,3 +241,34 @@ def test_leap_second_is_last_microsecond_of_minute(text: str, expected: str) -> 
 
     assert isinstance(result, Event)
     assert result.event_time.isoformat() == expected
+
+
+def _with_literal(field: str, literal: bytes) -> bytes:
+    # Python converts no int of over 4300 digits from text, so json.dumps
+    # cannot write the huge literal and the bytes are edited.
+    return (
+        encode(**{field: ...})[:-1] + b', "' + field.encode() + b'": ' + literal + b"}"
+    )
+
+
+@pytest.mark.parametrize(
+    ("raw", "reason", "fragment"),
+    [
+        (
+            _with_literal("quantity", b"9" * 5000),
+            RejectionReason.INVALID_JSON,
+            "number out of range",
+        ),
+        (_with_literal("price", b"NaN"), RejectionReason.OUT_OF_RANGE, "nan"),
+        (_with_literal("user_id", b"NaN"), RejectionReason.WRONG_TYPE, "nan"),
+    ],
+    ids=["huge_quantity", "nan_price", "nan_user_id"],
+)
+def test_parse_event_edge_number_reason(
+    raw: bytes, reason: RejectionReason, fragment: str
+) -> None:
+    result = parse_event(raw, now=NOW)
+
+    assert isinstance(result, Rejection)
+    assert result.reason is reason
+    assert fragment in result.message
