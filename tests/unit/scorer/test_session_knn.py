@@ -2,7 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from services.scorer.session_knn import SessionIndex
+from services.scorer import session_knn
+from services.scorer.session_knn import SessionIndex, looked_up_items
 
 
 def _index(**overrides: int) -> SessionIndex:
@@ -83,6 +84,93 @@ def test_session_index_weighs_later_items_of_current_session_more() -> None:
     )
 
     assert recommended["via-last"] > recommended["via-first"]
+
+
+def _add_session(index: SessionIndex, key: str, items: list[str]) -> None:
+    for position, item_id in enumerate(items):
+        index.add(key, item_id, float(position))
+
+
+def _long_session_index() -> SessionIndex:
+    """Index a 20-item session and neighbours sharing its latest and oldest items."""
+    index = _index(max_items=30)
+    _add_session(index, "n1", ["c2", "c19", "p1"])
+    _add_session(index, "n2", ["c5", "c18", "p2", "c0"])
+    _add_session(index, "n3", ["c17", "p3", "c1"])
+    _add_session(index, "now", [f"c{position}" for position in range(20)])
+    return index
+
+
+def _look_up_every_item(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make ``recommend`` look up every item of the current session."""
+    monkeypatch.setattr(session_knn, "LEFT_OUT_WEIGHT", 1e-300)
+
+
+def test_looked_up_items_grows_with_position_decay() -> None:
+    assert looked_up_items(50, position_decay=2.0) == 16
+    assert looked_up_items(50, position_decay=3.0) == 25
+
+
+def test_looked_up_items_keeps_short_session() -> None:
+    assert looked_up_items(5, position_decay=2.0) == 5
+
+
+def test_session_index_skips_old_only_neighbour() -> None:
+    index = _long_session_index()
+    _add_session(index, "old-only", ["c0", "via-old"])
+
+    recommended = dict(
+        index.recommend("now", 20.0, neighbours=3, half_life_seconds=1e9)
+    )
+
+    assert "p1" in recommended
+    assert "via-old" not in recommended
+
+
+def test_session_index_looks_up_all_when_few_sessions(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    index = _long_session_index()
+    _add_session(index, "old-only", ["c0", "via-old"])
+    recommended = index.recommend("now", 20.0, neighbours=10, half_life_seconds=1e9)
+
+    _look_up_every_item(monkeypatch)
+    full = index.recommend("now", 20.0, neighbours=10, half_life_seconds=1e9)
+
+    assert "via-old" in dict(recommended)
+    assert recommended == full
+
+
+def test_session_index_long_session_near_full_lookup(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    index = _long_session_index()
+    recommended = index.recommend("now", 20.0, neighbours=3, half_life_seconds=1e9)
+
+    _look_up_every_item(monkeypatch)
+    full = index.recommend("now", 20.0, neighbours=3, half_life_seconds=1e9)
+
+    assert recommended != full
+    assert [item_id for item_id, _ in recommended] == [item_id for item_id, _ in full]
+    assert [score for _, score in recommended] == pytest.approx(
+        [score for _, score in full], rel=1e-3
+    )
+
+
+def test_session_index_short_session_equals_full_lookup(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    index = _index()
+    _add_session(index, "n1", ["a", "x", "e"])
+    _add_session(index, "n2", ["b", "y"])
+    _add_session(index, "n3", ["z", "d", "a"])
+    _add_session(index, "now", ["a", "b", "c", "d", "e"])
+    recommended = index.recommend("now", 5.0, neighbours=2, half_life_seconds=1e9)
+
+    _look_up_every_item(monkeypatch)
+    full = index.recommend("now", 5.0, neighbours=2, half_life_seconds=1e9)
+
+    assert recommended == full
 
 
 def test_session_index_evicts_least_recent_session_when_full() -> None:
