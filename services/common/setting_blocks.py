@@ -197,8 +197,10 @@ def mask_block_object(
 ) -> dict[Any, Any]:
     """Return a block's JSON object with each value that may be a secret masked.
 
-    These are the text values of secret fields and of keys that name no
-    field, since such a key may be a misspelled secret.
+    Masked are the values of secret fields, whatever their JSON type, and the
+    text values of keys that name no field, since such a key may be a
+    misspelled secret. So is anything but an object given for a nested block
+    that has a secret.
 
     Args:
         model: the block.
@@ -210,10 +212,16 @@ def mask_block_object(
     for key, item in value.items():
         info = fields.get(str(key).lower())
         blocks = model_classes(info.annotation) if info is not None else []
-        if isinstance(item, str) and (info is None or is_secret_field(info)):
-            masked[key] = mask(item)
-        elif blocks and isinstance(item, dict):
+        if blocks and isinstance(item, dict):
             masked[key] = mask_block_object(blocks[0], item, mask)
+        elif item is None:
+            masked[key] = item
+        elif info is not None and is_secret_field(info):
+            masked[key] = mask(item if isinstance(item, str) else json.dumps(item))
+        elif blocks and has_secret(blocks[0]):
+            masked[key] = mask(item if isinstance(item, str) else json.dumps(item))
+        elif info is None and isinstance(item, str):
+            masked[key] = mask(item)
         else:
             masked[key] = item
     return masked

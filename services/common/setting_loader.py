@@ -331,13 +331,22 @@ def _masked_value(settings_class: type[BaseSettings], variable: str) -> str:
     if not models or not has_secret(models[0]):
         return value
     try:
-        parsed = json.loads(value)
+        # A key given twice keeps only its last value, so the text would show
+        # a value that the parsed object no longer holds.
+        parsed = json.loads(value, object_pairs_hook=_unique_keys)
     except ValueError:
         return mask_value(value)
     if not isinstance(parsed, dict):
         return mask_value(value)
     masked = mask_block_object(models[0], parsed, mask_value)
     return value if masked == parsed else json.dumps(masked)
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    keys = [key for key, _ in pairs]
+    if len(set(keys)) != len(keys):
+        raise ValueError("a key appears twice in one object")
+    return dict(pairs)
 
 
 def _describe(

@@ -1740,3 +1740,20 @@ def test_secret_of_nested_block_is_masked_in_error(
 
     assert "hunter2" not in message
     assert "CARTWHEEL_SCORER_REDIS" in message
+
+
+@pytest.mark.parametrize(
+    "variables",
+    [
+        {"CARTWHEEL_API_SCORER": '{"redis": "redis://:hunter2@127.0.0.1:1/0"}'},
+        {"CARTWHEEL_API_KAFKA": '{"sasl_password": 12345, "security_protocol": "x"}'},
+        {"CARTWHEEL_API_REDIS": '{"url": "redis://u:hunter2@127.0.0.1:1/0", "url": 5}'},
+    ],
+)
+def test_secret_in_json_block_of_any_shape_is_masked(
+    monkeypatch: pytest.MonkeyPatch, variables: dict[str, str]
+) -> None:
+    message = setting_error(monkeypatch, ApiSettings, variables)
+
+    assert "hunter2" not in message
+    assert "12345" not in message
