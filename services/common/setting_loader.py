@@ -12,7 +12,7 @@ import os
 import re
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, TypeVar, get_args
 
 import annotated_types
 from pydantic import ValidationError
@@ -106,6 +106,7 @@ def load_settings(settings_class: type[SettingsT], **overrides: Any) -> Settings
             _describe_unknown_key(settings_class, key)
             for key in unknown_json_keys(settings_class, os.environ)
         ),
+        *_null_blocks(settings_class),
     ]
     try:
         settings = _load_settings(settings_class, overrides)
@@ -134,6 +135,27 @@ def _describe_misplaced(
         f"invalid setting {part.variable}={value!r}: {problem}, so this name "
         f"would be ignored; set {part.closest} instead"
     )
+
+
+def _null_blocks(settings_class: type[BaseSettings]) -> list[str]:
+    """Describe each block variable set to JSON ``null``.
+
+    pydantic-settings reads ``null`` for a block as if the variable were
+    unset, so the block would keep its defaults without a word.
+    """
+    problems = []
+    for variable in sorted(os.environ):
+        if os.environ[variable].strip() != "null":
+            continue
+        found = variable_field(settings_class, variable)
+        if found is None:
+            continue
+        owner, info = found
+        models = model_classes(info.annotation)
+        if models and type(None) not in get_args(info.annotation):
+            form = block_form(owner, variable, models[0])
+            problems.append(f"invalid setting {variable}='null': {form}")
+    return problems
 
 
 def _describe_unknown_key(settings_class: type[BaseSettings], key: UnknownKey) -> str:

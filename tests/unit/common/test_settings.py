@@ -1757,3 +1757,12 @@ def test_secret_in_json_block_of_any_shape_is_masked(
 
     assert "hunter2" not in message
     assert "12345" not in message
+
+
+def test_block_set_to_json_null_is_rejected(monkeypatch: pytest.MonkeyPatch) -> None:
+    message = setting_error(
+        monkeypatch, ScorerSettings, {"CARTWHEEL_SCORER_WEIGHTS": "null"}
+    )
+
+    assert message.startswith("invalid setting CARTWHEEL_SCORER_WEIGHTS='null': ")
+    assert "sets a whole block of settings" in message
