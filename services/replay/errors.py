@@ -11,11 +11,15 @@ __all__ = [
     "DECODE_ERRORS",
     "DatasetFileError",
     "DatasetUnavailableError",
+    "GZIP_MAGIC",
     "ReplayDeliveryError",
     "ReplayFileError",
     "UnknownDatasetError",
     "describe_read_error",
 ]
+
+# The first two bytes of every gzip file.
+GZIP_MAGIC = b"\x1f\x8b"
 
 # Errors that decoding a file's bytes raises part-way through: a broken gzip
 # stream (a file that is not gzip, truncated or corrupt) or bytes that are

@@ -40,6 +40,7 @@ from services.common.deadletters import DeadLetterWriter
 from services.common.kafka import TopicSpec, producer_config, verify_topics
 from services.replay.errors import (
     DECODE_ERRORS,
+    GZIP_MAGIC,
     ReplayDeliveryError,
     ReplayFileError,
     describe_read_error,
@@ -509,11 +510,14 @@ def verify_replay_file(path: Path) -> None:
     """Check that a JSON-lines replay file exists and has content to replay.
 
     It reads the first line, so a .gz file that is not gzip-compressed fails
-    here, before any connection to the broker.
+    here, before any connection to the broker, and so does a gzip-compressed
+    file whose name does not end in .gz, whose every line would otherwise
+    become a dead letter.
 
     Raises:
         FileNotFoundError: the path does not exist or is a folder.
-        ReplayFileError: the file is empty, or its first line cannot be read.
+        ReplayFileError: the file is empty, is gzip-compressed under a name
+            without .gz, or its first line cannot be read.
     """
     if path.is_dir():
         raise FileNotFoundError(
@@ -523,6 +527,13 @@ def verify_replay_file(path: Path) -> None:
         raise FileNotFoundError(
             f"replay file {str(path)!r} not found or not a regular file"
         )
+    if path.suffix != ".gz":
+        with path.open("rb") as raw:
+            if raw.read(2) == GZIP_MAGIC:
+                raise ReplayFileError(
+                    f"replay file {str(path)!r} is gzip-compressed but its name "
+                    "does not end in .gz; rename it to end in .gz, or decompress it"
+                )
     lines = _read_lines(path)
     try:
         if next(lines, None) is None:

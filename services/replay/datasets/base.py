@@ -29,6 +29,7 @@ from schemas.catalog import ItemRecord
 from schemas.events import Event, EventType
 from services.replay.errors import (
     DECODE_ERRORS,
+    GZIP_MAGIC,
     DatasetFileError,
     describe_read_error,
 )
@@ -52,9 +53,6 @@ __all__ = [
 # A user who stays idle this long starts a new session. Thirty minutes is a
 # common web-analytics default for the session timeout.
 SESSION_IDLE_SECONDS = 30 * 60
-
-# The first two bytes of every gzip file.
-_GZIP_MAGIC = b"\x1f\x8b"
 
 _EVENT_TYPE_ALIASES: dict[str, EventType] = {
     "view": EventType.CLICK,
@@ -141,7 +139,7 @@ def _decoding(path: Path, text: io.TextIOWrapper) -> Iterator[io.TextIOWrapper]:
 def _decode_problem(path: Path, exc: Exception) -> str:
     if isinstance(exc, UnicodeDecodeError) and path.suffix != ".gz":
         with open(path, "rb") as raw:
-            if raw.read(2) == _GZIP_MAGIC:
+            if raw.read(2) == GZIP_MAGIC:
                 return "the file is gzip-compressed but its name does not end in .gz"
     return describe_read_error(exc)
 

@@ -346,3 +346,16 @@ def test_summary_lines_report_rate(
     assert summary.events_per_second == pytest.approx(2.0)
     assert summary.lines()[2] == "events published: 1 (click 1)"
     assert "2 events/s" in summary.lines()[-1]
+
+
+def test_verify_replay_file_rejects_gzip_without_gz_name(tmp_path: Path) -> None:
+    path = tmp_path / "events.jsonl"
+    path.write_bytes(gzip.compress(b'{"event_id": "e1"}\n'))
+
+    with pytest.raises(ReplayFileError) as caught:
+        verify_replay_file(path)
+
+    assert str(caught.value) == (
+        f"replay file {str(path)!r} is gzip-compressed but its name does not "
+        "end in .gz; rename it to end in .gz, or decompress it"
+    )
