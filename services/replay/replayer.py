@@ -510,9 +510,9 @@ def verify_replay_file(path: Path) -> None:
     """Check that a JSON-lines replay file exists and has content to replay.
 
     It reads the first line, so a .gz file that is not gzip-compressed fails
-    here, before any connection to the broker, and so does a gzip-compressed
-    file whose name does not end in .gz, whose every line would otherwise
-    become a dead letter.
+    here, before any connection to the broker. So does a gzip-compressed
+    file whose name does not end in .gz: read as text, each of its lines
+    would become a dead letter.
 
     Raises:
         FileNotFoundError: the path does not exist or is a folder.
