@@ -285,8 +285,8 @@ def _describe_unparsed(exc: SettingsError, settings_class: type[BaseSettings]) -
     """Name the variables behind a field whose value is not valid JSON.
 
     Lists, sets and nested blocks are read as JSON, and pydantic-settings
-    reports a failure only by field name, so every Cartwheel variable of
-    that field whose value is not valid JSON is listed with its value and
+    reports a failure only by field name. So every Cartwheel variable of
+    that field whose value is not valid JSON is listed, with its value and
     the field's expected form.
     """
     found = re.search(r'field "([^"]+)"', str(exc))

@@ -29,6 +29,7 @@ item (``docs/benchmarks/sessions.md``).
 
 from __future__ import annotations
 
+import functools
 import heapq
 import math
 import sys
@@ -61,9 +62,14 @@ def looked_up_items(length: int, position_decay: float) -> int:
         position_decay: positions from the end of the session over which an
             item's weight falls by a factor of e.
     """
+    return min(length, _reach(position_decay, LEFT_OUT_WEIGHT))
+
+
+# Cached because recommend runs once per event with the same settings.
+@functools.lru_cache(maxsize=64)
+def _reach(position_decay: float, left_out_weight: float) -> int:
     tail_factor = 1.0 - math.exp(-1.0 / position_decay)
-    reach = -position_decay * math.log(LEFT_OUT_WEIGHT * tail_factor)
-    return min(length, math.ceil(reach))
+    return math.ceil(-position_decay * math.log(left_out_weight * tail_factor))
 
 
 @dataclass

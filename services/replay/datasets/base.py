@@ -154,10 +154,10 @@ def header_text(header: Sequence[str] | None) -> str:
 class CsvRows:
     """The rows of a dataset's CSV file, each with its line number.
 
-    The supported datasets hold ids, times, event types, prices and category
-    or brand names, none of which spans lines, so a row that does shows a
-    stray double quote: the field it opens runs on to the next quote, however
-    many lines later, and takes the rows in between with it. A row with the
+    The supported datasets contain ids, times, event types, prices and
+    category or brand names, and none of these spans lines. A row that does
+    has a stray double quote: the field it opens runs on to the next quote,
+    however many lines later, and takes the rows in between with it. A row with the
     wrong number of columns is counted and skipped, but such a row stops the
     load with the line of the quote, because the rows it took are lost and
     nothing counts them.

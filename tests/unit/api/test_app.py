@@ -194,7 +194,7 @@ def test_waiting_event_posts_leave_threads_for_slate_reads() -> None:
     assert producer.topic_checks == 1
 
 
-def test_timed_out_event_post_says_event_may_be_stored() -> None:
+def test_event_post_timeout_message() -> None:
     app = create_app(
         ApiSettings(is_on_demand_enabled=False, ingest_timeout_seconds=0.2),
         redis_client=_EmptyRedis(),  # type: ignore[arg-type]
@@ -210,7 +210,7 @@ def test_timed_out_event_post_says_event_may_be_stored() -> None:
     )
 
 
-def test_failed_event_post_names_error_and_same_event_id_retry() -> None:
+def test_event_post_failure_message() -> None:
     app = create_app(
         ApiSettings(is_on_demand_enabled=False),
         redis_client=_EmptyRedis(),  # type: ignore[arg-type]

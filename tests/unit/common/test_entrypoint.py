@@ -98,7 +98,7 @@ def test_hotpath_stage_setting_checked_before_broker(
     assert "Traceback" not in result.stderr
 
 
-# A bad block or a misplaced name of a stage setting, and what its line says.
+# A bad block or a misplaced name of a stage setting, and the text of its error line.
 BLOCK_AND_NAME_ERRORS = [
     (
         "CARTWHEEL_SCORER_WEIGHTS",
@@ -120,7 +120,7 @@ BLOCK_AND_NAME_ERRORS = [
 
 
 @pytest.mark.parametrize(("variable", "value", "problem"), BLOCK_AND_NAME_ERRORS)
-def test_hotpath_block_or_name_error_is_one_line_before_broker(
+def test_hotpath_setting_error_one_line(
     variable: str, value: str, problem: str, tmp_path: Path
 ) -> None:
     environment = _isolated_environment(tmp_path)

@@ -29,7 +29,7 @@ print(signal_number.value)
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux only")
-def test_signal_on_parent_death_sets_requested_signal_in_child() -> None:
+def test_child_gets_requested_signal() -> None:
     preexec = signal_on_parent_death(signal.SIGINT)
 
     child = subprocess.run(

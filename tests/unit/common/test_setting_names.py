@@ -447,7 +447,7 @@ def test_unknown_json_keys_of_nested_block_are_found() -> None:
         ),
     ],
 )
-def test_unknown_key_of_json_block_stops_with_closest_key(
+def test_json_block_unknown_key_stops(
     monkeypatch: pytest.MonkeyPatch, value: str, hint: str
 ) -> None:
     from services.scorer.settings import ScorerSettings

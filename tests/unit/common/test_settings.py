@@ -1602,7 +1602,7 @@ _RANKER_BLEND_FORM = (
 @pytest.mark.parametrize(
     "variable", ["CARTWHEEL_SCORER_WEIGHTS", "cartwheel_scorer_weights"]
 )
-def test_invalid_value_in_json_block_names_block_variable_and_key(
+def test_json_block_bad_value_names_key(
     monkeypatch: pytest.MonkeyPatch, variable: str
 ) -> None:
     value = '{"click": 1, "Ranker_Blend": 5}'
@@ -1615,7 +1615,7 @@ def test_invalid_value_in_json_block_names_block_variable_and_key(
     )
 
 
-def test_invalid_value_in_nested_json_block_names_key_path(
+def test_nested_json_bad_value_names_path(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     value = '{"weights": {"ranker_blend": 5}}'
@@ -1646,7 +1646,7 @@ def test_nested_variable_beside_json_block_is_named_itself(
     )
 
 
-def test_default_that_fails_beside_json_block_is_named_not_set(
+def test_failing_default_named_not_set(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     value = json.dumps(
@@ -1682,7 +1682,7 @@ def test_default_that_fails_beside_json_block_is_named_not_set(
 
 
 @pytest.mark.parametrize("value", ["3", "[1]", '"a"', "abc"])
-def test_block_given_plain_value_says_how_to_set_block(
+def test_block_plain_value_shows_forms(
     monkeypatch: pytest.MonkeyPatch, value: str
 ) -> None:
     message = setting_error(
@@ -1697,7 +1697,7 @@ def test_block_given_plain_value_says_how_to_set_block(
     )
 
 
-def test_settings_block_given_plain_value_names_its_own_prefix(
+def test_settings_block_plain_value_names_prefix(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     message = setting_error(
@@ -1711,7 +1711,7 @@ def test_settings_block_given_plain_value_names_its_own_prefix(
     )
 
 
-def test_block_inside_json_block_given_plain_value_says_object(
+def test_nested_block_plain_value_expects_object(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     value = '{"weights": 3}'
@@ -1750,7 +1750,7 @@ def test_secret_of_nested_block_is_masked_in_error(
         {"CARTWHEEL_API_REDIS": '{"url": "redis://u:hunter2@127.0.0.1:1/0", "url": 5}'},
     ],
 )
-def test_secret_in_json_block_of_any_shape_is_masked(
+def test_json_block_secrets_masked(
     monkeypatch: pytest.MonkeyPatch, variables: dict[str, str]
 ) -> None:
     message = setting_error(monkeypatch, ApiSettings, variables)

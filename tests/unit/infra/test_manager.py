@@ -163,7 +163,7 @@ def test_status_reports_taken_local_port(
     assert redis.describe().endswith(" port taken")
 
 
-def test_status_notes_taken_port_next_to_stale_pid_file(
+def test_status_stale_pid_taken_port(
     isolated_env: Path, monkeypatch: pytest.MonkeyPatch, taken_port: int
 ) -> None:
     monkeypatch.setenv("CARTWHEEL_INFRA_REDIS_PORT", str(taken_port))
@@ -177,7 +177,7 @@ def test_status_notes_taken_port_next_to_stale_pid_file(
     )
 
 
-def test_up_starts_no_broker_when_redis_port_is_taken(
+def test_up_checks_redis_port_first(
     isolated_env: Path, monkeypatch: pytest.MonkeyPatch, taken_port: int
 ) -> None:
     monkeypatch.setenv("CARTWHEEL_INFRA_REDIS_PORT", str(taken_port))

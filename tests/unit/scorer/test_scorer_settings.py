@@ -188,7 +188,7 @@ def test_scorer_settings_reject_category_trending_without_categories_alone(
     )
 
 
-def test_scorer_settings_accept_no_categories_with_another_source_on(
+def test_no_categories_with_other_source(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     for name in ("SESSION_KNN_WEIGHT", "TRENDING_WEIGHT"):
@@ -200,7 +200,7 @@ def test_scorer_settings_accept_no_categories_with_another_source_on(
     assert settings.candidates.top_categories == 0
 
 
-def test_scorer_settings_leave_categories_out_when_category_weight_is_zero(
+def test_zero_category_weight_skips_categories(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     for name in _PRODUCTS_SOURCES:
