@@ -257,10 +257,15 @@ class HotPathConsumer:
     def _process(self, batch: _Batch, received_at: float) -> bool:
         """Apply and run the stages, retrying until success; False when stopped.
 
-        The batch runs as a sequence of waves, each a contiguous run of events
-        with no user twice, so the slate for a user's event is never computed
-        from that user's later events in the same batch. A retry resumes at
-        the first wave that did not finish; its applied events come back as
+        With stages, the batch runs as a sequence of waves, each a contiguous
+        run of events with no user twice, so the slate for a user's event is
+        never computed from that user's later events in the same batch.
+        Without stages nothing reads the features between events, so the
+        whole batch is one wave: the feature store applies each user's events
+        in order within one call and leaves the same state in Redis. The
+        training examples then differ only in the smoothed item rates, whose
+        shop-wide prior the store reads once per call. A retry resumes at the
+        first wave that did not finish; its applied events come back as
         redelivered and the stages run again for them.
 
         A wave that an error of the code (not of Redis, Kafka or the OS) fails
@@ -268,7 +273,10 @@ class HotPathConsumer:
         that fails as often goes to the dead-letter topic as
         ``processing_failed``, and the batch goes on without it.
         """
-        waves = _split_into_waves(batch.events, batch.positions)
+        if self._stages:
+            waves = _split_into_waves(batch.events, batch.positions)
+        else:
+            waves = [(list(batch.events), list(batch.positions))]
         completed = 0
         failures = 0
         delay = self._settings.retry_initial_seconds

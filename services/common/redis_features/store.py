@@ -160,6 +160,11 @@ class FeatureStore:
     ) -> list[AppliedResult]:
         """Apply events in order and return their before-snapshots.
 
+        The Redis state afterwards does not depend on how a stream is cut into
+        calls. The snapshots do in one respect: the smoothed item rates take
+        their prior from the shop-wide totals as they were when the call
+        began, so later events of the same call do not move it.
+
         Args:
             events: validated events, in the order they were read.
             positions: the partition and offset of each event; without them a
