@@ -17,11 +17,10 @@ strings, no booleans as numbers, no Unix seconds as ``event_time``. Two checks
 need more than one document and therefore live only here: the payload size and
 the event time relative to the clock.
 
-A key repeated within one object of an event is rejected as ``invalid_json``.
-Section 4 of RFC 8259 notes that parsers differ on such objects (many keep the
-last value, others fail or keep every pair), so two consumers of one message
-could read two different users from it. Catalog records are not checked for
-repeated keys, and pydantic keeps the last value.
+A key repeated within one object of an event or a catalog record is rejected
+as ``invalid_json``. Section 4 of RFC 8259 notes that parsers differ on such
+objects (many keep the last value, others fail or keep every pair), so two
+consumers of one message could read two different users or prices from it.
 
 Two edge cases depend on the parser. A number of more than 4300 digits is
 rejected as ``invalid_json``, because pydantic-core's parser (like ``json`` in
@@ -182,24 +181,29 @@ def parse_event(
     except ValidationError as exc:
         return reject(exc, _EVENT_RULES)
 
-    repeated = _repeated_key(raw, event)
-    if repeated is not None:
-        return Rejection(
-            RejectionReason.INVALID_JSON,
-            f"key {repeated!r} appears more than once in one object; expected "
-            "each key once, because readers disagree on which value counts",
-        )
-    return _check_time(event, now, max_future_skew)
-
-
-def _repeated_key(raw: bytes, event: Event) -> str | None:
-    """Return a key that one object of a valid document repeats, or None."""
-    # The model records each key it read once. When the bytes hold no more key
-    # ends than that, no key is repeated. More key ends may also come from a
-    # quote and colon inside a string, so the document is then parsed again.
     keys = len(event.model_fields_set)
     if event.context is not None:
         keys += len(event.context.model_fields_set)
+    repeated = _reject_repeated_key(raw, keys)
+    if repeated is not None:
+        return repeated
+    return _check_time(event, now, max_future_skew)
+
+
+def _reject_repeated_key(raw: bytes, keys: int) -> Rejection | None:
+    """Reject a valid document that repeats a key within one object.
+
+    Args:
+        raw: the document that the model accepted.
+        keys: how many keys the model read, summed over its objects. A count
+            below the document's own only costs a second parse.
+
+    Returns:
+        An ``invalid_json`` Rejection naming the first repeated key, or None.
+    """
+    # The model records each key it read once. When the bytes hold no more key
+    # ends than that, no key is repeated. More key ends may also come from a
+    # quote and colon inside a string, so the document is then parsed again.
     if raw.count(b'":') <= keys and _SPACED_KEY_END.search(raw) is None:
         return None
     repeated: list[str] = []
@@ -217,7 +221,13 @@ def _repeated_key(raw: bytes, event: Event) -> str | None:
     except ValueError:
         # pydantic's parser accepted what json refuses; keep its reading.
         return None
-    return repeated[0] if repeated else None
+    if not repeated:
+        return None
+    return Rejection(
+        RejectionReason.INVALID_JSON,
+        f"key {repeated[0]!r} appears more than once in one object; expected "
+        "each key once, because readers disagree on which value counts",
+    )
 
 
 def _check_time(
@@ -248,7 +258,9 @@ def parse_catalog_record(kind: str, raw: bytes | str) -> CatalogRecord | Rejecti
     The key's kind picks the model, so a record without ``record_type`` is of
     that kind, as the JSON Schemas allow. Records are read in strict JSON mode,
     as events are, so no numbers as strings and no Unix seconds as times. A
-    tombstone (a null value) holds no record and is left to the caller.
+    key repeated within the record is rejected as ``invalid_json``, as in an
+    event. A tombstone (a null value) holds no record and is left to the
+    caller.
 
     Args:
         kind: the kind that the message key names: ``item``, ``promotion`` or
@@ -275,7 +287,7 @@ def parse_catalog_record(kind: str, raw: bytes | str) -> CatalogRecord | Rejecti
             "delete the entity",
         )
     try:
-        return model.model_validate_json(raw, strict=True)
+        record = model.model_validate_json(raw, strict=True)
     except ValidationError as exc:
         other = _other_record_type(exc, kind)
         if other is None:
@@ -285,6 +297,13 @@ def parse_catalog_record(kind: str, raw: bytes | str) -> CatalogRecord | Rejecti
             f"the key names the kind {kind!r}, but record_type is {other!r}; "
             f"expected record_type {kind!r} or none, or the key '{other}:<id>'",
         )
+
+    # A valid record is one object whose keys are the fields the model read,
+    # because its fields contain scalars and lists of strings. A nested object
+    # would add key ends beyond that count: a second parse, never a missed key.
+    data = raw.encode() if isinstance(raw, str) else raw
+    repeated = _reject_repeated_key(data, len(record.model_fields_set))
+    return record if repeated is None else repeated
 
 
 def _other_record_type(exc: ValidationError, kind: str) -> str | None:

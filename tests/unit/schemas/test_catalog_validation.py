@@ -151,3 +151,54 @@ def test_promotion_without_record_type_accepted() -> None:
 def test_unknown_kind_raises_value_error() -> None:
     with pytest.raises(ValueError, match="catalog kind 'order' is unknown"):
         parse_catalog_record("order", encode(ITEM))
+
+
+def _with_repeated_key(raw: bytes, key: bytes, value: bytes) -> bytes:
+    # json.dumps cannot write a repeated key, so the bytes are edited.
+    return raw[:-1] + b", " + key + b": " + value + b"}"
+
+
+@pytest.mark.parametrize(
+    ("kind", "raw"),
+    [
+        ("item", _with_repeated_key(encode(ITEM, price=5.0), b'"price"', b"0.5")),
+        ("item", _with_repeated_key(encode(ITEM), b'"item_\\u0069d"', b'"z2"')),
+        (
+            "item",
+            _with_repeated_key(
+                encode(ITEM), b'"updated_at" \n', b'"2019-10-02T00:00:00Z"'
+            ),
+        ),
+        (
+            "promotion",
+            _with_repeated_key(
+                encode(PROMOTION, item_ids=["a", "b"]), b'"item_ids"', b'["c"]'
+            ),
+        ),
+    ],
+    ids=["top-level", "escaped", "spaced", "list"],
+)
+def test_repeated_key_rejected(kind: str, raw: bytes) -> None:
+    result = parse_catalog_record(kind, raw)
+
+    assert isinstance(result, Rejection)
+    assert result.reason is RejectionReason.INVALID_JSON
+    assert "appears more than once in one object" in result.message
+
+
+def test_repeated_key_in_text_value_rejected() -> None:
+    raw = _with_repeated_key(encode(ITEM, price=5.0), b'"price"', b"0.5").decode()
+
+    result = parse_catalog_record("item", raw)
+
+    assert isinstance(result, Rejection)
+    assert result.message.startswith("key 'price' appears more than once")
+
+
+@pytest.mark.parametrize("brand", ["price", '"price": 0.5', 'a" : b'])
+def test_key_like_value_accepted(brand: str) -> None:
+    result = parse_catalog_record("item", encode(ITEM, price=5.0, brand=brand))
+
+    assert isinstance(result, ItemRecord)
+    assert result.brand == brand
+    assert result.price == 5.0
