@@ -16,12 +16,8 @@ from services.replay.datasets import (
     replayable_names,
 )
 from services.replay.generated import generate_catalog
-from services.replay.replayer import (
-    Replayer,
-    ReplaySummary,
-    verify_replay_file,
-    verify_replay_topics,
-)
+from services.replay.jsonl import verify_replay_file
+from services.replay.replayer import Replayer, ReplaySummary, verify_replay_topics
 from services.replay.settings import Settings
 
 __all__ = ["add_arguments", "build_parser", "register", "replay_dataset", "replay_file"]

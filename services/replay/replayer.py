@@ -18,13 +18,12 @@ each user's events stay in order within their partition.
 
 from __future__ import annotations
 
-import gzip
 import logging
 import math
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable, Generator, Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -38,20 +37,14 @@ from schemas.events import Event
 from schemas.validation import Rejection, parse_event
 from services.common.deadletters import DeadLetterWriter
 from services.common.kafka import TopicSpec, producer_config, verify_topics
-from services.replay.errors import (
-    DECODE_ERRORS,
-    GZIP_MAGIC,
-    ReplayDeliveryError,
-    ReplayFileError,
-    describe_read_error,
-)
+from services.replay.errors import ReplayDeliveryError, ReplayFileError
+from services.replay.jsonl import read_lines
 from services.replay.settings import Settings
 
 __all__ = [
     "ReplaySummary",
     "Replayer",
     "serialize_events",
-    "verify_replay_file",
     "verify_replay_topics",
 ]
 
@@ -68,8 +61,6 @@ _QUEUE_FULL_TIMEOUT_SECONDS = 30.0
 _FLUSH_TIMEOUT_SECONDS = 60.0
 # Shorter than a normal flush, because the user is waiting to stop.
 _INTERRUPT_FLUSH_TIMEOUT_SECONDS = 10.0
-# Errors that reading a replay file raises: I/O errors and broken gzip streams.
-_FILE_ERRORS: tuple[type[Exception], ...] = (OSError, *DECODE_ERRORS)
 
 
 @dataclass
@@ -271,7 +262,7 @@ class Replayer:
             ReplayDeliveryError: the broker did not acknowledge every message.
         """
         return self._replay(
-            _read_lines(path),
+            read_lines(path),
             source=f"file:{path.name}",
             total=None,
             time_scale=time_scale,
@@ -504,71 +495,6 @@ class _Pacer:
         # clock reaches ``due`` after at most that long.
         while (remaining := due - self._monotonic()) > 0:
             self._poll(remaining)
-
-
-def verify_replay_file(path: Path) -> None:
-    """Check that a JSON-lines replay file exists and has content to replay.
-
-    It reads the first line, so a .gz file that is not gzip-compressed fails
-    here, before any connection to the broker. So does a gzip-compressed
-    file whose name does not end in .gz: read as text, each of its lines
-    would become a dead letter.
-
-    Raises:
-        FileNotFoundError: the path does not exist or is a folder.
-        ReplayFileError: the file is empty, is gzip-compressed under a name
-            without .gz, or its first line cannot be read.
-    """
-    if path.is_dir():
-        raise FileNotFoundError(
-            f"replay file {str(path)!r} is a folder; expected a file of events"
-        )
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"replay file {str(path)!r} not found or not a regular file"
-        )
-    if path.suffix != ".gz":
-        with path.open("rb") as raw:
-            if raw.read(2) == GZIP_MAGIC:
-                raise ReplayFileError(
-                    f"replay file {str(path)!r} is gzip-compressed but its name "
-                    "does not end in .gz; rename it to end in .gz, or decompress it"
-                )
-    lines = _read_lines(path)
-    try:
-        if next(lines, None) is None:
-            raise ReplayFileError(
-                f"replay file {str(path)!r} is empty; expected one JSON event per line"
-            )
-    finally:
-        lines.close()
-
-
-def _read_lines(path: Path) -> Generator[tuple[int, bytes], None, None]:
-    """Yield (line number, line) pairs of a JSON-lines file, gzip or plain.
-
-    Raises:
-        ReplayFileError: the file cannot be read to its end, such as a
-            truncated or corrupt gzip file.
-    """
-    opener = gzip.open if path.suffix == ".gz" else open
-    line_number = 0
-    try:
-        with opener(path, "rb") as lines:
-            for line_number, line in enumerate(lines, start=1):
-                yield line_number, line.rstrip(b"\r\n")
-    except _FILE_ERRORS as exc:
-        reason = describe_read_error(exc)
-        if line_number == 0:
-            raise ReplayFileError(
-                f"replay file {str(path)!r} cannot be read: {reason}; nothing was "
-                "published, so fix the file or pass a plain .jsonl file"
-            ) from exc
-        raise ReplayFileError(
-            f"replay file {str(path)!r} cannot be read after line {line_number}: "
-            f"{reason}; the lines up to it were published, so replay only the "
-            "lines after it once the file is fixed"
-        ) from exc
 
 
 def _utc_now() -> datetime:

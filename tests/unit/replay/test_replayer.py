@@ -16,7 +16,7 @@ from schemas.deadletters import DeadLetter
 from schemas.events import Event, EventType
 from services.common.settings import KafkaSettings, TopicSettings
 from services.replay.errors import ReplayDeliveryError, ReplayFileError
-from services.replay.replayer import Replayer, serialize_events, verify_replay_file
+from services.replay.replayer import Replayer, serialize_events
 from services.replay.settings import Settings
 
 from .fakes import FakeProducer
@@ -243,32 +243,6 @@ def test_unreadable_replay_file_names_path(
     assert producer.flushes >= 1
 
 
-@pytest.mark.parametrize(
-    ("name", "content"),
-    [("empty.jsonl", b""), ("empty.jsonl.gz", gzip.compress(b""))],
-    ids=["plain", "gzip"],
-)
-def test_verify_replay_file_rejects_empty(
-    tmp_path: Path, name: str, content: bytes
-) -> None:
-    path = tmp_path / name
-    path.write_bytes(content)
-
-    with pytest.raises(ReplayFileError) as caught:
-        verify_replay_file(path)
-
-    assert str(caught.value) == (
-        f"replay file {str(path)!r} is empty; expected one JSON event per line"
-    )
-
-
-def test_verify_replay_file_accepts_blank_line(tmp_path: Path) -> None:
-    path = tmp_path / "blank.jsonl"
-    path.write_bytes(b"\n")
-
-    verify_replay_file(path)
-
-
 def test_interrupted_replay_flushes_and_logs_progress(
     settings: Settings,
     make_event: Callable[..., Event],
@@ -346,16 +320,3 @@ def test_summary_lines_report_rate(
     assert summary.events_per_second == pytest.approx(2.0)
     assert summary.lines()[2] == "events published: 1 (click 1)"
     assert "2 events/s" in summary.lines()[-1]
-
-
-def test_verify_replay_file_rejects_gzip_without_gz_name(tmp_path: Path) -> None:
-    path = tmp_path / "events.jsonl"
-    path.write_bytes(gzip.compress(b'{"event_id": "e1"}\n'))
-
-    with pytest.raises(ReplayFileError) as caught:
-        verify_replay_file(path)
-
-    assert str(caught.value) == (
-        f"replay file {str(path)!r} is gzip-compressed but its name does not "
-        "end in .gz; rename it to end in .gz, or decompress it"
-    )
