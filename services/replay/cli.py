@@ -33,6 +33,12 @@ _DESCRIPTION = (
     "exist ('cartwheel topics create')."
 )
 
+_EXIT_STATUS = (
+    "Exit status: 0 on success; 1 for invalid input, such as an unknown "
+    "dataset or a --file that is not UTF-8 JSON-lines text; 2 for a usage "
+    "error, invalid settings, an unreachable broker or a missing topic."
+)
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     """Add ``replay`` to the ``cartwheel`` command."""
@@ -40,13 +46,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         "replay",
         help="publish a real dataset or a raw JSON-lines file to Kafka",
         description=_DESCRIPTION,
+        epilog=_EXIT_STATUS,
     )
     add_arguments(parser)
 
 
 def build_parser(prog: str) -> argparse.ArgumentParser:
     """Build a stand-alone parser of the ``replay`` arguments, named ``prog``."""
-    parser = argparse.ArgumentParser(prog=prog, description=_DESCRIPTION)
+    parser = argparse.ArgumentParser(
+        prog=prog, description=_DESCRIPTION, epilog=_EXIT_STATUS
+    )
     add_arguments(parser)
     # Only ``cartwheel`` has --log-level, so CARTWHEEL_REPLAY_LOG_LEVEL applies.
     parser.set_defaults(log_level=None)
@@ -160,7 +169,8 @@ def replay_file(
 
     Raises:
         FileNotFoundError: the file does not exist.
-        ReplayFileError: the file is empty or cannot be read to its end.
+        ReplayFileError: the file is empty, is not UTF-8 text or cannot be
+            read to its end.
         TopicMissingError: a topic is missing.
         ReplayDeliveryError: the broker did not acknowledge every message.
     """

@@ -50,7 +50,8 @@ class ReplayDeliveryError(CartwheelError):
 
 
 class ReplayFileError(CartwheelError):
-    """Raised when a JSON-lines replay file cannot be read to its end."""
+    """Raised when a JSON-lines replay file is empty, is not UTF-8 text, or
+    cannot be read to its end."""
 
 
 def describe_read_error(exc: Exception) -> str:

@@ -1,13 +1,17 @@
 """Read a JSON-lines replay file, plain or gzip, and check it before a replay.
 
 :func:`verify_replay_file` runs before the replay connects to the broker, so
-a file that cannot be replayed fails before anything is published.
-:func:`read_lines` yields the lines as they are, for validation to judge.
+a file that cannot be replayed fails before anything is published. Such
+files are empty, gzip files under the wrong name, or binary files whose
+first block is not UTF-8 text. :func:`read_lines` yields the lines as they
+are, for validation to judge.
 """
 
 from __future__ import annotations
 
+import codecs
 import gzip
+import io
 from collections.abc import Generator
 from pathlib import Path
 
@@ -18,24 +22,36 @@ from services.replay.errors import (
     describe_read_error,
 )
 
-__all__ = ["read_lines", "verify_replay_file"]
+__all__ = [
+    "FIRST_BLOCK_BYTES",
+    "find_binary_content",
+    "read_lines",
+    "verify_replay_file",
+]
 
 # Errors that reading a replay file raises: I/O errors and broken gzip streams.
 _FILE_ERRORS: tuple[type[Exception], ...] = (OSError, *DECODE_ERRORS)
 
+# How much of a file verify_replay_file checks for text: room for four events
+# of the largest accepted size (16 KiB each).
+FIRST_BLOCK_BYTES = 64 * 1024
+
 
 def verify_replay_file(path: Path) -> None:
-    """Check that a JSON-lines replay file exists and has content to replay.
+    """Check that a JSON-lines replay file exists and has text to replay.
 
-    It reads the first line, so a .gz file that is not gzip-compressed fails
-    here, before any connection to the broker. So does a gzip-compressed
-    file whose name does not end in .gz: read as text, each of its lines
-    would become a dead letter.
+    It reads the first block, decompressed for .gz, so three kinds of file
+    fail here, before any connection to the broker. A .gz file that is not
+    gzip-compressed cannot be read. A gzip-compressed file whose name does
+    not end in .gz would be read as text, and each of its lines would become
+    a dead letter. So would every line of a binary file, such as an image or
+    an archive given by mistake.
 
     Raises:
         FileNotFoundError: the path does not exist or is a folder.
         ReplayFileError: the file is empty, is gzip-compressed under a name
-            without .gz, or its first line cannot be read.
+            without .gz, has a NUL byte or bytes that are not UTF-8 in its
+            first block, or that block cannot be read.
     """
     if path.is_dir():
         raise FileNotFoundError(
@@ -52,14 +68,57 @@ def verify_replay_file(path: Path) -> None:
                     f"replay file {str(path)!r} is gzip-compressed but its name "
                     "does not end in .gz; rename it to end in .gz, or decompress it"
                 )
-    lines = read_lines(path)
+    block = _read_first_block(path)
+    if not block:
+        raise ReplayFileError(
+            f"replay file {str(path)!r} is empty; expected one JSON event per line"
+        )
+    fault = find_binary_content(block, is_whole_file=len(block) < FIRST_BLOCK_BYTES)
+    if fault is not None:
+        decompressed = " once decompressed" if path.suffix == ".gz" else ""
+        raise ReplayFileError(
+            f"replay file {str(path)!r} is not text{decompressed}: {fault}; "
+            "expected JSON lines (UTF-8 text, one JSON event per line), "
+            "gzip-compressed only under a name ending in .gz"
+        )
+
+
+def find_binary_content(block: bytes, *, is_whole_file: bool) -> str | None:
+    """Describe the first byte of a file's first block that text cannot contain.
+
+    A binary file, such as an image, an archive or a program, shows itself in
+    its first block by one of two faults. One is a NUL byte, which JSON text
+    cannot contain unescaped (RFC 8259 section 7). The other is bytes that are
+    not UTF-8, the encoding that RFC 8259 section 8.1 requires of JSON
+    exchanged between systems.
+
+    Args:
+        block: the first bytes of the file, decompressed if it is gzip.
+        is_whole_file: the block is the whole file, so a UTF-8 sequence cut
+            off at its end is an error rather than the edge of the block.
+
+    Returns:
+        None for UTF-8 text without NUL bytes, or the earliest fault, such as
+        ``NUL byte at offset 7 (line 1)``.
+    """
+    nul = block.find(b"\0")
+    decoder = codecs.getincrementaldecoder("utf-8")()
     try:
-        if next(lines, None) is None:
-            raise ReplayFileError(
-                f"replay file {str(path)!r} is empty; expected one JSON event per line"
+        decoder.decode(block, final=is_whole_file)
+    except UnicodeDecodeError as exc:
+        if nul == -1 or exc.start < nul:
+            return (
+                f"byte 0x{block[exc.start]:02x} at {_position(block, exc.start)} "
+                "is not UTF-8"
             )
-    finally:
-        lines.close()
+    if nul != -1:
+        return f"NUL byte at {_position(block, nul)}"
+    return None
+
+
+def _position(block: bytes, offset: int) -> str:
+    line = block.count(b"\n", 0, offset) + 1
+    return f"offset {offset} (line {line})"
 
 
 def read_lines(path: Path) -> Generator[tuple[int, bytes], None, None]:
@@ -69,21 +128,48 @@ def read_lines(path: Path) -> Generator[tuple[int, bytes], None, None]:
         ReplayFileError: the file cannot be read to its end, such as a
             truncated or corrupt gzip file.
     """
-    opener = gzip.open if path.suffix == ".gz" else open
     line_number = 0
     try:
-        with opener(path, "rb") as lines:
+        with _open(path) as lines:
             for line_number, line in enumerate(lines, start=1):
                 yield line_number, line.rstrip(b"\r\n")
     except _FILE_ERRORS as exc:
-        reason = describe_read_error(exc)
-        if line_number == 0:
-            raise ReplayFileError(
-                f"replay file {str(path)!r} cannot be read: {reason}; nothing was "
-                "published, so fix the file or pass a plain .jsonl file"
-            ) from exc
-        raise ReplayFileError(
-            f"replay file {str(path)!r} cannot be read after line {line_number}: "
-            f"{reason}; the lines up to it were published, so replay only the "
-            "lines after it once the file is fixed"
-        ) from exc
+        raise _unreadable_file_error(path, exc, line_number) from exc
+
+
+def _read_first_block(path: Path) -> bytes:
+    """Return the first :data:`FIRST_BLOCK_BYTES` of a replay file, or all of it.
+
+    Raises:
+        ReplayFileError: the block cannot be read, such as from a .gz file
+            that is not gzip-compressed or is truncated within the block.
+    """
+    try:
+        with _open(path) as stream:
+            return stream.read(FIRST_BLOCK_BYTES)
+    except _FILE_ERRORS as exc:
+        raise _unreadable_file_error(path, exc, line_number=0) from exc
+
+
+def _open(path: Path) -> io.BufferedIOBase:
+    """Open a replay file for reading bytes, decompressed if its name ends in .gz."""
+    if path.suffix == ".gz":
+        return gzip.open(path, "rb")
+    return path.open("rb")
+
+
+def _unreadable_file_error(
+    path: Path, exc: Exception, line_number: int
+) -> ReplayFileError:
+    """Build the error for a replay file that failed after ``line_number`` lines."""
+    reason = describe_read_error(exc)
+    if line_number == 0:
+        return ReplayFileError(
+            f"replay file {str(path)!r} cannot be read: {reason}; nothing was "
+            "published, so fix the file or pass a plain .jsonl file"
+        )
+    return ReplayFileError(
+        f"replay file {str(path)!r} cannot be read after line {line_number}: "
+        f"{reason}; the lines up to it were published, so replay only the "
+        "lines after it once the file is fixed"
+    )

@@ -165,9 +165,10 @@ def test_replay_file_dead_letters_each_bad_line(
     assert summary.rejected_by_reason == Counter(bad.values())
 
 
-def test_replay_command_reads_settings_from_environment(
-    settings: Settings, unique_name: Callable[[str], str]
-) -> None:
+def _run_replay(
+    settings: Settings, *arguments: str
+) -> subprocess.CompletedProcess[str]:
+    """Run ``python -m services.replay`` against the test broker and topics."""
     topics = settings.topics
     environment = {
         **os.environ,
@@ -177,9 +178,8 @@ def test_replay_command_reads_settings_from_environment(
         "CARTWHEEL_TOPIC_CATALOG": topics.catalog,
         "CARTWHEEL_TOPIC_PARTITIONS": str(PARTITIONS),
     }
-
-    result = subprocess.run(
-        [sys.executable, "-m", "services.replay", "rees46", "--limit", "500"],
+    return subprocess.run(
+        [sys.executable, "-m", "services.replay", *arguments],
         env=environment,
         capture_output=True,
         text=True,
@@ -187,7 +187,41 @@ def test_replay_command_reads_settings_from_environment(
         check=False,
     )
 
+
+def test_replay_command_reads_settings_from_environment(
+    settings: Settings, unique_name: Callable[[str], str]
+) -> None:
+    result = _run_replay(settings, "rees46", "--limit", "500")
+
     assert result.returncode == 0, result.stderr
     assert "events published: 500 (" in result.stdout
-    messages = read_all(settings.kafka, topics.events, 500, unique_name("g"))
+    messages = read_all(settings.kafka, settings.topics.events, 500, unique_name("g"))
     assert len(messages) == 500
+
+
+def test_replay_command_rejects_binary_file(
+    settings: Settings, tmp_path: Path, unique_name: Callable[[str], str]
+) -> None:
+    path = tmp_path / "events.jsonl"
+    path.write_bytes(Path(sys.executable).read_bytes())
+
+    result = _run_replay(settings, "--file", str(path), "--no-progress")
+
+    letters = read_all(
+        settings.kafka, settings.topics.dead_letters, 0, unique_name("g")
+    )
+    events = read_all(settings.kafka, settings.topics.events, 0, unique_name("g"))
+    assert result.returncode == 1
+    assert result.stdout == ""
+    # The offset of the first NUL byte depends on the executable's format.
+    (error,) = result.stderr.splitlines()
+    assert error.startswith(
+        f"services.replay: error: replay file {str(path)!r} is not text: NUL byte "
+        "at offset "
+    )
+    assert error.endswith(
+        "; expected JSON lines (UTF-8 text, one JSON event per line), "
+        "gzip-compressed only under a name ending in .gz"
+    )
+    assert letters == []
+    assert events == []

@@ -203,8 +203,9 @@ def test_replay_names_stray_quote_line(
     [
         ("empty.jsonl", b"", "is empty; expected one JSON event per line"),
         ("junk.jsonl.gz", b"junk\n", "the file is not gzip-compressed"),
+        ("image.png", b"\x89PNG\r\n\x1a\n", "is not text: byte 0x89 at offset 0"),
     ],
-    ids=["empty", "not-gzip"],
+    ids=["empty", "not-gzip", "binary"],
 )
 def test_replay_checks_file_before_connecting(
     tmp_path: Path,

@@ -1,14 +1,30 @@
-"""verify_replay_file: a replay file is checked before the replay connects."""
+"""Replay files: what verify_replay_file rejects before the replay connects."""
 
 from __future__ import annotations
 
 import gzip
+import io
+import random
+import sys
+import zipfile
 from pathlib import Path
 
 import pytest
 
 from services.replay.errors import ReplayFileError
-from services.replay.jsonl import verify_replay_file
+from services.replay.jsonl import (
+    FIRST_BLOCK_BYTES,
+    find_binary_content,
+    verify_replay_file,
+)
+
+# The signature and the start of the header chunk of every PNG image.
+PNG_START = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR"
+
+
+def _executable_start() -> bytes:
+    with Path(sys.executable).open("rb") as program:
+        return program.read(4096)
 
 
 @pytest.mark.parametrize(
@@ -48,3 +64,94 @@ def test_verify_replay_file_rejects_gzip_without_gz_name(tmp_path: Path) -> None
         f"replay file {str(path)!r} is gzip-compressed but its name does not "
         "end in .gz; rename it to end in .gz, or decompress it"
     )
+
+
+@pytest.mark.parametrize(
+    ("block", "expected"),
+    [
+        (b'{"a": 1}\n{"a": \x002}\n', "NUL byte at offset 15 (line 2)"),
+        (b'{"a": "caf\xe9"}\n', "byte 0xe9 at offset 10 (line 1) is not UTF-8"),
+        (PNG_START, "byte 0x89 at offset 0 (line 1) is not UTF-8"),
+        (b"\x00\x89", "NUL byte at offset 0 (line 1)"),
+        ("{}\né".encode()[:-1], "byte 0xc3 at offset 3 (line 2) is not UTF-8"),
+    ],
+    ids=["nul", "latin-1", "png", "nul-first", "cut-at-end"],
+)
+def test_find_binary_content_names_first_fault(block: bytes, expected: str) -> None:
+    assert find_binary_content(block, is_whole_file=True) == expected
+
+
+def test_find_binary_content_accepts_utf8_text() -> None:
+    block = '{"brand": "Café", "page": "/søk"}\n'.encode()
+
+    assert find_binary_content(block, is_whole_file=True) is None
+
+
+def test_find_binary_content_accepts_cut_character() -> None:
+    block = "{}\né".encode()[:-1]
+
+    assert find_binary_content(block, is_whole_file=False) is None
+
+
+def _zip_archive() -> bytes:
+    archive = io.BytesIO()
+    with zipfile.ZipFile(archive, "w") as writer:
+        writer.writestr("events.jsonl", '{"event_id": "e1"}\n')
+    return archive.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "fault"),
+    [
+        ("image.png", PNG_START, ": byte 0x89 at offset 0 (line 1) is not UTF-8;"),
+        ("events.zip", _zip_archive(), ": NUL byte at offset "),
+        ("program", _executable_start(), ": NUL byte at offset "),
+        ("random.jsonl", random.Random(7).randbytes(4096), " is not UTF-8;"),
+        (
+            "program.jsonl.gz",
+            gzip.compress(_executable_start()),
+            " once decompressed: NUL byte at offset ",
+        ),
+    ],
+    ids=["png", "zip", "executable", "random", "gzip-executable"],
+)
+def test_verify_replay_file_rejects_binary_file(
+    tmp_path: Path, name: str, content: bytes, fault: str
+) -> None:
+    path = tmp_path / name
+    path.write_bytes(content)
+
+    with pytest.raises(ReplayFileError) as caught:
+        verify_replay_file(path)
+
+    message = str(caught.value)
+    assert message.startswith(f"replay file {str(path)!r} is not text")
+    assert fault in message
+    assert message.endswith(
+        "; expected JSON lines (UTF-8 text, one JSON event per line), "
+        "gzip-compressed only under a name ending in .gz"
+    )
+
+
+def test_verify_replay_file_accepts_cut_character(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "events.jsonl"
+    path.write_bytes(b"a" * (FIRST_BLOCK_BYTES - 1) + "é\n".encode())
+
+    verify_replay_file(path)
+
+
+def test_verify_replay_file_rejects_truncated_gzip(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "events.jsonl.gz"
+    path.write_bytes(gzip.compress(b'{"event_id": "e1"}\n' * 10)[:-12])
+
+    with pytest.raises(ReplayFileError) as caught:
+        verify_replay_file(path)
+
+    message = str(caught.value)
+    assert message.startswith(f"replay file {str(path)!r} cannot be read: ")
+    assert "the gzip data is truncated" in message
+    assert "nothing was published" in message
