@@ -1,9 +1,10 @@
 """Run ``python -m services.replay``, the same command as ``cartwheel replay``.
 
 Exit status: 0 on success, 2 after invalid settings, an unreachable broker or
-a missing topic, and 1 after other invalid input such as an unknown dataset
-or a ``--file`` that is not UTF-8 JSON-lines text. Each error is one line on
-stderr without a traceback.
+a missing topic, and 1 after other invalid input such as an unknown dataset,
+a ``--file`` that is not UTF-8 JSON-lines text, or a ``--file`` in which no
+line is a valid event (after the summary). Each error is one line on stderr
+without a traceback.
 """
 
 from __future__ import annotations

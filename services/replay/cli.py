@@ -15,6 +15,7 @@ from services.replay.datasets import (
     load_dataset,
     replayable_names,
 )
+from services.replay.errors import ReplayFileError
 from services.replay.generated import generate_catalog
 from services.replay.jsonl import verify_replay_file
 from services.replay.replayer import Replayer, ReplaySummary, verify_replay_topics
@@ -35,8 +36,9 @@ _DESCRIPTION = (
 
 _EXIT_STATUS = (
     "Exit status: 0 on success; 1 for invalid input, such as an unknown "
-    "dataset or a --file that is not UTF-8 JSON-lines text; 2 for a usage "
-    "error, invalid settings, an unreachable broker or a missing topic."
+    "dataset, a --file that is not UTF-8 JSON-lines text, or a --file in which "
+    "no line is a valid event (after the summary); 2 for a usage error, invalid "
+    "settings, an unreachable broker or a missing topic."
 )
 
 
@@ -205,6 +207,8 @@ def _run(args: argparse.Namespace) -> int:
             show_progress=show_progress,
         )
         _write(summary.lines())
+        if summary.events_published == 0:
+            raise _no_valid_line_error(args.file, summary, settings)
         return 0
     adapter_summary, summary = replay_dataset(
         settings,
@@ -217,6 +221,23 @@ def _run(args: argparse.Namespace) -> int:
     )
     _write([*adapter_summary.lines(), *summary.lines()])
     return 0
+
+
+def _no_valid_line_error(
+    path: Path, summary: ReplaySummary, settings: Settings
+) -> ReplayFileError:
+    """Build the error for a file whose lines all went to the dead-letter topic.
+
+    A file without one valid line is most likely not a file of events (a CSV
+    export, for example), so the command fails after its summary instead of
+    reporting success.
+    """
+    return ReplayFileError(
+        f"none of the {summary.messages_rejected} line(s) read from replay file "
+        f"{str(path)!r} is a valid event, so each went to the dead-letter topic "
+        f"{settings.topics.dead_letters!r} with its reason; expected one JSON "
+        "event object per line, as schemas/json/event.schema.json describes"
+    )
 
 
 def _dataset_lines(settings: Settings) -> list[str]:

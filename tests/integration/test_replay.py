@@ -199,6 +199,27 @@ def test_replay_command_reads_settings_from_environment(
     assert len(messages) == 500
 
 
+def test_replay_command_fails_without_valid_line(
+    settings: Settings, tmp_path: Path, unique_name: Callable[[str], str]
+) -> None:
+    path = tmp_path / "orders.csv"
+    path.write_text("user_id,item_id,event_time\nu1,i1,2019-10-01\nu2,i2,2019-10-02\n")
+
+    result = _run_replay(settings, "--file", str(path), "--no-progress")
+
+    letters = read_all(
+        settings.kafka, settings.topics.dead_letters, 3, unique_name("g")
+    )
+    assert result.returncode == 1
+    assert "events published: 0 (none)" in result.stdout
+    assert "rejected: 3 (invalid_json 3)" in result.stdout
+    assert result.stderr.splitlines()[-1].startswith(
+        f"services.replay: error: none of the 3 line(s) read from replay file "
+        f"{str(path)!r} is a valid event"
+    )
+    assert len(letters) == 3
+
+
 def test_replay_command_rejects_binary_file(
     settings: Settings, tmp_path: Path, unique_name: Callable[[str], str]
 ) -> None:

@@ -2,13 +2,17 @@ from __future__ import annotations
 
 import argparse
 import gzip
+from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
+from services.replay import cli
 from services.replay.__main__ import main
 from services.replay.cli import register
 from services.replay.datasets import REES46_SAMPLE, replayable_names
+from services.replay.replayer import ReplaySummary
 from tests.entry_points import environment_without_settings, run_module
 from tests.librdkafka_logs import RAW_LIBRDKAFKA_LINE, unreachable_kafka
 
@@ -226,3 +230,60 @@ def test_replay_checks_file_before_connecting(
     assert len(err.splitlines()) == 1
     assert f"replay file {str(path)!r}" in err
     assert expected in err
+
+
+def _replay_file_returning(
+    summary: ReplaySummary,
+) -> Callable[..., ReplaySummary]:
+    def replay_file(*args: object, **kwargs: object) -> ReplaySummary:
+        return summary
+
+    return replay_file
+
+
+def test_replay_file_without_valid_line_fails(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    path = tmp_path / "orders.csv"
+    path.write_text("user_id,item_id\nu1,i1\nu2,i2\n")
+    summary = ReplaySummary(
+        "file:orders.csv", rejected_by_reason=Counter({"invalid_json": 3})
+    )
+    monkeypatch.setattr(cli, "replay_file", _replay_file_returning(summary))
+    monkeypatch.setenv("CARTWHEEL_TOPIC_DEAD_LETTERS", "shop.dlq")
+
+    code = main(["--file", str(path)])
+
+    captured = capsys.readouterr()
+    assert code == 1
+    assert "rejected: 3 (invalid_json 3)" in captured.out
+    assert captured.err.splitlines() == [
+        f"services.replay: error: none of the 3 line(s) read from replay file "
+        f"{str(path)!r} is a valid event, so each went to the dead-letter topic "
+        "'shop.dlq' with its reason; expected one JSON event object per line, "
+        "as schemas/json/event.schema.json describes"
+    ]
+
+
+def test_replay_file_with_one_valid_line_succeeds(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    path = tmp_path / "events.jsonl"
+    path.write_text("{}\n")
+    summary = ReplaySummary(
+        "file:events.jsonl",
+        events_by_type=Counter({"click": 1}),
+        rejected_by_reason=Counter({"invalid_json": 2}),
+    )
+    monkeypatch.setattr(cli, "replay_file", _replay_file_returning(summary))
+
+    code = main(["--file", str(path)])
+
+    captured = capsys.readouterr()
+    assert code == 0
+    assert "events published: 1 (click 1)" in captured.out
+    assert captured.err == ""
