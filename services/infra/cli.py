@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 
+from services.common.entrypoint import write_error
 from services.common.kafka import create_topics, standard_topics, wait_for_broker
 from services.common.settings import load_settings
 from services.infra.manager import (
@@ -19,6 +20,7 @@ from services.infra.settings import InfraSettings
 
 __all__ = ["register"]
 
+_PROGRAM = "cartwheel"
 _BROKER_TIMEOUT_SECONDS = 10.0
 _MAX_PROBE_TIMEOUT_SECONDS = 60.0
 
@@ -48,7 +50,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         description="Stop the servers that the pid files in "
         "CARTWHEEL_INFRA_STATE_DIR name, then print each server's state as "
         "'infra status' does. A stale pid file is removed and no process is "
-        "signalled; the server's line says so.",
+        "signalled; the server's line says so. Exits with 1, after one error "
+        "line per server on stderr, when a local server's port, or the "
+        "address a stale pid file recorded, still accepts connections, "
+        "and with 0 otherwise.",
     )
     down.set_defaults(handler=_down)
     status = actions.add_parser(
@@ -123,8 +128,22 @@ def _up(args: argparse.Namespace) -> int:
 
 def _down(args: argparse.Namespace) -> int:
     manager, _ = _manager()
-    _print_statuses(manager.down())
-    return 0
+    statuses = manager.down()
+    _print_statuses(statuses)
+    still_listening = manager.still_listening(statuses)
+    for status in still_listening:
+        write_error(_PROGRAM, _still_listening_message(status))
+    return 1 if still_listening else 0
+
+
+def _still_listening_message(status: ServerStatus) -> str:
+    port = status.address.rpartition(":")[2]
+    return (
+        f"{status.name} at {status.address} still accepts connections after "
+        f"'infra down' ({status.state}), and no pid file names its process; "
+        f'find it with "ss -ltnp \'sport = :{port}\'" or "fuser {port}/tcp" '
+        "and stop it by its pid if it is yours"
+    )
 
 
 def _status(args: argparse.Namespace) -> int:

@@ -158,29 +158,43 @@ class InfraManager:
         which differs from the configured port when the port setting changed
         after ``up``. A stale pid file is removed without signalling any
         process. The server's line then adds that note to the state that
-        the port shows now.
+        the port shows now, and names the address that the file recorded
+        when a server still replies there, so that :meth:`still_listening`
+        finds it.
         """
         stopped = {}
-        removed_stale = set()
-        for name, server, is_external in (
-            ("kafka", self._broker, self._settings.is_kafka_external),
-            ("redis", self._redis, self._settings.is_redis_external),
-        ):
-            if is_external:
-                continue
+        removed_stale: dict[str, str | None] = {}
+        for name, server in self._local_servers():
             if server.pid() is not None:
                 stopped[name] = server.started_address() or server.address
             elif server.has_stale_pid_file():
-                removed_stale.add(name)
+                has_pid = server.recorded_pid() is not None
+                removed_stale[name] = server.started_address() if has_pid else None
             server.stop()
         statuses = []
         for status in self.status():
             if status.name in stopped and status.state is ServerState.STOPPED:
                 status = replace(status, address=stopped[status.name])
             if status.name in removed_stale:
+                status = _probe_recorded_address(status, removed_stale[status.name])
                 status = replace(status, note=_STALE_REMOVED_NOTE)
             statuses.append(status)
         return statuses
+
+    def still_listening(self, statuses: list[ServerStatus]) -> list[ServerStatus]:
+        """Return the local servers in ``statuses`` whose port accepts connections.
+
+        After :meth:`down` these are servers that no pid file named, such as
+        one whose pid file contained no pid or the pid of another process.
+        The user must find and stop them by hand, because a process is
+        signalled only when it is proven to be the server of this state folder.
+        """
+        local = {name for name, _ in self._local_servers()}
+        return [
+            status
+            for status in statuses
+            if status.name in local and status.state in _LISTENING_STATES
+        ]
 
     def status(
         self, probe_timeout_seconds: float = DEFAULT_PROBE_TIMEOUT_SECONDS
@@ -205,6 +219,14 @@ class InfraManager:
                 probe_timeout_seconds,
             ),
         ]
+
+    def _local_servers(self) -> list[tuple[str, LocalServer]]:
+        servers = []
+        if not self._settings.is_kafka_external:
+            servers.append(("kafka", self._broker))
+        if not self._settings.is_redis_external:
+            servers.append(("redis", self._redis))
+        return servers
 
     def _status(
         self,
@@ -259,12 +281,39 @@ _UNTRACKED_STATES = {
     ProbeResult.UNREACHABLE: ServerState.STOPPED,
 }
 
+# States of a local server whose port still accepts connections.
+_LISTENING_STATES = frozenset(
+    {
+        ServerState.RUNNING,
+        ServerState.NOT_RESPONDING,
+        ServerState.UNTRACKED,
+        ServerState.PORT_TAKEN,
+    }
+)
+
 # Notes on the configured port, for the line of a stale pid file.
 _PORT_NOTES = {
     ProbeResult.RESPONDED: "a server that the file does not name replies on the port",
     ProbeResult.SILENT: "another program has the port",
     ProbeResult.UNREACHABLE: "",
 }
+
+
+def _probe_recorded_address(status: ServerStatus, recorded: str | None) -> ServerStatus:
+    """Probe the address a removed stale pid file recorded, when not probed yet.
+
+    The file may come from servers started on other ports, such as the
+    demo's, so a server left running there is not on the configured port.
+    """
+    if recorded is None or recorded == status.address:
+        return status
+    if status.state is not ServerState.STOPPED:
+        return status
+    request = KAFKA_REQUEST if status.name == "kafka" else REDIS_REQUEST
+    result = probe(recorded, request, DEFAULT_PROBE_TIMEOUT_SECONDS)
+    if result is ProbeResult.UNREACHABLE:
+        return status
+    return replace(status, address=recorded, state=_UNTRACKED_STATES[result])
 
 
 def _endpoints(name: str, address: str) -> list[str]:

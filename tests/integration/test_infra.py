@@ -6,7 +6,7 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -79,21 +79,78 @@ def orphans() -> Iterator[list[int]]:
         os.kill(pid, signal.SIGTERM)
 
 
-def test_infra_down_keeps_server_of_garbled_pid_file(
-    infra_env: Path, orphans: list[int], capsys: pytest.CaptureFixture[str]
+@pytest.fixture
+def local_redis(infra_env: Path) -> Iterator[tuple[int, int]]:
+    """The state folder's redis-server alone, as (pid, port); stopped at teardown.
+
+    The test may garble its pid file, so teardown stops it by the pid read
+    at start.
+    """
+    port = int(os.environ["CARTWHEEL_INFRA_REDIS_PORT"])
+    server = processes.start_redis(infra_env, port)
+    pid = server.pid()
+    assert pid is not None
+    yield pid, port
+    os.kill(pid, signal.SIGTERM)
+    processes._wait_until_gone(pid, timeout_seconds=10)
+
+
+def _exited_pid() -> int:
+    process = subprocess.Popen(["true"])
+    process.wait()
+    return process.pid
+
+
+@pytest.mark.parametrize(
+    "pid_file",
+    [
+        pytest.param(lambda port: "abc\n", id="letters"),
+        pytest.param(lambda port: "", id="empty"),
+        pytest.param(lambda port: f"{os.getpid()} 127.0.0.1:{port}\n", id="unrelated"),
+        pytest.param(lambda port: f"{_exited_pid()} 127.0.0.1:{port}\n", id="exited"),
+    ],
+)
+def test_down_fails_while_unnamed_redis_listens(
+    infra_env: Path,
+    local_redis: tuple[int, int],
+    capsys: pytest.CaptureFixture[str],
+    pid_file: Callable[[int], str],
 ) -> None:
-    main(["infra", "up"])
-    orphans.append(_pids(infra_env)["redis"])
-    (infra_env / "redis.pid").write_text("garbage\n")
-    capsys.readouterr()
+    pid, port = local_redis
+    (infra_env / "redis.pid").write_text(pid_file(port))
 
-    main(["infra", "down"])
+    status = main(["infra", "down"])
 
-    redis_line = capsys.readouterr().out.splitlines()[1]
-    assert redis_line.endswith(
+    output = capsys.readouterr()
+    assert status == 1
+    assert output.out.splitlines()[1].endswith(
         " running without pid file; removed the stale pid file and signalled no process"
     )
-    assert _is_alive(orphans[0])
+    assert output.err == (
+        f"cartwheel: error: redis at 127.0.0.1:{port} still accepts connections "
+        "after 'infra down' (running without pid file), and no pid file names its "
+        f"process; find it with \"ss -ltnp 'sport = :{port}'\" or "
+        f'"fuser {port}/tcp" and stop it by its pid if it is yours\n'
+    )
+    assert _is_alive(pid)
+
+
+def test_down_fails_while_recorded_address_listens(
+    infra_env: Path,
+    local_redis: tuple[int, int],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    _, port = local_redis
+    (infra_env / "redis.pid").write_text(f"{_exited_pid()} 127.0.0.1:{port}\n")
+    monkeypatch.setenv("CARTWHEEL_INFRA_REDIS_PORT", str(find_free_port()))
+
+    status = main(["infra", "down"])
+
+    output = capsys.readouterr()
+    assert status == 1
+    assert f"redis at 127.0.0.1:{port} still accepts connections" in output.err
+    assert output.out.splitlines()[1].startswith(f"redis  127.0.0.1:{port} ")
 
 
 def test_infra_status_probes_port_without_pid_file(

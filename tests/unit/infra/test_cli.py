@@ -94,3 +94,21 @@ def test_infra_status_rejects_invalid_timeout(
     assert status == 1
     assert error.startswith(f"cartwheel: error: --timeout={float(timeout)};")
     assert "expected seconds above 0 and at most 60" in error
+
+
+def test_down_exits_0_when_ports_are_closed(
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+) -> None:
+    monkeypatch.delenv("CARTWHEEL_KAFKA_BOOTSTRAP", raising=False)
+    monkeypatch.delenv("CARTWHEEL_REDIS_URL", raising=False)
+    monkeypatch.setenv("CARTWHEEL_INFRA_STATE_DIR", str(tmp_path))
+    monkeypatch.setenv("CARTWHEEL_INFRA_KAFKA_PORT", str(find_free_port()))
+    monkeypatch.setenv("CARTWHEEL_INFRA_REDIS_PORT", str(find_free_port()))
+    (tmp_path / "redis.pid").write_text("abc\n")
+
+    status = main(["infra", "down"])
+
+    assert status == 0
+    assert capsys.readouterr().err == ""
