@@ -38,6 +38,7 @@ import httpx
 
 from schemas.events import Event, EventType
 from services.common.kafka import TopicSpec, create_topics
+from services.common.parent_death import signal_on_parent_death
 from services.common.settings import KafkaSettings, TopicSettings, child_environment
 from services.infra import find_free_port, start_broker, start_redis
 
@@ -158,6 +159,7 @@ def main() -> None:
         env=environment,
         stdout=subprocess.DEVNULL,
         stderr=log_file,
+        preexec_fn=signal_on_parent_death(signal.SIGTERM),
     )
     try:
         _wait_until_live(base_url, api)

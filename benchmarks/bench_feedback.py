@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import signal
 import statistics
 import subprocess
 import sys
@@ -45,6 +46,7 @@ from services.common.kafka import (
     create_topics,
     producer_config,
 )
+from services.common.parent_death import signal_on_parent_death
 from services.common.settings import KafkaSettings, RedisSettings, TopicSettings
 from services.feedback.reader import outcome_counts
 from services.feedback.settings import FeedbackSettings
@@ -167,6 +169,7 @@ def measure_worker(
             env=environment,
             stdout=log,
             stderr=subprocess.STDOUT,
+            preexec_fn=signal_on_parent_death(signal.SIGTERM),
         )
     try:
         first = None

@@ -58,6 +58,7 @@ import os
 import platform
 import random
 import re
+import signal
 import statistics
 import sys
 import time
@@ -78,6 +79,7 @@ import numpy as np
 from schemas.events import Event, EventType
 from services.api.sessions import SharedSessionIndex
 from services.bench.offline import count_argument
+from services.common.parent_death import request_signal_on_parent_death
 from services.replay.datasets import REES46_SAMPLE, rees46
 from services.scorer.session_knn import SessionIndex, session_key
 from services.scorer.settings import CandidateSettings
@@ -364,7 +366,12 @@ def import_rss(modules: tuple[str, ...]) -> int:
 
 def in_fresh_process(function: Any, argument: Any) -> Any:
     """Run ``function(argument)`` in a new process, so memory starts clean."""
-    with ProcessPoolExecutor(1, mp_context=get_context("spawn")) as pool:
+    with ProcessPoolExecutor(
+        1,
+        mp_context=get_context("spawn"),
+        initializer=request_signal_on_parent_death,
+        initargs=(signal.SIGTERM,),
+    ) as pool:
         return pool.submit(function, argument).result()
 
 

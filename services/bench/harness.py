@@ -35,6 +35,7 @@ from services.common.kafka import (
     standard_topics,
 )
 from services.common.lifecycle import tune_garbage_collection
+from services.common.parent_death import start_tied_process
 from services.common.settings import (
     KafkaSettings,
     RedisSettings,
@@ -353,6 +354,10 @@ class Bench:
     ) -> HotPathHandle:
         """Start ``instances`` hot-path processes in one consumer group on ``topics``.
 
+        The processes end when the thread that called this exits, even when
+        this process is killed with SIGKILL, on Linux. Call it from the main
+        thread then.
+
         Args:
             topics: the run's topics.
             artifact_dir: the ranker's artifact; None ranks with the heuristic.
@@ -371,10 +376,13 @@ class Bench:
                 artifact_dir,
                 self.profile_path if profile and instance == 0 else None,
             )
-            process = self.context.Process(
-                target=run_hotpath, args=(job, stop, results)
+            # The process ignores SIGTERM and SIGINT (see run_hotpath), and
+            # once this process has died no process reads its report, so
+            # SIGKILL ends it then.
+            # LIMITATION(L-3): only Linux ends it when this process is killed.
+            process = start_tied_process(
+                self.context, run_hotpath, (job, stop, results), signal.SIGKILL
             )
-            process.start()
             processes.append(process)
         return HotPathHandle(tuple(processes), stop, results)
 

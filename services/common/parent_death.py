@@ -7,17 +7,30 @@ that forked the child exits, not only when the whole process does. Start
 such children from the main thread, or from a thread that lives as long as
 the process. On other systems nothing is requested, and a child outlives a
 parent killed with SIGKILL (L-3).
+
+``subprocess`` children make the request through :func:`signal_on_parent_death`
+as their ``preexec_fn``. A ``multiprocessing`` child has no ``preexec_fn``, so
+it makes the request itself, first thing: :func:`start_tied_process` does that for
+a process, and :func:`request_signal_on_parent_death` is the initializer for
+the workers of a process pool.
 """
 
 from __future__ import annotations
 
 import ctypes
+import multiprocessing
 import os
 import signal
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from multiprocessing.context import SpawnContext, SpawnProcess
+from typing import Any
 
-__all__ = ["signal_on_parent_death"]
+__all__ = [
+    "request_signal_on_parent_death",
+    "signal_on_parent_death",
+    "start_tied_process",
+]
 
 # From <linux/prctl.h>.
 _PR_SET_PDEATHSIG = 1
@@ -48,12 +61,79 @@ def signal_on_parent_death(
     parent_pid = os.getpid()
 
     def request_signal() -> None:
-        if prctl(_PR_SET_PDEATHSIG, int(signal_number), 0, 0, 0) != 0:
-            errno = ctypes.get_errno()
-            raise OSError(
-                errno, f"prctl(PR_SET_PDEATHSIG) failed: {os.strerror(errno)}"
-            )
-        if os.getppid() != parent_pid:
-            os._exit(1)
+        _request_signal(prctl, signal_number, parent_pid)
 
     return request_signal
+
+
+def request_signal_on_parent_death(signal_number: signal.Signals) -> None:
+    """Ask for ``signal_number`` when the thread that started this process exits.
+
+    Call it first thing in a ``multiprocessing`` child, for example as the
+    ``initializer`` of a ``ProcessPoolExecutor``. Like the ``preexec_fn`` of
+    :func:`signal_on_parent_death`, it exits at once when the parent has
+    already died. Outside Linux it does nothing.
+
+    Raises:
+        RuntimeError: the caller is not a ``multiprocessing`` child, so it
+            has no parent to watch.
+    """
+    parent = multiprocessing.parent_process()
+    if parent is None or parent.pid is None:
+        raise RuntimeError(
+            "request_signal_on_parent_death() was called outside a "
+            "multiprocessing child; start other children with "
+            "signal_on_parent_death() as preexec_fn"
+        )
+    if not sys.platform.startswith("linux"):
+        return
+    prctl = ctypes.CDLL(None, use_errno=True).prctl
+    _request_signal(prctl, signal_number, parent.pid)
+
+
+def start_tied_process(
+    context: SpawnContext,
+    target: Callable[..., object],
+    args: Sequence[Any],
+    signal_number: signal.Signals,
+) -> SpawnProcess:
+    """Start ``target(*args)`` in a process that gets a signal when the caller dies.
+
+    The signal comes when the calling thread exits, as for
+    :func:`signal_on_parent_death`, so call this from the main thread.
+
+    Args:
+        context: the spawn context whose queues and events ``args`` carry.
+        target: a function the child can import by name.
+        args: the arguments of ``target``; they must pickle.
+        signal_number: the signal the child receives when the caller's
+            thread exits; SIGKILL for a child that ignores SIGTERM.
+
+    Returns:
+        The started process.
+    """
+    process = context.Process(
+        target=_run_after_request, args=(signal_number, target, tuple(args))
+    )
+    process.start()
+    return process
+
+
+def _run_after_request(
+    signal_number: signal.Signals,
+    target: Callable[..., object],
+    args: tuple[Any, ...],
+) -> None:
+    request_signal_on_parent_death(signal_number)
+    target(*args)
+
+
+def _request_signal(
+    prctl: Callable[..., int], signal_number: signal.Signals, parent_pid: int
+) -> None:
+    if prctl(_PR_SET_PDEATHSIG, int(signal_number), 0, 0, 0) != 0:
+        errno = ctypes.get_errno()
+        raise OSError(errno, f"prctl(PR_SET_PDEATHSIG) failed: {os.strerror(errno)}")
+    # The parent may have died before the request, and then no signal comes.
+    if os.getppid() != parent_pid:
+        os._exit(1)

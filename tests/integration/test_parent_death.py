@@ -1,4 +1,4 @@
-"""Children of the demo and servers of their owner end when it is SIGKILLed."""
+"""Demo children, bench processes and servers end when their owner is SIGKILLed."""
 
 from __future__ import annotations
 
@@ -45,6 +45,35 @@ from services.infra import find_free_port, start_redis
 server = start_redis(Path(sys.argv[1]), find_free_port())
 print(server.pid(), flush=True)
 time.sleep(60)
+"""
+
+# The child of the two parents below: it writes its pid, which the test reads,
+# once its request for the signal is made, then waits for a minute.
+_SLEEPER = "import os, time; print(os.getpid(), flush=True); time.sleep(60)"
+
+# The bench's hot-path processes are started as this one is.
+_SPAWNING_PARENT = f"""
+import multiprocessing, signal, time
+from services.common.parent_death import start_tied_process
+
+context = multiprocessing.get_context("spawn")
+start_tied_process(context, exec, ({_SLEEPER!r},), signal.SIGKILL)
+time.sleep(60)
+"""
+
+_POOL_PARENT = f"""
+import signal
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
+from services.common.parent_death import request_signal_on_parent_death
+
+with ProcessPoolExecutor(
+    1,
+    mp_context=get_context("spawn"),
+    initializer=request_signal_on_parent_death,
+    initargs=(signal.SIGTERM,),
+) as pool:
+    pool.submit(exec, {_SLEEPER!r}).result()
 """
 
 
@@ -105,8 +134,8 @@ def _wait_until_gone(pid: int, timeout_seconds: float = 10.0) -> bool:
 
 @pytest.mark.parametrize(
     "parent_code",
-    [_SUPERVISOR_PARENT, _SERVER_PARENT],
-    ids=["demo-service", "local-server"],
+    [_SUPERVISOR_PARENT, _SERVER_PARENT, _SPAWNING_PARENT, _POOL_PARENT],
+    ids=["demo-service", "local-server", "spawned-process", "pool-worker"],
 )
 def test_child_exits_when_its_owner_is_killed(
     tmp_path: Path, start_parent: list[subprocess.Popen[str]], parent_code: str

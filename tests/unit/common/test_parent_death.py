@@ -7,7 +7,10 @@ import sys
 import pytest
 
 from services.common import parent_death
-from services.common.parent_death import signal_on_parent_death
+from services.common.parent_death import (
+    request_signal_on_parent_death,
+    signal_on_parent_death,
+)
 
 
 def test_signal_on_parent_death_requests_nothing_outside_linux(
@@ -41,3 +44,8 @@ def test_child_gets_requested_signal() -> None:
     )
 
     assert int(child.stdout) == signal.SIGINT
+
+
+def test_request_signal_outside_child_raises() -> None:
+    with pytest.raises(RuntimeError, match="called outside a multiprocessing child"):
+        request_signal_on_parent_death(signal.SIGTERM)
