@@ -27,13 +27,17 @@ __all__ = ["main", "run"]
 logger = logging.getLogger(__name__)
 
 
-def run(settings: FeedbackSettings, received: signal.Signals | None = None) -> None:
+def run(
+    settings: FeedbackSettings,
+    received: Callable[[], signal.Signals | None] = lambda: None,
+) -> None:
     """Check the topics, serve /metrics and run the Faust worker until stopped.
 
     Args:
         settings: the worker's settings.
-        received: a stop signal that arrived before this call, while the
-            process loaded its modules. The start-up then stops at once.
+        received: returns the stop signal that arrived before the worker's
+            own handler was installed, while the process loaded its modules.
+            The start-up then stops at once.
 
     Raises:
         InvalidSettingsError: ``CARTWHEEL_FEEDBACK_DATA_DIR`` cannot be
@@ -109,4 +113,4 @@ def main(received: Callable[[], signal.Signals | None] = lambda: None) -> None:
     """
     settings = load_settings(FeedbackSettings)
     configure_logging(settings.log_level, secrets=secret_values(settings))
-    run(settings, received())
+    run(settings, received)

@@ -137,14 +137,18 @@ class StopSignals:
         self._stop_deadline = stop_deadline
         self._forward: Callable[[signal.Signals], None] | None = None
 
-    def install(self, received: signal.Signals | None = None) -> None:
+    def install(
+        self, received: Callable[[], signal.Signals | None] = lambda: None
+    ) -> None:
         """Replace the process's SIGTERM and SIGINT handlers, for good.
 
         Only the main thread can set handlers; elsewhere nothing changes.
 
         Args:
-            received: a signal that an earlier handler noted, handled
-                as if it arrived now.
+            received: returns the signal that an earlier handler noted, if
+                any, which is then handled as if it arrived now. It is
+                called after this handler is in place, so a signal that
+                arrives meanwhile reaches one handler or the other.
         """
         if threading.current_thread() is not threading.main_thread():
             return
@@ -154,8 +158,9 @@ class StopSignals:
         # after the exit functions have run, but leaves ignored signals
         # ignored. By then the worker has stopped and its threads are joined.
         atexit.register(self._ignore)
-        if received is not None:
-            self._handle(received, None)
+        noted = received()
+        if noted is not None:
+            self._handle(noted, None)
 
     def _ignore(self) -> None:
         for stop_signal in (signal.SIGTERM, signal.SIGINT):

@@ -8,6 +8,7 @@ import os
 import signal
 import threading
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -215,7 +216,7 @@ def test_signal_noted_while_loading_stops_start_up() -> None:
     stop_signals = StopSignals(deadline)
     started: list[str] = []
 
-    stop_signals.install(early.received)
+    stop_signals.install(lambda: early.received)
     with pytest.raises(StartUpStopped) as caught:
         run_start_up(lambda: started.append("checks"), stop_signals)
 
@@ -223,6 +224,30 @@ def test_signal_noted_while_loading_stops_start_up() -> None:
     assert caught.value.reason == "SIGINT"
     assert started == []
     assert deadline.reasons == ["SIGINT"]
+
+
+@pytest.mark.usefixtures("kept_signal_handlers")
+def test_signal_during_install_is_handled(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    early = EarlySignals()
+    early.install()
+    deadline = RecordedDeadline()
+    stop_signals = StopSignals(deadline)
+    set_handler = signal.signal
+
+    def signal_then_set_handler(signal_number: int, handler: Any) -> Any:
+        # The signal arrives just before the new handler is in place.
+        if signal_number == signal.SIGTERM:
+            signal.raise_signal(signal.SIGTERM)
+        return set_handler(signal_number, handler)
+
+    monkeypatch.setattr(signal, "signal", signal_then_set_handler)
+    stop_signals.install(lambda: early.received)
+
+    assert early.received is signal.SIGTERM
+    assert stop_signals.requested is signal.SIGTERM
+    assert deadline.reasons == ["SIGTERM"]
 
 
 @pytest.mark.usefixtures("kept_signal_handlers")
