@@ -43,6 +43,7 @@ import logging
 import os
 import signal
 import threading
+import time
 from collections.abc import Callable
 from types import FrameType
 from typing import Any, TypeVar
@@ -67,9 +68,19 @@ ResultT = TypeVar("ResultT")
 class StopDeadline:
     """End the process when a stop takes longer than a timeout.
 
+    :meth:`start` runs inside signal handlers, which Python runs on the main
+    thread between two steps of whatever it was doing, even inside a
+    ``with lock:`` block or ``Thread.start`` of its own. Taking a lock or
+    starting a thread there can wait forever on the interrupted code, so
+    :meth:`start` only records when the deadline falls. A daemon thread
+    started beforehand by :meth:`watch` checks the record every
+    ``check_seconds`` and ends the process once the deadline has passed.
+
     Args:
         timeout_seconds: how long a stop may take once :meth:`start` is called.
         exit_now: ends the process at once with the given status.
+        check_seconds: how often the watching thread compares the clock with
+            the deadline, so the process may end up to this much later.
     """
 
     def __init__(
@@ -77,35 +88,56 @@ class StopDeadline:
         timeout_seconds: float,
         *,
         exit_now: Callable[[int], object] = os._exit,
+        check_seconds: float = 0.25,
     ) -> None:
         self._timeout_seconds = timeout_seconds
         self._exit_now = exit_now
-        self._lock = threading.Lock()
-        self._timer: threading.Timer | None = None
+        self._check_seconds = check_seconds
+        # (monotonic time of the deadline, signal name), set once. Assigning
+        # an attribute takes no lock, so a signal handler may do it.
+        self._due: tuple[float, str] | None = None
+        self._is_cancelled = False
+        self._watcher: threading.Thread | None = None
+
+    def watch(self) -> None:
+        """Start the thread that ends the process at the deadline, once.
+
+        Call it outside signal handlers, before the first :meth:`start`.
+        """
+        if self._watcher is not None:
+            return
+        # A daemon thread, so that it never delays an exit by itself.
+        self._watcher = threading.Thread(
+            target=self._wait_for_deadline, name="feedback-stop-deadline", daemon=True
+        )
+        self._watcher.start()
 
     def start(self, reason: str) -> None:
         """Start the countdown unless it already runs, keeping the first one.
+
+        Without an earlier :meth:`watch` this starts the watching thread
+        too, which is safe outside signal handlers only.
 
         Args:
             reason: the signal that requested the stop, such as ``SIGTERM``,
                 for the log line.
         """
-        with self._lock:
-            if self._timer is not None:
-                return
-            # A daemon thread, so that it never delays an exit by itself.
-            self._timer = threading.Timer(
-                self._timeout_seconds, self._give_up, args=(reason,)
-            )
-            self._timer.daemon = True
-            self._timer.name = "feedback-stop-deadline"
-            self._timer.start()
+        if self._due is None:
+            self._due = (time.monotonic() + self._timeout_seconds, reason)
+        if self._watcher is None:
+            self.watch()
 
     def cancel(self) -> None:
-        """Stop the countdown, if one runs."""
-        with self._lock:
-            if self._timer is not None:
-                self._timer.cancel()
+        """Stop the countdown, if one runs, for good."""
+        self._is_cancelled = True
+
+    def _wait_for_deadline(self) -> None:
+        while not self._is_cancelled:
+            due = self._due
+            if due is not None and time.monotonic() >= due[0]:
+                self._give_up(due[1])
+                return
+            time.sleep(self._check_seconds)
 
     def _give_up(self, reason: str) -> None:
         logger.error(
@@ -152,6 +184,7 @@ class StopSignals:
         """
         if threading.current_thread() is not threading.main_thread():
             return
+        self._stop_deadline.watch()
         for stop_signal in (signal.SIGTERM, signal.SIGINT):
             signal.signal(stop_signal, self._handle)
         # CPython 3.11 resets Python-level handlers to the default action

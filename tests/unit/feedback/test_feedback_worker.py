@@ -78,14 +78,55 @@ def test_stop_deadline_exits_with_status_2(
 
 def test_stop_deadline_starts_once() -> None:
     deadline = StopDeadline(600.0, exit_now=RecordedExit())
+    # Deadlines of earlier tests may still be watching.
+    earlier = set(deadline_threads())
 
     deadline.start("SIGTERM")
     deadline.start("SIGINT")
-    running = deadline_threads()
+    running = [thread for thread in deadline_threads() if thread not in earlier]
     deadline.cancel()
 
     assert len(running) == 1
     assert running[0].daemon
+
+
+@pytest.mark.usefixtures("kept_logging")
+def test_stop_deadline_keeps_first_reason(caplog: pytest.LogCaptureFixture) -> None:
+    exit_now = RecordedExit()
+    deadline = StopDeadline(0.01, exit_now=exit_now, check_seconds=0.01)
+
+    with caplog.at_level(logging.ERROR, logger="services.feedback.worker"):
+        deadline.start("SIGTERM")
+        deadline.start("SIGINT")
+        has_exited = exit_now.called.wait(timeout=10)
+
+    assert has_exited
+    assert exit_now.statuses == [2]
+    assert "reason=SIGTERM" in caplog.records[-1].getMessage()
+
+
+def test_stop_deadline_start_takes_no_thread_after_watch() -> None:
+    deadline = StopDeadline(600.0, exit_now=RecordedExit())
+    deadline.watch()
+    threads_before = threading.active_count()
+
+    deadline.start("SIGTERM")
+    threads_after = threading.active_count()
+    deadline.cancel()
+
+    assert threads_after == threads_before
+
+
+def test_stop_deadline_cancel_prevents_exit() -> None:
+    exit_now = RecordedExit()
+    deadline = StopDeadline(0.05, exit_now=exit_now, check_seconds=0.01)
+
+    deadline.start("SIGTERM")
+    deadline.cancel()
+    has_exited = exit_now.called.wait(timeout=0.3)
+
+    assert not has_exited
+    assert exit_now.statuses == []
 
 
 @pytest.fixture
