@@ -14,6 +14,9 @@ prints one Markdown table with medians over the repeats:
 - features stage alone: ``FeatureStore.apply_batch`` on parsed events in
   batches of ``--batch-size``, with the CPU time per event of this process
   and of redis-server during that loop;
+- plain-command floor: the redis-server CPU per event of the same events
+  sent as plain pipelined commands (counters, recent item, co-visitation,
+  trending) without Lua, dedupe, decay, caps or snapshots;
 - hot path: the consumer with no stage besides the features (validation,
   features, training examples, commits), from start to the last commit;
 - Redis bytes per active user, per item and for the item-to-item lists,
@@ -168,6 +171,67 @@ def features_alone(
     return len(events) / elapsed, process_cpu * per_event, redis_cpu * per_event
 
 
+def plain_commands(
+    client: redis.Redis,
+    events: Sequence[Event],
+    records: Sequence[ItemRecord],
+    batch_size: int,
+) -> tuple[float, float]:
+    """Return redis-server CPU µs per event, and commands per event, of a floor.
+
+    The floor sends the writes that every feature family needs as plain
+    pipelined commands, one pipeline per batch. Per event these are the user
+    hash read and written, two item counters, and one co-visitation
+    increment each way per same-session partner (at most five). The
+    shop-wide and category trending increments and one shop total follow.
+    It has no Lua, dedupe, decay, caps, windows, outbox or before-snapshots,
+    so it shows how much of the features stage's redis-server time goes to
+    the scripts' own work rather than to Redis's data structures. It writes
+    under the ``floor:`` prefix.
+    """
+    categories = {record.item_id: record.category_id for record in records}
+    partners: dict[str, list[str]] = {}
+    commands = 0
+    redis_cpu = _redis_cpu_seconds(client)
+    for start in range(0, len(events), batch_size):
+        pipe = client.pipeline(transaction=False)
+        for event in events[start : start + batch_size]:
+            user_key = f"floor:{{u:{event.user_id}}}"
+            item_key = f"floor:{{i:{event.item_id}}}"
+            code = event.event_type.value[0]
+            seconds = event.event_time.timestamp()
+            hour, day = int(seconds // 3600), int(seconds // 86_400)
+            pipe.hgetall(user_key)
+            pipe.hset(
+                user_key,
+                mapping={
+                    f"{code}h{hour % 2}": 1,
+                    f"{code}d{day % 2}": 1,
+                    "t": seconds,
+                    "r": event.item_id,
+                },
+            )
+            pipe.expire(user_key, 9 * 86_400)
+            pipe.hincrby(item_key, f"{code}h{hour}", 1)
+            pipe.hincrby(item_key, f"{code}d{day}", 1)
+            pipe.expire(item_key, 9 * 86_400)
+            session = partners.setdefault(event.user_id, [])
+            for other in session[-5:]:
+                if other != event.item_id:
+                    pipe.zincrby(f"{item_key}:cv", 1.0, other)
+                    pipe.zincrby(f"floor:{{i:{other}}}:cv", 1.0, event.item_id)
+                    commands += 2
+            session.append(event.item_id)
+            pipe.zincrby("floor:trending", 1.0, event.item_id)
+            category = categories.get(event.item_id, "")
+            pipe.zincrby(f"floor:trending:{category}", 1.0, event.item_id)
+            pipe.hincrby("floor:totals", f"{code}d{day}", 1)
+            commands += 9
+        pipe.execute()
+    redis_cpu = _redis_cpu_seconds(client) - redis_cpu
+    return redis_cpu * 1e6 / len(events), commands / len(events)
+
+
 def hot_path(settings: HotPathSettings, total: int) -> float:
     """Return events/s of the hot path with the features stage alone."""
     consumer = build_consumer(settings, stages=[])
@@ -256,7 +320,8 @@ def main() -> None:
         for name, value in redis_config:
             client.config_set(name, value)
         pass_rates, alone_rates, hot_rates = [], [], []
-        python_cpu, redis_cpu = [], []
+        python_cpu, redis_cpu, floor_cpu = [], [], []
+        floor_commands = 0.0
         memory: dict[str, float] = {}
         for repeat in range(args.repeats):
             topics = TopicSettings(
@@ -292,6 +357,10 @@ def main() -> None:
             alone_rates.append(rate)
             python_cpu.append(python_us)
             redis_cpu.append(redis_us)
+            floor_us, floor_commands = plain_commands(
+                client, events, records, args.batch_size
+            )
+            floor_cpu.append(floor_us)
             settings = HotPathSettings(
                 kafka=kafka,
                 redis=RedisSettings(
@@ -315,6 +384,11 @@ def main() -> None:
             "features stage CPU per event: Python / redis-server",
             f"{statistics.median(python_cpu):,.0f} / "
             f"{statistics.median(redis_cpu):,.0f} µs",
+        ),
+        (
+            "redis-server CPU per event of the same events as plain commands "
+            f"({floor_commands:.1f} per event, no Lua)",
+            f"{statistics.median(floor_cpu):,.0f} µs",
         ),
         (
             "hot path, features only (parse, apply, examples, commit)",
