@@ -43,7 +43,7 @@ from services.common.settings import (
 )
 from services.demo.progress import TriggerTally
 from services.demo.settings import DemoSettings
-from services.demo.state_dir import clear_run_state
+from services.demo.state_dir import DemoLock, clear_run_state
 from services.demo.supervisor import Supervisor
 from services.evaluation.consumer import read_topics
 from services.evaluation.prequential import PrequentialEvaluator
@@ -118,8 +118,22 @@ def run_demo(run: DemoRun, settings: DemoSettings) -> int:
             started then.
         DatasetFileError: the dataset's files are missing or invalid. This is
             raised before any server is started or any folder is created.
+        DemoRunningError: another demo runs with the same state folder.
+            Nothing has been cleared or started then.
     """
     state_dir = settings.state_dir.resolve()
+    with DemoLock(state_dir) as lock:
+        if lock.path.is_file():
+            # A demo running here is reported before the slower checks. A new
+            # folder is locked once those checks have created it.
+            lock.acquire()
+        return _run_locked(run, settings, state_dir, lock)
+
+
+def _run_locked(
+    run: DemoRun, settings: DemoSettings, state_dir: Path, lock: DemoLock
+) -> int:
+    """Check the settings and the dataset, then run the demo under ``lock``."""
     broker_port, redis_port = find_free_ports(2)
     pipeline = _load_pipeline_settings(
         LocalServer.tansu(state_dir, broker_port).address,
@@ -134,6 +148,7 @@ def run_demo(run: DemoRun, settings: DemoSettings) -> int:
     ensure_writable_directory(settings.state_dir, "CARTWHEEL_DEMO_STATE_DIR")
     ensure_writable_directory(settings.report_dir, "CARTWHEEL_DEMO_REPORT_DIR")
 
+    lock.acquire()
     clear_run_state(state_dir)
     _say(f"starting a broker and redis-server under {state_dir}")
     broker = start_broker(state_dir, broker_port)
