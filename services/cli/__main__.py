@@ -1,8 +1,8 @@
 """Entry point of the ``cartwheel`` command.
 
-Exit status: what the command returns, 0 on success. A usage error that
-argparse finds while parsing, such as an unknown option or an option value of
-the wrong form, exits with 2 after the usage line. Invalid settings, an
+Exit status: what the command returns, 0 on success. A usage error, such as
+an unknown option, an option value of the wrong form or two arguments that
+exclude each other, exits with 2 after the usage line. Invalid settings, an
 unreachable broker or another infrastructure failure exit with 2; other
 invalid input, such as an unknown dataset or a missing file, exits with 1.
 Each of these prints one line without a traceback. ``learner

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from services.cli.arguments import integer_at_least
 from services.common.settings import load_settings
 from services.demo.settings import DemoSettings
 from services.replay.datasets import DATASETS
@@ -35,22 +36,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     )
     parser.add_argument(
         "--limit",
-        type=_positive_int,
+        type=integer_at_least(2),
         help="replay only the first N events in event-time order (N >= 2)",
     )
     parser.set_defaults(handler=_run)
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 2:
-        raise argparse.ArgumentTypeError(
-            f"expected an integer of 2 or more, got {text!r}"
-        )
-    return value
 
 
 def _run(args: argparse.Namespace) -> int:

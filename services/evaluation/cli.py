@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import argparse
 import logging
-import math
 import sys
 import time
 from typing import Any
 
+from services.cli.arguments import positive_number
 from services.common.lifecycle import ensure_writable_directory
 from services.common.settings import (
     CommandLineValue,
@@ -54,7 +54,7 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     )
     parser.add_argument(
         "--throughput",
-        type=_events_per_second,
+        type=positive_number,
         help="events per second the system processed, when measured elsewhere; "
         "estimated from the slates' generated_at spread when omitted",
     )
@@ -70,18 +70,6 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
         help="seconds allowed to read every topic to its end (default 300)",
     )
     parser.set_defaults(handler=run_evaluate)
-
-
-def _events_per_second(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not (math.isfinite(value) and value > 0):
-        raise argparse.ArgumentTypeError(
-            f"expected a positive number of events per second, got {text!r}"
-        )
-    return value
 
 
 def run_evaluate(args: argparse.Namespace) -> int:

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import argparse
-import math
+import functools
 import sys
 from pathlib import Path
 
+from services.cli.arguments import integer_at_least, positive_number
 from services.common.logging import configure_logging
 from services.common.settings import load_settings
+from services.replay.dataset_argument import DEFAULT_DATASET
 from services.replay.datasets import (
     DATASETS,
     AdapterSummary,
@@ -37,8 +39,9 @@ _DESCRIPTION = (
 _EXIT_STATUS = (
     "Exit status: 0 on success; 1 for invalid input, such as an unknown "
     "dataset, a --file that is not UTF-8 JSON-lines text, or a --file in which "
-    "no line is a valid event (after the summary); 2 for a usage error, invalid "
-    "settings, an unreachable broker or a missing topic."
+    "no line is a valid event (after the summary); 2 for a usage error, such "
+    "as a --limit below 1 or a dataset given with --file, invalid settings, an "
+    "unreachable broker or a missing topic."
 )
 
 
@@ -67,17 +70,19 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the arguments of ``replay`` to ``parser`` and set its handler."""
     names = ", ".join(replayable_names())
+    # No default here, so that a dataset given with --file can be detected.
     parser.add_argument(
         "dataset",
         nargs="?",
-        default="rees46",
-        help=f"dataset to publish: {names} (default: rees46, the committed sample)",
+        help=f"dataset to publish: {names} (default: {DEFAULT_DATASET}, the "
+        "committed sample); not with --file",
     )
     parser.add_argument(
         "--path",
         type=Path,
         help="dataset file or folder (default: the dataset's file under "
-        "CARTWHEEL_REPLAY_DATA_DIR, or the committed sample for rees46)",
+        "CARTWHEEL_REPLAY_DATA_DIR, or the committed sample for rees46); not "
+        "with --file",
     )
     parser.add_argument(
         "--file",
@@ -87,12 +92,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--time-scale",
-        type=float,
+        type=positive_number,
         help="replay at this speed-up of event time, e.g. 60 plays one hour in "
         "one minute (default: as fast as possible)",
     )
     parser.add_argument(
-        "--limit", type=int, help="publish at most this many events (default: all)"
+        "--limit",
+        type=integer_at_least(1),
+        help="publish at most this many events (default: all)",
     )
     parser.add_argument(
         "--no-catalog",
@@ -107,7 +114,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="list the datasets and their paths (marking those not found), then exit",
     )
-    parser.set_defaults(handler=_run)
+    parser.set_defaults(handler=functools.partial(_run, parser))
 
 
 def replay_dataset(
@@ -185,18 +192,13 @@ def replay_file(
         replayer.close()
 
 
-def _run(args: argparse.Namespace) -> int:
+def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    _check_file_alone(parser, args)
     settings = load_settings(Settings)
     configure_logging(args.log_level or settings.log_level)
     if args.list:
         _write(_dataset_lines(settings))
         return 0
-    if args.limit is not None and args.limit < 1:
-        raise ValueError(f"--limit={args.limit}; expected a positive integer")
-    # float() also parses "nan" and "inf", and with either factor the pacer
-    # computes no wait, so the replay would run at full speed unasked.
-    if args.time_scale is not None and not 0 < args.time_scale < math.inf:
-        raise ValueError(f"--time-scale={args.time_scale}; expected a positive factor")
     show_progress = not args.no_progress
     if args.file is not None:
         summary = replay_file(
@@ -212,7 +214,7 @@ def _run(args: argparse.Namespace) -> int:
         return 0
     adapter_summary, summary = replay_dataset(
         settings,
-        args.dataset,
+        args.dataset or DEFAULT_DATASET,
         path=args.path,
         time_scale=args.time_scale,
         limit=args.limit,
@@ -221,6 +223,27 @@ def _run(args: argparse.Namespace) -> int:
     )
     _write([*adapter_summary.lines(), *summary.lines()])
     return 0
+
+
+def _check_file_alone(
+    parser: argparse.ArgumentParser, args: argparse.Namespace
+) -> None:
+    """Stop with a usage error when --file comes with a dataset or --path.
+
+    --file publishes the file's lines instead of a dataset, so without this
+    check the dataset would be ignored without a word.
+    """
+    others = []
+    if args.dataset is not None:
+        others.append(f"dataset {args.dataset!r}")
+    if args.path is not None:
+        others.append(f"--path {str(args.path)!r}")
+    if args.file is not None and others:
+        parser.error(
+            f"--file {str(args.file)!r} given with {' and '.join(others)}; "
+            "--file publishes that file's events instead of a dataset, so give "
+            "either --file or a dataset"
+        )
 
 
 def _no_valid_line_error(

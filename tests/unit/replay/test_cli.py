@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from services.cli.__main__ import main as cartwheel_main
 from services.replay import cli
 from services.replay.__main__ import main
 from services.replay.cli import register
@@ -25,10 +26,10 @@ def _parse(*argv: str) -> argparse.Namespace:
     return parser.parse_args(["replay", *argv])
 
 
-def test_replay_defaults_to_committed_sample() -> None:
+def test_replay_parses_no_dataset_by_default() -> None:
     args = _parse()
 
-    assert args.dataset == "rees46"
+    assert args.dataset is None
     assert args.file is None
     assert args.time_scale is None
     assert args.limit is None
@@ -79,13 +80,51 @@ def test_replay_unknown_dataset_fails_with_names(
     assert "expected one of" in capsys.readouterr().err
 
 
-def test_replay_rejects_non_positive_limit(
+@pytest.mark.parametrize("value", ["0", "-3", "abc", "1.5"])
+def test_replay_rejects_invalid_limit_as_usage_error(
+    value: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as caught:
+        main(["--limit", value])
+
+    err = capsys.readouterr().err
+    assert caught.value.code == 2
+    assert err.startswith("usage: python -m services.replay ")
+    assert (
+        f"error: argument --limit: expected an integer of 1 or more, got {value!r}"
+        in err
+    )
+
+
+@pytest.mark.parametrize(
+    ("arguments", "named"),
+    [
+        (["rees46", "--file", "good.jsonl"], "dataset 'rees46'"),
+        (["--file", "good.jsonl", "otto"], "dataset 'otto'"),
+        (["--file", "good.jsonl", "--path", "events.csv"], "--path 'events.csv'"),
+    ],
+    ids=["dataset-first", "dataset-last", "path"],
+)
+def test_replay_rejects_dataset_with_file(
+    arguments: list[str], named: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as caught:
+        main(arguments)
+
+    err = capsys.readouterr().err
+    assert caught.value.code == 2
+    assert f"error: --file 'good.jsonl' given with {named}; " in err
+
+
+def test_cartwheel_replay_rejects_dataset_with_file(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    code = main(["--limit", "0"])
+    with pytest.raises(SystemExit) as caught:
+        cartwheel_main(["replay", "rees46", "--file", "good.jsonl"])
 
-    assert code == 1
-    assert "--limit=0" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert caught.value.code == 2
+    assert "cartwheel replay: error: --file 'good.jsonl' given with dataset" in err
 
 
 def test_replay_without_broker_reports_only_error(
@@ -110,15 +149,19 @@ def test_module_help_names_module_once() -> None:
     assert "--time-scale" in result.stdout
 
 
-@pytest.mark.parametrize("value", ["0", "-5", "nan", "inf", "-inf"])
-def test_replay_rejects_invalid_time_scale(
+@pytest.mark.parametrize("value", ["0", "-5", "nan", "inf", "-inf", "fast"])
+def test_replay_rejects_invalid_time_scale_as_usage_error(
     value: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    code = main([f"--time-scale={value}"])
+    with pytest.raises(SystemExit) as caught:
+        main([f"--time-scale={value}"])
 
     err = capsys.readouterr().err
-    assert code == 1
-    assert f"--time-scale={float(value)}; expected a positive factor" in err
+    assert caught.value.code == 2
+    assert (
+        "error: argument --time-scale: expected a finite number above 0, "
+        f"got {value!r}" in err
+    )
 
 
 def test_replay_help_lists_replayable_datasets(

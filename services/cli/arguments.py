@@ -1,0 +1,58 @@
+"""Argument types shared by ``cartwheel`` commands.
+
+An option value of the wrong form is a usage error. Checking it in the
+argparse ``type`` makes argparse print the usage line and exit with 2, before
+the command reads any setting or file, the same way for every command.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+from collections.abc import Callable
+
+__all__ = ["integer_at_least", "positive_number"]
+
+
+def integer_at_least(minimum: int) -> Callable[[str], int]:
+    """Return an argparse ``type`` that accepts whole numbers of ``minimum`` or more.
+
+    Args:
+        minimum: the smallest value accepted.
+
+    Returns:
+        A function that parses the option's text, or raises
+        ``argparse.ArgumentTypeError`` naming the text and the expected form.
+    """
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = None
+        if value is None or value < minimum:
+            raise argparse.ArgumentTypeError(
+                f"expected an integer of {minimum} or more, got {text!r}"
+            )
+        return value
+
+    return parse
+
+
+def positive_number(text: str) -> float:
+    """Parse a finite number above 0, such as a speed-up factor.
+
+    ``float`` also parses "nan" and "inf", which no factor or rate should be.
+
+    Raises:
+        argparse.ArgumentTypeError: the text is not such a number.
+    """
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(
+            f"expected a finite number above 0, got {text!r}"
+        )
+    return value

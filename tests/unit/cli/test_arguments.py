@@ -1,0 +1,50 @@
+from __future__ import annotations
+
+import argparse
+
+import pytest
+
+from services.cli.__main__ import main
+from services.cli.arguments import integer_at_least, positive_number
+
+
+def test_integer_at_least_accepts_minimum() -> None:
+    parse = integer_at_least(2)
+
+    assert parse("2") == 2
+
+
+@pytest.mark.parametrize("text", ["1", "-2", "two", "2.0", ""])
+def test_integer_at_least_rejects_bad_text(text: str) -> None:
+    parse = integer_at_least(2)
+
+    with pytest.raises(argparse.ArgumentTypeError) as caught:
+        parse(text)
+
+    assert str(caught.value) == f"expected an integer of 2 or more, got {text!r}"
+
+
+def test_positive_number_accepts_fraction() -> None:
+    assert positive_number("0.5") == 0.5
+
+
+@pytest.mark.parametrize("text", ["0", "-1", "nan", "inf", "fast"])
+def test_positive_number_rejects_bad_text(text: str) -> None:
+    with pytest.raises(argparse.ArgumentTypeError) as caught:
+        positive_number(text)
+
+    assert str(caught.value) == f"expected a finite number above 0, got {text!r}"
+
+
+@pytest.mark.parametrize(
+    ("command", "minimum"), [(["demo"], 2), (["replay"], 1)], ids=["demo", "replay"]
+)
+def test_limit_below_minimum_is_usage_error(
+    command: list[str], minimum: int, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as caught:
+        main([*command, "--limit", "0"])
+
+    err = capsys.readouterr().err
+    assert caught.value.code == 2
+    assert f"argument --limit: expected an integer of {minimum} or more" in err
