@@ -56,7 +56,8 @@ class SlateConsumer:
 
     Args:
         kafka: how to reach the brokers.
-        surface: which surface's topic to read.
+        surface: which surface's topic to read, as a :class:`Surface` or its
+            value, such as ``"products"``.
         group_id: the consumer group; instances with the same group share
             the topic's partitions.
         topics: topic names (defaults to ``CARTWHEEL_TOPIC_*``).
@@ -65,12 +66,16 @@ class SlateConsumer:
             remembered to drop duplicates; 0 turns deduplication off.
         poll_timeout_seconds: how long one :meth:`poll` waits for a slate.
         fetch_wait_ms: the broker's fetch wait, which bounds the latency.
+
+    Raises:
+        ValueError: ``surface`` names no surface, or ``commit_every`` is
+            below 1.
     """
 
     def __init__(
         self,
         kafka: KafkaSettings,
-        surface: Surface,
+        surface: Surface | str,
         group_id: str,
         *,
         topics: TopicSettings | None = None,
@@ -79,6 +84,7 @@ class SlateConsumer:
         poll_timeout_seconds: float = 1.0,
         fetch_wait_ms: int = 10,
     ) -> None:
+        surface = _surface(surface)
         if commit_every < 1:
             raise ValueError(f"commit_every={commit_every}; expected at least 1")
         self.topic = (topics or TopicSettings()).recommendations(surface.value)
@@ -188,3 +194,19 @@ class SlateConsumer:
         if len(self._seen) > self._dedupe_size:
             self._seen.popitem(last=False)
         return False
+
+
+def _surface(value: Surface | str) -> Surface:
+    """Return the surface that ``value`` names, so site code may pass a plain string.
+
+    Raises:
+        ValueError: ``value`` is not a surface's value.
+    """
+    try:
+        return Surface(value)
+    except ValueError:
+        names = ", ".join(repr(surface.value) for surface in Surface)
+        raise ValueError(
+            f"unknown surface {value!r}; expected one of {names}, "
+            "or a schemas.Surface member"
+        ) from None

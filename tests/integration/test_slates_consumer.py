@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
 
 import pytest
 from confluent_kafka import Producer
@@ -122,3 +124,33 @@ def test_slate_consumer_rejects_commit_every_below_one(
 ) -> None:
     with pytest.raises(ValueError, match="commit_every=0"):
         SlateConsumer(kafka_settings, Surface.PRODUCTS, "group", commit_every=0)
+
+
+def test_readme_slate_example_renders_published_slate(
+    kafka_bootstrap: str,
+    kafka_settings: KafkaSettings,
+    topics: TopicSettings,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = readme[readme.index("reads slates with `services.client") :]
+    start = section.index("```python\n") + len("```python\n")
+    example = section[start : section.index("\n```", start)]
+    topic = topics.recommendations(Surface.PRODUCTS.value)
+    _publish(kafka_settings, topic, [_slate(1).model_dump_json().encode()])
+    monkeypatch.setenv("CARTWHEEL_KAFKA_BOOTSTRAP", kafka_bootstrap)
+    monkeypatch.setenv(
+        "CARTWHEEL_TOPIC_RECOMMENDATIONS_PREFIX", topics.recommendations_prefix
+    )
+    rendered: list[tuple[str, list[str]]] = []
+    namespace: dict[str, Any] = {}
+
+    def render(user_id: str, item_ids: list[str]) -> None:
+        # The site's loop runs until the consumer is closed.
+        rendered.append((user_id, item_ids))
+        namespace["slates"].close()
+
+    namespace["render"] = render
+    exec(compile(example, "README.md", "exec"), namespace)
+
+    assert rendered == [("u1", ["i1"])]

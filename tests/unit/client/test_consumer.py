@@ -1,0 +1,60 @@
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from schemas import Surface
+from services.client import consumer
+from services.client.consumer import SlateConsumer
+from services.common.settings import KafkaSettings, TopicSettings
+from tests.librdkafka_logs import unreachable_kafka
+
+
+@pytest.fixture
+def make_consumer() -> Iterator[Callable[[Surface | str], SlateConsumer]]:
+    """Build consumers aimed at a free port, and close them after the test."""
+    consumers: list[SlateConsumer] = []
+
+    def make(surface: Surface | str) -> SlateConsumer:
+        slates = SlateConsumer(
+            unreachable_kafka(),
+            surface,
+            "web",
+            topics=TopicSettings(recommendations_prefix="shop"),
+        )
+        consumers.append(slates)
+        return slates
+
+    yield make
+    for slates in consumers:
+        slates.close()
+
+
+@pytest.mark.parametrize(
+    "surface", ["bundles", Surface.BUNDLES], ids=["value", "member"]
+)
+def test_slate_consumer_accepts_surface_or_its_value(
+    surface: Surface | str,
+    make_consumer: Callable[[Surface | str], SlateConsumer],
+) -> None:
+    slates = make_consumer(surface)
+
+    assert slates.topic == "shop.bundles"
+
+
+@pytest.mark.parametrize("surface", ["product", "PRODUCTS", ""])
+def test_slate_consumer_rejects_unknown_surface(
+    surface: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    created: list[object] = []
+    monkeypatch.setattr(consumer, "Consumer", created.append)
+
+    with pytest.raises(ValueError) as caught:
+        SlateConsumer(KafkaSettings(), surface, "web")
+
+    assert str(caught.value) == (
+        f"unknown surface {surface!r}; expected one of 'products', "
+        "'bundles', 'promotions', 'reviews', or a schemas.Surface member"
+    )
+    assert created == []
