@@ -18,7 +18,8 @@ prints one Markdown table with medians over the repeats:
   sent as plain pipelined commands (counters, recent item, co-visitation,
   trending) without Lua, dedupe, decay, caps or snapshots;
 - hot path: the consumer with no stage besides the features (validation,
-  features, training examples, commits), from start to the last commit;
+  features, training examples, commits), from start to the last commit,
+  with the CPU time per event of this process and of redis-server;
 - Redis bytes per active user, per item and for the item-to-item lists,
   from ``MEMORY USAGE`` after the replay.
 
@@ -232,8 +233,15 @@ def plain_commands(
     return redis_cpu * 1e6 / len(events), commands / len(events)
 
 
-def hot_path(settings: HotPathSettings, total: int) -> float:
-    """Return events/s of the hot path with the features stage alone."""
+def hot_path(
+    settings: HotPathSettings, client: redis.Redis, total: int
+) -> tuple[float, float, float]:
+    """Return events/s of the hot path with the features stage alone.
+
+    Also returns the CPU microseconds per event spent in this process (the
+    consumer's threads, and the probe that waits for the last commit) and in
+    redis-server, from start to the last commit.
+    """
     consumer = build_consumer(settings, stages=[])
     worker = threading.Thread(target=consumer.run)
     probe = Consumer(consumer_config(settings.kafka, settings.group_id))
@@ -241,6 +249,8 @@ def hot_path(settings: HotPathSettings, total: int) -> float:
         TopicPartition(settings.topics.events, p)
         for p in range(settings.topics.partitions)
     ]
+    redis_cpu = _redis_cpu_seconds(client)
+    process_cpu = time.process_time()
     started = time.perf_counter()
     worker.start()
     while True:
@@ -249,10 +259,13 @@ def hot_path(settings: HotPathSettings, total: int) -> float:
             break
         time.sleep(0.05)
     elapsed = time.perf_counter() - started
+    process_cpu = time.process_time() - process_cpu
+    redis_cpu = _redis_cpu_seconds(client) - redis_cpu
     consumer.stop()
     worker.join(30)
     probe.close()
-    return total / elapsed
+    per_event = 1e6 / total
+    return total / elapsed, process_cpu * per_event, redis_cpu * per_event
 
 
 def memory_report(client: redis.Redis, prefix: str) -> dict[str, float]:
@@ -321,6 +334,7 @@ def main() -> None:
             client.config_set(name, value)
         pass_rates, alone_rates, hot_rates = [], [], []
         python_cpu, redis_cpu, floor_cpu = [], [], []
+        hot_python_cpu, hot_redis_cpu = [], []
         floor_commands = 0.0
         memory: dict[str, float] = {}
         for repeat in range(args.repeats):
@@ -371,7 +385,10 @@ def main() -> None:
                 batch_size=args.batch_size,
                 metrics_port=0,
             )
-            hot_rates.append(hot_path(settings, len(events)))
+            rate, python_us, redis_us = hot_path(settings, client, len(events))
+            hot_rates.append(rate)
+            hot_python_cpu.append(python_us)
+            hot_redis_cpu.append(redis_us)
             memory = memory_report(client, "alone")
     finally:
         redis_server.stop()
@@ -393,6 +410,11 @@ def main() -> None:
         (
             "hot path, features only (parse, apply, examples, commit)",
             _rate(hot_rates, "events/s"),
+        ),
+        (
+            "hot path CPU per event: this process / redis-server",
+            f"{statistics.median(hot_python_cpu):,.0f} / "
+            f"{statistics.median(hot_redis_cpu):,.0f} µs",
         ),
         ("active users in Redis", f"{memory['users']:,.0f}"),
         (

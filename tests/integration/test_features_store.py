@@ -604,6 +604,46 @@ def snapshot_all(store: FeatureStore) -> dict[str, Any]:
     return state
 
 
+def test_calls_of_any_length_leave_same_state(
+    store: FeatureStore, make_event: EventFactory, redis_client: redis.Redis
+) -> None:
+    # Six users over ten items, so that calls repeat users and items.
+    kinds = ["click", "click", "click", "cart_add", "purchase"]
+    events = [
+        make_event(
+            20.0 * index,
+            user_id=f"u{index * 7 % 6}",
+            item_id=f"i{index * 3 % 10}",
+            event_type=kinds[index * 11 % len(kinds)],
+            price=10.0 + index % 4,
+        )
+        for index in range(120)
+    ]
+    positions = [EventPosition(0, offset) for offset in range(len(events))]
+    split = FeatureStore(redis_client, store.keys.prefix + "s")
+    whole_results = store.apply_batch(events, positions)
+    split_results = []
+    for start in range(0, len(events), 7):
+        split_results += split.apply_batch(
+            events[start : start + 7], positions[start : start + 7]
+        )
+    # The smoothed rates take the shop-wide prior as it was when the call began.
+    prior_rates = {"item_view_to_cart_rate_7d", "item_cart_to_purchase_rate_7d"}
+
+    def without_prior(features: dict[str, float]) -> dict[str, float]:
+        return {
+            name: value for name, value in features.items() if name not in prior_rates
+        }
+
+    assert snapshot_all(store) == snapshot_all(split)
+    for whole, part in zip(whole_results, split_results, strict=True):
+        assert whole.status == part.status
+        assert whole.user_features == part.user_features
+        assert without_prior(whole.item_features) == without_prior(part.item_features)
+    for key in redis_client.scan_iter(f"{split.keys.prefix}:*"):
+        redis_client.delete(key)
+
+
 def test_user_hash_stays_compact_with_long_history(
     store: FeatureStore, make_event: EventFactory
 ) -> None:
