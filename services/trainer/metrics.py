@@ -11,6 +11,7 @@ from prometheus_client import Counter, Gauge, Histogram
 
 __all__ = [
     "EXAMPLES_CONSUMED",
+    "EXAMPLES_EXPIRED",
     "EXAMPLES_INVALID",
     "HOLDOUT_METRIC",
     "LOCK_HELD",
@@ -28,6 +29,11 @@ EXAMPLES_CONSUMED = Counter(
 EXAMPLES_INVALID = Counter(
     "cartwheel_trainer_examples_invalid_total",
     "Messages on the training-examples topic that failed validation and were skipped",
+)
+EXAMPLES_EXPIRED = Counter(
+    "cartwheel_trainer_examples_expired_total",
+    "Training examples dropped from the window, or skipped on arrival, for being "
+    "more than the window span older than the newest example",
 )
 WINDOW_EXAMPLES = Gauge(
     "cartwheel_trainer_window_examples",
