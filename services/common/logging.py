@@ -12,6 +12,9 @@ __all__ = ["RepeatFilter", "SecretMaskingFilter", "configure_logging"]
 
 _FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 _MASK = "**********"
+# The loggers of the Kafka clients (librdkafka through confluent-kafka, and
+# aiokafka under Faust and mode in the feedback worker) and of Faust and mode.
+_CLIENT_LOGGERS = ("librdkafka", "aiokafka", "faust", "mode")
 
 
 class SecretMaskingFilter(logging.Filter):
@@ -43,21 +46,30 @@ class RepeatFilter(logging.Filter):
     """Pass one record of each kind per interval and count the ones held back.
 
     Records are of one kind when their messages differ only in durations
-    ("after 0ms") and in librdkafka's own counts of suppressed errors, as the
-    reconnect lines of one client to one broker do. Lines about another
-    broker or partition are another kind. The next record of a kind after
+    ("after 0ms"), in librdkafka's own counts of suppressed errors and in
+    object addresses, as the reconnect lines of one client to one broker do.
+    Lines of another logger, or about another broker or partition, are
+    another kind. The next record of a kind after
     the interval carries the count of those held back. When no record of
     its kind follows, the count is not reported.
+
+    On a handler, where records of every logger arrive, ``loggers`` limits
+    it to the records of the named loggers and their children.
 
     Args:
         interval_seconds: how long records of a kind are held back after one
             passed.
         clock: returns monotonic seconds; tests inject their own.
         varying: the parts of a message that do not change its kind; by
-            default durations and librdkafka's counts of suppressed errors.
+            default durations, librdkafka's counts of suppressed errors and
+            object addresses such as ``0x7f3a2c1d5e80``.
+        loggers: the names of the loggers whose records are thinned out; by
+            default every record is.
     """
 
-    _VARYING = re.compile(r"\d+(?:\.\d+)?\s?m?s\b|\d+ identical error\(s\) suppressed")
+    _VARYING = re.compile(
+        r"\d+(?:\.\d+)?\s?m?s\b|\d+ identical error\(s\) suppressed|\b0x[0-9a-f]+\b"
+    )
     # Enough for every kind of line a client writes; a flood of new kinds
     # starts the count afresh instead of growing without bound.
     _MAX_KINDS = 1024
@@ -67,17 +79,24 @@ class RepeatFilter(logging.Filter):
         interval_seconds: float = 30.0,
         clock: Callable[[], float] = time.monotonic,
         varying: re.Pattern[str] | None = None,
+        loggers: Iterable[str] | None = None,
     ) -> None:
         super().__init__()
         self._interval = interval_seconds
         self._clock = clock
         self._varying = varying or self._VARYING
+        self._loggers = None if loggers is None else tuple(loggers)
         # Kind -> (when its last record passed, records held back since).
         self._kinds: dict[str, tuple[float, int]] = {}
 
     def filter(self, record: logging.LogRecord) -> bool:
+        if self._loggers is not None and not any(
+            record.name == name or record.name.startswith(f"{name}.")
+            for name in self._loggers
+        ):
+            return True
         message = record.getMessage()
-        kind = self._varying.sub("#", message)
+        kind = f"{record.name}:{self._varying.sub('#', message)}"
         now = self._clock()
         passed = self._kinds.get(kind)
         if passed is not None and now - passed[0] < self._interval:
@@ -95,33 +114,38 @@ class RepeatFilter(logging.Filter):
         return True
 
 
-def configure_logging(level: str = "INFO", *, secrets: Iterable[str] = ()) -> None:
+def configure_logging(
+    level: str = "INFO",
+    *,
+    secrets: Iterable[str] = (),
+    clock: Callable[[], float] = time.monotonic,
+) -> None:
     """Send log records at ``level`` and above to stderr, one line each.
 
-    librdkafka's and Faust's chatter is kept at WARNING unless ``level`` is
-    DEBUG, and librdkafka's lines pass through a :class:`RepeatFilter`.
-    Every string in ``secrets`` (see
+    Unless ``level`` is DEBUG, the Kafka clients', Faust's and mode's
+    chatter is kept at WARNING, and their repeated lines pass through a
+    :class:`RepeatFilter`. Every string in ``secrets`` (see
     :func:`services.common.settings.secret_values`) is replaced by
     ``**********`` in every line.
+
+    Args:
+        level: the lowest level written, such as ``INFO``.
+        secrets: the exact strings to hide.
+        clock: returns monotonic seconds for the :class:`RepeatFilter`; tests
+            inject their own.
     """
     logging.basicConfig(
         level=level.upper(), format=_FORMAT, stream=sys.stderr, force=True
     )
-    masking = SecretMaskingFilter(secrets)
-    for handler in logging.getLogger().handlers:
-        handler.addFilter(masking)
+    filters: list[logging.Filter] = [SecretMaskingFilter(secrets)]
     if level.upper() != "DEBUG":
-        for noisy in (
-            "faust",
-            "mode",
-            "aiokafka",
-            "urllib3",
-            "matplotlib",
-            "librdkafka",
-        ):
+        for noisy in (*_CLIENT_LOGGERS, "urllib3", "matplotlib"):
             logging.getLogger(noisy).setLevel(logging.WARNING)
         # During a broker outage each client logs a failed connect every few
-        # tens of milliseconds.
-        librdkafka = logging.getLogger("librdkafka")
-        if not any(isinstance(f, RepeatFilter) for f in librdkafka.filters):
-            librdkafka.addFilter(RepeatFilter())
+        # tens of milliseconds. The filter sits on the handler because a
+        # filter on a logger misses the records of its children, such as
+        # aiokafka.conn. It comes after the masking, which rewrites messages.
+        filters.append(RepeatFilter(clock=clock, loggers=_CLIENT_LOGGERS))
+    for handler in logging.getLogger().handlers:
+        for log_filter in filters:
+            handler.addFilter(log_filter)

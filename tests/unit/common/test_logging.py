@@ -2,10 +2,44 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 
-from services.common.logging import RepeatFilter, SecretMaskingFilter
+from services.common.logging import (
+    RepeatFilter,
+    SecretMaskingFilter,
+    configure_logging,
+)
+
+# What aiokafka logs on every failed reconnect while the broker is down.
+AIOKAFKA_CONNECT = 'Unable connect to "%s:%s": %s'
+CONNECT_ERROR = "[Errno 111] Connect call failed ('127.0.0.1', 19092)"
+
+
+@pytest.fixture
+def configure() -> Iterator[Callable[..., None]]:
+    """Return configure_logging, undoing its changes to the root handler after."""
+    root = logging.getLogger()
+    root_level = root.level
+    client_levels = {
+        name: logging.getLogger(name).level
+        for name in ("librdkafka", "aiokafka", "faust", "mode")
+    }
+    installed: list[logging.Handler] = []
+
+    def configure_and_note(**options: Any) -> None:
+        configure_logging(**options)
+        installed.extend(root.handlers)
+
+    yield configure_and_note
+
+    for handler in installed:
+        root.removeHandler(handler)
+    root.setLevel(root_level)
+    for name, level in client_levels.items():
+        logging.getLogger(name).setLevel(level)
 
 
 def test_secret_masking_filter_hides_secret_in_arguments(
@@ -97,3 +131,93 @@ def test_repeat_filter_uses_given_varying_parts() -> None:
     assert other_reason
     assert after_interval
     assert later.getMessage().endswith("(5 similar line(s) held back in the last 11 s)")
+
+
+def test_repeat_filter_passes_records_of_other_loggers() -> None:
+    repeats = RepeatFilter(
+        interval_seconds=30.0, clock=lambda: 0.0, loggers=["aiokafka"]
+    )
+
+    passed = [
+        repeats.filter(
+            logging.LogRecord(name, logging.ERROR, "", 0, "broker down", (), None)
+        )
+        for name in ("services.feedback", "aiokafkax", "services.feedback")
+    ]
+
+    assert passed == [True] * 3
+
+
+def test_repeat_filter_treats_object_addresses_as_one_kind() -> None:
+    repeats = RepeatFilter(interval_seconds=30.0, clock=lambda: 0.0)
+    line = "Unexpected error in sender routine <Sender object at %s>"
+
+    first = repeats.filter(_record(line, "0x7f3a2c1d5e80"))
+    second = repeats.filter(_record(line, "0x7f3a2c1d9b10"))
+
+    assert (first, second) == (True, False)
+
+
+def test_configure_logging_holds_back_repeated_aiokafka_lines(
+    configure: Callable[..., None], capsys: pytest.CaptureFixture[str]
+) -> None:
+    configure(level="INFO", clock=lambda: 5.0)
+    connection = logging.getLogger("aiokafka.conn")
+
+    for _ in range(500):
+        connection.error(AIOKAFKA_CONNECT, "127.0.0.1", 19092, CONNECT_ERROR)
+
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 1
+    assert "aiokafka.conn: Unable connect to" in lines[0]
+
+
+def test_configure_logging_reports_held_back_count(
+    configure: Callable[..., None], capsys: pytest.CaptureFixture[str]
+) -> None:
+    now = [0.0]
+    configure(level="INFO", clock=lambda: now[0])
+    client = logging.getLogger("aiokafka")
+    for _ in range(300):
+        client.error(AIOKAFKA_CONNECT, "127.0.0.1", 19092, CONNECT_ERROR)
+    now[0] = 31.0
+
+    client.error(AIOKAFKA_CONNECT, "127.0.0.1", 19092, CONNECT_ERROR)
+
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 2
+    assert lines[1].endswith("(299 similar line(s) held back in the last 31 s)")
+
+
+def test_configure_logging_thins_faust_and_mode_lines(
+    configure: Callable[..., None], capsys: pytest.CaptureFixture[str]
+) -> None:
+    configure(level="INFO", clock=lambda: 0.0)
+
+    for name in ("faust.transport.drivers.aiokafka", "mode.services"):
+        for _ in range(50):
+            logging.getLogger(name).warning("[^--Consumer]: broker not available")
+
+    assert len(capsys.readouterr().err.splitlines()) == 2
+
+
+def test_configure_logging_passes_every_line_of_service_loggers(
+    configure: Callable[..., None], capsys: pytest.CaptureFixture[str]
+) -> None:
+    configure(level="INFO", clock=lambda: 0.0)
+
+    for _ in range(5):
+        logging.getLogger("services.feedback.app").warning("redis failed, retrying")
+
+    assert len(capsys.readouterr().err.splitlines()) == 5
+
+
+def test_configure_logging_passes_every_aiokafka_line_at_debug(
+    configure: Callable[..., None], capsys: pytest.CaptureFixture[str]
+) -> None:
+    configure(level="DEBUG", clock=lambda: 0.0)
+
+    for _ in range(5):
+        logging.getLogger("aiokafka.conn").error("connection lost")
+
+    assert len(capsys.readouterr().err.splitlines()) == 5
