@@ -8,7 +8,9 @@ Routes:
   they were computed. A computed slate without items is a 404, as no slate is.
 - ``POST /v1/events``: one event for producers that cannot speak Kafka. It is
   validated like any ``events`` message; a rejection goes to the dead-letter
-  topic and the response is 422 with the reason. The dead letter is keyed by
+  topic and the response is 422 with the reason, or 413 for a body over
+  ``MAX_EVENT_BYTES``, whose first ``MAX_EVENT_BYTES`` make the dead letter
+  (reason ``payload_too_large``). The dead letter is keyed by
   the body's ``user_id`` when the body is a JSON object with a valid one, as
   the event would have been, and has no key otherwise. Delivery is acknowledged
   (202) only after the broker stored the event; without an acknowledgement
@@ -69,6 +71,18 @@ _EVENT_UNCONFIRMED = (
     "CARTWHEEL_API_INGEST_TIMEOUT_SECONDS, or the events topic is missing. "
     "An event whose delivery timed out may still be stored, so retry with "
     "the same event_id: the hot path drops duplicates."
+)
+
+
+_EVENT_INVALID = (
+    "The event failed validation and went to the dead-letter topic. The "
+    "reason names the kind of fault and the message the field, the value and "
+    "the expected form."
+)
+_EVENT_TOO_LARGE = (
+    f"The body is larger than {MAX_EVENT_BYTES} bytes. Its first "
+    f"{MAX_EVENT_BYTES} bytes went to the dead-letter topic with the reason "
+    "payload_too_large."
 )
 
 
@@ -242,7 +256,8 @@ def create_app(
         status_code=202,
         response_model=EventAccepted,
         responses={
-            422: {"model": EventRejected},
+            413: {"model": EventRejected, "description": _EVENT_TOO_LARGE},
+            422: {"model": EventRejected, "description": _EVENT_INVALID},
             503: {"model": Problem, "description": _EVENT_UNCONFIRMED},
         },
         summary="Publish one shop event",
@@ -300,7 +315,7 @@ def create_app(
             dead_letters.record(result, _HTTP_SOURCE_TOPIC, -1, -1)
             EVENTS_INGESTED.labels("rejected").inc()
             return JSONResponse(
-                status_code=422,
+                status_code=_rejection_status(result),
                 content={"reason": result.reason.value, "message": result.message},
             )
         topic_problem = await topic_check.problem()
@@ -418,6 +433,13 @@ async def _read_capped(request: Request, limit: int) -> tuple[bytes, str | None]
             )
             return b"".join(chunks)[:limit], size
     return b"".join(chunks), None
+
+
+def _rejection_status(rejection: Rejection) -> int:
+    """Return the status of a rejected event: 413 for its size, else 422."""
+    if rejection.reason is RejectionReason.PAYLOAD_TOO_LARGE:
+        return 413
+    return 422
 
 
 def _dead_letter_key(raw: bytes) -> bytes | None:

@@ -269,7 +269,7 @@ def test_api_huge_body_dead_letters_prefix(
 
     answer = api.call("POST", "/v1/events", "/v1/events", content=body)
 
-    assert answer.status_code == 422
+    assert answer.status_code == 413
     assert answer.json()["reason"] == "payload_too_large"
     letter = DeadLetter.model_validate_json(
         _read_one(kafka_settings, topics.dead_letters)

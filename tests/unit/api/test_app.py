@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import time
 from datetime import UTC, datetime
 from types import SimpleNamespace
@@ -16,6 +17,7 @@ from prometheus_client import REGISTRY
 
 from schemas.deadletters import DeadLetter
 from schemas.events import MAX_ID_LENGTH, Event, EventType
+from schemas.validation import MAX_EVENT_BYTES
 from services.api.app import create_app
 from services.api.settings import ApiSettings
 
@@ -254,7 +256,7 @@ def _dead_letter_of(body: bytes) -> tuple[bytes | None, DeadLetter]:
 
     answer = asyncio.run(_request(app, "POST", "/v1/events", content=body))
 
-    assert answer.status_code == 422
+    assert answer.status_code == (413 if len(body) > MAX_EVENT_BYTES else 422)
     [(topic, key, value)] = producer.messages
     assert topic == "events.dlq"
     return key, DeadLetter.model_validate_json(value)
@@ -323,6 +325,50 @@ def test_dead_letter_unkeyed_without_valid_user_id(body: bytes) -> None:
 
     assert dead_letter_key is None
     assert letter.raw_key_base64 is None
+
+
+def test_oversized_event_post_is_413_with_reason() -> None:
+    app = create_app(
+        ApiSettings(is_on_demand_enabled=False),
+        redis_client=_EmptyRedis(),  # type: ignore[arg-type]
+        producer=_RecordingProducer(),  # type: ignore[arg-type]
+    )
+    body = b'{"event_id": "' + b"x" * MAX_EVENT_BYTES + b'"}'
+
+    answer = asyncio.run(_request(app, "POST", "/v1/events", content=body))
+
+    assert answer.status_code == 413
+    assert answer.json() == {
+        "reason": "payload_too_large",
+        "message": f"request body is {len(body)} bytes; expected at most "
+        f"{MAX_EVENT_BYTES} bytes (the dead letter keeps the first "
+        f"{MAX_EVENT_BYTES})",
+    }
+
+
+def test_oversized_event_post_dead_letters_first_bytes() -> None:
+    body = b'{"event_id": "' + b"x" * MAX_EVENT_BYTES + b'"}'
+
+    _, letter = _dead_letter_of(body)
+
+    assert letter.reason == "payload_too_large"
+    assert letter.raw_value_base64 is not None
+    assert base64.b64decode(letter.raw_value_base64) == body[:MAX_EVENT_BYTES]
+
+
+def test_openapi_documents_413_and_422_for_event_posts() -> None:
+    app = create_app(
+        ApiSettings(is_on_demand_enabled=False),
+        redis_client=_EmptyRedis(),  # type: ignore[arg-type]
+        producer=object(),  # type: ignore[arg-type]
+    )
+
+    responses = app.openapi()["paths"]["/v1/events"]["post"]["responses"]
+
+    rejected = {"$ref": "#/components/schemas/EventRejected"}
+    assert responses["413"]["content"]["application/json"]["schema"] == rejected
+    assert "payload_too_large" in responses["413"]["description"]
+    assert responses["422"]["content"]["application/json"]["schema"] == rejected
 
 
 # A newline ends the route's path pattern, so that request matches no route.
