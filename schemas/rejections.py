@@ -27,6 +27,22 @@ TIME_FORM = "an RFC 3339 time with a UTC offset, such as '2019-10-01T00:00:00Z'"
 
 _MAX_VALUE_REPR = 60
 
+# pydantic-core's JSON parser names half a UTF-16 surrogate pair in a \u
+# escape with one of two phrases. "unexpected end of hex escape" is a high half
+# not followed by a \u escape. "lone leading surrogate in hex escape" is a low
+# half without a high one before it, or a high half followed by a \u escape
+# of anything but a low half. Only the parser's surrogate checks use these
+# phrases.
+_LONE_SURROGATE_PHRASES = (
+    "unexpected end of hex escape",
+    "lone leading surrogate in hex escape",
+)
+_LONE_SURROGATE = (
+    "invalid \\u escape: lone surrogate{position}; expected \\uD800-\\uDBFF "
+    "directly followed by \\uDC00-\\uDFFF, the pair that encodes one "
+    "character above U+FFFF"
+)
+
 
 @dataclass(frozen=True)
 class Rejection:
@@ -111,11 +127,19 @@ def _reason(error: ErrorDetails, rules: RejectionRules) -> RejectionReason:
     return RejectionReason.OUT_OF_RANGE
 
 
+def _json_detail(detail: str) -> str:
+    """Return the parser's error, with a lone surrogate named as such."""
+    for phrase in _LONE_SURROGATE_PHRASES:
+        if detail.startswith(phrase):
+            return _LONE_SURROGATE.format(position=detail.removeprefix(phrase))
+    return detail
+
+
 def _message(
     error: ErrorDetails, reason: RejectionReason, rules: RejectionRules
 ) -> str:
     if reason is RejectionReason.INVALID_JSON:
-        detail = error["msg"].removeprefix("Invalid JSON: ")
+        detail = _json_detail(error["msg"].removeprefix("Invalid JSON: "))
         return f"message value is not valid UTF-8 JSON ({detail})"
     if reason is RejectionReason.NOT_AN_OBJECT:
         return (

@@ -356,6 +356,22 @@ def test_oversized_event_post_dead_letters_first_bytes() -> None:
     assert base64.b64decode(letter.raw_value_base64) == body[:MAX_EVENT_BYTES]
 
 
+def test_event_post_names_lone_surrogate_escape() -> None:
+    app = create_app(
+        ApiSettings(is_on_demand_enabled=False),
+        redis_client=_EmptyRedis(),  # type: ignore[arg-type]
+        producer=_RecordingProducer(),  # type: ignore[arg-type]
+    )
+
+    answer = asyncio.run(
+        _request(app, "POST", "/v1/events", content=b'{"user_id": "\\ud800"}')
+    )
+
+    assert answer.status_code == 422
+    assert answer.json()["reason"] == "invalid_json"
+    assert "lone surrogate at line 1 column 20" in answer.json()["message"]
+
+
 def test_openapi_documents_413_and_422_for_event_posts() -> None:
     app = create_app(
         ApiSettings(is_on_demand_enabled=False),

@@ -45,6 +45,11 @@ def test_integral_stock_is_integer() -> None:
 CASES = {
     "empty": (b"", RejectionReason.EMPTY_VALUE, "message value is empty"),
     "not_json": (b"{x", RejectionReason.INVALID_JSON, "not valid UTF-8 JSON"),
+    "lone_surrogate": (
+        b'{"item_id": "\\ud800", "updated_at": "2019-10-01T00:00:00Z"}',
+        RejectionReason.INVALID_JSON,
+        "invalid \\u escape: lone surrogate at line 1 column",
+    ),
     "array": (b"[1]", RejectionReason.NOT_AN_OBJECT, "the item record's fields"),
     "version_true": (
         encode(ITEM, schema_version=True),

@@ -87,6 +87,48 @@ def test_parse_event_rejects_with_reason_and_actionable_message(
     assert fragment in result.message
 
 
+@pytest.mark.parametrize(
+    "escaped",
+    [
+        b"\\ud800",
+        b"\\uDBFFx",
+        b"\\ud800\\n",
+        b"\\udc00",
+        b"\\ud800\\u0041",
+        b"\\ud800\\ud800",
+    ],
+    ids=[
+        "high",
+        "high_then_letter",
+        "high_then_escape",
+        "low",
+        "high_then_ascii",
+        "two_high",
+    ],
+)
+def test_parse_event_names_lone_surrogate_escape(escaped: bytes) -> None:
+    raw = encode(user_id="PLACEHOLDER").replace(b"PLACEHOLDER", escaped)
+
+    result = parse_event(raw, now=NOW)
+
+    assert isinstance(result, Rejection)
+    assert result.reason is RejectionReason.INVALID_JSON
+    assert "invalid \\u escape: lone surrogate at line 1 column " in result.message
+    assert "expected \\uD800-\\uDBFF directly followed by \\uDC00-\\uDFFF" in (
+        result.message
+    )
+    assert "hex escape" not in result.message
+
+
+def test_parse_event_accepts_surrogate_pair_escape() -> None:
+    raw = encode(user_id="PLACEHOLDER").replace(b"PLACEHOLDER", b"\\ud83d\\ude00")
+
+    result = parse_event(raw, now=NOW)
+
+    assert isinstance(result, Event)
+    assert result.user_id == "\U0001f600"
+
+
 def _with_repeated_key(raw: bytes, key: bytes, value: bytes) -> bytes:
     # json.dumps cannot write a repeated key, so the bytes are edited.
     return raw[:-1] + b", " + key + b": " + value + b"}"
