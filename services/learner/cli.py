@@ -119,7 +119,8 @@ def _evaluate(args: argparse.Namespace) -> int:
         f"{dataset}: {report.events} events in {report.seconds:.1f} s, "
         f"cart horizon {settings.cart_horizon_seconds:g} s, "
         f"purchase horizon {settings.purchase_horizon_seconds:g} s, "
-        f"learner {settings.conversion_learner}\n"
+        f"conversion classifier {settings.conversion_learner} "
+        "(CARTWHEEL_LEARNER_CONVERSION_LEARNER)\n"
     )
     sys.stdout.write("\n".join(report.lines()) + "\n")
     return 0
