@@ -47,6 +47,7 @@ from services.common.setting_secrets import mask_value
 __all__ = [
     "CommandLineValue",
     "child_environment",
+    "describe_validation_error",
     "expected_form",
     "join_error_lines",
     "load_settings",
@@ -117,6 +118,17 @@ def load_settings(settings_class: type[SettingsT], **overrides: Any) -> Settings
     if problems:
         raise InvalidSettingsError(join_error_lines(problems))
     return settings
+
+
+def describe_validation_error(
+    exc: ValidationError, settings_class: type[BaseSettings]
+) -> str:
+    """Return the lines that :func:`load_settings` would report for ``exc``.
+
+    This is for a class that is validated outside :func:`load_settings`, such
+    as one read only to fill another setting's default.
+    """
+    return _describe(exc, settings_class, (), {})
 
 
 def _describe_misplaced(

@@ -14,8 +14,9 @@ re-exports what services import.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from urllib.parse import unquote, urlsplit
 
 from pydantic import (
@@ -31,6 +32,11 @@ from pydantic_core import InitErrorDetails, PydanticCustomError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from redis.connection import parse_url
 
+from services.common.local_ports import (
+    local_kafka_bootstrap,
+    local_port,
+    local_redis_url,
+)
 from services.common.setting_loader import (
     CommandLineValue,
     child_environment,
@@ -105,7 +111,8 @@ class KafkaSettings(BaseSettings):
 
     bootstrap: str = Field(
         default="127.0.0.1:19092",
-        description="comma-separated host:port list of brokers",
+        description="comma-separated host:port list of brokers; unset, the "
+        "local broker at CARTWHEEL_INFRA_KAFKA_PORT when that is set",
     )
     security_protocol: str = Field(
         default="PLAINTEXT",
@@ -153,6 +160,15 @@ class KafkaSettings(BaseSettings):
         "encrypted",
         validate_default=True,
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_to_local_broker(cls, data: Any) -> Any:
+        # Every command follows the port of 'infra up', so none publishes to
+        # another checkout's broker on the default port.
+        return _with_local_address(
+            data, "bootstrap", "kafka_port", local_kafka_bootstrap
+        )
 
     @field_validator("bootstrap")
     @classmethod
@@ -356,6 +372,27 @@ class KafkaSettings(BaseSettings):
         return config
 
 
+def _with_local_address(
+    data: Any,
+    field: str,
+    port_name: Literal["kafka_port", "redis_port"],
+    address: Callable[[int], str],
+) -> Any:
+    """Return the input ``data`` with ``field`` set to a local server's address.
+
+    The address is ``address`` of the port that the ``CARTWHEEL_INFRA_*``
+    variable of ``port_name`` sets. ``data`` is returned as it is when it
+    has ``field`` already (its variable or an argument sets it), or when
+    that port variable is unset.
+    """
+    if not isinstance(data, dict) or field in data:
+        return data
+    port = local_port(port_name)
+    if port is None:
+        return data
+    return {**data, field: address(port)}
+
+
 def _require_tls(info: ValidationInfo, effect: str) -> None:
     """Raise when the security protocol does not use TLS.
 
@@ -389,13 +426,20 @@ class RedisSettings(BaseSettings):
     url: SecretStr = Field(
         default=SecretStr("redis://127.0.0.1:16379/0"),
         description="redis:// or rediss:// URL such as redis://host:6379/0, "
-        "with the password if AUTH is on",
+        "with the password if AUTH is on; unset, database 0 of the local "
+        "redis-server at CARTWHEEL_INFRA_REDIS_PORT when that is set",
     )
     key_prefix: str = Field(
         default="cw",
         pattern=r"^[A-Za-z0-9_\-]{1,32}$",
         description="1-32 letters, digits, '_' or '-'",
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_to_local_redis(cls, data: Any) -> Any:
+        # The same rule as for the broker: follow the port of 'infra up'.
+        return _with_local_address(data, "url", "redis_port", local_redis_url)
 
     @field_validator("url")
     @classmethod

@@ -34,9 +34,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
             "Run a Tansu broker and a redis-server on loopback ports, with pid "
             "files and logs under CARTWHEEL_INFRA_STATE_DIR (default .cartwheel). "
             "Ports: CARTWHEEL_INFRA_KAFKA_PORT (19092) and "
-            "CARTWHEEL_INFRA_REDIS_PORT (16379). When CARTWHEEL_KAFKA_BOOTSTRAP "
-            "or CARTWHEEL_REDIS_URL is set, that server is used and none is "
-            "started."
+            "CARTWHEEL_INFRA_REDIS_PORT (16379); every command uses these "
+            "servers by default. When CARTWHEEL_KAFKA_BOOTSTRAP or "
+            "CARTWHEEL_REDIS_URL is set, that server is used instead, by every "
+            "command, and none is started."
         ),
     )
     actions = infra.add_subparsers(dest="infra_command", required=True)

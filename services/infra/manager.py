@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 
 from services.common.kafka import wait_for_broker
 from services.common.lifecycle import ensure_writable_directory
+from services.common.local_ports import local_kafka_bootstrap, local_redis_url
 from services.infra.probe import KAFKA_REQUEST, REDIS_REQUEST, ProbeResult, probe
 from services.infra.processes import (
     LocalServer,
@@ -103,14 +104,14 @@ class InfraManager:
         """The bootstrap address services should use."""
         if self._settings.is_kafka_external:
             return self._settings.kafka.bootstrap
-        return self._broker.address
+        return local_kafka_bootstrap(self._settings.kafka_port)
 
     @property
     def redis_url(self) -> str:
         """The Redis URL services should use, password included when set."""
         if self._settings.is_redis_external:
             return self._settings.redis.url.get_secret_value()
-        return f"redis://{self._redis.address}/0"
+        return local_redis_url(self._settings.redis_port)
 
     def up(self) -> list[ServerStatus]:
         """Start what is not running yet and wait until both servers respond.

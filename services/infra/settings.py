@@ -1,9 +1,11 @@
 """Settings of ``cartwheel infra`` and ``cartwheel topics``: the only env reads here.
 
 ``CARTWHEEL_INFRA_*`` choose where the local servers keep their pid files and
-logs and which loopback ports they listen on. Setting ``CARTWHEEL_KAFKA_BOOTSTRAP``
-or ``CARTWHEEL_REDIS_URL`` points Cartwheel at servers that already exist, and
-``infra up`` then starts nothing for that server.
+logs and which loopback ports they listen on; every command uses those ports
+by default (:mod:`services.common.local_ports`). Setting
+``CARTWHEEL_KAFKA_BOOTSTRAP`` or ``CARTWHEEL_REDIS_URL`` points Cartwheel at
+servers that already exist, and ``infra up`` then starts nothing for that
+server.
 """
 
 from __future__ import annotations
@@ -11,8 +13,13 @@ from __future__ import annotations
 from pathlib import Path
 
 from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
 
+from services.common.local_ports import (
+    LocalPortSettings,
+    local_kafka_bootstrap,
+    local_redis_url,
+)
 from services.common.settings import (
     KafkaSettings,
     NonBlankPath,
@@ -22,12 +29,13 @@ from services.common.settings import (
 
 __all__ = ["InfraSettings"]
 
-_PORT_FORM = "a TCP port from 1024 to 65535"
-_LOCAL_HOST = "127.0.0.1"
 
+class InfraSettings(LocalPortSettings):
+    """Location and ports of the local servers, and the external servers to use.
 
-class InfraSettings(BaseSettings):
-    """Location and ports of the local servers, and the external servers to use."""
+    The ports are those of :class:`LocalPortSettings`, which every command
+    reads for its default broker and Redis URL.
+    """
 
     model_config = SettingsConfigDict(
         env_prefix="CARTWHEEL_INFRA_", frozen=True, allow_inf_nan=False
@@ -37,8 +45,6 @@ class InfraSettings(BaseSettings):
         default=Path(".cartwheel"),
         description="a directory for pid files and logs",
     )
-    kafka_port: int = Field(default=19092, ge=1024, le=65535, description=_PORT_FORM)
-    redis_port: int = Field(default=16379, ge=1024, le=65535, description=_PORT_FORM)
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     redis: RedisSettings = Field(default_factory=RedisSettings)
     topics: TopicSettings = Field(default_factory=TopicSettings)
@@ -50,7 +56,7 @@ class InfraSettings(BaseSettings):
         The address that ``infra up`` prints for the local broker is not
         external, so exporting it keeps ``infra down`` working.
         """
-        local = f"{_LOCAL_HOST}:{self.kafka_port}"
+        local = local_kafka_bootstrap(self.kafka_port)
         return "bootstrap" in self.kafka.model_fields_set and (
             self.kafka.bootstrap != local
         )
@@ -61,7 +67,7 @@ class InfraSettings(BaseSettings):
 
         The URL that ``infra up`` prints for the local server is not external.
         """
-        local = f"redis://{_LOCAL_HOST}:{self.redis_port}/0"
+        local = local_redis_url(self.redis_port)
         return "url" in self.redis.model_fields_set and (
             self.redis.url.get_secret_value() != local
         )

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from services.cli.__main__ import build_parser, main
-from services.infra import find_free_port
+from services.infra import find_free_port, find_free_ports
 
 
 @pytest.mark.parametrize(
@@ -112,3 +112,39 @@ def test_down_exits_0_when_ports_are_closed(
 
     assert status == 0
     assert capsys.readouterr().err == ""
+
+
+@pytest.fixture
+def infra_ports(monkeypatch: pytest.MonkeyPatch) -> tuple[int, int]:
+    """Set only the infra port variables, each to a port where nothing listens."""
+    monkeypatch.delenv("CARTWHEEL_KAFKA_BOOTSTRAP", raising=False)
+    monkeypatch.delenv("CARTWHEEL_REDIS_URL", raising=False)
+    kafka_port, redis_port = find_free_ports(2)
+    monkeypatch.setenv("CARTWHEEL_INFRA_KAFKA_PORT", str(kafka_port))
+    monkeypatch.setenv("CARTWHEEL_INFRA_REDIS_PORT", str(redis_port))
+    return kafka_port, redis_port
+
+
+def test_replay_uses_infra_kafka_port(
+    infra_ports: tuple[int, int],
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+) -> None:
+    events = tmp_path / "events.jsonl"
+    events.write_text("{}\n")
+
+    status = main(["replay", "--file", str(events)])
+
+    assert status == 2
+    assert f"no Kafka broker listens at 127.0.0.1:{infra_ports[0]};" in (
+        capsys.readouterr().err
+    )
+
+
+def test_feedback_report_uses_infra_redis_port(
+    infra_ports: tuple[int, int], capsys: pytest.CaptureFixture[str]
+) -> None:
+    status = main(["feedback", "report"])
+
+    assert status == 2
+    assert f"127.0.0.1:{infra_ports[1]}" in capsys.readouterr().err

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from services.common.errors import InfrastructureError
+from services.common.settings import KafkaSettings, RedisSettings
 from services.infra import LocalServer, find_free_port
 from services.infra import manager as infra_manager
 from services.infra.manager import InfraManager, ServerState
@@ -107,6 +108,13 @@ def test_printed_local_addresses_are_not_external(
     statuses = InfraManager(InfraSettings()).status()
 
     assert [s.state for s in statuses] == [ServerState.STOPPED] * 2
+
+
+def test_local_addresses_are_command_defaults(isolated_env: Path) -> None:
+    manager = InfraManager(InfraSettings())
+
+    assert manager.kafka_bootstrap == KafkaSettings().bootstrap
+    assert manager.redis_url == RedisSettings().url.get_secret_value()
 
 
 @pytest.fixture
