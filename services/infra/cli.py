@@ -6,6 +6,7 @@ Results go to stdout, one server or topic per line; logs go to stderr.
 from __future__ import annotations
 
 import argparse
+import shlex
 
 from services.common.entrypoint import write_error
 from services.common.kafka import create_topics, standard_topics, wait_for_broker
@@ -116,15 +117,32 @@ def _manager() -> tuple[InfraManager, InfraSettings]:
 def _up(args: argparse.Namespace) -> int:
     manager, settings = _manager()
     _print_statuses(manager.up())
-    # The ports go with the addresses, so that 'infra down' in a shell with
-    # these exports still recognises the servers as the local ones.
-    if not settings.is_kafka_external:
-        print(f"export CARTWHEEL_INFRA_KAFKA_PORT={settings.kafka_port}")
-    print(f"export CARTWHEEL_KAFKA_BOOTSTRAP={manager.kafka_bootstrap}")
-    if not settings.is_redis_external:
-        print(f"export CARTWHEEL_INFRA_REDIS_PORT={settings.redis_port}")
-        print(f"export CARTWHEEL_REDIS_URL={manager.redis_url}")
+    for name, value in _exports(manager, settings):
+        print(f"export {name}={shlex.quote(value)}")
     return 0
+
+
+def _exports(manager: InfraManager, settings: InfraSettings) -> list[tuple[str, str]]:
+    """Return the variables that lead another shell to the servers now up.
+
+    The state folder and the ports go with the addresses, so that 'infra
+    down' in a shell with these exports finds the pid files and still
+    recognises the servers as the local ones. The folder is made absolute,
+    so that the exports work from any working directory.
+    """
+    exports = []
+    has_local = not (settings.is_kafka_external and settings.is_redis_external)
+    if has_local and "state_dir" in settings.model_fields_set:
+        exports.append(
+            ("CARTWHEEL_INFRA_STATE_DIR", str(settings.state_dir.absolute()))
+        )
+    if not settings.is_kafka_external:
+        exports.append(("CARTWHEEL_INFRA_KAFKA_PORT", str(settings.kafka_port)))
+    exports.append(("CARTWHEEL_KAFKA_BOOTSTRAP", manager.kafka_bootstrap))
+    if not settings.is_redis_external:
+        exports.append(("CARTWHEEL_INFRA_REDIS_PORT", str(settings.redis_port)))
+        exports.append(("CARTWHEEL_REDIS_URL", manager.redis_url))
+    return exports
 
 
 def _down(args: argparse.Namespace) -> int:

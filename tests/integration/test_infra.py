@@ -179,6 +179,45 @@ def test_infra_down_leaves_no_server_running(infra_env: Path) -> None:
     assert main(["infra", "status"]) == 1
 
 
+def test_up_exports_work_in_another_shell(
+    infra_env: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # Characters that a shell would split or expand must arrive unchanged.
+    state_dir = infra_env / "state $HOME 'x'"
+    monkeypatch.setenv("CARTWHEEL_INFRA_STATE_DIR", str(state_dir))
+    main(["infra", "up"])
+    pids = _pids(state_dir)
+    exports = [
+        line
+        for line in capsys.readouterr().out.splitlines()
+        if line.startswith("export ")
+    ]
+    # The other shell starts in another folder, without Cartwheel's variables.
+    environment = {
+        name: value
+        for name, value in child_environment({}).items()
+        if not name.upper().startswith("CARTWHEEL_")
+    }
+    script = "\n".join([*exports, f"exec {sys.executable} -m services.cli infra down"])
+
+    stopped = subprocess.run(
+        ["bash", "-c", script],
+        cwd="/",
+        env=environment,
+        capture_output=True,
+        text=True,
+    )
+
+    # The servers are children of this process, so they stay as zombies
+    # until it reaps them, and os.kill(pid, 0) still finds them.
+    assert stopped.returncode == 0, stopped.stderr
+    assert stopped.stdout.count(" stopped") == 2
+    assert set(pids) == {"tansu", "redis"}
+    assert list(state_dir.glob("*.pid")) == []
+
+
 def test_infra_status_shows_started_ports(
     infra_env: Path,
     monkeypatch: pytest.MonkeyPatch,
