@@ -7,6 +7,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from services.common.settings import (
     KafkaSettings,
+    LogLevel,
     NonBlankPath,
     RedisSettings,
     TopicSettings,
@@ -107,8 +108,4 @@ class ApiSettings(BaseSettings):
         description="seconds that /readyz waits for Redis and for the broker "
         "each, and that an event POST waits for the broker's topic list",
     )
-    log_level: str = Field(
-        default="INFO",
-        pattern=r"^(DEBUG|INFO|WARNING|ERROR)$",
-        description="DEBUG, INFO, WARNING or ERROR",
-    )
+    log_level: LogLevel = "INFO"

@@ -67,6 +67,7 @@ __all__ = [
     "expected_form",
     "join_error_lines",
     "KafkaSettings",
+    "LogLevel",
     "NonBlankPath",
     "RedisSettings",
     "TopicSettings",
@@ -100,6 +101,19 @@ def _reject_blank_group_id(value: Any) -> Any:
 
 ConsumerGroupId = Annotated[str, BeforeValidator(_reject_blank_group_id)]
 """A consumer group id setting that rejects an empty or whitespace-only value."""
+
+
+def _upper_case(value: Any) -> Any:
+    # The --log-level option accepts any case, so the variables do too.
+    return value.upper() if isinstance(value, str) else value
+
+
+LogLevel = Annotated[
+    Literal["DEBUG", "INFO", "WARNING", "ERROR"],
+    BeforeValidator(_upper_case),
+    Field(description="DEBUG, INFO, WARNING or ERROR, in upper or lower case"),
+]
+"""A log level setting. A value in another case, such as debug, is read upper-cased."""
 
 
 class KafkaSettings(BaseSettings):

@@ -11,6 +11,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from services.common.settings import (
     ConsumerGroupId,
     KafkaSettings,
+    LogLevel,
     NonBlankPath,
     TopicSettings,
 )
@@ -123,11 +124,7 @@ class EvaluationSettings(BaseSettings):
     report_dir: NonBlankPath = Field(
         default=Path("reports/evaluation"), description="a folder for the report"
     )
-    log_level: str = Field(
-        default="INFO",
-        pattern=r"^(DEBUG|INFO|WARNING|ERROR)$",
-        description="DEBUG, INFO, WARNING or ERROR",
-    )
+    log_level: LogLevel = "INFO"
 
     @field_validator("score_from", mode="before")
     @classmethod

@@ -12,6 +12,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from services.common.settings import (
     ConsumerGroupId,
     KafkaSettings,
+    LogLevel,
     RedisSettings,
     TopicSettings,
 )
@@ -62,8 +63,4 @@ class CatalogSettings(BaseSettings):
     metrics_port: int = Field(
         default=9102, ge=0, le=65_535, description="port of /metrics; 0 turns it off"
     )
-    log_level: str = Field(
-        default="INFO",
-        pattern=r"^(DEBUG|INFO|WARNING|ERROR)$",
-        description="DEBUG, INFO, WARNING or ERROR",
-    )
+    log_level: LogLevel = "INFO"

@@ -9,6 +9,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from services.common.settings import (
     KafkaSettings,
+    LogLevel,
     NonBlankPath,
     RedisSettings,
     TopicSettings,
@@ -102,11 +103,7 @@ class FeedbackSettings(BaseSettings):
         default=Path(".cartwheel/feedback"),
         description="a folder for the Faust worker's local files",
     )
-    log_level: str = Field(
-        default="INFO",
-        pattern=r"^(DEBUG|INFO|WARNING|ERROR)$",
-        description="DEBUG, INFO, WARNING or ERROR",
-    )
+    log_level: LogLevel = "INFO"
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     redis: RedisSettings = Field(default_factory=RedisSettings)
     topics: TopicSettings = Field(default_factory=TopicSettings)

@@ -13,6 +13,7 @@ from services.common.redis_features import FeatureStoreConfig
 from services.common.settings import (
     ConsumerGroupId,
     KafkaSettings,
+    LogLevel,
     RedisSettings,
     TopicSettings,
 )
@@ -91,11 +92,7 @@ class HotPathSettings(BaseSettings):
     metrics_port: int = Field(
         default=9101, ge=0, le=65_535, description="port of /metrics; 0 turns it off"
     )
-    log_level: str = Field(
-        default="INFO",
-        pattern=r"^(DEBUG|INFO|WARNING|ERROR)$",
-        description="DEBUG, INFO, WARNING or ERROR",
-    )
+    log_level: LogLevel = "INFO"
     user_ttl_seconds: int = Field(
         default=9 * 86_400, ge=3600, description="user state lifetime after activity"
     )

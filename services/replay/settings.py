@@ -9,7 +9,12 @@ from __future__ import annotations
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from services.common.settings import KafkaSettings, NonBlankPath, TopicSettings
+from services.common.settings import (
+    KafkaSettings,
+    LogLevel,
+    NonBlankPath,
+    TopicSettings,
+)
 from services.replay.datasets import REPO_ROOT
 
 __all__ = ["DEFAULT_DATA_DIR", "Settings"]
@@ -49,11 +54,7 @@ class Settings(BaseSettings):
         ge=0,
         description="a non-negative integer",
     )
-    log_level: str = Field(
-        default="INFO",
-        pattern=r"^(DEBUG|INFO|WARNING|ERROR)$",
-        description="DEBUG, INFO, WARNING or ERROR",
-    )
+    log_level: LogLevel = "INFO"
     service_name: str = Field(
         default="replay",
         min_length=1,

@@ -7,13 +7,14 @@ and ``CARTWHEEL_TOPIC_*``.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from services.common.settings import (
     KafkaSettings,
+    LogLevel,
     NonBlankPath,
     RedisSettings,
     TopicSettings,
@@ -142,9 +143,7 @@ class TrainerSettings(BaseSettings):
     metrics_port: int = Field(
         default=9106, ge=0, le=65535, description="port of /metrics; 0 turns it off"
     )
-    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
-        default="INFO", description="DEBUG, INFO, WARNING or ERROR"
-    )
+    log_level: LogLevel = "INFO"
 
     @field_validator("device")
     @classmethod

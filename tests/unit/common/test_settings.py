@@ -24,6 +24,9 @@ from services.common.settings import (
     masked_settings,
     secret_values,
 )
+from services.evaluation.settings import EvaluationSettings
+from services.features.settings import CatalogSettings
+from services.feedback.settings import FeedbackSettings
 from services.hotpath.settings import HotPathSettings
 from services.learner.settings import LearnerSettings
 from services.replay.settings import Settings as ReplaySettings
@@ -1467,7 +1470,7 @@ def test_invalid_literal_setting_lists_values(
 
     assert message == (
         "invalid setting CARTWHEEL_TRAINER_LOG_LEVEL='LOUD': "
-        "expected DEBUG, INFO, WARNING or ERROR"
+        "expected DEBUG, INFO, WARNING or ERROR, in upper or lower case"
     )
 
 
@@ -1766,3 +1769,41 @@ def test_block_set_to_json_null_is_rejected(monkeypatch: pytest.MonkeyPatch) -> 
 
     assert message.startswith("invalid setting CARTWHEEL_SCORER_WEIGHTS='null': ")
     assert "sets a whole block of settings" in message
+
+
+LOG_LEVEL_SETTINGS = [
+    pytest.param(ApiSettings, "CARTWHEEL_API_LOG_LEVEL", id="api"),
+    pytest.param(CatalogSettings, "CARTWHEEL_FEATURES_LOG_LEVEL", id="features"),
+    pytest.param(EvaluationSettings, "CARTWHEEL_EVALUATION_LOG_LEVEL", id="evaluation"),
+    pytest.param(FeedbackSettings, "CARTWHEEL_FEEDBACK_LOG_LEVEL", id="feedback"),
+    pytest.param(HotPathSettings, "CARTWHEEL_HOTPATH_LOG_LEVEL", id="hotpath"),
+    pytest.param(ReplaySettings, "CARTWHEEL_REPLAY_LOG_LEVEL", id="replay"),
+    pytest.param(TrainerSettings, "CARTWHEEL_TRAINER_LOG_LEVEL", id="trainer"),
+]
+
+
+@pytest.mark.parametrize(("settings_class", "variable"), LOG_LEVEL_SETTINGS)
+@pytest.mark.parametrize("value", ["debug", "Warning", "ERROR"])
+def test_log_level_accepts_any_case(
+    monkeypatch: pytest.MonkeyPatch,
+    settings_class: type[BaseSettings],
+    variable: str,
+    value: str,
+) -> None:
+    monkeypatch.setenv(variable, value)
+
+    settings = load_settings(settings_class)
+
+    assert settings.log_level == value.upper()
+
+
+@pytest.mark.parametrize(("settings_class", "variable"), LOG_LEVEL_SETTINGS)
+def test_log_level_rejects_unknown_name(
+    monkeypatch: pytest.MonkeyPatch, settings_class: type[BaseSettings], variable: str
+) -> None:
+    message = setting_error(monkeypatch, settings_class, {variable: "verbose"})
+
+    assert message == (
+        f"invalid setting {variable}='verbose': expected DEBUG, INFO, WARNING or "
+        "ERROR, in upper or lower case"
+    )
