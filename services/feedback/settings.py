@@ -97,7 +97,7 @@ class FeedbackSettings(BaseSettings):
         description="an IP address or host name that /metrics listens on",
     )
     metrics_port: int = Field(
-        default=9105, ge=0, le=65535, description="port of the /metrics endpoint"
+        default=9105, ge=0, le=65535, description="port of /metrics; 0 turns it off"
     )
     data_dir: NonBlankPath = Field(
         default=Path(".cartwheel/feedback"),

@@ -7,12 +7,15 @@ from pathlib import Path
 
 import pytest
 
+from services.common import lifecycle
 from services.common.errors import InvalidSettingsError
 from services.common.lifecycle import (
     ensure_writable_directory,
     serve_metrics,
     tune_garbage_collection,
 )
+from services.common.settings import load_settings
+from services.feedback.settings import FeedbackSettings
 from services.hotpath.settings import HotPathSettings
 
 
@@ -43,6 +46,21 @@ def test_zero_threshold_changes_nothing() -> None:
 
     assert gc.get_threshold() == before
     assert gc.get_freeze_count() == frozen
+
+
+def test_serve_metrics_serves_nothing_when_port_is_zero(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    started: list[int] = []
+    monkeypatch.setattr(
+        lifecycle, "start_http_server", lambda port, addr: started.append(port)
+    )
+    monkeypatch.setenv("CARTWHEEL_FEEDBACK_METRICS_PORT", "0")
+    settings = load_settings(FeedbackSettings)
+
+    serve_metrics(settings, settings.metrics_port, settings.metrics_host)
+
+    assert started == []
 
 
 def test_serve_metrics_names_variable_when_port_taken() -> None:
