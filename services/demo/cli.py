@@ -8,6 +8,7 @@ from pathlib import Path
 from services.cli.arguments import integer_at_least
 from services.common.settings import load_settings
 from services.demo.settings import DemoSettings
+from services.demo.state_dir import DemoLock
 from services.replay.datasets import DATASETS
 
 __all__ = ["register"]
@@ -50,6 +51,11 @@ def _run(args: argparse.Namespace) -> int:
             f"{args.dataset} file or folder given to --path"
         )
     settings = load_settings(DemoSettings)
+    # A demo already running in the folder is reported before the runner's
+    # imports, which take seconds. run_demo takes the lock for the run itself.
+    with DemoLock(settings.state_dir.resolve()) as lock:
+        if lock.path.is_file():
+            lock.acquire()
     # The runner imports every service; importing it here keeps other
     # cartwheel commands from paying for that at start.
     from services.demo.runner import DemoRun, run_demo

@@ -120,6 +120,34 @@ def test_unmarked_default_folder_is_cleared(
     assert (state_dir / ".cartwheel-demo-state").is_file()
 
 
+_SECOND_DEMO = """
+import sys
+from services.cli.__main__ import main
+status = main(["demo", "--limit", "2"])
+print(status, "services.demo.runner" in sys.modules)
+"""
+
+
+def test_second_demo_exits_before_loading_runner(
+    hold_lock: Callable[[Path], subprocess.Popen[str]], tmp_path: Path
+) -> None:
+    state_dir = tmp_path / "state"
+    clear_run_state(state_dir)
+    hold_lock(state_dir)
+    environment = {**os.environ, "CARTWHEEL_DEMO_STATE_DIR": str(state_dir)}
+
+    second = subprocess.run(
+        [sys.executable, "-c", _SECOND_DEMO],
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+    assert second.stdout.split() == ["2", "False"]
+    assert "another cartwheel demo is running" in second.stderr
+
+
 def test_demo_exits_while_another_demo_runs(
     hold_lock: Callable[[Path], subprocess.Popen[str]],
     tmp_path: Path,
