@@ -139,6 +139,12 @@ def _message(
     error: ErrorDetails, reason: RejectionReason, rules: RejectionRules
 ) -> str:
     if reason is RejectionReason.INVALID_JSON:
+        if _starts_with_bom(error["input"]):
+            return (
+                "message value starts with a UTF-8 byte order mark (EF BB BF); "
+                "expected JSON text without one, as RFC 8259 section 8.1 asks "
+                "of senders (save the file as UTF-8 without BOM)"
+            )
         detail = _json_detail(error["msg"].removeprefix("Invalid JSON: "))
         return f"message value is not valid UTF-8 JSON ({detail})"
     if reason is RejectionReason.NOT_AN_OBJECT:
@@ -160,6 +166,12 @@ def _message(
         f"field {path!r} has value {_short_repr(error['input'])}; "
         f"expected {_expected_form(error, rules)}"
     )
+
+
+def _starts_with_bom(value: object) -> bool:
+    if isinstance(value, bytes | bytearray):
+        return value.startswith(b"\xef\xbb\xbf")
+    return isinstance(value, str) and value.startswith("\ufeff")
 
 
 def _field_name(loc: tuple[int | str, ...]) -> str:

@@ -120,6 +120,18 @@ def test_parse_event_names_lone_surrogate_escape(escaped: bytes) -> None:
     assert "hex escape" not in result.message
 
 
+@pytest.mark.parametrize("as_text", [False, True], ids=["bytes", "text"])
+def test_parse_event_names_byte_order_mark(as_text: bool) -> None:
+    raw = b"\xef\xbb\xbf" + encode()
+
+    result = parse_event(raw.decode() if as_text else raw, now=NOW)
+
+    assert isinstance(result, Rejection)
+    assert result.reason is RejectionReason.INVALID_JSON
+    assert "starts with a UTF-8 byte order mark (EF BB BF)" in result.message
+    assert "without BOM" in result.message
+
+
 def test_parse_event_accepts_surrogate_pair_escape() -> None:
     raw = encode(user_id="PLACEHOLDER").replace(b"PLACEHOLDER", b"\\ud83d\\ude00")
 
