@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 
 import httpx
 import redis
-from confluent_kafka import Consumer, KafkaError
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
 from prometheus_client.parser import text_string_to_metric_families
 from pydantic import SecretStr
 from pydantic_settings import BaseSettings
@@ -384,8 +384,13 @@ def _replay_and_train(
         there is none).
     """
     kafka = pipeline.kafka
-    counter = _SlateCounter(kafka, pipeline.topics.recommendations("products"))
-    first_refresh = _FirstRefresh(kafka, pipeline.topics.models, metrics_url)
+    specs = standard_topics(pipeline.topics)
+    partitions = {spec.name: spec.partitions for spec in specs}
+    products = pipeline.topics.recommendations("products")
+    counter = _SlateCounter(kafka, products, partitions[products])
+    first_refresh = _FirstRefresh(
+        kafka, pipeline.topics.models, partitions[pipeline.topics.models], metrics_url
+    )
     try:
         started = time.monotonic()
         warmup = replayer.replay_events(events[:split], source=f"dataset:{dataset}")
@@ -463,13 +468,27 @@ def _service_environment(
     }
 
 
+def _reader_from_start(kafka: KafkaSettings, topic: str, partitions: int) -> Consumer:
+    """Return a consumer of every partition of ``topic`` from its first message.
+
+    The partitions are assigned directly, outside any consumer group. A group
+    member that is not polled yet may have a rebalance pending, and closing
+    it then waits for that rebalance without a timeout, so a demo stopped
+    early by Ctrl-C or SIGTERM would hang in its clean-up.
+    """
+    group = f"cartwheel-demo-reader-{time.time_ns()}"
+    consumer = Consumer(consumer_config(kafka, group, fetch_wait_ms=50))
+    consumer.assign(
+        [TopicPartition(topic, index, OFFSET_BEGINNING) for index in range(partitions)]
+    )
+    return consumer
+
+
 class _SlateCounter:
     """Counts trigger events with a slate on one topic, with a progress bar."""
 
-    def __init__(self, kafka: KafkaSettings, topic: str) -> None:
-        group = f"cartwheel-demo-count-{time.time_ns()}"
-        self._consumer = Consumer(consumer_config(kafka, group, fetch_wait_ms=50))
-        self._consumer.subscribe([topic])
+    def __init__(self, kafka: KafkaSettings, topic: str, partitions: int) -> None:
+        self._consumer = _reader_from_start(kafka, topic, partitions)
         self._triggers = TriggerTally()
 
     def wait_for(
@@ -516,10 +535,10 @@ class _FirstRefresh:
     rejected, failed) only in the trainer's refresh counter on /metrics.
     """
 
-    def __init__(self, kafka: KafkaSettings, topic: str, metrics_url: str) -> None:
-        group = f"cartwheel-demo-models-{time.time_ns()}"
-        self._consumer = Consumer(consumer_config(kafka, group, fetch_wait_ms=50))
-        self._consumer.subscribe([topic])
+    def __init__(
+        self, kafka: KafkaSettings, topic: str, partitions: int, metrics_url: str
+    ) -> None:
+        self._consumer = _reader_from_start(kafka, topic, partitions)
         self._metrics_url = metrics_url
 
     def wait(self, timeout_seconds: float, check: Callable[[], None]) -> str:
