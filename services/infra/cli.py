@@ -127,12 +127,13 @@ def _exports(manager: InfraManager, settings: InfraSettings) -> list[tuple[str, 
 
     The state folder and the ports go with the addresses, so that 'infra
     down' in a shell with these exports finds the pid files and still
-    recognises the servers as the local ones. The folder is made absolute,
-    so that the exports work from any working directory.
+    recognises the servers as the local ones. The folder is exported even
+    when it is the default, and made absolute, because the default is
+    relative to the working directory: the exports then work from any folder.
     """
     exports = []
     has_local = not (settings.is_kafka_external and settings.is_redis_external)
-    if has_local and "state_dir" in settings.model_fields_set:
+    if has_local:
         exports.append(
             ("CARTWHEEL_INFRA_STATE_DIR", str(settings.state_dir.absolute()))
         )

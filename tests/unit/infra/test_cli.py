@@ -5,7 +5,11 @@ from pathlib import Path
 import pytest
 
 from services.cli.__main__ import build_parser, main
+from services.common.settings import load_settings
 from services.infra import find_free_port, find_free_ports
+from services.infra.cli import _exports
+from services.infra.manager import InfraManager
+from services.infra.settings import InfraSettings
 
 
 @pytest.mark.parametrize(
@@ -148,3 +152,20 @@ def test_feedback_report_uses_infra_redis_port(
 
     assert status == 2
     assert f"127.0.0.1:{infra_ports[1]}" in capsys.readouterr().err
+
+
+def test_exports_name_default_state_dir_absolute(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    for name in (
+        "CARTWHEEL_INFRA_STATE_DIR",
+        "CARTWHEEL_KAFKA_BOOTSTRAP",
+        "CARTWHEEL_REDIS_URL",
+    ):
+        monkeypatch.delenv(name, raising=False)
+    settings = load_settings(InfraSettings)
+
+    exports = dict(_exports(InfraManager(settings), settings))
+
+    assert exports["CARTWHEEL_INFRA_STATE_DIR"] == str(tmp_path / ".cartwheel")
