@@ -17,6 +17,7 @@ from services.common.settings import (
     masked_settings,
 )
 from services.evaluation.consumer import read_topics
+from services.evaluation.errors import NoSlatesError
 from services.evaluation.prequential import PrequentialEvaluator
 from services.evaluation.report import summary_lines, write_report
 from services.evaluation.settings import EvaluationSettings
@@ -77,6 +78,10 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
     Returns:
         the process exit status, 0 on success.
+
+    Raises:
+        NoSlatesError: the topics hold no products slate; the summary and the
+            report are written first.
     """
     settings = load_settings(EvaluationSettings, **_overrides(args))
     # The report is written only after every topic is read, so a bad report
@@ -106,6 +111,15 @@ def run_evaluate(args: argparse.Namespace) -> int:
     )
     lines = [*summary_lines(result), f"report: {files.markdown}"]
     sys.stdout.write("\n".join(lines) + "\n")
+    if not result.inputs.slates.get("products"):
+        # Every metric of such a report is 0, which reads like a result.
+        raise NoSlatesError(
+            f"no products slate on topic "
+            f"{settings.topics.recommendations('products')!r} "
+            f"({events} events read), so the report above measures nothing; "
+            "expected the hot path to have processed the events: check that it "
+            "runs ('cartwheel hotpath run') and reads the same topics"
+        )
     return 0
 
 

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
-from services.common.errors import InfrastructureError
+from services.common.errors import CartwheelError, InfrastructureError
 
-__all__ = ["ReplayReadTimeoutError"]
+__all__ = ["NoSlatesError", "ReplayReadTimeoutError"]
+
+
+class NoSlatesError(CartwheelError):
+    """Raised when the topics hold no products slate, so nothing was evaluated."""
 
 
 class ReplayReadTimeoutError(InfrastructureError):

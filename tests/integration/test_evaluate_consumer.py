@@ -20,7 +20,7 @@ from services.common.kafka import TopicSpec, create_topics, producer_config
 from services.common.settings import KafkaSettings, TopicSettings
 from services.evaluation.cli import register
 from services.evaluation.consumer import read_topics
-from services.evaluation.errors import ReplayReadTimeoutError
+from services.evaluation.errors import NoSlatesError, ReplayReadTimeoutError
 from services.evaluation.prequential import PrequentialEvaluator, evaluate_streams
 from services.evaluation.settings import EvaluationSettings
 
@@ -158,13 +158,10 @@ def test_consumer_path_matches_in_memory_evaluation(
     assert from_kafka["by_surface"]["bundles"]["5"]["count"] > 0
 
 
-def test_evaluate_command_writes_report_from_topics(
-    settings: EvaluationSettings,
-    monkeypatch: pytest.MonkeyPatch,
-    tmp_path: Path,
-    capsys: pytest.CaptureFixture[str],
-) -> None:
-    write_replay(settings, build_replay())
+def evaluate_args(
+    settings: EvaluationSettings, monkeypatch: pytest.MonkeyPatch, output: Path
+) -> argparse.Namespace:
+    """Parse 'cartwheel evaluate' for the test's topics, report into ``output``."""
     monkeypatch.setenv("CARTWHEEL_TOPIC_EVENTS", settings.topics.events)
     monkeypatch.setenv("CARTWHEEL_TOPIC_CATALOG", settings.topics.catalog)
     monkeypatch.setenv(
@@ -172,7 +169,7 @@ def test_evaluate_command_writes_report_from_topics(
     )
     parser = argparse.ArgumentParser(prog="cartwheel")
     register(parser.add_subparsers(dest="command"))
-    args = parser.parse_args(
+    return parser.parse_args(
         [
             "evaluate",
             "--bootstrap",
@@ -180,9 +177,19 @@ def test_evaluate_command_writes_report_from_topics(
             "--group-id",
             settings.group_id,
             "--output",
-            str(tmp_path / "report"),
+            str(output),
         ]
     )
+
+
+def test_evaluate_command_writes_report_from_topics(
+    settings: EvaluationSettings,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    write_replay(settings, build_replay())
+    args = evaluate_args(settings, monkeypatch, tmp_path / "report")
 
     status = args.handler(args)
     output = capsys.readouterr().out
@@ -192,6 +199,23 @@ def test_evaluate_command_writes_report_from_topics(
     assert (tmp_path / "report" / "latency.png").read_bytes()[:4] == b"\x89PNG"
     assert "session_knn" in output
     assert f"report: {tmp_path / 'report' / 'report.md'}" in output
+
+
+def test_evaluate_command_fails_without_slates(
+    settings: EvaluationSettings,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    replay = build_replay()
+    write_replay(settings, Replay(replay.events, [], replay.items))
+    args = evaluate_args(settings, monkeypatch, tmp_path / "report")
+
+    with pytest.raises(NoSlatesError, match="no products slate on topic") as caught:
+        args.handler(args)
+
+    assert "90 events read" in str(caught.value)
+    assert "report: " in capsys.readouterr().out
 
 
 def test_read_topics_rejects_missing_topic(
