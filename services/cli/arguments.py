@@ -10,8 +10,9 @@ from __future__ import annotations
 import argparse
 import math
 from collections.abc import Callable
+from pathlib import Path
 
-__all__ = ["integer_at_least", "positive_number"]
+__all__ = ["integer_at_least", "non_empty_path", "positive_number"]
 
 
 def integer_at_least(minimum: int) -> Callable[[str], int]:
@@ -56,3 +57,17 @@ def positive_number(text: str) -> float:
             f"expected a finite number above 0, got {text!r}"
         )
     return value
+
+
+def non_empty_path(text: str) -> Path:
+    """Parse a file or folder path that is not the empty string.
+
+    ``Path("")`` reads as the working directory, so an empty value (an unset
+    shell variable, for example) would otherwise name a folder no one gave.
+
+    Raises:
+        argparse.ArgumentTypeError: the text is empty.
+    """
+    if not text:
+        raise argparse.ArgumentTypeError("expected a path, got ''")
+    return Path(text)

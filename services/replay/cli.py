@@ -7,7 +7,7 @@ import functools
 import sys
 from pathlib import Path
 
-from services.cli.arguments import integer_at_least, positive_number
+from services.cli.arguments import integer_at_least, non_empty_path, positive_number
 from services.common.logging import configure_logging
 from services.common.settings import load_settings
 from services.replay.dataset_argument import DEFAULT_DATASET
@@ -86,7 +86,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--file",
-        type=Path,
+        type=non_empty_path,
         help="publish this JSON-lines file (one event per line, .gz allowed) "
         "instead of a dataset",
     )
@@ -228,7 +228,7 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
 def _check_file_alone(
     parser: argparse.ArgumentParser, args: argparse.Namespace
 ) -> None:
-    """Stop with a usage error when --file comes with a dataset or --path.
+    """Stop with a usage error when --file comes with a dataset, --path or --list.
 
     --file publishes the file's lines instead of a dataset, so without this
     check the dataset would be ignored without a word.
@@ -238,6 +238,11 @@ def _check_file_alone(
         others.append(f"dataset {args.dataset!r}")
     if args.path is not None:
         others.append(f"--path {str(args.path)!r}")
+    if args.file is not None and args.list:
+        parser.error(
+            f"--file {str(args.file)!r} given with --list; --list only lists "
+            "the datasets, so give one of the two"
+        )
     if args.file is not None and others:
         parser.error(
             f"--file {str(args.file)!r} given with {' and '.join(others)}; "

@@ -116,6 +116,24 @@ def test_replay_rejects_dataset_with_file(
     assert f"error: --file 'good.jsonl' given with {named}; " in err
 
 
+@pytest.mark.parametrize(
+    ("arguments", "expected"),
+    [
+        (["--file", "good.jsonl", "--list"], "--file 'good.jsonl' given with --list;"),
+        (["--file", ""], "argument --file: expected a path, got ''"),
+    ],
+    ids=["list", "empty"],
+)
+def test_replay_rejects_file_usage(
+    arguments: list[str], expected: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as caught:
+        main(arguments)
+
+    assert caught.value.code == 2
+    assert expected in capsys.readouterr().err
+
+
 def test_cartwheel_replay_rejects_dataset_with_file(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
