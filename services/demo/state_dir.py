@@ -1,7 +1,7 @@
 """The demo's state folder: its servers' files, its lock and the run state.
 
 Two demos sharing a state folder would delete each other's run state and
-find each other's broker through its pid file. A demo therefore holds an
+find each other's broker through its pid file. A demo therefore keeps an
 exclusive ``flock`` on a file in the folder for as long as it runs. The
 kernel releases the lock when the process ends, however it ends, so a demo
 killed with SIGKILL never blocks the next one. The file also records the
