@@ -19,7 +19,7 @@ from services.replay.datasets import (
 )
 from services.replay.errors import ReplayFileError
 from services.replay.generated import generate_catalog
-from services.replay.jsonl import verify_replay_file
+from services.replay.jsonl import blank_file_error, verify_replay_file
 from services.replay.replayer import Replayer, ReplaySummary, verify_replay_topics
 from services.replay.settings import Settings
 
@@ -31,9 +31,9 @@ _DESCRIPTION = (
     "(keyed by user_id), after its catalog items and generated promotions "
     "and reviews on the catalog topic. With --file, publish the lines of a "
     "JSON-lines file instead; invalid lines go to the dead-letter topic "
-    "with their reason. Settings come from CARTWHEEL_REPLAY_*, "
-    "CARTWHEEL_KAFKA_* and CARTWHEEL_TOPIC_* variables; the topics must "
-    "exist ('cartwheel topics create')."
+    "with their reason, and blank lines are skipped. Settings come from "
+    "CARTWHEEL_REPLAY_*, CARTWHEEL_KAFKA_* and CARTWHEEL_TOPIC_* variables; "
+    "the topics must exist ('cartwheel topics create')."
 )
 
 _EXIT_STATUS = (
@@ -178,8 +178,8 @@ def replay_file(
 
     Raises:
         FileNotFoundError: the file does not exist.
-        ReplayFileError: the file is empty, is not UTF-8 text or cannot be
-            read to its end.
+        ReplayFileError: the file is empty, has only blank lines, is not
+            UTF-8 text or cannot be read to its end.
         TopicMissingError: a topic is missing.
         ReplayDeliveryError: the broker did not acknowledge every message.
     """
@@ -210,7 +210,7 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         )
         _write(summary.lines())
         if summary.events_published == 0:
-            raise _no_valid_line_error(args.file, summary, settings)
+            raise _no_event_error(args.file, summary, settings)
         return 0
     adapter_summary, summary = replay_dataset(
         settings,
@@ -251,15 +251,19 @@ def _check_file_alone(
         )
 
 
-def _no_valid_line_error(
+def _no_event_error(
     path: Path, summary: ReplaySummary, settings: Settings
 ) -> ReplayFileError:
-    """Build the error for a file whose lines all went to the dead-letter topic.
+    """Build the error for a file that published no event.
 
     A file without one valid line is most likely not a file of events (a CSV
     export, for example), so the command fails after its summary instead of
-    reporting success.
+    reporting success. A file of only blank lines fails in
+    :func:`verify_replay_file`, before the replay, when it fits in the block
+    that function reads; a longer one fails here with the same message.
     """
+    if summary.messages_rejected == 0:
+        return blank_file_error(path)
     return ReplayFileError(
         f"none of the {summary.messages_rejected} line(s) read from replay file "
         f"{str(path)!r} is a valid event, so each went to the dead-letter topic "

@@ -50,8 +50,8 @@ class ReplayDeliveryError(CartwheelError):
 
 
 class ReplayFileError(CartwheelError):
-    """Raised when a JSON-lines replay file is empty, is not UTF-8 text, cannot
-    be read to its end, or has no line that is a valid event."""
+    """Raised when a JSON-lines replay file is empty or blank, is not UTF-8
+    text, cannot be read to its end, or has no line that is a valid event."""
 
 
 def describe_read_error(exc: Exception) -> str:

@@ -2,9 +2,10 @@
 
 :func:`verify_replay_file` runs before the replay connects to the broker, so
 a file that cannot be replayed fails before anything is published. Such
-files are empty, gzip files under the wrong name, or binary files whose
-first block is not UTF-8 text. :func:`read_lines` yields the lines as they
-are, for validation to judge.
+files are empty or blank, gzip files under the wrong name, or binary files
+whose first block is not UTF-8 text. :class:`ReplayFileLines` yields the
+lines as they are, for validation to judge, except for two things that are
+not events: blank lines and a byte order mark at the start of the file.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 import codecs
 import gzip
 import io
-from collections.abc import Generator
+from collections.abc import Iterator
 from pathlib import Path
 
 from services.replay.errors import (
@@ -24,8 +25,9 @@ from services.replay.errors import (
 
 __all__ = [
     "FIRST_BLOCK_BYTES",
+    "ReplayFileLines",
+    "blank_file_error",
     "find_binary_content",
-    "read_lines",
     "verify_replay_file",
 ]
 
@@ -35,6 +37,10 @@ _FILE_ERRORS: tuple[type[Exception], ...] = (OSError, *DECODE_ERRORS)
 # How much of a file verify_replay_file checks for text: room for four events
 # of the largest accepted size (16 KiB each).
 FIRST_BLOCK_BYTES = 64 * 1024
+
+# Some Windows tools start a UTF-8 file with U+FEFF, encoded, to mark the
+# encoding. It carries no event data, so a replay drops it at the file's start.
+_BYTE_ORDER_MARK = codecs.BOM_UTF8
 
 
 def verify_replay_file(path: Path) -> None:
@@ -51,7 +57,9 @@ def verify_replay_file(path: Path) -> None:
         FileNotFoundError: the path does not exist or is a folder.
         ReplayFileError: the file is empty, is gzip-compressed under a name
             without .gz, has a NUL byte or bytes that are not UTF-8 in its
-            first block, or that block cannot be read.
+            first block, or that block cannot be read. It is also raised for
+            a file that fits in the first block and has only blank lines,
+            after a byte order mark if there is one.
     """
     if path.is_dir():
         raise FileNotFoundError(
@@ -73,7 +81,10 @@ def verify_replay_file(path: Path) -> None:
         raise ReplayFileError(
             f"replay file {str(path)!r} is empty; expected one JSON event per line"
         )
-    fault = find_binary_content(block, is_whole_file=len(block) < FIRST_BLOCK_BYTES)
+    is_whole_file = len(block) < FIRST_BLOCK_BYTES
+    if is_whole_file and not block.removeprefix(_BYTE_ORDER_MARK).strip():
+        raise blank_file_error(path)
+    fault = find_binary_content(block, is_whole_file=is_whole_file)
     if fault is not None:
         decompressed = " once decompressed" if path.suffix == ".gz" else ""
         raise ReplayFileError(
@@ -121,22 +132,56 @@ def _position(block: bytes, offset: int) -> str:
     return f"offset {offset} (line {line})"
 
 
-# LIMITATION(L-89): lines go to validation as they are, so a blank line and a
-# first line behind a byte order mark are dead-lettered, not skipped.
-def read_lines(path: Path) -> Generator[tuple[int, bytes], None, None]:
-    """Yield (line number, line) pairs of a JSON-lines file, gzip or plain.
+def blank_file_error(path: Path) -> ReplayFileError:
+    """Build the error for a replay file whose every line is blank."""
+    return ReplayFileError(
+        f"replay file {str(path)!r} has only blank lines; expected one JSON "
+        "event per line"
+    )
 
-    Raises:
-        ReplayFileError: the file cannot be read to its end, such as a
-            truncated or corrupt gzip file.
+
+class ReplayFileLines:
+    """The non-blank lines of a JSON-lines replay file, gzip or plain.
+
+    Iterating yields (line number, line) pairs, each line without its line
+    ending and otherwise as it is, so that validation judges it. Two things
+    that are not events never reach validation. A blank line (empty, or only
+    ASCII whitespace) is skipped and counted in :attr:`blank_lines`, and the
+    numbers of the lines after it stay those of the file. A UTF-8 byte order
+    mark at the very start of the file is dropped. Anywhere else it stays in
+    its line, so validation rejects that line as invalid JSON.
+
+    Attributes:
+        path: the replay file.
+        blank_lines: blank lines skipped by the latest iteration so far.
     """
-    line_number = 0
-    try:
-        with _open(path) as lines:
-            for line_number, line in enumerate(lines, start=1):
-                yield line_number, line.rstrip(b"\r\n")
-    except _FILE_ERRORS as exc:
-        raise _unreadable_file_error(path, exc, line_number) from exc
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.blank_lines = 0
+
+    def __iter__(self) -> Iterator[tuple[int, bytes]]:
+        """Yield the (line number, line) pairs, counting line numbers from 1.
+
+        Raises:
+            ReplayFileError: the file cannot be read to its end, such as a
+                truncated or corrupt gzip file.
+        """
+        self.blank_lines = 0
+        line_number = 0
+        try:
+            with _open(self.path) as lines:
+                for line_number, line in enumerate(lines, start=1):
+                    if line_number == 1:
+                        line = line.removeprefix(_BYTE_ORDER_MARK)
+                    text = line.rstrip(b"\r\n")
+                    # b"".isspace() is False, so an empty line needs its own test.
+                    if not text or text.isspace():
+                        self.blank_lines += 1
+                        continue
+                    yield line_number, text
+        except _FILE_ERRORS as exc:
+            raise _unreadable_file_error(self.path, exc, line_number) from exc
 
 
 def _read_first_block(path: Path) -> bytes:

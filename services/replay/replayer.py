@@ -38,7 +38,7 @@ from schemas.validation import Rejection, parse_event
 from services.common.deadletters import DeadLetterWriter
 from services.common.kafka import TopicSpec, producer_config, verify_topics
 from services.replay.errors import ReplayDeliveryError, ReplayFileError
-from services.replay.jsonl import read_lines
+from services.replay.jsonl import ReplayFileLines
 from services.replay.settings import Settings
 
 __all__ = [
@@ -65,12 +65,17 @@ _INTERRUPT_FLUSH_TIMEOUT_SECONDS = 10.0
 
 @dataclass
 class ReplaySummary:
-    """Counts and throughput of one replay."""
+    """Counts and throughput of one replay.
+
+    ``blank_lines`` counts the blank lines of a replay file, which are skipped
+    rather than published or dead-lettered. It is None for a dataset replay.
+    """
 
     source: str
     events_by_type: Counter[str] = field(default_factory=Counter)
     rejected_by_reason: Counter[str] = field(default_factory=Counter)
     catalog_by_type: Counter[str] = field(default_factory=Counter)
+    blank_lines: int | None = None
     elapsed_seconds: float = 0.0
 
     @property
@@ -91,6 +96,9 @@ class ReplaySummary:
 
     def lines(self) -> list[str]:
         """Return the summary as short human-readable lines."""
+        skipped = []
+        if self.blank_lines is not None:
+            skipped.append(f"blank lines skipped: {self.blank_lines}")
         return [
             f"source: {self.source}",
             "catalog records: " + _format_counts(self.catalog_by_type),
@@ -100,6 +108,7 @@ class ReplaySummary:
             f"rejected: {self.messages_rejected} ("
             + _format_counts(self.rejected_by_reason)
             + ")",
+            *skipped,
             f"elapsed: {self.elapsed_seconds:.2f} s, "
             f"{self.events_per_second:,.0f} events/s (validation and delivery "
             "included)",
@@ -251,9 +260,12 @@ class Replayer:
     ) -> ReplaySummary:
         """Validate and publish each line of a JSON-lines file (or .jsonl.gz).
 
-        Lines are passed to validation as they are, bad ones included. A
-        rejected line goes to the dead-letter topic with ``source_topic``
-        ``file:<name>`` and ``source_offset`` set to its line number (from 1).
+        Lines are passed to validation as they are, bad ones included, except
+        that blank lines are skipped (and counted in the summary) and a byte
+        order mark at the start of the file is dropped. A rejected line goes
+        to the dead-letter topic with ``source_topic`` ``file:<name>`` and
+        ``source_offset`` set to its line number in the file (from 1, blank
+        lines included).
 
         Raises:
             FileNotFoundError: the file does not exist.
@@ -261,14 +273,17 @@ class Replayer:
                 before the failure are delivered first.
             ReplayDeliveryError: the broker did not acknowledge every message.
         """
-        return self._replay(
-            read_lines(path),
+        lines = ReplayFileLines(path)
+        summary = self._replay(
+            lines,
             source=f"file:{path.name}",
             total=None,
             time_scale=time_scale,
             limit=limit,
             started=self._monotonic(),
         )
+        summary.blank_lines = lines.blank_lines
+        return summary
 
     def _replay(
         self,

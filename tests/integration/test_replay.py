@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 import json
 import os
 import subprocess
@@ -163,6 +164,43 @@ def test_replay_file_dead_letters_each_bad_line(
     assert all(letter.source_topic == "file:mixed.jsonl" for letter in letters)
     assert summary.events_published == 3
     assert summary.rejected_by_reason == Counter(bad.values())
+
+
+def test_replay_file_skips_blank_lines_and_leading_byte_order_mark(
+    settings: Settings, tmp_path: Path, unique_name: Callable[[str], str]
+) -> None:
+    path = tmp_path / "windows.jsonl"
+    path.write_bytes(
+        b"\r\n".join(
+            [
+                codecs.BOM_UTF8 + _line(event_id="ok-1"),
+                b"",
+                b"  \t",
+                codecs.BOM_UTF8 + _line(event_id="bom-inside"),
+                _line(event_id="ok-2", user_id="u2"),
+                b"",
+            ]
+        )
+        + b"\r\n"
+    )
+
+    summary = replay_file(settings, path, show_progress=False)
+
+    events = read_all(settings.kafka, settings.topics.events, 2, unique_name("g"))
+    letters = [
+        DeadLetter.model_validate_json(value)
+        for _, value in read_all(
+            settings.kafka, settings.topics.dead_letters, 1, unique_name("g")
+        )
+    ]
+    assert sorted(json.loads(value)["event_id"] for _, value in events) == [
+        "ok-1",
+        "ok-2",
+    ]
+    assert [(letter.source_offset, letter.reason.value) for letter in letters] == [
+        (4, "invalid_json")
+    ]
+    assert summary.blank_lines == 3
 
 
 def _run_replay(

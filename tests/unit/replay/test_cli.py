@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import argparse
+import codecs
 import gzip
 from collections import Counter
 from collections.abc import Callable
@@ -267,10 +268,12 @@ def test_replay_names_stray_quote_line(
     ("name", "content", "expected"),
     [
         ("empty.jsonl", b"", "is empty; expected one JSON event per line"),
+        ("blank.jsonl", b"\n \n", "has only blank lines; expected one JSON event"),
+        ("bom.jsonl", codecs.BOM_UTF8 + b"\r\n", "has only blank lines; expected"),
         ("junk.jsonl.gz", b"junk\n", "the file is not gzip-compressed"),
         ("image.png", b"\x89PNG\r\n\x1a\n", "is not text: byte 0x89 at offset 0"),
     ],
-    ids=["empty", "not-gzip", "binary"],
+    ids=["empty", "blank", "bom-and-blank", "not-gzip", "binary"],
 )
 def test_replay_checks_file_before_connecting(
     tmp_path: Path,
@@ -325,6 +328,27 @@ def test_replay_file_without_valid_line_fails(
         f"{str(path)!r} is a valid event, so each went to the dead-letter topic "
         "'shop.dlq' with its reason; expected one JSON event object per line, "
         "as schemas/json/event.schema.json describes"
+    ]
+
+
+def test_replay_file_of_blank_lines_past_first_block_fails(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    path = tmp_path / "blank.jsonl"
+    path.write_bytes(b"\n" * 70_000)
+    summary = ReplaySummary("file:blank.jsonl", blank_lines=70_000)
+    monkeypatch.setattr(cli, "replay_file", _replay_file_returning(summary))
+
+    code = main(["--file", str(path)])
+
+    captured = capsys.readouterr()
+    assert code == 1
+    assert "blank lines skipped: 70000" in captured.out
+    assert captured.err.splitlines() == [
+        f"services.replay: error: replay file {str(path)!r} has only blank lines; "
+        "expected one JSON event per line"
     ]
 
 

@@ -1,7 +1,9 @@
-"""Replay files: what verify_replay_file rejects before the replay connects."""
+"""Replay files: what verify_replay_file rejects before the replay connects,
+and which lines ReplayFileLines passes on to validation."""
 
 from __future__ import annotations
 
+import codecs
 import gzip
 import io
 import random
@@ -14,12 +16,14 @@ import pytest
 from services.replay.errors import ReplayFileError
 from services.replay.jsonl import (
     FIRST_BLOCK_BYTES,
+    ReplayFileLines,
     find_binary_content,
     verify_replay_file,
 )
 
 # The signature and the start of the header chunk of every PNG image.
 PNG_START = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR"
+BOM = codecs.BOM_UTF8
 
 
 def _executable_start() -> bytes:
@@ -46,9 +50,35 @@ def test_verify_replay_file_rejects_empty(
     )
 
 
-def test_verify_replay_file_accepts_blank_line(tmp_path: Path) -> None:
-    path = tmp_path / "blank.jsonl"
-    path.write_bytes(b"\n")
+@pytest.mark.parametrize(
+    ("name", "content"),
+    [
+        ("blank.jsonl", b"\n"),
+        ("spaces.jsonl", b"  \r\n\t\n \n"),
+        ("bom.jsonl", BOM),
+        ("bom-blank.jsonl", BOM + b"\r\n\n"),
+        ("blank.jsonl.gz", gzip.compress(b"\n\n")),
+    ],
+    ids=["newline", "whitespace", "bom", "bom-and-newlines", "gzip"],
+)
+def test_verify_replay_file_rejects_blank(
+    tmp_path: Path, name: str, content: bytes
+) -> None:
+    path = tmp_path / name
+    path.write_bytes(content)
+
+    with pytest.raises(ReplayFileError) as caught:
+        verify_replay_file(path)
+
+    assert str(caught.value) == (
+        f"replay file {str(path)!r} has only blank lines; expected one JSON "
+        "event per line"
+    )
+
+
+def test_verify_replay_file_accepts_blank_first_block(tmp_path: Path) -> None:
+    path = tmp_path / "late.jsonl"
+    path.write_bytes(b"\n" * FIRST_BLOCK_BYTES + b'{"event_id": "e1"}\n')
 
     verify_replay_file(path)
 
@@ -155,3 +185,100 @@ def test_verify_replay_file_rejects_truncated_gzip(
     assert message.startswith(f"replay file {str(path)!r} cannot be read: ")
     assert "the gzip data is truncated" in message
     assert "nothing was published" in message
+
+
+def _read(path: Path, content: bytes) -> tuple[list[tuple[int, bytes]], int]:
+    path.write_bytes(content)
+    lines = ReplayFileLines(path)
+    return list(lines), lines.blank_lines
+
+
+def test_replay_file_lines_skip_blank_lines_keeping_line_numbers(
+    tmp_path: Path,
+) -> None:
+    content = b'{"a": 1}\n\n   \n\t\r\n{"b": 2}\r\n\n'
+
+    lines, blank_lines = _read(tmp_path / "events.jsonl", content)
+
+    assert lines == [(1, b'{"a": 1}'), (5, b'{"b": 2}')]
+    assert blank_lines == 4
+
+
+def test_replay_file_lines_keep_line_of_non_ascii_space(tmp_path: Path) -> None:
+    no_break_space = "\u00a0".encode()
+
+    lines, blank_lines = _read(tmp_path / "events.jsonl", no_break_space + b"\n")
+
+    assert lines == [(1, no_break_space)]
+    assert blank_lines == 0
+
+
+@pytest.mark.parametrize(
+    ("name", "content"),
+    [
+        ("events.jsonl", BOM + b'{"a": 1}\n{"b": 2}\n'),
+        ("events.jsonl.gz", gzip.compress(BOM + b'{"a": 1}\n{"b": 2}\n')),
+    ],
+    ids=["plain", "gzip"],
+)
+def test_replay_file_lines_drop_byte_order_mark_at_start(
+    tmp_path: Path, name: str, content: bytes
+) -> None:
+    lines, _ = _read(tmp_path / name, content)
+
+    assert lines == [(1, b'{"a": 1}'), (2, b'{"b": 2}')]
+
+
+def test_replay_file_lines_skip_first_line_of_only_byte_order_mark(
+    tmp_path: Path,
+) -> None:
+    lines, blank_lines = _read(tmp_path / "events.jsonl", BOM + b'\r\n{"a": 1}\n')
+
+    assert lines == [(2, b'{"a": 1}')]
+    assert blank_lines == 1
+
+
+@pytest.mark.parametrize(
+    "content",
+    [b'{"a": 1}\n' + BOM + b'{"b": 2}\n', b"\n" + BOM + b'{"b": 2}\n'],
+    ids=["after-event", "after-blank-line"],
+)
+def test_replay_file_lines_keep_byte_order_mark_after_start(
+    tmp_path: Path, content: bytes
+) -> None:
+    lines, _ = _read(tmp_path / "events.jsonl", content)
+
+    assert lines[-1] == (2, BOM + b'{"b": 2}')
+
+
+def test_replay_file_lines_count_blank_lines_of_latest_iteration(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "events.jsonl"
+    path.write_bytes(b'\n{"a": 1}\n')
+    lines = ReplayFileLines(path)
+    list(lines)
+
+    second = list(lines)
+
+    assert second == [(2, b'{"a": 1}')]
+    assert lines.blank_lines == 1
+
+
+def test_replay_file_lines_name_last_line_read_when_gzip_is_truncated(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "events.jsonl.gz"
+    content = b"\n".join([b'{"a": 1}', b"", b'{"b": 2}', b"x" * 100_000])
+    path.write_bytes(gzip.compress(content, compresslevel=0)[:-50_000])
+    lines = ReplayFileLines(path)
+    read = []
+
+    with pytest.raises(ReplayFileError) as caught:
+        for pair in lines:
+            read.append(pair)
+
+    assert read == [(1, b'{"a": 1}'), (3, b'{"b": 2}')]
+    assert "cannot be read after line 3: the gzip data is truncated" in str(
+        caught.value
+    )

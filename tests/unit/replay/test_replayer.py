@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import base64
+import codecs
 import gzip
 import json
 import math
@@ -168,18 +169,84 @@ def test_replay_file_routes_bad_lines_to_dead_letters(
     replayer, (producer,) = _replayer(settings)
     good = serialize_events([make_event(user_id="u7")])[0]
     path = tmp_path / "mixed.jsonl"
-    path.write_bytes(good + b"\n{broken\n\n" + good + b"\r\n")
+    path.write_bytes(good + b"\n{broken\n[]\n" + good + b"\r\n")
 
     summary = replayer.replay_file(path)
 
     assert producer.on_topic("ev") == [(b"u7", good), (b"u7", good)]
-    assert summary.rejected_by_reason == {"invalid_json": 1, "empty_value": 1}
-    letters = [
-        DeadLetter.model_validate_json(v or b"") for _, v in producer.on_topic("dlq")
-    ]
+    assert summary.rejected_by_reason == {"invalid_json": 1, "not_an_object": 1}
+    letters = _dead_letters(producer)
     assert [letter.source_offset for letter in letters] == [2, 3]
     assert {letter.source_topic for letter in letters} == {"file:mixed.jsonl"}
     assert base64.b64decode(letters[0].raw_value_base64 or "") == b"{broken"
+
+
+def _dead_letters(producer: FakeProducer) -> list[DeadLetter]:
+    return [
+        DeadLetter.model_validate_json(v or b"") for _, v in producer.on_topic("dlq")
+    ]
+
+
+def test_replay_file_skips_blank_lines_keeping_line_numbers(
+    settings: Settings, tmp_path: Path, make_event: Callable[..., Event]
+) -> None:
+    replayer, (producer,) = _replayer(settings)
+    good = serialize_events([make_event(user_id="u7")])[0]
+    path = tmp_path / "spaced.jsonl"
+    path.write_bytes(b"\n" + good + b"\n\n  \t\r\n{broken\n" + good + b"\n\n")
+
+    summary = replayer.replay_file(path)
+
+    assert producer.on_topic("ev") == [(b"u7", good), (b"u7", good)]
+    assert [letter.source_offset for letter in _dead_letters(producer)] == [5]
+    assert summary.rejected_by_reason == {"invalid_json": 1}
+    assert summary.blank_lines == 4
+
+
+def test_replay_file_leaves_blank_lines_out_of_limit(
+    settings: Settings, tmp_path: Path, make_event: Callable[..., Event]
+) -> None:
+    replayer, (producer,) = _replayer(settings)
+    good = serialize_events([make_event(user_id="u7")])[0]
+    path = tmp_path / "spaced.jsonl"
+    path.write_bytes(b"\n\n" + good + b"\n" + good + b"\n")
+
+    summary = replayer.replay_file(path, limit=1)
+
+    assert producer.on_topic("ev") == [(b"u7", good)]
+    assert summary.events_published == 1
+
+
+def test_replay_file_publishes_first_line_behind_byte_order_mark(
+    settings: Settings, tmp_path: Path, make_event: Callable[..., Event]
+) -> None:
+    replayer, (producer,) = _replayer(settings)
+    good = serialize_events([make_event(user_id="u7")])[0]
+    path = tmp_path / "windows.jsonl"
+    path.write_bytes(codecs.BOM_UTF8 + good + b"\r\n")
+
+    summary = replayer.replay_file(path)
+
+    assert producer.on_topic("ev") == [(b"u7", good)]
+    assert producer.on_topic("dlq") == []
+    assert summary.events_published == 1
+
+
+def test_replay_file_dead_letters_byte_order_mark_after_start(
+    settings: Settings, tmp_path: Path, make_event: Callable[..., Event]
+) -> None:
+    replayer, (producer,) = _replayer(settings)
+    good = serialize_events([make_event(user_id="u7")])[0]
+    path = tmp_path / "joined.jsonl"
+    path.write_bytes(good + b"\n" + codecs.BOM_UTF8 + good + b"\n")
+
+    summary = replayer.replay_file(path)
+
+    (letter,) = _dead_letters(producer)
+    assert producer.on_topic("ev") == [(b"u7", good)]
+    assert summary.rejected_by_reason == {"invalid_json": 1}
+    assert letter.source_offset == 2
+    assert "starts with a UTF-8 byte order mark" in letter.message
 
 
 def test_replay_file_reads_gzipped_lines(
@@ -320,3 +387,26 @@ def test_summary_lines_report_rate(
     assert summary.events_per_second == pytest.approx(2.0)
     assert summary.lines()[2] == "events published: 1 (click 1)"
     assert "2 events/s" in summary.lines()[-1]
+
+
+def test_summary_lines_leave_out_blank_lines_for_dataset(
+    settings: Settings, make_event: Callable[..., Event]
+) -> None:
+    replayer, _ = _replayer(settings)
+
+    summary = replayer.replay_events([make_event()], source="dataset:test")
+
+    assert summary.blank_lines is None
+    assert not any(line.startswith("blank lines") for line in summary.lines())
+
+
+def test_summary_lines_report_blank_lines_of_file(
+    settings: Settings, tmp_path: Path, make_event: Callable[..., Event]
+) -> None:
+    replayer, _ = _replayer(settings)
+    path = tmp_path / "events.jsonl"
+    path.write_bytes(serialize_events([make_event()])[0] + b"\n\n\n")
+
+    summary = replayer.replay_file(path)
+
+    assert summary.lines()[3:5] == ["rejected: 0 (none)", "blank lines skipped: 2"]
