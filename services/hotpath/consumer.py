@@ -17,9 +17,12 @@ into an event or a rejection; rejections go to the dead-letter topic with
 their reason and never stop the consumer. Duplicate event ids are dropped and
 counted. While Redis, a stage or the broker fails, the batch is retried with
 exponential backoff, the partitions stay paused and nothing is committed.
-Redis, Kafka and OS errors are retried without end. An event on which the
-code itself fails ``stage_attempts`` times goes to the dead-letter topic as
-``processing_failed``, so one such event does not stop its partitions.
+Redis, Kafka and OS errors are retried without end. Each outage is logged in
+a few lines (see :mod:`services.common.outage`), while
+``cartwheel_hotpath_batch_retries_total`` counts every attempt. An event on
+which the code itself fails ``stage_attempts`` times goes to the dead-letter
+topic as ``processing_failed``, so one such event does not stop its
+partitions.
 """
 
 from __future__ import annotations
@@ -50,6 +53,7 @@ from services.common.deadletters import DeadLetterWriter
 from services.common.errors import DeadLetterDeliveryError
 from services.common.kafka import consume_available, is_fatal, raise_if_fatal
 from services.common.logging import RepeatFilter
+from services.common.outage import OutageLog
 from services.common.redis_features import (
     AppliedResult,
     EventPosition,
@@ -162,6 +166,13 @@ class HotPathConsumer:
             producer, settings.topics.dead_letters, _SERVICE
         )
         self._stopping = threading.Event()
+        # An outage may outlast a batch that a rebalance abandons, so these
+        # live as long as the consumer.
+        self._batch_outages = {
+            cause: OutageLog(logger, cause, "batch")
+            for cause in ("redis", "kafka", "os")
+        }
+        self._flush_outage = OutageLog(logger, "kafka", "dead-letter flush")
         self._assigned: set[int] = set()
         self._revoked: set[int] = set()
         self._uncommitted: dict[int, int] = {}
@@ -289,14 +300,12 @@ class HotPathConsumer:
                     self._run_stages(results, received_at)
                     completed = index + 1
                     failures = 0
+                for outage in self._batch_outages.values():
+                    outage.recovered()
                 return True
             except redis.exceptions.RedisError as exc:
                 cause = "redis"
-                logger.warning(
-                    "redis failed, retrying batch delay_seconds=%.2f error=%s",
-                    delay,
-                    exc,
-                )
+                self._batch_outages[cause].failed(exc, delay)
             except _INFRASTRUCTURE_ERRORS as exc:
                 if is_fatal(exc):
                     # The producer can send nothing more: stop, so that a new
@@ -304,13 +313,10 @@ class HotPathConsumer:
                     logger.critical("kafka producer failed fatally error=%s", exc)
                     raise
                 cause = "kafka" if isinstance(exc, _KAFKA_ERRORS) else "os"
-                logger.warning(
-                    "%s failed, retrying batch delay_seconds=%.2f error=%s",
-                    cause,
-                    delay,
-                    exc,
-                )
+                self._batch_outages[cause].failed(exc, delay)
             except Exception as exc:
+                # A failure of the code, not an outage: each one is logged
+                # with its traceback, and stage_attempts bounds them per event.
                 cause = "stage"
                 failures += 1
                 logger.exception("batch failed, retrying delay_seconds=%.2f", delay)
@@ -408,9 +414,10 @@ class HotPathConsumer:
         while True:
             try:
                 self._dead_letters.flush(_FLUSH_TIMEOUT_SECONDS)
+                self._flush_outage.recovered()
                 return True
             except DeadLetterDeliveryError as exc:
-                logger.warning("delivery failed, retrying flush error=%s", exc)
+                self._flush_outage.failed(exc, delay)
                 metrics.RETRIES.labels("kafka").inc()
                 # A failed dead letter is gone from the producer: send them all
                 # again (the dead-letter topic is at-least-once).

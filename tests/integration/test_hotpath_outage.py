@@ -1,5 +1,7 @@
 """Redis outage mid-stream: the hot path retries, commits nothing, loses nothing.
 
+It also logs the outage in a few lines, however many attempts fail.
+
 The test runs its own redis-server with an fsync-always append-only file, so
 stopping and restarting it keeps the data, as a production Redis with
 persistence would. The session's redis-server is not touched.
@@ -7,6 +9,7 @@ persistence would. The session's redis-server is not touched.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -73,6 +76,7 @@ def test_redis_outage_is_retried_without_commit_or_loss(
     kafka_settings: KafkaSettings,
     make_topic: Callable[..., str],
     unique_name: Callable[[str], str],
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     events = load_dataset("rees46", COMMITTED_DATA_DIR).events[:EVENT_COUNT]
     topics = TopicSettings(
@@ -105,6 +109,7 @@ def test_redis_outage_is_retried_without_commit_or_loss(
     retries_before = metrics.RETRIES.labels("redis")._value.get()
     hot_path = build_consumer(settings, stages=[])
     worker = threading.Thread(target=hot_path.run)
+    caplog.set_level(logging.INFO, logger="services.hotpath.consumer")
     worker.start()
 
     try:
@@ -140,7 +145,20 @@ def test_redis_outage_is_retried_without_commit_or_loss(
             chunk, [EventPosition(0, start + i) for i in range(len(chunk))]
         )
 
+    retries = metrics.RETRIES.labels("redis")._value.get() - retries_before
+    lines = [
+        r.getMessage() for r in caplog.records if r.name == "services.hotpath.consumer"
+    ]
+    started = [m for m in lines if m.startswith("redis failed, retrying batch ")]
+    reminders = [m for m in lines if m.startswith("redis still failing")]
+    recovered = [m for m in lines if m.startswith("redis recovered, batch succeeded")]
     assert committed_during < EVENT_COUNT
     assert committed_after == committed_during
-    assert metrics.RETRIES.labels("redis")._value.get() > retries_before
+    # Seconds of backoff from 0.1 s to 1 s make several attempts, and a
+    # reminder is due only after a minute of outage.
+    assert retries > 3
+    assert len(started) == 1
+    assert len(started) + len(reminders) < retries
+    assert len(recovered) == 1
+    assert f"failed_attempts={retries:.0f}" in recovered[0]
     assert snapshot_all(client, "outage") == snapshot_all(client, "clean")
