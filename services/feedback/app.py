@@ -17,7 +17,9 @@ Redis outages: a batch that fails in Redis is applied again with a backoff
 stops, so no offset is committed past a message that was not applied. A
 worker asked to stop while a batch fails exits at once without committing
 it, and a restarted worker reads it again. A failed ratio export keeps the
-gauges as they were until the next one.
+gauges as they were until the next one. Each outage is logged in a few lines
+(see :mod:`services.common.outage`), while
+``cartwheel_feedback_redis_retries_total`` counts every failed attempt.
 
 Malformed input: a message that is not a valid slate or event is counted in
 ``cartwheel_feedback_messages_total{outcome="invalid"}``, logged with its
@@ -47,6 +49,7 @@ from pydantic import ValidationError
 from schemas.events import Event
 from schemas.recommendations import Slate, Surface
 from services.common.logging import RepeatFilter
+from services.common.outage import OutageLog
 from services.common.settings import KafkaSettings
 from services.feedback import metrics
 from services.feedback.reader import outcome_counts, outcome_ratios
@@ -92,6 +95,8 @@ class FeedbackProcessor:
         self._events_topic = settings.topics.events
         self._tables: FeedbackTables | None = None
         self._exported: set[tuple[str, str, str]] = set()
+        self._batch_outage = OutageLog(logger, "redis", "batch")
+        self._export_outage = OutageLog(logger, "redis", "ratio export")
 
     async def process(self, messages: Sequence[tuple[str, int, int, bytes]]) -> int:
         """Apply one batch of (topic, partition, offset, value) messages in order.
@@ -124,14 +129,13 @@ class FeedbackProcessor:
         delay = self._settings.retry_initial_seconds
         while True:
             try:
-                return await self._get_tables().apply(records)
+                applied = await self._get_tables().apply(records)
             except redis.exceptions.RedisError as exc:
                 metrics.REDIS_RETRIES.labels("batch").inc()
-                logger.warning(
-                    "redis failed, retrying batch delay_seconds=%.2f error=%s",
-                    delay,
-                    exc,
-                )
+                self._batch_outage.failed(exc, delay)
+            else:
+                self._batch_outage.recovered()
+                return applied
             await self._pause(delay)
             if self._should_stop():
                 self._stop_without_commit(len(records))
@@ -171,11 +175,9 @@ class FeedbackProcessor:
             self._export_ratios()
         except redis.exceptions.RedisError as exc:
             metrics.REDIS_RETRIES.labels("ratio_export").inc()
-            logger.warning(
-                "redis failed, ratio gauges keep their values until the next "
-                "export error=%s",
-                exc,
-            )
+            self._export_outage.failed(exc, self._settings.ratio_refresh_seconds)
+            return
+        self._export_outage.recovered()
 
     def _export_ratios(self) -> None:
         since = datetime.now(UTC) - timedelta(
