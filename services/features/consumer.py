@@ -11,8 +11,11 @@ applied in offset order and the newest one wins.
 Malformed input: a message whose key or value is not a valid catalog record
 goes to the dead-letter topic and is skipped. Its reason and message come
 from the mapping that events use (:mod:`schemas.rejections`). A record
-without ``record_type`` is of the kind that its key names. While Redis is
-down the batch is retried with exponential backoff and nothing is committed.
+without ``record_type`` is of the kind that its key names. While Redis or
+the broker is down the batch is retried with exponential backoff and nothing
+is committed. Each outage is logged in a few lines (see
+:mod:`services.common.outage`), while
+``cartwheel_features_catalog_retries_total`` counts every attempt.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from confluent_kafka import (
 from schemas.validation import Rejection
 from services.common.deadletters import DeadLetterWriter
 from services.common.kafka import consume_available
+from services.common.outage import OutageLog
 from services.features import metrics
 from services.features.catalog import CatalogWriter, parse_catalog_key
 from services.features.errors import CatalogRecordError
@@ -75,6 +79,10 @@ class CatalogConsumer:
             producer, settings.topics.dead_letters, _SERVICE
         )
         self._stopping = threading.Event()
+        self._outages = {
+            "redis": OutageLog(logger, "redis", "catalog batch"),
+            "kafka": OutageLog(logger, "kafka", "catalog batch"),
+        }
 
     def run(self) -> None:
         """Subscribe and store records until :meth:`stop` is called."""
@@ -118,13 +126,14 @@ class CatalogConsumer:
                 self._consumer.commit(
                     offsets=_next_offsets(messages), asynchronous=False
                 )
+                for outage in self._outages.values():
+                    outage.recovered()
                 return len(messages)
             except (redis.exceptions.RedisError, KafkaException) as exc:
-                logger.warning(
-                    "catalog batch failed, retrying delay_seconds=%.2f error=%s",
-                    delay,
-                    exc,
+                cause = (
+                    "redis" if isinstance(exc, redis.exceptions.RedisError) else "kafka"
                 )
+                self._outages[cause].failed(exc, delay)
                 metrics.CATALOG_RETRIES.inc()
             self._stopping.wait(delay)
             delay = min(delay * 2, self._settings.retry_max_seconds)
