@@ -18,6 +18,7 @@ from contextlib import contextmanager
 
 import redis
 
+from services.common.outage import OutageLog
 from services.trainer.metrics import LOCK_HELD
 
 __all__ = ["TrainingLock"]
@@ -53,6 +54,10 @@ class TrainingLock:
         self._ttl_ms = int(ttl_seconds * 1000)
         self._token = uuid.uuid4().hex
         self._lost = threading.Event()
+        # Kept across holds: a refresh may end before Redis is back.
+        self._renewal_outage = OutageLog(
+            logger, "redis", "training lock renewal", context={"key": key}
+        )
 
     @property
     def is_lost(self) -> bool:
@@ -100,9 +105,10 @@ class TrainingLock:
         while not stop.wait(interval):
             try:
                 is_renewed = self.renew()
-            except redis.RedisError:
-                logger.exception("training lock renewal failed key=%s", self.key)
+            except redis.RedisError as exc:
+                self._renewal_outage.failed(exc, interval)
                 continue
+            self._renewal_outage.recovered()
             if not is_renewed:
                 logger.error(
                     "training lock lost key=%s; stopping the refresh", self.key

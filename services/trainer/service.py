@@ -16,6 +16,7 @@ from collections.abc import Callable
 import redis
 
 from services.common.errors import InfrastructureError
+from services.common.outage import OutageLog
 from services.common.retrain import request_retrain, take_retrain_request
 from services.trainer.announcer import ModelAnnouncer
 from services.trainer.lock import TrainingLock
@@ -86,6 +87,7 @@ class TrainerService:
         self._announcer = announcer
         self._clock = clock
         self._stop = threading.Event()
+        self._redis_outage = OutageLog(logger, "redis", "refresh check", clock=clock)
         self._next_refresh = clock() + refresh_interval_seconds
         self._next_request_check = clock()
         # Each outcome starts at 0, so that Prometheus counts the first refresh
@@ -120,11 +122,7 @@ class TrainerService:
                     # The lock and the retrain requests live in Redis, so a
                     # stalled Redis delays the next refresh instead of ending
                     # the trainer. The lock's TTL frees the lock meanwhile.
-                    logger.warning(
-                        "redis failed, retrying delay_seconds=%.0f error=%s",
-                        _REDIS_RETRY_SECONDS,
-                        exc,
-                    )
+                    self._redis_outage.failed(exc, _REDIS_RETRY_SECONDS)
                     self._stop.wait(_REDIS_RETRY_SECONDS)
         finally:
             self._reader.close()
@@ -158,7 +156,11 @@ class TrainerService:
         if not is_scheduled and now < self._next_request_check:
             return None
         self._next_request_check = now + self._retrain_poll
-        if not self._lock.acquire():
+        is_acquired = self._lock.acquire()
+        # Most steps send Redis no command, so an outage ends only here, once
+        # the lock call succeeds.
+        self._redis_outage.recovered()
+        if not is_acquired:
             if is_scheduled:
                 logger.info(
                     "refresh skipped, the training lock is taken key=%s", self._lock.key
