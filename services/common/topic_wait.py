@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from collections.abc import Callable
 from typing import TypeVar
 
 from services.common.errors import InfrastructureError, TopicMissingError
+from services.common.outage import OutageLog
 
 __all__ = ["MAX_RETRY_SECONDS", "retry_until_open"]
 
@@ -41,37 +41,24 @@ def retry_until_open(
 
     The wait starts at ``first_retry_seconds`` and stops growing at
     ``max_retry_seconds``. A missing topic or an unreachable broker is retried.
-    Any other error is raised. A WARNING is logged each time the error changes
-    (the caller has logged ``first_error``), and an INFO line once the reader
-    is open.
+    Any other error is raised. The attempts are logged as one outage that
+    starts with ``first_error``, which the caller has logged itself (see
+    :class:`~services.common.outage.OutageLog`): a WARNING now and then while
+    they fail, and an INFO line once the reader is open.
 
     Returns:
         What ``open_reader`` returned, or None when ``stop`` was set first.
     """
-    started = time.monotonic()
+    outage = OutageLog(logger, reader, "topic lookup", context={"topic": topic})
     delay = first_retry_seconds
-    last_error = str(first_error)
+    outage.failed(first_error, delay, is_logged=True)
     while not stop.wait(delay):
         try:
             opened = open_reader()
         except (TopicMissingError, InfrastructureError) as exc:
-            if str(exc) != last_error:
-                last_error = str(exc)
-                logger.warning(
-                    "%s still waits for its topic, retrying topic=%s "
-                    "max_retry_seconds=%s error=%s",
-                    reader,
-                    topic,
-                    max_retry_seconds,
-                    exc,
-                )
             delay = min(delay * 2, max_retry_seconds)
+            outage.failed(exc, delay)
             continue
-        logger.info(
-            "%s found its topic topic=%s waited_seconds=%.1f",
-            reader,
-            topic,
-            time.monotonic() - started,
-        )
+        outage.recovered()
         return opened
     return None

@@ -669,7 +669,10 @@ def test_watcher_waits_for_missing_topic(
     assert running_after == 1
     messages = [record.getMessage() for record in caplog.records]
     assert sum("waits for the models topic" in m for m in messages) == 1
-    assert sum("model watcher found its topic" in m for m in messages) == 1
+    assert (
+        sum("model watcher recovered, topic lookup succeeded" in m for m in messages)
+        == 1
+    )
 
 
 def test_watcher_without_waiting_rejects_missing_topic(
