@@ -36,6 +36,7 @@ from confluent_kafka import (
 
 from schemas.validation import Rejection
 from services.common.deadletters import DeadLetterWriter
+from services.common.errors import DeadLetterDeliveryError
 from services.common.kafka import consume_available
 from services.common.outage import OutageLog
 from services.features import metrics
@@ -49,6 +50,9 @@ logger = logging.getLogger(__name__)
 
 _SERVICE = "catalog"
 _FIRST_BACKOFF_SECONDS = 0.2
+# Failures of the broker rather than of a record. A dead letter that was not
+# delivered blocks the batch's commit, so it is retried like the rest.
+_KAFKA_ERRORS = (KafkaException, DeadLetterDeliveryError, BufferError)
 
 
 class CatalogConsumer:
@@ -129,7 +133,7 @@ class CatalogConsumer:
                 for outage in self._outages.values():
                     outage.recovered()
                 return len(messages)
-            except (redis.exceptions.RedisError, KafkaException) as exc:
+            except (redis.exceptions.RedisError, *_KAFKA_ERRORS) as exc:
                 cause = (
                     "redis" if isinstance(exc, redis.exceptions.RedisError) else "kafka"
                 )

@@ -1,13 +1,18 @@
-"""The catalog consumer's librdkafka log lines, with no broker listening."""
+"""The catalog consumer without a broker: librdkafka log lines and retries."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 
 import pytest
-from confluent_kafka import Consumer, Producer
+from confluent_kafka import Consumer, Producer, TopicPartition
 
+from schemas.deadletters import RejectionReason
+from schemas.validation import Rejection
+from services.common.errors import DeadLetterDeliveryError
 from services.common.kafka import consumer_config, producer_config
+from services.features import consumer as consumer_module
 from services.features.consumer import CatalogConsumer
 from services.features.settings import CatalogSettings
 from tests.librdkafka_logs import (
@@ -36,3 +41,82 @@ def test_catalog_poll_once_logs_producer_lines(
 
     assert records
     assert RAW_LIBRDKAFKA_LINE.search(capfd.readouterr().err) is None
+
+
+class _Message:
+    """The few accessors of a consumed message that the catalog consumer reads."""
+
+    def __init__(self, offset: int, key: bytes, value: bytes) -> None:
+        self._offset = offset
+        self._key = key
+        self._value = value
+
+    def error(self) -> None:
+        return None
+
+    def topic(self) -> str:
+        return "catalog"
+
+    def partition(self) -> int:
+        return 0
+
+    def offset(self) -> int:
+        return self._offset
+
+    def key(self) -> bytes:
+        return self._key
+
+    def value(self) -> bytes:
+        return self._value
+
+
+class _FlakyDeadLetters:
+    """A dead-letter writer whose first flush finds the broker gone."""
+
+    def __init__(self) -> None:
+        self.sent: list[Rejection] = []
+        self.flushes = 0
+
+    def send(self, rejection: Rejection, **_: object) -> None:
+        self.sent.append(rejection)
+
+    def flush(self) -> None:
+        self.flushes += 1
+        if self.flushes == 1:
+            raise DeadLetterDeliveryError("1 message(s) still queued for the broker")
+
+
+class _CommitLog:
+    """A consumer that records the offsets it is asked to commit."""
+
+    def __init__(self) -> None:
+        self.commits: list[list[TopicPartition]] = []
+
+    def commit(self, offsets: list[TopicPartition], asynchronous: bool) -> None:
+        self.commits.append(offsets)
+
+
+def test_failed_dead_letter_retries_batch(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    settings = CatalogSettings(kafka=unreachable_kafka(), poll_timeout_seconds=0.1)
+    commits = _CommitLog()
+    producer = Producer(producer_config(settings.kafka, is_polled_steadily=True))
+    catalog = CatalogConsumer(settings, commits, producer, writer=None)  # type: ignore[arg-type]
+    dead_letters = _FlakyDeadLetters()
+    monkeypatch.setattr(catalog, "_dead_letters", dead_letters)
+    monkeypatch.setattr(consumer_module, "_FIRST_BACKOFF_SECONDS", 0.0)
+    monkeypatch.setattr(
+        consumer_module,
+        "consume_available",
+        lambda *_: [_Message(41, b"not a catalog key", b"{}")],
+    )
+
+    with caplog.at_level(logging.WARNING, logger=consumer_module.__name__):
+        stored = catalog.poll_once()
+
+    assert stored == 1
+    assert dead_letters.flushes == 2
+    assert [r.reason for r in dead_letters.sent] == [RejectionReason.INVALID_ID] * 2
+    assert commits.commits == [[TopicPartition("catalog", 0, 42)]]
+    assert "kafka failed, retrying catalog batch" in caplog.text
