@@ -122,7 +122,7 @@ class TrainerService:
                     # The lock and the retrain requests live in Redis, so a
                     # stalled Redis delays the next refresh instead of ending
                     # the trainer. The lock's TTL frees the lock meanwhile.
-                    self._redis_outage.failed(exc, _REDIS_RETRY_SECONDS)
+                    self._redis_outage.failed(exc, self._seconds_to_next_redis_call())
                     self._stop.wait(_REDIS_RETRY_SECONDS)
         finally:
             self._reader.close()
@@ -144,6 +144,12 @@ class TrainerService:
             len(self._window),
             self._reader.is_caught_up(),
         )
+
+    def _seconds_to_next_redis_call(self) -> float:
+        # The loop wakes every few seconds, but a step calls Redis only when a
+        # refresh is due or the retrain requests are next checked.
+        due = min(self._next_refresh, self._next_request_check)
+        return max(_REDIS_RETRY_SECONDS, due - self._clock())
 
     def _poll_announcer(self) -> None:
         if self._announcer is not None:

@@ -252,3 +252,24 @@ def test_infrastructure_failure_logged_without_traceback(
     [record] = [r for r in caplog.records if "refresh failed" in r.getMessage()]
     assert "announcing model_version='v1' failed" in record.getMessage()
     assert record.exc_info is None
+
+
+def test_redis_outage_line_gives_real_wait(caplog: pytest.LogCaptureFixture) -> None:
+    lock = _StalledLock()
+    service = _service(
+        lock=lock,
+        refresh_interval_seconds=3600.0,
+        retrain_poll_seconds=30.0,
+        clock=lambda: 1000.0,
+    )
+    failures: list[Any] = []
+
+    with caplog.at_level(logging.WARNING, logger="services.trainer.service"):
+        runner = _start(service, failures)
+        assert lock.attempts.acquire(timeout=10)
+        service.stop()
+        runner.join(10)
+
+    assert failures == []
+    assert "redis failed, retrying refresh check" in caplog.text
+    assert "delay_seconds=30" in caplog.text
