@@ -35,8 +35,10 @@ from services.common.setting_blocks import (
 from services.common.setting_names import (
     UnknownKey,
     UnknownVariable,
+    known_variables,
     misplaced_variables,
     model_classes,
+    unknown_block_fields,
     unknown_json_keys,
     variables_under_value,
     warn_repeated_variables,
@@ -87,10 +89,12 @@ def load_settings(settings_class: type[SettingsT], **overrides: Any) -> Settings
     that names no setting is logged as a WARNING, once per process, with the
     closest valid name when one is close. Names are matched regardless of
     case, and a setting set under two spellings is logged as a WARNING too.
-    Two name errors stop the process like an invalid value: a variable that
+    Three name errors stop the process like an invalid value: a variable that
     spells a setting in the wrong place, such as
-    ``CARTWHEEL_SCORER_TRENDING_WEIGHT``, and a key that names no setting in
-    a block given whole as a JSON object.
+    ``CARTWHEEL_SCORER_TRENDING_WEIGHT``, a variable inside a nested block
+    that names none of its settings, such as
+    ``CARTWHEEL_SCORER_WEIGHTS__RANKER_BLND``, and a key that names no
+    setting in a block given whole as a JSON object.
 
     Raises:
         InvalidSettingsError: one line per invalid variable, each with the
@@ -102,6 +106,10 @@ def load_settings(settings_class: type[SettingsT], **overrides: Any) -> Settings
         *(
             _describe_misplaced(settings_class, part)
             for part in misplaced_variables(settings_class, os.environ)
+        ),
+        *(
+            _describe_unknown_field(settings_class, part)
+            for part in unknown_block_fields(settings_class, os.environ)
         ),
         *(
             _describe_unknown_key(settings_class, key)
@@ -146,6 +154,38 @@ def _describe_misplaced(
     return (
         f"invalid setting {part.variable}={value!r}: {problem}, so this name "
         f"would be ignored; set {part.closest} instead"
+    )
+
+
+def _describe_unknown_field(
+    settings_class: type[BaseSettings], part: UnknownVariable
+) -> str:
+    """Name a variable inside a block that names none of its settings.
+
+    The line ends with the closest valid name, or else with the block's
+    settings. The value is masked when the block contains a secret, since
+    the name may be a misspelled secret, or when the closest name is one.
+    """
+    known = known_variables(settings_class)
+    block = str(part.block)
+    model = known.block_models[block]
+    stem = next(stem for stem, owner in known.block_stems.items() if owner == block)
+
+    value = os.environ[part.variable]
+    closest = variable_field(settings_class, part.closest) if part.closest else None
+    if has_secret(model) or (closest is not None and is_secret_field(closest[1])):
+        value = mask_value(value)
+
+    if part.closest is None:
+        names = ", ".join(name.upper() for name in model.model_fields)
+        hint = f"expected {stem} followed by one of {names}"
+    elif part.is_outside_block:
+        hint = f"did you mean {part.closest}, outside this block?"
+    else:
+        hint = f"did you mean {part.closest}?"
+    return (
+        f"invalid setting {part.variable}={value!r}: the block {block} has no "
+        f"such setting, so this name would be ignored; {hint}"
     )
 
 
@@ -414,6 +454,11 @@ def _describe_error(
     prefix = str(settings_class.model_config.get("env_prefix", ""))
     delimiter = str(settings_class.model_config.get("env_nested_delimiter") or "_")
     variable = _spelled(f"{prefix}{delimiter.join(names)}".upper())
+    if error["type"] == "extra_forbidden" and _is_named(settings_class, variable):
+        # A settings block such as Kafka's rejects a field it lacks, and the
+        # name checks of load_settings report the variable already, with
+        # its value masked and the closest valid name.
+        return []
 
     if field not in overridden:
         if isinstance(error.get("input"), dict):
@@ -451,6 +496,15 @@ def _describe_error(
         default = "" if value is None else f", default {value!r}"
         return [f"invalid setting {variable} (not set{default}): {expected}"]
     return [f"invalid setting {variable}={value!r}: {expected}"]
+
+
+def _is_named(settings_class: type[BaseSettings], variable: str) -> bool:
+    """Return whether a name check of :func:`load_settings` reports ``variable``."""
+    parts = [
+        *misplaced_variables(settings_class, os.environ),
+        *unknown_block_fields(settings_class, os.environ),
+    ]
+    return any(part.variable == variable for part in parts)
 
 
 def _describe_in_json(

@@ -16,7 +16,10 @@ A name that spells a setting of the same level in the wrong place, such as
 ``CARTWHEEL_SCORER_TRENDING_WEIGHT`` for
 ``CARTWHEEL_SCORER_CANDIDATES__TRENDING_WEIGHT``, is not merely misspelled:
 it certainly meant that setting, so :func:`misplaced_variables` returns it
-and the loader stops the process instead of warning. Other unknown names
+and the loader stops the process instead of warning. It also stops for a
+name inside a nested block of the class that names no field of the block,
+such as ``CARTWHEEL_SCORER_WEIGHTS__RANKER_BLND``, because the name was
+meant for that block (:func:`unknown_block_fields`). Other unknown names
 only warn, because an environment shared by several services, or written
 for another version of Cartwheel, may hold names that this version lacks.
 :func:`unknown_json_keys` finds the keys of a block given whole as a JSON
@@ -48,6 +51,7 @@ __all__ = [
     "misplaced_variables",
     "model_classes",
     "repeated_variables",
+    "unknown_block_fields",
     "unknown_json_keys",
     "unknown_variables",
     "variables_under_value",
@@ -187,6 +191,24 @@ def misplaced_variables(
     """
     return [
         part for part in unknown_variables(settings_class, environ) if part.is_misplaced
+    ]
+
+
+def unknown_block_fields(
+    settings_class: type[BaseSettings], environ: Mapping[str, str]
+) -> list[UnknownVariable]:
+    """Return the unknown variables inside a nested block, at any depth.
+
+    Such a name, like ``CARTWHEEL_SCORER_WEIGHTS__RANKER_BLND``, goes on past
+    a block's variable and the nested delimiter, so it was meant for that
+    block. A name that spells a field of another place exactly is left to
+    :func:`misplaced_variables`. Each variable comes with its innermost block
+    and the closest valid name, or None when none is close, in name order.
+    """
+    return [
+        part
+        for part in unknown_variables(settings_class, environ)
+        if part.block is not None and not part.is_misplaced
     ]
 
 
@@ -414,40 +436,23 @@ def _closest(name: str, names: Collection[str]) -> str | None:
 def warn_unknown_variables(
     settings_class: type[BaseSettings], environ: Mapping[str, str]
 ) -> None:
-    """Log one WARNING per unknown variable, once per process.
+    """Log one WARNING per unknown variable outside a block, once per process.
 
-    A misplaced variable (:func:`misplaced_variables`) gets no warning, since
-    the loader stops the process with an error that names it.
+    A misplaced variable (:func:`misplaced_variables`) and one inside a block
+    (:func:`unknown_block_fields`) get no warning, since the loader stops the
+    process with an error that names them.
     """
-    for variable, closest, block, is_outside_block, is_misplaced in unknown_variables(
-        settings_class, environ
-    ):
-        if variable in _reported or is_misplaced:
+    for part in unknown_variables(settings_class, environ):
+        if part.variable in _reported or part.is_misplaced or part.block is not None:
             continue
-        _reported.add(variable)
-        if closest is not None and is_outside_block:
-            logger.warning(
-                "unknown setting ignored variable=%s block=%s closest_valid=%s: "
-                "the block has no such field, and closest_valid is outside it",
-                variable,
-                block,
-                closest,
-            )
-        elif closest is None and block is not None:
-            logger.warning(
-                "unknown setting ignored variable=%s block=%s: the block has no "
-                "such field; 'cartwheel config' and docs/configuration.md list "
-                "its fields",
-                variable,
-                block,
-            )
-        elif closest is None:
-            logger.warning("unknown setting ignored variable=%s", variable)
+        _reported.add(part.variable)
+        if part.closest is None:
+            logger.warning("unknown setting ignored variable=%s", part.variable)
         else:
             logger.warning(
                 "unknown setting ignored variable=%s closest_valid=%s",
-                variable,
-                closest,
+                part.variable,
+                part.closest,
             )
 
 

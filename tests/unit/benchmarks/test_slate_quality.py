@@ -75,20 +75,19 @@ def test_slate_quality_reports_every_invalid_variable(
     assert "CARTWHEEL_HOTPATH_MAX_PAIRS='0'" in error
 
 
-def test_slate_quality_warns_about_misspelled_variable(
+def test_slate_quality_stops_on_misspelled_variable(
     script: ModuleType,
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     monkeypatch.setenv("CARTWHEEL_SCORER_CANDIDATES__COVISITATON_WEIGHT", "0.5")
 
-    with pytest.raises(SampleLoadedError):
+    with pytest.raises(SystemExit) as caught:
         script.main(["rees46"])
 
+    assert caught.value.code == 2
     assert (
-        "unknown setting ignored "
-        "variable=CARTWHEEL_SCORER_CANDIDATES__COVISITATON_WEIGHT "
-        "closest_valid=CARTWHEEL_SCORER_CANDIDATES__COVISITATION_WEIGHT"
+        "invalid setting CARTWHEEL_SCORER_CANDIDATES__COVISITATON_WEIGHT='0.5'"
     ) in capsys.readouterr().err
 
 

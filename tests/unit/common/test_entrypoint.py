@@ -98,7 +98,8 @@ def test_hotpath_stage_setting_checked_before_broker(
     assert "Traceback" not in result.stderr
 
 
-# A bad block or a misplaced name of a stage setting, and the text of its error line.
+# A bad block or a misplaced or misspelled name of a stage setting, and the
+# text of its error line.
 BLOCK_AND_NAME_ERRORS = [
     (
         "CARTWHEEL_SCORER_WEIGHTS",
@@ -115,6 +116,11 @@ BLOCK_AND_NAME_ERRORS = [
         "CARTWHEEL_SCORER_TRENDING_WEIGHT",
         "0.5",
         "set CARTWHEEL_SCORER_CANDIDATES__TRENDING_WEIGHT instead",
+    ),
+    (
+        "CARTWHEEL_SCORER_WEIGHTS__RANKER_BLND",
+        "0.5",
+        "did you mean CARTWHEEL_SCORER_WEIGHTS__RANKER_BLEND?",
     ),
 ]
 

@@ -15,6 +15,7 @@ from services.common.setting_names import (
     UnknownVariable,
     known_variables,
     misplaced_variables,
+    unknown_block_fields,
     unknown_json_keys,
     unknown_variables,
     variables_under_value,
@@ -244,40 +245,176 @@ def test_load_settings_warns_once_per_variable(
     ]
 
 
-def test_api_settings_warn_about_misspelled_signal(
+def test_misspelled_signal_stops_with_value_masked(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     from services.api.settings import ApiSettings
 
-    monkeypatch.setenv("CARTWHEEL_API_SIGNALS__BOGUS", "1")
+    monkeypatch.setenv("CARTWHEEL_API_SIGNALS__BOGUS", "hunter2hunter2")
 
-    with caplog.at_level(logging.WARNING, logger="services.common.setting_names"):
+    with (
+        caplog.at_level(logging.WARNING, logger="services.common.setting_names"),
+        pytest.raises(InvalidSettingsError) as caught,
+    ):
         load_settings(ApiSettings)
 
-    warnings = [r.getMessage() for r in caplog.records]
-    assert len(warnings) == 1
-    assert "variable=CARTWHEEL_API_SIGNALS__BOGUS" in warnings[0]
+    assert str(caught.value) == (
+        "invalid setting CARTWHEEL_API_SIGNALS__BOGUS='**********': the block "
+        "CARTWHEEL_API_SIGNALS has no such setting, so this name would be "
+        "ignored; expected CARTWHEEL_API_SIGNALS__ followed by one of "
+        "IS_ENABLED, CHECKPOINT_DIR, CHECKPOINT_KEY, INSTANCE_NAME, "
+        "RELOAD_INTERVAL_SECONDS"
+    )
+    assert caplog.records == []
 
 
-def test_unknown_nested_field_names_its_block(
+def test_misspelled_field_of_block_stops_with_closest(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     from services.scorer.settings import ScorerSettings
 
-    monkeypatch.setenv("CARTWHEEL_SCORER_CANDIDATES__NOPE", "1")
-    monkeypatch.setenv("CARTWHEEL_SCORER_CANDIDATES__TRENDNG", "1")
+    monkeypatch.setenv("CARTWHEEL_SCORER_WEIGHTS__RANKER_BLND", "0.5")
 
-    with caplog.at_level(logging.WARNING, logger="services.common.setting_names"):
+    with (
+        caplog.at_level(logging.WARNING, logger="services.common.setting_names"),
+        pytest.raises(InvalidSettingsError) as caught,
+    ):
         load_settings(ScorerSettings)
 
-    warnings = [r.getMessage() for r in caplog.records]
-    assert warnings == [
-        "unknown setting ignored variable=CARTWHEEL_SCORER_CANDIDATES__NOPE "
-        "block=CARTWHEEL_SCORER_CANDIDATES: the block has no such field; "
-        "'cartwheel config' and docs/configuration.md list its fields",
-        "unknown setting ignored variable=CARTWHEEL_SCORER_CANDIDATES__TRENDNG "
-        "closest_valid=CARTWHEEL_SCORER_CANDIDATES__TRENDING",
+    assert str(caught.value) == (
+        "invalid setting CARTWHEEL_SCORER_WEIGHTS__RANKER_BLND='0.5': the block "
+        "CARTWHEEL_SCORER_WEIGHTS has no such setting, so this name would be "
+        "ignored; did you mean CARTWHEEL_SCORER_WEIGHTS__RANKER_BLEND?"
+    )
+    assert caplog.records == []
+
+
+def test_unknown_field_of_block_stops_with_its_settings(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("CARTWHEEL_NAMESVC_PAGING__NOPE", "1")
+
+    with pytest.raises(InvalidSettingsError) as caught:
+        load_settings(_NamesServiceSettings)
+
+    assert str(caught.value) == (
+        "invalid setting CARTWHEEL_NAMESVC_PAGING__NOPE='1': the block "
+        "CARTWHEEL_NAMESVC_PAGING has no such setting, so this name would be "
+        "ignored; expected CARTWHEEL_NAMESVC_PAGING__ followed by one of "
+        "PAGE_SIZE, MAX_ITEMS"
+    )
+
+
+def test_unknown_field_of_block_keeps_its_spelling(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("cartwheel_namesvc_limits__max_item", "1")
+
+    with pytest.raises(InvalidSettingsError) as caught:
+        load_settings(_NamesServiceSettings)
+
+    assert str(caught.value).startswith(
+        "invalid setting cartwheel_namesvc_limits__max_item='1': "
+    )
+    assert str(caught.value).endswith(
+        "did you mean CARTWHEEL_NAMESVC_LIMITS__MAX_ITEMS?"
+    )
+
+
+def test_unknown_field_of_block_in_block_stops(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from services.api.settings import ApiSettings
+
+    monkeypatch.setenv("CARTWHEEL_API_SCORER__WEIGHTS__RANKER_BLND", "0.5")
+
+    with pytest.raises(InvalidSettingsError) as caught:
+        load_settings(ApiSettings)
+
+    assert str(caught.value) == (
+        "invalid setting CARTWHEEL_API_SCORER__WEIGHTS__RANKER_BLND='0.5': the "
+        "block CARTWHEEL_API_SCORER__WEIGHTS has no such setting, so this name "
+        "would be ignored; did you mean "
+        "CARTWHEEL_API_SCORER__WEIGHTS__RANKER_BLEND?"
+    )
+
+
+def test_unknown_kafka_field_stops_once_masked(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("CARTWHEEL_NAMESVC_KAFKA__SASL_PASWORD", "hunter2")
+
+    with pytest.raises(InvalidSettingsError) as caught:
+        load_settings(_NamesServiceSettings)
+
+    assert str(caught.value) == (
+        "invalid setting CARTWHEEL_NAMESVC_KAFKA__SASL_PASWORD='**********': the "
+        "block CARTWHEEL_NAMESVC_KAFKA has no such setting, so this name would "
+        "be ignored; did you mean CARTWHEEL_NAMESVC_KAFKA__SASL_PASSWORD?"
+    )
+
+
+@pytest.mark.parametrize(
+    "variable",
+    [
+        "CARTWHEEL_NAMESVC_PAGNG__PAGE_SIZE",
+        "CARTWHEEL_NAMESVC_BATCH_SIZ",
+        "CARTWHEEL_NAMESVC_PAGING_PAGE_SIZE",
+    ],
+)
+def test_unknown_name_outside_blocks_only_warns(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, variable: str
+) -> None:
+    monkeypatch.setenv(variable, "5")
+
+    with caplog.at_level(logging.WARNING, logger="services.common.setting_names"):
+        settings = load_settings(_NamesServiceSettings)
+
+    assert settings.paging.page_size == 20
+    assert [record.getMessage().split()[3] for record in caplog.records] == [
+        f"variable={variable}"
     ]
+
+
+@pytest.mark.parametrize(
+    ("variable", "closest", "block"),
+    [
+        (
+            "CARTWHEEL_NAMESVC_LIMITS__MAX_ITEM",
+            "CARTWHEEL_NAMESVC_LIMITS__MAX_ITEMS",
+            "CARTWHEEL_NAMESVC_LIMITS",
+        ),
+        ("CARTWHEEL_NAMESVC_PAGING__NOPE", None, "CARTWHEEL_NAMESVC_PAGING"),
+        (
+            "CARTWHEEL_NAMESVC_KAFKA__BOOTSTRP",
+            "CARTWHEEL_NAMESVC_KAFKA__BOOTSTRAP",
+            "CARTWHEEL_NAMESVC_KAFKA",
+        ),
+    ],
+)
+def test_unknown_block_fields_are_found_with_closest(
+    variable: str, closest: str | None, block: str
+) -> None:
+    found = unknown_block_fields(_NamesServiceSettings, {variable: "1"})
+
+    assert found == [UnknownVariable(variable, closest, block)]
+
+
+@pytest.mark.parametrize(
+    "variable",
+    [
+        # Misplaced, so misplaced_variables reports it.
+        "CARTWHEEL_NAMESVC_LIMITS__PAGE_SIZE",
+        # Outside any block of this class.
+        "CARTWHEEL_NAMESVC_BATCH_SIZ",
+        "CARTWHEEL_NAMESVC_PAGNG__PAGE_SIZE",
+        "CARTWHEEL_OTHERSVC_PAGING__NOPE",
+        # Read into a single value, which then fails.
+        "CARTWHEEL_NAMESVC_LIMITS__MAX_ITEMS__X",
+    ],
+)
+def test_unknown_block_fields_leave_other_names_out(variable: str) -> None:
+    assert unknown_block_fields(_NamesServiceSettings, {variable: "1"}) == []
 
 
 def test_setting_under_two_spellings_is_reported(
@@ -298,24 +435,22 @@ def test_setting_under_two_spellings_is_reported(
     assert settings.batch_size == 3
 
 
-def test_scorer_field_near_other_block_warning_names_variable(
-    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+def test_field_near_other_block_stops_naming_it(
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     from services.scorer.settings import ScorerSettings
 
     monkeypatch.setenv("CARTWHEEL_SCORER_CANDIDATES__RANKER_CLIK_BLEND", "0.5")
 
-    with caplog.at_level(logging.WARNING, logger="services.common.setting_names"):
+    with pytest.raises(InvalidSettingsError) as caught:
         load_settings(ScorerSettings)
 
-    warnings = [r.getMessage() for r in caplog.records]
-    assert warnings == [
-        "unknown setting ignored variable="
-        "CARTWHEEL_SCORER_CANDIDATES__RANKER_CLIK_BLEND "
-        "block=CARTWHEEL_SCORER_CANDIDATES "
-        "closest_valid=CARTWHEEL_SCORER_WEIGHTS__RANKER_CLICK_BLEND: the block "
-        "has no such field, and closest_valid is outside it",
-    ]
+    assert str(caught.value) == (
+        "invalid setting CARTWHEEL_SCORER_CANDIDATES__RANKER_CLIK_BLEND='0.5': "
+        "the block CARTWHEEL_SCORER_CANDIDATES has no such setting, so this name "
+        "would be ignored; did you mean "
+        "CARTWHEEL_SCORER_WEIGHTS__RANKER_CLICK_BLEND, outside this block?"
+    )
 
 
 @pytest.mark.parametrize(

@@ -318,15 +318,21 @@ def test_extra_delimiter_in_list_variable_names_it(
     )
 
 
-def test_extra_delimiter_is_ignored_when_value_is_set(
+def test_extra_delimiter_stops_when_value_is_set(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv("CARTWHEEL_SCORER_CANDIDATES__TRENDING__WEIGHT", "1")
     monkeypatch.setenv("CARTWHEEL_SCORER_CANDIDATES__TRENDING", "5")
 
-    settings = load_settings(ScorerSettings)
+    with pytest.raises(InvalidSettingsError) as caught:
+        load_settings(ScorerSettings)
 
-    assert settings.candidates.trending == 5
+    assert str(caught.value) == (
+        "invalid setting CARTWHEEL_SCORER_CANDIDATES__TRENDING__WEIGHT='1': the "
+        "block CARTWHEEL_SCORER_CANDIDATES has no such setting, so this name "
+        "would be ignored; did you mean "
+        "CARTWHEEL_SCORER_CANDIDATES__TRENDING_WEIGHT?"
+    )
 
 
 @pytest.mark.parametrize(
