@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import ConfigDict, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from services.common.settings import (
     KafkaSettings,
     LogLevel,
     NonBlankPath,
+    PlainIntegers,
     RedisSettings,
     TopicSettings,
 )
@@ -18,7 +19,7 @@ from services.scorer.settings import ScorerSettings
 __all__ = ["ApiSettings", "SignalSettings"]
 
 
-class SignalSettings(BaseModel):
+class SignalSettings(PlainIntegers):
     """The location and reloading of the learner checkpoints for on-demand slates.
 
     The API only reads the learner's checkpoint files. It never writes them
@@ -63,7 +64,7 @@ class SignalSettings(BaseModel):
         return check_checkpoint_key(value)
 
 
-class ApiSettings(BaseSettings):
+class ApiSettings(PlainIntegers, BaseSettings):
     """The API's listening address, its dependencies and its behaviour."""
 
     model_config = SettingsConfigDict(

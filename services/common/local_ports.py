@@ -20,6 +20,7 @@ from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from services.common.errors import InvalidSettingsError
+from services.common.setting_integers import PlainIntegers
 from services.common.setting_loader import describe_validation_error
 
 __all__ = [
@@ -34,7 +35,7 @@ LOCAL_HOST = "127.0.0.1"
 """The loopback address that the local servers listen on."""
 
 
-class LocalPortSettings(BaseSettings):
+class LocalPortSettings(PlainIntegers, BaseSettings):
     """The loopback ports of the broker and redis-server that ``infra up`` starts."""
 
     model_config = SettingsConfigDict(

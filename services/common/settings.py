@@ -37,6 +37,7 @@ from services.common.local_ports import (
     local_port,
     local_redis_url,
 )
+from services.common.setting_integers import PlainIntegers
 from services.common.setting_loader import (
     CommandLineValue,
     child_environment,
@@ -69,6 +70,7 @@ __all__ = [
     "KafkaSettings",
     "LogLevel",
     "NonBlankPath",
+    "PlainIntegers",
     "RedisSettings",
     "TopicSettings",
     "load_settings",
@@ -116,7 +118,7 @@ LogLevel = Annotated[
 """A log level setting. A value in another case, such as debug, is read upper-cased."""
 
 
-class KafkaSettings(BaseSettings):
+class KafkaSettings(PlainIntegers, BaseSettings):
     """How to reach the Kafka cluster and authenticate to it."""
 
     model_config = SettingsConfigDict(
@@ -430,7 +432,7 @@ def _require_pem_file(
     return value
 
 
-class RedisSettings(BaseSettings):
+class RedisSettings(PlainIntegers, BaseSettings):
     """How to reach Redis and where Cartwheel's keys live in it."""
 
     model_config = SettingsConfigDict(

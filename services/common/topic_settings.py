@@ -7,6 +7,7 @@ from pydantic_core import InitErrorDetails, PydanticCustomError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from schemas.recommendations import Surface
+from services.common.setting_integers import PlainIntegers
 
 __all__ = ["TopicSettings"]
 
@@ -27,7 +28,7 @@ _TOPIC_FIELDS = (
 _LONGEST_SURFACE_SUFFIX = max((f".{surface.value}" for surface in Surface), key=len)
 
 
-class TopicSettings(BaseSettings):
+class TopicSettings(PlainIntegers, BaseSettings):
     """Topic names and partition counts."""
 
     model_config = SettingsConfigDict(

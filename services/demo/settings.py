@@ -7,12 +7,12 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from services.common.settings import NonBlankPath
+from services.common.settings import NonBlankPath, PlainIntegers
 
 __all__ = ["DemoSettings"]
 
 
-class DemoSettings(BaseSettings):
+class DemoSettings(PlainIntegers, BaseSettings):
     """Where the demo keeps its servers' state and how it splits the replay."""
 
     model_config = SettingsConfigDict(

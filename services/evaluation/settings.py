@@ -13,6 +13,7 @@ from services.common.settings import (
     KafkaSettings,
     LogLevel,
     NonBlankPath,
+    PlainIntegers,
     TopicSettings,
 )
 
@@ -24,7 +25,7 @@ MAX_CUTOFF = 200
 _NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
 
 
-class BaselineSettings(BaseSettings):
+class BaselineSettings(PlainIntegers, BaseSettings):
     """Parameters of the baselines that the evaluator computes on the same replay."""
 
     model_config = SettingsConfigDict(
@@ -78,7 +79,7 @@ class BaselineSettings(BaseSettings):
     )
 
 
-class EvaluationSettings(BaseSettings):
+class EvaluationSettings(PlainIntegers, BaseSettings):
     """Sources, scoring options and report location of the evaluator."""
 
     model_config = SettingsConfigDict(

@@ -13,6 +13,7 @@ from services.common.settings import (
     ConsumerGroupId,
     KafkaSettings,
     LogLevel,
+    PlainIntegers,
     RedisSettings,
     TopicSettings,
 )
@@ -20,7 +21,7 @@ from services.common.settings import (
 __all__ = ["CatalogSettings"]
 
 
-class CatalogSettings(BaseSettings):
+class CatalogSettings(PlainIntegers, BaseSettings):
     """Settings of the catalog consumer, which copies ``catalog`` into Redis."""
 
     model_config = SettingsConfigDict(

@@ -11,6 +11,7 @@ from services.common.settings import (
     KafkaSettings,
     LogLevel,
     NonBlankPath,
+    PlainIntegers,
     RedisSettings,
     TopicSettings,
 )
@@ -18,7 +19,7 @@ from services.common.settings import (
 __all__ = ["FeedbackSettings"]
 
 
-class FeedbackSettings(BaseSettings):
+class FeedbackSettings(PlainIntegers, BaseSettings):
     """Settings of the feedback join: windows, per-user caps, batching and /metrics."""
 
     model_config = SettingsConfigDict(

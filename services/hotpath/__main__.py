@@ -36,7 +36,12 @@ from services.common.lifecycle import (
 from services.common.logging import configure_logging
 from services.common.redis_check import verify_redis
 from services.common.redis_features import FeatureStore
-from services.common.settings import join_error_lines, load_settings, masked_settings
+from services.common.settings import (
+    PlainIntegers,
+    join_error_lines,
+    load_settings,
+    masked_settings,
+)
 from services.hotpath.consumer import HotPathConsumer
 from services.hotpath.settings import HotPathSettings
 from services.hotpath.stages import Stage
@@ -210,7 +215,7 @@ def run(settings: HotPathSettings) -> None:
     hot_path.run()
 
 
-class _StageNames(BaseSettings):
+class _StageNames(PlainIntegers, BaseSettings):
     """``CARTWHEEL_HOTPATH_STAGES`` alone, read when other hot-path settings fail."""
 
     model_config = SettingsConfigDict(env_prefix="CARTWHEEL_HOTPATH_", frozen=True)

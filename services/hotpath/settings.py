@@ -14,6 +14,7 @@ from services.common.settings import (
     ConsumerGroupId,
     KafkaSettings,
     LogLevel,
+    PlainIntegers,
     RedisSettings,
     TopicSettings,
 )
@@ -21,7 +22,7 @@ from services.common.settings import (
 __all__ = ["HotPathSettings"]
 
 
-class HotPathSettings(BaseSettings):
+class HotPathSettings(PlainIntegers, BaseSettings):
     """Settings of the hot path: consumption, features, retries and metrics."""
 
     model_config = SettingsConfigDict(

@@ -11,7 +11,7 @@ from typing import Literal
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from services.common.settings import NonBlankPath, RedisSettings
+from services.common.settings import NonBlankPath, PlainIntegers, RedisSettings
 from services.replay.settings import DEFAULT_DATA_DIR
 
 __all__ = ["DEFAULT_CHECKPOINT_DIR", "LearnerSettings", "check_checkpoint_key"]
@@ -31,7 +31,7 @@ def check_checkpoint_key(value: SecretStr | None) -> SecretStr | None:
     return value
 
 
-class LearnerSettings(BaseSettings):
+class LearnerSettings(PlainIntegers, BaseSettings):
     """Settings of the online models: learning, labels, evaluation, checkpoints."""
 
     model_config = SettingsConfigDict(

@@ -13,6 +13,7 @@ from services.common.settings import (
     KafkaSettings,
     LogLevel,
     NonBlankPath,
+    PlainIntegers,
     TopicSettings,
 )
 from services.replay.datasets import REPO_ROOT
@@ -22,7 +23,7 @@ __all__ = ["DEFAULT_DATA_DIR", "Settings"]
 DEFAULT_DATA_DIR = REPO_ROOT.parent / "shared" / "data"
 
 
-class Settings(BaseSettings):
+class Settings(PlainIntegers, BaseSettings):
     """Settings of ``cartwheel replay``: dataset folder and producer tuning."""
 
     model_config = SettingsConfigDict(

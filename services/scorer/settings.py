@@ -9,7 +9,6 @@ from __future__ import annotations
 from typing import Literal
 
 from pydantic import (
-    BaseModel,
     ConfigDict,
     Field,
     ValidationError,
@@ -21,7 +20,12 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from schemas.events import EventType
 from schemas.recommendations import CandidateSource
-from services.common.settings import KafkaSettings, RedisSettings, TopicSettings
+from services.common.settings import (
+    KafkaSettings,
+    PlainIntegers,
+    RedisSettings,
+    TopicSettings,
+)
 
 __all__ = [
     "CandidateSettings",
@@ -49,7 +53,7 @@ _SURFACE_SOURCES = {
 _SOURCE_SWITCHES = {"category_trending_weight": "top_categories"}
 
 
-class CandidateSettings(BaseModel):
+class CandidateSettings(PlainIntegers):
     """How many candidates each source proposes and how recency is weighted."""
 
     model_config = ConfigDict(frozen=True, allow_inf_nan=False)
@@ -244,7 +248,7 @@ def _variable(field: str) -> str:
     return f"CARTWHEEL_SCORER_CANDIDATES__{field.upper()}"
 
 
-class ScoreWeights(BaseModel):
+class ScoreWeights(PlainIntegers):
     """Weights that combine task probabilities and online signals into one score.
 
     ``engagement`` scores ``w_click*p(click) + w_cart*p(cart) + w_purchase*p(purchase)
@@ -312,7 +316,7 @@ class ScoreWeights(BaseModel):
     )
 
 
-class RuleSettings(BaseModel):
+class RuleSettings(PlainIntegers):
     """Switches and parameters of the slate rules."""
 
     model_config = ConfigDict(frozen=True, allow_inf_nan=False)
@@ -358,7 +362,7 @@ _EVENT_TYPES = [f'"{kind.value}"' for kind in EventType]
 _EVENT_TYPE_CHOICES = f"{', '.join(_EVENT_TYPES[:-1])} or {_EVENT_TYPES[-1]}"
 
 
-class SurfaceSettings(BaseModel):
+class SurfaceSettings(PlainIntegers):
     """Slate sizes and the events that trigger each surface."""
 
     model_config = ConfigDict(frozen=True, allow_inf_nan=False)
@@ -383,7 +387,7 @@ class SurfaceSettings(BaseModel):
         return sorted(event.value for event in events)
 
 
-class ScorerSettings(BaseSettings):
+class ScorerSettings(PlainIntegers, BaseSettings):
     """Settings of the scoring stage of the hot path."""
 
     model_config = SettingsConfigDict(

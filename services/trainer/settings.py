@@ -16,6 +16,7 @@ from services.common.settings import (
     KafkaSettings,
     LogLevel,
     NonBlankPath,
+    PlainIntegers,
     RedisSettings,
     TopicSettings,
 )
@@ -34,7 +35,7 @@ __all__ = ["MAX_TORCH_THREADS", "TrainerSettings"]
 MAX_TORCH_THREADS = 256
 
 
-class TrainerSettings(BaseSettings):
+class TrainerSettings(PlainIntegers, BaseSettings):
     """When and on what the trainer refreshes the ranker, and how it promotes."""
 
     model_config = SettingsConfigDict(

@@ -98,8 +98,8 @@ def test_hotpath_stage_setting_checked_before_broker(
     assert "Traceback" not in result.stderr
 
 
-# A bad block or a misplaced or misspelled name of a stage setting, and the
-# text of its error line.
+# A bad block, a misplaced or misspelled name or an integer not written as
+# plain digits, of a stage setting, and the text of its error line.
 BLOCK_AND_NAME_ERRORS = [
     (
         "CARTWHEEL_SCORER_WEIGHTS",
@@ -121,6 +121,11 @@ BLOCK_AND_NAME_ERRORS = [
         "CARTWHEEL_SCORER_WEIGHTS__RANKER_BLND",
         "0.5",
         "did you mean CARTWHEEL_SCORER_WEIGHTS__RANKER_BLEND?",
+    ),
+    (
+        "CARTWHEEL_SCORER_CANDIDATES__MAX_CANDIDATES",
+        "50.0",
+        "the value is not a plain base-10 integer",
     ),
 ]
 

@@ -121,6 +121,39 @@ def test_non_numeric_infra_port_is_rejected(
     assert "expected a TCP port from 1024 to 65535" in str(caught.value)
 
 
+@pytest.mark.parametrize("value", ["29192.0", " 29192", "29192 ", "29_192", "2e4"])
+def test_infra_port_in_lax_integer_form_is_rejected(
+    monkeypatch: pytest.MonkeyPatch, value: str
+) -> None:
+    monkeypatch.setenv("CARTWHEEL_INFRA_KAFKA_PORT", value)
+
+    with pytest.raises(InvalidSettingsError) as caught:
+        load_settings(KafkaSettings)
+
+    assert str(caught.value) == (
+        f"invalid setting CARTWHEEL_INFRA_KAFKA_PORT={value!r}: the value is not "
+        "a plain base-10 integer (digits with an optional sign); expected a TCP "
+        "port from 1024 to 65535 for the local broker, also the port of the "
+        "default CARTWHEEL_KAFKA_BOOTSTRAP"
+    )
+
+
+@pytest.mark.parametrize("value", ["29192.0", " 29192"])
+def test_infra_command_rejects_lax_redis_port(
+    monkeypatch: pytest.MonkeyPatch, value: str
+) -> None:
+    monkeypatch.setenv("CARTWHEEL_INFRA_REDIS_PORT", value)
+
+    with pytest.raises(InvalidSettingsError) as caught:
+        load_settings(InfraSettings)
+
+    assert str(caught.value).startswith(
+        f"invalid setting CARTWHEEL_INFRA_REDIS_PORT={value!r}: the value is not "
+        "a plain base-10 integer"
+    )
+    assert len(str(caught.value).splitlines()) == 1
+
+
 def test_infra_port_out_of_range_is_rejected(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CARTWHEEL_INFRA_REDIS_PORT", "80")
 
