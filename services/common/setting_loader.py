@@ -14,9 +14,7 @@ from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar, get_args
 
-import annotated_types
 from pydantic import ValidationError
-from pydantic.fields import FieldInfo
 from pydantic_core import ErrorDetails
 from pydantic_settings import BaseSettings, SettingsError
 
@@ -32,6 +30,7 @@ from services.common.setting_blocks import (
     spelled,
     variable_field,
 )
+from services.common.setting_forms import describe_failure, expected_form
 from services.common.setting_names import (
     UnknownKey,
     UnknownVariable,
@@ -484,7 +483,7 @@ def _describe_error(
     if error["type"] == "model_type" and models:
         expected = block_form(settings_class, variable, models[0])
     else:
-        expected = _expected_form(settings_class, loc, error["msg"])
+        expected = describe_failure(settings_class, loc, error["msg"])
 
     if field in options:
         return [
@@ -522,7 +521,7 @@ def _describe_in_json(
             f"{example_object(models[0])}"
         )
     else:
-        expected = _expected_form(settings_class, error["loc"], error["msg"])
+        expected = describe_failure(settings_class, error["loc"], error["msg"])
     value = _masked_value(settings_class, holder)
     return [f'invalid setting {holder}={value!r}, key "{path}": {expected}']
 
@@ -574,88 +573,3 @@ def _find_settings_class(
             if found is not None:
                 return found
     return None
-
-
-def _expected_form(
-    settings_class: type[BaseSettings], loc: tuple[int | str, ...], message: str
-) -> str:
-    info = field_info(settings_class, loc)
-    message = message.removeprefix("Value error, ")
-    if info is not None and info.annotation is bool:
-        return f"{message}; expected true or false (also 1/0, yes/no or on/off)"
-    form = expected_form(info) if info is not None else ""
-    if message.startswith("expected") or not form:
-        return message
-    if message.startswith("String should match pattern"):
-        # The form states in words what the regular expression checks.
-        return f"expected {form}"
-    if message.startswith("Input should be '"):
-        # An enum or Literal field lists its values, and so does its form.
-        return f"expected {form}"
-    return f"{message}; expected {form}"
-
-
-_NUMBER_KINDS = {int: "an integer", float: "a number"}
-
-
-def expected_form(info: FieldInfo) -> str:
-    """Return what a setting accepts: its type and range, then its description.
-
-    A description that starts with "a" or "an" already names the form and is
-    returned alone. The range comes from the field's ``ge``, ``gt``, ``le``
-    and ``lt`` constraints.
-    """
-    description = info.description or ""
-    if re.match(r"an? ", description):
-        return description
-    annotation = info.annotation
-    kind = _NUMBER_KINDS.get(annotation) if isinstance(annotation, type) else None
-    if kind is None:
-        return description
-    bounds = _range(info.metadata)
-    if not bounds:
-        form = kind
-    elif bounds.startswith("at "):
-        form = f"{kind} of {bounds}"
-    else:
-        form = f"{kind} {bounds}"
-    return f"{form}: {description}" if description else form
-
-
-def _range(constraints: Collection[Any]) -> str:
-    """Return a field's numeric range in words, or "" when it has none."""
-    low: tuple[str, Any] | None = None
-    high: tuple[str, Any] | None = None
-    for constraint in constraints:
-        if isinstance(constraint, annotated_types.Ge):
-            low = ("at least", constraint.ge)
-        elif isinstance(constraint, annotated_types.Gt):
-            low = ("above", constraint.gt)
-        elif isinstance(constraint, annotated_types.Le):
-            high = ("at most", constraint.le)
-        elif isinstance(constraint, annotated_types.Lt):
-            high = ("below", constraint.lt)
-    if (
-        low is not None
-        and high is not None
-        and (low[0], high[0])
-        == (
-            "at least",
-            "at most",
-        )
-    ):
-        return f"from {_number(low[1])} to {_number(high[1])}"
-    return " and ".join(
-        f"{word} {_number(value)}"
-        for word, value in (bound for bound in (low, high) if bound is not None)
-    )
-
-
-def _number(value: Any) -> str:
-    # Digits are grouped only from six on, so ports and small sizes read as
-    # people type them (65535) and long limits stay legible (10,000,000).
-    if isinstance(value, float) and value.is_integer():
-        value = int(value)
-    if not isinstance(value, int):
-        return repr(value)
-    return f"{value:,}" if abs(value) >= 100_000 else str(value)
