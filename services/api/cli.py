@@ -6,6 +6,7 @@ import argparse
 from typing import Any
 
 from services.api.settings import ApiSettings
+from services.cli.arguments import integer_between
 from services.common.logging import configure_logging
 from services.common.settings import CommandLineValue, load_settings
 
@@ -31,7 +32,9 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     serve_parser.add_argument(
         "--host", help="address to listen on (overrides settings)"
     )
-    serve_parser.add_argument("--port", type=int, help="TCP port (overrides settings)")
+    serve_parser.add_argument(
+        "--port", type=integer_between(1, 65535), help="TCP port (overrides settings)"
+    )
     serve_parser.set_defaults(handler=_serve)
 
 

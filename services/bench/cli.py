@@ -19,6 +19,7 @@ from services.bench.runner import (
     run_bench,
     say_to_stderr,
 )
+from services.cli.arguments import integer_at_least
 from services.common.settings import load_settings
 from services.replay.settings import Settings as ReplaySettings
 
@@ -50,7 +51,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         help="events per second to offer (default: as fast as the hot path "
         "takes them, up to --max-backlog waiting)",
     )
-    parser.add_argument("--seed", type=int, default=1, help="seed (default: 1)")
+    parser.add_argument(
+        "--seed", type=integer_at_least(0), default=1, help="seed (default: 1)"
+    )
     parser.add_argument(
         "--calibrate-on",
         action="append",

@@ -9,10 +9,15 @@ from __future__ import annotations
 
 import argparse
 import math
+import re
 from collections.abc import Callable
 from pathlib import Path
 
-__all__ = ["integer_at_least", "non_empty_path", "positive_number"]
+__all__ = ["integer_at_least", "integer_between", "non_empty_path", "positive_number"]
+
+# Python's int() also accepts surrounding spaces, underscores and non-ASCII
+# digits, none of which a command-line option should contain.
+_PLAIN_INTEGER = re.compile(r"[+-]?[0-9]+")
 
 
 def integer_at_least(minimum: int) -> Callable[[str], int]:
@@ -25,16 +30,36 @@ def integer_at_least(minimum: int) -> Callable[[str], int]:
         A function that parses the option's text, or raises
         ``argparse.ArgumentTypeError`` naming the text and the expected form.
     """
+    return _bounded_integer(minimum, None, f"an integer of {minimum} or more")
 
+
+def integer_between(minimum: int, maximum: int) -> Callable[[str], int]:
+    """Return an argparse ``type`` that accepts whole numbers in a closed range.
+
+    Args:
+        minimum: the smallest value accepted.
+        maximum: the largest value accepted.
+
+    Returns:
+        A function that parses the option's text, or raises
+        ``argparse.ArgumentTypeError`` naming the text and the expected range.
+    """
+    return _bounded_integer(minimum, maximum, f"an integer from {minimum} to {maximum}")
+
+
+def _bounded_integer(
+    minimum: int, maximum: int | None, expected: str
+) -> Callable[[str], int]:
     def parse(text: str) -> int:
-        try:
+        value = None
+        if _PLAIN_INTEGER.fullmatch(text) is not None:
             value = int(text)
-        except ValueError:
-            value = None
-        if value is None or value < minimum:
-            raise argparse.ArgumentTypeError(
-                f"expected an integer of {minimum} or more, got {text!r}"
-            )
+        if (
+            value is None
+            or value < minimum
+            or (maximum is not None and value > maximum)
+        ):
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}")
         return value
 
     return parse

@@ -8,6 +8,7 @@ import sys
 import uuid
 from pathlib import Path
 
+from services.cli.arguments import integer_at_least
 from services.common.entrypoint import write_error
 from services.common.settings import load_settings
 from services.learner.settings import LearnerSettings
@@ -47,10 +48,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         "--path", type=Path, help="dataset file or folder (default: its usual place)"
     )
     evaluate.add_argument(
-        "--limit", type=int, help="replay at most this many events (default: all)"
+        "--limit",
+        type=integer_at_least(1),
+        help="replay at most this many events (default: all)",
     )
     evaluate.add_argument(
-        "--batch-size", type=int, default=500, help="events per batch (default: 500)"
+        "--batch-size",
+        type=integer_at_least(1),
+        default=500,
+        help="events per batch (default: 500)",
     )
     evaluate.set_defaults(handler=_evaluate)
 
