@@ -137,6 +137,16 @@ class EvaluationSettings(PlainIntegers, BaseSettings):
             raise ValueError("a bare number would be read as Unix seconds, not a date")
         return value
 
+    @field_validator("cutoffs", mode="before")
+    @classmethod
+    def _reject_fractional_cutoffs(cls, value: object) -> object:
+        # pydantic would otherwise accept 10.0 or true as a list length silently.
+        if isinstance(value, list | tuple):
+            for item in value:
+                if isinstance(item, bool) or not isinstance(item, int):
+                    raise ValueError(f"expected whole list lengths, got {item!r}")
+        return value
+
     @field_validator("cutoffs")
     @classmethod
     def _check_cutoffs(cls, value: tuple[int, ...]) -> tuple[int, ...]:

@@ -53,6 +53,20 @@ def test_settings_reject_unsorted_cutoffs() -> None:
         EvaluationSettings(cutoffs=(20, 5))
 
 
+@pytest.mark.parametrize("value", ["[5, 10.0]", "[5, true]", '[5, "10"]'])
+def test_cutoffs_variable_rejects_non_integer_items(
+    value: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("CARTWHEEL_EVALUATION_CUTOFFS", value)
+
+    with pytest.raises(InvalidSettingsError) as caught:
+        run_evaluate(parse("evaluate", "--output", str(tmp_path)))
+
+    message = str(caught.value)
+    assert f"CARTWHEEL_EVALUATION_CUTOFFS={value!r}" in message
+    assert "expected whole list lengths" in message
+
+
 def test_evaluate_command_plugs_into_cartwheel_parser() -> None:
     parser = build_parser(areas=("services.evaluation.cli",))
 
