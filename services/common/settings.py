@@ -78,7 +78,8 @@ __all__ = [
     "secret_values",
 ]
 
-_HOST_PORT = re.compile(r"^[A-Za-z0-9._\-\[\]:]+:\d{1,5}$")
+# ASCII digits only: "\d" also matches other scripts' digits, which int() reads.
+_HOST_PORT = re.compile(r"[A-Za-z0-9._\-\[\]:]+:[0-9]{1,5}")
 
 
 def _reject_blank_path(value: Any) -> Any:
@@ -191,7 +192,7 @@ class KafkaSettings(PlainIntegers, BaseSettings):
     def _check_bootstrap(cls, value: str) -> str:
         parts = [part.strip() for part in value.split(",")]
         if not parts or not all(
-            _HOST_PORT.match(part) and 1 <= int(part.rpartition(":")[2]) <= 65535
+            _HOST_PORT.fullmatch(part) and 1 <= int(part.rpartition(":")[2]) <= 65535
             for part in parts
         ):
             raise ValueError(

@@ -115,6 +115,15 @@ def test_load_settings_names_nested_kafka_variable(
     assert "host:port" in str(e.value)
 
 
+@pytest.mark.parametrize(
+    "bootstrap",
+    ["broker:\u0669\u0660\u0669\u0662", "broker:0", "broker:65536", "a:1,broker"],
+)
+def test_kafka_bootstrap_rejects_bad_port(bootstrap: str) -> None:
+    with pytest.raises(ValueError, match="comma-separated list of host:port"):
+        KafkaSettings(bootstrap=bootstrap)
+
+
 def test_load_settings_names_nested_redis_variable(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
