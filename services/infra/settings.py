@@ -12,7 +12,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, ValidationError, model_validator
+from pydantic_core import InitErrorDetails, PydanticCustomError
 from pydantic_settings import SettingsConfigDict
 
 from services.common.local_ports import (
@@ -48,6 +49,42 @@ class InfraSettings(LocalPortSettings):
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     redis: RedisSettings = Field(default_factory=RedisSettings)
     topics: TopicSettings = Field(default_factory=TopicSettings)
+
+    @model_validator(mode="after")
+    def _check_ports_differ(self) -> InfraSettings:
+        # With one port for both, Tansu would start and redis-server would
+        # then find its port taken, leaving the broker behind. An external
+        # server does not use its port, so it cannot clash.
+        if self.kafka_port != self.redis_port:
+            return self
+        if self.is_kafka_external or self.is_redis_external:
+            return self
+
+        # The error goes to a variable that was set, rather than to a
+        # default that the user never chose.
+        at_fault, other = "redis_port", "kafka_port"
+        if at_fault not in self.model_fields_set:
+            at_fault, other = other, at_fault
+        default = "" if other in self.model_fields_set else "the default of "
+        message = (
+            "expected a TCP port from 1024 to 65535 other than "
+            f"{getattr(self, other)}, which {default}"
+            f"CARTWHEEL_INFRA_{other.upper()} sets, because the local broker "
+            "and redis-server cannot listen on one port"
+        )
+
+        raise ValidationError.from_exception_data(
+            type(self).__name__,
+            [
+                InitErrorDetails(
+                    type=PydanticCustomError(
+                        "value_error", "{message}", {"message": message}
+                    ),
+                    loc=(at_fault,),
+                    input=getattr(self, at_fault),
+                )
+            ],
+        )
 
     @property
     def is_kafka_external(self) -> bool:

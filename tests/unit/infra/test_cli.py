@@ -88,6 +88,29 @@ def test_up_rejects_unwritable_state_dir(
     assert len(error.splitlines()) == 1
 
 
+def test_up_rejects_equal_ports_before_starting(
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+) -> None:
+    port = find_free_port()
+    monkeypatch.delenv("CARTWHEEL_KAFKA_BOOTSTRAP", raising=False)
+    monkeypatch.delenv("CARTWHEEL_REDIS_URL", raising=False)
+    monkeypatch.setenv("CARTWHEEL_INFRA_STATE_DIR", str(tmp_path))
+    monkeypatch.setenv("CARTWHEEL_INFRA_KAFKA_PORT", str(port))
+    monkeypatch.setenv("CARTWHEEL_INFRA_REDIS_PORT", str(port))
+
+    status = main(["infra", "up"])
+
+    error = capsys.readouterr().err
+    assert status == 2
+    assert error.startswith(
+        f"cartwheel: error: invalid setting CARTWHEEL_INFRA_REDIS_PORT='{port}': "
+    )
+    assert f"other than {port}, which CARTWHEEL_INFRA_KAFKA_PORT sets" in error
+    assert list(tmp_path.iterdir()) == []
+
+
 @pytest.mark.parametrize("timeout", ["0", "-1", "61", "nan"])
 def test_infra_status_rejects_invalid_timeout(
     timeout: str, capsys: pytest.CaptureFixture[str]
