@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import errno
 import gc
 import logging
 import os
 import signal
+import stat
 from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
+from typing import Literal
 
 from prometheus_client import start_http_server
 from pydantic_settings import BaseSettings
@@ -16,6 +19,7 @@ from pydantic_settings import BaseSettings
 from services.common.errors import InvalidSettingsError
 
 __all__ = [
+    "check_directory_if_present",
     "ensure_writable_directory",
     "serve_metrics",
     "stop_on_signals",
@@ -101,11 +105,67 @@ def ensure_writable_directory(
         probe.write_bytes(b"")
         probe.unlink()
     except OSError as exc:
-        if option is None:
-            source = f"setting {variable}={str(directory)!r}"
-        else:
-            source = f"option {option}={str(directory)!r} (in place of {variable})"
         raise InvalidSettingsError(
-            f"invalid {source}: {exc.strerror or exc}; expected a directory "
-            "this process can create and write"
+            _invalid_directory_message(
+                directory,
+                variable,
+                option,
+                exc.strerror or str(exc),
+                "a directory this process can create and write",
+            )
         ) from exc
+
+
+def check_directory_if_present(
+    directory: Path,
+    variable: str,
+    *,
+    access: Literal["read", "read and write"] = "read",
+) -> None:
+    """Check that ``directory`` is a directory with ``access``, unless it is absent.
+
+    This is for a command that only looks at what an earlier command left in
+    the directory, such as pid files. A directory that does not exist yet
+    contains nothing, so it passes.
+
+    Raises:
+        InvalidSettingsError: a file is at the path or above it, a folder
+            above it cannot be searched, or the directory lacks ``access``.
+            The message names ``variable``.
+    """
+    expected = (
+        f"a directory this process can {access}, or a path where nothing exists yet"
+    )
+    try:
+        mode = directory.stat().st_mode
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise InvalidSettingsError(
+            _invalid_directory_message(
+                directory, variable, None, exc.strerror or str(exc), expected
+            )
+        ) from exc
+
+    required_mode = (
+        os.R_OK | os.X_OK if access == "read" else os.R_OK | os.W_OK | os.X_OK
+    )
+    if not stat.S_ISDIR(mode):
+        problem = os.strerror(errno.ENOTDIR)
+    elif not os.access(directory, required_mode):
+        problem = os.strerror(errno.EACCES)
+    else:
+        return
+    raise InvalidSettingsError(
+        _invalid_directory_message(directory, variable, None, problem, expected)
+    )
+
+
+def _invalid_directory_message(
+    directory: Path, variable: str, option: str | None, problem: str, expected: str
+) -> str:
+    if option is None:
+        source = f"setting {variable}={str(directory)!r}"
+    else:
+        source = f"option {option}={str(directory)!r} (in place of {variable})"
+    return f"invalid {source}: {problem}; expected {expected}"

@@ -15,7 +15,10 @@ from enum import StrEnum
 from urllib.parse import urlsplit
 
 from services.common.kafka import wait_for_broker
-from services.common.lifecycle import ensure_writable_directory
+from services.common.lifecycle import (
+    check_directory_if_present,
+    ensure_writable_directory,
+)
 from services.common.local_ports import local_kafka_bootstrap, local_redis_url
 from services.infra.probe import KAFKA_REQUEST, REDIS_REQUEST, ProbeResult, probe
 from services.infra.processes import (
@@ -37,6 +40,7 @@ logger = logging.getLogger(__name__)
 
 _BROKER_READY_TIMEOUT_SECONDS = 20.0
 DEFAULT_PROBE_TIMEOUT_SECONDS = 2.0
+_STATE_DIR_VARIABLE = "CARTWHEEL_INFRA_STATE_DIR"
 _STALE_REMOVED_NOTE = "removed the stale pid file and signalled no process"
 
 
@@ -122,10 +126,8 @@ class InfraManager:
             InfrastructureError: a server failed to start, a port is taken by
                 another process, or an external server does not respond.
         """
-        if not (self._settings.is_kafka_external and self._settings.is_redis_external):
-            ensure_writable_directory(
-                self._settings.state_dir, "CARTWHEEL_INFRA_STATE_DIR"
-            )
+        if self._local_servers():
+            ensure_writable_directory(self._settings.state_dir, _STATE_DIR_VARIABLE)
         # Every port is checked before anything starts, so a taken Redis port
         # does not leave a new broker behind.
         if not self._settings.is_kafka_external:
@@ -162,7 +164,15 @@ class InfraManager:
         the port shows now, and names the address that the file recorded
         when a server still replies there, so that :meth:`still_listening`
         finds it.
+
+        Raises:
+            InvalidSettingsError: the state folder of a local server exists
+                but is not a directory, or its pid files cannot be read or removed.
         """
+        if self._local_servers():
+            check_directory_if_present(
+                self._settings.state_dir, _STATE_DIR_VARIABLE, access="read and write"
+            )
         stopped = {}
         removed_stale: dict[str, str | None] = {}
         for name, server in self._local_servers():
@@ -205,7 +215,13 @@ class InfraManager:
         A server that runs, or an external one that accepts connections, is
         also sent a protocol request (see :mod:`services.infra.probe`), and is
         NOT_RESPONDING when no reply comes within ``probe_timeout_seconds``.
+
+        Raises:
+            InvalidSettingsError: the state folder of a local server exists
+                but is not a directory, or its pid files cannot be read.
         """
+        if self._local_servers():
+            check_directory_if_present(self._settings.state_dir, _STATE_DIR_VARIABLE)
         return [
             self._status(
                 "kafka",

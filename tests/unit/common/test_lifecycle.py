@@ -10,6 +10,7 @@ import pytest
 from services.common import lifecycle
 from services.common.errors import InvalidSettingsError
 from services.common.lifecycle import (
+    check_directory_if_present,
     ensure_writable_directory,
     serve_metrics,
     tune_garbage_collection,
@@ -103,3 +104,54 @@ def test_ensure_writable_directory_creates_it_and_leaves_nothing(
     ensure_writable_directory(tmp_path / "new" / "dir", "CARTWHEEL_X_DIR")
 
     assert list((tmp_path / "new" / "dir").iterdir()) == []
+
+
+def test_check_directory_passes_missing_path(tmp_path: Path) -> None:
+    check_directory_if_present(tmp_path / "new" / "dir", "CARTWHEEL_X_DIR")
+
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("path", ["a-file", "a-file/dir"])
+def test_check_directory_rejects_file_in_the_way(tmp_path: Path, path: str) -> None:
+    (tmp_path / "a-file").write_text("")
+    directory = tmp_path / path
+
+    with pytest.raises(InvalidSettingsError) as caught:
+        check_directory_if_present(directory, "CARTWHEEL_X_DIR")
+
+    assert str(caught.value) == (
+        f"invalid setting CARTWHEEL_X_DIR={str(directory)!r}: Not a directory; "
+        "expected a directory this process can read, or a path where nothing "
+        "exists yet"
+    )
+
+
+@pytest.fixture
+def read_only_directories(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make every directory look readable but not writable to this process.
+
+    Permission bits do not stop root, so the test cannot use them.
+    """
+    monkeypatch.setattr(
+        lifecycle.os, "access", lambda path, mode: not mode & lifecycle.os.W_OK
+    )
+
+
+def test_check_directory_accepts_read_only_for_read(
+    tmp_path: Path, read_only_directories: None
+) -> None:
+    check_directory_if_present(tmp_path, "CARTWHEEL_X_DIR")
+
+
+def test_check_directory_rejects_read_only_for_write(
+    tmp_path: Path, read_only_directories: None
+) -> None:
+    with pytest.raises(InvalidSettingsError) as caught:
+        check_directory_if_present(tmp_path, "CARTWHEEL_X_DIR", access="read and write")
+
+    assert str(caught.value) == (
+        f"invalid setting CARTWHEEL_X_DIR={str(tmp_path)!r}: Permission denied; "
+        "expected a directory this process can read and write, or a path where "
+        "nothing exists yet"
+    )

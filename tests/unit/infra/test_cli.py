@@ -88,6 +88,52 @@ def test_up_rejects_unwritable_state_dir(
     assert len(error.splitlines()) == 1
 
 
+@pytest.mark.parametrize("command", ["status", "down"])
+@pytest.mark.parametrize("path", ["a-file", "a-file/state"])
+def test_status_and_down_reject_file_as_state_dir(
+    infra_ports: tuple[int, int],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    command: str,
+    path: str,
+) -> None:
+    (tmp_path / "a-file").write_text("")
+    state_dir = tmp_path / path
+    monkeypatch.setenv("CARTWHEEL_INFRA_STATE_DIR", str(state_dir))
+
+    status = main(["infra", command])
+
+    error = capsys.readouterr().err
+    assert status == 2
+    assert error.startswith(
+        "cartwheel: error: invalid setting "
+        f"CARTWHEEL_INFRA_STATE_DIR={str(state_dir)!r}: Not a directory; "
+        "expected a directory this process can read"
+    )
+    assert len(error.splitlines()) == 1
+
+
+@pytest.mark.parametrize(("command", "expected_status"), [("status", 1), ("down", 0)])
+def test_status_and_down_accept_missing_state_dir(
+    infra_ports: tuple[int, int],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    command: str,
+    expected_status: int,
+) -> None:
+    monkeypatch.setenv("CARTWHEEL_INFRA_STATE_DIR", str(tmp_path / "missing"))
+
+    status = main(["infra", command])
+
+    output = capsys.readouterr()
+    assert status == expected_status
+    assert output.err == ""
+    assert output.out.count(" stopped") == 2
+    assert not (tmp_path / "missing").exists()
+
+
 def test_up_rejects_equal_ports_before_starting(
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
