@@ -66,15 +66,17 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "CARTWHEEL_KAFKA_BOOTSTRAP or CARTWHEEL_REDIS_URL, and not responding "
         "for a server that accepts connections but does not reply to a request "
         "(Kafka ApiVersions, Redis PING) within --timeout, such as a stopped "
-        "(SIGSTOP) process. A pid file that names a process which has exited, "
-        "or which is not the server started at the recorded address, shows as "
-        "stale pid file, and one without a pid as stale pid file (unreadable). "
+        "(SIGSTOP) process, and wrong protocol for an external address where "
+        "a server of another kind replies. A pid file that names a process "
+        "which has exited, or which is not the server started at the recorded "
+        "address, shows as stale pid file, and one without a pid as stale pid "
+        "file (unreadable). "
         "'infra down' removes such a file and signals no process. Without a "
         "pid file of a running server, the local port is probed too: running "
-        "without pid file when a server replies there (one that 'infra down' "
-        "cannot stop), port taken when the port accepts connections but nothing "
-        "replies. Exits with 0 when every server is running or external, and "
-        "with 1 otherwise.",
+        "without pid file when a Kafka broker or Redis replies there (one that "
+        "'infra down' cannot stop), port taken when the port accepts "
+        "connections but no Kafka or Redis reply comes. Exits with 0 when "
+        "every server is running or external, and with 1 otherwise.",
     )
     status.add_argument(
         "--timeout",

@@ -20,7 +20,14 @@ from services.common.lifecycle import (
     ensure_writable_directory,
 )
 from services.common.local_ports import local_kafka_bootstrap, local_redis_url
-from services.infra.probe import KAFKA_REQUEST, REDIS_REQUEST, ProbeResult, probe
+from services.infra.probe import (
+    KAFKA,
+    REDIS,
+    ProbeProtocol,
+    ProbeResult,
+    probe,
+    tls_listener,
+)
 from services.infra.processes import (
     LocalServer,
     check_port,
@@ -51,20 +58,24 @@ class ServerState(StrEnum):
     STOPPED = "stopped"
     EXTERNAL = "external"
     UNREACHABLE = "unreachable"
-    # The process runs, or the port accepts connections, but no reply to a
-    # protocol request came within the probe timeout: a stopped (SIGSTOP),
-    # stuck or still starting server.
+    # The process runs, or the port accepts connections, but no complete
+    # reply of the server's protocol came within the probe timeout: a
+    # stopped (SIGSTOP), stuck or still starting server.
     NOT_RESPONDING = "not responding"
+    # An external server replied, but not as a Kafka broker or Redis does:
+    # the variable names another program's address.
+    WRONG_PROTOCOL = "wrong protocol"
     # The pid file names a process that has exited, or one that is another
     # program or another instance listening elsewhere, or it contains no pid.
     # 'infra down' removes the file and signals no process.
     STALE = "stale pid file"
-    # No pid file names a server, yet one replies on the local port: started
-    # from another state folder or by hand, or its pid file was removed.
+    # No pid file names a server, yet one replies on the local port in its
+    # protocol: started from another state folder or by hand, or its pid
+    # file was removed.
     # 'infra down' cannot stop it and 'infra up' cannot use the port.
     UNTRACKED = "running without pid file"
     # No pid file names a server, and the local port accepts connections but
-    # nothing replies to a protocol request: another program has the port.
+    # no reply of the server's protocol comes: another program has the port.
     PORT_TAKEN = "port taken"
 
 
@@ -252,22 +263,9 @@ class InfraManager:
         is_external: bool,
         probe_timeout_seconds: float,
     ) -> ServerStatus:
-        request = KAFKA_REQUEST if name == "kafka" else REDIS_REQUEST
+        protocol = KAFKA if name == "kafka" else REDIS
         if is_external:
-            address = (
-                self.kafka_bootstrap if name == "kafka" else _redact(self.redis_url)
-            )
-            results = set()
-            for endpoint in _endpoints(name, address):
-                results.add(probe(endpoint, request, probe_timeout_seconds))
-                if ProbeResult.RESPONDED in results:
-                    return ServerStatus(name, address, ServerState.EXTERNAL)
-            state = (
-                ServerState.NOT_RESPONDING
-                if ProbeResult.SILENT in results
-                else ServerState.UNREACHABLE
-            )
-            return ServerStatus(name, address, state)
+            return self._external_status(name, protocol, probe_timeout_seconds)
         pid = server.pid()
         address = server.started_address() or server.address
         if pid is None and server.has_stale_pid_file():
@@ -275,14 +273,14 @@ class InfraManager:
             if recorded_pid is None:
                 # Without a pid, the rest of the file is no address either.
                 address = server.address
-            note = _PORT_NOTES[probe(server.address, request, probe_timeout_seconds)]
+            note = _PORT_NOTES[probe(server.address, protocol, probe_timeout_seconds)]
             return ServerStatus(
                 name, address, ServerState.STALE, recorded_pid, note=note
             )
         if pid is None:
-            result = probe(server.address, request, probe_timeout_seconds)
+            result = probe(server.address, protocol, probe_timeout_seconds)
             return ServerStatus(name, server.address, _UNTRACKED_STATES[result])
-        result = probe(address, request, probe_timeout_seconds)
+        result = probe(address, protocol, probe_timeout_seconds)
         state = (
             ServerState.RUNNING
             if result is ProbeResult.RESPONDED
@@ -290,10 +288,35 @@ class InfraManager:
         )
         return ServerStatus(name, address, state, pid)
 
+    def _external_status(
+        self, name: str, protocol: ProbeProtocol, probe_timeout_seconds: float
+    ) -> ServerStatus:
+        if name == "kafka":
+            address = self.kafka_bootstrap
+            is_tls = self._settings.kafka.security_protocol in ("SSL", "SASL_SSL")
+        else:
+            address = _redact(self.redis_url)
+            is_tls = urlsplit(address).scheme == "rediss"
+        if is_tls:
+            protocol = tls_listener(protocol)
+        results = set()
+        for endpoint in _endpoints(name, address):
+            results.add(probe(endpoint, protocol, probe_timeout_seconds))
+            if ProbeResult.RESPONDED in results:
+                return ServerStatus(name, address, ServerState.EXTERNAL)
+        if ProbeResult.OTHER_PROTOCOL in results:
+            state = ServerState.WRONG_PROTOCOL
+        elif ProbeResult.SILENT in results:
+            state = ServerState.NOT_RESPONDING
+        else:
+            state = ServerState.UNREACHABLE
+        return ServerStatus(name, address, state)
+
 
 # The state of a local server that no pid file names, by what its port shows.
 _UNTRACKED_STATES = {
     ProbeResult.RESPONDED: ServerState.UNTRACKED,
+    ProbeResult.OTHER_PROTOCOL: ServerState.PORT_TAKEN,
     ProbeResult.SILENT: ServerState.PORT_TAKEN,
     ProbeResult.UNREACHABLE: ServerState.STOPPED,
 }
@@ -311,6 +334,7 @@ _LISTENING_STATES = frozenset(
 # Notes on the configured port, for the line of a stale pid file.
 _PORT_NOTES = {
     ProbeResult.RESPONDED: "a server that the file does not name replies on the port",
+    ProbeResult.OTHER_PROTOCOL: "another program has the port",
     ProbeResult.SILENT: "another program has the port",
     ProbeResult.UNREACHABLE: "",
 }
@@ -326,8 +350,8 @@ def _probe_recorded_address(status: ServerStatus, recorded: str | None) -> Serve
         return status
     if status.state is not ServerState.STOPPED:
         return status
-    request = KAFKA_REQUEST if status.name == "kafka" else REDIS_REQUEST
-    result = probe(recorded, request, DEFAULT_PROBE_TIMEOUT_SECONDS)
+    protocol = KAFKA if status.name == "kafka" else REDIS
+    result = probe(recorded, protocol, DEFAULT_PROBE_TIMEOUT_SECONDS)
     if result is ProbeResult.UNREACHABLE:
         return status
     return replace(status, address=recorded, state=_UNTRACKED_STATES[result])

@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import socket
+import socketserver
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -199,3 +201,50 @@ def test_up_checks_redis_port_first(
         LocalServer.tansu(isolated_env, settings.kafka_port).stop()
 
     assert not is_broker_started
+
+
+class _HttpLikeHandler(socketserver.BaseRequestHandler):
+    """Reply to any request with an HTTP error, as a web server does."""
+
+    def handle(self) -> None:
+        self.request.recv(1024)
+        self.request.sendall(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
+
+
+@pytest.fixture
+def http_port() -> Iterator[int]:
+    """Serve HTTP-like replies on a loopback port for the test."""
+    with socketserver.ThreadingTCPServer(("127.0.0.1", 0), _HttpLikeHandler) as server:
+        thread = threading.Thread(target=server.serve_forever, daemon=True)
+        thread.start()
+        yield int(server.server_address[1])
+        server.shutdown()
+        thread.join(timeout=10)
+
+
+@pytest.mark.parametrize(("name", "index"), [("KAFKA", 0), ("REDIS", 1)])
+def test_status_reports_local_http_port_taken(
+    isolated_env: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    http_port: int,
+    name: str,
+    index: int,
+) -> None:
+    monkeypatch.setenv(f"CARTWHEEL_INFRA_{name}_PORT", str(http_port))
+
+    status = InfraManager(InfraSettings()).status(probe_timeout_seconds=5)[index]
+
+    assert status.state is ServerState.PORT_TAKEN
+    assert status.address == f"127.0.0.1:{http_port}"
+    assert status.describe().endswith(" port taken")
+
+
+def test_status_reports_external_http_server_as_wrong_protocol(
+    isolated_env: Path, monkeypatch: pytest.MonkeyPatch, http_port: int
+) -> None:
+    monkeypatch.setenv("CARTWHEEL_REDIS_URL", f"redis://127.0.0.1:{http_port}/0")
+
+    redis = InfraManager(InfraSettings()).status(probe_timeout_seconds=5)[1]
+
+    assert redis.state is ServerState.WRONG_PROTOCOL
+    assert redis.describe().endswith(" wrong protocol")
