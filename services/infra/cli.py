@@ -34,6 +34,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         description=(
             "Run a Tansu broker and a redis-server on loopback ports, with pid "
             "files and logs under CARTWHEEL_INFRA_STATE_DIR (default .cartwheel). "
+            "redis-server keeps its data there too, in an append-only file, "
+            "so 'infra down' and 'infra up' keep it; Tansu keeps topics in "
+            "memory, so they are lost. "
             "Ports: CARTWHEEL_INFRA_KAFKA_PORT (19092) and "
             "CARTWHEEL_INFRA_REDIS_PORT (16379); every command uses these "
             "servers by default. When CARTWHEEL_KAFKA_BOOTSTRAP or "

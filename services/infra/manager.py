@@ -5,6 +5,10 @@ starts on a loopback port, with its pid file and log in the state directory)
 or *external* (named by ``CARTWHEEL_KAFKA_BOOTSTRAP`` or ``CARTWHEEL_REDIS_URL``;
 never started or stopped here). Starting is idempotent: a server whose pid
 file names a live process is reused, so ``up`` twice starts nothing new.
+
+The local redis-server keeps its data in an append-only file in the state
+directory, so ``down`` and ``up`` keep features, catalog records and slates.
+The local Tansu broker keeps topics in memory only, so ``down`` loses them.
 """
 
 from __future__ import annotations
@@ -162,6 +166,7 @@ class InfraManager:
                 self._settings.redis_port,
                 port_setting="CARTWHEEL_INFRA_REDIS_PORT",
                 stop_with_parent=False,
+                is_persistent=True,
             )
         return self.status()
 

@@ -273,10 +273,16 @@ def start_redis(
     *,
     port_setting: str | None = None,
     stop_with_parent: bool = True,
+    is_persistent: bool = False,
 ) -> LocalServer:
-    """Start a redis-server that keeps nothing on disk, or return the one running.
+    """Start a redis-server, or return the one already running.
 
-    ``port_setting`` and ``stop_with_parent`` are as for :func:`start_broker`.
+    By default the server keeps nothing on disk, which suits tests and
+    benchmarks. With ``is_persistent`` it logs every write to an append-only
+    file in ``state_dir`` and loads that file at start, so a restart keeps
+    the data. Stop it with SIGTERM (:meth:`LocalServer.stop`), which makes
+    it write the rest of the file before it exits. ``port_setting`` and
+    ``stop_with_parent`` are as for :func:`start_broker`.
     """
     executable = shutil.which("redis-server")
     if executable is None:
@@ -285,16 +291,22 @@ def start_redis(
             "apt-get install -y redis-server"
         )
     server = LocalServer.redis(state_dir, port, host)
+    if is_persistent:
+        # The file is flushed to disk once a second, so a crash or SIGKILL
+        # loses about the last second of writes, and SIGTERM loses none.
+        storage = ["--appendonly", "yes", "--appendfsync", "everysec"]
+    else:
+        storage = ["--appendonly", "no"]
     command = [
         executable,
         "--bind",
         host,
         "--port",
         str(port),
+        # No RDB snapshots: the append-only file, if any, is the only copy.
         "--save",
         "",
-        "--appendonly",
-        "no",
+        *storage,
         "--dir",
         str(state_dir),
         "--protected-mode",

@@ -1,8 +1,8 @@
 """Settings of ``cartwheel infra`` and ``cartwheel topics``: the only env reads here.
 
-``CARTWHEEL_INFRA_*`` choose where the local servers keep their pid files and
-logs and which loopback ports they listen on; every command uses those ports
-by default (:mod:`services.common.local_ports`). Setting
+``CARTWHEEL_INFRA_*`` choose where the local servers keep their pid files,
+logs and Redis data, and which loopback ports they listen on; every command
+uses those ports by default (:mod:`services.common.local_ports`). Setting
 ``CARTWHEEL_KAFKA_BOOTSTRAP`` or ``CARTWHEEL_REDIS_URL`` points Cartwheel at
 servers that already exist, and ``infra up`` then starts nothing for that
 server.
@@ -44,7 +44,7 @@ class InfraSettings(LocalPortSettings):
 
     state_dir: NonBlankPath = Field(
         default=Path(".cartwheel"),
-        description="a directory for pid files and logs",
+        description="a directory for pid files, logs and the local Redis data",
     )
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     redis: RedisSettings = Field(default_factory=RedisSettings)

@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+import redis
 
 from services.cli.__main__ import main
 from services.common.kafka import TopicSpec, create_topics
@@ -177,6 +178,40 @@ def test_infra_down_leaves_no_server_running(infra_env: Path) -> None:
     assert not any(_is_alive(pid) for pid in pids.values())
     assert list(infra_env.glob("*.pid")) == []
     assert main(["infra", "status"]) == 1
+
+
+def test_infra_down_and_up_keep_redis_data(infra_env: Path) -> None:
+    url = f"redis://127.0.0.1:{os.environ['CARTWHEEL_INFRA_REDIS_PORT']}/0"
+    assert main(["infra", "up"]) == 0
+    with redis.Redis.from_url(url) as client:
+        client.set("cartwheel:test:kept", "1")
+    first_pid = _pids(infra_env)["redis"]
+
+    assert main(["infra", "down"]) == 0
+    assert main(["infra", "up"]) == 0
+
+    with redis.Redis.from_url(url) as client:
+        value = client.get("cartwheel:test:kept")
+    assert _pids(infra_env)["redis"] != first_pid
+    assert value == b"1"
+
+
+def test_start_redis_keeps_nothing_by_default(tmp_path: Path) -> None:
+    port = find_free_port()
+    server = processes.start_redis(tmp_path, port)
+    with redis.Redis(host=server.host, port=server.port) as client:
+        client.set("cartwheel:test:dropped", "1")
+    server.stop()
+
+    server = processes.start_redis(tmp_path, port)
+    try:
+        with redis.Redis(host=server.host, port=server.port) as client:
+            dropped = client.get("cartwheel:test:dropped")
+    finally:
+        server.stop()
+
+    assert dropped is None
+    assert list(tmp_path.glob("appendonly*")) == []
 
 
 def test_up_exports_work_in_another_shell(
