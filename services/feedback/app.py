@@ -55,6 +55,7 @@ from services.feedback import metrics
 from services.feedback.reader import outcome_counts, outcome_ratios
 from services.feedback.settings import FeedbackSettings
 from services.feedback.tables import Applied, FeedbackTables
+from services.feedback.transport import FeedbackTransport
 
 __all__ = ["FeedbackProcessor", "create_app", "faust_credentials"]
 
@@ -296,6 +297,8 @@ def create_app(settings: FeedbackSettings) -> tuple[faust.App, FeedbackProcessor
         datadir=str(settings.data_dir),
         autodiscover=False,
     )
+    # Set before the first topic is declared, which creates the default one.
+    app.transport = FeedbackTransport(app.conf.broker_consumer, app)
     names = [settings.topics.events]
     names += [settings.topics.recommendations(surface.value) for surface in Surface]
     channel = app.topic(*names, key_serializer="raw", value_serializer="raw")

@@ -7,7 +7,10 @@ stays up, because the interpreter waits for the thread before it exits. So
 SIGTERM or SIGINT also starts a countdown of
 ``CARTWHEEL_FEEDBACK_STOP_TIMEOUT_SECONDS``. A worker still running when it
 ends logs one ERROR line and exits with status 2, the status of other broker
-and Redis errors, without a traceback.
+and Redis errors, without a traceback. A broker that has stopped, rather
+than frozen, refuses connections. The worker then stops within seconds,
+with status 0 and without its last offset commit, and logs one WARNING line
+about the commit (see :mod:`services.feedback.transport`).
 
 Before Faust runs, the start-up checks of the topics and Redis wait in a
 thread of their own (:func:`run_start_up`), so SIGTERM or SIGINT stops the
@@ -25,11 +28,12 @@ ends the process with status 143 and no clean stop. A signal that arrives before
 worker starts stops the worker as soon as it starts, and one that arrives
 after the loop has closed lets the exit finish.
 
-What a forced stop costs: nothing counted in Redis is lost, since each
-message is applied atomically and remembered by id. Messages applied after the
-last offset commit that succeeded are read again by the next worker: those of
-the last ``CARTWHEEL_FEEDBACK_COMMIT_INTERVAL_SECONDS`` before the broker
-stopped responding, and any applied afterwards from data already fetched. The
+What a forced stop, or a stop without the last commit, costs: nothing
+counted in Redis is lost, since each message is applied atomically and
+remembered by id. Messages applied after the last offset commit that
+succeeded are read again by the next worker: those of the last
+``CARTWHEEL_FEEDBACK_COMMIT_INTERVAL_SECONDS`` before the broker stopped
+responding, and any applied afterwards from data already fetched. The
 duplicate check drops each of them that is still among its user's recent ids;
 older ones are counted again (L-72). The worker does not leave its consumer
 group, so its partitions move to another worker after the session timeout
