@@ -13,6 +13,10 @@ as their ``preexec_fn``. A ``multiprocessing`` child has no ``preexec_fn``, so
 it makes the request itself, first thing: :func:`start_tied_process` does that for
 a process, and :func:`request_signal_on_parent_death` is the initializer for
 the workers of a process pool.
+
+The signal does not say that it came from the parent's death, so a child that
+wants to report it checks with :func:`has_exited` whether the parent it
+started with is gone.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from multiprocessing.context import SpawnContext, SpawnProcess
 from typing import Any
 
 __all__ = [
+    "has_exited",
     "request_signal_on_parent_death",
     "signal_on_parent_death",
     "start_tied_process",
@@ -117,6 +122,33 @@ def start_tied_process(
     )
     process.start()
     return process
+
+
+def has_exited(pid: int) -> bool:
+    """Return True when process ``pid`` has exited or its main thread has.
+
+    A multithreaded process killed with SIGKILL may lose its main thread
+    before the others, and a child that asked for a signal when that thread
+    exits gets it while the other threads still run. The process is then
+    still the child's parent, but its main thread is a zombie, which counts
+    as exited here. So does a process that has exited but is not reaped yet.
+
+    Returns:
+        True for a process that is gone or whose main thread is a zombie;
+        False for a running one, and on systems other than Linux, which have
+        no ``/proc`` to tell.
+    """
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            fields = stat.read()
+    except FileNotFoundError:
+        return True
+    except OSError:
+        return False
+    # The command name, in parentheses, may itself contain ") ".
+    return fields.rpartition(") ")[2].startswith("Z")
 
 
 def _run_after_request(

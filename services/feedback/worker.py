@@ -26,7 +26,10 @@ receives them, beginning with the one noted while loading. mode-streaming
 loop, and closing the loop puts back the default action, which for SIGTERM
 ends the process with status 143 and no clean stop. A signal that arrives before the
 worker starts stops the worker as soon as it starts, and one that arrives
-after the loop has closed lets the exit finish.
+after the loop has closed lets the exit finish. Once the worker runs, it
+logs the first stop signal in one line: at INFO, or as a WARNING when the
+process's parent has exited, as for each service of a ``cartwheel demo``
+killed with SIGKILL.
 
 What a forced stop, or a stop without the last commit, costs: nothing
 counted in Redis is lost, since each message is applied atomically and
@@ -55,6 +58,7 @@ from typing import Any, TypeVar
 import faust
 
 from services.common.entrypoint import ENVIRONMENT_ERROR_STATUS
+from services.common.parent_death import has_exited
 
 __all__ = [
     "FeedbackWorker",
@@ -166,12 +170,19 @@ class StopSignals:
 
     Args:
         stop_deadline: started by the first signal.
+        parent_pid: the process that started this one, by default the
+            parent at creation. A stop signal that arrives once it has exited
+            is logged as its death.
     """
 
-    def __init__(self, stop_deadline: StopDeadline) -> None:
+    def __init__(
+        self, stop_deadline: StopDeadline, parent_pid: int | None = None
+    ) -> None:
         self.requested: signal.Signals | None = None
+        self.parent_pid = os.getppid() if parent_pid is None else parent_pid
         self._stop_deadline = stop_deadline
         self._forward: Callable[[signal.Signals], None] | None = None
+        self._is_stop_logged = False
 
     def install(
         self, received: Callable[[], signal.Signals | None] = lambda: None
@@ -210,6 +221,26 @@ class StopSignals:
         two steps of whatever that thread runs.
         """
         self._forward = forward
+
+    def log_stop(self, stop_signal: signal.Signals) -> None:
+        """Log why the process stops, once, outside signal handlers.
+
+        When the parent has exited, perhaps killed with SIGKILL, the signal
+        is the one it asked for when it started this process, and the line
+        is a WARNING. Any other stop is logged at INFO. Later signals add no
+        line, since a parent that dies thread by thread sends several.
+        """
+        if self._is_stop_logged:
+            return
+        self._is_stop_logged = True
+        if os.getppid() != self.parent_pid or has_exited(self.parent_pid):
+            logger.warning(
+                "parent process exited, stopping signal=%s parent_pid=%d",
+                stop_signal.name,
+                self.parent_pid,
+            )
+        else:
+            logger.info("stop requested signal=%s", stop_signal.name)
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
         stop_signal = signal.Signals(signum)
@@ -260,8 +291,14 @@ class FeedbackWorker(faust.Worker):
         # wakes the loop. A closed loop means that the worker has stopped.
         if self.loop.is_closed():
             return
-        handle = self._on_sigterm if stop_signal is signal.SIGTERM else self._on_sigint
-        self.loop.call_soon_threadsafe(handle)
+        self.loop.call_soon_threadsafe(self._stop_on, stop_signal)
+
+    def _stop_on(self, stop_signal: signal.Signals) -> None:
+        self._stop_signals.log_stop(stop_signal)
+        if stop_signal is signal.SIGTERM:
+            self._on_sigterm()
+        else:
+            self._on_sigint()
 
     def _schedule_shutdown(self, signal: signal.Signals) -> None:
         # mode-streaming 0.7 routes SIGTERM and SIGINT (and SIGTERM on

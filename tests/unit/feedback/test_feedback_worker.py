@@ -6,6 +6,8 @@ import asyncio
 import logging
 import os
 import signal
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -329,3 +331,65 @@ def test_worker_ignores_signal_after_loop_closed(
 
     assert feedback_worker._signal_stop_future is None
     assert deadline.reasons == []
+
+
+def reaped_process_id() -> int:
+    """Return the pid of a process that has exited and been reaped."""
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    return child.pid
+
+
+def test_stop_signals_log_stop_at_info_while_parent_runs(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    stop_signals = StopSignals(RecordedDeadline())
+
+    with caplog.at_level(logging.INFO, logger="services.feedback.worker"):
+        stop_signals.log_stop(signal.SIGTERM)
+
+    assert [(r.levelno, r.getMessage()) for r in caplog.records] == [
+        (logging.INFO, "stop requested signal=SIGTERM")
+    ]
+
+
+def test_stop_signals_log_parent_exit_as_warning(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    parent_pid = reaped_process_id()
+    stop_signals = StopSignals(RecordedDeadline(), parent_pid=parent_pid)
+
+    with caplog.at_level(logging.INFO, logger="services.feedback.worker"):
+        stop_signals.log_stop(signal.SIGTERM)
+
+    assert [(r.levelno, r.getMessage()) for r in caplog.records] == [
+        (
+            logging.WARNING,
+            f"parent process exited, stopping signal=SIGTERM parent_pid={parent_pid}",
+        )
+    ]
+
+
+def test_stop_signals_log_stop_once(caplog: pytest.LogCaptureFixture) -> None:
+    stop_signals = StopSignals(RecordedDeadline())
+
+    with caplog.at_level(logging.INFO, logger="services.feedback.worker"):
+        stop_signals.log_stop(signal.SIGTERM)
+        stop_signals.log_stop(signal.SIGINT)
+
+    assert caplog.messages == ["stop requested signal=SIGTERM"]
+
+
+def test_worker_logs_forwarded_signal_and_stops(
+    worker: tuple[FeedbackWorker, RecordedDeadline],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    feedback_worker, deadline = worker
+
+    with caplog.at_level(logging.INFO, logger="services.feedback.worker"):
+        feedback_worker._forward_stop(signal.SIGTERM)
+        feedback_worker.loop.run_until_complete(asyncio.sleep(0))
+
+    assert caplog.messages == ["stop requested signal=SIGTERM"]
+    assert feedback_worker._signal_stop_future is not None
+    assert deadline.reasons == ["SIGTERM"]
