@@ -26,9 +26,9 @@ class RejectionReason(StrEnum):
     ``unknown_event_type``: a string that is not click, cart_add or purchase.
     ``unknown_record_type``: a catalog ``record_type`` that is not item,
     promotion or review.
-    ``invalid_id`` / ``id_too_long``: an empty id or one with a control
-    character, or one over 128 characters; ``invalid_id`` also covers a
-    catalog key that does not name its record's kind and id.
+    ``invalid_id`` / ``id_too_long``: an empty id, one of whitespace only or
+    one with a control character, or one over 128 characters; ``invalid_id``
+    also covers a catalog key that does not name its record's kind and id.
     ``invalid_time``: not an RFC 3339 time with a UTC offset.
     ``time_in_future`` / ``time_too_old``: beyond the allowed clock skew, or
     before 2000. ``negative_value``: a negative number where the schema

@@ -38,8 +38,16 @@ MAX_ID_LENGTH = 128
 
 # Control characters are left out: ids are joined by the unit separator
 # (0x1F) in stored lists, and NUL or line breaks in an id shown on a site
-# would be a producer's bug.
-ID_PATTERN = r"^[^\x00-\x1f\x7f]*$"
+# would be a producer's bug. Blank ids are left out too: at least one
+# character must be neither a control character nor whitespace (Unicode's
+# White_Space and the byte order mark). Python's re, pydantic's Rust engine
+# and ECMA-262 all read \uXXXX escapes, so the JSON Schema has this pattern.
+_NOT_CONTROL = r"[^\u0000-\u001f\u007f]"
+_NOT_BLANK = (
+    r"[^\u0000-\u0020\u007f\u0085\u00a0\u1680\u2000-\u200a\u2028\u2029"
+    r"\u202f\u205f\u3000\ufeff]"
+)
+ID_PATTERN = rf"^{_NOT_CONTROL}*{_NOT_BLANK}{_NOT_CONTROL}*$"
 Id = Annotated[str, Field(min_length=1, max_length=MAX_ID_LENGTH, pattern=ID_PATTERN)]
 
 # JSON Schema's "date-time" format is RFC 3339; pydantic alone also takes a

@@ -22,7 +22,10 @@ from schemas.events import MAX_ID_LENGTH
 
 __all__ = ["ID_FORM", "TIME_FORM", "Rejection", "RejectionRules", "reject"]
 
-ID_FORM = f"a string of 1 to {MAX_ID_LENGTH} characters, no control characters"
+ID_FORM = (
+    f"a string of 1 to {MAX_ID_LENGTH} characters, no control characters, "
+    "not only whitespace"
+)
 TIME_FORM = "an RFC 3339 time with a UTC offset, such as '2019-10-01T00:00:00Z'"
 
 _MAX_VALUE_REPR = 60

@@ -448,8 +448,8 @@ def _dead_letter_key(raw: bytes) -> bytes | None:
     The key is UTF-8 encoded, as on the valid path, so a user's dead letters
     share a partition as the user's events do. The body failed validation, so
     a key is returned only when it is a JSON object whose ``user_id`` is a
-    string of 1 to ``MAX_ID_LENGTH`` characters without control characters,
-    the event schema's id rule.
+    string of 1 to ``MAX_ID_LENGTH`` characters without control characters
+    and not of whitespace only, the event schema's id rule.
     Any other body gives None, malformed or deeply nested JSON included.
     """
     try:

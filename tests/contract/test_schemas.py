@@ -43,7 +43,7 @@ from schemas import (
     SlateItem,
 )
 from schemas.deadletters import RejectionReason
-from schemas.events import EventType
+from schemas.events import ID_PATTERN, EventType
 from schemas.recommendations import CandidateSource, Surface
 from schemas.training import TrainingExample
 from schemas.validation import Rejection, parse_event
@@ -213,6 +213,15 @@ def test_parse_event_returns_expected_reason_for_bad_document(
     assert result.reason is _expected_reason(path)
 
 
+@pytest.mark.parametrize("pointer", ["$defs/id", "$defs/optional_id"])
+def test_schema_id_pattern_is_the_model_pattern(pointer: str) -> None:
+    node: Any = _load_schema("event")
+    for part in pointer.split("/"):
+        node = node[part]
+
+    assert node["pattern"] == ID_PATTERN
+
+
 def test_corpus_has_every_schema_and_every_event_reason() -> None:
     event_paths = [
         path
@@ -299,6 +308,9 @@ _LENIENT_FORMS = {
     "unix_seconds_string": {"event_time": "1569888000"},
     "schema_version_true": {"schema_version": True},
     "integer_quantity_as_float": {"quantity": 1.0},
+    "blank_event_id": {"event_id": "   "},
+    "event_id_with_outer_spaces": {"event_id": " e1 "},
+    "line_separator_user_id": {"user_id": "\u2028"},
 }
 
 
@@ -336,6 +348,8 @@ _JSON_VALUES = st.recursive(
             "2019-10-01T00:00:00+01:00",
             "2019-13-01T00:00:00Z",
             "2019-10-01T00:00:00.5Z",
+            " ",
+            "\u00a0\u3000",
             "x" * 129,
             "",
         ]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 import time
 from datetime import UTC, datetime
 from types import SimpleNamespace
@@ -299,6 +300,7 @@ def test_dead_letter_keyed_by_user_id(body: bytes, key: bytes) -> None:
         b'{"user_id": "u1", "user_\\u0069d": "u2"}',
         b'{"user_id": "u\\u001f1"}',
         b'{"user_id": "u1\\n"}',
+        b'{"user_id": "   "}',
     ],
     ids=[
         "not_json",
@@ -318,6 +320,7 @@ def test_dead_letter_keyed_by_user_id(body: bytes, key: bytes) -> None:
         "repeated_escaped_id",
         "control_character_id",
         "id_with_newline",
+        "blank_id",
     ],
 )
 def test_dead_letter_unkeyed_without_valid_user_id(body: bytes) -> None:
@@ -372,6 +375,23 @@ def test_event_post_names_lone_surrogate_escape() -> None:
     assert "lone surrogate at line 1 column 20" in answer.json()["message"]
 
 
+def test_blank_event_id_post_is_422() -> None:
+    producer = _RecordingProducer()
+    app = create_app(
+        ApiSettings(is_on_demand_enabled=False),
+        redis_client=_EmptyRedis(),  # type: ignore[arg-type]
+        producer=producer,  # type: ignore[arg-type]
+    )
+    body = json.dumps({**json.loads(_CLICK), "event_id": "   "})
+
+    answer = asyncio.run(_request(app, "POST", "/v1/events", content=body))
+
+    assert answer.status_code == 422
+    assert answer.json()["reason"] == "invalid_id"
+    assert "'event_id'" in answer.json()["message"]
+    assert [topic for topic, _, _ in producer.messages] == ["events.dlq"]
+
+
 def test_openapi_documents_413_and_422_for_event_posts() -> None:
     app = create_app(
         ApiSettings(is_on_demand_enabled=False),
@@ -390,7 +410,13 @@ def test_openapi_documents_413_and_422_for_event_posts() -> None:
 # A newline ends the route's path pattern, so that request matches no route.
 @pytest.mark.parametrize(
     ("user_id", "status"),
-    [("u%001", 422), ("u%1F1", 422), ("u%7F", 422), ("u1%0A", 404)],
+    [
+        ("u%001", 422),
+        ("u%1F1", 422),
+        ("u%7F", 422),
+        ("u1%0A", 404),
+        ("%20%20%20", 422),
+    ],
 )
 def test_slate_control_character_id_rejected(user_id: str, status: int) -> None:
     app = create_app(

@@ -283,6 +283,39 @@ def test_id_with_control_character_is_invalid_id(item_id: str) -> None:
 
 
 @pytest.mark.parametrize(
+    "field",
+    ["event_id", "user_id", "item_id", "session_id", "order_id"],
+)
+@pytest.mark.parametrize(
+    "blank", ["   ", " ", "\u00a0", "\u3000 \u2003", "\ufeff"], ids=ascii
+)
+def test_blank_id_is_invalid_id(field: str, blank: str) -> None:
+    rejection = parse_event(encode(**{field: blank}), now=NOW)
+
+    assert isinstance(rejection, Rejection)
+    assert rejection.reason is RejectionReason.INVALID_ID
+    assert "not only whitespace" in rejection.message
+
+
+def test_blank_recommendation_id_is_invalid_id() -> None:
+    context = {**VALID["context"], "recommendation_id": "  "}
+
+    rejection = parse_event(encode(context=context), now=NOW)
+
+    assert isinstance(rejection, Rejection)
+    assert rejection.reason is RejectionReason.INVALID_ID
+    assert "context.recommendation_id" in rejection.message
+
+
+@pytest.mark.parametrize("item_id", [" i-1", "i-1 ", "i 1", "\u00a0i-1"], ids=ascii)
+def test_padded_id_is_accepted(item_id: str) -> None:
+    result = parse_event(encode(item_id=item_id), now=NOW)
+
+    assert isinstance(result, Event)
+    assert result.item_id == item_id
+
+
+@pytest.mark.parametrize(
     ("text", "expected"),
     [
         ("2019-06-30T23:59:60Z", "2019-06-30T23:59:59.999999+00:00"),
