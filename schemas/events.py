@@ -25,6 +25,7 @@ __all__ = [
     "EVENT_SCHEMA_VERSION",
     "ID_PATTERN",
     "MAX_ID_LENGTH",
+    "TIME_PATTERN",
     "Event",
     "EventContext",
     "EventType",
@@ -50,11 +51,18 @@ _NOT_BLANK = (
 ID_PATTERN = rf"^{_NOT_CONTROL}*{_NOT_BLANK}{_NOT_CONTROL}*$"
 Id = Annotated[str, Field(min_length=1, max_length=MAX_ID_LENGTH, pattern=ID_PATTERN)]
 
-# JSON Schema's "date-time" format is RFC 3339; pydantic alone also takes a
-# space separator, missing seconds or Unix seconds in a string.
-_RFC3339 = re.compile(
-    r"^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$"
+# RFC 3339's date-time grammar with the range of each field: month 01-12, day
+# 01-31, hour 00-23, minute 00-59, second 00-60 (a leap second) and an offset
+# of at most 23:59. pydantic alone also takes a space separator, missing
+# seconds or Unix seconds in a string. The JSON Schema carries this exact
+# pattern, as the format "date-time" is only checked by validators that opt
+# in. Which days a month has is left to datetime, which rejects 2019-02-30.
+TIME_PATTERN = (
+    r"^[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])"
+    r"[Tt]([01][0-9]|2[0-3]):[0-5][0-9]:([0-5][0-9]|60)(\.[0-9]+)?"
+    r"([Zz]|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$"
 )
+_RFC3339 = re.compile(TIME_PATTERN)
 
 
 _LEAP_SECOND = re.compile(r"^(.{17})60(\.\d+)?")
@@ -64,7 +72,8 @@ def _parse_rfc3339(value: object) -> object:
     # Anything but a string is left to pydantic's own type check.
     if not isinstance(value, str):
         return value
-    if not _RFC3339.match(value):
+    # fullmatch, because "$" alone also matches before a final line break.
+    if not _RFC3339.fullmatch(value):
         raise ValueError("expected an RFC 3339 time with a UTC offset")
     # RFC 3339 allows a leap second (:60), which datetime cannot hold; the
     # last microsecond of the minute keeps the event's place in time order.

@@ -43,7 +43,7 @@ from schemas import (
     SlateItem,
 )
 from schemas.deadletters import RejectionReason
-from schemas.events import ID_PATTERN, EventType
+from schemas.events import ID_PATTERN, TIME_PATTERN, EventType
 from schemas.recommendations import CandidateSource, Surface
 from schemas.training import TrainingExample
 from schemas.validation import Rejection, parse_event
@@ -108,13 +108,20 @@ _FORMATS.checks("date-time")(_is_rfc3339)
 _REGISTRY = _registry()
 
 
-def _schema_accepts(name: str, raw: bytes) -> bool:
+def _schema_accepts(
+    name: str, raw: bytes, formats: jsonschema.FormatChecker | None = _FORMATS
+) -> bool:
+    """Validate against a schema, by default with the date-time format checked.
+
+    ``formats=None`` is a validator as most producers run it: JSON Schema
+    2020-12 treats ``format`` as an annotation unless a checker is added.
+    """
     try:
         document = json.loads(raw.decode("utf-8"), parse_constant=_reject_constant)
     except (UnicodeDecodeError, ValueError):
         return False
     validator = jsonschema.Draft202012Validator(
-        _load_schema(name), registry=_REGISTRY, format_checker=_FORMATS
+        _load_schema(name), registry=_REGISTRY, format_checker=formats
     )
     return validator.is_valid(document)
 
@@ -213,13 +220,77 @@ def test_parse_event_returns_expected_reason_for_bad_document(
     assert result.reason is _expected_reason(path)
 
 
-@pytest.mark.parametrize("pointer", ["$defs/id", "$defs/optional_id"])
-def test_schema_id_pattern_is_the_model_pattern(pointer: str) -> None:
+# Dates that the calendar lacks pass the schema's pattern; only a format
+# checker or a consumer rejects them, as the time's description states.
+_IMPOSSIBLE_DATES = frozenset(
+    {
+        "invalid_time--april_31",
+        "invalid_time--february_29_of_common_year",
+        "invalid_time--february_30",
+        "invalid_time--year_0000",
+    }
+)
+_INVALID_TIMES = [
+    case
+    for case in _corpus("invalid")
+    if case[0] == "event" and _expected_reason(case[1]) is RejectionReason.INVALID_TIME
+]
+
+
+@pytest.mark.parametrize(
+    "case",
+    [case for case in _INVALID_TIMES if case[1].stem not in _IMPOSSIBLE_DATES],
+    ids=_case_id,
+)
+def test_invalid_time_rejected_by_schema_without_format_checker(
+    case: tuple[str, Path],
+) -> None:
+    name, path = case
+
+    is_accepted = _schema_accepts(name, path.read_bytes(), formats=None)
+
+    assert not is_accepted
+
+
+@pytest.mark.parametrize(
+    "case",
+    [case for case in _INVALID_TIMES if case[1].stem in _IMPOSSIBLE_DATES],
+    ids=_case_id,
+)
+def test_impossible_date_passes_pattern_only(
+    case: tuple[str, Path],
+) -> None:
+    name, path = case
+    raw = path.read_bytes()
+
+    result = parse_event(raw, now=NOW)
+
+    assert _schema_accepts(name, raw, formats=None)
+    assert isinstance(result, Rejection)
+    assert result.reason is RejectionReason.INVALID_TIME
+
+
+def test_schema_descriptions_name_impossible_dates() -> None:
+    schema = _load_schema("event")
+
+    assert "February 30" in schema["description"]
+    assert "2019-02-30" in schema["$defs"]["time"]["description"]
+
+
+@pytest.mark.parametrize(
+    ("pointer", "pattern"),
+    [
+        ("$defs/id", ID_PATTERN),
+        ("$defs/optional_id", ID_PATTERN),
+        ("$defs/time", TIME_PATTERN),
+    ],
+)
+def test_schema_pattern_is_the_model_pattern(pointer: str, pattern: str) -> None:
     node: Any = _load_schema("event")
     for part in pointer.split("/"):
         node = node[part]
 
-    assert node["pattern"] == ID_PATTERN
+    assert node["pattern"] == pattern
 
 
 def test_corpus_has_every_schema_and_every_event_reason() -> None:
@@ -308,6 +379,11 @@ _LENIENT_FORMS = {
     "unix_seconds_string": {"event_time": "1569888000"},
     "schema_version_true": {"schema_version": True},
     "integer_quantity_as_float": {"quantity": 1.0},
+    "hour_24": {"event_time": "2019-10-01T24:00:00Z"},
+    "offset_beyond_a_day": {"event_time": "2019-10-01T00:00:00+25:00"},
+    "offset_minute_60": {"event_time": "2019-10-01T00:00:00-01:60"},
+    "leap_second_at_any_minute": {"event_time": "2019-10-01T12:30:60+02:00"},
+    "long_fraction": {"event_time": "2019-10-01T00:00:00.1234567890Z"},
     "blank_event_id": {"event_id": "   "},
     "event_id_with_outer_spaces": {"event_id": " e1 "},
     "line_separator_user_id": {"user_id": "\u2028"},
@@ -347,6 +423,8 @@ _JSON_VALUES = st.recursive(
             "click",
             "2019-10-01T00:00:00+01:00",
             "2019-13-01T00:00:00Z",
+            "2019-10-01T24:00:00Z",
+            "2019-10-01T00:00:00+24:00",
             "2019-10-01T00:00:00.5Z",
             " ",
             "\u00a0\u3000",
