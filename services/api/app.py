@@ -5,7 +5,8 @@ Routes:
 - ``GET /v1/users/{user_id}/slates/{surface}``: the latest slate stored by
   the hot path, without the items that went out of stock since, or one
   computed now for a user who has none. Slates on the Kafka topics stay as
-  they were computed. A computed slate without items is a 404, as no slate is.
+  they were computed. A slate without items, stored or computed, is a 200
+  with an empty list; 404 means that there is no slate at all.
 - ``POST /v1/events``: one event for producers that cannot speak Kafka. It is
   validated like any ``events`` message; a rejection goes to the dead-letter
   topic and the response is 422 with the reason, or 413 for a body over
@@ -199,8 +200,8 @@ def create_app(
         responses={
             404: {
                 "model": Problem,
-                "description": "The hot path stored no slate for the user on "
-                "this surface, and none with items could be computed now",
+                "description": "No slate: the hot path stored none for the user "
+                "on this surface, and none can be computed now",
             },
             503: {"model": Problem},
         },
@@ -209,11 +210,18 @@ def create_app(
         "computed now when on-demand slates are on. A computed slate anchors on "
         "the user's newest event (the newest cart add for bundles, the newest "
         "click for reviews), or on the top trending item for a user without "
-        "history, which gets products and promotions only. A computed slate "
-        "without items is answered with 404, like a user with no slate: "
-        "promotions, for example, have items only while a promotion's time "
-        "window contains the trigger's time, which is the user's newest event "
-        "time or, without history, the time of the request.",
+        "history, which gets products and promotions only.\n\n"
+        "A slate may have no items, stored or computed alike, and is then "
+        "answered with 200 and an empty `items` list. Promotions, for example, "
+        "have items only while a promotion's time window contains the trigger's "
+        "time, which is the user's newest event time or, without history, the "
+        "time of the request, and the items of a stored slate that went out of "
+        "stock since are left out.\n\n"
+        "404 means that there is no slate: the hot path stored none for the "
+        "user on this surface, and none can be computed now, because on-demand "
+        "slates are off (`CARTWHEEL_API_IS_ON_DEMAND_ENABLED`) or nothing "
+        "anchors one, such as bundles for a user without a cart add, or reviews "
+        "of an item that has none.",
     )
     async def latest_slate(
         user_id: Annotated[

@@ -10,9 +10,12 @@ trigger's time, so a new visitor still gets a products slate. Session-kNN
 scores the session of the user's newest event that the API's index has read.
 On-demand slates are returned, not published, because no event triggered them.
 
-A computed slate without items counts as no slate, so the API returns 404 on
-every surface that has nothing for the user. Promotions are one such case: a
-trigger outside every promotion's time window gets no promotion items.
+A computed slate is returned even when it has no items, like a stored one.
+Promotions, for example, have items only while a promotion's time window
+contains the trigger's time. There is no slate when nothing anchors one (a
+user without a cart add asks for bundles) or when the builder makes none for
+the anchor on that surface (the reviews of an item without reviews), just as
+the hot path stores none for such a trigger.
 """
 
 from __future__ import annotations
@@ -61,7 +64,12 @@ class OnDemandSlates:
         self._clock = clock
 
     def compute(self, user_id: str, surface: Surface) -> Slate | None:
-        """Return a fresh slate, or None when nothing anchors it or it has no items."""
+        """Return a fresh slate, possibly without items.
+
+        Returns:
+            The slate of ``surface``, or None when nothing anchors it or the
+            builder makes no slate on that surface for the anchor.
+        """
         history = self._store.user_histories([user_id])[user_id]
         anchor = self._anchor(history, surface)
         if anchor is None:
@@ -78,10 +86,7 @@ class OnDemandSlates:
             received_at=now,
         )
         [slates] = self._builder.build([trigger])
-        slate = next((slate for slate in slates if slate.surface is surface), None)
-        if slate is None or not slate.items:
-            return None
-        return slate
+        return next((slate for slate in slates if slate.surface is surface), None)
 
     def _anchor(
         self, history: UserHistory, surface: Surface

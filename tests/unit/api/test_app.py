@@ -18,6 +18,7 @@ from prometheus_client import REGISTRY
 
 from schemas.deadletters import DeadLetter
 from schemas.events import MAX_ID_LENGTH, Event, EventType
+from schemas.recommendations import Slate, Surface
 from schemas.validation import MAX_EVENT_BYTES
 from services.api.app import create_app
 from services.api.settings import ApiSettings
@@ -479,3 +480,90 @@ def test_event_post_names_topic_problem(
     assert answer.status_code == 503
     assert expected in answer.json()["detail"]
     assert producer.produced == 0
+
+
+def _empty_slate(surface: Surface) -> Slate:
+    return Slate(
+        recommendation_id="r1",
+        surface=surface,
+        user_id="u1",
+        trigger_event_id="e1",
+        items=[],
+        model_version="heuristic-v1",
+        generated_at=datetime(2019, 10, 1, tzinfo=UTC),
+        latency_ms=1.0,
+    )
+
+
+class _StoredRedis:
+    """A Redis that returns one stored slate for every key."""
+
+    def __init__(self, slate: Slate) -> None:
+        self._raw = slate.model_dump_json().encode()
+
+    def get(self, key: str) -> Any:
+        return self._raw
+
+
+class _OnDemandStub:
+    """Computes ``slate`` for every user, or nothing when it is None."""
+
+    def __init__(self, slate: Slate | None) -> None:
+        self._slate = slate
+
+    def compute(self, user_id: str, surface: Surface) -> Slate | None:
+        return self._slate
+
+
+def _slate_answer(
+    redis_client: object, on_demand: _OnDemandStub | None
+) -> httpx.Response:
+    app = create_app(
+        ApiSettings(),
+        redis_client=redis_client,  # type: ignore[arg-type]
+        producer=object(),  # type: ignore[arg-type]
+        on_demand=on_demand,  # type: ignore[arg-type]
+    )
+    return asyncio.run(_request(app, "GET", "/v1/users/u1/slates/promotions"))
+
+
+def test_stored_slate_without_items_is_200() -> None:
+    stored = _empty_slate(Surface.PROMOTIONS)
+
+    answer = _slate_answer(_StoredRedis(stored), None)
+
+    assert answer.status_code == 200
+    assert answer.json()["items"] == []
+
+
+def test_computed_slate_without_items_is_200() -> None:
+    computed = _empty_slate(Surface.PROMOTIONS)
+
+    answer = _slate_answer(_EmptyRedis(), _OnDemandStub(computed))
+
+    assert answer.status_code == 200
+    assert answer.json()["items"] == []
+    assert Slate.model_validate(answer.json()) == computed
+
+
+def test_missing_slate_is_404() -> None:
+    answer = _slate_answer(_EmptyRedis(), _OnDemandStub(None))
+
+    assert answer.status_code == 404
+    assert answer.json()["detail"] == (
+        "no promotions slate for user 'u1': the hot path has stored none and "
+        "none could be computed now"
+    )
+
+
+def test_openapi_says_empty_slates_are_200() -> None:
+    app = create_app(
+        ApiSettings(is_on_demand_enabled=False),
+        redis_client=_EmptyRedis(),  # type: ignore[arg-type]
+        producer=object(),  # type: ignore[arg-type]
+    )
+
+    operation = app.openapi()["paths"]["/v1/users/{user_id}/slates/{surface}"]["get"]
+
+    assert "200 and an empty `items` list" in operation["description"]
+    assert operation["responses"]["404"]["description"].startswith("No slate")

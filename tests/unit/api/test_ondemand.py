@@ -139,26 +139,44 @@ class _BuiltSlate:
 
 
 class SlateBuilderStub:
-    """Builds one slate per trigger with the given items, on every surface."""
+    """Builds one slate per trigger with the given items, on the given surfaces."""
 
-    def __init__(self, items: list[str]) -> None:
+    def __init__(
+        self, items: list[str], surfaces: Sequence[Surface] = tuple(Surface)
+    ) -> None:
         self.items = items
+        self.surfaces = surfaces
 
     def build(self, triggers: Sequence[Trigger]) -> list[list[_BuiltSlate]]:
         return [
-            [_BuiltSlate(surface, self.items) for surface in Surface] for _ in triggers
+            [_BuiltSlate(surface, self.items) for surface in self.surfaces]
+            for _ in triggers
         ]
 
 
-@pytest.mark.parametrize(("items", "is_returned"), [([], False), (["i1"], True)])
-def test_on_demand_empty_slate_is_none(items: list[str], is_returned: bool) -> None:
-    on_demand = OnDemandSlates(
-        SlateBuilderStub(items),  # type: ignore[arg-type]
+def _on_demand(builder: SlateBuilderStub) -> OnDemandSlates:
+    return OnDemandSlates(
+        builder,  # type: ignore[arg-type]
         HistoryStore(RECENT, [("top", 1.0)]),  # type: ignore[arg-type]
         ScorerSettings(),
         clock=lambda: 1000.0,
     )
 
-    for surface in Surface:
-        slate = on_demand.compute("u1", surface)
-        assert (slate is not None) is is_returned, surface
+
+@pytest.mark.parametrize("surface", list(Surface))
+def test_on_demand_returns_slate_without_items(surface: Surface) -> None:
+    on_demand = _on_demand(SlateBuilderStub([]))
+
+    slate = on_demand.compute("u1", surface)
+
+    assert slate is not None
+    assert slate.surface is surface
+    assert slate.items == []
+
+
+def test_on_demand_unbuilt_surface_is_none() -> None:
+    on_demand = _on_demand(SlateBuilderStub(["i1"], surfaces=[Surface.PRODUCTS]))
+
+    slate = on_demand.compute("u1", Surface.REVIEWS)
+
+    assert slate is None
