@@ -20,8 +20,9 @@ Routes:
   same ``event_id`` and the hot path drops the duplicate. A waiting post
   blocks no worker thread, so slate reads do not wait for the broker.
 - ``GET /healthz`` (the process runs, and its Kafka producer has not failed
-  fatally), ``GET /readyz`` (Kafka and Redis respond), ``GET /metrics``
-  (Prometheus text format).
+  fatally), ``GET /readyz`` (Kafka and Redis respond, and no delivery failed
+  recently; see :mod:`services.api.readiness`), ``GET /metrics`` (Prometheus
+  text format).
 """
 
 from __future__ import annotations
@@ -53,12 +54,13 @@ from schemas.recommendations import Slate, Surface
 from schemas.validation import MAX_EVENT_BYTES, Rejection, parse_event
 from services.api.metrics import EVENTS_INGESTED, REQUEST_SECONDS, SLATE_READS
 from services.api.ondemand import OnDemandSlates
+from services.api.readiness import DeliveryOutcomes, Readiness, check_readiness
 from services.api.settings import ApiSettings
 from services.common.deadletters import DeadLetterWriter
 from services.common.kafka import is_fatal
 from services.scorer.publisher import latest_slate_key
 
-__all__ = ["EventAccepted", "EventRejected", "Problem", "Readiness", "create_app"]
+__all__ = ["EventAccepted", "EventRejected", "Problem", "create_app"]
 
 logger = logging.getLogger(__name__)
 
@@ -72,6 +74,20 @@ _EVENT_UNCONFIRMED = (
     "CARTWHEEL_API_INGEST_TIMEOUT_SECONDS, or the events topic is missing. "
     "An event whose delivery timed out may still be stored, so retry with "
     "the same event_id: the hot path drops duplicates."
+)
+
+
+_READINESS = (
+    "Returns 200 when the API can serve slates and store events, and 503 "
+    "with the reason in `kafka` or `redis` otherwise: Redis does not answer "
+    "a PING, the broker does not list the events topic, or the latest "
+    "delivery of an event or a dead letter failed or went unconfirmed less "
+    "than `CARTWHEEL_API_READINESS_FAILURE_SECONDS` ago. A broker can list "
+    "its topics and still confirm no write, so the last check takes such an "
+    "instance out of rotation. It passes again as soon as a delivery "
+    "succeeds, the late confirmation of an earlier event included, or once "
+    "the failure is older than that window: an instance without traffic "
+    "then comes back, and leaves again at the next failed delivery."
 )
 
 
@@ -109,14 +125,6 @@ class EventRejected(BaseModel):
     message: str
 
 
-class Readiness(BaseModel):
-    """The state of each dependency: ``ok`` or why it failed."""
-
-    status: Literal["ready", "not_ready"]
-    kafka: str
-    redis: str
-
-
 class Health(BaseModel):
     """Liveness of the process."""
 
@@ -130,6 +138,7 @@ def create_app(
     producer: Producer,
     on_demand: OnDemandSlates | None = None,
     readiness_redis: redis.Redis | None = None,
+    clock: Callable[[], float] = time.monotonic,
 ) -> FastAPI:
     """Build the FastAPI application over existing Redis and Kafka clients.
 
@@ -140,8 +149,10 @@ def create_app(
         on_demand: computes slates for users without one; None disables it.
         readiness_redis: the client that /readyz pings, whose socket timeouts
             should be ``readiness_timeout_seconds``; ``redis_client`` when None.
+        clock: monotonic seconds, for the age of a failed delivery.
     """
-    deliveries = _Deliveries(producer)
+    outcomes = DeliveryOutcomes(settings.readiness_failure_seconds, clock)
+    deliveries = _Deliveries(producer, outcomes)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -379,11 +390,16 @@ def create_app(
         "/readyz",
         response_model=Readiness,
         responses={503: {"model": Readiness}},
-        summary="Readiness: Kafka and Redis answer",
+        summary="Readiness: Kafka and Redis answer, and deliveries succeed",
+        description=_READINESS,
     )
     async def readyz() -> Any:
         readiness = await run_in_threadpool(
-            _check, settings, readiness_redis or redis_client, producer
+            check_readiness,
+            settings,
+            readiness_redis or redis_client,
+            producer,
+            outcomes,
         )
         code = 200 if readiness.status == "ready" else 503
         return JSONResponse(status_code=code, content=readiness.model_dump())
@@ -528,11 +544,9 @@ class _TopicCheck:
             metadata = self._producer.list_topics(timeout=self._timeout)
         except KafkaException as exc:
             logger.warning("topic check failed topic=%s error=%s", self._topic, exc)
-            error = exc.args[0] if exc.args else exc
-            reason = error.str() if isinstance(error, KafkaError) else str(error)
             return (
                 f"the broker did not list its topics within {self._timeout:g} s "
-                f"({reason}); retry"
+                f"({_kafka_reason(exc)}); retry"
             )
         topic = metadata.topics.get(self._topic)
         self._is_known = topic is not None and topic.error is None
@@ -553,11 +567,13 @@ class _Deliveries:
     slate reads keep theirs. A request that stops waiting leaves its message
     with the producer, which may still deliver it. A client that then retries
     with the same event id causes no double count, because the feature store
-    drops the repeat.
+    drops the repeat. Every outcome, a late report included, goes to
+    ``outcomes`` for readiness.
     """
 
-    def __init__(self, producer: Producer) -> None:
+    def __init__(self, producer: Producer, outcomes: DeliveryOutcomes) -> None:
         self._producer = producer
+        self._outcomes = outcomes
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._stopping = threading.Event()
@@ -592,15 +608,27 @@ class _Deliveries:
         future: asyncio.Future[Message] = loop.create_future()
 
         def report(error: KafkaError | None, message: Message) -> None:
+            if error is None:
+                self._outcomes.record_success()
+            else:
+                self._outcomes.record_failure(error.str())
             try:
                 loop.call_soon_threadsafe(_settle, future, error, message)
             except RuntimeError:
                 pass  # the loop is closed, so no request waits for this report
 
-        self._producer.produce(topic, key=key, value=value, on_delivery=report)
+        try:
+            self._producer.produce(topic, key=key, value=value, on_delivery=report)
+        except BufferError:
+            self._outcomes.record_failure("the producer's queue is full")
+            raise
+        except KafkaException as exc:
+            self._outcomes.record_failure(_kafka_reason(exc))
+            raise
         try:
             return await asyncio.wait_for(future, timeout)
         except TimeoutError:
+            self._outcomes.record_failure(f"not confirmed within {timeout:g} s")
             raise KafkaException(KafkaError(KafkaError._MSG_TIMED_OUT)) from None
 
     def _poll(self) -> None:
@@ -614,6 +642,12 @@ class _Deliveries:
                     return
                 logger.exception("serving delivery reports failed")
                 time.sleep(0.1)
+
+
+def _kafka_reason(exc: KafkaException) -> str:
+    """Return the librdkafka error text of ``exc``, without its code."""
+    error = exc.args[0] if exc.args else exc
+    return error.str() if isinstance(error, KafkaError) else str(error)
 
 
 def _unconfirmed(
@@ -673,28 +707,3 @@ def _settle(
         future.set_exception(KafkaException(error))
     else:
         future.set_result(message)
-
-
-def _check(settings: ApiSettings, client: redis.Redis, producer: Producer) -> Readiness:
-    timeout = settings.readiness_timeout_seconds
-    try:
-        client.ping()
-        redis_state = "ok"
-    except redis.RedisError as exc:
-        redis_state = f"unreachable: {exc}"
-    try:
-        # Listing all topics never makes the broker create the events topic.
-        metadata = producer.list_topics(timeout=timeout)
-        topic = metadata.topics.get(settings.topics.events)
-        if topic is None or topic.error is not None:
-            kafka_state = f"topic {settings.topics.events!r} is missing"
-        else:
-            kafka_state = "ok"
-    except KafkaException as exc:
-        kafka_state = f"unreachable: {exc}"
-    is_ready = redis_state == "ok" and kafka_state == "ok"
-    return Readiness(
-        status="ready" if is_ready else "not_ready",
-        kafka=kafka_state,
-        redis=redis_state,
-    )

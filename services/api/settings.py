@@ -109,4 +109,12 @@ class ApiSettings(PlainIntegers, BaseSettings):
         description="seconds that /readyz waits for Redis and for the broker "
         "each, and that an event POST waits for the broker's topic list",
     )
+    readiness_failure_seconds: float = Field(
+        default=30.0,
+        gt=0.0,
+        le=3600.0,
+        description="seconds that /readyz returns 503 after a delivery of an "
+        "event or a dead letter failed or went unconfirmed, unless a later "
+        "delivery succeeds first",
+    )
     log_level: LogLevel = "INFO"

@@ -12,6 +12,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -31,12 +32,14 @@ from services.api.ondemand import OnDemandSlates
 from services.api.settings import ApiSettings
 from services.common.kafka import (
     consumer_config,
+    create_topics,
     producer_config,
+    standard_topics,
 )
 from services.common.redis_features import EventPosition, FeatureStore
 from services.common.settings import KafkaSettings, RedisSettings, TopicSettings
 from services.features.catalog import CatalogWriter
-from services.infra import find_free_port
+from services.infra import find_free_port, start_broker
 from services.scorer.publisher import latest_slate_key
 from services.scorer.session_knn import SessionIndex
 from services.scorer.slates import SlateBuilder
@@ -259,6 +262,55 @@ def test_api_is_not_ready_when_events_topic_is_missing(
 
     assert answer.status_code == 503
     assert "missing-topic" in answer.json()["kafka"]
+
+
+def test_api_unready_after_broker_restart(
+    tmp_path: Path, redis_settings: RedisSettings, redis_client: redis.Redis
+) -> None:
+    # The broker lists the topics again after a restart, but it forgot the
+    # producer's sequence numbers and confirms none of its writes (L-77).
+    port = find_free_port()
+    broker = start_broker(tmp_path / "broker", port)
+    kafka = KafkaSettings(bootstrap=broker.address)
+    topics = make_topics(kafka, partitions=1)
+    settings = ApiSettings(
+        kafka=kafka,
+        redis=redis_settings,
+        topics=topics,
+        is_on_demand_enabled=False,
+        ingest_timeout_seconds=1.0,
+    )
+    producer = Producer(producer_config(kafka, linger_ms=0, is_polled_steadily=True))
+    server = _serve(
+        create_app(settings, redis_client=redis_client, producer=producer),
+        find_free_port(),
+    )
+    api = Api(next(server), settings)
+    try:
+        stored = api.call(
+            "POST", "/v1/events", "/v1/events", content=_event().model_dump_json()
+        )
+        ready = api.call("GET", "/readyz", "/readyz")
+        broker.stop()
+        broker = start_broker(tmp_path / "broker", port)
+        create_topics(kafka, standard_topics(topics))
+
+        unconfirmed = api.call(
+            "POST", "/v1/events", "/v1/events", content=_event().model_dump_json()
+        )
+        unready = api.call("GET", "/readyz", "/readyz")
+    finally:
+        next(server, None)
+        producer.purge()
+        producer.flush(1.0)
+        broker.stop()
+
+    assert stored.status_code == 202
+    assert ready.status_code == 200
+    assert unconfirmed.status_code == 503
+    assert unready.status_code == 503
+    assert unready.json()["kafka"].startswith("the latest delivery to Kafka failed")
+    assert unready.json()["redis"] == "ok"
 
 
 def test_api_huge_body_dead_letters_prefix(
