@@ -27,19 +27,17 @@ Routes:
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import logging
 import re
-import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Annotated, Any, Literal
 
 import pydantic_core
 import redis
-from confluent_kafka import KafkaError, KafkaException, Message, Producer
+from confluent_kafka import KafkaException, Producer
 from fastapi import FastAPI, Path, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.openapi.utils import get_openapi
@@ -52,6 +50,7 @@ from schemas.events import ID_PATTERN, MAX_ID_LENGTH, Event
 from schemas.features import FeatureKeys
 from schemas.recommendations import Slate, Surface
 from schemas.validation import MAX_EVENT_BYTES, Rejection, parse_event
+from services.api.delivery import Deliveries, TopicCheck, unconfirmed
 from services.api.metrics import EVENTS_INGESTED, REQUEST_SECONDS, SLATE_READS
 from services.api.ondemand import OnDemandSlates
 from services.api.readiness import DeliveryOutcomes, Readiness, check_readiness
@@ -152,7 +151,7 @@ def create_app(
         clock: monotonic seconds, for the age of a failed delivery.
     """
     outcomes = DeliveryOutcomes(settings.readiness_failure_seconds, clock)
-    deliveries = _Deliveries(producer, outcomes)
+    deliveries = Deliveries(producer, outcomes)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -169,7 +168,7 @@ def create_app(
         lifespan=lifespan,
     )
     dead_letters = DeadLetterWriter(producer, settings.topics.dead_letters, "api")
-    topic_check = _TopicCheck(
+    topic_check = TopicCheck(
         producer, settings.topics.events, settings.readiness_timeout_seconds
     )
     # The first fatal producer error. Once there is one, /healthz fails so
@@ -325,7 +324,7 @@ def create_app(
                     status_code=503,
                     content={
                         "detail": f"the event is invalid ({result.message}) and "
-                        + _unconfirmed(
+                        + unconfirmed(
                             "its dead letter", exc, settings.ingest_timeout_seconds
                         )
                         + "; retry"
@@ -355,7 +354,7 @@ def create_app(
             return JSONResponse(
                 status_code=503,
                 content={
-                    "detail": _unconfirmed(
+                    "detail": unconfirmed(
                         "the event", exc, settings.ingest_timeout_seconds
                     )
                     + "; retry with the same event_id (duplicates are dropped)"
@@ -509,166 +508,6 @@ def _user_id_count(raw: bytes) -> int:
     return counts[-1] if counts else 0
 
 
-class _TopicCheck:
-    """A check that the events topic exists, repeated until the broker lists it.
-
-    The broker may store a write to a missing topic by creating it with its
-    default partition count, so an event is only produced once the topic is
-    known to exist. A topic seen once is not checked again.
-    """
-
-    def __init__(self, producer: Producer, topic: str, timeout_seconds: float) -> None:
-        self._producer = producer
-        self._topic = topic
-        self._timeout = timeout_seconds
-        self._is_known = False
-        self._pending: asyncio.Future[str | None] | None = None
-
-    # NOTE: a topic deleted while the API runs is not noticed, and the broker
-    # may acknowledge events written to it (README L-77 covers broker restarts).
-    async def problem(self) -> str | None:
-        """Return None when the topic exists, else why no event can be produced.
-
-        Requests that arrive while the metadata request is in flight wait
-        for that one request, so an unreachable broker blocks one worker
-        thread, not one per request.
-        """
-        if self._is_known:
-            return None
-        if self._pending is None or self._pending.done():
-            self._pending = asyncio.ensure_future(run_in_threadpool(self._fetch))
-        return await asyncio.shield(self._pending)
-
-    def _fetch(self) -> str | None:
-        try:
-            metadata = self._producer.list_topics(timeout=self._timeout)
-        except KafkaException as exc:
-            logger.warning("topic check failed topic=%s error=%s", self._topic, exc)
-            return (
-                f"the broker did not list its topics within {self._timeout:g} s "
-                f"({_kafka_reason(exc)}); retry"
-            )
-        topic = metadata.topics.get(self._topic)
-        self._is_known = topic is not None and topic.error is None
-        if self._is_known:
-            return None
-        return (
-            f"topic {self._topic!r} is missing; create it with "
-            "'cartwheel topics create', then retry"
-        )
-
-
-class _Deliveries:
-    """A producer front whose callers await delivery reports on the event loop.
-
-    A daemon thread serves the producer's delivery reports, and each report
-    settles the future of the request that produced its message. A request
-    waiting out a broker outage therefore blocks no worker thread, and the
-    slate reads keep theirs. A request that stops waiting leaves its message
-    with the producer, which may still deliver it. A client that then retries
-    with the same event id causes no double count, because the feature store
-    drops the repeat. Every outcome, a late report included, goes to
-    ``outcomes`` for readiness.
-    """
-
-    def __init__(self, producer: Producer, outcomes: DeliveryOutcomes) -> None:
-        self._producer = producer
-        self._outcomes = outcomes
-        self._lock = threading.Lock()
-        self._thread: threading.Thread | None = None
-        self._stopping = threading.Event()
-
-    def start(self) -> None:
-        """Start serving delivery reports; :meth:`deliver` also starts it."""
-        with self._lock:
-            if self._thread is None:
-                self._thread = threading.Thread(
-                    target=self._poll, name="api-delivery-reports", daemon=True
-                )
-                self._thread.start()
-
-    def stop(self) -> None:
-        """Stop serving delivery reports after the current poll."""
-        self._stopping.set()
-        if self._thread is not None:
-            self._thread.join(5.0)
-
-    async def deliver(
-        self, topic: str, key: bytes | None, value: bytes, timeout: float
-    ) -> Message:
-        """Produce one message and return it once the broker stored it.
-
-        Raises:
-            KafkaException: the delivery failed, or no report came within
-                ``timeout`` seconds (``_MSG_TIMED_OUT``).
-            BufferError: the producer's queue is full.
-        """
-        self.start()
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[Message] = loop.create_future()
-
-        def report(error: KafkaError | None, message: Message) -> None:
-            if error is None:
-                self._outcomes.record_success()
-            else:
-                self._outcomes.record_failure(error.str())
-            try:
-                loop.call_soon_threadsafe(_settle, future, error, message)
-            except RuntimeError:
-                pass  # the loop is closed, so no request waits for this report
-
-        try:
-            self._producer.produce(topic, key=key, value=value, on_delivery=report)
-        except BufferError:
-            self._outcomes.record_failure("the producer's queue is full")
-            raise
-        except KafkaException as exc:
-            self._outcomes.record_failure(_kafka_reason(exc))
-            raise
-        try:
-            return await asyncio.wait_for(future, timeout)
-        except TimeoutError:
-            self._outcomes.record_failure(f"not confirmed within {timeout:g} s")
-            raise KafkaException(KafkaError(KafkaError._MSG_TIMED_OUT)) from None
-
-    def _poll(self) -> None:
-        while not self._stopping.is_set():
-            try:
-                self._producer.poll(0.1)
-            except Exception as exc:
-                # confluent-kafka raises RuntimeError("... has been closed")
-                # once the producer is closed, and no report is left to serve.
-                if isinstance(exc, RuntimeError) and "closed" in str(exc):
-                    return
-                logger.exception("serving delivery reports failed")
-                time.sleep(0.1)
-
-
-def _kafka_reason(exc: KafkaException) -> str:
-    """Return the librdkafka error text of ``exc``, without its code."""
-    error = exc.args[0] if exc.args else exc
-    return error.str() if isinstance(error, KafkaError) else str(error)
-
-
-def _unconfirmed(
-    what: str, exc: KafkaException | BufferError, timeout_seconds: float
-) -> str:
-    """Describe a message that the broker did not acknowledge, for a 503 detail.
-
-    Only a full producer queue proves that the message was not sent. After a
-    timeout or a delivery error it may have been stored all the same.
-    """
-    if isinstance(exc, BufferError):
-        return f"the API's producer queue is full, so {what} was not sent"
-    error = exc.args[0] if exc.args else None
-    timeouts = (KafkaError._MSG_TIMED_OUT, KafkaError._TIMED_OUT)
-    if isinstance(error, KafkaError) and error.code() in timeouts:
-        reason = f"within {timeout_seconds:g} s"
-    else:
-        reason = f"({exc})"
-    return f"the broker did not confirm {what} {reason}, so it may or may not be stored"
-
-
 def _without_out_of_stock(
     raw: bytes | str, client: redis.Redis, keys: FeatureKeys
 ) -> bytes | str:
@@ -696,14 +535,3 @@ def _without_out_of_stock(
         for rank, entry in enumerate(in_stock, 1)
     ]
     return slate.model_copy(update={"items": items}).model_dump_json().encode()
-
-
-def _settle(
-    future: asyncio.Future[Message], error: KafkaError | None, message: Message
-) -> None:
-    if future.done():
-        return
-    if error is not None:
-        future.set_exception(KafkaException(error))
-    else:
-        future.set_result(message)
