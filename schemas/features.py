@@ -375,6 +375,15 @@ class FeatureKeys:
         """Hash of review id to item id, to find a review from its tombstone."""
         return f"{self.prefix}:{{g}}:review-items"
 
+    def catalog_loaded(self) -> str:
+        """Hash of ``<topic>:<partition>`` to the partition's catalog state.
+
+        The hash has no TTL, so it vanishes only with the rest of the data,
+        as after a FLUSHALL or a restart without persistence. The catalog
+        consumer then reads its partitions again from the start.
+        """
+        return f"{self.prefix}:{{g}}:catalog:loaded"
+
     def pattern(self) -> str:
         """Glob pattern matching every key under the prefix (for SCAN)."""
         return f"{self.prefix}:*"

@@ -7,5 +7,6 @@ The per-event feature updates run inside the hot-path consumer
 from __future__ import annotations
 
 from services.features.catalog import CatalogWriter, parse_catalog_key
+from services.features.marker import CatalogMarker
 
-__all__ = ["CatalogWriter", "parse_catalog_key"]
+__all__ = ["CatalogMarker", "CatalogWriter", "parse_catalog_key"]

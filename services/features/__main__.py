@@ -13,18 +13,14 @@ import redis
 from confluent_kafka import Consumer, Producer
 
 from services.common.entrypoint import parse_service_arguments, run_entry_point
-from services.common.kafka import (
-    TopicSpec,
-    consumer_config,
-    producer_config,
-    verify_topics,
-)
+from services.common.kafka import TopicSpec, producer_config, verify_topics
 from services.common.lifecycle import serve_metrics, stop_on_signals
 from services.common.logging import configure_logging
 from services.common.redis_check import verify_redis
 from services.common.settings import load_settings, masked_settings
 from services.features.catalog import CatalogWriter
-from services.features.consumer import CatalogConsumer
+from services.features.consumer import CatalogConsumer, catalog_consumer_config
+from services.features.marker import CatalogMarker
 from services.features.settings import CatalogSettings
 
 __all__ = ["main", "run"]
@@ -49,13 +45,17 @@ def run(settings: CatalogSettings) -> None:
     writer = CatalogWriter(
         client, settings.redis.key_prefix, settings.catalog_ttl_seconds
     )
+    marker = CatalogMarker(
+        client, settings.redis.key_prefix, topics.catalog, settings.group_id
+    )
     consumer = CatalogConsumer(
         settings,
-        Consumer(consumer_config(settings.kafka, settings.group_id)),
+        Consumer(catalog_consumer_config(settings)),
         # The consumer polls its dead-letter producer on every batch and every
         # idle poll, so librdkafka's lines can go to the logger.
         Producer(producer_config(settings.kafka, is_polled_steadily=True)),
         writer,
+        marker,
     )
 
     stop_on_signals(consumer.stop)

@@ -16,16 +16,28 @@ the broker is down the batch is retried with exponential backoff and nothing
 is committed. Each outage is logged in a few lines (see
 :mod:`services.common.outage`), while
 ``cartwheel_features_catalog_retries_total`` counts every attempt.
+
+Lost Redis data: the committed offsets are valid only while Redis still
+contains the records stored before them. A marker in Redis
+(:mod:`services.features.marker`) records which partitions Redis contains in
+full. A partition without it is read again from the start of the topic, when
+it is assigned or at the check every ``catalog_reload_check_seconds``. Its
+marker entry is set once librdkafka reports the partition's end after a
+committed batch. A re-read sends the invalid records to the dead-letter topic
+again.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Collection, Sequence
+from typing import Any
 
 import redis
 from confluent_kafka import (
+    OFFSET_BEGINNING,
     Consumer,
     KafkaError,
     KafkaException,
@@ -37,14 +49,15 @@ from confluent_kafka import (
 from schemas.validation import Rejection
 from services.common.deadletters import DeadLetterWriter
 from services.common.errors import DeadLetterDeliveryError
-from services.common.kafka import consume_available
+from services.common.kafka import consume_available, consumer_config
 from services.common.outage import OutageLog
 from services.features import metrics
 from services.features.catalog import CatalogWriter, parse_catalog_key
 from services.features.errors import CatalogRecordError
+from services.features.marker import CatalogMarker, PartitionState
 from services.features.settings import CatalogSettings
 
-__all__ = ["CatalogConsumer"]
+__all__ = ["CatalogConsumer", "catalog_consumer_config"]
 
 logger = logging.getLogger(__name__)
 
@@ -55,16 +68,32 @@ _FIRST_BACKOFF_SECONDS = 0.2
 _KAFKA_ERRORS = (KafkaException, DeadLetterDeliveryError, BufferError)
 
 
+def catalog_consumer_config(settings: CatalogSettings) -> dict[str, Any]:
+    """Return the librdkafka settings of the catalog consumer's group member."""
+    return {
+        **consumer_config(settings.kafka, settings.group_id),
+        # A partition read again is complete when librdkafka reports its end.
+        # The end offsets that the local Tansu broker returns can be too low.
+        "enable.partition.eof": True,
+    }
+
+
 class CatalogConsumer:
     """Consumes the ``catalog`` topic in batches and stores the records.
 
     Args:
         settings: the catalog consumer's settings.
-        consumer: a confluent-kafka consumer with manual commits.
+        consumer: a confluent-kafka consumer with manual commits and
+            ``enable.partition.eof`` on, as :func:`catalog_consumer_config`
+            configures it. Without partition ends, a partition read again is
+            never marked as loaded, so each restart reads it again.
         producer: the producer for dead letters. It is polled at every
             call of :meth:`poll_once`, so its config may route librdkafka's
             log lines to a logger.
         writer: stores the records in Redis.
+        marker: the Redis entries that record which partitions Redis
+            contains in full.
+        clock: monotonic seconds, which time the marker checks.
     """
 
     def __init__(
@@ -73,12 +102,17 @@ class CatalogConsumer:
         consumer: Consumer,
         producer: Producer,
         writer: CatalogWriter,
+        marker: CatalogMarker,
+        *,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._settings = settings
         self._topic = settings.topics.catalog
         self._consumer = consumer
         self._producer = producer
         self._writer = writer
+        self._marker = marker
+        self._clock = clock
         self._dead_letters = DeadLetterWriter(
             producer, settings.topics.dead_letters, _SERVICE
         )
@@ -87,10 +121,26 @@ class CatalogConsumer:
             "redis": OutageLog(logger, "redis", "catalog batch"),
             "kafka": OutageLog(logger, "kafka", "catalog batch"),
         }
+        self._marker_outage = OutageLog(logger, "redis", "catalog marker update")
+        self._assigned: set[int] = set()
+        # Partitions sought to their start whose end has not been committed.
+        self._reloading: set[int] = set()
+        # Partitions read to their end whose marker entry is still to write.
+        self._ended: set[int] = set()
+        self._next_check = clock() + settings.catalog_reload_check_seconds
+
+    def subscribe(self) -> None:
+        """Join the consumer group on the catalog topic, with rebalance callbacks."""
+        self._consumer.subscribe(
+            [self._topic],
+            on_assign=self._on_assign,
+            on_revoke=self._on_revoke,
+            on_lost=self._on_lost,
+        )
 
     def run(self) -> None:
         """Subscribe and store records until :meth:`stop` is called."""
-        self._consumer.subscribe([self._topic])
+        self.subscribe()
         logger.info("catalog consumer started topic=%s", self._topic)
         try:
             while not self._stopping.is_set():
@@ -109,17 +159,22 @@ class CatalogConsumer:
         # Log lines of librdkafka reach the logger only when the producer is
         # polled, and an idle consumer sends no dead letters.
         self._producer.poll(0)
-        messages = [
-            message
-            for message in consume_available(
-                self._consumer,
-                self._settings.batch_size,
-                self._settings.poll_timeout_seconds,
-            )
-            if not _is_error(message, self._topic)
-        ]
-        if not messages:
-            return 0
+        batch = consume_available(
+            self._consumer,
+            self._settings.batch_size,
+            self._settings.poll_timeout_seconds,
+        )
+        messages = [m for m in batch if not _is_error(m, self._topic)]
+        if messages and not self._store_and_commit(messages):
+            return len(messages)
+        self._ended |= self._reloading & {
+            m.partition() or 0 for m in batch if _is_partition_end(m)
+        }
+        self._update_marker()
+        return len(messages)
+
+    def _store_and_commit(self, messages: Sequence[Message]) -> bool:
+        """Store and commit a batch, retrying until done or stopped."""
         delay = _FIRST_BACKOFF_SECONDS
         while not self._stopping.is_set():
             try:
@@ -132,7 +187,7 @@ class CatalogConsumer:
                 )
                 for outage in self._outages.values():
                     outage.recovered()
-                return len(messages)
+                return True
             except (redis.exceptions.RedisError, *_KAFKA_ERRORS) as exc:
                 cause = (
                     "redis" if isinstance(exc, redis.exceptions.RedisError) else "kafka"
@@ -141,7 +196,7 @@ class CatalogConsumer:
                 metrics.CATALOG_RETRIES.inc()
             self._stopping.wait(delay)
             delay = min(delay * 2, self._settings.retry_max_seconds)
-        return len(messages)
+        return False
 
     def _store(self, messages: Sequence[Message]) -> None:
         for message in messages:
@@ -166,6 +221,147 @@ class CatalogConsumer:
             source_offset=message.offset() or 0,
         )
 
+    def _update_marker(self) -> None:
+        """Mark the partitions read to their end, and check the marker when due."""
+        now = self._clock()
+        is_due = now >= self._next_check
+        if is_due:
+            self._next_check = now + self._settings.catalog_reload_check_seconds
+        elif not self._ended:
+            return
+        try:
+            if self._ended:
+                self._finish_reload()
+            if is_due:
+                self._check_marker()
+        except redis.exceptions.RedisError as exc:
+            # Partitions read to their end are marked at the next poll. Lost
+            # partitions are found at the next check.
+            if self._ended:
+                retry_in = self._settings.poll_timeout_seconds
+            else:
+                retry_in = self._next_check - now
+            self._marker_outage.failed(exc, retry_in)
+            return
+        self._marker_outage.recovered()
+
+    def _finish_reload(self) -> None:
+        vanished = self._marker.finish(self._ended)
+        loaded = self._ended - vanished
+        self._reloading -= self._ended
+        self._ended = set()
+        if loaded:
+            logger.info(
+                "catalog partitions read again to their end topic=%s "
+                "partitions=%s group=%s",
+                self._topic,
+                sorted(loaded),
+                self._settings.group_id,
+            )
+        if vanished:
+            self._seek_to_start(vanished)
+
+    def _check_marker(self) -> None:
+        states = self._marker.states(self._assigned)
+        lost = {
+            partition
+            for partition in self._assigned
+            if _needs_reload(states.get(partition), partition in self._reloading)
+        }
+        if lost:
+            self._seek_to_start(lost)
+
+    def _seek_to_start(self, partitions: set[int]) -> None:
+        """Seek partitions to their start and mark those sought as reloading."""
+        sought = set()
+        for partition in sorted(partitions):
+            try:
+                self._consumer.seek(
+                    TopicPartition(self._topic, partition, OFFSET_BEGINNING)
+                )
+            except KafkaException as exc:
+                # The next check finds the partition still lost and seeks again.
+                logger.warning(
+                    "catalog seek failed topic=%s partition=%s error=%s",
+                    self._topic,
+                    partition,
+                    exc,
+                )
+                continue
+            sought.add(partition)
+        if sought:
+            self._start_reload(sought)
+
+    def _start_reload(self, partitions: set[int]) -> None:
+        # A partition sought whose entry is not written is not yet counted as
+        # reloading, so the next check seeks it again.
+        self._marker.start(partitions)
+        self._reloading |= partitions
+        self._ended -= partitions
+        metrics.CATALOG_RELOADS.inc()
+        logger.warning(
+            "redis has no catalog, reading the topic again from the start "
+            "topic=%s partitions=%s group=%s",
+            self._topic,
+            sorted(partitions),
+            self._settings.group_id,
+        )
+
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        numbers = {tp.partition for tp in partitions}
+        self._assigned |= numbers
+        logger.info(
+            "partitions assigned topic=%s partitions=%s group=%s",
+            self._topic,
+            sorted(numbers),
+            self._settings.group_id,
+        )
+        try:
+            states = self._marker.states(numbers)
+            lost = {p for p in numbers if states.get(p) != PartitionState.LOADED}
+            if lost:
+                self._start_reload(lost)
+        except redis.exceptions.RedisError as exc:
+            # The committed offsets stand until a check can read the marker.
+            self._next_check = self._clock()
+            self._marker_outage.failed(exc, self._settings.poll_timeout_seconds)
+            lost = set()
+        for tp in partitions:
+            if tp.partition in lost:
+                tp.offset = OFFSET_BEGINNING
+        consumer.assign(partitions)
+
+    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self._forget(partitions)
+        logger.info(
+            "partitions revoked topic=%s partitions=%s group=%s",
+            self._topic,
+            [tp.partition for tp in partitions],
+            self._settings.group_id,
+        )
+
+    def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self._forget(partitions)
+        logger.warning(
+            "partitions lost topic=%s partitions=%s group=%s",
+            self._topic,
+            [tp.partition for tp in partitions],
+            self._settings.group_id,
+        )
+
+    def _forget(self, partitions: Collection[TopicPartition]) -> None:
+        numbers = {tp.partition for tp in partitions}
+        self._assigned -= numbers
+        self._reloading -= numbers
+        self._ended -= numbers
+
+
+def _needs_reload(state: PartitionState | None, is_reloading: bool) -> bool:
+    """Return whether Redis lacks a partition that this consumer is not reloading."""
+    if state is PartitionState.LOADED:
+        return False
+    return not (state is PartitionState.LOADING and is_reloading)
+
 
 def _next_offsets(messages: Sequence[Message]) -> list[TopicPartition]:
     """Return the offset after the last message of each partition."""
@@ -177,6 +373,11 @@ def _next_offsets(messages: Sequence[Message]) -> list[TopicPartition]:
         TopicPartition(topic, partition, offset)
         for (topic, partition), offset in sorted(offsets.items())
     ]
+
+
+def _is_partition_end(message: Message) -> bool:
+    error = message.error()
+    return error is not None and error.code() == KafkaError._PARTITION_EOF
 
 
 def _is_error(message: Message, topic: str) -> bool:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from prometheus_client import Counter
 
-__all__ = ["CATALOG_RECORDS", "CATALOG_RETRIES"]
+__all__ = ["CATALOG_RECORDS", "CATALOG_RELOADS", "CATALOG_RETRIES"]
 
 CATALOG_RECORDS = Counter(
     "cartwheel_features_catalog_records_total",
@@ -18,4 +18,9 @@ CATALOG_RECORDS = Counter(
 CATALOG_RETRIES = Counter(
     "cartwheel_features_catalog_retries_total",
     "Catalog batches retried because Redis or the broker failed",
+)
+CATALOG_RELOADS = Counter(
+    "cartwheel_features_catalog_reloads_total",
+    "Times a catalog consumer read its partitions again from the start because "
+    "Redis had lost them",
 )

@@ -50,6 +50,13 @@ class CatalogSettings(PlainIntegers, BaseSettings):
         ge=3600,
         description="lifetime of a catalog record after its last update or event",
     )
+    catalog_reload_check_seconds: float = Field(
+        default=30.0,
+        gt=0.0,
+        le=3600.0,
+        description="seconds between checks of the catalog marker in Redis; "
+        "partitions without it are read again from the start of the topic",
+    )
     retry_max_seconds: float = Field(
         default=5.0,
         gt=0.0,

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,13 +15,17 @@ import redis
 from confluent_kafka import Consumer, Producer
 
 from schemas.catalog import ItemRecord, PromotionRecord, ReviewRecord
+from schemas.features import FeatureKeys
 from services.common.kafka import consumer_config, producer_config
 from services.common.redis_features import FeatureStore
 from services.common.settings import KafkaSettings, RedisSettings, TopicSettings
+from services.features import metrics
 from services.features.catalog import CatalogWriter
-from services.features.consumer import CatalogConsumer
+from services.features.consumer import CatalogConsumer, catalog_consumer_config
 from services.features.errors import CatalogKeyError, CatalogRecordError
+from services.features.marker import CatalogMarker, PartitionState
 from services.features.settings import CatalogSettings
+from services.infra import find_free_port, start_redis
 
 pytestmark = pytest.mark.integration
 
@@ -203,13 +209,8 @@ def test_catalog_consumer_dead_letters_bad_records(
         topics.catalog, key=b"promotion:p", value=json.dumps(backwards).encode()
     )
     producer.flush(10)
-    consumer = CatalogConsumer(
-        settings,
-        Consumer(consumer_config(kafka_settings, settings.group_id)),
-        producer,
-        CatalogWriter(redis_client, redis_settings.key_prefix),
-    )
-    consumer._consumer.subscribe([topics.catalog])
+    consumer = catalog_consumer(settings, redis_client, producer)
+    consumer.subscribe()
 
     deadline = time.monotonic() + 30
     handled = 0
@@ -233,6 +234,7 @@ def test_catalog_consumer_dead_letters_bad_records(
         "field 'price' has value 'abc'; expected a finite number from 0 to 1e9, or null"
     )
     consumer._consumer.close()
+    producer.close()
 
 
 def read_all(kafka: KafkaSettings, topic: str, count: int) -> list[dict[str, Any]]:
@@ -246,3 +248,256 @@ def read_all(kafka: KafkaSettings, topic: str, count: int) -> list[dict[str, Any
                 values.append(json.loads(message.value()))
     reader.close()
     return values
+
+
+def catalog_consumer(
+    settings: CatalogSettings, client: redis.Redis, producer: Producer
+) -> CatalogConsumer:
+    prefix = settings.redis.key_prefix
+    return CatalogConsumer(
+        settings,
+        Consumer(catalog_consumer_config(settings)),
+        producer,
+        CatalogWriter(client, prefix),
+        CatalogMarker(client, prefix, settings.topics.catalog, settings.group_id),
+    )
+
+
+@pytest.fixture
+def flushable_redis_url(tmp_path: Path) -> Iterator[str]:
+    """The URL of a redis-server of this test's own, which it may FLUSHALL."""
+    server = start_redis(tmp_path, find_free_port())
+    yield f"redis://{server.address}/0"
+    server.stop()
+
+
+@pytest.fixture
+def flushable_redis(flushable_redis_url: str) -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(flushable_redis_url)
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def make_reload_settings(
+    kafka_settings: KafkaSettings,
+    flushable_redis_url: str,
+    make_topic: Callable[..., str],
+    unique_name: Callable[[str], str],
+) -> Callable[[int], CatalogSettings]:
+    """Return a factory of settings on a fresh catalog topic and consumer group."""
+
+    def make(partitions: int) -> CatalogSettings:
+        topics = TopicSettings(
+            catalog=make_topic("catalog", partitions, is_compacted=True),
+            dead_letters=make_topic("dlq", 1),
+            partitions=partitions,
+        )
+        return CatalogSettings(
+            kafka=kafka_settings,
+            redis=RedisSettings(url=flushable_redis_url, key_prefix="cw"),
+            topics=topics,
+            group_id=unique_name("catalog"),
+            poll_timeout_seconds=0.2,
+            catalog_reload_check_seconds=0.2,
+        )
+
+    return make
+
+
+@pytest.fixture
+def make_catalog_consumer(
+    flushable_redis: redis.Redis,
+) -> Iterator[Callable[[CatalogSettings], CatalogConsumer]]:
+    """Return a factory of catalog consumers that are closed when the test ends.
+
+    Each consumer stays alive through its rebalance callbacks, so its clients
+    would otherwise outlive the test and the broker.
+    """
+    made: list[tuple[CatalogConsumer, Producer]] = []
+
+    def make(settings: CatalogSettings) -> CatalogConsumer:
+        producer = Producer(producer_config(settings.kafka))
+        made.append((catalog_consumer(settings, flushable_redis, producer), producer))
+        return made[-1][0]
+
+    yield make
+    for consumer, producer in made:
+        consumer._consumer.close()
+        producer.close()
+
+
+@pytest.fixture
+def run_in_thread(
+    make_catalog_consumer: Callable[[CatalogSettings], CatalogConsumer],
+) -> Iterator[Callable[[CatalogConsumer], None]]:
+    """Return a function that runs a consumer in a thread until the test ends.
+
+    It depends on ``make_catalog_consumer`` so that the threads stop before
+    that fixture closes the consumers.
+    """
+    running: list[tuple[CatalogConsumer, threading.Thread]] = []
+
+    def start(consumer: CatalogConsumer) -> None:
+        thread = threading.Thread(target=consumer.run, daemon=True)
+        thread.start()
+        running.append((consumer, thread))
+
+    yield start
+    for consumer, _ in running:
+        consumer.stop()
+    for _, thread in running:
+        thread.join(30)
+
+
+def publish_catalog(settings: CatalogSettings) -> None:
+    """Publish items, promotions, reviews, an update and a tombstone."""
+    producer = Producer(producer_config(settings.kafka))
+    records: list[ItemRecord | PromotionRecord | ReviewRecord] = [
+        item(f"i{n}", category_id=f"c{n % 3}", price=float(n), stock=n)
+        for n in range(24)
+    ]
+    records += [promotion(f"p{n}", 0, 100 + n) for n in range(3)]
+    records += [review(f"r{n}", f"i{n % 4}", 1 + n % 5) for n in range(8)]
+    records.append(item("i0", brand="renamed", price=2.5))
+    for record in records:
+        key = f"{record.record_type}:{record_id(record)}"
+        producer.produce(
+            settings.topics.catalog, key=key, value=record.model_dump_json()
+        )
+    producer.produce(settings.topics.catalog, key=b"review:r7", value=None)
+    producer.flush(10)
+
+
+def record_id(record: ItemRecord | PromotionRecord | ReviewRecord) -> str:
+    if isinstance(record, ItemRecord):
+        return record.item_id
+    if isinstance(record, PromotionRecord):
+        return record.promotion_id
+    return record.review_id
+
+
+def catalog_in_redis(client: redis.Redis, settings: CatalogSettings) -> dict[str, Any]:
+    """Return every key under the prefix but the marker, with its fields."""
+    marker_key = FeatureKeys(settings.redis.key_prefix).catalog_loaded()
+    return {
+        key: client.hgetall(key)
+        for key in client.scan_iter(f"{settings.redis.key_prefix}:*")
+        if key.decode() != marker_key
+    }
+
+
+def loaded_partitions(client: redis.Redis, settings: CatalogSettings) -> set[int]:
+    prefix = settings.redis.key_prefix
+    marker = CatalogMarker(client, prefix, settings.topics.catalog, settings.group_id)
+    states = marker.states(range(settings.topics.partitions))
+    return {p for p, state in states.items() if state is PartitionState.LOADED}
+
+
+def wait_for(
+    is_done: Callable[[], bool],
+    poll: Callable[[], object] = lambda: time.sleep(0.05),
+    seconds: float = 60,
+) -> None:
+    """Call ``poll`` until ``is_done`` holds; fail after a generous deadline."""
+    deadline = time.monotonic() + seconds
+    while not is_done():
+        assert time.monotonic() < deadline, "the condition did not hold in time"
+        poll()
+
+
+def load(
+    consumer: CatalogConsumer, client: redis.Redis, settings: CatalogSettings
+) -> dict[str, Any]:
+    """Poll until every partition is loaded; return the catalog in Redis."""
+    every_partition = set(range(settings.topics.partitions))
+    wait_for(
+        lambda: loaded_partitions(client, settings) == every_partition,
+        consumer.poll_once,
+    )
+    return catalog_in_redis(client, settings)
+
+
+def test_catalog_consumer_restores_catalog_after_flushall_while_running(
+    make_reload_settings: Callable[[int], CatalogSettings],
+    make_catalog_consumer: Callable[[CatalogSettings], CatalogConsumer],
+    flushable_redis: redis.Redis,
+) -> None:
+    settings = make_reload_settings(3)
+    publish_catalog(settings)
+    consumer = make_catalog_consumer(settings)
+    consumer.subscribe()
+    loaded = load(consumer, flushable_redis, settings)
+    reloads_before = metrics.CATALOG_RELOADS._value.get()
+
+    flushable_redis.flushall()
+    wait_for(
+        lambda: catalog_in_redis(flushable_redis, settings) == loaded,
+        consumer.poll_once,
+    )
+    restored = load(consumer, flushable_redis, settings)
+
+    assert len(loaded) == 24 + 1 + 4 + 1
+    assert restored == loaded
+    assert metrics.CATALOG_RELOADS._value.get() == reloads_before + 1
+
+
+def test_catalog_consumer_restores_catalog_after_flushall_and_restart(
+    make_reload_settings: Callable[[int], CatalogSettings],
+    make_catalog_consumer: Callable[[CatalogSettings], CatalogConsumer],
+    flushable_redis: redis.Redis,
+) -> None:
+    settings = make_reload_settings(3)
+    publish_catalog(settings)
+    first = make_catalog_consumer(settings)
+    first.subscribe()
+    loaded = load(first, flushable_redis, settings)
+    first._consumer.close()
+
+    flushable_redis.flushall()
+    second = make_catalog_consumer(settings)
+    second.subscribe()
+    restored = load(second, flushable_redis, settings)
+
+    assert restored == loaded
+
+
+def test_catalog_consumer_marks_empty_topic_loaded_once(
+    make_reload_settings: Callable[[int], CatalogSettings],
+    make_catalog_consumer: Callable[[CatalogSettings], CatalogConsumer],
+    flushable_redis: redis.Redis,
+) -> None:
+    settings = make_reload_settings(2)
+    consumer = make_catalog_consumer(settings)
+    consumer.subscribe()
+    load(consumer, flushable_redis, settings)
+    reloads_before = metrics.CATALOG_RELOADS._value.get()
+
+    # Each poll waits the poll timeout, so these span several checks.
+    for _ in range(5):
+        consumer.poll_once()
+
+    assert loaded_partitions(flushable_redis, settings) == {0, 1}
+    assert metrics.CATALOG_RELOADS._value.get() == reloads_before
+
+
+def test_catalog_consumers_in_one_group_restore_flushed_catalog(
+    make_reload_settings: Callable[[int], CatalogSettings],
+    make_catalog_consumer: Callable[[CatalogSettings], CatalogConsumer],
+    run_in_thread: Callable[[CatalogConsumer], None],
+    flushable_redis: redis.Redis,
+) -> None:
+    settings = make_reload_settings(4)
+    publish_catalog(settings)
+    consumers = [make_catalog_consumer(settings) for _ in range(2)]
+    for consumer in consumers:
+        run_in_thread(consumer)
+    wait_for(lambda: all(c._consumer.assignment() for c in consumers))
+    wait_for(lambda: loaded_partitions(flushable_redis, settings) == {0, 1, 2, 3})
+    loaded = catalog_in_redis(flushable_redis, settings)
+
+    flushable_redis.flushall()
+    wait_for(lambda: catalog_in_redis(flushable_redis, settings) == loaded)
+    wait_for(lambda: loaded_partitions(flushable_redis, settings) == {0, 1, 2, 3})
+
+    assert catalog_in_redis(flushable_redis, settings) == loaded

@@ -6,6 +6,7 @@ import logging
 from collections.abc import Iterator
 
 import pytest
+import redis
 from confluent_kafka import Consumer, Producer, TopicPartition
 
 from schemas.deadletters import RejectionReason
@@ -14,12 +15,20 @@ from services.common.errors import DeadLetterDeliveryError
 from services.common.kafka import consumer_config, producer_config
 from services.features import consumer as consumer_module
 from services.features.consumer import CatalogConsumer
+from services.features.marker import CatalogMarker
 from services.features.settings import CatalogSettings
+from services.infra import find_free_port
 from tests.librdkafka_logs import (
     RAW_LIBRDKAFKA_LINE,
     poll_until_producer_logs,
     unreachable_kafka,
 )
+
+
+def unreachable_marker() -> CatalogMarker:
+    """Return a marker on a loopback port where no Redis listens."""
+    client = redis.Redis(port=find_free_port())
+    return CatalogMarker(client, "cw", "catalog", "catalog-test")
 
 
 @pytest.fixture
@@ -28,7 +37,13 @@ def catalog_consumer() -> Iterator[CatalogConsumer]:
     settings = CatalogSettings(kafka=kafka, poll_timeout_seconds=0.1)
     consumer = Consumer(consumer_config(kafka, "catalog-test"))
     producer = Producer(producer_config(kafka, is_polled_steadily=True))
-    yield CatalogConsumer(settings, consumer, producer, writer=None)  # type: ignore[arg-type]
+    yield CatalogConsumer(
+        settings,
+        consumer,
+        producer,
+        writer=None,  # type: ignore[arg-type]
+        marker=unreachable_marker(),
+    )
     consumer.close()
 
 
@@ -102,7 +117,13 @@ def test_failed_dead_letter_retries_batch(
     settings = CatalogSettings(kafka=unreachable_kafka(), poll_timeout_seconds=0.1)
     commits = _CommitLog()
     producer = Producer(producer_config(settings.kafka, is_polled_steadily=True))
-    catalog = CatalogConsumer(settings, commits, producer, writer=None)  # type: ignore[arg-type]
+    catalog = CatalogConsumer(
+        settings,
+        commits,  # type: ignore[arg-type]
+        producer,
+        writer=None,  # type: ignore[arg-type]
+        marker=unreachable_marker(),
+    )
     dead_letters = _FlakyDeadLetters()
     monkeypatch.setattr(catalog, "_dead_letters", dead_letters)
     monkeypatch.setattr(consumer_module, "_FIRST_BACKOFF_SECONDS", 0.0)
