@@ -57,8 +57,7 @@ class _StagesInOrder:
             stage.process(batch)
 
     def close(self) -> None:
-        for stage in reversed(self._stages):
-            stage.close()
+        _close_in_reverse(self._stages)
 
     def start(self) -> None:
         for stage in self._stages:
@@ -87,6 +86,21 @@ class _StagesInOrder:
                     "stage failed to prepare assigned partitions stage=%s",
                     stage.name,
                 )
+
+
+def _close_in_reverse(stages: Sequence[Stage]) -> None:
+    """Close the last stage first, and every earlier one even when a close fails.
+
+    The learning stage then still writes its checkpoint when the scoring
+    stage cannot deliver its last slates. A failure is raised after the
+    earlier stages closed; a later failure carries it as its context.
+    """
+    if not stages:
+        return
+    try:
+        stages[-1].close()
+    finally:
+        _close_in_reverse(stages[:-1])
 
 
 def build_scoring(

@@ -3,6 +3,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, cast
 
+import pytest
+
 from services.hotpath.stages import AppliedEvent
 from services.scorer.factory import _StagesInOrder
 from services.scorer.protocols import Ranker
@@ -25,6 +27,12 @@ class RecordingStage:
 
     def assigned(self, resume_offsets: Mapping[int, int]) -> None:
         self._log.append(f"assigned {self.name} {dict(resume_offsets)}")
+
+
+class FailingCloseStage(RecordingStage):
+    def close(self) -> None:
+        super().close()
+        raise RuntimeError(f"{self.name} close failed")
 
 
 class FailingAssignedStage(RecordingStage):
@@ -60,6 +68,30 @@ def test_stages_in_order_process_in_order_and_close_in_reverse() -> None:
         "close scoring",
         "close learning",
     ]
+
+
+def test_stages_in_order_close_earlier_stages_when_a_close_fails() -> None:
+    log: list[str] = []
+    combined = _StagesInOrder(
+        [RecordingStage("learning", log), FailingCloseStage("scoring", log)]
+    )
+
+    with pytest.raises(RuntimeError, match="scoring close failed"):
+        combined.close()
+
+    assert log == ["close scoring", "close learning"]
+
+
+def test_stages_in_order_raise_later_close_failure_with_earlier_as_context() -> None:
+    log: list[str] = []
+    combined = _StagesInOrder(
+        [FailingCloseStage("learning", log), FailingCloseStage("scoring", log)]
+    )
+
+    with pytest.raises(RuntimeError, match="learning close failed") as failure:
+        combined.close()
+
+    assert str(failure.value.__context__) == "scoring close failed"
 
 
 def test_stages_in_order_start_in_order() -> None:
