@@ -30,6 +30,7 @@ from schemas.validation import Rejection
 from services.common.errors import DeadLetterDeliveryError
 from services.common.kafka import raise_if_fatal
 from services.common.logging import RepeatFilter
+from services.common.stop_request import StopRequest, flush_while_reachable
 
 __all__ = ["DEAD_LETTERS", "DeadLetterWriter"]
 
@@ -76,6 +77,8 @@ class DeadLetterWriter:
         service: the name of the rejecting service, stored in each dead letter
             and used as a metric label.
         clock: returns the current UTC time; tests inject a fixed one.
+        stop: the caller's stop request. Once it is set and the broker is
+            gone, :meth:`flush` gives up. None waits the whole timeout.
 
     Example::
 
@@ -100,11 +103,13 @@ class DeadLetterWriter:
         service: str,
         *,
         clock: Callable[[], datetime] = _utc_now,
+        stop: StopRequest | None = None,
     ) -> None:
         self._producer = producer
         self._topic = topic
         self._service = service
         self._clock = clock
+        self._stop = stop
         self._failures: list[str] = []
 
     def send(
@@ -200,8 +205,10 @@ class DeadLetterWriter:
             DeadLetterDeliveryError: when a dead letter failed or is still
                 queued after ``timeout_seconds``; the source offsets must then
                 not be committed.
+            BrokerGoneError: the writer's stop request was set and no broker
+                accepted connections while messages were queued.
         """
-        remaining = self._producer.flush(timeout_seconds)
+        remaining = flush_while_reachable(self._producer, timeout_seconds, self._stop)
         failures, self._failures = self._failures, []
         if failures:
             raise DeadLetterDeliveryError(

@@ -5,7 +5,8 @@
     CartwheelError
     ├── InvalidSettingsError      an environment variable contains an invalid value
     ├── InfrastructureError       a broker or redis-server cannot be started or reached
-    │   └── BrokerUnreachableError    no Kafka broker responded at the bootstrap address
+    │   ├── BrokerUnreachableError    no Kafka broker responded at the bootstrap address
+    │   └── BrokerGoneError           a stopping service gave up waiting for a broker
     ├── TopicMissingError         a topic is missing or has the wrong partition count
     ├── DeadLetterDeliveryError   a dead letter could not be delivered
     ├── InvalidEventError         an event refused by the producer library
@@ -18,6 +19,7 @@ from schemas.errors import CartwheelError
 from schemas.validation import Rejection
 
 __all__ = [
+    "BrokerGoneError",
     "BrokerUnreachableError",
     "CartwheelError",
     "DeadLetterDeliveryError",
@@ -39,6 +41,15 @@ class InfrastructureError(CartwheelError):
 
 class BrokerUnreachableError(InfrastructureError):
     """Raised when no Kafka broker responds at the bootstrap address in time."""
+
+
+class BrokerGoneError(InfrastructureError):
+    """Raised when a stopping service gives up a wait because the broker is gone.
+
+    No bootstrap server accepted a TCP connection, so the messages still
+    queued were not delivered, and the offsets they belong to must not be
+    committed.
+    """
 
 
 class TopicMissingError(CartwheelError):

@@ -36,6 +36,7 @@ __all__ = [
     "require_listener",
     "producer_config",
     "raise_if_fatal",
+    "refuses_connections",
     "standard_topics",
     "tls_rejection_error",
     "unresponsive_broker_error",
@@ -307,7 +308,7 @@ def require_listener(kafka: KafkaSettings) -> None:
     with a full accept queue, a lost SYN or a DNS record not yet published
     looks the same.
     """
-    if all(_refuses_connection(endpoint) for endpoint in kafka.bootstrap.split(",")):
+    if refuses_connections(kafka):
         raise BrokerUnreachableError(
             f"no Kafka broker listens at {kafka.bootstrap}; start one with "
             "'cartwheel infra up' or set CARTWHEEL_KAFKA_BOOTSTRAP"
@@ -365,6 +366,16 @@ def is_listening(endpoint: str, timeout_seconds: float = 1.0) -> bool:
             return True
     except (OSError, ValueError):
         return False
+
+
+def refuses_connections(kafka: KafkaSettings) -> bool:
+    """Return True when every bootstrap address refuses a TCP connection.
+
+    Nothing listens at an address that refuses, as after its broker stopped.
+    A connect that times out or a name that does not resolve is not a
+    refusal (see :func:`require_listener`).
+    """
+    return all(_refuses_connection(endpoint) for endpoint in kafka.bootstrap.split(","))
 
 
 def _refuses_connection(endpoint: str, timeout_seconds: float = 1.0) -> bool:

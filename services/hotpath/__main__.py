@@ -1,7 +1,8 @@
 """Run the hot path: ``python -m services.hotpath``.
 
 Load settings, configure logging, serve /metrics, then consume until SIGINT or
-SIGTERM, which finish the current batch before the process exits.
+SIGTERM, which finish the current batch before the process exits. A broker
+that has stopped is not waited for (see :mod:`services.hotpath.consumer`).
 """
 
 from __future__ import annotations

@@ -23,13 +23,20 @@ a few lines (see :mod:`services.common.outage`), while
 which the code itself fails ``stage_attempts`` times goes to the dead-letter
 topic as ``processing_failed``, so one such event does not stop its
 partitions.
+
+Stopping: SIGTERM or SIGINT lets the current batch finish, flush and commit.
+When the broker has stopped too, as when a killed ``cartwheel demo`` takes
+its broker down with its services, every wait on it gives up once no
+bootstrap server accepts a TCP connection (see
+:mod:`services.common.stop_request`): the batch's slates, dead letters and
+training examples, and the final commit. One WARNING line states that
+offsets were not committed, so the next consumer reads those events again.
 """
 
 from __future__ import annotations
 
 import logging
 import re
-import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -50,7 +57,7 @@ from schemas.events import Event
 from schemas.training import TrainingExample
 from schemas.validation import Rejection, parse_event
 from services.common.deadletters import DeadLetterWriter
-from services.common.errors import DeadLetterDeliveryError
+from services.common.errors import BrokerGoneError, DeadLetterDeliveryError
 from services.common.kafka import consume_available, is_fatal, raise_if_fatal
 from services.common.logging import RepeatFilter
 from services.common.outage import OutageLog
@@ -60,6 +67,7 @@ from services.common.redis_features import (
     EventStatus,
     FeatureStore,
 )
+from services.common.stop_request import StopRequest, flush_while_reachable
 from services.hotpath import metrics
 from services.hotpath.settings import HotPathSettings
 from services.hotpath.stages import AppliedEvent, Stage
@@ -161,11 +169,17 @@ class HotPathConsumer:
             for poll in (getattr(stage, "poll", None) for stage in self._stages)
             if callable(poll)
         ]
+        self._stage_stops = [
+            stop
+            for stop in (getattr(stage, "stop", None) for stage in self._stages)
+            if callable(stop)
+        ]
         self._clock = clock
+        self._stopping = StopRequest(settings.kafka)
         self._dead_letters = DeadLetterWriter(
-            producer, settings.topics.dead_letters, _SERVICE
+            producer, settings.topics.dead_letters, _SERVICE, stop=self._stopping
         )
-        self._stopping = threading.Event()
+        self._is_commit_given_up = False
         # An outage may outlast a batch that a rebalance abandons, so these
         # live as long as the consumer.
         self._batch_outages = {
@@ -201,18 +215,29 @@ class HotPathConsumer:
             self.close()
 
     def stop(self) -> None:
-        """Ask :meth:`run` to return after the current batch (thread-safe)."""
+        """Ask :meth:`run` to return after the current batch (thread-safe).
+
+        Stages with a ``stop`` method (:class:`StoppedStage`) get the request too.
+        """
         self._stopping.set()
+        for stop in self._stage_stops:
+            stop()
 
     def close(self) -> None:
         """Close the stages and the consumer; uncommitted batches are replayed."""
         for stage in self._stages:
             try:
                 stage.close()
+            except BrokerGoneError:
+                self._give_up_commit()
             except Exception:
                 logger.exception("stage close failed stage=%s", stage.name)
         try:
-            self._producer.flush(_FLUSH_TIMEOUT_SECONDS)
+            flush_while_reachable(
+                self._producer, _FLUSH_TIMEOUT_SECONDS, self._stopping
+            )
+        except BrokerGoneError:
+            self._give_up_commit()
         except KafkaException as exc:
             logger.error("producer flush on close failed error=%s", exc)
         self._consumer.close()
@@ -303,6 +328,10 @@ class HotPathConsumer:
                 for outage in self._batch_outages.values():
                     outage.recovered()
                 return True
+            except BrokerGoneError:
+                # A stage gave up its deliveries, so the batch ends uncommitted.
+                self._give_up_commit()
+                return False
             except redis.exceptions.RedisError as exc:
                 cause = "redis"
                 self._batch_outages[cause].failed(exc, delay)
@@ -407,8 +436,9 @@ class HotPathConsumer:
 
         The first flush runs even when a stop was requested during the batch,
         because the batch's slates are already sent and its offsets are then
-        committed, so the next owner does not publish them again. Only the
-        retries after a failed delivery end at a stop.
+        committed, so the next owner does not publish them again. It ends
+        early only when no broker accepts connections. The retries after a
+        failed delivery end at a stop.
         """
         delay = self._settings.retry_initial_seconds
         while True:
@@ -416,6 +446,9 @@ class HotPathConsumer:
                 self._dead_letters.flush(_FLUSH_TIMEOUT_SECONDS)
                 self._flush_outage.recovered()
                 return True
+            except BrokerGoneError:
+                self._give_up_commit()
+                return False
             except DeadLetterDeliveryError as exc:
                 self._flush_outage.failed(exc, delay)
                 metrics.RETRIES.labels("kafka").inc()
@@ -482,6 +515,9 @@ class HotPathConsumer:
         ]
         if not offsets:
             return
+        if self._stopping.is_broker_gone():
+            self._give_up_commit()
+            return
         try:
             self._consumer.commit(offsets=offsets, asynchronous=False)
         except KafkaException as exc:
@@ -498,6 +534,19 @@ class HotPathConsumer:
             )
             if high >= 0:
                 metrics.CONSUMER_LAG.labels(str(partition)).set(max(high - offset, 0))
+
+    def _give_up_commit(self) -> None:
+        """Log once that offsets stay uncommitted because the broker is gone."""
+        if self._is_commit_given_up:
+            return
+        self._is_commit_given_up = True
+        logger.warning(
+            "broker refuses connections, stopping without committing offsets; "
+            "the next consumer reads the events since the last commit again "
+            "bootstrap=%s group=%s",
+            self._stopping.bootstrap,
+            self._settings.group_id,
+        )
 
     def _send_dead_letter(self, message: Message, rejection: Rejection) -> None:
         self._dead_letters.send(
@@ -597,7 +646,9 @@ class HotPathConsumer:
             for tp in partitions
             if tp.partition in self._uncommitted
         ]
-        if pending:
+        if pending and self._stopping.is_broker_gone():
+            self._give_up_commit()
+        elif pending:
             try:
                 consumer.commit(offsets=pending, asynchronous=False)
             except KafkaException as exc:

@@ -20,7 +20,14 @@ from typing import Protocol
 
 from schemas.events import Event
 
-__all__ = ["AppliedEvent", "AssignedStage", "PolledStage", "Stage", "StartedStage"]
+__all__ = [
+    "AppliedEvent",
+    "AssignedStage",
+    "PolledStage",
+    "Stage",
+    "StartedStage",
+    "StoppedStage",
+]
 
 
 @dataclass(frozen=True)
@@ -98,4 +105,20 @@ class AssignedStage(Stage, Protocol):
 
     def assigned(self, resume_offsets: Mapping[int, int]) -> None:
         """Prepare for new partitions; ``resume_offsets`` maps each to its offset."""
+        ...
+
+
+class StoppedStage(Stage, Protocol):
+    """A stage whose waits on the broker end early when the hot path stops.
+
+    The consumer calls :meth:`stop` when it is asked to stop, from its signal
+    handler and possibly during the stage's own :meth:`process`. Once a stop
+    finds no broker accepting connections, the stage's waits for deliveries
+    raise ``BrokerGoneError`` instead of running to their timeouts. The
+    consumer then commits nothing for the batch, which the next consumer
+    reads again.
+    """
+
+    def stop(self) -> None:
+        """Record the stop request and nothing more: it runs in a signal handler."""
         ...

@@ -65,6 +65,12 @@ class _StagesInOrder:
             if callable(start):
                 start()
 
+    def stop(self) -> None:
+        for stage in self._stages:
+            stop = getattr(stage, "stop", None)
+            if callable(stop):
+                stop()
+
     def poll(self) -> None:
         for stage in self._stages:
             poll = getattr(stage, "poll", None)

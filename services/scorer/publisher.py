@@ -20,6 +20,7 @@ from services.common.errors import CartwheelError
 from services.common.kafka import raise_if_fatal
 from services.common.redis_pipeline import Command, run_pipelined
 from services.common.settings import TopicSettings
+from services.common.stop_request import StopRequest, flush_while_reachable
 from services.scorer.metrics import SLATE_ITEMS, SLATE_LATENCY, SLATES
 
 __all__ = ["SlateDeliveryError", "SlatePublisher", "latest_slate_key"]
@@ -48,6 +49,9 @@ class SlatePublisher:
         redis_client: where the latest slates go; None disables that copy.
         key_prefix: the Redis key prefix.
         latest_ttl_seconds: how long a latest slate stays readable.
+        stop: the request that :meth:`stop` sets. Flushes then give up once
+            no broker accepts connections. None makes every flush wait its
+            timeout.
     """
 
     def __init__(
@@ -57,6 +61,8 @@ class SlatePublisher:
         redis_client: redis.Redis | None,
         key_prefix: str,
         latest_ttl_seconds: int,
+        *,
+        stop: StopRequest | None = None,
     ) -> None:
         self._producer = producer
         self._topics = {
@@ -66,6 +72,7 @@ class SlatePublisher:
         self._prefix = key_prefix
         self._ttl = latest_ttl_seconds
         self._failures: list[str] = []
+        self._stop = stop
 
     def publish(self, slates: Sequence[Slate]) -> None:
         """Enqueue slates for Kafka and write the latest ones to Redis."""
@@ -89,13 +96,23 @@ class SlatePublisher:
         """Serve delivery reports and librdkafka's log lines without blocking."""
         self._producer.poll(0)
 
+    def stop(self) -> None:
+        """Let flushes give up once no broker accepts connections (thread-safe).
+
+        A publisher built without a stop request keeps waiting.
+        """
+        if self._stop is not None:
+            self._stop.set()
+
     def flush(self, timeout_seconds: float = 30.0) -> None:
         """Wait until every slate sent so far is acknowledged.
 
         Raises:
             SlateDeliveryError: when a slate failed or is still queued.
+            BrokerGoneError: after :meth:`stop`, when slates were still queued
+                and no broker accepted connections.
         """
-        remaining = self._producer.flush(timeout_seconds)
+        remaining = flush_while_reachable(self._producer, timeout_seconds, self._stop)
         failures, self._failures = self._failures, []
         if failures:
             raise SlateDeliveryError(

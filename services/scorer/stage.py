@@ -24,6 +24,7 @@ import redis
 from confluent_kafka import KafkaException, Producer
 
 from services.common.redis_features import FeatureStore
+from services.common.stop_request import StopRequest
 from services.hotpath.stages import AppliedEvent
 from services.scorer.metrics import BATCH_SECONDS, MODEL_IN_USE
 from services.scorer.protocols import FollowedModelSource, ModelSource, SignalSource
@@ -176,6 +177,15 @@ class ScoringStage:
         """Serve the slate producer's delivery reports and log lines."""
         self._publisher.poll()
 
+    def stop(self) -> None:
+        """Let the slate flushes give up once no broker accepts connections.
+
+        The hot path calls it when it is asked to stop, from its signal
+        handler. A flush that gives up raises ``BrokerGoneError``, so the
+        batch's offsets are not committed and its slates come again with it.
+        """
+        self._publisher.stop()
+
     def close(self) -> None:
         """Wait a few seconds for the slates still queued.
 
@@ -240,7 +250,12 @@ def build_scoring_stage(
         )
     builder = SlateBuilder(store, sessions, settings, models=models, signals=signals)
     publisher = SlatePublisher(
-        producer, settings.topics, client, prefix, settings.latest_slate_ttl_seconds
+        producer,
+        settings.topics,
+        client,
+        prefix,
+        settings.latest_slate_ttl_seconds,
+        stop=StopRequest(settings.kafka),
     )
     if models is None:
         logger.warning(

@@ -329,6 +329,43 @@ def test_failing_stage_is_retried_before_commit(
     assert metrics.RETRIES.labels("stage")._value.get() == retries_before + 1
 
 
+class StopRequestingStage(RecordingStage):
+    """Records every batch and calls ``on_process`` after each, as a signal would."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.on_process: Callable[[], None] = lambda: None
+
+    def process(self, batch: Sequence[AppliedEvent]) -> None:
+        super().process(batch)
+        self.on_process()
+
+
+def committed_count(settings: HotPathSettings) -> int:
+    probe = Consumer(consumer_config(settings.kafka, settings.group_id))
+    partitions = [TopicPartition(settings.topics.events, p) for p in range(2)]
+    try:
+        offsets = probe.committed(partitions, timeout=10)
+    finally:
+        probe.close()
+    return sum(max(tp.offset, 0) for tp in offsets)
+
+
+@pytest.mark.usefixtures("cleanup")
+def test_batch_committed_when_stop_requested_during_it_while_broker_is_up(
+    settings: HotPathSettings,
+    publish: Callable[[Sequence[Event | bytes]], None],
+) -> None:
+    publish([event("e1", 0), event("e2", 5, user_id="u2")])
+    stage = StopRequestingStage()
+    hot_path = build_consumer(settings, stages=[stage])
+    stage.on_process = hot_path.stop
+
+    hot_path.run()
+
+    assert committed_count(settings) == len(stage.batches[0]) > 0
+
+
 class PoisonStage:
     """Raises whenever a batch contains the event ``poison``; records the rest."""
 

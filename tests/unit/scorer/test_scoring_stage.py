@@ -8,7 +8,9 @@ from confluent_kafka import KafkaError, KafkaException
 
 from schemas.events import EventType
 from schemas.recommendations import Slate, Surface
+from services.common.errors import BrokerGoneError
 from services.common.settings import TopicSettings
+from services.common.stop_request import StopRequest
 from services.scorer.protocols import Relation
 from services.scorer.publisher import SlateDeliveryError, SlatePublisher
 from services.scorer.session_knn import SessionIndex
@@ -16,6 +18,7 @@ from services.scorer.settings import ScorerSettings
 from services.scorer.slates import SlateBuilder
 from services.scorer.stage import ScoringStage
 from services.scorer.warmup import WarmupResult
+from tests.librdkafka_logs import unreachable_kafka
 
 
 class FakeProducer:
@@ -42,17 +45,27 @@ class FakeProducer:
         return 0
 
 
+class QueuedProducer(FakeProducer):
+    """Keeps every message queued, as when the broker is gone."""
+
+    def flush(self, timeout: float) -> int:
+        return len(self.messages)
+
+
 class _Message:
     def topic(self) -> str:
         return "recommendations.products"
 
 
 def _stage(
-    store, producer: FakeProducer, warmer: _RecordingWarmer | None = None
+    store,
+    producer: FakeProducer,
+    warmer: _RecordingWarmer | None = None,
+    stop: StopRequest | None = None,
 ) -> ScoringStage:
     sessions = SessionIndex(100, 10, 10)
     builder = SlateBuilder(store, sessions, ScorerSettings(), clock=lambda: 2000.0)
-    publisher = SlatePublisher(producer, TopicSettings(), None, "cw", 60)  # type: ignore[arg-type]
+    publisher = SlatePublisher(producer, TopicSettings(), None, "cw", 60, stop=stop)  # type: ignore[arg-type]
     return ScoringStage(builder, sessions, publisher, warmer=warmer)
 
 
@@ -131,6 +144,17 @@ def test_stage_raises_when_a_slate_is_not_delivered(
     stage = _stage(store, FakeProducer(fail=True))
 
     with pytest.raises(SlateDeliveryError, match="not delivered"):
+        stage.process([make_applied(make_event())])
+
+
+def test_stage_raises_broker_gone_after_stop_when_broker_refuses(
+    store, make_event, make_applied
+) -> None:
+    stage = _stage(store, QueuedProducer(), stop=StopRequest(unreachable_kafka()))
+
+    stage.stop()
+
+    with pytest.raises(BrokerGoneError, match="not delivered"):
         stage.process([make_applied(make_event())])
 
 

@@ -1,0 +1,103 @@
+"""A stop request that lets a stopping service give up on a broker that is gone.
+
+A service asked to stop first finishes what it started: it flushes its
+producers and commits its offsets. When the broker has stopped too, as when a
+``cartwheel demo`` killed with SIGKILL takes its broker and its services down
+together, each of those waits would run to its timeout for nothing. A broker
+that has stopped refuses connections, unlike one that is frozen or
+overloaded. So once a stop is requested and no bootstrap server accepts a TCP
+connection, :func:`flush_while_reachable` gives up and raises
+:class:`~services.common.errors.BrokerGoneError`. The caller then leaves its
+offsets uncommitted, and the next consumer reads those messages again, as
+after a crash.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from confluent_kafka import Producer
+
+from services.common.errors import BrokerGoneError
+from services.common.kafka import refuses_connections
+from services.common.settings import KafkaSettings
+
+__all__ = ["StopRequest", "flush_while_reachable"]
+
+# While a stop is requested, a flush checks the broker this often, and once
+# before it waits at all.
+_CHECK_SECONDS = 0.5
+
+
+class StopRequest:
+    """A service's request to stop, with a check of whether its broker is gone.
+
+    :meth:`set` is safe to call from a signal handler or another thread. The
+    checks run on the thread that waits.
+
+    Args:
+        kafka: the connection settings whose bootstrap servers are checked.
+    """
+
+    def __init__(self, kafka: KafkaSettings) -> None:
+        self._kafka = kafka
+        self._is_set = threading.Event()
+        self._is_broker_gone = False
+
+    @property
+    def bootstrap(self) -> str:
+        """The bootstrap servers that :meth:`is_broker_gone` checks."""
+        return self._kafka.bootstrap
+
+    def set(self) -> None:
+        """Record that the service was asked to stop."""
+        self._is_set.set()
+
+    def is_set(self) -> bool:
+        """Return True once :meth:`set` was called."""
+        return self._is_set.is_set()
+
+    def is_broker_gone(self) -> bool:
+        """Return True when a stop is requested and every bootstrap server refuses.
+
+        Once True it stays True, so the rest of the stop waits for nothing.
+        """
+        if not self._is_broker_gone and self.is_set():
+            self._is_broker_gone = refuses_connections(self._kafka)
+        return self._is_broker_gone
+
+
+def flush_while_reachable(
+    producer: Producer, timeout_seconds: float, stop: StopRequest | None
+) -> int:
+    """Flush ``producer`` like ``Producer.flush``, unless a stop finds the broker gone.
+
+    Args:
+        producer: the producer whose queued messages are delivered.
+        timeout_seconds: the maximum wait, in seconds.
+        stop: the service's stop request. None waits the whole timeout.
+
+    Returns:
+        The number of messages still queued.
+
+    Raises:
+        BrokerGoneError: messages were still queued when a stop was requested
+            and no bootstrap server accepted a connection.
+    """
+    if stop is None:
+        return producer.flush(timeout_seconds)
+    deadline = time.monotonic() + timeout_seconds
+    # A flush without a wait serves the delivery reports of what is done.
+    remaining = producer.flush(0)
+    while remaining:
+        if stop.is_broker_gone():
+            raise BrokerGoneError(
+                f"{remaining} message(s) not delivered: the service is stopping "
+                f"and no broker accepts connections at {stop.bootstrap}"
+            )
+        remaining_seconds = deadline - time.monotonic()
+        if remaining_seconds <= 0:
+            break
+        remaining = producer.flush(min(_CHECK_SECONDS, remaining_seconds))
+    return remaining

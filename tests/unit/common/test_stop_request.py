@@ -1,0 +1,98 @@
+"""StopRequest and flush_while_reachable: a stop gives up on a broker that is gone."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+
+import pytest
+from confluent_kafka import Producer
+
+from services.common.errors import BrokerGoneError
+from services.common.kafka import producer_config
+from services.common.settings import KafkaSettings
+from services.common.stop_request import StopRequest, flush_while_reachable
+from tests.librdkafka_logs import unreachable_kafka
+
+
+@pytest.fixture
+def listening_kafka() -> Iterator[KafkaSettings]:
+    """Kafka settings for a loopback port that accepts connections and never answers."""
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        yield KafkaSettings(bootstrap=f"127.0.0.1:{server.getsockname()[1]}")
+
+
+def queued_producer(kafka: KafkaSettings) -> Producer:
+    """Return a producer holding one message that it cannot deliver."""
+    producer = Producer(producer_config(kafka, is_polled_steadily=True))
+    producer.produce("events", b"value", b"user-1")
+    return producer
+
+
+def test_stop_request_broker_is_not_gone_before_stop() -> None:
+    stop = StopRequest(unreachable_kafka())
+
+    assert not stop.is_broker_gone()
+
+
+def test_stop_request_broker_is_gone_when_stopping_and_every_server_refuses() -> None:
+    stop = StopRequest(unreachable_kafka())
+
+    stop.set()
+
+    assert stop.is_broker_gone()
+
+
+def test_stop_request_broker_is_not_gone_while_a_server_accepts(
+    listening_kafka: KafkaSettings,
+) -> None:
+    unreachable = unreachable_kafka().bootstrap
+    kafka = KafkaSettings(bootstrap=f"{unreachable},{listening_kafka.bootstrap}")
+    stop = StopRequest(kafka)
+
+    stop.set()
+
+    assert not stop.is_broker_gone()
+
+
+def test_flush_while_reachable_returns_0_when_nothing_is_queued() -> None:
+    kafka = unreachable_kafka()
+    stop = StopRequest(kafka)
+    stop.set()
+
+    remaining = flush_while_reachable(
+        Producer(producer_config(kafka, is_polled_steadily=True)), 10.0, stop
+    )
+
+    assert remaining == 0
+
+
+def test_flush_while_reachable_raises_when_stopping_and_broker_refuses() -> None:
+    kafka = unreachable_kafka()
+    stop = StopRequest(kafka)
+    producer = queued_producer(kafka)
+    stop.set()
+
+    with pytest.raises(BrokerGoneError, match=f"1 message.*{kafka.bootstrap}"):
+        flush_while_reachable(producer, 30.0, stop)
+
+
+def test_flush_while_reachable_waits_timeout_while_not_stopping() -> None:
+    kafka = unreachable_kafka()
+    producer = queued_producer(kafka)
+
+    remaining = flush_while_reachable(producer, 0.2, StopRequest(kafka))
+
+    assert remaining == 1
+
+
+def test_flush_while_reachable_waits_timeout_while_broker_accepts(
+    listening_kafka: KafkaSettings,
+) -> None:
+    stop = StopRequest(listening_kafka)
+    producer = queued_producer(listening_kafka)
+    stop.set()
+
+    remaining = flush_while_reachable(producer, 0.2, stop)
+
+    assert remaining == 1
