@@ -26,6 +26,7 @@ from services.common.settings import KafkaSettings, RedisSettings
 from services.feedback.reader import OutcomeKey, outcome_counts
 from services.feedback.tables import Outcome
 from services.infra import LocalServer, find_free_port, start_broker
+from tests.killed_demo import kill_demo_parent
 from tests.persistent_redis import PersistentRedis
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -562,94 +563,6 @@ def test_worker_exits_0_on_second_sigterm_while_exiting(
     assert exit_status == 0, worker.log()
 
 
-# Starts a broker, a redis-server and the feedback worker as 'cartwheel demo'
-# does, all tied to this process. Once the worker has counted one slate, and
-# so is fetching steadily, it prints the pids of the worker and the broker
-# and waits to be killed.
-_DEMO_LIKE_PARENT = """
-import sys, time, uuid
-from datetime import UTC, datetime, timedelta
-from pathlib import Path
-
-import redis
-from confluent_kafka import Producer
-
-from schemas.recommendations import CandidateSource, Slate, SlateItem, Surface
-from services.common.kafka import create_topics, producer_config, standard_topics
-from services.common.settings import KafkaSettings, RedisSettings, TopicSettings
-from services.demo.supervisor import Supervisor
-from services.feedback.reader import outcome_counts
-from services.infra import find_free_port, start_broker, start_redis
-
-folder = Path(sys.argv[1])
-broker = start_broker(folder / "infra", find_free_port())
-redis_server = start_redis(folder / "infra", find_free_port())
-kafka = KafkaSettings(bootstrap=broker.address)
-redis_settings = RedisSettings(url=f"redis://{redis_server.address}/0")
-topics = TopicSettings()
-create_topics(kafka, standard_topics(topics))
-supervisor = Supervisor(
-    folder / "logs",
-    {
-        "CARTWHEEL_KAFKA_BOOTSTRAP": kafka.bootstrap,
-        "CARTWHEEL_REDIS_URL": redis_settings.url.get_secret_value(),
-        "CARTWHEEL_FEEDBACK_METRICS_PORT": "0",
-        "CARTWHEEL_FEEDBACK_DATA_DIR": str(folder / "feedback"),
-    },
-)
-service = supervisor.start("feedback", "services.feedback")
-
-slate = Slate(
-    recommendation_id=uuid.uuid4().hex,
-    surface=Surface.PRODUCTS,
-    user_id="user-1",
-    trigger_event_id="user-1-e1",
-    items=[SlateItem(item_id="a", rank=1, score=1.0, source=CandidateSource.TRENDING)],
-    model_version="mt-20260105-abc1234",
-    generated_at=datetime.now(UTC),
-    latency_ms=1.0,
-)
-producer = Producer(producer_config(kafka, linger_ms=1))
-producer.produce(
-    topics.recommendations("products"), slate.model_dump_json().encode(), b"user-1"
-)
-producer.flush(10)
-client = redis.Redis.from_url(redis_settings.url.get_secret_value())
-since = datetime.now(UTC) - timedelta(days=1)
-deadline = time.monotonic() + 60
-while not outcome_counts(client, redis_settings.key_prefix, since):
-    if time.monotonic() > deadline:
-        sys.exit("the feedback worker counted no slate within 60 s")
-    time.sleep(0.1)
-print(service.process.pid, broker.pid(), flush=True)
-time.sleep(600)
-"""
-
-# Runs the parent above and prints the worker's pid. Once a line arrives on
-# stdin it kills the parent with SIGKILL and prints the worker's exit status,
-# which it can read because, as a subreaper, it inherits the orphaned worker.
-# The broker, which would stop on its own parent-death signal, is killed at
-# once too, so it is gone before the worker closes its Kafka consumer.
-_SUBREAPER = """
-import ctypes, os, signal, subprocess, sys
-
-PR_SET_CHILD_SUBREAPER = 36
-ctypes.CDLL(None, use_errno=True).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
-parent = subprocess.Popen(
-    [sys.executable, "-c", sys.argv[1], sys.argv[2]], stdout=subprocess.PIPE, text=True
-)
-worker_pid, broker_pid = map(int, parent.stdout.readline().split())
-print(worker_pid, flush=True)
-sys.stdin.readline()
-parent.send_signal(signal.SIGKILL)
-parent.wait()
-os.kill(broker_pid, signal.SIGKILL)
-_, status = os.waitpid(worker_pid, 0)
-os.waitpid(broker_pid, 0)
-print(os.waitstatus_to_exitcode(status), flush=True)
-"""
-
-
 @pytest.mark.skipif(
     not sys.platform.startswith("linux"), reason="parent death signal is Linux only"
 )
@@ -659,20 +572,9 @@ def test_worker_exits_0_without_traceback_when_its_demo_is_killed(
     # The broker and redis-server die with the parent, as in a killed demo,
     # while the worker stops: its last commit and the close of its Kafka
     # consumer meet a broker that refuses connections.
-    subreaper = subprocess.Popen(
-        [sys.executable, "-c", _SUBREAPER, _DEMO_LIKE_PARENT, str(tmp_path)],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    assert subreaper.stdout is not None
-    is_counting = subreaper.stdout.readline().strip().isdigit()
-    output, _ = subreaper.communicate("\n", timeout=120)
-    log_file = tmp_path / "logs" / "feedback.log"
-    log = log_file.read_text(errors="replace") if log_file.exists() else ""
+    killed = kill_demo_parent("feedback", tmp_path)
 
-    assert is_counting, log
-    assert int(output.split()[-1]) == 0, log
-    assert "parent process exited, stopping signal=SIGTERM" in log
-    assert "Traceback" not in log
-    assert "CancelledError" not in log
+    assert killed.exit_status == 0, killed.log
+    assert "parent process exited, stopping signal=SIGTERM" in killed.log
+    assert "Traceback" not in killed.log
+    assert "CancelledError" not in killed.log
