@@ -8,7 +8,8 @@
     │   ├── BrokerUnreachableError    no Kafka broker responded at the bootstrap address
     │   └── BrokerGoneError           a stopping service gave up waiting for a broker
     ├── TopicMissingError         a topic is missing or has the wrong partition count
-    ├── DeadLetterDeliveryError   a dead letter could not be delivered
+    ├── MessageDeliveryError      the broker did not acknowledge produced messages
+    │   └── DeadLetterDeliveryError   a dead letter could not be delivered
     ├── InvalidEventError         an event refused by the producer library
     └── EventDeliveryError        the broker did not acknowledge an event
 """
@@ -27,6 +28,7 @@ __all__ = [
     "InfrastructureError",
     "InvalidEventError",
     "InvalidSettingsError",
+    "MessageDeliveryError",
     "TopicMissingError",
 ]
 
@@ -56,7 +58,15 @@ class TopicMissingError(CartwheelError):
     """Raised when a topic that a service needs does not exist or is misconfigured."""
 
 
-class DeadLetterDeliveryError(CartwheelError):
+class MessageDeliveryError(CartwheelError):
+    """Raised when produced messages were not acknowledged by the broker.
+
+    It reports an outage, not a fault of the code: the offsets of the input
+    that produced the messages must not be committed, and the work is retried.
+    """
+
+
+class DeadLetterDeliveryError(MessageDeliveryError):
     """Raised when a dead letter was not delivered, so offsets must not be committed."""
 
 

@@ -57,7 +57,11 @@ from schemas.events import Event
 from schemas.training import TrainingExample
 from schemas.validation import Rejection, parse_event
 from services.common.deadletters import DeadLetterWriter
-from services.common.errors import BrokerGoneError, DeadLetterDeliveryError
+from services.common.errors import (
+    BrokerGoneError,
+    DeadLetterDeliveryError,
+    MessageDeliveryError,
+)
 from services.common.kafka import consume_available, is_fatal, raise_if_fatal
 from services.common.logging import RepeatFilter
 from services.common.outage import OutageLog
@@ -88,7 +92,7 @@ _FLUSH_TIMEOUT_SECONDS = 10.0
 _COMMITTED_TIMEOUT_SECONDS = 10.0
 # Errors of Kafka, the network or the disk rather than of the code. They are
 # retried without end, so an outage never dead-letters an event.
-_KAFKA_ERRORS = (KafkaException, DeadLetterDeliveryError, BufferError)
+_KAFKA_ERRORS = (KafkaException, MessageDeliveryError, BufferError)
 _INFRASTRUCTURE_ERRORS = (*_KAFKA_ERRORS, OSError)
 
 

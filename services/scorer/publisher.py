@@ -16,7 +16,7 @@ import redis
 from confluent_kafka import KafkaError, Message, Producer
 
 from schemas.recommendations import Slate, Surface
-from services.common.errors import CartwheelError
+from services.common.errors import MessageDeliveryError
 from services.common.kafka import raise_if_fatal
 from services.common.redis_pipeline import Command, run_pipelined
 from services.common.settings import TopicSettings
@@ -28,7 +28,7 @@ __all__ = ["SlateDeliveryError", "SlatePublisher", "latest_slate_key"]
 logger = logging.getLogger(__name__)
 
 
-class SlateDeliveryError(CartwheelError):
+class SlateDeliveryError(MessageDeliveryError):
     """Raised when the broker did not acknowledge a slate."""
 
 

@@ -21,6 +21,7 @@ from services.hotpath.__main__ import build_consumer
 from services.hotpath.consumer import HotPathConsumer
 from services.hotpath.settings import HotPathSettings
 from services.hotpath.stages import AppliedEvent
+from services.scorer.publisher import SlateDeliveryError
 
 pytestmark = pytest.mark.integration
 
@@ -352,7 +353,7 @@ def committed_count(settings: HotPathSettings) -> int:
 
 
 @pytest.mark.usefixtures("cleanup")
-def test_batch_committed_when_stop_requested_during_it_while_broker_is_up(
+def test_stop_during_batch_commits_it(
     settings: HotPathSettings,
     publish: Callable[[Sequence[Event | bytes]], None],
 ) -> None:
@@ -409,6 +410,45 @@ def test_always_failing_event_is_dead_lettered(
     assert [letter["reason"] for letter in letters] == ["processing_failed"]
     assert "ValueError: cannot score this event" in letters[0]["message"]
     assert letters[0]["source_offset"] >= 0
+
+
+class UnacknowledgedSlatesStage:
+    """Fails its first calls as a publisher does while the broker is down."""
+
+    name = "unacknowledged"
+
+    def __init__(self, failures: int) -> None:
+        self.failures = failures
+        self.seen: list[str] = []
+
+    def process(self, batch: Sequence[AppliedEvent]) -> None:
+        if self.failures > 0:
+            self.failures -= 1
+            raise SlateDeliveryError("1 slate(s) still queued for the broker")
+        self.seen.extend(item.event.event_id for item in batch)
+
+    def close(self) -> None:
+        pass
+
+
+@pytest.mark.usefixtures("cleanup")
+def test_unacknowledged_slates_are_retried(
+    settings: HotPathSettings,
+    publish: Callable[[Sequence[Event | bytes]], None],
+) -> None:
+    settings = settings.model_copy(update={"stage_attempts": 2})
+    publish([event("e1", 0, user_id="u1"), event("e2", 1, user_id="u2")])
+    stage = UnacknowledgedSlatesStage(failures=4)
+    retries = metrics.RETRIES.labels("kafka")
+    retries_before = retries._value.get()
+    hot_path = build_consumer(settings, stages=[stage])
+
+    committed = run_until_committed(hot_path, settings, 2)
+    hot_path.close()
+
+    assert committed == 2
+    assert sorted(stage.seen) == ["e1", "e2"]
+    assert retries._value.get() - retries_before == 4
 
 
 @pytest.mark.usefixtures("cleanup")
