@@ -36,11 +36,8 @@ offsets were not committed, so the next consumer reads those events again.
 from __future__ import annotations
 
 import logging
-import re
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
 
 import redis
 from confluent_kafka import (
@@ -54,8 +51,7 @@ from confluent_kafka import (
 
 from schemas.deadletters import RejectionReason
 from schemas.events import Event
-from schemas.training import TrainingExample
-from schemas.validation import Rejection, parse_event
+from schemas.validation import Rejection
 from services.common.deadletters import DeadLetterWriter
 from services.common.errors import (
     BrokerGoneError,
@@ -63,7 +59,6 @@ from services.common.errors import (
     MessageDeliveryError,
 )
 from services.common.kafka import consume_available, is_fatal, raise_if_fatal
-from services.common.logging import RepeatFilter
 from services.common.outage import OutageLog
 from services.common.redis_features import (
     AppliedResult,
@@ -73,19 +68,14 @@ from services.common.redis_features import (
 )
 from services.common.stop_request import StopRequest, flush_while_reachable
 from services.hotpath import metrics
+from services.hotpath.batch import Batch, count_results, decode_batch, split_into_waves
+from services.hotpath.examples import training_example
 from services.hotpath.settings import HotPathSettings
 from services.hotpath.stages import AppliedEvent, Stage
 
 __all__ = ["HotPathConsumer"]
 
 logger = logging.getLogger(__name__)
-
-# A producer that keys every event wrongly would write a line per event, so
-# one line passes every 10 s and the counter counts them all.
-_keys_logger = logging.getLogger(f"{__name__}.keys")
-_keys_logger.addFilter(
-    RepeatFilter(interval_seconds=10.0, varying=re.compile(r"\b\w+=\S+"))
-)
 
 _SERVICE = "hotpath"
 _FLUSH_TIMEOUT_SECONDS = 10.0
@@ -94,47 +84,6 @@ _COMMITTED_TIMEOUT_SECONDS = 10.0
 # retried without end, so an outage never dead-letters an event.
 _KAFKA_ERRORS = (KafkaException, MessageDeliveryError, BufferError)
 _INFRASTRUCTURE_ERRORS = (*_KAFKA_ERRORS, OSError)
-
-
-@dataclass
-class _Batch:
-    """One consumed batch, decoded."""
-
-    events: list[Event] = field(default_factory=list)
-    positions: list[EventPosition] = field(default_factory=list)
-    rejected: list[tuple[Message, Rejection]] = field(default_factory=list)
-    next_offsets: dict[int, int] = field(default_factory=dict)
-    messages: dict[EventPosition, Message] = field(default_factory=dict)
-
-
-def _note_key_mismatch(message: Message, event: Event) -> None:
-    # Such an event is still applied, because it is valid and holding it back
-    # would lose it for a producer bug. Its order against the user's other
-    # events holds only while they land in one partition.
-    metrics.KEY_MISMATCHES.inc()
-    _keys_logger.warning(
-        "event key is not its user_id, so the user's events may be reordered; "
-        "key every event by its user_id event_id=%s user_id=%s key=%r",
-        event.event_id,
-        event.user_id,
-        message.key(),
-    )
-
-
-def _split_into_waves(
-    events: Sequence[Event], positions: Sequence[EventPosition]
-) -> list[tuple[list[Event], list[EventPosition]]]:
-    """Cut the batch into contiguous runs in which no user appears twice."""
-    waves: list[tuple[list[Event], list[EventPosition]]] = []
-    users: set[str] = set()
-    for event, position in zip(events, positions, strict=True):
-        if not waves or event.user_id in users:
-            waves.append(([], []))
-            users = set()
-        users.add(event.user_id)
-        waves[-1][0].append(event)
-        waves[-1][1].append(position)
-    return waves
 
 
 class HotPathConsumer:
@@ -258,7 +207,9 @@ class HotPathConsumer:
         if not messages:
             return 0
         received_at = self._clock()
-        batch = self._decode(messages, received_at)
+        batch = decode_batch(
+            messages, received_at, self._topic, on_rejected=self._send_dead_letter
+        )
         if not batch.next_offsets:
             return len(messages)
         metrics.BATCH_SIZE.observe(len(messages))
@@ -267,34 +218,7 @@ class HotPathConsumer:
             self._commit(batch.next_offsets)
         return len(messages)
 
-    def _decode(self, messages: Sequence[Message], received_at: float) -> _Batch:
-        batch = _Batch()
-        now = datetime.fromtimestamp(received_at, UTC)
-        for message in messages:
-            error = message.error()
-            if error is not None:
-                if error.code() != KafkaError._PARTITION_EOF:
-                    logger.warning(
-                        "consume error topic=%s error=%s", self._topic, error
-                    )
-                continue
-            partition, offset = message.partition() or 0, message.offset() or 0
-            batch.next_offsets[partition] = offset + 1
-            result = parse_event(message.value(), now=now)
-            if isinstance(result, Rejection):
-                batch.rejected.append((message, result))
-                self._send_dead_letter(message, result)
-                metrics.EVENTS_PROCESSED.labels("unknown", "rejected").inc()
-                continue
-            if message.key() != result.user_id.encode():
-                _note_key_mismatch(message, result)
-            position = EventPosition(partition, offset)
-            batch.events.append(result)
-            batch.positions.append(position)
-            batch.messages[position] = message
-        return batch
-
-    def _process(self, batch: _Batch, received_at: float) -> bool:
+    def _process(self, batch: Batch, received_at: float) -> bool:
         """Apply and run the stages, retrying until success; False when stopped.
 
         With stages, the batch runs as a sequence of waves, each a contiguous
@@ -314,7 +238,7 @@ class HotPathConsumer:
         ``processing_failed``, and the batch goes on without it.
         """
         if self._stages:
-            waves = _split_into_waves(batch.events, batch.positions)
+            waves = split_into_waves(batch.events, batch.positions)
         else:
             waves = [(list(batch.events), list(batch.positions))]
         completed = 0
@@ -325,7 +249,7 @@ class HotPathConsumer:
                 for index in range(completed, len(waves)):
                     events, positions = waves[index]
                     results = self._apply(events, positions)
-                    _count(results)
+                    count_results(results)
                     self._run_stages(results, received_at)
                     completed = index + 1
                     failures = 0
@@ -378,7 +302,7 @@ class HotPathConsumer:
     # LIMITATION(L-78): the event's features may be applied already, so the
     # dead letter records the failure but cannot be replayed under its id.
     def _dead_letter_failed(
-        self, batch: _Batch, event: Event, position: EventPosition, exc: Exception
+        self, batch: Batch, event: Event, position: EventPosition, exc: Exception
     ) -> None:
         rejection = Rejection(
             RejectionReason.PROCESSING_FAILED,
@@ -435,7 +359,7 @@ class HotPathConsumer:
                 time.perf_counter() - started
             )
 
-    def _flush(self, batch: _Batch) -> bool:
+    def _flush(self, batch: Batch) -> bool:
         """Wait until the broker has every message of the batch; False if stopped.
 
         The first flush runs even when a stop was requested during the batch,
@@ -474,7 +398,7 @@ class HotPathConsumer:
         for poll in self._stage_polls:
             poll()
 
-    def _wait_paused(self, delay: float, batch: _Batch) -> bool:
+    def _wait_paused(self, delay: float, batch: Batch) -> bool:
         """Back off with the partitions paused, serving rebalances meanwhile.
 
         Returns:
@@ -564,23 +488,7 @@ class HotPathConsumer:
 
     def _send_example(self, result: AppliedResult) -> None:
         event = result.event
-        attributes = result.item_attributes
-        example = TrainingExample(
-            event_id=event.event_id,
-            event_type=event.event_type,
-            user_id=event.user_id,
-            item_id=event.item_id,
-            session_id=event.session_id,
-            event_time=event.event_time,
-            category_id=attributes.category_id if attributes else None,
-            brand=attributes.brand if attributes else None,
-            price=event.price
-            if event.price is not None
-            else (attributes.price if attributes else None),
-            user_features=result.user_features,
-            item_features=result.item_features,
-        )
-        value = example.model_dump_json().encode()
+        value = training_example(result).model_dump_json().encode()
         while True:
             try:
                 self._producer.produce(
@@ -682,15 +590,3 @@ class HotPathConsumer:
                 metrics.CONSUMER_LAG.remove(str(tp.partition))
             except KeyError:
                 pass
-
-
-def _count(results: Sequence[AppliedResult]) -> None:
-    for result in results:
-        event_type = result.event.event_type.value
-        metrics.EVENTS_PROCESSED.labels(event_type, result.status.value).inc()
-        if result.status is EventStatus.DUPLICATE:
-            metrics.DUPLICATE_EVENTS.inc()
-        elif result.status is EventStatus.LATE:
-            metrics.LATE_EVENTS.labels("late").inc()
-        elif result.status is EventStatus.STALE:
-            metrics.LATE_EVENTS.labels("stale").inc()

@@ -45,8 +45,9 @@ from schemas.events import Event, EventType
 from schemas.training import TrainingExample
 from services.common.errors import InfrastructureError
 from services.common.logging import configure_logging
-from services.common.redis_features import AppliedResult, EventPosition, FeatureStore
+from services.common.redis_features import EventPosition, FeatureStore
 from services.features.catalog import CatalogWriter
+from services.hotpath.examples import training_example
 from services.infra import find_free_port, start_redis
 from services.replay.dataset_argument import dataset_name
 from services.replay.datasets import load_dataset
@@ -90,28 +91,6 @@ class ComparisonConfig:
         patience=2,
         refit=True,
         selection_task=EventType.CLICK,
-    )
-
-
-def training_example(result: AppliedResult) -> TrainingExample:
-    """Turn one applied event into the example the hot path would publish."""
-    event = result.event
-    attributes = result.item_attributes
-    price = event.price
-    if price is None and attributes is not None:
-        price = attributes.price
-    return TrainingExample(
-        event_id=event.event_id,
-        event_type=event.event_type,
-        user_id=event.user_id,
-        item_id=event.item_id,
-        session_id=event.session_id,
-        event_time=event.event_time,
-        category_id=attributes.category_id if attributes else None,
-        brand=attributes.brand if attributes else None,
-        price=price,
-        user_features=result.user_features,
-        item_features=result.item_features,
     )
 
 

@@ -15,7 +15,8 @@ from services.common.errors import BrokerGoneError
 from services.common.kafka import producer_config
 from services.common.redis_features import AppliedResult, EventPosition, EventStatus
 from services.common.settings import KafkaSettings
-from services.hotpath.consumer import HotPathConsumer, _Batch
+from services.hotpath.batch import Batch
+from services.hotpath.consumer import HotPathConsumer
 from services.hotpath.settings import HotPathSettings
 from services.hotpath.stages import AppliedEvent, Stage
 from tests.librdkafka_logs import unreachable_kafka
@@ -103,7 +104,7 @@ def make_hotpath(
     )
 
 
-def one_event_batch() -> _Batch:
+def one_event_batch() -> Batch:
     event = Event(
         event_id="e1",
         event_type=EventType.CLICK,
@@ -112,7 +113,7 @@ def one_event_batch() -> _Batch:
         event_time=datetime(2019, 10, 1, 12, tzinfo=UTC),
         session_id="s1",
     )
-    return _Batch(events=[event], positions=[EventPosition(0, 0)], next_offsets={0: 1})
+    return Batch(events=[event], positions=[EventPosition(0, 0)], next_offsets={0: 1})
 
 
 def give_up_lines(caplog: pytest.LogCaptureFixture) -> list[str]:
@@ -175,7 +176,7 @@ def test_flush_gives_up_when_stopping_and_broker_gone(
     hotpath.stop()
 
     with caplog.at_level(logging.WARNING, logger="services.hotpath.consumer"):
-        is_flushed = hotpath._flush(_Batch())
+        is_flushed = hotpath._flush(Batch())
 
     assert not is_flushed
     assert len(give_up_lines(caplog)) == 1

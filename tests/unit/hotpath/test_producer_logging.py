@@ -9,7 +9,8 @@ from confluent_kafka import Consumer, Producer
 
 from services.common.kafka import consumer_config, producer_config
 from services.common.settings import TopicSettings
-from services.hotpath.consumer import HotPathConsumer, _Batch
+from services.hotpath.batch import Batch
+from services.hotpath.consumer import HotPathConsumer
 from services.hotpath.settings import HotPathSettings
 from services.scorer.publisher import SlatePublisher
 from tests.librdkafka_logs import (
@@ -74,7 +75,7 @@ def test_idle_poll_polls_stages(
 def test_retry_backoff_polls_stages(
     idle_hotpath: HotPathConsumer, stage: _PolledStage
 ) -> None:
-    is_retrying = idle_hotpath._wait_paused(0.3, _Batch())
+    is_retrying = idle_hotpath._wait_paused(0.3, Batch())
 
     assert is_retrying
     assert stage.polls >= 1
@@ -98,4 +99,4 @@ def test_flush_runs_after_stop_request(idle_hotpath: HotPathConsumer) -> None:
     # flushed and committed, or the next owner publishes its slates again.
     idle_hotpath.stop()
 
-    assert idle_hotpath._flush(_Batch())
+    assert idle_hotpath._flush(Batch())
