@@ -48,9 +48,10 @@ from confluent_kafka import (
 
 from schemas.validation import Rejection
 from services.common.deadletters import DeadLetterWriter
-from services.common.errors import DeadLetterDeliveryError
+from services.common.errors import BrokerGoneError, DeadLetterDeliveryError
 from services.common.kafka import consume_available, consumer_config
 from services.common.outage import OutageLog
+from services.common.stop_request import StopRequest, flush_while_reachable
 from services.features import metrics
 from services.features.catalog import CatalogWriter, parse_catalog_key
 from services.features.errors import CatalogRecordError
@@ -113,10 +114,13 @@ class CatalogConsumer:
         self._writer = writer
         self._marker = marker
         self._clock = clock
-        self._dead_letters = DeadLetterWriter(
-            producer, settings.topics.dead_letters, _SERVICE
-        )
+        # The event wakes the retry waits, and the request lets the flushes of
+        # a stop give up once the broker is gone.
         self._stopping = threading.Event()
+        self._stop_request = StopRequest(settings.kafka)
+        self._dead_letters = DeadLetterWriter(
+            producer, settings.topics.dead_letters, _SERVICE, stop=self._stop_request
+        )
         self._outages = {
             "redis": OutageLog(logger, "redis", "catalog batch"),
             "kafka": OutageLog(logger, "kafka", "catalog batch"),
@@ -146,12 +150,16 @@ class CatalogConsumer:
             while not self._stopping.is_set():
                 self.poll_once()
         finally:
-            self._producer.flush(10.0)
+            try:
+                flush_while_reachable(self._producer, 10.0, self._stop_request)
+            except BrokerGoneError as exc:
+                logger.warning("dead letters not delivered on stop error=%s", exc)
             self._consumer.close()
             logger.info("catalog consumer stopped topic=%s", self._topic)
 
     def stop(self) -> None:
         """Ask :meth:`run` to return after the current batch (thread-safe)."""
+        self._stop_request.set()
         self._stopping.set()
 
     def poll_once(self) -> int:
@@ -188,6 +196,11 @@ class CatalogConsumer:
                 for outage in self._outages.values():
                     outage.recovered()
                 return True
+            except BrokerGoneError as exc:
+                # A stop found the broker gone: the batch stays uncommitted,
+                # so the next consumer reads it again.
+                logger.warning("catalog batch not committed on stop error=%s", exc)
+                return False
             except (redis.exceptions.RedisError, *_KAFKA_ERRORS) as exc:
                 cause = (
                     "redis" if isinstance(exc, redis.exceptions.RedisError) else "kafka"

@@ -11,7 +11,7 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 
 from schemas.deadletters import RejectionReason
 from schemas.validation import Rejection
-from services.common.errors import DeadLetterDeliveryError
+from services.common.errors import BrokerGoneError, DeadLetterDeliveryError
 from services.common.kafka import consumer_config, producer_config
 from services.features import consumer as consumer_module
 from services.features.consumer import CatalogConsumer
@@ -111,9 +111,10 @@ class _CommitLog:
         self.commits.append(offsets)
 
 
-def test_failed_dead_letter_retries_batch(
-    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
-) -> None:
+def _catalog_with_dead_letters(
+    monkeypatch: pytest.MonkeyPatch, dead_letters: object
+) -> tuple[CatalogConsumer, _CommitLog]:
+    """Return a catalog consumer that reads one invalid record, and its commits."""
     settings = CatalogSettings(kafka=unreachable_kafka(), poll_timeout_seconds=0.1)
     commits = _CommitLog()
     producer = Producer(producer_config(settings.kafka, is_polled_steadily=True))
@@ -124,7 +125,6 @@ def test_failed_dead_letter_retries_batch(
         writer=None,  # type: ignore[arg-type]
         marker=unreachable_marker(),
     )
-    dead_letters = _FlakyDeadLetters()
     monkeypatch.setattr(catalog, "_dead_letters", dead_letters)
     monkeypatch.setattr(consumer_module, "_FIRST_BACKOFF_SECONDS", 0.0)
     monkeypatch.setattr(
@@ -132,6 +132,14 @@ def test_failed_dead_letter_retries_batch(
         "consume_available",
         lambda *_: [_Message(41, b"not a catalog key", b"{}")],
     )
+    return catalog, commits
+
+
+def test_failed_dead_letter_retries_batch(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    dead_letters = _FlakyDeadLetters()
+    catalog, commits = _catalog_with_dead_letters(monkeypatch, dead_letters)
 
     with caplog.at_level(logging.WARNING, logger=consumer_module.__name__):
         stored = catalog.poll_once()
@@ -141,3 +149,25 @@ def test_failed_dead_letter_retries_batch(
     assert [r.reason for r in dead_letters.sent] == [RejectionReason.INVALID_ID] * 2
     assert commits.commits == [[TopicPartition("catalog", 0, 42)]]
     assert "kafka failed, retrying catalog batch" in caplog.text
+
+
+class _GoneBrokerDeadLetters(_FlakyDeadLetters):
+    """A dead-letter writer whose flush finds the broker gone during a stop."""
+
+    def flush(self) -> None:
+        self.flushes += 1
+        raise BrokerGoneError("1 message(s) not delivered: the service is stopping")
+
+
+def test_stop_with_broker_gone_skips_commit(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    dead_letters = _GoneBrokerDeadLetters()
+    catalog, commits = _catalog_with_dead_letters(monkeypatch, dead_letters)
+
+    with caplog.at_level(logging.WARNING, logger=consumer_module.__name__):
+        catalog.poll_once()
+
+    assert dead_letters.flushes == 1
+    assert commits.commits == []
+    assert "catalog batch not committed on stop" in caplog.text
