@@ -46,11 +46,11 @@ class BrokerUnreachableError(InfrastructureError):
 
 
 class BrokerGoneError(InfrastructureError):
-    """Raised when a stopping service gives up a wait because the broker is gone.
+    """Raised when a stopping service gives up a wait for the broker.
 
-    No bootstrap server accepted a TCP connection, so the messages still
-    queued were not delivered, and the offsets they belong to must not be
-    committed.
+    Either no bootstrap server accepted a TCP connection, or the stop had
+    already waited as long as it may. The messages still queued were not
+    delivered, and the offsets they belong to must not be committed.
     """
 
 

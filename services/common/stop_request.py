@@ -7,15 +7,19 @@ together, each of those waits would run to its timeout for nothing. A broker
 that has stopped refuses connections, unlike one that is frozen or
 overloaded. So once a stop is requested and no bootstrap server accepts a TCP
 connection, :func:`flush_while_reachable` gives up and raises
-:class:`~services.common.errors.BrokerGoneError`. The caller then leaves its
-offsets uncommitted, and the next consumer reads those messages again, as
-after a crash.
+:class:`~services.common.errors.BrokerGoneError`. A frozen broker accepts
+connections but takes nothing, so a stop also gives up once it has waited
+``wait_seconds`` (10 s by default) in all. The stop then ends well inside
+the 30 s that Kubernetes and compose allow before SIGKILL.
+The caller then leaves its offsets uncommitted, and the next consumer reads
+those messages again, as after a crash.
 """
 
 from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 
 from confluent_kafka import Producer
 
@@ -28,6 +32,8 @@ __all__ = ["StopRequest", "flush_while_reachable"]
 # While a stop is requested, a flush checks the broker this often, and once
 # before it waits at all.
 _CHECK_SECONDS = 0.5
+# The flushes of one stop wait at most this long in all, counted from the stop.
+_STOP_WAIT_SECONDS = 10.0
 
 
 class StopRequest:
@@ -38,11 +44,23 @@ class StopRequest:
 
     Args:
         kafka: the connection settings whose bootstrap servers are checked.
+        wait_seconds: how long the flushes of a stop may wait in all for a
+            broker that accepts connections, counted from :meth:`set`.
+        clock: monotonic clock in seconds.
     """
 
-    def __init__(self, kafka: KafkaSettings) -> None:
+    def __init__(
+        self,
+        kafka: KafkaSettings,
+        *,
+        wait_seconds: float = _STOP_WAIT_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._kafka = kafka
+        self._wait_seconds = wait_seconds
+        self._clock = clock
         self._is_set = threading.Event()
+        self._set_at: float | None = None
         self._is_broker_gone = False
 
     @property
@@ -52,6 +70,8 @@ class StopRequest:
 
     def set(self) -> None:
         """Record that the service was asked to stop."""
+        if self._set_at is None:
+            self._set_at = self._clock()
         self._is_set.set()
 
     def is_set(self) -> bool:
@@ -66,6 +86,11 @@ class StopRequest:
         if not self._is_broker_gone and self.is_set():
             self._is_broker_gone = refuses_connections(self._kafka)
         return self._is_broker_gone
+
+    def is_overdue(self) -> bool:
+        """Return True when a stop was requested ``wait_seconds`` ago or more."""
+        set_at = self._set_at
+        return set_at is not None and self._clock() - set_at >= self._wait_seconds
 
 
 def flush_while_reachable(
@@ -83,7 +108,8 @@ def flush_while_reachable(
 
     Raises:
         BrokerGoneError: messages were still queued when a stop was requested
-            and no bootstrap server accepted a connection.
+            and no bootstrap server accepted a connection, or when the stop
+            had waited its ``wait_seconds``.
     """
     if stop is None:
         return producer.flush(timeout_seconds)
@@ -95,6 +121,11 @@ def flush_while_reachable(
             raise BrokerGoneError(
                 f"{remaining} message(s) not delivered: the service is stopping "
                 f"and no broker accepts connections at {stop.bootstrap}"
+            )
+        if stop.is_overdue():
+            raise BrokerGoneError(
+                f"{remaining} message(s) not delivered: the service is stopping "
+                f"and the broker at {stop.bootstrap} took none of them in time"
             )
         remaining_seconds = deadline - time.monotonic()
         if remaining_seconds <= 0:

@@ -443,7 +443,7 @@ class HotPathConsumer:
         ]
         if not offsets:
             return
-        if self._stopping.is_broker_gone():
+        if self._stopping.is_broker_gone() or self._stopping.is_overdue():
             self._give_up_commit()
             return
         try:
@@ -464,14 +464,20 @@ class HotPathConsumer:
                 metrics.CONSUMER_LAG.labels(str(partition)).set(max(high - offset, 0))
 
     def _give_up_commit(self) -> None:
-        """Log once that offsets stay uncommitted because the broker is gone."""
+        """Log once that offsets stay uncommitted because the broker is gone or slow."""
         if self._is_commit_given_up:
             return
         self._is_commit_given_up = True
+        cause = (
+            "broker refuses connections"
+            if self._stopping.is_broker_gone()
+            else "broker did not take the batch in time"
+        )
         logger.warning(
-            "broker refuses connections, stopping without committing offsets; "
+            "%s, stopping without committing offsets; "
             "the next consumer reads the events since the last commit again "
             "bootstrap=%s group=%s",
+            cause,
             self._stopping.bootstrap,
             self._settings.group_id,
         )
@@ -558,7 +564,7 @@ class HotPathConsumer:
             for tp in partitions
             if tp.partition in self._uncommitted
         ]
-        if pending and self._stopping.is_broker_gone():
+        if pending and (self._stopping.is_broker_gone() or self._stopping.is_overdue()):
             self._give_up_commit()
         elif pending:
             try:

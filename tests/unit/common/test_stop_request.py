@@ -96,3 +96,42 @@ def test_flush_while_reachable_waits_timeout_while_broker_accepts(
     remaining = flush_while_reachable(producer, 0.2, stop)
 
     assert remaining == 1
+
+
+class _Clock:
+    """A monotonic clock that moves only when told to."""
+
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_stop_request_is_overdue_after_wait_seconds() -> None:
+    clock = _Clock()
+    stop = StopRequest(unreachable_kafka(), wait_seconds=10.0, clock=clock)
+
+    clock.now += 60.0
+    is_overdue_before_stop = stop.is_overdue()
+    stop.set()
+    clock.now += 9.0
+    is_overdue_early = stop.is_overdue()
+    clock.now += 1.0
+
+    assert not is_overdue_before_stop
+    assert not is_overdue_early
+    assert stop.is_overdue()
+
+
+def test_flush_while_reachable_raises_when_stop_is_overdue(
+    listening_kafka: KafkaSettings,
+) -> None:
+    clock = _Clock()
+    stop = StopRequest(listening_kafka, wait_seconds=10.0, clock=clock)
+    producer = queued_producer(listening_kafka)
+    stop.set()
+    clock.now += 10.0
+
+    with pytest.raises(BrokerGoneError, match="took none of them in time"):
+        flush_while_reachable(producer, 30.0, stop)
