@@ -32,6 +32,7 @@ from typing import Any
 
 __all__ = [
     "has_exited",
+    "has_parent_death_signal",
     "request_signal_on_parent_death",
     "signal_on_parent_death",
     "start_tied_process",
@@ -39,6 +40,7 @@ __all__ = [
 
 # From <linux/prctl.h>.
 _PR_SET_PDEATHSIG = 1
+_PR_GET_PDEATHSIG = 2
 
 
 def signal_on_parent_death(
@@ -149,6 +151,25 @@ def has_exited(pid: int) -> bool:
         return False
     # The command name, in parentheses, may itself contain ") ".
     return fields.rpartition(") ")[2].startswith("Z")
+
+
+def has_parent_death_signal() -> bool:
+    """Return True when this process asked for a signal on its parent's death.
+
+    A process started by hand, from a shell, has no such request, so a signal
+    it gets is never its parent's death, even after that shell has exited.
+
+    Returns:
+        True when a parent-death signal is set; False when none is, and on
+        systems other than Linux.
+    """
+    if not sys.platform.startswith("linux"):
+        return False
+    prctl = ctypes.CDLL(None, use_errno=True).prctl
+    requested = ctypes.c_int(0)
+    if prctl(_PR_GET_PDEATHSIG, ctypes.byref(requested), 0, 0, 0) != 0:
+        return False
+    return requested.value != 0
 
 
 def _run_after_request(

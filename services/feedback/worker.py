@@ -58,7 +58,7 @@ from typing import Any, TypeVar
 import faust
 
 from services.common.entrypoint import ENVIRONMENT_ERROR_STATUS
-from services.common.parent_death import has_exited
+from services.common.parent_death import has_exited, has_parent_death_signal
 
 __all__ = [
     "FeedbackWorker",
@@ -225,15 +225,18 @@ class StopSignals:
     def log_stop(self, stop_signal: signal.Signals) -> None:
         """Log why the process stops, once, outside signal handlers.
 
-        When the parent has exited, perhaps killed with SIGKILL, the signal
-        is the one it asked for when it started this process, and the line
-        is a WARNING. Any other stop is logged at INFO. Later signals add no
+        When the parent has exited, perhaps killed with SIGKILL, and it asked
+        for a signal on its death when it started this process, that signal
+        is the stop, and the line is a WARNING. Any other stop is logged at
+        INFO, including a signal from an operator to a worker whose shell has
+        exited. Later signals add no
         line, since a parent that dies thread by thread sends several.
         """
         if self._is_stop_logged:
             return
         self._is_stop_logged = True
-        if os.getppid() != self.parent_pid or has_exited(self.parent_pid):
+        is_parent_gone = os.getppid() != self.parent_pid or has_exited(self.parent_pid)
+        if is_parent_gone and has_parent_death_signal():
             logger.warning(
                 "parent process exited, stopping signal=%s parent_pid=%d",
                 stop_signal.name,

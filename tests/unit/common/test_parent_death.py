@@ -92,3 +92,29 @@ def test_has_exited_is_false_outside_linux(monkeypatch: pytest.MonkeyPatch) -> N
     monkeypatch.setattr(parent_death.sys, "platform", "darwin")
 
     assert not has_exited(child.pid)
+
+
+_PRINT_REQUEST = (
+    "from services.common.parent_death import has_parent_death_signal; "
+    "print(has_parent_death_signal())"
+)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux only")
+def test_tied_child_has_parent_death_signal() -> None:
+    tied = subprocess.run(
+        [sys.executable, "-c", _PRINT_REQUEST],
+        preexec_fn=signal_on_parent_death(signal.SIGTERM),
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    untied = subprocess.run(
+        [sys.executable, "-c", _PRINT_REQUEST],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+
+    assert tied.stdout.strip() == "True"
+    assert untied.stdout.strip() == "False"

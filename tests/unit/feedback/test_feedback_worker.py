@@ -16,6 +16,7 @@ import pytest
 
 from services.common.errors import InvalidSettingsError
 from services.common.settings import load_settings
+from services.feedback import worker as worker_module
 from services.feedback.app import create_app
 from services.feedback.early_signals import EarlySignals
 from services.feedback.settings import FeedbackSettings
@@ -354,8 +355,9 @@ def test_stop_signals_log_stop_at_info_while_parent_runs(
 
 
 def test_stop_signals_log_parent_exit_as_warning(
-    caplog: pytest.LogCaptureFixture,
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setattr(worker_module, "has_parent_death_signal", lambda: True)
     parent_pid = reaped_process_id()
     stop_signals = StopSignals(RecordedDeadline(), parent_pid=parent_pid)
 
@@ -367,6 +369,20 @@ def test_stop_signals_log_parent_exit_as_warning(
             logging.WARNING,
             f"parent process exited, stopping signal=SIGTERM parent_pid={parent_pid}",
         )
+    ]
+
+
+def test_untied_worker_of_exited_shell_logs_info(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(worker_module, "has_parent_death_signal", lambda: False)
+    stop_signals = StopSignals(RecordedDeadline(), parent_pid=reaped_process_id())
+
+    with caplog.at_level(logging.INFO, logger="services.feedback.worker"):
+        stop_signals.log_stop(signal.SIGTERM)
+
+    assert [(r.levelno, r.getMessage()) for r in caplog.records] == [
+        (logging.INFO, "stop requested signal=SIGTERM")
     ]
 
 
