@@ -20,11 +20,17 @@ is committed. Each outage is logged in a few lines (see
 Lost Redis data: the committed offsets are valid only while Redis still
 contains the records stored before them. A marker in Redis
 (:mod:`services.features.marker`) records which partitions Redis contains in
-full. A partition without it is read again from the start of the topic, when
-it is assigned or at the check every ``catalog_reload_check_seconds``. Its
-marker entry is set once librdkafka reports the partition's end after a
-committed batch. A re-read sends the invalid records to the dead-letter topic
-again.
+full. A partition without it is read from the start of the topic, when it is
+assigned or at the check every ``catalog_reload_check_seconds``. Its marker
+entry is set once librdkafka reports the partition's end after a committed
+batch. A partition without a committed offset is read for the first time,
+which is logged at INFO. A partition with one was read before, so Redis has
+lost it: the re-read is logged as a WARNING and counted in
+``cartwheel_features_catalog_reloads_total``. A read that restarts one left
+unfinished in the marker is logged at INFO and not counted again. An invalid
+record below the committed offset that a re-read started from was
+dead-lettered by the earlier read, so the re-read counts it as
+``rejected_again`` and sends no dead letter.
 """
 
 from __future__ import annotations
@@ -32,7 +38,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any
 
 import redis
@@ -55,7 +61,7 @@ from services.common.stop_request import StopRequest, flush_while_reachable
 from services.features import metrics
 from services.features.catalog import CatalogWriter, parse_catalog_key
 from services.features.errors import CatalogRecordError
-from services.features.marker import CatalogMarker, PartitionState
+from services.features.marker import CatalogMarker, PartitionEntry, PartitionState
 from services.features.settings import CatalogSettings
 
 __all__ = ["CatalogConsumer", "catalog_consumer_config"]
@@ -64,6 +70,7 @@ logger = logging.getLogger(__name__)
 
 _SERVICE = "catalog"
 _FIRST_BACKOFF_SECONDS = 0.2
+_COMMITTED_TIMEOUT_SECONDS = 10.0
 # Failures of the broker rather than of a record. A dead letter that was not
 # delivered blocks the batch's commit, so it is retried like the rest.
 _KAFKA_ERRORS = (KafkaException, DeadLetterDeliveryError, BufferError)
@@ -129,6 +136,9 @@ class CatalogConsumer:
         self._assigned: set[int] = set()
         # Partitions sought to their start whose end has not been committed.
         self._reloading: set[int] = set()
+        # The offset below which an earlier read dead-lettered the invalid
+        # records of each partition read again.
+        self._dead_lettered_below: dict[int, int] = {}
         # Partitions read to their end whose marker entry is still to write.
         self._ended: set[int] = set()
         self._next_check = clock() + settings.catalog_reload_check_seconds
@@ -218,21 +228,35 @@ class CatalogConsumer:
                 kind, _ = parse_catalog_key(message.key())
                 self._writer.apply(message.key(), message.value())
             except CatalogRecordError as exc:
-                self._reject(message, exc.rejection)
-                metrics.CATALOG_RECORDS.labels(kind, "rejected").inc()
+                outcome = self._reject(message, exc.rejection)
+                metrics.CATALOG_RECORDS.labels(kind, outcome).inc()
                 continue
             outcome = "deleted" if message.value() is None else "stored"
             metrics.CATALOG_RECORDS.labels(kind, outcome).inc()
 
-    def _reject(self, message: Message, rejection: Rejection) -> None:
+    def _reject(self, message: Message, rejection: Rejection) -> str:
+        """Dead-letter a message unless an earlier read did; return the outcome."""
+        partition = message.partition() or 0
+        offset = message.offset() or 0
+        if offset < self._dead_lettered_below.get(partition, 0):
+            logger.debug(
+                "catalog record rejected again, not dead-lettered reason=%s "
+                "topic=%s partition=%s offset=%s",
+                rejection.reason,
+                self._topic,
+                partition,
+                offset,
+            )
+            return "rejected_again"
         self._dead_letters.send(
             rejection,
             raw_key=message.key(),
             raw_value=message.value(),
             source_topic=self._topic,
-            source_partition=message.partition() or 0,
-            source_offset=message.offset() or 0,
+            source_partition=partition,
+            source_offset=offset,
         )
+        return "rejected"
 
     def _update_marker(self) -> None:
         """Mark the partitions read to their end, and check the marker when due."""
@@ -263,29 +287,38 @@ class CatalogConsumer:
         loaded = self._ended - vanished
         self._reloading -= self._ended
         self._ended = set()
+        for partition in loaded:
+            self._dead_lettered_below.pop(partition, None)
         if loaded:
             logger.info(
-                "catalog partitions read again to their end topic=%s "
-                "partitions=%s group=%s",
+                "catalog partitions read to their end topic=%s partitions=%s group=%s",
                 self._topic,
                 sorted(loaded),
                 self._settings.group_id,
             )
         if vanished:
-            self._seek_to_start(vanished)
+            self._seek_to_start(vanished, {})
 
     def _check_marker(self) -> None:
-        states = self._marker.states(self._assigned)
-        lost = {
+        entries = self._marker.entries(self._assigned)
+        unread = {
             partition
             for partition in self._assigned
-            if _needs_reload(states.get(partition), partition in self._reloading)
+            if _needs_read(entries.get(partition), partition in self._reloading)
         }
-        if lost:
-            self._seek_to_start(lost)
+        if unread:
+            self._seek_to_start(unread, entries)
 
-    def _seek_to_start(self, partitions: set[int]) -> None:
+    def _seek_to_start(
+        self, partitions: set[int], entries: Mapping[int, PartitionEntry]
+    ) -> None:
         """Seek partitions to their start and mark those sought as reloading."""
+        try:
+            committed = self._committed_offsets(partitions)
+        except KafkaException as exc:
+            # The next check finds the partitions still unread and tries again.
+            self._log_committed_failure(partitions, exc)
+            return
         sought = set()
         for partition in sorted(partitions):
             try:
@@ -303,21 +336,107 @@ class CatalogConsumer:
                 continue
             sought.add(partition)
         if sought:
-            self._start_reload(sought)
+            self._start_reads(sought, entries, committed)
 
-    def _start_reload(self, partitions: set[int]) -> None:
+    def _start_reads(
+        self,
+        partitions: set[int],
+        entries: Mapping[int, PartitionEntry],
+        committed: Mapping[int, int | None],
+    ) -> None:
+        """Record the reads from the start of partitions, then log and count them.
+
+        Args:
+            partitions: the partitions read from their start.
+            entries: their marker entries, where they have one.
+            committed: the group's committed offset of each, None where it
+                has none.
+        """
+        # A read from the start commits lower offsets than an earlier read
+        # did, so the highest offset known is kept: the one of an unfinished
+        # read in the marker or in memory, or the committed one.
+        below = {
+            p: _highest(
+                committed.get(p),
+                self._dead_lettered_below.get(p),
+                _started_at(entries.get(p)),
+            )
+            for p in partitions
+        }
+        self._dead_lettered_below.update(
+            {p: offset for p, offset in below.items() if offset is not None}
+        )
         # A partition sought whose entry is not written is not yet counted as
         # reloading, so the next check seeks it again.
-        self._marker.start(partitions)
+        self._marker.start(below)
         self._reloading |= partitions
         self._ended -= partitions
-        metrics.CATALOG_RELOADS.inc()
+        self._log_reads(partitions, entries, below)
+
+    def _log_reads(
+        self,
+        partitions: set[int],
+        entries: Mapping[int, PartitionEntry],
+        below: Mapping[int, int | None],
+    ) -> None:
+        group = self._settings.group_id
+        unfinished = {p for p in partitions if p in entries}
+        first = {p for p in partitions - unfinished if below[p] is None}
+        lost = partitions - unfinished - first
+        if first:
+            logger.info(
+                "reading the catalog for the first time topic=%s partitions=%s "
+                "group=%s",
+                self._topic,
+                sorted(first),
+                group,
+            )
+        if unfinished:
+            # The consumer that began the unfinished read has logged it, and
+            # counted it if it was a re-read.
+            logger.info(
+                "catalog read did not finish, reading the topic again from the "
+                "start topic=%s partitions=%s group=%s",
+                self._topic,
+                sorted(unfinished),
+                group,
+            )
+        if lost:
+            metrics.CATALOG_RELOADS.inc()
+            logger.warning(
+                "redis has no catalog, reading the topic again from the start "
+                "topic=%s partitions=%s group=%s",
+                self._topic,
+                sorted(lost),
+                group,
+            )
+
+    def _committed_offsets(self, partitions: Collection[int]) -> dict[int, int | None]:
+        """Return the group's committed offset of each partition, None for none.
+
+        Raises:
+            KafkaException: the request timed out, or the broker returned an
+                error for a partition.
+        """
+        requested = [TopicPartition(self._topic, p) for p in sorted(partitions)]
+        offsets: dict[int, int | None] = {}
+        for tp in self._consumer.committed(
+            requested, timeout=_COMMITTED_TIMEOUT_SECONDS
+        ):
+            if tp.error is not None:
+                raise KafkaException(tp.error)
+            offsets[tp.partition] = tp.offset if tp.offset >= 0 else None
+        return offsets
+
+    def _log_committed_failure(
+        self, partitions: Collection[int], exc: KafkaException
+    ) -> None:
         logger.warning(
-            "redis has no catalog, reading the topic again from the start "
-            "topic=%s partitions=%s group=%s",
+            "catalog committed offsets not read, partitions stay at their "
+            "offsets until the next check topic=%s partitions=%s error=%s",
             self._topic,
             sorted(partitions),
-            self._settings.group_id,
+            exc,
         )
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
@@ -329,18 +448,23 @@ class CatalogConsumer:
             sorted(numbers),
             self._settings.group_id,
         )
+        unread: set[int] = set()
         try:
-            states = self._marker.states(numbers)
-            lost = {p for p in numbers if states.get(p) != PartitionState.LOADED}
-            if lost:
-                self._start_reload(lost)
+            entries = self._marker.entries(numbers)
+            unread = {p for p in numbers if _needs_read(entries.get(p), False)}
+            if unread:
+                self._start_reads(unread, entries, self._committed_offsets(unread))
         except redis.exceptions.RedisError as exc:
             # The committed offsets stand until a check can read the marker.
             self._next_check = self._clock()
             self._marker_outage.failed(exc, self._settings.poll_timeout_seconds)
-            lost = set()
+            unread = set()
+        except KafkaException as exc:
+            self._next_check = self._clock()
+            self._log_committed_failure(unread, exc)
+            unread = set()
         for tp in partitions:
-            if tp.partition in lost:
+            if tp.partition in unread:
                 tp.offset = OFFSET_BEGINNING
         consumer.assign(partitions)
 
@@ -367,13 +491,24 @@ class CatalogConsumer:
         self._assigned -= numbers
         self._reloading -= numbers
         self._ended -= numbers
+        for partition in numbers:
+            self._dead_lettered_below.pop(partition, None)
 
 
-def _needs_reload(state: PartitionState | None, is_reloading: bool) -> bool:
+def _needs_read(entry: PartitionEntry | None, is_reloading: bool) -> bool:
     """Return whether Redis lacks a partition that this consumer is not reloading."""
-    if state is PartitionState.LOADED:
-        return False
-    return not (state is PartitionState.LOADING and is_reloading)
+    if entry is None:
+        return True
+    return entry.state is not PartitionState.LOADED and not is_reloading
+
+
+def _started_at(entry: PartitionEntry | None) -> int | None:
+    """Return the committed offset that an unfinished read began at, if known."""
+    return entry.committed_offset if entry is not None else None
+
+
+def _highest(*offsets: int | None) -> int | None:
+    return max((offset for offset in offsets if offset is not None), default=None)
 
 
 def _next_offsets(messages: Sequence[Message]) -> list[TopicPartition]:

@@ -7,6 +7,11 @@ entry in the hash ``FeatureKeys.catalog_loaded()``, under ``<topic>:<partition>`
 - ``loading`` from the moment the consumer seeks the partition to its start,
 - ``loaded`` once it has read the partition to its end and committed.
 
+A ``loading`` entry also records the consumer group's committed offset when
+the read began, or null for a first read. Invalid records below it were
+dead-lettered by an earlier read, so a consumer that takes over an unfinished
+read does not dead-letter them again.
+
 The hash has no TTL, so it disappears only with the data: a FLUSHALL, a
 restart without persistence or a failover to an empty replica. A partition
 without a ``loaded`` entry is read again from the start. Finishing a partition
@@ -18,7 +23,8 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 
@@ -26,7 +32,7 @@ import redis
 
 from schemas.features import FeatureKeys
 
-__all__ = ["CatalogMarker", "PartitionState"]
+__all__ = ["CatalogMarker", "PartitionEntry", "PartitionState"]
 
 # KEYS[1] the marker hash. ARGV[1] the entry to store, ARGV[2..] the fields.
 # Overwrites each field that still exists and returns those that vanished.
@@ -48,6 +54,21 @@ class PartitionState(StrEnum):
 
     LOADING = "loading"
     LOADED = "loaded"
+
+
+@dataclass(frozen=True)
+class PartitionEntry:
+    """A catalog partition's entry in the marker.
+
+    Attributes:
+        state: how much of the partition Redis contains.
+        committed_offset: the consumer group's committed offset when the read
+            from the start began, or None when the group had none. Only
+            ``loading`` entries have one.
+    """
+
+    state: PartitionState
+    committed_offset: int | None = None
 
 
 class CatalogMarker:
@@ -78,24 +99,32 @@ class CatalogMarker:
         self._clock = clock
         self._finish_script = client.register_script(_FINISH_SCRIPT)
 
-    def states(self, partitions: Collection[int]) -> dict[int, PartitionState]:
-        """Return the state of each partition that has a readable entry."""
+    def entries(self, partitions: Collection[int]) -> dict[int, PartitionEntry]:
+        """Return the entry of each partition that has a readable one."""
         ordered = sorted(partitions)
         if not ordered:
             return {}
         values = self._client.hmget(self.key, [self._field(p) for p in ordered])
-        states = {}
+        entries = {}
         for partition, value in zip(ordered, values, strict=True):
-            state = _parse_state(value)
-            if state is not None:
-                states[partition] = state
-        return states
+            entry = _parse_entry(value)
+            if entry is not None:
+                entries[partition] = entry
+        return entries
 
-    def start(self, partitions: Collection[int]) -> None:
-        """Mark partitions as being read again from their start."""
-        entry = self._entry(PartitionState.LOADING)
+    def start(self, committed_offsets: Mapping[int, int | None]) -> None:
+        """Mark partitions as being read from their start.
+
+        Args:
+            committed_offsets: the consumer group's committed offset of each
+                partition when its read began, None where it has none.
+        """
         self._client.hset(
-            self.key, mapping={self._field(p): entry for p in sorted(partitions)}
+            self.key,
+            mapping={
+                self._field(p): self._entry(PartitionState.LOADING, offset)
+                for p, offset in sorted(committed_offsets.items())
+            },
         )
 
     def finish(self, partitions: Collection[int]) -> set[int]:
@@ -116,26 +145,33 @@ class CatalogMarker:
     def _field(self, partition: int) -> str:
         return f"{self.topic}:{partition}"
 
-    def _entry(self, state: PartitionState) -> str:
+    def _entry(self, state: PartitionState, committed_offset: int | None = None) -> str:
         set_at = datetime.fromtimestamp(self._clock(), UTC)
-        return json.dumps(
-            {
-                "state": state.value,
-                "consumer_group": self.consumer_group,
-                "set_at": set_at.isoformat(timespec="seconds"),
-            }
-        )
+        entry: dict[str, str | int | None] = {
+            "state": state.value,
+            "consumer_group": self.consumer_group,
+            "set_at": set_at.isoformat(timespec="seconds"),
+        }
+        if state is PartitionState.LOADING:
+            entry["committed_offset"] = committed_offset
+        return json.dumps(entry)
 
 
-def _parse_state(value: bytes | str | None) -> PartitionState | None:
-    """Return the state in an entry, or None for a missing or unreadable one."""
+def _parse_entry(value: bytes | str | None) -> PartitionEntry | None:
+    """Return the entry in a hash value, or None for a missing or unreadable one.
+
+    An entry written before entries recorded the committed offset has None.
+    """
     if value is None:
         return None
     try:
         entry = json.loads(value)
-        return PartitionState(entry["state"])
+        state = PartitionState(entry["state"])
     except (ValueError, TypeError, KeyError):
         return None
+    offset = entry.get("committed_offset")
+    is_offset = isinstance(offset, int) and not isinstance(offset, bool)
+    return PartitionEntry(state, offset if is_offset and offset >= 0 else None)
 
 
 def _text(value: bytes | str) -> str:

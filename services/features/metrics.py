@@ -1,7 +1,9 @@
 """Prometheus metrics of the catalog consumer.
 
-Labels come from small fixed sets: ``kind`` (item, promotion, review) and
-``outcome`` (stored, deleted, rejected).
+Labels come from small fixed sets: ``kind`` (item, promotion, review, or
+unknown for a key without one) and ``outcome`` (stored, deleted, rejected, or
+rejected_again for an invalid record that an earlier read of its partition
+dead-lettered).
 """
 
 from __future__ import annotations

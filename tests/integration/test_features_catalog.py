@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import base64
 import json
+import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -16,6 +18,7 @@ from confluent_kafka import Consumer, Producer
 
 from schemas.catalog import ItemRecord, PromotionRecord, ReviewRecord
 from schemas.features import FeatureKeys
+from services.common.deadletters import DEAD_LETTERS
 from services.common.kafka import consumer_config, producer_config
 from services.common.redis_features import FeatureStore
 from services.common.settings import KafkaSettings, RedisSettings, TopicSettings
@@ -23,7 +26,7 @@ from services.features import metrics
 from services.features.catalog import CatalogWriter
 from services.features.consumer import CatalogConsumer, catalog_consumer_config
 from services.features.errors import CatalogKeyError, CatalogRecordError
-from services.features.marker import CatalogMarker, PartitionState
+from services.features.marker import CatalogMarker, PartitionEntry, PartitionState
 from services.features.settings import CatalogSettings
 from services.infra import find_free_port, start_redis
 
@@ -390,8 +393,8 @@ def catalog_in_redis(client: redis.Redis, settings: CatalogSettings) -> dict[str
 def loaded_partitions(client: redis.Redis, settings: CatalogSettings) -> set[int]:
     prefix = settings.redis.key_prefix
     marker = CatalogMarker(client, prefix, settings.topics.catalog, settings.group_id)
-    states = marker.states(range(settings.topics.partitions))
-    return {p for p, state in states.items() if state is PartitionState.LOADED}
+    entries = marker.entries(range(settings.topics.partitions))
+    return {p for p, entry in entries.items() if entry.state is PartitionState.LOADED}
 
 
 def wait_for(
@@ -501,3 +504,119 @@ def test_catalog_consumers_in_one_group_restore_flushed_catalog(
     wait_for(lambda: loaded_partitions(flushable_redis, settings) == {0, 1, 2, 3})
 
     assert catalog_in_redis(flushable_redis, settings) == loaded
+
+
+def test_marker_loading_entry_keeps_committed_offset(
+    redis_client: redis.Redis, redis_settings: RedisSettings
+) -> None:
+    marker = CatalogMarker(redis_client, redis_settings.key_prefix, "catalog", "g")
+
+    marker.start({0: 12, 1: None})
+
+    assert marker.entries([0, 1, 2]) == {
+        0: PartitionEntry(PartitionState.LOADING, 12),
+        1: PartitionEntry(PartitionState.LOADING, None),
+    }
+
+
+def test_marker_loaded_entry_drops_committed_offset(
+    redis_client: redis.Redis, redis_settings: RedisSettings
+) -> None:
+    marker = CatalogMarker(redis_client, redis_settings.key_prefix, "catalog", "g")
+    marker.start({0: 12})
+
+    marker.finish({0})
+
+    assert marker.entries([0]) == {0: PartitionEntry(PartitionState.LOADED, None)}
+
+
+def test_marker_reads_entry_without_committed_offset(
+    redis_client: redis.Redis, redis_settings: RedisSettings
+) -> None:
+    marker = CatalogMarker(redis_client, redis_settings.key_prefix, "catalog", "g")
+    entry = {"state": "loading", "consumer_group": "g", "set_at": "2019-10-01"}
+    redis_client.hset(marker.key, "catalog:0", json.dumps(entry))
+
+    assert marker.entries([0]) == {0: PartitionEntry(PartitionState.LOADING, None)}
+
+
+def publish_invalid(settings: CatalogSettings, keys: list[bytes]) -> None:
+    """Publish one message that is not valid JSON under each key."""
+    producer = Producer(producer_config(settings.kafka))
+    for key in keys:
+        producer.produce(settings.topics.catalog, key=key, value=b"{not json")
+    producer.flush(10)
+
+
+def catalog_dead_letters() -> float:
+    """Return the dead letters counted for the catalog, all reasons together."""
+    return sum(
+        sample.value
+        for metric in DEAD_LETTERS.collect()
+        for sample in metric.samples
+        if sample.name.endswith("_total") and sample.labels["service"] == "catalog"
+    )
+
+
+def rejected_again() -> float:
+    return sum(
+        metrics.CATALOG_RECORDS.labels(kind, "rejected_again")._value.get()
+        for kind in ("item", "promotion", "review")
+    )
+
+
+def test_reread_after_flushall_adds_no_dead_letters(
+    make_reload_settings: Callable[[int], CatalogSettings],
+    make_catalog_consumer: Callable[[CatalogSettings], CatalogConsumer],
+    flushable_redis: redis.Redis,
+) -> None:
+    settings = make_reload_settings(3)
+    invalid = [f"item:bad{n}".encode() for n in range(6)]
+    publish_catalog(settings)
+    publish_invalid(settings, invalid)
+    consumer = make_catalog_consumer(settings)
+    consumer.subscribe()
+    loaded = load(consumer, flushable_redis, settings)
+    letters_before = catalog_dead_letters()
+    again_before = rejected_again()
+
+    flushable_redis.flushall()
+    wait_for(
+        lambda: catalog_in_redis(flushable_redis, settings) == loaded,
+        consumer.poll_once,
+    )
+    load(consumer, flushable_redis, settings)
+    # A record after the re-read is dead-lettered as usual. The dead-letter
+    # topic keeps the order in which the consumer sent the letters, so a
+    # letter sent twice by the re-read would come before this one.
+    publish_invalid(settings, [b"item:late"])
+    wait_for(lambda: catalog_dead_letters() > letters_before, consumer.poll_once)
+    letters = read_all(settings.kafka, settings.topics.dead_letters, len(invalid) + 1)
+
+    assert catalog_dead_letters() == letters_before + 1
+    assert rejected_again() == again_before + len(invalid)
+    assert sorted(letter["raw_key_base64"] for letter in letters) == sorted(
+        base64.b64encode(key).decode() for key in [*invalid, b"item:late"]
+    )
+    assert letters[-1]["raw_key_base64"] == base64.b64encode(b"item:late").decode()
+
+
+def test_first_start_on_empty_redis_counts_no_reload(
+    make_reload_settings: Callable[[int], CatalogSettings],
+    make_catalog_consumer: Callable[[CatalogSettings], CatalogConsumer],
+    flushable_redis: redis.Redis,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    settings = make_reload_settings(3)
+    publish_catalog(settings)
+    consumer = make_catalog_consumer(settings)
+    reloads_before = metrics.CATALOG_RELOADS._value.get()
+
+    with caplog.at_level(logging.INFO, logger="services.features.consumer"):
+        consumer.subscribe()
+        loaded = load(consumer, flushable_redis, settings)
+
+    assert len(loaded) == 24 + 1 + 4 + 1
+    assert metrics.CATALOG_RELOADS._value.get() == reloads_before
+    assert "reading the catalog for the first time" in caplog.text
+    assert "redis has no catalog" not in caplog.text
