@@ -13,7 +13,13 @@ import re
 from collections.abc import Callable
 from pathlib import Path
 
-__all__ = ["integer_at_least", "integer_between", "non_empty_path", "positive_number"]
+__all__ = [
+    "integer_at_least",
+    "integer_between",
+    "non_empty_path",
+    "positive_number",
+    "positive_number_at_most",
+]
 
 # Python's int() also accepts surrounding spaces, underscores and non-ASCII
 # digits, none of which a command-line option should contain.
@@ -73,14 +79,35 @@ def positive_number(text: str) -> float:
     Raises:
         argparse.ArgumentTypeError: the text is not such a number.
     """
+    return _bounded_number(text, math.inf, "a finite number above 0")
+
+
+def positive_number_at_most(maximum: float) -> Callable[[str], float]:
+    """Return an argparse ``type`` that accepts numbers above 0 and up to ``maximum``.
+
+    Args:
+        maximum: the largest value accepted, such as the longest timeout
+            that makes sense.
+
+    Returns:
+        A function that parses the option's text, or raises
+        ``argparse.ArgumentTypeError`` naming the text and the expected range.
+    """
+    expected = f"a number above 0 and at most {maximum:g}"
+
+    def parse(text: str) -> float:
+        return _bounded_number(text, maximum, expected)
+
+    return parse
+
+
+def _bounded_number(text: str, maximum: float, expected: str) -> float:
     try:
         value = float(text)
     except ValueError:
         value = math.nan
-    if not (math.isfinite(value) and value > 0):
-        raise argparse.ArgumentTypeError(
-            f"expected a finite number above 0, got {text!r}"
-        )
+    if not (math.isfinite(value) and 0 < value <= maximum):
+        raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}")
     return value
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import shlex
 
+from services.cli.arguments import positive_number_at_most
 from services.common.entrypoint import write_error
 from services.common.kafka import create_topics, standard_topics, wait_for_broker
 from services.common.settings import load_settings
@@ -83,7 +84,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     status.add_argument(
         "--timeout",
-        type=float,
+        type=positive_number_at_most(_MAX_PROBE_TIMEOUT_SECONDS),
         default=DEFAULT_PROBE_TIMEOUT_SECONDS,
         help="seconds to wait for each server's connection and reply, above 0 "
         f"and at most {_MAX_PROBE_TIMEOUT_SECONDS:g} (default: "
@@ -172,12 +173,6 @@ def _still_listening_message(status: ServerStatus) -> str:
 
 
 def _status(args: argparse.Namespace) -> int:
-    # "not" also rejects nan, which compares false with every number.
-    if not 0 < args.timeout <= _MAX_PROBE_TIMEOUT_SECONDS:
-        raise ValueError(
-            f"--timeout={args.timeout}; expected seconds above 0 and at most "
-            f"{_MAX_PROBE_TIMEOUT_SECONDS:g}"
-        )
     manager, _ = _manager()
     statuses = manager.status(probe_timeout_seconds=args.timeout)
     _print_statuses(statuses)

@@ -5,7 +5,12 @@ import argparse
 import pytest
 
 from services.cli.__main__ import main
-from services.cli.arguments import integer_at_least, integer_between, positive_number
+from services.cli.arguments import (
+    integer_at_least,
+    integer_between,
+    positive_number,
+    positive_number_at_most,
+)
 
 
 def test_integer_at_least_accepts_minimum() -> None:
@@ -53,6 +58,24 @@ def test_positive_number_rejects_bad_text(text: str) -> None:
         positive_number(text)
 
     assert str(caught.value) == f"expected a finite number above 0, got {text!r}"
+
+
+def test_positive_number_at_most_accepts_maximum() -> None:
+    parse = positive_number_at_most(60)
+
+    assert parse("60") == 60.0
+
+
+@pytest.mark.parametrize("text", ["0", "-1", "60.5", "nan", "inf", "", "soon"])
+def test_positive_number_at_most_rejects_bad_text(text: str) -> None:
+    parse = positive_number_at_most(60)
+
+    with pytest.raises(argparse.ArgumentTypeError) as caught:
+        parse(text)
+
+    assert str(caught.value) == (
+        f"expected a number above 0 and at most 60, got {text!r}"
+    )
 
 
 @pytest.mark.parametrize(

@@ -157,16 +157,19 @@ def test_up_rejects_equal_ports_before_starting(
     assert list(tmp_path.iterdir()) == []
 
 
-@pytest.mark.parametrize("timeout", ["0", "-1", "61", "nan"])
-def test_infra_status_rejects_invalid_timeout(
+@pytest.mark.parametrize("timeout", ["0", "-1", "61", "nan", "soon"])
+def test_infra_status_rejects_invalid_timeout_as_usage_error(
     timeout: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    status = main(["infra", "status", "--timeout", timeout])
+    with pytest.raises(SystemExit) as caught:
+        main(["infra", "status", "--timeout", timeout])
 
     error = capsys.readouterr().err
-    assert status == 1
-    assert error.startswith(f"cartwheel: error: --timeout={float(timeout)};")
-    assert "expected seconds above 0 and at most 60" in error
+    assert caught.value.code == 2
+    assert error.startswith("usage: cartwheel infra status")
+    assert (
+        f"argument --timeout: expected a number above 0 and at most 60, got {timeout!r}"
+    ) in error
 
 
 def test_down_exits_0_when_ports_are_closed(
