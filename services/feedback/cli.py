@@ -7,12 +7,18 @@ from datetime import UTC, datetime, timedelta
 
 import redis
 
+from services.cli.arguments import positive_number_at_most
 from services.common.logging import configure_logging
 from services.common.settings import load_settings, secret_values
 from services.feedback.reader import outcome_counts
 from services.feedback.settings import FeedbackSettings
 
 __all__ = ["register"]
+
+# Window counts expire after CARTWHEEL_FEEDBACK_RETENTION_SECONDS, so a
+# century reaches back past every one of them, and it keeps the start of the
+# report a date that datetime can hold.
+_MAX_REPORT_HOURS = 100 * 365 * 24
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -43,9 +49,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     )
     report_parser.add_argument(
         "--hours",
-        type=float,
+        type=positive_number_at_most(_MAX_REPORT_HOURS),
         default=1.0,
-        help="how far back to count, in hours (default: 1)",
+        help="how far back to count, in hours, above 0 and at most "
+        f"{_MAX_REPORT_HOURS} (default: 1)",
     )
     report_parser.set_defaults(handler=_report)
 

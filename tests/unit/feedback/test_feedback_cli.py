@@ -26,6 +26,19 @@ def test_feedback_report_parses_hours() -> None:
     assert callable(args.handler)
 
 
+@pytest.mark.parametrize("hours", ["0", "-1", "nan", "inf", "1e308"])
+def test_feedback_report_rejects_hours_out_of_range_as_usage_error(
+    hours: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as caught:
+        make_parser().parse_args(["feedback", "report", "--hours", hours])
+
+    assert caught.value.code == 2
+    assert (
+        f"argument --hours: expected a number above 0 and at most 876000, got {hours!r}"
+    ) in capsys.readouterr().err
+
+
 def test_feedback_requires_a_subcommand() -> None:
     with pytest.raises(SystemExit):
         make_parser().parse_args(["feedback"])
