@@ -82,10 +82,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
 
 def _evaluate(args: argparse.Namespace) -> int:
     dataset = dataset_name(args)
-    if args.limit is not None and args.limit < 1:
-        raise ValueError(f"--limit={args.limit}; expected a positive integer")
-    if args.batch_size < 1:
-        raise ValueError(f"--batch-size={args.batch_size}; expected a positive integer")
     # River, PyTorch and the feature store load here, so that the other
     # cartwheel commands start without them.
     import redis

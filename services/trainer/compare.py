@@ -258,10 +258,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     add_compare_arguments(parser)
     args = parser.parse_args(argv)
-    try:
-        dataset_name(args)
-    except ValueError as exc:
-        parser.error(str(exc))
     configure_logging("INFO")
     return run(args)
 

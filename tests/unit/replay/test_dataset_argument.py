@@ -39,16 +39,24 @@ def test_dataset_argument_accepts_same_name_twice(command: tuple[str, str]) -> N
 
 
 @pytest.mark.parametrize("command", COMMANDS)
-def test_dataset_argument_rejects_two_names(
-    command: tuple[str, str], capsys: pytest.CaptureFixture[str]
+@pytest.mark.parametrize(
+    "names",
+    [("otto", "--dataset", "taobao"), ("--dataset", "taobao", "otto")],
+    ids=["positional-first", "option-first"],
+)
+def test_dataset_argument_rejects_two_names_as_usage_error(
+    command: tuple[str, str],
+    names: tuple[str, ...],
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
-    status = main([*command, "otto", "--dataset", "taobao"])
+    with pytest.raises(SystemExit) as caught:
+        main([*command, *names])
 
     error = capsys.readouterr().err
-    assert status == 1
-    assert error == (
-        "cartwheel: error: dataset given twice, as 'otto' and "
-        "--dataset='taobao'; give it once\n"
+    assert caught.value.code == 2
+    assert error.startswith(f"usage: cartwheel {' '.join(command)}")
+    assert error.endswith(
+        "error: dataset given twice, as 'otto' and --dataset='taobao'; give it once\n"
     )
 
 
