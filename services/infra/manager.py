@@ -18,7 +18,8 @@ from dataclasses import dataclass, replace
 from enum import StrEnum
 from urllib.parse import urlsplit
 
-from services.common.kafka import wait_for_broker
+from services.common.errors import BrokerUnreachableError, InfrastructureError
+from services.common.kafka import is_listening, wait_for_broker
 from services.common.lifecycle import (
     check_directory_if_present,
     ensure_writable_directory,
@@ -52,6 +53,8 @@ logger = logging.getLogger(__name__)
 _BROKER_READY_TIMEOUT_SECONDS = 20.0
 DEFAULT_PROBE_TIMEOUT_SECONDS = 2.0
 _STATE_DIR_VARIABLE = "CARTWHEEL_INFRA_STATE_DIR"
+_KAFKA_VARIABLE = "CARTWHEEL_KAFKA_BOOTSTRAP"
+_REDIS_VARIABLE = "CARTWHEEL_REDIS_URL"
 _STALE_REMOVED_NOTE = "removed the stale pid file and signalled no process"
 
 
@@ -143,6 +146,8 @@ class InfraManager:
         """
         if self._local_servers():
             ensure_writable_directory(self._settings.state_dir, _STATE_DIR_VARIABLE)
+        if self._settings.is_redis_external:
+            self._require_external_redis()
         # Every port is checked before anything starts, so a taken Redis port
         # does not leave a new broker behind.
         if not self._settings.is_kafka_external:
@@ -156,10 +161,7 @@ class InfraManager:
                 port_setting="CARTWHEEL_INFRA_KAFKA_PORT",
                 stop_with_parent=False,
             )
-        kafka = self._settings.kafka.model_copy(
-            update={"bootstrap": self.kafka_bootstrap}
-        )
-        wait_for_broker(kafka, timeout_seconds=_BROKER_READY_TIMEOUT_SECONDS)
+        self._wait_for_broker()
         if not self._settings.is_redis_external:
             start_redis(
                 self._settings.state_dir,
@@ -252,6 +254,47 @@ class InfraManager:
                 probe_timeout_seconds,
             ),
         ]
+
+    def _wait_for_broker(self) -> None:
+        kafka = self._settings.kafka.model_copy(
+            update={"bootstrap": self.kafka_bootstrap}
+        )
+        try:
+            wait_for_broker(kafka, timeout_seconds=_BROKER_READY_TIMEOUT_SECONDS)
+        except BrokerUnreachableError as exc:
+            # The shared message suggests 'infra up' or setting the variable,
+            # which fits neither this command nor a variable already set.
+            endpoints = kafka.bootstrap.split(",")
+            if self._settings.is_kafka_external and not any(
+                is_listening(endpoint) for endpoint in endpoints
+            ):
+                raise BrokerUnreachableError(
+                    _external_server_message(
+                        _KAFKA_VARIABLE, kafka.bootstrap, "no Kafka broker listens"
+                    )
+                ) from exc
+            raise
+
+    def _require_external_redis(self) -> None:
+        """Raise unless the Redis server that the URL names replies to PING.
+
+        It runs before any local server starts, so a failure leaves none behind.
+        """
+        timeout_seconds = DEFAULT_PROBE_TIMEOUT_SECONDS
+        status = self._external_status("redis", REDIS, timeout_seconds)
+        problems = {
+            ServerState.UNREACHABLE: "no Redis server listens",
+            ServerState.NOT_RESPONDING: "a server accepts connections but sends "
+            f"no Redis reply within {timeout_seconds:g} s",
+            ServerState.WRONG_PROTOCOL: "a server replies that is not Redis, or "
+            "not Redis over TLS for a rediss:// URL",
+        }
+        if status.state in problems:
+            raise InfrastructureError(
+                _external_server_message(
+                    _REDIS_VARIABLE, status.address, problems[status.state]
+                )
+            )
 
     def _local_servers(self) -> list[tuple[str, LocalServer]]:
         servers = []
@@ -360,6 +403,16 @@ def _probe_recorded_address(status: ServerStatus, recorded: str | None) -> Serve
     if result is ProbeResult.UNREACHABLE:
         return status
     return replace(status, address=recorded, state=_UNTRACKED_STATES[result])
+
+
+def _external_server_message(variable: str, value: str, problem: str) -> str:
+    local = "broker" if variable == _KAFKA_VARIABLE else "redis-server"
+    return (
+        f"{variable}={value!r} points at an address where {problem}; "
+        f"'cartwheel infra up' starts a local {local} only when {variable} is "
+        "unset, so start or fix the server at that address, set the variable "
+        "to one that works, or unset it"
+    )
 
 
 def _endpoints(name: str, address: str) -> list[str]:

@@ -63,6 +63,28 @@ def test_cli_exits_2_when_broker_is_missing(
     assert address in capsys.readouterr().err
 
 
+def test_up_exits_2_when_external_bootstrap_has_no_broker(
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+) -> None:
+    address = f"127.0.0.1:{find_free_port()}"
+    monkeypatch.delenv("CARTWHEEL_REDIS_URL", raising=False)
+    monkeypatch.setenv("CARTWHEEL_KAFKA_BOOTSTRAP", address)
+    monkeypatch.setenv("CARTWHEEL_INFRA_STATE_DIR", str(tmp_path))
+    monkeypatch.setenv("CARTWHEEL_INFRA_REDIS_PORT", str(find_free_port()))
+
+    status = main(["infra", "up"])
+
+    error = capsys.readouterr().err
+    assert status == 2
+    assert error.startswith(
+        f"cartwheel: error: CARTWHEEL_KAFKA_BOOTSTRAP='{address}' points at an "
+        "address where no Kafka broker listens;"
+    )
+    assert "start one with 'cartwheel infra up'" not in error
+
+
 def test_up_rejects_unwritable_state_dir(
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from services.common.errors import InfrastructureError
+from services.common.errors import BrokerUnreachableError, InfrastructureError
 from services.common.settings import KafkaSettings, RedisSettings
 from services.infra import LocalServer, find_free_port
 from services.infra import manager as infra_manager
@@ -203,6 +203,43 @@ def test_up_checks_redis_port_first(
     assert not is_broker_started
 
 
+def test_up_says_external_bootstrap_has_no_broker(
+    isolated_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bootstrap = f"127.0.0.1:{find_free_port()}"
+    monkeypatch.setenv("CARTWHEEL_KAFKA_BOOTSTRAP", bootstrap)
+
+    with pytest.raises(BrokerUnreachableError) as caught:
+        InfraManager(InfraSettings()).up()
+
+    assert str(caught.value) == (
+        f"CARTWHEEL_KAFKA_BOOTSTRAP='{bootstrap}' points at an address where no "
+        "Kafka broker listens; 'cartwheel infra up' starts a local broker only "
+        "when CARTWHEEL_KAFKA_BOOTSTRAP is unset, so start or fix the server at "
+        "that address, set the variable to one that works, or unset it"
+    )
+    assert list(isolated_env.glob("*.pid")) == []
+
+
+def test_up_says_external_redis_url_has_no_server_before_starting_any(
+    isolated_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    port = find_free_port()
+    monkeypatch.setenv("CARTWHEEL_REDIS_URL", f"redis://:pw@127.0.0.1:{port}/0")
+
+    with pytest.raises(InfrastructureError) as caught:
+        InfraManager(InfraSettings()).up()
+
+    assert str(caught.value) == (
+        f"CARTWHEEL_REDIS_URL='redis://:**********@127.0.0.1:{port}/0' points at "
+        "an address where no Redis server listens; 'cartwheel infra up' starts "
+        "a local redis-server only when CARTWHEEL_REDIS_URL is unset, so start "
+        "or fix the server at that address, set the variable to one that "
+        "works, or unset it"
+    )
+    assert list(isolated_env.glob("*.pid")) == []
+
+
 class _HttpLikeHandler(socketserver.BaseRequestHandler):
     """Reply to any request with an HTTP error, as a web server does."""
 
@@ -248,3 +285,14 @@ def test_status_reports_external_http_server_as_wrong_protocol(
 
     assert redis.state is ServerState.WRONG_PROTOCOL
     assert redis.describe().endswith(" wrong protocol")
+
+
+def test_up_says_external_redis_url_names_another_kind_of_server(
+    isolated_env: Path, monkeypatch: pytest.MonkeyPatch, http_port: int
+) -> None:
+    monkeypatch.setenv("CARTWHEEL_REDIS_URL", f"redis://127.0.0.1:{http_port}/0")
+
+    with pytest.raises(InfrastructureError, match="a server replies that is not Redis"):
+        InfraManager(InfraSettings()).up()
+
+    assert list(isolated_env.glob("*.pid")) == []
