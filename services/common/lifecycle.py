@@ -110,7 +110,7 @@ def ensure_writable_directory(
                 directory,
                 variable,
                 option,
-                exc.strerror or str(exc),
+                _non_directory_problem(directory) or exc.strerror or str(exc),
                 "a directory this process can create and write",
             )
         ) from exc
@@ -141,17 +141,16 @@ def check_directory_if_present(
     except FileNotFoundError:
         return
     except OSError as exc:
+        problem = _non_directory_problem(directory) or exc.strerror or str(exc)
         raise InvalidSettingsError(
-            _invalid_directory_message(
-                directory, variable, None, exc.strerror or str(exc), expected
-            )
+            _invalid_directory_message(directory, variable, None, problem, expected)
         ) from exc
 
     required_mode = (
         os.R_OK | os.X_OK if access == "read" else os.R_OK | os.W_OK | os.X_OK
     )
     if not stat.S_ISDIR(mode):
-        problem = os.strerror(errno.ENOTDIR)
+        problem = _NOT_A_DIRECTORY.format(where="it")
     elif not os.access(directory, required_mode):
         problem = os.strerror(errno.EACCES)
     else:
@@ -159,6 +158,40 @@ def check_directory_if_present(
     raise InvalidSettingsError(
         _invalid_directory_message(directory, variable, None, problem, expected)
     )
+
+
+_NOT_A_DIRECTORY = "{where} is a file, not a directory"
+
+
+def _non_directory_problem(directory: Path) -> str | None:
+    """Describe the file or dangling link at ``directory`` or above it, if any.
+
+    The system reports these as "File exists" or "Not a directory", which
+    names neither the path at fault nor what is there. The nearest path that
+    exists decides: a directory there means the problem lies elsewhere.
+    """
+    for path in (directory, *directory.parents):
+        try:
+            mode = path.lstat().st_mode
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+        except OSError:
+            return None
+        where = "it" if path == directory else f"{str(path)!r}, above it,"
+        if stat.S_ISLNK(mode):
+            try:
+                mode = path.stat().st_mode
+            except FileNotFoundError:
+                target = os.readlink(path)
+                return f"{where} is a symbolic link to a missing target, {target!r}"
+            except OSError as exc:
+                if exc.errno == errno.ELOOP:
+                    return f"{where} is a symbolic link in a loop of links"
+                return None
+        if stat.S_ISDIR(mode):
+            return None
+        return _NOT_A_DIRECTORY.format(where=where)
+    return None
 
 
 def _invalid_directory_message(

@@ -112,18 +112,93 @@ def test_check_directory_passes_missing_path(tmp_path: Path) -> None:
     assert list(tmp_path.iterdir()) == []
 
 
-@pytest.mark.parametrize("path", ["a-file", "a-file/dir"])
-def test_check_directory_rejects_file_in_the_way(tmp_path: Path, path: str) -> None:
+def test_ensure_writable_directory_says_file_is_not_a_directory(
+    tmp_path: Path,
+) -> None:
+    directory = tmp_path / "a-file"
+    directory.write_text("")
+
+    with pytest.raises(InvalidSettingsError) as caught:
+        ensure_writable_directory(directory, "CARTWHEEL_X_DIR")
+
+    assert str(caught.value) == (
+        f"invalid setting CARTWHEEL_X_DIR={str(directory)!r}: it is a file, not a "
+        "directory; expected a directory this process can create and write"
+    )
+
+
+def test_ensure_writable_directory_names_file_above_it(tmp_path: Path) -> None:
     (tmp_path / "a-file").write_text("")
-    directory = tmp_path / path
+
+    with pytest.raises(InvalidSettingsError) as caught:
+        ensure_writable_directory(tmp_path / "a-file" / "dir", "CARTWHEEL_X_DIR")
+
+    assert f": {str(tmp_path / 'a-file')!r}, above it, is a file, not a directory;" in (
+        str(caught.value)
+    )
+
+
+def test_ensure_writable_directory_says_link_target_is_missing(
+    tmp_path: Path,
+) -> None:
+    directory = tmp_path / "link"
+    directory.symlink_to(tmp_path / "gone")
+
+    with pytest.raises(InvalidSettingsError) as caught:
+        ensure_writable_directory(directory, "CARTWHEEL_X_DIR")
+
+    assert str(caught.value) == (
+        f"invalid setting CARTWHEEL_X_DIR={str(directory)!r}: it is a symbolic "
+        f"link to a missing target, {str(tmp_path / 'gone')!r}; expected a "
+        "directory this process can create and write"
+    )
+    assert not (tmp_path / "gone").exists()
+
+
+def test_ensure_writable_directory_names_dangling_link_above_it(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "link").symlink_to("gone")
+
+    with pytest.raises(InvalidSettingsError) as caught:
+        ensure_writable_directory(tmp_path / "link" / "dir", "CARTWHEEL_X_DIR")
+
+    assert (
+        f": {str(tmp_path / 'link')!r}, above it, is a symbolic link to a missing "
+        "target, 'gone';"
+    ) in str(caught.value)
+
+
+def test_ensure_writable_directory_says_link_loops(tmp_path: Path) -> None:
+    directory = tmp_path / "loop"
+    directory.symlink_to("loop")
+
+    with pytest.raises(InvalidSettingsError, match=": it is a symbolic link in a loop"):
+        ensure_writable_directory(directory, "CARTWHEEL_X_DIR")
+
+
+def test_check_directory_says_file_is_not_a_directory(tmp_path: Path) -> None:
+    directory = tmp_path / "a-file"
+    directory.write_text("")
 
     with pytest.raises(InvalidSettingsError) as caught:
         check_directory_if_present(directory, "CARTWHEEL_X_DIR")
 
     assert str(caught.value) == (
-        f"invalid setting CARTWHEEL_X_DIR={str(directory)!r}: Not a directory; "
-        "expected a directory this process can read, or a path where nothing "
-        "exists yet"
+        f"invalid setting CARTWHEEL_X_DIR={str(directory)!r}: it is a file, not a "
+        "directory; expected a directory this process can read, or a path where "
+        "nothing exists yet"
+    )
+
+
+def test_check_directory_names_file_above_it(tmp_path: Path) -> None:
+    (tmp_path / "a-file").write_text("")
+
+    with pytest.raises(InvalidSettingsError) as caught:
+        check_directory_if_present(tmp_path / "a-file" / "dir", "CARTWHEEL_X_DIR")
+
+    assert f": {str(tmp_path / 'a-file')!r}, above it, is a file, not a directory;" in (
+        str(caught.value)
     )
 
 

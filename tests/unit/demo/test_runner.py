@@ -135,5 +135,5 @@ def test_unwritable_folder_stops_before_servers(
         runner.run_demo(runner.DemoRun(dataset="rees46", limit=2), settings)
 
     assert variable in str(caught.value)
-    assert "Not a directory" in str(caught.value)
+    assert "above it, is a file, not a directory" in str(caught.value)
     assert started == []

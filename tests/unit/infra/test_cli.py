@@ -123,6 +123,7 @@ def test_status_and_down_reject_file_as_state_dir(
     (tmp_path / "a-file").write_text("")
     state_dir = tmp_path / path
     monkeypatch.setenv("CARTWHEEL_INFRA_STATE_DIR", str(state_dir))
+    at_fault = "it" if path == "a-file" else f"{str(tmp_path / 'a-file')!r}, above it,"
 
     status = main(["infra", command])
 
@@ -130,10 +131,32 @@ def test_status_and_down_reject_file_as_state_dir(
     assert status == 2
     assert error.startswith(
         "cartwheel: error: invalid setting "
-        f"CARTWHEEL_INFRA_STATE_DIR={str(state_dir)!r}: Not a directory; "
-        "expected a directory this process can read"
+        f"CARTWHEEL_INFRA_STATE_DIR={str(state_dir)!r}: {at_fault} is a file, not "
+        "a directory; expected a directory this process can read"
     )
     assert len(error.splitlines()) == 1
+
+
+def test_up_says_state_dir_links_to_missing_target(
+    infra_ports: tuple[int, int],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+) -> None:
+    state_dir = tmp_path / "state"
+    state_dir.symlink_to(tmp_path / "gone")
+    monkeypatch.setenv("CARTWHEEL_INFRA_STATE_DIR", str(state_dir))
+
+    status = main(["infra", "up"])
+
+    error = capsys.readouterr().err
+    assert status == 2
+    assert error == (
+        "cartwheel: error: invalid setting "
+        f"CARTWHEEL_INFRA_STATE_DIR={str(state_dir)!r}: it is a symbolic link to a "
+        f"missing target, {str(tmp_path / 'gone')!r}; expected a directory this "
+        "process can create and write\n"
+    )
 
 
 @pytest.mark.parametrize(("command", "expected_status"), [("status", 1), ("down", 0)])
