@@ -9,7 +9,8 @@ Each of these prints one line without a traceback. ``learner
 verify-checkpoint`` differs, as its help describes: it exits with 1 for a
 checkpoint that fails the check and with 2 when it has no file to check.
 Ctrl-C exits with 130 and SIGTERM with 143, both after the command has
-stopped what it started.
+stopped what it started. When the reader of stdout goes away early, as
+``head`` does, the command stops without a word and exits with 141.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
+import select
 import signal
 import sys
 import threading
@@ -55,6 +58,12 @@ AREAS: tuple[str, ...] = (
 )
 
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+# The status a shell reports for a process that SIGPIPE ended (128 + 13), as
+# for `yes` in `yes | head`. Python ignores SIGPIPE, so the command returns
+# it itself: scripts and `set -o pipefail` then see what other tools give,
+# and it differs from 1, which here means invalid input or a failed check.
+_CLOSED_STDOUT_STATUS = 128 + signal.SIGPIPE
 
 
 def build_parser(areas: Sequence[str] = AREAS) -> argparse.ArgumentParser:
@@ -114,9 +123,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         with _sigterm_as_interrupt():
             status: int = args.handler(args)
+        # Flushed here rather than at exit, so that a reader of stdout that
+        # has gone is handled below instead of in an "Exception ignored" line.
+        sys.stdout.flush()
     except ENVIRONMENT_ERRORS as exc:
         return report_environment_error(_PROGRAM, exc)
     except (CartwheelError, OSError, ValueError) as exc:
+        if isinstance(exc, BrokenPipeError) and _is_stdout_closed():
+            _discard_stdout()
+            return _CLOSED_STDOUT_STATUS
         # Invalid input, such as an unknown dataset, a missing file or a bad
         # option value: the message names what to fix, so no traceback.
         write_error(_PROGRAM, str(exc))
@@ -128,6 +143,34 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stderr.write("cartwheel: interrupted\n")
         return 130
     return status
+
+
+def _is_stdout_closed() -> bool:
+    """Return True when nothing reads stdout any more, as after ``| head``.
+
+    A pipe or socket whose reader has closed polls as an error or a hang-up.
+    A broken pipe raised while stdout still has a reader came from another
+    connection, such as one to a server, and is reported like any error.
+    """
+    try:
+        descriptor = sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):
+        return False
+    poller = select.poll()
+    poller.register(descriptor, select.POLLOUT)
+    closed = select.POLLERR | select.POLLHUP
+    return any(events & closed for _, events in poller.poll(0))
+
+
+def _discard_stdout() -> None:
+    """Send the rest of stdout to the null device.
+
+    Python flushes stdout once more at exit, which would raise the same
+    error again, now outside any handler.
+    """
+    null = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(null, sys.stdout.fileno())
+    os.close(null)
 
 
 if __name__ == "__main__":

@@ -3,6 +3,9 @@ from __future__ import annotations
 import argparse
 import os
 import signal
+import socket
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -10,6 +13,7 @@ import pytest
 
 from services.cli import __main__ as cli
 from services.cli.__main__ import main
+from tests.entry_points import REPOSITORY, environment_without_settings
 
 
 def test_main_prints_unknown_dataset_without_traceback(
@@ -105,3 +109,48 @@ def test_sigterm_stops_command_with_cleanup(
     assert capsys.readouterr().err == "cartwheel: terminated\n"
     assert parser.get_default("cleaned_up") == [True]
     assert signal.getsignal(signal.SIGTERM) is before
+
+
+def test_main_exits_141_quietly_when_stdout_has_no_reader() -> None:
+    reader, writer = os.pipe()
+    os.close(reader)
+
+    try:
+        result = subprocess.run(
+            [sys.executable, "-m", "services.cli", "config"],
+            stdout=writer,
+            stderr=subprocess.PIPE,
+            env=environment_without_settings(),
+            cwd=REPOSITORY,
+            timeout=120,
+            check=False,
+        )
+    finally:
+        os.close(writer)
+
+    assert result.returncode == 141
+    assert result.stderr == b""
+
+
+def test_main_reports_broken_pipe_of_another_connection(
+    monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+) -> None:
+    def handler(args: argparse.Namespace) -> int:
+        print("written before the connection broke")
+        ours, theirs = socket.socketpair()
+        theirs.close()
+        with ours:
+            ours.sendall(b"PING\r\n")
+        return 0
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--log-level", default="WARNING")
+    parser.set_defaults(handler=handler)
+    monkeypatch.setattr(cli, "build_parser", lambda: parser)
+
+    status = main([])
+
+    captured = capfd.readouterr()
+    assert status == 1
+    assert captured.err == "cartwheel: error: [Errno 32] Broken pipe\n"
+    assert captured.out == "written before the connection broke\n"
