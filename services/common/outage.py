@@ -14,6 +14,10 @@ attempts of one outage into three kinds of line instead:
   attempt that succeeds, with how long the outage lasted and how many
   attempts failed.
 
+A caller that does not retry, such as a request handler that answers 503
+while Redis is away, names what its requests get instead of ``retrying
+<operation>`` and passes no wait: ``redis failed, slate requests answer 503``.
+
 Counting every attempt stays the job of the caller's retry metric.
 """
 
@@ -32,16 +36,23 @@ MAX_REMINDER_GAP_SECONDS = 3600.0
 
 
 class OutageLog:
-    """The log lines of one retry loop's outages.
+    """The log lines of one retry loop's outages, or of one request path's.
 
-    Not thread-safe: each retry loop keeps its own.
+    Not thread-safe: each retry loop keeps its own, and request handlers
+    share one only from a single thread, such as their event loop.
 
     Args:
         logger: the logger of the module that retries.
         subject: what fails, at the start of every line, such as ``redis``.
-        operation: what is retried, such as ``batch``.
+        operation: what is retried, such as ``batch``, or what a request
+            does, such as ``slate request``; the recovery line says it
+            succeeded.
         context: ``key=value`` pairs that every line carries after the
             phrase, such as the topic or the Redis key.
+        consequence: what goes on while the subject fails, the phrase after
+            the comma of each failure line; ``retrying <operation>`` when
+            None. A caller that does not retry says what happens instead,
+            such as ``slate requests answer 503``.
         clock: monotonic seconds; tests inject their own.
     """
 
@@ -52,11 +63,13 @@ class OutageLog:
         operation: str,
         *,
         context: Mapping[str, object] | None = None,
+        consequence: str | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._logger = logger
         self._subject = subject
         self._operation = operation
+        self._consequence = consequence or f"retrying {operation}"
         self._context = "".join(f" {k}={v}" for k, v in (context or {}).items())
         self._clock = clock
         self._started_at: float | None = None
@@ -74,7 +87,11 @@ class OutageLog:
         return self._failed_attempts
 
     def failed(
-        self, error: object, delay_seconds: float, *, is_logged: bool = False
+        self,
+        error: object,
+        delay_seconds: float | None = None,
+        *,
+        is_logged: bool = False,
     ) -> None:
         """Record a failed attempt, logging it when it starts an outage or is due.
 
@@ -82,55 +99,53 @@ class OutageLog:
 
         Args:
             error: what the attempt raised.
-            delay_seconds: the wait before the next attempt.
+            delay_seconds: the wait before the next attempt; None for a
+                caller that does not retry, whose lines then have no wait.
             is_logged: the caller has logged this failure in its own words,
                 so an outage that it starts adds no line of its own.
         """
         now = self._clock()
         self._failed_attempts += 1
+        delay = "" if delay_seconds is None else f" delay_seconds={delay_seconds:.2f}"
         if self._started_at is None:
             self._started_at = now
             self._reminder_at = now + FIRST_REMINDER_SECONDS
             if not is_logged:
                 self._logger.warning(
-                    "%s failed, retrying %s%s delay_seconds=%.2f error=%s",
+                    "%s failed, %s%s%s error=%s",
                     self._subject,
-                    self._operation,
+                    self._consequence,
                     self._context,
-                    delay_seconds,
+                    delay,
                     error,
                 )
         elif now >= self._reminder_at:
-            self._remind(now, self._started_at, error, delay_seconds)
+            self._remind(now, self._started_at, error, delay)
         else:
             self._logger.debug(
-                "%s failed again, retrying %s%s failed_attempts=%d "
-                "delay_seconds=%.2f error=%s",
+                "%s failed again, %s%s failed_attempts=%d%s error=%s",
                 self._subject,
-                self._operation,
+                self._consequence,
                 self._context,
                 self._failed_attempts,
-                delay_seconds,
+                delay,
                 error,
             )
 
-    def _remind(
-        self, now: float, started_at: float, error: object, delay_seconds: float
-    ) -> None:
+    def _remind(self, now: float, started_at: float, error: object, delay: str) -> None:
         # An attempt may come after several reminders fell due; one line
         # covers them, and the next is due on the schedule, not after it.
         while self._reminder_at <= now:
             lasted = self._reminder_at - started_at
             self._reminder_at += min(lasted, MAX_REMINDER_GAP_SECONDS)
         self._logger.warning(
-            "%s still failing, retrying %s%s failing_seconds=%.1f "
-            "failed_attempts=%d delay_seconds=%.2f error=%s",
+            "%s still failing, %s%s failing_seconds=%.1f failed_attempts=%d%s error=%s",
             self._subject,
-            self._operation,
+            self._consequence,
             self._context,
             now - started_at,
             self._failed_attempts,
-            delay_seconds,
+            delay,
             error,
         )
 

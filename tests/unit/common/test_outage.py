@@ -200,3 +200,33 @@ def test_attempts_between_lines_log_at_debug(
     assert caplog.messages[1].startswith(
         "redis failed again, retrying batch failed_attempts=2 delay_seconds=5.00 "
     )
+
+
+def test_caller_without_retries_words_lines_by_consequence(
+    clock: _Clock, caplog: pytest.LogCaptureFixture
+) -> None:
+    outage = OutageLog(
+        logging.getLogger(LOGGER),
+        "redis",
+        "slate request",
+        consequence="slate requests answer 503",
+        clock=clock,
+    )
+
+    with caplog.at_level(logging.DEBUG, logger=LOGGER):
+        outage.failed(ERROR)
+        clock.now += 30.0
+        outage.failed(ERROR)
+        clock.now += 30.0
+        outage.failed(ERROR)
+        outage.recovered()
+
+    assert caplog.messages == [
+        "redis failed, slate requests answer 503 error=Connection refused",
+        "redis failed again, slate requests answer 503 failed_attempts=2 "
+        "error=Connection refused",
+        "redis still failing, slate requests answer 503 failing_seconds=60.0 "
+        "failed_attempts=3 error=Connection refused",
+        "redis recovered, slate request succeeded failing_seconds=60.0 "
+        "failed_attempts=3",
+    ]
