@@ -47,7 +47,6 @@ from pydantic import BaseModel
 
 from schemas.deadletters import RejectionReason
 from schemas.events import ID_PATTERN, MAX_ID_LENGTH, Event
-from schemas.features import FeatureKeys
 from schemas.recommendations import Slate, Surface
 from schemas.validation import MAX_EVENT_BYTES, Rejection, parse_event
 from services.api.delivery import Deliveries, TopicCheck, unconfirmed
@@ -55,9 +54,9 @@ from services.api.metrics import EVENTS_INGESTED, REQUEST_SECONDS, SLATE_READS
 from services.api.ondemand import OnDemandSlates
 from services.api.readiness import DeliveryOutcomes, Readiness, check_readiness
 from services.api.settings import ApiSettings
+from services.api.slates import SlateLookup
 from services.common.deadletters import DeadLetterWriter
 from services.common.kafka import is_fatal
-from services.scorer.publisher import latest_slate_key
 
 __all__ = ["EventAccepted", "EventRejected", "Problem", "create_app"]
 
@@ -180,9 +179,12 @@ def create_app(
             logger.critical("kafka producer failed fatally error=%s", exc)
             fatal_errors.append(str(exc))
 
-    prefix = settings.redis.key_prefix
-    keys = FeatureKeys(prefix)
-    is_dropping_out_of_stock = settings.scorer.rules.exclude_out_of_stock
+    slates = SlateLookup(
+        redis_client,
+        settings.redis.key_prefix,
+        on_demand if settings.is_on_demand_enabled else None,
+        is_dropping_out_of_stock=settings.scorer.rules.exclude_out_of_stock,
+    )
 
     @app.middleware("http")
     async def measure(
@@ -239,13 +241,8 @@ def create_app(
         ],
         surface: Surface,
     ) -> Any:
-        key = latest_slate_key(prefix, user_id, surface)
         try:
-            raw = await run_in_threadpool(redis_client.get, key)
-            if raw is not None and is_dropping_out_of_stock:
-                raw = await run_in_threadpool(
-                    _without_out_of_stock, raw, redis_client, keys
-                )
+            raw = await slates.stored(user_id, surface)
         except redis.RedisError as exc:
             logger.error("slate read failed user_id=%s error=%s", user_id, exc)
             return JSONResponse(
@@ -255,11 +252,10 @@ def create_app(
         if raw is not None:
             SLATE_READS.labels(surface.value, "stored").inc()
             return Response(content=raw, media_type="application/json")
-        if on_demand is not None and settings.is_on_demand_enabled:
-            slate = await run_in_threadpool(on_demand.compute, user_id, surface)
-            if slate is not None:
-                SLATE_READS.labels(surface.value, "computed").inc()
-                return slate
+        slate = await slates.computed(user_id, surface)
+        if slate is not None:
+            SLATE_READS.labels(surface.value, "computed").inc()
+            return slate
         SLATE_READS.labels(surface.value, "none").inc()
         return JSONResponse(
             status_code=404,
@@ -506,32 +502,3 @@ def _user_id_count(raw: bytes) -> int:
         return 0
     # json calls the hook for nested objects first and the top-level one last.
     return counts[-1] if counts else 0
-
-
-def _without_out_of_stock(
-    raw: bytes | str, client: redis.Redis, keys: FeatureKeys
-) -> bytes | str:
-    """Drop the items of a stored slate that went out of stock since it was built.
-
-    A slate is stored when its user's event arrives, so without this an item
-    sold out since then stays on it until the user's next event. The other
-    items keep their order and are ranked from 1 again.
-    """
-    slate = Slate.model_validate_json(raw)
-    if slate.surface is Surface.REVIEWS or not slate.items:
-        return raw
-    pipe = client.pipeline(transaction=False)
-    for entry in slate.items:
-        pipe.hget(keys.item_catalog(entry.item_id), "stock")
-    in_stock = [
-        entry
-        for entry, stock in zip(slate.items, pipe.execute(), strict=True)
-        if stock is None or float(stock) > 0
-    ]
-    if len(in_stock) == len(slate.items):
-        return raw
-    items = [
-        entry.model_copy(update={"rank": rank})
-        for rank, entry in enumerate(in_stock, 1)
-    ]
-    return slate.model_copy(update={"items": items}).model_dump_json().encode()

@@ -1,0 +1,100 @@
+"""The slate that ``GET /v1/users/{user_id}/slates/{surface}`` answers with.
+
+It is the latest slate that the hot path stored for the user, without the
+items that went out of stock since, or else one computed now by
+:class:`~services.api.ondemand.OnDemandSlates`. A stored slate is returned as
+the JSON text that the hot path wrote, unless items were left out.
+"""
+
+from __future__ import annotations
+
+import redis
+from fastapi.concurrency import run_in_threadpool
+
+from schemas.features import FeatureKeys
+from schemas.recommendations import Slate, Surface
+from services.api.ondemand import OnDemandSlates
+from services.scorer.publisher import latest_slate_key
+
+__all__ = ["SlateLookup"]
+
+
+class SlateLookup:
+    """Find a user's slate on one surface: the stored one, else one computed now.
+
+    Calls block on Redis, so they run in the worker threads.
+
+    Args:
+        client: where the hot path stores the latest slates.
+        prefix: the Redis key prefix.
+        on_demand: computes slates for users without one; None disables it.
+        is_dropping_out_of_stock: leave out the items of a stored slate that
+            went out of stock since it was built.
+    """
+
+    def __init__(
+        self,
+        client: redis.Redis,
+        prefix: str,
+        on_demand: OnDemandSlates | None,
+        *,
+        is_dropping_out_of_stock: bool,
+    ) -> None:
+        self._client = client
+        self._prefix = prefix
+        self._keys = FeatureKeys(prefix)
+        self._on_demand = on_demand
+        self._is_dropping_out_of_stock = is_dropping_out_of_stock
+
+    async def stored(self, user_id: str, surface: Surface) -> bytes | str | None:
+        """Return the JSON text of the stored slate, or None when there is none.
+
+        Raises:
+            redis.RedisError: Redis failed.
+        """
+        key = latest_slate_key(self._prefix, user_id, surface)
+        raw: bytes | str | None = await run_in_threadpool(self._client.get, key)
+        if raw is not None and self._is_dropping_out_of_stock:
+            raw = await run_in_threadpool(
+                _without_out_of_stock, raw, self._client, self._keys
+            )
+        return raw
+
+    async def computed(self, user_id: str, surface: Surface) -> Slate | None:
+        """Return a slate computed now, or None when none can be computed.
+
+        Raises:
+            redis.RedisError: Redis failed.
+        """
+        if self._on_demand is None:
+            return None
+        return await run_in_threadpool(self._on_demand.compute, user_id, surface)
+
+
+def _without_out_of_stock(
+    raw: bytes | str, client: redis.Redis, keys: FeatureKeys
+) -> bytes | str:
+    """Drop the items of a stored slate that went out of stock since it was built.
+
+    A slate is stored when its user's event arrives, so without this an item
+    sold out since then stays on it until the user's next event. The other
+    items keep their order and are ranked from 1 again.
+    """
+    slate = Slate.model_validate_json(raw)
+    if slate.surface is Surface.REVIEWS or not slate.items:
+        return raw
+    pipe = client.pipeline(transaction=False)
+    for entry in slate.items:
+        pipe.hget(keys.item_catalog(entry.item_id), "stock")
+    in_stock = [
+        entry
+        for entry, stock in zip(slate.items, pipe.execute(), strict=True)
+        if stock is None or float(stock) > 0
+    ]
+    if len(in_stock) == len(slate.items):
+        return raw
+    items = [
+        entry.model_copy(update={"rank": rank})
+        for rank, entry in enumerate(in_stock, 1)
+    ]
+    return slate.model_copy(update={"items": items}).model_dump_json().encode()
