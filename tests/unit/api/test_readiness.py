@@ -19,6 +19,7 @@ from services.api.readiness import DeliveryOutcomes
 from services.api.server import build_app
 from services.api.settings import ApiSettings
 from services.common.settings import KafkaSettings, RedisSettings
+from tests.asgi import call_app
 
 
 @pytest.fixture
@@ -191,22 +192,11 @@ def _api(broker: _Broker, clock: _Clock) -> Any:
     )
 
 
-def _call(app: Any, method: str, path: str, **kwargs: Any) -> httpx.Response:
-    async def request() -> httpx.Response:
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(
-            transport=transport, base_url="http://api"
-        ) as client:
-            return await client.request(method, path, **kwargs)
-
-    return asyncio.run(request())
-
-
 def test_readyz_is_ready_after_confirmed_event() -> None:
     app = _api(_Broker("confirm"), _Clock())
 
-    posted = _call(app, "POST", "/v1/events", content=_CLICK)
-    ready = _call(app, "GET", "/readyz")
+    posted = call_app(app, "POST", "/v1/events", content=_CLICK)
+    ready = call_app(app, "GET", "/readyz")
 
     assert posted.status_code == 202
     assert ready.status_code == 200
@@ -223,8 +213,8 @@ def test_readyz_is_ready_after_confirmed_event() -> None:
 def test_readyz_is_503_after_failed_event_delivery(outcome: str, reason: str) -> None:
     app = _api(_Broker(outcome), _Clock())
 
-    posted = _call(app, "POST", "/v1/events", content=_CLICK)
-    ready = _call(app, "GET", "/readyz")
+    posted = call_app(app, "POST", "/v1/events", content=_CLICK)
+    ready = call_app(app, "GET", "/readyz")
 
     assert posted.status_code == 503
     assert ready.status_code == 503
@@ -237,8 +227,8 @@ def test_readyz_is_503_after_failed_event_delivery(outcome: str, reason: str) ->
 def test_readyz_is_503_after_failed_dead_letter_delivery() -> None:
     app = _api(_Broker("fail"), _Clock())
 
-    posted = _call(app, "POST", "/v1/events", content=b'{"event_type": "hover"}')
-    ready = _call(app, "GET", "/readyz")
+    posted = call_app(app, "POST", "/v1/events", content=b'{"event_type": "hover"}')
+    ready = call_app(app, "GET", "/readyz")
 
     assert posted.status_code == 503
     assert ready.status_code == 503
@@ -247,11 +237,11 @@ def test_readyz_is_503_after_failed_dead_letter_delivery() -> None:
 def test_readyz_is_ready_after_later_delivery_succeeds() -> None:
     broker = _Broker("fail")
     app = _api(broker, _Clock())
-    _call(app, "POST", "/v1/events", content=_CLICK)
+    call_app(app, "POST", "/v1/events", content=_CLICK)
     broker.outcome = "confirm"
 
-    posted = _call(app, "POST", "/v1/events", content=_CLICK)
-    ready = _call(app, "GET", "/readyz")
+    posted = call_app(app, "POST", "/v1/events", content=_CLICK)
+    ready = call_app(app, "GET", "/readyz")
 
     assert posted.status_code == 202
     assert ready.status_code == 200
@@ -260,11 +250,11 @@ def test_readyz_is_ready_after_later_delivery_succeeds() -> None:
 def test_readyz_is_ready_after_late_confirmation() -> None:
     broker = _Broker("silent")
     app = _api(broker, _Clock())
-    posted = _call(app, "POST", "/v1/events", content=_CLICK)
-    unready = _call(app, "GET", "/readyz")
+    posted = call_app(app, "POST", "/v1/events", content=_CLICK)
+    unready = call_app(app, "GET", "/readyz")
 
     broker.confirm_late()
-    ready = _call(app, "GET", "/readyz")
+    ready = call_app(app, "GET", "/readyz")
 
     assert posted.status_code == 503
     assert unready.status_code == 503
@@ -274,12 +264,12 @@ def test_readyz_is_ready_after_late_confirmation() -> None:
 def test_readyz_checks_topics_again_once_failure_ages_out() -> None:
     clock = _Clock()
     app = _api(_Broker("fail"), clock)
-    _call(app, "POST", "/v1/events", content=_CLICK)
+    call_app(app, "POST", "/v1/events", content=_CLICK)
 
     clock.now += 29.0
-    inside = _call(app, "GET", "/readyz")
+    inside = call_app(app, "GET", "/readyz")
     clock.now += 1.0
-    after = _call(app, "GET", "/readyz")
+    after = call_app(app, "GET", "/readyz")
 
     assert inside.status_code == 503
     assert after.status_code == 200
