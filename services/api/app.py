@@ -6,7 +6,8 @@ Routes:
   the hot path, without the items that went out of stock since, or one
   computed now for a user who has none. Slates on the Kafka topics stay as
   they were computed. A slate without items, stored or computed, is a 200
-  with an empty list; 404 means that there is no slate at all.
+  with an empty list; 404 means that there is no slate at all, and 503 that
+  Redis failed.
 - ``POST /v1/events``: one event for producers that cannot speak Kafka. It is
   validated like any ``events`` message; a rejection goes to the dead-letter
   topic and the response is 422 with the reason, or 413 for a body over
@@ -23,6 +24,11 @@ Routes:
   fatally), ``GET /readyz`` (Kafka and Redis respond, and no delivery failed
   recently; see :mod:`services.api.readiness`), ``GET /metrics`` (Prometheus
   text format).
+
+Slate requests that Redis fails are logged through an
+:class:`~services.common.outage.OutageLog`: a WARNING when the first one
+fails, sparse reminders while they keep failing, and an INFO at the next
+success. Each failed request's ids and error are logged at DEBUG.
 """
 
 from __future__ import annotations
@@ -57,6 +63,7 @@ from services.api.settings import ApiSettings
 from services.api.slates import SlateLookup
 from services.common.deadletters import DeadLetterWriter
 from services.common.kafka import is_fatal
+from services.common.outage import OutageLog
 
 __all__ = ["EventAccepted", "EventRejected", "Problem", "create_app"]
 
@@ -147,8 +154,17 @@ def create_app(
         on_demand: computes slates for users without one; None disables it.
         readiness_redis: the client that /readyz pings, whose socket timeouts
             should be ``readiness_timeout_seconds``; ``redis_client`` when None.
-        clock: monotonic seconds, for the age of a failed delivery.
+        clock: monotonic seconds, for the age of a failed delivery and the
+            length of an outage.
     """
+    # The handlers run on the event loop, and only they touch this log.
+    redis_outage = OutageLog(
+        logger,
+        "redis",
+        "slate request",
+        consequence="slate requests answer 503",
+        clock=clock,
+    )
     outcomes = DeliveryOutcomes(settings.readiness_failure_seconds, clock)
     deliveries = Deliveries(producer, outcomes)
 
@@ -215,7 +231,11 @@ def create_app(
                 "description": "No slate: the hot path stored none for the user "
                 "on this surface, and none can be computed now",
             },
-            503: {"model": Problem},
+            503: {
+                "model": Problem,
+                "description": "Redis failed while reading the stored slate or "
+                "computing one; retry",
+            },
         },
         summary="Latest slate of a user on one surface",
         description="Returns the latest slate that the hot path stored, or one "
@@ -243,16 +263,23 @@ def create_app(
     ) -> Any:
         try:
             raw = await slates.stored(user_id, surface)
+            slate = None if raw is not None else await slates.computed(user_id, surface)
         except redis.RedisError as exc:
-            logger.error("slate read failed user_id=%s error=%s", user_id, exc)
+            logger.debug(
+                "slate request failed user_id=%s surface=%s error=%s",
+                user_id,
+                surface.value,
+                exc,
+            )
+            redis_outage.failed(exc)
             return JSONResponse(
                 status_code=503,
                 content={"detail": f"Redis did not answer: {exc}; retry"},
             )
+        redis_outage.recovered()
         if raw is not None:
             SLATE_READS.labels(surface.value, "stored").inc()
             return Response(content=raw, media_type="application/json")
-        slate = await slates.computed(user_id, surface)
         if slate is not None:
             SLATE_READS.labels(surface.value, "computed").inc()
             return slate

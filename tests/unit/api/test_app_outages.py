@@ -1,0 +1,197 @@
+"""The API's log lines and responses while Redis or the broker fails requests.
+
+Stub clients stand in for Redis and the broker, and an injected clock for time.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+import redis
+from confluent_kafka import KafkaError
+from fastapi import FastAPI
+
+from schemas.recommendations import Slate, Surface
+from services.api.app import create_app
+from services.api.settings import ApiSettings
+from tests.asgi import call_app
+
+LOGGER = "services.api.app"
+REFUSED = "Error 111 connecting to 127.0.0.1:6390. Connection refused."
+
+_SLATES = "/v1/users/u1/slates/products"
+
+
+class _Clock:
+    """Monotonic seconds that move only when a test moves them."""
+
+    def __init__(self) -> None:
+        self.now = 500.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class _Redis:
+    """A Redis without slates that refuses connections while ``is_down``."""
+
+    def __init__(self) -> None:
+        self.is_down = True
+
+    def get(self, key: str) -> Any:
+        if self.is_down:
+            raise redis.ConnectionError(REFUSED)
+        return None
+
+
+class _Broker:
+    """A producer that lists the events topic and confirms, fails or stays silent.
+
+    ``outcome`` is ``"confirm"``, ``"fail"`` or ``"silent"``.
+    """
+
+    def __init__(self, outcome: str) -> None:
+        self.outcome = outcome
+        self.topics: list[str] = []
+
+    def list_topics(self, timeout: float) -> Any:
+        return SimpleNamespace(topics={"events": SimpleNamespace(error=None)})
+
+    def produce(self, topic: str, **kwargs: Any) -> None:
+        self.topics.append(topic)
+        message = SimpleNamespace(
+            topic=lambda: topic, partition=lambda: 0, offset=lambda: 7
+        )
+        if self.outcome == "confirm":
+            kwargs["on_delivery"](None, message)
+        elif self.outcome == "fail":
+            error = KafkaError(KafkaError._MSG_TIMED_OUT, "Local: Message timed out")
+            kwargs["on_delivery"](error, message)
+
+    def poll(self, timeout: float = 0.0) -> int:
+        time.sleep(timeout)
+        return 0
+
+
+class _OnDemand:
+    """On-demand slates whose every computation fails to connect to Redis."""
+
+    def compute(self, user_id: str, surface: Surface) -> Slate | None:
+        raise redis.ConnectionError(REFUSED)
+
+
+def _app(
+    *,
+    redis_client: object = None,
+    producer: object = None,
+    on_demand: object = None,
+    clock: Callable[[], float] = time.monotonic,
+) -> FastAPI:
+    return create_app(
+        ApiSettings(
+            is_on_demand_enabled=on_demand is not None, ingest_timeout_seconds=0.2
+        ),
+        redis_client=redis_client or _Redis(),  # type: ignore[arg-type]
+        producer=producer or _Broker("confirm"),  # type: ignore[arg-type]
+        on_demand=on_demand,  # type: ignore[arg-type]
+        clock=clock,
+    )
+
+
+def _lines(caplog: pytest.LogCaptureFixture, level: int) -> list[str]:
+    return [
+        r.getMessage()
+        for r in caplog.records
+        if r.name == LOGGER and r.levelno == level
+    ]
+
+
+def test_slate_requests_during_redis_outage_warn_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    app = _app()
+
+    with caplog.at_level(logging.INFO, logger=LOGGER):
+        answers = [call_app(app, "GET", _SLATES) for _ in range(5)]
+
+    assert [answer.status_code for answer in answers] == [503] * 5
+    assert answers[0].json() == {"detail": f"Redis did not answer: {REFUSED}; retry"}
+    assert _lines(caplog, logging.WARNING) == [
+        f"redis failed, slate requests answer 503 error={REFUSED}"
+    ]
+    assert _lines(caplog, logging.ERROR) == []
+
+
+def test_slate_request_failure_names_user_at_debug(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    app = _app()
+
+    with caplog.at_level(logging.DEBUG, logger=LOGGER):
+        call_app(app, "GET", "/v1/users/u7/slates/bundles")
+
+    assert f"slate request failed user_id=u7 surface=bundles error={REFUSED}" in _lines(
+        caplog, logging.DEBUG
+    )
+
+
+def test_slate_outage_of_a_minute_logs_reminder(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    clock = _Clock()
+    app = _app(clock=clock)
+    call_app(app, "GET", _SLATES)
+    clock.now += 60.0
+    caplog.clear()
+
+    with caplog.at_level(logging.INFO, logger=LOGGER):
+        call_app(app, "GET", _SLATES)
+
+    assert _lines(caplog, logging.WARNING) == [
+        "redis still failing, slate requests answer 503 failing_seconds=60.0 "
+        f"failed_attempts=2 error={REFUSED}"
+    ]
+
+
+def test_slate_request_after_redis_outage_logs_recovery(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    clock = _Clock()
+    redis_client = _Redis()
+    app = _app(redis_client=redis_client, clock=clock)
+    for _ in range(3):
+        call_app(app, "GET", _SLATES)
+    clock.now += 12.5
+    redis_client.is_down = False
+    caplog.clear()
+
+    with caplog.at_level(logging.INFO, logger=LOGGER):
+        answers = [call_app(app, "GET", _SLATES) for _ in range(2)]
+
+    assert [answer.status_code for answer in answers] == [404, 404]
+    assert _lines(caplog, logging.INFO) == [
+        "redis recovered, slate request succeeded failing_seconds=12.5 "
+        "failed_attempts=3"
+    ]
+
+
+def test_on_demand_slate_without_redis_is_503(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    redis_client = _Redis()
+    redis_client.is_down = False
+    app = _app(redis_client=redis_client, on_demand=_OnDemand())
+
+    with caplog.at_level(logging.INFO, logger=LOGGER):
+        answers = [call_app(app, "GET", _SLATES) for _ in range(3)]
+
+    assert [answer.status_code for answer in answers] == [503] * 3
+    assert answers[0].json()["detail"].startswith("Redis did not answer")
+    assert _lines(caplog, logging.WARNING) == [
+        f"redis failed, slate requests answer 503 error={REFUSED}"
+    ]
