@@ -25,7 +25,7 @@ Routes:
   recently; see :mod:`services.api.readiness`), ``GET /metrics`` (Prometheus
   text format).
 
-Slate requests that Redis fails are logged through an
+Requests that Redis or the broker fail are logged per dependency through an
 :class:`~services.common.outage.OutageLog`: a WARNING when the first one
 fails, sparse reminders while they keep failing, and an INFO at the next
 success. Each failed request's ids and error are logged at DEBUG.
@@ -55,7 +55,12 @@ from schemas.deadletters import RejectionReason
 from schemas.events import ID_PATTERN, MAX_ID_LENGTH, Event
 from schemas.recommendations import Slate, Surface
 from schemas.validation import MAX_EVENT_BYTES, Rejection, parse_event
-from services.api.delivery import Deliveries, TopicCheck, unconfirmed
+from services.api.delivery import (
+    Deliveries,
+    TopicCheck,
+    delivery_state,
+    unconfirmed,
+)
 from services.api.metrics import EVENTS_INGESTED, REQUEST_SECONDS, SLATE_READS
 from services.api.ondemand import OnDemandSlates
 from services.api.readiness import DeliveryOutcomes, Readiness, check_readiness
@@ -157,7 +162,7 @@ def create_app(
         clock: monotonic seconds, for the age of a failed delivery and the
             length of an outage.
     """
-    # The handlers run on the event loop, and only they touch this log.
+    # The handlers run on the event loop, and only they touch these two logs.
     redis_outage = OutageLog(
         logger,
         "redis",
@@ -165,8 +170,15 @@ def create_app(
         consequence="slate requests answer 503",
         clock=clock,
     )
+    kafka_outage = OutageLog(
+        logger,
+        "kafka",
+        "event post",
+        consequence="event posts go unconfirmed",
+        clock=clock,
+    )
     outcomes = DeliveryOutcomes(settings.readiness_failure_seconds, clock)
-    deliveries = Deliveries(producer, outcomes)
+    deliveries = Deliveries(producer, outcomes, kafka_outage)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -184,7 +196,10 @@ def create_app(
     )
     dead_letters = DeadLetterWriter(producer, settings.topics.dead_letters, "api")
     topic_check = TopicCheck(
-        producer, settings.topics.events, settings.readiness_timeout_seconds
+        producer,
+        settings.topics.events,
+        settings.readiness_timeout_seconds,
+        kafka_outage,
     )
     # The first fatal producer error. Once there is one, /healthz fails so
     # that the process is restarted with a new producer.
@@ -342,7 +357,12 @@ def create_app(
             except (KafkaException, BufferError) as exc:
                 note_fatal(exc)
                 EVENTS_INGESTED.labels("failed").inc()
-                logger.error("rejected event not dead-lettered error=%s", exc)
+                logger.debug(
+                    "dead letter %s reason=%s error=%s",
+                    delivery_state(exc),
+                    result.reason.value,
+                    exc,
+                )
                 return JSONResponse(
                     status_code=503,
                     content={
@@ -373,7 +393,12 @@ def create_app(
         except (KafkaException, BufferError) as exc:
             note_fatal(exc)
             EVENTS_INGESTED.labels("failed").inc()
-            logger.error("event not stored event_id=%s error=%s", result.event_id, exc)
+            logger.debug(
+                "event %s event_id=%s error=%s",
+                delivery_state(exc),
+                result.event_id,
+                exc,
+            )
             return JSONResponse(
                 status_code=503,
                 content={

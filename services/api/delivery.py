@@ -2,8 +2,14 @@
 
 :class:`Deliveries` lets a request await its message's delivery report on the
 event loop, and :class:`TopicCheck` makes sure the events topic exists before
-the first event is produced. :func:`unconfirmed` words the 503 detail for a
-message the broker did not acknowledge.
+the first event is produced. :func:`unconfirmed` words the detail of
+a response for a message that the broker did not acknowledge, and
+:func:`delivery_state` returns whether such a message may be stored, for a
+log line.
+
+Both report each broker failure and success to one
+:class:`~services.common.outage.OutageLog`, so an outage takes a few lines
+however many requests it fails. They call it on the event loop only.
 """
 
 from __future__ import annotations
@@ -17,8 +23,15 @@ from confluent_kafka import KafkaError, KafkaException, Message, Producer
 from fastapi.concurrency import run_in_threadpool
 
 from services.api.readiness import DeliveryOutcomes
+from services.common.outage import OutageLog
 
-__all__ = ["Deliveries", "TopicCheck", "kafka_reason", "unconfirmed"]
+__all__ = [
+    "Deliveries",
+    "TopicCheck",
+    "delivery_state",
+    "kafka_reason",
+    "unconfirmed",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -29,12 +42,26 @@ class TopicCheck:
     The broker may store a write to a missing topic by creating it with its
     default partition count, so an event is only produced once the topic is
     known to exist. A topic seen once is not checked again.
+
+    Args:
+        producer: the producer whose topic list is read.
+        topic: the events topic.
+        timeout_seconds: how long one topic list may take.
+        outage: where a broker that does not list its topics is reported;
+            the next delivery that succeeds ends that outage.
     """
 
-    def __init__(self, producer: Producer, topic: str, timeout_seconds: float) -> None:
+    def __init__(
+        self,
+        producer: Producer,
+        topic: str,
+        timeout_seconds: float,
+        outage: OutageLog,
+    ) -> None:
         self._producer = producer
         self._topic = topic
         self._timeout = timeout_seconds
+        self._outage = outage
         self._is_known = False
         self._pending: asyncio.Future[str | None] | None = None
 
@@ -50,14 +77,17 @@ class TopicCheck:
         if self._is_known:
             return None
         if self._pending is None or self._pending.done():
-            self._pending = asyncio.ensure_future(run_in_threadpool(self._fetch))
+            self._pending = asyncio.ensure_future(self._check())
         return await asyncio.shield(self._pending)
 
-    def _fetch(self) -> str | None:
+    async def _check(self) -> str | None:
         try:
-            metadata = self._producer.list_topics(timeout=self._timeout)
+            metadata = await run_in_threadpool(
+                self._producer.list_topics, timeout=self._timeout
+            )
         except KafkaException as exc:
-            logger.warning("topic check failed topic=%s error=%s", self._topic, exc)
+            logger.debug("topic check failed topic=%s error=%s", self._topic, exc)
+            self._outage.failed(exc)
             return (
                 f"the broker did not list its topics within {self._timeout:g} s "
                 f"({kafka_reason(exc)}); retry"
@@ -82,12 +112,16 @@ class Deliveries:
     with the producer, which may still deliver it. A client that then retries
     with the same event id causes no double count, because the feature store
     drops the repeat. Every outcome, a late report included, goes to
-    ``outcomes`` for readiness.
+    ``outcomes`` for readiness. The outcome that a request awaited also goes
+    to ``outage``, so a broker outage is logged in a few lines.
     """
 
-    def __init__(self, producer: Producer, outcomes: DeliveryOutcomes) -> None:
+    def __init__(
+        self, producer: Producer, outcomes: DeliveryOutcomes, outage: OutageLog
+    ) -> None:
         self._producer = producer
         self._outcomes = outcomes
+        self._outage = outage
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._stopping = threading.Event()
@@ -117,6 +151,17 @@ class Deliveries:
                 ``timeout`` seconds (``_MSG_TIMED_OUT``).
             BufferError: the producer's queue is full.
         """
+        try:
+            message = await self._deliver(topic, key, value, timeout)
+        except (KafkaException, BufferError) as exc:
+            self._outage.failed(exc)
+            raise
+        self._outage.recovered()
+        return message
+
+    async def _deliver(
+        self, topic: str, key: bytes | None, value: bytes, timeout: float
+    ) -> Message:
         self.start()
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Message] = loop.create_future()
@@ -167,20 +212,35 @@ def kafka_reason(exc: KafkaException) -> str:
 def unconfirmed(
     what: str, exc: KafkaException | BufferError, timeout_seconds: float
 ) -> str:
-    """Describe a message that the broker did not acknowledge, for a 503 detail.
+    """Describe a message that the broker did not acknowledge, for a response.
 
     Only a full producer queue proves that the message was not sent. After a
     timeout or a delivery error it may have been stored all the same.
     """
     if isinstance(exc, BufferError):
         return f"the API's producer queue is full, so {what} was not sent"
-    error = exc.args[0] if exc.args else None
-    timeouts = (KafkaError._MSG_TIMED_OUT, KafkaError._TIMED_OUT)
-    if isinstance(error, KafkaError) and error.code() in timeouts:
+    if _is_timeout(exc):
         reason = f"within {timeout_seconds:g} s"
     else:
         reason = f"({exc})"
     return f"the broker did not confirm {what} {reason}, so it may or may not be stored"
+
+
+def delivery_state(exc: KafkaException | BufferError) -> str:
+    """Return what became of a message the broker did not acknowledge, for a log.
+
+    ``not sent`` after a full producer queue, else ``not confirmed, may or
+    may not be stored``.
+    """
+    if isinstance(exc, BufferError):
+        return "not sent"
+    return "not confirmed, may or may not be stored"
+
+
+def _is_timeout(exc: KafkaException) -> bool:
+    error = exc.args[0] if exc.args else None
+    timeouts = (KafkaError._MSG_TIMED_OUT, KafkaError._TIMED_OUT)
+    return isinstance(error, KafkaError) and error.code() in timeouts
 
 
 def _settle(

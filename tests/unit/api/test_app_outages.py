@@ -5,6 +5,7 @@ Stub clients stand in for Redis and the broker, and an injected clock for time.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Callable
@@ -13,7 +14,7 @@ from typing import Any
 
 import pytest
 import redis
-from confluent_kafka import KafkaError
+from confluent_kafka import KafkaError, KafkaException
 from fastapi import FastAPI
 
 from schemas.recommendations import Slate, Surface
@@ -24,7 +25,18 @@ from tests.asgi import call_app
 LOGGER = "services.api.app"
 REFUSED = "Error 111 connecting to 127.0.0.1:6390. Connection refused."
 
+_CLICK = json.dumps(
+    {
+        "event_id": "kout-1",
+        "event_type": "click",
+        "user_id": "u1",
+        "item_id": "i1",
+        "event_time": "2019-10-01T00:00:00Z",
+    }
+)
+_INVALID = b'{"event_id": "dlqtest-1", "event_type": "clack"}'
 _SLATES = "/v1/users/u1/slates/products"
+_EVENTS = "/v1/events"
 
 
 class _Clock:
@@ -194,4 +206,96 @@ def test_on_demand_slate_without_redis_is_503(
     assert answers[0].json()["detail"].startswith("Redis did not answer")
     assert _lines(caplog, logging.WARNING) == [
         f"redis failed, slate requests answer 503 error={REFUSED}"
+    ]
+
+
+def test_event_posts_during_broker_outage_warn_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    app = _app(producer=_Broker("fail"))
+
+    with caplog.at_level(logging.INFO, logger=LOGGER):
+        answers = [call_app(app, "POST", _EVENTS, content=_CLICK) for _ in range(3)]
+
+    assert [answer.status_code for answer in answers] == [503] * 3
+    [warning] = _lines(caplog, logging.WARNING)
+    assert warning.startswith("kafka failed, event posts go unconfirmed error=")
+    assert "Local: Message timed out" in warning
+    assert _lines(caplog, logging.ERROR) == []
+
+
+def test_unconfirmed_event_logged_as_maybe_stored(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    app = _app(producer=_Broker("silent"))
+
+    with caplog.at_level(logging.DEBUG, logger=LOGGER):
+        call_app(app, "POST", "/v1/events", content=_CLICK)
+
+    [line] = [m for m in _lines(caplog, logging.DEBUG) if "event_id=" in m]
+    assert line.startswith(
+        "event not confirmed, may or may not be stored event_id=kout-1 error="
+    )
+    assert "_MSG_TIMED_OUT" in line
+
+
+def test_event_post_after_broker_outage_logs_recovery(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    clock = _Clock()
+    broker = _Broker("fail")
+    app = _app(producer=broker, clock=clock)
+    call_app(app, "POST", "/v1/events", content=_CLICK)
+    call_app(app, "POST", "/v1/events", content=_INVALID)
+    clock.now += 8.0
+    broker.outcome = "confirm"
+    caplog.clear()
+
+    with caplog.at_level(logging.INFO, logger=LOGGER):
+        accepted = call_app(app, "POST", "/v1/events", content=_CLICK)
+
+    assert accepted.status_code == 202
+    assert _lines(caplog, logging.INFO) == [
+        "kafka recovered, event post succeeded failing_seconds=8.0 failed_attempts=2"
+    ]
+
+
+def test_unconfirmed_dead_letter_logged_with_reason(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    app = _app(producer=_Broker("silent"))
+
+    with caplog.at_level(logging.DEBUG, logger=LOGGER):
+        call_app(app, "POST", "/v1/events", content=_INVALID)
+
+    [line] = [m for m in _lines(caplog, logging.DEBUG) if "reason=" in m]
+    assert line.startswith(
+        "dead letter not confirmed, may or may not be stored "
+        "reason=unknown_event_type error="
+    )
+
+
+class _SilentMetadataBroker(_Broker):
+    """A broker that responds to no metadata request, so no topic check passes."""
+
+    def list_topics(self, timeout: float) -> Any:
+        raise KafkaException(
+            KafkaError(
+                KafkaError._TIMED_OUT, "Failed to get metadata: Local: Timed out"
+            )
+        )
+
+
+def test_topic_checks_during_broker_outage_warn_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    app = _app(producer=_SilentMetadataBroker("confirm"))
+
+    with caplog.at_level(logging.INFO):
+        answers = [call_app(app, "POST", _EVENTS, content=_CLICK) for _ in range(3)]
+
+    assert [answer.status_code for answer in answers] == [503] * 3
+    assert [m for m in caplog.messages if "metadata" in m] == [
+        "kafka failed, event posts go unconfirmed error=KafkaError{code=_TIMED_OUT,"
+        'val=-185,str="Failed to get metadata: Local: Timed out"}'
     ]
