@@ -14,7 +14,12 @@ Routes:
   ``MAX_EVENT_BYTES``, whose first ``MAX_EVENT_BYTES`` make the dead letter
   (reason ``payload_too_large``). The dead letter is keyed by
   the body's ``user_id`` when the body is a JSON object with a valid one, as
-  the event would have been, and has no key otherwise. Delivery is acknowledged
+  the event would have been, and has no key otherwise. A dead letter that the
+  broker does not confirm within ``CARTWHEEL_API_INGEST_TIMEOUT_SECONDS``
+  changes no status: the event can never be accepted, so a 503 would only make
+  clients send it again. The body's ``detail`` states what became of the dead
+  letter instead. After a timeout, the producer keeps it queued and keeps
+  trying to send it. Delivery is acknowledged
   (202) only after the broker stored the event; without an acknowledgement
   within ``CARTWHEEL_API_INGEST_TIMEOUT_SECONDS`` the response is 503. The
   event may have been stored all the same, so the client retries with the
@@ -49,7 +54,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from schemas.deadletters import RejectionReason
 from schemas.events import ID_PATTERN, MAX_ID_LENGTH, Event
@@ -58,6 +63,7 @@ from schemas.validation import MAX_EVENT_BYTES, Rejection, parse_event
 from services.api.delivery import (
     Deliveries,
     TopicCheck,
+    dead_letter_unconfirmed,
     delivery_state,
     unconfirmed,
 )
@@ -101,15 +107,22 @@ _READINESS = (
 )
 
 
+_DEAD_LETTER_UNCONFIRMED = (
+    "The answer is the same when the broker does not confirm the dead letter "
+    "within CARTWHEEL_API_INGEST_TIMEOUT_SECONDS, and its `detail` then says "
+    "what became of the dead letter: after a timeout, the API's producer keeps "
+    "it queued and keeps trying to send it. Fix the event rather than sending "
+    "it again."
+)
 _EVENT_INVALID = (
     "The event failed validation and went to the dead-letter topic. The "
     "reason names the kind of fault and the message the field, the value and "
-    "the expected form."
+    f"the expected form. {_DEAD_LETTER_UNCONFIRMED}"
 )
 _EVENT_TOO_LARGE = (
     f"The body is larger than {MAX_EVENT_BYTES} bytes. Its first "
     f"{MAX_EVENT_BYTES} bytes went to the dead-letter topic with the reason "
-    "payload_too_large."
+    f"payload_too_large. {_DEAD_LETTER_UNCONFIRMED}"
 )
 
 
@@ -133,6 +146,11 @@ class EventRejected(BaseModel):
 
     reason: RejectionReason
     message: str
+    detail: str | None = Field(
+        default=None,
+        description="Present only when the broker did not confirm the dead "
+        "letter: what became of it.",
+    )
 
 
 class Health(BaseModel):
@@ -350,35 +368,26 @@ def create_app(
                 source_partition=-1,
                 source_offset=-1,
             )
+            body = {"reason": result.reason.value, "message": result.message}
             try:
                 await deliveries.deliver(
                     dead_letters.topic, key, letter, settings.ingest_timeout_seconds
                 )
             except (KafkaException, BufferError) as exc:
                 note_fatal(exc)
-                EVENTS_INGESTED.labels("failed").inc()
                 logger.debug(
                     "dead letter %s reason=%s error=%s",
                     delivery_state(exc),
                     result.reason.value,
                     exc,
                 )
-                return JSONResponse(
-                    status_code=503,
-                    content={
-                        "detail": f"the event is invalid ({result.message}) and "
-                        + unconfirmed(
-                            "its dead letter", exc, settings.ingest_timeout_seconds
-                        )
-                        + "; retry"
-                    },
+                body["detail"] = dead_letter_unconfirmed(
+                    exc, settings.ingest_timeout_seconds
                 )
-            dead_letters.record(result, _HTTP_SOURCE_TOPIC, -1, -1)
+            else:
+                dead_letters.record(result, _HTTP_SOURCE_TOPIC, -1, -1)
             EVENTS_INGESTED.labels("rejected").inc()
-            return JSONResponse(
-                status_code=_rejection_status(result),
-                content={"reason": result.reason.value, "message": result.message},
-            )
+            return JSONResponse(status_code=_rejection_status(result), content=body)
         topic_problem = await topic_check.problem()
         if topic_problem is not None:
             EVENTS_INGESTED.labels("failed").inc()

@@ -2,10 +2,10 @@
 
 :class:`Deliveries` lets a request await its message's delivery report on the
 event loop, and :class:`TopicCheck` makes sure the events topic exists before
-the first event is produced. :func:`unconfirmed` words the detail of
-a response for a message that the broker did not acknowledge, and
-:func:`delivery_state` returns whether such a message may be stored, for a
-log line.
+the first event is produced. :func:`unconfirmed` and
+:func:`dead_letter_unconfirmed` word the detail of a response for a message
+that the broker did not acknowledge, and :func:`delivery_state` returns
+whether such a message may be stored, for a log line.
 
 Both report each broker failure and success to one
 :class:`~services.common.outage.OutageLog`, so an outage takes a few lines
@@ -28,6 +28,7 @@ from services.common.outage import OutageLog
 __all__ = [
     "Deliveries",
     "TopicCheck",
+    "dead_letter_unconfirmed",
     "delivery_state",
     "kafka_reason",
     "unconfirmed",
@@ -235,6 +236,23 @@ def delivery_state(exc: KafkaException | BufferError) -> str:
     if isinstance(exc, BufferError):
         return "not sent"
     return "not confirmed, may or may not be stored"
+
+
+def dead_letter_unconfirmed(
+    exc: KafkaException | BufferError, timeout_seconds: float
+) -> str:
+    """Describe a dead letter that the broker did not acknowledge, for a response.
+
+    After a timeout the producer keeps the dead letter queued and keeps trying
+    to deliver it. librdkafka gives a message up only after
+    ``message.timeout.ms`` (5 minutes by default, which the API keeps), far
+    longer than the 60 s at most that a request waits, so a timeout that a
+    request sees is its own.
+    """
+    detail = unconfirmed("the dead letter", exc, timeout_seconds)
+    if isinstance(exc, KafkaException) and _is_timeout(exc):
+        detail += "; the API's producer keeps it queued and keeps trying to send it"
+    return detail
 
 
 def _is_timeout(exc: KafkaException) -> bool:

@@ -7,6 +7,9 @@ validated against the schema that the document declares for its status code.
 from __future__ import annotations
 
 import base64
+import contextlib
+import os
+import signal
 import threading
 import time
 import uuid
@@ -264,19 +267,20 @@ def test_api_is_not_ready_when_events_topic_is_missing(
     assert "missing-topic" in answer.json()["kafka"]
 
 
-def test_api_unready_after_broker_restart(
-    tmp_path: Path, redis_settings: RedisSettings, redis_client: redis.Redis
-) -> None:
-    # The broker lists the topics again after a restart, but it forgot the
-    # producer's sequence numbers and confirms none of its writes (L-77).
-    port = find_free_port()
-    broker = start_broker(tmp_path / "broker", port)
-    kafka = KafkaSettings(bootstrap=broker.address)
-    topics = make_topics(kafka, partitions=1)
+@contextlib.contextmanager
+def _api_on(
+    kafka: KafkaSettings, redis_settings: RedisSettings, redis_client: redis.Redis
+) -> Iterator[Api]:
+    """Serve an API without on-demand slates on a broker the test owns.
+
+    It waits 1 s for each delivery, and drops what its producer still holds
+    when it stops, so that a broker the test froze or restarted is not waited
+    for.
+    """
     settings = ApiSettings(
         kafka=kafka,
         redis=redis_settings,
-        topics=topics,
+        topics=make_topics(kafka, partitions=1),
         is_on_demand_enabled=False,
         ingest_timeout_seconds=1.0,
     )
@@ -285,24 +289,37 @@ def test_api_unready_after_broker_restart(
         create_app(settings, redis_client=redis_client, producer=producer),
         find_free_port(),
     )
-    api = Api(next(server), settings)
     try:
-        stored = api.call(
-            "POST", "/v1/events", "/v1/events", content=_event().model_dump_json()
-        )
-        ready = api.call("GET", "/readyz", "/readyz")
-        broker.stop()
-        broker = start_broker(tmp_path / "broker", port)
-        create_topics(kafka, standard_topics(topics))
-
-        unconfirmed = api.call(
-            "POST", "/v1/events", "/v1/events", content=_event().model_dump_json()
-        )
-        unready = api.call("GET", "/readyz", "/readyz")
+        yield Api(next(server), settings)
     finally:
         next(server, None)
         producer.purge()
         producer.flush(1.0)
+
+
+def test_api_unready_after_broker_restart(
+    tmp_path: Path, redis_settings: RedisSettings, redis_client: redis.Redis
+) -> None:
+    # The broker lists the topics again after a restart, but it forgot the
+    # producer's sequence numbers and confirms none of its writes (L-77).
+    port = find_free_port()
+    broker = start_broker(tmp_path / "broker", port)
+    kafka = KafkaSettings(bootstrap=broker.address)
+    try:
+        with _api_on(kafka, redis_settings, redis_client) as api:
+            stored = api.call(
+                "POST", "/v1/events", "/v1/events", content=_event().model_dump_json()
+            )
+            ready = api.call("GET", "/readyz", "/readyz")
+            broker.stop()
+            broker = start_broker(tmp_path / "broker", port)
+            create_topics(kafka, standard_topics(api.settings.topics))
+
+            unconfirmed = api.call(
+                "POST", "/v1/events", "/v1/events", content=_event().model_dump_json()
+            )
+            unready = api.call("GET", "/readyz", "/readyz")
+    finally:
         broker.stop()
 
     assert stored.status_code == 202
@@ -311,6 +328,42 @@ def test_api_unready_after_broker_restart(
     assert unready.status_code == 503
     assert unready.json()["kafka"].startswith("the latest delivery to Kafka failed")
     assert unready.json()["redis"] == "ok"
+
+
+def test_api_answers_422_to_invalid_event_on_frozen_broker(
+    tmp_path: Path, redis_settings: RedisSettings, redis_client: redis.Redis
+) -> None:
+    broker = start_broker(tmp_path / "broker", find_free_port())
+    pid = broker.pid()
+    assert pid is not None
+    try:
+        with _api_on(
+            KafkaSettings(bootstrap=broker.address), redis_settings, redis_client
+        ) as api:
+            stored = api.call(
+                "POST", "/v1/events", "/v1/events", content=_event().model_dump_json()
+            )
+            os.kill(pid, signal.SIGSTOP)
+            try:
+                invalid = api.call(
+                    "POST",
+                    "/v1/events",
+                    "/v1/events",
+                    content=b'{"event_id": "dlqtest-1", "event_type": "clack"}',
+                )
+            finally:
+                os.kill(pid, signal.SIGCONT)
+    finally:
+        broker.stop()
+
+    assert stored.status_code == 202
+    assert invalid.status_code == 422
+    assert invalid.json()["reason"] == "unknown_event_type"
+    assert invalid.json()["detail"] == (
+        "the broker did not confirm the dead letter within 1 s, so it may or may "
+        "not be stored; the API's producer keeps it queued and keeps trying to "
+        "send it"
+    )
 
 
 def test_api_huge_body_dead_letters_prefix(

@@ -260,6 +260,37 @@ def test_event_post_after_broker_outage_logs_recovery(
     ]
 
 
+def test_invalid_event_with_unconfirmed_dead_letter_is_422(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    broker = _Broker("silent")
+    app = _app(producer=broker)
+
+    with caplog.at_level(logging.INFO, logger=LOGGER):
+        answer = call_app(app, "POST", "/v1/events", content=_INVALID)
+
+    assert answer.status_code == 422
+    assert answer.json()["reason"] == "unknown_event_type"
+    assert "'clack'" in answer.json()["message"]
+    assert answer.json()["detail"] == (
+        "the broker did not confirm the dead letter within 0.2 s, so it may or "
+        "may not be stored; the API's producer keeps it queued and keeps trying "
+        "to send it"
+    )
+    assert broker.topics == ["events.dlq"]
+    [warning] = _lines(caplog, logging.WARNING)
+    assert warning.startswith("kafka failed, event posts go unconfirmed error=")
+
+
+def test_confirmed_dead_letter_adds_no_detail() -> None:
+    app = _app(producer=_Broker("confirm"))
+
+    answer = call_app(app, "POST", "/v1/events", content=_INVALID)
+
+    assert answer.status_code == 422
+    assert set(answer.json()) == {"reason", "message"}
+
+
 def test_unconfirmed_dead_letter_logged_with_reason(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
@@ -273,6 +304,18 @@ def test_unconfirmed_dead_letter_logged_with_reason(
         "dead letter not confirmed, may or may not be stored "
         "reason=unknown_event_type error="
     )
+
+
+def test_openapi_documents_unconfirmed_dead_letter() -> None:
+    app = _app()
+
+    responses = app.openapi()["paths"]["/v1/events"]["post"]["responses"]
+
+    for status in ("413", "422"):
+        assert "does not confirm the dead letter" in responses[status]["description"]
+    rejected = app.openapi()["components"]["schemas"]["EventRejected"]
+    assert "detail" in rejected["properties"]
+    assert "detail" not in rejected.get("required", [])
 
 
 class _SilentMetadataBroker(_Broker):

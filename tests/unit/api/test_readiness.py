@@ -230,7 +230,7 @@ def test_readyz_is_503_after_failed_dead_letter_delivery() -> None:
     posted = call_app(app, "POST", "/v1/events", content=b'{"event_type": "hover"}')
     ready = call_app(app, "GET", "/readyz")
 
-    assert posted.status_code == 503
+    assert posted.status_code == 422
     assert ready.status_code == 503
 
 
