@@ -99,7 +99,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--limit",
         type=integer_at_least(1),
-        help="publish at most this many events (default: all)",
+        help=(
+            "replay at most this many events; with --file, this many non-blank "
+            "lines, invalid ones included (default: all)"
+        ),
     )
     parser.add_argument(
         "--no-catalog",
