@@ -183,6 +183,8 @@ class HotPathConsumer:
                 stage.close()
             except BrokerGoneError:
                 self._give_up_commit()
+            except MessageDeliveryError as exc:
+                logger.warning("stage close: %s stage=%s", exc, stage.name)
             except Exception:
                 logger.exception("stage close failed stage=%s", stage.name)
         try:

@@ -19,6 +19,7 @@ from services.hotpath.batch import Batch
 from services.hotpath.consumer import HotPathConsumer
 from services.hotpath.settings import HotPathSettings
 from services.hotpath.stages import AppliedEvent, Stage
+from services.scorer.publisher import SlateDeliveryError
 from tests.librdkafka_logs import unreachable_kafka
 
 GIVE_UP_LINE = "broker refuses connections, stopping without committing offsets"
@@ -37,6 +38,9 @@ class RecordingConsumer:
         self, partition: TopicPartition, cached: bool
     ) -> tuple[int, int]:
         return 0, -1
+
+    def close(self) -> None:
+        pass
 
 
 class OneEventStore:
@@ -195,3 +199,28 @@ def test_process_ends_batch_without_traceback_when_a_stage_gives_up(
     assert not is_processed
     assert len(give_up_lines(caplog)) == 1
     assert all(record.exc_info is None for record in caplog.records)
+
+
+class UndeliveredStage(PlainStage):
+    """A stage whose close finds its slates still queued for the broker."""
+
+    name = "undelivered"
+
+    def close(self) -> None:
+        raise SlateDeliveryError("2 slate(s) still queued after 5 s")
+
+
+def test_close_logs_undelivered_stage_without_traceback(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    hotpath = make_hotpath(
+        unreachable_kafka(), RecordingConsumer(), [UndeliveredStage()]
+    )
+
+    with caplog.at_level(logging.WARNING, logger="services.hotpath.consumer"):
+        hotpath.close()
+
+    lines = [r for r in caplog.records if r.getMessage().startswith("stage close:")]
+    assert len(lines) == 1
+    assert lines[0].levelno == logging.WARNING
+    assert lines[0].exc_info is None
