@@ -214,6 +214,9 @@ class CatalogConsumer:
                 logger.warning("catalog batch not committed on stop error=%s", exc)
                 return False
             except (redis.exceptions.RedisError, *_KAFKA_ERRORS) as exc:
+                if self._stopping.is_set():
+                    logger.warning("catalog batch not committed on stop error=%s", exc)
+                    return False
                 cause = (
                     "redis" if isinstance(exc, redis.exceptions.RedisError) else "kafka"
                 )

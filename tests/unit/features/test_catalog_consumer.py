@@ -171,3 +171,33 @@ def test_stop_with_broker_gone_skips_commit(
     assert dead_letters.flushes == 1
     assert commits.commits == []
     assert "catalog batch not committed on stop" in caplog.text
+
+
+class _StoppingDeadLetters(_FlakyDeadLetters):
+    """A dead-letter writer whose flush fails just as the consumer is stopped."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.catalog: CatalogConsumer | None = None
+
+    def flush(self) -> None:
+        self.flushes += 1
+        if self.catalog is not None:
+            self.catalog.stop()
+        raise DeadLetterDeliveryError("1 message(s) still queued for the broker")
+
+
+def test_failure_during_stop_skips_commit(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    dead_letters = _StoppingDeadLetters()
+    catalog, commits = _catalog_with_dead_letters(monkeypatch, dead_letters)
+    dead_letters.catalog = catalog
+
+    with caplog.at_level(logging.WARNING, logger=consumer_module.__name__):
+        catalog.poll_once()
+
+    assert dead_letters.flushes == 1
+    assert commits.commits == []
+    assert "catalog batch not committed on stop" in caplog.text
+    assert "retrying" not in caplog.text
