@@ -247,7 +247,7 @@ def dead_letter_unconfirmed(
     to deliver it. librdkafka gives a message up only after
     ``message.timeout.ms`` (5 minutes by default, which the API keeps), far
     longer than the 60 s at most that a request waits, so a timeout that a
-    request sees is its own.
+    request gets is its own.
     """
     detail = unconfirmed("the dead letter", exc, timeout_seconds)
     if isinstance(exc, KafkaException) and _is_timeout(exc):

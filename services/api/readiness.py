@@ -2,7 +2,7 @@
 
 ``/readyz`` returns 503 while any of these is true:
 
-- Redis does not answer a PING within ``readiness_timeout_seconds``;
+- Redis does not respond to a PING within ``readiness_timeout_seconds``;
 - the broker does not list its topics within that time, or the list lacks
   the events topic;
 - the latest delivery of an event or a dead letter failed, or went

@@ -1,4 +1,4 @@
-"""The slate that ``GET /v1/users/{user_id}/slates/{surface}`` answers with.
+"""The slate that ``GET /v1/users/{user_id}/slates/{surface}`` returns.
 
 It is the latest slate that the hot path stored for the user, without the
 items that went out of stock since, or else one computed now by

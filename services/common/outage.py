@@ -8,8 +8,8 @@ attempts of one outage into three kinds of line instead:
   <operation>``, with the error and the wait before the next attempt;
 - a WARNING ``<subject> still failing, retrying <operation>`` once the
   outage has lasted 1 minute, then 2, 4, 8, 16, 32 and 64 minutes, and every
-  hour after that, with the latest error and the attempts so far (the
-  attempts in between are logged at DEBUG);
+  hour after that, with the latest error and the attempts so far. The
+  attempts in between are logged at DEBUG;
 - an INFO ``<subject> recovered, <operation> succeeded`` at the first
   attempt that succeeds, with how long the outage lasted and how many
   attempts failed.
@@ -45,8 +45,8 @@ class OutageLog:
         logger: the logger of the module that retries.
         subject: what fails, at the start of every line, such as ``redis``.
         operation: what is retried, such as ``batch``, or what a request
-            does, such as ``slate request``; the recovery line says it
-            succeeded.
+            does, such as ``slate request``. The recovery line reports that
+            it succeeded.
         context: ``key=value`` pairs that every line carries after the
             phrase, such as the topic or the Redis key.
         consequence: what goes on while the subject fails, the phrase after

@@ -1,4 +1,4 @@
-"""What a setting accepts, in words, for the tables and the error lines.
+"""Descriptions of the values a setting accepts, for the tables and the error lines.
 
 :func:`expected_form` states a field's type, range and description, as
 ``cartwheel config`` and docs/configuration.md show them, and

@@ -200,8 +200,8 @@ class CatalogConsumer:
                 self._producer.poll(0)
                 self._store(messages)
                 self._dead_letters.flush()
-                # LIMITATION(L-90): a frozen broker holds this call until it
-                # answers, and a stop signal waits for the call to return.
+                # LIMITATION(L-90): a frozen broker blocks this call until it
+                # responds, and a stop signal waits for the call to return.
                 self._consumer.commit(
                     offsets=_next_offsets(messages), asynchronous=False
                 )

@@ -8,7 +8,7 @@ It happens whenever the broker stops shortly before the worker, as when a
 together.
 
 - The last offset commit: aiokafka 0.14 retries a commit until the group
-  coordinator answers, with no end. A stopping worker's commit therefore
+  coordinator responds, without a limit. A stopping worker's commit therefore
   gives up once no bootstrap server accepts a connection, and the worker
   stops without it, as after a crash: the messages since the last commit are
   read again by the next worker (see :mod:`services.feedback.worker`).
@@ -45,7 +45,7 @@ logger = logging.getLogger(__name__)
 
 # mode names a service class's logger after the class's module unless the
 # class sets its own. This one keeps the start and stop lines of the classes
-# below among Faust's, which configure_logging holds at WARNING.
+# below among Faust's, which configure_logging sets to WARNING.
 _faust_logger = logging.getLogger(f"{faust_aiokafka.__name__}.feedback")
 
 # How often a commit that has not finished checks whether the worker stops

@@ -48,9 +48,9 @@ def dataset_name(args: argparse.Namespace) -> str:
 
 
 class _DatasetAction(argparse.Action):
-    """Store one form of the dataset name, refusing a second, different name.
+    """Store one form of the dataset name, rejecting a second, different name.
 
-    Each form checks the other when argparse stores it, so the check holds
+    Each form checks the other when argparse stores it, so the check works
     whichever comes first on the command line. An absent positional is
     stored too, as None.
     """

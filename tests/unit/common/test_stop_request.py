@@ -17,7 +17,7 @@ from tests.librdkafka_logs import unreachable_kafka
 
 @pytest.fixture
 def listening_kafka() -> Iterator[KafkaSettings]:
-    """Kafka settings for a loopback port that accepts connections and never answers."""
+    """Kafka settings for a loopback port that accepts and never responds."""
     with socket.create_server(("127.0.0.1", 0)) as server:
         yield KafkaSettings(bootstrap=f"127.0.0.1:{server.getsockname()[1]}")
 
@@ -99,7 +99,7 @@ def test_flush_while_reachable_waits_timeout_while_broker_accepts(
 
 
 class _Clock:
-    """A monotonic clock that moves only when told to."""
+    """A monotonic clock that moves only when a test advances it."""
 
     def __init__(self) -> None:
         self.now = 100.0

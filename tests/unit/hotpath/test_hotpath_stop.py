@@ -1,4 +1,4 @@
-"""The hot path's stop: stages are told, and a broker that is gone is not awaited."""
+"""The hot path's stop: stages are notified, and a gone broker is not awaited."""
 
 from __future__ import annotations
 
