@@ -23,6 +23,7 @@ __all__ = [
     "BrokerGoneError",
     "BrokerUnreachableError",
     "CartwheelError",
+    "CommitPendingError",
     "DeadLetterDeliveryError",
     "EventDeliveryError",
     "InfrastructureError",
@@ -51,6 +52,16 @@ class BrokerGoneError(InfrastructureError):
     Either no bootstrap server accepted a TCP connection, or the stop had
     already waited as long as it may. The messages still queued were not
     delivered, and the offsets they belong to must not be committed.
+    """
+
+
+class CommitPendingError(BrokerGoneError):
+    """Raised when a stopping service gives up an offset commit that still waits.
+
+    The commit may still reach the broker later. librdkafka's consumer
+    ``close`` waits for outstanding commits without a time limit, so a
+    consumer whose commit was given up must be left open until the process
+    exits.
     """
 
 

@@ -10,11 +10,17 @@ from __future__ import annotations
 import logging
 import socket
 import time
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, Message
+from confluent_kafka import (
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Message,
+    TopicPartition,
+)
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 
@@ -33,6 +39,7 @@ __all__ = [
     "create_topics",
     "is_fatal",
     "is_listening",
+    "log_partition_change",
     "require_listener",
     "producer_config",
     "raise_if_fatal",
@@ -113,6 +120,28 @@ def consume_available(
             break
         messages.extend(more)
     return messages
+
+
+def log_partition_change(
+    log: logging.Logger,
+    change: str,
+    topic: str,
+    partitions: Collection[TopicPartition],
+    group_id: str,
+) -> None:
+    """Log one line for partitions ``assigned``, ``revoked`` or ``lost`` by a group.
+
+    A loss is a WARNING, because the member's commits for those partitions
+    can no longer succeed; the others are INFO.
+    """
+    log.log(
+        logging.WARNING if change == "lost" else logging.INFO,
+        "partitions %s topic=%s partitions=%s group=%s",
+        change,
+        topic,
+        sorted(tp.partition for tp in partitions),
+        group_id,
+    )
 
 
 # LIMITATION(L-77): the broker keeps each idempotent producer's sequence

@@ -13,21 +13,27 @@ connections but takes nothing, so a stop also gives up once it has waited
 the 30 s that Kubernetes and compose allow before SIGKILL.
 The caller then leaves its offsets uncommitted, and the next consumer reads
 those messages again, as after a crash.
+
+An offset commit has the same problem with a frozen broker, and worse:
+librdkafka's synchronous commit has no timeout and blocks the calling thread
+until the group coordinator responds, and Python runs no signal handler
+meanwhile. :func:`commit_while_reachable` runs the commit on a thread of its
+own and gives up on the same conditions.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
-from confluent_kafka import Producer
+from confluent_kafka import Consumer, Producer, TopicPartition
 
-from services.common.errors import BrokerGoneError
+from services.common.errors import BrokerGoneError, CommitPendingError
 from services.common.kafka import refuses_connections
 from services.common.settings import KafkaSettings
 
-__all__ = ["StopRequest", "flush_while_reachable"]
+__all__ = ["StopRequest", "commit_while_reachable", "flush_while_reachable"]
 
 # While a stop is requested, a flush checks the broker this often, and once
 # before it waits at all.
@@ -132,3 +138,47 @@ def flush_while_reachable(
             break
         remaining = producer.flush(min(_CHECK_SECONDS, remaining_seconds))
     return remaining
+
+
+def commit_while_reachable(
+    consumer: Consumer, offsets: Sequence[TopicPartition], stop: StopRequest
+) -> None:
+    """Commit ``offsets`` synchronously, unless a stop gives up on the broker.
+
+    The commit runs on a daemon thread while the calling thread checks
+    ``stop`` every 0.5 s, on the same conditions as
+    :func:`flush_while_reachable`. A commit that was given up keeps waiting on
+    its thread. librdkafka's ``close`` would wait for it too, so the caller
+    must not close ``consumer`` after :class:`CommitPendingError`. The process
+    can still exit, because the daemon thread keeps the consumer referenced.
+
+    Raises:
+        confluent_kafka.KafkaException: the commit failed.
+        CommitPendingError: a stop found the broker gone, or had waited its
+            ``wait_seconds``, before the commit returned.
+    """
+    done = threading.Event()
+    errors: list[Exception] = []
+
+    def commit() -> None:
+        try:
+            consumer.commit(offsets=list(offsets), asynchronous=False)
+        except Exception as exc:  # raised on the calling thread
+            errors.append(exc)
+        finally:
+            done.set()
+
+    threading.Thread(target=commit, name="offset-commit", daemon=True).start()
+    while not done.wait(_CHECK_SECONDS):
+        if stop.is_broker_gone():
+            raise CommitPendingError(
+                "offsets not committed: the service is stopping and no broker "
+                f"accepts connections at {stop.bootstrap}"
+            )
+        if stop.is_overdue():
+            raise CommitPendingError(
+                "offsets not committed: the service is stopping and the broker "
+                f"at {stop.bootstrap} did not respond to the commit in time"
+            )
+    if errors:
+        raise errors[0]

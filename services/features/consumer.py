@@ -1,7 +1,9 @@
 """The catalog consumer: items, promotions and reviews into Redis.
 
 Delivery guarantee: at-least-once. Offsets are committed synchronously after
-the batch is stored in Redis and its dead letters are delivered. Writing a
+the batch is stored in Redis and its dead letters are delivered. A stop gives
+up on a commit that the broker does not respond to, and the next consumer
+reads the batch again. Writing a
 record is idempotent (the record replaces the previous version of its entity),
 so a replayed batch leaves the same state.
 
@@ -54,10 +56,22 @@ from confluent_kafka import (
 
 from schemas.validation import Rejection
 from services.common.deadletters import DeadLetterWriter
-from services.common.errors import BrokerGoneError, DeadLetterDeliveryError
-from services.common.kafka import consume_available, consumer_config
+from services.common.errors import (
+    BrokerGoneError,
+    CommitPendingError,
+    DeadLetterDeliveryError,
+)
+from services.common.kafka import (
+    consume_available,
+    consumer_config,
+    log_partition_change,
+)
 from services.common.outage import OutageLog
-from services.common.stop_request import StopRequest, flush_while_reachable
+from services.common.stop_request import (
+    StopRequest,
+    commit_while_reachable,
+    flush_while_reachable,
+)
 from services.features import metrics
 from services.features.catalog import CatalogWriter, parse_catalog_key
 from services.features.errors import CatalogRecordError
@@ -133,6 +147,8 @@ class CatalogConsumer:
             "kafka": OutageLog(logger, "kafka", "catalog batch"),
         }
         self._marker_outage = OutageLog(logger, "redis", "catalog marker update")
+        # A commit given up on stop still waits, and so would a close.
+        self._is_commit_pending = False
         self._assigned: set[int] = set()
         # Partitions sought to their start whose end has not been committed.
         self._reloading: set[int] = set()
@@ -164,7 +180,8 @@ class CatalogConsumer:
                 flush_while_reachable(self._producer, 10.0, self._stop_request)
             except BrokerGoneError as exc:
                 logger.warning("dead letters not delivered on stop error=%s", exc)
-            self._consumer.close()
+            if not self._is_commit_pending:
+                self._consumer.close()
             logger.info("catalog consumer stopped topic=%s", self._topic)
 
     def stop(self) -> None:
@@ -200,17 +217,16 @@ class CatalogConsumer:
                 self._producer.poll(0)
                 self._store(messages)
                 self._dead_letters.flush()
-                # LIMITATION(L-90): a frozen broker blocks this call until it
-                # responds, and a stop signal waits for the call to return.
-                self._consumer.commit(
-                    offsets=_next_offsets(messages), asynchronous=False
+                commit_while_reachable(
+                    self._consumer, _next_offsets(messages), self._stop_request
                 )
                 for outage in self._outages.values():
                     outage.recovered()
                 return True
             except BrokerGoneError as exc:
-                # A stop found the broker gone: the batch stays uncommitted,
-                # so the next consumer reads it again.
+                # A stop found the broker gone or frozen: the batch stays
+                # uncommitted, so the next consumer reads it again.
+                self._is_commit_pending = isinstance(exc, CommitPendingError)
                 logger.warning("catalog batch not committed on stop error=%s", exc)
                 return False
             except (redis.exceptions.RedisError, *_KAFKA_ERRORS) as exc:
@@ -447,11 +463,8 @@ class CatalogConsumer:
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         numbers = {tp.partition for tp in partitions}
         self._assigned |= numbers
-        logger.info(
-            "partitions assigned topic=%s partitions=%s group=%s",
-            self._topic,
-            sorted(numbers),
-            self._settings.group_id,
+        log_partition_change(
+            logger, "assigned", self._topic, partitions, self._settings.group_id
         )
         unread: set[int] = set()
         try:
@@ -475,20 +488,14 @@ class CatalogConsumer:
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self._forget(partitions)
-        logger.info(
-            "partitions revoked topic=%s partitions=%s group=%s",
-            self._topic,
-            [tp.partition for tp in partitions],
-            self._settings.group_id,
+        log_partition_change(
+            logger, "revoked", self._topic, partitions, self._settings.group_id
         )
 
     def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self._forget(partitions)
-        logger.warning(
-            "partitions lost topic=%s partitions=%s group=%s",
-            self._topic,
-            [tp.partition for tp in partitions],
-            self._settings.group_id,
+        log_partition_change(
+            logger, "lost", self._topic, partitions, self._settings.group_id
         )
 
     def _forget(self, partitions: Collection[TopicPartition]) -> None:

@@ -29,8 +29,10 @@ When the broker has stopped too, as when a killed ``cartwheel demo`` takes
 its broker down with its services, every wait on it gives up once no
 bootstrap server accepts a TCP connection (see
 :mod:`services.common.stop_request`): the batch's slates, dead letters and
-training examples, and the final commit. One WARNING line states that
-offsets were not committed, so the next consumer reads those events again.
+training examples, and the final commit. A frozen broker, which accepts
+connections and responds to nothing, gets 10 s for all of them. One WARNING
+line states that offsets were not committed, so the next consumer reads
+those events again.
 """
 
 from __future__ import annotations
@@ -42,7 +44,6 @@ from collections.abc import Callable, Sequence
 import redis
 from confluent_kafka import (
     Consumer,
-    KafkaError,
     KafkaException,
     Message,
     Producer,
@@ -55,10 +56,11 @@ from schemas.validation import Rejection
 from services.common.deadletters import DeadLetterWriter
 from services.common.errors import (
     BrokerGoneError,
+    CommitPendingError,
     DeadLetterDeliveryError,
     MessageDeliveryError,
 )
-from services.common.kafka import consume_available, is_fatal, raise_if_fatal
+from services.common.kafka import consume_available, is_fatal, log_partition_change
 from services.common.outage import OutageLog
 from services.common.redis_features import (
     AppliedResult,
@@ -66,10 +68,14 @@ from services.common.redis_features import (
     EventStatus,
     FeatureStore,
 )
-from services.common.stop_request import StopRequest, flush_while_reachable
+from services.common.stop_request import (
+    StopRequest,
+    commit_while_reachable,
+    flush_while_reachable,
+)
 from services.hotpath import metrics
 from services.hotpath.batch import Batch, count_results, decode_batch, split_into_waves
-from services.hotpath.examples import training_example
+from services.hotpath.examples import ExampleWriter
 from services.hotpath.settings import HotPathSettings
 from services.hotpath.stages import AppliedEvent, Stage
 
@@ -132,7 +138,10 @@ class HotPathConsumer:
         self._dead_letters = DeadLetterWriter(
             producer, settings.topics.dead_letters, _SERVICE, stop=self._stopping
         )
+        self._examples = ExampleWriter(producer, settings.topics.training_examples)
         self._is_commit_given_up = False
+        # A commit given up on stop still waits, and so would a close.
+        self._is_commit_pending = False
         # An outage may outlast a batch that a rebalance abandons, so these
         # live as long as the consumer.
         self._batch_outages = {
@@ -195,7 +204,8 @@ class HotPathConsumer:
             self._give_up_commit()
         except KafkaException as exc:
             logger.error("producer flush on close failed error=%s", exc)
-        self._consumer.close()
+        if not self._is_commit_pending:
+            self._consumer.close()
         logger.info("hot path stopped topic=%s", self._topic)
 
     def poll_once(self) -> int:
@@ -341,7 +351,7 @@ class HotPathConsumer:
             # LIMITATION(L-22): a redelivered event has lost its before-snapshot,
             # so it gets no training example and the stages see current features.
             if result.status.is_new and self._settings.is_emitting_training_examples:
-                self._send_example(result)
+                self._examples.send(result)
             applied.append(
                 AppliedEvent(
                     event=result.event,
@@ -449,7 +459,11 @@ class HotPathConsumer:
             self._give_up_commit()
             return
         try:
-            self._consumer.commit(offsets=offsets, asynchronous=False)
+            commit_while_reachable(self._consumer, offsets, self._stopping)
+        except CommitPendingError:
+            self._is_commit_pending = True
+            self._give_up_commit()
+            return
         except KafkaException as exc:
             # Kept for the next revoke. If that commit fails too, the next
             # owner of the partition replays the batch.
@@ -473,7 +487,7 @@ class HotPathConsumer:
         cause = (
             "broker refuses connections"
             if self._stopping.is_broker_gone()
-            else "broker did not take the batch in time"
+            else "broker did not respond in time"
         )
         logger.warning(
             "%s, stopping without committing offsets; "
@@ -494,40 +508,12 @@ class HotPathConsumer:
             source_offset=message.offset() or 0,
         )
 
-    def _send_example(self, result: AppliedResult) -> None:
-        event = result.event
-        value = training_example(result).model_dump_json().encode()
-        while True:
-            try:
-                self._producer.produce(
-                    self._settings.topics.training_examples,
-                    key=event.user_id.encode(),
-                    value=value,
-                    on_delivery=self._on_example_delivery,
-                )
-                break
-            except BufferError:
-                self._producer.poll(0.1)
-        metrics.TRAINING_EXAMPLES.inc()
-
-    def _on_example_delivery(self, error: KafkaError | None, message: Message) -> None:
-        if error is not None:
-            logger.error(
-                "training example delivery failed topic=%s error=%s",
-                message.topic(),
-                error,
-            )
-            raise_if_fatal(error)
-
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self._assigned.update(tp.partition for tp in partitions)
         # A partition paused by a retry before the rebalance starts fetching again.
         consumer.resume(partitions)
-        logger.info(
-            "partitions assigned topic=%s partitions=%s group=%s",
-            self._topic,
-            [tp.partition for tp in partitions],
-            self._settings.group_id,
+        log_partition_change(
+            logger, "assigned", self._topic, partitions, self._settings.group_id
         )
         # Stages that implement AssignedStage prepare their per-partition state.
         hooks = [
@@ -569,24 +555,22 @@ class HotPathConsumer:
         if pending and (self._stopping.is_broker_gone() or self._stopping.is_overdue()):
             self._give_up_commit()
         elif pending:
+            # LIMITATION(L-90): this commit runs inside close() when stopping,
+            # and close() would wait for it even if it were given up, so a
+            # frozen broker blocks it without a time limit.
             try:
                 consumer.commit(offsets=pending, asynchronous=False)
             except KafkaException as exc:
                 logger.warning("offset commit on revoke failed error=%s", exc)
         self._forget(partitions)
-        logger.info(
-            "partitions revoked topic=%s partitions=%s group=%s",
-            self._topic,
-            [tp.partition for tp in partitions],
-            self._settings.group_id,
+        log_partition_change(
+            logger, "revoked", self._topic, partitions, self._settings.group_id
         )
 
     def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self._forget(partitions)
-        logger.warning(
-            "partitions lost topic=%s partitions=%s",
-            self._topic,
-            [tp.partition for tp in partitions],
+        log_partition_change(
+            logger, "lost", self._topic, partitions, self._settings.group_id
         )
 
     def _forget(self, partitions: list[TopicPartition]) -> None:

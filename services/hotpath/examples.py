@@ -2,10 +2,56 @@
 
 from __future__ import annotations
 
-from schemas.training import TrainingExample
-from services.common.redis_features import AppliedResult
+import logging
 
-__all__ = ["training_example"]
+from confluent_kafka import KafkaError, Message, Producer
+
+from schemas.training import TrainingExample
+from services.common.kafka import raise_if_fatal
+from services.common.redis_features import AppliedResult
+from services.hotpath import metrics
+
+__all__ = ["ExampleWriter", "training_example"]
+
+logger = logging.getLogger(__name__)
+
+
+class ExampleWriter:
+    """Produces the training example of each applied event, keyed by user id.
+
+    Args:
+        producer: the hot path's producer; its flush confirms the examples.
+        topic: the training-examples topic.
+    """
+
+    def __init__(self, producer: Producer, topic: str) -> None:
+        self._producer = producer
+        self._topic = topic
+
+    def send(self, result: AppliedResult) -> None:
+        """Queue the example of ``result``, waiting while the producer queue is full."""
+        value = training_example(result).model_dump_json().encode()
+        while True:
+            try:
+                self._producer.produce(
+                    self._topic,
+                    key=result.event.user_id.encode(),
+                    value=value,
+                    on_delivery=self._on_delivery,
+                )
+                break
+            except BufferError:
+                self._producer.poll(0.1)
+        metrics.TRAINING_EXAMPLES.inc()
+
+    def _on_delivery(self, error: KafkaError | None, message: Message) -> None:
+        if error is not None:
+            logger.error(
+                "training example delivery failed topic=%s error=%s",
+                message.topic(),
+                error,
+            )
+            raise_if_fatal(error)
 
 
 def training_example(result: AppliedResult) -> TrainingExample:

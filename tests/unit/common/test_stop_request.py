@@ -1,17 +1,22 @@
-"""StopRequest and flush_while_reachable: a stop gives up on a broker that is gone."""
+"""StopRequest and the waits it ends: a stop gives up on a gone or frozen broker."""
 
 from __future__ import annotations
 
 import socket
+import threading
 from collections.abc import Iterator
 
 import pytest
-from confluent_kafka import Producer
+from confluent_kafka import KafkaError, KafkaException, Producer, TopicPartition
 
-from services.common.errors import BrokerGoneError
+from services.common.errors import BrokerGoneError, CommitPendingError
 from services.common.kafka import producer_config
 from services.common.settings import KafkaSettings
-from services.common.stop_request import StopRequest, flush_while_reachable
+from services.common.stop_request import (
+    StopRequest,
+    commit_while_reachable,
+    flush_while_reachable,
+)
 from tests.librdkafka_logs import unreachable_kafka
 
 
@@ -135,3 +140,79 @@ def test_flush_while_reachable_raises_when_stop_is_overdue(
 
     with pytest.raises(BrokerGoneError, match="took none of them in time"):
         flush_while_reachable(producer, 30.0, stop)
+
+
+class HeldCommitConsumer:
+    """A consumer whose commit waits until released, as on a frozen broker."""
+
+    def __init__(self, error: KafkaException | None = None) -> None:
+        self.release = threading.Event()
+        self.error = error
+        self.committed: list[TopicPartition] = []
+
+    def commit(self, offsets: list[TopicPartition], asynchronous: bool) -> None:
+        assert not asynchronous
+        self.release.wait(30)
+        if self.error is not None:
+            raise self.error
+        self.committed = offsets
+
+
+OFFSETS = [TopicPartition("catalog", 0, 12)]
+
+
+def test_commit_while_reachable_returns_once_commit_returns() -> None:
+    consumer = HeldCommitConsumer()
+    consumer.release.set()
+
+    commit_while_reachable(consumer, OFFSETS, StopRequest(unreachable_kafka()))  # type: ignore[arg-type]
+
+    assert consumer.committed == OFFSETS
+
+
+def test_commit_while_reachable_raises_the_commit_error() -> None:
+    consumer = HeldCommitConsumer(KafkaException(KafkaError(KafkaError._TIMED_OUT)))
+    consumer.release.set()
+
+    with pytest.raises(KafkaException):
+        commit_while_reachable(consumer, OFFSETS, StopRequest(unreachable_kafka()))  # type: ignore[arg-type]
+
+
+def test_commit_while_reachable_gives_up_when_stopping_and_broker_gone() -> None:
+    consumer = HeldCommitConsumer()
+    kafka = unreachable_kafka()
+    stop = StopRequest(kafka)
+    stop.set()
+
+    with pytest.raises(
+        CommitPendingError, match=f"no broker accepts.*{kafka.bootstrap}"
+    ):
+        commit_while_reachable(consumer, OFFSETS, stop)  # type: ignore[arg-type]
+    consumer.release.set()
+
+
+def test_commit_while_reachable_gives_up_when_stop_is_overdue(
+    listening_kafka: KafkaSettings,
+) -> None:
+    consumer = HeldCommitConsumer()
+    clock = _Clock()
+    stop = StopRequest(listening_kafka, wait_seconds=10.0, clock=clock)
+    stop.set()
+    clock.now += 10.0
+
+    with pytest.raises(
+        CommitPendingError, match="did not respond to the commit in time"
+    ):
+        commit_while_reachable(consumer, OFFSETS, stop)  # type: ignore[arg-type]
+    consumer.release.set()
+
+
+def test_commit_while_reachable_waits_while_not_stopping() -> None:
+    consumer = HeldCommitConsumer()
+    stop = StopRequest(unreachable_kafka())
+    # Released only after the caller has passed several broker checks.
+    threading.Timer(1.2, consumer.release.set).start()
+
+    commit_while_reachable(consumer, OFFSETS, stop)  # type: ignore[arg-type]
+
+    assert consumer.committed == OFFSETS

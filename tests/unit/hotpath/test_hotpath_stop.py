@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import socket
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 
@@ -224,3 +225,36 @@ def test_close_logs_undelivered_stage_without_traceback(
     assert len(lines) == 1
     assert lines[0].levelno == logging.WARNING
     assert lines[0].exc_info is None
+
+
+class HeldCommitConsumer(RecordingConsumer):
+    """A consumer whose commit waits until released, as on a frozen broker."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.release = threading.Event()
+        self.closes = 0
+
+    def commit(self, offsets: list[TopicPartition], asynchronous: bool) -> None:
+        self.release.wait(30)
+        super().commit(offsets, asynchronous)
+
+    def close(self) -> None:
+        self.closes += 1
+
+
+def test_stop_leaves_consumer_open_when_commit_is_given_up(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    consumer = HeldCommitConsumer()
+    hotpath = make_hotpath(unreachable_kafka(), consumer)
+    # The stop arrives while the commit waits for the broker.
+    threading.Timer(0.2, hotpath.stop).start()
+
+    with caplog.at_level(logging.WARNING, logger="services.hotpath.consumer"):
+        hotpath._commit({0: 5})
+        hotpath.close()
+    consumer.release.set()
+
+    assert consumer.closes == 0
+    assert len(give_up_lines(caplog)) == 1
