@@ -192,7 +192,11 @@ def create_app(
         logger,
         "kafka",
         "event post",
-        consequence="event posts go unconfirmed",
+        consequence=(
+            "event posts go unconfirmed, and /readyz returns 503 until a "
+            f"delivery succeeds or {settings.readiness_failure_seconds:g} s "
+            "pass without another failure"
+        ),
         clock=clock,
     )
     outcomes = DeliveryOutcomes(settings.readiness_failure_seconds, clock)

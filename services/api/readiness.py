@@ -81,8 +81,9 @@ class DeliveryOutcomes:
         with self._lock:
             since = self._failing_since
             self._failing_since = None
+        # The API's kafka outage log reports the recovery at INFO.
         if since is not None:
-            logger.info(
+            logger.debug(
                 "event deliveries recovered failing_seconds=%.1f",
                 self._clock() - since,
             )
@@ -100,8 +101,9 @@ class DeliveryOutcomes:
                 self._failing_since = now
             self._failed_at = now
             self._reason = reason
+        # The API's kafka outage log reports the failure and this window.
         if is_first:
-            logger.warning(
+            logger.debug(
                 "event delivery failed, /readyz returns 503 until a delivery "
                 "succeeds or %g s pass without another failure reason=%s",
                 self._window,

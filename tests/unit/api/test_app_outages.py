@@ -219,7 +219,10 @@ def test_event_posts_during_broker_outage_warn_once(
 
     assert [answer.status_code for answer in answers] == [503] * 3
     [warning] = _lines(caplog, logging.WARNING)
-    assert warning.startswith("kafka failed, event posts go unconfirmed error=")
+    assert warning.startswith(
+        "kafka failed, event posts go unconfirmed, and /readyz returns 503 until a "
+        "delivery succeeds or 30 s pass without another failure error="
+    )
     assert "Local: Message timed out" in warning
     assert _lines(caplog, logging.ERROR) == []
 
@@ -279,7 +282,10 @@ def test_invalid_event_with_unconfirmed_dead_letter_is_422(
     )
     assert broker.topics == ["events.dlq"]
     [warning] = _lines(caplog, logging.WARNING)
-    assert warning.startswith("kafka failed, event posts go unconfirmed error=")
+    assert warning.startswith(
+        "kafka failed, event posts go unconfirmed, and /readyz returns 503 until a "
+        "delivery succeeds or 30 s pass without another failure error="
+    )
 
 
 def test_confirmed_dead_letter_adds_no_detail() -> None:
@@ -339,6 +345,8 @@ def test_topic_checks_during_broker_outage_warn_once(
 
     assert [answer.status_code for answer in answers] == [503] * 3
     assert [m for m in caplog.messages if "metadata" in m] == [
-        "kafka failed, event posts go unconfirmed error=KafkaError{code=_TIMED_OUT,"
+        "kafka failed, event posts go unconfirmed, and /readyz returns 503 until a "
+        "delivery succeeds or 30 s pass without another failure "
+        "error=KafkaError{code=_TIMED_OUT,"
         'val=-185,str="Failed to get metadata: Local: Timed out"}'
     ]
