@@ -421,6 +421,26 @@ def load(
     return catalog_in_redis(client, settings)
 
 
+def subscribe_and_load(
+    consumer: CatalogConsumer, client: redis.Redis, settings: CatalogSettings
+) -> dict[str, Any]:
+    """Join the group, then poll until every partition is loaded."""
+    consumer.subscribe()
+    return load(consumer, client, settings)
+
+
+def flush_and_reload(
+    consumer: CatalogConsumer,
+    client: redis.Redis,
+    settings: CatalogSettings,
+    loaded: dict[str, Any],
+) -> dict[str, Any]:
+    """FLUSHALL, poll until ``loaded`` is back, then until every partition is."""
+    client.flushall()
+    wait_for(lambda: catalog_in_redis(client, settings) == loaded, consumer.poll_once)
+    return load(consumer, client, settings)
+
+
 def test_catalog_consumer_restores_catalog_after_flushall_while_running(
     make_reload_settings: Callable[[int], CatalogSettings],
     make_catalog_consumer: Callable[[CatalogSettings], CatalogConsumer],
@@ -429,16 +449,10 @@ def test_catalog_consumer_restores_catalog_after_flushall_while_running(
     settings = make_reload_settings(3)
     publish_catalog(settings)
     consumer = make_catalog_consumer(settings)
-    consumer.subscribe()
-    loaded = load(consumer, flushable_redis, settings)
+    loaded = subscribe_and_load(consumer, flushable_redis, settings)
     reloads_before = metrics.CATALOG_RELOADS._value.get()
 
-    flushable_redis.flushall()
-    wait_for(
-        lambda: catalog_in_redis(flushable_redis, settings) == loaded,
-        consumer.poll_once,
-    )
-    restored = load(consumer, flushable_redis, settings)
+    restored = flush_and_reload(consumer, flushable_redis, settings, loaded)
 
     assert len(loaded) == 24 + 1 + 4 + 1
     assert restored == loaded
@@ -453,14 +467,12 @@ def test_catalog_consumer_restores_catalog_after_flushall_and_restart(
     settings = make_reload_settings(3)
     publish_catalog(settings)
     first = make_catalog_consumer(settings)
-    first.subscribe()
-    loaded = load(first, flushable_redis, settings)
+    loaded = subscribe_and_load(first, flushable_redis, settings)
     first._consumer.close()
 
     flushable_redis.flushall()
     second = make_catalog_consumer(settings)
-    second.subscribe()
-    restored = load(second, flushable_redis, settings)
+    restored = subscribe_and_load(second, flushable_redis, settings)
 
     assert restored == loaded
 
@@ -472,8 +484,7 @@ def test_catalog_consumer_marks_empty_topic_loaded_once(
 ) -> None:
     settings = make_reload_settings(2)
     consumer = make_catalog_consumer(settings)
-    consumer.subscribe()
-    load(consumer, flushable_redis, settings)
+    subscribe_and_load(consumer, flushable_redis, settings)
     reloads_before = metrics.CATALOG_RELOADS._value.get()
 
     # Each poll waits the poll timeout, so these span several checks.
@@ -575,17 +586,11 @@ def test_reread_after_flushall_adds_no_dead_letters(
     publish_catalog(settings)
     publish_invalid(settings, invalid)
     consumer = make_catalog_consumer(settings)
-    consumer.subscribe()
-    loaded = load(consumer, flushable_redis, settings)
+    loaded = subscribe_and_load(consumer, flushable_redis, settings)
     letters_before = catalog_dead_letters()
     again_before = rejected_again()
 
-    flushable_redis.flushall()
-    wait_for(
-        lambda: catalog_in_redis(flushable_redis, settings) == loaded,
-        consumer.poll_once,
-    )
-    load(consumer, flushable_redis, settings)
+    flush_and_reload(consumer, flushable_redis, settings, loaded)
     # A record after the re-read is dead-lettered as usual. The dead-letter
     # topic keeps the order in which the consumer sent the letters, so a
     # letter sent twice by the re-read would come before this one.
@@ -613,8 +618,7 @@ def test_first_start_on_empty_redis_counts_no_reload(
     reloads_before = metrics.CATALOG_RELOADS._value.get()
 
     with caplog.at_level(logging.INFO, logger="services.features.consumer"):
-        consumer.subscribe()
-        loaded = load(consumer, flushable_redis, settings)
+        loaded = subscribe_and_load(consumer, flushable_redis, settings)
 
     assert len(loaded) == 24 + 1 + 4 + 1
     assert metrics.CATALOG_RELOADS._value.get() == reloads_before
