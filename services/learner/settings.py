@@ -163,7 +163,8 @@ class LearnerSettings(PlainIntegers, BaseSettings):
         pattern=r"^[A-Za-z0-9_\-]{1,64}$",
         description="1-64 letters, digits, '_' or '-'; names the checkpoint file",
     )
-    seed: int = 0
+    # The affinity model seeds NumPy's default_rng, which rejects negative seeds.
+    seed: int = Field(default=0, ge=0)
 
     @field_validator("checkpoint_key")
     @classmethod

@@ -115,7 +115,8 @@ class TrainerSettings(PlainIntegers, BaseSettings):
     epochs: int = Field(default=2, ge=1, le=100)
     batch_size: int = Field(default=2048, ge=1, le=1 << 20)
     learning_rate: float = Field(default=0.003, gt=0, le=1)
-    seed: int = Field(default=0, ge=0)
+    # torch.manual_seed takes seeds below 2**64.
+    seed: int = Field(default=0, ge=0, le=(1 << 64) - 1)
     device: str = Field(
         default="cpu",
         pattern=r"^(cpu|cuda(:\d+)?)$",

@@ -36,3 +36,15 @@ def test_learner_settings_mask_checkpoint_key(monkeypatch: pytest.MonkeyPatch) -
     assert "s3cret" not in repr(settings)
     assert settings.checkpoint_key is not None
     assert settings.checkpoint_key.get_secret_value() == "s3cret"
+
+
+def test_learner_settings_reject_negative_seed(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CARTWHEEL_LEARNER_SEED", "-5")
+
+    with pytest.raises(InvalidSettingsError) as caught:
+        load_settings(LearnerSettings)
+
+    assert str(caught.value) == (
+        "invalid setting CARTWHEEL_LEARNER_SEED='-5': Input should be greater "
+        "than or equal to 0; expected an integer of at least 0"
+    )

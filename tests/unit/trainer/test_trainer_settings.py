@@ -56,3 +56,31 @@ def test_trainer_settings_accept_an_existing_cuda_device(
     monkeypatch.setenv("CARTWHEEL_TRAINER_DEVICE", "cuda:1")
 
     assert load_settings(TrainerSettings).device == "cuda:1"
+
+
+def test_trainer_settings_take_largest_seed_torch_takes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    largest = (1 << 64) - 1
+    monkeypatch.setenv("CARTWHEEL_TRAINER_SEED", str(largest))
+
+    settings = load_settings(TrainerSettings)
+    torch.Generator().manual_seed(settings.seed)
+
+    assert settings.seed == largest
+
+
+def test_trainer_settings_reject_seed_torch_cannot_take(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("CARTWHEEL_TRAINER_SEED", str(1 << 64))
+
+    with pytest.raises(InvalidSettingsError) as caught:
+        load_settings(TrainerSettings)
+
+    assert str(caught.value).startswith(
+        f"invalid setting CARTWHEEL_TRAINER_SEED='{1 << 64}':"
+    )
+    assert "expected an integer from 0 to 18,446,744,073,709,551,615" in str(
+        caught.value
+    )
