@@ -17,7 +17,7 @@ test: system-deps $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check services models schemas tests
 	$(BIN)/ruff format --check services models schemas tests
-	$(BIN)/mypy schemas services
+	$(BIN)/mypy schemas services models
 
 system-deps:
 	@bash .ci/system-deps
