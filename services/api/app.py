@@ -65,6 +65,7 @@ from services.api.delivery import (
     TopicCheck,
     dead_letter_unconfirmed,
     delivery_state,
+    flush_on_stop,
     unconfirmed,
 )
 from services.api.metrics import EVENTS_INGESTED, REQUEST_SECONDS, SLATE_READS
@@ -209,6 +210,7 @@ def create_app(
         deliveries.start()
         yield
         deliveries.stop()
+        await run_in_threadpool(flush_on_stop, producer, settings.kafka)
 
     app = FastAPI(
         title="Cartwheel",

@@ -23,18 +23,25 @@ from confluent_kafka import KafkaError, KafkaException, Message, Producer
 from fastapi.concurrency import run_in_threadpool
 
 from services.api.readiness import DeliveryOutcomes
+from services.common.errors import BrokerGoneError
 from services.common.outage import OutageLog
+from services.common.settings import KafkaSettings
+from services.common.stop_request import StopRequest, flush_while_reachable
 
 __all__ = [
     "Deliveries",
     "TopicCheck",
     "dead_letter_unconfirmed",
     "delivery_state",
+    "flush_on_stop",
     "kafka_reason",
     "unconfirmed",
 ]
 
 logger = logging.getLogger(__name__)
+
+# How long a stopping API waits for the broker to take its queued messages.
+_STOP_FLUSH_SECONDS = 10.0
 
 
 class TopicCheck:
@@ -270,3 +277,26 @@ def _settle(
         future.set_exception(KafkaException(error))
     else:
         future.set_result(message)
+
+
+def flush_on_stop(producer: Producer, kafka: KafkaSettings) -> None:
+    """Deliver the messages still queued in ``producer`` before the API exits.
+
+    A dead letter whose delivery was not confirmed in time stays queued, and
+    its 422 response says that the producer keeps sending it. The stop waits
+    for such messages as the other services' stops do: at most 10 s, and no
+    longer once no broker accepts connections.
+    """
+    stop = StopRequest(kafka)
+    stop.set()
+    try:
+        remaining = flush_while_reachable(producer, _STOP_FLUSH_SECONDS, stop)
+    except BrokerGoneError as exc:
+        logger.warning("messages not delivered on stop error=%s", exc)
+        return
+    if remaining:
+        logger.warning(
+            "messages not delivered on stop remaining=%d seconds=%g",
+            remaining,
+            _STOP_FLUSH_SECONDS,
+        )

@@ -2,10 +2,21 @@
 
 from __future__ import annotations
 
-import pytest
-from confluent_kafka import KafkaError, KafkaException
+import asyncio
+import logging
 
-from services.api.delivery import dead_letter_unconfirmed, delivery_state
+import pytest
+from confluent_kafka import KafkaError, KafkaException, Producer
+
+from services.api.app import create_app
+from services.api.delivery import (
+    dead_letter_unconfirmed,
+    delivery_state,
+    flush_on_stop,
+)
+from services.api.settings import ApiSettings
+from services.common.kafka import producer_config
+from tests.librdkafka_logs import unreachable_kafka
 
 _TIMED_OUT = KafkaException(KafkaError(KafkaError._MSG_TIMED_OUT))
 _REFUSED = KafkaException(
@@ -50,3 +61,53 @@ def test_delivery_state_says_whether_message_may_be_stored(
     error: KafkaException | BufferError, state: str
 ) -> None:
     assert delivery_state(error) == state
+
+
+def test_flush_on_stop_gives_up_once_no_broker_accepts(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    kafka = unreachable_kafka()
+    producer = Producer(producer_config(kafka, is_polled_steadily=True))
+    producer.produce("events.dlq", b"dead letter", b"user-1")
+
+    with caplog.at_level(logging.WARNING, logger="services.api.delivery"):
+        flush_on_stop(producer, kafka)
+
+    assert [
+        r.getMessage() for r in caplog.records if r.name.startswith("services")
+    ] == [
+        "messages not delivered on stop error=1 message(s) not delivered: the "
+        f"service is stopping and no broker accepts connections at {kafka.bootstrap}"
+    ]
+
+
+class FlushRecordingProducer:
+    """A producer with nothing queued that records how it was flushed."""
+
+    def __init__(self) -> None:
+        self.flushes: list[float] = []
+
+    def poll(self, timeout: float = 0.0) -> int:
+        return 0
+
+    def flush(self, timeout: float) -> int:
+        self.flushes.append(timeout)
+        return 0
+
+
+def test_app_flushes_producer_when_it_stops() -> None:
+    producer = FlushRecordingProducer()
+    app = create_app(
+        ApiSettings(kafka={"bootstrap": unreachable_kafka().bootstrap}),
+        redis_client=None,  # type: ignore[arg-type]
+        producer=producer,  # type: ignore[arg-type]
+        on_demand=None,
+    )
+
+    async def start_and_stop() -> None:
+        async with app.router.lifespan_context(app):
+            pass
+
+    asyncio.run(start_and_stop())
+
+    assert producer.flushes == [0]
