@@ -76,6 +76,7 @@ from services.common.stop_request import (
 from services.hotpath import metrics
 from services.hotpath.batch import Batch, count_results, decode_batch, split_into_waves
 from services.hotpath.examples import ExampleWriter
+from services.hotpath.lag import ConsumerLag
 from services.hotpath.settings import HotPathSettings
 from services.hotpath.stages import AppliedEvent, Stage
 
@@ -152,6 +153,7 @@ class HotPathConsumer:
         self._assigned: set[int] = set()
         self._revoked: set[int] = set()
         self._uncommitted: dict[int, int] = {}
+        self._lag = ConsumerLag(consumer, self._topic)
 
     def subscribe(self) -> None:
         """Join the consumer group on the events topic, with rebalance callbacks."""
@@ -401,12 +403,13 @@ class HotPathConsumer:
             delay = min(delay * 2, self._settings.retry_max_seconds)
 
     def _poll_background(self) -> None:
-        """Serve the producers' callbacks and log lines, and poll the stages.
+        """Serve the producers' callbacks and log lines, poll the stages, set the lag.
 
         librdkafka's lines reach the logger only when a client is polled, so
         this runs at least once per poll timeout, also while backing off.
         """
         self._producer.poll(0)
+        self._lag.refresh()
         for poll in self._stage_polls:
             poll()
 
@@ -418,6 +421,8 @@ class HotPathConsumer:
             batch (its new owner replays it), True to retry.
         """
         partitions = [TopicPartition(self._topic, p) for p in sorted(self._assigned)]
+        # NOTE: a paused partition fetches nothing, so its cached high
+        # watermark, and with it the lag gauge, stays put until the retry ends.
         self._consumer.pause(partitions)
         try:
             deadline = time.monotonic() + delay
@@ -472,12 +477,7 @@ class HotPathConsumer:
             return
         for partition in next_offsets:
             self._uncommitted.pop(partition, None)
-        for partition, offset in next_offsets.items():
-            _, high = self._consumer.get_watermark_offsets(
-                TopicPartition(self._topic, partition), cached=True
-            )
-            if high >= 0:
-                metrics.CONSUMER_LAG.labels(str(partition)).set(max(high - offset, 0))
+        self._lag.committed({tp.partition: tp.offset for tp in offsets})
 
     def _give_up_commit(self) -> None:
         """Log once that offsets stay uncommitted because the broker is gone or slow."""
@@ -515,17 +515,15 @@ class HotPathConsumer:
         log_partition_change(
             logger, "assigned", self._topic, partitions, self._settings.group_id
         )
+        if not partitions:
+            return
+        resume_offsets = self._resume_offsets(consumer, partitions)
+        self._lag.assigned((tp.partition for tp in partitions), resume_offsets)
         # Stages that implement AssignedStage prepare their per-partition state.
-        hooks = [
-            hook
-            for hook in (getattr(stage, "assigned", None) for stage in self._stages)
-            if callable(hook)
-        ]
-        if hooks and partitions:
-            resume_offsets = self._resume_offsets(consumer, partitions)
-            for hook in hooks:
+        for hook in (getattr(stage, "assigned", None) for stage in self._stages):
+            if callable(hook):
                 try:
-                    hook(resume_offsets)
+                    hook(resume_offsets or {})
                 except Exception:
                     # The stage only starts these partitions with less state,
                     # but raising here would end the consumer's poll loop.
@@ -533,15 +531,18 @@ class HotPathConsumer:
 
     def _resume_offsets(
         self, consumer: Consumer, partitions: list[TopicPartition]
-    ) -> dict[int, int]:
-        """Return the committed offset of each partition that has one."""
+    ) -> dict[int, int] | None:
+        """Return the committed offset of each partition that has one.
+
+        None when the offsets could not be read.
+        """
         try:
             committed = consumer.committed(
                 partitions, timeout=_COMMITTED_TIMEOUT_SECONDS
             )
         except KafkaException as exc:
             logger.warning("reading committed offsets failed error=%s", exc)
-            return {}
+            return None
         return {tp.partition: tp.offset for tp in committed if tp.offset >= 0}
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
@@ -578,7 +579,4 @@ class HotPathConsumer:
             self._uncommitted.pop(tp.partition, None)
             self._assigned.discard(tp.partition)
             self._revoked.add(tp.partition)
-            try:
-                metrics.CONSUMER_LAG.remove(str(tp.partition))
-            except KeyError:
-                pass
+        self._lag.forget(tp.partition for tp in partitions)

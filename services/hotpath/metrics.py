@@ -56,7 +56,8 @@ LATE_EVENTS = Counter(
 )
 CONSUMER_LAG = Gauge(
     "cartwheel_hotpath_consumer_lag_messages",
-    "Messages between the committed position and the fetch high watermark",
+    "Messages between the committed position and the high watermark of the "
+    "last fetch, refreshed on every poll; no series until both are known",
     ["partition"],
 )
 RETRIES = Counter(
