@@ -77,6 +77,7 @@ from services.hotpath import metrics
 from services.hotpath.batch import Batch, count_results, decode_batch, split_into_waves
 from services.hotpath.examples import ExampleWriter
 from services.hotpath.lag import ConsumerLag
+from services.hotpath.replays import EarlierRunFilter
 from services.hotpath.settings import HotPathSettings
 from services.hotpath.stages import AppliedEvent, Stage
 
@@ -154,6 +155,7 @@ class HotPathConsumer:
         self._revoked: set[int] = set()
         self._uncommitted: dict[int, int] = {}
         self._lag = ConsumerLag(consumer, self._topic)
+        self._earlier_runs = EarlierRunFilter(self._topic)
 
     def subscribe(self) -> None:
         """Join the consumer group on the events topic, with rebalance callbacks."""
@@ -340,10 +342,11 @@ class HotPathConsumer:
     def _apply(
         self, events: Sequence[Event], positions: Sequence[EventPosition]
     ) -> list[AppliedResult]:
+        tried_below = self._earlier_runs.start_attempt(positions)
         started = time.perf_counter()
         results = self._store.apply_batch(events, positions)
         metrics.REDIS_APPLY_SECONDS.observe(time.perf_counter() - started)
-        return results
+        return self._earlier_runs.filter(results, tried_below)
 
     def _run_stages(self, results: Sequence[AppliedResult], received_at: float) -> None:
         applied = []
@@ -518,7 +521,9 @@ class HotPathConsumer:
         if not partitions:
             return
         resume_offsets = self._resume_offsets(consumer, partitions)
-        self._lag.assigned((tp.partition for tp in partitions), resume_offsets)
+        numbers = [tp.partition for tp in partitions]
+        self._lag.assigned(numbers, resume_offsets)
+        self._earlier_runs.assigned(numbers, resume_offsets)
         # Stages that implement AssignedStage prepare their per-partition state.
         for hook in (getattr(stage, "assigned", None) for stage in self._stages):
             if callable(hook):
@@ -580,3 +585,4 @@ class HotPathConsumer:
             self._assigned.discard(tp.partition)
             self._revoked.add(tp.partition)
         self._lag.forget(tp.partition for tp in partitions)
+        self._earlier_runs.forget(tp.partition for tp in partitions)
