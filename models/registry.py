@@ -240,6 +240,14 @@ class ModelRegistry:
         """Load and verify an artifact by version; see ``load_artifact``."""
         return load_artifact(self.path_of(model_version))
 
+    def metadata(self, model_version: str) -> ArtifactMetadata:
+        """Read an artifact's metadata without loading its weights.
+
+        Raises:
+            ArtifactError: the metadata is missing, unreadable or invalid.
+        """
+        return _read_metadata(self.path_of(model_version))
+
     def versions(self, model_name: str, *, exclude: Collection[str] = ()) -> list[str]:
         """Return the saved versions of a model, oldest first.
 

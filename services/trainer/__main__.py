@@ -12,8 +12,10 @@ import sys
 import redis
 import torch
 
+from models.errors import ArtifactError
 from models.registry import ModelRegistry
 from services.common.entrypoint import parse_service_arguments, run_entry_point
+from services.common.errors import InfrastructureError
 from services.common.kafka import TopicSpec, verify_topics
 from services.common.lifecycle import (
     ensure_writable_directory,
@@ -60,6 +62,7 @@ def build_service(settings: TrainerSettings) -> TrainerService:
     trainer = Trainer(
         settings, ModelRegistry(settings.registry_dir), announcer.announce, lock
     )
+    _announce_champion(trainer)
     reader = ExampleReader(
         settings.kafka,
         topics.training_examples,
@@ -79,6 +82,19 @@ def build_service(settings: TrainerSettings) -> TrainerService:
         poll_timeout_seconds=settings.poll_timeout_seconds,
         announcer=announcer,
     )
+
+
+def _announce_champion(trainer: Trainer) -> None:
+    """Announce the champion at start, so a models topic that lost it gets it back."""
+    try:
+        version = trainer.announce_champion()
+    except (ArtifactError, InfrastructureError) as exc:
+        # The champion stays announced where the topic still contains it, and
+        # the next promotion announces a new one.
+        logger.warning("champion not announced at start error=%s", exc)
+        return
+    if version is not None:
+        logger.info("champion announced at start model_version=%s", version)
 
 
 def run(settings: TrainerSettings) -> None:

@@ -128,6 +128,29 @@ class Trainer:
         self._lock = lock
         self._stopping = threading.Event()
 
+    def announce_champion(self) -> str | None:
+        """Announce the registry's champion again and return its version.
+
+        The compacted models topic keeps the latest announcement, unless the
+        broker lost its data, as the local Tansu broker does on a restart.
+        The scorers would then rank with the heuristic until the next
+        promotion. A scorer ignores an announcement of the version it runs.
+
+        Returns:
+            The champion's version; None when there is no champion or no
+            ``announce``.
+
+        Raises:
+            ArtifactError: the champion's metadata cannot be read.
+            InfrastructureError: the broker did not acknowledge it in time.
+        """
+        version = self._registry.champion_version(self._settings.model_name)
+        if version is None or self._announce is None:
+            return None
+        path = self._registry.path_of(version).resolve()
+        self._announce(self._registry.metadata(version), str(path))
+        return version
+
     def stop(self) -> None:
         """Stop training after its current batch, without promoting.
 

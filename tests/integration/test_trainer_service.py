@@ -193,20 +193,28 @@ def test_step_does_nothing_while_another_trainer_holds_the_lock(
     assert json.loads(pending)["reason"] == "drift"
 
 
+def _service_settings(
+    tmp_path: Path,
+    kafka: KafkaSettings,
+    redis_settings: RedisSettings,
+    make_topic: Callable[..., str],
+) -> TrainerSettings:
+    """Return trainer settings on new training-examples and models topics."""
+    topics = TopicSettings(
+        training_examples=make_topic("training-examples", partitions=2),
+        models=make_topic("models", partitions=1, is_compacted=True),
+        partitions=2,
+    )
+    return _settings(tmp_path, kafka=kafka, redis=redis_settings, topics=topics)
+
+
 def test_build_service_wires_a_runnable_trainer(
     tmp_path: Path,
     kafka_settings: KafkaSettings,
     redis_settings: RedisSettings,
     make_topic: Callable[..., str],
 ) -> None:
-    topics = TopicSettings(
-        training_examples=make_topic("training-examples", partitions=2),
-        models=make_topic("models", partitions=1, is_compacted=True),
-        partitions=2,
-    )
-    settings = _settings(
-        tmp_path, kafka=kafka_settings, redis=redis_settings, topics=topics
-    )
+    settings = _service_settings(tmp_path, kafka_settings, redis_settings, make_topic)
     service = build_service(settings)
     service.stop()
 
@@ -251,3 +259,22 @@ def test_waiting_request_trains_on_whole_topic(
     champion = registry.load_champion("ranker")
     assert champion is not None
     assert champion.metadata.data_window.examples == len(examples)
+
+
+def test_build_service_announces_champion_on_empty_models_topic(
+    tmp_path: Path,
+    kafka_settings: KafkaSettings,
+    redis_settings: RedisSettings,
+    make_topic: Callable[..., str],
+) -> None:
+    settings = _service_settings(tmp_path, kafka_settings, redis_settings, make_topic)
+    topics = settings.topics
+    registry = ModelRegistry(settings.registry_dir)
+    examples = generate_examples(2000, user_count=50, item_count=120)
+    # A champion from before the broker lost its topics, which are empty now.
+    champion = Trainer(settings, registry).refresh(examples, "earlier run")
+
+    build_service(settings).stop()
+
+    announcements = _read_announcements(kafka_settings, topics.models)
+    assert [a.model_version for a in announcements] == [champion.model_version]

@@ -148,3 +148,36 @@ def test_stop_during_training_ends_within_batch(
         trainer.refresh(window_examples, "test")
     assert batches_after_stop == []
     assert registry.versions("ranker") == []
+
+
+def test_announce_champion_announces_the_registry_champion(
+    make_settings: MakeSettings, window_examples: list[TrainingExample]
+) -> None:
+    settings = make_settings()
+    registry = ModelRegistry(settings.registry_dir)
+    champion = Trainer(settings, registry).refresh(window_examples, "first")
+    announced: list[tuple[str, str]] = []
+
+    def announce(metadata: ArtifactMetadata, uri: str) -> None:
+        announced.append((metadata.model_version, uri))
+
+    version = Trainer(settings, registry, announce).announce_champion()
+
+    assert version == champion.model_version
+    assert announced == [(str(version), str(registry.path_of(str(version)).resolve()))]
+
+
+def test_announce_champion_without_champion_announces_nothing(
+    make_settings: MakeSettings,
+) -> None:
+    settings = make_settings()
+    announced: list[ArtifactMetadata] = []
+
+    version = Trainer(
+        settings,
+        ModelRegistry(settings.registry_dir),
+        lambda metadata, uri: announced.append(metadata),
+    ).announce_champion()
+
+    assert version is None
+    assert announced == []
