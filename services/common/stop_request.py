@@ -33,13 +33,19 @@ from services.common.errors import BrokerGoneError, CommitPendingError
 from services.common.kafka import refuses_connections
 from services.common.settings import KafkaSettings
 
-__all__ = ["StopRequest", "commit_while_reachable", "flush_while_reachable"]
+__all__ = [
+    "STOP_WAIT_SECONDS",
+    "StopRequest",
+    "commit_while_reachable",
+    "flush_while_reachable",
+]
 
 # While a stop is requested, a flush checks the broker this often, and once
 # before it waits at all.
 _CHECK_SECONDS = 0.5
-# The flushes of one stop wait at most this long in all, counted from the stop.
-_STOP_WAIT_SECONDS = 10.0
+# The broker waits of one stop last at most this long in all, counted from the
+# stop. The feedback worker's stop uses it too (services.feedback.transport).
+STOP_WAIT_SECONDS = 10.0
 
 
 class StopRequest:
@@ -59,7 +65,7 @@ class StopRequest:
         self,
         kafka: KafkaSettings,
         *,
-        wait_seconds: float = _STOP_WAIT_SECONDS,
+        wait_seconds: float = STOP_WAIT_SECONDS,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._kafka = kafka

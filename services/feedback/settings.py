@@ -69,13 +69,16 @@ class FeedbackSettings(PlainIntegers, BaseSettings):
     )
     # A clean stop leaves the consumer group and commits offsets, which takes
     # seconds (an estimate: about 2 s with a local broker), so a limit under
-    # 5 s would end stops that are going well.
+    # 5 s would end stops that are going well. A stop gives up on a frozen
+    # broker after 10 s and ends about a second later (see transport.py).
     stop_timeout_seconds: float = Field(
         default=20.0,
         ge=5,
         le=3600,
         description="seconds a stop on SIGTERM or SIGINT may take; a worker "
-        "still waiting for the broker then exits with status 2",
+        "still running then exits with status 2. The stop gives up on a broker "
+        "that does not respond after 10 s, so below about 12 s a frozen broker "
+        "ends the stop this way",
     )
     retry_initial_seconds: float = Field(
         default=0.2, gt=0.0, le=60.0, description="first backoff after a Redis failure"

@@ -1,16 +1,19 @@
 """The feedback app's Faust worker, with a deadline on stopping.
 
-Faust stops its consumer in a thread of its own. When the broker accepts
-connections but never responds (a frozen broker process), that thread waits
-on the broker forever. Faust gives up on it after 60 s, and the process still
-stays up, because the interpreter waits for the thread before it exits. So
-SIGTERM or SIGINT also starts a countdown of
-``CARTWHEEL_FEEDBACK_STOP_TIMEOUT_SECONDS``. A worker still running when it
-ends logs one ERROR line and exits with status 2, the status of other broker
-and Redis errors, without a traceback. A broker that has stopped, rather
-than frozen, refuses connections. The worker then stops within seconds,
-with status 0 and without its last offset commit, and logs one WARNING line
-about the commit (see :mod:`services.feedback.transport`).
+Faust stops its consumer in a thread of its own, which waits on the broker
+for the last offset commit and for closing the consumer. Those waits give up
+once the broker refuses connections, as after it has stopped, or once the
+stop has waited 10 s in all, as when it accepts connections but never
+responds (a frozen broker process). The worker then stops with status 0 and
+without its last offset commit, and logs one WARNING line with the cause
+(see :mod:`services.feedback.transport`). A wait that nothing gives up
+would hold the process: Faust gives up on the thread after 60 s, and the
+interpreter still waits for it before it exits. So SIGTERM or SIGINT also
+starts a countdown of ``CARTWHEEL_FEEDBACK_STOP_TIMEOUT_SECONDS``. A worker
+still running when it ends logs one ERROR line and exits with status 2, the
+status of other broker and Redis errors, without a traceback. A stop on a
+frozen broker takes about 11 s, so a countdown shorter than about 12 s ends
+it that way.
 
 Before Faust runs, the start-up checks of the topics and Redis wait in a
 thread of their own (:func:`run_start_up`), so SIGTERM or SIGINT stops the

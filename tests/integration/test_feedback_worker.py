@@ -420,7 +420,7 @@ def frozen_broker(tmp_path: Path) -> Iterator[LocalServer]:
     server.stop()
 
 
-def test_worker_exits_in_time_on_frozen_broker(
+def test_worker_exits_2_on_frozen_broker_with_short_timeout(
     frozen_broker: LocalServer,
     make_worker: Callable[[KafkaSettings], FeedbackWorker],
 ) -> None:
@@ -430,7 +430,8 @@ def test_worker_exits_in_time_on_frozen_broker(
     assert broker_pid is not None
     # The first revocation is logged while the worker joins its group, with
     # its signal handlers installed. Freezing the broker then leaves Faust's
-    # consumer thread waiting for a response that never comes.
+    # consumer thread waiting for a response that never comes, and the stop
+    # timeout (5 s) ends before the stop gives up on the broker (10 s).
     feedback.start()
     deadline = time.monotonic() + 30
     while "partitions revoked" not in feedback.log() and time.monotonic() < deadline:
@@ -452,6 +453,70 @@ def test_worker_exits_in_time_on_frozen_broker(
     assert exit_status == 2, log
     assert elapsed < STOP_TIMEOUT_SECONDS + 10
     assert "gave up waiting for the broker" in log
+    assert "Traceback" not in log
+
+
+FROZEN_GIVE_UP_LINE = (
+    "broker did not respond in time, stopping without committing offsets "
+)
+
+
+def stop_on_frozen_broker(
+    feedback: FeedbackWorker, frozen_broker: LocalServer
+) -> tuple[int | None, str]:
+    """Freeze the broker, send SIGTERM and return the exit status and the log.
+
+    The status is None when the worker is still running a minute later.
+    """
+    broker_pid = frozen_broker.pid()
+    assert broker_pid is not None
+    assert feedback.process is not None
+    os.kill(broker_pid, signal.SIGSTOP)
+    feedback.process.send_signal(signal.SIGTERM)
+    try:
+        exit_status: int | None = feedback.process.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        exit_status = None
+    return exit_status, feedback.log()
+
+
+def test_worker_exits_0_on_frozen_broker_with_offsets_due(
+    frozen_broker: LocalServer,
+    make_worker: Callable[[KafkaSettings], FeedbackWorker],
+    redis_client: redis.Redis,
+    names: dict[str, str],
+) -> None:
+    kafka_settings = KafkaSettings(bootstrap=frozen_broker.address)
+    feedback = make_worker(kafka_settings)
+    # No periodic commit, so the offsets of the counted round are due at the
+    # stop, and the stop's last commit waits for the frozen broker.
+    feedback.env["CARTWHEEL_FEEDBACK_COMMIT_INTERVAL_SECONDS"] = "120"
+    producer = Producer(producer_config(kafka_settings, linger_ms=1))
+    feedback.start()
+    publish_round(producer, names, 0, 3)
+    wait_for_counts(redis_client, prefix_of(feedback), expected_counts(1, 3), feedback)
+
+    exit_status, log = stop_on_frozen_broker(feedback, frozen_broker)
+
+    assert exit_status == 0, log
+    assert FROZEN_GIVE_UP_LINE in log
+    assert "Traceback" not in log
+
+
+def test_worker_exits_0_on_frozen_broker_during_join(
+    frozen_broker: LocalServer,
+    make_worker: Callable[[KafkaSettings], FeedbackWorker],
+) -> None:
+    feedback = make_worker(KafkaSettings(bootstrap=frozen_broker.address))
+    # The first revocation is logged while the worker joins its group, so
+    # the close of its consumer waits for the frozen broker's response.
+    feedback.start()
+    wait_for_log_line(feedback, "partitions revoked", 30)
+
+    exit_status, log = stop_on_frozen_broker(feedback, frozen_broker)
+
+    assert exit_status == 0, log
+    assert FROZEN_GIVE_UP_LINE in log
     assert "Traceback" not in log
 
 
