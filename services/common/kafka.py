@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import socket
 import time
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -61,11 +61,16 @@ _TLS_PROTOCOLS = {"SSL": "PLAINTEXT", "SASL_SSL": "SASL_PLAINTEXT"}
 
 @dataclass(frozen=True)
 class TopicSpec:
-    """A topic to provision: its name, partition count and cleanup policy."""
+    """A topic to provision: its name, partition count and cleanup policy.
+
+    ``has_fixed_count`` marks a topic whose count does not follow
+    ``CARTWHEEL_TOPIC_PARTITIONS``, such as the single-partition models topic.
+    """
 
     name: str
     partitions: int
     is_compacted: bool = False
+    has_fixed_count: bool = False
 
 
 # librdkafka writes its own lines to stderr unless given a logger. Through
@@ -202,7 +207,7 @@ def standard_topics(topics: TopicSettings) -> list[TopicSpec]:
         TopicSpec(topics.dead_letters, partitions),
         TopicSpec(topics.catalog, partitions, is_compacted=True),
         TopicSpec(topics.training_examples, partitions),
-        TopicSpec(topics.models, 1, is_compacted=True),
+        TopicSpec(topics.models, 1, is_compacted=True, has_fixed_count=True),
     ]
     for surface in Surface:
         specs.append(TopicSpec(topics.recommendations(surface.value), partitions))
@@ -226,7 +231,9 @@ def create_topics(
 ) -> list[str]:
     """Create the topics that do not exist yet and return their names.
 
-    Existing topics are left as they are, so the call is idempotent.
+    Existing topics are left as they are, so the call is idempotent. When a
+    topic exists with another partition count, nothing is created, so a
+    count that the error suggests still fits every topic.
 
     Raises:
         BrokerUnreachableError: no broker responded at the bootstrap address.
@@ -236,6 +243,10 @@ def create_topics(
     admin = _Admin(kafka)
     specs = list(specs)
     existing = _describe_partitions(admin, kafka)
+    if any(
+        existing.get(spec.name, spec.partitions) != spec.partitions for spec in specs
+    ):
+        verify_topics(kafka, specs, admin=admin)
     to_create = [spec for spec in specs if spec.name not in existing]
     if to_create:
         futures = admin.client.create_topics(
@@ -282,24 +293,25 @@ def verify_topics(
     if admin is None:
         require_listener(kafka)
         admin = _Admin(kafka)
+    specs = list(specs)
     existing = _describe_partitions(admin, kafka)
     problems = []
-    found_counts = set()
+    is_missized = False
     for spec in specs:
         found = existing.get(spec.name)
         if found is None:
             problems.append(f"topic {spec.name!r} is missing")
         elif found != spec.partitions:
-            found_counts.add(found)
+            is_missized = True
             problems.append(
                 f"topic {spec.name!r} has {found} partitions, "
                 f"expected {spec.partitions}"
             )
-    if found_counts:
+    if is_missized:
         raise TopicMissingError(
             "; ".join(problems)
             + f" at {kafka.bootstrap}. "
-            + _MISSIZED_TOPIC_ADVICE.format(count=_count_hint(found_counts))
+            + _MISSIZED_TOPIC_ADVICE.format(count=_count_hint(specs, existing))
         )
     if problems:
         raise TopicMissingError(
@@ -315,17 +327,37 @@ _MISSIZED_TOPIC_ADVICE = (
     "A topic gets another count when it was created with another "
     "CARTWHEEL_TOPIC_PARTITIONS, or by a broker that creates topics on a "
     "first write. 'cartwheel topics create' keeps existing topics and cannot "
-    "change their count. To use the topics as they are, set "
-    "CARTWHEEL_TOPIC_PARTITIONS to the count they have{count}. Only as a last "
-    "resort, when the topics must get the new count, delete them and run "
-    "'cartwheel topics create' again: deleting a topic loses all of its "
-    "messages"
+    "change their count. {count} Only as a last resort, when the topics must "
+    "get the new count, delete them and run 'cartwheel topics create' again: "
+    "deleting a topic loses all of its messages"
 )
 
 
-def _count_hint(found_counts: set[int]) -> str:
-    """Return " (N)" when every mis-sized topic has N partitions, else ""."""
-    return f" ({next(iter(found_counts))})" if len(found_counts) == 1 else ""
+def _count_hint(specs: Sequence[TopicSpec], existing: Mapping[str, int]) -> str:
+    """Say which CARTWHEEL_TOPIC_PARTITIONS fits the existing topics, if one does.
+
+    It fits only when every topic with a fixed count has that count and every
+    other existing topic has one and the same count.
+    """
+    is_fixed_fit = all(
+        existing.get(spec.name, spec.partitions) == spec.partitions
+        for spec in specs
+        if spec.has_fixed_count
+    )
+    counts = {
+        existing[spec.name]
+        for spec in specs
+        if not spec.has_fixed_count and spec.name in existing
+    }
+    if is_fixed_fit and len(counts) == 1:
+        return (
+            "To use the topics as they are, set CARTWHEEL_TOPIC_PARTITIONS to "
+            f"the count they have ({next(iter(counts))})."
+        )
+    return (
+        "No CARTWHEEL_TOPIC_PARTITIONS fits them all, because they have "
+        "different counts or a topic of fixed count has another one."
+    )
 
 
 def require_listener(kafka: KafkaSettings) -> None:

@@ -45,7 +45,7 @@ def build_service(settings: TrainerSettings) -> TrainerService:
         settings.kafka,
         [
             TopicSpec(topics.training_examples, topics.partitions),
-            TopicSpec(topics.models, 1, is_compacted=True),
+            TopicSpec(topics.models, 1, is_compacted=True, has_fixed_count=True),
         ],
     )
     verify_redis(settings.redis)

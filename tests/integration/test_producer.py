@@ -140,6 +140,43 @@ def test_verify_topics_explains_partition_mismatch(
     assert "loses all of its messages" in message
 
 
+def test_verify_topics_suggests_no_count_when_none_fits(
+    kafka_settings: KafkaSettings,
+) -> None:
+    two, three = (f"sized-{uuid.uuid4().hex[:8]}" for _ in range(2))
+    models = f"models-{uuid.uuid4().hex[:8]}"
+    create_topics(kafka_settings, [TopicSpec(two, 2), TopicSpec(models, 2)])
+    create_topics(kafka_settings, [TopicSpec(three, 3)])
+    expected = [
+        TopicSpec(two, 3),
+        TopicSpec(three, 3),
+        TopicSpec(models, 1, has_fixed_count=True),
+    ]
+
+    with pytest.raises(TopicMissingError) as caught:
+        verify_topics(kafka_settings, expected)
+
+    message = str(caught.value)
+    assert "No CARTWHEEL_TOPIC_PARTITIONS fits them all" in message
+    assert "the count they have" not in message
+
+
+def test_create_topics_creates_nothing_beside_a_missized_topic(
+    kafka_settings: KafkaSettings,
+) -> None:
+    sized, missing = (f"sized-{uuid.uuid4().hex[:8]}" for _ in range(2))
+    create_topics(kafka_settings, [TopicSpec(sized, 2)])
+
+    with pytest.raises(TopicMissingError) as caught:
+        create_topics(kafka_settings, [TopicSpec(sized, 3), TopicSpec(missing, 3)])
+
+    assert "set CARTWHEEL_TOPIC_PARTITIONS to the count they have (2)" in str(
+        caught.value
+    )
+    with pytest.raises(TopicMissingError, match=f"topic '{missing}' is missing"):
+        verify_topics(kafka_settings, [TopicSpec(missing, 3)])
+
+
 def test_verify_topics_ssl_hints_at_tls(
     kafka_bootstrap: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
