@@ -37,11 +37,12 @@ _DESCRIPTION = (
 )
 
 _EXIT_STATUS = (
-    "Exit status: 0 on success; 1 for invalid input, such as an unknown "
-    "dataset, a --file that is not UTF-8 JSON-lines text, or a --file in which "
-    "no line is a valid event (after the summary); 2 for a usage error, such "
-    "as a --limit below 1 or a dataset given with --file, invalid settings, an "
-    "unreachable broker or a missing topic."
+    "Exit status: 0 on success; 1 for invalid input, such as dataset files "
+    "that are missing or of another layout, a --file that is not UTF-8 "
+    "JSON-lines text, or a --file in which no line is a valid event (after the "
+    "summary); 2 for a usage error, such as an unknown dataset or one without "
+    "events, a --limit below 1 or a dataset given with --file, invalid "
+    "settings, an unreachable broker or a missing topic."
 )
 
 
@@ -197,6 +198,15 @@ def replay_file(
 
 def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     _check_file_alone(parser, args)
+    _check_list_alone(parser, args)
+    if args.dataset is not None and args.dataset not in replayable_names():
+        info = DATASETS.get(args.dataset)
+        parser.error(
+            f"dataset {args.dataset!r} cannot be replayed: {info.unavailable_reason}"
+            if info is not None
+            else f"dataset {args.dataset!r} is not registered; expected one of "
+            f"{', '.join(replayable_names())}"
+        )
     settings = load_settings(Settings)
     configure_logging(args.log_level or settings.log_level)
     if args.list:
@@ -251,6 +261,37 @@ def _check_file_alone(
             f"--file {str(args.file)!r} given with {' and '.join(others)}; "
             "--file publishes that file's events instead of a dataset, so give "
             "either --file or a dataset"
+        )
+
+
+def _check_list_alone(
+    parser: argparse.ArgumentParser, args: argparse.Namespace
+) -> None:
+    """Stop with a usage error when --list comes with an option that replays."""
+    if not args.list:
+        return
+    replay_options = [
+        option
+        for option, value in (
+            ("a dataset", args.dataset),
+            ("--path", args.path),
+            ("--time-scale", args.time_scale),
+            ("--limit", args.limit),
+        )
+        if value is not None
+    ]
+    replay_options += [
+        option
+        for option, is_set in (
+            ("--no-catalog", args.no_catalog),
+            ("--no-progress", args.no_progress),
+        )
+        if is_set
+    ]
+    if replay_options:
+        parser.error(
+            f"--list given with {' and '.join(replay_options)}; --list only lists the "
+            "datasets and replays nothing, so give one or the other"
         )
 
 

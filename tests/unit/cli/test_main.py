@@ -16,14 +16,16 @@ from services.cli.__main__ import main
 from tests.entry_points import REPOSITORY, environment_without_settings
 
 
-def test_main_prints_unknown_dataset_without_traceback(
-    capsys: pytest.CaptureFixture[str],
+def test_main_prints_missing_dataset_file_without_traceback(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
-    status = main(["replay", "no-such-dataset"])
+    missing = tmp_path / "no-such-file.csv"
+
+    status = main(["replay", "rees46", "--path", str(missing)])
 
     error = capsys.readouterr().err
     assert status == 1
-    assert error.startswith("cartwheel: error: dataset 'no-such-dataset'")
+    assert error.startswith(f"cartwheel: error: dataset file '{missing}' not found")
     assert "Traceback" not in error
 
 

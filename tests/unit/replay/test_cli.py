@@ -72,13 +72,38 @@ def test_replay_list_marks_missing_datasets(
     assert not rees46.endswith(" (missing)")
 
 
-def test_replay_unknown_dataset_fails_with_names(
+def test_replay_unknown_dataset_is_usage_error_with_names(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    code = main(["movielens"])
+    with pytest.raises(SystemExit) as caught:
+        main(["movielens"])
 
-    assert code == 1
-    assert "expected one of" in capsys.readouterr().err
+    assert caught.value.code == 2
+    assert "expected one of diginetica, otto" in capsys.readouterr().err
+
+
+def test_replay_dataset_without_events_is_usage_error(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with pytest.raises(SystemExit) as caught:
+        main(["olist"])
+
+    assert caught.value.code == 2
+    assert "dataset 'olist' cannot be replayed" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "arguments",
+    [["rees46"], ["--path", "x"], ["--limit", "5"], ["--no-catalog"]],
+)
+def test_replay_list_with_replay_option_is_usage_error(
+    arguments: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as caught:
+        main(["--list", *arguments])
+
+    assert caught.value.code == 2
+    assert "--list given with" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("value", ["0", "-3", "abc", "1.5"])
