@@ -195,8 +195,13 @@ class Deliveries:
         try:
             return await asyncio.wait_for(future, timeout)
         except TimeoutError:
-            self._outcomes.record_failure(f"not confirmed within {timeout:g} s")
-            raise KafkaException(KafkaError(KafkaError._MSG_TIMED_OUT)) from None
+            reason = f"not confirmed by the broker within {timeout:g} s"
+            self._outcomes.record_failure(reason)
+            # The request's own wait ran out, not librdkafka's message.timeout.ms,
+            # so the error's text says so instead of "Local: Message timed out".
+            raise KafkaException(
+                KafkaError(KafkaError._MSG_TIMED_OUT, reason)
+            ) from None
 
     def _poll(self) -> None:
         while not self._stopping.is_set():

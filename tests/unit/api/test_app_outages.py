@@ -240,6 +240,7 @@ def test_unconfirmed_event_logged_as_maybe_stored(
         "event not confirmed, may or may not be stored event_id=kout-1 error="
     )
     assert "_MSG_TIMED_OUT" in line
+    assert "not confirmed by the broker within 0.2 s" in line
 
 
 def test_event_post_after_broker_outage_logs_recovery(

@@ -207,7 +207,7 @@ def test_readyz_is_ready_after_confirmed_event() -> None:
     ("outcome", "reason"),
     [
         ("fail", "(Local: Message timed out)"),
-        ("silent", "(not confirmed within 0.2 s)"),
+        ("silent", "(not confirmed by the broker within 0.2 s)"),
     ],
 )
 def test_readyz_is_503_after_failed_event_delivery(outcome: str, reason: str) -> None:
