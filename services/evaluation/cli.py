@@ -109,16 +109,20 @@ def run_evaluate(args: argparse.Namespace) -> int:
         events / score_seconds if score_seconds > 0 else 0.0,
         files.markdown,
     )
-    lines = [*summary_lines(result), f"report: {files.markdown}"]
-    sys.stdout.write("\n".join(lines) + "\n")
-    if not result.inputs.slates.get("products"):
-        # Every metric of such a report is 0, which reads like a result.
+    has_slates = bool(result.inputs.slates.get("products"))
+    # Without slates every metric of the system is 0, which reads like a
+    # result, so only the report's path is printed before the error.
+    lines = summary_lines(result) if has_slates else []
+    sys.stdout.write("\n".join([*lines, f"report: {files.markdown}"]) + "\n")
+    if not has_slates:
         raise NoSlatesError(
             f"no products slate on topic "
             f"{settings.topics.recommendations('products')!r} "
-            f"({events} events read), so the report above measures nothing; "
+            f"({events} events read), so the report measures nothing; "
             "expected the hot path to have processed the events: check that it "
-            "runs ('cartwheel hotpath run') and reads the same topics"
+            "runs ('cartwheel hotpath run') and reads the same topics, and that "
+            "its log does not report the events as dropped duplicates, as after "
+            "a second replay of the same events into topics created again"
         )
     return 0
 

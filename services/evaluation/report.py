@@ -113,6 +113,14 @@ def _verdict_text(
             "event, or none falls after score_from), so Cartwheel is not "
             "compared with the baselines."
         )
+    if not any(scores[k].hit_rate for scores in ranking.values()):
+        scored = verdict.scored_lists
+        events = "1 scored event" if scored == 1 else f"{scored} scored events"
+        return (
+            f"Neither Cartwheel nor any baseline found a next item in its top {k} "
+            f"{scope} ({events}), so this replay cannot tell them apart; replay "
+            "more events."
+        )
     if verdict.beats_every_baseline:
         sentence = f"Cartwheel beats every baseline on HR@{k} and MRR@{k} {scope}."
         narrow = _narrow_leads(ranking, k, verdict.scored_lists)

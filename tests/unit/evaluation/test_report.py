@@ -136,6 +136,26 @@ def test_verdict_sentence_without_scored_events(settings: EvaluationSettings) ->
     assert verdict_sentence(empty).startswith("No next event could be scored")
 
 
+def test_verdict_sentence_when_nothing_finds_next_item(
+    make_event: Callable[..., Event],
+    make_slate: Callable[..., Slate],
+    settings: EvaluationSettings,
+) -> None:
+    e1 = make_event("e1", "u1", "a", 0)
+    e2 = make_event("e2", "u1", "b", 1)
+    result = evaluate_streams(
+        [e1, e2], [make_slate(e1, ["z"]), make_slate(e2, [])], settings=settings
+    )
+
+    sentence = verdict_sentence(result)
+
+    assert sentence.startswith(
+        "Neither Cartwheel nor any baseline found a next item in its top 3 on "
+        "this replay (1 scored event)"
+    )
+    assert "does not beat" not in sentence
+
+
 def test_verdict_sentence_reports_lookahead_events(
     make_event: Callable[..., Event],
     make_slate: Callable[..., Slate],
