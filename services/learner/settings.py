@@ -163,8 +163,9 @@ class LearnerSettings(PlainIntegers, BaseSettings):
         pattern=r"^[A-Za-z0-9_\-]{1,64}$",
         description="1-64 letters, digits, '_' or '-'; names the checkpoint file",
     )
-    # The affinity model seeds NumPy's default_rng, which rejects negative seeds.
-    seed: int = Field(default=0, ge=0)
+    # The affinity model seeds NumPy's default_rng, which rejects negative
+    # seeds, and River's FM learner takes seeds below 2**32 only.
+    seed: int = Field(default=0, ge=0, le=(1 << 32) - 1)
 
     @field_validator("checkpoint_key")
     @classmethod

@@ -46,5 +46,16 @@ def test_learner_settings_reject_negative_seed(monkeypatch: pytest.MonkeyPatch) 
 
     assert str(caught.value) == (
         "invalid setting CARTWHEEL_LEARNER_SEED='-5': Input should be greater "
-        "than or equal to 0; expected an integer of at least 0"
+        "than or equal to 0; expected an integer from 0 to 4,294,967,295"
     )
+
+
+def test_learner_settings_reject_seed_fm_cannot_take(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("CARTWHEEL_LEARNER_SEED", str(1 << 32))
+
+    with pytest.raises(InvalidSettingsError) as caught:
+        load_settings(LearnerSettings)
+
+    assert "expected an integer from 0 to 4,294,967,295" in str(caught.value)
