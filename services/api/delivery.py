@@ -297,11 +297,11 @@ def flush_on_stop(producer: Producer, kafka: KafkaSettings) -> None:
     try:
         remaining = flush_while_reachable(producer, _STOP_FLUSH_SECONDS, stop)
     except BrokerGoneError as exc:
-        logger.warning("messages not delivered on stop error=%s", exc)
+        logger.warning("messages not confirmed on stop error=%s", exc)
         return
     if remaining:
         logger.warning(
-            "messages not delivered on stop remaining=%d seconds=%g",
+            "messages not confirmed on stop remaining=%d seconds=%g",
             remaining,
             _STOP_FLUSH_SECONDS,
         )

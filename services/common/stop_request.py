@@ -131,13 +131,14 @@ def flush_while_reachable(
     while remaining:
         if stop.is_broker_gone():
             raise BrokerGoneError(
-                f"{remaining} message(s) not delivered: the service is stopping "
+                f"{remaining} message(s) not confirmed: the service is stopping "
                 f"and no broker accepts connections at {stop.bootstrap}"
             )
         if stop.is_overdue():
             raise BrokerGoneError(
-                f"{remaining} message(s) not delivered: the service is stopping "
-                f"and the broker at {stop.bootstrap} took none of them in time"
+                f"{remaining} message(s) not confirmed: the service is stopping "
+                f"and the broker at {stop.bootstrap} did not confirm them in "
+                "time, so they may or may not be stored"
             )
         remaining_seconds = deadline - time.monotonic()
         if remaining_seconds <= 0:

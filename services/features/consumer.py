@@ -179,7 +179,7 @@ class CatalogConsumer:
             try:
                 flush_while_reachable(self._producer, 10.0, self._stop_request)
             except BrokerGoneError as exc:
-                logger.warning("dead letters not delivered on stop error=%s", exc)
+                logger.warning("dead letters not confirmed on stop error=%s", exc)
             if not self._is_commit_pending:
                 self._consumer.close()
             logger.info("catalog consumer stopped topic=%s", self._topic)

@@ -76,7 +76,7 @@ def test_flush_on_stop_gives_up_once_no_broker_accepts(
     assert [
         r.getMessage() for r in caplog.records if r.name.startswith("services")
     ] == [
-        "messages not delivered on stop error=1 message(s) not delivered: the "
+        "messages not confirmed on stop error=1 message(s) not confirmed: the "
         f"service is stopping and no broker accepts connections at {kafka.bootstrap}"
     ]
 
