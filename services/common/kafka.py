@@ -329,7 +329,9 @@ _MISSIZED_TOPIC_ADVICE = (
     "first write. 'cartwheel topics create' keeps existing topics and cannot "
     "change their count. {count} Only as a last resort, when the topics must "
     "get the new count, delete them and run 'cartwheel topics create' again: "
-    "deleting a topic loses all of its messages"
+    "deleting a topic loses all of its messages. The local broker of "
+    "'cartwheel infra up' keeps topics in memory only, so there stop the "
+    "services and run 'cartwheel infra down', 'infra up' and 'topics create'"
 )
 
 

@@ -159,6 +159,7 @@ def test_verify_topics_suggests_no_count_when_none_fits(
     message = str(caught.value)
     assert "No CARTWHEEL_TOPIC_PARTITIONS fits them all" in message
     assert "the count they have" not in message
+    assert "run 'cartwheel infra down', 'infra up' and 'topics create'" in message
 
 
 def test_create_topics_creates_nothing_beside_a_missized_topic(
