@@ -76,6 +76,7 @@ from services.api.slates import SlateLookup
 from services.common.deadletters import DeadLetterWriter
 from services.common.kafka import is_fatal
 from services.common.outage import OutageLog
+from services.common.stop_request import StopRequest
 
 __all__ = ["EventAccepted", "EventRejected", "Problem", "create_app"]
 
@@ -210,7 +211,7 @@ def create_app(
         deliveries.start()
         yield
         deliveries.stop()
-        await run_in_threadpool(flush_on_stop, producer, settings.kafka)
+        await run_in_threadpool(flush_on_stop, producer, app.state.stop_request)
 
     app = FastAPI(
         title="Cartwheel",
@@ -218,6 +219,9 @@ def create_app(
         description="Real-time recommendations for online shops.",
         lifespan=lifespan,
     )
+    # The server sets it on SIGINT or SIGTERM, so the flush at the end of the
+    # lifespan counts its wait from the signal.
+    app.state.stop_request = StopRequest(settings.kafka)
     dead_letters = DeadLetterWriter(producer, settings.topics.dead_letters, "api")
     topic_check = TopicCheck(
         producer,

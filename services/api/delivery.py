@@ -25,7 +25,6 @@ from fastapi.concurrency import run_in_threadpool
 from services.api.readiness import DeliveryOutcomes
 from services.common.errors import BrokerGoneError
 from services.common.outage import OutageLog
-from services.common.settings import KafkaSettings
 from services.common.stop_request import StopRequest, flush_while_reachable
 
 __all__ = [
@@ -284,15 +283,15 @@ def _settle(
         future.set_result(message)
 
 
-def flush_on_stop(producer: Producer, kafka: KafkaSettings) -> None:
+def flush_on_stop(producer: Producer, stop: StopRequest) -> None:
     """Deliver the messages still queued in ``producer`` before the API exits.
 
     A dead letter whose delivery was not confirmed in time stays queued, and
     its 422 response says that the producer keeps sending it. The stop waits
-    for such messages as the other services' stops do: at most 10 s, and no
-    longer once no broker accepts connections.
+    for such messages as the other services' stops do: until 10 s after the
+    stop was requested (``stop`` counts from the signal, so the wait for open
+    requests is part of it), and no longer once no broker accepts connections.
     """
-    stop = StopRequest(kafka)
     stop.set()
     try:
         remaining = flush_while_reachable(producer, _STOP_FLUSH_SECONDS, stop)

@@ -25,6 +25,7 @@ from services.common.kafka import producer_config
 from services.common.model_watcher import ModelWatcher
 from services.common.redis_check import verify_redis
 from services.common.redis_features import FeatureStore
+from services.common.stop_request import StopRequest
 from services.scorer.protocols import ModelSource, SignalSource
 from services.scorer.session_knn import SessionIndex
 from services.scorer.slates import SlateBuilder
@@ -130,6 +131,7 @@ def serve(settings: ApiSettings) -> None:
         app = build_app(settings, models=watcher, sessions=sessions, signals=signals)
         # Access lines stay off because /metrics counts every request.
         server = _Server(
+            app.state.stop_request,
             uvicorn.Config(
                 app,
                 host=settings.host,
@@ -138,7 +140,7 @@ def serve(settings: ApiSettings) -> None:
                 # set, which 'cartwheel --log-level' chooses.
                 log_level=logging.getLogger().getEffectiveLevel(),
                 access_log=False,
-            )
+            ),
         )
         # uvicorn prints no address for sockets it did not bind, so these
         # lines take its place, through its logger and format.
@@ -200,8 +202,14 @@ class _Server(uvicorn.Server):
     captured signal again once the server has shut down, so the process would
     be killed by SIGTERM (exit status 143) or end with a KeyboardInterrupt
     traceback. The other services return after a graceful stop, and their
-    entry points exit with 0, so the API does too.
+    entry points exit with 0, so the API does too. The signal also sets the
+    app's stop request, from which the final flush of the producer counts
+    its 10 s.
     """
+
+    def __init__(self, stop_request: StopRequest, config: uvicorn.Config) -> None:
+        super().__init__(config)
+        self._stop_request = stop_request
 
     @contextmanager
     def capture_signals(self) -> Iterator[None]:
@@ -221,6 +229,7 @@ class _Server(uvicorn.Server):
 
     def _request_exit(self, signum: int, frame: FrameType | None) -> None:
         logger.info("stop requested signal=%s", signal.Signals(signum).name)
+        self._stop_request.set()
         # A second SIGINT makes uvicorn stop without waiting for connections.
         self.handle_exit(signum, frame)
 

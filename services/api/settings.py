@@ -100,7 +100,11 @@ class ApiSettings(PlainIntegers, BaseSettings):
         default=5.0,
         gt=0.0,
         le=60.0,
-        description="how long an event POST waits for the broker's acknowledgement",
+        description=(
+            "how long an event POST waits for the broker's acknowledgement; a "
+            "stop waits as long for the posts in flight, so keep it well under "
+            "the 30 s that Kubernetes and compose allow a stop"
+        ),
     )
     readiness_timeout_seconds: float = Field(
         default=2.0,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 
 import pytest
 from confluent_kafka import KafkaError, KafkaException, Producer
@@ -16,6 +17,8 @@ from services.api.delivery import (
 )
 from services.api.settings import ApiSettings
 from services.common.kafka import producer_config
+from services.common.settings import KafkaSettings
+from services.common.stop_request import StopRequest
 from tests.librdkafka_logs import unreachable_kafka
 
 _TIMED_OUT = KafkaException(KafkaError(KafkaError._MSG_TIMED_OUT))
@@ -71,7 +74,7 @@ def test_flush_on_stop_gives_up_once_no_broker_accepts(
     producer.produce("events.dlq", b"dead letter", b"user-1")
 
     with caplog.at_level(logging.WARNING, logger="services.api.delivery"):
-        flush_on_stop(producer, kafka)
+        flush_on_stop(producer, StopRequest(kafka))
 
     assert [
         r.getMessage() for r in caplog.records if r.name.startswith("services")
@@ -79,6 +82,27 @@ def test_flush_on_stop_gives_up_once_no_broker_accepts(
         "messages not confirmed on stop error=1 message(s) not confirmed: the "
         f"service is stopping and no broker accepts connections at {kafka.bootstrap}"
     ]
+
+
+def test_flush_on_stop_counts_its_wait_from_the_signal(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    with socket.create_server(("127.0.0.1", 0)) as silent:
+        kafka = KafkaSettings(bootstrap=f"127.0.0.1:{silent.getsockname()[1]}")
+        producer = Producer(producer_config(kafka, is_polled_steadily=True))
+        producer.produce("events.dlq", b"dead letter", b"user-1")
+        now = [100.0]
+        stop = StopRequest(kafka, clock=lambda: now[0])
+        stop.set()
+        # The wait for open requests took the whole budget.
+        now[0] += 10.0
+
+        with caplog.at_level(logging.WARNING, logger="services.api.delivery"):
+            flush_on_stop(producer, stop)
+
+    [line] = [r.getMessage() for r in caplog.records if r.name.startswith("services")]
+    assert line.startswith("messages not confirmed on stop error=1 message(s)")
+    assert line.endswith("so they may or may not be stored")
 
 
 class FlushRecordingProducer:
