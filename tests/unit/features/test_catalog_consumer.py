@@ -156,7 +156,7 @@ class _GoneBrokerDeadLetters(_FlakyDeadLetters):
 
     def flush(self) -> None:
         self.flushes += 1
-        raise BrokerGoneError("1 message(s) not delivered: the service is stopping")
+        raise BrokerGoneError("1 message(s) not confirmed: the service is stopping")
 
 
 def test_stop_with_broker_gone_skips_commit(

@@ -67,7 +67,7 @@ class StoppingStage:
 
     def process(self, batch: Sequence[AppliedEvent]) -> None:
         self.on_process()
-        raise BrokerGoneError("1 message(s) not delivered")
+        raise BrokerGoneError("1 message(s) not confirmed")
 
     def close(self) -> None:
         pass

@@ -154,7 +154,7 @@ def test_stage_raises_broker_gone_after_stop_when_broker_refuses(
 
     stage.stop()
 
-    with pytest.raises(BrokerGoneError, match="not delivered"):
+    with pytest.raises(BrokerGoneError, match="not confirmed"):
         stage.process([make_applied(make_event())])
 
 
