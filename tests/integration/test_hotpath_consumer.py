@@ -70,13 +70,13 @@ def event(
     )
 
 
-@pytest.fixture
-def settings(
+def hotpath_settings(
     kafka_settings: KafkaSettings,
     redis_settings: RedisSettings,
     make_topic: Callable[..., str],
-    unique_name: Callable[[str], str],
+    group_id: str,
 ) -> HotPathSettings:
+    """Return hot-path settings on new two-partition topics, with short waits."""
     topics = TopicSettings(
         events=make_topic("events", 2),
         dead_letters=make_topic("dlq", 2),
@@ -87,12 +87,24 @@ def settings(
         kafka=kafka_settings,
         redis=redis_settings,
         topics=topics,
-        group_id=unique_name("hotpath"),
+        group_id=group_id,
         batch_size=50,
         poll_timeout_seconds=0.2,
         retry_initial_seconds=0.05,
         retry_max_seconds=0.2,
         metrics_port=0,
+    )
+
+
+@pytest.fixture
+def settings(
+    kafka_settings: KafkaSettings,
+    redis_settings: RedisSettings,
+    make_topic: Callable[..., str],
+    unique_name: Callable[[str], str],
+) -> HotPathSettings:
+    return hotpath_settings(
+        kafka_settings, redis_settings, make_topic, unique_name("hotpath")
     )
 
 

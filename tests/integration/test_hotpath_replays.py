@@ -10,13 +10,14 @@ from confluent_kafka import Producer
 
 from schemas.events import Event
 from services.common.kafka import producer_config
-from services.common.settings import KafkaSettings, RedisSettings, TopicSettings
+from services.common.settings import KafkaSettings, RedisSettings
 from services.hotpath import metrics
 from services.hotpath.__main__ import build_consumer
 from services.hotpath.settings import HotPathSettings
 from tests.integration.test_hotpath_consumer import (
     RecordingStage,
     event,
+    hotpath_settings,
     run_until_committed,
 )
 
@@ -31,25 +32,9 @@ def make_settings(
     unique_name: Callable[[str], str],
 ) -> Callable[[], HotPathSettings]:
     """Return a factory of settings on a new topic and group, with one Redis prefix."""
-
-    def make() -> HotPathSettings:
-        topics = TopicSettings(
-            events=make_topic("events", 2),
-            dead_letters=make_topic("dlq", 2),
-            training_examples=make_topic("training", 2),
-            partitions=2,
-        )
-        return HotPathSettings(
-            kafka=kafka_settings,
-            redis=redis_settings,
-            topics=topics,
-            group_id=unique_name("hotpath"),
-            batch_size=50,
-            poll_timeout_seconds=0.2,
-            metrics_port=0,
-        )
-
-    return make
+    return lambda: hotpath_settings(
+        kafka_settings, redis_settings, make_topic, unique_name("hotpath")
+    )
 
 
 @pytest.fixture
@@ -81,7 +66,7 @@ def replay(settings: HotPathSettings, events: Sequence[Event]) -> RecordingStage
 
 
 @pytest.mark.usefixtures("cleanup")
-def test_second_replay_into_new_topic_reaches_no_stage(
+def test_second_replay_reaches_no_stage(
     make_settings: Callable[[], HotPathSettings],
 ) -> None:
     events = [
