@@ -424,7 +424,7 @@ class HotPathConsumer:
             batch (its new owner replays it), True to retry.
         """
         partitions = [TopicPartition(self._topic, p) for p in sorted(self._assigned)]
-        # NOTE: a paused partition fetches nothing, so its cached high
+        # LIMITATION(L-91): a paused partition fetches nothing, so its cached high
         # watermark, and with it the lag gauge, stays put until the retry ends.
         self._consumer.pause(partitions)
         try:
