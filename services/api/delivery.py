@@ -197,7 +197,7 @@ class Deliveries:
             reason = f"not confirmed by the broker within {timeout:g} s"
             self._outcomes.record_failure(reason)
             # The request's own wait ran out, not librdkafka's message.timeout.ms,
-            # so the error's text says so instead of "Local: Message timed out".
+            # so the error's text names that wait instead of "Local: Message timed out".
             raise KafkaException(
                 KafkaError(KafkaError._MSG_TIMED_OUT, reason)
             ) from None
@@ -287,7 +287,7 @@ def flush_on_stop(producer: Producer, stop: StopRequest) -> None:
     """Deliver the messages still queued in ``producer`` before the API exits.
 
     A dead letter whose delivery was not confirmed in time stays queued, and
-    its 422 response says that the producer keeps sending it. The stop waits
+    its 422 response states that the producer keeps sending it. The stop waits
     for such messages as the other services' stops do: until 10 s after the
     stop was requested (``stop`` counts from the signal, so the wait for open
     requests is part of it), and no longer once no broker accepts connections.

@@ -14,8 +14,8 @@ SIGKILL takes its broker and services down together.
 
 So each of these waits gives up once the worker stops and no bootstrap
 server accepts a connection, or once the stop has waited 10 s in all,
-counted from when the consumer first sees it: the budget of the other
-services' stops (:data:`~services.common.stop_request.STOP_WAIT_SECONDS`).
+counted from when the consumer first detects it. That is the budget of
+the other services' stops (:data:`~services.common.stop_request.STOP_WAIT_SECONDS`).
 The first wait that gives up logs one WARNING with the cause, and every
 later one gives up at its first check. The worker stops without its last
 commit, as after a crash: the messages since the last commit are read again
@@ -73,7 +73,7 @@ class BrokerWait:
     A wait gives up once the worker stops and no bootstrap server accepts a
     connection, or once ``wait_seconds`` have passed since a wait or a check
     first saw the stop. Once given up, every later wait gives up at its
-    first check too, and :attr:`reason` holds the cause.
+    first check too, and :attr:`reason` contains the cause.
 
     Args:
         is_stopping: returns True once the worker is asked to stop.

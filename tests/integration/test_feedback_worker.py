@@ -420,7 +420,7 @@ def frozen_broker(tmp_path: Path) -> Iterator[LocalServer]:
     server.stop()
 
 
-def test_worker_exits_2_on_frozen_broker_with_short_timeout(
+def test_frozen_broker_short_timeout_exits_2(
     frozen_broker: LocalServer,
     make_worker: Callable[[KafkaSettings], FeedbackWorker],
 ) -> None:
@@ -480,7 +480,7 @@ def stop_on_frozen_broker(
     return exit_status, feedback.log()
 
 
-def test_worker_exits_0_on_frozen_broker_with_offsets_due(
+def test_frozen_broker_offsets_due_exits_0(
     frozen_broker: LocalServer,
     make_worker: Callable[[KafkaSettings], FeedbackWorker],
     redis_client: redis.Redis,
@@ -503,7 +503,7 @@ def test_worker_exits_0_on_frozen_broker_with_offsets_due(
     assert "Traceback" not in log
 
 
-def test_worker_exits_0_on_frozen_broker_during_join(
+def test_frozen_broker_during_join_exits_0(
     frozen_broker: LocalServer,
     make_worker: Callable[[KafkaSettings], FeedbackWorker],
 ) -> None:

@@ -140,7 +140,7 @@ def test_verify_topics_explains_partition_mismatch(
     assert "loses all of its messages" in message
 
 
-def test_verify_topics_suggests_no_count_when_none_fits(
+def test_verify_topics_no_count_fits(
     kafka_settings: KafkaSettings,
 ) -> None:
     two, three = (f"sized-{uuid.uuid4().hex[:8]}" for _ in range(2))
@@ -162,7 +162,7 @@ def test_verify_topics_suggests_no_count_when_none_fits(
     assert "run 'cartwheel infra down', 'infra up' and 'topics create'" in message
 
 
-def test_create_topics_creates_nothing_beside_a_missized_topic(
+def test_create_topics_stops_at_missized_topic(
     kafka_settings: KafkaSettings,
 ) -> None:
     sized, missing = (f"sized-{uuid.uuid4().hex[:8]}" for _ in range(2))

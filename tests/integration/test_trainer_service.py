@@ -261,7 +261,7 @@ def test_waiting_request_trains_on_whole_topic(
     assert champion.metadata.data_window.examples == len(examples)
 
 
-def test_build_service_announces_champion_on_empty_models_topic(
+def test_build_service_announces_champion(
     tmp_path: Path,
     kafka_settings: KafkaSettings,
     redis_settings: RedisSettings,

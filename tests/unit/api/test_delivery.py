@@ -66,7 +66,7 @@ def test_delivery_state_says_whether_message_may_be_stored(
     assert delivery_state(error) == state
 
 
-def test_flush_on_stop_gives_up_once_no_broker_accepts(
+def test_flush_on_stop_broker_gone(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     kafka = unreachable_kafka()
@@ -84,7 +84,7 @@ def test_flush_on_stop_gives_up_once_no_broker_accepts(
     ]
 
 
-def test_flush_on_stop_counts_its_wait_from_the_signal(
+def test_flush_on_stop_counts_from_signal(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     with socket.create_server(("127.0.0.1", 0)) as silent:

@@ -161,7 +161,7 @@ class HeldCommitConsumer:
 OFFSETS = [TopicPartition("catalog", 0, 12)]
 
 
-def test_commit_while_reachable_returns_once_commit_returns() -> None:
+def test_commit_returns_after_commit() -> None:
     consumer = HeldCommitConsumer()
     consumer.release.set()
 
@@ -170,7 +170,7 @@ def test_commit_while_reachable_returns_once_commit_returns() -> None:
     assert consumer.committed == OFFSETS
 
 
-def test_commit_while_reachable_raises_the_commit_error() -> None:
+def test_commit_raises_commit_error() -> None:
     consumer = HeldCommitConsumer(KafkaException(KafkaError(KafkaError._TIMED_OUT)))
     consumer.release.set()
 
@@ -178,7 +178,7 @@ def test_commit_while_reachable_raises_the_commit_error() -> None:
         commit_while_reachable(consumer, OFFSETS, StopRequest(unreachable_kafka()))  # type: ignore[arg-type]
 
 
-def test_commit_while_reachable_gives_up_when_stopping_and_broker_gone() -> None:
+def test_commit_gives_up_on_gone_broker() -> None:
     consumer = HeldCommitConsumer()
     kafka = unreachable_kafka()
     stop = StopRequest(kafka)
@@ -191,7 +191,7 @@ def test_commit_while_reachable_gives_up_when_stopping_and_broker_gone() -> None
     consumer.release.set()
 
 
-def test_commit_while_reachable_gives_up_when_stop_is_overdue(
+def test_commit_gives_up_when_overdue(
     listening_kafka: KafkaSettings,
 ) -> None:
     consumer = HeldCommitConsumer()
@@ -207,7 +207,7 @@ def test_commit_while_reachable_gives_up_when_stop_is_overdue(
     consumer.release.set()
 
 
-def test_commit_while_reachable_waits_while_not_stopping() -> None:
+def test_commit_waits_while_not_stopping() -> None:
     consumer = HeldCommitConsumer()
     stop = StopRequest(unreachable_kafka())
     # Released only after the caller has passed several broker checks.

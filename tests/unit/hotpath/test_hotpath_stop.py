@@ -243,7 +243,7 @@ class HeldCommitConsumer(RecordingConsumer):
         self.closes += 1
 
 
-def test_stop_leaves_consumer_open_when_commit_is_given_up(
+def test_pending_commit_skips_close(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     consumer = HeldCommitConsumer()

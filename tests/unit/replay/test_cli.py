@@ -72,7 +72,7 @@ def test_replay_list_marks_missing_datasets(
     assert not rees46.endswith(" (missing)")
 
 
-def test_replay_unknown_dataset_is_usage_error_with_names(
+def test_replay_unknown_dataset_usage_error(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     with pytest.raises(SystemExit) as caught:
@@ -96,7 +96,7 @@ def test_replay_dataset_without_events_is_usage_error(
     "arguments",
     [["rees46"], ["--path", "x"], ["--limit", "5"], ["--no-catalog"]],
 )
-def test_replay_list_with_replay_option_is_usage_error(
+def test_replay_list_with_options_usage_error(
     arguments: list[str], capsys: pytest.CaptureFixture[str]
 ) -> None:
     with pytest.raises(SystemExit) as caught:
