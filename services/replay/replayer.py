@@ -89,7 +89,7 @@ class ReplaySummary:
         return sum(self.rejected_by_reason.values())
 
     @property
-    def events_per_second(self) -> float:
+    def messages_per_second(self) -> float:
         """Input messages (published or rejected) per second, delivery included."""
         processed = self.events_published + self.messages_rejected
         return processed / self.elapsed_seconds if self.elapsed_seconds > 0 else 0.0
@@ -110,8 +110,8 @@ class ReplaySummary:
             + ")",
             *skipped,
             f"elapsed: {self.elapsed_seconds:.2f} s, "
-            f"{self.events_per_second:,.0f} events/s (validation and delivery "
-            "included)",
+            f"{self.messages_per_second:,.0f} messages/s (published and rejected, "
+            "validation and delivery included)",
         ]
 
 
@@ -330,11 +330,12 @@ class Replayer:
         self._flush()
         summary.elapsed_seconds = self._monotonic() - started
         logger.info(
-            "replay finished source=%s published=%s rejected=%s events_per_second=%.0f",
+            "replay finished source=%s published=%s rejected=%s "
+            "messages_per_second=%.0f",
             source,
             summary.events_published,
             summary.messages_rejected,
-            summary.events_per_second,
+            summary.messages_per_second,
         )
         return summary
 

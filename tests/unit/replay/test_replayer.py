@@ -384,9 +384,9 @@ def test_summary_lines_report_rate(
     summary = replayer.replay_events([make_event()], source="dataset:test")
     summary.elapsed_seconds = 0.5
 
-    assert summary.events_per_second == pytest.approx(2.0)
+    assert summary.messages_per_second == pytest.approx(2.0)
     assert summary.lines()[2] == "events published: 1 (click 1)"
-    assert "2 events/s" in summary.lines()[-1]
+    assert "2 messages/s (published and rejected" in summary.lines()[-1]
 
 
 def test_summary_lines_leave_out_blank_lines_for_dataset(
