@@ -43,6 +43,7 @@ import json
 import logging
 import re
 import time
+import urllib.parse
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Annotated, Any, Literal
 
@@ -51,6 +52,7 @@ import redis
 from confluent_kafka import KafkaException, Producer
 from fastapi import FastAPI, Path, Request, Response
 from fastapi.concurrency import run_in_threadpool
+from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -299,11 +301,13 @@ def create_app(
         "of an item that has none.",
     )
     async def latest_slate(
+        request: Request,
         user_id: Annotated[
             str, Path(min_length=1, max_length=MAX_ID_LENGTH, pattern=ID_PATTERN)
         ],
         surface: Surface,
     ) -> Any:
+        _require_utf8_path(request, user_id)
         try:
             raw = await slates.stored(user_id, surface)
             slate = None if raw is not None else await slates.computed(user_id, surface)
@@ -557,6 +561,31 @@ def _dead_letter_key(raw: bytes) -> bytes | None:
         # A repeated user_id names no user: parsers disagree on which counts.
         return None
     return user_id.encode()
+
+
+def _require_utf8_path(request: Request, user_id: str) -> None:
+    """Reject a path whose percent-escapes do not decode as UTF-8.
+
+    The server decodes such escapes into U+FFFD, so ``/v1/users/a%ff`` would
+    otherwise read the slates of a user whose id really is ``a\ufffd``.
+    """
+    raw_path = request.scope.get("raw_path")
+    if not isinstance(raw_path, bytes):
+        return
+    try:
+        urllib.parse.unquote_to_bytes(raw_path).decode("utf-8")
+    except UnicodeDecodeError:
+        raise RequestValidationError(
+            [
+                {
+                    "type": "value_error",
+                    "loc": ("path", "user_id"),
+                    "msg": "the path's percent-escapes are not UTF-8: encode the "
+                    "user id as UTF-8 before percent-encoding it",
+                    "input": user_id,
+                }
+            ]
+        ) from None
 
 
 def _user_id_count(raw: bytes) -> int:

@@ -417,18 +417,32 @@ def test_openapi_documents_413_and_422_for_event_posts() -> None:
         ("u%7F", 422),
         ("u1%0A", 404),
         ("%20%20%20", 422),
+        ("a%FF", 422),
+        ("caf%C3%A9", 404),
     ],
 )
 def test_slate_control_character_id_rejected(user_id: str, status: int) -> None:
+    answer = _slate_without_redis_keys(user_id)
+
+    assert answer.status_code == status
+
+
+def _slate_without_redis_keys(user_id: str) -> httpx.Response:
     app = create_app(
         ApiSettings(is_on_demand_enabled=False),
         redis_client=_EmptyRedis(),  # type: ignore[arg-type]
         producer=object(),  # type: ignore[arg-type]
     )
+    path = f"/v1/users/{user_id}/slates/products"
+    return asyncio.run(_request(app, "GET", path))
 
-    answer = asyncio.run(_request(app, "GET", f"/v1/users/{user_id}/slates/products"))
 
-    assert answer.status_code == status
+def test_slate_id_escapes_must_be_utf8() -> None:
+    answer = _slate_without_redis_keys("a%FF")
+
+    [error] = answer.json()["detail"]
+    assert error["loc"] == ["path", "user_id"]
+    assert "percent-escapes are not UTF-8" in error["msg"]
 
 
 class _TopicListingProducer:
