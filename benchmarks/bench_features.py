@@ -14,9 +14,10 @@ prints one Markdown table with medians over the repeats:
 - features stage alone: ``FeatureStore.apply_batch`` on parsed events in
   batches of ``--batch-size``, with the CPU time per event of this process
   and of redis-server during that loop;
-- plain-command floor: the redis-server CPU per event of the same events
-  sent as plain pipelined commands (counters, recent item, co-visitation,
-  trending) without Lua, dedupe, decay, caps or snapshots;
+- plain-command floor: the same events sent as plain pipelined commands
+  (counters, recent item, co-visitation, trending) without Lua, dedupe,
+  decay, caps or snapshots, with its rate and the CPU time per event of
+  this process and of redis-server;
 - hot path: the consumer with no stage besides the features (validation,
   features, training examples, commits), from start to the last commit,
   with the CPU time per event of this process and of redis-server;
@@ -36,9 +37,12 @@ import statistics
 import tempfile
 import threading
 import time
-from collections.abc import Sequence
+from collections import Counter, defaultdict
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import redis
 from confluent_kafka import Consumer, Producer, TopicPartition
@@ -52,6 +56,7 @@ from services.common.kafka import (
     producer_config,
 )
 from services.common.redis_features import EventPosition, FeatureStore
+from services.common.redis_pipeline import Command, run_pipelined
 from services.common.settings import KafkaSettings, RedisSettings, TopicSettings
 from services.features.catalog import CatalogWriter
 from services.hotpath.__main__ import build_consumer
@@ -172,65 +177,148 @@ def features_alone(
     return len(events) / elapsed, process_cpu * per_event, redis_cpu * per_event
 
 
+@dataclass(frozen=True)
+class Floor:
+    """One pass of the plain-command floor: its rate and CPU time per event."""
+
+    events_per_second: float
+    python_us: float
+    redis_us: float
+    commands_per_event: float
+
+
+def floor_commands(
+    events: Sequence[Event], categories: Mapping[str, str | None], prefix: str
+) -> Iterator[list[Command]]:
+    """Yield, per event, the plain commands that every feature family needs.
+
+    Per event these are the user hash read and written, two item counters,
+    and one co-visitation increment each way per same-session partner (at
+    most five). The shop-wide and category trending increments and one shop
+    total follow. There is no Lua, dedupe, decay, cap, window, outbox or
+    before-snapshot.
+    """
+    partners: dict[str, list[str]] = {}
+    for event in events:
+        user_key = f"{prefix}:{{u:{event.user_id}}}"
+        item_key = f"{prefix}:{{i:{event.item_id}}}"
+        code = event.event_type.value[0]
+        seconds = event.event_time.timestamp()
+        hour, day = int(seconds // 3600), int(seconds // 86_400)
+        user_fields = (f"{code}h{hour % 2}", 1, f"{code}d{day % 2}", 1)
+        commands: list[Command] = [
+            ("HGETALL", user_key),
+            ("HSET", user_key, *user_fields, "t", seconds, "r", event.item_id),
+            ("EXPIRE", user_key, 9 * 86_400),
+            ("HINCRBY", item_key, f"{code}h{hour}", 1),
+            ("HINCRBY", item_key, f"{code}d{day}", 1),
+            ("EXPIRE", item_key, 9 * 86_400),
+        ]
+        session = partners.setdefault(event.user_id, [])
+        for other in session[-5:]:
+            if other != event.item_id:
+                commands.append(("ZINCRBY", f"{item_key}:cv", 1.0, other))
+                other_key = f"{prefix}:{{i:{other}}}:cv"
+                commands.append(("ZINCRBY", other_key, 1.0, event.item_id))
+        session.append(event.item_id)
+        category = categories.get(event.item_id) or ""
+        commands.append(("ZINCRBY", f"{prefix}:trending", 1.0, event.item_id))
+        commands.append(
+            ("ZINCRBY", f"{prefix}:trending:{category}", 1.0, event.item_id)
+        )
+        commands.append(("HINCRBY", f"{prefix}:totals", f"{code}d{day}", 1))
+        yield commands
+
+
+FLOOR_WAYS = {
+    "pipeline": "redis-py pipeline",
+    "raw": "hiredis-packed, replies not decoded",
+    "merged": "hiredis-packed, merged per batch, no reads",
+}
+
+
 def plain_commands(
     client: redis.Redis,
     events: Sequence[Event],
     records: Sequence[ItemRecord],
     batch_size: int,
-) -> tuple[float, float]:
-    """Return redis-server CPU µs per event, and commands per event, of a floor.
+    way: str,
+) -> Floor:
+    """Send the floor's commands, one pipeline per batch, and measure the pass.
 
-    The floor sends the writes that every feature family needs as plain
-    pipelined commands, one pipeline per batch. Per event these are the user
-    hash read and written, two item counters, and one co-visitation
-    increment each way per same-session partner (at most five). The
-    shop-wide and category trending increments and one shop total follow.
-    It has no Lua, dedupe, decay, caps, windows, outbox or before-snapshots,
-    so it shows how much of the features stage's redis-server time goes to
-    the scripts' own work rather than to Redis's data structures. It writes
-    under the ``floor:`` prefix.
+    The floor shows how much of the features stage's redis-server time goes
+    to the scripts' own work rather than to Redis's data structures, and
+    what building and sending the writes costs this process before any
+    feature is computed. ``way`` is one of :data:`FLOOR_WAYS`:
+
+    - ``pipeline``: a redis-py pipeline, replies decoded by its callbacks;
+    - ``raw``: ``run_pipelined``, where hiredis packs the commands and the
+      replies stay undecoded;
+    - ``merged``: as ``raw``, after merging the batch's writes into one
+      ``HSET`` and one ``EXPIRE`` per user, one increment per counter field
+      and one per sorted-set member. The user reads are left out. A design
+      that keeps each user's state in the consumer's process sends at least
+      this much.
+
+    Each way writes under its own key prefix.
     """
     categories = {record.item_id: record.category_id for record in records}
-    partners: dict[str, list[str]] = {}
     commands = 0
     redis_cpu = _redis_cpu_seconds(client)
+    python_cpu = time.process_time()
+    started = time.perf_counter()
+    per_event = floor_commands(events, categories, f"floor-{way}")
     for start in range(0, len(events), batch_size):
-        pipe = client.pipeline(transaction=False)
-        for event in events[start : start + batch_size]:
-            user_key = f"floor:{{u:{event.user_id}}}"
-            item_key = f"floor:{{i:{event.item_id}}}"
-            code = event.event_type.value[0]
-            seconds = event.event_time.timestamp()
-            hour, day = int(seconds // 3600), int(seconds // 86_400)
-            pipe.hgetall(user_key)
-            pipe.hset(
-                user_key,
-                mapping={
-                    f"{code}h{hour % 2}": 1,
-                    f"{code}d{day % 2}": 1,
-                    "t": seconds,
-                    "r": event.item_id,
-                },
-            )
-            pipe.expire(user_key, 9 * 86_400)
-            pipe.hincrby(item_key, f"{code}h{hour}", 1)
-            pipe.hincrby(item_key, f"{code}d{day}", 1)
-            pipe.expire(item_key, 9 * 86_400)
-            session = partners.setdefault(event.user_id, [])
-            for other in session[-5:]:
-                if other != event.item_id:
-                    pipe.zincrby(f"{item_key}:cv", 1.0, other)
-                    pipe.zincrby(f"floor:{{i:{other}}}:cv", 1.0, event.item_id)
-                    commands += 2
-            session.append(event.item_id)
-            pipe.zincrby("floor:trending", 1.0, event.item_id)
-            category = categories.get(event.item_id, "")
-            pipe.zincrby(f"floor:trending:{category}", 1.0, event.item_id)
-            pipe.hincrby("floor:totals", f"{code}d{day}", 1)
-            commands += 9
-        pipe.execute()
+        batch: list[Command] = []
+        for _ in range(min(batch_size, len(events) - start)):
+            batch.extend(next(per_event))
+        if way == "merged":
+            batch = _merged(batch)
+        commands += len(batch)
+        if way == "pipeline":
+            pipe = client.pipeline(transaction=False)
+            for command in batch:
+                pipe.execute_command(*command)  # type: ignore[no-untyped-call]
+            pipe.execute()
+        else:
+            run_pipelined(client, batch)
+    elapsed = time.perf_counter() - started
+    python_cpu = time.process_time() - python_cpu
     redis_cpu = _redis_cpu_seconds(client) - redis_cpu
-    return redis_cpu * 1e6 / len(events), commands / len(events)
+    return Floor(
+        events_per_second=len(events) / elapsed,
+        python_us=python_cpu * 1e6 / len(events),
+        redis_us=redis_cpu * 1e6 / len(events),
+        commands_per_event=commands / len(events),
+    )
+
+
+def _merged(batch: Sequence[Command]) -> list[Command]:
+    """Return a batch's writes merged per key and field, without its reads."""
+    users: dict[Any, dict[Any, Any]] = {}
+    increments: Counter[tuple[Any, Any]] = Counter()
+    scores: defaultdict[tuple[Any, Any], float] = defaultdict(float)
+    for name, key, *arguments in batch:
+        if name == "HSET":
+            fields = users.setdefault(key, {})
+            fields.update(zip(arguments[::2], arguments[1::2], strict=True))
+        elif name == "HINCRBY":
+            increments[key, arguments[0]] += int(arguments[1])
+        elif name == "ZINCRBY":
+            scores[key, arguments[1]] += float(arguments[0])
+    merged: list[Command] = []
+    for key, fields in users.items():
+        merged.append(
+            ("HSET", key, *[part for pair in fields.items() for part in pair])
+        )
+        merged.append(("EXPIRE", key, 9 * 86_400))
+    merged.extend(
+        ("HINCRBY", key, field, count) for (key, field), count in increments.items()
+    )
+    merged.extend(
+        ("ZINCRBY", key, score, member) for (key, member), score in scores.items()
+    )
+    return merged
 
 
 def hot_path(
@@ -297,6 +385,23 @@ def memory_report(client: redis.Redis, prefix: str) -> dict[str, float]:
     }
 
 
+def _floor_rows(floors: Sequence[Floor], client: str) -> list[tuple[str, str]]:
+    commands = floors[0].commands_per_event
+    python_us = statistics.median(floor.python_us for floor in floors)
+    redis_us = statistics.median(floor.redis_us for floor in floors)
+    return [
+        (
+            f"plain-command floor, {client} ({commands:.1f} commands per event, "
+            "no Lua)",
+            _rate([floor.events_per_second for floor in floors], "events/s"),
+        ),
+        (
+            f"plain-command floor, {client}: CPU per event, Python / redis-server",
+            f"{python_us:,.0f} / {redis_us:,.0f} µs",
+        ),
+    ]
+
+
 def _rate(values: Sequence[float], unit: str) -> str:
     return f"{statistics.median(values):,.0f} {unit}"
 
@@ -333,9 +438,9 @@ def main() -> None:
         for name, value in redis_config:
             client.config_set(name, value)
         pass_rates, alone_rates, hot_rates = [], [], []
-        python_cpu, redis_cpu, floor_cpu = [], [], []
+        python_cpu, redis_cpu = [], []
+        floors: dict[str, list[Floor]] = {way: [] for way in FLOOR_WAYS}
         hot_python_cpu, hot_redis_cpu = [], []
-        floor_commands = 0.0
         memory: dict[str, float] = {}
         for repeat in range(args.repeats):
             topics = TopicSettings(
@@ -371,10 +476,10 @@ def main() -> None:
             alone_rates.append(rate)
             python_cpu.append(python_us)
             redis_cpu.append(redis_us)
-            floor_us, floor_commands = plain_commands(
-                client, events, records, args.batch_size
-            )
-            floor_cpu.append(floor_us)
+            for way, runs in floors.items():
+                runs.append(
+                    plain_commands(client, events, records, args.batch_size, way)
+                )
             settings = HotPathSettings(
                 kafka=kafka,
                 redis=RedisSettings(
@@ -402,11 +507,11 @@ def main() -> None:
             f"{statistics.median(python_cpu):,.0f} / "
             f"{statistics.median(redis_cpu):,.0f} µs",
         ),
-        (
-            "redis-server CPU per event of the same events as plain commands "
-            f"({floor_commands:.1f} per event, no Lua)",
-            f"{statistics.median(floor_cpu):,.0f} µs",
-        ),
+        *[
+            row
+            for way, runs in floors.items()
+            for row in _floor_rows(runs, FLOOR_WAYS[way])
+        ],
         (
             "hot path, features only (parse, apply, examples, commit)",
             _rate(hot_rates, "events/s"),
