@@ -10,7 +10,8 @@ replays synthetic events of many users (Zipf-distributed item popularity,
 prints one Markdown table with medians over the repeats:
 
 - broker pass-through: a confluent-kafka consume-and-produce loop over the
-  same messages, the ceiling for any consumer on this machine;
+  same messages, the ceiling for any consumer on this machine, with the CPU
+  time per message of this process and of the broker;
 - features stage alone: ``FeatureStore.apply_batch`` on parsed events in
   batches of ``--batch-size``, with the CPU time per event of this process
   and of redis-server during that loop;
@@ -32,6 +33,7 @@ prints one Markdown table with medians over the repeats:
 from __future__ import annotations
 
 import argparse
+import os
 import random
 import statistics
 import tempfile
@@ -123,27 +125,56 @@ def produce(kafka: KafkaSettings, topic: str, events: Sequence[Event]) -> None:
     producer.flush(60)
 
 
+@dataclass(frozen=True)
+class PassThrough:
+    """The broker pass-through: its rate and the CPU time per message."""
+
+    messages_per_second: float
+    client_us: float
+    broker_us: float
+
+
 def broker_pass_through(
-    kafka: KafkaSettings, source: str, target: str, total: int
-) -> float:
-    """Return messages/s of a consume-and-produce loop over ``source``."""
+    kafka: KafkaSettings, source: str, target: str, total: int, broker_pid: int
+) -> PassThrough:
+    """Measure a consume-and-produce loop over ``source``, from its first message.
+
+    The CPU time per message is that of this process (the confluent-kafka
+    consumer and producer) and of the broker process.
+    """
     consumer = Consumer(consumer_config(kafka, f"bench-pass-{time.monotonic_ns()}"))
     producer = Producer(producer_config(kafka))
     consumer.subscribe([source])
     seen = 0
-    started = None
+    started = client_cpu = broker_cpu = 0.0
     while seen < total:
         for message in consumer.consume(1000, 1.0):
             if message.error() is not None:
                 continue
-            started = started or time.perf_counter()
+            if not seen:
+                started = time.perf_counter()
+                client_cpu = time.process_time()
+                broker_cpu = _process_cpu_seconds(broker_pid)
             producer.produce(target, key=message.key(), value=message.value())
             seen += 1
         producer.poll(0)
     producer.flush(60)
-    elapsed = time.perf_counter() - (started or time.perf_counter())
+    elapsed = time.perf_counter() - started
+    client_cpu = time.process_time() - client_cpu
+    broker_cpu = _process_cpu_seconds(broker_pid) - broker_cpu
     consumer.close()
-    return total / elapsed
+    return PassThrough(
+        messages_per_second=total / elapsed,
+        client_us=client_cpu * 1e6 / total,
+        broker_us=broker_cpu * 1e6 / total,
+    )
+
+
+def _process_cpu_seconds(pid: int) -> float:
+    """Return the user and system CPU seconds of a process, from /proc (Linux)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    # utime and stime are the 14th and 15th fields, counted in clock ticks.
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _redis_cpu_seconds(client: redis.Redis) -> float:
@@ -437,7 +468,8 @@ def main() -> None:
         client = redis.Redis.from_url(f"redis://{redis_server.address}/0")
         for name, value in redis_config:
             client.config_set(name, value)
-        pass_rates, alone_rates, hot_rates = [], [], []
+        passes: list[PassThrough] = []
+        alone_rates, hot_rates = [], []
         python_cpu, redis_cpu = [], []
         floors: dict[str, list[Floor]] = {way: [] for way in FLOOR_WAYS}
         hot_python_cpu, hot_redis_cpu = [], []
@@ -462,8 +494,13 @@ def main() -> None:
                 ],
             )
             produce(kafka, topics.events, events)
-            pass_rates.append(
-                broker_pass_through(kafka, topics.events, f"pass-{repeat}", len(events))
+            broker_pid = broker.pid()
+            if broker_pid is None:
+                raise SystemExit("the benchmark's broker is not running")
+            passes.append(
+                broker_pass_through(
+                    kafka, topics.events, f"pass-{repeat}", len(events), broker_pid
+                )
             )
             client.flushall()
             for prefix in ("alone", "hot"):
@@ -500,7 +537,15 @@ def main() -> None:
         broker.stop()
 
     rows = [
-        ("broker pass-through (consume + produce)", _rate(pass_rates, "msg/s")),
+        (
+            "broker pass-through (consume + produce)",
+            _rate([run.messages_per_second for run in passes], "msg/s"),
+        ),
+        (
+            "broker pass-through CPU per message: Python client / broker",
+            f"{statistics.median(run.client_us for run in passes):,.1f} / "
+            f"{statistics.median(run.broker_us for run in passes):,.1f} µs",
+        ),
         ("features stage alone (apply_batch)", _rate(alone_rates, "events/s")),
         (
             "features stage CPU per event: Python / redis-server",
