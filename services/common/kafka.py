@@ -133,14 +133,18 @@ def log_partition_change(
     topic: str,
     partitions: Collection[TopicPartition],
     group_id: str,
+    *,
+    is_commit_given_up: bool = False,
 ) -> None:
     """Log one line for partitions ``assigned``, ``revoked`` or ``lost`` by a group.
 
     A loss is a WARNING, because the member's commits for those partitions
-    can no longer succeed; the others are INFO.
+    can no longer succeed, unless the member has already given up committing
+    (``is_commit_given_up``) and logged why. The others are INFO.
     """
+    is_warning = change == "lost" and not is_commit_given_up
     log.log(
-        logging.WARNING if change == "lost" else logging.INFO,
+        logging.WARNING if is_warning else logging.INFO,
         "partitions %s topic=%s partitions=%s group=%s",
         change,
         topic,

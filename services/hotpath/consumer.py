@@ -576,7 +576,12 @@ class HotPathConsumer:
     def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self._forget(partitions)
         log_partition_change(
-            logger, "lost", self._topic, partitions, self._settings.group_id
+            logger,
+            "lost",
+            self._topic,
+            partitions,
+            self._settings.group_id,
+            is_commit_given_up=self._is_commit_given_up,
         )
 
     def _forget(self, partitions: list[TopicPartition]) -> None:

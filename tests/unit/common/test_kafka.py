@@ -1,10 +1,14 @@
-"""consume_available: a batch never waits for messages that have not arrived."""
+"""Kafka helpers: batches that wait only for the first message, partition log lines."""
 
 from __future__ import annotations
 
+import logging
 from collections import deque
 
-from services.common.kafka import consume_available
+import pytest
+from confluent_kafka import TopicPartition
+
+from services.common.kafka import consume_available, log_partition_change
 
 
 class _Consumer:
@@ -43,3 +47,34 @@ def test_stops_at_the_batch_size() -> None:
 
     assert messages == ["a", "b", "c"]
     assert consumer.calls == [(1, 0.5), (2, 0)]
+
+
+@pytest.mark.parametrize(
+    ("change", "is_commit_given_up", "level"),
+    [
+        ("assigned", False, logging.INFO),
+        ("lost", False, logging.WARNING),
+        ("lost", True, logging.INFO),
+    ],
+)
+def test_partition_change_level(
+    caplog: pytest.LogCaptureFixture, change: str, is_commit_given_up: bool, level: int
+) -> None:
+    log = logging.getLogger("partition-changes")
+    partitions = [TopicPartition("events", 1), TopicPartition("events", 0)]
+
+    with caplog.at_level(logging.DEBUG, logger=log.name):
+        log_partition_change(
+            log,
+            change,
+            "events",
+            partitions,
+            "g",
+            is_commit_given_up=is_commit_given_up,
+        )
+
+    [record] = caplog.records
+    assert record.levelno == level
+    assert record.getMessage() == (
+        f"partitions {change} topic=events partitions=[0, 1] group=g"
+    )
