@@ -327,7 +327,11 @@ class Replayer:
             except KeyboardInterrupt:
                 self._report_interrupted(summary)
                 raise
-        self._flush()
+        try:
+            self._flush()
+        except KeyboardInterrupt:
+            self._report_interrupted(summary)
+            raise
         summary.elapsed_seconds = self._monotonic() - started
         logger.info(
             "replay finished source=%s published=%s rejected=%s "
@@ -456,6 +460,9 @@ class Replayer:
             )
 
 
+_PURGED = frozenset({KafkaError._PURGE_QUEUE, KafkaError._PURGE_INFLIGHT})
+
+
 class _DeliveryFailures:
     """Delivery-report callback that collects the errors of failed messages."""
 
@@ -468,6 +475,10 @@ class _DeliveryFailures:
 
     def __call__(self, error: KafkaError | None, message: Message) -> None:
         if error is None:
+            return
+        if error.code() in _PURGED:
+            # Only close() purges, after an interrupted replay has logged how
+            # many messages were left undelivered.
             return
         if len(self._errors) < self._MAX_LOGGED:
             logger.error("delivery failed topic=%s error=%s", message.topic(), error)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from confluent_kafka import KafkaError
+
 
 class FakeProducer:
     """Record produced messages; optionally fail every delivery.
@@ -70,6 +72,9 @@ class FakeProducer:
 class _FakeError:
     def __init__(self, text: str) -> None:
         self._text = text
+
+    def code(self) -> int:
+        return KafkaError._MSG_TIMED_OUT
 
     def __str__(self) -> str:
         return self._text

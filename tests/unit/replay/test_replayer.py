@@ -11,13 +11,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from confluent_kafka import KafkaError
 
 from schemas.catalog import ItemRecord, ReviewRecord
 from schemas.deadletters import DeadLetter
 from schemas.events import Event, EventType
 from services.common.settings import KafkaSettings, TopicSettings
 from services.replay.errors import ReplayDeliveryError, ReplayFileError
-from services.replay.replayer import Replayer, serialize_events
+from services.replay.replayer import Replayer, _DeliveryFailures, serialize_events
 from services.replay.settings import Settings
 
 from .fakes import FakeProducer
@@ -310,29 +311,59 @@ def test_unreadable_replay_file_names_path(
     assert producer.flushes >= 1
 
 
-def test_interrupted_replay_flushes_and_logs_progress(
+@pytest.mark.parametrize("stage", ["publish", "final flush"])
+def test_interrupted_replay_logs_progress(
     settings: Settings,
     make_event: Callable[..., Event],
     caplog: pytest.LogCaptureFixture,
     monkeypatch: pytest.MonkeyPatch,
+    stage: str,
 ) -> None:
     replayer, (producer,) = _replayer(settings)
-    record = producer.produce
+    record, flush = producer.produce, producer.flush
 
     def produce_then_interrupt(topic: str, value: bytes, key: bytes) -> None:
         if producer.on_topic("ev"):
             raise KeyboardInterrupt
         record(topic, value, key)
 
-    monkeypatch.setattr(producer, "produce", produce_then_interrupt)
-    events = [make_event(user_id="u7"), make_event(user_id="u8")]
+    def interrupt_first_flush(timeout: float = 0.0) -> int:
+        if not producer.flushes:
+            producer.flushes += 1
+            raise KeyboardInterrupt
+        return flush(timeout)
+
+    if stage == "publish":
+        monkeypatch.setattr(producer, "produce", produce_then_interrupt)
+    else:
+        monkeypatch.setattr(producer, "flush", interrupt_first_flush)
+    # The publish stage is interrupted at the second event.
+    count = 2 if stage == "publish" else 1
+    events = [make_event(user_id=f"u{number}") for number in range(count)]
 
     with pytest.raises(KeyboardInterrupt):
-        replayer.replay_events(events, source="dataset:test")
+        replayer.replay_events(events, source="test")
 
-    assert producer.flushes == 1
+    # The interrupt's own flush delivers what is queued before the report.
+    assert producer.flushes == (1 if stage == "publish" else 2)
     assert len(producer.on_topic("ev")) == 1
-    assert "replay interrupted source=dataset:test published=1" in caplog.text
+    assert "replay interrupted source=test published=1" in caplog.text
+
+
+class _Message:
+    def topic(self) -> str:
+        return "ev"
+
+
+def test_purged_messages_are_not_failures(caplog: pytest.LogCaptureFixture) -> None:
+    failures = _DeliveryFailures()
+    timed_out = KafkaError(KafkaError._MSG_TIMED_OUT)
+
+    failures(KafkaError(KafkaError._PURGE_QUEUE), _Message())  # type: ignore[arg-type]
+    failures(timed_out, _Message())  # type: ignore[arg-type]
+
+    assert failures.take() == [str(timed_out)]
+    assert caplog.text.count("delivery failed topic=ev") == 1
 
 
 def test_replay_events_logs_its_limit(
