@@ -22,7 +22,13 @@ from services.common.logging import RepeatFilter
 from services.common.redis_features import AppliedResult, EventPosition, EventStatus
 from services.hotpath import metrics
 
-__all__ = ["Batch", "count_results", "decode_batch", "split_into_waves"]
+__all__ = [
+    "Batch",
+    "count_results",
+    "decode_batch",
+    "log_duplicates",
+    "split_into_waves",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -30,6 +36,11 @@ logger = logging.getLogger(__name__)
 # one line passes every 10 s and the counter counts them all.
 _keys_logger = logging.getLogger(f"{__name__}.keys")
 _keys_logger.addFilter(
+    RepeatFilter(interval_seconds=10.0, varying=re.compile(r"\b\w+=\S+"))
+)
+# The same for events dropped because their id was applied before.
+_duplicates_logger = logging.getLogger(f"{__name__}.duplicates")
+_duplicates_logger.addFilter(
     RepeatFilter(interval_seconds=10.0, varying=re.compile(r"\b\w+=\S+"))
 )
 
@@ -113,6 +124,31 @@ def decode_batch(
         batch.positions.append(position)
         batch.messages[position] = message
     return batch
+
+
+def log_duplicates(results: Sequence[AppliedResult]) -> None:
+    """Log the events that Redis dropped because their id was applied before.
+
+    A producer that retries a send repeats the event whole, and dropping the
+    repeat is right. A producer that gives two different events one id loses
+    the second with nothing else to show for it, so each drop is logged (one
+    line per 10 s, with a count of the lines held back).
+    """
+    for result in results:
+        if result.status is not EventStatus.DUPLICATE:
+            continue
+        event, position = result.event, result.position
+        _duplicates_logger.warning(
+            "event dropped, its event_id was already applied for this user: "
+            "harmless for a retried send, but an event that reuses another "
+            "event's id is lost event_id=%s user_id=%s event_type=%s "
+            "partition=%s offset=%s",
+            event.event_id,
+            event.user_id,
+            event.event_type.value,
+            position.partition if position is not None else None,
+            position.offset if position is not None else None,
+        )
 
 
 def count_results(results: Sequence[AppliedResult]) -> None:

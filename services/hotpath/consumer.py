@@ -74,7 +74,13 @@ from services.common.stop_request import (
     flush_while_reachable,
 )
 from services.hotpath import metrics
-from services.hotpath.batch import Batch, count_results, decode_batch, split_into_waves
+from services.hotpath.batch import (
+    Batch,
+    count_results,
+    decode_batch,
+    log_duplicates,
+    split_into_waves,
+)
 from services.hotpath.examples import ExampleWriter
 from services.hotpath.lag import ConsumerLag
 from services.hotpath.replays import EarlierRunFilter
@@ -346,6 +352,7 @@ class HotPathConsumer:
         started = time.perf_counter()
         results = self._store.apply_batch(events, positions)
         metrics.REDIS_APPLY_SECONDS.observe(time.perf_counter() - started)
+        log_duplicates(results)
         return self._earlier_runs.filter(results, tried_below)
 
     def _run_stages(self, results: Sequence[AppliedResult], received_at: float) -> None:
