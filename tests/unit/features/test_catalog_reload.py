@@ -485,7 +485,9 @@ def test_lost_marker_seeks_partitions_to_start_at_check(
         0: PartitionState.LOADING,
         1: PartitionState.LOADING,
     }
-    assert [r.getMessage() for r in caplog.records] == [
+    # Another test may have left INFO on, which lets the assignment line in.
+    warnings = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert [r.getMessage() for r in warnings] == [
         f"{WARNING_PHRASE} topic={TOPIC} partitions=[0, 1] group=cartwheel-catalog"
     ]
 
