@@ -27,7 +27,7 @@ __all__ = [
 CATALOG_SCHEMA_VERSION: Literal[1] = 1
 
 Price = Annotated[float, Field(ge=0.0, le=1e9, allow_inf_nan=False)]
-Count = Annotated[int, WireInt, Field(ge=0)]
+Count = Annotated[int, Field(ge=0), WireInt]
 
 
 class ItemRecord(BaseModel):
@@ -90,7 +90,7 @@ class ReviewRecord(BaseModel):
     record_type: Literal["review"] = "review"
     review_id: Id
     item_id: Id
-    rating: Annotated[int, WireInt, Field(ge=1, le=5)]
+    rating: Annotated[int, Field(ge=1, le=5), WireInt]
     helpful_votes: Count = 0
     unhelpful_votes: Count = 0
     title: Annotated[str, Field(max_length=256)] | None = None

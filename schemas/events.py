@@ -130,7 +130,7 @@ class Event(BaseModel):
     item_id: Id
     event_time: WireTime
     session_id: Id | None = None
-    quantity: Annotated[int, WireInt, Field(ge=1, le=10_000)] | None = None
+    quantity: Annotated[int, Field(ge=1, le=10_000), WireInt] | None = None
     price: Annotated[float, Field(ge=0.0, le=1e9, allow_inf_nan=False)] | None = None
     order_id: Id | None = None
     context: EventContext | None = None
