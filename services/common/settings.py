@@ -69,6 +69,7 @@ __all__ = [
     "join_error_lines",
     "KafkaSettings",
     "LogLevel",
+    "MAX_REDIS_TTL_SECONDS",
     "NonBlankPath",
     "PlainIntegers",
     "RedisSettings",
@@ -88,6 +89,14 @@ def _reject_blank_path(value: Any) -> Any:
     if isinstance(value, str) and not value.strip():
         raise ValueError("a blank path would mean the current directory")
     return value
+
+
+# Redis rejects an expiry whose milliseconds, added to the current time, do not
+# fit a signed 64-bit integer. A setting past that would pass validation and
+# then fail every write, which a service takes for Redis being down. Ten years
+# is far within the limit, and no shop needs a key to live longer.
+MAX_REDIS_TTL_SECONDS = 10 * 365 * 86_400
+"""The largest number of seconds that a setting may give a Redis key to live."""
 
 
 NonBlankPath = Annotated[Path, BeforeValidator(_reject_blank_path)]

@@ -10,6 +10,7 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from services.common.settings import (
+    MAX_REDIS_TTL_SECONDS,
     ConsumerGroupId,
     KafkaSettings,
     LogLevel,
@@ -48,7 +49,10 @@ class CatalogSettings(PlainIntegers, BaseSettings):
     catalog_ttl_seconds: int = Field(
         default=30 * 86_400,
         ge=3600,
-        description="lifetime of a catalog record after its last update or event",
+        le=MAX_REDIS_TTL_SECONDS,
+        description="lifetime of a catalog record after its last update or "
+        "event, in seconds; a Redis expiry, capped at ten years so that Redis "
+        "accepts it",
     )
     catalog_reload_check_seconds: float = Field(
         default=30.0,

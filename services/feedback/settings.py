@@ -8,6 +8,7 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from services.common.settings import (
+    MAX_REDIS_TTL_SECONDS,
     KafkaSettings,
     LogLevel,
     NonBlankPath,
@@ -47,7 +48,9 @@ class FeedbackSettings(PlainIntegers, BaseSettings):
     retention_seconds: int = Field(
         default=7 * 86400,
         ge=600,
-        description="how long window counts are kept in Redis, in seconds",
+        le=MAX_REDIS_TTL_SECONDS,
+        description="how long window counts are kept in Redis, in seconds; a "
+        "Redis expiry, capped at ten years so that Redis accepts it",
     )
     max_recent_events: int = Field(
         default=50, ge=2, le=1000, description="events kept per user for the join"
@@ -89,8 +92,14 @@ class FeedbackSettings(PlainIntegers, BaseSettings):
         le=600.0,
         description="maximum backoff between retries of a batch, in seconds",
     )
+    # The export subtracts the span from the current datetime, which raises
+    # OverflowError for a span that reaches back before year 1.
     ratio_lookback_seconds: int = Field(
-        default=3600, ge=60, description="span of the exported outcome ratios"
+        default=3600,
+        ge=60,
+        le=MAX_REDIS_TTL_SECONDS,
+        description="span of the exported outcome ratios, in seconds; counts "
+        "live at most ten years in Redis, so the span is capped there too",
     )
     ratio_refresh_seconds: float = Field(
         default=15.0, gt=0, le=3600, description="period of the ratio export"

@@ -11,6 +11,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from services.common.redis_features import FeatureStoreConfig
 from services.common.settings import (
+    MAX_REDIS_TTL_SECONDS,
     ConsumerGroupId,
     KafkaSettings,
     LogLevel,
@@ -95,10 +96,18 @@ class HotPathSettings(PlainIntegers, BaseSettings):
     )
     log_level: LogLevel = "INFO"
     user_ttl_seconds: int = Field(
-        default=9 * 86_400, ge=3600, description="user state lifetime after activity"
+        default=9 * 86_400,
+        ge=3600,
+        le=MAX_REDIS_TTL_SECONDS,
+        description="user state lifetime after activity, in seconds; a Redis "
+        "expiry, capped at ten years so that Redis accepts it",
     )
     item_ttl_seconds: int = Field(
-        default=14 * 86_400, ge=3600, description="item state lifetime after activity"
+        default=14 * 86_400,
+        ge=3600,
+        le=MAX_REDIS_TTL_SECONDS,
+        description="item state lifetime after activity, in seconds; a Redis "
+        "expiry, capped at ten years so that Redis accepts it",
     )
     dedupe_size: int = Field(
         default=64, ge=1, le=1024, description="event ids remembered per user"

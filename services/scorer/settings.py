@@ -21,6 +21,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from schemas.events import EventType
 from schemas.recommendations import CandidateSource
 from services.common.settings import (
+    MAX_REDIS_TTL_SECONDS,
     KafkaSettings,
     PlainIntegers,
     RedisSettings,
@@ -409,7 +410,11 @@ class ScorerSettings(PlainIntegers, BaseSettings):
     )
     item_cache_size: int = Field(default=50_000, ge=0, le=10_000_000)
     latest_slate_ttl_seconds: int = Field(
-        default=86_400, ge=1, description="TTL of the latest slate kept in Redis"
+        default=86_400,
+        ge=1,
+        le=MAX_REDIS_TTL_SECONDS,
+        description="TTL of the latest slate kept in Redis, in seconds; capped "
+        "at ten years so that Redis accepts it",
     )
     producer_linger_ms: int = Field(default=2, ge=0, le=1000)
     model_load_timeout_seconds: float = Field(

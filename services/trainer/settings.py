@@ -129,10 +129,16 @@ class TrainerSettings(PlainIntegers, BaseSettings):
         description="CPU threads of PyTorch (torch.set_num_threads)",
     )
 
+    # The holder renews the lock every third of its TTL, so the TTL need only
+    # outlast a few failed renewals, not a training run. What a longer one
+    # changes is how long a crashed trainer keeps the others from training.
     lock_ttl_seconds: float = Field(
         default=60.0,
         ge=1,
-        description="lifetime of the training lock; renewed every third of it",
+        le=86_400,
+        description="lifetime of the training lock in seconds, renewed every "
+        "third of it; at most a day, which is how long a crashed trainer "
+        "may keep the others from training",
     )
     poll_timeout_seconds: float = Field(
         default=1.0, gt=0, le=60, description="maximum wait of one Kafka poll"

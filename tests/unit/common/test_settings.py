@@ -15,6 +15,7 @@ from services.api.settings import ApiSettings
 from services.common.errors import InvalidSettingsError
 from services.common.setting_names import known_variables
 from services.common.settings import (
+    MAX_REDIS_TTL_SECONDS,
     CommandLineValue,
     KafkaSettings,
     RedisSettings,
@@ -1822,3 +1823,72 @@ def test_log_level_rejects_unknown_name(
         f"invalid setting {variable}='verbose': expected DEBUG, INFO, WARNING or "
         "ERROR, in upper or lower case"
     )
+
+
+# Redis rejects an expiry past a point, so each setting that becomes one, and
+# the lookback over the counts that one expires, has a ten-year upper bound.
+REDIS_TTL_SETTINGS = [
+    pytest.param(HotPathSettings, "CARTWHEEL_HOTPATH_USER_TTL_SECONDS", id="user"),
+    pytest.param(HotPathSettings, "CARTWHEEL_HOTPATH_ITEM_TTL_SECONDS", id="item"),
+    pytest.param(
+        CatalogSettings, "CARTWHEEL_FEATURES_CATALOG_TTL_SECONDS", id="catalog"
+    ),
+    pytest.param(
+        FeedbackSettings, "CARTWHEEL_FEEDBACK_RETENTION_SECONDS", id="retention"
+    ),
+    pytest.param(
+        FeedbackSettings, "CARTWHEEL_FEEDBACK_RATIO_LOOKBACK_SECONDS", id="lookback"
+    ),
+    pytest.param(
+        ScorerSettings, "CARTWHEEL_SCORER_LATEST_SLATE_TTL_SECONDS", id="slate"
+    ),
+]
+
+
+@pytest.mark.parametrize(("settings_class", "variable"), REDIS_TTL_SETTINGS)
+def test_redis_ttl_setting_accepts_ten_years(
+    monkeypatch: pytest.MonkeyPatch, settings_class: type[BaseSettings], variable: str
+) -> None:
+    monkeypatch.setenv(variable, str(MAX_REDIS_TTL_SECONDS))
+
+    settings = load_settings(settings_class)
+
+    prefix = str(settings_class.model_config["env_prefix"])
+    field = variable.removeprefix(prefix).lower()
+    assert getattr(settings, field) == MAX_REDIS_TTL_SECONDS == 315_360_000
+
+
+@pytest.mark.parametrize(("settings_class", "variable"), REDIS_TTL_SETTINGS)
+@pytest.mark.parametrize("value", ["315360001", "100000000000000000", "9" * 20])
+def test_redis_ttl_setting_rejects_more_than_ten_years(
+    monkeypatch: pytest.MonkeyPatch,
+    settings_class: type[BaseSettings],
+    variable: str,
+    value: str,
+) -> None:
+    message = setting_error(monkeypatch, settings_class, {variable: value})
+
+    assert message.startswith(f"invalid setting {variable}={value!r}: ")
+    assert "to 315,360,000: " in message
+    assert "ten years" in message
+    assert len(message.splitlines()) == 1
+
+
+@pytest.mark.parametrize("value", ["86400.5", "1e300", "1e400"])
+def test_trainer_lock_ttl_rejects_more_than_a_day(
+    monkeypatch: pytest.MonkeyPatch, value: str
+) -> None:
+    message = setting_error(
+        monkeypatch, TrainerSettings, {"CARTWHEEL_TRAINER_LOCK_TTL_SECONDS": value}
+    )
+
+    assert message.startswith(
+        f"invalid setting CARTWHEEL_TRAINER_LOCK_TTL_SECONDS={value!r}: "
+    )
+    assert "expected a number from 1 to 86400: " in message
+
+
+def test_trainer_lock_ttl_accepts_a_day(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CARTWHEEL_TRAINER_LOCK_TTL_SECONDS", "86400")
+
+    assert load_settings(TrainerSettings).lock_ttl_seconds == 86_400
