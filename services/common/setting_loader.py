@@ -31,6 +31,7 @@ from services.common.setting_blocks import (
     variable_field,
 )
 from services.common.setting_forms import describe_failure, expected_form
+from services.common.setting_json import RepeatedKey, repeated_json_keys
 from services.common.setting_names import (
     UnknownKey,
     UnknownVariable,
@@ -93,7 +94,9 @@ def load_settings(settings_class: type[SettingsT], **overrides: Any) -> Settings
     ``CARTWHEEL_SCORER_TRENDING_WEIGHT``, a variable inside a nested block
     that names none of its settings, such as
     ``CARTWHEEL_SCORER_WEIGHTS__RANKER_BLND``, and a key that names no
-    setting in a block given whole as a JSON object.
+    setting in a block given whole as a JSON object. So does a key given
+    twice in one object of a JSON value, such as ``{"click": 1, "CLICK": 2}``
+    for a block, whose keys are matched regardless of case.
 
     Raises:
         InvalidSettingsError: one line per invalid variable, each with the
@@ -113,6 +116,10 @@ def load_settings(settings_class: type[SettingsT], **overrides: Any) -> Settings
         *(
             _describe_unknown_key(settings_class, key)
             for key in unknown_json_keys(settings_class, os.environ)
+        ),
+        *(
+            _describe_repeated_key(settings_class, key)
+            for key in repeated_json_keys(settings_class, os.environ)
         ),
         *_null_blocks(settings_class),
     ]
@@ -220,6 +227,22 @@ def _describe_unknown_key(settings_class: type[BaseSettings], key: UnknownKey) -
     return (
         f'invalid setting {key.variable}={value!r}: the key "{key.key}" names no '
         f"setting of this block, so it would be ignored; {hint}"
+    )
+
+
+def _describe_repeated_key(settings_class: type[BaseSettings], key: RepeatedKey) -> str:
+    """Name a variable whose JSON value gives one key twice in an object."""
+    value = _masked_value(settings_class, key.variable)
+    if key.key == key.first:
+        problem = f'the key "{key.key}" appears more than once in one object'
+    else:
+        problem = (
+            f'the keys "{key.first}" and "{key.key}" name the same setting, '
+            "because keys are matched regardless of case"
+        )
+    return (
+        f"invalid setting {key.variable}={value!r}: {problem}; expected each key "
+        "once, because readers disagree on which value counts"
     )
 
 
