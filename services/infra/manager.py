@@ -321,7 +321,14 @@ class InfraManager:
             if recorded_pid is None:
                 # Without a pid, the rest of the file is no address either.
                 address = server.address
-            note = _PORT_NOTES[probe(server.address, protocol, probe_timeout_seconds)]
+            result = probe(server.address, protocol, probe_timeout_seconds)
+            # The line shows the file's address, which may not be the port probed.
+            port = (
+                "the port"
+                if address == server.address
+                else f"the configured port {server.address}"
+            )
+            note = _PORT_NOTES[result].format(port=port)
             return ServerStatus(
                 name, address, ServerState.STALE, recorded_pid, note=note
             )
@@ -379,11 +386,12 @@ _LISTENING_STATES = frozenset(
     }
 )
 
-# Notes on the configured port, for the line of a stale pid file.
+# Notes on the configured port, for the line of a stale pid file; {port}
+# names it.
 _PORT_NOTES = {
-    ProbeResult.RESPONDED: "a server that the file does not name replies on the port",
-    ProbeResult.OTHER_PROTOCOL: "another program has the port",
-    ProbeResult.SILENT: "another program has the port",
+    ProbeResult.RESPONDED: "a server that the file does not name replies on {port}",
+    ProbeResult.OTHER_PROTOCOL: "another program has {port}",
+    ProbeResult.SILENT: "another program has {port}",
     ProbeResult.UNREACHABLE: "",
 }
 

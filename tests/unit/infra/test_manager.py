@@ -173,18 +173,29 @@ def test_status_reports_taken_local_port(
     assert redis.describe().endswith(" port taken")
 
 
+# The second pid file records another address, so the line names the configured port.
+@pytest.mark.parametrize(
+    ("pid_file", "suffix"),
+    [
+        ("garbage\n", " stale pid file (unreadable); another program has the port"),
+        ("999999 127.0.0.1:9\n", "; another program has the configured port {port}"),
+    ],
+)
 def test_status_stale_pid_taken_port(
-    isolated_env: Path, monkeypatch: pytest.MonkeyPatch, taken_port: int
+    isolated_env: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    taken_port: int,
+    pid_file: str,
+    suffix: str,
 ) -> None:
     monkeypatch.setenv("CARTWHEEL_INFRA_REDIS_PORT", str(taken_port))
-    (isolated_env / "redis.pid").write_text("garbage\n")
+    (isolated_env / "redis.pid").write_text(pid_file)
 
     redis = InfraManager(InfraSettings()).status(probe_timeout_seconds=0.2)[1]
 
     assert redis.state is ServerState.STALE
-    assert redis.describe().endswith(
-        " stale pid file (unreadable); another program has the port"
-    )
+    address = f"127.0.0.1:{taken_port}"
+    assert redis.describe().endswith(suffix.format(port=address))
 
 
 def test_up_checks_redis_port_first(
