@@ -118,7 +118,14 @@ def _sigterm_as_interrupt() -> Iterator[None]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one ``cartwheel`` command and return its exit status."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:
+        # parse_args would report these with the top-level usage line, which
+        # hides the options of the command that was meant.
+        _command_parser(parser, args).error(
+            f"unrecognized arguments: {' '.join(unknown)}"
+        )
     configure_logging(args.log_level or "WARNING")
     try:
         with _sigterm_as_interrupt():
@@ -143,6 +150,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stderr.write("cartwheel: interrupted\n")
         return 130
     return status
+
+
+def _command_parser(
+    parser: argparse.ArgumentParser, args: argparse.Namespace
+) -> argparse.ArgumentParser:
+    """Return the parser of the innermost command that ``args`` selected."""
+    while True:
+        commands = [
+            action
+            for action in parser._actions
+            if isinstance(action, argparse._SubParsersAction)
+        ]
+        name = getattr(args, commands[0].dest, None) if commands else None
+        if name is None or name not in commands[0].choices:
+            return parser
+        parser = commands[0].choices[name]
 
 
 def _is_stdout_closed() -> bool:

@@ -41,6 +41,29 @@ def test_demo_rejects_unknown_dataset_before_starting_servers(
     assert "starting a broker" not in captured.out + captured.err
 
 
+@pytest.mark.parametrize(
+    ("argv", "usage"),
+    [
+        (["replay", "--bogus"], "usage: cartwheel replay "),
+        (["hotpath", "run", "--bogus"], "usage: cartwheel hotpath run "),
+        (
+            ["--log-level", "INFO", "infra", "status", "x"],
+            "usage: cartwheel infra status",
+        ),
+    ],
+)
+def test_unknown_argument_shows_command_usage(
+    capsys: pytest.CaptureFixture[str], argv: list[str], usage: str
+) -> None:
+    with pytest.raises(SystemExit) as stopped:
+        main(argv)
+
+    error = capsys.readouterr().err
+    assert stopped.value.code == 2
+    assert error.startswith(usage)
+    assert f"error: unrecognized arguments: {argv[-1]}" in error
+
+
 def test_demo_rejects_dataset_without_events() -> None:
     with pytest.raises(SystemExit) as stopped:
         main(["demo", "--dataset", "olist"])
