@@ -213,6 +213,9 @@ class LearningStage:
         for model_name in self.evaluators:
             metrics.DRIFTS.labels(model=model_name)
         self._last_checkpoint = clock()
+        # Updates per model at the last checkpoint written or restored. Fresh
+        # models count as saved, because writing them would only add noise.
+        self._checkpointed_updates = self.model_updates
         self._watermarks: dict[int, float] = {}
         self._pending: dict[int, dict[str, int]] = {}
         self.observers: list[LearningObserver] = []
@@ -252,6 +255,14 @@ class LearningStage:
         (0.5 for ALMA), which a scorer may want to weight down.
         """
         return {name: ev.model.n_updates for name, ev in self.evaluators.items()}
+
+    @property
+    def has_unsaved_learning(self) -> bool:
+        """Whether the models learned since the checkpoint this stage wrote or restored.
+
+        Fresh models count as saved, so a stage that learned nothing writes nothing.
+        """
+        return self.model_updates != self._checkpointed_updates
 
     @property
     def model_versions(self) -> dict[str, str]:
@@ -305,6 +316,7 @@ class LearningStage:
         metrics.BATCH_SECONDS.observe(time.perf_counter() - started)
         if (
             self._has_checkpoint
+            and self.has_unsaved_learning
             and self._clock() - self._last_checkpoint
             >= self._settings.checkpoint_interval_seconds
         ):
@@ -474,8 +486,10 @@ class LearningStage:
         # so after a crash the model misses what it learned since this call.
         # LIMITATION(L-33): each instance checkpoints the models it trained on
         # its own partitions; instances never merge or exchange model state.
+        updates = self.model_updates
         size = save_evaluators(self.checkpoint_path, self.evaluators, self._key)
         self._last_checkpoint = self._clock()
+        self._checkpointed_updates = updates
         logger.info(
             "checkpoint written path=%s bytes=%d model_versions=%s",
             self.checkpoint_path,
@@ -484,9 +498,21 @@ class LearningStage:
         )
 
     def close(self) -> None:
-        """Write a final checkpoint, unless built with ``has_checkpoint=False``."""
+        """Write a final checkpoint if the models learned since the last one.
+
+        Nothing is written with ``has_checkpoint=False`` or without new learning.
+        Fresh models written on close would become the folder's newest ``*.ckpt``,
+        which the API reads by default in place of a trained one.
+        """
         if self._settings.is_enabled and self._has_checkpoint:
-            self.checkpoint()
+            if self.has_unsaved_learning:
+                self.checkpoint()
+            else:
+                logger.info(
+                    "no checkpoint written on close, because the models learned "
+                    "nothing since start or the last checkpoint path=%s",
+                    self.checkpoint_path,
+                )
         if self._checkpoint_lock is not None:
             self._checkpoint_lock.close()
 

@@ -68,6 +68,7 @@ def test_verify_checkpoint_prints_model_versions(
         redis=redis_settings, checkpoint_dir=environment, checkpoint_key="secret"
     )
     stage = LearningStage(settings, redis_client)
+    stage.checkpoint()
     stage.close()
 
     status = run("verify-checkpoint")

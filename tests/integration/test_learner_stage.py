@@ -24,6 +24,7 @@ from services.common.retrain import take_retrain_request
 from services.common.settings import RedisSettings
 from services.hotpath.stages import AppliedEvent
 from services.learner import metrics
+from services.learner.checkpoints import load_evaluators
 from services.learner.settings import LearnerSettings
 from services.learner.stage import (
     ONLINE_AFFINITY,
@@ -337,6 +338,78 @@ def test_checkpoint_on_close_restores_identical_signals(
     ) == stage.signals("u1", {"user_click_count_1h": 2.0}, candidates)
 
 
+def _interval_stage(
+    settings: LearnerSettings, client: redis.Redis, now: list[float]
+) -> LearningStage:
+    return LearningStage(settings, client, clock=lambda: now[0])
+
+
+@pytest.fixture
+def interval_settings(redis_settings: RedisSettings, tmp_path: Path) -> LearnerSettings:
+    return LearnerSettings(
+        redis=redis_settings,
+        checkpoint_dir=tmp_path / "checkpoints",
+        checkpoint_interval_seconds=60.0,
+    )
+
+
+def test_idle_stage_writes_no_checkpoint(
+    interval_settings: LearnerSettings, redis_client: redis.Redis
+) -> None:
+    now = [0.0]
+    stage = _interval_stage(interval_settings, redis_client, now)
+    now[0] = 120.0
+
+    stage.process([])
+    stage.close()
+
+    assert not stage.checkpoint_path.exists()
+
+
+def test_replay_after_restore_writes_no_checkpoint(
+    interval_settings: LearnerSettings,
+    redis_client: redis.Redis,
+    make_applied: Callable[..., AppliedEvent],
+) -> None:
+    batch = [make_applied(EventType.CLICK, index) for index in range(5)]
+    now = [0.0]
+    trained = _interval_stage(interval_settings, redis_client, now)
+    trained.process(batch)
+    trained.close()
+    restarted = _interval_stage(interval_settings, redis_client, now)
+    now[0] = 120.0
+    written = {"outcome": "written"}
+    before = REGISTRY.get_sample_value("cartwheel_learner_checkpoints_total", written)
+
+    restarted.process(batch)
+    restarted.close()
+
+    after = REGISTRY.get_sample_value("cartwheel_learner_checkpoints_total", written)
+    assert restarted.model_updates == trained.model_updates
+    assert after == before
+
+
+def test_learning_after_restore_checkpoints_on_interval(
+    interval_settings: LearnerSettings,
+    redis_client: redis.Redis,
+    make_applied: Callable[..., AppliedEvent],
+) -> None:
+    now = [0.0]
+    first = _interval_stage(interval_settings, redis_client, now)
+    first.process([make_applied(EventType.CLICK, 0)])
+    first.close()
+    second = _interval_stage(interval_settings, redis_client, now)
+    now[0] = 120.0
+
+    second.process([make_applied(EventType.CLICK, 1)])
+    saved = load_evaluators(second.checkpoint_path, None)
+
+    assert second.model_updates["affinity"] > first.model_updates["affinity"]
+    assert saved["affinity"].model.n_updates == second.model_updates["affinity"]
+    assert not second.has_unsaved_learning
+    second.close()
+
+
 def test_stage_without_checkpoint_writes_nothing(
     make_stage: Callable[..., LearningStage],
     make_applied: Callable[..., AppliedEvent],
@@ -477,9 +550,13 @@ def test_tampered_checkpoint_is_rejected_and_stage_starts_fresh(
 
 
 def test_checkpoint_with_other_key_is_rejected(
-    make_stage: Callable[..., LearningStage], caplog: pytest.LogCaptureFixture
+    make_stage: Callable[..., LearningStage],
+    make_applied: Callable[..., AppliedEvent],
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
-    make_stage(checkpoint_key="secret").close()
+    stage = make_stage(checkpoint_key="secret")
+    stage.process([make_applied(EventType.CLICK, 0)])
+    stage.close()
 
     with caplog.at_level(logging.WARNING, logger="services.learner.checkpoints"):
         make_stage(checkpoint_key="another")
@@ -543,9 +620,13 @@ def test_signals_return_nothing_for_no_candidates(
 
 
 def test_restored_models_keep_their_learner_and_warn(
-    make_stage: Callable[..., LearningStage], caplog: pytest.LogCaptureFixture
+    make_stage: Callable[..., LearningStage],
+    make_applied: Callable[..., AppliedEvent],
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
-    make_stage(conversion_learner="alma").close()
+    stage = make_stage(conversion_learner="alma")
+    stage.process([make_applied(EventType.CLICK, 0)])
+    stage.close()
 
     with caplog.at_level(logging.WARNING, logger="services.learner.stage"):
         restored = make_stage(conversion_learner="logistic_regression")
