@@ -24,7 +24,9 @@ Routes:
   within ``CARTWHEEL_API_INGEST_TIMEOUT_SECONDS`` the response is 503. The
   event may have been stored all the same, so the client retries with the
   same ``event_id`` and the hot path drops the duplicate. A waiting post
-  blocks no worker thread, so slate reads do not wait for the broker.
+  blocks no worker thread, so slate reads do not wait for the broker. A
+  client that disconnects before the end of the body gets nothing stored or
+  dead-lettered: the request is logged at DEBUG and measured with status 499.
 - ``GET /healthz`` (the process runs, and its Kafka producer has not failed
   fatally), ``GET /readyz`` (Kafka and Redis respond, and no delivery failed
   recently; see :mod:`services.api.readiness`), ``GET /metrics`` (Prometheus
@@ -57,6 +59,7 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, Field
+from starlette.requests import ClientDisconnect
 
 from schemas.deadletters import RejectionReason
 from schemas.events import ID_PATTERN, MAX_ID_LENGTH, Event
@@ -87,6 +90,9 @@ logger = logging.getLogger(__name__)
 _HTTP_SOURCE_TOPIC = "http"
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 _VALID_ID = re.compile(ID_PATTERN)
+# The status that nginx logs for a client that closed the connection before
+# the response. No client reads it, so it only labels the request's metrics.
+_CLIENT_CLOSED_REQUEST = 499
 
 
 _EVENT_UNCONFIRMED = (
@@ -361,7 +367,17 @@ def create_app(
         },
     )
     async def post_event(request: Request) -> Any:
-        raw, size = await _read_capped(request, MAX_EVENT_BYTES)
+        try:
+            raw, size = await _read_capped(request, MAX_EVENT_BYTES)
+        except ClientDisconnect:
+            # The body is incomplete and no client waits for a response, so the
+            # event is neither published nor dead-lettered.
+            logger.debug(
+                "event post dropped, the client disconnected before the end of "
+                "the body content_length=%s",
+                request.headers.get("content-length"),
+            )
+            return Response(status_code=_CLIENT_CLOSED_REQUEST)
         if size is None:
             result = parse_event(raw)
         else:

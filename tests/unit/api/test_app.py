@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import logging
 import time
 from datetime import UTC, datetime
 from types import SimpleNamespace
@@ -581,3 +582,59 @@ def test_openapi_says_empty_slates_are_200() -> None:
 
     assert "200 and an empty `items` list" in operation["description"]
     assert operation["responses"]["404"]["description"].startswith("No slate")
+
+
+def _post_then_disconnect(app: Any, partial_body: bytes) -> None:
+    """Send ``app`` the first part of an event post's body, then a disconnect."""
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": "/v1/events",
+        "raw_path": b"/v1/events",
+        "query_string": b"",
+        "root_path": "",
+        "headers": [(b"host", b"api"), (b"content-length", b"100")],
+        "client": ("127.0.0.1", 40000),
+        "server": ("127.0.0.1", 8000),
+    }
+    messages = iter(
+        [
+            {"type": "http.request", "body": partial_body, "more_body": True},
+            {"type": "http.disconnect"},
+        ]
+    )
+
+    async def receive() -> dict[str, Any]:
+        return next(messages, {"type": "http.disconnect"})
+
+    async def send(message: dict[str, Any]) -> None:
+        # The client is gone, so the response goes nowhere.
+        pass
+
+    asyncio.run(app(scope, receive, send))
+
+
+def test_client_disconnect_mid_body_stores_nothing(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    producer = _RecordingProducer()
+    app = create_app(
+        ApiSettings(is_on_demand_enabled=False),
+        redis_client=_EmptyRedis(),  # type: ignore[arg-type]
+        producer=producer,  # type: ignore[arg-type]
+    )
+    labels = {"route": "/v1/events", "method": "POST", "status": "499"}
+    metric = "cartwheel_api_request_seconds_count"
+    before = REGISTRY.get_sample_value(metric, labels) or 0.0
+
+    with caplog.at_level(logging.DEBUG, logger="services.api.app"):
+        _post_then_disconnect(app, b'{"event_id":')
+
+    assert producer.messages == []
+    assert REGISTRY.get_sample_value(metric, labels) == before + 1
+    assert [record.levelno for record in caplog.records] == [logging.DEBUG]
+    assert "client disconnected" in caplog.records[0].getMessage()
+    assert "content_length=100" in caplog.records[0].getMessage()
