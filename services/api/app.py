@@ -30,7 +30,8 @@ Routes:
 - ``GET /healthz`` (the process runs, and its Kafka producer has not failed
   fatally), ``GET /readyz`` (Kafka and Redis respond, and no delivery failed
   recently; see :mod:`services.api.readiness`), ``GET /metrics`` (Prometheus
-  text format).
+  text format). ``HEAD /healthz`` and ``HEAD /readyz`` return the status of
+  their GET without a body.
 
 Requests that Redis or the broker fail are logged per dependency through an
 :class:`~services.common.outage.OutageLog`: a WARNING when the first one
@@ -472,6 +473,24 @@ def create_app(
             )
         return Health(status="ok")
 
+    @app.head(
+        "/healthz",
+        **_head_probe_docs(
+            "/healthz", "Live", "The Kafka producer failed fatally; restart the process"
+        ),
+    )
+    async def healthz_head() -> Response:
+        return Response(status_code=503 if fatal_errors else 200)
+
+    async def check_ready() -> Readiness:
+        return await run_in_threadpool(
+            check_readiness,
+            settings,
+            readiness_redis or redis_client,
+            producer,
+            outcomes,
+        )
+
     @app.get(
         "/readyz",
         response_model=Readiness,
@@ -480,15 +499,19 @@ def create_app(
         description=_READINESS,
     )
     async def readyz() -> Any:
-        readiness = await run_in_threadpool(
-            check_readiness,
-            settings,
-            readiness_redis or redis_client,
-            producer,
-            outcomes,
+        readiness = await check_ready()
+        return JSONResponse(
+            status_code=_readiness_status(readiness), content=readiness.model_dump()
         )
-        code = 200 if readiness.status == "ready" else 503
-        return JSONResponse(status_code=code, content=readiness.model_dump())
+
+    @app.head(
+        "/readyz",
+        **_head_probe_docs(
+            "/readyz", "Ready", "Not ready, and `GET /readyz` returns the reason"
+        ),
+    )
+    async def readyz_head() -> Response:
+        return Response(status_code=_readiness_status(await check_ready()))
 
     @app.get(
         "/metrics",
@@ -543,6 +566,22 @@ async def _read_capped(request: Request, limit: int) -> tuple[bytes, str | None]
             )
             return b"".join(chunks)[:limit], size
     return b"".join(chunks), None
+
+
+def _head_probe_docs(path: str, passed: str, failed: str) -> dict[str, Any]:
+    """Return the OpenAPI options of a HEAD probe: statuses 200 and 503, no body."""
+    return {
+        "response_class": Response,
+        "responses": {200: {"description": passed}, 503: {"description": failed}},
+        "summary": f"Status of GET {path} without a body",
+        "description": f"Runs the checks of `GET {path}` and returns its status "
+        "without a body, for monitors that check with HEAD.",
+    }
+
+
+def _readiness_status(readiness: Readiness) -> int:
+    """Return the HTTP status of a readiness check: 200 when ready, else 503."""
+    return 200 if readiness.status == "ready" else 503
 
 
 def _rejection_status(rejection: Rejection) -> int:

@@ -78,7 +78,10 @@ class Api:
             f"documented {sorted(declared)}"
         )
         content = declared[str(response.status_code)].get("content", {})
-        if "application/json" in content:
+        if method == "HEAD":
+            assert content == {}
+            assert response.content == b""
+        elif "application/json" in content:
             schema = {
                 **content["application/json"]["schema"],
                 "components": self.document["components"],
@@ -228,7 +231,9 @@ def test_api_serves_every_documented_route(
         "POST", "/v1/events", "/v1/events", content=b'{"event_type": "hover"}'
     )
     health = api.call("GET", "/healthz", "/healthz")
+    health_head = api.call("HEAD", "/healthz", "/healthz")
     ready = api.call("GET", "/readyz", "/readyz")
+    ready_head = api.call("HEAD", "/readyz", "/readyz")
     metrics = api.call("GET", "/metrics", "/metrics")
 
     assert stored_answer.status_code == 200
@@ -246,7 +251,9 @@ def test_api_serves_every_documented_route(
     assert letter.reason == rejected.json()["reason"]
     assert letter.source_topic == "http"
     assert health.json() == {"status": "ok"}
+    assert health_head.status_code == 200
     assert ready.json()["status"] == "ready"
+    assert ready_head.status_code == 200
     assert "cartwheel_api_events_total" in metrics.text
     documented = {
         (method, route)
@@ -262,9 +269,11 @@ def test_api_is_not_ready_when_events_topic_is_missing(
     api = make_api(topics=topics.model_copy(update={"events": "missing-topic"}))
 
     answer = api.call("GET", "/readyz", "/readyz")
+    head = api.call("HEAD", "/readyz", "/readyz")
 
     assert answer.status_code == 503
     assert "missing-topic" in answer.json()["kafka"]
+    assert head.status_code == 503
 
 
 @contextlib.contextmanager

@@ -638,3 +638,72 @@ def test_client_disconnect_mid_body_stores_nothing(
     assert [record.levelno for record in caplog.records] == [logging.DEBUG]
     assert "client disconnected" in caplog.records[0].getMessage()
     assert "content_length=100" in caplog.records[0].getMessage()
+
+
+class _PingingRedis:
+    def __init__(self, error: redis.RedisError | None = None) -> None:
+        self._error = error
+
+    def ping(self) -> bool:
+        if self._error is not None:
+            raise self._error
+        return True
+
+
+class _ListingProducer:
+    def list_topics(self, timeout: float) -> Any:
+        return SimpleNamespace(topics={"events": SimpleNamespace(error=None)})
+
+
+def _probe_app(redis_client: Any, producer: Any) -> Any:
+    return create_app(
+        ApiSettings(is_on_demand_enabled=False),
+        redis_client=redis_client,
+        producer=producer,
+    )
+
+
+@pytest.mark.parametrize("path", ["/healthz", "/readyz"])
+def test_head_probe_matches_get_status(path: str) -> None:
+    app = _probe_app(_PingingRedis(), _ListingProducer())
+
+    got = asyncio.run(_request(app, "GET", path))
+    head = asyncio.run(_request(app, "HEAD", path))
+
+    assert got.status_code == 200
+    assert head.status_code == 200
+    assert head.content == b""
+
+
+def test_head_readyz_fails_with_get() -> None:
+    down = _PingingRedis(redis.ConnectionError("Connection refused"))
+    app = _probe_app(down, _ListingProducer())
+
+    got = asyncio.run(_request(app, "GET", "/readyz"))
+    head = asyncio.run(_request(app, "HEAD", "/readyz"))
+
+    assert got.status_code == 503
+    assert head.status_code == 503
+    assert head.content == b""
+
+
+def test_head_healthz_fails_after_fatal_producer_error() -> None:
+    app = _probe_app(_BrokenRedis(), _FailedProducer())
+    asyncio.run(_request(app, "POST", "/v1/events", content=_CLICK))
+
+    got = asyncio.run(_request(app, "GET", "/healthz"))
+    head = asyncio.run(_request(app, "HEAD", "/healthz"))
+
+    assert got.status_code == 503
+    assert head.status_code == 503
+    assert head.content == b""
+
+
+@pytest.mark.parametrize("path", ["/healthz", "/readyz"])
+def test_openapi_documents_head_probe_without_body(path: str) -> None:
+    app = _probe_app(_EmptyRedis(), object())
+
+    responses = app.openapi()["paths"][path]["head"]["responses"]
+
+    assert sorted(responses) == ["200", "503"]
+    assert all("content" not in response for response in responses.values())
