@@ -15,6 +15,10 @@ _MASK = "**********"
 # The loggers of the Kafka clients (librdkafka through confluent-kafka, and
 # aiokafka under Faust and mode in the feedback worker) and of Faust and mode.
 _CLIENT_LOGGERS = ("librdkafka", "aiokafka", "faust", "mode")
+# Libraries whose INFO lines mean nothing to an operator. torch 2.13 logs
+# cache statistics at INFO on exit, and sets its own logger to WARNING only
+# at the end of its import, so a service stopped during that import logs them.
+_CHATTY_LOGGERS = ("urllib3", "matplotlib", "torch")
 
 
 class SecretMaskingFilter(logging.Filter):
@@ -124,7 +128,8 @@ def configure_logging(
 
     Unless ``level`` is DEBUG, the Kafka clients', Faust's and mode's
     chatter is kept at WARNING, and their repeated lines pass through a
-    :class:`RepeatFilter`. Every string in ``secrets`` (see
+    :class:`RepeatFilter`. The INFO lines of urllib3, matplotlib and torch are
+    kept out the same way. Every string in ``secrets`` (see
     :func:`services.common.settings.secret_values`) is replaced by
     ``**********`` in every line.
 
@@ -139,7 +144,7 @@ def configure_logging(
     )
     filters: list[logging.Filter] = [SecretMaskingFilter(secrets)]
     if level.upper() != "DEBUG":
-        for noisy in (*_CLIENT_LOGGERS, "urllib3", "matplotlib"):
+        for noisy in (*_CLIENT_LOGGERS, *_CHATTY_LOGGERS):
             logging.getLogger(noisy).setLevel(logging.WARNING)
         # During a broker outage each client logs a failed connect every few
         # tens of milliseconds. The filter sits on the handler because a

@@ -25,7 +25,7 @@ def configure() -> Iterator[Callable[..., None]]:
     root_level = root.level
     client_levels = {
         name: logging.getLogger(name).level
-        for name in ("librdkafka", "aiokafka", "faust", "mode")
+        for name in ("librdkafka", "aiokafka", "faust", "mode", "torch")
     }
     installed: list[logging.Handler] = []
 
@@ -221,3 +221,27 @@ def test_configure_logging_passes_every_aiokafka_line_at_debug(
         logging.getLogger("aiokafka.conn").error("connection lost")
 
     assert len(capsys.readouterr().err.splitlines()) == 5
+
+
+def test_configure_logging_keeps_torch_info_out(
+    configure: Callable[..., None],
+) -> None:
+    configure(level="INFO", clock=lambda: 0.0)
+    fake_tensor = logging.getLogger("torch._subclasses.fake_tensor")
+
+    assert not fake_tensor.isEnabledFor(logging.INFO)
+    assert fake_tensor.isEnabledFor(logging.WARNING)
+
+
+def test_configure_logging_leaves_torch_alone_at_debug(
+    configure: Callable[..., None],
+) -> None:
+    torch_logger = logging.getLogger("torch")
+    torch_logger.setLevel(logging.NOTSET)
+
+    configure(level="DEBUG", clock=lambda: 0.0)
+
+    assert torch_logger.level == logging.NOTSET
+    assert logging.getLogger("torch._subclasses.fake_tensor").isEnabledFor(
+        logging.DEBUG
+    )
