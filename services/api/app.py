@@ -42,20 +42,15 @@ success. Each failed request's ids and error are logged at DEBUG.
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
-import re
 import time
-import urllib.parse
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Annotated, Any, Literal
 
-import pydantic_core
 import redis
 from confluent_kafka import KafkaException, Producer
 from fastapi import FastAPI, Path, Request, Response
 from fastapi.concurrency import run_in_threadpool
-from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -74,6 +69,7 @@ from services.api.delivery import (
     flush_on_stop,
     unconfirmed,
 )
+from services.api.inputs import dead_letter_key, read_capped, require_utf8_path
 from services.api.metrics import EVENTS_INGESTED, REQUEST_SECONDS, SLATE_READS
 from services.api.ondemand import OnDemandSlates
 from services.api.readiness import DeliveryOutcomes, Readiness, check_readiness
@@ -90,7 +86,6 @@ logger = logging.getLogger(__name__)
 
 _HTTP_SOURCE_TOPIC = "http"
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
-_VALID_ID = re.compile(ID_PATTERN)
 # The status that nginx logs for a client that closed the connection before
 # the response. No client reads it, so it only labels the request's metrics.
 _CLIENT_CLOSED_REQUEST = 499
@@ -314,7 +309,7 @@ def create_app(
         ],
         surface: Surface,
     ) -> Any:
-        _require_utf8_path(request, user_id)
+        require_utf8_path(request, user_id)
         try:
             raw = await slates.stored(user_id, surface)
             slate = None if raw is not None else await slates.computed(user_id, surface)
@@ -369,7 +364,7 @@ def create_app(
     )
     async def post_event(request: Request) -> Any:
         try:
-            raw, size = await _read_capped(request, MAX_EVENT_BYTES)
+            raw, size = await read_capped(request, MAX_EVENT_BYTES)
         except ClientDisconnect:
             # The body is incomplete and no client waits for a response, so the
             # event is neither published nor dead-lettered.
@@ -390,7 +385,7 @@ def create_app(
         if isinstance(result, Rejection):
             # raw_key records the input's own key, and a request has none.
             # A body cut at the size limit is not searched for a key.
-            key = _dead_letter_key(raw) if size is None else None
+            key = dead_letter_key(raw) if size is None else None
             letter = dead_letters.encode(
                 result,
                 raw_key=None,
@@ -546,28 +541,6 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
     return app.openapi_schema
 
 
-async def _read_capped(request: Request, limit: int) -> tuple[bytes, str | None]:
-    """Return the body, or its first ``limit`` bytes and its size when longer.
-
-    A longer body is not read to its end, so a huge upload costs no memory.
-    The size is the declared ``Content-Length`` when there is one.
-    """
-    chunks: list[bytes] = []
-    received = 0
-    async for chunk in request.stream():
-        chunks.append(chunk)
-        received += len(chunk)
-        if received > limit:
-            declared = request.headers.get("content-length", "")
-            size = (
-                f"{declared} bytes"
-                if declared.isdigit()
-                else f"more than {limit} bytes"
-            )
-            return b"".join(chunks)[:limit], size
-    return b"".join(chunks), None
-
-
 def _head_probe_docs(path: str, passed: str, failed: str) -> dict[str, Any]:
     """Return the OpenAPI options of a HEAD probe: statuses 200 and 503, no body."""
     return {
@@ -589,71 +562,3 @@ def _rejection_status(rejection: Rejection) -> int:
     if rejection.reason is RejectionReason.PAYLOAD_TOO_LARGE:
         return 413
     return 422
-
-
-def _dead_letter_key(raw: bytes) -> bytes | None:
-    """Return a rejected body's ``user_id`` as its dead letter's key, or None.
-
-    The key is UTF-8 encoded, as on the valid path, so a user's dead letters
-    share a partition as the user's events do. The body failed validation, so
-    a key is returned only when it is a JSON object whose ``user_id`` is a
-    string of 1 to ``MAX_ID_LENGTH`` characters without control characters
-    and not of whitespace only, the event schema's id rule.
-    Any other body gives None, malformed or deeply nested JSON included.
-    """
-    try:
-        # pydantic-core parses JSON as validation does, so it rejects the same
-        # documents (lone surrogates included) and its strings encode to UTF-8.
-        document = pydantic_core.from_json(raw)
-    except ValueError:
-        return None
-    user_id = document.get("user_id") if isinstance(document, dict) else None
-    if not isinstance(user_id, str) or not 1 <= len(user_id) <= MAX_ID_LENGTH:
-        return None
-    if not _VALID_ID.fullmatch(user_id):
-        return None
-    if _user_id_count(raw) != 1:
-        # A repeated user_id names no user: parsers disagree on which counts.
-        return None
-    return user_id.encode()
-
-
-def _require_utf8_path(request: Request, user_id: str) -> None:
-    """Reject a path whose percent-escapes do not decode as UTF-8.
-
-    The server decodes such escapes into U+FFFD, so ``/v1/users/a%ff`` would
-    otherwise read the slates of a user whose id really is ``a\ufffd``.
-    """
-    raw_path = request.scope.get("raw_path")
-    if not isinstance(raw_path, bytes):
-        return
-    try:
-        urllib.parse.unquote_to_bytes(raw_path).decode("utf-8")
-    except UnicodeDecodeError:
-        raise RequestValidationError(
-            [
-                {
-                    "type": "value_error",
-                    "loc": ("path", "user_id"),
-                    "msg": "the path's percent-escapes are not UTF-8: encode the "
-                    "user id as UTF-8 before percent-encoding it",
-                    "input": user_id,
-                }
-            ]
-        ) from None
-
-
-def _user_id_count(raw: bytes) -> int:
-    """Return how often the top-level object of a JSON document has a user_id key."""
-    counts: list[int] = []
-
-    def count(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-        counts.append(sum(1 for key, _ in pairs if key == "user_id"))
-        return dict(pairs)
-
-    try:
-        json.loads(raw, object_pairs_hook=count)
-    except (ValueError, RecursionError):
-        return 0
-    # json calls the hook for nested objects first and the top-level one last.
-    return counts[-1] if counts else 0
