@@ -37,15 +37,16 @@ EVENT_SCHEMA_VERSION: Literal[1] = 1
 # producer bug from turning every key into a multi-kilobyte string.
 MAX_ID_LENGTH = 128
 
-# Control characters are left out: ids are joined by the unit separator
-# (0x1F) in stored lists, and NUL or line breaks in an id shown on a site
-# would be a producer's bug. Blank ids are left out too: at least one
-# character must be neither a control character nor whitespace (Unicode's
-# White_Space and the byte order mark). Python's re, pydantic's Rust engine
-# and ECMA-262 all read \uXXXX escapes, so the JSON Schema has this pattern.
-_NOT_CONTROL = r"[^\u0000-\u001f\u007f]"
+# Ids contain no control character (Unicode's Cc: C0, DEL and C1). Stored
+# lists join ids with the unit separator (0x1F), and NUL or a line break
+# (C1's NEL too) in an id shown on a site would be a producer's bug. Blank ids
+# are left out too: at least one character must be neither a control
+# character nor whitespace (Unicode's White_Space and the byte order mark).
+# Python's re, pydantic's Rust engine and ECMA-262 all read \uXXXX escapes,
+# so the JSON Schema has this pattern.
+_NOT_CONTROL = r"[^\u0000-\u001f\u007f-\u009f]"
 _NOT_BLANK = (
-    r"[^\u0000-\u0020\u007f\u0085\u00a0\u1680\u2000-\u200a\u2028\u2029"
+    r"[^\u0000-\u0020\u007f-\u009f\u00a0\u1680\u2000-\u200a\u2028\u2029"
     r"\u202f\u205f\u3000\ufeff]"
 )
 ID_PATTERN = rf"^{_NOT_CONTROL}*{_NOT_BLANK}{_NOT_CONTROL}*$"

@@ -416,6 +416,7 @@ def test_openapi_documents_413_and_422_for_event_posts() -> None:
         ("u%001", 422),
         ("u%1F1", 422),
         ("u%7F", 422),
+        ("u%C2%85", 422),
         ("u1%0A", 404),
         ("%20%20%20", 422),
         ("a%FF", 422),

@@ -273,7 +273,9 @@ def test_parse_event_never_raises_on_corrupted_bytes(cut: int, flip: int) -> Non
     assert isinstance(result, Event | Rejection)
 
 
-@pytest.mark.parametrize("item_id", ["a\x00b", "a\x1fb", "ab\n", "a\x7fb"])
+@pytest.mark.parametrize(
+    "item_id", ["a\x00b", "a\x1fb", "ab\n", "a\x7fb", "a\x85b", "a\x9fb"]
+)
 def test_id_with_control_character_is_invalid_id(item_id: str) -> None:
     rejection = parse_event(encode(item_id=item_id), now=NOW)
 
