@@ -41,6 +41,7 @@ success. Each failed request's ids and error are logged at DEBUG.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import time
@@ -89,6 +90,9 @@ _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"
 # The status that nginx logs for a client that closed the connection before
 # the response. No client reads it, so it only labels the request's metrics.
 _CLIENT_CLOSED_REQUEST = 499
+# uvicorn times out only idle keep-alive connections, so without this limit a
+# client that sends its headers and then stalls would hold a request open.
+_BODY_TIMEOUT_SECONDS = 30.0
 
 
 _EVENT_UNCONFIRMED = (
@@ -346,6 +350,12 @@ def create_app(
         status_code=202,
         response_model=EventAccepted,
         responses={
+            408: {
+                "model": Problem,
+                "description": "The request body did not arrive within "
+                f"{_BODY_TIMEOUT_SECONDS:g} s. Nothing was published; send "
+                "the event again.",
+            },
             413: {"model": EventRejected, "description": _EVENT_TOO_LARGE},
             422: {"model": EventRejected, "description": _EVENT_INVALID},
             503: {"model": Problem, "description": _EVENT_UNCONFIRMED},
@@ -364,7 +374,23 @@ def create_app(
     )
     async def post_event(request: Request) -> Any:
         try:
-            raw, size = await read_capped(request, MAX_EVENT_BYTES)
+            raw, size = await asyncio.wait_for(
+                read_capped(request, MAX_EVENT_BYTES), _BODY_TIMEOUT_SECONDS
+            )
+        except TimeoutError:
+            logger.info(
+                "event post dropped, the body did not arrive within %g s "
+                "content_length=%s",
+                _BODY_TIMEOUT_SECONDS,
+                request.headers.get("content-length"),
+            )
+            return JSONResponse(
+                status_code=408,
+                content={
+                    "detail": "the request body did not arrive within "
+                    f"{_BODY_TIMEOUT_SECONDS:g} s; send it again, whole"
+                },
+            )
         except ClientDisconnect:
             # The body is incomplete and no client waits for a response, so the
             # event is neither published nor dead-lettered.

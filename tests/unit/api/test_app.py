@@ -21,6 +21,7 @@ from schemas.deadletters import DeadLetter
 from schemas.events import MAX_ID_LENGTH, Event, EventType
 from schemas.recommendations import Slate, Surface
 from schemas.validation import MAX_EVENT_BYTES
+from services.api import app as app_module
 from services.api.app import create_app
 from services.api.settings import ApiSettings
 
@@ -585,8 +586,14 @@ def test_openapi_says_empty_slates_are_200() -> None:
     assert operation["responses"]["404"]["description"].startswith("No slate")
 
 
-def _post_then_disconnect(app: Any, partial_body: bytes) -> None:
-    """Send ``app`` the first part of an event post's body, then a disconnect."""
+def _post_partial_body(
+    app: Any, partial_body: bytes, *, is_stalled: bool = False
+) -> list[dict[str, Any]]:
+    """Send ``app`` the first part of an event post's body and nothing more.
+
+    The client then disconnects, or with ``is_stalled`` waits without end.
+    Returns the ASGI messages that the app sent.
+    """
     scope = {
         "type": "http",
         "asgi": {"version": "3.0"},
@@ -601,21 +608,43 @@ def _post_then_disconnect(app: Any, partial_body: bytes) -> None:
         "client": ("127.0.0.1", 40000),
         "server": ("127.0.0.1", 8000),
     }
-    messages = iter(
-        [
-            {"type": "http.request", "body": partial_body, "more_body": True},
-            {"type": "http.disconnect"},
-        ]
-    )
+    sent: list[dict[str, Any]] = []
+    is_first = True
 
     async def receive() -> dict[str, Any]:
-        return next(messages, {"type": "http.disconnect"})
+        nonlocal is_first
+        if is_first:
+            is_first = False
+            return {"type": "http.request", "body": partial_body, "more_body": True}
+        if is_stalled:
+            await asyncio.Event().wait()
+        return {"type": "http.disconnect"}
 
     async def send(message: dict[str, Any]) -> None:
-        # The client is gone, so the response goes nowhere.
-        pass
+        sent.append(message)
 
     asyncio.run(app(scope, receive, send))
+    return sent
+
+
+def test_stalled_body_is_408(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(app_module, "_BODY_TIMEOUT_SECONDS", 0.05)
+    producer = _RecordingProducer()
+    app = create_app(
+        ApiSettings(is_on_demand_enabled=False),
+        redis_client=_EmptyRedis(),  # type: ignore[arg-type]
+        producer=producer,  # type: ignore[arg-type]
+    )
+
+    with caplog.at_level(logging.INFO, logger="services.api.app"):
+        sent = _post_partial_body(app, b'{"event_id":', is_stalled=True)
+
+    assert sent[0]["status"] == 408
+    assert b"did not arrive within 0.05 s" in sent[1]["body"]
+    assert producer.messages == []
+    assert "body did not arrive" in caplog.text
 
 
 def test_client_disconnect_mid_body_stores_nothing(
@@ -632,7 +661,7 @@ def test_client_disconnect_mid_body_stores_nothing(
     before = REGISTRY.get_sample_value(metric, labels) or 0.0
 
     with caplog.at_level(logging.DEBUG, logger="services.api.app"):
-        _post_then_disconnect(app, b'{"event_id":')
+        _post_partial_body(app, b'{"event_id":')
 
     assert producer.messages == []
     assert REGISTRY.get_sample_value(metric, labels) == before + 1
