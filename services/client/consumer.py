@@ -3,8 +3,11 @@
 Delivery: at-least-once. A slate's offset is stored only when the caller asks
 for the next slate (or calls :meth:`SlateConsumer.mark_done`), so a slate
 the site was still rendering when the process died is read again after a
-restart. Stored offsets are committed every ``commit_every`` slates, on
-:meth:`SlateConsumer.commit` and on :meth:`SlateConsumer.close`.
+restart. Stored offsets are committed every ``commit_every`` slates without
+waiting for the broker, so a broker that is down or frozen never holds up
+the iteration. A failed commit is logged, and its offsets go with the next
+one. :meth:`SlateConsumer.commit` commits and waits, and raises on failure.
+:meth:`SlateConsumer.close` commits too, waiting at most 10 s.
 
 Ordering: slates are keyed by ``user_id``, so one user's slates arrive in the
 order they were published. Duplicates from a replayed hot-path batch carry
@@ -35,9 +38,11 @@ Example::
 from __future__ import annotations
 
 import logging
+import time
 from collections import OrderedDict
 from collections.abc import Iterator
 from types import TracebackType
+from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message
 from pydantic import ValidationError
@@ -49,6 +54,9 @@ from services.common.settings import KafkaSettings, TopicSettings
 __all__ = ["SlateConsumer"]
 
 logger = logging.getLogger(__name__)
+
+# How long close() waits for the broker to confirm the last commit.
+_CLOSE_WAIT_SECONDS = 10.0
 
 
 class SlateConsumer:
@@ -88,9 +96,8 @@ class SlateConsumer:
         if commit_every < 1:
             raise ValueError(f"commit_every={commit_every}; expected at least 1")
         self.topic = (topics or TopicSettings()).recommendations(surface.value)
-        self._consumer = Consumer(
-            consumer_config(kafka, group_id, fetch_wait_ms=fetch_wait_ms)
-        )
+        config = consumer_config(kafka, group_id, fetch_wait_ms=fetch_wait_ms)
+        self._consumer = Consumer({**config, "on_commit": self._on_commit})
         self._consumer.subscribe([self.topic])
         self._commit_every = commit_every
         self._dedupe_size = dedupe_size
@@ -99,6 +106,7 @@ class SlateConsumer:
         self._pending: Message | None = None
         self._uncommitted = 0
         self._is_closed = False
+        self._commits_in_flight = 0
 
     def __enter__(self) -> SlateConsumer:
         return self
@@ -149,39 +157,96 @@ class SlateConsumer:
         self._consumer.store_offsets(message=message)
         self._uncommitted += 1
         if self._uncommitted >= self._commit_every:
-            self.commit()
+            self._commit_in_background()
 
     def commit(self) -> None:
-        """Commit the stored offsets synchronously."""
+        """Commit the stored offsets and wait for the broker to confirm them.
+
+        Raises:
+            confluent_kafka.KafkaException: the broker did not take the commit,
+                for example because the group moved the partitions to another
+                member.
+        """
         if self._uncommitted == 0:
             return
+        self._uncommitted = 0
         try:
             self._consumer.commit(asynchronous=False)
-        except KafkaException:
-            logger.exception("slate offset commit failed topic=%s", self.topic)
-            raise
-        self._uncommitted = 0
+        except KafkaException as exc:
+            if not _is_nothing_stored(exc.args[0]):
+                self._uncommitted = 1
+                raise
 
     def close(self) -> None:
-        """Commit what is done and leave the group."""
+        """Commit what is done, waiting at most 10 s, and leave the group.
+
+        Never raises for the commit. When the broker does not confirm it in
+        time, the consumer is left open, because librdkafka's close would wait
+        for the commit too; the group then drops the member after its session
+        timeout, and the slates since the last commit are read again.
+        """
         if self._is_closed:
             return
         self._is_closed = True
+        if self._uncommitted:
+            self._commit_in_background()
+        deadline = time.monotonic() + _CLOSE_WAIT_SECONDS
+        while self._commits_in_flight and time.monotonic() < deadline:
+            # Polling serves the commit reports. A slate it returns has no
+            # stored offset, so it is read again later.
+            self._consumer.poll(0.1)
+        if self._commits_in_flight:
+            logger.warning(
+                "slate offsets not committed on close: the broker did not respond "
+                "within %g s, so the consumer is left open and the slates since "
+                "the last commit will be read again topic=%s",
+                _CLOSE_WAIT_SECONDS,
+                self.topic,
+            )
+            return
+        self._consumer.close()
+
+    def _commit_in_background(self) -> None:
+        """Commit the stored offsets without waiting for the broker to confirm."""
         try:
-            self.commit()
-        finally:
-            self._consumer.close()
+            self._consumer.commit(asynchronous=True)
+        except KafkaException as exc:
+            if not _is_nothing_stored(exc.args[0]):
+                self._log_commit_failure(exc.args[0])
+            return
+        self._commits_in_flight += 1
+        self._uncommitted = 0
+
+    def _on_commit(self, error: KafkaError | None, partitions: list[Any]) -> None:
+        self._commits_in_flight = max(0, self._commits_in_flight - 1)
+        if error is not None and not _is_nothing_stored(error):
+            self._log_commit_failure(error)
+
+    def _log_commit_failure(self, error: KafkaError) -> None:
+        # The offsets stay stored, so the next commit carries them, the one on
+        # close included.
+        self._uncommitted = max(self._uncommitted, 1)
+        logger.warning(
+            "slate offset commit failed, retried with the next one topic=%s error=%s",
+            self.topic,
+            error,
+        )
 
     def _decode(self, message: Message) -> Slate | None:
         try:
             return Slate.model_validate_json(message.value() or b"")
         except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(part) for part in first["loc"]) or "message"
             logger.warning(
-                "invalid slate skipped topic=%s partition=%s offset=%s errors=%d",
+                "invalid slate skipped topic=%s partition=%s offset=%s errors=%d "
+                "first=%s: %s",
                 message.topic(),
                 message.partition(),
                 message.offset(),
                 exc.error_count(),
+                where,
+                first["msg"],
             )
             return None
 
@@ -194,6 +259,11 @@ class SlateConsumer:
         if len(self._seen) > self._dedupe_size:
             self._seen.popitem(last=False)
         return False
+
+
+def _is_nothing_stored(error: KafkaError) -> bool:
+    """Return whether a commit failed only because no offset was stored."""
+    return error.code() == KafkaError._NO_OFFSET
 
 
 def _surface(value: Surface | str) -> Surface:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import signal
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -13,6 +16,8 @@ from schemas.recommendations import Slate, SlateItem, Surface
 from services.client.consumer import SlateConsumer
 from services.common.kafka import TopicSpec, create_topics, producer_config
 from services.common.settings import KafkaSettings, TopicSettings
+from services.infra import find_free_port
+from services.infra.processes import LocalServer, start_broker
 
 pytestmark = pytest.mark.integration
 
@@ -154,3 +159,36 @@ def test_readme_slate_example_renders_published_slate(
     exec(compile(example, "README.md", "exec"), namespace)
 
     assert rendered == [("u1", ["i1"])]
+
+
+@pytest.fixture
+def own_broker(tmp_path: Path) -> Iterator[LocalServer]:
+    """A broker of this test's own, which the test kills."""
+    server = start_broker(tmp_path / "broker", find_free_port())
+    yield server
+    server.stop()
+
+
+def test_slate_consumer_outlives_its_broker(
+    own_broker: LocalServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    kafka = KafkaSettings(bootstrap=own_broker.address)
+    topics = TopicSettings(recommendations_prefix="recommendations")
+    topic = topics.recommendations(Surface.PRODUCTS.value)
+    create_topics(kafka, [TopicSpec(topic, 1)])
+    _publish(kafka, topic, [_slate(n).model_dump_json().encode() for n in (1, 2, 3)])
+    consumer = SlateConsumer(
+        kafka, Surface.PRODUCTS, "site", topics=topics, commit_every=1
+    )
+    first = _take(consumer, 2)
+    pid = own_broker.pid()
+    assert pid is not None
+
+    os.kill(pid, signal.SIGKILL)
+    # Each poll marks the slate before it done, whose commit now fails.
+    after = [consumer.poll(0.2) for _ in range(10)]
+    consumer.close()
+
+    assert [slate.recommendation_id for slate in first] == ["r1", "r2"]
+    assert [slate.recommendation_id for slate in after if slate] in ([], ["r3"])
+    assert "slate offset" in caplog.text
