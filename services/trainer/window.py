@@ -73,6 +73,8 @@ class ExampleWindow:
             self._examples.popitem(last=False)
         if len(self._by_time) > 2 * self._max_examples:
             self._rebuild_heap()
+        # Set on every add, so the gauge is right between refreshes too.
+        WINDOW_EXAMPLES.set(len(self._examples))
 
     def snapshot(self) -> list[TrainingExample]:
         """Return the examples in the window, oldest first."""

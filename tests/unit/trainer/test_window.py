@@ -65,6 +65,12 @@ def test_window_drops_duplicate_event_ids(
     assert len(window) == 1
 
 
+def test_window_gauge_follows_adds(replay_window: ExampleWindow) -> None:
+    gauge = REGISTRY.get_sample_value("cartwheel_trainer_window_examples")
+
+    assert gauge == len(replay_window) == 50
+
+
 def test_window_expires_examples_older_than_span(
     window_examples: list[TrainingExample],
 ) -> None:
