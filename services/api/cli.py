@@ -24,7 +24,7 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
             "CARTWHEEL_KAFKA_* and CARTWHEEL_REDIS_* variables."
         ),
     )
-    actions = api.add_subparsers(dest="api_command", required=True)
+    actions = api.add_subparsers(dest="api_command", required=True, metavar="COMMAND")
     serve_parser = actions.add_parser(
         "serve",
         help="listen until interrupted; the OpenAPI document is at /openapi.json",

@@ -19,7 +19,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         description="The catalog consumer. Settings come from CARTWHEEL_FEATURES_*, "
         "CARTWHEEL_KAFKA_*, CARTWHEEL_REDIS_* and CARTWHEEL_TOPIC_* variables.",
     )
-    commands = parser.add_subparsers(dest="catalog_command", required=True)
+    commands = parser.add_subparsers(
+        dest="catalog_command", required=True, metavar="COMMAND"
+    )
     run_parser = commands.add_parser(
         "run",
         help="run the catalog consumer until interrupted",

@@ -30,7 +30,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         "Settings come from CARTWHEEL_FEEDBACK_*, CARTWHEEL_KAFKA_*, "
         "CARTWHEEL_REDIS_* and CARTWHEEL_TOPIC_* variables.",
     )
-    commands = parser.add_subparsers(dest="feedback_command", required=True)
+    commands = parser.add_subparsers(
+        dest="feedback_command", required=True, metavar="COMMAND"
+    )
 
     run_parser = commands.add_parser(
         "run",

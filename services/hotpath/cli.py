@@ -20,7 +20,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         "CARTWHEEL_SCORER_* (candidates, ranking, rules and surfaces). "
         "'cartwheel config' lists them all.",
     )
-    commands = parser.add_subparsers(dest="hotpath_command", required=True)
+    commands = parser.add_subparsers(
+        dest="hotpath_command", required=True, metavar="COMMAND"
+    )
     run_parser = commands.add_parser(
         "run",
         help="run the hot-path consumer until interrupted",

@@ -45,7 +45,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
             "command, and none is started."
         ),
     )
-    actions = infra.add_subparsers(dest="infra_command", required=True)
+    actions = infra.add_subparsers(
+        dest="infra_command", required=True, metavar="COMMAND"
+    )
     up = actions.add_parser(
         "up", help="start what is not running and wait until both servers respond"
     )
@@ -100,7 +102,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
             "(CARTWHEEL_TOPIC_PARTITIONS, default 6)."
         ),
     )
-    topic_actions = topics.add_subparsers(dest="topics_command", required=True)
+    topic_actions = topics.add_subparsers(
+        dest="topics_command", required=True, metavar="COMMAND"
+    )
     create = topic_actions.add_parser(
         "create",
         help="create every Cartwheel topic that is missing; existing ones are "

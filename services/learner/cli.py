@@ -30,7 +30,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         description="Tools for the online-learning stage. Settings come from "
         "CARTWHEEL_LEARNER_* and CARTWHEEL_REDIS_* variables.",
     )
-    commands = parser.add_subparsers(dest="learner_command", required=True)
+    commands = parser.add_subparsers(
+        dest="learner_command", required=True, metavar="COMMAND"
+    )
 
     evaluate = commands.add_parser(
         "evaluate",

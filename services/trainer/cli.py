@@ -29,7 +29,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         description="The ranker's trainer. Settings come from CARTWHEEL_TRAINER_*, "
         "CARTWHEEL_KAFKA_*, CARTWHEEL_REDIS_* and CARTWHEEL_TOPIC_* variables.",
     )
-    commands = parser.add_subparsers(dest="trainer_command", required=True)
+    commands = parser.add_subparsers(
+        dest="trainer_command", required=True, metavar="COMMAND"
+    )
     run_parser = commands.add_parser(
         "run",
         help="read training examples and refresh the ranker until interrupted",

@@ -64,6 +64,19 @@ def test_unknown_argument_shows_command_usage(
     assert f"error: unrecognized arguments: {argv[-1]}" in error
 
 
+def test_missing_command_names_no_internal_field(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with pytest.raises(SystemExit) as stopped:
+        main(["infra", "--bogus"])
+
+    error = capsys.readouterr().err
+    assert stopped.value.code == 2
+    assert error.startswith("usage: cartwheel infra [-h] COMMAND ...")
+    assert "the following arguments are required: COMMAND" in error
+    assert "infra_command" not in error
+
+
 def test_demo_rejects_dataset_without_events() -> None:
     with pytest.raises(SystemExit) as stopped:
         main(["demo", "--dataset", "olist"])
