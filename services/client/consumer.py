@@ -180,10 +180,11 @@ class SlateConsumer:
     def close(self) -> None:
         """Commit what is done, waiting at most 10 s, and leave the group.
 
-        Never raises for the commit. When the broker does not confirm it in
-        time, the consumer is left open, because librdkafka's close would wait
-        for the commit too; the group then drops the member after its session
-        timeout, and the slates since the last commit are read again.
+        A failed commit is logged, not raised. When the broker does not
+        confirm the commit in time, the consumer is left open, because
+        librdkafka's close would wait for it too. The group then drops the
+        member after its session timeout, and the slates since the last commit
+        are read again.
         """
         if self._is_closed:
             return

@@ -7,11 +7,11 @@ from pydantic import BaseModel, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from services.api.settings import ApiSettings
-from services.common.errors import InvalidSettingsError
 from services.common.setting_json import RepeatedKey, repeated_json_keys
 from services.common.settings import load_settings
 from services.hotpath.settings import HotPathSettings
 from services.scorer.settings import ScorerSettings
+from tests.unit.common.test_settings import setting_error
 
 _EXPECTED = "expected each key once, because readers disagree on which value counts"
 
@@ -35,23 +35,11 @@ class _CaseSensitiveSettings(BaseSettings):
     limits: _Limits = Field(default_factory=_Limits)
 
 
-def _setting_error(
-    monkeypatch: pytest.MonkeyPatch,
-    settings_class: type[BaseSettings],
-    variable: str,
-    value: str,
-) -> str:
-    monkeypatch.setenv(variable, value)
-    with pytest.raises(InvalidSettingsError) as caught:
-        load_settings(settings_class)
-    return str(caught.value)
-
-
 def test_repeated_block_key_is_rejected(monkeypatch: pytest.MonkeyPatch) -> None:
     value = '{"click": 1, "click": 2}'
 
-    message = _setting_error(
-        monkeypatch, ScorerSettings, "CARTWHEEL_SCORER_WEIGHTS", value
+    message = setting_error(
+        monkeypatch, ScorerSettings, {"CARTWHEEL_SCORER_WEIGHTS": value}
     )
 
     assert message == (
@@ -65,8 +53,8 @@ def test_block_keys_differing_in_case_are_rejected(
 ) -> None:
     value = '{"click": 1, "CLICK": 3}'
 
-    message = _setting_error(
-        monkeypatch, ScorerSettings, "CARTWHEEL_SCORER_WEIGHTS", value
+    message = setting_error(
+        monkeypatch, ScorerSettings, {"CARTWHEEL_SCORER_WEIGHTS": value}
     )
 
     assert message == (
@@ -81,8 +69,8 @@ def test_key_given_three_times_is_named_once(
 ) -> None:
     value = '{"click": 1, "click": 2, "CLICK": 3}'
 
-    message = _setting_error(
-        monkeypatch, ScorerSettings, "CARTWHEEL_SCORER_WEIGHTS", value
+    message = setting_error(
+        monkeypatch, ScorerSettings, {"CARTWHEEL_SCORER_WEIGHTS": value}
     )
 
     assert message.startswith(f"invalid setting CARTWHEEL_SCORER_WEIGHTS={value!r}: ")
@@ -95,7 +83,7 @@ def test_repeated_key_of_nested_block_names_path(
 ) -> None:
     value = '{"weights": {"click": 1, "Click": 2}}'
 
-    message = _setting_error(monkeypatch, ApiSettings, "CARTWHEEL_API_SCORER", value)
+    message = setting_error(monkeypatch, ApiSettings, {"CARTWHEEL_API_SCORER": value})
 
     assert message == (
         f"invalid setting CARTWHEEL_API_SCORER={value!r}: the keys "
@@ -109,7 +97,7 @@ def test_repeated_nested_block_key_is_rejected(
 ) -> None:
     value = '{"weights": {"click": 1}, "WEIGHTS": {"cart_add": 1}}'
 
-    message = _setting_error(monkeypatch, ApiSettings, "CARTWHEEL_API_SCORER", value)
+    message = setting_error(monkeypatch, ApiSettings, {"CARTWHEEL_API_SCORER": value})
 
     assert 'the keys "weights" and "WEIGHTS" name the same setting' in message
 
@@ -119,8 +107,8 @@ def test_repeated_key_inside_list_is_rejected(
 ) -> None:
     value = '["a:b", {"x": 1, "x": 2}]'
 
-    message = _setting_error(
-        monkeypatch, HotPathSettings, "CARTWHEEL_HOTPATH_STAGES", value
+    message = setting_error(
+        monkeypatch, HotPathSettings, {"CARTWHEEL_HOTPATH_STAGES": value}
     )
 
     assert (
@@ -150,9 +138,8 @@ def test_dict_keys_differing_in_case_are_kept(
 
 
 def test_repeated_dict_key_is_rejected(monkeypatch: pytest.MonkeyPatch) -> None:
-    message = _setting_error(
-        monkeypatch, _LabelledSettings, "CARTWHEEL_TESTJSON_LABELS", '{"a": 1, "a": 2}'
-    )
+    labels = {"CARTWHEEL_TESTJSON_LABELS": '{"a": 1, "a": 2}'}
+    message = setting_error(monkeypatch, _LabelledSettings, labels)
 
     assert 'the key "a" appears more than once in one object' in message
 
@@ -190,7 +177,7 @@ def test_repeated_secret_key_is_masked(monkeypatch: pytest.MonkeyPatch) -> None:
         '"URL": "redis://u:hunter2@127.0.0.1:2/0"}'
     )
 
-    message = _setting_error(monkeypatch, ApiSettings, "CARTWHEEL_API_REDIS", value)
+    message = setting_error(monkeypatch, ApiSettings, {"CARTWHEEL_API_REDIS": value})
 
     assert "hunter2" not in message
     assert 'the keys "url" and "URL" name the same setting' in message
