@@ -28,6 +28,13 @@ into a fixed number of buckets per field, so memory is fixed at creation:
 values. The price is collisions once ids outnumber buckets. A batch of pairs is
 scored and learned with a few vectorized operations.
 
+Each id gets a 64-bit hash of its own, and a pair's bucket is mixed from its
+user's and its item's hashes with integer arithmetic over the whole batch.
+Hashing the joined ids as one string instead cost a cache miss per pair, which
+was most of the time scoring spent in this model. How pairs are bucketed is
+versioned, and a checkpoint holding a model that bucketed pairs another way is
+rejected (see :data:`PAIR_HASHING`).
+
 Learning is mini-batch SGD: :meth:`AffinityModel.learn_many` computes every
 pair's gradient from the parameters as they were before the call, then adds
 them up (pairs sharing a bucket add their gradients).
@@ -40,25 +47,67 @@ import hashlib
 from collections import deque
 from collections.abc import Sequence
 from datetime import datetime
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 
+from models.errors import CheckpointFormatError
 from models.online.base import OnlineExample, OnlineModel
 
-__all__ = ["AffinityModel"]
+__all__ = ["PAIR_HASHING", "AffinityModel"]
+
+PAIR_HASHING = 2
+"""Version of the way (user, item) pairs are mapped to pair buckets.
+
+It is saved with every model. A model saved with another version is not
+loaded: its pair biases would be read from other buckets. Version 1 hashed the
+joined ids as one string; version 2 mixes the two ids' hashes. User and item
+buckets are the same in both.
+"""
 
 # Logits are clipped before the sigmoid so exp() never overflows.
 _MAX_LOGIT = 30.0
 
+# splitmix64's increment and finalizer multipliers (Steele, Lea and Flood).
+_GOLDEN_GAMMA = np.uint64(0x9E3779B97F4A7C15)
+_MIX_1 = np.uint64(0xBF58476D1CE4E5B9)
+_MIX_2 = np.uint64(0x94D049BB133111EB)
+
 
 @functools.lru_cache(maxsize=1 << 16)
-def _bucket(value: str, buckets: int) -> int:
-    # blake2b, unlike hash(), gives the same bucket in every process, which a
+def _id_hash(value: str) -> int:
+    # blake2b, unlike hash(), gives the same value in every process, which a
     # restored checkpoint relies on. The cache skips rehashing the ids of
     # active users and candidate items.
     digest = hashlib.blake2b(value.encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "little") % buckets
+    return int.from_bytes(digest, "little")
+
+
+def _id_hashes(ids: Sequence[str]) -> np.ndarray:
+    """Return the 64-bit hash of each id as a (N,) uint64 array."""
+    return np.fromiter(map(_id_hash, ids), dtype=np.uint64, count=len(ids))
+
+
+def _buckets(hashes: np.ndarray, count: int) -> np.ndarray:
+    """Return ``hashes % count`` as (N,) indexes."""
+    if count & (count - 1) == 0:
+        # A mask gives the same buckets as the modulo, several times faster.
+        return (hashes & np.uint64(count - 1)).astype(np.intp)
+    return (hashes % np.uint64(count)).astype(np.intp)
+
+
+def _pair_hashes(user_hashes: np.ndarray, item_hashes: np.ndarray) -> np.ndarray:
+    """Mix each user's and item's uint64 hashes into one hash per pair."""
+    # Multiplying the user's hash first makes (a, b) and (b, a) differ; the
+    # splitmix64 finalizer then spreads every input bit over the whole result.
+    # uint64 arithmetic wraps around, as the finalizer expects.
+    mixed: np.ndarray = user_hashes * _GOLDEN_GAMMA + item_hashes
+    mixed ^= mixed >> np.uint64(30)
+    mixed *= _MIX_1
+    mixed ^= mixed >> np.uint64(27)
+    mixed *= _MIX_2
+    mixed ^= mixed >> np.uint64(31)
+    return mixed
 
 
 # LIMITATION(L-32): on the REES46 sample this model reaches a prequential AUC
@@ -113,6 +162,7 @@ class AffinityModel(OnlineModel):
         self.learning_rate = learning_rate
         self.l2 = l2
         self.negatives = negatives
+        self.pair_hashing = PAIR_HASHING
         self._recent_items: deque[str] = deque(maxlen=recent_items)
         self._recent_item_set: set[str] = set()
 
@@ -129,6 +179,18 @@ class AffinityModel(OnlineModel):
             0.0, scale, (item_buckets, n_factors)
         ).astype(np.float32)
 
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        # Models saved before the version was recorded hashed pairs as version 1.
+        version = state.get("pair_hashing", 1)
+        if version != PAIR_HASHING:
+            raise CheckpointFormatError(
+                f"affinity model {state.get('model_version')!r} maps (user, item) "
+                f"pairs to buckets with pair hashing version {version!r}, and this "
+                f"version of Cartwheel reads only version {PAIR_HASHING}, because "
+                "its pair biases cannot be moved to the new buckets"
+            )
+        self.__dict__.update(state)
+
     @property
     def n_parameters(self) -> int:
         """Number of parameters; fixed at creation, whatever ids arrive."""
@@ -142,36 +204,19 @@ class AffinityModel(OnlineModel):
         return 1 + sum(array.size for array in arrays)
 
     def _indexes(self, examples: Sequence[OnlineExample]) -> _Indexes:
-        return self._pair_indexes(
-            [example.user_id for example in examples],
-            [example.item_id for example in examples],
+        return self._hash_indexes(
+            _id_hashes([example.user_id for example in examples]),
+            _id_hashes([example.item_id for example in examples]),
         )
 
-    def _pair_indexes(
-        self, user_ids: Sequence[str], item_ids: Sequence[str]
+    def _hash_indexes(
+        self, user_hashes: np.ndarray, item_hashes: np.ndarray
     ) -> _Indexes:
-        count = len(user_ids)
-        user_buckets, item_buckets = self.user_buckets, self.item_buckets
-        pair_buckets = len(self.pair_bias)
+        pair_hashes = _pair_hashes(user_hashes, item_hashes)
         return _Indexes(
-            users=np.fromiter(
-                (_bucket(user_id, user_buckets) for user_id in user_ids),
-                dtype=np.int64,
-                count=count,
-            ),
-            items=np.fromiter(
-                (_bucket(item_id, item_buckets) for item_id in item_ids),
-                dtype=np.int64,
-                count=count,
-            ),
-            pairs=np.fromiter(
-                (
-                    _bucket(f"{user_id}\x1f{item_id}", pair_buckets)
-                    for user_id, item_id in zip(user_ids, item_ids, strict=True)
-                ),
-                dtype=np.int64,
-                count=count,
-            ),
+            users=_buckets(user_hashes, self.user_buckets),
+            items=_buckets(item_hashes, self.item_buckets),
+            pairs=_buckets(pair_hashes, len(self.pair_bias)),
         )
 
     def _probs(self, index: _Indexes) -> np.ndarray:
@@ -201,18 +246,35 @@ class AffinityModel(OnlineModel):
         return [float(prob) for prob in self._probs(self._indexes(examples))]
 
     def predict_pairs(
-        self, user_ids: Sequence[str], item_ids: Sequence[str]
+        self,
+        user_ids: Sequence[str],
+        item_ids: Sequence[str],
+        counts: Sequence[int] | None = None,
     ) -> np.ndarray:
         """Return the affinity of each (user, item) pair as a (N,) array.
 
         Equals :meth:`predict_proba_many` without building an example per pair.
+
+        Args:
+            user_ids: the user of each pair, or with ``counts`` each user once
+                for a run of consecutive pairs, such as a user's candidates.
+            item_ids: the item of each pair.
+            counts: the number of pairs in each user's run; one each when None.
         """
-        if len(user_ids) != len(item_ids):
+        user_hashes = _id_hashes(user_ids)
+        if counts is not None:
+            if len(counts) != len(user_ids):
+                raise ValueError(
+                    f"got {len(counts)} counts for {len(user_ids)} user ids; "
+                    "expected one count per user"
+                )
+            user_hashes = np.repeat(user_hashes, counts)
+        if len(user_hashes) != len(item_ids):
             raise ValueError(
-                f"got {len(user_ids)} user ids and {len(item_ids)} item ids; "
-                "expected one user per item"
+                f"got {len(user_hashes)} pairs' users and {len(item_ids)} item "
+                "ids; expected one user per item"
             )
-        return self._probs(self._pair_indexes(user_ids, item_ids))
+        return self._probs(self._hash_indexes(user_hashes, _id_hashes(item_ids)))
 
     def learn_one(self, example: OnlineExample, label: bool) -> None:
         """Learn one (user, item) pair as a positive or a negative."""

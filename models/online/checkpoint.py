@@ -159,9 +159,16 @@ def load_checkpoint(
         raise _tag_mismatch(source, mode, key_setting)
     try:
         return _AllowListUnpickler(io.BytesIO(payload)).load()
-    except (pickle.UnpicklingError, AttributeError, ImportError, EOFError) as exc:
+    except (
+        pickle.UnpicklingError,
+        AttributeError,
+        ImportError,
+        EOFError,
+        CheckpointFormatError,
+    ) as exc:
         # The tag matched, so the bytes are ours; the classes they name have
-        # changed since they were written (an upgrade between save and load).
+        # changed since they were written (an upgrade between save and load),
+        # or a model refused state saved in an older layout.
         raise CheckpointFormatError(
             f"{source} was written by an incompatible version of the models ({exc})"
         ) from exc

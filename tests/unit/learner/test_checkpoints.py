@@ -45,3 +45,20 @@ def test_restore_evaluators_strict_raises_on_foreign_state(tmp_path: Path) -> No
 
     with pytest.raises(ModelStateError, match="cartwheel-learner-v1"):
         restore_evaluators(path, b"key", strict=True)
+
+
+def test_restore_evaluators_rejects_affinity_model_with_older_pair_hashing(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "learner.ckpt"
+    model = AffinityModel(user_buckets=8, item_buckets=8)
+    # Checkpoints written before pair hashing was versioned lack the attribute.
+    del model.pair_hashing
+    save_evaluators(path, {"affinity": PrequentialEvaluator(model)}, b"key")
+
+    with caplog.at_level(logging.WARNING, logger="services.learner.checkpoints"):
+        restored = restore_evaluators(path, b"key", expected_names=["affinity"])
+
+    assert restored is None
+    assert "checkpoint rejected, starting fresh" in caplog.text
+    assert "pair hashing version 1" in caplog.text

@@ -2,9 +2,12 @@ from __future__ import annotations
 
 import pickle
 
+import numpy as np
 import pytest
 
+from models.errors import CheckpointFormatError
 from models.online import AffinityModel, OnlineExample
+from models.online.affinity import PAIR_HASHING
 
 
 def test_affinity_memory_stays_fixed_when_ids_grow() -> None:
@@ -82,3 +85,89 @@ def test_predict_pairs_equals_scoring_examples() -> None:
         [OnlineExample(user, item) for user, item in zip(users, items, strict=True)]
     )
     assert pairs.tolist() == pytest.approx(expected, rel=1e-7)
+
+
+def test_predict_pairs_with_counts_equals_one_user_per_pair() -> None:
+    model = AffinityModel(user_buckets=64, item_buckets=64, pair_buckets=256)
+    model.learn_many(
+        [OnlineExample("u1", "i1"), OnlineExample("u2", "i2")], [True, False]
+    )
+    items = ["i1", "i2", "i3", "i2"]
+
+    grouped = model.predict_pairs(["u1", "u2"], items, counts=[3, 1])
+
+    expected = model.predict_pairs(["u1", "u1", "u1", "u2"], items)
+    np.testing.assert_array_equal(grouped, expected)
+
+
+def test_predict_pairs_rejects_counts_without_one_per_user() -> None:
+    model = AffinityModel(user_buckets=8, item_buckets=8, pair_buckets=16)
+
+    with pytest.raises(ValueError, match="got 1 counts for 2 user ids"):
+        model.predict_pairs(["u1", "u2"], ["i1", "i2"], counts=[2])
+
+
+def _pair_buckets(
+    model: AffinityModel, user_ids: list[str], item_ids: list[str]
+) -> np.ndarray:
+    examples = [
+        OnlineExample(user, item) for user, item in zip(user_ids, item_ids, strict=True)
+    ]
+    return model._indexes(examples).pairs
+
+
+def test_pair_buckets_spread_like_uniform_draws() -> None:
+    model = AffinityModel(user_buckets=8, item_buckets=8, pair_buckets=1024)
+    users = [f"user-{index}" for index in range(300) for _ in range(300)]
+    items = [f"item-{index}" for _ in range(300) for index in range(300)]
+
+    counts = np.bincount(_pair_buckets(model, users, items), minlength=1024)
+
+    # 90,000 uniform draws into 1,024 buckets: Poisson counts, variance = mean.
+    mean = counts.mean()
+    assert counts.min() > 0
+    assert 0.9 < counts.var() / mean < 1.1
+
+
+def test_pair_buckets_differ_when_user_and_item_ids_swap() -> None:
+    model = AffinityModel(user_buckets=8, item_buckets=8, pair_buckets=1 << 18)
+    firsts = [f"id-{index}" for index in range(5000)]
+    seconds = [f"id-{index + 5000}" for index in range(5000)]
+
+    forward = _pair_buckets(model, firsts, seconds)
+    swapped = _pair_buckets(model, seconds, firsts)
+
+    # Chance alone puts about 5000 / 2**18 swapped pairs in the same bucket.
+    assert np.count_nonzero(forward == swapped) <= 2
+
+
+def test_pair_hashing_maps_known_pairs_to_fixed_buckets() -> None:
+    # Checkpoints rely on these buckets. A change here must come with a new
+    # PAIR_HASHING version.
+    model = AffinityModel()
+
+    index = model._indexes(
+        [OnlineExample("user-1", "item-1"), OnlineExample("item-1", "user-1")]
+    )
+
+    assert PAIR_HASHING == 2
+    assert index.users.tolist() == [11418, 27620]
+    assert index.pairs.tolist() == [117502, 202124]
+
+
+def test_affinity_model_refuses_state_saved_with_older_pair_hashing() -> None:
+    model = AffinityModel(user_buckets=8, item_buckets=8, pair_buckets=16)
+    # Models saved before the version was recorded have no such attribute.
+    del model.pair_hashing
+    data = pickle.dumps(model)
+
+    with pytest.raises(CheckpointFormatError, match="pair hashing version 1"):
+        pickle.loads(data)
+
+
+def test_affinity_model_keeps_pair_hashing_through_pickle() -> None:
+    model = AffinityModel(user_buckets=8, item_buckets=8, pair_buckets=16)
+
+    restored = pickle.loads(pickle.dumps(model))
+
+    assert restored.pair_hashing == PAIR_HASHING
