@@ -69,7 +69,10 @@ def _build_classifier(
 
 def squash_matrix(raw: np.ndarray) -> np.ndarray:
     """Apply sign(x) * log1p(|x|) elementwise, as :func:`squash_features` does."""
-    return np.asarray(np.sign(raw) * np.log1p(np.abs(raw)))
+    squashed = np.abs(np.asarray(raw, dtype=np.float64))
+    np.log1p(squashed, out=squashed)
+    np.copysign(squashed, raw, out=squashed)
+    return squashed
 
 
 class ConversionModel(OnlineModel):
@@ -170,10 +173,10 @@ class ConversionModel(OnlineModel):
             return np.array(super().predict_proba_many(examples))
         means, scales, weights, intercept = self._linear_parameters(names)
         squashed = raw if is_squashed else squash_matrix(raw)
+        scaled = squashed - means
+        scaled *= scales
         # Absent and non-finite features contribute nothing, as in the pipeline.
-        scaled = np.nan_to_num(
-            (squashed - means) * scales, nan=0.0, posinf=0.0, neginf=0.0
-        )
+        np.copyto(scaled, 0.0, where=~np.isfinite(scaled))
         logits = scaled @ weights + intercept
         # Beyond |500| the probability is 0 or 1 in float64 anyway; the clip
         # only keeps np.exp from overflowing.

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import operator
 from collections.abc import Mapping, Sequence
+from typing import NamedTuple
 
 import numpy as np
 
@@ -97,12 +98,19 @@ def signal_matrix(
     Raises:
         TypeError: a model of :data:`SIGNAL_MODELS` has another type.
     """
-    total = sum(len(candidates) for _, _, candidates in requests)
+    rows = _feature_rows(requests)
+    total = len(rows.item_ids)
     if total == 0:
         return np.zeros((0, len(SIGNAL_NAMES)))
-    raw, users, items = _raw_rows(requests, total)
-
-    squashed = squash_matrix(raw)
+    # A user's features repeat on each of their candidates, so they are
+    # squashed once per user; the raw matrix is built only for the fm learner.
+    counts = rows.counts
+    squashed = np.hstack(
+        (
+            np.repeat(squash_matrix(rows.user_features), counts, axis=0),
+            squash_matrix(rows.item_features),
+        )
+    )
     signals = np.empty((total, len(SIGNAL_NAMES)), dtype=np.float64)
     for column, task in enumerate(SIGNAL_MODELS[:2]):
         model = evaluators[task].model
@@ -112,6 +120,9 @@ def signal_matrix(
                 "expected ConversionModel"
             )
         if model.learner == "fm":
+            raw = np.hstack(
+                (np.repeat(rows.user_features, counts, axis=0), rows.item_features)
+            )
             signals[:, column] = model.predict_proba_matrix(_SIGNAL_COLUMNS, raw)
         else:
             signals[:, column] = model.predict_proba_matrix(
@@ -123,34 +134,58 @@ def signal_matrix(
             f"the {AFFINITY_MODEL} model has type {type(affinity).__name__}; "
             "expected AffinityModel"
         )
-    signals[:, 2] = affinity.predict_pairs(users, items)
+    signals[:, 2] = affinity.predict_pairs(rows.user_ids, rows.item_ids, counts)
     return signals
 
 
-def _raw_rows(
-    requests: Requests, total: int
-) -> tuple[np.ndarray, list[str], list[str]]:
-    """Return the (N, F) user and item feature rows, and each row's user and item."""
-    raw = np.empty((total, len(_SIGNAL_COLUMNS)), dtype=np.float64)
-    user_width = len(USER_FEATURES)
-    users: list[str] = []
-    items: list[str] = []
-    row = 0
+class _FeatureRows(NamedTuple):
+    """The features of every candidate of a batch, user features kept per user.
+
+    R counts the users with at least one candidate, N all their candidates.
+    """
+
+    user_ids: list[str]
+    """(R,) the users, in request order."""
+    counts: list[int]
+    """(R,) each user's number of candidates."""
+    user_features: np.ndarray
+    """(R, len(USER_FEATURES)) each user's features."""
+    item_ids: list[str]
+    """(N,) every candidate, grouped by user."""
+    item_features: np.ndarray
+    """(N, len(CANDIDATE_FEATURES)) every candidate's item and pair features."""
+
+
+def _feature_rows(requests: Requests) -> _FeatureRows:
+    user_ids: list[str] = []
+    counts: list[int] = []
+    user_rows: list[list[float]] = []
+    item_ids: list[str] = []
+    item_blocks: list[np.ndarray] = []
     for user_id, user_features, candidates in requests:
-        count = len(candidates)
-        if count == 0:
+        if len(candidates) == 0:
             continue
-        raw[row : row + count, :user_width] = [
-            user_features.get(name, np.nan) for name in USER_FEATURES
-        ]
+        user_ids.append(user_id)
+        counts.append(len(candidates))
+        user_rows.append([user_features.get(name, np.nan) for name in USER_FEATURES])
         if isinstance(candidates, CandidateMatrix):
-            raw[row : row + count, user_width:] = candidates.array
-            items += candidates.item_ids
+            item_blocks.append(candidates.array)
+            item_ids += candidates.item_ids
         else:
-            raw[row : row + count, user_width:] = [
-                _item_row(features) for _, features in candidates
-            ]
-            items += [item_id for item_id, _ in candidates]
-        users += [user_id] * count
-        row += count
-    return raw, users, items
+            item_blocks.append(
+                np.array([_item_row(features) for _, features in candidates])
+            )
+            item_ids += [item_id for item_id, _ in candidates]
+    return _FeatureRows(
+        user_ids=user_ids,
+        counts=counts,
+        user_features=np.array(user_rows, dtype=np.float64).reshape(
+            len(user_rows), len(USER_FEATURES)
+        ),
+        item_ids=item_ids,
+        item_features=(
+            np.concatenate(item_blocks, dtype=np.float64)
+            if item_blocks
+            else np.empty((0, len(_ITEM_COLUMNS)))
+        ),
+    )

@@ -2,10 +2,12 @@ from __future__ import annotations
 
 import random
 
+import numpy as np
 import pytest
 
 from models.online import ConversionModel, OnlineExample
 from models.online.base import squash_features
+from models.online.conversion import squash_matrix
 
 
 def test_conversion_model_ignores_feature_names_beyond_cap() -> None:
@@ -42,3 +44,18 @@ def test_squash_features_drops_non_finite_values() -> None:
 
     assert list(squashed) == ["c"]
     assert squashed["c"] < 0
+
+
+def test_squash_matrix_matches_squash_features_and_keeps_input() -> None:
+    values = [-3.5, -0.0, 0.0, 2.0, 1e300, float("nan"), float("inf")]
+    raw = np.array([values])
+
+    squashed = squash_matrix(raw)
+
+    finite = squash_features({str(column): v for column, v in enumerate(values)})
+    assert [squashed[0, int(column)] for column in finite] == pytest.approx(
+        list(finite.values()), rel=1e-15
+    )
+    assert np.isnan(squashed[0, 5])
+    assert squashed[0, 6] == np.inf
+    assert np.isnan(raw[0, 5]) and raw[0, 0] == -3.5
