@@ -3,9 +3,16 @@
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    GetCoreSchemaHandler,
+    model_validator,
+)
+from pydantic_core import CoreSchema, core_schema
 
 from schemas.events import EventType, Id, WireTime
 
@@ -46,6 +53,29 @@ class CandidateSource(StrEnum):
     REVIEW = "review"
 
 
+class _AsString:
+    """Serialize a ``StrEnum`` member as the string it already is.
+
+    The JSON is the same as pydantic's enum serializer writes, but that
+    serializer reads each member's ``value``, a Python-level property, which
+    costs as much as the rest of a slate item's serialization together.
+    Validation, ``model_dump()`` (members stay members) and the JSON Schema
+    are unchanged.
+    """
+
+    def __get_pydantic_core_schema__(
+        self, source: Any, handler: GetCoreSchemaHandler
+    ) -> CoreSchema:
+        # A copy, because the enum's own schema is shared with other models.
+        schema = dict(handler(source))
+        schema["serialization"] = core_schema.simple_ser_schema("str")
+        return schema
+
+
+_TaskName = Annotated[EventType, _AsString()]
+_Probability = Annotated[float, Field(ge=0.0, le=1.0)]
+
+
 class SlateItem(BaseModel):
     """One ranked entry of a slate.
 
@@ -60,10 +90,8 @@ class SlateItem(BaseModel):
     item_id: Id
     rank: Annotated[int, Field(ge=1)]
     score: Annotated[float, Field(allow_inf_nan=False)]
-    task_probs: dict[EventType, Annotated[float, Field(ge=0.0, le=1.0)]] = Field(
-        default_factory=dict
-    )
-    source: CandidateSource
+    task_probs: dict[_TaskName, _Probability] = Field(default_factory=dict)
+    source: Annotated[CandidateSource, _AsString()]
     promotion_id: Id | None = None
     review_id: Id | None = None
 
@@ -75,7 +103,7 @@ class Slate(BaseModel):
 
     schema_version: Literal[1] = SLATE_SCHEMA_VERSION
     recommendation_id: Id
-    surface: Surface
+    surface: Annotated[Surface, _AsString()]
     user_id: Id
     trigger_event_id: Id
     context_item_id: Id | None = None
@@ -91,11 +119,18 @@ class Slate(BaseModel):
             raise ValueError(
                 f"slate ranks must be 1..{len(ranks)} in order, got {ranks}"
             )
-        for entry in self.items:
-            if self.surface is Surface.PROMOTIONS and entry.promotion_id is None:
-                raise ValueError(
-                    f"promotions slate entry {entry.rank} has no promotion_id"
-                )
-            if self.surface is Surface.REVIEWS and entry.review_id is None:
-                raise ValueError(f"reviews slate entry {entry.rank} has no review_id")
+        # Products and bundles need no id besides item_id, so their items are
+        # not walked again.
+        if self.surface is Surface.PROMOTIONS:
+            for entry in self.items:
+                if entry.promotion_id is None:
+                    raise ValueError(
+                        f"promotions slate entry {entry.rank} has no promotion_id"
+                    )
+        elif self.surface is Surface.REVIEWS:
+            for entry in self.items:
+                if entry.review_id is None:
+                    raise ValueError(
+                        f"reviews slate entry {entry.rank} has no review_id"
+                    )
         return self
