@@ -50,7 +50,7 @@ logger = logging.getLogger(__name__)
 REVIEWS_MODEL_VERSION = "review-heuristic-v1"
 
 _VIEWS_FEATURE = "item_click_count_7d"
-# The fields of one SlateItem, validated with the slate that holds it.
+# The fields of one SlateItem, validated together with its slate.
 _ItemFields = dict[str, Any]
 _SLATE_NAMESPACE = uuid.UUID("6f1c9a52-3b7e-4c1d-9a0e-2f3d4b5c6a7e")
 
@@ -471,10 +471,10 @@ class SlateBuilder:
     ) -> Slate:
         """Validate the slate and its items in one call.
 
-        The items come as the fields of each ``SlateItem``: one validation of
-        the whole slate checks exactly what constructing each item would, at
-        about 60 % of the cost, as most of a model's construction cost is a
-        fixed cost per call.
+        The items come as the fields of each ``SlateItem``. One validation
+        of the whole slate checks exactly what constructing each item would.
+        It costs about 60 % as much, since most of a model's construction
+        cost is fixed per call.
         """
         trigger = entry.trigger
         now = self._clock()
