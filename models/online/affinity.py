@@ -32,8 +32,7 @@ Each id gets a 64-bit hash of its own, and a pair's bucket is mixed from its
 user's and its item's hashes with integer arithmetic over the whole batch.
 Hashing the joined ids as one string instead cost a cache miss per pair, which
 was most of the time scoring spent in this model. How pairs are bucketed is
-versioned, and a checkpoint holding a model that bucketed pairs another way is
-rejected (see :data:`PAIR_HASHING`).
+versioned and saved with the model (see :data:`PAIR_HASHING`).
 
 Learning is mini-batch SGD: :meth:`AffinityModel.learn_many` computes every
 pair's gradient from the parameters as they were before the call, then adds
@@ -44,6 +43,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import logging
 from collections import deque
 from collections.abc import Sequence
 from datetime import datetime
@@ -56,13 +56,16 @@ from models.online.base import OnlineExample, OnlineModel
 
 __all__ = ["PAIR_HASHING", "AffinityModel"]
 
+logger = logging.getLogger(__name__)
+
 PAIR_HASHING = 2
 """Version of the way (user, item) pairs are mapped to pair buckets.
 
-It is saved with every model. A model saved with another version is not
-loaded: its pair biases would be read from other buckets. Version 1 hashed the
-joined ids as one string; version 2 mixes the two ids' hashes. User and item
-buckets are the same in both.
+It is saved with every model. Version 1 hashed the joined ids as one string;
+version 2 mixes the two ids' hashes. User and item buckets are the same in
+both, so a model saved with version 1 is loaded with its pair biases reset and
+everything else kept. Loading a model saved with an unknown version raises
+``CheckpointFormatError``.
 """
 
 # Logits are clipped before the sigmoid so exp() never overflows.
@@ -182,12 +185,27 @@ class AffinityModel(OnlineModel):
     def __setstate__(self, state: dict[str, Any]) -> None:
         # Models saved before the version was recorded hashed pairs as version 1.
         version = state.get("pair_hashing", 1)
-        if version != PAIR_HASHING:
+        if version == 1:
+            # Its pair biases belong to other buckets now. The user and item
+            # biases and factors do not depend on the pair hashing.
+            pair_bias = state["pair_bias"]
+            state = {
+                **state,
+                "pair_bias": np.zeros_like(pair_bias),
+                "pair_hashing": PAIR_HASHING,
+            }
+            logger.warning(
+                "affinity model restored with its pair biases reset, because it "
+                "was saved with pair hashing version 1; user and item parameters "
+                "are kept model_version=%s pair_buckets=%d",
+                state.get("model_version"),
+                len(pair_bias),
+            )
+        elif version != PAIR_HASHING:
             raise CheckpointFormatError(
                 f"affinity model {state.get('model_version')!r} maps (user, item) "
-                f"pairs to buckets with pair hashing version {version!r}, and this "
-                f"version of Cartwheel reads only version {PAIR_HASHING}, because "
-                "its pair biases cannot be moved to the new buckets"
+                f"pairs to buckets with pair hashing version {version!r}; this "
+                f"version of Cartwheel reads versions 1 and {PAIR_HASHING}"
             )
         self.__dict__.update(state)
 

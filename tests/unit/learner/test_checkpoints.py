@@ -7,6 +7,7 @@ import pytest
 
 from models.errors import ModelStateError
 from models.online import AffinityModel, PrequentialEvaluator, write_checkpoint
+from models.online.affinity import PAIR_HASHING
 from services.learner.checkpoints import restore_evaluators, save_evaluators
 
 
@@ -47,8 +48,8 @@ def test_restore_evaluators_strict_raises_on_foreign_state(tmp_path: Path) -> No
         restore_evaluators(path, b"key", strict=True)
 
 
-def test_restore_evaluators_rejects_affinity_model_with_older_pair_hashing(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
+def test_restore_evaluators_keeps_an_affinity_model_with_older_pair_hashing(
+    tmp_path: Path,
 ) -> None:
     path = tmp_path / "learner.ckpt"
     model = AffinityModel(user_buckets=8, item_buckets=8)
@@ -56,9 +57,22 @@ def test_restore_evaluators_rejects_affinity_model_with_older_pair_hashing(
     del model.pair_hashing
     save_evaluators(path, {"affinity": PrequentialEvaluator(model)}, b"key")
 
+    restored = restore_evaluators(path, b"key", expected_names=["affinity"])
+
+    assert restored is not None
+    assert restored["affinity"].model.pair_hashing == PAIR_HASHING
+
+
+def test_restore_evaluators_rejects_an_unknown_pair_hashing(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "learner.ckpt"
+    model = AffinityModel(user_buckets=8, item_buckets=8)
+    model.pair_hashing = PAIR_HASHING + 1
+    save_evaluators(path, {"affinity": PrequentialEvaluator(model)}, b"key")
+
     with caplog.at_level(logging.WARNING, logger="services.learner.checkpoints"):
         restored = restore_evaluators(path, b"key", expected_names=["affinity"])
 
     assert restored is None
     assert "checkpoint rejected, starting fresh" in caplog.text
-    assert "pair hashing version 1" in caplog.text

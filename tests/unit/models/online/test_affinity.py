@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import logging
 import pickle
 
 import numpy as np
@@ -155,13 +156,32 @@ def test_pair_hashing_maps_known_pairs_to_fixed_buckets() -> None:
     assert index.pairs.tolist() == [117502, 202124]
 
 
-def test_affinity_model_refuses_state_saved_with_older_pair_hashing() -> None:
+def test_affinity_model_saved_with_pair_hashing_1_loads_with_pair_biases_reset(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     model = AffinityModel(user_buckets=8, item_buckets=8, pair_buckets=16)
+    model.learn_many([OnlineExample("u1", "i1"), OnlineExample("u2", "i2")], [1, 0])
     # Models saved before the version was recorded have no such attribute.
     del model.pair_hashing
     data = pickle.dumps(model)
 
-    with pytest.raises(CheckpointFormatError, match="pair hashing version 1"):
+    with caplog.at_level(logging.WARNING, logger="models.online.affinity"):
+        restored = pickle.loads(data)
+
+    assert restored.pair_hashing == PAIR_HASHING
+    assert not restored.pair_bias.any()
+    assert model.pair_bias.any()
+    np.testing.assert_array_equal(restored.user_bias, model.user_bias)
+    np.testing.assert_array_equal(restored.item_factors, model.item_factors)
+    assert "pair biases reset" in caplog.text
+
+
+def test_affinity_model_refuses_an_unknown_pair_hashing() -> None:
+    model = AffinityModel(user_buckets=8, item_buckets=8, pair_buckets=16)
+    model.pair_hashing = 3
+    data = pickle.dumps(model)
+
+    with pytest.raises(CheckpointFormatError, match="pair hashing version 3"):
         pickle.loads(data)
 
 
