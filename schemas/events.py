@@ -79,7 +79,15 @@ def _parse_rfc3339(value: object) -> object:
     # RFC 3339 allows a leap second (:60), which datetime cannot hold; the
     # last microsecond of the minute keeps the event's place in time order.
     text = _LEAP_SECOND.sub(r"\g<1>59.999999", value.upper())
-    return datetime.fromisoformat(text)
+    parsed = datetime.fromisoformat(text)
+    try:
+        # An offset can move a time at either end of datetime's range past it.
+        parsed.astimezone(UTC)
+    except OverflowError:
+        raise ValueError(
+            "expected an RFC 3339 time that lies between the years 1 and 9999 in UTC"
+        ) from None
+    return parsed
 
 
 def _require_integer_one(value: object) -> object:

@@ -26,7 +26,10 @@ ID_FORM = (
     f"a string of 1 to {MAX_ID_LENGTH} characters, no control characters, "
     "not only whitespace"
 )
-TIME_FORM = "an RFC 3339 time with a UTC offset, such as '2019-10-01T00:00:00Z'"
+TIME_FORM = (
+    "an RFC 3339 time with a UTC offset, such as '2019-10-01T00:00:00Z', that "
+    "falls in the years 1 to 9999 in UTC"
+)
 
 _MAX_VALUE_REPR = 60
 

@@ -171,6 +171,13 @@ def test_features_stage_alone_applies_dead_letters_and_commits(
     redis_client: redis.Redis,
 ) -> None:
     first = event("e1", 0)
+    # Valid by the pattern, but its offset moves it past the year 9999 in UTC.
+    past_9999 = (
+        event("e5", 0)
+        .model_dump_json(exclude_none=True)
+        .encode()
+        .replace(b"2019-10-01T00:00:00Z", b"9999-12-31T23:59:59-23:59")
+    )
     publish(
         [
             first,
@@ -178,24 +185,28 @@ def test_features_stage_alone_applies_dead_letters_and_commits(
             event("e3", 20, item_id="b", event_type="cart_add"),
             event("e4", 30, user_id="u2"),
             b"{not json",
+            past_9999,
             first,
         ]
     )
     duplicates_before = metrics.DUPLICATE_EVENTS._value.get()
     hot_path = build_consumer(settings, stages=[])
 
-    committed = run_until_committed(hot_path, settings, 6)
+    committed = run_until_committed(hot_path, settings, 7)
     hot_path.close()
     examples = read_topic(settings.kafka, settings.topics.training_examples, 4)
-    letters = read_topic(settings.kafka, settings.topics.dead_letters, 1)
+    letters = read_topic(settings.kafka, settings.topics.dead_letters, 2)
     store = FeatureStore(redis_client, settings.redis.key_prefix)
     vectors = store.read("u1", ["a", "b"])
 
-    assert committed == 6
+    assert committed == 7
     assert vectors.user["user_click_count_1h"] == 2.0
     assert vectors.user["user_cart_add_count_1h"] == 1.0
     assert vectors.items["a"]["item_click_count_1h"] == 2.0
-    assert [letter["reason"] for letter in letters] == ["invalid_json"]
+    assert [letter["reason"] for letter in letters] == [
+        "invalid_json",
+        "invalid_time",
+    ]
     assert sorted(example["event_id"] for example in examples) == [
         "e1",
         "e2",

@@ -93,6 +93,11 @@ CASES = {
         RejectionReason.INVALID_TIME,
         "RFC 3339 time with a UTC offset",
     ),
+    "time_past_year_9999": (
+        encode(ITEM, updated_at="9999-12-31T23:59:59-00:01"),
+        RejectionReason.INVALID_TIME,
+        "years 1 to 9999 in UTC",
+    ),
     "unix_seconds": (
         encode(ITEM, updated_at=1569888000),
         RejectionReason.WRONG_TYPE,

@@ -68,6 +68,16 @@ CASES = [
     (encode(item_id="i" * 129), RejectionReason.ID_TOO_LONG, "129 characters"),
     (encode(event_time="2019-10-01T12:00:00"), RejectionReason.INVALID_TIME, "UTC"),
     (encode(event_time="1999-12-31T23:59:59Z"), RejectionReason.TIME_TOO_OLD, "2000"),
+    (
+        encode(event_time="9999-12-31T23:59:59-23:59"),
+        RejectionReason.INVALID_TIME,
+        "years 1 to 9999 in UTC",
+    ),
+    (
+        encode(event_time="0001-01-01T00:00:00+00:01"),
+        RejectionReason.INVALID_TIME,
+        "years 1 to 9999 in UTC",
+    ),
     (encode(price=-1.5), RejectionReason.NEGATIVE_VALUE, "-1.5"),
     (encode(quantity=0), RejectionReason.OUT_OF_RANGE, "1 to 10000"),
     (b" " * MAX_EVENT_BYTES + encode(), RejectionReason.PAYLOAD_TOO_LARGE, "bytes"),
