@@ -29,6 +29,7 @@ from types import FrameType
 
 from services.common.entrypoint import (
     ENVIRONMENT_ERRORS,
+    honour_interrupts,
     report_environment_error,
     write_error,
 )
@@ -118,6 +119,7 @@ def _sigterm_as_interrupt() -> Iterator[None]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one ``cartwheel`` command and return its exit status."""
+    honour_interrupts()
     parser = build_parser()
     args, unknown = parser.parse_known_args(argv)
     if unknown:

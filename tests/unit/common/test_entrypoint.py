@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -408,3 +411,31 @@ def test_demo_rejects_unloadable_stage_before_servers(tmp_path: Path) -> None:
     assert "CARTWHEEL_HOTPATH_STAGES" in lines[0]
     assert "'nowhere.module:build' cannot be loaded" in lines[0]
     assert not (tmp_path / "demo" / "tansu.pid").exists()
+
+
+def test_honour_interrupts_restores_an_ignored_sigint() -> None:
+    # A non-interactive shell starts a background job with SIGINT ignored.
+    program = (
+        "import time\n"
+        "from services.common.entrypoint import honour_interrupts\n"
+        "honour_interrupts()\n"
+        "print('ready', flush=True)\n"
+        "time.sleep(60)\n"
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-c", program],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
+    )
+    try:
+        assert process.stdout is not None
+        assert process.stdout.readline() == b"ready\n"
+        process.send_signal(signal.SIGINT)
+        status = process.wait(timeout=30)
+    finally:
+        process.kill()
+        process.wait()
+
+    # An uncaught KeyboardInterrupt ends the interpreter by SIGINT.
+    assert status == -signal.SIGINT
