@@ -18,7 +18,13 @@ from schemas.recommendations import CandidateSource
 from services.scorer.protocols import ItemAttributes
 from services.scorer.settings import RuleSettings
 
-__all__ = ["RankedCandidate", "RuleContext", "apply_rules", "is_excluded"]
+__all__ = [
+    "RankedCandidate",
+    "RuleContext",
+    "apply_rules",
+    "excluded_items",
+    "is_excluded",
+]
 
 
 class RankedCandidate(NamedTuple):
@@ -57,19 +63,32 @@ class RuleContext:
 
 def is_excluded(item_id: str, context: RuleContext, settings: RuleSettings) -> bool:
     """Return whether an item may never appear on this slate."""
-    if settings.exclude_trigger and item_id == context.trigger_item_id:
-        return True
-    if item_id in context.excluded:
-        return True
-    attributes = context.attributes.get(item_id)
-    if settings.exclude_purchased and item_id in context.purchased:
-        is_consumable = attributes is not None and attributes.is_consumable
-        if not (settings.allow_consumables and is_consumable):
-            return True
-    if settings.exclude_out_of_stock and attributes is not None:
-        if attributes.stock is not None and attributes.stock <= 0:
-            return True
-    return False
+    return item_id in excluded_items(context, settings)
+
+
+def excluded_items(context: RuleContext, settings: RuleSettings) -> set[str]:
+    """Return every item that may never appear on this slate.
+
+    The set is built from the context once per slate, so each candidate
+    then costs one membership test.
+    """
+    excluded = set(context.excluded)
+    if settings.exclude_trigger:
+        excluded.add(context.trigger_item_id)
+    if settings.exclude_purchased:
+        attributes = context.attributes
+        for item_id in context.purchased:
+            found = attributes.get(item_id)
+            is_consumable = found is not None and found.is_consumable
+            if not (settings.allow_consumables and is_consumable):
+                excluded.add(item_id)
+    if settings.exclude_out_of_stock:
+        excluded.update(
+            item_id
+            for item_id, found in context.attributes.items()
+            if found.stock is not None and found.stock <= 0
+        )
+    return excluded
 
 
 def apply_rules(
@@ -79,13 +98,15 @@ def apply_rules(
     size: int,
 ) -> list[RankedCandidate]:
     """Return at most ``size`` candidates that satisfy every rule, best first."""
+    excluded = excluded_items(context, settings)
     best: dict[str, RankedCandidate] = {}
     for candidate in candidates:
-        if is_excluded(candidate.item_id, context, settings):
+        item_id = candidate.item_id
+        if item_id in excluded:
             continue
-        kept = best.get(candidate.item_id)
+        kept = best.get(item_id)
         if kept is None or candidate.score > kept.score:
-            best[candidate.item_id] = candidate
+            best[item_id] = candidate
     ordered = sorted(best.values(), key=lambda entry: (-entry.score, entry.item_id))
 
     if settings.diversity == "per_category":
@@ -107,14 +128,17 @@ def _cap_per_category(
 ) -> list[RankedCandidate]:
     # Items without a known category are not limited, because no attribute
     # marks them as alike.
+    attributes = context.attributes
     counts: dict[str, int] = {}
     selected = []
     for candidate in ordered:
-        category = _category(candidate.item_id, context)
+        found = attributes.get(candidate.item_id)
+        category = found.category_id if found is not None else None
         if category is not None:
-            if counts.get(category, 0) >= cap:
+            count = counts.get(category, 0)
+            if count >= cap:
                 continue
-            counts[category] = counts.get(category, 0) + 1
+            counts[category] = count + 1
         selected.append(candidate)
         if len(selected) == size:
             break
@@ -171,6 +195,19 @@ def _is_new(item_id: str, context: RuleContext, settings: RuleSettings) -> bool:
     return context.item_views.get(item_id, 0.0) < settings.new_item_max_views
 
 
+def _new_items(
+    candidates: Sequence[RankedCandidate], context: RuleContext, settings: RuleSettings
+) -> list[RankedCandidate]:
+    """Return the little-seen candidates (see :func:`_is_new`), in their order."""
+    views = context.item_views
+    threshold = settings.new_item_max_views
+    return [
+        candidate
+        for candidate in candidates
+        if views.get(candidate.item_id, 0.0) < threshold
+    ]
+
+
 def _reserve_new_item_slots(
     selected: list[RankedCandidate],
     ordered: Sequence[RankedCandidate],
@@ -179,17 +216,14 @@ def _reserve_new_item_slots(
     size: int,
 ) -> list[RankedCandidate]:
     """Put the best little-seen items on the slate's last slots if none made it."""
-    wanted = settings.new_item_slots - sum(
-        _is_new(candidate.item_id, context, settings) for candidate in selected
-    )
+    wanted = settings.new_item_slots - len(_new_items(selected, context, settings))
     if wanted <= 0:
         return selected
     chosen = {candidate.item_id for candidate in selected}
     newcomers = [
         candidate
-        for candidate in ordered
+        for candidate in _new_items(ordered, context, settings)
         if candidate.item_id not in chosen
-        and _is_new(candidate.item_id, context, settings)
     ][:wanted]
     for newcomer in newcomers:
         trial = selected

@@ -34,7 +34,12 @@ from services.scorer.ranking import (
     combine_signal_matrix,
     zero_nan,
 )
-from services.scorer.rules import RankedCandidate, RuleContext, apply_rules, is_excluded
+from services.scorer.rules import (
+    RankedCandidate,
+    RuleContext,
+    apply_rules,
+    excluded_items,
+)
 from services.scorer.session_knn import SessionIndex
 from services.scorer.settings import ScorerSettings
 from services.scorer.surfaces import (
@@ -376,15 +381,14 @@ class SlateBuilder:
                 )
             )
         if trigger.event_type in sizes.promotion_events:
-            pool = (
-                [
+            pool: list[RankedCandidate] = []
+            if entry.active_promotions:
+                excluded = excluded_items(context, rules)
+                pool = [
                     candidate
                     for candidate in entry.ranked.values()
-                    if not is_excluded(candidate.item_id, context, rules)
+                    if candidate.item_id not in excluded
                 ]
-                if entry.active_promotions
-                else []
-            )
             ranked = self._promotion_index.rank(
                 entry.active_promotions,
                 pool,

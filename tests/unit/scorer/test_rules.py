@@ -2,7 +2,13 @@ from __future__ import annotations
 
 from schemas.features import ItemAttributes
 from schemas.recommendations import CandidateSource
-from services.scorer.rules import RankedCandidate, RuleContext, apply_rules
+from services.scorer.rules import (
+    RankedCandidate,
+    RuleContext,
+    apply_rules,
+    excluded_items,
+    is_excluded,
+)
 from services.scorer.settings import RuleSettings
 
 
@@ -150,3 +156,41 @@ def test_apply_rules_returns_at_most_size_items() -> None:
 
     assert len(kept) == 20
     assert kept[0].item_id == "49"
+
+
+def test_excluded_items_lists_every_rule_of_the_context() -> None:
+    context = RuleContext(
+        "t",
+        purchased={"bought": 1.0, "milk": 1.0},
+        attributes={
+            "milk": ItemAttributes("milk", is_consumable=True),
+            "gone": ItemAttributes("gone", stock=0),
+            "kept": ItemAttributes("kept", stock=3),
+        },
+        excluded=frozenset({"cart"}),
+    )
+
+    excluded = excluded_items(context, NO_EXTRAS)
+
+    assert excluded == {"t", "cart", "bought", "gone"}
+
+
+def test_is_excluded_keeps_every_item_when_rules_are_off() -> None:
+    context = RuleContext(
+        "t",
+        purchased={"bought": 1.0},
+        attributes={"gone": ItemAttributes("gone", stock=0)},
+    )
+    settings = NO_EXTRAS.model_copy(
+        update={
+            "exclude_trigger": False,
+            "exclude_purchased": False,
+            "exclude_out_of_stock": False,
+        }
+    )
+
+    flags = [
+        is_excluded(item_id, context, settings) for item_id in ("t", "bought", "gone")
+    ]
+
+    assert flags == [False, False, False]
