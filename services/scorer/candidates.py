@@ -29,8 +29,10 @@ __all__ = [
     "Candidate",
     "CandidateGenerator",
     "EventContext",
+    "merge_shares",
     "merge_sources",
     "recency_weighted_seeds",
+    "source_shares",
     "top_categories",
 ]
 
@@ -117,6 +119,52 @@ def top_categories(
     return chosen
 
 
+def source_shares(
+    scored: Iterable[tuple[str, float]], weight: float
+) -> list[tuple[str, float]]:
+    """Scale a source's items so that its best one scores ``weight``.
+
+    Items scoring 0 or less are dropped, and so is every item of a source of
+    weight 0 or less.
+    """
+    pairs = [(item_id, score) for item_id, score in scored if score > 0.0]
+    if not pairs or weight <= 0.0:
+        return []
+    top = max(score for _, score in pairs)
+    return [(item_id, weight * score / top) for item_id, score in pairs]
+
+
+def merge_shares(
+    sources: Iterable[tuple[CandidateSource, Iterable[tuple[str, float]]]],
+    exclude: Iterable[str],
+    limit: int,
+) -> list[Candidate]:
+    """Merge scaled item lists (see :func:`source_shares`) into candidates.
+
+    An item in several lists sums its shares, in the order of ``sources``,
+    and keeps the source of its largest share (the first on a tie).
+    Candidates come ordered by their combined score.
+    """
+    totals: dict[str, float] = {}
+    best_share: dict[str, tuple[float, CandidateSource]] = {}
+    for source, shares in sources:
+        for item_id, share in shares:
+            total = totals.get(item_id)
+            if total is None:
+                totals[item_id] = share
+                best_share[item_id] = (share, source)
+            else:
+                totals[item_id] = total + share
+                if share > best_share[item_id][0]:
+                    best_share[item_id] = (share, source)
+    for item_id in exclude:
+        totals.pop(item_id, None)
+    ranked = sorted(totals.items(), key=lambda pair: (-pair[1], pair[0]))[:limit]
+    return [
+        Candidate(item_id, best_share[item_id][1], score) for item_id, score in ranked
+    ]
+
+
 def merge_sources(
     sources: Iterable[tuple[CandidateSource, Iterable[tuple[str, float]]]],
     exclude: Iterable[str],
@@ -130,28 +178,11 @@ def merge_sources(
     and keeps the source with the largest share. A source of weight 0 proposes
     nothing.
     """
-    excluded = set(exclude)
-    totals: dict[str, float] = {}
-    best_share: dict[str, tuple[float, CandidateSource]] = {}
-    for source, scored in sources:
-        pairs = [(item_id, score) for item_id, score in scored if score > 0.0]
-        if not pairs:
-            continue
-        top = max(score for _, score in pairs)
-        weight = weights.get(source, 1.0)
-        if weight <= 0.0:
-            continue
-        for item_id, score in pairs:
-            if item_id in excluded:
-                continue
-            share = weight * score / top
-            totals[item_id] = totals.get(item_id, 0.0) + share
-            if share > best_share.get(item_id, (-1.0, source))[0]:
-                best_share[item_id] = (share, source)
-    ranked = sorted(totals.items(), key=lambda pair: (-pair[1], pair[0]))[:limit]
-    return [
-        Candidate(item_id, best_share[item_id][1], score) for item_id, score in ranked
+    scaled = [
+        (source, source_shares(scored, weights.get(source, 1.0)))
+        for source, scored in sources
     ]
+    return merge_shares(scaled, exclude, limit)
 
 
 def _weighted_neighbours(
@@ -162,6 +193,19 @@ def _weighted_neighbours(
         for item_id, weight in neighbours.get(seed, ()):
             totals[item_id] = totals.get(item_id, 0.0) + seed_weight * weight
     return list(totals.items())
+
+
+def _ranked_categories_trending(
+    categories: Sequence[str], trending: Mapping[str | None, list[tuple[str, float]]]
+) -> list[tuple[str, float]]:
+    """Return the trending items of each category, scaled down by its rank."""
+    in_category: list[tuple[str, float]] = []
+    for rank, category in enumerate(categories):
+        boost = 1.0 / (rank + 1)
+        in_category += [
+            (item_id, score * boost) for item_id, score in trending.get(category, [])
+        ]
+    return in_category
 
 
 class CandidateGenerator:
@@ -183,6 +227,9 @@ class CandidateGenerator:
         self._sessions = sessions
         self._settings = settings
         self._weights = settings.source_weights()
+        self._weight_of = {
+            source: self._weights.get(source, 1.0) for source in CandidateSource
+        }
 
     def products(self, contexts: Sequence[EventContext]) -> list[list[Candidate]]:
         """Return product candidates per event, in the order of ``contexts``."""
@@ -215,27 +262,27 @@ class CandidateGenerator:
         trending = self._store.trending(wanted, settings.trending_per_category)
         overall = self._store.trending([None], settings.trending).get(None, [])
 
+        # Trending overall is the same for every event, so it is scaled once.
+        weight = self._weight_of
+        overall_shares = source_shares(overall, weight[CandidateSource.TRENDING])
         results = []
         for context, seed, user_categories in zip(
             contexts, seeds, categories, strict=True
         ):
-            in_category: list[tuple[str, float]] = []
-            for rank, category in enumerate(user_categories):
-                boost = 1.0 / (rank + 1)
-                in_category += [
-                    (item_id, score * boost)
-                    for item_id, score in trending.get(category, [])
-                ]
+            scored = {
+                CandidateSource.COVISITATION: _weighted_neighbours(seed, covisited),
+                CandidateSource.SESSION_KNN: self._session_votes(context),
+                CandidateSource.CATEGORY_TRENDING: _ranked_categories_trending(
+                    user_categories, trending
+                ),
+            }
             sources = [
-                (CandidateSource.COVISITATION, _weighted_neighbours(seed, covisited)),
-                (CandidateSource.SESSION_KNN, self._session_votes(context)),
-                (CandidateSource.CATEGORY_TRENDING, in_category),
-                (CandidateSource.TRENDING, overall),
+                (source, source_shares(items, weight[source]))
+                for source, items in scored.items()
             ]
+            sources.append((CandidateSource.TRENDING, overall_shares))
             results.append(
-                merge_sources(
-                    sources, [context.item_id], settings.max_candidates, self._weights
-                )
+                merge_shares(sources, [context.item_id], settings.max_candidates)
             )
         return results
 

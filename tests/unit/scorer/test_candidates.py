@@ -6,8 +6,10 @@ from schemas.recommendations import CandidateSource
 from services.scorer.candidates import (
     CandidateGenerator,
     EventContext,
+    merge_shares,
     merge_sources,
     recency_weighted_seeds,
+    source_shares,
     top_categories,
 )
 from services.scorer.protocols import Relation, UserHistory
@@ -86,6 +88,33 @@ def test_merge_sources_leaves_out_excluded_items() -> None:
     )
 
     assert [candidate.item_id for candidate in merged] == ["a"]
+
+
+def test_source_shares_scale_best_item_to_weight_and_drop_non_positive() -> None:
+    shares = source_shares([("a", 4.0), ("b", 1.0), ("c", 0.0)], 0.5)
+
+    assert shares == [("a", 0.5), ("b", 0.125)]
+
+
+def test_source_shares_are_empty_for_source_of_weight_zero() -> None:
+    shares = source_shares([("a", 4.0)], 0.0)
+
+    assert shares == []
+
+
+def test_merge_shares_keeps_first_source_on_equal_shares() -> None:
+    merged = merge_shares(
+        [
+            (CandidateSource.COVISITATION, [("a", 0.5)]),
+            (CandidateSource.TRENDING, [("a", 0.5)]),
+        ],
+        exclude=[],
+        limit=10,
+    )
+
+    assert [(c.item_id, c.source, c.source_score) for c in merged] == [
+        ("a", CandidateSource.COVISITATION, 1.0)
+    ]
 
 
 def test_merge_sources_scales_each_source_to_its_weight() -> None:
