@@ -34,6 +34,7 @@ import heapq
 import math
 import sys
 from collections import OrderedDict
+from collections.abc import Container
 from dataclasses import dataclass, field
 
 __all__ = ["LEFT_OUT_WEIGHT", "SessionIndex", "looked_up_items", "session_key"]
@@ -70,6 +71,22 @@ def looked_up_items(length: int, position_decay: float) -> int:
 def _reach(position_decay: float, left_out_weight: float) -> int:
     tail_factor = 1.0 - math.exp(-1.0 / position_decay)
     return math.ceil(-position_decay * math.log(left_out_weight * tail_factor))
+
+
+@functools.lru_cache(maxsize=64)
+def _falloff(neighbour_position_decay: float, max_items: int) -> tuple[float, ...]:
+    """Return the vote factor for each distance from the latest shared item."""
+    return tuple(
+        math.exp(-distance / neighbour_position_decay) for distance in range(max_items)
+    )
+
+
+def _last_position_in(items: list[str], current: Container[str]) -> int:
+    """Return the position of the last of ``items`` that ``current`` contains."""
+    for position in range(len(items) - 1, -1, -1):
+        if items[position] in current:
+            return position
+    raise ValueError("the neighbour session shares no item with the current one")
 
 
 @dataclass
@@ -244,17 +261,13 @@ class SessionIndex:
 
         # Each neighbour votes for its items, most for those it visited close
         # to the latest item it shares with the current session.
+        falloff = _falloff(neighbour_position_decay, self._max_items)
         votes: dict[str, float] = {}
         for similarity, other_key in nearest:
             items = list(self._sessions[other_key].items)
-            shared = max(
-                position
-                for position, item_id in enumerate(items)
-                if item_id in session.items
-            )
+            shared = _last_position_in(items, session.items)
             for position, item_id in enumerate(items):
-                distance = abs(position - shared)
-                vote = similarity * math.exp(-distance / neighbour_position_decay)
+                vote = similarity * falloff[abs(position - shared)]
                 votes[item_id] = votes.get(item_id, 0.0) + vote
         return sorted(votes.items(), key=lambda pair: (-pair[1], pair[0]))
 

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import math
+
 import pytest
 
 from services.scorer import session_knn
@@ -53,6 +55,21 @@ def test_session_index_prefers_items_near_shared_item() -> None:
 
     assert recommended["near"] > recommended["middle"]
     assert recommended["middle"] > recommended["far"]
+
+
+def test_session_index_votes_fall_from_latest_shared_item() -> None:
+    index = _index()
+    for position, item_id in enumerate(["first", "a", "between", "b", "last"]):
+        index.add("past", item_id, 100.0 + position)
+    index.add("now", "a", 200.0)
+    index.add("now", "b", 201.0)
+
+    votes = dict(
+        index.recommend("now", 201.0, 10, 3600.0, neighbour_position_decay=3.0)
+    )
+
+    assert votes["last"] == pytest.approx(votes["b"] * math.exp(-1.0 / 3.0))
+    assert votes["first"] == pytest.approx(votes["b"] * math.exp(-3.0 / 3.0))
 
 
 def test_session_index_prefers_recent_neighbour_sessions() -> None:
