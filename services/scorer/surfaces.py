@@ -190,11 +190,11 @@ class PromotionIndex:
         values = []
         for candidate in pool:
             found = attributes.get(candidate.item_id)
-            if found is None:
+            admitted = self.eligible(found) if found is not None else ()
+            # Most items qualify for no promotion at all.
+            if not admitted:
                 continue
-            matches = [
-                position for position in self.eligible(found) if position in wanted
-            ]
+            matches = [position for position in admitted if position in wanted]
             if matches:
                 value = candidate.task_probs[2] + affinity_weight * candidate.affinity
                 values.append((value, candidate, matches))
