@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 import time
 from collections import Counter, OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,7 +34,6 @@ from services.common.redis_features import (
     attributes_from_catalog,
     decayed,
     decode_hash_reply,
-    id_list,
     item_features_with_shop,
     profile_from_hash,
     shop_counts,
@@ -94,13 +93,15 @@ class _PairContext:
     user hash for every candidate.
     """
 
-    def __init__(self, state: State) -> None:
-        self._categories = _weights(state, "C:")
-        self._brands = _weights(state, "B:")
+    def __init__(self, state: State, profile: UserProfile) -> None:
+        # The profile holds the user's affinities and item lists already
+        # parsed from the same hash.
+        self._categories = profile.category_affinity
+        self._brands = profile.brand_affinity
         self._strongest_category = max(self._categories.values(), default=0.0)
         self._strongest_brand = max(self._brands.values(), default=0.0)
-        self._recent = Counter(entry[1:] for entry in id_list(state.get("r")))
-        self._purchased = set(id_list(state.get("pi")))
+        self._recent = Counter(item.item_id for item in profile.recent_items)
+        self._purchased = set(profile.purchased_items)
         count = float(state.get("pn", 0.0))
         self._price_count = count
         self._price_mean = float(state.get("ps", 0.0)) / count if count else 0.0
@@ -114,56 +115,53 @@ class _PairContext:
 
     def features(self, item_id: str, item: _CachedItem) -> dict[str, float]:
         """Return the pair features of this user and one cached item."""
-        [row] = self.rows([item_id], [item])
+        [row] = self.columns([item_id], [item]).tolist()
         return dict(zip(PAIR_FEATURES, row, strict=True))
 
-    def rows(
+    def columns(
         self, item_ids: Sequence[str], items: Sequence[_CachedItem]
-    ) -> list[tuple[float, float, float, float, float]]:
-        """Return the pair features of cached items, in ``PAIR_FEATURES`` order.
+    ) -> np.ndarray:
+        """Return the (C, 5) pair features of cached items, in ``PAIR_FEATURES`` order.
 
-        One loop with the user's values held in locals, because this runs for
-        every candidate of every event.
+        Each feature is one pass over the items, and a feature that the user's
+        history leaves at 0 for every item (no affinities, fewer than two
+        prices, no recent or purchased items) is not computed at all.
         """
-        categories, brands = self._categories, self._brands
-        strongest_category = self._strongest_category
-        strongest_brand = self._strongest_brand
+        columns = np.zeros((len(items), len(PAIR_FEATURES)))
         # Written as "not <= 0" so that a NaN weight divides as before.
-        has_categories = not strongest_category <= 0.0
-        has_brands = not strongest_brand <= 0.0
-        recent, purchased = self._recent, self._purchased
-        has_prices = self._price_count >= 2
-        mean = self._price_mean
-        scale = max(self._price_std, 1e-6 + 0.01 * mean)
-        rows = []
-        for item_id, item in zip(item_ids, items, strict=True):
-            zscore = 0.0
-            if has_prices and item.price is not None:
-                zscore = (item.price - mean) / scale
-                zscore = max(-_MAX_PRICE_ZSCORE, min(_MAX_PRICE_ZSCORE, zscore))
-            category, brand = item.category, item.brand
-            rows.append(
-                (
-                    categories.get(category, 0.0) / strongest_category
-                    if category and has_categories
-                    else 0.0,
-                    brands.get(brand, 0.0) / strongest_brand
-                    if brand and has_brands
-                    else 0.0,
-                    zscore,
-                    float(recent.get(item_id, 0)),
-                    1.0 if item_id in purchased else 0.0,
-                )
+        if not self._strongest_category <= 0.0:
+            columns[:, 0] = _affinities(
+                self._categories,
+                self._strongest_category,
+                [item.category for item in items],
             )
-        return rows
+        if not self._strongest_brand <= 0.0:
+            columns[:, 1] = _affinities(
+                self._brands, self._strongest_brand, [item.brand for item in items]
+            )
+        if self._price_count >= 2:
+            mean = self._price_mean
+            scale = max(self._price_std, 1e-6 + 0.01 * mean)
+            columns[:, 2] = [
+                max(
+                    -_MAX_PRICE_ZSCORE,
+                    min(_MAX_PRICE_ZSCORE, (item.price - mean) / scale),
+                )
+                if item.price is not None
+                else 0.0
+                for item in items
+            ]
+        if self._recent:
+            columns[:, 3] = [self._recent.get(item_id, 0) for item_id in item_ids]
+        if self._purchased:
+            columns[:, 4] = [item_id in self._purchased for item_id in item_ids]
+        return columns
 
 
-def _weights(state: State, prefix: str) -> dict[str, float]:
-    return {
-        key[len(prefix) :]: float(value)
-        for key, value in state.items()
-        if key.startswith(prefix)
-    }
+def _affinities(
+    weights: Mapping[str, float], strongest: float, names: Sequence[str | None]
+) -> list[float]:
+    return [weights.get(name, 0.0) / strongest if name else 0.0 for name in names]
 
 
 class RedisCandidateStore:
@@ -273,26 +271,35 @@ class RedisCandidateStore:
         all_items = list(dict.fromkeys(i for _, items in requests for i in items))
         items = self._cached_items(all_items)
 
+        # The batch's candidates overlap, so each distinct item's row becomes
+        # an array row once and every request gathers its rows from there.
+        position = {item_id: row for row, item_id in enumerate(items)}
+        item_values = np.array(
+            [item.row for item in items.values()], dtype=np.float64
+        ).reshape(len(items), len(ITEM_FEATURES))
+
         results = []
         for user_id, item_ids in requests:
             state = states[user_id]
+            profile = self._profile(user_id, state)
             at = float(state["lt"]) if "lt" in state else (self.now or 0.0)
             unique = list(dict.fromkeys(item_ids))
             cached = [items[item_id] for item_id in unique]
             values = np.empty((len(unique), _WIDTH), dtype=np.float64)
             if unique:
-                values[:, : len(ITEM_FEATURES)] = [item.row for item in cached]
-                values[:, len(ITEM_FEATURES) :] = _PairContext(state).rows(
-                    unique, cached
-                )
+                rows = [position[item_id] for item_id in unique]
+                values[:, : len(ITEM_FEATURES)] = item_values[rows]
+                pairs = _PairContext(state, profile)
+                values[:, len(ITEM_FEATURES) :] = pairs.columns(unique, cached)
             results.append(
                 FeatureVectors(
                     user=user_features(state, at, self._config),
                     items=CandidateMatrix(unique, values),
                     attributes={
-                        item_id: items[item_id].attributes for item_id in unique
+                        item_id: item.attributes
+                        for item_id, item in zip(unique, cached, strict=True)
                     },
-                    profile=self._profile(user_id, state),
+                    profile=profile,
                     reference_time=at,
                 )
             )

@@ -2,7 +2,12 @@ from __future__ import annotations
 
 import pytest
 
-from services.common.redis_features import attributes_from_catalog, pair_features
+from schemas.features import PAIR_FEATURES
+from services.common.redis_features import (
+    attributes_from_catalog,
+    pair_features,
+    profile_from_hash,
+)
 from services.scorer.store import _CachedItem, _PairContext
 
 USER_STATE = {
@@ -25,6 +30,10 @@ CATALOGS = [
 ]
 
 
+def _context(state: dict[str, str]) -> _PairContext:
+    return _PairContext(state, profile_from_hash("u1", state))
+
+
 def _cached(item_id: str, catalog: dict[str, str]) -> _CachedItem:
     return _CachedItem.of({}, catalog, attributes_from_catalog(item_id, catalog), 0.0)
 
@@ -35,7 +44,7 @@ def test_pair_context_matches_feature_store_pair_features(
 ) -> None:
     expected = pair_features(USER_STATE, item_id, catalog)
 
-    found = _PairContext(USER_STATE).features(item_id, _cached(item_id, catalog))
+    found = _context(USER_STATE).features(item_id, _cached(item_id, catalog))
 
     assert found == pytest.approx(expected)
 
@@ -44,6 +53,20 @@ def test_pair_context_handles_user_without_history() -> None:
     expected = pair_features({}, "i1", {"category": "phones", "price": "1.0"})
 
     catalog = {"category": "phones", "price": "1.0"}
-    found = _PairContext({}).features("i1", _cached("i1", catalog))
+    found = _context({}).features("i1", _cached("i1", catalog))
 
     assert found == expected
+
+
+def test_pair_context_columns_equal_pair_features_of_each_item() -> None:
+    expected = [
+        [pair_features(USER_STATE, item_id, catalog)[name] for name in PAIR_FEATURES]
+        for item_id, catalog in CATALOGS
+    ]
+
+    found = _context(USER_STATE).columns(
+        [item_id for item_id, _ in CATALOGS],
+        [_cached(item_id, catalog) for item_id, catalog in CATALOGS],
+    )
+
+    assert found.tolist() == expected
