@@ -28,7 +28,7 @@ __all__ = [
 # Catalog price inside item features, read when a candidate comes without one.
 _ITEM_PRICE_FEATURE = "item_price"
 
-# Items whose id hashes are remembered before the memo starts over.
+# Ids of one field whose hashes are remembered before the memo starts over.
 _MAX_MEMO_ITEMS = 500_000
 
 
@@ -114,9 +114,9 @@ class Ranker:
         self._model = model.eval()
         self._spec = spec
         self._hasher = IdHasher()
-        self._item_hash_memo: dict[
-            tuple[str, str | None, str | None], tuple[int, int, int]
-        ] = {}
+        self._hash_memos: dict[str, dict[str | None, int]] = {
+            field: {} for field in SPARSE_FIELDS[1:]
+        }
         self._get_item_values = operator.itemgetter(*spec.item_feature_names or ("",))
         self._column_maps: dict[tuple[str, ...], tuple[list[int], list[int]]] = {}
         self.model_version = model_version
@@ -170,74 +170,88 @@ class Ranker:
         """Build (B, S) id hashes and (B, F) raw numerics for all candidates.
 
         Columns follow the spec: user features, item features, then price.
+        Each group of columns is filled for the whole batch in one step.
         """
         spec = self._spec
         user_width = len(spec.user_feature_names)
+        counts = [len(request.candidates) for request in requests]
+        candidate_sets = [
+            _as_columns_or_inputs(request.candidates) for request in requests
+        ]
         ids = np.empty((total, len(SPARSE_FIELDS)), dtype=np.int64)
         numeric = np.empty((total, len(spec.numeric_names)), dtype=np.float32)
-        start = 0
-        for request in requests:
-            count = len(request.candidates)
-            if count == 0:
-                continue
-            end = start + count
-            ids[start:end, 0] = self._hasher.hash("user_id", request.user_id)
-            numeric[start:end, :user_width] = [
-                request.user_features.get(name, 0.0) for name in spec.user_feature_names
-            ]
-            candidates = request.candidates
-            if isinstance(candidates, CandidateColumns):
-                hashes, items = self._encode_columns(candidates)
-            else:
-                hashes, items = self._encode_inputs(candidates)
-            ids[start:end, 1:] = np.array(hashes, dtype=np.int64).reshape(count, -1)
-            numeric[start:end, user_width:] = items
-            start = end
+
+        # User columns: one row per request, repeated for each of its candidates.
+        user_hashes = [
+            self._hasher.hash("user_id", request.user_id) for request in requests
+        ]
+        ids[:, 0] = np.repeat(np.array(user_hashes, dtype=np.int64), counts)
+        user_values = [
+            [request.user_features.get(name, 0.0) for name in spec.user_feature_names]
+            for request in requests
+        ]
+        numeric[:, :user_width] = np.repeat(
+            np.array(user_values, dtype=np.float64).reshape(len(requests), user_width),
+            counts,
+            axis=0,
+        )
+
+        # Item columns: the item, category and brand ids of all candidates.
+        for column, values in enumerate(_id_columns(candidate_sets), start=1):
+            ids[:, column] = self._hash_column(SPARSE_FIELDS[column], values)
+        numeric[:, user_width:] = self._item_numerics(candidate_sets)
         return ids, numeric
 
-    def _encode_inputs(
-        self, candidates: Sequence[CandidateLike]
-    ) -> tuple[list[tuple[int, int, int]], np.ndarray]:
-        """Return the id hashes and item numerics of candidates given one by one."""
-        hashes = []
-        rows = []
-        for candidate_like in candidates:
-            candidate = _as_input(candidate_like)
-            hashes.append(
-                self._item_hashes(
-                    candidate.item_id, candidate.category_id, candidate.brand
-                )
-            )
-            rows.append(
-                (
-                    *self._item_values(candidate.item_features),
-                    candidate.price if candidate.price is not None else 0.0,
-                )
-            )
-        width = len(self._spec.item_feature_names) + 1
-        return hashes, np.array(rows, dtype=np.float32).reshape(len(rows), width)
-
-    def _encode_columns(
-        self, candidates: CandidateColumns
-    ) -> tuple[list[tuple[int, int, int]], np.ndarray]:
-        """Return the id hashes and item numerics of candidates given as columns."""
-        item_hashes = self._item_hashes
-        hashes = [
-            item_hashes(item_id, category_id, brand)
-            for item_id, category_id, brand in zip(
-                candidates.item_ids,
-                candidates.category_ids,
-                candidates.brands,
-                strict=True,
-            )
+    def _item_numerics(
+        self, candidate_sets: Sequence[CandidateColumns | list[CandidateInput]]
+    ) -> np.ndarray:
+        """Return the (B, I + 1) item numerics, price last, of all candidates."""
+        columns = [
+            candidates
+            for candidates in candidate_sets
+            if isinstance(candidates, CandidateColumns)
         ]
-        spec_columns, given_columns = self._column_map(candidates.feature_names)
-        count = len(candidates)
-        items = np.zeros((count, len(self._spec.item_feature_names) + 1))
-        items[:, spec_columns] = candidates.features[:, given_columns]
-        items[:, -1] = candidates.prices
+        names = {candidates.feature_names for candidates in columns}
+        if len(columns) == len(candidate_sets) and len(names) == 1:
+            # The scorer's batches: one gather for all events.
+            return self._column_values(
+                names.pop(),
+                np.concatenate([candidates.features for candidates in columns]),
+                np.concatenate([candidates.prices for candidates in columns]),
+            )
+        return np.concatenate(
+            [
+                self._column_values(
+                    candidates.feature_names, candidates.features, candidates.prices
+                )
+                if isinstance(candidates, CandidateColumns)
+                else self._input_values(candidates)
+                for candidates in candidate_sets
+            ]
+        )
+
+    def _input_values(self, candidates: Sequence[CandidateInput]) -> np.ndarray:
+        """Return the item numerics of candidates given one by one."""
+        rows = [
+            (
+                *self._item_values(candidate.item_features),
+                candidate.price if candidate.price is not None else 0.0,
+            )
+            for candidate in candidates
+        ]
+        width = len(self._spec.item_feature_names) + 1
+        return np.array(rows, dtype=np.float32).reshape(len(rows), width)
+
+    def _column_values(
+        self, names: tuple[str, ...], features: np.ndarray, prices: np.ndarray
+    ) -> np.ndarray:
+        """Return the item numerics of candidates given as columns."""
+        spec_columns, given_columns = self._column_map(names)
+        items = np.zeros((len(features), len(self._spec.item_feature_names) + 1))
+        items[:, spec_columns] = features[:, given_columns]
+        items[:, -1] = prices
         items[np.isnan(items)] = 0.0
-        return hashes, items
+        return items
 
     def _column_map(self, names: tuple[str, ...]) -> tuple[list[int], list[int]]:
         """Return which spec item columns are given, and where they are in ``names``."""
@@ -253,23 +267,21 @@ class Ranker:
             self._column_maps[names] = found
         return found
 
-    def _item_hashes(
-        self, item_id: str, category_id: str | None, brand: str | None
-    ) -> tuple[int, int, int]:
-        """Return the item, category and brand hashes, from a per-item memo."""
-        key = (item_id, category_id, brand)
-        found = self._item_hash_memo.get(key)
-        if found is None:
-            hash_id = self._hasher.hash
-            found = (
-                hash_id("item_id", item_id),
-                hash_id("category_id", category_id),
-                hash_id("brand", brand),
-            )
-            if len(self._item_hash_memo) >= _MAX_MEMO_ITEMS:
-                self._item_hash_memo.clear()
-            self._item_hash_memo[key] = found
-        return found
+    def _hash_column(self, field: str, values: Sequence[str | None]) -> np.ndarray:
+        """Return the hash of each value of one id field, from a per-field memo.
+
+        The events of a batch share most candidates, so few values are new.
+        """
+        memo = self._hash_memos[field]
+        missing = set(values).difference(memo)
+        if len(memo) + len(missing) > _MAX_MEMO_ITEMS:
+            memo.clear()
+            missing = set(values)
+        for value in missing:
+            memo[value] = self._hasher.hash(field, value)
+        return np.fromiter(
+            map(memo.__getitem__, values), dtype=np.int64, count=len(values)
+        )
 
     def _item_values(self, features: Mapping[str, float]) -> tuple[float, ...]:
         """Return the spec's item features in order; absent names read 0."""
@@ -281,6 +293,36 @@ class Ranker:
         except KeyError:
             return tuple(features.get(name, 0.0) for name in names)
         return values if len(names) > 1 else (values,)
+
+
+def _as_columns_or_inputs(
+    candidates: Sequence[CandidateLike] | CandidateColumns,
+) -> CandidateColumns | list[CandidateInput]:
+    if isinstance(candidates, CandidateColumns):
+        return candidates
+    return [_as_input(candidate) for candidate in candidates]
+
+
+def _id_columns(
+    candidate_sets: Sequence[CandidateColumns | list[CandidateInput]],
+) -> tuple[list[str | None], list[str | None], list[str | None]]:
+    """Return the item ids, category ids and brands of all candidates.
+
+    The three follow ``SPARSE_FIELDS`` after the user id.
+    """
+    item_ids: list[str | None] = []
+    category_ids: list[str | None] = []
+    brands: list[str | None] = []
+    for candidates in candidate_sets:
+        if isinstance(candidates, CandidateColumns):
+            item_ids += candidates.item_ids
+            category_ids += candidates.category_ids
+            brands += candidates.brands
+        else:
+            item_ids += [candidate.item_id for candidate in candidates]
+            category_ids += [candidate.category_id for candidate in candidates]
+            brands += [candidate.brand for candidate in candidates]
+    return item_ids, category_ids, brands
 
 
 # LIMITATION(L-42): a bare (item_id, features) pair has no category or brand,

@@ -3,12 +3,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from models.multitask import ranker as ranker_module
 from models.multitask.dataset import build_training_set
+from models.multitask.features import SPARSE_FIELDS, IdHasher
 from models.multitask.ranker import (
     CandidateColumns,
     CandidateInput,
     Ranker,
     RankRequest,
+    _as_input,
 )
 from models.multitask.synthetic import generate_examples
 from models.multitask.train import TrainConfig, fit_feature_spec, train_new_model
@@ -157,3 +160,44 @@ def test_columns_and_inputs_mix_in_one_batch(ranker: Ranker) -> None:
 
     assert [probs.shape for probs in mixed] == [(1, 3), (0, 3), (1, 3)]
     np.testing.assert_allclose(mixed[0], mixed[2], rtol=1e-6, atol=1e-7)
+
+
+def _expected_ids(requests: list[RankRequest]) -> list[list[int]]:
+    hasher = IdHasher()
+    rows = []
+    for request in requests:
+        for candidate in map(_as_input, request.candidates):
+            values = (
+                request.user_id,
+                candidate.item_id,
+                candidate.category_id,
+                candidate.brand,
+            )
+            rows.append(
+                [
+                    hasher.hash(field, value)
+                    for field, value in zip(SPARSE_FIELDS, values, strict=True)
+                ]
+            )
+    return rows
+
+
+def test_encode_hashes_each_id_field_of_each_candidate(ranker: Ranker) -> None:
+    requests = _requests(ranker)
+
+    ids, _ = ranker._encode(requests, 4)
+
+    assert ids.tolist() == _expected_ids(requests)
+
+
+def test_encode_hashes_correctly_after_the_memo_starts_over(
+    ranker: Ranker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(ranker_module, "_MAX_MEMO_ITEMS", 2)
+    requests = _requests(ranker)
+
+    first, _ = ranker._encode(requests, 4)
+    again, _ = ranker._encode(requests[::-1], 4)
+
+    assert first.tolist() == _expected_ids(requests)
+    assert again.tolist() == _expected_ids(requests[::-1])
