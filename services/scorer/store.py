@@ -142,15 +142,14 @@ class _PairContext:
         if self._price_count >= 2:
             mean = self._price_mean
             scale = max(self._price_std, 1e-6 + 0.01 * mean)
-            columns[:, 2] = [
-                max(
-                    -_MAX_PRICE_ZSCORE,
-                    min(_MAX_PRICE_ZSCORE, (item.price - mean) / scale),
-                )
-                if item.price is not None
-                else 0.0
+            zscores = [
+                (item.price - mean) / scale if item.price is not None else 0.0
                 for item in items
             ]
+            # fmin and fmax return the bound for a NaN, as min and max do here.
+            columns[:, 2] = np.fmax(
+                np.fmin(zscores, _MAX_PRICE_ZSCORE), -_MAX_PRICE_ZSCORE
+            )
         if self._recent:
             columns[:, 3] = [self._recent.get(item_id, 0) for item_id in item_ids]
         if self._purchased:

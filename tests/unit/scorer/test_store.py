@@ -27,6 +27,7 @@ CATALOGS = [
     ("i2", {"category": "cases", "brand": "other", "price": "5.0"}),
     ("i3", {"category": "unknown"}),
     ("i4", {}),
+    ("i5", {"category": "phones", "price": "100000.0"}),
 ]
 
 
