@@ -205,7 +205,7 @@ class Ranker:
     def _item_numerics(
         self, candidate_sets: Sequence[CandidateColumns | list[CandidateInput]]
     ) -> np.ndarray:
-        """Return the (B, I + 1) item numerics, price last, of all candidates."""
+        """Return the item numerics of all candidates, one row each, price last."""
         columns = [
             candidates
             for candidates in candidate_sets
@@ -213,7 +213,8 @@ class Ranker:
         ]
         names = {candidates.feature_names for candidates in columns}
         if len(columns) == len(candidate_sets) and len(names) == 1:
-            # The scorer's batches: one gather for all events.
+            # The scorer gives every event the same feature names, so the
+            # features of all events are gathered in one step.
             return self._column_values(
                 names.pop(),
                 np.concatenate([candidates.features for candidates in columns]),

@@ -94,7 +94,7 @@ class _PairContext:
     """
 
     def __init__(self, state: State, profile: UserProfile) -> None:
-        # The profile holds the user's affinities and item lists already
+        # The profile contains the user's affinities and item lists, already
         # parsed from the same hash.
         self._categories = profile.category_affinity
         self._brands = profile.brand_affinity
