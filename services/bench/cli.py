@@ -21,6 +21,7 @@ from services.bench.runner import (
 )
 from services.cli.arguments import integer_at_least
 from services.common.settings import load_settings
+from services.replay.datasets import DATASETS
 from services.replay.settings import Settings as ReplaySettings
 
 __all__ = ["register"]
@@ -57,6 +58,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     parser.add_argument(
         "--calibrate-on",
         action="append",
+        choices=sorted(name for name, info in DATASETS.items() if info.loader),
         metavar="DATASET",
         help="dataset to fit the profile on; repeat to pool several (default: "
         "rees46, the sample committed in data/)",

@@ -91,7 +91,7 @@ def _markdown(document: Mapping[str, Any]) -> list[str]:
         f"The load is synthetic, fitted on {', '.join(run['calibrate_on'])} "
         f"(profile below): {shop['users']:,} users, {shop['items']:,} items, "
         f"{shop['categories']:,} categories, {shop['brands']:,} brands. "
-        f"{run['warmup_events']:,} warm-up events trained the ranker first. "
+        f"{_warmup_sentence(run['warmup_events'])} "
         f"Offered rate: {rate}, at most {run['max_backlog']:,} events waiting. "
         f"Hot-path processes: {run['instances']}.",
         "",
@@ -162,3 +162,9 @@ def _profile_lines(profile: Mapping[str, Any]) -> list[str]:
         "",
         "The full profile is in `bench.json` under `profile`.",
     ]
+
+
+def _warmup_sentence(events: int) -> str:
+    if events:
+        return f"{events:,} warm-up events trained the ranker first."
+    return "No warm-up ran, so the heuristic ranker ranked every slate."

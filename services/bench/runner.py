@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import math
 import sys
 import tempfile
 import threading
@@ -350,9 +351,10 @@ def _wait(
         if now - last_print >= _PROGRESS_SECONDS:
             recent = (reader.slates - printed) / (now - last_print)
             p99 = reader.end_to_end.percentile(0.99)
+            latency = "no slate yet" if math.isnan(p99) else f"p99 {p99:,.0f} ms"
             say(
                 f"{now - started:6.0f} s  sent {sender.sent:,}  slates "
-                f"{reader.slates:,}  {recent:,.0f} events/s  p99 {p99:,.0f} ms"
+                f"{reader.slates:,}  {recent:,.0f} events/s  {latency}"
             )
             last_print, printed = now, reader.slates
         time.sleep(0.1)

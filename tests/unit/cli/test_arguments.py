@@ -113,3 +113,14 @@ def test_integer_option_rejects_padded_text(
     err = capsys.readouterr().err
     assert caught.value.code == 2
     assert f"argument {option}: {expected}, got ' 80'" in err
+
+
+def test_bench_rejects_unknown_calibration_dataset(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with pytest.raises(SystemExit) as caught:
+        main(["bench", "--calibrate-on", "nosuch"])
+
+    err = capsys.readouterr().err
+    assert caught.value.code == 2
+    assert "argument --calibrate-on: invalid choice: 'nosuch'" in err
