@@ -238,11 +238,17 @@ class PrequentialEvaluator:
         # so a paced or paused replay lowers it. Pass the rate measured by the
         # replay (--throughput) to report capacity instead.
         triggers = {trigger for _, trigger in self._slates}
-        times = [slate.generated_at for slate in self._slates.values()]
-        spread = max(times) - min(times) if times else 0.0
+        times = sorted(slate.generated_at for slate in self._slates.values())
+        # The span leaves out the earliest and the latest 1 % of the slates,
+        # so that one slate with a wrong clock cannot stretch it to years; the
+        # triggers are scaled down by the share of the span that remains.
+        trim = len(times) // 100
+        kept = times[trim : len(times) - trim]
+        spread = kept[-1] - kept[0] if kept else 0.0
         if len(triggers) < 2 or spread <= 0.0:
             return None, "unavailable"
-        return len(triggers) / spread, "generated_at"
+        share = (len(kept) - 1) / (len(times) - 1)
+        return len(triggers) * share / spread, "generated_at"
 
     def _model_versions(self) -> dict[str, int]:
         counts = Counter(

@@ -302,6 +302,20 @@ def test_throughput_is_estimated_from_generated_at_spread(
     assert result.throughput_events_per_second == pytest.approx(3 / 120)
 
 
+def test_throughput_estimate_ignores_a_slate_with_a_wrong_clock(
+    make_event: MakeEvent, make_slate: MakeSlate, settings: EvaluationSettings
+) -> None:
+    events = [make_event(f"e{i}", f"u{i}", "a", i) for i in range(200)]
+    slates = [make_slate(event, ["b"]) for event in events[:-1]]
+    stray = events[-1].event_time + timedelta(days=3650)
+    slates.append(make_slate(events[-1], ["b"], generated_at=stray))
+
+    result = evaluate_streams(events, slates, settings=settings)
+
+    # One event a minute; the stray slate alone would stretch the span to years.
+    assert result.throughput_events_per_second == pytest.approx(1 / 60, rel=0.01)
+
+
 def test_throughput_from_caller_is_reported_as_given(
     make_event: MakeEvent, settings: EvaluationSettings
 ) -> None:
