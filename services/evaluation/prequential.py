@@ -240,14 +240,14 @@ class PrequentialEvaluator:
         triggers = {trigger for _, trigger in self._slates}
         times = sorted(slate.generated_at for slate in self._slates.values())
         # The span leaves out the earliest and the latest 1 % of the slates,
-        # so that one slate with a wrong clock cannot stretch it to years; the
-        # triggers are scaled down by the share of the span that remains.
+        # so one slate with a wrong clock cannot stretch it to years. The
+        # trigger count is scaled by the share of the span that remains.
         trim = len(times) // 100
-        kept = times[trim : len(times) - trim]
-        spread = kept[-1] - kept[0] if kept else 0.0
+        central = times[trim : len(times) - trim]
+        spread = central[-1] - central[0] if central else 0.0
         if len(triggers) < 2 or spread <= 0.0:
             return None, "unavailable"
-        share = (len(kept) - 1) / (len(times) - 1)
+        share = (len(central) - 1) / (len(times) - 1)
         return len(triggers) * share / spread, "generated_at"
 
     def _model_versions(self) -> dict[str, int]:
