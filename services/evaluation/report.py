@@ -79,6 +79,12 @@ def verdict_sentence(result: EvaluationResult) -> str:
     the slate they are scored against was published, a second sentence gives
     the verdict without those events, and how many events that leaves.
     """
+    if not result.inputs.slates.get("products"):
+        return (
+            "No products slate was read, so Cartwheel is not compared with the "
+            "baselines: check that the hot path ran on these events and reads "
+            "the same topics."
+        )
     sentence = _verdict_text(result.verdict, result.ranking, "on this replay")
     lookahead = result.inputs.lookahead_targets
     if lookahead == 0:

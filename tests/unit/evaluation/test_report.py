@@ -129,11 +129,28 @@ def test_summary_lines_list_every_recommender(result: EvaluationResult) -> None:
     assert lines[-1] == verdict_sentence(result)
 
 
-def test_verdict_sentence_without_scored_events(settings: EvaluationSettings) -> None:
-    empty = evaluate_streams([], [], settings=settings)
+def test_verdict_sentence_without_scored_events(
+    make_event: Callable[..., Event],
+    make_slate: Callable[..., Slate],
+    settings: EvaluationSettings,
+) -> None:
+    only = make_event("e1", "u1", "a", 0)
+    result = evaluate_streams([only], [make_slate(only, ["b"])], settings=settings)
 
-    assert empty.verdict.beats_every_baseline is False
-    assert verdict_sentence(empty).startswith("No next event could be scored")
+    assert result.verdict.beats_every_baseline is False
+    assert verdict_sentence(result).startswith("No next event could be scored")
+
+
+def test_verdict_sentence_without_slates(
+    make_event: Callable[..., Event], settings: EvaluationSettings
+) -> None:
+    events = [make_event("e1", "u1", "a", 0), make_event("e2", "u1", "b", 1)]
+    result = evaluate_streams(events, [], settings=settings)
+
+    sentence = verdict_sentence(result)
+
+    assert sentence.startswith("No products slate was read")
+    assert "does not beat" not in sentence
 
 
 def test_verdict_sentence_when_nothing_finds_next_item(
