@@ -45,11 +45,11 @@ from types import TracebackType
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message
-from pydantic import ValidationError
+from pydantic import TypeAdapter, ValidationError
 
 from schemas.recommendations import Slate, Surface
 from services.common.kafka import consumer_config
-from services.common.settings import KafkaSettings, TopicSettings
+from services.common.settings import ConsumerGroupId, KafkaSettings, TopicSettings
 
 __all__ = ["SlateConsumer"]
 
@@ -57,6 +57,8 @@ logger = logging.getLogger(__name__)
 
 # How long close() waits for the broker to confirm the last commit.
 _CLOSE_WAIT_SECONDS = 10.0
+
+_GROUP_ID = TypeAdapter(ConsumerGroupId)
 
 
 class SlateConsumer:
@@ -76,8 +78,8 @@ class SlateConsumer:
         fetch_wait_ms: the broker's fetch wait, which bounds the latency.
 
     Raises:
-        ValueError: ``surface`` names no surface, or ``commit_every`` is
-            below 1.
+        ValueError: ``surface`` names no surface, ``group_id`` is blank, or
+            ``commit_every`` is below 1.
     """
 
     def __init__(
@@ -93,6 +95,7 @@ class SlateConsumer:
         fetch_wait_ms: int = 10,
     ) -> None:
         surface = _surface(surface)
+        _require_group_id(group_id)
         if commit_every < 1:
             raise ValueError(f"commit_every={commit_every}; expected at least 1")
         self.topic = (topics or TopicSettings()).recommendations(surface.value)
@@ -265,6 +268,17 @@ class SlateConsumer:
 def _is_nothing_stored(error: KafkaError) -> bool:
     """Return whether a commit failed only because no offset was stored."""
     return error.code() == KafkaError._NO_OFFSET
+
+
+def _require_group_id(group_id: str) -> None:
+    """Raise ValueError for a group id that confluent-kafka would crash on."""
+    try:
+        _GROUP_ID.validate_python(group_id)
+    except ValidationError:
+        raise ValueError(
+            f"group_id={group_id!r}; expected the non-blank name of the site's "
+            "consumer group, such as 'web'"
+        ) from None
 
 
 def _surface(value: Surface | str) -> Surface:

@@ -31,6 +31,14 @@ def make_consumer() -> Iterator[Callable[[Surface | str], SlateConsumer]]:
         slates.close()
 
 
+@pytest.fixture
+def built_consumers(monkeypatch: pytest.MonkeyPatch) -> list[object]:
+    """Record the confluent-kafka consumers built, instead of building them."""
+    built: list[object] = []
+    monkeypatch.setattr(consumer, "Consumer", built.append)
+    return built
+
+
 @pytest.mark.parametrize(
     "surface", ["bundles", Surface.BUNDLES], ids=["value", "member"]
 )
@@ -45,11 +53,8 @@ def test_slate_consumer_accepts_surface_or_its_value(
 
 @pytest.mark.parametrize("surface", ["product", "PRODUCTS", ""])
 def test_slate_consumer_rejects_unknown_surface(
-    surface: str, monkeypatch: pytest.MonkeyPatch
+    surface: str, built_consumers: list[object]
 ) -> None:
-    created: list[object] = []
-    monkeypatch.setattr(consumer, "Consumer", created.append)
-
     with pytest.raises(ValueError) as caught:
         SlateConsumer(KafkaSettings(), surface, "web")
 
@@ -57,4 +62,18 @@ def test_slate_consumer_rejects_unknown_surface(
         f"unknown surface {surface!r}; expected one of 'products', "
         "'bundles', 'promotions', 'reviews', or a schemas.Surface member"
     )
-    assert created == []
+    assert built_consumers == []
+
+
+@pytest.mark.parametrize("group_id", ["", " ", "\t"])
+def test_slate_consumer_rejects_blank_group_id(
+    group_id: str, built_consumers: list[object]
+) -> None:
+    with pytest.raises(ValueError) as caught:
+        SlateConsumer(KafkaSettings(), "products", group_id)
+
+    assert str(caught.value) == (
+        f"group_id={group_id!r}; expected the non-blank name of the site's "
+        "consumer group, such as 'web'"
+    )
+    assert built_consumers == []
