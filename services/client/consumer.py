@@ -38,6 +38,7 @@ Example::
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections import OrderedDict
 from collections.abc import Iterator
@@ -58,6 +59,9 @@ logger = logging.getLogger(__name__)
 # How long close() waits for the broker to confirm the last commit.
 _CLOSE_WAIT_SECONDS = 10.0
 
+# The range of fetch.wait.max.ms that librdkafka accepts.
+_MAX_FETCH_WAIT_MS = 300_000
+
 _GROUP_ID = TypeAdapter(ConsumerGroupId)
 
 
@@ -71,15 +75,18 @@ class SlateConsumer:
         group_id: the consumer group; instances with the same group share
             the topic's partitions.
         topics: topic names (defaults to ``CARTWHEEL_TOPIC_*``).
-        commit_every: stored offsets are committed after this many slates.
+        commit_every: stored offsets are committed after this many slates,
+            at least 1.
         dedupe_size: how many recent ``recommendation_id`` values are
             remembered to drop duplicates; 0 turns deduplication off.
-        poll_timeout_seconds: how long one :meth:`poll` waits for a slate.
-        fetch_wait_ms: the broker's fetch wait, which bounds the latency.
+        poll_timeout_seconds: how long one :meth:`poll` waits for a slate,
+            finite and 0 or more.
+        fetch_wait_ms: the broker's fetch wait, which bounds the latency,
+            from 0 to 300,000.
 
     Raises:
         ValueError: ``surface`` names no surface, ``group_id`` is blank, or
-            ``commit_every`` is below 1.
+            a number is out of the range given above.
     """
 
     def __init__(
@@ -96,8 +103,8 @@ class SlateConsumer:
     ) -> None:
         surface = _surface(surface)
         _require_group_id(group_id)
-        if commit_every < 1:
-            raise ValueError(f"commit_every={commit_every}; expected at least 1")
+        _require_sizes(commit_every, dedupe_size, fetch_wait_ms)
+        _require_timeout("poll_timeout_seconds", poll_timeout_seconds)
         self.topic = (topics or TopicSettings()).recommendations(surface.value)
         config = consumer_config(kafka, group_id, fetch_wait_ms=fetch_wait_ms)
         self._consumer = Consumer({**config, "on_commit": self._on_commit})
@@ -133,9 +140,26 @@ class SlateConsumer:
         """Return the next new slate, or None when none arrived in time.
 
         Calling it marks the previously returned slate as done.
+
+        Args:
+            timeout_seconds: how long to wait for a slate, finite and 0 or
+                more; ``poll_timeout_seconds`` when None.
+
+        Raises:
+            ValueError: ``timeout_seconds`` is negative or not finite.
+            RuntimeError: the consumer is closed; build a new one to read
+                on, and it resumes after the last slate marked done.
         """
+        if self._is_closed:
+            raise RuntimeError(
+                f"the slate consumer of topic {self.topic!r} is closed; build a "
+                "new SlateConsumer to read more slates"
+            )
+        if timeout_seconds is None:
+            timeout = self._poll_timeout
+        else:
+            timeout = _require_timeout("timeout_seconds", timeout_seconds)
         self.mark_done()
-        timeout = self._poll_timeout if timeout_seconds is None else timeout_seconds
         message = self._consumer.poll(timeout)
         if message is None:
             return None
@@ -279,6 +303,31 @@ def _require_group_id(group_id: str) -> None:
             f"group_id={group_id!r}; expected the non-blank name of the site's "
             "consumer group, such as 'web'"
         ) from None
+
+
+def _require_sizes(commit_every: int, dedupe_size: int, fetch_wait_ms: int) -> None:
+    if commit_every < 1:
+        raise ValueError(f"commit_every={commit_every!r}; expected at least 1")
+    if dedupe_size < 0:
+        raise ValueError(
+            f"dedupe_size={dedupe_size!r}; expected 0, which turns deduplication "
+            "off, or more"
+        )
+    if not 0 <= fetch_wait_ms <= _MAX_FETCH_WAIT_MS:
+        raise ValueError(
+            f"fetch_wait_ms={fetch_wait_ms!r}; expected 0 to {_MAX_FETCH_WAIT_MS}, "
+            "the range that librdkafka accepts"
+        )
+
+
+def _require_timeout(name: str, seconds: float) -> float:
+    """Return ``seconds``, or raise ValueError when it is not a wait's length."""
+    # confluent-kafka takes a negative or NaN timeout as "wait forever".
+    if not (math.isfinite(seconds) and seconds >= 0):
+        raise ValueError(
+            f"{name}={seconds!r}; expected a finite number of seconds, 0 or more"
+        )
+    return seconds
 
 
 def _surface(value: Surface | str) -> Surface:

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterator
 
 import pytest
@@ -77,3 +78,50 @@ def test_slate_consumer_rejects_blank_group_id(
         "consumer group, such as 'web'"
     )
     assert built_consumers == []
+
+
+@pytest.mark.parametrize(
+    ("argument", "value", "expected"),
+    [
+        ("commit_every", 0, "expected at least 1"),
+        ("dedupe_size", -1, "expected 0, which turns deduplication off, or more"),
+        ("poll_timeout_seconds", -1, "expected a finite number of seconds"),
+        ("poll_timeout_seconds", math.nan, "expected a finite number of seconds"),
+        ("poll_timeout_seconds", math.inf, "expected a finite number of seconds"),
+        ("fetch_wait_ms", -1, "expected 0 to 300000"),
+        ("fetch_wait_ms", 300_001, "expected 0 to 300000"),
+    ],
+)
+def test_slate_consumer_rejects_number_out_of_range(
+    argument: str, value: float, expected: str, built_consumers: list[object]
+) -> None:
+    with pytest.raises(ValueError) as caught:
+        SlateConsumer(KafkaSettings(), "products", "web", **{argument: value})
+
+    assert str(caught.value).startswith(f"{argument}={value!r}; {expected}")
+    assert built_consumers == []
+
+
+@pytest.mark.parametrize("timeout_seconds", [-1.0, math.nan])
+def test_slate_consumer_poll_rejects_timeout_that_would_wait_forever(
+    timeout_seconds: float, make_consumer: Callable[[Surface | str], SlateConsumer]
+) -> None:
+    slates = make_consumer("products")
+
+    with pytest.raises(ValueError, match="^timeout_seconds=.*expected a finite"):
+        slates.poll(timeout_seconds)
+
+
+def test_slate_consumer_poll_raises_after_close(
+    make_consumer: Callable[[Surface | str], SlateConsumer],
+) -> None:
+    slates = make_consumer("products")
+    slates.close()
+
+    with pytest.raises(RuntimeError) as caught:
+        slates.poll(0)
+
+    assert str(caught.value) == (
+        "the slate consumer of topic 'shop.products' is closed; build a new "
+        "SlateConsumer to read more slates"
+    )
