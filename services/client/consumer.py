@@ -14,8 +14,9 @@ order they were published. Duplicates from a replayed hot-path batch carry
 the same ``recommendation_id``; the consumer drops the ones it has seen
 recently.
 
-Malformed input: a message that is not a valid slate is skipped with a
-WARNING, never raised, and its offset is stored like any other.
+Malformed input: a message that is not a valid slate, or a slate of another
+surface than the topic's, is skipped with a WARNING, never raised, and its
+offset is stored like any other.
 
 Start: a group with no committed offsets starts at the oldest slate still
 on the topic. Iteration waits for slates and does not raise while the
@@ -106,6 +107,7 @@ class SlateConsumer:
         _require_sizes(commit_every, dedupe_size, fetch_wait_ms)
         _require_timeout("poll_timeout_seconds", poll_timeout_seconds)
         self.topic = (topics or TopicSettings()).recommendations(surface.value)
+        self._surface = surface
         config = consumer_config(kafka, group_id, fetch_wait_ms=fetch_wait_ms)
         self._consumer = Consumer({**config, "on_commit": self._on_commit})
         self._consumer.subscribe([self.topic])
@@ -262,21 +264,25 @@ class SlateConsumer:
 
     def _decode(self, message: Message) -> Slate | None:
         try:
-            return Slate.model_validate_json(message.value() or b"")
+            slate = Slate.model_validate_json(message.value() or b"")
         except ValidationError as exc:
             first = exc.errors()[0]
             where = ".".join(str(part) for part in first["loc"]) or "message"
-            logger.warning(
-                "invalid slate skipped topic=%s partition=%s offset=%s errors=%d "
-                "first=%s: %s",
-                message.topic(),
-                message.partition(),
-                message.offset(),
+            _log_skipped(
+                message,
+                "errors=%d first=%s: %s",
                 exc.error_count(),
                 where,
                 first["msg"],
             )
             return None
+        # A slate of another surface would reach the site's code for this one.
+        if slate.surface is not self._surface:
+            _log_skipped(
+                message, "surface=%s expected=%s", slate.surface, self._surface
+            )
+            return None
+        return slate
 
     def _is_duplicate(self, recommendation_id: str) -> bool:
         if self._dedupe_size == 0:
@@ -287,6 +293,16 @@ class SlateConsumer:
         if len(self._seen) > self._dedupe_size:
             self._seen.popitem(last=False)
         return False
+
+
+def _log_skipped(message: Message, details: str, *values: object) -> None:
+    logger.warning(
+        "invalid slate skipped topic=%s partition=%s offset=%s " + details,
+        message.topic(),
+        message.partition(),
+        message.offset(),
+        *values,
+    )
 
 
 def _is_nothing_stored(error: KafkaError) -> bool:

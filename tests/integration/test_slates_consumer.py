@@ -22,10 +22,10 @@ from services.infra.processes import LocalServer, start_broker
 pytestmark = pytest.mark.integration
 
 
-def _slate(number: int) -> Slate:
+def _slate(number: int, surface: Surface = Surface.PRODUCTS) -> Slate:
     return Slate(
         recommendation_id=f"r{number}",
-        surface=Surface.PRODUCTS,
+        surface=surface,
         user_id="u1",
         trigger_event_id=f"e{number}",
         items=[SlateItem(item_id=f"i{number}", rank=1, score=1.0, source="trending")],
@@ -82,6 +82,31 @@ def test_slate_consumer_yields_slates_in_order_without_duplicates_or_bad_input(
 
     assert [slate.recommendation_id for slate in slates] == ["r1", "r2"]
     assert extra == []
+
+
+def test_slate_consumer_skips_slate_of_another_surface_with_warning(
+    kafka_settings: KafkaSettings,
+    topics: TopicSettings,
+    unique_name,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    topic = topics.recommendations(Surface.PRODUCTS.value)
+    values = [
+        _slate(1, Surface.BUNDLES).model_dump_json().encode(),
+        _slate(2).model_dump_json().encode(),
+    ]
+    _publish(kafka_settings, topic, values)
+
+    with SlateConsumer(
+        kafka_settings, Surface.PRODUCTS, unique_name("site"), topics=topics
+    ) as consumer:
+        slates = _take(consumer, 1)
+
+    assert [slate.recommendation_id for slate in slates] == ["r2"]
+    assert (
+        f"invalid slate skipped topic={topic} partition=0 offset=0 "
+        "surface=bundles expected=products"
+    ) in caplog.messages
 
 
 def test_slate_consumer_resumes_after_last_slate_marked_done(
