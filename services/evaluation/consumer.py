@@ -7,8 +7,9 @@ groups' offsets alone. Repeated events and slates are dropped by id later.
 Ordering: only the order within a partition is kept, which is enough because
 the evaluator sorts events by event time and applies catalog records per key
 (one key lives in one partition).
-Malformed input: a record that fails validation is skipped and counted per
-topic, with one WARNING per topic, and never stops the read.
+Malformed input: a record that fails validation, or a slate of another
+surface than its topic's, is skipped and counted per topic, with one WARNING
+per topic, and never stops the read.
 
 The read stops when every partition has reported end-of-partition at the high
 watermark learned from its fetch responses. Some brokers (Tansu 0.6) return
@@ -20,7 +21,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from confluent_kafka import (
@@ -85,7 +86,9 @@ def read_topics(
     # Fails at once, before librdkafka retries a refused address in its logs.
     require_listener(settings.kafka)
     topics = settings.topics
-    slate_topics = [topics.recommendations(surface.value) for surface in Surface]
+    slate_topics = {
+        topics.recommendations(surface.value): surface for surface in Surface
+    }
     reader = _TopicReader(evaluator, topics.events, topics.catalog, slate_topics)
     config = {
         **consumer_config(settings.kafka, settings.group_id),
@@ -185,11 +188,12 @@ class _TopicReader:
         evaluator: PrequentialEvaluator,
         events_topic: str,
         catalog_topic: str,
-        slate_topics: Sequence[str],
+        slate_topics: Mapping[str, Surface],
     ) -> None:
         self._evaluator = evaluator
         self._events_topic = events_topic
         self._catalog_topic = catalog_topic
+        self._slate_topics = slate_topics
         self.topics = [events_topic, catalog_topic, *slate_topics]
         self.records: Counter[str] = Counter()
         self.malformed: Counter[str] = Counter()
@@ -206,7 +210,7 @@ class _TopicReader:
             elif topic == self._events_topic:
                 self._evaluator.add_event(Event.model_validate_json(value))
             else:
-                self._evaluator.add_slate(Slate.model_validate_json(value))
+                self._handle_slate(self._slate_topics[topic], value)
         except (ValidationError, ValueError) as exc:
             self.malformed[topic] += 1
             if self.malformed[topic] == 1:
@@ -217,6 +221,17 @@ class _TopicReader:
                     message.offset(),
                     str(exc).splitlines()[0],
                 )
+
+    def _handle_slate(self, surface: Surface, value: bytes) -> None:
+        slate = Slate.model_validate_json(value)
+        # The evaluator files a slate under its own surface, so a slate
+        # published to another surface's topic would be scored there.
+        if slate.surface is not surface:
+            raise ValueError(
+                f"slate of surface {slate.surface.value!r} on the topic of "
+                f"surface {surface.value!r}"
+            )
+        self._evaluator.add_slate(slate)
 
     def _handle_catalog(self, key: bytes | None, value: bytes | None) -> None:
         if value is not None:

@@ -104,7 +104,11 @@ def make_slate(
 
 
 def write_replay(settings: EvaluationSettings, replay: Replay) -> None:
-    """Produce the replay plus one malformed event, slate and a tombstone."""
+    """Produce the replay plus records that are not part of it.
+
+    They are a malformed event, a malformed slate, a bundles slate on the
+    products topic and a catalog tombstone.
+    """
     topics = settings.topics
     # A long linger packs many records into one batch, the case in which
     # Tansu's ListOffsets end offset is too low.
@@ -118,7 +122,10 @@ def write_replay(settings: EvaluationSettings, replay: Replay) -> None:
     for slate in replay.slates:
         topic = topics.recommendations(slate.surface.value)
         producer.produce(topic, slate.model_dump_json(), slate.user_id)
-    producer.produce(topics.recommendations("products"), b'{"items": 3}', b"u1")
+    products_topic = topics.recommendations("products")
+    producer.produce(products_topic, b'{"items": 3}', b"u1")
+    misrouted = make_slate(replay.events[1], ["i1"], Surface.BUNDLES, 1.0)
+    producer.produce(products_topic, misrouted.model_dump_json(), misrouted.user_id)
     assert producer.flush(30) == 0
 
 
@@ -135,7 +142,7 @@ def test_read_topics_reads_every_record_to_the_end(
     assert summary.records[settings.topics.catalog] == len(replay.items) + 1
     assert summary.malformed == {
         settings.topics.events: 1,
-        settings.topics.recommendations("products"): 1,
+        settings.topics.recommendations("products"): 2,
     }
 
 

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 
+from schemas.events import Event
+from schemas.recommendations import Slate, Surface
 from services.common.errors import BrokerUnreachableError
 from services.common.settings import KafkaSettings
 from services.evaluation.consumer import _TopicReader, read_topics
@@ -26,12 +30,13 @@ def test_read_topics_names_bootstrap_without_broker() -> None:
 class _Message:
     """The parts of a confluent-kafka message that the reader calls."""
 
-    def __init__(self, key: bytes, value: bytes) -> None:
+    def __init__(self, key: bytes, value: bytes, topic: str = "catalog") -> None:
         self._key = key
         self._value = value
+        self._topic = topic
 
     def topic(self) -> str:
-        return "catalog"
+        return self._topic
 
     def key(self) -> bytes:
         return self._key
@@ -53,10 +58,29 @@ class _Message:
 )
 def test_reader_picks_catalog_model_by_key(key: bytes, is_read: bool) -> None:
     evaluator = PrequentialEvaluator(EvaluationSettings())
-    reader = _TopicReader(evaluator, "events", "catalog", [])
+    reader = _TopicReader(evaluator, "events", "catalog", {})
     value = b'{"item_id": "z1", "updated_at": "2019-10-01T00:00:00Z"}'
 
     reader.handle(_Message(key, value))  # type: ignore[arg-type]
 
     assert reader.malformed["catalog"] == (0 if is_read else 1)
     assert ("z1" in evaluator._catalog.items) is is_read
+
+
+def test_reader_skips_slate_of_another_surface_than_its_topic(
+    make_event: Callable[..., Event],
+    make_slate: Callable[..., Slate],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    evaluator = PrequentialEvaluator(EvaluationSettings())
+    topics = {"slates.products": Surface.PRODUCTS, "slates.bundles": Surface.BUNDLES}
+    reader = _TopicReader(evaluator, "events", "catalog", topics)
+    slate = make_slate(make_event("e1", "u1", "i1", 0), ["i2"], surface="bundles")
+
+    reader.handle(_Message(b"u1", slate.model_dump_json().encode(), "slates.products"))
+
+    assert reader.malformed == {"slates.products": 1}
+    assert evaluator.evaluate().inputs.slates["bundles"] == 0
+    assert "slate of surface 'bundles' on the topic of surface 'products'" in (
+        caplog.text
+    )
