@@ -94,9 +94,9 @@ def run_evaluate(args: argparse.Namespace) -> int:
     logger.info("evaluation starting settings=%s", masked_settings(settings))
     evaluator = PrequentialEvaluator(settings)
     started = time.perf_counter()
-    read_topics(evaluator, settings)
+    read = read_topics(evaluator, settings)
     read_seconds = time.perf_counter() - started
-    result = evaluator.evaluate(args.throughput)
+    result = evaluator.evaluate(args.throughput, skipped_records=read.malformed)
     score_seconds = time.perf_counter() - started - read_seconds
     files = write_report(result, settings.report_dir)
     events = result.inputs.events

@@ -109,6 +109,14 @@ def read_topics(
         summary.malformed,
         settings.group_id,
     )
+    # Only the first malformed record of each topic is logged, so the count
+    # must reach the default log level too.
+    if summary.malformed:
+        logger.warning(
+            "malformed records skipped total=%d by_topic=%s",
+            sum(summary.malformed.values()),
+            dict(sorted(summary.malformed.items())),
+        )
     return summary
 
 

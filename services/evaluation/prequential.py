@@ -19,7 +19,7 @@ import dataclasses
 import logging
 import math
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import numpy as np
@@ -111,13 +111,18 @@ class PrequentialEvaluator:
         self._catalog.delete(key)
 
     def evaluate(
-        self, throughput_events_per_second: float | None = None
+        self,
+        throughput_events_per_second: float | None = None,
+        *,
+        skipped_records: Mapping[str, int] | None = None,
     ) -> EvaluationResult:
         """Score everything added so far.
 
         Args:
             throughput_events_per_second: the system's measured throughput;
                 when None it is estimated from the slates' generated_at spread.
+            skipped_records: records per topic that the reader skipped as
+                malformed, for the report's inputs.
 
         Returns:
             every metric of the evaluation.
@@ -165,7 +170,7 @@ class PrequentialEvaluator:
             timeline=replay.timeline(self._settings.timeline_buckets),
             verdict=_verdict(ranking, self._settings.cutoffs[-1]),
             verdict_without_lookahead=_verdict(unseen, self._settings.cutoffs[-1]),
-            inputs=self._summary(events, timelines, replay),
+            inputs=self._summary(events, timelines, replay, skipped_records or {}),
             parameters=_parameters(self._settings),
         )
 
@@ -263,6 +268,7 @@ class PrequentialEvaluator:
         events: list[EventRecord],
         timelines: UserTimelines,
         replay: ProductsReplay,
+        skipped_records: Mapping[str, int],
     ) -> InputSummary:
         slate_counts = Counter(surface.value for surface, _ in self._slates)
         orphans = sum(
@@ -277,6 +283,11 @@ class PrequentialEvaluator:
             slates={s.value: slate_counts.get(s.value, 0) for s in Surface},
             duplicate_slates=self._duplicate_slates,
             orphan_slates=orphans,
+            skipped_records={
+                topic: count
+                for topic, count in sorted(skipped_records.items())
+                if count
+            },
             targets_with_own_slate=replay.own_slates,
             targets_with_stale_slate=replay.stale_slates,
             targets_without_slate=replay.missing_slates,

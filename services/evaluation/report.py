@@ -269,6 +269,7 @@ def _inputs_section(result: EvaluationResult) -> list[str]:
         *((f"slates: {s}", n) for s, n in inputs.slates.items()),
         ("duplicate slates dropped", inputs.duplicate_slates),
         ("slates whose trigger event was not read", inputs.orphan_slates),
+        *_skipped_rows(inputs.skipped_records),
     ]
     return [
         "## Inputs",
@@ -276,6 +277,15 @@ def _inputs_section(result: EvaluationResult) -> list[str]:
         "| quantity | count |",
         "|---|---:|",
         *(f"| {label} | {count} |" for label, count in rows),
+    ]
+
+
+def _skipped_rows(skipped_records: dict[str, int]) -> list[tuple[str, int]]:
+    if not skipped_records:
+        return [("malformed records skipped", 0)]
+    return [
+        (f"malformed records skipped: {topic}", count)
+        for topic, count in skipped_records.items()
     ]
 
 

@@ -40,6 +40,8 @@ class InputSummary:
         duplicate_slates: slates dropped because another slate of the same
             surface had the same trigger event (the earliest one is kept).
         orphan_slates: slates whose trigger event is not among the events.
+        skipped_records: records skipped as malformed while reading, per
+            topic; only topics with skipped records appear.
         targets_with_own_slate: scored events whose previous event had a
             products slate.
         targets_with_stale_slate: scored events whose previous event had
@@ -64,6 +66,7 @@ class InputSummary:
     slates: dict[str, int]
     duplicate_slates: int
     orphan_slates: int
+    skipped_records: dict[str, int]
     targets_with_own_slate: int
     targets_with_stale_slate: int
     targets_without_slate: int

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -206,6 +207,31 @@ def test_evaluate_command_writes_report_from_topics(
     assert (tmp_path / "report" / "latency.png").read_bytes()[:4] == b"\x89PNG"
     assert "session_knn" in output
     assert f"report: {tmp_path / 'report' / 'report.md'}" in output
+
+
+def test_evaluate_command_reports_malformed_records_skipped(
+    settings: EvaluationSettings,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    write_replay(settings, build_replay())
+    args = evaluate_args(settings, monkeypatch, tmp_path / "report")
+    skipped = {
+        settings.topics.events: 1,
+        settings.topics.recommendations("products"): 2,
+    }
+
+    args.handler(args)
+
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    by_topic = dict(sorted(skipped.items()))
+    assert f"malformed records skipped total=3 by_topic={by_topic}" in warnings
+    report = (tmp_path / "report" / "report.md").read_text()
+    products = settings.topics.recommendations("products")
+    assert f"| malformed records skipped: {products} | 2 |" in report
+    metrics = json.loads((tmp_path / "report" / "metrics.json").read_text())
+    assert metrics["inputs"]["skipped_records"] == skipped
 
 
 def test_evaluate_command_fails_without_slates(

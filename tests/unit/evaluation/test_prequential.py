@@ -471,3 +471,13 @@ def test_scores_split_by_model_version_of_slate(
     assert result.by_model_version["heuristic-1"][1].hit_rate == 1.0
     assert result.by_model_version["ranker-2"][1].count == 1
     assert result.by_model_version["ranker-2"][1].hit_rate == 0.0
+
+
+def test_evaluate_reports_skipped_records_of_topics_that_had_some(
+    settings: EvaluationSettings,
+) -> None:
+    evaluator = PrequentialEvaluator(settings)
+
+    result = evaluator.evaluate(skipped_records={"slates": 11, "events": 0})
+
+    assert result.inputs.skipped_records == {"slates": 11}

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Callable
 from datetime import timedelta
@@ -240,3 +241,24 @@ def test_clear_lead_gets_no_noise_sentence() -> None:
     ranking = {SYSTEM_NAME: _scores(0.1694, 0.0639), "popular": _scores(0.04, 0.01)}
 
     assert _narrow_leads(ranking, 20, 6229) == ""
+
+
+def test_report_counts_malformed_records_skipped_per_topic(
+    result: EvaluationResult, tmp_path: Path
+) -> None:
+    inputs = dataclasses.replace(result.inputs, skipped_records={"slates": 11})
+    skipped = dataclasses.replace(result, inputs=inputs)
+
+    files = write_report(skipped, tmp_path)
+
+    assert "| malformed records skipped: slates | 11 |" in files.markdown.read_text()
+    metrics = json.loads(files.metrics_json.read_text())
+    assert metrics["inputs"]["skipped_records"] == {"slates": 11}
+
+
+def test_report_counts_no_malformed_records_when_none_skipped(
+    result: EvaluationResult, tmp_path: Path
+) -> None:
+    text = write_report(result, tmp_path).markdown.read_text()
+
+    assert "| malformed records skipped | 0 |" in text
