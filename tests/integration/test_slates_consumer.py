@@ -84,7 +84,7 @@ def test_slate_consumer_yields_slates_in_order_without_duplicates_or_bad_input(
     assert extra == []
 
 
-def test_slate_consumer_skips_slate_of_another_surface_with_warning(
+def test_slate_consumer_skips_slate_of_other_surface(
     kafka_settings: KafkaSettings,
     topics: TopicSettings,
     unique_name,

@@ -103,7 +103,7 @@ def test_slate_consumer_rejects_number_out_of_range(
 
 
 @pytest.mark.parametrize("timeout_seconds", [-1.0, math.nan])
-def test_slate_consumer_poll_rejects_timeout_that_would_wait_forever(
+def test_slate_consumer_poll_rejects_endless_timeout(
     timeout_seconds: float, make_consumer: Callable[[Surface | str], SlateConsumer]
 ) -> None:
     slates = make_consumer("products")

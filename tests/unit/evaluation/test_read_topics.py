@@ -67,7 +67,7 @@ def test_reader_picks_catalog_model_by_key(key: bytes, is_read: bool) -> None:
     assert ("z1" in evaluator._catalog.items) is is_read
 
 
-def test_reader_skips_slate_of_another_surface_than_its_topic(
+def test_reader_skips_slate_of_other_surface(
     make_event: Callable[..., Event],
     make_slate: Callable[..., Slate],
     caplog: pytest.LogCaptureFixture,
