@@ -350,8 +350,8 @@ def _run_pipeline(
             update={"score_from": events[split].event_time}
         )
         evaluator = PrequentialEvaluator(evaluation)
-        read_topics(evaluator, evaluation)
-        result = evaluator.evaluate(processed / elapsed)
+        read = read_topics(evaluator, evaluation)
+        result = evaluator.evaluate(processed / elapsed, skipped_records=read.malformed)
         files = write_report(result, settings.report_dir)
 
     lines = [
