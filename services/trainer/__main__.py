@@ -12,7 +12,6 @@ import sys
 import redis
 import torch
 
-from models.errors import ArtifactError
 from models.registry import ModelRegistry
 from services.common.entrypoint import parse_service_arguments, run_entry_point
 from services.common.errors import InfrastructureError
@@ -85,10 +84,13 @@ def build_service(settings: TrainerSettings) -> TrainerService:
 
 
 def _announce_champion(trainer: Trainer) -> None:
-    """Announce the champion at start, so a models topic that lost it gets it back."""
+    """Announce the champion at start, so a models topic that lost it gets it back.
+
+    A champion that fails to load is reported by the trainer and not announced.
+    """
     try:
         version = trainer.announce_champion()
-    except (ArtifactError, InfrastructureError) as exc:
+    except InfrastructureError as exc:
         # The champion stays announced where the topic still contains it, and
         # the next promotion announces a new one.
         logger.warning("champion not announced at start error=%s", exc)

@@ -10,6 +10,11 @@ too few examples, or when the champion was trained on the same examples (same
 event ids in the same order) by the same code and network sizes. Other
 training settings, such as the number of epochs, take effect with the next
 new example.
+
+A champion that fails to load (missing files, weights that fail their SHA-256,
+an incompatible format) is not announced, and each challenger is judged alone,
+so one that reaches ``min_click_auc`` replaces it. The failure is logged once
+per version, without a traceback, because the error names the file.
 """
 
 from __future__ import annotations
@@ -92,6 +97,20 @@ class Challenger:
 
 
 @dataclass(frozen=True)
+class _Champion:
+    """The registry's champion as the trainer found it."""
+
+    # None before the first promotion.
+    version: str | None
+    # None when there is no champion or it failed to load.
+    artifact: LoadedArtifact | None
+
+    @property
+    def is_unloadable(self) -> bool:
+        return self.version is not None and self.artifact is None
+
+
+@dataclass(frozen=True)
 class RefreshResult:
     """Outcome of one refresh, with the metrics it was decided on."""
 
@@ -127,29 +146,34 @@ class Trainer:
         self._announce = announce
         self._lock = lock
         self._stopping = threading.Event()
+        # Champion versions whose load failure was logged, so that each
+        # refresh does not repeat it.
+        self._unloadable_versions: set[str] = set()
 
     def announce_champion(self) -> str | None:
-        """Announce the registry's champion again and return its version.
+        """Verify the registry's champion, announce it again and return its version.
 
         The compacted models topic keeps the latest announcement, unless the
         broker lost its data, as the local Tansu broker does on a restart.
         The scorers would then rank with the heuristic until the next
         promotion. A scorer ignores an announcement of the version it runs.
+        The champion is loaded and verified as a scorer loads it, and one that
+        fails is not announced, since every scorer would fail on it too.
 
         Returns:
-            The champion's version; None when there is no champion or no
-            ``announce``.
+            The champion's version; None when there is no champion, it fails
+            to load, or there is no ``announce``.
 
         Raises:
-            ArtifactError: the champion's metadata cannot be read.
             InfrastructureError: the broker did not acknowledge it in time.
         """
-        version = self._registry.champion_version(self._settings.model_name)
-        if version is None or self._announce is None:
+        if self._announce is None:
             return None
-        path = self._registry.path_of(version).resolve()
-        self._announce(self._registry.metadata(version), str(path))
-        return version
+        artifact = self._load_champion().artifact
+        if artifact is None:
+            return None
+        self._announce(artifact.metadata, str(artifact.path.resolve()))
+        return artifact.metadata.model_version
 
     def stop(self) -> None:
         """Stop training after its current batch, without promoting.
@@ -170,9 +194,11 @@ class Trainer:
         champion = (
             self._load_champion()
             if len(examples) >= self._settings.min_examples
-            else None
+            else _Champion(None, None)
         )
-        if champion is not None and self._would_repeat(champion.metadata, examples):
+        if champion.artifact is not None and self._would_repeat(
+            champion.artifact.metadata, examples
+        ):
             # Training is seeded, so the same examples, code and network would
             # give the same weights under a new version, and every process
             # would swap to it. A process that failed to load the champion
@@ -181,8 +207,8 @@ class Trainer:
                 "refresh skipped, no new examples since the champion "
                 "examples=%s window_end=%s champion=%s",
                 len(examples),
-                champion.metadata.data_window.end,
-                champion.metadata.model_version,
+                champion.artifact.metadata.data_window.end,
+                champion.version,
             )
             return RefreshResult(
                 "skipped",
@@ -260,12 +286,12 @@ class Trainer:
         self,
         challenger: Challenger,
         prepared: PreparedData,
-        champion: LoadedArtifact | None,
+        champion: _Champion,
     ) -> RefreshResult:
         challenger_metrics = evaluate(
             challenger.model, challenger.spec, prepared.holdout
         )
-        champion_metrics = _champion_metrics(champion, prepared.holdout)
+        champion_metrics = _champion_metrics(champion.artifact, prepared.holdout)
         for name, value in challenger_metrics.items():
             HOLDOUT_METRIC.labels("challenger", name).set(value)
         for name, value in (champion_metrics or {}).items():
@@ -277,9 +303,7 @@ class Trainer:
             min_click_auc=self._settings.min_click_auc,
         )
         if not decision.is_promoted:
-            logger.warning(
-                "challenger rejected, champion kept reasons=%s", decision.describe()
-            )
+            _log_rejection(champion, decision)
             return RefreshResult(
                 "rejected",
                 decision.describe(),
@@ -321,20 +345,33 @@ class Trainer:
             metadata.model_version,
         )
 
-    def _load_champion(self) -> LoadedArtifact | None:
-        """Return the champion, or None when there is none or it fails to load.
+    def _load_champion(self) -> _Champion:
+        """Load and verify the champion. Its artifact is None when loading fails.
 
         A champion that fails to load is replaced even on unchanged data, and
         the challenger is judged alone.
         """
+        version = self._registry.champion_version(self._settings.model_name)
+        if version is None:
+            return _Champion(None, None)
         try:
-            return self._registry.load_champion(self._settings.model_name)
-        except ArtifactError:
-            logger.exception(
-                "champion failed to load, judging the challenger alone model=%s",
-                self._settings.model_name,
-            )
-            return None
+            artifact = self._registry.load(version)
+        except ArtifactError as exc:
+            if version not in self._unloadable_versions:
+                self._unloadable_versions.add(version)
+                # The error names the file and the check that failed; a
+                # traceback would add only the trainer's own call stack.
+                logger.warning(
+                    "champion failed to load, it is not announced and challengers "
+                    "are judged alone model_version=%s error=%s; restore its files, "
+                    "or a challenger whose click AUC reaches "
+                    "CARTWHEEL_TRAINER_MIN_CLICK_AUC replaces it",
+                    version,
+                    exc,
+                )
+            return _Champion(version, None)
+        self._unloadable_versions.discard(version)
+        return _Champion(version, artifact)
 
     def _would_repeat(
         self, champion: ArtifactMetadata, examples: Sequence[TrainingExample]
@@ -378,6 +415,26 @@ def _examples_digest(examples: Sequence[TrainingExample]) -> str:
         # The length prefix keeps ("ab", "c") apart from ("a", "bc").
         digest.update(len(event_id).to_bytes(4, "big") + event_id)
     return digest.hexdigest()
+
+
+def _log_rejection(champion: _Champion, decision: PromotionDecision) -> None:
+    if champion.is_unloadable:
+        logger.warning(
+            "challenger rejected, the champion still fails to load "
+            "model_version=%s reasons=%s",
+            champion.version,
+            decision.describe(),
+        )
+    elif champion.version is None:
+        logger.warning(
+            "challenger rejected, no champion yet reasons=%s", decision.describe()
+        )
+    else:
+        logger.warning(
+            "challenger rejected, champion kept model_version=%s reasons=%s",
+            champion.version,
+            decision.describe(),
+        )
 
 
 def _champion_metrics(

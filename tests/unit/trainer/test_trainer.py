@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import Any
 
@@ -110,6 +111,33 @@ def test_refresh_judges_alone_when_champion_is_corrupt(
     assert registry.champion_version("ranker") == second.model_version
 
 
+def test_refresh_logs_unloadable_champion_once_without_traceback(
+    make_settings: MakeSettings,
+    window_examples: list[TrainingExample],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    registry = ModelRegistry(make_settings().registry_dir)
+    first = Trainer(make_settings(), registry).refresh(window_examples, "first")
+    weights = registry.path_of(str(first.model_version)) / "weights.safetensors"
+    weights.write_bytes(b"garbage")
+    # No challenger reaches a click AUC of 1, so the corrupt champion stays.
+    trainer = Trainer(make_settings(min_click_auc=1.0), registry)
+
+    with caplog.at_level(logging.INFO, logger=trainer_module.__name__):
+        second = trainer.refresh(window_examples, "second")
+        third = trainer.refresh(window_examples, "third")
+
+    failures = [r for r in caplog.records if "failed to load" in r.getMessage()]
+    assert second.outcome == third.outcome == "rejected"
+    assert len(failures) == 1
+    assert failures[0].levelno == logging.WARNING
+    assert failures[0].exc_info is None
+    assert "weights have SHA-256" in failures[0].getMessage()
+    assert str(first.model_version) in failures[0].getMessage()
+    assert "champion kept" not in caplog.text
+    assert caplog.text.count("the champion still fails to load") == 2
+
+
 def test_stopped_trainer_promotes_nothing(
     make_settings: MakeSettings, window_examples: list[TrainingExample]
 ) -> None:
@@ -181,3 +209,30 @@ def test_announce_champion_without_champion_announces_nothing(
 
     assert version is None
     assert announced == []
+
+
+def test_announce_champion_skips_champion_whose_weights_fail_checksum(
+    make_settings: MakeSettings,
+    window_examples: list[TrainingExample],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    settings = make_settings()
+    registry = ModelRegistry(settings.registry_dir)
+    champion = Trainer(settings, registry).refresh(window_examples, "first")
+    weights = registry.path_of(str(champion.model_version)) / "weights.safetensors"
+    with weights.open("ab") as file:
+        file.write(b"\0" * 1000)
+    announced: list[ArtifactMetadata] = []
+
+    with caplog.at_level(logging.WARNING, logger=trainer_module.__name__):
+        version = Trainer(
+            settings, registry, lambda metadata, uri: announced.append(metadata)
+        ).announce_champion()
+
+    assert version is None
+    assert announced == []
+    [record] = caplog.records
+    assert record.exc_info is None
+    assert str(champion.model_version) in record.getMessage()
+    assert str(weights) in record.getMessage()
+    assert "restore its files" in record.getMessage()
