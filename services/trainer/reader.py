@@ -81,7 +81,11 @@ class ExampleReader:
                 f"topic {self.topic!r} is missing; run 'cartwheel topics create'"
             )
         numbers = sorted(topic.partitions)
-        start_ms = int((self._clock() - window_seconds) * 1000)
+        # A window that reaches back before 1970 starts at 0, the first
+        # possible timestamp. ListOffsets reserves negative timestamps (-1
+        # latest, -2 earliest), and Tansu 0.6.0 closes the connection for a
+        # start of about -8e12 ms (a window of 1e10 s).
+        start_ms = max(int((self._clock() - window_seconds) * 1000), 0)
         wanted = [TopicPartition(self.topic, p, start_ms) for p in numbers]
         try:
             found = self._consumer.offsets_for_times(
@@ -97,8 +101,8 @@ class ExampleReader:
                 for tp in found
             ]
         except KafkaException as exc:
-            # Tansu 0.6 drops this lookup. Reading from the start still works,
-            # because the window drops examples older than its span.
+            # Reading from the start still works, because the window drops
+            # examples older than its span.
             logger.warning(
                 "offset lookup by time failed, reading from the start topic=%s "
                 "error=%s",

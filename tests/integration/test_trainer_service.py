@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -206,6 +207,25 @@ def _service_settings(
         partitions=2,
     )
     return _settings(tmp_path, kafka=kafka, redis=redis_settings, topics=topics)
+
+
+def test_reader_reads_from_first_offset_when_window_reaches_before_1970(
+    kafka_settings: KafkaSettings,
+    make_topic: Callable[..., str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    topic = make_topic("training-examples")
+    examples = generate_examples(50)
+    _produce(kafka_settings, topic, examples)
+    window = ExampleWindow(1e10, 1000)
+
+    with caplog.at_level(logging.WARNING, logger="services.trainer.reader"):
+        reader = ExampleReader(kafka_settings, topic, 1e10, "trainer-test")
+        reader.read_available(window, 15)
+        reader.close()
+
+    assert "offset lookup by time failed" not in caplog.text
+    assert len(window) == len(examples)
 
 
 def test_build_service_wires_a_runnable_trainer(
