@@ -34,6 +34,10 @@ __all__ = ["MAX_TORCH_THREADS", "TrainerSettings"]
 # It rejects typos such as 1000, which would start that many threads.
 MAX_TORCH_THREADS = 256
 
+# The window's bound, ten years as for the other spans of seconds. A longer
+# span is most likely a typo.
+_TEN_YEARS_SECONDS = 10 * 365 * 86_400
+
 
 class TrainerSettings(PlainIntegers, BaseSettings):
     """When and on what the trainer refreshes the ranker, and how it promotes."""
@@ -63,7 +67,9 @@ class TrainerSettings(PlainIntegers, BaseSettings):
     window_seconds: float = Field(
         default=7 * 86400.0,
         gt=0,
-        description="event-time span of the sliding window of training examples",
+        le=_TEN_YEARS_SECONDS,
+        description="event-time span of the sliding window of training examples, "
+        "at most ten years",
     )
     max_window_examples: int = Field(
         default=1_000_000,

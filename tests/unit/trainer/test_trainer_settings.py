@@ -84,3 +84,17 @@ def test_trainer_settings_reject_seed_torch_cannot_take(
     assert "expected an integer from 0 to 18,446,744,073,709,551,615" in str(
         caught.value
     )
+
+
+def test_trainer_settings_reject_window_longer_than_ten_years(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("CARTWHEEL_TRAINER_WINDOW_SECONDS", "10000000000")
+
+    with pytest.raises(InvalidSettingsError) as caught:
+        load_settings(TrainerSettings)
+
+    assert str(caught.value).startswith(
+        "invalid setting CARTWHEEL_TRAINER_WINDOW_SECONDS='10000000000':"
+    )
+    assert "expected a number above 0 and at most 315,360,000" in str(caught.value)
