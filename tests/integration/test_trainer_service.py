@@ -298,3 +298,27 @@ def test_build_service_announces_champion(
 
     announcements = _read_announcements(kafka_settings, topics.models)
     assert [a.model_version for a in announcements] == [champion.model_version]
+
+
+def test_build_service_does_not_announce_champion_with_corrupt_weights(
+    tmp_path: Path,
+    kafka_settings: KafkaSettings,
+    redis_settings: RedisSettings,
+    make_topic: Callable[..., str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    settings = _service_settings(tmp_path, kafka_settings, redis_settings, make_topic)
+    registry = ModelRegistry(settings.registry_dir)
+    examples = generate_examples(2000, user_count=50, item_count=120)
+    champion = Trainer(settings, registry).refresh(examples, "earlier run")
+    weights = registry.path_of(str(champion.model_version)) / "weights.safetensors"
+    weights.write_bytes(weights.read_bytes()[:1000])
+
+    with caplog.at_level(logging.INFO):
+        build_service(settings).stop()
+
+    assert _read_announcements(kafka_settings, settings.topics.models) == []
+    assert "champion announced at start" not in caplog.text
+    [failure] = [r for r in caplog.records if "champion failed" in r.getMessage()]
+    assert failure.exc_info is None
+    assert str(weights) in failure.getMessage()
