@@ -9,9 +9,11 @@ the window.
 Ordering: none is assumed across partitions; the window sorts by event time
 before training.
 
-Malformed input: a message that is not a valid ``TrainingExample`` is
-skipped, counted in ``cartwheel_trainer_examples_invalid_total`` and logged
-with its topic, partition and offset (at most one line per minute).
+Malformed input: a message that is not a valid ``TrainingExample``, or one
+whose event time is more than the events' allowed clock skew (an hour) in the
+future, is skipped, counted in ``cartwheel_trainer_examples_invalid_total``
+and logged with its topic, partition and offset (at most one line per
+minute).
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from confluent_kafka import (
 from pydantic import ValidationError
 
 from schemas.training import TrainingExample
+from schemas.validation import DEFAULT_MAX_FUTURE_SKEW
 from services.common.errors import TopicMissingError
 from services.common.kafka import consumer_config
 from services.common.settings import KafkaSettings
@@ -142,7 +145,20 @@ class ExampleReader:
             try:
                 example = TrainingExample.model_validate_json(message.value() or b"")
             except ValidationError as exc:
-                self._report_invalid(partition, offset, exc)
+                self._report_invalid(
+                    partition, offset, f"{exc.error_count()} validation errors"
+                )
+                continue
+            # The window follows the newest event time, so one example from
+            # the far future would push every real one out of it.
+            latest = self._clock() + DEFAULT_MAX_FUTURE_SKEW.total_seconds()
+            if example.event_time.timestamp() > latest:
+                self._report_invalid(
+                    partition,
+                    offset,
+                    f"event_time {example.event_time.isoformat()} is more than "
+                    f"{DEFAULT_MAX_FUTURE_SKEW.total_seconds():.0f} s in the future",
+                )
                 continue
             window.add(example)
             added += 1
@@ -181,20 +197,18 @@ class ExampleReader:
         """Close the consumer."""
         self._consumer.close()
 
-    def _report_invalid(
-        self, partition: int, offset: int, exc: ValidationError
-    ) -> None:
+    def _report_invalid(self, partition: int, offset: int, reason: str) -> None:
         EXAMPLES_INVALID.inc()
         now = self._clock()
         if now - self._last_invalid_log >= _INVALID_LOG_INTERVAL_SECONDS:
             self._last_invalid_log = now
             logger.warning(
                 "invalid training example skipped topic=%s partition=%s offset=%s "
-                "errors=%s",
+                "reason=%s",
                 self.topic,
                 partition,
                 offset,
-                exc.error_count(),
+                reason,
             )
 
 

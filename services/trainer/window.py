@@ -5,7 +5,7 @@ from __future__ import annotations
 import heapq
 import logging
 from collections import OrderedDict
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from schemas.training import TrainingExample
 from services.trainer.metrics import EXAMPLES_EXPIRED, WINDOW_EXAMPLES
@@ -60,7 +60,7 @@ class ExampleWindow:
         """Add one example; a redelivered ``event_id`` replaces nothing."""
         if example.event_id in self._examples:
             return
-        if self._newest is not None and example.event_time < self._newest - self._span:
+        if self._newest is not None and example.event_time < self._start(self._newest):
             EXAMPLES_EXPIRED.inc()
             if self._is_warning_due():
                 self._warn_skipped(example, self._newest)
@@ -87,7 +87,7 @@ class ExampleWindow:
         """Move the window's end to ``newest`` and drop what falls out of it."""
         previous, self._newest = self._newest, newest
         previous_count = len(self._examples) - 1
-        cutoff = newest - self._span
+        cutoff = self._start(newest)
         dropped = 0
         while self._by_time and self._by_time[0][0] < cutoff:
             event_time, event_id = heapq.heappop(self._by_time)
@@ -111,6 +111,14 @@ class ExampleWindow:
                 self._span.total_seconds(),
                 cutoff.isoformat(),
             )
+
+    def _start(self, newest: datetime) -> datetime:
+        """Return the oldest event time the window keeps once ``newest`` arrived."""
+        try:
+            return newest - self._span
+        except OverflowError:
+            # The span reaches back before the year 1, so nothing is too old.
+            return datetime.min.replace(tzinfo=UTC)
 
     def _warn_skipped(self, example: TrainingExample, newest: datetime) -> None:
         logger.warning(

@@ -25,6 +25,7 @@ from services.common.settings import KafkaSettings, RedisSettings, TopicSettings
 from services.trainer.__main__ import build_service
 from services.trainer.announcer import ModelAnnouncer
 from services.trainer.lock import TrainingLock
+from services.trainer.metrics import EXAMPLES_INVALID
 from services.trainer.reader import ExampleReader
 from services.trainer.service import TrainerService
 from services.trainer.settings import TrainerSettings
@@ -322,3 +323,27 @@ def test_build_service_does_not_announce_champion_with_corrupt_weights(
     [failure] = [r for r in caplog.records if "champion failed" in r.getMessage()]
     assert failure.exc_info is None
     assert str(weights) in failure.getMessage()
+
+
+def test_reader_skips_an_example_from_the_far_future(
+    kafka_settings: KafkaSettings, make_topic: Callable[..., str]
+) -> None:
+    topic = make_topic("training-examples", partitions=1)
+    [example] = generate_examples(1)
+    future = example.model_copy(
+        update={
+            "event_id": "from-9999",
+            "event_time": datetime(9999, 12, 31, tzinfo=UTC),
+        }
+    )
+    _produce(kafka_settings, topic, [future, example])
+    reader = ExampleReader(kafka_settings, topic, 1e10, "trainer-test")
+    window = ExampleWindow(1e10, 100)
+    invalid_before = EXAMPLES_INVALID._value.get()
+
+    reader.read_available(window, timeout_seconds=30)
+
+    reader.close()
+    assert [kept.event_id for kept in window.snapshot()] == [example.event_id]
+    # The far-future example and the malformed message that _produce adds.
+    assert EXAMPLES_INVALID._value.get() == invalid_before + 2

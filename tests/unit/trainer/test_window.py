@@ -255,3 +255,16 @@ def test_window_cap_holds_after_heap_rebuild(
     assert [ex.event_id for ex in window.snapshot()] == [
         ex.event_id for ex in window_examples[490:500]
     ]
+
+
+def test_window_keeps_an_example_from_the_year_1(
+    make_example: Callable[[str, datetime], TrainingExample],
+) -> None:
+    window = ExampleWindow(window_seconds=7 * DAY_SECONDS, max_examples=100)
+    first_day = datetime(1, 1, 1, tzinfo=UTC)
+
+    window.add(make_example("year-1", first_day))
+    window.add(make_example("year-1-later", first_day + MINUTE))
+    window.add(make_example("replay", REPLAY_START))
+
+    assert [example.event_id for example in window.snapshot()] == ["replay"]
