@@ -185,10 +185,22 @@ class AffinityModel(OnlineModel):
     def __setstate__(self, state: dict[str, Any]) -> None:
         # Models saved before the version was recorded hashed pairs as version 1.
         version = state.get("pair_hashing", 1)
+        pair_bias = state.get("pair_bias")
+        # A bool is an int in Python (True == 1), so the type is checked exactly.
+        if type(version) is not int or version not in (1, PAIR_HASHING):
+            raise CheckpointFormatError(
+                f"affinity model {state.get('model_version')!r} maps (user, item) "
+                f"pairs to buckets with pair hashing version {version!r}; this "
+                f"version of Cartwheel reads versions 1 and {PAIR_HASHING}"
+            )
+        if not isinstance(pair_bias, np.ndarray):
+            raise CheckpointFormatError(
+                f"affinity model {state.get('model_version')!r} has pair biases "
+                f"of type {type(pair_bias).__name__}; expected a NumPy array"
+            )
         if version == 1:
             # Its pair biases belong to other buckets now. The user and item
             # biases and factors do not depend on the pair hashing.
-            pair_bias = state["pair_bias"]
             state = {
                 **state,
                 "pair_bias": np.zeros_like(pair_bias),
@@ -200,12 +212,6 @@ class AffinityModel(OnlineModel):
                 "are kept model_version=%s pair_buckets=%d",
                 state.get("model_version"),
                 len(pair_bias),
-            )
-        elif version != PAIR_HASHING:
-            raise CheckpointFormatError(
-                f"affinity model {state.get('model_version')!r} maps (user, item) "
-                f"pairs to buckets with pair hashing version {version!r}; this "
-                f"version of Cartwheel reads versions 1 and {PAIR_HASHING}"
             )
         self.__dict__.update(state)
 

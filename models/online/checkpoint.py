@@ -164,11 +164,15 @@ def load_checkpoint(
         AttributeError,
         ImportError,
         EOFError,
+        KeyError,
+        TypeError,
+        ValueError,
         CheckpointFormatError,
     ) as exc:
         # The tag matched, so the bytes are ours; the classes they name have
         # changed since they were written (an upgrade between save and load),
-        # or a model refused state saved in an older layout.
+        # or a model refused state saved in an older layout or lacking a
+        # field it needs.
         raise CheckpointFormatError(
             f"{source} was written by an incompatible version of the models ({exc})"
         ) from exc

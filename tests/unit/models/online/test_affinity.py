@@ -191,3 +191,23 @@ def test_affinity_model_keeps_pair_hashing_through_pickle() -> None:
     restored = pickle.loads(pickle.dumps(model))
 
     assert restored.pair_hashing == PAIR_HASHING
+
+
+@pytest.mark.parametrize(
+    ("changes", "fragment"),
+    [
+        ({"pair_hashing": True}, "pair hashing version True"),
+        ({"pair_hashing": "2"}, "pair hashing version '2'"),
+        ({"pair_bias": None}, "pair biases of type NoneType"),
+    ],
+    ids=["bool-version", "text-version", "no-pair-biases"],
+)
+def test_affinity_model_refuses_malformed_state(
+    changes: dict[str, object], fragment: str
+) -> None:
+    model = AffinityModel(user_buckets=8, item_buckets=8, pair_buckets=16)
+    state = {**model.__dict__, **changes}
+    restored = AffinityModel.__new__(AffinityModel)
+
+    with pytest.raises(CheckpointFormatError, match=fragment):
+        restored.__setstate__(state)
