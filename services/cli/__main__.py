@@ -120,7 +120,12 @@ def _sigterm_as_interrupt() -> Iterator[None]:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one ``cartwheel`` command and return its exit status."""
     honour_interrupts()
-    parser = build_parser()
+    try:
+        # Importing every command's module takes a second or more.
+        parser = build_parser()
+    except KeyboardInterrupt:
+        sys.stderr.write("cartwheel: interrupted\n")
+        return 130
     args, unknown = parser.parse_known_args(argv)
     if unknown:
         # parse_args would report these with the top-level usage line, which

@@ -149,6 +149,20 @@ def test_sigterm_stops_command_with_cleanup(
     assert signal.getsignal(signal.SIGTERM) is before
 
 
+def test_interrupt_while_commands_load_exits_130_without_traceback(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def interrupted() -> argparse.ArgumentParser:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "build_parser", interrupted)
+
+    status = main([])
+
+    assert status == 130
+    assert capsys.readouterr().err == "cartwheel: interrupted\n"
+
+
 def test_main_exits_141_quietly_when_stdout_has_no_reader() -> None:
     reader, writer = os.pipe()
     os.close(reader)
