@@ -244,10 +244,10 @@ class PrequentialEvaluator:
         # replay (--throughput) to report capacity instead.
         triggers = {trigger for _, trigger in self._slates}
         times = sorted(slate.generated_at for slate in self._slates.values())
-        # The span leaves out the earliest and the latest 1 % of the slates,
-        # so one slate with a wrong clock cannot stretch it to years. The
-        # trigger count is scaled by the share of the span that remains.
-        trim = len(times) // 100
+        # From 20 slates on, the span leaves out the earliest and the latest
+        # 5 %, so a few slates with a wrong clock cannot stretch it to years.
+        # The trigger count is scaled by the share of the span that remains.
+        trim = len(times) // 20
         central = times[trim : len(times) - trim]
         spread = central[-1] - central[0] if central else 0.0
         if len(triggers) < 2 or spread <= 0.0:

@@ -3,7 +3,7 @@ from __future__ import annotations
 import math
 import random
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -314,6 +314,21 @@ def test_throughput_estimate_ignores_a_slate_with_a_wrong_clock(
 
     # One event a minute; the stray slate alone would stretch the span to years.
     assert result.throughput_events_per_second == pytest.approx(1 / 60, rel=0.01)
+
+
+def test_throughput_estimate_of_a_few_slates_ignores_wrong_clocks(
+    make_event: MakeEvent, make_slate: MakeSlate, settings: EvaluationSettings
+) -> None:
+    events = [make_event(f"e{i}", f"u{i}", "a", i) for i in range(21)]
+    slates = [make_slate(event, ["b"]) for event in events[1:-1]]
+    first_year = datetime(1, 1, 1, tzinfo=UTC)
+    last_year = datetime(9999, 1, 1, tzinfo=UTC)
+    slates.append(make_slate(events[0], ["b"], generated_at=first_year))
+    slates.append(make_slate(events[-1], ["b"], generated_at=last_year))
+
+    result = evaluate_streams(events, slates, settings=settings)
+
+    assert result.throughput_events_per_second == pytest.approx(1 / 60, rel=0.1)
 
 
 def test_throughput_from_caller_is_reported_as_given(
