@@ -83,7 +83,7 @@ from confluent_kafka import (
 from prometheus_client import Counter, Gauge, Histogram
 from pydantic import ValidationError
 
-from models.errors import ArtifactIncompatibleError
+from models.errors import ArtifactError, ArtifactIncompatibleError
 from models.multitask.ranker import CandidateInput, Ranker
 from models.registry import ModelAnnouncement, ModelRegistry, load_artifact
 from services.common.bounded_calls import BlockedCall, BoundedCalls
@@ -590,9 +590,10 @@ class ModelWatcher:
                     "current=%s"
                 )
                 args = (version, current.model_version)
-            if version in self._failed_versions:
-                # A retry of a version that failed before: one line, without
-                # the traceback that the first failure logged.
+            if version in self._failed_versions or isinstance(exc, ArtifactError):
+                # A retry of a version that failed before, or a known fault of
+                # the artifact, whose message names the file and the check:
+                # one line, without a traceback.
                 logger.error(f"{line} error=%s", *args, exc)
             else:
                 logger.exception(line, *args)
