@@ -14,7 +14,7 @@ from pydantic import (
 )
 from pydantic_core import CoreSchema, core_schema
 
-from schemas.events import EventType, Id, WireTime
+from schemas.events import EventType, Id, SchemaVersion, WireInt, WireTime
 
 __all__ = [
     "SLATE_SCHEMA_VERSION",
@@ -88,7 +88,7 @@ class SlateItem(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     item_id: Id
-    rank: Annotated[int, Field(ge=1)]
+    rank: Annotated[int, Field(ge=1), WireInt]
     score: Annotated[float, Field(allow_inf_nan=False)]
     task_probs: dict[_TaskName, _Probability] = Field(default_factory=dict)
     source: Annotated[CandidateSource, _AsString()]
@@ -101,7 +101,7 @@ class Slate(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    schema_version: Literal[1] = SLATE_SCHEMA_VERSION
+    schema_version: SchemaVersion = SLATE_SCHEMA_VERSION
     recommendation_id: Id
     surface: Annotated[Surface, _AsString()]
     user_id: Id
