@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Callable, Iterator
 
@@ -124,4 +125,85 @@ def test_slate_consumer_poll_raises_after_close(
     assert str(caught.value) == (
         "the slate consumer of topic 'shop.products' is closed; build a new "
         "SlateConsumer to read more slates"
+    )
+
+
+class _Message:
+    """The parts of a confluent-kafka message that the slate consumer reads."""
+
+    def __init__(self, value: bytes) -> None:
+        self._value = value
+
+    def value(self) -> bytes:
+        return self._value
+
+    def topic(self) -> str:
+        return "shop.products"
+
+    def partition(self) -> int:
+        return 0
+
+    def offset(self) -> int:
+        return 7
+
+
+def _slate_document(**overrides: object) -> dict[str, object]:
+    document: dict[str, object] = {
+        "recommendation_id": "r1",
+        "surface": "products",
+        "user_id": "u1",
+        "trigger_event_id": "e1",
+        "items": [
+            {
+                "item_id": "i1",
+                "rank": 1,
+                "score": 0.5,
+                "task_probs": {"click": 0.25, "purchase": 0.0},
+                "source": "trending",
+            }
+        ],
+        "model_version": "ranker-20191001-abc1234",
+        "generated_at": "2019-10-01T12:00:00Z",
+        "latency_ms": 25,
+    }
+    document.update(overrides)
+    return document
+
+
+def test_slate_consumer_reads_slate_as_published(
+    make_consumer: Callable[[Surface | str], SlateConsumer],
+) -> None:
+    slates = make_consumer("products")
+    raw = json.dumps(_slate_document()).encode()
+
+    slate = slates._decode(_Message(raw))  # type: ignore[arg-type]
+
+    assert slate is not None
+    assert slate.items[0].task_probs == {"click": 0.25, "purchase": 0.0}
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("generated_at", 1546300800),
+        ("latency_ms", "25"),
+        ("schema_version", True),
+        ("items", [{"item_id": "i1", "rank": "1", "score": 0.5, "source": "trending"}]),
+    ],
+    ids=["unix_seconds_time", "number_as_string", "boolean_version", "string_rank"],
+)
+def test_slate_consumer_skips_slate_the_json_schema_rejects(
+    field: str,
+    value: object,
+    make_consumer: Callable[[Surface | str], SlateConsumer],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    slates = make_consumer("products")
+    raw = json.dumps(_slate_document(**{field: value})).encode()
+
+    slate = slates._decode(_Message(raw))  # type: ignore[arg-type]
+
+    assert slate is None
+    assert "invalid slate skipped topic=shop.products partition=0 offset=7" in (
+        caplog.text
     )
