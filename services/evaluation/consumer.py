@@ -9,7 +9,9 @@ the evaluator sorts events by event time and applies catalog records per key
 (one key lives in one partition).
 Malformed input: a record that fails validation, or a slate of another
 surface than its topic's, is skipped and counted per topic, with one WARNING
-per topic, and never stops the read.
+per topic, and never stops the read. Slates are validated in strict JSON
+mode, so that the evaluator scores only the slates that
+``schemas/json/slate.schema.json`` accepts.
 
 The read stops when every partition has reported end-of-partition at the high
 watermark learned from its fetch responses. Some brokers (Tansu 0.6) return
@@ -231,7 +233,7 @@ class _TopicReader:
                 )
 
     def _handle_slate(self, surface: Surface, value: bytes) -> None:
-        slate = Slate.model_validate_json(value)
+        slate = Slate.model_validate_json(value, strict=True)
         # The evaluator files a slate under its own surface, so a slate
         # published to another surface's topic would be scored there.
         if slate.surface is not surface:

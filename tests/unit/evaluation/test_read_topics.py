@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 
 import pytest
@@ -84,3 +85,30 @@ def test_reader_skips_slate_of_other_surface(
     assert "slate of surface 'bundles' on the topic of surface 'products'" in (
         caplog.text
     )
+
+
+def test_reader_skips_slate_with_unix_seconds_as_generated_at(
+    make_event: Callable[..., Event], make_slate: Callable[..., Slate]
+) -> None:
+    evaluator = PrequentialEvaluator(EvaluationSettings())
+    reader = _TopicReader(evaluator, "events", "catalog", {"s": Surface.PRODUCTS})
+    document = make_slate(make_event("e1", "u1", "i1", 0), ["i2"]).model_dump()
+    document["generated_at"] = 1546300800
+
+    reader.handle(_Message(b"u1", json.dumps(document).encode(), "s"))
+
+    assert reader.malformed == {"s": 1}
+    assert evaluator.evaluate().inputs.slates["products"] == 0
+
+
+def test_reader_reads_slate_as_published(
+    make_event: Callable[..., Event], make_slate: Callable[..., Slate]
+) -> None:
+    evaluator = PrequentialEvaluator(EvaluationSettings())
+    reader = _TopicReader(evaluator, "events", "catalog", {"s": Surface.PRODUCTS})
+    slate = make_slate(make_event("e1", "u1", "i1", 0), ["i2"])
+
+    reader.handle(_Message(b"u1", slate.model_dump_json().encode(), "s"))
+
+    assert reader.malformed == {}
+    assert evaluator.evaluate().inputs.slates["products"] == 1
