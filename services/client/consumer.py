@@ -80,17 +80,17 @@ class SlateConsumer:
             the topic's partitions.
         topics: topic names (defaults to ``CARTWHEEL_TOPIC_*``).
         commit_every: stored offsets are committed after this many slates,
-            at least 1.
+            an int of at least 1.
         dedupe_size: how many recent ``recommendation_id`` values are
-            remembered to drop duplicates; 0 turns deduplication off.
+            remembered to drop duplicates, an int; 0 turns deduplication off.
         poll_timeout_seconds: how long one :meth:`poll` waits for a slate,
             finite and 0 or more.
         fetch_wait_ms: the broker's fetch wait, which bounds the latency,
-            from 0 to 300,000.
+            an int from 0 to 300,000.
 
     Raises:
         ValueError: ``surface`` names no surface, ``group_id`` is blank, or
-            a number is out of the range given above.
+            a number is not of the type or in the range given above.
     """
 
     def __init__(
@@ -325,18 +325,32 @@ def _require_group_id(group_id: str) -> None:
 
 
 def _require_sizes(commit_every: int, dedupe_size: int, fetch_wait_ms: int) -> None:
-    if commit_every < 1:
-        raise ValueError(f"commit_every={commit_every!r}; expected at least 1")
-    if dedupe_size < 0:
-        raise ValueError(
-            f"dedupe_size={dedupe_size!r}; expected 0, which turns deduplication "
-            "off, or more"
-        )
-    if not 0 <= fetch_wait_ms <= _MAX_FETCH_WAIT_MS:
-        raise ValueError(
-            f"fetch_wait_ms={fetch_wait_ms!r}; expected 0 to {_MAX_FETCH_WAIT_MS}, "
-            "the range that librdkafka accepts"
-        )
+    _require_int("commit_every", commit_every, 1, None, "an integer of 1 or more")
+    _require_int(
+        "dedupe_size",
+        dedupe_size,
+        0,
+        None,
+        "an integer of 0 or more, where 0 turns deduplication off",
+    )
+    _require_int(
+        "fetch_wait_ms",
+        fetch_wait_ms,
+        0,
+        _MAX_FETCH_WAIT_MS,
+        f"an integer from 0 to {_MAX_FETCH_WAIT_MS}, the range that librdkafka accepts",
+    )
+
+
+def _require_int(
+    name: str, value: int, low: int, high: int | None, expected: str
+) -> None:
+    """Raise ValueError unless ``value`` is an int from ``low`` to ``high``."""
+    # A bool is an int to Python, and a float such as nan or 1.5 passes a
+    # range check, so the type is checked first.
+    is_int = isinstance(value, int) and not isinstance(value, bool)
+    if not is_int or value < low or (high is not None and value > high):
+        raise ValueError(f"{name}={value!r}; expected {expected}")
 
 
 def _require_timeout(name: str, seconds: float) -> float:

@@ -84,13 +84,13 @@ def test_slate_consumer_rejects_blank_group_id(
 @pytest.mark.parametrize(
     ("argument", "value", "expected"),
     [
-        ("commit_every", 0, "expected at least 1"),
-        ("dedupe_size", -1, "expected 0, which turns deduplication off, or more"),
+        ("commit_every", 0, "expected an integer of 1 or more"),
+        ("dedupe_size", -1, "expected an integer of 0 or more"),
         ("poll_timeout_seconds", -1, "expected a finite number of seconds"),
         ("poll_timeout_seconds", math.nan, "expected a finite number of seconds"),
         ("poll_timeout_seconds", math.inf, "expected a finite number of seconds"),
-        ("fetch_wait_ms", -1, "expected 0 to 300000"),
-        ("fetch_wait_ms", 300_001, "expected 0 to 300000"),
+        ("fetch_wait_ms", -1, "expected an integer from 0 to 300000"),
+        ("fetch_wait_ms", 300_001, "expected an integer from 0 to 300000"),
     ],
 )
 def test_slate_consumer_rejects_number_out_of_range(
@@ -100,6 +100,30 @@ def test_slate_consumer_rejects_number_out_of_range(
         SlateConsumer(KafkaSettings(), "products", "web", **{argument: value})
 
     assert str(caught.value).startswith(f"{argument}={value!r}; {expected}")
+    assert built_consumers == []
+
+
+@pytest.mark.parametrize(
+    ("argument", "value"),
+    [
+        ("commit_every", math.nan),
+        ("commit_every", 1.5),
+        ("commit_every", 5.0),
+        ("commit_every", "5"),
+        ("commit_every", True),
+        ("dedupe_size", math.inf),
+        ("dedupe_size", False),
+        ("fetch_wait_ms", True),
+        ("fetch_wait_ms", 10.0),
+    ],
+)
+def test_slate_consumer_rejects_count_that_is_not_an_int(
+    argument: str, value: object, built_consumers: list[object]
+) -> None:
+    with pytest.raises(ValueError) as caught:
+        SlateConsumer(KafkaSettings(), "products", "web", **{argument: value})
+
+    assert str(caught.value).startswith(f"{argument}={value!r}; expected an integer")
     assert built_consumers == []
 
 
