@@ -61,9 +61,9 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     )
     parser.add_argument(
         "--score-from",
-        help="ISO 8601 time with offset, such as 2019-10-01T01:00:00+00:00; "
-        "earlier events only train the baselines (for example a slice that "
-        "trained the first model)",
+        help="RFC 3339 time with offset, as in events, such as "
+        "2019-10-01T01:00:00+00:00; earlier events only train the baselines "
+        "(for example a slice that trained the first model)",
     )
     parser.add_argument(
         "--timeout",

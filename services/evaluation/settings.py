@@ -5,9 +5,10 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from pydantic import AwareDatetime, Field, field_validator
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from schemas.events import WireTime
 from services.common.settings import (
     ConsumerGroupId,
     KafkaSettings,
@@ -105,10 +106,12 @@ class EvaluationSettings(PlainIntegers, BaseSettings):
         default=(5, 10, 20),
         description=f"list lengths K, ascending, each 1-{MAX_CUTOFF}",
     )
-    score_from: AwareDatetime | None = Field(
+    # Read as event times are, so that a time an event may carry is a valid
+    # start, and a time that events reject is rejected here too.
+    score_from: WireTime | None = Field(
         default=None,
-        description="ISO 8601 time with offset; earlier events train the "
-        "baselines but are not scored",
+        description="RFC 3339 time with offset, as in events; earlier events "
+        "train the baselines but are not scored",
     )
     session_gap_seconds: float = Field(
         default=1800.0,

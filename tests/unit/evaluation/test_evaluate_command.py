@@ -1,11 +1,12 @@
 from __future__ import annotations
 
 import argparse
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
-from services.cli.__main__ import build_parser
+from services.cli.__main__ import build_parser, main
 from services.common.errors import InvalidSettingsError
 from services.evaluation import cli as evaluation_cli
 from services.evaluation.cli import register, run_evaluate
@@ -77,8 +78,32 @@ def test_evaluate_command_plugs_into_cartwheel_parser() -> None:
 
 
 def test_settings_reject_score_from_without_offset() -> None:
-    with pytest.raises(ValueError, match="timezone"):
+    with pytest.raises(ValueError, match="expected an RFC 3339 time with a UTC offset"):
         EvaluationSettings(score_from="2019-10-01T01:00:00")
+
+
+def test_settings_read_leap_second_score_from_as_event_times_are_read() -> None:
+    settings = EvaluationSettings(score_from="2016-12-31T23:59:60Z")
+
+    assert settings.score_from == datetime(
+        2016, 12, 31, 23, 59, 59, 999_999, tzinfo=UTC
+    )
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["0001-01-01T00:30:00+01:00", "2019-10-01 01:00:00Z", "2019-10-01T01:00Z"],
+    ids=["before_year_1_in_utc", "space_separator", "no_seconds"],
+)
+def test_evaluate_command_rejects_score_from_that_events_reject(
+    value: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    status = main(["evaluate", "--score-from", value, "--output", str(tmp_path)])
+
+    assert status == 2
+    err = capsys.readouterr().err
+    assert f"invalid option --score-from={value!r}" in err
+    assert "expected an RFC 3339 time" in err
 
 
 @pytest.mark.parametrize(
