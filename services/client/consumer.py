@@ -17,9 +17,9 @@ recently.
 Malformed input: a message that is not a valid slate, or a slate of another
 surface than the topic's, is skipped with a WARNING, never raised, and its
 offset is stored like any other. Slates are read in pydantic's strict JSON
-mode, as events are, so a slate is valid exactly when
-``schemas/json/slate.schema.json`` accepts it: no numbers as strings and no
-Unix seconds as ``generated_at``.
+mode, as events are, so a slate that ``schemas/json/slate.schema.json``
+rejects is skipped too: no numbers as strings and no Unix seconds as
+``generated_at``.
 
 Start: a group with no committed offsets starts at the oldest slate still
 on the topic. Iteration waits for slates and does not raise while the
