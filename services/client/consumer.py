@@ -182,7 +182,17 @@ class SlateConsumer:
         return slate
 
     def mark_done(self) -> None:
-        """Store the offset of the last returned slate; it will not be read again."""
+        """Store the offset of the last returned slate; it will not be read again.
+
+        Raises:
+            RuntimeError: the consumer is closed; :meth:`close` already stored
+                and committed what was done.
+        """
+        if self._is_closed:
+            raise RuntimeError(
+                f"the slate consumer of topic {self.topic!r} is closed; mark "
+                "slates done before closing it"
+            )
         message, self._pending = self._pending, None
         if message is None:
             return
@@ -355,8 +365,10 @@ def _require_int(
 
 def _require_timeout(name: str, seconds: float) -> float:
     """Return ``seconds``, or raise ValueError when it is not a wait's length."""
-    # confluent-kafka takes a negative or NaN timeout as "wait forever".
-    if not (math.isfinite(seconds) and seconds >= 0):
+    # confluent-kafka takes a negative or NaN timeout as "wait forever", and a
+    # bool or a string is a caller's mistake, not a length.
+    is_number = isinstance(seconds, int | float) and not isinstance(seconds, bool)
+    if not (is_number and math.isfinite(seconds) and seconds >= 0):
         raise ValueError(
             f"{name}={seconds!r}; expected a finite number of seconds, 0 or more"
         )

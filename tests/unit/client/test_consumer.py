@@ -89,6 +89,8 @@ def test_slate_consumer_rejects_blank_group_id(
         ("poll_timeout_seconds", -1, "expected a finite number of seconds"),
         ("poll_timeout_seconds", math.nan, "expected a finite number of seconds"),
         ("poll_timeout_seconds", math.inf, "expected a finite number of seconds"),
+        ("poll_timeout_seconds", "5", "expected a finite number of seconds"),
+        ("poll_timeout_seconds", True, "expected a finite number of seconds"),
         ("fetch_wait_ms", -1, "expected an integer from 0 to 300000"),
         ("fetch_wait_ms", 300_001, "expected an integer from 0 to 300000"),
     ],
@@ -150,6 +152,16 @@ def test_slate_consumer_poll_raises_after_close(
         "the slate consumer of topic 'shop.products' is closed; build a new "
         "SlateConsumer to read more slates"
     )
+
+
+def test_slate_consumer_mark_done_raises_after_close(
+    make_consumer: Callable[[Surface | str], SlateConsumer],
+) -> None:
+    slates = make_consumer("products")
+    slates.close()
+
+    with pytest.raises(RuntimeError, match="closed; mark slates done before"):
+        slates.mark_done()
 
 
 class _Message:
