@@ -217,11 +217,13 @@ class FeedbackProcessor:
     def _parse(
         self, topic: str, partition: int, offset: int, value: bytes
     ) -> Slate | Event | None:
+        # Strict JSON mode, as the hot path reads events and sites read
+        # slates, so that the JSON Schemas and every reader agree.
         try:
             if topic == self._events_topic:
-                record: Slate | Event = Event.model_validate_json(value)
+                record: Slate | Event = Event.model_validate_json(value, strict=True)
             else:
-                record = Slate.model_validate_json(value)
+                record = Slate.model_validate_json(value, strict=True)
         except ValidationError as exc:
             metrics.MESSAGES.labels("invalid").inc()
             _invalid_logger.warning(

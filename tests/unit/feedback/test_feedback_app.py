@@ -10,10 +10,11 @@ import faust
 import pytest
 from pydantic import SecretStr
 
-from services.common.settings import KafkaSettings, TopicSettings
+from services.common.settings import KafkaSettings, RedisSettings, TopicSettings
 from services.feedback import metrics
 from services.feedback.app import FeedbackProcessor, create_app, faust_credentials
 from services.feedback.settings import FeedbackSettings
+from services.infra import find_free_port
 from tests.certificates import KEY_PASSWORD, make_certificates
 
 
@@ -139,6 +140,39 @@ def test_processor_counts_and_skips_invalid_message() -> None:
     before = metrics.MESSAGES.labels("invalid")._value.get()
 
     credited = asyncio.run(processor.process([("events", 0, 7, b"{not json")]))
+
+    assert credited == 0
+    assert metrics.MESSAGES.labels("invalid")._value.get() == before + 1
+
+
+@pytest.mark.parametrize(
+    ("topic", "value"),
+    [
+        (
+            "events",
+            b'{"event_id": "e1", "event_type": "click", "user_id": "u1", '
+            b'"item_id": "i1", "event_time": "2019-10-01T00:00:00Z", '
+            b'"quantity": "2"}',
+        ),
+        (
+            "shop.products",
+            b'{"recommendation_id": "r1", "surface": "products", '
+            b'"user_id": "u1", "trigger_event_id": "e1", "items": [], '
+            b'"model_version": "m", "generated_at": 1569888000, '
+            b'"latency_ms": 1.0}',
+        ),
+    ],
+    ids=["quantity-as-text", "time-as-number"],
+)
+def test_processor_skips_message_that_its_json_schema_rejects(
+    topic: str, value: bytes
+) -> None:
+    # A message parsed by mistake would go to this closed port, not to a Redis.
+    closed = RedisSettings(url=SecretStr(f"redis://127.0.0.1:{find_free_port()}/0"))
+    processor = FeedbackProcessor(FeedbackSettings(redis=closed))
+    before = metrics.MESSAGES.labels("invalid")._value.get()
+
+    credited = asyncio.run(processor.process([(topic, 0, 7, value)]))
 
     assert credited == 0
     assert metrics.MESSAGES.labels("invalid")._value.get() == before + 1
