@@ -231,6 +231,8 @@ class _Server(uvicorn.Server):
         logger.info("stop requested signal=%s", signal.Signals(signum).name)
         self._stop_request.set()
         # A second SIGINT makes uvicorn stop without waiting for connections.
+        # LIMITATION(L-93): it then skips the app's shutdown, and the dead
+        # letters still queued in the producer may be lost.
         self.handle_exit(signum, frame)
 
 

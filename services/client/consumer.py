@@ -15,8 +15,8 @@ the same ``recommendation_id``; the consumer drops the ones it has seen
 recently.
 
 Malformed input: a message that is not a valid slate, or a slate of another
-surface than the topic's, is skipped with a WARNING, never raised, and its
-offset is stored like any other. Slates are read in pydantic's strict JSON
+surface than the topic's, is skipped with a WARNING instead of raised, and
+its offset is stored like any other. Slates are read in pydantic's strict JSON
 mode, as events are, so a slate that ``schemas/json/slate.schema.json``
 rejects is skipped too: no numbers as strings and no Unix seconds as
 ``generated_at``.

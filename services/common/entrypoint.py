@@ -104,6 +104,8 @@ def run_entry_point(program: str, main: Callable[[], object]) -> int:
         :data:`ENVIRONMENT_ERRORS` as one line. Other exceptions, and
         KeyboardInterrupt, propagate unchanged.
     """
+    # LIMITATION(L-92): a python -m entry point reaches this line only after
+    # importing its modules, so a SIGINT during those imports is not handled.
     honour_interrupts()
     try:
         main()

@@ -161,6 +161,8 @@ class CatalogConsumer:
 
     def subscribe(self) -> None:
         """Join the consumer group on the catalog topic, with rebalance callbacks."""
+        # LIMITATION(L-94): nothing is logged while the group assigns no
+        # partition, as when Tansu keeps electing a member that is gone.
         self._consumer.subscribe(
             [self._topic],
             on_assign=self._on_assign,

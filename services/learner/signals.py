@@ -103,7 +103,7 @@ def signal_matrix(
     if total == 0:
         return np.zeros((0, len(SIGNAL_NAMES)))
     # A user's features repeat on each of their candidates, so they are
-    # squashed once per user; the raw matrix is built only for the fm learner.
+    # squashed once per user. Only the fm learner reads the raw matrix.
     counts = rows.counts
     squashed = np.hstack(
         (

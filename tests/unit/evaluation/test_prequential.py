@@ -302,7 +302,7 @@ def test_throughput_is_estimated_from_generated_at_spread(
     assert result.throughput_events_per_second == pytest.approx(3 / 120)
 
 
-def test_throughput_estimate_ignores_a_slate_with_a_wrong_clock(
+def test_throughput_ignores_one_wrong_clock(
     make_event: MakeEvent, make_slate: MakeSlate, settings: EvaluationSettings
 ) -> None:
     events = [make_event(f"e{i}", f"u{i}", "a", i) for i in range(200)]
@@ -316,7 +316,7 @@ def test_throughput_estimate_ignores_a_slate_with_a_wrong_clock(
     assert result.throughput_events_per_second == pytest.approx(1 / 60, rel=0.01)
 
 
-def test_throughput_estimate_of_a_few_slates_ignores_wrong_clocks(
+def test_throughput_of_few_slates_ignores_wrong_clocks(
     make_event: MakeEvent, make_slate: MakeSlate, settings: EvaluationSettings
 ) -> None:
     events = [make_event(f"e{i}", f"u{i}", "a", i) for i in range(21)]

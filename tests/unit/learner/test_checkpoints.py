@@ -48,7 +48,7 @@ def test_restore_evaluators_strict_raises_on_foreign_state(tmp_path: Path) -> No
         restore_evaluators(path, b"key", strict=True)
 
 
-def test_restore_evaluators_keeps_an_affinity_model_with_older_pair_hashing(
+def test_restore_keeps_version_1_affinity_model(
     tmp_path: Path,
 ) -> None:
     path = tmp_path / "learner.ckpt"

@@ -156,7 +156,7 @@ def test_pair_hashing_maps_known_pairs_to_fixed_buckets() -> None:
     assert index.pairs.tolist() == [117502, 202124]
 
 
-def test_affinity_model_saved_with_pair_hashing_1_loads_with_pair_biases_reset(
+def test_version_1_state_loads_with_pair_biases_reset(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     model = AffinityModel(user_buckets=8, item_buckets=8, pair_buckets=16)

@@ -58,4 +58,5 @@ def test_squash_matrix_matches_squash_features_and_keeps_input() -> None:
     )
     assert np.isnan(squashed[0, 5])
     assert squashed[0, 6] == np.inf
-    assert np.isnan(raw[0, 5]) and raw[0, 0] == -3.5
+    assert np.isnan(raw[0, 5])
+    assert raw[0, 0] == -3.5
