@@ -51,6 +51,7 @@ from confluent_kafka import Producer
 
 from schemas.events import Event
 from schemas.recommendations import Slate, Surface
+from services.bench.cpu import CpuAccount
 from services.bench.harness import (
     PARTITIONS,
     Bench,
@@ -208,9 +209,12 @@ def measure_throughput(
         clock.wait_for(1)
         settle_group(instances)
         first_event_id = events[0].event_id
+        cpu = CpuAccount.start(bench.cpu_groups(handle))
         bench.publish(topics, events[1:])
         clock.wait_for(len(events))
+        account = cpu.stop()
         report = bench.finish(handle)
+        report["cpu"] = account
     times = sorted(
         at for event_id, at in clock.arrivals.items() if event_id != first_event_id
     )
@@ -232,6 +236,7 @@ def measure_latency(
         settle_group(instances)
 
         sent: dict[str, float] = {}
+        cpu = CpuAccount.start(bench.cpu_groups(handle))
         started = time.monotonic()
         for index, event in enumerate(events[1:]):
             due = started + index / rate
@@ -246,11 +251,14 @@ def measure_latency(
         producer.flush(60)
         offered = (len(events) - 1) / (time.monotonic() - started)
         clock.wait_for(len(events))
+        account = cpu.stop()
         report = bench.finish(handle)
+        report["cpu"] = account
     latencies = sorted(
         (clock.arrivals[event_id] - at) * 1000.0 for event_id, at in sent.items()
     )
     report["offered_rate"] = offered
+    report["events"] = len(events)
     report["end_to_end_ms"] = _percentiles(latencies)
     report["slate_ms"] = _percentiles(sorted(clock.slate_latency_ms[1:]))
     return report
@@ -595,6 +603,26 @@ def _print_table(
     print(
         f"| broker pass-through (consume + produce), messages/s | {pass_through:.0f} |"
     )
+    print()
+    print(
+        "CPU per event by process, over each step (the benchmark process "
+        "produces the events and reads the products slates back):"
+    )
+    print()
+    names = list(throughput["cpu"].seconds)
+    print(f"| step | {' | '.join(names)} | all | cores busy |")
+    print(f"|---|{'---|' * (len(names) + 2)}")
+    for step, report, events in (
+        ("throughput", throughput, throughput["events"]),
+        (f"latency at {offered:.0f} events/s", latency, latency["events"]),
+    ):
+        account = report["cpu"]
+        per_event = account.per_event_us(events - 1)
+        cells = " | ".join(f"{per_event[name]:.0f} µs" for name in names)
+        print(
+            f"| {step} | {cells} | {sum(per_event.values()):.0f} µs | "
+            f"{account.cores_busy:.2f} |"
+        )
 
 
 if __name__ == "__main__":

@@ -456,6 +456,21 @@ class Bench:
                 process.kill()
                 process.join(5)
 
+    def cpu_groups(self, handle: HotPathHandle) -> dict[str, list[int]]:
+        """Return the process ids of each part of the run, for :class:`CpuAccount`.
+
+        The id ``0`` is this process: the load generator and the slate reader.
+        """
+        groups = {"hot path": [process.pid for process in handle.processes]}
+        servers = (("redis-server", self.redis_server), ("broker", self.broker))
+        for name, server in servers:
+            pid = server.pid()
+            if pid is None:
+                raise BenchProcessError(f"{name} has no pid file; did it stop?")
+            groups[name] = [pid]
+        groups["benchmark"] = [0]
+        return groups
+
     def publish(self, topics: TopicSettings, events: list[Event]) -> None:
         """Produce ``events`` to the events topic, keyed by user, and wait for acks."""
         producer = Producer(producer_config(self.kafka))
