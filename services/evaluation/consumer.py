@@ -9,9 +9,11 @@ the evaluator sorts events by event time and applies catalog records per key
 (one key lives in one partition).
 Malformed input: a record that fails validation, or a slate of another
 surface than its topic's, is skipped and counted per topic, with one WARNING
-per topic, and never stops the read. Slates are validated in strict JSON
-mode, so that the evaluator scores only the slates that
-``schemas/json/slate.schema.json`` accepts.
+per topic, and never stops the read. Every record is validated in strict JSON
+mode, so the evaluator reads only what the JSON Schemas accept. Events pass
+:func:`~schemas.validation.parse_event`, as on the hot path, with the time
+checks made against the evaluation's clock. Catalog records pass
+:func:`~schemas.validation.parse_catalog_record`, as in the catalog consumer.
 
 The read stops when every partition has reported end-of-partition at the high
 watermark learned from its fetch responses. Some brokers (Tansu 0.6) return
@@ -37,8 +39,8 @@ from confluent_kafka import (
 from pydantic import ValidationError
 
 from schemas.catalog import RECORD_MODELS
-from schemas.events import Event
 from schemas.recommendations import Slate, Surface
+from schemas.validation import Rejection, parse_catalog_record, parse_event
 from services.common.errors import InfrastructureError, TopicMissingError
 from services.common.kafka import consumer_config, require_listener
 from services.evaluation.errors import ReplayReadTimeoutError
@@ -218,7 +220,7 @@ class _TopicReader:
             elif value is None:
                 raise ValueError("null value")
             elif topic == self._events_topic:
-                self._evaluator.add_event(Event.model_validate_json(value))
+                self._handle_event(value)
             else:
                 self._handle_slate(self._slate_topics[topic], value)
         except (ValidationError, ValueError) as exc:
@@ -231,6 +233,12 @@ class _TopicReader:
                     message.offset(),
                     str(exc).splitlines()[0],
                 )
+
+    def _handle_event(self, value: bytes) -> None:
+        event = parse_event(value)
+        if isinstance(event, Rejection):
+            raise ValueError(f"{event.reason}: {event.message}")
+        self._evaluator.add_event(event)
 
     def _handle_slate(self, surface: Surface, value: bytes) -> None:
         slate = Slate.model_validate_json(value, strict=True)
@@ -248,10 +256,12 @@ class _TopicReader:
             # The key's kind picks the model, as the catalog consumer does: a
             # record without record_type is of the kind that its key names.
             kind = (key or b"").decode("utf-8", errors="replace").partition(":")[0]
-            model = RECORD_MODELS.get(kind)
-            if model is None:
+            if kind not in RECORD_MODELS:
                 raise ValueError(f"catalog key {key!r} names no record kind")
-            self._evaluator.add_catalog_record(model.model_validate_json(value))
+            record = parse_catalog_record(kind, value)
+            if isinstance(record, Rejection):
+                raise ValueError(f"{record.reason}: {record.message}")
+            self._evaluator.add_catalog_record(record)
         elif key is not None:
             self._evaluator.delete_catalog_key(key.decode("utf-8"))
         else:

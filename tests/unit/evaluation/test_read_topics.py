@@ -112,3 +112,42 @@ def test_reader_reads_slate_as_published(
 
     assert reader.malformed == {}
     assert evaluator.evaluate().inputs.slates["products"] == 1
+
+
+def test_reader_skips_event_with_quantity_as_text(
+    make_event: Callable[..., Event],
+) -> None:
+    evaluator = PrequentialEvaluator(EvaluationSettings())
+    reader = _TopicReader(evaluator, "events", "catalog", {})
+    document = make_event("e1", "u1", "i1", 0).model_dump(mode="json")
+    document["quantity"] = "2"
+
+    reader.handle(_Message(b"u1", json.dumps(document).encode(), "events"))
+
+    assert reader.malformed == {"events": 1}
+    assert evaluator.evaluate().inputs.events == 0
+
+
+def test_reader_reads_event_as_published(make_event: Callable[..., Event]) -> None:
+    evaluator = PrequentialEvaluator(EvaluationSettings())
+    reader = _TopicReader(evaluator, "events", "catalog", {})
+    event = make_event("e1", "u1", "i1", 0)
+
+    reader.handle(_Message(b"u1", event.model_dump_json().encode(), "events"))
+
+    assert reader.malformed == {}
+    assert evaluator.evaluate().inputs.events == 1
+
+
+def test_reader_skips_catalog_record_with_stock_as_text(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    evaluator = PrequentialEvaluator(EvaluationSettings())
+    reader = _TopicReader(evaluator, "events", "catalog", {})
+    value = b'{"item_id": "z1", "stock": "5", "updated_at": "2019-10-01T00:00:00Z"}'
+
+    reader.handle(_Message(b"item:z1", value))  # type: ignore[arg-type]
+
+    assert reader.malformed == {"catalog": 1}
+    assert "z1" not in evaluator._catalog.items
+    assert "stock" in caplog.text
