@@ -29,7 +29,9 @@ scoring stages, exactly as deployed) in a separate process. Steps:
    as many messages of the slate's size, in the same run.
 
 It prints a Markdown table. Every number comes from one run on a machine
-shared with other work, so rerun before comparing.
+shared with other work, so rerun before comparing. Slates are read in strict
+JSON mode, as sites read them, and a message on the products topic that is
+not a valid slate stops the run with an error.
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ from typing import Any
 
 import redis
 from confluent_kafka import Producer
+from pydantic import ValidationError
 
 from schemas.events import Event
 from schemas.recommendations import Slate, Surface
@@ -79,21 +82,41 @@ from services.scorer.settings import ScorerSettings
 
 @dataclass
 class SlateClock:
-    """Reads products slates and records when each one arrived."""
+    """Reads products slates and records when each one arrived.
+
+    Slates are read in strict JSON mode, as sites read them. A message that is
+    not a valid slate is counted in ``invalid``, and the next :meth:`wait_for`
+    raises, because the event behind it would never get its slate.
+    """
 
     kafka: KafkaSettings
     topic: str
     arrivals: dict[str, float] = field(default_factory=dict)
     slate_latency_ms: list[float] = field(default_factory=list)
     model_versions: set[str] = field(default_factory=set)
+    invalid: int = 0
+    first_error: str = ""
 
     def __post_init__(self) -> None:
         self._messages = MessageThread(self.kafka, self.topic, self._record)
 
     def wait_for(self, count: int, stall_seconds: float = 120.0) -> None:
-        """Wait for ``count`` slates; raise when none arrives for ``stall_seconds``."""
+        """Wait for ``count`` slates.
+
+        Raises:
+            RuntimeError: no slate arrived for ``stall_seconds``, or a message
+                on the topic was not a valid slate.
+        """
         seen, last_progress = len(self.arrivals), time.monotonic()
-        while len(self.arrivals) < count:
+        while True:
+            if self.invalid:
+                raise RuntimeError(
+                    f"{self.invalid} message(s) on {self.topic} were not valid "
+                    f"slates, the first one with {self.first_error!r}; check "
+                    "what the hot path publishes"
+                )
+            if len(self.arrivals) >= count:
+                return
             if len(self.arrivals) != seen:
                 seen, last_progress = len(self.arrivals), time.monotonic()
             if time.monotonic() - last_progress > stall_seconds:
@@ -107,7 +130,17 @@ class SlateClock:
         self._messages.close()
 
     def _record(self, value: bytes, now: float) -> None:
-        slate = Slate.model_validate_json(value)
+        try:
+            slate = Slate.model_validate_json(value, strict=True)
+        except ValidationError as exc:
+            # The error is set before the count, because wait_for reads both
+            # on another thread.
+            if not self.invalid:
+                error = exc.errors()[0]
+                location = ".".join(str(part) for part in error["loc"]) or "slate"
+                self.first_error = f"{location}: {error['msg']}"
+            self.invalid += 1
+            return
         self.arrivals.setdefault(slate.trigger_event_id, now)
         self.slate_latency_ms.append(slate.latency_ms)
         self.model_versions.add(slate.model_version)
@@ -361,7 +394,8 @@ def measure_in_process(
 
     digest = hashlib.sha256()
     for value in producer.values:
-        slate = Slate.model_validate_json(value)
+        # Strict, as sites read slates: an invalid slate stops the run.
+        slate = Slate.model_validate_json(value, strict=True)
         items = [
             (
                 item.item_id,

@@ -3,7 +3,9 @@
 Delivery: the reader consumes ``recommendations.products`` from the start with
 a consumer group of its own and commits nothing, so it reads every slate
 the hot path published, duplicates included. A message that is not a valid slate
-is counted and skipped. Memory stays small: an event's send time is kept
+is counted and skipped, and the report gives the count. Slates are read in
+strict JSON mode, as sites read them, so a slate with a number sent as text
+is not valid. Memory stays small: an event's send time is kept
 only until its slate arrives, latencies go into log-spaced buckets, and the
 users with a slate and the events with a slate take one bit each.
 """
@@ -172,7 +174,7 @@ class SlateReader:
 
     def _count(self, value: bytes, now: float) -> None:
         try:
-            slate = Slate.model_validate_json(value)
+            slate = Slate.model_validate_json(value, strict=True)
         except ValidationError:
             self.invalid += 1
             return

@@ -42,7 +42,7 @@ def summary_lines(result: Mapping[str, Any]) -> list[str]:
     measured = result["measured"]
     latency = measured["event_to_slate_ms"]
     memory = result["memory"]
-    return [
+    lines = [
         f"events: {measured['events_sent']:,} sent, {measured['slates']:,} products "
         f"slates in {measured['seconds']:.0f} s (stopped by {measured['stopped_by']})",
         f"sustained: {measured['events_per_second']:,.0f} events/s",
@@ -54,6 +54,13 @@ def summary_lines(result: Mapping[str, Any]) -> list[str]:
         f"broker pass-through: "
         f"{result['pass_through']['messages_per_second']:,.0f} messages/s",
     ]
+    invalid = measured["invalid_messages"]
+    if invalid:
+        lines.append(
+            f"invalid: {invalid:,} messages on the products topic were not valid "
+            "slates and were skipped; check what the hot path publishes"
+        )
+    return lines
 
 
 def _machine() -> dict[str, Any]:
@@ -102,6 +109,7 @@ def _markdown(document: Mapping[str, Any]) -> list[str]:
         f"| stopped by | {measured['stopped_by']} after {measured['seconds']:.0f} s |",
         f"| duplicate / unknown slates | {measured['duplicate_slates']} / "
         f"{measured['unknown_slates']} |",
+        f"| messages skipped as not valid slates | {measured['invalid_messages']} |",
         f"| sustained throughput, events/s | {measured['events_per_second']:,.0f} |",
         f"| event-to-slate latency, ms p50 / p95 / p99 | {_ms(latency['p50'])} / "
         f"{_ms(latency['p95'])} / {_ms(latency['p99'])} |",
