@@ -7,7 +7,8 @@ Routes:
   computed now for a user who has none. Slates on the Kafka topics stay as
   they were computed. A slate without items, stored or computed, is a 200
   with an empty list; 404 means that there is no slate at all, and 503 that
-  Redis failed.
+  Redis failed. A stored slate that is not valid counts as none (see
+  :mod:`services.api.slates`).
 - ``POST /v1/events``: one event for producers that cannot speak Kafka. It is
   validated like any ``events`` message; a rejection goes to the dead-letter
   topic and the response is 422 with the reason, or 413 for a body over

@@ -14,6 +14,7 @@ __all__ = [
     "CHECKPOINT_AGE",
     "CHECKPOINT_LOADS",
     "EVENTS_INGESTED",
+    "INVALID_SLATES",
     "REQUEST_SECONDS",
     "SESSION_EVENTS",
     "SESSION_FOLLOWER_RUNNING",
@@ -36,6 +37,11 @@ SLATE_READS = Counter(
     "cartwheel_api_slate_reads_total",
     "Slate reads by surface and where the slate came from (stored, computed, none).",
     ["surface", "origin"],
+)
+INVALID_SLATES = Counter(
+    "cartwheel_api_invalid_slates_total",
+    "Stored slates that were not valid slates and counted as none, by surface.",
+    ["surface"],
 )
 SESSION_INDEX_SESSIONS = Gauge(
     "cartwheel_api_session_index_sessions",

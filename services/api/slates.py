@@ -4,19 +4,36 @@ It is the latest slate that the hot path stored for the user, without the
 items that went out of stock since, or else one computed now by
 :class:`~services.api.ondemand.OnDemandSlates`. A stored slate is returned as
 the JSON text that the hot path wrote, unless items were left out.
+
+A stored slate is read in strict JSON mode, as sites read slates from Kafka.
+One that is not valid, such as a slate with a number sent as text, counts as
+none stored: the request gets a slate computed now, or a 404. Each one is
+counted in ``cartwheel_api_invalid_slates_total`` and logged as a WARNING.
 """
 
 from __future__ import annotations
 
+import logging
+import re
+
 import redis
 from fastapi.concurrency import run_in_threadpool
+from pydantic import ValidationError
 
 from schemas.features import FeatureKeys
 from schemas.recommendations import Slate, Surface
+from services.api.metrics import INVALID_SLATES
 from services.api.ondemand import OnDemandSlates
+from services.common.logging import RepeatFilter
 from services.scorer.publisher import latest_slate_key
 
 __all__ = ["SlateLookup"]
+
+# One line per surface passes every 10 s, with the count of those held back.
+_invalid_logger = logging.getLogger(f"{__name__}.invalid")
+_invalid_logger.addFilter(
+    RepeatFilter(interval_seconds=10.0, varying=re.compile(r"user_id=\S+|\d+"))
+)
 
 
 class SlateLookup:
@@ -49,16 +66,28 @@ class SlateLookup:
     async def stored(self, user_id: str, surface: Surface) -> bytes | str | None:
         """Return the JSON text of the stored slate, or None when there is none.
 
+        A stored value that is not a valid slate is counted, logged and
+        treated as none.
+
         Raises:
             redis.RedisError: Redis failed.
         """
         key = latest_slate_key(self._prefix, user_id, surface)
-        raw: bytes | str | None = await run_in_threadpool(self._client.get, key)
-        if raw is not None and self._is_dropping_out_of_stock:
-            raw = await run_in_threadpool(
-                _without_out_of_stock, raw, self._client, self._keys
+        try:
+            return await run_in_threadpool(self._read, key)
+        except ValidationError as exc:
+            INVALID_SLATES.labels(surface.value).inc()
+            error = exc.errors()[0]
+            _invalid_logger.warning(
+                "invalid stored slate skipped user_id=%s surface=%s errors=%d "
+                "first_error=%s: %s",
+                user_id,
+                surface.value,
+                exc.error_count(),
+                ".".join(str(part) for part in error["loc"]) or "slate",
+                error["msg"],
             )
-        return raw
+            return None
 
     async def computed(self, user_id: str, surface: Surface) -> Slate | None:
         """Return a slate computed now, or None when none can be computed.
@@ -70,17 +99,37 @@ class SlateLookup:
             return None
         return await run_in_threadpool(self._on_demand.compute, user_id, surface)
 
+    def _read(self, key: str) -> bytes | str | None:
+        """Return the stored slate's JSON text, or None when there is none.
+
+        Raises:
+            redis.RedisError: Redis failed.
+            ValidationError: the stored value is not a valid slate.
+        """
+        raw: bytes | str | None = self._client.get(key)
+        if raw is None:
+            return None
+        slate = Slate.model_validate_json(raw, strict=True)
+        if not self._is_dropping_out_of_stock:
+            return raw
+        return _without_out_of_stock(raw, slate, self._client, self._keys)
+
 
 def _without_out_of_stock(
-    raw: bytes | str, client: redis.Redis, keys: FeatureKeys
+    raw: bytes | str, slate: Slate, client: redis.Redis, keys: FeatureKeys
 ) -> bytes | str:
     """Drop the items of a stored slate that went out of stock since it was built.
 
     A slate is stored when its user's event arrives, so without this an item
     sold out since then stays on it until the user's next event. The other
     items keep their order and are ranked from 1 again.
+
+    Args:
+        raw: the slate's JSON text as stored.
+        slate: the slate that ``raw`` contains.
+        client: the Redis that contains the catalog's stock.
+        keys: the Redis key layout.
     """
-    slate = Slate.model_validate_json(raw)
     if slate.surface is Surface.REVIEWS or not slate.items:
         return raw
     pipe = client.pipeline(transaction=False)

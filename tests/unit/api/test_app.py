@@ -22,8 +22,11 @@ from schemas.events import MAX_ID_LENGTH, Event, EventType
 from schemas.recommendations import Slate, Surface
 from schemas.validation import MAX_EVENT_BYTES
 from services.api import app as app_module
+from services.api import slates as slates_module
 from services.api.app import create_app
+from services.api.metrics import INVALID_SLATES
 from services.api.settings import ApiSettings
+from tests.slate_messages import slate_document
 
 
 class _BrokenRedis:
@@ -500,23 +503,14 @@ def test_event_post_names_topic_problem(
 
 
 def _empty_slate(surface: Surface) -> Slate:
-    return Slate(
-        recommendation_id="r1",
-        surface=surface,
-        user_id="u1",
-        trigger_event_id="e1",
-        items=[],
-        model_version="heuristic-v1",
-        generated_at=datetime(2019, 10, 1, tzinfo=UTC),
-        latency_ms=1.0,
-    )
+    return Slate.model_validate(slate_document(surface=surface.value))
 
 
-class _StoredRedis:
-    """A Redis that returns one stored slate for every key."""
+class _RawRedis:
+    """A Redis that returns one stored value for every key."""
 
-    def __init__(self, slate: Slate) -> None:
-        self._raw = slate.model_dump_json().encode()
+    def __init__(self, raw: bytes) -> None:
+        self._raw = raw
 
     def get(self, key: str) -> Any:
         return self._raw
@@ -547,7 +541,7 @@ def _slate_answer(
 def test_stored_slate_without_items_is_200() -> None:
     stored = _empty_slate(Surface.PROMOTIONS)
 
-    answer = _slate_answer(_StoredRedis(stored), None)
+    answer = _slate_answer(_RawRedis(stored.model_dump_json().encode()), None)
 
     assert answer.status_code == 200
     assert answer.json()["items"] == []
@@ -561,6 +555,50 @@ def test_computed_slate_without_items_is_200() -> None:
     assert answer.status_code == 200
     assert answer.json()["items"] == []
     assert Slate.model_validate(answer.json()) == computed
+
+
+_LATENCY_AS_TEXT = json.dumps(slate_document(surface="promotions", latency_ms="1.0"))
+
+
+@pytest.mark.parametrize("is_dropping_out_of_stock", [True, False])
+def test_invalid_stored_slate_falls_back_to_computed(
+    is_dropping_out_of_stock: bool,
+) -> None:
+    computed = _empty_slate(Surface.PROMOTIONS)
+    rules = {"exclude_out_of_stock": is_dropping_out_of_stock}
+    app = create_app(
+        ApiSettings(scorer={"rules": rules}),  # type: ignore[arg-type]
+        redis_client=_RawRedis(_LATENCY_AS_TEXT.encode()),  # type: ignore[arg-type]
+        producer=object(),  # type: ignore[arg-type]
+        on_demand=_OnDemandStub(computed),  # type: ignore[arg-type]
+    )
+    invalid = INVALID_SLATES.labels("promotions")
+    before = invalid._value.get()
+
+    answer = asyncio.run(_request(app, "GET", "/v1/users/u1/slates/promotions"))
+
+    assert answer.status_code == 200
+    assert Slate.model_validate(answer.json()) == computed
+    assert invalid._value.get() == before + 1
+
+
+def test_invalid_stored_slate_logs_field(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Without its repeat filter, so that a line from an earlier test does not
+    # suppress this one.
+    monkeypatch.setattr(slates_module._invalid_logger, "filters", [])
+
+    _slate_answer(_RawRedis(_LATENCY_AS_TEXT.encode()), None)
+
+    assert "invalid stored slate skipped user_id=u1 surface=promotions" in caplog.text
+    assert "first_error=latency_ms: Input should be a valid number" in caplog.text
+
+
+def test_invalid_stored_slate_without_on_demand_is_404() -> None:
+    answer = _slate_answer(_RawRedis(_LATENCY_AS_TEXT.encode()), None)
+
+    assert answer.status_code == 404
 
 
 def test_missing_slate_is_404() -> None:
