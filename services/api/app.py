@@ -280,8 +280,8 @@ def create_app(
         responses={
             404: {
                 "model": Problem,
-                "description": "No slate: the hot path stored none for the user "
-                "on this surface, and none can be computed now",
+                "description": "No slate: the hot path stored no valid one for "
+                "the user on this surface, and none can be computed now",
             },
             503: {
                 "model": Problem,
@@ -301,8 +301,8 @@ def create_app(
         "time, which is the user's newest event time or, without history, the "
         "time of the request, and the items of a stored slate that went out of "
         "stock since are left out.\n\n"
-        "404 means that there is no slate: the hot path stored none for the "
-        "user on this surface, and none can be computed now, because on-demand "
+        "404 means that there is no slate: the hot path stored no valid one for "
+        "the user on this surface, and none can be computed now, because on-demand "
         "slates are off (`CARTWHEEL_API_IS_ON_DEMAND_ENABLED`) or nothing "
         "anchors one, such as bundles for a user without a cart add, or reviews "
         "of an item that has none.",
@@ -342,7 +342,7 @@ def create_app(
             status_code=404,
             content={
                 "detail": f"no {surface.value} slate for user {user_id!r}: the hot "
-                "path has stored none and none could be computed now"
+                "path has stored no valid one and none could be computed now"
             },
         )
 

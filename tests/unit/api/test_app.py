@@ -606,8 +606,8 @@ def test_missing_slate_is_404() -> None:
 
     assert answer.status_code == 404
     assert answer.json()["detail"] == (
-        "no promotions slate for user 'u1': the hot path has stored none and "
-        "none could be computed now"
+        "no promotions slate for user 'u1': the hot path has stored no valid "
+        "one and none could be computed now"
     )
 
 
