@@ -11,6 +11,11 @@ event ids in the same order) by the same code and network sizes. Other
 training settings, such as the number of epochs, take effect with the next
 new example.
 
+A challenger is not trained again on the examples of a rejected one while the
+champion is the same, because training is seeded and it would be rejected
+again. Such a refresh is skipped until a new example arrives or the champion
+changes.
+
 A champion that fails to load (missing files, weights that fail their SHA-256,
 an incompatible format) is not announced, and each challenger is judged alone,
 so one that reaches ``min_click_auc`` replaces it. The failure is logged once
@@ -111,6 +116,15 @@ class _Champion:
 
 
 @dataclass(frozen=True)
+class _Rejection:
+    """The examples of a rejected challenger and the champion it was judged against."""
+
+    examples_sha256: str | None
+    champion_version: str | None
+    is_champion_unloadable: bool
+
+
+@dataclass(frozen=True)
 class RefreshResult:
     """Outcome of one refresh, with the metrics it was decided on."""
 
@@ -149,6 +163,9 @@ class Trainer:
         # Champion versions whose load failure was logged, so that each
         # refresh does not repeat it.
         self._unloadable_versions: set[str] = set()
+        # Settings and code do not change in a process, so the same examples
+        # and champion would give the same rejection.
+        self._last_rejection: _Rejection | None = None
 
     def announce_champion(self) -> str | None:
         """Verify the registry's champion, announce it again and return its version.
@@ -196,8 +213,34 @@ class Trainer:
             if len(examples) >= self._settings.min_examples
             else _Champion(None, None)
         )
+        skipped = self._skip_repeated_training(champion, examples)
+        if skipped is not None:
+            return skipped
+        prepared = self.prepare(examples)
+        if prepared is None:
+            return RefreshResult(
+                "skipped",
+                f"{len(examples)} examples, fewer than {self._settings.min_examples}",
+            )
+        challenger = self.train_challenger(prepared.train)
+        result = self._judge(challenger, prepared, champion)
+        if result.outcome == "rejected":
+            self._last_rejection = _Rejection(
+                prepared.window.examples_sha256,
+                champion.version,
+                champion.is_unloadable,
+            )
+        return result
+
+    def _skip_repeated_training(
+        self, champion: _Champion, examples: Sequence[TrainingExample]
+    ) -> RefreshResult | None:
+        """Return a skipped result when training now would repeat earlier work."""
+        if champion.version is None and self._last_rejection is None:
+            return None
+        digest = _examples_digest(examples)
         if champion.artifact is not None and self._would_repeat(
-            champion.artifact.metadata, examples
+            champion.artifact.metadata, digest
         ):
             # Training is seeded, so the same examples, code and network would
             # give the same weights under a new version, and every process
@@ -214,14 +257,20 @@ class Trainer:
                 "skipped",
                 f"the champion was trained on these {len(examples)} examples",
             )
-        prepared = self.prepare(examples)
-        if prepared is None:
-            return RefreshResult(
-                "skipped",
-                f"{len(examples)} examples, fewer than {self._settings.min_examples}",
-            )
-        challenger = self.train_challenger(prepared.train)
-        return self._judge(challenger, prepared, champion)
+        current = _Rejection(digest, champion.version, champion.is_unloadable)
+        if current != self._last_rejection:
+            return None
+        logger.info(
+            "refresh skipped, a challenger trained on these examples was rejected "
+            "against the same champion examples=%s champion=%s",
+            len(examples),
+            champion.version,
+        )
+        return RefreshResult(
+            "skipped",
+            f"a challenger trained on these {len(examples)} examples was rejected "
+            "against the same champion",
+        )
 
     def prepare(self, examples: Sequence[TrainingExample]) -> PreparedData | None:
         """Build rows and split them by time; None when examples are too few."""
@@ -359,12 +408,13 @@ class Trainer:
         except ArtifactError as exc:
             if version not in self._unloadable_versions:
                 self._unloadable_versions.add(version)
-                # The error names the file and the check that failed; a
-                # traceback would add only the trainer's own call stack.
+                # The error names the file, the failed check and the repair, and
+                # a traceback would add only the trainer's own call stack. The
+                # line adds what the trainer does until the champion loads.
                 logger.warning(
                     "champion failed to load, it is not announced and challengers "
-                    "are judged alone model_version=%s error=%s; restore its files, "
-                    "or a challenger whose click AUC reaches "
+                    "are judged alone model_version=%s error=%s; until it loads, the "
+                    "first challenger whose click AUC reaches "
                     "CARTWHEEL_TRAINER_MIN_CLICK_AUC replaces it",
                     version,
                     exc,
@@ -373,12 +423,10 @@ class Trainer:
         self._unloadable_versions.discard(version)
         return _Champion(version, artifact)
 
-    def _would_repeat(
-        self, champion: ArtifactMetadata, examples: Sequence[TrainingExample]
-    ) -> bool:
+    def _would_repeat(self, champion: ArtifactMetadata, examples_sha256: str) -> bool:
         """Return whether training now would repeat the champion's training."""
         return (
-            champion.data_window.examples_sha256 == _examples_digest(examples)
+            champion.data_window.examples_sha256 == examples_sha256
             and champion.code_version == code_version()
             and champion.architecture == self._settings.network_config().to_dict()
         )

@@ -109,6 +109,41 @@ def test_lock_renewal_reports_lost_lock(
     assert redis_client.get(key) == b"someone-else"
 
 
+def _loaded_loop(
+    settings: TrainerSettings,
+    redis_client: redis.Redis,
+    *,
+    refresh_interval_seconds: float,
+    clock: Callable[[], float],
+) -> tuple[TrainerService, ExampleWindow, TrainingLock]:
+    """Return a trainer loop whose window contains every example on the topic.
+
+    Its reader is closed, so that ``step`` refreshes on that window only.
+    """
+    lock = TrainingLock(redis_client, f"{settings.redis.key_prefix}:lock", 30)
+    announcer = ModelAnnouncer(settings.kafka, settings.topics.models)
+    reader = ExampleReader(
+        settings.kafka, settings.topics.training_examples, 1e10, "trainer-test"
+    )
+    window = ExampleWindow(1e10, 100_000)
+    reader.read_available(window, timeout_seconds=30)
+    reader.close()
+    service = TrainerService(
+        Trainer(
+            settings, ModelRegistry(settings.registry_dir), announcer.announce, lock
+        ),
+        reader,
+        window,
+        lock,
+        redis_client,
+        settings.redis.key_prefix,
+        refresh_interval_seconds=refresh_interval_seconds,
+        retrain_poll_seconds=1,
+        clock=clock,
+    )
+    return service, window, lock
+
+
 def test_retrain_request_refreshes_and_announces(
     tmp_path: Path,
     kafka_settings: KafkaSettings,
@@ -120,29 +155,18 @@ def test_retrain_request_refreshes_and_announces(
     models_topic = make_topic("models", partitions=1, is_compacted=True)
     examples = generate_examples(2000, user_count=50, item_count=120)
     _produce(kafka_settings, examples_topic, examples)
-    settings = _settings(tmp_path, refresh_interval_seconds=3600)
-    registry = ModelRegistry(settings.registry_dir)
-    lock = TrainingLock(redis_client, f"{redis_settings.key_prefix}:lock", 30)
-    announcer = ModelAnnouncer(kafka_settings, models_topic)
-    reader = ExampleReader(kafka_settings, examples_topic, 1e10, "trainer-test")
-    window = ExampleWindow(1e10, 100_000)
-    service = TrainerService(
-        Trainer(settings, registry, announcer.announce, lock),
-        reader,
-        window,
-        lock,
-        redis_client,
-        redis_settings.key_prefix,
-        refresh_interval_seconds=3600,
-        retrain_poll_seconds=1,
-        clock=lambda: 0.0,
+    topics = TopicSettings(training_examples=examples_topic, models=models_topic)
+    settings = _settings(
+        tmp_path, kafka=kafka_settings, redis=redis_settings, topics=topics
     )
-    reader.read_available(window, timeout_seconds=30)
+    registry = ModelRegistry(settings.registry_dir)
+    service, window, lock = _loaded_loop(
+        settings, redis_client, refresh_interval_seconds=3600, clock=lambda: 0.0
+    )
     request_retrain(redis_client, redis_settings.key_prefix, "drift", datetime.now(UTC))
 
     result = service.step()
 
-    reader.close()
     assert len(window) == len(examples)
     assert result is not None
     assert result.outcome == "promoted"
@@ -347,3 +371,96 @@ def test_reader_skips_an_example_from_the_far_future(
     assert [kept.event_id for kept in window.snapshot()] == [example.event_id]
     # The far-future example and the malformed message that _produce adds.
     assert EXAMPLES_INVALID._value.get() == invalid_before + 2
+
+
+def _corrupt_champion_service(
+    tmp_path: Path,
+    kafka_settings: KafkaSettings,
+    redis_client: redis.Redis,
+    redis_settings: RedisSettings,
+    make_topic: Callable[..., str],
+    **overrides: Any,
+) -> tuple[TrainerService, list[float], TrainerSettings, str]:
+    """Return a loaded trainer loop whose champion's weights are truncated.
+
+    Also returns the loop's clock, its settings and the corrupt version.
+    """
+    settings = _service_settings(tmp_path, kafka_settings, redis_settings, make_topic)
+    settings = settings.model_copy(update=overrides)
+    examples = generate_examples(2000, user_count=50, item_count=120)
+    _produce(kafka_settings, settings.topics.training_examples, examples)
+    registry = ModelRegistry(settings.registry_dir)
+    first = Trainer(settings.model_copy(update={"min_click_auc": 0.0}), registry)
+    corrupt = str(first.refresh(examples, "earlier run").model_version)
+    weights = registry.path_of(corrupt) / "weights.safetensors"
+    weights.write_bytes(weights.read_bytes()[:1000])
+    now = [0.0]
+    service, _, _ = _loaded_loop(
+        settings, redis_client, refresh_interval_seconds=60, clock=lambda: now[0]
+    )
+    return service, now, settings, corrupt
+
+
+def _scheduled_steps(
+    service: TrainerService, now: list[float], count: int
+) -> list[str | None]:
+    """Run ``count`` scheduled refreshes on an unchanged window; return outcomes."""
+    outcomes = []
+    for _ in range(count):
+        now[0] += 61
+        result = service.step()
+        outcomes.append(result.outcome if result is not None else None)
+    return outcomes
+
+
+def test_corrupt_champion_replaced_once_and_announced(
+    tmp_path: Path,
+    kafka_settings: KafkaSettings,
+    redis_client: redis.Redis,
+    redis_settings: RedisSettings,
+    make_topic: Callable[..., str],
+) -> None:
+    service, now, settings, corrupt = _corrupt_champion_service(
+        tmp_path, kafka_settings, redis_client, redis_settings, make_topic
+    )
+    registry = ModelRegistry(settings.registry_dir)
+
+    outcomes = _scheduled_steps(service, now, 3)
+
+    champion = registry.champion_version("ranker")
+    assert outcomes == ["promoted", "skipped", "skipped"]
+    assert champion is not None
+    assert champion != corrupt
+    assert registry.load_champion("ranker") is not None
+    announced = _read_announcements(kafka_settings, settings.topics.models)
+    assert [a.model_version for a in announced] == [champion]
+
+
+def test_rejected_challenger_trained_once_per_window(
+    tmp_path: Path,
+    kafka_settings: KafkaSettings,
+    redis_client: redis.Redis,
+    redis_settings: RedisSettings,
+    make_topic: Callable[..., str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # No challenger reaches a click AUC of 1, so each one is rejected.
+    service, now, settings, corrupt = _corrupt_champion_service(
+        tmp_path,
+        kafka_settings,
+        redis_client,
+        redis_settings,
+        make_topic,
+        min_click_auc=1.0,
+    )
+
+    with caplog.at_level(logging.INFO, logger="services.trainer"):
+        outcomes = _scheduled_steps(service, now, 3)
+
+    messages = [record.getMessage() for record in caplog.records]
+    assert outcomes == ["rejected", "skipped", "skipped"]
+    assert sum(m.startswith("challenger trained") for m in messages) == 1
+    assert sum(m.startswith("champion failed to load") for m in messages) == 1
+    assert ModelRegistry(settings.registry_dir).champion_version("ranker") == corrupt
+    assert _read_announcements(kafka_settings, settings.topics.models) == []
+    assert redis_client.exists(f"{redis_settings.key_prefix}:lock") == 0

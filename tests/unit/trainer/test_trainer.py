@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -111,21 +112,34 @@ def test_refresh_judges_alone_when_champion_is_corrupt(
     assert registry.champion_version("ranker") == second.model_version
 
 
+def _corrupt_champion(
+    make_settings: MakeSettings, examples: list[TrainingExample]
+) -> tuple[ModelRegistry, str, Path]:
+    """Promote a first champion and overwrite its weights.
+
+    Returns:
+        The registry, the champion's version and its weights file.
+    """
+    registry = ModelRegistry(make_settings().registry_dir)
+    first = Trainer(make_settings(), registry).refresh(examples, "first")
+    version = str(first.model_version)
+    weights = registry.path_of(version) / "weights.safetensors"
+    weights.write_bytes(b"garbage")
+    return registry, version, weights
+
+
 def test_refresh_logs_unloadable_champion_once_without_traceback(
     make_settings: MakeSettings,
     window_examples: list[TrainingExample],
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    registry = ModelRegistry(make_settings().registry_dir)
-    first = Trainer(make_settings(), registry).refresh(window_examples, "first")
-    weights = registry.path_of(str(first.model_version)) / "weights.safetensors"
-    weights.write_bytes(b"garbage")
+    registry, corrupt, _ = _corrupt_champion(make_settings, window_examples)
     # No challenger reaches a click AUC of 1, so the corrupt champion stays.
     trainer = Trainer(make_settings(min_click_auc=1.0), registry)
 
     with caplog.at_level(logging.INFO, logger=trainer_module.__name__):
         second = trainer.refresh(window_examples, "second")
-        third = trainer.refresh(window_examples, "third")
+        third = trainer.refresh(window_examples[1:], "third")
 
     failures = [r for r in caplog.records if "failed to load" in r.getMessage()]
     assert second.outcome == third.outcome == "rejected"
@@ -133,9 +147,79 @@ def test_refresh_logs_unloadable_champion_once_without_traceback(
     assert failures[0].levelno == logging.WARNING
     assert failures[0].exc_info is None
     assert "weights have SHA-256" in failures[0].getMessage()
-    assert str(first.model_version) in failures[0].getMessage()
+    assert corrupt in failures[0].getMessage()
+    assert failures[0].getMessage().count("restore") == 1
     assert "champion kept" not in caplog.text
     assert caplog.text.count("the champion still fails to load") == 2
+
+
+def test_rejected_window_skipped_beside_corrupt_champion(
+    make_settings: MakeSettings,
+    window_examples: list[TrainingExample],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    registry, corrupt, _ = _corrupt_champion(make_settings, window_examples)
+    trainer = Trainer(make_settings(min_click_auc=1.0), registry)
+
+    with caplog.at_level(logging.INFO, logger=trainer_module.__name__):
+        results = [trainer.refresh(window_examples, "schedule") for _ in range(3)]
+
+    assert [r.outcome for r in results] == ["rejected", "skipped", "skipped"]
+    assert "was rejected against the same champion" in results[1].reason
+    assert caplog.text.count("challenger trained rows=") == 1
+    assert caplog.text.count("champion failed to load") == 1
+    assert registry.versions("ranker") == [corrupt]
+
+
+def test_rejected_window_skipped_until_new_example(
+    make_settings: MakeSettings, window_examples: list[TrainingExample]
+) -> None:
+    registry = ModelRegistry(make_settings().registry_dir)
+    first = Trainer(make_settings(), registry).refresh(window_examples, "first")
+    trainer = Trainer(make_settings(min_click_auc=1.0), registry)
+    newer = window_examples[1:]
+
+    second = trainer.refresh(newer, "second")
+    third = trainer.refresh(newer, "third")
+    fourth = trainer.refresh(newer[1:], "fourth")
+
+    assert second.outcome == "rejected"
+    assert third.outcome == "skipped"
+    assert fourth.outcome == "rejected"
+    assert registry.champion_version("ranker") == first.model_version
+
+
+def test_rejected_window_retrained_once_champion_loads(
+    make_settings: MakeSettings, window_examples: list[TrainingExample]
+) -> None:
+    registry = ModelRegistry(make_settings().registry_dir)
+    first = Trainer(make_settings(), registry).refresh(window_examples, "first")
+    weights = registry.path_of(str(first.model_version)) / "weights.safetensors"
+    content = weights.read_bytes()
+    weights.write_bytes(b"garbage")
+    trainer = Trainer(make_settings(min_click_auc=1.0), registry)
+    rejected_alone = trainer.refresh(window_examples[1:], "second")
+
+    weights.write_bytes(content)
+    compared = trainer.refresh(window_examples[1:], "third")
+
+    assert rejected_alone.outcome == "rejected"
+    assert rejected_alone.champion_metrics is None
+    assert compared.outcome == "rejected"
+    assert compared.champion_metrics is not None
+
+
+def test_refresh_replaces_corrupt_champion_once(
+    make_settings: MakeSettings, window_examples: list[TrainingExample]
+) -> None:
+    registry, _, _ = _corrupt_champion(make_settings, window_examples)
+    trainer = Trainer(make_settings(), registry)
+
+    results = [trainer.refresh(window_examples, "schedule") for _ in range(3)]
+
+    assert [r.outcome for r in results] == ["promoted", "skipped", "skipped"]
+    assert "the champion was trained on these" in results[1].reason
+    assert registry.champion_version("ranker") == results[0].model_version
 
 
 def test_stopped_trainer_promotes_nothing(
@@ -238,4 +322,5 @@ def test_announce_champion_skips_champion_whose_weights_fail_checksum(
     assert record.exc_info is None
     assert str(champion.model_version) in record.getMessage()
     assert str(weights) in record.getMessage()
-    assert "restore its files" in record.getMessage()
+    assert "restore it" in record.getMessage()
+    assert "CARTWHEEL_TRAINER_MIN_CLICK_AUC replaces it" in record.getMessage()
