@@ -116,6 +116,7 @@ def serve(settings: ApiSettings) -> None:
         _MODEL_NAME,
         load_timeout_seconds=settings.scorer.model_load_timeout_seconds,
         retry_seconds=settings.scorer.model_retry_seconds,
+        load_attempts=settings.scorer.model_load_attempts,
     )
     follower, signals = _on_demand_sources(settings)
     try:

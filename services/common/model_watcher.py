@@ -31,7 +31,13 @@ read is blocked, the watcher tries that version again ``retry_seconds`` after
 its last failed load. An artifact that was unreadable for a while (a volume
 mounted late, a copy still in progress) is then picked up without a restart
 or a new announcement. A read still blocked delays the retry, so retries
-never add blocked threads.
+never add blocked threads. After ``load_attempts`` failed or timed-out loads
+the watcher logs one ERROR and skips the version until another announcement
+arrives, even one of the same version (the trainer announces its champion
+again when it starts). The ranker in use keeps scoring meanwhile, and
+``cartwheel_model_announcement_skipped`` is 1. A process without a ranker
+still lists the earlier versions on each retry, without loading the skipped
+one.
 
 Missing topic: the hot path verifies its topics and stops at start when the
 models topic is missing, like any topic it needs. The API serves without a
@@ -97,6 +103,7 @@ from services.common.settings import KafkaSettings
 from services.common.topic_wait import retry_until_open
 
 __all__ = [
+    "MODEL_ANNOUNCEMENT_SKIPPED",
     "MODEL_BEHIND_ANNOUNCEMENT",
     "MODEL_BLOCKED_LOADS",
     "MODEL_LOADS",
@@ -139,6 +146,13 @@ MODEL_BEHIND_ANNOUNCEMENT = Gauge(
     "cartwheel_model_behind_announcement",
     "1 while the ranker in use is not the newest announced version (none yet, "
     "or an earlier one), 0 when it is or before the first announcement",
+    ["topic"],
+)
+
+MODEL_ANNOUNCEMENT_SKIPPED = Gauge(
+    "cartwheel_model_announcement_skipped",
+    "1 while the newest announced version failed all its load attempts and is "
+    "not tried again until another announcement, 0 otherwise",
     ["topic"],
 )
 
@@ -260,6 +274,9 @@ class ModelWatcher:
             of earlier versions, before it counts as timed out.
         retry_seconds: seconds after a failed load before the newest announced
             version is tried again, while the ranker in use is not that version.
+        load_attempts: failed or timed-out loads of one announcement, the
+            first included, after which its version is skipped until the
+            next announcement.
         poll_timeout_seconds: maximum wait of one Kafka poll.
         clock: monotonic seconds, for the retry delay.
     """
@@ -276,9 +293,12 @@ class ModelWatcher:
         ] = earlier_announcements,
         load_timeout_seconds: float = 60.0,
         retry_seconds: float = 300.0,
+        load_attempts: int = 3,
         poll_timeout_seconds: float = 0.2,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        if load_attempts < 1:
+            raise ValueError(f"load_attempts={load_attempts}; expected at least 1")
         self.topic = topic
         self.model_name = model_name
         self._kafka = kafka
@@ -286,7 +306,11 @@ class ModelWatcher:
         self._earlier_versions = earlier_versions
         self._poll_timeout = poll_timeout_seconds
         self._retry_seconds = retry_seconds
+        self._load_attempts = load_attempts
         self._clock = clock
+        # Failed loads of the newest announcement, written by the watcher's
+        # thread only. A new announcement starts again at 0.
+        self._newest_failures = 0
         # Time of the last failed load, written by the watcher's thread only.
         self._failed_at: float | None = None
         self._current: Ranker | None = None
@@ -319,6 +343,16 @@ class ModelWatcher:
             return False
         return current is None or current.model_version != newest.model_version
 
+    def is_newest_skipped(self) -> bool:
+        """Return whether the newest announced version failed all its load attempts.
+
+        It is not loaded again until another announcement arrives.
+        """
+        return (
+            self.is_behind_announcement()
+            and self._newest_failures >= self._load_attempts
+        )
+
     def start(self, *, wait_for_topic: bool = False) -> None:
         """Assign the topic and start following it in a daemon thread.
 
@@ -346,6 +380,9 @@ class ModelWatcher:
         MODEL_BLOCKED_LOADS.labels(self.topic).set_function(lambda: self._loads.blocked)
         MODEL_BEHIND_ANNOUNCEMENT.labels(self.topic).set_function(
             lambda: float(self.is_behind_announcement())
+        )
+        MODEL_ANNOUNCEMENT_SKIPPED.labels(self.topic).set_function(
+            lambda: float(self.is_newest_skipped())
         )
         try:
             consumer = self._open()
@@ -466,6 +503,8 @@ class ModelWatcher:
                 messages = consumer.consume(500, timeout=self._poll_timeout)
                 newest = self._newest_announcement(messages)
                 if newest is not None:
+                    if newest != self._newest:
+                        self._newest_failures = 0
                     self._newest = pending = newest
                 if self._take_returned_loads():
                     pending = self._newest
@@ -512,6 +551,12 @@ class ModelWatcher:
     def _swap_to(self, announcement: ModelAnnouncement) -> None:
         current = self._current
         if current is not None and current.model_version == announcement.model_version:
+            return
+        if self.is_newest_skipped():
+            # Only a process without a ranker goes on, to look for an
+            # earlier version that appeared since.
+            if current is None:
+                self._fall_back(announcement)
             return
         if not self._try_load(announcement) and current is None:
             self._fall_back(announcement)
@@ -658,20 +703,42 @@ class ModelWatcher:
             return None
         if self._clock() - self._failed_at < self._retry_seconds:
             return None
-        logger.info(
-            "trying the newest announced version again model_version=%s "
-            "retry_seconds=%s",
-            newest.model_version,
-            self._retry_seconds,
-        )
+        if not self.is_newest_skipped():
+            logger.info(
+                "trying the newest announced version again model_version=%s "
+                "attempt=%d load_attempts=%d retry_seconds=%s",
+                newest.model_version,
+                self._newest_failures + 1,
+                self._load_attempts,
+                self._retry_seconds,
+            )
+        elif self._current is not None:
+            return None
         return newest
 
     def _reject(self, model_version: str, outcome: LoadOutcome) -> None:
         self._failed_at = self._clock()
         MODEL_LOADS.labels(outcome).inc()
+        newest = self._newest
+        if newest is not None and newest.model_version == model_version:
+            self._newest_failures += 1
+            if self._newest_failures == self._load_attempts:
+                self._log_skipped(model_version)
         with self._changed:
             self._failed_versions.add(model_version)
             self._changed.notify_all()
+
+    def _log_skipped(self, model_version: str) -> None:
+        current = self._current
+        logger.error(
+            "model version skipped until another announcement, its loads failed "
+            "model_version=%s attempts=%d current=%s; restore the artifact and "
+            "restart the trainer, which announces its champion again, or wait for "
+            "the next promotion",
+            model_version,
+            self._newest_failures,
+            current.model_version if current is not None else None,
+        )
 
     def _install(
         self, ranker: Ranker, load_seconds: float, instead_of: str | None

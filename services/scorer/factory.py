@@ -138,6 +138,7 @@ def build_scoring(
         _MODEL_NAME,
         load_timeout_seconds=settings.model_load_timeout_seconds,
         retry_seconds=settings.model_retry_seconds,
+        load_attempts=settings.model_load_attempts,
     )
     # The hot path polls the stage on every loop, so librdkafka's lines can go
     # through logging.

@@ -431,3 +431,10 @@ class ScorerSettings(PlainIntegers, BaseSettings):
         description="seconds after a failed or timed-out load before the newest "
         "announced ranker version is tried again",
     )
+    model_load_attempts: int = Field(
+        default=3,
+        ge=1,
+        le=1000,
+        description="failed or timed-out loads of one announced ranker version, "
+        "the first included, before it is skipped until the next announcement",
+    )

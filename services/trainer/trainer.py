@@ -245,7 +245,8 @@ class Trainer:
             # Training is seeded, so the same examples, code and network would
             # give the same weights under a new version, and every process
             # would swap to it. A process that failed to load the champion
-            # tries it again on its own (CARTWHEEL_SCORER_MODEL_RETRY_SECONDS).
+            # tries it again on its own, up to CARTWHEEL_SCORER_MODEL_LOAD_ATTEMPTS
+            # times, and again after a trainer starts and announces it once more.
             logger.info(
                 "refresh skipped, no new examples since the champion "
                 "examples=%s window_end=%s champion=%s",

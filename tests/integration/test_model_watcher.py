@@ -501,7 +501,12 @@ def test_watcher_retries_failed_version_after_delay(
 
     topic = _announced_topic(kafka_settings, make_topic, registry, newest)
     watcher = ModelWatcher(
-        kafka_settings, topic, "ranker", loader=loader, retry_seconds=0.5
+        kafka_settings,
+        topic,
+        "ranker",
+        loader=loader,
+        retry_seconds=0.5,
+        load_attempts=10,
     )
     failed_before = _loads("failed")
 
@@ -559,13 +564,20 @@ def test_watcher_fallback_skips_unloadable_versions(
 
     topic = _announced_topic(kafka_settings, make_topic, registry, newest)
     watcher = ModelWatcher(
-        kafka_settings, topic, "ranker", loader=loader, retry_seconds=0.2
+        kafka_settings,
+        topic,
+        "ranker",
+        loader=loader,
+        retry_seconds=0.2,
+        load_attempts=3,
     )
 
     with caplog.at_level(logging.INFO, logger="services.common.model_watcher"):
         watcher.start()
         try:
-            is_retried = _wait_until_loads(loads, newest.model_version, 4, 30)
+            # The newest version is skipped after its third load, and later
+            # retries only list the earlier versions again.
+            is_retried = _wait_until_loads(loads, newest.model_version, 3, 30)
             broken_loads = loads.count(broken.model_version)
             hidden.rename(metadata)
             is_loaded = _wait_until_current(watcher, copied_late.model_version, 30)
@@ -590,6 +602,69 @@ def test_watcher_fallback_skips_unloadable_versions(
     ]
     assert len(fallback_errors) == 1
     assert fallback_errors[0].levelno == logging.ERROR
+
+
+def test_watcher_skips_corrupt_version_while_scoring_goes_on(
+    tmp_path: Path,
+    kafka_settings: KafkaSettings,
+    make_topic: Callable[..., str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    registry = ModelRegistry(tmp_path)
+    good, corrupt, later = _save_versions(registry, 3)
+    _corrupt(registry, corrupt.model_version)
+    topic = _announced_topic(kafka_settings, make_topic, registry, good)
+    announcer = ModelAnnouncer(kafka_settings, topic)
+    watcher = ModelWatcher(
+        kafka_settings, topic, "ranker", retry_seconds=0.2, load_attempts=2
+    )
+    scorer = SteadyScorer(watcher, period_seconds=0.01)
+    failed_before = _loads("failed")
+
+    with caplog.at_level(logging.INFO, logger="services.common.model_watcher"):
+        watcher.start()
+        try:
+            assert watcher.wait_for(good.model_version, timeout_seconds=30)
+            scorer.start()
+            announcer.announce(corrupt, _uri(registry, corrupt))
+            is_skipped = _wait_until_skipped(topic, 30)
+            # Five retry periods, in which a watcher without a bound loads again.
+            time.sleep(1.0)
+            failed_while_skipped = _loads("failed") - failed_before
+            scorer.wait_for_calls(20, timeout_seconds=30)
+            announcer.announce(later, _uri(registry, later))
+            is_later_loaded = watcher.wait_for(later.model_version, 30)
+        finally:
+            scorer.stop()
+            watcher.stop()
+
+    assert is_skipped
+    assert failed_while_skipped == 2
+    assert corrupt.model_version not in {version for version, _ in scorer.calls}
+    assert scorer.calls[0][0] == good.model_version
+    assert is_later_loaded
+    assert _skipped(topic) == 0
+    skipped_lines = [r for r in caplog.records if "model version skipped" in r.message]
+    assert len(skipped_lines) == 1
+    assert f"model_version={corrupt.model_version}" in skipped_lines[0].message
+    assert f"current={good.model_version}" in skipped_lines[0].message
+
+
+def _skipped(topic: str) -> float | None:
+    return REGISTRY.get_sample_value(
+        "cartwheel_model_announcement_skipped", {"topic": topic}
+    )
+
+
+def _wait_until_skipped(topic: str, timeout_seconds: float) -> bool:
+    """Return whether the newest announced version is skipped in time."""
+    deadline = time.monotonic() + timeout_seconds
+    pause = threading.Event()
+    while time.monotonic() < deadline:
+        if _skipped(topic) == 1:
+            return True
+        pause.wait(0.05)
+    return False
 
 
 def test_watcher_leaves_loaded_newest_version_alone(
