@@ -294,12 +294,42 @@ class ModelRegistry:
         os.replace(staging, target)
         logger.info("artifact promoted model_version=%s", metadata.model_version)
 
+    def champion_path(self, model_name: str) -> Path:
+        """Return the path of the file that names the champion's version."""
+        return self.root / model_name / CHAMPION_FILE
+
     def champion_version(self, model_name: str) -> str | None:
-        """Return the champion's version, or None before the first promotion."""
+        """Return the champion's version, or None before the first promotion.
+
+        An empty champion file counts as no promotion yet.
+
+        Raises:
+            ArtifactNotFoundError: the champion file cannot be read.
+            ArtifactCorruptError: the champion file is not UTF-8 text, or it
+                names no version of ``model_name`` inside the registry.
+        """
+        path = self.champion_path(model_name)
         try:
-            text = (self.root / model_name / CHAMPION_FILE).read_text().strip()
+            text = path.read_text(encoding="utf-8").strip()
         except FileNotFoundError:
             return None
+        except OSError as exc:
+            raise ArtifactNotFoundError(
+                f"champion file {path} cannot be read: {exc.strerror or exc}; "
+                "check the file and its permissions"
+            ) from exc
+        except UnicodeDecodeError as exc:
+            raise ArtifactCorruptError(
+                f"champion file {path} is not UTF-8 text: {exc}; write the "
+                "champion's version into it, or let the next promotion replace it"
+            ) from exc
+        if text and not _is_version_of(model_name, text):
+            raise ArtifactCorruptError(
+                f"champion file {path} contains {text[:80]!r}, expected a version "
+                f"of {model_name!r} such as '{model_name}-20260101-abc1234-1'; "
+                "write the champion's version into it, or let the next promotion "
+                "replace it"
+            )
         return text or None
 
     def load_champion(self, model_name: str) -> LoadedArtifact | None:
@@ -428,6 +458,12 @@ def _read_metadata(path: Path) -> ArtifactMetadata:
         raise ArtifactCorruptError(
             f"artifact metadata at {metadata_path} is invalid: {exc}"
         ) from exc
+
+
+def _is_version_of(model_name: str, text: str) -> bool:
+    """Return whether ``text`` is a version of ``model_name``, with no path in it."""
+    pattern = rf"{re.escape(model_name)}-[0-9]{{8}}-[0-9A-Za-z_]+-[0-9]+"
+    return re.fullmatch(pattern, text) is not None
 
 
 def _number(version: str) -> int:

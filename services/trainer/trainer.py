@@ -401,28 +401,41 @@ class Trainer:
         A champion that fails to load is replaced even on unchanged data, and
         the challenger is judged alone.
         """
-        version = self._registry.champion_version(self._settings.model_name)
+        name = self._settings.model_name
+        try:
+            version = self._registry.champion_version(name)
+        except ArtifactError as exc:
+            # Without a version, the champion file stands for the champion, so
+            # the next promotion, which rewrites that file, replaces it.
+            version = str(self._registry.champion_path(name))
+            self._warn_unloadable(version, exc)
+            return _Champion(version, None)
         if version is None:
             return _Champion(None, None)
         try:
             artifact = self._registry.load(version)
         except ArtifactError as exc:
-            if version not in self._unloadable_versions:
-                self._unloadable_versions.add(version)
-                # The error names the file, the failed check and the repair, and
-                # a traceback would add only the trainer's own call stack. The
-                # line adds what the trainer does until the champion loads.
-                logger.warning(
-                    "champion failed to load, it is not announced and challengers "
-                    "are judged alone model_version=%s error=%s; until it loads, the "
-                    "first challenger whose click AUC reaches "
-                    "CARTWHEEL_TRAINER_MIN_CLICK_AUC replaces it",
-                    version,
-                    exc,
-                )
+            self._warn_unloadable(version, exc)
             return _Champion(version, None)
         self._unloadable_versions.discard(version)
         return _Champion(version, artifact)
+
+    def _warn_unloadable(self, version: str, exc: ArtifactError) -> None:
+        """Log a champion's load failure once per version."""
+        if version in self._unloadable_versions:
+            return
+        self._unloadable_versions.add(version)
+        # The error names the file, the failed check and the repair, and a
+        # traceback would add only the trainer's own call stack. The line adds
+        # what the trainer does until the champion loads.
+        logger.warning(
+            "champion failed to load, it is not announced and challengers are "
+            "judged alone model_version=%s error=%s; until it loads, the first "
+            "challenger whose click AUC reaches CARTWHEEL_TRAINER_MIN_CLICK_AUC "
+            "replaces it",
+            version,
+            exc,
+        )
 
     def _would_repeat(self, champion: ArtifactMetadata, examples_sha256: str) -> bool:
         """Return whether training now would repeat the champion's training."""

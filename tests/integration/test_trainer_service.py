@@ -325,19 +325,32 @@ def test_build_service_announces_champion(
     assert [a.model_version for a in announcements] == [champion.model_version]
 
 
-def test_build_service_does_not_announce_champion_with_corrupt_weights(
+def _truncate_weights(registry: ModelRegistry, version: str) -> Path:
+    weights = registry.path_of(version) / "weights.safetensors"
+    weights.write_bytes(weights.read_bytes()[:1000])
+    return weights
+
+
+def _garble_champion_file(registry: ModelRegistry, version: str) -> Path:
+    champion_file = registry.champion_path("ranker")
+    champion_file.write_bytes(b"\xff\xfe\x00")
+    return champion_file
+
+
+@pytest.mark.parametrize("damage", [_truncate_weights, _garble_champion_file])
+def test_build_service_does_not_announce_unloadable_champion(
     tmp_path: Path,
     kafka_settings: KafkaSettings,
     redis_settings: RedisSettings,
     make_topic: Callable[..., str],
     caplog: pytest.LogCaptureFixture,
+    damage: Callable[[ModelRegistry, str], Path],
 ) -> None:
     settings = _service_settings(tmp_path, kafka_settings, redis_settings, make_topic)
     registry = ModelRegistry(settings.registry_dir)
     examples = generate_examples(2000, user_count=50, item_count=120)
     champion = Trainer(settings, registry).refresh(examples, "earlier run")
-    weights = registry.path_of(str(champion.model_version)) / "weights.safetensors"
-    weights.write_bytes(weights.read_bytes()[:1000])
+    damaged = damage(registry, str(champion.model_version))
 
     with caplog.at_level(logging.INFO):
         build_service(settings).stop()
@@ -346,7 +359,7 @@ def test_build_service_does_not_announce_champion_with_corrupt_weights(
     assert "champion announced at start" not in caplog.text
     [failure] = [r for r in caplog.records if "champion failed" in r.getMessage()]
     assert failure.exc_info is None
-    assert str(weights) in failure.getMessage()
+    assert str(damaged) in failure.getMessage()
 
 
 def test_reader_skips_an_example_from_the_far_future(

@@ -324,3 +324,31 @@ def test_announce_champion_skips_champion_whose_weights_fail_checksum(
     assert str(weights) in record.getMessage()
     assert "restore it" in record.getMessage()
     assert "CARTWHEEL_TRAINER_MIN_CLICK_AUC replaces it" in record.getMessage()
+
+
+def test_refresh_replaces_champion_whose_file_is_not_utf8(
+    make_settings: MakeSettings,
+    window_examples: list[TrainingExample],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    settings = make_settings()
+    registry = ModelRegistry(settings.registry_dir)
+    Trainer(settings, registry).refresh(window_examples, "first")
+    registry.champion_path("ranker").write_bytes(b"\xff\xfe\x00")
+    announced: list[ArtifactMetadata] = []
+    trainer = Trainer(
+        settings, registry, lambda metadata, uri: announced.append(metadata)
+    )
+
+    with caplog.at_level(logging.WARNING, logger=trainer_module.__name__):
+        version_at_start = trainer.announce_champion()
+        result = trainer.refresh(window_examples[1:], "second")
+
+    [failure] = [r for r in caplog.records if "failed to load" in r.getMessage()]
+    assert version_at_start is None
+    assert "is not UTF-8 text" in failure.getMessage()
+    assert failure.exc_info is None
+    assert result.outcome == "promoted"
+    assert result.champion_metrics is None
+    assert registry.champion_version("ranker") == result.model_version
+    assert [m.model_version for m in announced] == [result.model_version]

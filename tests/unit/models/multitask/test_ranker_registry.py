@@ -197,6 +197,53 @@ def test_champion_is_none_before_first_promotion(tmp_path: Path) -> None:
     assert ModelRegistry(tmp_path).load_champion("ranker") is None
 
 
+def _champion_file(registry: ModelRegistry, content: bytes) -> Path:
+    path = registry.champion_path("ranker")
+    path.parent.mkdir(parents=True)
+    path.write_bytes(content)
+    return path
+
+
+def test_champion_version_rejects_file_that_is_not_utf8(tmp_path: Path) -> None:
+    registry = ModelRegistry(tmp_path)
+    path = _champion_file(registry, b"\xff\xfe\x00")
+
+    with pytest.raises(ArtifactCorruptError, match="is not UTF-8 text") as caught:
+        registry.champion_version("ranker")
+
+    assert str(path) in str(caught.value)
+    assert "let the next promotion replace it" in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    "content",
+    [b"../../../etc/ranker-20260517-abc1234-1", b"other-20260517-abc1234-1", b"x"],
+)
+def test_champion_version_rejects_text_that_is_no_version(
+    tmp_path: Path, content: bytes
+) -> None:
+    registry = ModelRegistry(tmp_path)
+    _champion_file(registry, content)
+
+    with pytest.raises(ArtifactCorruptError, match="expected a version of 'ranker'"):
+        registry.champion_version("ranker")
+
+
+def test_champion_version_is_none_for_empty_file(tmp_path: Path) -> None:
+    registry = ModelRegistry(tmp_path)
+    _champion_file(registry, b"\n")
+
+    assert registry.champion_version("ranker") is None
+
+
+def test_champion_version_reports_unreadable_file(tmp_path: Path) -> None:
+    registry = ModelRegistry(tmp_path)
+    registry.champion_path("ranker").mkdir(parents=True)
+
+    with pytest.raises(ArtifactNotFoundError, match="cannot be read"):
+        registry.champion_version("ranker")
+
+
 def test_save_rejects_invalid_model_name(
     tmp_path: Path, trained_tiny: tuple[Any, FeatureSpec]
 ) -> None:
