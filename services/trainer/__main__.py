@@ -92,7 +92,7 @@ def _announce_champion(trainer: Trainer) -> None:
         version = trainer.announce_champion()
     except InfrastructureError as exc:
         # The champion stays announced where the topic still contains it, and
-        # the next promotion announces a new one.
+        # the trainer's next refresh announces it again.
         logger.warning("champion not announced at start error=%s", exc)
         return
     if version is not None:

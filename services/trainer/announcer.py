@@ -69,8 +69,9 @@ class ModelAnnouncer:
             cause = errors[0] if errors else "delivery timed out"
             raise InfrastructureError(
                 f"announcing model_version={announcement.model_version!r} on topic "
-                f"{self.topic!r} failed: {cause}; check the broker, the artifact "
-                "stays promoted in the registry"
+                f"{self.topic!r} failed: {cause}; check the broker. The artifact "
+                "stays promoted in the registry, and the trainer's next refresh "
+                "announces it again"
             )
         logger.info(
             "model announced topic=%s model_version=%s uri=%s",

@@ -16,6 +16,10 @@ champion is the same, because training is seeded and it would be rejected
 again. Such a refresh is skipped until a new example arrives or the champion
 changes.
 
+A promoted version whose announcement failed is announced again at the start
+of each later refresh until the broker acknowledges it, so that a refresh
+skipped on unchanged examples does not leave the scorers on the previous one.
+
 A champion that fails to load (missing files, weights that fail their SHA-256,
 an incompatible format) is not announced, and each challenger is judged alone,
 so one that reaches ``min_click_auc`` replaces it. The failure is logged once
@@ -30,6 +34,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Literal
 
 from models.errors import ArtifactError
@@ -166,6 +171,8 @@ class Trainer:
         # Settings and code do not change in a process, so the same examples
         # and champion would give the same rejection.
         self._last_rejection: _Rejection | None = None
+        # The promoted version whose announcement failed, if any.
+        self._unannounced: str | None = None
 
     def announce_champion(self) -> str | None:
         """Verify the registry's champion, announce it again and return its version.
@@ -189,7 +196,7 @@ class Trainer:
         artifact = self._load_champion().artifact
         if artifact is None:
             return None
-        self._announce(artifact.metadata, str(artifact.path.resolve()))
+        self._send_announcement(artifact.metadata, artifact.path)
         return artifact.metadata.model_version
 
     def stop(self) -> None:
@@ -204,8 +211,16 @@ class Trainer:
     def refresh(
         self, examples: Sequence[TrainingExample], reason: str
     ) -> RefreshResult:
-        """Train on the examples and promote the challenger if it is not worse."""
+        """Train on the examples and promote the challenger if it is not worse.
+
+        Raises:
+            InfrastructureError: the broker did not acknowledge an announcement
+                in time. A promotion stays in the registry and is announced
+                again by the next refresh.
+        """
         logger.info("refresh started reason=%s examples=%s", reason, len(examples))
+        if self._unannounced is not None:
+            self._announce_again(self._unannounced)
         # Loaded once per refresh, and only when there are enough examples to
         # train: the skip check and the judgement share it.
         champion = (
@@ -383,9 +398,9 @@ class Trainer:
             logger.exception(
                 "deleting old artifacts failed model=%s", self._settings.model_name
             )
-        if self._announce is not None:
-            path = self._registry.path_of(metadata.model_version).resolve()
-            self._announce(metadata, str(path))
+        self._send_announcement(
+            metadata, self._registry.path_of(metadata.model_version)
+        )
         return RefreshResult(
             "promoted",
             decision.describe(),
@@ -394,6 +409,28 @@ class Trainer:
             champion_metrics,
             metadata.model_version,
         )
+
+    def _send_announcement(self, metadata: ArtifactMetadata, path: Path) -> None:
+        """Announce a version; remember it until the broker acknowledges it."""
+        if self._announce is None:
+            return
+        self._unannounced = metadata.model_version
+        self._announce(metadata, str(path.resolve()))
+        self._unannounced = None
+
+    def _announce_again(self, version: str) -> None:
+        """Announce the champion whose announcement failed, if it still is one."""
+        champion = self._load_champion()
+        if champion.version != version or champion.artifact is None:
+            # Another trainer promoted and announced since, or the champion
+            # fails to load now and must not be announced.
+            self._unannounced = None
+            return
+        logger.info(
+            "announcing the champion again, its announcement failed model_version=%s",
+            version,
+        )
+        self._send_announcement(champion.artifact.metadata, champion.artifact.path)
 
     def _load_champion(self) -> _Champion:
         """Load and verify the champion. Its artifact is None when loading fails.

@@ -10,6 +10,7 @@ import pytest
 
 from models.registry import ArtifactMetadata, ModelRegistry
 from schemas.training import TrainingExample
+from services.common.errors import InfrastructureError
 from services.trainer import trainer as trainer_module
 from services.trainer.settings import TrainerSettings
 from services.trainer.trainer import Trainer, TrainingStoppedError
@@ -352,3 +353,82 @@ def test_refresh_replaces_champion_whose_file_is_not_utf8(
     assert result.champion_metrics is None
     assert registry.champion_version("ranker") == result.model_version
     assert [m.model_version for m in announced] == [result.model_version]
+
+
+class _FlakyBroker:
+    """Announces like the broker, except that the first ``failures`` calls fail."""
+
+    def __init__(self, failures: int) -> None:
+        self.announced: list[str] = []
+        self._failures = failures
+
+    def announce(self, metadata: ArtifactMetadata, uri: str) -> None:
+        if self._failures > 0:
+            self._failures -= 1
+            raise InfrastructureError("announcing failed: delivery timed out")
+        self.announced.append(metadata.model_version)
+
+
+def _promote_unannounced(
+    make_settings: MakeSettings, examples: list[TrainingExample], failures: int
+) -> tuple[ModelRegistry, Trainer, _FlakyBroker]:
+    """Promote a first champion whose announcement fails."""
+    settings = make_settings()
+    registry = ModelRegistry(settings.registry_dir)
+    broker = _FlakyBroker(failures)
+    trainer = Trainer(settings, registry, broker.announce)
+    with pytest.raises(InfrastructureError, match="delivery timed out"):
+        trainer.refresh(examples, "first")
+    return registry, trainer, broker
+
+
+def test_refresh_announces_champion_whose_announcement_failed(
+    make_settings: MakeSettings, window_examples: list[TrainingExample]
+) -> None:
+    registry, trainer, broker = _promote_unannounced(
+        make_settings, window_examples, failures=2
+    )
+    promoted = registry.champion_version("ranker")
+
+    with pytest.raises(InfrastructureError):
+        trainer.refresh(window_examples, "broker still down")
+    again = trainer.refresh(window_examples, "broker back")
+    later = trainer.refresh(window_examples, "schedule")
+
+    assert promoted is not None
+    assert again.outcome == later.outcome == "skipped"
+    assert broker.announced == [promoted]
+
+
+def test_refresh_announces_champion_not_announced_at_start(
+    make_settings: MakeSettings, window_examples: list[TrainingExample]
+) -> None:
+    settings = make_settings()
+    registry = ModelRegistry(settings.registry_dir)
+    Trainer(settings, registry).refresh(window_examples, "earlier run")
+    champion = registry.champion_version("ranker")
+    broker = _FlakyBroker(failures=1)
+    trainer = Trainer(settings, registry, broker.announce)
+    with pytest.raises(InfrastructureError):
+        trainer.announce_champion()
+
+    result = trainer.refresh(window_examples, "schedule")
+
+    assert result.outcome == "skipped"
+    assert broker.announced == [champion]
+
+
+def test_refresh_drops_failed_announcement_of_replaced_champion(
+    make_settings: MakeSettings, window_examples: list[TrainingExample]
+) -> None:
+    registry, trainer, broker = _promote_unannounced(
+        make_settings, window_examples, failures=1
+    )
+    # Another trainer promotes and announces a version of its own meanwhile.
+    other = Trainer(make_settings(), registry).refresh(window_examples[1:], "other")
+
+    result = trainer.refresh(window_examples[1:], "schedule")
+
+    assert other.outcome == "promoted"
+    assert result.outcome == "skipped"
+    assert broker.announced == []
