@@ -21,9 +21,10 @@ of each later refresh until the broker acknowledges it, so that a refresh
 skipped on unchanged examples does not leave the scorers on the previous one.
 
 A champion that fails to load (missing files, weights that fail their SHA-256,
-an incompatible format) is not announced, and each challenger is judged alone,
-so one that reaches ``min_click_auc`` replaces it. The failure is logged once
-per version, without a traceback, because the error names the file.
+an incompatible format, a champion file that names no version) is not
+announced, and each challenger is judged alone, so one that reaches
+``min_click_auc`` replaces it. The failure is logged once per version, without
+a traceback, because the error names the file.
 """
 
 from __future__ import annotations
