@@ -33,7 +33,6 @@ prints one Markdown table with medians over the repeats:
 from __future__ import annotations
 
 import argparse
-import os
 import random
 import statistics
 import tempfile
@@ -51,6 +50,7 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 
 from schemas.catalog import ItemRecord
 from schemas.events import Event, EventType
+from services.bench.cpu import process_cpu_seconds
 from services.common.kafka import (
     TopicSpec,
     consumer_config,
@@ -154,27 +154,20 @@ def broker_pass_through(
             if not seen:
                 started = time.perf_counter()
                 client_cpu = time.process_time()
-                broker_cpu = _process_cpu_seconds(broker_pid)
+                broker_cpu = process_cpu_seconds(broker_pid)
             producer.produce(target, key=message.key(), value=message.value())
             seen += 1
         producer.poll(0)
     producer.flush(60)
     elapsed = time.perf_counter() - started
     client_cpu = time.process_time() - client_cpu
-    broker_cpu = _process_cpu_seconds(broker_pid) - broker_cpu
+    broker_cpu = process_cpu_seconds(broker_pid) - broker_cpu
     consumer.close()
     return PassThrough(
         messages_per_second=total / elapsed,
         client_us=client_cpu * 1e6 / total,
         broker_us=broker_cpu * 1e6 / total,
     )
-
-
-def _process_cpu_seconds(pid: int) -> float:
-    """Return the user and system CPU seconds of a process, from /proc (Linux)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    # utime and stime are the 14th and 15th fields, counted in clock ticks.
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _redis_cpu_seconds(client: redis.Redis) -> float:

@@ -193,7 +193,9 @@ def run_hotpath(job: HotPathJob, stop: Any, results: Any) -> None:
         signals=learning,
         features=store,
     )
-    consumer = Consumer(consumer_config(kafka, job.group_id, fetch_wait_ms=10))
+    consumer = Consumer(
+        consumer_config(kafka, job.group_id, fetch_wait_ms=settings.fetch_wait_ms)
+    )
     hotpath = HotPathConsumer(settings, consumer, producer, store, [learning, scoring])
 
     def stop_on_request() -> None:
