@@ -193,17 +193,21 @@ class RedisCandidateStore:
         self._promotions: tuple[float, list[PromotionRecord]] | None = None
         self._user_states: dict[str, State] = {}
         self._profiles: dict[str, UserProfile] = {}
+        self._batch_items: dict[str, _CachedItem] = {}
         self.now: float | None = None
 
     def begin_batch(self, at: float) -> None:
         """Set the event time (Unix s) that decays and windows are evaluated at.
 
-        User states read during a batch are kept until the next batch, because
-        features were applied before the batch started and cannot change in it.
+        User states and items read during a batch are kept until the next
+        batch, because features were applied before the batch started and
+        cannot change in it. So an item read for candidate generation is not
+        read again for its features, even with the item cache off.
         """
         self.now = at
         self._user_states = {}
         self._profiles = {}
+        self._batch_items = {}
 
     def user_histories(self, user_ids: Sequence[str]) -> dict[str, UserHistory]:
         """Return the recent items, purchases and category affinity of each user."""
@@ -376,14 +380,18 @@ class RedisCandidateStore:
 
     def _cached_items(self, item_ids: Sequence[str]) -> dict[str, _CachedItem]:
         now = self._clock()
+        batch = self._batch_items
         found: dict[str, _CachedItem] = {}
         missing = []
         for item_id in dict.fromkeys(item_ids):
-            cached = self._items.get(item_id)
-            if cached is not None and cached.expires_at > now:
-                found[item_id] = cached
-            else:
-                missing.append(item_id)
+            cached = batch.get(item_id)
+            if cached is None:
+                cached = self._items.get(item_id)
+                if cached is None or cached.expires_at <= now:
+                    missing.append(item_id)
+                    continue
+                batch[item_id] = cached
+            found[item_id] = cached
         if not missing:
             return found
         keys = self._keys
@@ -405,7 +413,7 @@ class RedisCandidateStore:
                 attributes_from_catalog(item_id, catalog),
                 now + self._ttl,
             )
-            found[item_id] = cached
+            found[item_id] = batch[item_id] = cached
             if self._ttl > 0:
                 self._items[item_id] = cached
                 self._items.move_to_end(item_id)
