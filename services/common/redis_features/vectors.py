@@ -78,8 +78,20 @@ def _decode_map(raw: Mapping[Any, Any]) -> State:
 def _decode_reply(reply: Mapping[Any, Any] | Sequence[Any]) -> State:
     # A raw HGETALL reply is a map in RESP3 and alternates field and value in RESP2.
     if isinstance(reply, Mapping):
-        return _decode_pairs(reply.items())
+        return _decode_map_reply(reply)
     return _decode_pairs(zip(reply[::2], reply[1::2], strict=True))
+
+
+def _decode_map_reply(reply: Mapping[Any, Any]) -> State:
+    # Item and catalog hashes make most of the replies, and they have UTF-8
+    # bytes for fields and values and no chunked field. Those are decoded in
+    # one comprehension, and any other reply falls back to _decode_pairs.
+    try:
+        if b"#" in b"".join(reply):
+            return _decode_pairs(reply.items())
+        return {key.decode(): value.decode() for key, value in reply.items()}
+    except (TypeError, AttributeError, UnicodeDecodeError):
+        return _decode_pairs(reply.items())
 
 
 def _decode_pairs(pairs: Iterable[tuple[Any, Any]]) -> State:
@@ -153,16 +165,25 @@ _BUCKET_WIDTHS = tuple(
 )
 
 
+@functools.lru_cache(maxsize=1024)
+def _live_buckets(at: float) -> dict[str, tuple[int, int]]:
+    """Return the open-closed range of live bucket indexes per window code.
+
+    A batch evaluates every item at one time, so the ranges are computed once
+    per time. Callers must not change the returned dict.
+    """
+    return {
+        code: (int(at // width) - count, int(at // width))
+        for code, width, count in _BUCKET_WIDTHS
+    }
+
+
 # LIMITATION(L-25): windows follow bucket edges (the 7 d window is 7 UTC days),
 # so a count near an edge covers up to one bucket more or less than the window.
 def _window_counts(state: State, entity: str, at: float) -> dict[str, float]:
     names = _COUNT_NAMES[entity]
     counts = dict.fromkeys(names.values(), 0.0)
-    # The open-closed range of live bucket indexes per window code.
-    live = {
-        code: (int(at // width) - count, int(at // width))
-        for code, width, count in _BUCKET_WIDTHS
-    }
+    live = _live_buckets(at)
     for name, value in state.items():
         bucket = _parse_bucket(name)
         if bucket is None:

@@ -17,6 +17,7 @@ from services.common.redis_features import (
     EventStatus,
     FeatureStoreConfig,
     _decode_map,
+    decode_hash_reply,
     item_features,
     pair_features,
     user_features,
@@ -135,6 +136,20 @@ def test_decode_map_joins_chunks_split_inside_a_character() -> None:
     state = _decode_map({b"r#2": raw[60:], b"r#1": raw[:60], b"n": b"3"})
 
     assert state == {"n": "3", "r": value}
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        {b"r#2": "é".encode() * 40, b"r#1": b"ab", b"n": b"3"},
+        {b"price": b"\xff9.5", b"brand": b"acme"},
+        {b"n": 3, b"lt": b"1569888000"},
+        {b"tr": b"7215.08", b"cm5232961": b"8"},
+    ],
+    ids=["chunked", "invalid-utf8", "integer-value", "plain"],
+)
+def test_decode_hash_reply_of_map_equals_decode_map(reply: dict[bytes, object]) -> None:
+    assert decode_hash_reply(reply) == _decode_map(reply)
 
 
 def test_keys_of_one_user_share_hash_tag() -> None:
