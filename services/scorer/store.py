@@ -48,6 +48,8 @@ _PROMOTIONS = TypeAdapter(PromotionRecord)
 _MAX_PRICE_ZSCORE = 5.0
 _REVIEWS = TypeAdapter(ReviewRecord)
 _WIDTH = len(ITEM_FEATURES) + len(PAIR_FEATURES)
+# The NaN defaults of an item row, one per name in ITEM_FEATURES.
+_MISSING_ITEM_FEATURES = (math.nan,) * len(ITEM_FEATURES)
 
 State = dict[str, str]
 
@@ -78,7 +80,7 @@ class _CachedItem:
             catalog,
             attributes,
             expires_at,
-            tuple(vector.get(name, math.nan) for name in ITEM_FEATURES),
+            tuple(map(vector.get, ITEM_FEATURES, _MISSING_ITEM_FEATURES)),
             price,
             catalog.get("category"),
             catalog.get("brand"),
