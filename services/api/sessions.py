@@ -121,6 +121,7 @@ class SharedSessionIndex(SessionIndex):
         *,
         position_decay: float = 2.0,
         neighbour_position_decay: float = 3.0,
+        limit: int | None = None,
     ) -> list[tuple[str, float]]:
         """Score items of similar sessions, as :meth:`SessionIndex.recommend` does."""
         with self._lock:
@@ -131,6 +132,7 @@ class SharedSessionIndex(SessionIndex):
                 half_life_seconds,
                 position_decay=position_decay,
                 neighbour_position_decay=neighbour_position_decay,
+                limit=limit,
             )
 
     def session_key_of(self, user_id: str) -> str:

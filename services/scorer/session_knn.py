@@ -199,6 +199,7 @@ class SessionIndex:
         *,
         position_decay: float = 2.0,
         neighbour_position_decay: float = 3.0,
+        limit: int | None = None,
     ) -> list[tuple[str, float]]:
         """Score items of similar sessions for the current session, best first.
 
@@ -229,6 +230,7 @@ class SessionIndex:
                 over which an item's weight falls by a factor of e.
             neighbour_position_decay: positions from a neighbour's latest
                 shared item over which a vote falls by a factor of e.
+            limit: how many of the best items to return; None returns all.
 
         Returns:
             ``(item_id, score)`` pairs, the current session's items included.
@@ -269,7 +271,11 @@ class SessionIndex:
             for position, item_id in enumerate(items):
                 vote = similarity * falloff[abs(position - shared)]
                 votes[item_id] = votes.get(item_id, 0.0) + vote
-        return sorted(votes.items(), key=lambda pair: (-pair[1], pair[0]))
+        # Sorting the ids and then stably by vote gives the order of the key
+        # (-vote, id) without building a key tuple for every item.
+        ranked = sorted(votes)
+        ranked.sort(key=votes.__getitem__, reverse=True)
+        return [(item_id, votes[item_id]) for item_id in ranked[:limit]]
 
     def _overlap(
         self,

@@ -27,6 +27,21 @@ def test_session_index_recommends_items_of_sessions_sharing_an_item() -> None:
     assert [item_id for item_id, _ in recommended] == ["a", "b"]
 
 
+def test_session_index_limit_keeps_best_items_and_orders_ties_by_id() -> None:
+    index = _index()
+    for item_id in ("d", "c", "b"):
+        index.add("old", item_id, 100.0)
+    index.add("now", "c", 200.0)
+
+    full = index.recommend("now", 200.0, neighbours=10, half_life_seconds=3600.0)
+    limited = index.recommend(
+        "now", 200.0, neighbours=10, half_life_seconds=3600.0, limit=2
+    )
+
+    assert limited == full[:2]
+    assert [item_id for item_id, _ in full] == ["c", "b", "d"]
+
+
 def test_session_index_recommends_items_of_current_session() -> None:
     index = _index()
     index.add("past", "shoes", 100.0)
