@@ -159,10 +159,22 @@ def merge_shares(
                     best_share[item_id] = (share, source)
     for item_id in exclude:
         totals.pop(item_id, None)
-    ranked = sorted(totals.items(), key=lambda pair: (-pair[1], pair[0]))[:limit]
+    ranked = _by_score(totals)[:limit]
     return [
-        Candidate(item_id, best_share[item_id][1], score) for item_id, score in ranked
+        Candidate(item_id, best_share[item_id][1], totals[item_id])
+        for item_id in ranked
     ]
+
+
+def _by_score(scores: dict[str, float]) -> list[str]:
+    """Return the ids by descending score, and by id on a tie.
+
+    Sorting the ids and then stably by score gives the order of the key
+    ``(-score, id)`` without building a key tuple for every item.
+    """
+    ranked = sorted(scores)
+    ranked.sort(key=scores.__getitem__, reverse=True)
+    return ranked
 
 
 def merge_sources(
@@ -315,7 +327,8 @@ class CandidateGenerator:
             settings.session_half_life_seconds,
             position_decay=settings.session_position_decay,
             neighbour_position_decay=settings.session_neighbour_position_decay,
-        )[: settings.max_candidates]
+            limit=settings.max_candidates,
+        )
 
 
 def _cart_items(context: EventContext) -> dict[str, float]:
