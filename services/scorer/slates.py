@@ -167,24 +167,27 @@ class SlateBuilder:
         histories = self._store.user_histories(
             sorted({trigger.user_id for trigger in triggers})
         )
+        # Walking the triggers backwards collects each user's later triggers
+        # in one pass. The hot path has none, so its histories stay as read.
+        later: dict[str, list[tuple[str, EventType]]] = {}
         work = []
-        for index, trigger in enumerate(triggers):
-            later = [
-                (other.item_id, other.event_type)
-                for other in triggers[index + 1 :]
-                if other.user_id == trigger.user_id
-            ]
+        for trigger in reversed(triggers):
             history = histories[trigger.user_id]
-            recent = _before_later_events(history.recent, later)
+            user_later = later.setdefault(trigger.user_id, [])
+            if user_later:
+                recent = _before_later_events(history.recent, user_later)
+                history = replace(history, recent=recent)
+            user_later.insert(0, (trigger.item_id, trigger.event_type))
             context = EventContext(
                 user_id=trigger.user_id,
                 item_id=trigger.item_id,
                 event_type=trigger.event_type,
                 event_time=trigger.event_time,
                 session_key=trigger.session_key,
-                history=replace(history, recent=recent),
+                history=history,
             )
             work.append(_Work(trigger, context))
+        work.reverse()
         return work
 
     def _add_promotion_items(self, work: Sequence[_Work]) -> None:
