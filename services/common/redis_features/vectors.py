@@ -11,6 +11,7 @@ import functools
 import hashlib
 import json
 import math
+import operator
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -49,6 +50,7 @@ _WINDOW_BY_CODE = {window.code: window for window in WINDOWS}
 _LONGEST = WINDOWS[-1]
 _CHUNKED_FIELDS = frozenset({"r", "pi", "d"})
 _MAX_PRICE_ZSCORE = 5.0
+_WEIGHT = operator.itemgetter(1)
 
 State = dict[str, str]
 
@@ -426,12 +428,15 @@ def _affinity(
 
 
 def _affinities(user_state: State, prefix: str) -> dict[str, float]:
-    entries = {
-        key[len(prefix) :]: float(value)
+    entries = [
+        (key[len(prefix) :], float(value))
         for key, value in user_state.items()
         if key.startswith(prefix)
-    }
-    return dict(sorted(entries.items(), key=lambda entry: -entry[1]))
+    ]
+    # A stable sort in reverse keeps fields of equal weight in hash order, as
+    # a sort by negated weight does.
+    entries.sort(key=_WEIGHT, reverse=True)
+    return dict(entries)
 
 
 def _attributes(item_id: str, catalog: State) -> ItemAttributes:
@@ -445,11 +450,18 @@ def _attributes(item_id: str, catalog: State) -> ItemAttributes:
     )
 
 
+@functools.lru_cache(maxsize=65_536)
+def _recent_item(entry: str) -> RecentItem:
+    """Return the recent item of a stored entry such as ``c5232985``.
+
+    Items are immutable, and the same entries recur in the profiles of every
+    batch, so each is built once.
+    """
+    return RecentItem(item_id=entry[1:], event_type=_CODE_TYPES[entry[0]])
+
+
 def _profile(user_id: str, state: State) -> UserProfile:
-    recent = tuple(
-        RecentItem(item_id=entry[1:], event_type=_CODE_TYPES[entry[0]])
-        for entry in _id_list(state.get("r"))
-    )
+    recent = tuple(map(_recent_item, _id_list(state.get("r"))))
     start = state.get("ss")
     return UserProfile(
         user_id=user_id,
