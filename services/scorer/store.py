@@ -15,7 +15,7 @@ import time
 from collections import Counter, OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 from pydantic import TypeAdapter
@@ -85,6 +85,12 @@ class _CachedItem:
             catalog.get("category"),
             catalog.get("brand"),
         )
+
+
+class _PromotionsRead(NamedTuple):
+    expires_at: float
+    raw: list[Any]
+    promotions: list[PromotionRecord]
 
 
 class _PairContext:
@@ -192,7 +198,7 @@ class RedisCandidateStore:
         self._cache_size = cache_size
         self._clock = clock
         self._items: OrderedDict[str, _CachedItem] = OrderedDict()
-        self._promotions: tuple[float, list[PromotionRecord]] | None = None
+        self._promotions: _PromotionsRead | None = None
         self._user_states: dict[str, State] = {}
         self._profiles: dict[str, UserProfile] = {}
         self._batch_items: dict[str, _CachedItem] = {}
@@ -332,14 +338,20 @@ class RedisCandidateStore:
     def promotions(self) -> list[PromotionRecord]:
         """Return every known promotion, re-read at most once per cache TTL."""
         now = self._clock()
-        if self._promotions is not None and self._promotions[0] > now:
-            return self._promotions[1]
+        read = self._promotions
+        if read is not None and read.expires_at > now:
+            return read.promotions
         raw = self._client.hvals(self._keys.promotions())
-        promotions = sorted(
-            (_PROMOTIONS.validate_json(value) for value in raw),
-            key=lambda promotion: promotion.promotion_id,
-        )
-        self._promotions = (now + self._ttl, promotions)
+        # Promotions rarely change, so unchanged values are not validated again
+        # and callers get the same list back.
+        if read is not None and read.raw == raw:
+            promotions = read.promotions
+        else:
+            promotions = sorted(
+                (_PROMOTIONS.validate_json(value) for value in raw),
+                key=lambda promotion: promotion.promotion_id,
+            )
+        self._promotions = _PromotionsRead(now + self._ttl, raw, promotions)
         return promotions
 
     def reviews(self, item_ids: Sequence[str]) -> dict[str, list[ReviewRecord]]:
