@@ -10,6 +10,7 @@ many users within a second.
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from collections import Counter, OrderedDict
@@ -361,7 +362,7 @@ class RedisCandidateStore:
             [("HVALS", self._keys.item_reviews(item_id)) for item_id in item_ids],
         )
         return {
-            item_id: [_REVIEWS.validate_json(value) for value in reply]
+            item_id: [_review(value) for value in reply]
             for item_id, reply in zip(item_ids, replies, strict=True)
         }
 
@@ -434,6 +435,13 @@ class RedisCandidateStore:
         while len(self._items) > self._cache_size:
             self._items.popitem(last=False)
         return found
+
+
+@functools.lru_cache(maxsize=16_384)
+def _review(raw: bytes) -> ReviewRecord:
+    # Reviews are read for every slate of their item, and a review record is
+    # frozen, so each stored value is validated once while it stays cached.
+    return _REVIEWS.validate_json(raw)
 
 
 def _text(value: Any) -> str:
