@@ -273,8 +273,9 @@ class CandidateGenerator:
             )
             for seed, context in zip(seeds, contexts, strict=True)
         ]
-        wanted: list[str | None] = [None]
-        wanted += sorted({category for group in categories for category in group})
+        wanted: Sequence[str | None] = sorted(
+            {category for group in categories for category in group}
+        )
         trending = self._store.trending(wanted, settings.trending_per_category)
         overall = self._store.trending([None], settings.trending).get(None, [])
 
