@@ -15,6 +15,8 @@ import math
 import time
 from collections import Counter, OrderedDict
 from collections.abc import Callable, Mapping, Sequence
+from itertools import repeat
+from operator import attrgetter
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -48,6 +50,9 @@ _PROMOTIONS = TypeAdapter(PromotionRecord)
 _MAX_PRICE_ZSCORE = 5.0
 _REVIEWS = TypeAdapter(ReviewRecord)
 _WIDTH = len(ITEM_FEATURES) + len(PAIR_FEATURES)
+_ITEM_ID = attrgetter("item_id")
+_CATEGORY = attrgetter("category")
+_BRAND = attrgetter("brand")
 # The NaN defaults of an item row, one per name in ITEM_FEATURES.
 _MISSING_ITEM_FEATURES = (math.nan,) * len(ITEM_FEATURES)
 
@@ -109,7 +114,7 @@ class _PairContext:
         self._brands = profile.brand_affinity
         self._strongest_category = max(self._categories.values(), default=0.0)
         self._strongest_brand = max(self._brands.values(), default=0.0)
-        self._recent = Counter(item.item_id for item in profile.recent_items)
+        self._recent = Counter(map(_ITEM_ID, profile.recent_items))
         self._purchased = set(profile.purchased_items)
         count = float(state.get("pn", 0.0))
         self._price_count = count
@@ -142,11 +147,11 @@ class _PairContext:
             columns[:, 0] = _affinities(
                 self._categories,
                 self._strongest_category,
-                [item.category for item in items],
+                list(map(_CATEGORY, items)),
             )
         if not self._strongest_brand <= 0.0:
             columns[:, 1] = _affinities(
-                self._brands, self._strongest_brand, [item.brand for item in items]
+                self._brands, self._strongest_brand, list(map(_BRAND, items))
             )
         if self._price_count >= 2:
             mean = self._price_mean
@@ -160,9 +165,9 @@ class _PairContext:
                 np.fmin(zscores, _MAX_PRICE_ZSCORE), -_MAX_PRICE_ZSCORE
             )
         if self._recent:
-            columns[:, 3] = [self._recent.get(item_id, 0) for item_id in item_ids]
+            columns[:, 3] = list(map(self._recent.get, item_ids, repeat(0)))
         if self._purchased:
-            columns[:, 4] = [item_id in self._purchased for item_id in item_ids]
+            columns[:, 4] = list(map(self._purchased.__contains__, item_ids))
         return columns
 
 
@@ -296,10 +301,10 @@ class RedisCandidateStore:
             profile = self._profile(user_id, state)
             at = float(state["lt"]) if "lt" in state else (self.now or 0.0)
             unique = list(dict.fromkeys(item_ids))
-            cached = [items[item_id] for item_id in unique]
+            cached = list(map(items.__getitem__, unique))
             values = np.empty((len(unique), _WIDTH), dtype=np.float64)
             if unique:
-                rows = [position[item_id] for item_id in unique]
+                rows = list(map(position.__getitem__, unique))
                 values[:, : len(ITEM_FEATURES)] = item_values[rows]
                 pairs = _PairContext(state, profile)
                 values[:, len(ITEM_FEATURES) :] = pairs.columns(unique, cached)
