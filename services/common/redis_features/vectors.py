@@ -85,7 +85,7 @@ def _decode_reply(reply: Mapping[Any, Any] | Sequence[Any]) -> State:
 
 
 def _decode_map_reply(reply: Mapping[Any, Any]) -> State:
-    # Item and catalog hashes make most of the replies, and they have UTF-8
+    # Item and catalog hashes are most of the replies, and they have UTF-8
     # bytes for fields and values and no chunked field. Those are decoded in
     # one comprehension, and any other reply falls back to _decode_pairs.
     try:

@@ -148,7 +148,7 @@ def test_decode_map_joins_chunks_split_inside_a_character() -> None:
     ],
     ids=["chunked", "invalid-utf8", "integer-value", "plain"],
 )
-def test_decode_hash_reply_of_map_equals_decode_map(reply: dict[bytes, object]) -> None:
+def test_decode_hash_reply_matches_decode_map(reply: dict[bytes, object]) -> None:
     assert decode_hash_reply(reply) == _decode_map(reply)
 
 

@@ -27,7 +27,7 @@ def test_session_index_recommends_items_of_sessions_sharing_an_item() -> None:
     assert [item_id for item_id, _ in recommended] == ["a", "b"]
 
 
-def test_session_index_limit_keeps_best_items_and_orders_ties_by_id() -> None:
+def test_recommend_limit_keeps_best_items() -> None:
     index = _index()
     for item_id in ("d", "c", "b"):
         index.add("old", item_id, 100.0)
