@@ -23,6 +23,8 @@ __all__ = [
     "HeuristicRanker",
     "combine_scores",
     "combine_signal_matrix",
+    "filled_prices",
+    "score_signal_matrix",
     "zero_nan",
 ]
 
@@ -116,18 +118,34 @@ class HeuristicRanker:
             candidates: the candidates' features; NaN reads as absent.
             source_scores: (C,) merged candidate-source score per row.
         """
-        if len(candidates) == 0:
+        return self.predict_array(candidates.array, source_scores)
+
+    def predict_array(
+        self, values: np.ndarray, source_scores: np.ndarray
+    ) -> np.ndarray:
+        """Do what :meth:`predict_matrix` does, with the features as a bare array.
+
+        The candidates of several events can be stacked into one array, so a
+        batch costs one call instead of one per event.
+
+        Args:
+            values: (C, F) features in the column order of
+                :attr:`CandidateMatrix.names`; NaN reads as absent.
+            source_scores: (C,) merged candidate-source score per row.
+        """
+        if len(values) == 0:
             return np.zeros((0, len(TASKS)))
         names = self._names
-        affinity = zero_nan(candidates.column(names.category_affinity)) + (
-            0.5 * zero_nan(candidates.column(names.brand_affinity))
+        column = CandidateMatrix.names.index
+        affinity = zero_nan(values[:, column(names.category_affinity)]) + (
+            0.5 * zero_nan(values[:, column(names.brand_affinity)])
         )
         return self._probabilities(
             np.asarray(source_scores, dtype=np.float64),
-            zero_nan(candidates.column(names.views)),
+            zero_nan(values[:, column(names.views)]),
             affinity,
-            candidates.column(names.view_to_cart_rate),
-            candidates.column(names.cart_to_purchase_rate),
+            values[:, column(names.view_to_cart_rate)],
+            values[:, column(names.cart_to_purchase_rate)],
         )
 
     def _probabilities(
@@ -206,6 +224,40 @@ def combine_signal_matrix(
     Returns:
         The (C, 3) blended probabilities and the (C,) scores.
     """
+    item_values = None
+    if weights.objective == "expected_value":
+        item_values = filled_prices(prices)
+    return score_signal_matrix(probs, signals, item_values, weights)
+
+
+def score_signal_matrix(
+    probs: np.ndarray,
+    signals: np.ndarray,
+    item_values: np.ndarray | None,
+    weights: ScoreWeights,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Do what :func:`combine_signal_matrix` does, given each item's value.
+
+    Every step works row by row, so the candidates of several events can be
+    stacked and scored in one call.
+
+    Args:
+        probs: (C, 3) ranker probabilities for click, cart_add and purchase.
+        signals: (C, 3) online signals in the order of :data:`SIGNALS`.
+        item_values: (C,) item values, as :func:`filled_prices` returns them;
+            read only by the expected-value objective.
+        weights: the objective and its weights.
+
+    Returns:
+        The (C, 3) blended probabilities and the (C,) scores.
+
+    Raises:
+        ValueError: if the objective is expected value and ``item_values`` is None.
+    """
+    if weights.objective == "expected_value" and item_values is None:
+        raise ValueError(
+            "the expected_value objective needs item values; pass filled_prices()"
+        )
     blended = np.clip(np.asarray(probs, dtype=np.float64), 0.0, 1.0)
     online = np.array(signals, dtype=np.float64)
     online[np.isinf(online)] = 0.0
@@ -220,9 +272,8 @@ def combine_signal_matrix(
         )
     affinity = zero_nan(online[:, 2])
 
-    if weights.objective == "expected_value":
-        value = _filled_prices(prices)
-        scores = blended[:, 2] * value + weights.affinity * affinity
+    if item_values is not None and weights.objective == "expected_value":
+        scores = blended[:, 2] * item_values + weights.affinity * affinity
     else:
         scores = (
             weights.click * blended[:, 0]
@@ -233,7 +284,11 @@ def combine_signal_matrix(
     return blended, scores
 
 
-def _filled_prices(prices: Sequence[float | None]) -> np.ndarray:
+def filled_prices(prices: Sequence[float | None]) -> np.ndarray:
+    """Return the prices of one event's items, a missing one as the median known.
+
+    An event without any known price counts each item as 1.
+    """
     known = [price for price in prices if price is not None and price >= 0.0]
     fallback = float(np.median(known)) if known else 1.0
     return np.array(

@@ -8,6 +8,8 @@ from services.scorer.ranking import (
     SOURCE_SCORE_FEATURE,
     HeuristicRanker,
     combine_scores,
+    combine_signal_matrix,
+    score_signal_matrix,
     zero_nan,
 )
 from services.scorer.settings import ScoreWeights
@@ -146,6 +148,51 @@ def test_heuristic_matrix_path_accepts_no_candidates() -> None:
     empty = CandidateMatrix.from_mappings({}, [])
 
     assert HeuristicRanker().predict_matrix(empty, np.zeros(0)).shape == (0, 3)
+
+
+def test_predict_array_matches_per_event_calls() -> None:
+    ranker = HeuristicRanker(popularity_weight=0.3)
+    rng = np.random.default_rng(7)
+    first, second = (
+        CandidateMatrix([f"i{row}" for row in range(size)], values)
+        for size, values in (
+            (3, rng.random((3, len(CandidateMatrix.names)))),
+            (4, rng.random((4, len(CandidateMatrix.names)))),
+        )
+    )
+    first.array[0, 2] = np.nan
+    sources = rng.random(7)
+
+    stacked = ranker.predict_array(np.concatenate([first.array, second.array]), sources)
+
+    alone = [
+        ranker.predict_matrix(first, sources[:3]),
+        ranker.predict_matrix(second, sources[3:]),
+    ]
+    np.testing.assert_array_equal(stacked, np.concatenate(alone))
+
+
+def test_score_signal_matrix_matches_per_event_calls() -> None:
+    weights = ScoreWeights(objective="expected_value", online_blend=0.4)
+    probs = np.array([[0.9, 0.5, 0.1], [0.2, 0.1, 0.05], [0.4, 0.3, 0.2]])
+    signals = np.array([[0.3, np.nan, 0.2], [np.nan, 0.6, np.inf], [0.1, 0.1, 0.1]])
+    prices = [[10.0, None], [30.0]]
+
+    blended, scores = score_signal_matrix(
+        probs, signals, np.array([10.0, 10.0, 30.0]), weights
+    )
+
+    first = combine_signal_matrix(probs[:2], signals[:2], prices[0], weights)
+    second = combine_signal_matrix(probs[2:], signals[2:], prices[1], weights)
+    np.testing.assert_array_equal(blended, np.concatenate([first[0], second[0]]))
+    np.testing.assert_array_equal(scores, np.concatenate([first[1], second[1]]))
+
+
+def test_score_signal_matrix_requires_item_values() -> None:
+    weights = ScoreWeights(objective="expected_value")
+
+    with pytest.raises(ValueError, match="needs item values"):
+        score_signal_matrix(np.zeros((1, 3)), np.zeros((1, 3)), None, weights)
 
 
 def test_zero_nan_keeps_infinities() -> None:
