@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from schemas.catalog import PromotionRecord, ReviewRecord
 from services.scorer.protocols import ItemAttributes
-from services.scorer.rules import RankedCandidate
+from services.scorer.rules import RankedCandidate, ScoredCandidates
 
 __all__ = [
     "PromotionIndex",
@@ -149,6 +149,8 @@ class PromotionIndex:
         self._rules = [_Eligibility.of(promotion) for promotion in self.promotions]
         self._max_items = max_items
         self._eligible: dict[tuple[str, str | None, str | None], tuple[int, ...]] = {}
+        self._matching_positions: tuple[int, ...] = ()
+        self._matches: dict[tuple[str, str | None, str | None], tuple[int, ...]] = {}
 
     def active(self, at: float) -> list[int]:
         """Return the positions of the promotions valid at ``at`` (Unix s)."""
@@ -184,46 +186,114 @@ class PromotionIndex:
         """Rank the promotions at ``positions`` as :func:`rank_promotions` does."""
         if not positions:
             return []
+        return self.rank_rows(
+            positions,
+            ScoredCandidates.of(pool),
+            range(len(pool)),
+            attributes,
+            affinity_weight,
+            size,
+        )
+
+    def rank_rows(
+        self,
+        positions: Sequence[int],
+        candidates: ScoredCandidates,
+        rows: Sequence[int],
+        attributes: Mapping[str, ItemAttributes],
+        affinity_weight: float,
+        size: int,
+    ) -> list[RankedPromotion]:
+        """Rank the promotions at ``positions`` by the candidates in ``rows``.
+
+        The ranking is that of :func:`rank_promotions` with the pool made of
+        ``rows``. Only the candidates that represent a promotion are built.
+        """
+        if not positions:
+            return []
         # Candidates that no requested promotion admits are dropped before the
         # one sort per user. Each promotion then takes its items from the top.
-        wanted = set(positions)
+        matching = self._matching(positions)
+        item_ids = candidates.item_ids
+        task_probs = candidates.task_probs
+        affinity = candidates.affinity
         values = []
-        for candidate in pool:
-            found = attributes.get(candidate.item_id)
-            admitted = self.eligible(found) if found is not None else ()
-            # Most items qualify for no promotion at all.
-            if not admitted:
+        for row in rows:
+            found = attributes.get(item_ids[row])
+            if found is None:
                 continue
-            matches = [position for position in admitted if position in wanted]
+            key = (found.item_id, found.category_id, found.brand)
+            matches = matching.get(key)
+            if matches is None:
+                matches = self._remember(matching, key, positions, found)
+            # Most items qualify for no promotion at all.
             if matches:
-                value = candidate.task_probs[2] + affinity_weight * candidate.affinity
-                values.append((value, candidate, matches))
-        values.sort(key=lambda entry: (-entry[0], entry[1].item_id))
-        eligible: dict[int, list[tuple[float, RankedCandidate]]] = {}
-        for value, candidate, matches in values:
+                value = task_probs[row][2] + affinity_weight * affinity[row]
+                # Tuples compare in C. The row keeps equal entries in pool order.
+                values.append((-value, item_ids[row], row, matches))
+        values.sort()
+        best: dict[int, int] = {}
+        for index, (_, _, _, matches) in enumerate(values):
             for position in matches:
-                eligible.setdefault(position, []).append((value, candidate))
-        options = [
-            (self.promotions[position], eligible[position])
-            for position in positions
-            if position in eligible
-        ]
-        options.sort(key=lambda option: (-option[1][0][0], option[0].promotion_id))
+                best.setdefault(position, index)
+        options = sorted(
+            [position for position in positions if position in best],
+            key=lambda position: (
+                values[best[position]][0],
+                self.promotions[position].promotion_id,
+            ),
+        )
 
         ranked = []
         taken: set[str] = set()
-        for promotion, items in options:
+        for position in options:
             choice = next(
-                (pair for pair in items if pair[1].item_id not in taken), None
+                (
+                    entry
+                    for entry in values[best[position] :]
+                    if position in entry[3] and entry[1] not in taken
+                ),
+                None,
             )
             if choice is None:
                 continue
-            value, candidate = choice
-            taken.add(candidate.item_id)
-            score = value * (1.0 + promotion.discount_percent / 100.0)
-            ranked.append(RankedPromotion(promotion, candidate, score))
+            negated, item_id, row, _ = choice
+            taken.add(item_id)
+            promotion = self.promotions[position]
+            score = -negated * (1.0 + promotion.discount_percent / 100.0)
+            ranked.append(RankedPromotion(promotion, candidates.candidate(row), score))
         ranked.sort(key=lambda entry: (-entry.score, entry.promotion.promotion_id))
         return ranked[:size]
+
+    def _matching(
+        self, positions: Sequence[int]
+    ) -> dict[tuple[str, str | None, str | None], tuple[int, ...]]:
+        """Return the memo of matching promotions among ``positions``.
+
+        Events close in time share their active promotions, so the memo lasts
+        until another set of positions is requested.
+        """
+        wanted = tuple(positions)
+        if wanted != self._matching_positions:
+            self._matching_positions = wanted
+            self._matches = {}
+        return self._matches
+
+    def _remember(
+        self,
+        matching: dict[tuple[str, str | None, str | None], tuple[int, ...]],
+        key: tuple[str, str | None, str | None],
+        positions: Sequence[int],
+        attributes: ItemAttributes,
+    ) -> tuple[int, ...]:
+        active = set(positions)
+        found = tuple(
+            position for position in self.eligible(attributes) if position in active
+        )
+        if len(matching) >= self._max_items:
+            matching.clear()
+        matching[key] = found
+        return found
 
 
 def _helpfulness(review: ReviewRecord) -> float:

@@ -5,9 +5,11 @@ from schemas.recommendations import CandidateSource
 from services.scorer.rules import (
     RankedCandidate,
     RuleContext,
+    ScoredCandidates,
     apply_rules,
     excluded_items,
     is_excluded,
+    select_rows,
 )
 from services.scorer.settings import RuleSettings
 
@@ -194,3 +196,30 @@ def test_is_excluded_keeps_every_item_when_rules_are_off() -> None:
     ]
 
     assert flags == [False, False, False]
+
+
+def test_scored_candidates_order_breaks_ties_by_id() -> None:
+    scored = ScoredCandidates.of(
+        [_candidate("b", 1.0), _candidate("c", 2.0), _candidate("a", 1.0)]
+    )
+
+    assert scored.order == [1, 2, 0]
+
+
+def test_scored_candidates_rebuild_ranked_candidate() -> None:
+    candidate = RankedCandidate(
+        "a", 2.0, (0.5, 0.2, 0.1), CandidateSource.CO_CART, affinity=0.3
+    )
+
+    assert ScoredCandidates.of([candidate]).candidate(0) == candidate
+
+
+def test_select_rows_keeps_slate_order() -> None:
+    scored = ScoredCandidates.of(
+        [_candidate("t", 9.0), _candidate("a", 1.0), _candidate("b", 5.0)]
+    )
+    rows = [row for row in scored.order if scored.item_ids[row] != "t"]
+
+    kept = select_rows(scored, rows, RuleContext("t"), NO_EXTRAS, 10)
+
+    assert kept == [2, 1]

@@ -4,7 +4,7 @@ from datetime import UTC, datetime
 
 from schemas.features import ItemAttributes
 from schemas.recommendations import CandidateSource
-from services.scorer.rules import RankedCandidate
+from services.scorer.rules import RankedCandidate, ScoredCandidates
 from services.scorer.surfaces import (
     PromotionIndex,
     is_eligible,
@@ -182,3 +182,41 @@ def test_index_rechecks_changed_category(
     after = index.eligible(ItemAttributes("a", category_id="toys"))
 
     assert (before, after) == ((0,), ())
+
+
+def test_rank_rows_reads_given_rows_only(make_promotion) -> None:
+    promotions = [
+        make_promotion(promotion_id="phones", category_ids=["phones"]),
+        make_promotion(promotion_id="toys", category_ids=["toys"]),
+    ]
+    attributes = {
+        "phone": ItemAttributes("phone", category_id="phones"),
+        "toy": ItemAttributes("toy", category_id="toys"),
+        "gone": ItemAttributes("gone", category_id="toys"),
+    }
+    pool = [_candidate("gone", 0.9), _candidate("phone", 0.1), _candidate("toy", 0.2)]
+    index = PromotionIndex(promotions)
+
+    ranked = index.rank_rows(
+        [0, 1], ScoredCandidates.of(pool), [1, 2], attributes, 0.0, 5
+    )
+
+    assert ranked == rank_promotions(promotions, pool[1:], attributes, 0.0, 5)
+
+
+def test_rank_rows_follows_active_promotions(
+    make_promotion,
+) -> None:
+    promotions = [
+        make_promotion(promotion_id="phones", category_ids=["phones"]),
+        make_promotion(promotion_id="all"),
+    ]
+    attributes = {"phone": ItemAttributes("phone", category_id="phones")}
+    scored = ScoredCandidates.of([_candidate("phone", 0.1)])
+    index = PromotionIndex(promotions)
+
+    first = index.rank_rows([0], scored, [0], attributes, 0.0, 5)
+    second = index.rank_rows([1], scored, [0], attributes, 0.0, 5)
+
+    assert [entry.promotion.promotion_id for entry in first] == ["phones"]
+    assert [entry.promotion.promotion_id for entry in second] == ["all"]
