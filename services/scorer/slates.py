@@ -13,9 +13,10 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from itertools import chain
 from typing import Any
 
 import numpy as np
@@ -31,14 +32,15 @@ from services.scorer.protocols import CandidateStore, ModelSource, SignalSource
 from services.scorer.ranking import (
     SIGNALS,
     HeuristicRanker,
-    combine_signal_matrix,
+    filled_prices,
+    score_signal_matrix,
     zero_nan,
 )
 from services.scorer.rules import (
-    RankedCandidate,
     RuleContext,
-    apply_rules,
+    ScoredCandidates,
     excluded_items,
+    select_rows,
 )
 from services.scorer.session_knn import SessionIndex
 from services.scorer.settings import ScorerSettings
@@ -54,7 +56,9 @@ logger = logging.getLogger(__name__)
 
 REVIEWS_MODEL_VERSION = "review-heuristic-v1"
 
-_VIEWS_FEATURE = "item_click_count_7d"
+# Recent views, which tell new items apart, as a column of the candidate matrix.
+_VIEWS_COLUMN = CandidateMatrix.names.index("item_click_count_7d")
+_NO_CANDIDATES = ScoredCandidates([], [], [], [], [])
 # The fields of one SlateItem, validated together with its slate.
 _ItemFields = dict[str, Any]
 _SLATE_NAMESPACE = uuid.UUID("6f1c9a52-3b7e-4c1d-9a0e-2f3d4b5c6a7e")
@@ -99,10 +103,9 @@ class _Work:
     extras: list[str] = field(default_factory=list)
     promotions: list[PromotionRecord] = field(default_factory=list)
     active_promotions: list[int] = field(default_factory=list)
-    ranked: dict[str, RankedCandidate] = field(default_factory=dict)
+    scored: ScoredCandidates = field(default_factory=lambda: _NO_CANDIDATES)
+    views: dict[str, float] = field(default_factory=dict)
     vectors: FeatureVectors | None = None
-    candidates: CandidateMatrix | None = None
-    sources: dict[str, tuple[CandidateSource, float]] = field(default_factory=dict)
     model_version: str = ""
 
 
@@ -236,49 +239,58 @@ class SlateBuilder:
         ]
         for entry, features, candidates in zip(work, vectors, matrices, strict=True):
             entry.vectors = features
-            entry.candidates = candidates
-            entry.sources = _sources(entry)
             CANDIDATES_PER_EVENT.observe(len(candidates))
-        probs, model_version = self._predict(work, requests, vectors, matrices)
-
+        # Every step from here to the scores works row by row, so each runs
+        # once on the batch's candidates stacked, not once per trigger.
+        stacked = np.concatenate([candidates.array for candidates in matrices])
+        sources = [
+            _sources(entry, item_ids)
+            for entry, (_, item_ids) in zip(work, requests, strict=True)
+        ]
+        probs, model_version = self._predict(
+            requests, vectors, matrices, stacked, sources
+        )
         signals = self._signal_rows(requests, vectors, matrices)
-        weights = self._settings.weights
-        for entry, (_, item_ids), features, entry_probs, entry_signals in zip(
-            work, requests, vectors, probs, signals, strict=True
+        blended, scores = score_signal_matrix(
+            probs,
+            signals,
+            self._item_values(requests, vectors),
+            self._settings.weights,
+        )
+
+        # The batch is converted to Python floats once, and each trigger keeps
+        # its slice of the rows.
+        score_rows = scores.tolist()
+        prob_rows = blended.tolist()
+        affinity = zero_nan(signals[:, 2]).tolist()
+        views = zero_nan(stacked[:, _VIEWS_COLUMN]).tolist()
+        start = 0
+        for entry, (_, item_ids), (kinds, _) in zip(
+            work, requests, sources, strict=True
         ):
+            stop = start + len(item_ids)
             entry.model_version = model_version
-            if not item_ids:
-                continue
-            prices = [_price(features, item_id) for item_id in item_ids]
-            blended, scores = combine_signal_matrix(
-                entry_probs, entry_signals, prices, weights
+            entry.scored = ScoredCandidates(
+                item_ids,
+                score_rows[start:stop],
+                prob_rows[start:stop],
+                kinds,
+                affinity[start:stop],
             )
-            entry.ranked = dict(
-                zip(
-                    item_ids,
-                    map(
-                        RankedCandidate,
-                        item_ids,
-                        scores.tolist(),
-                        map(tuple, blended.tolist()),
-                        [entry.sources[item_id][0] for item_id in item_ids],
-                        zero_nan(entry_signals[:, 2]).tolist(),
-                    ),
-                    strict=True,
-                )
-            )
+            entry.views = dict(zip(item_ids, views[start:stop], strict=True))
+            start = stop
 
     def _signal_rows(
         self,
         requests: Sequence[tuple[str, list[str]]],
         vectors: Sequence[FeatureVectors],
         matrices: Sequence[CandidateMatrix],
-    ) -> list[np.ndarray]:
-        """Return a (C, 3) signal matrix per trigger, from one call for the batch."""
-        sizes = [len(item_ids) for _, item_ids in requests]
+    ) -> np.ndarray:
+        """Return the (N, 3) signals of the batch's N candidates, from one call."""
         if self._signals is None:
-            return [np.full((size, len(SIGNALS)), np.nan) for size in sizes]
-        matrix = self._signals.signal_matrix(
+            size = sum(len(item_ids) for _, item_ids in requests)
+            return np.full((size, len(SIGNALS)), np.nan)
+        return self._signals.signal_matrix(
             [
                 (user_id, features.user, candidates)
                 for (user_id, _), features, candidates in zip(
@@ -286,30 +298,44 @@ class SlateBuilder:
                 )
             ]
         )
-        bounds = np.cumsum(sizes)[:-1]
-        return list(np.split(matrix, bounds))
+
+    def _item_values(
+        self,
+        requests: Sequence[tuple[str, list[str]]],
+        vectors: Sequence[FeatureVectors],
+    ) -> np.ndarray | None:
+        """Return the (N,) item values the expected-value objective weighs by.
+
+        A missing price is filled from the prices of the same trigger.
+        """
+        if self._settings.weights.objective != "expected_value":
+            return None
+        return np.concatenate(
+            [
+                filled_prices([_price(features, item_id) for item_id in item_ids])
+                for (_, item_ids), features in zip(requests, vectors, strict=True)
+            ]
+        )
 
     def _predict(
         self,
-        work: Sequence[_Work],
         requests: Sequence[tuple[str, list[str]]],
         vectors: Sequence[FeatureVectors],
         matrices: Sequence[CandidateMatrix],
-    ) -> tuple[list[np.ndarray], str]:
-        """Return (C, 3) task probabilities per trigger and the model version.
+        stacked: np.ndarray,
+        sources: Sequence[tuple[list[CandidateSource], list[float]]],
+    ) -> tuple[np.ndarray, str]:
+        """Return the (N, 3) task probabilities of the batch and the model version.
 
         A trained ranker scores every candidate of the batch in one forward
-        pass; before the first model the heuristic scores each trigger.
+        pass, and so does the heuristic, which alone ranks before the first
+        model.
         """
         model = self._models.current() if self._models is not None else None
-        heuristic = []
-        for entry, (_, item_ids), candidates in zip(
-            work, requests, matrices, strict=True
-        ):
-            source_scores = np.array(
-                [entry.sources[item_id][1] for item_id in item_ids], dtype=np.float64
-            )
-            heuristic.append(self._heuristic.predict_matrix(candidates, source_scores))
+        source_scores = np.array(
+            [score for _, scores in sources for score in scores], dtype=np.float64
+        )
+        heuristic = self._heuristic.predict_array(stacked, source_scores)
         if model is None:
             return heuristic, HEURISTIC
         rank_requests = [
@@ -329,13 +355,8 @@ class SlateBuilder:
         blend = np.array(
             [weights.ranker_click_blend, weights.ranker_blend, weights.ranker_blend]
         )
-        probs = [
-            (1.0 - blend) * rule_based + blend * learned
-            for rule_based, learned in zip(
-                heuristic, model.predict_many(rank_requests), strict=True
-            )
-        ]
-        return probs, model.model_version
+        learned = np.concatenate(model.predict_many(rank_requests))
+        return (1.0 - blend) * heuristic + blend * learned, model.model_version
 
     def _reviews(self, work: Sequence[_Work]) -> dict[str, list[ReviewRecord]]:
         clicked = sorted(
@@ -358,13 +379,19 @@ class SlateBuilder:
             trigger_item_id=trigger.item_id,
             purchased=dict.fromkeys(entry.context.history.purchased, 0.0),
             attributes=vectors.attributes,
-            item_views=_item_views(entry.candidates),
+            item_views=entry.views,
         )
-        rules = self._settings.rules
+        # One exclusion set serves every surface of the trigger.
+        excluded = excluded_items(context, self._settings.rules)
         sizes = self._settings.surfaces
         slates = [
             self._item_slate(
-                entry, Surface.PRODUCTS, entry.products, context, sizes.products_size
+                entry,
+                Surface.PRODUCTS,
+                entry.products,
+                context,
+                excluded,
+                sizes.products_size,
             )
         ]
         if trigger.event_type is EventType.CART_ADD:
@@ -373,46 +400,18 @@ class SlateBuilder:
                 for item in entry.context.history.recent
                 if item.event_type is EventType.CART_ADD
             }
-            bundle_context = replace(context, excluded=frozenset(cart))
             slates.append(
                 self._item_slate(
                     entry,
                     Surface.BUNDLES,
                     entry.bundles,
-                    bundle_context,
+                    context,
+                    excluded | cart,
                     sizes.bundles_size,
                 )
             )
         if trigger.event_type in sizes.promotion_events:
-            pool: list[RankedCandidate] = []
-            if entry.active_promotions:
-                excluded = excluded_items(context, rules)
-                pool = [
-                    candidate
-                    for candidate in entry.ranked.values()
-                    if candidate.item_id not in excluded
-                ]
-            ranked = self._promotion_index.rank(
-                entry.active_promotions,
-                pool,
-                vectors.attributes,
-                self._settings.weights.promotion_affinity,
-                sizes.promotions_size,
-            )
-            items = [
-                {
-                    "item_id": promotion.item.item_id,
-                    "rank": rank,
-                    "score": promotion.score,
-                    "task_probs": _task_probs(promotion.item),
-                    "source": CandidateSource.PROMOTION,
-                    "promotion_id": promotion.promotion.promotion_id,
-                }
-                for rank, promotion in enumerate(ranked, start=1)
-            ]
-            slates.append(
-                self._slate(entry, Surface.PROMOTIONS, items, entry.model_version)
-            )
+            slates.append(self._promotion_slate(entry, vectors, excluded))
         item_reviews = reviews.get(trigger.item_id, [])
         if trigger.event_type is EventType.CLICK and item_reviews:
             slates.append(self._review_slate(entry, item_reviews, vectors))
@@ -424,24 +423,64 @@ class SlateBuilder:
         surface: Surface,
         candidates: Sequence[Candidate],
         context: RuleContext,
+        excluded: Collection[str],
         size: int,
     ) -> Slate:
         sources = {candidate.item_id: candidate.source for candidate in candidates}
-        ranked = [
-            entry.ranked[item_id] for item_id in sources if item_id in entry.ranked
+        scored = entry.scored
+        item_ids = scored.item_ids
+        rows = [
+            row
+            for row in scored.order
+            if item_ids[row] in sources and item_ids[row] not in excluded
         ]
-        kept = apply_rules(ranked, context, self._settings.rules, size)
+        kept = select_rows(scored, rows, context, self._settings.rules, size)
+        scores = scored.scores
+        task_probs = scored.task_probs
         items = [
             {
-                "item_id": candidate.item_id,
+                "item_id": item_ids[row],
                 "rank": rank,
-                "score": candidate.score,
-                "task_probs": _task_probs(candidate),
-                "source": sources[candidate.item_id],
+                "score": scores[row],
+                "task_probs": _task_probs(task_probs[row]),
+                "source": sources[item_ids[row]],
             }
-            for rank, candidate in enumerate(kept, start=1)
+            for rank, row in enumerate(kept, start=1)
         ]
         return self._slate(entry, surface, items, entry.model_version)
+
+    def _promotion_slate(
+        self, entry: _Work, vectors: FeatureVectors, excluded: Collection[str]
+    ) -> Slate:
+        scored = entry.scored
+        rows: list[int] = []
+        if entry.active_promotions:
+            rows = [
+                row
+                for row, item_id in enumerate(scored.item_ids)
+                if item_id not in excluded
+            ]
+        sizes = self._settings.surfaces
+        ranked = self._promotion_index.rank_rows(
+            entry.active_promotions,
+            scored,
+            rows,
+            vectors.attributes,
+            self._settings.weights.promotion_affinity,
+            sizes.promotions_size,
+        )
+        items = [
+            {
+                "item_id": promotion.item.item_id,
+                "rank": rank,
+                "score": promotion.score,
+                "task_probs": _task_probs(promotion.item.task_probs),
+                "source": CandidateSource.PROMOTION,
+                "promotion_id": promotion.promotion.promotion_id,
+            }
+            for rank, promotion in enumerate(ranked, start=1)
+        ]
+        return self._slate(entry, Surface.PROMOTIONS, items, entry.model_version)
 
     def _review_slate(
         self, entry: _Work, reviews: Sequence[ReviewRecord], vectors: FeatureVectors
@@ -534,14 +573,24 @@ def _pool(entry: _Work) -> list[str]:
     return list(seen)
 
 
-def _sources(entry: _Work) -> dict[str, tuple[CandidateSource, float]]:
-    sources: dict[str, tuple[CandidateSource, float]] = {}
-    for candidate in (*entry.products, *entry.bundles):
-        if candidate.source_score > sources.get(candidate.item_id, (None, -1.0))[1]:
-            sources[candidate.item_id] = (candidate.source, candidate.source_score)
-    for item_id in entry.extras:
-        sources.setdefault(item_id, (CandidateSource.PROMOTION, 0.0))
-    return sources
+def _sources(
+    entry: _Work, item_ids: Sequence[str]
+) -> tuple[list[CandidateSource], list[float]]:
+    """Return the source and the source score of each item of the pool.
+
+    An item proposed twice keeps its strongest source. Items that only
+    promotions brought in score 0.
+    """
+    kinds: dict[str, CandidateSource] = {}
+    scores: dict[str, float] = {}
+    for item_id, source, score in chain(entry.products, entry.bundles):
+        if score > scores.get(item_id, -1.0):
+            kinds[item_id] = source
+            scores[item_id] = score
+    return (
+        [kinds.get(item_id, CandidateSource.PROMOTION) for item_id in item_ids],
+        [scores.get(item_id, 0.0) for item_id in item_ids],
+    )
 
 
 def _candidate_columns(
@@ -564,13 +613,6 @@ def _candidate_columns(
     )
 
 
-def _item_views(candidates: CandidateMatrix | None) -> dict[str, float]:
-    if candidates is None:
-        return {}
-    views = zero_nan(candidates.column(_VIEWS_FEATURE)).tolist()
-    return dict(zip(candidates.item_ids, views, strict=True))
-
-
 def _price(vectors: FeatureVectors, item_id: str) -> float | None:
     attributes = vectors.attributes.get(item_id)
     return attributes.price if attributes is not None else None
@@ -580,6 +622,6 @@ def _price(vectors: FeatureVectors, item_id: str) -> float | None:
 _CLICK, _CART_ADD, _PURCHASE = EventType.CLICK, EventType.CART_ADD, EventType.PURCHASE
 
 
-def _task_probs(candidate: RankedCandidate) -> dict[EventType, float]:
-    click, cart_add, purchase = candidate.task_probs
+def _task_probs(probs: Sequence[float]) -> dict[EventType, float]:
+    click, cart_add, purchase = probs
     return {_CLICK: click, _CART_ADD: cart_add, _PURCHASE: purchase}
