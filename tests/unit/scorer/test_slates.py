@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import uuid
+
 import pytest
 
 from schemas.events import EventType
@@ -11,6 +13,8 @@ from services.scorer.settings import ScorerSettings, ScoreWeights, SurfaceSettin
 from services.scorer.slates import SlateBuilder, Trigger, recommendation_id
 
 EVENT_TIME = 1_569_931_200.0  # 2019-10-01T12:00:00Z
+# Slate ids derive from this namespace, so replays of old events keep their ids.
+SLATE_NAMESPACE = uuid.UUID("6f1c9a52-3b7e-4c1d-9a0e-2f3d4b5c6a7e")
 
 
 def _trigger(event_type: EventType = EventType.CLICK, **overrides: object) -> Trigger:
@@ -206,3 +210,11 @@ def test_build_ignores_history_of_later_events_in_batch(store) -> None:
     [first_slates, _] = _builder(store).build([first, second])
 
     assert "from-later" not in {item.item_id for item in first_slates[0].items}
+
+
+@pytest.mark.parametrize("event_id", ["e1", "évènement-42", "x" * 128])
+def test_recommendation_id_is_uuid5_of_trigger_and_surface(event_id: str) -> None:
+    for surface in Surface:
+        expected = uuid.uuid5(SLATE_NAMESPACE, f"{event_id}/{surface.value}").hex
+
+        assert recommendation_id(event_id, surface) == expected
