@@ -219,17 +219,27 @@ class SlateBuilder:
             entry.promotions = [
                 index.promotions[position] for position in entry.active_promotions
             ]
-        items, categories = promotion_item_seeds(
-            [promotion for entry in eligible for promotion in entry.promotions],
-            per_rule,
-        )
+        # Triggers close in time share their active promotions, so each
+        # promotion and each set of active promotions is handled once.
+        active = {
+            position: index.promotions[position]
+            for entry in eligible
+            for position in entry.active_promotions
+        }
+        items, categories = promotion_item_seeds(list(active.values()), per_rule)
         trending = self._store.trending(list(categories), per_rule)
+        extras: dict[tuple[int, ...], list[str]] = {}
         for entry in eligible:
-            wanted = set(items) if entry.promotions else set()
-            for promotion in entry.promotions:
-                for category in promotion.category_ids[:per_rule]:
-                    wanted.update(item_id for item_id, _ in trending.get(category, []))
-            entry.extras = sorted(wanted)
+            key = tuple(entry.active_promotions)
+            if key not in extras:
+                wanted = set(items) if entry.promotions else set()
+                for promotion in entry.promotions:
+                    for category in promotion.category_ids[:per_rule]:
+                        wanted.update(
+                            item_id for item_id, _ in trending.get(category, [])
+                        )
+                extras[key] = sorted(wanted)
+            entry.extras = list(extras[key])
 
     def _promotions_index(self) -> PromotionIndex:
         """Return the promotion index, rebuilt only when the promotions change."""
