@@ -450,14 +450,11 @@ class SlateBuilder:
         excluded: Collection[str],
         size: int,
     ) -> Slate:
-        sources = {candidate.item_id: candidate.source for candidate in candidates}
+        sources = {item_id: source for item_id, source, _ in candidates}
         scored = entry.scored
         item_ids = scored.item_ids
-        rows = [
-            row
-            for row in scored.order
-            if item_ids[row] in sources and item_ids[row] not in excluded
-        ]
+        allowed = sources.keys() - excluded
+        rows = [row for row in scored.order if item_ids[row] in allowed]
         kept = select_rows(scored, rows, context, self._settings.rules, size)
         scores = scored.scores
         task_probs = scored.task_probs
@@ -605,9 +602,21 @@ def _sources(
     An item proposed twice keeps its strongest source. Items that only
     promotions brought in score 0.
     """
+    products = entry.products
+    if products and not entry.bundles:
+        # Usually the pool starts with the products, each once, and promotion
+        # items follow, so each product row keeps its product's fields.
+        product_ids, product_kinds, product_scores = zip(*products, strict=True)
+        count = len(products)
+        if product_ids == tuple(item_ids[:count]) and min(product_scores) > -1.0:
+            added = len(item_ids) - count
+            return (
+                [*product_kinds, *[CandidateSource.PROMOTION] * added],
+                [*product_scores, *[0.0] * added],
+            )
     kinds: dict[str, CandidateSource] = {}
     scores: dict[str, float] = {}
-    for item_id, source, score in chain(entry.products, entry.bundles):
+    for item_id, source, score in chain(products, entry.bundles):
         if score > scores.get(item_id, -1.0):
             kinds[item_id] = source
             scores[item_id] = score
