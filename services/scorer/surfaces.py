@@ -150,7 +150,8 @@ class PromotionIndex:
         self._max_items = max_items
         self._eligible: dict[tuple[str, str | None, str | None], tuple[int, ...]] = {}
         self._matching_positions: tuple[int, ...] = ()
-        self._matches: dict[tuple[str, str | None, str | None], tuple[int, ...]] = {}
+        self._matching_set: frozenset[int] = frozenset()
+        self._matches: dict[str, _Matches] = {}
 
     def active(self, at: float) -> list[int]:
         """Return the positions of the promotions valid at ``at`` (Unix s)."""
@@ -213,33 +214,17 @@ class PromotionIndex:
             return []
         # Candidates that no requested promotion admits are dropped before the
         # one sort per user. Each promotion then takes its items from the top.
-        matching = self._matching(positions)
-        item_ids = candidates.item_ids
-        task_probs = candidates.task_probs
-        affinity = candidates.affinity
-        values = []
-        for row in rows:
-            found = attributes.get(item_ids[row])
-            if found is None:
-                continue
-            key = (found.item_id, found.category_id, found.brand)
-            matches = matching.get(key)
-            if matches is None:
-                matches = self._remember(matching, key, positions, found)
-            # Most items qualify for no promotion at all.
-            if matches:
-                value = task_probs[row][2] + affinity_weight * affinity[row]
-                # Tuples compare in C. The row keeps equal entries in pool order.
-                values.append((-value, item_ids[row], row, matches))
-        values.sort()
-        best: dict[int, int] = {}
+        values = self._values(positions, candidates, rows, attributes, affinity_weight)
+        first: dict[int, int] = {}
         for index, (_, _, _, matches) in enumerate(values):
             for position in matches:
-                best.setdefault(position, index)
+                first.setdefault(position, index)
+            if len(first) == len(positions):
+                break
         options = sorted(
-            [position for position in positions if position in best],
+            [position for position in positions if position in first],
             key=lambda position: (
-                values[best[position]][0],
+                values[first[position]][0],
                 self.promotions[position].promotion_id,
             ),
         )
@@ -247,17 +232,12 @@ class PromotionIndex:
         ranked = []
         taken: set[str] = set()
         for position in options:
-            choice = next(
-                (
-                    entry
-                    for entry in values[best[position] :]
-                    if position in entry[3] and entry[1] not in taken
-                ),
-                None,
-            )
-            if choice is None:
+            for index in range(first[position], len(values)):
+                negated, item_id, row, matches = values[index]
+                if position in matches and item_id not in taken:
+                    break
+            else:
                 continue
-            negated, item_id, row, _ = choice
             taken.add(item_id)
             promotion = self.promotions[position]
             score = -negated * (1.0 + promotion.discount_percent / 100.0)
@@ -265,35 +245,75 @@ class PromotionIndex:
         ranked.sort(key=lambda entry: (-entry.score, entry.promotion.promotion_id))
         return ranked[:size]
 
-    def _matching(
-        self, positions: Sequence[int]
-    ) -> dict[tuple[str, str | None, str | None], tuple[int, ...]]:
+    def _values(
+        self,
+        positions: Sequence[int],
+        candidates: ScoredCandidates,
+        rows: Sequence[int],
+        attributes: Mapping[str, ItemAttributes],
+        affinity_weight: float,
+    ) -> list[tuple[float, str, int, tuple[int, ...]]]:
+        """Return the rows that a promotion at ``positions`` admits, best first.
+
+        Each entry is (-value, item id, row, positions of the promotions that
+        admit the item), so that tuples compare in C, and the row keeps equal
+        entries in pool order.
+        """
+        matching = self._matching(positions)
+        item_ids = candidates.item_ids
+        task_probs = candidates.task_probs
+        affinity = candidates.affinity
+        values = []
+        for row in rows:
+            item_id = item_ids[row]
+            found = attributes.get(item_id)
+            if found is None:
+                continue
+            # The triggers of a batch share their attributes objects, so one
+            # identity test usually finds the item's matches.
+            remembered = matching.get(item_id)
+            if remembered is not None and remembered[0] is found:
+                matches = remembered[1]
+            else:
+                matches = self._remember(matching, item_id, found)
+            # Most items qualify for no promotion at all.
+            if matches:
+                value = task_probs[row][2] + affinity_weight * affinity[row]
+                values.append((-value, item_id, row, matches))
+        values.sort()
+        return values
+
+    def _matching(self, positions: Sequence[int]) -> dict[str, _Matches]:
         """Return the memo of matching promotions among ``positions``.
 
         Events close in time share their active promotions, so the memo lasts
         until another set of positions is requested.
         """
-        wanted = tuple(positions)
-        if wanted != self._matching_positions:
-            self._matching_positions = wanted
+        requested = tuple(positions)
+        if requested != self._matching_positions:
+            self._matching_positions = requested
+            self._matching_set = frozenset(requested)
             self._matches = {}
         return self._matches
 
     def _remember(
         self,
-        matching: dict[tuple[str, str | None, str | None], tuple[int, ...]],
-        key: tuple[str, str | None, str | None],
-        positions: Sequence[int],
+        matching: dict[str, _Matches],
+        item_id: str,
         attributes: ItemAttributes,
     ) -> tuple[int, ...]:
-        active = set(positions)
+        active = self._matching_set
         found = tuple(
             position for position in self.eligible(attributes) if position in active
         )
         if len(matching) >= self._max_items:
             matching.clear()
-        matching[key] = found
+        matching[item_id] = (attributes, found)
         return found
+
+
+# An item's attributes and the positions of the active promotions it qualifies for.
+_Matches = tuple[ItemAttributes, tuple[int, ...]]
 
 
 def _helpfulness(review: ReviewRecord) -> float:

@@ -220,3 +220,20 @@ def test_rank_rows_follows_active_promotions(
 
     assert [entry.promotion.promotion_id for entry in first] == ["phones"]
     assert [entry.promotion.promotion_id for entry in second] == ["all"]
+
+
+def test_rank_rows_follows_changed_item_attributes(make_promotion) -> None:
+    promotions = [
+        make_promotion(promotion_id="phones", category_ids=["phones"]),
+        make_promotion(promotion_id="toys", category_ids=["toys"]),
+    ]
+    scored = ScoredCandidates.of([_candidate("item", 0.1)])
+    index = PromotionIndex(promotions)
+    as_phone = {"item": ItemAttributes("item", category_id="phones")}
+    as_toy = {"item": ItemAttributes("item", category_id="toys")}
+
+    first = index.rank_rows([0, 1], scored, [0], as_phone, 0.0, 5)
+    second = index.rank_rows([0, 1], scored, [0], as_toy, 0.0, 5)
+
+    assert [entry.promotion.promotion_id for entry in first] == ["phones"]
+    assert [entry.promotion.promotion_id for entry in second] == ["toys"]
