@@ -221,6 +221,9 @@ def _cap_per_category(
     cap: int,
     size: int,
 ) -> list[int]:
+    # A slate of at most ``cap`` items cannot break the cap.
+    if cap >= size:
+        return list(rows[:size])
     # Items without a known category are not limited, because no attribute
     # marks them as alike.
     attributes = context.attributes

@@ -223,3 +223,19 @@ def test_select_rows_keeps_slate_order() -> None:
     kept = select_rows(scored, rows, RuleContext("t"), NO_EXTRAS, 10)
 
     assert kept == [2, 1]
+
+
+def test_apply_rules_cap_at_size_keeps_best_items() -> None:
+    attributes = {
+        item_id: ItemAttributes(item_id, category_id="x") for item_id in "abc"
+    }
+    candidates = [
+        _candidate(item_id, 10.0 - index) for index, item_id in enumerate("abc")
+    ]
+    settings = NO_EXTRAS.model_copy(
+        update={"diversity": "per_category", "max_per_category": 2}
+    )
+
+    kept = apply_rules(candidates, RuleContext("t", attributes=attributes), settings, 2)
+
+    assert _ids(kept) == ["a", "b"]
