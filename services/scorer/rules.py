@@ -48,7 +48,7 @@ class ScoredCandidates:
     """The scored candidates of one event, one list per field.
 
     Row ``r`` contains the fields of one :class:`RankedCandidate`. An event scores
-    about a hundred candidates but shows about twenty, so the rules walk rows
+    dozens of candidates but shows about twenty, so the rules walk rows
     and only the candidates that make it onto a slate are built as tuples.
 
     Args:
@@ -134,7 +134,7 @@ def is_excluded(item_id: str, context: RuleContext, settings: RuleSettings) -> b
 def excluded_items(context: RuleContext, settings: RuleSettings) -> set[str]:
     """Return every item that may never appear on this slate.
 
-    The set is built from the context once per slate, so each candidate
+    The set is built from the context once, so each candidate
     then costs one membership test.
     """
     excluded = set(context.excluded)
@@ -184,7 +184,7 @@ def select_rows(
     settings: RuleSettings,
     size: int,
 ) -> list[int]:
-    """Apply the diversity rule and the new-item slots; exclusions come first.
+    """Apply the diversity rule and the new-item slots to rows left by the exclusions.
 
     Args:
         candidates: the scored candidates of one event.
