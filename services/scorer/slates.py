@@ -22,21 +22,15 @@ from typing import Any
 
 import numpy as np
 
-from models.multitask.ranker import CandidateColumns, RankRequest
 from schemas.catalog import PromotionRecord, ReviewRecord
 from schemas.events import EventType
 from schemas.features import CandidateMatrix, FeatureVectors, RecentItem
 from schemas.recommendations import CandidateSource, Slate, Surface
+from services.scorer.batch_ranker import BatchRanker
 from services.scorer.candidates import Candidate, CandidateGenerator, EventContext
 from services.scorer.metrics import CANDIDATES_PER_EVENT
 from services.scorer.protocols import CandidateStore, ModelSource, SignalSource
-from services.scorer.ranking import (
-    SIGNALS,
-    HeuristicRanker,
-    filled_prices,
-    score_signal_matrix,
-    zero_nan,
-)
+from services.scorer.ranking import zero_nan
 from services.scorer.rules import (
     RuleContext,
     ScoredCandidates,
@@ -57,8 +51,8 @@ logger = logging.getLogger(__name__)
 
 REVIEWS_MODEL_VERSION = "review-heuristic-v1"
 
-# Recent views, which tell new items apart, as a column of the candidate matrix.
-_VIEWS_COLUMN = CandidateMatrix.names.index("item_click_count_7d")
+# Recent views, which tell new items apart.
+_VIEWS_FEATURE = "item_click_count_7d"
 _NO_CANDIDATES = ScoredCandidates([], [], [], [], [])
 # The fields of one SlateItem, validated together with its slate.
 _ItemFields = dict[str, Any]
@@ -148,9 +142,7 @@ class SlateBuilder:
         self._store = store
         self._settings = settings
         self._generator = CandidateGenerator(store, sessions, settings.candidates)
-        self._models = models
-        self._signals = signals
-        self._heuristic = HeuristicRanker(popularity_weight=settings.weights.popularity)
+        self._ranker = BatchRanker(settings.weights, models=models, signals=signals)
         self._clock = clock
         self._promotion_index = PromotionIndex([])
         self._promotions_read: list[PromotionRecord] | None = None
@@ -264,36 +256,26 @@ class SlateBuilder:
         for entry, features, candidates in zip(work, vectors, matrices, strict=True):
             entry.vectors = features
             CANDIDATES_PER_EVENT.observe(len(candidates))
-        # Every step from here to the scores works row by row, so each runs
-        # once on the batch's candidates stacked, not once per trigger.
-        stacked = np.concatenate([candidates.array for candidates in matrices])
         sources = [
             _sources(entry, item_ids)
             for entry, (_, item_ids) in zip(work, requests, strict=True)
         ]
-        probs, model_version = self._predict(
-            requests, vectors, matrices, stacked, sources
+        source_scores = np.array(
+            [score for _, scores in sources for score in scores], dtype=np.float64
         )
-        signals = self._signal_rows(requests, vectors, matrices)
-        blended, scores = score_signal_matrix(
-            probs,
-            signals,
-            self._item_values(requests, vectors),
-            self._settings.weights,
-        )
+        batch = self._ranker.score(requests, vectors, matrices, source_scores)
 
         # The batch is converted to Python floats once, and each trigger keeps
         # its slice of the rows.
-        score_rows = scores.tolist()
-        prob_rows = blended.tolist()
-        affinity = zero_nan(signals[:, 2]).tolist()
-        views = zero_nan(stacked[:, _VIEWS_COLUMN]).tolist()
+        score_rows = batch.scores.tolist()
+        prob_rows = batch.task_probs.tolist()
+        affinity = zero_nan(batch.signals[:, 2]).tolist()
         start = 0
-        for entry, (_, item_ids), (kinds, _) in zip(
-            work, requests, sources, strict=True
+        for entry, (_, item_ids), (kinds, _), candidates in zip(
+            work, requests, sources, matrices, strict=True
         ):
             stop = start + len(item_ids)
-            entry.model_version = model_version
+            entry.model_version = batch.model_version
             entry.scored = ScoredCandidates(
                 item_ids,
                 score_rows[start:stop],
@@ -301,86 +283,9 @@ class SlateBuilder:
                 kinds,
                 affinity[start:stop],
             )
-            entry.views = dict(zip(item_ids, views[start:stop], strict=True))
+            views = zero_nan(candidates.column(_VIEWS_FEATURE)).tolist()
+            entry.views = dict(zip(item_ids, views, strict=True))
             start = stop
-
-    def _signal_rows(
-        self,
-        requests: Sequence[tuple[str, list[str]]],
-        vectors: Sequence[FeatureVectors],
-        matrices: Sequence[CandidateMatrix],
-    ) -> np.ndarray:
-        """Return the (N, 3) signals of the batch's N candidates, from one call."""
-        if self._signals is None:
-            size = sum(len(item_ids) for _, item_ids in requests)
-            return np.full((size, len(SIGNALS)), np.nan)
-        return self._signals.signal_matrix(
-            [
-                (user_id, features.user, candidates)
-                for (user_id, _), features, candidates in zip(
-                    requests, vectors, matrices, strict=True
-                )
-            ]
-        )
-
-    def _item_values(
-        self,
-        requests: Sequence[tuple[str, list[str]]],
-        vectors: Sequence[FeatureVectors],
-    ) -> np.ndarray | None:
-        """Return the (N,) item values the expected-value objective weighs by.
-
-        A missing price is filled from the prices of the same trigger.
-        """
-        if self._settings.weights.objective != "expected_value":
-            return None
-        return np.concatenate(
-            [
-                filled_prices([_price(features, item_id) for item_id in item_ids])
-                for (_, item_ids), features in zip(requests, vectors, strict=True)
-            ]
-        )
-
-    def _predict(
-        self,
-        requests: Sequence[tuple[str, list[str]]],
-        vectors: Sequence[FeatureVectors],
-        matrices: Sequence[CandidateMatrix],
-        stacked: np.ndarray,
-        sources: Sequence[tuple[list[CandidateSource], list[float]]],
-    ) -> tuple[np.ndarray, str]:
-        """Return the (N, 3) task probabilities of the batch and the model version.
-
-        A trained ranker scores every candidate of the batch in one forward
-        pass, and so does the heuristic, which alone ranks before the first
-        model.
-        """
-        model = self._models.current() if self._models is not None else None
-        source_scores = np.array(
-            [score for _, scores in sources for score in scores], dtype=np.float64
-        )
-        heuristic = self._heuristic.predict_array(stacked, source_scores)
-        if model is None:
-            return heuristic, HEURISTIC
-        rank_requests = [
-            RankRequest(
-                user_id, features.user, _candidate_columns(features, candidates)
-            )
-            for (user_id, _), features, candidates in zip(
-                requests, vectors, matrices, strict=True
-            )
-        ]
-        # LIMITATION(L-58): the trained ranker gets no candidate-source scores,
-        # which the heuristic ranks by, so the two are blended per task by
-        # configured weights, and by default the click column is the
-        # heuristic's alone.
-        weights = self._settings.weights
-        # One weight per task column: click, cart_add, purchase.
-        blend = np.array(
-            [weights.ranker_click_blend, weights.ranker_blend, weights.ranker_blend]
-        )
-        learned = np.concatenate(model.predict_many(rank_requests))
-        return (1.0 - blend) * heuristic + blend * learned, model.model_version
 
     def _reviews(self, work: Sequence[_Work]) -> dict[str, list[ReviewRecord]]:
         clicked = sorted(
@@ -561,9 +466,6 @@ class SlateBuilder:
         )
 
 
-HEURISTIC = HeuristicRanker.model_version
-
-
 def _before_later_events(
     recent: Sequence[RecentItem], later: Sequence[tuple[str, EventType]]
 ) -> tuple[RecentItem, ...]:
@@ -624,31 +526,6 @@ def _sources(
         [kinds.get(item_id, CandidateSource.PROMOTION) for item_id in item_ids],
         [scores.get(item_id, 0.0) for item_id in item_ids],
     )
-
-
-def _candidate_columns(
-    vectors: FeatureVectors, candidates: CandidateMatrix
-) -> CandidateColumns:
-    attributes = [vectors.attributes.get(item_id) for item_id in candidates.item_ids]
-    return CandidateColumns(
-        item_ids=candidates.item_ids,
-        category_ids=[found.category_id if found else None for found in attributes],
-        brands=[found.brand if found else None for found in attributes],
-        prices=np.array(
-            [
-                found.price if found and found.price is not None else np.nan
-                for found in attributes
-            ],
-            dtype=np.float64,
-        ),
-        features=candidates.array,
-        feature_names=candidates.names,
-    )
-
-
-def _price(vectors: FeatureVectors, item_id: str) -> float | None:
-    attributes = vectors.attributes.get(item_id)
-    return attributes.price if attributes is not None else None
 
 
 # Enum members read through the class are slow enough to show per slate item.
