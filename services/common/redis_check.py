@@ -3,8 +3,10 @@
 The settings check only the URL's form. A wrong password or a database that
 the server does not have fails on every command, and retrying cannot fix
 either, so a service stops at start with the variable's name instead of
-retrying forever. A server that does not respond is another matter: Redis may
-start after the service, and every service retries Redis on its own.
+retrying forever. So does any other error reply of the server, such as an
+unknown command. A server that does not respond is another
+matter: Redis may start after the service, and every service retries Redis
+on its own.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import logging
 
 import redis
 
-from services.common.errors import InvalidSettingsError
+from services.common.errors import InfrastructureError, InvalidSettingsError
 from services.common.settings import RedisSettings, masked_settings
 
 __all__ = ["verify_redis"]
@@ -34,6 +36,8 @@ def verify_redis(settings: RedisSettings, *, timeout_seconds: float = 2.0) -> No
         InvalidSettingsError: the server refused the user or password, or has
             no database with the URL's number. The message names
             ``CARTWHEEL_REDIS_URL`` with the password masked.
+        InfrastructureError: the server replied with another error, such as
+            an unknown command. The message names the variable too.
     """
     url = settings.url.get_secret_value()
     masked_url = masked_settings(settings)["url"]
@@ -62,6 +66,10 @@ def verify_redis(settings: RedisSettings, *, timeout_seconds: float = 2.0) -> No
             "redis://:PASSWORD@host:6379/0"
         ) from exc
     except redis.exceptions.NoPermissionError as exc:
+        if "'select'" not in str(exc):
+            # The denied command is another one, such as CLIENT SETNAME for
+            # the URL's client_name.
+            raise _failed_check(masked_url, exc) from exc
         raise InvalidSettingsError(
             f"invalid setting {_VARIABLE}={masked_url!r}: the user may not select "
             f"the URL's database ({exc}); expected a user whose ACL allows "
@@ -69,7 +77,7 @@ def verify_redis(settings: RedisSettings, *, timeout_seconds: float = 2.0) -> No
         ) from exc
     except redis.exceptions.ResponseError as exc:
         if "DB index" not in str(exc):
-            raise
+            raise _failed_check(masked_url, exc) from exc
         expected = _expected_database(_database_count(client))
         raise InvalidSettingsError(
             f"invalid setting {_VARIABLE}={masked_url!r}: the server has no database "
@@ -90,8 +98,24 @@ def verify_redis(settings: RedisSettings, *, timeout_seconds: float = 2.0) -> No
             exc,
             hint,
         )
+    except redis.exceptions.RedisError as exc:
+        raise _failed_check(masked_url, exc) from exc
     finally:
         client.close()
+
+
+def _failed_check(masked_url: str, exc: redis.exceptions.RedisError) -> Exception:
+    """Return the error for a start check that Redis failed in an unforeseen way.
+
+    The server replied, so retrying would fail the same way. The likely
+    causes are an option of the URL that the server does not support, the
+    user's ACL or an old server.
+    """
+    return InfrastructureError(
+        f"Redis failed the start check of {_VARIABLE}={masked_url!r}: "
+        f"{type(exc).__name__}: {str(exc).rstrip('.')}; check the URL's query "
+        "options, the user's ACL and the server's version"
+    )
 
 
 def _database_count(client: redis.Redis) -> int | None:

@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 import pytest
 import redis
 
-from services.common.errors import InvalidSettingsError
+from services.common.errors import InfrastructureError, InvalidSettingsError
 from services.common.kafka import is_listening
 from services.common.redis_check import verify_redis
 from services.common.settings import RedisSettings
@@ -224,3 +224,35 @@ def test_verify_redis_names_missing_password(password_server: str) -> None:
 
 def test_verify_redis_accepts_server_password(password_server: str) -> None:
     verify_redis(RedisSettings(url=f"redis://:s3cret@{password_server}/0"))
+
+
+def test_verify_redis_reports_denied_client_command(
+    redis_url: str, redis_client: redis.Redis
+) -> None:
+    # The URL's client_name makes the connection send CLIENT SETNAME, which
+    # this user may not run.
+    user = f"noclient{uuid.uuid4().hex[:8]}"
+    redis_client.acl_setuser(
+        user,
+        enabled=True,
+        passwords=["+pw"],
+        keys=["*"],
+        commands=["+@all", "-client"],
+    )
+    address = urlsplit(redis_url).netloc
+    try:
+        with pytest.raises(InfrastructureError) as raised:
+            verify_redis(
+                RedisSettings(url=f"redis://{user}:pw@{address}/0?client_name=cw")
+            )
+    finally:
+        redis_client.acl_deluser(user)
+
+    message = str(raised.value)
+    assert message.startswith(
+        f"Redis failed the start check of CARTWHEEL_REDIS_URL='redis://{user}:"
+        "**********@"
+    )
+    assert "NoPermissionError" in message
+    assert "check the URL's query options" in message
+    assert "\n" not in message
