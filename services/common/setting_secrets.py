@@ -29,8 +29,9 @@ MASK = "**********"
 def mask_value(value: str) -> str:
     """Keep a URL's scheme, host and path but hide its passwords; hide anything else.
 
-    redis-py also reads a password from the query (``?password=...``), so
-    that value is hidden as well.
+    redis-py also reads a password from the query (``?password=...``, and
+    ``?ssl_password=...`` for the client key), so those values are hidden as
+    well.
     """
     if not value.strip():
         # Nothing to hide, and the user needs to see that the value is empty.
@@ -89,7 +90,8 @@ def _query_passwords(value: str) -> list[str]:
 
 
 def _is_password_option(name: str) -> bool:
-    return unquote(name).lower() == "password"
+    # ssl_password unlocks the client key of a rediss:// URL.
+    return unquote(name).lower() in ("password", "ssl_password")
 
 
 def masked_settings(settings: BaseSettings) -> dict[str, Any]:

@@ -17,7 +17,7 @@ import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, Literal
-from urllib.parse import unquote, urlsplit
+from urllib.parse import urlsplit
 
 from pydantic import (
     BeforeValidator,
@@ -30,13 +30,13 @@ from pydantic import (
 )
 from pydantic_core import InitErrorDetails, PydanticCustomError
 from pydantic_settings import BaseSettings, SettingsConfigDict
-from redis.connection import parse_url
 
 from services.common.local_ports import (
     local_kafka_bootstrap,
     local_port,
     local_redis_url,
 )
+from services.common.redis_url import redis_url_problem
 from services.common.setting_integers import PlainIntegers
 from services.common.setting_loader import (
     CommandLineValue,
@@ -452,7 +452,8 @@ class RedisSettings(PlainIntegers, BaseSettings):
     url: SecretStr = Field(
         default=SecretStr("redis://127.0.0.1:16379/0"),
         description="redis:// or rediss:// URL such as redis://host:6379/0, "
-        "with the password if AUTH is on; unset, database 0 of the local "
+        "with the password if AUTH is on and redis-py's connection options as "
+        "its query, such as ?socket_timeout=5; unset, database 0 of the local "
         "redis-server at CARTWHEEL_INFRA_REDIS_PORT when that is set",
     )
     key_prefix: str = Field(
@@ -507,7 +508,7 @@ class RedisSettings(PlainIntegers, BaseSettings):
             )
         # Credentials and the database are checked against the server when a
         # service starts (services.common.redis_check).
-        problem = _redis_url_problem(url)
+        problem = redis_url_problem(url)
         if problem is not None:
             raise ValueError(problem)
         return value
@@ -538,29 +539,3 @@ def _redis_host_problem(url: str) -> str | None:
             "may be written in brackets"
         )
     return f"the host is invalid ({error})"
-
-
-def _redis_url_problem(url: str) -> str | None:
-    """Return why redis-py would refuse ``url`` when it connects, or None.
-
-    redis-py parses the query options only when a client is built and checks
-    the protocol only when it connects, and it ignores a path that is not a
-    database number, so the same checks run here, before any connection.
-    """
-    try:
-        options = parse_url(url)  # type: ignore[no-untyped-call]
-    except ValueError as exc:
-        # redis-py names the query option but not its value.
-        found = re.search(r"'([^']+)'", str(exc))
-        if found is None:
-            return str(exc).rstrip(".")
-        return f"the query option {found.group(1)} has an invalid value"
-    protocol = options.get("protocol")
-    if protocol is not None and protocol not in (2, 3):
-        return f"the query option protocol={protocol} must be 2 or 3"
-    database = unquote(urlsplit(url).path).strip("/")
-    if "db" not in options and database and not re.fullmatch("[0-9]+", database):
-        return f"the path /{database} is not a database number such as /0"
-    if options.get("db", 0) < 0:
-        return f"the database number {options['db']} is negative"
-    return None

@@ -195,13 +195,13 @@ def test_masked_settings_hides_passwords_but_keeps_hosts() -> None:
 
 
 def test_masked_settings_hides_password_query_option() -> None:
-    url = "redis://cache:6379/0?protocol=3&password=hunter2&ssl_cert_reqs=none"
+    url = "rediss://cache:6379/0?protocol=3&password=hunter2&ssl_cert_reqs=none"
     settings = ServiceSettings(redis=RedisSettings(url=url))
 
     masked = masked_settings(settings)
 
     assert masked["redis"]["url"] == (
-        "redis://cache:6379/0?protocol=3&password=**********&ssl_cert_reqs=none"
+        "rediss://cache:6379/0?protocol=3&password=**********&ssl_cert_reqs=none"
     )
     assert secret_values(settings) == ["hunter2"]
 
@@ -381,10 +381,10 @@ def test_load_settings_names_list_variable_without_position(
 @pytest.mark.parametrize(
     ("url", "reason"),
     [
-        ("redis://127.0.0.1:26679/0?protocol=5", "protocol=5 must be 2 or 3"),
-        ("redis://127.0.0.1:26679/0?protocol=abc", "protocol has an invalid value"),
-        ("redis://127.0.0.1:26679/abc", "/abc is not a database number"),
-        ("redis://127.0.0.1:26679/0?db=-1", "database number -1 is negative"),
+        ("redis://127.0.0.1:26679/0?protocol=5", "protocol='5' must be 2 or 3"),
+        ("redis://127.0.0.1:26679/0?protocol=abc", "protocol='abc' must be 2 or 3"),
+        ("redis://127.0.0.1:26679/abc", "'/abc' is not a database number"),
+        ("redis://127.0.0.1:26679/0?db=-1", "db='-1' must be a database number"),
     ],
 )
 def test_load_settings_rejects_unusable_redis_url(
