@@ -44,7 +44,7 @@ from services.common.settings import (
     masked_settings,
 )
 from services.hotpath.consumer import HotPathConsumer
-from services.hotpath.settings import HotPathSettings
+from services.hotpath.settings import HotPathSettings, StageNames
 from services.hotpath.stages import Stage
 
 __all__ = [
@@ -221,7 +221,7 @@ class _StageNames(PlainIntegers, BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="CARTWHEEL_HOTPATH_", frozen=True)
 
-    stages: list[str] = Field(
+    stages: StageNames = Field(
         default_factory=lambda: list(HotPathSettings.model_fields["stages"].default)
     )
 

@@ -6,7 +6,9 @@ The shared blocks come from ``CARTWHEEL_KAFKA_*``, ``CARTWHEEL_REDIS_*`` and
 
 from __future__ import annotations
 
-from pydantic import Field
+from typing import Annotated
+
+from pydantic import AfterValidator, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from services.common.redis_features import FeatureStoreConfig
@@ -20,7 +22,36 @@ from services.common.settings import (
     TopicSettings,
 )
 
-__all__ = ["HotPathSettings"]
+__all__ = ["HotPathSettings", "StageNames"]
+
+
+def _check_stage_names(names: list[str]) -> list[str]:
+    # Without a stage the hot path would apply and commit every event and
+    # publish no slate, and since each event is then marked applied, a replay
+    # of those events would skip them as duplicates. A stage listed twice
+    # would run twice on every batch, as a scoring stage publishing two slates
+    # per event.
+    if not names:
+        raise ValueError("the list is empty, so no event would get a slate")
+    for name in names:
+        module, colon, function = name.partition(":")
+        if not (
+            colon
+            and all(part.isidentifier() for part in module.split("."))
+            and function.isidentifier()
+        ):
+            raise ValueError(f"{name!r} is not a 'module:function' name")
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:
+        raise ValueError(
+            f"{', '.join(repeated)} is listed more than once, which would run "
+            "the stage twice on every batch"
+        )
+    return names
+
+
+StageNames = Annotated[list[str], AfterValidator(_check_stage_names)]
+"""The stage factories of ``CARTWHEEL_HOTPATH_STAGES``: one or more, each once."""
 
 
 class HotPathSettings(PlainIntegers, BaseSettings):
@@ -74,10 +105,12 @@ class HotPathSettings(PlainIntegers, BaseSettings):
         default=True,
         description="publish a point-in-time training example per new event",
     )
-    stages: list[str] = Field(
+    stages: StageNames = Field(
         default=["services.scorer.factory:build_learning_and_scoring"],
-        description="JSON list of 'module:function' stage factories, run in order; "
-        "each function takes the HotPathSettings and a redis.Redis client",
+        description="JSON list of one or more distinct 'module:function' stage "
+        "factories, such as services.scorer.factory:build_learning_and_scoring, "
+        "run in order; each function takes the HotPathSettings and a "
+        "redis.Redis client",
     )
     gc_threshold: int = Field(
         default=100_000,

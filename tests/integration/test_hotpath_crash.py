@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -29,6 +30,8 @@ from services.replay.datasets import COMMITTED_DATA_DIR, load_dataset
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 BATCH_SIZE = 100
+# The hot path imports its stage from tests/, which it finds from here.
+REPOSITORY = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
@@ -56,8 +59,8 @@ def hot_path_env(
         "CARTWHEEL_HOTPATH_BATCH_SIZE": str(BATCH_SIZE),
         "CARTWHEEL_HOTPATH_METRICS_PORT": "0",
         "CARTWHEEL_HOTPATH_LOG_LEVEL": "WARNING",
-        # The state under test is the feature store's, so no stage runs.
-        "CARTWHEEL_HOTPATH_STAGES": "[]",
+        # The state under test is the feature store's, so the stage is idle.
+        "CARTWHEEL_HOTPATH_STAGES": '["tests.integration.idle_stage:build"]',
     }
 
 
@@ -65,6 +68,7 @@ def start_hot_path(env: dict[str, str]) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
         [sys.executable, "-m", "services.hotpath"],
         env=env,
+        cwd=REPOSITORY,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 import redis
+from pydantic import ValidationError
 
 from services.common.errors import BrokerUnreachableError, InvalidSettingsError
 from services.common.settings import KafkaSettings, RedisSettings
@@ -234,3 +235,46 @@ def test_stage_settings_classes_skip_unknown_modules() -> None:
     )
 
     assert classes == [LearnerSettings, ScorerSettings]
+
+
+def test_stages_setting_rejects_empty_list(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CARTWHEEL_HOTPATH_STAGES", "[]")
+
+    with pytest.raises(InvalidSettingsError) as raised:
+        load_checked_settings()
+
+    message = str(raised.value)
+    assert message.startswith(
+        "invalid setting CARTWHEEL_HOTPATH_STAGES='[]': the list is empty, so no "
+        "event would get a slate; expected JSON list of one or more distinct"
+    )
+    assert "\n" not in message
+
+
+def test_stages_setting_rejects_repeated_stage(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    spec = "services.scorer.factory:build_scoring"
+    monkeypatch.setenv("CARTWHEEL_HOTPATH_STAGES", f'["{spec}", "{spec}"]')
+
+    with pytest.raises(InvalidSettingsError) as raised:
+        load_checked_settings()
+
+    assert f"{spec} is listed more than once" in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        "services.scorer.factory",
+        "services.scorer.factory:",
+        " services.scorer.factory:build_scoring",
+        "services..factory:build_scoring",
+        "services.scorer.factory:build.scoring",
+    ],
+)
+def test_stages_setting_rejects_malformed_name(spec: str) -> None:
+    with pytest.raises(ValidationError) as raised:
+        HotPathSettings(stages=[spec])
+
+    assert f"{spec!r} is not a 'module:function' name" in str(raised.value)
