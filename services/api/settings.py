@@ -7,6 +7,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from services.common.settings import (
     KafkaSettings,
+    ListenHost,
     LogLevel,
     NonBlankPath,
     PlainIntegers,
@@ -74,11 +75,11 @@ class ApiSettings(PlainIntegers, BaseSettings):
         allow_inf_nan=False,
     )
 
-    host: str = Field(
+    host: ListenHost = Field(
         default="127.0.0.1",
-        pattern=r"^\S+$",
-        description="an IP address or host name to listen on; 0.0.0.0 listens on "
-        "every interface",
+        description="an IP address or host name (RFC 1123: dot-separated labels "
+        "of letters, digits and '-', at most 253 characters) to listen on; "
+        "0.0.0.0 listens on every interface",
     )
     port: int = Field(default=8080, ge=1, le=65535, description="TCP port")
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)

@@ -50,6 +50,7 @@ from services.common.setting_secrets import (
     masked_settings,
     secret_values,
 )
+from services.common.setting_text import ListenHost, MetricsHost, NonBlankName
 from services.common.tls_files import (
     CERTIFICATE_BLOCK,
     PRIVATE_KEY_BLOCK,
@@ -68,8 +69,11 @@ __all__ = [
     "expected_form",
     "join_error_lines",
     "KafkaSettings",
+    "ListenHost",
     "LogLevel",
     "MAX_REDIS_TTL_SECONDS",
+    "MetricsHost",
+    "NonBlankName",
     "NonBlankPath",
     "PlainIntegers",
     "RedisSettings",

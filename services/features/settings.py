@@ -14,6 +14,7 @@ from services.common.settings import (
     ConsumerGroupId,
     KafkaSettings,
     LogLevel,
+    MetricsHost,
     PlainIntegers,
     RedisSettings,
     TopicSettings,
@@ -67,11 +68,7 @@ class CatalogSettings(PlainIntegers, BaseSettings):
         le=600.0,
         description="maximum backoff between retries, in seconds",
     )
-    metrics_host: str = Field(
-        default="127.0.0.1",
-        pattern=r"^\S+$",
-        description="an IP address or host name that /metrics listens on",
-    )
+    metrics_host: MetricsHost = "127.0.0.1"
     metrics_port: int = Field(
         default=9102, ge=0, le=65_535, description="port of /metrics; 0 turns it off"
     )

@@ -11,6 +11,7 @@ from services.common.settings import (
     MAX_REDIS_TTL_SECONDS,
     KafkaSettings,
     LogLevel,
+    MetricsHost,
     NonBlankPath,
     PlainIntegers,
     RedisSettings,
@@ -104,11 +105,7 @@ class FeedbackSettings(PlainIntegers, BaseSettings):
     ratio_refresh_seconds: float = Field(
         default=15.0, gt=0, le=3600, description="period of the ratio export"
     )
-    metrics_host: str = Field(
-        default="127.0.0.1",
-        pattern=r"^\S+$",
-        description="an IP address or host name that /metrics listens on",
-    )
+    metrics_host: MetricsHost = "127.0.0.1"
     metrics_port: int = Field(
         default=9105, ge=0, le=65535, description="port of /metrics; 0 turns it off"
     )

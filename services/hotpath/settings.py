@@ -17,6 +17,7 @@ from services.common.settings import (
     ConsumerGroupId,
     KafkaSettings,
     LogLevel,
+    MetricsHost,
     PlainIntegers,
     RedisSettings,
     TopicSettings,
@@ -119,11 +120,7 @@ class HotPathSettings(PlainIntegers, BaseSettings):
         description="allocations between young-generation garbage collections "
         "in the hot-path process; 0 keeps Python's default",
     )
-    metrics_host: str = Field(
-        default="127.0.0.1",
-        pattern=r"^\S+$",
-        description="an IP address or host name that /metrics listens on",
-    )
+    metrics_host: MetricsHost = "127.0.0.1"
     metrics_port: int = Field(
         default=9101, ge=0, le=65_535, description="port of /metrics; 0 turns it off"
     )

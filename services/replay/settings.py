@@ -12,6 +12,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from services.common.settings import (
     KafkaSettings,
     LogLevel,
+    NonBlankName,
     NonBlankPath,
     PlainIntegers,
     TopicSettings,
@@ -56,9 +57,9 @@ class Settings(PlainIntegers, BaseSettings):
         description="a non-negative integer",
     )
     log_level: LogLevel = "INFO"
-    service_name: str = Field(
+    service_name: NonBlankName = Field(
         default="replay",
         min_length=1,
         max_length=64,
-        description="1 to 64 characters",
+        description="1 to 64 characters, not all blank",
     )

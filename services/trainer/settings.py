@@ -15,6 +15,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from services.common.settings import (
     KafkaSettings,
     LogLevel,
+    MetricsHost,
     NonBlankPath,
     PlainIntegers,
     RedisSettings,
@@ -149,11 +150,7 @@ class TrainerSettings(PlainIntegers, BaseSettings):
     poll_timeout_seconds: float = Field(
         default=1.0, gt=0, le=60, description="maximum wait of one Kafka poll"
     )
-    metrics_host: str = Field(
-        default="127.0.0.1",
-        pattern=r"^\S+$",
-        description="an IP address or host name that /metrics listens on",
-    )
+    metrics_host: MetricsHost = "127.0.0.1"
     metrics_port: int = Field(
         default=9106, ge=0, le=65535, description="port of /metrics; 0 turns it off"
     )

@@ -1334,7 +1334,8 @@ def test_blank_listen_host_is_rejected(
     message = setting_error(monkeypatch, settings_class, {variable: ""})
 
     assert message.startswith(
-        f"invalid setting {variable}='': expected an IP address or host name"
+        f"invalid setting {variable}='': the host is empty; expected an IP "
+        "address or host name"
     )
 
 
