@@ -35,7 +35,7 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     serve_parser.add_argument(
         "--port", type=integer_between(1, 65535), help="TCP port (overrides settings)"
     )
-    serve_parser.set_defaults(handler=_serve)
+    serve_parser.set_defaults(handler=_serve, is_service=True)
 
 
 def _serve(args: argparse.Namespace) -> int:

@@ -13,9 +13,7 @@ from __future__ import annotations
 
 import argparse
 import re
-import signal
 import sys
-import threading
 from collections.abc import Callable, Sequence
 
 import redis
@@ -26,11 +24,11 @@ from services.common.errors import (
     InvalidSettingsError,
     TopicMissingError,
 )
+from services.common.interrupts import honour_interrupts
 
 __all__ = [
     "ENVIRONMENT_ERRORS",
     "ENVIRONMENT_ERROR_STATUS",
-    "honour_interrupts",
     "parse_service_arguments",
     "report_environment_error",
     "run_entry_point",
@@ -74,21 +72,6 @@ def report_environment_error(program: str, exc: Exception) -> int:
     else:
         write_error(program, str(exc))
     return ENVIRONMENT_ERROR_STATUS
-
-
-def honour_interrupts() -> None:
-    """Let SIGINT interrupt the process even if it started with SIGINT ignored.
-
-    A non-interactive shell starts background jobs with SIGINT ignored, and
-    Python then installs no KeyboardInterrupt handler. Each service installs
-    its own SIGINT handler once it runs, so without this a SIGINT during
-    start-up would be lost while a later one stops the service. Only the main
-    thread can set signal handlers; elsewhere nothing changes.
-    """
-    if threading.current_thread() is not threading.main_thread():
-        return
-    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
-        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def run_entry_point(program: str, main: Callable[[], object]) -> int:

@@ -29,7 +29,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         "CARTWHEEL_FEATURES_GROUP_ID and store each record in Redis; null "
         "values (tombstones) delete the entity.",
     )
-    run_parser.set_defaults(handler=_run)
+    run_parser.set_defaults(handler=_run, is_service=True)
 
 
 def _run(args: argparse.Namespace) -> int:

@@ -41,7 +41,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         "cart adds and purchases per surface and model version, with /metrics "
         "on CARTWHEEL_FEEDBACK_METRICS_HOST:CARTWHEEL_FEEDBACK_METRICS_PORT.",
     )
-    run_parser.set_defaults(handler=_run)
+    run_parser.set_defaults(handler=_run, is_service=True)
 
     report_parser = commands.add_parser(
         "report",

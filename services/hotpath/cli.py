@@ -33,7 +33,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         "default stages also read CARTWHEEL_LEARNER_* and CARTWHEEL_SCORER_* "
         "variables; 'cartwheel config' lists them all.",
     )
-    run_parser.set_defaults(handler=_run)
+    run_parser.set_defaults(handler=_run, is_service=True)
 
 
 def _run(args: argparse.Namespace) -> int:

@@ -40,7 +40,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         "retrain request, promote a challenger only if it is not worse than the "
         "champion, and announce it on the models topic.",
     )
-    run_parser.set_defaults(handler=_run)
+    run_parser.set_defaults(handler=_run, is_service=True)
     compare_parser = commands.add_parser(
         "compare",
         help="compare the multi-task ranker with single-task baselines",

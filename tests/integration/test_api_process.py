@@ -23,13 +23,21 @@ pytestmark = pytest.mark.integration
 @pytest.mark.parametrize(
     "stop_signal", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"]
 )
+@pytest.mark.parametrize(
+    "command",
+    [("services.api",), ("services.cli", "api", "serve")],
+    ids=["python-m", "cartwheel"],
+)
 def test_api_exits_0_after_stop_signal(
-    kafka_bootstrap: str, redis_url: str, stop_signal: signal.Signals
+    kafka_bootstrap: str,
+    redis_url: str,
+    stop_signal: signal.Signals,
+    command: tuple[str, ...],
 ) -> None:
     port = find_free_port()
     environment = _environment(kafka_bootstrap, redis_url, port)
 
-    returncode, stderr = _serve_until(environment, port, stop_signal)
+    returncode, stderr = _serve_until(environment, port, stop_signal, command=command)
 
     assert returncode == 0, stderr
     assert f"stop requested signal={stop_signal.name}" in stderr
@@ -116,13 +124,15 @@ def _serve_until(
     port: int,
     stop_signal: signal.Signals,
     while_serving: Callable[[], None] | None = None,
+    command: tuple[str, ...] = ("services.api",),
 ) -> tuple[int, str]:
     """Start the API, send ``stop_signal`` once it serves; return its status and log.
 
     ``while_serving`` runs, when given, between the first reply and the signal.
+    ``command`` is the module to run with ``python -m`` and its arguments.
     """
     process = subprocess.Popen(
-        [sys.executable, "-m", "services.api"],
+        [sys.executable, "-m", *command],
         env=environment,
         cwd=REPOSITORY,
         stdout=subprocess.DEVNULL,

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from services.cli.__main__ import build_parser
+from services.cli.command import build_parser
 from services.common.redis_features import FeatureStore
 from services.common.settings import RedisSettings
 from services.learner.evaluation import replay_prequential

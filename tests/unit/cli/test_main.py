@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from services.cli import __main__ as cli
+from services.cli import command
 from services.cli.__main__ import main
 from tests.entry_points import REPOSITORY, environment_without_settings
 
@@ -116,7 +116,7 @@ def test_main_prints_missing_replay_file_without_traceback(
     assert "Traceback" not in error
 
 
-def _terminating_parser() -> argparse.ArgumentParser:
+def _terminating_parser(*, is_service: bool = False) -> argparse.ArgumentParser:
     """Return a parser whose only command sends SIGTERM to this process."""
     cleaned_up = []
 
@@ -130,7 +130,7 @@ def _terminating_parser() -> argparse.ArgumentParser:
 
     parser = argparse.ArgumentParser()
     parser.add_argument("--log-level", default="WARNING")
-    parser.set_defaults(handler=handler, cleaned_up=cleaned_up)
+    parser.set_defaults(handler=handler, cleaned_up=cleaned_up, is_service=is_service)
     return parser
 
 
@@ -138,7 +138,7 @@ def test_sigterm_stops_command_with_cleanup(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     parser = _terminating_parser()
-    monkeypatch.setattr(cli, "build_parser", lambda: parser)
+    monkeypatch.setattr(command, "build_parser", lambda: parser)
     before = signal.getsignal(signal.SIGTERM)
 
     status = main([])
@@ -149,13 +149,142 @@ def test_sigterm_stops_command_with_cleanup(
     assert signal.getsignal(signal.SIGTERM) is before
 
 
+def test_service_exits_0_with_cleanup_when_sigterm_stops_it(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    parser = _terminating_parser(is_service=True)
+    monkeypatch.setattr(command, "build_parser", lambda: parser)
+
+    status = main([])
+
+    assert status == 0
+    assert capsys.readouterr().err == ""
+    assert parser.get_default("cleaned_up") == [True]
+
+
+def test_service_exits_0_when_interrupted_before_its_own_handler(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def interrupted(args: argparse.Namespace) -> int:
+        raise KeyboardInterrupt
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--log-level", default="WARNING")
+    parser.set_defaults(handler=interrupted, is_service=True)
+    monkeypatch.setattr(command, "build_parser", lambda: parser)
+
+    status = main([])
+
+    assert status == 0
+    assert capsys.readouterr().err == ""
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["api", "serve"],
+        ["catalog", "run"],
+        ["hotpath", "run"],
+        ["trainer", "run"],
+        ["feedback", "run"],
+    ],
+)
+def test_parser_marks_commands_that_run_until_stopped_as_services(
+    argv: list[str],
+) -> None:
+    args = command.build_parser().parse_args(argv)
+
+    assert args.is_service is True
+
+
+@pytest.mark.parametrize(
+    "argv", [["demo"], ["replay"], ["evaluate"], ["trainer", "compare"]]
+)
+def test_parser_marks_commands_that_finish_as_not_services(argv: list[str]) -> None:
+    args = command.build_parser().parse_args(argv)
+
+    assert getattr(args, "is_service", False) is False
+
+
+def test_entry_module_imports_only_the_standard_library() -> None:
+    # Whatever it imports runs before SIGINT and SIGTERM are handled.
+    program = (
+        "import sys\n"
+        "before = set(sys.modules)\n"
+        "import services.cli.__main__\n"
+        "loaded = set(sys.modules) - before\n"
+        "top = {name.split('.')[0] for name in loaded}\n"
+        "print(sorted(top - sys.stdlib_module_names))\n"
+    )
+
+    result = subprocess.run(
+        [sys.executable, "-c", program],
+        capture_output=True,
+        text=True,
+        env=environment_without_settings(),
+        cwd=REPOSITORY,
+        timeout=60,
+        check=True,
+    )
+
+    assert result.stdout == "['services']\n"
+
+
+def _handles(pid: int, *signals: signal.Signals) -> bool:
+    """Return whether a process has its own handler for each of ``signals``."""
+    status = Path(f"/proc/{pid}/status").read_text()
+    caught = next(line for line in status.splitlines() if line.startswith("SigCgt:"))
+    mask = int(caught.split()[1], 16)
+    return all(mask & (1 << (number - 1)) for number in signals)
+
+
+@pytest.mark.skipif(
+    not Path("/proc/self/status").exists(), reason="reads handlers from /proc"
+)
+@pytest.mark.parametrize(
+    ("stop_signal", "status", "message"),
+    [
+        (signal.SIGINT, 130, "cartwheel: interrupted\n"),
+        (signal.SIGTERM, 143, "cartwheel: terminated\n"),
+    ],
+    ids=["SIGINT", "SIGTERM"],
+)
+def test_signal_stops_cartwheel_while_its_commands_load(
+    stop_signal: signal.Signals, status: int, message: str
+) -> None:
+    # A non-interactive shell starts a background job with SIGINT ignored.
+    process = subprocess.Popen(
+        [sys.executable, "-m", "services.cli", "config"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=environment_without_settings(),
+        cwd=REPOSITORY,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
+    )
+    try:
+        # Loading the commands takes half a second or more after this.
+        while not _handles(process.pid, signal.SIGINT, signal.SIGTERM):
+            assert process.poll() is None, "cartwheel ended before handling signals"
+            time.sleep(0.001)
+        process.send_signal(stop_signal)
+        _, stderr = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+    assert process.returncode == status
+    assert stderr == message
+
+
 def test_interrupt_while_commands_load_exits_130_without_traceback(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     def interrupted() -> argparse.ArgumentParser:
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(cli, "build_parser", interrupted)
+    monkeypatch.setattr(command, "build_parser", interrupted)
 
     status = main([])
 
@@ -198,7 +327,7 @@ def test_main_reports_broken_pipe_of_another_connection(
     parser = argparse.ArgumentParser()
     parser.add_argument("--log-level", default="WARNING")
     parser.set_defaults(handler=handler)
-    monkeypatch.setattr(cli, "build_parser", lambda: parser)
+    monkeypatch.setattr(command, "build_parser", lambda: parser)
 
     status = main([])
 

@@ -417,7 +417,7 @@ def test_honour_interrupts_restores_an_ignored_sigint() -> None:
     # A non-interactive shell starts a background job with SIGINT ignored.
     program = (
         "import time\n"
-        "from services.common.entrypoint import honour_interrupts\n"
+        "from services.common.interrupts import honour_interrupts\n"
         "honour_interrupts()\n"
         "print('ready', flush=True)\n"
         "time.sleep(60)\n"

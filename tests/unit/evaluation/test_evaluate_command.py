@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from services.cli.__main__ import build_parser, main
+from services.cli.__main__ import main
+from services.cli.command import build_parser
 from services.common.errors import InvalidSettingsError
 from services.evaluation import cli as evaluation_cli
 from services.evaluation.cli import register, run_evaluate

@@ -4,7 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from services.cli.__main__ import build_parser, main
+from services.cli.__main__ import main
+from services.cli.command import build_parser
 from services.common.settings import load_settings
 from services.infra import find_free_port, find_free_ports
 from services.infra.cli import _exports

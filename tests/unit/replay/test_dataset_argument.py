@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from services.cli.__main__ import build_parser, main
+from services.cli.__main__ import main
+from services.cli.command import build_parser
 from services.replay.dataset_argument import dataset_name
 from services.trainer import compare
 

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from services.cli.__main__ import build_parser, main
+from services.cli.__main__ import main
+from services.cli.command import build_parser
 
 
 def parse(*argv: str) -> argparse.Namespace:
