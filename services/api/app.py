@@ -13,7 +13,9 @@ Routes:
   validated like any ``events`` message; a rejection goes to the dead-letter
   topic and the response is 422 with the reason, or 413 for a body over
   ``MAX_EVENT_BYTES``, whose first ``MAX_EVENT_BYTES`` make the dead letter
-  (reason ``payload_too_large``). The dead letter is keyed by
+  (reason ``payload_too_large``). A body whose ``Content-Length`` is already
+  over ``MAX_EVENT_BYTES`` gets its 413 within half a second, and its dead
+  letter keeps only what arrived by then. The dead letter is keyed by
   the body's ``user_id`` when the body is a JSON object with a valid one, as
   the event would have been, and has no key otherwise. A dead letter that the
   broker does not confirm within ``CARTWHEEL_API_INGEST_TIMEOUT_SECONDS``
@@ -71,7 +73,12 @@ from services.api.delivery import (
     flush_on_stop,
     unconfirmed,
 )
-from services.api.inputs import dead_letter_key, read_capped, require_utf8_path
+from services.api.inputs import (
+    DECLARED_TOO_LARGE_WAIT_SECONDS,
+    dead_letter_key,
+    read_capped,
+    require_utf8_path,
+)
 from services.api.metrics import EVENTS_INGESTED, REQUEST_SECONDS, SLATE_READS
 from services.api.ondemand import OnDemandSlates
 from services.api.readiness import DeliveryOutcomes, Readiness, check_readiness
@@ -133,7 +140,9 @@ _EVENT_INVALID = (
 _EVENT_TOO_LARGE = (
     f"The body is larger than {MAX_EVENT_BYTES} bytes. Its first "
     f"{MAX_EVENT_BYTES} bytes went to the dead-letter topic with the reason "
-    f"payload_too_large. {_DEAD_LETTER_UNCONFIRMED}"
+    "payload_too_large. A body whose Content-Length is over the limit gets "
+    f"its 413 within {DECLARED_TOO_LARGE_WAIT_SECONDS:g} s, and its dead letter "
+    f"keeps only the bytes that arrived by then. {_DEAD_LETTER_UNCONFIRMED}"
 )
 
 
@@ -404,10 +413,15 @@ def create_app(
         if size is None:
             result = parse_event(raw)
         else:
+            dead_letter_note = (
+                f"the dead letter keeps the first {len(raw)}"
+                if raw
+                else "none of it arrived in time, so the dead letter is empty"
+            )
             result = Rejection(
                 RejectionReason.PAYLOAD_TOO_LARGE,
                 f"request body is {size}; expected at most {MAX_EVENT_BYTES} "
-                f"bytes (the dead letter keeps the first {MAX_EVENT_BYTES})",
+                f"bytes ({dead_letter_note})",
             )
         if isinstance(result, Rejection):
             # raw_key records the input's own key, and a request has none.

@@ -355,6 +355,29 @@ def test_oversized_event_post_is_413_with_reason() -> None:
     }
 
 
+def test_event_post_is_413_when_content_length_exceeds_limit() -> None:
+    app = create_app(
+        ApiSettings(is_on_demand_enabled=False),
+        redis_client=_EmptyRedis(),  # type: ignore[arg-type]
+        producer=_RecordingProducer(),  # type: ignore[arg-type]
+    )
+    declared = "99999999999999999999"
+
+    answer = asyncio.run(
+        _request(
+            app,
+            "POST",
+            "/v1/events",
+            content=b'{"user_id": "u1"}',
+            headers={"Content-Length": declared},
+        )
+    )
+
+    assert answer.status_code == 413
+    assert answer.json()["reason"] == "payload_too_large"
+    assert f"request body is {declared} bytes" in answer.json()["message"]
+
+
 def test_oversized_event_post_dead_letters_first_bytes() -> None:
     body = b'{"event_id": "' + b"x" * MAX_EVENT_BYTES + b'"}'
 
