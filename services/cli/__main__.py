@@ -1,10 +1,11 @@
 """Entry point of the ``cartwheel`` command.
 
 Exit status: what the command returns, 0 on success. A usage error, such as
-an unknown option, an option value of the wrong form or two arguments that
-exclude each other, exits with 2 after the usage line. Invalid settings, an
-unreachable broker or another infrastructure failure exit with 2; other
-invalid input, such as an unknown dataset or a missing file, exits with 1.
+an unknown option, an option value of the wrong form, a dataset name that is
+not a registered dataset with events or two arguments that exclude each
+other, exits with 2 after the usage line. Invalid settings, an unreachable
+broker or another infrastructure failure exit with 2; other invalid input,
+such as a missing file, exits with 1.
 Each of these prints one line without a traceback. ``learner
 verify-checkpoint`` differs, as its help describes: it exits with 1 for a
 checkpoint that fails the check and with 2 when it has no file to check.

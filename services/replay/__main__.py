@@ -1,11 +1,11 @@
 """Run ``python -m services.replay``, the same command as ``cartwheel replay``.
 
-Exit status: 0 on success, 2 after a usage error (such as a --limit below 1
-or a dataset given with --file), invalid settings, an unreachable broker or
-a missing topic, and 1 after other invalid input such as an unknown dataset,
-a ``--file`` that is not UTF-8 JSON-lines text, or a ``--file`` in which no
-line is a valid event (after the summary). Each error is one line on stderr
-without a traceback.
+Exit status: 0 on success, 2 after a usage error (such as an unknown dataset,
+a --limit below 1 or a dataset given with --file), invalid settings, an
+unreachable broker or a missing topic, and 1 after other invalid input such
+as missing dataset files, a ``--file`` that is not UTF-8 JSON-lines text, or
+a ``--file`` in which no line is a valid event (after the summary). Each
+error is one line on stderr without a traceback.
 """
 
 from __future__ import annotations

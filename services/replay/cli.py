@@ -10,7 +10,7 @@ from pathlib import Path
 from services.cli.arguments import integer_at_least, non_empty_path, positive_number
 from services.common.logging import configure_logging
 from services.common.settings import load_settings
-from services.replay.dataset_argument import DEFAULT_DATASET
+from services.replay.dataset_argument import DEFAULT_DATASET, describe_unreplayable
 from services.replay.datasets import (
     DATASETS,
     AdapterSummary,
@@ -199,14 +199,8 @@ def replay_file(
 def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     _check_file_alone(parser, args)
     _check_list_alone(parser, args)
-    if args.dataset is not None and args.dataset not in replayable_names():
-        info = DATASETS.get(args.dataset)
-        parser.error(
-            f"dataset {args.dataset!r} cannot be replayed: {info.unavailable_reason}"
-            if info is not None
-            else f"dataset {args.dataset!r} is not registered; expected one of "
-            f"{', '.join(replayable_names())}"
-        )
+    if args.dataset is not None and (problem := describe_unreplayable(args.dataset)):
+        parser.error(problem)
     settings = load_settings(Settings)
     configure_logging(args.log_level or settings.log_level)
     if args.list:

@@ -4,7 +4,8 @@
 compare`` name the dataset as their first positional argument, such as
 ``cartwheel trainer compare retailrocket``. The last two also accept
 ``--dataset NAME``, the form ``trainer compare`` took before and ``cartwheel
-demo`` takes, so existing scripts keep working.
+demo`` takes, so existing scripts keep working. A name that is not a
+registered dataset with events is a usage error, as for ``replay``.
 """
 
 from __future__ import annotations
@@ -13,7 +14,14 @@ import argparse
 from collections.abc import Sequence
 from typing import Any
 
-__all__ = ["DEFAULT_DATASET", "add_dataset_argument", "dataset_name"]
+from services.replay.datasets import DATASETS, replayable_names
+
+__all__ = [
+    "DEFAULT_DATASET",
+    "add_dataset_argument",
+    "dataset_name",
+    "describe_unreplayable",
+]
 
 DEFAULT_DATASET = "rees46"
 
@@ -40,6 +48,19 @@ def add_dataset_argument(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def describe_unreplayable(name: str) -> str | None:
+    """Return why ``name`` cannot be replayed, or None for a dataset with events."""
+    if name in replayable_names():
+        return None
+    info = DATASETS.get(name)
+    if info is not None:
+        return f"dataset {name!r} cannot be replayed: {info.unavailable_reason}"
+    return (
+        f"dataset {name!r} is not registered; expected one of "
+        f"{', '.join(replayable_names())}"
+    )
+
+
 def dataset_name(args: argparse.Namespace) -> str:
     """Return the dataset named by either form, or the default."""
     positional: str | None = args.dataset
@@ -62,6 +83,9 @@ class _DatasetAction(argparse.Action):
         values: str | Sequence[Any] | None,
         option_string: str | None = None,
     ) -> None:
+        if isinstance(values, str) and (problem := describe_unreplayable(values)):
+            # None as the argument: the message names the dataset itself.
+            raise argparse.ArgumentError(None, problem)
         positional, option = namespace.dataset, namespace.dataset_option
         if self.dest == "dataset":
             positional = values

@@ -19,6 +19,15 @@ def parsed_dataset(*argv: str) -> str:
     return dataset_name(args)
 
 
+def _usage_error(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
+    """Run ``cartwheel argv``, check that it exits with 2, and return stderr."""
+    with pytest.raises(SystemExit) as caught:
+        main(argv)
+
+    assert caught.value.code == 2
+    return capsys.readouterr().err
+
+
 @pytest.mark.parametrize("command", COMMANDS)
 def test_dataset_argument_reads_positional_name(command: tuple[str, str]) -> None:
     assert parsed_dataset(*command, "retailrocket") == "retailrocket"
@@ -50,11 +59,8 @@ def test_dataset_argument_rejects_two_names_as_usage_error(
     names: tuple[str, ...],
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    with pytest.raises(SystemExit) as caught:
-        main([*command, *names])
+    error = _usage_error([*command, *names], capsys)
 
-    error = capsys.readouterr().err
-    assert caught.value.code == 2
     assert error.startswith(f"usage: cartwheel {' '.join(command)}")
     assert error.endswith(
         "error: dataset given twice, as 'otto' and --dataset='taobao'; give it once\n"
@@ -69,3 +75,25 @@ def test_compare_module_rejects_two_names_as_usage_error(
 
     assert caught.value.code == 2
     assert "dataset given twice" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+@pytest.mark.parametrize(
+    ("names", "message"),
+    [
+        (("nosuch",), "dataset 'nosuch' is not registered; expected one of "),
+        (("--dataset", "nosuch"), "dataset 'nosuch' is not registered"),
+        (("olist",), "dataset 'olist' cannot be replayed: "),
+    ],
+    ids=["unknown", "unknown-option", "without-events"],
+)
+def test_dataset_argument_rejects_unreplayable_name_as_usage_error(
+    command: tuple[str, str],
+    names: tuple[str, ...],
+    message: str,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    error = _usage_error([*command, *names], capsys)
+
+    assert error.startswith(f"usage: cartwheel {' '.join(command)}")
+    assert f"error: {message}" in error
