@@ -42,7 +42,6 @@ Example::
 from __future__ import annotations
 
 import logging
-import math
 import time
 from collections import OrderedDict
 from collections.abc import Iterator
@@ -53,6 +52,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message
 from pydantic import TypeAdapter, ValidationError
 
 from schemas.recommendations import Slate, Surface
+from services.client.arguments import require_int, require_timeout
 from services.common.kafka import consumer_config
 from services.common.settings import ConsumerGroupId, KafkaSettings, TopicSettings
 
@@ -108,7 +108,7 @@ class SlateConsumer:
         surface = _surface(surface)
         _require_group_id(group_id)
         _require_sizes(commit_every, dedupe_size, fetch_wait_ms)
-        _require_timeout("poll_timeout_seconds", poll_timeout_seconds)
+        require_timeout("poll_timeout_seconds", poll_timeout_seconds)
         self.topic = (topics or TopicSettings()).recommendations(surface.value)
         self._surface = surface
         config = consumer_config(kafka, group_id, fetch_wait_ms=fetch_wait_ms)
@@ -163,7 +163,7 @@ class SlateConsumer:
         if timeout_seconds is None:
             timeout = self._poll_timeout
         else:
-            timeout = _require_timeout("timeout_seconds", timeout_seconds)
+            timeout = require_timeout("timeout_seconds", timeout_seconds)
         self.mark_done()
         message = self._consumer.poll(timeout)
         if message is None:
@@ -335,44 +335,21 @@ def _require_group_id(group_id: str) -> None:
 
 
 def _require_sizes(commit_every: int, dedupe_size: int, fetch_wait_ms: int) -> None:
-    _require_int("commit_every", commit_every, 1, None, "an integer of 1 or more")
-    _require_int(
+    require_int("commit_every", commit_every, 1, None, "an integer of 1 or more")
+    require_int(
         "dedupe_size",
         dedupe_size,
         0,
         None,
         "an integer of 0 or more, where 0 turns deduplication off",
     )
-    _require_int(
+    require_int(
         "fetch_wait_ms",
         fetch_wait_ms,
         0,
         _MAX_FETCH_WAIT_MS,
         f"an integer from 0 to {_MAX_FETCH_WAIT_MS}, the range that librdkafka accepts",
     )
-
-
-def _require_int(
-    name: str, value: int, low: int, high: int | None, expected: str
-) -> None:
-    """Raise ValueError unless ``value`` is an int from ``low`` to ``high``."""
-    # A bool is an int to Python, and a float such as nan or 1.5 passes a
-    # range check, so the type is checked first.
-    is_int = isinstance(value, int) and not isinstance(value, bool)
-    if not is_int or value < low or (high is not None and value > high):
-        raise ValueError(f"{name}={value!r}; expected {expected}")
-
-
-def _require_timeout(name: str, seconds: float) -> float:
-    """Return ``seconds``, or raise ValueError when it is not a wait's length."""
-    # confluent-kafka takes a negative or NaN timeout as "wait forever", and a
-    # bool or a string is a caller's mistake, not a length.
-    is_number = isinstance(seconds, int | float) and not isinstance(seconds, bool)
-    if not (is_number and math.isfinite(seconds) and seconds >= 0):
-        raise ValueError(
-            f"{name}={seconds!r}; expected a finite number of seconds, 0 or more"
-        )
-    return seconds
 
 
 def _surface(value: Surface | str) -> Surface:

@@ -22,8 +22,10 @@ from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
+from schemas.deadletters import RejectionReason
 from schemas.events import Event
 from schemas.validation import Rejection, parse_event
+from services.client.arguments import require_int, require_timeout
 from services.common.errors import (
     EventDeliveryError,
     InvalidEventError,
@@ -37,6 +39,9 @@ __all__ = ["DeliveryReport", "EventProducer"]
 logger = logging.getLogger(__name__)
 
 _QUEUE_FULL_WAIT_SECONDS = 1.0
+
+# The range of librdkafka's linger.ms (queue.buffering.max.ms).
+_MAX_LINGER_MS = 900_000
 
 
 @dataclass(frozen=True)
@@ -84,6 +89,8 @@ class EventProducer:
         linger_ms: how long librdkafka batches messages before sending.
 
     Raises:
+        ValueError: ``connect_timeout_seconds`` is not a finite number above
+            0, or ``linger_ms`` is not an integer from 0 to 900000.
         BrokerUnreachableError: no broker answered at ``kafka.bootstrap``
             within ``connect_timeout_seconds``.
         TopicMissingError: the topic does not exist.
@@ -114,8 +121,19 @@ class EventProducer:
         connect_timeout_seconds: float = 10.0,
         linger_ms: int = 5,
     ) -> None:
+        require_timeout(
+            "connect_timeout_seconds", connect_timeout_seconds, is_zero_allowed=False
+        )
+        require_int(
+            "linger_ms",
+            linger_ms,
+            0,
+            _MAX_LINGER_MS,
+            f"an integer from 0 to {_MAX_LINGER_MS}, the range that librdkafka accepts",
+        )
         wait_for_broker(kafka, timeout_seconds=connect_timeout_seconds)
         self._topic = topic
+        self._is_closed = False
         self._on_delivery = on_delivery
         self._producer = Producer(
             {
@@ -141,11 +159,19 @@ class EventProducer:
             EventDeliveryError when the broker did not store it.
 
         Raises:
-            InvalidEventError: the event failed validation; its ``rejection``
-                contains the reason code and a message naming the field.
+            InvalidEventError: the event failed validation, or it is neither
+                an Event nor a mapping, or a field's value is not a JSON value
+                or a tz-aware datetime; its ``rejection`` contains the reason
+                code and a message naming the field.
             EventDeliveryError: librdkafka's queue stayed full, so the event
                 was not queued.
+            RuntimeError: the producer is closed.
         """
+        if self._is_closed:
+            raise RuntimeError(
+                f"the event producer of topic {self._topic!r} is closed; build a "
+                "new EventProducer to send more events"
+            )
         raw = _to_json(event)
         result = parse_event(raw, now=now)
         if isinstance(result, Rejection):
@@ -175,7 +201,13 @@ class EventProducer:
             )
 
     def close(self, timeout_seconds: float = 30.0) -> None:
-        """Flush; the producer is not usable afterwards."""
+        """Flush; :meth:`send` raises RuntimeError afterwards.
+
+        Raises:
+            EventDeliveryError: events were still queued after the timeout.
+                The producer is closed all the same.
+        """
+        self._is_closed = True
         self.flush(timeout_seconds)
 
     def __enter__(self) -> EventProducer:
@@ -258,17 +290,65 @@ class EventProducer:
 
 
 def _to_json(event: Event | Mapping[str, Any]) -> bytes:
+    """Return the event as JSON, with datetimes as RFC 3339 UTC strings.
+
+    Raises:
+        InvalidEventError: ``event`` is neither an Event nor a mapping, or a
+            field's value has no JSON form.
+    """
     if isinstance(event, Event):
         return event.model_dump_json().encode()
+    if not isinstance(event, Mapping):
+        raise InvalidEventError(
+            Rejection(
+                RejectionReason.NOT_AN_OBJECT,
+                f"event is a {type(event).__name__}; expected an Event or a "
+                "mapping of the event's JSON fields, such as a dict",
+            )
+        )
+    for name, value in event.items():
+        try:
+            json.dumps(value, default=_encode_time)
+        except _UnencodableValue as exc:
+            raise InvalidEventError(_unencodable(name, exc.value)) from None
     try:
         return json.dumps(dict(event), default=_encode_time).encode()
     except (TypeError, ValueError) as exc:
-        raise TypeError(
-            f"event fields must be JSON values or datetimes, got {exc}"
-        ) from exc
+        # Left for keys such as a tuple, and for a list that contains itself.
+        raise InvalidEventError(
+            Rejection(
+                RejectionReason.INVALID_JSON,
+                f"event has no JSON form: {exc}; use string keys and JSON values",
+            )
+        ) from None
+
+
+class _UnencodableValue(TypeError):
+    """Raised by :func:`_encode_time` for a value that has no JSON form."""
+
+    def __init__(self, value: object) -> None:
+        super().__init__(f"{type(value).__name__} value has no JSON form")
+        self.value = value
 
 
 def _encode_time(value: object) -> str:
     if isinstance(value, datetime) and value.tzinfo is not None:
         return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
-    raise TypeError(f"{value!r} is not JSON serializable; use a tz-aware datetime")
+    raise _UnencodableValue(value)
+
+
+def _unencodable(name: object, value: object) -> Rejection:
+    """Return the rejection of field ``name``, whose ``value`` has no JSON form."""
+    value_text = repr(value)[:80]
+    if isinstance(value, datetime):
+        return Rejection(
+            RejectionReason.INVALID_TIME,
+            f"field {name!r} is a naive datetime {value_text}; expected a tz-aware "
+            "datetime or an RFC 3339 string with a UTC offset",
+        )
+    return Rejection(
+        RejectionReason.WRONG_TYPE,
+        f"field {name!r} has the {type(value).__name__} value {value_text}, which "
+        "has no JSON form; expected a str, int, float, bool, None, list or dict "
+        "(convert it first, such as with float() or int()) or a tz-aware datetime",
+    )

@@ -6,7 +6,7 @@ import json
 import time
 import uuid
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import pytest
@@ -29,16 +29,9 @@ from services.common.kafka import (
 )
 from services.common.settings import KafkaSettings
 from services.infra import find_free_port
+from tests.event_fields import CLICK_FIELDS
 
 pytestmark = pytest.mark.integration
-
-EVENT: dict[str, Any] = {
-    "event_id": "e-1",
-    "event_type": "click",
-    "user_id": "u-1",
-    "item_id": "i-1",
-    "event_time": datetime(2019, 10, 1, tzinfo=UTC),
-}
 
 
 def test_producer_reports_delivery_and_keys_by_user(
@@ -50,7 +43,7 @@ def test_producer_reports_delivery_and_keys_by_user(
     reports: list[DeliveryReport] = []
 
     with EventProducer(kafka_settings, topic=topic, on_delivery=reports.append) as p:
-        future = p.send(EVENT)
+        future = p.send(CLICK_FIELDS)
 
     report = future.result(timeout=0)
     assert reports == [report]
@@ -68,7 +61,7 @@ def test_producer_raises_with_rejection_for_invalid_event(
 
     with EventProducer(kafka_settings, topic=topic) as producer:
         with pytest.raises(InvalidEventError, match="event_type") as caught:
-            producer.send({**EVENT, "event_type": "view"})
+            producer.send({**CLICK_FIELDS, "event_type": "view"})
 
     assert caught.value.rejection.reason is RejectionReason.UNKNOWN_EVENT_TYPE
 
@@ -77,7 +70,9 @@ def test_producer_sends_event_model(
     kafka_settings: KafkaSettings, make_topic: Callable[..., str]
 ) -> None:
     topic = make_topic("events")
-    event = Event.model_validate({**EVENT, "event_type": "purchase", "quantity": 2})
+    event = Event.model_validate(
+        {**CLICK_FIELDS, "event_type": "purchase", "quantity": 2}
+    )
 
     with EventProducer(kafka_settings, topic=topic) as producer:
         future = producer.send(event)
@@ -91,8 +86,10 @@ def test_producer_rejects_naive_datetime(
     topic = make_topic("events")
 
     with EventProducer(kafka_settings, topic=topic) as producer:
-        with pytest.raises(TypeError, match="tz-aware datetime"):
-            producer.send({**EVENT, "event_time": datetime(2019, 10, 1)})
+        with pytest.raises(InvalidEventError, match="tz-aware datetime") as caught:
+            producer.send({**CLICK_FIELDS, "event_time": datetime(2019, 10, 1)})
+
+    assert caught.value.rejection.reason is RejectionReason.INVALID_TIME
 
 
 def test_producer_fails_fast_when_broker_is_unreachable() -> None:
