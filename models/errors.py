@@ -60,7 +60,8 @@ class ArtifactNotFoundError(ArtifactError):
 
 
 class ArtifactCorruptError(ArtifactError):
-    """Raised when artifact weights fail their SHA-256 check or cannot be parsed."""
+    """Raised when artifact weights fail their SHA-256 check or cannot be parsed,
+    or when an artifact file is not a regular file or is larger than its cap."""
 
 
 class ArtifactIncompatibleError(ArtifactError):

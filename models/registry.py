@@ -12,10 +12,23 @@ registry. An artifact is written to a temporary directory and renamed into
 place, so a reader never sees half of one. Loading checks the SHA-256 of the
 weights against the metadata before any tensor is read, and no pickle is ever
 loaded.
+
+Loading reads only regular files, rejects a symbolic link in place of one,
+and reads each within a size cap, so a damaged artifact cannot make a process
+read without end. ``weights_file`` in the metadata must be a plain file name,
+with no folder in it. The caps follow from what each file holds:
+
+- ``metadata.json``: 1 MiB; it holds feature names and metrics, about 2 KiB.
+- the weights: the tensors of the model that the metadata describes, plus
+  64 KiB for the safetensors header; they must also hold at least those
+  tensors, so the metadata cannot make the loader build a model larger than
+  the weights on disk.
+- ``CHAMPION``: 1 KiB; it holds one version.
 """
 
 from __future__ import annotations
 
+import errno
 import functools
 import hashlib
 import json
@@ -23,6 +36,7 @@ import logging
 import os
 import re
 import shutil
+import stat
 import subprocess
 import uuid
 from collections.abc import Collection
@@ -32,7 +46,14 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+)
 from safetensors import SafetensorError
 from safetensors.torch import load as load_safetensors
 from safetensors.torch import save as save_safetensors
@@ -45,7 +66,7 @@ from models.errors import (
 )
 from models.multitask.export import model_from_tensors, model_tensors
 from models.multitask.features import FeatureSpec
-from models.multitask.model import ModelConfig, RankerModule
+from models.multitask.model import ModelConfig, RankerModule, build_model
 
 __all__ = [
     "ARTIFACT_FORMAT_VERSION",
@@ -66,6 +87,21 @@ METADATA_FILE = "metadata.json"
 CHAMPION_FILE = "CHAMPION"
 _MODEL_NAME = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
 _MAX_VERSION_ATTEMPTS = 1000
+
+# A file name inside the artifact directory: no folder, and not "." or "..".
+_FILE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,254}")
+
+# Size caps of the files that a load reads. The module docstring explains each.
+_MAX_METADATA_BYTES = 1 << 20
+_MAX_CHAMPION_BYTES = 1 << 10
+_WEIGHTS_HEADER_BYTES = 64 << 10
+
+_FILE_KINDS = {
+    stat.S_IFCHR: "a character device",
+    stat.S_IFBLK: "a block device",
+    stat.S_IFIFO: "a named pipe",
+    stat.S_IFSOCK: "a socket",
+}
 
 
 class DataWindow(BaseModel):
@@ -101,6 +137,17 @@ class ArtifactMetadata(BaseModel):
     weights_file: str = WEIGHTS_FILE
     weights_sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
     torch_version: str
+
+    @field_validator("weights_file")
+    @classmethod
+    def _is_file_name(cls, value: str) -> str:
+        if _FILE_NAME.fullmatch(value) is None:
+            raise ValueError(
+                f"weights_file={value!r} is not a file name inside the artifact "
+                f"directory; expected a plain name such as {WEIGHTS_FILE!r}, "
+                "without a folder"
+            )
+        return value
 
 
 class ModelAnnouncement(BaseModel):
@@ -305,12 +352,22 @@ class ModelRegistry:
 
         Raises:
             ArtifactNotFoundError: the champion file cannot be read.
-            ArtifactCorruptError: the champion file is not UTF-8 text, or it
-                names no version of ``model_name`` inside the registry.
+            ArtifactCorruptError: the champion file is not a regular file, is
+                a symbolic link, is larger than 1 KiB or is not UTF-8 text, or
+                it names no version of ``model_name`` inside the registry.
         """
         path = self.champion_path(model_name)
+        repair = (
+            "write the champion's version into it, or let the next promotion replace it"
+        )
         try:
-            text = path.read_text(encoding="utf-8").strip()
+            content = _read_regular_file(
+                path,
+                _MAX_CHAMPION_BYTES,
+                what="champion file",
+                cap_reason="that a version needs",
+                repair=repair,
+            )
         except FileNotFoundError:
             return None
         except OSError as exc:
@@ -318,10 +375,11 @@ class ModelRegistry:
                 f"champion file {path} cannot be read: {exc.strerror or exc}; "
                 "check the file and its permissions"
             ) from exc
+        try:
+            text = content.decode("utf-8").strip()
         except UnicodeDecodeError as exc:
             raise ArtifactCorruptError(
-                f"champion file {path} is not UTF-8 text: {exc}; write the "
-                "champion's version into it, or let the next promotion replace it"
+                f"champion file {path} is not UTF-8 text: {exc}; {repair}"
             ) from exc
         if text and not _is_version_of(model_name, text):
             raise ArtifactCorruptError(
@@ -382,37 +440,37 @@ def load_artifact(path: Path) -> LoadedArtifact:
     Raises:
         ArtifactNotFoundError: the directory, metadata or weights are missing.
         ArtifactCorruptError: the metadata is not valid JSON for this format,
-            or the weights do not match their SHA-256 or cannot be parsed.
+            the metadata or the weights are not a regular file or are larger
+            than their cap, or the weights do not match their SHA-256 or
+            cannot be parsed.
         ArtifactIncompatibleError: another format version, or weights that do
             not fit the described model.
     """
     path = Path(path)
     metadata = _read_metadata(path)
-    weights_path = path / metadata.weights_file
     try:
-        weights = weights_path.read_bytes()
-    except (FileNotFoundError, NotADirectoryError) as exc:
-        raise ArtifactNotFoundError(
-            f"artifact {metadata.model_version!r} has no weights at {weights_path}; "
-            "the artifact is incomplete, announce another version"
-        ) from exc
-    except OSError as exc:
-        raise ArtifactNotFoundError(
-            f"artifact {metadata.model_version!r} weights at {weights_path} cannot "
-            f"be read: {exc.strerror or exc}; check the file and its permissions"
-        ) from exc
-    digest = hashlib.sha256(weights).hexdigest()
-    if digest != metadata.weights_sha256:
+        spec = FeatureSpec.from_dict(metadata.feature_spec)
+        config = ModelConfig.from_dict(metadata.architecture)
+        tensor_bytes = _tensor_bytes(spec, config)
+    except (ValueError, TypeError) as exc:
         raise ArtifactCorruptError(
-            f"artifact {metadata.model_version!r} weights have SHA-256 {digest!r}, "
-            f"expected {metadata.weights_sha256!r}; the file at {weights_path} is "
-            "corrupt or was replaced, restore it or announce another version"
+            f"artifact {metadata.model_version!r} at {path} cannot be parsed: {exc}"
+        ) from exc
+    weights_path = path / metadata.weights_file
+    weights = _read_weights(weights_path, metadata, tensor_bytes)
+    if len(weights) < tensor_bytes:
+        # Checked before the model is built, so that the metadata cannot make
+        # the loader allocate more than the weights on disk.
+        raise ArtifactIncompatibleError(
+            f"artifact {metadata.model_version!r} weights at {weights_path} have "
+            f"{len(weights)} bytes, fewer than the {tensor_bytes} bytes of tensors "
+            f"of the {config.architecture} model that its metadata describes; the "
+            "weights do not fit that model, retrain or load it with the code "
+            "version that wrote it"
         )
     try:
         tensors = load_safetensors(weights)
-        spec = FeatureSpec.from_dict(metadata.feature_spec)
-        config = ModelConfig.from_dict(metadata.architecture)
-    except (SafetensorError, ValueError, TypeError) as exc:
+    except SafetensorError as exc:
         raise ArtifactCorruptError(
             f"artifact {metadata.model_version!r} at {path} cannot be parsed: {exc}"
         ) from exc
@@ -420,10 +478,65 @@ def load_artifact(path: Path) -> LoadedArtifact:
     return LoadedArtifact(model=model, spec=spec, metadata=metadata, path=path)
 
 
+def _tensor_bytes(spec: FeatureSpec, config: ModelConfig) -> int:
+    """Return the size in bytes of the tensors that a model saves as weights.
+
+    The model is built on the meta device, which allocates no memory.
+
+    Raises:
+        ValueError: the config names an unknown architecture.
+    """
+    with torch.device("meta"):
+        model = build_model(spec, config)
+    return sum(
+        tensor.numel() * tensor.element_size() for tensor in model.state_dict().values()
+    )
+
+
+def _read_weights(
+    weights_path: Path, metadata: ArtifactMetadata, tensor_bytes: int
+) -> bytes:
+    """Read an artifact's weights and check them against their SHA-256."""
+    version = metadata.model_version
+    try:
+        weights = _read_regular_file(
+            weights_path,
+            tensor_bytes + _WEIGHTS_HEADER_BYTES,
+            what=f"artifact {version!r} weights",
+            cap_reason="that the tensors of the model its metadata describes and "
+            "their header take",
+            repair="restore the artifact or announce another version",
+        )
+    except (FileNotFoundError, NotADirectoryError) as exc:
+        raise ArtifactNotFoundError(
+            f"artifact {version!r} has no weights at {weights_path}; "
+            "the artifact is incomplete, announce another version"
+        ) from exc
+    except OSError as exc:
+        raise ArtifactNotFoundError(
+            f"artifact {version!r} weights at {weights_path} cannot "
+            f"be read: {exc.strerror or exc}; check the file and its permissions"
+        ) from exc
+    digest = hashlib.sha256(weights).hexdigest()
+    if digest != metadata.weights_sha256:
+        raise ArtifactCorruptError(
+            f"artifact {version!r} weights have SHA-256 {digest!r}, "
+            f"expected {metadata.weights_sha256!r}; the file at {weights_path} is "
+            "corrupt or was replaced, restore it or announce another version"
+        )
+    return weights
+
+
 def _read_metadata(path: Path) -> ArtifactMetadata:
     metadata_path = path / METADATA_FILE
     try:
-        raw = metadata_path.read_text(encoding="utf-8")
+        content = _read_regular_file(
+            metadata_path,
+            _MAX_METADATA_BYTES,
+            what="artifact metadata",
+            cap_reason="that metadata needs",
+            repair="restore the artifact or announce another version",
+        )
     except (FileNotFoundError, NotADirectoryError) as exc:
         raise ArtifactNotFoundError(
             f"no artifact metadata at {metadata_path}; check the artifact path"
@@ -433,12 +546,12 @@ def _read_metadata(path: Path) -> ArtifactMetadata:
             f"artifact metadata at {metadata_path} cannot be read: "
             f"{exc.strerror or exc}; check the path and its permissions"
         ) from exc
+    try:
+        document = json.loads(content.decode("utf-8"))
     except UnicodeDecodeError as exc:
         raise ArtifactCorruptError(
             f"artifact metadata at {metadata_path} is not UTF-8 text: {exc}"
         ) from exc
-    try:
-        document = json.loads(raw)
     except json.JSONDecodeError as exc:
         raise ArtifactCorruptError(
             f"artifact metadata at {metadata_path} is not valid JSON: {exc}"
@@ -458,6 +571,52 @@ def _read_metadata(path: Path) -> ArtifactMetadata:
         raise ArtifactCorruptError(
             f"artifact metadata at {metadata_path} is invalid: {exc}"
         ) from exc
+
+
+def _read_regular_file(
+    path: Path, limit: int, *, what: str, cap_reason: str, repair: str
+) -> bytes:
+    """Read a regular file of at most ``limit`` bytes, rejecting a symbolic link.
+
+    The file is opened without blocking, so a named pipe is rejected instead
+    of waiting for a writer. ``what``, ``cap_reason`` and ``repair`` form the
+    error messages, such as "<what> at <path> has N bytes, more than the
+    <limit> bytes <cap_reason>; <repair>".
+
+    Raises:
+        ArtifactCorruptError: the file is a symbolic link, not a regular file
+            or directory, or larger than ``limit``.
+        IsADirectoryError: the path is a directory.
+        OSError: the file cannot be opened or read.
+    """
+    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+    try:
+        descriptor = os.open(path, flags)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP and path.is_symlink():
+            raise ArtifactCorruptError(
+                f"{what} at {path} is a symbolic link, expected a regular file; "
+                f"{repair}"
+            ) from exc
+        raise
+    with os.fdopen(descriptor, "rb") as handle:
+        status = os.fstat(descriptor)
+        if stat.S_ISDIR(status.st_mode):
+            raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), path)
+        if not stat.S_ISREG(status.st_mode):
+            kind = _FILE_KINDS.get(stat.S_IFMT(status.st_mode), "not a regular file")
+            raise ArtifactCorruptError(
+                f"{what} at {path} is {kind}, expected a regular file; {repair}"
+            )
+        # Read one byte past the cap, so that a file growing now is caught too.
+        content = b"" if status.st_size > limit else handle.read(limit + 1)
+    size = max(status.st_size, len(content))
+    if size > limit:
+        raise ArtifactCorruptError(
+            f"{what} at {path} has {size} bytes, more than the {limit} bytes "
+            f"{cap_reason}; {repair}"
+        )
+    return content
 
 
 def _is_version_of(model_name: str, text: str) -> bool:

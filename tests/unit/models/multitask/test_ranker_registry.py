@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import json
+import os
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -267,3 +269,111 @@ def test_history_orders_readable_versions_by_creation(
         saved[0].model_version,
         saved[1].model_version,
     ]
+
+
+def _saved_artifact(root: Path, trained: tuple[Any, FeatureSpec]) -> Path:
+    registry = ModelRegistry(root)
+    return registry.path_of(_save(registry, trained).model_version)
+
+
+def _edit_metadata(artifact: Path, **changes: Any) -> None:
+    path = artifact / "metadata.json"
+    document = json.loads(path.read_text())
+    document.update(changes)
+    path.write_text(json.dumps(document))
+
+
+@pytest.mark.parametrize(
+    "weights_file",
+    ["/dev/zero", "../../x", "..", ".", "", "sub/weights.safetensors", "a\\b"],
+)
+def test_load_rejects_weights_file_with_path(
+    tmp_path: Path, trained_tiny: tuple[Any, FeatureSpec], weights_file: str
+) -> None:
+    artifact = _saved_artifact(tmp_path, trained_tiny)
+    _edit_metadata(artifact, weights_file=weights_file)
+
+    with pytest.raises(ArtifactCorruptError, match="weights_file") as caught:
+        load_artifact(artifact)
+
+    assert f"weights_file={weights_file!r} is not a file name" in str(caught.value)
+
+
+def _link_to_dev_zero(path: Path) -> None:
+    path.symlink_to("/dev/zero")
+
+
+@pytest.mark.parametrize(
+    ("make_file", "expected"),
+    [(_link_to_dev_zero, "is a symbolic link"), (os.mkfifo, "is a named pipe")],
+    ids=["link", "pipe"],
+)
+def test_load_rejects_irregular_weights(
+    tmp_path: Path,
+    trained_tiny: tuple[Any, FeatureSpec],
+    make_file: Callable[[Path], None],
+    expected: str,
+) -> None:
+    weights = _saved_artifact(tmp_path, trained_tiny) / "weights.safetensors"
+    weights.unlink()
+    make_file(weights)
+
+    # A named pipe opened for reading would wait here for a writer.
+    with pytest.raises(ArtifactCorruptError, match=expected):
+        load_artifact(weights.parent)
+
+
+def test_load_rejects_oversized_weights_unread(
+    tmp_path: Path, trained_tiny: tuple[Any, FeatureSpec]
+) -> None:
+    artifact = _saved_artifact(tmp_path, trained_tiny)
+    # A sparse file of 1 TiB: reading it would exhaust memory.
+    os.truncate(artifact / "weights.safetensors", 1 << 40)
+
+    with pytest.raises(ArtifactCorruptError, match=f"has {1 << 40} bytes, more than"):
+        load_artifact(artifact)
+
+
+def test_load_rejects_weights_too_small_for_model(
+    tmp_path: Path, trained_tiny: tuple[Any, FeatureSpec]
+) -> None:
+    artifact = _saved_artifact(tmp_path, trained_tiny)
+    spec = trained_tiny[1].to_dict()
+    spec["hash_buckets"]["user_id"] = 10_000_000
+    _edit_metadata(artifact, feature_spec=spec)
+
+    with pytest.raises(ArtifactIncompatibleError, match="fewer than the"):
+        load_artifact(artifact)
+
+
+def test_load_rejects_metadata_symlink(tmp_path: Path) -> None:
+    (tmp_path / "metadata.json").symlink_to("/dev/zero")
+
+    with pytest.raises(ArtifactCorruptError, match="is a symbolic link"):
+        load_artifact(tmp_path)
+
+
+def test_load_rejects_oversized_metadata_unread(tmp_path: Path) -> None:
+    with (tmp_path / "metadata.json").open("wb") as metadata:
+        metadata.truncate(1 << 30)
+
+    with pytest.raises(ArtifactCorruptError, match=f"has {1 << 30} bytes, more than"):
+        load_artifact(tmp_path)
+
+
+def test_champion_version_rejects_symlink(tmp_path: Path) -> None:
+    registry = ModelRegistry(tmp_path)
+    path = registry.champion_path("ranker")
+    path.parent.mkdir(parents=True)
+    path.symlink_to("/dev/zero")
+
+    with pytest.raises(ArtifactCorruptError, match="is a symbolic link"):
+        registry.champion_version("ranker")
+
+
+def test_champion_version_rejects_oversized_file(tmp_path: Path) -> None:
+    registry = ModelRegistry(tmp_path)
+    _champion_file(registry, b"ranker-20260517-abc1234-1\n" * 100)
+
+    with pytest.raises(ArtifactCorruptError, match="more than the 1024 bytes"):
+        registry.champion_version("ranker")
