@@ -132,16 +132,22 @@ def load_checkpoint(
             messages about keys, such as ``CARTWHEEL_LEARNER_CHECKPOINT_KEY``.
 
     Raises:
-        CheckpointFormatError: the header is not a Cartwheel checkpoint header.
-        CheckpointIntegrityError: the tag does not match the payload, the mode
-            does not match the configured key, or the payload names a class
-            outside the allow-list.
+        CheckpointFormatError: the data does not start with the checkpoint
+            magic, or has another format version.
+        CheckpointIntegrityError: the data ends within the header, the tag
+            does not match the payload, the mode does not match the configured
+            key, or the payload names a class outside the allow-list.
     """
-    if len(data) < _HEADER_BYTES or not data.startswith(_MAGIC):
+    if not data.startswith(_MAGIC):
         raise CheckpointFormatError(
             f"{source} is not a Cartwheel checkpoint (length={len(data)}, "
             f"starts with {data[:4]!r}; expected {_MAGIC!r}); check that the path "
             "names a checkpoint file"
+        )
+    if len(data) < _HEADER_BYTES:
+        raise CheckpointIntegrityError(
+            f"{source} is truncated: it has {len(data)} bytes, fewer than the "
+            f"{_HEADER_BYTES} bytes of a checkpoint header; it was not loaded"
         )
     version = data[len(_MAGIC)]
     if version != _FORMAT_VERSION:

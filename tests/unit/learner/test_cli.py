@@ -94,17 +94,25 @@ def test_verify_checkpoint_rejects_fifo(
     )
 
 
+@pytest.mark.parametrize(
+    ("content", "reason"),
+    [
+        (b"not a checkpoint", "is not a Cartwheel checkpoint"),
+        (b"CWCKgarbage", "is truncated: it has 11 bytes, fewer than the 38"),
+    ],
+    ids=["foreign", "cut-in-header"],
+)
 def test_verify_checkpoint_exits_1_for_rejected_checkpoint(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], content: bytes, reason: str
 ) -> None:
     checkpoint = tmp_path / "learner.ckpt"
-    checkpoint.write_bytes(b"not a checkpoint")
+    checkpoint.write_bytes(content)
 
     status = main(["learner", "verify-checkpoint", str(checkpoint)])
 
     captured = capsys.readouterr()
     assert status == 1
-    assert captured.out.startswith("rejected: ")
+    assert captured.out.startswith(f"rejected: {checkpoint} {reason}")
     assert captured.err == ""
 
 

@@ -101,6 +101,23 @@ def test_load_checkpoint_rejects_foreign_file() -> None:
     assert "delete" not in message
 
 
+@pytest.mark.parametrize("length", [4, 11, 37], ids=["magic", "short", "header-1"])
+def test_load_checkpoint_reports_file_cut_within_header(length: int) -> None:
+    data = dump_checkpoint({"answer": 42}, b"key")[:length]
+
+    with pytest.raises(CheckpointIntegrityError) as caught:
+        load_checkpoint(data, b"key", source="x.ckpt")
+
+    message = str(caught.value)
+    assert f"x.ckpt is truncated: it has {length} bytes" in message
+    assert "fewer than the 38 bytes of a checkpoint header" in message
+
+
+def test_load_checkpoint_rejects_empty_file_as_foreign() -> None:
+    with pytest.raises(CheckpointFormatError, match="not a Cartwheel checkpoint"):
+        load_checkpoint(b"", b"key")
+
+
 def test_load_checkpoint_rejects_signed_class_outside_allow_list() -> None:
     # Even a correctly signed file may not name arbitrary callables.
     data = dump_checkpoint(Path("/tmp"), b"key")
