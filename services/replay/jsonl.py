@@ -209,7 +209,7 @@ def _unreadable_file_error(
     path: Path, exc: Exception, line_number: int
 ) -> ReplayFileError:
     """Build the error for a replay file that failed after ``line_number`` lines."""
-    reason = describe_read_error(exc)
+    reason = describe_read_error(exc, path)
     if line_number == 0:
         return ReplayFileError(
             f"replay file {str(path)!r} cannot be read: {reason}; nothing was "

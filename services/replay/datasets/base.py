@@ -141,7 +141,7 @@ def _decode_problem(path: Path, exc: Exception) -> str:
         with open(path, "rb") as raw:
             if raw.read(2) == GZIP_MAGIC:
                 return "the file is gzip-compressed but its name does not end in .gz"
-    return describe_read_error(exc)
+    return describe_read_error(exc, path)
 
 
 def header_text(header: Sequence[str] | None) -> str:

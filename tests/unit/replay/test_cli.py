@@ -18,6 +18,9 @@ from services.replay.replayer import ReplaySummary
 from tests.entry_points import environment_without_settings, run_module
 from tests.librdkafka_logs import RAW_LIBRDKAFKA_LINE, unreachable_kafka
 
+# One event, gzip-compressed.
+_GZIP_EVENT = gzip.compress(b'{"event_id": "e1"}\n')
+
 
 def _parse(*argv: str) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="cartwheel")
@@ -296,9 +299,15 @@ def test_replay_names_stray_quote_line(
         ("blank.jsonl", b"\n \n", "has only blank lines; expected one JSON event"),
         ("bom.jsonl", codecs.BOM_UTF8 + b"\r\n", "has only blank lines; expected"),
         ("junk.jsonl.gz", b"junk\n", "the file is not gzip-compressed"),
+        (
+            "tail.jsonl.gz",
+            _GZIP_EVENT + b"junk",
+            f"the gzip data takes the first {len(_GZIP_EVENT)} bytes, and the 4 "
+            "bytes after them are not gzip",
+        ),
         ("image.png", b"\x89PNG\r\n\x1a\n", "is not text: byte 0x89 at offset 0"),
     ],
-    ids=["empty", "blank", "bom-and-blank", "not-gzip", "binary"],
+    ids=["empty", "blank", "bom-and-blank", "not-gzip", "gzip-then-junk", "binary"],
 )
 def test_replay_checks_file_before_connecting(
     tmp_path: Path,

@@ -187,6 +187,24 @@ def test_verify_replay_file_rejects_truncated_gzip(
     assert "nothing was published" in message
 
 
+def test_verify_replay_file_reports_bytes_after_gzip_data(tmp_path: Path) -> None:
+    path = tmp_path / "events.jsonl.gz"
+    compressed = gzip.compress(b'{"event_id": "e1"}\n')
+    path.write_bytes(compressed + b"garbage")
+
+    with pytest.raises(ReplayFileError) as caught:
+        verify_replay_file(path)
+
+    message = str(caught.value)
+    assert message.startswith(f"replay file {str(path)!r} cannot be read: ")
+    assert (
+        f"the gzip data takes the first {len(compressed)} bytes, and the 7 bytes "
+        "after them are not gzip (they start with b'garbage')"
+    ) in message
+    assert "not gzip-compressed" not in message
+    assert "nothing was published" in message
+
+
 def _read(path: Path, content: bytes) -> tuple[list[tuple[int, bytes]], int]:
     path.write_bytes(content)
     lines = ReplayFileLines(path)
@@ -282,3 +300,29 @@ def test_replay_file_lines_name_last_line_read_when_gzip_is_truncated(
     assert "cannot be read after line 3: the gzip data is truncated" in str(
         caught.value
     )
+
+
+def test_replay_file_lines_read_members_before_junk(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "events.jsonl.gz"
+    # Two members with the zero padding gzip readers skip, then other bytes.
+    gzip_data = (
+        gzip.compress(b'{"a": 1}\n')
+        + b"\0\0"
+        + gzip.compress(b'{"b": 2}\n' + b"x" * FIRST_BLOCK_BYTES)
+        + b"\0"
+    )
+    path.write_bytes(gzip_data + b"junk")
+    lines = ReplayFileLines(path)
+    read = []
+
+    with pytest.raises(ReplayFileError) as caught:
+        for pair in lines:
+            read.append(pair)
+
+    assert [number for number, _ in read] == [1, 2]
+    assert (
+        f"cannot be read after line 2: the gzip data takes the first "
+        f"{len(gzip_data)} bytes, and the 4 bytes after them are not gzip"
+    ) in str(caught.value)

@@ -225,6 +225,10 @@ def _truncated_gzip(path: Path) -> None:
     path.write_bytes(gzip.compress(lines.encode())[:300])
 
 
+# One CSV row, gzip-compressed.
+_GZIP_ROW = gzip.compress(b"a,b\n")
+
+
 def _corrupt_gzip(path: Path) -> None:
     data = bytearray(gzip.compress(bytes(range(256)) * 100))
     data[20:40] = b"\xff" * 20
@@ -242,6 +246,12 @@ def _corrupt_gzip(path: Path) -> None:
             "the name ends in .gz but the file is not gzip-compressed (",
         ),
         (
+            "tail.csv.gz",
+            lambda path: path.write_bytes(_GZIP_ROW + b"junk"),
+            f"the gzip data takes the first {len(_GZIP_ROW)} bytes, and the 4 "
+            "bytes after them are not gzip (they start with b'junk')",
+        ),
+        (
             "binary.csv",
             lambda path: path.write_bytes(b"a,b\n\xff\xfe\n"),
             "the file is not UTF-8 text (byte 0xff cannot be decoded)",
@@ -252,7 +262,14 @@ def _corrupt_gzip(path: Path) -> None:
             "the file is gzip-compressed but its name does not end in .gz",
         ),
     ],
-    ids=["truncated", "corrupt", "not-gzip", "not-utf8", "gzip-without-gz"],
+    ids=[
+        "truncated",
+        "corrupt",
+        "not-gzip",
+        "gzip-then-junk",
+        "not-utf8",
+        "gzip-without-gz",
+    ],
 )
 def test_open_text_names_undecodable_file(
     tmp_path: Path, name: str, write: Callable[[Path], object], reason: str
