@@ -161,6 +161,9 @@ def test_rejected_window_skipped_beside_corrupt_champion(
 ) -> None:
     registry, corrupt, _ = _corrupt_champion(make_settings, window_examples)
     trainer = Trainer(make_settings(min_click_auc=1.0), registry)
+    # Another test may have left the root logger at INFO, and then the
+    # set-up's own refresh is captured too.
+    caplog.clear()
 
     with caplog.at_level(logging.INFO, logger=trainer_module.__name__):
         results = [trainer.refresh(window_examples, "schedule") for _ in range(3)]
