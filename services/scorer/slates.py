@@ -243,10 +243,10 @@ class SlateBuilder:
         return self._promotion_index
 
     def _score(self, work: Sequence[_Work]) -> None:
-        # LIMITATION(L-53): features reach the ranker and the signals as one
-        # matrix per event, but candidate sources, rules and slate items are
-        # still built per candidate in Python, which caps the hot path far
-        # below 5,000 events/s on two cores (docs/benchmarks/hotpath.md).
+        # LIMITATION(L-53): scoring runs once per batch, but candidate
+        # generation, feature decoding and slate validation still cost Python
+        # per candidate, and on two cores the local broker takes about one
+        # core at 1,000 events/s (docs/benchmarks/hotpath.md).
         requests = [(entry.trigger.user_id, _pool(entry)) for entry in work]
         vectors = self._store.read_features(requests)
         matrices = [
