@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import math
 import sys
 import tempfile
 import threading
@@ -283,18 +284,42 @@ def _events(count: int) -> list[tuple[bytes, bytes]]:
     ]
 
 
-def _numbers(kind: type[float] | type[int]) -> Callable[[str], list[float]]:
-    """Return an argument type for positive numbers separated by commas."""
+def _number(
+    kind: type[float] | type[int], low: float, high: float
+) -> Callable[[str], float]:
+    """Return an argument type for one finite number from ``low`` to ``high``."""
 
-    def parse(text: str) -> list[float]:
+    def parse(text: str) -> float:
         try:
-            numbers = [kind(part) for part in text.split(",")]
+            number = kind(text)
         except ValueError:
             raise argparse.ArgumentTypeError(
-                f"expected {kind.__name__}s separated by commas, got {text!r}"
+                f"expected {'a number' if kind is float else 'an integer'}, "
+                f"got {text!r}"
             ) from None
-        if min(numbers) <= 0:
-            raise argparse.ArgumentTypeError(f"expected values above 0, got {text!r}")
+        if not math.isfinite(number) or not low <= number <= high:
+            raise argparse.ArgumentTypeError(
+                f"expected {_show(low)} to {_show(high)}, got {text!r}"
+            )
+        return number
+
+    return parse
+
+
+def _show(number: float) -> str:
+    return f"{number:,.0f}" if float(number).is_integer() else f"{number:,}"
+
+
+def _numbers(
+    kind: type[float] | type[int], low: float, high: float
+) -> Callable[[str], list[float]]:
+    """Return an argument type for distinct numbers separated by commas."""
+    one = _number(kind, low, high)
+
+    def parse(text: str) -> list[float]:
+        numbers = [one(part) for part in text.split(",")]
+        if len(set(numbers)) < len(numbers):
+            raise argparse.ArgumentTypeError(f"expected no repeats, got {text!r}")
         return numbers
 
     return parse
@@ -307,6 +332,8 @@ def _set_ups(text: str) -> list[str]:
         raise argparse.ArgumentTypeError(
             f"expected set-ups among {', '.join(SET_UPS)}, got {unknown[0]!r}"
         )
+    if len(set(chosen)) < len(chosen):
+        raise argparse.ArgumentTypeError(f"expected no repeats, got {text!r}")
     return chosen
 
 
@@ -314,7 +341,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
         "--rates",
-        type=_numbers(float),
+        type=_numbers(float, 1, 100_000),
         default=[1000.0, 5000.0],
         help="events/s, e.g. 1000,5000",
     )
@@ -325,31 +352,41 @@ def main(argv: Sequence[str] | None = None) -> int:
         help=f"some of {','.join(SET_UPS)}",
     )
     parser.add_argument(
-        "--seconds", type=float, default=10.0, help="per set-up and rate"
+        "--seconds",
+        type=_number(float, 0.1, 3600),
+        default=10.0,
+        help="per set-up and rate",
     )
-    parser.add_argument("--relays", type=int, default=2, help="relay consumers")
+    parser.add_argument(
+        "--relays", type=_number(int, 1, 16), default=2, help="relay consumers"
+    )
     parser.add_argument(
         "--fetch-waits-ms",
-        type=_numbers(int),
+        # librdkafka accepts fetch waits up to 300,000 ms and lingers up to
+        # 900,000 ms.
+        type=_numbers(int, 0, 300_000),
         default=[10],
         help="consumers' fetch waits to compare, e.g. 10,25 (default: 10, the "
         "hot path's)",
     )
     parser.add_argument(
         "--linger-ms",
-        type=int,
+        type=_number(int, 0, 900_000),
         default=0,
         help="the load generator's linger (default: 0, each event sent at once)",
     )
-    parser.add_argument("--products-bytes", type=int, default=4800)
-    parser.add_argument("--other-slates", type=float, default=1.2)
-    parser.add_argument("--other-bytes", type=int, default=1400)
-    parser.add_argument("--example-bytes", type=int, default=1500)
+    sizes = _number(int, 1, 1_000_000)
+    parser.add_argument("--products-bytes", type=sizes, default=4800)
+    parser.add_argument("--other-slates", type=_number(float, 0, 10), default=1.2)
+    parser.add_argument("--other-bytes", type=sizes, default=1400)
+    parser.add_argument("--example-bytes", type=sizes, default=1500)
     args = parser.parse_args(argv)
-    if args.seconds <= 0:
-        parser.error(f"argument --seconds: expected above 0, got {args.seconds}")
-    if args.relays < 1:
-        parser.error(f"argument --relays: expected 1 or more, got {args.relays}")
+    fewest = min(args.rates) * args.seconds
+    if fewest < 1:
+        parser.error(
+            f"arguments --rates and --seconds: expected at least one event per "
+            f"rate, got {fewest:g} at {min(args.rates):g} events/s"
+        )
     traffic = Traffic(
         args.products_bytes, args.other_slates, args.other_bytes, args.example_bytes
     )

@@ -38,10 +38,15 @@ def test_relay_finishes_every_event_and_prints_its_row() -> None:
 @pytest.mark.parametrize(
     ("arguments", "message"),
     [
-        (("--rates", "1000,fast"), "expected floats separated by commas"),
-        (("--rates", "0"), "expected values above 0"),
+        (("--rates", "1000,fast"), "expected a number, got 'fast'"),
+        (("--rates", "0"), "expected 1 to 100,000, got '0'"),
+        (("--rates", "nan"), "expected 1 to 100,000, got 'nan'"),
+        (("--rates", "1000,1000"), "expected no repeats"),
         (("--set-ups", "relay,echo"), "expected set-ups among produce"),
-        (("--relays", "0"), "expected 1 or more, got 0"),
+        (("--relays", "0"), "expected 1 to 16, got '0'"),
+        (("--products-bytes", "-1"), "expected 1 to 1,000,000, got '-1'"),
+        (("--fetch-waits-ms", "999999"), "expected 0 to 300,000"),
+        (("--rates", "1", "--seconds", "0.5"), "expected at least one event"),
     ],
 )
 def test_invalid_argument_stops_before_the_broker(
