@@ -314,10 +314,10 @@ def _numbers(
     kind: type[float] | type[int], low: float, high: float
 ) -> Callable[[str], list[float]]:
     """Return an argument type for distinct numbers separated by commas."""
-    one = _number(kind, low, high)
+    parse_one = _number(kind, low, high)
 
     def parse(text: str) -> list[float]:
-        numbers = [one(part) for part in text.split(",")]
+        numbers = [parse_one(part) for part in text.split(",")]
         if len(set(numbers)) < len(numbers):
             raise argparse.ArgumentTypeError(f"expected no repeats, got {text!r}")
         return numbers
