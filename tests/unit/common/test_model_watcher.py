@@ -22,9 +22,9 @@ from models.registry import (
     ModelAnnouncement,
     ModelRegistry,
 )
-from services.common import model_watcher
 from services.common.errors import BrokerUnreachableError
 from services.common.model_watcher import ModelWatcher, earlier_announcements
+from services.common.model_watcher import watcher as watcher_module
 from services.common.settings import KafkaSettings
 from services.infra import find_free_port
 
@@ -136,7 +136,7 @@ def test_earlier_announcements_empty_outside_registry(
 def test_start_without_broker_names_bootstrap(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(model_watcher, "_METADATA_TIMEOUT_SECONDS", 1.0)
+    monkeypatch.setattr(watcher_module, "_METADATA_TIMEOUT_SECONDS", 1.0)
     bootstrap = f"127.0.0.1:{find_free_port()}"
     watcher = ModelWatcher(KafkaSettings(bootstrap=bootstrap), "models", "ranker")
 
@@ -150,7 +150,7 @@ def test_start_without_broker_names_bootstrap(
 def test_start_silent_listener_times_out(monkeypatch: pytest.MonkeyPatch) -> None:
     # The listener accepts connections but never replies, so the check for a
     # refused connection passes and the metadata request times out.
-    monkeypatch.setattr(model_watcher, "_METADATA_TIMEOUT_SECONDS", 1.0)
+    monkeypatch.setattr(watcher_module, "_METADATA_TIMEOUT_SECONDS", 1.0)
     with socket.create_server(("127.0.0.1", 0)) as server:
         bootstrap = f"127.0.0.1:{server.getsockname()[1]}"
         watcher = ModelWatcher(KafkaSettings(bootstrap=bootstrap), "models", "ranker")
