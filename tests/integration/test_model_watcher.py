@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -107,15 +106,24 @@ def _announced_topic(
     return topic
 
 
-def _hang(path: Path) -> None:
-    """Replace a file with a FIFO, whose open() blocks like a hung volume."""
-    path.unlink()
-    os.mkfifo(path)
+def _hanging_loader(
+    versions: list[str], release_on_exit: list[threading.Event]
+) -> tuple[Callable[[ModelAnnouncement], Ranker], threading.Event]:
+    """Return a loader whose loads of ``versions`` block like a hung volume.
 
+    The registry refuses files that could block, such as FIFOs, so a read
+    that never returns is made in the loader instead. Setting the returned
+    event lets the blocked loads go on to read the real artifact.
+    """
+    volume_back = threading.Event()
+    release_on_exit.append(volume_back)
 
-def _release(path: Path) -> None:
-    """Open the FIFO's write end, so that a blocked open() returns."""
-    os.close(os.open(path, os.O_WRONLY | os.O_NONBLOCK))
+    def loader(announcement: ModelAnnouncement) -> Ranker:
+        if announcement.model_version in versions:
+            volume_back.wait()
+        return load_ranker(announcement)
+
+    return loader, volume_back
 
 
 def _loads(outcome: str) -> float:
@@ -294,15 +302,19 @@ def test_watcher_falls_back_on_fresh_start(
     assert f"announced={newest.model_version}" in fallbacks[0]
 
 
-def test_watcher_falls_back_past_hung_metadata(
-    tmp_path: Path, kafka_settings: KafkaSettings, make_topic: Callable[..., str]
+def test_watcher_falls_back_past_hung_load(
+    tmp_path: Path,
+    kafka_settings: KafkaSettings,
+    make_topic: Callable[..., str],
+    release_on_exit: list[threading.Event],
 ) -> None:
     registry = ModelRegistry(tmp_path)
     good, stuck = _save_versions(registry, 2)
-    metadata = registry.path_of(stuck.model_version) / "metadata.json"
-    _hang(metadata)
+    loader, _ = _hanging_loader([stuck.model_version], release_on_exit)
     topic = _announced_topic(kafka_settings, make_topic, registry, stuck)
-    watcher = ModelWatcher(kafka_settings, topic, "ranker", load_timeout_seconds=0.5)
+    watcher = ModelWatcher(
+        kafka_settings, topic, "ranker", loader=loader, load_timeout_seconds=0.5
+    )
     watcher.start()
 
     try:
@@ -310,7 +322,6 @@ def test_watcher_falls_back_past_hung_metadata(
         behind = _behind(topic)
     finally:
         watcher.stop()
-        _release(metadata)
 
     assert is_loaded
     assert behind == 1
@@ -345,14 +356,16 @@ def test_watcher_times_out_blocked_read(
     kafka_settings: KafkaSettings,
     make_topic: Callable[..., str],
     caplog: pytest.LogCaptureFixture,
+    release_on_exit: list[threading.Event],
 ) -> None:
     registry = ModelRegistry(tmp_path)
     stuck, good = _save_versions(registry, 2)
-    weights = registry.path_of(stuck.model_version) / "weights.safetensors"
-    _hang(weights)
+    loader, _ = _hanging_loader([stuck.model_version], release_on_exit)
     topic = make_topic("models", partitions=1, is_compacted=True)
     announcer = ModelAnnouncer(kafka_settings, topic)
-    watcher = ModelWatcher(kafka_settings, topic, "ranker", load_timeout_seconds=0.5)
+    watcher = ModelWatcher(
+        kafka_settings, topic, "ranker", loader=loader, load_timeout_seconds=0.5
+    )
     timed_out_before = _loads("timed_out")
     watcher.start()
 
@@ -367,7 +380,6 @@ def test_watcher_times_out_blocked_read(
         assert watcher.wait_for(good.model_version, timeout_seconds=30)
     finally:
         watcher.stop()
-        _release(weights)
 
     assert _loads("timed_out") - timed_out_before == 1
     assert blocked == 1
@@ -423,22 +435,24 @@ def test_watcher_waits_when_two_loads_block(
 
 
 def test_watcher_uses_late_load_on_fresh_start(
-    tmp_path: Path, kafka_settings: KafkaSettings, make_topic: Callable[..., str]
+    tmp_path: Path,
+    kafka_settings: KafkaSettings,
+    make_topic: Callable[..., str],
+    release_on_exit: list[threading.Event],
 ) -> None:
     registry = ModelRegistry(tmp_path)
     (late,) = _save_versions(registry, 1)
-    weights = registry.path_of(late.model_version) / "weights.safetensors"
-    content = weights.read_bytes()
-    _hang(weights)
+    loader, volume_back = _hanging_loader([late.model_version], release_on_exit)
     topic = _announced_topic(kafka_settings, make_topic, registry, late)
-    watcher = ModelWatcher(kafka_settings, topic, "ranker", load_timeout_seconds=0.5)
+    watcher = ModelWatcher(
+        kafka_settings, topic, "ranker", loader=loader, load_timeout_seconds=0.5
+    )
     watcher.start()
 
     try:
         assert not watcher.wait_for(late.model_version, timeout_seconds=30)
         # The volume comes back: the blocked read gets the real weights.
-        with open(weights, "wb") as fifo:
-            fifo.write(content)
+        volume_back.set()
         is_loaded = _wait_until_current(watcher, late.model_version, 30)
     finally:
         watcher.stop()
