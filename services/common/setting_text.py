@@ -2,17 +2,19 @@
 
 A host to listen on is passed to the socket as it is written, so a typo
 such as ``{}`` or a zero-width space would only fail when the server binds,
-or resolve to an address that was not meant. ``0`` binds every interface on
-Linux, because the resolver reads it as the IPv4 address 0.0.0.0.
-:data:`ListenHost` therefore takes an IP address or an RFC 1123 host name
-and rejects anything else with the reason. :data:`NonBlankName` rejects a
-name that is empty or whitespace only.
+or resolve to an address that was not meant. The resolver reads ``0``,
+``0x0`` and ``127.1`` as IPv4 addresses written in short, hexadecimal or
+octal form, as inet_aton does, so ``0`` binds every interface on Linux.
+:data:`ListenHost` therefore takes an IP address written plainly or an RFC
+1123 host name, and rejects anything else with the reason.
+:data:`NonBlankName` rejects a name that is empty or whitespace only.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import re
+import socket
 from typing import Annotated, Any
 
 from pydantic import AfterValidator, BeforeValidator, Field
@@ -24,21 +26,31 @@ __all__ = ["ListenHost", "MetricsHost", "NonBlankName", "listen_host_problem"]
 # longest name that DNS can carry.
 _LABEL = re.compile(r"[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?")
 _HOST_CHARACTERS = re.compile(r"[A-Za-z0-9.-]")
+# The characters of an IPv4 address in the forms that inet_aton reads, such
+# as 0x7f.1 or 017700000001. inet_aton ignores whatever follows a space, so
+# only text made of these characters is passed to it.
+_NUMERIC_CHARACTERS = re.compile(r"[0-9A-Fa-fXx.]+")
 _MAX_LABEL = 63
 _MAX_NAME = 253
 
 
 def listen_host_problem(host: str) -> str | None:
     """Return why ``host`` is not an IP address or a valid host name, or None."""
-    if host == "0":
-        return (
-            "0 is read as 0.0.0.0, which listens on every interface; write "
-            "0.0.0.0 if every interface is meant, or 127.0.0.1 for this machine"
-        )
     if _is_ip_address(host):
         return None
     if host.startswith("[") and host.endswith("]") and _is_ip_address(host[1:-1]):
         return f"write the IPv6 address without brackets, as {host[1:-1]}"
+    address = _numeric_ipv4(host.removesuffix("."))
+    if address == "0.0.0.0":
+        return (
+            f"{host} is read as 0.0.0.0, which listens on every interface; write "
+            "0.0.0.0 if every interface is meant, or 127.0.0.1 for this machine"
+        )
+    if address is not None:
+        return (
+            f"{host} is read as the IPv4 address {address}; write the address "
+            f"plainly, as {address}"
+        )
     return _host_name_problem(host)
 
 
@@ -50,10 +62,24 @@ def _is_ip_address(text: str) -> bool:
     return True
 
 
+def _numeric_ipv4(text: str) -> str | None:
+    """Return the IPv4 address that inet_aton reads in ``text``, or None."""
+    if _NUMERIC_CHARACTERS.fullmatch(text) is None:
+        return None
+    try:
+        return socket.inet_ntoa(socket.inet_aton(text))
+    except OSError:
+        return None
+
+
 def _host_name_problem(name: str) -> str | None:
-    """Return why ``name`` is not an RFC 1123 host name, or None."""
+    """Return why ``name`` is not an RFC 1123 host name, or None.
+
+    One dot at the end, as in a fully qualified name, is allowed.
+    """
     if not name:
         return "the host is empty"
+    name = name.removesuffix(".")
     if len(name) > _MAX_NAME:
         return f"the host name has {len(name)} characters, more than {_MAX_NAME}"
     for character in name:
@@ -74,7 +100,8 @@ def _host_name_problem(name: str) -> str | None:
         if not _LABEL.fullmatch(label):
             return f"the label {label!r} starts or ends with '-'"
     if labels[-1].isdigit():
-        # The resolver reads a short IPv4 address such as 127.1 as 127.0.0.1.
+        # No top-level domain is all digits, so this is an IPv4 address with
+        # a part out of range, such as 256.1 or 10.0.0.300.
         return (
             "the last label is all digits, which no host name has; write an IPv4 "
             "address in full, such as 127.0.0.1"
@@ -90,7 +117,7 @@ def _check_listen_host(host: str) -> str:
 
 
 ListenHost = Annotated[str, AfterValidator(_check_listen_host)]
-"""A host to listen on: an IP address or an RFC 1123 host name, not ``0``."""
+"""A host to listen on: an IP address written plainly or an RFC 1123 host name."""
 
 MetricsHost = Annotated[
     ListenHost,

@@ -31,8 +31,12 @@ HOST_SETTINGS = [
         "::1",
         "localhost",
         "metrics-1.shop.example",
+        "localhost.",
+        "shop.example.",
+        "cafe",
         "a" * 63,
         ".".join(["b" * 63] * 3 + ["c" * 61]),
+        ".".join(["b" * 63] * 3 + ["c" * 61]) + ".",
     ],
 )
 def test_listen_host_problem_accepts_address_or_name(host: str) -> None:
@@ -52,9 +56,12 @@ def test_listen_host_problem_accepts_address_or_name(host: str) -> None:
         ("a" * 5000, "the host name has 5000 characters, more than 253"),
         ("a" * 64, f"the label {'a' * 20!r}... has 64 characters, more than 63"),
         ("a..b", "the host name has an empty label"),
-        ("localhost.", "the host name has an empty label"),
+        ("localhost..", "the host name has an empty label"),
+        (".localhost", "the host name has an empty label"),
+        (".", "the host name has an empty label"),
         ("-shop", "the label '-shop' starts or ends with '-'"),
-        ("127.1", "the last label is all digits"),
+        ("256.1", "the last label is all digits"),
+        ("shop.example.10.", "the last label is all digits"),
         ("[::1]", "write the IPv6 address without brackets, as ::1"),
     ],
 )
@@ -73,11 +80,40 @@ def test_listen_host_problem_suggests_every_interface_for_zero() -> None:
     assert "write 0.0.0.0 if every interface is meant" in problem
 
 
+@pytest.mark.parametrize("host", ["0x0", "00", "0.0", "0.0.0", "0x0.0", "0."])
+def test_listen_host_problem_rejects_zero_forms(host: str) -> None:
+    assert listen_host_problem(host) == (
+        f"{host} is read as 0.0.0.0, which listens on every interface; write "
+        "0.0.0.0 if every interface is meant, or 127.0.0.1 for this machine"
+    )
+
+
+@pytest.mark.parametrize(
+    ("host", "address"),
+    [
+        ("127.1", "127.0.0.1"),
+        ("0x7f000001", "127.0.0.1"),
+        ("0177.0.0.1", "127.0.0.1"),
+        ("2130706433", "127.0.0.1"),
+        ("127.0.0.01", "127.0.0.1"),
+        ("0XA.1", "10.0.0.1"),
+        ("127.0.0.1.", "127.0.0.1"),
+    ],
+)
+def test_listen_host_problem_asks_for_plain_ipv4(host: str, address: str) -> None:
+    assert listen_host_problem(host) == (
+        f"{host} is read as the IPv4 address {address}; write the address "
+        f"plainly, as {address}"
+    )
+
+
 @pytest.mark.parametrize(
     ("value", "problem"),
     [
         ("{}", "the character '{' is not allowed in a host name"),
         ("0", "0 is read as 0.0.0.0, which listens on every interface"),
+        ("0x0", "0x0 is read as 0.0.0.0, which listens on every interface"),
+        ("0x7f000001", "0x7f000001 is read as the IPv4 address 127.0.0.1"),
     ],
 )
 @pytest.mark.parametrize(("settings_class", "variable"), HOST_SETTINGS)
@@ -96,6 +132,17 @@ def test_every_listen_host_setting_names_the_flaw(
     message = str(raised.value)
     assert message.startswith(f"invalid setting {variable}={value!r}: {problem}")
     assert "expected an IP address or host name (RFC 1123" in message
+
+
+@pytest.mark.parametrize(("settings_class", "variable"), HOST_SETTINGS)
+def test_every_listen_host_setting_accepts_trailing_dot(
+    monkeypatch: pytest.MonkeyPatch, settings_class: type[BaseSettings], variable: str
+) -> None:
+    monkeypatch.setenv(variable, "localhost.")
+
+    settings = load_settings(settings_class)
+
+    assert "localhost." in settings.model_dump_json()
 
 
 @pytest.mark.parametrize("name", ["", " ", "\t"])
