@@ -33,6 +33,9 @@ _CLIENT_TEXT = re.compile(r"[!-~]+")
 # is far longer than any Redis command of the services takes.
 _MAX_SECONDS = 86_400.0
 _BOOLEAN_WORDS = frozenset({"1", "0", "true", "false", "yes", "no", "on", "off"})
+# Redis 7 reads the number given to SELECT as a signed 32-bit integer and
+# replies 'value is out of range' above it, so no server has a higher database.
+_MAX_DATABASE = 2**31 - 1
 
 
 class _Option(NamedTuple):
@@ -55,6 +58,9 @@ def _is_seconds(text: str) -> bool:
 def _whole(low: int, high: int | None = None) -> Callable[[str], bool]:
     def is_valid(text: str) -> bool:
         if _DIGITS.fullmatch(text) is None:
+            return False
+        if high is not None and len(text.lstrip("0")) > len(str(high)):
+            # int() rejects text of more than 4300 digits, so this comes first.
             return False
         return low <= int(text) and (high is None or int(text) <= high)
 
@@ -105,7 +111,10 @@ _BOOLEAN = "true or false (also 1/0, yes/no or on/off)"
 _SECONDS = f"a number of seconds above 0 and at most {_MAX_SECONDS:.0f}"
 
 _OPTIONS: dict[str, _Option] = {
-    "db": _Option("a database number in plain digits, such as 0", _whole(0)),
+    "db": _Option(
+        f"a database number in plain digits from 0 to {_MAX_DATABASE}, such as 0",
+        _whole(0, _MAX_DATABASE),
+    ),
     "protocol": _Option("2 or 3", lambda text: text in ("2", "3")),
     "username": _Option("a user name", _is_text),
     "password": _Option("a password", _is_text),
@@ -202,6 +211,12 @@ def redis_url_problem(url: str) -> str | None:
     path = unquote(parts.path)
     if path not in ("", "/") and not re.fullmatch("/[0-9]+", path):
         return f"the path {path!r} is not a database number such as /0"
+    if path.strip("/") and not _whole(0, _MAX_DATABASE)(path[1:]):
+        return (
+            f"the database number in the path {path} is above {_MAX_DATABASE}, "
+            "the largest that Redis's SELECT accepts; a server has databases 0 "
+            "to 15 unless its 'databases' setting is changed"
+        )
 
     options: dict[str, str] = {}
     for option in filter(None, parts.query.split("&")):

@@ -75,6 +75,17 @@ def test_verify_redis_rejects_missing_database(account: tuple[str, str]) -> None
     assert password not in message
 
 
+def test_largest_database_number_names_server_count(redis_url: str) -> None:
+    address = urlsplit(redis_url).netloc
+
+    with pytest.raises(InvalidSettingsError) as raised:
+        verify_redis(RedisSettings(url=f"redis://{address}/2147483647"))
+
+    assert str(raised.value).endswith(
+        "expected a number from 0 to 15, since the server has 16 databases"
+    )
+
+
 def test_missing_database_without_config_permission(
     redis_url: str, redis_client: redis.Redis
 ) -> None:

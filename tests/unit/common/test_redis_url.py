@@ -25,6 +25,24 @@ def test_redis_url_problem_rejects_padded_path(path: str) -> None:
 
 
 @pytest.mark.parametrize(
+    "number", ["2147483648", "99999999999999999999", "00" + "9" * 5000]
+)
+def test_redis_url_problem_rejects_database_beyond_select(number: str) -> None:
+    problem = redis_url_problem(f"{HOST}/{number}")
+
+    assert problem == (
+        f"the database number in the path /{number} is above 2147483647, the "
+        "largest that Redis's SELECT accepts; a server has databases 0 to 15 "
+        "unless its 'databases' setting is changed"
+    )
+
+
+@pytest.mark.parametrize("path", ["/2147483647", "/000000000000000000015"])
+def test_redis_url_problem_accepts_database_within_select(path: str) -> None:
+    assert redis_url_problem(f"{HOST}{path}") is None
+
+
+@pytest.mark.parametrize(
     ("query", "problem"),
     [
         (
@@ -41,6 +59,11 @@ def test_redis_url_problem_rejects_padded_path(path: str) -> None:
         ("socket_read_size=0", "socket_read_size='0' must be a number of bytes"),
         ("max_connections=0", "max_connections='0' must be a whole number"),
         ("db=+1", "db='+1' must be a database number in plain digits"),
+        (
+            "db=2147483648",
+            "db='2147483648' must be a database number in plain digits from 0 to "
+            "2147483647",
+        ),
         ("socket_keepalive=flase", "socket_keepalive='flase' must be true or false"),
         ("retry_on_error=Nope", "retry_on_error='Nope' must be a comma-separated"),
         ("client_name=two%20words", "client_name='two%20words' must be printable"),
