@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import socket
 import threading
 import uuid
@@ -13,6 +12,7 @@ from typing import Any
 import pytest
 from prometheus_client import REGISTRY
 
+from models import registry as registry_module
 from models.errors import ArtifactCorruptError
 from models.multitask.features import FeatureSpec
 from models.multitask.model import ModelConfig, build_model
@@ -88,30 +88,26 @@ def test_earlier_announcements_without_announced_metadata(
 
 
 def test_earlier_announcements_never_read_announced_directory(
-    tmp_path: Path,
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     registry = ModelRegistry(tmp_path)
     first, announced = (_save(registry, h) for h in (0, 1))
-    metadata = registry.path_of(announced.model_version) / "metadata.json"
-    metadata.unlink()
-    # A FIFO without a writer blocks open() like a read on a hung volume.
-    os.mkfifo(metadata)
-    listed: list[list[ModelAnnouncement]] = []
-    announcement = _announce(registry, announced, hours=2)
-    lister = threading.Thread(
-        target=lambda: listed.append(earlier_announcements(announcement)),
-        daemon=True,
-    )
+    announced_dir = registry.path_of(announced.model_version)
+    read = registry_module._read_regular_file
+    paths: list[Path] = []
 
-    lister.start()
-    lister.join(10)
+    def recording_read(path: Path, *args: Any, **kwargs: Any) -> bytes:
+        paths.append(Path(path))
+        return read(path, *args, **kwargs)
 
-    if lister.is_alive():
-        # Opening the write end lets the blocked open() return.
-        os.close(os.open(metadata, os.O_WRONLY | os.O_NONBLOCK))
-        pytest.fail("the listing read the announced version's metadata")
-    assert len(listed) == 1
-    assert [a.model_version for a in listed[0]] == [first.model_version]
+    # A read of the announced version could hang on the volume that made it
+    # fail, so the listing must not open any of its files.
+    monkeypatch.setattr(registry_module, "_read_regular_file", recording_read)
+    earlier = earlier_announcements(_announce(registry, announced, hours=2))
+
+    assert [a.model_version for a in earlier] == [first.model_version]
+    assert paths
+    assert not [path for path in paths if announced_dir in path.parents]
 
 
 def test_earlier_announcements_empty_outside_registry(
