@@ -1,8 +1,14 @@
-"""Slates validated in one call match slates built item by item, to the byte."""
+"""Slates validated in one call match slates built item by item, to the byte.
+
+Both apply the slate's own rules: ranks 1..n in order, and the id that each
+surface needs.
+"""
 
 from __future__ import annotations
 
+import json
 import math
+import re
 from datetime import UTC, datetime
 from typing import Any
 
@@ -139,3 +145,59 @@ def test_slate_round_trips_through_json() -> None:
     slate = _in_one_call(*SLATES["reviews"])
 
     assert Slate.model_validate_json(slate.model_dump_json()) == slate
+
+
+@pytest.mark.parametrize(
+    ("surface", "items", "message"),
+    [
+        (
+            Surface.PRODUCTS,
+            [_item(2), _item(1)],
+            "slate ranks must be 1..2 in order, got [2, 1]",
+        ),
+        (
+            Surface.PRODUCTS,
+            [_item(1), _item(1)],
+            "slate ranks must be 1..2 in order, got [1, 1]",
+        ),
+        (
+            Surface.PRODUCTS,
+            [_item(1), _item(3)],
+            "slate ranks must be 1..2 in order, got [1, 3]",
+        ),
+        (
+            Surface.PROMOTIONS,
+            [_item(1, promotion_id="p1"), _item(2)],
+            "promotions slate entry 2 has no promotion_id",
+        ),
+        (Surface.REVIEWS, [_item(1)], "reviews slate entry 1 has no review_id"),
+    ],
+    ids=["out-of-order", "repeated", "gap", "no-promotion-id", "no-review-id"],
+)
+def test_slate_rule_break_message(
+    surface: Surface, items: list[dict[str, Any]], message: str
+) -> None:
+    with pytest.raises(ValidationError, match=re.escape(message)):
+        _in_one_call(surface, items)
+
+
+def _rank_one_as(rank: float, *, from_json: bool) -> Slate:
+    fields = _slate_fields(Surface.PRODUCTS, [{**_item(1), "rank": rank}])
+    if not from_json:
+        return Slate.model_validate(fields)
+    document = json.dumps({**fields, "generated_at": "2019-10-01T12:00:00Z"})
+    return Slate.model_validate_json(document, strict=True)
+
+
+@pytest.mark.parametrize("from_json", [False, True], ids=["python", "strict-json"])
+def test_slate_integral_float_rank_is_int(from_json: bool) -> None:
+    slate = _rank_one_as(1.0, from_json=from_json)
+
+    assert type(slate.items[0].rank) is int
+    assert slate.items[0].rank == 1
+
+
+@pytest.mark.parametrize("from_json", [False, True], ids=["python", "strict-json"])
+def test_slate_fractional_rank_rejected(from_json: bool) -> None:
+    with pytest.raises(ValidationError, match=r"items\.0\.rank\n.*valid integer"):
+        _rank_one_as(1.5, from_json=from_json)
