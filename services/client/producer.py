@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future
 from dataclasses import dataclass
@@ -165,6 +166,7 @@ class EventProducer:
                 code and a message naming the field.
             EventDeliveryError: librdkafka's queue stayed full, so the event
                 was not queued.
+            ValueError: ``now`` is neither None nor a tz-aware datetime.
             RuntimeError: the producer is closed.
         """
         if self._is_closed:
@@ -172,6 +174,7 @@ class EventProducer:
                 f"the event producer of topic {self._topic!r} is closed; build a "
                 "new EventProducer to send more events"
             )
+        _require_aware_time("now", now)
         raw = _to_json(event)
         result = parse_event(raw, now=now)
         if isinstance(result, Rejection):
@@ -289,6 +292,16 @@ class EventProducer:
             )
 
 
+def _require_aware_time(name: str, value: datetime | None) -> None:
+    """Raise ValueError unless ``value`` is None or a tz-aware datetime."""
+    is_aware = isinstance(value, datetime) and value.utcoffset() is not None
+    if value is not None and not is_aware:
+        raise ValueError(
+            f"{name}={value!r}; expected None or a tz-aware datetime, such as "
+            "datetime.now(UTC)"
+        )
+
+
 def _to_json(event: Event | Mapping[str, Any]) -> bytes:
     """Return the event as JSON, with datetimes as RFC 3339 UTC strings.
 
@@ -311,10 +324,21 @@ def _to_json(event: Event | Mapping[str, Any]) -> bytes:
             json.dumps(value, default=_encode_time)
         except _UnencodableValue as exc:
             raise InvalidEventError(_unencodable(name, exc.value)) from None
+        except (TypeError, ValueError, RecursionError) as exc:
+            # A tuple key inside a dict, a list that contains itself, an int
+            # over Python's digit limit or nesting deeper than the stack.
+            raise InvalidEventError(
+                Rejection(
+                    RejectionReason.INVALID_JSON,
+                    f"field {name!r} has no JSON form: {exc}; use string keys, "
+                    "JSON values that do not contain themselves and ints of at "
+                    f"most {sys.get_int_max_str_digits()} digits",
+                )
+            ) from None
     try:
         return json.dumps(dict(event), default=_encode_time).encode()
     except (TypeError, ValueError) as exc:
-        # Left for keys such as a tuple, and for a list that contains itself.
+        # Left for a top-level key such as a tuple.
         raise InvalidEventError(
             Rejection(
                 RejectionReason.INVALID_JSON,

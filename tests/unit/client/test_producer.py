@@ -122,6 +122,54 @@ def test_send_rejects_key_without_json_form(
     assert caught.value.rejection.reason is RejectionReason.INVALID_JSON
 
 
+def _self_containing_list() -> list[object]:
+    loop: list[object] = []
+    loop.append(loop)
+    return loop
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "error"),
+    [
+        ("context", _self_containing_list(), "Circular reference detected"),
+        ("context", {(1, 2): "a"}, "keys must be str, int, float, bool or None"),
+        ("quantity", 10**5000, "Exceeds the limit (4300 digits)"),
+    ],
+    ids=["self-containing", "tuple-key", "huge-int"],
+)
+def test_send_rejects_unwritable_field_value(
+    make_producer: Callable[..., EventProducer],
+    field: str,
+    value: object,
+    error: str,
+) -> None:
+    producer = make_producer()
+
+    with pytest.raises(InvalidEventError) as caught:
+        producer.send({**CLICK_FIELDS, field: value})
+
+    assert caught.value.rejection.reason is RejectionReason.INVALID_JSON
+    assert caught.value.rejection.message.startswith(
+        f"field {field!r} has no JSON form: {error}"
+    )
+
+
+@pytest.mark.parametrize(
+    "now", [datetime(2026, 12, 6), "2026"], ids=["naive", "string"]
+)
+def test_send_rejects_naive_or_text_now(
+    make_producer: Callable[..., EventProducer], now: Any
+) -> None:
+    producer = make_producer()
+
+    with pytest.raises(ValueError) as caught:
+        producer.send(CLICK_FIELDS, now=now)
+
+    assert str(caught.value) == (
+        f"now={now!r}; expected None or a tz-aware datetime, such as datetime.now(UTC)"
+    )
+
+
 def test_send_queues_valid_event_keyed_by_user(
     make_producer: Callable[..., EventProducer],
 ) -> None:
