@@ -1,15 +1,18 @@
 """Checks of the constructor and method arguments of the client library.
 
-confluent-kafka reads a negative or NaN timeout as "wait for ever" and
-reports a setting out of librdkafka's range as a bare KafkaException, so the
-client checks its arguments first and names the argument in a ValueError.
+confluent-kafka reads a negative or NaN timeout as "wait for ever". A timeout
+over librdkafka's range fails as if no broker responded, and a setting out of
+that range is a bare KafkaException. So the client checks its arguments first
+and names the argument in a ValueError.
 """
 
 from __future__ import annotations
 
-import math
+__all__ = ["MAX_TIMEOUT_SECONDS", "require_int", "require_timeout"]
 
-__all__ = ["require_int", "require_timeout"]
+# librdkafka keeps its timeouts in milliseconds in a signed 32-bit int, whose
+# max of 2147483647 ms is 2147483.647 s.
+MAX_TIMEOUT_SECONDS = 2_147_483
 
 
 def require_int(
@@ -27,12 +30,14 @@ def require_timeout(
     name: str, seconds: float, *, is_zero_allowed: bool = True
 ) -> float:
     """Return ``seconds``, or raise ValueError when it is not a wait's length."""
-    # A bool or a string is a caller's mistake, not a length.
+    # A bool or a string is a caller's mistake, not a length. NaN fails every
+    # comparison, and an int is compared as is, since 10**400 has no float.
     is_number = isinstance(seconds, int | float) and not isinstance(seconds, bool)
-    is_length = is_number and math.isfinite(seconds)
-    if not (is_length and (seconds >= 0 if is_zero_allowed else seconds > 0)):
-        expected = "0 or more" if is_zero_allowed else "above 0"
+    is_above_low = is_number and (seconds >= 0 if is_zero_allowed else seconds > 0)
+    if not (is_above_low and seconds <= MAX_TIMEOUT_SECONDS):
+        low = "0 or more" if is_zero_allowed else "above 0"
         raise ValueError(
-            f"{name}={seconds!r}; expected a finite number of seconds, {expected}"
+            f"{name}={seconds!r}; expected a finite number of seconds, {low} and "
+            f"at most {MAX_TIMEOUT_SECONDS}, the range that librdkafka accepts"
         )
     return seconds

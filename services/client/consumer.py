@@ -84,7 +84,7 @@ class SlateConsumer:
         dedupe_size: how many recent ``recommendation_id`` values are
             remembered to drop duplicates, an int; 0 turns deduplication off.
         poll_timeout_seconds: how long one :meth:`poll` waits for a slate,
-            finite and 0 or more.
+            from 0 to 2147483 (librdkafka's limit, about 24 days).
         fetch_wait_ms: the broker's fetch wait, which bounds the latency,
             an int from 0 to 300,000.
 
@@ -147,11 +147,12 @@ class SlateConsumer:
         Calling it marks the previously returned slate as done.
 
         Args:
-            timeout_seconds: how long to wait for a slate, finite and 0 or
-                more; ``poll_timeout_seconds`` when None.
+            timeout_seconds: how long to wait for a slate, from 0 to 2147483;
+                ``poll_timeout_seconds`` when None.
 
         Raises:
-            ValueError: ``timeout_seconds`` is negative or not finite.
+            ValueError: ``timeout_seconds`` is negative, not finite or over
+                2147483.
             RuntimeError: the consumer is closed; build a new one to read
                 on, and it resumes after the last slate marked done.
         """

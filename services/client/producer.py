@@ -86,12 +86,14 @@ class EventProducer:
         topic: the events topic; pass ``TopicSettings().events`` to follow
             ``CARTWHEEL_TOPIC_EVENTS`` as the services do.
         on_delivery: called once per event with its :class:`DeliveryReport`.
-        connect_timeout_seconds: how long to wait for the broker at start.
+        connect_timeout_seconds: how long to wait for the broker at start,
+            above 0 and at most 2147483 (librdkafka's limit, about 24 days).
         linger_ms: how long librdkafka batches messages before sending.
 
     Raises:
-        ValueError: ``connect_timeout_seconds`` is not a finite number above
-            0, or ``linger_ms`` is not an integer from 0 to 900000.
+        ValueError: ``connect_timeout_seconds`` is not a number above 0 and
+            at most 2147483, or ``linger_ms`` is not an integer from 0 to
+            900000.
         BrokerUnreachableError: no broker answered at ``kafka.bootstrap``
             within ``connect_timeout_seconds``.
         TopicMissingError: the topic does not exist.

@@ -91,6 +91,16 @@ def test_slate_consumer_rejects_blank_group_id(
         ("poll_timeout_seconds", math.inf, "expected a finite number of seconds"),
         ("poll_timeout_seconds", "5", "expected a finite number of seconds"),
         ("poll_timeout_seconds", True, "expected a finite number of seconds"),
+        (
+            "poll_timeout_seconds",
+            2.2e6,
+            "expected a finite number of seconds, 0 or more and at most 2147483",
+        ),
+        (
+            "poll_timeout_seconds",
+            10**400,
+            "expected a finite number of seconds, 0 or more and at most 2147483",
+        ),
         ("fetch_wait_ms", -1, "expected an integer from 0 to 300000"),
         ("fetch_wait_ms", 300_001, "expected an integer from 0 to 300000"),
     ],
@@ -129,7 +139,7 @@ def test_slate_consumer_rejects_count_that_is_not_an_int(
     assert built_consumers == []
 
 
-@pytest.mark.parametrize("timeout_seconds", [-1.0, math.nan])
+@pytest.mark.parametrize("timeout_seconds", [-1.0, math.nan, 2.2e6, 10**400])
 def test_slate_consumer_poll_rejects_endless_timeout(
     timeout_seconds: float, make_consumer: Callable[[Surface | str], SlateConsumer]
 ) -> None:

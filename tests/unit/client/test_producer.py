@@ -203,9 +203,10 @@ def test_send_raises_after_close(
             (
                 {"connect_timeout_seconds": seconds},
                 f"connect_timeout_seconds={seconds!r}; expected a finite number "
-                "of seconds, above 0",
+                "of seconds, above 0 and at most 2147483, the range that "
+                "librdkafka accepts",
             )
-            for seconds in (-1, 0, math.nan, math.inf, True, "10")
+            for seconds in (-1, 0, math.nan, math.inf, True, "10", 2.2e6, 10**400)
         ),
         *(
             (
