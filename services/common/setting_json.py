@@ -21,7 +21,7 @@ from pydantic_settings import BaseSettings
 from services.common.setting_blocks import variable_field
 from services.common.setting_names import model_classes
 
-__all__ = ["RepeatedKey", "repeated_json_keys"]
+__all__ = ["RepeatedKey", "is_decoded_as_json", "repeated_json_keys"]
 
 
 class RepeatedKey(NamedTuple):
@@ -64,7 +64,7 @@ def repeated_json_keys(
         if located is None:
             continue
         owner, info = located
-        if not _is_decoded_as_json(info.annotation):
+        if not is_decoded_as_json(info.annotation):
             continue
         try:
             value = json.loads(environ[variable], object_pairs_hook=_Pairs)
@@ -122,10 +122,10 @@ def _repeats(
         )
 
 
-def _is_decoded_as_json(annotation: Any) -> bool:
+def is_decoded_as_json(annotation: Any) -> bool:
     """Return whether pydantic-settings decodes a variable of this type as JSON."""
     if get_origin(annotation) in (Union, types.UnionType):
-        return any(_is_decoded_as_json(argument) for argument in get_args(annotation))
+        return any(is_decoded_as_json(argument) for argument in get_args(annotation))
     if model_classes(annotation):
         return True
     kind = get_origin(annotation) or annotation

@@ -31,7 +31,11 @@ from services.common.setting_blocks import (
     variable_field,
 )
 from services.common.setting_forms import describe_failure, expected_form
-from services.common.setting_json import RepeatedKey, repeated_json_keys
+from services.common.setting_json import (
+    RepeatedKey,
+    is_decoded_as_json,
+    repeated_json_keys,
+)
 from services.common.setting_names import (
     UnknownKey,
     UnknownVariable,
@@ -121,7 +125,7 @@ def load_settings(settings_class: type[SettingsT], **overrides: Any) -> Settings
             _describe_repeated_key(settings_class, key)
             for key in repeated_json_keys(settings_class, os.environ)
         ),
-        *_null_blocks(settings_class),
+        *_null_values(settings_class),
     ]
     try:
         settings = _load_settings(settings_class, overrides)
@@ -195,11 +199,11 @@ def _describe_unknown_field(
     )
 
 
-def _null_blocks(settings_class: type[BaseSettings]) -> list[str]:
-    """Describe each block variable set to JSON ``null``.
+def _null_values(settings_class: type[BaseSettings]) -> list[str]:
+    """Describe each block, list, set or dict variable set to JSON ``null``.
 
-    pydantic-settings reads ``null`` for a block as if the variable were
-    unset, so the block would keep its defaults without a word.
+    pydantic-settings reads ``null`` for such a variable as if it were unset,
+    so the setting would silently keep its default.
     """
     problems = []
     for variable in sorted(os.environ):
@@ -209,10 +213,18 @@ def _null_blocks(settings_class: type[BaseSettings]) -> list[str]:
         if found is None:
             continue
         owner, info = found
+        if type(None) in get_args(info.annotation) or not is_decoded_as_json(
+            info.annotation
+        ):
+            continue
         models = model_classes(info.annotation)
-        if models and type(None) not in get_args(info.annotation):
+        if models:
             form = block_form(owner, variable, models[0])
-            problems.append(f"invalid setting {variable}='null': {form}")
+        else:
+            form = (
+                f"null would leave the default in place; expected {expected_form(info)}"
+            )
+        problems.append(f"invalid setting {variable}='null': {form}")
     return problems
 
 

@@ -1788,6 +1788,28 @@ def test_block_set_to_json_null_is_rejected(monkeypatch: pytest.MonkeyPatch) -> 
     assert "sets a whole block of settings" in message
 
 
+@pytest.mark.parametrize(
+    ("settings_class", "variable", "expected"),
+    [
+        (HotPathSettings, "CARTWHEEL_HOTPATH_STAGES", "expected JSON list of one"),
+        (EvaluationSettings, "CARTWHEEL_EVALUATION_CUTOFFS", "expected list lengths"),
+    ],
+    ids=["list", "tuple"],
+)
+def test_collection_set_to_json_null_is_rejected(
+    monkeypatch: pytest.MonkeyPatch,
+    settings_class: type[BaseSettings],
+    variable: str,
+    expected: str,
+) -> None:
+    message = setting_error(monkeypatch, settings_class, {variable: "null"})
+
+    assert message.startswith(
+        f"invalid setting {variable}='null': null would leave the default in "
+        f"place; {expected}"
+    )
+
+
 LOG_LEVEL_SETTINGS = [
     pytest.param(ApiSettings, "CARTWHEEL_API_LOG_LEVEL", id="api"),
     pytest.param(CatalogSettings, "CARTWHEEL_FEATURES_LOG_LEVEL", id="features"),
