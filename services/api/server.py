@@ -21,6 +21,7 @@ from services.api.sessions import SessionFollower, SharedSessionIndex
 from services.api.settings import ApiSettings
 from services.api.signals import CheckpointSignals
 from services.common.errors import InvalidSettingsError
+from services.common.interrupts import record_stop_signal
 from services.common.kafka import producer_config
 from services.common.model_watcher import ModelWatcher
 from services.common.redis_check import verify_redis
@@ -230,6 +231,8 @@ class _Server(uvicorn.Server):
 
     def _request_exit(self, signum: int, frame: FrameType | None) -> None:
         logger.info("stop requested signal=%s", signal.Signals(signum).name)
+        # cartwheel then ignores a repeated signal that comes after uvicorn returned.
+        record_stop_signal(signum)
         self._stop_request.set()
         # A second SIGINT makes uvicorn stop without waiting for connections.
         # LIMITATION(L-93): it then skips the app's shutdown, and the dead

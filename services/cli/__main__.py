@@ -24,7 +24,8 @@ about its first second, before it has parsed the command line.
 
 This module imports only the standard library before it turns both signals
 into exceptions, so that neither is lost or kills the process while the
-commands load, even when the shell started it with SIGINT ignored.
+commands load, even when the shell started it with SIGINT ignored. A second
+signal during the stop is ignored, so the exit status stays the one above.
 """
 
 from __future__ import annotations
@@ -36,19 +37,23 @@ from collections.abc import Sequence
 from services.common.interrupts import (
     Terminated,
     honour_interrupts,
-    sigterm_as_interrupt,
+    stop_signals_as_interrupts,
 )
 
 __all__ = ["main"]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run one ``cartwheel`` command and return its exit status."""
+    """Run one ``cartwheel`` command and return its exit status.
+
+    After a SIGINT or SIGTERM, both signals stay ignored on return, because
+    the process is then exiting. Otherwise the previous handlers come back.
+    """
     # LIMITATION(L-92): a SIGINT that comes while the interpreter starts, before
     # this line, is lost when the process started with SIGINT ignored.
     honour_interrupts()
     try:
-        with sigterm_as_interrupt():
+        with stop_signals_as_interrupts():
             # Imported once both signals are handled: it loads the Redis,
             # Kafka and pydantic libraries, which take half a second or more.
             from services.cli.command import run

@@ -13,7 +13,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from types import FrameType
 
-__all__ = ["Terminated", "honour_interrupts", "sigterm_as_interrupt"]
+__all__ = [
+    "Terminated",
+    "honour_interrupts",
+    "record_stop_signal",
+    "stop_signals_as_interrupts",
+]
 
 
 class Terminated(KeyboardInterrupt):
@@ -40,21 +45,52 @@ def honour_interrupts() -> None:
 
 
 @contextmanager
-def sigterm_as_interrupt() -> Iterator[None]:
-    """Turn SIGTERM into :class:`Terminated` inside the ``with`` block.
+def stop_signals_as_interrupts() -> Iterator[None]:
+    """Raise the first SIGINT or SIGTERM inside the ``with`` block, once.
+
+    SIGTERM raises :class:`Terminated` and SIGINT raises KeyboardInterrupt,
+    unless SIGINT is ignored. A signal after the first, or after one that a
+    service recorded with :func:`record_stop_signal`, is ignored, so it can
+    neither cut the stop short nor kill the process before it exits with its
+    status. After a stop signal both signals stay ignored when the block
+    ends, because the process is then exiting, and CPython resets Python
+    handlers to the default action once the exit functions have run.
+    Without one, the previous handlers come back.
 
     Only the main thread can set signal handlers; elsewhere nothing changes.
-    Services that stop gracefully install their own handler while they run.
+    Services that stop gracefully install their own handlers while they run.
     """
     if threading.current_thread() is not threading.main_thread():
         yield
         return
+    _received.clear()
 
-    def _raise(signum: int, frame: FrameType | None) -> None:
-        raise Terminated
+    def _raise_once(signum: int, frame: FrameType | None) -> None:
+        if _received:
+            return
+        record_stop_signal(signum)
+        raise Terminated if signum == signal.SIGTERM else KeyboardInterrupt
 
-    previous = signal.signal(signal.SIGTERM, _raise)
+    signals = [signal.SIGTERM]
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+        signals.append(signal.SIGINT)
+    previous = {signum: signal.signal(signum, _raise_once) for signum in signals}
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, signal.SIG_IGN if _received else handler)
+
+
+def record_stop_signal(signum: int) -> None:
+    """Record that the process was asked to stop by signal ``signum``.
+
+    A service's own signal handler calls this, so that a repeated signal
+    that comes after the service restored the previous handlers is ignored
+    by :func:`stop_signals_as_interrupts` rather than raised.
+    """
+    _received.append(signum)
+
+
+# The stop signals received since stop_signals_as_interrupts was entered.
+_received: list[int] = []

@@ -61,6 +61,7 @@ from typing import Any, TypeVar
 import faust
 
 from services.common.entrypoint import ENVIRONMENT_ERROR_STATUS
+from services.common.interrupts import record_stop_signal
 from services.common.parent_death import has_exited, has_parent_death_signal
 
 __all__ = [
@@ -250,6 +251,8 @@ class StopSignals:
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
         stop_signal = signal.Signals(signum)
+        # cartwheel then ignores a repeated signal after the worker returned.
+        record_stop_signal(signum)
         self._stop_deadline.start(stop_signal.name)
         if self.requested is None:
             self.requested = stop_signal

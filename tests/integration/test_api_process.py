@@ -44,6 +44,38 @@ def test_api_exits_0_after_stop_signal(
     assert "Traceback" not in stderr
 
 
+@pytest.mark.parametrize(
+    ("second_signal", "gap_seconds"),
+    [(signal.SIGTERM, 0.005), (signal.SIGINT, 0.1)],
+    ids=["SIGTERM-5ms", "SIGINT-100ms"],
+)
+def test_api_exits_0_after_repeated_stop_signal(
+    kafka_bootstrap: str,
+    redis_url: str,
+    second_signal: signal.Signals,
+    gap_seconds: float,
+) -> None:
+    port = find_free_port()
+    environment = _environment(kafka_bootstrap, redis_url, port)
+
+    def signal_again(process: subprocess.Popen[str]) -> None:
+        time.sleep(gap_seconds)
+        process.send_signal(second_signal)
+
+    returncode, stderr = _serve_until(
+        environment,
+        port,
+        signal.SIGTERM,
+        command=("services.cli", "api", "serve"),
+        after_signal=signal_again,
+    )
+
+    # The second signal may cut the app's shutdown short, with a traceback of
+    # the cancelled lifespan, but the exit status stays 0.
+    assert returncode == 0, stderr
+    assert "stop requested signal=SIGTERM" in stderr
+
+
 def test_api_stops_session_follower_on_sigterm(
     kafka_bootstrap: str,
     redis_url: str,
@@ -125,11 +157,13 @@ def _serve_until(
     stop_signal: signal.Signals,
     while_serving: Callable[[], None] | None = None,
     command: tuple[str, ...] = ("services.api",),
+    after_signal: Callable[[subprocess.Popen[str]], None] | None = None,
 ) -> tuple[int, str]:
     """Start the API, send ``stop_signal`` once it serves; return its status and log.
 
     ``while_serving`` runs, when given, between the first reply and the signal.
     ``command`` is the module to run with ``python -m`` and its arguments.
+    ``after_signal`` runs, when given, right after the signal.
     """
     process = subprocess.Popen(
         [sys.executable, "-m", *command],
@@ -150,6 +184,8 @@ def _serve_until(
         if while_serving is not None:
             while_serving()
         process.send_signal(stop_signal)
+        if after_signal is not None:
+            after_signal(process)
         _, stderr = process.communicate(timeout=30)
     finally:
         if process.poll() is None:

@@ -7,6 +7,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,8 @@ import pytest
 from services.cli import command
 from services.cli.__main__ import main
 from tests.entry_points import REPOSITORY, environment_without_settings
+
+_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 def test_main_prints_missing_dataset_file_without_traceback(
@@ -134,19 +137,46 @@ def _terminating_parser(*, is_service: bool = False) -> argparse.ArgumentParser:
     return parser
 
 
+@pytest.fixture
+def restore_stop_handlers() -> Iterator[None]:
+    """Give pytest its SIGINT and SIGTERM handlers back after a stopped command."""
+    saved = {signum: signal.getsignal(signum) for signum in _STOP_SIGNALS}
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    for signum, handler in saved.items():
+        signal.signal(signum, handler)
+
+
+@pytest.mark.usefixtures("restore_stop_handlers")
 def test_sigterm_stops_command_with_cleanup(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     parser = _terminating_parser()
     monkeypatch.setattr(command, "build_parser", lambda: parser)
-    before = signal.getsignal(signal.SIGTERM)
 
     status = main([])
 
     assert status == 143
     assert capsys.readouterr().err == "cartwheel: terminated\n"
     assert parser.get_default("cleaned_up") == [True]
-    assert signal.getsignal(signal.SIGTERM) is before
+    # The process is exiting, so a repeated signal must not kill it first.
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_IGN
+    assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+
+
+def test_handlers_restored_after_command_without_signal(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--log-level", default="WARNING")
+    parser.set_defaults(handler=lambda args: 0)
+    monkeypatch.setattr(command, "build_parser", lambda: parser)
+    before = {signum: signal.getsignal(signum) for signum in _STOP_SIGNALS}
+
+    status = main([])
+
+    assert status == 0
+    assert {signum: signal.getsignal(signum) for signum in _STOP_SIGNALS} == before
 
 
 def test_service_exits_0_with_cleanup_when_sigterm_stops_it(
