@@ -138,10 +138,13 @@ class FeatureSpec:
                 f"hash_buckets has fields {sorted(self.hash_buckets)}; "
                 f"expected exactly {list(SPARSE_FIELDS)}"
             )
-        if any(count < 2 for count in self.hash_buckets.values()):
+        if any(
+            not isinstance(count, int) or count < 2
+            for count in self.hash_buckets.values()
+        ):
             raise ValueError(
-                f"hash_buckets={dict(self.hash_buckets)!r}; expected at least 2 "
-                "buckets per field (bucket 0 is reserved for a missing id)"
+                f"hash_buckets={dict(self.hash_buckets)!r}; expected an integer of "
+                "at least 2 buckets per field (bucket 0 is reserved for a missing id)"
             )
 
     @property

@@ -27,6 +27,7 @@ __all__ = [
     "SharedInputs",
     "SingleTaskRanker",
     "build_model",
+    "weight_count",
 ]
 
 Architecture = Literal["mmoe", "single_task"]
@@ -68,8 +69,9 @@ class ModelConfig:
 
     def __post_init__(self) -> None:
         for name in ("embedding_dim", "expert_count", "expert_width", "tower_width"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name}={getattr(self, name)}; expected >= 1")
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name}={value!r}; expected an integer >= 1")
         if not 0.0 <= self.input_dropout < 1.0:
             raise ValueError(
                 f"input_dropout={self.input_dropout}; expected >= 0 and < 1"
@@ -232,6 +234,39 @@ def build_model(spec: FeatureSpec, config: ModelConfig) -> RankerModule:
         return MultiTaskRanker(spec, config)
     if config.architecture == "single_task":
         return SingleTaskRanker(spec, config)
-    raise ValueError(
+    raise _unknown_architecture(config)
+
+
+def weight_count(spec: FeatureSpec, config: ModelConfig) -> int:
+    """Return how many weights ``build_model`` would create, without building it.
+
+    The count is exact integer arithmetic, so an absurd size in a stored config
+    neither allocates memory nor overflows.
+
+    Raises:
+        ValueError: the config names an unknown architecture.
+    """
+    dim = config.embedding_dim
+    embeddings = sum(spec.hash_buckets[name] for name in SPARSE_FIELDS) * dim
+    width = len(SPARSE_FIELDS) * dim + len(spec.means)
+    tower = _linear_count(config.expert_width, config.tower_width) + _linear_count(
+        config.tower_width, 1
+    )
+    if config.architecture == "mmoe":
+        experts = _linear_count(width, config.expert_count * config.expert_width)
+        gates = _linear_count(width, len(TASKS) * config.expert_count)
+        return embeddings + experts + gates + len(TASKS) * tower
+    if config.architecture == "single_task":
+        return embeddings + _linear_count(width, config.expert_width) + tower
+    raise _unknown_architecture(config)
+
+
+def _linear_count(input_width: int, output_width: int) -> int:
+    """Return the weights and biases of an ``nn.Linear``."""
+    return (input_width + 1) * output_width
+
+
+def _unknown_architecture(config: ModelConfig) -> ValueError:
+    return ValueError(
         f"architecture={config.architecture!r}; expected 'mmoe' or 'single_task'"
     )

@@ -69,3 +69,10 @@ def test_feature_spec_rejects_missing_field_in_dict() -> None:
 
     with pytest.raises(ValueError, match="'means'"):
         FeatureSpec.from_dict(data)
+
+
+def test_feature_spec_rejects_fractional_bucket_count() -> None:
+    buckets = {"user_id": 8.5, "item_id": 8, "category_id": 8, "brand": 8}
+
+    with pytest.raises(ValueError, match="expected an integer of at least 2"):
+        FeatureSpec(("user_a",), (), (0.0, 0.0), (1.0, 1.0), buckets)  # type: ignore[arg-type]

@@ -14,6 +14,7 @@ from models.multitask.model import (
     MultiTaskRanker,
     SingleTaskRanker,
     build_model,
+    weight_count,
 )
 from models.multitask.train import TrainConfig, model_inputs, train_new_model
 from schemas.events import EventType
@@ -65,6 +66,35 @@ def test_single_task_forward_returns_one_column(
     assert isinstance(model, SingleTaskRanker)
     assert model.tasks == (EventType.PURCHASE,)
     assert log_probs.shape == (8, 1)
+
+
+@pytest.mark.parametrize("architecture", ["mmoe", "single_task"])
+def test_weight_count_matches_built_model(
+    synthetic_spec: FeatureSpec, tiny_config: ModelConfig, architecture: str
+) -> None:
+    config = ModelConfig.from_dict(
+        {**tiny_config.to_dict(), "architecture": architecture}
+    )
+
+    count = weight_count(synthetic_spec, config)
+
+    built = build_model(synthetic_spec, config).state_dict().values()
+    assert count == sum(tensor.numel() for tensor in built)
+
+
+def test_weight_count_stays_exact_beyond_int64(
+    synthetic_spec: FeatureSpec,
+) -> None:
+    config = ModelConfig(embedding_dim=10**30)
+
+    count = weight_count(synthetic_spec, config)
+
+    assert count > 10**30 * sum(synthetic_spec.hash_buckets.values())
+
+
+def test_model_config_rejects_fractional_size() -> None:
+    with pytest.raises(ValueError, match=r"embedding_dim=2\.5; expected an integer"):
+        ModelConfig(embedding_dim=2.5)  # type: ignore[arg-type]
 
 
 def test_model_maps_missing_id_to_reserved_bucket(
