@@ -15,14 +15,19 @@ loaded.
 
 Loading reads only regular files, rejects a symbolic link in place of one,
 and reads each within a size cap, so a damaged artifact cannot make a process
-read without end. ``weights_file`` in the metadata must be a plain file name,
-with no folder in it. The caps follow from what each file holds:
+read without end. A file's size is checked before any byte of it is read, and
+the read asks for that size only, so no cap, however large, makes a load
+allocate more memory than the file holds. ``weights_file`` in the metadata
+must be a plain file name, with no folder in it. The caps follow from what
+each file holds:
 
 - ``metadata.json``: 1 MiB; it holds feature names and metrics, about 2 KiB.
 - the weights: the tensors of the model that the metadata describes, plus
   64 KiB for the safetensors header; they must also hold at least those
   tensors, so the metadata cannot make the loader build a model larger than
-  the weights on disk.
+  the weights on disk. That size is computed from the metadata with integer
+  arithmetic, without building the model, so an absurd size in it is
+  rejected without allocating anything.
 - ``CHAMPION``: 1 KiB; it holds one version.
 """
 
@@ -39,7 +44,7 @@ import shutil
 import stat
 import subprocess
 import uuid
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -66,7 +71,7 @@ from models.errors import (
 )
 from models.multitask.export import model_from_tensors, model_tensors
 from models.multitask.features import FeatureSpec
-from models.multitask.model import ModelConfig, RankerModule, build_model
+from models.multitask.model import ModelConfig, RankerModule, weight_count
 
 __all__ = [
     "ARTIFACT_FORMAT_VERSION",
@@ -95,6 +100,9 @@ _FILE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,254}")
 _MAX_METADATA_BYTES = 1 << 20
 _MAX_CHAMPION_BYTES = 1 << 10
 _WEIGHTS_HEADER_BYTES = 64 << 10
+
+# Every tensor a ranker saves is float32.
+_WEIGHT_BYTES = torch.float32.itemsize
 
 _FILE_KINDS = {
     stat.S_IFCHR: "a character device",
@@ -456,18 +464,9 @@ def load_artifact(path: Path) -> LoadedArtifact:
         raise ArtifactCorruptError(
             f"artifact {metadata.model_version!r} at {path} cannot be parsed: {exc}"
         ) from exc
-    weights_path = path / metadata.weights_file
-    weights = _read_weights(weights_path, metadata, tensor_bytes)
-    if len(weights) < tensor_bytes:
-        # Checked before the model is built, so that the metadata cannot make
-        # the loader allocate more than the weights on disk.
-        raise ArtifactIncompatibleError(
-            f"artifact {metadata.model_version!r} weights at {weights_path} have "
-            f"{len(weights)} bytes, fewer than the {tensor_bytes} bytes of tensors "
-            f"of the {config.architecture} model that its metadata describes; the "
-            "weights do not fit that model, retrain or load it with the code "
-            "version that wrote it"
-        )
+    weights = _read_weights(
+        path / metadata.weights_file, metadata, config, tensor_bytes
+    )
     try:
         tensors = load_safetensors(weights)
     except SafetensorError as exc:
@@ -481,23 +480,41 @@ def load_artifact(path: Path) -> LoadedArtifact:
 def _tensor_bytes(spec: FeatureSpec, config: ModelConfig) -> int:
     """Return the size in bytes of the tensors that a model saves as weights.
 
-    The model is built on the meta device, which allocates no memory.
+    The size is computed from the spec and config alone, without building
+    the model, so an absurd size allocates nothing.
 
     Raises:
         ValueError: the config names an unknown architecture.
     """
-    with torch.device("meta"):
-        model = build_model(spec, config)
-    return sum(
-        tensor.numel() * tensor.element_size() for tensor in model.state_dict().values()
-    )
+    return weight_count(spec, config) * _WEIGHT_BYTES
 
 
 def _read_weights(
-    weights_path: Path, metadata: ArtifactMetadata, tensor_bytes: int
+    weights_path: Path,
+    metadata: ArtifactMetadata,
+    config: ModelConfig,
+    tensor_bytes: int,
 ) -> bytes:
-    """Read an artifact's weights and check them against their SHA-256."""
+    """Read an artifact's weights and check them against their SHA-256.
+
+    Raises:
+        ArtifactIncompatibleError: the file is smaller than the ``tensor_bytes``
+            of the model that the metadata describes. This is checked before
+            any byte is read, so the metadata cannot make the loader allocate
+            more than the weights on disk.
+    """
     version = metadata.model_version
+
+    def check_size(size: int) -> None:
+        if size < tensor_bytes:
+            raise ArtifactIncompatibleError(
+                f"artifact {version!r} weights at {weights_path} have {size} "
+                f"bytes, fewer than the {tensor_bytes} bytes of tensors of the "
+                f"{config.architecture} model that its metadata describes; the "
+                "file is truncated or the metadata describes another model, "
+                "restore the artifact or announce another version"
+            )
+
     try:
         weights = _read_regular_file(
             weights_path,
@@ -506,6 +523,7 @@ def _read_weights(
             cap_reason="that the tensors of the model its metadata describes and "
             "their header take",
             repair="restore the artifact or announce another version",
+            check_size=check_size,
         )
     except (FileNotFoundError, NotADirectoryError) as exc:
         raise ArtifactNotFoundError(
@@ -574,18 +592,31 @@ def _read_metadata(path: Path) -> ArtifactMetadata:
 
 
 def _read_regular_file(
-    path: Path, limit: int, *, what: str, cap_reason: str, repair: str
+    path: Path,
+    limit: int,
+    *,
+    what: str,
+    cap_reason: str,
+    repair: str,
+    check_size: Callable[[int], None] | None = None,
 ) -> bytes:
     """Read a regular file of at most ``limit`` bytes, rejecting a symbolic link.
 
     The file is opened without blocking, so a named pipe is rejected instead
-    of waiting for a writer. ``what``, ``cap_reason`` and ``repair`` form the
-    error messages, such as "<what> at <path> has N bytes, more than the
+    of waiting for a writer. Its size is checked before any byte is read, and
+    the read requests that size, never ``limit``, so a large cap allocates no
+    more than the file holds. ``what``, ``cap_reason`` and ``repair`` form
+    the error messages, such as "<what> at <path> has N bytes, more than the
     <limit> bytes <cap_reason>; <repair>".
+
+    Args:
+        check_size: called with the file's size once it is within ``limit``
+            and before any byte is read; it raises to reject the file.
 
     Raises:
         ArtifactCorruptError: the file is a symbolic link, not a regular file
-            or directory, or larger than ``limit``.
+            or directory, larger than ``limit``, or changed size while it was
+            read.
         IsADirectoryError: the path is a directory.
         OSError: the file cannot be opened or read.
     """
@@ -608,14 +639,21 @@ def _read_regular_file(
             raise ArtifactCorruptError(
                 f"{what} at {path} is {kind}, expected a regular file; {repair}"
             )
-        # Read one byte past the cap, so that a file growing now is caught too.
-        content = b"" if status.st_size > limit else handle.read(limit + 1)
-    size = max(status.st_size, len(content))
-    if size > limit:
-        raise ArtifactCorruptError(
-            f"{what} at {path} has {size} bytes, more than the {limit} bytes "
-            f"{cap_reason}; {repair}"
-        )
+        size = status.st_size
+        if size > limit:
+            raise ArtifactCorruptError(
+                f"{what} at {path} has {size} bytes, more than the {limit} bytes "
+                f"{cap_reason}; {repair}"
+            )
+        if check_size is not None:
+            check_size(size)
+        content = handle.read(size)
+        # One more byte shows whether the file grew since fstat.
+        if len(content) != size or handle.read(1):
+            raise ArtifactCorruptError(
+                f"{what} at {path} changed size while it was read, from {size} "
+                f"bytes; something is writing it in place, {repair}"
+            )
     return content
 
 

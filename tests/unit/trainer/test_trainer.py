@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable
 from pathlib import Path
@@ -113,10 +114,34 @@ def test_refresh_judges_alone_when_champion_is_corrupt(
     assert registry.champion_version("ranker") == second.model_version
 
 
+def test_refresh_replaces_champion_of_absurd_size(
+    make_settings: MakeSettings,
+    window_examples: list[TrainingExample],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    settings = make_settings()
+    registry = ModelRegistry(settings.registry_dir)
+    trainer = Trainer(settings, registry)
+    first = trainer.refresh(window_examples, "first")
+    metadata = registry.path_of(str(first.model_version)) / "metadata.json"
+    document = json.loads(metadata.read_text())
+    document["architecture"]["embedding_dim"] = 1_000_000_000
+    metadata.write_text(json.dumps(document))
+
+    with caplog.at_level(logging.WARNING, logger=trainer_module.__name__):
+        second = trainer.refresh(window_examples[1:], "second")
+
+    [failure] = [r for r in caplog.records if "failed to load" in r.getMessage()]
+    assert "fewer than the" in failure.getMessage()
+    assert failure.exc_info is None
+    assert second.outcome == "promoted"
+    assert registry.champion_version("ranker") == second.model_version
+
+
 def _corrupt_champion(
     make_settings: MakeSettings, examples: list[TrainingExample]
 ) -> tuple[ModelRegistry, str, Path]:
-    """Promote a first champion and overwrite its weights.
+    """Promote a first champion and overwrite its weights with zeros.
 
     Returns:
         The registry, the champion's version and its weights file.
@@ -125,7 +150,7 @@ def _corrupt_champion(
     first = Trainer(make_settings(), registry).refresh(examples, "first")
     version = str(first.model_version)
     weights = registry.path_of(version) / "weights.safetensors"
-    weights.write_bytes(b"garbage")
+    weights.write_bytes(bytes(weights.stat().st_size))
     return registry, version, weights
 
 

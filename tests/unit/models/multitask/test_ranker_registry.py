@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 import os
+import tracemalloc
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -343,6 +344,43 @@ def test_load_rejects_weights_too_small_for_model(
     _edit_metadata(artifact, feature_spec=spec)
 
     with pytest.raises(ArtifactIncompatibleError, match="fewer than the"):
+        load_artifact(artifact)
+
+
+@pytest.mark.parametrize("embedding_dim", [5_000, 20_000_000, 10**9, 10**30])
+def test_load_rejects_absurd_model_size_in_little_memory(
+    tmp_path: Path, trained_tiny: tuple[Any, FeatureSpec], embedding_dim: int
+) -> None:
+    artifact = _saved_artifact(tmp_path, trained_tiny)
+    architecture = trained_tiny[0].config.to_dict()
+    architecture["embedding_dim"] = embedding_dim
+    _edit_metadata(artifact, architecture=architecture)
+
+    tracemalloc.start()
+    try:
+        with pytest.raises(ArtifactIncompatibleError, match="fewer than the"):
+            load_artifact(artifact)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+
+    # The weights of the tiny model take about 60 KiB; the described model
+    # takes 30 MiB at the smallest size tested.
+    assert peak < 4 << 20
+
+
+@pytest.mark.parametrize(
+    ("field", "value"), [("embedding_dim", 4.0), ("expert_count", float("nan"))]
+)
+def test_load_rejects_fractional_architecture_size(
+    tmp_path: Path, trained_tiny: tuple[Any, FeatureSpec], field: str, value: float
+) -> None:
+    artifact = _saved_artifact(tmp_path, trained_tiny)
+    architecture = trained_tiny[0].config.to_dict()
+    architecture[field] = value
+    _edit_metadata(artifact, architecture=architecture)
+
+    with pytest.raises(ArtifactCorruptError, match=f"{field}=.*expected an integer"):
         load_artifact(artifact)
 
 
