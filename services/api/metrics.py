@@ -15,6 +15,7 @@ __all__ = [
     "CHECKPOINT_LOADS",
     "EVENTS_INGESTED",
     "INVALID_SLATES",
+    "INVALID_STOCKS",
     "REQUEST_SECONDS",
     "SESSION_EVENTS",
     "SESSION_FOLLOWER_RUNNING",
@@ -41,6 +42,12 @@ SLATE_READS = Counter(
 INVALID_SLATES = Counter(
     "cartwheel_api_invalid_slates_total",
     "Stored slates that were not valid slates and counted as none, by surface.",
+    ["surface"],
+)
+INVALID_STOCKS = Counter(
+    "cartwheel_api_invalid_stocks_total",
+    "Catalog stocks that were not finite numbers and counted as unknown while "
+    "items out of stock were left out of stored slates, by surface.",
     ["surface"],
 )
 SESSION_INDEX_SESSIONS = Gauge(

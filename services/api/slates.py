@@ -9,11 +9,17 @@ A stored slate is read in strict JSON mode, as sites read slates from Kafka.
 One that is not valid, such as a slate with a number sent as text, counts as
 none stored: the request gets a slate computed now, or a 404. Each one is
 counted in ``cartwheel_api_invalid_slates_total`` and logged as a WARNING.
+
+A catalog stock that is not a finite number counts as unknown, so its item
+stays on the slate. Each one is counted in
+``cartwheel_api_invalid_stocks_total`` and logged as a WARNING. WARNING lines
+of either kind pass once per surface every 10 s.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import re
 
 import redis
@@ -22,18 +28,18 @@ from pydantic import ValidationError
 
 from schemas.features import FeatureKeys
 from schemas.recommendations import Slate, Surface
-from services.api.metrics import INVALID_SLATES
+from services.api.metrics import INVALID_SLATES, INVALID_STOCKS
 from services.api.ondemand import OnDemandSlates
 from services.common.logging import RepeatFilter
 from services.scorer.publisher import latest_slate_key
 
 __all__ = ["SlateLookup"]
 
-# One line per surface passes every 10 s, with the count of those held back.
+# One line of each kind per surface passes every 10 s, whatever the user, item
+# or count, with the count of those held back.
 _invalid_logger = logging.getLogger(f"{__name__}.invalid")
-_invalid_logger.addFilter(
-    RepeatFilter(interval_seconds=10.0, varying=re.compile(r"user_id=\S+|\d+"))
-)
+_VARYING = re.compile(r"(?:user_id|item_id)=\S+|\d+")
+_invalid_logger.addFilter(RepeatFilter(interval_seconds=10.0, varying=_VARYING))
 
 
 class SlateLookup:
@@ -72,22 +78,13 @@ class SlateLookup:
         Raises:
             redis.RedisError: Redis failed.
         """
-        key = latest_slate_key(self._prefix, user_id, surface)
         try:
-            return await run_in_threadpool(self._read, key)
+            return await run_in_threadpool(self._read, user_id, surface)
         except ValidationError as exc:
-            INVALID_SLATES.labels(surface.value).inc()
             error = exc.errors()[0]
-            _invalid_logger.warning(
-                "invalid stored slate skipped user_id=%s surface=%s errors=%d "
-                "first_error=%s: %s",
-                user_id,
-                surface.value,
-                exc.error_count(),
-                ".".join(str(part) for part in error["loc"]) or "slate",
-                error["msg"],
-            )
-            return None
+            location = ".".join(str(part) for part in error["loc"]) or "slate"
+            _skip_invalid(user_id, surface, exc.error_count(), location, error["msg"])
+        return None
 
     async def computed(self, user_id: str, surface: Surface) -> Slate | None:
         """Return a slate computed now, or None when none can be computed.
@@ -99,13 +96,14 @@ class SlateLookup:
             return None
         return await run_in_threadpool(self._on_demand.compute, user_id, surface)
 
-    def _read(self, key: str) -> bytes | str | None:
+    def _read(self, user_id: str, surface: Surface) -> bytes | str | None:
         """Return the stored slate's JSON text, or None when there is none.
 
         Raises:
             redis.RedisError: Redis failed.
             ValidationError: the stored value is not a valid slate.
         """
+        key = latest_slate_key(self._prefix, user_id, surface)
         raw: bytes | str | None = self._client.get(key)
         if raw is None:
             return None
@@ -115,6 +113,22 @@ class SlateLookup:
         return _without_out_of_stock(raw, slate, self._client, self._keys)
 
 
+def _skip_invalid(
+    user_id: str, surface: Surface, errors: int, location: str, message: str
+) -> None:
+    """Count and log a stored slate that is treated as none."""
+    INVALID_SLATES.labels(surface.value).inc()
+    _invalid_logger.warning(
+        "invalid stored slate skipped user_id=%s surface=%s errors=%d "
+        "first_error=%s: %s",
+        user_id,
+        surface.value,
+        errors,
+        location,
+        message,
+    )
+
+
 def _without_out_of_stock(
     raw: bytes | str, slate: Slate, client: redis.Redis, keys: FeatureKeys
 ) -> bytes | str:
@@ -122,7 +136,9 @@ def _without_out_of_stock(
 
     A slate is stored when its user's event arrives, so without this an item
     sold out since then stays on it until the user's next event. The other
-    items keep their order and are ranked from 1 again.
+    items keep their order and are ranked from 1 again. A stock that is not a
+    finite number counts as unknown, so its item stays, and it is counted and
+    logged.
 
     Args:
         raw: the slate's JSON text as stored.
@@ -135,11 +151,16 @@ def _without_out_of_stock(
     pipe = client.pipeline(transaction=False)
     for entry in slate.items:
         pipe.hget(keys.item_catalog(entry.item_id), "stock")
-    in_stock = [
-        entry
-        for entry, stock in zip(slate.items, pipe.execute(), strict=True)
-        if stock is None or float(stock) > 0
-    ]
+    in_stock = []
+    invalid_item_ids = []
+    for entry, stored in zip(slate.items, pipe.execute(), strict=True):
+        stock = _stock(stored)
+        if stored is not None and stock is None:
+            invalid_item_ids.append(entry.item_id)
+        if stock is None or stock > 0:
+            in_stock.append(entry)
+    if invalid_item_ids:
+        _report_invalid_stocks(slate, invalid_item_ids)
     if len(in_stock) == len(slate.items):
         return raw
     items = [
@@ -147,3 +168,27 @@ def _without_out_of_stock(
         for rank, entry in enumerate(in_stock, 1)
     ]
     return slate.model_copy(update={"items": items}).model_dump_json().encode()
+
+
+def _stock(stored: bytes | str | None) -> float | None:
+    """Return a stored catalog stock, or None when it is missing or no finite number."""
+    if stored is None:
+        return None
+    try:
+        stock = float(stored)
+    except ValueError:
+        return None
+    return stock if math.isfinite(stock) else None
+
+
+def _report_invalid_stocks(slate: Slate, item_ids: list[str]) -> None:
+    INVALID_STOCKS.labels(slate.surface.value).inc(len(item_ids))
+    _invalid_logger.warning(
+        "invalid catalog stock read as unknown user_id=%s surface=%s items=%d "
+        "first_item_id=%s; write a whole number to the stock field of its "
+        "catalog record",
+        slate.user_id,
+        slate.surface.value,
+        len(item_ids),
+        item_ids[0],
+    )

@@ -13,7 +13,7 @@ import signal
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -28,6 +28,7 @@ from confluent_kafka import Consumer, Message, Producer
 from schemas.catalog import ItemRecord
 from schemas.deadletters import DeadLetter
 from schemas.events import Event, EventType
+from schemas.features import FeatureKeys
 from schemas.recommendations import Slate, SlateItem, Surface
 from schemas.validation import MAX_EVENT_BYTES
 from services.api.app import create_app
@@ -183,14 +184,21 @@ def _event(**overrides: Any) -> Event:
     return Event(**fields)
 
 
-def _store_slate(client: redis.Redis, prefix: str, user_id: str) -> Slate:
-    """Store a products slate for ``user_id`` as the hot path would."""
+def _store_slate(
+    client: redis.Redis, prefix: str, user_id: str, item_ids: Sequence[str] = ("i9",)
+) -> Slate:
+    """Store a products slate of the items, in order, as the hot path would."""
     slate = Slate(
         recommendation_id=f"r-{user_id}",
         surface=Surface.PRODUCTS,
         user_id=user_id,
         trigger_event_id="e0",
-        items=[SlateItem(item_id="i9", rank=1, score=0.5, source="trending")],
+        items=[
+            SlateItem(
+                item_id=item_id, rank=rank, score=1 / (rank + 1), source="trending"
+            )
+            for rank, item_id in enumerate(item_ids, start=1)
+        ],
         model_version="heuristic-v1",
         generated_at=START,
         latency_ms=3.0,
@@ -474,41 +482,48 @@ def test_api_reads_any_valid_user_id(
     assert too_long.status_code == 422
 
 
+def _served_items(api: Api, user_id: str) -> list[tuple[str, int]]:
+    answer = api.call(
+        "GET",
+        "/v1/users/{user_id}/slates/{surface}",
+        f"/v1/users/{user_id}/slates/products",
+    )
+    served = Slate.model_validate_json(answer.content)
+    return [(item.item_id, item.rank) for item in served.items]
+
+
 def test_api_drops_sold_out_slate_items(
     make_api: Callable[..., Api],
     redis_client: redis.Redis,
     redis_settings: RedisSettings,
 ) -> None:
     prefix = redis_settings.key_prefix
-    slate = Slate(
-        recommendation_id="r-stock",
-        surface=Surface.PRODUCTS,
-        user_id="u-stock",
-        trigger_event_id="e0",
-        items=[
-            SlateItem(item_id=item_id, rank=rank, score=1.0 / rank, source="trending")
-            for rank, item_id in enumerate(["i7", "i8", "i9"], start=1)
-        ],
-        model_version="heuristic-v1",
-        generated_at=START,
-        latency_ms=3.0,
-    )
-    redis_client.set(
-        latest_slate_key(prefix, "u-stock", "products"), slate.model_dump_json()
-    )
+    _store_slate(redis_client, prefix, "u-stock", ["i7", "i8", "i9"])
     catalog = CatalogWriter(redis_client, prefix)
     catalog.write(ItemRecord(item_id="i8", stock=0, updated_at=START))
     catalog.write(ItemRecord(item_id="i9", stock=3, updated_at=START))
     api = make_api()
 
-    answer = api.call(
-        "GET",
-        "/v1/users/{user_id}/slates/{surface}",
-        "/v1/users/u-stock/slates/products",
-    )
+    served = _served_items(api, "u-stock")
 
-    served = Slate.model_validate_json(answer.content)
-    assert [(item.item_id, item.rank) for item in served.items] == [
-        ("i7", 1),
-        ("i9", 2),
-    ]
+    assert served == [("i7", 1), ("i9", 2)]
+
+
+def test_api_keeps_item_of_invalid_stock(
+    make_api: Callable[..., Api],
+    redis_client: redis.Redis,
+    redis_settings: RedisSettings,
+) -> None:
+    prefix = redis_settings.key_prefix
+    # Items of their own, so that no other test reads the invalid stock.
+    item_ids = ["i-bad-stock", "i-sold-out", "i-in-stock"]
+    _store_slate(redis_client, prefix, "u-bad-stock", item_ids)
+    catalog = CatalogWriter(redis_client, prefix)
+    catalog.write(ItemRecord(item_id="i-sold-out", stock=0, updated_at=START))
+    bad_stock = FeatureKeys(prefix).item_catalog("i-bad-stock")
+    redis_client.hset(bad_stock, "stock", "abc")
+    api = make_api()
+
+    served = _served_items(api, "u-bad-stock")
+
+    assert served == [("i-bad-stock", 1), ("i-in-stock", 2)]
