@@ -7,7 +7,8 @@ the JSON text that the hot path wrote, unless items were left out.
 
 A stored slate is read in strict JSON mode, as sites read slates from Kafka.
 One that is not valid, such as a slate with a number sent as text, counts as
-none stored: the request gets a slate computed now, or a 404. Each one is
+none stored: the request gets a slate computed now, or a 404. So does a valid
+slate of another user or surface than the key it was read from. Each one is
 counted in ``cartwheel_api_invalid_slates_total`` and logged as a WARNING.
 
 A catalog stock that is not a finite number counts as unknown, so its item
@@ -42,6 +43,19 @@ _VARYING = re.compile(r"(?:user_id|item_id)=\S+|\d+")
 _invalid_logger.addFilter(RepeatFilter(interval_seconds=10.0, varying=_VARYING))
 
 
+class _MisplacedSlateError(Exception):
+    """Raised when a valid stored slate names another user or surface than its key.
+
+    Args:
+        field: the slate's field that does not match the key.
+        message: what was found instead.
+    """
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
 class SlateLookup:
     """Find a user's slate on one surface: the stored one, else one computed now.
 
@@ -72,8 +86,8 @@ class SlateLookup:
     async def stored(self, user_id: str, surface: Surface) -> bytes | str | None:
         """Return the JSON text of the stored slate, or None when there is none.
 
-        A stored value that is not a valid slate is counted, logged and
-        treated as none.
+        A stored value that is not a valid slate, or a slate of another user
+        or surface, is counted, logged and treated as none.
 
         Raises:
             redis.RedisError: Redis failed.
@@ -84,6 +98,8 @@ class SlateLookup:
             error = exc.errors()[0]
             location = ".".join(str(part) for part in error["loc"]) or "slate"
             _skip_invalid(user_id, surface, exc.error_count(), location, error["msg"])
+        except _MisplacedSlateError as exc:
+            _skip_invalid(user_id, surface, 1, exc.field, str(exc))
         return None
 
     async def computed(self, user_id: str, surface: Surface) -> Slate | None:
@@ -102,12 +118,19 @@ class SlateLookup:
         Raises:
             redis.RedisError: Redis failed.
             ValidationError: the stored value is not a valid slate.
+            _MisplacedSlateError: the slate is of another user or surface.
         """
         key = latest_slate_key(self._prefix, user_id, surface)
         raw: bytes | str | None = self._client.get(key)
         if raw is None:
             return None
         slate = Slate.model_validate_json(raw, strict=True)
+        if slate.user_id != user_id:
+            raise _MisplacedSlateError("user_id", "another user's slate is stored here")
+        if slate.surface is not surface:
+            raise _MisplacedSlateError(
+                "surface", f"a slate of surface {slate.surface.value!r} is stored here"
+            )
         if not self._is_dropping_out_of_stock:
             return raw
         return _without_out_of_stock(raw, slate, self._client, self._keys)

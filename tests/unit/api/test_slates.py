@@ -12,7 +12,7 @@ import pytest
 from schemas.features import FeatureKeys
 from schemas.recommendations import Slate, SlateItem, Surface
 from services.api import slates as slates_module
-from services.api.metrics import INVALID_STOCKS
+from services.api.metrics import INVALID_SLATES, INVALID_STOCKS
 from services.api.slates import SlateLookup
 from services.common.logging import RepeatFilter
 from services.scorer.publisher import latest_slate_key
@@ -132,3 +132,32 @@ def test_invalid_stocks_log_one_line_per_surface(
     [line] = [r.getMessage() for r in caplog.records]
     assert "invalid catalog stock read as unknown user_id=u1" in line
     assert "surface=products items=2 first_item_id=i1;" in line
+
+
+@pytest.mark.usefixtures("fresh_repeat_filter")
+@pytest.mark.parametrize(
+    ("overrides", "first_error"),
+    [
+        ({"user_id": "u2"}, "user_id: another user's slate is stored here"),
+        (
+            {"surface": Surface.BUNDLES, "context_item_id": "i9"},
+            "surface: a slate of surface 'bundles' is stored here",
+        ),
+    ],
+    ids=["user", "surface"],
+)
+def test_stored_slate_of_other_key_counts_as_none(
+    caplog: pytest.LogCaptureFixture, overrides: dict[str, Any], first_error: str
+) -> None:
+    redis_client = _StubRedis()
+    _store(redis_client, **overrides)
+    invalid = INVALID_SLATES.labels("products")
+    before = invalid._value.get()
+
+    with caplog.at_level(logging.WARNING, logger=slates_module._invalid_logger.name):
+        served = _stored(redis_client)
+
+    assert served is None
+    assert invalid._value.get() == before + 1
+    assert "invalid stored slate skipped user_id=u1 surface=products" in caplog.text
+    assert f"first_error={first_error}" in caplog.text
