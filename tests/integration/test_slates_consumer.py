@@ -163,9 +163,10 @@ def test_readme_slate_example_renders_published_slate(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
-    section = readme[readme.index("reads slates with `services.client") :]
-    start = section.index("```python\n") + len("```python\n")
-    example = section[start : section.index("\n```", start)]
+    # The README's only example that imports the consumer.
+    start = readme.index("```python\nfrom services.client import SlateConsumer")
+    start += len("```python\n")
+    example = readme[start : readme.index("\n```", start)]
     topic = topics.recommendations(Surface.PRODUCTS.value)
     _publish(kafka_settings, topic, [_slate(1).model_dump_json().encode()])
     monkeypatch.setenv("CARTWHEEL_KAFKA_BOOTSTRAP", kafka_bootstrap)
