@@ -16,7 +16,7 @@ loaded.
 Loading reads only regular files, rejects a symbolic link in place of one,
 and reads each within a size cap, so a damaged artifact cannot make a process
 read without end. A file's size is checked before any byte of it is read, and
-the read asks for that size only, so no cap, however large, makes a load
+the read requests that size only, so no cap, however large, makes a load
 allocate more memory than the file holds. ``weights_file`` in the metadata
 must be a plain file name, with no folder in it. The caps follow from what
 each file holds:

@@ -1,4 +1,4 @@
-"""What a model announcement points to: its ranker, and the earlier versions.
+"""Model announcements: the ranker each one names, and the earlier versions.
 
 Unless it is given other functions, the watcher loads an announced version
 with :func:`load_ranker` and looks up its fallbacks with

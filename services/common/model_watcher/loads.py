@@ -250,6 +250,7 @@ class RankerLoads:
         version = failed.model_version
         if not self.can_start_load(version):
             return
+
         listed = self._loads.run(
             lambda: self._earlier_versions(failed), f"{_LISTING_PREFIX}{version}"
         )
@@ -261,6 +262,7 @@ class RankerLoads:
                 self._loads.timeout_seconds,
             )
             return
+
         earlier = listed.result()
         # A version that failed or timed out before is not loaded again. A late
         # return of a timed-out load is handled by take_returned_loads.
@@ -270,6 +272,7 @@ class RankerLoads:
                 return
             if self._try_load(candidate, instead_of=version):
                 return
+
         if not untried and version in self._reported_fallbacks:
             logger.debug(
                 "no earlier version left to try model_version=%s earlier_versions=%d",

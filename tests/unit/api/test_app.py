@@ -355,7 +355,7 @@ def test_oversized_event_post_is_413_with_reason() -> None:
     }
 
 
-def test_event_post_is_413_when_content_length_exceeds_limit() -> None:
+def test_oversized_content_length_is_413() -> None:
     app = create_app(
         ApiSettings(is_on_demand_enabled=False),
         redis_client=_EmptyRedis(),  # type: ignore[arg-type]

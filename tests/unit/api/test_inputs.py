@@ -42,7 +42,7 @@ def test_read_capped_stops_waiting_when_declared_too_large(
     assert size == "99999999999999999999 bytes"
 
 
-def test_read_capped_keeps_first_bytes_when_declared_too_large() -> None:
+def test_read_capped_keeps_first_bytes() -> None:
     request = _request("40", b"a" * 20, b"b" * 20)
 
     raw, size = asyncio.run(read_capped(request, 16))

@@ -179,7 +179,7 @@ def test_handlers_restored_after_command_without_signal(
     assert {signum: signal.getsignal(signum) for signum in _STOP_SIGNALS} == before
 
 
-def test_service_exits_0_with_cleanup_when_sigterm_stops_it(
+def test_service_sigterm_exits_0_after_cleanup(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     parser = _terminating_parser(is_service=True)
@@ -192,7 +192,7 @@ def test_service_exits_0_with_cleanup_when_sigterm_stops_it(
     assert parser.get_default("cleaned_up") == [True]
 
 
-def test_service_exits_0_when_interrupted_before_its_own_handler(
+def test_service_early_interrupt_exits_0(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     def interrupted(args: argparse.Namespace) -> int:
@@ -219,7 +219,7 @@ def test_service_exits_0_when_interrupted_before_its_own_handler(
         ["feedback", "run"],
     ],
 )
-def test_parser_marks_commands_that_run_until_stopped_as_services(
+def test_parser_marks_service_commands(
     argv: list[str],
 ) -> None:
     args = command.build_parser().parse_args(argv)
